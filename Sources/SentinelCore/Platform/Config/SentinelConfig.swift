@@ -1,0 +1,240 @@
+import Foundation
+import Yams
+
+/// The appliance's configuration. Every key has a built-in default so `sentinel serve` runs with no
+/// file at all; a YAML file (`--config`) and `SENTINEL_…` environment variables override it, in that
+/// order. One loader (`ConfigLoader`) is the only way configuration enters the process.
+public struct SentinelConfig: Sendable, Equatable {
+    public var server = Server()
+    public var storage = Storage()
+    public var workspaces = Workspaces()
+    public var jobs = Jobs()
+    public var shutdown = Shutdown()
+    public var log = Log()
+
+    public init() {}
+
+    public struct Server: Sendable, Equatable {
+        public var host = "0.0.0.0"
+        public var port = 8443
+        public var tlsEnabled = true
+        public var tlsCertFile: String? = nil
+        public var tlsKeyFile: String? = nil
+        public var maxBodyBytes = 25 * 1024 * 1024
+    }
+
+    public struct Storage: Sendable, Equatable {
+        /// `full` makes every acknowledging commit survive a power cut; `normal` only a process crash.
+        public var synchronous: SynchronousMode = .full
+        public var busyTimeoutMilliseconds = 5_000
+    }
+
+    public enum SynchronousMode: String, Sendable, Equatable, CaseIterable {
+        case full, normal
+    }
+
+    public struct Workspaces: Sendable, Equatable {
+        public var maxOpen = 256
+        public var idleCloseSeconds = 300.0
+        public var offlineRetrySeconds = 30.0
+    }
+
+    public struct Jobs: Sendable, Equatable {
+        public var globalConcurrency = 16
+        public var workspaceConcurrency = 4
+        public var maxAttempts = 8
+        public var backoffBaseSeconds = 2.0
+        public var backoffMaxSeconds = 600.0
+        public var leaseSeconds = 60.0
+        public var pollIntervalMilliseconds = 250
+        public var rateLimitPerSecond = 50.0
+        public var rateLimitBurst = 100.0
+        public var retentionHours = 168.0
+    }
+
+    public struct Shutdown: Sendable, Equatable {
+        public var drainSeconds = 20.0
+    }
+
+    public struct Log: Sendable, Equatable {
+        public var level = "info"
+    }
+}
+
+/// A configuration key as documented in `appliance/sentinel.example.yaml`.
+public struct ConfigKey: Sendable {
+    public let path: String
+    public let summary: String
+    let apply: @Sendable (inout SentinelConfig, String) throws -> Void
+    let current: @Sendable (SentinelConfig) -> String
+
+    /// `server.tls.enabled` → `SENTINEL_SERVER_TLS_ENABLED`.
+    public var environmentName: String {
+        "SENTINEL_" + path.uppercased().replacingOccurrences(of: ".", with: "_")
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum ConfigLoader {
+    /// Every key the appliance reads. Adding a key here is the only way to add configuration.
+    public static let keys: [ConfigKey] = [
+        key("server.host", "address to listen on", \.server.host),
+        key("server.port", "port to listen on", \.server.port),
+        key("server.tls.enabled", "serve HTTPS (false only behind a TLS-terminating proxy)", \.server.tlsEnabled),
+        key("server.tls.cert_file", "PEM certificate chain; a self-signed one is made in data/tls/ when unset", \.server.tlsCertFile),
+        key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
+        key("server.max_body_bytes", "largest request body accepted (413 above)", \.server.maxBodyBytes),
+        key("storage.synchronous", "full | normal: durability of acknowledging commits", \.storage.synchronous),
+        key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds),
+        key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
+        key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds),
+        key("workspaces.offline_retry_seconds", "retry opening an offline workspace after this long", \.workspaces.offlineRetrySeconds),
+        key("jobs.global_concurrency", "jobs running at once across all workspaces", \.jobs.globalConcurrency),
+        key("jobs.workspace_concurrency", "jobs running at once in one workspace", \.jobs.workspaceConcurrency),
+        key("jobs.max_attempts", "attempts before a job is dead", \.jobs.maxAttempts),
+        key("jobs.backoff_base_seconds", "first retry delay; doubles each attempt", \.jobs.backoffBaseSeconds),
+        key("jobs.backoff_max_seconds", "largest retry delay", \.jobs.backoffMaxSeconds),
+        key("jobs.lease_seconds", "a running job's lease; heartbeats renew it", \.jobs.leaseSeconds),
+        key("jobs.poll_interval_ms", "how often the scheduler looks for work enqueued by other processes", \.jobs.pollIntervalMilliseconds),
+        key("jobs.rate_limit_per_second", "per-workspace job starts per second (token bucket rate)", \.jobs.rateLimitPerSecond),
+        key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
+        key("jobs.retention_hours", "finished jobs are pruned after this long", \.jobs.retentionHours),
+        key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
+        key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
+    ]
+
+    /// Defaults, then the YAML file (if any), then the environment.
+    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SentinelConfig {
+        var config = SentinelConfig()
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigError("cannot read config file \(file)")
+            }
+            let flat = try flatten(yaml: text, file: file)
+            let known = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
+            for (path, value) in flat.sorted(by: { $0.key < $1.key }) {
+                guard let key = known[path] else { throw ConfigError("\(file): unknown key '\(path)'") }
+                do { try key.apply(&config, value) } catch let error as ConfigError {
+                    throw ConfigError("\(file): \(path): \(error.description)")
+                }
+            }
+        }
+        for key in keys {
+            if let value = environment[key.environmentName] {
+                do { try key.apply(&config, value) } catch let error as ConfigError {
+                    throw ConfigError("\(key.environmentName): \(error.description)")
+                }
+            }
+        }
+        try validate(config)
+        return config
+    }
+
+    /// The effective value of every key, for `sentinel config show` style diagnostics.
+    public static func describe(_ config: SentinelConfig) -> [(String, String)] {
+        keys.map { ($0.path, $0.current(config)) }
+    }
+
+    static func validate(_ config: SentinelConfig) throws {
+        guard (1...65535).contains(config.server.port) || config.server.port == 0 else { throw ConfigError("server.port must be 0...65535") }
+        guard config.workspaces.maxOpen >= 1 else { throw ConfigError("workspaces.max_open must be at least 1") }
+        guard config.jobs.globalConcurrency >= 1, config.jobs.workspaceConcurrency >= 1 else {
+            throw ConfigError("jobs concurrency limits must be at least 1")
+        }
+        guard config.jobs.maxAttempts >= 1 else { throw ConfigError("jobs.max_attempts must be at least 1") }
+        guard config.jobs.rateLimitPerSecond > 0, config.jobs.rateLimitBurst >= 1 else {
+            throw ConfigError("jobs.rate_limit_per_second must be > 0 and jobs.rate_limit_burst >= 1")
+        }
+        guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
+            throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")
+        }
+    }
+
+    static func flatten(yaml: String, file: String) throws -> [String: String] {
+        let node: Node?
+        do { node = try Yams.compose(yaml: yaml) } catch {
+            throw ConfigError("\(file): invalid YAML: \(error)")
+        }
+        var out: [String: String] = [:]
+        func walk(_ node: Node, _ prefix: String) throws {
+            switch node {
+            case .mapping(let mapping):
+                for (k, v) in mapping {
+                    guard let name = k.string else { throw ConfigError("\(file): non-string key under '\(prefix)'") }
+                    try walk(v, prefix.isEmpty ? name : prefix + "." + name)
+                }
+            case .scalar(let scalar):
+                if scalar.tag.description == "tag:yaml.org,2002:null" || (scalar.string == "null" || scalar.string == "~") {
+                    return
+                }
+                out[prefix] = scalar.string
+            case .sequence, .alias:
+                throw ConfigError("\(file): '\(prefix)' must be a single value")
+            }
+        }
+        if let node { try walk(node, "") }
+        return out
+    }
+
+    private static func key<V: ConfigValue>(_ path: String, _ summary: String, _ kp: WritableKeyPath<SentinelConfig, V> & Sendable) -> ConfigKey {
+        ConfigKey(path: path, summary: summary,
+                  apply: { config, raw in config[keyPath: kp] = try V.parse(raw) },
+                  current: { $0[keyPath: kp].rendered })
+    }
+}
+
+protocol ConfigValue: Sendable {
+    static func parse(_ raw: String) throws -> Self
+    var rendered: String { get }
+}
+
+extension String: ConfigValue {
+    static func parse(_ raw: String) throws -> String { raw }
+    var rendered: String { self }
+}
+
+extension Int: ConfigValue {
+    static func parse(_ raw: String) throws -> Int {
+        guard let v = Int(raw.trimmingCharacters(in: .whitespaces)) else { throw ConfigError("'\(raw)' is not an integer") }
+        return v
+    }
+    var rendered: String { String(self) }
+}
+
+extension Double: ConfigValue {
+    static func parse(_ raw: String) throws -> Double {
+        guard let v = Double(raw.trimmingCharacters(in: .whitespaces)), v.isFinite, v >= 0 else {
+            throw ConfigError("'\(raw)' is not a non-negative number")
+        }
+        return v
+    }
+    var rendered: String { String(self) }
+}
+
+extension Bool: ConfigValue {
+    static func parse(_ raw: String) throws -> Bool {
+        switch raw.lowercased().trimmingCharacters(in: .whitespaces) {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw ConfigError("'\(raw)' is not a boolean")
+        }
+    }
+    var rendered: String { String(self) }
+}
+
+extension Optional: ConfigValue where Wrapped == String {
+    static func parse(_ raw: String) throws -> String? { raw.isEmpty ? nil : raw }
+    var rendered: String { self ?? "" }
+}
+
+extension SentinelConfig.SynchronousMode: ConfigValue {
+    static func parse(_ raw: String) throws -> Self {
+        guard let v = Self(rawValue: raw.lowercased()) else { throw ConfigError("'\(raw)' is not one of full, normal") }
+        return v
+    }
+    var rendered: String { rawValue }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+
+/// A domain event as written to a workspace's append-only log (SPEC §5).
+public struct DomainEvent: Sendable {
+    public var type: String
+    public var subject: String?
+    public var data: Data
+    public var correlationID: String?
+
+    public init(type: String, subject: String? = nil, data: Data = Data("{}".utf8), correlationID: String? = nil) {
+        self.type = type
+        self.subject = subject
+        self.data = data
+        self.correlationID = correlationID
+    }
+
+    public init<T: Encodable>(type: String, subject: String? = nil, payload: T, correlationID: String? = nil) throws {
+        self.init(type: type, subject: subject, data: try JSONEncoder.sentinel.encode(payload), correlationID: correlationID)
+    }
+}
+
+/// A row of the `events` table.
+public struct StoredEvent: Sendable, Codable, Equatable, FetchableRecord {
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public var seq: Int64
+    public var id: String
+    public var type: String
+    public var occurredAt: String
+    public var correlationId: String?
+    public var subject: String?
+    public var data: String
+}
+
+/// The payload of a listener job: which event to react to.
+public struct EventListenerPayload: Codable, Sendable, Equatable {
+    public var seq: Int64
+    public var eventID: String
+    public var type: String
+}
+
+public enum EventLog {
+    /// Appends inside the caller's transaction and enqueues one job per registered listener, keyed by
+    /// event and listener so a listener reacts to an event exactly once.
+    @discardableResult
+    public static func append(_ event: DomainEvent, in db: Database, now: Date, listeners: [String]) throws -> (seq: Int64, jobs: [JobRequest]) {
+        guard (try? JSONSerialization.jsonObject(with: event.data)) != nil else {
+            throw StorageError.invalid("event \(event.type) data is not JSON")
+        }
+        let id = UUID().uuidString.lowercased()
+        try db.execute(sql: """
+            INSERT INTO events (id, type, occurred_at, correlation_id, subject, data) VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [id, event.type, ISO8601.string(now), event.correlationID, event.subject,
+                             String(decoding: event.data, as: UTF8.self)])
+        let seq = db.lastInsertedRowID
+        let jobs = try listeners.map { name in
+            try JobRequest(kind: EventListenerRegistry.jobKind(name), payload: EventListenerPayload(seq: seq, eventID: id, type: event.type),
+                           priority: .low, idempotencyKey: "event:\(id):\(name)", correlationID: event.correlationID)
+        }
+        return (seq, jobs)
+    }
+
+    public static func read(after seq: Int64, limit: Int, types: [String]? = nil, in db: Database) throws -> [StoredEvent] {
+        if let types, !types.isEmpty {
+            let marks = Array(repeating: "?", count: types.count).joined(separator: ",")
+            return try StoredEvent.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? AND type IN (\(marks)) ORDER BY seq LIMIT ?",
+                                            arguments: StatementArguments([seq] as [any DatabaseValueConvertible] + types + [limit]))
+        }
+        return try StoredEvent.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
+    }
+
+    public static func event(seq: Int64, in db: Database) throws -> StoredEvent? {
+        try StoredEvent.fetchOne(db, sql: "SELECT * FROM events WHERE seq = ?", arguments: [seq])
+    }
+}
+
+/// Which listeners react to which event types. A listener is a job handler: it runs on the
+/// workspace's queue, retried like any job, decoupled from the code that appended the event.
+public struct EventListenerRegistry: Sendable {
+    private(set) var byType: [String: [String]] = [:]
+
+    public init() {}
+
+    public static func jobKind(_ listener: String) -> String { "listener.\(listener)" }
+
+    mutating func add(type: String, listener: String) {
+        byType[type, default: []].append(listener)
+    }
+
+    public func listeners(for type: String) -> [String] { byType[type] ?? [] }
+}
+
+enum ISO8601 {
+    static func string(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import GRDB
+
+/// Priority classes of SPEC §4, highest first. Lower raw value runs first.
+public enum JobPriority: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// Delivery processing, posting results.
+    case critical = 0
+    /// Review runs.
+    case normal = 1
+    /// Rollups, notifications.
+    case low = 2
+    /// Export, retention.
+    case bulk = 3
+
+    public var description: String {
+        switch self {
+        case .critical: return "critical"
+        case .normal: return "normal"
+        case .low: return "low"
+        case .bulk: return "bulk"
+        }
+    }
+}
+
+public enum JobState: String, Sendable, Codable, CaseIterable {
+    case queued, running, succeeded, dead, cancelled
+}
+
+/// What a caller asks to be done later. `idempotencyKey` makes enqueueing the same logical work
+/// twice a no-op; the database enforces it with a unique index.
+public struct JobRequest: Sendable {
+    public var kind: String
+    public var payload: Data
+    public var priority: JobPriority
+    public var runAt: Date?
+    public var idempotencyKey: String?
+    public var correlationID: String?
+    public var maxAttempts: Int?
+
+    public init(kind: String, payload: Data = Data("{}".utf8), priority: JobPriority = .normal, runAt: Date? = nil,
+                idempotencyKey: String? = nil, correlationID: String? = nil, maxAttempts: Int? = nil) {
+        self.kind = kind
+        self.payload = payload
+        self.priority = priority
+        self.runAt = runAt
+        self.idempotencyKey = idempotencyKey
+        self.correlationID = correlationID
+        self.maxAttempts = maxAttempts
+    }
+
+    public init<P: Encodable>(kind: String, payload: P, priority: JobPriority = .normal, runAt: Date? = nil,
+                              idempotencyKey: String? = nil, correlationID: String? = nil, maxAttempts: Int? = nil) throws {
+        self.init(kind: kind, payload: try JSONEncoder.sentinel.encode(payload), priority: priority, runAt: runAt,
+                  idempotencyKey: idempotencyKey, correlationID: correlationID, maxAttempts: maxAttempts)
+    }
+}
+
+/// A row of the `jobs` table.
+public struct JobRecord: Sendable, Codable, Equatable, FetchableRecord, TableRecord {
+    public static let databaseTableName = "jobs"
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+
+    public var id: Int64
+    public var kind: String
+    public var payload: Data
+    public var priority: Int
+    public var state: JobState
+    public var attempts: Int
+    public var maxAttempts: Int
+    public var runAt: Double
+    public var leaseOwner: String?
+    public var leaseExpiresAt: Double?
+    public var idempotencyKey: String?
+    public var correlationId: String?
+    public var lastError: String?
+    public var createdAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+
+    public var jobPriority: JobPriority { JobPriority(rawValue: priority) ?? .normal }
+
+    public func decodePayload<P: Decodable>(_ type: P.Type) throws -> P {
+        try JSONDecoder().decode(type, from: payload)
+    }
+}
+
+extension JobState: DatabaseValueConvertible {}
+
+public enum EnqueueResult: Sendable, Equatable {
+    case created(Int64)
+    /// A job with the same idempotency key already exists; its id.
+    case duplicate(Int64)
+
+    public var jobID: Int64 {
+        switch self { case .created(let id), .duplicate(let id): return id }
+    }
+}
+
+/// How a handler's attempt ended.
+public enum JobOutcome: Sendable, Equatable {
+    case succeeded
+    case failed(message: String, retryAfter: TimeInterval?, permanent: Bool)
+    /// Given back without counting the attempt (shutdown).
+    case released
+}
+
+/// Errors a job handler throws to steer the queue. Any other error is retried with backoff.
+public enum JobFailure: Error, CustomStringConvertible {
+    /// Retry no earlier than this many seconds from now (a `Retry-After`).
+    case retryAfter(TimeInterval, String)
+    /// Retrying cannot help: the job becomes dead now, visibly.
+    case permanent(String)
+
+    public var description: String {
+        switch self {
+        case .retryAfter(let s, let m): return "\(m) (retry after \(Int(s.rounded(.up)))s)"
+        case .permanent(let m): return m
+        }
+    }
+}
+
+extension JSONEncoder {
+    /// Stable output (sorted keys) for payloads, events and hashes.
+    public static var sentinel: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }
+}

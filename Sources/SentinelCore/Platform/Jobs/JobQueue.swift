@@ -1,0 +1,180 @@
+import Foundation
+import GRDB
+
+/// The durable per-workspace queue of SPEC §4, as SQL on one workspace file. Everything here runs
+/// inside a transaction the caller owns, so a job can be enqueued atomically with the state change
+/// that needs it, and the database (not a query-then-insert) enforces idempotency.
+public enum JobQueue {
+    public static func enqueue(_ request: JobRequest, in db: Database, now: Date, defaultMaxAttempts: Int) throws -> EnqueueResult {
+        let runAt = (request.runAt ?? now).epoch
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at,
+                                        idempotency_key, correlation_id, created_at)
+            VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)
+            """, arguments: [request.kind, request.payload, request.priority.rawValue,
+                             request.maxAttempts ?? defaultMaxAttempts, runAt,
+                             request.idempotencyKey, request.correlationID, now.epoch])
+        if db.changesCount == 1 { return .created(db.lastInsertedRowID) }
+        guard let key = request.idempotencyKey,
+              let existing = try Int64.fetchOne(db, sql: "SELECT id FROM jobs WHERE idempotency_key = ?", arguments: [key]) else {
+            throw StorageError.conflict("job could not be enqueued")
+        }
+        return .duplicate(existing)
+    }
+
+    /// Takes up to `limit` due jobs for `owner`: first jobs whose lease expired (their worker
+    /// crashed), then queued jobs by priority and due time. Each claim counts as an attempt, so a
+    /// job that keeps crashing its worker ends `dead` instead of looping.
+    public static func claim(in db: Database, owner: String, now: Date, limit: Int, lease: TimeInterval) throws -> [JobRecord] {
+        guard limit > 0 else { return [] }
+        let t = now.epoch
+        var picked = try JobRecord.fetchAll(db, sql: """
+            SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?
+            """, arguments: [t, limit])
+        var exhausted: [JobRecord] = []
+        picked.removeAll { job in
+            if job.attempts >= job.maxAttempts { exhausted.append(job); return true }
+            return false
+        }
+        for job in exhausted {
+            try db.execute(sql: """
+                UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?,
+                       last_error = coalesce(last_error || '; ', '') || 'lease expired on the last attempt (worker lost)'
+                WHERE id = ?
+                """, arguments: [t, job.id])
+        }
+        if picked.count < limit {
+            picked += try JobRecord.fetchAll(db, sql: """
+                SELECT * FROM jobs WHERE state = 'queued' AND run_at <= ? ORDER BY priority, run_at, id LIMIT ?
+                """, arguments: [t, limit - picked.count])
+        }
+        let expires = t + lease
+        for i in picked.indices {
+            try db.execute(sql: """
+                UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
+                WHERE id = ?
+                """, arguments: [owner, expires, t, picked[i].id])
+            picked[i].state = .running
+            picked[i].attempts += 1
+            picked[i].leaseOwner = owner
+            picked[i].leaseExpiresAt = expires
+            picked[i].startedAt = t
+        }
+        return picked
+    }
+
+    /// Records the end of an attempt. Returns false (and changes nothing) when `owner` no longer
+    /// holds the lease: another worker retook the job and its outcome is the one that counts.
+    @discardableResult
+    public static func finish(_ job: JobRecord, owner: String, outcome: JobOutcome, in db: Database, now: Date,
+                              backoff: BackoffPolicy) throws -> Bool {
+        let t = now.epoch
+        switch outcome {
+        case .succeeded:
+            try db.execute(sql: """
+                UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?, last_error = NULL
+                WHERE id = ? AND state = 'running' AND lease_owner = ?
+                """, arguments: [t, job.id, owner])
+        case .released:
+            try db.execute(sql: """
+                UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), lease_owner = NULL, lease_expires_at = NULL, run_at = ?
+                WHERE id = ? AND state = 'running' AND lease_owner = ?
+                """, arguments: [t, job.id, owner])
+        case .failed(let message, let retryAfter, let permanent):
+            let attempts = try Int.fetchOne(db, sql: "SELECT attempts FROM jobs WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                                            arguments: [job.id, owner])
+            guard let attempts else { return false }
+            if permanent || attempts >= job.maxAttempts {
+                try db.execute(sql: """
+                    UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?, last_error = ?
+                    WHERE id = ?
+                    """, arguments: [t, message, job.id])
+            } else {
+                let delay = backoff.delay(afterAttempt: attempts, retryAfter: retryAfter)
+                try db.execute(sql: """
+                    UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, run_at = ?, last_error = ?
+                    WHERE id = ?
+                    """, arguments: [t + delay, message, job.id])
+            }
+        }
+        return db.changesCount == 1
+    }
+
+    /// Extends the lease of a running job; false when the lease was lost.
+    public static func heartbeat(jobID: Int64, owner: String, in db: Database, until: Date) throws -> Bool {
+        try db.execute(sql: "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                       arguments: [until.epoch, jobID, owner])
+        return db.changesCount == 1
+    }
+
+    /// Gives back every job `owner` still holds (graceful shutdown), without counting the attempt.
+    public static func releaseAll(owner: String, in db: Database, now: Date) throws -> Int {
+        try db.execute(sql: """
+            UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), lease_owner = NULL, lease_expires_at = NULL, run_at = ?
+            WHERE state = 'running' AND lease_owner = ?
+            """, arguments: [now.epoch, owner])
+        return db.changesCount
+    }
+
+    /// The earliest moment something in this file needs a worker: a queued job falling due or a
+    /// lease expiring. Nil when the queue is idle.
+    public static func nextDue(in db: Database) throws -> Double? {
+        let row = try Row.fetchOne(db, sql: """
+            SELECT (SELECT min(run_at) FROM jobs WHERE state = 'queued'),
+                   (SELECT min(lease_expires_at) FROM jobs WHERE state = 'running')
+            """)
+        guard let row else { return nil }
+        let queued: Double? = row[0]
+        let leased: Double? = row[1]
+        switch (queued, leased) {
+        case let (q?, l?): return min(q, l)
+        case let (q?, nil): return q
+        case let (nil, l?): return l
+        default: return nil
+        }
+    }
+
+    /// Deletes succeeded and cancelled jobs finished before `cutoff`. Dead jobs stay until an admin acts.
+    public static func prune(finishedBefore cutoff: Date, in db: Database) throws -> Int {
+        try db.execute(sql: "DELETE FROM jobs WHERE state IN ('succeeded','cancelled') AND finished_at < ?", arguments: [cutoff.epoch])
+        return db.changesCount
+    }
+
+    /// Puts a dead job back in the queue with a fresh attempt budget.
+    public static func retryDead(jobID: Int64, in db: Database, now: Date) throws -> Bool {
+        try db.execute(sql: """
+            UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL WHERE id = ? AND state = 'dead'
+            """, arguments: [now.epoch, jobID])
+        return db.changesCount == 1
+    }
+
+    /// Gives up on a dead job for good; it is pruned like a finished one.
+    public static func discardDead(jobID: Int64, in db: Database, now: Date) throws -> Bool {
+        try db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'dead'",
+                       arguments: [now.epoch, jobID])
+        return db.changesCount == 1
+    }
+
+    /// Cancels queued jobs matching an idempotency-key prefix (e.g. work for a closed PR).
+    public static func cancelQueued(idempotencyKeyPrefix prefix: String, in db: Database, now: Date) throws -> Int {
+        try db.execute(sql: """
+            UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE state = 'queued' AND idempotency_key LIKE ? ESCAPE '\\'
+            """, arguments: [now.epoch, escapeLike(prefix) + "%"])
+        return db.changesCount
+    }
+
+    public static func list(state: JobState?, limit: Int = 100, in db: Database) throws -> [JobRecord] {
+        if let state {
+            return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = ? ORDER BY id LIMIT ?", arguments: [state, limit])
+        }
+        return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY id LIMIT ?", arguments: [limit])
+    }
+
+    public static func job(id: Int64, in db: Database) throws -> JobRecord? {
+        try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id])
+    }
+
+    static func escapeLike(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+    }
+}

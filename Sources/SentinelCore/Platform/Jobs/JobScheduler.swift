@@ -1,0 +1,273 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The global job loop. It learns which workspaces have due work from the pending-work index,
+/// serves them round-robin within the global and per-workspace concurrency limits and each
+/// workspace's token bucket, runs handlers with lease heartbeats, and on shutdown lets running jobs
+/// finish up to a deadline before giving the rest back.
+public actor JobScheduler: Service {
+    public nonisolated let owner: String
+    let supervisor: Supervisor
+    let config: SentinelConfig
+    let logger: Logger
+    let metrics: SentinelMetrics
+    private let wake = WakeSignal()
+
+    private var inFlight: [WorkspaceID: Int] = [:]
+    private var globalInFlight = 0
+    private var buckets: [WorkspaceID: TokenBucket] = [:]
+    private var cursor: WorkspaceID?
+    private var stopping = false
+    private var running = false
+    private var jobTasks: [Int64: Task<Void, Never>] = [:]
+    private var lastMaintenance = ContinuousClock.now
+
+    public init(supervisor: Supervisor, logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
+        self.owner = "worker-\(UUID().uuidString.prefix(8).lowercased())"
+        self.supervisor = supervisor
+        self.config = supervisor.config
+        self.logger = logger
+        self.metrics = metrics
+    }
+
+    /// Wakes the loop now (new work was enqueued in this process).
+    public nonisolated func signal() { wake.signal() }
+
+    public var isRunning: Bool { running && !stopping }
+
+    public func run() async throws {
+        let wake = self.wake
+        await supervisor.setWorkDueHandler { wake.signal() }
+        running = true
+        logger.info("job scheduler started", metadata: ["owner": "\(owner)"])
+        await withGracefulShutdownHandler {
+            await self.loop()
+        } onGracefulShutdown: {
+            Task { await self.beginStop() }
+        }
+        await drain()
+        running = false
+    }
+
+    /// Stops claiming work (also used by tests that run the loop without ServiceLifecycle).
+    public func beginStop() {
+        stopping = true
+        wake.signal()
+    }
+
+    private func loop() async {
+        while !stopping {
+            var wait = Duration.milliseconds(config.jobs.pollIntervalMilliseconds)
+            do {
+                wait = min(wait, try await scheduleRound())
+            } catch {
+                logger.error("scheduler round failed", metadata: ["error": "\(error)"])
+            }
+            await maintenanceIfDue()
+            if stopping { break }
+            if wait > .zero { await wake.wait(timeout: wait) }
+        }
+    }
+
+    /// One pass over due workspaces. Returns how long the loop may sleep.
+    private func scheduleRound() async throws -> Duration {
+        let globalLimit = config.jobs.globalConcurrency
+        guard globalInFlight < globalLimit else { return .milliseconds(config.jobs.pollIntervalMilliseconds) }
+        let due = try supervisor.control.dueWorkspaces(now: Date(), after: cursor, limit: 512)
+        var sleep = Duration.milliseconds(config.jobs.pollIntervalMilliseconds)
+        if due.isEmpty {
+            if let earliest = try supervisor.control.earliestDue() {
+                let seconds = max(0, earliest - Date().epoch)
+                sleep = min(sleep, .nanoseconds(Int64(seconds * 1e9) + 1_000_000))
+            }
+            return sleep
+        }
+        var launched = false
+        for id in due {
+            if stopping || globalInFlight >= globalLimit { break }
+            let running = inFlight[id, default: 0]
+            let free = config.jobs.workspaceConcurrency - running
+            if free <= 0 { continue }
+            var bucket = buckets[id] ?? TokenBucket(rate: config.jobs.rateLimitPerSecond, burst: config.jobs.rateLimitBurst)
+            let tokens = bucket.available()
+            if tokens < 1 {
+                sleep = min(sleep, bucket.waitTime())
+                buckets[id] = bucket
+                continue
+            }
+            let limit = min(free, globalLimit - globalInFlight, tokens)
+            let actor: WorkspaceActor
+            do {
+                actor = try await supervisor.pin(id)
+            } catch let error as WorkspaceError {
+                if case .offline = error {
+                    // Keep the rest of the appliance going; look again after the offline retry period.
+                    try? supervisor.control.setDue(id, to: Date().epoch + config.workspaces.offlineRetrySeconds)
+                } else if case .notFound = error {
+                    try? supervisor.control.setDue(id, to: nil)
+                }
+                continue
+            }
+            let jobs: [JobRecord]
+            do {
+                jobs = try await actor.claim(owner: owner, limit: limit)
+            } catch {
+                await supervisor.unpin(id)
+                logger.error("claim failed", metadata: ["workspace_id": "\(id)", "error": "\(error)"])
+                continue
+            }
+            if jobs.isEmpty {
+                if running == 0 { _ = try? await actor.refreshPendingIndex() }
+                await supervisor.unpin(id)
+                continue
+            }
+            bucket.take(jobs.count)
+            buckets[id] = bucket
+            cursor = id
+            launched = true
+            // One pin for the claim, held by the first job; one more per extra job.
+            for _ in 1..<jobs.count { _ = try? await supervisor.pin(id) }
+            for job in jobs { start(job, on: actor) }
+        }
+        return launched ? .zero : sleep
+    }
+
+    private func start(_ job: JobRecord, on actor: WorkspaceActor) {
+        globalInFlight += 1
+        inFlight[actor.id, default: 0] += 1
+        let task = Task { await self.execute(job, on: actor) }
+        jobTasks[job.id] = task
+    }
+
+    private func execute(_ job: JobRecord, on actor: WorkspaceActor) async {
+        let workspaceID = actor.id
+        let jobLogger = logger.with(["workspace_id": workspaceID.rawValue, "job_id": String(job.id), "job_kind": job.kind,
+                                     "correlation_id": job.correlationId])
+        let startedAt = ContinuousClock.now
+        metrics.queueLatency(.nanoseconds(Int64(max(0, (job.startedAt ?? job.runAt) - job.runAt) * 1e9)))
+        let outcome: JobOutcome
+        let heartbeat = Task { [owner, config] in
+            let interval = Duration.seconds(max(0.05, config.jobs.leaseSeconds / 3))
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                if Task.isCancelled { break }
+                _ = try? await actor.heartbeat(jobID: job.id, owner: owner)
+            }
+        }
+        if let handler = supervisor.registry.handler(for: job.kind) {
+            do {
+                try await handler(JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger))
+                outcome = .succeeded
+            } catch is CancellationError where stopping {
+                outcome = .released
+            } catch let failure as JobFailure {
+                switch failure {
+                case .retryAfter(let seconds, let message): outcome = .failed(message: message, retryAfter: seconds, permanent: false)
+                case .permanent(let message): outcome = .failed(message: message, retryAfter: nil, permanent: true)
+                }
+            } catch {
+                outcome = .failed(message: String(describing: error), retryAfter: nil, permanent: false)
+            }
+        } else {
+            outcome = .failed(message: "no handler registered for job kind '\(job.kind)'", retryAfter: nil, permanent: false)
+        }
+        heartbeat.cancel()
+        let duration = ContinuousClock.now - startedAt
+        do {
+            let recorded = try await actor.finish(job, owner: owner, outcome: outcome)
+            if !recorded { jobLogger.warning("job lease was lost before it finished; another worker owns it now") }
+        } catch {
+            jobLogger.error("could not record job outcome; its lease will expire and it will be retaken", metadata: ["error": "\(error)"])
+        }
+        let label: String
+        switch outcome {
+        case .succeeded: label = "succeeded"
+        case .released: label = "released"
+        case .failed(let message, _, let permanent):
+            label = permanent || job.attempts >= job.maxAttempts ? "dead" : "retry"
+            jobLogger.warning("job attempt failed", metadata: ["attempt": "\(job.attempts)", "error": "\(message)", "outcome": "\(label)"])
+        }
+        metrics.jobExecuted(kind: job.kind, outcome: label, duration: duration)
+        await supervisor.unpin(workspaceID)
+        finished(job, workspaceID)
+    }
+
+    private func finished(_ job: JobRecord, _ id: WorkspaceID) {
+        jobTasks[job.id] = nil
+        globalInFlight -= 1
+        let left = (inFlight[id] ?? 1) - 1
+        inFlight[id] = left > 0 ? left : nil
+        wake.signal()
+    }
+
+    /// Prunes old jobs and closes idle workspaces, about once a minute.
+    private func maintenanceIfDue() async {
+        let now = ContinuousClock.now
+        guard now - lastMaintenance >= .seconds(60) else { return }
+        lastMaintenance = now
+        await supervisor.closeIdle()
+        let retention = config.jobs.retentionHours * 3600
+        for id in await supervisor.openWorkspaceIDs {
+            _ = try? await supervisor.withWorkspace(id) { try await $0.pruneFinishedJobs(olderThan: retention) }
+        }
+    }
+
+    /// Waits for running jobs up to the drain deadline, then cancels the rest and gives their
+    /// leases back so another start picks them up at once.
+    private func drain() async {
+        let deadline = ContinuousClock.now + .seconds(config.shutdown.drainSeconds)
+        while globalInFlight > 0 && ContinuousClock.now < deadline {
+            await wake.wait(timeout: .milliseconds(50))
+        }
+        if globalInFlight > 0 {
+            logger.warning("drain deadline reached; releasing running jobs", metadata: ["running": "\(globalInFlight)"])
+            for task in jobTasks.values { task.cancel() }
+            let hardStop = ContinuousClock.now + .seconds(5)
+            while globalInFlight > 0 && ContinuousClock.now < hardStop {
+                await wake.wait(timeout: .milliseconds(50))
+            }
+        }
+        for id in await supervisor.openWorkspaceIDs {
+            _ = try? await supervisor.withWorkspace(id) { [owner] in try await $0.releaseAll(owner: owner) }
+        }
+        logger.info("job scheduler stopped")
+    }
+
+    public var runningJobs: Int { globalInFlight }
+}
+
+/// A wake-up flag the loop sleeps on: set by new work, finished jobs or a timeout.
+final class WakeSignal: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    func wait(timeout: Duration) async {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            if !Task.isCancelled { self?.signal() }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.pending { s.pending = false; return true }
+                s.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        timer.cancel()
+    }
+}

@@ -1,0 +1,50 @@
+import CoreMetrics
+import Foundation
+import Metrics
+
+/// The appliance's metric names in one place, created from an injected factory (Prometheus in
+/// `serve`, a no-op or test factory elsewhere) so nothing depends on a process-global bootstrap.
+public struct SentinelMetrics: Sendable {
+    public let factory: any MetricsFactory
+
+    public init(factory: any MetricsFactory = NOOPMetricsHandler.instance) {
+        self.factory = factory
+    }
+
+    public func jobExecuted(kind: String, outcome: String, duration: Duration) {
+        Counter(label: "sentinel_jobs_executed_total", dimensions: [("kind", kind), ("outcome", outcome)], factory: factory).increment()
+        Timer(label: "sentinel_job_duration_seconds", dimensions: [("kind", kind)], preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
+    }
+
+    public func queueLatency(_ latency: Duration) {
+        Timer(label: "sentinel_job_queue_latency_seconds", dimensions: [], preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(max(0, latency.nanoseconds))
+    }
+
+    public func openWorkspaces(_ count: Int) {
+        Gauge(label: "sentinel_workspaces_open", dimensions: [], factory: factory).record(count)
+    }
+
+    public func workspaceOffline(reason: String) {
+        Counter(label: "sentinel_workspace_offline_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
+    public func offlineWorkspaces(_ count: Int) {
+        Gauge(label: "sentinel_workspaces_offline", dimensions: [], factory: factory).record(count)
+    }
+
+    public func httpRequest(method: String, route: String, status: Int, duration: Duration) {
+        Counter(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory).increment()
+        Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
+    }
+}
+
+extension Duration {
+    public var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+    public var seconds: Double { Double(nanoseconds) / 1e9 }
+}

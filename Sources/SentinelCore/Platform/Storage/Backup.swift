@@ -1,0 +1,193 @@
+import Foundation
+import GRDB
+
+/// One file in a backup.
+public struct BackupEntry: Codable, Sendable, Equatable {
+    public var file: String
+    public var kind: DatabaseKind
+    public var workspaceID: String?
+    public var size: Int64
+    public var sha256: String
+    public var schemaVersion: String
+
+    enum CodingKeys: String, CodingKey {
+        case file, kind, size, sha256
+        case workspaceID = "workspace_id"
+        case schemaVersion = "schema_version"
+    }
+}
+
+public struct BackupManifest: Codable, Sendable, Equatable {
+    public var format: Int
+    public var createdAt: String
+    public var sentinelVersion: String
+    public var files: [BackupEntry]
+
+    enum CodingKeys: String, CodingKey {
+        case format, files
+        case createdAt = "created_at"
+        case sentinelVersion = "sentinel_version"
+    }
+
+    public static let fileName = "manifest.json"
+}
+
+/// Online backups of tenant files (SPEC §10). Each file is copied with SQLite's backup API in a
+/// single step: the copy reads one consistent snapshot while the server keeps writing (WAL lets
+/// writers proceed), so it always completes, and holds everything committed before it began.
+public struct BackupService: Sendable {
+    public let dataDirectory: DataDirectory
+    public let opener: DatabaseOpener
+
+    public init(dataDirectory: DataDirectory, opener: DatabaseOpener) {
+        self.dataDirectory = dataDirectory
+        self.opener = opener
+    }
+
+    /// Backs up control.sqlite and every workspace file (or one workspace) into `destination`.
+    public func backup(to destination: URL, workspace only: WorkspaceID? = nil, control: ControlStore) throws -> BackupManifest {
+        let fm = FileManager.default
+        try fm.createDirectory(at: destination.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
+        if fm.fileExists(atPath: destination.appendingPathComponent(BackupManifest.fileName).path) {
+            throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
+        }
+        var entries: [BackupEntry] = []
+        if only == nil {
+            entries.append(try copy(reader: control.pool, kind: .control, workspace: nil, to: destination, relative: "control.sqlite"))
+        }
+        let ids: [WorkspaceID]
+        if let only {
+            guard try control.workspace(only) != nil else { throw WorkspaceError.notFound(only.rawValue) }
+            ids = [only]
+        } else {
+            ids = try control.workspaceIDs()
+        }
+        for id in ids {
+            let source = dataDirectory.workspaceFile(id)
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(opener.busyTimeout)
+            guard fm.fileExists(atPath: source.path) else { throw StorageError.missingFile(source.path) }
+            let queue = try DatabaseQueue(path: source.path, configuration: configuration)
+            defer { try? queue.close() }
+            entries.append(try copy(reader: queue, kind: .workspace, workspace: id, to: destination,
+                                    relative: "workspaces/\(id.rawValue).sqlite"))
+        }
+        let manifest = BackupManifest(format: 1, createdAt: ISO8601.string(Date()), sentinelVersion: SentinelVersion.current, files: entries)
+        let data = try JSONEncoder.sentinelPretty.encode(manifest)
+        let manifestURL = destination.appendingPathComponent(BackupManifest.fileName)
+        try data.write(to: manifestURL, options: .atomic)
+        FileSystem.sync(manifestURL)
+        FileSystem.sync(destination)
+        return manifest
+    }
+
+    private func copy(reader: some DatabaseReader, kind: DatabaseKind, workspace: WorkspaceID?, to destination: URL, relative: String) throws -> BackupEntry {
+        let target = destination.appendingPathComponent(relative)
+        try FileSystem.removeIfPresent(target)
+        let version = try DatabaseOpener.schemaVersion(reader, kind: kind)
+        do {
+            let copy = try DatabaseQueue(path: target.path)
+            try reader.backup(to: copy)  // all pages in one step: one snapshot, never restarted by writers
+            try copy.writeWithoutTransaction { db in
+                // A self-contained file: no -wal beside it, rollback journal until restored and opened.
+                _ = try db.execute(sql: "PRAGMA journal_mode = DELETE")
+            }
+            try copy.close()
+        }
+        FileSystem.sync(target)
+        let size = (try FileManager.default.attributesOfItem(atPath: target.path)[.size] as? NSNumber)?.int64Value ?? 0
+        return BackupEntry(file: relative, kind: kind, workspaceID: workspace?.rawValue, size: size,
+                           sha256: try FileSystem.sha256(of: target), schemaVersion: version)
+    }
+
+    /// Restores from a backup directory. Every file is checked (size, sha256, `PRAGMA integrity_check`)
+    /// before anything in the data directory is touched; a damaged backup is refused whole. The
+    /// server must be stopped (restore refuses to run beside it).
+    public func restore(from source: URL, workspace only: WorkspaceID? = nil) throws -> [BackupEntry] {
+        let manifestURL = source.appendingPathComponent(BackupManifest.fileName)
+        guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
+            throw StorageError.invalid("\(source.path) has no \(BackupManifest.fileName); not a Sentinel backup")
+        }
+        let manifest: BackupManifest
+        do { manifest = try JSONDecoder().decode(BackupManifest.self, from: data) } catch {
+            throw StorageError.invalid("\(manifestURL.path) is not a valid backup manifest")
+        }
+        var selected = manifest.files
+        if let only {
+            selected = manifest.files.filter { $0.workspaceID == only.rawValue }
+            guard !selected.isEmpty else { throw StorageError.notFound("the backup holds no file for workspace \(only)") }
+        }
+        guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
+            throw StorageError.conflict("sentinel serve is running on \(dataDirectory.root.path); stop it before restoring")
+        }
+        defer { _ = lock }
+        try dataDirectory.prepare()
+        // 1. Verify everything into staged copies next to their destinations.
+        var staged: [(BackupEntry, URL, URL)] = []
+        defer { for (_, temp, _) in staged { try? FileSystem.removeIfPresent(temp) } }
+        for entry in selected {
+            guard !entry.file.contains(".."), entry.file.hasSuffix(".sqlite") else {
+                throw StorageError.invalid("backup manifest names an unexpected file: \(entry.file)")
+            }
+            let from = source.appendingPathComponent(entry.file)
+            let target: URL
+            switch entry.kind {
+            case .control: target = dataDirectory.controlFile
+            case .workspace:
+                guard let raw = entry.workspaceID, let id = WorkspaceID(raw) else {
+                    throw StorageError.invalid("backup manifest entry \(entry.file) has no valid workspace id")
+                }
+                target = dataDirectory.workspaceFile(id)
+            }
+            let temp = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).restoring")
+            try FileSystem.removeIfPresent(temp)
+            guard FileManager.default.fileExists(atPath: from.path) else {
+                throw StorageError.invalid("backup is damaged: \(entry.file) is missing")
+            }
+            try FileManager.default.copyItem(at: from, to: temp)
+            staged.append((entry, temp, target))
+            let digest = try FileSystem.sha256(of: temp)
+            guard digest == entry.sha256 else {
+                throw StorageError.invalid("backup is damaged: checksum of \(entry.file) does not match the manifest")
+            }
+            try verifyIntegrity(temp, name: entry.file)
+        }
+        // 2. Move each verified copy into place, leaving no stale -wal/-shm from the old file.
+        for (_, temp, target) in staged {
+            for suffix in ["-wal", "-shm", "-journal"] {
+                try FileSystem.removeIfPresent(URL(fileURLWithPath: target.path + suffix))
+            }
+            FileSystem.sync(temp)
+            guard rename(temp.path, target.path) == 0 else { throw StorageError.io("cannot move \(temp.path) into place") }
+            FileSystem.sync(target.deletingLastPathComponent())
+        }
+        staged.removeAll()
+        return selected
+    }
+
+    private func verifyIntegrity(_ url: URL, name: String) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        do {
+            let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+            defer { try? queue.close() }
+            let result = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+            guard result == ["ok"] else {
+                throw StorageError.invalid("backup is damaged: \(name) fails integrity_check (\(result.prefix(3).joined(separator: "; ")))")
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError.invalid("backup is damaged: \(name) is not a readable database (\(error))")
+        }
+    }
+}
+
+extension JSONEncoder {
+    public static var sentinelPretty: JSONEncoder {
+        let e = JSONEncoder.sentinel
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+        return e
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import GRDB
+
+/// A workspace as registered in `control.sqlite`.
+public struct WorkspaceRecord: Sendable, Codable, Equatable, FetchableRecord {
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public var id: String
+    public var name: String
+    public var plan: String
+    public var createdAt: Double
+
+    public var workspaceID: WorkspaceID? { WorkspaceID(id) }
+}
+
+/// The supervisor's registry file. Shared by `serve` and CLI commands running at the same time
+/// (SQLite's WAL locking coordinates the processes).
+public final class ControlStore: Sendable {
+    public let pool: DatabasePool
+    public let dataDirectory: DataDirectory
+
+    public init(dataDirectory: DataDirectory, opener: DatabaseOpener) throws {
+        self.dataDirectory = dataDirectory
+        self.pool = try opener.open(dataDirectory.controlFile, kind: .control, create: true, label: "control")
+    }
+
+    // MARK: Workspaces
+
+    public func insertWorkspace(id: WorkspaceID, name: String, now: Date = Date()) throws {
+        do {
+            try pool.write { db in
+                try db.execute(sql: "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)",
+                               arguments: [id.rawValue, name, now.epoch])
+            }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StorageError.conflict("a workspace named '\(name)' already exists")
+        }
+    }
+
+    public func workspace(_ id: WorkspaceID) throws -> WorkspaceRecord? {
+        try pool.read { db in
+            try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE id = ?", arguments: [id.rawValue])
+        }
+    }
+
+    public func workspace(named name: String) throws -> WorkspaceRecord? {
+        try pool.read { db in
+            try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE name = ?", arguments: [name])
+        }
+    }
+
+    public func workspaces() throws -> [WorkspaceRecord] {
+        try pool.read { db in try WorkspaceRecord.fetchAll(db, sql: "SELECT * FROM workspaces ORDER BY created_at, id") }
+    }
+
+    public func workspaceIDs() throws -> [WorkspaceID] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM workspaces ORDER BY id") }.compactMap(WorkspaceID.init)
+    }
+
+    // MARK: Pending-work index
+
+    /// Records that `workspace` has work due at `due` or earlier. Only ever moves the due time earlier,
+    /// so concurrent writers (server and CLI) cannot hide each other's work.
+    public func markDue(_ workspace: WorkspaceID, at due: Double, in db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO pending_work (workspace_id, due_at) VALUES (?, ?)
+            ON CONFLICT(workspace_id) DO UPDATE SET due_at = min(due_at, excluded.due_at)
+            """, arguments: [workspace.rawValue, due])
+    }
+
+    public func markDue(_ workspace: WorkspaceID, at due: Double) throws {
+        try pool.write { db in try markDue(workspace, at: due, in: db) }
+    }
+
+    /// Replaces the index entry with the file's true next due time (nil: nothing pending).
+    public func setDue(_ workspace: WorkspaceID, to due: Double?) throws {
+        try pool.write { db in
+            if let due {
+                try db.execute(sql: """
+                    INSERT INTO pending_work (workspace_id, due_at) VALUES (?, ?)
+                    ON CONFLICT(workspace_id) DO UPDATE SET due_at = excluded.due_at
+                    """, arguments: [workspace.rawValue, due])
+            } else {
+                try db.execute(sql: "DELETE FROM pending_work WHERE workspace_id = ?", arguments: [workspace.rawValue])
+            }
+        }
+    }
+
+    /// Workspaces with work due by `now`, in id order starting after `cursor` (round-robin fairness).
+    public func dueWorkspaces(now: Date, after cursor: WorkspaceID?, limit: Int) throws -> [WorkspaceID] {
+        try pool.read { db in
+            let t = now.epoch
+            var ids = try String.fetchAll(db, sql: """
+                SELECT workspace_id FROM pending_work WHERE due_at <= ? AND workspace_id > ? ORDER BY workspace_id LIMIT ?
+                """, arguments: [t, cursor?.rawValue ?? "", limit])
+            if ids.count < limit, cursor != nil {
+                ids += try String.fetchAll(db, sql: """
+                    SELECT workspace_id FROM pending_work WHERE due_at <= ? AND workspace_id <= ? ORDER BY workspace_id LIMIT ?
+                    """, arguments: [t, cursor!.rawValue, limit - ids.count])
+            }
+            return ids.compactMap(WorkspaceID.init)
+        }
+    }
+
+    /// The earliest due time in the index, to know how long the scheduler may sleep.
+    public func earliestDue() throws -> Double? {
+        try pool.read { db in try Double.fetchOne(db, sql: "SELECT min(due_at) FROM pending_work") }
+    }
+
+    public func dueEntry(_ workspace: WorkspaceID) throws -> Double? {
+        try pool.read { db in
+            try Double.fetchOne(db, sql: "SELECT due_at FROM pending_work WHERE workspace_id = ?", arguments: [workspace.rawValue])
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The on-disk layout of one appliance (SPEC §1). Everything Sentinel keeps lives under this root,
+/// so backing up, moving or wiping an appliance is a matter of this one directory.
+public struct DataDirectory: Sendable, Equatable {
+    public let root: URL
+
+    public init(path: String) {
+        self.root = URL(fileURLWithPath: path, isDirectory: true).standardizedFileURL
+    }
+
+    public var controlFile: URL { root.appendingPathComponent("control.sqlite") }
+    public var workspacesDirectory: URL { root.appendingPathComponent("workspaces", isDirectory: true) }
+    public var secretsDirectory: URL { root.appendingPathComponent("secrets", isDirectory: true) }
+    public var masterKeyFile: URL { secretsDirectory.appendingPathComponent("master.key") }
+    public var tlsDirectory: URL { root.appendingPathComponent("tls", isDirectory: true) }
+    public var exportsDirectory: URL { root.appendingPathComponent("exports", isDirectory: true) }
+    public var serveLockFile: URL { root.appendingPathComponent(".serve.lock") }
+
+    public func workspaceFile(_ id: WorkspaceID) -> URL {
+        workspacesDirectory.appendingPathComponent("\(id.rawValue).sqlite")
+    }
+
+    /// Creates the directories and the master key if they do not exist yet. Idempotent.
+    public func prepare() throws {
+        let fm = FileManager.default
+        for dir in [root, workspacesDirectory, tlsDirectory, exportsDirectory] {
+            try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        }
+        try fm.createDirectory(at: secretsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        _ = try MasterKey.loadOrCreate(at: masterKeyFile)
+    }
+}
+
+/// An advisory `flock` held for the lifetime of the value; used to serialise workspace-file creation
+/// across processes (the CLI may create a workspace while `serve` runs) and to detect a running server.
+public final class FileLock: Sendable {
+    private let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    /// Blocks until the lock is held.
+    public static func acquire(_ url: URL) throws -> FileLock {
+        let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError.io("cannot open lock file \(url.path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { close(fd); throw StorageError.io("cannot lock \(url.path)") }
+        }
+        return FileLock(fd: fd)
+    }
+
+    /// Returns nil when another process holds the lock.
+    public static func tryAcquire(_ url: URL) throws -> FileLock? {
+        let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError.io("cannot open lock file \(url.path): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 { close(fd); return nil }
+        return FileLock(fd: fd)
+    }
+
+    deinit { flock(fd, LOCK_UN); close(fd) }
+}
+
+enum FileSystem {
+    /// fsync a file or directory so a rename or a fresh file survives a power cut.
+    static func sync(_ url: URL) {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
+    static func removeIfPresent(_ url: URL) throws {
+        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
+    }
+
+    /// Writes bytes to a new file with the given mode, failing if it already exists.
+    static func createExclusive(_ url: URL, contents: Data, mode: mode_t) throws -> Bool {
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        if fd < 0 {
+            if errno == EEXIST { return false }
+            throw StorageError.io("cannot create \(url.path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let written = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == contents.count else { throw StorageError.io("short write to \(url.path)") }
+        fchmod(fd, mode)
+        fsync(fd)
+        return true
+    }
+
+    static func sha256(of url: URL) throws -> String {
+        guard let handle = try? FileHandle(forReadingFrom: url) else { throw StorageError.io("cannot read \(url.path)") }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import GRDB
+
+/// Errors of the storage layer. Messages are one line and safe to show an admin.
+public enum StorageError: Error, CustomStringConvertible, Equatable {
+    case io(String)
+    case missingFile(String)
+    case corrupt(String)
+    case notFound(String)
+    case conflict(String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .io(let m), .invalid(let m), .conflict(let m): return m
+        case .missingFile(let path): return "database file is missing: \(path)"
+        case .corrupt(let m): return "database file is unreadable: \(m)"
+        case .notFound(let m): return m
+        }
+    }
+}
+
+/// The two kinds of SQLite file the appliance keeps; each has its own migration history.
+public enum DatabaseKind: String, Sendable, Codable {
+    case control, workspace
+
+    var migrator: DatabaseMigrator {
+        switch self {
+        case .control: return ControlSchema.migrator
+        case .workspace: return WorkspaceSchema.migrator
+        }
+    }
+}
+
+/// Opens SQLite files the one way the appliance does: WAL, busy timeout, foreign keys, the
+/// configured `synchronous` level applied after GRDB's own setup, migrations applied on open.
+public struct DatabaseOpener: Sendable {
+    public var synchronous: SentinelConfig.SynchronousMode
+    public var busyTimeout: TimeInterval
+
+    public init(synchronous: SentinelConfig.SynchronousMode = .full, busyTimeout: TimeInterval = 5) {
+        self.synchronous = synchronous
+        self.busyTimeout = busyTimeout
+    }
+
+    public init(config: SentinelConfig) {
+        self.init(synchronous: config.storage.synchronous,
+                  busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
+    }
+
+    /// Opens an existing file (or creates it when `create` is true) and migrates it.
+    public func open(_ url: URL, kind: DatabaseKind, create: Bool = false, migrate: Bool = true, label: String? = nil) throws -> DatabasePool {
+        if !create && !FileManager.default.fileExists(atPath: url.path) {
+            throw StorageError.missingFile(url.path)
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(busyTimeout)
+        configuration.foreignKeysEnabled = true
+        configuration.maximumReaderCount = 4
+        configuration.label = label ?? kind.rawValue
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: url.path, configuration: configuration)
+            let mode = synchronous == .full ? "FULL" : "NORMAL"
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = \(mode)")
+            }
+            if migrate { try kind.migrator.migrate(pool) }
+        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            throw StorageError.corrupt("\(url.lastPathComponent): \(error.message ?? "not a database")")
+        }
+        return pool
+    }
+
+    /// The applied migrations of a file, newest last; its "schema version".
+    public static func schemaVersion(_ reader: any DatabaseReader, kind: DatabaseKind) throws -> String {
+        try reader.read { db in
+            try kind.migrator.appliedIdentifiers(db).sorted().last ?? "none"
+        }
+    }
+}
+
+extension Date {
+    /// Seconds since 1970 as stored in SQLite REAL columns.
+    var epoch: Double { timeIntervalSince1970 }
+}

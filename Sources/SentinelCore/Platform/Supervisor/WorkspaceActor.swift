@@ -1,0 +1,252 @@
+import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+/// The handle a domain write closure gets: the open transaction plus the two things every state
+/// change may need in the same transaction, appending events and enqueueing jobs.
+public struct WorkspaceTransaction {
+    public let db: Database
+    public let now: Date
+    public let workspaceID: WorkspaceID
+    let listeners: EventListenerRegistry
+    let defaultMaxAttempts: Int
+    /// Earliest due time of jobs enqueued in this transaction (feeds the pending-work index).
+    var earliestEnqueued: Double?
+
+    @discardableResult
+    public mutating func enqueue(_ request: JobRequest) throws -> EnqueueResult {
+        let result = try JobQueue.enqueue(request, in: db, now: now, defaultMaxAttempts: defaultMaxAttempts)
+        if case .created = result {
+            let due = (request.runAt ?? now).epoch
+            earliestEnqueued = min(earliestEnqueued ?? due, due)
+        }
+        return result
+    }
+
+    /// Appends a domain event and enqueues its listeners, atomically with the caller's change.
+    @discardableResult
+    public mutating func append(_ event: DomainEvent) throws -> Int64 {
+        let (seq, jobs) = try EventLog.append(event, in: db, now: now, listeners: listeners.listeners(for: event.type))
+        for job in jobs { try enqueue(job) }
+        return seq
+    }
+}
+
+/// Owns one workspace file: its database handle, its writes (group-committed), and the job
+/// operations the scheduler performs on it. All access to a tenant's data goes through here.
+public actor WorkspaceActor {
+    public nonisolated let id: WorkspaceID
+    public nonisolated let pool: DatabasePool
+    let control: ControlStore
+    let registry: JobRegistry
+    let config: SentinelConfig.Jobs
+    let onWorkDue: @Sendable () -> Void
+    let backoff: BackoffPolicy
+
+    private var pending: [PendingWrite] = []
+    private var draining = false
+    private var closed = false
+    /// The due time this actor last wrote to the pending-work index, to skip redundant index writes.
+    private var indexedDue: Double?
+
+    public init(id: WorkspaceID, pool: DatabasePool, control: ControlStore, registry: JobRegistry,
+                config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void = {}) {
+        self.id = id
+        self.pool = pool
+        self.control = control
+        self.registry = registry
+        self.config = config
+        self.onWorkDue = onWorkDue
+        self.backoff = BackoffPolicy(base: config.backoffBaseSeconds, cap: config.backoffMaxSeconds)
+    }
+
+    // MARK: Reads and writes
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try ensureOpen()
+        return try await pool.read(body)
+    }
+
+    /// Runs `body` in a transaction, batched with other writes arriving at the same time into one
+    /// commit (one fsync). Each body runs in its own savepoint: one failing body does not undo others.
+    /// Returns once the commit is durable.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
+        try ensureOpen()
+        let box = ResultBox<T>()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            pending.append(PendingWrite(
+                apply: { tx in
+                    let before = tx.earliestEnqueued
+                    do {
+                        var value: T?
+                        try tx.db.inSavepoint {
+                            value = try body(&tx)
+                            return .commit
+                        }
+                        box.set(.success(value!))
+                    } catch {
+                        tx.earliestEnqueued = before
+                        box.set(.failure(error))
+                    }
+                },
+                complete: { commitError in
+                    if let commitError { continuation.resume(throwing: commitError) } else { continuation.resume(with: box.take()) }
+                }))
+            if !draining {
+                draining = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    private func drain() async {
+        while !pending.isEmpty {
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            let known = indexedDue
+            let (id, control, listeners, maxAttempts) = (self.id, self.control, registry.listeners, config.maxAttempts)
+            do {
+                let newlyIndexed: Double? = try await pool.write { db in
+                    var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
+                                                  defaultMaxAttempts: maxAttempts, earliestEnqueued: nil)
+                    for entry in batch { entry.apply(&tx) }
+                    // Index before commit: a crash in between leaves a harmless false positive,
+                    // never a job the scheduler does not know about.
+                    if let due = tx.earliestEnqueued, known == nil || due < known! {
+                        try control.markDue(id, at: due)
+                        return due
+                    }
+                    return nil
+                }
+                if let newlyIndexed {
+                    indexedDue = newlyIndexed
+                    onWorkDue()
+                }
+                for entry in batch { entry.complete(nil) }
+            } catch {
+                for entry in batch { entry.complete(error) }
+            }
+        }
+        draining = false
+    }
+
+    // MARK: Job operations (used by the scheduler and admin commands)
+
+    public func enqueue(_ request: JobRequest) async throws -> EnqueueResult {
+        try await write { tx in try tx.enqueue(request) }
+    }
+
+    func claim(owner: String, limit: Int) async throws -> [JobRecord] {
+        let lease = config.leaseSeconds
+        return try await write { tx in try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) }
+    }
+
+    @discardableResult
+    func finish(_ job: JobRecord, owner: String, outcome: JobOutcome) async throws -> Bool {
+        let backoff = self.backoff
+        return try await write { tx in
+            let finished = try JobQueue.finish(job, owner: owner, outcome: outcome, in: tx.db, now: tx.now, backoff: backoff)
+            if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
+                tx.earliestEnqueued = min(tx.earliestEnqueued ?? row.runAt, row.runAt)
+            }
+            if finished, case .released = outcome { tx.earliestEnqueued = tx.now.epoch }
+            return finished
+        }
+    }
+
+    func heartbeat(jobID: Int64, owner: String) async throws -> Bool {
+        let lease = config.leaseSeconds
+        return try await write { tx in
+            try JobQueue.heartbeat(jobID: jobID, owner: owner, in: tx.db, until: tx.now.addingTimeInterval(lease))
+        }
+    }
+
+    func releaseAll(owner: String) async throws -> Int {
+        try await write { tx in
+            let n = try JobQueue.releaseAll(owner: owner, in: tx.db, now: tx.now)
+            if n > 0 { tx.earliestEnqueued = tx.now.epoch }
+            return n
+        }
+    }
+
+    /// Replaces this workspace's pending-work index entry with the file's true next due time.
+    /// Runs through the write path so no enqueue can slip between the computation and the update.
+    func refreshPendingIndex() async throws -> Double? {
+        let (id, control) = (self.id, self.control)
+        let due: Double? = try await write { tx in
+            let due = try JobQueue.nextDue(in: tx.db)
+            try control.setDue(id, to: due)
+            return due
+        }
+        indexedDue = due
+        return due
+    }
+
+    public func pruneFinishedJobs(olderThan age: TimeInterval) async throws -> Int {
+        try await write { tx in try JobQueue.prune(finishedBefore: tx.now.addingTimeInterval(-age), in: tx.db) }
+    }
+
+    public func retryDeadJob(_ jobID: Int64) async throws -> Bool {
+        try await write { tx in
+            guard try JobQueue.retryDead(jobID: jobID, in: tx.db, now: tx.now) else { return false }
+            tx.earliestEnqueued = tx.now.epoch
+            return true
+        }
+    }
+
+    public func discardDeadJob(_ jobID: Int64) async throws -> Bool {
+        try await write { tx in try JobQueue.discardDead(jobID: jobID, in: tx.db, now: tx.now) }
+    }
+
+    public func jobs(state: JobState? = nil, limit: Int = 100) async throws -> [JobRecord] {
+        try await read { db in try JobQueue.list(state: state, limit: limit, in: db) }
+    }
+
+    // MARK: Lifecycle
+
+    /// Checkpoints the WAL into the main file and closes the handle. Later calls fail with `closed`.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        try? pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try? pool.close()
+    }
+
+    public var isClosed: Bool { closed }
+
+    private func ensureOpen() throws {
+        if closed { throw WorkspaceError.closed(id) }
+    }
+}
+
+struct PendingWrite: Sendable {
+    let apply: @Sendable (inout WorkspaceTransaction) -> Void
+    let complete: @Sendable (Error?) -> Void
+}
+
+/// Carries a write body's result from the database thread to its awaiting caller.
+final class ResultBox<T: Sendable>: Sendable {
+    private let value = Mutex<Result<T, Error>?>(nil)
+    func set(_ result: Result<T, Error>) { value.withLock { $0 = result } }
+    func take() -> Result<T, Error> {
+        value.withLock { $0 } ?? .failure(StorageError.io("write produced no result"))
+    }
+}
+
+/// Why a workspace cannot be served right now. The HTTP layer maps these to problem responses.
+public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
+    case notFound(String)
+    case offline(WorkspaceID, reason: String)
+    case closed(WorkspaceID)
+    case shuttingDown
+
+    public var description: String {
+        switch self {
+        case .notFound(let id): return "workspace \(id) does not exist"
+        case .offline(let id, let reason): return "workspace \(id) is offline: \(reason)"
+        case .closed(let id): return "workspace \(id) was closed"
+        case .shuttingDown: return "the appliance is shutting down"
+        }
+    }
+}

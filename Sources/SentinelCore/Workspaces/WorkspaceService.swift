@@ -1,0 +1,117 @@
+import Foundation
+import GRDB
+
+/// A workspace as shown to admins: its registry entry plus the state of its file.
+public struct WorkspaceSummary: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: String
+    public var plan: String
+    public var createdAt: String
+    public var file: String
+    public var fileBytes: Int64?
+    public var status: String
+    public var schemaVersion: String?
+    public var jobs: [String: Int]?
+    public var events: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, plan, file, status, jobs, events
+        case createdAt = "created_at"
+        case fileBytes = "file_bytes"
+        case schemaVersion = "schema_version"
+    }
+}
+
+/// Creating and describing workspaces. Creation makes the file first, fully migrated and renamed
+/// into place under a lock, and only then registers it: a half-created file is never visible.
+public struct WorkspaceService: Sendable {
+    public let dataDirectory: DataDirectory
+    public let control: ControlStore
+    public let opener: DatabaseOpener
+
+    public init(dataDirectory: DataDirectory, control: ControlStore, opener: DatabaseOpener) {
+        self.dataDirectory = dataDirectory
+        self.control = control
+        self.opener = opener
+    }
+
+    public func create(name rawName: String) throws -> WorkspaceRecord {
+        let name = rawName.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= 100, !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) else {
+            throw StorageError.invalid("workspace name must be 1 to 100 printable characters")
+        }
+        let lock = try FileLock.acquire(dataDirectory.workspacesDirectory.appendingPathComponent(".create.lock"))
+        defer { _ = lock }
+        if try control.workspace(named: name) != nil {
+            throw StorageError.conflict("a workspace named '\(name)' already exists")
+        }
+        let id = WorkspaceID.generate()
+        let final = dataDirectory.workspaceFile(id)
+        let temp = dataDirectory.workspacesDirectory.appendingPathComponent(".\(id.rawValue).creating.sqlite")
+        try removeDatabaseFiles(temp)
+        do {
+            let pool = try opener.open(temp, kind: .workspace, create: true, label: id.rawValue)
+            try pool.write { db in
+                try db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?), ('name', ?)",
+                               arguments: [id.rawValue, name])
+            }
+            try pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try pool.close()
+            try removeDatabaseFiles(temp, keepMain: true)
+            FileSystem.sync(temp)
+            guard rename(temp.path, final.path) == 0 else { throw StorageError.io("cannot move workspace file into place") }
+            FileSystem.sync(dataDirectory.workspacesDirectory)
+            try control.insertWorkspace(id: id, name: name)
+        } catch {
+            try? removeDatabaseFiles(temp)
+            if FileManager.default.fileExists(atPath: final.path), (try? control.workspace(id)) == nil {
+                try? removeDatabaseFiles(final)
+            }
+            throw error
+        }
+        guard let record = try control.workspace(id) else { throw StorageError.io("workspace vanished after creation") }
+        return record
+    }
+
+    public func list() throws -> [WorkspaceRecord] { try control.workspaces() }
+
+    /// Resolves an id or a name.
+    public func find(_ idOrName: String) throws -> WorkspaceRecord {
+        if let id = WorkspaceID(idOrName), let record = try control.workspace(id) { return record }
+        if let record = try control.workspace(named: idOrName) { return record }
+        throw WorkspaceError.notFound(idOrName)
+    }
+
+    /// Reads the file (read-only) to report its state; a damaged file shows as such, never throws.
+    public func summary(_ record: WorkspaceRecord, detailed: Bool) -> WorkspaceSummary {
+        let url = record.workspaceID.map(dataDirectory.workspaceFile) ?? dataDirectory.workspacesDirectory
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+        var summary = WorkspaceSummary(id: record.id, name: record.name, plan: record.plan,
+                                       createdAt: ISO8601.string(Date(timeIntervalSince1970: record.createdAt)),
+                                       file: url.path, fileBytes: (attributes?[.size] as? NSNumber)?.int64Value,
+                                       status: attributes == nil ? "missing" : "ok")
+        guard detailed, attributes != nil else { return summary }
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(opener.busyTimeout)
+            let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+            defer { try? queue.close() }
+            try queue.read { db in
+                summary.schemaVersion = try WorkspaceSchema.migrator.appliedIdentifiers(db).sorted().last
+                let rows = try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM jobs GROUP BY state")
+                summary.jobs = Dictionary(uniqueKeysWithValues: rows.map { ($0["state"] as String, $0["n"] as Int) })
+                summary.events = try Int.fetchOne(db, sql: "SELECT count(*) FROM events")
+            }
+        } catch {
+            summary.status = "corrupt"
+        }
+        return summary
+    }
+
+    func removeDatabaseFiles(_ url: URL, keepMain: Bool = false) throws {
+        for suffix in keepMain ? ["-wal", "-shm", "-journal"] : ["", "-wal", "-shm", "-journal"] {
+            try FileSystem.removeIfPresent(URL(fileURLWithPath: url.path + suffix))
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
+import Logging
+import NIOCore
+import Prometheus
+import SentinelCore
+import ServiceLifecycle
+
+/// The running appliance: one data directory, its control store, the supervisor with its workspace
+/// actors, the job scheduler and the HTTP(S) application, assembled with their dependencies passed
+/// in (no globals). `sentinel serve` builds one; end-to-end tests build one on a temp directory.
+public final class Appliance: Sendable {
+    public let dataDirectory: DataDirectory
+    public let config: SentinelConfig
+    public let control: ControlStore
+    public let supervisor: Supervisor
+    public let scheduler: JobScheduler
+    public let workspaces: WorkspaceService
+    public let prometheus: PrometheusCollectorRegistry
+    public let metrics: SentinelMetrics
+    public let logger: Logger
+    private let serveLock: FileLock
+
+    /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
+    /// takes the serve lock: two servers never share a data directory.
+    public init(dataDirectory: DataDirectory, config: SentinelConfig, registry: JobRegistry = JobRegistry(), logger: Logger) throws {
+        try dataDirectory.prepare()
+        guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
+            throw StorageError.conflict("another sentinel serve is already running on \(dataDirectory.root.path)")
+        }
+        self.serveLock = lock
+        self.dataDirectory = dataDirectory
+        self.config = config
+        self.logger = logger
+        self.prometheus = PrometheusCollectorRegistry()
+        self.metrics = SentinelMetrics(factory: PrometheusMetricsFactory(registry: prometheus))
+        let opener = DatabaseOpener(config: config)
+        self.control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
+        self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
+        self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
+                                     logger: logger, metrics: metrics)
+        self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
+        metrics.openWorkspaces(0)
+        metrics.offlineWorkspaces(0)
+    }
+
+    public func makeRouter() -> Router<SentinelRequestContext> {
+        let router = Router(context: SentinelRequestContext.self)
+        router.add(middleware: ObservabilityMiddleware(metrics: metrics))
+        OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
+        return router
+    }
+
+    /// The HTTP(S) application. With TLS on and no certificate configured, a self-signed one is
+    /// created in `data/tls/` on first use.
+    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let server: HTTPServerBuilder
+        if config.server.tlsEnabled {
+            let certificatePath: String
+            let keyPath: String
+            if let cert = config.server.tlsCertFile, let key = config.server.tlsKeyFile {
+                (certificatePath, keyPath) = (cert, key)
+            } else {
+                let files = try SelfSignedCertificate.ensure(in: dataDirectory.tlsDirectory)
+                (certificatePath, keyPath) = (files.certificate.path, files.privateKey.path)
+            }
+            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            server = try .tls(.http1(), tlsConfiguration: TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+        } else {
+            server = .http1()
+        }
+        let logger = self.logger
+        let tls = config.server.tlsEnabled
+        return Application(
+            router: makeRouter(),
+            server: server,
+            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "Sentinel"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("listening", metadata: ["port": "\(port)", "tls": "\(tls)"])
+                await onServerRunning(port)
+            },
+            logger: logger.with(["component": "http"]))
+    }
+
+    /// Serves until SIGTERM/SIGINT: then stops accepting, lets running jobs finish up to
+    /// `shutdown.drain_seconds`, releases the rest, checkpoints every open file and returns.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = try makeApplication(onServerRunning: onServerRunning)
+        // Services stop in reverse order: the listener first, then the job loop drains.
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: scheduler), .init(service: app)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger.with(["component": "lifecycle"])))
+        do {
+            try await group.run()
+        } catch {
+            await supervisor.shutdown()
+            throw error
+        }
+        await supervisor.shutdown()
+        logger.info("stopped cleanly")
+    }
+}

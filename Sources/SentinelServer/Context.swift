@@ -1,0 +1,15 @@
+import Hummingbird
+import Logging
+
+/// Per-request state: the correlation id that follows the request into the jobs it creates.
+public struct SentinelRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var correlationID: String = ""
+    /// Largest body a route may collect; webhook and API routes read it rather than a constant.
+    public var maxUploadSize: Int
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.maxUploadSize = 25 * 1024 * 1024
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import SentinelCore
+
+/// Correlation ids, metrics and problem+json for every request: the first and last thing a request
+/// passes through. The correlation id is the caller's `X-Request-ID` when it sends a sane one.
+struct ObservabilityMiddleware: RouterMiddleware {
+    typealias Context = SentinelRequestContext
+    let metrics: SentinelMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let incoming = request.headers[.requestID].flatMap { id in
+            id.count <= 128 && id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:".contains($0) }) ? id : nil
+        }
+        let correlationID = incoming ?? UUID().uuidString.lowercased()
+        context.correlationID = correlationID
+        context.logger[metadataKey: "correlation_id"] = .string(correlationID)
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            let (problem, serverFault) = Problem.from(error)
+            if serverFault {
+                context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: error)))", "path": "\(request.uri.path)"])
+            }
+            response = problem.response(requestID: correlationID)
+        }
+        response.headers[.requestID] = correlationID
+        let route = context.endpointPath ?? "unmatched"
+        metrics.httpRequest(method: request.method.rawValue, route: route, status: Int(response.status.code),
+                            duration: ContinuousClock.now - start)
+        return response
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import GRDB
+import Hummingbird
+import Prometheus
+import SentinelCore
+
+/// `/healthz`, `/readyz`, `/metrics`: what a load balancer and Prometheus scrape.
+struct OperationsRoutes {
+    let control: ControlStore
+    let scheduler: JobScheduler
+    let registry: PrometheusCollectorRegistry
+
+    func add(to router: Router<SentinelRequestContext>) {
+        router.get("/healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))
+        }
+        router.get("/readyz") { _, _ in
+            var checks: [String: String] = [:]
+            checks["storage"] = (try? await control.pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1 ? "ok" : "unavailable"
+            checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
+            let ready = checks.values.allSatisfy { $0 == "ok" }
+            let body = try JSONEncoder.sentinel.encode(["status": ready ? "ready" : "not ready"].merging(checks) { a, _ in a })
+            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: .init(bytes: body)))
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: .init(bytes: registry.emitToBuffer())))
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SentinelCore
+import SentinelServer
+
+@main
+struct SentinelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sentinel",
+        abstract: "Sentinel: a self-hosted AI code-review appliance.",
+        version: SentinelVersion.current,
+        subcommands: [Serve.self, Migrate.self, WorkspaceCommand.self, JobsCommand.self, Backup.self, Restore.self])
+}
+
+/// Options every command shares: where the data lives and which config file to read.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Data directory (default: $SENTINEL_DATA_DIR or ./data).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "YAML config file; every key has a default (see appliance/sentinel.example.yaml).")
+    var config: String?
+
+    var dataDirectory: DataDirectory {
+        DataDirectory(path: dataDir ?? ProcessInfo.processInfo.environment["SENTINEL_DATA_DIR"] ?? "data")
+    }
+
+    func loadConfig() throws -> SentinelConfig {
+        do { return try ConfigLoader.load(file: config) } catch let error as ConfigError { throw CLIError(error.description) }
+    }
+
+    /// Opens control.sqlite (creating the data directory if needed) for administrative commands.
+    func openControl(_ config: SentinelConfig) throws -> (ControlStore, DatabaseOpener) {
+        let directory = dataDirectory
+        try directory.prepare()
+        let opener = DatabaseOpener(config: config)
+        return (try ControlStore(dataDirectory: directory, opener: opener), opener)
+    }
+}
+
+/// A one-line reason, printed by ArgumentParser as `Error: …` with a non-zero exit.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let data = try JSONEncoder.sentinelPretty.encode(value)
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func cliLogger(_ config: SentinelConfig, command: String) -> Logger {
+    Logger.sentinel(label: "sentinel.\(command)", level: command == "serve" ? config.log.level : "warning")
+}
+
+/// Runs `body`, turning every error into a one-line CLIError.
+func oneLine<T>(_ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let error as CLIError { throw error } catch let error as CustomStringConvertible {
+        throw CLIError(error.description.replacingOccurrences(of: "\n", with: " "))
+    } catch {
+        throw CLIError("\(error)".replacingOccurrences(of: "\n", with: " "))
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the appliance: HTTPS API and webhooks, job workers.")
+
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Address to listen on (default 0.0.0.0).") var host: String?
+    @Option(help: "Port to listen on (default 8443).") var port: Int?
+    @Flag(help: "Serve plain HTTP (behind a TLS-terminating proxy, or for benchmarks).") var noTLS = false
+
+    func run() async throws {
+        var config = try global.loadConfig()
+        if let host { config.server.host = host }
+        if let port { config.server.port = port }
+        if noTLS { config.server.tlsEnabled = false }
+        let logger = cliLogger(config, command: "serve")
+        let appliance = try await oneLine {
+            try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
+        }
+        do {
+            try await appliance.run()
+        } catch {
+            logger.critical("server stopped with an error", metadata: ["error": "\(error)"])
+            throw CLIError("server stopped: \(error)")
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending migrations to control.sqlite and every workspace file.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await oneLine {
+            let config = try global.loadConfig()
+            let (control, opener) = try global.openControl(config)
+            var failures: [String] = []
+            var migrated = 0
+            for id in try control.workspaceIDs() {
+                do {
+                    let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+                    try pool.close()
+                    migrated += 1
+                } catch {
+                    failures.append("\(id): \(error)")
+                }
+            }
+            print("control.sqlite: \(try DatabaseOpener.schemaVersion(control.pool, kind: .control)); workspaces migrated: \(migrated)")
+            if !failures.isEmpty {
+                throw CLIError("\(failures.count) workspace file(s) could not be migrated: \(failures.joined(separator: "; "))")
+            }
+        }
+    }
+}

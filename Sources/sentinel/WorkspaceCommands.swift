@@ -1,0 +1,177 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+struct WorkspaceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "workspace", abstract: "Create and inspect workspaces (tenants).",
+                                                    subcommands: [Create.self, List.self, Show.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a workspace and its database file.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Workspace name (unique).") var name: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let config = try global.loadConfig()
+                let (control, opener) = try global.openControl(config)
+                let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener)
+                let record = try service.create(name: name)
+                if json { try printJSON(service.summary(record, detailed: false)) } else { print("created workspace \(record.id) (\(record.name))") }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List workspaces.")
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let config = try global.loadConfig()
+                let (control, opener) = try global.openControl(config)
+                let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener)
+                let summaries = try service.list().map { service.summary($0, detailed: false) }
+                if json { try printJSON(summaries) } else {
+                    for s in summaries { print("\(s.id)  \(s.name)  plan=\(s.plan)  file=\(s.status)") }
+                    if summaries.isEmpty { print("no workspaces yet: sentinel workspace create NAME") }
+                }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one workspace (by id or name) and the state of its file.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Workspace id or name.") var workspace: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let config = try global.loadConfig()
+                let (control, opener) = try global.openControl(config)
+                let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener)
+                let summary = service.summary(try service.find(workspace), detailed: true)
+                if json { try printJSON(summary) } else {
+                    print("id:      \(summary.id)\nname:    \(summary.name)\nplan:    \(summary.plan)\ncreated: \(summary.createdAt)")
+                    print("file:    \(summary.file) (\(summary.status), \(summary.fileBytes ?? 0) bytes, schema \(summary.schemaVersion ?? "?"))")
+                    let jobs = (summary.jobs ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                    print("jobs:    \(jobs.isEmpty ? "none" : jobs)\nevents:  \(summary.events ?? 0)")
+                }
+            }
+        }
+    }
+}
+
+struct JobsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "jobs", abstract: "Inspect a workspace's job queue; retry or discard dead jobs.",
+                                                    subcommands: [List.self, Retry.self, Discard.self])
+
+    struct Target: ParsableArguments {
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+
+        /// Opens the workspace file in this process, beside a running server if there is one.
+        func actor() throws -> WorkspaceActor {
+            let config = try global.loadConfig()
+            let (control, opener) = try global.openControl(config)
+            let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
+            guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+            let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+            return WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List jobs (default: dead ones).")
+        @OptionGroup var target: Target
+        @Option(help: "queued | running | succeeded | dead | cancelled | all") var state = "dead"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let filter: JobState?
+                if state == "all" { filter = nil } else {
+                    guard let s = JobState(rawValue: state) else { throw CLIError("unknown state '\(state)'") }
+                    filter = s
+                }
+                let actor = try target.actor()
+                let jobs = try await actor.jobs(state: filter, limit: 1000)
+                await actor.close()
+                if json { try printJSON(jobs.map(JobView.init)) } else {
+                    for j in jobs.map(JobView.init) {
+                        print("\(j.id)  \(j.kind)  \(j.state)  attempts=\(j.attempts)/\(j.maxAttempts)  \(j.lastError ?? "")")
+                    }
+                    if jobs.isEmpty { print("no \(state) jobs") }
+                }
+            }
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Put a dead job back in the queue with a fresh attempt budget.")
+        @OptionGroup var target: Target
+        @Argument(help: "Job id.") var job: Int64
+
+        func run() async throws {
+            try await oneLine {
+                let actor = try target.actor()
+                let ok = try await actor.retryDeadJob(job)
+                await actor.close()
+                guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
+                print("job \(job) queued again")
+            }
+        }
+    }
+
+    struct Discard: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give up on a dead job; it is pruned with finished jobs.")
+        @OptionGroup var target: Target
+        @Argument(help: "Job id.") var job: Int64
+
+        func run() async throws {
+            try await oneLine {
+                let actor = try target.actor()
+                let ok = try await actor.discardDeadJob(job)
+                await actor.close()
+                guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
+                print("job \(job) discarded")
+            }
+        }
+    }
+}
+
+/// A job as admins see it: times as ISO 8601, payload left out (it may hold customer data).
+struct JobView: Encodable {
+    let id: Int64
+    let kind: String
+    let state: String
+    let priority: String
+    let attempts: Int
+    let maxAttempts: Int
+    let runAt: String
+    let lastError: String?
+    let correlationID: String?
+
+    init(_ job: JobRecord) {
+        id = job.id
+        kind = job.kind
+        state = job.state.rawValue
+        priority = job.jobPriority.description
+        attempts = job.attempts
+        maxAttempts = job.maxAttempts
+        runAt = Date(timeIntervalSince1970: job.runAt).formatted(.iso8601)
+        lastError = job.lastError
+        correlationID = job.correlationId
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, state, priority, attempts
+        case maxAttempts = "max_attempts"
+        case runAt = "run_at"
+        case lastError = "last_error"
+        case correlationID = "correlation_id"
+    }
+}
