@@ -13,6 +13,9 @@ public struct WorkspaceTransaction {
     let defaultMaxAttempts: Int
     /// Earliest due time of jobs enqueued in this transaction (feeds the pending-work index).
     var earliestEnqueued: Double?
+    /// What the pending-work index says for this workspace as far as this process knows.
+    var indexedDue: Double?
+    let control: ControlStore
 
     @discardableResult
     public mutating func enqueue(_ request: JobRequest) throws -> EnqueueResult {
@@ -22,6 +25,15 @@ public struct WorkspaceTransaction {
             earliestEnqueued = min(earliestEnqueued ?? due, due)
         }
         return result
+    }
+
+    /// Sets the pending-work index to the file's true next due time, inside this transaction so no
+    /// enqueue can slip between computing it and writing it.
+    mutating func replacePendingIndex() throws -> Double? {
+        let due = try JobQueue.nextDue(in: db)
+        try control.setDue(workspaceID, to: due)
+        indexedDue = due
+        return due
     }
 
     /// Appends a domain event and enqueues its listeners, atomically with the caller's change.
@@ -77,7 +89,7 @@ public actor WorkspaceActor {
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             pending.append(PendingWrite(
                 apply: { tx in
-                    let before = tx.earliestEnqueued
+                    let before = (tx.earliestEnqueued, tx.indexedDue)
                     do {
                         var value: T?
                         try tx.db.inSavepoint {
@@ -86,7 +98,7 @@ public actor WorkspaceActor {
                         }
                         box.set(.success(value!))
                     } catch {
-                        tx.earliestEnqueued = before
+                        (tx.earliestEnqueued, tx.indexedDue) = before
                         box.set(.failure(error))
                     }
                 },
@@ -107,24 +119,25 @@ public actor WorkspaceActor {
             let known = indexedDue
             let (id, control, listeners, maxAttempts) = (self.id, self.control, registry.listeners, config.maxAttempts)
             do {
-                let newlyIndexed: Double? = try await pool.write { db in
+                let (indexed, wake): (Double?, Bool) = try await pool.write { db in
                     var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
-                                                  defaultMaxAttempts: maxAttempts, earliestEnqueued: nil)
+                                                  defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
+                                                  indexedDue: known, control: control)
                     for entry in batch { entry.apply(&tx) }
                     // Index before commit: a crash in between leaves a harmless false positive,
                     // never a job the scheduler does not know about.
-                    if let due = tx.earliestEnqueued, known == nil || due < known! {
+                    if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
                         try control.markDue(id, at: due)
-                        return due
+                        return (due, true)
                     }
-                    return nil
+                    return (tx.indexedDue, false)
                 }
-                if let newlyIndexed {
-                    indexedDue = newlyIndexed
-                    onWorkDue()
-                }
+                // Updated before the next batch reads it: the drain loop is its only reader.
+                indexedDue = indexed
+                if wake { onWorkDue() }
                 for entry in batch { entry.complete(nil) }
             } catch {
+                indexedDue = nil
                 for entry in batch { entry.complete(error) }
             }
         }
@@ -173,14 +186,7 @@ public actor WorkspaceActor {
     /// Replaces this workspace's pending-work index entry with the file's true next due time.
     /// Runs through the write path so no enqueue can slip between the computation and the update.
     func refreshPendingIndex() async throws -> Double? {
-        let (id, control) = (self.id, self.control)
-        let due: Double? = try await write { tx in
-            let due = try JobQueue.nextDue(in: tx.db)
-            try control.setDue(id, to: due)
-            return due
-        }
-        indexedDue = due
-        return due
+        try await write { tx in try tx.replacePendingIndex() }
     }
 
     public func pruneFinishedJobs(olderThan age: TimeInterval) async throws -> Int {

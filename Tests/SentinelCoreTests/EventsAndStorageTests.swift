@@ -1,0 +1,256 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Events log")
+struct EventLogTests {
+    @Test("SQLite itself refuses UPDATE and DELETE on events")
+    func appendOnly() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let seq = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try tx.append(DomainEvent(type: "RunCreated", subject: "run:1", data: Data(#"{"run":1}"#.utf8))) }
+        }
+        #expect(seq == 1)
+        let pool = try await h.supervisor.withWorkspace(ws) { $0.pool }
+        for sql in ["UPDATE events SET type = 'Tampered'", "DELETE FROM events", "UPDATE events SET data = '{}' WHERE seq = 1"] {
+            #expect {
+                try pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
+            } throws: { error in
+                (error as? DatabaseError)?.message?.contains("append-only") == true
+            }
+        }
+        let events = try await pool.read { db in try EventLog.read(after: 0, limit: 10, in: db) }
+        #expect(events.count == 1)
+        #expect(events[0].type == "RunCreated")
+        #expect(events[0].data == #"{"run":1}"#)
+        await h.stop()
+    }
+
+    @Test("an event and the state change it describes commit or roll back together")
+    func sameTransaction() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        await #expect(throws: TestFailure.self) {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await actor.write { tx in
+                    try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('k', 'v')")
+                    try tx.append(DomainEvent(type: "SettingChanged"))
+                    throw TestFailure("the change fails after the event was appended")
+                }
+            }
+        }
+        let (events, meta) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in
+                (try Int.fetchOne(db, sql: "SELECT count(*) FROM events")!, try Int.fetchOne(db, sql: "SELECT count(*) FROM workspace_meta WHERE key = 'k'")!)
+            }
+        }
+        #expect(events == 0)
+        #expect(meta == 0)
+        await h.stop()
+    }
+
+    @Test("listeners registered for an event type run as jobs, once per event, with the correlation id")
+    func listenersRunAsJobs() async throws {
+        let seen = Recorder<String>()
+        var registry = JobRegistry()
+        registry.listen(to: "RunCompleted", as: "notify") { ctx in
+            let payload = try ctx.job.decodePayload(EventListenerPayload.self)
+            seen.append("\(payload.type)#\(payload.seq)@\(ctx.correlationID ?? "-")")
+        }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCreated", correlationID: "delivery-1"))
+                try tx.append(DomainEvent(type: "RunCompleted", correlationID: "delivery-1"))
+            }
+        }
+        h.startScheduler()
+        #expect(await eventually { seen.count == 1 })
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(seen.all == ["RunCompleted#2@delivery-1"])
+        await h.stop()
+    }
+}
+
+@Suite("Storage")
+struct StorageTests {
+    @Test("acknowledging commits are durable: synchronous=FULL on control and workspace files, WAL, foreign keys")
+    func durablePragmas() async throws {
+        let h = try TestHarness(config: SentinelConfig())
+        let ws = try h.createWorkspace()
+        let pool = try await h.supervisor.withWorkspace(ws) { $0.pool }
+        for p in [h.control.pool, pool] {
+            let (sync, journal, fk) = try await p.writeWithoutTransaction { db in
+                (try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try String.fetchOne(db, sql: "PRAGMA journal_mode")!,
+                 try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!)
+            }
+            #expect(sync == 2)
+            #expect(journal == "wal")
+            #expect(fk == 1)
+        }
+        await h.stop()
+    }
+
+    @Test("writes arriving together share a commit; a failing one does not undo the others")
+    func groupCommit() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let results = try await h.supervisor.withWorkspace(ws) { actor in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for i in 0..<200 {
+                    group.addTask {
+                        do {
+                            try await actor.write { tx in
+                                try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES (?, 'v')", arguments: ["k\(i)"])
+                                if i % 10 == 0 { throw TestFailure("every tenth write fails") }
+                            }
+                            return true
+                        } catch is TestFailure { return false }
+                    }
+                }
+                var ok = 0
+                for try await r in group where r { ok += 1 }
+                return ok
+            }
+        }
+        #expect(results == 180)
+        let stored = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM workspace_meta WHERE key LIKE 'k%'")! }
+        }
+        #expect(stored == 180)
+        await h.stop()
+    }
+
+    @Test("workspace create makes a migrated file and registers it; a half-created file is never listed")
+    func workspaceCreation() throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        // Leftover of a creation interrupted by a crash.
+        try Data("half".utf8).write(to: h.dataDirectory.workspacesDirectory.appendingPathComponent(".ws_aaaaaaaaaaaaaaaa.creating.sqlite"))
+        let record = try h.workspaces.create(name: "acme")
+        #expect(try h.workspaces.list().map(\.name) == ["acme"])
+        let summary = h.workspaces.summary(record, detailed: true)
+        #expect(summary.status == "ok")
+        #expect(summary.schemaVersion == "0001_jobs_events")
+        #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(record.workspaceID!).path))
+        #expect(throws: StorageError.self) { try h.workspaces.create(name: "acme") }
+        #expect(throws: StorageError.self) { try h.workspaces.create(name: "  ") }
+        #expect(try h.workspaces.find("acme").id == record.id)
+        #expect(try h.workspaces.find(record.id).name == "acme")
+    }
+
+    @Test("the master key is created once, 0600, and seals secrets bound to their context")
+    func masterKey() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let data = DataDirectory(path: dir.path)
+        try data.prepare()
+        let first = try Data(contentsOf: data.masterKeyFile)
+        try data.prepare()
+        #expect(try Data(contentsOf: data.masterKeyFile) == first)
+        let mode = try FileManager.default.attributesOfItem(atPath: data.masterKeyFile.path)[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+        let key = try MasterKey.load(at: data.masterKeyFile)
+        let sealed = try key.seal(Data("s3cret".utf8), context: "integration:1:webhook_secret")
+        #expect(!String(decoding: sealed, as: UTF8.self).contains("s3cret"))
+        #expect(try key.open(sealed, context: "integration:1:webhook_secret") == Data("s3cret".utf8))
+        #expect(throws: SecretError.self) { try key.open(sealed, context: "integration:2:webhook_secret") }
+    }
+}
+
+@Suite("Supervisor")
+struct SupervisorTests {
+    @Test("at most max_open files stay open; the least recently used closes and reopens transparently")
+    func lruEviction() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 2 })
+        let a = try h.createWorkspace("a"), b = try h.createWorkspace("b"), c = try h.createWorkspace("c")
+        try await h.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":1}"#.utf8)), in: a)
+        try await h.enqueue(JobRequest(kind: "x"), in: b)
+        #expect(await h.supervisor.openWorkspaceIDs == [a, b].sorted())
+        try await h.enqueue(JobRequest(kind: "x"), in: c)
+        #expect(await h.supervisor.openWorkspaceIDs == [b, c].sorted())
+        // Reopening a is transparent and its data is intact; b (now least recently used) closes.
+        let jobs = try await h.jobs(in: a)
+        #expect(jobs.count == 1)
+        #expect(String(decoding: jobs[0].payload, as: UTF8.self) == #"{"n":1}"#)
+        #expect(await h.supervisor.openWorkspaceIDs == [a, c].sorted())
+        await h.stop()
+    }
+
+    @Test("a workspace in use is never evicted")
+    func pinnedNotEvicted() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 1 })
+        let a = try h.createWorkspace("a"), b = try h.createWorkspace("b")
+        let actorA = try await h.supervisor.pin(a)
+        _ = try await h.jobs(in: b)
+        #expect(await h.supervisor.openWorkspaceIDs.contains(a))
+        #expect(try await actorA.jobs().isEmpty)
+        await h.supervisor.unpin(a)
+        await h.stop()
+    }
+
+    @Test("idle workspaces are closed")
+    func idleClose() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.idleCloseSeconds = 0 })
+        let a = try h.createWorkspace("a")
+        _ = try await h.jobs(in: a)
+        #expect(await h.supervisor.openWorkspaceIDs == [a])
+        await h.supervisor.closeIdle()
+        #expect(await h.supervisor.openWorkspaceIDs.isEmpty)
+        await h.stop()
+    }
+
+    @Test("a corrupt or missing file takes only its own workspace offline")
+    func corruptFileIsolation() async throws {
+        let ran = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("j") { ctx in ran.append(ctx.workspaceID.rawValue) }
+        let h = try TestHarness(registry: registry)
+        let broken = try h.createWorkspace("broken"), missing = try h.createWorkspace("missing"), healthy = try h.createWorkspace("healthy")
+        try await h.enqueue(JobRequest(kind: "j"), in: broken)
+        try await h.enqueue(JobRequest(kind: "j"), in: healthy)
+        await h.supervisor.shutdown()  // close every file, as after a restart
+
+        let h2 = try TestHarness(registry: registry, reusing: h)
+        try Data(repeating: 0x5A, count: 8192).write(to: h2.dataDirectory.workspaceFile(broken))
+        try FileManager.default.removeItem(at: h2.dataDirectory.workspaceFile(missing))
+        await #expect { try await h2.jobs(in: broken) } throws: { error in
+            guard case WorkspaceError.offline(_, let reason) = error else { return false }
+            return reason.contains("corrupt")
+        }
+        await #expect { try await h2.jobs(in: missing) } throws: { error in
+            guard case WorkspaceError.offline(_, let reason) = error else { return false }
+            return reason.contains("missing")
+        }
+        // A missing file is reported, never silently re-created empty.
+        #expect(!FileManager.default.fileExists(atPath: h2.dataDirectory.workspaceFile(missing).path))
+        h2.startScheduler()
+        #expect(await eventually { ran.all.contains(healthy.rawValue) })
+        #expect(await eventually { try await h2.jobs(in: healthy, state: .succeeded).count == 1 })
+        #expect(await h2.supervisor.offlineWorkspaceIDs.contains(broken))
+        #expect(h2.log.text.contains("workspace offline"))
+        #expect(h2.log.text.contains(broken.rawValue))
+        await h2.stop()
+    }
+
+    @Test("the pending-work index tells the scheduler which workspaces have due work")
+    func pendingWorkIndex() async throws {
+        var registry = JobRegistry()
+        registry.register("later") { _ in }
+        let h = try TestHarness(registry: registry)
+        let a = try h.createWorkspace("a"), b = try h.createWorkspace("b")
+        #expect(try h.control.dueWorkspaces(now: Date(), after: nil, limit: 10).isEmpty)
+        try await h.enqueue(JobRequest(kind: "later", runAt: Date().addingTimeInterval(0.3)), in: b)
+        #expect(try h.control.dueWorkspaces(now: Date(), after: nil, limit: 10).isEmpty)
+        #expect(try h.control.dueWorkspaces(now: Date().addingTimeInterval(1), after: nil, limit: 10) == [b])
+        _ = a
+        h.startScheduler()
+        #expect(await eventually { try await h.jobs(in: b, state: .succeeded).count == 1 })
+        #expect(await eventually { try h.control.dueEntry(b) == nil })
+        await h.stop()
+    }
+}

@@ -1,0 +1,287 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Durable jobs")
+struct JobQueueTests {
+    @Test("a job that fails twice then succeeds is retried and ends succeeded")
+    func retryThenSuccess() async throws {
+        let attempts = Recorder<Int>()
+        var registry = JobRegistry()
+        registry.register("flaky") { ctx in
+            attempts.append(ctx.job.attempts)
+            if ctx.job.attempts < 3 { throw TestFailure("transient failure \(ctx.job.attempts)") }
+        }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        let id = try await h.enqueue(JobRequest(kind: "flaky"), in: ws).jobID
+        h.startScheduler()
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        let job = try #require(try await h.jobs(in: ws).first { $0.id == id })
+        #expect(job.state == .succeeded)
+        #expect(job.attempts == 3)
+        #expect(attempts.all == [1, 2, 3])
+        await h.stop()
+    }
+
+    @Test("a job that always fails ends dead after max attempts, with its last error visible")
+    func retryUntilDead() async throws {
+        let calls = Recorder<Int>()
+        var registry = JobRegistry()
+        registry.register("broken") { ctx in
+            calls.append(ctx.job.attempts)
+            throw TestFailure("upstream said no")
+        }
+        let h = try TestHarness(config: testConfig { $0.jobs.maxAttempts = 4 }, registry: registry)
+        let ws = try h.createWorkspace()
+        try await h.enqueue(JobRequest(kind: "broken"), in: ws)
+        h.startScheduler()
+        #expect(await eventually { try await h.jobs(in: ws, state: .dead).count == 1 })
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(calls.all == [1, 2, 3, 4])
+        let dead = try #require(try await h.jobs(in: ws, state: .dead).first)
+        #expect(dead.attempts == 4)
+        #expect(dead.lastError?.contains("upstream said no") == true)
+        await h.stop()
+    }
+
+    @Test("a permanent failure goes dead at once; a dead job can be retried and then succeeds")
+    func permanentFailureAndRetryDead() async throws {
+        let shouldFail = Recorder<Bool>()
+        var registry = JobRegistry()
+        registry.register("strict") { _ in
+            if shouldFail.count == 0 { shouldFail.append(true); throw JobFailure.permanent("404 Not Found") }
+        }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        let id = try await h.enqueue(JobRequest(kind: "strict"), in: ws).jobID
+        h.startScheduler()
+        #expect(await eventually { try await h.jobs(in: ws, state: .dead).count == 1 })
+        #expect(try await h.jobs(in: ws, state: .dead).first?.attempts == 1)
+        let retried = try await h.supervisor.withWorkspace(ws) { try await $0.retryDeadJob(id) }
+        #expect(retried)
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        await h.stop()
+    }
+
+    @Test("backoff doubles per attempt up to the cap, jitter stays within [0.5, 1] of it, Retry-After wins")
+    func backoffGrowth() throws {
+        let policy = BackoffPolicy(base: 2, cap: 60)
+        #expect((1...7).map { policy.ceiling(afterAttempt: $0) } == [2, 4, 8, 16, 32, 60, 60])
+        for attempt in 1...10 {
+            for _ in 0..<50 {
+                let d = policy.delay(afterAttempt: attempt)
+                let c = policy.ceiling(afterAttempt: attempt)
+                #expect(d >= c * 0.5 && d <= c)
+            }
+        }
+        #expect(policy.delay(afterAttempt: 1, retryAfter: 120) == 120)
+    }
+
+    @Test("failed attempts are rescheduled further and further out, and Retry-After is honoured")
+    func backoffInTheQueue() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pool = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
+        let policy = BackoffPolicy(base: 1, cap: 1000)
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        var delays: [Double] = []
+        try pool.write { db in
+            _ = try JobQueue.enqueue(JobRequest(kind: "k", maxAttempts: 10), in: db, now: now, defaultMaxAttempts: 10)
+            var clock = now
+            for _ in 0..<6 {
+                let job = try #require(try JobQueue.claim(in: db, owner: "w", now: clock, limit: 1, lease: 30).first)
+                try JobQueue.finish(job, owner: "w", outcome: .failed(message: "x", retryAfter: nil, permanent: false), in: db, now: clock, backoff: policy)
+                let runAt = try #require(try JobQueue.job(id: job.id, in: db)).runAt
+                delays.append(runAt - clock.epochSeconds)  // clock is 1 ms past the previous due time
+                clock = Date(timeIntervalSince1970: runAt + 0.001)
+            }
+            let job = try #require(try JobQueue.claim(in: db, owner: "w", now: clock, limit: 1, lease: 30).first)
+            try JobQueue.finish(job, owner: "w", outcome: .failed(message: "rate limited", retryAfter: 90, permanent: false), in: db, now: clock, backoff: policy)
+            #expect(try JobQueue.job(id: job.id, in: db)!.runAt - clock.epochSeconds == 90)
+        }
+        for (i, d) in delays.enumerated() {
+            let ceiling = pow(2, Double(i))
+            #expect(d >= ceiling * 0.5 && d <= ceiling, "attempt \(i + 1) waited \(d)s")
+        }
+        #expect(delays.last! > delays.first! * 8)
+    }
+
+    @Test("a crashed worker's job is retaken once its lease expires")
+    func leaseExpiryRetake() async throws {
+        let owners = Recorder<Int>()
+        var registry = JobRegistry()
+        registry.register("work") { ctx in owners.append(ctx.job.attempts) }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        let id = try await h.enqueue(JobRequest(kind: "work"), in: ws).jobID
+        // A worker of a previous process claims the job with a short lease and dies.
+        let claimed = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try JobQueue.claim(in: tx.db, owner: "crashed-worker", now: tx.now, limit: 1, lease: 0.3) }
+        }
+        #expect(claimed.map(\.id) == [id])
+        h.startScheduler()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(owners.count == 0, "the lease still holds")
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        #expect(owners.all == [2])
+        await h.stop()
+    }
+
+    @Test("a job whose lease is lost cannot record its outcome over the new owner's")
+    func lostLeaseIsIgnored() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pool = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
+        let now = Date()
+        try pool.write { db in
+            _ = try JobQueue.enqueue(JobRequest(kind: "k"), in: db, now: now, defaultMaxAttempts: 5)
+            let first = try JobQueue.claim(in: db, owner: "a", now: now, limit: 1, lease: 1)[0]
+            let second = try JobQueue.claim(in: db, owner: "b", now: now.addingTimeInterval(2), limit: 1, lease: 30)[0]
+            #expect(second.id == first.id)
+            #expect(try JobQueue.finish(first, owner: "a", outcome: .succeeded, in: db, now: now, backoff: .init(base: 1, cap: 1)) == false)
+            #expect(try JobQueue.job(id: first.id, in: db)?.state == .running)
+            #expect(try JobQueue.finish(second, owner: "b", outcome: .succeeded, in: db, now: now, backoff: .init(base: 1, cap: 1)) == true)
+        }
+    }
+
+    @Test("an idempotency key makes a second enqueue a no-op, enforced by the database")
+    func idempotencyKeyDedupe() async throws {
+        let runs = Recorder<Int64>()
+        var registry = JobRegistry()
+        registry.register("once") { ctx in runs.append(ctx.job.id) }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        let first = try await h.enqueue(JobRequest(kind: "once", idempotencyKey: "delivery-42"), in: ws)
+        let second = try await h.enqueue(JobRequest(kind: "once", idempotencyKey: "delivery-42"), in: ws)
+        guard case .created(let id) = first else { Issue.record("first enqueue was not created"); return }
+        #expect(second == .duplicate(id))
+        // Concurrent enqueues of the same key: still one row.
+        try await withThrowingTaskGroup(of: EnqueueResult.self) { group in
+            for _ in 0..<20 { group.addTask { try await h.enqueue(JobRequest(kind: "once", idempotencyKey: "delivery-43"), in: ws) } }
+            var created = 0
+            for try await r in group { if case .created = r { created += 1 } }
+            #expect(created == 1)
+        }
+        // The unique index itself refuses a raw duplicate insert.
+        await #expect(throws: DatabaseError.self) {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await actor.write { tx in
+                    try tx.db.execute(sql: """
+                        INSERT INTO jobs (kind, payload, priority, state, max_attempts, run_at, idempotency_key, created_at)
+                        VALUES ('once', x'7b7d', 1, 'queued', 3, 0, 'delivery-42', 0)
+                        """)
+                }
+            }
+        }
+        h.startScheduler()
+        #expect(await eventually { runs.count == 2 })
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(runs.count == 2)
+        await h.stop()
+    }
+
+    @Test("due jobs run in priority order: critical, normal, low, bulk")
+    func priorityOrder() async throws {
+        let order = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("p") { ctx in order.append(String(decoding: ctx.job.payload, as: UTF8.self)) }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 1; $0.jobs.globalConcurrency = 1 }, registry: registry)
+        let ws = try h.createWorkspace()
+        for priority in [JobPriority.bulk, .low, .normal, .critical, .bulk, .critical] {
+            try await h.enqueue(JobRequest(kind: "p", payload: Data(priority.description.utf8), priority: priority), in: ws)
+        }
+        h.startScheduler()
+        #expect(await eventually { order.count == 6 })
+        #expect(order.all == ["critical", "critical", "normal", "low", "bulk", "bulk"])
+        await h.stop()
+    }
+
+    @Test("a quiet workspace is served while a busy one has a deep queue")
+    func fairnessBetweenWorkspaces() async throws {
+        let finished = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("w") { ctx in
+            try await Task.sleep(for: .milliseconds(5))
+            finished.append(String(decoding: ctx.job.payload, as: UTF8.self))
+        }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 2; $0.jobs.globalConcurrency = 2 }, registry: registry)
+        let busy = try h.createWorkspace("busy")
+        let quiet = try h.createWorkspace("quiet")
+        for _ in 0..<200 { try await h.enqueue(JobRequest(kind: "w", payload: Data("busy".utf8)), in: busy) }
+        for _ in 0..<5 { try await h.enqueue(JobRequest(kind: "w", payload: Data("quiet".utf8)), in: quiet) }
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(30)) { finished.all.filter { $0 == "quiet" }.count == 5 })
+        let lastQuiet = finished.all.lastIndex(of: "quiet")!
+        // Served in alternation: the quiet workspace's 5 jobs are done within the first ~12 completions,
+        // not after the busy workspace's 200.
+        #expect(lastQuiet < 20, "quiet workspace finished at position \(lastQuiet)")
+        await h.stop()
+    }
+
+    @Test("the per-workspace token bucket limits how fast one workspace starts jobs")
+    func perWorkspaceRateLimit() async throws {
+        let starts = Recorder<ContinuousClock.Instant>()
+        var registry = JobRegistry()
+        registry.register("r") { _ in starts.append(.now) }
+        let h = try TestHarness(config: testConfig {
+            $0.jobs.rateLimitPerSecond = 20
+            $0.jobs.rateLimitBurst = 5
+            $0.jobs.workspaceConcurrency = 50
+            $0.jobs.globalConcurrency = 50
+        }, registry: registry)
+        let ws = try h.createWorkspace()
+        for _ in 0..<25 { try await h.enqueue(JobRequest(kind: "r"), in: ws) }
+        let began = ContinuousClock.now
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(20)) { starts.count == 25 })
+        let elapsed = ContinuousClock.now - began
+        // 5 at once, then 20/s: the last of 25 cannot start before ~1 s (lower bound only: a slow
+        // machine makes it later, never earlier).
+        #expect(elapsed >= .milliseconds(900), "25 jobs started in \(elapsed)")
+        let firstWindow = starts.all.filter { $0 - began < .milliseconds(200) }.count
+        #expect(firstWindow <= 5 + 4 + 1, "\(firstWindow) started in the first 200 ms")
+        await h.stop()
+    }
+
+    @Test("shutdown lets a running job finish within the drain deadline and releases the rest")
+    func drainOnShutdown() async throws {
+        let done = Recorder<Int64>()
+        var registry = JobRegistry()
+        registry.register("slow") { ctx in
+            try await Task.sleep(for: .milliseconds(300))
+            done.append(ctx.job.id)
+        }
+        registry.register("stuck") { _ in try await Task.sleep(for: .seconds(60)) }
+        let h = try TestHarness(config: testConfig { $0.shutdown.drainSeconds = 1 }, registry: registry)
+        let ws = try h.createWorkspace()
+        let slow = try await h.enqueue(JobRequest(kind: "slow"), in: ws).jobID
+        let stuck = try await h.enqueue(JobRequest(kind: "stuck"), in: ws).jobID
+        h.startScheduler()
+        #expect(await eventually { await h.scheduler.runningJobs == 2 })
+        let dir = h.dataDirectory
+        await h.scheduler.beginStop()
+        // Re-open the file independently once the harness has stopped the scheduler.
+        try await Task.sleep(for: .seconds(3))
+        #expect(done.all == [slow])
+        let pool = try DatabaseOpener().open(dir.workspaceFile(ws), kind: .workspace)
+        let rows = try await pool.read { db in try JobQueue.list(state: nil, in: db) }
+        #expect(rows.first { $0.id == slow }?.state == .succeeded)
+        let released = try #require(rows.first { $0.id == stuck })
+        #expect(released.state == .queued)
+        #expect(released.attempts == 0, "a released job's attempt is not counted")
+        try pool.close()
+        await h.stop()
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+extension Date {
+    var epochSeconds: Double { timeIntervalSince1970 }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import SentinelCore
+import Synchronization
+
+/// A fresh data directory under the system temp dir, removed by `cleanup()`.
+public struct TemporaryDirectory: Sendable {
+    public let url: URL
+
+    public init(_ label: String = "sentinel-test") {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString.prefix(8))", isDirectory: true)
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    public var path: String { url.path }
+    public func cleanup() { try? FileManager.default.removeItem(at: url) }
+}
+
+/// A configuration tuned for tests: tiny backoff, short leases, fast polling.
+public func testConfig(_ adjust: (inout SentinelConfig) -> Void = { _ in }) -> SentinelConfig {
+    var config = SentinelConfig()
+    config.jobs.backoffBaseSeconds = 0.01
+    config.jobs.backoffMaxSeconds = 0.05
+    config.jobs.leaseSeconds = 2
+    config.jobs.pollIntervalMilliseconds = 20
+    config.jobs.rateLimitPerSecond = 10_000
+    config.jobs.rateLimitBurst = 10_000
+    config.shutdown.drainSeconds = 2
+    adjust(&config)
+    return config
+}
+
+/// The platform pieces of one appliance without HTTP: control store, workspaces, supervisor and
+/// scheduler on a temp directory. The scheduler runs only between `startScheduler` and `stop`.
+public final class TestHarness: Sendable {
+    public let directory: TemporaryDirectory
+    public let dataDirectory: DataDirectory
+    public let config: SentinelConfig
+    public let control: ControlStore
+    public let workspaces: WorkspaceService
+    public let supervisor: Supervisor
+    public let scheduler: JobScheduler
+    public let log: CapturedLog
+    private let runTask = LockedTask()
+
+    /// `reusing` opens another harness on the same data directory (a restart of the process).
+    public init(config: SentinelConfig = testConfig(), registry: JobRegistry = JobRegistry(), reusing other: TestHarness? = nil) throws {
+        directory = other?.directory ?? TemporaryDirectory()
+        dataDirectory = DataDirectory(path: directory.path)
+        try dataDirectory.prepare()
+        self.config = config
+        let opener = DatabaseOpener(config: config)
+        control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
+        workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
+        log = CapturedLog()
+        let logger = Logger.sentinel(label: "test", level: "debug", sink: log.sink)
+        supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry, logger: logger)
+        scheduler = JobScheduler(supervisor: supervisor, logger: logger)
+    }
+
+    public func createWorkspace(_ name: String = "ws-\(UUID().uuidString.prefix(6))") throws -> WorkspaceID {
+        try workspaces.create(name: name).workspaceID!
+    }
+
+    @discardableResult
+    public func enqueue(_ request: JobRequest, in workspace: WorkspaceID) async throws -> EnqueueResult {
+        try await supervisor.withWorkspace(workspace) { try await $0.enqueue(request) }
+    }
+
+    public func jobs(in workspace: WorkspaceID, state: JobState? = nil) async throws -> [JobRecord] {
+        try await supervisor.withWorkspace(workspace) { try await $0.jobs(state: state, limit: 10_000) }
+    }
+
+    public func startScheduler() {
+        let scheduler = self.scheduler
+        runTask.set(Task { try? await scheduler.run() })
+    }
+
+    public func stop() async {
+        await scheduler.beginStop()
+        await runTask.get()?.value
+        await supervisor.shutdown()
+        directory.cleanup()
+    }
+}
+
+final class LockedTask: Sendable {
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    func set(_ t: Task<Void, Never>) { task.withLock { $0 = t } }
+    func get() -> Task<Void, Never>? { task.withLock { $0 } }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+/// A condition that throws counts as not (yet) holding.
+public func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if (try? await condition()) == true { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return (try? await condition()) == true
+}
+
+/// A thread-safe recorder for what handlers observed.
+public final class Recorder<T: Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
+    public init() {}
+    public func append(_ item: T) { items.withLock { $0.append(item) } }
+    public var all: [T] { items.withLock { $0 } }
+    public var count: Int { items.withLock { $0.count } }
+}
