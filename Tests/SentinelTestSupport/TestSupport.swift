@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import SentinelCore
@@ -108,4 +109,10 @@ public final class Recorder<T: Sendable>: Sendable {
     public func append(_ item: T) { items.withLock { $0.append(item) } }
     public var all: [T] { items.withLock { $0 } }
     public var count: Int { items.withLock { $0.count } }
+}
+
+public enum SHA256Hex {
+    public static func of(_ data: Data) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
 }

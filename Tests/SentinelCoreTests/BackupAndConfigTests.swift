@@ -1,0 +1,169 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Backup and restore")
+struct BackupTests {
+    @Test("a backup taken during concurrent writes restores to an intact file holding every write committed before it began")
+    func backupUnderWriteLoad() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("busy")
+        let actor = try await h.supervisor.pin(ws)
+        try await actor.write { tx in try tx.db.execute(sql: "CREATE TABLE IF NOT EXISTS load (n INTEGER PRIMARY KEY, pad BLOB)") }
+        // Grow the file so the copy takes a while, then keep writing during the backup.
+        for batch in 0..<20 {
+            try await actor.write { tx in
+                for i in 0..<200 { try tx.db.execute(sql: "INSERT INTO load (n, pad) VALUES (?, randomblob(512))", arguments: [batch * 200 + i]) }
+            }
+        }
+        let writer = Task {
+            var n = 100_000
+            while !Task.isCancelled {
+                let value = n
+                _ = try? await actor.write { tx in try tx.db.execute(sql: "INSERT INTO load (n, pad) VALUES (?, randomblob(512))", arguments: [value]) }
+                n += 1
+            }
+            return n - 100_000
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        let committedBefore = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM load")! }
+        let backupDir = TemporaryDirectory("sentinel-backup")
+        defer { backupDir.cleanup() }
+        let out = backupDir.url.appendingPathComponent("backup-1")
+        let manifest = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, control: h.control)
+        try await Task.sleep(for: .milliseconds(50))
+        writer.cancel()
+        let writesDuring = await writer.value
+        #expect(writesDuring > 0)
+        #expect(manifest.files.map(\.kind) == [.control, .workspace])
+        #expect(manifest.files[1].workspaceID == ws.rawValue)
+        #expect(manifest.files[1].schemaVersion == "0001_jobs_events")
+        await h.supervisor.unpin(ws)
+        await h.stop()
+
+        // Restore into a brand-new data directory.
+        let target = TemporaryDirectory()
+        defer { target.cleanup() }
+        let data = DataDirectory(path: target.path)
+        let restored = try BackupService(dataDirectory: data, opener: DatabaseOpener()).restore(from: out)
+        #expect(restored.count == 2)
+        let file = data.workspaceFile(ws)
+        #expect(!FileManager.default.fileExists(atPath: file.path + "-wal"))
+        #expect(!FileManager.default.fileExists(atPath: file.path + "-shm"))
+        let pool = try DatabaseOpener().open(file, kind: .workspace)
+        let (integrity, count) = try await pool.read { db in
+            (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try Int.fetchOne(db, sql: "SELECT count(*) FROM load")!)
+        }
+        #expect(integrity == ["ok"])
+        #expect(count >= committedBefore)
+        try pool.close()
+        let control = try ControlStore(dataDirectory: data, opener: DatabaseOpener())
+        #expect(try control.workspace(ws)?.name == "busy")
+    }
+
+    @Test("restore refuses a damaged backup and leaves the data directory untouched")
+    func damagedBackupRefused() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("a")
+        try await h.enqueue(JobRequest(kind: "x"), in: ws)
+        await h.supervisor.shutdown()
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        let copy = out.appendingPathComponent("workspaces/\(ws.rawValue).sqlite")
+        var bytes = try Data(contentsOf: copy)
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: copy)
+        let before = try Data(contentsOf: h.dataDirectory.workspaceFile(ws))
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws)
+        } throws: { error in
+            "\(error)".contains("checksum")
+        }
+        #expect(try Data(contentsOf: h.dataDirectory.workspaceFile(ws)) == before)
+        // A backup directory without a manifest is not a backup.
+        #expect(throws: StorageError.self) {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: h.directory.url.appendingPathComponent("nope"))
+        }
+        h.directory.cleanup()
+    }
+
+    @Test("a file that passes its checksum but fails integrity_check is refused")
+    func integrityChecked() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("a")
+        await h.supervisor.shutdown()
+        let out = h.directory.url.appendingPathComponent("backup")
+        let manifest = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        // Corrupt a page and re-sign the manifest so only the integrity check can catch it.
+        let copy = out.appendingPathComponent(manifest.files[0].file)
+        var bytes = try Data(contentsOf: copy)
+        for i in 4096..<4200 { bytes[i] = 0xEE }
+        try bytes.write(to: copy)
+        var forged = manifest
+        forged.files[0].sha256 = SHA256Hex.of(bytes)
+        try JSONEncoder.sentinelPretty.encode(forged).write(to: out.appendingPathComponent("manifest.json"))
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws)
+        } throws: { error in
+            "\(error)".contains("integrity") || "\(error)".contains("not a readable database")
+        }
+        h.directory.cleanup()
+    }
+}
+
+@Suite("Configuration")
+struct ConfigTests {
+    @Test("defaults, then the YAML file, then SENTINEL_ environment variables")
+    func layering() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let file = dir.url.appendingPathComponent("sentinel.yaml")
+        try """
+        server:
+          port: 9443
+          tls:
+            enabled: false
+        jobs:
+          global_concurrency: 32
+        """.write(to: file, atomically: true, encoding: .utf8)
+        let fromFile = try ConfigLoader.load(file: file.path, environment: [:])
+        #expect(fromFile.server.port == 9443)
+        #expect(fromFile.server.tlsEnabled == false)
+        #expect(fromFile.jobs.globalConcurrency == 32)
+        #expect(fromFile.jobs.workspaceConcurrency == SentinelConfig().jobs.workspaceConcurrency)
+        let withEnv = try ConfigLoader.load(file: file.path, environment: ["SENTINEL_SERVER_PORT": "7000", "SENTINEL_STORAGE_SYNCHRONOUS": "normal"])
+        #expect(withEnv.server.port == 7000)
+        #expect(withEnv.storage.synchronous == .normal)
+        #expect(try ConfigLoader.load(file: nil, environment: [:]) == SentinelConfig())
+    }
+
+    @Test("unknown keys and wrong types are errors naming the key")
+    func errors() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let file = dir.url.appendingPathComponent("bad.yaml")
+        try "server:\n  prot: 1\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("server.prot") }
+        try "jobs:\n  max_attempts: many\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("jobs.max_attempts") }
+        #expect { try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_TLS_ENABLED": "maybe"]) } throws: {
+            "\($0)".contains("SENTINEL_SERVER_TLS_ENABLED")
+        }
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: dir.url.appendingPathComponent("absent.yaml").path, environment: [:]) }
+    }
+
+    @Test("appliance/sentinel.example.yaml documents every key and loads to the defaults")
+    func exampleFileIsComplete() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let example = root.appendingPathComponent("appliance/sentinel.example.yaml")
+        let text = try String(contentsOf: example, encoding: .utf8)
+        for key in ConfigLoader.keys {
+            let leaf = key.path.split(separator: ".").last!
+            #expect(text.contains("\(leaf):"), "\(key.path) is not documented")
+            #expect(text.contains(key.environmentName), "\(key.environmentName) is not documented")
+        }
+        #expect(try ConfigLoader.load(file: example.path, environment: [:]) == SentinelConfig())
+    }
+}

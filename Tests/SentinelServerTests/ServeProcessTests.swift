@@ -1,0 +1,105 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOSSL
+import SentinelTestSupport
+import Testing
+
+/// `sentinel serve` as an admin runs it: the real binary, an empty data directory, HTTPS with the
+/// certificate it makes itself, SIGTERM to stop.
+@Suite("sentinel serve process")
+struct ServeProcessTests {
+    @Test("starts on an empty data dir, answers /healthz over HTTPS with its self-signed certificate, exits 0 on SIGTERM")
+    func serveOverHTTPS() async throws {
+        let dir = TemporaryDirectory("sentinel-serve")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data")
+        let server = try SentinelProcess.start(["serve", "--data-dir", data.path, "--host", "127.0.0.1", "--port", "0"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+
+        for path in ["control.sqlite", "workspaces", "secrets/master.key", "tls/sentinel.crt", "tls/sentinel.key"] {
+            #expect(FileManager.default.fileExists(atPath: data.appendingPathComponent(path).path), "\(path) missing")
+        }
+        let keyMode = try FileManager.default.attributesOfItem(atPath: data.appendingPathComponent("secrets/master.key").path)[.posixPermissions] as? NSNumber
+        #expect(keyMode?.intValue == 0o600)
+
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(data.appendingPathComponent("tls/sentinel.crt").path))
+        tls.certificateVerification = .fullVerification
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            for (path, expected) in [("/healthz", #""status":"ok""#), ("/readyz", #""status":"ready""#)] {
+                let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(port)\(path)"), timeout: .seconds(10))
+                #expect(response.status == .ok)
+                let body = String(buffer: try await response.body.collect(upTo: 1 << 16))
+                #expect(body.contains(expected), "\(path): \(body)")
+            }
+            let metrics = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
+            let text = String(buffer: try await metrics.body.collect(upTo: 1 << 20))
+            #expect(text.contains(#"sentinel_http_requests_total{method="GET",route="/healthz",status="200"} 1"#))
+            #expect(text.contains("sentinel_workspaces_open"))
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+
+        server.terminate()
+        let status = await server.waitForExit(timeout: .seconds(30))
+        #expect(status == 0)
+        #expect(server.stderr.contains("stopped cleanly"))
+        // Every line it logged is one JSON object.
+        for line in server.stderr.split(separator: "\n") {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "not JSON: \(line)")
+        }
+    }
+
+    @Test("a second serve on the same data directory refuses with a one-line reason")
+    func secondServeRefused() async throws {
+        let dir = TemporaryDirectory("sentinel-serve")
+        defer { dir.cleanup() }
+        let first = try SentinelProcess.start(["serve", "--data-dir", dir.path, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        defer { first.kill() }
+        _ = try #require(await first.waitForListeningPort())
+        let second = try SentinelProcess.start(["serve", "--data-dir", dir.path, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        let status = await second.waitForExit(timeout: .seconds(30))
+        #expect(status != 0)
+        #expect(second.stderr.contains("already running"))
+        first.terminate()
+        #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
+    @Test("workspace create/list/show and backup/restore from the command line")
+    func workspaceAndBackupCommands() async throws {
+        let dir = TemporaryDirectory("sentinel-cli")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data, "--json"])
+        #expect(created.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any]
+        let id = try #require(object?["id"] as? String)
+        #expect(id.hasPrefix("ws_"))
+        let listed = try await SentinelProcess.run(["workspace", "list", "--data-dir", data, "--json"])
+        let array = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]
+        #expect(array?.compactMap { $0["id"] as? String } == [id])
+        let shown = try await SentinelProcess.run(["workspace", "show", "acme", "--data-dir", data, "--json"])
+        #expect(shown.stdout.contains("\"schema_version\""))
+        let duplicate = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        #expect(duplicate.status != 0)
+        #expect(duplicate.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").count == 1)
+        #expect(duplicate.stderr.contains("already exists"))
+
+        let backupDir = dir.url.appendingPathComponent("backup").path
+        let backup = try await SentinelProcess.run(["backup", "--data-dir", data, "--out", backupDir])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        #expect(FileManager.default.fileExists(atPath: backupDir + "/manifest.json"))
+        let migrate = try await SentinelProcess.run(["migrate", "--data-dir", data])
+        #expect(migrate.status == 0)
+        let restore = try await SentinelProcess.run(["restore", "--data-dir", data, "--from", backupDir, "--workspace", id])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        let bad = try await SentinelProcess.run(["restore", "--data-dir", data, "--from", dir.url.appendingPathComponent("nothing").path])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("not a Sentinel backup"))
+    }
+}
