@@ -5,7 +5,7 @@ import Logging
 public struct SentinelRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var correlationID: String = ""
-    /// Largest body a route may collect; webhook and API routes read it rather than a constant.
+    /// Largest body a route may collect (webhook deliveries can be up to 25 MB).
     public var maxUploadSize: Int
 
     public init(source: ApplicationRequestContextSource) {

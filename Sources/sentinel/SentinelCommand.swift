@@ -18,15 +18,19 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Data directory (default: $SENTINEL_DATA_DIR or ./data).")
     var dataDir: String?
 
-    @Option(name: .long, help: "YAML config file; every key has a default (see appliance/sentinel.example.yaml).")
+    @Option(name: .long, help: "YAML config file (default: DATA_DIR/sentinel.yaml if present); every key has a default.")
     var config: String?
 
     var dataDirectory: DataDirectory {
         DataDirectory(path: dataDir ?? ProcessInfo.processInfo.environment["SENTINEL_DATA_DIR"] ?? "data")
     }
 
+    /// `--config FILE`, else `DATA_DIR/sentinel.yaml` when it exists, else the built-in defaults.
     func loadConfig() throws -> SentinelConfig {
-        do { return try ConfigLoader.load(file: config) } catch let error as ConfigError { throw CLIError(error.description) }
+        var file = config
+        let inDataDir = dataDirectory.root.appendingPathComponent("sentinel.yaml")
+        if file == nil, FileManager.default.fileExists(atPath: inDataDir.path) { file = inDataDir.path }
+        do { return try ConfigLoader.load(file: file) } catch let error as ConfigError { throw CLIError(error.description) }
     }
 
     /// Opens control.sqlite (creating the data directory if needed) for administrative commands.

@@ -61,6 +61,7 @@ struct BackupTests {
         try pool.close()
         let control = try ControlStore(dataDirectory: data, opener: DatabaseOpener())
         #expect(try control.workspace(ws)?.name == "busy")
+        #expect(try control.dueEntry(ws) != nil, "a restored workspace is looked at once by the scheduler")
     }
 
     @Test("restore refuses a damaged backup and leaves the data directory untouched")

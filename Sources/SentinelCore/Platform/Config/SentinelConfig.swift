@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Yams
 
 /// The appliance's configuration. Every key has a built-in default so `sentinel serve` runs with no
@@ -20,7 +21,6 @@ public struct SentinelConfig: Sendable, Equatable {
         public var tlsEnabled = true
         public var tlsCertFile: String? = nil
         public var tlsKeyFile: String? = nil
-        public var maxBodyBytes = 25 * 1024 * 1024
     }
 
     public struct Storage: Sendable, Equatable {
@@ -87,7 +87,6 @@ public enum ConfigLoader {
         key("server.tls.enabled", "serve HTTPS (false only behind a TLS-terminating proxy)", \.server.tlsEnabled),
         key("server.tls.cert_file", "PEM certificate chain; a self-signed one is made in data/tls/ when unset", \.server.tlsCertFile),
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
-        key("server.max_body_bytes", "largest request body accepted (413 above)", \.server.maxBodyBytes),
         key("storage.synchronous", "full | normal: durability of acknowledging commits", \.storage.synchronous),
         key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds),
         key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
@@ -148,6 +147,9 @@ public enum ConfigLoader {
         guard config.jobs.maxAttempts >= 1 else { throw ConfigError("jobs.max_attempts must be at least 1") }
         guard config.jobs.rateLimitPerSecond > 0, config.jobs.rateLimitBurst >= 1 else {
             throw ConfigError("jobs.rate_limit_per_second must be > 0 and jobs.rate_limit_burst >= 1")
+        }
+        guard Logger.Level(rawValue: config.log.level) != nil else {
+            throw ConfigError("log.level must be one of trace, debug, info, notice, warning, error, critical")
         }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
             throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")

@@ -101,7 +101,7 @@ public struct BackupService: Sendable {
                            sha256: try FileSystem.sha256(of: target), schemaVersion: version)
     }
 
-    /// Restores from a backup directory. Every file is checked (size, sha256, `PRAGMA integrity_check`)
+    /// Restores from a backup directory. Every file is checked (sha256, `PRAGMA integrity_check`)
     /// before anything in the data directory is touched; a damaged backup is refused whole. The
     /// server must be stopped (restore refuses to run beside it).
     public func restore(from source: URL, workspace only: WorkspaceID? = nil) throws -> [BackupEntry] {
@@ -163,6 +163,15 @@ public struct BackupService: Sendable {
             FileSystem.sync(target.deletingLastPathComponent())
         }
         staged.removeAll()
+        // The pending-work index cannot know what a restored file holds: mark every restored
+        // workspace due now, so the scheduler looks at it once and sets the true due time.
+        let control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
+        let restoredIDs = selected.contains { $0.kind == .control }
+            ? try control.workspaceIDs()
+            : selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }
+        let now = Date().epoch
+        for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
+        try control.pool.close()
         return selected
     }
 

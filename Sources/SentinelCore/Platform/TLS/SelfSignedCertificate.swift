@@ -47,6 +47,7 @@ public enum SelfSignedCertificate {
             subject: name,
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
+                // Its own trust anchor (clients pin it), as `openssl req -x509` makes them.
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 KeyUsage(digitalSignature: true, keyCertSign: true)
                 try ExtendedKeyUsage([.serverAuth])

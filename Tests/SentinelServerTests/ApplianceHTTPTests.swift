@@ -1,0 +1,105 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import HTTPTypes
+import Logging
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+@Suite("Appliance HTTP layer")
+struct ApplianceHTTPTests {
+    /// An appliance on a temp dir with a test route that reaches a workspace through the supervisor,
+    /// as every workspace route does.
+    func makeAppliance(_ dir: TemporaryDirectory, registry: JobRegistry = JobRegistry()) throws -> Appliance {
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        return try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: registry,
+                             logger: Logger.sentinel(level: "error", sink: CapturedLog().sink))
+    }
+
+    @Test("a corrupt workspace answers 503 problem+json; another workspace keeps answering")
+    func offlineWorkspaceIs503() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let appliance = try makeAppliance(dir)
+        let good = try appliance.workspaces.create(name: "good").workspaceID!
+        let bad = try appliance.workspaces.create(name: "bad").workspaceID!
+        try Data(repeating: 0x42, count: 4096).write(to: appliance.dataDirectory.workspaceFile(bad))
+        let router = appliance.makeRouter()
+        let supervisor = appliance.supervisor
+        router.get("/test/workspaces/:id/jobs") { _, context in
+            guard let id = context.parameters.get("id").flatMap(WorkspaceID.init) else { throw HTTPError(.notFound) }
+            let count = try await supervisor.withWorkspace(id) { try await $0.jobs().count }
+            return "\(count)"
+        }
+        let app = Application(router: router)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/test/workspaces/\(bad)/jobs", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.headers[.contentType] == "application/problem+json")
+                let problem = try JSONDecoder().decode(Problem.self, from: Data(buffer: response.body))
+                #expect(problem.status == 503)
+                #expect(problem.detail?.contains("corrupt") == true)
+                #expect(response.headers[HTTPField.Name("X-Request-ID")!] != nil)
+            }
+            try await client.execute(uri: "/test/workspaces/\(good)/jobs", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "0")
+            }
+            try await client.execute(uri: "/test/workspaces/ws_0000000000000000/jobs", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(response.headers[.contentType] == "application/problem+json")
+            }
+        }
+        let text = appliance.prometheus.emitToString()
+        #expect(text.contains(#"sentinel_workspace_offline_total{reason="corrupt"} 1"#))
+        await appliance.supervisor.shutdown()
+    }
+
+    @Test("the correlation id of a request follows into the jobs it enqueues and onto their log lines")
+    func correlationFollowsWork() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let log = CapturedLog()
+        var registry = JobRegistry()
+        registry.register("traced") { ctx in ctx.logger.info("handling traced job") }
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: registry,
+                                      logger: Logger.sentinel(level: "info", sink: log.sink))
+        let ws = try appliance.workspaces.create(name: "w").workspaceID!
+        let router = appliance.makeRouter()
+        let supervisor = appliance.supervisor
+        router.post("/test/enqueue") { _, context in
+            let id = try await supervisor.withWorkspace(ws) {
+                try await $0.enqueue(JobRequest(kind: "traced", correlationID: context.correlationID)).jobID
+            }
+            return "\(id)"
+        }
+        let scheduler = Task { try await appliance.scheduler.run() }
+        let app = Application(router: router)
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/test/enqueue", method: .post, headers: [HTTPField.Name("X-Request-ID")!: "req-abc-123"]) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[HTTPField.Name("X-Request-ID")!] == "req-abc-123")
+            }
+        }
+        #expect(await eventually { log.text.contains("handling traced job") })
+        let line = try #require(log.all.first { $0.contains("handling traced job") })
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["correlation_id"] as? String == "req-abc-123")
+        #expect(object["workspace_id"] as? String == ws.rawValue)
+        #expect(object["job_id"] as? String != nil)
+        #expect(object["level"] as? String == "info")
+        #expect(object["time"] as? String != nil)
+        let jobs = try await supervisor.withWorkspace(ws) { try await $0.jobs() }
+        #expect(jobs.first?.correlationId == "req-abc-123")
+        #expect(await eventually { appliance.prometheus.emitToString().contains(#"sentinel_jobs_executed_total{kind="traced",outcome="succeeded"} 1"#) })
+        #expect(appliance.prometheus.emitToString().contains("sentinel_job_queue_latency_seconds"))
+        await appliance.scheduler.beginStop()
+        try await scheduler.value
+        await appliance.supervisor.shutdown()
+    }
+}
