@@ -22,6 +22,8 @@ public final class Appliance: Sendable {
     public let prometheus: PrometheusCollectorRegistry
     public let metrics: SentinelMetrics
     public let logger: Logger
+    public let integrations: IntegrationService
+    let integrationDirectory: IntegrationDirectory
     private let serveLock: FileLock
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
@@ -43,6 +45,8 @@ public final class Appliance: Sendable {
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
+        self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
+        self.integrationDirectory = IntegrationDirectory(service: integrations, supervisor: supervisor)
         metrics.openWorkspaces(0)
         metrics.offlineWorkspaces(0)
     }
@@ -51,6 +55,7 @@ public final class Appliance: Sendable {
         let router = Router(context: SentinelRequestContext.self)
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
+        WebhookRoutes(directory: integrationDirectory, supervisor: supervisor, metrics: metrics).add(to: router)
         return router
     }
 

@@ -50,7 +50,11 @@ public struct WorkspaceService: Sendable {
         let temp = dataDirectory.workspacesDirectory.appendingPathComponent(".\(id.rawValue).creating.sqlite")
         try removeDatabaseFiles(temp)
         do {
-            let pool = try opener.open(temp, kind: .workspace, create: true, label: id.rawValue)
+            // The file is invisible until renamed and is fsynced before the rename, so its own
+            // commits need not wait for the disk.
+            var fast = opener
+            fast.synchronous = .off
+            let pool = try fast.open(temp, kind: .workspace, create: true, label: id.rawValue)
             try pool.write { db in
                 try db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?), ('name', ?)",
                                arguments: [id.rawValue, name])

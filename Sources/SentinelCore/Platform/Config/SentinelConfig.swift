@@ -31,6 +31,8 @@ public struct SentinelConfig: Sendable, Equatable {
 
     public enum SynchronousMode: String, Sendable, Equatable, CaseIterable {
         case full, normal
+        /// Internal: files not yet visible to anyone (a workspace being created), fsynced explicitly.
+        case off
     }
 
     public struct Workspaces: Sendable, Equatable {
@@ -235,7 +237,7 @@ extension Optional: ConfigValue where Wrapped == String {
 
 extension SentinelConfig.SynchronousMode: ConfigValue {
     static func parse(_ raw: String) throws -> Self {
-        guard let v = Self(rawValue: raw.lowercased()) else { throw ConfigError("'\(raw)' is not one of full, normal") }
+        guard let v = Self(rawValue: raw.lowercased()), v != .off else { throw ConfigError("'\(raw)' is not one of full, normal") }
         return v
     }
     var rendered: String { rawValue }

@@ -34,6 +34,10 @@ public struct SentinelMetrics: Sendable {
         Gauge(label: "sentinel_workspaces_offline", dimensions: [], factory: factory).record(count)
     }
 
+    public func webhook(platform: String, outcome: String) {
+        Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
+    }
+
     public func httpRequest(method: String, route: String, status: Int, duration: Duration) {
         Counter(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory).increment()
         Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], preferredDisplayUnit: .seconds, factory: factory)

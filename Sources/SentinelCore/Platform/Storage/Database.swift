@@ -61,7 +61,7 @@ public struct DatabaseOpener: Sendable {
         let pool: DatabasePool
         do {
             pool = try DatabasePool(path: url.path, configuration: configuration)
-            let mode = synchronous == .full ? "FULL" : "NORMAL"
+            let mode = synchronous.rawValue.uppercased()
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(mode)")
             }

@@ -20,6 +20,18 @@ enum ControlSchema {
                 CREATE INDEX pending_work_due ON pending_work(due_at);
                 """)
         }
+        m.registerMigration("0002_integrations") { db in
+            // Routing only: which workspace an integration (and so a webhook URL) belongs to.
+            try db.execute(sql: """
+                CREATE TABLE integrations (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+                    kind TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                ) STRICT;
+                CREATE INDEX integrations_workspace ON integrations(workspace_id);
+                """)
+        }
         return m
     }
 }
@@ -72,6 +84,118 @@ enum WorkspaceSchema {
                 BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
                 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
                 BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
+                """)
+        }
+        m.registerMigration("0002_source_control_and_reviews") { db in
+            try db.execute(sql: """
+                CREATE TABLE workspace_settings (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    value TEXT NOT NULL
+                ) STRICT;
+
+                CREATE TABLE integrations (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    kind TEXT NOT NULL,
+                    app_id INTEGER,
+                    api_url TEXT NOT NULL,
+                    ca_bundle TEXT,
+                    private_key BLOB,
+                    webhook_secret BLOB NOT NULL,
+                    bot_login TEXT,
+                    created_at REAL NOT NULL
+                ) STRICT;
+
+                CREATE TABLE repositories (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    integration_id TEXT NOT NULL REFERENCES integrations(id),
+                    external_id INTEGER NOT NULL,
+                    full_name TEXT NOT NULL,
+                    installation_id INTEGER,
+                    enabled INTEGER NOT NULL DEFAULT 1,
+                    removed INTEGER NOT NULL DEFAULT 0,
+                    registered_at REAL NOT NULL,
+                    UNIQUE (integration_id, external_id)
+                ) STRICT;
+
+                CREATE TABLE deliveries (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    integration_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    action TEXT,
+                    payload BLOB NOT NULL,
+                    correlation_id TEXT,
+                    received_at REAL NOT NULL,
+                    processed_at REAL,
+                    outcome TEXT
+                ) STRICT;
+
+                CREATE TABLE review_runs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    repository_id INTEGER NOT NULL REFERENCES repositories(id),
+                    pr_number INTEGER NOT NULL,
+                    head_sha TEXT NOT NULL,
+                    base_sha TEXT,
+                    trigger TEXT NOT NULL,
+                    full_review INTEGER NOT NULL DEFAULT 0,
+                    state TEXT NOT NULL CHECK (state IN ('queued','running','completed','failed','skipped','superseded')),
+                    reason TEXT,
+                    correlation_id TEXT,
+                    created_at REAL NOT NULL,
+                    started_at REAL,
+                    finished_at REAL,
+                    check_run_id TEXT,
+                    review_id TEXT,
+                    conclusion TEXT,
+                    files_reviewed INTEGER,
+                    files_total INTEGER,
+                    policy_snapshot TEXT,
+                    policy_sha256 TEXT,
+                    policy_versions TEXT,
+                    summary TEXT,
+                    UNIQUE (repository_id, pr_number, head_sha, trigger)
+                ) STRICT;
+                CREATE INDEX review_runs_pr ON review_runs(repository_id, pr_number, state);
+
+                CREATE TABLE findings (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    run_id INTEGER NOT NULL REFERENCES review_runs(id),
+                    repository_id INTEGER NOT NULL,
+                    pr_number INTEGER NOT NULL,
+                    path TEXT NOT NULL,
+                    start_line INTEGER,
+                    line INTEGER,
+                    side TEXT,
+                    severity TEXT NOT NULL,
+                    category TEXT NOT NULL,
+                    title TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    suggestion TEXT,
+                    source TEXT NOT NULL,
+                    fingerprint TEXT NOT NULL,
+                    posted INTEGER NOT NULL DEFAULT 0
+                ) STRICT;
+                CREATE INDEX findings_pr ON findings(repository_id, pr_number, fingerprint);
+
+                CREATE TABLE pull_requests (
+                    repository_id INTEGER NOT NULL REFERENCES repositories(id),
+                    pr_number INTEGER NOT NULL,
+                    last_reviewed_sha TEXT,
+                    closed INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (repository_id, pr_number)
+                ) STRICT;
+
+                CREATE TABLE usage_records (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    run_id INTEGER REFERENCES review_runs(id),
+                    call_key TEXT NOT NULL UNIQUE,
+                    provider TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    input_tokens INTEGER NOT NULL,
+                    output_tokens INTEGER NOT NULL,
+                    cost_usd REAL NOT NULL DEFAULT 0,
+                    duration_ms INTEGER NOT NULL DEFAULT 0,
+                    recorded_at REAL NOT NULL
+                ) STRICT;
                 """)
         }
         return m

@@ -1,0 +1,166 @@
+import Foundation
+import GRDB
+import JWTKit
+
+/// A source-control integration's identifier; also the last path component of its webhook URL.
+public struct IntegrationID: Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+
+    public init?(_ raw: String) {
+        guard raw.count == 20, raw.hasPrefix("int_"),
+              raw.dropFirst(4).allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) }) else { return nil }
+        rawValue = raw
+    }
+
+    static func generate() -> IntegrationID {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        var rng = SystemRandomNumberGenerator()
+        return IntegrationID("int_" + String((0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] }))!
+    }
+
+    public var description: String { rawValue }
+}
+
+/// What an admin sees of an integration: never a secret.
+public struct IntegrationSummary: Codable, Sendable, Equatable {
+    public var id: String
+    public var workspaceID: String
+    public var kind: String
+    public var appID: Int64?
+    public var apiURL: String
+    public var hasCABundle: Bool
+    public var webhookPath: String
+    public var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind
+        case workspaceID = "workspace_id"
+        case appID = "app_id"
+        case apiURL = "api_url"
+        case hasCABundle = "has_ca_bundle"
+        case webhookPath = "webhook_path"
+        case createdAt = "created_at"
+    }
+}
+
+/// Everything needed to verify a webhook and call the platform, decrypted in memory only.
+public struct GitHubIntegration: Sendable {
+    public let id: IntegrationID
+    public let workspaceID: WorkspaceID
+    public let appID: Int64
+    public let apiURL: URL
+    public let caBundlePEM: String?
+    public let privateKeyPEM: String
+    public let webhookSecret: Data
+    public let botLogin: String?
+}
+
+public enum IntegrationError: Error, CustomStringConvertible, Equatable {
+    case invalid(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let m): return m
+        case .notFound(let id): return "integration \(id) does not exist"
+        }
+    }
+}
+
+/// Creating integrations and reading them back. Secrets are sealed with the master key, bound to
+/// the integration id and field, and never leave this type except to verify or authenticate.
+public struct IntegrationService: Sendable {
+    public let control: ControlStore
+    public let masterKey: MasterKey
+
+    public init(control: ControlStore, masterKey: MasterKey) {
+        self.control = control
+        self.masterKey = masterKey
+    }
+
+    public static let defaultGitHubAPI = URL(string: "https://api.github.com")!
+
+    /// Validates and stores a GitHub App integration in the workspace file, then makes it routable
+    /// in control.sqlite. Works beside a running server (both files are shared safely).
+    public func addGitHub(workspace: WorkspaceActor, appID: Int64, privateKeyPEM: String, webhookSecret: Data,
+                          apiURL: URL = defaultGitHubAPI, caBundlePEM: String? = nil, botLogin: String? = nil) async throws -> IntegrationSummary {
+        guard appID > 0 else { throw IntegrationError.invalid("the GitHub App id must be a positive number") }
+        guard webhookSecret.count >= 8 else { throw IntegrationError.invalid("the webhook secret must be at least 8 bytes (there is no unsigned mode)") }
+        guard (try? Insecure.RSA.PrivateKey(pem: privateKeyPEM)) != nil else {
+            throw IntegrationError.invalid("the private key is not an RSA private key in PEM form (as GitHub issues for Apps)")
+        }
+        try Self.validateAPIURL(apiURL)
+        if let caBundlePEM {
+            guard caBundlePEM.contains("-----BEGIN CERTIFICATE-----") else { throw IntegrationError.invalid("the CA file holds no PEM certificate") }
+        }
+        let id = IntegrationID.generate()
+        let key = masterKey
+        let now = Date()
+        try await workspace.write { tx in
+            try tx.db.execute(sql: """
+                INSERT INTO integrations (id, kind, app_id, api_url, ca_bundle, private_key, webhook_secret, bot_login, created_at)
+                VALUES (?, 'github', ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [id.rawValue, appID, apiURL.absoluteString, caBundlePEM,
+                                 try key.seal(Data(privateKeyPEM.utf8), context: "integration:\(id):private_key"),
+                                 try key.seal(webhookSecret, context: "integration:\(id):webhook_secret"),
+                                 botLogin, now.epoch])
+            try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)",
+                                      payload: ["kind": "github", "api_url": apiURL.absoluteString, "app_id": String(appID)]))
+        }
+        try await control.pool.write { db in
+            try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', ?)",
+                           arguments: [id.rawValue, workspace.id.rawValue, now.epoch])
+        }
+        return IntegrationSummary(id: id.rawValue, workspaceID: workspace.id.rawValue, kind: "github", appID: appID,
+                                  apiURL: apiURL.absoluteString, hasCABundle: caBundlePEM != nil,
+                                  webhookPath: "/webhooks/github/\(id)", createdAt: ISO8601.string(now))
+    }
+
+    static func validateAPIURL(_ url: URL) throws {
+        guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
+            throw IntegrationError.invalid("the API URL must be absolute, like https://api.github.com or https://github.example.com/api/v3")
+        }
+        let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw IntegrationError.invalid("the API URL must use https (plain http is allowed only on loopback)")
+        }
+    }
+
+    /// The workspace an integration routes to, from control.sqlite.
+    public func workspaceOf(_ id: IntegrationID) async throws -> WorkspaceID? {
+        try await control.pool.read { db in
+            try String.fetchOne(db, sql: "SELECT workspace_id FROM integrations WHERE id = ?", arguments: [id.rawValue])
+        }.flatMap(WorkspaceID.init)
+    }
+
+    /// Loads and decrypts an integration from its workspace file.
+    public func loadGitHub(_ id: IntegrationID, from workspace: WorkspaceActor) async throws -> GitHubIntegration? {
+        struct Stored: Sendable { let appID: Int64; let api: String; let ca: String?; let key: Data; let secret: Data; let bot: String? }
+        let stored = try await workspace.read { db -> Stored? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM integrations WHERE id = ? AND kind = 'github'", arguments: [id.rawValue]) else {
+                return nil
+            }
+            return Stored(appID: row["app_id"], api: row["api_url"], ca: row["ca_bundle"], key: row["private_key"],
+                          secret: row["webhook_secret"], bot: row["bot_login"])
+        }
+        guard let stored else { return nil }
+        let privateKey = try masterKey.open(stored.key, context: "integration:\(id):private_key")
+        let secret = try masterKey.open(stored.secret, context: "integration:\(id):webhook_secret")
+        guard let api = URL(string: stored.api) else { throw IntegrationError.invalid("stored API URL is invalid") }
+        return GitHubIntegration(id: id, workspaceID: workspace.id, appID: stored.appID, apiURL: api, caBundlePEM: stored.ca,
+                                 privateKeyPEM: String(decoding: privateKey, as: UTF8.self), webhookSecret: secret, botLogin: stored.bot)
+    }
+
+    public func list(in workspace: WorkspaceActor) async throws -> [IntegrationSummary] {
+        let wsID = workspace.id.rawValue
+        return try await workspace.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, kind, app_id, api_url, ca_bundle IS NOT NULL AS has_ca, created_at FROM integrations ORDER BY created_at").map { row in
+                let id: String = row["id"]
+                let kind: String = row["kind"]
+                return IntegrationSummary(id: id, workspaceID: wsID, kind: kind, appID: row["app_id"], apiURL: row["api_url"],
+                                          hasCABundle: row["has_ca"], webhookPath: "/webhooks/\(kind)/\(id)",
+                                          createdAt: ISO8601.string(Date(timeIntervalSince1970: row["created_at"])))
+            }
+        }
+    }
+}

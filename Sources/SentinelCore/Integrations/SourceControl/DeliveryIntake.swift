@@ -1,0 +1,30 @@
+import Foundation
+import GRDB
+
+/// The payload of a `github.delivery` job.
+public struct DeliveryJob: Codable, Sendable {
+    public var deliveryID: String
+}
+
+/// Webhook intake after authentication: one durable insert of the delivery (deduplicated by the
+/// platform's delivery id) and its processing job, in one group-committed transaction. No network
+/// call and no review work happen here, so the platform gets its 202 in milliseconds.
+public enum DeliveryIntake {
+    public enum Outcome: Sendable, Equatable { case accepted, duplicate }
+
+    public static let jobKind = "github.delivery"
+
+    public static func store(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data,
+                             correlationID: String, in workspace: WorkspaceActor) async throws -> Outcome {
+        try await workspace.write { tx in
+            try tx.db.execute(sql: """
+                INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, correlation_id, received_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [deliveryID, integrationID.rawValue, event, action, body, correlationID, tx.now.epoch])
+            guard tx.db.changesCount == 1 else { return .duplicate }
+            try tx.enqueue(JobRequest(kind: jobKind, payload: DeliveryJob(deliveryID: deliveryID), priority: .critical,
+                                      idempotencyKey: "delivery:\(deliveryID)", correlationID: correlationID))
+            return .accepted
+        }
+    }
+}

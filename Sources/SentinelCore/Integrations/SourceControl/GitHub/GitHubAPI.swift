@@ -1,0 +1,282 @@
+import Foundation
+import JWTKit
+
+/// An error answer from the GitHub REST API, classified for the job queue: rate limits and server
+/// faults are retried (honouring `Retry-After` / `x-ratelimit-reset`), 404 and 422 fail visibly.
+public struct GitHubAPIError: Error, CustomStringConvertible, Sendable {
+    public let status: Int
+    public let message: String
+    public let operation: String
+    public let retryAfter: TimeInterval?
+
+    public var isRetryable: Bool {
+        status >= 500 || status == 429 || (status == 403 && retryAfter != nil) || status == 408
+    }
+
+    public var description: String {
+        "GitHub \(operation) failed: HTTP \(status)\(message.isEmpty ? "" : " — \(message)")"
+    }
+}
+
+/// Where a GitHub (or GitHub Enterprise Server) API lives and how to authenticate as the App.
+public struct GitHubAppCredentials: Sendable {
+    public var appID: Int64
+    public var privateKeyPEM: String
+    public var apiBaseURL: URL
+
+    public init(appID: Int64, privateKeyPEM: String, apiBaseURL: URL) {
+        self.appID = appID
+        self.privateKeyPEM = privateKeyPEM
+        self.apiBaseURL = apiBaseURL
+    }
+}
+
+struct GitHubAppClaims: JWTPayload {
+    var iat: IssuedAtClaim
+    var exp: ExpirationClaim
+    var iss: IssuerClaim
+    func verify(using algorithm: some JWTAlgorithm) async throws { try exp.verifyNotExpired() }
+}
+
+/// Installation access tokens, minted from an RS256 App JWT and cached until shortly before they
+/// expire, so a review run costs one token request per hour at most.
+public actor GitHubTokenCache {
+    private struct Entry { let token: String; let expiresAt: Date }
+    private var tokens: [Int64: Entry] = [:]
+    private let http: any OutboundHTTPClient
+    private let credentials: GitHubAppCredentials
+
+    public init(credentials: GitHubAppCredentials, http: any OutboundHTTPClient) {
+        self.credentials = credentials
+        self.http = http
+    }
+
+    public func appJWT(now: Date = Date()) async throws -> String {
+        let key: Insecure.RSA.PrivateKey
+        do { key = try Insecure.RSA.PrivateKey(pem: credentials.privateKeyPEM) } catch {
+            throw GitHubAPIError(status: 0, message: "the App private key is not a valid RSA PEM key", operation: "app authentication", retryAfter: nil)
+        }
+        let keys = JWTKeyCollection()
+        await keys.add(rsa: key, digestAlgorithm: .sha256)
+        let claims = GitHubAppClaims(iat: .init(value: now.addingTimeInterval(-60)), exp: .init(value: now.addingTimeInterval(540)),
+                                     iss: .init(value: String(credentials.appID)))
+        return try await keys.sign(claims)
+    }
+
+    public func token(installationID: Int64, now: Date = Date()) async throws -> String {
+        if let cached = tokens[installationID], cached.expiresAt.timeIntervalSince(now) > 300 { return cached.token }
+        let jwt = try await appJWT(now: now)
+        let url = credentials.apiBaseURL.appendingPathComponent("app/installations/\(installationID)/access_tokens")
+        let response = try await http.send(OutboundRequest(method: "POST", url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
+        guard response.status == 201 || response.status == 200 else {
+            throw GitHubClient.error(response, operation: "create installation token")
+        }
+        struct Body: Decodable { let token: String; let expires_at: String? }
+        guard let body = try? JSONDecoder().decode(Body.self, from: response.body) else {
+            throw GitHubAPIError(status: response.status, message: "unreadable installation token response", operation: "create installation token", retryAfter: nil)
+        }
+        let expires = body.expires_at.flatMap { try? Date($0, strategy: .iso8601) } ?? now.addingTimeInterval(3600)
+        tokens[installationID] = Entry(token: body.token, expiresAt: expires)
+        return body.token
+    }
+
+    public func invalidate(installationID: Int64) { tokens[installationID] = nil }
+}
+
+/// The GitHub REST operations a review run uses, over the project's one HTTP client.
+public struct GitHubClient: Sendable {
+    public let baseURL: URL
+    public let installationID: Int64
+    let tokens: GitHubTokenCache
+    let http: any OutboundHTTPClient
+
+    public init(baseURL: URL, installationID: Int64, tokens: GitHubTokenCache, http: any OutboundHTTPClient) {
+        self.baseURL = baseURL
+        self.installationID = installationID
+        self.tokens = tokens
+        self.http = http
+    }
+
+    static let baseHeaders: [(String, String)] = [
+        ("Accept", "application/vnd.github+json"),
+        ("X-GitHub-Api-Version", "2022-11-28"),
+    ]
+
+    static func error(_ response: OutboundResponse, operation: String) -> GitHubAPIError {
+        struct Message: Decodable { let message: String? }
+        let message = (try? JSONDecoder().decode(Message.self, from: response.body))?.message ?? ""
+        var retryAfter = response.retryAfter
+        if retryAfter == nil, response.status == 403 || response.status == 429,
+           response.header("x-ratelimit-remaining") == "0", let reset = response.header("x-ratelimit-reset").flatMap(Double.init) {
+            retryAfter = max(1, reset - Date().timeIntervalSince1970)
+        }
+        if retryAfter == nil, response.status == 429 { retryAfter = 60 }
+        if retryAfter == nil, response.status == 403, message.lowercased().contains("secondary rate limit") { retryAfter = 60 }
+        return GitHubAPIError(status: response.status, message: String(message.prefix(300)), operation: operation, retryAfter: retryAfter)
+    }
+
+    func request(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,
+                 accept: String? = nil, operation: String, expect: Set<Int> = [200]) async throws -> OutboundResponse {
+        let token = try await tokens.token(installationID: installationID)
+        var components = URLComponents(url: baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
+        if !query.isEmpty { components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
+        var headers = Self.baseHeaders + [("Authorization", "Bearer \(token)")]
+        if let accept { headers[0] = ("Accept", accept) }
+        if body != nil { headers.append(("Content-Type", "application/json")) }
+        let response = try await http.send(OutboundRequest(method: method, url: components.url!, headers: headers, body: body))
+        if response.status == 401 { await tokens.invalidate(installationID: installationID) }
+        guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
+        return response
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ response: OutboundResponse, operation: String) throws -> T {
+        do { return try JSONDecoder().decode(type, from: response.body) } catch {
+            throw GitHubAPIError(status: response.status, message: "unexpected response shape", operation: operation, retryAfter: nil)
+        }
+    }
+
+    // MARK: Operations
+
+    public func pullRequest(_ repo: String, _ number: Int) async throws -> GitHubPullRequest {
+        let r = try await request("GET", "repos/\(repo)/pulls/\(number)", operation: "get pull request")
+        return try decode(GitHubPullRequest.self, r, operation: "get pull request")
+    }
+
+    /// Every changed file of a PR, following pagination (100 per page, GitHub caps at 3000 files).
+    public func pullRequestFiles(_ repo: String, _ number: Int) async throws -> [GitHubChangedFile] {
+        var files: [GitHubChangedFile] = []
+        for page in 1...30 {
+            let r = try await request("GET", "repos/\(repo)/pulls/\(number)/files", query: [("per_page", "100"), ("page", String(page))],
+                                      operation: "list pull request files")
+            let batch = try decode([GitHubChangedFile].self, r, operation: "list pull request files")
+            files += batch
+            if batch.count < 100 || !(r.header("Link")?.contains("rel=\"next\"") ?? false) { break }
+        }
+        return files
+    }
+
+    /// Files changed between two commits (incremental re-review after a push).
+    public func compare(_ repo: String, base: String, head: String) async throws -> [GitHubChangedFile] {
+        struct Comparison: Decodable { let files: [GitHubChangedFile]? }
+        let r = try await request("GET", "repos/\(repo)/compare/\(base)...\(head)", operation: "compare commits")
+        return try decode(Comparison.self, r, operation: "compare commits").files ?? []
+    }
+
+    /// A file's raw content at a ref, or nil when it does not exist.
+    public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
+        let r = try await request("GET", "repos/\(repo)/contents/\(path)", query: [("ref", ref)],
+                                  accept: "application/vnd.github.raw+json", operation: "get file content", expect: [200, 404])
+        if r.status == 404 { return nil }
+        if let object = try? JSONDecoder().decode(GitHubContent.self, from: r.body), let encoded = object.content {
+            let cleaned = encoded.replacingOccurrences(of: "\n", with: "")
+            return Data(base64Encoded: cleaned).map { String(decoding: $0, as: UTF8.self) }
+        }
+        return String(decoding: r.body, as: UTF8.self)
+    }
+
+    public func reviews(_ repo: String, _ number: Int) async throws -> [GitHubReview] {
+        var all: [GitHubReview] = []
+        for page in 1...20 {
+            let r = try await request("GET", "repos/\(repo)/pulls/\(number)/reviews", query: [("per_page", "100"), ("page", String(page))],
+                                      operation: "list reviews")
+            let batch = try decode([GitHubReview].self, r, operation: "list reviews")
+            all += batch
+            if batch.count < 100 { break }
+        }
+        return all
+    }
+
+    public func createReview(_ repo: String, _ number: Int, _ review: GitHubReviewRequest) async throws -> GitHubReview {
+        let r = try await request("POST", "repos/\(repo)/pulls/\(number)/reviews", body: try JSONEncoder.sentinel.encode(review),
+                                  operation: "create review")
+        return try decode(GitHubReview.self, r, operation: "create review")
+    }
+
+    public func createCheckRun(_ repo: String, _ check: GitHubCheckRunRequest) async throws -> Int64 {
+        struct Created: Decodable { let id: Int64 }
+        let r = try await request("POST", "repos/\(repo)/check-runs", body: try JSONEncoder.sentinel.encode(check),
+                                  operation: "create check run", expect: [200, 201])
+        return try decode(Created.self, r, operation: "create check run").id
+    }
+
+    public func updateCheckRun(_ repo: String, id: Int64, _ check: GitHubCheckRunRequest) async throws {
+        _ = try await request("PATCH", "repos/\(repo)/check-runs/\(id)", body: try JSONEncoder.sentinel.encode(check), operation: "update check run")
+    }
+
+    public func createIssueComment(_ repo: String, _ number: Int, body: String) async throws {
+        struct Comment: Encodable { let body: String }
+        _ = try await request("POST", "repos/\(repo)/issues/\(number)/comments", body: try JSONEncoder.sentinel.encode(Comment(body: body)),
+                              operation: "create comment", expect: [201])
+    }
+}
+
+// MARK: - REST shapes (only the fields Sentinel reads or sends)
+
+public struct GitHubPullRequest: Decodable, Sendable {
+    public struct Ref: Decodable, Sendable {
+        public let sha: String
+        public let ref: String?
+        public let repo: Repo?
+    }
+    public struct Repo: Decodable, Sendable {
+        public let id: Int64
+        public let full_name: String
+    }
+    public let number: Int
+    public let state: String?
+    public let draft: Bool?
+    public let title: String?
+    public let head: Ref
+    public let base: Ref
+    public let changed_files: Int?
+}
+
+public struct GitHubChangedFile: Decodable, Sendable {
+    public let filename: String
+    public let status: String
+    public let additions: Int?
+    public let deletions: Int?
+    public let patch: String?
+    public let previous_filename: String?
+}
+
+struct GitHubContent: Decodable { let content: String?; let encoding: String? }
+
+public struct GitHubReview: Decodable, Sendable {
+    public let id: Int64
+    public let body: String?
+    public let state: String?
+    public let commit_id: String?
+}
+
+public struct GitHubReviewComment: Encodable, Sendable, Equatable {
+    public var path: String
+    public var line: Int
+    public var side: String
+    public var start_line: Int?
+    public var start_side: String?
+    public var body: String
+}
+
+public struct GitHubReviewRequest: Encodable, Sendable {
+    public var commit_id: String
+    public var body: String
+    public var event: String
+    public var comments: [GitHubReviewComment]
+}
+
+public struct GitHubCheckRunRequest: Encodable, Sendable {
+    public struct Output: Encodable, Sendable {
+        public var title: String
+        public var summary: String
+        public var text: String?
+    }
+    public var name: String?
+    public var head_sha: String?
+    public var status: String
+    public var conclusion: String?
+    public var external_id: String?
+    public var started_at: String?
+    public var completed_at: String?
+    public var output: Output?
+}

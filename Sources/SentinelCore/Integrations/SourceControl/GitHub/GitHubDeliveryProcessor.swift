@@ -1,0 +1,126 @@
+import Foundation
+import GRDB
+import Logging
+
+/// Turns a stored GitHub delivery into domain changes: repositories registered or removed, review
+/// runs requested, queued work cancelled. Runs as the `github.delivery` job; every step is
+/// idempotent (upserts, unique run keys), so a retried job changes nothing twice.
+public struct GitHubDeliveryProcessor: Sendable {
+    public init() {}
+
+    /// `@sentinel review` / `@sentinel full review`, case-insensitive, anywhere in the comment.
+    public static func command(in body: String) -> (review: Bool, full: Bool) {
+        let text = body.lowercased()
+        if text.range(of: #"@sentinel\s+full\s+review\b"#, options: .regularExpression) != nil { return (true, true) }
+        if text.range(of: #"@sentinel\s+review\b"#, options: .regularExpression) != nil { return (true, false) }
+        return (false, false)
+    }
+
+    public func process(_ context: JobContext) async throws {
+        let job = try context.job.decodePayload(DeliveryJob.self)
+        let logger = context.logger
+        let outcome: String = try await context.workspace.write { tx in
+            guard let row = try Row.fetchOne(tx.db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else {
+                return "missing"
+            }
+            if let processed: Double = row["processed_at"], processed > 0 { return row["outcome"] ?? "processed" }
+            let event: String = row["event"]
+            let payload: Data = row["payload"]
+            guard let integrationID = IntegrationID(row["integration_id"]) else { return "invalid integration" }
+            let correlationID: String? = row["correlation_id"]
+            let outcome: String
+            do {
+                outcome = try Self.route(event: event, payload: payload, integrationID: integrationID, correlationID: correlationID, tx: &tx)
+            } catch let error as DecodingError {
+                outcome = "ignored: payload not understood (\(Self.describe(error)))"
+            }
+            try tx.db.execute(sql: "UPDATE deliveries SET processed_at = ?, outcome = ? WHERE id = ?",
+                              arguments: [tx.now.epoch, outcome, job.deliveryID])
+            return outcome
+        }
+        logger.info("delivery processed", metadata: ["delivery_id": "\(job.deliveryID)", "outcome": "\(outcome)"])
+    }
+
+    static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?,
+                      tx: inout WorkspaceTransaction) throws -> String {
+        let decoder = JSONDecoder()
+        switch event {
+        case "installation":
+            let e = try decoder.decode(GitHubPayload.InstallationEvent.self, from: payload)
+            switch e.action {
+            case "created", "new_permissions_accepted", "unsuspend":
+                for repo in e.repositories ?? [] {
+                    try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.full_name,
+                                                 installationID: e.installation.id, in: &tx)
+                }
+                return "registered \(e.repositories?.count ?? 0) repositories"
+            case "deleted", "suspend":
+                try tx.db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ? AND installation_id = ?",
+                                  arguments: [integrationID.rawValue, e.installation.id])
+                return "removed the installation's repositories"
+            default:
+                return "ignored: installation.\(e.action)"
+            }
+        case "installation_repositories":
+            let e = try decoder.decode(GitHubPayload.InstallationRepositoriesEvent.self, from: payload)
+            for repo in e.repositories_added ?? [] {
+                try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.full_name,
+                                             installationID: e.installation.id, in: &tx)
+            }
+            for repo in e.repositories_removed ?? [] {
+                try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, in: tx.db)
+            }
+            return "added \(e.repositories_added?.count ?? 0), removed \(e.repositories_removed?.count ?? 0) repositories"
+        case "pull_request":
+            let e = try decoder.decode(GitHubPayload.PullRequestEvent.self, from: payload)
+            let trigger: String
+            switch e.action {
+            case "opened": trigger = "opened"
+            case "reopened": trigger = "reopened"
+            case "ready_for_review": trigger = "ready_for_review"
+            case "synchronize": trigger = "push"
+            case "closed":
+                guard let repo = try RepositoryStore.find(integrationID: integrationID, externalID: e.repository.id, in: tx.db) else {
+                    return "ignored: closed PR of an unknown repository"
+                }
+                let n = try ReviewRunStore.closePullRequest(repositoryID: repo.id, prNumber: e.pull_request.number, in: &tx)
+                return "pull request closed; \(n) open runs ended"
+            default:
+                return "ignored: pull_request.\(e.action)"
+            }
+            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
+                                                    installationID: e.installation?.id, in: &tx)
+            guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.pull_request.number, headSHA: e.pull_request.head.sha,
+                                                              baseSHA: e.pull_request.base.sha, trigger: trigger, fullReview: false,
+                                                              correlationID: correlationID, in: &tx)
+            return created ? "run \(runID) requested" : "run \(runID) already exists"
+        case "issue_comment":
+            let e = try decoder.decode(GitHubPayload.IssueCommentEvent.self, from: payload)
+            guard e.action == "created" else { return "ignored: issue_comment.\(e.action)" }
+            guard e.issue.pull_request != nil else { return "ignored: comment on an issue, not a pull request" }
+            if e.comment.user?.type == "Bot" { return "ignored: comment by a bot" }
+            let command = command(in: e.comment.body ?? "")
+            guard command.review else { return "ignored: no command" }
+            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
+                                                    installationID: e.installation?.id, in: &tx)
+            guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
+            // The head commit is not in a comment payload; the run resolves it when it starts.
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.issue.number, headSHA: "",
+                                                              baseSHA: nil, trigger: "command:\(e.comment.id)", fullReview: command.full,
+                                                              correlationID: correlationID, in: &tx)
+            return created ? "run \(runID) requested by comment" : "run \(runID) already exists"
+        default:
+            return "stored: \(event) is not acted on"
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, _): return "missing \(key.stringValue)"
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+            return c.codingPath.map(\.stringValue).joined(separator: ".")
+        @unknown default: return "decoding error"
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+
+/// The parts of GitHub webhook payloads Sentinel acts on. Every field is optional where GitHub may
+/// leave it out, so an unusual payload is recorded and skipped, never a crash.
+enum GitHubPayload {
+    struct Account: Decodable { let login: String?; let type: String? }
+    struct Repository: Decodable { let id: Int64; let full_name: String; let `private`: Bool?; let fork: Bool? }
+    struct Installation: Decodable { let id: Int64; let account: Account? }
+    struct Ref: Decodable { let sha: String; let repo: Repository? }
+    struct PullRequest: Decodable {
+        let number: Int
+        let draft: Bool?
+        let state: String?
+        let head: Ref
+        let base: Ref
+        let user: Account?
+    }
+    struct PullRequestEvent: Decodable {
+        let action: String
+        let number: Int?
+        let pull_request: PullRequest
+        let repository: Repository
+        let installation: Installation?
+        let before: String?
+        let after: String?
+    }
+    struct IssueRef: Decodable { let url: String? }
+    struct Issue: Decodable { let number: Int; let pull_request: IssueRef? }
+    struct Comment: Decodable { let id: Int64; let body: String?; let user: Account? }
+    struct IssueCommentEvent: Decodable {
+        let action: String
+        let issue: Issue
+        let comment: Comment
+        let repository: Repository
+        let installation: Installation?
+    }
+    struct InstallationEvent: Decodable {
+        let action: String
+        let installation: Installation
+        let repositories: [Repository]?
+    }
+    struct InstallationRepositoriesEvent: Decodable {
+        let action: String
+        let installation: Installation
+        let repositories_added: [Repository]?
+        let repositories_removed: [Repository]?
+    }
+}

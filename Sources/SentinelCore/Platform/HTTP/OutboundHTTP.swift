@@ -1,0 +1,70 @@
+import Foundation
+
+/// An outbound HTTP request as integrations build it. Integrations never see the transport, so
+/// each can be pointed at a loopback fake or given its own trust roots.
+public struct OutboundRequest: Sendable {
+    public var method: String
+    public var url: URL
+    public var headers: [(String, String)]
+    public var body: Data?
+    public var timeout: Duration
+
+    public init(method: String = "GET", url: URL, headers: [(String, String)] = [], body: Data? = nil, timeout: Duration = .seconds(30)) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout = timeout
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+}
+
+public struct OutboundResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: Data
+
+    public init(status: Int, headers: [(String, String)] = [], body: Data = Data()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+
+    /// `Retry-After` in seconds (delta form or HTTP date), if present.
+    public var retryAfter: TimeInterval? {
+        guard let value = header("Retry-After")?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if let seconds = TimeInterval(value) { return max(0, seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: value).map { max(0, $0.timeIntervalSinceNow) }
+    }
+}
+
+/// Transport failures, distinct from HTTP error statuses (which come back as responses).
+public enum OutboundHTTPError: Error, CustomStringConvertible, Equatable {
+    case timeout(String)
+    case connection(String)
+    case responseTooLarge(String)
+
+    public var description: String {
+        switch self {
+        case .timeout(let host): return "request to \(host) timed out"
+        case .connection(let message): return "connection failed: \(message)"
+        case .responseTooLarge(let host): return "response from \(host) exceeded the size limit"
+        }
+    }
+}
+
+/// The project's one outbound HTTP client. The production implementation wraps AsyncHTTPClient.
+public protocol OutboundHTTPClient: Sendable {
+    func send(_ request: OutboundRequest) async throws -> OutboundResponse
+}

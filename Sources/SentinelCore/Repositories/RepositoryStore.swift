@@ -1,0 +1,70 @@
+import Foundation
+import GRDB
+
+/// A repository the workspace knows through one of its integrations.
+public struct RepositoryRecord: Codable, Sendable, Equatable, FetchableRecord {
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public var id: Int64
+    public var integrationId: String
+    public var externalId: Int64
+    public var fullName: String
+    public var installationId: Int64?
+    public var enabled: Bool
+    public var removed: Bool
+    public var registeredAt: Double
+}
+
+/// Registering and removing repositories. Enabling appends `RepositoryEnabled`.
+public enum RepositoryStore {
+    /// Whether a repository seen for the first time in a PR event (its installation predates the
+    /// integration) is enabled. Workspace setting `repositories.auto_enable`, default true.
+    public static func autoEnable(in db: Database) throws -> Bool {
+        (try String.fetchOne(db, sql: "SELECT value FROM workspace_settings WHERE key = 'repositories.auto_enable'")) != "false"
+    }
+
+    /// Registers (or re-registers) a repository; returns its row. New rows are enabled per `autoEnable`.
+    @discardableResult
+    public static func register(integrationID: IntegrationID, externalID: Int64, fullName: String, installationID: Int64?,
+                                in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+        let db = tx.db
+        if var existing = try find(integrationID: integrationID, externalID: externalID, in: db) {
+            if existing.removed || existing.fullName != fullName || (installationID != nil && existing.installationId != installationID) {
+                try db.execute(sql: """
+                    UPDATE repositories SET removed = 0, full_name = ?, installation_id = coalesce(?, installation_id) WHERE id = ?
+                    """, arguments: [fullName, installationID, existing.id])
+                existing.removed = false
+                existing.fullName = fullName
+                if let installationID { existing.installationId = installationID }
+            }
+            return existing
+        }
+        let enabled = try autoEnable(in: db)
+        try db.execute(sql: """
+            INSERT INTO repositories (integration_id, external_id, full_name, installation_id, enabled, removed, registered_at)
+            VALUES (?, ?, ?, ?, ?, 0, ?)
+            """, arguments: [integrationID.rawValue, externalID, fullName, installationID, enabled, tx.now.epoch])
+        let id = db.lastInsertedRowID
+        if enabled {
+            try tx.append(DomainEvent(type: "RepositoryEnabled", subject: "repository:\(id)", payload: ["repository": fullName]))
+        }
+        return try find(integrationID: integrationID, externalID: externalID, in: db)!
+    }
+
+    public static func markRemoved(integrationID: IntegrationID, externalID: Int64, in db: Database) throws {
+        try db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ? AND external_id = ?",
+                       arguments: [integrationID.rawValue, externalID])
+    }
+
+    public static func find(integrationID: IntegrationID, externalID: Int64, in db: Database) throws -> RepositoryRecord? {
+        try RepositoryRecord.fetchOne(db, sql: "SELECT * FROM repositories WHERE integration_id = ? AND external_id = ?",
+                                      arguments: [integrationID.rawValue, externalID])
+    }
+
+    public static func find(id: Int64, in db: Database) throws -> RepositoryRecord? {
+        try RepositoryRecord.fetchOne(db, sql: "SELECT * FROM repositories WHERE id = ?", arguments: [id])
+    }
+
+    public static func all(in db: Database) throws -> [RepositoryRecord] {
+        try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories ORDER BY full_name")
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import GRDB
+
+public enum RunState: String, Codable, Sendable, CaseIterable {
+    case queued, running, completed, failed, skipped, superseded
+    public var isFinal: Bool { self != .queued && self != .running }
+}
+
+/// A review of one pull request at one head commit for one trigger (SPEC §3).
+public struct ReviewRun: Codable, Sendable, Equatable, FetchableRecord {
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public var id: Int64
+    public var repositoryId: Int64
+    public var prNumber: Int
+    public var headSha: String
+    public var baseSha: String?
+    public var trigger: String
+    public var fullReview: Bool
+    public var state: RunState
+    public var reason: String?
+    public var correlationId: String?
+    public var createdAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+    public var checkRunId: String?
+    public var reviewId: String?
+    public var conclusion: String?
+    public var filesReviewed: Int?
+    public var filesTotal: Int?
+    public var policySnapshot: String?
+    public var policySha256: String?
+    public var policyVersions: String?
+    public var summary: String?
+}
+
+extension RunState: DatabaseValueConvertible {}
+
+/// The payload of a `review.run` job.
+public struct ReviewRunJob: Codable, Sendable {
+    public var runID: Int64
+}
+
+public struct RunEventPayload: Codable, Sendable {
+    public var runID: Int64
+    public var repository: String
+    public var prNumber: Int
+    public var headSHA: String
+    public var trigger: String
+    public var state: String?
+    public var reason: String?
+    public var findings: Int?
+    public var durationMs: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case runID = "run_id", repository, prNumber = "pr_number", headSHA = "head_sha", trigger, state, reason, findings
+        case durationMs = "duration_ms"
+    }
+}
+
+/// Run records and their state changes, each with its event in the same transaction.
+public enum ReviewRunStore {
+    public static let jobKind = "review.run"
+
+    /// Creates the run unless one exists for (repository, PR, head SHA, trigger); supersedes older
+    /// queued or running runs of the same PR; enqueues the run's job. Returns the run id and whether
+    /// it was created by this call.
+    public static func request(repository: RepositoryRecord, prNumber: Int, headSHA: String, baseSHA: String?, trigger: String,
+                               fullReview: Bool, correlationID: String?, in tx: inout WorkspaceTransaction) throws -> (Int64, Bool) {
+        let db = tx.db
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO review_runs (repository_id, pr_number, head_sha, base_sha, trigger, full_review, state, correlation_id, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+            """, arguments: [repository.id, prNumber, headSHA, baseSHA, trigger, fullReview, correlationID, tx.now.epoch])
+        if db.changesCount == 0 {
+            let existing = try Int64.fetchOne(db, sql: """
+                SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND trigger = ?
+                """, arguments: [repository.id, prNumber, headSHA, trigger])!
+            return (existing, false)
+        }
+        let runID = db.lastInsertedRowID
+        try supersedeOlder(than: runID, repositoryID: repository.id, prNumber: prNumber, reason: "superseded by run \(runID)", in: &tx)
+        try tx.db.execute(sql: "INSERT OR IGNORE INTO pull_requests (repository_id, pr_number) VALUES (?, ?)", arguments: [repository.id, prNumber])
+        try tx.db.execute(sql: "UPDATE pull_requests SET closed = 0 WHERE repository_id = ? AND pr_number = ?", arguments: [repository.id, prNumber])
+        try tx.append(DomainEvent(type: "RunCreated", subject: "run:\(runID)", payload: RunEventPayload(
+            runID: runID, repository: repository.fullName, prNumber: prNumber, headSHA: headSHA, trigger: trigger), correlationID: correlationID))
+        try tx.enqueue(JobRequest(kind: jobKind, payload: ReviewRunJob(runID: runID), priority: .normal,
+                                  idempotencyKey: "run:\(runID)", correlationID: correlationID))
+        return (runID, true)
+    }
+
+    static func supersedeOlder(than runID: Int64, repositoryID: Int64, prNumber: Int, reason: String, in tx: inout WorkspaceTransaction) throws {
+        let older = try Int64.fetchAll(tx.db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running') AND id != ?
+            """, arguments: [repositoryID, prNumber, runID])
+        for id in older {
+            try finish(runID: id, state: .superseded, reason: reason, in: &tx)
+        }
+    }
+
+    /// Ends every open run of a PR (closed PR): queued work is cancelled.
+    public static func closePullRequest(repositoryID: Int64, prNumber: Int, in tx: inout WorkspaceTransaction) throws -> Int {
+        let open = try Int64.fetchAll(tx.db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running')
+            """, arguments: [repositoryID, prNumber])
+        for id in open { try finish(runID: id, state: .skipped, reason: "pull request closed", in: &tx) }
+        try tx.db.execute(sql: "INSERT OR IGNORE INTO pull_requests (repository_id, pr_number) VALUES (?, ?)", arguments: [repositoryID, prNumber])
+        try tx.db.execute(sql: "UPDATE pull_requests SET closed = 1 WHERE repository_id = ? AND pr_number = ?", arguments: [repositoryID, prNumber])
+        return open.count
+    }
+
+    /// Moves a run to a final state (once), cancels its queued job, appends `RunCompleted`.
+    @discardableResult
+    public static func finish(runID: Int64, state: RunState, reason: String?, conclusion: String? = nil,
+                              in tx: inout WorkspaceTransaction) throws -> Bool {
+        precondition(state.isFinal)
+        try tx.db.execute(sql: """
+            UPDATE review_runs SET state = ?, reason = ?, conclusion = coalesce(?, conclusion), finished_at = ?
+            WHERE id = ? AND state IN ('queued','running')
+            """, arguments: [state, reason, conclusion, tx.now.epoch, runID])
+        guard tx.db.changesCount == 1, let run = try find(runID, in: tx.db) else { return false }
+        try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
+                          arguments: [tx.now.epoch, "run:\(runID)"])
+        let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db)
+        let findings = try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM findings WHERE run_id = ?", arguments: [runID]) ?? 0
+        let duration = run.startedAt.map { Int((tx.now.epoch - $0) * 1000) }
+        try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(runID)", payload: RunEventPayload(
+            runID: runID, repository: repo?.fullName ?? "", prNumber: run.prNumber, headSHA: run.headSha, trigger: run.trigger,
+            state: state.rawValue, reason: reason, findings: findings, durationMs: duration), correlationID: run.correlationId))
+        return true
+    }
+
+    public static func find(_ id: Int64, in db: Database) throws -> ReviewRun? {
+        try ReviewRun.fetchOne(db, sql: "SELECT * FROM review_runs WHERE id = ?", arguments: [id])
+    }
+
+    public static func list(in db: Database, repositoryID: Int64? = nil, prNumber: Int? = nil, limit: Int = 100) throws -> [ReviewRun] {
+        var sql = "SELECT * FROM review_runs WHERE 1"
+        var args: [any DatabaseValueConvertible] = []
+        if let repositoryID { sql += " AND repository_id = ?"; args.append(repositoryID) }
+        if let prNumber { sql += " AND pr_number = ?"; args.append(prNumber) }
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return try ReviewRun.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+    }
+}

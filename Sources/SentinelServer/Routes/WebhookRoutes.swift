@@ -1,0 +1,94 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import SentinelCore
+
+/// Resolved integrations kept in memory for a short while, so a burst of deliveries costs one
+/// lookup. Misses are never cached: an integration added from the CLI works on its next delivery.
+actor IntegrationDirectory {
+    private var cache: [IntegrationID: (GitHubIntegration, ContinuousClock.Instant)] = [:]
+    let service: IntegrationService
+    let supervisor: Supervisor
+    let ttl: Duration = .seconds(60)
+
+    init(service: IntegrationService, supervisor: Supervisor) {
+        self.service = service
+        self.supervisor = supervisor
+    }
+
+    func github(_ id: IntegrationID) async throws -> GitHubIntegration? {
+        if let (integration, at) = cache[id], ContinuousClock.now - at < ttl { return integration }
+        guard let workspaceID = try await service.workspaceOf(id) else { return nil }
+        let service = self.service
+        let integration = try await supervisor.withWorkspace(workspaceID) { try await service.loadGitHub(id, from: $0) }
+        if let integration { cache[id] = (integration, .now) }
+        return integration
+    }
+}
+
+/// `POST /webhooks/github/{integrationId}`. Order: size limit, integration lookup, signature
+/// (401 before anything is stored), headers and JSON, then one durable insert and a 202.
+struct WebhookRoutes {
+    static let maxDeliveryBytes = 25 * 1024 * 1024
+    let directory: IntegrationDirectory
+    let supervisor: Supervisor
+    let metrics: SentinelMetrics
+
+    func add(to router: Router<SentinelRequestContext>) {
+        router.post("/webhooks/github/:integrationId") { request, context in
+            try await receiveGitHub(request, context)
+        }
+    }
+
+    func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: Self.maxDeliveryBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            metrics.webhook(platform: "github", outcome: "too_large")
+            throw Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
+        }
+        guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
+              let integration = try await directory.github(id) else {
+            metrics.webhook(platform: "github", outcome: "unknown_integration")
+            throw Problem(status: .notFound, detail: "no such integration")
+        }
+        let data = Data(buffer: body)
+        guard GitHubWebhookSignature.isValid(header: request.headers[.init("X-Hub-Signature-256")!], body: data, secret: integration.webhookSecret) else {
+            metrics.webhook(platform: "github", outcome: "bad_signature")
+            context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
+            throw Problem(status: .unauthorized, detail: "X-Hub-Signature-256 is missing or does not match the integration's webhook secret")
+        }
+        guard let event = request.headers[.init("X-GitHub-Event")!], !event.isEmpty, event.count <= 100 else {
+            throw Problem(status: .badRequest, detail: "X-GitHub-Event header is required")
+        }
+        guard let deliveryID = request.headers[.init("X-GitHub-Delivery")!], !deliveryID.isEmpty, deliveryID.count <= 200 else {
+            throw Problem(status: .badRequest, detail: "X-GitHub-Delivery header is required")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            metrics.webhook(platform: "github", outcome: "invalid_json")
+            throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
+        }
+        if event == "ping" {
+            metrics.webhook(platform: "github", outcome: "ping")
+            return jsonResponse(.ok, ["status": "pong", "integration_id": id.rawValue])
+        }
+        let action = object["action"] as? String
+        let correlationID = deliveryID
+        let outcome = try await supervisor.withWorkspace(integration.workspaceID) { workspace in
+            try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: id, event: event, action: action, body: data,
+                                           correlationID: correlationID, in: workspace)
+        }
+        metrics.webhook(platform: "github", outcome: outcome == .accepted ? "accepted" : "duplicate")
+        context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",
+                                                          "duplicate": "\(outcome == .duplicate)", "workspace_id": "\(integration.workspaceID)"])
+        return jsonResponse(.accepted, ["status": outcome == .accepted ? "accepted" : "duplicate", "delivery_id": deliveryID])
+    }
+}
+
+func jsonResponse(_ status: HTTPResponse.Status, _ object: [String: String]) -> Response {
+    let body = (try? JSONEncoder.sentinel.encode(object)) ?? Data("{}".utf8)
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+}

@@ -1,0 +1,436 @@
+import Crypto
+import _CryptoExtras
+import Foundation
+import HTTPTypes
+import Hummingbird
+import JWTKit
+import NIOCore
+
+/// A loopback GitHub: the REST endpoints a review run uses, speaking GitHub's JSON, checking every
+/// request body it receives the way GitHub would (422 for comments off the diff), recording what
+/// was posted, and injecting faults on demand.
+public final class FakeGitHub: Sendable {
+    public let state: FakeGitHubState
+    public let port: Int
+    private let task: Task<Void, Error>
+    public let appID: Int64
+    public let privateKeyPEM: String
+
+    public var baseURL: URL { URL(string: "http://127.0.0.1:\(port)")! }
+
+    public static func start(appID: Int64 = 4242) async throws -> FakeGitHub {
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        let state = FakeGitHubState(appID: appID, publicKeyPEM: key.publicKey.pemRepresentation)
+        let router = Router()
+        FakeGitHubRoutes(state: state).add(to: router)
+        let portBox = PortBox()
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { channel in await portBox.set(channel.localAddress?.port ?? 0) })
+        let task = Task { try await app.runService() }
+        let port = await portBox.wait()
+        return FakeGitHub(state: state, port: port, task: task, appID: appID, privateKeyPEM: key.pemRepresentation)
+    }
+
+    private init(state: FakeGitHubState, port: Int, task: Task<Void, Error>, appID: Int64, privateKeyPEM: String) {
+        self.state = state
+        self.port = port
+        self.task = task
+        self.appID = appID
+        self.privateKeyPEM = privateKeyPEM
+    }
+
+    public func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+}
+
+actor PortBox {
+    private var port: Int?
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
+    func wait() async -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
+
+public enum FakeFault: Sendable, Equatable {
+    case status(Int)
+    /// 429 with `Retry-After: seconds`.
+    case rateLimited(retryAfter: Int)
+    /// 403 secondary rate limit with `x-ratelimit-remaining: 0` and a reset time.
+    case secondaryRateLimit
+    /// Answer only after this many seconds (past a client's timeout).
+    case delay(Double)
+}
+
+public struct FakePullRequest: Sendable {
+    public var repo: String
+    public var number: Int
+    public var headSHA: String
+    public var baseSHA: String
+    public var draft: Bool
+    public var fromFork: Bool
+    /// GitHub's `pulls/{n}/files` items: filename, status, patch.
+    public var files: [(filename: String, status: String, patch: String?)]
+
+    public init(repo: String, number: Int, headSHA: String, baseSHA: String, draft: Bool = false, fromFork: Bool = false,
+                files: [(filename: String, status: String, patch: String?)]) {
+        self.repo = repo
+        self.number = number
+        self.headSHA = headSHA
+        self.baseSHA = baseSHA
+        self.draft = draft
+        self.fromFork = fromFork
+        self.files = files
+    }
+}
+
+public struct PostedReview: Sendable {
+    public let id: Int64
+    public let repo: String
+    public let number: Int
+    public let commitID: String
+    public let event: String
+    public let body: String
+    public let comments: [[String: String]]
+}
+
+public struct CheckRun: Sendable {
+    public let id: Int64
+    public var name: String
+    public var headSHA: String
+    public var status: String
+    public var conclusion: String?
+    public var title: String?
+    public var summary: String?
+}
+
+public actor FakeGitHubState {
+    let appID: Int64
+    let publicKeyPEM: String
+    public private(set) var pulls: [String: FakePullRequest] = [:]
+    public private(set) var contents: [String: String] = [:]
+    public private(set) var comparisons: [String: [(filename: String, status: String, patch: String?)]] = [:]
+    public private(set) var reviews: [PostedReview] = []
+    public private(set) var checkRuns: [Int64: CheckRun] = [:]
+    public private(set) var issueComments: [(repo: String, number: Int, body: String)] = []
+    public private(set) var rejected: [String] = []
+    public private(set) var requests: [String] = []
+    private var faults: [String: [FakeFault]] = [:]
+    private var issuedTokens: Set<String> = []
+    private var nextID: Int64 = 1000
+    /// Called after a review is stored (tests use it to kill a worker right after posting).
+    private var onReviewPosted: (@Sendable () -> Void)?
+
+    init(appID: Int64, publicKeyPEM: String) {
+        self.appID = appID
+        self.publicKeyPEM = publicKeyPEM
+    }
+
+    public func addPull(_ pull: FakePullRequest) { pulls["\(pull.repo)#\(pull.number)"] = pull }
+    public func setContent(repo: String, ref: String, path: String, _ text: String) { contents["\(repo)@\(ref):\(path)"] = text }
+    public func setComparison(repo: String, base: String, head: String, files: [(filename: String, status: String, patch: String?)]) {
+        comparisons["\(repo)@\(base)...\(head)"] = files
+    }
+    /// Faults for a route key like "POST reviews", "GET files", "POST check-runs", "POST access_tokens".
+    public func inject(_ route: String, _ faults: [FakeFault]) { self.faults[route, default: []] += faults }
+    public func setOnReviewPosted(_ hook: (@Sendable () -> Void)?) { onReviewPosted = hook }
+    public func reviews(on repo: String, _ number: Int) -> [PostedReview] { reviews.filter { $0.repo == repo && $0.number == number } }
+
+    func takeFault(_ route: String) -> FakeFault? {
+        guard var list = faults[route], !list.isEmpty else { return nil }
+        let f = list.removeFirst()
+        faults[route] = list
+        return f
+    }
+
+    func log(_ line: String) { requests.append(line) }
+    func reject(_ reason: String) { rejected.append(reason) }
+    func newID() -> Int64 { nextID += 1; return nextID }
+
+    func issueToken(jwt: String) async -> String? {
+        let keys = JWTKeyCollection()
+        guard let key = try? Insecure.RSA.PublicKey(pem: publicKeyPEM) else { return nil }
+        await keys.add(rsa: key, digestAlgorithm: .sha256)
+        struct Claims: JWTPayload {
+            let iss: IssuerClaim
+            let exp: ExpirationClaim
+            let iat: IssuedAtClaim
+            func verify(using algorithm: some JWTAlgorithm) async throws { try exp.verifyNotExpired() }
+        }
+        guard let claims = try? await keys.verify(jwt, as: Claims.self), claims.iss.value == String(appID) else { return nil }
+        let token = "ghs_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        issuedTokens.insert(token)
+        return token
+    }
+
+    func isAuthorized(_ header: String?) -> Bool {
+        guard let header, header.hasPrefix("Bearer ") else { return false }
+        return issuedTokens.contains(String(header.dropFirst(7)))
+    }
+
+    func storeReview(repo: String, number: Int, bodyData: Data) -> (Int, Data) {
+        let (status, object) = storeReviewObject(repo: repo, number: number, body: Self.parse(bodyData))
+        return (status, (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8))
+    }
+
+    private func storeReviewObject(repo: String, number: Int, body: [String: Any]) -> (Int, Any) {
+        guard let pull = pulls["\(repo)#\(number)"] else { return (404, ["message": "Not Found"]) }
+        let event = body["event"] as? String ?? ""
+        guard ["COMMENT", "REQUEST_CHANGES", "APPROVE"].contains(event) else {
+            reject("review event '\(event)' invalid"); return (422, ["message": "Validation Failed"])
+        }
+        guard body["commit_id"] as? String == pull.headSHA else {
+            reject("review commit_id does not match the PR head"); return (422, ["message": "Validation Failed"])
+        }
+        let reviewBody = body["body"] as? String ?? ""
+        var comments: [[String: String]] = []
+        for comment in body["comments"] as? [[String: Any]] ?? [] {
+            guard let path = comment["path"] as? String, let line = comment["line"] as? Int,
+                  let text = comment["body"] as? String, !text.isEmpty else {
+                reject("review comment missing path, line or body"); return (422, ["message": "Validation Failed"])
+            }
+            let side = comment["side"] as? String ?? "RIGHT"
+            guard side == "RIGHT" || side == "LEFT" else { reject("bad side \(side)"); return (422, ["message": "Validation Failed"]) }
+            guard let file = pull.files.first(where: { $0.filename == path }), let patch = file.patch else {
+                reject("comment on \(path), which is not in the diff"); return (422, ["message": "Validation Failed", "errors": ["Path could not be resolved"]])
+            }
+            let lines = PatchLines.commentable(patch, side: side)
+            guard lines.contains(line) else {
+                reject("comment on \(path):\(line) \(side), which is not a diff line"); return (422, ["message": "Validation Failed", "errors": ["Line could not be resolved"]])
+            }
+            if let start = comment["start_line"] as? Int {
+                let startSide = comment["start_side"] as? String ?? side
+                guard start < line, startSide == side, lines.contains(start) else {
+                    reject("multi-line comment \(path):\(start)-\(line) invalid"); return (422, ["message": "Validation Failed"])
+                }
+            }
+            comments.append(["path": path, "line": String(line), "side": side, "body": text,
+                             "start_line": (comment["start_line"] as? Int).map(String.init) ?? ""])
+        }
+        let review = PostedReview(id: newID(), repo: repo, number: number, commitID: pull.headSHA, event: event, body: reviewBody, comments: comments)
+        reviews.append(review)
+        onReviewPosted?()
+        return (200, ["id": review.id, "body": reviewBody, "state": event == "COMMENT" ? "COMMENTED" : "CHANGES_REQUESTED", "commit_id": pull.headSHA])
+    }
+
+    func createCheck(repo: String, bodyData: Data) -> (Int, Data) {
+        let (status, object) = createCheckObject(repo: repo, body: Self.parse(bodyData))
+        return (status, (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8))
+    }
+
+    private func createCheckObject(repo: String, body: [String: Any]) -> (Int, Any) {
+        guard let name = body["name"] as? String, let sha = body["head_sha"] as? String else {
+            reject("check run without name or head_sha"); return (422, ["message": "Validation Failed"])
+        }
+        let status = body["status"] as? String ?? "queued"
+        guard ["queued", "in_progress", "completed"].contains(status) else { reject("check status \(status)"); return (422, ["message": "Validation Failed"]) }
+        if status == "completed" && body["conclusion"] == nil { reject("completed check without conclusion"); return (422, ["message": "Validation Failed"]) }
+        let output = body["output"] as? [String: Any]
+        let run = CheckRun(id: newID(), name: name, headSHA: sha, status: status, conclusion: body["conclusion"] as? String,
+                           title: output?["title"] as? String, summary: output?["summary"] as? String)
+        checkRuns[run.id] = run
+        return (201, ["id": run.id, "status": status, "name": name, "head_sha": sha])
+    }
+
+    func updateCheck(id: Int64, bodyData: Data) -> (Int, Data) {
+        let (status, object) = updateCheckObject(id: id, body: Self.parse(bodyData))
+        return (status, (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8))
+    }
+
+    private func updateCheckObject(id: Int64, body: [String: Any]) -> (Int, Any) {
+        guard var run = checkRuns[id] else { return (404, ["message": "Not Found"]) }
+        if let status = body["status"] as? String { run.status = status }
+        if let conclusion = body["conclusion"] as? String {
+            guard ["success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"].contains(conclusion) else {
+                reject("conclusion \(conclusion)"); return (422, ["message": "Validation Failed"])
+            }
+            run.conclusion = conclusion
+        }
+        if run.status == "completed" && run.conclusion == nil { reject("completed check without conclusion"); return (422, ["message": "Validation Failed"]) }
+        if let output = body["output"] as? [String: Any] {
+            guard output["title"] is String, output["summary"] is String else { reject("check output needs title and summary"); return (422, ["message": "Validation Failed"]) }
+            run.title = output["title"] as? String
+            run.summary = output["summary"] as? String
+        }
+        checkRuns[id] = run
+        return (200, ["id": id, "status": run.status])
+    }
+
+    func addComment(repo: String, number: Int, body: String) { issueComments.append((repo, number, body)) }
+
+    static func parse(_ data: Data) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+    }
+}
+
+/// Commentable line numbers of a GitHub patch, computed independently of Sentinel's diff parser.
+enum PatchLines {
+    static func commentable(_ patch: String, side: String) -> Set<Int> {
+        var result = Set<Int>()
+        var old = 0, new = 0
+        for line in patch.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("@@") {
+                let parts = line.split(separator: " ")
+                if parts.count >= 3 {
+                    old = Int(parts[1].dropFirst().split(separator: ",")[0]) ?? 0
+                    new = Int(parts[2].dropFirst().split(separator: ",")[0]) ?? 0
+                }
+                continue
+            }
+            if line.hasPrefix("+") { if side == "RIGHT" { result.insert(new) }; new += 1 }
+            else if line.hasPrefix("-") { if side == "LEFT" { result.insert(old) }; old += 1 }
+            else if line.hasPrefix("\\") { continue }
+            else { if side == "RIGHT" { result.insert(new) } else { result.insert(old) }; old += 1; new += 1 }
+        }
+        return result
+    }
+}
+
+struct FakeGitHubRoutes {
+    let state: FakeGitHubState
+
+    func json(_ status: Int, _ object: Any, headers: HTTPFields = [:]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
+        var h = headers
+        h[.contentType] = "application/json"
+        return Response(status: .init(code: status), headers: h, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Applies an injected fault for `route`, or nil to proceed.
+    func fault(_ route: String) async -> Response? {
+        guard let fault = await state.takeFault(route) else { return nil }
+        switch fault {
+        case .status(let code): return json(code, ["message": "Server Error"])
+        case .rateLimited(let s): return json(429, ["message": "API rate limit exceeded"], headers: [.retryAfter: String(s)])
+        case .secondaryRateLimit:
+            return json(403, ["message": "You have exceeded a secondary rate limit."],
+                        headers: [HTTPField.Name("x-ratelimit-remaining")!: "0",
+                                  HTTPField.Name("x-ratelimit-reset")!: String(Int(Date().timeIntervalSince1970) + 1)])
+        case .delay(let seconds):
+            try? await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+    }
+
+    func bodyData(_ request: Request) async throws -> Data {
+        var request = request
+        return Data(buffer: try await request.collectBody(upTo: 10 << 20))
+    }
+
+    func body(_ request: Request) async throws -> [String: Any] { FakeGitHubState.parse(try await bodyData(request)) }
+
+    func raw(_ status: Int, _ data: Data) -> Response {
+        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    func authorized(_ request: Request) async -> Bool { await state.isAuthorized(request.headers[.authorization]) }
+
+    func repo(_ context: BasicRequestContext) -> String {
+        "\(context.parameters.get("owner") ?? "")/\(context.parameters.get("repo") ?? "")"
+    }
+
+    func files(_ list: [(filename: String, status: String, patch: String?)]) -> [[String: Any]] {
+        list.map { f in
+            var o: [String: Any] = ["filename": f.filename, "status": f.status, "additions": 1, "deletions": 0, "changes": 1]
+            if let p = f.patch { o["patch"] = p }
+            return o
+        }
+    }
+
+    func add(to router: Router<BasicRequestContext>) {
+        router.post("/app/installations/:id/access_tokens") { request, _ in
+            await state.log("POST access_tokens")
+            if let f = await fault("POST access_tokens") { return f }
+            guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "),
+                  let token = await state.issueToken(jwt: String(auth.dropFirst(7))) else {
+                return json(401, ["message": "A JSON web token could not be decoded"])
+            }
+            return json(201, ["token": token, "expires_at": Date().addingTimeInterval(3600).formatted(.iso8601)])
+        }
+        router.get("/repos/:owner/:repo/pulls/:number") { request, context in
+            await state.log("GET pull")
+            if let f = await fault("GET pull") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let key = "\(repo(context))#\(context.parameters.get("number") ?? "")"
+            guard let pull = await state.pulls[key] else { return json(404, ["message": "Not Found"]) }
+            let headRepo: [String: Any] = pull.fromFork ? ["id": 999, "full_name": "outsider/fork"] : ["id": 1, "full_name": pull.repo]
+            return json(200, ["number": pull.number, "state": "open", "draft": pull.draft, "title": "PR \(pull.number)",
+                              "head": ["sha": pull.headSHA, "ref": "feature", "repo": headRepo],
+                              "base": ["sha": pull.baseSHA, "ref": "main", "repo": ["id": 1, "full_name": pull.repo]],
+                              "changed_files": pull.files.count])
+        }
+        router.get("/repos/:owner/:repo/pulls/:number/files") { request, context in
+            await state.log("GET files")
+            if let f = await fault("GET files") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let key = "\(repo(context))#\(context.parameters.get("number") ?? "")"
+            guard let pull = await state.pulls[key] else { return json(404, ["message": "Not Found"]) }
+            let perPage = Int(request.uri.queryParameters.get("per_page") ?? "30") ?? 30
+            let page = Int(request.uri.queryParameters.get("page") ?? "1") ?? 1
+            let all = files(pull.files)
+            let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
+            var headers: HTTPFields = [:]
+            if page * perPage < all.count {
+                headers[HTTPField.Name("Link")!] = "<http://127.0.0.1/repos/\(pull.repo)/pulls/\(pull.number)/files?page=\(page + 1)>; rel=\"next\""
+            }
+            return json(200, slice, headers: headers)
+        }
+        router.get("/repos/:owner/:repo/compare/:spec") { request, context in
+            await state.log("GET compare")
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let spec = context.parameters.get("spec") ?? ""
+            guard let list = await state.comparisons["\(repo(context))@\(spec)"] else { return json(404, ["message": "Not Found"]) }
+            return json(200, ["files": files(list)])
+        }
+        router.get("/repos/:owner/:repo/contents/**") { request, context in
+            await state.log("GET contents")
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let path = context.parameters.getCatchAll().joined(separator: "/")
+            let ref = request.uri.queryParameters.get("ref") ?? ""
+            guard let text = await state.contents["\(repo(context))@\(ref):\(path)"] else { return json(404, ["message": "Not Found"]) }
+            return json(200, ["type": "file", "encoding": "base64", "path": path, "content": Data(text.utf8).base64EncodedString()])
+        }
+        router.get("/repos/:owner/:repo/pulls/:number/reviews") { request, context in
+            await state.log("GET reviews")
+            if let f = await fault("GET reviews") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let r = repo(context)
+            let n = Int(context.parameters.get("number") ?? "") ?? 0
+            let list = await state.reviews(on: r, n).map { ["id": $0.id, "body": $0.body, "state": "COMMENTED", "commit_id": $0.commitID] as [String: Any] }
+            return json(200, list)
+        }
+        router.post("/repos/:owner/:repo/pulls/:number/reviews") { request, context in
+            await state.log("POST reviews")
+            if let f = await fault("POST reviews") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let (status, data) = await state.storeReview(repo: repo(context), number: Int(context.parameters.get("number") ?? "") ?? 0,
+                                                         bodyData: try await bodyData(request))
+            return raw(status, data)
+        }
+        router.post("/repos/:owner/:repo/check-runs") { request, context in
+            await state.log("POST check-runs")
+            if let f = await fault("POST check-runs") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let (status, data) = await state.createCheck(repo: repo(context), bodyData: try await bodyData(request))
+            return raw(status, data)
+        }
+        router.patch("/repos/:owner/:repo/check-runs/:id") { request, context in
+            await state.log("PATCH check-runs")
+            if let f = await fault("PATCH check-runs") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let (status, data) = await state.updateCheck(id: Int64(context.parameters.get("id") ?? "") ?? 0, bodyData: try await bodyData(request))
+            return raw(status, data)
+        }
+        router.post("/repos/:owner/:repo/issues/:number/comments") { request, context in
+            await state.log("POST comments")
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let b = try await body(request)
+            guard let text = b["body"] as? String, !text.isEmpty else { return json(422, ["message": "Validation Failed"]) }
+            await state.addComment(repo: repo(context), number: Int(context.parameters.get("number") ?? "") ?? 0, body: text)
+            return json(201, ["id": await state.newID(), "body": text])
+        }
+    }
+}
