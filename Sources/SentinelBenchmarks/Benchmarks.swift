@@ -15,7 +15,7 @@ struct SentinelBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sentinel-bench",
         abstract: "Sentinel benchmarks (build with -c release).",
-        subcommands: [JobsBenchmark.self, TenantsBenchmark.self])
+        subcommands: [JobsBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self])
 }
 
 struct JobsBenchmark: AsyncParsableCommand {
@@ -190,6 +190,8 @@ struct TemporaryBenchDirectory {
 final class Counter: Sendable {
     private let count = Mutex(0)
     func increment() { count.withLock { $0 += 1 } }
+    /// Returns the current value and increments it.
+    func take() -> Int { count.withLock { v in defer { v += 1 }; return v } }
     var value: Int { count.withLock { $0 } }
 }
 
@@ -198,6 +200,7 @@ final class LatencyRecorder: Sendable {
     func record(_ seconds: Double) { samples.withLock { $0.append(max(0, seconds)) } }
     func reset() { samples.withLock { $0.removeAll() } }
     func percentiles() -> Percentiles { Percentiles(samples.withLock { $0 }) }
+    func values() -> [Double] { samples.withLock { $0 } }
 }
 
 struct Percentiles {

@@ -23,12 +23,14 @@ public final class Appliance: Sendable {
     public let metrics: SentinelMetrics
     public let logger: Logger
     public let integrations: IntegrationService
+    public let connector: GitHubConnector
     let integrationDirectory: IntegrationDirectory
     private let serveLock: FileLock
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
     /// takes the serve lock: two servers never share a data directory.
-    public init(dataDirectory: DataDirectory, config: SentinelConfig, registry: JobRegistry = JobRegistry(), logger: Logger) throws {
+    public init(dataDirectory: DataDirectory, config: SentinelConfig, registry extraJobs: JobRegistry = JobRegistry(),
+                models: any ReviewModelResolver = NoReviewModel(), logger: Logger) throws {
         try dataDirectory.prepare()
         guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
             throw StorageError.conflict("another sentinel serve is already running on \(dataDirectory.root.path)")
@@ -42,10 +44,16 @@ public final class Appliance: Sendable {
         let opener = DatabaseOpener(config: config)
         self.control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
         self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
+        self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
+        self.connector = GitHubConnector(integrations: integrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds))
+        var registry = extraJobs
+        let processor = GitHubDeliveryProcessor()
+        registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
+        let runner = ReviewRunner(connector: connector, models: models)
+        registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
-        self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
         self.integrationDirectory = IntegrationDirectory(service: integrations, supervisor: supervisor)
         metrics.openWorkspaces(0)
         metrics.offlineWorkspaces(0)
@@ -105,9 +113,11 @@ public final class Appliance: Sendable {
         do {
             try await group.run()
         } catch {
+            await connector.shutdown()
             await supervisor.shutdown()
             throw error
         }
+        await connector.shutdown()
         await supervisor.shutdown()
         logger.info("stopped cleanly")
     }

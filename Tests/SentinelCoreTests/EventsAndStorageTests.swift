@@ -240,17 +240,20 @@ struct SupervisorTests {
     @Test("the pending-work index tells the scheduler which workspaces have due work")
     func pendingWorkIndex() async throws {
         var registry = JobRegistry()
-        registry.register("later") { _ in }
+        registry.register("now") { _ in }
         let h = try TestHarness(registry: registry)
         let a = try h.createWorkspace("a"), b = try h.createWorkspace("b")
         #expect(try h.control.dueWorkspaces(now: Date(), after: nil, limit: 10).isEmpty)
-        try await h.enqueue(JobRequest(kind: "later", runAt: Date().addingTimeInterval(2)), in: b)
-        #expect(try h.control.dueWorkspaces(now: Date(), after: nil, limit: 10).isEmpty)
-        #expect(try h.control.dueWorkspaces(now: Date().addingTimeInterval(3), after: nil, limit: 10) == [b])
-        _ = a
+        try await h.enqueue(JobRequest(kind: "later", runAt: Date().addingTimeInterval(3600)), in: b)
+        #expect(try h.control.dueWorkspaces(now: Date(), after: nil, limit: 10).isEmpty, "b's job is due in an hour")
+        #expect(try h.control.dueWorkspaces(now: Date().addingTimeInterval(3601), after: nil, limit: 10) == [b])
+        try await h.enqueue(JobRequest(kind: "now"), in: a)
+        #expect(try h.control.dueWorkspaces(now: Date(), after: nil, limit: 10) == [a])
         h.startScheduler()
-        #expect(await eventually { try await h.jobs(in: b, state: .succeeded).count == 1 })
-        #expect(await eventually { try h.control.dueEntry(b) == nil })
+        #expect(await eventually { try await h.jobs(in: a, state: .succeeded).count == 1 })
+        // Once a's queue is empty its index entry goes; b's stays with its future due time.
+        #expect(await eventually { try h.control.dueEntry(a) == nil })
+        #expect(try h.control.dueEntry(b) != nil)
         await h.stop()
     }
 }

@@ -12,8 +12,13 @@ public struct SentinelConfig: Sendable, Equatable {
     public var jobs = Jobs()
     public var shutdown = Shutdown()
     public var log = Log()
+    public var github = GitHub()
 
     public init() {}
+
+    public struct GitHub: Sendable, Equatable {
+        public var requestTimeoutSeconds = 30.0
+    }
 
     public struct Server: Sendable, Equatable {
         public var host = "0.0.0.0"
@@ -105,6 +110,7 @@ public enum ConfigLoader {
         key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
         key("jobs.retention_hours", "finished jobs are pruned after this long", \.jobs.retentionHours),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
+        key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 

@@ -184,6 +184,18 @@ enum WorkspaceSchema {
                     PRIMARY KEY (repository_id, pr_number)
                 ) STRICT;
 
+                CREATE TABLE policy_versions (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    scope TEXT NOT NULL,
+                    "values" TEXT NOT NULL,
+                    locks TEXT NOT NULL,
+                    created_by TEXT NOT NULL,
+                    created_at REAL NOT NULL
+                ) STRICT;
+                CREATE INDEX policy_versions_scope ON policy_versions(scope, id);
+                CREATE TRIGGER policy_versions_no_update BEFORE UPDATE ON policy_versions
+                BEGIN SELECT RAISE(ABORT, 'policy versions are immutable'); END;
+
                 CREATE TABLE usage_records (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     run_id INTEGER REFERENCES review_runs(id),

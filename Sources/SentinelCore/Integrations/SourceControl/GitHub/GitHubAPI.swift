@@ -81,6 +81,19 @@ public actor GitHubTokenCache {
     }
 
     public func invalidate(installationID: Int64) { tokens[installationID] = nil }
+
+    /// The App's installation on a repository (for repositories first seen without one).
+    public func installationID(forRepository fullName: String) async throws -> Int64 {
+        let jwt = try await appJWT()
+        let url = credentials.apiBaseURL.appendingPathComponent("repos/\(fullName)/installation")
+        let response = try await http.send(OutboundRequest(url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
+        guard response.status == 200 else { throw GitHubClient.error(response, operation: "find installation") }
+        struct Body: Decodable { let id: Int64 }
+        guard let body = try? JSONDecoder().decode(Body.self, from: response.body) else {
+            throw GitHubAPIError(status: response.status, message: "unreadable installation response", operation: "find installation", retryAfter: nil)
+        }
+        return body.id
+    }
 }
 
 /// The GitHub REST operations a review run uses, over the project's one HTTP client.
@@ -89,12 +102,14 @@ public struct GitHubClient: Sendable {
     public let installationID: Int64
     let tokens: GitHubTokenCache
     let http: any OutboundHTTPClient
+    let timeout: Duration
 
-    public init(baseURL: URL, installationID: Int64, tokens: GitHubTokenCache, http: any OutboundHTTPClient) {
+    public init(baseURL: URL, installationID: Int64, tokens: GitHubTokenCache, http: any OutboundHTTPClient, timeout: Duration = .seconds(30)) {
         self.baseURL = baseURL
         self.installationID = installationID
         self.tokens = tokens
         self.http = http
+        self.timeout = timeout
     }
 
     static let baseHeaders: [(String, String)] = [
@@ -102,7 +117,7 @@ public struct GitHubClient: Sendable {
         ("X-GitHub-Api-Version", "2022-11-28"),
     ]
 
-    static func error(_ response: OutboundResponse, operation: String) -> GitHubAPIError {
+    public static func error(_ response: OutboundResponse, operation: String) -> GitHubAPIError {
         struct Message: Decodable { let message: String? }
         let message = (try? JSONDecoder().decode(Message.self, from: response.body))?.message ?? ""
         var retryAfter = response.retryAfter
@@ -123,7 +138,7 @@ public struct GitHubClient: Sendable {
         var headers = Self.baseHeaders + [("Authorization", "Bearer \(token)")]
         if let accept { headers[0] = ("Accept", accept) }
         if body != nil { headers.append(("Content-Type", "application/json")) }
-        let response = try await http.send(OutboundRequest(method: method, url: components.url!, headers: headers, body: body))
+        let response = try await http.send(OutboundRequest(method: method, url: components.url!, headers: headers, body: body, timeout: timeout))
         if response.status == 401 { await tokens.invalidate(installationID: installationID) }
         guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
         return response
@@ -256,6 +271,15 @@ public struct GitHubReviewComment: Encodable, Sendable, Equatable {
     public var start_line: Int?
     public var start_side: String?
     public var body: String
+
+    public init(path: String, line: Int, side: String, start_line: Int?, start_side: String?, body: String) {
+        self.path = path
+        self.line = line
+        self.side = side
+        self.start_line = start_line
+        self.start_side = start_side
+        self.body = body
+    }
 }
 
 public struct GitHubReviewRequest: Encodable, Sendable {
@@ -263,6 +287,13 @@ public struct GitHubReviewRequest: Encodable, Sendable {
     public var body: String
     public var event: String
     public var comments: [GitHubReviewComment]
+
+    public init(commit_id: String, body: String, event: String, comments: [GitHubReviewComment]) {
+        self.commit_id = commit_id
+        self.body = body
+        self.event = event
+        self.comments = comments
+    }
 }
 
 public struct GitHubCheckRunRequest: Encodable, Sendable {
@@ -270,6 +301,12 @@ public struct GitHubCheckRunRequest: Encodable, Sendable {
         public var title: String
         public var summary: String
         public var text: String?
+
+        public init(title: String, summary: String, text: String?) {
+            self.title = title
+            self.summary = summary
+            self.text = text
+        }
     }
     public var name: String?
     public var head_sha: String?
@@ -279,4 +316,16 @@ public struct GitHubCheckRunRequest: Encodable, Sendable {
     public var started_at: String?
     public var completed_at: String?
     public var output: Output?
+
+    public init(name: String?, head_sha: String?, status: String, conclusion: String?, external_id: String?,
+                started_at: String?, completed_at: String?, output: Output?) {
+        self.name = name
+        self.head_sha = head_sha
+        self.status = status
+        self.conclusion = conclusion
+        self.external_id = external_id
+        self.started_at = started_at
+        self.completed_at = completed_at
+        self.output = output
+    }
 }

@@ -41,7 +41,8 @@ public struct GitHubDeliveryProcessor: Sendable {
         logger.info("delivery processed", metadata: ["delivery_id": "\(job.deliveryID)", "outcome": "\(outcome)"])
     }
 
-    static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?,
+    /// Applies one delivery inside the caller's transaction; returns what was done, in words.
+    public static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?,
                       tx: inout WorkspaceTransaction) throws -> String {
         let decoder = JSONDecoder()
         switch event {

@@ -1,0 +1,158 @@
+import _CryptoExtras
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOSSL
+import SentinelCore
+import SentinelServer
+
+/// Signed `pull_request` deliveries over loopback against `serve`'s real HTTP stack (each 202 is a
+/// durable commit), next to a bare Hummingbird route driven by the same client in the same run.
+struct IntakeBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "intake", abstract: "Webhook intake: signed deliveries/s and latency.")
+    @Option(help: "Deliveries per measurement.") var requests = 20_000
+    @Option(help: "Concurrent connections.") var concurrency = 64
+    @Option(help: "Workspace counts.") var workspaces: [Int] = [1, 1_000]
+
+    func run() async throws {
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        print("| transport | workspaces | deliveries | accepted/s | p50 | p99 | bare Hummingbird route/s | ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for tls in [false, true] {
+            for count in workspaces {
+                let (rate, p50, p99, bare) = try await measure(tls: tls, workspaceCount: count, privateKey: key)
+                print("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(requests) | \(fmt(rate)) | \(ms(p50)) | \(ms(p99)) | \(fmt(bare)) | \(String(format: "%.2f", rate / bare)) |")
+            }
+        }
+    }
+
+    func measure(tls: Bool, workspaceCount: Int, privateKey: String) async throws -> (Double, Double, Double, Double) {
+        let dir = TemporaryBenchDirectory()
+        defer { dir.remove() }
+        var config = SentinelConfig()
+        config.server.host = "127.0.0.1"
+        config.server.port = 0
+        config.server.tlsEnabled = tls
+        let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.url.path), config: config, logger: Logger.sentinel(level: "error"))
+        var targets: [(path: String, secret: Data)] = []
+        for i in 0..<workspaceCount {
+            let id = try appliance.workspaces.create(name: "ws-\(i)").workspaceID!
+            let secret = Data("secret-\(i)-\(UUID().uuidString)".utf8)
+            let service = appliance.integrations
+            let summary = try await appliance.supervisor.withWorkspace(id) { actor in
+                try await service.addGitHub(workspace: actor, appID: 1, privateKeyPEM: privateKey, webhookSecret: secret,
+                                            apiURL: URL(string: "http://127.0.0.1:9")!)
+            }
+            targets.append((summary.webhookPath, secret))
+        }
+        let ports = PortChannel()
+        let app = try appliance.makeApplication { await ports.set($0) }
+        let server = Task { try await app.runService() }
+        let port = await ports.wait()
+        var tlsConfig = TLSConfiguration.makeClientConfiguration()
+        if tls {
+            tlsConfig.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(dir.url.appendingPathComponent("tls/sentinel.crt").path))
+        }
+        var clientConfig = HTTPClient.Configuration(tlsConfiguration: tlsConfig)
+        clientConfig.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+        let scheme = tls ? "https" : "http"
+        let payload = Data(#"{"action":"opened","number":1,"pull_request":{"number":1,"head":{"sha":"abc"},"base":{"sha":"def"}},"repository":{"id":1,"full_name":"o/r"},"installation":{"id":1}}"#.utf8)
+        let signatures = targets.map { GitHubWebhookSignature.sign(body: payload, secret: $0.secret) }
+        let targetList = targets
+        let (rate, latencies) = try await load(client: client, total: requests, concurrency: concurrency) { i in
+            let t = i % targetList.count
+            var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(targetList[t].path)")
+            request.method = .POST
+            request.headers.add(name: "X-GitHub-Event", value: "pull_request")
+            request.headers.add(name: "X-GitHub-Delivery", value: "bench-\(i)")
+            request.headers.add(name: "X-Hub-Signature-256", value: signatures[t])
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: payload))
+            return (request, 202)
+        }
+        server.cancel()
+        _ = await server.result
+        // The bare route, same client, same transport.
+        let bareRouter = Router()
+        bareRouter.post("/bare") { _, _ in Response(status: .accepted) }
+        let barePorts = PortChannel()
+        let bareServer: HTTPServerBuilder
+        if tls {
+            let chain = try NIOSSLCertificate.fromPEMFile(dir.url.appendingPathComponent("tls/sentinel.crt").path).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: dir.url.appendingPathComponent("tls/sentinel.key").path, format: .pem)
+            bareServer = try .tls(.http1(), tlsConfiguration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+        } else {
+            bareServer = .http1()
+        }
+        let bareApp = Application(router: bareRouter, server: bareServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                                  onServerRunning: { await barePorts.set($0.localAddress?.port ?? 0) }, logger: Logger(label: "bare"))
+        let bareTask = Task { try await bareApp.runService() }
+        let barePort = await barePorts.wait()
+        let (bareRate, _) = try await load(client: client, total: requests, concurrency: concurrency) { _ in
+            var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(barePort)/bare")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(bytes: payload))
+            return (request, 202)
+        }
+        bareTask.cancel()
+        _ = await bareTask.result
+        try await client.shutdown()
+        // Every 202 must be a stored delivery.
+        var stored = 0
+        for id in try appliance.control.workspaceIDs() {
+            stored += try await appliance.supervisor.withWorkspace(id) { try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") ?? 0 } }
+        }
+        precondition(stored == requests, "stored \(stored) of \(requests) accepted deliveries")
+        await appliance.connector.shutdown()
+        await appliance.supervisor.shutdown()
+        let p = Percentiles(latencies)
+        return (rate, p.p50, p.p99, bareRate)
+    }
+
+    func load(client: HTTPClient, total: Int, concurrency: Int,
+              make: @escaping @Sendable (Int) -> (HTTPClientRequest, Int)) async throws -> (Double, [Double]) {
+        let next = Counter()
+        let recorder = LatencyRecorder()
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    while true {
+                        let i = next.take()
+                        if i >= total { return }
+                        let (request, expected) = make(i)
+                        let began = ContinuousClock.now
+                        let response = try await client.execute(request, timeout: .seconds(30))
+                        _ = try await response.body.collect(upTo: 1 << 16)
+                        guard Int(response.status.code) == expected else { throw BenchError("unexpected status \(response.status.code)") }
+                        recorder.record((ContinuousClock.now - began).seconds)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = (ContinuousClock.now - start).seconds
+        return (Double(total) / elapsed, recorder.values())
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+actor PortChannel {
+    private var port: Int?
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
+    func wait() async -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}

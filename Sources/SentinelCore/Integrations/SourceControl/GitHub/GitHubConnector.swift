@@ -1,0 +1,53 @@
+import Foundation
+
+/// Builds GitHub sessions for review runs: one HTTP client per integration (with the integration's
+/// own CA bundle when it has one) and one installation-token cache per integration, reused across
+/// runs. `shutdown()` closes the clients when the appliance stops.
+public actor GitHubConnector: SourceControlConnector {
+    private struct Entry {
+        let http: AsyncOutboundHTTPClient
+        let tokens: GitHubTokenCache
+        let apiURL: URL
+    }
+
+    let integrations: IntegrationService
+    let requestTimeout: Duration
+    private var entries: [IntegrationID: Entry] = [:]
+
+    public init(integrations: IntegrationService, requestTimeout: Duration = .seconds(30)) {
+        self.integrations = integrations
+        self.requestTimeout = requestTimeout
+    }
+
+    public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
+        guard let id = IntegrationID(repository.integrationId) else { throw SourceControlError.permanent("repository has an invalid integration id") }
+        let entry: Entry
+        if let cached = entries[id] {
+            entry = cached
+        } else {
+            guard let integration = try await integrations.loadGitHub(id, from: workspace) else {
+                throw SourceControlError.permanent("the repository's GitHub integration \(id) no longer exists")
+            }
+            let http: AsyncOutboundHTTPClient
+            do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM) } catch {
+                throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
+            }
+            let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
+            entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL)
+            entries[id] = entry
+        }
+        var installation = repository.installationId
+        if installation == nil {
+            installation = try await GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: 0, tokens: entry.tokens, http: entry.http))
+                .mapped { try await entry.tokens.installationID(forRepository: repository.fullName) }
+        }
+        guard let installation else { throw SourceControlError.permanent("the GitHub App is not installed on \(repository.fullName)") }
+        return GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens, http: entry.http,
+                                                  timeout: requestTimeout))
+    }
+
+    public func shutdown() async {
+        for entry in entries.values { await entry.http.shutdown() }
+        entries.removeAll()
+    }
+}

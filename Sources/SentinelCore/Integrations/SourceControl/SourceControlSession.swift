@@ -1,0 +1,157 @@
+import Foundation
+
+/// What the review run needs to know about a pull request.
+public struct PullRequestInfo: Sendable, Equatable {
+    public var headSHA: String
+    public var baseSHA: String
+    public var isDraft: Bool
+    public var isOpen: Bool
+    /// The head lives in another repository (a fork): its config file is not trusted.
+    public var fromFork: Bool
+    public var title: String
+
+    public init(headSHA: String, baseSHA: String, isDraft: Bool, isOpen: Bool, fromFork: Bool, title: String) {
+        self.headSHA = headSHA
+        self.baseSHA = baseSHA
+        self.isDraft = isDraft
+        self.isOpen = isOpen
+        self.fromFork = fromFork
+        self.title = title
+    }
+}
+
+/// One inline comment of a review, on a line that is in the diff.
+public struct ReviewComment: Sendable, Equatable {
+    public var path: String
+    public var line: Int
+    public var side: DiffSide
+    public var startLine: Int?
+    public var body: String
+}
+
+public enum CheckConclusion: String, Sendable {
+    case success, failure, neutral
+}
+
+/// Platform failures as the run sees them: retry later, or fail the run with this reason.
+public enum SourceControlError: Error, CustomStringConvertible {
+    case retryable(String, retryAfter: TimeInterval?)
+    case permanent(String)
+
+    public var description: String {
+        switch self {
+        case .retryable(let m, _), .permanent(let m): return m
+        }
+    }
+}
+
+/// A source-control platform as seen by a review run (GitHub today; GitLab implements the same).
+/// Implementations map their API errors to `SourceControlError`.
+public protocol SourceControlSession: Sendable {
+    func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo
+    func changedFiles(_ repo: String, _ number: Int) async throws -> [DiffFile]
+    func changedFiles(_ repo: String, from base: String, to head: String) async throws -> [DiffFile]
+    func fileContent(_ repo: String, path: String, ref: String) async throws -> String?
+    func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String
+    func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws
+    /// The id of a review already posted whose body contains `marker`, if any.
+    func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String?
+    func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String
+}
+
+/// GitHub behind `SourceControlSession`.
+public struct GitHubSession: SourceControlSession {
+    let client: GitHubClient
+    public static let checkName = "Sentinel"
+
+    public init(client: GitHubClient) { self.client = client }
+
+    func mapped<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as GitHubAPIError {
+            if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
+            throw SourceControlError.permanent(error.description)
+        } catch let error as OutboundHTTPError {
+            throw SourceControlError.retryable("GitHub unreachable: \(error)", retryAfter: nil)
+        }
+    }
+
+    public func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo {
+        try await mapped {
+            let pr = try await client.pullRequest(repo, number)
+            let fork = pr.head.repo.map { $0.id != pr.base.repo?.id } ?? false
+            return PullRequestInfo(headSHA: pr.head.sha, baseSHA: pr.base.sha, isDraft: pr.draft ?? false,
+                                   isOpen: (pr.state ?? "open") == "open", fromFork: fork, title: pr.title ?? "")
+        }
+    }
+
+    /// GitHub's per-file patches as diff files. A patch that cannot be parsed keeps its file (with
+    /// no reviewable lines) so it still counts in the coverage line instead of vanishing.
+    public static func diffFiles(_ files: [GitHubChangedFile]) -> [DiffFile] {
+        files.map { f in
+            let status = DiffFile.Status(github: f.status)
+            if let parsed = try? DiffFile.fromPatch(path: f.filename, previousPath: f.previous_filename, status: status, patch: f.patch) {
+                return parsed
+            }
+            return DiffFile(oldPath: f.previous_filename ?? f.filename, newPath: f.filename, status: status, isBinary: false, hunks: [])
+        }
+    }
+
+    public func changedFiles(_ repo: String, _ number: Int) async throws -> [DiffFile] {
+        try await mapped { Self.diffFiles(try await client.pullRequestFiles(repo, number)) }
+    }
+
+    public func changedFiles(_ repo: String, from base: String, to head: String) async throws -> [DiffFile] {
+        try await mapped { Self.diffFiles(try await client.compare(repo, base: base, head: head)) }
+    }
+
+    public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
+        try await mapped { try await client.fileContent(repo, path: path, ref: ref) }
+    }
+
+    public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
+        try await mapped {
+            String(try await client.createCheckRun(repo, GitHubCheckRunRequest(
+                name: Self.checkName, head_sha: headSHA, status: "in_progress", conclusion: nil, external_id: "sentinel-run-\(runID)",
+                started_at: Date().formatted(.iso8601), completed_at: nil,
+                output: .init(title: "Review in progress", summary: "Sentinel is reviewing this pull request.", text: nil))))
+        }
+    }
+
+    public func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws {
+        guard let id = Int64(checkID) else { throw SourceControlError.permanent("invalid check run id \(checkID)") }
+        try await mapped {
+            try await client.updateCheckRun(repo, id: id, GitHubCheckRunRequest(
+                name: nil, head_sha: nil, status: "completed", conclusion: conclusion.rawValue, external_id: nil, started_at: nil,
+                completed_at: Date().formatted(.iso8601), output: .init(title: String(title.prefix(200)), summary: String(summary.prefix(65_000)), text: nil)))
+        }
+    }
+
+    public func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String? {
+        try await mapped { try await client.reviews(repo, number).first { $0.body?.contains(marker) == true }.map { String($0.id) } }
+    }
+
+    public func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String {
+        do {
+            return try await post(repo, number, headSHA: headSHA, body: body, comments: comments, requestChanges: requestChanges)
+        } catch OutboundHTTPError.timeout(let host) {
+            // The review may still land on GitHub. Look for its marker only once a request sent
+            // now would surely have finished, so the retry sees it instead of posting twice.
+            throw SourceControlError.retryable("posting the review to \(host) timed out; its outcome is unknown",
+                                               retryAfter: client.timeout.seconds * 2)
+        }
+    }
+
+    private func post(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String {
+        do {
+            let request = GitHubReviewRequest(commit_id: headSHA, body: body, event: requestChanges ? "REQUEST_CHANGES" : "COMMENT",
+                                              comments: comments.map {
+                                                  GitHubReviewComment(path: $0.path, line: $0.line, side: $0.side.rawValue, start_line: $0.startLine,
+                                                                      start_side: $0.startLine == nil ? nil : $0.side.rawValue, body: $0.body)
+                                              })
+            return String(try await client.createReview(repo, number, request).id)
+        } catch let error as GitHubAPIError {
+            if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
+            throw SourceControlError.permanent(error.description)
+        }
+    }
+}

@@ -1,0 +1,391 @@
+import Foundation
+
+/// A finding exactly as a model reported it, before it is checked against the diff. Decoding is
+/// lenient on purpose: models drift from the schema in small ways (a line as "12", a severity of
+/// "warning", no side) and a review should not be lost to that.
+public struct RawFinding: Sendable, Hashable, Codable {
+    public var path: String
+    public var startLine: Int?
+    public var line: Int
+    public var side: DiffSide
+    public var severity: Severity
+    public var category: String
+    public var title: String
+    public var body: String
+    public var suggestion: String?
+
+    public init(path: String, startLine: Int? = nil, line: Int, side: DiffSide = .right, severity: Severity = .medium,
+                category: String = "general", title: String, body: String, suggestion: String? = nil) {
+        self.path = path
+        self.startLine = startLine
+        self.line = line
+        self.side = side
+        self.severity = severity
+        self.category = category
+        self.title = title
+        self.body = body
+        self.suggestion = suggestion
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case path, line, side, severity, category, title, body, suggestion
+        case startLine = "start_line"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let value = try JSONValue(from: decoder)
+        guard let finding = RawFinding(json: value) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "not a finding: needs a path, a line and a title or body"))
+        }
+        self = finding
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .path)
+        try c.encodeIfPresent(startLine, forKey: .startLine)
+        try c.encode(line, forKey: .line)
+        try c.encode(side, forKey: .side)
+        try c.encode(severity, forKey: .severity)
+        try c.encode(category, forKey: .category)
+        try c.encode(title, forKey: .title)
+        try c.encode(body, forKey: .body)
+        try c.encodeIfPresent(suggestion, forKey: .suggestion)
+    }
+
+    /// Lenient construction from any JSON value; nil when the essentials (path, line, some text)
+    /// are missing.
+    init?(json: JSONValue) {
+        guard case .object(let o) = json else { return nil }
+        func string(_ keys: String...) -> String? {
+            for k in keys {
+                if let s = o[k]?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines), !s.isEmpty { return s }
+            }
+            return nil
+        }
+        func int(_ keys: String...) -> Int? {
+            for k in keys { if let n = o[k]?.intValue { return n } }
+            return nil
+        }
+        guard let path = string("path", "file", "filename", "file_path") else { return nil }
+        var start = int("start_line", "startLine", "line_start")
+        guard var line = int("line", "end_line", "endLine", "line_end", "line_number") ?? start else { return nil }
+        let body = string("body", "message", "description", "comment", "explanation")
+        let title = string("title", "summary", "issue") ?? body.map(RawFinding.derivedTitle)
+        guard let title else { return nil }
+        if let s = start {
+            if s == line { start = nil } else if s > line { start = line; line = s }
+        }
+        guard line > 0 else { return nil }
+        if let s = start, s <= 0 { start = nil }
+
+        self.path = path
+        self.startLine = start
+        self.line = line
+        self.side = RawFinding.side(string("side"))
+        self.severity = RawFinding.severity(string("severity", "level", "priority"))
+        self.category = string("category", "type", "kind")?.lowercased() ?? "general"
+        self.title = title
+        self.body = body ?? title
+        let suggestion = o["suggestion"]?.stringValue ?? o["suggested_code"]?.stringValue
+        self.suggestion = (suggestion?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true) ? nil : suggestion
+    }
+
+    static func derivedTitle(_ body: String) -> String {
+        let firstLine = body.split(whereSeparator: \.isNewline).first.map(String.init) ?? body
+        if let dot = firstLine.firstIndex(of: "."), firstLine.distance(from: firstLine.startIndex, to: dot) < 100 {
+            return String(firstLine[...dot])
+        }
+        return firstLine.count > 100 ? String(firstLine.prefix(99)) + "…" : firstLine
+    }
+
+    static func side(_ s: String?) -> DiffSide {
+        switch s?.uppercased() {
+        case "LEFT", "OLD", "BASE", "L": return .left
+        default: return .right
+        }
+    }
+
+    static func severity(_ s: String?) -> Severity {
+        guard let s = s?.lowercased() else { return .medium }
+        if let exact = Severity(rawValue: s) { return exact }
+        switch s {
+        case "blocker", "severe", "fatal": return .critical
+        case "error", "major", "important", "bug": return .high
+        case "warning", "warn", "moderate": return .medium
+        case "minor", "nit", "nitpick", "trivial": return .low
+        case "note", "suggestion", "information", "informational", "style": return .info
+        default: return .medium
+        }
+    }
+}
+
+/// The model's answer for one chunk, normalised: the engine merges the summaries of all chunks
+/// into the PR walkthrough and anchors the findings, whatever provider produced them.
+public struct ModelReviewOutput: Sendable, Hashable, Codable {
+    public var summary: String
+    public var findings: [RawFinding]
+    /// Array entries that were not recognisable findings and were dropped.
+    public var invalidFindings: Int
+
+    public init(summary: String, findings: [RawFinding], invalidFindings: Int = 0) {
+        self.summary = summary
+        self.findings = findings
+        self.invalidFindings = invalidFindings
+    }
+}
+
+/// Why a model's reply could not be used. A distinct type so the engine knows a retry may help
+/// (the next sample may be well-formed), unlike transport errors which the router handles.
+public enum ModelOutputError: Error, Sendable, Hashable, CustomStringConvertible {
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): return "malformed model output: \(why)"
+        }
+    }
+}
+
+/// Extracts the review JSON from whatever a model actually said: fenced blocks, prose before or
+/// after, a bare array of findings, trailing commas. Anything truncated or otherwise unusable is a
+/// `ModelOutputError`, never a crash and never a silently partial result.
+public enum ModelOutputParser {
+    public static func parse(_ text: String) throws -> ModelReviewOutput {
+        var bytes = Array(text.utf8)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
+        guard bytes.contains(where: { !isSpace($0) }) else {
+            throw ModelOutputError.malformed("the response is empty")
+        }
+
+        var sources = fencedBlocks(bytes)
+        sources.append(bytes[...])
+        var firstProblem: String?
+
+        for source in sources {
+            var position = source.startIndex
+            var attempts = 0
+            scan: while position < source.endIndex, attempts < 64 {
+                guard let start = source[position...].firstIndex(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }) else {
+                    break
+                }
+                attempts += 1
+                switch balancedEnd(source, from: start) {
+                case .complete(let end):
+                    let candidate = removeTrailingCommas(source[start..<end])
+                    do {
+                        let value = try JSONDecoder().decode(JSONValue.self, from: Data(candidate))
+                        if let output = interpret(value) { return output }
+                        firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
+                    } catch {
+                        firstProblem = firstProblem ?? "invalid JSON (\(shortDescription(error)))"
+                    }
+                    position = end
+                case .truncated:
+                    // Nested pieces of a cut-off document must not pass for a complete answer.
+                    firstProblem = "the JSON is truncated (unbalanced brackets at the end of the response)"
+                    break scan
+                case .mismatched(let at):
+                    firstProblem = firstProblem ?? "mismatched brackets in the JSON"
+                    position = max(at, source.index(after: start))
+                }
+            }
+        }
+        throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
+    }
+
+    private static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 10 || b == 13 }
+
+    /// Contents of ``` fences (any info string); an unclosed fence runs to the end.
+    private static func fencedBlocks(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        let fence: [UInt8] = Array("```".utf8)
+        var blocks: [ArraySlice<UInt8>] = []
+        var i = 0
+        func find(_ from: Int) -> Int? {
+            var j = from
+            while j + 3 <= bytes.count {
+                if bytes[j] == fence[0] && bytes[j + 1] == fence[1] && bytes[j + 2] == fence[2] { return j }
+                j += 1
+            }
+            return nil
+        }
+        while let open = find(i) {
+            // Skip the info string ("json") up to the end of the line.
+            var contentStart = open + 3
+            while contentStart < bytes.count, bytes[contentStart] != 10 { contentStart += 1 }
+            if let close = find(contentStart) {
+                blocks.append(bytes[contentStart..<close])
+                i = close + 3
+            } else {
+                blocks.append(bytes[contentStart...])
+                break
+            }
+        }
+        return blocks
+    }
+
+    private enum Balance { case complete(Int), truncated, mismatched(Int) }
+
+    private static func balancedEnd(_ s: ArraySlice<UInt8>, from start: Int) -> Balance {
+        var stack: [UInt8] = []
+        var inString = false
+        var escaped = false
+        var i = start
+        while i < s.endIndex {
+            let c = s[i]
+            if inString {
+                if escaped { escaped = false }
+                else if c == UInt8(ascii: "\\") { escaped = true }
+                else if c == UInt8(ascii: "\"") { inString = false }
+            } else {
+                switch c {
+                case UInt8(ascii: "\""): inString = true
+                case UInt8(ascii: "{"): stack.append(UInt8(ascii: "}"))
+                case UInt8(ascii: "["): stack.append(UInt8(ascii: "]"))
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    guard stack.last == c else { return .mismatched(i) }
+                    stack.removeLast()
+                    if stack.isEmpty { return .complete(i + 1) }
+                default: break
+                }
+            }
+            i += 1
+        }
+        return .truncated
+    }
+
+    /// Drops commas directly before a closing bracket (outside strings).
+    private static func removeTrailingCommas(_ s: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count)
+        var inString = false, escaped = false
+        var i = s.startIndex
+        while i < s.endIndex {
+            let c = s[i]
+            if inString {
+                if escaped { escaped = false }
+                else if c == UInt8(ascii: "\\") { escaped = true }
+                else if c == UInt8(ascii: "\"") { inString = false }
+                out.append(c)
+            } else if c == UInt8(ascii: ",") {
+                var j = i + 1
+                while j < s.endIndex, isSpace(s[j]) { j += 1 }
+                if j < s.endIndex, s[j] == UInt8(ascii: "}") || s[j] == UInt8(ascii: "]") {
+                    // drop it
+                } else {
+                    out.append(c)
+                }
+            } else {
+                if c == UInt8(ascii: "\"") { inString = true }
+                out.append(c)
+            }
+            i += 1
+        }
+        return out
+    }
+
+    private static func interpret(_ value: JSONValue, depth: Int = 0) -> ModelReviewOutput? {
+        switch value {
+        case .array(let items):
+            guard items.allSatisfy({ if case .object = $0 { return true } else { return false } }) else { return nil }
+            if !items.isEmpty, !items.contains(where: { RawFinding(json: $0) != nil }) { return nil }
+            return output(summary: "", items: items)
+        case .object(let o):
+            if let findings = o["findings"] ?? o["comments"] ?? o["issues"] {
+                let summary = o["summary"]?.stringValue ?? o["walkthrough"]?.stringValue ?? o["overview"]?.stringValue ?? ""
+                switch findings {
+                case .array(let items): return output(summary: summary, items: items)
+                case .null: return ModelReviewOutput(summary: summary, findings: [])
+                default: return nil
+                }
+            }
+            if let finding = RawFinding(json: value) {
+                return ModelReviewOutput(summary: "", findings: [finding])
+            }
+            if let summary = o["summary"]?.stringValue {
+                return ModelReviewOutput(summary: summary, findings: [])
+            }
+            if depth == 0 {
+                for key in ["review", "result", "output", "response", "data"] {
+                    if let inner = o[key], let out = interpret(inner, depth: 1) { return out }
+                }
+            }
+            return nil
+        case .string(let s) where depth == 0:
+            // A JSON document encoded as a string.
+            if let data = s.data(using: .utf8), let inner = try? JSONDecoder().decode(JSONValue.self, from: data) {
+                return interpret(inner, depth: 1)
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    private static func output(summary: String, items: [JSONValue]) -> ModelReviewOutput {
+        var findings: [RawFinding] = []
+        var invalid = 0
+        for item in items {
+            if let f = RawFinding(json: item) { findings.append(f) } else { invalid += 1 }
+        }
+        return ModelReviewOutput(summary: summary.trimmingCharacters(in: .whitespacesAndNewlines), findings: findings,
+                                 invalidFindings: invalid)
+    }
+
+    private static func shortDescription(_ error: any Error) -> String {
+        if let e = error as? DecodingError {
+            switch e {
+            case .dataCorrupted(let c): return c.underlyingError.map { "\($0)" }.map { String($0.prefix(160)) } ?? c.debugDescription
+            default: return "\(e)".prefix(160).description
+            }
+        }
+        return "\(error)".prefix(160).description
+    }
+}
+
+/// Minimal JSON value used for lenient decoding of model output.
+enum JSONValue: Sendable, Hashable, Decodable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null; return }
+        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
+        if let n = try? c.decode(Double.self) { self = .number(n); return }
+        if let s = try? c.decode(String.self) { self = .string(s); return }
+        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
+        if let o = try? c.decode([String: JSONValue].self) { self = .object(o); return }
+        throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value")
+    }
+
+    var stringValue: String? {
+        switch self {
+        case .string(let s): return s
+        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int(n)) : String(n)
+        default: return nil
+        }
+    }
+
+    var intValue: Int? {
+        switch self {
+        case .number(let n):
+            guard n.isFinite, n == n.rounded(), abs(n) < 1e9 else { return nil }
+            return Int(n)
+        case .string(let s):
+            let t = s.trimmingCharacters(in: .whitespaces)
+            if let n = Int(t), abs(n) < 1_000_000_000 { return n }
+            // "L12" or "12-14" style: take the first number.
+            let digits = t.drop(while: { !$0.isNumber }).prefix(while: { $0.isNumber })
+            guard !digits.isEmpty, digits.count < 10 else { return nil }
+            return Int(digits)
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,437 @@
+import Foundation
+
+/// Tokens a provider reported for one call. Kept per call so usage can be metered and costed by
+/// provider and model.
+public struct TokenUsage: Sendable, Hashable, Codable {
+    public var inputTokens: Int
+    public var outputTokens: Int
+
+    public init(inputTokens: Int = 0, outputTokens: Int = 0) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+    }
+
+    public static let zero = TokenUsage()
+    public var totalTokens: Int { inputTokens + outputTokens }
+
+    public static func + (a: TokenUsage, b: TokenUsage) -> TokenUsage {
+        TokenUsage(inputTokens: a.inputTokens + b.inputTokens, outputTokens: a.outputTokens + b.outputTokens)
+    }
+}
+
+/// What a model call returned: the raw text (parsed by the engine, not the provider, so every
+/// provider gets the same tolerance) plus who answered and what it cost.
+public struct ModelReply: Sendable, Hashable {
+    public var text: String
+    public var usage: TokenUsage
+    public var provider: String
+    public var model: String
+
+    public init(text: String, usage: TokenUsage, provider: String, model: String) {
+        self.text = text
+        self.usage = usage
+        self.provider = provider
+        self.model = model
+    }
+}
+
+/// The engine's only view of AI. The router (provider choice, retries on 429/5xx, fallback,
+/// circuit breaking) implements it; the engine stays provider-agnostic and testable with fakes.
+public protocol ReviewModel: Sendable {
+    func complete(_ prompt: ReviewPrompt) async throws -> ModelReply
+}
+
+/// Settings of one review. A plain value resolved by the caller from the effective configuration
+/// (policy layers, `.sentinel.yml`), so the engine never reads configuration itself and a run can
+/// be replayed from its captured snapshot.
+public struct ReviewOptions: Sendable {
+    public var include: [String]
+    public var exclude: [String]
+    public var defaultSkips: Bool
+    public var instructions: String?
+    public var pathInstructions: [(glob: String, text: String)]
+    public var language: String?
+    public var minSeverity: Severity
+    public var maxComments: Int
+    public var builtinChecks: Bool
+    /// Token budget of one prompt (fixed prompt text is reserved from it before chunking).
+    public var chunkTokenBudget: Int
+    /// Cap on the estimated diff tokens of the whole review; files past it are reported over budget.
+    public var maxTotalTokens: Int?
+    public var maxParallelChunks: Int
+    /// Fingerprints already posted on this pull request (incremental re-review).
+    public var alreadyPosted: Set<String>
+    /// Why there is no model, shown when `model` is nil (e.g. "no provider key", "budget spent").
+    public var aiSkippedReason: String?
+
+    public init(include: [String] = [], exclude: [String] = [], defaultSkips: Bool = true, instructions: String? = nil,
+                pathInstructions: [(glob: String, text: String)] = [], language: String? = nil,
+                minSeverity: Severity = .low, maxComments: Int = 30, builtinChecks: Bool = true,
+                chunkTokenBudget: Int = 12_000, maxTotalTokens: Int? = nil, maxParallelChunks: Int = 4,
+                alreadyPosted: Set<String> = [], aiSkippedReason: String? = nil) {
+        self.include = include
+        self.exclude = exclude
+        self.defaultSkips = defaultSkips
+        self.instructions = instructions
+        self.pathInstructions = pathInstructions
+        self.language = language
+        self.minSeverity = minSeverity
+        self.maxComments = maxComments
+        self.builtinChecks = builtinChecks
+        self.chunkTokenBudget = chunkTokenBudget
+        self.maxTotalTokens = maxTotalTokens
+        self.maxParallelChunks = maxParallelChunks
+        self.alreadyPosted = alreadyPosted
+        self.aiSkippedReason = aiSkippedReason
+    }
+}
+
+/// How the AI part of a review went. Distinct from the run's state: a run completes (with
+/// built-in findings) even when the AI review was skipped or failed, and says so.
+public enum AIReviewStatus: Sendable, Hashable, CustomStringConvertible {
+    case completed
+    case partial(failedChunks: Int, of: Int, reason: String)
+    case skipped(reason: String)
+    case failed(reason: String)
+
+    public var description: String {
+        switch self {
+        case .completed: return "AI review completed."
+        case .partial(let failed, let total, let reason):
+            return "AI review incomplete: \(failed) of \(total) parts failed (\(reason))."
+        case .skipped(let reason): return "AI review skipped: \(reason)."
+        case .failed(let reason): return "AI review failed: \(reason)."
+        }
+    }
+}
+
+/// Which files were looked at, and why the others were not: a review that silently ignores half a
+/// pull request is worse than one that says so.
+public struct ReviewCoverage: Sendable, Hashable {
+    public var reviewedFiles: Int
+    public var totalFiles: Int
+    public var skipped: [SkipReason: Int]
+
+    public init(reviewedFiles: Int, totalFiles: Int, skipped: [SkipReason: Int]) {
+        self.reviewedFiles = reviewedFiles
+        self.totalFiles = totalFiles
+        self.skipped = skipped
+    }
+
+    /// e.g. "Reviewed 3 of 5 files; skipped 2: lock files (1), binary (1)."
+    public var sentence: String {
+        var s = "Reviewed \(reviewedFiles) of \(totalFiles) \(totalFiles == 1 ? "file" : "files")"
+        let skippedCount = skipped.values.reduce(0, +)
+        if skippedCount > 0 {
+            let parts = skipped.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key.label) (\($0.value))" }
+            s += "; skipped \(skippedCount): " + parts.joined(separator: ", ")
+        }
+        return s + "."
+    }
+}
+
+/// One model call as metered: which provider/model answered, for which chunk and attempt, and
+/// whether its output was usable.
+public struct ModelCallRecord: Sendable, Hashable {
+    public var chunk: Int
+    public var attempt: Int
+    public var provider: String
+    public var model: String
+    public var usage: TokenUsage
+    public var parsed: Bool
+
+    public init(chunk: Int, attempt: Int, provider: String, model: String, usage: TokenUsage, parsed: Bool) {
+        self.chunk = chunk
+        self.attempt = attempt
+        self.provider = provider
+        self.model = model
+        self.usage = usage
+        self.parsed = parsed
+    }
+}
+
+/// A file of the change and what the engine decided about it (for the walkthrough and the API).
+public struct FileReport: Sendable, Hashable {
+    public var path: String
+    public var previousPath: String?
+    public var status: DiffFile.Status
+    public var additions: Int
+    public var deletions: Int
+    public var decision: FileDecision
+
+    public init(path: String, previousPath: String?, status: DiffFile.Status, additions: Int, deletions: Int,
+                decision: FileDecision) {
+        self.path = path
+        self.previousPath = previousPath
+        self.status = status
+        self.additions = additions
+        self.deletions = deletions
+        self.decision = decision
+    }
+}
+
+/// Everything a review produced, as one value so the worker can store findings, post the review,
+/// meter usage and emit analytics from the same result.
+public struct ReviewResult: Sendable {
+    /// Findings to post inline (deduped, above the floor, capped, most severe first).
+    public var findings: [Finding]
+    /// AI findings that could not be placed on a diff line (above the floor); the summary lists them.
+    public var unanchored: [RawFinding]
+    public var aiStatus: AIReviewStatus
+    public var coverage: ReviewCoverage
+    /// One entry per model call that returned.
+    public var usage: [ModelCallRecord]
+    /// The PR summary in markdown (see `ReviewSummary`).
+    public var summary: String
+    public var modelSummaries: [String]
+    public var files: [FileReport]
+    public var chunkCount: Int
+    public var droppedBelowFloor: Int
+    public var droppedOverLimit: Int
+    public var duplicates: Int
+
+    public init(findings: [Finding] = [], unanchored: [RawFinding] = [], aiStatus: AIReviewStatus,
+                coverage: ReviewCoverage, usage: [ModelCallRecord] = [], summary: String = "",
+                modelSummaries: [String] = [], files: [FileReport] = [], chunkCount: Int = 0,
+                droppedBelowFloor: Int = 0, droppedOverLimit: Int = 0, duplicates: Int = 0) {
+        self.findings = findings
+        self.unanchored = unanchored
+        self.aiStatus = aiStatus
+        self.coverage = coverage
+        self.usage = usage
+        self.summary = summary
+        self.modelSummaries = modelSummaries
+        self.files = files
+        self.chunkCount = chunkCount
+        self.droppedBelowFloor = droppedBelowFloor
+        self.droppedOverLimit = droppedOverLimit
+        self.duplicates = duplicates
+    }
+
+    public var totalUsage: TokenUsage { usage.reduce(.zero) { $0 + $1.usage } }
+}
+
+/// The provider-agnostic review pipeline: filter → built-in checks → chunk → model (bounded
+/// parallel, one retry on unusable output) → anchor → rank → summary. It never throws: every
+/// failure ends up in `aiStatus`, because a run must still complete and report what happened.
+public enum ReviewEngine {
+    /// Smallest diff budget per chunk, whatever the instructions take.
+    public static let minimumChunkBudget = 1_000
+
+    public static func review(files: [DiffFile], options: ReviewOptions, model: (any ReviewModel)?) async -> ReviewResult {
+        // 1. Filter.
+        let filter = PathFilter(include: options.include, exclude: options.exclude, defaultSkips: options.defaultSkips)
+        var decisions = files.map { filter.decision(for: $0) }
+        var reviewable = zip(files, decisions).filter { $0.1 == .review }.map(\.0)
+
+        // 2. Built-in checks: everything in the user's scope, including lock/vendored/generated
+        //    files (a secret there is just as leaked).
+        var builtin: [Finding] = []
+        if options.builtinChecks {
+            builtin = BuiltinChecks.run(on: files.filter { filter.isInScope($0) })
+        }
+
+        // 3. Chunk within the prompt budget.
+        let overhead = PromptBuilder.overheadTokens(instructions: options.instructions,
+                                                    pathInstructions: options.pathInstructions, language: options.language)
+        let budget = max(options.chunkTokenBudget - overhead, minimumChunkBudget)
+        let (chunks, overBudget) = Chunker.chunks(files: reviewable, budget: budget, maxTotalTokens: options.maxTotalTokens)
+        if !overBudget.isEmpty {
+            let over = Set(overBudget.map(\.path))
+            for (i, file) in files.enumerated() where decisions[i] == .review && over.contains(file.path) {
+                decisions[i] = .skip(.overBudget)
+            }
+            reviewable.removeAll { over.contains($0.path) }
+        }
+
+        // 4. Model.
+        var aiStatus: AIReviewStatus
+        var calls: [ModelCallRecord] = []
+        var rawFindings: [RawFinding] = []
+        var summaries: [String] = []
+        if let model {
+            if chunks.isEmpty {
+                aiStatus = .skipped(reason: reviewable.isEmpty ? "no files left to review after filters"
+                                                               : "no reviewable lines in the change")
+            } else {
+                let outcomes = await runChunks(chunks, options: options, model: model)
+                var failures: [String] = []
+                for outcome in outcomes {
+                    calls += outcome.calls
+                    if let output = outcome.output {
+                        rawFindings += output.findings
+                        if !output.summary.isEmpty { summaries.append(output.summary) }
+                    } else if let reason = outcome.failure {
+                        failures.append(reason)
+                    }
+                }
+                var reasons: [String] = []
+                for r in failures where !reasons.contains(r) { reasons.append(r) }
+                let reason = reasons.prefix(3).joined(separator: "; ")
+                if failures.isEmpty {
+                    aiStatus = .completed
+                } else if failures.count == chunks.count {
+                    aiStatus = .failed(reason: reason)
+                } else {
+                    aiStatus = .partial(failedChunks: failures.count, of: chunks.count, reason: reason)
+                }
+            }
+        } else {
+            aiStatus = .skipped(reason: options.aiSkippedReason ?? "no AI provider is configured")
+        }
+
+        // 5. Anchor and rank.
+        let (anchored, unanchored) = FindingAnchor.anchor(rawFindings, source: .ai, files: reviewable)
+        let ranked = FindingRanker.select(builtin + anchored, minSeverity: options.minSeverity,
+                                          maxComments: options.maxComments, alreadyPosted: options.alreadyPosted)
+
+        // 6. Coverage and summary.
+        var skipped: [SkipReason: Int] = [:]
+        for decision in decisions { if let r = decision.skipReason { skipped[r, default: 0] += 1 } }
+        let coverage = ReviewCoverage(reviewedFiles: decisions.filter { $0 == .review }.count, totalFiles: files.count,
+                                      skipped: skipped)
+        let reports = zip(files, decisions).map { file, decision in
+            FileReport(path: file.path, previousPath: file.status == .renamed ? file.oldPath : nil, status: file.status,
+                       additions: file.additions, deletions: file.deletions, decision: decision)
+        }
+        var result = ReviewResult(findings: ranked.selected,
+                                  unanchored: unanchored.filter { $0.severity >= options.minSeverity },
+                                  aiStatus: aiStatus, coverage: coverage, usage: calls, modelSummaries: summaries,
+                                  files: reports, chunkCount: chunks.count, droppedBelowFloor: ranked.droppedBelowFloor,
+                                  droppedOverLimit: ranked.droppedOverLimit, duplicates: ranked.duplicates)
+        result.summary = ReviewSummary.markdown(result: result, modelSummaries: summaries)
+        return result
+    }
+
+    private struct ChunkOutcome: Sendable {
+        var index: Int
+        var output: ModelReviewOutput?
+        var failure: String?
+        var calls: [ModelCallRecord]
+    }
+
+    /// Runs chunks with at most `maxParallelChunks` model calls in flight, results in chunk order.
+    private static func runChunks(_ chunks: [ReviewChunk], options: ReviewOptions, model: any ReviewModel) async -> [ChunkOutcome] {
+        let limit = max(1, options.maxParallelChunks)
+        let instructions = options.instructions
+        let pathInstructions = options.pathInstructions
+        let language = options.language
+        return await withTaskGroup(of: ChunkOutcome.self) { group in
+            var next = 0
+            func launch(_ index: Int) {
+                let chunk = chunks[index]
+                group.addTask {
+                    let prompt = PromptBuilder.build(chunk: chunk, instructions: instructions,
+                                                     pathInstructions: pathInstructions, language: language)
+                    return await review(chunk: chunk, index: index, prompt: prompt, model: model)
+                }
+            }
+            while next < min(limit, chunks.count) { launch(next); next += 1 }
+            var outcomes: [ChunkOutcome?] = Array(repeating: nil, count: chunks.count)
+            while let outcome = await group.next() {
+                outcomes[outcome.index] = outcome
+                if next < chunks.count && !Task.isCancelled { launch(next); next += 1 }
+            }
+            return outcomes.enumerated().map { i, o in
+                o ?? ChunkOutcome(index: i, output: nil, failure: "the review was cancelled", calls: [])
+            }
+        }
+    }
+
+    /// One chunk: call, parse; unusable output is retried once (a new sample often fixes it);
+    /// any other error is final here because the router already retried and fell back.
+    private static func review(chunk: ReviewChunk, index: Int, prompt: ReviewPrompt, model: any ReviewModel) async -> ChunkOutcome {
+        var calls: [ModelCallRecord] = []
+        var lastProblem = ""
+        for attempt in 1...2 {
+            let reply: ModelReply
+            do {
+                reply = try await model.complete(prompt)
+            } catch let error as ModelOutputError {
+                lastProblem = error.description
+                continue
+            } catch {
+                return ChunkOutcome(index: index, output: nil, failure: describe(error), calls: calls)
+            }
+            do {
+                let output = try ModelOutputParser.parse(reply.text)
+                calls.append(ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
+                                             usage: reply.usage, parsed: true))
+                return ChunkOutcome(index: index, output: output, failure: nil, calls: calls)
+            } catch {
+                calls.append(ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
+                                             usage: reply.usage, parsed: false))
+                lastProblem = (error as? ModelOutputError)?.description ?? describe(error)
+            }
+        }
+        return ChunkOutcome(index: index, output: nil, failure: lastProblem, calls: calls)
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if error is CancellationError { return "the review was cancelled" }
+        let text = String(describing: error)
+        return text.count > 300 ? String(text.prefix(299)) + "…" : text
+    }
+}
+
+/// The PR summary comment. A walkthrough of the change, the model's own summaries, findings that
+/// could not be placed inline, what happened to the AI review, and the coverage sentence, so the
+/// reader knows exactly what was and was not reviewed.
+public enum ReviewSummary {
+    /// Cap on walkthrough lines and summary-only findings, to stay well under platform comment limits.
+    public static let maxListedFiles = 100
+    public static let maxListedUnanchored = 25
+    /// Cap on the merged model summaries (platform comments are limited to ~64k characters).
+    public static let maxSummaryCharacters = 20_000
+
+    /// The summary body. It has no top-level heading: the caller adds its own (with its run marker).
+    public static func markdown(result: ReviewResult, modelSummaries: [String]) -> String {
+        var out = ""
+
+        let summaries = modelSummaries.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        if !summaries.isEmpty {
+            var joined = summaries.joined(separator: "\n\n")
+            if joined.count > maxSummaryCharacters { joined = String(joined.prefix(maxSummaryCharacters)) + "…" }
+            out += joined + "\n\n"
+        }
+
+        let reviewed = result.files.filter { $0.decision == .review }
+        if !reviewed.isEmpty {
+            out += "### Walkthrough\n"
+            for file in reviewed.prefix(maxListedFiles) {
+                var name = "`\(file.path)`"
+                if let previous = file.previousPath, previous != file.path { name = "`\(previous)` → `\(file.path)`" }
+                out += "- \(name) (\(file.status.rawValue), +\(file.additions) −\(file.deletions))\n"
+            }
+            if reviewed.count > maxListedFiles { out += "- … and \(reviewed.count - maxListedFiles) more files\n" }
+            out += "\n"
+        }
+
+        if !result.findings.isEmpty {
+            var counts: [Severity: Int] = [:]
+            for f in result.findings { counts[f.severity, default: 0] += 1 }
+            let parts = Severity.allCases.reversed().compactMap { s in counts[s].map { "\($0) \(s.rawValue)" } }
+            out += "**Findings:** " + parts.joined(separator: ", ") + ".\n\n"
+        }
+
+        if !result.unanchored.isEmpty {
+            out += "### Findings not on changed lines\n"
+            for f in result.unanchored.prefix(maxListedUnanchored) {
+                let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
+                var body = f.body == f.title ? "" : " — " + Fingerprint.normalize(f.body)
+                if body.count > 300 { body = String(body.prefix(299)) + "…" }
+                out += "- **\(f.severity.rawValue)** `\(location)` \(f.title)\(body)\n"
+            }
+            if result.unanchored.count > maxListedUnanchored {
+                out += "- … and \(result.unanchored.count - maxListedUnanchored) more\n"
+            }
+            out += "\n"
+        }
+
+        if result.aiStatus != .completed {
+            out += "> \(result.aiStatus.description)\n\n"
+        }
+        out += result.coverage.sentence + "\n"
+        return out
+    }
+}

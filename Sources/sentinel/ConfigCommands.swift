@@ -1,0 +1,123 @@
+import ArgumentParser
+import Foundation
+import GRDB
+import SentinelCore
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Review policy: validate .sentinel.yml, change settings, explain.",
+                                                    subcommands: [Validate.self, Set.self, Explain.self, History.self])
+
+    struct Validate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check a .sentinel.yml; prints FILE:LINE:COLUMN: error|warning: message, exits 1 on any error.")
+        @Argument(help: "The file to check.") var file: String
+
+        func run() async throws {
+            let (lines, code) = RepositoryConfigParser.validate(fileAtPath: file)
+            for line in lines { print(line) }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+
+    /// Opens a workspace for a settings command and resolves `--repo` to its registered repository.
+    struct Target: ParsableArguments {
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Option(help: "Repository OWNER/NAME (omit for the workspace defaults).") var repo: String?
+
+        func open() throws -> (WorkspaceActor, ControlStore) {
+            let config = try global.loadConfig()
+            let (control, opener) = try global.openControl(config)
+            let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
+            guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+            let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+            return (WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs), control)
+        }
+
+        func repositoryID(in actor: WorkspaceActor) async throws -> Int64? {
+            guard let repo else { return nil }
+            let found = try await actor.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM repositories WHERE full_name = ? AND removed = 0", arguments: [repo]) }
+            guard let found else { throw CLIError("repository \(repo) is not known to this workspace (install the App on it first)") }
+            return found
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Save a new version of the workspace defaults (or a repository's settings) from a YAML file in .sentinel.yml format.")
+        @OptionGroup var target: Target
+        @Option(help: "YAML file with the settings (same keys as .sentinel.yml).") var file: String
+        @Option(help: "Lock a key so higher layers cannot change it (repeatable).") var lock: [String] = []
+        @Option(help: "Who makes the change (recorded on the version).") var by = "cli"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
+                let parsed = RepositoryConfigParser.parse(text, file: file)
+                if parsed.hasErrors { throw CLIError(parsed.errors.map(\.formatted).joined(separator: "; ")) }
+                let (actor, _) = try target.open()
+                do {
+                    let repoID = try await target.repositoryID(in: actor)
+                    let scope = repoID.map(PolicyService.repositoryScope) ?? PolicyService.workspaceScope
+                    let (values, locks, by) = (parsed.values, Swift.Set(lock), self.by)
+                    let version = try await actor.write { tx in
+                        try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx)
+                    }
+                    await actor.close()
+                    if json { try printJSON(["version_id": String(version), "scope": scope]) } else { print("saved policy version \(version) for \(scope)") }
+                    for w in parsed.warnings { FileHandle.standardError.write(Data((w.formatted + "\n").utf8)) }
+                } catch {
+                    await actor.close()
+                    throw error
+                }
+            }
+        }
+    }
+
+    struct Explain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every effective key of a repository with its value, source layer and lock state.")
+        @OptionGroup var target: Target
+        @Option(help: "A local copy of the repository's .sentinel.yml to include as the top layer.") var file: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let (actor, _) = try target.open()
+                do {
+                    let repoID = try await target.repositoryID(in: actor)
+                    let text = try file.map { path -> String in
+                        guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
+                        return t
+                    }
+                    let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: repoID, fileText: text) }
+                    await actor.close()
+                    if json { print(String(decoding: resolved.effective.explainJSON(pretty: true), as: UTF8.self)) } else {
+                        print(resolved.effective.explainText())
+                    }
+                    for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
+                } catch {
+                    await actor.close()
+                    throw error
+                }
+            }
+        }
+    }
+
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Policy versions of the workspace defaults or a repository, newest first.")
+        @OptionGroup var target: Target
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let (actor, _) = try target.open()
+                let repoID = try await target.repositoryID(in: actor)
+                let scope = repoID.map(PolicyService.repositoryScope) ?? PolicyService.workspaceScope
+                let versions = try await actor.read { db in try PolicyService.history(scope: scope, in: db) }
+                await actor.close()
+                if json { try printJSON(versions) } else {
+                    for v in versions { print("\(v.id)  \(v.createdAt)  by \(v.createdBy)  keys: \(v.values.keys.sorted().joined(separator: ", "))  locks: \(v.locks.joined(separator: ", "))") }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+import SentinelCore
+
+@Suite("Engine: prompt building")
+struct EnginePromptTests {
+    private func chunk() throws -> ReviewChunk {
+        let files = try UnifiedDiff.parse(EngineDiffTests.modified)
+            + [EngineFixtures.addedFile("docs/readme.md", lines: ["# Hello"])]
+        return ReviewChunk(index: 0, files: files, estimatedTokens: 100)
+    }
+
+    @Test func rendersLineNumbersPerSideAndInstructions() throws {
+        let prompt = PromptBuilder.build(
+            chunk: try chunk(), instructions: "Prefer guard over nested if.",
+            pathInstructions: [(glob: "Sources/**/*.swift", text: "Check actor isolation."),
+                               (glob: "*.py", text: "Never shown: no Python in this chunk.")],
+            language: "German")
+        #expect(prompt.user.contains("## Repository instructions\nPrefer guard over nested if."))
+        #expect(prompt.user.contains("Check actor isolation."))
+        #expect(prompt.user.contains("`Sources/App/main.swift`"))
+        #expect(!prompt.user.contains("Never shown"))
+        #expect(prompt.system.contains("German"))
+        #expect(prompt.user.contains("### File: Sources/App/main.swift (modified)"))
+        #expect(prompt.user.contains("@@ -1,5 +1,6 @@ import Foundation"))
+        // old number, new number, marker, text
+        #expect(prompt.user.contains(" 2    -let greeting = \"hi\"\n"))
+        #expect(prompt.user.contains("    2 +let greeting = \"hello\"\n"))
+        #expect(prompt.user.contains(" 5  6      print(greeting)\n"))
+        #expect(prompt.user.contains("   22 +let b = 3\n"))
+        #expect(prompt.user.contains("21    -let b = 2\n"))
+        #expect(prompt.user.contains("### File: docs/readme.md (added)"))
+        #expect(prompt.estimatedTokens == TokenEstimator.estimate(prompt.system) + TokenEstimator.estimate(prompt.user)
+            + TokenEstimator.estimate(prompt.responseSchema))
+    }
+
+    @Test func defaultsToEnglishWithoutInstructions() throws {
+        let prompt = PromptBuilder.build(chunk: try chunk(), instructions: nil, pathInstructions: [], language: nil)
+        #expect(prompt.system.contains("English"))
+        #expect(!prompt.user.contains("Repository instructions"))
+        #expect(!prompt.user.contains("Path-specific"))
+    }
+
+    @Test func responseSchemaIsValidJSON() throws {
+        let object = try JSONSerialization.jsonObject(with: Data(PromptBuilder.responseSchema.utf8)) as? [String: Any]
+        let properties = object?["properties"] as? [String: Any]
+        #expect(properties?["summary"] != nil)
+        let findings = properties?["findings"] as? [String: Any]
+        let items = findings?["items"] as? [String: Any]
+        let itemProperties = try #require(items?["properties"] as? [String: Any])
+        #expect(Set(itemProperties.keys) == ["path", "start_line", "line", "side", "severity", "category", "title", "body", "suggestion"])
+    }
+
+    @Test func overheadCoversAnEmptyPrompt() {
+        let overhead = PromptBuilder.overheadTokens(instructions: "x", pathInstructions: [(glob: "*", text: "y")], language: nil)
+        let empty = PromptBuilder.build(chunk: ReviewChunk(index: 0, files: [], estimatedTokens: 0), instructions: "x",
+                                        pathInstructions: [], language: nil)
+        #expect(overhead > empty.estimatedTokens)
+    }
+}
+
+@Suite("Engine: tolerant model output parsing")
+struct EngineModelOutputTests {
+    static let canonical = """
+    {"summary": "Adds a greeting.", "findings": [
+      {"path": "a.swift", "start_line": null, "line": 3, "side": "RIGHT", "severity": "high", "category": "correctness",
+       "title": "Off by one", "body": "The loop skips the last item.", "suggestion": "for i in 0..<n {"}
+    ]}
+    """
+
+    @Test func parsesCanonicalOutput() throws {
+        let out = try ModelOutputParser.parse(Self.canonical)
+        #expect(out.summary == "Adds a greeting.")
+        #expect(out.findings == [RawFinding(path: "a.swift", line: 3, side: .right, severity: .high, category: "correctness",
+                                            title: "Off by one", body: "The loop skips the last item.",
+                                            suggestion: "for i in 0..<n {")])
+    }
+
+    @Test func toleratesFencesAndProse() throws {
+        let fenced = "Sure! Here is my review:\n\n```json\n\(Self.canonical)\n```\n\nLet me know if you need more."
+        #expect(try ModelOutputParser.parse(fenced).findings.count == 1)
+        let prose = "I looked at {the diff} carefully. \(Self.canonical) That's all."
+        #expect(try ModelOutputParser.parse(prose).findings.count == 1)
+        let plainFence = "```\n{\"summary\": \"ok\", \"findings\": []}\n```"
+        #expect(try ModelOutputParser.parse(plainFence).summary == "ok")
+    }
+
+    @Test func toleratesTrailingCommasAndBareArrays() throws {
+        let trailing = "{\"summary\": \"s\", \"findings\": [{\"path\": \"a\", \"line\": 1, \"title\": \"t\", \"body\": \"b\",},],}"
+        let out = try ModelOutputParser.parse(trailing)
+        #expect(out.findings.count == 1)
+        let bare = "[{\"path\": \"x.go\", \"line\": \"12\", \"severity\": \"CRITICAL\", \"title\": \"SQL injection\", \"body\": \"b\"}]"
+        let parsed = try ModelOutputParser.parse(bare)
+        #expect(parsed.summary == "")
+        #expect(parsed.findings.first?.line == 12)
+        #expect(parsed.findings.first?.severity == .critical)
+        #expect(try ModelOutputParser.parse("[]").findings.isEmpty)
+        // A comma inside a string is content, not a trailing comma.
+        let inString = "{\"summary\": \"a ,}\", \"findings\": []}"
+        #expect(try ModelOutputParser.parse(inString).summary == "a ,}")
+    }
+
+    @Test func lenientFields() throws {
+        let text = """
+        {"findings": [
+          {"path": "a.py", "line": 7, "title": "No side"},
+          {"path": "a.py", "line": 8.0, "side": "left", "severity": "bogus", "title": "t"},
+          {"path": "a.py", "line": "9", "severity": "warning", "body": "Only a body. With detail."},
+          {"path": "a.py", "start_line": 12, "line": 10, "title": "reversed range", "suggestion": "  "},
+          {"line": 3, "title": "no path"},
+          {"path": "a.py", "title": "no line"}
+        ]}
+        """
+        let out = try ModelOutputParser.parse(text)
+        #expect(out.findings.count == 4)
+        #expect(out.invalidFindings == 2)
+        #expect(out.findings[0].side == .right)
+        #expect(out.findings[0].severity == .medium)
+        #expect(out.findings[0].category == "general")
+        #expect(out.findings[0].body == "No side")
+        #expect(out.findings[1].side == .left)
+        #expect(out.findings[1].line == 8)
+        #expect(out.findings[1].severity == .medium)
+        #expect(out.findings[2].line == 9)
+        #expect(out.findings[2].title == "Only a body.")
+        #expect(out.findings[3].startLine == 10 && out.findings[3].line == 12)
+        #expect(out.findings[3].suggestion == nil)
+    }
+
+    @Test(arguments: [
+        "",
+        "   \n ",
+        "I could not find any problems.",
+        "{\"summary\": \"Adds a greet",
+        "```json\n{\"summary\": \"x\", \"findings\": [{\"path\": \"a\", \"line\": 1, \"title\": \"t\"}, {\"path\": \"b\"",
+        "{\"summary\": \"x\", \"findings\": [}",
+        "{\"unrelated\": true}",
+        "[1, 2, 3]",
+        "{\"summary\": \"x\" \"findings\": []}",
+    ])
+    func malformedOutputThrows(text: String) {
+        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse(text) }
+    }
+
+    @Test func truncatedOutputSaysSo() {
+        do {
+            _ = try ModelOutputParser.parse("{\"summary\": \"ok\", \"findings\": [{\"path\": \"a\", \"line\": 1, \"title\": \"t\"},")
+            Issue.record("expected an error")
+        } catch let ModelOutputError.malformed(why) {
+            #expect(why.contains("truncated"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func rawFindingRoundTripsThroughCodable() throws {
+        let finding = RawFinding(path: "p", startLine: 2, line: 4, side: .left, severity: .low, category: "style",
+                                 title: "t", body: "b", suggestion: nil)
+        let data = try JSONEncoder().encode(finding)
+        let json = String(decoding: data, as: UTF8.self)
+        #expect(json.contains("\"start_line\":2"))
+        #expect(json.contains("\"side\":\"LEFT\""))
+        #expect(try JSONDecoder().decode(RawFinding.self, from: data) == finding)
+    }
+
+    @Test func randomGarbageNeverCrashes() {
+        var rng = EngineTestRNG(seed: 77)
+        let alphabet = Array("{}[]\",:0123456789 abc\\\n`truefalsnul")
+        for _ in 0..<2000 {
+            let text = String((0..<rng.int(0...120)).map { _ in alphabet[rng.int(0...(alphabet.count - 1))] })
+            do { _ = try ModelOutputParser.parse(text) } catch is ModelOutputError {} catch {
+                Issue.record("unexpected error \(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+import Foundation
+import Testing
+import SentinelCore
+
+/// A scripted model: the closure sees each prompt and returns the reply text or throws.
+struct EngineFakeModel: ReviewModel {
+    let respond: @Sendable (ReviewPrompt) async throws -> String
+
+    func complete(_ prompt: ReviewPrompt) async throws -> ModelReply {
+        let text = try await respond(prompt)
+        return ModelReply(text: text, usage: TokenUsage(inputTokens: prompt.estimatedTokens, outputTokens: text.utf8.count / 4),
+                          provider: "fake", model: "fake-1")
+    }
+}
+
+/// Counts calls and the peak number of calls in flight.
+actor EngineCallTracker {
+    private(set) var inFlight = 0
+    private(set) var peak = 0
+    private(set) var calls: [String: Int] = [:]
+
+    func enter(_ key: String = "") {
+        inFlight += 1
+        peak = max(peak, inFlight)
+        calls[key, default: 0] += 1
+    }
+
+    func exit() { inFlight -= 1 }
+}
+
+struct EngineTestError: Error, CustomStringConvertible {
+    var description: String { "provider returned HTTP 503" }
+}
+
+@Suite("Engine: end-to-end review")
+struct EngineReviewTests {
+    typealias F = EngineFixtures
+
+    static let secret = "gh" + "p_" + F.token(36, seed: 90)
+
+    /// Five files: two source files, a lock file, a binary and a deleted file.
+    static var pullRequest: String {
+        F.text(
+            "diff --git a/src/api.ts b/src/api.ts",
+            "--- a/src/api.ts",
+            "+++ b/src/api.ts",
+            "@@ -1,6 +1,8 @@",
+            " import { db } from './db'",
+            "-export function find(id) {",
+            "+const TOKEN = '\(secret)'",
+            "+export async function find(id: string) {",
+            "+  const q = `SELECT * FROM users WHERE id = ${id}`",
+            "   return db.query(q)",
+            " }",
+            " ",
+            " export default find",
+            "diff --git a/src/util.ts b/src/util.ts",
+            "--- a/src/util.ts",
+            "+++ b/src/util.ts",
+            "@@ -10,4 +10,4 @@ export function sum(xs) {",
+            "   let total = 0",
+            "-  for (let i = 0; i < xs.length; i++) total += xs[i]",
+            "+  for (let i = 0; i <= xs.length; i++) total += xs[i]",
+            "   return total",
+            " }",
+            "diff --git a/package-lock.json b/package-lock.json",
+            "--- a/package-lock.json",
+            "+++ b/package-lock.json",
+            "@@ -1,3 +1,3 @@",
+            " {",
+            "-  \"version\": \"1.0.0\"",
+            "+  \"version\": \"1.0.1\"",
+            " }",
+            "diff --git a/assets/logo.png b/assets/logo.png",
+            "index 1111111..2222222 100644",
+            "Binary files a/assets/logo.png and b/assets/logo.png differ"
+        )
+    }
+
+    static let modelAnswer = """
+    Here is the review.
+    ```json
+    {
+      "summary": "Makes `find` async and typed; adjusts `sum`.",
+      "findings": [
+        {"path": "src/api.ts", "line": 4, "side": "RIGHT", "severity": "critical", "category": "security",
+         "title": "SQL injection", "body": "Interpolating `id` into SQL lets callers inject queries.",
+         "suggestion": "  const q = 'SELECT * FROM users WHERE id = $1'"},
+        {"path": "src/util.ts", "line": 13, "severity": "high", "category": "correctness",
+         "title": "Off-by-one", "body": "`<=` reads past the end of the array."},
+        {"path": "src/util.ts", "line": 11, "side": "RIGHT", "severity": "medium", "category": "correctness",
+         "title": "Old loop was fine", "body": "Cited by old line number."},
+        {"path": "src/api.ts", "line": 2, "side": "LEFT", "severity": "low", "category": "maintainability",
+         "title": "Removed untyped signature", "body": "Good riddance."},
+        {"path": "src/db.ts", "line": 40, "severity": "high", "category": "reliability",
+         "title": "Pool never closed", "body": "The pool in db.ts leaks connections."},
+        {"path": "src/util.ts", "line": 12, "severity": "info", "category": "style",
+         "title": "Below the floor", "body": "Not posted."},
+      ],
+    }
+    ```
+    """
+
+    @Test func endToEndWithFakeModel() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest + F.text(
+            "diff --git a/old.txt b/old.txt", "deleted file mode 100644", "--- a/old.txt", "+++ /dev/null",
+            "@@ -1 +0,0 @@", "-bye"))
+        #expect(files.count == 5)
+        let model = EngineFakeModel { _ in Self.modelAnswer }
+        let options = ReviewOptions(minSeverity: .low, maxComments: 10)
+        let result = await ReviewEngine.review(files: files, options: options, model: model)
+
+        #expect(result.aiStatus == .completed)
+        #expect(result.chunkCount == 1)
+        #expect(result.usage.count == 1)
+        #expect(result.usage[0].provider == "fake" && result.usage[0].parsed)
+        #expect(result.totalUsage.inputTokens > 0)
+        #expect(result.coverage == ReviewCoverage(reviewedFiles: 2, totalFiles: 5,
+                                                  skipped: [.lockFile: 1, .binary: 1, .deleted: 1]))
+
+        // Built-in secret first (critical, src/api.ts:2), then AI findings by severity.
+        let titles = result.findings.map(\.title)
+        #expect(titles == ["GitHub token committed", "SQL injection", "Off-by-one", "Old loop was fine",
+                           "Removed untyped signature"])
+        let secretFinding = result.findings[0]
+        #expect(secretFinding.source == .builtin && secretFinding.line == 2)
+        let sql = result.findings[1]
+        #expect(sql.line == 4 && sql.side == .right && sql.suggestion != nil && sql.source == .ai)
+        // Line 13 is the hunk's last context line ("}"): commentable, kept as is.
+        #expect(result.findings[2].line == 13)
+        // RIGHT 11 exists (the added loop line), so it stays on the right side.
+        #expect(result.findings[3].line == 11 && result.findings[3].side == .right)
+        #expect(result.findings[4].side == .left && result.findings[4].line == 2)
+
+        #expect(result.unanchored.map(\.path) == ["src/db.ts"])
+        #expect(result.droppedBelowFloor == 1)
+        #expect(!result.summary.contains(Self.secret))
+
+        let summary = result.summary
+        #expect(summary.contains("Makes `find` async and typed"))
+        #expect(summary.contains("- `src/api.ts` (modified, +3 −1)"))
+        #expect(summary.contains("- `src/util.ts` (modified, +1 −1)"))
+        #expect(!summary.contains("package-lock.json"))
+        #expect(summary.contains("### Findings not on changed lines"))
+        #expect(summary.contains("`src/db.ts:40` Pool never closed"))
+        #expect(summary.contains("Reviewed 2 of 5 files; skipped 3: lock files (1), binary (1), deleted (1)."))
+        #expect(!summary.contains("AI review skipped"))
+    }
+
+    @Test func coverageSentenceFormat() {
+        let coverage = ReviewCoverage(reviewedFiles: 3, totalFiles: 5, skipped: [.binary: 1, .lockFile: 1])
+        #expect(coverage.sentence == "Reviewed 3 of 5 files; skipped 2: lock files (1), binary (1).")
+        #expect(ReviewCoverage(reviewedFiles: 1, totalFiles: 1, skipped: [:]).sentence == "Reviewed 1 of 1 file.")
+    }
+
+    @Test func alreadyPostedFindingsAreNotRepeated() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest)
+        let model = EngineFakeModel { _ in Self.modelAnswer }
+        let first = await ReviewEngine.review(files: files, options: ReviewOptions(), model: model)
+        #expect(!first.findings.isEmpty)
+        let again = await ReviewEngine.review(files: files, options: ReviewOptions(alreadyPosted: Set(first.findings.map(\.fingerprint))),
+                                              model: model)
+        #expect(again.findings.isEmpty)
+        #expect(again.duplicates == first.findings.count)
+    }
+
+    @Test func noModelMeansSkippedButBuiltinFindingsRemain() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest)
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(aiSkippedReason: "no provider key is configured"),
+                                               model: nil)
+        #expect(result.aiStatus == .skipped(reason: "no provider key is configured"))
+        #expect(result.findings.map(\.title) == ["GitHub token committed"])
+        #expect(result.usage.isEmpty)
+        #expect(result.summary.contains("> AI review skipped: no provider key is configured."))
+        #expect(result.summary.contains("Reviewed 2 of 4 files; skipped 2: lock files (1), binary (1)."))
+
+        let noBuiltin = await ReviewEngine.review(files: files, options: ReviewOptions(builtinChecks: false), model: nil)
+        #expect(noBuiltin.findings.isEmpty)
+        #expect(noBuiltin.aiStatus == .skipped(reason: "no AI provider is configured"))
+    }
+
+    /// Files big enough (~700 tokens) that each gets its own chunk at the minimum budget.
+    private func manyFiles(_ count: Int) -> [DiffFile] {
+        (0..<count).map { i in
+            F.addedFile("pkg/file\(i).go", lines: (0..<60).map { "\tvalue\($0) := compute(\($0), \(i)) // keep going" })
+        }
+    }
+
+    private static func chunkPaths(_ prompt: ReviewPrompt) -> [String] {
+        prompt.user.split(separator: "\n").filter { $0.hasPrefix("### File: ") }.map {
+            String($0.dropFirst("### File: ".count).split(separator: " ").first ?? "")
+        }
+    }
+
+    @Test func garbageTwiceMakesThePartialStatus() async throws {
+        let tracker = EngineCallTracker()
+        let model = EngineFakeModel { prompt in
+            let paths = Self.chunkPaths(prompt)
+            await tracker.enter(paths.joined(separator: ","))
+            await tracker.exit()
+            if paths.contains("pkg/file1.go") { return "I'm sorry, I can't produce JSON today. {\"summary\": " }
+            let finding = paths.first.map {
+                "{\"path\": \"\($0)\", \"line\": 1, \"severity\": \"high\", \"title\": \"Issue in \($0)\", \"body\": \"b\"}"
+            } ?? ""
+            return "{\"summary\": \"part\", \"findings\": [\(finding)]}"
+        }
+        let options = ReviewOptions(chunkTokenBudget: 1, maxParallelChunks: 2)
+        let result = await ReviewEngine.review(files: manyFiles(3), options: options, model: model)
+        #expect(result.chunkCount == 3)
+        guard case .partial(let failed, let total, let reason) = result.aiStatus else {
+            Issue.record("expected partial, got \(result.aiStatus)")
+            return
+        }
+        #expect(failed == 1 && total == 3)
+        #expect(reason.contains("truncated"))
+        #expect(await tracker.calls["pkg/file1.go"] == 2)
+        #expect(await tracker.calls["pkg/file0.go"] == 1)
+        #expect(result.usage.count == 4)
+        #expect(result.usage.filter { !$0.parsed }.count == 2)
+        #expect(result.findings.map(\.path) == ["pkg/file0.go", "pkg/file2.go"])
+        #expect(result.summary.contains("AI review incomplete: 1 of 3 parts failed"))
+    }
+
+    @Test func providerErrorsPropagateIntoTheStatus() async throws {
+        let failing = EngineFakeModel { _ in throw EngineTestError() }
+        let result = await ReviewEngine.review(files: manyFiles(2), options: ReviewOptions(chunkTokenBudget: 1), model: failing)
+        #expect(result.aiStatus == .failed(reason: "provider returned HTTP 503"))
+        #expect(result.usage.isEmpty)
+
+        let tracker = EngineCallTracker()
+        let flaky = EngineFakeModel { prompt in
+            let paths = Self.chunkPaths(prompt)
+            await tracker.enter(paths.joined())
+            await tracker.exit()
+            if paths.contains("pkg/file0.go") { throw EngineTestError() }
+            return "{\"summary\": \"ok\", \"findings\": []}"
+        }
+        let partial = await ReviewEngine.review(files: manyFiles(2), options: ReviewOptions(chunkTokenBudget: 1), model: flaky)
+        #expect(partial.aiStatus == .partial(failedChunks: 1, of: 2, reason: "provider returned HTTP 503"))
+        // Transport errors are not retried by the engine (the router already did).
+        #expect(await tracker.calls["pkg/file0.go"] == 1)
+    }
+
+    @Test func parallelismIsBounded() async throws {
+        let tracker = EngineCallTracker()
+        let model = EngineFakeModel { _ in
+            await tracker.enter()
+            try? await Task.sleep(for: .milliseconds(15))
+            await tracker.exit()
+            return "{\"summary\": \"\", \"findings\": []}"
+        }
+        let result = await ReviewEngine.review(files: manyFiles(12),
+                                               options: ReviewOptions(chunkTokenBudget: 1, maxParallelChunks: 3), model: model)
+        #expect(result.chunkCount == 12)
+        #expect(result.aiStatus == .completed)
+        let peak = await tracker.peak
+        #expect(peak <= 3)
+        #expect(peak >= 2)
+        #expect(await tracker.calls[""] == 12)
+    }
+
+    @Test func emptyOrFullyFilteredChangeSkipsTheModel() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest)
+        let model = EngineFakeModel { _ in
+            Issue.record("the model must not be called")
+            return "{}"
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(exclude: ["src/"]), model: model)
+        #expect(result.aiStatus == .skipped(reason: "no files left to review after filters"))
+        #expect(result.coverage.skipped[.excluded] == 2)
+        // Excluded by the user: built-in checks respect that too.
+        #expect(result.findings.isEmpty)
+    }
+
+    @Test func largePullRequestIsChunkedAndEveryFileReviewedOnce() async throws {
+        var rng = EngineTestRNG(seed: 2025)
+        let files = (0..<300).map { i in
+            EngineFixtures.randomFile(&rng, path: "svc\(i % 9)/F\(i).swift", hunks: 2...4, linesPerHunk: 25...45)
+        }
+        actor Seen {
+            var lines: [String] = []
+            func add(_ keys: [String]) { lines += keys }
+        }
+        let seen = Seen()
+        // The fake reads back what it was shown: every diff line must reach the model exactly once.
+        let model = EngineFakeModel { prompt in
+            var keys: [String] = []
+            var path = ""
+            let diff = prompt.user.components(separatedBy: "## Diff\n").last ?? ""
+            for line in diff.split(separator: "\n", omittingEmptySubsequences: true) {
+                if line.hasPrefix("### File: ") {
+                    path = String(line.dropFirst("### File: ".count).split(separator: " ").first ?? "")
+                } else if !line.hasPrefix("@@") {
+                    keys.append(path + "|" + Fingerprint.normalize(String(line)))
+                }
+            }
+            await seen.add(keys)
+            return "{\"summary\": \"\", \"findings\": []}"
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(), model: model)
+        #expect(result.aiStatus == .completed)
+        #expect(result.coverage.reviewedFiles == 300)
+        #expect(result.chunkCount > 1)
+        let shown = await seen.lines
+        let expected = files.flatMap { file in
+            file.hunks.flatMap(\.lines).map { line in
+                let marker = line.kind == .added ? "+" : line.kind == .removed ? "-" : " "
+                let old = line.kind == .added ? "" : "\(line.oldLine!)"
+                let new = line.kind == .removed ? "" : "\(line.newLine!)"
+                return file.path + "|" + Fingerprint.normalize("\(old) \(new) \(marker)\(line.text)")
+            }
+        }
+        #expect(shown.count == expected.count)
+        #expect(shown.sorted() == expected.sorted())
+        #expect(result.summary.contains("… and 200 more files"))
+    }
+}

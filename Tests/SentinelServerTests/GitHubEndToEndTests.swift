@@ -1,0 +1,306 @@
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import Hummingbird
+import Logging
+import NIOCore
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+/// A PR opened on a (fake) GitHub, delivered to Sentinel's real HTTP stack on loopback, reviewed
+/// by the built-in checks, and posted back.
+final class GitHubWorld: Sendable {
+    let github: FakeGitHub
+    let appliance: Appliance
+    let directory: TemporaryDirectory
+    let workspace: WorkspaceID
+    let integration: IntegrationSummary
+    let secret = Data("webhook-secret-for-tests".utf8)
+    let port: Int
+    let http: HTTPClient
+    let server: Task<Void, Error>
+    let scheduler: Task<Void, Error>
+    let log: CapturedLog
+
+    static let repo = "octo-org/hello-world"
+
+    /// A leaked AWS key on line 3 of app.py and a conflict marker in README.md: two built-in findings.
+    static let files: [(filename: String, status: String, patch: String?)] = [
+        ("app.py", "modified", "@@ -1,3 +1,4 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n+AWS_ACCESS_KEY_ID = \"AKIAQWERTYUIOPASDFGH\"\n print(KEY)"),
+        ("README.md", "modified", "@@ -10,2 +10,4 @@\n ## Usage\n+<<<<<<< HEAD\n+Run it.\n Done."),
+        ("package-lock.json", "modified", "@@ -1 +1 @@\n-{}\n+{\"lockfileVersion\": 3}"),
+    ]
+
+    init(config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
+        github = try await FakeGitHub.start()
+        directory = TemporaryDirectory("sentinel-gh")
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        config.server.host = "127.0.0.1"
+        config.server.port = 0
+        config.github.requestTimeoutSeconds = 2
+        adjust(&config)
+        log = CapturedLog()
+        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config,
+                                  logger: Logger.sentinel(level: "info", sink: log.sink))
+        workspace = try appliance.workspaces.create(name: "acme").workspaceID!
+        let (service, pem, secret, base) = (appliance.integrations, github.privateKeyPEM, self.secret, github.baseURL)
+        let appID = github.appID
+        integration = try await appliance.supervisor.withWorkspace(workspace) { actor in
+            try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret, apiURL: base)
+        }
+        await github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: Self.files))
+        let box = PortHolder()
+        let app = try appliance.makeApplication { port in await box.set(port) }
+        server = Task { try await app.runService() }
+        let appliance = self.appliance
+        scheduler = Task { try await appliance.scheduler.run() }
+        port = await box.wait()
+        http = HTTPClient(eventLoopGroupProvider: .singleton)
+    }
+
+    func stop() async {
+        try? await http.shutdown()
+        await appliance.scheduler.beginStop()
+        _ = await scheduler.result
+        server.cancel()
+        _ = await server.result
+        await appliance.connector.shutdown()
+        await appliance.supervisor.shutdown()
+        await github.stop()
+        directory.cleanup()
+    }
+
+    static func pullRequestPayload(action: String, head: String, before: String? = nil, draft: Bool = false) -> Data {
+        var object: [String: Any] = [
+            "action": action, "number": 7,
+            "pull_request": ["number": 7, "draft": draft, "state": "open",
+                             "head": ["sha": head, "ref": "feature", "repo": ["id": 1001, "full_name": repo]],
+                             "base": ["sha": "bbb000", "ref": "main", "repo": ["id": 1001, "full_name": repo]],
+                             "user": ["login": "octocat", "type": "User"]],
+            "repository": ["id": 1001, "full_name": repo, "private": false],
+            "installation": ["id": 55],
+            "sender": ["login": "octocat", "type": "User"],
+        ]
+        if let before { object["before"] = before; object["after"] = head }
+        return try! JSONSerialization.data(withJSONObject: object)
+    }
+
+    @discardableResult
+    func deliver(event: String, body: Data, delivery: String = UUID().uuidString, signature: String? = nil) async throws -> (Int, String) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(integration.webhookPath)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "X-GitHub-Event", value: event)
+        request.headers.add(name: "X-GitHub-Delivery", value: delivery)
+        request.headers.add(name: "X-Hub-Signature-256", value: signature ?? GitHubWebhookSignature.sign(body: body, secret: secret))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await http.execute(request, timeout: .seconds(10))
+        let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        return (Int(response.status.code), text)
+    }
+
+    func runs() async throws -> [ReviewRun] {
+        try await appliance.supervisor.withWorkspace(workspace) { try await $0.read { db in try ReviewRunStore.list(in: db) } }
+    }
+
+    func count(_ sql: String) async throws -> Int {
+        try await appliance.supervisor.withWorkspace(workspace) { try await $0.read { db in try Int.fetchOne(db, sql: sql) ?? 0 } }
+    }
+
+    func waitForRun(state: RunState, count: Int = 1) async -> Bool {
+        await eventually(timeout: .seconds(30)) { try await self.runs().filter { $0.state == state }.count >= count }
+    }
+}
+
+actor PortHolder {
+    private var port: Int?
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
+    func wait() async -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
+
+@Suite("GitHub end to end", .serialized)
+struct GitHubEndToEndTests {
+    @Test("a signed pull_request.opened is accepted, reviewed with inline comments on diff lines, and the check completes")
+    func openedPullRequestIsReviewed() async throws {
+        let world = try await GitHubWorld()
+        let (status, body) = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(status == 202, "\(body)")
+        #expect(await world.waitForRun(state: .completed))
+        let reviews = await world.github.state.reviews(on: GitHubWorld.repo, 7)
+        #expect(reviews.count == 1)
+        let review = try #require(reviews.first)
+        #expect(review.event == "COMMENT")
+        #expect(review.body.contains("<!-- sentinel:run:"))
+        #expect(review.body.contains("Reviewed 2 of 3 files; skipped 1: lock files (1)."), "\(review.body)")
+        #expect(review.comments.count == 2)
+        let secret = try #require(review.comments.first { $0["path"] == "app.py" })
+        #expect(secret["line"] == "3")
+        #expect(secret["side"] == "RIGHT")
+        #expect(secret["body"]?.contains("AKIAQWERTYUIOPASDFGH") == false, "the secret itself is never echoed")
+        #expect(secret["body"]?.contains("<!-- sentinel:fp:") == true)
+        #expect(review.comments.contains { $0["path"] == "README.md" && $0["line"] == "11" })
+        let rejected = await world.github.state.rejected
+        #expect(rejected.isEmpty, "\(rejected)")
+        let checks = await world.github.state.checkRuns.values
+        #expect(checks.count == 1)
+        #expect(checks.first?.name == "Sentinel")
+        #expect(checks.first?.status == "completed")
+        #expect(checks.first?.conclusion == "failure", "a critical finding (leaked key) reaches the default fail_on severity")
+        let run = try #require(try await world.runs().first)
+        #expect(run.policySha256?.count == 64)
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCreated'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == 2)
+        await world.stop()
+    }
+
+    @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
+    func wrongSignatureRejected() async throws {
+        let world = try await GitHubWorld()
+        let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
+        let (status, text) = try await world.deliver(event: "pull_request", body: body, signature: "sha256=" + String(repeating: "0", count: 64))
+        #expect(status == 401)
+        #expect(text.contains("X-Hub-Signature-256"))
+        let (missing, _) = try await world.deliver(event: "pull_request", body: body, signature: "")
+        #expect(missing == 401)
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
+        #expect(try await world.count("SELECT count(*) FROM jobs") == 0)
+        let (ping, _) = try await world.deliver(event: "ping", body: Data(#"{"zen":"Keep it logically awesome.","hook_id":1}"#.utf8))
+        #expect(ping == 200)
+        let (notJSON, _) = try await world.deliver(event: "pull_request", body: Data("not json".utf8))
+        #expect(notJSON == 400)
+        await world.stop()
+    }
+
+    @Test("the same delivery three times makes one run and one review; unknown events are stored and acknowledged")
+    func duplicateDeliveries() async throws {
+        let world = try await GitHubWorld()
+        let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
+        var statuses: [Int] = []
+        for _ in 0..<3 { statuses.append(try await world.deliver(event: "pull_request", body: body, delivery: "delivery-1").0) }
+        #expect(statuses == [202, 202, 202])
+        let (other, _) = try await world.deliver(event: "star", body: Data(#"{"action":"created"}"#.utf8))
+        #expect(other == 202)
+        #expect(await world.waitForRun(state: .completed))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await world.runs().count == 1)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 2)
+        await world.stop()
+    }
+
+    @Test("the job fails after the review was posted; the retry finds the run's marker and does not post again")
+    func noDoublePostAfterCrash() async throws {
+        let world = try await GitHubWorld()
+        // Completing the check fails once after the review is on the PR: the attempt dies between
+        // posting and recording completion, exactly as a killed worker would.
+        await world.github.state.inject("PATCH check-runs", [.status(500)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
+        #expect(jobs.first { $0.kind == "review.run" }?.attempts == 2)
+        #expect(await world.github.state.checkRuns.values.first?.status == "completed")
+        await world.stop()
+    }
+
+    @Test("the review record is lost after posting (worker killed): the retry finds the marker on GitHub")
+    func markerFoundOnGitHub() async throws {
+        let world = try await GitHubWorld()
+        // Posting succeeds on GitHub but the answer never reaches Sentinel (timeout): from
+        // Sentinel's side the review may or may not exist, so the retry must look for it.
+        await world.github.state.inject("POST reviews", [.delay(3)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        try await Task.sleep(for: .seconds(1))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    @Test("synchronize reviews only the new commits and repeats no finding already posted")
+    func incrementalSynchronize() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        // New push: app.py gains a GitHub token; the old leaked key is still in the PR.
+        let newPatch = "@@ -1,3 +1,5 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n+AWS_ACCESS_KEY_ID = \"AKIAQWERTYUIOPASDFGH\"\n+GH = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"\n print(KEY)"
+        var files = GitHubWorld.files
+        files[0] = ("app.py", "modified", newPatch)
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "ccc222", baseSHA: "bbb000", files: files))
+        await world.github.state.setComparison(repo: GitHubWorld.repo, base: "aaa111", head: "ccc222", files: [
+            ("app.py", "modified", "@@ -3,2 +3,3 @@\n AWS_ACCESS_KEY_ID = \"AKIAQWERTYUIOPASDFGH\"\n+GH = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"\n print(KEY)"),
+        ])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let reviews = await world.github.state.reviews(on: GitHubWorld.repo, 7)
+        #expect(reviews.count == 2)
+        let second = try #require(reviews.last)
+        #expect(second.commitID == "ccc222")
+        #expect(second.comments.count == 1, "\(second.comments)")
+        #expect(second.comments.first?["line"] == "4")
+        let rejected = await world.github.state.rejected
+        #expect(rejected.isEmpty, "\(rejected)")
+        await world.stop()
+    }
+
+    @Test("5xx, 429 with Retry-After, a secondary rate limit and a timeout still end in exactly one review")
+    func faultsAreRetried() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("GET files", [.status(502)])
+        await world.github.state.inject("POST check-runs", [.secondaryRateLimit])
+        await world.github.state.inject("POST reviews", [.rateLimited(retryAfter: 1), .status(500)])
+        await world.github.state.inject("GET pull", [.delay(3)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        try await Task.sleep(for: .seconds(1))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        #expect(await world.github.state.checkRuns.count == 1)
+        await world.stop()
+    }
+
+    @Test("a 404 from GitHub fails the run visibly with its reason")
+    func notFoundFailsRun() async throws {
+        let world = try await GitHubWorld()
+        let body = try JSONSerialization.data(withJSONObject: [
+            "action": "opened", "number": 99,
+            "pull_request": ["number": 99, "draft": false, "state": "open", "head": ["sha": "fff999"], "base": ["sha": "bbb000"]],
+            "repository": ["id": 1001, "full_name": GitHubWorld.repo], "installation": ["id": 55]] as [String: Any])
+        try await world.deliver(event: "pull_request", body: body)
+        #expect(await world.waitForRun(state: .failed))
+        let run = try #require(try await world.runs().first)
+        #expect(run.reason?.contains("404") == true, "\(run.reason ?? "")")
+        await world.stop()
+    }
+
+    @Test("comment commands: @sentinel review on a PR runs; on a plain issue or by a bot it does not; closed cancels")
+    func commentCommands() async throws {
+        let world = try await GitHubWorld()
+        func comment(_ text: String, onPR: Bool, bot: Bool = false, id: Int = 1) -> Data {
+            var issue: [String: Any] = ["number": 7]
+            if onPR { issue["pull_request"] = ["url": "https://api.github.com/repos/\(GitHubWorld.repo)/pulls/7"] }
+            return try! JSONSerialization.data(withJSONObject: [
+                "action": "created", "issue": issue,
+                "comment": ["id": id, "body": text, "user": ["login": bot ? "sentinel[bot]" : "octocat", "type": bot ? "Bot" : "User"]],
+                "repository": ["id": 1001, "full_name": GitHubWorld.repo], "installation": ["id": 55]] as [String: Any])
+        }
+        try await world.deliver(event: "issue_comment", body: comment("@sentinel review please", onPR: false, id: 1))
+        try await world.deliver(event: "issue_comment", body: comment("@sentinel review", onPR: true, bot: true, id: 2))
+        try await world.deliver(event: "issue_comment", body: comment("LGTM", onPR: true, id: 3))
+        try await world.deliver(event: "issue_comment", body: comment("@Sentinel full review", onPR: true, id: 4))
+        #expect(await world.waitForRun(state: .completed))
+        let runs = try await world.runs()
+        #expect(runs.count == 1)
+        #expect(runs.first?.trigger == "command:4")
+        #expect(runs.first?.fullReview == true)
+        #expect(runs.first?.headSha == "aaa111")
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'ignored%'") == 3)
+        await world.stop()
+    }
+}
