@@ -104,7 +104,7 @@ public enum PromptBuilder {
         for entry in pathInstructions {
             let text = entry.text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !text.isEmpty else { continue }
-            let glob = Glob(entry.glob)
+            guard let glob = try? PathGlob(entry.glob) else { continue }
             let matching = chunk.files.map(\.path).filter { glob.matches($0) }
             guard !matching.isEmpty else { continue }
             let shown = matching.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
