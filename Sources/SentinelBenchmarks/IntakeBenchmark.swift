@@ -50,7 +50,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
             }
             targets.append((summary.webhookPath, secret))
         }
-        let ports = PortChannel()
+        let ports = Rendezvous<Int>()
         let app = try appliance.makeApplication { await ports.set($0) }
         let server = Task { try await app.runService() }
         let port = await ports.wait()
@@ -81,7 +81,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         // The bare route, same client, same transport.
         let bareRouter = Router()
         bareRouter.post("/bare") { _, _ in Response(status: .accepted) }
-        let barePorts = PortChannel()
+        let barePorts = Rendezvous<Int>()
         let bareServer: HTTPServerBuilder
         if tls {
             let chain = try NIOSSLCertificate.fromPEMFile(dir.url.appendingPathComponent("tls/sentinel.crt").path).map { NIOSSLCertificateSource.certificate($0) }
@@ -145,14 +145,4 @@ struct IntakeBenchmark: AsyncParsableCommand {
 struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
-}
-
-actor PortChannel {
-    private var port: Int?
-    private var waiters: [CheckedContinuation<Int, Never>] = []
-    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
-    func wait() async -> Int {
-        if let port { return port }
-        return await withCheckedContinuation { waiters.append($0) }
-    }
 }

@@ -25,12 +25,8 @@ struct ConfigCommand: AsyncParsableCommand {
         @Option(help: "Repository OWNER/NAME (omit for the workspace defaults).") var repo: String?
 
         func open() throws -> (WorkspaceActor, ControlStore) {
-            let config = try global.loadConfig()
-            let (control, opener) = try global.openControl(config)
-            let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
-            guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
-            let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-            return (WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs), control)
+            let (actor, control, _) = try global.openWorkspace(workspace)
+            return (actor, control)
         }
 
         func repositoryID(in actor: WorkspaceActor) async throws -> Int64? {

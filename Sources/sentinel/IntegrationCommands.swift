@@ -24,10 +24,6 @@ struct IntegrationCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let config = try global.loadConfig()
-                let (control, opener) = try global.openControl(config)
-                let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
-                guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
                 func read(_ path: String, _ what: String) throws -> Data {
                     guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(what) file \(path)") }
                     return data
@@ -37,8 +33,7 @@ struct IntegrationCommand: AsyncParsableCommand {
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
                 let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
                 guard let api = URL(string: apiUrl ?? IntegrationService.defaultGitHubAPI.absoluteString) else { throw CLIError("invalid --api-url") }
-                let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-                let actor = WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs)
+                let (actor, control, _) = try global.openWorkspace(workspace)
                 let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
                 let summary: IntegrationSummary
                 do {
@@ -64,12 +59,7 @@ struct IntegrationCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let config = try global.loadConfig()
-                let (control, opener) = try global.openControl(config)
-                let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
-                guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
-                let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-                let actor = WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs)
+                let (actor, control, _) = try global.openWorkspace(workspace)
                 let list = try await IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
                     .list(in: actor)
                 await actor.close()

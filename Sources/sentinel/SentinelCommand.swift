@@ -33,6 +33,17 @@ struct GlobalOptions: ParsableArguments {
         do { return try ConfigLoader.load(file: file) } catch let error as ConfigError { throw CLIError(error.description) }
     }
 
+    /// Opens a workspace's file in this process (beside a running server, if any) by id or name.
+    /// The caller closes the actor when done.
+    func openWorkspace(_ idOrName: String) throws -> (WorkspaceActor, ControlStore, SentinelConfig) {
+        let config = try loadConfig()
+        let (control, opener) = try openControl(config)
+        let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)
+        guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+        let pool = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+        return (WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs), control, config)
+    }
+
     /// Opens control.sqlite (creating the data directory if needed) for administrative commands.
     func openControl(_ config: SentinelConfig) throws -> (ControlStore, DatabaseOpener) {
         let directory = dataDirectory

@@ -73,15 +73,7 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
 
-        /// Opens the workspace file in this process, beside a running server if there is one.
-        func actor() throws -> WorkspaceActor {
-            let config = try global.loadConfig()
-            let (control, opener) = try global.openControl(config)
-            let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
-            guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
-            let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-            return WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs)
-        }
+        func actor() throws -> WorkspaceActor { try global.openWorkspace(workspace).0 }
     }
 
     struct List: AsyncParsableCommand {

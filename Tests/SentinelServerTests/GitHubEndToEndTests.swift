@@ -52,7 +52,7 @@ final class GitHubWorld: Sendable {
             try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret, apiURL: base)
         }
         await github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: Self.files))
-        let box = PortHolder()
+        let box = Rendezvous<Int>()
         let app = try appliance.makeApplication { port in await box.set(port) }
         server = Task { try await app.runService() }
         let appliance = self.appliance
@@ -112,16 +112,6 @@ final class GitHubWorld: Sendable {
 
     func waitForRun(state: RunState, count: Int = 1) async -> Bool {
         await eventually(timeout: .seconds(30)) { try await self.runs().filter { $0.state == state }.count >= count }
-    }
-}
-
-actor PortHolder {
-    private var port: Int?
-    private var waiters: [CheckedContinuation<Int, Never>] = []
-    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
-    func wait() async -> Int {
-        if let port { return port }
-        return await withCheckedContinuation { waiters.append($0) }
     }
 }
 

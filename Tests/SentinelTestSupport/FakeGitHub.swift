@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import JWTKit
 import NIOCore
+import SentinelCore
 
 /// A loopback GitHub: the REST endpoints a review run uses, speaking GitHub's JSON, checking every
 /// request body it receives the way GitHub would (422 for comments off the diff), recording what
@@ -23,7 +24,7 @@ public final class FakeGitHub: Sendable {
         let state = FakeGitHubState(appID: appID, publicKeyPEM: key.publicKey.pemRepresentation)
         let router = Router()
         FakeGitHubRoutes(state: state).add(to: router)
-        let portBox = PortBox()
+        let portBox = Rendezvous<Int>()
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { channel in await portBox.set(channel.localAddress?.port ?? 0) })
         let task = Task { try await app.runService() }
@@ -42,16 +43,6 @@ public final class FakeGitHub: Sendable {
     public func stop() async {
         task.cancel()
         _ = await task.result
-    }
-}
-
-actor PortBox {
-    private var port: Int?
-    private var waiters: [CheckedContinuation<Int, Never>] = []
-    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
-    func wait() async -> Int {
-        if let port { return port }
-        return await withCheckedContinuation { waiters.append($0) }
     }
 }
 
