@@ -22,7 +22,7 @@ struct JobsBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "jobs", abstract: "No-op jobs through the durable queue.")
     @Option(help: "Jobs per throughput run.") var jobs = 20_000
     @Option(help: "Workspace counts to run.") var workspaces: [Int] = [1, 100]
-    @Option(help: "Enqueue rate (jobs/s) for the latency phase.") var latencyRate = 2_000
+    @Option(help: "Enqueue rate for the latency phase, as a fraction of the measured throughput.") var latencyLoad = 0.5
     @Option(help: "Seconds of the latency phase.") var latencySeconds = 5.0
 
     func run() async throws {
@@ -30,10 +30,10 @@ struct JobsBenchmark: AsyncParsableCommand {
         let raw = try rawSQLiteRate(transactions: 2_000)
         for count in workspaces {
             let (throughput, latency) = try await measure(workspaceCount: count)
-            rows.append("| \(count) | \(jobs) | \(fmt(throughput)) jobs/s | \(fmt(raw)) txn pairs/s | \(String(format: "%.2f", throughput / raw))× | \(ms(latency.p50)) | \(ms(latency.p99)) |")
+            rows.append("| \(count) | \(jobs) | \(fmt(throughput)) jobs/s | \(fmt(raw)) txn pairs/s | \(String(format: "%.2f", throughput / raw))× | \(fmt(throughput * latencyLoad))/s | \(ms(latency.p50)) | \(ms(latency.p99)) |")
         }
-        print("| workspaces | jobs | Sentinel queue | raw SQLite insert+delete (FULL, 1 per txn) | ratio | queue latency p50 | p99 |")
-        print("|---|---|---|---|---|---|---|")
+        print("| workspaces | jobs | Sentinel queue | raw SQLite insert+delete (FULL, 1 per txn) | ratio | latency phase load | queue latency p50 | p99 |")
+        print("|---|---|---|---|---|---|---|---|")
         rows.forEach { print($0) }
     }
 
@@ -101,7 +101,8 @@ struct JobsBenchmark: AsyncParsableCommand {
         while done.value < total { try await Task.sleep(for: .milliseconds(5)) }
         let throughput = Double(total) / (ContinuousClock.now - start).seconds
 
-        // Latency: jobs enqueued at a steady rate, due immediately; due → started.
+        // Latency: jobs enqueued at a steady rate below capacity, due immediately; due → started.
+        let latencyRate = max(100, Int(throughput * latencyLoad))
         latencies.reset()
         let target = done.value + Int(Double(latencyRate) * latencySeconds)
         let interval = Duration.nanoseconds(Int64(1e9 / Double(latencyRate) * 10))

@@ -84,20 +84,22 @@ public actor JobScheduler: Service {
             }
             return sleep
         }
-        var launched = false
+        // Plan: decide how many jobs each due workspace may start, reserving global slots.
+        struct Claim: Sendable { let id: WorkspaceID; let actor: WorkspaceActor; let limit: Int; let running: Int }
+        var plan: [Claim] = []
+        var reserved = 0
         for id in due {
-            if stopping || globalInFlight >= globalLimit { break }
+            if stopping || globalInFlight + reserved >= globalLimit { break }
             let running = inFlight[id, default: 0]
             let free = config.jobs.workspaceConcurrency - running
             if free <= 0 { continue }
             var bucket = buckets[id] ?? TokenBucket(rate: config.jobs.rateLimitPerSecond, burst: config.jobs.rateLimitBurst)
             let tokens = bucket.available()
+            buckets[id] = bucket
             if tokens < 1 {
                 sleep = min(sleep, bucket.waitTime())
-                buckets[id] = bucket
                 continue
             }
-            let limit = min(free, globalLimit - globalInFlight, tokens)
             let actor: WorkspaceActor
             do {
                 actor = try await supervisor.pin(id)
@@ -110,26 +112,43 @@ public actor JobScheduler: Service {
                 }
                 continue
             }
+            let limit = min(free, globalLimit - globalInFlight - reserved, tokens)
+            reserved += limit
+            plan.append(Claim(id: id, actor: actor, limit: limit, running: running))
+        }
+        // Claim in every planned workspace at once: each is its own file and its own commit.
+        let owner = self.owner
+        let claimed = await withTaskGroup(of: (Claim, Result<[JobRecord], Error>).self) { group in
+            for claim in plan {
+                group.addTask {
+                    do { return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit))) } catch { return (claim, .failure(error)) }
+                }
+            }
+            var results: [(Claim, Result<[JobRecord], Error>)] = []
+            for await result in group { results.append(result) }
+            return results
+        }
+        var launched = false
+        for (claim, result) in claimed.sorted(by: { $0.0.id < $1.0.id }) {
             let jobs: [JobRecord]
-            do {
-                jobs = try await actor.claim(owner: owner, limit: limit)
-            } catch {
-                await supervisor.unpin(id)
-                logger.error("claim failed", metadata: ["workspace_id": "\(id)", "error": "\(error)"])
+            switch result {
+            case .success(let list): jobs = list
+            case .failure(let error):
+                await supervisor.unpin(claim.id)
+                logger.error("claim failed", metadata: ["workspace_id": "\(claim.id)", "error": "\(error)"])
                 continue
             }
             if jobs.isEmpty {
-                if running == 0 { _ = try? await actor.refreshPendingIndex() }
-                await supervisor.unpin(id)
+                if claim.running == 0 && inFlight[claim.id, default: 0] == 0 { _ = try? await claim.actor.refreshPendingIndex() }
+                await supervisor.unpin(claim.id)
                 continue
             }
-            bucket.take(jobs.count)
-            buckets[id] = bucket
-            cursor = id
+            buckets[claim.id]?.take(jobs.count)
+            cursor = claim.id
             launched = true
             // One pin for the claim, held by the first job; one more per extra job.
-            for _ in 1..<jobs.count { _ = try? await supervisor.pin(id) }
-            for job in jobs { start(job, on: actor) }
+            for _ in 1..<jobs.count { _ = try? await supervisor.pin(claim.id) }
+            for job in jobs { start(job, on: claim.actor) }
         }
         return launched ? .zero : sleep
     }

@@ -210,6 +210,24 @@ enum WorkspaceSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0003_ai_providers") { db in
+            try db.execute(sql: """
+                CREATE TABLE ai_providers (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    kind TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    base_url TEXT,
+                    api_version TEXT,
+                    deployment TEXT,
+                    api_key BLOB,
+                    key_suffix TEXT,
+                    enabled INTEGER NOT NULL DEFAULT 1,
+                    priority INTEGER NOT NULL DEFAULT 100,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL
+                ) STRICT;
+                """)
+        }
         return m
     }
 }

@@ -1,0 +1,147 @@
+import Foundation
+import GRDB
+
+/// A workspace's AI provider as admins see it: the key is never returned, only its last four characters.
+public struct ProviderSummary: Codable, Sendable, Equatable {
+    public var id: String
+    public var kind: String
+    public var model: String
+    public var baseURL: String?
+    public var apiVersion: String?
+    public var deployment: String?
+    public var keySuffix: String?
+    public var enabled: Bool
+    public var priority: Int
+    public var createdAt: String
+    public var updatedAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, model, enabled, priority
+        case baseURL = "base_url"
+        case apiVersion = "api_version"
+        case deployment
+        case keySuffix = "key_suffix"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// A provider with its decrypted key, in memory only, for building the router of one run.
+public struct StoredProvider: Sendable {
+    public let summary: ProviderSummary
+    public let apiKey: String?
+}
+
+public enum ProviderStoreError: Error, CustomStringConvertible, Equatable {
+    case invalid(String)
+    case notFound(String)
+    public var description: String {
+        switch self {
+        case .invalid(let m): return m
+        case .notFound(let id): return "AI provider \(id) does not exist in this workspace"
+        }
+    }
+}
+
+/// BYOK keys per workspace (SPEC §7): added, rotated, disabled, deleted; sealed with the master key
+/// and bound to the provider id; every change is an audit event without the key.
+public struct ProviderStore: Sendable {
+    public static let kinds = ["openai", "azure-openai", "anthropic", "gemini", "openai-compatible"]
+    public static let defaultModels = ["openai": "gpt-4o-mini", "azure-openai": "gpt-4o-mini", "anthropic": "claude-3-5-sonnet-latest",
+                                       "gemini": "gemini-1.5-flash", "openai-compatible": "llama3.1"]
+    let masterKey: MasterKey
+
+    public init(masterKey: MasterKey) { self.masterKey = masterKey }
+
+    static func suffix(_ key: String) -> String { String(key.suffix(4)) }
+
+    public func add(kind: String, apiKey: String?, model: String?, baseURL: URL?, apiVersion: String? = nil, deployment: String? = nil,
+                    priority: Int = 100, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
+        guard Self.kinds.contains(kind) else { throw ProviderStoreError.invalid("unknown provider kind '\(kind)' (one of \(Self.kinds.joined(separator: ", ")))") }
+        let key = apiKey?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if kind != "openai-compatible", key?.isEmpty ?? true { throw ProviderStoreError.invalid("an API key is required for \(kind)") }
+        if kind == "openai-compatible", baseURL == nil { throw ProviderStoreError.invalid("openai-compatible providers need --base-url") }
+        if kind == "azure-openai", baseURL == nil || (deployment ?? "").isEmpty {
+            throw ProviderStoreError.invalid("azure-openai needs --base-url (https://RESOURCE.openai.azure.com) and a deployment name")
+        }
+        if let baseURL { try Self.validate(baseURL) }
+        let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
+        let id = "prv_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: "provider:\(id):api_key") }
+        let suffix = key.flatMap { $0.isEmpty ? nil : Self.suffix($0) }
+        try await workspace.write { tx in
+            try tx.db.execute(sql: """
+                INSERT INTO ai_providers (id, kind, model, base_url, api_version, deployment, api_key, key_suffix, enabled, priority, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+                """, arguments: [id, kind, model, baseURL?.absoluteString, apiVersion, deployment, sealed, suffix, priority, tx.now.epoch, tx.now.epoch])
+            try tx.append(DomainEvent(type: "ProviderAdded", subject: "provider:\(id)", payload: ["kind": kind, "model": model, "by": actor]))
+        }
+        return try await get(id, in: workspace)
+    }
+
+    public func rotate(_ id: String, apiKey: String, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
+        let key = apiKey.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !key.isEmpty else { throw ProviderStoreError.invalid("the new API key is empty") }
+        let sealed = try masterKey.seal(Data(key.utf8), context: "provider:\(id):api_key")
+        try await update(id, in: workspace, event: "ProviderKeyRotated", by: actor,
+                         sql: "UPDATE ai_providers SET api_key = ?, key_suffix = ?, updated_at = ? WHERE id = ?",
+                         arguments: { [sealed, Self.suffix(key), $0, id] })
+        return try await get(id, in: workspace)
+    }
+
+    public func setEnabled(_ id: String, _ enabled: Bool, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
+        try await update(id, in: workspace, event: enabled ? "ProviderEnabled" : "ProviderDisabled", by: actor,
+                         sql: "UPDATE ai_providers SET enabled = ?, updated_at = ? WHERE id = ?", arguments: { [enabled, $0, id] })
+        return try await get(id, in: workspace)
+    }
+
+    public func delete(_ id: String, by actor: String, in workspace: WorkspaceActor) async throws {
+        try await update(id, in: workspace, event: "ProviderDeleted", by: actor, sql: "DELETE FROM ai_providers WHERE id = ? AND ? > 0",
+                         arguments: { [id, $0] })
+    }
+
+    private func update(_ id: String, in workspace: WorkspaceActor, event: String, by actor: String, sql: String,
+                        arguments: @escaping @Sendable (Double) -> [any DatabaseValueConvertible & Sendable]) async throws {
+        try await workspace.write { tx in
+            try tx.db.execute(sql: sql, arguments: StatementArguments(arguments(tx.now.epoch)))
+            guard tx.db.changesCount == 1 else { throw ProviderStoreError.notFound(id) }
+            try tx.append(DomainEvent(type: event, subject: "provider:\(id)", payload: ["by": actor]))
+        }
+    }
+
+    public func get(_ id: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
+        guard let found = try await list(in: workspace).first(where: { $0.id == id }) else { throw ProviderStoreError.notFound(id) }
+        return found
+    }
+
+    public func list(in workspace: WorkspaceActor) async throws -> [ProviderSummary] {
+        try await workspace.read { db in try Row.fetchAll(db, sql: "SELECT * FROM ai_providers ORDER BY priority, created_at").map(Self.summary) }
+    }
+
+    /// Enabled providers with their keys decrypted, for one run's router.
+    public func active(in workspace: WorkspaceActor) async throws -> [StoredProvider] {
+        struct Raw: Sendable { let summary: ProviderSummary; let sealed: Data? }
+        let rows = try await workspace.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM ai_providers WHERE enabled = 1 ORDER BY priority, created_at").map {
+                Raw(summary: Self.summary($0), sealed: $0["api_key"])
+            }
+        }
+        return try rows.map { raw in
+            let key = try raw.sealed.map { String(decoding: try masterKey.open($0, context: "provider:\(raw.summary.id):api_key"), as: UTF8.self) }
+            return StoredProvider(summary: raw.summary, apiKey: key)
+        }
+    }
+
+    static func summary(_ row: Row) -> ProviderSummary {
+        ProviderSummary(id: row["id"], kind: row["kind"], model: row["model"], baseURL: row["base_url"], apiVersion: row["api_version"],
+                        deployment: row["deployment"], keySuffix: row["key_suffix"], enabled: row["enabled"], priority: row["priority"],
+                        createdAt: ISO8601.string(Date(timeIntervalSince1970: row["created_at"])),
+                        updatedAt: ISO8601.string(Date(timeIntervalSince1970: row["updated_at"])))
+    }
+
+    static func validate(_ url: URL) throws {
+        guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty, scheme == "https" || scheme == "http" else {
+            throw ProviderStoreError.invalid("the base URL must be an absolute http(s) URL")
+        }
+    }
+}
