@@ -1,0 +1,126 @@
+import Foundation
+
+/// A circuit breaker for one provider: closed while calls work; open after `failureThreshold`
+/// consecutive retryable failures (the provider is skipped); half-open once `coolDown` has passed,
+/// letting one probe call through: success closes it, failure opens it again.
+public struct CircuitBreaker: Sendable, Hashable {
+    public enum State: String, Sendable, Hashable { case closed, open, halfOpen = "half-open" }
+
+    public var failureThreshold: Int
+    public var coolDown: Duration
+    public private(set) var consecutiveFailures = 0
+    public private(set) var openedAt: Date?
+    private var probeInFlight = false
+    private var halfOpen = false
+
+    public init(failureThreshold: Int = 5, coolDown: Duration = .seconds(60)) {
+        self.failureThreshold = max(1, failureThreshold)
+        self.coolDown = coolDown
+    }
+
+    var coolDownSeconds: TimeInterval {
+        let (s, atto) = coolDown.components
+        return TimeInterval(s) + TimeInterval(atto) / 1e18
+    }
+
+    /// The state at `now` (an open breaker whose cool-down has passed reads as half-open).
+    public func state(at now: Date) -> State {
+        if halfOpen { return .halfOpen }
+        guard let openedAt else { return .closed }
+        return now.timeIntervalSince(openedAt) >= coolDownSeconds ? .halfOpen : .open
+    }
+
+    /// Whether a call may go out now; in half-open only one probe at a time.
+    public mutating func allowRequest(at now: Date) -> Bool {
+        switch state(at: now) {
+        case .closed: return true
+        case .open: return false
+        case .halfOpen:
+            halfOpen = true
+            if probeInFlight { return false }
+            probeInFlight = true
+            return true
+        }
+    }
+
+    public mutating func recordSuccess() {
+        consecutiveFailures = 0
+        openedAt = nil
+        halfOpen = false
+        probeInFlight = false
+    }
+
+    /// A retryable failure (429, 5xx, timeout, broken connection or body).
+    public mutating func recordFailure(at now: Date) {
+        consecutiveFailures += 1
+        if halfOpen || consecutiveFailures >= failureThreshold {
+            openedAt = now
+            halfOpen = false
+        }
+        probeInFlight = false
+    }
+
+    /// A call that ended without telling anything about availability (a 400 or 401): frees a
+    /// half-open probe slot, changes nothing else.
+    public mutating func recordNeutral() {
+        probeInFlight = false
+    }
+}
+
+/// Every provider's breaker, shared across runs (one registry per process), keyed by workspace
+/// and provider id so one tenant's broken key never opens another tenant's circuit.
+public actor CircuitBreakerRegistry {
+    public let failureThreshold: Int
+    public let coolDown: Duration
+    private let now: @Sendable () -> Date
+    private var breakers: [String: CircuitBreaker] = [:]
+
+    /// - Parameter now: the clock (injectable for tests).
+    public init(failureThreshold: Int = 5, coolDown: Duration = .seconds(60), now: @escaping @Sendable () -> Date = { Date() }) {
+        self.failureThreshold = failureThreshold
+        self.coolDown = coolDown
+        self.now = now
+    }
+
+    public static func key(workspaceID: String, providerID: String) -> String { "\(workspaceID)\u{1F}\(providerID)" }
+
+    private func withBreaker<T>(_ workspaceID: String, _ providerID: String, _ body: (inout CircuitBreaker) -> T) -> T {
+        let key = Self.key(workspaceID: workspaceID, providerID: providerID)
+        var breaker = breakers[key] ?? CircuitBreaker(failureThreshold: failureThreshold, coolDown: coolDown)
+        let result = body(&breaker)
+        breakers[key] = breaker
+        return result
+    }
+
+    public func state(workspaceID: String, providerID: String) -> CircuitBreaker.State {
+        breakers[Self.key(workspaceID: workspaceID, providerID: providerID)]?.state(at: now()) ?? .closed
+    }
+
+    /// Whether the provider can be tried (closed or half-open); does not take the probe slot.
+    public func isAvailable(workspaceID: String, providerID: String) -> Bool {
+        state(workspaceID: workspaceID, providerID: providerID) != .open
+    }
+
+    public func allowRequest(workspaceID: String, providerID: String) -> Bool {
+        let t = now()
+        return withBreaker(workspaceID, providerID) { $0.allowRequest(at: t) }
+    }
+
+    public func recordSuccess(workspaceID: String, providerID: String) {
+        withBreaker(workspaceID, providerID) { $0.recordSuccess() }
+    }
+
+    public func recordFailure(workspaceID: String, providerID: String) {
+        let t = now()
+        withBreaker(workspaceID, providerID) { $0.recordFailure(at: t) }
+    }
+
+    public func recordNeutral(workspaceID: String, providerID: String) {
+        withBreaker(workspaceID, providerID) { $0.recordNeutral() }
+    }
+
+    /// Forgets a provider's breaker (e.g. after its key was rotated).
+    public func reset(workspaceID: String, providerID: String) {
+        breakers[Self.key(workspaceID: workspaceID, providerID: providerID)] = nil
+    }
+}

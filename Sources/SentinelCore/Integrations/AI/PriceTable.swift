@@ -1,0 +1,102 @@
+import Foundation
+
+/// USD per million tokens.
+public struct ModelPrice: Sendable, Hashable, Codable {
+    public var inputPerMillion: Double
+    public var outputPerMillion: Double
+
+    public init(inputPerMillion: Double, outputPerMillion: Double) {
+        self.inputPerMillion = inputPerMillion
+        self.outputPerMillion = outputPerMillion
+    }
+
+    public static let free = ModelPrice(inputPerMillion: 0, outputPerMillion: 0)
+}
+
+/// Prices by `"kind/model"` pattern. A pattern is an exact name or a prefix ending in `*`
+/// (`"openai/gpt-4o*"`); the kind may be `*` (`"*/llama*"`). The most specific match wins: an
+/// exact name, then the longest prefix. Unknown models cost 0 (self-hosted endpoints are usually
+/// free; admins add entries for paid ones).
+public struct PriceTable: Sendable, Hashable {
+    public private(set) var entries: [String: ModelPrice]
+
+    public init(entries: [String: ModelPrice] = PriceTable.builtInEntries) {
+        self.entries = entries
+    }
+
+    /// Built-in list prices of well-known models (USD per 1M tokens, standard tier, no caching).
+    /// Overridable: `overriding(_:)` or `set(_:for:)`.
+    public static let builtInEntries: [String: ModelPrice] = {
+        var table: [String: ModelPrice] = [
+            "openai/gpt-4o*": .init(inputPerMillion: 2.50, outputPerMillion: 10.00),
+            "openai/gpt-4o-mini*": .init(inputPerMillion: 0.15, outputPerMillion: 0.60),
+            "openai/gpt-4.1*": .init(inputPerMillion: 2.00, outputPerMillion: 8.00),
+            "openai/gpt-4.1-mini*": .init(inputPerMillion: 0.40, outputPerMillion: 1.60),
+            "openai/gpt-4.1-nano*": .init(inputPerMillion: 0.10, outputPerMillion: 0.40),
+            "openai/o3-mini*": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
+            "openai/o4-mini*": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
+            "anthropic/claude-opus-4*": .init(inputPerMillion: 15.00, outputPerMillion: 75.00),
+            "anthropic/claude-sonnet-4*": .init(inputPerMillion: 3.00, outputPerMillion: 15.00),
+            "anthropic/claude-3-7-sonnet*": .init(inputPerMillion: 3.00, outputPerMillion: 15.00),
+            "anthropic/claude-3-5-sonnet*": .init(inputPerMillion: 3.00, outputPerMillion: 15.00),
+            "anthropic/claude-3-5-haiku*": .init(inputPerMillion: 0.80, outputPerMillion: 4.00),
+            "anthropic/claude-haiku-4*": .init(inputPerMillion: 1.00, outputPerMillion: 5.00),
+            "gemini/gemini-2.5-pro*": .init(inputPerMillion: 1.25, outputPerMillion: 10.00),
+            "gemini/gemini-2.5-flash*": .init(inputPerMillion: 0.30, outputPerMillion: 2.50),
+            "gemini/gemini-2.5-flash-lite*": .init(inputPerMillion: 0.10, outputPerMillion: 0.40),
+            "gemini/gemini-2.0-flash*": .init(inputPerMillion: 0.10, outputPerMillion: 0.40),
+            "gemini/gemini-1.5-pro*": .init(inputPerMillion: 1.25, outputPerMillion: 5.00),
+            "gemini/gemini-1.5-flash*": .init(inputPerMillion: 0.075, outputPerMillion: 0.30),
+        ]
+        // Azure deployments of OpenAI models are priced like OpenAI's (global standard).
+        for (key, price) in table where key.hasPrefix("openai/") {
+            table["azure-openai/" + key.dropFirst("openai/".count)] = price
+        }
+        return table
+    }()
+
+    public static let builtIn = PriceTable()
+
+    /// This table with `overrides` replacing or adding entries.
+    public func overriding(_ overrides: [String: ModelPrice]) -> PriceTable {
+        var copy = self
+        for (key, price) in overrides { copy.entries[key] = price }
+        return copy
+    }
+
+    public mutating func set(_ price: ModelPrice, for pattern: String) { entries[pattern] = price }
+
+    /// The price for a model, or nil when no entry matches.
+    public func price(kind: ProviderKind, model: String) -> ModelPrice? {
+        price(kind: kind.rawValue, model: model)
+    }
+
+    public func price(kind: String, model: String) -> ModelPrice? {
+        var best: (score: Int, price: ModelPrice)?
+        for (pattern, price) in entries {
+            guard let slash = pattern.firstIndex(of: "/") else { continue }
+            let patternKind = pattern[..<slash]
+            let patternModel = pattern[pattern.index(after: slash)...]
+            guard patternKind == "*" || patternKind == kind else { continue }
+            var score: Int
+            if patternModel.hasSuffix("*") {
+                let prefix = patternModel.dropLast()
+                guard model.hasPrefix(prefix) else { continue }
+                score = prefix.count * 2
+            } else {
+                guard patternModel == model else { continue }
+                score = 1_000_000
+            }
+            if patternKind != "*" { score += 1 }
+            if best == nil || score > best!.score { best = (score, price) }
+        }
+        return best?.price
+    }
+
+    /// Cost in USD of `usage` on a model (0 when the model is not in the table).
+    public func cost(_ usage: TokenUsage, provider: ProviderKind, model: String) -> Double {
+        guard let price = price(kind: provider, model: model) else { return 0 }
+        return Double(usage.inputTokens) / 1_000_000 * price.inputPerMillion
+            + Double(usage.outputTokens) / 1_000_000 * price.outputPerMillion
+    }
+}
