@@ -24,13 +24,15 @@ public final class Appliance: Sendable {
     public let logger: Logger
     public let integrations: IntegrationService
     public let connector: GitHubConnector
+    /// The AI providers' HTTP client (system trust roots), shared by every run.
+    let aiHTTP: AsyncOutboundHTTPClient
     let integrationDirectory: IntegrationDirectory
     private let serveLock: FileLock
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
     /// takes the serve lock: two servers never share a data directory.
     public init(dataDirectory: DataDirectory, config: SentinelConfig, registry extraJobs: JobRegistry = JobRegistry(),
-                models: any ReviewModelResolver = NoReviewModel(), logger: Logger) throws {
+                models: (any ReviewModelResolver)? = nil, logger: Logger) throws {
         try dataDirectory.prepare()
         guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
             throw StorageError.conflict("another sentinel serve is already running on \(dataDirectory.root.path)")
@@ -49,7 +51,9 @@ public final class Appliance: Sendable {
         var registry = extraJobs
         let processor = GitHubDeliveryProcessor()
         registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
-        let runner = ReviewRunner(connector: connector, models: models)
+        self.aiHTTP = try AsyncOutboundHTTPClient()
+        let resolver = models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP)
+        let runner = ReviewRunner(connector: connector, models: resolver)
         registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
@@ -100,6 +104,12 @@ public final class Appliance: Sendable {
             logger: logger.with(["component": "http"]))
     }
 
+    /// Closes pooled outbound connections (they would otherwise delay process exit).
+    public func shutdownClients() async {
+        await connector.shutdown()
+        await aiHTTP.shutdown()
+    }
+
     /// Serves until SIGTERM/SIGINT: then stops accepting, lets running jobs finish up to
     /// `shutdown.drain_seconds`, releases the rest, checkpoints every open file and returns.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
@@ -113,11 +123,11 @@ public final class Appliance: Sendable {
         do {
             try await group.run()
         } catch {
-            await connector.shutdown()
+            await shutdownClients()
             await supervisor.shutdown()
             throw error
         }
-        await connector.shutdown()
+        await shutdownClients()
         await supervisor.shutdown()
         logger.info("stopped cleanly")
     }

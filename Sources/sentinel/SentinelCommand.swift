@@ -10,7 +10,7 @@ struct SentinelCommand: AsyncParsableCommand {
         commandName: "sentinel",
         abstract: "Sentinel: a self-hosted AI code-review appliance.",
         version: SentinelVersion.current,
-        subcommands: [Serve.self, Migrate.self, WorkspaceCommand.self, IntegrationCommand.self, ConfigCommand.self, JobsCommand.self, Backup.self, Restore.self])
+        subcommands: [Serve.self, Migrate.self, WorkspaceCommand.self, IntegrationCommand.self, ProviderCommand.self, ConfigCommand.self, ReviewCommand.self, JobsCommand.self, Backup.self, Restore.self])
 }
 
 /// Options every command shares: where the data lives and which config file to read.
@@ -21,13 +21,25 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "YAML config file (default: DATA_DIR/sentinel.yaml if present); every key has a default.")
     var config: String?
 
+    var context: CLIContext { CLIContext(dataDir: dataDir, configFile: config) }
+    var dataDirectory: DataDirectory { context.dataDirectory }
+    func loadConfig() throws -> SentinelConfig { try context.loadConfig() }
+    func openControl(_ config: SentinelConfig) throws -> (ControlStore, DatabaseOpener) { try context.openControl(config) }
+    func openWorkspace(_ idOrName: String) throws -> (WorkspaceActor, ControlStore, SentinelConfig) { try context.openWorkspace(idOrName) }
+}
+
+/// Where an administrative command finds the appliance's files.
+struct CLIContext {
+    var dataDir: String?
+    var configFile: String?
+
     var dataDirectory: DataDirectory {
         DataDirectory(path: dataDir ?? ProcessInfo.processInfo.environment["SENTINEL_DATA_DIR"] ?? "data")
     }
 
     /// `--config FILE`, else `DATA_DIR/sentinel.yaml` when it exists, else the built-in defaults.
     func loadConfig() throws -> SentinelConfig {
-        var file = config
+        var file = configFile
         let inDataDir = dataDirectory.root.appendingPathComponent("sentinel.yaml")
         if file == nil, FileManager.default.fileExists(atPath: inDataDir.path) { file = inDataDir.path }
         do { return try ConfigLoader.load(file: file) } catch let error as ConfigError { throw CLIError(error.description) }

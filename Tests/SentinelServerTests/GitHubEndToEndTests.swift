@@ -67,7 +67,7 @@ final class GitHubWorld: Sendable {
         _ = await scheduler.result
         server.cancel()
         _ = await server.result
-        await appliance.connector.shutdown()
+        await appliance.shutdownClients()
         await appliance.supervisor.shutdown()
         await github.stop()
         directory.cleanup()

@@ -84,6 +84,16 @@ public enum PolicyService {
             layers.append(LayerInput(layer: .repository, values: repo.values, locks: Set(repo.locks), versionID: String(repo.id)))
             versions["repository"] = String(repo.id)
         }
+        return try resolve(layers: layers, versions: versions, fileText: fileText)
+    }
+
+    /// Built-in defaults plus a repository file, without a workspace (`sentinel review` on a laptop).
+    public static func resolve(fileText: String?) throws -> Resolved {
+        try resolve(layers: [LayerInput(layer: .builtin, values: PolicySchema.defaults)], versions: [:], fileText: fileText)
+    }
+
+    static func resolve(layers base: [LayerInput], versions: [String: String], fileText: String?) throws -> Resolved {
+        var layers = base
         var diagnostics: [ConfigDiagnostic] = []
         if let fileText {
             let parsed = RepositoryConfigParser.parse(fileText, file: fileName)

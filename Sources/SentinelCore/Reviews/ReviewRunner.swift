@@ -11,6 +11,12 @@ public protocol SourceControlConnector: Sendable {
 /// spent, every circuit open). The review then completes on the built-in checks alone.
 public protocol ReviewModelResolver: Sendable {
     func model(for workspace: WorkspaceActor, policy: ReviewPolicy) async -> (model: (any ReviewModel)?, skippedReason: String?)
+    /// Estimated cost in USD of one model call, from the configured price table.
+    func cost(of call: ModelCallRecord, in workspace: WorkspaceActor) async -> Double
+}
+
+extension ReviewModelResolver {
+    public func cost(of call: ModelCallRecord, in workspace: WorkspaceActor) async -> Double { 0 }
 }
 
 /// No provider configured: the AI review is skipped, built-in checks still run.
@@ -168,6 +174,9 @@ public struct ReviewRunner: Sendable {
             try tx.db.execute(sql: "UPDATE review_runs SET review_id = ? WHERE id = ?", arguments: [reviewID, id])
         }
         if let checkID { try await session.completeCheck(repo, checkID: checkID, conclusion: conclusion, title: title, summary: checkSummary) }
+        var callCosts: [Double] = []
+        for call in result.usage { callCosts.append(await models.cost(of: call, in: workspace)) }
+        let costs = callCosts
         let record = result
         let (repositoryID, prNumber, headSHA) = (loaded.repository.id, run.prNumber, run.headSha)
         try await workspace.write { tx in
@@ -182,14 +191,14 @@ public struct ReviewRunner: Sendable {
             }
             for (index, call) in record.usage.enumerated() {
                 try tx.db.execute(sql: """
-                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [id, "run:\(id):call:\(index):\(call.chunk):\(call.attempt)", call.provider, call.model,
-                                     call.usage.inputTokens, call.usage.outputTokens, tx.now.epoch])
+                                     call.usage.inputTokens, call.usage.outputTokens, costs[index], tx.now.epoch])
                 if tx.db.changesCount == 1 {
                     try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(id)", payload: [
                         "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
-                        "output_tokens": String(call.usage.outputTokens)]))
+                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", costs[index])]))
                 }
             }
             try tx.db.execute(sql: "UPDATE pull_requests SET last_reviewed_sha = ? WHERE repository_id = ? AND pr_number = ?",

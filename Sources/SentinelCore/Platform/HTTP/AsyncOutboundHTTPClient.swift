@@ -4,12 +4,14 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
+import Synchronization
 
 /// The production `OutboundHTTPClient`: AsyncHTTPClient with real timeouts and pooling. One is made
 /// per trust configuration, so a GitHub Enterprise Server behind an internal CA gets its own roots
 /// while everything else uses the system's. Call `shutdown()` before the process exits.
 public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
     private let client: HTTPClient
+    private let shutDown = Mutex(false)
     public let maxResponseBytes: Int
 
     /// - Parameter caBundlePEM: extra trust roots (PEM, one or more certificates); nil = system roots.
@@ -53,6 +55,13 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
     }
 
     public func shutdown() async {
+        guard shutDown.withLock({ let was = $0; $0 = true; return !was }) else { return }
         try? await client.shutdown()
+    }
+
+    /// A client dropped without `shutdown()` (an error path) still releases its connections,
+    /// without blocking the releasing thread.
+    deinit {
+        if !shutDown.withLock({ $0 }) { client.shutdown { _ in } }
     }
 }

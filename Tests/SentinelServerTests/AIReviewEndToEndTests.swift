@@ -1,0 +1,106 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+@Suite("AI review end to end", .serialized)
+struct AIReviewEndToEndTests {
+    @Test("a workspace with an OpenAI key gets AI findings on valid lines, usage recorded once, and the key never logged")
+    func aiFindingsPosted() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        let key = FakeLLMServer.defaultKeys[.openAI]!
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: key, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL, by: "test", in: actor)
+        }
+        await llm.state.setReview(summary: "Adds configuration loading.", findings: [
+            FakeLLMFinding(path: "app.py", line: 2, severity: "medium", category: "correctness", title: "Missing default",
+                           body: "`os.environ.get` returns None when KEY is unset.", suggestion: "KEY = os.environ.get('KEY', '')"),
+            // Not in the diff at all: must go to the summary, never onto a wrong line.
+            FakeLLMFinding(path: "app.py", line: 400, severity: "high", title: "Far away"),
+        ])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        let ai = try #require(review.comments.first { $0["body"]?.contains("Missing default") == true })
+        #expect(ai["line"] == "2")
+        #expect(ai["body"]?.contains("```suggestion") == true)
+        #expect(!review.comments.contains { $0["line"] == "400" })
+        #expect(review.body.contains("Far away"), "the unanchored finding is listed in the summary")
+        #expect(review.body.contains("Adds configuration loading."))
+        let rejected = await world.github.state.rejected
+        #expect(rejected.isEmpty, "\(rejected)")
+        let requests = await llm.state.requests(.openAI)
+        #expect(requests.count == 1)
+        #expect(try await world.count("SELECT count(*) FROM usage_records") == 1)
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'UsageRecorded'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM usage_records WHERE cost_usd > 0 AND input_tokens > 0") == 1)
+        #expect(!world.log.text.contains(key), "the provider key must never be logged")
+        let fileBytes = try Data(contentsOf: world.appliance.dataDirectory.workspaceFile(world.workspace))
+        #expect(fileBytes.range(of: Data(key.utf8)) == nil, "the key is encrypted at rest")
+        await world.stop()
+        await llm.stop()
+    }
+
+    @Test("when every provider fails the run still completes on the built-in checks and says the AI review failed")
+    func providerDownStillCompletes() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: "sk-wrong-key-9999", model: "gpt-4o-mini", baseURL: llm.openAIBaseURL, by: "test", in: actor)
+        }
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.comments.contains { $0["path"] == "app.py" && $0["line"] == "3" }, "built-in findings are still posted")
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.summary?.contains("AI review") == true)
+        #expect(!world.log.text.contains("sk-wrong-key-9999"))
+        await world.stop()
+        await llm.stop()
+    }
+}
+
+@Suite("provider and review commands")
+struct ProviderCommandTests {
+    @Test("provider add prints an id and never the key; list shows only its last 4 characters; review --diff prints findings")
+    func providerAndReviewCLI() async throws {
+        let dir = TemporaryDirectory("sentinel-cli")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        _ = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        let keyFile = dir.url.appendingPathComponent("key.txt")
+        try "sk-live-secret-value-abcd\n".write(to: keyFile, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "anthropic",
+                                                   "--api-key-file", keyFile.path, "--json"])
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(!added.stdout.contains("sk-live-secret-value"))
+        let object = try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any]
+        #expect((object?["id"] as? String)?.hasPrefix("prv_") == true)
+        #expect(object?["key_suffix"] as? String == "abcd")
+        let listed = try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme", "--json"])
+        #expect(!listed.stdout.contains("sk-live-secret-value"))
+        #expect(listed.stdout.contains("\"anthropic\""))
+        let bad = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "gpt9"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("unknown provider kind"))
+
+        let diff = dir.url.appendingPathComponent("change.diff")
+        try "diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,1 +1,3 @@\n # Title\n+<<<<<<< HEAD\n+>>>>>>> branch\n".write(to: diff, atomically: true, encoding: .utf8)
+        let review = try await SentinelProcess.run(["review", "--diff", diff.path, "--json"])
+        #expect(review.status == 0, "\(review.stderr)")
+        let result = try JSONSerialization.jsonObject(with: Data(review.stdout.utf8)) as? [String: Any]
+        let findings = result?["findings"] as? [[String: Any]] ?? []
+        #expect(findings.contains { $0["path"] as? String == "README.md" && $0["source"] as? String == "builtin" })
+        let policy = dir.url.appendingPathComponent(".sentinel.yml")
+        try "version: 1\nreview:\n  max_comments: lots\n".write(to: policy, atomically: true, encoding: .utf8)
+        let validate = try await SentinelProcess.run(["config", "validate", policy.path])
+        #expect(validate.status == 1)
+        #expect(validate.stdout.contains("\(policy.path):3:"), "\(validate.stdout)")
+        #expect(validate.stdout.contains("error:"))
+    }
+}
