@@ -33,8 +33,8 @@ final class GitHubWorld: Sendable {
         ("package-lock.json", "modified", "@@ -1 +1 @@\n-{}\n+{\"lockfileVersion\": 3}"),
     ]
 
-    init(config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
-        github = try await FakeGitHub.start()
+    init(tls: Bool = false, config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
+        github = try await FakeGitHub.start(tls: tls)
         directory = TemporaryDirectory("sentinel-gh")
         var config = testConfig()
         config.server.tlsEnabled = false
@@ -47,9 +47,9 @@ final class GitHubWorld: Sendable {
                                   logger: Logger.sentinel(level: "info", sink: log.sink))
         workspace = try appliance.workspaces.create(name: "acme").workspaceID!
         let (service, pem, secret, base) = (appliance.integrations, github.privateKeyPEM, self.secret, github.baseURL)
-        let appID = github.appID
+        let (appID, ca) = (github.appID, github.certificatePEM)
         integration = try await appliance.supervisor.withWorkspace(workspace) { actor in
-            try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret, apiURL: base)
+            try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret, apiURL: base, caBundlePEM: ca)
         }
         await github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: Self.files))
         let box = Rendezvous<Int>()
@@ -291,6 +291,56 @@ struct GitHubEndToEndTests {
         #expect(runs.first?.fullReview == true)
         #expect(runs.first?.headSha == "aaa111")
         #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'ignored%'") == 3)
+        await world.stop()
+    }
+
+    @Test("GitHub Enterprise Server over HTTPS behind an internal CA: the integration's CA bundle is trusted")
+    func enterpriseServerWithInternalCA() async throws {
+        let world = try await GitHubWorld(tls: true)
+        #expect(world.github.baseURL.scheme == "https")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    @Test("a push supersedes the running review of the older commit, which posts nothing; drafts are skipped with a neutral check")
+    func supersedeAndDrafts() async throws {
+        let world = try await GitHubWorld()
+        // The first run is slowed down at GitHub, so the push arrives while it is running.
+        await world.github.state.inject("GET pull", [.delay(1.0)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "old000"))
+        #expect(await eventually { try await world.runs().first?.state == .running })
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "aaa111", before: "old000"))
+        #expect(await world.waitForRun(state: .completed))
+        try await Task.sleep(for: .seconds(1.5))
+        let runs = try await world.runs()
+        #expect(runs.first { $0.headSha == "old000" }?.state == .superseded)
+        #expect(runs.first { $0.headSha == "aaa111" }?.state == .completed)
+        let reviews = await world.github.state.reviews(on: GitHubWorld.repo, 7)
+        #expect(reviews.count == 1, "only the newest commit's review is posted")
+        #expect(reviews.first?.commitID == "aaa111")
+        await world.stop()
+
+        let drafts = try await GitHubWorld()
+        await drafts.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", draft: true,
+                                                          files: GitHubWorld.files))
+        try await drafts.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111", draft: true))
+        #expect(await drafts.waitForRun(state: .skipped))
+        #expect(await drafts.github.state.reviews(on: GitHubWorld.repo, 7).isEmpty)
+        let check = try #require(await drafts.github.state.checkRuns.values.first)
+        #expect(check.conclusion == "neutral")
+        #expect(check.summary?.contains("draft") == true)
+        await drafts.stop()
+    }
+
+    @Test("deliveries over 25 MB are refused with 413 before anything is stored")
+    func oversizedDelivery() async throws {
+        let world = try await GitHubWorld()
+        let huge = Data(repeating: 0x20, count: 25 * 1024 * 1024 + 10)
+        let (status, _) = try await world.deliver(event: "pull_request", body: huge)
+        #expect(status == 413)
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
         await world.stop()
     }
 }

@@ -3,6 +3,9 @@ import _CryptoExtras
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import JWTKit
 import NIOCore
 import SentinelCore
@@ -17,27 +20,41 @@ public final class FakeGitHub: Sendable {
     public let appID: Int64
     public let privateKeyPEM: String
 
-    public var baseURL: URL { URL(string: "http://127.0.0.1:\(port)")! }
+    /// The certificate (PEM) of an HTTPS fake, as a GHES behind an internal CA would present.
+    public let certificatePEM: String?
 
-    public static func start(appID: Int64 = 4242) async throws -> FakeGitHub {
+    public var baseURL: URL { URL(string: "\(certificatePEM == nil ? "http" : "https")://127.0.0.1:\(port)")! }
+
+    /// - Parameter tls: serve HTTPS with a freshly made self-signed certificate (see `certificatePEM`).
+    public static func start(appID: Int64 = 4242, tls: Bool = false) async throws -> FakeGitHub {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
         let state = FakeGitHubState(appID: appID, publicKeyPEM: key.publicKey.pemRepresentation)
         let router = Router()
         FakeGitHubRoutes(state: state).add(to: router)
         let portBox = Rendezvous<Int>()
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+        var server: HTTPServerBuilder = .http1()
+        var certificatePEM: String?
+        if tls {
+            let (cert, certKey) = try SelfSignedCertificate.make(hostname: "localhost")
+            certificatePEM = cert
+            server = try .tls(.http1(), tlsConfiguration: .makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(cert.utf8)).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(certKey.utf8), format: .pem))))
+        }
+        let app = Application(router: router, server: server, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { channel in await portBox.set(channel.localAddress?.port ?? 0) })
         let task = Task { try await app.runService() }
         let port = await portBox.wait()
-        return FakeGitHub(state: state, port: port, task: task, appID: appID, privateKeyPEM: key.pemRepresentation)
+        return FakeGitHub(state: state, port: port, task: task, appID: appID, privateKeyPEM: key.pemRepresentation, certificatePEM: certificatePEM)
     }
 
-    private init(state: FakeGitHubState, port: Int, task: Task<Void, Error>, appID: Int64, privateKeyPEM: String) {
+    private init(state: FakeGitHubState, port: Int, task: Task<Void, Error>, appID: Int64, privateKeyPEM: String, certificatePEM: String?) {
         self.state = state
         self.port = port
         self.task = task
         self.appID = appID
         self.privateKeyPEM = privateKeyPEM
+        self.certificatePEM = certificatePEM
     }
 
     public func stop() async {

@@ -155,6 +155,15 @@ public struct ReviewRunner: Sendable {
                 "- `\($0.key)` is locked by the \($0.lockedBy.rawValue) settings; the \($0.attemptedBy.rawValue) value was not applied."
             }.joined(separator: "\n")
         }
+        // A newer push may have superseded this run while it worked: then it posts nothing.
+        if let current = try await workspace.read({ db in try ReviewRunStore.find(id, in: db) }), current.state.isFinal, current.reviewId == nil {
+            if let checkID {
+                try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded",
+                                                summary: current.reason.map { "Not posted: \($0)." } ?? "Not posted: a newer run replaced this one.")
+            }
+            logger.info("run superseded while running; nothing posted", metadata: ["state": "\(current.state.rawValue)"])
+            return
+        }
         // Post once: a stored id or a review carrying this run's marker means it is already there.
         let reviewID: String
         if let existing = run.reviewId {

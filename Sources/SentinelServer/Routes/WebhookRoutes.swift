@@ -49,6 +49,9 @@ struct WebhookRoutes {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             metrics.webhook(platform: "github", outcome: "too_large")
             throw Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
+        } catch is NIOTooManyBytesError {
+            metrics.webhook(platform: "github", outcome: "too_large")
+            throw Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
         }
         guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
               let integration = try await directory.github(id) else {
