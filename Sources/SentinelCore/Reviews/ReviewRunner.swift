@@ -227,7 +227,9 @@ public struct ReviewRunner: Sendable {
         if manual { return nil }
         if pr.isDraft && !policy.autoReviewDrafts { return "draft pull requests are not reviewed automatically (review.auto_review.drafts)" }
         if run.trigger == "push" && !policy.autoReviewOnPush { return "pushes are not reviewed automatically (review.auto_review.on_push)" }
-        if run.trigger == "opened" && !policy.autoReviewOnOpen { return "new pull requests are not reviewed automatically (review.auto_review.on_open)" }
+        if ["opened", "reopened", "ready_for_review"].contains(run.trigger) && !policy.autoReviewOnOpen {
+            return "opened pull requests are not reviewed automatically (review.auto_review.on_open)"
+        }
         return nil
     }
 
