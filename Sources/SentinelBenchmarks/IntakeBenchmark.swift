@@ -18,12 +18,14 @@ struct IntakeBenchmark: AsyncParsableCommand {
     @Option(help: "Deliveries per measurement.") var requests = 20_000
     @Option(help: "Concurrent connections.") var concurrency = 64
     @Option(help: "Workspace counts.") var workspaces: [Int] = [1, 1_000]
+    @Option(help: "workspaces.max_open (LRU size).") var maxOpen = 256
+    @Option(help: "Transports to measure: http, https.") var transports: [String] = ["http", "https"]
 
     func run() async throws {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
         print("| transport | workspaces | deliveries | accepted/s | p50 | p99 | bare Hummingbird route/s | ratio |")
         print("|---|---|---|---|---|---|---|---|")
-        for tls in [false, true] {
+        for tls in transports.map({ $0 == "https" }) {
             for count in workspaces {
                 let (rate, p50, p99, bare) = try await measure(tls: tls, workspaceCount: count, privateKey: key)
                 print("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(requests) | \(fmt(rate)) | \(ms(p50)) | \(ms(p99)) | \(fmt(bare)) | \(String(format: "%.2f", rate / bare)) |")
@@ -38,6 +40,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         config.server.host = "127.0.0.1"
         config.server.port = 0
         config.server.tlsEnabled = tls
+        config.workspaces.maxOpen = maxOpen
         let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.url.path), config: config, logger: Logger.sentinel(level: "error"))
         var targets: [(path: String, secret: Data)] = []
         for i in 0..<workspaceCount {

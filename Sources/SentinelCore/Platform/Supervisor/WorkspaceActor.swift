@@ -127,6 +127,9 @@ public actor WorkspaceActor {
                     // Index before commit: a crash in between leaves a harmless false positive,
                     // never a job the scheduler does not know about.
                     if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
+                        // A read is enough when the index already says "due by then" (a reopened
+                        // file does not know what it wrote before): only move it earlier.
+                        if let existing = try control.dueEntry(id), existing <= due { return (existing, true) }
                         try control.markDue(id, at: due)
                         return (due, true)
                     }
