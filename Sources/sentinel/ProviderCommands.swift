@@ -4,7 +4,7 @@ import SentinelCore
 
 struct ProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "provider", abstract: "A workspace's AI providers (bring your own keys).",
-                                                    subcommands: [Add.self, List.self, Rotate.self, Enable.self, Disable.self, Delete.self])
+                                                    subcommands: [Add.self, List.self, Rotate.self, Enable.self, Disable.self, Delete.self, Budget.self])
 
     struct Target: ParsableArguments {
         @OptionGroup var global: GlobalOptions
@@ -127,6 +127,29 @@ struct ProviderCommand: AsyncParsableCommand {
                 try await store.delete(provider, by: "cli", in: actor)
                 await actor.close()
                 print("deleted \(provider)")
+            }
+        }
+    }
+}
+
+extension ProviderCommand {
+    struct Budget: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show or set the workspace's monthly AI budget (USD); AI calls stop when it is spent.")
+        @OptionGroup var target: Target
+        @Option(help: "Set the budget in USD per calendar month (UTC).") var usd: Double?
+        @Flag(help: "Remove the budget (no limit).") var none = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let (actor, store) = try target.open()
+                if none { try await store.setMonthlyBudget(nil, by: "cli", in: actor) } else if let usd { try await store.setMonthlyBudget(usd, by: "cli", in: actor) }
+                let budget = try await store.monthlyBudget(in: actor)
+                let spent = try await store.spentThisMonth(in: actor)
+                await actor.close()
+                if json { try printJSON(["budget_usd": budget.map { String($0) } ?? "none", "spent_usd": String(format: "%.6f", spent)]) } else {
+                    print("budget: \(budget.map { String(format: "%.2f USD/month", $0) } ?? "none"); spent this month: \(String(format: "%.4f", spent)) USD")
+                }
             }
         }
     }

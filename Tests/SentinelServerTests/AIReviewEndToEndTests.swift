@@ -104,3 +104,39 @@ struct ProviderCommandTests {
         #expect(validate.stdout.contains("error:"))
     }
 }
+
+@Suite("AI eligibility")
+struct AIEligibilityTests {
+    @Test("a spent monthly budget makes no provider eligible, with the reason; no key at all says so too")
+    func budgetSpent() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let key = try MasterKey.load(at: h.dataDirectory.masterKeyFile)
+        let store = ProviderStore(masterKey: key)
+        let http = try AsyncOutboundHTTPClient()
+        let resolver = WorkspaceModelResolver(store: store, http: http)
+        let policy = ReviewPolicy(values: PolicySchema.defaults)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let none = await resolver.model(for: actor, policy: policy)
+            #expect(none.model == nil)
+            #expect(none.skippedReason == ProviderRouter.SkipReason.noKey)
+            _ = try await store.add(kind: "openai", apiKey: "sk-test-budget-0001", model: "gpt-4o-mini", baseURL: nil, by: "test", in: actor)
+            #expect(await resolver.model(for: actor, policy: policy).model != nil)
+            try await store.setMonthlyBudget(1.0, by: "test", in: actor)
+            try await actor.write { tx in
+                try tx.db.execute(sql: """
+                    INSERT INTO usage_records (call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
+                    VALUES ('k1', 'prv', 'gpt-4o-mini', 1000, 100, 1.5, ?)
+                    """, arguments: [Date().timeIntervalSince1970])
+            }
+            #expect(try await store.spentThisMonth(in: actor) == 1.5)
+            let spent = await resolver.model(for: actor, policy: policy)
+            #expect(spent.model == nil)
+            #expect(spent.skippedReason == ProviderRouter.SkipReason.budgetSpent)
+            try await store.setMonthlyBudget(nil, by: "test", in: actor)
+            #expect(await resolver.model(for: actor, policy: policy).model != nil)
+        }
+        await http.shutdown()
+        await h.stop()
+    }
+}

@@ -343,4 +343,37 @@ struct GitHubEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
         await world.stop()
     }
+
+    @Test("an invalid .sentinel.yml is reported on the PR with file, line and column, and the run uses the other layers")
+    func invalidConfigFileReported() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml",
+                                            "version: 1\nreview:\n  max_comments: lots\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.body.contains("Configuration problems"))
+        #expect(review.body.contains(".sentinel.yml:3:"), "\(review.body)")
+        #expect(review.comments.count == 2, "built-in defaults still apply")
+        await world.stop()
+    }
+
+    @Test("a fork's PR is reviewed with the config file at the base commit; the run keeps its policy snapshot")
+    func forkUsesBaseConfig() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", fromFork: true,
+                                                         files: GitHubWorld.files))
+        // The fork tries to switch the checks off; the base branch keeps them on but lowers max_comments.
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\nreview:\n  builtin_checks: false\n")
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "bbb000", path: ".sentinel.yml", "version: 1\nreview:\n  max_comments: 1\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.comments.count == 1, "max_comments from the base commit's file applies; the fork's file does not")
+        let run = try #require(try await world.runs().first)
+        let snapshot = try #require(run.policySnapshot)
+        #expect(snapshot.contains("\"review.max_comments\":1"), "\(snapshot)")
+        #expect(snapshot.contains("\"review.builtin_checks\":true"))
+        await world.stop()
+    }
 }

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import _CryptoExtras
+import SentinelCore
 import Foundation
 import NIOCore
 import NIOSSL
@@ -101,5 +103,51 @@ struct ServeProcessTests {
         let bad = try await SentinelProcess.run(["restore", "--data-dir", data, "--from", dir.url.appendingPathComponent("nothing").path])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("not a Sentinel backup"))
+    }
+
+    @Test("integration add github works while serve runs, and the running server accepts that integration's deliveries at once")
+    func integrationAddedWhileServing() async throws {
+        let dir = TemporaryDirectory("sentinel-live")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data, "--json"])
+        #expect(created.status == 0)
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        let pem = dir.url.appendingPathComponent("app.pem")
+        try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        let secretFile = dir.url.appendingPathComponent("secret.txt")
+        try "live-webhook-secret-123\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
+                                                   "--private-key-file", pem.path, "--webhook-secret-file", secretFile.path, "--json"])
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(!added.stdout.contains("live-webhook-secret"))
+        #expect(!added.stdout.contains("PRIVATE KEY"))
+        let object = try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any]
+        let path = try #require(object?["webhook_path"] as? String)
+        #expect(path.hasPrefix("/webhooks/github/int_"))
+        let noSecret = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
+                                                      "--private-key-file", pem.path, "--webhook-secret-file", dir.url.appendingPathComponent("absent").path])
+        #expect(noSecret.status != 0)
+
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        func send(_ event: String, _ body: Data) async throws -> Int {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+            request.method = .POST
+            request.headers.add(name: "X-GitHub-Event", value: event)
+            request.headers.add(name: "X-GitHub-Delivery", value: UUID().uuidString)
+            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: Data("live-webhook-secret-123".utf8)))
+            request.body = .bytes(ByteBuffer(bytes: body))
+            return Int(try await client.execute(request, timeout: .seconds(10)).status.code)
+        }
+        let ping = try await send("ping", Data(#"{"zen":"Design for failure.","hook_id":1}"#.utf8))
+        let star = try await send("star", Data(#"{"action":"created"}"#.utf8))
+        try await client.shutdown()
+        #expect(ping == 200)
+        #expect(star == 202)
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+        #expect(!server.stderr.contains("live-webhook-secret"))
     }
 }

@@ -132,6 +132,46 @@ public struct ProviderStore: Sendable {
         }
     }
 
+    // MARK: Budget
+
+    /// The workspace's AI spending limit per calendar month (UTC), in USD; nil = no limit.
+    public func monthlyBudget(in workspace: WorkspaceActor) async throws -> Double? {
+        try await workspace.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM workspace_settings WHERE key = 'ai.monthly_budget_usd'").flatMap(Double.init)
+        }
+    }
+
+    public func setMonthlyBudget(_ usd: Double?, by actor: String, in workspace: WorkspaceActor) async throws {
+        if let usd, !(usd >= 0 && usd.isFinite) { throw ProviderStoreError.invalid("the budget must be a non-negative number of USD") }
+        try await workspace.write { tx in
+            if let usd {
+                try tx.db.execute(sql: """
+                    INSERT INTO workspace_settings (key, value) VALUES ('ai.monthly_budget_usd', ?)
+                    ON CONFLICT(key) DO UPDATE SET value = excluded.value
+                    """, arguments: [String(usd)])
+            } else {
+                try tx.db.execute(sql: "DELETE FROM workspace_settings WHERE key = 'ai.monthly_budget_usd'")
+            }
+            try tx.append(DomainEvent(type: "AIBudgetChanged", subject: "workspace", payload: ["usd": usd.map { String($0) } ?? "none", "by": actor]))
+        }
+    }
+
+    /// Estimated AI cost recorded since the start of the current calendar month (UTC).
+    public func spentThisMonth(in workspace: WorkspaceActor, now: Date = Date()) async throws -> Double {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let start = calendar.date(from: calendar.dateComponents([.year, .month], from: now))!.timeIntervalSince1970
+        return try await workspace.read { db in
+            try Double.fetchOne(db, sql: "SELECT coalesce(sum(cost_usd), 0) FROM usage_records WHERE recorded_at >= ?", arguments: [start]) ?? 0
+        }
+    }
+
+    /// Whether another AI call fits in this month's budget.
+    public func budgetLeft(in workspace: WorkspaceActor) async -> Bool {
+        guard let budget = try? await monthlyBudget(in: workspace) else { return true }
+        return ((try? await spentThisMonth(in: workspace)) ?? 0) < budget
+    }
+
     static func summary(_ row: Row) -> ProviderSummary {
         ProviderSummary(id: row["id"], kind: row["kind"], model: row["model"], baseURL: row["base_url"], apiVersion: row["api_version"],
                         deployment: row["deployment"], keySuffix: row["key_suffix"], enabled: row["enabled"], priority: row["priority"],

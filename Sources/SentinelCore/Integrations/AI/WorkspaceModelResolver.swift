@@ -40,7 +40,8 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         if configs.isEmpty { return (nil, ProviderRouter.SkipReason.noKey) }
         let router = ProviderRouter(workspaceID: workspace.id.rawValue, providers: configs, http: http,
                                     policy: RouterPolicy(providerPreference: policy.providerPreference, allowedModels: policy.allowedModels),
-                                    settings: settings, breakers: breakers)
+                                    settings: settings, breakers: breakers,
+                                    budgetLeft: { [store] in await store.budgetLeft(in: workspace) })
         let (eligible, reason) = await router.eligibility()
         if eligible.isEmpty { return (nil, reason ?? ProviderRouter.SkipReason.noKey) }
         return (router, nil)
