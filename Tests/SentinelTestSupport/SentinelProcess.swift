@@ -35,13 +35,20 @@ public final class SentinelProcess: Sendable {
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
         let child = SentinelProcess(process: process)
-        err.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { child.errorText.withLock { $0 += String(decoding: data, as: UTF8.self) } }
-        }
-        out.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if !data.isEmpty { child.outputText.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+        // Plain threads doing blocking reads until EOF: no dispatch sources that could outlive the pipes.
+        let readers: [(FileHandle, @Sendable (String) -> Void)] = [
+            (err.fileHandleForReading, { text in child.errorText.withLock { $0 += text } }),
+            (out.fileHandleForReading, { text in child.outputText.withLock { $0 += text } }),
+        ]
+        for (handle, append) in readers {
+            let thread = Thread {
+                while true {
+                    let data = handle.availableData
+                    if data.isEmpty { break }
+                    append(String(decoding: data, as: UTF8.self))
+                }
+            }
+            thread.start()
         }
         try process.run()
         return child
