@@ -4,7 +4,7 @@ import Foundation
 /// `anthropic-version`. Structured output is forced through a single tool whose `input_schema` is
 /// the review schema (`tool_choice: {type: tool}`); the `tool_use` block's `input` is the answer.
 /// Text blocks are the fallback for models or proxies that answer in prose.
-public struct AnthropicProvider: LLMProvider {
+public struct AnthropicProvider: WireFormatProvider {
     public static let defaultBaseURL = URL(string: "https://api.anthropic.com")!
     public static let apiVersion = "2023-06-01"
     public static let toolName = "report_review"
@@ -12,8 +12,8 @@ public struct AnthropicProvider: LLMProvider {
     public let kind: ProviderKind = .anthropic
     public let name: String
     public let model: String
-    private let config: ProviderConfig
-    private let http: any OutboundHTTPClient
+    let config: ProviderConfig
+    let http: any OutboundHTTPClient
 
     public init(config: ProviderConfig, http: any OutboundHTTPClient) {
         self.name = config.id
@@ -49,15 +49,6 @@ public struct AnthropicProvider: LLMProvider {
             "tool_choice": .object(["type": .string("tool"), "name": .string(Self.toolName)]),
         ]
         return try WireJSON.object(body).encoded()
-    }
-
-    public func complete(_ prompt: ReviewPrompt, timeout: Duration) async throws -> ModelReply {
-        let request = OutboundRequest(method: "POST", url: try endpoint(), headers: headers(), body: try requestBody(prompt),
-                                      timeout: timeout)
-        let response = try await ProviderHTTP.send(request, http: http, secret: config.apiKey)
-        try ProviderHTTP.checkStatus(response, kind: kind, secret: config.apiKey)
-        let parsed = try Self.parseResponse(response.body)
-        return ModelReply(text: parsed.text, usage: parsed.usage, provider: name, model: model)
     }
 
     /// Reads a message: the `tool_use` block's `input` re-serialized as JSON text, else the text

@@ -4,14 +4,14 @@ import Foundation
 /// key in `x-goog-api-key` (never in the URL, where proxies log it), `systemInstruction`,
 /// `contents`, and `generationConfig.responseMimeType/responseSchema`. Gemini's schema is an
 /// OpenAPI subset, so the engine's JSON Schema is converted (`GeminiSchema.convert`).
-public struct GeminiProvider: LLMProvider {
+public struct GeminiProvider: WireFormatProvider {
     public static let defaultBaseURL = URL(string: "https://generativelanguage.googleapis.com")!
 
     public let kind: ProviderKind = .gemini
     public let name: String
     public let model: String
-    private let config: ProviderConfig
-    private let http: any OutboundHTTPClient
+    let config: ProviderConfig
+    let http: any OutboundHTTPClient
 
     public init(config: ProviderConfig, http: any OutboundHTTPClient) {
         self.name = config.id
@@ -46,15 +46,6 @@ public struct GeminiProvider: LLMProvider {
             ]),
         ]
         return try WireJSON.object(body).encoded()
-    }
-
-    public func complete(_ prompt: ReviewPrompt, timeout: Duration) async throws -> ModelReply {
-        let request = OutboundRequest(method: "POST", url: try endpoint(), headers: headers(), body: try requestBody(prompt),
-                                      timeout: timeout)
-        let response = try await ProviderHTTP.send(request, http: http, secret: config.apiKey)
-        try ProviderHTTP.checkStatus(response, kind: kind, secret: config.apiKey)
-        let parsed = try Self.parseResponse(response.body)
-        return ModelReply(text: parsed.text, usage: parsed.usage, provider: name, model: model)
     }
 
     static let blockedFinishReasons: Set<String> = ["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",

@@ -83,6 +83,27 @@ public protocol LLMProvider: Sendable {
     func complete(_ prompt: ReviewPrompt, timeout: Duration) async throws -> ModelReply
 }
 
+/// A provider that is one HTTP call in its own wire format: it says where and what to send and
+/// how to read the answer; sending, error classification and key redaction are shared.
+protocol WireFormatProvider: LLMProvider {
+    var config: ProviderConfig { get }
+    var http: any OutboundHTTPClient { get }
+    func endpoint() throws -> URL
+    func headers() -> [(String, String)]
+    func requestBody(_ prompt: ReviewPrompt) throws -> Data
+    static func parseResponse(_ data: Data) throws -> (text: String, usage: TokenUsage, model: String?)
+}
+
+extension WireFormatProvider {
+    public func complete(_ prompt: ReviewPrompt, timeout: Duration) async throws -> ModelReply {
+        let request = OutboundRequest(method: "POST", url: try endpoint(), headers: headers(), body: try requestBody(prompt), timeout: timeout)
+        let response = try await ProviderHTTP.send(request, http: http, secret: config.apiKey)
+        try ProviderHTTP.checkStatus(response, kind: kind, secret: config.apiKey)
+        let parsed = try Self.parseResponse(response.body)
+        return ModelReply(text: parsed.text, usage: parsed.usage, provider: name, model: model)
+    }
+}
+
 /// Builds the provider for a configuration.
 public func makeProvider(_ config: ProviderConfig, http: any OutboundHTTPClient) -> any LLMProvider {
     switch config.kind {

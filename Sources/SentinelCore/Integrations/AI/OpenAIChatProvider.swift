@@ -13,7 +13,7 @@ public enum AzureOpenAIDefaults {
 /// - OpenAI-compatible (Ollama, vLLM, OpenRouter, LM Studio): `POST {base}/chat/completions`, an
 ///   optional Bearer key, `response_format: json_object` (widely supported) with the schema in the
 ///   system prompt.
-public struct OpenAIChatProvider: LLMProvider {
+public struct OpenAIChatProvider: WireFormatProvider {
     public static let defaultBaseURL = URL(string: "https://api.openai.com/v1")!
     /// `json_schema.name` (must match `^[a-zA-Z0-9_-]{1,64}$`).
     public static let schemaName = "code_review"
@@ -21,8 +21,8 @@ public struct OpenAIChatProvider: LLMProvider {
     public let kind: ProviderKind
     public let name: String
     public let model: String
-    private let config: ProviderConfig
-    private let http: any OutboundHTTPClient
+    let config: ProviderConfig
+    let http: any OutboundHTTPClient
 
     public init(config: ProviderConfig, http: any OutboundHTTPClient) {
         self.kind = config.kind
@@ -88,15 +88,6 @@ public struct OpenAIChatProvider: LLMProvider {
             .object(["role": .string("user"), "content": .string(prompt.user)]),
         ])
         return try WireJSON.object(body).encoded()
-    }
-
-    public func complete(_ prompt: ReviewPrompt, timeout: Duration) async throws -> ModelReply {
-        let request = OutboundRequest(method: "POST", url: try endpoint(), headers: headers(), body: try requestBody(prompt),
-                                      timeout: timeout)
-        let response = try await ProviderHTTP.send(request, http: http, secret: config.apiKey)
-        try ProviderHTTP.checkStatus(response, kind: kind, secret: config.apiKey)
-        let parsed = try Self.parseResponse(response.body)
-        return ModelReply(text: parsed.text, usage: parsed.usage, provider: name, model: model)
     }
 
     /// Reads a chat completion: `choices[0].message.content` (a string, or text parts), a
