@@ -39,6 +39,13 @@ struct AIReviewEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'UsageRecorded'") == 1)
         #expect(try await world.count("SELECT count(*) FROM usage_records WHERE cost_usd > 0 AND input_tokens > 0") == 1)
         #expect(!world.log.text.contains(key), "the provider key must never be logged")
+        let report = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try UsageReport.make(workspace: actor.id, period: UsageReport.currentPeriod(), in: db) }
+        }
+        #expect(report.runs["completed"] == 1)
+        #expect(report.models.count == 1)
+        #expect(report.models.first?.calls == 1)
+        #expect(report.costUSD > 0)
         let fileBytes = try Data(contentsOf: world.appliance.dataDirectory.workspaceFile(world.workspace))
         #expect(fileBytes.range(of: Data(key.utf8)) == nil, "the key is encrypted at rest")
         await world.stop()

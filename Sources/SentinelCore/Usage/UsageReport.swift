@@ -1,0 +1,75 @@
+import Foundation
+import GRDB
+
+/// Usage of one billing period (a calendar month, UTC) of a workspace: review runs by state and AI
+/// calls by provider and model, read from the workspace file.
+public struct UsageReport: Codable, Sendable, Equatable {
+    public struct ModelUsage: Codable, Sendable, Equatable {
+        public var provider: String
+        public var model: String
+        public var calls: Int
+        public var inputTokens: Int
+        public var outputTokens: Int
+        public var costUSD: Double
+
+        enum CodingKeys: String, CodingKey {
+            case provider, model, calls
+            case inputTokens = "input_tokens"
+            case outputTokens = "output_tokens"
+            case costUSD = "cost_usd"
+        }
+    }
+
+    public var workspaceID: String
+    public var period: String
+    public var runs: [String: Int]
+    public var models: [ModelUsage]
+    public var inputTokens: Int
+    public var outputTokens: Int
+    public var costUSD: Double
+
+    enum CodingKeys: String, CodingKey {
+        case period, runs, models
+        case workspaceID = "workspace_id"
+        case inputTokens = "input_tokens"
+        case outputTokens = "output_tokens"
+        case costUSD = "cost_usd"
+    }
+
+    /// `YYYY-MM` → [start, end) in seconds since 1970, UTC.
+    public static func bounds(ofPeriod period: String) -> (Double, Double)? {
+        let parts = period.split(separator: "-")
+        guard parts.count == 2, let year = Int(parts[0]), let month = Int(parts[1]), (1...12).contains(month), (1970...9999).contains(year) else {
+            return nil
+        }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        guard let start = calendar.date(from: DateComponents(year: year, month: month, day: 1)),
+              let end = calendar.date(byAdding: .month, value: 1, to: start) else { return nil }
+        return (start.timeIntervalSince1970, end.timeIntervalSince1970)
+    }
+
+    public static func currentPeriod(now: Date = Date()) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month], from: now)
+        return String(format: "%04d-%02d", c.year!, c.month!)
+    }
+
+    public static func make(workspace: WorkspaceID, period: String, in db: Database) throws -> UsageReport {
+        guard let (start, end) = bounds(ofPeriod: period) else { throw StorageError.invalid("period must be YYYY-MM, not '\(period)'") }
+        let runRows = try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM review_runs WHERE created_at >= ? AND created_at < ? GROUP BY state",
+                                       arguments: [start, end])
+        let runs = Dictionary(uniqueKeysWithValues: runRows.map { ($0["state"] as String, $0["n"] as Int) })
+        let models = try Row.fetchAll(db, sql: """
+            SELECT provider, model, count(*) AS calls, sum(input_tokens) AS input, sum(output_tokens) AS output, sum(cost_usd) AS cost
+            FROM usage_records WHERE recorded_at >= ? AND recorded_at < ? GROUP BY provider, model ORDER BY provider, model
+            """, arguments: [start, end]).map {
+            ModelUsage(provider: $0["provider"], model: $0["model"], calls: $0["calls"], inputTokens: $0["input"], outputTokens: $0["output"],
+                       costUSD: $0["cost"])
+        }
+        return UsageReport(workspaceID: workspace.rawValue, period: period, runs: runs, models: models,
+                           inputTokens: models.reduce(0) { $0 + $1.inputTokens }, outputTokens: models.reduce(0) { $0 + $1.outputTokens },
+                           costUSD: models.reduce(0) { $0 + $1.costUSD })
+    }
+}

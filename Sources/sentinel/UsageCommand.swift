@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+struct UsageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "A workspace's review runs and AI usage for a month (UTC).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Workspace id or name.") var workspace: String
+    @Option(help: "Billing period YYYY-MM (default: the current month).") var period: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await oneLine {
+            let (actor, _, _) = try global.openWorkspace(workspace)
+            let id = actor.id
+            let period = self.period ?? UsageReport.currentPeriod()
+            let report: UsageReport
+            do { report = try await actor.read { db in try UsageReport.make(workspace: id, period: period, in: db) } } catch {
+                await actor.close()
+                throw error
+            }
+            await actor.close()
+            if json { try printJSON(report) } else {
+                let runs = report.runs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                print("\(report.period)  runs: \(runs.isEmpty ? "none" : runs)")
+                for m in report.models {
+                    print("  \(m.provider) \(m.model): \(m.calls) calls, \(m.inputTokens) in / \(m.outputTokens) out tokens, \(String(format: "%.4f", m.costUSD)) USD")
+                }
+                print("  total: \(report.inputTokens) in / \(report.outputTokens) out tokens, \(String(format: "%.4f", report.costUSD)) USD")
+            }
+        }
+    }
+}
