@@ -15,7 +15,7 @@ public struct WorkspaceRecord: Sendable, Codable, Equatable, FetchableRecord {
 /// The supervisor's registry file. Shared by `serve` and CLI commands running at the same time
 /// (SQLite's WAL locking coordinates the processes).
 public final class ControlStore: Sendable {
-    public let pool: DatabasePool
+    public let pool: any DatabaseWriter
     public let dataDirectory: DataDirectory
 
     public init(dataDirectory: DataDirectory, opener: DatabaseOpener) throws {

@@ -48,28 +48,39 @@ public struct DatabaseOpener: Sendable {
                   busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
     }
 
-    /// Opens an existing file (or creates it when `create` is true) and migrates it.
-    public func open(_ url: URL, kind: DatabaseKind, create: Bool = false, migrate: Bool = true, label: String? = nil) throws -> DatabasePool {
+    /// Opens an existing file (or creates it when `create` is true) and migrates it. control.sqlite
+    /// gets a connection pool (HTTP requests read it concurrently); a workspace file gets one
+    /// connection, because its actor already serialises access, and a cold open costs half as much.
+    public func open(_ url: URL, kind: DatabaseKind, create: Bool = false, migrate: Bool = true, label: String? = nil) throws -> any DatabaseWriter {
         if !create && !FileManager.default.fileExists(atPath: url.path) {
             throw StorageError.missingFile(url.path)
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true
-        configuration.maximumReaderCount = 4
         configuration.label = label ?? kind.rawValue
-        let pool: DatabasePool
+        let writer: any DatabaseWriter
         do {
-            pool = try DatabasePool(path: url.path, configuration: configuration)
+            switch kind {
+            case .control:
+                configuration.maximumReaderCount = 4
+                writer = try DatabasePool(path: url.path, configuration: configuration)
+            case .workspace:
+                // WAL, as the pool sets it: the CLI and online backups read while the server writes.
+                configuration.prepareDatabase { db in
+                    _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                }
+                writer = try DatabaseQueue(path: url.path, configuration: configuration)
+            }
             let mode = synchronous.rawValue.uppercased()
-            try pool.writeWithoutTransaction { db in
+            try writer.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(mode)")
             }
-            if migrate { try kind.migrator.migrate(pool) }
+            if migrate { try kind.migrator.migrate(writer) }
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw StorageError.corrupt("\(url.lastPathComponent): \(error.message ?? "not a database")")
         }
-        return pool
+        return writer
     }
 
     /// The applied migrations of a file, newest last; its "schema version".

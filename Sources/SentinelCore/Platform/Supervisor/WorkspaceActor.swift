@@ -49,7 +49,7 @@ public struct WorkspaceTransaction {
 /// operations the scheduler performs on it. All access to a tenant's data goes through here.
 public actor WorkspaceActor {
     public nonisolated let id: WorkspaceID
-    public nonisolated let pool: DatabasePool
+    public nonisolated let pool: any DatabaseWriter
     let control: ControlStore
     let registry: JobRegistry
     let config: SentinelConfig.Jobs
@@ -62,7 +62,7 @@ public actor WorkspaceActor {
     /// The due time this actor last wrote to the pending-work index, to skip redundant index writes.
     private var indexedDue: Double?
 
-    public init(id: WorkspaceID, pool: DatabasePool, control: ControlStore, registry: JobRegistry,
+    public init(id: WorkspaceID, pool: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
                 config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void = {}) {
         self.id = id
         self.pool = pool
