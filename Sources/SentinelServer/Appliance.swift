@@ -52,7 +52,8 @@ public final class Appliance: Sendable {
         let processor = GitHubDeliveryProcessor()
         registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
         self.aiHTTP = try AsyncOutboundHTTPClient()
-        let resolver = models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP)
+        let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
+                                                            prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
         let runner = ReviewRunner(connector: connector, models: resolver)
         registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,

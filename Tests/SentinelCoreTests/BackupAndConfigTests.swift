@@ -167,4 +167,20 @@ struct ConfigTests {
         }
         #expect(try ConfigLoader.load(file: example.path, environment: [:]) == SentinelConfig())
     }
+
+    @Test("the AI price table can be overridden from a YAML file; bad entries are errors")
+    func priceTableOverrides() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let file = dir.url.appendingPathComponent("prices.yaml")
+        try "\"openai/gpt-4o-mini\": {input_per_million: 1, output_per_million: 2}\n\"openai-compatible/llama*\": {input_per_million: 0.5, output_per_million: 0.5}\n"
+            .write(to: file, atomically: true, encoding: .utf8)
+        let table = try PriceTable.load(overridesFile: file.path)
+        let usage = TokenUsage(inputTokens: 1_000_000, outputTokens: 1_000_000)
+        #expect(table.cost(usage, provider: .openai, model: "gpt-4o-mini") == 3)
+        #expect(table.cost(usage, provider: .openAICompatible, model: "llama3.1") == 1)
+        #expect(try PriceTable.load(overridesFile: nil) == PriceTable.builtIn)
+        try "\"gpt-4o\": {input_per_million: -1}\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try PriceTable.load(overridesFile: file.path) }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 /// USD per million tokens.
 public struct ModelPrice: Sendable, Hashable, Codable {
@@ -98,5 +99,28 @@ public struct PriceTable: Sendable, Hashable {
         guard let price = price(kind: provider, model: model) else { return 0 }
         return Double(usage.inputTokens) / 1_000_000 * price.inputPerMillion
             + Double(usage.outputTokens) / 1_000_000 * price.outputPerMillion
+    }
+}
+
+extension PriceTable {
+    /// The built-in table overridden by an admin's YAML file of
+    /// `"kind/model-pattern": {input_per_million: N, output_per_million: N}` entries.
+    public static func load(overridesFile path: String?) throws -> PriceTable {
+        guard let path else { return .builtIn }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("cannot read price table \(path)") }
+        let parsed: Any?
+        do { parsed = try Yams.load(yaml: text) } catch { throw ConfigError("\(path): invalid YAML: \(error)") }
+        guard let map = parsed as? [String: Any] else { throw ConfigError("\(path): expected a map of \"kind/model\" to prices") }
+        var overrides: [String: ModelPrice] = [:]
+        for (pattern, value) in map {
+            guard let entry = value as? [String: Any],
+                  let input = (entry["input_per_million"] as? Double) ?? (entry["input_per_million"] as? Int).map(Double.init),
+                  let output = (entry["output_per_million"] as? Double) ?? (entry["output_per_million"] as? Int).map(Double.init),
+                  input >= 0, output >= 0, pattern.contains("/") else {
+                throw ConfigError("\(path): '\(pattern)' needs a kind/model name and non-negative input_per_million and output_per_million")
+            }
+            overrides[pattern] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
+        }
+        return PriceTable.builtIn.overriding(overrides)
     }
 }

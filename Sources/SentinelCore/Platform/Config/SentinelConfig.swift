@@ -13,6 +13,12 @@ public struct SentinelConfig: Sendable, Equatable {
     public var shutdown = Shutdown()
     public var log = Log()
     public var github = GitHub()
+    public var ai = AI()
+
+    public struct AI: Sendable, Equatable {
+        /// YAML file of price overrides (see `PriceTable.load`); unset = built-in prices.
+        public var priceTableFile: String? = nil
+    }
 
     public init() {}
 
@@ -111,6 +117,7 @@ public enum ConfigLoader {
         key("jobs.retention_hours", "finished jobs are pruned after this long", \.jobs.retentionHours),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
         key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
+        key("ai.price_table_file", "YAML file overriding the built-in AI price table (USD per million tokens)", \.ai.priceTableFile),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 
@@ -178,7 +185,7 @@ public enum ConfigLoader {
                     try walk(v, prefix.isEmpty ? name : prefix + "." + name)
                 }
             case .scalar(let scalar):
-                if scalar.tag.description == "tag:yaml.org,2002:null" || (scalar.string == "null" || scalar.string == "~") {
+                if scalar.tag.description == "tag:yaml.org,2002:null" || ["null", "~", ""].contains(scalar.string) {
                     return
                 }
                 out[prefix] = scalar.string
