@@ -93,26 +93,26 @@ struct ProviderCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Enable a provider.")
         @OptionGroup var target: Target
         @Argument(help: "Provider id.") var provider: String
-        func run() async throws {
-            try await oneLine {
-                let (actor, store) = try target.open()
-                let summary = try await store.setEnabled(provider, true, by: "cli", in: actor)
-                await actor.close()
-                try ProviderCommand.show(summary, json: false)
-            }
-        }
+        func run() async throws { try await ProviderCommand.setEnabled(true, provider, target) }
     }
 
     struct Disable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Disable a provider (kept, never used).")
         @OptionGroup var target: Target
         @Argument(help: "Provider id.") var provider: String
-        func run() async throws {
-            try await oneLine {
-                let (actor, store) = try target.open()
-                let summary = try await store.setEnabled(provider, false, by: "cli", in: actor)
+        func run() async throws { try await ProviderCommand.setEnabled(false, provider, target) }
+    }
+
+    static func setEnabled(_ enabled: Bool, _ provider: String, _ target: Target) async throws {
+        try await oneLine {
+            let (actor, store) = try target.open()
+            do {
+                let summary = try await store.setEnabled(provider, enabled, by: "cli", in: actor)
                 await actor.close()
-                try ProviderCommand.show(summary, json: false)
+                try show(summary, json: false)
+            } catch {
+                await actor.close()
+                throw error
             }
         }
     }
