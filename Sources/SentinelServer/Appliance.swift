@@ -32,7 +32,7 @@ public final class Appliance: Sendable {
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
     /// takes the serve lock: two servers never share a data directory.
     public init(dataDirectory: DataDirectory, config: SentinelConfig, registry extraJobs: JobRegistry = JobRegistry(),
-                models: (any ReviewModelResolver)? = nil, logger: Logger) throws {
+                models: (any ReviewModelResolver)? = nil, billing: (any BillingProvider)? = nil, logger: Logger) throws {
         try dataDirectory.prepare()
         guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
             throw StorageError.conflict("another sentinel serve is already running on \(dataDirectory.root.path)")
@@ -54,7 +54,7 @@ public final class Appliance: Sendable {
         self.aiHTTP = try AsyncOutboundHTTPClient()
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
-        let runner = ReviewRunner(connector: connector, models: resolver)
+        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing ?? BuiltinBillingProvider(control: control))
         registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)

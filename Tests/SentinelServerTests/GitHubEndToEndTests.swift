@@ -33,7 +33,7 @@ final class GitHubWorld: Sendable {
         ("package-lock.json", "modified", "@@ -1 +1 @@\n-{}\n+{\"lockfileVersion\": 3}"),
     ]
 
-    init(tls: Bool = false, config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
+    init(tls: Bool = false, billing: (any BillingProvider)? = nil, config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
         github = try await FakeGitHub.start(tls: tls)
         directory = TemporaryDirectory("sentinel-gh")
         var config = testConfig()
@@ -43,7 +43,7 @@ final class GitHubWorld: Sendable {
         config.github.requestTimeoutSeconds = 2
         adjust(&config)
         log = CapturedLog()
-        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config,
+        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, billing: billing,
                                   logger: Logger.sentinel(level: "info", sink: log.sink))
         workspace = try appliance.workspaces.create(name: "acme").workspaceID!
         let (service, pem, secret, base) = (appliance.integrations, github.privateKeyPEM, self.secret, github.baseURL)
@@ -374,6 +374,31 @@ struct GitHubEndToEndTests {
         let snapshot = try #require(run.policySnapshot)
         #expect(snapshot.contains("\"review.max_comments\":1"), "\(snapshot)")
         #expect(snapshot.contains("\"review.builtin_checks\":true"))
+        await world.stop()
+    }
+
+    struct OneReviewPlan: BillingProvider {
+        func plan(for workspace: WorkspaceID) async throws -> Plan {
+            Plan(name: "tiny", reviewsPerMonth: 1, tokensPerMonth: nil, repositories: nil, seats: nil)
+        }
+    }
+
+    @Test("a review over the plan's monthly limit is skipped(plan_limit) with a neutral check saying why")
+    func planLimitSkipsRun() async throws {
+        let world = try await GitHubWorld(billing: OneReviewPlan())
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let comment = try JSONSerialization.data(withJSONObject: [
+            "action": "created", "issue": ["number": 7, "pull_request": ["url": "x"]],
+            "comment": ["id": 9, "body": "@sentinel review", "user": ["login": "octocat", "type": "User"]],
+            "repository": ["id": 1001, "full_name": GitHubWorld.repo], "installation": ["id": 55]] as [String: Any])
+        try await world.deliver(event: "issue_comment", body: comment)
+        #expect(await world.waitForRun(state: .skipped))
+        let skipped = try #require(try await world.runs().first { $0.state == .skipped })
+        #expect(skipped.reason?.hasPrefix("plan_limit:") == true, "\(skipped.reason ?? "")")
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        let checks = await world.github.state.checkRuns.values
+        #expect(checks.contains { $0.conclusion == "neutral" && ($0.summary ?? "").contains("plan allows 1 reviews per month") })
         await world.stop()
     }
 }

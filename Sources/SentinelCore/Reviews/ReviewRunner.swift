@@ -34,10 +34,12 @@ public struct NoReviewModel: ReviewModelResolver {
 public struct ReviewRunner: Sendable {
     let connector: any SourceControlConnector
     let models: any ReviewModelResolver
+    let billing: (any BillingProvider)?
 
-    public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel()) {
+    public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil) {
         self.connector = connector
         self.models = models
+        self.billing = billing
     }
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
@@ -48,23 +50,30 @@ public struct ReviewRunner: Sendable {
         let repository: RepositoryRecord
         let alreadyPosted: Set<String>
         let lastReviewedSHA: String?
+        let planLimit: String?
     }
 
     public func run(_ context: JobContext) async throws {
         let runID = try context.job.decodePayload(ReviewRunJob.self).runID
         let workspace = context.workspace
         let logger = context.logger.with(["run_id": String(runID)])
+        let plan = try await billing?.plan(for: workspace.id)
         guard let loaded = try await workspace.write({ tx -> Loaded? in
             guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
                   let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db) else { return nil }
-            try tx.db.execute(sql: "UPDATE review_runs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
-                              arguments: [tx.now.epoch, runID])
+            // Checked in the transaction that marks the run running: runs of one workspace are
+            // serialised here, so concurrent runs cannot together exceed the plan.
+            let limit = try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
+            if limit == nil {
+                try tx.db.execute(sql: "UPDATE review_runs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
+                                  arguments: [tx.now.epoch, runID])
+            }
             let posted = try String.fetchAll(tx.db, sql: """
                 SELECT fingerprint FROM findings WHERE repository_id = ? AND pr_number = ? AND posted = 1 AND run_id != ?
                 """, arguments: [run.repositoryId, run.prNumber, runID])
             let last = try String.fetchOne(tx.db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
                                            arguments: [run.repositoryId, run.prNumber])
-            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last)
+            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit)
         }) else {
             logger.info("run already finished; nothing to do")
             return
@@ -104,6 +113,11 @@ public struct ReviewRunner: Sendable {
             }
             run.headSha = pr.headSHA
             run.baseSha = pr.baseSHA
+        }
+        if let limit = loaded.planLimit {
+            try await skip(run: run, reason: limit, session: session, repo: repo, checkID: checkID, workspace: workspace)
+            logger.info("run skipped", metadata: ["reason": "\(limit)"])
+            return
         }
         // Policy: the repository's file at the head commit, or at the base for a fork's PR.
         let configRef = pr.fromFork ? pr.baseSHA : run.headSha
