@@ -56,6 +56,11 @@ public final class Appliance: Sendable {
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
         let runner = ReviewRunner(connector: connector, models: resolver, billing: billing ?? BuiltinBillingProvider(control: control))
         registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
+        for type in Rollups.eventTypes {
+            registry.listen(to: type, as: Rollups.listener) { ctx in
+                while try await ctx.workspace.write({ tx in try Rollups.advance(in: tx.db) }) == Rollups.batchSize {}
+            }
+        }
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
@@ -116,8 +121,14 @@ public final class Appliance: Sendable {
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = try makeApplication(onServerRunning: onServerRunning)
         // Services stop in reverse order: the listener first, then the job loop drains.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: scheduler), .init(service: app)]
+        if config.export.enabled {
+            let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
+            services.insert(.init(service: NightlyExportService(exporter: exporter, config: config.export,
+                                                                logger: logger.with(["component": "export"]))), at: 0)
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: scheduler), .init(service: app)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger.with(["component": "lifecycle"])))

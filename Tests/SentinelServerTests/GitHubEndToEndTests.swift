@@ -148,6 +148,12 @@ struct GitHubEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCreated'") == 1)
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)
         #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == 2)
+        // The rollup listener folds the finished run asynchronously: one run, its two findings by severity.
+        #expect(await eventually(timeout: .seconds(10)) {
+            try await world.count("SELECT coalesce(sum(runs_completed), 0) FROM rollup_daily WHERE repository = '\(GitHubWorld.repo)'") == 1
+        })
+        #expect(try await world.count("SELECT coalesce(sum(findings), 0) FROM rollup_daily_findings") == 2)
+        #expect(try await world.count("SELECT count(*) FROM rollup_run_durations") == 1)
         await world.stop()
     }
 

@@ -50,10 +50,24 @@ public struct RunEventPayload: Codable, Sendable {
     public var reason: String?
     public var findings: Int?
     public var durationMs: Int?
+    /// Findings by severity and category, so analytics can roll them up from the events alone.
+    public var findingCounts: [FindingCount]?
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", repository, prNumber = "pr_number", headSHA = "head_sha", trigger, state, reason, findings
-        case durationMs = "duration_ms"
+        case durationMs = "duration_ms", findingCounts = "finding_counts"
+    }
+}
+
+public struct FindingCount: Codable, Sendable, Equatable {
+    public var severity: String
+    public var category: String
+    public var count: Int
+
+    public init(severity: String, category: String, count: Int) {
+        self.severity = severity
+        self.category = category
+        self.count = count
     }
 }
 
@@ -121,11 +135,14 @@ public enum ReviewRunStore {
         try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
                           arguments: [tx.now.epoch, "run:\(runID)"])
         let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db)
-        let findings = try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM findings WHERE run_id = ?", arguments: [runID]) ?? 0
+        let counts = try Row.fetchAll(tx.db, sql: """
+            SELECT severity, category, count(*) AS n FROM findings WHERE run_id = ? GROUP BY severity, category ORDER BY severity, category
+            """, arguments: [runID]).map { FindingCount(severity: $0["severity"], category: $0["category"], count: $0["n"]) }
+        let findings = counts.reduce(0) { $0 + $1.count }
         let duration = run.startedAt.map { Int((tx.now.epoch - $0) * 1000) }
         try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(runID)", payload: RunEventPayload(
             runID: runID, repository: repo?.fullName ?? "", prNumber: run.prNumber, headSHA: run.headSha, trigger: run.trigger,
-            state: state.rawValue, reason: reason, findings: findings, durationMs: duration), correlationID: run.correlationId))
+            state: state.rawValue, reason: reason, findings: findings, durationMs: duration, findingCounts: counts), correlationID: run.correlationId))
         return true
     }
 

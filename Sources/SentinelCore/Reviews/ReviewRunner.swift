@@ -201,7 +201,7 @@ public struct ReviewRunner: Sendable {
         for call in result.usage { callCosts.append(await models.cost(of: call, in: workspace)) }
         let costs = callCosts
         let record = result
-        let (repositoryID, prNumber, headSHA) = (loaded.repository.id, run.prNumber, run.headSha)
+        let (repositoryID, repositoryName, prNumber, headSHA) = (loaded.repository.id, loaded.repository.fullName, run.prNumber, run.headSha)
         try await workspace.write { tx in
             try tx.db.execute(sql: "DELETE FROM findings WHERE run_id = ?", arguments: [id])
             for f in record.findings {
@@ -220,7 +220,7 @@ public struct ReviewRunner: Sendable {
                                      call.usage.inputTokens, call.usage.outputTokens, costs[index], tx.now.epoch])
                 if tx.db.changesCount == 1 {
                     try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(id)", payload: [
-                        "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
+                        "repository": repositoryName, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
                         "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", costs[index])]))
                 }
             }

@@ -14,6 +14,21 @@ public struct SentinelConfig: Sendable, Equatable {
     public var log = Log()
     public var github = GitHub()
     public var ai = AI()
+    public var export = Export()
+
+    public struct Export: Sendable, Equatable {
+        /// Write the nightly analytics dump while serving.
+        public var enabled = true
+        /// `HH:MM`, UTC.
+        public var time = "02:00"
+
+        /// Hour and minute of `time` (validated at load).
+        public var clock: (hour: Int, minute: Int)? {
+            let parts = time.split(separator: ":")
+            guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0..<24).contains(h), (0..<60).contains(m) else { return nil }
+            return (h, m)
+        }
+    }
 
     public struct AI: Sendable, Equatable {
         /// YAML file of price overrides (see `PriceTable.load`); unset = built-in prices.
@@ -118,6 +133,8 @@ public enum ConfigLoader {
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
         key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
         key("ai.price_table_file", "YAML file overriding the built-in AI price table (USD per million tokens)", \.ai.priceTableFile),
+        key("export.enabled", "write the nightly PostgreSQL analytics dump to data/exports/ while serving", \.export.enabled),
+        key("export.time", "when the nightly export runs, HH:MM in UTC", \.export.time),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 
@@ -166,6 +183,7 @@ public enum ConfigLoader {
         guard Logger.Level(rawValue: config.log.level) != nil else {
             throw ConfigError("log.level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
             throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")
         }

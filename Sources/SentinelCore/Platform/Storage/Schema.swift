@@ -32,6 +32,17 @@ enum ControlSchema {
                 CREATE INDEX integrations_workspace ON integrations(workspace_id);
                 """)
         }
+        m.registerMigration("0003_export_watermarks") { db in
+            // The last event of each workspace that a finished analytics export carries.
+            try db.execute(sql: """
+                CREATE TABLE export_watermarks (
+                    workspace_id TEXT PRIMARY KEY NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+                    last_seq INTEGER NOT NULL,
+                    export_id TEXT NOT NULL,
+                    updated_at REAL NOT NULL
+                ) STRICT;
+                """)
+        }
         return m
     }
 }
@@ -226,6 +237,47 @@ enum WorkspaceSchema {
                     created_at REAL NOT NULL,
                     updated_at REAL NOT NULL
                 ) STRICT;
+                """)
+        }
+        m.registerMigration("0004_analytics_rollups") { db in
+            // Daily per-repository rollups folded from the events log; `rollup_watermark` is the last
+            // event folded, advanced in the same transaction as the rollup rows (exactly once).
+            try db.execute(sql: """
+                CREATE TABLE rollup_watermark (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    last_seq INTEGER NOT NULL
+                ) STRICT;
+                INSERT INTO rollup_watermark (id, last_seq) VALUES (1, 0);
+                CREATE TABLE rollup_daily (
+                    day TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    runs INTEGER NOT NULL DEFAULT 0,
+                    runs_completed INTEGER NOT NULL DEFAULT 0,
+                    runs_failed INTEGER NOT NULL DEFAULT 0,
+                    runs_skipped INTEGER NOT NULL DEFAULT 0,
+                    runs_superseded INTEGER NOT NULL DEFAULT 0,
+                    findings INTEGER NOT NULL DEFAULT 0,
+                    ai_calls INTEGER NOT NULL DEFAULT 0,
+                    input_tokens INTEGER NOT NULL DEFAULT 0,
+                    output_tokens INTEGER NOT NULL DEFAULT 0,
+                    cost_micro_usd INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (day, repository)
+                ) STRICT;
+                CREATE TABLE rollup_daily_findings (
+                    day TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    severity TEXT NOT NULL,
+                    category TEXT NOT NULL,
+                    findings INTEGER NOT NULL,
+                    PRIMARY KEY (day, repository, severity, category)
+                ) STRICT;
+                CREATE TABLE rollup_run_durations (
+                    event_seq INTEGER PRIMARY KEY,
+                    day TEXT NOT NULL,
+                    repository TEXT NOT NULL,
+                    duration_ms INTEGER NOT NULL
+                ) STRICT;
+                CREATE INDEX rollup_run_durations_key ON rollup_run_durations(day, repository, duration_ms);
                 """)
         }
         return m

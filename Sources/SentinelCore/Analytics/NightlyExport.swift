@@ -1,0 +1,51 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Runs the analytics export once a day at `export.time` (UTC) while the appliance serves. A
+/// failed export is logged and retried at the next slot; the watermarks make a missed night
+/// harmless (the next dump carries everything since).
+public struct NightlyExportService: Service {
+    let exporter: AnalyticsExporter
+    let hour: Int
+    let minute: Int
+    let logger: Logger
+
+    public init(exporter: AnalyticsExporter, config: SentinelConfig.Export, logger: Logger) {
+        self.exporter = exporter
+        (hour, minute) = config.clock ?? (2, 0)
+        self.logger = logger
+    }
+
+    /// The first slot strictly after `date`.
+    public static func nextRun(after date: Date, hour: Int, minute: Int) -> Date {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar.nextDate(after: date, matching: DateComponents(hour: hour, minute: minute, second: 0),
+                                 matchingPolicy: .nextTime) ?? date.addingTimeInterval(86_400)
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled {
+            let next = Self.nextRun(after: Date(), hour: hour, minute: minute)
+            logger.debug("next analytics export", metadata: ["at": "\(next)"])
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await Task.sleep(for: .seconds(max(0, next.timeIntervalSinceNow)))
+                }
+            } catch {
+                return  // shutting down
+            }
+            let exporter = self.exporter
+            do {
+                let manifest = try await Task.detached { try exporter.export() }.value
+                logger.info("analytics export written", metadata: ["file": "\(manifest.file)", "events": "\(manifest.events)"])
+                for part in manifest.workspaces where part.error != nil {
+                    logger.warning("workspace not exported", metadata: ["workspace": "\(part.workspaceID)", "error": "\(part.error!)"])
+                }
+            } catch {
+                logger.error("analytics export failed; the next one will carry its events", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write every workspace's new events into one PostgreSQL SQL dump (data/exports/) with a manifest.",
+        discussion: "Load the dump with `psql -v ON_ERROR_STOP=1 -f FILE`; loading it twice changes nothing.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Where to write the dump (default: DATA_DIR/exports/<export id>.sql).") var out: String?
+    @Flag(help: "Print the manifest as JSON.") var json = false
+
+    func run() async throws {
+        try await oneLine {
+            let config = try global.loadConfig()
+            let (control, opener) = try global.openControl(config)
+            let exporter = AnalyticsExporter(dataDirectory: global.dataDirectory, control: control, opener: opener)
+            let manifest = try exporter.export(to: out.map { URL(fileURLWithPath: $0) })
+            let path = out.map { URL(fileURLWithPath: $0).path } ?? global.dataDirectory.exportsDirectory.appendingPathComponent(manifest.file).path
+            if json { try printJSON(manifest) } else {
+                print("\(path)  \(manifest.events) events")
+                for part in manifest.workspaces where part.error != nil {
+                    print("  workspace \(part.workspaceID) not exported: \(part.error!)")
+                }
+            }
+        }
+    }
+}
+
+struct AnalyticsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "analytics",
+                                                    abstract: "A workspace's daily rollups per repository: runs, findings, tokens, cost, durations.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Workspace id or name.") var workspace: String
+    @Option(help: "First day, YYYY-MM-DD (default: 30 days ago).") var from: String?
+    @Option(help: "Last day, YYYY-MM-DD (default: today).") var to: String?
+    @Option(help: "Only this repository (owner/name).") var repository: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await oneLine {
+            for day in [from, to].compactMap({ $0 }) where day.wholeMatch(of: /\d{4}-\d{2}-\d{2}/) == nil {
+                throw CLIError("'\(day)' is not a day (YYYY-MM-DD)")
+            }
+            let (actor, _, _) = try global.openWorkspace(workspace)
+            let today = Date()
+            let from = self.from ?? String(ISO8601DateFormatter().string(from: today.addingTimeInterval(-30 * 86_400)).prefix(10))
+            let to = self.to ?? String(ISO8601DateFormatter().string(from: today).prefix(10))
+            let repository = self.repository
+            let rollups: [DailyRollup]
+            do {
+                // Fold what the server has not folded yet, so the numbers are current.
+                try await actor.write { tx in try Rollups.catchUp(in: tx.db) }
+                rollups = try await actor.read { db in try Rollups.query(from: from, to: to, repository: repository, in: db) }
+            } catch {
+                await actor.close()
+                throw error
+            }
+            await actor.close()
+            if json { try printJSON(rollups) } else if rollups.isEmpty {
+                print("no activity from \(from) to \(to)")
+            } else {
+                for r in rollups {
+                    let outcomes = r.runsByOutcome.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                    let p = [r.durationP50Ms.map { "p50 \($0) ms" }, r.durationP95Ms.map { "p95 \($0) ms" }].compactMap { $0 }
+                    print("\(r.day) \(r.repository.isEmpty ? "(no repository)" : r.repository): \(r.runs) runs (\(outcomes.joined(separator: ", ")))"
+                          + ", \(r.findings) findings, \(r.inputTokens + r.outputTokens) tokens, \(r.costUSD) USD"
+                          + (p.isEmpty ? "" : ", " + p.joined(separator: " ")))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// Synthetic activity written straight into workspace files with chosen timestamps: runs of every
+/// outcome over several days and repositories, AI usage with costs, and events whose payloads
+/// carry the characters a COPY dump must escape.
+struct ActivityGenerator {
+    static let base = Date(timeIntervalSince1970: 1_795_000_000)  // 2026-11-17
+
+    static func write(into workspace: WorkspaceActor, seed: Int, days: Int = 3, runsPerDay: Int = 5, offsetDays: Int = 0) async throws {
+        try await workspace.write { tx in
+            for d in 0..<days {
+                for r in 0..<runsPerDay {
+                    let i = seed * 1_000 + d * 100 + r
+                    let at = base.addingTimeInterval(Double(d + offsetDays) * 86_400 + Double(r) * 3_601 + Double(seed * 7))
+                    let repository = ["acme/api", "acme/web", "acme/docs"][i % 3]
+                    let state = Rollups.outcomes[i % 4]
+                    let counts = [FindingCount(severity: "high", category: "security", count: i % 3),
+                                  FindingCount(severity: "low", category: "style", count: (i % 5) + 1)].filter { $0.count > 0 }
+                    var payload: [String: Any] = [
+                        "run_id": i, "repository": repository, "pr_number": i % 17, "head_sha": "sha\(i)", "trigger": "opened",
+                        "state": state, "findings": counts.reduce(0) { $0 + $1.count },
+                        "finding_counts": counts.map { ["severity": $0.severity, "category": $0.category, "count": $0.count] },
+                    ]
+                    if state != "superseded" { payload["duration_ms"] = 500 + (i * 37) % 4_000 }
+                    try EventLog.append(DomainEvent(type: "RunCompleted", subject: "run:\(i)",
+                                                    data: try JSONSerialization.data(withJSONObject: payload)),
+                                        in: tx.db, now: at, listeners: [])
+                    try EventLog.append(try DomainEvent(type: "UsageRecorded", subject: "run:\(i)", payload: [
+                        "repository": repository, "provider": "openai", "model": "gpt-4o",
+                        "input_tokens": String(1_000 + i), "output_tokens": String(100 + i % 50),
+                        "cost_usd": String(format: "%.6f", Double(i % 97) * 0.000137 + 0.000001)]), in: tx.db, now: at.addingTimeInterval(1), listeners: [])
+                }
+                try EventLog.append(try DomainEvent(type: "PolicyVersionCreated", subject: "policy:workspace", payload: [
+                    "note": "tab\there, newline\nthere, backslash \\ and \\N, quote ' \" , unicode é ✓ 🚀, cr\r",
+                ]), in: tx.db, now: base.addingTimeInterval(Double(d + offsetDays) * 86_400 + 50), listeners: [])
+            }
+        }
+    }
+}
+
+@Suite("Analytics rollups")
+struct RollupTests {
+    @Test("rollups fold each event once, however often they are advanced")
+    func exactlyOnce() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { try await ActivityGenerator.write(into: $0, seed: 1, days: 2, runsPerDay: 4) }
+        let (first, second) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try Rollups.catchUp(in: tx.db) }
+            let first = try await actor.read { db in try Rollups.query(from: "2000-01-01", to: "2999-12-31", in: db) }
+            try await actor.write { tx in try Rollups.catchUp(in: tx.db); try Rollups.advance(in: tx.db) }
+            return (first, try await actor.read { db in try Rollups.query(from: "2000-01-01", to: "2999-12-31", in: db) })
+        }
+        #expect(first == second)
+        #expect(first.reduce(0) { $0 + $1.runs } == 8)
+        #expect(first.reduce(0) { $0 + $1.aiCalls } == 8)
+        // Every run's outcome is counted under exactly one outcome.
+        for day in first { #expect(day.runsByOutcome.values.reduce(0, +) == day.runs) }
+        let bySeverity = first.reduce(into: [String: Int]()) { acc, r in r.findingsBySeverity.forEach { acc[$0.key, default: 0] += $0.value } }
+        #expect(bySeverity.values.reduce(0, +) == first.reduce(0) { $0 + $1.findings })
+        await h.stop()
+    }
+
+    @Test("p50 and p95 use nearest rank, as PostgreSQL's percentile_disc does")
+    func percentiles() {
+        #expect(Rollups.percentile(0.5, of: []) == nil)
+        #expect(Rollups.percentile(0.5, of: [7]) == 7)
+        #expect(Rollups.percentile(0.5, of: [1, 2, 3, 4]) == 2)
+        #expect(Rollups.percentile(0.95, of: Array(1...20)) == 19)
+        #expect(Rollups.percentile(0.95, of: Array(1...21)) == 20)
+    }
+
+    @Test("a finished review run's event carries its findings by severity and category")
+    func runCompletedCarriesBreakdown() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let data = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx -> String in
+                let integration = IntegrationID("int_0123456789abcdef")!
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                                  arguments: [integration.rawValue])
+                let repo = try RepositoryStore.register(integrationID: integration, externalID: 1, fullName: "acme/api", installationID: nil, in: &tx)
+                let (run, _) = try ReviewRunStore.request(repository: repo, prNumber: 3, headSHA: "abc", baseSHA: nil, trigger: "opened",
+                                                          fullReview: false, correlationID: nil, in: &tx)
+                for (sev, cat) in [("high", "security"), ("high", "security"), ("low", "style")] {
+                    try tx.db.execute(sql: """
+                        INSERT INTO findings (run_id, repository_id, pr_number, path, line, side, severity, category, title, body, source, fingerprint, posted)
+                        VALUES (?, ?, 3, 'a.swift', 1, 'RIGHT', ?, ?, 't', 'b', 'ai', ?, 1)
+                        """, arguments: [run, repo.id, sev, cat, UUID().uuidString])
+                }
+                try ReviewRunStore.finish(runID: run, state: .completed, reason: nil, in: &tx)
+                return try EventLog.read(after: 0, limit: 100, types: ["RunCompleted"], in: tx.db)[0].data
+            }
+        }
+        let payload = try JSONDecoder().decode(RunEventPayload.self, from: Data(data.utf8))
+        #expect(payload.findings == 3)
+        #expect(payload.findingCounts == [FindingCount(severity: "high", category: "security", count: 2),
+                                          FindingCount(severity: "low", category: "style", count: 1)])
+        await h.stop()
+    }
+}
+
+@Suite("Analytics export to PostgreSQL", .enabled(if: PostgresTestDatabase.required))
+struct AnalyticsExportTests {
+    struct World {
+        let harness: TestHarness
+        let workspaces: [WorkspaceID]
+        let exporter: AnalyticsExporter
+
+        init(workspaces count: Int) async throws {
+            harness = try TestHarness()
+            var ids: [WorkspaceID] = []
+            for i in 0..<count {
+                let ws = try harness.createWorkspace("export-\(i)")
+                try await harness.supervisor.withWorkspace(ws) { try await ActivityGenerator.write(into: $0, seed: i + 1) }
+                ids.append(ws)
+            }
+            workspaces = ids
+            exporter = AnalyticsExporter(dataDirectory: harness.dataDirectory, control: harness.control, opener: DatabaseOpener(config: harness.config))
+        }
+
+        func dump(_ manifest: ExportManifest) -> URL { harness.dataDirectory.exportsDirectory.appendingPathComponent(manifest.file) }
+
+        func eventCount(_ ws: WorkspaceID) async throws -> Int {
+            try await harness.supervisor.withWorkspace(ws) { try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events")! } }
+        }
+
+        /// The workspace file's own rollups, caught up.
+        func rollups(_ ws: WorkspaceID) async throws -> [DailyRollup] {
+            try await harness.supervisor.withWorkspace(ws) { actor in
+                try await actor.write { tx in try Rollups.catchUp(in: tx.db) }
+                return try await actor.read { db in try Rollups.query(from: "2000-01-01", to: "2999-12-31", in: db) }
+            }
+        }
+    }
+
+    /// PostgreSQL's central rollups for one workspace, in the workspace files' shape.
+    static func centralRollups(_ pg: PostgresTestDatabase, _ ws: WorkspaceID) throws -> [DailyRollup] {
+        let findings = try pg.query("""
+            SELECT day, repository, severity, category, findings FROM sentinel.daily_findings_rollups WHERE workspace_id = '\(ws.rawValue)'
+            """)
+        return try pg.query("""
+            SELECT day, repository, runs, runs_completed, runs_failed, runs_skipped, runs_superseded, findings, ai_calls, input_tokens,
+                   output_tokens, cost_usd, duration_p50_ms, duration_p95_ms
+            FROM sentinel.daily_repository_rollups WHERE workspace_id = '\(ws.rawValue)' ORDER BY day, repository
+            """).map { c in
+            var bySeverity: [String: Int] = [:]
+            var byCategory: [String: Int] = [:]
+            for f in findings where f[0] == c[0] && f[1] == c[1] {
+                bySeverity[f[2], default: 0] += Int(f[4])!
+                byCategory[f[3], default: 0] += Int(f[4])!
+            }
+            return DailyRollup(day: c[0], repository: c[1], runs: Int(c[2])!,
+                               runsByOutcome: ["completed": Int(c[3])!, "failed": Int(c[4])!, "skipped": Int(c[5])!, "superseded": Int(c[6])!],
+                               findings: Int(c[7])!, findingsBySeverity: bySeverity, findingsByCategory: byCategory, aiCalls: Int(c[8])!,
+                               inputTokens: Int(c[9])!, outputTokens: Int(c[10])!, costUSD: Decimal(string: c[11])!,
+                               durationP50Ms: Int(c[12]), durationP95Ms: Int(c[13]))
+        }
+    }
+
+    static func snapshot(_ pg: PostgresTestDatabase) throws -> [[String]] {
+        try pg.query("SELECT 'events', count(*), coalesce(sum(seq), 0) FROM sentinel.events")
+            + pg.query("SELECT * FROM sentinel.daily_repository_rollups ORDER BY 1, 2, 3")
+            + pg.query("SELECT * FROM sentinel.daily_findings_rollups ORDER BY 1, 2, 3, 4, 5")
+    }
+
+    @Test("an export of several workspaces loads into PostgreSQL with the same events and rollups; loading it twice changes nothing")
+    func exportAndLoad() async throws {
+        let world = try await World(workspaces: 3)
+        let pg = try PostgresTestDatabase.create()
+        defer { pg.drop() }
+        let manifest = try world.exporter.export()
+        let file = world.dump(manifest)
+        #expect(FileManager.default.fileExists(atPath: AnalyticsExporter.manifestURL(for: file).path))
+        try pg.load(file)
+        var total = 0
+        for ws in world.workspaces {
+            let count = try await world.eventCount(ws)
+            total += count
+            #expect(try pg.scalar("SELECT count(*) FROM sentinel.events WHERE workspace_id = '\(ws.rawValue)'") == String(count))
+            let local = try await world.rollups(ws)
+            #expect(!local.isEmpty)
+            #expect(try Self.centralRollups(pg, ws) == local)
+        }
+        #expect(manifest.events == total)
+        // Payloads survive COPY escaping byte for byte.
+        let exact = try pg.scalar("SELECT (data ->> 'note') = E'tab\\there, newline\\nthere, backslash \\\\ and \\\\N, quote '' \" , unicode é ✓ 🚀, cr\\r' FROM sentinel.events WHERE type = 'PolicyVersionCreated' LIMIT 1")
+        #expect(exact == "t")
+
+        let before = try Self.snapshot(pg)
+        try pg.load(file)
+        #expect(try Self.snapshot(pg) == before)
+        #expect(try pg.scalar("SELECT count(*) FROM sentinel.exports") == "1")
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+
+    @Test("a second export carries only the events added since the first")
+    func incremental() async throws {
+        let world = try await World(workspaces: 2)
+        let pg = try PostgresTestDatabase.create()
+        defer { pg.drop() }
+        let first = try world.exporter.export()
+        try pg.load(world.dump(first))
+        try await world.harness.supervisor.withWorkspace(world.workspaces[1]) {
+            try await ActivityGenerator.write(into: $0, seed: 9, days: 2, runsPerDay: 3, offsetDays: 2)
+        }
+        let second = try world.exporter.export()
+        #expect(second.events == 2 * 3 * 2 + 2)
+        #expect(second.workspaces.first { $0.workspaceID == world.workspaces[0].rawValue }?.events == 0)
+        try pg.load(world.dump(second))
+        for ws in world.workspaces {
+            #expect(try pg.scalar("SELECT count(*) FROM sentinel.events WHERE workspace_id = '\(ws.rawValue)'") == String(try await world.eventCount(ws)))
+            #expect(try Self.centralRollups(pg, ws) == (try await world.rollups(ws)))
+        }
+        let third = try world.exporter.export()
+        #expect(third.events == 0)
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+
+    @Test("an exporter killed between the rename and the watermark update loses and duplicates nothing")
+    func crashBeforeWatermarks() async throws {
+        struct Killed: Error {}
+        let world = try await World(workspaces: 2)
+        let pg = try PostgresTestDatabase.create()
+        defer { pg.drop() }
+        #expect(throws: Killed.self) { try world.exporter.export(beforeWatermarks: { throw Killed() }) }
+        let orphan = try #require(try FileManager.default.contentsOfDirectory(atPath: world.harness.dataDirectory.exportsDirectory.path)
+            .first { $0.hasSuffix(".sql") })
+        try await world.harness.supervisor.withWorkspace(world.workspaces[0]) {
+            try await ActivityGenerator.write(into: $0, seed: 5, days: 1, runsPerDay: 2, offsetDays: 1)
+        }
+        let retry = try world.exporter.export()
+        #expect(retry.file != orphan)
+        // Both dumps reach PostgreSQL, in either order: the overlap is inserted once.
+        try pg.load(world.harness.dataDirectory.exportsDirectory.appendingPathComponent(orphan))
+        try pg.load(world.dump(retry))
+        try pg.load(world.harness.dataDirectory.exportsDirectory.appendingPathComponent(orphan))
+        for ws in world.workspaces {
+            #expect(try pg.scalar("SELECT count(*) FROM sentinel.events WHERE workspace_id = '\(ws.rawValue)'") == String(try await world.eventCount(ws)))
+            #expect(try Self.centralRollups(pg, ws) == (try await world.rollups(ws)))
+        }
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+}
+
+@Suite("Analytics export files")
+struct AnalyticsExportFileTests {
+    @Test("a missing workspace file is reported in the manifest and keeps its watermark; the others export")
+    func missingWorkspace() async throws {
+        let h = try TestHarness()
+        let good = try h.createWorkspace("good")
+        let gone = try h.createWorkspace("gone")
+        try await h.supervisor.withWorkspace(good) { try await ActivityGenerator.write(into: $0, seed: 1, days: 1, runsPerDay: 2) }
+        await h.supervisor.shutdown()
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(gone))
+        let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
+        let manifest = try exporter.export()
+        #expect(manifest.workspaces.first { $0.workspaceID == good.rawValue }?.events == 5)
+        let missing = try #require(manifest.workspaces.first { $0.workspaceID == gone.rawValue })
+        #expect(missing.error != nil)
+        let text = try String(contentsOf: h.dataDirectory.exportsDirectory.appendingPathComponent(manifest.file), encoding: .utf8)
+        #expect(text.contains("COPY sentinel_incoming"))
+        #expect(text.hasSuffix("COMMIT;\n"))
+        #expect(try exporter.export().events == 0)
+        h.directory.cleanup()
+    }
+}
