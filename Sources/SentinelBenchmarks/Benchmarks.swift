@@ -15,7 +15,7 @@ struct SentinelBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sentinel-bench",
         abstract: "Sentinel benchmarks (build with -c release).",
-        subcommands: [JobsBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self, EngineBenchmark.self])
+        subcommands: [JobsBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self, EngineBenchmark.self, ExportBenchmark.self])
 }
 
 struct JobsBenchmark: AsyncParsableCommand {

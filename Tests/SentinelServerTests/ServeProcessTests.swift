@@ -105,6 +105,42 @@ struct ServeProcessTests {
         #expect(bad.stderr.contains("not a Sentinel backup"))
     }
 
+    @Test("export, analytics, plan and usage from the command line")
+    func analyticsCommands() async throws {
+        let dir = TemporaryDirectory("sentinel-cli")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let export = try await SentinelProcess.run(["export", "--data-dir", data])
+        #expect(export.status == 0, "\(export.stderr)")
+        let line = export.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(line.hasSuffix("0 events"), "\(line)")
+        let path = String(line.split(separator: " ").first ?? "")
+        #expect(path.hasPrefix(URL(fileURLWithPath: data).appendingPathComponent("exports").path) && path.hasSuffix(".sql"), "\(path)")
+        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(FileManager.default.fileExists(atPath: path + ".manifest.json"))
+        let out = dir.url.appendingPathComponent("nightly.sql").path
+        let explicit = try await SentinelProcess.run(["export", "--data-dir", data, "--out", out])
+        #expect(explicit.stdout.hasPrefix(out), "\(explicit.stdout)")
+        #expect(FileManager.default.fileExists(atPath: out))
+
+        let analytics = try await SentinelProcess.run(["analytics", "--data-dir", data, "--workspace", "acme", "--json"])
+        #expect(analytics.status == 0, "\(analytics.stderr)")
+        #expect(analytics.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || analytics.stdout.contains("[]"), "\(analytics.stdout)")
+        let badDay = try await SentinelProcess.run(["analytics", "--data-dir", data, "--workspace", "acme", "--from", "yesterday"])
+        #expect(badDay.status != 0)
+        #expect(badDay.stderr.contains("not a day"))
+
+        let plan = try await SentinelProcess.run(["plan", "set", "--data-dir", data, "--workspace", "acme", "team"])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        let unknown = try await SentinelProcess.run(["plan", "set", "--data-dir", data, "--workspace", "acme", "platinum"])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("unknown plan"))
+        let usage = try await SentinelProcess.run(["usage", "--data-dir", data, "--workspace", "acme", "--period", "2026-11", "--json"])
+        #expect(usage.status == 0, "\(usage.stderr)")
+        #expect(usage.stdout.contains("\"period\""))
+    }
+
     @Test("integration add github works while serve runs, and the running server accepts that integration's deliveries at once")
     func integrationAddedWhileServing() async throws {
         let dir = TemporaryDirectory("sentinel-live")

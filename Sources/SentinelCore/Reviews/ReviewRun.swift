@@ -53,6 +53,20 @@ public struct RunEventPayload: Codable, Sendable {
     /// Findings by severity and category, so analytics can roll them up from the events alone.
     public var findingCounts: [FindingCount]?
 
+    public init(runID: Int64, repository: String, prNumber: Int, headSHA: String, trigger: String, state: String? = nil,
+                reason: String? = nil, findings: Int? = nil, durationMs: Int? = nil, findingCounts: [FindingCount]? = nil) {
+        self.runID = runID
+        self.repository = repository
+        self.prNumber = prNumber
+        self.headSHA = headSHA
+        self.trigger = trigger
+        self.state = state
+        self.reason = reason
+        self.findings = findings
+        self.durationMs = durationMs
+        self.findingCounts = findingCounts
+    }
+
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", repository, prNumber = "pr_number", headSHA = "head_sha", trigger, state, reason, findings
         case durationMs = "duration_ms", findingCounts = "finding_counts"
