@@ -49,12 +49,20 @@ public final class Appliance: Sendable {
         self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
         self.connector = GitHubConnector(integrations: integrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds))
         var registry = extraJobs
-        let processor = GitHubDeliveryProcessor()
+        let catalog: PlanCatalog
+        do {
+            catalog = try PlanCatalog.load(plansFile: config.billing.plansFile, licenseFile: config.billing.licenseFile)
+        } catch let error as ConfigError {
+            throw StorageError.invalid(error.description)
+        }
+        logger.info("plans loaded", metadata: ["plans": "\(catalog.plans.keys.sorted().joined(separator: ","))", "license": "\(catalog.licenseStatus)"])
+        let billing = billing ?? BuiltinBillingProvider(control: control, catalog: catalog)
+        let processor = GitHubDeliveryProcessor(billing: billing)
         registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
         self.aiHTTP = try AsyncOutboundHTTPClient()
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
-        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing ?? BuiltinBillingProvider(control: control))
+        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing)
         registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
         for type in Rollups.eventTypes {
             registry.listen(to: type, as: Rollups.listener) { ctx in

@@ -11,15 +11,19 @@ struct UsageCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await oneLine {
-            let (actor, _, _) = try global.openWorkspace(workspace)
+            let (actor, control, config) = try global.openWorkspace(workspace)
             let id = actor.id
+            let plan = try global.billing(config, control).currentPlan(of: id)
             let period = self.period ?? UsageReport.currentPeriod()
-            let report: UsageReport
-            do { report = try await actor.read { db in try UsageReport.make(workspace: id, period: period, in: db) } } catch {
-                await actor.close()
-                throw error
+            let current = period == UsageReport.currentPeriod()
+            let report = try await closing(actor) {
+                try await actor.read { db in
+                    var report = try UsageReport.make(workspace: id, period: period, in: db)
+                    report.plan = plan.name
+                    if current { report.limits = try PlanLimits.status(plan: plan, in: db, now: Date()) }
+                    return report
+                }
             }
-            await actor.close()
             if json { try printJSON(report) } else {
                 let runs = report.runs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
                 print("\(report.period)  runs: \(runs.isEmpty ? "none" : runs)")
@@ -27,6 +31,10 @@ struct UsageCommand: AsyncParsableCommand {
                     print("  \(m.provider) \(m.model): \(m.calls) calls, \(m.inputTokens) in / \(m.outputTokens) out tokens, \(String(format: "%.4f", m.costUSD)) USD")
                 }
                 print("  total: \(report.inputTokens) in / \(report.outputTokens) out tokens, \(String(format: "%.4f", report.costUSD)) USD")
+                print("  plan: \(plan.name)")
+                for l in report.limits ?? [] {
+                    print("    \(l.limit): \(l.used) of \(l.allowed)\(l.used >= l.allowed ? " (limit reached)" : l.softLimitReached ? " (over 80%)" : "")")
+                }
             }
         }
     }

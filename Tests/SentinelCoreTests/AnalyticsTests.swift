@@ -195,6 +195,10 @@ struct AnalyticsExportTests {
         try pg.load(file)
         #expect(try Self.snapshot(pg) == before)
         #expect(try pg.scalar("SELECT count(*) FROM sentinel.exports") == "1")
+        // The example queries shipped for admins run against what a dump creates.
+        let queries = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("appliance/analytics/queries.sql")
+        try pg.load(queries)
         await world.harness.stop()
         world.harness.directory.cleanup()
     }

@@ -73,14 +73,15 @@ final class GitHubWorld: Sendable {
         directory.cleanup()
     }
 
-    static func pullRequestPayload(action: String, head: String, before: String? = nil, draft: Bool = false) -> Data {
+    static func pullRequestPayload(action: String, head: String, before: String? = nil, draft: Bool = false,
+                                   number: Int = 7, repoID: Int = 1001, repoName: String = repo) -> Data {
         var object: [String: Any] = [
-            "action": action, "number": 7,
-            "pull_request": ["number": 7, "draft": draft, "state": "open",
-                             "head": ["sha": head, "ref": "feature", "repo": ["id": 1001, "full_name": repo]],
-                             "base": ["sha": "bbb000", "ref": "main", "repo": ["id": 1001, "full_name": repo]],
+            "action": action, "number": number,
+            "pull_request": ["number": number, "draft": draft, "state": "open",
+                             "head": ["sha": head, "ref": "feature", "repo": ["id": repoID, "full_name": repoName]],
+                             "base": ["sha": "bbb000", "ref": "main", "repo": ["id": repoID, "full_name": repoName]],
                              "user": ["login": "octocat", "type": "User"]],
-            "repository": ["id": 1001, "full_name": repo, "private": false],
+            "repository": ["id": repoID, "full_name": repoName, "private": false],
             "installation": ["id": 55],
             "sender": ["login": "octocat", "type": "User"],
         ]
@@ -407,4 +408,65 @@ struct GitHubEndToEndTests {
         #expect(checks.contains { $0.conclusion == "neutral" && ($0.summary ?? "").contains("plan allows 1 reviews per month") })
         await world.stop()
     }
+
+    struct FixedPlan: BillingProvider {
+        let plan: Plan
+        func plan(for workspace: WorkspaceID) async throws -> Plan { plan }
+    }
+
+    @Test("concurrent reviews cannot together exceed the monthly limit; the 80% soft limit is one event")
+    func concurrentRunsRespectLimit() async throws {
+        let world = try await GitHubWorld(billing: FixedPlan(plan: Plan(name: "small", reviewsPerMonth: 3, tokensPerMonth: nil,
+                                                                        repositories: nil, seats: nil)))
+        let numbers = Array(21...28)
+        for n in numbers {
+            await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: n, headSHA: "h\(n)", baseSHA: "bbb000",
+                                                             files: GitHubWorld.files))
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for n in numbers {
+                group.addTask { _ = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "h\(n)", number: n)) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await eventually(timeout: .seconds(30)) { try await world.runs().filter { $0.state.isFinal }.count == numbers.count })
+        let runs = try await world.runs()
+        #expect(runs.filter { $0.state == .completed }.count == 3)
+        let skipped = runs.filter { $0.state == .skipped }
+        #expect(skipped.count == numbers.count - 3)
+        #expect(skipped.allSatisfy { $0.reason?.hasPrefix("plan_limit:") == true })
+        var posted = 0
+        for n in numbers { posted += await world.github.state.reviews(on: GitHubWorld.repo, n).count }
+        #expect(posted == 3)
+        // 3 of 3 is past 80% once: one event for the month, however many runs crossed it.
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'PlanSoftLimitReached'") == 1)
+        await world.stop()
+    }
+
+    @Test("a repository first seen over the plan's repository limit is registered disabled, and its PRs are not reviewed")
+    func repositoryLimit() async throws {
+        let world = try await GitHubWorld(billing: FixedPlan(plan: Plan(name: "solo", reviewsPerMonth: nil, tokensPerMonth: nil,
+                                                                        repositories: 1, seats: nil)))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let (status, _) = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(
+            action: "opened", head: "ccc222", number: 3, repoID: 2002, repoName: "octo-org/second"))
+        #expect(status == 202)
+        #expect(await eventually(timeout: .seconds(10)) {
+            try await world.count("SELECT count(*) FROM repositories WHERE full_name = 'octo-org/second' AND enabled = 0") == 1
+        })
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RepositoryNotEnabled'") == 1)
+        #expect(try await world.runs().count == 1)
+        let refused = await #expect(throws: PlanLimitError.self) {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await actor.write { tx in
+                    try RepositoryStore.setEnabled(true, fullName: "octo-org/second",
+                                                   plan: Plan(name: "solo", reviewsPerMonth: nil, tokensPerMonth: nil, repositories: 1, seats: nil), in: &tx)
+                }
+            }
+        }
+        #expect(refused?.message.contains("allows 1 enabled repositories and 1 are enabled") == true)
+        await world.stop()
+    }
 }
+

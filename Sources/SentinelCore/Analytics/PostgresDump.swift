@@ -16,6 +16,7 @@ enum PostgresDump {
         \\set ON_ERROR_STOP on
         SET client_encoding = 'UTF8';
         SET standard_conforming_strings = on;
+        SET client_min_messages = warning;
         BEGIN;
         CREATE SCHEMA IF NOT EXISTS sentinel;
         CREATE TABLE IF NOT EXISTS sentinel.events (

@@ -22,10 +22,12 @@ public enum RepositoryStore {
         (try String.fetchOne(db, sql: "SELECT value FROM workspace_settings WHERE key = 'repositories.auto_enable'")) != "false"
     }
 
-    /// Registers (or re-registers) a repository; returns its row. New rows are enabled per `autoEnable`.
+    /// Registers (or re-registers) a repository; returns its row. New rows are enabled per
+    /// `autoEnable`, unless that would exceed `limit` (the plan's enabled repositories): then the
+    /// repository is registered disabled and `RepositoryNotEnabled` says why.
     @discardableResult
     public static func register(integrationID: IntegrationID, externalID: Int64, fullName: String, installationID: Int64?,
-                                in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+                                limit: Int? = nil, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         let db = tx.db
         if var existing = try find(integrationID: integrationID, externalID: externalID, in: db) {
             if existing.removed || existing.fullName != fullName || (installationID != nil && existing.installationId != installationID) {
@@ -38,7 +40,12 @@ public enum RepositoryStore {
             }
             return existing
         }
-        let enabled = try autoEnable(in: db)
+        var enabled = try autoEnable(in: db)
+        var overLimit = false
+        if enabled, let limit, try enabledCount(in: db) >= limit {
+            enabled = false
+            overLimit = true
+        }
         try db.execute(sql: """
             INSERT INTO repositories (integration_id, external_id, full_name, installation_id, enabled, removed, registered_at)
             VALUES (?, ?, ?, ?, ?, 0, ?)
@@ -46,8 +53,39 @@ public enum RepositoryStore {
         let id = db.lastInsertedRowID
         if enabled {
             try tx.append(DomainEvent(type: "RepositoryEnabled", subject: "repository:\(id)", payload: ["repository": fullName]))
+        } else if overLimit {
+            try tx.append(DomainEvent(type: "RepositoryNotEnabled", subject: "repository:\(id)", payload: [
+                "repository": fullName, "reason": "plan_limit: \(limit!) enabled repositories allowed"]))
         }
         return try find(integrationID: integrationID, externalID: externalID, in: db)!
+    }
+
+    /// Repositories that are enabled and still installed: what the plan's repository limit counts.
+    public static func enabledCount(in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT count(*) FROM repositories WHERE enabled = 1 AND removed = 0") ?? 0
+    }
+
+    /// Enables or disables a repository by name. Enabling one more than `plan` allows is refused.
+    @discardableResult
+    public static func setEnabled(_ enabled: Bool, fullName: String, plan: Plan?, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+        guard let repo = try RepositoryRecord.fetchOne(tx.db, sql: "SELECT * FROM repositories WHERE full_name = ? AND removed = 0",
+                                                       arguments: [fullName]) else {
+            throw StorageError.notFound("repository \(fullName) is not known to this workspace (install the GitHub App on it first)")
+        }
+        guard repo.enabled != enabled else { return repo }
+        if enabled, let plan, let limit = plan.repositories {
+            let used = try enabledCount(in: tx.db)
+            if used >= limit {
+                throw PlanLimitError(message: "the workspace's \(plan.name) plan allows \(limit) enabled repositories and \(used) are enabled; "
+                                     + "disable one or move the workspace to a larger plan")
+            }
+        }
+        try tx.db.execute(sql: "UPDATE repositories SET enabled = ? WHERE id = ?", arguments: [enabled, repo.id])
+        try tx.append(DomainEvent(type: enabled ? "RepositoryEnabled" : "RepositoryDisabled", subject: "repository:\(repo.id)",
+                                  payload: ["repository": fullName]))
+        var updated = repo
+        updated.enabled = enabled
+        return updated
     }
 
     public static func markRemoved(integrationID: IntegrationID, externalID: Int64, in db: Database) throws {

@@ -67,6 +67,7 @@ public struct ReviewRunner: Sendable {
             if limit == nil {
                 try tx.db.execute(sql: "UPDATE review_runs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
                                   arguments: [tx.now.epoch, runID])
+                if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: runID, in: &tx) }
             }
             let posted = try String.fetchAll(tx.db, sql: """
                 SELECT fingerprint FROM findings WHERE repository_id = ? AND pr_number = ? AND posted = 1 AND run_id != ?

@@ -27,9 +27,12 @@ public struct UsageReport: Codable, Sendable, Equatable {
     public var inputTokens: Int
     public var outputTokens: Int
     public var costUSD: Double
+    /// The workspace's plan and where it stands against each limit (current period only).
+    public var plan: String?
+    public var limits: [PlanLimitStatus]?
 
     enum CodingKeys: String, CodingKey {
-        case period, runs, models
+        case period, runs, models, plan, limits
         case workspaceID = "workspace_id"
         case inputTokens = "input_tokens"
         case outputTokens = "output_tokens"

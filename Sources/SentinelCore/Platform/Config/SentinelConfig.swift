@@ -15,6 +15,14 @@ public struct SentinelConfig: Sendable, Equatable {
     public var github = GitHub()
     public var ai = AI()
     public var export = Export()
+    public var billing = Billing()
+
+    public struct Billing: Sendable, Equatable {
+        /// YAML file defining plans (see `PlanCatalog`); unset = the built-in plans.
+        public var plansFile: String? = nil
+        /// A signed license raising the appliance's entitlements; unset = none.
+        public var licenseFile: String? = nil
+    }
 
     public struct Export: Sendable, Equatable {
         /// Write the nightly analytics dump while serving.
@@ -135,6 +143,8 @@ public enum ConfigLoader {
         key("ai.price_table_file", "YAML file overriding the built-in AI price table (USD per million tokens)", \.ai.priceTableFile),
         key("export.enabled", "write the nightly PostgreSQL analytics dump to data/exports/ while serving", \.export.enabled),
         key("export.time", "when the nightly export runs, HH:MM in UTC", \.export.time),
+        key("billing.plans_file", "YAML file defining plans and their monthly limits (adds to / redefines free, team, enterprise)", \.billing.plansFile),
+        key("billing.license_file", "signed Sentinel license file raising plan limits; an invalid or expired license stops start-up", \.billing.licenseFile),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 

@@ -6,7 +6,12 @@ import Logging
 /// runs requested, queued work cancelled. Runs as the `github.delivery` job; every step is
 /// idempotent (upserts, unique run keys), so a retried job changes nothing twice.
 public struct GitHubDeliveryProcessor: Sendable {
-    public init() {}
+    /// The plan's enabled-repository limit applies to repositories enabled on first sight.
+    let billing: (any BillingProvider)?
+
+    public init(billing: (any BillingProvider)? = nil) {
+        self.billing = billing
+    }
 
     /// `@sentinel review` / `@sentinel full review`, case-insensitive, anywhere in the comment.
     public static func command(in body: String) -> (review: Bool, full: Bool) {
@@ -19,6 +24,7 @@ public struct GitHubDeliveryProcessor: Sendable {
     public func process(_ context: JobContext) async throws {
         let job = try context.job.decodePayload(DeliveryJob.self)
         let logger = context.logger
+        let limit = try await billing?.plan(for: context.workspaceID).repositories
         let outcome: String = try await context.workspace.write { tx in
             guard let row = try Row.fetchOne(tx.db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else {
                 return "missing"
@@ -30,7 +36,8 @@ public struct GitHubDeliveryProcessor: Sendable {
             let correlationID: String? = row["correlation_id"]
             let outcome: String
             do {
-                outcome = try Self.route(event: event, payload: payload, integrationID: integrationID, correlationID: correlationID, tx: &tx)
+                outcome = try Self.route(event: event, payload: payload, integrationID: integrationID, correlationID: correlationID,
+                                         repositoryLimit: limit, tx: &tx)
             } catch let error as DecodingError {
                 outcome = "ignored: payload not understood (\(Self.describe(error)))"
             }
@@ -43,7 +50,7 @@ public struct GitHubDeliveryProcessor: Sendable {
 
     /// Applies one delivery inside the caller's transaction; returns what was done, in words.
     public static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?,
-                      tx: inout WorkspaceTransaction) throws -> String {
+                             repositoryLimit: Int? = nil, tx: inout WorkspaceTransaction) throws -> String {
         let decoder = JSONDecoder()
         switch event {
         case "installation":
@@ -52,7 +59,7 @@ public struct GitHubDeliveryProcessor: Sendable {
             case "created", "new_permissions_accepted", "unsuspend":
                 for repo in e.repositories ?? [] {
                     try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.full_name,
-                                                 installationID: e.installation.id, in: &tx)
+                                                 installationID: e.installation.id, limit: repositoryLimit, in: &tx)
                 }
                 return "registered \(e.repositories?.count ?? 0) repositories"
             case "deleted", "suspend":
@@ -66,7 +73,7 @@ public struct GitHubDeliveryProcessor: Sendable {
             let e = try decoder.decode(GitHubPayload.InstallationRepositoriesEvent.self, from: payload)
             for repo in e.repositories_added ?? [] {
                 try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.full_name,
-                                             installationID: e.installation.id, in: &tx)
+                                             installationID: e.installation.id, limit: repositoryLimit, in: &tx)
             }
             for repo in e.repositories_removed ?? [] {
                 try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, in: tx.db)
@@ -90,7 +97,7 @@ public struct GitHubDeliveryProcessor: Sendable {
                 return "ignored: pull_request.\(e.action)"
             }
             let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
-                                                    installationID: e.installation?.id, in: &tx)
+                                                    installationID: e.installation?.id, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
             let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.pull_request.number, headSHA: e.pull_request.head.sha,
                                                               baseSHA: e.pull_request.base.sha, trigger: trigger, fullReview: false,
@@ -104,7 +111,7 @@ public struct GitHubDeliveryProcessor: Sendable {
             let command = command(in: e.comment.body ?? "")
             guard command.review else { return "ignored: no command" }
             let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
-                                                    installationID: e.installation?.id, in: &tx)
+                                                    installationID: e.installation?.id, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
             // The head commit is not in a comment payload; the run resolves it when it starts.
             let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.issue.number, headSHA: "",

@@ -1,0 +1,105 @@
+import Crypto
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Plans and licenses")
+struct PlanTests {
+    func write(_ text: String) throws -> (URL, TemporaryDirectory) {
+        let dir = TemporaryDirectory("sentinel-plans")
+        let url = dir.url.appendingPathComponent("file")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return (url, dir)
+    }
+
+    @Test("a plans file adds plans and redefines built-in ones; mistakes name the plan and the limit")
+    func plansFile() throws {
+        let (url, dir) = try write("""
+            plans:
+              growth: {reviews_per_month: 5000, tokens_per_month: 100000000, repositories: 250, seats: unlimited}
+              free: {reviews_per_month: 10}
+            """)
+        defer { dir.cleanup() }
+        let catalog = try PlanCatalog.load(plansFile: url.path, licenseFile: nil)
+        #expect(catalog.plan(named: "growth") == Plan(name: "growth", reviewsPerMonth: 5000, tokensPerMonth: 100_000_000, repositories: 250, seats: nil))
+        #expect(catalog.plan(named: "free")?.reviewsPerMonth == 10)
+        #expect(catalog.plan(named: "free")?.tokensPerMonth == nil, "a limit the file leaves out is unlimited")
+        #expect(catalog.plan(named: "team") == Plan.builtIn["team"])
+
+        for (text, message) in [
+            ("plans:\n  x: {reviews_per_month: -1}", "plans.x.reviews_per_month must be a non-negative integer or 'unlimited'"),
+            ("plans:\n  x: {reviews: 5}", "plans.x: unknown limit 'reviews'"),
+            ("plans:\n  Big Plan: {seats: 1}", "plan name 'Big Plan'"),
+            ("growth: {seats: 1}", "expected a single top-level key 'plans'"),
+        ] {
+            let (bad, badDir) = try write(text)
+            defer { badDir.cleanup() }
+            #expect { try PlanCatalog.load(plansFile: bad.path, licenseFile: nil) } throws: { error in
+                "\(error)".contains(message)
+            }
+        }
+    }
+
+    @Test("a license signed by a trusted key raises limits; altered, expired or foreign licenses are refused")
+    func licenses() throws {
+        let vendor = Curve25519.Signing.PrivateKey()
+        let verifier = LicenseVerifier(trustedKeys: [vendor.publicKey])
+        let terms = License(licensee: "Acme Corp", expiresAt: "2030-01-01", plans: [
+            "team": Plan(name: "team", reviewsPerMonth: 10_000, tokensPerMonth: 1_000, repositories: nil, seats: 60),
+            "platinum": Plan(name: "platinum", reviewsPerMonth: nil, tokensPerMonth: nil, repositories: nil, seats: nil),
+        ])
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        let (url, dir) = try write(String(decoding: try terms.signed(with: vendor), as: UTF8.self))
+        defer { dir.cleanup() }
+        let catalog = try PlanCatalog.load(plansFile: nil, licenseFile: url.path, verifier: verifier, now: now)
+        let team = try #require(catalog.plan(named: "team"))
+        #expect(team.reviewsPerMonth == 10_000)
+        #expect(team.tokensPerMonth == Plan.builtIn["team"]!.tokensPerMonth, "a license never lowers a limit")
+        #expect(team.repositories == nil)
+        #expect(team.seats == 60)
+        #expect(catalog.plan(named: "platinum") != nil)
+        #expect(catalog.licenseStatus.contains("Acme Corp"))
+
+        // Altered terms: the signature no longer matches.
+        var envelope = try JSONSerialization.jsonObject(with: try terms.signed(with: vendor)) as! [String: String]
+        var altered = terms
+        altered.plans["free"] = Plan(name: "free", reviewsPerMonth: nil, tokensPerMonth: nil, repositories: nil, seats: nil)
+        envelope["payload"] = try JSONEncoder().encode(altered).base64EncodedString()
+        #expect { try verifier.verify(try JSONSerialization.data(withJSONObject: envelope), now: now) } throws: {
+            "\($0)".contains("signature is not valid")
+        }
+        // Signed by someone else (an admin's own key is not trusted).
+        #expect { try verifier.verify(try terms.signed(with: Curve25519.Signing.PrivateKey()), now: now) } throws: {
+            "\($0)".contains("signature is not valid")
+        }
+        // The compiled-in vendor key does not accept a test key's license.
+        #expect(throws: ConfigError.self) { try LicenseVerifier().verify(try terms.signed(with: vendor), now: now) }
+        // Expired.
+        let expired = License(licensee: "Acme Corp", expiresAt: "2026-01-01", plans: [:])
+        #expect { try verifier.verify(try expired.signed(with: vendor), now: now) } throws: { "\($0)".contains("expired on 2026-01-01") }
+        #expect { try verifier.verify(Data("not json".utf8), now: now) } throws: { "\($0)".contains("not a Sentinel license file") }
+    }
+
+    @Test("the soft limit is reported once per limit and month")
+    func softLimitOncePerMonth() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let plan = Plan(name: "small", reviewsPerMonth: 10, tokensPerMonth: 1_000, repositories: nil, seats: nil)
+        let events = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: """
+                    INSERT INTO usage_records (call_key, provider, model, input_tokens, output_tokens, recorded_at) VALUES ('k', 'openai', 'm', 700, 150, ?)
+                    """, arguments: [tx.now.timeIntervalSince1970])
+                try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx)
+                try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx)
+            }
+            return try await actor.read { db in try EventLog.read(after: 0, limit: 10, types: ["PlanSoftLimitReached"], in: db) }
+        }
+        #expect(events.count == 1)
+        #expect(events.first?.data.contains("\"limit\":\"tokens_per_month\"") == true)
+        #expect(events.first?.data.contains("\"used\":\"850\"") == true)
+        await h.stop()
+    }
+}
