@@ -31,7 +31,7 @@ struct ExportBenchmark: AsyncParsableCommand {
                 try await writer.write { db in
                     let base = Date(timeIntervalSince1970: 1_795_000_000)
                     for i in 0..<perWorkspace {
-                        let at = base.addingTimeInterval(Double(i) * 2.6)  // ~30 days per workspace
+                        let at = base.addingTimeInterval(Double(i) * 259.2)  // 10,000 events span 30 days
                         let repository = "acme/repo-\(i % 7)"
                         let event: DomainEvent
                         switch i % 3 {
