@@ -27,6 +27,9 @@ public final class Appliance: Sendable {
     /// The AI providers' HTTP client (system trust roots), shared by every run.
     let aiHTTP: AsyncOutboundHTTPClient
     let integrationDirectory: IntegrationDirectory
+    /// Users, sessions, API tokens and memberships (control.sqlite).
+    public let identity: IdentityService
+    let api: APIDependencies
     private let serveLock: FileLock
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
@@ -73,6 +76,16 @@ public final class Appliance: Sendable {
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
         self.integrationDirectory = IntegrationDirectory(service: integrations, supervisor: supervisor)
+        self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
+        self.api = APIDependencies(
+            dataDirectory: dataDirectory, identity: identity, workspaces: workspaces, integrations: integrations,
+            providers: ProviderStore(masterKey: integrations.masterKey), billing: billing, catalog: catalog, control: control,
+            loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
+                                         perAddress: config.auth.loginFailuresPerAddress),
+            publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL)
+        if try identity.ensureSetupToken(in: dataDirectory) {
+            logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
+        }
         metrics.openWorkspaces(0)
         metrics.offlineWorkspaces(0)
     }
@@ -82,6 +95,7 @@ public final class Appliance: Sendable {
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
         WebhookRoutes(directory: integrationDirectory, supervisor: supervisor, metrics: metrics).add(to: router)
+        APIRouter(operations: APIOperations.all, registry: APISchemas.registry, dependencies: api, supervisor: supervisor).add(to: router)
         return router
     }
 

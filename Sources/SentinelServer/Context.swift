@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import NIOCore
 
 /// Per-request state: the correlation id that follows the request into the jobs it creates.
 public struct SentinelRequestContext: RequestContext {
@@ -7,9 +8,12 @@ public struct SentinelRequestContext: RequestContext {
     public var correlationID: String = ""
     /// Largest body a route may collect (webhook deliveries can be up to 25 MB).
     public var maxUploadSize: Int
+    /// The peer address, for per-address limits (sign-in throttling).
+    public var remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.maxUploadSize = 25 * 1024 * 1024
+        self.remoteAddress = source.channel.remoteAddress
     }
 }

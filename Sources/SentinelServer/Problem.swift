@@ -11,6 +11,10 @@ public struct Problem: Error, Codable, Sendable, Equatable {
     public var status: Int
     public var detail: String?
     public var instance: String?
+    /// Sent as `Retry-After` (seconds) with 429 and 503.
+    public var retryAfter: Int?
+
+    enum CodingKeys: String, CodingKey { case type, title, status, detail, instance }
 
     public init(status: HTTPResponse.Status, detail: String? = nil, type: String = "about:blank", title: String? = nil) {
         self.type = type
@@ -22,6 +26,7 @@ public struct Problem: Error, Codable, Sendable, Equatable {
     public func response(requestID: String?) -> Response {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let requestID { headers[.requestID] = requestID }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         var copy = self
         copy.instance = requestID.map { "urn:sentinel:request:\($0)" }
         let body = (try? JSONEncoder.sentinel.encode(copy)) ?? Data("{\"status\":\(status)}".utf8)
@@ -46,6 +51,39 @@ public struct Problem: Error, Codable, Sendable, Equatable {
             case .closed, .shuttingDown:
                 return (Problem(status: .serviceUnavailable, detail: error.description), false)
             }
+        case let error as IdentityError:
+            switch error.kind {
+            case .invalid: return (Problem(status: .badRequest, detail: error.description), false)
+            case .notFound: return (Problem(status: .notFound, detail: error.description), false)
+            case .conflict: return (Problem(status: .conflict, detail: error.description), false)
+            case .unauthenticated: return (Problem(status: .unauthorized, detail: error.description), false)
+            case .forbidden: return (Problem(status: .forbidden, detail: error.description), false)
+            case .rateLimited(let seconds):
+                var problem = Problem(status: .tooManyRequests, detail: error.description)
+                problem.retryAfter = seconds
+                return (problem, false)
+            }
+        case let error as PlanLimitError:
+            return (Problem(status: .forbidden, detail: error.message, type: "urn:sentinel:problem:plan-limit", title: "Plan limit reached"), false)
+        case let error as StorageError:
+            switch error {
+            case .notFound(let m): return (Problem(status: .notFound, detail: m), false)
+            case .conflict(let m): return (Problem(status: .conflict, detail: m), false)
+            case .invalid(let m): return (Problem(status: .badRequest, detail: m), false)
+            default: return (Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id"), true)
+            }
+        case let error as ProviderStoreError:
+            switch error {
+            case .invalid(let m): return (Problem(status: .badRequest, detail: m), false)
+            case .notFound: return (Problem(status: .notFound, detail: error.description), false)
+            }
+        case let error as IntegrationError:
+            switch error {
+            case .invalid(let m): return (Problem(status: .badRequest, detail: m), false)
+            case .notFound: return (Problem(status: .notFound, detail: error.description), false)
+            }
+        case let error as PolicySettingsError:
+            return (Problem(status: .badRequest, detail: error.description, type: "urn:sentinel:problem:invalid-setting", title: "Invalid setting"), false)
         default:
             return (Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id"), true)
         }

@@ -4,7 +4,7 @@ import SentinelCore
 
 struct WorkspaceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "workspace", abstract: "Create and inspect workspaces (tenants).",
-                                                    subcommands: [Create.self, List.self, Show.self])
+                                                    subcommands: [Create.self, List.self, Show.self, AddMember.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a workspace and its database file.")

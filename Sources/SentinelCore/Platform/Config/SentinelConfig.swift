@@ -55,6 +55,19 @@ public struct SentinelConfig: Sendable, Equatable {
         public var tlsEnabled = true
         public var tlsCertFile: String? = nil
         public var tlsKeyFile: String? = nil
+        /// How GitHub reaches this appliance (`https://sentinel.example.com`), for webhook URLs.
+        public var publicURL: String? = nil
+    }
+
+    public var auth = Auth()
+
+    public struct Auth: Sendable, Equatable {
+        /// bcrypt work factor of stored passwords.
+        public var bcryptCost = 12
+        public var sessionHours = 12.0
+        public var loginFailuresPerAccount = 5
+        public var loginFailuresPerAddress = 20
+        public var loginWindowSeconds = 900.0
     }
 
     public struct Storage: Sendable, Equatable {
@@ -123,6 +136,12 @@ public enum ConfigLoader {
         key("server.tls.enabled", "serve HTTPS (false only behind a TLS-terminating proxy)", \.server.tlsEnabled),
         key("server.tls.cert_file", "PEM certificate chain; a self-signed one is made in data/tls/ when unset", \.server.tlsCertFile),
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
+        key("server.public_url", "base URL GitHub uses to reach Sentinel (for webhook URLs in API responses); default: the request's Host", \.server.publicURL),
+        key("auth.bcrypt_cost", "bcrypt work factor of stored passwords (4...31)", \.auth.bcryptCost),
+        key("auth.session_hours", "lifetime of a sign-in session", \.auth.sessionHours),
+        key("auth.login_failures_per_account", "failed sign-ins per account within the window before 429", \.auth.loginFailuresPerAccount),
+        key("auth.login_failures_per_address", "failed sign-ins per source address within the window before 429", \.auth.loginFailuresPerAddress),
+        key("auth.login_window_seconds", "the sign-in throttling window", \.auth.loginWindowSeconds),
         key("storage.synchronous", "full | normal: durability of acknowledging commits", \.storage.synchronous),
         key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds),
         key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
@@ -192,6 +211,13 @@ public enum ConfigLoader {
         }
         guard Logger.Level(rawValue: config.log.level) != nil else {
             throw ConfigError("log.level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard (4...31).contains(config.auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4...31") }
+        guard config.auth.loginFailuresPerAccount >= 1, config.auth.loginFailuresPerAddress >= 1 else {
+            throw ConfigError("auth.login_failures_per_account and auth.login_failures_per_address must be at least 1")
+        }
+        if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
+            throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {

@@ -90,8 +90,9 @@ public struct EventListenerRegistry: Sendable {
     public func listeners(for type: String) -> [String] { byType[type] ?? [] }
 }
 
-enum ISO8601 {
-    static func string(_ date: Date) -> String {
+/// The one timestamp format of events, manifests and API responses (UTC, milliseconds).
+public enum ISO8601 {
+    public static func string(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }

@@ -17,6 +17,8 @@ public struct DataDirectory: Sendable, Equatable {
     public var workspacesDirectory: URL { root.appendingPathComponent("workspaces", isDirectory: true) }
     public var secretsDirectory: URL { root.appendingPathComponent("secrets", isDirectory: true) }
     public var masterKeyFile: URL { secretsDirectory.appendingPathComponent("master.key") }
+    /// One-time token that creates the first appliance admin (present only until then).
+    public var setupTokenFile: URL { secretsDirectory.appendingPathComponent("setup-token") }
     public var tlsDirectory: URL { root.appendingPathComponent("tls", isDirectory: true) }
     public var exportsDirectory: URL { root.appendingPathComponent("exports", isDirectory: true) }
     public var serveLockFile: URL { root.appendingPathComponent(".serve.lock") }

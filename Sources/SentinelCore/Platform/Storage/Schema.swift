@@ -43,6 +43,46 @@ enum ControlSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0004_identity") { db in
+            // Users and credentials are appliance-wide; memberships say who may enter which workspace.
+            try db.execute(sql: """
+                CREATE TABLE users (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    email TEXT NOT NULL UNIQUE,
+                    password_hash TEXT NOT NULL,
+                    is_admin INTEGER NOT NULL DEFAULT 0,
+                    created_at REAL NOT NULL
+                ) STRICT;
+                CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    token_hash TEXT NOT NULL UNIQUE,
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL
+                ) STRICT;
+                CREATE TABLE api_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    token_hash TEXT NOT NULL UNIQUE,
+                    prefix TEXT NOT NULL,
+                    scopes TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    expires_at REAL,
+                    last_used_at REAL,
+                    revoked_at REAL
+                ) STRICT;
+                CREATE INDEX api_tokens_user ON api_tokens(user_id);
+                CREATE TABLE memberships (
+                    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+                    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    role TEXT NOT NULL CHECK (role IN ('viewer','member','admin','owner')),
+                    created_at REAL NOT NULL,
+                    PRIMARY KEY (workspace_id, user_id)
+                ) STRICT;
+                CREATE INDEX memberships_user ON memberships(user_id);
+                """)
+        }
         return m
     }
 }
@@ -278,6 +318,21 @@ enum WorkspaceSchema {
                     duration_ms INTEGER NOT NULL
                 ) STRICT;
                 CREATE INDEX rollup_run_durations_key ON rollup_run_durations(day, repository, duration_ms);
+                """)
+        }
+        m.registerMigration("0005_teams") { db in
+            // Teams group a workspace's members (user ids from control.sqlite).
+            try db.execute(sql: """
+                CREATE TABLE teams (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE,
+                    created_at REAL NOT NULL
+                ) STRICT;
+                CREATE TABLE team_members (
+                    team_id INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+                    user_id TEXT NOT NULL,
+                    PRIMARY KEY (team_id, user_id)
+                ) STRICT;
                 """)
         }
         return m

@@ -1,0 +1,430 @@
+import Crypto
+import Foundation
+import GRDB
+import HummingbirdBcrypt
+
+/// A person who can sign in. Appliance admins create workspaces and users; what anyone may do
+/// inside a workspace comes only from their membership role there.
+public struct User: Codable, Sendable, Equatable, FetchableRecord {
+    public var id: String
+    public var email: String
+    public var isAdmin: Bool
+    public var createdAt: Double
+
+    enum CodingKeys: String, CodingKey {
+        case id, email
+        case isAdmin = "is_admin"
+        case createdAt = "created_at"
+    }
+}
+
+/// Roles inside one workspace, ordered by what they may do: viewers read; members also trigger
+/// and cancel reviews; admins manage integrations, providers, repositories, settings, teams and
+/// members; owners also manage owners.
+public enum WorkspaceRole: String, Codable, Sendable, CaseIterable, Comparable {
+    case viewer, member, admin, owner
+
+    var rank: Int { Self.allCases.firstIndex(of: self)! }
+    public static func < (a: WorkspaceRole, b: WorkspaceRole) -> Bool { a.rank < b.rank }
+}
+
+/// What a credential allows, independent of roles: `read` (GET), `write` (changes), `admin`
+/// (appliance administration, for appliance admins only). Sessions carry all three.
+public enum TokenScope: String, Codable, Sendable, CaseIterable {
+    case read, write, admin
+}
+
+/// The authenticated caller of one request.
+public struct Principal: Sendable, Equatable {
+    public enum Credential: Sendable, Equatable {
+        case session(id: String)
+        case token(id: String)
+    }
+
+    public var user: User
+    public var scopes: Set<TokenScope>
+    public var credential: Credential
+
+    public func allows(_ scope: TokenScope) -> Bool {
+        scopes.contains(scope) && (scope != .admin || user.isAdmin)
+    }
+}
+
+/// A personal API token as listed: the secret itself is shown once, at creation, and stored only
+/// as its SHA-256.
+public struct APITokenSummary: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var prefix: String
+    public var scopes: [TokenScope]
+    public var createdAt: String
+    public var expiresAt: String?
+    public var lastUsedAt: String?
+    public var revokedAt: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, prefix, scopes
+        case createdAt = "created_at", expiresAt = "expires_at", lastUsedAt = "last_used_at", revokedAt = "revoked_at"
+    }
+}
+
+public struct Membership: Codable, Sendable, Equatable {
+    public var workspaceID: String
+    public var userID: String
+    public var email: String
+    public var role: WorkspaceRole
+
+    public init(workspaceID: String, userID: String, email: String, role: WorkspaceRole) {
+        (self.workspaceID, self.userID, self.email, self.role) = (workspaceID, userID, email, role)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, email
+        case workspaceID = "workspace_id", userID = "user_id"
+    }
+}
+
+/// Errors of the identity domain; the HTTP layer maps each kind to one status.
+public struct IdentityError: Error, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case invalid, notFound, conflict, unauthenticated, forbidden
+        case rateLimited(retryAfterSeconds: Int)
+    }
+
+    public let kind: Kind
+    public let description: String
+
+    public init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
+}
+
+/// Users, sessions, API tokens, memberships and the setup token, all in `control.sqlite`.
+public struct IdentityService: Sendable {
+    public let control: ControlStore
+    let bcryptCost: UInt8
+    let sessionLifetime: TimeInterval
+
+    public init(control: ControlStore, bcryptCost: Int = 12, sessionHours: Double = 12) {
+        self.control = control
+        self.bcryptCost = UInt8(clamping: max(4, min(bcryptCost, 31)))
+        self.sessionLifetime = sessionHours * 3600
+    }
+
+    // MARK: Users
+
+    public static let minimumPasswordLength = 12
+
+    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, now: Date = Date()) throws -> User {
+        let email = rawEmail.trimmingCharacters(in: .whitespaces).lowercased()
+        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, email.count <= 254 else {
+            throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
+        }
+        guard password.count >= Self.minimumPasswordLength, password.utf8.count <= 72 else {
+            throw IdentityError(.invalid, "a password needs \(Self.minimumPasswordLength) to 72 characters")
+        }
+        let hash = Bcrypt.hash(password, cost: bcryptCost)
+        let user = User(id: Self.randomID(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
+        try control.pool.write { db in
+            if try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [email]) != nil {
+                throw IdentityError(.conflict, "a user with email \(email) already exists")
+            }
+            try db.execute(sql: "INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [user.id, email, hash, isAdmin, user.createdAt])
+        }
+        return user
+    }
+
+    public func user(id: String) throws -> User? {
+        try control.pool.read { db in try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id = ?", arguments: [id]) }
+    }
+
+    public func user(email: String) throws -> User? {
+        try control.pool.read { db in
+            try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE email = ?", arguments: [email.lowercased()])
+        }
+    }
+
+    public func users(after cursor: String?, limit: Int) throws -> [User] {
+        try control.pool.read { db in
+            try User.fetchAll(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id > ? ORDER BY id LIMIT ?",
+                              arguments: [cursor ?? "", limit])
+        }
+    }
+
+    public func hasUsers() throws -> Bool {
+        try control.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 } > 0
+    }
+
+    /// The user when the password is right. A missing user costs the same bcrypt work.
+    public func checkPassword(email: String, password: String) throws -> User? {
+        let row = try control.pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash FROM users WHERE email = ?",
+                             arguments: [email.lowercased()])
+        }
+        guard let row else {
+            _ = Bcrypt.verify(password, hash: Self.dummyHash)
+            return nil
+        }
+        guard Bcrypt.verify(password, hash: row["password_hash"]) else { return nil }
+        return User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"])
+    }
+
+    static let dummyHash = Bcrypt.hash("not a password of anyone", cost: 10)
+
+    // MARK: Sessions and tokens
+
+    /// A new session; returns the bearer secret (shown once) and its expiry.
+    public func createSession(for user: User, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
+        let token = "sns_" + Self.randomSecret()
+        let expires = now.addingTimeInterval(sessionLifetime)
+        try control.pool.write { db in
+            try db.execute(sql: "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [Self.randomID(prefix: "ses_"), Self.hash(token), user.id, now.epoch, expires.epoch])
+            try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [now.epoch])
+        }
+        return (token, expires)
+    }
+
+    public func endSession(id: String) throws {
+        try control.pool.write { db in try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id]) }
+    }
+
+    public func createToken(for user: User, name: String, scopes: Set<TokenScope>, expiresInDays: Int?, now: Date = Date()) throws
+        -> (token: String, summary: APITokenSummary) {
+        let trimmed = name.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed.count <= 100 else { throw IdentityError(.invalid, "a token needs a name of 1 to 100 characters") }
+        guard !scopes.isEmpty else { throw IdentityError(.invalid, "a token needs at least one scope (read, write, admin)") }
+        if scopes.contains(.admin), !user.isAdmin { throw IdentityError(.forbidden, "only appliance admins can create admin-scoped tokens") }
+        if let days = expiresInDays, !(1...3650).contains(days) { throw IdentityError(.invalid, "expires_in_days must be 1...3650") }
+        let token = "snt_" + Self.randomSecret()
+        let id = Self.randomID(prefix: "tok_")
+        let expires = expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }
+        let sortedScopes = TokenScope.allCases.filter(scopes.contains)
+        try control.pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [id, user.id, trimmed, Self.hash(token), String(token.prefix(12)),
+                                 sortedScopes.map(\.rawValue).joined(separator: " "), now.epoch, expires?.epoch])
+        }
+        return (token, APITokenSummary(id: id, name: trimmed, prefix: String(token.prefix(12)), scopes: sortedScopes,
+                                       createdAt: ISO8601.string(now), expiresAt: expires.map(ISO8601.string), lastUsedAt: nil, revokedAt: nil))
+    }
+
+    public func tokens(of user: User) throws -> [APITokenSummary] {
+        try control.pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM api_tokens WHERE user_id = ? ORDER BY created_at, id", arguments: [user.id]).map(Self.summary)
+        }
+    }
+
+    public func revokeToken(id: String, of user: User, now: Date = Date()) throws {
+        try control.pool.write { db in
+            try db.execute(sql: "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND user_id = ?",
+                           arguments: [now.epoch, id, user.id])
+            if db.changesCount == 0 { throw IdentityError(.notFound, "no such token") }
+        }
+    }
+
+    static func summary(_ row: Row) -> APITokenSummary {
+        APITokenSummary(id: row["id"], name: row["name"], prefix: row["prefix"],
+                        scopes: (row["scopes"] as String).split(separator: " ").compactMap { TokenScope(rawValue: String($0)) },
+                        createdAt: ISO8601.string(Date(timeIntervalSince1970: row["created_at"])),
+                        expiresAt: (row["expires_at"] as Double?).map { ISO8601.string(Date(timeIntervalSince1970: $0)) },
+                        lastUsedAt: (row["last_used_at"] as Double?).map { ISO8601.string(Date(timeIntervalSince1970: $0)) },
+                        revokedAt: (row["revoked_at"] as Double?).map { ISO8601.string(Date(timeIntervalSince1970: $0)) })
+    }
+
+    /// The caller behind a bearer secret, or nil (unknown, expired, revoked).
+    public func authenticate(bearer: String, now: Date = Date()) throws -> Principal? {
+        let hash = Self.hash(bearer)
+        if bearer.hasPrefix("sns_") {
+            guard let row = try control.pool.read({ db in
+                try Row.fetchOne(db, sql: """
+                    SELECT s.id AS session_id, s.expires_at, u.id, u.email, u.is_admin, u.created_at
+                    FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?
+                    """, arguments: [hash])
+            }), (row["expires_at"] as Double) > now.epoch else { return nil }
+            return Principal(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
+                             scopes: Set(TokenScope.allCases), credential: .session(id: row["session_id"]))
+        }
+        guard bearer.hasPrefix("snt_"), let row = try control.pool.read({ db in
+            try Row.fetchOne(db, sql: """
+                SELECT t.id AS token_id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, u.id, u.email, u.is_admin, u.created_at
+                FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?
+                """, arguments: [hash])
+        }) else { return nil }
+        if (row["revoked_at"] as Double?) != nil { return nil }
+        if let expires = row["expires_at"] as Double?, expires <= now.epoch { return nil }
+        let tokenID: String = row["token_id"]
+        // Last use to the minute: no write per request.
+        if ((row["last_used_at"] as Double?) ?? 0) < now.epoch - 60 {
+            try control.pool.write { db in
+                try db.execute(sql: "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", arguments: [now.epoch, tokenID])
+            }
+        }
+        let scopes = Set((row["scopes"] as String).split(separator: " ").compactMap { TokenScope(rawValue: String($0)) })
+        return Principal(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
+                         scopes: scopes, credential: .token(id: tokenID))
+    }
+
+    // MARK: Memberships
+
+    public func role(of userID: String, in workspace: WorkspaceID) throws -> WorkspaceRole? {
+        try control.pool.read { db in
+            try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
+                                arguments: [workspace.rawValue, userID]).flatMap(WorkspaceRole.init)
+        }
+    }
+
+    public func members(of workspace: WorkspaceID) throws -> [Membership] {
+        try control.pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT m.workspace_id, m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id
+                WHERE m.workspace_id = ? ORDER BY u.email
+                """, arguments: [workspace.rawValue]).map {
+                Membership(workspaceID: $0["workspace_id"], userID: $0["user_id"], email: $0["email"],
+                           role: WorkspaceRole(rawValue: $0["role"]) ?? .viewer)
+            }
+        }
+    }
+
+    /// Workspaces the user is a member of, with the role.
+    public func memberships(of userID: String) throws -> [(WorkspaceRecord, WorkspaceRole)] {
+        try control.pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT w.*, m.role AS member_role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ? ORDER BY w.name
+                """, arguments: [userID]).map { (try WorkspaceRecord(row: $0), WorkspaceRole(rawValue: $0["member_role"]) ?? .viewer) }
+        }
+    }
+
+    /// Adds or changes a membership; refuses to leave a workspace without an owner, and a new
+    /// member over the plan's seat limit.
+    public func setRole(_ role: WorkspaceRole, userID: String, in workspace: WorkspaceID, seatLimit: Plan? = nil) throws {
+        try control.pool.write { db in
+            guard try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE id = ?", arguments: [userID]) != nil else {
+                throw IdentityError(.notFound, "no such user")
+            }
+            let current = try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
+                                              arguments: [workspace.rawValue, userID])
+            if current == nil, let plan = seatLimit, let seats = plan.seats {
+                let used = try Int.fetchOne(db, sql: "SELECT count(*) FROM memberships WHERE workspace_id = ?", arguments: [workspace.rawValue]) ?? 0
+                if used >= seats {
+                    throw PlanLimitError(message: "the workspace's \(plan.name) plan allows \(seats) seats and \(used) are taken; "
+                                         + "remove a member or move the workspace to a larger plan")
+                }
+            }
+            if current == WorkspaceRole.owner.rawValue, role != .owner { try requireAnotherOwner(userID, workspace, db) }
+            try db.execute(sql: """
+                INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role
+                """, arguments: [workspace.rawValue, userID, role.rawValue, Date().epoch])
+        }
+    }
+
+    public func removeMember(userID: String, from workspace: WorkspaceID) throws {
+        try control.pool.write { db in
+            let current = try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
+                                              arguments: [workspace.rawValue, userID])
+            guard let current else { throw IdentityError(.notFound, "no such member") }
+            if current == WorkspaceRole.owner.rawValue { try requireAnotherOwner(userID, workspace, db) }
+            try db.execute(sql: "DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?", arguments: [workspace.rawValue, userID])
+        }
+    }
+
+    private func requireAnotherOwner(_ userID: String, _ workspace: WorkspaceID, _ db: Database) throws {
+        let owners = try Int.fetchOne(db, sql: "SELECT count(*) FROM memberships WHERE workspace_id = ? AND role = 'owner' AND user_id != ?",
+                                      arguments: [workspace.rawValue, userID]) ?? 0
+        if owners == 0 { throw IdentityError(.conflict, "a workspace keeps at least one owner") }
+    }
+
+    // MARK: The setup token
+
+    /// On a fresh appliance (no users), writes `secrets/setup-token` (0600) once; it lets the
+    /// first admin be created through the API. Returns whether a token file exists.
+    @discardableResult
+    public func ensureSetupToken(in dataDirectory: DataDirectory) throws -> Bool {
+        let file = dataDirectory.setupTokenFile
+        if try hasUsers() {
+            try? FileManager.default.removeItem(at: file)
+            return false
+        }
+        if FileManager.default.fileExists(atPath: file.path) { return true }
+        _ = try FileSystem.createExclusive(file, contents: Data(("sst_" + Self.randomSecret() + "\n").utf8), mode: 0o600)
+        return true
+    }
+
+    /// Creates the first appliance admin with the setup token, then deletes the token: it works once.
+    public func completeSetup(token: String, email: String, password: String, in dataDirectory: DataDirectory) throws -> User {
+        let file = dataDirectory.setupTokenFile
+        guard let stored = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+              !stored.isEmpty, try !hasUsers() else {
+            throw IdentityError(.conflict, "setup is already complete")
+        }
+        guard Self.constantTimeEqual(stored, token) else { throw IdentityError(.unauthenticated, "wrong setup token") }
+        let user = try createUser(email: email, password: password, isAdmin: true)
+        try? FileManager.default.removeItem(at: file)
+        return user
+    }
+
+    // MARK: Helpers
+
+    static func hash(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func randomSecret() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<40).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] })
+    }
+
+    public static func randomID(prefix: String) -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        var rng = SystemRandomNumberGenerator()
+        return prefix + String((0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] })
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
+
+/// Failed sign-ins per account and per source address in a sliding window: past the limit,
+/// login answers 429 with `Retry-After` until the oldest failure leaves the window.
+public actor LoginThrottle {
+    let window: TimeInterval
+    let perAccount: Int
+    let perAddress: Int
+    private var failures: [String: [Date]] = [:]
+
+    public init(window: TimeInterval = 900, perAccount: Int = 5, perAddress: Int = 20) {
+        self.window = window
+        self.perAccount = perAccount
+        self.perAddress = perAddress
+    }
+
+    /// Seconds to wait when either key is over its limit, else nil.
+    public func retryAfter(account: String, address: String, now: Date = Date()) -> Int? {
+        let checks = [("account:" + account.lowercased(), perAccount), ("address:" + address, perAddress)]
+        var wait: TimeInterval = 0
+        for (key, limit) in checks {
+            let recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
+            failures[key] = recent
+            if recent.count >= limit, let oldest = recent.first { wait = max(wait, window - now.timeIntervalSince(oldest)) }
+        }
+        return wait > 0 ? max(1, Int(wait.rounded(.up))) : nil
+    }
+
+    public func recordFailure(account: String, address: String, now: Date = Date()) {
+        failures["account:" + account.lowercased(), default: []].append(now)
+        failures["address:" + address, default: []].append(now)
+        if failures.count > 100_000 { failures = failures.filter { !$0.value.isEmpty && now.timeIntervalSince($0.value.last!) < window } }
+    }
+
+    public func recordSuccess(account: String) {
+        failures["account:" + account.lowercased()] = nil
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+import SentinelServer
+
+extension GlobalOptions {
+    func identity(_ config: SentinelConfig) throws -> IdentityService {
+        let (control, _) = try openControl(config)
+        return IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
+    }
+}
+
+struct UserCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Users of the appliance.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a user; --admin makes an appliance admin (works before any setup).")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Email address (the sign-in name).") var email: String
+        @Option(help: "File holding the password (12 to 72 characters; one line). Never pass a password on the command line.")
+        var passwordFile: String
+        @Flag(help: "Appliance admin: may create workspaces and users.") var admin = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                guard let raw = try? String(contentsOfFile: passwordFile, encoding: .utf8) else { throw CLIError("cannot read \(passwordFile)") }
+                let password = raw.trimmingCharacters(in: .newlines)
+                let config = try global.loadConfig()
+                let identity = try global.identity(config)
+                let user = try identity.createUser(email: email, password: password, isAdmin: admin)
+                if admin { try identity.ensureSetupToken(in: global.dataDirectory) }  // an admin exists: the setup token is void
+                if json { try printJSON(user) } else { print("created \(user.isAdmin ? "appliance admin" : "user") \(user.email) (\(user.id))") }
+            }
+        }
+    }
+}
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "Personal API tokens.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an API token for a user and print it once.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The token's user.") var email: String
+        @Option(help: "A name to recognise the token by.") var name = "cli"
+        @Option(parsing: .upToNextOption, help: "Scopes: read, write, admin (admin only for appliance admins).") var scopes: [String] = ["read", "write"]
+        @Option(help: "Days until the token expires (default: never).") var expiresIn: Int?
+
+        func run() async throws {
+            try await oneLine {
+                let config = try global.loadConfig()
+                let identity = try global.identity(config)
+                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                var parsed = Swift.Set<TokenScope>()
+                for s in scopes.flatMap({ $0.split(separator: ",") }) {
+                    guard let scope = TokenScope(rawValue: String(s)) else { throw CLIError("unknown scope '\(s)' (read, write, admin)") }
+                    parsed.insert(scope)
+                }
+                let (token, _) = try identity.createToken(for: user, name: name, scopes: parsed, expiresInDays: expiresIn)
+                print(token)
+            }
+        }
+    }
+}
+
+extension WorkspaceCommand {
+    struct AddMember: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add-member", abstract: "Give a user a role in a workspace.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Option(help: "The user's email.") var email: String
+        @Option(help: "owner, admin, member or viewer.") var role: String
+
+        func run() async throws {
+            try await oneLine {
+                guard let role = WorkspaceRole(rawValue: role) else { throw CLIError("role must be one of owner, admin, member, viewer") }
+                let config = try global.loadConfig()
+                let (control, opener) = try global.openControl(config)
+                let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
+                guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+                let identity = try global.identity(config)
+                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                let plan = try global.billing(config, control).currentPlan(of: id)
+                try identity.setRole(role, userID: user.id, in: id, seatLimit: plan)
+                let (actor, _, _) = try global.openWorkspace(id.rawValue)
+                try await closing(actor) {
+                    try await actor.write { tx in
+                        try tx.append(DomainEvent(type: "MemberAdded", subject: "user:\(user.id)",
+                                                  payload: ["email": user.email, "role": role.rawValue, "by": "cli"]))
+                    }
+                }
+                print("\(user.email) is \(role.rawValue) of workspace \(record.name) (\(id))")
+            }
+        }
+    }
+}
+
+struct OpenAPICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "openapi", abstract: "Print (or write) the API's OpenAPI 3.1 description.")
+    @Option(help: "Write to this file instead of stdout (the repository keeps it in docs/openapi.json).") var out: String?
+
+    func run() async throws {
+        try await oneLine {
+            if let out {
+                do { try OpenAPIDocument.data.write(to: URL(fileURLWithPath: out)) } catch { throw CLIError("cannot write \(out): \(error)") }
+            } else {
+                FileHandle.standardOutput.write(OpenAPIDocument.data)
+            }
+        }
+    }
+}
