@@ -1,0 +1,454 @@
+import _CryptoExtras
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import SentinelCore
+@testable import SentinelServer
+import SentinelTestSupport
+import Testing
+
+/// An appliance with an admin, two workspaces (A and B) and one user per role in A, driven
+/// through the router like a real client.
+struct APIWorld {
+    let directory = TemporaryDirectory("sentinel-api")
+    let appliance: Appliance
+    let admin: User
+    let adminToken: String
+    let workspaceA: WorkspaceID
+    let workspaceB: WorkspaceID
+    /// role → (user, session-equivalent token with read+write)
+    let members: [WorkspaceRole: (User, String)]
+
+    init(adjust: (inout SentinelConfig) -> Void = { _ in }) throws {
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        config.auth.bcryptCost = 4
+        adjust(&config)
+        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, logger: Logger.sentinel(level: "error"))
+        let identity = appliance.identity
+        admin = try identity.createUser(email: "root@example.com", password: "admin password 1", isAdmin: true)
+        adminToken = try identity.createToken(for: admin, name: "t", scopes: Set(TokenScope.allCases), expiresInDays: nil).token
+        workspaceA = try appliance.workspaces.create(name: "alpha").workspaceID!
+        workspaceB = try appliance.workspaces.create(name: "beta").workspaceID!
+        try identity.setRole(.owner, userID: admin.id, in: workspaceB)
+        var members: [WorkspaceRole: (User, String)] = [:]
+        for role in WorkspaceRole.allCases {
+            let user = try identity.createUser(email: "\(role.rawValue)@example.com", password: "password of \(role.rawValue)", isAdmin: false)
+            try identity.setRole(role, userID: user.id, in: workspaceA)
+            members[role] = (user, try identity.createToken(for: user, name: "t", scopes: [.read, .write], expiresInDays: nil).token)
+        }
+        self.members = members
+    }
+
+    func token(_ role: WorkspaceRole) -> String { members[role]!.1 }
+
+    func test(_ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
+        let app = Application(router: appliance.makeRouter())
+        try await app.test(.router) { client in try await body(APIClient(client: client)) }
+        await appliance.supervisor.shutdown()
+        directory.cleanup()
+    }
+
+    /// Registers a repository in workspace A, as an installation event would.
+    func addRepository(_ name: String = "acme/api", in workspace: WorkspaceID? = nil, enabled: Bool = true) async throws -> Int64 {
+        try await appliance.supervisor.withWorkspace(workspace ?? workspaceA) { actor in
+            try await actor.write { tx in
+                let integration = IntegrationID("int_" + String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(16)))!
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                                  arguments: [integration.rawValue])
+                let id = try RepositoryStore.register(integrationID: integration, externalID: Int64.random(in: 1...1_000_000), fullName: name,
+                                                      installationID: 1, in: &tx).id
+                if !enabled { try tx.db.execute(sql: "UPDATE repositories SET enabled = 0 WHERE id = ?", arguments: [id]) }
+                return id
+            }
+        }
+    }
+}
+
+struct APIClient: Sendable {
+    let client: any TestClientProtocol
+
+    struct Reply: Sendable {
+        let status: HTTPResponse.Status
+        let body: String
+        let headers: HTTPFields
+        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:] }
+    }
+
+    @discardableResult
+    func call(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil) async throws -> Reply {
+        var headers: HTTPFields = [:]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if body != nil { headers[.contentType] = "application/json" }
+        let response = try await client.execute(uri: "/api/v1" + path, method: method, headers: headers,
+                                                body: body.map { ByteBuffer(string: $0) })
+        return Reply(status: response.status, body: String(buffer: response.body), headers: response.headers)
+    }
+}
+
+@Suite("API: identity and access")
+struct APIAccessTests {
+    @Test("the setup token creates the first admin once; it is a 0600 file and never in the log")
+    func setupTokenOnce() async throws {
+        let dir = TemporaryDirectory("sentinel-setup")
+        var config = testConfig()
+        config.auth.bcryptCost = 4
+        let log = CapturedLog()
+        let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, logger: Logger.sentinel(level: "info", sink: log.sink))
+        let file = appliance.dataDirectory.setupTokenFile
+        let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let token = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!log.text.contains(token))
+        #expect(log.text.contains("setup-token"))
+        let app = Application(router: appliance.makeRouter())
+        try await app.test(.router) { client in
+            let api = APIClient(client: client)
+            let wrong = try await api.call(.post, "/setup", body: #"{"setup_token":"sst_wrong","email":"root@example.com","password":"a long password"}"#)
+            #expect(wrong.status == .unauthorized)
+            let ok = try await api.call(.post, "/setup", body: #"{"setup_token":"\#(token)","email":"root@example.com","password":"a long password"}"#)
+            #expect(ok.status == .created, "\(ok.body)")
+            #expect(ok.json["is_admin"] as? Bool == true)
+            let again = try await api.call(.post, "/setup", body: #"{"setup_token":"\#(token)","email":"two@example.com","password":"a long password"}"#)
+            #expect(again.status == .conflict)
+            #expect(!FileManager.default.fileExists(atPath: file.path))
+            let login = try await api.call(.post, "/auth/login", body: #"{"email":"root@example.com","password":"a long password"}"#)
+            #expect(login.status == .ok)
+            let session = try #require(login.json["token"] as? String)
+            #expect(session.hasPrefix("sns_"))
+            let me = try await api.call(.get, "/auth/me", token: session)
+            #expect((me.json["user"] as? [String: Any])?["email"] as? String == "root@example.com")
+            #expect(try await api.call(.post, "/auth/logout", token: session).status == .noContent)
+            #expect(try await api.call(.get, "/auth/me", token: session).status == .unauthorized)
+        }
+        await appliance.supervisor.shutdown()
+        dir.cleanup()
+    }
+
+    @Test("failed sign-ins are limited per account: the sixth attempt answers 429 with Retry-After, even with the right password")
+    func loginRateLimit() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            for _ in 0..<5 {
+                #expect(try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"wrong"}"#).status == .unauthorized)
+            }
+            let limited = try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"password of viewer"}"#)
+            #expect(limited.status == .tooManyRequests)
+            #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 > 0)
+            // Another account is not affected.
+            #expect(try await api.call(.post, "/auth/login", body: #"{"email":"member@example.com","password":"password of member"}"#).status == .ok)
+        }
+    }
+
+    @Test("expired, revoked and wrong-scope tokens are refused; token secrets are shown once")
+    func tokens() async throws {
+        let world = try APIWorld()
+        let identity = world.appliance.identity
+        let member = world.members[.member]!.0
+        let readOnly = try identity.createToken(for: member, name: "ro", scopes: [.read], expiresInDays: nil).token
+        let expiring = try identity.createToken(for: member, name: "old", scopes: [.read], expiresInDays: 1)
+        try await world.appliance.control.pool.write { db in
+            try db.execute(sql: "UPDATE api_tokens SET expires_at = 1 WHERE id = ?", arguments: [expiring.summary.id])
+        }
+        try await world.test { api in
+            #expect(try await api.call(.get, "/auth/me", token: readOnly).status == .ok)
+            let refused = try await api.call(.post, "/tokens", token: readOnly, body: #"{"name":"x","scopes":["read"]}"#)
+            #expect(refused.status == .forbidden)
+            #expect(refused.body.contains("'write' scope"))
+            #expect(try await api.call(.get, "/auth/me", token: expiring.token).status == .unauthorized)
+            #expect(try await api.call(.get, "/auth/me", token: "snt_not-a-token").status == .unauthorized)
+            #expect(try await api.call(.get, "/auth/me").status == .unauthorized)
+
+            let created = try await api.call(.post, "/tokens", token: world.token(.member), body: #"{"name":"ci","scopes":["read"],"expires_in_days":30}"#)
+            #expect(created.status == .created)
+            let secret = try #require(created.json["token"] as? String)
+            let id = try #require((created.json["details"] as? [String: Any])?["id"] as? String)
+            let listed = try await api.call(.get, "/tokens", token: world.token(.member))
+            #expect(listed.body.contains(id))
+            #expect(!listed.body.contains(secret))
+            #expect(try await api.call(.get, "/auth/me", token: secret).status == .ok)
+            #expect(try await api.call(.delete, "/tokens/\(id)", token: world.token(.member)).status == .noContent)
+            #expect(try await api.call(.get, "/auth/me", token: secret).status == .unauthorized)
+            // Another user's token is not there for you.
+            #expect(try await api.call(.delete, "/tokens/\(id)", token: world.token(.viewer)).status == .notFound)
+            // Admin scope is for appliance admins only.
+            #expect(try await api.call(.post, "/tokens", token: world.token(.owner), body: #"{"name":"x","scopes":["admin"]}"#).status == .forbidden)
+        }
+    }
+
+    /// Every mutating workspace operation and the least role that may call it.
+    static let mutatingRoutes: [(HTTPRequest.Method, String, String?, WorkspaceRole)] = [
+        (.post, "/members", #"{"email":"nobody@example.com","role":"viewer"}"#, .admin),
+        (.patch, "/members/{userId}", #"{"role":"viewer"}"#, .admin),
+        (.delete, "/members/{userId}", nil, .admin),
+        (.post, "/teams", #"{"name":"team"}"#, .admin),
+        (.delete, "/teams/{teamId}", nil, .admin),
+        (.put, "/teams/{teamId}/members/{userId}", nil, .admin),
+        (.delete, "/teams/{teamId}/members/{userId}", nil, .admin),
+        (.post, "/integrations", #"{"kind":"github","app_id":1,"private_key":"x","webhook_secret":"12345678"}"#, .admin),
+        (.post, "/providers", #"{"kind":"openai","api_key":"sk-test"}"#, .admin),
+        (.patch, "/providers/{providerId}", #"{"enabled":false}"#, .admin),
+        (.delete, "/providers/{providerId}", nil, .admin),
+        (.patch, "/repositories/{repositoryId}", #"{"enabled":true}"#, .admin),
+        (.put, "/settings", #"{"values":{}}"#, .admin),
+        (.put, "/repositories/{repositoryId}/settings", #"{"values":{}}"#, .admin),
+        (.post, "/runs", #"{"repository_id":999,"pr_number":1}"#, .member),
+        (.post, "/runs/{runId}/cancel", nil, .member),
+    ]
+
+    static func concrete(_ path: String) -> String {
+        path.replacingOccurrences(of: "{userId}", with: "usr_0000000000000000").replacingOccurrences(of: "{teamId}", with: "999")
+            .replacingOccurrences(of: "{providerId}", with: "prv_none").replacingOccurrences(of: "{repositoryId}", with: "999")
+            .replacingOccurrences(of: "{runId}", with: "999")
+    }
+
+    @Test("role matrix: each role on each mutating workspace route is allowed or answers 403, as documented")
+    func roleMatrix() async throws {
+        // The table covers exactly the API's mutating workspace operations.
+        let documented = Set(APIOperations.all.compactMap { op -> String? in
+            guard case .workspace = op.access, op.method != .get else { return nil }
+            return "\(op.method.rawValue) \(op.path)"
+        })
+        #expect(documented == Set(Self.mutatingRoutes.map { "\($0.0.rawValue) /workspaces/{workspaceId}\($0.1)" }))
+        let world = try APIWorld()
+        try await world.test { api in
+            for (method, path, body, least) in Self.mutatingRoutes {
+                for role in WorkspaceRole.allCases {
+                    let reply = try await api.call(method, "/workspaces/\(world.workspaceA)\(Self.concrete(path))", token: world.token(role), body: body)
+                    if role < least {
+                        #expect(reply.status == .forbidden, "\(role) \(method) \(path): \(reply.status) \(reply.body)")
+                    } else {
+                        #expect(reply.status != .forbidden && reply.status != .unauthorized, "\(role) \(method) \(path): \(reply.status) \(reply.body)")
+                    }
+                }
+            }
+            // Reading the audit log takes an admin; reading anything else a viewer.
+            #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/audit", token: world.token(.member)).status == .forbidden)
+            #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/runs", token: world.token(.viewer)).status == .ok)
+            // Appliance administration is for appliance admins.
+            for (method, path, body) in [(HTTPRequest.Method.post, "/users", #"{"email":"x@example.com","password":"a long password"}"#),
+                                         (.post, "/workspaces", #"{"name":"gamma"}"#),
+                                         (.put, "/workspaces/\(world.workspaceA)/plan", #"{"plan":"team"}"#),
+                                         (.get, "/users", nil)] {
+                #expect(try await api.call(method, path, token: world.token(.owner), body: body).status == .forbidden, "\(path)")
+                #expect(try await api.call(method, path, token: world.adminToken, body: body).status.code < 300, "\(path)")
+            }
+            // Only owners grant the owner role.
+            let grant = try await api.call(.patch, "/workspaces/\(world.workspaceA)/members/\(world.members[.viewer]!.0.id)",
+                                           token: world.token(.admin), body: #"{"role":"owner"}"#)
+            #expect(grant.status == .forbidden)
+        }
+    }
+
+    @Test("a workspace the caller is not a member of answers 404 for every resource kind, whatever their role elsewhere")
+    func crossWorkspace() async throws {
+        let world = try APIWorld()
+        let runInB = try await world.appliance.supervisor.withWorkspace(world.workspaceB) { actor in
+            try await actor.write { tx in
+                let integration = IntegrationID("int_" + String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(16)))!
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                                  arguments: [integration.rawValue])
+                let repo = try RepositoryStore.register(integrationID: integration, externalID: 5, fullName: "beta/secret", installationID: 1, in: &tx)
+                return try ReviewRunStore.request(repository: repo, prNumber: 1, headSHA: "abc", baseSHA: nil, trigger: "opened",
+                                                  fullReview: false, correlationID: nil, in: &tx).0
+            }
+        }
+        try await world.test { api in
+            for op in APIOperations.all {
+                guard case .workspace = op.access else { continue }
+                let path = op.path.replacingOccurrences(of: "{workspaceId}", with: world.workspaceB.rawValue)
+                let body = op.body == nil ? nil : "{}"
+                let reply = try await api.call(op.method, Self.concrete(path).replacingOccurrences(of: "999", with: String(runInB)),
+                                               token: world.token(.owner), body: body)
+                #expect(reply.status == .notFound, "\(op.method) \(op.path): \(reply.status)")
+                #expect(!reply.body.contains("beta/secret"))
+            }
+            // B's run id asked for through A, where the caller is owner: A has no such run.
+            #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/runs/\(runInB)", token: world.token(.owner)).status == .notFound)
+            #expect(try await api.call(.get, "/workspaces/ws_doesnotexist0000/runs", token: world.adminToken).status == .notFound)
+            #expect(try await api.call(.get, "/workspaces/not-an-id/runs", token: world.adminToken).status == .notFound)
+        }
+    }
+
+    @Test("secrets sent to the API never appear in any response or audit event")
+    func secretsAreWriteOnly() async throws {
+        let world = try APIWorld()
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        let webhookSecret = "whsec-very-secret-value"
+        let apiKey = "sk-live-abcdefghijklmnop1234"
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            let body = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "kind": "github", "app_id": 42, "private_key": key, "webhook_secret": webhookSecret,
+            ]), as: UTF8.self)
+            let integration = try await api.call(.post, base + "/integrations", token: owner, body: body)
+            #expect(integration.status == .created, "\(integration.body)")
+            #expect((integration.json["webhook_url"] as? String)?.contains("/webhooks/github/int_") == true)
+            let provider = try await api.call(.post, base + "/providers", token: owner, body: #"{"kind":"openai","api_key":"\#(apiKey)"}"#)
+            #expect(provider.status == .created)
+            #expect(provider.json["key_suffix"] as? String == "1234")
+            let providerID = try #require(provider.json["id"] as? String)
+            let rotated = try await api.call(.patch, base + "/providers/\(providerID)", token: owner, body: #"{"api_key":"sk-rotated-zzzz9999"}"#)
+            #expect(rotated.status == .ok)
+            var everything = integration.body + provider.body + rotated.body
+            for path in ["/integrations", "/providers", "/audit", "/settings", "/members", "/repositories"] {
+                let reply = try await api.call(.get, base + path, token: owner)
+                #expect(reply.status == .ok, "\(path)")
+                everything += reply.body
+            }
+            let keyBody = key.split(separator: "\n").dropFirst().first.map(String.init) ?? key
+            for secret in [keyBody, webhookSecret, apiKey, "sk-rotated-zzzz9999"] {
+                #expect(!everything.contains(secret))
+            }
+        }
+    }
+}
+
+@Suite("API: resources")
+struct APIResourceTests {
+    @Test("bodies are decoded strictly: unknown and wrong-typed fields are 400s naming the field; oversized bodies 413")
+    func strictDecoding() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let unknown = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"],"colour":"red"}"#)
+            #expect(unknown.status == .badRequest)
+            #expect(unknown.json["detail"] as? String == "colour: unknown field")
+            #expect(unknown.headers[.contentType] == "application/problem+json")
+            let wrongType = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"],"expires_in_days":"7"}"#)
+            #expect(wrongType.json["detail"] as? String == "expires_in_days: must be an integer")
+            let nested = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["rule"]}"#)
+            #expect((nested.json["detail"] as? String)?.hasPrefix("scopes[0]: must be one of") == true)
+            let missing = try await api.call(.post, "/tokens", token: owner, body: #"{"scopes":["read"]}"#)
+            #expect(missing.json["detail"] as? String == "name: required")
+            let notJSON = try await api.call(.post, "/tokens", token: owner, body: "name=x")
+            #expect(notJSON.status == .badRequest)
+            let big = try await api.call(.put, "/workspaces/\(world.workspaceA)/settings", token: owner,
+                                         body: #"{"values":{"review.instructions":""# + String(repeating: "a", count: 1_100_000) + #""}}"#)
+            #expect(big.status == .contentTooLarge)
+            let badLimit = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?limit=0", token: owner)
+            #expect(badLimit.status == .badRequest)
+        }
+    }
+
+    @Test("members, teams, settings and their audit trail; the last owner stays")
+    func membersTeamsSettingsAudit() async throws {
+        let world = try APIWorld()
+        _ = try world.appliance.identity.createUser(email: "new@example.com", password: "new user password", isAdmin: false)
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            let added = try await api.call(.post, base + "/members", token: world.token(.admin), body: #"{"email":"new@example.com","role":"member"}"#)
+            #expect(added.status == .created, "\(added.body)")
+            let newID = try #require(added.json["user_id"] as? String)
+            #expect(try await api.call(.post, base + "/members", token: owner, body: #"{"email":"new@example.com","role":"viewer"}"#).status == .conflict)
+            let team = try await api.call(.post, base + "/teams", token: owner, body: #"{"name":"backend"}"#)
+            #expect(team.status == .created)
+            let teamID = try #require(team.json["id"] as? Int)
+            let joined = try await api.call(.put, base + "/teams/\(teamID)/members/\(newID)", token: owner)
+            #expect(joined.json["members"] as? [String] == [newID])
+            #expect(try await api.call(.put, base + "/teams/\(teamID)/members/usr_notamember00000", token: owner).status == .notFound)
+            let settings = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.min_severity":"high"},"locks":["review.min_severity"]}"#)
+            #expect(settings.status == .ok, "\(settings.body)")
+            #expect(settings.json["locks"] as? [String] == ["review.min_severity"])
+            let invalid = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.min_severity":"loud"}}"#)
+            #expect(invalid.status == .badRequest)
+            #expect(invalid.body.contains("review.min_severity"))
+            #expect(try await api.call(.delete, base + "/members/\(world.members[.owner]!.0.id)", token: owner).status == .conflict)
+            #expect(try await api.call(.delete, base + "/members/\(newID)", token: owner).status == .noContent)
+            let audit = try await api.call(.get, base + "/audit", token: owner)
+            let types = (audit.json["items"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
+            #expect(types == ["MemberAdded", "TeamCreated", "TeamMemberAdded", "PolicyVersionCreated", "MemberRemoved"])
+                        #expect(audit.body.contains("owner@example.com"))
+            let firstPage = try await api.call(.get, base + "/audit?limit=2", token: owner)
+            let cursor = try #require(firstPage.json["next_cursor"] as? String)
+            let secondPage = try await api.call(.get, base + "/audit?limit=2&cursor=\(cursor)", token: owner)
+            #expect((secondPage.json["items"] as? [[String: Any]])?.first?["type"] as? String == "TeamMemberAdded")
+        }
+    }
+
+    @Test("a manual review answers 202 with the run id; runs list, show and cancel; repositories enable within the plan")
+    func runsAndRepositories() async throws {
+        let world = try APIWorld()
+        let repo = try await world.addRepository()
+        try await world.test { api in
+            let member = world.token(.member)
+            let base = "/workspaces/\(world.workspaceA)"
+            let accepted = try await api.call(.post, base + "/runs", token: member, body: #"{"repository_id":\#(repo),"pr_number":7}"#)
+            #expect(accepted.status == .accepted, "\(accepted.body)")
+            let runID = try #require(accepted.json["run_id"] as? Int)
+            let list = try await api.call(.get, base + "/runs?repository_id=\(repo)&state=queued", token: world.token(.viewer))
+            #expect((list.json["items"] as? [[String: Any]])?.first?["id"] as? Int == runID)
+            let detail = try await api.call(.get, base + "/runs/\(runID)", token: world.token(.viewer))
+            #expect((detail.json["run"] as? [String: Any])?["pr_number"] as? Int == 7)
+            let cancelled = try await api.call(.post, base + "/runs/\(runID)/cancel", token: member)
+            #expect(cancelled.json["state"] as? String == "skipped")
+            #expect((cancelled.json["reason"] as? String)?.contains("member@example.com") == true)
+            #expect(try await api.call(.post, base + "/runs/\(runID)/cancel", token: member).status == .conflict)
+
+            let repos = try await api.call(.get, base + "/repositories", token: world.token(.viewer))
+            #expect((repos.json["items"] as? [[String: Any]])?.first?["full_name"] as? String == "acme/api")
+            let disabled = try await api.call(.patch, base + "/repositories/\(repo)", token: world.token(.admin), body: #"{"enabled":false}"#)
+            #expect(disabled.json["enabled"] as? Bool == false)
+            #expect(try await api.call(.post, base + "/runs", token: member, body: #"{"repository_id":\#(repo),"pr_number":8}"#).status == .conflict)
+            let explain = try await api.call(.get, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer))
+            #expect(explain.status == .ok)
+            #expect((explain.json["entries"] as? [[String: Any]])?.contains { $0["key"] as? String == "review.min_severity" } == true)
+            let usage = try await api.call(.get, base + "/usage", token: world.token(.viewer))
+            #expect(usage.json["plan"] as? String == "free")
+            let analytics = try await api.call(.get, base + "/analytics?from=2000-01-01&to=2999-12-31", token: world.token(.viewer))
+            #expect(analytics.status == .ok)
+        }
+    }
+
+    @Test("enabling a repository over the plan's limit and adding a member over its seats are refused with a plan-limit problem")
+    func planLimitsThroughTheAPI() async throws {
+        let world = try APIWorld()
+        var added: [Int64] = []
+        for i in 0..<6 { added.append(try await world.addRepository("acme/r\(i)", enabled: i < 5)) }  // free: 5 enabled repositories
+        let repos = added
+        _ = try world.appliance.identity.createUser(email: "sixth@example.com", password: "sixth user password", isAdmin: false)
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            let refused = try await api.call(.patch, base + "/repositories/\(repos[5])", token: owner, body: #"{"enabled":true}"#)
+            #expect(refused.status == .forbidden)
+            #expect(refused.json["type"] as? String == "urn:sentinel:problem:plan-limit")
+            #expect((refused.json["detail"] as? String)?.contains("allows 5 enabled repositories") == true)
+            // 4 role users + … the free plan has 5 seats: the admin is not a member of A.
+            #expect(try await api.call(.post, base + "/members", token: owner, body: #"{"email":"root@example.com","role":"viewer"}"#).status == .created)
+            let seats = try await api.call(.post, base + "/members", token: owner, body: #"{"email":"sixth@example.com","role":"viewer"}"#)
+            #expect(seats.status == .forbidden)
+            #expect((seats.json["detail"] as? String)?.contains("allows 5 seats") == true)
+        }
+    }
+
+    @Test("the committed docs/openapi.json is the served description, and lists every route")
+    func openAPIInStep() async throws {
+        let committed = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/openapi.json"))
+        #expect(committed == OpenAPIDocument.data, "run `swift run sentinel openapi --out docs/openapi.json`")
+        let document = try #require(try JSONSerialization.jsonObject(with: committed) as? [String: Any])
+        #expect(document["openapi"] as? String == "3.1.0")
+        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
+        #expect(documented == Set(APIOperations.all.map { "\($0.method.rawValue) \($0.path)" }))
+        let world = try APIWorld()
+        try await world.test { api in
+            let served = try await api.call(.get, "/openapi.json")
+            #expect(served.status == .ok)
+            #expect(Data(served.body.utf8) == committed)
+            // Every documented operation is routed: none answers the router's own 404 for an unknown path.
+            for op in APIOperations.all {
+                let path = op.path.replacingOccurrences(of: "{workspaceId}", with: world.workspaceA.rawValue)
+                let reply = try await api.call(op.method, APIAccessTests.concrete(path), token: world.adminToken, body: op.body == nil ? nil : "{}")
+                #expect(reply.headers[.contentType]?.hasPrefix("application/") == true || reply.status == .noContent, "\(op.id): \(reply.status)")
+            }
+        }
+    }
+}
