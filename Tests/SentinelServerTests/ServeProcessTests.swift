@@ -141,6 +141,57 @@ struct ServeProcessTests {
         #expect(usage.stdout.contains("\"period\""))
     }
 
+    @Test("user create, token create and workspace add-member from the command line; the token works against the served API")
+    func identityCommands() async throws {
+        let dir = TemporaryDirectory("sentinel-cli")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let passwordFile = dir.url.appendingPathComponent("pw").path
+        try "a long enough password\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        let created = try await SentinelProcess.run(["user", "create", "--data-dir", data, "--email", "Ops@Example.com",
+                                                     "--password-file", passwordFile, "--admin", "--json"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let user = try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any]
+        #expect(user?["email"] as? String == "ops@example.com")
+        #expect(user?["is_admin"] as? Bool == true)
+        #expect(!created.stdout.contains("password"))
+        let duplicate = try await SentinelProcess.run(["user", "create", "--data-dir", data, "--email", "ops@example.com", "--password-file", passwordFile])
+        #expect(duplicate.status != 0)
+        #expect(duplicate.stderr.contains("already exists"))
+        let short = dir.url.appendingPathComponent("short").path
+        try "short".write(toFile: short, atomically: true, encoding: .utf8)
+        let weak = try await SentinelProcess.run(["user", "create", "--data-dir", data, "--email", "b@example.com", "--password-file", short])
+        #expect(weak.stderr.contains("12 to 72 characters"))
+
+        let token = try await SentinelProcess.run(["token", "create", "--data-dir", data, "--email", "ops@example.com", "--scopes", "read", "write"])
+        #expect(token.status == 0, "\(token.stderr)")
+        let secret = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.hasPrefix("snt_"))
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let member = try await SentinelProcess.run(["workspace", "add-member", "--data-dir", data, "--workspace", "acme",
+                                                    "--email", "ops@example.com", "--role", "owner"])
+        #expect(member.status == 0, "\(member.stderr)")
+        let badRole = try await SentinelProcess.run(["workspace", "add-member", "--data-dir", data, "--workspace", "acme",
+                                                     "--email", "ops@example.com", "--role", "boss"])
+        #expect(badRole.stderr.contains("owner, admin, member, viewer"))
+        let openapi = try await SentinelProcess.run(["openapi"])
+        #expect(openapi.stdout.contains("\"openapi\": \"3.1.0\""))
+
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/workspaces")
+        request.headers.add(name: "Authorization", value: "Bearer \(secret)")
+        let response = try await client.execute(request, timeout: .seconds(10))
+        let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        #expect(response.status == .ok)
+        #expect(body.contains("\"name\":\"acme\"") && body.contains("\"role\":\"owner\""), "\(body)")
+        try await client.shutdown()
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
     @Test("integration add github works while serve runs, and the running server accepts that integration's deliveries at once")
     func integrationAddedWhileServing() async throws {
         let dir = TemporaryDirectory("sentinel-live")
