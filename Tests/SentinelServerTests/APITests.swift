@@ -406,6 +406,31 @@ struct APIResourceTests {
         }
     }
 
+    @Test("the explain endpoint names the layer of every key and its lock, after settings changed through the API")
+    func explainThroughTheAPI() async throws {
+        let world = try APIWorld()
+        let repo = try await world.addRepository()
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            #expect(try await api.call(.put, base + "/settings", token: owner,
+                                       body: #"{"values":{"review.min_severity":"high","review.max_comments":7},"locks":["review.max_comments"]}"#).status == .ok)
+            #expect(try await api.call(.put, base + "/repositories/\(repo)/settings", token: owner,
+                                       body: #"{"values":{"review.min_severity":"low","review.max_comments":50}}"#).status == .ok)
+            let explain = try await api.call(.get, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer))
+            let entries = Dictionary(uniqueKeysWithValues: (explain.json["entries"] as? [[String: Any]] ?? []).map { ($0["key"] as! String, $0) })
+            #expect(entries["review.min_severity"]?["source"] as? String == "repository")
+            #expect(entries["review.min_severity"]?["value"] as? String == "low")
+            #expect(entries["review.max_comments"]?["source"] as? String == "workspace")
+            #expect(entries["review.max_comments"]?["value"] as? Int == 7)
+            #expect(entries["review.max_comments"]?["locked"] as? Bool == true)
+            #expect(entries["review.enabled"]?["source"] as? String == "builtin")
+            let violations = explain.json["violations"] as? [[String: Any]] ?? []
+            #expect(violations.contains { $0["key"] as? String == "review.max_comments" && $0["attempted_by"] as? String == "repository" })
+            #expect((explain.json["sha256"] as? String)?.count == 64)
+        }
+    }
+
     @Test("enabling a repository over the plan's limit and adding a member over its seats are refused with a plan-limit problem")
     func planLimitsThroughTheAPI() async throws {
         let world = try APIWorld()
