@@ -52,6 +52,34 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
+    @Test("a retried review job records each AI call once: the failed attempt's call and the retry's, never one twice")
+    func usageExactlyOnceAcrossRetries() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.setReview(summary: "Fine.", findings: [])
+        // The first attempt calls the model, posts the review, then fails to complete the check.
+        await world.github.state.inject("PATCH check-runs", [.status(500)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let calls = await llm.state.requests(.openAI).count
+        #expect(calls == 2, "one model call per job attempt")
+        #expect(try await world.count("SELECT count(*) FROM usage_records") == calls)
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'UsageRecorded'") == calls)
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // The rollups count the same calls, once.
+        #expect(await eventually(timeout: .seconds(10)) {
+            try await world.count("SELECT coalesce(sum(ai_calls), 0) FROM rollup_daily") == calls
+        })
+        await world.stop()
+        await llm.stop()
+    }
+
     @Test("when every provider fails the run still completes on the built-in checks and says the AI review failed")
     func providerDownStillCompletes() async throws {
         let llm = try await FakeLLMServer.start()

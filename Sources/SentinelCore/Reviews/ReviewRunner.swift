@@ -159,6 +159,7 @@ public struct ReviewRunner: Sendable {
         options.alreadyPosted = loaded.alreadyPosted
         options.aiSkippedReason = skippedReason
         let result = await ReviewEngine.review(files: files, options: options, model: model)
+        try await recordUsage(of: result, runID: run.id, repository: loaded.repository.fullName, jobAttempt: context.job.attempts, in: workspace)
         let blocking = policy.failOn.map { floor in result.findings.contains { $0.severity >= floor } } ?? false
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + result.summary
         if !resolved.diagnostics.isEmpty {
@@ -198,11 +199,8 @@ public struct ReviewRunner: Sendable {
             try tx.db.execute(sql: "UPDATE review_runs SET review_id = ? WHERE id = ?", arguments: [reviewID, id])
         }
         if let checkID { try await session.completeCheck(repo, checkID: checkID, conclusion: conclusion, title: title, summary: checkSummary) }
-        var callCosts: [Double] = []
-        for call in result.usage { callCosts.append(await models.cost(of: call, in: workspace)) }
-        let costs = callCosts
         let record = result
-        let (repositoryID, repositoryName, prNumber, headSHA) = (loaded.repository.id, loaded.repository.fullName, run.prNumber, run.headSha)
+        let (repositoryID, prNumber, headSHA) = (loaded.repository.id, run.prNumber, run.headSha)
         try await workspace.write { tx in
             try tx.db.execute(sql: "DELETE FROM findings WHERE run_id = ?", arguments: [id])
             for f in record.findings {
@@ -213,18 +211,6 @@ public struct ReviewRunner: Sendable {
                     """, arguments: [id, repositoryID, prNumber, f.path, f.startLine, f.line, f.side.rawValue, f.severity.rawValue, f.category,
                                      f.title, f.body, f.suggestion, f.source.rawValue, f.fingerprint])
             }
-            for (index, call) in record.usage.enumerated() {
-                try tx.db.execute(sql: """
-                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [id, "run:\(id):call:\(index):\(call.chunk):\(call.attempt)", call.provider, call.model,
-                                     call.usage.inputTokens, call.usage.outputTokens, costs[index], tx.now.epoch])
-                if tx.db.changesCount == 1 {
-                    try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(id)", payload: [
-                        "repository": repositoryName, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
-                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", costs[index])]))
-                }
-            }
             try tx.db.execute(sql: "UPDATE pull_requests SET last_reviewed_sha = ? WHERE repository_id = ? AND pr_number = ?",
                               arguments: [headSHA, repositoryID, prNumber])
             try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
@@ -233,6 +219,31 @@ public struct ReviewRunner: Sendable {
         }
         logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(conclusion.rawValue)",
                                                  "ai": "\(result.aiStatus.description)"])
+    }
+
+    /// Records the engine's AI calls at once, before anything is posted: a call costs money whether
+    /// or not this attempt of the job gets to finish. The key (run, job attempt, call) makes a
+    /// retried transaction record nothing twice, and a retried job's new calls count as new calls.
+    private func recordUsage(of result: ReviewResult, runID: Int64, repository: String, jobAttempt: Int,
+                             in workspace: WorkspaceActor) async throws {
+        guard !result.usage.isEmpty else { return }
+        var costs: [Double] = []
+        for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
+        let (calls, callCosts) = (result.usage, costs)
+        try await workspace.write { tx in
+            for (index, call) in calls.enumerated() {
+                try tx.db.execute(sql: """
+                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [runID, "run:\(runID):job:\(jobAttempt):call:\(index):\(call.chunk):\(call.attempt)", call.provider, call.model,
+                                     call.usage.inputTokens, call.usage.outputTokens, callCosts[index], tx.now.epoch])
+                if tx.db.changesCount == 1 {
+                    try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
+                        "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
+                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", callCosts[index])]))
+                }
+            }
+        }
     }
 
     func skipReason(run: ReviewRun, pr: PullRequestInfo, policy: ReviewPolicy) -> String? {
