@@ -53,15 +53,20 @@ struct APIWorld {
         directory.cleanup()
     }
 
-    /// Registers a repository in workspace A, as an installation event would.
+    /// Registers a repository, as an installation event would (with a bare integration row).
+    static func registerRepository(_ name: String, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+        let integration = IntegrationID("int_" + String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(16)))!
+        try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                          arguments: [integration.rawValue])
+        return try RepositoryStore.register(integrationID: integration, externalID: Int64.random(in: 1...1_000_000), fullName: name,
+                                            installationID: 1, in: &tx)
+    }
+
+    /// Registers a repository in workspace A.
     func addRepository(_ name: String = "acme/api", in workspace: WorkspaceID? = nil, enabled: Bool = true) async throws -> Int64 {
         try await appliance.supervisor.withWorkspace(workspace ?? workspaceA) { actor in
             try await actor.write { tx in
-                let integration = IntegrationID("int_" + String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(16)))!
-                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
-                                  arguments: [integration.rawValue])
-                let id = try RepositoryStore.register(integrationID: integration, externalID: Int64.random(in: 1...1_000_000), fullName: name,
-                                                      installationID: 1, in: &tx).id
+                let id = try Self.registerRepository(name, in: &tx).id
                 if !enabled { try tx.db.execute(sql: "UPDATE repositories SET enabled = 0 WHERE id = ?", arguments: [id]) }
                 return id
             }
@@ -249,10 +254,7 @@ struct APIAccessTests {
         let world = try APIWorld()
         let runInB = try await world.appliance.supervisor.withWorkspace(world.workspaceB) { actor in
             try await actor.write { tx in
-                let integration = IntegrationID("int_" + String(UUID().uuidString.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(16)))!
-                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
-                                  arguments: [integration.rawValue])
-                let repo = try RepositoryStore.register(integrationID: integration, externalID: 5, fullName: "beta/secret", installationID: 1, in: &tx)
+                let repo = try APIWorld.registerRepository("beta/secret", in: &tx)
                 return try ReviewRunStore.request(repository: repo, prNumber: 1, headSHA: "abc", baseSHA: nil, trigger: "opened",
                                                   fullReview: false, correlationID: nil, in: &tx).0
             }

@@ -35,11 +35,12 @@ enum APISchemas {
                               Property("role", role, "the caller's role here")]),
         "Membership": .object([Property("workspace_id", id), Property("user_id", id), Property("email", .string()), Property("role", role)]),
         "Team": .object([Property("id", .integer()), Property("name", .string()), Property("created_at", time), Property("members", .array(id))]),
+        "IntegrationSummary": .object([
+            Property("id", id), Property("workspace_id", id), Property("kind", .string()), Property("app_id", .nullable(.integer()), required: false),
+            Property("api_url", .string()), Property("has_ca_bundle", .boolean), Property("webhook_path", .string()), Property("created_at", time),
+        ]),
         "Integration": .object([
-            Property("integration", .object([
-                Property("id", id), Property("workspace_id", id), Property("kind", .string()), Property("app_id", .nullable(.integer()), required: false),
-                Property("api_url", .string()), Property("has_ca_bundle", .boolean), Property("webhook_path", .string()), Property("created_at", time),
-            ])),
+            Property("integration", .ref("IntegrationSummary")),
             Property("webhook_url", .string(), "where GitHub must send this integration's webhooks"),
         ]),
         "Provider": .object([
@@ -105,10 +106,7 @@ enum APISchemas {
             Property("subject", .nullable(.string()), required: false), Property("data", .any),
         ]),
         "TokenPage": page("Token"), "UserPage": page("User"), "WorkspacePage": page("Workspace"), "MembershipPage": page("Membership"),
-        "TeamPage": page("Team"), "IntegrationPage": .object([Property("items", .array(.object([
-            Property("id", id), Property("workspace_id", id), Property("kind", .string()), Property("app_id", .nullable(.integer()), required: false),
-            Property("api_url", .string()), Property("has_ca_bundle", .boolean), Property("webhook_path", .string()), Property("created_at", time),
-        ]))), Property("next_cursor", .nullable(.string()))]),
+        "TeamPage": page("Team"), "IntegrationPage": page("IntegrationSummary"),
         "ProviderPage": page("Provider"), "RepositoryPage": page("Repository"), "RunPage": page("Run"), "RollupPage": page("DailyRollup"),
         "AuditPage": page("AuditEvent"),
     ]
