@@ -262,7 +262,10 @@ public struct ReviewRunner: Sendable {
     static func comment(_ finding: Finding) -> ReviewComment {
         var body = "**\(finding.severity.rawValue.capitalized) · \(finding.category)**: \(finding.title)\n\n\(finding.body)"
         if let suggestion = finding.suggestion, finding.side == .right {
-            body += "\n\n```suggestion\n\(suggestion)\n```"
+            // A fence longer than any backtick run inside, so the suggestion cannot close it early.
+            let longest = suggestion.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
+            let fence = String(repeating: "`", count: max(3, longest + 1))
+            body += "\n\n\(fence)suggestion\n\(suggestion)\n\(fence)"
         }
         body += "\n\n" + fingerprintMarker(finding.fingerprint)
         return ReviewComment(path: finding.path, line: finding.line, side: finding.side, startLine: finding.startLine, body: body)

@@ -86,9 +86,9 @@ public struct RawFinding: Sendable, Hashable, Codable {
         self.side = RawFinding.side(string("side"))
         self.severity = RawFinding.severity(string("severity", "level", "priority"))
         self.category = string("category", "type", "kind")?.lowercased() ?? "general"
-        self.title = title
-        self.body = body ?? title
-        let suggestion = o["suggestion"]?.stringValue ?? o["suggested_code"]?.stringValue
+        self.title = ModelText.neutralize(title)
+        self.body = ModelText.neutralize(body ?? title)
+        let suggestion = (o["suggestion"]?.stringValue ?? o["suggested_code"]?.stringValue).map(ModelText.neutralizeMarkers)
         self.suggestion = (suggestion?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true) ? nil : suggestion
     }
 
@@ -329,7 +329,7 @@ public enum ModelOutputParser {
         for item in items {
             if let f = RawFinding(json: item) { findings.append(f) } else { invalid += 1 }
         }
-        return ModelReviewOutput(summary: summary.trimmingCharacters(in: .whitespacesAndNewlines), findings: findings,
+        return ModelReviewOutput(summary: ModelText.neutralize(summary.trimmingCharacters(in: .whitespacesAndNewlines)), findings: findings,
                                  invalidFindings: invalid)
     }
 
@@ -387,5 +387,20 @@ enum JSONValue: Sendable, Hashable, Decodable {
         default:
             return nil
         }
+    }
+}
+
+/// Model output is text from outside (and the PR's own content can steer it), posted under the
+/// bot's name. Before it reaches GitHub it may not carry HTML comments (which would hide text and
+/// could imitate Sentinel's own run and fingerprint markers) nor @-mentions (which would notify
+/// people). Everything else, markdown included, is kept.
+public enum ModelText {
+    public static func neutralize(_ text: String) -> String {
+        neutralizeMarkers(text).replacing(/(^|[^A-Za-z0-9_`])@([A-Za-z0-9])/) { "\($0.output.1)@\u{200B}\($0.output.2)" }
+    }
+
+    /// Only the comment opener, for code (suggestions), where mentions are inert.
+    public static func neutralizeMarkers(_ text: String) -> String {
+        text.replacingOccurrences(of: "<!--", with: "&lt;!--")
     }
 }
