@@ -103,9 +103,18 @@ extension APIOperations {
                 return .noContent
             },
             APIOperation(method: .get, path: "/workspaces/{workspaceId}/repositories", id: "listRepositories", tag: "repositories",
-                         summary: "Repositories registered through the workspace's integrations.", access: .workspace(.viewer, .read),
-                         status: .ok, response: .ref("RepositoryPage")) { d, _, actor in
-                .json(.ok, Page(items: try await actor!.read { db in try RepositoryStore.all(in: db) }.map(APIModels.RepositoryOut.init), nextCursor: nil))
+                         summary: "Repositories registered through the workspace's integrations, in registration order.",
+                         access: .workspace(.viewer, .read),
+                         query: [limitParameter, QueryParameter(name: "cursor", schema: .string(maxLength: 20, pattern: "^[0-9]+$"),
+                                                                description: "next_cursor of the previous page")],
+                         status: .ok, response: .ref("RepositoryPage")) { d, call, actor in
+                let limit = page(call)
+                let after = Int64(call.query["cursor"] ?? "") ?? 0
+                let repos = try await actor!.read { db in
+                    try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE id > ? ORDER BY id LIMIT ?", arguments: [after, limit + 1])
+                }
+                return .json(.ok, Page(items: repos.prefix(limit).map(APIModels.RepositoryOut.init),
+                                       nextCursor: repos.count > limit ? String(repos[limit - 1].id) : nil))
             },
             APIOperation(method: .patch, path: "/workspaces/{workspaceId}/repositories/{repositoryId}", id: "updateRepository", tag: "repositories",
                          summary: "Enable or disable reviews of a repository (admins). Enabling over the plan's repository limit is refused (403).",

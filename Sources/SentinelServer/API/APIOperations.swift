@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import HTTPTypes
+import NIOPosix
 import SentinelCore
 
 /// What the API's handlers work with, passed in by `Appliance` (no globals).
@@ -42,6 +43,11 @@ enum APIOperations {
 
     static func page(_ call: APICall) -> Int { call.queryInt("limit") ?? 50 }
 
+    /// bcrypt is deliberately slow: it runs on NIO's blocking-work pool, not on a cooperative thread.
+    static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
+    }
+
     // MARK: Authentication and tokens
 
     struct SetupBody: Decodable { let setup_token: String; let email: String; let password: String }
@@ -57,7 +63,8 @@ enum APIOperations {
                                         Property("password", .string(minLength: 12, maxLength: 72))]),
                          status: .created, response: .ref("User")) { d, call, _ in
                 let body = try call.decode(SetupBody.self)
-                let user = try d.identity.completeSetup(token: body.setup_token, email: body.email, password: body.password, in: d.dataDirectory)
+                let user = try await offload { try d.identity.completeSetup(token: body.setup_token, email: body.email, password: body.password,
+                                                                            in: d.dataDirectory) }
                 return .json(.created, APIModels.UserOut(user))
             },
             APIOperation(method: .post, path: "/auth/login", id: "login", tag: "auth",
@@ -69,7 +76,7 @@ enum APIOperations {
                 if let wait = await d.loginThrottle.retryAfter(account: body.email, address: call.clientAddress) {
                     throw IdentityError(.rateLimited(retryAfterSeconds: wait), "too many failed sign-ins; try again in \(wait) s")
                 }
-                guard let user = try d.identity.checkPassword(email: body.email, password: body.password) else {
+                guard let user = try await offload({ try d.identity.checkPassword(email: body.email, password: body.password) }) else {
                     await d.loginThrottle.recordFailure(account: body.email, address: call.clientAddress)
                     throw IdentityError(.unauthenticated, "wrong email or password")
                 }
@@ -138,7 +145,8 @@ enum APIOperations {
                                         Property("is_admin", .boolean, required: false)]),
                          status: .created, response: .ref("User")) { d, call, _ in
                 let body = try call.decode(UserBody.self)
-                return .json(.created, APIModels.UserOut(try d.identity.createUser(email: body.email, password: body.password, isAdmin: body.is_admin ?? false)))
+                let user = try await offload { try d.identity.createUser(email: body.email, password: body.password, isAdmin: body.is_admin ?? false) }
+                return .json(.created, APIModels.UserOut(user))
             },
             APIOperation(method: .post, path: "/workspaces", id: "createWorkspace", tag: "workspaces",
                          summary: "Create a workspace and its file (appliance admins); the caller, or owner_email, becomes its owner.",
