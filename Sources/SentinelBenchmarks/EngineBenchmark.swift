@@ -13,8 +13,14 @@ struct EngineBenchmark: AsyncParsableCommand {
     struct InstantModel: ReviewModel {
         func complete(_ prompt: ReviewPrompt) async throws -> ModelReply {
             // Cite the first line of the first file in the chunk, like a model that found one issue per chunk.
-            let header = prompt.user.components(separatedBy: "\n").first { $0.hasPrefix("### File: ") } ?? "### File: src/file0.swift"
-            let path = String(header.dropFirst("### File: ".count).split(separator: " ").first ?? "")
+            // Found with a byte scan: the fake provider's own cost must not count as the engine's.
+            let bytes = Array(prompt.user.utf8.prefix(64 * 1024))
+            let marker = Array("### File: ".utf8)
+            var path = "src/file0.swift"
+            if let start = (0...(bytes.count - marker.count)).first(where: { bytes[$0..<($0 + marker.count)].elementsEqual(marker) }) {
+                let rest = bytes[(start + marker.count)...]
+                path = String(decoding: rest.prefix { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            }
             let text = #"{"summary":"ok","findings":[{"path":"\#(path)","start_line":null,"line":2,"side":"RIGHT","severity":"medium","category":"style","title":"t","body":"b","suggestion":null}]}"#
             return ModelReply(text: text, usage: TokenUsage(inputTokens: prompt.estimatedTokens, outputTokens: 50), provider: "bench", model: "instant")
         }

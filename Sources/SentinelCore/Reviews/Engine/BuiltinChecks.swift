@@ -156,7 +156,7 @@ public enum BuiltinChecks {
         for assignment in assignments(b) {
             let name = normalizedName(assignment.name)
             let value = b[assignment.value]
-            if (name.contains("awssecret") || name.contains("secretaccesskey")), value.count == 40,
+            if (name.containsBytes("awssecret") || name.containsBytes("secretaccesskey")), value.count == 40,
                value.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "=") }),
                entropy(value) >= 3.0 {
                 record(.awsSecretAccessKey, assignment.value, name: assignment.name)
@@ -269,7 +269,7 @@ public enum BuiltinChecks {
     }
 
     private static func isSecretName(_ normalized: String) -> Bool {
-        guard secretNameWords.contains(where: { normalized.contains($0) }) else { return false }
+        guard secretNameWords.contains(where: { normalized.containsBytes($0) }) else { return false }
         return !descriptiveSuffixes.contains(where: { normalized.hasSuffix($0) })
     }
 
@@ -283,7 +283,7 @@ public enum BuiltinChecks {
         if value.contains(where: { $0 == 32 || $0 == 9 }) { return false }
         let text = String(decoding: value, as: UTF8.self)
         let lower = text.lowercased()
-        if placeholderWords.contains(where: { lower.contains($0) }) { return false }
+        if placeholderWords.contains(where: { lower.containsBytes($0) }) { return false }
         if text.hasPrefix("$") || lower.hasPrefix("env:") { return false }
         // ENVIRONMENT_VARIABLE_NAMES and dotted.config.keys are references, not secrets.
         if value.allSatisfy({ isUpperOrDigit($0) || $0 == UInt8(ascii: "_") }) { return false }

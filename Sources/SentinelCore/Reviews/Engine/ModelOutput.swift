@@ -396,11 +396,49 @@ enum JSONValue: Sendable, Hashable, Decodable {
 /// people). Everything else, markdown included, is kept.
 public enum ModelText {
     public static func neutralize(_ text: String) -> String {
-        neutralizeMarkers(text).replacing(/(^|[^A-Za-z0-9_`])@([A-Za-z0-9])/) { "\($0.output.1)@\u{200B}\($0.output.2)" }
+        let marked = neutralizeMarkers(text)
+        guard marked.utf8.contains(UInt8(ascii: "@")) else { return marked }
+        // An @ that starts a word and is followed by a letter or digit would mention someone:
+        // a zero-width space after it keeps the text and drops the notification.
+        var out = ""
+        var previous: Character = " "
+        var pendingAt = false
+        for ch in marked {
+            if pendingAt, ch.isLetter || ch.isNumber { out.append("\u{200B}") }
+            pendingAt = ch == "@" && !(previous.isLetter || previous.isNumber || previous == "_" || previous == "`")
+            out.append(ch)
+            previous = ch
+        }
+        return out
     }
 
     /// Only the comment opener, for code (suggestions), where mentions are inert.
     public static func neutralizeMarkers(_ text: String) -> String {
-        text.replacingOccurrences(of: "<!--", with: "&lt;!--")
+        text.containsBytes("<!--") ? text.replacingOccurrences(of: "<!--", with: "&lt;!--") : text
+    }
+}
+
+extension String {
+    /// Byte-wise substring test: Foundation's `contains` goes through NSString and dominated the engine's profile.
+    func containsBytes(_ needle: String) -> Bool {
+        var haystack = self
+        var pattern = needle
+        return haystack.withUTF8 { h in
+            pattern.withUTF8 { n in
+                guard let first = n.first else { return true }
+                guard h.count >= n.count else { return false }
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first {
+                        var j = 1
+                        while j < n.count, h[i + j] == n[j] { j += 1 }
+                        if j == n.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
     }
 }

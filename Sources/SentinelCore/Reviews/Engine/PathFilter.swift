@@ -121,7 +121,7 @@ public struct PathFilter: Sendable {
         for hunk in file.hunks where hunk.newStart <= 10 {
             for line in hunk.lines where line.kind != .removed {
                 guard let n = line.newLine, n <= 10 else { break }
-                if generatedMarkers.contains(where: { line.text.contains($0) }) { return true }
+                if generatedMarkers.contains(where: { line.text.containsBytes($0) }) { return true }
             }
         }
         return false
