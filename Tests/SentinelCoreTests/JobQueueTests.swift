@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import SentinelCore
+@testable import SentinelCore
 import SentinelTestSupport
 import Testing
 
@@ -284,4 +284,26 @@ struct TestFailure: Error, CustomStringConvertible {
 
 extension Date {
     var epochSeconds: Double { timeIntervalSince1970 }
+}
+
+@Suite("Queue durability")
+struct QueueDurabilityTests {
+    @Test("claims and finishes commit without fsync, then the file is back to synchronous=FULL for everything else")
+    func bookkeepingRelaxedThenRestored() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let mode = try await h.supervisor.withWorkspace(ws) { actor -> [Int] in
+            var modes: [Int] = []
+            _ = try await actor.enqueue(JobRequest(kind: "noop"))
+            modes.append(try await actor.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous")! })
+            let claimed = try await actor.claim(owner: "test", limit: 1)
+            modes.append(try await actor.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous")! })
+            _ = try await actor.finish(claimed[0], owner: "test", outcome: .succeeded)
+            modes.append(try await actor.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous")! })
+            #expect(try await actor.jobs(state: .succeeded).count == 1)
+            return modes
+        }
+        #expect(mode == [2, 2, 2])
+        await h.stop()
+    }
 }

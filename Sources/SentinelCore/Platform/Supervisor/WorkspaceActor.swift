@@ -84,6 +84,13 @@ public actor WorkspaceActor {
     /// commit (one fsync). Each body runs in its own savepoint: one failing body does not undo others.
     /// Returns once the commit is durable.
     public func write<T: Sendable>(_ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
+        try await write(durable: true, body)
+    }
+
+    /// `durable: false` is for queue-internal transitions only (see `PendingWrite.durable`): a batch
+    /// holding nothing else commits with `synchronous=NORMAL` (WAL written, no fsync); any durable
+    /// write in the batch makes the whole commit durable.
+    func write<T: Sendable>(durable: Bool, _ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
         try ensureOpen()
         let box = ResultBox<T>()
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
@@ -104,7 +111,8 @@ public actor WorkspaceActor {
                 },
                 complete: { commitError in
                     if let commitError { continuation.resume(throwing: commitError) } else { continuation.resume(with: box.take()) }
-                }))
+                },
+                durable: durable))
             if !draining {
                 draining = true
                 Task { await self.drain() }
@@ -119,21 +127,34 @@ public actor WorkspaceActor {
             let known = indexedDue
             let (id, control, listeners, maxAttempts) = (self.id, self.control, registry.listeners, config.maxAttempts)
             do {
-                let (indexed, wake): (Double?, Bool) = try await pool.write { db in
-                    var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
-                                                  defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
-                                                  indexedDue: known, control: control)
-                    for entry in batch { entry.apply(&tx) }
-                    // Index before commit: a crash in between leaves a harmless false positive,
-                    // never a job the scheduler does not know about.
-                    if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
-                        // A read is enough when the index already says "due by then" (a reopened
-                        // file does not know what it wrote before): only move it earlier.
-                        if let existing = try control.dueEntry(id), existing <= due { return (existing, true) }
-                        try control.markDue(id, at: due)
-                        return (due, true)
+                let relaxed = !batch.contains { $0.durable }
+                let (indexed, wake): (Double?, Bool) = try await pool.writeWithoutTransaction { db in
+                    // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
+                    let configured = relaxed ? try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 : 0
+                    if configured > 1 { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+                    defer { if configured > 1 { try? db.execute(sql: "PRAGMA synchronous = \(configured)") } }
+                    var outcome: (Double?, Bool) = (nil, false)
+                    try db.inTransaction {
+                        var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
+                                                      defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
+                                                      indexedDue: known, control: control)
+                        for entry in batch { entry.apply(&tx) }
+                        outcome = (tx.indexedDue, false)
+                        // Index before commit: a crash in between leaves a harmless false positive,
+                        // never a job the scheduler does not know about.
+                        if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
+                            // A read is enough when the index already says "due by then" (a reopened
+                            // file does not know what it wrote before): only move it earlier.
+                            if let existing = try control.dueEntry(id), existing <= due {
+                                outcome = (existing, true)
+                            } else {
+                                try control.markDue(id, at: due)
+                                outcome = (due, true)
+                            }
+                        }
+                        return .commit
                     }
-                    return (tx.indexedDue, false)
+                    return outcome
                 }
                 // Updated before the next batch reads it: the drain loop is its only reader.
                 indexedDue = indexed
@@ -155,13 +176,13 @@ public actor WorkspaceActor {
 
     func claim(owner: String, limit: Int) async throws -> [JobRecord] {
         let lease = config.leaseSeconds
-        return try await write { tx in try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) }
+        return try await write(durable: false) { tx in try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) }
     }
 
     @discardableResult
     func finish(_ job: JobRecord, owner: String, outcome: JobOutcome) async throws -> Bool {
         let backoff = self.backoff
-        return try await write { tx in
+        return try await write(durable: false) { tx in
             let finished = try JobQueue.finish(job, owner: owner, outcome: outcome, in: tx.db, now: tx.now, backoff: backoff)
             if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
                 tx.earliestEnqueued = min(tx.earliestEnqueued ?? row.runAt, row.runAt)
@@ -173,13 +194,13 @@ public actor WorkspaceActor {
 
     func heartbeat(jobID: Int64, owner: String) async throws -> Bool {
         let lease = config.leaseSeconds
-        return try await write { tx in
+        return try await write(durable: false) { tx in
             try JobQueue.heartbeat(jobID: jobID, owner: owner, in: tx.db, until: tx.now.addingTimeInterval(lease))
         }
     }
 
     func releaseAll(owner: String) async throws -> Int {
-        try await write { tx in
+        try await write(durable: false) { tx in
             let n = try JobQueue.releaseAll(owner: owner, in: tx.db, now: tx.now)
             if n > 0 { tx.earliestEnqueued = tx.now.epoch }
             return n
@@ -232,6 +253,9 @@ public actor WorkspaceActor {
 struct PendingWrite: Sendable {
     let apply: @Sendable (inout WorkspaceTransaction) -> Void
     let complete: @Sendable (Error?) -> Void
+    /// False for the queue's own bookkeeping (claim, finish, heartbeat, release): losing such a
+    /// commit to a power cut only makes a job run again, which at-least-once already allows.
+    var durable = true
 }
 
 /// Carries a write body's result from the database thread to its awaiting caller.
