@@ -125,7 +125,7 @@ public struct IdentityService: Sendable {
             throw IdentityError(.invalid, "a password needs \(Self.minimumPasswordLength) to 72 characters")
         }
         let hash = Bcrypt.hash(password, cost: bcryptCost)
-        let user = User(id: Self.randomID(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
+        let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
         try control.pool.write { db in
             if try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [email]) != nil {
                 throw IdentityError(.conflict, "a user with email \(email) already exists")
@@ -177,11 +177,11 @@ public struct IdentityService: Sendable {
 
     /// A new session; returns the bearer secret (shown once) and its expiry.
     public func createSession(for user: User, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
-        let token = "sns_" + Self.randomSecret()
+        let token = "sns_" + RandomIdentifier.secret()
         let expires = now.addingTimeInterval(sessionLifetime)
         try control.pool.write { db in
             try db.execute(sql: "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [Self.randomID(prefix: "ses_"), Self.hash(token), user.id, now.epoch, expires.epoch])
+                           arguments: [RandomIdentifier.make(prefix: "ses_"), Self.hash(token), user.id, now.epoch, expires.epoch])
             try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [now.epoch])
         }
         return (token, expires)
@@ -198,8 +198,8 @@ public struct IdentityService: Sendable {
         guard !scopes.isEmpty else { throw IdentityError(.invalid, "a token needs at least one scope (read, write, admin)") }
         if scopes.contains(.admin), !user.isAdmin { throw IdentityError(.forbidden, "only appliance admins can create admin-scoped tokens") }
         if let days = expiresInDays, !(1...3650).contains(days) { throw IdentityError(.invalid, "expires_in_days must be 1...3650") }
-        let token = "snt_" + Self.randomSecret()
-        let id = Self.randomID(prefix: "tok_")
+        let token = "snt_" + RandomIdentifier.secret()
+        let id = RandomIdentifier.make(prefix: "tok_")
         let expires = expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }
         let sortedScopes = TokenScope.allCases.filter(scopes.contains)
         try control.pool.write { db in
@@ -350,7 +350,7 @@ public struct IdentityService: Sendable {
             return false
         }
         if FileManager.default.fileExists(atPath: file.path) { return true }
-        _ = try FileSystem.createExclusive(file, contents: Data(("sst_" + Self.randomSecret() + "\n").utf8), mode: 0o600)
+        _ = try FileSystem.createExclusive(file, contents: Data(("sst_" + RandomIdentifier.secret() + "\n").utf8), mode: 0o600)
         return true
     }
 
@@ -371,18 +371,6 @@ public struct IdentityService: Sendable {
 
     static func hash(_ secret: String) -> String {
         SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
-    static func randomSecret() -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-        var rng = SystemRandomNumberGenerator()
-        return String((0..<40).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] })
-    }
-
-    public static func randomID(prefix: String) -> String {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        var rng = SystemRandomNumberGenerator()
-        return prefix + String((0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] })
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {

@@ -13,9 +13,7 @@ public struct IntegrationID: Hashable, Sendable, Codable, CustomStringConvertibl
     }
 
     static func generate() -> IntegrationID {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        var rng = SystemRandomNumberGenerator()
-        return IntegrationID("int_" + String((0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] }))!
+        IntegrationID(RandomIdentifier.make(prefix: "int_"))!
     }
 
     public var description: String { rawValue }

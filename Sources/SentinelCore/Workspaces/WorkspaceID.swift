@@ -12,10 +12,7 @@ public struct WorkspaceID: Hashable, Sendable, Codable, Comparable, CustomString
     }
 
     public static func generate() -> WorkspaceID {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        var rng = SystemRandomNumberGenerator()
-        let suffix = String((0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] })
-        return WorkspaceID("ws_" + suffix)!
+        WorkspaceID(RandomIdentifier.make(prefix: "ws_"))!
     }
 
     public var description: String { rawValue }
@@ -32,5 +29,24 @@ public struct WorkspaceID: Hashable, Sendable, Codable, Comparable, CustomString
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(rawValue)
+    }
+}
+
+/// Identifiers handed out by the appliance: a prefix naming the kind (`ws_`, `int_`, `usr_`, …)
+/// and 16 random lowercase letters and digits, safe in paths and URLs.
+public enum RandomIdentifier {
+    static let lowercase = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+    static let mixed = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+    public static func make(prefix: String, length: Int = 16) -> String {
+        prefix + random(length, from: lowercase)
+    }
+
+    /// A secret's random part (letters of both cases and digits: about 5.95 bits each).
+    static func secret(length: Int = 40) -> String { random(length, from: mixed) }
+
+    private static func random(_ length: Int, from alphabet: [Character]) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return String((0..<length).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] })
     }
 }
