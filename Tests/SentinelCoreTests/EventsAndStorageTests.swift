@@ -193,6 +193,34 @@ struct SupervisorTests {
         await h.stop()
     }
 
+    @Test("cold opens happen in parallel: many callers of one workspace share one open; other workspaces open alongside")
+    func concurrentOpens() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 4 })
+        var ids: [WorkspaceID] = []
+        for i in 0..<12 { ids.append(try h.createWorkspace("w\(i)")) }
+        let workspaces = ids
+        let supervisor = h.supervisor
+        // 8 callers at once on one cold workspace: one actor, one file handle.
+        let actors = try await withThrowingTaskGroup(of: ObjectIdentifier.self) { group in
+            for _ in 0..<8 { group.addTask { ObjectIdentifier(try await supervisor.pin(workspaces[0])) } }
+            return try await group.reduce(into: Set<ObjectIdentifier>()) { $0.insert($1) }
+        }
+        #expect(actors.count == 1)
+        for _ in 0..<8 { await supervisor.unpin(workspaces[0]) }
+        // Every workspace at once, more than the LRU holds: all succeed, the LRU settles at its size.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, id) in workspaces.enumerated() {
+                group.addTask { try await supervisor.withWorkspace(id) { actor in
+                    _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":\#(i)}"#.utf8)))
+                } }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await supervisor.openWorkspaceIDs.count <= 4)
+        for id in workspaces { #expect(try await h.jobs(in: id).count == 1) }
+        await h.stop()
+    }
+
     @Test("idle workspaces are closed")
     func idleClose() async throws {
         let h = try TestHarness(config: testConfig { $0.workspaces.idleCloseSeconds = 0 })

@@ -22,6 +22,9 @@ public actor Supervisor {
     }
 
     private var open: [WorkspaceID: Entry] = [:]
+    /// Files being opened right now. Opening happens off the actor, so cold opens of different
+    /// workspaces proceed in parallel; a second caller for the same workspace awaits the same open.
+    private var opening: [WorkspaceID: Task<WorkspaceActor, Error>] = [:]
     private var offline: [WorkspaceID: (reason: String, since: ContinuousClock.Instant)] = [:]
     private var shuttingDown = false
 
@@ -41,7 +44,7 @@ public actor Supervisor {
 
     /// Runs `body` with the workspace's actor, which stays open (pinned) until `body` returns.
     public func withWorkspace<T: Sendable>(_ id: WorkspaceID, _ body: @Sendable (WorkspaceActor) async throws -> T) async throws -> T {
-        let actor = try pin(id)
+        let actor = try await pin(id)
         do {
             let result = try await body(actor)
             unpin(id)
@@ -53,26 +56,55 @@ public actor Supervisor {
     }
 
     /// Opens (if needed) and pins a workspace. Every `pin` must be balanced by `unpin`.
-    public func pin(_ id: WorkspaceID) throws -> WorkspaceActor {
+    public func pin(_ id: WorkspaceID) async throws -> WorkspaceActor {
         if shuttingDown { throw WorkspaceError.shuttingDown }
-        let now = ContinuousClock.now
-        if var entry = open[id] {
-            entry.pins += 1
-            entry.lastUsed = now
-            open[id] = entry
-            return entry.actor
-        }
-        if let down = offline[id], now - down.since < .seconds(config.workspaces.offlineRetrySeconds) {
+        if let actor = pinIfOpen(id) { return actor }
+        if let down = offline[id], ContinuousClock.now - down.since < .seconds(config.workspaces.offlineRetrySeconds) {
             throw WorkspaceError.offline(id, reason: down.reason)
         }
-        guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
-        let actor = try openFile(id)
+        let task: Task<WorkspaceActor, Error>
+        if let running = opening[id] {
+            task = running
+        } else {
+            let (dataDirectory, control, opener, registry, jobs, onWorkDue) = (dataDirectory, control, opener, registry, config.jobs, onWorkDue)
+            task = Task.detached {
+                guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
+                let pool = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
+                return WorkspaceActor(id: id, pool: pool, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
+            }
+            opening[id] = task
+        }
+        let actor: WorkspaceActor
+        do {
+            actor = try await task.value
+        } catch {
+            if opening[id] == task { opening[id] = nil }
+            if let failure = error as? OpenFailure { throw markOffline(id, failure) }
+            throw error
+        }
+        // The first caller back installs the entry; the others find it open. If it was installed
+        // and already evicted again meanwhile, start over rather than reuse a closing actor.
+        if let actor = pinIfOpen(id) { return actor }
+        guard opening[id] == task else { return try await pin(id) }
+        opening[id] = nil
+        if shuttingDown {
+            await actor.close()
+            throw WorkspaceError.shuttingDown
+        }
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
-        open[id] = Entry(actor: actor, lastUsed: now, pins: 1)
+        open[id] = Entry(actor: actor, lastUsed: .now, pins: 1)
         evictIfNeeded()
         metrics.openWorkspaces(open.count)
         return actor
+    }
+
+    private func pinIfOpen(_ id: WorkspaceID) -> WorkspaceActor? {
+        guard var entry = open[id] else { return nil }
+        entry.pins += 1
+        entry.lastUsed = .now
+        open[id] = entry
+        return entry.actor
     }
 
     public func unpin(_ id: WorkspaceID) {
@@ -80,30 +112,43 @@ public actor Supervisor {
         entry.pins = max(0, entry.pins - 1)
         entry.lastUsed = .now
         open[id] = entry
+        // Over the limit because everything was in use: shrink back as soon as something is not.
+        if open.count > config.workspaces.maxOpen {
+            evictIfNeeded()
+            metrics.openWorkspaces(open.count)
+        }
     }
 
-    private func openFile(_ id: WorkspaceID) throws -> WorkspaceActor {
+    /// Why a file could not be opened, in words for the 503 and a kind for the metric.
+    struct OpenFailure: Error {
+        let reason: String
+        let kind: String
+        let path: String
+    }
+
+    private static func openFile(_ id: WorkspaceID, dataDirectory: DataDirectory, opener: DatabaseOpener) throws -> any DatabaseWriter {
         let url = dataDirectory.workspaceFile(id)
         do {
-            let pool = try opener.open(url, kind: .workspace, label: id.rawValue)
-            return WorkspaceActor(id: id, pool: pool, control: control, registry: registry, config: config.jobs, onWorkDue: onWorkDue)
+            return try opener.open(url, kind: .workspace, label: id.rawValue)
         } catch {
-            let reason: String
-            let kind: String
             switch error {
-            case StorageError.missingFile: (reason, kind) = ("its database file is missing", "missing")
-            case StorageError.corrupt(let m): (reason, kind) = ("its database file is corrupt (\(m))", "corrupt")
-            case let e as DatabaseError: (reason, kind) = ("its database file cannot be opened (\(e.message ?? "\(e.resultCode)"))", "unreadable")
-            default: (reason, kind) = ("its database file cannot be opened (\(error))", "unreadable")
+            case StorageError.missingFile: throw OpenFailure(reason: "its database file is missing", kind: "missing", path: url.path)
+            case StorageError.corrupt(let m): throw OpenFailure(reason: "its database file is corrupt (\(m))", kind: "corrupt", path: url.path)
+            case let e as DatabaseError:
+                throw OpenFailure(reason: "its database file cannot be opened (\(e.message ?? "\(e.resultCode)"))", kind: "unreadable", path: url.path)
+            default: throw OpenFailure(reason: "its database file cannot be opened (\(error))", kind: "unreadable", path: url.path)
             }
-            if offline[id] == nil {
-                logger.error("workspace offline", metadata: ["workspace_id": "\(id)", "reason": "\(reason)", "file": "\(url.path)"])
-                metrics.workspaceOffline(reason: kind)
-            }
-            offline[id] = (reason, .now)
-            metrics.offlineWorkspaces(offline.count)
-            throw WorkspaceError.offline(id, reason: reason)
         }
+    }
+
+    private func markOffline(_ id: WorkspaceID, _ failure: OpenFailure) -> WorkspaceError {
+        if offline[id] == nil {
+            logger.error("workspace offline", metadata: ["workspace_id": "\(id)", "reason": "\(failure.reason)", "file": "\(failure.path)"])
+            metrics.workspaceOffline(reason: failure.kind)
+        }
+        offline[id] = (failure.reason, .now)
+        metrics.offlineWorkspaces(offline.count)
+        return WorkspaceError.offline(id, reason: failure.reason)
     }
 
     private func evictIfNeeded() {
