@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import NIOPosix
 
 /// Routes work to workspace actors. Opens workspace files lazily, keeps at most
 /// `workspaces.max_open` of them open (least recently used goes first, never one in use), closes
@@ -67,10 +68,15 @@ public actor Supervisor {
             task = running
         } else {
             let (dataDirectory, control, opener, registry, jobs, onWorkDue) = (dataDirectory, control, opener, registry, config.jobs, onWorkDue)
-            task = Task.detached {
-                guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
-                let pool = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
-                return WorkspaceActor(id: id, pool: pool, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
+            // Opening blocks (file I/O, migrations, a read of control.sqlite): it runs on NIO's
+            // blocking-work threads, never on the cooperative pool, whose threads GRDB's own
+            // queues need in order to make progress.
+            task = Task {
+                try await NIOThreadPool.singleton.runIfActive {
+                    guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
+                    let pool = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
+                    return WorkspaceActor(id: id, pool: pool, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
+                }
             }
             opening[id] = task
         }
