@@ -156,7 +156,7 @@ struct APIAccessTests {
         let member = world.members[.member]!.0
         let readOnly = try identity.createToken(for: member, name: "ro", scopes: [.read], expiresInDays: nil).token
         let expiring = try identity.createToken(for: member, name: "old", scopes: [.read], expiresInDays: 1)
-        try await world.appliance.control.pool.write { db in
+        try world.appliance.control.write { db in
             try db.execute(sql: "UPDATE api_tokens SET expires_at = 1 WHERE id = ?", arguments: [expiring.summary.id])
         }
         try await world.test { api in

@@ -192,6 +192,41 @@ struct ServeProcessTests {
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("hundreds of concurrent API and readiness requests all complete (no thread starvation on control.sqlite)")
+    func concurrentRequestsComplete() async throws {
+        let dir = TemporaryDirectory("sentinel-load")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let passwordFile = dir.url.appendingPathComponent("pw").path
+        try "a long enough password\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        _ = try await SentinelProcess.run(["user", "create", "--data-dir", data, "--email", "ops@example.com", "--password-file", passwordFile, "--admin"])
+        let token = try await SentinelProcess.run(["token", "create", "--data-dir", data, "--email", "ops@example.com"])
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        _ = try await SentinelProcess.run(["workspace", "add-member", "--data-dir", data, "--workspace", "acme", "--email", "ops@example.com", "--role", "owner"])
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)))
+        let statuses = try await withThrowingTaskGroup(of: UInt.self) { group in
+            for i in 0..<400 {
+                group.addTask {
+                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)" + (i % 2 == 0 ? "/readyz" : "/api/v1/workspaces"))
+                    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                    let response = try await client.execute(request, timeout: .seconds(30))
+                    _ = try await response.body.collect(upTo: 1 << 20)
+                    return response.status.code
+                }
+            }
+            return try await group.reduce(into: [UInt]()) { $0.append($1) }
+        }
+        try await client.shutdown()
+        #expect(statuses.count == 400)
+        #expect(statuses.allSatisfy { $0 == 200 }, "\(Set(statuses))")
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
     @Test("integration add github works while serve runs, and the running server accepts that integration's deliveries at once")
     func integrationAddedWhileServing() async throws {
         let dir = TemporaryDirectory("sentinel-live")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import ServiceLifecycle
 
 /// Runs the analytics export once a day at `export.time` (UTC) while the appliance serves. A
@@ -38,7 +39,7 @@ public struct NightlyExportService: Service {
             }
             let exporter = self.exporter
             do {
-                let manifest = try await Task.detached { try exporter.export() }.value
+                let manifest = try await NIOThreadPool.singleton.runIfActive { try exporter.export() }  // blocking file and SQLite work
                 logger.info("analytics export written", metadata: ["file": "\(manifest.file)", "events": "\(manifest.events)"])
                 for part in manifest.workspaces where part.error != nil {
                     logger.warning("workspace not exported", metadata: ["workspace": "\(part.workspaceID)", "error": "\(part.error!)"])

@@ -105,7 +105,7 @@ public struct IntegrationService: Sendable {
             try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)",
                                       payload: ["kind": "github", "api_url": apiURL.absoluteString, "app_id": String(appID)]))
         }
-        try await control.pool.write { db in
+        try control.write { db in
             try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', ?)",
                            arguments: [id.rawValue, workspace.id.rawValue, now.epoch])
         }
@@ -126,7 +126,7 @@ public struct IntegrationService: Sendable {
 
     /// The workspace an integration routes to, from control.sqlite.
     public func workspaceOf(_ id: IntegrationID) async throws -> WorkspaceID? {
-        try await control.pool.read { db in
+        try control.read { db in
             try String.fetchOne(db, sql: "SELECT workspace_id FROM integrations WHERE id = ?", arguments: [id.rawValue])
         }.flatMap(WorkspaceID.init)
     }

@@ -16,7 +16,7 @@ struct OperationsRoutes {
         }
         router.get("/readyz") { _, _ in
             var checks: [String: String] = [:]
-            checks["storage"] = (try? await control.pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1 ? "ok" : "unavailable"
+            checks["storage"] = (try? control.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1 ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
             let ready = checks.values.allSatisfy { $0 == "ok" }
             let body = try JSONEncoder.sentinel.encode(["status": ready ? "ready" : "not ready"].merging(checks) { a, _ in a })

@@ -15,12 +15,28 @@ public struct WorkspaceRecord: Sendable, Codable, Equatable, FetchableRecord {
 /// The supervisor's registry file. Shared by `serve` and CLI commands running at the same time
 /// (SQLite's WAL locking coordinates the processes).
 public final class ControlStore: Sendable {
+    /// Only ever used with GRDB's synchronous methods. A synchronous access runs on the caller's
+    /// thread and always finishes; an `await pool.read/write` parks its work on a dispatch queue
+    /// that needs a free thread, and under load every thread of the small cooperative pool can be
+    /// blocked waiting for the connection that parked work holds (a deadlock seen with ~100
+    /// concurrent API requests before this rule).
     public let pool: any DatabaseWriter
     public let dataDirectory: DataDirectory
 
     public init(dataDirectory: DataDirectory, opener: DatabaseOpener) throws {
         self.dataDirectory = dataDirectory
         self.pool = try opener.open(dataDirectory.controlFile, kind: .control, create: true, label: "control")
+    }
+
+    /// A synchronous read, also from async code (where `pool.read` would pick GRDB's async form).
+    public func read<T>(_ body: (Database) throws -> T) throws -> T { try pool.read(body) }
+
+    /// A synchronous write transaction, also from async code.
+    public func write<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
+
+    /// Checkpoints the WAL into the file (shutdown), synchronously.
+    public func checkpoint() throws {
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
     // MARK: Workspaces

@@ -190,7 +190,7 @@ public actor Supervisor {
         for (_, entry) in open { await entry.actor.close() }
         open.removeAll()
         metrics.openWorkspaces(0)
-        _ = try? await control.pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try? control.checkpoint()
     }
 
     public var isShuttingDown: Bool { shuttingDown }
