@@ -139,10 +139,9 @@ public struct AnalyticsExporter: Sendable {
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT seq, id, type, occurred_at, subject, correlation_id, data FROM events WHERE seq > ? ORDER BY seq
                 """, arguments: [seq])
-            let workspaceField = PostgresDump.copyField(workspace.rawValue)
             while let row = try rows.next() {
                 let s: Int64 = row[0]
-                writer.write(workspaceField)
+                writer.writeCopyField(workspace.rawValue)
                 writer.write("\t\(s)\t")
                 writer.writeCopyField(row[1] as String)
                 writer.write("\t")

@@ -129,21 +129,6 @@ enum PostgresDump {
         """
     }
 
-    /// A COPY text field for a value known to need no escaping beyond the standard ones.
-    static func copyField(_ value: String) -> String {
-        var out = ""
-        for ch in value.unicodeScalars {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\t": out += "\\t"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
-    }
-
     /// A standard SQL string literal.
     static func literal(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
