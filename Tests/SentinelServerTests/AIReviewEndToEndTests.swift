@@ -22,8 +22,11 @@ struct AIReviewEndToEndTests {
             // Not in the diff at all: must go to the summary, never onto a wrong line.
             FakeLLMFinding(path: "app.py", line: 400, severity: "high", title: "Far away"),
         ])
+        await llm.state.inject(.slow(.milliseconds(300)), api: .openAI, times: 1)
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
+        // The call's wall time is metered with it.
+        #expect(try await world.count("SELECT count(*) FROM usage_records WHERE duration_ms >= 300") == 1)
         let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
         let ai = try #require(review.comments.first { $0["body"]?.contains("Missing default") == true })
         #expect(ai["line"] == "2")

@@ -233,14 +233,16 @@ public struct ReviewRunner: Sendable {
         try await workspace.write { tx in
             for (index, call) in calls.enumerated() {
                 try tx.db.execute(sql: """
-                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms,
+                                                         recorded_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [runID, "run:\(runID):job:\(jobAttempt):call:\(index):\(call.chunk):\(call.attempt)", call.provider, call.model,
-                                     call.usage.inputTokens, call.usage.outputTokens, callCosts[index], tx.now.epoch])
+                                     call.usage.inputTokens, call.usage.outputTokens, callCosts[index], call.durationMs, tx.now.epoch])
                 if tx.db.changesCount == 1 {
                     try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
                         "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
-                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", callCosts[index])]))
+                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", callCosts[index]),
+                        "call_duration_ms": String(call.durationMs)]))
                 }
             }
         }

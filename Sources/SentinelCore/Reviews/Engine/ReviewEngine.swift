@@ -139,14 +139,17 @@ public struct ModelCallRecord: Sendable, Hashable {
     public var model: String
     public var usage: TokenUsage
     public var parsed: Bool
+    /// Wall time of the call as the engine saw it (router retries and fallbacks included).
+    public var durationMs: Int
 
-    public init(chunk: Int, attempt: Int, provider: String, model: String, usage: TokenUsage, parsed: Bool) {
+    public init(chunk: Int, attempt: Int, provider: String, model: String, usage: TokenUsage, parsed: Bool, durationMs: Int = 0) {
         self.chunk = chunk
         self.attempt = attempt
         self.provider = provider
         self.model = model
         self.usage = usage
         self.parsed = parsed
+        self.durationMs = durationMs
     }
 }
 
@@ -345,6 +348,7 @@ public enum ReviewEngine {
         var lastProblem = ""
         for attempt in 1...2 {
             let reply: ModelReply
+            let started = ContinuousClock.now
             do {
                 reply = try await model.complete(prompt)
             } catch let error as ModelOutputError {
@@ -353,14 +357,16 @@ public enum ReviewEngine {
             } catch {
                 return ChunkOutcome(index: index, output: nil, failure: describe(error), calls: calls)
             }
+            let elapsed = ContinuousClock.now - started
+            let durationMs = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
             do {
                 let output = try ModelOutputParser.parse(reply.text)
                 calls.append(ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
-                                             usage: reply.usage, parsed: true))
+                                             usage: reply.usage, parsed: true, durationMs: durationMs))
                 return ChunkOutcome(index: index, output: output, failure: nil, calls: calls)
             } catch {
                 calls.append(ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
-                                             usage: reply.usage, parsed: false))
+                                             usage: reply.usage, parsed: false, durationMs: durationMs))
                 lastProblem = (error as? ModelOutputError)?.description ?? describe(error)
             }
         }
