@@ -16,6 +16,34 @@ public struct SentinelConfig: Sendable, Equatable {
     public var ai = AI()
     public var export = Export()
     public var billing = Billing()
+    public var review = Review()
+    public var security = Security()
+
+    public struct Review: Sendable, Equatable {
+        /// GitHub `author_association` values whose `@sentinel review` comments start a run.
+        public var commandAssociations = "OWNER,MEMBER,COLLABORATOR"
+        /// Tokens (input + output) one run may spend on model calls; checked before each call.
+        public var maxTokensPerRun = 1_000_000
+        /// Check conclusion of a run that failed (`failure` blocks a required check; `neutral` does not).
+        public var failedRunConclusion: FailedRunConclusion = .failure
+
+        /// `commandAssociations` as a set of upper-cased values.
+        public var commandAssociationSet: Set<String> {
+            Set(commandAssociations.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).uppercased() }.filter { !$0.isEmpty })
+        }
+    }
+
+    public enum FailedRunConclusion: String, Sendable, Equatable, CaseIterable {
+        case failure, neutral
+    }
+
+    public struct Security: Sendable, Equatable {
+        /// Let outbound calls (AI providers, GitHub Enterprise Server) reach private, link-local and
+        /// metadata addresses. Off: only public addresses and loopback.
+        public var allowPrivateDestinations = false
+        /// Comma-separated CIDRs that are allowed even when `allowPrivateDestinations` is off.
+        public var allowedDestinationCIDRs = ""
+    }
 
     public struct Billing: Sendable, Equatable {
         /// YAML file defining plans (see `PlanCatalog`); unset = the built-in plans.
@@ -164,6 +192,11 @@ public enum ConfigLoader {
         key("export.time", "when the nightly export runs, HH:MM in UTC", \.export.time),
         key("billing.plans_file", "YAML file defining plans and their monthly limits (adds to / redefines free, team, enterprise)", \.billing.plansFile),
         key("billing.license_file", "signed Sentinel license file raising plan limits; an invalid or expired license stops start-up", \.billing.licenseFile),
+        key("review.command_associations", "comma-separated GitHub author associations whose @sentinel review comments start a run", \.review.commandAssociations),
+        key("review.max_tokens_per_run", "tokens one review run may spend on model calls (checked before each call)", \.review.maxTokensPerRun),
+        key("review.failed_run_conclusion", "failure | neutral: check conclusion of a run that failed", \.review.failedRunConclusion),
+        key("security.allow_private_destinations", "let outbound calls reach private, link-local and metadata addresses", \.security.allowPrivateDestinations),
+        key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 
@@ -219,6 +252,7 @@ public enum ConfigLoader {
         if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
+        guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
             throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")
@@ -300,6 +334,16 @@ extension Bool: ConfigValue {
 extension Optional: ConfigValue where Wrapped == String {
     static func parse(_ raw: String) throws -> String? { raw.isEmpty ? nil : raw }
     var rendered: String { self ?? "" }
+}
+
+extension SentinelConfig.FailedRunConclusion: ConfigValue {
+    static func parse(_ raw: String) throws -> Self {
+        guard let v = Self(rawValue: raw.lowercased().trimmingCharacters(in: .whitespaces)) else {
+            throw ConfigError("'\(raw)' is not one of failure, neutral")
+        }
+        return v
+    }
+    var rendered: String { rawValue }
 }
 
 extension SentinelConfig.SynchronousMode: ConfigValue {
