@@ -29,6 +29,40 @@ struct EventLogTests {
         await h.stop()
     }
 
+    @Test("control characters are stripped from stored events; a payload PostgreSQL's jsonb would refuse is not stored")
+    func controlCharactersStripped() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let events = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.append(try DomainEvent(type: "FindingPosted", subject: "run:\u{0}1\n",
+                                              payload: ["title": "a\u{0}b\u{1}c\td\ne\r\u{1F}", "k\u{2}": "v\u{8}\u{C}"]))
+                // Raw control bytes in hand-made JSON: removed, or escaped where they are line breaks.
+                try tx.append(DomainEvent(type: "Raw", data: Data("{\"a\":\"x\u{1}y\u{9}z\"}".utf8)))
+                return try EventLog.read(after: 0, limit: 10, in: tx.db)
+            }
+        }
+        #expect(events.count == 2)
+        #expect(!events.contains { $0.data.utf8.contains { $0 < 0x20 } || $0.data.contains("\\u00") })
+        let first = try JSONSerialization.jsonObject(with: Data(events[0].data.utf8)) as? [String: String]
+        #expect(first == ["title": "abc\td\ne\r", "k": "v"])
+        #expect(events[0].subject == "run:1 ")
+        let second = try JSONSerialization.jsonObject(with: Data(events[1].data.utf8)) as? [String: String]
+        #expect(second == ["a": "xy\tz"])
+        for bad in [#"{"a":"\ud800"}"#, #"{"a":1,}"#, "not json"] {
+            await #expect(throws: StorageError.self, "\(bad)") {
+                try await h.supervisor.withWorkspace(ws) { actor in
+                    try await actor.write { tx in try tx.append(DomainEvent(type: "Bad", data: Data(bad.utf8))) }
+                }
+            }
+        }
+        #expect(try await h.supervisor.withWorkspace(ws) { try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events")! } } == 2)
+        #expect(PostgresJSON.problem(in: #"{"a":"\u0000"}"#) != nil)
+        #expect(PostgresJSON.problem(in: "{\"a\":\"\u{1}\"}") != nil)
+        #expect(PostgresJSON.problem(in: #"{"a":[1,-2.5e3,true,null,"\ud83d\ude80 \u00e9"]}"#) == nil)
+        await h.stop()
+    }
+
     @Test("an event and the state change it describes commit or roll back together")
     func sameTransaction() async throws {
         let h = try TestHarness()

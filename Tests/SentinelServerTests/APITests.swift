@@ -338,6 +338,34 @@ struct APIResourceTests {
         }
     }
 
+    @Test("strings with control characters are 400s naming the field; line breaks only where text spans lines")
+    func controlCharactersRefused() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            let team = try await api.call(.post, base + "/teams", token: owner, body: #"{"name":"back\u0000end"}"#)
+            #expect(team.status == .badRequest)
+            #expect(team.json["detail"] as? String == "name: must not contain control characters")
+            let tab = try await api.call(.post, base + "/teams", token: owner, body: #"{"name":"back\tend"}"#)
+            #expect(tab.json["detail"] as? String == "name: must not contain control characters")
+            let workspace = try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"acme\u0001"}"#)
+            #expect(workspace.status == .badRequest)
+            #expect(workspace.json["detail"] as? String == "name: must not contain control characters")
+            let user = try await api.call(.post, "/users", token: world.adminToken,
+                                          body: #"{"email":"a\u001f@example.com","password":"a long enough password"}"#)
+            #expect(user.json["detail"] as? String == "email: must not contain control characters")
+            let setting = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.instructions":"x\u0000y"}}"#)
+            #expect(setting.status == .badRequest)
+            #expect(setting.json["detail"] as? String == "values.review.instructions: must not contain control characters")
+            let lines = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.instructions":"one\n\ttwo\r\n"}}"#)
+            #expect(lines.status == .ok, "\(lines.body)")
+            // Nothing was created by the refused requests.
+            let teams = try await api.call(.get, base + "/teams", token: owner)
+            #expect((teams.json["items"] as? [[String: Any]])?.isEmpty == true)
+        }
+    }
+
     @Test("members, teams, settings and their audit trail; the last owner stays")
     func membersTeamsSettingsAudit() async throws {
         let world = try APIWorld()

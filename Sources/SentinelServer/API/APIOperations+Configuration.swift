@@ -40,10 +40,10 @@ extension APIOperations {
                          access: .workspace(.admin, .write),
                          body: .object([
                             Property("kind", .string(values: ["github"])), Property("app_id", .integer(minimum: 1)),
-                            Property("private_key", .string(minLength: 1, maxLength: 20_000), "the App's RSA private key, PEM"),
+                            Property("private_key", .string(minLength: 1, maxLength: 20_000, multiline: true), "the App's RSA private key, PEM"),
                             Property("webhook_secret", .string(minLength: 8, maxLength: 1_000)),
                             Property("api_url", .string(minLength: 1, maxLength: 500), required: false, "default https://api.github.com; GHES: https://HOST/api/v3"),
-                            Property("ca_bundle", .string(minLength: 1, maxLength: 200_000), required: false, "PEM CA certificates of a GHES behind an internal CA"),
+                            Property("ca_bundle", .string(minLength: 1, maxLength: 200_000, multiline: true), required: false, "PEM CA certificates of a GHES behind an internal CA"),
                             Property("bot_login", .string(minLength: 1, maxLength: 100), required: false),
                          ]),
                          status: .created, response: .ref("Integration")) { d, call, actor in

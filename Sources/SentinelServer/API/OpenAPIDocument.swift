@@ -55,7 +55,9 @@ public enum OpenAPIDocument {
                 "description": .string("""
                     The dashboard and automation API of a Sentinel appliance. Authenticate with `Authorization: Bearer <token>`: a \
                     session token from POST /auth/login or a personal API token (snt_…). Errors are RFC 9457 problem details. Lists \
-                    are pages: pass `next_cursor` back as `?cursor=`. A workspace the caller is not a member of answers 404.
+                    are pages: pass `next_cursor` back as `?cursor=`. A workspace the caller is not a member of answers 404. \
+                    Request strings may not contain control characters (U+0000–U+001F; PEM fields and free-form setting values \
+                    may hold tab, newline and carriage return): such a request answers 400 naming the field.
                     """),
             ]),
             "servers": .array([.object(["url": .string("/api/v1")])]),

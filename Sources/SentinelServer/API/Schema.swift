@@ -5,7 +5,10 @@ import SentinelCore
 /// the OpenAPI document, and request bodies are validated against it before they are decoded, so
 /// the contract and the checks cannot drift apart.
 indirect enum Schema: Sendable {
-    case string(minLength: Int? = nil, maxLength: Int? = nil, values: [String]? = nil, format: String? = nil, pattern: String? = nil)
+    /// Request strings never hold control characters (U+0000–U+001F); `multiline` ones (PEM
+    /// blocks) may hold tab, newline and carriage return.
+    case string(minLength: Int? = nil, maxLength: Int? = nil, values: [String]? = nil, format: String? = nil, pattern: String? = nil,
+                multiline: Bool = false)
     case integer(minimum: Int? = nil, maximum: Int? = nil)
     case number
     case boolean
@@ -50,7 +53,7 @@ struct SchemaRegistry: Sendable {
     func json(_ schema: Schema, description: String? = nil) -> CanonicalJSON {
         var out: [String: CanonicalJSON]
         switch schema {
-        case .string(let min, let max, let values, let format, let pattern):
+        case .string(let min, let max, let values, let format, let pattern, _):
             out = ["type": .string("string")]
             if let min { out["minLength"] = .int(min) }
             if let max { out["maxLength"] = .int(max) }
@@ -107,12 +110,19 @@ struct SchemaRegistry: Sendable {
         }
         switch resolve(schema) {
         case .any:
-            return
+            // Free-form values (settings) may span lines, but hold no other control characters.
+            if let bad = Self.controlCharacterPath(in: value, at: path) {
+                throw Problem(status: .badRequest, detail: "\(bad.isEmpty ? "the body" : bad): must not contain control characters",
+                              type: "urn:sentinel:problem:invalid-field", title: "Invalid request body")
+            }
         case .nullable(let inner):
             if case .null = value { return }
             try validate(value, against: inner, at: path)
-        case .string(let min, let max, let values, _, let pattern):
+        case .string(let min, let max, let values, _, let pattern, let multiline):
             guard case .string(let s) = value else { throw fail("must be a string") }
+            if StoredText.hasControlCharacters(s, multiline: multiline) {
+                throw fail(multiline ? "must not contain control characters other than tab and line breaks" : "must not contain control characters")
+            }
             if let min, s.count < min { throw fail("must have at least \(min) characters") }
             if let max, s.count > max { throw fail("must have at most \(max) characters") }
             if let values, !values.contains(s) { throw fail("must be one of \(values.joined(separator: ", "))") }
@@ -153,9 +163,35 @@ struct SchemaRegistry: Sendable {
             }
         case .map(let inner):
             guard case .object(let object) = value else { throw fail("must be an object") }
+            if let key = object.keys.sorted().first(where: { StoredText.hasControlCharacters($0, multiline: false) }) {
+                throw fail("key \"\(StoredText.singleLine(key))\" must not contain control characters")
+            }
             for (k, v) in object.sorted(by: { $0.key < $1.key }) { try validate(v, against: inner, at: path.isEmpty ? k : "\(path).\(k)") }
         case .ref:
             throw fail("has an unknown schema")
+        }
+    }
+
+    /// Where in a free-form value a string (or key) holds a control character other than tab,
+    /// newline or carriage return (keys: any control character).
+    static func controlCharacterPath(in value: JSONValue, at path: String) -> String? {
+        switch value {
+        case .string(let s):
+            return StoredText.hasControlCharacters(s, multiline: true) ? path : nil
+        case .array(let items):
+            for (i, item) in items.enumerated() {
+                if let found = controlCharacterPath(in: item, at: "\(path)[\(i)]") { return found }
+            }
+            return nil
+        case .object(let object):
+            for (k, v) in object.sorted(by: { $0.key < $1.key }) {
+                let child = path.isEmpty ? k : "\(path).\(k)"
+                if StoredText.hasControlCharacters(k, multiline: false) { return path.isEmpty ? "a key" : "a key in \(path)" }
+                if let found = controlCharacterPath(in: v, at: child) { return found }
+            }
+            return nil
+        default:
+            return nil
         }
     }
 }

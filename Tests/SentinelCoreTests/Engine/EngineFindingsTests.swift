@@ -51,6 +51,17 @@ struct EngineFindingsTests {
         #expect(anchored[0].fingerprint.count == 16)
     }
 
+    @Test("model-supplied categories and titles are stored on one line without control characters")
+    func controlCharactersLeaveFindings() throws {
+        let model = RawFinding(path: "src/server.go", line: 12, side: .right, severity: .high, category: "sec\u{0}urity\u{1B}",
+                               title: "Leaks\u{0} the\ttoken\nagain\u{7}", body: "Line one\u{0}\n\tline two\u{1}")
+        let (anchored, _) = FindingAnchor.anchor([model], source: .ai, files: try files())
+        let finding = try #require(anchored.first)
+        #expect(finding.category == "security")
+        #expect(finding.title == "Leaks the token again")
+        #expect(finding.body == "Line one\n\tline two")
+    }
+
     @Test func nearbyLineIsMovedToNearestChangedLineInHunk() throws {
         let (anchored, unanchored) = FindingAnchor.anchor([raw(8, suggestion: "x"), raw(19), raw(45)], source: .ai,
                                                           files: try files())

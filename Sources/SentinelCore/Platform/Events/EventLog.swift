@@ -42,16 +42,22 @@ public struct EventListenerPayload: Codable, Sendable, Equatable {
 public enum EventLog {
     /// Appends inside the caller's transaction and enqueues one job per registered listener, keyed by
     /// event and listener so a listener reacts to an event exactly once.
+    ///
+    /// Events leave the appliance in the analytics dump, so what is stored is what PostgreSQL's
+    /// `jsonb` accepts: control characters other than tab, newline and carriage return are
+    /// stripped from the payload's strings (and from subject and correlation id), and a payload
+    /// that still would not load (not JSON, an unpaired surrogate, …) is refused.
     @discardableResult
     public static func append(_ event: DomainEvent, in db: Database, now: Date, listeners: [String]) throws -> (seq: Int64, jobs: [JobRequest]) {
-        guard (try? JSONSerialization.jsonObject(with: event.data)) != nil else {
-            throw StorageError.invalid("event \(event.type) data is not JSON")
+        let data = String(decoding: StoredText.cleanJSON(event.data), as: UTF8.self)
+        if let problem = PostgresJSON.problem(in: data) {
+            throw StorageError.invalid("event \(event.type) data is not exportable JSON: \(problem)")
         }
         let id = UUID().uuidString.lowercased()
         try db.execute(sql: """
             INSERT INTO events (id, type, occurred_at, correlation_id, subject, data) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [id, event.type, ISO8601.string(now), event.correlationID, event.subject,
-                             String(decoding: event.data, as: UTF8.self)])
+            """, arguments: [id, StoredText.singleLine(event.type), ISO8601.string(now), event.correlationID.map(StoredText.singleLine),
+                             event.subject.map(StoredText.singleLine), data])
         let seq = db.lastInsertedRowID
         let jobs = try listeners.map { name in
             try JobRequest(kind: EventListenerRegistry.jobKind(name), payload: EventListenerPayload(seq: seq, eventID: id, type: event.type),

@@ -32,9 +32,10 @@ public struct Finding: Sendable, Hashable, Codable {
         self.line = line
         self.side = side
         self.severity = severity
-        self.category = category
-        self.title = title
-        self.body = body
+        // Category and title reach events and the analytics dump: one line, no control characters.
+        self.category = StoredText.singleLine(category)
+        self.title = StoredText.singleLine(title)
+        self.body = StoredText.multiline(body)
         self.suggestion = suggestion
         self.source = source
         self.fingerprint = fingerprint
