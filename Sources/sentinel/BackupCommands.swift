@@ -43,7 +43,7 @@ struct Restore: AsyncParsableCommand {
                 only = id
             }
             let restored = try BackupService(dataDirectory: global.dataDirectory, opener: DatabaseOpener(config: config))
-                .restore(from: URL(fileURLWithPath: from, isDirectory: true), workspace: only)
+                .restore(from: URL(fileURLWithPath: from, isDirectory: true), workspace: only, log: { print($0) })
             print("restored \(restored.count) file(s): \(restored.map(\.file).joined(separator: ", "))")
         }
     }

@@ -10,7 +10,9 @@ public struct ExportManifest: Codable, Sendable, Equatable {
         public var fromSeq: Int64
         public var toSeq: Int64
         public var events: Int
-        /// Set when the workspace file could not be read; its events wait for the next export.
+        /// Set when the workspace file could not be read (its events wait for the next export), or
+        /// when an event could not be encoded for PostgreSQL: the events before it are exported,
+        /// `toSeq` stops just before it, and the workspace stays there until the event is repaired.
         public var error: String?
 
         enum CodingKeys: String, CodingKey {
@@ -79,12 +81,14 @@ public struct AnalyticsExporter: Sendable {
             }
             for workspace in try control.workspaceIDs() {
                 let from = watermarks[workspace.rawValue] ?? 0
+                var progress = Progress(last: from)
                 do {
-                    let (last, count) = try writeEvents(of: workspace, after: from, to: writer)
-                    parts.append(.init(workspaceID: workspace.rawValue, fromSeq: from, toSeq: max(last, from), events: count))
+                    try writeEvents(of: workspace, after: from, to: writer, progress: &progress)
                 } catch {
-                    parts.append(.init(workspaceID: workspace.rawValue, fromSeq: from, toSeq: from, events: 0, error: "\(error)"))
+                    progress.error = "\(error)"
                 }
+                parts.append(.init(workspaceID: workspace.rawValue, fromSeq: from, toSeq: progress.last, events: progress.count,
+                                   error: progress.error))
             }
             let total = parts.reduce(0) { $0 + $1.events }
             writer.write(PostgresDump.footer(exportID: exportID, createdAt: ISO8601.string(now), events: total))
@@ -106,7 +110,9 @@ public struct AnalyticsExporter: Sendable {
         try Self.writeAtomically(try JSONEncoder.sentinelPretty.encode(manifest), to: Self.manifestURL(for: final))
         try beforeWatermarks()
         try control.pool.write { db in
-            for part in parts where part.error == nil && part.toSeq > part.fromSeq {
+            // A workspace that stopped at an event it could not encode still advances over the
+            // events before it: they are in the dump.
+            for part in parts where part.toSeq > part.fromSeq {
                 try db.execute(sql: """
                     INSERT INTO export_watermarks (workspace_id, last_seq, export_id, updated_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT (workspace_id) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),
@@ -121,8 +127,30 @@ public struct AnalyticsExporter: Sendable {
         dump.deletingLastPathComponent().appendingPathComponent(dump.lastPathComponent + ".manifest.json")
     }
 
-    /// Streams one workspace's events after `seq` as COPY rows. One SELECT is one snapshot.
-    private func writeEvents(of workspace: WorkspaceID, after seq: Int64, to writer: DumpWriter) throws -> (last: Int64, count: Int) {
+    /// How far one workspace's events got into the dump.
+    struct Progress {
+        /// The last event written whole.
+        var last: Int64
+        var count = 0
+        var error: String?
+    }
+
+    private static let timestampWithFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    private static let timestamp = Date.ISO8601FormatStyle()
+
+    /// Why PostgreSQL would refuse this row, or nil when it loads.
+    static func encodingProblem(occurredAt: String, data: String) -> String? {
+        if occurredAt.utf8.contains(where: { $0 < 0x20 })
+            || ((try? timestampWithFraction.parse(occurredAt)) == nil && (try? timestamp.parse(occurredAt)) == nil) {
+            return "occurred_at '\(StoredText.singleLine(String(occurredAt.prefix(40))))' is not a timestamp"
+        }
+        return PostgresJSON.problem(in: data).map { "data is not valid jsonb: \($0)" }
+    }
+
+    /// Streams one workspace's events after `seq` as COPY rows. One SELECT is one snapshot. Each
+    /// row is checked before any of it is written: the first one PostgreSQL would refuse ends the
+    /// workspace's part (reported in `progress.error`), so one bad row never breaks the load.
+    private func writeEvents(of workspace: WorkspaceID, after seq: Int64, to writer: DumpWriter, progress: inout Progress) throws {
         let file = dataDirectory.workspaceFile(workspace)
         guard FileManager.default.fileExists(atPath: file.path) else { throw StorageError.missingFile(file.path) }
         var configuration = Configuration()
@@ -133,32 +161,36 @@ public struct AnalyticsExporter: Sendable {
             throw StorageError.corrupt("\(file.lastPathComponent): \(error)")
         }
         defer { try? queue.close() }
-        return try queue.read { db in
-            var last = seq
-            var count = 0
+        try queue.read { db in
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT seq, id, type, occurred_at, subject, correlation_id, data FROM events WHERE seq > ? ORDER BY seq
                 """, arguments: [seq])
             while let row = try rows.next() {
                 let s: Int64 = row[0]
+                let occurredAt: String = row[3]
+                let data: String = row[6]
+                if let problem = Self.encodingProblem(occurredAt: occurredAt, data: data) {
+                    progress.error = "event seq \(s) (id \(StoredText.singleLine(row[1] as String))) cannot be exported: \(problem); "
+                        + "the workspace's export stops before it"
+                    return
+                }
                 writer.writeCopyField(workspace.rawValue)
                 writer.write("\t\(s)\t")
                 writer.writeCopyField(row[1] as String)
                 writer.write("\t")
                 writer.writeCopyField(row[2] as String)
                 writer.write("\t")
-                writer.writeCopyField(row[3] as String)
+                writer.writeCopyField(occurredAt)
                 writer.write("\t")
                 writer.writeCopyField(row[4] as String?)
                 writer.write("\t")
                 writer.writeCopyField(row[5] as String?)
                 writer.write("\t")
-                writer.writeCopyField(row[6] as String)
+                writer.writeCopyField(data)
                 writer.write("\n")
-                last = s
-                count += 1
+                progress.last = s
+                progress.count += 1
             }
-            return (last, count)
         }
     }
 

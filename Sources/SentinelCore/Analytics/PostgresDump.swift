@@ -2,8 +2,10 @@ import Foundation
 
 /// The SQL around the `COPY` data of an analytics dump. Loading it with
 /// `psql -v ON_ERROR_STOP=1 -f FILE` is one transaction: schema and tables are created if
-/// missing, events are inserted with `ON CONFLICT DO NOTHING` (a file loaded twice, or two dumps
-/// carrying the same events after a crash, change nothing), and the central rollups of every
+/// missing, events are inserted with `ON CONFLICT DO NOTHING` on (workspace, event id) (a file
+/// loaded twice, or two dumps carrying the same events after a crash, change nothing; an event
+/// that reuses the sequence number of one lost to a workspace restore is still a new event), and
+/// the central rollups of every
 /// (workspace, day, repository) that gained events are recomputed from `sentinel.events`, with the
 /// same definitions as the workspace files' own rollups (`Rollups`).
 enum PostgresDump {
@@ -31,8 +33,20 @@ enum PostgresDump {
             correlation_id text,
             data jsonb NOT NULL,
             export_id text NOT NULL,
-            PRIMARY KEY (workspace_id, seq)
+            PRIMARY KEY (workspace_id, event_id)
         );
+        -- Tables created by earlier dumps were keyed by (workspace_id, seq); a restored workspace
+        -- reuses sequence numbers, so the event id is the identity.
+        DO $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'sentinel.events'::regclass AND contype = 'p'
+                       AND pg_get_constraintdef(oid) = 'PRIMARY KEY (workspace_id, seq)') THEN
+                EXECUTE 'ALTER TABLE sentinel.events DROP CONSTRAINT ' || quote_ident((SELECT conname FROM pg_constraint
+                    WHERE conrelid = 'sentinel.events'::regclass AND contype = 'p'));
+                ALTER TABLE sentinel.events ADD PRIMARY KEY (workspace_id, event_id);
+            END IF;
+        END $$;
+        CREATE INDEX IF NOT EXISTS events_workspace_seq ON sentinel.events (workspace_id, seq);
         CREATE INDEX IF NOT EXISTS events_rollup_key ON sentinel.events (workspace_id, day, repository)
             WHERE type IN ('RunCompleted', 'UsageRecorded');
         CREATE INDEX IF NOT EXISTS events_type_time ON sentinel.events (type, occurred_at);
@@ -87,7 +101,7 @@ enum PostgresDump {
             SELECT workspace_id, seq, event_id, type, occurred_at::timestamptz, (occurred_at::timestamptz AT TIME ZONE 'UTC')::date,
                    coalesce(data::jsonb ->> 'repository', ''), subject, correlation_id, data::jsonb, \(id)
             FROM sentinel_incoming
-            ON CONFLICT (workspace_id, seq) DO NOTHING
+            ON CONFLICT (workspace_id, event_id) DO NOTHING
             RETURNING workspace_id, type, day, repository
         )
         INSERT INTO sentinel_touched

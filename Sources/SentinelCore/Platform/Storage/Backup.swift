@@ -103,8 +103,9 @@ public struct BackupService: Sendable {
 
     /// Restores from a backup directory. Every file is checked (sha256, `PRAGMA integrity_check`)
     /// before anything in the data directory is touched; a damaged backup is refused whole. The
-    /// server must be stopped (restore refuses to run beside it).
-    public func restore(from source: URL, workspace only: WorkspaceID? = nil) throws -> [BackupEntry] {
+    /// server must be stopped (restore refuses to run beside it). `log` hears what the restore
+    /// changed beyond the files (export watermarks moved back).
+    public func restore(from source: URL, workspace only: WorkspaceID? = nil, log: (String) -> Void = { _ in }) throws -> [BackupEntry] {
         let manifestURL = source.appendingPathComponent(BackupManifest.fileName)
         guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
             throw StorageError.invalid("\(source.path) has no \(BackupManifest.fileName); not a Sentinel backup")
@@ -171,8 +172,34 @@ public struct BackupService: Sendable {
             : selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
+        for id in restoredIDs { try rewindExportWatermark(of: id, control: control, now: now, log: log) }
         try control.pool.close()
         return selected
+    }
+
+    /// A restored file may end before the events the analytics export has already carried (they
+    /// were appended after the backup and are gone with the restore). New events will take those
+    /// sequence numbers again, so the watermark moves back to the restored file's last event:
+    /// the next export carries the new events, and the dump tells them from the lost ones by their
+    /// event id. Events the file still holds up to the watermark were exported before.
+    private func rewindExportWatermark(of id: WorkspaceID, control: ControlStore, now: Double, log: (String) -> Void) throws {
+        guard let watermark = try control.pool.read({ db in
+            try Int64.fetchOne(db, sql: "SELECT last_seq FROM export_watermarks WHERE workspace_id = ?", arguments: [id.rawValue])
+        }) else { return }
+        let file = dataDirectory.workspaceFile(id)
+        guard FileManager.default.fileExists(atPath: file.path) else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: file.path, configuration: configuration)
+        let last = try queue.read { db in try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM events") ?? 0 }
+        try queue.close()
+        guard last < watermark else { return }
+        try control.pool.write { db in
+            try db.execute(sql: "UPDATE export_watermarks SET last_seq = ?, updated_at = ? WHERE workspace_id = ?",
+                           arguments: [last, now, id.rawValue])
+        }
+        log("workspace \(id): the analytics export had carried events up to \(watermark), the restored file ends at \(last); "
+            + "the export watermark moved back to \(last), so the next export carries the workspace's new events")
     }
 
     private func verifyIntegrity(_ url: URL, name: String) throws {
