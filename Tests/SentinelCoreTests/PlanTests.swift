@@ -82,6 +82,55 @@ struct PlanTests {
         #expect { try verifier.verify(Data("not json".utf8), now: now) } throws: { "\($0)".contains("not a Sentinel license file") }
     }
 
+    @Test("a removed repository added back counts against the plan's repository limit like a new one")
+    func reAddedRepositoryCountsAgainstLimit() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let integration = IntegrationID("int_00000000000000aa")!
+        @Sendable func delivery(added: [(Int64, String)] = [], removed: [(Int64, String)] = []) -> Data {
+            func list(_ repos: [(Int64, String)]) -> String { repos.map { #"{"id":\#($0.0),"full_name":"\#($0.1)"}"# }.joined(separator: ",") }
+            return Data(#"{"action":"x","installation":{"id":7},"repositories_added":[\#(list(added))],"repositories_removed":[\#(list(removed))]}"#.utf8)
+        }
+        let (api, web, docs, count, notEnabled) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                                  arguments: [integration.rawValue])
+                for payload in [delivery(added: [(1, "acme/api")]),      // enabled: 1 of 1
+                                delivery(removed: [(1, "acme/api")]),    // uninstalled: 0 of 1
+                                delivery(added: [(2, "acme/web")]),      // enabled: 1 of 1
+                                delivery(added: [(1, "acme/api")]),      // back, but the plan is full
+                                delivery(added: [(3, "acme/docs")])] {   // new and over the limit
+                    _ = try GitHubDeliveryProcessor.route(event: "installation_repositories", payload: payload, integrationID: integration,
+                                                          correlationID: nil, repositoryLimit: 1, tx: &tx)
+                }
+                return (try RepositoryStore.find(integrationID: integration, externalID: 1, in: tx.db)!,
+                        try RepositoryStore.find(integrationID: integration, externalID: 2, in: tx.db)!,
+                        try RepositoryStore.find(integrationID: integration, externalID: 3, in: tx.db)!,
+                        try RepositoryStore.enabledCount(in: tx.db),
+                        try EventLog.read(after: 0, limit: 20, types: ["RepositoryNotEnabled"], in: tx.db))
+            }
+        }
+        #expect(web.enabled)
+        #expect(!api.removed)
+        #expect(!api.enabled, "a repository coming back over the limit comes back disabled")
+        #expect(!docs.enabled)
+        #expect(count == 1)
+        #expect(notEnabled.map(\.subject) == ["repository:\(api.id)", "repository:\(docs.id)"])
+        #expect(notEnabled.first?.data.contains("plan_limit: 1 enabled repositories allowed") == true)
+        // With room under the limit, a repository comes back as it was.
+        let back = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                for payload in [delivery(removed: [(2, "acme/web")]), delivery(added: [(2, "acme/web")])] {
+                    _ = try GitHubDeliveryProcessor.route(event: "installation_repositories", payload: payload, integrationID: integration,
+                                                          correlationID: nil, repositoryLimit: 1, tx: &tx)
+                }
+                return try RepositoryStore.find(integrationID: integration, externalID: 2, in: tx.db)!
+            }
+        }
+        #expect(back.enabled && !back.removed)
+        await h.stop()
+    }
+
     @Test("the soft limit is reported once per limit and month")
     func softLimitOncePerMonth() async throws {
         let h = try TestHarness()

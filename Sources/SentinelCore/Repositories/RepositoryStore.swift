@@ -24,19 +24,29 @@ public enum RepositoryStore {
 
     /// Registers (or re-registers) a repository; returns its row. New rows are enabled per
     /// `autoEnable`, unless that would exceed `limit` (the plan's enabled repositories): then the
-    /// repository is registered disabled and `RepositoryNotEnabled` says why.
+    /// repository is registered disabled and `RepositoryNotEnabled` says why. A removed repository
+    /// that comes back enabled counts against `limit` like a new one: over the limit, it comes
+    /// back disabled.
     @discardableResult
     public static func register(integrationID: IntegrationID, externalID: Int64, fullName: String, installationID: Int64?,
                                 limit: Int? = nil, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         let db = tx.db
         if var existing = try find(integrationID: integrationID, externalID: externalID, in: db) {
             if existing.removed || existing.fullName != fullName || (installationID != nil && existing.installationId != installationID) {
+                // Decided before the row counts again: `enabledCount` only counts installed repositories.
+                var overLimit = false
+                if existing.removed, existing.enabled, let limit { overLimit = try enabledCount(in: db) >= limit }
                 try db.execute(sql: """
-                    UPDATE repositories SET removed = 0, full_name = ?, installation_id = coalesce(?, installation_id) WHERE id = ?
-                    """, arguments: [fullName, installationID, existing.id])
+                    UPDATE repositories SET removed = 0, enabled = ?, full_name = ?, installation_id = coalesce(?, installation_id) WHERE id = ?
+                    """, arguments: [existing.enabled && !overLimit, fullName, installationID, existing.id])
                 existing.removed = false
                 existing.fullName = fullName
                 if let installationID { existing.installationId = installationID }
+                if overLimit {
+                    existing.enabled = false
+                    try tx.append(DomainEvent(type: "RepositoryNotEnabled", subject: "repository:\(existing.id)", payload: [
+                        "repository": fullName, "reason": "plan_limit: \(limit!) enabled repositories allowed"]))
+                }
             }
             return existing
         }
