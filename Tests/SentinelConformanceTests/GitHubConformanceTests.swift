@@ -5,7 +5,8 @@ import SentinelTestSupport
 import Testing
 
 /// Proves Sentinel against the platforms' own published payloads and API shapes in
-/// `../shared/fixtures` (present in CI). Every test is skipped when the folder is absent.
+/// `../shared/fixtures` (present in CI). Every test is skipped when the folder is absent; a named
+/// fixture missing from it fails its test.
 enum Fixtures {
     static let root: URL = {
         let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -16,9 +17,19 @@ enum Fixtures {
     static func json(_ path: String) throws -> [String: Any] {
         try cast(JSONSerialization.jsonObject(with: Data(contentsOf: url(path))), path)
     }
-    static func files(in folder: String) -> [URL] {
-        ((try? FileManager.default.contentsOfDirectory(at: url(folder), includingPropertiesForKeys: nil)) ?? [])
+    /// The JSON files of a fixture folder; a missing or empty folder is a failure, not a skip.
+    static func files(in folder: String) throws -> [URL] {
+        let found = try FileManager.default.contentsOfDirectory(at: url(folder), includingPropertiesForKeys: nil)
             .filter { $0.pathExtension == "json" }.sorted { $0.lastPathComponent < $1.lastPathComponent }
+        guard !found.isEmpty else { throw FixtureShapeError(description: "fixture folder \(folder) holds no JSON files") }
+        return found
+    }
+
+    /// Fails, naming the file, when a fixture the test relies on is not there.
+    static func require(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: url(path).path) else {
+            throw FixtureShapeError(description: "fixture \(url(path).path) is missing")
+        }
     }
 }
 
@@ -120,8 +131,12 @@ struct GitHubConformanceTests {
                     """, arguments: [integration.rawValue])
             }
         }
+        for name in ["pull_request.opened", "pull_request.synchronize", "pull_request.reopened", "pull_request.closed", "issue_comment.created",
+                     "issue_comment.created.on_pull_request", "installation.created", "installation_repositories.added"] {
+            try Fixtures.require("github/webhooks/\(name).json")
+        }
         var outcomes: [String: String] = [:]
-        for file in Fixtures.files(in: "github/webhooks") {
+        for file in try Fixtures.files(in: "github/webhooks") {
             let name = file.deletingPathExtension().lastPathComponent
             let event = String(name.split(separator: ".")[0])
             let body = try Data(contentsOf: file)

@@ -3,8 +3,9 @@ import SentinelCore
 import SentinelTestSupport
 import Testing
 
-/// Reads the published request/response/error bodies in `../shared/fixtures/llm/` (skipped when
-/// absent) and checks Sentinel's decoders and request bodies against them.
+/// Reads the published request/response/error bodies in `../shared/fixtures/llm/` and checks
+/// Sentinel's decoders and request bodies against them. The tests are skipped when the folder is
+/// absent; a named file missing from it fails its test.
 @Suite("AI wire-format conformance")
 struct AIConformanceTests {
     static let root: URL? = {
@@ -19,10 +20,15 @@ struct AIConformanceTests {
         return candidates.first { FileManager.default.fileExists(atPath: $0.appendingPathComponent("README.md").path) }
     }()
 
-    static func data(_ path: String) throws -> Data? {
-        guard let root else { return nil }
+    struct MissingFixture: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// A named fixture; its absence fails the test (only the whole folder being absent skips).
+    static func data(_ path: String) throws -> Data {
+        guard let root else { throw MissingFixture(description: "the LLM fixtures folder is absent") }
         let url = root.appendingPathComponent(path)
-        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        guard FileManager.default.fileExists(atPath: url.path) else { throw MissingFixture(description: "fixture \(url.path) is missing") }
         return try Data(contentsOf: url)
     }
 
@@ -31,47 +37,55 @@ struct AIConformanceTests {
     }
 
     @Test(.enabled(if: root != nil, "fixtures absent")) func openAIResponses() throws {
-        if let body = try Self.data("openai/chat_completions.response.json_schema.recorded.json") {
+        do {
+            let body = try Self.data("openai/chat_completions.response.json_schema.recorded.json")
             let parsed = try OpenAIChatProvider.parseResponse(body)
             #expect(parsed.usage == TokenUsage(inputTokens: 79, outputTokens: 14))
             #expect(parsed.text.contains("San Francisco"))
             #expect(parsed.model == "gpt-4o-2024-08-06")
         }
-        if let body = try Self.data("openai/chat_completions.response.json_schema.refusal.recorded.json") {
+        do {
+            let body = try Self.data("openai/chat_completions.response.json_schema.refusal.recorded.json")
             #expect(throws: ProviderError.refused("I'm very sorry, but I can't assist with that.")) {
                 _ = try OpenAIChatProvider.parseResponse(body)
             }
         }
-        if let body = try Self.data("openai/chat_completions.response.default.json") {
+        do {
+            let body = try Self.data("openai/chat_completions.response.default.json")
             let parsed = try OpenAIChatProvider.parseResponse(body)
             #expect(parsed.usage.inputTokens > 0)
         }
-        if let body = try Self.data("openai/chat_completions.response.json_schema.finish_length.recorded.json") {
+        do {
+            let body = try Self.data("openai/chat_completions.response.json_schema.finish_length.recorded.json")
             let parsed = try OpenAIChatProvider.parseResponse(body)  // truncated content is the engine's problem, not a crash
             #expect(throws: ModelOutputError.self) { _ = try ModelOutputParser.parse(parsed.text) }
         }
     }
 
     @Test(.enabled(if: root != nil, "fixtures absent")) func openAIErrors() throws {
-        if let body = try Self.data("openai/error.429.rate_limit_exceeded.tokens.json") {
+        do {
+            let body = try Self.data("openai/error.429.rate_limit_exceeded.tokens.json")
             let error = ProviderHTTP.classify(status: 429, body: body, kind: .openai)
             guard case .rateLimited = error else { Issue.record("got \(error)"); return }
         }
-        if let body = try Self.data("openai/error.429.insufficient_quota.json") {
+        do {
+            let body = try Self.data("openai/error.429.insufficient_quota.json")
             let error = ProviderHTTP.classify(status: 429, body: body, kind: .openai)
             guard case .quotaExhausted = error else { Issue.record("got \(error)"); return }
         }
-        if let body = try Self.data("openai/error.429.request_too_large.json") {
+        do {
+            let body = try Self.data("openai/error.429.request_too_large.json")
             let error = ProviderHTTP.classify(status: 429, body: body, kind: .openai)
             #expect(!error.isRetryable, "request too large: retrying does not help (\(error))")
         }
-        if let body = try Self.data("openai/error.500.server_error.json") {
+        do {
+            let body = try Self.data("openai/error.500.server_error.json")
             #expect(ProviderHTTP.classify(status: 500, body: body, kind: .openai) == .server(status: 500))
         }
     }
 
     @Test(.enabled(if: root != nil, "fixtures absent")) func openAIRequestMatchesPublishedShape() throws {
-        guard let published = try Self.data("openai/chat_completions.request.json_schema.reconstructed.json") else { return }
+        let published = try Self.data("openai/chat_completions.request.json_schema.reconstructed.json")
         let reference = try Self.object(published)
         let provider = OpenAIChatProvider(config: ProviderConfig(kind: .openai, id: "oa", apiKey: "k", model: "gpt-4o-2024-08-06"),
                                           http: AINoHTTP())
@@ -90,24 +104,29 @@ struct AIConformanceTests {
     }
 
     @Test(.enabled(if: root != nil, "fixtures absent")) func anthropicFixtures() throws {
-        if let body = try Self.data("anthropic/messages.response.example.json") {
+        do {
+            let body = try Self.data("anthropic/messages.response.example.json")
             let parsed = try AnthropicProvider.parseResponse(body)
             #expect(parsed.usage == TokenUsage(inputTokens: 2095, outputTokens: 503))
             #expect(parsed.text == "Hi! My name is Claude.")
         }
-        if let body = try Self.data("anthropic/error.400.invalid_request_error.json") {
+        do {
+            let body = try Self.data("anthropic/error.400.invalid_request_error.json")
             #expect(ProviderHTTP.classify(status: 400, body: body, kind: .anthropic)
                 == .badRequest("messages: roles must alternate between \"user\" and \"assistant\""))
         }
-        if let body = try Self.data("anthropic/error.429.rate_limit_error.json") {
+        do {
+            let body = try Self.data("anthropic/error.429.rate_limit_error.json")
             #expect(ProviderHTTP.classify(status: 429, headers: [("retry-after", "12")], body: body, kind: .anthropic)
                 == .rateLimited(retryAfter: 12))
         }
-        if let body = try Self.data("anthropic/error.529.overloaded_error.json") {
+        do {
+            let body = try Self.data("anthropic/error.529.overloaded_error.json")
             let error = ProviderHTTP.classify(status: 529, body: body, kind: .anthropic)
             #expect(error == .server(status: 529) && error.isRetryable)
         }
-        if let published = try Self.data("anthropic/messages.request.example.json") {
+        do {
+            let published = try Self.data("anthropic/messages.request.example.json")
             let reference = try Self.object(published)
             let provider = AnthropicProvider(config: ProviderConfig(kind: .anthropic, id: "c", apiKey: "k", model: "claude-opus-4-6"),
                                              http: AINoHTTP())
@@ -118,39 +137,47 @@ struct AIConformanceTests {
     }
 
     @Test(.enabled(if: root != nil, "fixtures absent")) func geminiFixtures() throws {
-        if let body = try Self.data("gemini/generateContent.response.unary-success-basic-reply-short.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-success-basic-reply-short.json")
             let parsed = try GeminiProvider.parseResponse(body)
             #expect(parsed.usage == TokenUsage(inputTokens: 7, outputTokens: 22))
             #expect(parsed.text.contains("Mountain View"))
         }
-        if let body = try Self.data("gemini/generateContent.response.unary-success-thinking-reply-thought-summary.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-success-thinking-reply-thought-summary.json")
             let parsed = try GeminiProvider.parseResponse(body)
             #expect(parsed.text == "Mountain View")  // thought parts skipped
             #expect(parsed.usage == TokenUsage(inputTokens: 14, outputTokens: 26))  // thoughts billed as output
         }
-        if let body = try Self.data("gemini/generateContent.response.unary-failure-finish-reason-safety.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-failure-finish-reason-safety.json")
             #expect(throws: ProviderError.self) { _ = try GeminiProvider.parseResponse(body) }
         }
-        if let body = try Self.data("gemini/generateContent.response.unary-failure-only-prompt-feedback.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-failure-only-prompt-feedback.json")
             do { _ = try GeminiProvider.parseResponse(body); Issue.record("expected refused") } catch let error as ProviderError {
                 guard case .refused = error else { Issue.record("got \(error)"); return }
             }
         }
-        if let body = try Self.data("gemini/generateContent.response.unary-failure-api-key.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-failure-api-key.json")
             let error = ProviderHTTP.classify(status: 400, body: body, kind: .gemini, secret: "key1234")
             #expect(error == .unauthorized)
         }
-        if let body = try Self.data("gemini/generateContent.response.unary-failure-unknown-model.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-failure-unknown-model.json")
             let error = ProviderHTTP.classify(status: 404, body: body, kind: .gemini)
             guard case .badRequest(let message) = error else { Issue.record("got \(error)"); return }
             #expect(message.contains("is not found"))
         }
-        if let body = try Self.data("gemini/generateContent.response.unary-failure-quota-exceeded.vertexai.json") {
+        do {
+            let body = try Self.data("gemini/generateContent.response.unary-failure-quota-exceeded.vertexai.json")
             guard case .rateLimited = ProviderHTTP.classify(status: 429, body: body, kind: .gemini) else {
                 Issue.record("expected rateLimited"); return
             }
         }
-        if let published = try Self.data("gemini/generateContent.request.json_schema.json") {
+        do {
+            let published = try Self.data("gemini/generateContent.request.json_schema.json")
             let reference = try Self.object(published)
             let refConfig = try #require(reference["generationConfig"] as? [String: Any])
             let refSchema = try #require(refConfig["response_schema"] as? [String: Any])
