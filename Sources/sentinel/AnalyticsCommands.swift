@@ -21,7 +21,7 @@ struct ExportCommand: AsyncParsableCommand {
             if json { try printJSON(manifest) } else {
                 print("\(path)  \(manifest.events) events")
                 for part in manifest.workspaces where part.error != nil {
-                    print("  workspace \(part.workspaceID) not exported: \(part.error!)")
+                    print("  workspace \(part.workspaceID) exported up to event \(part.toSeq) only: \(part.error!)")
                 }
             }
         }

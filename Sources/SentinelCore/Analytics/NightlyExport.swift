@@ -42,7 +42,8 @@ public struct NightlyExportService: Service {
                 let manifest = try await NIOThreadPool.singleton.runIfActive { try exporter.export() }  // blocking file and SQLite work
                 logger.info("analytics export written", metadata: ["file": "\(manifest.file)", "events": "\(manifest.events)"])
                 for part in manifest.workspaces where part.error != nil {
-                    logger.warning("workspace not exported", metadata: ["workspace": "\(part.workspaceID)", "error": "\(part.error!)"])
+                    logger.warning("workspace not fully exported; the rest waits", metadata: [
+                        "workspace": "\(part.workspaceID)", "to_seq": "\(part.toSeq)", "error": "\(part.error!)"])
                 }
             } catch {
                 logger.error("analytics export failed; the next one will carry its events", metadata: ["error": "\(error)"])
