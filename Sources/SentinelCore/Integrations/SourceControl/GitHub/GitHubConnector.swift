@@ -8,6 +8,7 @@ public actor GitHubConnector: SourceControlConnector {
         let http: AsyncOutboundHTTPClient
         let tokens: GitHubTokenCache
         let apiURL: URL
+        let botLogin: String?
     }
 
     let integrations: IntegrationService
@@ -33,7 +34,8 @@ public actor GitHubConnector: SourceControlConnector {
                 throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
             }
             let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
-            entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL)
+            entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL,
+                          botLogin: integration.botLogin)
             entries[id] = entry
         }
         var installation = repository.installationId
@@ -43,7 +45,7 @@ public actor GitHubConnector: SourceControlConnector {
         }
         guard let installation else { throw SourceControlError.permanent("the GitHub App is not installed on \(repository.fullName)") }
         return GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens, http: entry.http,
-                                                  timeout: requestTimeout))
+                                                  timeout: requestTimeout), botLogin: entry.botLogin)
     }
 
     public func shutdown() async {
