@@ -139,12 +139,17 @@ struct ReviewHardeningTests {
         // Run ids start at 1 in a fresh workspace: mallory quotes the marker the first run will use.
         await world.github.state.addReview(repo: Self.repo, number: 7, body: ReviewRunner.marker(runID: 1) + "\n## Sentinel review\n\nAll good.",
                                            login: "mallory")
-        await world.github.state.addReview(repo: Self.repo, number: 7, body: "Quoting: " + ReviewRunner.marker(runID: 1),
+        // Another App's bot, marker at the start: not Sentinel's bot account (learnt from GET /app).
+        await world.github.state.addReview(repo: Self.repo, number: 7, body: ReviewRunner.marker(runID: 1) + "\n## Sentinel review\n",
                                            login: "other-app[bot]", type: "Bot")
+        // Sentinel's own login, but the marker not at the start (a quote).
+        await world.github.state.addReview(repo: Self.repo, number: 7, body: "Quoting: " + ReviewRunner.marker(runID: 1),
+                                           login: FakeGitHubState.botLogin, type: "Bot")
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
-        let ours = await world.github.state.reviews(on: Self.repo, 7).filter { $0.userLogin == FakeGitHubState.botLogin }
+        let ours = await world.github.state.reviews(on: Self.repo, 7).filter { $0.userLogin == FakeGitHubState.botLogin && $0.body.hasPrefix("<!--") }
         #expect(ours.count == 1)
+        #expect(await world.github.state.reviews(on: Self.repo, 7).count == 4)
         #expect(ours.first?.comments.count == 2)
         #expect(try await world.runs().first?.reviewId == ours.first.map { String($0.id) })
         await world.stop()

@@ -124,7 +124,7 @@ public actor FakeGitHubState {
     public private(set) var pulls: [String: FakePullRequest] = [:]
     public private(set) var contents: [String: String] = [:]
     /// The login GitHub shows for reviews the App posts.
-    public static let botLogin = "sentinel-fake[bot]"
+    public static let botLogin = "\(appSlug)[bot]"
     /// GitHub lists at most 300 files of a comparison and 3,000 of a pull request.
     public static let compareFileLimit = 300
     public static let pullFileLimit = 3000
@@ -178,8 +178,18 @@ public actor FakeGitHubState {
     func newID() -> Int64 { nextID += 1; return nextID }
 
     func issueToken(jwt: String) async -> String? {
+        guard await isAppJWT(jwt) else { return nil }
+        let token = "ghs_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        issuedTokens[token] = Date().addingTimeInterval(3600)
+        return token
+    }
+
+    /// The App's slug: its bot account is `<slug>[bot]` (`botLogin`).
+    public static let appSlug = "sentinel-fake"
+
+    func isAppJWT(_ jwt: String) async -> Bool {
         let keys = JWTKeyCollection()
-        guard let key = try? Insecure.RSA.PublicKey(pem: publicKeyPEM) else { return nil }
+        guard let key = try? Insecure.RSA.PublicKey(pem: publicKeyPEM) else { return false }
         await keys.add(rsa: key, digestAlgorithm: .sha256)
         struct Claims: JWTPayload {
             let iss: IssuerClaim
@@ -187,10 +197,8 @@ public actor FakeGitHubState {
             let iat: IssuedAtClaim
             func verify(using algorithm: some JWTAlgorithm) async throws { try exp.verifyNotExpired() }
         }
-        guard let claims = try? await keys.verify(jwt, as: Claims.self), claims.iss.value == String(appID) else { return nil }
-        let token = "ghs_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
-        issuedTokens[token] = Date().addingTimeInterval(3600)
-        return token
+        guard let claims = try? await keys.verify(jwt, as: Claims.self), claims.iss.value == String(appID) else { return false }
+        return true
     }
 
     func isAuthorized(_ header: String?) -> Bool {
@@ -380,6 +388,14 @@ struct FakeGitHubRoutes {
                 return json(401, ["message": "A JSON web token could not be decoded"])
             }
             return json(201, ["token": token, "expires_at": Date().addingTimeInterval(3600).formatted(.iso8601)])
+        }
+        router.get("/app") { request, _ in
+            await state.log("GET app")
+            if let f = await fault("GET app") { return f }
+            guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), await state.isAppJWT(String(auth.dropFirst(7))) else {
+                return json(401, ["message": "A JSON web token could not be decoded"])
+            }
+            return json(200, ["id": await state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)"])
         }
         router.get("/repos/:owner/:repo/pulls/:number") { request, context in
             await state.log("GET pull")

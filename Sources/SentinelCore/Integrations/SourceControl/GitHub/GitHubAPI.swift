@@ -82,6 +82,19 @@ public actor GitHubTokenCache {
 
     public func invalidate(installationID: Int64) { tokens[installationID] = nil }
 
+    /// The App's bot account, `<slug>[bot]`, as GitHub shows it on the App's reviews and comments.
+    public func botLogin() async throws -> String {
+        let jwt = try await appJWT()
+        let url = credentials.apiBaseURL.appendingPathComponent("app")
+        let response = try await http.send(OutboundRequest(url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
+        guard response.status == 200 else { throw GitHubClient.error(response, operation: "get app") }
+        struct Body: Decodable { let slug: String }
+        guard let body = try? JSONDecoder().decode(Body.self, from: response.body), !body.slug.isEmpty else {
+            throw GitHubAPIError(status: response.status, message: "unreadable app response", operation: "get app", retryAfter: nil)
+        }
+        return "\(body.slug)[bot]"
+    }
+
     /// The App's installation on a repository (for repositories first seen without one).
     public func installationID(forRepository fullName: String) async throws -> Int64 {
         let jwt = try await appJWT()

@@ -14,6 +14,8 @@ public actor GitHubConnector: SourceControlConnector {
     let integrations: IntegrationService
     let requestTimeout: Duration
     private var entries: [IntegrationID: Entry] = [:]
+    /// Bot logins learnt from GitHub (`GET /app`) for integrations that were not given one.
+    private var botLogins: [IntegrationID: String] = [:]
 
     public init(integrations: IntegrationService, requestTimeout: Duration = .seconds(30)) {
         self.integrations = integrations
@@ -44,8 +46,17 @@ public actor GitHubConnector: SourceControlConnector {
                 .mapped { try await entry.tokens.installationID(forRepository: repository.fullName) }
         }
         guard let installation else { throw SourceControlError.permanent("the GitHub App is not installed on \(repository.fullName)") }
+        // The App's own bot account: only its reviews can carry a run marker Sentinel trusts.
+        var botLogin = entry.botLogin ?? botLogins[id]
+        if botLogin == nil {
+            let learnt = try await GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens,
+                                                                      http: entry.http))
+                .mapped { try await entry.tokens.botLogin() }
+            botLogins[id] = learnt
+            botLogin = learnt
+        }
         return GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens, http: entry.http,
-                                                  timeout: requestTimeout), botLogin: entry.botLogin)
+                                                  timeout: requestTimeout), botLogin: botLogin)
     }
 
     public func shutdown() async {
