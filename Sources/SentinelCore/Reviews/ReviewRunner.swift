@@ -500,7 +500,7 @@ public struct ReviewRunner: Sendable {
                 logger.error("could not conclude the check run of a failed review", metadata: ["error": "\(error)"])
             }
         }
-        try await workspace.write { tx in
+        _ = try await workspace.write { tx in
             try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, conclusion: conclusion.rawValue, in: &tx)
         }
     }
