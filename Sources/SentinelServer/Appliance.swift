@@ -65,8 +65,8 @@ public final class Appliance: Sendable {
         self.aiHTTP = try AsyncOutboundHTTPClient()
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
-        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing)
-        registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
+        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion)
+        registry.register(ReviewRunStore.jobKind, handler: { try await runner.run($0) }, onDead: { try await runner.runDied($0, $1) })
         for type in Rollups.eventTypes {
             registry.listen(to: type, as: Rollups.listener) { ctx in
                 while try await ctx.workspace.write({ tx in try Rollups.advance(in: tx.db) }) == Rollups.batchSize {}

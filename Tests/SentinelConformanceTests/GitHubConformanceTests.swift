@@ -192,8 +192,10 @@ struct GitHubConformanceTests {
         #expect(diffFiles.map(\.path) == files.map(\.filename))
         struct Token: Decodable { let token: String; let expires_at: String }
         _ = try JSONDecoder().decode(Token.self, from: try SchemaCheck.example("apps.create-installation-access-token.json", status: "201"))
-        struct Comparison: Decodable { let files: [GitHubChangedFile]? }
-        _ = try JSONDecoder().decode(Comparison.self, from: try SchemaCheck.example("repos.compare-commits.json", status: "200"))
+        let comparison = try JSONDecoder().decode(GitHubComparison.self, from: try SchemaCheck.example("repos.compare-commits.json", status: "200"))
+        #expect(comparison.status != nil, "the comparison's status tells a force-push from a fast-forward")
+        let review = try JSONDecoder().decode(GitHubReview.self, from: try SchemaCheck.example("pulls.create-review.json", status: "200"))
+        #expect(review.user?.login.isEmpty == false, "a review names its author, so only the App's own reviews are trusted")
     }
 
     @Test("recorded GitHub errors are classified: 422 and 401 fail, not retried")

@@ -55,7 +55,7 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
-    @Test("a retried review job records each AI call once: the failed attempt's call and the retry's, never one twice")
+    @Test("a retried review job records each AI call once and does not call the model again")
     func usageExactlyOnceAcrossRetries() async throws {
         let llm = try await FakeLLMServer.start()
         let world = try await GitHubWorld()
@@ -70,7 +70,7 @@ struct AIReviewEndToEndTests {
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
         let calls = await llm.state.requests(.openAI).count
-        #expect(calls == 2, "one model call per job attempt")
+        #expect(calls == 1, "the retry posts the stored result: one model call per run")
         #expect(try await world.count("SELECT count(*) FROM usage_records") == calls)
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'UsageRecorded'") == calls)
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)

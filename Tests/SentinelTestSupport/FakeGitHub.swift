@@ -103,6 +103,9 @@ public struct PostedReview: Sendable {
     public let event: String
     public let body: String
     public let comments: [[String: String]]
+    /// Who posted it: the App's bot (`FakeGitHubState.botLogin`, type `Bot`) unless a test added it for someone else.
+    public let userLogin: String
+    public let userType: String
 }
 
 public struct CheckRun: Sendable {
@@ -120,14 +123,20 @@ public actor FakeGitHubState {
     let publicKeyPEM: String
     public private(set) var pulls: [String: FakePullRequest] = [:]
     public private(set) var contents: [String: String] = [:]
-    public private(set) var comparisons: [String: [(filename: String, status: String, patch: String?)]] = [:]
+    /// The login GitHub shows for reviews the App posts.
+    public static let botLogin = "\(appSlug)[bot]"
+    /// GitHub lists at most 300 files of a comparison and 3,000 of a pull request.
+    public static let compareFileLimit = 300
+    public static let pullFileLimit = 3000
+    public private(set) var comparisons: [String: (status: String, files: [(filename: String, status: String, patch: String?)])] = [:]
     public private(set) var reviews: [PostedReview] = []
     public private(set) var checkRuns: [Int64: CheckRun] = [:]
     public private(set) var issueComments: [(repo: String, number: Int, body: String)] = []
     public private(set) var rejected: [String] = []
     public private(set) var requests: [String] = []
     private var faults: [String: [FakeFault]] = [:]
-    private var issuedTokens: Set<String> = []
+    /// Installation tokens and when they expire (GitHub answers 401 to an expired or revoked one).
+    private var issuedTokens: [String: Date] = [:]
     private var nextID: Int64 = 1000
     /// Called after a review is stored (tests use it to kill a worker right after posting).
     private var onReviewPosted: (@Sendable () -> Void)?
@@ -139,8 +148,18 @@ public actor FakeGitHubState {
 
     public func addPull(_ pull: FakePullRequest) { pulls["\(pull.repo)#\(pull.number)"] = pull }
     public func setContent(repo: String, ref: String, path: String, _ text: String) { contents["\(repo)@\(ref):\(path)"] = text }
-    public func setComparison(repo: String, base: String, head: String, files: [(filename: String, status: String, patch: String?)]) {
-        comparisons["\(repo)@\(base)...\(head)"] = files
+    /// `status` is GitHub's: `ahead` (base is an ancestor of head), `behind`, `diverged` (a
+    /// force-push rewrote history) or `identical`. More than 300 files are cut to 300, as GitHub does.
+    public func setComparison(repo: String, base: String, head: String, files: [(filename: String, status: String, patch: String?)],
+                              status: String = "ahead") {
+        comparisons["\(repo)@\(base)...\(head)"] = (status, files)
+    }
+    /// Revokes every installation token issued so far (the next use answers 401 Bad credentials).
+    public func revokeTokens() { issuedTokens.removeAll() }
+    /// A review by someone other than the App (e.g. a user quoting Sentinel's marker).
+    public func addReview(repo: String, number: Int, body: String, login: String, type: String = "User") {
+        reviews.append(PostedReview(id: newID(), repo: repo, number: number, commitID: pulls["\(repo)#\(number)"]?.headSHA ?? "",
+                                    event: "COMMENT", body: body, comments: [], userLogin: login, userType: type))
     }
     /// Faults for a route key like "POST reviews", "GET files", "POST check-runs", "POST access_tokens".
     public func inject(_ route: String, _ faults: [FakeFault]) { self.faults[route, default: []] += faults }
@@ -159,8 +178,18 @@ public actor FakeGitHubState {
     func newID() -> Int64 { nextID += 1; return nextID }
 
     func issueToken(jwt: String) async -> String? {
+        guard await isAppJWT(jwt) else { return nil }
+        let token = "ghs_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        issuedTokens[token] = Date().addingTimeInterval(3600)
+        return token
+    }
+
+    /// The App's slug: its bot account is `<slug>[bot]` (`botLogin`).
+    public static let appSlug = "sentinel-fake"
+
+    func isAppJWT(_ jwt: String) async -> Bool {
         let keys = JWTKeyCollection()
-        guard let key = try? Insecure.RSA.PublicKey(pem: publicKeyPEM) else { return nil }
+        guard let key = try? Insecure.RSA.PublicKey(pem: publicKeyPEM) else { return false }
         await keys.add(rsa: key, digestAlgorithm: .sha256)
         struct Claims: JWTPayload {
             let iss: IssuerClaim
@@ -168,15 +197,14 @@ public actor FakeGitHubState {
             let iat: IssuedAtClaim
             func verify(using algorithm: some JWTAlgorithm) async throws { try exp.verifyNotExpired() }
         }
-        guard let claims = try? await keys.verify(jwt, as: Claims.self), claims.iss.value == String(appID) else { return nil }
-        let token = "ghs_" + UUID().uuidString.replacingOccurrences(of: "-", with: "")
-        issuedTokens.insert(token)
-        return token
+        guard let claims = try? await keys.verify(jwt, as: Claims.self), claims.iss.value == String(appID) else { return false }
+        return true
     }
 
     func isAuthorized(_ header: String?) -> Bool {
         guard let header, header.hasPrefix("Bearer ") else { return false }
-        return issuedTokens.contains(String(header.dropFirst(7)))
+        guard let expires = issuedTokens[String(header.dropFirst(7))] else { return false }
+        return expires > Date()
     }
 
     func storeReview(repo: String, number: Int, bodyData: Data) -> (Int, Data) {
@@ -218,7 +246,8 @@ public actor FakeGitHubState {
             comments.append(["path": path, "line": String(line), "side": side, "body": text,
                              "start_line": (comment["start_line"] as? Int).map(String.init) ?? ""])
         }
-        let review = PostedReview(id: newID(), repo: repo, number: number, commitID: pull.headSHA, event: event, body: reviewBody, comments: comments)
+        let review = PostedReview(id: newID(), repo: repo, number: number, commitID: pull.headSHA, event: event, body: reviewBody, comments: comments,
+                                  userLogin: Self.botLogin, userType: "Bot")
         reviews.append(review)
         onReviewPosted?()
         return (200, ["id": review.id, "body": reviewBody, "state": event == "COMMENT" ? "COMMENTED" : "CHANGES_REQUESTED", "commit_id": pull.headSHA])
@@ -311,7 +340,9 @@ struct FakeGitHubRoutes {
     func fault(_ route: String) async -> Response? {
         guard let fault = await state.takeFault(route) else { return nil }
         switch fault {
-        case .status(let code): return json(code, ["message": "Server Error"])
+        case .status(let code):
+            if code == 422 { return json(422, ["message": "Validation Failed", "errors": ["Line could not be resolved"]]) }
+            return json(code, ["message": code == 404 ? "Not Found" : "Server Error"])
         case .rateLimited(let s): return json(429, ["message": "API rate limit exceeded"], headers: [.retryAfter: String(s)])
         case .secondaryRateLimit:
             return json(403, ["message": "You have exceeded a secondary rate limit."],
@@ -358,6 +389,14 @@ struct FakeGitHubRoutes {
             }
             return json(201, ["token": token, "expires_at": Date().addingTimeInterval(3600).formatted(.iso8601)])
         }
+        router.get("/app") { request, _ in
+            await state.log("GET app")
+            if let f = await fault("GET app") { return f }
+            guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), await state.isAppJWT(String(auth.dropFirst(7))) else {
+                return json(401, ["message": "A JSON web token could not be decoded"])
+            }
+            return json(200, ["id": await state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)"])
+        }
         router.get("/repos/:owner/:repo/pulls/:number") { request, context in
             await state.log("GET pull")
             if let f = await fault("GET pull") { return f }
@@ -378,7 +417,7 @@ struct FakeGitHubRoutes {
             guard let pull = await state.pulls[key] else { return json(404, ["message": "Not Found"]) }
             let perPage = Int(request.uri.queryParameters.get("per_page") ?? "30") ?? 30
             let page = Int(request.uri.queryParameters.get("page") ?? "1") ?? 1
-            let all = files(pull.files)
+            let all = files(Array(pull.files.prefix(FakeGitHubState.pullFileLimit)))
             let slice = Array(all.dropFirst((page - 1) * perPage).prefix(perPage))
             var headers: HTTPFields = [:]
             if page * perPage < all.count {
@@ -390,8 +429,9 @@ struct FakeGitHubRoutes {
             await state.log("GET compare")
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let spec = context.parameters.get("spec") ?? ""
-            guard let list = await state.comparisons["\(repo(context))@\(spec)"] else { return json(404, ["message": "Not Found"]) }
-            return json(200, ["files": files(list)])
+            guard let comparison = await state.comparisons["\(repo(context))@\(spec)"] else { return json(404, ["message": "Not Found"]) }
+            return json(200, ["status": comparison.status, "total_commits": 1,
+                              "files": files(Array(comparison.files.prefix(FakeGitHubState.compareFileLimit)))])
         }
         router.get("/repos/:owner/:repo/contents/**") { request, context in
             await state.log("GET contents")
@@ -407,7 +447,10 @@ struct FakeGitHubRoutes {
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let r = repo(context)
             let n = Int(context.parameters.get("number") ?? "") ?? 0
-            let list = await state.reviews(on: r, n).map { ["id": $0.id, "body": $0.body, "state": "COMMENTED", "commit_id": $0.commitID] as [String: Any] }
+            let list = await state.reviews(on: r, n).map {
+                ["id": $0.id, "body": $0.body, "state": "COMMENTED", "commit_id": $0.commitID,
+                 "user": ["login": $0.userLogin, "type": $0.userType]] as [String: Any]
+            }
             return json(200, list)
         }
         router.post("/repos/:owner/:repo/pulls/:number/reviews") { request, context in

@@ -27,23 +27,53 @@ public struct NoReviewModel: ReviewModelResolver {
     }
 }
 
+/// What a run posts, computed once (engine included) and stored on the run before anything is
+/// posted: a retried job posts exactly this, without calling the model again.
+struct PreparedReview: Codable, Sendable, Equatable {
+    var body: String
+    var findings: [Finding]
+    var requestChanges: Bool
+    var conclusion: String
+    var title: String
+    var checkSummary: String
+    var filesReviewed: Int
+    var filesTotal: Int
+    var summary: String
+    /// What `last_reviewed_sha` becomes; nil when part of the change could not be listed.
+    var reviewedSHA: String?
+    /// GitHub refused the inline comments (422): the findings went into the review body instead.
+    var inlineMovedToSummary = false
+}
+
 /// The `review.run` job (SPEC §3 steps 5–7): resolve policy, fetch the diff, review, post one
 /// review and a check run, record findings and usage, append `RunCompleted`. Safe to retry at any
-/// point: external ids are stored as soon as they exist and the review carries a run marker that
-/// is looked for before posting, so a retried job never posts twice.
+/// point: the engine's result is stored before anything is posted (a retry posts it without
+/// calling the model again), external ids are stored as soon as they exist, and the review
+/// starts with a run marker that is looked for (on the App's own reviews) before posting, so a
+/// retried job never posts twice. A job that goes dead for any reason ends its run `failed`
+/// through `runDied`.
 public struct ReviewRunner: Sendable {
     let connector: any SourceControlConnector
     let models: any ReviewModelResolver
     let billing: (any BillingProvider)?
+    /// Check conclusion of a failed run (`review.failed_run_conclusion`).
+    let failedRunConclusion: CheckConclusion
 
-    public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil) {
+    public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil,
+                failedRunConclusion: SentinelConfig.FailedRunConclusion = .failure) {
         self.connector = connector
         self.models = models
         self.billing = billing
+        self.failedRunConclusion = failedRunConclusion == .neutral ? .neutral : .failure
     }
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
     public static func fingerprintMarker(_ fingerprint: String) -> String { "<!-- sentinel:fp:\(fingerprint) -->" }
+
+    /// Text from outside Sentinel (model output, file names, configuration keys and values, error
+    /// messages of providers and GitHub) on its way into a review or check: the same neutralisation
+    /// as model text, so it can neither imitate a run marker nor mention anyone.
+    static func outside(_ text: String) -> String { ModelText.neutralize(text) }
 
     struct Loaded: Sendable {
         let run: ReviewRun
@@ -51,6 +81,7 @@ public struct ReviewRunner: Sendable {
         let alreadyPosted: Set<String>
         let lastReviewedSHA: String?
         let planLimit: String?
+        let prepared: PreparedReview?
     }
 
     public func run(_ context: JobContext) async throws {
@@ -61,9 +92,12 @@ public struct ReviewRunner: Sendable {
         guard let loaded = try await workspace.write({ tx -> Loaded? in
             guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
                   let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db) else { return nil }
+            let preparedJSON = try String.fetchOne(tx.db, sql: "SELECT prepared_review FROM review_runs WHERE id = ?", arguments: [runID])
+            let prepared = preparedJSON.flatMap { try? JSONDecoder().decode(PreparedReview.self, from: Data($0.utf8)) }
             // Checked in the transaction that marks the run running: runs of one workspace are
-            // serialised here, so concurrent runs cannot together exceed the plan.
-            let limit = try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
+            // serialised here, so concurrent runs cannot together exceed the plan. A run whose
+            // review is already prepared was counted when it started.
+            let limit = prepared != nil ? nil : try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
             if limit == nil {
                 try tx.db.execute(sql: "UPDATE review_runs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
                                   arguments: [tx.now.epoch, runID])
@@ -74,7 +108,7 @@ public struct ReviewRunner: Sendable {
                 """, arguments: [run.repositoryId, run.prNumber, runID])
             let last = try String.fetchOne(tx.db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
                                            arguments: [run.repositoryId, run.prNumber])
-            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit)
+            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit, prepared: prepared)
         }) else {
             logger.info("run already finished; nothing to do")
             return
@@ -94,18 +128,49 @@ public struct ReviewRunner: Sendable {
                     if let retryAfter { throw JobFailure.retryAfter(retryAfter, message) }
                     throw error
                 }
-                try await fail(runID: runID, reason: "gave up after \(context.job.attempts) attempts: \(message)", session: session,
+                try await fail(run: loaded.run, reason: "gave up after \(context.job.attempts) attempts: \(message)", session: session,
                                repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             case .permanent(let message):
-                try await fail(runID: runID, reason: message, session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
+                try await fail(run: loaded.run, reason: message, session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             }
         }
+        // Any other error is retried by the queue; when the job goes dead, `runDied` ends the run.
+    }
+
+    /// The `onDead` hook of `review.run`: the job went dead (retries exhausted, its lease expired
+    /// on the last attempt, any error), so its run is marked failed with the reason and its check
+    /// run concluded, created first if it never was. Retried as a job of its own while GitHub is
+    /// unreachable; on its own last attempt the run is marked failed even without the check.
+    public func runDied(_ context: JobContext, _ dead: DeadJob) async throws {
+        let runID = try JSONDecoder().decode(ReviewRunJob.self, from: dead.payload).runID
+        let workspace = context.workspace
+        let logger = context.logger.with(["run_id": String(runID)])
+        let found = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in
+            guard let run = try ReviewRunStore.find(runID, in: db), !run.state.isFinal,
+                  let repo = try RepositoryStore.find(id: run.repositoryId, in: db) else { return nil }
+            return (run, repo)
+        }
+        guard let (run, repository) = found else { return }
+        let reason = "the review job gave up after \(dead.attempts) attempt\(dead.attempts == 1 ? "" : "s"): \(dead.reason)"
+        var session: (any SourceControlSession)?
+        do {
+            session = try await connector.session(for: repository, in: workspace)
+        } catch {
+            if context.job.attempts < context.job.maxAttempts { throw error }
+        }
+        try await fail(run: run, reason: reason, session: session, repo: repository.fullName, checkID: run.checkRunId,
+                       workspace: workspace, logger: logger, checkRequired: context.job.attempts < context.job.maxAttempts)
     }
 
     private func execute(_ loaded: Loaded, session: any SourceControlSession, checkID: inout String?, context: JobContext, logger: Logger) async throws {
         let workspace = context.workspace
         var run = loaded.run
         let repo = loaded.repository.fullName
+        if let prepared = loaded.prepared {
+            logger.info("posting the review prepared by an earlier attempt; the model is not called again")
+            try await post(prepared, run: run, session: session, repo: repo, checkID: &checkID, workspace: workspace, logger: logger)
+            return
+        }
         let pr = try await session.pullRequest(repo, run.prNumber)
         if run.headSha.isEmpty {
             let (id, sha) = (run.id, pr.headSHA)
@@ -145,32 +210,110 @@ public struct ReviewRunner: Sendable {
                 try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [created, id])
             }
         }
-        // Incremental on push: only what changed since the last reviewed commit.
-        let files: [DiffFile]
-        if run.trigger == "push", !run.fullReview, let last = loaded.lastReviewedSHA, !last.isEmpty, last != run.headSha {
-            files = try await session.changedFiles(repo, from: last, to: run.headSha)
-        } else {
-            files = try await session.changedFiles(repo, run.prNumber)
-        }
+        let diff = try await filesToReview(run: run, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
         let (model, skippedReason) = await models.model(for: workspace, policy: policy)
         var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
                                     pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
                                     maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
         options.alreadyPosted = loaded.alreadyPosted
         options.aiSkippedReason = skippedReason
-        let result = await ReviewEngine.review(files: files, options: options, model: model)
-        try await recordUsage(of: result, runID: run.id, repository: loaded.repository.fullName, jobAttempt: context.job.attempts, in: workspace)
+        let result = await ReviewEngine.review(files: diff.files, options: options, model: model)
         let blocking = policy.failOn.map { floor in result.findings.contains { $0.severity >= floor } } ?? false
-        var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + result.summary
+        var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
+        if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
         if !resolved.diagnostics.isEmpty {
-            body += "\n\n### Configuration problems\n" + resolved.diagnostics.map { "- `\($0.formatted)`" }.joined(separator: "\n")
+            body += "\n\n### Configuration problems\n" + resolved.diagnostics.map { "- `\(Self.outside($0.formatted))`" }.joined(separator: "\n")
                 + "\n\nThe review used the other configuration layers."
         }
         if !resolved.effective.violations.isEmpty {
             body += "\n\n### Locked settings\n" + resolved.effective.violations.map {
-                "- `\($0.key)` is locked by the \($0.lockedBy.rawValue) settings; the \($0.attemptedBy.rawValue) value was not applied."
+                "- `\(Self.outside($0.key))` is locked by the \($0.lockedBy.rawValue) settings; the \($0.attemptedBy.rawValue) value was not applied."
             }.joined(separator: "\n")
         }
+        var checkSummary = Self.outside(result.coverage.sentence)
+        if let notListed = diff.notListedSentence { checkSummary += " " + notListed }
+        checkSummary += "\n\nAI review: \(Self.outside(result.aiStatus.description))"
+        if let floor = policy.failOn { checkSummary += "\n\nFails on findings of severity \(floor.rawValue) or higher." }
+        let prepared = PreparedReview(
+            body: body, findings: result.findings, requestChanges: policy.requestChanges && blocking,
+            conclusion: (blocking ? CheckConclusion.failure : .success).rawValue,
+            title: result.findings.isEmpty ? "No findings" : "\(result.findings.count) finding\(result.findings.count == 1 ? "" : "s")",
+            checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
+            summary: result.summary, reviewedSHA: diff.complete ? run.headSha : nil)
+        // Usage and the prepared review in one transaction: from here on a retry posts this
+        // review and never calls the model again.
+        try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
+                              jobAttempt: context.job.attempts, in: workspace)
+        try await post(prepared, run: run, session: session, repo: repo, checkID: &checkID, workspace: workspace, logger: logger)
+        logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(prepared.conclusion)",
+                                                 "ai": "\(result.aiStatus.description)"])
+    }
+
+    struct DiffToReview: Sendable {
+        var files: [DiffFile]
+        /// Every changed file was listed by the platform (else `last_reviewed_sha` does not move).
+        var complete: Bool
+        /// Names (or counts) the files the platform did not list, for the coverage sentence.
+        var notListedSentence: String?
+    }
+
+    /// The PR's own diff (base…head), restricted on an incremental review to the hunks the push
+    /// touched: upstream changes merged in by "Update branch" or a rebase are not in the PR's diff
+    /// and so are never reviewed, and every comment is anchored on the PR diff. A force-push (the
+    /// old head is not an ancestor) or a comparison GitHub truncated falls back to the full diff.
+    func filesToReview(run: ReviewRun, lastReviewedSHA: String?, session: any SourceControlSession, repo: String,
+                       logger: Logger) async throws -> DiffToReview {
+        let pull = try await session.changedFiles(repo, run.prNumber)
+        var files = pull.files
+        var notListed: [String] = []
+        if run.trigger == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSha {
+            if let comparison = try await session.changedFiles(repo, from: last, to: run.headSha) {
+                if comparison.truncated {
+                    logger.info("the comparison with the last reviewed commit is truncated; reviewing the whole pull request")
+                } else {
+                    files = Self.restrict(pull.files, to: comparison.files)
+                    if pull.unlisted > 0 {
+                        let listed = Set(pull.files.map(\.path))
+                        notListed = comparison.files.map(\.path).filter { !listed.contains($0) }
+                    }
+                }
+            } else {
+                logger.info("the last reviewed commit is not an ancestor of the head (force-push); reviewing the whole pull request")
+            }
+        }
+        guard pull.unlisted > 0 else { return DiffToReview(files: files, complete: true, notListedSentence: nil) }
+        var sentence = "GitHub listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
+            + "the other \(pull.unlisted) were not reviewed"
+        if !notListed.isEmpty {
+            let names = notListed.prefix(20).map { "`\($0)`" }.joined(separator: ", ")
+            sentence += ", among them \(names)" + (notListed.count > 20 ? " and \(notListed.count - 20) more" : "")
+        }
+        return DiffToReview(files: files, complete: false, notListedSentence: Self.outside(sentence + "."))
+    }
+
+    /// The hunks of the PR's diff that a push touched: a PR hunk is kept when its span on the
+    /// head side overlaps a hunk of the comparison (both are numbered on the head commit).
+    static func restrict(_ pull: [DiffFile], to pushed: [DiffFile]) -> [DiffFile] {
+        var byPath: [String: DiffFile] = [:]
+        for file in pushed where byPath[file.path] == nil { byPath[file.path] = file }
+        func span(_ hunk: DiffHunk) -> Range<Int> {
+            hunk.newCount > 0 ? hunk.newStart..<(hunk.newStart + hunk.newCount) : hunk.newStart..<(hunk.newStart + 1)
+        }
+        return pull.compactMap { file in
+            guard let change = byPath[file.path] else { return nil }
+            if file.hunks.isEmpty || change.hunks.isEmpty || file.status == .deleted || change.status == .deleted { return file }
+            let touched = change.hunks.map(span)
+            let kept = file.hunks.filter { hunk in touched.contains { $0.overlaps(span(hunk)) } }
+            return kept.isEmpty ? nil : file.withHunks(kept)
+        }
+    }
+
+    /// Posts a prepared review once, records its findings as posted, concludes the check and
+    /// completes the run.
+    private func post(_ prepared: PreparedReview, run: ReviewRun, session: any SourceControlSession, repo: String, checkID: inout String?,
+                      workspace: WorkspaceActor, logger: Logger) async throws {
+        var prepared = prepared
+        let id = run.id
         // A newer push may have superseded this run while it worked: then it posts nothing.
         if let current = try await workspace.read({ db in try ReviewRunStore.find(id, in: db) }), current.state.isFinal, current.reviewId == nil {
             if let checkID {
@@ -180,56 +323,96 @@ public struct ReviewRunner: Sendable {
             logger.info("run superseded while running; nothing posted", metadata: ["state": "\(current.state.rawValue)"])
             return
         }
-        // Post once: a stored id or a review carrying this run's marker means it is already there.
+        if checkID == nil {
+            let created = try await session.startCheck(repo, headSHA: run.headSha, runID: run.id)
+            checkID = created
+            try await workspace.write { tx in
+                try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [created, id])
+            }
+        }
+        // Post once: a stored id or a review of ours starting with this run's marker means it is already there.
         let reviewID: String
         if let existing = run.reviewId {
             reviewID = existing
         } else if let found = try await session.findReview(repo, run.prNumber, marker: ReviewRunner.marker(runID: run.id)) {
             reviewID = found
         } else {
-            let comments = result.findings.map(Self.comment)
-            reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: body, comments: comments,
-                                                    requestChanges: policy.requestChanges && blocking)
+            // A job whose lease was lost is cancelled: it must not post what another attempt owns.
+            try Task.checkCancellation()
+            do {
+                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared),
+                                                        comments: prepared.inlineMovedToSummary ? [] : prepared.findings.map(Self.comment),
+                                                        requestChanges: prepared.requestChanges)
+            } catch let rejected as ReviewCommentsRejected {
+                // GitHub's 422 does not say which comment it could not place: post once more with
+                // every finding in the review body, stored first so a retry posts the same thing.
+                logger.warning("GitHub refused the inline comments; posting them in the review body", metadata: ["error": "\(rejected.message)"])
+                prepared.inlineMovedToSummary = true
+                try await store(prepared, runID: id, in: workspace)
+                try Task.checkCancellation()
+                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared),
+                                                        comments: [], requestChanges: prepared.requestChanges)
+            }
         }
-        let conclusion: CheckConclusion = blocking ? .failure : .success
-        let title = result.findings.isEmpty ? "No findings" : "\(result.findings.count) finding\(result.findings.count == 1 ? "" : "s")"
-        var checkSummary = result.coverage.sentence + "\n\nAI review: \(result.aiStatus.description)"
-        if let floor = policy.failOn { checkSummary += "\n\nFails on findings of severity \(floor.rawValue) or higher." }
+        let record = prepared
+        let (repositoryID, prNumber) = (run.repositoryId, run.prNumber)
         try await workspace.write { tx in
             try tx.db.execute(sql: "UPDATE review_runs SET review_id = ? WHERE id = ?", arguments: [reviewID, id])
-        }
-        if let checkID { try await session.completeCheck(repo, checkID: checkID, conclusion: conclusion, title: title, summary: checkSummary) }
-        let record = result
-        let (repositoryID, prNumber, headSHA) = (loaded.repository.id, run.prNumber, run.headSha)
-        try await workspace.write { tx in
+            // Exactly the findings of the posted review; `posted` only for those on a diff line.
             try tx.db.execute(sql: "DELETE FROM findings WHERE run_id = ?", arguments: [id])
             for f in record.findings {
                 try tx.db.execute(sql: """
                     INSERT INTO findings (run_id, repository_id, pr_number, path, start_line, line, side, severity, category, title, body,
                                           suggestion, source, fingerprint, posted)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [id, repositoryID, prNumber, f.path, f.startLine, f.line, f.side.rawValue, f.severity.rawValue, f.category,
-                                     f.title, f.body, f.suggestion, f.source.rawValue, f.fingerprint])
+                                     f.title, f.body, f.suggestion, f.source.rawValue, f.fingerprint, record.inlineMovedToSummary ? 0 : 1])
             }
-            try tx.db.execute(sql: "UPDATE pull_requests SET last_reviewed_sha = ? WHERE repository_id = ? AND pr_number = ?",
-                              arguments: [headSHA, repositoryID, prNumber])
-            try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
-                              arguments: [record.coverage.reviewedFiles, record.coverage.totalFiles, record.summary, id])
-            try ReviewRunStore.finish(runID: id, state: .completed, reason: nil, conclusion: conclusion.rawValue, in: &tx)
         }
-        logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(conclusion.rawValue)",
-                                                 "ai": "\(result.aiStatus.description)"])
+        if let checkID {
+            try await session.completeCheck(repo, checkID: checkID, conclusion: CheckConclusion(rawValue: prepared.conclusion) ?? .neutral,
+                                            title: prepared.title, summary: prepared.checkSummary)
+        }
+        try await workspace.write { tx in
+            if let sha = record.reviewedSHA {
+                try tx.db.execute(sql: "UPDATE pull_requests SET last_reviewed_sha = ? WHERE repository_id = ? AND pr_number = ?",
+                                  arguments: [sha, repositoryID, prNumber])
+            }
+            try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
+                              arguments: [record.filesReviewed, record.filesTotal, record.summary, id])
+            try ReviewRunStore.finish(runID: id, state: .completed, reason: nil, conclusion: record.conclusion, in: &tx)
+        }
     }
 
-    /// Records the engine's AI calls at once, before anything is posted: a call costs money whether
-    /// or not this attempt of the job gets to finish. The key (run, job attempt, call) makes a
-    /// retried transaction record nothing twice, and a retried job's new calls count as new calls.
-    private func recordUsage(of result: ReviewResult, runID: Int64, repository: String, jobAttempt: Int,
+    /// The review body; with the inline comments refused, the findings are listed in it instead.
+    static func reviewBody(_ prepared: PreparedReview) -> String {
+        guard prepared.inlineMovedToSummary, !prepared.findings.isEmpty else { return prepared.body }
+        var body = prepared.body + "\n\n### Findings GitHub could not place inline\n"
+        for f in prepared.findings {
+            let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
+            var text = Fingerprint.normalize(f.body)
+            if text.count > 300 { text = String(text.prefix(299)) + "…" }
+            body += outside("- **\(f.severity.rawValue)** `\(location)` \(f.category): \(f.title)" + (text == f.title ? "" : " — " + text)) + "\n"
+        }
+        return body
+    }
+
+    private func store(_ prepared: PreparedReview, runID: Int64, in workspace: WorkspaceActor) async throws {
+        let json = String(decoding: try JSONEncoder.sentinel.encode(prepared), as: UTF8.self)
+        try await workspace.write { tx in
+            try tx.db.execute(sql: "UPDATE review_runs SET prepared_review = ? WHERE id = ?", arguments: [json, runID])
+        }
+    }
+
+    /// Records the engine's AI calls at once, with the prepared review, before anything is posted:
+    /// a call costs money whether or not this attempt of the job gets to finish. The key (run, job
+    /// attempt, call) makes a retried transaction record nothing twice.
+    private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, jobAttempt: Int,
                              in workspace: WorkspaceActor) async throws {
-        guard !result.usage.isEmpty else { return }
         var costs: [Double] = []
         for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
         let (calls, callCosts) = (result.usage, costs)
+        let json = String(decoding: try JSONEncoder.sentinel.encode(prepared), as: UTF8.self)
         try await workspace.write { tx in
             for (index, call) in calls.enumerated() {
                 try tx.db.execute(sql: """
@@ -245,6 +428,7 @@ public struct ReviewRunner: Sendable {
                         "call_duration_ms": String(call.durationMs)]))
                 }
             }
+            try tx.db.execute(sql: "UPDATE review_runs SET prepared_review = ? WHERE id = ?", arguments: [json, runID])
         }
     }
 
@@ -262,12 +446,12 @@ public struct ReviewRunner: Sendable {
     }
 
     static func comment(_ finding: Finding) -> ReviewComment {
-        var body = "**\(finding.severity.rawValue.capitalized) · \(finding.category)**: \(finding.title)\n\n\(finding.body)"
+        var body = outside("**\(finding.severity.rawValue.capitalized) · \(finding.category)**: \(finding.title)\n\n\(finding.body)")
         if let suggestion = finding.suggestion, finding.side == .right {
             // A fence longer than any backtick run inside, so the suggestion cannot close it early.
             let longest = suggestion.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
             let fence = String(repeating: "`", count: max(3, longest + 1))
-            body += "\n\n\(fence)suggestion\n\(suggestion)\n\(fence)"
+            body += "\n\n\(fence)suggestion\n\(ModelText.neutralizeMarkers(suggestion))\n\(fence)"
         }
         body += "\n\n" + fingerprintMarker(finding.fingerprint)
         return ReviewComment(path: finding.path, line: finding.line, side: finding.side, startLine: finding.startLine, body: body)
@@ -277,7 +461,9 @@ public struct ReviewRunner: Sendable {
                       workspace: WorkspaceActor) async throws {
         var check = checkID
         if check == nil, !run.headSha.isEmpty { check = try await session.startCheck(repo, headSHA: run.headSha, runID: run.id) }
-        if let check { try await session.completeCheck(repo, checkID: check, conclusion: .neutral, title: "Review skipped", summary: "Skipped: \(reason).") }
+        if let check {
+            try await session.completeCheck(repo, checkID: check, conclusion: .neutral, title: "Review skipped", summary: "Skipped: \(Self.outside(reason)).")
+        }
         let (id, stored) = (run.id, check)
         try await workspace.write { tx in
             try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [stored, id])
@@ -285,14 +471,37 @@ public struct ReviewRunner: Sendable {
         }
     }
 
-    private func fail(runID: Int64, reason: String, session: (any SourceControlSession)?, repo: String, checkID: String?,
-                      workspace: WorkspaceActor, logger: Logger) async throws {
+    /// Ends a run `failed` with its reason. The check run is concluded with the configured
+    /// conclusion of a failed run, created first when it never was, so a required check never
+    /// stays pending. With `checkRequired`, a platform error concluding the check is thrown (the
+    /// caller retries) instead of being logged.
+    private func fail(run: ReviewRun, reason: String, session: (any SourceControlSession)?, repo: String, checkID: String?,
+                      workspace: WorkspaceActor, logger: Logger, checkRequired: Bool = false) async throws {
         logger.error("run failed", metadata: ["reason": "\(reason)"])
-        if let session, let checkID {
-            try? await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Review failed", summary: "Sentinel could not finish this review: \(reason)")
+        let (runID, conclusion) = (run.id, failedRunConclusion)
+        if let session {
+            do {
+                var check = checkID
+                if check == nil {
+                    var headSHA = run.headSha
+                    if headSHA.isEmpty { headSHA = try await session.pullRequest(repo, run.prNumber).headSHA }
+                    let created = try await session.startCheck(repo, headSHA: headSHA, runID: runID)
+                    check = created
+                    try await workspace.write { tx in
+                        try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [created, runID])
+                    }
+                }
+                if let check {
+                    try await session.completeCheck(repo, checkID: check, conclusion: conclusion, title: "Review failed",
+                                                    summary: "Sentinel could not finish this review: \(Self.outside(reason))")
+                }
+            } catch {
+                if checkRequired { throw error }
+                logger.error("could not conclude the check run of a failed review", metadata: ["error": "\(error)"])
+            }
         }
-        try await workspace.write { tx in
-            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, conclusion: "neutral", in: &tx)
+        _ = try await workspace.write { tx in
+            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, conclusion: conclusion.rawValue, in: &tx)
         }
     }
 }

@@ -45,26 +45,65 @@ public enum SourceControlError: Error, CustomStringConvertible {
     }
 }
 
+/// The platform refused a review because one or more of its inline comments cannot be placed
+/// (GitHub's 422 does not say which). The caller may post again without inline comments.
+public struct ReviewCommentsRejected: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// A pull request's own diff (base…head) as the platform lists it.
+public struct PullRequestFiles: Sendable {
+    public var files: [DiffFile]
+    /// Changed files the platform did not list (GitHub lists at most 3,000); 0 when complete.
+    public var unlisted: Int
+
+    public init(files: [DiffFile], unlisted: Int = 0) {
+        self.files = files
+        self.unlisted = unlisted
+    }
+}
+
+/// What changed between the last reviewed commit and the new head.
+public struct CommitComparison: Sendable {
+    public var files: [DiffFile]
+    /// The platform stopped listing files (GitHub lists at most 300 in a comparison).
+    public var truncated: Bool
+
+    public init(files: [DiffFile], truncated: Bool) {
+        self.files = files
+        self.truncated = truncated
+    }
+}
+
 /// A source-control platform as seen by a review run (GitHub today; GitLab implements the same).
 /// Implementations map their API errors to `SourceControlError`.
 public protocol SourceControlSession: Sendable {
     func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo
-    func changedFiles(_ repo: String, _ number: Int) async throws -> [DiffFile]
-    func changedFiles(_ repo: String, from base: String, to head: String) async throws -> [DiffFile]
+    func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles
+    /// Nil when `base` is not an ancestor of `head` (a force-push rewrote history) or is unknown.
+    func changedFiles(_ repo: String, from base: String, to head: String) async throws -> CommitComparison?
     func fileContent(_ repo: String, path: String, ref: String) async throws -> String?
     func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String
     func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws
-    /// The id of a review already posted whose body contains `marker`, if any.
+    /// The id of a review already posted by this App's own bot account whose body starts with
+    /// `marker`, if any. Reviews by anyone else are ignored, whatever they contain.
     func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String?
+    /// Posts a review. Throws `ReviewCommentsRejected` when the platform refuses an inline comment.
     func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String
 }
 
 /// GitHub behind `SourceControlSession`.
 public struct GitHubSession: SourceControlSession {
     let client: GitHubClient
+    /// The App's bot login (e.g. `my-app[bot]`) when the integration knows it.
+    let botLogin: String?
     public static let checkName = "Sentinel"
 
-    public init(client: GitHubClient) { self.client = client }
+    public init(client: GitHubClient, botLogin: String? = nil) {
+        self.client = client
+        self.botLogin = botLogin
+    }
 
     func mapped<T>(_ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch let error as GitHubAPIError {
@@ -96,12 +135,27 @@ public struct GitHubSession: SourceControlSession {
         }
     }
 
-    public func changedFiles(_ repo: String, _ number: Int) async throws -> [DiffFile] {
-        try await mapped { Self.diffFiles(try await client.pullRequestFiles(repo, number)) }
+    public func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles {
+        try await mapped {
+            let listed = try await client.pullRequestFiles(repo, number)
+            var unlisted = 0
+            if listed.count >= GitHubClient.pullRequestFileLimit {
+                // GitHub stops listing at 3,000 files; the pull request says how many there are.
+                let total = try await client.pullRequest(repo, number).changed_files ?? listed.count
+                unlisted = max(0, total - listed.count)
+            }
+            return PullRequestFiles(files: Self.diffFiles(listed), unlisted: unlisted)
+        }
     }
 
-    public func changedFiles(_ repo: String, from base: String, to head: String) async throws -> [DiffFile] {
-        try await mapped { Self.diffFiles(try await client.compare(repo, base: base, head: head)) }
+    public func changedFiles(_ repo: String, from base: String, to head: String) async throws -> CommitComparison? {
+        try await mapped {
+            guard let comparison = try await client.compare(repo, base: base, head: head) else { return nil }
+            // `diverged` or `behind`: the old head is not an ancestor of the new one (force-push).
+            guard let status = comparison.status, status == "ahead" || status == "identical" else { return nil }
+            let files = comparison.files ?? []
+            return CommitComparison(files: Self.diffFiles(files), truncated: files.count >= GitHubClient.compareFileLimit)
+        }
     }
 
     public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
@@ -127,7 +181,13 @@ public struct GitHubSession: SourceControlSession {
     }
 
     public func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String? {
-        try await mapped { try await client.reviews(repo, number).first { $0.body?.contains(marker) == true }.map { String($0.id) } }
+        try await mapped {
+            try await client.reviews(repo, number).first { review in
+                guard let user = review.user, user.type == "Bot" else { return false }
+                if let botLogin, user.login.lowercased() != botLogin.lowercased() { return false }
+                return review.body?.hasPrefix(marker) == true
+            }.map { String($0.id) }
+        }
     }
 
     public func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String {
@@ -151,6 +211,7 @@ public struct GitHubSession: SourceControlSession {
             return String(try await client.createReview(repo, number, request).id)
         } catch let error as GitHubAPIError {
             if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
+            if error.status == 422, !comments.isEmpty { throw ReviewCommentsRejected(message: error.description) }
             throw SourceControlError.permanent(error.description)
         }
     }

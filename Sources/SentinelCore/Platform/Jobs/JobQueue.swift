@@ -25,7 +25,9 @@ public enum JobQueue {
     /// Takes up to `limit` due jobs for `owner`: first jobs whose lease expired (their worker
     /// crashed), then queued jobs by priority and due time. Each claim counts as an attempt, so a
     /// job that keeps crashing its worker ends `dead` instead of looping.
-    public static func claim(in db: Database, owner: String, now: Date, limit: Int, lease: TimeInterval) throws -> [JobRecord] {
+    /// `died` is told about each job this call makes dead.
+    public static func claim(in db: Database, owner: String, now: Date, limit: Int, lease: TimeInterval,
+                             died: (JobRecord, String) throws -> Void = { _, _ in }) throws -> [JobRecord] {
         guard limit > 0 else { return [] }
         let t = now.epoch
         var picked = try JobRecord.fetchAll(db, sql: """
@@ -42,6 +44,7 @@ public enum JobQueue {
                        last_error = coalesce(last_error || '; ', '') || 'lease expired on the last attempt (worker lost)'
                 WHERE id = ?
                 """, arguments: [t, job.id])
+            try died(job, "lease expired on the last attempt (worker lost)" + (job.lastError.map { "; last error: \($0)" } ?? ""))
         }
         if picked.count < limit {
             picked += try JobRecord.fetchAll(db, sql: """
@@ -65,9 +68,10 @@ public enum JobQueue {
 
     /// Records the end of an attempt. Returns false (and changes nothing) when `owner` no longer
     /// holds the lease: another worker retook the job and its outcome is the one that counts.
+    /// `died` is told when this outcome makes the job dead.
     @discardableResult
     public static func finish(_ job: JobRecord, owner: String, outcome: JobOutcome, in db: Database, now: Date,
-                              backoff: BackoffPolicy) throws -> Bool {
+                              backoff: BackoffPolicy, died: (JobRecord, String) throws -> Void = { _, _ in }) throws -> Bool {
         let t = now.epoch
         switch outcome {
         case .succeeded:
@@ -89,6 +93,11 @@ public enum JobQueue {
                     UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?, last_error = ?
                     WHERE id = ?
                     """, arguments: [t, message, job.id])
+                let dead = db.changesCount == 1
+                var record = job
+                record.attempts = attempts
+                if dead { try died(record, message) }
+                return dead
             } else {
                 let delay = backoff.delay(afterAttempt: attempts, retryAfter: retryAfter)
                 try db.execute(sql: """

@@ -167,18 +167,16 @@ public actor JobScheduler: Service {
         let startedAt = ContinuousClock.now
         metrics.queueLatency(.nanoseconds(Int64(max(0, (job.startedAt ?? job.runAt) - job.runAt) * 1e9)))
         let outcome: JobOutcome
-        let heartbeat = Task { [owner, config] in
-            let interval = Duration.seconds(max(0.05, config.jobs.leaseSeconds / 3))
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                if Task.isCancelled { break }
-                _ = try? await actor.heartbeat(jobID: job.id, owner: owner)
-            }
-        }
         if let handler = supervisor.registry.handler(for: job.kind) {
+            let context = JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger)
             do {
-                try await handler(JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger))
+                try await Self.runHoldingLease(job, on: actor, owner: owner, leaseSeconds: config.jobs.leaseSeconds) {
+                    try await handler(context)
+                }
                 outcome = .succeeded
+            } catch is LeaseLost {
+                jobLogger.warning("job lease was lost while it ran; the job was cancelled before any further side effect")
+                outcome = .failed(message: "lease lost", retryAfter: nil, permanent: false)
             } catch is CancellationError where stopping {
                 outcome = .released
             } catch let failure as JobFailure {
@@ -192,7 +190,6 @@ public actor JobScheduler: Service {
         } else {
             outcome = .failed(message: "no handler registered for job kind '\(job.kind)'", retryAfter: nil, permanent: false)
         }
-        heartbeat.cancel()
         let duration = ContinuousClock.now - startedAt
         do {
             let recorded = try await actor.finish(job, owner: owner, outcome: outcome)
@@ -211,6 +208,28 @@ public actor JobScheduler: Service {
         metrics.jobExecuted(kind: job.kind, outcome: label, duration: duration)
         await supervisor.unpin(workspaceID)
         finished(job, workspaceID)
+    }
+
+    /// Runs `body` while renewing the job's lease every third of its length. When a renewal finds
+    /// the lease gone (it expired and another worker took the job, or the job went dead), `body`
+    /// is cancelled and `LeaseLost` is thrown: the job's side effects stop, because another
+    /// attempt now owns them.
+    static func runHoldingLease(_ job: JobRecord, on actor: WorkspaceActor, owner: String, leaseSeconds: Double,
+                                _ body: @escaping @Sendable () async throws -> Void) async throws {
+        let interval = Duration.seconds(max(0.05, leaseSeconds / 3))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: interval)
+                    // A failed renewal (storage busy) is not a lost lease; only a definite "not yours" is.
+                    if (try? await actor.heartbeat(jobID: job.id, owner: owner)) == false { throw LeaseLost() }
+                }
+            }
+            // The first child to end decides: the handler's result, or the lost lease.
+            defer { group.cancelAll() }
+            _ = try await group.next()
+        }
     }
 
     private func finished(_ job: JobRecord, _ id: WorkspaceID) {
@@ -256,6 +275,9 @@ public actor JobScheduler: Service {
 
     public var runningJobs: Int { globalInFlight }
 }
+
+/// A running job's lease renewal found the lease gone.
+struct LeaseLost: Error {}
 
 /// A wake-up flag the loop sleeps on: set by new work, finished jobs or a timeout.
 final class WakeSignal: Sendable {

@@ -335,6 +335,11 @@ enum WorkspaceSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0006_review_run_prepared") { db in
+            // The review a run will post (JSON), stored before anything is posted: a retried job
+            // posts it as is instead of calling the model again.
+            try db.execute(sql: "ALTER TABLE review_runs ADD COLUMN prepared_review TEXT")
+        }
         return m
     }
 }

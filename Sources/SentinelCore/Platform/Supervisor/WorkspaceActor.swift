@@ -176,14 +176,27 @@ public actor WorkspaceActor {
 
     func claim(owner: String, limit: Int) async throws -> [JobRecord] {
         let lease = config.leaseSeconds
-        return try await write(durable: false) { tx in try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) }
+        let registry = self.registry
+        return try await write(durable: false) { tx in
+            var died: [(JobRecord, String)] = []
+            let jobs = try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) { died.append(($0, $1)) }
+            for (job, reason) in died {
+                if let hook = try registry.deadHookRequest(for: job, reason: reason, at: tx.now) { try tx.enqueue(hook) }
+            }
+            return jobs
+        }
     }
 
     @discardableResult
     func finish(_ job: JobRecord, owner: String, outcome: JobOutcome) async throws -> Bool {
         let backoff = self.backoff
+        let registry = self.registry
         return try await write(durable: false) { tx in
-            let finished = try JobQueue.finish(job, owner: owner, outcome: outcome, in: tx.db, now: tx.now, backoff: backoff)
+            var died: [(JobRecord, String)] = []
+            let finished = try JobQueue.finish(job, owner: owner, outcome: outcome, in: tx.db, now: tx.now, backoff: backoff) { died.append(($0, $1)) }
+            for (dead, reason) in died {
+                if let hook = try registry.deadHookRequest(for: dead, reason: reason, at: tx.now) { try tx.enqueue(hook) }
+            }
             if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
                 tx.earliestEnqueued = min(tx.earliestEnqueued ?? row.runAt, row.runAt)
             }

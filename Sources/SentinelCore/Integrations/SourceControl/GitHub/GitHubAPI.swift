@@ -82,6 +82,19 @@ public actor GitHubTokenCache {
 
     public func invalidate(installationID: Int64) { tokens[installationID] = nil }
 
+    /// The App's bot account, `<slug>[bot]`, as GitHub shows it on the App's reviews and comments.
+    public func botLogin() async throws -> String {
+        let jwt = try await appJWT()
+        let url = credentials.apiBaseURL.appendingPathComponent("app")
+        let response = try await http.send(OutboundRequest(url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
+        guard response.status == 200 else { throw GitHubClient.error(response, operation: "get app") }
+        struct Body: Decodable { let slug: String }
+        guard let body = try? JSONDecoder().decode(Body.self, from: response.body), !body.slug.isEmpty else {
+            throw GitHubAPIError(status: response.status, message: "unreadable app response", operation: "get app", retryAfter: nil)
+        }
+        return "\(body.slug)[bot]"
+    }
+
     /// The App's installation on a repository (for repositories first seen without one).
     public func installationID(forRepository fullName: String) async throws -> Int64 {
         let jwt = try await appJWT()
@@ -132,16 +145,26 @@ public struct GitHubClient: Sendable {
 
     func request(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,
                  accept: String? = nil, operation: String, expect: Set<Int> = [200]) async throws -> OutboundResponse {
-        let token = try await tokens.token(installationID: installationID)
         var components = URLComponents(url: baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
+        var response = try await send(method, components.url!, body: body, accept: accept)
+        if response.status == 401 {
+            // The installation token expired early or was revoked: drop it, mint a new one, and
+            // try once more. A second 401 is a real authorisation failure.
+            await tokens.invalidate(installationID: installationID)
+            response = try await send(method, components.url!, body: body, accept: accept)
+            if response.status == 401 { await tokens.invalidate(installationID: installationID) }
+        }
+        guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
+        return response
+    }
+
+    private func send(_ method: String, _ url: URL, body: Data?, accept: String?) async throws -> OutboundResponse {
+        let token = try await tokens.token(installationID: installationID)
         var headers = Self.baseHeaders + [("Authorization", "Bearer \(token)")]
         if let accept { headers[0] = ("Accept", accept) }
         if body != nil { headers.append(("Content-Type", "application/json")) }
-        let response = try await http.send(OutboundRequest(method: method, url: components.url!, headers: headers, body: body, timeout: timeout))
-        if response.status == 401 { await tokens.invalidate(installationID: installationID) }
-        guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
-        return response
+        return try await http.send(OutboundRequest(method: method, url: url, headers: headers, body: body, timeout: timeout))
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ response: OutboundResponse, operation: String) throws -> T {
@@ -170,11 +193,18 @@ public struct GitHubClient: Sendable {
         return files
     }
 
-    /// Files changed between two commits (incremental re-review after a push).
-    public func compare(_ repo: String, base: String, head: String) async throws -> [GitHubChangedFile] {
-        struct Comparison: Decodable { let files: [GitHubChangedFile]? }
-        let r = try await request("GET", "repos/\(repo)/compare/\(base)...\(head)", operation: "compare commits")
-        return try decode(Comparison.self, r, operation: "compare commits").files ?? []
+    /// GitHub lists at most this many files in a comparison.
+    public static let compareFileLimit = 300
+    /// GitHub lists at most this many files of a pull request.
+    public static let pullRequestFileLimit = 3000
+
+    /// Files changed between two commits (incremental re-review after a push), with GitHub's
+    /// `status` of head relative to base (`ahead`, `behind`, `diverged`, `identical`). Nil when
+    /// GitHub does not know the base commit any more (404 after a force-push).
+    public func compare(_ repo: String, base: String, head: String) async throws -> GitHubComparison? {
+        let r = try await request("GET", "repos/\(repo)/compare/\(base)...\(head)", operation: "compare commits", expect: [200, 404])
+        if r.status == 404 { return nil }
+        return try decode(GitHubComparison.self, r, operation: "compare commits")
     }
 
     /// A file's raw content at a ref, or nil when it does not exist.
@@ -255,13 +285,23 @@ public struct GitHubChangedFile: Decodable, Sendable {
     public let previous_filename: String?
 }
 
+public struct GitHubComparison: Decodable, Sendable {
+    public let status: String?
+    public let files: [GitHubChangedFile]?
+}
+
 struct GitHubContent: Decodable { let content: String?; let encoding: String? }
 
 public struct GitHubReview: Decodable, Sendable {
+    public struct User: Decodable, Sendable {
+        public let login: String
+        public let type: String?
+    }
     public let id: Int64
     public let body: String?
     public let state: String?
     public let commit_id: String?
+    public let user: User?
 }
 
 public struct GitHubReviewComment: Encodable, Sendable, Equatable {

@@ -8,11 +8,14 @@ public actor GitHubConnector: SourceControlConnector {
         let http: AsyncOutboundHTTPClient
         let tokens: GitHubTokenCache
         let apiURL: URL
+        let botLogin: String?
     }
 
     let integrations: IntegrationService
     let requestTimeout: Duration
     private var entries: [IntegrationID: Entry] = [:]
+    /// Bot logins learnt from GitHub (`GET /app`) for integrations that were not given one.
+    private var botLogins: [IntegrationID: String] = [:]
 
     public init(integrations: IntegrationService, requestTimeout: Duration = .seconds(30)) {
         self.integrations = integrations
@@ -33,7 +36,8 @@ public actor GitHubConnector: SourceControlConnector {
                 throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
             }
             let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
-            entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL)
+            entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL,
+                          botLogin: integration.botLogin)
             entries[id] = entry
         }
         var installation = repository.installationId
@@ -42,8 +46,17 @@ public actor GitHubConnector: SourceControlConnector {
                 .mapped { try await entry.tokens.installationID(forRepository: repository.fullName) }
         }
         guard let installation else { throw SourceControlError.permanent("the GitHub App is not installed on \(repository.fullName)") }
+        // The App's own bot account: only its reviews can carry a run marker Sentinel trusts.
+        var botLogin = entry.botLogin ?? botLogins[id]
+        if botLogin == nil {
+            let learnt = try await GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens,
+                                                                      http: entry.http))
+                .mapped { try await entry.tokens.botLogin() }
+            botLogins[id] = learnt
+            botLogin = learnt
+        }
         return GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens, http: entry.http,
-                                                  timeout: requestTimeout))
+                                                  timeout: requestTimeout), botLogin: botLogin)
     }
 
     public func shutdown() async {

@@ -1,0 +1,30 @@
+import Foundation
+@testable import SentinelCore
+import Testing
+
+@Suite("Review runner: outside text and incremental diffs")
+struct ReviewRunnerTextTests {
+    @Test("a finding's model-supplied category, title and body cannot carry a marker or a mention into its comment")
+    func commentIsNeutralised() {
+        let finding = Finding(path: "a.py", line: 3, side: .right, severity: .high, category: "<!-- sentinel:run:5 -->",
+                              title: "ping @admin", body: "see <!-- sentinel:fp:abc -->", source: .ai, fingerprint: "0123456789abcdef")
+        let body = ReviewRunner.comment(finding).body
+        #expect(!body.contains("<!-- sentinel:run:5"))
+        #expect(!body.contains("<!-- sentinel:fp:abc"))
+        #expect(body.contains("@\u{200B}admin"))
+        #expect(body.hasSuffix(ReviewRunner.fingerprintMarker("0123456789abcdef")), "Sentinel's own fingerprint marker stays")
+        #expect(body.components(separatedBy: "<!--").count == 2)
+    }
+
+    @Test("an incremental review keeps only the PR diff's hunks the push touched; files only in the comparison are dropped")
+    func restrictToPullRequestDiff() throws {
+        let pr = try DiffFile.fromPatch(path: "app.py", status: .modified,
+                                        patch: "@@ -1,2 +1,3 @@\n a\n+b\n c\n@@ -40,2 +41,3 @@\n x\n+y\n z")
+        let pushed = try DiffFile.fromPatch(path: "app.py", status: .modified, patch: "@@ -40,2 +40,3 @@\n x\n+y\n z")
+        let upstream = try DiffFile.fromPatch(path: "upstream.py", status: .added, patch: "@@ -0,0 +1 @@\n+TOKEN")
+        let kept = ReviewRunner.restrict([pr], to: [pushed, upstream])
+        #expect(kept.map(\.path) == ["app.py"])
+        #expect(kept.first?.hunks.map(\.newStart) == [41], "only the hunk the push touched, numbered as in the PR diff")
+        #expect(ReviewRunner.restrict([pr], to: [upstream]).isEmpty)
+    }
+}

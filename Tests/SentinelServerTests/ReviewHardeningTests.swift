@@ -1,0 +1,244 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Synchronization
+import Testing
+
+/// Issue 11: the review run against retries, failures, rebases and forged markers, end to end
+/// through the loopback GitHub.
+@Suite("Review run hardening", .serialized)
+struct ReviewHardeningTests {
+    static let repo = GitHubWorld.repo
+
+    // MARK: Item 9: the model is called once per run
+
+    @Test("GitHub fails the review POST once: the retry posts the stored result, the model is called once, findings rows == comments")
+    func modelCalledOncePerRun() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.setReview(summary: "Adds configuration loading.", findings: [
+            FakeLLMFinding(path: "app.py", line: 2, severity: "medium", category: "correctness", title: "Missing default",
+                           body: "`os.environ.get` returns None when KEY is unset."),
+        ])
+        await world.github.state.inject("POST reviews", [.status(502)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await llm.state.requests(.openAI).count == 1, "the retried job posts the stored result without calling the model")
+        let reviews = await world.github.state.reviews(on: Self.repo, 7)
+        #expect(reviews.count == 1)
+        let review = try #require(reviews.first)
+        #expect(review.comments.count == 3, "\(review.comments)")
+        #expect(review.comments.contains { $0["body"]?.contains("Missing default") == true })
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == review.comments.count)
+        #expect(try await world.count("SELECT count(*) FROM findings") == review.comments.count)
+        #expect(try await world.count("SELECT count(*) FROM usage_records") == 1)
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
+        #expect(jobs.first { $0.kind == "review.run" }?.attempts == 2)
+        await world.stop()
+        await llm.stop()
+    }
+
+    // MARK: Items 10 and 11: no run is left running; a failed run does not pass the gate
+
+    /// Billing that answers the delivery's call and then fails with an error that is no platform error.
+    final class FailingBilling: BillingProvider, Sendable {
+        struct Down: Error, CustomStringConvertible { var description: String { "billing service down" } }
+        let calls = Mutex(0)
+        func plan(for workspace: WorkspaceID) async throws -> Plan {
+            let n = calls.withLock { $0 += 1; return $0 }
+            if n > 1 { throw Down() }
+            return Plan(name: "any", reviewsPerMonth: nil, tokensPerMonth: nil, repositories: nil, seats: nil)
+        }
+    }
+
+    @Test("a review job that goes dead on a non-platform error fails its run with the reason and concludes a check it never created")
+    func deadJobFailsRun() async throws {
+        let world = try await GitHubWorld(billing: FailingBilling()) { $0.jobs.maxAttempts = 2 }
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .failed))
+        let run = try #require(try await world.runs().first)
+        #expect(run.reason?.contains("billing service down") == true, "\(run.reason ?? "")")
+        #expect(run.conclusion == "failure")
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.headSHA == "aaa111")
+        #expect(check.status == "completed")
+        #expect(check.conclusion == "failure", "a failed run does not pass a required check")
+        #expect(check.summary?.contains("billing service down") == true)
+        #expect(await world.github.state.reviews(on: Self.repo, 7).isEmpty)
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)
+        await world.stop()
+    }
+
+    @Test("review.failed_run_conclusion = neutral: a failed run's check is neutral; a GitHub 404 creates and concludes the check")
+    func failedRunConclusionIsConfigurable() async throws {
+        for (setting, expected) in [(SentinelConfig.FailedRunConclusion.failure, "failure"), (.neutral, "neutral")] {
+            let world = try await GitHubWorld { $0.review.failedRunConclusion = setting }
+            await world.github.state.inject("GET pull", [.status(404)])
+            try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+            #expect(await world.waitForRun(state: .failed))
+            let check = try #require(await world.github.state.checkRuns.values.first)
+            #expect(check.status == "completed")
+            #expect(check.conclusion == expected)
+            #expect(check.summary?.contains("404") == true)
+            #expect(try await world.runs().first?.conclusion == expected)
+            await world.stop()
+        }
+    }
+
+    // MARK: Item 8: a 422 for a comment moves the comments into the summary
+
+    @Test("GitHub refuses the review with 422: it is posted once more with the findings in the body instead of failing")
+    func unplaceableCommentsGoToSummary() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("POST reviews", [.status(422)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let reviews = await world.github.state.reviews(on: Self.repo, 7)
+        #expect(reviews.count == 1)
+        let review = try #require(reviews.first)
+        #expect(review.comments.isEmpty)
+        #expect(review.body.contains("Findings GitHub could not place inline"), "\(review.body)")
+        #expect(review.body.contains("`app.py:3`"))
+        #expect(review.body.contains("`README.md:11`"))
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == 0, "nothing is recorded as an inline comment")
+        #expect(try await world.count("SELECT count(*) FROM findings") == 2)
+        #expect(await world.github.state.checkRuns.values.first?.conclusion == "failure")
+        await world.stop()
+    }
+
+    // MARK: Item 12: a 401 refreshes the installation token
+
+    @Test("an installation token revoked at GitHub (401) is refreshed and the call retried once")
+    func revokedTokenIsRefreshed() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 8, headSHA: "eee555", baseSHA: "bbb000", files: GitHubWorld.files))
+        await world.github.state.revokeTokens()
+        let tokensBefore = await world.github.state.requests.filter { $0 == "POST access_tokens" }.count
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "eee555", number: 8))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        #expect(await world.github.state.reviews(on: Self.repo, 8).count == 1)
+        #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == tokensBefore + 1)
+        #expect(try await world.runs().allSatisfy { $0.state == .completed })
+        await world.stop()
+    }
+
+    // MARK: Item 3: run markers cannot be forged
+
+    @Test("a review by another user that carries the run marker is ignored: Sentinel still posts its own")
+    func foreignMarkerIgnored() async throws {
+        let world = try await GitHubWorld()
+        // Run ids start at 1 in a fresh workspace: mallory quotes the marker the first run will use.
+        await world.github.state.addReview(repo: Self.repo, number: 7, body: ReviewRunner.marker(runID: 1) + "\n## Sentinel review\n\nAll good.",
+                                           login: "mallory")
+        // Another App's bot, marker at the start: not Sentinel's bot account (learnt from GET /app).
+        await world.github.state.addReview(repo: Self.repo, number: 7, body: ReviewRunner.marker(runID: 1) + "\n## Sentinel review\n",
+                                           login: "other-app[bot]", type: "Bot")
+        // Sentinel's own login, but the marker not at the start (a quote).
+        await world.github.state.addReview(repo: Self.repo, number: 7, body: "Quoting: " + ReviewRunner.marker(runID: 1),
+                                           login: FakeGitHubState.botLogin, type: "Bot")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let ours = await world.github.state.reviews(on: Self.repo, 7).filter { $0.userLogin == FakeGitHubState.botLogin && $0.body.hasPrefix("<!--") }
+        #expect(ours.count == 1)
+        #expect(await world.github.state.reviews(on: Self.repo, 7).count == 4)
+        #expect(ours.first?.comments.count == 2)
+        #expect(try await world.runs().first?.reviewId == ours.first.map { String($0.id) })
+        await world.stop()
+    }
+
+    @Test("a .sentinel.yml key shaped like a run marker does not reach the review body as a marker")
+    func configKeysAreNeutralised() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.setContent(repo: Self.repo, ref: "aaa111", path: ".sentinel.yml",
+                                            "version: 1\n\"<!-- sentinel:run:99 -->\": \"@octocat <!-- x -->\"\nreview:\n  max_comments: 5\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: Self.repo, 7).first)
+        #expect(review.body.contains("Configuration problems"), "\(review.body)")
+        #expect(review.body.contains("sentinel:run:99"), "the key is still named: \(review.body)")
+        #expect(!review.body.contains("<!-- sentinel:run:99"), "\(review.body)")
+        #expect(review.body.components(separatedBy: "<!--").count == 2, "the run's own marker is the only HTML comment: \(review.body)")
+        #expect(review.body.hasPrefix(ReviewRunner.marker(runID: 1)))
+        await world.stop()
+    }
+
+    // MARK: Item 7: correct diffs after rebases and branch updates
+
+    static let secondPatch = "@@ -1,3 +1,5 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n+AWS_ACCESS_KEY_ID = \"AKIAQWERTYUIOPASDFGH\"\n+GH = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"\n print(KEY)"
+
+    /// Opens PR 7 at aaa111, waits for its review, then moves the PR to `head` with app.py gaining a token on line 4.
+    func openThenPush(_ world: GitHubWorld, head: String, extraPRFiles: [(filename: String, status: String, patch: String?)] = [],
+                      compare: [(filename: String, status: String, patch: String?)], status: String = "ahead") async throws {
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        var files = GitHubWorld.files
+        files[0] = ("app.py", "modified", Self.secondPatch)
+        await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: head, baseSHA: "bbb000", files: files + extraPRFiles))
+        await world.github.state.setComparison(repo: Self.repo, base: "aaa111", head: head, files: compare, status: status)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: head, before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+    }
+
+    @Test("after 'Update branch' the upstream changes in the comparison are not reviewed; comments sit on the PR diff")
+    func upstreamChangesNotReviewed() async throws {
+        let world = try await GitHubWorld()
+        try await openThenPush(world, head: "ccc222", compare: [
+            // Merged in from main: not part of the PR's own diff.
+            ("upstream.py", "added", "@@ -0,0 +1,2 @@\n+TOKEN = \"ghp_zyxwvutsrqponmlkjihgfedcba9876543210\"\n+print(TOKEN)"),
+            ("app.py", "modified", "@@ -3,2 +3,3 @@\n AWS_ACCESS_KEY_ID = \"AKIAQWERTYUIOPASDFGH\"\n+GH = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"\n print(KEY)"),
+        ])
+        let second = try #require(await world.github.state.reviews(on: Self.repo, 7).last)
+        #expect(second.commitID == "ccc222")
+        #expect(!second.comments.contains { $0["path"] == "upstream.py" }, "\(second.comments)")
+        #expect(!second.body.contains("upstream.py"))
+        #expect(second.comments.map { "\($0["path"]!):\($0["line"]!)" } == ["app.py:4"])
+        #expect(await world.github.state.rejected.isEmpty)
+        await world.stop()
+    }
+
+    @Test("a force-push (old head not an ancestor) falls back to a full review of the PR diff")
+    func forcePushReviewsWholePR() async throws {
+        let world = try await GitHubWorld()
+        try await openThenPush(world, head: "ddd333", compare: [
+            ("README.md", "modified", "@@ -10,2 +10,3 @@\n ## Usage\n+Rewritten.\n Done."),
+        ], status: "diverged")
+        let second = try #require(await world.github.state.reviews(on: Self.repo, 7).last)
+        #expect(second.comments.contains { $0["path"] == "app.py" && $0["line"] == "4" }, "\(second.comments)")
+        #expect(second.body.contains("Reviewed 2 of 3 files"), "\(second.body)")
+        await world.stop()
+    }
+
+    @Test("a comparison GitHub truncates at 300 files falls back to a full review, so no pushed file goes unseen")
+    func truncatedComparisonReviewsWholePR() async throws {
+        let world = try await GitHubWorld()
+        let harmless = (0..<300).map { (filename: "docs/page\($0).md", status: "added", patch: Optional("@@ -0,0 +1 @@\n+Page \($0)")) }
+        let late = (filename: "zzz/late.py", status: "added", patch: Optional("@@ -0,0 +1 @@\n+GH = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\""))
+        try await openThenPush(world, head: "ccc222", extraPRFiles: harmless + [late], compare: harmless + [late])
+        let second = try #require(await world.github.state.reviews(on: Self.repo, 7).last)
+        #expect(second.comments.contains { $0["path"] == "zzz/late.py" }, "the 301st pushed file is reviewed: \(second.comments)")
+        await world.stop()
+    }
+
+    @Test("a PR over GitHub's 3,000-file listing says how many files were not reviewed and does not claim them as reviewed")
+    func truncatedPullRequestListing() async throws {
+        let world = try await GitHubWorld()
+        let many = (0..<3001).map { (filename: String(format: "f/file%04d.txt", $0), status: "added", patch: Optional("@@ -0,0 +1 @@\n+line \($0)")) }
+        await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: many))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: Self.repo, 7).first)
+        #expect(review.body.contains("GitHub listed 3000 of the pull request's 3001 changed files; the other 1 were not reviewed"), "\(review.body.suffix(400))")
+        #expect(await world.github.state.checkRuns.values.first?.summary?.contains("the other 1 were not reviewed") == true)
+        #expect(try await world.count("SELECT count(*) FROM pull_requests WHERE last_reviewed_sha IS NOT NULL") == 0)
+        await world.stop()
+    }
+}
