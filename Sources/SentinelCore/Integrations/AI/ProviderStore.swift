@@ -180,8 +180,10 @@ public struct ProviderStore: Sendable {
     }
 
     static func validate(_ url: URL) throws {
-        guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty, scheme == "https" || scheme == "http" else {
-            throw ProviderStoreError.invalid("the base URL must be an absolute http(s) URL")
+        // https, unless the host is loopback (a local model server); private addresses are
+        // checked when a call connects (`DestinationPolicy`).
+        do { try DestinationPolicy.requireSecure(url, field: "base_url") } catch let error as DestinationError {
+            throw ProviderStoreError.invalid(error.description)
         }
     }
 }

@@ -1,0 +1,131 @@
+import Foundation
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// Resolves names from a table, like a DNS server an attacker controls would.
+struct TableResolver: HostResolver {
+    let table: [String: [String]]
+    func resolve(host: String, port: Int) async throws -> [IPAddress] {
+        guard let entries = table[host] else { throw OutboundHTTPError.connection("\(host): the name could not be resolved") }
+        return entries.compactMap(IPAddress.init)
+    }
+}
+
+@Suite("Outbound destinations")
+struct OutboundDestinationTests {
+    @Test("configured URLs must be https unless the host is loopback")
+    func httpsRequired() throws {
+        for ok in ["https://api.openai.com/v1", "http://127.0.0.1:8080", "http://127.9.9.9", "http://localhost:11434", "http://[::1]:8080"] {
+            #expect(throws: Never.self) { try DestinationPolicy.requireSecure(URL(string: ok)!, field: "base_url") }
+        }
+        for bad in ["http://api.openai.com/v1", "http://10.0.0.5:8080", "http://169.254.169.254/latest"] {
+            #expect(throws: DestinationError.insecureScheme(field: "base_url", url: bad)) {
+                try DestinationPolicy.requireSecure(URL(string: bad)!, field: "base_url")
+            }
+        }
+        #expect(throws: DestinationError.self) { try DestinationPolicy.requireSecure(URL(string: "ftp://example.com")!, field: "api_url") }
+    }
+
+    @Test("private, link-local, metadata and other reserved addresses are refused; public and loopback pass; the CIDR list and the switch allow")
+    func addressPolicy() throws {
+        let strict = DestinationPolicy()
+        for refused in ["10.0.0.5", "172.16.3.4", "192.168.1.1", "100.64.0.1", "169.254.169.254", "0.0.0.0", "224.0.0.1",
+                        "fc00::1", "fd12:3456::1", "fe80::1", "::", "ff02::1", "::ffff:10.0.0.5", "::ffff:169.254.169.254"] {
+            #expect(throws: DestinationError.self, "\(refused)") { try strict.check(IPAddress(refused)!, host: "h") }
+        }
+        for allowed in ["127.0.0.1", "127.5.5.5", "::1", "8.8.8.8", "140.82.112.3", "2606:4700::6810:84e5", "172.32.0.1"] {
+            #expect(throws: Never.self, "\(allowed)") { try strict.check(IPAddress(allowed)!, host: "h") }
+        }
+        var security = testConfig().security
+        security.allowedDestinationCIDRs = "10.20.0.0/16, fd00:abcd::/32"
+        let listed = try DestinationPolicy(security)
+        #expect(throws: Never.self) { try listed.check(IPAddress("10.20.7.8")!, host: "ghes.corp") }
+        #expect(throws: Never.self) { try listed.check(IPAddress("fd00:abcd::5")!, host: "ghes.corp") }
+        #expect(throws: DestinationError.self) { try listed.check(IPAddress("10.21.0.1")!, host: "ghes.corp") }
+        #expect(throws: DestinationError.self) { try listed.check(IPAddress("169.254.169.254")!, host: "ghes.corp") }
+        security.allowPrivateDestinations = true
+        #expect(throws: Never.self) { try DestinationPolicy(security).check(IPAddress("169.254.169.254")!, host: "x") }
+        security.allowedDestinationCIDRs = "10.0.0.0/33"
+        #expect(throws: ConfigError.self) { try DestinationPolicy(security) }
+    }
+
+    @Test("the metadata address is refused before any connection is made")
+    func metadataAddressRefused() async throws {
+        let http = try AsyncOutboundHTTPClient()
+        await #expect {
+            _ = try await http.send(OutboundRequest(url: URL(string: "http://169.254.169.254/latest/meta-data/")!, timeout: .seconds(5)))
+        } throws: { error in
+            guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+            return message.contains("169.254.169.254") && message.contains("link-local")
+        }
+        await http.shutdown()
+    }
+
+    @Test("a public-looking name that resolves to a private address is refused at connect time; a CIDR allows it")
+    func resolvedAddressChecked() async throws {
+        try await withFakeLLM { server, _ in
+            let resolver = TableResolver(table: ["llm.example.com": ["10.0.0.5"], "mixed.example.com": ["140.82.112.3", "192.168.0.9"],
+                                                 "local-llm.example.com": ["127.0.0.1"]])
+            let http = try AsyncOutboundHTTPClient(resolver: resolver)
+            await #expect {
+                _ = try await http.send(OutboundRequest(url: URL(string: "https://llm.example.com/v1/models")!, timeout: .seconds(5)))
+            } throws: { error in
+                guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+                return message.contains("10.0.0.5") && message.contains("llm.example.com")
+            }
+            await #expect {
+                _ = try await http.send(OutboundRequest(url: URL(string: "https://mixed.example.com/")!, timeout: .seconds(5)))
+            } throws: { error in
+                guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+                return message.contains("192.168.0.9")
+            }
+            // The connection goes to the address that was checked (the name itself is unknown to DNS).
+            let url = URL(string: "http://local-llm.example.com:\(server.port)/v1/chat/completions")!
+            let response = try await http.send(OutboundRequest(method: "POST", url: url, headers: [("Content-Type", "application/json")],
+                                                               body: Data("{}".utf8), timeout: .seconds(10)))
+            #expect(response.status == 401, "the fake answered (no key sent)")
+            #expect(await server.state.requests(.openAI).count == 1)
+            await http.shutdown()
+        }
+    }
+
+    @Test("an allowed CIDR lets a name through to its resolved address")
+    func allowListedResolvedAddress() async throws {
+        // 127.0.0.0/8 is always allowed, so the allow-list is shown on the policy the client uses:
+        // the same name refused under the strict policy passes under the listed one.
+        let resolver = TableResolver(table: ["ghes.corp.example": ["10.20.0.7"]])
+        var security = testConfig().security
+        security.allowedDestinationCIDRs = "10.20.0.0/16"
+        let listed = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(security), resolver: resolver)
+        let strict = try AsyncOutboundHTTPClient(resolver: resolver)
+        let request = OutboundRequest(url: URL(string: "https://ghes.corp.example/api/v3")!, timeout: .milliseconds(300))
+        await #expect { _ = try await strict.send(request) } throws: { error in
+            if case OutboundHTTPError.destinationRefused = error { return true }
+            return false
+        }
+        // Allowed: the client goes on to connect (10.20.0.7 is unreachable from the test machine, so
+        // the call fails with a transport error or a timeout, never a refusal).
+        await #expect { _ = try await listed.send(request) } throws: { error in
+            if case OutboundHTTPError.destinationRefused = error { return false }
+            return error is OutboundHTTPError
+        }
+        await listed.shutdown()
+        await strict.shutdown()
+    }
+
+    @Test("remote error text is truncated, stripped of control characters, and cannot carry markers or mentions")
+    func remoteTextCleaned() {
+        let hostile = "boom\u{0}\u{1b}[31m <!-- sentinel:run:1 --> ping @admin\n" + String(repeating: "x", count: 2_000)
+        let clean = RemoteText.clean(hostile)
+        #expect(clean.count <= RemoteText.maxCharacters)
+        #expect(!clean.contains("\u{0}") && !clean.contains("\u{1b}") && !clean.contains("\n"))
+        #expect(!clean.contains("<!--"))
+        #expect(!clean.contains("@admin"))
+        let github = GitHubClient.error(OutboundResponse(status: 422, body: Data(#"{"message":"bad <!-- sentinel:run:9 --> @octocat \#(String(repeating: "y", count: 1_000))"}"#.utf8)),
+                                        operation: "create review")
+        #expect(!github.message.contains("<!--") && !github.message.contains("@octocat") && github.message.count <= RemoteText.maxCharacters)
+        let provider = ProviderHTTP.classify(status: 400, body: Data(#"{"error":{"message":"no <!-- sentinel:fp:abc --> @here"}}"#.utf8), kind: .openai)
+        #expect(!provider.description.contains("<!--") && !provider.description.contains("@here"))
+    }
+}
