@@ -70,7 +70,7 @@ public final class Appliance: Sendable {
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
-        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing)
+        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing, maxTokensPerRun: config.review.maxTokensPerRun)
         registry.register(ReviewRunStore.jobKind) { try await runner.run($0) }
         for type in Rollups.eventTypes {
             registry.listen(to: type, as: Rollups.listener) { ctx in

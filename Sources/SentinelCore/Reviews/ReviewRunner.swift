@@ -35,11 +35,15 @@ public struct ReviewRunner: Sendable {
     let connector: any SourceControlConnector
     let models: any ReviewModelResolver
     let billing: (any BillingProvider)?
+    /// `review.max_tokens_per_run`: the engine's token budget of one run.
+    let maxTokensPerRun: Int?
 
-    public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil) {
+    public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil,
+                maxTokensPerRun: Int? = 1_000_000) {
         self.connector = connector
         self.models = models
         self.billing = billing
+        self.maxTokensPerRun = maxTokensPerRun
     }
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
@@ -51,6 +55,7 @@ public struct ReviewRunner: Sendable {
         let alreadyPosted: Set<String>
         let lastReviewedSHA: String?
         let planLimit: String?
+        var plan: Plan? = nil
     }
 
     public func run(_ context: JobContext) async throws {
@@ -74,7 +79,7 @@ public struct ReviewRunner: Sendable {
                 """, arguments: [run.repositoryId, run.prNumber, runID])
             let last = try String.fetchOne(tx.db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
                                            arguments: [run.repositoryId, run.prNumber])
-            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit)
+            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit, plan: plan)
         }) else {
             logger.info("run already finished; nothing to do")
             return
@@ -158,7 +163,12 @@ public struct ReviewRunner: Sendable {
                                     maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
         options.alreadyPosted = loaded.alreadyPosted
         options.aiSkippedReason = skippedReason
-        let result = await ReviewEngine.review(files: files, options: options, model: model)
+        options.maxTokensPerRun = maxTokensPerRun
+        // Shared limits (AI budget, plan tokens) are checked before every call and each call is
+        // recorded as it returns, so concurrent runs see each other's spend.
+        let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
+                                 plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
+        let result = await ReviewEngine.review(files: files, options: options, model: model, gate: gate)
         try await recordUsage(of: result, runID: run.id, repository: loaded.repository.fullName, jobAttempt: context.job.attempts, in: workspace)
         let blocking = policy.failOn.map { floor in result.findings.contains { $0.severity >= floor } } ?? false
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + result.summary
@@ -221,30 +231,18 @@ public struct ReviewRunner: Sendable {
                                                  "ai": "\(result.aiStatus.description)"])
     }
 
-    /// Records the engine's AI calls at once, before anything is posted: a call costs money whether
-    /// or not this attempt of the job gets to finish. The key (run, job attempt, call) makes a
-    /// retried transaction record nothing twice, and a retried job's new calls count as new calls.
+    /// Records the engine's AI calls before anything is posted: a call costs money whether or not
+    /// this attempt of the job gets to finish. The engine's gate already recorded each call as it
+    /// returned; the key (run, job attempt, chunk, attempt) makes this record nothing twice, and a
+    /// retried job's new calls count as new calls.
     private func recordUsage(of result: ReviewResult, runID: Int64, repository: String, jobAttempt: Int,
                              in workspace: WorkspaceActor) async throws {
         guard !result.usage.isEmpty else { return }
         var costs: [Double] = []
         for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
-        let (calls, callCosts) = (result.usage, costs)
+        let calls = zip(result.usage, costs).map { (call: $0.0, costUSD: $0.1) }
         try await workspace.write { tx in
-            for (index, call) in calls.enumerated() {
-                try tx.db.execute(sql: """
-                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms,
-                                                         recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [runID, "run:\(runID):job:\(jobAttempt):call:\(index):\(call.chunk):\(call.attempt)", call.provider, call.model,
-                                     call.usage.inputTokens, call.usage.outputTokens, callCosts[index], call.durationMs, tx.now.epoch])
-                if tx.db.changesCount == 1 {
-                    try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
-                        "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
-                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", callCosts[index]),
-                        "call_duration_ms": String(call.durationMs)]))
-                }
-            }
+            try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
         }
     }
 
