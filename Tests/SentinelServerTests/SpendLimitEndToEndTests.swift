@@ -28,8 +28,9 @@ struct SpendLimitEndToEndTests {
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
         #expect(await llm.state.requests().isEmpty, "no AI call without metering")
-        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
-        #expect(review.body.contains("usage could not be read"), "\(review.body)")
+        // No #require: a failure must still reach the clean-up below.
+        let review = await world.github.state.reviews(on: GitHubWorld.repo, 7).first
+        #expect(review?.body.contains("usage could not be read") == true, "\(review?.body ?? "no review")")
         await world.stop()
         await llm.stop()
     }
@@ -46,8 +47,9 @@ struct SpendLimitEndToEndTests {
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
         #expect(await llm.state.requests().isEmpty)
-        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
-        #expect(review.body.contains("review.max_tokens_per_run") && review.body.contains("`app.py`"), "\(review.body)")
+        let review = await world.github.state.reviews(on: GitHubWorld.repo, 7).first
+        #expect(review?.body.contains("review.max_tokens_per_run") == true && review?.body.contains("`app.py`") == true,
+                "\(review?.body ?? "no review")")
         await world.stop()
         await llm.stop()
     }
