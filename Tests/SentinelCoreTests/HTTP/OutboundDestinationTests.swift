@@ -125,6 +125,16 @@ struct OutboundDestinationTests {
         let github = GitHubClient.error(OutboundResponse(status: 422, body: Data(#"{"message":"bad <!-- sentinel:run:9 --> @octocat \#(String(repeating: "y", count: 1_000))"}"#.utf8)),
                                         operation: "create review")
         #expect(!github.message.contains("<!--") && !github.message.contains("@octocat") && github.message.count <= RemoteText.maxCharacters)
+        let refusal = Data(#"{"choices":[{"message":{"role":"assistant","content":null,"refusal":"no <!-- sentinel:run:2 --> @team\u0007"}}]}"#.utf8)
+        #expect { _ = try OpenAIChatProvider.parseResponse(refusal) } throws: { error in
+            guard case ProviderError.refused(let text) = error else { return false }
+            return !text.contains("<!--") && !text.contains("@team") && !text.contains("\u{7}")
+        }
+        let anthropic = Data(#"{"type":"error","error":{"type":"invalid_request_error","message":"bad <!-- x --> @all"}}"#.utf8)
+        #expect { _ = try AnthropicProvider.parseResponse(anthropic) } throws: { error in
+            guard case ProviderError.badRequest(let text) = error else { return false }
+            return !text.contains("<!--") && !text.contains("@all")
+        }
         let provider = ProviderHTTP.classify(status: 400, body: Data(#"{"error":{"message":"no <!-- sentinel:fp:abc --> @here"}}"#.utf8), kind: .openai)
         #expect(!provider.description.contains("<!--") && !provider.description.contains("@here"))
     }
