@@ -50,6 +50,15 @@ struct OutboundDestinationTests {
         #expect(throws: ConfigError.self) { try DestinationPolicy(security) }
     }
 
+    @Test("a malformed allowed CIDR is a configuration error at load time")
+    func malformedCIDRRejectedByConfig() throws {
+        #expect {
+            try ConfigLoader.load(file: nil, environment: ["SENTINEL_SECURITY_ALLOWED_DESTINATION_CIDRS": "10.0.0.0/8,10.1.0.0/99"])
+        } throws: { "\($0)".contains("security.allowed_destination_cidrs") && "\($0)".contains("10.1.0.0/99") }
+        let ok = try ConfigLoader.load(file: nil, environment: ["SENTINEL_SECURITY_ALLOWED_DESTINATION_CIDRS": "10.0.0.0/8, fd00::/8"])
+        #expect(try DestinationPolicy(ok.security).allowedRanges.map(\.description) == ["10.0.0.0/8", "fd00::/8"])
+    }
+
     @Test("the metadata address is refused before any connection is made")
     func metadataAddressRefused() async throws {
         let http = try AsyncOutboundHTTPClient()
