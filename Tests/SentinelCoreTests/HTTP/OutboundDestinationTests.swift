@@ -71,7 +71,7 @@ struct OutboundDestinationTests {
         await http.shutdown()
     }
 
-    @Test("a public-looking name that resolves to a private address is refused at connect time; a CIDR allows it")
+    @Test("a public-looking name that resolves to a private address is refused at connect time; an allowed one connects to the checked address")
     func resolvedAddressChecked() async throws {
         try await withFakeLLM { server, _ in
             let resolver = TableResolver(table: ["llm.example.com": ["10.0.0.5"], "mixed.example.com": ["140.82.112.3", "192.168.0.9"],
@@ -99,28 +99,29 @@ struct OutboundDestinationTests {
         }
     }
 
-    @Test("an allowed CIDR lets a name through to its resolved address")
+    @Test("an allowed CIDR lets a name through to its refused-by-default resolved address")
     func allowListedResolvedAddress() async throws {
-        // 127.0.0.0/8 is always allowed, so the allow-list is shown on the policy the client uses:
-        // the same name refused under the strict policy passes under the listed one.
-        let resolver = TableResolver(table: ["ghes.corp.example": ["10.20.0.7"]])
-        var security = testConfig().security
-        security.allowedDestinationCIDRs = "10.20.0.0/16"
-        let listed = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(security), resolver: resolver)
-        let strict = try AsyncOutboundHTTPClient(resolver: resolver)
-        let request = OutboundRequest(url: URL(string: "https://ghes.corp.example/api/v3")!, timeout: .milliseconds(300))
-        await #expect { _ = try await strict.send(request) } throws: { error in
-            if case OutboundHTTPError.destinationRefused = error { return true }
-            return false
+        try await withFakeLLM { server, _ in
+            // 0.0.0.0 is refused by default (unspecified); as a destination Linux connects it to
+            // this host, so the call stays on the machine and reaches the loopback fake.
+            let resolver = TableResolver(table: ["ghes.corp.example": ["0.0.0.0"]])
+            var security = testConfig().security
+            security.allowedDestinationCIDRs = "0.0.0.0/32"
+            let listed = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(security), resolver: resolver)
+            let strict = try AsyncOutboundHTTPClient(resolver: resolver)
+            let request = OutboundRequest(method: "POST", url: URL(string: "http://ghes.corp.example:\(server.port)/v1/chat/completions")!,
+                                          headers: [("Content-Type", "application/json")], body: Data("{}".utf8), timeout: .seconds(10))
+            await #expect { _ = try await strict.send(request) } throws: { error in
+                guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+                return message.contains("0.0.0.0") && message.contains("unspecified")
+            }
+            #expect(await server.state.requests(.openAI).isEmpty)
+            let response = try await listed.send(request)
+            #expect(response.status == 401, "the fake answered (no key sent)")
+            #expect(await server.state.requests(.openAI).count == 1)
+            await listed.shutdown()
+            await strict.shutdown()
         }
-        // Allowed: the client goes on to connect (10.20.0.7 is unreachable from the test machine, so
-        // the call fails with a transport error or a timeout, never a refusal).
-        await #expect { _ = try await listed.send(request) } throws: { error in
-            if case OutboundHTTPError.destinationRefused = error { return false }
-            return error is OutboundHTTPError
-        }
-        await listed.shutdown()
-        await strict.shutdown()
     }
 
     @Test("remote error text is truncated, stripped of control characters, and cannot carry markers or mentions")
