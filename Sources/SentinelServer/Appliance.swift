@@ -50,7 +50,12 @@ public final class Appliance: Sendable {
         self.control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
         self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
         self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
-        self.connector = GitHubConnector(integrations: integrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds))
+        let destinations: DestinationPolicy
+        do { destinations = try DestinationPolicy(config.security) } catch let error as ConfigError {
+            throw StorageError.invalid(error.description)
+        }
+        self.connector = GitHubConnector(integrations: integrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds),
+                                         destinations: destinations)
         var registry = extraJobs
         let catalog: PlanCatalog
         do {
@@ -62,10 +67,11 @@ public final class Appliance: Sendable {
         let billing = billing ?? BuiltinBillingProvider(control: control, catalog: catalog)
         let processor = GitHubDeliveryProcessor(billing: billing)
         registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
-        self.aiHTTP = try AsyncOutboundHTTPClient()
+        self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
-        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion)
+        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
+                                  maxTokensPerRun: config.review.maxTokensPerRun)
         registry.register(ReviewRunStore.jobKind, handler: { try await runner.run($0) }, onDead: { try await runner.runDied($0, $1) })
         for type in Rollups.eventTypes {
             registry.listen(to: type, as: Rollups.listener) { ctx in

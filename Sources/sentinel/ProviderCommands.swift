@@ -179,10 +179,10 @@ struct ReviewCommand: AsyncParsableCommand {
             var actor: WorkspaceActor?
             if let workspace {
                 let global = CLIContext(dataDir: dataDir, configFile: nil)
-                let (opened, _, _) = try global.openWorkspace(workspace)
+                let (opened, _, config) = try global.openWorkspace(workspace)
                 actor = opened
                 resolved = try await opened.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
-                let client = try AsyncOutboundHTTPClient()
+                let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
                 http = client
                 let resolver = WorkspaceModelResolver(store: ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile)), http: client)
                 (model, skipped) = await resolver.model(for: opened, policy: resolved.policy)

@@ -115,12 +115,11 @@ public struct IntegrationService: Sendable {
     }
 
     static func validateAPIURL(_ url: URL) throws {
-        guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
-            throw IntegrationError.invalid("the API URL must be absolute, like https://api.github.com or https://github.example.com/api/v3")
-        }
-        let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
-        guard scheme == "https" || (scheme == "http" && loopback) else {
-            throw IntegrationError.invalid("the API URL must use https (plain http is allowed only on loopback)")
+        do { try DestinationPolicy.requireSecure(url, field: "api_url") } catch let error as DestinationError {
+            if case .invalidURL = error {
+                throw IntegrationError.invalid("api_url must be absolute, like https://api.github.com or https://github.example.com/api/v3")
+            }
+            throw IntegrationError.invalid(error.description)
         }
     }
 

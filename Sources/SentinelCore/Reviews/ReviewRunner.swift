@@ -58,13 +58,16 @@ public struct ReviewRunner: Sendable {
     let billing: (any BillingProvider)?
     /// Check conclusion of a failed run (`review.failed_run_conclusion`).
     let failedRunConclusion: CheckConclusion
+    /// `review.max_tokens_per_run`: the engine's token budget of one run.
+    let maxTokensPerRun: Int?
 
     public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil,
-                failedRunConclusion: SentinelConfig.FailedRunConclusion = .failure) {
+                failedRunConclusion: SentinelConfig.FailedRunConclusion = .failure, maxTokensPerRun: Int? = 1_000_000) {
         self.connector = connector
         self.models = models
         self.billing = billing
         self.failedRunConclusion = failedRunConclusion == .neutral ? .neutral : .failure
+        self.maxTokensPerRun = maxTokensPerRun
     }
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
@@ -82,6 +85,7 @@ public struct ReviewRunner: Sendable {
         let lastReviewedSHA: String?
         let planLimit: String?
         let prepared: PreparedReview?
+        var plan: Plan? = nil
     }
 
     public func run(_ context: JobContext) async throws {
@@ -108,7 +112,7 @@ public struct ReviewRunner: Sendable {
                 """, arguments: [run.repositoryId, run.prNumber, runID])
             let last = try String.fetchOne(tx.db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
                                            arguments: [run.repositoryId, run.prNumber])
-            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit, prepared: prepared)
+            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit, prepared: prepared, plan: plan)
         }) else {
             logger.info("run already finished; nothing to do")
             return
@@ -217,7 +221,12 @@ public struct ReviewRunner: Sendable {
                                     maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
         options.alreadyPosted = loaded.alreadyPosted
         options.aiSkippedReason = skippedReason
-        let result = await ReviewEngine.review(files: diff.files, options: options, model: model)
+        options.maxTokensPerRun = maxTokensPerRun
+        // Shared limits (AI budget, plan tokens) are checked before every call and each call is
+        // recorded as it returns, so concurrent runs see each other's spend.
+        let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
+                                 plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
+        let result = await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate)
         let blocking = policy.failOn.map { floor in result.findings.contains { $0.severity >= floor } } ?? false
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
@@ -404,30 +413,18 @@ public struct ReviewRunner: Sendable {
         }
     }
 
-    /// Records the engine's AI calls at once, with the prepared review, before anything is posted:
-    /// a call costs money whether or not this attempt of the job gets to finish. The key (run, job
-    /// attempt, call) makes a retried transaction record nothing twice.
+    /// Records the engine's AI calls with the prepared review, before anything is posted: a call
+    /// costs money whether or not this attempt of the job gets to finish. The engine's gate already
+    /// recorded each call as it returned; the key (run, job attempt, chunk, attempt) makes this
+    /// record nothing twice.
     private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, jobAttempt: Int,
                              in workspace: WorkspaceActor) async throws {
         var costs: [Double] = []
         for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
-        let (calls, callCosts) = (result.usage, costs)
+        let calls = zip(result.usage, costs).map { (call: $0.0, costUSD: $0.1) }
         let json = String(decoding: try JSONEncoder.sentinel.encode(prepared), as: UTF8.self)
         try await workspace.write { tx in
-            for (index, call) in calls.enumerated() {
-                try tx.db.execute(sql: """
-                    INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms,
-                                                         recorded_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [runID, "run:\(runID):job:\(jobAttempt):call:\(index):\(call.chunk):\(call.attempt)", call.provider, call.model,
-                                     call.usage.inputTokens, call.usage.outputTokens, callCosts[index], call.durationMs, tx.now.epoch])
-                if tx.db.changesCount == 1 {
-                    try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
-                        "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
-                        "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", callCosts[index]),
-                        "call_duration_ms": String(call.durationMs)]))
-                }
-            }
+            try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
             try tx.db.execute(sql: "UPDATE review_runs SET prepared_review = ? WHERE id = ?", arguments: [json, runID])
         }
     }

@@ -57,7 +57,7 @@ public struct AnthropicProvider: WireFormatProvider {
     public static func parseResponse(_ data: Data) throws -> (text: String, usage: TokenUsage, model: String?) {
         let json = try ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
         if json["type"]?.string == "error" {
-            throw ProviderError.badRequest(String((json["error"]?["message"]?.string ?? "error").prefix(300)))
+            throw ProviderError.badRequest(RemoteText.clean(json["error"]?["message"]?.string ?? "error", limit: 300))
         }
         guard let blocks = json["content"]?.array else { throw ProviderError.malformed("the response has no content blocks") }
         let usageJSON = json["usage"]
@@ -76,7 +76,7 @@ public struct AnthropicProvider: WireFormatProvider {
         }
         let text = blocks.filter { $0["type"]?.string == "text" }.compactMap { $0["text"]?.string }.joined()
         if json["stop_reason"]?.string == "refusal" {
-            throw ProviderError.refused(text.isEmpty ? "the model declined to answer" : String(text.prefix(300)))
+            throw ProviderError.refused(text.isEmpty ? "the model declined to answer" : RemoteText.clean(text, limit: 300))
         }
         return (text, usage, json["model"]?.string)
     }

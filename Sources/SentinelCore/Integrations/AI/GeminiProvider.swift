@@ -64,11 +64,11 @@ public struct GeminiProvider: WireFormatProvider {
         let model = json["modelVersion"]?.string
         let feedback = json["promptFeedback"]
         if let reason = feedback?["blockReason"]?.string {
-            throw ProviderError.refused("the prompt was blocked (\(reason))")
+            throw ProviderError.refused("the prompt was blocked (\(RemoteText.clean(reason, limit: 100)))")
         }
         guard let candidate = json["candidates"]?.array?.first else {
             if let message = feedback?["blockReasonMessage"]?.string {
-                throw ProviderError.refused("the prompt was blocked: \(message.prefix(200))")
+                throw ProviderError.refused("the prompt was blocked: \(RemoteText.clean(message, limit: 200))")
             }
             if feedback != nil { throw ProviderError.refused("the prompt was blocked") }
             throw ProviderError.malformed("the response has no candidates")

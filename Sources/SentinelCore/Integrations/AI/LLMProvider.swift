@@ -177,6 +177,7 @@ public enum ProviderHTTP {
             case .timeout: throw ProviderError.timeout
             case .connection(let message): throw ProviderError.connection(redact(message, secret: secret))
             case .responseTooLarge: throw ProviderError.malformed("the response exceeded the size limit")
+            case .destinationRefused: throw ProviderError.badRequest(error.description)
             }
         } catch is CancellationError {
             throw CancellationError()
@@ -190,7 +191,8 @@ public enum ProviderHTTP {
     public static func classify(status: Int, headers: [(String, String)] = [], body: Data, kind: ProviderKind,
                                 secret: String = "") -> ProviderError {
         let info = errorInfo(body, kind: kind)
-        let message = redact(info.message ?? fallbackMessage(status: status, body: body), secret: secret)
+        // The provider's text may be posted in a run summary: cleaned like any remote text.
+        let message = RemoteText.clean(redact(info.message ?? fallbackMessage(status: status, body: body), secret: secret))
         let response = OutboundResponse(status: status, headers: headers, body: body)
         switch status {
         case 401, 403:

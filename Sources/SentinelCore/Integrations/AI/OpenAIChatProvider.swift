@@ -103,7 +103,7 @@ public struct OpenAIChatProvider: WireFormatProvider {
         guard let choice = json["choices"]?.array?.first else { throw ProviderError.malformed("the response has no choices") }
         let message = choice["message"]
         if let refusal = message?["refusal"]?.string, !refusal.isEmpty {
-            throw ProviderError.refused(String(refusal.prefix(300)))
+            throw ProviderError.refused(RemoteText.clean(refusal, limit: 300))
         }
         var text: String?
         if let content = message?["content"]?.string {

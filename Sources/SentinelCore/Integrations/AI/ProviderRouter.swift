@@ -235,6 +235,7 @@ public struct ProviderRouter: ReviewModel {
             case .timeout: return .timeout
             case .connection(let m): return .connection(ProviderHTTP.redact(m, secret: secret))
             case .responseTooLarge: return .malformed("the response exceeded the size limit")
+            case .destinationRefused: return .badRequest(e.description)
             }
         }
         return .connection(ProviderHTTP.redact(String(describing: error).prefix(300).description, secret: secret))

@@ -136,9 +136,11 @@ public struct ProviderStore: Sendable {
 
     /// The workspace's AI spending limit per calendar month (UTC), in USD; nil = no limit.
     public func monthlyBudget(in workspace: WorkspaceActor) async throws -> Double? {
-        try await workspace.read { db in
-            try String.fetchOne(db, sql: "SELECT value FROM workspace_settings WHERE key = 'ai.monthly_budget_usd'").flatMap(Double.init)
-        }
+        try await workspace.read { db in try Self.monthlyBudget(in: db) }
+    }
+
+    public static func monthlyBudget(in db: Database) throws -> Double? {
+        try String.fetchOne(db, sql: "SELECT value FROM workspace_settings WHERE key = 'ai.monthly_budget_usd'").flatMap(Double.init)
     }
 
     public func setMonthlyBudget(_ usd: Double?, by actor: String, in workspace: WorkspaceActor) async throws {
@@ -166,10 +168,14 @@ public struct ProviderStore: Sendable {
         }
     }
 
-    /// Whether another AI call fits in this month's budget.
+    /// Whether another AI call fits in this month's budget. A budget or spend that cannot be read
+    /// answers no: an unmetered call is not made.
     public func budgetLeft(in workspace: WorkspaceActor) async -> Bool {
-        guard let budget = try? await monthlyBudget(in: workspace) else { return true }
-        return ((try? await spentThisMonth(in: workspace)) ?? 0) < budget
+        let budget: Double?
+        do { budget = try await monthlyBudget(in: workspace) } catch { return false }
+        guard let budget else { return true }
+        guard let spent = try? await spentThisMonth(in: workspace) else { return false }
+        return spent < budget
     }
 
     static func summary(_ row: Row) -> ProviderSummary {
@@ -180,8 +186,10 @@ public struct ProviderStore: Sendable {
     }
 
     static func validate(_ url: URL) throws {
-        guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty, scheme == "https" || scheme == "http" else {
-            throw ProviderStoreError.invalid("the base URL must be an absolute http(s) URL")
+        // https, unless the host is loopback (a local model server); private addresses are
+        // checked when a call connects (`DestinationPolicy`).
+        do { try DestinationPolicy.requireSecure(url, field: "base_url") } catch let error as DestinationError {
+            throw ProviderStoreError.invalid(error.description)
         }
     }
 }

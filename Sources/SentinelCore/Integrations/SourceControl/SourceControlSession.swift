@@ -110,6 +110,7 @@ public struct GitHubSession: SourceControlSession {
             if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
             throw SourceControlError.permanent(error.description)
         } catch let error as OutboundHTTPError {
+            if case .destinationRefused = error { throw SourceControlError.permanent("GitHub \(error)") }
             throw SourceControlError.retryable("GitHub unreachable: \(error)", retryAfter: nil)
         }
     }

@@ -253,6 +253,7 @@ public enum ConfigLoader {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
         guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
+        _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
             throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")

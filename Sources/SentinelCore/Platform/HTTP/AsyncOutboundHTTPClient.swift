@@ -9,13 +9,40 @@ import Synchronization
 /// The production `OutboundHTTPClient`: AsyncHTTPClient with real timeouts and pooling. One is made
 /// per trust configuration, so a GitHub Enterprise Server behind an internal CA gets its own roots
 /// while everything else uses the system's. Call `shutdown()` before the process exits.
+///
+/// Destinations are checked at connect time (`DestinationPolicy`): the host is resolved here, every
+/// address it resolves to is checked, and the connection goes to the checked address (an
+/// AsyncHTTPClient DNS override, which keeps the Host header, SNI and certificate checks on the
+/// name), so DNS cannot hand the connection a different address after the check. Each host gets
+/// its own pinned pool; when the host moves to addresses that no longer include the pinned one, a
+/// new pool is pinned and the old one closes once its requests are done.
 public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
+    private struct Pinned {
+        var address: IPAddress
+        var client: HTTPClient
+        var inFlight: Int
+    }
+
+    private struct Pins {
+        var current: [String: Pinned] = [:]
+        var retired: [ObjectIdentifier: Pinned] = [:]
+        var shutDown = false
+    }
+
     private let client: HTTPClient
+    private let configuration: HTTPClient.Configuration
+    private let pins = Mutex(Pins())
     private let shutDown = Mutex(false)
     public let maxResponseBytes: Int
+    public let destinations: DestinationPolicy
+    let resolver: any HostResolver
 
-    /// - Parameter caBundlePEM: extra trust roots (PEM, one or more certificates); nil = system roots.
-    public init(caBundlePEM: String? = nil, maxResponseBytes: Int = 32 * 1024 * 1024) throws {
+    /// - Parameters:
+    ///   - caBundlePEM: extra trust roots (PEM, one or more certificates); nil = system roots.
+    ///   - destinations: which addresses calls may reach (default: public and loopback only).
+    ///   - resolver: host name resolution (injectable for tests).
+    public init(caBundlePEM: String? = nil, maxResponseBytes: Int = 32 * 1024 * 1024,
+                destinations: DestinationPolicy = DestinationPolicy(), resolver: any HostResolver = SystemHostResolver()) throws {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let pem = caBundlePEM {
             let certificates = try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))
@@ -26,8 +53,11 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
         configuration.decompression = .enabled(limit: .ratio(50))
         configuration.redirectConfiguration = .disallow
+        self.configuration = configuration
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.maxResponseBytes = maxResponseBytes
+        self.destinations = destinations
+        self.resolver = resolver
     }
 
     public func send(_ request: OutboundRequest) async throws -> OutboundResponse {
@@ -36,12 +66,17 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
         for (name, value) in request.headers { outbound.headers.add(name: name, value: value) }
         if outbound.headers["User-Agent"].isEmpty { outbound.headers.add(name: "User-Agent", value: "Sentinel/\(SentinelVersion.current)") }
         if let body = request.body { outbound.body = .bytes(ByteBuffer(bytes: body)) }
+        let prepared = outbound
         let host = request.url.host ?? request.url.absoluteString
         do {
-            let response = try await client.execute(outbound, timeout: .nanoseconds(request.timeout.nanoseconds))
-            let body = try await response.body.collect(upTo: maxResponseBytes)
-            return OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                                    body: Data(buffer: body))
+            return try await Self.withDeadline(request.timeout, host: host) { [self] in
+                let (client, pinnedHost) = try await self.connection(for: request.url)
+                defer { if let pinnedHost { self.release(client, host: pinnedHost) } }
+                let response = try await client.execute(prepared, timeout: .nanoseconds(request.timeout.nanoseconds))
+                let body = try await response.body.collect(upTo: self.maxResponseBytes)
+                return OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                                        body: Data(buffer: body))
+            }
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw OutboundHTTPError.timeout(host)
         } catch let error as NIOTooManyBytesError {
@@ -49,19 +84,109 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
             throw OutboundHTTPError.responseTooLarge(host)
         } catch let error as OutboundHTTPError {
             throw error
+        } catch let error as DestinationError {
+            throw OutboundHTTPError.destinationRefused(error.description)
         } catch {
             throw OutboundHTTPError.connection("\(host): \(error)")
         }
     }
 
+    /// The client to send `url` with, after checking where it goes: the shared one for an address
+    /// literal (checked as is), else the pool pinned to a checked address of the host (returned
+    /// with the host, to be released after the request).
+    private func connection(for url: URL) async throws -> (HTTPClient, pinnedHost: String?) {
+        guard var host = url.host, !host.isEmpty else { throw OutboundHTTPError.connection("\(url.absoluteString): no host") }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if let literal = IPAddress(host) {
+            try destinations.check(literal, host: host)
+            return (client, nil)
+        }
+        let port = url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80)
+        let addresses = try await resolver.resolve(host: host, port: port)
+        // Every address is checked: a name with one private address among public ones is refused,
+        // whichever of them the connection would have used.
+        for address in addresses { try destinations.check(address, host: host) }
+        return (try pin(host: host, addresses: addresses), host)
+    }
+
+    private func pin(host: String, addresses: [IPAddress]) throws -> HTTPClient {
+        let configuration = configuration
+        let (chosen, toClose) = try pins.withLock { (pins: inout Pins) throws -> (HTTPClient, HTTPClient?) in
+            guard !pins.shutDown else { throw OutboundHTTPError.connection("the HTTP client is shut down") }
+            if var entry = pins.current[host], addresses.contains(entry.address) {
+                entry.inFlight += 1
+                pins.current[host] = entry
+                return (entry.client, nil)
+            }
+            var pinned = configuration
+            pinned.dnsOverride = [host: addresses[0].description]
+            let fresh = HTTPClient(eventLoopGroupProvider: .singleton, configuration: pinned)
+            var close: HTTPClient?
+            if let old = pins.current[host] {
+                if old.inFlight == 0 { close = old.client } else { pins.retired[ObjectIdentifier(old.client)] = old }
+            }
+            pins.current[host] = Pinned(address: addresses[0], client: fresh, inFlight: 1)
+            return (fresh, close)
+        }
+        toClose?.shutdown { _ in }
+        return chosen
+    }
+
+    private func release(_ client: HTTPClient, host: String) {
+        let toClose = pins.withLock { (pins: inout Pins) -> HTTPClient? in
+            if var entry = pins.current[host], entry.client === client {
+                entry.inFlight -= 1
+                pins.current[host] = entry
+                return nil
+            }
+            let id = ObjectIdentifier(client)
+            guard var entry = pins.retired[id] else { return nil }
+            entry.inFlight -= 1
+            if entry.inFlight > 0 { pins.retired[id] = entry; return nil }
+            pins.retired[id] = nil
+            return entry.client
+        }
+        toClose?.shutdown { _ in }
+    }
+
+    /// Runs `operation` (the request and the whole body read) under one total deadline. The
+    /// client's own deadline ends when the response head arrives, so a server that sends its head
+    /// and then drips the body would otherwise hold the caller for as long as it likes; here the
+    /// deadline cancels the read (which closes the connection) and the call fails with `.timeout`.
+    static func withDeadline(_ timeout: Duration, host: String,
+                             _ operation: @escaping @Sendable () async throws -> OutboundResponse) async throws -> OutboundResponse {
+        let deadline = ContinuousClock.now + timeout
+        return try await withThrowingTaskGroup(of: OutboundResponse?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let response = first else {
+                throw OutboundHTTPError.timeout(host)
+            }
+            return response
+        }
+    }
+
     public func shutdown() async {
         guard shutDown.withLock({ let was = $0; $0 = true; return !was }) else { return }
+        let pinned = pins.withLock { (pins: inout Pins) -> [HTTPClient] in
+            pins.shutDown = true
+            defer { pins.current = [:]; pins.retired = [:] }
+            return pins.current.values.map(\.client) + pins.retired.values.map(\.client)
+        }
+        for client in pinned { try? await client.shutdown() }
         try? await client.shutdown()
     }
 
     /// A client dropped without `shutdown()` (an error path) still releases its connections,
     /// without blocking the releasing thread.
     deinit {
-        if !shutDown.withLock({ $0 }) { client.shutdown { _ in } }
+        if !shutDown.withLock({ $0 }) {
+            client.shutdown { _ in }
+            for entry in pins.withLock({ Array($0.current.values) + Array($0.retired.values) }) { entry.client.shutdown { _ in } }
+        }
     }
 }

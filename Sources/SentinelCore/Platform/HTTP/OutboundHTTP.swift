@@ -54,12 +54,15 @@ public enum OutboundHTTPError: Error, CustomStringConvertible, Equatable {
     case timeout(String)
     case connection(String)
     case responseTooLarge(String)
+    /// The destination is not allowed (`DestinationPolicy`); nothing was sent.
+    case destinationRefused(String)
 
     public var description: String {
         switch self {
         case .timeout(let host): return "request to \(host) timed out"
         case .connection(let message): return "connection failed: \(message)"
         case .responseTooLarge(let host): return "response from \(host) exceeded the size limit"
+        case .destinationRefused(let message): return "destination refused: \(message)"
         }
     }
 }

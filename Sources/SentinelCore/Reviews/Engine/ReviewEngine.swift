@@ -63,6 +63,9 @@ public struct ReviewOptions: Sendable {
     public var alreadyPosted: Set<String>
     /// Why there is no model, shown when `model` is nil (e.g. "no provider key", "budget spent").
     public var aiSkippedReason: String?
+    /// Tokens (input + output, as the provider reports them) the run's model calls may spend in
+    /// total; a call whose estimate would exceed what is left is not made. nil = no run budget.
+    public var maxTokensPerRun: Int?
 
     public init(include: [String] = [], exclude: [String] = [], defaultSkips: Bool = true, instructions: String? = nil,
                 pathInstructions: [(glob: String, text: String)] = [], language: String? = nil,
@@ -83,6 +86,7 @@ public struct ReviewOptions: Sendable {
         self.maxParallelChunks = maxParallelChunks
         self.alreadyPosted = alreadyPosted
         self.aiSkippedReason = aiSkippedReason
+        self.maxTokensPerRun = nil
     }
 }
 
@@ -111,11 +115,21 @@ public struct ReviewCoverage: Sendable, Hashable {
     public var reviewedFiles: Int
     public var totalFiles: Int
     public var skipped: [SkipReason: Int]
+    /// Files the AI review did not cover because a spend limit refused their model call.
+    public var notReviewed: [String]
+    /// Why they were not reviewed (the refusal).
+    public var notReviewedReason: String?
 
-    public init(reviewedFiles: Int, totalFiles: Int, skipped: [SkipReason: Int]) {
+    /// Names listed in the sentence; more are counted.
+    public static let maxListedNotReviewed = 20
+
+    public init(reviewedFiles: Int, totalFiles: Int, skipped: [SkipReason: Int], notReviewed: [String] = [],
+                notReviewedReason: String? = nil) {
         self.reviewedFiles = reviewedFiles
         self.totalFiles = totalFiles
         self.skipped = skipped
+        self.notReviewed = notReviewed
+        self.notReviewedReason = notReviewedReason
     }
 
     /// e.g. "Reviewed 3 of 5 files; skipped 2: lock files (1), binary (1)."
@@ -126,7 +140,13 @@ public struct ReviewCoverage: Sendable, Hashable {
             let parts = skipped.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key.label) (\($0.value))" }
             s += "; skipped \(skippedCount): " + parts.joined(separator: ", ")
         }
-        return s + "."
+        s += "."
+        if !notReviewed.isEmpty {
+            var names = notReviewed.prefix(Self.maxListedNotReviewed).map { "`\(ModelText.neutralize($0))`" }.joined(separator: ", ")
+            if notReviewed.count > Self.maxListedNotReviewed { names += " and \(notReviewed.count - Self.maxListedNotReviewed) more" }
+            s += " Not reviewed by AI" + (notReviewedReason.map { " (\($0))" } ?? "") + ": " + names + "."
+        }
+        return s
     }
 }
 
@@ -221,7 +241,12 @@ public enum ReviewEngine {
     /// Smallest diff budget per chunk, whatever the instructions take.
     public static let minimumChunkBudget = 1_000
 
-    public static func review(files: [DiffFile], options: ReviewOptions, model: (any ReviewModel)?) async -> ReviewResult {
+    /// Expected reply tokens reserved for each call on top of its prompt (see `ModelCallGate`).
+    public static var expectedOutputTokens: Int { CallAdmission.expectedOutputTokens }
+
+    /// - Parameter gate: asked before every model call (shared spend limits) and told after it.
+    public static func review(files: [DiffFile], options: ReviewOptions, model: (any ReviewModel)?,
+                              gate: (any ModelCallGate)? = nil) async -> ReviewResult {
         // 1. Filter.
         let filter = PathFilter(include: options.include, exclude: options.exclude, defaultSkips: options.defaultSkips)
         var decisions = files.map { filter.decision(for: $0) }
@@ -252,15 +277,22 @@ public enum ReviewEngine {
         var calls: [ModelCallRecord] = []
         var rawFindings: [RawFinding] = []
         var summaries: [String] = []
+        var refusedPaths: [String] = []
+        var refusal: String?
         if let model {
             if chunks.isEmpty {
                 aiStatus = .skipped(reason: reviewable.isEmpty ? "no files left to review after filters"
                                                                : "no reviewable lines in the change")
             } else {
-                let outcomes = await runChunks(chunks, options: options, model: model)
+                let admission = CallAdmission(run: options.maxTokensPerRun.map { RunTokenBudget(limit: $0) }, gate: gate)
+                let outcomes = await runChunks(chunks, options: options, model: model, admission: admission)
                 var failures: [String] = []
                 for outcome in outcomes {
                     calls += outcome.calls
+                    if outcome.refused {
+                        for file in chunks[outcome.index].files where !refusedPaths.contains(file.path) { refusedPaths.append(file.path) }
+                        if refusal == nil { refusal = outcome.failure }
+                    }
                     if let output = outcome.output {
                         rawFindings += output.findings
                         if !output.summary.isEmpty { summaries.append(output.summary) }
@@ -288,11 +320,17 @@ public enum ReviewEngine {
         let ranked = FindingRanker.select(builtin + anchored, minSeverity: options.minSeverity,
                                           maxComments: options.maxComments, alreadyPosted: options.alreadyPosted)
 
-        // 6. Coverage and summary.
+        // 6. Coverage and summary. Files whose model call a spend limit refused were not reviewed.
+        if !refusedPaths.isEmpty {
+            let refused = Set(refusedPaths)
+            for (i, file) in files.enumerated() where decisions[i] == .review && refused.contains(file.path) {
+                decisions[i] = .skip(.overBudget)
+            }
+        }
         var skipped: [SkipReason: Int] = [:]
         for decision in decisions { if let r = decision.skipReason { skipped[r, default: 0] += 1 } }
         let coverage = ReviewCoverage(reviewedFiles: decisions.filter { $0 == .review }.count, totalFiles: files.count,
-                                      skipped: skipped)
+                                      skipped: skipped, notReviewed: refusedPaths, notReviewedReason: refusal)
         let reports = zip(files, decisions).map { file, decision in
             FileReport(path: file.path, previousPath: file.status == .renamed ? file.oldPath : nil, status: file.status,
                        additions: file.additions, deletions: file.deletions, decision: decision)
@@ -311,10 +349,13 @@ public enum ReviewEngine {
         var output: ModelReviewOutput?
         var failure: String?
         var calls: [ModelCallRecord]
+        /// A spend limit refused the call: the chunk's files were not reviewed.
+        var refused = false
     }
 
     /// Runs chunks with at most `maxParallelChunks` model calls in flight, results in chunk order.
-    private static func runChunks(_ chunks: [ReviewChunk], options: ReviewOptions, model: any ReviewModel) async -> [ChunkOutcome] {
+    private static func runChunks(_ chunks: [ReviewChunk], options: ReviewOptions, model: any ReviewModel,
+                                  admission: CallAdmission) async -> [ChunkOutcome] {
         let limit = max(1, options.maxParallelChunks)
         let instructions = options.instructions
         let pathInstructions = options.pathInstructions
@@ -326,7 +367,7 @@ public enum ReviewEngine {
                 group.addTask {
                     let prompt = PromptBuilder.build(chunk: chunk, instructions: instructions,
                                                      pathInstructions: pathInstructions, language: language)
-                    return await review(chunk: chunk, index: index, prompt: prompt, model: model)
+                    return await review(chunk: chunk, index: index, prompt: prompt, model: model, admission: admission)
                 }
             }
             while next < min(limit, chunks.count) { launch(next); next += 1 }
@@ -343,32 +384,41 @@ public enum ReviewEngine {
 
     /// One chunk: call, parse; unusable output is retried once (a new sample often fixes it);
     /// any other error is final here because the router already retried and fell back.
-    private static func review(chunk: ReviewChunk, index: Int, prompt: ReviewPrompt, model: any ReviewModel) async -> ChunkOutcome {
+    /// Every call is admitted first (run budget, shared spend limits) and settled after.
+    private static func review(chunk: ReviewChunk, index: Int, prompt: ReviewPrompt, model: any ReviewModel,
+                               admission: CallAdmission) async -> ChunkOutcome {
         var calls: [ModelCallRecord] = []
         var lastProblem = ""
+        let estimate = CallAdmission.estimate(prompt)
         for attempt in 1...2 {
+            do { try await admission.admit(estimate) } catch {
+                let reason = (error as? ModelCallRefused)?.reason ?? describe(error)
+                return ChunkOutcome(index: index, output: nil, failure: reason, calls: calls, refused: true)
+            }
             let reply: ModelReply
             let started = ContinuousClock.now
             do {
                 reply = try await model.complete(prompt)
             } catch let error as ModelOutputError {
+                await admission.settle(estimate, call: nil)
                 lastProblem = error.description
                 continue
             } catch {
+                await admission.settle(estimate, call: nil)
                 return ChunkOutcome(index: index, output: nil, failure: describe(error), calls: calls)
             }
             let elapsed = ContinuousClock.now - started
             let durationMs = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
-            do {
-                let output = try ModelOutputParser.parse(reply.text)
-                calls.append(ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
-                                             usage: reply.usage, parsed: true, durationMs: durationMs))
-                return ChunkOutcome(index: index, output: output, failure: nil, calls: calls)
-            } catch {
-                calls.append(ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
-                                             usage: reply.usage, parsed: false, durationMs: durationMs))
+            let output: ModelReviewOutput?
+            do { output = try ModelOutputParser.parse(reply.text) } catch {
+                output = nil
                 lastProblem = (error as? ModelOutputError)?.description ?? describe(error)
             }
+            let call = ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
+                                       usage: reply.usage, parsed: output != nil, durationMs: durationMs)
+            calls.append(call)
+            await admission.settle(estimate, call: call)
+            if let output { return ChunkOutcome(index: index, output: output, failure: nil, calls: calls) }
         }
         return ChunkOutcome(index: index, output: nil, failure: lastProblem, calls: calls)
     }

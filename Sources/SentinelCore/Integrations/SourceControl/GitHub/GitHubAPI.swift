@@ -140,7 +140,7 @@ public struct GitHubClient: Sendable {
         }
         if retryAfter == nil, response.status == 429 { retryAfter = 60 }
         if retryAfter == nil, response.status == 403, message.lowercased().contains("secondary rate limit") { retryAfter = 60 }
-        return GitHubAPIError(status: response.status, message: String(message.prefix(300)), operation: operation, retryAfter: retryAfter)
+        return GitHubAPIError(status: response.status, message: RemoteText.clean(message), operation: operation, retryAfter: retryAfter)
     }
 
     func request(_ method: String, _ path: String, query: [(String, String)] = [], body: Data? = nil,

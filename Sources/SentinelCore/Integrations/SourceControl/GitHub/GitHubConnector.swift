@@ -13,13 +13,17 @@ public actor GitHubConnector: SourceControlConnector {
 
     let integrations: IntegrationService
     let requestTimeout: Duration
+    let destinations: DestinationPolicy
     private var entries: [IntegrationID: Entry] = [:]
     /// Bot logins learnt from GitHub (`GET /app`) for integrations that were not given one.
     private var botLogins: [IntegrationID: String] = [:]
 
-    public init(integrations: IntegrationService, requestTimeout: Duration = .seconds(30)) {
+    /// - Parameter destinations: where the clients may connect (`security.*`); GHES hosts on a
+    ///   private network need an allowed CIDR.
+    public init(integrations: IntegrationService, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy()) {
         self.integrations = integrations
         self.requestTimeout = requestTimeout
+        self.destinations = destinations
     }
 
     public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
@@ -32,7 +36,7 @@ public actor GitHubConnector: SourceControlConnector {
                 throw SourceControlError.permanent("the repository's GitHub integration \(id) no longer exists")
             }
             let http: AsyncOutboundHTTPClient
-            do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM) } catch {
+            do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
                 throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
             }
             let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)

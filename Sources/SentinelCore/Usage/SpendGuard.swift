@@ -1,0 +1,107 @@
+import Foundation
+import GRDB
+
+/// The usage table's writer: one row per model call (keyed by run, job attempt, chunk and attempt,
+/// so a retried transaction or a second recording of the same call counts it once) and one
+/// `UsageRecorded` event per new row.
+public enum UsageLedger {
+    public static func callKey(runID: Int64, jobAttempt: Int, call: ModelCallRecord) -> String {
+        "run:\(runID):job:\(jobAttempt):chunk:\(call.chunk):attempt:\(call.attempt)"
+    }
+
+    public static func record(_ calls: [(call: ModelCallRecord, costUSD: Double)], runID: Int64, repository: String, jobAttempt: Int,
+                              in tx: inout WorkspaceTransaction) throws {
+        for (call, cost) in calls {
+            try tx.db.execute(sql: """
+                INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms,
+                                                     recorded_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [runID, callKey(runID: runID, jobAttempt: jobAttempt, call: call), call.provider, call.model,
+                                 call.usage.inputTokens, call.usage.outputTokens, cost, call.durationMs, tx.now.epoch])
+            if tx.db.changesCount == 1 {
+                try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
+                    "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
+                    "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", cost),
+                    "call_duration_ms": String(call.durationMs)]))
+            }
+        }
+    }
+
+    /// This month's (UTC) AI spend of the workspace: tokens and estimated USD.
+    public static func monthToDate(in db: Database, now: Date) throws -> (tokens: Int, costUSD: Double) {
+        let row = try Row.fetchOne(db, sql: """
+            SELECT coalesce(sum(input_tokens + output_tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost
+            FROM usage_records WHERE recorded_at >= ?
+            """, arguments: [PlanLimits.monthStart(now)])
+        let tokens: Int = row?["tokens"] ?? 0
+        let cost: Double = row?["cost"] ?? 0
+        return (tokens, cost)
+    }
+}
+
+/// The shared spend limits of one review run, checked before every model call: the workspace's AI
+/// budget (`ai.monthly_budget_usd`) and the plan's monthly token limit. Each call is recorded in
+/// the usage table as soon as it returns, so a concurrent run sees it at its next check, and the
+/// run's calls in flight are reserved against the token limit: concurrent runs overshoot a limit
+/// by at most about one call each. Anything that cannot be read or recorded refuses the next call:
+/// an AI call that cannot be metered is not made.
+public actor RunSpendGuard: ModelCallGate {
+    public typealias Cost = @Sendable (ModelCallRecord) async -> Double
+
+    let workspace: WorkspaceActor
+    let runID: Int64
+    let jobAttempt: Int
+    let repository: String
+    let plan: Plan?
+    let cost: Cost
+    private var reservedTokens = 0
+    private var recordingFailure: String?
+
+    public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, repository: String, plan: Plan?,
+                cost: @escaping Cost = { _ in 0 }) {
+        self.workspace = workspace
+        self.runID = runID
+        self.jobAttempt = jobAttempt
+        self.repository = repository
+        self.plan = plan
+        self.cost = cost
+    }
+
+    public func admit(estimatedTokens: Int) async throws {
+        if let recordingFailure {
+            throw ModelCallRefused("AI usage could not be recorded (\(recordingFailure)); no further AI call is made")
+        }
+        let now = Date()
+        let state: (budget: Double?, tokens: Int, costUSD: Double)
+        do {
+            state = try await workspace.read { db in
+                let budget = try ProviderStore.monthlyBudget(in: db)
+                let spent = try UsageLedger.monthToDate(in: db, now: now)
+                return (budget: budget, tokens: spent.tokens, costUSD: spent.costUSD)
+            }
+        } catch {
+            throw ModelCallRefused("the workspace's AI usage could not be read (\(error)); no AI call is made without metering")
+        }
+        if let budget = state.budget, state.costUSD >= budget {
+            throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent)
+        }
+        if let plan, let limit = plan.tokensPerMonth, state.tokens + reservedTokens >= limit {
+            throw ModelCallRefused("plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and \(state.tokens) are used")
+        }
+        reservedTokens += estimatedTokens
+    }
+
+    public func settle(estimatedTokens: Int, call: ModelCallRecord?) async {
+        reservedTokens -= estimatedTokens
+        guard let call else { return }
+        let usd = await cost(call)
+        let (runID, jobAttempt, repository) = (runID, jobAttempt, repository)
+        do {
+            try await workspace.write { tx in
+                try UsageLedger.record([(call: call, costUSD: usd)], runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
+            }
+        } catch {
+            recordingFailure = String(describing: error)
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// A model that reports a fixed usage per call and counts its calls; `onCall` runs inside a call
+/// (e.g. another run spending meanwhile).
+struct MeteredFakeModel: ReviewModel {
+    let tracker: EngineCallTracker
+    let tokensPerCall: Int
+    var onCall: @Sendable (Int) async throws -> Void = { _ in }
+
+    func complete(_ prompt: ReviewPrompt) async throws -> ModelReply {
+        await tracker.enter()
+        let n = await tracker.calls[""] ?? 0
+        try await onCall(n)
+        await tracker.exit()
+        return ModelReply(text: #"{"summary": "ok", "findings": []}"#,
+                          usage: TokenUsage(inputTokens: tokensPerCall - 100, outputTokens: 100), provider: "prv_fake", model: "fake-1")
+    }
+}
+
+@Suite("Engine: spend limits", .serialized)
+struct EngineSpendTests {
+    /// `count` small files, each its own chunk (the chunk budget fits one file).
+    static func files(_ count: Int) throws -> [DiffFile] {
+        var text = ""
+        for i in 0..<count {
+            text += "diff --git a/src/f\(i).swift b/src/f\(i).swift\n--- a/src/f\(i).swift\n+++ b/src/f\(i).swift\n"
+            text += "@@ -1,1 +1,2 @@\n let a\(i) = \(i)\n+let b\(i) = a\(i) + \(String(repeating: "1", count: 3_000))\n"
+        }
+        return try UnifiedDiff.parse(text)
+    }
+
+    static func options() -> ReviewOptions {
+        var options = ReviewOptions()
+        options.builtinChecks = false
+        options.chunkTokenBudget = 2_000
+        options.maxParallelChunks = 1
+        return options
+    }
+
+    @Test("a run budget smaller than the pull request makes fewer calls and names the files it did not review")
+    func runBudgetStopsCalls() async throws {
+        let files = try Self.files(5)
+        var options = Self.options()
+        let unlimited = EngineCallTracker()
+        let all = await ReviewEngine.review(files: files, options: options, model: MeteredFakeModel(tracker: unlimited, tokensPerCall: 10_000))
+        #expect(all.chunkCount == 5)
+        #expect(await unlimited.calls[""] == 5)
+        #expect(all.coverage.notReviewed.isEmpty)
+
+        // 10,000 tokens per call: after two calls 20,000 are spent and the third call's estimate
+        // (its prompt plus the expected reply) no longer fits in 22,000.
+        options.maxTokensPerRun = 22_000
+        let tracker = EngineCallTracker()
+        let result = await ReviewEngine.review(files: files, options: options, model: MeteredFakeModel(tracker: tracker, tokensPerCall: 10_000))
+        #expect(await tracker.calls[""] == 2)
+        #expect(result.usage.count == 2)
+        #expect(result.totalUsage.totalTokens <= 22_000)
+        #expect(result.coverage.notReviewed == ["src/f2.swift", "src/f3.swift", "src/f4.swift"])
+        #expect(result.coverage.reviewedFiles == 2)
+        #expect(result.coverage.skipped[.overBudget] == 3)
+        let sentence = result.coverage.sentence
+        #expect(sentence.contains("`src/f2.swift`") && sentence.contains("`src/f4.swift`"), "\(sentence)")
+        #expect(sentence.contains("review.max_tokens_per_run"), "\(sentence)")
+        guard case .partial(let failed, let total, _) = result.aiStatus else { Issue.record("\(result.aiStatus)"); return }
+        #expect(failed == 3 && total == 5)
+        #expect(result.summary.contains("`src/f3.swift`"))
+    }
+
+    /// A workspace with a repository and two queued runs (usage rows reference their run).
+    static func workspaceWithRuns(_ h: TestHarness) async throws -> (WorkspaceID, Int64, Int64) {
+        let ws = try h.createWorkspace()
+        let (a, b) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES ('int_spend00000000001', 'github', 'x', x'00', 0)")
+                let repo = try RepositoryStore.register(integrationID: IntegrationID("int_spend00000000001")!, externalID: 1, fullName: "acme/api",
+                                                        installationID: 1, in: &tx)
+                let a = try ReviewRunStore.request(repository: repo, prNumber: 1, headSHA: "a1", baseSHA: nil, trigger: "opened", fullReview: false,
+                                                   correlationID: nil, in: &tx).0
+                let b = try ReviewRunStore.request(repository: repo, prNumber: 2, headSHA: "b1", baseSHA: nil, trigger: "opened", fullReview: false,
+                                                   correlationID: nil, in: &tx).0
+                return (a, b)
+            }
+        }
+        return (ws, a, b)
+    }
+
+    @Test("the workspace AI budget spent by another run meanwhile refuses this run's next call; each call is recorded as it returns")
+    func budgetSpentByAnotherRunMidRun() async throws {
+        let h = try TestHarness()
+        let (ws, runA, runB) = try await Self.workspaceWithRuns(h)
+        let store = ProviderStore(masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await store.setMonthlyBudget(1.0, by: "test", in: actor)
+            let guardB = RunSpendGuard(workspace: actor, runID: runB, jobAttempt: 1, repository: "acme/api", plan: nil, cost: { _ in 2.5 })
+            let guardA = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: nil, cost: { _ in 0.01 })
+            let tracker = EngineCallTracker()
+            // While run A's first call is out, run B makes (and pays for) a call that spends the budget.
+            let model = MeteredFakeModel(tracker: tracker, tokensPerCall: 1_000) { n in
+                guard n == 1 else { return }
+                try await guardB.admit(estimatedTokens: 1_000)
+                await guardB.settle(estimatedTokens: 1_000, call: ModelCallRecord(chunk: 0, attempt: 1, provider: "prv_fake", model: "fake-1",
+                                                                                  usage: TokenUsage(inputTokens: 900, outputTokens: 100), parsed: true))
+            }
+            let result = await ReviewEngine.review(files: try Self.files(3), options: Self.options(), model: model, gate: guardA)
+            #expect(await tracker.calls[""] == 1, "the second call of run A is refused")
+            #expect(result.coverage.notReviewed == ["src/f1.swift", "src/f2.swift"])
+            #expect(result.coverage.notReviewedReason == ProviderRouter.SkipReason.budgetSpent)
+            // Both runs' calls are in the usage table already (not only at the end of a run).
+            let runs = try await actor.read { db in try Int64.fetchAll(db, sql: "SELECT run_id FROM usage_records ORDER BY id") }
+            #expect(runs == [runB, runA])
+            #expect(try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'UsageRecorded'") } == 2)
+        }
+        await h.stop()
+    }
+
+    @Test("the plan's token limit is checked before every call, not only at run start")
+    func planTokensCheckedPerCall() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let plan = Plan(name: "small", reviewsPerMonth: nil, tokensPerMonth: 25_000, repositories: nil, seats: nil)
+            let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: plan)
+            let tracker = EngineCallTracker()
+            let result = await ReviewEngine.review(files: try Self.files(5), options: Self.options(),
+                                                   model: MeteredFakeModel(tracker: tracker, tokensPerCall: 10_000), gate: gate)
+            // 0 → 10k → 20k used: the third call is still under the limit, the fourth is not.
+            #expect(await tracker.calls[""] == 3)
+            #expect(result.coverage.notReviewed == ["src/f3.swift", "src/f4.swift"])
+            #expect(result.coverage.notReviewedReason?.hasPrefix("plan_limit:") == true)
+        }
+        await h.stop()
+    }
+
+    @Test("an unreadable usage table refuses every model call")
+    func unreadableUsageFailsClosed() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try tx.db.execute(sql: "ALTER TABLE usage_records RENAME TO usage_records_moved") }
+            let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: nil)
+            let tracker = EngineCallTracker()
+            let result = await ReviewEngine.review(files: try Self.files(2), options: Self.options(),
+                                                   model: MeteredFakeModel(tracker: tracker, tokensPerCall: 1_000), gate: gate)
+            #expect(await tracker.calls[""] == nil, "no call is made")
+            #expect(result.coverage.notReviewed.count == 2)
+            guard case .failed(let reason) = result.aiStatus else { Issue.record("\(result.aiStatus)"); return }
+            #expect(reason.contains("usage could not be read"), "\(reason)")
+        }
+        await h.stop()
+    }
+}

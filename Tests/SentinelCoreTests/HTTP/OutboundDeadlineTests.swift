@@ -1,0 +1,23 @@
+import Foundation
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Outbound deadline")
+struct OutboundDeadlineTests {
+    @Test("a server that sends its head and then drips the body is cut off by the total deadline")
+    func slowDripTimesOut() async throws {
+        let server = try await SlowDripServer.start(bodyBytes: 600, interval: .milliseconds(100))
+        let http = try AsyncOutboundHTTPClient()
+        // The head arrives at once; the whole body would take a minute.
+        await #expect {
+            _ = try await http.send(OutboundRequest(url: URL(string: "http://127.0.0.1:\(server.port)/drip")!, timeout: .seconds(1)))
+        } throws: { error in
+            guard case OutboundHTTPError.timeout = error else { return false }
+            return true
+        }
+        #expect(await server.headsSent() == 1, "the head was sent: the deadline held after it")
+        await http.shutdown()
+        await server.stop()
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// Resolves names from a table, like a DNS server an attacker controls would.
+struct TableResolver: HostResolver {
+    let table: [String: [String]]
+    func resolve(host: String, port: Int) async throws -> [IPAddress] {
+        guard let entries = table[host] else { throw OutboundHTTPError.connection("\(host): the name could not be resolved") }
+        return entries.compactMap(IPAddress.init)
+    }
+}
+
+@Suite("Outbound destinations")
+struct OutboundDestinationTests {
+    @Test("configured URLs must be https unless the host is loopback")
+    func httpsRequired() throws {
+        for ok in ["https://api.openai.com/v1", "http://127.0.0.1:8080", "http://127.9.9.9", "http://localhost:11434", "http://[::1]:8080"] {
+            #expect(throws: Never.self) { try DestinationPolicy.requireSecure(URL(string: ok)!, field: "base_url") }
+        }
+        for bad in ["http://api.openai.com/v1", "http://10.0.0.5:8080", "http://169.254.169.254/latest"] {
+            #expect(throws: DestinationError.insecureScheme(field: "base_url", url: bad)) {
+                try DestinationPolicy.requireSecure(URL(string: bad)!, field: "base_url")
+            }
+        }
+        #expect(throws: DestinationError.self) { try DestinationPolicy.requireSecure(URL(string: "ftp://example.com")!, field: "api_url") }
+    }
+
+    @Test("private, link-local, metadata and other reserved addresses are refused; public and loopback pass; the CIDR list and the switch allow")
+    func addressPolicy() throws {
+        let strict = DestinationPolicy()
+        for refused in ["10.0.0.5", "172.16.3.4", "192.168.1.1", "100.64.0.1", "169.254.169.254", "0.0.0.0", "224.0.0.1",
+                        "fc00::1", "fd12:3456::1", "fe80::1", "::", "ff02::1", "::ffff:10.0.0.5", "::ffff:169.254.169.254"] {
+            #expect(throws: DestinationError.self, "\(refused)") { try strict.check(IPAddress(refused)!, host: "h") }
+        }
+        for allowed in ["127.0.0.1", "127.5.5.5", "::1", "8.8.8.8", "140.82.112.3", "2606:4700::6810:84e5", "172.32.0.1"] {
+            #expect(throws: Never.self, "\(allowed)") { try strict.check(IPAddress(allowed)!, host: "h") }
+        }
+        var security = testConfig().security
+        security.allowedDestinationCIDRs = "10.20.0.0/16, fd00:abcd::/32"
+        let listed = try DestinationPolicy(security)
+        #expect(throws: Never.self) { try listed.check(IPAddress("10.20.7.8")!, host: "ghes.corp") }
+        #expect(throws: Never.self) { try listed.check(IPAddress("fd00:abcd::5")!, host: "ghes.corp") }
+        #expect(throws: DestinationError.self) { try listed.check(IPAddress("10.21.0.1")!, host: "ghes.corp") }
+        #expect(throws: DestinationError.self) { try listed.check(IPAddress("169.254.169.254")!, host: "ghes.corp") }
+        security.allowPrivateDestinations = true
+        #expect(throws: Never.self) { try DestinationPolicy(security).check(IPAddress("169.254.169.254")!, host: "x") }
+        security.allowedDestinationCIDRs = "10.0.0.0/33"
+        #expect(throws: ConfigError.self) { try DestinationPolicy(security) }
+    }
+
+    @Test("a malformed allowed CIDR is a configuration error at load time")
+    func malformedCIDRRejectedByConfig() throws {
+        #expect {
+            try ConfigLoader.load(file: nil, environment: ["SENTINEL_SECURITY_ALLOWED_DESTINATION_CIDRS": "10.0.0.0/8,10.1.0.0/99"])
+        } throws: { "\($0)".contains("security.allowed_destination_cidrs") && "\($0)".contains("10.1.0.0/99") }
+        let ok = try ConfigLoader.load(file: nil, environment: ["SENTINEL_SECURITY_ALLOWED_DESTINATION_CIDRS": "10.0.0.0/8, fd00::/8"])
+        #expect(try DestinationPolicy(ok.security).allowedRanges.map(\.description) == ["10.0.0.0/8", "fd00::/8"])
+    }
+
+    @Test("the metadata address is refused before any connection is made")
+    func metadataAddressRefused() async throws {
+        let http = try AsyncOutboundHTTPClient()
+        await #expect {
+            _ = try await http.send(OutboundRequest(url: URL(string: "http://169.254.169.254/latest/meta-data/")!, timeout: .seconds(5)))
+        } throws: { error in
+            guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+            return message.contains("169.254.169.254") && message.contains("link-local")
+        }
+        await http.shutdown()
+    }
+
+    @Test("a public-looking name that resolves to a private address is refused at connect time; an allowed one connects to the checked address")
+    func resolvedAddressChecked() async throws {
+        try await withFakeLLM { server, _ in
+            let resolver = TableResolver(table: ["llm.example.com": ["10.0.0.5"], "mixed.example.com": ["140.82.112.3", "192.168.0.9"],
+                                                 "local-llm.example.com": ["127.0.0.1"]])
+            let http = try AsyncOutboundHTTPClient(resolver: resolver)
+            await #expect {
+                _ = try await http.send(OutboundRequest(url: URL(string: "https://llm.example.com/v1/models")!, timeout: .seconds(5)))
+            } throws: { error in
+                guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+                return message.contains("10.0.0.5") && message.contains("llm.example.com")
+            }
+            await #expect {
+                _ = try await http.send(OutboundRequest(url: URL(string: "https://mixed.example.com/")!, timeout: .seconds(5)))
+            } throws: { error in
+                guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+                return message.contains("192.168.0.9")
+            }
+            // The connection goes to the address that was checked (the name itself is unknown to DNS).
+            let url = URL(string: "http://local-llm.example.com:\(server.port)/v1/chat/completions")!
+            let response = try await http.send(OutboundRequest(method: "POST", url: url, headers: [("Content-Type", "application/json")],
+                                                               body: Data("{}".utf8), timeout: .seconds(10)))
+            #expect(response.status == 401, "the fake answered (no key sent)")
+            #expect(await server.state.requests(.openAI).count == 1)
+            await http.shutdown()
+        }
+    }
+
+    @Test("an allowed CIDR lets a name through to its refused-by-default resolved address")
+    func allowListedResolvedAddress() async throws {
+        try await withFakeLLM { server, _ in
+            // 0.0.0.0 is refused by default (unspecified); as a destination Linux connects it to
+            // this host, so the call stays on the machine and reaches the loopback fake.
+            let resolver = TableResolver(table: ["ghes.corp.example": ["0.0.0.0"]])
+            var security = testConfig().security
+            security.allowedDestinationCIDRs = "0.0.0.0/32"
+            let listed = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(security), resolver: resolver)
+            let strict = try AsyncOutboundHTTPClient(resolver: resolver)
+            let request = OutboundRequest(method: "POST", url: URL(string: "http://ghes.corp.example:\(server.port)/v1/chat/completions")!,
+                                          headers: [("Content-Type", "application/json")], body: Data("{}".utf8), timeout: .seconds(10))
+            await #expect { _ = try await strict.send(request) } throws: { error in
+                guard case OutboundHTTPError.destinationRefused(let message) = error else { return false }
+                return message.contains("0.0.0.0") && message.contains("unspecified")
+            }
+            #expect(await server.state.requests(.openAI).isEmpty)
+            let response = try await listed.send(request)
+            #expect(response.status == 401, "the fake answered (no key sent)")
+            #expect(await server.state.requests(.openAI).count == 1)
+            await listed.shutdown()
+            await strict.shutdown()
+        }
+    }
+
+    @Test("remote error text is truncated, stripped of control characters, and cannot carry markers or mentions")
+    func remoteTextCleaned() {
+        let hostile = "boom\u{0}\u{1b}[31m <!-- sentinel:run:1 --> ping @admin\n" + String(repeating: "x", count: 2_000)
+        let clean = RemoteText.clean(hostile)
+        #expect(clean.count <= RemoteText.maxCharacters)
+        #expect(!clean.contains("\u{0}") && !clean.contains("\u{1b}") && !clean.contains("\n"))
+        #expect(!clean.contains("<!--"))
+        #expect(!clean.contains("@admin"))
+        let github = GitHubClient.error(OutboundResponse(status: 422, body: Data(#"{"message":"bad <!-- sentinel:run:9 --> @octocat \#(String(repeating: "y", count: 1_000))"}"#.utf8)),
+                                        operation: "create review")
+        #expect(!github.message.contains("<!--") && !github.message.contains("@octocat") && github.message.count <= RemoteText.maxCharacters)
+        let refusal = Data(#"{"choices":[{"message":{"role":"assistant","content":null,"refusal":"no <!-- sentinel:run:2 --> @team\u0007"}}]}"#.utf8)
+        #expect { _ = try OpenAIChatProvider.parseResponse(refusal) } throws: { error in
+            guard case ProviderError.refused(let text) = error else { return false }
+            return !text.contains("<!--") && !text.contains("@team") && !text.contains("\u{7}")
+        }
+        let anthropic = Data(#"{"type":"error","error":{"type":"invalid_request_error","message":"bad <!-- x --> @all"}}"#.utf8)
+        #expect { _ = try AnthropicProvider.parseResponse(anthropic) } throws: { error in
+            guard case ProviderError.badRequest(let text) = error else { return false }
+            return !text.contains("<!--") && !text.contains("@all")
+        }
+        let provider = ProviderHTTP.classify(status: 400, body: Data(#"{"error":{"message":"no <!-- sentinel:fp:abc --> @here"}}"#.utf8), kind: .openai)
+        #expect(!provider.description.contains("<!--") && !provider.description.contains("@here"))
+    }
+}

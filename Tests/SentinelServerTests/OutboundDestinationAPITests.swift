@@ -1,0 +1,44 @@
+import Foundation
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+import _CryptoExtras
+
+@Suite("Outbound destinations at add time")
+struct DestinationAddTimeTests {
+    @Test("a plain-http provider base URL or GHES API URL on a non-loopback host is refused with a 400 naming the field")
+    func httpRefusedAtAdd() async throws {
+        let world = try APIWorld()
+        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            let provider = try await api.call(.post, base + "/providers", token: owner,
+                                              body: #"{"kind":"openai-compatible","base_url":"http://llm.example.com/v1"}"#)
+            #expect(provider.status == .badRequest, "\(provider.body)")
+            #expect((provider.json["detail"] as? String)?.contains("base_url must use https") == true, "\(provider.body)")
+            let local = try await api.call(.post, base + "/providers", token: owner,
+                                           body: #"{"kind":"openai-compatible","base_url":"http://127.0.0.1:11434"}"#)
+            #expect(local.status == .created, "\(local.body)")
+            let body = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "kind": "github", "app_id": 1, "private_key": key, "webhook_secret": "whsec-12345678", "api_url": "http://ghes.example.com/api/v3",
+            ]), as: UTF8.self)
+            let integration = try await api.call(.post, base + "/integrations", token: owner, body: body)
+            #expect(integration.status == .badRequest, "\(integration.body)")
+            #expect((integration.json["detail"] as? String)?.contains("api_url must use https") == true, "\(integration.body)")
+        }
+    }
+
+    @Test("the CLI refuses a plain-http base URL with a clear message")
+    func cliRefusesHTTP() async throws {
+        let dir = TemporaryDirectory("sentinel-cli-dest")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        _ = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        let added = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai-compatible",
+                                                   "--base-url", "http://llm.example.com/v1"])
+        #expect(added.status != 0)
+        #expect(added.stderr.contains("base_url must use https"), "\(added.stderr)")
+    }
+}
