@@ -384,6 +384,24 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a PR whose head repository was deleted (head.repo null) is treated as a fork: the head's .sentinel.yml is not used")
+    func deletedForkUsesBaseConfig() async throws {
+        let world = try await GitHubWorld()
+        var pull = FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: GitHubWorld.files)
+        pull.headRepoDeleted = true
+        await world.github.state.addPull(pull)
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\nreview:\n  builtin_checks: false\n")
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "bbb000", path: ".sentinel.yml", "version: 1\nreview:\n  max_comments: 1\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.comments.count == 1, "the base commit's file applies; the deleted fork's file does not")
+        let snapshot = try #require(try await world.runs().first?.policySnapshot)
+        #expect(snapshot.contains("\"review.builtin_checks\":true"), "\(snapshot)")
+        #expect(snapshot.contains("\"review.max_comments\":1"), "\(snapshot)")
+        await world.stop()
+    }
+
     struct OneReviewPlan: BillingProvider {
         func plan(for workspace: WorkspaceID) async throws -> Plan {
             Plan(name: "tiny", reviewsPerMonth: 1, tokensPerMonth: nil, repositories: nil, seats: nil)
