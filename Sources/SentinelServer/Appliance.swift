@@ -60,7 +60,7 @@ public final class Appliance: Sendable {
         }
         logger.info("plans loaded", metadata: ["plans": "\(catalog.plans.keys.sorted().joined(separator: ","))", "license": "\(catalog.licenseStatus)"])
         let billing = billing ?? BuiltinBillingProvider(control: control, catalog: catalog)
-        let processor = GitHubDeliveryProcessor(billing: billing)
+        let processor = GitHubDeliveryProcessor(billing: billing, commandAssociations: config.review.commandAssociationSet, metrics: metrics)
         registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
         self.aiHTTP = try AsyncOutboundHTTPClient()
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
