@@ -149,6 +149,43 @@ struct APIAccessTests {
         }
     }
 
+    @Test("parallel wrong-password sign-ins cannot exceed the limit: each reserves its slot before bcrypt runs")
+    func parallelLoginsRespectLimit() async throws {
+        let world = try APIWorld(adjust: { $0.auth.bcryptCost = 8 })
+        let passwords = world.appliance.identity.passwords
+        try await world.test { api in
+            let before = passwords.verifications
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<12 {
+                    group.addTask {
+                        try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"wrong"}"#).status
+                    }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .unauthorized }.count == 5, "\(statuses)")
+            #expect(statuses.filter { $0 == .tooManyRequests }.count == 7, "\(statuses)")
+            #expect(passwords.verifications - before == 5, "a refused attempt computes no hash")
+            // A right password still signs in on another account, and gives its slot back.
+            #expect(try await api.call(.post, "/auth/login", body: #"{"email":"member@example.com","password":"password of member"}"#).status == .ok)
+        }
+    }
+
+    @Test("an unknown email costs one bcrypt verification at the configured cost, like a known one")
+    func unknownEmailCostsTheSame() async throws {
+        let world = try APIWorld(adjust: { $0.auth.bcryptCost = 6 })
+        let passwords = world.appliance.identity.passwords
+        try await world.test { api async throws in
+            let before = passwords.verifications
+            #expect(try await api.call(.post, "/auth/login", body: #"{"email":"nobody@example.com","password":"whatever it is"}"#).status == .unauthorized)
+            #expect(passwords.verifications - before == 1)
+            #expect(try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"wrong"}"#).status == .unauthorized)
+            #expect(passwords.verifications - before == 2)
+        }
+        // The dummy hash has the configured work factor, not a cheaper fixed one.
+        #expect(passwords.dummyHash.split(separator: "$").dropFirst().first == "06", "\(passwords.dummyHash)")
+    }
+
     @Test("expired, revoked and wrong-scope tokens are refused; token secrets are shown once")
     func tokens() async throws {
         let world = try APIWorld()
