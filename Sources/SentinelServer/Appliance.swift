@@ -65,7 +65,7 @@ public final class Appliance: Sendable {
         }
         logger.info("plans loaded", metadata: ["plans": "\(catalog.plans.keys.sorted().joined(separator: ","))", "license": "\(catalog.licenseStatus)"])
         let billing = billing ?? BuiltinBillingProvider(control: control, catalog: catalog)
-        let processor = GitHubDeliveryProcessor(billing: billing)
+        let processor = GitHubDeliveryProcessor(billing: billing, commandAssociations: config.review.commandAssociationSet, metrics: metrics)
         registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
@@ -107,7 +107,14 @@ public final class Appliance: Sendable {
 
     /// The HTTP(S) application. With TLS on and no certificate configured, a self-signed one is
     /// created in `data/tls/` on first use.
+    /// Idle connections are closed after `server.idle_timeout_seconds`, request heads are limited to
+    /// `server.max_header_bytes`, at most `server.max_connections` are served at once, and HTTPS
+    /// speaks TLS 1.2 and 1.3 only.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let headerBytes = config.server.maxHeaderBytes
+        let http1 = HTTPServerBuilder.http1(configuration: .init(
+            idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1_000_000_000)),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: headerBytes, maxHeaderListSize: headerBytes, maxHeaderFieldCount: 100)))
         let server: HTTPServerBuilder
         if config.server.tlsEnabled {
             let certificatePath: String
@@ -120,16 +127,20 @@ public final class Appliance: Sendable {
             }
             let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-            server = try .tls(.http1(), tlsConfiguration: TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            var tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tlsConfiguration.minimumTLSVersion = .tlsv12
+            server = try .tls(http1, tlsConfiguration: tlsConfiguration)
         } else {
-            server = .http1()
+            server = http1
         }
         let logger = self.logger
         let tls = config.server.tlsEnabled
         return Application(
             router: makeRouter(),
             server: server,
-            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "Sentinel"),
+            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "Sentinel",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(config.server.maxConnections,
+                                                                                           logger: logger.with(["component": "http"]))),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("listening", metadata: ["port": "\(port)", "tls": "\(tls)"])

@@ -103,6 +103,18 @@ final class GitHubWorld: Sendable {
         return (Int(response.status.code), text)
     }
 
+    /// An `issue_comment` delivery body on PR 7 (or on plain issue 7 when `onPR` is false).
+    static func commentPayload(_ text: String, id: Int, association: String?, action: String = "created", onPR: Bool = true,
+                               login: String = "octocat", type: String = "User") -> Data {
+        var issue: [String: Any] = ["number": 7]
+        if onPR { issue["pull_request"] = ["url": "https://api.github.com/repos/\(repo)/pulls/7"] }
+        var comment: [String: Any] = ["id": id, "body": text, "user": ["login": login, "type": type]]
+        if let association { comment["author_association"] = association }
+        return try! JSONSerialization.data(withJSONObject: [
+            "action": action, "issue": issue, "comment": comment,
+            "repository": ["id": 1001, "full_name": repo], "installation": ["id": 55]] as [String: Any])
+    }
+
     func runs() async throws -> [ReviewRun] {
         try await appliance.supervisor.withWorkspace(workspace) { try await $0.read { db in try ReviewRunStore.list(in: db) } }
     }
@@ -284,7 +296,8 @@ struct GitHubEndToEndTests {
             if onPR { issue["pull_request"] = ["url": "https://api.github.com/repos/\(GitHubWorld.repo)/pulls/7"] }
             return try! JSONSerialization.data(withJSONObject: [
                 "action": "created", "issue": issue,
-                "comment": ["id": id, "body": text, "user": ["login": bot ? "sentinel[bot]" : "octocat", "type": bot ? "Bot" : "User"]],
+                "comment": ["id": id, "body": text, "author_association": "MEMBER",
+                            "user": ["login": bot ? "sentinel[bot]" : "octocat", "type": bot ? "Bot" : "User"]],
                 "repository": ["id": 1001, "full_name": GitHubWorld.repo], "installation": ["id": 55]] as [String: Any])
         }
         try await world.deliver(event: "issue_comment", body: comment("@sentinel review please", onPR: false, id: 1))
@@ -298,6 +311,58 @@ struct GitHubEndToEndTests {
         #expect(runs.first?.fullReview == true)
         #expect(runs.first?.headSha == "aaa111")
         #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'ignored%'") == 3)
+        await world.stop()
+    }
+
+    @Test("comment commands run only for OWNER/MEMBER/COLLABORATOR; edits, plain issues and the App's own login never command")
+    func commandAuthorisation() async throws {
+        let world = try await GitHubWorld()
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in try tx.db.execute(sql: "UPDATE integrations SET bot_login = 'sentinel-app[bot]'") }
+        }
+        let deliveries: [Data] = [
+            GitHubWorld.commentPayload("@sentinel review", id: 1, association: "NONE"),
+            GitHubWorld.commentPayload("@sentinel full review", id: 2, association: "CONTRIBUTOR"),
+            GitHubWorld.commentPayload("@sentinel review", id: 3, association: nil),
+            GitHubWorld.commentPayload("@sentinel review", id: 4, association: "MEMBER", action: "edited"),
+            GitHubWorld.commentPayload("@sentinel review", id: 5, association: "MEMBER", onPR: false),
+            // The App's own account, by its configured login (even when GitHub does not say Bot).
+            GitHubWorld.commentPayload("@sentinel review", id: 6, association: "MEMBER", login: "Sentinel-App[bot]"),
+        ]
+        for body in deliveries {
+            let (status, text) = try await world.deliver(event: "issue_comment", body: body)
+            #expect(status == 202, "\(text)")
+        }
+        #expect(await eventually(timeout: .seconds(20)) {
+            try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == deliveries.count
+        })
+        #expect(try await world.runs().isEmpty, "no comment above may start a run")
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'refused:%'") == 3)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: issue_comment.edited'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: comment on an issue, not a pull request'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: comment by a bot'") == 1)
+        #expect(world.appliance.prometheus.emitToString().contains(#"sentinel_review_commands_refused_total{reason="author_association"} 3"#))
+        #expect(world.log.text.contains("review command refused"))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).isEmpty)
+        #expect(await world.github.state.checkRuns.isEmpty, "a refused commenter gets no answer on the PR")
+
+        let (status, _) = try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 7, association: "MEMBER"))
+        #expect(status == 202)
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.trigger) == ["command:7"])
+        await world.stop()
+    }
+
+    @Test("review.command_associations is honoured: only the configured associations command a review")
+    func configuredCommandAssociations() async throws {
+        let world = try await GitHubWorld(config: { $0.review.commandAssociations = "contributor, OWNER" })
+        try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 1, association: "MEMBER"))
+        #expect(await eventually(timeout: .seconds(20)) {
+            try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'refused:%'") == 1
+        })
+        try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 2, association: "CONTRIBUTOR"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.trigger) == ["command:2"])
         await world.stop()
     }
 
@@ -384,6 +449,24 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a PR whose head repository was deleted (head.repo null) is treated as a fork: the head's .sentinel.yml is not used")
+    func deletedForkUsesBaseConfig() async throws {
+        let world = try await GitHubWorld()
+        var pull = FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: GitHubWorld.files)
+        pull.headRepoDeleted = true
+        await world.github.state.addPull(pull)
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\nreview:\n  builtin_checks: false\n")
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "bbb000", path: ".sentinel.yml", "version: 1\nreview:\n  max_comments: 1\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.comments.count == 1, "the base commit's file applies; the deleted fork's file does not")
+        let snapshot = try #require(try await world.runs().first?.policySnapshot)
+        #expect(snapshot.contains("\"review.builtin_checks\":true"), "\(snapshot)")
+        #expect(snapshot.contains("\"review.max_comments\":1"), "\(snapshot)")
+        await world.stop()
+    }
+
     struct OneReviewPlan: BillingProvider {
         func plan(for workspace: WorkspaceID) async throws -> Plan {
             Plan(name: "tiny", reviewsPerMonth: 1, tokensPerMonth: nil, repositories: nil, seats: nil)
@@ -397,7 +480,7 @@ struct GitHubEndToEndTests {
         #expect(await world.waitForRun(state: .completed))
         let comment = try JSONSerialization.data(withJSONObject: [
             "action": "created", "issue": ["number": 7, "pull_request": ["url": "x"]],
-            "comment": ["id": 9, "body": "@sentinel review", "user": ["login": "octocat", "type": "User"]],
+            "comment": ["id": 9, "body": "@sentinel review", "author_association": "OWNER", "user": ["login": "octocat", "type": "User"]],
             "repository": ["id": 1001, "full_name": GitHubWorld.repo], "installation": ["id": 55]] as [String: Any])
         try await world.deliver(event: "issue_comment", body: comment)
         #expect(await world.waitForRun(state: .skipped))

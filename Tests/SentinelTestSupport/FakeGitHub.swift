@@ -80,6 +80,8 @@ public struct FakePullRequest: Sendable {
     public var baseSHA: String
     public var draft: Bool
     public var fromFork: Bool
+    /// The head repository was deleted (a removed fork): GitHub then serves `head.repo: null`.
+    public var headRepoDeleted = false
     /// GitHub's `pulls/{n}/files` items: filename, status, patch.
     public var files: [(filename: String, status: String, patch: String?)]
 
@@ -405,7 +407,7 @@ struct FakeGitHubRoutes {
             guard let pull = await state.pulls[key] else { return json(404, ["message": "Not Found"]) }
             let headRepo: [String: Any] = pull.fromFork ? ["id": 999, "full_name": "outsider/fork"] : ["id": 1, "full_name": pull.repo]
             return json(200, ["number": pull.number, "state": "open", "draft": pull.draft, "title": "PR \(pull.number)",
-                              "head": ["sha": pull.headSHA, "ref": "feature", "repo": headRepo],
+                              "head": ["sha": pull.headSHA, "ref": "feature", "repo": pull.headRepoDeleted ? NSNull() as Any : headRepo as Any],
                               "base": ["sha": pull.baseSHA, "ref": "main", "repo": ["id": 1, "full_name": pull.repo]],
                               "changed_files": pull.files.count])
         }

@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import GRDB
-import HummingbirdBcrypt
 
 /// A person who can sign in. Appliance admins create workspaces and users; what anyone may do
 /// inside a workspace comes only from their membership role there.
@@ -103,12 +102,13 @@ public struct IdentityError: Error, CustomStringConvertible, Equatable {
 /// Users, sessions, API tokens, memberships and the setup token, all in `control.sqlite`.
 public struct IdentityService: Sendable {
     public let control: ControlStore
-    let bcryptCost: UInt8
+    /// bcrypt at the configured cost, on its own bounded pool.
+    public let passwords: PasswordHasher
     let sessionLifetime: TimeInterval
 
-    public init(control: ControlStore, bcryptCost: Int = 12, sessionHours: Double = 12) {
+    public init(control: ControlStore, bcryptCost: Int = 12, sessionHours: Double = 12, passwordThreads: Int = 2) {
         self.control = control
-        self.bcryptCost = UInt8(clamping: max(4, min(bcryptCost, 31)))
+        self.passwords = PasswordHasher(cost: bcryptCost, threads: passwordThreads)
         self.sessionLifetime = sessionHours * 3600
     }
 
@@ -124,7 +124,7 @@ public struct IdentityService: Sendable {
         guard password.count >= Self.minimumPasswordLength, password.utf8.count <= 72 else {
             throw IdentityError(.invalid, "a password needs \(Self.minimumPasswordLength) to 72 characters")
         }
-        let hash = Bcrypt.hash(password, cost: bcryptCost)
+        let hash = passwords.hash(password)
         let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
         try control.pool.write { db in
             if try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [email]) != nil {
@@ -157,21 +157,17 @@ public struct IdentityService: Sendable {
         try control.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 } > 0
     }
 
-    /// The user when the password is right. A missing user costs the same bcrypt work.
+    /// The user when the password is right. A missing user costs the same bcrypt work (a dummy
+    /// hash of the configured cost). Blocking: run it on `passwords.run`.
     public func checkPassword(email: String, password: String) throws -> User? {
         let row = try control.pool.read { db in
             try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash FROM users WHERE email = ?",
                              arguments: [email.lowercased()])
         }
-        guard let row else {
-            _ = Bcrypt.verify(password, hash: Self.dummyHash)
-            return nil
-        }
-        guard Bcrypt.verify(password, hash: row["password_hash"]) else { return nil }
+        let stored: String? = row?["password_hash"]
+        guard passwords.verify(password, against: stored), let row else { return nil }
         return User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"])
     }
-
-    static let dummyHash = Bcrypt.hash("not a password of anyone", cost: 10)
 
     // MARK: Sessions and tokens
 
@@ -382,11 +378,27 @@ public struct IdentityService: Sendable {
 
 /// Failed sign-ins per account and per source address in a sliding window: past the limit,
 /// login answers 429 with `Retry-After` until the oldest failure leaves the window.
+///
+/// Every attempt reserves its failure slot before the password is checked (`reserve`), so parallel
+/// attempts cannot together run more password checks than the limit allows; a right password
+/// gives the slot back (`succeeded`), a wrong one keeps it.
 public actor LoginThrottle {
     let window: TimeInterval
     let perAccount: Int
     let perAddress: Int
     private var failures: [String: [Date]] = [:]
+
+    /// A reserved slot: counts as a failure unless given back.
+    public struct Attempt: Sendable {
+        let accountKey: String
+        let addressKey: String
+        let at: Date
+    }
+
+    public enum Admission: Sendable {
+        case admitted(Attempt)
+        case limited(retryAfterSeconds: Int)
+    }
 
     public init(window: TimeInterval = 900, perAccount: Int = 5, perAddress: Int = 20) {
         self.window = window
@@ -394,8 +406,9 @@ public actor LoginThrottle {
         self.perAddress = perAddress
     }
 
-    /// Seconds to wait when either key is over its limit, else nil.
-    public func retryAfter(account: String, address: String, now: Date = Date()) -> Int? {
+    /// Takes a failure slot for the account and the address, or says how long to wait when either
+    /// is at its limit (counting attempts still being checked).
+    public func reserve(account: String, address: String, now: Date = Date()) -> Admission {
         let checks = [("account:" + account.lowercased(), perAccount), ("address:" + address, perAddress)]
         var wait: TimeInterval = 0
         for (key, limit) in checks {
@@ -403,16 +416,29 @@ public actor LoginThrottle {
             failures[key] = recent
             if recent.count >= limit, let oldest = recent.first { wait = max(wait, window - now.timeIntervalSince(oldest)) }
         }
-        return wait > 0 ? max(1, Int(wait.rounded(.up))) : nil
-    }
-
-    public func recordFailure(account: String, address: String, now: Date = Date()) {
-        failures["account:" + account.lowercased(), default: []].append(now)
-        failures["address:" + address, default: []].append(now)
+        if wait > 0 { return .limited(retryAfterSeconds: max(1, Int(wait.rounded(.up)))) }
+        let attempt = Attempt(accountKey: checks[0].0, addressKey: checks[1].0, at: now)
+        failures[attempt.accountKey, default: []].append(now)
+        failures[attempt.addressKey, default: []].append(now)
         if failures.count > 100_000 { failures = failures.filter { !$0.value.isEmpty && now.timeIntervalSince($0.value.last!) < window } }
+        return .admitted(attempt)
     }
 
-    public func recordSuccess(account: String) {
-        failures["account:" + account.lowercased()] = nil
+    /// The password was right: the account's failures are forgotten and the address slot given back.
+    public func succeeded(_ attempt: Attempt) {
+        failures[attempt.accountKey] = nil
+        release(attempt.addressKey, attempt.at)
+    }
+
+    /// The check could not be made (an error, not a wrong password): both slots are given back.
+    public func abandoned(_ attempt: Attempt) {
+        release(attempt.accountKey, attempt.at)
+        release(attempt.addressKey, attempt.at)
+    }
+
+    private func release(_ key: String, _ at: Date) {
+        guard var list = failures[key], let index = list.lastIndex(of: at) else { return }
+        list.remove(at: index)
+        failures[key] = list.isEmpty ? nil : list
     }
 }

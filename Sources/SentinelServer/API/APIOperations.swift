@@ -43,9 +43,10 @@ enum APIOperations {
 
     static func page(_ call: APICall) -> Int { call.queryInt("limit") ?? 50 }
 
-    /// bcrypt is deliberately slow: it runs on NIO's blocking-work pool, not on a cooperative thread.
-    static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(work)
+    /// bcrypt is deliberately slow: it runs on the identity service's own bounded password pool, not
+    /// on a cooperative thread nor on NIO's blocking pool (where workspace files are opened).
+    static func offload<T: Sendable>(_ d: APIDependencies, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await d.identity.passwords.run(work)
     }
 
     // MARK: Authentication and tokens
@@ -63,7 +64,7 @@ enum APIOperations {
                                         Property("password", .string(minLength: 12, maxLength: 72))]),
                          status: .created, response: .ref("User")) { d, call, _ in
                 let body = try call.decode(SetupBody.self)
-                let user = try await offload { try d.identity.completeSetup(token: body.setup_token, email: body.email, password: body.password,
+                let user = try await offload(d) { try d.identity.completeSetup(token: body.setup_token, email: body.email, password: body.password,
                                                                             in: d.dataDirectory) }
                 return .json(.created, APIModels.UserOut(user))
             },
@@ -73,14 +74,24 @@ enum APIOperations {
                          body: .object([Property("email", .string(minLength: 1, maxLength: 254)), Property("password", .string(minLength: 1, maxLength: 200))]),
                          status: .ok, response: .ref("Session")) { d, call, _ in
                 let body = try call.decode(LoginBody.self)
-                if let wait = await d.loginThrottle.retryAfter(account: body.email, address: call.clientAddress) {
+                // The failure slot is taken before the password is checked: parallel attempts
+                // cannot run more checks than the limit allows.
+                let attempt: LoginThrottle.Attempt
+                switch await d.loginThrottle.reserve(account: body.email, address: call.clientAddress) {
+                case .limited(let wait):
                     throw IdentityError(.rateLimited(retryAfterSeconds: wait), "too many failed sign-ins; try again in \(wait) s")
+                case .admitted(let reserved):
+                    attempt = reserved
                 }
-                guard let user = try await offload({ try d.identity.checkPassword(email: body.email, password: body.password) }) else {
-                    await d.loginThrottle.recordFailure(account: body.email, address: call.clientAddress)
-                    throw IdentityError(.unauthenticated, "wrong email or password")
+                let checked: User?
+                do {
+                    checked = try await offload(d) { try d.identity.checkPassword(email: body.email, password: body.password) }
+                } catch {
+                    await d.loginThrottle.abandoned(attempt)
+                    throw error
                 }
-                await d.loginThrottle.recordSuccess(account: body.email)
+                guard let user = checked else { throw IdentityError(.unauthenticated, "wrong email or password") }
+                await d.loginThrottle.succeeded(attempt)
                 let (token, expires) = try d.identity.createSession(for: user)
                 return .json(.ok, APIModels.SessionOut(token: token, expiresAt: ISO8601.string(expires), user: .init(user)))
             },
@@ -145,7 +156,7 @@ enum APIOperations {
                                         Property("is_admin", .boolean, required: false)]),
                          status: .created, response: .ref("User")) { d, call, _ in
                 let body = try call.decode(UserBody.self)
-                let user = try await offload { try d.identity.createUser(email: body.email, password: body.password, isAdmin: body.is_admin ?? false) }
+                let user = try await offload(d) { try d.identity.createUser(email: body.email, password: body.password, isAdmin: body.is_admin ?? false) }
                 return .json(.created, APIModels.UserOut(user))
             },
             APIOperation(method: .post, path: "/workspaces", id: "createWorkspace", tag: "workspaces",

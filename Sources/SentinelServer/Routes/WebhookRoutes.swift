@@ -27,8 +27,9 @@ actor IntegrationDirectory {
     }
 }
 
-/// `POST /webhooks/github/{integrationId}`. Order: size limit, integration lookup, signature
-/// (401 before anything is stored), headers and JSON, then one durable insert and a 202.
+/// `POST /webhooks/github/{integrationId}`. Order: integration lookup (404) and the declared size
+/// (413), both before a byte of the body is read; then the body, read once up to the limit;
+/// signature (401 before anything is stored), headers and JSON, then one durable insert and a 202.
 struct WebhookRoutes {
     static let maxDeliveryBytes = 25 * 1024 * 1024
     let directory: IntegrationDirectory
@@ -41,24 +42,30 @@ struct WebhookRoutes {
         }
     }
 
+    func tooLarge() -> Problem {
+        metrics.webhook(platform: "github", outcome: "too_large")
+        return Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
+    }
+
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: Self.maxDeliveryBytes)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            metrics.webhook(platform: "github", outcome: "too_large")
-            throw Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
-        } catch is NIOTooManyBytesError {
-            metrics.webhook(platform: "github", outcome: "too_large")
-            throw Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
-        }
         guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
               let integration = try await directory.github(id) else {
             metrics.webhook(platform: "github", outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")
         }
-        let data = Data(buffer: body)
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > Self.maxDeliveryBytes {
+            throw tooLarge()
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.maxDeliveryBytes)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw tooLarge()
+        } catch is NIOTooManyBytesError {
+            throw tooLarge()
+        }
+        // One view of the collected bytes as Data (no copy where the storage allows it).
+        let data = body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
         guard GitHubWebhookSignature.isValid(header: request.headers[.init("X-Hub-Signature-256")!], body: data, secret: integration.webhookSecret) else {
             metrics.webhook(platform: "github", outcome: "bad_signature")
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])

@@ -118,7 +118,8 @@ public struct GitHubSession: SourceControlSession {
     public func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo {
         try await mapped {
             let pr = try await client.pullRequest(repo, number)
-            let fork = pr.head.repo.map { $0.id != pr.base.repo?.id } ?? false
+            // A head repository of null means the fork was deleted: still a fork, never trusted.
+            let fork = pr.head.repo.map { $0.id != pr.base.repo?.id } ?? true
             return PullRequestInfo(headSHA: pr.head.sha, baseSHA: pr.base.sha, isDraft: pr.draft ?? false,
                                    isOpen: (pr.state ?? "open") == "open", fromFork: fork, title: pr.title ?? "")
         }

@@ -85,6 +85,12 @@ public struct SentinelConfig: Sendable, Equatable {
         public var tlsKeyFile: String? = nil
         /// How GitHub reaches this appliance (`https://sentinel.example.com`), for webhook URLs.
         public var publicURL: String? = nil
+        /// A connection that sends nothing (no request part) for this long is closed.
+        public var idleTimeoutSeconds = 60.0
+        /// Connections open at once; past it, new connections wait in the listen backlog.
+        public var maxConnections = 1_024
+        /// Largest request head (all header lines together) accepted; a larger one is answered 400 and closed.
+        public var maxHeaderBytes = 32 * 1_024
     }
 
     public var auth = Auth()
@@ -165,6 +171,9 @@ public enum ConfigLoader {
         key("server.tls.cert_file", "PEM certificate chain; a self-signed one is made in data/tls/ when unset", \.server.tlsCertFile),
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
         key("server.public_url", "base URL GitHub uses to reach Sentinel (for webhook URLs in API responses); default: the request's Host", \.server.publicURL),
+        key("server.idle_timeout_seconds", "close a connection that sends nothing for this long", \.server.idleTimeoutSeconds),
+        key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections),
+        key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes),
         key("auth.bcrypt_cost", "bcrypt work factor of stored passwords (4...31)", \.auth.bcryptCost),
         key("auth.session_hours", "lifetime of a sign-in session", \.auth.sessionHours),
         key("auth.login_failures_per_account", "failed sign-ins per account within the window before 429", \.auth.loginFailuresPerAccount),
@@ -234,6 +243,9 @@ public enum ConfigLoader {
 
     static func validate(_ config: SentinelConfig) throws {
         guard (1...65535).contains(config.server.port) || config.server.port == 0 else { throw ConfigError("server.port must be 0...65535") }
+        guard config.server.idleTimeoutSeconds > 0, config.server.maxConnections >= 1, config.server.maxHeaderBytes >= 1_024 else {
+            throw ConfigError("server.idle_timeout_seconds must be > 0, server.max_connections at least 1 and server.max_header_bytes at least 1024")
+        }
         guard config.workspaces.maxOpen >= 1 else { throw ConfigError("workspaces.max_open must be at least 1") }
         guard config.jobs.globalConcurrency >= 1, config.jobs.workspaceConcurrency >= 1 else {
             throw ConfigError("jobs concurrency limits must be at least 1")

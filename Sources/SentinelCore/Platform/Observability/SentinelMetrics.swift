@@ -38,6 +38,11 @@ public struct SentinelMetrics: Sendable {
         Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
     }
 
+    /// A recognised `@sentinel` comment command that was not obeyed (e.g. the commenter's author_association).
+    public func reviewCommandRefused(reason: String) {
+        Counter(label: "sentinel_review_commands_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
+    }
+
     public func httpRequest(method: String, route: String, status: Int, duration: Duration) {
         Counter(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory).increment()
         Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], preferredDisplayUnit: .seconds, factory: factory)

@@ -8,10 +8,21 @@ import Logging
 public struct GitHubDeliveryProcessor: Sendable {
     /// The plan's enabled-repository limit applies to repositories enabled on first sight.
     let billing: (any BillingProvider)?
+    /// `author_association` values whose `@sentinel review` comments start a run (`review.command_associations`).
+    let commandAssociations: Set<String>
+    let metrics: SentinelMetrics
 
-    public init(billing: (any BillingProvider)? = nil) {
+    public static let defaultCommandAssociations: Set<String> = ["OWNER", "MEMBER", "COLLABORATOR"]
+
+    public init(billing: (any BillingProvider)? = nil, commandAssociations: Set<String> = defaultCommandAssociations,
+                metrics: SentinelMetrics = SentinelMetrics()) {
         self.billing = billing
+        self.commandAssociations = Set(commandAssociations.map { $0.uppercased() })
+        self.metrics = metrics
     }
+
+    /// Outcomes of a comment command that was recognised but not obeyed start with this.
+    public static let refusedCommandPrefix = "refused: "
 
     /// `@sentinel review` / `@sentinel full review`, case-insensitive, anywhere in the comment.
     public static func command(in body: String) -> (review: Bool, full: Bool) {
@@ -37,7 +48,7 @@ public struct GitHubDeliveryProcessor: Sendable {
             let outcome: String
             do {
                 outcome = try Self.route(event: event, payload: payload, integrationID: integrationID, correlationID: correlationID,
-                                         repositoryLimit: limit, tx: &tx)
+                                         repositoryLimit: limit, commandAssociations: commandAssociations, tx: &tx)
             } catch let error as DecodingError {
                 outcome = "ignored: payload not understood (\(Self.describe(error)))"
             }
@@ -45,12 +56,28 @@ public struct GitHubDeliveryProcessor: Sendable {
                               arguments: [tx.now.epoch, outcome, job.deliveryID])
             return outcome
         }
+        if outcome.hasPrefix(Self.refusedCommandPrefix) {
+            // No reply on the PR: a refused commenter learns nothing by probing.
+            metrics.reviewCommandRefused(reason: "author_association")
+            logger.notice("review command refused", metadata: ["delivery_id": "\(job.deliveryID)", "outcome": "\(outcome)"])
+        }
         logger.info("delivery processed", metadata: ["delivery_id": "\(job.deliveryID)", "outcome": "\(outcome)"])
+    }
+
+    /// Whether a comment author is the integration's own App: GitHub marks App accounts as `Bot`,
+    /// and the configured bot login (`my-app[bot]`, or `my-app`) names this App.
+    static func isOwnBot(_ user: GitHubPayload.Account?, botLogin: String?) -> Bool {
+        if user?.type == "Bot" { return true }
+        guard let login = user?.login?.lowercased(), let bot = botLogin?.trimmingCharacters(in: .whitespaces).lowercased(), !bot.isEmpty else {
+            return false
+        }
+        return login == bot || login == bot + "[bot]"
     }
 
     /// Applies one delivery inside the caller's transaction; returns what was done, in words.
     public static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?,
-                             repositoryLimit: Int? = nil, tx: inout WorkspaceTransaction) throws -> String {
+                             repositoryLimit: Int? = nil, commandAssociations: Set<String> = defaultCommandAssociations,
+                             tx: inout WorkspaceTransaction) throws -> String {
         let decoder = JSONDecoder()
         switch event {
         case "installation":
@@ -105,11 +132,18 @@ public struct GitHubDeliveryProcessor: Sendable {
             return created ? "run \(runID) requested" : "run \(runID) already exists"
         case "issue_comment":
             let e = try decoder.decode(GitHubPayload.IssueCommentEvent.self, from: payload)
+            // Only new comments are commands: editing an old comment must not start (or restart) a run.
             guard e.action == "created" else { return "ignored: issue_comment.\(e.action)" }
             guard e.issue.pull_request != nil else { return "ignored: comment on an issue, not a pull request" }
-            if e.comment.user?.type == "Bot" { return "ignored: comment by a bot" }
+            let botLogin = try String.fetchOne(tx.db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
+            if isOwnBot(e.comment.user, botLogin: botLogin) { return "ignored: comment by a bot" }
             let command = command(in: e.comment.body ?? "")
             guard command.review else { return "ignored: no command" }
+            let association = (e.comment.author_association ?? "NONE").uppercased()
+            guard commandAssociations.contains(association) else {
+                return refusedCommandPrefix + "@sentinel command by \(e.comment.user?.login ?? "unknown") (author_association \(association)); "
+                    + "allowed: \(commandAssociations.sorted().joined(separator: ","))"
+            }
             let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
                                                     installationID: e.installation?.id, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }

@@ -26,7 +26,13 @@ enum GitHubPayload {
     }
     struct IssueRef: Decodable { let url: String? }
     struct Issue: Decodable { let number: Int; let pull_request: IssueRef? }
-    struct Comment: Decodable { let id: Int64; let body: String?; let user: Account? }
+    struct Comment: Decodable {
+        let id: Int64
+        let body: String?
+        let user: Account?
+        /// The commenter's relation to the repository (OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, NONE, …).
+        let author_association: String?
+    }
     struct IssueCommentEvent: Decodable {
         let action: String
         let issue: Issue

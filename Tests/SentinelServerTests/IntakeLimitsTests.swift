@@ -1,0 +1,179 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+/// A plain TCP connection to the appliance on loopback: it writes exactly the bytes given (a request
+/// head without its body, half a head, or nothing) and reads whatever the server sends back.
+struct RawConnection {
+    enum Outcome: Equatable {
+        /// The server's answer up to the end of its response head.
+        case answered(String)
+        /// The server closed the connection; what it had sent before, if anything.
+        case closed(String)
+        /// Neither within the guard time (the test fails on this; it only keeps a broken server from hanging the run).
+        case silent
+    }
+
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    static func open(port: Int) async throws -> RawConnection {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return RawConnection(channel: channel)
+    }
+
+    /// Writes `bytes` (if any), then reads until a full response head arrives or the server closes.
+    func exchange(_ bytes: String? = nil, guardTime: Duration = .seconds(15)) async throws -> Outcome {
+        try await channel.executeThenClose { inbound, outbound in
+            if let bytes { try await outbound.write(ByteBuffer(string: bytes)) }
+            return try await withThrowingTaskGroup(of: Outcome.self) { group in
+                group.addTask {
+                    var text = ""
+                    for try await chunk in inbound {
+                        text += String(buffer: chunk)
+                        if text.contains("\r\n\r\n") { return .answered(text) }
+                    }
+                    return .closed(text)
+                }
+                group.addTask {
+                    try await Task.sleep(for: guardTime)
+                    return .silent
+                }
+                let first = try await group.next() ?? .silent
+                group.cancelAll()
+                return first
+            }
+        }
+    }
+}
+
+extension RawConnection.Outcome {
+    var status: Int? {
+        guard case .answered(let text) = self, let line = text.split(separator: "\r\n").first else { return nil }
+        let parts = line.split(separator: " ")
+        return parts.count > 1 ? Int(parts[1]) : nil
+    }
+}
+
+@Suite("Intake limits", .serialized)
+struct IntakeLimitsTests {
+    func head(_ path: String, contentLength: Int, extra: String = "") -> String {
+        "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-GitHub-Event: pull_request\r\n"
+            + "X-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: sha256=00\r\nContent-Length: \(contentLength)\r\n\(extra)\r\n"
+    }
+
+    @Test("an unknown integration answers 404 and a Content-Length over 25 MB answers 413, both without waiting for the body")
+    func refusedBeforeTheBody() async throws {
+        let world = try await GitHubWorld()
+        // Headers announce a body that is never sent: only an answer given before reading it arrives.
+        let unknown = try await RawConnection.open(port: world.port)
+            .exchange(head("/webhooks/github/int_0000000000000000", contentLength: 1_000_000))
+        #expect(unknown.status == 404, "\(unknown)")
+        let tooLarge = try await RawConnection.open(port: world.port)
+            .exchange(head(world.integration.webhookPath, contentLength: 25 * 1024 * 1024 + 1))
+        #expect(tooLarge.status == 413, "\(tooLarge)")
+        // A body within the limit is still read and judged (here: a wrong signature).
+        let body = "{}"
+        let small = try await RawConnection.open(port: world.port).exchange(head(world.integration.webhookPath, contentLength: body.utf8.count) + body)
+        #expect(small.status == 401, "\(small)")
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
+        #expect(world.appliance.prometheus.emitToString().contains(#"sentinel_webhook_deliveries_total{platform="github",outcome="unknown_integration"} 1"#))
+        await world.stop()
+    }
+
+    @Test("a connection that sends nothing, or half a request head, is closed after server.idle_timeout_seconds")
+    func idleConnectionsAreClosed() async throws {
+        let world = try await GitHubWorld(config: { $0.server.idleTimeoutSeconds = 0.5 })
+        let silent = try await RawConnection.open(port: world.port).exchange()
+        #expect(silent == .closed(""), "\(silent)")
+        let halfHead = try await RawConnection.open(port: world.port).exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        #expect(halfHead == .closed(""), "\(halfHead)")
+        // A complete request on a fresh connection is still answered.
+        let healthy = try await RawConnection.open(port: world.port).exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(healthy.status == 200, "\(healthy)")
+        await world.stop()
+    }
+
+    @Test("a request head over server.max_header_bytes is answered 400")
+    func oversizedHeadRefused() async throws {
+        let world = try await GitHubWorld(config: { $0.server.maxHeaderBytes = 4_096 })
+        let padding = String(repeating: "a", count: 8_000)
+        let big = try await RawConnection.open(port: world.port).exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: \(padding)\r\n\r\n")
+        #expect(big.status == 400, "\(big)")
+        let normal = try await RawConnection.open(port: world.port).exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: short\r\n\r\n")
+        #expect(normal.status == 200, "\(normal)")
+        await world.stop()
+    }
+
+    @Test("past server.max_connections a new connection is served only once an open one closes")
+    func connectionLimit() async throws {
+        let world = try await GitHubWorld(config: { $0.server.maxConnections = 1 })
+        let holder = try await RawConnection.open(port: world.port)
+        let served = Rendezvous<Bool>()
+        let release = Rendezvous<Bool>()
+        let released = Recorder<Bool>()
+        // The first connection is served once, then stays open (keep-alive) until released.
+        async let holding: Void = holder.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound {
+                text += String(buffer: chunk)
+                if text.contains("\r\n\r\n") { break }
+            }
+            await served.set(true)
+            _ = await release.wait()
+        }
+        _ = await served.wait()
+        // The second connection notes whether the first had been released when its answer came.
+        @Sendable func secondRequest() async throws -> (RawConnection.Outcome, afterRelease: Bool) {
+            let outcome = try await RawConnection.open(port: world.port)
+                .exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", guardTime: .seconds(20))
+            return (outcome, !released.all.isEmpty)
+        }
+        async let second = secondRequest()
+        // Ample time for an unlimited server to answer the second connection while the first is open.
+        try await Task.sleep(for: .seconds(1))
+        released.append(true)
+        await release.set(true)
+        try await holding
+        let (outcome, afterRelease) = try await second
+        #expect(outcome.status == 200, "\(outcome)")
+        #expect(afterRelease, "the second connection is answered only after the first closed")
+        await world.stop()
+    }
+
+    @Test("HTTPS refuses a TLS 1.1 client and serves TLS 1.2")
+    func tlsVersions() async throws {
+        let world = try await GitHubWorld(config: { $0.server.tlsEnabled = true })
+        func get(min: TLSVersion, max: TLSVersion) async throws -> Int {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.certificateVerification = .none
+            tls.minimumTLSVersion = min
+            tls.maximumTLSVersion = max
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+            do {
+                let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(world.port)/healthz"), timeout: .seconds(10))
+                _ = try await response.body.collect(upTo: 1 << 16)
+                try await client.shutdown()
+                return Int(response.status.code)
+            } catch {
+                try await client.shutdown()
+                throw error
+            }
+        }
+        await #expect(throws: (any Error).self) { _ = try await get(min: .tlsv1, max: .tlsv11) }
+        #expect(try await get(min: .tlsv12, max: .tlsv12) == 200)
+        #expect(try await get(min: .tlsv13, max: .tlsv13) == 200)
+        await world.stop()
+    }
+}
