@@ -26,7 +26,8 @@ public final class Appliance: Sendable {
     public let connector: GitHubConnector
     /// The AI providers' HTTP client (system trust roots), shared by every run.
     let aiHTTP: AsyncOutboundHTTPClient
-    let integrationDirectory: IntegrationDirectory
+    /// Decrypted GitHub integrations, shared by webhook intake and review runs.
+    let gitHubIntegrations: GitHubIntegrationCache
     /// Users, sessions, API tokens and memberships (control.sqlite).
     public let identity: IdentityService
     let api: APIDependencies
@@ -54,7 +55,8 @@ public final class Appliance: Sendable {
         do { destinations = try DestinationPolicy(config.security) } catch let error as ConfigError {
             throw StorageError.invalid(error.description)
         }
-        self.connector = GitHubConnector(integrations: integrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds),
+        self.gitHubIntegrations = GitHubIntegrationCache(service: integrations)
+        self.connector = GitHubConnector(integrations: gitHubIntegrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds),
                                          destinations: destinations)
         var registry = extraJobs
         let catalog: PlanCatalog
@@ -81,7 +83,6 @@ public final class Appliance: Sendable {
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
-        self.integrationDirectory = IntegrationDirectory(service: integrations, supervisor: supervisor)
         self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
         self.api = APIDependencies(
             dataDirectory: dataDirectory, identity: identity, workspaces: workspaces, integrations: integrations,
@@ -100,7 +101,7 @@ public final class Appliance: Sendable {
         let router = Router(context: SentinelRequestContext.self)
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
-        WebhookRoutes(directory: integrationDirectory, supervisor: supervisor, metrics: metrics).add(to: router)
+        WebhookRoutes(integrations: gitHubIntegrations, supervisor: supervisor, metrics: metrics).add(to: router)
         APIRouter(operations: APIOperations.all, registry: APISchemas.registry, dependencies: api, supervisor: supervisor).add(to: router)
         return router
     }

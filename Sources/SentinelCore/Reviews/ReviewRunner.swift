@@ -2,11 +2,6 @@ import Foundation
 import GRDB
 import Logging
 
-/// Produces a source-control session for a repository of a workspace (GitHub today).
-public protocol SourceControlConnector: Sendable {
-    func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession
-}
-
 /// Picks the AI model for a run: nil with a plain reason when none is eligible (no key, budget
 /// spent, every circuit open). The review then completes on the built-in checks alone.
 public protocol ReviewModelResolver: Sendable {
@@ -41,7 +36,7 @@ struct PreparedReview: Codable, Sendable, Equatable {
     var summary: String
     /// What `last_reviewed_sha` becomes; nil when part of the change could not be listed.
     var reviewedSHA: String?
-    /// GitHub refused the inline comments (422): the findings went into the review body instead.
+    /// The platform refused the inline comments (GitHub's 422): the findings went into the review body instead.
     var inlineMovedToSummary = false
 }
 
@@ -74,7 +69,7 @@ public struct ReviewRunner: Sendable {
     public static func fingerprintMarker(_ fingerprint: String) -> String { "<!-- sentinel:fp:\(fingerprint) -->" }
 
     /// Text from outside Sentinel (model output, file names, configuration keys and values, error
-    /// messages of providers and GitHub) on its way into a review or check: the same neutralisation
+    /// messages of providers and platforms) on its way into a review or check: the same neutralisation
     /// as model text, so it can neither imitate a run marker nor mention anyone.
     static func outside(_ text: String) -> String { ModelText.neutralize(text) }
 
@@ -143,7 +138,7 @@ public struct ReviewRunner: Sendable {
 
     /// The `onDead` hook of `review.run`: the job went dead (retries exhausted, its lease expired
     /// on the last attempt, any error), so its run is marked failed with the reason and its check
-    /// run concluded, created first if it never was. Retried as a job of its own while GitHub is
+    /// run concluded, created first if it never was. Retried as a job of its own while the platform is
     /// unreachable; on its own last attempt the run is marked failed even without the check.
     public func runDied(_ context: JobContext, _ dead: DeadJob) async throws {
         let runID = try JSONDecoder().decode(ReviewRunJob.self, from: dead.payload).runID
@@ -269,7 +264,7 @@ public struct ReviewRunner: Sendable {
     /// The PR's own diff (base…head), restricted on an incremental review to the hunks the push
     /// touched: upstream changes merged in by "Update branch" or a rebase are not in the PR's diff
     /// and so are never reviewed, and every comment is anchored on the PR diff. A force-push (the
-    /// old head is not an ancestor) or a comparison GitHub truncated falls back to the full diff.
+    /// old head is not an ancestor) or a comparison the platform truncated falls back to the full diff.
     func filesToReview(run: ReviewRun, lastReviewedSHA: String?, session: any SourceControlSession, repo: String,
                        logger: Logger) async throws -> DiffToReview {
         let pull = try await session.changedFiles(repo, run.prNumber)
@@ -291,7 +286,7 @@ public struct ReviewRunner: Sendable {
             }
         }
         guard pull.unlisted > 0 else { return DiffToReview(files: files, complete: true, notListedSentence: nil) }
-        var sentence = "GitHub listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
+        var sentence = "\(session.platformName) listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
             + "the other \(pull.unlisted) were not reviewed"
         if !notListed.isEmpty {
             let names = notListed.prefix(20).map { "`\($0)`" }.joined(separator: ", ")
@@ -349,17 +344,17 @@ public struct ReviewRunner: Sendable {
             // A job whose lease was lost is cancelled: it must not post what another attempt owns.
             try Task.checkCancellation()
             do {
-                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared),
+                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared, platform: session.platformName),
                                                         comments: prepared.inlineMovedToSummary ? [] : prepared.findings.map(Self.comment),
                                                         requestChanges: prepared.requestChanges)
             } catch let rejected as ReviewCommentsRejected {
-                // GitHub's 422 does not say which comment it could not place: post once more with
+                // The platform does not say which comment it could not place: post once more with
                 // every finding in the review body, stored first so a retry posts the same thing.
-                logger.warning("GitHub refused the inline comments; posting them in the review body", metadata: ["error": "\(rejected.message)"])
+                logger.warning("\(session.platformName) refused the inline comments; posting them in the review body", metadata: ["error": "\(rejected.message)"])
                 prepared.inlineMovedToSummary = true
                 try await store(prepared, runID: id, in: workspace)
                 try Task.checkCancellation()
-                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared),
+                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared, platform: session.platformName),
                                                         comments: [], requestChanges: prepared.requestChanges)
             }
         }
@@ -394,9 +389,9 @@ public struct ReviewRunner: Sendable {
     }
 
     /// The review body; with the inline comments refused, the findings are listed in it instead.
-    static func reviewBody(_ prepared: PreparedReview) -> String {
+    static func reviewBody(_ prepared: PreparedReview, platform: String) -> String {
         guard prepared.inlineMovedToSummary, !prepared.findings.isEmpty else { return prepared.body }
-        var body = prepared.body + "\n\n### Findings GitHub could not place inline\n"
+        var body = prepared.body + "\n\n### Findings \(platform) could not place inline\n"
         for f in prepared.findings {
             let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
             var text = Fingerprint.normalize(f.body)

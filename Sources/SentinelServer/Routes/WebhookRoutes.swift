@@ -4,35 +4,12 @@ import Logging
 import NIOCore
 import SentinelCore
 
-/// Resolved integrations kept in memory for a short while, so a burst of deliveries costs one
-/// lookup. Misses are never cached: an integration added from the CLI works on its next delivery.
-actor IntegrationDirectory {
-    private var cache: [IntegrationID: (GitHubIntegration, ContinuousClock.Instant)] = [:]
-    let service: IntegrationService
-    let supervisor: Supervisor
-    let ttl: Duration = .seconds(60)
-
-    init(service: IntegrationService, supervisor: Supervisor) {
-        self.service = service
-        self.supervisor = supervisor
-    }
-
-    func github(_ id: IntegrationID) async throws -> GitHubIntegration? {
-        if let (integration, at) = cache[id], ContinuousClock.now - at < ttl { return integration }
-        guard let workspaceID = try await service.workspaceOf(id) else { return nil }
-        let service = self.service
-        let integration = try await supervisor.withWorkspace(workspaceID) { try await service.loadGitHub(id, from: $0) }
-        if let integration { cache[id] = (integration, .now) }
-        return integration
-    }
-}
-
 /// `POST /webhooks/github/{integrationId}`. Order: integration lookup (404) and the declared size
 /// (413), both before a byte of the body is read; then the body, read once up to the limit;
 /// signature (401 before anything is stored), headers and JSON, then one durable insert and a 202.
 struct WebhookRoutes {
     static let maxDeliveryBytes = 25 * 1024 * 1024
-    let directory: IntegrationDirectory
+    let integrations: GitHubIntegrationCache
     let supervisor: Supervisor
     let metrics: SentinelMetrics
 
@@ -49,7 +26,7 @@ struct WebhookRoutes {
 
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
         guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
-              let integration = try await directory.github(id) else {
+              let integration = try await integrations.integration(id, using: supervisor) else {
             metrics.webhook(platform: "github", outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")
         }

@@ -265,7 +265,7 @@ struct EngineDiffTests {
         let binary = try DiffFile.fromPatch(path: "logo.png", status: .added, patch: nil)
         #expect(binary.isBinary && binary.oldPath == nil)
 
-        let deleted = try DiffFile.fromPatch(path: "gone.txt", status: DiffFile.Status(github: "removed"), patch: "@@ -1 +0,0 @@\n-bye")
+        let deleted = try DiffFile.fromPatch(path: "gone.txt", status: .deleted, patch: "@@ -1 +0,0 @@\n-bye")
         #expect(deleted.status == .deleted && deleted.newPath == nil && deleted.path == "gone.txt")
 
         #expect(throws: DiffParseError.self) {

@@ -109,16 +109,6 @@ public struct DiffHunk: Sendable, Hashable, Codable {
 public struct DiffFile: Sendable, Hashable, Codable {
     public enum Status: String, Sendable, Hashable, Codable, CaseIterable {
         case added, modified, deleted, renamed
-
-        /// Maps GitHub's `status` of a pull-request file ("removed", "copied", "changed" …).
-        public init(github: String) {
-            switch github.lowercased() {
-            case "added", "copied": self = .added
-            case "removed", "deleted": self = .deleted
-            case "renamed": self = .renamed
-            default: self = .modified
-            }
-        }
     }
 
     /// Path in the base version; nil when the file is new (`/dev/null`).

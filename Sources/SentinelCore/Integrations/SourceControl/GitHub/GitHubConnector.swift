@@ -11,7 +11,7 @@ public actor GitHubConnector: SourceControlConnector {
         let botLogin: String?
     }
 
-    let integrations: IntegrationService
+    let integrations: GitHubIntegrationCache
     let requestTimeout: Duration
     let destinations: DestinationPolicy
     private var entries: [IntegrationID: Entry] = [:]
@@ -20,7 +20,7 @@ public actor GitHubConnector: SourceControlConnector {
 
     /// - Parameter destinations: where the clients may connect (`security.*`); GHES hosts on a
     ///   private network need an allowed CIDR.
-    public init(integrations: IntegrationService, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy()) {
+    public init(integrations: GitHubIntegrationCache, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy()) {
         self.integrations = integrations
         self.requestTimeout = requestTimeout
         self.destinations = destinations
@@ -32,7 +32,7 @@ public actor GitHubConnector: SourceControlConnector {
         if let cached = entries[id] {
             entry = cached
         } else {
-            guard let integration = try await integrations.loadGitHub(id, from: workspace) else {
+            guard let integration = try await integrations.integration(id, in: workspace) else {
                 throw SourceControlError.permanent("the repository's GitHub integration \(id) no longer exists")
             }
             let http: AsyncOutboundHTTPClient

@@ -1,104 +1,12 @@
 import Foundation
 
-/// What the review run needs to know about a pull request.
-public struct PullRequestInfo: Sendable, Equatable {
-    public var headSHA: String
-    public var baseSHA: String
-    public var isDraft: Bool
-    public var isOpen: Bool
-    /// The head lives in another repository (a fork): its config file is not trusted.
-    public var fromFork: Bool
-    public var title: String
-
-    public init(headSHA: String, baseSHA: String, isDraft: Bool, isOpen: Bool, fromFork: Bool, title: String) {
-        self.headSHA = headSHA
-        self.baseSHA = baseSHA
-        self.isDraft = isDraft
-        self.isOpen = isOpen
-        self.fromFork = fromFork
-        self.title = title
-    }
-}
-
-/// One inline comment of a review, on a line that is in the diff.
-public struct ReviewComment: Sendable, Equatable {
-    public var path: String
-    public var line: Int
-    public var side: DiffSide
-    public var startLine: Int?
-    public var body: String
-}
-
-public enum CheckConclusion: String, Sendable {
-    case success, failure, neutral
-}
-
-/// Platform failures as the run sees them: retry later, or fail the run with this reason.
-public enum SourceControlError: Error, CustomStringConvertible {
-    case retryable(String, retryAfter: TimeInterval?)
-    case permanent(String)
-
-    public var description: String {
-        switch self {
-        case .retryable(let m, _), .permanent(let m): return m
-        }
-    }
-}
-
-/// The platform refused a review because one or more of its inline comments cannot be placed
-/// (GitHub's 422 does not say which). The caller may post again without inline comments.
-public struct ReviewCommentsRejected: Error, CustomStringConvertible {
-    public let message: String
-    public var description: String { message }
-}
-
-/// A pull request's own diff (base…head) as the platform lists it.
-public struct PullRequestFiles: Sendable {
-    public var files: [DiffFile]
-    /// Changed files the platform did not list (GitHub lists at most 3,000); 0 when complete.
-    public var unlisted: Int
-
-    public init(files: [DiffFile], unlisted: Int = 0) {
-        self.files = files
-        self.unlisted = unlisted
-    }
-}
-
-/// What changed between the last reviewed commit and the new head.
-public struct CommitComparison: Sendable {
-    public var files: [DiffFile]
-    /// The platform stopped listing files (GitHub lists at most 300 in a comparison).
-    public var truncated: Bool
-
-    public init(files: [DiffFile], truncated: Bool) {
-        self.files = files
-        self.truncated = truncated
-    }
-}
-
-/// A source-control platform as seen by a review run (GitHub today; GitLab implements the same).
-/// Implementations map their API errors to `SourceControlError`.
-public protocol SourceControlSession: Sendable {
-    func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo
-    func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles
-    /// Nil when `base` is not an ancestor of `head` (a force-push rewrote history) or is unknown.
-    func changedFiles(_ repo: String, from base: String, to head: String) async throws -> CommitComparison?
-    func fileContent(_ repo: String, path: String, ref: String) async throws -> String?
-    func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String
-    func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws
-    /// The id of a review already posted by this App's own bot account whose body starts with
-    /// `marker`, if any. Reviews by anyone else are ignored, whatever they contain.
-    func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String?
-    /// Posts a review. Throws `ReviewCommentsRejected` when the platform refuses an inline comment.
-    func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String
-}
-
 /// GitHub behind `SourceControlSession`.
 public struct GitHubSession: SourceControlSession {
     let client: GitHubClient
     /// The App's bot login (e.g. `my-app[bot]`) when the integration knows it.
     let botLogin: String?
     public static let checkName = "Sentinel"
+    public var platformName: String { "GitHub" }
 
     public init(client: GitHubClient, botLogin: String? = nil) {
         self.client = client
@@ -129,7 +37,7 @@ public struct GitHubSession: SourceControlSession {
     /// no reviewable lines) so it still counts in the coverage line instead of vanishing.
     public static func diffFiles(_ files: [GitHubChangedFile]) -> [DiffFile] {
         files.map { f in
-            let status = DiffFile.Status(github: f.status)
+            let status = DiffFile.Status(gitHubFileStatus: f.status)
             if let parsed = try? DiffFile.fromPatch(path: f.filename, previousPath: f.previous_filename, status: status, patch: f.patch) {
                 return parsed
             }
@@ -215,6 +123,18 @@ public struct GitHubSession: SourceControlSession {
             if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
             if error.status == 422, !comments.isEmpty { throw ReviewCommentsRejected(message: error.description) }
             throw SourceControlError.permanent(error.description)
+        }
+    }
+}
+
+extension DiffFile.Status {
+    /// GitHub's `status` of a pull-request or comparison file ("removed", "copied", "changed" …).
+    init(gitHubFileStatus status: String) {
+        switch status.lowercased() {
+        case "added", "copied": self = .added
+        case "removed", "deleted": self = .deleted
+        case "renamed": self = .renamed
+        default: self = .modified
         }
     }
 }
