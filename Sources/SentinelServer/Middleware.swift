@@ -23,8 +23,8 @@ struct ObservabilityMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            let (problem, serverFault) = Problem.from(error)
-            if serverFault {
+            let problem = Problem.from(error)
+            if problem.isServerFault {
                 context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: error)))", "path": "\(request.uri.path)"])
             }
             response = problem.response(requestID: correlationID)

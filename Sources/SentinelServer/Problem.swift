@@ -33,61 +33,30 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// The one mapping from errors of the lower layers to HTTP. Unknown errors are 500 and logged;
-    /// their text never reaches the client.
-    static func from(_ error: Error) -> (Problem, isServerFault: Bool) {
+    /// The problem an error stands for: errors that know what they mean to HTTP
+    /// (`ProblemConvertible`, Hummingbird's `HTTPError`) say so; any other error is a 500 whose text
+    /// never reaches the client (the caller logs it).
+    static func from(_ error: Error) -> Problem {
         switch error {
-        case let problem as Problem:
-            return (problem, problem.status >= 500)
-        case let error as HTTPError:
-            let status = error.status
-            return (Problem(status: status, detail: error.body), status.code >= 500)
-        case let error as WorkspaceError:
-            switch error {
-            case .notFound: return (Problem(status: .notFound, detail: "no such workspace"), false)
-            case .offline(_, let reason):
-                return (Problem(status: .serviceUnavailable, detail: "this workspace is offline: \(reason); other workspaces are unaffected",
-                                type: "urn:sentinel:problem:workspace-offline", title: "Workspace offline"), false)
-            case .closed, .shuttingDown:
-                return (Problem(status: .serviceUnavailable, detail: error.description), false)
-            }
-        case let error as IdentityError:
-            switch error.kind {
-            case .invalid: return (Problem(status: .badRequest, detail: error.description), false)
-            case .notFound: return (Problem(status: .notFound, detail: error.description), false)
-            case .conflict: return (Problem(status: .conflict, detail: error.description), false)
-            case .unauthenticated: return (Problem(status: .unauthorized, detail: error.description), false)
-            case .forbidden: return (Problem(status: .forbidden, detail: error.description), false)
-            case .rateLimited(let seconds):
-                var problem = Problem(status: .tooManyRequests, detail: error.description)
-                problem.retryAfter = seconds
-                return (problem, false)
-            }
-        case let error as PlanLimitError:
-            return (Problem(status: .forbidden, detail: error.message, type: "urn:sentinel:problem:plan-limit", title: "Plan limit reached"), false)
-        case let error as StorageError:
-            switch error {
-            case .notFound(let m): return (Problem(status: .notFound, detail: m), false)
-            case .conflict(let m): return (Problem(status: .conflict, detail: m), false)
-            case .invalid(let m): return (Problem(status: .badRequest, detail: m), false)
-            default: return (Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id"), true)
-            }
-        case let error as ProviderStoreError:
-            switch error {
-            case .invalid(let m): return (Problem(status: .badRequest, detail: m), false)
-            case .notFound: return (Problem(status: .notFound, detail: error.description), false)
-            }
-        case let error as IntegrationError:
-            switch error {
-            case .invalid(let m): return (Problem(status: .badRequest, detail: m), false)
-            case .notFound: return (Problem(status: .notFound, detail: error.description), false)
-            }
-        case let error as PolicySettingsError:
-            return (Problem(status: .badRequest, detail: error.description, type: "urn:sentinel:problem:invalid-setting", title: "Invalid setting"), false)
-        default:
-            return (Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id"), true)
+        case let error as any ProblemConvertible: return error.problem
+        case let error as HTTPError: return Problem(status: error.status, detail: error.body)
+        default: return .internalError
         }
     }
+
+    static let internalError = Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id")
+
+    var isServerFault: Bool { status >= 500 }
+}
+
+/// An error that knows what it means to an API client. Domain errors of SentinelCore conform by
+/// extension in this module (`DomainProblems.swift`), each with its own mapping.
+protocol ProblemConvertible: Error {
+    var problem: Problem { get }
+}
+
+extension Problem: ProblemConvertible {
+    var problem: Problem { self }
 }
 
 extension HTTPField.Name {

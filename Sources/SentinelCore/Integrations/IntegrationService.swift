@@ -53,14 +53,15 @@ public struct GitHubIntegration: Sendable {
     public let botLogin: String?
 }
 
+/// A refused integration or AI provider change: the input is invalid, or the integration or
+/// provider does not exist (the text names which).
 public enum IntegrationError: Error, CustomStringConvertible, Equatable {
     case invalid(String)
     case notFound(String)
 
     public var description: String {
         switch self {
-        case .invalid(let m): return m
-        case .notFound(let id): return "integration \(id) does not exist"
+        case .invalid(let m), .notFound(let m): return m
         }
     }
 }

@@ -77,7 +77,7 @@ extension APIOperations {
                          status: .created, response: .ref("Provider")) { d, call, actor in
                 let body = try call.decode(ProviderBody.self)
                 let baseURL = try body.base_url.map { raw -> URL in
-                    guard let url = URL(string: raw), url.scheme != nil else { throw ProviderStoreError.invalid("base_url is not an absolute URL") }
+                    guard let url = URL(string: raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
                     return url
                 }
                 return .json(.created, try await d.providers.add(kind: body.kind, apiKey: body.api_key, model: body.model, baseURL: baseURL,

@@ -32,17 +32,6 @@ public struct StoredProvider: Sendable {
     public let apiKey: String?
 }
 
-public enum ProviderStoreError: Error, CustomStringConvertible, Equatable {
-    case invalid(String)
-    case notFound(String)
-    public var description: String {
-        switch self {
-        case .invalid(let m): return m
-        case .notFound(let id): return "AI provider \(id) does not exist in this workspace"
-        }
-    }
-}
-
 /// BYOK keys per workspace (SPEC §7): added, rotated, disabled, deleted; sealed with the master key
 /// and bound to the provider id; every change is an audit event without the key.
 public struct ProviderStore: Sendable {
@@ -57,12 +46,12 @@ public struct ProviderStore: Sendable {
 
     public func add(kind: String, apiKey: String?, model: String?, baseURL: URL?, apiVersion: String? = nil, deployment: String? = nil,
                     priority: Int = 100, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
-        guard Self.kinds.contains(kind) else { throw ProviderStoreError.invalid("unknown provider kind '\(kind)' (one of \(Self.kinds.joined(separator: ", ")))") }
+        guard Self.kinds.contains(kind) else { throw IntegrationError.invalid("unknown provider kind '\(kind)' (one of \(Self.kinds.joined(separator: ", ")))") }
         let key = apiKey?.trimmingCharacters(in: .whitespacesAndNewlines)
-        if kind != "openai-compatible", key?.isEmpty ?? true { throw ProviderStoreError.invalid("an API key is required for \(kind)") }
-        if kind == "openai-compatible", baseURL == nil { throw ProviderStoreError.invalid("openai-compatible providers need --base-url") }
+        if kind != "openai-compatible", key?.isEmpty ?? true { throw IntegrationError.invalid("an API key is required for \(kind)") }
+        if kind == "openai-compatible", baseURL == nil { throw IntegrationError.invalid("openai-compatible providers need --base-url") }
         if kind == "azure-openai", baseURL == nil || (deployment ?? "").isEmpty {
-            throw ProviderStoreError.invalid("azure-openai needs --base-url (https://RESOURCE.openai.azure.com) and a deployment name")
+            throw IntegrationError.invalid("azure-openai needs --base-url (https://RESOURCE.openai.azure.com) and a deployment name")
         }
         if let baseURL { try Self.validate(baseURL) }
         let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
@@ -81,7 +70,7 @@ public struct ProviderStore: Sendable {
 
     public func rotate(_ id: String, apiKey: String, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
         let key = apiKey.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !key.isEmpty else { throw ProviderStoreError.invalid("the new API key is empty") }
+        guard !key.isEmpty else { throw IntegrationError.invalid("the new API key is empty") }
         let sealed = try masterKey.seal(Data(key.utf8), context: "provider:\(id):api_key")
         try await update(id, in: workspace, event: "ProviderKeyRotated", by: actor,
                          sql: "UPDATE ai_providers SET api_key = ?, key_suffix = ?, updated_at = ? WHERE id = ?",
@@ -104,13 +93,13 @@ public struct ProviderStore: Sendable {
                         arguments: @escaping @Sendable (Double) -> [any DatabaseValueConvertible & Sendable]) async throws {
         try await workspace.write { tx in
             try tx.db.execute(sql: sql, arguments: StatementArguments(arguments(tx.now.epoch)))
-            guard tx.db.changesCount == 1 else { throw ProviderStoreError.notFound(id) }
+            guard tx.db.changesCount == 1 else { throw IntegrationError.notFound("AI provider \(id) does not exist in this workspace") }
             try tx.append(DomainEvent(type: event, subject: "provider:\(id)", payload: ["by": actor]))
         }
     }
 
     public func get(_ id: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
-        guard let found = try await list(in: workspace).first(where: { $0.id == id }) else { throw ProviderStoreError.notFound(id) }
+        guard let found = try await list(in: workspace).first(where: { $0.id == id }) else { throw IntegrationError.notFound("AI provider \(id) does not exist in this workspace") }
         return found
     }
 
@@ -144,7 +133,7 @@ public struct ProviderStore: Sendable {
     }
 
     public func setMonthlyBudget(_ usd: Double?, by actor: String, in workspace: WorkspaceActor) async throws {
-        if let usd, !(usd >= 0 && usd.isFinite) { throw ProviderStoreError.invalid("the budget must be a non-negative number of USD") }
+        if let usd, !(usd >= 0 && usd.isFinite) { throw IntegrationError.invalid("the budget must be a non-negative number of USD") }
         try await workspace.write { tx in
             if let usd {
                 try tx.db.execute(sql: """
@@ -189,7 +178,7 @@ public struct ProviderStore: Sendable {
         // https, unless the host is loopback (a local model server); private addresses are
         // checked when a call connects (`DestinationPolicy`).
         do { try DestinationPolicy.requireSecure(url, field: "base_url") } catch let error as DestinationError {
-            throw ProviderStoreError.invalid(error.description)
+            throw IntegrationError.invalid(error.description)
         }
     }
 }

@@ -1,0 +1,66 @@
+import Hummingbird
+import SentinelCore
+
+// What each domain's errors mean to an API client. One extension per error type; an error type
+// without one is an internal error (500, logged, its text not sent).
+
+extension WorkspaceError: ProblemConvertible {
+    var problem: Problem {
+        switch self {
+        case .notFound: return Problem(status: .notFound, detail: "no such workspace")
+        case .offline(_, let reason):
+            return Problem(status: .serviceUnavailable, detail: "this workspace is offline: \(reason); other workspaces are unaffected",
+                           type: "urn:sentinel:problem:workspace-offline", title: "Workspace offline")
+        case .closed, .shuttingDown:
+            return Problem(status: .serviceUnavailable, detail: description)
+        }
+    }
+}
+
+extension IdentityError: ProblemConvertible {
+    var problem: Problem {
+        switch kind {
+        case .invalid: return Problem(status: .badRequest, detail: description)
+        case .notFound: return Problem(status: .notFound, detail: description)
+        case .conflict: return Problem(status: .conflict, detail: description)
+        case .unauthenticated: return Problem(status: .unauthorized, detail: description)
+        case .forbidden: return Problem(status: .forbidden, detail: description)
+        case .rateLimited(let seconds):
+            var problem = Problem(status: .tooManyRequests, detail: description)
+            problem.retryAfter = seconds
+            return problem
+        }
+    }
+}
+
+extension PlanLimitError: ProblemConvertible {
+    var problem: Problem {
+        Problem(status: .forbidden, detail: message, type: "urn:sentinel:problem:plan-limit", title: "Plan limit reached")
+    }
+}
+
+extension StorageError: ProblemConvertible {
+    var problem: Problem {
+        switch self {
+        case .notFound(let m): return Problem(status: .notFound, detail: m)
+        case .conflict(let m): return Problem(status: .conflict, detail: m)
+        case .invalid(let m): return Problem(status: .badRequest, detail: m)
+        default: return .internalError
+        }
+    }
+}
+
+extension IntegrationError: ProblemConvertible {
+    var problem: Problem {
+        switch self {
+        case .invalid(let m): return Problem(status: .badRequest, detail: m)
+        case .notFound: return Problem(status: .notFound, detail: description)
+        }
+    }
+}
+
+extension PolicySettingsError: ProblemConvertible {
+    var problem: Problem {
+        Problem(status: .badRequest, detail: description, type: "urn:sentinel:problem:invalid-setting", title: "Invalid setting")
+    }
+}
