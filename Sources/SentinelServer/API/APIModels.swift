@@ -57,6 +57,17 @@ enum APIModels {
         let createdAt: String
         let members: [String]
         enum CodingKeys: String, CodingKey { case id, name, members, createdAt = "created_at" }
+
+        init(_ team: Team) {
+            self.init(id: team.id, name: team.name, createdAt: APIModels.time(team.createdAt.timeIntervalSince1970), members: team.members)
+        }
+
+        init(id: Int64, name: String, createdAt: String, members: [String]) {
+            self.id = id
+            self.name = name
+            self.createdAt = createdAt
+            self.members = members
+        }
     }
 
     struct IntegrationOut: Encodable, Sendable {

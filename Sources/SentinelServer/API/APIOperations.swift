@@ -253,64 +253,40 @@ enum APIOperations {
                 guard let current = try d.identity.role(of: userID, in: call.workspaceID!) else { throw IdentityError(.notFound, "no such member") }
                 try requireOwner(for: current, call)
                 try d.identity.removeMember(userID: userID, from: call.workspaceID!)
-                try await actor!.write { tx in try tx.db.execute(sql: "DELETE FROM team_members WHERE user_id = ?", arguments: [userID]) }
+                try await actor!.write { tx in try TeamStore.removeFromAllTeams(userID, in: tx.db) }
                 try await audit(actor!, "MemberRemoved", "user:\(userID)", ["role": current.rawValue, "by": call.actor])
                 return .noContent
             },
             APIOperation(method: .get, path: "/workspaces/{workspaceId}/teams", id: "listTeams", tag: "teams", summary: "Teams and their members.",
                          access: .workspace(.viewer, .read), status: .ok, response: .ref("TeamPage")) { d, call, actor in
-                .json(.ok, Page(items: try await actor!.read { db in try teams(in: db) }, nextCursor: nil))
+                .json(.ok, Page(items: try await actor!.read { db in try TeamStore.list(in: db) }.map(APIModels.TeamOut.init), nextCursor: nil))
             },
             APIOperation(method: .post, path: "/workspaces/{workspaceId}/teams", id: "createTeam", tag: "teams", summary: "Create a team (admins).",
                          access: .workspace(.admin, .write), body: .object([Property("name", .string(minLength: 1, maxLength: 100))]),
                          status: .created, response: .ref("Team")) { d, call, actor in
-                let name = try call.decode(TeamBody.self).name.trimmingCharacters(in: .whitespaces)
-                guard !name.isEmpty else { throw Problem(status: .badRequest, detail: "name: must not be blank") }
-                let (actorName, team) = (call.actor, try await actor!.write { tx -> Int64 in
-                    if try Int.fetchOne(tx.db, sql: "SELECT 1 FROM teams WHERE name = ?", arguments: [name]) != nil {
-                        throw IdentityError(.conflict, "a team named \(name) already exists")
-                    }
-                    try tx.db.execute(sql: "INSERT INTO teams (name, created_at) VALUES (?, ?)", arguments: [name, tx.now.timeIntervalSince1970])
-                    return tx.db.lastInsertedRowID
-                })
-                try await audit(actor!, "TeamCreated", "team:\(team)", ["name": name, "by": actorName])
-                return .json(.created, try await actor!.read { db in try teams(in: db).first { $0.id == team }! })
+                let (name, by) = (try call.decode(TeamBody.self).name, call.actor)
+                let team = try await actor!.write { tx in try TeamStore.create(name: name, by: by, in: &tx) }
+                return .json(.created, APIModels.TeamOut(team))
             },
             APIOperation(method: .delete, path: "/workspaces/{workspaceId}/teams/{teamId}", id: "deleteTeam", tag: "teams", summary: "Delete a team (admins).",
                          access: .workspace(.admin, .write), status: .noContent, response: nil) { d, call, actor in
-                let team = try call.pathInt("teamId", what: "team")
-                try await actor!.write { tx in
-                    try tx.db.execute(sql: "DELETE FROM teams WHERE id = ?", arguments: [team])
-                    if tx.db.changesCount == 0 { throw IdentityError(.notFound, "no such team") }
-                }
-                try await audit(actor!, "TeamDeleted", "team:\(team)", ["by": call.actor])
+                let (team, by) = (try call.pathInt("teamId", what: "team"), call.actor)
+                try await actor!.write { tx in try TeamStore.delete(team, by: by, in: &tx) }
                 return .noContent
             },
             APIOperation(method: .put, path: "/workspaces/{workspaceId}/teams/{teamId}/members/{userId}", id: "addTeamMember", tag: "teams",
                          summary: "Put a workspace member in a team (admins).", access: .workspace(.admin, .write),
                          status: .ok, response: .ref("Team")) { d, call, actor in
-                let team = try call.pathInt("teamId", what: "team")
-                let userID = call.pathValue("userId")
+                let (team, userID, by) = (try call.pathInt("teamId", what: "team"), call.pathValue("userId"), call.actor)
                 guard try d.identity.role(of: userID, in: call.workspaceID!) != nil else { throw IdentityError(.notFound, "no such member") }
-                try await actor!.write { tx in
-                    guard try Int.fetchOne(tx.db, sql: "SELECT 1 FROM teams WHERE id = ?", arguments: [team]) != nil else {
-                        throw IdentityError(.notFound, "no such team")
-                    }
-                    try tx.db.execute(sql: "INSERT OR IGNORE INTO team_members (team_id, user_id) VALUES (?, ?)", arguments: [team, userID])
-                }
-                try await audit(actor!, "TeamMemberAdded", "team:\(team)", ["user_id": userID, "by": call.actor])
-                return .json(.ok, try await actor!.read { db in try teams(in: db).first { $0.id == team }! })
+                let updated = try await actor!.write { tx in try TeamStore.addMember(userID, to: team, by: by, in: &tx) }
+                return .json(.ok, APIModels.TeamOut(updated))
             },
             APIOperation(method: .delete, path: "/workspaces/{workspaceId}/teams/{teamId}/members/{userId}", id: "removeTeamMember", tag: "teams",
                          summary: "Take a member out of a team (admins).", access: .workspace(.admin, .write),
                          status: .noContent, response: nil) { d, call, actor in
-                let team = try call.pathInt("teamId", what: "team")
-                let userID = call.pathValue("userId")
-                try await actor!.write { tx in
-                    try tx.db.execute(sql: "DELETE FROM team_members WHERE team_id = ? AND user_id = ?", arguments: [team, userID])
-                    if tx.db.changesCount == 0 { throw IdentityError(.notFound, "no such team member") }
-                }
-                try await audit(actor!, "TeamMemberRemoved", "team:\(team)", ["user_id": userID, "by": call.actor])
+                let (team, userID, by) = (try call.pathInt("teamId", what: "team"), call.pathValue("userId"), call.actor)
+                try await actor!.write { tx in try TeamStore.removeMember(userID, from: team, by: by, in: &tx) }
                 return .noContent
             },
             APIOperation(method: .get, path: "/workspaces/{workspaceId}/audit", id: "listAuditEvents", tag: "audit",
@@ -331,16 +307,6 @@ enum APIOperations {
     /// Granting, changing or removing the owner role takes an owner.
     static func requireOwner(for role: WorkspaceRole, _ call: APICall) throws {
         if role == .owner, call.role != .owner { throw Problem(status: .forbidden, detail: "only owners can grant, change or remove the owner role") }
-    }
-
-    static func teams(in db: Database) throws -> [APIModels.TeamOut] {
-        let members = Dictionary(grouping: try Row.fetchAll(db, sql: "SELECT team_id, user_id FROM team_members ORDER BY user_id"),
-                                 by: { $0["team_id"] as Int64 })
-        return try Row.fetchAll(db, sql: "SELECT * FROM teams ORDER BY name").map { row in
-            let id: Int64 = row["id"]
-            return APIModels.TeamOut(id: id, name: row["name"], createdAt: APIModels.time(row["created_at"] as Double),
-                                     members: (members[id] ?? []).map { $0["user_id"] })
-        }
     }
 
     static func audit(_ actor: WorkspaceActor, _ type: String, _ subject: String, _ payload: [String: String]) async throws {
