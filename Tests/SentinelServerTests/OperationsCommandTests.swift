@@ -1,0 +1,46 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// The operator's commands as an admin runs them: version, migrate, verify.
+@Suite("sentinel version, migrate and verify")
+struct OperationsCommandTests {
+    static func execute(_ path: String, _ sql: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in try db.execute(sql: sql) }
+        try queue.close()
+    }
+
+    @Test("version --json names the binary version and the control and workspace schema versions it knows")
+    func versionJSON() async throws {
+        let result = try await SentinelProcess.run(["version", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["version"] as? String == SentinelVersion.current)
+        let schemas = try #require(object["schemas"] as? [String: [String: Any]])
+        #expect(schemas["control"]?["version"] as? Int == DatabaseKind.control.knownVersion)
+        #expect(schemas["workspace"]?["version"] as? Int == DatabaseKind.workspace.knownVersion)
+        #expect(schemas["workspace"]?["latest"] as? String == DatabaseKind.workspace.knownMigrations.last)
+    }
+
+    @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
+    func newerControl() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        #expect(created.status == 0, "\(created.stderr)")
+        try Self.execute(dir.url.appendingPathComponent("data/control.sqlite").path,
+                         "INSERT INTO grdb_migrations (identifier) VALUES ('9999_from_a_newer_sentinel')")
+        let newer = DatabaseKind.control.knownVersion + 1
+        let migrate = try await SentinelProcess.run(["migrate", "--data-dir", data])
+        #expect(migrate.status != 0)
+        #expect(migrate.stderr.contains("control.sqlite is at control schema version \(newer)"))
+        #expect(migrate.stderr.contains("run that newer binary"))
+        let serve = try await SentinelProcess.run(["serve", "--data-dir", data, "--no-tls", "--port", "0"])
+        #expect(serve.status != 0)
+        #expect(serve.stderr.contains("control schema version \(newer)"))
+    }
+}
