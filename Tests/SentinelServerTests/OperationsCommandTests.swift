@@ -43,4 +43,26 @@ struct OperationsCommandTests {
         #expect(serve.status != 0)
         #expect(serve.stderr.contains("control schema version \(newer)"))
     }
+
+    @Test("verify passes a clean data dir and fails, naming the problem, one with a gap in a workspace's event log")
+    func verifyCommand() async throws {
+        let dir = TemporaryDirectory("sentinel-verify")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data, "--json"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["id"] as? String)
+
+        let clean = try await SentinelProcess.run(["verify", "--data-dir", data, "--json"])
+        #expect(clean.status == 0, "\(clean.stdout) \(clean.stderr)")
+        #expect(clean.stdout.contains("\"ok\" : true"))
+
+        let workspaceFile = dir.url.appendingPathComponent("data/workspaces/\(id).sqlite").path
+        try Self.execute(workspaceFile, "INSERT INTO events (id, type, occurred_at, data) VALUES ('evt_1', 't', '2026-01-01T00:00:00Z', '{}'), "
+            + "('evt_2', 't', '2026-01-01T00:00:00Z', '{}'), ('evt_3', 't', '2026-01-01T00:00:00Z', '{}'); DROP TRIGGER events_no_delete; DELETE FROM events WHERE id = 'evt_2'")
+        let gap = try await SentinelProcess.run(["verify", "--data-dir", data])
+        #expect(gap.status != 0)
+        #expect(gap.stdout.contains("workspaces/\(id).sqlite: events: the event log has a gap"))
+        #expect(gap.stderr.contains("verify found 1 problem(s)"))
+    }
 }
