@@ -65,4 +65,24 @@ struct OperationsCommandTests {
         #expect(gap.stdout.contains("workspaces/\(id).sqlite: events: the event log has a gap"))
         #expect(gap.stderr.contains("verify found 1 problem(s)"))
     }
+
+    @Test("doctor exits 0 on a healthy data dir, 1 with a warning (unused setup token), 2 with an error (master key readable by others), each line naming its fix")
+    func doctorExitCodes() async throws {
+        let dir = TemporaryDirectory("sentinel-doctor")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data")
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data.path])
+        #expect(created.status == 0, "\(created.stderr)")
+        let healthy = try await SentinelProcess.run(["doctor", "--data-dir", data.path])
+        #expect(healthy.status == 0, "\(healthy.stdout)")
+        try Data("token".utf8).write(to: data.appendingPathComponent("secrets/setup-token"))
+        let warning = try await SentinelProcess.run(["doctor", "--data-dir", data.path])
+        #expect(warning.status == 1, "\(warning.stdout)")
+        #expect(warning.stdout.contains("WARN  setup-token"))
+        #expect(warning.stdout.contains("fix: create the first admin"))
+        chmod(data.appendingPathComponent("secrets/master.key").path, 0o644)
+        let error = try await SentinelProcess.run(["doctor", "--data-dir", data.path, "--json"])
+        #expect(error.status == 2, "\(error.stdout)")
+        #expect(error.stdout.contains("\"fix\" : \"chmod 600 "))
+    }
 }
