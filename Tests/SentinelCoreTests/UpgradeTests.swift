@@ -55,6 +55,13 @@ struct UpgradeTests {
             #expect(id == ws)
             #expect(reason.contains("newer than this binary") && reason.contains("schema version \(newer)"))
         }
+        // When the newer binary's pre-upgrade snapshot of this file is there, the message names it.
+        let known = DatabaseKind.workspace.knownVersion
+        let folder = h.dataDirectory.backupsDirectory.appendingPathComponent("pre-upgrade-\(known)-\(newer)")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: file, to: folder.appendingPathComponent("workspaces/\(ws.rawValue).sqlite"))
+        let state0 = try SchemaState.read(file: file, kind: .workspace)
+        #expect(state0.newerMessage(file: file).contains("sentinel restore --from \(folder.path))"))
         // The file was not touched: still one step ahead, nothing removed from it.
         let state = try SchemaState.read(file: file, kind: .workspace)
         #expect(state.unknown == ["9999_from_a_newer_sentinel"])

@@ -50,10 +50,17 @@ public struct SchemaState: Sendable, Codable, Equatable {
     /// The admin's message for a file newer than this binary: which file, which version, what to do.
     public func newerMessage(file url: URL) -> String {
         let root = DataDirectory(holding: url, kind: kind)
+        let relative = kind == .control ? "control.sqlite" : "workspaces/\(url.lastPathComponent)"
+        // The snapshot the newer binary took of this file before migrating it, if it is there.
+        let folders = ((try? FileManager.default.contentsOfDirectory(atPath: root.backupsDirectory.path)) ?? [])
+            .filter { $0.hasPrefix("pre-upgrade-") && $0.hasSuffix("-\(version)") }
+            .filter { FileManager.default.fileExists(atPath: root.backupsDirectory.appendingPathComponent($0).appendingPathComponent(relative).path) }
+            .sorted()
+        let snapshot = folders.last.map { "sentinel restore --from \(root.backupsDirectory.appendingPathComponent($0).path)" }
+            ?? "sentinel restore --from \(root.backupsDirectory.path)/pre-upgrade-FROM-\(version), or a backup taken before the upgrade"
         return "\(url.path) is at \(kind.rawValue) schema version \(version) (it holds migration(s) \(unknown.joined(separator: ", ")) "
             + "that this binary does not know); sentinel \(SentinelVersion.current) knows \(kind.rawValue) schema versions up to \(knownVersion). "
-            + "The file was written by a newer Sentinel: run that newer binary, or restore the pre-upgrade snapshot "
-            + "(sentinel restore --from \(root.backupsDirectory.path)/pre-upgrade-\(knownVersion)-\(version)) with this one"
+            + "The file was written by a newer Sentinel: run that newer binary, or restore the pre-upgrade snapshot with this one (\(snapshot))"
     }
 }
 
@@ -148,7 +155,8 @@ extension DatabaseOpener {
                     ? "the failing migration was rolled back: the file is as it was (schema version \(state.version))"
                     : "the failing migration was rolled back; earlier steps of this upgrade stay applied (schema version \(now), was \(state.version); no pre-upgrade snapshot was taken)"
             }
-            throw StorageError.migrationFailed("\(url.path): migrating the \(kind.rawValue) schema from version \(state.version) to \(state.knownVersion) failed (\(error)); \(outcome)")
+            let reason = "\(error)".split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+            throw StorageError.migrationFailed("\(url.path): migrating the \(kind.rawValue) schema from version \(state.version) to \(state.knownVersion) failed (\(reason)); \(outcome)")
         }
     }
 }
