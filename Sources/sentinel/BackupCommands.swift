@@ -48,3 +48,35 @@ struct Restore: AsyncParsableCommand {
         }
     }
 }
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check every file of the data directory (or of a backup): integrity, foreign keys, manifest checksums, event log without gaps.",
+        discussion: "Only reads; safe while serve runs. Exits non-zero when any check fails, naming each problem.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Verify this backup directory (holds manifest.json) instead of the data directory.") var backup: String?
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() async throws {
+        let report: VerifyReport
+        if let backup {
+            report = DataVerifier.verify(backup: URL(fileURLWithPath: backup, isDirectory: true))
+        } else {
+            let config = try await oneLine { try global.loadConfig() }
+            report = DataVerifier.verify(dataDirectory: global.dataDirectory, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
+        }
+        if json {
+            try printJSON(report)
+        } else {
+            for file in report.files {
+                let events = file.events.map { ", \($0) events" } ?? ""
+                print("\(file.ok ? "ok  " : "FAIL") \(file.file)\(events)")
+            }
+            for problem in report.problems { print("problem: \(problem.file): \(problem.check): \(problem.detail)") }
+        }
+        guard report.ok else {
+            throw CLIError("verify found \(report.problems.count) problem(s) in \(report.source)")
+        }
+        if !json { print("verified \(report.files.count) file(s) in \(report.source): all checks passed") }
+    }
+}

@@ -10,7 +10,7 @@ struct SentinelCommand: AsyncParsableCommand {
         commandName: "sentinel",
         abstract: "Sentinel: a self-hosted AI code-review appliance.",
         version: SentinelVersion.current,
-        subcommands: [Serve.self, Migrate.self, WorkspaceCommand.self, IntegrationCommand.self, ProviderCommand.self, ConfigCommand.self, ReviewCommand.self, UsageCommand.self, PlanCommand.self, RepoCommand.self, UserCommand.self, TokenCommand.self, OpenAPICommand.self, AnalyticsCommand.self, ExportCommand.self, JobsCommand.self, Backup.self, Restore.self])
+        subcommands: [Serve.self, Migrate.self, VersionCommand.self, WorkspaceCommand.self, IntegrationCommand.self, ProviderCommand.self, ConfigCommand.self, ReviewCommand.self, UsageCommand.self, PlanCommand.self, RepoCommand.self, UserCommand.self, TokenCommand.self, OpenAPICommand.self, AnalyticsCommand.self, ExportCommand.self, JobsCommand.self, Backup.self, Restore.self, Verify.self, DoctorCommand.self])
 }
 
 /// Options every command shares: where the data lives and which config file to read.
@@ -116,28 +116,79 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct Migrate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Apply pending migrations to control.sqlite and every workspace file.")
+    static let configuration = CommandConfiguration(
+        abstract: "Apply pending migrations to control.sqlite and every workspace file.",
+        discussion: "Each file with pending migrations is first copied into DATA_DIR/backups/pre-upgrade-FROM-TO/ (storage.pre_upgrade_snapshot); a file newer than this binary is refused.")
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         try await oneLine {
             let config = try global.loadConfig()
-            let (control, opener) = try global.openControl(config)
+            let data = global.dataDirectory
+            let opener = DatabaseOpener(config: config)
+            // Look at every file before touching any: a control file newer than this binary stops
+            // everything, and the snapshots of all files due must fit on the disk.
+            let survey = PreUpgradeSnapshot.survey(data, busyTimeout: opener.busyTimeout)
+            if let control = survey.first, control.isNewerThanBinary, let state = control.state {
+                throw CLIError(StorageError.newerSchema(state.newerMessage(file: data.controlFile)).description)
+            }
+            try PreUpgradeSnapshot.checkFreeSpace(for: survey, in: data, opener: opener)
+            let before = Dictionary(survey.map { ($0.file, $0.state?.version) }, uniquingKeysWith: { a, _ in a })
+            let (control, _) = try global.openControl(config)
+            let controlVersion = try control.pool.read { db in try SchemaState.read(db, kind: .control) }.version
+            var line = "control.sqlite: schema version \(controlVersion)"
+            if let old = before[data.controlFile.path] ?? nil, old != controlVersion { line += " (migrated from \(old))" }
+            print(line)
             var failures: [String] = []
             var migrated = 0
             for id in try control.workspaceIDs() {
+                let url = data.workspaceFile(id)
                 do {
-                    let pool = try opener.open(global.dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+                    let pool = try opener.open(url, kind: .workspace, label: id.rawValue)
                     try pool.close()
-                    migrated += 1
+                    if let old = before[url.path] ?? nil, old != DatabaseKind.workspace.knownVersion {
+                        print("workspace \(id): schema version \(DatabaseKind.workspace.knownVersion) (migrated from \(old))")
+                        migrated += 1
+                    }
                 } catch {
                     failures.append("\(id): \(error)")
                 }
             }
-            print("control.sqlite: \(try DatabaseOpener.schemaVersion(control.pool, kind: .control)); workspaces migrated: \(migrated)")
+            let controlMigrated = (before[data.controlFile.path] ?? nil).map { $0 != controlVersion } ?? false
+            print("workspaces migrated: \(migrated)")
+            if config.storage.preUpgradeSnapshot && (controlMigrated || migrated > 0) {
+                print("pre-upgrade snapshots: \(data.backupsDirectory.path)/pre-upgrade-FROM-TO (sentinel restore --from one of them undoes the upgrade)")
+            }
             if !failures.isEmpty {
                 throw CLIError("\(failures.count) workspace file(s) could not be migrated: \(failures.joined(separator: "; "))")
             }
+        }
+    }
+}
+
+struct VersionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "The binary's version and the schema versions it knows.")
+    @Flag(help: "Print as JSON.") var json = false
+
+    struct Schema: Encodable {
+        let version: Int
+        let latest: String?
+        let migrations: [String]
+    }
+
+    struct Output: Encodable {
+        let version: String
+        let schemas: [String: Schema]
+    }
+
+    func run() async throws {
+        let schemas = Dictionary(uniqueKeysWithValues: [DatabaseKind.control, .workspace].map { kind in
+            (kind.rawValue, Schema(version: kind.knownVersion, latest: kind.knownMigrations.last, migrations: kind.knownMigrations))
+        })
+        if json {
+            try printJSON(Output(version: SentinelVersion.current, schemas: schemas))
+        } else {
+            print("sentinel \(SentinelVersion.current) (control schema \(DatabaseKind.control.knownVersion), workspace schema \(DatabaseKind.workspace.knownVersion))")
         }
     }
 }

@@ -108,6 +108,8 @@ public struct SentinelConfig: Sendable, Equatable {
         /// `full` makes every acknowledging commit survive a power cut; `normal` only a process crash.
         public var synchronous: SynchronousMode = .full
         public var busyTimeoutMilliseconds = 5_000
+        /// Copy every file into `data/backups/pre-upgrade-FROM-TO/` before migrating it.
+        public var preUpgradeSnapshot = true
     }
 
     public enum SynchronousMode: String, Sendable, Equatable, CaseIterable {
@@ -181,6 +183,7 @@ public enum ConfigLoader {
         key("auth.login_window_seconds", "the sign-in throttling window", \.auth.loginWindowSeconds),
         key("storage.synchronous", "full | normal: durability of acknowledging commits", \.storage.synchronous),
         key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds),
+        key("storage.pre_upgrade_snapshot", "snapshot each file into data/backups/pre-upgrade-FROM-TO/ before migrating it", \.storage.preUpgradeSnapshot),
         key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
         key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds),
         key("workspaces.offline_retry_seconds", "retry opening an offline workspace after this long", \.workspaces.offlineRetrySeconds),

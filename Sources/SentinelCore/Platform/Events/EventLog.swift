@@ -101,4 +101,10 @@ public enum ISO8601 {
     public static func string(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
+
+    /// Parses what `string` writes (fractional seconds optional).
+    public static func date(_ text: String) -> Date? {
+        (try? Date(text, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)))
+            ?? (try? Date(text, strategy: .iso8601))
+    }
 }

@@ -82,7 +82,7 @@ public struct BackupService: Sendable {
         return manifest
     }
 
-    private func copy(reader: some DatabaseReader, kind: DatabaseKind, workspace: WorkspaceID?, to destination: URL, relative: String) throws -> BackupEntry {
+    func copy(reader: some DatabaseReader, kind: DatabaseKind, workspace: WorkspaceID?, to destination: URL, relative: String) throws -> BackupEntry {
         let target = destination.appendingPathComponent(relative)
         try FileSystem.removeIfPresent(target)
         let version = try DatabaseOpener.schemaVersion(reader, kind: kind)

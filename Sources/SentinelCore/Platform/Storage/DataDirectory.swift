@@ -22,6 +22,18 @@ public struct DataDirectory: Sendable, Equatable {
     public var tlsDirectory: URL { root.appendingPathComponent("tls", isDirectory: true) }
     public var exportsDirectory: URL { root.appendingPathComponent("exports", isDirectory: true) }
     public var serveLockFile: URL { root.appendingPathComponent(".serve.lock") }
+    public var backupsDirectory: URL { root.appendingPathComponent("backups", isDirectory: true) }
+
+    /// Where files are copied before a migration from schema version `from` to `to`.
+    public func preUpgradeDirectory(from: Int, to: Int) -> URL {
+        backupsDirectory.appendingPathComponent("pre-upgrade-\(from)-\(to)", isDirectory: true)
+    }
+
+    /// The data directory holding `file` of `kind` (control.sqlite at the root, workspace files in workspaces/).
+    public init(holding file: URL, kind: DatabaseKind) {
+        let parent = file.deletingLastPathComponent()
+        self.init(path: (kind == .control ? parent : parent.deletingLastPathComponent()).path)
+    }
 
     public func workspaceFile(_ id: WorkspaceID) -> URL {
         workspacesDirectory.appendingPathComponent("\(id.rawValue).sqlite")

@@ -9,10 +9,14 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
     case notFound(String)
     case conflict(String)
     case invalid(String)
+    /// The file holds migrations this binary does not know (written by a newer Sentinel).
+    case newerSchema(String)
+    /// A migration failed; the message says in which state the file was left.
+    case migrationFailed(String)
 
     public var description: String {
         switch self {
-        case .io(let m), .invalid(let m), .conflict(let m): return m
+        case .io(let m), .invalid(let m), .conflict(let m), .newerSchema(let m), .migrationFailed(let m): return m
         case .missingFile(let path): return "database file is missing: \(path)"
         case .corrupt(let m): return "database file is unreadable: \(m)"
         case .notFound(let m): return m
@@ -37,18 +41,28 @@ public enum DatabaseKind: String, Sendable, Codable {
 public struct DatabaseOpener: Sendable {
     public var synchronous: SentinelConfig.SynchronousMode
     public var busyTimeout: TimeInterval
+    /// Copy a file into `data/backups/pre-upgrade-FROM-TO/` before migrating it (`storage.pre_upgrade_snapshot`).
+    public var preUpgradeSnapshot: Bool
+    /// Free bytes on the disk holding a path (checked before a pre-upgrade snapshot).
+    public var freeSpace: @Sendable (URL) -> Int64?
 
-    public init(synchronous: SentinelConfig.SynchronousMode = .full, busyTimeout: TimeInterval = 5) {
+    public init(synchronous: SentinelConfig.SynchronousMode = .full, busyTimeout: TimeInterval = 5, preUpgradeSnapshot: Bool = true,
+                freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace) {
         self.synchronous = synchronous
         self.busyTimeout = busyTimeout
+        self.preUpgradeSnapshot = preUpgradeSnapshot
+        self.freeSpace = freeSpace
     }
 
     public init(config: SentinelConfig) {
         self.init(synchronous: config.storage.synchronous,
-                  busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
+                  busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000,
+                  preUpgradeSnapshot: config.storage.preUpgradeSnapshot)
     }
 
-    /// Opens an existing file (or creates it when `create` is true) and migrates it. control.sqlite
+    /// Opens an existing file (or creates it when `create` is true) and migrates it (see
+    /// `migrateFile`: a file newer than this binary is refused, a file with pending migrations is
+    /// first copied into `data/backups/pre-upgrade-FROM-TO/`). control.sqlite
     /// gets a connection pool (HTTP requests read it concurrently); a workspace file gets one
     /// connection, because its actor already serialises access, and a cold open costs half as much.
     public func open(_ url: URL, kind: DatabaseKind, create: Bool = false, migrate: Bool = true, label: String? = nil) throws -> any DatabaseWriter {
@@ -76,7 +90,17 @@ public struct DatabaseOpener: Sendable {
             try writer.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(mode)")
             }
-            if migrate { try kind.migrator.migrate(writer) }
+            do {
+                if migrate {
+                    try migrateFile(writer, file: url, kind: kind, migrator: kind.migrator)
+                } else {
+                    let state = try writer.read { db in try SchemaState.read(db, kind: kind) }
+                    if state.isNewerThanBinary { throw StorageError.newerSchema(state.newerMessage(file: url)) }
+                }
+            } catch {
+                try? writer.close()
+                throw error
+            }
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw StorageError.corrupt("\(url.lastPathComponent): \(error.message ?? "not a database")")
         }

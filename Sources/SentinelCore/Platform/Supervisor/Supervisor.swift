@@ -5,7 +5,8 @@ import NIOPosix
 
 /// Routes work to workspace actors. Opens workspace files lazily, keeps at most
 /// `workspaces.max_open` of them open (least recently used goes first, never one in use), closes
-/// idle ones, and takes a missing or corrupt file offline without affecting any other workspace.
+/// idle ones, and takes a missing, corrupt or too new file (or one whose migration failed) offline
+/// without affecting any other workspace.
 public actor Supervisor {
     public nonisolated let dataDirectory: DataDirectory
     public nonisolated let control: ControlStore
@@ -140,6 +141,9 @@ public actor Supervisor {
             switch error {
             case StorageError.missingFile: throw OpenFailure(reason: "its database file is missing", kind: "missing", path: url.path)
             case StorageError.corrupt(let m): throw OpenFailure(reason: "its database file is corrupt (\(m))", kind: "corrupt", path: url.path)
+            case StorageError.newerSchema(let m): throw OpenFailure(reason: "its database file is newer than this binary: \(m)", kind: "newer_schema", path: url.path)
+            case StorageError.migrationFailed(let m): throw OpenFailure(reason: "its database file could not be migrated: \(m)", kind: "migration_failed", path: url.path)
+            case StorageError.io(let m): throw OpenFailure(reason: "its database file cannot be opened (\(m))", kind: "unreadable", path: url.path)
             case let e as DatabaseError:
                 throw OpenFailure(reason: "its database file cannot be opened (\(e.message ?? "\(e.resultCode)"))", kind: "unreadable", path: url.path)
             default: throw OpenFailure(reason: "its database file cannot be opened (\(error))", kind: "unreadable", path: url.path)

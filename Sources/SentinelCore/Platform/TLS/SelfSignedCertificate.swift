@@ -27,8 +27,8 @@ public enum SelfSignedCertificate {
         return files
     }
 
-    /// PEM certificate and PEM private key.
-    public static func make(hostname: String) throws -> (String, String) {
+    /// PEM certificate and PEM private key, valid for ten years from `now`.
+    public static func make(hostname: String, now: Date = Date()) throws -> (String, String) {
         let key = P256.Signing.PrivateKey()
         let name = try DistinguishedName {
             OrganizationName("Sentinel appliance")
@@ -36,7 +36,6 @@ public enum SelfSignedCertificate {
         }
         var names: [GeneralName] = [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))]
         if !hostname.isEmpty, hostname != "localhost" { names.append(.dnsName(hostname)) }
-        let now = Date()
         let certificate = try Certificate(
             version: .v3,
             serialNumber: Certificate.SerialNumber(),
@@ -55,5 +54,21 @@ public enum SelfSignedCertificate {
             },
             issuerPrivateKey: .init(key))
         return (try certificate.serializeAsPEM().pemString, key.pemRepresentation)
+    }
+}
+
+extension SelfSignedCertificate {
+    /// When the first certificate of a PEM file stops being valid.
+    public static func expiry(ofPEMFile url: URL) throws -> Date {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw StorageError.io("cannot read \(url.path)") }
+        do {
+            let pems = try PEMDocument.parseMultiple(pemString: text).filter { $0.discriminator == "CERTIFICATE" }
+            guard let first = pems.first else { throw StorageError.invalid("\(url.path) holds no PEM certificate") }
+            return try Certificate(pemDocument: first).notValidAfter
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError.invalid("\(url.path) is not a readable PEM certificate (\(error))")
+        }
     }
 }

@@ -1,0 +1,267 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One line of `sentinel doctor`: what was checked, what was found, and the fix.
+public struct DoctorFinding: Sendable, Codable, Equatable {
+    public enum Severity: String, Sendable, Codable, Comparable {
+        case ok, warning, error
+
+        var rank: Int { self == .ok ? 0 : self == .warning ? 1 : 2 }
+        public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+    }
+
+    public var severity: Severity
+    public var check: String
+    public var message: String
+    /// What to do about it (nil when all is well).
+    public var fix: String?
+}
+
+public struct DoctorReport: Sendable, Codable, Equatable {
+    public var dataDirectory: String
+    public var findings: [DoctorFinding]
+
+    /// 0 all good, 1 warnings, 2 errors.
+    public var exitCode: Int32 { Int32(findings.map(\.severity).max()?.rank ?? 0) }
+
+    enum CodingKeys: String, CodingKey {
+        case findings
+        case dataDirectory = "data_directory"
+    }
+}
+
+/// `sentinel doctor`: offline checks of one appliance, each naming its fix. Reads only (files
+/// are opened read-only and never migrated), so it is safe beside a running server.
+public struct Doctor: Sendable {
+    public var dataDirectory: DataDirectory
+    public var config: SentinelConfig
+    public var now: Date
+    public var freeSpace: @Sendable (URL) -> Int64?
+    /// A run `running` for longer than this is reported as stuck.
+    public var stuckRunHours: Double = 6
+    /// Events not exported for longer than this are reported (when the analytics export is in use).
+    public var exportLagDays: Double = 2
+    /// A WAL file larger than this is reported.
+    public var walWarningBytes: Int64 = 256 << 20
+
+    public init(dataDirectory: DataDirectory, config: SentinelConfig, now: Date = Date(),
+                freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace) {
+        self.dataDirectory = dataDirectory
+        self.config = config
+        self.now = now
+        self.freeSpace = freeSpace
+    }
+
+    public func run() -> DoctorReport {
+        var findings: [DoctorFinding] = []
+        func add(_ severity: DoctorFinding.Severity, _ check: String, _ message: String, fix: String? = nil) {
+            findings.append(DoctorFinding(severity: severity, check: check, message: message, fix: fix))
+        }
+        let root = dataDirectory.root
+        guard FileManager.default.fileExists(atPath: root.path) else {
+            add(.error, "data-dir", "\(root.path) does not exist", fix: "pass the right --data-dir (or SENTINEL_DATA_DIR), or start `sentinel serve` once to create it")
+            return DoctorReport(dataDirectory: root.path, findings: findings)
+        }
+        checkModes(add)
+        checkSetupToken(add)
+        checkTLS(add)
+        let survey = PreUpgradeSnapshot.survey(dataDirectory, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
+        checkSchemas(survey, add)
+        checkDisk(survey, add)
+        checkWorkspaces(survey, add)
+        return DoctorReport(dataDirectory: root.path, findings: findings)
+    }
+
+    typealias Add = (DoctorFinding.Severity, String, String, String?) -> Void
+
+    private static func mode(_ url: URL) -> (mode: Int, owner: UInt32)? {
+        var info = stat()
+        guard stat(url.path, &info) == 0 else { return nil }
+        return (Int(info.st_mode) & 0o7777, info.st_uid)
+    }
+
+    private func checkModes(_ add: (DoctorFinding.Severity, String, String, String?) -> Void) {
+        let root = dataDirectory.root
+        let me = geteuid()
+        if let (mode, owner) = Self.mode(root) {
+            if owner != me {
+                add(.warning, "data-dir", "\(root.path) belongs to uid \(owner), doctor runs as uid \(me)",
+                    "run doctor as the user Sentinel runs as, or `chown -R sentinel:sentinel \(root.path)`")
+            } else if mode & 0o002 != 0 {
+                add(.error, "data-dir", "\(root.path) is writable by every user (mode \(String(mode, radix: 8)))", "chmod 750 \(root.path)")
+            } else if mode & 0o020 != 0 {
+                add(.warning, "data-dir", "\(root.path) is writable by its group (mode \(String(mode, radix: 8)))", "chmod 750 \(root.path)")
+            } else {
+                add(.ok, "data-dir", "\(root.path) belongs to uid \(owner), mode \(String(mode, radix: 8))", nil)
+            }
+        }
+        if let (mode, _) = Self.mode(dataDirectory.secretsDirectory), mode & 0o077 != 0 {
+            add(.error, "secrets", "\(dataDirectory.secretsDirectory.path) is readable by others (mode \(String(mode, radix: 8)))",
+                "chmod 700 \(dataDirectory.secretsDirectory.path)")
+        }
+        let key = dataDirectory.masterKeyFile
+        if let (mode, _) = Self.mode(key) {
+            if mode & 0o777 != 0o600 {
+                add(.error, "master-key", "\(key.path) has mode \(String(mode, radix: 8)), not 600", "chmod 600 \(key.path)")
+            } else {
+                add(.ok, "master-key", "\(key.path) present, mode 600", nil)
+            }
+        } else {
+            let hasControl = FileManager.default.fileExists(atPath: dataDirectory.controlFile.path)
+            add(hasControl ? .error : .warning, "master-key", "\(key.path) is missing",
+                hasControl ? "restore secrets/master.key from your backup: without it stored credentials cannot be decrypted"
+                           : "start `sentinel serve` once to create it")
+        }
+    }
+
+    private func checkSetupToken(_ add: Add) {
+        if FileManager.default.fileExists(atPath: dataDirectory.setupTokenFile.path) {
+            add(.warning, "setup-token", "no admin yet: the one-time setup token \(dataDirectory.setupTokenFile.path) is unused",
+                "create the first admin (POST /api/v1/setup with that token, or `sentinel user create --admin`)")
+        }
+    }
+
+    private func checkTLS(_ add: Add) {
+        guard config.server.tlsEnabled else {
+            add(.ok, "tls", "TLS is off (server.tls.enabled: false; a proxy terminates TLS)", nil)
+            return
+        }
+        let certificate = config.server.tlsCertFile.map { URL(fileURLWithPath: $0) }
+            ?? dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt")
+        guard FileManager.default.fileExists(atPath: certificate.path) else {
+            if config.server.tlsCertFile != nil {
+                add(.error, "tls", "the configured certificate \(certificate.path) is missing", "fix server.tls.cert_file or put the certificate there")
+            } else {
+                add(.ok, "tls", "no certificate yet: serve makes a self-signed one in \(dataDirectory.tlsDirectory.path)", nil)
+            }
+            return
+        }
+        do {
+            let expiry = try SelfSignedCertificate.expiry(ofPEMFile: certificate)
+            let days = expiry.timeIntervalSince(now) / 86400
+            let fix = config.server.tlsCertFile == nil
+                ? "delete \(certificate.path) and its key; serve makes a new self-signed one (clients that pin it need the new one)"
+                : "renew the certificate at \(certificate.path) and restart sentinel serve"
+            if days < 0 {
+                add(.error, "tls", "the certificate \(certificate.path) expired on \(ISO8601.string(expiry))", fix)
+            } else if days < 30 {
+                add(.warning, "tls", "the certificate \(certificate.path) expires in \(Int(days)) day(s), on \(ISO8601.string(expiry))", fix)
+            } else {
+                add(.ok, "tls", "the certificate \(certificate.path) is valid until \(ISO8601.string(expiry))", nil)
+            }
+        } catch {
+            add(.error, "tls", "\(error)", "replace \(certificate.path) with a PEM certificate")
+        }
+    }
+
+    private func checkSchemas(_ survey: [SchemaFileStatus], _ add: Add) {
+        guard !survey.isEmpty else {
+            add(.warning, "schema", "no control.sqlite yet in \(dataDirectory.root.path)", "start `sentinel serve` (or `sentinel migrate`) to create it")
+            return
+        }
+        let newer = survey.filter(\.isNewerThanBinary)
+        for file in newer {
+            add(.error, "schema", file.state!.newerMessage(file: URL(fileURLWithPath: file.file)),
+                "run the newer sentinel binary, or restore the pre-upgrade snapshot with `sentinel restore --from`")
+        }
+        let pending = survey.filter { $0.needsMigration && ($0.state?.isInitialized ?? false) }
+        if !pending.isEmpty {
+            let names = pending.prefix(5).map { URL(fileURLWithPath: $0.file).lastPathComponent }.joined(separator: ", ")
+            add(.warning, "schema", "\(pending.count) file(s) have pending migrations (\(names)\(pending.count > 5 ? ", …" : ""))",
+                "run `sentinel migrate` (each file is copied into backups/pre-upgrade-FROM-TO first); serve migrates control.sqlite at start and workspace files when first opened")
+        }
+        if newer.isEmpty && pending.isEmpty {
+            add(.ok, "schema", "\(survey.count) file(s) at the schema versions this binary knows (control \(DatabaseKind.control.knownVersion), workspace \(DatabaseKind.workspace.knownVersion))", nil)
+        }
+    }
+
+    private func checkDisk(_ survey: [SchemaFileStatus], _ add: Add) {
+        if let largest = survey.max(by: { $0.bytes < $1.bytes }), let free = freeSpace(dataDirectory.root) {
+            if free < largest.bytes {
+                add(.warning, "disk", "\(free) bytes free, less than the largest file (\(URL(fileURLWithPath: largest.file).lastPathComponent), \(largest.bytes) bytes)",
+                    "free space on the disk holding \(dataDirectory.root.path): backups, pre-upgrade snapshots and VACUUM need room for a copy of the largest file")
+            } else {
+                add(.ok, "disk", "\(free) bytes free; the largest file is \(largest.bytes) bytes", nil)
+            }
+        }
+        for file in survey {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: file.file + "-wal")
+            let wal = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+            if wal > walWarningBytes {
+                add(.warning, "wal", "\(URL(fileURLWithPath: file.file).lastPathComponent)-wal is \(wal) bytes (over \(walWarningBytes))",
+                    "a long-lived reader blocks checkpoints: stop long-running CLI commands or exports, or restart sentinel serve (closing a file checkpoints its WAL)")
+            }
+        }
+    }
+
+    private func checkWorkspaces(_ survey: [SchemaFileStatus], _ add: Add) {
+        let exportInUse = (try? readOnly(dataDirectory.controlFile) { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM export_watermarks") ?? 0
+        }) ?? 0 > 0
+        let watermarks: [String: Int64] = exportInUse ? ((try? readOnly(dataDirectory.controlFile) { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT workspace_id, last_seq FROM export_watermarks").map {
+                ($0["workspace_id"] as String, $0["last_seq"] as Int64)
+            })
+        }) ?? [:]) : [:]
+        var offline = 0, dead = 0, stuck = 0, behind = 0
+        for file in survey where file.kind == .workspace {
+            let id = file.workspaceID ?? "?"
+            if let problem = file.problem {
+                offline += 1
+                add(.error, "workspace", "workspace \(id) is offline: \(problem)",
+                    "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)")
+                continue
+            }
+            if file.isNewerThanBinary { offline += 1; continue }  // named by the schema check
+            do {
+                try readOnly(URL(fileURLWithPath: file.file)) { db in
+                    let deadJobs = try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs WHERE state = 'dead'") ?? 0
+                    if deadJobs > 0 {
+                        dead += 1
+                        add(.warning, "dead-jobs", "workspace \(id) has \(deadJobs) dead job(s)",
+                            "see why with `sentinel jobs list --workspace \(id)`, then `sentinel jobs retry` or `sentinel jobs discard` each")
+                    }
+                    if try db.tableExists("review_runs") {
+                        let limit = now.timeIntervalSince1970 - stuckRunHours * 3600
+                        let stuckRuns = try Int.fetchOne(db, sql: "SELECT count(*) FROM review_runs WHERE state = 'running' AND coalesce(started_at, created_at) < ?", arguments: [limit]) ?? 0
+                        if stuckRuns > 0 {
+                            stuck += 1
+                            add(.warning, "stuck-runs", "workspace \(id) has \(stuckRuns) review run(s) running for more than \(Int(stuckRunHours)) hours",
+                                "check `sentinel jobs list --workspace \(id) --state running` and the server log; restarting sentinel serve re-runs work whose lease expired")
+                        }
+                    }
+                    if exportInUse {
+                        let after = watermarks[id] ?? 0
+                        if let oldest = try String.fetchOne(db, sql: "SELECT occurred_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1", arguments: [after]),
+                           let date = ISO8601.date(oldest), now.timeIntervalSince(date) > exportLagDays * 86400 {
+                            behind += 1
+                            add(.warning, "export", "workspace \(id) has events not exported since \(oldest) (export watermark at seq \(after))",
+                                "run `sentinel export` and check the export timer and its log")
+                        }
+                    }
+                }
+            } catch {
+                offline += 1
+                add(.error, "workspace", "workspace \(id) is offline: its file cannot be read (\(error))",
+                    "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)")
+            }
+        }
+        let count = survey.filter { $0.kind == .workspace }.count
+        if offline == 0 { add(.ok, "workspace", "\(count) workspace file(s) readable", nil) }
+        if dead == 0 { add(.ok, "dead-jobs", "no dead jobs", nil) }
+        if stuck == 0 { add(.ok, "stuck-runs", "no review run running for more than \(Int(stuckRunHours)) hours", nil) }
+        if exportInUse && behind == 0 { add(.ok, "export", "every workspace exported within \(Int(exportLagDays)) days", nil) }
+    }
+
+    private func readOnly<T>(_ url: URL, _ body: (Database) throws -> T) throws -> T {
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(Double(config.storage.busyTimeoutMilliseconds) / 1000)
+        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        defer { try? queue.close() }
+        return try queue.read(body)
+    }
+}

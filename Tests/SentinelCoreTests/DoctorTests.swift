@@ -1,0 +1,96 @@
+import Foundation
+import GRDB
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("sentinel doctor")
+struct DoctorTests {
+    static func doctor(_ h: TestHarness, config: SentinelConfig = testConfig(), now: Date = Date()) -> DoctorReport {
+        Doctor(dataDirectory: h.dataDirectory, config: config, now: now, freeSpace: { _ in 1 << 40 }).run()
+    }
+
+    @Test("a healthy data directory: exit 0, every line ok")
+    func healthy() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("fine")
+        await h.supervisor.shutdown()
+        let report = Self.doctor(h)
+        #expect(report.findings.filter { $0.severity != .ok } == [])
+        #expect(report.exitCode == 0)
+        #expect(Set(report.findings.map(\.check)).isSuperset(of: ["data-dir", "master-key", "tls", "schema", "disk", "workspace", "dead-jobs", "stuck-runs"]))
+    }
+
+    @Test("warnings exit 1: unused setup token, dead jobs, pending migrations, a certificate expiring within 30 days, little disk")
+    func warnings() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("warn")
+        let old = try h.createWorkspace("old")
+        let actor = try await h.supervisor.pin(ws)
+        try await actor.write { tx in
+            try tx.db.execute(sql: """
+                INSERT INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at, created_at)
+                VALUES ('x', X'7B7D', 0, 'dead', 5, 5, 0, 0)
+                """)
+        }
+        await h.supervisor.unpin(ws)
+        await h.supervisor.shutdown()
+        try UpgradeTests.makeOldWorkspaceFile(h.dataDirectory.workspaceFile(old))
+        try Data("token".utf8).write(to: h.dataDirectory.setupTokenFile)
+        let (pem, _) = try SelfSignedCertificate.make(hostname: "localhost", now: Date().addingTimeInterval(-(10 * 365 - 10) * 86400))
+        try FileManager.default.createDirectory(at: h.dataDirectory.tlsDirectory, withIntermediateDirectories: true)
+        try Data(pem.utf8).write(to: h.dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt"))
+        let report = Self.doctor(h)
+        let warned = Set(report.findings.filter { $0.severity == .warning }.map(\.check))
+        #expect(warned == ["setup-token", "dead-jobs", "tls", "schema"])
+        #expect(report.findings.first { $0.check == "schema" }?.fix?.contains("sentinel migrate") == true)
+        #expect(report.exitCode == 1)
+        #expect(report.findings.first { $0.check == "dead-jobs" }?.fix?.contains("sentinel jobs list --workspace \(ws.rawValue)") == true)
+        #expect(report.findings.filter { $0.severity != .ok }.allSatisfy { $0.fix != nil })
+        let tight = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), freeSpace: { _ in 10 }).run()
+        #expect(tight.findings.contains { $0.check == "disk" && $0.severity == .warning })
+    }
+
+    @Test("errors exit 2: master key readable by others, an expired certificate, a workspace file newer than the binary, a missing workspace file")
+    func errors() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let newer = try h.createWorkspace("newer")
+        let missing = try h.createWorkspace("missing")
+        await h.supervisor.shutdown()
+        try UpgradeTests.migrateOneStepFurther(h.dataDirectory.workspaceFile(newer))
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(missing))
+        chmod(h.dataDirectory.masterKeyFile.path, 0o644)
+        let (pem, _) = try SelfSignedCertificate.make(hostname: "localhost", now: Date().addingTimeInterval(-11 * 365 * 86400))
+        try FileManager.default.createDirectory(at: h.dataDirectory.tlsDirectory, withIntermediateDirectories: true)
+        try Data(pem.utf8).write(to: h.dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt"))
+        let report = Self.doctor(h)
+        let errors = report.findings.filter { $0.severity == .error }
+        #expect(report.exitCode == 2)
+        #expect(errors.contains { $0.check == "master-key" && $0.fix == "chmod 600 \(h.dataDirectory.masterKeyFile.path)" })
+        #expect(errors.contains { $0.check == "tls" && $0.message.contains("expired") })
+        #expect(errors.contains { $0.check == "schema" && $0.message.contains(newer.rawValue) })
+        #expect(errors.contains { $0.check == "workspace" && $0.message.contains("workspace \(missing) is offline") })
+    }
+
+    @Test("events not exported for more than two days are a warning once the analytics export is in use")
+    func exportLag() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("slow")
+        let actor = try await h.supervisor.pin(ws)
+        try await actor.write { tx in try tx.append(DomainEvent(type: "test.event")) }
+        await h.supervisor.unpin(ws)
+        await h.supervisor.shutdown()
+        try h.control.write { db in
+            try db.execute(sql: "INSERT INTO export_watermarks (workspace_id, last_seq, export_id, updated_at) VALUES (?, 0, 'exp_1', 0)", arguments: [ws.rawValue])
+        }
+        let later = Date().addingTimeInterval(3 * 86400)
+        let report = Self.doctor(h, now: later)
+        #expect(report.findings.contains { $0.check == "export" && $0.severity == .warning && $0.message.contains(ws.rawValue) })
+        #expect(report.exitCode == 1)
+        #expect(Self.doctor(h).findings.contains { $0.check == "export" && $0.severity == .ok })
+    }
+}

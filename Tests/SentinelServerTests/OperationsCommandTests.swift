@@ -1,0 +1,88 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// The operator's commands as an admin runs them: version, migrate, verify.
+@Suite("sentinel version, migrate and verify")
+struct OperationsCommandTests {
+    static func execute(_ path: String, _ sql: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in try db.execute(sql: sql) }
+        try queue.close()
+    }
+
+    @Test("version --json names the binary version and the control and workspace schema versions it knows")
+    func versionJSON() async throws {
+        let result = try await SentinelProcess.run(["version", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["version"] as? String == SentinelVersion.current)
+        let schemas = try #require(object["schemas"] as? [String: [String: Any]])
+        #expect(schemas["control"]?["version"] as? Int == DatabaseKind.control.knownVersion)
+        #expect(schemas["workspace"]?["version"] as? Int == DatabaseKind.workspace.knownVersion)
+        #expect(schemas["workspace"]?["latest"] as? String == DatabaseKind.workspace.knownMigrations.last)
+    }
+
+    @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
+    func newerControl() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        #expect(created.status == 0, "\(created.stderr)")
+        try Self.execute(dir.url.appendingPathComponent("data/control.sqlite").path,
+                         "INSERT INTO grdb_migrations (identifier) VALUES ('9999_from_a_newer_sentinel')")
+        let newer = DatabaseKind.control.knownVersion + 1
+        let migrate = try await SentinelProcess.run(["migrate", "--data-dir", data])
+        #expect(migrate.status != 0)
+        #expect(migrate.stderr.contains("control.sqlite is at control schema version \(newer)"))
+        #expect(migrate.stderr.contains("run that newer binary"))
+        let serve = try await SentinelProcess.run(["serve", "--data-dir", data, "--no-tls", "--port", "0"])
+        #expect(serve.status != 0)
+        #expect(serve.stderr.contains("control schema version \(newer)"))
+    }
+
+    @Test("verify passes a clean data dir and fails, naming the problem, one with a gap in a workspace's event log")
+    func verifyCommand() async throws {
+        let dir = TemporaryDirectory("sentinel-verify")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data, "--json"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["id"] as? String)
+
+        let clean = try await SentinelProcess.run(["verify", "--data-dir", data, "--json"])
+        #expect(clean.status == 0, "\(clean.stdout) \(clean.stderr)")
+        #expect(clean.stdout.contains("\"ok\" : true"))
+
+        let workspaceFile = dir.url.appendingPathComponent("data/workspaces/\(id).sqlite").path
+        try Self.execute(workspaceFile, "INSERT INTO events (id, type, occurred_at, data) VALUES ('evt_1', 't', '2026-01-01T00:00:00Z', '{}'), "
+            + "('evt_2', 't', '2026-01-01T00:00:00Z', '{}'), ('evt_3', 't', '2026-01-01T00:00:00Z', '{}'); DROP TRIGGER events_no_delete; DELETE FROM events WHERE id = 'evt_2'")
+        let gap = try await SentinelProcess.run(["verify", "--data-dir", data])
+        #expect(gap.status != 0)
+        #expect(gap.stdout.contains("workspaces/\(id).sqlite: events: the event log has a gap"))
+        #expect(gap.stderr.contains("verify found 1 problem(s)"))
+    }
+
+    @Test("doctor exits 0 on a healthy data dir, 1 with a warning (unused setup token), 2 with an error (master key readable by others), each line naming its fix")
+    func doctorExitCodes() async throws {
+        let dir = TemporaryDirectory("sentinel-doctor")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data")
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data.path])
+        #expect(created.status == 0, "\(created.stderr)")
+        let healthy = try await SentinelProcess.run(["doctor", "--data-dir", data.path])
+        #expect(healthy.status == 0, "\(healthy.stdout)")
+        try Data("token".utf8).write(to: data.appendingPathComponent("secrets/setup-token"))
+        let warning = try await SentinelProcess.run(["doctor", "--data-dir", data.path])
+        #expect(warning.status == 1, "\(warning.stdout)")
+        #expect(warning.stdout.contains("WARN  setup-token"))
+        #expect(warning.stdout.contains("fix: create the first admin"))
+        chmod(data.appendingPathComponent("secrets/master.key").path, 0o644)
+        let error = try await SentinelProcess.run(["doctor", "--data-dir", data.path, "--json"])
+        #expect(error.status == 2, "\(error.stdout)")
+        #expect(error.stdout.contains("\"fix\" : \"chmod 600 "))
+    }
+}
