@@ -6,14 +6,14 @@ import NIOCore
 public struct SentinelRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var correlationID: String = ""
-    /// Largest body a route may collect (webhook deliveries can be up to 25 MB).
+    /// Largest body a route may collect: the largest webhook delivery (API routes collect less).
     public var maxUploadSize: Int
     /// The peer address, for per-address limits (sign-in throttling).
     public var remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.maxUploadSize = 25 * 1024 * 1024
+        self.maxUploadSize = WebhookRoutes.maxDeliveryBytes
         self.remoteAddress = source.channel.remoteAddress
     }
 }

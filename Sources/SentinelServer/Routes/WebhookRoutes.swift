@@ -8,6 +8,7 @@ import SentinelCore
 /// (413), both before a byte of the body is read; then the body, read once up to the limit;
 /// signature (401 before anything is stored), headers and JSON, then one durable insert and a 202.
 struct WebhookRoutes {
+    /// The one definition of the largest delivery accepted (GitHub sends at most 25 MB).
     static let maxDeliveryBytes = 25 * 1024 * 1024
     let integrations: GitHubIntegrationCache
     let supervisor: Supervisor
@@ -21,7 +22,7 @@ struct WebhookRoutes {
 
     func tooLarge() -> Problem {
         metrics.webhook(platform: "github", outcome: "too_large")
-        return Problem(status: .contentTooLarge, detail: "deliveries larger than 25 MB are refused")
+        return Problem(status: .contentTooLarge, detail: "deliveries larger than \(Self.maxDeliveryBytes / (1024 * 1024)) MB are refused")
     }
 
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
