@@ -151,7 +151,7 @@ struct ReviewHardeningTests {
         #expect(ours.count == 1)
         #expect(await world.github.state.reviews(on: Self.repo, 7).count == 4)
         #expect(ours.first?.comments.count == 2)
-        #expect(try await world.runs().first?.reviewId == ours.first.map { String($0.id) })
+        #expect(try await world.runs().first?.reviewID == ours.first.map { String($0.id) })
         await world.stop()
     }
 

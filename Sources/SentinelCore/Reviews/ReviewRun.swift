@@ -8,27 +8,27 @@ public enum RunState: String, Codable, Sendable, CaseIterable {
 
 /// A review of one pull request at one head commit for one trigger (SPEC §3).
 public struct ReviewRun: Codable, Sendable, Equatable, FetchableRecord {
-    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.sentinel
     public var id: Int64
-    public var repositoryId: Int64
+    public var repositoryID: Int64
     public var prNumber: Int
-    public var headSha: String
-    public var baseSha: String?
+    public var headSHA: String
+    public var baseSHA: String?
     public var trigger: String
     public var fullReview: Bool
     public var state: RunState
     public var reason: String?
-    public var correlationId: String?
+    public var correlationID: String?
     public var createdAt: Double
     public var startedAt: Double?
     public var finishedAt: Double?
-    public var checkRunId: String?
-    public var reviewId: String?
+    public var checkRunID: String?
+    public var reviewID: String?
     public var conclusion: String?
     public var filesReviewed: Int?
     public var filesTotal: Int?
     public var policySnapshot: String?
-    public var policySha256: String?
+    public var policySHA256: String?
     public var policyVersions: String?
     public var summary: String?
 }
@@ -148,16 +148,84 @@ public enum ReviewRunStore {
         guard tx.db.changesCount == 1, let run = try find(runID, in: tx.db) else { return false }
         try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
                           arguments: [tx.now.epoch, "run:\(runID)"])
-        let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db)
+        let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db)
         let counts = try Row.fetchAll(tx.db, sql: """
             SELECT severity, category, count(*) AS n FROM findings WHERE run_id = ? GROUP BY severity, category ORDER BY severity, category
             """, arguments: [runID]).map { FindingCount(severity: $0["severity"], category: $0["category"], count: $0["n"]) }
         let findings = counts.reduce(0) { $0 + $1.count }
         let duration = run.startedAt.map { Int((tx.now.epoch - $0) * 1000) }
         try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(runID)", payload: RunEventPayload(
-            runID: runID, repository: repo?.fullName ?? "", prNumber: run.prNumber, headSHA: run.headSha, trigger: run.trigger,
-            state: state.rawValue, reason: reason, findings: findings, durationMs: duration, findingCounts: counts), correlationID: run.correlationId))
+            runID: runID, repository: repo?.fullName ?? "", prNumber: run.prNumber, headSHA: run.headSHA, trigger: run.trigger,
+            state: state.rawValue, reason: reason, findings: findings, durationMs: duration, findingCounts: counts), correlationID: run.correlationID))
         return true
+    }
+
+    // MARK: The run's progress, as the review job records it
+
+    /// Marks a run running (the first time it starts).
+    static func markRunning(_ runID: Int64, in tx: inout WorkspaceTransaction) throws {
+        try tx.db.execute(sql: "UPDATE review_runs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
+                          arguments: [tx.now.epoch, runID])
+    }
+
+    /// The head and base a comment-triggered run learnt when it started.
+    static func setCommits(_ runID: Int64, headSHA: String, baseSHA: String, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET head_sha = ?, base_sha = ? WHERE id = ?", arguments: [headSHA, baseSHA, runID])
+    }
+
+    /// The effective configuration the run uses: snapshot, its hash and the source versions.
+    static func recordPolicy(_ runID: Int64, snapshot: String, sha256: String, versions: String, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET policy_snapshot = ?, policy_sha256 = ?, policy_versions = ? WHERE id = ?",
+                       arguments: [snapshot, sha256, versions, runID])
+    }
+
+    static func setCheckRun(_ runID: Int64, _ checkRunID: String?, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [checkRunID, runID])
+    }
+
+    /// The review computed for the run, stored before anything is posted.
+    static func prepared(_ runID: Int64, in db: Database) throws -> PreparedReview? {
+        let json = try String.fetchOne(db, sql: "SELECT prepared_review FROM review_runs WHERE id = ?", arguments: [runID])
+        return json.flatMap { try? JSONDecoder().decode(PreparedReview.self, from: Data($0.utf8)) }
+    }
+
+    static func storePrepared(_ prepared: PreparedReview, runID: Int64, in db: Database) throws {
+        let json = String(decoding: try JSONEncoder.sentinel.encode(prepared), as: UTF8.self)
+        try db.execute(sql: "UPDATE review_runs SET prepared_review = ? WHERE id = ?", arguments: [json, runID])
+    }
+
+    /// Fingerprints of findings already posted on the pull request by other runs.
+    static func postedFingerprints(repositoryID: Int64, prNumber: Int, excluding runID: Int64, in db: Database) throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: """
+            SELECT fingerprint FROM findings WHERE repository_id = ? AND pr_number = ? AND posted = 1 AND run_id != ?
+            """, arguments: [repositoryID, prNumber, runID]))
+    }
+
+    static func lastReviewedSHA(repositoryID: Int64, prNumber: Int, in db: Database) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
+                            arguments: [repositoryID, prNumber])
+    }
+
+    /// The posted review's id and exactly its findings; `posted` is false for findings that went
+    /// into the review body instead of inline comments.
+    static func recordPosted(_ run: ReviewRun, reviewID: String, findings: [Finding], posted: Bool, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET review_id = ? WHERE id = ?", arguments: [reviewID, run.id])
+        try db.execute(sql: "DELETE FROM findings WHERE run_id = ?", arguments: [run.id])
+        for finding in findings {
+            try FindingRecord(finding, run: run, posted: posted).insert(db)
+        }
+    }
+
+    /// Completes a posted run: coverage and summary, the PR's last reviewed commit (when the whole
+    /// change was listed), then the final state and `RunCompleted`.
+    static func complete(_ run: ReviewRun, prepared: PreparedReview, in tx: inout WorkspaceTransaction) throws {
+        if let sha = prepared.reviewedSHA {
+            try tx.db.execute(sql: "UPDATE pull_requests SET last_reviewed_sha = ? WHERE repository_id = ? AND pr_number = ?",
+                              arguments: [sha, run.repositoryID, run.prNumber])
+        }
+        try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
+                          arguments: [prepared.filesReviewed, prepared.filesTotal, prepared.summary, run.id])
+        try finish(runID: run.id, state: .completed, reason: nil, conclusion: prepared.conclusion, in: &tx)
     }
 
     public static func find(_ id: Int64, in db: Database) throws -> ReviewRun? {
@@ -172,5 +240,44 @@ public enum ReviewRunStore {
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return try ReviewRun.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+    }
+}
+
+/// A row of `findings`: one finding of a run, as posted on the pull request.
+struct FindingRecord: Encodable, PersistableRecord {
+    static let databaseTableName = "findings"
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+    var runID: Int64
+    var repositoryID: Int64
+    var prNumber: Int
+    var path: String
+    var startLine: Int?
+    var line: Int
+    var side: String
+    var severity: String
+    var category: String
+    var title: String
+    var body: String
+    var suggestion: String?
+    var source: String
+    var fingerprint: String
+    var posted: Bool
+
+    init(_ finding: Finding, run: ReviewRun, posted: Bool) {
+        runID = run.id
+        repositoryID = run.repositoryID
+        prNumber = run.prNumber
+        path = finding.path
+        startLine = finding.startLine
+        line = finding.line
+        side = finding.side.rawValue
+        severity = finding.severity.rawValue
+        category = finding.category
+        title = finding.title
+        body = finding.body
+        suggestion = finding.suggestion
+        source = finding.source.rawValue
+        fingerprint = finding.fingerprint
+        self.posted = posted
     }
 }

@@ -90,30 +90,25 @@ public struct ReviewRunner: Sendable {
         let plan = try await billing?.plan(for: workspace.id)
         guard let loaded = try await workspace.write({ tx -> Loaded? in
             guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
-                  let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db) else { return nil }
-            let preparedJSON = try String.fetchOne(tx.db, sql: "SELECT prepared_review FROM review_runs WHERE id = ?", arguments: [runID])
-            let prepared = preparedJSON.flatMap { try? JSONDecoder().decode(PreparedReview.self, from: Data($0.utf8)) }
+                  let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db) else { return nil }
+            let prepared = try ReviewRunStore.prepared(runID, in: tx.db)
             // Checked in the transaction that marks the run running: runs of one workspace are
             // serialised here, so concurrent runs cannot together exceed the plan. A run whose
             // review is already prepared was counted when it started.
             let limit = prepared != nil ? nil : try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
             if limit == nil {
-                try tx.db.execute(sql: "UPDATE review_runs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
-                                  arguments: [tx.now.epoch, runID])
+                try ReviewRunStore.markRunning(runID, in: &tx)
                 if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: runID, in: &tx) }
             }
-            let posted = try String.fetchAll(tx.db, sql: """
-                SELECT fingerprint FROM findings WHERE repository_id = ? AND pr_number = ? AND posted = 1 AND run_id != ?
-                """, arguments: [run.repositoryId, run.prNumber, runID])
-            let last = try String.fetchOne(tx.db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
-                                           arguments: [run.repositoryId, run.prNumber])
-            return Loaded(run: run, repository: repo, alreadyPosted: Set(posted), lastReviewedSHA: last, planLimit: limit, prepared: prepared, plan: plan)
+            let posted = try ReviewRunStore.postedFingerprints(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID, in: tx.db)
+            let last = try ReviewRunStore.lastReviewedSHA(repositoryID: run.repositoryID, prNumber: run.prNumber, in: tx.db)
+            return Loaded(run: run, repository: repo, alreadyPosted: posted, lastReviewedSHA: last, planLimit: limit, prepared: prepared, plan: plan)
         }) else {
             logger.info("run already finished; nothing to do")
             return
         }
         let repo = loaded.repository.fullName
-        var checkID = loaded.run.checkRunId
+        var checkID = loaded.run.checkRunID
         var session: (any SourceControlSession)?
         do {
             let scm = try await connector.session(for: loaded.repository, in: workspace)
@@ -146,7 +141,7 @@ public struct ReviewRunner: Sendable {
         let logger = context.logger.with(["run_id": String(runID)])
         let found = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in
             guard let run = try ReviewRunStore.find(runID, in: db), !run.state.isFinal,
-                  let repo = try RepositoryStore.find(id: run.repositoryId, in: db) else { return nil }
+                  let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
             return (run, repo)
         }
         guard let (run, repository) = found else { return }
@@ -157,7 +152,7 @@ public struct ReviewRunner: Sendable {
         } catch {
             if context.job.attempts < context.job.maxAttempts { throw error }
         }
-        try await fail(run: run, reason: reason, session: session, repo: repository.fullName, checkID: run.checkRunId,
+        try await fail(run: run, reason: reason, session: session, repo: repository.fullName, checkID: run.checkRunID,
                        workspace: workspace, logger: logger, checkRequired: context.job.attempts < context.job.maxAttempts)
     }
 
@@ -171,13 +166,13 @@ public struct ReviewRunner: Sendable {
             return
         }
         let pr = try await session.pullRequest(repo, run.prNumber)
-        if run.headSha.isEmpty {
+        if run.headSHA.isEmpty {
             let (id, sha) = (run.id, pr.headSHA)
             try await workspace.write { tx in
-                try tx.db.execute(sql: "UPDATE review_runs SET head_sha = ?, base_sha = ? WHERE id = ?", arguments: [sha, pr.baseSHA, id])
+                try ReviewRunStore.setCommits(id, headSHA: sha, baseSHA: pr.baseSHA, in: tx.db)
             }
-            run.headSha = pr.headSHA
-            run.baseSha = pr.baseSHA
+            run.headSHA = pr.headSHA
+            run.baseSHA = pr.baseSHA
         }
         if let limit = loaded.planLimit {
             try await skip(run: run, reason: limit, session: session, repo: repo, checkID: checkID, workspace: workspace)
@@ -185,7 +180,7 @@ public struct ReviewRunner: Sendable {
             return
         }
         // Policy: the repository's file at the head commit, or at the base for a fork's PR.
-        let configRef = pr.fromFork ? pr.baseSHA : run.headSha
+        let configRef = pr.fromFork ? pr.baseSHA : run.headSHA
         let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
         let resolved = try await workspace.read { db in
             try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
@@ -194,8 +189,7 @@ public struct ReviewRunner: Sendable {
         let (id, snapshot, sha, versions) = (run.id, String(decoding: resolved.effective.snapshotJSON(), as: UTF8.self),
                                              resolved.effective.sha256, resolved.versionsJSON)
         try await workspace.write { tx in
-            try tx.db.execute(sql: "UPDATE review_runs SET policy_snapshot = ?, policy_sha256 = ?, policy_versions = ? WHERE id = ?",
-                              arguments: [snapshot, sha, versions, id])
+            try ReviewRunStore.recordPolicy(id, snapshot: snapshot, sha256: sha, versions: versions, in: tx.db)
         }
         if let reason = skipReason(run: run, pr: pr, policy: policy) {
             try await skip(run: run, reason: reason, session: session, repo: repo, checkID: checkID, workspace: workspace)
@@ -203,10 +197,10 @@ public struct ReviewRunner: Sendable {
             return
         }
         if checkID == nil {
-            let created = try await session.startCheck(repo, headSHA: run.headSha, runID: run.id)
+            let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
             checkID = created
             try await workspace.write { tx in
-                try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [created, id])
+                try ReviewRunStore.setCheckRun(id, created, in: tx.db)
             }
         }
         let diff = try await filesToReview(run: run, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
@@ -243,7 +237,7 @@ public struct ReviewRunner: Sendable {
             conclusion: (blocking ? CheckConclusion.failure : .success).rawValue,
             title: result.findings.isEmpty ? "No findings" : "\(result.findings.count) finding\(result.findings.count == 1 ? "" : "s")",
             checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
-            summary: result.summary, reviewedSHA: diff.complete ? run.headSha : nil)
+            summary: result.summary, reviewedSHA: diff.complete ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
@@ -270,8 +264,8 @@ public struct ReviewRunner: Sendable {
         let pull = try await session.changedFiles(repo, run.prNumber)
         var files = pull.files
         var notListed: [String] = []
-        if run.trigger == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSha {
-            if let comparison = try await session.changedFiles(repo, from: last, to: run.headSha) {
+        if run.trigger == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSHA {
+            if let comparison = try await session.changedFiles(repo, from: last, to: run.headSHA) {
                 if comparison.truncated {
                     logger.info("the comparison with the last reviewed commit is truncated; reviewing the whole pull request")
                 } else {
@@ -319,7 +313,7 @@ public struct ReviewRunner: Sendable {
         var prepared = prepared
         let id = run.id
         // A newer push may have superseded this run while it worked: then it posts nothing.
-        if let current = try await workspace.read({ db in try ReviewRunStore.find(id, in: db) }), current.state.isFinal, current.reviewId == nil {
+        if let current = try await workspace.read({ db in try ReviewRunStore.find(id, in: db) }), current.state.isFinal, current.reviewID == nil {
             if let checkID {
                 try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded",
                                                 summary: current.reason.map { "Not posted: \($0)." } ?? "Not posted: a newer run replaced this one.")
@@ -328,15 +322,15 @@ public struct ReviewRunner: Sendable {
             return
         }
         if checkID == nil {
-            let created = try await session.startCheck(repo, headSHA: run.headSha, runID: run.id)
+            let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
             checkID = created
             try await workspace.write { tx in
-                try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [created, id])
+                try ReviewRunStore.setCheckRun(id, created, in: tx.db)
             }
         }
         // Post once: a stored id or a review of ours starting with this run's marker means it is already there.
         let reviewID: String
-        if let existing = run.reviewId {
+        if let existing = run.reviewID {
             reviewID = existing
         } else if let found = try await session.findReview(repo, run.prNumber, marker: ReviewRunner.marker(runID: run.id)) {
             reviewID = found
@@ -344,7 +338,7 @@ public struct ReviewRunner: Sendable {
             // A job whose lease was lost is cancelled: it must not post what another attempt owns.
             try Task.checkCancellation()
             do {
-                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared, platform: session.platformName),
+                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
                                                         comments: prepared.inlineMovedToSummary ? [] : prepared.findings.map(Self.comment),
                                                         requestChanges: prepared.requestChanges)
             } catch let rejected as ReviewCommentsRejected {
@@ -354,38 +348,20 @@ public struct ReviewRunner: Sendable {
                 prepared.inlineMovedToSummary = true
                 try await store(prepared, runID: id, in: workspace)
                 try Task.checkCancellation()
-                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSha, body: Self.reviewBody(prepared, platform: session.platformName),
+                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
                                                         comments: [], requestChanges: prepared.requestChanges)
             }
         }
-        let record = prepared
-        let (repositoryID, prNumber) = (run.repositoryId, run.prNumber)
+        let (record, posted) = (prepared, run)
         try await workspace.write { tx in
-            try tx.db.execute(sql: "UPDATE review_runs SET review_id = ? WHERE id = ?", arguments: [reviewID, id])
             // Exactly the findings of the posted review; `posted` only for those on a diff line.
-            try tx.db.execute(sql: "DELETE FROM findings WHERE run_id = ?", arguments: [id])
-            for f in record.findings {
-                try tx.db.execute(sql: """
-                    INSERT INTO findings (run_id, repository_id, pr_number, path, start_line, line, side, severity, category, title, body,
-                                          suggestion, source, fingerprint, posted)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [id, repositoryID, prNumber, f.path, f.startLine, f.line, f.side.rawValue, f.severity.rawValue, f.category,
-                                     f.title, f.body, f.suggestion, f.source.rawValue, f.fingerprint, record.inlineMovedToSummary ? 0 : 1])
-            }
+            try ReviewRunStore.recordPosted(posted, reviewID: reviewID, findings: record.findings, posted: !record.inlineMovedToSummary, in: tx.db)
         }
         if let checkID {
             try await session.completeCheck(repo, checkID: checkID, conclusion: CheckConclusion(rawValue: prepared.conclusion) ?? .neutral,
                                             title: prepared.title, summary: prepared.checkSummary)
         }
-        try await workspace.write { tx in
-            if let sha = record.reviewedSHA {
-                try tx.db.execute(sql: "UPDATE pull_requests SET last_reviewed_sha = ? WHERE repository_id = ? AND pr_number = ?",
-                                  arguments: [sha, repositoryID, prNumber])
-            }
-            try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
-                              arguments: [record.filesReviewed, record.filesTotal, record.summary, id])
-            try ReviewRunStore.finish(runID: id, state: .completed, reason: nil, conclusion: record.conclusion, in: &tx)
-        }
+        try await workspace.write { tx in try ReviewRunStore.complete(posted, prepared: record, in: &tx) }
     }
 
     /// The review body; with the inline comments refused, the findings are listed in it instead.
@@ -402,10 +378,7 @@ public struct ReviewRunner: Sendable {
     }
 
     private func store(_ prepared: PreparedReview, runID: Int64, in workspace: WorkspaceActor) async throws {
-        let json = String(decoding: try JSONEncoder.sentinel.encode(prepared), as: UTF8.self)
-        try await workspace.write { tx in
-            try tx.db.execute(sql: "UPDATE review_runs SET prepared_review = ? WHERE id = ?", arguments: [json, runID])
-        }
+        try await workspace.write { tx in try ReviewRunStore.storePrepared(prepared, runID: runID, in: tx.db) }
     }
 
     /// Records the engine's AI calls with the prepared review, before anything is posted: a call
@@ -417,10 +390,9 @@ public struct ReviewRunner: Sendable {
         var costs: [Double] = []
         for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
         let calls = zip(result.usage, costs).map { (call: $0.0, costUSD: $0.1) }
-        let json = String(decoding: try JSONEncoder.sentinel.encode(prepared), as: UTF8.self)
         try await workspace.write { tx in
             try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
-            try tx.db.execute(sql: "UPDATE review_runs SET prepared_review = ? WHERE id = ?", arguments: [json, runID])
+            try ReviewRunStore.storePrepared(prepared, runID: runID, in: tx.db)
         }
     }
 
@@ -452,13 +424,13 @@ public struct ReviewRunner: Sendable {
     private func skip(run: ReviewRun, reason: String, session: any SourceControlSession, repo: String, checkID: String?,
                       workspace: WorkspaceActor) async throws {
         var check = checkID
-        if check == nil, !run.headSha.isEmpty { check = try await session.startCheck(repo, headSHA: run.headSha, runID: run.id) }
+        if check == nil, !run.headSHA.isEmpty { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
         if let check {
             try await session.completeCheck(repo, checkID: check, conclusion: .neutral, title: "Review skipped", summary: "Skipped: \(Self.outside(reason)).")
         }
         let (id, stored) = (run.id, check)
         try await workspace.write { tx in
-            try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [stored, id])
+            try ReviewRunStore.setCheckRun(id, stored, in: tx.db)
             try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, conclusion: "neutral", in: &tx)
         }
     }
@@ -475,12 +447,12 @@ public struct ReviewRunner: Sendable {
             do {
                 var check = checkID
                 if check == nil {
-                    var headSHA = run.headSha
+                    var headSHA = run.headSHA
                     if headSHA.isEmpty { headSHA = try await session.pullRequest(repo, run.prNumber).headSHA }
                     let created = try await session.startCheck(repo, headSHA: headSHA, runID: runID)
                     check = created
                     try await workspace.write { tx in
-                        try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = ? WHERE id = ?", arguments: [created, runID])
+                        try ReviewRunStore.setCheckRun(runID, created, in: tx.db)
                     }
                 }
                 if let check {

@@ -12,12 +12,9 @@ public enum UsageLedger {
     public static func record(_ calls: [(call: ModelCallRecord, costUSD: Double)], runID: Int64, repository: String, jobAttempt: Int,
                               in tx: inout WorkspaceTransaction) throws {
         for (call, cost) in calls {
-            try tx.db.execute(sql: """
-                INSERT OR IGNORE INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms,
-                                                     recorded_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [runID, callKey(runID: runID, jobAttempt: jobAttempt, call: call), call.provider, call.model,
-                                 call.usage.inputTokens, call.usage.outputTokens, cost, call.durationMs, tx.now.epoch])
+            try UsageRecord(runID: runID, callKey: callKey(runID: runID, jobAttempt: jobAttempt, call: call), provider: call.provider,
+                            model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUSD: cost,
+                            durationMs: call.durationMs, recordedAt: tx.now.epoch).insert(tx.db, onConflict: .ignore)
             if tx.db.changesCount == 1 {
                 try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
                     "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
@@ -37,6 +34,21 @@ public enum UsageLedger {
         let cost: Double = row?["cost"] ?? 0
         return (tokens, cost)
     }
+}
+
+/// A row of `usage_records`: one model call.
+struct UsageRecord: Encodable, PersistableRecord {
+    static let databaseTableName = "usage_records"
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+    var runID: Int64
+    var callKey: String
+    var provider: String
+    var model: String
+    var inputTokens: Int
+    var outputTokens: Int
+    var costUSD: Double
+    var durationMs: Int
+    var recordedAt: Double
 }
 
 /// The shared spend limits of one review run, checked before every model call: the workspace's AI

@@ -140,7 +140,7 @@ enum APIModels {
             case startedAt = "started_at", finishedAt = "finished_at", filesReviewed = "files_reviewed", filesTotal = "files_total"
         }
         init(_ r: ReviewRun, repository: String) {
-            id = r.id; repositoryID = r.repositoryId; self.repository = repository; prNumber = r.prNumber; headSHA = r.headSha
+            id = r.id; repositoryID = r.repositoryID; self.repository = repository; prNumber = r.prNumber; headSHA = r.headSHA
             trigger = r.trigger; state = r.state; reason = r.reason; conclusion = r.conclusion; createdAt = APIModels.time(r.createdAt)
             startedAt = APIModels.time(r.startedAt); finishedAt = APIModels.time(r.finishedAt); filesReviewed = r.filesReviewed
             filesTotal = r.filesTotal

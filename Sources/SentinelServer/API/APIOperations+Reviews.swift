@@ -61,7 +61,7 @@ extension APIOperations {
                 let id = try call.pathInt("runId", what: "run")
                 return .json(.ok, try await actor!.read { db -> APIModels.RunDetailOut in
                     guard let run = try ReviewRunStore.find(id, in: db) else { throw StorageError.notFound("no such run") }
-                    let repo = try RepositoryStore.find(id: run.repositoryId, in: db)
+                    let repo = try RepositoryStore.find(id: run.repositoryID, in: db)
                     let findings = try Row.fetchAll(db, sql: "SELECT * FROM findings WHERE run_id = ? ORDER BY id", arguments: [id]).map {
                         APIModels.FindingOut(id: $0["id"], path: $0["path"], line: $0["line"], startLine: $0["start_line"], side: $0["side"],
                                              severity: $0["severity"], category: $0["category"], title: $0["title"], body: $0["body"],
@@ -69,7 +69,7 @@ extension APIOperations {
                     }
                     let versions = run.policyVersions.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
                     return APIModels.RunDetailOut(run: .init(run, repository: repo?.fullName ?? ""), summary: run.summary, findings: findings,
-                                                  policySHA256: run.policySha256, policyVersions: versions,
+                                                  policySHA256: run.policySHA256, policyVersions: versions,
                                                   policySnapshot: JSONValueOut(text: run.policySnapshot))
                 })
             },
@@ -84,7 +84,7 @@ extension APIOperations {
                         throw StorageError.conflict("run \(id) already ended (\(run.state.rawValue))")
                     }
                     try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(id)", payload: ["by": by]))
-                    let repo = try RepositoryStore.find(id: run.repositoryId, in: tx.db)
+                    let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db)
                     return APIModels.RunOut(try ReviewRunStore.find(id, in: tx.db)!, repository: repo?.fullName ?? "")
                 })
             },
