@@ -1,0 +1,96 @@
+import Foundation
+import GRDB
+
+/// A limit near or at its end, reported by `sentinel usage` and as a `PlanSoftLimitReached`
+/// event (once per limit and month) when a run takes it past 80%.
+public struct PlanLimitStatus: Codable, Sendable, Equatable {
+    public var limit: String
+    public var used: Int
+    public var allowed: Int
+    public var softLimitReached: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case limit, used, allowed
+        case softLimitReached = "soft_limit_reached"
+    }
+}
+
+/// The plan checks. The run check happens inside the transaction that marks the run running, so
+/// concurrent runs of one workspace cannot together exceed a limit.
+public enum PlanLimits {
+    public static let softLimitShare = 0.8
+
+    static func monthStart(_ now: Date) -> Double {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar.date(from: calendar.dateComponents([.year, .month], from: now))!.timeIntervalSince1970
+    }
+
+    static func reviewsUsed(excluding runID: Int64?, in db: Database, now: Date) throws -> Int {
+        try Int.fetchOne(db, sql: """
+            SELECT count(*) FROM review_runs WHERE id != ? AND started_at >= ? AND state IN ('running','completed','failed')
+            """, arguments: [runID ?? -1, monthStart(now)]) ?? 0
+    }
+
+    static func tokensUsed(in db: Database, now: Date) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM usage_records WHERE recorded_at >= ?",
+                         arguments: [monthStart(now)]) ?? 0
+    }
+
+    /// A reason when starting one more review would exceed the plan, else nil.
+    public static func reasonToSkip(runID: Int64, plan: Plan, in db: Database, now: Date) throws -> String? {
+        if let limit = plan.reviewsPerMonth {
+            let used = try reviewsUsed(excluding: runID, in: db, now: now)
+            if used >= limit {
+                return "plan_limit: the workspace's \(plan.name) plan allows \(limit) reviews per month and \(used) have run this month"
+            }
+        }
+        if let limit = plan.tokensPerMonth {
+            let used = try tokensUsed(in: db, now: now)
+            if used >= limit {
+                return "plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and \(used) are used"
+            }
+        }
+        return nil
+    }
+
+    /// Where the workspace stands against its monthly limits (`runID`: a run about to start, counted).
+    public static func status(plan: Plan, startingRun runID: Int64? = nil, in db: Database, now: Date) throws -> [PlanLimitStatus] {
+        var out: [PlanLimitStatus] = []
+        if let limit = plan.reviewsPerMonth {
+            let used = try reviewsUsed(excluding: runID, in: db, now: now) + (runID == nil ? 0 : 1)
+            out.append(PlanLimitStatus(limit: "reviews_per_month", used: used, allowed: limit, softLimitReached: reached(used, limit)))
+        }
+        if let limit = plan.tokensPerMonth {
+            let used = try tokensUsed(in: db, now: now)
+            out.append(PlanLimitStatus(limit: "tokens_per_month", used: used, allowed: limit, softLimitReached: reached(used, limit)))
+        }
+        if let limit = plan.repositories {
+            let used = try RepositoryStore.enabledCount(in: db)
+            out.append(PlanLimitStatus(limit: "repositories", used: used, allowed: limit, softLimitReached: reached(used, limit)))
+        }
+        return out
+    }
+
+    static func reached(_ used: Int, _ limit: Int) -> Bool { Double(used) >= softLimitShare * Double(limit) }
+
+    /// Appends `PlanSoftLimitReached` for each limit past 80%, once per limit and month.
+    public static func recordSoftLimits(plan: Plan, startingRun runID: Int64?, in tx: inout WorkspaceTransaction) throws {
+        let period = UsageReport.currentPeriod(now: tx.now)
+        for status in try status(plan: plan, startingRun: runID, in: tx.db, now: tx.now) where status.softLimitReached {
+            let key = "soft_limit:\(status.limit):\(status.limit == "repositories" ? "any" : period)"
+            try tx.db.execute(sql: "INSERT OR IGNORE INTO workspace_meta (key, value) VALUES (?, ?)", arguments: [key, String(status.used)])
+            if tx.db.changesCount == 1 {
+                try tx.append(DomainEvent(type: "PlanSoftLimitReached", subject: "plan:\(plan.name)", payload: [
+                    "plan": plan.name, "limit": status.limit, "used": String(status.used), "allowed": String(status.allowed), "period": period,
+                ]))
+            }
+        }
+    }
+}
+
+/// An action refused because it would exceed the workspace's plan.
+public struct PlanLimitError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public var description: String { message }
+}
