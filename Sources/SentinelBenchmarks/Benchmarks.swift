@@ -196,6 +196,13 @@ final class Counter: Sendable {
     var value: Int { count.withLock { $0 } }
 }
 
+/// Set once, read by many (a stop signal for load loops).
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}
+
 final class LatencyRecorder: Sendable {
     private let samples = Mutex<[Double]>([])
     func record(_ seconds: Double) { samples.withLock { $0.append(max(0, seconds)) } }

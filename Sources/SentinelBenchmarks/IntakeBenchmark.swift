@@ -20,20 +20,47 @@ struct IntakeBenchmark: AsyncParsableCommand {
     @Option(help: "Workspace counts.") var workspaces: [Int] = [1, 1_000]
     @Option(help: "workspaces.max_open (LRU size).") var maxOpen = 256
     @Option(help: "Transports to measure: http, https.") var transports: [String] = ["http", "https"]
+    @Option(help: "Concurrent wrong-password sign-ins (POST /api/v1/auth/login, unknown emails, throttling off) kept running while deliveries are measured; 0 = none.")
+    var loginFlood = 0
+    @Option(help: "auth.bcrypt_cost of the measured appliance.") var bcryptCost = 12
 
     func run() async throws {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
-        print("| transport | workspaces | deliveries | accepted/s | p50 | p99 | bare Hummingbird route/s | ratio |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| transport | workspaces | deliveries | login flood | sign-ins/s | accepted/s | p50 | p99 | bare Hummingbird route/s | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for tls in transports.map({ $0 == "https" }) {
             for count in workspaces {
-                let (rate, p50, p99, bare) = try await measure(tls: tls, workspaceCount: count, privateKey: key)
-                print("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(requests) | \(fmt(rate)) | \(ms(p50)) | \(ms(p99)) | \(fmt(bare)) | \(String(format: "%.2f", rate / bare)) |")
+                let (rate, p50, p99, bare, logins) = try await measure(tls: tls, workspaceCount: count, privateKey: key)
+                print("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(requests) | \(loginFlood) | \(fmt(logins)) | \(fmt(rate)) | \(ms(p50)) | \(ms(p99)) | \(fmt(bare)) | \(String(format: "%.2f", rate / bare)) |")
             }
         }
     }
 
-    func measure(tls: Bool, workspaceCount: Int, privateKey: String) async throws -> (Double, Double, Double, Double) {
+    /// Sign-in attempts that each cost one bcrypt verification (unknown emails, throttling out of
+    /// the way), `loginFlood` at a time, until `stop` is set; returns the attempts made.
+    func flood(client: HTTPClient, url: String, stop: Flag) async throws -> Int {
+        let attempts = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<loginFlood {
+                group.addTask {
+                    while !stop.isSet {
+                        var request = HTTPClientRequest(url: url)
+                        request.method = .POST
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                        let n = attempts.take()
+                        request.body = .bytes(ByteBuffer(string: #"{"email":"flood-\#(worker)-\#(n)@example.com","password":"not the password"}"#))
+                        let response = try await client.execute(request, timeout: .seconds(120))
+                        _ = try await response.body.collect(upTo: 1 << 16)
+                        guard response.status.code == 401 else { throw BenchError("sign-in flood: unexpected status \(response.status.code)") }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return attempts.value
+    }
+
+    func measure(tls: Bool, workspaceCount: Int, privateKey: String) async throws -> (Double, Double, Double, Double, Double) {
         let dir = TemporaryBenchDirectory()
         defer { dir.remove() }
         var config = SentinelConfig()
@@ -41,6 +68,9 @@ struct IntakeBenchmark: AsyncParsableCommand {
         config.server.port = 0
         config.server.tlsEnabled = tls
         config.workspaces.maxOpen = maxOpen
+        config.auth.bcryptCost = bcryptCost
+        config.auth.loginFailuresPerAccount = Int.max / 2
+        config.auth.loginFailuresPerAddress = Int.max / 2
         let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.url.path), config: config, logger: Logger.sentinel(level: "error"))
         var targets: [(path: String, secret: Data)] = []
         for i in 0..<workspaceCount {
@@ -68,6 +98,14 @@ struct IntakeBenchmark: AsyncParsableCommand {
         let payload = Data(#"{"action":"opened","number":1,"pull_request":{"number":1,"head":{"sha":"abc"},"base":{"sha":"def"}},"repository":{"id":1,"full_name":"o/r"},"installation":{"id":1}}"#.utf8)
         let signatures = targets.map { GitHubWebhookSignature.sign(body: payload, secret: $0.secret) }
         let targetList = targets
+        // The flood has its own client (own connections), started before the measurement.
+        var floodConfig = HTTPClient.Configuration(tlsConfiguration: tlsConfig)
+        floodConfig.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, loginFlood))
+        let floodClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: floodConfig)
+        let stop = Flag()
+        let floodStart = ContinuousClock.now
+        async let flooded = flood(client: floodClient, url: "\(scheme)://127.0.0.1:\(port)/api/v1/auth/login", stop: stop)
+        if loginFlood > 0 { try await Task.sleep(for: .seconds(1)) }
         let (rate, latencies) = try await load(client: client, total: requests, concurrency: concurrency) { i in
             let t = i % targetList.count
             var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(targetList[t].path)")
@@ -79,6 +117,9 @@ struct IntakeBenchmark: AsyncParsableCommand {
             request.body = .bytes(ByteBuffer(bytes: payload))
             return (request, 202)
         }
+        stop.set()
+        let logins = Double(try await flooded) / (ContinuousClock.now - floodStart).seconds
+        try await floodClient.shutdown()
         server.cancel()
         _ = await server.result
         // The bare route, same client, same transport.
@@ -115,7 +156,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         await appliance.shutdownClients()
         await appliance.supervisor.shutdown()
         let p = Percentiles(latencies)
-        return (rate, p.p50, p.p99, bareRate)
+        return (rate, p.p50, p.p99, bareRate, logins)
     }
 
     func load(client: HTTPClient, total: Int, concurrency: Int,
