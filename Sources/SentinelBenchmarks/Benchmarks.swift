@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Logging
 import SentinelCore
+import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -96,7 +97,8 @@ struct JobsBenchmark: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let total = perWorkspace * workspaceCount
-        let runner = Task { try await scheduler.run() }
+        let services = ServiceGroup(configuration: .init(services: [.init(service: supervisor), .init(service: scheduler)], logger: logger))
+        let runner = Task { try await services.run() }
         let start = ContinuousClock.now
         while done.value < total { try await Task.sleep(for: .milliseconds(5)) }
         let throughput = Double(total) / (ContinuousClock.now - start).seconds
@@ -120,9 +122,8 @@ struct JobsBenchmark: AsyncParsableCommand {
             try await Task.sleep(until: next, clock: .continuous)
         }
         while done.value < target { try await Task.sleep(for: .milliseconds(5)) }
-        await scheduler.beginStop()
+        await services.triggerGracefulShutdown()
         try await runner.value
-        await supervisor.shutdown()
         return (throughput, latencies.percentiles())
     }
 }
