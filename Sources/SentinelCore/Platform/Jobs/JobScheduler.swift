@@ -178,7 +178,7 @@ public actor JobScheduler: Service {
             let context = JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger)
             do {
                 try await Self.runHoldingLease(job, on: actor, owner: owner, leaseSeconds: config.jobs.leaseSeconds,
-                                               drainSeconds: config.shutdown.drainSeconds) {
+                                               drainSeconds: config.shutdown.drainSeconds, stop: wake) {
                     try await handler(context)
                 }
                 outcome = .succeeded
@@ -224,10 +224,10 @@ public actor JobScheduler: Service {
     /// Runs `body` while renewing the job's lease every third of its length. When a renewal finds
     /// the lease gone (it expired and another worker took the job, or the job went dead), `body`
     /// is cancelled and `LeaseLost` is thrown: the job's side effects stop, because another
-    /// attempt now owns them. Once graceful shutdown begins, `body` may run for `drainSeconds`
-    /// more; then it is cancelled and `DrainDeadlineReached` is thrown.
+    /// attempt now owns them. Once `stop` is stopped (graceful shutdown), `body` may run for
+    /// `drainSeconds` more; then it is cancelled and `DrainDeadlineReached` is thrown.
     static func runHoldingLease(_ job: JobRecord, on actor: WorkspaceActor, owner: String, leaseSeconds: Double, drainSeconds: Double,
-                                _ body: @escaping @Sendable () async throws -> Void) async throws {
+                                stop: WakeSignal, _ body: @escaping @Sendable () async throws -> Void) async throws {
         let interval = Duration.seconds(max(0.05, leaseSeconds / 3))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await body() }
@@ -239,7 +239,7 @@ public actor JobScheduler: Service {
                 }
             }
             group.addTask {
-                try await gracefulShutdown()
+                try await stop.untilStopped()
                 try await Task.sleep(for: .seconds(drainSeconds))
                 throw DrainDeadlineReached()
             }
@@ -284,6 +284,9 @@ final class WakeSignal: Sendable {
         var pending = false
         var stopped = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// Running jobs waiting for the stop (to start their drain deadline), by a per-wait key.
+        var stopWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextKey = 0
     }
     private let state = Mutex(State())
 
@@ -298,8 +301,34 @@ final class WakeSignal: Sendable {
 
     /// Called from graceful-shutdown and cancellation handlers (synchronous, any thread).
     func stop() {
-        state.withLock { $0.stopped = true }
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.stopped = true
+            defer { s.stopWaiters = [:] }
+            return Array(s.stopWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
         signal()
+    }
+
+    /// Returns once `stop()` has been called; throws `CancellationError` if cancelled first.
+    func untilStopped() async throws {
+        let key = state.withLock { s -> Int in
+            defer { s.nextKey &+= 1 }
+            return s.nextKey
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.stopped || Task.isCancelled { return true }
+                    s.stopWaiters[key] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.stopWaiters.removeValue(forKey: key) }?.resume()
+        }
+        try Task.checkCancellation()
     }
 
     var isStopped: Bool { state.withLock { $0.stopped } }
