@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Logging
 import SentinelCore
+import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -96,33 +97,36 @@ struct JobsBenchmark: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let total = perWorkspace * workspaceCount
-        let runner = Task { try await scheduler.run() }
-        let start = ContinuousClock.now
-        while done.value < total { try await Task.sleep(for: .milliseconds(5)) }
-        let throughput = Double(total) / (ContinuousClock.now - start).seconds
+        let services = ServiceGroup(configuration: .init(services: [.init(service: supervisor), .init(service: scheduler)], logger: logger))
+        let throughput = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            let start = ContinuousClock.now
+            while done.value < total { try await Task.sleep(for: .milliseconds(5)) }
+            let throughput = Double(total) / (ContinuousClock.now - start).seconds
 
-        // Latency: jobs enqueued at a steady rate below capacity, due immediately; due → started.
-        let latencyRate = max(100, Int(throughput * latencyLoad))
-        latencies.reset()
-        let target = done.value + Int(Double(latencyRate) * latencySeconds)
-        let interval = Duration.nanoseconds(Int64(1e9 / Double(latencyRate) * 10))
-        var next = ContinuousClock.now
-        var produced = 0
-        var cursor = 0
-        while produced < Int(Double(latencyRate) * latencySeconds) {
-            for _ in 0..<10 {
-                let id = ids[cursor % ids.count]
-                cursor += 1
-                Task { _ = try? await supervisor.withWorkspace(id) { try await $0.enqueue(JobRequest(kind: "noop")) } }
-                produced += 1
+            // Latency: jobs enqueued at a steady rate below capacity, due immediately; due → started.
+            let latencyRate = max(100, Int(throughput * latencyLoad))
+            latencies.reset()
+            let target = done.value + Int(Double(latencyRate) * latencySeconds)
+            let interval = Duration.nanoseconds(Int64(1e9 / Double(latencyRate) * 10))
+            var next = ContinuousClock.now
+            var produced = 0
+            var cursor = 0
+            while produced < Int(Double(latencyRate) * latencySeconds) {
+                for _ in 0..<10 {
+                    let id = ids[cursor % ids.count]
+                    cursor += 1
+                    group.addTask { _ = try? await supervisor.withWorkspace(id) { try await $0.enqueue(JobRequest(kind: "noop")) } }
+                    produced += 1
+                }
+                next += interval
+                try await Task.sleep(until: next, clock: .continuous)
             }
-            next += interval
-            try await Task.sleep(until: next, clock: .continuous)
+            while done.value < target { try await Task.sleep(for: .milliseconds(5)) }
+            await services.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return throughput
         }
-        while done.value < target { try await Task.sleep(for: .milliseconds(5)) }
-        await scheduler.beginStop()
-        try await runner.value
-        await supervisor.shutdown()
         return (throughput, latencies.percentiles())
     }
 }

@@ -153,7 +153,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
             stored += try await appliance.supervisor.withWorkspace(id) { try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") ?? 0 } }
         }
         precondition(stored == requests, "stored \(stored) of \(requests) accepted deliveries")
-        await appliance.shutdownClients()
+        await appliance.connector.shutdown()
         await appliance.supervisor.shutdown()
         let p = Percentiles(latencies)
         return (rate, p.p50, p.p99, bareRate, logins)

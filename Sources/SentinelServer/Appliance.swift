@@ -150,37 +150,52 @@ public final class Appliance: Sendable {
             logger: logger.with(["component": "http"]))
     }
 
-    /// Closes pooled outbound connections (they would otherwise delay process exit).
-    public func shutdownClients() async {
-        await connector.shutdown()
-        await aiHTTP.shutdown()
-    }
-
-    /// Serves until SIGTERM/SIGINT: then stops accepting, lets running jobs finish up to
-    /// `shutdown.drain_seconds`, releases the rest, checkpoints every open file and returns.
-    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    /// Everything `sentinel serve` runs, as one `ServiceGroup`. Services start in this order and stop
+    /// in reverse on graceful shutdown (SIGTERM/SIGINT by default, or `triggerGracefulShutdown()`):
+    /// the listener stops accepting first; the job scheduler then lets running jobs finish up to
+    /// `shutdown.drain_seconds` and releases the rest; the nightly exporter stops; the outbound HTTP
+    /// clients close their pooled connections; last, the supervisor checkpoints and closes every
+    /// open file. If the listener fails (e.g. its port is taken) the group shuts down the same way
+    /// and `run()` rethrows the error. End-to-end tests run this same group with `stopOnSignals: false`
+    /// (signal handlers are process-wide) and trigger its graceful shutdown themselves.
+    public func makeServiceGroup(stopOnSignals: Bool = true,
+                                 onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> ServiceGroup {
         let app = try makeApplication(onServerRunning: onServerRunning)
-        // Services stop in reverse order: the listener first, then the job loop drains.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: scheduler), .init(service: app)]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: supervisor),
+            .init(service: OutboundClients(connector: connector, ai: aiHTTP)),
+        ]
         if config.export.enabled {
             let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
-            services.insert(.init(service: NightlyExportService(exporter: exporter, config: config.export,
-                                                                logger: logger.with(["component": "export"]))), at: 0)
+            services.append(.init(service: NightlyExportService(exporter: exporter, config: config.export,
+                                                                logger: logger.with(["component": "export"]))))
         }
-        let group = ServiceGroup(configuration: .init(
+        services.append(.init(service: scheduler))
+        services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup))
+        return ServiceGroup(configuration: .init(
             services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
+            gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [],
             cancellationSignals: [],
             logger: logger.with(["component": "lifecycle"])))
-        do {
-            try await group.run()
-        } catch {
-            await shutdownClients()
-            await supervisor.shutdown()
-            throw error
-        }
-        await shutdownClients()
-        await supervisor.shutdown()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then shuts the group down in reverse order and returns.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try await makeServiceGroup(onServerRunning: onServerRunning).run()
         logger.info("stopped cleanly")
+    }
+}
+
+/// Owns the outbound HTTP clients' lifetime in the group: when the group stops (after every job
+/// that could use them), their pooled connections are closed; they would otherwise delay exit.
+struct OutboundClients: Service {
+    let connector: GitHubConnector
+    let ai: AsyncOutboundHTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await connector.shutdown()
+        await ai.shutdown()
     }
 }

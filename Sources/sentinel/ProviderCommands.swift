@@ -43,12 +43,16 @@ struct ProviderCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 let (actor, store) = try target.open()
-                defer { Task { await actor.close() } }
-                var base: URL?
-                if let baseUrl { guard let url = URL(string: baseUrl) else { throw CLIError("invalid --base-url") }; base = url }
-                let summary = try await store.add(kind: kind, apiKey: try ProviderCommand.readKey(apiKeyFile), model: model, baseURL: base,
-                                                  apiVersion: apiVersion, deployment: deployment, priority: priority, by: "cli", in: actor)
-                try ProviderCommand.show(summary, json: json)
+                do {
+                    var base: URL?
+                    if let baseUrl { guard let url = URL(string: baseUrl) else { throw CLIError("invalid --base-url") }; base = url }
+                    let summary = try await store.add(kind: kind, apiKey: try ProviderCommand.readKey(apiKeyFile), model: model, baseURL: base,
+                                                      apiVersion: apiVersion, deployment: deployment, priority: priority, by: "cli", in: actor)
+                    try ProviderCommand.show(summary, json: json)
+                } catch {
+                    await actor.close()
+                    throw error
+                }
                 await actor.close()
             }
         }

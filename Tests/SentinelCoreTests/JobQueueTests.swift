@@ -262,7 +262,7 @@ struct JobQueueTests {
         h.startScheduler()
         #expect(await eventually { await h.scheduler.runningJobs == 2 })
         let dir = h.dataDirectory
-        await h.scheduler.beginStop()
+        await h.beginShutdown()
         // Re-open the file independently once the harness has stopped the scheduler.
         try await Task.sleep(for: .seconds(3))
         #expect(done.all == [slow])

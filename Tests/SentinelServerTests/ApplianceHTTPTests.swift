@@ -6,6 +6,7 @@ import Logging
 import SentinelCore
 import SentinelServer
 import SentinelTestSupport
+import ServiceLifecycle
 import Testing
 
 @Suite("Appliance HTTP layer")
@@ -78,7 +79,8 @@ struct ApplianceHTTPTests {
             }
             return "\(id)"
         }
-        let scheduler = Task { try await appliance.scheduler.run() }
+        let services = RunningGroup(ServiceGroup(configuration: .init(
+            services: [.init(service: appliance.supervisor), .init(service: appliance.scheduler)], logger: appliance.logger)))
         let app = Application(router: router)
         try await app.test(.router) { client in
             try await client.execute(uri: "/test/enqueue", method: .post, headers: [HTTPField.Name("X-Request-ID")!: "req-abc-123"]) { response in
@@ -98,8 +100,6 @@ struct ApplianceHTTPTests {
         #expect(jobs.first?.correlationId == "req-abc-123")
         #expect(await eventually { appliance.prometheus.emitToString().contains(#"sentinel_jobs_executed_total{kind="traced",outcome="succeeded"} 1"#) })
         #expect(appliance.prometheus.emitToString().contains("sentinel_job_queue_latency_seconds"))
-        await appliance.scheduler.beginStop()
-        try await scheduler.value
-        await appliance.supervisor.shutdown()
+        try await services.shutdown()
     }
 }

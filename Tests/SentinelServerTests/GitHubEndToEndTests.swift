@@ -20,8 +20,8 @@ final class GitHubWorld: Sendable {
     let secret = Data("webhook-secret-for-tests".utf8)
     let port: Int
     let http: HTTPClient
-    let server: Task<Void, Error>
-    let scheduler: Task<Void, Error>
+    /// The group `sentinel serve` runs: supervisor, outbound clients, scheduler and listener.
+    let services: RunningGroup
     let log: CapturedLog
 
     static let repo = "octo-org/hello-world"
@@ -53,22 +53,14 @@ final class GitHubWorld: Sendable {
         }
         await github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: Self.files))
         let box = Rendezvous<Int>()
-        let app = try appliance.makeApplication { port in await box.set(port) }
-        server = Task { try await app.runService() }
-        let appliance = self.appliance
-        scheduler = Task { try await appliance.scheduler.run() }
+        services = RunningGroup(try appliance.makeServiceGroup(stopOnSignals: false) { port in await box.set(port) })
         port = await box.wait()
         http = HTTPClient(eventLoopGroupProvider: .singleton)
     }
 
     func stop() async {
         try? await http.shutdown()
-        await appliance.scheduler.beginStop()
-        _ = await scheduler.result
-        server.cancel()
-        _ = await server.result
-        await appliance.shutdownClients()
-        await appliance.supervisor.shutdown()
+        try? await services.shutdown()
         await github.stop()
         directory.cleanup()
     }

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import SentinelCore
+import ServiceLifecycle
 import Synchronization
 
 /// A fresh data directory under the system temp dir, removed by `cleanup()`.
@@ -32,7 +33,8 @@ public func testConfig(_ adjust: (inout SentinelConfig) -> Void = { _ in }) -> S
 }
 
 /// The platform pieces of one appliance without HTTP: control store, workspaces, supervisor and
-/// scheduler on a temp directory. The scheduler runs only between `startScheduler` and `stop`.
+/// scheduler on a temp directory. Between `startScheduler` and `stop` the supervisor and scheduler
+/// run as one `ServiceGroup`, in the order `sentinel serve` runs them.
 public final class TestHarness: Sendable {
     public let directory: TemporaryDirectory
     public let dataDirectory: DataDirectory
@@ -42,7 +44,7 @@ public final class TestHarness: Sendable {
     public let supervisor: Supervisor
     public let scheduler: JobScheduler
     public let log: CapturedLog
-    private let runTask = LockedTask()
+    private let running = Mutex<RunningGroup?>(nil)
 
     /// `reusing` opens another harness on the same data directory (a restart of the process).
     public init(config: SentinelConfig = testConfig(), registry: JobRegistry = JobRegistry(), reusing other: TestHarness? = nil) throws {
@@ -73,22 +75,21 @@ public final class TestHarness: Sendable {
     }
 
     public func startScheduler() {
-        let scheduler = self.scheduler
-        runTask.set(Task { try? await scheduler.run() })
+        let group = ServiceGroup(configuration: .init(services: [.init(service: supervisor), .init(service: scheduler)],
+                                                      logger: Logger(label: "test.lifecycle")))
+        running.withLock { $0 = RunningGroup(group) }
+    }
+
+    /// Triggers the graceful shutdown (as SIGTERM would) without waiting for the drain.
+    public func beginShutdown() async {
+        await running.withLock { $0 }?.beginShutdown()
     }
 
     public func stop() async {
-        await scheduler.beginStop()
-        await runTask.get()?.value
+        try? await running.withLock { $0 }?.shutdown()
         await supervisor.shutdown()
         directory.cleanup()
     }
-}
-
-final class LockedTask: Sendable {
-    private let task = Mutex<Task<Void, Never>?>(nil)
-    func set(_ t: Task<Void, Never>) { task.withLock { $0 = t } }
-    func get() -> Task<Void, Never>? { task.withLock { $0 } }
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

@@ -7,6 +7,10 @@ import Synchronization
 /// serves them round-robin within the global and per-workspace concurrency limits and each
 /// workspace's token bucket, runs handlers with lease heartbeats, and on shutdown lets running jobs
 /// finish up to a deadline before giving the rest back.
+///
+/// Jobs run as children of a task group inside `run()`: when the loop stops (graceful shutdown of
+/// its `ServiceGroup`, or cancellation), `run()` returns only once every job has finished or has
+/// been released.
 public actor JobScheduler: Service {
     public nonisolated let owner: String
     let supervisor: Supervisor
@@ -19,9 +23,7 @@ public actor JobScheduler: Service {
     private var globalInFlight = 0
     private var buckets: [WorkspaceID: TokenBucket] = [:]
     private var cursor: WorkspaceID?
-    private var stopping = false
     private var running = false
-    private var jobTasks: [Int64: Task<Void, Never>] = [:]
     private var lastMaintenance = ContinuousClock.now
 
     public init(supervisor: Supervisor, logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -37,31 +39,37 @@ public actor JobScheduler: Service {
 
     public var isRunning: Bool { running && !stopping }
 
+    /// Graceful shutdown (or cancellation) has begun: no new claims; running jobs are draining.
+    private nonisolated var stopping: Bool { wake.isStopped }
+
     public func run() async throws {
         let wake = self.wake
         await supervisor.setWorkDueHandler { wake.signal() }
         running = true
         logger.info("job scheduler started", metadata: ["owner": "\(owner)"])
-        await withGracefulShutdownHandler {
-            await self.loop()
-        } onGracefulShutdown: {
-            Task { await self.beginStop() }
+        await withDiscardingTaskGroup { jobs in
+            await withTaskCancellationOrGracefulShutdownHandler {
+                await self.loop(launchingIn: &jobs)
+            } onCancelOrGracefulShutdown: {
+                wake.stop()
+            }
+            if globalInFlight > 0 {
+                logger.info("draining running jobs", metadata: ["running": "\(globalInFlight)", "drain_seconds": "\(config.shutdown.drainSeconds)"])
+            }
+            // Leaving the group waits for every job: each finishes, or is released at the drain deadline.
         }
-        await drain()
+        for id in await supervisor.openWorkspaceIDs {
+            _ = try? await supervisor.withWorkspace(id) { [owner] in try await $0.releaseAll(owner: owner) }
+        }
         running = false
+        logger.info("job scheduler stopped")
     }
 
-    /// Stops claiming work (also used by tests that run the loop without ServiceLifecycle).
-    public func beginStop() {
-        stopping = true
-        wake.signal()
-    }
-
-    private func loop() async {
+    private func loop(launchingIn jobs: inout DiscardingTaskGroup) async {
         while !stopping {
             var wait = Duration.milliseconds(config.jobs.pollIntervalMilliseconds)
             do {
-                wait = min(wait, try await scheduleRound())
+                wait = min(wait, try await scheduleRound(launchingIn: &jobs))
             } catch {
                 logger.error("scheduler round failed", metadata: ["error": "\(error)"])
             }
@@ -72,7 +80,7 @@ public actor JobScheduler: Service {
     }
 
     /// One pass over due workspaces. Returns how long the loop may sleep.
-    private func scheduleRound() async throws -> Duration {
+    private func scheduleRound(launchingIn jobs: inout DiscardingTaskGroup) async throws -> Duration {
         let globalLimit = config.jobs.globalConcurrency
         guard globalInFlight < globalLimit else { return .milliseconds(config.jobs.pollIntervalMilliseconds) }
         let due = try supervisor.control.dueWorkspaces(now: Date(), after: cursor, limit: 512)
@@ -130,34 +138,33 @@ public actor JobScheduler: Service {
         }
         var launched = false
         for (claim, result) in claimed.sorted(by: { $0.0.id < $1.0.id }) {
-            let jobs: [JobRecord]
+            let claimedJobs: [JobRecord]
             switch result {
-            case .success(let list): jobs = list
+            case .success(let list): claimedJobs = list
             case .failure(let error):
                 await supervisor.unpin(claim.id)
                 logger.error("claim failed", metadata: ["workspace_id": "\(claim.id)", "error": "\(error)"])
                 continue
             }
-            if jobs.isEmpty {
+            if claimedJobs.isEmpty {
                 if claim.running == 0 && inFlight[claim.id, default: 0] == 0 { _ = try? await claim.actor.refreshPendingIndex() }
                 await supervisor.unpin(claim.id)
                 continue
             }
-            buckets[claim.id]?.take(jobs.count)
+            buckets[claim.id]?.take(claimedJobs.count)
             cursor = claim.id
             launched = true
             // One pin for the claim, held by the first job; one more per extra job.
-            for _ in 1..<jobs.count { _ = try? await supervisor.pin(claim.id) }
-            for job in jobs { start(job, on: claim.actor) }
+            for _ in 1..<claimedJobs.count { _ = try? await supervisor.pin(claim.id) }
+            for job in claimedJobs { start(job, on: claim.actor, in: &jobs) }
         }
         return launched ? .zero : sleep
     }
 
-    private func start(_ job: JobRecord, on actor: WorkspaceActor) {
+    private func start(_ job: JobRecord, on actor: WorkspaceActor, in jobs: inout DiscardingTaskGroup) {
         globalInFlight += 1
         inFlight[actor.id, default: 0] += 1
-        let task = Task { await self.execute(job, on: actor) }
-        jobTasks[job.id] = task
+        jobs.addTask { await self.execute(job, on: actor) }
     }
 
     private func execute(_ job: JobRecord, on actor: WorkspaceActor) async {
@@ -170,13 +177,17 @@ public actor JobScheduler: Service {
         if let handler = supervisor.registry.handler(for: job.kind) {
             let context = JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger)
             do {
-                try await Self.runHoldingLease(job, on: actor, owner: owner, leaseSeconds: config.jobs.leaseSeconds) {
+                try await Self.runHoldingLease(job, on: actor, owner: owner, leaseSeconds: config.jobs.leaseSeconds,
+                                               drainSeconds: config.shutdown.drainSeconds, stop: wake) {
                     try await handler(context)
                 }
                 outcome = .succeeded
             } catch is LeaseLost {
                 jobLogger.warning("job lease was lost while it ran; the job was cancelled before any further side effect")
                 outcome = .failed(message: "lease lost", retryAfter: nil, permanent: false)
+            } catch is DrainDeadlineReached {
+                jobLogger.warning("drain deadline reached; the running job was cancelled and is released back to the queue")
+                outcome = .released
             } catch is CancellationError where stopping {
                 outcome = .released
             } catch let failure as JobFailure {
@@ -213,9 +224,10 @@ public actor JobScheduler: Service {
     /// Runs `body` while renewing the job's lease every third of its length. When a renewal finds
     /// the lease gone (it expired and another worker took the job, or the job went dead), `body`
     /// is cancelled and `LeaseLost` is thrown: the job's side effects stop, because another
-    /// attempt now owns them.
-    static func runHoldingLease(_ job: JobRecord, on actor: WorkspaceActor, owner: String, leaseSeconds: Double,
-                                _ body: @escaping @Sendable () async throws -> Void) async throws {
+    /// attempt now owns them. Once `stop` is stopped (graceful shutdown), `body` may run for
+    /// `drainSeconds` more; then it is cancelled and `DrainDeadlineReached` is thrown.
+    static func runHoldingLease(_ job: JobRecord, on actor: WorkspaceActor, owner: String, leaseSeconds: Double, drainSeconds: Double,
+                                stop: WakeSignal, _ body: @escaping @Sendable () async throws -> Void) async throws {
         let interval = Duration.seconds(max(0.05, leaseSeconds / 3))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await body() }
@@ -226,6 +238,11 @@ public actor JobScheduler: Service {
                     if (try? await actor.heartbeat(jobID: job.id, owner: owner)) == false { throw LeaseLost() }
                 }
             }
+            group.addTask {
+                try await stop.untilStopped()
+                try await Task.sleep(for: .seconds(drainSeconds))
+                throw DrainDeadlineReached()
+            }
             // The first child to end decides: the handler's result, or the lost lease.
             defer { group.cancelAll() }
             _ = try await group.next()
@@ -233,7 +250,6 @@ public actor JobScheduler: Service {
     }
 
     private func finished(_ job: JobRecord, _ id: WorkspaceID) {
-        jobTasks[job.id] = nil
         globalInFlight -= 1
         let left = (inFlight[id] ?? 1) - 1
         inFlight[id] = left > 0 ? left : nil
@@ -252,38 +268,25 @@ public actor JobScheduler: Service {
         }
     }
 
-    /// Waits for running jobs up to the drain deadline, then cancels the rest and gives their
-    /// leases back so another start picks them up at once.
-    private func drain() async {
-        let deadline = ContinuousClock.now + .seconds(config.shutdown.drainSeconds)
-        while globalInFlight > 0 && ContinuousClock.now < deadline {
-            await wake.wait(timeout: .milliseconds(50))
-        }
-        if globalInFlight > 0 {
-            logger.warning("drain deadline reached; releasing running jobs", metadata: ["running": "\(globalInFlight)"])
-            for task in jobTasks.values { task.cancel() }
-            let hardStop = ContinuousClock.now + .seconds(5)
-            while globalInFlight > 0 && ContinuousClock.now < hardStop {
-                await wake.wait(timeout: .milliseconds(50))
-            }
-        }
-        for id in await supervisor.openWorkspaceIDs {
-            _ = try? await supervisor.withWorkspace(id) { [owner] in try await $0.releaseAll(owner: owner) }
-        }
-        logger.info("job scheduler stopped")
-    }
-
     public var runningJobs: Int { globalInFlight }
 }
 
 /// A running job's lease renewal found the lease gone.
 struct LeaseLost: Error {}
 
-/// A wake-up flag the loop sleeps on: set by new work, finished jobs or a timeout.
+/// Graceful shutdown began and the job ran past `shutdown.drain_seconds`.
+struct DrainDeadlineReached: Error {}
+
+/// A wake-up flag the loop sleeps on: set by new work, finished jobs or a timeout. Once stopped,
+/// it stays set: the loop no longer sleeps and claims nothing more.
 final class WakeSignal: Sendable {
     private struct State {
         var pending = false
+        var stopped = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// Running jobs waiting for the stop (to start their drain deadline), by a per-wait key.
+        var stopWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextKey = 0
     }
     private let state = Mutex(State())
 
@@ -296,11 +299,52 @@ final class WakeSignal: Sendable {
         waiter?.resume()
     }
 
-    func wait(timeout: Duration) async {
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            if !Task.isCancelled { self?.signal() }
+    /// Called from graceful-shutdown and cancellation handlers (synchronous, any thread).
+    func stop() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.stopped = true
+            defer { s.stopWaiters = [:] }
+            return Array(s.stopWaiters.values)
         }
+        for waiter in waiters { waiter.resume() }
+        signal()
+    }
+
+    /// Returns once `stop()` has been called; throws `CancellationError` if cancelled first.
+    func untilStopped() async throws {
+        let key = state.withLock { s -> Int in
+            defer { s.nextKey &+= 1 }
+            return s.nextKey
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.stopped || Task.isCancelled { return true }
+                    s.stopWaiters[key] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.stopWaiters.removeValue(forKey: key) }?.resume()
+        }
+        try Task.checkCancellation()
+    }
+
+    var isStopped: Bool { state.withLock { $0.stopped } }
+
+    /// Returns on the next signal or after `timeout`, whichever comes first.
+    func wait(timeout: Duration) async {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await Task.sleep(for: timeout)) != nil }
+            group.addTask { await self.nextSignal(); return false }
+            // A timer that ran out wakes the waiter; a signal first cancels the timer.
+            if await group.next() == true { signal() }
+            group.cancelAll()
+        }
+    }
+
+    private func nextSignal() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { s -> Bool in
                 if s.pending { s.pending = false; return true }
@@ -309,6 +353,5 @@ final class WakeSignal: Sendable {
             }
             if resumeNow { continuation.resume() }
         }
-        timer.cancel()
     }
 }

@@ -2,12 +2,17 @@ import Foundation
 import GRDB
 import Logging
 import NIOPosix
+import ServiceLifecycle
 
 /// Routes work to workspace actors. Opens workspace files lazily, keeps at most
 /// `workspaces.max_open` of them open (least recently used goes first, never one in use), closes
 /// idle ones, and takes a missing, corrupt or too new file (or one whose migration failed) offline
 /// without affecting any other workspace.
-public actor Supervisor {
+///
+/// As a `Service` it owns the files' lifetime: run it first in the `ServiceGroup`, so that it stops
+/// last; on graceful shutdown (or cancellation) it refuses new work, checkpoints and closes every
+/// open file.
+public actor Supervisor: Service {
     public nonisolated let dataDirectory: DataDirectory
     public nonisolated let control: ControlStore
     public nonisolated let config: SentinelConfig
@@ -49,12 +54,18 @@ public actor Supervisor {
         let actor = try await pin(id)
         do {
             let result = try await body(actor)
-            unpin(id)
+            await unpin(id)
             return result
         } catch {
-            unpin(id)
+            await unpin(id)
             throw error
         }
+    }
+
+    /// Waits for the group's graceful shutdown (or cancellation), then closes every open file.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 
     /// Opens (if needed) and pins a workspace. Every `pin` must be balanced by `unpin`.
@@ -101,8 +112,7 @@ public actor Supervisor {
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
         open[id] = Entry(actor: actor, lastUsed: .now, pins: 1)
-        evictIfNeeded()
-        metrics.openWorkspaces(open.count)
+        await evictIfNeeded()
         return actor
     }
 
@@ -114,16 +124,14 @@ public actor Supervisor {
         return entry.actor
     }
 
-    public func unpin(_ id: WorkspaceID) {
+    /// Balances a `pin`. If more files are open than allowed because everything was in use, this
+    /// shrinks back now that something is not, and returns once the evicted file is closed.
+    public func unpin(_ id: WorkspaceID) async {
         guard var entry = open[id] else { return }
         entry.pins = max(0, entry.pins - 1)
         entry.lastUsed = .now
         open[id] = entry
-        // Over the limit because everything was in use: shrink back as soon as something is not.
-        if open.count > config.workspaces.maxOpen {
-            evictIfNeeded()
-            metrics.openWorkspaces(open.count)
-        }
+        if open.count > config.workspaces.maxOpen { await evictIfNeeded() }
     }
 
     /// Why a file could not be opened, in words for the 503 and a kind for the metric.
@@ -161,15 +169,19 @@ public actor Supervisor {
         return WorkspaceError.offline(id, reason: failure.reason)
     }
 
-    private func evictIfNeeded() {
+    /// Closes least recently used idle files until at most `workspaces.max_open` are open. Each
+    /// leaves `open` before its close is awaited, so nothing pins a closing file.
+    private func evictIfNeeded() async {
+        var victims: [WorkspaceActor] = []
         while open.count > config.workspaces.maxOpen {
             guard let victim = open.filter({ $0.value.pins == 0 }).min(by: { $0.value.lastUsed < $1.value.lastUsed }) else {
-                return  // everything is in use; go over the limit rather than break running work
+                break  // everything is in use; go over the limit rather than break running work
             }
             open[victim.key] = nil
-            let actor = victim.value.actor
-            Task { await actor.close() }
+            victims.append(victim.value.actor)
         }
+        metrics.openWorkspaces(open.count)
+        for actor in victims { await actor.close() }
     }
 
     /// Closes workspaces idle for longer than `workspaces.idle_close_seconds`.
@@ -188,13 +200,16 @@ public actor Supervisor {
 
     public func offlineReason(_ id: WorkspaceID) -> String? { offline[id]?.reason }
 
-    /// Refuses new work, checkpoints and closes every open file.
+    /// Refuses new work, checkpoints and closes every open file. `run()` calls it when the group
+    /// stops; administrative code without a group calls it directly.
     public func shutdown() async {
         shuttingDown = true
-        for (_, entry) in open { await entry.actor.close() }
+        let closing = open.values.map(\.actor)
         open.removeAll()
         metrics.openWorkspaces(0)
-        try? control.checkpoint()
+        for actor in closing { await actor.close() }
+        let control = self.control
+        try? await NIOThreadPool.singleton.runIfActive { try control.checkpoint() }
     }
 
     public var isShuttingDown: Bool { shuttingDown }

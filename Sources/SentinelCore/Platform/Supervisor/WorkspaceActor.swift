@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import NIOPosix
 import Logging
 import Synchronization
 
@@ -249,11 +250,17 @@ public actor WorkspaceActor {
     // MARK: Lifecycle
 
     /// Checkpoints the WAL into the main file and closes the handle. Later calls fail with `closed`.
-    public func close() {
+    /// The checkpoint blocks on file I/O, so like opening it runs on NIO's blocking-work threads,
+    /// never on the cooperative pool.
+    public func close() async {
         guard !closed else { return }
         closed = true
-        try? pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-        try? pool.close()
+        let pool = self.pool
+        let checkpointAndClose: @Sendable () -> Void = {
+            try? pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try? pool.close()
+        }
+        do { try await NIOThreadPool.singleton.runIfActive(checkpointAndClose) } catch { checkpointAndClose() }
     }
 
     public var isClosed: Bool { closed }

@@ -1,0 +1,69 @@
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import Logging
+import NIOCore
+import NIOPosix
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+@Suite("Serve's service group")
+struct ServiceGroupLifecycleTests {
+    @Test("graceful shutdown of serve's group stops the listener, drains jobs, releases the rest and closes every file")
+    func gracefulShutdownInReverseOrder() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let done = Recorder<Int64>()
+        var registry = JobRegistry()
+        registry.register("slow") { ctx in
+            try await Task.sleep(for: .milliseconds(300))
+            done.append(ctx.job.id)
+        }
+        registry.register("stuck") { _ in try await Task.sleep(for: .seconds(60)) }
+        var config = testConfig { $0.shutdown.drainSeconds = 1 }
+        config.server.tlsEnabled = false
+        config.server.host = "127.0.0.1"
+        config.server.port = 0
+        let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: registry,
+                                      logger: Logger.sentinel(level: "error", sink: CapturedLog().sink))
+        let ws = try appliance.workspaces.create(name: "w").workspaceID!
+        let (slow, stuck) = try await appliance.supervisor.withWorkspace(ws) { actor in
+            (try await actor.enqueue(JobRequest(kind: "slow")).jobID, try await actor.enqueue(JobRequest(kind: "stuck")).jobID)
+        }
+        let ports = Rendezvous<Int>()
+        let services = RunningGroup(try appliance.makeServiceGroup(stopOnSignals: false) { await ports.set($0) })
+        let port = await ports.wait()
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let health = try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/healthz"), timeout: .seconds(10))
+        #expect(health.status == .ok)
+        #expect(await eventually { await appliance.scheduler.runningJobs == 2 })
+
+        try await client.shutdown()
+        try await services.shutdown()
+
+        // The job that could finish within the drain deadline finished; the stuck one was released.
+        #expect(done.all == [slow])
+        #expect(await appliance.scheduler.isRunning == false)
+        #expect(await appliance.scheduler.runningJobs == 0)
+        // The supervisor stopped last: every file checkpointed and closed, no new work accepted.
+        #expect(await appliance.supervisor.isShuttingDown)
+        #expect(await appliance.supervisor.openWorkspaceIDs.isEmpty)
+        await #expect(throws: WorkspaceError.self) { try await appliance.supervisor.withWorkspace(ws) { _ in } }
+        // The listener is gone.
+        await #expect(throws: (any Error).self) {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+            try await channel.close()
+        }
+
+        let pool = try DatabaseOpener().open(appliance.dataDirectory.workspaceFile(ws), kind: .workspace)
+        let rows = try await pool.read { db in try JobQueue.list(state: nil, in: db) }
+        #expect(rows.first { $0.id == slow }?.state == .succeeded)
+        let released = try #require(rows.first { $0.id == stuck })
+        #expect(released.state == .queued)
+        #expect(released.attempts == 0, "a released job's attempt is not counted")
+        #expect(released.leaseOwner == nil)
+        try pool.close()
+    }
+}
