@@ -68,18 +68,14 @@ public final class Appliance: Sendable {
         logger.info("plans loaded", metadata: ["plans": "\(catalog.plans.keys.sorted().joined(separator: ","))", "license": "\(catalog.licenseStatus)"])
         let billing = billing ?? BuiltinBillingProvider(control: control, catalog: catalog)
         let processor = GitHubDeliveryProcessor(billing: billing, commandAssociations: config.review.commandAssociationSet, metrics: metrics)
-        registry.register(DeliveryIntake.jobKind) { try await processor.process($0) }
+        processor.register(in: &registry)
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
         let runner = ReviewRunner(connector: connector, models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
                                   maxTokensPerRun: config.review.maxTokensPerRun)
-        registry.register(ReviewRunStore.jobKind, handler: { try await runner.run($0) }, onDead: { try await runner.runDied($0, $1) })
-        for type in Rollups.eventTypes {
-            registry.listen(to: type, as: Rollups.listener) { ctx in
-                while try await ctx.workspace.write({ tx in try Rollups.advance(in: tx.db) }) == Rollups.batchSize {}
-            }
-        }
+        runner.register(in: &registry)
+        Rollups.register(in: &registry)
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)

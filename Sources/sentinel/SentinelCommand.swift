@@ -53,7 +53,7 @@ struct CLIContext {
         let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)
         guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
         let pool = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-        return (WorkspaceActor(id: id, pool: pool, control: control, registry: JobRegistry(), config: config.jobs), control, config)
+        return (WorkspaceActor(id: id, pool: pool, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
     /// Opens control.sqlite (creating the data directory if needed) for administrative commands.

@@ -59,6 +59,16 @@ public enum Rollups {
 
     /// Folds up to `limit` relevant events; returns how many events were folded.
     @discardableResult
+    /// Registers the rollup listener: every `RunCompleted` and `UsageRecorded` enqueues it, and it
+    /// folds everything after the watermark.
+    public static func register(in registry: inout JobRegistry) {
+        for type in eventTypes {
+            registry.listen(to: type, as: listener) { context in
+                while try await context.workspace.write({ tx in try advance(in: tx.db) }) == batchSize {}
+            }
+        }
+    }
+
     public static func advance(in db: Database, limit: Int = batchSize) throws -> Int {
         let watermark = try Int64.fetchOne(db, sql: "SELECT last_seq FROM rollup_watermark WHERE id = 1") ?? 0
         let events = try EventLog.read(after: watermark, limit: limit, types: eventTypes, in: db)

@@ -65,6 +65,11 @@ public struct ReviewRunner: Sendable {
         self.maxTokensPerRun = maxTokensPerRun
     }
 
+    /// Registers the `review.run` job and its on-dead hook (a dead job ends its run failed).
+    public func register(in registry: inout JobRegistry) {
+        registry.register(ReviewRunStore.jobKind, handler: { try await run($0) }, onDead: { try await runDied($0, $1) })
+    }
+
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
     public static func fingerprintMarker(_ fingerprint: String) -> String { "<!-- sentinel:fp:\(fingerprint) -->" }
 

@@ -32,6 +32,11 @@ public struct GitHubDeliveryProcessor: Sendable {
         return (false, false)
     }
 
+    /// Registers the `github.delivery` job: each stored delivery is processed once.
+    public func register(in registry: inout JobRegistry) {
+        registry.register(DeliveryIntake.jobKind) { try await process($0) }
+    }
+
     public func process(_ context: JobContext) async throws {
         let job = try context.job.decodePayload(DeliveryJob.self)
         let logger = context.logger
