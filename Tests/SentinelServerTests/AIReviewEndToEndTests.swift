@@ -59,11 +59,7 @@ struct AIReviewEndToEndTests {
     func usageExactlyOnceAcrossRetries() async throws {
         let llm = try await FakeLLMServer.start()
         let world = try await GitHubWorld()
-        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
-        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
-            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
-                                by: "test", in: actor)
-        }
+        try await world.addOpenAIProvider(llm)
         await llm.state.setReview(summary: "Fine.", findings: [])
         // The first attempt calls the model, posts the review, then fails to complete the check.
         await world.github.state.inject("PATCH check-runs", [.status(500)])

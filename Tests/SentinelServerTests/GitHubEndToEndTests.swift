@@ -65,6 +65,15 @@ final class GitHubWorld: Sendable {
         directory.cleanup()
     }
 
+    /// An OpenAI provider in the workspace, pointed at `llm`.
+    func addOpenAIProvider(_ llm: FakeLLMServer) async throws {
+        let store = ProviderStore(masterKey: appliance.integrations.masterKey)
+        _ = try await appliance.supervisor.withWorkspace(workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+    }
+
     static func pullRequestPayload(action: String, head: String, before: String? = nil, draft: Bool = false,
                                    number: Int = 7, repoID: Int = 1001, repoName: String = repo) -> Data {
         var object: [String: Any] = [

@@ -18,11 +18,7 @@ struct ReviewHardeningTests {
     func modelCalledOncePerRun() async throws {
         let llm = try await FakeLLMServer.start()
         let world = try await GitHubWorld()
-        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
-        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
-            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
-                                by: "test", in: actor)
-        }
+        try await world.addOpenAIProvider(llm)
         await llm.state.setReview(summary: "Adds configuration loading.", findings: [
             FakeLLMFinding(path: "app.py", line: 2, severity: "medium", category: "correctness", title: "Missing default",
                            body: "`os.environ.get` returns None when KEY is unset."),
