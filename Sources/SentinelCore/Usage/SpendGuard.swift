@@ -25,14 +25,15 @@ public enum UsageLedger {
     }
 
     /// This month's (UTC) AI spend of the workspace: tokens and estimated USD.
-    public static func monthToDate(in db: Database, now: Date) throws -> (tokens: Int, costUSD: Double) {
+    public static func monthToDate(in db: Database, now: Date) throws -> (tokens: Int, costUSD: Double, calls: Int) {
         let row = try Row.fetchOne(db, sql: """
-            SELECT coalesce(sum(input_tokens + output_tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost
+            SELECT coalesce(sum(input_tokens + output_tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost, count(*) AS calls
             FROM usage_records WHERE recorded_at >= ?
             """, arguments: [PlanLimits.monthStart(now)])
         let tokens: Int = row?["tokens"] ?? 0
         let cost: Double = row?["cost"] ?? 0
-        return (tokens, cost)
+        let calls: Int = row?["calls"] ?? 0
+        return (tokens, cost, calls)
     }
 }
 
@@ -54,8 +55,9 @@ struct UsageRecord: Encodable, PersistableRecord {
 /// The shared spend limits of one review run, checked before every model call: the workspace's AI
 /// budget (`ai.monthly_budget_usd`) and the plan's monthly token limit. Each call is recorded in
 /// the usage table as soon as it returns, so a concurrent run sees it at its next check, and the
-/// run's calls in flight are reserved against the token limit: concurrent runs overshoot a limit
-/// by at most about one call each. Anything that cannot be read or recorded refuses the next call:
+/// run's calls in flight are reserved against both limits (their estimated tokens; for the budget,
+/// the dearest call seen so far — this run's or the month's average): concurrent runs overshoot a
+/// limit by at most about one call each, however many calls one run has in flight. Anything that cannot be read or recorded refuses the next call:
 /// an AI call that cannot be metered is not made.
 public actor RunSpendGuard: ModelCallGate {
     public typealias Cost = @Sendable (ModelCallRecord) async -> Double
@@ -67,6 +69,10 @@ public actor RunSpendGuard: ModelCallGate {
     let plan: Plan?
     let cost: Cost
     private var reservedTokens = 0
+    /// Calls admitted and not yet settled.
+    private var callsInFlight = 0
+    /// The most one call of this run has cost so far (USD).
+    private var dearestCallUSD = 0.0
     private var recordingFailure: String?
 
     public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, repository: String, plan: Plan?,
@@ -84,29 +90,36 @@ public actor RunSpendGuard: ModelCallGate {
             throw ModelCallRefused("AI usage could not be recorded (\(recordingFailure)); no further AI call is made")
         }
         let now = Date()
-        let state: (budget: Double?, tokens: Int, costUSD: Double)
+        let state: (budget: Double?, tokens: Int, costUSD: Double, calls: Int)
         do {
             state = try await workspace.read { db in
                 let budget = try ProviderStore.monthlyBudget(in: db)
                 let spent = try UsageLedger.monthToDate(in: db, now: now)
-                return (budget: budget, tokens: spent.tokens, costUSD: spent.costUSD)
+                return (budget: budget, tokens: spent.tokens, costUSD: spent.costUSD, calls: spent.calls)
             }
         } catch {
             throw ModelCallRefused("the workspace's AI usage could not be read (\(error)); no AI call is made without metering")
         }
-        if let budget = state.budget, state.costUSD >= budget {
-            throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent)
+        if let budget = state.budget {
+            // This run's calls in flight will cost about what a call has cost so far.
+            let perCall = max(dearestCallUSD, state.calls > 0 ? state.costUSD / Double(state.calls) : 0)
+            if state.costUSD + Double(callsInFlight) * perCall >= budget {
+                throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent)
+            }
         }
         if let plan, let limit = plan.tokensPerMonth, state.tokens + reservedTokens >= limit {
             throw ModelCallRefused("plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and \(state.tokens) are used")
         }
         reservedTokens += estimatedTokens
+        callsInFlight += 1
     }
 
     public func settle(estimatedTokens: Int, call: ModelCallRecord?) async {
         reservedTokens -= estimatedTokens
+        callsInFlight -= 1
         guard let call else { return }
         let usd = await cost(call)
+        dearestCallUSD = max(dearestCallUSD, usd)
         let (runID, jobAttempt, repository) = (runID, jobAttempt, repository)
         do {
             try await workspace.write { tx in

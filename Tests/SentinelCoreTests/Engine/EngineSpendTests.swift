@@ -117,6 +117,36 @@ struct EngineSpendTests {
         await h.stop()
     }
 
+    @Test("calls in flight count against the AI budget: parallel chunks cannot together overshoot it by more than one call")
+    func budgetReservedForCallsInFlight() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        let store = ProviderStore(masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await store.setMonthlyBudget(1.0, by: "test", in: actor)
+            // 0.875 USD spent this month in 7 calls: one more call of about 0.125 reaches the budget.
+            try await actor.write { tx in
+                for i in 0..<7 {
+                    try tx.db.execute(sql: """
+                        INSERT INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
+                        VALUES (NULL, ?, 'prv_fake', 'fake-1', 900, 100, 0.125, ?)
+                        """, arguments: ["history:\(i)", tx.now.timeIntervalSince1970])
+                }
+            }
+            let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: nil, cost: { _ in 0.125 })
+            var options = Self.options()
+            options.maxParallelChunks = 4
+            let tracker = EngineCallTracker()
+            // Each call takes a while, so all four chunks ask for admission while the first is out.
+            let model = MeteredFakeModel(tracker: tracker, tokensPerCall: 1_000) { _ in try await Task.sleep(for: .milliseconds(300)) }
+            let result = await ReviewEngine.review(files: try Self.files(4), options: options, model: model, gate: gate)
+            #expect(await tracker.calls[""] == 1, "only one call fits in what is left of the budget")
+            #expect(result.coverage.notReviewed.count == 3)
+            #expect(result.coverage.notReviewedReason == ProviderRouter.SkipReason.budgetSpent)
+        }
+        await h.stop()
+    }
+
     @Test("the plan's token limit is checked before every call, not only at run start")
     func planTokensCheckedPerCall() async throws {
         let h = try TestHarness()
