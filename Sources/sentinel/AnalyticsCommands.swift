@@ -43,21 +43,15 @@ struct AnalyticsCommand: AsyncParsableCommand {
             for day in [from, to].compactMap({ $0 }) where day.wholeMatch(of: /\d{4}-\d{2}-\d{2}/) == nil {
                 throw CLIError("'\(day)' is not a day (YYYY-MM-DD)")
             }
-            let (actor, _, _) = try global.openWorkspace(workspace)
             let today = Date()
             let from = self.from ?? String(ISO8601DateFormatter().string(from: today.addingTimeInterval(-30 * 86_400)).prefix(10))
             let to = self.to ?? String(ISO8601DateFormatter().string(from: today).prefix(10))
             let repository = self.repository
-            let rollups: [DailyRollup]
-            do {
+            let rollups = try await global.withWorkspace(workspace) { actor, _, _ in
                 // Fold what the server has not folded yet, so the numbers are current.
                 try await actor.write { tx in try Rollups.catchUp(in: tx.db) }
-                rollups = try await actor.read { db in try Rollups.query(from: from, to: to, repository: repository, in: db) }
-            } catch {
-                await actor.close()
-                throw error
+                return try await actor.read { db in try Rollups.query(from: from, to: to, repository: repository, in: db) }
             }
-            await actor.close()
             if json { try printJSON(rollups) } else if rollups.isEmpty {
                 print("no activity from \(from) to \(to)")
             } else {

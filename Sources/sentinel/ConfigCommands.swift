@@ -24,9 +24,9 @@ struct ConfigCommand: AsyncParsableCommand {
         @Option(help: "Workspace id or name.") var workspace: String
         @Option(help: "Repository OWNER/NAME (omit for the workspace defaults).") var repo: String?
 
-        func open() throws -> (WorkspaceActor, ControlStore) {
-            let (actor, control, _) = try global.openWorkspace(workspace)
-            return (actor, control)
+        /// Runs `body` with the workspace open (closed afterwards).
+        func withWorkspace<T>(_ body: (WorkspaceActor) async throws -> T) async throws -> T {
+            try await global.withWorkspace(workspace) { actor, _, _ in try await body(actor) }
         }
 
         func repositoryID(in actor: WorkspaceActor) async throws -> Int64? {
@@ -50,21 +50,17 @@ struct ConfigCommand: AsyncParsableCommand {
                 guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
                 let parsed = RepositoryConfigParser.parse(text, file: file)
                 if parsed.hasErrors { throw CLIError(parsed.errors.map(\.formatted).joined(separator: "; ")) }
-                let (actor, _) = try target.open()
-                do {
+                let (version, scope) = try await target.withWorkspace { actor in
                     let repoID = try await target.repositoryID(in: actor)
                     let scope = repoID.map(PolicyService.repositoryScope) ?? PolicyService.workspaceScope
                     let (values, locks, by) = (parsed.values, Swift.Set(lock), self.by)
                     let version = try await actor.write { tx in
                         try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx)
                     }
-                    await actor.close()
-                    if json { try printJSON(["version_id": String(version), "scope": scope]) } else { print("saved policy version \(version) for \(scope)") }
-                    for w in parsed.warnings { FileHandle.standardError.write(Data((w.formatted + "\n").utf8)) }
-                } catch {
-                    await actor.close()
-                    throw error
+                    return (version, scope)
                 }
+                if json { try printJSON(["version_id": String(version), "scope": scope]) } else { print("saved policy version \(version) for \(scope)") }
+                for w in parsed.warnings { FileHandle.standardError.write(Data((w.formatted + "\n").utf8)) }
             }
         }
     }
@@ -77,23 +73,18 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, _) = try target.open()
-                do {
-                    let repoID = try await target.repositoryID(in: actor)
-                    let text = try file.map { path -> String in
-                        guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
-                        return t
-                    }
-                    let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: repoID, fileText: text) }
-                    await actor.close()
-                    if json { print(String(decoding: resolved.effective.explainJSON(pretty: true), as: UTF8.self)) } else {
-                        print(resolved.effective.explainText())
-                    }
-                    for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
-                } catch {
-                    await actor.close()
-                    throw error
+                let text = try file.map { path -> String in
+                    guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
+                    return t
                 }
+                let resolved = try await target.withWorkspace { actor in
+                    let repoID = try await target.repositoryID(in: actor)
+                    return try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: repoID, fileText: text) }
+                }
+                if json { print(String(decoding: resolved.effective.explainJSON(pretty: true), as: UTF8.self)) } else {
+                    print(resolved.effective.explainText())
+                }
+                for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
             }
         }
     }
@@ -105,11 +96,11 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, _) = try target.open()
-                let repoID = try await target.repositoryID(in: actor)
-                let scope = repoID.map(PolicyService.repositoryScope) ?? PolicyService.workspaceScope
-                let versions = try await actor.read { db in try PolicyService.history(scope: scope, in: db) }
-                await actor.close()
+                let versions = try await target.withWorkspace { actor in
+                    let repoID = try await target.repositoryID(in: actor)
+                    let scope = repoID.map(PolicyService.repositoryScope) ?? PolicyService.workspaceScope
+                    return try await actor.read { db in try PolicyService.history(scope: scope, in: db) }
+                }
                 if json { try printJSON(versions) } else {
                     for v in versions { print("\(v.id)  \(v.createdAt)  by \(v.createdBy)  keys: \(v.values.keys.sorted().joined(separator: ", "))  locks: \(v.locks.joined(separator: ", "))") }
                 }

@@ -83,8 +83,7 @@ extension WorkspaceCommand {
                 guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
                 let plan = try global.billing(config, control).currentPlan(of: id)
                 try identity.setRole(role, userID: user.id, in: id, seatLimit: plan)
-                let (actor, _, _) = try global.openWorkspace(id.rawValue)
-                try await closing(actor) {
+                try await global.withWorkspace(id.rawValue) { actor, _, _ in
                     try await actor.write { tx in
                         try tx.append(DomainEvent(type: "MemberAdded", subject: "user:\(user.id)",
                                                   payload: ["email": user.email, "role": role.rawValue, "by": "cli"]))

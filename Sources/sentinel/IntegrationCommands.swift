@@ -33,17 +33,11 @@ struct IntegrationCommand: AsyncParsableCommand {
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
                 let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
                 guard let api = URL(string: apiUrl ?? IntegrationService.defaultGitHubAPI.absoluteString) else { throw CLIError("invalid --api-url") }
-                let (actor, control, _) = try global.openWorkspace(workspace)
-                let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-                let summary: IntegrationSummary
-                do {
-                    summary = try await service.addGitHub(workspace: actor, appID: appId, privateKeyPEM: pem, webhookSecret: secret,
-                                                          apiURL: api, caBundlePEM: ca, botLogin: botLogin)
-                } catch {
-                    await actor.close()
-                    throw error
+                let summary = try await global.withWorkspace(workspace) { actor, control, _ in
+                    let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+                    return try await service.addGitHub(workspace: actor, appID: appId, privateKeyPEM: pem, webhookSecret: secret,
+                                                       apiURL: api, caBundlePEM: ca, botLogin: botLogin)
                 }
-                await actor.close()
                 if json { try printJSON(summary) } else {
                     print("added GitHub integration \(summary.id); point the App's webhook URL at https://YOUR-HOST\(summary.webhookPath)")
                 }
@@ -59,10 +53,10 @@ struct IntegrationCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, control, _) = try global.openWorkspace(workspace)
-                let list = try await IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-                    .list(in: actor)
-                await actor.close()
+                let list = try await global.withWorkspace(workspace) { actor, control, _ in
+                    try await IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+                        .list(in: actor)
+                }
                 if json { try printJSON(list) } else { for i in list { print("\(i.id)  \(i.kind)  \(i.apiURL)  \(i.webhookPath)") } }
             }
         }

@@ -70,8 +70,7 @@ struct RepoCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
         func run() async throws {
             try await oneLine {
-                let (actor, _, _) = try global.openWorkspace(workspace)
-                let repos = try await closing(actor) { try await actor.read { db in try RepositoryStore.all(in: db) } }
+                let repos = try await global.withWorkspace(workspace) { actor, _, _ in try await actor.read { db in try RepositoryStore.all(in: db) } }
                 if json { try printJSON(repos) } else {
                     for r in repos {
                         print("\(r.fullName)  \(r.removed ? "removed" : r.enabled ? "enabled" : "disabled")")
@@ -99,24 +98,11 @@ struct RepoCommand: AsyncParsableCommand {
 
     static func setEnabled(_ enabled: Bool, global: GlobalOptions, workspace: String, repository: String) async throws {
         try await oneLine {
-            let (actor, control, config) = try global.openWorkspace(workspace)
-            let plan = try global.billing(config, control).currentPlan(of: actor.id)
-            _ = try await closing(actor) {
-                try await actor.write { tx in try RepositoryStore.setEnabled(enabled, fullName: repository, plan: plan, in: &tx) }
+            _ = try await global.withWorkspace(workspace) { actor, control, config in
+                let plan = try global.billing(config, control).currentPlan(of: actor.id)
+                return try await actor.write { tx in try RepositoryStore.setEnabled(enabled, fullName: repository, plan: plan, in: &tx) }
             }
             print("\(repository) \(enabled ? "enabled" : "disabled")")
         }
-    }
-}
-
-/// Runs `body` and closes the workspace's file afterwards, whatever happens.
-func closing<T>(_ actor: WorkspaceActor, _ body: () async throws -> T) async throws -> T {
-    do {
-        let value = try await body()
-        await actor.close()
-        return value
-    } catch {
-        await actor.close()
-        throw error
     }
 }

@@ -10,9 +10,10 @@ struct ProviderCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
 
-        func open() throws -> (WorkspaceActor, ProviderStore) {
-            let (actor, _, _) = try global.openWorkspace(workspace)
-            return (actor, ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile)))
+        /// Runs `body` with the workspace open (closed afterwards) and its provider store.
+        func withProviders<T>(_ body: (WorkspaceActor, ProviderStore) async throws -> T) async throws -> T {
+            let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+            return try await global.withWorkspace(workspace) { actor, _, _ in try await body(actor, store) }
         }
     }
 
@@ -42,18 +43,14 @@ struct ProviderCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, store) = try target.open()
-                do {
-                    var base: URL?
-                    if let baseUrl { guard let url = URL(string: baseUrl) else { throw CLIError("invalid --base-url") }; base = url }
-                    let summary = try await store.add(kind: kind, apiKey: try ProviderCommand.readKey(apiKeyFile), model: model, baseURL: base,
-                                                      apiVersion: apiVersion, deployment: deployment, priority: priority, by: "cli", in: actor)
-                    try ProviderCommand.show(summary, json: json)
-                } catch {
-                    await actor.close()
-                    throw error
+                var base: URL?
+                if let baseUrl { guard let url = URL(string: baseUrl) else { throw CLIError("invalid --base-url") }; base = url }
+                let key = try ProviderCommand.readKey(apiKeyFile)
+                let summary = try await target.withProviders { actor, store in
+                    try await store.add(kind: kind, apiKey: key, model: model, baseURL: base,
+                                        apiVersion: apiVersion, deployment: deployment, priority: priority, by: "cli", in: actor)
                 }
-                await actor.close()
+                try ProviderCommand.show(summary, json: json)
             }
         }
     }
@@ -65,9 +62,7 @@ struct ProviderCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, store) = try target.open()
-                let list = try await store.list(in: actor)
-                await actor.close()
+                let list = try await target.withProviders { actor, store in try await store.list(in: actor) }
                 if json { try printJSON(list) } else {
                     for p in list { try ProviderCommand.show(p, json: false) }
                     if list.isEmpty { print("no AI providers: reviews use the built-in checks only") }
@@ -85,9 +80,8 @@ struct ProviderCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, store) = try target.open()
-                let summary = try await store.rotate(provider, apiKey: try ProviderCommand.readKey(apiKeyFile) ?? "", by: "cli", in: actor)
-                await actor.close()
+                let key = try ProviderCommand.readKey(apiKeyFile) ?? ""
+                let summary = try await target.withProviders { actor, store in try await store.rotate(provider, apiKey: key, by: "cli", in: actor) }
                 try ProviderCommand.show(summary, json: json)
             }
         }
@@ -109,15 +103,8 @@ struct ProviderCommand: AsyncParsableCommand {
 
     static func setEnabled(_ enabled: Bool, _ provider: String, _ target: Target) async throws {
         try await oneLine {
-            let (actor, store) = try target.open()
-            do {
-                let summary = try await store.setEnabled(provider, enabled, by: "cli", in: actor)
-                await actor.close()
-                try show(summary, json: false)
-            } catch {
-                await actor.close()
-                throw error
-            }
+            let summary = try await target.withProviders { actor, store in try await store.setEnabled(provider, enabled, by: "cli", in: actor) }
+            try show(summary, json: false)
         }
     }
 
@@ -127,9 +114,7 @@ struct ProviderCommand: AsyncParsableCommand {
         @Argument(help: "Provider id.") var provider: String
         func run() async throws {
             try await oneLine {
-                let (actor, store) = try target.open()
-                try await store.delete(provider, by: "cli", in: actor)
-                await actor.close()
+                try await target.withProviders { actor, store in try await store.delete(provider, by: "cli", in: actor) }
                 print("deleted \(provider)")
             }
         }
@@ -146,11 +131,10 @@ extension ProviderCommand {
 
         func run() async throws {
             try await oneLine {
-                let (actor, store) = try target.open()
-                if none { try await store.setMonthlyBudget(nil, by: "cli", in: actor) } else if let usd { try await store.setMonthlyBudget(usd, by: "cli", in: actor) }
-                let budget = try await store.monthlyBudget(in: actor)
-                let spent = try await store.spentThisMonth(in: actor)
-                await actor.close()
+                let (budget, spent) = try await target.withProviders { actor, store in
+                    if none { try await store.setMonthlyBudget(nil, by: "cli", in: actor) } else if let usd { try await store.setMonthlyBudget(usd, by: "cli", in: actor) }
+                    return (try await store.monthlyBudget(in: actor), try await store.spentThisMonth(in: actor))
+                }
                 if json { try printJSON(["budget_usd": budget.map { String($0) } ?? "none", "spent_usd": String(format: "%.6f", spent)]) } else {
                     print("budget: \(budget.map { String(format: "%.2f USD/month", $0) } ?? "none"); spent this month: \(String(format: "%.4f", spent)) USD")
                 }
@@ -176,32 +160,31 @@ struct ReviewCommand: AsyncParsableCommand {
                 guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
                 return t
             }
-            var model: (any ReviewModel)?
-            var skipped: String? = "no --workspace given: built-in checks only"
-            let resolved: PolicyService.Resolved
-            var http: AsyncOutboundHTTPClient?
-            var actor: WorkspaceActor?
+            /// The engine on the local diff with a policy and (optionally) a model.
+            func review(_ resolved: PolicyService.Resolved, model: (any ReviewModel)?, skipped: String?) async -> ReviewResult {
+                for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
+                let policy = resolved.policy
+                var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
+                                            pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
+                                            maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
+                options.aiSkippedReason = skipped
+                return await ReviewEngine.review(files: files, options: options, model: model)
+            }
+            let result: ReviewResult
             if let workspace {
                 let global = CLIContext(dataDir: dataDir, configFile: nil)
-                let (opened, _, config) = try global.openWorkspace(workspace)
-                actor = opened
-                resolved = try await opened.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
-                let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
-                http = client
-                let resolver = WorkspaceModelResolver(store: ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile)), http: client)
-                (model, skipped) = await resolver.model(for: opened, policy: resolved.policy)
+                result = try await global.withWorkspace(workspace) { actor, _, config in
+                    let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
+                    let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
+                    let resolver = WorkspaceModelResolver(store: ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile)), http: client)
+                    let (model, skipped) = await resolver.model(for: actor, policy: resolved.policy)
+                    let result = await review(resolved, model: model, skipped: skipped)
+                    await client.shutdown()
+                    return result
+                }
             } else {
-                resolved = try PolicyService.resolve(fileText: fileText)
+                result = await review(try PolicyService.resolve(fileText: fileText), model: nil, skipped: "no --workspace given: built-in checks only")
             }
-            for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
-            let policy = resolved.policy
-            var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
-                                        pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
-                                        maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
-            options.aiSkippedReason = skipped
-            let result = await ReviewEngine.review(files: files, options: options, model: model)
-            await http?.shutdown()
-            await actor?.close()
             if json {
                 struct Output: Encodable { let findings: [Finding]; let ai: String; let coverage: String; let summary: String }
                 try printJSON(Output(findings: result.findings, ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))

@@ -25,7 +25,9 @@ struct GlobalOptions: ParsableArguments {
     var dataDirectory: DataDirectory { context.dataDirectory }
     func loadConfig() throws -> SentinelConfig { try context.loadConfig() }
     func openControl(_ config: SentinelConfig) throws -> (ControlStore, DatabaseOpener) { try context.openControl(config) }
-    func openWorkspace(_ idOrName: String) throws -> (WorkspaceActor, ControlStore, SentinelConfig) { try context.openWorkspace(idOrName) }
+    func withWorkspace<T>(_ idOrName: String, _ body: (WorkspaceActor, ControlStore, SentinelConfig) async throws -> T) async throws -> T {
+        try await context.withWorkspace(idOrName, body)
+    }
 }
 
 /// Where an administrative command finds the appliance's files.
@@ -45,9 +47,22 @@ struct CLIContext {
         do { return try ConfigLoader.load(file: file) } catch let error as ConfigError { throw CLIError(error.description) }
     }
 
-    /// Opens a workspace's file in this process (beside a running server, if any) by id or name.
-    /// The caller closes the actor when done.
-    func openWorkspace(_ idOrName: String) throws -> (WorkspaceActor, ControlStore, SentinelConfig) {
+    /// Opens a workspace's file (by id or name) in this process, beside a running server if any,
+    /// with the command registry's listeners, runs `body` with it and closes it afterwards, whatever
+    /// happens: the one way a command uses a workspace file.
+    func withWorkspace<T>(_ idOrName: String, _ body: (WorkspaceActor, ControlStore, SentinelConfig) async throws -> T) async throws -> T {
+        let (actor, control, config) = try openWorkspace(idOrName)
+        do {
+            let value = try await body(actor, control, config)
+            await actor.close()
+            return value
+        } catch {
+            await actor.close()
+            throw error
+        }
+    }
+
+    private func openWorkspace(_ idOrName: String) throws -> (WorkspaceActor, ControlStore, SentinelConfig) {
         let config = try loadConfig()
         let (control, opener) = try openControl(config)
         let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)

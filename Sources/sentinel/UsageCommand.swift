@@ -11,18 +11,17 @@ struct UsageCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await oneLine {
-            let (actor, control, config) = try global.openWorkspace(workspace)
-            let id = actor.id
-            let plan = try global.billing(config, control).currentPlan(of: id)
             let period = self.period ?? UsageReport.currentPeriod()
             let current = period == UsageReport.currentPeriod()
-            let report = try await closing(actor) {
-                try await actor.read { db in
+            let (report, plan) = try await global.withWorkspace(workspace) { actor, control, config in
+                let id = actor.id
+                let plan = try global.billing(config, control).currentPlan(of: id)
+                return (try await actor.read { db in
                     var report = try UsageReport.make(workspace: id, period: period, in: db)
                     report.plan = plan.name
                     if current { report.limits = try PlanLimits.status(plan: plan, in: db, now: Date()) }
                     return report
-                }
+                }, plan)
             }
             if json { try printJSON(report) } else {
                 let runs = report.runs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

@@ -73,7 +73,10 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
 
-        func actor() throws -> WorkspaceActor { try global.openWorkspace(workspace).0 }
+        /// Runs `body` with the workspace open (closed afterwards).
+        func withWorkspace<T>(_ body: (WorkspaceActor) async throws -> T) async throws -> T {
+            try await global.withWorkspace(workspace) { actor, _, _ in try await body(actor) }
+        }
     }
 
     struct List: AsyncParsableCommand {
@@ -89,9 +92,7 @@ struct JobsCommand: AsyncParsableCommand {
                     guard let s = JobState(rawValue: state) else { throw CLIError("unknown state '\(state)'") }
                     filter = s
                 }
-                let actor = try target.actor()
-                let jobs = try await actor.jobs(state: filter, limit: 1000)
-                await actor.close()
+                let jobs = try await target.withWorkspace { actor in try await actor.jobs(state: filter, limit: 1000) }
                 if json { try printJSON(jobs.map(JobView.init)) } else {
                     for j in jobs.map(JobView.init) {
                         print("\(j.id)  \(j.kind)  \(j.state)  attempts=\(j.attempts)/\(j.maxAttempts)  \(j.lastError ?? "")")
@@ -109,9 +110,7 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let actor = try target.actor()
-                let ok = try await actor.retryDeadJob(job)
-                await actor.close()
+                let ok = try await target.withWorkspace { actor in try await actor.retryDeadJob(job) }
                 guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
                 print("job \(job) queued again")
             }
@@ -125,9 +124,7 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let actor = try target.actor()
-                let ok = try await actor.discardDeadJob(job)
-                await actor.close()
+                let ok = try await target.withWorkspace { actor in try await actor.discardDeadJob(job) }
                 guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
                 print("job \(job) discarded")
             }
