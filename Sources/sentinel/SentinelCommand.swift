@@ -68,7 +68,7 @@ struct CLIContext {
         let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)
         guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
         let pool = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-        return (WorkspaceActor(id: id, pool: pool, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
+        return (WorkspaceActor(id: id, database: pool, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
     /// Opens control.sqlite (creating the data directory if needed) for administrative commands.
@@ -150,7 +150,7 @@ struct Migrate: AsyncParsableCommand {
             try PreUpgradeSnapshot.checkFreeSpace(for: survey, in: data, opener: opener)
             let before = Dictionary(survey.map { ($0.file, $0.state?.version) }, uniquingKeysWith: { a, _ in a })
             let (control, _) = try global.openControl(config)
-            let controlVersion = try control.pool.read { db in try SchemaState.read(db, kind: .control) }.version
+            let controlVersion = try control.read { db in try SchemaState.read(db, kind: .control) }.version
             var line = "control.sqlite: schema version \(controlVersion)"
             if let old = before[data.controlFile.path] ?? nil, old != controlVersion { line += " (migrated from \(old))" }
             print(line)

@@ -277,7 +277,7 @@ struct AnalyticsExportFileTests {
     }
 
     static func watermark(_ h: TestHarness, _ ws: WorkspaceID) throws -> Int64? {
-        try h.control.pool.read { db in
+        try h.control.read { db in
             try Int64.fetchOne(db, sql: "SELECT last_seq FROM export_watermarks WHERE workspace_id = ?", arguments: [ws.rawValue])
         }
     }

@@ -14,15 +14,16 @@ struct EventLogTests {
             try await actor.write { tx in try tx.append(DomainEvent(type: "RunCreated", subject: "run:1", data: Data(#"{"run":1}"#.utf8))) }
         }
         #expect(seq == 1)
-        let pool = try await h.supervisor.withWorkspace(ws) { $0.pool }
-        for sql in ["UPDATE events SET type = 'Tampered'", "DELETE FROM events", "UPDATE events SET data = '{}' WHERE seq = 1"] {
-            #expect {
-                try pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
-            } throws: { error in
-                (error as? DatabaseError)?.message?.contains("append-only") == true
+        let events = try await h.supervisor.withWorkspace(ws) { actor in
+            for sql in ["UPDATE events SET type = 'Tampered'", "DELETE FROM events", "UPDATE events SET data = '{}' WHERE seq = 1"] {
+                await #expect {
+                    try await actor.write { tx in try tx.db.execute(sql: sql) }
+                } throws: { error in
+                    (error as? DatabaseError)?.message?.contains("append-only") == true
+                }
             }
+            return try await actor.read { db in try EventLog.read(after: 0, limit: 10, in: db) }
         }
-        let events = try await pool.read { db in try EventLog.read(after: 0, limit: 10, in: db) }
         #expect(events.count == 1)
         #expect(events[0].type == "RunCreated")
         #expect(events[0].data == #"{"run":1}"#)
@@ -116,12 +117,12 @@ struct StorageTests {
     func durablePragmas() async throws {
         let h = try TestHarness(config: SentinelConfig())
         let ws = try h.createWorkspace()
-        let pool = try await h.supervisor.withWorkspace(ws) { $0.pool }
-        for p in [h.control.pool, pool] {
-            let (sync, journal, fk) = try await p.writeWithoutTransaction { db in
-                (try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try String.fetchOne(db, sql: "PRAGMA journal_mode")!,
-                 try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!)
-            }
+        @Sendable func pragmas(_ db: Database) throws -> (Int, String, Int) {
+            (try Int.fetchOne(db, sql: "PRAGMA synchronous")!, try String.fetchOne(db, sql: "PRAGMA journal_mode")!,
+             try Int.fetchOne(db, sql: "PRAGMA foreign_keys")!)
+        }
+        let workspace = try await h.supervisor.withWorkspace(ws) { actor in try await actor.write { tx in try pragmas(tx.db) } }
+        for (sync, journal, fk) in [try h.control.write(pragmas), workspace] {
             #expect(sync == 2)
             #expect(journal == "wal")
             #expect(fk == 1)

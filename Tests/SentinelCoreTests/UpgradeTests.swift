@@ -74,7 +74,7 @@ struct UpgradeTests {
         let h = try TestHarness()
         defer { h.directory.cleanup() }
         await h.supervisor.shutdown()
-        try h.control.pool.close()
+        try h.control.close()
         try Self.migrateOneStepFurther(h.dataDirectory.controlFile)
         #expect {
             _ = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())

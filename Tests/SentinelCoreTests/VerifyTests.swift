@@ -67,7 +67,8 @@ struct VerifyTests {
     func foreignKeyViolationFails() async throws {
         let (h, ws) = try await Self.populated()
         defer { h.directory.cleanup() }
-        try run(h.control.pool, "PRAGMA foreign_keys = OFF; INSERT INTO pending_work (workspace_id, due_at) VALUES ('ws_doesnotexist0000', 0); PRAGMA foreign_keys = ON", transaction: false)
+        // A second connection to control.sqlite: the store's own is private.
+        try run(try DatabaseQueue(path: h.dataDirectory.controlFile.path), "PRAGMA foreign_keys = OFF; INSERT INTO pending_work (workspace_id, due_at) VALUES ('ws_doesnotexist0000', 0); PRAGMA foreign_keys = ON", transaction: false)
         let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
         _ = ws
         #expect(report.problems.contains { $0.file == "control.sqlite" && $0.check == "foreign_key_check" })

@@ -74,7 +74,7 @@ public struct AnalyticsExporter: Sendable {
         var parts: [ExportManifest.WorkspacePart] = []
         do {
             writer.write(PostgresDump.header(exportID: exportID, createdAt: ISO8601.string(now)))
-            let watermarks = try control.pool.read { db in
+            let watermarks = try control.read { db in
                 try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT workspace_id, last_seq FROM export_watermarks").map {
                     ($0["workspace_id"] as String, $0["last_seq"] as Int64)
                 })
@@ -109,7 +109,7 @@ public struct AnalyticsExporter: Sendable {
                                       workspaces: parts)
         try Self.writeAtomically(try JSONEncoder.sentinelPretty.encode(manifest), to: Self.manifestURL(for: final))
         try beforeWatermarks()
-        try control.pool.write { db in
+        try control.write { db in
             // A workspace that stopped at an event it could not encode still advances over the
             // events before it: they are in the dump.
             for part in parts where part.toSeq > part.fromSeq {

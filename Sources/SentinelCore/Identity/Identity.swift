@@ -126,7 +126,7 @@ public struct IdentityService: Sendable {
         }
         let hash = passwords.hash(password)
         let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
-        try control.pool.write { db in
+        try control.write { db in
             if try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [email]) != nil {
                 throw IdentityError(.conflict, "a user with email \(email) already exists")
             }
@@ -137,30 +137,30 @@ public struct IdentityService: Sendable {
     }
 
     public func user(id: String) throws -> User? {
-        try control.pool.read { db in try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id = ?", arguments: [id]) }
+        try control.read { db in try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id = ?", arguments: [id]) }
     }
 
     public func user(email: String) throws -> User? {
-        try control.pool.read { db in
+        try control.read { db in
             try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE email = ?", arguments: [email.lowercased()])
         }
     }
 
     public func users(after cursor: String?, limit: Int) throws -> [User] {
-        try control.pool.read { db in
+        try control.read { db in
             try User.fetchAll(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id > ? ORDER BY id LIMIT ?",
                               arguments: [cursor ?? "", limit])
         }
     }
 
     public func hasUsers() throws -> Bool {
-        try control.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 } > 0
+        try control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 } > 0
     }
 
     /// The user when the password is right. A missing user costs the same bcrypt work (a dummy
     /// hash of the configured cost). Blocking: run it on `passwords.run`.
     public func checkPassword(email: String, password: String) throws -> User? {
-        let row = try control.pool.read { db in
+        let row = try control.read { db in
             try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash FROM users WHERE email = ?",
                              arguments: [email.lowercased()])
         }
@@ -175,7 +175,7 @@ public struct IdentityService: Sendable {
     public func createSession(for user: User, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
         let token = "sns_" + RandomIdentifier.secret()
         let expires = now.addingTimeInterval(sessionLifetime)
-        try control.pool.write { db in
+        try control.write { db in
             try db.execute(sql: "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [RandomIdentifier.make(prefix: "ses_"), Self.hash(token), user.id, now.epoch, expires.epoch])
             try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [now.epoch])
@@ -184,7 +184,7 @@ public struct IdentityService: Sendable {
     }
 
     public func endSession(id: String) throws {
-        try control.pool.write { db in try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id]) }
+        try control.write { db in try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id]) }
     }
 
     public func createToken(for user: User, name: String, scopes: Set<TokenScope>, expiresInDays: Int?, now: Date = Date()) throws
@@ -198,7 +198,7 @@ public struct IdentityService: Sendable {
         let id = RandomIdentifier.make(prefix: "tok_")
         let expires = expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }
         let sortedScopes = TokenScope.allCases.filter(scopes.contains)
-        try control.pool.write { db in
+        try control.write { db in
             try db.execute(sql: """
                 INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [id, user.id, trimmed, Self.hash(token), String(token.prefix(12)),
@@ -209,13 +209,13 @@ public struct IdentityService: Sendable {
     }
 
     public func tokens(of user: User) throws -> [APITokenSummary] {
-        try control.pool.read { db in
+        try control.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM api_tokens WHERE user_id = ? ORDER BY created_at, id", arguments: [user.id]).map(Self.summary)
         }
     }
 
     public func revokeToken(id: String, of user: User, now: Date = Date()) throws {
-        try control.pool.write { db in
+        try control.write { db in
             try db.execute(sql: "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND user_id = ?",
                            arguments: [now.epoch, id, user.id])
             if db.changesCount == 0 { throw IdentityError(.notFound, "no such token") }
@@ -235,7 +235,7 @@ public struct IdentityService: Sendable {
     public func authenticate(bearer: String, now: Date = Date()) throws -> Principal? {
         let hash = Self.hash(bearer)
         if bearer.hasPrefix("sns_") {
-            guard let row = try control.pool.read({ db in
+            guard let row = try control.read({ db in
                 try Row.fetchOne(db, sql: """
                     SELECT s.id AS session_id, s.expires_at, u.id, u.email, u.is_admin, u.created_at
                     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?
@@ -244,7 +244,7 @@ public struct IdentityService: Sendable {
             return Principal(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
                              scopes: Set(TokenScope.allCases), credential: .session(id: row["session_id"]))
         }
-        guard bearer.hasPrefix("snt_"), let row = try control.pool.read({ db in
+        guard bearer.hasPrefix("snt_"), let row = try control.read({ db in
             try Row.fetchOne(db, sql: """
                 SELECT t.id AS token_id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, u.id, u.email, u.is_admin, u.created_at
                 FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?
@@ -255,7 +255,7 @@ public struct IdentityService: Sendable {
         let tokenID: String = row["token_id"]
         // Last use to the minute: no write per request.
         if ((row["last_used_at"] as Double?) ?? 0) < now.epoch - 60 {
-            try control.pool.write { db in
+            try control.write { db in
                 try db.execute(sql: "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", arguments: [now.epoch, tokenID])
             }
         }
@@ -267,14 +267,14 @@ public struct IdentityService: Sendable {
     // MARK: Memberships
 
     public func role(of userID: String, in workspace: WorkspaceID) throws -> WorkspaceRole? {
-        try control.pool.read { db in
+        try control.read { db in
             try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
                                 arguments: [workspace.rawValue, userID]).flatMap(WorkspaceRole.init)
         }
     }
 
     public func members(of workspace: WorkspaceID) throws -> [Membership] {
-        try control.pool.read { db in
+        try control.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT m.workspace_id, m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id
                 WHERE m.workspace_id = ? ORDER BY u.email
@@ -287,7 +287,7 @@ public struct IdentityService: Sendable {
 
     /// Workspaces the user is a member of, with the role.
     public func memberships(of userID: String) throws -> [(WorkspaceRecord, WorkspaceRole)] {
-        try control.pool.read { db in
+        try control.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT w.*, m.role AS member_role FROM memberships m JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = ? ORDER BY w.name
                 """, arguments: [userID]).map { (try WorkspaceRecord(row: $0), WorkspaceRole(rawValue: $0["member_role"]) ?? .viewer) }
@@ -297,7 +297,7 @@ public struct IdentityService: Sendable {
     /// Adds or changes a membership; refuses to leave a workspace without an owner, and a new
     /// member over the plan's seat limit.
     public func setRole(_ role: WorkspaceRole, userID: String, in workspace: WorkspaceID, seatLimit: Plan? = nil) throws {
-        try control.pool.write { db in
+        try control.write { db in
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE id = ?", arguments: [userID]) != nil else {
                 throw IdentityError(.notFound, "no such user")
             }
@@ -319,7 +319,7 @@ public struct IdentityService: Sendable {
     }
 
     public func removeMember(userID: String, from workspace: WorkspaceID) throws {
-        try control.pool.write { db in
+        try control.write { db in
             let current = try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
                                               arguments: [workspace.rawValue, userID])
             guard let current else { throw IdentityError(.notFound, "no such member") }

@@ -32,7 +32,7 @@ public struct BuiltinBillingProvider: BillingProvider {
             throw StorageError.invalid("unknown plan '\(name)' (one of \(catalog.plans.keys.sorted().joined(separator: ", ")))")
         }
         guard try control.workspace(workspace) != nil else { throw WorkspaceError.notFound(workspace.rawValue) }
-        try control.pool.write { db in
+        try control.write { db in
             try db.execute(sql: "UPDATE workspaces SET plan = ? WHERE id = ?", arguments: [name, workspace.rawValue])
         }
     }

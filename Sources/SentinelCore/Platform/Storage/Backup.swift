@@ -53,7 +53,7 @@ public struct BackupService: Sendable {
         }
         var entries: [BackupEntry] = []
         if only == nil {
-            entries.append(try copy(reader: control.pool, kind: .control, workspace: nil, to: destination, relative: "control.sqlite"))
+            entries.append(try control.withReader { try copy(reader: $0, kind: .control, workspace: nil, to: destination, relative: "control.sqlite") })
         }
         let ids: [WorkspaceID]
         if let only {
@@ -173,7 +173,7 @@ public struct BackupService: Sendable {
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
         for id in restoredIDs { try rewindExportWatermark(of: id, control: control, now: now, log: log) }
-        try control.pool.close()
+        try control.close()
         return selected
     }
 
@@ -183,7 +183,7 @@ public struct BackupService: Sendable {
     /// the next export carries the new events, and the dump tells them from the lost ones by their
     /// event id. Events the file still holds up to the watermark were exported before.
     private func rewindExportWatermark(of id: WorkspaceID, control: ControlStore, now: Double, log: (String) -> Void) throws {
-        guard let watermark = try control.pool.read({ db in
+        guard let watermark = try control.read({ db in
             try Int64.fetchOne(db, sql: "SELECT last_seq FROM export_watermarks WHERE workspace_id = ?", arguments: [id.rawValue])
         }) else { return }
         let file = dataDirectory.workspaceFile(id)
@@ -194,7 +194,7 @@ public struct BackupService: Sendable {
         let last = try queue.read { db in try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM events") ?? 0 }
         try queue.close()
         guard last < watermark else { return }
-        try control.pool.write { db in
+        try control.write { db in
             try db.execute(sql: "UPDATE export_watermarks SET last_seq = ?, updated_at = ? WHERE workspace_id = ?",
                            arguments: [last, now, id.rawValue])
         }

@@ -16,34 +16,41 @@ public struct WorkspaceRecord: Sendable, Codable, Equatable, FetchableRecord {
 /// (SQLite's WAL locking coordinates the processes).
 public final class ControlStore: Sendable {
     /// Only ever used with GRDB's synchronous methods. A synchronous access runs on the caller's
-    /// thread and always finishes; an `await pool.read/write` parks its work on a dispatch queue
+    /// thread and always finishes; an `await database.read/write` parks its work on a dispatch queue
     /// that needs a free thread, and under load every thread of the small cooperative pool can be
     /// blocked waiting for the connection that parked work holds (a deadlock seen with ~100
-    /// concurrent API requests before this rule).
-    public let pool: any DatabaseWriter
+    /// concurrent API requests before this rule). Private: every use goes through this type's
+    /// synchronous `read`/`write` or its methods.
+    private let database: any DatabaseWriter
     public let dataDirectory: DataDirectory
 
     public init(dataDirectory: DataDirectory, opener: DatabaseOpener) throws {
         self.dataDirectory = dataDirectory
-        self.pool = try opener.open(dataDirectory.controlFile, kind: .control, create: true, label: "control")
+        self.database = try opener.open(dataDirectory.controlFile, kind: .control, create: true, label: "control")
     }
 
-    /// A synchronous read, also from async code (where `pool.read` would pick GRDB's async form).
-    public func read<T>(_ body: (Database) throws -> T) throws -> T { try pool.read(body) }
+    /// A synchronous read, also from async code (where `database.read` would pick GRDB's async form).
+    public func read<T>(_ body: (Database) throws -> T) throws -> T { try database.read(body) }
 
     /// A synchronous write transaction, also from async code.
-    public func write<T>(_ body: (Database) throws -> T) throws -> T { try pool.write(body) }
+    public func write<T>(_ body: (Database) throws -> T) throws -> T { try database.write(body) }
+
+    /// The file as a reader, for an online backup of it (`BackupService`).
+    func withReader<T>(_ body: (any DatabaseReader) throws -> T) throws -> T { try body(database) }
+
+    /// Closes the file (restore, tests): the store is unusable afterwards.
+    public func close() throws { try database.close() }
 
     /// Checkpoints the WAL into the file (shutdown), synchronously.
     public func checkpoint() throws {
-        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
     }
 
     // MARK: Workspaces
 
     public func insertWorkspace(id: WorkspaceID, name: String, now: Date = Date()) throws {
         do {
-            try pool.write { db in
+            try database.write { db in
                 try db.execute(sql: "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)",
                                arguments: [id.rawValue, name, now.epoch])
             }
@@ -53,23 +60,23 @@ public final class ControlStore: Sendable {
     }
 
     public func workspace(_ id: WorkspaceID) throws -> WorkspaceRecord? {
-        try pool.read { db in
+        try database.read { db in
             try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE id = ?", arguments: [id.rawValue])
         }
     }
 
     public func workspace(named name: String) throws -> WorkspaceRecord? {
-        try pool.read { db in
+        try database.read { db in
             try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE name = ?", arguments: [name])
         }
     }
 
     public func workspaces() throws -> [WorkspaceRecord] {
-        try pool.read { db in try WorkspaceRecord.fetchAll(db, sql: "SELECT * FROM workspaces ORDER BY created_at, id") }
+        try database.read { db in try WorkspaceRecord.fetchAll(db, sql: "SELECT * FROM workspaces ORDER BY created_at, id") }
     }
 
     public func workspaceIDs() throws -> [WorkspaceID] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM workspaces ORDER BY id") }.compactMap(WorkspaceID.init)
+        try database.read { db in try String.fetchAll(db, sql: "SELECT id FROM workspaces ORDER BY id") }.compactMap(WorkspaceID.init)
     }
 
     // MARK: Pending-work index
@@ -84,12 +91,12 @@ public final class ControlStore: Sendable {
     }
 
     public func markDue(_ workspace: WorkspaceID, at due: Double) throws {
-        try pool.write { db in try markDue(workspace, at: due, in: db) }
+        try database.write { db in try markDue(workspace, at: due, in: db) }
     }
 
     /// Replaces the index entry with the file's true next due time (nil: nothing pending).
     public func setDue(_ workspace: WorkspaceID, to due: Double?) throws {
-        try pool.write { db in
+        try database.write { db in
             if let due {
                 try db.execute(sql: """
                     INSERT INTO pending_work (workspace_id, due_at) VALUES (?, ?)
@@ -103,7 +110,7 @@ public final class ControlStore: Sendable {
 
     /// Workspaces with work due by `now`, in id order starting after `cursor` (round-robin fairness).
     public func dueWorkspaces(now: Date, after cursor: WorkspaceID?, limit: Int) throws -> [WorkspaceID] {
-        try pool.read { db in
+        try database.read { db in
             let t = now.epoch
             var ids = try String.fetchAll(db, sql: """
                 SELECT workspace_id FROM pending_work WHERE due_at <= ? AND workspace_id > ? ORDER BY workspace_id LIMIT ?
@@ -119,11 +126,11 @@ public final class ControlStore: Sendable {
 
     /// The earliest due time in the index, to know how long the scheduler may sleep.
     public func earliestDue() throws -> Double? {
-        try pool.read { db in try Double.fetchOne(db, sql: "SELECT min(due_at) FROM pending_work") }
+        try database.read { db in try Double.fetchOne(db, sql: "SELECT min(due_at) FROM pending_work") }
     }
 
     public func dueEntry(_ workspace: WorkspaceID) throws -> Double? {
-        try pool.read { db in
+        try database.read { db in
             try Double.fetchOne(db, sql: "SELECT due_at FROM pending_work WHERE workspace_id = ?", arguments: [workspace.rawValue])
         }
     }

@@ -87,7 +87,7 @@ public actor Supervisor: Service {
                 try await NIOThreadPool.singleton.runIfActive {
                     guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
                     let pool = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
-                    return WorkspaceActor(id: id, pool: pool, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
+                    return WorkspaceActor(id: id, database: pool, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
                 }
             }
             opening[id] = task

@@ -50,7 +50,9 @@ public struct WorkspaceTransaction {
 /// operations the scheduler performs on it. All access to a tenant's data goes through here.
 public actor WorkspaceActor {
     public nonisolated let id: WorkspaceID
-    public nonisolated let pool: any DatabaseWriter
+    /// The workspace file. Private: every read and write goes through `read`/`write` (and the
+    /// queue, event and group-commit methods of this actor).
+    private nonisolated let database: any DatabaseWriter
     let control: ControlStore
     let registry: JobRegistry
     let config: SentinelConfig.Jobs
@@ -63,10 +65,10 @@ public actor WorkspaceActor {
     /// The due time this actor last wrote to the pending-work index, to skip redundant index writes.
     private var indexedDue: Double?
 
-    public init(id: WorkspaceID, pool: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
+    public init(id: WorkspaceID, database: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
                 config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void = {}) {
         self.id = id
-        self.pool = pool
+        self.database = database
         self.control = control
         self.registry = registry
         self.config = config
@@ -78,7 +80,7 @@ public actor WorkspaceActor {
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try ensureOpen()
-        return try await pool.read(body)
+        return try await database.read(body)
     }
 
     /// Runs `body` in a transaction, batched with other writes arriving at the same time into one
@@ -129,7 +131,7 @@ public actor WorkspaceActor {
             let (id, control, listeners, maxAttempts) = (self.id, self.control, registry.listeners, config.maxAttempts)
             do {
                 let relaxed = !batch.contains { $0.durable }
-                let (indexed, wake): (Double?, Bool) = try await pool.writeWithoutTransaction { db in
+                let (indexed, wake): (Double?, Bool) = try await database.writeWithoutTransaction { db in
                     // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
                     let configured = relaxed ? try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 : 0
                     if configured > 1 { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
@@ -255,10 +257,10 @@ public actor WorkspaceActor {
     public func close() async {
         guard !closed else { return }
         closed = true
-        let pool = self.pool
+        let database = self.database
         let checkpointAndClose: @Sendable () -> Void = {
-            try? pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-            try? pool.close()
+            try? database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try? database.close()
         }
         do { try await NIOThreadPool.singleton.runIfActive(checkpointAndClose) } catch { checkpointAndClose() }
     }
