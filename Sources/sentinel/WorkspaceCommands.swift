@@ -153,7 +153,7 @@ struct JobView: Encodable {
         maxAttempts = job.maxAttempts
         runAt = Date(timeIntervalSince1970: job.runAt).formatted(.iso8601)
         lastError = job.lastError
-        correlationID = job.correlationId
+        correlationID = job.correlationID
     }
 
     enum CodingKeys: String, CodingKey {

@@ -97,7 +97,7 @@ struct ApplianceHTTPTests {
         #expect(object["level"] as? String == "info")
         #expect(object["time"] as? String != nil)
         let jobs = try await supervisor.withWorkspace(ws) { try await $0.jobs() }
-        #expect(jobs.first?.correlationId == "req-abc-123")
+        #expect(jobs.first?.correlationID == "req-abc-123")
         #expect(await eventually { appliance.prometheus.emitToString().contains(#"sentinel_jobs_executed_total{kind="traced",outcome="succeeded"} 1"#) })
         #expect(appliance.prometheus.emitToString().contains("sentinel_job_queue_latency_seconds"))
         try await services.shutdown()

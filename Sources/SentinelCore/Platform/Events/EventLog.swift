@@ -22,12 +22,12 @@ public struct DomainEvent: Sendable {
 
 /// A row of the `events` table.
 public struct StoredEvent: Sendable, Codable, Equatable, FetchableRecord {
-    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.sentinel
     public var seq: Int64
     public var id: String
     public var type: String
     public var occurredAt: String
-    public var correlationId: String?
+    public var correlationID: String?
     public var subject: String?
     public var data: String
 }

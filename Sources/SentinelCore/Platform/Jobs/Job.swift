@@ -58,7 +58,7 @@ public struct JobRequest: Sendable {
 /// A row of the `jobs` table.
 public struct JobRecord: Sendable, Codable, Equatable, FetchableRecord, TableRecord {
     public static let databaseTableName = "jobs"
-    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.sentinel
 
     public var id: Int64
     public var kind: String
@@ -71,7 +71,7 @@ public struct JobRecord: Sendable, Codable, Equatable, FetchableRecord, TableRec
     public var leaseOwner: String?
     public var leaseExpiresAt: Double?
     public var idempotencyKey: String?
-    public var correlationId: String?
+    public var correlationID: String?
     public var lastError: String?
     public var createdAt: Double
     public var startedAt: Double?

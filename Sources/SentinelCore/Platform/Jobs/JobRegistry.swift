@@ -9,7 +9,7 @@ public struct JobContext: Sendable {
     public let workspace: WorkspaceActor
     public let logger: Logger
 
-    public var correlationID: String? { job.correlationId }
+    public var correlationID: String? { job.correlationID }
 }
 
 public typealias JobHandler = @Sendable (JobContext) async throws -> Void
@@ -71,7 +71,7 @@ public struct JobRegistry: Sendable {
         guard deadHooks.contains(job.kind) else { return nil }
         return try JobRequest(kind: Self.deadKind(job.kind),
                               payload: DeadJob(jobID: job.id, kind: job.kind, payload: job.payload, attempts: job.attempts, reason: reason),
-                              priority: .critical, idempotencyKey: "dead:\(job.id):\(now.epoch)", correlationID: job.correlationId)
+                              priority: .critical, idempotencyKey: "dead:\(job.id):\(now.epoch)", correlationID: job.correlationID)
     }
 
     /// Runs `handler` as a job for every event of `eventType`; the payload is an `EventListenerPayload`.

@@ -170,7 +170,7 @@ public actor JobScheduler: Service {
     private func execute(_ job: JobRecord, on actor: WorkspaceActor) async {
         let workspaceID = actor.id
         let jobLogger = logger.with(["workspace_id": workspaceID.rawValue, "job_id": String(job.id), "job_kind": job.kind,
-                                     "correlation_id": job.correlationId])
+                                     "correlation_id": job.correlationID])
         let startedAt = ContinuousClock.now
         metrics.queueLatency(.nanoseconds(Int64(max(0, (job.startedAt ?? job.runAt) - job.runAt) * 1e9)))
         let outcome: JobOutcome
