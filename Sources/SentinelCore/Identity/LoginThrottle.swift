@@ -1,0 +1,68 @@
+import Foundation
+
+/// Failed sign-ins per account and per source address in a sliding window: past the limit,
+/// login answers 429 with `Retry-After` until the oldest failure leaves the window.
+///
+/// Every attempt reserves its failure slot before the password is checked (`reserve`), so parallel
+/// attempts cannot together run more password checks than the limit allows; a right password
+/// gives the slot back (`succeeded`), a wrong one keeps it.
+public actor LoginThrottle {
+    let window: TimeInterval
+    let perAccount: Int
+    let perAddress: Int
+    private var failures: [String: [Date]] = [:]
+
+    /// A reserved slot: counts as a failure unless given back.
+    public struct Attempt: Sendable {
+        let accountKey: String
+        let addressKey: String
+        let at: Date
+    }
+
+    public enum Admission: Sendable {
+        case admitted(Attempt)
+        case limited(retryAfterSeconds: Int)
+    }
+
+    public init(window: TimeInterval = 900, perAccount: Int = 5, perAddress: Int = 20) {
+        self.window = window
+        self.perAccount = perAccount
+        self.perAddress = perAddress
+    }
+
+    /// Takes a failure slot for the account and the address, or says how long to wait when either
+    /// is at its limit (counting attempts still being checked).
+    public func reserve(account: String, address: String, now: Date = Date()) -> Admission {
+        let checks = [("account:" + account.lowercased(), perAccount), ("address:" + address, perAddress)]
+        var wait: TimeInterval = 0
+        for (key, limit) in checks {
+            let recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
+            failures[key] = recent
+            if recent.count >= limit, let oldest = recent.first { wait = max(wait, window - now.timeIntervalSince(oldest)) }
+        }
+        if wait > 0 { return .limited(retryAfterSeconds: max(1, Int(wait.rounded(.up)))) }
+        let attempt = Attempt(accountKey: checks[0].0, addressKey: checks[1].0, at: now)
+        failures[attempt.accountKey, default: []].append(now)
+        failures[attempt.addressKey, default: []].append(now)
+        if failures.count > 100_000 { failures = failures.filter { !$0.value.isEmpty && now.timeIntervalSince($0.value.last!) < window } }
+        return .admitted(attempt)
+    }
+
+    /// The password was right: the account's failures are forgotten and the address slot given back.
+    public func succeeded(_ attempt: Attempt) {
+        failures[attempt.accountKey] = nil
+        release(attempt.addressKey, attempt.at)
+    }
+
+    /// The check could not be made (an error, not a wrong password): both slots are given back.
+    public func abandoned(_ attempt: Attempt) {
+        release(attempt.accountKey, attempt.at)
+        release(attempt.addressKey, attempt.at)
+    }
+
+    private func release(_ key: String, _ at: Date) {
+        guard var list = failures[key], let index = list.lastIndex(of: at) else { return }
+        list.remove(at: index)
+        failures[key] = list.isEmpty ? nil : list
+    }
+}
