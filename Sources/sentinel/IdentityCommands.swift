@@ -11,7 +11,29 @@ extension GlobalOptions {
 }
 
 struct UserCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "user", abstract: "Users of the appliance.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Users of the appliance.", subcommands: [Create.self, List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the appliance's users.")
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                var users: [User] = []
+                while true {
+                    let page = try identity.users(after: users.last?.id, limit: 500)
+                    users += page
+                    if page.count < 500 { break }
+                }
+                if json { try printJSON(users) } else {
+                    for u in users { print("\(u.id)  \(u.email)\(u.isAdmin ? "  appliance admin" : "")") }
+                    if users.isEmpty { print("no users yet") }
+                }
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a user; --admin makes an appliance admin (works before any setup).")
@@ -37,7 +59,45 @@ struct UserCommand: AsyncParsableCommand {
 }
 
 struct TokenCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "token", abstract: "Personal API tokens.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "Personal API tokens.", subcommands: [Create.self, List.self, Revoke.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A user's API tokens (never the secrets: their first characters only).")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The tokens' user.") var email: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                let tokens = try identity.tokens(of: user)
+                if json { try printJSON(tokens) } else {
+                    for t in tokens {
+                        let state = t.revokedAt.map { "revoked \($0)" } ?? t.expiresAt.map { "expires \($0)" } ?? "no expiry"
+                        print("\(t.id)  \(t.name)  \(t.prefix)…  \(t.scopes.map(\.rawValue).joined(separator: ","))  \(state)")
+                    }
+                    if tokens.isEmpty { print("\(email) has no API tokens") }
+                }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke one of a user's API tokens; it stops working at once.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "The token's user.") var email: String
+        @Argument(help: "Token id (from `sentinel token list`).") var id: String
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                try identity.revokeToken(id: id, of: user)
+                print("revoked token \(id) of \(user.email)")
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an API token for a user and print it once.")
