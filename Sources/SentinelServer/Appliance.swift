@@ -31,6 +31,8 @@ public final class Appliance: Sendable {
     /// Users, sessions, API tokens and memberships (control.sqlite).
     public let identity: IdentityService
     let api: APIDependencies
+    /// The committed OpenAPI document the API is generated from.
+    let document: APIDocument
     private let serveLock: FileLock
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
@@ -80,6 +82,7 @@ public final class Appliance: Sendable {
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
         self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
+        self.document = try APIDocument.load()
         self.api = APIDependencies(
             dataDirectory: dataDirectory, identity: identity, workspaces: workspaces, integrations: integrations,
             providers: ProviderStore(masterKey: integrations.masterKey), billing: billing, catalog: catalog, control: control,
@@ -93,12 +96,12 @@ public final class Appliance: Sendable {
         metrics.offlineWorkspaces(0)
     }
 
-    public func makeRouter() -> Router<SentinelRequestContext> {
+    public func makeRouter() throws -> Router<SentinelRequestContext> {
         let router = Router(context: SentinelRequestContext.self)
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
         WebhookRoutes(integrations: gitHubIntegrations, supervisor: supervisor, metrics: metrics).add(to: router)
-        APIRouter(operations: APIOperations.all, registry: APISchemas.registry, dependencies: api, supervisor: supervisor).add(to: router)
+        try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
         return router
     }
 
@@ -133,7 +136,7 @@ public final class Appliance: Sendable {
         let logger = self.logger
         let tls = config.server.tlsEnabled
         return Application(
-            router: makeRouter(),
+            router: try makeRouter(),
             server: server,
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "Sentinel",
                                  availableConnectionsDelegate: MaximumAvailableConnections(config.server.maxConnections,

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import OpenAPIRuntime
 import SentinelCore
 
 /// RFC 9457 problem details: every error the API returns has this shape and content type.
@@ -40,7 +41,38 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         switch error {
         case let error as any ProblemConvertible: return error.problem
         case let error as HTTPError: return Problem(status: error.status, detail: error.body)
+        case let error as ServerError: return from(generated: error)
         default: return .internalError
+        }
+    }
+
+    /// An error from the generated API code: what a handler or middleware threw, or a request the
+    /// generated decoding refused (a 4xx the runtime names), or a fault (500).
+    static func from(generated error: ServerError) -> Problem {
+        switch error.underlyingError {
+        case is any ProblemConvertible, is HTTPError:
+            return from(error.underlyingError)
+        case let decoding as DecodingError:
+            return Problem(status: .badRequest, detail: Self.describe(decoding), type: "urn:sentinel:problem:invalid-field",
+                           title: "Invalid request body")
+        default:
+            guard error.httpStatus.code < 500 else { return .internalError }
+            return Problem(status: error.httpStatus, detail: error.causeDescription)
+        }
+    }
+
+    /// A decoding failure as `field: what is wrong`.
+    static func describe(_ error: DecodingError) -> String {
+        func field(_ path: [any CodingKey], _ key: (any CodingKey)? = nil) -> String {
+            let names = (path + (key.map { [$0] } ?? [])).map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            let joined = names.reduce("") { $0.isEmpty || $1.hasPrefix("[") ? $0 + $1 : $0 + "." + $1 }
+            return joined.isEmpty ? "the body" : joined
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(field(context.codingPath, key)): required"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "\(field(context.codingPath)): has the wrong type"
+        case .dataCorrupted(let context): return "\(field(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "the body does not match the schema"
         }
     }
 

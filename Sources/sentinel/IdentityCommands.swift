@@ -156,15 +156,20 @@ extension WorkspaceCommand {
 }
 
 struct OpenAPICommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "openapi", abstract: "Print (or write) the API's OpenAPI 3.1 description.")
-    @Option(help: "Write to this file instead of stdout (the repository keeps it in docs/openapi.json).") var out: String?
+    static let configuration = CommandConfiguration(
+        commandName: "openapi",
+        abstract: "Print (or write) the API's OpenAPI 3.1 description, as served at /api/v1/openapi.json (or .yaml).")
+    @Flag(help: "The YAML source (Sources/SentinelServer/openapi.yaml) instead of JSON.") var yaml = false
+    @Option(help: "Write to this file instead of stdout.") var out: String?
 
     func run() async throws {
         try await oneLine {
+            let document = try APIDocument.load()
+            let data = yaml ? document.yaml : document.json
             if let out {
-                do { try OpenAPIDocument.data.write(to: URL(fileURLWithPath: out)) } catch { throw CLIError("cannot write \(out): \(error)") }
+                do { try data.write(to: URL(fileURLWithPath: out)) } catch { throw CLIError("cannot write \(out): \(error)") }
             } else {
-                FileHandle.standardOutput.write(OpenAPIDocument.data)
+                FileHandle.standardOutput.write(data)
             }
         }
     }

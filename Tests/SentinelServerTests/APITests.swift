@@ -47,7 +47,7 @@ struct APIWorld {
     func token(_ role: WorkspaceRole) -> String { members[role]!.1 }
 
     func test(_ body: @escaping @Sendable (APIClient) async throws -> Void) async throws {
-        let app = Application(router: appliance.makeRouter())
+        let app = Application(router: try appliance.makeRouter())
         try await app.test(.router) { client in try await body(APIClient(client: client)) }
         await appliance.supervisor.shutdown()
         directory.cleanup()
@@ -110,7 +110,7 @@ struct APIAccessTests {
         let token = try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!log.text.contains(token))
         #expect(log.text.contains("setup-token"))
-        let app = Application(router: appliance.makeRouter())
+        let app = Application(router: try appliance.makeRouter())
         try await app.test(.router) { client in
             let api = APIClient(client: client)
             let wrong = try await api.call(.post, "/setup", body: #"{"setup_token":"sst_wrong","email":"root@example.com","password":"a long password"}"#)
@@ -251,7 +251,7 @@ struct APIAccessTests {
     @Test("role matrix: each role on each mutating workspace route is allowed or answers 403, as documented")
     func roleMatrix() async throws {
         // The table covers exactly the API's mutating workspace operations.
-        let documented = Set(APIOperations.all.compactMap { op -> String? in
+        let documented = Set(try APIDocument.load().operations.values.compactMap { op -> String? in
             guard case .workspace = op.access, op.method != .get else { return nil }
             return "\(op.method.rawValue) \(op.path)"
         })
@@ -303,7 +303,7 @@ struct APIAccessTests {
             }
         }
         try await world.test { api in
-            for op in APIOperations.all {
+            for op in try APIDocument.load().operations.values.sorted(by: { $0.id < $1.id }) {
                 guard case .workspace = op.access else { continue }
                 let path = op.path.replacingOccurrences(of: "{workspaceId}", with: world.workspaceB.rawValue)
                 let body = op.body == nil ? nil : "{}"
@@ -526,23 +526,30 @@ struct APIResourceTests {
         }
     }
 
-    @Test("the committed docs/openapi.json is the served description, and lists every route")
+    @Test("the committed openapi.yaml is the served description (YAML and JSON), and every operation in it is routed")
     func openAPIInStep() async throws {
-        let committed = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("docs/openapi.json"))
-        #expect(committed == OpenAPIDocument.data, "run `swift run sentinel openapi --out docs/openapi.json`")
-        let document = try #require(try JSONSerialization.jsonObject(with: committed) as? [String: Any])
-        #expect(document["openapi"] as? String == "3.1.0")
-        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        let source = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/SentinelServer/openapi.yaml"))
+        let document = try APIDocument.load()
+        #expect(document.yaml == source, "the binary serves the document it was built from")
+        let json = try #require(try JSONSerialization.jsonObject(with: document.json) as? [String: Any])
+        #expect(json["openapi"] as? String == "3.1.0")
+        let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
-        #expect(documented == Set(APIOperations.all.map { "\($0.method.rawValue) \($0.path)" }))
+        #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
+        #expect(document.operations.count == 44)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")
             #expect(served.status == .ok)
-            #expect(Data(served.body.utf8) == committed)
+            let servedJSON = try JSONSerialization.jsonObject(with: Data(served.body.utf8)) as? NSDictionary
+            #expect(servedJSON == (try JSONSerialization.jsonObject(with: document.json) as? NSDictionary))
+            let yaml = try await api.call(.get, "/openapi.yaml")
+            #expect(yaml.status == .ok)
+            #expect(yaml.headers[.contentType]?.hasPrefix("application/yaml") == true)
+            #expect(Data(yaml.body.utf8) == source)
             // Every documented operation is routed: none answers the router's own 404 for an unknown path.
-            for op in APIOperations.all {
+            for op in document.operations.values.sorted(by: { $0.id < $1.id }) {
                 let path = op.path.replacingOccurrences(of: "{workspaceId}", with: world.workspaceA.rawValue)
                 let reply = try await api.call(op.method, APIAccessTests.concrete(path), token: world.adminToken, body: op.body == nil ? nil : "{}")
                 #expect(reply.headers[.contentType]?.hasPrefix("application/") == true || reply.status == .noContent, "\(op.id): \(reply.status)")

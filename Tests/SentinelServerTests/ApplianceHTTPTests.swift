@@ -28,7 +28,7 @@ struct ApplianceHTTPTests {
         let good = try appliance.workspaces.create(name: "good").workspaceID!
         let bad = try appliance.workspaces.create(name: "bad").workspaceID!
         try Data(repeating: 0x42, count: 4096).write(to: appliance.dataDirectory.workspaceFile(bad))
-        let router = appliance.makeRouter()
+        let router = try appliance.makeRouter()
         let supervisor = appliance.supervisor
         router.get("/test/workspaces/:id/jobs") { _, context in
             guard let id = context.parameters.get("id").flatMap(WorkspaceID.init) else { throw HTTPError(.notFound) }
@@ -71,7 +71,7 @@ struct ApplianceHTTPTests {
         let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: registry,
                                       logger: Logger.sentinel(level: "info", sink: log.sink))
         let ws = try appliance.workspaces.create(name: "w").workspaceID!
-        let router = appliance.makeRouter()
+        let router = try appliance.makeRouter()
         let supervisor = appliance.supervisor
         router.post("/test/enqueue") { _, context in
             let id = try await supervisor.withWorkspace(ws) {

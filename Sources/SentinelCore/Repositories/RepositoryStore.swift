@@ -112,6 +112,11 @@ public enum RepositoryStore {
         try RepositoryRecord.fetchOne(db, sql: "SELECT * FROM repositories WHERE id = ?", arguments: [id])
     }
 
+    /// Repositories in registration order, after the given id (a page of the API's list).
+    public static func list(after id: Int64, limit: Int, in db: Database) throws -> [RepositoryRecord] {
+        try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit])
+    }
+
     public static func all(in db: Database) throws -> [RepositoryRecord] {
         try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories ORDER BY full_name")
     }

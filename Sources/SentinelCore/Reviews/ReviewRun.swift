@@ -232,15 +232,39 @@ public enum ReviewRunStore {
         try ReviewRun.fetchOne(db, sql: "SELECT * FROM review_runs WHERE id = ?", arguments: [id])
     }
 
-    public static func list(in db: Database, repositoryID: Int64? = nil, prNumber: Int? = nil, limit: Int = 100) throws -> [ReviewRun] {
-        var sql = "SELECT * FROM review_runs WHERE 1"
-        var args: [any DatabaseValueConvertible] = []
+    /// Runs newest first, below the id `before`, filtered by repository, pull request and state.
+    public static func list(in db: Database, before: Int64 = .max, repositoryID: Int64? = nil, prNumber: Int? = nil, state: RunState? = nil,
+                            limit: Int = 100) throws -> [ReviewRun] {
+        var sql = "SELECT * FROM review_runs WHERE id < ?"
+        var args: [any DatabaseValueConvertible] = [before]
         if let repositoryID { sql += " AND repository_id = ?"; args.append(repositoryID) }
         if let prNumber { sql += " AND pr_number = ?"; args.append(prNumber) }
+        if let state { sql += " AND state = ?"; args.append(state.rawValue) }
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         return try ReviewRun.fetchAll(db, sql: sql, arguments: StatementArguments(args))
     }
+
+    /// A run's findings in the order they were recorded.
+    public static func findings(ofRun runID: Int64, in db: Database) throws -> [StoredFinding] {
+        try StoredFinding.fetchAll(db, sql: "SELECT * FROM findings WHERE run_id = ? ORDER BY id", arguments: [runID])
+    }
+}
+
+/// A finding of a run as stored, for reading back.
+public struct StoredFinding: Decodable, FetchableRecord, Sendable {
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.sentinel
+    public var id: Int64
+    public var path: String
+    public var line: Int?
+    public var startLine: Int?
+    public var side: String?
+    public var severity: String
+    public var category: String
+    public var title: String
+    public var body: String
+    public var suggestion: String?
+    public var source: String
 }
 
 /// A row of `findings`: one finding of a run, as posted on the pull request.

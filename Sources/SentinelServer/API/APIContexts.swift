@@ -1,0 +1,163 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import OpenAPIRuntime
+import SentinelCore
+
+/// What every API handler may know about its request, from the Hummingbird context.
+struct RequestInfo: Sendable {
+    let correlationID: String
+    let clientAddress: String
+    /// `scheme://host[:port]` as the caller reached this server (or `server.public_url`).
+    let baseURL: String
+}
+
+/// Any caller, signed in or not (the operations open to anyone: setup, sign-in, the document).
+struct AnonymousContext: Sendable {
+    let request: RequestInfo
+}
+
+/// A signed-in caller whose credential has the operation's scope.
+struct UserContext: Sendable {
+    let principal: Principal
+    let request: RequestInfo
+
+    var user: User { principal.user }
+    /// Who did it, as recorded on versions and audit events.
+    var actorName: String { principal.user.email }
+}
+
+/// A member of the workspace in the path, with at least the operation's role, and the workspace
+/// pinned open for the length of the request.
+struct WorkspaceContext: Sendable {
+    let principal: Principal
+    let workspaceID: WorkspaceID
+    let role: WorkspaceRole
+    let workspace: WorkspaceActor
+    let request: RequestInfo
+
+    var user: User { principal.user }
+    var actorName: String { principal.user.email }
+}
+
+/// The context the access middleware established for the operation being handled. Generated
+/// handlers take only their input, so the middleware hands the context over in a task-local value
+/// (the pattern swift-openapi-generator documents for request-scoped values); `SentinelAPI` reads
+/// it once and passes each domain handler its typed, non-optional context.
+enum APIContext: Sendable {
+    case anonymous(AnonymousContext)
+    case user(UserContext)
+    case workspace(WorkspaceContext)
+
+    @TaskLocal static var current: APIContext?
+    @TaskLocal static var request: RequestInfo?
+
+    /// The handler asked for a context the operation's documented access does not give: the
+    /// document and the handler disagree, which is a server fault.
+    struct Mismatch: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func anonymous() throws -> AnonymousContext {
+        switch current {
+        case .anonymous(let context): return context
+        case .user(let context): return AnonymousContext(request: context.request)
+        case .workspace(let context): return AnonymousContext(request: context.request)
+        case nil: throw Mismatch(description: "no request context: the operation ran outside the access middleware")
+        }
+    }
+
+    static func user() throws -> UserContext {
+        switch current {
+        case .user(let context): return context
+        case .workspace(let context): return UserContext(principal: context.principal, request: context.request)
+        default: throw Mismatch(description: "the operation's documented access does not establish a signed-in caller")
+        }
+    }
+
+    static func workspace() throws -> WorkspaceContext {
+        guard case .workspace(let context) = current else {
+            throw Mismatch(description: "the operation's documented access does not establish a workspace")
+        }
+        return context
+    }
+}
+
+/// Puts what the API handlers need from the Hummingbird context (correlation id, peer address,
+/// base URL) where the generated handlers can reach it.
+struct RequestInfoMiddleware: RouterMiddleware {
+    typealias Context = SentinelRequestContext
+    let publicScheme: String
+    let publicURL: String?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let info = RequestInfo(correlationID: context.correlationID, clientAddress: context.remoteAddress?.ipAddress ?? "unknown",
+                               baseURL: publicURL ?? "\(publicScheme)://\(request.head.authority ?? "localhost")")
+        return try await APIContext.$request.withValue(info) { try await next(request, context) }
+    }
+}
+
+/// Authentication and authorization of every operation, by the `x-sentinel-access` the document
+/// gives it: a bearer token, when sent, must be valid (401); the caller must be signed in, have the
+/// scope and, for workspace operations, a membership with at least the role (a workspace they are
+/// not a member of answers 404). Workspace operations run with the workspace pinned open.
+struct AccessMiddleware: ServerMiddleware {
+    let document: APIDocument
+    let identity: IdentityService
+    let supervisor: Supervisor
+
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?))
+        async throws -> (HTTPResponse, HTTPBody?) {
+        guard let operation = document.operations[operationID] else {
+            throw APIContext.Mismatch(description: "operation \(operationID) is not in the document")
+        }
+        guard let info = APIContext.request else { throw APIContext.Mismatch(description: "no request information for \(operationID)") }
+        var principal: Principal?
+        if let header = request.headerFields[.authorization] {
+            guard header.lowercased().hasPrefix("bearer "),
+                  let found = try identity.authenticate(bearer: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+                throw Problem(status: .unauthorized, detail: "the bearer token is unknown, expired or revoked")
+            }
+            principal = found
+        }
+        @Sendable func proceed(_ context: APIContext) async throws -> (HTTPResponse, HTTPBody?) {
+            try await APIContext.$current.withValue(context) { try await next(request, body, metadata) }
+        }
+        switch operation.access {
+        case .anyone:
+            return try await proceed(.anonymous(AnonymousContext(request: info)))
+        case .user(let scope):
+            let caller = try Self.signedIn(principal)
+            guard caller.allows(scope) else { throw Self.missingScope(scope) }
+            return try await proceed(.user(UserContext(principal: caller, request: info)))
+        case .applianceAdmin:
+            let caller = try Self.signedIn(principal)
+            guard caller.user.isAdmin else { throw Problem(status: .forbidden, detail: "only appliance admins may do this") }
+            guard caller.allows(.admin) else { throw Self.missingScope(.admin) }
+            return try await proceed(.user(UserContext(principal: caller, request: info)))
+        case .workspace(let needed, let scope):
+            let caller = try Self.signedIn(principal)
+            guard let id = metadata.pathParameters["workspaceId"].flatMap({ WorkspaceID(String($0)) }),
+                  let role = try identity.role(of: caller.user.id, in: id) else {
+                throw Problem(status: .notFound, detail: "no such workspace")
+            }
+            guard caller.allows(scope) else { throw Self.missingScope(scope) }
+            guard role >= needed else {
+                throw Problem(status: .forbidden, detail: "this needs the \(needed.rawValue) role in the workspace; you are \(role.rawValue)")
+            }
+            return try await supervisor.withWorkspace(id) { workspace in
+                try await proceed(.workspace(WorkspaceContext(principal: caller, workspaceID: id, role: role, workspace: workspace, request: info)))
+            }
+        }
+    }
+
+    static func signedIn(_ principal: Principal?) throws -> Principal {
+        guard let principal else { throw Problem(status: .unauthorized, detail: "sign in: send Authorization: Bearer <session or API token>") }
+        return principal
+    }
+
+    static func missingScope(_ scope: TokenScope) -> Problem {
+        Problem(status: .forbidden, detail: "this token lacks the '\(scope.rawValue)' scope")
+    }
+}

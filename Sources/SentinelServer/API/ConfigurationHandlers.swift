@@ -1,0 +1,152 @@
+import Foundation
+import GRDB
+import SentinelCore
+
+/// What a workspace is configured with: source-control integrations, AI providers, repositories
+/// and settings (policy versions).
+struct ConfigurationHandlers: Sendable {
+    let d: APIDependencies
+
+    static func repository(_ r: RepositoryRecord) -> Components.Schemas.Repository {
+        .init(enabled: r.enabled, fullName: r.fullName, id: Int(r.id), integrationId: r.integrationId, registeredAt: Date(epoch: r.registeredAt),
+              removed: r.removed)
+    }
+
+    static func settings(scope: String, _ version: PolicyVersion?) throws -> Components.Schemas.Settings {
+        .init(createdAt: version.flatMap { ISO8601.date($0.createdAt) }, createdBy: version?.createdBy, locks: version?.locks ?? [],
+              scope: scope, values: try .converted(from: version?.values ?? [:]), versionId: version.map { Int($0.id) })
+    }
+
+    // MARK: Integrations
+
+    func listIntegrations(_ input: Operations.ListIntegrations.Input, _ context: WorkspaceContext) async throws
+        -> Operations.ListIntegrations.Output {
+        let items = try await d.integrations.list(in: context.workspace)
+        return .ok(.init(body: .json(.init(items: try items.map { try .converted(from: $0) }))))
+    }
+
+    func createIntegration(_ input: Operations.CreateIntegration.Input, _ context: WorkspaceContext) async throws
+        -> Operations.CreateIntegration.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        var apiURL = IntegrationService.defaultGitHubAPI
+        if let raw = body.apiUrl {
+            guard let url = URL(string: raw) else { throw IntegrationError.invalid("api_url is not a URL") }
+            apiURL = url
+        }
+        let summary = try await d.integrations.addGitHub(workspace: context.workspace, appID: Int64(body.appId), privateKeyPEM: body.privateKey,
+                                                         webhookSecret: Data(body.webhookSecret.utf8), apiURL: apiURL,
+                                                         caBundlePEM: body.caBundle, botLogin: body.botLogin)
+        return .created(.init(body: .json(.init(integration: try .converted(from: summary),
+                                                webhookUrl: context.request.baseURL + summary.webhookPath))))
+    }
+
+    // MARK: AI providers
+
+    func listProviders(_ input: Operations.ListProviders.Input, _ context: WorkspaceContext) async throws -> Operations.ListProviders.Output {
+        let items = try await d.providers.list(in: context.workspace)
+        return .ok(.init(body: .json(.init(items: try items.map { try .converted(from: $0) }))))
+    }
+
+    func createProvider(_ input: Operations.CreateProvider.Input, _ context: WorkspaceContext) async throws -> Operations.CreateProvider.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let baseURL = try body.baseUrl.map { raw -> URL in
+            guard let url = URL(string: raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
+            return url
+        }
+        let summary = try await d.providers.add(kind: body.kind.rawValue, apiKey: body.apiKey, model: body.model, baseURL: baseURL,
+                                                apiVersion: body.apiVersion, deployment: body.deployment, priority: body.priority ?? 100,
+                                                by: context.actorName, in: context.workspace)
+        return .created(.init(body: .json(try .converted(from: summary))))
+    }
+
+    func updateProvider(_ input: Operations.UpdateProvider.Input, _ context: WorkspaceContext) async throws -> Operations.UpdateProvider.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let id = input.path.providerId
+        var summary = try await d.providers.get(id, in: context.workspace)
+        if let key = body.apiKey { summary = try await d.providers.rotate(id, apiKey: key, by: context.actorName, in: context.workspace) }
+        if let enabled = body.enabled { summary = try await d.providers.setEnabled(id, enabled, by: context.actorName, in: context.workspace) }
+        return .ok(.init(body: .json(try .converted(from: summary))))
+    }
+
+    func deleteProvider(_ input: Operations.DeleteProvider.Input, _ context: WorkspaceContext) async throws -> Operations.DeleteProvider.Output {
+        try await d.providers.delete(input.path.providerId, by: context.actorName, in: context.workspace)
+        return .noContent(.init())
+    }
+
+    // MARK: Repositories
+
+    func listRepositories(_ input: Operations.ListRepositories.Input, _ context: WorkspaceContext) async throws
+        -> Operations.ListRepositories.Output {
+        let window = PageWindow(input.query.limit)
+        let after = Int64(input.query.cursor ?? "") ?? 0
+        let repos = try await context.workspace.read { db in try RepositoryStore.list(after: after, limit: window.limit + 1, in: db) }
+        return .ok(.init(body: .json(.init(items: window.items(repos).map(Self.repository),
+                                           nextCursor: window.nextCursor(repos) { String($0.id) }))))
+    }
+
+    func updateRepository(_ input: Operations.UpdateRepository.Input, _ context: WorkspaceContext) async throws
+        -> Operations.UpdateRepository.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let (enabled, id) = (body.enabled, try PathID.parse(input.path.repositoryId, what: "repository"))
+        let plan = try await d.billing.plan(for: context.workspaceID)
+        let updated = try await context.workspace.write { tx -> RepositoryRecord in
+            guard let repo = try RepositoryStore.find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
+            return try RepositoryStore.setEnabled(enabled, fullName: repo.fullName, plan: plan, in: &tx)
+        }
+        return .ok(.init(body: .json(Self.repository(updated))))
+    }
+
+    // MARK: Settings
+
+    func getWorkspaceSettings(_ input: Operations.GetWorkspaceSettings.Input, _ context: WorkspaceContext) async throws
+        -> Operations.GetWorkspaceSettings.Output {
+        let version = try await context.workspace.read { db in try PolicyService.latest(scope: PolicyService.workspaceScope, in: db) }
+        return .ok(.init(body: .json(try Self.settings(scope: PolicyService.workspaceScope, version))))
+    }
+
+    func putWorkspaceSettings(_ input: Operations.PutWorkspaceSettings.Input, _ context: WorkspaceContext) async throws
+        -> Operations.PutWorkspaceSettings.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let version = try await save(values: body.values, locks: body.locks, scope: PolicyService.workspaceScope, context)
+        return .ok(.init(body: .json(try Self.settings(scope: PolicyService.workspaceScope, version))))
+    }
+
+    func getRepositorySettings(_ input: Operations.GetRepositorySettings.Input, _ context: WorkspaceContext) async throws
+        -> Operations.GetRepositorySettings.Output {
+        let scope = PolicyService.repositoryScope(try await repository(input.path.repositoryId, context))
+        let version = try await context.workspace.read { db in try PolicyService.latest(scope: scope, in: db) }
+        return .ok(.init(body: .json(try Self.settings(scope: scope, version))))
+    }
+
+    func putRepositorySettings(_ input: Operations.PutRepositorySettings.Input, _ context: WorkspaceContext) async throws
+        -> Operations.PutRepositorySettings.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let scope = PolicyService.repositoryScope(try await repository(input.path.repositoryId, context))
+        let version = try await save(values: body.values, locks: body.locks, scope: scope, context)
+        return .ok(.init(body: .json(try Self.settings(scope: scope, version))))
+    }
+
+    func explainConfig(_ input: Operations.ExplainConfig.Input, _ context: WorkspaceContext) async throws -> Operations.ExplainConfig.Output {
+        let id = try await repository(input.path.repositoryId, context)
+        let resolved = try await context.workspace.read { db in try PolicyService.resolve(in: db, repositoryID: id, fileText: nil) }
+        return .ok(.init(body: .json(try .decoded(from: resolved.effective.explainJSON(pretty: false)))))
+    }
+
+    func save(values: some Encodable, locks: [String]?, scope: String, _ context: WorkspaceContext) async throws -> PolicyVersion? {
+        let values = try [String: PolicyValue].converted(from: values)
+        let (locks, by) = (Set(locks ?? []), context.actorName)
+        return try await context.workspace.write { tx -> PolicyVersion? in
+            try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx)
+            return try PolicyService.latest(scope: scope, in: tx.db)
+        }
+    }
+
+    /// A repository of this workspace by id, or 404.
+    func repository(_ raw: String, _ context: WorkspaceContext) async throws -> Int64 {
+        let id = try PathID.parse(raw, what: "repository")
+        guard let repo = try await context.workspace.read({ db in try RepositoryStore.find(id: id, in: db) }), !repo.removed else {
+            throw StorageError.notFound("no such repository")
+        }
+        return repo.id
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import SentinelCore
+
+/// Setup, sign-in, sessions, personal API tokens and the appliance's users.
+struct IdentityHandlers: Sendable {
+    let d: APIDependencies
+
+    /// bcrypt is deliberately slow: it runs on the identity service's own bounded password pool, not
+    /// on a cooperative thread nor on NIO's blocking pool (where workspace files are opened).
+    func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await d.identity.passwords.run(work)
+    }
+
+    static func user(_ user: User) -> Components.Schemas.User {
+        .init(createdAt: Date(epoch: user.createdAt), email: user.email, id: user.id, isAdmin: user.isAdmin)
+    }
+
+    func completeSetup(_ input: Operations.CompleteSetup.Input, _ context: AnonymousContext) async throws -> Operations.CompleteSetup.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let (identity, directory) = (d.identity, d.dataDirectory)
+        let user = try await offload { try identity.completeSetup(token: body.setupToken, email: body.email, password: body.password, in: directory) }
+        return .created(.init(body: .json(Self.user(user))))
+    }
+
+    func login(_ input: Operations.Login.Input, _ context: AnonymousContext) async throws -> Operations.Login.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        // The failure slot is taken before the password is checked: parallel attempts cannot run
+        // more checks than the limit allows.
+        let attempt: LoginThrottle.Attempt
+        switch await d.loginThrottle.reserve(account: body.email, address: context.request.clientAddress) {
+        case .limited(let wait):
+            throw IdentityError(.rateLimited(retryAfterSeconds: wait), "too many failed sign-ins; try again in \(wait) s")
+        case .admitted(let reserved):
+            attempt = reserved
+        }
+        let identity = d.identity
+        let checked: User?
+        do {
+            checked = try await offload { try identity.checkPassword(email: body.email, password: body.password) }
+        } catch {
+            await d.loginThrottle.abandoned(attempt)
+            throw error
+        }
+        guard let user = checked else { throw IdentityError(.unauthenticated, "wrong email or password") }
+        await d.loginThrottle.succeeded(attempt)
+        let (token, expires) = try d.identity.createSession(for: user)
+        return .ok(.init(body: .json(.init(expiresAt: expires, token: token, user: Self.user(user)))))
+    }
+
+    func logout(_ input: Operations.Logout.Input, _ context: UserContext) async throws -> Operations.Logout.Output {
+        guard case .session(let id) = context.principal.credential else {
+            throw Problem(status: .badRequest, detail: "this is an API token, not a session: revoke it with DELETE /api/v1/tokens/{tokenId}")
+        }
+        try d.identity.endSession(id: id)
+        return .noContent(.init())
+    }
+
+    func me(_ input: Operations.Me.Input, _ context: UserContext) async throws -> Operations.Me.Output {
+        let memberships = try d.identity.memberships(of: context.user.id)
+        return .ok(.init(body: .json(.init(
+            scopes: TokenScope.allCases.filter { context.principal.allows($0) }.map(Components.Schemas.TokenScope.init),
+            user: Self.user(context.user),
+            workspaces: memberships.map { .init(id: $0.0.id, name: $0.0.name, plan: $0.0.plan, role: .init($0.1)) }))))
+    }
+
+    func listTokens(_ input: Operations.ListTokens.Input, _ context: UserContext) async throws -> Operations.ListTokens.Output {
+        let tokens = try d.identity.tokens(of: context.user)
+        return .ok(.init(body: .json(.init(items: try tokens.map { try .converted(from: $0) }))))
+    }
+
+    func createToken(_ input: Operations.CreateToken.Input, _ context: UserContext) async throws -> Operations.CreateToken.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let (token, summary) = try d.identity.createToken(for: context.user, name: body.name, scopes: Set(body.scopes.map(TokenScope.init)),
+                                                          expiresInDays: body.expiresInDays)
+        return .created(.init(body: .json(.init(details: try .converted(from: summary), token: token))))
+    }
+
+    func revokeToken(_ input: Operations.RevokeToken.Input, _ context: UserContext) async throws -> Operations.RevokeToken.Output {
+        try d.identity.revokeToken(id: input.path.tokenId, of: context.user)
+        return .noContent(.init())
+    }
+
+    func listUsers(_ input: Operations.ListUsers.Input, _ context: UserContext) async throws -> Operations.ListUsers.Output {
+        let window = PageWindow(input.query.limit)
+        let users = try d.identity.users(after: input.query.cursor, limit: window.limit + 1)
+        return .ok(.init(body: .json(.init(items: window.items(users).map(Self.user), nextCursor: window.nextCursor(users, \.id)))))
+    }
+
+    func createUser(_ input: Operations.CreateUser.Input, _ context: UserContext) async throws -> Operations.CreateUser.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let identity = d.identity
+        let user = try await offload { try identity.createUser(email: body.email, password: body.password, isAdmin: body.isAdmin ?? false) }
+        return .created(.init(body: .json(Self.user(user))))
+    }
+}
+
+extension Components.Schemas.TokenScope {
+    init(_ scope: TokenScope) {
+        switch scope {
+        case .read: self = .read
+        case .write: self = .write
+        case .admin: self = .admin
+        }
+    }
+}
+
+extension TokenScope {
+    init(_ scope: Components.Schemas.TokenScope) {
+        switch scope {
+        case .read: self = .read
+        case .write: self = .write
+        case .admin: self = .admin
+        }
+    }
+}
+
+extension Components.Schemas.WorkspaceRole {
+    init(_ role: WorkspaceRole) {
+        switch role {
+        case .viewer: self = .viewer
+        case .member: self = .member
+        case .admin: self = .admin
+        case .owner: self = .owner
+        }
+    }
+}
+
+extension WorkspaceRole {
+    init(_ role: Components.Schemas.WorkspaceRole) {
+        switch role {
+        case .viewer: self = .viewer
+        case .member: self = .member
+        case .admin: self = .admin
+        case .owner: self = .owner
+        }
+    }
+}

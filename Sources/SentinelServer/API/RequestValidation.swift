@@ -1,0 +1,167 @@
+import Foundation
+import HTTPTypes
+import OpenAPIRuntime
+import SentinelCore
+
+/// Checks each request against its operation's schemas in the document before the generated code
+/// decodes it: bodies are limited to 1 MiB (413), must be JSON, and every field must match its
+/// schema (type, length, range, enum, pattern, no unknown fields, no control characters except in
+/// fields marked `x-sentinel-multiline`); query parameters likewise. Failures are 400s naming the
+/// field. The generated decoder then sees only documented, well-typed input.
+struct RequestValidationMiddleware: ServerMiddleware {
+    static let maxBodyBytes = 1 << 20
+    let document: APIDocument
+
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?))
+        async throws -> (HTTPResponse, HTTPBody?) {
+        guard let operation = document.operations[operationID] else { return try await next(request, body, metadata) }
+        let validator = SchemaValidator(root: document.root)
+        let query = URLComponents(string: request.path ?? "")?.queryItems ?? []
+        for (name, schema) in operation.query {
+            guard let raw = query.last(where: { $0.name == name })?.value else { continue }
+            let value: JSONValue
+            if validator.resolve(schema)["type"]?.string == "integer" {
+                guard let n = Int(raw) else {
+                    throw Problem(status: .badRequest, detail: "\(name): must be an integer", type: SchemaValidator.problemType,
+                                  title: "Invalid query parameter")
+                }
+                value = .int(n)
+            } else {
+                value = .string(raw)
+            }
+            try validator.validate(value, against: schema, at: name)
+        }
+        guard let schema = operation.body else { return try await next(request, body, metadata) }
+        let data: Data
+        do { data = try await Data(collecting: body ?? HTTPBody(), upTo: Self.maxBodyBytes) } catch {
+            throw Problem(status: .contentTooLarge, detail: "request bodies are limited to 1 MiB")
+        }
+        let value: JSONValue
+        do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw Problem(status: .badRequest, detail: data.isEmpty ? "a JSON body is required" : "the body is not valid JSON",
+                          type: "urn:sentinel:problem:invalid-json", title: "Invalid JSON")
+        }
+        try validator.validate(value, against: schema, at: "")
+        var request = request
+        if request.headerFields[.contentType] == nil { request.headerFields[.contentType] = "application/json" }
+        return try await next(request, HTTPBody(data), metadata)
+    }
+}
+
+/// The subset of JSON Schema the document uses, checked against a request value.
+struct SchemaValidator: Sendable {
+    static let problemType = "urn:sentinel:problem:invalid-field"
+    let root: JSONValue
+
+    func resolve(_ schema: JSONValue) -> JSONValue {
+        let resolved = APIDocument.resolve(schema, in: root)
+        // `allOf` with one member is how the document attaches a description to a `$ref`.
+        if case .array(let parts)? = resolved["allOf"], parts.count == 1, let only = parts.first { return resolve(only) }
+        return resolved
+    }
+
+    func validate(_ value: JSONValue, against schema: JSONValue, at path: String) throws {
+        func fail(_ message: String) -> Problem {
+            Problem(status: .badRequest, detail: "\(path.isEmpty ? "the body" : path): \(message)", type: Self.problemType,
+                    title: "Invalid request body")
+        }
+        let schema = resolve(schema)
+        if case .array(let options)? = schema["anyOf"] {
+            if value == .null, options.contains(where: { resolve($0)["type"]?.string == "null" }) { return }
+            guard let first = options.first(where: { resolve($0)["type"]?.string != "null" }) else { return }
+            return try validate(value, against: first, at: path)
+        }
+        var type = schema["type"]?.string
+        if case .array(let types)? = schema["type"] {
+            if value == .null, types.contains(.string("null")) { return }
+            type = types.compactMap(\.string).first { $0 != "null" }
+        }
+        switch type {
+        case nil:
+            if let bad = Self.controlCharacterPath(in: value, at: path) {
+                throw Problem(status: .badRequest, detail: "\(bad.isEmpty ? "the body" : bad): must not contain control characters",
+                              type: Self.problemType, title: "Invalid request body")
+            }
+        case "string":
+            guard case .string(let s) = value else { throw fail("must be a string") }
+            let multiline = schema["x-sentinel-multiline"] == .bool(true)
+            if StoredText.hasControlCharacters(s, multiline: multiline) {
+                throw fail(multiline ? "must not contain control characters other than tab and line breaks" : "must not contain control characters")
+            }
+            if case .int(let min)? = schema["minLength"], s.count < min { throw fail("must have at least \(min) characters") }
+            if case .int(let max)? = schema["maxLength"], s.count > max { throw fail("must have at most \(max) characters") }
+            if case .array(let values)? = schema["enum"], !values.contains(value) {
+                throw fail("must be one of \(values.compactMap(\.string).joined(separator: ", "))")
+            }
+            if let pattern = schema["pattern"]?.string, s.range(of: pattern, options: .regularExpression) == nil { throw fail("must match \(pattern)") }
+        case "integer":
+            guard case .int(let n) = value else { throw fail("must be an integer") }
+            if case .int(let min)? = schema["minimum"], n < min { throw fail("must be at least \(min)") }
+            if case .int(let max)? = schema["maximum"], n > max { throw fail("must be at most \(max)") }
+        case "number":
+            switch value {
+            case .int, .double: return
+            default: throw fail("must be a number")
+            }
+        case "boolean":
+            guard case .bool = value else { throw fail("must be true or false") }
+        case "array":
+            guard case .array(let array) = value else { throw fail("must be an array") }
+            if case .int(let max)? = schema["maxItems"], array.count > max { throw fail("must have at most \(max) items") }
+            let items = schema["items"] ?? .object([:])
+            for (i, item) in array.enumerated() { try validate(item, against: items, at: "\(path)[\(i)]") }
+            if schema["uniqueItems"] == .bool(true), Set(array.map(\.description)).count != array.count { throw fail("must not repeat items") }
+        case "object":
+            guard case .object(let object) = value else { throw fail("must be an object") }
+            if case .object(let properties)? = schema["properties"] {
+                if schema["additionalProperties"] == .bool(false), let unknown = object.keys.sorted().first(where: { properties[$0] == nil }) {
+                    throw Problem(status: .badRequest, detail: "\(path.isEmpty ? "" : path + ".")\(unknown): unknown field",
+                                  type: Self.problemType, title: "Invalid request body")
+                }
+                var required: [String] = []
+                if case .array(let names)? = schema["required"] { required = names.compactMap(\.string) }
+                let order = { (name: String) in (required.firstIndex(of: name) ?? required.count, name) }
+                for name in properties.keys.sorted(by: { order($0) < order($1) }) {
+                    let child = path.isEmpty ? name : "\(path).\(name)"
+                    guard let v = object[name] else {
+                        if required.contains(name) {
+                            throw Problem(status: .badRequest, detail: "\(child): required", type: Self.problemType, title: "Invalid request body")
+                        }
+                        continue
+                    }
+                    try validate(v, against: properties[name] ?? .object([:]), at: child)
+                }
+            } else if let inner = schema["additionalProperties"] {
+                if let key = object.keys.sorted().first(where: { StoredText.hasControlCharacters($0, multiline: false) }) {
+                    throw fail("key \"\(StoredText.singleLine(key))\" must not contain control characters")
+                }
+                for (k, v) in object.sorted(by: { $0.key < $1.key }) { try validate(v, against: inner, at: path.isEmpty ? k : "\(path).\(k)") }
+            }
+        default:
+            return
+        }
+    }
+
+    /// The first string or key holding control characters (free-form values may span lines).
+    static func controlCharacterPath(in value: JSONValue, at path: String) -> String? {
+        switch value {
+        case .string(let s):
+            return StoredText.hasControlCharacters(s, multiline: true) ? path : nil
+        case .array(let items):
+            for (i, item) in items.enumerated() {
+                if let found = controlCharacterPath(in: item, at: "\(path)[\(i)]") { return found }
+            }
+            return nil
+        case .object(let object):
+            for (k, v) in object.sorted(by: { $0.key < $1.key }) {
+                let child = path.isEmpty ? k : "\(path).\(k)"
+                if StoredText.hasControlCharacters(k, multiline: false) { return path.isEmpty ? "a key" : "a key in \(path)" }
+                if let found = controlCharacterPath(in: v, at: child) { return found }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+}

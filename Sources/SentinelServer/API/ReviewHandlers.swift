@@ -1,0 +1,109 @@
+import Foundation
+import GRDB
+import SentinelCore
+
+/// Review runs (list, request, show, cancel), usage and analytics.
+struct ReviewHandlers: Sendable {
+    let d: APIDependencies
+
+    static func run(_ r: ReviewRun, repository: String) throws -> Components.Schemas.Run {
+        guard let state = Components.Schemas.Run.StatePayload(rawValue: r.state.rawValue) else {
+            throw StorageError.invalid("run \(r.id) has the unknown state \(r.state.rawValue)")
+        }
+        return .init(conclusion: r.conclusion, createdAt: Date(epoch: r.createdAt), filesReviewed: r.filesReviewed, filesTotal: r.filesTotal,
+                     finishedAt: r.finishedAt.map(Date.init(epoch:)), headSha: r.headSHA, id: Int(r.id), prNumber: r.prNumber, reason: r.reason,
+                     repository: repository, repositoryId: Int(r.repositoryID), startedAt: r.startedAt.map(Date.init(epoch:)), state: state,
+                     trigger: r.trigger)
+    }
+
+    func listRuns(_ input: Operations.ListRuns.Input, _ context: WorkspaceContext) async throws -> Operations.ListRuns.Output {
+        let window = PageWindow(input.query.limit)
+        let query = input.query
+        let before = Int64(query.cursor ?? "") ?? .max
+        let state = query.state.flatMap { RunState(rawValue: $0.rawValue) }
+        let (runs, names) = try await context.workspace.read { db in
+            let runs = try ReviewRunStore.list(in: db, before: before, repositoryID: query.repositoryId.map(Int64.init), prNumber: query.pr,
+                                               state: state, limit: window.limit + 1)
+            let names = Dictionary(try RepositoryStore.all(in: db).map { ($0.id, $0.fullName) }) { a, _ in a }
+            return (runs, names)
+        }
+        let items = try window.items(runs).map { try Self.run($0, repository: names[$0.repositoryID] ?? "") }
+        return .ok(.init(body: .json(.init(items: items, nextCursor: window.nextCursor(runs) { String($0.id) }))))
+    }
+
+    func requestRun(_ input: Operations.RequestRun.Input, _ context: WorkspaceContext) async throws -> Operations.RequestRun.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let (by, correlation) = (context.actorName, context.request.correlationID)
+        let (runID, created) = try await context.workspace.write { tx -> (Int64, Bool) in
+            guard let repo = try RepositoryStore.find(id: Int64(body.repositoryId), in: tx.db), !repo.removed else {
+                throw StorageError.notFound("no such repository")
+            }
+            guard repo.enabled else { throw StorageError.conflict("repository \(repo.fullName) is disabled; enable it first") }
+            let result = try ReviewRunStore.request(repository: repo, prNumber: body.prNumber, headSHA: "", baseSHA: nil,
+                                                    trigger: "manual:\(UUID().uuidString.lowercased())", fullReview: body.fullReview ?? false,
+                                                    correlationID: correlation, in: &tx)
+            try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(result.0)", payload: [
+                "repository": repo.fullName, "pr_number": String(body.prNumber), "by": by]))
+            return result
+        }
+        return .accepted(.init(body: .json(.init(created: created, runId: Int(runID)))))
+    }
+
+    func getRun(_ input: Operations.GetRun.Input, _ context: WorkspaceContext) async throws -> Operations.GetRun.Output {
+        let id = try PathID.parse(input.path.runId, what: "run")
+        let (run, repository, findings) = try await context.workspace.read { db in
+            guard let run = try ReviewRunStore.find(id, in: db) else { throw StorageError.notFound("no such run") }
+            return (run, try RepositoryStore.find(id: run.repositoryID, in: db)?.fullName ?? "", try ReviewRunStore.findings(ofRun: id, in: db))
+        }
+        let versions = run.policyVersions.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+        let detail = Components.Schemas.RunDetail(
+            findings: findings.map {
+                .init(body: $0.body, category: $0.category, id: Int($0.id), line: $0.line, path: $0.path, severity: $0.severity, side: $0.side,
+                      source: $0.source, startLine: $0.startLine, suggestion: $0.suggestion, title: $0.title)
+            },
+            policySha256: run.policySHA256, policySnapshot: try JSONValue(text: run.policySnapshot).map { try .converted(from: $0) },
+            policyVersions: versions.map { .init(additionalProperties: $0) }, run: try Self.run(run, repository: repository),
+            summary: run.summary)
+        return .ok(.init(body: .json(detail)))
+    }
+
+    func cancelRun(_ input: Operations.CancelRun.Input, _ context: WorkspaceContext) async throws -> Operations.CancelRun.Output {
+        let id = try PathID.parse(input.path.runId, what: "run")
+        let by = context.actorName
+        let (run, repository) = try await context.workspace.write { tx -> (ReviewRun, String) in
+            guard let run = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
+            guard try ReviewRunStore.finish(runID: id, state: .skipped, reason: "cancelled by \(by)", in: &tx) else {
+                throw StorageError.conflict("run \(id) already ended (\(run.state.rawValue))")
+            }
+            try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(id)", payload: ["by": by]))
+            guard let cancelled = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
+            return (cancelled, try RepositoryStore.find(id: run.repositoryID, in: tx.db)?.fullName ?? "")
+        }
+        return .ok(.init(body: .json(try Self.run(run, repository: repository))))
+    }
+
+    func getUsage(_ input: Operations.GetUsage.Input, _ context: WorkspaceContext) async throws -> Operations.GetUsage.Output {
+        let period = input.query.period ?? UsageReport.currentPeriod()
+        guard UsageReport.bounds(ofPeriod: period) != nil else { throw Problem(status: .badRequest, detail: "period: not a month (YYYY-MM)") }
+        let plan = try await d.billing.plan(for: context.workspaceID)
+        let id = context.workspaceID
+        let report = try await context.workspace.read { db -> UsageReport in
+            var report = try UsageReport.make(workspace: id, period: period, in: db)
+            report.plan = plan.name
+            if period == UsageReport.currentPeriod() { report.limits = try PlanLimits.status(plan: plan, in: db, now: Date()) }
+            return report
+        }
+        return .ok(.init(body: .json(try .converted(from: report))))
+    }
+
+    func getAnalytics(_ input: Operations.GetAnalytics.Input, _ context: WorkspaceContext) async throws -> Operations.GetAnalytics.Output {
+        let now = Date()
+        let from = input.query.from ?? String(ISO8601.string(now.addingTimeInterval(-30 * 86_400)).prefix(10))
+        let to = input.query.to ?? String(ISO8601.string(now).prefix(10))
+        let repository = input.query.repository
+        // Fold what the listener has not folded yet, so the numbers are current.
+        try await context.workspace.write { tx in try Rollups.catchUp(in: tx.db) }
+        let rollups = try await context.workspace.read { db in try Rollups.query(from: from, to: to, repository: repository, in: db) }
+        return .ok(.init(body: .json(.init(items: try rollups.map { try .converted(from: $0) }))))
+    }
+}
