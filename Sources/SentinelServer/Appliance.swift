@@ -24,10 +24,13 @@ public final class Appliance: Sendable {
     public let logger: Logger
     public let integrations: IntegrationService
     public let connector: GitHubConnector
+    public let gitLabConnector: GitLabConnector
     /// The AI providers' HTTP client (system trust roots), shared by every run.
     let aiHTTP: AsyncOutboundHTTPClient
     /// Decrypted GitHub integrations, shared by webhook intake and review runs.
     let gitHubIntegrations: GitHubIntegrationCache
+    /// Decrypted GitLab integrations, shared by webhook intake and review runs.
+    let gitLabIntegrations: GitLabIntegrationCache
     /// Users, sessions, API tokens and memberships (control.sqlite).
     public let identity: IdentityService
     let api: APIDependencies
@@ -60,6 +63,9 @@ public final class Appliance: Sendable {
         self.gitHubIntegrations = GitHubIntegrationCache(service: integrations)
         self.connector = GitHubConnector(integrations: gitHubIntegrations, requestTimeout: .seconds(config.github.requestTimeoutSeconds),
                                          destinations: destinations)
+        self.gitLabIntegrations = GitLabIntegrationCache(service: integrations)
+        self.gitLabConnector = GitLabConnector(integrations: gitLabIntegrations, requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds),
+                                               destinations: destinations)
         var registry = extraJobs
         let catalog: PlanCatalog
         do {
@@ -71,10 +77,11 @@ public final class Appliance: Sendable {
         let billing = billing ?? BuiltinBillingProvider(control: control, catalog: catalog)
         let processor = GitHubDeliveryProcessor(billing: billing, commandAssociations: config.review.commandAssociationSet, metrics: metrics)
         processor.register(in: &registry)
+        GitLabDeliveryProcessor(connector: gitLabConnector, billing: billing, metrics: metrics).register(in: &registry)
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
-        let runner = ReviewRunner(connector: connector, models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
+        let runner = ReviewRunner(connector: SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector]), models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
                                   maxTokensPerRun: config.review.maxTokensPerRun)
         runner.register(in: &registry)
         Rollups.register(in: &registry)
@@ -88,7 +95,7 @@ public final class Appliance: Sendable {
             providers: ProviderStore(masterKey: integrations.masterKey), billing: billing, catalog: catalog, control: control,
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
-            publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL)
+            publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations)
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
         }
@@ -100,7 +107,7 @@ public final class Appliance: Sendable {
         let router = Router(context: SentinelRequestContext.self)
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
-        WebhookRoutes(integrations: gitHubIntegrations, supervisor: supervisor, metrics: metrics).add(to: router)
+        WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
         return router
     }
@@ -162,7 +169,7 @@ public final class Appliance: Sendable {
         let app = try makeApplication(onServerRunning: onServerRunning)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: supervisor),
-            .init(service: OutboundClients(connector: connector, ai: aiHTTP)),
+            .init(service: OutboundClients(gitHub: connector, gitLab: gitLabConnector, ai: aiHTTP)),
         ]
         if config.export.enabled {
             let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
@@ -189,12 +196,14 @@ public final class Appliance: Sendable {
 /// Owns the outbound HTTP clients' lifetime in the group: when the group stops (after every job
 /// that could use them), their pooled connections are closed; they would otherwise delay exit.
 struct OutboundClients: Service {
-    let connector: GitHubConnector
+    let gitHub: GitHubConnector
+    let gitLab: GitLabConnector
     let ai: AsyncOutboundHTTPClient
 
     func run() async throws {
         try? await gracefulShutdown()
-        await connector.shutdown()
+        await gitHub.shutdown()
+        await gitLab.shutdown()
         await ai.shutdown()
     }
 }

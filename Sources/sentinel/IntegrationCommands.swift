@@ -7,7 +7,7 @@ struct IntegrationCommand: AsyncParsableCommand {
                                                     subcommands: [Add.self, List.self])
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add an integration.", subcommands: [GitHub.self])
+        static let configuration = CommandConfiguration(abstract: "Add an integration.", subcommands: [GitHub.self, GitLab.self])
     }
 
     struct GitHub: AsyncParsableCommand {
@@ -40,6 +40,71 @@ struct IntegrationCommand: AsyncParsableCommand {
                 }
                 if json { try printJSON(summary) } else {
                     print("added GitHub integration \(summary.id); point the App's webhook URL at https://YOUR-HOST\(summary.webhookPath)")
+                }
+            }
+        }
+    }
+
+    struct GitLab: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gitlab",
+            abstract: "Add a GitLab instance (gitlab.com or self-managed) with an access token that has the api scope.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Option(help: "The instance root, e.g. https://gitlab.example.com (the API is at /api/v4).") var baseUrl: String
+        @Option(help: "File holding a personal, project or group access token with the api scope.") var tokenFile: String
+        @Option(help: "File holding the secret token to set on the GitLab webhook.") var webhookSecretFile: String
+        @Option(help: "PEM CA bundle to trust for an instance behind an internal certificate authority.") var caFile: String?
+        @Option(help: "The token's user name (default: asked from GitLab); its own notes are never commands.") var botUsername: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        struct Added: Encodable {
+            let id: String
+            let kind: String
+            let apiURL: String
+            let webhookPath: String
+            let webhookURL: String
+            let user: String
+            enum CodingKeys: String, CodingKey {
+                case id, kind, user
+                case apiURL = "api_url", webhookPath = "webhook_path", webhookURL = "webhook_url"
+            }
+        }
+
+        func run() async throws {
+            try await oneLine {
+                func read(_ path: String, _ what: String) throws -> Data {
+                    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(what) file \(path)") }
+                    return data
+                }
+                let token = String(decoding: try read(tokenFile, "token"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                var secret = try read(webhookSecretFile, "webhook secret")
+                while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
+                let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
+                guard let base = URL(string: baseUrl), base.scheme != nil else { throw CLIError("--base-url must be absolute, like https://gitlab.example.com") }
+                let config = try global.loadConfig()
+                let destinations = try DestinationPolicy(config.security)
+                // One call to GitLab before anything is stored: the token works and can post.
+                let user = try await GitLabTokenCheck.user(baseURL: base, token: token, caBundlePEM: ca, destinations: destinations)
+                let summary = try await global.withWorkspace(workspace) { actor, control, _ in
+                    let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+                    return try await service.addGitLab(workspace: actor, baseURL: base, token: token, webhookSecret: secret, caBundlePEM: ca,
+                                                       botUsername: botUsername ?? user.username)
+                }
+                let root = config.server.publicURL ?? "\(config.server.tlsEnabled ? "https" : "http")://\(ProcessInfo.processInfo.hostName):\(config.server.port)"
+                let url = root + summary.webhookPath
+                if json {
+                    try printJSON(Added(id: summary.id, kind: summary.kind, apiURL: summary.apiURL, webhookPath: summary.webhookPath, webhookURL: url,
+                                        user: botUsername ?? user.username))
+                } else {
+                    print("""
+                        added GitLab integration \(summary.id) (token user \(user.username)).
+                        In GitLab, project or group Settings → Webhooks → Add new webhook:
+                          URL:                \(url)
+                          Secret token:       the contents of \(webhookSecretFile)
+                          Trigger:            Merge request events, Comments
+                          SSL verification:   on
+                        """)
                 }
             }
         }

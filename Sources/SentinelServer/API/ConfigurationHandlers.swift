@@ -40,6 +40,21 @@ struct ConfigurationHandlers: Sendable {
                                                 webhookUrl: context.request.baseURL + summary.webhookPath))))
     }
 
+    func createGitLabIntegration(_ input: Operations.CreateGitLabIntegration.Input, _ context: WorkspaceContext) async throws
+        -> Operations.CreateGitLabIntegration.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        guard let baseURL = URL(string: body.baseUrl), baseURL.scheme != nil else {
+            throw IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")
+        }
+        // One call to the instance before anything is stored: the token works and may post.
+        let user = try await GitLabTokenCheck.user(baseURL: baseURL, token: body.token, caBundlePEM: body.caBundle, destinations: d.destinations)
+        let summary = try await d.integrations.addGitLab(workspace: context.workspace, baseURL: baseURL, token: body.token,
+                                                         webhookSecret: Data(body.webhookSecret.utf8), caBundlePEM: body.caBundle,
+                                                         botUsername: body.botUsername ?? user.username)
+        return .created(.init(body: .json(.init(integration: try .converted(from: summary),
+                                                webhookUrl: context.request.baseURL + summary.webhookPath))))
+    }
+
     // MARK: AI providers
 
     func listProviders(_ input: Operations.ListProviders.Input, _ context: WorkspaceContext) async throws -> Operations.ListProviders.Output {

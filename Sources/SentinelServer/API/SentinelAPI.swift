@@ -19,6 +19,8 @@ struct APIDependencies: Sendable {
     let publicScheme: String
     /// `server.public_url`, when set: the base of webhook URLs instead of the request's Host.
     let publicURL: String?
+    /// Where outbound calls may go (`security.*`): a GitLab token is checked against its instance.
+    let destinations: DestinationPolicy
 }
 
 /// The `/api/v1` operations: the generated `APIProtocol`, implemented by one small handler type per
@@ -149,6 +151,9 @@ struct SentinelAPI: APIProtocol {
     }
     func createIntegration(_ input: Operations.CreateIntegration.Input) async throws -> Operations.CreateIntegration.Output {
         try await configuration.createIntegration(input, try APIContext.workspace())
+    }
+    func createGitLabIntegration(_ input: Operations.CreateGitLabIntegration.Input) async throws -> Operations.CreateGitLabIntegration.Output {
+        try await configuration.createGitLabIntegration(input, try APIContext.workspace())
     }
     func listProviders(_ input: Operations.ListProviders.Input) async throws -> Operations.ListProviders.Output {
         try await configuration.listProviders(input, try APIContext.workspace())

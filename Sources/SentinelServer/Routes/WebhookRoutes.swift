@@ -4,13 +4,15 @@ import Logging
 import NIOCore
 import SentinelCore
 
-/// `POST /webhooks/github/{integrationId}`. Order: integration lookup (404) and the declared size
-/// (413), both before a byte of the body is read; then the body, read once up to the limit;
-/// signature (401 before anything is stored), headers and JSON, then one durable insert and a 202.
+/// `POST /webhooks/github/{integrationId}` and `POST /webhooks/gitlab/{integrationId}`. Order:
+/// integration lookup (404) and the declared size (413), both before a byte of the body is read;
+/// then the body, read once up to the limit; the platform's authentication (401 before anything is
+/// stored), headers and JSON, then one durable insert and a 202. No network call happens here.
 struct WebhookRoutes {
-    /// The one definition of the largest delivery accepted (GitHub sends at most 25 MB).
+    /// The one definition of the largest delivery accepted (GitHub and GitLab send at most 25 MB).
     static let maxDeliveryBytes = 25 * 1024 * 1024
-    let integrations: GitHubIntegrationCache
+    let gitHub: GitHubIntegrationCache
+    let gitLab: GitLabIntegrationCache
     let supervisor: Supervisor
     let metrics: SentinelMetrics
 
@@ -18,32 +20,47 @@ struct WebhookRoutes {
         router.post("/webhooks/github/:integrationId") { request, context in
             try await receiveGitHub(request, context)
         }
+        router.post("/webhooks/gitlab/:integrationId") { request, context in
+            try await receiveGitLab(request, context)
+        }
     }
 
-    func tooLarge() -> Problem {
-        metrics.webhook(platform: "github", outcome: "too_large")
+    func tooLarge(_ platform: String) -> Problem {
+        metrics.webhook(platform: platform, outcome: "too_large")
         return Problem(status: .contentTooLarge, detail: "deliveries larger than \(Self.maxDeliveryBytes / (1024 * 1024)) MB are refused")
     }
 
-    func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
+    /// The integration a delivery is for (404 when unknown), from the platform's cache.
+    func integration<I: SourceControlIntegration>(_ cache: IntegrationCache<I>, _ context: SentinelRequestContext, platform: String) async throws -> I {
         guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
-              let integration = try await integrations.integration(id, using: supervisor) else {
-            metrics.webhook(platform: "github", outcome: "unknown_integration")
+              let integration = try await cache.integration(id, using: supervisor) else {
+            metrics.webhook(platform: platform, outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")
         }
+        return integration
+    }
+
+    /// The delivery's body, read once up to the limit (413 beyond, by the declared size before any byte is read).
+    func body(_ request: Request, platform: String) async throws -> Data {
         if let declared = request.headers[.contentLength], let length = Int(declared), length > Self.maxDeliveryBytes {
-            throw tooLarge()
+            throw tooLarge(platform)
         }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxDeliveryBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw tooLarge()
+            throw tooLarge(platform)
         } catch is NIOTooManyBytesError {
-            throw tooLarge()
+            throw tooLarge(platform)
         }
         // One view of the collected bytes as Data (no copy where the storage allows it).
-        let data = body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
+        return body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
+    }
+
+    func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
+        let integration = try await integration(gitHub, context, platform: "github")
+        let id = integration.id
+        let data = try await body(request, platform: "github")
         guard GitHubWebhookSignature.isValid(header: request.headers[.init("X-Hub-Signature-256")!], body: data, secret: integration.webhookSecret) else {
             metrics.webhook(platform: "github", outcome: "bad_signature")
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
@@ -64,14 +81,46 @@ struct WebhookRoutes {
             return jsonResponse(.ok, ["status": "pong", "integration_id": id.rawValue])
         }
         let action = object["action"] as? String
-        let correlationID = deliveryID
-        let outcome = try await supervisor.withWorkspace(integration.workspaceID) { workspace in
-            try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: id, event: event, action: action, body: data,
-                                           correlationID: correlationID, in: workspace)
+        return try await store(deliveryID: deliveryID, event: event, action: action, data: data, integrationID: id,
+                               workspaceID: integration.workspaceID, platform: "github", jobKind: DeliveryIntake.jobKind, context)
+    }
+
+    /// GitLab authenticates a delivery with the webhook's secret token in `X-Gitlab-Token`, and
+    /// names it with `Idempotency-Key` (the same across GitLab's retries) and `X-Gitlab-Event-UUID`.
+    func receiveGitLab(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
+        let integration = try await integration(gitLab, context, platform: "gitlab")
+        let data = try await body(request, platform: "gitlab")
+        guard GitLabWebhookToken.isValid(header: request.headers[.init("X-Gitlab-Token")!], secret: integration.webhookSecret) else {
+            metrics.webhook(platform: "gitlab", outcome: "bad_signature")
+            context.logger.warning("webhook token rejected", metadata: ["integration_id": "\(integration.id)"])
+            throw Problem(status: .unauthorized, detail: "X-Gitlab-Token is missing or does not match the integration's webhook secret")
         }
-        metrics.webhook(platform: "github", outcome: outcome == .accepted ? "accepted" : "duplicate")
+        guard let event = request.headers[.init("X-Gitlab-Event")!], !event.isEmpty, event.count <= 100 else {
+            throw Problem(status: .badRequest, detail: "X-Gitlab-Event header is required")
+        }
+        let key = request.headers[.init("Idempotency-Key")!] ?? request.headers[.init("X-Gitlab-Event-UUID")!]
+        guard let key, !key.isEmpty, key.count <= 200 else {
+            throw Problem(status: .badRequest, detail: "X-Gitlab-Event-UUID (or Idempotency-Key) header is required")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            metrics.webhook(platform: "gitlab", outcome: "invalid_json")
+            throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
+        }
+        let action = (object["object_attributes"] as? [String: Any])?["action"] as? String
+        return try await store(deliveryID: "gitlab:\(key)", event: event, action: action, data: data, integrationID: integration.id,
+                               workspaceID: integration.workspaceID, platform: "gitlab", jobKind: DeliveryIntake.gitLabJobKind, context)
+    }
+
+    func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,
+               platform: String, jobKind: String, _ context: SentinelRequestContext) async throws -> Response {
+        let correlationID = deliveryID
+        let outcome = try await supervisor.withWorkspace(workspaceID) { workspace in
+            try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
+                                           correlationID: correlationID, jobKind: jobKind, in: workspace)
+        }
+        metrics.webhook(platform: platform, outcome: outcome == .accepted ? "accepted" : "duplicate")
         context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",
-                                                          "duplicate": "\(outcome == .duplicate)", "workspace_id": "\(integration.workspaceID)"])
+                                                          "duplicate": "\(outcome == .duplicate)", "workspace_id": "\(workspaceID)"])
         return jsonResponse(.accepted, ["status": outcome == .accepted ? "accepted" : "duplicate", "delivery_id": deliveryID])
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
 
-/// The payload of a `github.delivery` job.
+/// The payload of a delivery job (`github.delivery`, `gitlab.delivery`).
 public struct DeliveryJob: Codable, Sendable {
     public var deliveryID: String
 }
@@ -13,9 +13,11 @@ public enum DeliveryIntake {
     public enum Outcome: Sendable, Equatable { case accepted, duplicate }
 
     public static let jobKind = "github.delivery"
+    public static let gitLabJobKind = "gitlab.delivery"
 
+    /// - Parameter jobKind: the platform's processing job (`jobKind` for GitHub, `gitLabJobKind`).
     public static func store(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data,
-                             correlationID: String, in workspace: WorkspaceActor) async throws -> Outcome {
+                             correlationID: String, jobKind: String = DeliveryIntake.jobKind, in workspace: WorkspaceActor) async throws -> Outcome {
         try await workspace.write { tx in
             try tx.db.execute(sql: """
                 INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, correlation_id, received_at)

@@ -13,6 +13,7 @@ public struct SentinelConfig: Sendable, Equatable {
     public var shutdown = Shutdown()
     public var log = Log()
     public var github = GitHub()
+    public var gitlab = GitLab()
     public var ai = AI()
     public var export = Export()
     public var billing = Billing()
@@ -74,6 +75,10 @@ public struct SentinelConfig: Sendable, Equatable {
     public init() {}
 
     public struct GitHub: Sendable, Equatable {
+        public var requestTimeoutSeconds = 30.0
+    }
+
+    public struct GitLab: Sendable, Equatable {
         public var requestTimeoutSeconds = 30.0
     }
 
@@ -199,6 +204,7 @@ public enum ConfigLoader {
         key("jobs.retention_hours", "finished jobs are pruned after this long", \.jobs.retentionHours),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
         key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
+        key("gitlab.request_timeout_seconds", "timeout of one GitLab API request; a timed-out call is retried with backoff", \.gitlab.requestTimeoutSeconds),
         key("ai.price_table_file", "YAML file overriding the built-in AI price table (USD per million tokens)", \.ai.priceTableFile),
         key("export.enabled", "write the nightly PostgreSQL analytics dump to data/exports/ while serving", \.export.enabled),
         key("export.time", "when the nightly export runs, HH:MM in UTC", \.export.time),

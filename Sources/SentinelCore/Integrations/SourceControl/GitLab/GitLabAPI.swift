@@ -1,0 +1,278 @@
+import Foundation
+
+/// An error answer from the GitLab REST API, classified for the job queue: rate limits, server
+/// faults and timeouts are retried (honouring `Retry-After` / `RateLimit-Reset`); 400, 401, 403
+/// and 404 fail visibly.
+public struct GitLabAPIError: Error, CustomStringConvertible, Sendable {
+    public let status: Int
+    public let message: String
+    public let operation: String
+    public let retryAfter: TimeInterval?
+
+    public var isRetryable: Bool { status >= 500 || status == 429 || status == 408 }
+
+    public var description: String {
+        "GitLab \(operation) failed: HTTP \(status)\(message.isEmpty ? "" : " — \(message)")"
+    }
+}
+
+/// The GitLab REST (`/api/v4`) operations Sentinel uses, over the project's one HTTP client,
+/// authenticated with the integration's access token (personal, project or group token with the
+/// `api` scope). Projects are addressed by their numeric id.
+public struct GitLabClient: Sendable {
+    /// The instance root, e.g. `https://gitlab.example.com` (the API is at `/api/v4`).
+    public let baseURL: URL
+    let token: String
+    let http: any OutboundHTTPClient
+    let timeout: Duration
+
+    public init(baseURL: URL, token: String, http: any OutboundHTTPClient, timeout: Duration = .seconds(30)) {
+        self.baseURL = baseURL
+        self.token = token
+        self.http = http
+        self.timeout = timeout
+    }
+
+    public static func error(_ response: OutboundResponse, operation: String) -> GitLabAPIError {
+        // GitLab answers `{"message": …}` (a string, or an object of field errors) or `{"error": …}`.
+        var message = ""
+        if let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any] {
+            if let text = object["message"] as? String {
+                message = text
+            } else if let fields = object["message"], JSONSerialization.isValidJSONObject(fields),
+                      let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) {
+                message = String(decoding: data, as: UTF8.self)
+            } else if let text = object["error_description"] as? String ?? object["error"] as? String {
+                message = text
+            }
+        }
+        var retryAfter = response.retryAfter
+        if retryAfter == nil, response.status == 429 {
+            retryAfter = response.header("RateLimit-Reset").flatMap(Double.init).map { max(1, $0 - Date().timeIntervalSince1970) } ?? 60
+        }
+        return GitLabAPIError(status: response.status, message: RemoteText.clean(message), operation: operation, retryAfter: retryAfter)
+    }
+
+    /// `GET|POST /api/v4/<path>`; `path` components are already escaped where they need to be.
+    func request(_ method: String, _ path: String, query: [(String, String)] = [], body: (any Encodable)? = nil, operation: String,
+                 expect: Set<Int> = [200]) async throws -> OutboundResponse {
+        guard var components = URLComponents(url: baseURL, resolvingAgainstBaseURL: false) else {
+            throw GitLabAPIError(status: 0, message: "invalid base URL \(baseURL)", operation: operation, retryAfter: nil)
+        }
+        let root = components.percentEncodedPath.hasSuffix("/") ? String(components.percentEncodedPath.dropLast()) : components.percentEncodedPath
+        components.percentEncodedPath = root + "/api/v4/" + path
+        if !query.isEmpty { components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
+        guard let url = components.url else {
+            throw GitLabAPIError(status: 0, message: "invalid request path \(path)", operation: operation, retryAfter: nil)
+        }
+        var headers = [("Accept", "application/json"), ("PRIVATE-TOKEN", token)]
+        var data: Data?
+        if let body {
+            data = try JSONEncoder().encode(body)
+            headers.append(("Content-Type", "application/json"))
+        }
+        let response = try await http.send(OutboundRequest(method: method, url: url, headers: headers, body: data, timeout: timeout))
+        guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
+        return response
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, _ response: OutboundResponse, operation: String) throws -> T {
+        do { return try JSONDecoder().decode(type, from: response.body) } catch {
+            throw GitLabAPIError(status: response.status, message: "unexpected response shape", operation: operation, retryAfter: nil)
+        }
+    }
+
+    /// Every page of a list, following `X-Next-Page` (at most `maxPages` pages of 100).
+    func list<T: Decodable>(_ path: String, query: [(String, String)] = [], operation: String, maxPages: Int = 50) async throws -> [T] {
+        var items: [T] = []
+        var page = "1"
+        for _ in 0..<maxPages {
+            let r = try await request("GET", path, query: query + [("per_page", "100"), ("page", page)], operation: operation)
+            let batch = try decode([T].self, r, operation: operation)
+            items += batch
+            guard let next = r.header("X-Next-Page"), !next.isEmpty, !batch.isEmpty else { break }
+            page = next
+        }
+        return items
+    }
+
+    /// A path segment as GitLab wants it inside a URL (`a/b.c` → `a%2Fb%2Ec` is not needed; `/` must be).
+    static func segment(_ text: String) -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove("/")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    // MARK: Operations
+
+    public func currentUser() async throws -> GitLabUser {
+        try decode(GitLabUser.self, try await request("GET", "user", operation: "get current user"), operation: "get current user")
+    }
+
+    /// The token's own description, where the instance has it (GitLab 15.5+): nil on older ones.
+    public func tokenScopes() async throws -> [String]? {
+        let r = try await request("GET", "personal_access_tokens/self", operation: "get token", expect: [200, 404])
+        guard r.status == 200 else { return nil }
+        struct Token: Decodable { let scopes: [String]? }
+        return try decode(Token.self, r, operation: "get token").scopes
+    }
+
+    public func mergeRequest(project: Int64, iid: Int) async throws -> GitLabMergeRequest {
+        let r = try await request("GET", "projects/\(project)/merge_requests/\(iid)", operation: "get merge request")
+        return try decode(GitLabMergeRequest.self, r, operation: "get merge request")
+    }
+
+    /// The merge request's diff, file by file: `/diffs` (paginated), or `/changes` on instances
+    /// older than GitLab 15.7 that answer 404 to `/diffs`.
+    public func mergeRequestDiffs(project: Int64, iid: Int) async throws -> [GitLabDiff] {
+        do {
+            return try await list("projects/\(project)/merge_requests/\(iid)/diffs", operation: "list merge request diffs")
+        } catch let error as GitLabAPIError where error.status == 404 {
+            let r = try await request("GET", "projects/\(project)/merge_requests/\(iid)/changes", operation: "get merge request changes")
+            struct Changes: Decodable { let changes: [GitLabDiff] }
+            return try decode(Changes.self, r, operation: "get merge request changes").changes
+        }
+    }
+
+    /// The common ancestor of two commits; nil when either is unknown.
+    public func mergeBase(project: Int64, _ a: String, _ b: String) async throws -> String? {
+        let r = try await request("GET", "projects/\(project)/repository/merge_base", query: [("refs[]", a), ("refs[]", b)],
+                                  operation: "get merge base", expect: [200, 400, 404])
+        guard r.status == 200 else { return nil }
+        struct Commit: Decodable { let id: String }
+        return try decode(Commit.self, r, operation: "get merge base").id
+    }
+
+    /// The diff from one commit straight to another (no merge base).
+    public func compare(project: Int64, from: String, to: String) async throws -> GitLabComparison? {
+        let r = try await request("GET", "projects/\(project)/repository/compare", query: [("from", from), ("to", to), ("straight", "true")],
+                                  operation: "compare commits", expect: [200, 404])
+        guard r.status == 200 else { return nil }
+        return try decode(GitLabComparison.self, r, operation: "compare commits")
+    }
+
+    public func fileContent(project: Int64, path: String, ref: String) async throws -> String? {
+        let r = try await request("GET", "projects/\(project)/repository/files/\(Self.segment(path))/raw", query: [("ref", ref)],
+                                  operation: "get file", expect: [200, 404])
+        guard r.status == 200 else { return nil }
+        return String(decoding: r.body, as: UTF8.self)
+    }
+
+    public func setStatus(project: Int64, sha: String, _ status: GitLabCommitStatusRequest) async throws -> GitLabCommitStatus {
+        let r = try await request("POST", "projects/\(project)/statuses/\(Self.segment(sha))", body: status, operation: "set commit status",
+                                  expect: [200, 201])
+        return try decode(GitLabCommitStatus.self, r, operation: "set commit status")
+    }
+
+    public func notes(project: Int64, iid: Int) async throws -> [GitLabNote] {
+        try await list("projects/\(project)/merge_requests/\(iid)/notes", query: [("sort", "asc")], operation: "list merge request notes")
+    }
+
+    public func createNote(project: Int64, iid: Int, body: String) async throws -> GitLabNote {
+        struct Body: Encodable { let body: String }
+        let r = try await request("POST", "projects/\(project)/merge_requests/\(iid)/notes", body: Body(body: body),
+                                  operation: "create merge request note", expect: [200, 201])
+        return try decode(GitLabNote.self, r, operation: "create merge request note")
+    }
+
+    public func discussions(project: Int64, iid: Int) async throws -> [GitLabDiscussion] {
+        try await list("projects/\(project)/merge_requests/\(iid)/discussions", operation: "list merge request discussions")
+    }
+
+    public func createDiscussion(project: Int64, iid: Int, _ discussion: GitLabDiscussionRequest) async throws -> GitLabDiscussion {
+        let r = try await request("POST", "projects/\(project)/merge_requests/\(iid)/discussions", body: discussion,
+                                  operation: "create merge request discussion", expect: [200, 201])
+        return try decode(GitLabDiscussion.self, r, operation: "create merge request discussion")
+    }
+
+    /// A user's effective access level in a project (inherited memberships included); nil when
+    /// they are not a member.
+    public func accessLevel(project: Int64, userID: Int64) async throws -> Int? {
+        let r = try await request("GET", "projects/\(project)/members/all/\(userID)", operation: "get project member", expect: [200, 404])
+        guard r.status == 200 else { return nil }
+        struct Member: Decodable { let access_level: Int }
+        return try decode(Member.self, r, operation: "get project member").access_level
+    }
+}
+
+public struct GitLabUser: Codable, Sendable {
+    public let id: Int64
+    public let username: String
+}
+
+public struct GitLabMergeRequest: Decodable, Sendable {
+    public struct DiffRefs: Codable, Sendable, Equatable {
+        public let base_sha: String?
+        public let head_sha: String?
+        public let start_sha: String?
+    }
+    public let iid: Int
+    public let title: String?
+    public let state: String?
+    public let draft: Bool?
+    public let work_in_progress: Bool?
+    public let sha: String?
+    public let source_branch: String?
+    public let target_branch: String?
+    public let source_project_id: Int64?
+    public let target_project_id: Int64?
+    public let diff_refs: DiffRefs?
+    public let web_url: String?
+}
+
+public struct GitLabDiff: Decodable, Sendable {
+    public let old_path: String
+    public let new_path: String
+    public let diff: String?
+    public let new_file: Bool?
+    public let renamed_file: Bool?
+    public let deleted_file: Bool?
+    /// Set by GitLab when it left the diff out (too large, or collapsed).
+    public let too_large: Bool?
+    public let collapsed: Bool?
+}
+
+public struct GitLabComparison: Decodable, Sendable {
+    public let diffs: [GitLabDiff]?
+    public let compare_timeout: Bool?
+}
+
+public struct GitLabCommitStatusRequest: Encodable, Sendable {
+    public let state: String
+    public let name: String
+    public let description: String?
+    public let target_url: String?
+}
+
+public struct GitLabCommitStatus: Decodable, Sendable {
+    public let id: Int64
+    public let status: String?
+}
+
+public struct GitLabNote: Decodable, Sendable {
+    public let id: Int64
+    public let body: String?
+    public let author: GitLabUser?
+    public let system: Bool?
+}
+
+public struct GitLabDiscussion: Decodable, Sendable {
+    public let id: String
+    public let notes: [GitLabNote]?
+}
+
+/// A new thread on a merge request, on a diff line when `position` is set.
+public struct GitLabDiscussionRequest: Encodable, Sendable {
+    public struct Position: Encodable, Sendable {
+        public let position_type: String
+        public let base_sha: String
+        public let start_sha: String
+        public let head_sha: String
+        public let old_path: String
+        public let new_path: String
+        public let old_line: Int?
+        public let new_line: Int?
+    }
+    public let body: String
+    public let position: Position?
+}

@@ -1,0 +1,179 @@
+import Foundation
+import GRDB
+import Logging
+
+/// The parts of GitLab's webhook payloads Sentinel reads (`Merge Request Hook`, `Note Hook`).
+enum GitLabPayload {
+    struct User: Decodable { let id: Int64?; let username: String? }
+    struct Project: Decodable { let id: Int64; let path_with_namespace: String }
+    struct Commit: Decodable { let id: String? }
+    struct Change<T: Decodable>: Decodable { let previous: T?; let current: T? }
+    struct Changes: Decodable { let draft: Change<Bool>? }
+
+    struct MergeRequestEvent: Decodable {
+        struct Attributes: Decodable {
+            let iid: Int
+            let action: String?
+            let oldrev: String?
+            let last_commit: Commit?
+            let draft: Bool?
+            let work_in_progress: Bool?
+            let title: String?
+        }
+        let user: User?
+        let project: Project
+        let object_attributes: Attributes
+        let changes: Changes?
+    }
+
+    struct NoteEvent: Decodable {
+        struct Attributes: Decodable {
+            let id: Int64
+            let note: String?
+            let noteable_type: String?
+            let system: Bool?
+            let action: String?
+        }
+        struct MergeRequest: Decodable { let iid: Int; let last_commit: Commit? }
+        let user: User?
+        let project: Project
+        let object_attributes: Attributes
+        let merge_request: MergeRequest?
+    }
+}
+
+/// Turns a stored GitLab delivery into domain changes: projects registered on first sight, review
+/// runs requested, open runs ended when a merge request closes or merges. Runs as the
+/// `gitlab.delivery` job; every step is idempotent (upserts, unique run keys). The one network call
+/// (a note command's author's access level) happens before the transaction, never at intake.
+public struct GitLabDeliveryProcessor: Sendable {
+    /// The least access level whose `@sentinel review` notes start a run: Developer.
+    public static let commandAccessLevel = 30
+    let billing: (any BillingProvider)?
+    let connector: GitLabConnector
+    let metrics: SentinelMetrics
+
+    public init(connector: GitLabConnector, billing: (any BillingProvider)? = nil, metrics: SentinelMetrics = SentinelMetrics()) {
+        self.connector = connector
+        self.billing = billing
+        self.metrics = metrics
+    }
+
+    public func register(in registry: inout JobRegistry) {
+        registry.register(DeliveryIntake.gitLabJobKind) { try await process($0) }
+    }
+
+    public func process(_ context: JobContext) async throws {
+        let job = try context.job.decodePayload(DeliveryJob.self)
+        struct Stored: Sendable { let event: String; let payload: Data; let integration: String; let processed: Bool }
+        let stored = try await context.workspace.read { db -> Stored? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else { return nil }
+            let processed: Double? = row["processed_at"]
+            return Stored(event: row["event"], payload: row["payload"], integration: row["integration_id"], processed: (processed ?? 0) > 0)
+        }
+        guard let stored, !stored.processed, let integrationID = IntegrationID(stored.integration) else { return }
+        // A note command counts only from a project member with at least Developer access: ask GitLab now.
+        var commandAccess: Int?
+        if stored.event == "Note Hook", let note = try? JSONDecoder().decode(GitLabPayload.NoteEvent.self, from: stored.payload),
+           GitHubDeliveryProcessor.command(in: note.object_attributes.note ?? "").review, let userID = note.user?.id {
+            let client = try await connector.client(for: integrationID, in: context.workspace)
+            commandAccess = try await GitLabSession(client: client, project: note.project.id, bot: GitLabUser(id: 0, username: ""))
+                .mapped { try await client.accessLevel(project: note.project.id, userID: userID) } ?? 0
+        }
+        let limit = try await billing?.plan(for: context.workspaceID).repositories
+        let access = commandAccess
+        let outcome: String = try await context.workspace.write { tx in
+            guard let row = try Row.fetchOne(tx.db, sql: "SELECT processed_at, correlation_id FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else {
+                return "missing"
+            }
+            if let processed: Double = row["processed_at"], processed > 0 { return "processed" }
+            let outcome: String
+            do {
+                outcome = try Self.route(event: stored.event, payload: stored.payload, integrationID: integrationID, correlationID: row["correlation_id"],
+                                         repositoryLimit: limit, commandAccess: access, tx: &tx)
+            } catch let error as DecodingError {
+                outcome = "ignored: payload not understood (\(GitHubDeliveryProcessor.describe(error)))"
+            }
+            try tx.db.execute(sql: "UPDATE deliveries SET processed_at = ?, outcome = ? WHERE id = ?", arguments: [tx.now.epoch, outcome, job.deliveryID])
+            return outcome
+        }
+        if outcome.hasPrefix(GitHubDeliveryProcessor.refusedCommandPrefix) {
+            metrics.reviewCommandRefused(reason: "access_level")
+            context.logger.notice("review command refused", metadata: ["delivery_id": "\(job.deliveryID)", "outcome": "\(outcome)"])
+        }
+        context.logger.info("delivery processed", metadata: ["delivery_id": "\(job.deliveryID)", "outcome": "\(outcome)"])
+    }
+
+    /// Whether a merge request is a draft: the flag, the older `work_in_progress`, or a draft title.
+    static func isDraft(_ a: GitLabPayload.MergeRequestEvent.Attributes) -> Bool {
+        (a.draft ?? false) || (a.work_in_progress ?? false) || GitLabSession.hasDraftTitle(a.title ?? "")
+    }
+
+    /// Applies one delivery inside the caller's transaction; returns what was done, in words.
+    /// `commandAccess` is the note author's access level in the project, when the note is a command.
+    public static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?, repositoryLimit: Int? = nil,
+                             commandAccess: Int? = nil, tx: inout WorkspaceTransaction) throws -> String {
+        let decoder = JSONDecoder()
+        switch event {
+        case "Merge Request Hook":
+            let e = try decoder.decode(GitLabPayload.MergeRequestEvent.self, from: payload)
+            let a = e.object_attributes
+            let action = a.action ?? ""
+            let trigger: String
+            switch action {
+            case "open": trigger = "opened"
+            case "reopen": trigger = "reopened"
+            case "update":
+                if a.oldrev != nil {
+                    trigger = "push"
+                } else if e.changes?.draft?.previous == true, e.changes?.draft?.current == false {
+                    trigger = "ready_for_review"
+                } else {
+                    return "ignored: merge request updated without new commits"
+                }
+            case "close", "merge":
+                guard let repo = try RepositoryStore.find(integrationID: integrationID, externalID: e.project.id, in: tx.db) else {
+                    return "ignored: \(action) of a merge request of an unknown project"
+                }
+                let n = try ReviewRunStore.closePullRequest(repositoryID: repo.id, prNumber: a.iid, in: &tx)
+                return "merge request \(action == "merge" ? "merged" : "closed"); \(n) open runs ended"
+            default:
+                return "ignored: merge_request.\(action.isEmpty ? "unknown" : action)"
+            }
+            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.project.id, fullName: e.project.path_with_namespace,
+                                                    installationID: nil, limit: repositoryLimit, in: &tx)
+            guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
+            guard let head = a.last_commit?.id, !head.isEmpty else { return "ignored: no head commit in the merge request event" }
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: a.iid, headSHA: head, baseSHA: nil, trigger: trigger,
+                                                              fullReview: false, correlationID: correlationID, in: &tx)
+            return created ? "run \(runID) requested" : "run \(runID) already exists"
+        case "Note Hook":
+            let e = try decoder.decode(GitLabPayload.NoteEvent.self, from: payload)
+            let a = e.object_attributes
+            guard a.noteable_type == "MergeRequest", let mr = e.merge_request else {
+                return "ignored: note on a \(a.noteable_type ?? "unknown"), not a merge request"
+            }
+            // Only new notes are commands: editing an old note must not start (or restart) a run.
+            if let action = a.action, action != "create" { return "ignored: note \(action)" }
+            if a.system == true { return "ignored: system note" }
+            let bot = try String.fetchOne(tx.db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
+            if let bot, let author = e.user?.username, author.lowercased() == bot.lowercased() { return "ignored: note by the integration's user" }
+            let command = GitHubDeliveryProcessor.command(in: a.note ?? "")
+            guard command.review else { return "ignored: no command" }
+            let access = commandAccess ?? 0
+            guard access >= commandAccessLevel else {
+                return GitHubDeliveryProcessor.refusedCommandPrefix
+                    + "@sentinel command by \(e.user?.username ?? "unknown") (access level \(access)); needs Developer (30) or more"
+            }
+            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.project.id, fullName: e.project.path_with_namespace,
+                                                    installationID: nil, limit: repositoryLimit, in: &tx)
+            guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: mr.iid, headSHA: mr.last_commit?.id ?? "", baseSHA: nil,
+                                                              trigger: "command:\(a.id)", fullReview: command.full, correlationID: correlationID,
+                                                              in: &tx)
+            return created ? "run \(runID) requested by note" : "run \(runID) already exists"
+        default:
+            return "stored: \(event) is not acted on"
+        }
+    }
+}

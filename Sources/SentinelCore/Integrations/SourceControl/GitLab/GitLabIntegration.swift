@@ -1,0 +1,173 @@
+import Foundation
+import GRDB
+
+/// A GitLab integration (gitlab.com or self-managed), decrypted in memory only: the instance,
+/// its access token and the webhook secret GitLab sends as `X-Gitlab-Token`.
+public struct GitLabIntegration: SourceControlIntegration {
+    public let id: IntegrationID
+    public let workspaceID: WorkspaceID
+    /// The instance root, e.g. `https://gitlab.example.com`; the API is at `/api/v4`.
+    public let baseURL: URL
+    public let caBundlePEM: String?
+    public let token: String
+    public let webhookSecret: Data
+    /// The token's user, whose notes are the integration's own.
+    public let botUsername: String?
+
+    public static func load(_ id: IntegrationID, from workspace: WorkspaceActor, service: IntegrationService) async throws -> GitLabIntegration? {
+        try await service.loadGitLab(id, from: workspace)
+    }
+}
+
+extension IntegrationService {
+    public static let defaultGitLab = URL(string: "https://gitlab.com")!
+
+    /// Validates and stores a GitLab integration in the workspace file, then makes it routable in
+    /// control.sqlite. The token and the webhook secret are sealed with the master key (the token
+    /// in the credential column, where a GitHub App keeps its private key). Check the token against
+    /// the instance first (`GitLabTokenCheck`).
+    public func addGitLab(workspace: WorkspaceActor, baseURL: URL, token: String, webhookSecret: Data, caBundlePEM: String? = nil,
+                          botUsername: String? = nil) async throws -> IntegrationSummary {
+        let token = token.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, token.count <= 1_000, !StoredText.hasControlCharacters(token, multiline: false) else {
+            throw IntegrationError.invalid("the GitLab access token is empty or malformed")
+        }
+        guard webhookSecret.count >= 8 else { throw IntegrationError.invalid("the webhook secret must be at least 8 bytes (there is no unsecured mode)") }
+        try Self.validateAPIURL(baseURL)
+        if let caBundlePEM {
+            guard caBundlePEM.contains("-----BEGIN CERTIFICATE-----") else { throw IntegrationError.invalid("the CA file holds no PEM certificate") }
+        }
+        let id = IntegrationID.generate()
+        let key = masterKey
+        let now = Date()
+        let root = baseURL.absoluteString.hasSuffix("/") ? String(baseURL.absoluteString.dropLast()) : baseURL.absoluteString
+        try await workspace.write { tx in
+            try tx.db.execute(sql: """
+                INSERT INTO integrations (id, kind, app_id, api_url, ca_bundle, private_key, webhook_secret, bot_login, created_at)
+                VALUES (?, 'gitlab', NULL, ?, ?, ?, ?, ?, ?)
+                """, arguments: [id.rawValue, root, caBundlePEM,
+                                 try key.seal(Data(token.utf8), context: "integration:\(id):token"),
+                                 try key.seal(webhookSecret, context: "integration:\(id):webhook_secret"),
+                                 botUsername, now.epoch])
+            try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)", payload: ["kind": "gitlab", "api_url": root]))
+        }
+        try control.write { db in
+            try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'gitlab', ?)",
+                           arguments: [id.rawValue, workspace.id.rawValue, now.epoch])
+        }
+        return IntegrationSummary(id: id.rawValue, workspaceID: workspace.id.rawValue, kind: "gitlab", appID: nil, apiURL: root,
+                                  hasCABundle: caBundlePEM != nil, webhookPath: "/webhooks/gitlab/\(id)", createdAt: ISO8601.string(now))
+    }
+
+    /// Loads and decrypts a GitLab integration from its workspace file.
+    public func loadGitLab(_ id: IntegrationID, from workspace: WorkspaceActor) async throws -> GitLabIntegration? {
+        struct Stored: Sendable { let api: String; let ca: String?; let token: Data; let secret: Data; let bot: String? }
+        let stored = try await workspace.read { db -> Stored? in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM integrations WHERE id = ? AND kind = 'gitlab'", arguments: [id.rawValue]) else {
+                return nil
+            }
+            return Stored(api: row["api_url"], ca: row["ca_bundle"], token: row["private_key"], secret: row["webhook_secret"], bot: row["bot_login"])
+        }
+        guard let stored else { return nil }
+        let token = try masterKey.open(stored.token, context: "integration:\(id):token")
+        let secret = try masterKey.open(stored.secret, context: "integration:\(id):webhook_secret")
+        guard let url = URL(string: stored.api) else { throw IntegrationError.invalid("stored GitLab URL is invalid") }
+        return GitLabIntegration(id: id, workspaceID: workspace.id, baseURL: url, caBundlePEM: stored.ca,
+                                 token: String(decoding: token, as: UTF8.self), webhookSecret: secret, botUsername: stored.bot)
+    }
+}
+
+/// The one check of a GitLab token before an integration is stored: the instance answers, the
+/// token is valid, and (where GitLab can say, 15.5+) it has the `api` scope Sentinel needs to post.
+public enum GitLabTokenCheck {
+    public static func user(baseURL: URL, token: String, caBundlePEM: String?, destinations: DestinationPolicy) async throws -> GitLabUser {
+        try IntegrationService.validateAPIURL(baseURL)
+        let http: AsyncOutboundHTTPClient
+        do { http = try AsyncOutboundHTTPClient(caBundlePEM: caBundlePEM, destinations: destinations) } catch {
+            throw IntegrationError.invalid("the CA file cannot be used: \(error)")
+        }
+        do {
+            let client = GitLabClient(baseURL: baseURL, token: token.trimmingCharacters(in: .whitespacesAndNewlines), http: http, timeout: .seconds(15))
+            let user = try await client.currentUser()
+            if let scopes = try await client.tokenScopes(), !scopes.contains("api") {
+                throw IntegrationError.invalid("the GitLab token lacks the api scope (it has: \(scopes.sorted().joined(separator: ", "))); "
+                                               + "create one with the api scope")
+            }
+            await http.shutdown()
+            return user
+        } catch let error as GitLabAPIError {
+            await http.shutdown()
+            switch error.status {
+            case 401: throw IntegrationError.invalid("GitLab refused the token (401): it is wrong, expired or revoked")
+            case 403: throw IntegrationError.invalid("GitLab refused the token (403): it needs the api scope — \(error.message)")
+            default: throw IntegrationError.invalid("\(error.description); is \(baseURL.absoluteString) the GitLab instance root?")
+            }
+        } catch let error as OutboundHTTPError {
+            await http.shutdown()
+            throw IntegrationError.invalid("GitLab at \(baseURL.absoluteString) cannot be reached: \(error)")
+        } catch {
+            await http.shutdown()
+            throw error
+        }
+    }
+}
+
+/// Builds GitLab sessions for review runs: one HTTP client per integration (with its own CA bundle
+/// when it has one) and the token's user, looked up once. `shutdown()` closes the clients.
+public actor GitLabConnector: SourceControlConnector {
+    private struct Entry {
+        let client: GitLabClient
+        let http: AsyncOutboundHTTPClient
+        var bot: GitLabUser?
+    }
+
+    let integrations: GitLabIntegrationCache
+    let requestTimeout: Duration
+    let destinations: DestinationPolicy
+    private var entries: [IntegrationID: Entry] = [:]
+
+    public init(integrations: GitLabIntegrationCache, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy()) {
+        self.integrations = integrations
+        self.requestTimeout = requestTimeout
+        self.destinations = destinations
+    }
+
+    /// The integration's API client (for the delivery processor's membership checks too).
+    public func client(for id: IntegrationID, in workspace: WorkspaceActor) async throws -> GitLabClient {
+        try await entry(id, in: workspace).client
+    }
+
+    private func entry(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Entry {
+        if let cached = entries[id] { return cached }
+        guard let integration = try await integrations.integration(id, in: workspace) else {
+            throw SourceControlError.permanent("the repository's GitLab integration \(id) no longer exists")
+        }
+        let http: AsyncOutboundHTTPClient
+        do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
+            throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
+        }
+        let entry = Entry(client: GitLabClient(baseURL: integration.baseURL, token: integration.token, http: http, timeout: requestTimeout),
+                          http: http, bot: nil)
+        entries[id] = entry
+        return entry
+    }
+
+    public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
+        guard let id = IntegrationID(repository.integrationId) else { throw SourceControlError.permanent("repository has an invalid integration id") }
+        var entry = try await entry(id, in: workspace)
+        if entry.bot == nil {
+            let client = entry.client
+            let user = try await GitLabSession(client: client, project: repository.externalId, bot: GitLabUser(id: 0, username: ""))
+                .mapped { try await client.currentUser() }
+            entry.bot = user
+            entries[id]?.bot = user
+        }
+        guard let bot = entry.bot else { throw SourceControlError.permanent("the GitLab token's user is unknown") }
+        return GitLabSession(client: entry.client, project: repository.externalId, bot: bot)
+    }
+
+    public func shutdown() async {
+        for entry in entries.values { await entry.http.shutdown() }
+        entries.removeAll()
+    }
+}

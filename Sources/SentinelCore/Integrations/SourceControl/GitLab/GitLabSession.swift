@@ -1,0 +1,182 @@
+import Foundation
+
+/// GitLab behind `SourceControlSession`: a merge request is the pull request (`number` is its
+/// IID), inline comments are discussions with a text position, the gate is a commit status named
+/// `Sentinel`, and the review is one summary note carrying the run marker.
+public struct GitLabSession: SourceControlSession {
+    let client: GitLabClient
+    /// The project's numeric id (the repository's external id): stable across renames and moves.
+    let project: Int64
+    /// The integration's own user: only its notes can carry a run marker Sentinel trusts.
+    let bot: GitLabUser
+    public static let statusName = "Sentinel"
+    public var platformName: String { "GitLab" }
+
+    public init(client: GitLabClient, project: Int64, bot: GitLabUser) {
+        self.client = client
+        self.project = project
+        self.bot = bot
+    }
+
+    func mapped<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let error as GitLabAPIError {
+            if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
+            throw SourceControlError.permanent(error.description)
+        } catch let error as OutboundHTTPError {
+            if case .destinationRefused = error { throw SourceControlError.permanent("GitLab \(error)") }
+            throw SourceControlError.retryable("GitLab unreachable: \(error)", retryAfter: nil)
+        }
+    }
+
+    public func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo {
+        try await mapped {
+            let mr = try await client.mergeRequest(project: project, iid: number)
+            let draft = (mr.draft ?? false) || (mr.work_in_progress ?? false) || Self.hasDraftTitle(mr.title ?? "")
+            let fork = mr.source_project_id.map { $0 != (mr.target_project_id ?? project) } ?? false
+            return PullRequestInfo(headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "", isDraft: draft,
+                                   isOpen: (mr.state ?? "opened") == "opened", fromFork: fork, title: mr.title ?? "")
+        }
+    }
+
+    /// GitLab's draft prefixes (`Draft:`, `[Draft]`, `(Draft)`, and the older `WIP:`).
+    public static func hasDraftTitle(_ title: String) -> Bool {
+        title.range(of: #"^\s*(\[draft\]|\(draft\)|draft:|draft\s|wip:|\[wip\])"#, options: [.regularExpression, .caseInsensitive]) != nil
+    }
+
+    /// GitLab's per-file diffs as diff files. A file GitLab left out (too large, collapsed) or whose
+    /// diff cannot be parsed keeps its place with no reviewable lines, so it still counts in the
+    /// coverage sentence.
+    public static func diffFiles(_ diffs: [GitLabDiff]) -> [DiffFile] {
+        diffs.map { d in
+            let status: DiffFile.Status = (d.new_file ?? false) ? .added : (d.deleted_file ?? false) ? .deleted
+                : (d.renamed_file ?? false) ? .renamed : .modified
+            let previous = d.old_path == d.new_path ? nil : d.old_path
+            let path = status == .deleted ? d.old_path : d.new_path
+            if let diff = d.diff, !diff.isEmpty,
+               let parsed = try? DiffFile.fromPatch(path: path, previousPath: previous, status: status, patch: diff, isBinary: false) {
+                return parsed
+            }
+            return DiffFile(oldPath: status == .added ? nil : d.old_path, newPath: status == .deleted ? nil : d.new_path, status: status,
+                            isBinary: !(d.too_large ?? false) && !(d.collapsed ?? false) && (d.diff ?? "").isEmpty, hunks: [])
+        }
+    }
+
+    public func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles {
+        try await mapped { PullRequestFiles(files: Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number))) }
+    }
+
+    public func changedFiles(_ repo: String, from base: String, to head: String) async throws -> CommitComparison? {
+        try await mapped {
+            // A rewritten history (force-push) leaves the old head off the new one's ancestry.
+            guard try await client.mergeBase(project: project, base, head) == base,
+                  let comparison = try await client.compare(project: project, from: base, to: head) else { return nil }
+            return CommitComparison(files: Self.diffFiles(comparison.diffs ?? []), truncated: comparison.compare_timeout ?? false)
+        }
+    }
+
+    public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
+        try await mapped { try await client.fileContent(project: project, path: path, ref: ref) }
+    }
+
+    /// Sets the `Sentinel` status; a transition GitLab refuses (400: the status already moved on, e.g.
+    /// a newer run concluded it) leaves the gate as it is rather than failing the review.
+    private func setStatus(_ sha: String, _ state: String, _ description: String) async throws {
+        do {
+            _ = try await client.setStatus(project: project, sha: sha, GitLabCommitStatusRequest(
+                state: state, name: Self.statusName, description: String(description.prefix(255)), target_url: nil))
+        } catch let error as GitLabAPIError where error.status == 400 {
+            return
+        }
+    }
+
+    public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
+        try await mapped {
+            try await setStatus(headSHA, "pending", "Review queued")
+            try await setStatus(headSHA, "running", "Sentinel is reviewing this merge request")
+            return headSHA
+        }
+    }
+
+    public func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws {
+        // GitLab has no neutral state: a neutral conclusion (skipped, superseded) does not block the merge.
+        let state = conclusion == .failure ? "failed" : "success"
+        try await mapped { try await setStatus(checkID, state, title) }
+    }
+
+    public func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String? {
+        try await mapped {
+            try await client.notes(project: project, iid: number).first { note in
+                note.author?.id == bot.id && note.system != true && (note.body?.hasPrefix(marker) ?? false)
+            }.map { String($0.id) }
+        }
+    }
+
+    /// Posts each inline comment as a discussion on its diff line, then the summary note. A position
+    /// GitLab refuses (400) moves that comment into the summary instead of failing the run; a retry
+    /// skips the discussions this run already posted (they carry the run marker).
+    public func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String {
+        try await mapped {
+            let marker = body.prefix { $0 != "\n" }.hasPrefix("<!-- sentinel:run:") ? String(body.prefix { $0 != "\n" }) : nil
+            var refused: [ReviewComment] = []
+            if !comments.isEmpty {
+                let mr = try await client.mergeRequest(project: project, iid: number)
+                let files = Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number))
+                var posted = Set<String>()
+                if let marker {
+                    for discussion in try await client.discussions(project: project, iid: number) {
+                        for note in discussion.notes ?? [] where note.author?.id == bot.id && (note.body?.contains(marker) ?? false) {
+                            posted.insert(note.body ?? "")
+                        }
+                    }
+                }
+                for comment in comments {
+                    let text = Self.gitLabBody(comment) + (marker.map { "\n\n" + $0 } ?? "")
+                    if posted.contains(text) { continue }
+                    guard let refs = mr.diff_refs, let base = refs.base_sha, let start = refs.start_sha, let head = refs.head_sha,
+                          let position = Self.position(of: comment, in: files, base: base, start: start, head: head) else {
+                        refused.append(comment)
+                        continue
+                    }
+                    do {
+                        _ = try await client.createDiscussion(project: project, iid: number, GitLabDiscussionRequest(body: text, position: position))
+                    } catch let error as GitLabAPIError where error.status == 400 {
+                        refused.append(comment)
+                    }
+                }
+            }
+            var summary = body
+            if !refused.isEmpty {
+                summary += "\n\n### Findings GitLab could not place inline\n"
+                for c in refused {
+                    let location = c.startLine.map { "\(c.path):\($0)-\(c.line)" } ?? "\(c.path):\(c.line)"
+                    summary += "\n**`\(location)`**\n\n\(c.body)\n"
+                }
+            }
+            return String(try await client.createNote(project: project, iid: number, body: summary).id)
+        }
+    }
+
+    /// GitHub-style suggestion fences (replacing lines start…line) as GitLab's `suggestion:-N+0`.
+    static func gitLabBody(_ comment: ReviewComment) -> String {
+        let above = comment.startLine.map { max(0, comment.line - $0) } ?? 0
+        return comment.body.replacingOccurrences(of: #"(`{3,})suggestion\n"#, with: "$1suggestion:-\(above)+0\n", options: .regularExpression)
+    }
+
+    /// Where a comment goes in GitLab's terms: an added line has only `new_line`, a removed line
+    /// only `old_line`, an unchanged line both. Nil when the line is not in the diff.
+    static func position(of comment: ReviewComment, in files: [DiffFile], base: String, start: String,
+                         head: String) -> GitLabDiscussionRequest.Position? {
+        guard let file = files.first(where: { ($0.newPath ?? $0.oldPath) == comment.path || $0.oldPath == comment.path }) else { return nil }
+        let lines = file.hunks.flatMap(\.lines)
+        let found: DiffLine?
+        switch comment.side {
+        case .right: found = lines.first { $0.newLine == comment.line && $0.kind != .removed }
+        case .left: found = lines.first { $0.oldLine == comment.line && $0.kind != .added }
+        }
+        guard let line = found else { return nil }
+        let oldPath = file.oldPath ?? file.newPath ?? comment.path
+        let newPath = file.newPath ?? file.oldPath ?? comment.path
+        return .init(position_type: "text", base_sha: base, start_sha: start, head_sha: head, old_path: oldPath, new_path: newPath,
+                     old_line: line.kind == .added ? nil : line.oldLine, new_line: line.kind == .removed ? nil : line.newLine)
+    }
+}

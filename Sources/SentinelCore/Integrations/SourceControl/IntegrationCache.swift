@@ -1,0 +1,77 @@
+import GRDB
+import Foundation
+
+/// A source-control integration decrypted for use: what verifies its webhooks and calls its API.
+public protocol SourceControlIntegration: Sendable {
+    var id: IntegrationID { get }
+    var workspaceID: WorkspaceID { get }
+    /// Loads and decrypts the integration of this kind from its workspace file; nil when there is none.
+    static func load(_ id: IntegrationID, from workspace: WorkspaceActor, service: IntegrationService) async throws -> Self?
+}
+
+/// Decrypted integrations of one platform, kept in memory for a short while: webhook intake and
+/// review runs share one cache per platform, so a burst of deliveries or runs costs one read and
+/// one decryption. Misses are never cached: an integration added from the CLI works on its next
+/// delivery.
+public actor IntegrationCache<Integration: SourceControlIntegration> {
+    private var entries: [IntegrationID: (integration: Integration, loadedAt: ContinuousClock.Instant)] = [:]
+    let service: IntegrationService
+    let ttl: Duration
+
+    public init(service: IntegrationService, ttl: Duration = .seconds(60)) {
+        self.service = service
+        self.ttl = ttl
+    }
+
+    private func fresh(_ id: IntegrationID) -> Integration? {
+        guard let entry = entries[id], ContinuousClock.now - entry.loadedAt < ttl else { return nil }
+        return entry.integration
+    }
+
+    /// The integration, from the cache or from the workspace it routes to (nil when unknown).
+    public func integration(_ id: IntegrationID, using supervisor: Supervisor) async throws -> Integration? {
+        if let cached = fresh(id) { return cached }
+        guard let workspaceID = try await service.workspaceOf(id) else { return nil }
+        let service = self.service
+        let loaded = try await supervisor.withWorkspace(workspaceID) { try await Integration.load(id, from: $0, service: service) }
+        if let loaded { entries[id] = (loaded, .now) }
+        return loaded
+    }
+
+    /// The integration, from the cache or from `workspace` (a job's own, already open).
+    public func integration(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Integration? {
+        if let cached = fresh(id), cached.workspaceID == workspace.id { return cached }
+        let loaded = try await Integration.load(id, from: workspace, service: service)
+        if let loaded { entries[id] = (loaded, .now) }
+        return loaded
+    }
+}
+
+public typealias GitHubIntegrationCache = IntegrationCache<GitHubIntegration>
+public typealias GitLabIntegrationCache = IntegrationCache<GitLabIntegration>
+
+extension GitHubIntegration: SourceControlIntegration {
+    public static func load(_ id: IntegrationID, from workspace: WorkspaceActor, service: IntegrationService) async throws -> GitHubIntegration? {
+        try await service.loadGitHub(id, from: workspace)
+    }
+}
+
+/// Review runs of every platform: each repository's session comes from the connector of its
+/// integration's kind (`github`, `gitlab`).
+public struct SourceControlPlatforms: SourceControlConnector {
+    let connectors: [String: any SourceControlConnector]
+
+    public init(_ connectors: [String: any SourceControlConnector]) {
+        self.connectors = connectors
+    }
+
+    public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
+        let integrationID = repository.integrationId
+        let kind = try await workspace.read { db in
+            try String.fetchOne(db, sql: "SELECT kind FROM integrations WHERE id = ?", arguments: [integrationID])
+        }
+        guard let kind else { throw SourceControlError.permanent("the repository's integration \(integrationID) no longer exists") }
+        guard let connector = connectors[kind] else { throw SourceControlError.permanent("no connector for \(kind) integrations") }
+        return try await connector.session(for: repository, in: workspace)
+    }
+}
