@@ -38,6 +38,10 @@ public struct ReviewComment: Sendable, Equatable {
     public var side: DiffSide
     public var startLine: Int?
     public var body: String
+
+    public init(path: String, line: Int, side: DiffSide, startLine: Int?, body: String) {
+        (self.path, self.line, self.side, self.startLine, self.body) = (path, line, side, startLine, body)
+    }
 }
 
 public enum CheckConclusion: String, Sendable {

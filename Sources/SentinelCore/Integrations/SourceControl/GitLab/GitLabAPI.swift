@@ -275,4 +275,9 @@ public struct GitLabDiscussionRequest: Encodable, Sendable {
     }
     public let body: String
     public let position: Position?
+
+    public init(body: String, position: Position?) {
+        self.body = body
+        self.position = position
+    }
 }

@@ -157,14 +157,14 @@ public struct GitLabSession: SourceControlSession {
     }
 
     /// GitHub-style suggestion fences (replacing lines start…line) as GitLab's `suggestion:-N+0`.
-    static func gitLabBody(_ comment: ReviewComment) -> String {
+    public static func gitLabBody(_ comment: ReviewComment) -> String {
         let above = comment.startLine.map { max(0, comment.line - $0) } ?? 0
         return comment.body.replacingOccurrences(of: #"(`{3,})suggestion\n"#, with: "$1suggestion:-\(above)+0\n", options: .regularExpression)
     }
 
     /// Where a comment goes in GitLab's terms: an added line has only `new_line`, a removed line
     /// only `old_line`, an unchanged line both. Nil when the line is not in the diff.
-    static func position(of comment: ReviewComment, in files: [DiffFile], base: String, start: String,
+    public static func position(of comment: ReviewComment, in files: [DiffFile], base: String, start: String,
                          head: String) -> GitLabDiscussionRequest.Position? {
         guard let file = files.first(where: { ($0.newPath ?? $0.oldPath) == comment.path || $0.oldPath == comment.path }) else { return nil }
         let lines = file.hunks.flatMap(\.lines)
