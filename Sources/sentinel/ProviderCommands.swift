@@ -187,7 +187,7 @@ struct ReviewCommand: AsyncParsableCommand {
             }
             if json {
                 struct Output: Encodable { let findings: [Finding]; let ai: String; let coverage: String; let summary: String }
-                try printJSON(Output(findings: result.findings, ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
+                try printJSONWithSwiftNames(Output(findings: result.findings, ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
             } else {
                 for f in result.findings {
                     let range = f.startLine.map { "\($0)-\(f.line)" } ?? String(f.line)

@@ -91,6 +91,15 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: data, as: UTF8.self))
 }
 
+/// `repo list --json` and `review --json` have printed their fields under the Swift names
+/// (`fullName`, `integrationId`, `startLine`) since they were added, unlike every other `--json`
+/// (snake_case); scripts read them, so they keep those names.
+func printJSONWithSwiftNames<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder.sentinelPretty
+    encoder.keyEncodingStrategy = .useDefaultKeys
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
 func cliLogger(_ config: SentinelConfig, command: String) -> Logger {
     Logger.sentinel(label: "sentinel.\(command)", level: command == "serve" ? config.log.level : "warning")
 }

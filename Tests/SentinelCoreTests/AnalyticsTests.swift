@@ -96,7 +96,7 @@ struct RollupTests {
                 return try EventLog.read(after: 0, limit: 100, types: ["RunCompleted"], in: tx.db)[0].data
             }
         }
-        let payload = try JSONDecoder().decode(RunEventPayload.self, from: Data(data.utf8))
+        let payload = try JSONDecoder.sentinel.decode(RunEventPayload.self, from: Data(data.utf8))
         #expect(payload.findings == 3)
         #expect(payload.findingCounts == [FindingCount(severity: "high", category: "security", count: 2),
                                           FindingCount(severity: "low", category: "style", count: 1)])

@@ -104,7 +104,7 @@ struct UpgradeTests {
         let copy = folder.appendingPathComponent("workspaces/\(ws.rawValue).sqlite")
         let copied = try SchemaState.read(file: copy, kind: .workspace)
         #expect(copied.version == from)
-        let manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
+        let manifest = try JSONDecoder.sentinel.decode(BackupManifest.self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
         #expect(manifest.files.map(\.workspaceID) == [ws.rawValue])
         #expect(manifest.files.first?.sha256 == (try FileSystem.sha256(of: copy)))
 

@@ -141,7 +141,7 @@ public struct ReviewRunner: Sendable {
     /// run concluded, created first if it never was. Retried as a job of its own while the platform is
     /// unreachable; on its own last attempt the run is marked failed even without the check.
     public func runDied(_ context: JobContext, _ dead: DeadJob) async throws {
-        let runID = try JSONDecoder().decode(ReviewRunJob.self, from: dead.payload).runID
+        let runID = try JSONDecoder.sentinel.decode(ReviewRunJob.self, from: dead.payload).runID
         let workspace = context.workspace
         let logger = context.logger.with(["run_id": String(runID)])
         let found = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in

@@ -13,13 +13,6 @@ public struct WorkspaceSummary: Sendable, Codable, Equatable {
     public var schemaVersion: String?
     public var jobs: [String: Int]?
     public var events: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case id, name, plan, file, status, jobs, events
-        case createdAt = "created_at"
-        case fileBytes = "file_bytes"
-        case schemaVersion = "schema_version"
-    }
 }
 
 /// Creating and describing workspaces. Creation makes the file first, fully migrated and renamed
