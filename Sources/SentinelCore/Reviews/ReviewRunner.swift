@@ -185,7 +185,7 @@ public struct ReviewRunner: Sendable {
             return
         }
         // Policy: the repository's file at the head commit, or at the base for a fork's PR.
-        let configRef = pr.fromFork ? pr.baseSHA : run.headSHA
+        let configRef = RepositoryConfigParser.revisionToRead(headSHA: run.headSHA, baseSHA: pr.baseSHA, isFromFork: pr.fromFork)
         let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
         let resolved = try await workspace.read { db in
             try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
@@ -221,7 +221,7 @@ public struct ReviewRunner: Sendable {
         let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
         let result = await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate)
-        let blocking = policy.failOn.map { floor in result.findings.contains { $0.severity >= floor } } ?? false
+        let blocking = result.findings.contains { policy.fails($0.severity) }
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
         if !resolved.diagnostics.isEmpty {

@@ -119,3 +119,25 @@ enum EngineFixtures {
         }
     }
 }
+
+/// Oracles the engine tests check results against.
+extension DiffFile {
+    /// Line numbers on `side` that appear in the diff and so can carry a review comment:
+    /// RIGHT = added and context lines (new numbering), LEFT = removed and context lines (old numbering).
+    func commentableLines(side: DiffSide) -> Set<Int> {
+        Set(hunks.flatMap { hunk in hunk.lines.compactMap { $0.number(on: side) } })
+    }
+
+    /// The diff line shown at `line` on `side`, if that line is in the diff.
+    func diffLine(at line: Int, side: DiffSide) -> DiffLine? {
+        for hunk in hunks where hunk.range(on: side).contains(line) {
+            for l in hunk.lines where l.number(on: side) == line { return l }
+        }
+        return nil
+    }
+}
+
+extension ReviewResult {
+    /// Tokens of every model call of the review.
+    var totalUsage: TokenUsage { usage.reduce(.zero) { $0 + $1.usage } }
+}
