@@ -121,6 +121,17 @@ struct SnakeCaseKeysTests {
         #expect(try JSONDecoder.sentinel.decode(PreparedReview.self, from: written) == prepared)
     }
 
+    @Test("repo list --json keeps the field names it has always printed")
+    func repositoryListNames() throws {
+        let record = RepositoryRecord(id: 1, integrationID: "int_1", externalID: 2, fullName: "o/r", installationID: 3, enabled: true,
+                                      removed: false, registeredAt: 4.5)
+        let encoder = JSONEncoder.sentinel
+        encoder.keyEncodingStrategy = .useDefaultKeys  // as `printJSONWithSwiftNames` prints it
+        #expect(String(decoding: try encoder.encode(record), as: UTF8.self) == #"""
+            {"enabled":true,"externalId":2,"fullName":"o/r","id":1,"installationId":3,"integrationId":"int_1","registeredAt":4.5,"removed":false}
+            """#)
+    }
+
     private func roundTrip<T: Codable>(_ type: T.Type, _ document: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let value = try JSONDecoder.sentinel.decode(type, from: Data(document.utf8))
         let written = try JSONEncoder.sentinel.encode(value)

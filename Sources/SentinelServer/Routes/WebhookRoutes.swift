@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import SentinelCore
 
-/// `POST /webhooks/github/{integrationId}`. Order: integration lookup (404) and the declared size
+/// `POST /webhooks/github/{integrationID}`. Order: integration lookup (404) and the declared size
 /// (413), both before a byte of the body is read; then the body, read once up to the limit;
 /// signature (401 before anything is stored), headers and JSON, then one durable insert and a 202.
 struct WebhookRoutes {
@@ -15,7 +15,7 @@ struct WebhookRoutes {
     let metrics: SentinelMetrics
 
     func add(to router: Router<SentinelRequestContext>) {
-        router.post("/webhooks/github/:integrationId") { request, context in
+        router.post("/webhooks/github/:integrationID") { request, context in
             try await receiveGitHub(request, context)
         }
     }
@@ -26,7 +26,7 @@ struct WebhookRoutes {
     }
 
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
-        guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
+        guard let id = context.parameters.get("integrationID").flatMap(IntegrationID.init),
               let integration = try await integrations.integration(id, using: supervisor) else {
             metrics.webhook(platform: "github", outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")
