@@ -67,8 +67,8 @@ struct CLIContext {
         let (control, opener) = try openControl(config)
         let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)
         guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
-        let pool = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-        return (WorkspaceActor(id: id, database: pool, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
+        let database = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+        return (WorkspaceActor(id: id, database: database, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
     /// Opens control.sqlite (creating the data directory if needed) for administrative commands.
@@ -168,8 +168,8 @@ struct Migrate: AsyncParsableCommand {
             for id in try control.workspaceIDs() {
                 let url = data.workspaceFile(id)
                 do {
-                    let pool = try opener.open(url, kind: .workspace, label: id.rawValue)
-                    try pool.close()
+                    let database = try opener.open(url, kind: .workspace, label: id.rawValue)
+                    try database.close()
                     if let old = before[url.path] ?? nil, old != DatabaseKind.workspace.knownVersion {
                         print("workspace \(id): schema version \(DatabaseKind.workspace.knownVersion) (migrated from \(old))")
                         migrated += 1

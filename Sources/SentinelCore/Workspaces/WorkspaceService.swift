@@ -47,13 +47,13 @@ public struct WorkspaceService: Sendable {
             // commits need not wait for the disk.
             var fast = opener
             fast.synchronous = .off
-            let pool = try fast.open(temp, kind: .workspace, create: true, label: id.rawValue)
-            try pool.write { db in
+            let database = try fast.open(temp, kind: .workspace, create: true, label: id.rawValue)
+            try database.write { db in
                 try db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?), ('name', ?)",
                                arguments: [id.rawValue, name])
             }
-            try pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-            try pool.close()
+            try database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try database.close()
             try removeDatabaseFiles(temp, keepMain: true)
             FileSystem.sync(temp)
             guard rename(temp.path, final.path) == 0 else { throw StorageError.io("cannot move workspace file into place") }
