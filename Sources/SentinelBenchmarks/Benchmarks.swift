@@ -42,17 +42,17 @@ struct JobsBenchmark: AsyncParsableCommand {
     func rawSQLiteRate(transactions: Int) throws -> Double {
         let dir = TemporaryBenchDirectory()
         defer { dir.remove() }
-        let pool = try DatabaseOpener(synchronous: .full).open(dir.url.appendingPathComponent("raw.sqlite"), kind: .workspace, create: true)
+        let database = try DatabaseOpener(synchronous: .full).open(dir.url.appendingPathComponent("raw.sqlite"), kind: .workspace, create: true)
         let start = ContinuousClock.now
         for _ in 0..<transactions {
-            let id = try pool.write { db -> Int64 in
+            let id = try database.write { db -> Int64 in
                 try db.execute(sql: "INSERT INTO jobs (kind, payload, priority, state, max_attempts, run_at, created_at) VALUES ('noop', x'7b7d', 1, 'queued', 3, 0, 0)")
                 return db.lastInsertedRowID
             }
-            try pool.write { db in try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id]) }
+            try database.write { db in try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [id]) }
         }
         let elapsed = (ContinuousClock.now - start).seconds
-        try pool.close()
+        try database.close()
         return Double(transactions) / elapsed
     }
 

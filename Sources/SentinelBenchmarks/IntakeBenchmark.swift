@@ -83,10 +83,10 @@ struct IntakeBenchmark: AsyncParsableCommand {
             }
             targets.append((summary.webhookPath, secret))
         }
-        let ports = Rendezvous<Int>()
-        let app = try appliance.makeApplication { await ports.set($0) }
+        let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
+        let app = try appliance.makeApplication { portSink.yield($0) }
         let server = Task { try await app.runService() }
-        let port = await ports.wait()
+        let port = await firstPort(ports)
         var tlsConfig = TLSConfiguration.makeClientConfiguration()
         if tls {
             tlsConfig.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(dir.url.appendingPathComponent("tls/sentinel.crt").path))
@@ -125,7 +125,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         // The bare route, same client, same transport.
         let bareRouter = Router()
         bareRouter.post("/bare") { _, _ in Response(status: .accepted) }
-        let barePorts = Rendezvous<Int>()
+        let (barePorts, barePortSink) = AsyncStream.makeStream(of: Int.self)
         let bareServer: HTTPServerBuilder
         if tls {
             let chain = try NIOSSLCertificate.fromPEMFile(dir.url.appendingPathComponent("tls/sentinel.crt").path).map { NIOSSLCertificateSource.certificate($0) }
@@ -135,9 +135,9 @@ struct IntakeBenchmark: AsyncParsableCommand {
             bareServer = .http1()
         }
         let bareApp = Application(router: bareRouter, server: bareServer, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                                  onServerRunning: { await barePorts.set($0.localAddress?.port ?? 0) }, logger: Logger(label: "bare"))
+                                  onServerRunning: { barePortSink.yield($0.localAddress?.port ?? 0) }, logger: Logger(label: "bare"))
         let bareTask = Task { try await bareApp.runService() }
-        let barePort = await barePorts.wait()
+        let barePort = await firstPort(barePorts)
         let (bareRate, _) = try await load(client: client, total: requests, concurrency: concurrency) { _ in
             var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(barePort)/bare")
             request.method = .POST
@@ -157,6 +157,12 @@ struct IntakeBenchmark: AsyncParsableCommand {
         await appliance.supervisor.shutdown()
         let p = Percentiles(latencies)
         return (rate, p.p50, p.p99, bareRate, logins)
+    }
+
+    /// The port a server reports once it listens (0 if it stopped before).
+    func firstPort(_ ports: AsyncStream<Int>) async -> Int {
+        for await port in ports { return port }
+        return 0
     }
 
     func load(client: HTTPClient, total: Int, concurrency: Int,

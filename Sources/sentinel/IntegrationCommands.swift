@@ -14,10 +14,10 @@ struct IntegrationCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "github", abstract: "Add a GitHub App (github.com or GitHub Enterprise Server).")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
-        @Option(help: "The GitHub App's id.") var appId: Int64
+        @Option(help: "The GitHub App's id.") var appID: Int64
         @Option(help: "The App's private key (PEM file downloaded from GitHub).") var privateKeyFile: String
         @Option(help: "File holding the App's webhook secret.") var webhookSecretFile: String
-        @Option(help: "API base URL (default https://api.github.com; GHES: https://HOST/api/v3).") var apiUrl: String?
+        @Option(help: "API base URL (default https://api.github.com; GHES: https://HOST/api/v3).") var apiURL: String?
         @Option(help: "PEM CA bundle to trust for a GHES behind an internal certificate authority.") var caFile: String?
         @Option(help: "The App's bot login (e.g. my-app[bot]); its own comments are never commands.") var botLogin: String?
         @Flag(help: "Print JSON.") var json = false
@@ -32,10 +32,10 @@ struct IntegrationCommand: AsyncParsableCommand {
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
                 let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
-                guard let api = URL(string: apiUrl ?? IntegrationService.defaultGitHubAPI.absoluteString) else { throw CLIError("invalid --api-url") }
+                guard let api = URL(string: apiURL ?? IntegrationService.defaultGitHubAPI.absoluteString) else { throw CLIError("invalid --api-url") }
                 let summary = try await global.withWorkspace(workspace) { actor, control, _ in
                     let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-                    return try await service.addGitHub(workspace: actor, appID: appId, privateKeyPEM: pem, webhookSecret: secret,
+                    return try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret,
                                                        apiURL: api, caBundlePEM: ca, botLogin: botLogin)
                 }
                 if json { try printJSON(summary) } else {

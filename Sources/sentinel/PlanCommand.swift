@@ -71,7 +71,7 @@ struct RepoCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 let repos = try await global.withWorkspace(workspace) { actor, _, _ in try await actor.read { db in try RepositoryStore.all(in: db) } }
-                if json { try printJSON(repos) } else {
+                if json { try printJSONWithSwiftNames(repos) } else {
                     for r in repos {
                         print("\(r.fullName)  \(r.removed ? "removed" : r.enabled ? "enabled" : "disabled")")
                     }

@@ -34,7 +34,7 @@ struct ProviderCommand: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Option(help: "openai | azure-openai | anthropic | gemini | openai-compatible") var kind: String
         @Option(help: "File holding the API key (optional for openai-compatible).") var apiKeyFile: String?
-        @Option(help: "Base URL (required for azure-openai and openai-compatible).") var baseUrl: String?
+        @Option(help: "Base URL (required for azure-openai and openai-compatible).") var baseURL: String?
         @Option(help: "Model name (a sensible default per kind).") var model: String?
         @Option(help: "Azure OpenAI deployment name.") var deployment: String?
         @Option(help: "Azure OpenAI api-version.") var apiVersion: String?
@@ -44,7 +44,7 @@ struct ProviderCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 var base: URL?
-                if let baseUrl { guard let url = URL(string: baseUrl) else { throw CLIError("invalid --base-url") }; base = url }
+                if let baseURL { guard let url = URL(string: baseURL) else { throw CLIError("invalid --base-url") }; base = url }
                 let key = try ProviderCommand.readKey(apiKeyFile)
                 let summary = try await target.withProviders { actor, store in
                     try await store.add(kind: kind, apiKey: key, model: model, baseURL: base,
@@ -187,7 +187,7 @@ struct ReviewCommand: AsyncParsableCommand {
             }
             if json {
                 struct Output: Encodable { let findings: [Finding]; let ai: String; let coverage: String; let summary: String }
-                try printJSON(Output(findings: result.findings, ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
+                try printJSONWithSwiftNames(Output(findings: result.findings, ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
             } else {
                 for f in result.findings {
                     let range = f.startLine.map { "\($0)-\(f.line)" } ?? String(f.line)

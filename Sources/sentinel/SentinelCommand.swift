@@ -67,8 +67,8 @@ struct CLIContext {
         let (control, opener) = try openControl(config)
         let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)
         guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
-        let pool = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
-        return (WorkspaceActor(id: id, database: pool, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
+        let database = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+        return (WorkspaceActor(id: id, database: database, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
     /// Opens control.sqlite (creating the data directory if needed) for administrative commands.
@@ -89,6 +89,15 @@ struct CLIError: Error, CustomStringConvertible {
 func printJSON<T: Encodable>(_ value: T) throws {
     let data = try JSONEncoder.sentinelPretty.encode(value)
     print(String(decoding: data, as: UTF8.self))
+}
+
+/// `repo list --json` and `review --json` have printed their fields under the Swift names
+/// (`fullName`, `integrationId`, `startLine`) since they were added, unlike every other `--json`
+/// (snake_case); scripts read them, so they keep those names.
+func printJSONWithSwiftNames<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder.sentinelPretty
+    encoder.keyEncodingStrategy = .useDefaultKeys
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 func cliLogger(_ config: SentinelConfig, command: String) -> Logger {
@@ -159,8 +168,8 @@ struct Migrate: AsyncParsableCommand {
             for id in try control.workspaceIDs() {
                 let url = data.workspaceFile(id)
                 do {
-                    let pool = try opener.open(url, kind: .workspace, label: id.rawValue)
-                    try pool.close()
+                    let database = try opener.open(url, kind: .workspace, label: id.rawValue)
+                    try database.close()
                     if let old = before[url.path] ?? nil, old != DatabaseKind.workspace.knownVersion {
                         print("workspace \(id): schema version \(DatabaseKind.workspace.knownVersion) (migrated from \(old))")
                         migrated += 1

@@ -155,12 +155,4 @@ struct JobView: Encodable {
         lastError = job.lastError
         correlationID = job.correlationID
     }
-
-    enum CodingKeys: String, CodingKey {
-        case id, kind, state, priority, attempts
-        case maxAttempts = "max_attempts"
-        case runAt = "run_at"
-        case lastError = "last_error"
-        case correlationID = "correlation_id"
-    }
 }

@@ -164,13 +164,13 @@ struct GitHubConformanceTests {
 
     @Test("review, check run and comment bodies Sentinel sends match GitHub's published request schemas")
     func requestBodiesMatchSchemas() throws {
-        let review = GitHubReviewRequest(commit_id: "6dcb09b5b57875f334f61aebed695e2e4193db5e", body: "<!-- sentinel:run:1 -->\nSummary", event: "COMMENT",
-                                         comments: [.init(path: "a.swift", line: 3, side: "RIGHT", start_line: nil, start_side: nil, body: "x"),
-                                                    .init(path: "a.swift", line: 9, side: "RIGHT", start_line: 7, start_side: "RIGHT", body: "y")])
-        let checkCreate = GitHubCheckRunRequest(name: "Sentinel", head_sha: "6dcb09b5", status: "in_progress", conclusion: nil, external_id: "sentinel-run-1",
-                                                started_at: "2026-11-29T10:00:00Z", completed_at: nil, output: .init(title: "t", summary: "s", text: nil))
-        let checkUpdate = GitHubCheckRunRequest(name: nil, head_sha: nil, status: "completed", conclusion: "neutral", external_id: nil,
-                                                started_at: nil, completed_at: "2026-11-29T10:00:01Z", output: .init(title: "t", summary: "s", text: nil))
+        let review = GitHubReviewRequest(commitID: "6dcb09b5b57875f334f61aebed695e2e4193db5e", body: "<!-- sentinel:run:1 -->\nSummary", event: "COMMENT",
+                                         comments: [.init(path: "a.swift", line: 3, side: "RIGHT", startLine: nil, startSide: nil, body: "x"),
+                                                    .init(path: "a.swift", line: 9, side: "RIGHT", startLine: 7, startSide: "RIGHT", body: "y")])
+        let checkCreate = GitHubCheckRunRequest(name: "Sentinel", headSHA: "6dcb09b5", status: "in_progress", conclusion: nil, externalID: "sentinel-run-1",
+                                                startedAt: "2026-11-29T10:00:00Z", completedAt: nil, output: .init(title: "t", summary: "s", text: nil))
+        let checkUpdate = GitHubCheckRunRequest(name: nil, headSHA: nil, status: "completed", conclusion: "neutral", externalID: nil,
+                                                startedAt: nil, completedAt: "2026-11-29T10:00:01Z", output: .init(title: "t", summary: "s", text: nil))
         for (file, body) in [("pulls.create-review.json", try JSONEncoder.sentinel.encode(review)),
                              ("checks.create.json", try JSONEncoder.sentinel.encode(checkCreate)),
                              ("checks.update.json", try JSONEncoder.sentinel.encode(checkUpdate)),
@@ -183,19 +183,23 @@ struct GitHubConformanceTests {
 
     @Test("GitHub's published response examples decode into Sentinel's models")
     func responsesDecode() throws {
-        let pr = try JSONDecoder().decode(GitHubPullRequest.self, from: try SchemaCheck.example("pulls.get.json", status: "200"))
+        let pr = try JSONDecoder.sentinel.decode(GitHubPullRequest.self, from: try SchemaCheck.example("pulls.get.json", status: "200"))
         #expect(pr.number > 0)
         #expect(!pr.head.sha.isEmpty)
-        let files = try JSONDecoder().decode([GitHubChangedFile].self, from: try SchemaCheck.example("pulls.list-files.json", status: "200"))
+        // snake_case fields arrive under their Swift names through JSONDecoder.sentinel.
+        #expect(pr.base.repo?.fullName.isEmpty == false)
+        #expect(pr.changedFiles != nil)
+        let files = try JSONDecoder.sentinel.decode([GitHubChangedFile].self, from: try SchemaCheck.example("pulls.list-files.json", status: "200"))
         #expect(!files.isEmpty)
         let diffFiles = GitHubSession.diffFiles(files)
         #expect(diffFiles.map(\.path) == files.map(\.filename))
-        struct Token: Decodable { let token: String; let expires_at: String }
-        _ = try JSONDecoder().decode(Token.self, from: try SchemaCheck.example("apps.create-installation-access-token.json", status: "201"))
-        let comparison = try JSONDecoder().decode(GitHubComparison.self, from: try SchemaCheck.example("repos.compare-commits.json", status: "200"))
+        struct Token: Decodable { let token: String; let expiresAt: String }
+        _ = try JSONDecoder.sentinel.decode(Token.self, from: try SchemaCheck.example("apps.create-installation-access-token.json", status: "201"))
+        let comparison = try JSONDecoder.sentinel.decode(GitHubComparison.self, from: try SchemaCheck.example("repos.compare-commits.json", status: "200"))
         #expect(comparison.status != nil, "the comparison's status tells a force-push from a fast-forward")
-        let review = try JSONDecoder().decode(GitHubReview.self, from: try SchemaCheck.example("pulls.create-review.json", status: "200"))
+        let review = try JSONDecoder.sentinel.decode(GitHubReview.self, from: try SchemaCheck.example("pulls.create-review.json", status: "200"))
         #expect(review.user?.login.isEmpty == false, "a review names its author, so only the App's own reviews are trusted")
+        #expect(review.commitID?.isEmpty == false)
     }
 
     @Test("recorded GitHub errors are classified: 422 and 401 fail, not retried")

@@ -96,7 +96,7 @@ struct RollupTests {
                 return try EventLog.read(after: 0, limit: 100, types: ["RunCompleted"], in: tx.db)[0].data
             }
         }
-        let payload = try JSONDecoder().decode(RunEventPayload.self, from: Data(data.utf8))
+        let payload = try JSONDecoder.sentinel.decode(RunEventPayload.self, from: Data(data.utf8))
         #expect(payload.findings == 3)
         #expect(payload.findingCounts == [FindingCount(severity: "high", category: "security", count: 2),
                                           FindingCount(severity: "low", category: "style", count: 1)])
@@ -352,8 +352,8 @@ struct AnalyticsExportFileTests {
         #expect(messages.first?.contains("moved back to 5") == true)
 
         // New events take the sequence numbers of the lost ones.
-        let pool = try DatabaseOpener().open(h.dataDirectory.workspaceFile(ws), kind: .workspace)
-        let ids = try await pool.write { db in
+        let database = try DatabaseOpener().open(h.dataDirectory.workspaceFile(ws), kind: .workspace)
+        let ids = try await database.write { db in
             try (1...3).map { i in
                 let seq = try EventLog.append(DomainEvent(type: "PolicyVersionCreated", subject: "after-restore-\(i)",
                                                           data: Data(#"{"repository":"acme/api"}"#.utf8)),
@@ -361,7 +361,7 @@ struct AnalyticsExportFileTests {
                 return try EventLog.event(seq: seq, in: db)!.id
             }
         }
-        try pool.close()
+        try database.close()
         let second = try exporter.export()
         let part = try #require(second.workspaces.first { $0.workspaceID == ws.rawValue })
         #expect(part.fromSeq == 5 && part.toSeq == 8 && part.events == 3)

@@ -52,13 +52,13 @@ struct BackupTests {
         let file = data.workspaceFile(ws)
         #expect(!FileManager.default.fileExists(atPath: file.path + "-wal"))
         #expect(!FileManager.default.fileExists(atPath: file.path + "-shm"))
-        let pool = try DatabaseOpener().open(file, kind: .workspace)
-        let (integrity, count) = try await pool.read { db in
+        let database = try DatabaseOpener().open(file, kind: .workspace)
+        let (integrity, count) = try await database.read { db in
             (try String.fetchAll(db, sql: "PRAGMA integrity_check"), try Int.fetchOne(db, sql: "SELECT count(*) FROM load")!)
         }
         #expect(integrity == ["ok"])
         #expect(count >= committedBefore)
-        try pool.close()
+        try database.close()
         let control = try ControlStore(dataDirectory: data, opener: DatabaseOpener())
         #expect(try control.workspace(ws)?.name == "busy")
         #expect(try control.dueEntry(ws) != nil, "a restored workspace is looked at once by the scheduler")

@@ -84,11 +84,11 @@ struct JobQueueTests {
     func backoffInTheQueue() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let pool = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
+        let database = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
         let policy = BackoffPolicy(base: 1, cap: 1000)
         let now = Date(timeIntervalSince1970: 1_000_000)
         var delays: [Double] = []
-        try pool.write { db in
+        try database.write { db in
             _ = try JobQueue.enqueue(JobRequest(kind: "k", maxAttempts: 10), in: db, now: now, defaultMaxAttempts: 10)
             var clock = now
             for _ in 0..<6 {
@@ -134,9 +134,9 @@ struct JobQueueTests {
     func lostLeaseIsIgnored() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let pool = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
+        let database = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
         let now = Date()
-        try pool.write { db in
+        try database.write { db in
             _ = try JobQueue.enqueue(JobRequest(kind: "k"), in: db, now: now, defaultMaxAttempts: 5)
             let first = try JobQueue.claim(in: db, owner: "a", now: now, limit: 1, lease: 1)[0]
             let second = try JobQueue.claim(in: db, owner: "b", now: now.addingTimeInterval(2), limit: 1, lease: 30)[0]
@@ -266,13 +266,13 @@ struct JobQueueTests {
         // Re-open the file independently once the harness has stopped the scheduler.
         try await Task.sleep(for: .seconds(3))
         #expect(done.all == [slow])
-        let pool = try DatabaseOpener().open(dir.workspaceFile(ws), kind: .workspace)
-        let rows = try await pool.read { db in try JobQueue.list(state: nil, in: db) }
+        let database = try DatabaseOpener().open(dir.workspaceFile(ws), kind: .workspace)
+        let rows = try await database.read { db in try JobQueue.list(state: nil, in: db) }
         #expect(rows.first { $0.id == slow }?.state == .succeeded)
         let released = try #require(rows.first { $0.id == stuck })
         #expect(released.state == .queued)
         #expect(released.attempts == 0, "a released job's attempt is not counted")
-        try pool.close()
+        try database.close()
         await h.stop()
     }
 }

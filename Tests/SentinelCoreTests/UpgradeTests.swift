@@ -96,15 +96,15 @@ struct UpgradeTests {
         let (from, to) = (DatabaseKind.workspace.knownVersion - 1, DatabaseKind.workspace.knownVersion)
         #expect(PreUpgradeSnapshot.survey(h.dataDirectory).first { $0.workspaceID == ws.rawValue }?.needsMigration == true)
 
-        let pool = try DatabaseOpener().open(file, kind: .workspace)
-        #expect(try version(of: pool) == to)
-        try pool.close()
+        let database = try DatabaseOpener().open(file, kind: .workspace)
+        #expect(try version(of: database) == to)
+        try database.close()
 
         let folder = h.dataDirectory.backupsDirectory.appendingPathComponent("pre-upgrade-\(from)-\(to)")
         let copy = folder.appendingPathComponent("workspaces/\(ws.rawValue).sqlite")
         let copied = try SchemaState.read(file: copy, kind: .workspace)
         #expect(copied.version == from)
-        let manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
+        let manifest = try JSONDecoder.sentinel.decode(BackupManifest.self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
         #expect(manifest.files.map(\.workspaceID) == [ws.rawValue])
         #expect(manifest.files.first?.sha256 == (try FileSystem.sha256(of: copy)))
 
@@ -176,8 +176,8 @@ struct UpgradeTests {
         }
         #expect(try SchemaState.read(file: file, kind: .workspace).version == DatabaseKind.workspace.knownVersion - 1)
         // Turned off, the file migrates without a copy.
-        let pool = try DatabaseOpener(preUpgradeSnapshot: false, freeSpace: { _ in 1024 }).open(file, kind: .workspace)
-        try pool.close()
+        let database = try DatabaseOpener(preUpgradeSnapshot: false, freeSpace: { _ in 1024 }).open(file, kind: .workspace)
+        try database.close()
         #expect(try SchemaState.read(file: file, kind: .workspace).pending.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.backupsDirectory.path))
     }

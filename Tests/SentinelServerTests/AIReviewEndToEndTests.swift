@@ -130,6 +130,9 @@ struct ProviderCommandTests {
         let result = try JSONSerialization.jsonObject(with: Data(review.stdout.utf8)) as? [String: Any]
         let findings = result?["findings"] as? [[String: Any]] ?? []
         #expect(findings.contains { $0["path"] as? String == "README.md" && $0["source"] as? String == "builtin" })
+        // `review --json` has always named the fields as Swift does (`startLine`), unlike the other `--json` outputs.
+        let names: Set = ["path", "startLine", "line", "side", "severity", "category", "title", "body", "suggestion", "source", "fingerprint"]
+        #expect(findings.allSatisfy { Set($0.keys).isSubset(of: names) }, "\(findings.map(\.keys))")
         let policy = dir.url.appendingPathComponent(".sentinel.yml")
         try "version: 1\nreview:\n  max_comments: lots\n".write(to: policy, atomically: true, encoding: .utf8)
         let validate = try await SentinelProcess.run(["config", "validate", policy.path])

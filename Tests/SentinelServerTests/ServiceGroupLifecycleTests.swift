@@ -57,13 +57,13 @@ struct ServiceGroupLifecycleTests {
             try await channel.close()
         }
 
-        let pool = try DatabaseOpener().open(appliance.dataDirectory.workspaceFile(ws), kind: .workspace)
-        let rows = try await pool.read { db in try JobQueue.list(state: nil, in: db) }
+        let database = try DatabaseOpener().open(appliance.dataDirectory.workspaceFile(ws), kind: .workspace)
+        let rows = try await database.read { db in try JobQueue.list(state: nil, in: db) }
         #expect(rows.first { $0.id == slow }?.state == .succeeded)
         let released = try #require(rows.first { $0.id == stuck })
         #expect(released.state == .queued)
         #expect(released.attempts == 0, "a released job's attempt is not counted")
         #expect(released.leaseOwner == nil)
-        try pool.close()
+        try database.close()
     }
 }

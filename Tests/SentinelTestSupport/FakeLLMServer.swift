@@ -175,7 +175,7 @@ public final class FakeLLMServer: Sendable {
         let state = FakeLLMState(keys: keys)
         let router = Router()
         FakeLLMRoutes(state: state).add(to: router)
-        let portBox = FakeLLMPortBox()
+        let portBox = Rendezvous<Int>()
         var logger = Logger(label: "sentinel.fake-llm")
         logger.logLevel = .critical  // shutdown noise ("Waiting on child channel: CancellationError") is expected
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
@@ -219,16 +219,6 @@ public final class FakeLLMServer: Sendable {
         }
         return ProviderConfig(kind: kind, id: id ?? kind.rawValue, apiKey: key ?? Self.defaultKeys[api] ?? "", baseURL: base,
                               model: model ?? defaultModel, deployment: deployment, enabled: enabled, priority: priority)
-    }
-}
-
-actor FakeLLMPortBox {
-    private var port: Int?
-    private var waiters: [CheckedContinuation<Int, Never>] = []
-    func set(_ p: Int) { port = p; waiters.forEach { $0.resume(returning: p) }; waiters = [] }
-    func wait() async -> Int {
-        if let port { return port }
-        return await withCheckedContinuation { waiters.append($0) }
     }
 }
 

@@ -30,7 +30,7 @@ public final class SlowDripServer: Sendable {
                                 try await writer.finish(nil)
                             })
         }
-        let portBox = FakeLLMPortBox()
+        let portBox = Rendezvous<Int>()
         var logger = Logger(label: "sentinel.slow-drip")
         logger.logLevel = .critical
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),

@@ -14,10 +14,6 @@ public struct ExportManifest: Codable, Sendable, Equatable {
         /// when an event could not be encoded for PostgreSQL: the events before it are exported,
         /// `toSeq` stops just before it, and the workspace stays there until the event is repaired.
         public var error: String?
-
-        enum CodingKeys: String, CodingKey {
-            case workspaceID = "workspace_id", fromSeq = "from_seq", toSeq = "to_seq", events, error
-        }
     }
 
     public var exportID: String
@@ -27,10 +23,6 @@ public struct ExportManifest: Codable, Sendable, Equatable {
     public var bytes: Int64
     public var events: Int
     public var workspaces: [WorkspacePart]
-
-    enum CodingKeys: String, CodingKey {
-        case exportID = "export_id", createdAt = "created_at", file, sha256, bytes, events, workspaces
-    }
 }
 
 /// The nightly analytics export (SPEC §5): every workspace's events since its watermark, as one

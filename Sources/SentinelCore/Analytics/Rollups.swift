@@ -37,13 +37,6 @@ public struct DailyRollup: Codable, Sendable, Equatable {
         self.durationP50Ms = durationP50Ms
         self.durationP95Ms = durationP95Ms
     }
-
-    enum CodingKeys: String, CodingKey {
-        case day, repository, runs, findings
-        case runsByOutcome = "runs_by_outcome", findingsBySeverity = "findings_by_severity", findingsByCategory = "findings_by_category"
-        case aiCalls = "ai_calls", inputTokens = "input_tokens", outputTokens = "output_tokens", costUSD = "cost_usd"
-        case durationP50Ms = "duration_p50_ms", durationP95Ms = "duration_p95_ms"
-    }
 }
 
 /// Maintains the workspace's daily rollups from its events log. `advance` folds the events after

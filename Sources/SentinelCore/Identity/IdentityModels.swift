@@ -4,16 +4,11 @@ import GRDB
 /// A person who can sign in. Appliance admins create workspaces and users; what anyone may do
 /// inside a workspace comes only from their membership role there.
 public struct User: Codable, Sendable, Equatable, FetchableRecord {
+    public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.sentinel
     public var id: String
     public var email: String
     public var isAdmin: Bool
     public var createdAt: Double
-
-    enum CodingKeys: String, CodingKey {
-        case id, email
-        case isAdmin = "is_admin"
-        case createdAt = "created_at"
-    }
 }
 
 /// Roles inside one workspace, ordered by what they may do: viewers read; members also trigger
@@ -59,11 +54,6 @@ public struct APITokenSummary: Codable, Sendable, Equatable {
     public var expiresAt: String?
     public var lastUsedAt: String?
     public var revokedAt: String?
-
-    enum CodingKeys: String, CodingKey {
-        case id, name, prefix, scopes
-        case createdAt = "created_at", expiresAt = "expires_at", lastUsedAt = "last_used_at", revokedAt = "revoked_at"
-    }
 }
 
 public struct Membership: Codable, Sendable, Equatable {
@@ -74,11 +64,6 @@ public struct Membership: Codable, Sendable, Equatable {
 
     public init(workspaceID: String, userID: String, email: String, role: WorkspaceRole) {
         (self.workspaceID, self.userID, self.email, self.role) = (workspaceID, userID, email, role)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case role, email
-        case workspaceID = "workspace_id", userID = "user_id"
     }
 }
 

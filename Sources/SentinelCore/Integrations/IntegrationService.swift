@@ -29,16 +29,6 @@ public struct IntegrationSummary: Codable, Sendable, Equatable {
     public var hasCABundle: Bool
     public var webhookPath: String
     public var createdAt: String
-
-    enum CodingKeys: String, CodingKey {
-        case id, kind
-        case workspaceID = "workspace_id"
-        case appID = "app_id"
-        case apiURL = "api_url"
-        case hasCABundle = "has_ca_bundle"
-        case webhookPath = "webhook_path"
-        case createdAt = "created_at"
-    }
 }
 
 /// Everything needed to verify a webhook and call the platform, decrypted in memory only.

@@ -423,34 +423,9 @@ public struct ReviewPolicy: Sendable {
     /// The built-in defaults.
     public static var defaults: ReviewPolicy { ReviewPolicy(values: PolicySchema.defaults) }
 
-    /// Whether a file is in scope: it matches an include glob (or include is empty) and no exclude glob.
-    public func shouldReview(path: String) -> Bool {
-        let included = include.isEmpty || include.contains { (try? PathGlob($0))?.matches(path) ?? false }
-        guard included else { return false }
-        return !exclude.contains { (try? PathGlob($0))?.matches(path) ?? false }
-    }
-
-    /// Instructions for one file: the per-path texts whose glob matches, in glob order.
-    public func instructions(for path: String) -> [String] {
-        pathInstructions.filter { (try? PathGlob($0.glob))?.matches(path) ?? false }.map(\.text)
-    }
-
-    /// Whether a finding of this severity is posted as a comment.
-    public func shouldComment(_ severity: Severity) -> Bool { severity >= minSeverity }
-
     /// Whether a finding of this severity fails the check run.
     public func fails(_ severity: Severity) -> Bool {
         guard let failOn else { return false }
         return severity >= failOn
-    }
-
-    /// Whether a model may be used: allowed_models is empty, lists it exactly, or lists a prefix
-    /// ending in `*` (`gpt-4o*`).
-    public func allowsModel(_ model: String) -> Bool {
-        if allowedModels.isEmpty { return true }
-        return allowedModels.contains { entry in
-            if entry.hasSuffix("*") { return model.hasPrefix(entry.dropLast()) }
-            return entry == model
-        }
     }
 }

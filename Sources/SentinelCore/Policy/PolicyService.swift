@@ -9,12 +9,6 @@ public struct PolicyVersion: Sendable, Codable, Equatable {
     public var locks: [String]
     public var createdBy: String
     public var createdAt: String
-
-    enum CodingKeys: String, CodingKey {
-        case id, scope, values, locks
-        case createdBy = "created_by"
-        case createdAt = "created_at"
-    }
 }
 
 /// The layers of SPEC §6 as stored in a workspace file. Every settings change appends a new

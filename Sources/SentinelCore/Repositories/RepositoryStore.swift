@@ -5,13 +5,20 @@ import GRDB
 public struct RepositoryRecord: Codable, Sendable, Equatable, FetchableRecord {
     public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase
     public var id: Int64
-    public var integrationId: String
-    public var externalId: Int64
+    public var integrationID: String
+    public var externalID: Int64
     public var fullName: String
-    public var installationId: Int64?
+    public var installationID: Int64?
     public var enabled: Bool
     public var removed: Bool
     public var registeredAt: Double
+
+    /// The columns as GRDB's `convertFromSnakeCase` names them, which are also the keys
+    /// `sentinel repo list --json` has always printed (`integrationId`, `installationId`).
+    enum CodingKeys: String, CodingKey {
+        case id, fullName, enabled, removed, registeredAt
+        case integrationID = "integrationId", externalID = "externalId", installationID = "installationId"
+    }
 }
 
 /// Registering and removing repositories. Enabling appends `RepositoryEnabled`.
@@ -32,7 +39,7 @@ public enum RepositoryStore {
                                 limit: Int? = nil, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         let db = tx.db
         if var existing = try find(integrationID: integrationID, externalID: externalID, in: db) {
-            if existing.removed || existing.fullName != fullName || (installationID != nil && existing.installationId != installationID) {
+            if existing.removed || existing.fullName != fullName || (installationID != nil && existing.installationID != installationID) {
                 // Decided before the row counts again: `enabledCount` only counts installed repositories.
                 var overLimit = false
                 if existing.removed, existing.enabled, let limit { overLimit = try enabledCount(in: db) >= limit }
@@ -41,7 +48,7 @@ public enum RepositoryStore {
                     """, arguments: [existing.enabled && !overLimit, fullName, installationID, existing.id])
                 existing.removed = false
                 existing.fullName = fullName
-                if let installationID { existing.installationId = installationID }
+                if let installationID { existing.installationID = installationID }
                 if overLimit {
                     existing.enabled = false
                     try tx.append(DomainEvent(type: "RepositoryNotEnabled", subject: "repository:\(existing.id)", payload: [

@@ -66,11 +66,6 @@ public struct RunEventPayload: Codable, Sendable {
         self.durationMs = durationMs
         self.findingCounts = findingCounts
     }
-
-    enum CodingKeys: String, CodingKey {
-        case runID = "run_id", repository, prNumber = "pr_number", headSHA = "head_sha", trigger, state, reason, findings
-        case durationMs = "duration_ms", findingCounts = "finding_counts"
-    }
 }
 
 public struct FindingCount: Codable, Sendable, Equatable {
@@ -186,7 +181,7 @@ public enum ReviewRunStore {
     /// The review computed for the run, stored before anything is posted.
     static func prepared(_ runID: Int64, in db: Database) throws -> PreparedReview? {
         let json = try String.fetchOne(db, sql: "SELECT prepared_review FROM review_runs WHERE id = ?", arguments: [runID])
-        return json.flatMap { try? JSONDecoder().decode(PreparedReview.self, from: Data($0.utf8)) }
+        return json.flatMap { try? JSONDecoder.sentinel.decode(PreparedReview.self, from: Data($0.utf8)) }
     }
 
     static func storePrepared(_ prepared: PreparedReview, runID: Int64, in db: Database) throws {
@@ -270,7 +265,7 @@ public struct StoredFinding: Decodable, FetchableRecord, Sendable {
 /// A row of `findings`: one finding of a run, as posted on the pull request.
 struct FindingRecord: Encodable, PersistableRecord {
     static let databaseTableName = "findings"
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.sentinel
     var runID: Int64
     var repositoryID: Int64
     var prNumber: Int

@@ -141,7 +141,7 @@ public struct ReviewRunner: Sendable {
     /// run concluded, created first if it never was. Retried as a job of its own while the platform is
     /// unreachable; on its own last attempt the run is marked failed even without the check.
     public func runDied(_ context: JobContext, _ dead: DeadJob) async throws {
-        let runID = try JSONDecoder().decode(ReviewRunJob.self, from: dead.payload).runID
+        let runID = try JSONDecoder.sentinel.decode(ReviewRunJob.self, from: dead.payload).runID
         let workspace = context.workspace
         let logger = context.logger.with(["run_id": String(runID)])
         let found = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in
@@ -185,7 +185,7 @@ public struct ReviewRunner: Sendable {
             return
         }
         // Policy: the repository's file at the head commit, or at the base for a fork's PR.
-        let configRef = pr.fromFork ? pr.baseSHA : run.headSHA
+        let configRef = RepositoryConfigParser.revisionToRead(headSHA: run.headSHA, baseSHA: pr.baseSHA, isFromFork: pr.fromFork)
         let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
         let resolved = try await workspace.read { db in
             try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
@@ -221,7 +221,7 @@ public struct ReviewRunner: Sendable {
         let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
         let result = await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate)
-        let blocking = policy.failOn.map { floor in result.findings.contains { $0.severity >= floor } } ?? false
+        let blocking = result.findings.contains { policy.fails($0.severity) }
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
         if !resolved.diagnostics.isEmpty {

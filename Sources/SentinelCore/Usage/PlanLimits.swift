@@ -8,11 +8,6 @@ public struct PlanLimitStatus: Codable, Sendable, Equatable {
     public var used: Int
     public var allowed: Int
     public var softLimitReached: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case limit, used, allowed
-        case softLimitReached = "soft_limit_reached"
-    }
 }
 
 /// The plan checks. The run check happens inside the transaction that marks the run running, so

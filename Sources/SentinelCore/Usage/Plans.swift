@@ -18,12 +18,6 @@ public struct Plan: Sendable, Codable, Equatable {
         self.seats = seats
     }
 
-    enum CodingKeys: String, CodingKey {
-        case name, repositories, seats
-        case reviewsPerMonth = "reviews_per_month"
-        case tokensPerMonth = "tokens_per_month"
-    }
-
     /// The plans an appliance knows without any configuration.
     public static let builtIn: [String: Plan] = [
         "free": Plan(name: "free", reviewsPerMonth: 100, tokensPerMonth: 2_000_000, repositories: 5, seats: 5),

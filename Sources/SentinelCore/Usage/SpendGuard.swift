@@ -40,7 +40,7 @@ public enum UsageLedger {
 /// A row of `usage_records`: one model call.
 struct UsageRecord: Encodable, PersistableRecord {
     static let databaseTableName = "usage_records"
-    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.convertToSnakeCase
+    static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.sentinel
     var runID: Int64
     var callKey: String
     var provider: String

@@ -11,13 +11,6 @@ public struct UsageReport: Codable, Sendable, Equatable {
         public var inputTokens: Int
         public var outputTokens: Int
         public var costUSD: Double
-
-        enum CodingKeys: String, CodingKey {
-            case provider, model, calls
-            case inputTokens = "input_tokens"
-            case outputTokens = "output_tokens"
-            case costUSD = "cost_usd"
-        }
     }
 
     public var workspaceID: String
@@ -30,14 +23,6 @@ public struct UsageReport: Codable, Sendable, Equatable {
     /// The workspace's plan and where it stands against each limit (current period only).
     public var plan: String?
     public var limits: [PlanLimitStatus]?
-
-    enum CodingKeys: String, CodingKey {
-        case period, runs, models, plan, limits
-        case workspaceID = "workspace_id"
-        case inputTokens = "input_tokens"
-        case outputTokens = "output_tokens"
-        case costUSD = "cost_usd"
-    }
 
     /// `YYYY-MM` → [start, end) in seconds since 1970, UTC.
     public static func bounds(ofPeriod period: String) -> (Double, Double)? {

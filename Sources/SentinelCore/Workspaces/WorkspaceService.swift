@@ -13,13 +13,6 @@ public struct WorkspaceSummary: Sendable, Codable, Equatable {
     public var schemaVersion: String?
     public var jobs: [String: Int]?
     public var events: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case id, name, plan, file, status, jobs, events
-        case createdAt = "created_at"
-        case fileBytes = "file_bytes"
-        case schemaVersion = "schema_version"
-    }
 }
 
 /// Creating and describing workspaces. Creation makes the file first, fully migrated and renamed
@@ -54,13 +47,13 @@ public struct WorkspaceService: Sendable {
             // commits need not wait for the disk.
             var fast = opener
             fast.synchronous = .off
-            let pool = try fast.open(temp, kind: .workspace, create: true, label: id.rawValue)
-            try pool.write { db in
+            let database = try fast.open(temp, kind: .workspace, create: true, label: id.rawValue)
+            try database.write { db in
                 try db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?), ('name', ?)",
                                arguments: [id.rawValue, name])
             }
-            try pool.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-            try pool.close()
+            try database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            try database.close()
             try removeDatabaseFiles(temp, keepMain: true)
             FileSystem.sync(temp)
             guard rename(temp.path, final.path) == 0 else { throw StorageError.io("cannot move workspace file into place") }

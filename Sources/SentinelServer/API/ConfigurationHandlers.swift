@@ -8,7 +8,7 @@ struct ConfigurationHandlers: Sendable {
     let d: APIDependencies
 
     static func repository(_ r: RepositoryRecord) -> Components.Schemas.Repository {
-        .init(enabled: r.enabled, fullName: r.fullName, id: Int(r.id), integrationId: r.integrationId, registeredAt: Date(epoch: r.registeredAt),
+        .init(enabled: r.enabled, fullName: r.fullName, id: Int(r.id), integrationId: r.integrationID, registeredAt: Date(epoch: r.registeredAt),
               removed: r.removed)
     }
 

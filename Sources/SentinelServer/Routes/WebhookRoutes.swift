@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import SentinelCore
 
-/// `POST /webhooks/github/{integrationId}` and `POST /webhooks/gitlab/{integrationId}`. Order:
+/// `POST /webhooks/github/{integrationID}` and `POST /webhooks/gitlab/{integrationID}`. Order:
 /// integration lookup (404) and the declared size (413), both before a byte of the body is read;
 /// then the body, read once up to the limit; the platform's authentication (401 before anything is
 /// stored), headers and JSON, then one durable insert and a 202. No network call happens here.
@@ -17,10 +17,10 @@ struct WebhookRoutes {
     let metrics: SentinelMetrics
 
     func add(to router: Router<SentinelRequestContext>) {
-        router.post("/webhooks/github/:integrationId") { request, context in
+        router.post("/webhooks/github/:integrationID") { request, context in
             try await receiveGitHub(request, context)
         }
-        router.post("/webhooks/gitlab/:integrationId") { request, context in
+        router.post("/webhooks/gitlab/:integrationID") { request, context in
             try await receiveGitLab(request, context)
         }
     }
@@ -32,7 +32,7 @@ struct WebhookRoutes {
 
     /// The integration a delivery is for (404 when unknown), from the platform's cache.
     func integration<I: SourceControlIntegration>(_ cache: IntegrationCache<I>, _ context: SentinelRequestContext, platform: String) async throws -> I {
-        guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
+        guard let id = context.parameters.get("integrationID").flatMap(IntegrationID.init),
               let integration = try await cache.integration(id, using: supervisor) else {
             metrics.webhook(platform: platform, outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")

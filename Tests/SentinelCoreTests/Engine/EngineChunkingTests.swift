@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SentinelCore
+import SentinelTestSupport
 
 @Suite("Engine: token budgeting and chunking")
 struct EngineChunkingTests {
@@ -36,7 +37,7 @@ struct EngineChunkingTests {
     }
 
     @Test func propertyRandomBigDiffs() throws {
-        var rng = EngineTestRNG(seed: 99)
+        var rng = SeededRNG(seed: 99)
         for round in 0..<40 {
             let files = (0..<rng.int(1...25)).map { i in
                 EngineFixtures.randomFile(&rng, path: "r\(round)/f\(i).swift", hunks: 1...8,
@@ -51,7 +52,7 @@ struct EngineChunkingTests {
     }
 
     @Test func smallFilesArePackedWholeAndInOrder() throws {
-        var rng = EngineTestRNG(seed: 5)
+        var rng = SeededRNG(seed: 5)
         let files = (0..<10).map { EngineFixtures.randomFile(&rng, path: "s/\($0).go", hunks: 1...2, linesPerHunk: 1...5) }
         let (chunks, overBudget) = Chunker.chunks(files: files, budget: 100_000)
         #expect(chunks.count == 1)
@@ -83,7 +84,7 @@ struct EngineChunkingTests {
     }
 
     @Test func threeHundredFilePullRequest() throws {
-        var rng = EngineTestRNG(seed: 300)
+        var rng = SeededRNG(seed: 300)
         let files = (0..<300).map { i in
             EngineFixtures.randomFile(&rng, path: "module\(i % 12)/File\(i).swift", hunks: 2...4, linesPerHunk: 20...40)
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SentinelCore
+import SentinelTestSupport
 
 @Suite("Engine: unified diff parsing")
 struct EngineDiffTests {
@@ -274,7 +275,7 @@ struct EngineDiffTests {
     }
 
     @Test func randomDiffsRoundTrip() throws {
-        var rng = EngineTestRNG(seed: 42)
+        var rng = SeededRNG(seed: 42)
         for round in 0..<50 {
             let files = (0..<rng.int(1...6)).map { i in
                 EngineFixtures.randomFile(&rng, path: "dir\(round)/file\(i).swift", hunks: 1...5, linesPerHunk: 1...30)
@@ -285,9 +286,9 @@ struct EngineDiffTests {
     }
 
     @Test func fuzzNeverCrashes() {
-        var rng = EngineTestRNG(seed: 2024)
+        var rng = SeededRNG(seed: 2024)
         let valid = EngineFixtures.gitDiff((0..<3).map { i in
-            var r = EngineTestRNG(seed: UInt64(i))
+            var r = SeededRNG(seed: UInt64(i))
             return EngineFixtures.randomFile(&r, path: "f\(i).c", hunks: 1...3, linesPerHunk: 1...10)
         })
         let validLines = valid.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

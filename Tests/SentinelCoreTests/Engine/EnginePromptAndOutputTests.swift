@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SentinelCore
+import SentinelTestSupport
 
 @Suite("Engine: prompt building")
 struct EnginePromptTests {
@@ -164,7 +165,7 @@ struct EngineModelOutputTests {
     }
 
     @Test func randomGarbageNeverCrashes() {
-        var rng = EngineTestRNG(seed: 77)
+        var rng = SeededRNG(seed: 77)
         let alphabet = Array("{}[]\",:0123456789 abc\\\n`truefalsnul")
         for _ in 0..<2000 {
             let text = String((0..<rng.int(0...120)).map { _ in alphabet[rng.int(0...(alphabet.count - 1))] })

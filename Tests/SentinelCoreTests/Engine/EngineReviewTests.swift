@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SentinelCore
+import SentinelTestSupport
 
 /// A scripted model: the closure sees each prompt and returns the reply text or throws.
 struct EngineFakeModel: ReviewModel {
@@ -273,7 +274,7 @@ struct EngineReviewTests {
     }
 
     @Test func largePullRequestIsChunkedAndEveryFileReviewedOnce() async throws {
-        var rng = EngineTestRNG(seed: 2025)
+        var rng = SeededRNG(seed: 2025)
         let files = (0..<300).map { i in
             EngineFixtures.randomFile(&rng, path: "svc\(i % 9)/F\(i).swift", hunks: 2...4, linesPerHunk: 25...45)
         }

@@ -1,20 +1,6 @@
 import Foundation
 import SentinelCore
-
-/// Deterministic PRNG (SplitMix64) so property tests are reproducible from their seed.
-struct EngineTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
-    mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
-}
+import SentinelTestSupport
 
 enum EngineFixtures {
     /// Joins lines with "\n" and ends with a newline, so fixtures keep significant leading and
@@ -26,7 +12,7 @@ enum EngineFixtures {
 
     /// A random token built at run time, so no credential-shaped literal sits in the source.
     static func token(_ count: Int, from alphabet: [Character] = alnum, seed: UInt64 = 7) -> String {
-        var rng = EngineTestRNG(seed: seed)
+        var rng = SeededRNG(seed: seed)
         return String((0..<count).map { _ in alphabet[rng.int(0...(alphabet.count - 1))] })
     }
 
@@ -68,7 +54,7 @@ enum EngineFixtures {
         return out
     }
 
-    static func randomLine(_ rng: inout EngineTestRNG, length: ClosedRange<Int>) -> String {
+    static func randomLine(_ rng: inout SeededRNG, length: ClosedRange<Int>) -> String {
         let words = ["let", "var", "func", "return", "value", "count", "if", "else", "for", "in", "self", "items",
                      "map", "{", "}", "(", ")", "=", "+", "1", "0", "\"text\"", "// note", "guard", "try", "await"]
         var s = String(repeating: " ", count: rng.int(0...8))
@@ -78,7 +64,7 @@ enum EngineFixtures {
     }
 
     /// A random modified file whose hunks have consistent numbering.
-    static func randomFile(_ rng: inout EngineTestRNG, path: String, hunks: ClosedRange<Int>, linesPerHunk: ClosedRange<Int>,
+    static func randomFile(_ rng: inout SeededRNG, path: String, hunks: ClosedRange<Int>, linesPerHunk: ClosedRange<Int>,
                            lineLength: ClosedRange<Int> = 0...80) -> DiffFile {
         var oldNo = rng.int(1...30)
         var newNo = oldNo + rng.int(0...5)
@@ -132,4 +118,26 @@ enum EngineFixtures {
             }
         }
     }
+}
+
+/// Oracles the engine tests check results against.
+extension DiffFile {
+    /// Line numbers on `side` that appear in the diff and so can carry a review comment:
+    /// RIGHT = added and context lines (new numbering), LEFT = removed and context lines (old numbering).
+    func commentableLines(side: DiffSide) -> Set<Int> {
+        Set(hunks.flatMap { hunk in hunk.lines.compactMap { $0.number(on: side) } })
+    }
+
+    /// The diff line shown at `line` on `side`, if that line is in the diff.
+    func diffLine(at line: Int, side: DiffSide) -> DiffLine? {
+        for hunk in hunks where hunk.range(on: side).contains(line) {
+            for l in hunk.lines where l.number(on: side) == line { return l }
+        }
+        return nil
+    }
+}
+
+extension ReviewResult {
+    /// Tokens of every model call of the review.
+    var totalUsage: TokenUsage { usage.reduce(.zero) { $0 + $1.usage } }
 }

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import SentinelCore
+import SentinelTestSupport
 
 /// The full example from docs/configuration.md.
 let sentinelYmlFullExample = """
@@ -399,7 +400,7 @@ struct ConfigFileParserTests {
     /// Deterministic random bytes: the parser never crashes or throws, every diagnostic has a
     /// 1-based position, and every value it returns is valid for its key.
     @Test func fuzzRandomBytes() {
-        var rng = PolicyFuzzRNG(seed: 0x5E17_1E1)
+        var rng = SeededRNG(seed: 0x5E17_1E1)
         let alphabet = Array("version: 1\nreview:\n  - [ ] { } , : & * ! | > ' \" # % @ ` ? \t\r\n-_.aeiouxyz0123456789".utf8)
         for round in 0..<3000 {
             let length = Int.random(in: 0...160, using: &rng)
@@ -418,7 +419,7 @@ struct ConfigFileParserTests {
 
     /// Random mutations of the full example (insert / delete / replace characters, swap lines).
     @Test func fuzzMutatedExample() {
-        var rng = PolicyFuzzRNG(seed: 42)
+        var rng = SeededRNG(seed: 42)
         let base = Array(sentinelYmlFullExample.utf8)
         let inserts = Array(" \n\t:-[]{},&*!|>'\"#?%@`~0129xyz".utf8)
         for _ in 0..<3000 {
@@ -450,18 +451,5 @@ struct ConfigFileParserTests {
         // Whatever survived resolves without trouble.
         let policy = PolicyResolver.resolve([parsed.layerInput(versionID: nil)])
         #expect(policy.rejected.isEmpty)
-    }
-}
-
-/// A small deterministic generator for reproducible fuzzing.
-struct PolicyFuzzRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

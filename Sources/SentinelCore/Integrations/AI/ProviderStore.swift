@@ -14,16 +14,6 @@ public struct ProviderSummary: Codable, Sendable, Equatable {
     public var priority: Int
     public var createdAt: String
     public var updatedAt: String
-
-    enum CodingKeys: String, CodingKey {
-        case id, kind, model, enabled, priority
-        case baseURL = "base_url"
-        case apiVersion = "api_version"
-        case deployment
-        case keySuffix = "key_suffix"
-        case createdAt = "created_at"
-        case updatedAt = "updated_at"
-    }
 }
 
 /// A provider with its decrypted key, in memory only, for building the router of one run.

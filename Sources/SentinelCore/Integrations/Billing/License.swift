@@ -16,11 +16,6 @@ public struct License: Codable, Sendable, Equatable {
         self.plans = plans
     }
 
-    enum CodingKeys: String, CodingKey {
-        case licensee, plans
-        case expiresAt = "expires_at"
-    }
-
     struct Envelope: Codable {
         var payload: String
         var signature: String
@@ -53,7 +48,7 @@ public struct LicenseVerifier: Sendable {
     }
 
     public func verify(_ data: Data, source: String = "license", now: Date = Date()) throws -> License {
-        guard let envelope = try? JSONDecoder().decode(License.Envelope.self, from: data),
+        guard let envelope = try? JSONDecoder.sentinel.decode(License.Envelope.self, from: data),
               let payload = Data(base64Encoded: envelope.payload), let signature = Data(base64Encoded: envelope.signature) else {
             throw ConfigError("\(source): not a Sentinel license file (expected JSON with base64 'payload' and 'signature')")
         }
@@ -61,7 +56,7 @@ public struct LicenseVerifier: Sendable {
             throw ConfigError("\(source): the license signature is not valid (altered, or not issued for Sentinel)")
         }
         let license: License
-        do { license = try JSONDecoder().decode(License.self, from: payload) } catch {
+        do { license = try JSONDecoder.sentinel.decode(License.self, from: payload) } catch {
             throw ConfigError("\(source): the license terms cannot be read: \(error)")
         }
         let today = String(ISO8601.string(now).prefix(10))

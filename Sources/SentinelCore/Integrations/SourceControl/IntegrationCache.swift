@@ -66,7 +66,7 @@ public struct SourceControlPlatforms: SourceControlConnector {
     }
 
     public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
-        let integrationID = repository.integrationId
+        let integrationID = repository.integrationID
         let kind = try await workspace.read { db in
             try String.fetchOne(db, sql: "SELECT kind FROM integrations WHERE id = ?", arguments: [integrationID])
         }

@@ -26,11 +26,6 @@ public struct DoctorReport: Sendable, Codable, Equatable {
 
     /// 0 all good, 1 warnings, 2 errors.
     public var exitCode: Int32 { Int32(findings.map(\.severity).max()?.rank ?? 0) }
-
-    enum CodingKeys: String, CodingKey {
-        case findings
-        case dataDirectory = "data_directory"
-    }
 }
 
 /// `sentinel doctor`: offline checks of one appliance, each naming its fix. Reads only (files

@@ -80,7 +80,7 @@ public struct JobRecord: Sendable, Codable, Equatable, FetchableRecord, TableRec
     public var jobPriority: JobPriority { JobPriority(rawValue: priority) ?? .normal }
 
     public func decodePayload<P: Decodable>(_ type: P.Type) throws -> P {
-        try JSONDecoder().decode(type, from: payload)
+        try JSONDecoder.sentinel.decode(type, from: payload)
     }
 }
 
@@ -116,15 +116,5 @@ public enum JobFailure: Error, CustomStringConvertible {
         case .retryAfter(let s, let m): return "\(m) (retry after \(Int(s.rounded(.up)))s)"
         case .permanent(let m): return m
         }
-    }
-}
-
-extension JSONEncoder {
-    /// Stable output (sorted keys) for payloads, events and hashes.
-    public static var sentinel: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
-        return e
     }
 }

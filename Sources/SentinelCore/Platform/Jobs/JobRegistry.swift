@@ -32,10 +32,6 @@ public struct DeadJob: Codable, Sendable, Equatable {
         self.attempts = attempts
         self.reason = reason
     }
-
-    enum CodingKeys: String, CodingKey {
-        case jobID = "job_id", kind, payload, attempts, reason
-    }
 }
 
 public typealias DeadJobHandler = @Sendable (JobContext, DeadJob) async throws -> Void

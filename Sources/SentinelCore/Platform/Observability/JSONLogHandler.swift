@@ -64,20 +64,6 @@ public final class LogSink: Sendable {
     func write(_ data: Data) { output.withLock { $0(data) } }
 }
 
-/// Collects log lines in memory (tests, and `--json` commands that must keep stdout clean).
-public final class CapturedLog: Sendable {
-    private let lines = Mutex<[String]>([])
-    public init() {}
-    public var sink: LogSink {
-        LogSink { [self] data in
-            let text = String(decoding: data, as: UTF8.self)
-            self.lines.withLock { $0.append(contentsOf: text.split(separator: "\n").map(String.init)) }
-        }
-    }
-    public var all: [String] { lines.withLock { $0 } }
-    public var text: String { all.joined(separator: "\n") }
-}
-
 extension Logger {
     /// A logger writing JSON lines; the appliance's only way of building a root logger.
     public static func sentinel(label: String = "sentinel", level: String = "info", sink: LogSink = .standardError) -> Logger {

@@ -9,12 +9,6 @@ public struct BackupEntry: Codable, Sendable, Equatable {
     public var size: Int64
     public var sha256: String
     public var schemaVersion: String
-
-    enum CodingKeys: String, CodingKey {
-        case file, kind, size, sha256
-        case workspaceID = "workspace_id"
-        case schemaVersion = "schema_version"
-    }
 }
 
 public struct BackupManifest: Codable, Sendable, Equatable {
@@ -22,12 +16,6 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var createdAt: String
     public var sentinelVersion: String
     public var files: [BackupEntry]
-
-    enum CodingKeys: String, CodingKey {
-        case format, files
-        case createdAt = "created_at"
-        case sentinelVersion = "sentinel_version"
-    }
 
     public static let fileName = "manifest.json"
 }
@@ -111,7 +99,7 @@ public struct BackupService: Sendable {
             throw StorageError.invalid("\(source.path) has no \(BackupManifest.fileName); not a Sentinel backup")
         }
         let manifest: BackupManifest
-        do { manifest = try JSONDecoder().decode(BackupManifest.self, from: data) } catch {
+        do { manifest = try JSONDecoder.sentinel.decode(BackupManifest.self, from: data) } catch {
             throw StorageError.invalid("\(manifestURL.path) is not a valid backup manifest")
         }
         var selected = manifest.files
@@ -217,13 +205,5 @@ public struct BackupService: Sendable {
         } catch {
             throw StorageError.invalid("backup is damaged: \(name) is not a readable database (\(error))")
         }
-    }
-}
-
-extension JSONEncoder {
-    public static var sentinelPretty: JSONEncoder {
-        let e = JSONEncoder.sentinel
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
-        return e
     }
 }

@@ -109,7 +109,7 @@ public enum PreUpgradeSnapshot {
         let service = BackupService(dataDirectory: data, opener: DatabaseOpener())
         let entry = try service.copy(reader: reader, kind: kind, workspace: workspace, to: folder, relative: relative)
         let manifestURL = folder.appendingPathComponent(BackupManifest.fileName)
-        var manifest = FileManager.default.contents(atPath: manifestURL.path).flatMap { try? JSONDecoder().decode(BackupManifest.self, from: $0) }
+        var manifest = FileManager.default.contents(atPath: manifestURL.path).flatMap { try? JSONDecoder.sentinel.decode(BackupManifest.self, from: $0) }
             ?? BackupManifest(format: 1, createdAt: ISO8601.string(Date()), sentinelVersion: SentinelVersion.current, files: [])
         manifest.files.removeAll { $0.file == entry.file }
         manifest.files.append(entry)
@@ -173,11 +173,6 @@ public struct SchemaFileStatus: Sendable, Codable, Equatable {
 
     public var needsMigration: Bool { state.map { !$0.pending.isEmpty && !$0.isNewerThanBinary } ?? false }
     public var isNewerThanBinary: Bool { state?.isNewerThanBinary ?? false }
-
-    enum CodingKeys: String, CodingKey {
-        case file, kind, bytes, state, problem
-        case workspaceID = "workspace_id"
-    }
 }
 
 extension PreUpgradeSnapshot {

@@ -17,12 +17,6 @@ public struct VerifiedFile: Sendable, Codable, Equatable {
     public var events: Int?
     public var lastEventSeq: Int64?
     public var ok: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case file, kind, events, ok
-        case workspaceID = "workspace_id"
-        case lastEventSeq = "last_event_seq"
-    }
 }
 
 public struct VerifyReport: Sendable, Codable, Equatable {
@@ -101,7 +95,7 @@ public enum DataVerifier {
             return report
         }
         let manifest: BackupManifest
-        do { manifest = try JSONDecoder().decode(BackupManifest.self, from: data) } catch {
+        do { manifest = try JSONDecoder.sentinel.decode(BackupManifest.self, from: data) } catch {
             report.problems.append(VerifyProblem(file: BackupManifest.fileName, check: "manifest", detail: "not a valid backup manifest: \(error)"))
             return report
         }

@@ -86,8 +86,8 @@ public actor Supervisor: Service {
             task = Task {
                 try await NIOThreadPool.singleton.runIfActive {
                     guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
-                    let pool = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
-                    return WorkspaceActor(id: id, database: pool, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
+                    let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
+                    return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
                 }
             }
             opening[id] = task

@@ -146,29 +146,9 @@ public struct DiffFile: Sendable, Hashable, Codable {
     /// The path a reviewer knows the file by: the new path, or the old one for a deleted file.
     public var path: String { newPath ?? oldPath ?? "" }
 
-    /// Line numbers on `side` that appear in the diff and so can carry a review comment:
-    /// RIGHT = added and context lines (new numbering), LEFT = removed and context lines (old numbering).
-    public func commentableLines(side: DiffSide) -> Set<Int> {
-        var result = Set<Int>()
-        for hunk in hunks {
-            for line in hunk.lines {
-                if let n = line.number(on: side) { result.insert(n) }
-            }
-        }
-        return result
-    }
-
     /// The hunk whose span on `side` contains `line`, if any.
     public func hunk(containing line: Int, side: DiffSide) -> DiffHunk? {
         hunks.first { $0.range(on: side).contains(line) }
-    }
-
-    /// The diff line shown at `line` on `side`, if that line is in the diff.
-    public func diffLine(at line: Int, side: DiffSide) -> DiffLine? {
-        for hunk in hunks where hunk.range(on: side).contains(line) {
-            for l in hunk.lines where l.number(on: side) == line { return l }
-        }
-        return nil
     }
 
     /// The same file holding only `hunks` (counts recomputed): how the chunker represents part of

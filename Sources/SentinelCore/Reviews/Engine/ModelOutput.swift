@@ -229,18 +229,12 @@ public enum ModelOutputParser {
 
     private static func balancedEnd(_ s: ArraySlice<UInt8>, from start: Int) -> Balance {
         var stack: [UInt8] = []
-        var inString = false
-        var escaped = false
+        var strings = JSONStringScanner()
         var i = start
         while i < s.endIndex {
             let c = s[i]
-            if inString {
-                if escaped { escaped = false }
-                else if c == UInt8(ascii: "\\") { escaped = true }
-                else if c == UInt8(ascii: "\"") { inString = false }
-            } else {
+            if !strings.consume(c) {
                 switch c {
-                case UInt8(ascii: "\""): inString = true
                 case UInt8(ascii: "{"): stack.append(UInt8(ascii: "}"))
                 case UInt8(ascii: "["): stack.append(UInt8(ascii: "]"))
                 case UInt8(ascii: "}"), UInt8(ascii: "]"):
@@ -259,30 +253,41 @@ public enum ModelOutputParser {
     private static func removeTrailingCommas(_ s: ArraySlice<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(s.count)
-        var inString = false, escaped = false
+        var strings = JSONStringScanner()
         var i = s.startIndex
         while i < s.endIndex {
             let c = s[i]
-            if inString {
-                if escaped { escaped = false }
-                else if c == UInt8(ascii: "\\") { escaped = true }
-                else if c == UInt8(ascii: "\"") { inString = false }
-                out.append(c)
-            } else if c == UInt8(ascii: ",") {
+            if !strings.consume(c), c == UInt8(ascii: ",") {
                 var j = i + 1
                 while j < s.endIndex, isSpace(s[j]) { j += 1 }
                 if j < s.endIndex, s[j] == UInt8(ascii: "}") || s[j] == UInt8(ascii: "]") {
-                    // drop it
-                } else {
-                    out.append(c)
+                    i += 1  // drop it
+                    continue
                 }
-            } else {
-                if c == UInt8(ascii: "\"") { inString = true }
-                out.append(c)
             }
+            out.append(c)
             i += 1
         }
         return out
+    }
+
+    /// Tells, byte by byte, whether JSON text is inside a string (quotes included), so bracket
+    /// matching and trailing-comma removal agree on what a string is.
+    private struct JSONStringScanner {
+        private var inString = false
+        private var escaped = false
+
+        /// Moves past `byte`; true when it belongs to a string.
+        mutating func consume(_ byte: UInt8) -> Bool {
+            if inString {
+                if escaped { escaped = false }
+                else if byte == UInt8(ascii: "\\") { escaped = true }
+                else if byte == UInt8(ascii: "\"") { inString = false }
+                return true
+            }
+            if byte == UInt8(ascii: "\"") { inString = true; return true }
+            return false
+        }
     }
 
     private static func interpret(_ value: JSONValue, depth: Int = 0) -> ModelReviewOutput? {

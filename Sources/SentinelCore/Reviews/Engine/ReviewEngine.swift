@@ -230,8 +230,6 @@ public struct ReviewResult: Sendable {
         self.droppedOverLimit = droppedOverLimit
         self.duplicates = duplicates
     }
-
-    public var totalUsage: TokenUsage { usage.reduce(.zero) { $0 + $1.usage } }
 }
 
 /// The provider-agnostic review pipeline: filter → built-in checks → chunk → model (bounded

@@ -71,11 +71,11 @@ public actor GitHubTokenCache {
         guard response.status == 201 || response.status == 200 else {
             throw GitHubClient.error(response, operation: "create installation token")
         }
-        struct Body: Decodable { let token: String; let expires_at: String? }
-        guard let body = try? JSONDecoder().decode(Body.self, from: response.body) else {
+        struct Body: Decodable { let token: String; let expiresAt: String? }
+        guard let body = try? JSONDecoder.sentinel.decode(Body.self, from: response.body) else {
             throw GitHubAPIError(status: response.status, message: "unreadable installation token response", operation: "create installation token", retryAfter: nil)
         }
-        let expires = body.expires_at.flatMap { try? Date($0, strategy: .iso8601) } ?? now.addingTimeInterval(3600)
+        let expires = body.expiresAt.flatMap { try? Date($0, strategy: .iso8601) } ?? now.addingTimeInterval(3600)
         tokens[installationID] = Entry(token: body.token, expiresAt: expires)
         return body.token
     }
@@ -89,7 +89,7 @@ public actor GitHubTokenCache {
         let response = try await http.send(OutboundRequest(url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
         guard response.status == 200 else { throw GitHubClient.error(response, operation: "get app") }
         struct Body: Decodable { let slug: String }
-        guard let body = try? JSONDecoder().decode(Body.self, from: response.body), !body.slug.isEmpty else {
+        guard let body = try? JSONDecoder.sentinel.decode(Body.self, from: response.body), !body.slug.isEmpty else {
             throw GitHubAPIError(status: response.status, message: "unreadable app response", operation: "get app", retryAfter: nil)
         }
         return "\(body.slug)[bot]"
@@ -102,7 +102,7 @@ public actor GitHubTokenCache {
         let response = try await http.send(OutboundRequest(url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
         guard response.status == 200 else { throw GitHubClient.error(response, operation: "find installation") }
         struct Body: Decodable { let id: Int64 }
-        guard let body = try? JSONDecoder().decode(Body.self, from: response.body) else {
+        guard let body = try? JSONDecoder.sentinel.decode(Body.self, from: response.body) else {
             throw GitHubAPIError(status: response.status, message: "unreadable installation response", operation: "find installation", retryAfter: nil)
         }
         return body.id
@@ -132,7 +132,7 @@ public struct GitHubClient: Sendable {
 
     public static func error(_ response: OutboundResponse, operation: String) -> GitHubAPIError {
         struct Message: Decodable { let message: String? }
-        let message = (try? JSONDecoder().decode(Message.self, from: response.body))?.message ?? ""
+        let message = (try? JSONDecoder.sentinel.decode(Message.self, from: response.body))?.message ?? ""
         var retryAfter = response.retryAfter
         if retryAfter == nil, response.status == 403 || response.status == 429,
            response.header("x-ratelimit-remaining") == "0", let reset = response.header("x-ratelimit-reset").flatMap(Double.init) {
@@ -168,7 +168,7 @@ public struct GitHubClient: Sendable {
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ response: OutboundResponse, operation: String) throws -> T {
-        do { return try JSONDecoder().decode(type, from: response.body) } catch {
+        do { return try JSONDecoder.sentinel.decode(type, from: response.body) } catch {
             throw GitHubAPIError(status: response.status, message: "unexpected response shape", operation: operation, retryAfter: nil)
         }
     }
@@ -212,7 +212,7 @@ public struct GitHubClient: Sendable {
         let r = try await request("GET", "repos/\(repo)/contents/\(path)", query: [("ref", ref)],
                                   accept: "application/vnd.github.raw+json", operation: "get file content", expect: [200, 404])
         if r.status == 404 { return nil }
-        if let object = try? JSONDecoder().decode(GitHubContent.self, from: r.body), let encoded = object.content {
+        if let object = try? JSONDecoder.sentinel.decode(GitHubContent.self, from: r.body), let encoded = object.content {
             let cleaned = encoded.replacingOccurrences(of: "\n", with: "")
             return Data(base64Encoded: cleaned).map { String(decoding: $0, as: UTF8.self) }
         }
@@ -255,7 +255,8 @@ public struct GitHubClient: Sendable {
     }
 }
 
-// MARK: - REST shapes (only the fields Sentinel reads or sends)
+// MARK: - REST shapes (only the fields Sentinel reads or sends; snake_case on the wire through
+// `JSONEncoder.sentinel` / `JSONDecoder.sentinel`: `headSHA` is `head_sha`)
 
 public struct GitHubPullRequest: Decodable, Sendable {
     public struct Ref: Decodable, Sendable {
@@ -265,7 +266,7 @@ public struct GitHubPullRequest: Decodable, Sendable {
     }
     public struct Repo: Decodable, Sendable {
         public let id: Int64
-        public let full_name: String
+        public let fullName: String
     }
     public let number: Int
     public let state: String?
@@ -273,7 +274,7 @@ public struct GitHubPullRequest: Decodable, Sendable {
     public let title: String?
     public let head: Ref
     public let base: Ref
-    public let changed_files: Int?
+    public let changedFiles: Int?
 }
 
 public struct GitHubChangedFile: Decodable, Sendable {
@@ -282,7 +283,7 @@ public struct GitHubChangedFile: Decodable, Sendable {
     public let additions: Int?
     public let deletions: Int?
     public let patch: String?
-    public let previous_filename: String?
+    public let previousFilename: String?
 }
 
 public struct GitHubComparison: Decodable, Sendable {
@@ -300,7 +301,7 @@ public struct GitHubReview: Decodable, Sendable {
     public let id: Int64
     public let body: String?
     public let state: String?
-    public let commit_id: String?
+    public let commitID: String?
     public let user: User?
 }
 
@@ -308,28 +309,28 @@ public struct GitHubReviewComment: Encodable, Sendable, Equatable {
     public var path: String
     public var line: Int
     public var side: String
-    public var start_line: Int?
-    public var start_side: String?
+    public var startLine: Int?
+    public var startSide: String?
     public var body: String
 
-    public init(path: String, line: Int, side: String, start_line: Int?, start_side: String?, body: String) {
+    public init(path: String, line: Int, side: String, startLine: Int?, startSide: String?, body: String) {
         self.path = path
         self.line = line
         self.side = side
-        self.start_line = start_line
-        self.start_side = start_side
+        self.startLine = startLine
+        self.startSide = startSide
         self.body = body
     }
 }
 
 public struct GitHubReviewRequest: Encodable, Sendable {
-    public var commit_id: String
+    public var commitID: String
     public var body: String
     public var event: String
     public var comments: [GitHubReviewComment]
 
-    public init(commit_id: String, body: String, event: String, comments: [GitHubReviewComment]) {
-        self.commit_id = commit_id
+    public init(commitID: String, body: String, event: String, comments: [GitHubReviewComment]) {
+        self.commitID = commitID
         self.body = body
         self.event = event
         self.comments = comments
@@ -349,23 +350,23 @@ public struct GitHubCheckRunRequest: Encodable, Sendable {
         }
     }
     public var name: String?
-    public var head_sha: String?
+    public var headSHA: String?
     public var status: String
     public var conclusion: String?
-    public var external_id: String?
-    public var started_at: String?
-    public var completed_at: String?
+    public var externalID: String?
+    public var startedAt: String?
+    public var completedAt: String?
     public var output: Output?
 
-    public init(name: String?, head_sha: String?, status: String, conclusion: String?, external_id: String?,
-                started_at: String?, completed_at: String?, output: Output?) {
+    public init(name: String?, headSHA: String?, status: String, conclusion: String?, externalID: String?,
+                startedAt: String?, completedAt: String?, output: Output?) {
         self.name = name
-        self.head_sha = head_sha
+        self.headSHA = headSHA
         self.status = status
         self.conclusion = conclusion
-        self.external_id = external_id
-        self.started_at = started_at
-        self.completed_at = completed_at
+        self.externalID = externalID
+        self.startedAt = startedAt
+        self.completedAt = completedAt
         self.output = output
     }
 }

@@ -27,7 +27,7 @@ public actor GitHubConnector: SourceControlConnector {
     }
 
     public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
-        guard let id = IntegrationID(repository.integrationId) else { throw SourceControlError.permanent("repository has an invalid integration id") }
+        guard let id = IntegrationID(repository.integrationID) else { throw SourceControlError.permanent("repository has an invalid integration id") }
         let entry: Entry
         if let cached = entries[id] {
             entry = cached
@@ -44,7 +44,7 @@ public actor GitHubConnector: SourceControlConnector {
                           botLogin: integration.botLogin)
             entries[id] = entry
         }
-        var installation = repository.installationId
+        var installation = repository.installationID
         if installation == nil {
             installation = try await GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: 0, tokens: entry.tokens, http: entry.http))
                 .mapped { try await entry.tokens.installationID(forRepository: repository.fullName) }

@@ -83,14 +83,14 @@ public struct GitHubDeliveryProcessor: Sendable {
     public static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?,
                              repositoryLimit: Int? = nil, commandAssociations: Set<String> = defaultCommandAssociations,
                              tx: inout WorkspaceTransaction) throws -> String {
-        let decoder = JSONDecoder()
+        let decoder = JSONDecoder.sentinel
         switch event {
         case "installation":
             let e = try decoder.decode(GitHubPayload.InstallationEvent.self, from: payload)
             switch e.action {
             case "created", "new_permissions_accepted", "unsuspend":
                 for repo in e.repositories ?? [] {
-                    try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.full_name,
+                    try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.fullName,
                                                  installationID: e.installation.id, limit: repositoryLimit, in: &tx)
                 }
                 return "registered \(e.repositories?.count ?? 0) repositories"
@@ -103,14 +103,14 @@ public struct GitHubDeliveryProcessor: Sendable {
             }
         case "installation_repositories":
             let e = try decoder.decode(GitHubPayload.InstallationRepositoriesEvent.self, from: payload)
-            for repo in e.repositories_added ?? [] {
-                try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.full_name,
+            for repo in e.repositoriesAdded ?? [] {
+                try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.fullName,
                                              installationID: e.installation.id, limit: repositoryLimit, in: &tx)
             }
-            for repo in e.repositories_removed ?? [] {
+            for repo in e.repositoriesRemoved ?? [] {
                 try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, in: tx.db)
             }
-            return "added \(e.repositories_added?.count ?? 0), removed \(e.repositories_removed?.count ?? 0) repositories"
+            return "added \(e.repositoriesAdded?.count ?? 0), removed \(e.repositoriesRemoved?.count ?? 0) repositories"
         case "pull_request":
             let e = try decoder.decode(GitHubPayload.PullRequestEvent.self, from: payload)
             let trigger: String
@@ -123,33 +123,33 @@ public struct GitHubDeliveryProcessor: Sendable {
                 guard let repo = try RepositoryStore.find(integrationID: integrationID, externalID: e.repository.id, in: tx.db) else {
                     return "ignored: closed PR of an unknown repository"
                 }
-                let n = try ReviewRunStore.closePullRequest(repositoryID: repo.id, prNumber: e.pull_request.number, in: &tx)
+                let n = try ReviewRunStore.closePullRequest(repositoryID: repo.id, prNumber: e.pullRequest.number, in: &tx)
                 return "pull request closed; \(n) open runs ended"
             default:
                 return "ignored: pull_request.\(e.action)"
             }
-            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
+            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.fullName,
                                                     installationID: e.installation?.id, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
-            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.pull_request.number, headSHA: e.pull_request.head.sha,
-                                                              baseSHA: e.pull_request.base.sha, trigger: trigger, fullReview: false,
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.pullRequest.number, headSHA: e.pullRequest.head.sha,
+                                                              baseSHA: e.pullRequest.base.sha, trigger: trigger, fullReview: false,
                                                               correlationID: correlationID, in: &tx)
             return created ? "run \(runID) requested" : "run \(runID) already exists"
         case "issue_comment":
             let e = try decoder.decode(GitHubPayload.IssueCommentEvent.self, from: payload)
             // Only new comments are commands: editing an old comment must not start (or restart) a run.
             guard e.action == "created" else { return "ignored: issue_comment.\(e.action)" }
-            guard e.issue.pull_request != nil else { return "ignored: comment on an issue, not a pull request" }
+            guard e.issue.pullRequest != nil else { return "ignored: comment on an issue, not a pull request" }
             let botLogin = try String.fetchOne(tx.db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
             if isOwnBot(e.comment.user, botLogin: botLogin) { return "ignored: comment by a bot" }
             let command = command(in: e.comment.body ?? "")
             guard command.review else { return "ignored: no command" }
-            let association = (e.comment.author_association ?? "NONE").uppercased()
+            let association = (e.comment.authorAssociation ?? "NONE").uppercased()
             guard commandAssociations.contains(association) else {
                 return refusedCommandPrefix + "@sentinel command by \(e.comment.user?.login ?? "unknown") (author_association \(association)); "
                     + "allowed: \(commandAssociations.sorted().joined(separator: ","))"
             }
-            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.full_name,
+            let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.fullName,
                                                     installationID: e.installation?.id, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
             // The head commit is not in a comment payload; the run resolves it when it starts.

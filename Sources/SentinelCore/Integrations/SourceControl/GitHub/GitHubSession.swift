@@ -38,10 +38,10 @@ public struct GitHubSession: SourceControlSession {
     public static func diffFiles(_ files: [GitHubChangedFile]) -> [DiffFile] {
         files.map { f in
             let status = DiffFile.Status(gitHubFileStatus: f.status)
-            if let parsed = try? DiffFile.fromPatch(path: f.filename, previousPath: f.previous_filename, status: status, patch: f.patch) {
+            if let parsed = try? DiffFile.fromPatch(path: f.filename, previousPath: f.previousFilename, status: status, patch: f.patch) {
                 return parsed
             }
-            return DiffFile(oldPath: f.previous_filename ?? f.filename, newPath: f.filename, status: status, isBinary: false, hunks: [])
+            return DiffFile(oldPath: f.previousFilename ?? f.filename, newPath: f.filename, status: status, isBinary: false, hunks: [])
         }
     }
 
@@ -51,7 +51,7 @@ public struct GitHubSession: SourceControlSession {
             var unlisted = 0
             if listed.count >= GitHubClient.pullRequestFileLimit {
                 // GitHub stops listing at 3,000 files; the pull request says how many there are.
-                let total = try await client.pullRequest(repo, number).changed_files ?? listed.count
+                let total = try await client.pullRequest(repo, number).changedFiles ?? listed.count
                 unlisted = max(0, total - listed.count)
             }
             return PullRequestFiles(files: Self.diffFiles(listed), unlisted: unlisted)
@@ -75,8 +75,8 @@ public struct GitHubSession: SourceControlSession {
     public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
         try await mapped {
             String(try await client.createCheckRun(repo, GitHubCheckRunRequest(
-                name: Self.checkName, head_sha: headSHA, status: "in_progress", conclusion: nil, external_id: "sentinel-run-\(runID)",
-                started_at: Date().formatted(.iso8601), completed_at: nil,
+                name: Self.checkName, headSHA: headSHA, status: "in_progress", conclusion: nil, externalID: "sentinel-run-\(runID)",
+                startedAt: Date().formatted(.iso8601), completedAt: nil,
                 output: .init(title: "Review in progress", summary: "Sentinel is reviewing this pull request.", text: nil))))
         }
     }
@@ -85,8 +85,8 @@ public struct GitHubSession: SourceControlSession {
         guard let id = Int64(checkID) else { throw SourceControlError.permanent("invalid check run id \(checkID)") }
         try await mapped {
             try await client.updateCheckRun(repo, id: id, GitHubCheckRunRequest(
-                name: nil, head_sha: nil, status: "completed", conclusion: conclusion.rawValue, external_id: nil, started_at: nil,
-                completed_at: Date().formatted(.iso8601), output: .init(title: String(title.prefix(200)), summary: String(summary.prefix(65_000)), text: nil)))
+                name: nil, headSHA: nil, status: "completed", conclusion: conclusion.rawValue, externalID: nil, startedAt: nil,
+                completedAt: Date().formatted(.iso8601), output: .init(title: String(title.prefix(200)), summary: String(summary.prefix(65_000)), text: nil)))
         }
     }
 
@@ -113,10 +113,10 @@ public struct GitHubSession: SourceControlSession {
 
     private func post(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String {
         do {
-            let request = GitHubReviewRequest(commit_id: headSHA, body: body, event: requestChanges ? "REQUEST_CHANGES" : "COMMENT",
+            let request = GitHubReviewRequest(commitID: headSHA, body: body, event: requestChanges ? "REQUEST_CHANGES" : "COMMENT",
                                               comments: comments.map {
-                                                  GitHubReviewComment(path: $0.path, line: $0.line, side: $0.side.rawValue, start_line: $0.startLine,
-                                                                      start_side: $0.startLine == nil ? nil : $0.side.rawValue, body: $0.body)
+                                                  GitHubReviewComment(path: $0.path, line: $0.line, side: $0.side.rawValue, startLine: $0.startLine,
+                                                                      startSide: $0.startLine == nil ? nil : $0.side.rawValue, body: $0.body)
                                               })
             return String(try await client.createReview(repo, number, request).id)
         } catch let error as GitHubAPIError {

@@ -1,10 +1,11 @@
 import Foundation
 
 /// The parts of GitHub webhook payloads Sentinel acts on. Every field is optional where GitHub may
-/// leave it out, so an unusual payload is recorded and skipped, never a crash.
+/// leave it out, so an unusual payload is recorded and skipped, never a crash. GitHub's keys are
+/// snake_case, so these read with `JSONDecoder.sentinel` (`full_name` → `fullName`).
 enum GitHubPayload {
     struct Account: Decodable { let login: String?; let type: String? }
-    struct Repository: Decodable { let id: Int64; let full_name: String; let `private`: Bool?; let fork: Bool? }
+    struct Repository: Decodable { let id: Int64; let fullName: String; let `private`: Bool?; let fork: Bool? }
     struct Installation: Decodable { let id: Int64; let account: Account? }
     struct Ref: Decodable { let sha: String; let repo: Repository? }
     struct PullRequest: Decodable {
@@ -18,20 +19,20 @@ enum GitHubPayload {
     struct PullRequestEvent: Decodable {
         let action: String
         let number: Int?
-        let pull_request: PullRequest
+        let pullRequest: PullRequest
         let repository: Repository
         let installation: Installation?
         let before: String?
         let after: String?
     }
     struct IssueRef: Decodable { let url: String? }
-    struct Issue: Decodable { let number: Int; let pull_request: IssueRef? }
+    struct Issue: Decodable { let number: Int; let pullRequest: IssueRef? }
     struct Comment: Decodable {
         let id: Int64
         let body: String?
         let user: Account?
         /// The commenter's relation to the repository (OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, NONE, …).
-        let author_association: String?
+        let authorAssociation: String?
     }
     struct IssueCommentEvent: Decodable {
         let action: String
@@ -48,7 +49,7 @@ enum GitHubPayload {
     struct InstallationRepositoriesEvent: Decodable {
         let action: String
         let installation: Installation
-        let repositories_added: [Repository]?
-        let repositories_removed: [Repository]?
+        let repositoriesAdded: [Repository]?
+        let repositoriesRemoved: [Repository]?
     }
 }

@@ -153,17 +153,17 @@ public actor GitLabConnector: SourceControlConnector {
     }
 
     public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
-        guard let id = IntegrationID(repository.integrationId) else { throw SourceControlError.permanent("repository has an invalid integration id") }
+        guard let id = IntegrationID(repository.integrationID) else { throw SourceControlError.permanent("repository has an invalid integration id") }
         var entry = try await entry(id, in: workspace)
         if entry.bot == nil {
             let client = entry.client
-            let user = try await GitLabSession(client: client, project: repository.externalId, bot: GitLabUser(id: 0, username: ""))
+            let user = try await GitLabSession(client: client, project: repository.externalID, bot: GitLabUser(id: 0, username: ""))
                 .mapped { try await client.currentUser() }
             entry.bot = user
             entries[id]?.bot = user
         }
         guard let bot = entry.bot else { throw SourceControlError.permanent("the GitLab token's user is unknown") }
-        return GitLabSession(client: entry.client, project: repository.externalId, bot: bot)
+        return GitLabSession(client: entry.client, project: repository.externalID, bot: bot)
     }
 
     public func shutdown() async {
