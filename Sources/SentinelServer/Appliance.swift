@@ -65,7 +65,7 @@ public final class Appliance: Sendable {
                                          destinations: destinations)
         self.gitLabIntegrations = GitLabIntegrationCache(service: integrations)
         self.gitLabConnector = GitLabConnector(integrations: gitLabIntegrations, requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds),
-                                               destinations: destinations)
+                                               destinations: destinations, publicURL: config.server.publicURL)
         var registry = extraJobs
         let catalog: PlanCatalog
         do {

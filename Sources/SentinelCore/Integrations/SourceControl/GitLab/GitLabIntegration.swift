@@ -124,12 +124,16 @@ public actor GitLabConnector: SourceControlConnector {
     let integrations: GitLabIntegrationCache
     let requestTimeout: Duration
     let destinations: DestinationPolicy
+    /// `server.public_url`: when set, each `Sentinel` status links to its run in the API.
+    let publicURL: String?
     private var entries: [IntegrationID: Entry] = [:]
 
-    public init(integrations: GitLabIntegrationCache, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy()) {
+    public init(integrations: GitLabIntegrationCache, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy(),
+                publicURL: String? = nil) {
         self.integrations = integrations
         self.requestTimeout = requestTimeout
         self.destinations = destinations
+        self.publicURL = publicURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
     }
 
     /// The integration's API client (for the delivery processor's membership checks too).
@@ -163,7 +167,12 @@ public actor GitLabConnector: SourceControlConnector {
             entries[id]?.bot = user
         }
         guard let bot = entry.bot else { throw SourceControlError.permanent("the GitLab token's user is unknown") }
-        return GitLabSession(client: entry.client, project: repository.externalID, bot: bot)
+        var runURL: (@Sendable (Int64) -> String)?
+        if let publicURL {
+            let base = "\(publicURL)/api/v1/workspaces/\(workspace.id.rawValue)/runs/"
+            runURL = { base + String($0) }
+        }
+        return GitLabSession(client: entry.client, project: repository.externalID, bot: bot, runURL: runURL)
     }
 
     public func shutdown() async {

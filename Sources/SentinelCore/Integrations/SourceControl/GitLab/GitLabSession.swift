@@ -9,13 +9,16 @@ public struct GitLabSession: SourceControlSession {
     let project: Int64
     /// The integration's own user: only its notes can carry a run marker Sentinel trusts.
     let bot: GitLabUser
+    /// Where a run can be seen (`server.public_url` + the API's run path), for the status's link.
+    let runURL: (@Sendable (Int64) -> String)?
     public static let statusName = "Sentinel"
     public var platformName: String { "GitLab" }
 
-    public init(client: GitLabClient, project: Int64, bot: GitLabUser) {
+    public init(client: GitLabClient, project: Int64, bot: GitLabUser, runURL: (@Sendable (Int64) -> String)? = nil) {
         self.client = client
         self.project = project
         self.bot = bot
+        self.runURL = runURL
     }
 
     func mapped<T>(_ body: () async throws -> T) async throws -> T {
@@ -80,27 +83,31 @@ public struct GitLabSession: SourceControlSession {
 
     /// Sets the `Sentinel` status; a transition GitLab refuses (400: the status already moved on, e.g.
     /// a newer run concluded it) leaves the gate as it is rather than failing the review.
-    private func setStatus(_ sha: String, _ state: String, _ description: String) async throws {
+    private func setStatus(_ sha: String, _ state: String, _ description: String, runID: Int64?) async throws {
         do {
             _ = try await client.setStatus(project: project, sha: sha, GitLabCommitStatusRequest(
-                state: state, name: Self.statusName, description: String(description.prefix(255)), target_url: nil))
+                state: state, name: Self.statusName, description: String(description.prefix(255)),
+                target_url: runID.flatMap { id in runURL.map { $0(id) } }))
         } catch let error as GitLabAPIError where error.status == 400 {
             return
         }
     }
 
+    /// The status is keyed by commit and name; the check id is `<sha>@<run id>`.
     public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
         try await mapped {
-            try await setStatus(headSHA, "pending", "Review queued")
-            try await setStatus(headSHA, "running", "Sentinel is reviewing this merge request")
-            return headSHA
+            try await setStatus(headSHA, "pending", "Review queued", runID: runID)
+            try await setStatus(headSHA, "running", "Sentinel is reviewing this merge request", runID: runID)
+            return "\(headSHA)@\(runID)"
         }
     }
 
     public func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws {
         // GitLab has no neutral state: a neutral conclusion (skipped, superseded) does not block the merge.
         let state = conclusion == .failure ? "failed" : "success"
-        try await mapped { try await setStatus(checkID, state, title) }
+        let parts = checkID.split(separator: "@", maxSplits: 1)
+        guard let sha = parts.first.map(String.init), !sha.isEmpty else { throw SourceControlError.permanent("invalid status id \(checkID)") }
+        try await mapped { try await setStatus(sha, state, title, runID: parts.count == 2 ? Int64(parts[1]) : nil) }
     }
 
     public func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String? {
