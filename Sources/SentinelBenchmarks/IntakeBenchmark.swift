@@ -11,8 +11,9 @@ import NIOSSL
 import SentinelCore
 import SentinelServer
 
-/// Signed `pull_request` deliveries over loopback against `serve`'s real HTTP stack (each 202 is a
-/// durable commit), next to a bare Hummingbird route driven by the same client in the same run.
+/// Signed GitHub `pull_request` deliveries (or GitLab `Merge Request Hook` deliveries with their
+/// secret token) over loopback against `serve`'s real HTTP stack (each 202 is a durable commit),
+/// next to a bare Hummingbird route driven by the same client in the same run.
 struct IntakeBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "intake", abstract: "Webhook intake: signed deliveries/s and latency.")
     @Option(help: "Deliveries per measurement.") var requests = 20_000
@@ -20,18 +21,21 @@ struct IntakeBenchmark: AsyncParsableCommand {
     @Option(help: "Workspace counts.") var workspaces: [Int] = [1, 1_000]
     @Option(help: "workspaces.max_open (LRU size).") var maxOpen = 256
     @Option(help: "Transports to measure: http, https.") var transports: [String] = ["http", "https"]
+    @Option(help: "Platforms whose deliveries are measured: github, gitlab.") var platforms: [String] = ["github", "gitlab"]
     @Option(help: "Concurrent wrong-password sign-ins (POST /api/v1/auth/login, unknown emails, throttling off) kept running while deliveries are measured; 0 = none.")
     var loginFlood = 0
     @Option(help: "auth.bcrypt_cost of the measured appliance.") var bcryptCost = 12
 
     func run() async throws {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
-        print("| transport | workspaces | deliveries | login flood | sign-ins/s | accepted/s | p50 | p99 | bare Hummingbird route/s | ratio |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for tls in transports.map({ $0 == "https" }) {
-            for count in workspaces {
-                let (rate, p50, p99, bare, logins) = try await measure(tls: tls, workspaceCount: count, privateKey: key)
-                print("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(requests) | \(loginFlood) | \(fmt(logins)) | \(fmt(rate)) | \(ms(p50)) | \(ms(p99)) | \(fmt(bare)) | \(String(format: "%.2f", rate / bare)) |")
+        print("| platform | transport | workspaces | deliveries | login flood | sign-ins/s | accepted/s | p50 | p99 | bare Hummingbird route/s | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for platform in platforms {
+            for tls in transports.map({ $0 == "https" }) {
+                for count in workspaces {
+                    let (rate, p50, p99, bare, logins) = try await measure(platform: platform, tls: tls, workspaceCount: count, privateKey: key)
+                    print("| \(platform == "gitlab" ? "GitLab" : "GitHub") | \(tls ? "HTTPS" : "HTTP") | \(count) | \(requests) | \(loginFlood) | \(fmt(logins)) | \(fmt(rate)) | \(ms(p50)) | \(ms(p99)) | \(fmt(bare)) | \(String(format: "%.2f", rate / bare)) |")
+                }
             }
         }
     }
@@ -60,7 +64,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         return attempts.value
     }
 
-    func measure(tls: Bool, workspaceCount: Int, privateKey: String) async throws -> (Double, Double, Double, Double, Double) {
+    func measure(platform: String, tls: Bool, workspaceCount: Int, privateKey: String) async throws -> (Double, Double, Double, Double, Double) {
         let dir = TemporaryBenchDirectory()
         defer { dir.remove() }
         var config = SentinelConfig()
@@ -78,8 +82,11 @@ struct IntakeBenchmark: AsyncParsableCommand {
             let secret = Data("secret-\(i)-\(UUID().uuidString)".utf8)
             let service = appliance.integrations
             let summary = try await appliance.supervisor.withWorkspace(id) { actor in
-                try await service.addGitHub(workspace: actor, appID: 1, privateKeyPEM: privateKey, webhookSecret: secret,
-                                            apiURL: URL(string: "http://127.0.0.1:9")!)
+                platform == "gitlab"
+                    ? try await service.addGitLab(workspace: actor, baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-bench", webhookSecret: secret,
+                                                  botUsername: "sentinel-bot")
+                    : try await service.addGitHub(workspace: actor, appID: 1, privateKeyPEM: privateKey, webhookSecret: secret,
+                                                  apiURL: URL(string: "http://127.0.0.1:9")!)
             }
             targets.append((summary.webhookPath, secret))
         }
@@ -95,8 +102,12 @@ struct IntakeBenchmark: AsyncParsableCommand {
         clientConfig.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
         let scheme = tls ? "https" : "http"
-        let payload = Data(#"{"action":"opened","number":1,"pull_request":{"number":1,"head":{"sha":"abc"},"base":{"sha":"def"}},"repository":{"id":1,"full_name":"o/r"},"installation":{"id":1}}"#.utf8)
-        let signatures = targets.map { GitHubWebhookSignature.sign(body: payload, secret: $0.secret) }
+        let payload = platform == "gitlab"
+            ? Data(#"{"object_kind":"merge_request","event_type":"merge_request","user":{"id":1,"username":"dev"},"project":{"id":1,"path_with_namespace":"group/sub/r"},"object_attributes":{"iid":1,"action":"open","last_commit":{"id":"abc"},"draft":false,"title":"Change"}}"#.utf8)
+            : Data(#"{"action":"opened","number":1,"pull_request":{"number":1,"head":{"sha":"abc"},"base":{"sha":"def"}},"repository":{"id":1,"full_name":"o/r"},"installation":{"id":1}}"#.utf8)
+        let signatures = targets.map {
+            platform == "gitlab" ? String(decoding: $0.secret, as: UTF8.self) : GitHubWebhookSignature.sign(body: payload, secret: $0.secret)
+        }
         let targetList = targets
         // The flood has its own client (own connections), started before the measurement.
         var floodConfig = HTTPClient.Configuration(tlsConfiguration: tlsConfig)
@@ -110,9 +121,15 @@ struct IntakeBenchmark: AsyncParsableCommand {
             let t = i % targetList.count
             var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(targetList[t].path)")
             request.method = .POST
-            request.headers.add(name: "X-GitHub-Event", value: "pull_request")
-            request.headers.add(name: "X-GitHub-Delivery", value: "bench-\(i)")
-            request.headers.add(name: "X-Hub-Signature-256", value: signatures[t])
+            if platform == "gitlab" {
+                request.headers.add(name: "X-Gitlab-Event", value: "Merge Request Hook")
+                request.headers.add(name: "X-Gitlab-Event-UUID", value: "bench-\(i)")
+                request.headers.add(name: "X-Gitlab-Token", value: signatures[t])
+            } else {
+                request.headers.add(name: "X-GitHub-Event", value: "pull_request")
+                request.headers.add(name: "X-GitHub-Delivery", value: "bench-\(i)")
+                request.headers.add(name: "X-Hub-Signature-256", value: signatures[t])
+            }
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: payload))
             return (request, 202)
@@ -154,6 +171,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         }
         precondition(stored == requests, "stored \(stored) of \(requests) accepted deliveries")
         await appliance.connector.shutdown()
+        await appliance.gitLabConnector.shutdown()
         await appliance.supervisor.shutdown()
         let p = Percentiles(latencies)
         return (rate, p.p50, p.p99, bareRate, logins)
