@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import OpenAPIRuntime
 import SentinelCore
 
 /// Correlation ids, metrics and problem+json for every request: the first and last thing a request
@@ -25,7 +26,9 @@ struct ObservabilityMiddleware: RouterMiddleware {
         } catch {
             let problem = Problem.from(error)
             if problem.isServerFault {
-                context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: error)))", "path": "\(request.uri.path)"])
+                // The generated API wraps what a handler threw: log the type of the error itself.
+                let cause = (error as? ServerError)?.underlyingError ?? error
+                context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: cause)))", "path": "\(request.uri.path)"])
             }
             response = problem.response(requestID: correlationID)
         }
