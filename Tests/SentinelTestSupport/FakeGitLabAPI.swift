@@ -11,6 +11,8 @@ struct FakeGitLabCall: Sendable {
     var segments: [String]
     var rawPath: String
     var query: [String: String]
+    /// Every value of `refs[]` (the merge-base call repeats it).
+    var refs: [String] = []
     var privateToken: String?
     var authorization: String?
     var contentType: String?
@@ -106,6 +108,7 @@ extension FakeGitLabState {
         case (_, 4) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) merge_request"
         case (_, 5) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) \(s[4])"
         case (_, 4) where s[0] == "projects" && s[2] == "repository" && s[3] == "compare": return "\(method) compare"
+        case (_, 4) where s[0] == "projects" && s[2] == "repository" && s[3] == "merge_base": return "\(method) merge_base"
         case (_, 6) where s[0] == "projects" && s[2] == "repository" && s[3] == "files" && s[5] == "raw": return "\(method) file"
         case (_, 4) where s[0] == "projects" && s[2] == "statuses": return "\(method) statuses"
         case (_, 6) where s[0] == "projects" && s[2] == "repository" && s[3] == "commits" && s[5] == "statuses": return "\(method) statuses"
@@ -120,7 +123,7 @@ extension FakeGitLabState {
         let route = Self.routeKey(method: call.method, segments: call.segments)
         let known: Set<String> = ["GET user", "GET project", "GET merge_request", "GET diffs", "GET changes", "GET versions",
                                   "GET compare", "GET file", "GET notes", "POST notes", "GET discussions", "POST discussions",
-                                  "POST statuses", "GET statuses", "GET member"]
+                                  "POST statuses", "GET statuses", "GET member", "GET merge_base"]
         guard known.contains(route) else { return .error(404, "404 Not Found") }
         if route == "GET diffs" && !diffsEndpointAvailable { return .error(404, "404 Not Found") }
 
@@ -154,6 +157,7 @@ extension FakeGitLabState {
         switch route {
         case "GET project": return .json(200, projectJSON(project))
         case "GET compare": return compare(project, call.query)
+        case "GET merge_base": return mergeBase(project, call.refs)
         case "GET file": return file(project, path: s[4], ref: call.query["ref"])
         case "POST statuses": return postStatus(project, sha: s[3], params: params(call), user: user)
         case "GET statuses": return getStatuses(project, sha: s[4], call: call)
@@ -232,6 +236,17 @@ extension FakeGitLabState {
         }
         return .json(200, ["commit": commitJSON(comparison.commits.last ?? to), "commits": comparison.commits.map(commitJSON),
                            "diffs": comparison.files.map(diffJSON), "compare_timeout": false, "compare_same_ref": false, "web_url": web])
+    }
+
+    /// `GET /projects/:id/repository/merge_base?refs[]=a&refs[]=b`: a commit is the merge base of
+    /// itself and of any commit a comparison was set up to (an ancestor); two commits with no such
+    /// relation (a force-push rewrote history) have no base the fake knows: 404, as for unknown refs.
+    func mergeBase(_ project: FakeGitLabProject, _ refs: [String]) -> FakeGitLabAnswer {
+        guard refs.count == 2 else { return .message(400, "Provide at least 2 refs") }
+        let (a, b) = (refs[0], refs[1])
+        if a == b || comparisons["\(project.id)@\(a)...\(b)"] != nil { return .json(200, commitJSON(a)) }
+        if comparisons["\(project.id)@\(b)...\(a)"] != nil { return .json(200, commitJSON(b)) }
+        return .message(404, "404 Commit Not Found")
     }
 
     func member(_ project: FakeGitLabProject, userID: String) -> FakeGitLabAnswer {
@@ -604,6 +619,7 @@ struct FakeGitLabRoutes {
         if let response = await fault(route) { return response }
         let answer = await state.handle(FakeGitLabCall(
             method: method, segments: segments, rawPath: rawPath, query: query,
+            refs: request.uri.queryParameters.getAll("refs[]").map { String($0) },
             privateToken: request.headers[HTTPField.Name("PRIVATE-TOKEN")!], authorization: request.headers[.authorization],
             contentType: request.headers[.contentType], body: body))
         return respond(answer)

@@ -1,0 +1,222 @@
+import AsyncHTTPClient
+import Foundation
+import GRDB
+import Hummingbird
+import Logging
+import NIOCore
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+/// A merge request on a (fake) GitLab, delivered to Sentinel's real HTTP stack on loopback,
+/// reviewed by the built-in checks, and posted back as discussions, a summary note and a status.
+final class GitLabWorld: Sendable {
+    let gitlab: FakeGitLab
+    let appliance: Appliance
+    let directory: TemporaryDirectory
+    let workspace: WorkspaceID
+    let integration: IntegrationSummary
+    let secret = "gitlab-webhook-secret"
+    let port: Int
+    let services: RunningGroup
+    let project: FakeGitLabProject
+
+    /// A leaked AWS key on line 3 of app.py and a conflict marker in README.md: two built-in findings.
+    static let files: [FakeGitLabDiffFile] = [
+        .modified("app.py", diff: "@@ -1,3 +1,4 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n+AWS_ACCESS_KEY_ID = \"AKIAQWERTYUIOPASDFGH\"\n print(KEY)\n"),
+        .modified("README.md", diff: "@@ -10,2 +10,4 @@\n ## Usage\n+<<<<<<< HEAD\n+Run it.\n Done.\n"),
+        .modified("package-lock.json", diff: "@@ -1 +1 @@\n-{}\n+{\"lockfileVersion\": 3}\n"),
+    ]
+
+    init(tls: Bool = false, projectPath: String = "acme/web") async throws {
+        gitlab = try await FakeGitLab.start(tls: tls)
+        directory = TemporaryDirectory("sentinel-gl")
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        config.server.host = "127.0.0.1"
+        config.server.port = 0
+        config.gitlab.requestTimeoutSeconds = 2
+        config.server.publicURL = "https://sentinel.example.com"
+        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, logger: Logger.sentinel(level: "error"))
+        workspace = try appliance.workspaces.create(name: "acme").workspaceID!
+        project = FakeGitLabProject(id: 77, path: projectPath)
+        await gitlab.state.addProject(id: project.id, path: project.path)
+        await gitlab.state.addMergeRequest(FakeGitLabMergeRequest(project: project.id, iid: 3, headSHA: "aaa111", baseSHA: "bbb000", files: Self.files))
+        // The integration is added the way `sentinel integration add gitlab` does: the token checked first.
+        let user = try await GitLabTokenCheck.user(baseURL: gitlab.baseURL, token: FakeGitLab.token, caBundlePEM: gitlab.certificatePEM,
+                                                   destinations: DestinationPolicy())
+        let (service, secret, base, ca) = (appliance.integrations, Data(secret.utf8), gitlab.baseURL, gitlab.certificatePEM)
+        integration = try await appliance.supervisor.withWorkspace(workspace) { actor in
+            try await service.addGitLab(workspace: actor, baseURL: base, token: FakeGitLab.token, webhookSecret: secret, caBundlePEM: ca,
+                                        botUsername: user.username)
+        }
+        let box = Rendezvous<Int>()
+        services = RunningGroup(try appliance.makeServiceGroup(stopOnSignals: false) { port in await box.set(port) })
+        port = await box.wait()
+    }
+
+    func stop() async {
+        try? await services.shutdown()
+        await gitlab.stop()
+        directory.cleanup()
+    }
+
+    var hookURL: URL { URL(string: "http://127.0.0.1:\(port)\(integration.webhookPath)")! }
+
+    @discardableResult
+    func deliver(_ event: String, _ payload: Data, uuid: String = UUID().uuidString, token: String? = nil) async throws -> (Int, String) {
+        let reply = try await FakeGitLab.deliver(to: hookURL, token: token ?? secret, event: event, payload: payload, uuid: uuid)
+        return (reply.status, reply.body)
+    }
+
+    func mergeRequest() async throws -> FakeGitLabMergeRequest {
+        try #require(await gitlab.state.mergeRequest(project: project.id, iid: 3))
+    }
+
+    func runs() async throws -> [ReviewRun] {
+        try await appliance.supervisor.withWorkspace(workspace) { try await $0.read { db in try ReviewRunStore.list(in: db) } }
+    }
+
+    func waitForFinished(_ count: Int) async -> Bool {
+        await eventually(timeout: .seconds(30)) { try await self.runs().filter { $0.state.isFinal }.count >= count }
+    }
+
+    func summaryNotes() async -> [FakeGitLabNote] {
+        await gitlab.state.notes(project: project.id, iid: 3).filter { $0.body.hasPrefix("<!-- sentinel:run:") }
+    }
+}
+
+@Suite("GitLab end to end", .serialized)
+struct GitLabEndToEndTests {
+    @Test("an opened merge request (HTTPS GitLab with its own CA, nested subgroups) gets one summary note, discussions only on diff lines and a concluded Sentinel status; redelivery and an update without new commits change nothing")
+    func openedMergeRequestIsReviewed() async throws {
+        let world = try await GitLabWorld(tls: true, projectPath: "group/sub/sub-sub/project")
+        let mr = try await world.mergeRequest()
+        let open = GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)
+        let uuid = UUID().uuidString
+        let (status, body) = try await world.deliver("Merge Request Hook", open, uuid: uuid)
+        #expect(status == 202, "\(body)")
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.state == .completed, "\(run.reason ?? "")")
+        let summaries = await world.summaryNotes()
+        #expect(summaries.count == 1)
+        let summary = try #require(summaries.first)
+        #expect(summary.author.id == FakeGitLabState.botUser.id)
+        #expect(summary.body.contains("Reviewed 2 of 3 files; skipped 1: lock files (1)."), "\(summary.body)")
+        #expect(!summary.body.contains("could not place inline"), "every finding is on a diff line")
+        let diffNotes = await world.gitlab.state.diffNotes(project: world.project.id, iid: 3)
+        #expect(diffNotes.count == 2)
+        let secretNote = try #require(diffNotes.first { $0.position?.newPath == "app.py" })
+        #expect(secretNote.position?.newLine == 3 && secretNote.position?.oldLine == nil, "an added line carries only new_line")
+        #expect(!secretNote.body.contains("AKIAQWERTYUIOPASDFGH"), "the secret itself is never echoed")
+        #expect(diffNotes.contains { $0.position?.newPath == "README.md" && $0.position?.newLine == 11 })
+        let rejected = await world.gitlab.state.rejected
+        #expect(rejected.isEmpty, "\(rejected)")
+        // The gate: pending → running → failed (a critical finding reaches the default fail_on), linking to the run.
+        #expect(await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel") == ["pending", "running", "failed"])
+        let gate = try #require(await world.gitlab.state.statuses(project: world.project.id, sha: "aaa111").first)
+        #expect(gate.targetURL == "https://sentinel.example.com/api/v1/workspaces/\(world.workspace.rawValue)/runs/\(run.id)")
+        let repos = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.read { db in try RepositoryStore.all(in: db) } }
+        #expect(repos.map(\.fullName) == ["group/sub/sub-sub/project"])
+
+        // The same delivery again, and an edit of the title: nothing new.
+        let (again, _) = try await world.deliver("Merge Request Hook", open, uuid: uuid)
+        #expect(again == 202)
+        let edit = GitLabWebhook.mergeRequest(action: "update", mr: mr, project: world.project,
+                                              changes: GitLabHookChanges(title: (previous: "Add a feature", current: "Add a better feature")))
+        #expect(try await world.deliver("Merge Request Hook", edit).0 == 202)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await world.runs().count == 1)
+        #expect(await world.summaryNotes().count == 1)
+        let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries WHERE outcome IS NOT NULL ORDER BY received_at") }
+        }
+        #expect(outcomes.contains("ignored: merge request updated without new commits"), "\(outcomes)")
+        await world.stop()
+    }
+
+    @Test("new commits are reviewed incrementally; a draft is skipped until marked ready, which reviews it")
+    func pushesAndDrafts() async throws {
+        let world = try await GitLabWorld()
+        var mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        // A push: one new file with a conflict marker; only what the new commit changed is reviewed.
+        let pushed = FakeGitLabDiffFile.added("notes.md", diff: "@@ -0,0 +1,2 @@\n+<<<<<<< HEAD\n+draft\n")
+        await world.gitlab.state.pushMergeRequest(project: world.project.id, iid: 3, headSHA: "ccc222", files: GitLabWorld.files + [pushed])
+        await world.gitlab.state.setComparison(project: world.project.id, from: "aaa111", to: "ccc222", files: [pushed])
+        mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "update", mr: mr, project: world.project,
+                                                                                         oldrev: "aaa111")).0 == 202)
+        #expect(await world.waitForFinished(2))
+        let push = try #require(try await world.runs().first { $0.trigger == "push" })
+        #expect(push.state == .completed && push.headSHA == "ccc222", "\(push.reason ?? "")")
+        let notes = await world.summaryNotes()
+        #expect(notes.count == 2)
+        let latest = try #require(notes.last)
+        #expect(latest.body.contains("notes.md"), "\(latest.body)")
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).filter { $0.position?.newPath == "notes.md" }.count == 1)
+
+        // A draft merge request: skipped (no review note), then marked ready: reviewed.
+        await world.gitlab.state.addMergeRequest(FakeGitLabMergeRequest(project: world.project.id, iid: 4, headSHA: "ddd333", baseSHA: "bbb000",
+                                                                        title: "Draft: wip", draft: true, files: GitLabWorld.files))
+        var draft = try #require(await world.gitlab.state.mergeRequest(project: world.project.id, iid: 4))
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: draft, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(3))
+        #expect(try await world.runs().first { $0.prNumber == 4 }?.state == .skipped)
+        #expect(await world.gitlab.state.notes(project: world.project.id, iid: 4).filter { $0.body.hasPrefix("<!-- sentinel:run:") }.isEmpty)
+        await world.gitlab.state.updateMergeRequest(project: world.project.id, iid: 4, title: "Ready", draft: false)
+        draft = try #require(await world.gitlab.state.mergeRequest(project: world.project.id, iid: 4))
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "update", mr: draft, project: world.project,
+                                                                                         changes: GitLabHookChanges(draft: (previous: true, current: false)))).0 == 202)
+        #expect(await world.waitForFinished(4))
+        #expect(try await world.runs().first { $0.prNumber == 4 && $0.trigger == "ready_for_review" }?.state == .completed)
+        #expect(await world.gitlab.state.notes(project: world.project.id, iid: 4).filter { $0.body.hasPrefix("<!-- sentinel:run:") }.count == 1)
+        await world.stop()
+    }
+
+    @Test("@sentinel review by a Developer starts a review; by a Guest, by the bot itself or as a system note, nothing")
+    func noteCommands() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        let developer = FakeGitLabUser(id: 501, username: "dev")
+        let guest = FakeGitLabUser(id: 502, username: "guest")
+        await world.gitlab.state.addMember(project: world.project.id, userID: developer.id, username: developer.username, accessLevel: .developer)
+        await world.gitlab.state.addMember(project: world.project.id, userID: guest.id, username: guest.username, accessLevel: .guest)
+        let fromGuest = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: guest, noteID: 11)
+        let fromBot = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: FakeGitLabState.botUser, noteID: 12)
+        let system = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 13, system: true)
+        for payload in [fromGuest, fromBot, system] { #expect(try await world.deliver("Note Hook", payload).0 == 202) }
+        #expect(await eventually(timeout: .seconds(10)) {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) {
+                try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") ?? 0 }
+            } == 3
+        })
+        #expect(try await world.runs().isEmpty)
+        let fromDeveloper = GitLabWebhook.note("@sentinel full review please", on: mr, project: world.project, author: developer, noteID: 14)
+        #expect(try await world.deliver("Note Hook", fromDeveloper).0 == 202)
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.trigger == "command:14" && run.state == .completed, "\(run.reason ?? "")")
+        #expect(await world.summaryNotes().count == 1)
+        await world.stop()
+    }
+
+    @Test("intake: a wrong or missing X-Gitlab-Token is 401 and stores nothing; an unknown integration is 404")
+    func intakeRefusals() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        let open = GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)
+        #expect(try await world.deliver("Merge Request Hook", open, token: "wrong-secret").0 == 401)
+        #expect(try await FakeGitLab.deliver(to: world.hookURL, token: nil, event: "Merge Request Hook", payload: open).status == 401)
+        let unknown = URL(string: "http://127.0.0.1:\(world.port)/webhooks/gitlab/int_00000000000000000000")!
+        #expect(try await FakeGitLab.deliver(to: unknown, token: world.secret, event: "Merge Request Hook", payload: open).status == 404)
+        let stored = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") ?? 0 }
+        }
+        #expect(stored == 0)
+        await world.stop()
+    }
+}
