@@ -8,11 +8,17 @@ public struct User: Codable, Sendable, Equatable, FetchableRecord {
     public var email: String
     public var isAdmin: Bool
     public var createdAt: Double
+    /// When an appliance admin disabled the account (nil: active). A disabled user cannot sign in
+    /// and none of their sessions or API tokens authenticates.
+    public var disabledAt: Double? = nil
+
+    public var isDisabled: Bool { disabledAt != nil }
 
     enum CodingKeys: String, CodingKey {
         case id, email
         case isAdmin = "is_admin"
         case createdAt = "created_at"
+        case disabledAt = "disabled_at"
     }
 }
 

@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import SentinelCore
 
-/// `POST /webhooks/github/{integrationId}`. Order: integration lookup (404) and the declared size
+/// `POST /webhooks/github/{integrationId}`. Order: integration lookup (404; 410 when its workspace was deleted) and the declared size
 /// (413), both before a byte of the body is read; then the body, read once up to the limit;
 /// signature (401 before anything is stored), headers and JSON, then one durable insert and a 202.
 struct WebhookRoutes {
@@ -25,9 +25,27 @@ struct WebhookRoutes {
         return Problem(status: .contentTooLarge, detail: "deliveries larger than \(Self.maxDeliveryBytes / (1024 * 1024)) MB are refused")
     }
 
+    /// The integration's workspace was deleted: 410, so the platform's admins see why deliveries fail.
+    func gone(_ id: IntegrationID) -> Problem {
+        metrics.webhook(platform: "github", outcome: "integration_deleted")
+        return Problem(status: .gone, detail: "integration \(id) belonged to a workspace that was deleted; remove this webhook (or the GitHub App installation)",
+                       type: "urn:sentinel:problem:integration-deleted", title: "Integration deleted")
+    }
+
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
-        guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init),
-              let integration = try await integrations.integration(id, using: supervisor) else {
+        guard let id = context.parameters.get("integrationId").flatMap(IntegrationID.init) else {
+            metrics.webhook(platform: "github", outcome: "unknown_integration")
+            throw Problem(status: .notFound, detail: "no such integration")
+        }
+        let found: GitHubIntegration?
+        do {
+            found = try await integrations.integration(id, using: supervisor)
+        } catch WorkspaceError.notFound {
+            // Routed to a workspace deleted meanwhile.
+            found = nil
+        }
+        guard let integration = found else {
+            if try await integrations.isRetired(id) { throw gone(id) }
             metrics.webhook(platform: "github", outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")
         }
@@ -65,9 +83,15 @@ struct WebhookRoutes {
         }
         let action = object["action"] as? String
         let correlationID = deliveryID
-        let outcome = try await supervisor.withWorkspace(integration.workspaceID) { workspace in
-            try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: id, event: event, action: action, body: data,
-                                           correlationID: correlationID, in: workspace)
+        let outcome: DeliveryIntake.Outcome
+        do {
+            outcome = try await supervisor.withWorkspace(integration.workspaceID) { workspace in
+                try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: id, event: event, action: action, body: data,
+                                               correlationID: correlationID, in: workspace)
+            }
+        } catch WorkspaceError.notFound(let workspace) {
+            if try await integrations.isRetired(id) { throw gone(id) }
+            throw WorkspaceError.notFound(workspace)
         }
         metrics.webhook(platform: "github", outcome: outcome == .accepted ? "accepted" : "duplicate")
         context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",
