@@ -230,6 +230,32 @@ public actor Supervisor: Service {
         }
     }
 
+    /// Checkpoints and truncates the WAL of control.sqlite and of each idle open workspace file
+    /// when it is over `storage.wal_max_bytes` (a long reader, such as a backup, lets a WAL grow
+    /// past SQLite's automatic checkpoints), and reports WAL sizes as `sentinel_storage_wal_bytes`
+    /// (`file`: `control`, or `workspace_largest` for the largest open workspace's WAL).
+    public func checkpointLargeWALs() async {
+        let limit = Int64(config.storage.walMaxBytes)
+        let control = self.control
+        var controlWAL = Retention.walBytes(of: dataDirectory.controlFile)
+        if controlWAL > limit {
+            try? await NIOThreadPool.singleton.runIfActive { try control.checkpoint() }
+            controlWAL = Retention.walBytes(of: dataDirectory.controlFile)
+        }
+        var largest: Int64 = 0
+        for (id, entry) in open {
+            var wal = Retention.walBytes(of: dataDirectory.workspaceFile(id))
+            if wal > limit, entry.pins == 0, let actor = pinIfOpen(id) {
+                try? await actor.maintenance { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+                await unpin(id)
+                wal = Retention.walBytes(of: dataDirectory.workspaceFile(id))
+            }
+            largest = max(largest, wal)
+        }
+        metrics.walBytes(file: "control", controlWAL)
+        metrics.walBytes(file: "workspace_largest", largest)
+    }
+
     /// Whether a `deleteWorkspace` is waiting for work inside the workspace to finish.
     public func isWaitingToDelete(_ id: WorkspaceID) -> Bool { unpinWaiters[id]?.isEmpty == false }
 
