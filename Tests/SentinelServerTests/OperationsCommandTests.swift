@@ -85,4 +85,32 @@ struct OperationsCommandTests {
         #expect(error.status == 2, "\(error.stdout)")
         #expect(error.stdout.contains("\"fix\" : \"chmod 600 "))
     }
+
+    @Test("doctor --online checks each GitHub integration against its API: ok with valid credentials and an installation, exit 2 when the API is gone")
+    func doctorOnline() async throws {
+        let dir = TemporaryDirectory("sentinel-doctor-online")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let github = try await FakeGitHub.start()
+        await github.state.addInstallation(7, account: "acme-org")
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let pem = dir.url.appendingPathComponent("app.pem")
+        try github.privateKeyPEM.write(to: pem, atomically: true, encoding: .utf8)
+        let secret = dir.url.appendingPathComponent("secret")
+        try "doctor-secret\n".write(to: secret, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", String(github.appID),
+                                                   "--private-key-file", pem.path, "--webhook-secret-file", secret.path, "--api-url", github.baseURL.absoluteString])
+        #expect(added.status == 0, "\(added.stderr)")
+        let online = try await SentinelProcess.run(["doctor", "--online", "--data-dir", data, "--json"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(online.stdout.utf8)) as? [String: Any], "\(online.stderr)")
+        let checks = try #require(report["findings"] as? [[String: Any]]).filter { $0["check"] as? String == "github" }
+        #expect(checks.count == 3 && checks.allSatisfy { $0["severity"] as? String == "ok" }, "\(checks)")
+        #expect(await github.state.requests.contains("GET installations"))
+        let offline = try await SentinelProcess.run(["doctor", "--data-dir", data, "--json"])
+        #expect(!offline.stdout.contains("\"github\""), "without --online nothing is called")
+        await github.stop()
+        let gone = try await SentinelProcess.run(["doctor", "--online", "--data-dir", data])
+        #expect(gone.status == 2, "\(gone.stdout)")
+        #expect(gone.stdout.contains("ERROR github: integration int_") && gone.stdout.contains("cannot be reached"), "\(gone.stdout)")
+    }
 }

@@ -18,6 +18,10 @@ public struct DoctorFinding: Sendable, Codable, Equatable {
     public var message: String
     /// What to do about it (nil when all is well).
     public var fix: String?
+
+    public init(severity: Severity, check: String, message: String, fix: String?) {
+        (self.severity, self.check, self.message, self.fix) = (severity, check, message, fix)
+    }
 }
 
 public struct DoctorReport: Sendable, Codable, Equatable {
