@@ -66,4 +66,28 @@ struct OnlineDoctorTests {
         #expect(gone.count == 1 && gone.first?.severity == .error && gone.first?.message.contains("cannot be reached") == true, "\(summary(gone))")
         await http.shutdown()
     }
+
+    @Test("each AI provider kind's models endpoint is called with its own authentication: ok with the right key, an error naming rotate with a wrong one")
+    func providers() async throws {
+        let llm = try await FakeLLMServer.start()
+        let http = try AsyncOutboundHTTPClient()
+        for kind in ProviderKind.allCases {
+            let good = await OnlineDoctor().checkProvider(llm.config(kind), workspaceName: "acme", http: http)
+            #expect(good.severity == .ok && good.check == "ai-provider", "\(kind): \(good.message)")
+            let bad = await OnlineDoctor().checkProvider(llm.config(kind, key: "wrong-key-123456"), workspaceName: "acme", http: http)
+            if kind == .openAICompatible {
+                #expect(bad.severity == .error, "\(kind): \(bad.message)")
+            } else {
+                #expect(bad.severity == .error && bad.message.contains("key is refused") && bad.fix?.contains("sentinel provider rotate") == true,
+                        "\(kind): \(bad.message)")
+            }
+            #expect(!bad.message.contains("wrong-key-123456"), "the key is never shown")
+        }
+        let calls = await llm.state.requests().filter { $0.method == "GET" }
+        #expect(Set(calls.map(\.api)) == Set(FakeLLMAPI.allCases), "\(calls.map(\.path))")
+        #expect(calls.allSatisfy { $0.path.hasSuffix("/models") })
+        #expect(await llm.state.requests().allSatisfy { $0.method == "GET" }, "no completion was requested: no tokens spent")
+        await http.shutdown()
+        await llm.stop()
+    }
 }

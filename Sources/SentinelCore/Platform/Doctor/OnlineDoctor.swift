@@ -76,6 +76,34 @@ public struct OnlineDoctor: Sendable {
         return findings
     }
 
+    /// One AI provider: its models endpoint answers and accepts the key (no tokens are spent).
+    public func checkProvider(_ config: ProviderConfig, workspaceName: String, http: any OutboundHTTPClient) async -> DoctorFinding {
+        let what = "provider \(config.id) (\(config.kind.rawValue), workspace \(workspaceName))"
+        func finding(_ severity: DoctorFinding.Severity, _ message: String, _ fix: String? = nil) -> DoctorFinding {
+            DoctorFinding(severity: severity, check: "ai-provider", message: "\(what): \(message)", fix: fix)
+        }
+        do {
+            try await ProviderHealth.check(config, http: http)
+            return finding(.ok, "answers and accepts its key")
+        } catch let error as ProviderError {
+            switch error {
+            case .unauthorized:
+                return finding(.error, "the key is refused (\(error))",
+                               "rotate the key: sentinel provider rotate --workspace \(workspaceName) \(config.id) --key-file FILE")
+            case .rateLimited:
+                return finding(.warning, "rate-limited right now (\(error))", "nothing to do if it passes; otherwise raise the account's limits")
+            case .quotaExhausted:
+                return finding(.error, "the account's quota is used up (\(error))", "check the provider account's billing and quota")
+            case .timeout, .connection:
+                return finding(.error, "cannot be reached (\(error))", "check the provider's base URL, DNS, proxies and firewalls from this host")
+            default:
+                return finding(.error, "\(error)", "check the provider's base URL, API version and deployment")
+            }
+        } catch {
+            return finding(.error, "\(error)", "check the provider's configuration")
+        }
+    }
+
     /// An HTTP `Date` header (IMF-fixdate, RFC 9110 §5.6.7).
     static func httpDate(_ text: String) -> Date? {
         let formatter = DateFormatter()
