@@ -85,6 +85,7 @@ public final class Appliance: Sendable {
                                   maxTokensPerRun: config.review.maxTokensPerRun)
         runner.register(in: &registry)
         Rollups.register(in: &registry)
+        Retention.register(in: &registry, config: config)
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)

@@ -11,10 +11,125 @@ extension GlobalOptions {
 }
 
 struct UserCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "user", abstract: "Users of the appliance.", subcommands: [Create.self, List.self])
+    static let configuration = CommandConfiguration(commandName: "user", abstract: "Users of the appliance.",
+                                                    subcommands: [Create.self, List.self, Disable.self, Enable.self, SetPassword.self, Delete.self])
+
+    /// Reads a new password from `--password-file` or stdin (`--password-stdin`): never from the command line.
+    struct PasswordSource: ParsableArguments {
+        @Option(help: "File holding the password (12 to 72 characters; one line).") var passwordFile: String?
+        @Flag(help: "Read the password from standard input (one line), for scripts: printf '%s\\n' \"$PW\" | sentinel user set-password …")
+        var passwordStdin = false
+
+        func read() throws -> String {
+            let raw: String
+            switch (passwordFile, passwordStdin) {
+            case (let file?, false):
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
+                raw = text
+            case (nil, true):
+                raw = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            default:
+                throw CLIError("give the password with exactly one of --password-file FILE or --password-stdin (never on the command line)")
+            }
+            let lines = raw.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+            guard lines.count <= 1 || lines.dropFirst().allSatisfy(\.isEmpty) else { throw CLIError("the password must be one line") }
+            return lines.first.map(String.init) ?? ""
+        }
+    }
+
+    /// The user named by an email or a user id.
+    static func find(_ emailOrID: String, in identity: IdentityService) throws -> User {
+        if emailOrID.hasPrefix("usr_"), let user = try identity.user(id: emailOrID) { return user }
+        guard let user = try identity.user(email: emailOrID) else { throw CLIError("no user with email \(emailOrID)") }
+        return user
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Disable a user: no sign-in; their sessions and API tokens stop working at once (also while serve runs).",
+            discussion: "Tokens are kept (not revoked): `sentinel user enable` restores sign-in and the tokens. The last active appliance admin cannot be disabled.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Email (or user id).") var user: String
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                let found = try UserCommand.find(user, in: identity)
+                if found.isDisabled { print("\(found.email) is already disabled"); return }
+                try identity.disableUser(id: found.id, by: "cli")
+                print("disabled \(found.email) (\(found.id)): sessions ended, API tokens refused until enabled")
+            }
+        }
+    }
+
+    struct Enable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Enable a disabled user again.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Email (or user id).") var user: String
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                let found = try UserCommand.find(user, in: identity)
+                if !found.isDisabled { print("\(found.email) is not disabled"); return }
+                try identity.enableUser(id: found.id, by: "cli")
+                print("enabled \(found.email) (\(found.id))")
+            }
+        }
+    }
+
+    struct SetPassword: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-password",
+            abstract: "Give a user a new password (12 to 72 characters) and end their sessions; API tokens are unaffected.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Email (or user id).") var user: String
+        @OptionGroup var password: PasswordSource
+
+        func run() async throws {
+            try await oneLine {
+                let secret = try password.read()
+                let identity = try global.identity(try global.loadConfig())
+                let found = try UserCommand.find(user, in: identity)
+                try identity.setPassword(userID: found.id, password: secret, by: "cli")
+                print("new password set for \(found.email); their sessions ended")
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a user with their memberships, team places, sessions and API tokens (audit entries keep the user's id).",
+            discussion: "Refused for the last active appliance admin and for a workspace's only owner.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Email (or user id).") var user: String
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                let found = try UserCommand.find(user, in: identity)
+                let workspaces = try identity.deleteUser(id: found.id, by: "cli")
+                var unreachable: [String] = []
+                for id in workspaces {
+                    do {
+                        try await global.withWorkspace(id.rawValue) { actor, _, _ in
+                            try await actor.write { tx in try UserLifecycle.forgetDeletedUser(found.id, email: found.email, by: "cli", in: &tx) }
+                        }
+                    } catch {
+                        unreachable.append("\(id) (\(error))")
+                    }
+                }
+                print("deleted \(found.email) (\(found.id)); member of \(workspaces.count) workspace(s)")
+                if !unreachable.isEmpty {
+                    throw CLIError("the user is deleted, but these workspace files could not be updated (their teams still list \(found.id)): "
+                                   + unreachable.joined(separator: "; "))
+                }
+            }
+        }
+    }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the appliance's users.")
+        static let configuration = CommandConfiguration(abstract: "List the appliance's users (disabled ones marked).")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON.") var json = false
 
@@ -28,7 +143,7 @@ struct UserCommand: AsyncParsableCommand {
                     if page.count < 500 { break }
                 }
                 if json { try printJSON(users) } else {
-                    for u in users { print("\(u.id)  \(u.email)\(u.isAdmin ? "  appliance admin" : "")") }
+                    for u in users { print("\(u.id)  \(u.email)\(u.isAdmin ? "  appliance admin" : "")\(u.isDisabled ? "  disabled" : "")") }
                     if users.isEmpty { print("no users yet") }
                 }
             }

@@ -4,7 +4,61 @@ import SentinelCore
 
 struct WorkspaceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "workspace", abstract: "Create and inspect workspaces (tenants).",
-                                                    subcommands: [Create.self, List.self, Show.self, AddMember.self])
+                                                    subcommands: [Create.self, List.self, Show.self, AddMember.self, Rename.self, Delete.self])
+
+    struct Rename: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Rename a workspace (its id, file and webhook URLs stay); safe while serve runs.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Workspace id or name.") var workspace: String
+        @Argument(help: "The new name (unique).") var newName: String
+
+        func run() async throws {
+            try await oneLine {
+                let config = try global.loadConfig()
+                let (control, opener) = try global.openControl(config)
+                let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener)
+                let record = try service.find(workspace)
+                guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+                let renamed = try service.rename(id, to: newName, by: "cli")
+                print("workspace \(renamed.id) renamed from \(record.name) to \(renamed.name)")
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a workspace: a final backup into DATA_DIR/backups/deleted/, then its file, members, integrations and pending work.",
+            discussion: """
+                Stop sentinel serve first: the command refuses while serve holds the data directory. Webhooks of the \
+                workspace's integrations then answer 410 Gone. What the analytics export already carried stays there.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Workspace id or name.") var workspace: String
+        @Option(help: "The workspace's id or name again, to confirm.") var confirm: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let config = try global.loadConfig()
+                let data = global.dataDirectory
+                guard let lock = try FileLock.tryAcquire(data.serveLockFile) else {
+                    throw CLIError("sentinel serve is running on \(data.root.path); stop it before deleting a workspace (nothing was deleted)")
+                }
+                defer { _ = lock }
+                let (control, opener) = try global.openControl(config)
+                let service = WorkspaceService(dataDirectory: data, control: control, opener: opener)
+                let record = try service.find(workspace)
+                guard confirm == record.id || confirm == record.name else {
+                    throw CLIError("--confirm must repeat the workspace's id or name (\(record.name)); nothing was deleted")
+                }
+                guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+                let deletion = try service.delete(id, by: "cli")
+                if json { try printJSON(deletion) } else {
+                    print("deleted workspace \(deletion.id) (\(deletion.name)); final backup: \(deletion.backup)")
+                }
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a workspace and its database file.")

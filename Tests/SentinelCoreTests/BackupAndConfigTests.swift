@@ -153,6 +153,14 @@ struct ConfigTests {
             "\($0)".contains("SENTINEL_SERVER_TLS_ENABLED")
         }
         #expect(throws: ConfigError.self) { try ConfigLoader.load(file: dir.url.appendingPathComponent("absent.yaml").path, environment: [:]) }
+        // A renamed key names its replacement.
+        try "jobs:\n  retention_hours: 48\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("replaced by retention.jobs_days") }
+        try "retention:\n  deliveries_days: 7\n  jobs_days: 3\nstorage:\n  wal_max_bytes: 1000\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("storage.wal_max_bytes") }
+        try "retention:\n  deliveries_days: 7\n  jobs_days: 3\n".write(to: file, atomically: true, encoding: .utf8)
+        let retention = try ConfigLoader.load(file: file.path, environment: [:]).retention
+        #expect(retention.deliveriesDays == 7 && retention.jobsDays == 3)
     }
 
     @Test("appliance/sentinel.example.yaml documents every key and loads to the defaults")

@@ -22,6 +22,27 @@ struct DoctorTests {
         #expect(Set(report.findings.map(\.check)).isSuperset(of: ["data-dir", "master-key", "tls", "schema", "disk", "workspace", "dead-jobs", "stuck-runs"]))
     }
 
+    @Test("a WAL grown past storage.wal_max_bytes is a warning naming the key; under it, no warning")
+    func walOverLimit() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("busy")
+        await h.supervisor.shutdown()
+        // A writer that never checkpoints, kept open so its WAL stays.
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
+        let writer = try DatabaseQueue(path: h.dataDirectory.workspaceFile(ws).path, configuration: configuration)
+        try await writer.write { db in try db.execute(sql: "CREATE TABLE ballast (b BLOB); INSERT INTO ballast VALUES (randomblob(3000000))") }
+        let config = testConfig { $0.storage.walMaxBytes = 2 << 20 }
+        let report = Self.doctor(h, config: config)
+        let wal = report.findings.filter { $0.check == "wal" }
+        #expect(wal.count == 1 && wal.first?.severity == .warning, "\(report.findings)")
+        #expect(wal.first?.message.contains("storage.wal_max_bytes") == true)
+        #expect(wal.first?.message.contains("\(ws).sqlite-wal") == true)
+        #expect(Self.doctor(h, config: testConfig { $0.storage.walMaxBytes = 64 << 20 }).findings.filter { $0.check == "wal" }.isEmpty)
+        try await writer.close()
+    }
+
     @Test("warnings exit 1: unused setup token, dead jobs, pending migrations, a certificate expiring within 30 days, little disk")
     func warnings() async throws {
         let h = try TestHarness()

@@ -85,4 +85,44 @@ struct OperationsCommandTests {
         #expect(error.status == 2, "\(error.stdout)")
         #expect(error.stdout.contains("\"fix\" : \"chmod 600 "))
     }
+
+    @Test("doctor --online checks each GitHub integration and AI provider against its API: ok with valid credentials, exit 2 when the APIs are gone")
+    func doctorOnline() async throws {
+        let dir = TemporaryDirectory("sentinel-doctor-online")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let github = try await FakeGitHub.start()
+        await github.state.addInstallation(7, account: "acme-org")
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let pem = dir.url.appendingPathComponent("app.pem")
+        try github.privateKeyPEM.write(to: pem, atomically: true, encoding: .utf8)
+        let secret = dir.url.appendingPathComponent("secret")
+        try "doctor-secret\n".write(to: secret, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", String(github.appID),
+                                                   "--private-key-file", pem.path, "--webhook-secret-file", secret.path, "--api-url", github.baseURL.absoluteString])
+        #expect(added.status == 0, "\(added.stderr)")
+        let llm = try await FakeLLMServer.start()
+        let keyFile = dir.url.appendingPathComponent("anthropic.key")
+        try (FakeLLMServer.defaultKeys[.anthropic]! + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+        let provider = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "anthropic",
+                                                      "--api-key-file", keyFile.path, "--base-url", llm.baseURL.absoluteString])
+        #expect(provider.status == 0, "\(provider.stderr)")
+        let online = try await SentinelProcess.run(["doctor", "--online", "--data-dir", data, "--json"])
+        let providerChecks = ((try? JSONSerialization.jsonObject(with: Data(online.stdout.utf8)) as? [String: Any])?["findings"] as? [[String: Any]] ?? [])
+            .filter { $0["check"] as? String == "ai-provider" }
+        #expect(providerChecks.count == 1 && providerChecks.first?["severity"] as? String == "ok", "\(providerChecks)")
+        #expect(await llm.state.requests(.anthropic).map(\.path) == ["/v1/models"])
+        await llm.stop()
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(online.stdout.utf8)) as? [String: Any], "\(online.stderr)")
+        let checks = try #require(report["findings"] as? [[String: Any]]).filter { $0["check"] as? String == "github" }
+        #expect(checks.count == 3 && checks.allSatisfy { $0["severity"] as? String == "ok" }, "\(checks)")
+        #expect(await github.state.requests.contains("GET installations"))
+        let offline = try await SentinelProcess.run(["doctor", "--data-dir", data, "--json"])
+        #expect(!offline.stdout.contains("\"github\""), "without --online nothing is called")
+        await github.stop()
+        let gone = try await SentinelProcess.run(["doctor", "--online", "--data-dir", data])
+        #expect(gone.status == 2, "\(gone.stdout)")
+        #expect(gone.stdout.contains("ERROR github: integration int_") && gone.stdout.contains("cannot be reached"), "\(gone.stdout)")
+        #expect(gone.stdout.contains("ERROR ai-provider: provider prv_") && gone.stdout.contains("(anthropic, workspace acme): cannot be reached"), "\(gone.stdout)")
+    }
 }

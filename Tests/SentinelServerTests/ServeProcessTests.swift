@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import _CryptoExtras
 import SentinelCore
 import Foundation
+import GRDB
 import NIOCore
 import NIOSSL
 import SentinelTestSupport
@@ -207,6 +208,160 @@ struct ServeProcessTests {
         try await client.shutdown()
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
+    @Test("user disable, enable, set-password and delete from the shell take effect on the running server at once")
+    func userLifecycleCommands() async throws {
+        let dir = TemporaryDirectory("sentinel-users")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let passwordFile = dir.url.appendingPathComponent("pw").path
+        let password = "a long enough password"
+        try "\(password)\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        for (email, admin) in [("ops@example.com", true), ("alice@example.com", false)] {
+            let created = try await SentinelProcess.run(["user", "create", "--data-dir", data, "--email", email, "--password-file", passwordFile]
+                                                        + (admin ? ["--admin"] : []))
+            #expect(created.status == 0, "\(created.stderr)")
+        }
+        let token = try await SentinelProcess.run(["token", "create", "--data-dir", data, "--email", "alice@example.com", "--scopes", "read"])
+        let secret = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.hasPrefix("snt_"), "\(token.stderr)")
+
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        func me(_ bearer: String) async throws -> UInt {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/auth/me")
+            request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
+            return try await client.execute(request, timeout: .seconds(10)).status.code
+        }
+        func login(_ email: String, _ password: String) async throws -> (UInt, String?) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/auth/login")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: ["email": email, "password": password])))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]
+            return (response.status.code, object?["token"] as? String)
+        }
+        let (loggedIn, session) = try await login("alice@example.com", password)
+        #expect(loggedIn == 200)
+        let aliceSession = try #require(session)
+        #expect(try await me(aliceSession) == 200)
+        #expect(try await me(secret) == 200)
+
+        // Disabled: the session and the token get 401 on the next request, and sign-in fails.
+        let disabled = try await SentinelProcess.run(["user", "disable", "--data-dir", data, "alice@example.com"])
+        #expect(disabled.status == 0, "\(disabled.stderr)")
+        #expect(try await me(aliceSession) == 401)
+        #expect(try await me(secret) == 401)
+        #expect(try await login("alice@example.com", password).0 == 401)
+        let listed = try await SentinelProcess.run(["user", "list", "--data-dir", data])
+        #expect(listed.stdout.contains("alice@example.com  disabled"), "\(listed.stdout)")
+        let lastAdmin = try await SentinelProcess.run(["user", "disable", "--data-dir", data, "ops@example.com"])
+        #expect(lastAdmin.status != 0 && lastAdmin.stderr.contains("last active admin"), "\(lastAdmin.stderr)")
+
+        // Enabled again: sign-in and the token work.
+        #expect(try await SentinelProcess.run(["user", "enable", "--data-dir", data, "alice@example.com"]).status == 0)
+        let (again, newSession) = try await login("alice@example.com", password)
+        #expect(again == 200)
+        #expect(try await me(secret) == 200)
+
+        // A new password from stdin: the rules apply, sessions end, the old password stops working.
+        let weak = try await SentinelProcess.run(["user", "set-password", "--data-dir", data, "alice@example.com", "--password-stdin"], stdin: "short\n")
+        #expect(weak.status != 0 && weak.stderr.contains("12 to 72 characters"), "\(weak.stderr)")
+        let noSource = try await SentinelProcess.run(["user", "set-password", "--data-dir", data, "alice@example.com"])
+        #expect(noSource.status != 0 && noSource.stderr.contains("--password-stdin"), "\(noSource.stderr)")
+        let changed = try await SentinelProcess.run(["user", "set-password", "--data-dir", data, "alice@example.com", "--password-stdin"],
+                                                    stdin: "a brand new password\n")
+        #expect(changed.status == 0, "\(changed.stderr)")
+        #expect(try await me(try #require(newSession)) == 401)
+        #expect(try await login("alice@example.com", password).0 == 401)
+        #expect(try await login("alice@example.com", "a brand new password").0 == 200)
+
+        // Deleted: the token is refused; the audit entries keep the user's id.
+        let aliceID = try #require(try JSONSerialization.jsonObject(with: Data(
+            try await SentinelProcess.run(["user", "list", "--data-dir", data, "--json"]).stdout.utf8)) as? [[String: Any]])
+            .first { $0["email"] as? String == "alice@example.com" }?["id"] as? String
+        let deleted = try await SentinelProcess.run(["user", "delete", "--data-dir", data, "alice@example.com"])
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        #expect(try await me(secret) == 401)
+        #expect(try await login("alice@example.com", "a brand new password").0 == 401)
+        let control = try DatabaseQueue(path: data + "/control.sqlite")
+        let audit = try await control.read { db in
+            try String.fetchAll(db, sql: "SELECT type FROM audit_events WHERE subject = ? ORDER BY seq", arguments: ["user:\(aliceID ?? "")"])
+        }
+        try await control.close()
+        #expect(audit == ["UserDisabled", "UserEnabled", "UserPasswordChanged", "UserDeleted"])
+        try await client.shutdown()
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
+    @Test("workspace rename works beside serve; delete refuses while serve runs, then backs up and removes; webhooks answer 410")
+    func workspaceRenameAndDelete() async throws {
+        let dir = TemporaryDirectory("sentinel-wsdel")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let pem = dir.url.appendingPathComponent("app.pem")
+        try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        let secretFile = dir.url.appendingPathComponent("secret.txt")
+        try "delete-webhook-secret\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
+                                                   "--private-key-file", pem.path, "--webhook-secret-file", secretFile.path, "--json"])
+        let path = try #require((try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any])?["webhook_path"] as? String)
+
+        func send(_ port: Int, _ client: HTTPClient) async throws -> (UInt, String, String?) {
+            let body = Data(#"{"zen":"Design for failure.","hook_id":1}"#.utf8)
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+            request.method = .POST
+            request.headers.add(name: "X-GitHub-Event", value: "ping")
+            request.headers.add(name: "X-GitHub-Delivery", value: UUID().uuidString)
+            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: Data("delete-webhook-secret".utf8)))
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            return (response.status.code, String(buffer: try await response.body.collect(upTo: 1 << 20)), response.headers.first(name: "Content-Type"))
+        }
+
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        #expect(try await send(port, client).0 == 200)
+        let renamed = try await SentinelProcess.run(["workspace", "rename", "--data-dir", data, "acme", "acme-corp"])
+        #expect(renamed.status == 0, "\(renamed.stderr)")
+        let refused = try await SentinelProcess.run(["workspace", "delete", "--data-dir", data, "acme-corp", "--confirm", "acme-corp"])
+        #expect(refused.status != 0 && refused.stderr.contains("stop it before deleting"), "\(refused.stderr)")
+        #expect(try await send(port, client).0 == 200, "a refused delete changed nothing")
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+
+        let unconfirmed = try await SentinelProcess.run(["workspace", "delete", "--data-dir", data, "acme-corp", "--confirm", "acme"])
+        #expect(unconfirmed.status != 0 && unconfirmed.stderr.contains("--confirm"), "\(unconfirmed.stderr)")
+        let deleted = try await SentinelProcess.run(["workspace", "delete", "--data-dir", data, "acme-corp", "--confirm", "acme-corp", "--json"])
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        let deletion = try #require(try JSONSerialization.jsonObject(with: Data(deleted.stdout.utf8)) as? [String: Any])
+        let backup = try #require(deletion["backup"] as? String)
+        #expect(backup.contains("/backups/deleted/"))
+        #expect(FileManager.default.fileExists(atPath: backup + "/manifest.json"))
+        let listed = try await SentinelProcess.run(["workspace", "list", "--data-dir", data])
+        #expect(listed.stdout.contains("no workspaces yet"), "\(listed.stdout)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: data + "/workspaces").filter { $0.hasSuffix(".sqlite") }
+        #expect(files.isEmpty, "\(files)")
+
+        let again = try SentinelProcess.start(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+        defer { again.kill() }
+        let port2 = try #require(await again.waitForListeningPort())
+        let (status, body, contentType) = try await send(port2, client)
+        #expect(status == 410, "\(body)")
+        #expect(contentType == "application/problem+json")
+        #expect(body.contains("urn:sentinel:problem:integration-deleted"), "\(body)")
+        try await client.shutdown()
+        again.terminate()
+        #expect(await again.waitForExit(timeout: .seconds(30)) == 0)
     }
 
     @Test("hundreds of concurrent API and readiness requests all complete (no thread starvation on control.sqlite)")

@@ -140,6 +140,8 @@ public actor FakeGitHubState {
     /// Installation tokens and when they expire (GitHub answers 401 to an expired or revoked one).
     private var issuedTokens: [String: Date] = [:]
     private var nextID: Int64 = 1000
+    /// The App's installations (`GET /app/installations`), as account logins by installation id.
+    public private(set) var installations: [Int64: String] = [:]
     /// Called after a review is stored (tests use it to kill a worker right after posting).
     private var onReviewPosted: (@Sendable () -> Void)?
 
@@ -158,6 +160,7 @@ public actor FakeGitHubState {
     }
     /// Revokes every installation token issued so far (the next use answers 401 Bad credentials).
     public func revokeTokens() { issuedTokens.removeAll() }
+    public func addInstallation(_ id: Int64, account: String) { installations[id] = account }
     /// A review by someone other than the App (e.g. a user quoting Sentinel's marker).
     public func addReview(repo: String, number: Int, body: String, login: String, type: String = "User") {
         reviews.append(PostedReview(id: newID(), repo: repo, number: number, commitID: pulls["\(repo)#\(number)"]?.headSHA ?? "",
@@ -398,6 +401,17 @@ struct FakeGitHubRoutes {
                 return json(401, ["message": "A JSON web token could not be decoded"])
             }
             return json(200, ["id": await state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)"])
+        }
+        router.get("/app/installations") { request, _ in
+            await state.log("GET installations")
+            if let f = await fault("GET installations") { return f }
+            guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), await state.isAppJWT(String(auth.dropFirst(7))) else {
+                return json(401, ["message": "A JSON web token could not be decoded"])
+            }
+            let list = await state.installations.sorted { $0.key < $1.key }.map { (id, login) -> [String: Any] in
+                ["id": id, "app_id": state.appID, "account": ["login": login, "type": "Organization"], "target_type": "Organization"]
+            }
+            return json(200, list)
         }
         router.get("/repos/:owner/:repo/pulls/:number") { request, context in
             await state.log("GET pull")

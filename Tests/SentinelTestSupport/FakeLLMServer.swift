@@ -244,6 +244,46 @@ struct FakeLLMRoutes: Sendable {
         router.post("/v1beta/models/:modelAction") { request, context in
             try await handle(.gemini, request, deployment: nil, action: context.parameters.get("modelAction"))
         }
+        // Model lists (what `sentinel doctor --online` calls). OpenAI and Anthropic share the path
+        // on this one host: a request with Anthropic's headers is Anthropic's.
+        router.get("/v1/models") { request, _ in
+            let anthropic = request.headers[HTTPField.Name("x-api-key")!] != nil || request.headers[HTTPField.Name("anthropic-version")!] != nil
+            return await models(anthropic ? .anthropic : .openAI, request)
+        }
+        router.get("/models") { request, _ in await models(.openAICompatible, request) }
+        router.get("/openai/models") { request, _ in await models(.azure, request) }
+        router.get("/v1beta/models") { request, _ in await models(.gemini, request) }
+    }
+
+    /// A model list in the API's own shape, after the same authentication checks as its completions.
+    func models(_ api: FakeLLMAPI, _ request: Request) async -> Response {
+        let response: Response
+        do {
+            try checkAuth(api, request: request, expected: await state.keys[api])
+            if api == .azure, request.uri.queryParameters.get("api-version")?.isEmpty != false {
+                throw FakeLLMRejection(status: 404, message: "Resource not found", type: "404")
+            }
+            if api == .anthropic, request.headers[HTTPField.Name("anthropic-version")!] == nil {
+                throw FakeLLMRejection(status: 400, message: "anthropic-version: header is required", type: "invalid_request_error")
+            }
+            let body: [String: Any]
+            switch api {
+            case .openAI, .openAICompatible, .azure:
+                body = ["object": "list", "data": [["id": "gpt-4o-2024-08-06", "object": "model", "owned_by": "system"]]]
+            case .anthropic:
+                body = ["data": [["id": "claude-sonnet-4-20250514", "type": "model", "display_name": "Claude Sonnet 4"]], "has_more": false]
+            case .gemini:
+                body = ["models": [["name": "models/gemini-2.0-flash", "displayName": "Gemini 2.0 Flash"]]]
+            }
+            response = raw(200, "application/json", (try? JSONSerialization.data(withJSONObject: body)) ?? Data("{}".utf8))
+        } catch let rejection as FakeLLMRejection {
+            response = errorResponse(api, rejection)
+        } catch {
+            response = errorResponse(api, FakeLLMRejection(status: 500, message: "internal error", type: "server_error"))
+        }
+        await state.record(RecordedLLMRequest(api: api, method: "GET", path: request.uri.path, query: request.uri.query,
+                                              headers: [:], body: Data(), status: Int(response.status.code)))
+        return response
     }
 
     // MARK: - Dispatch

@@ -23,7 +23,8 @@ public final class SentinelProcess: Sendable {
 
     private init(process: Process) { self.process = process }
 
-    public static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> SentinelProcess {
+    /// `stdin`: bytes the process reads on standard input (then end of file); nil: /dev/null.
+    public static func start(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> SentinelProcess {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -33,7 +34,8 @@ public final class SentinelProcess: Sendable {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        let input = stdin.map { _ in Pipe() }
+        process.standardInput = input ?? FileHandle.nullDevice
         let child = SentinelProcess(process: process)
         // Plain threads doing blocking reads until EOF: no dispatch sources that could outlive the pipes.
         let readers: [(FileHandle, @Sendable (String) -> Void)] = [
@@ -51,12 +53,17 @@ public final class SentinelProcess: Sendable {
             thread.start()
         }
         try process.run()
+        if let input, let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
         return child
     }
 
     /// Runs a command to completion.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let child = try start(arguments, environment: environment)
+    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) async throws
+        -> (status: Int32, stdout: String, stderr: String) {
+        let child = try start(arguments, environment: environment, stdin: stdin)
         let status = await child.waitForExit(timeout: .seconds(120)) ?? -1
         try? await Task.sleep(for: .milliseconds(20))
         return (status, child.stdout, child.stderr)

@@ -9,6 +9,11 @@ public struct User: Codable, Sendable, Equatable, FetchableRecord {
     public var email: String
     public var isAdmin: Bool
     public var createdAt: Double
+    /// When an appliance admin disabled the account (nil: active). A disabled user cannot sign in
+    /// and none of their sessions or API tokens authenticates.
+    public var disabledAt: Double? = nil
+
+    public var isDisabled: Bool { disabledAt != nil }
 }
 
 /// Roles inside one workspace, ordered by what they may do: viewers read; members also trigger

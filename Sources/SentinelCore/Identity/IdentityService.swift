@@ -24,9 +24,7 @@ public struct IdentityService: Sendable {
         guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, email.count <= 254 else {
             throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
         }
-        guard password.count >= Self.minimumPasswordLength, password.utf8.count <= 72 else {
-            throw IdentityError(.invalid, "a password needs \(Self.minimumPasswordLength) to 72 characters")
-        }
+        try Self.checkPasswordRules(password)
         let hash = passwords.hash(password)
         let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
         try control.write { db in
@@ -39,19 +37,26 @@ public struct IdentityService: Sendable {
         return user
     }
 
+    /// The rules every new password follows (creation, setup, `set-password`).
+    public static func checkPasswordRules(_ password: String) throws {
+        guard password.count >= minimumPasswordLength, password.utf8.count <= 72 else {
+            throw IdentityError(.invalid, "a password needs \(minimumPasswordLength) to 72 characters")
+        }
+    }
+
     public func user(id: String) throws -> User? {
-        try control.read { db in try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id = ?", arguments: [id]) }
+        try control.read { db in try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE id = ?", arguments: [id]) }
     }
 
     public func user(email: String) throws -> User? {
         try control.read { db in
-            try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE email = ?", arguments: [email.lowercased()])
+            try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE email = ?", arguments: [email.lowercased()])
         }
     }
 
     public func users(after cursor: String?, limit: Int) throws -> [User] {
         try control.read { db in
-            try User.fetchAll(db, sql: "SELECT id, email, is_admin, created_at FROM users WHERE id > ? ORDER BY id LIMIT ?",
+            try User.fetchAll(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE id > ? ORDER BY id LIMIT ?",
                               arguments: [cursor ?? "", limit])
         }
     }
@@ -64,11 +69,12 @@ public struct IdentityService: Sendable {
     /// hash of the configured cost). Blocking: run it on `passwords.run`.
     public func checkPassword(email: String, password: String) throws -> User? {
         let row = try control.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash FROM users WHERE email = ?",
+            try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash, disabled_at FROM users WHERE email = ?",
                              arguments: [email.lowercased()])
         }
         let stored: String? = row?["password_hash"]
-        guard passwords.verify(password, against: stored), let row else { return nil }
+        // A disabled account costs the same check and fails like a wrong password.
+        guard passwords.verify(password, against: stored), let row, (row["disabled_at"] as Double?) == nil else { return nil }
         return User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"])
     }
 
@@ -141,7 +147,7 @@ public struct IdentityService: Sendable {
             guard let row = try control.read({ db in
                 try Row.fetchOne(db, sql: """
                     SELECT s.id AS session_id, s.expires_at, u.id, u.email, u.is_admin, u.created_at
-                    FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?
+                    FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND u.disabled_at IS NULL
                     """, arguments: [hash])
             }), (row["expires_at"] as Double) > now.epoch else { return nil }
             return Principal(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
@@ -150,7 +156,7 @@ public struct IdentityService: Sendable {
         guard bearer.hasPrefix("snt_"), let row = try control.read({ db in
             try Row.fetchOne(db, sql: """
                 SELECT t.id AS token_id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, u.id, u.email, u.is_admin, u.created_at
-                FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?
+                FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ? AND u.disabled_at IS NULL
                 """, arguments: [hash])
         }) else { return nil }
         if (row["revoked_at"] as Double?) != nil { return nil }

@@ -121,6 +121,13 @@ public struct IntegrationService: Sendable {
         }.flatMap(WorkspaceID.init)
     }
 
+    /// Whether the integration belonged to a workspace that was deleted (its webhooks answer 410).
+    public func isRetired(_ id: IntegrationID) throws -> Bool {
+        try control.read { db in
+            try Int.fetchOne(db, sql: "SELECT 1 FROM retired_integrations WHERE id = ?", arguments: [id.rawValue]) != nil
+        }
+    }
+
     /// Loads and decrypts an integration from its workspace file.
     public func loadGitHub(_ id: IntegrationID, from workspace: WorkspaceActor) async throws -> GitHubIntegration? {
         struct Stored: Sendable { let appID: Int64; let api: String; let ca: String?; let key: Data; let secret: Data; let bot: String? }

@@ -29,10 +29,7 @@ public struct WorkspaceService: Sendable {
     }
 
     public func create(name rawName: String) throws -> WorkspaceRecord {
-        let name = rawName.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 100, !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) else {
-            throw StorageError.invalid("workspace name must be 1 to 100 printable characters")
-        }
+        let name = try Self.validName(rawName)
         let lock = try FileLock.acquire(dataDirectory.workspacesDirectory.appendingPathComponent(".create.lock"))
         defer { _ = lock }
         if try control.workspace(named: name) != nil {
@@ -56,7 +53,7 @@ public struct WorkspaceService: Sendable {
             try database.close()
             try removeDatabaseFiles(temp, keepMain: true)
             FileSystem.sync(temp)
-            guard rename(temp.path, final.path) == 0 else { throw StorageError.io("cannot move workspace file into place") }
+            guard Glibc.rename(temp.path, final.path) == 0 else { throw StorageError.io("cannot move workspace file into place") }
             FileSystem.sync(dataDirectory.workspacesDirectory)
             try control.insertWorkspace(id: id, name: name)
         } catch {

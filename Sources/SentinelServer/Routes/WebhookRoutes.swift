@@ -7,7 +7,8 @@ import SentinelCore
 /// `POST /webhooks/github/{integrationID}` and `POST /webhooks/gitlab/{integrationID}`. Order:
 /// integration lookup (404) and the declared size (413), both before a byte of the body is read;
 /// then the body, read once up to the limit; the platform's authentication (401 before anything is
-/// stored), headers and JSON, then one durable insert and a 202. No network call happens here.
+/// stored), headers and JSON, then one durable insert and a 202. No network call happens here. An
+/// integration whose workspace was deleted answers 410, so the platform's admins see why.
 struct WebhookRoutes {
     /// The one definition of the largest delivery accepted (GitHub and GitLab send at most 25 MB).
     static let maxDeliveryBytes = 25 * 1024 * 1024
@@ -30,10 +31,28 @@ struct WebhookRoutes {
         return Problem(status: .contentTooLarge, detail: "deliveries larger than \(Self.maxDeliveryBytes / (1024 * 1024)) MB are refused")
     }
 
-    /// The integration a delivery is for (404 when unknown), from the platform's cache.
+    /// The integration's workspace was deleted: 410, so the platform's admins see why deliveries fail.
+    func gone(_ id: IntegrationID, platform: String) -> Problem {
+        metrics.webhook(platform: platform, outcome: "integration_deleted")
+        return Problem(status: .gone, detail: "integration \(id) belonged to a workspace that was deleted; remove this webhook (or the GitHub App installation)",
+                       type: "urn:sentinel:problem:integration-deleted", title: "Integration deleted")
+    }
+
+    /// The integration a delivery is for (404 when unknown, 410 when its workspace was deleted), from the platform's cache.
     func integration<I: SourceControlIntegration>(_ cache: IntegrationCache<I>, _ context: SentinelRequestContext, platform: String) async throws -> I {
-        guard let id = context.parameters.get("integrationID").flatMap(IntegrationID.init),
-              let integration = try await cache.integration(id, using: supervisor) else {
+        guard let id = context.parameters.get("integrationID").flatMap(IntegrationID.init) else {
+            metrics.webhook(platform: platform, outcome: "unknown_integration")
+            throw Problem(status: .notFound, detail: "no such integration")
+        }
+        let found: I?
+        do {
+            found = try await cache.integration(id, using: supervisor)
+        } catch WorkspaceError.notFound {
+            // Routed to a workspace deleted meanwhile.
+            found = nil
+        }
+        guard let integration = found else {
+            if try await cache.isRetired(id) { throw gone(id, platform: platform) }
             metrics.webhook(platform: platform, outcome: "unknown_integration")
             throw Problem(status: .notFound, detail: "no such integration")
         }
@@ -114,9 +133,16 @@ struct WebhookRoutes {
     func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,
                platform: String, jobKind: String, _ context: SentinelRequestContext) async throws -> Response {
         let correlationID = deliveryID
-        let outcome = try await supervisor.withWorkspace(workspaceID) { workspace in
-            try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
-                                           correlationID: correlationID, jobKind: jobKind, in: workspace)
+        let outcome: DeliveryIntake.Outcome
+        do {
+            outcome = try await supervisor.withWorkspace(workspaceID) { workspace in
+                try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
+                                               correlationID: correlationID, jobKind: jobKind, in: workspace)
+            }
+        } catch WorkspaceError.notFound(let workspace) {
+            // The workspace was deleted after the integration was looked up (it may still be cached).
+            if try await gitHub.isRetired(integrationID) { throw gone(integrationID, platform: platform) }
+            throw WorkspaceError.notFound(workspace)
         }
         metrics.webhook(platform: platform, outcome: outcome == .accepted ? "accepted" : "duplicate")
         context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",

@@ -38,6 +38,12 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
         return loaded
     }
 
+    /// Whether the integration's workspace was deleted (never cached: a rare, final state).
+    public func isRetired(_ id: IntegrationID) throws -> Bool {
+        entries[id] = nil
+        return try service.isRetired(id)
+    }
+
     /// The integration, from the cache or from `workspace` (a job's own, already open).
     public func integration(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Integration? {
         if let cached = fresh(id), cached.workspaceID == workspace.id { return cached }

@@ -19,6 +19,16 @@ public struct SentinelConfig: Sendable, Equatable {
     public var billing = Billing()
     public var review = Review()
     public var security = Security()
+    public var retention = Retention()
+
+    /// How long what the appliance no longer needs is kept (the `retention` job, once a day per workspace).
+    public struct Retention: Sendable, Equatable {
+        /// Webhook delivery bodies of processed deliveries are pruned after this many days (the row
+        /// and its outcome stay).
+        public var deliveriesDays = 30.0
+        /// Succeeded and cancelled jobs are deleted after this many days (dead jobs are kept).
+        public var jobsDays = 14.0
+    }
 
     public struct Review: Sendable, Equatable {
         /// GitHub `author_association` values whose `@sentinel review` comments start a run.
@@ -115,6 +125,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var busyTimeoutMilliseconds = 5_000
         /// Copy every file into `data/backups/pre-upgrade-FROM-TO/` before migrating it.
         public var preUpgradeSnapshot = true
+        /// A WAL larger than this after a checkpoint is truncated (SQLite `journal_size_limit`, and
+        /// a TRUNCATE checkpoint of idle files once a minute); `sentinel doctor` warns above it.
+        public var walMaxBytes = 64 << 20
     }
 
     public enum SynchronousMode: String, Sendable, Equatable, CaseIterable {
@@ -139,7 +152,6 @@ public struct SentinelConfig: Sendable, Equatable {
         public var pollIntervalMilliseconds = 250
         public var rateLimitPerSecond = 50.0
         public var rateLimitBurst = 100.0
-        public var retentionHours = 168.0
     }
 
     public struct Shutdown: Sendable, Equatable {
@@ -188,6 +200,9 @@ public enum ConfigLoader {
         key("auth.login_window_seconds", "the sign-in throttling window", \.auth.loginWindowSeconds),
         key("storage.synchronous", "full | normal: durability of acknowledging commits", \.storage.synchronous),
         key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds),
+        key("storage.wal_max_bytes", "a WAL larger than this is truncated after checkpoints; doctor warns above it", \.storage.walMaxBytes),
+        key("retention.deliveries_days", "processed webhook delivery bodies are pruned after this many days (row and outcome stay)", \.retention.deliveriesDays),
+        key("retention.jobs_days", "succeeded and cancelled jobs are deleted after this many days", \.retention.jobsDays),
         key("storage.pre_upgrade_snapshot", "snapshot each file into data/backups/pre-upgrade-FROM-TO/ before migrating it", \.storage.preUpgradeSnapshot),
         key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
         key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds),
@@ -201,7 +216,6 @@ public enum ConfigLoader {
         key("jobs.poll_interval_ms", "how often the scheduler looks for work enqueued by other processes", \.jobs.pollIntervalMilliseconds),
         key("jobs.rate_limit_per_second", "per-workspace job starts per second (token bucket rate)", \.jobs.rateLimitPerSecond),
         key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
-        key("jobs.retention_hours", "finished jobs are pruned after this long", \.jobs.retentionHours),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
         key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
         key("gitlab.request_timeout_seconds", "timeout of one GitLab API request; a timed-out call is retried with backoff", \.gitlab.requestTimeoutSeconds),
@@ -218,6 +232,9 @@ public enum ConfigLoader {
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 
+    /// Keys that were renamed: reading the old one fails with the new name.
+    static let renamed = ["jobs.retention_hours": "retention.jobs_days (in days; default 14)"]
+
     /// Defaults, then the YAML file (if any), then the environment.
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SentinelConfig {
         var config = SentinelConfig()
@@ -228,6 +245,7 @@ public enum ConfigLoader {
             let flat = try flatten(yaml: text, file: file)
             let known = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
             for (path, value) in flat.sorted(by: { $0.key < $1.key }) {
+                if let new = renamed[path] { throw ConfigError("\(file): '\(path)' was replaced by \(new)") }
                 guard let key = known[path] else { throw ConfigError("\(file): unknown key '\(path)'") }
                 do { try key.apply(&config, value) } catch let error as ConfigError {
                     throw ConfigError("\(file): \(path): \(error.description)")
@@ -272,6 +290,10 @@ public enum ConfigLoader {
         }
         if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
+        }
+        guard config.storage.walMaxBytes >= 1 << 20 else { throw ConfigError("storage.wal_max_bytes must be at least 1048576 (1 MiB)") }
+        guard config.retention.deliveriesDays >= 1, config.retention.jobsDays >= 1 else {
+            throw ConfigError("retention.deliveries_days and retention.jobs_days must be at least 1")
         }
         guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block

@@ -18,6 +18,10 @@ public struct DoctorFinding: Sendable, Codable, Equatable {
     public var message: String
     /// What to do about it (nil when all is well).
     public var fix: String?
+
+    public init(severity: Severity, check: String, message: String, fix: String?) {
+        (self.severity, self.check, self.message, self.fix) = (severity, check, message, fix)
+    }
 }
 
 public struct DoctorReport: Sendable, Codable, Equatable {
@@ -39,8 +43,8 @@ public struct Doctor: Sendable {
     public var stuckRunHours: Double = 6
     /// Events not exported for longer than this are reported (when the analytics export is in use).
     public var exportLagDays: Double = 2
-    /// A WAL file larger than this is reported.
-    public var walWarningBytes: Int64 = 256 << 20
+    /// A WAL file larger than this is reported (`storage.wal_max_bytes`).
+    public var walWarningBytes: Int64
 
     public init(dataDirectory: DataDirectory, config: SentinelConfig, now: Date = Date(),
                 freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace) {
@@ -48,6 +52,7 @@ public struct Doctor: Sendable {
         self.config = config
         self.now = now
         self.freeSpace = freeSpace
+        self.walWarningBytes = Int64(config.storage.walMaxBytes)
     }
 
     public func run() -> DoctorReport {
@@ -186,8 +191,9 @@ public struct Doctor: Sendable {
             let attributes = try? FileManager.default.attributesOfItem(atPath: file.file + "-wal")
             let wal = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
             if wal > walWarningBytes {
-                add(.warning, "wal", "\(URL(fileURLWithPath: file.file).lastPathComponent)-wal is \(wal) bytes (over \(walWarningBytes))",
-                    "a long-lived reader blocks checkpoints: stop long-running CLI commands or exports, or restart sentinel serve (closing a file checkpoints its WAL)")
+                add(.warning, "wal", "\(URL(fileURLWithPath: file.file).lastPathComponent)-wal is \(wal) bytes (over storage.wal_max_bytes, \(walWarningBytes))",
+                    "a long-lived reader blocks checkpoints: stop long-running CLI commands or exports; sentinel serve truncates it within a minute once "
+                    + "the file is idle (closing a file also checkpoints its WAL), or raise storage.wal_max_bytes")
             }
         }
     }

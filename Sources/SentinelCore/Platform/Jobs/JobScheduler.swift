@@ -256,17 +256,29 @@ public actor JobScheduler: Service {
         wake.signal()
     }
 
-    /// Prunes old jobs and closes idle workspaces, about once a minute.
+    /// About once a minute: closes idle workspaces, enqueues the day's `retention` job in each open
+    /// workspace (when the registry has it), and checkpoints WALs grown past `storage.wal_max_bytes`.
     private func maintenanceIfDue() async {
         let now = ContinuousClock.now
         guard now - lastMaintenance >= .seconds(60) else { return }
         lastMaintenance = now
         await supervisor.closeIdle()
-        let retention = config.jobs.retentionHours * 3600
-        for id in await supervisor.openWorkspaceIDs {
-            _ = try? await supervisor.withWorkspace(id) { try await $0.pruneFinishedJobs(olderThan: retention) }
+        if supervisor.registry.handler(for: Retention.jobKind) != nil {
+            let today = Date()
+            let day = String(ISO8601.string(today).prefix(10))
+            if retentionDay != day { (retentionDay, retentionEnqueued) = (day, []) }
+            for id in await supervisor.openWorkspaceIDs where !retentionEnqueued.contains(id) {
+                if (try? await supervisor.withWorkspace(id, { try await $0.enqueue(Retention.request(on: today)) })) != nil {
+                    retentionEnqueued.insert(id)
+                }
+            }
         }
+        await supervisor.checkpointLargeWALs()
     }
+
+    /// The UTC day whose retention jobs `retentionEnqueued` lists.
+    private var retentionDay = ""
+    private var retentionEnqueued: Set<WorkspaceID> = []
 
     public var runningJobs: Int { globalInFlight }
 }

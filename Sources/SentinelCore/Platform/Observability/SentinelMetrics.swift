@@ -34,6 +34,11 @@ public struct SentinelMetrics: Sendable {
         Gauge(label: "sentinel_workspaces_offline", dimensions: [], factory: factory).record(count)
     }
 
+    /// Size of a write-ahead log after the maintenance checkpoint (`file`: control, workspace_largest).
+    public func walBytes(file: String, _ bytes: Int64) {
+        Gauge(label: "sentinel_storage_wal_bytes", dimensions: [("file", file)], factory: factory).record(bytes)
+    }
+
     public func webhook(platform: String, outcome: String) {
         Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
     }

@@ -45,9 +45,12 @@ public struct DatabaseOpener: Sendable {
     public var preUpgradeSnapshot: Bool
     /// Free bytes on the disk holding a path (checked before a pre-upgrade snapshot).
     public var freeSpace: @Sendable (URL) -> Int64?
+    /// SQLite's `journal_size_limit`: a WAL larger than this is truncated after a checkpoint resets it.
+    public var walMaxBytes: Int
 
     public init(synchronous: SentinelConfig.SynchronousMode = .full, busyTimeout: TimeInterval = 5, preUpgradeSnapshot: Bool = true,
-                freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace) {
+                freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace, walMaxBytes: Int = 64 << 20) {
+        self.walMaxBytes = walMaxBytes
         self.synchronous = synchronous
         self.busyTimeout = busyTimeout
         self.preUpgradeSnapshot = preUpgradeSnapshot
@@ -57,7 +60,7 @@ public struct DatabaseOpener: Sendable {
     public init(config: SentinelConfig) {
         self.init(synchronous: config.storage.synchronous,
                   busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000,
-                  preUpgradeSnapshot: config.storage.preUpgradeSnapshot)
+                  preUpgradeSnapshot: config.storage.preUpgradeSnapshot, walMaxBytes: config.storage.walMaxBytes)
     }
 
     /// Opens an existing file (or creates it when `create` is true) and migrates it (see
@@ -81,7 +84,11 @@ public struct DatabaseOpener: Sendable {
                 writer = try DatabasePool(path: url.path, configuration: configuration)
             case .workspace:
                 // WAL, as the pool sets it: the CLI and online backups read while the server writes.
+                let isNew = !FileManager.default.fileExists(atPath: url.path)
                 configuration.prepareDatabase { db in
+                    // Before the first table of a new file: freed pages can be given back without
+                    // rewriting it (`Retention` converts older files once).
+                    if isNew { try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL") }
                     _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
                 }
                 writer = try DatabaseQueue(path: url.path, configuration: configuration)
@@ -89,6 +96,7 @@ public struct DatabaseOpener: Sendable {
             let mode = synchronous.rawValue.uppercased()
             try writer.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = \(mode)")
+                try db.execute(sql: "PRAGMA journal_size_limit = \(walMaxBytes)")
             }
             do {
                 if migrate {

@@ -83,6 +83,33 @@ enum ControlSchema {
                 CREATE INDEX memberships_user ON memberships(user_id);
                 """)
         }
+        m.registerMigration("0005_lifecycle_audit") { db in
+            // Users can be disabled; appliance-wide changes (users, workspaces) are audited here,
+            // append-only like a workspace's events; a deleted workspace's integrations are
+            // remembered so their webhooks answer 410 Gone rather than 404.
+            try db.execute(sql: """
+                ALTER TABLE users ADD COLUMN disabled_at REAL;
+                CREATE TABLE audit_events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    type TEXT NOT NULL,
+                    occurred_at TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    subject TEXT NOT NULL,
+                    data TEXT NOT NULL
+                ) STRICT;
+                CREATE INDEX audit_events_subject ON audit_events(subject, seq);
+                CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+                BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END;
+                CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+                BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END;
+                CREATE TABLE retired_integrations (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    workspace_id TEXT NOT NULL,
+                    retired_at REAL NOT NULL
+                ) STRICT;
+                """)
+        }
         return m
     }
 }

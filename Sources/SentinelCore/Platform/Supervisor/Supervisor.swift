@@ -34,6 +34,10 @@ public actor Supervisor: Service {
     private var opening: [WorkspaceID: Task<WorkspaceActor, Error>] = [:]
     private var offline: [WorkspaceID: (reason: String, since: ContinuousClock.Instant)] = [:]
     private var shuttingDown = false
+    /// Workspaces being deleted (or deleted) while this process runs: never opened again.
+    private var retired: Set<WorkspaceID> = []
+    /// `deleteWorkspace` calls waiting for a workspace's last pin to go.
+    private var unpinWaiters: [WorkspaceID: [CheckedContinuation<Void, Never>]] = [:]
 
     public init(dataDirectory: DataDirectory, control: ControlStore, config: SentinelConfig, registry: JobRegistry,
                 logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -71,6 +75,7 @@ public actor Supervisor: Service {
     /// Opens (if needed) and pins a workspace. Every `pin` must be balanced by `unpin`.
     public func pin(_ id: WorkspaceID) async throws -> WorkspaceActor {
         if shuttingDown { throw WorkspaceError.shuttingDown }
+        if retired.contains(id) { throw WorkspaceError.notFound(id.rawValue) }
         if let actor = pinIfOpen(id) { return actor }
         if let down = offline[id], ContinuousClock.now - down.since < .seconds(config.workspaces.offlineRetrySeconds) {
             throw WorkspaceError.offline(id, reason: down.reason)
@@ -105,6 +110,8 @@ public actor Supervisor: Service {
         if let actor = pinIfOpen(id) { return actor }
         guard opening[id] == task else { return try await pin(id) }
         opening[id] = nil
+        // Deleted meanwhile: `deleteWorkspace` closes the actor it awaited from the same open.
+        if retired.contains(id) { throw WorkspaceError.notFound(id.rawValue) }
         if shuttingDown {
             await actor.close()
             throw WorkspaceError.shuttingDown
@@ -131,6 +138,9 @@ public actor Supervisor: Service {
         entry.pins = max(0, entry.pins - 1)
         entry.lastUsed = .now
         open[id] = entry
+        if entry.pins == 0, let waiters = unpinWaiters.removeValue(forKey: id) {
+            for waiter in waiters { waiter.resume() }
+        }
         if open.count > config.workspaces.maxOpen { await evictIfNeeded() }
     }
 
@@ -194,6 +204,60 @@ public actor Supervisor: Service {
         }
         if !idle.isEmpty { metrics.openWorkspaces(open.count) }
     }
+
+    /// Deletes a workspace while serving (`WorkspaceService.delete`, whose final backup and
+    /// removal follow). From the call on, the workspace is never opened again (callers get
+    /// `notFound`); work already inside it (pinned: a request, a running job) finishes first, then
+    /// the file is closed, and only then backed up and removed.
+    public func deleteWorkspace(_ id: WorkspaceID, using service: WorkspaceService, by actor: String) async throws -> WorkspaceDeletion {
+        guard try control.workspace(id) != nil, !retired.contains(id) else { throw WorkspaceError.notFound(id.rawValue) }
+        retired.insert(id)
+        if let task = opening[id], let actor = try? await task.value { await actor.close() }
+        while let entry = open[id], entry.pins > 0 {
+            await withCheckedContinuation { unpinWaiters[id, default: []].append($0) }
+        }
+        if let entry = open.removeValue(forKey: id) { await entry.actor.close() }
+        metrics.openWorkspaces(open.count)
+        offline[id] = nil
+        metrics.offlineWorkspaces(offline.count)
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { try service.delete(id, by: actor) }
+        } catch {
+            // Nothing was removed (the backup comes first) or the control rows are gone: serve it
+            // again only in the first case.
+            if (try? control.workspace(id)) != nil { retired.remove(id) }
+            throw error
+        }
+    }
+
+    /// Checkpoints and truncates the WAL of control.sqlite and of each idle open workspace file
+    /// when it is over `storage.wal_max_bytes` (a long reader, such as a backup, lets a WAL grow
+    /// past SQLite's automatic checkpoints), and reports WAL sizes as `sentinel_storage_wal_bytes`
+    /// (`file`: `control`, or `workspace_largest` for the largest open workspace's WAL).
+    public func checkpointLargeWALs() async {
+        let limit = Int64(config.storage.walMaxBytes)
+        let control = self.control
+        var controlWAL = Retention.walBytes(of: dataDirectory.controlFile)
+        if controlWAL > limit {
+            try? await NIOThreadPool.singleton.runIfActive { try control.checkpoint() }
+            controlWAL = Retention.walBytes(of: dataDirectory.controlFile)
+        }
+        var largest: Int64 = 0
+        for (id, entry) in open {
+            var wal = Retention.walBytes(of: dataDirectory.workspaceFile(id))
+            if wal > limit, entry.pins == 0, let actor = pinIfOpen(id) {
+                try? await actor.maintenance { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+                await unpin(id)
+                wal = Retention.walBytes(of: dataDirectory.workspaceFile(id))
+            }
+            largest = max(largest, wal)
+        }
+        metrics.walBytes(file: "control", controlWAL)
+        metrics.walBytes(file: "workspace_largest", largest)
+    }
+
+    /// Whether a `deleteWorkspace` is waiting for work inside the workspace to finish.
+    public func isWaitingToDelete(_ id: WorkspaceID) -> Bool { unpinWaiters[id]?.isEmpty == false }
 
     public var openWorkspaceIDs: [WorkspaceID] { open.keys.sorted() }
     public var offlineWorkspaceIDs: [WorkspaceID] { offline.keys.sorted() }

@@ -229,6 +229,14 @@ public actor WorkspaceActor {
         try await write { tx in try tx.replacePendingIndex() }
     }
 
+    /// Runs `body` outside any transaction (VACUUM, `incremental_vacuum`, checkpoints), between
+    /// the actor's batched writes: the file's one connection serialises them. For storage
+    /// maintenance only; a domain change goes through `write`.
+    public func maintenance<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try ensureOpen()
+        return try await database.writeWithoutTransaction(body)
+    }
+
     public func pruneFinishedJobs(olderThan age: TimeInterval) async throws -> Int {
         try await write { tx in try JobQueue.prune(finishedBefore: tx.now.addingTimeInterval(-age), in: tx.db) }
     }

@@ -1,0 +1,119 @@
+import Foundation
+import GRDB
+
+/// A user's life after creation: disabled, enabled again, given a new password, deleted. Each
+/// change writes its audit event (`UserDisabled`, `UserEnabled`, `UserPasswordChanged`,
+/// `UserDeleted`, subject `user:<id>`, with `actor`) in the transaction that makes it. `actor` is
+/// `cli` or `user:<id>` of the admin calling the API.
+extension IdentityService {
+    /// Disables a user: they cannot sign in, their sessions end and their API tokens stop
+    /// authenticating at once (the tokens are kept, unrevoked: enabling the user makes them work
+    /// again; revoke them separately to end them for good). The last active appliance admin
+    /// cannot be disabled. Disabling a disabled user changes nothing and writes nothing.
+    @discardableResult
+    public func disableUser(id: String, by actor: String, now: Date = Date()) throws -> User {
+        try control.write { db in
+            let user = try Self.existingUser(id, db)
+            if user.isDisabled { return user }
+            try Self.requireAnotherActiveAdmin(besides: user, db, doing: "disabled")
+            try db.execute(sql: "UPDATE users SET disabled_at = ? WHERE id = ?", arguments: [now.epoch, id])
+            try db.execute(sql: "DELETE FROM sessions WHERE user_id = ?", arguments: [id])
+            let sessions = db.changesCount
+            try AuditLog.append("UserDisabled", actor: actor, subject: "user:\(id)",
+                                data: ["email": user.email, "sessions_ended": String(sessions)], in: db, now: now)
+            return try Self.existingUser(id, db)
+        }
+    }
+
+    /// Lets a disabled user sign in again (their unrevoked, unexpired API tokens work again too).
+    @discardableResult
+    public func enableUser(id: String, by actor: String, now: Date = Date()) throws -> User {
+        try control.write { db in
+            let user = try Self.existingUser(id, db)
+            guard user.isDisabled else { return user }
+            try db.execute(sql: "UPDATE users SET disabled_at = NULL WHERE id = ?", arguments: [id])
+            try AuditLog.append("UserEnabled", actor: actor, subject: "user:\(id)", data: ["email": user.email], in: db, now: now)
+            return try Self.existingUser(id, db)
+        }
+    }
+
+    /// Sets a new password (same rules as at creation) and ends the user's sessions, except
+    /// `keepingSession` (the caller's own, when users change their password through the API).
+    /// API tokens are not affected. Blocking (bcrypt): in the server, run it on `passwords.run`.
+    public func setPassword(userID: String, password: String, by actor: String, keepingSession: String? = nil, now: Date = Date()) throws {
+        try Self.checkPasswordRules(password)
+        guard try user(id: userID) != nil else { throw IdentityError(.notFound, "no such user") }
+        let hash = passwords.hash(password)
+        try control.write { db in
+            let user = try Self.existingUser(userID, db)
+            try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [hash, userID])
+            try db.execute(sql: "DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", arguments: [userID, keepingSession])
+            try AuditLog.append("UserPasswordChanged", actor: actor, subject: "user:\(userID)",
+                                data: ["email": user.email, "sessions_ended": String(db.changesCount)], in: db, now: now)
+        }
+    }
+
+    /// Deletes a user with their memberships, sessions and API tokens; audit entries keep their
+    /// id. Refused for the last active appliance admin and for the only owner of a workspace (give
+    /// it another owner first). Returns the workspaces the user was a member of: each workspace
+    /// file still names the user in its teams, which `UserLifecycle.forgetDeletedUser` clears.
+    public func deleteUser(id: String, by actor: String, now: Date = Date()) throws -> [WorkspaceID] {
+        try control.write { db in
+            let user = try Self.existingUser(id, db)
+            try Self.requireAnotherActiveAdmin(besides: user, db, doing: "deleted")
+            let soleOwner = try String.fetchAll(db, sql: """
+                SELECT w.name FROM memberships m JOIN workspaces w ON w.id = m.workspace_id
+                WHERE m.user_id = ? AND m.role = 'owner'
+                  AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.workspace_id = m.workspace_id AND o.role = 'owner' AND o.user_id != m.user_id)
+                ORDER BY w.name
+                """, arguments: [id])
+            if !soleOwner.isEmpty {
+                throw IdentityError(.conflict, "\(user.email) is the only owner of workspace(s) \(soleOwner.joined(separator: ", ")); "
+                                    + "make someone else owner first (sentinel workspace add-member --role owner)")
+            }
+            let workspaces = try String.fetchAll(db, sql: "SELECT workspace_id FROM memberships WHERE user_id = ? ORDER BY workspace_id",
+                                                 arguments: [id]).compactMap(WorkspaceID.init)
+            let tokens = try Int.fetchOne(db, sql: "SELECT count(*) FROM api_tokens WHERE user_id = ?", arguments: [id]) ?? 0
+            // Memberships, sessions and tokens go with the row (ON DELETE CASCADE).
+            try db.execute(sql: "DELETE FROM users WHERE id = ?", arguments: [id])
+            try AuditLog.append("UserDeleted", actor: actor, subject: "user:\(id)",
+                                data: ["email": user.email, "was_admin": String(user.isAdmin), "api_tokens": String(tokens),
+                                       "workspaces": workspaces.map(\.rawValue).joined(separator: ",")], in: db, now: now)
+            return workspaces
+        }
+    }
+
+    /// The appliance's audit entries about a user (they remain after the user is deleted).
+    public func auditEvents(ofUser id: String) throws -> [AuditEvent] {
+        try control.read { db in try AuditLog.events(subject: "user:\(id)", limit: 10_000, in: db) }
+    }
+
+    private static func existingUser(_ id: String, _ db: Database) throws -> User {
+        guard let user = try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE id = ?",
+                                           arguments: [id]) else {
+            throw IdentityError(.notFound, "no such user")
+        }
+        return user
+    }
+
+    private static func requireAnotherActiveAdmin(besides user: User, _ db: Database, doing: String) throws {
+        guard user.isAdmin, !user.isDisabled else { return }
+        let others = try Int.fetchOne(db, sql: "SELECT count(*) FROM users WHERE is_admin = 1 AND disabled_at IS NULL AND id != ?",
+                                      arguments: [user.id]) ?? 0
+        if others == 0 {
+            throw IdentityError(.conflict, "\(user.email) is the appliance's last active admin and cannot be \(doing); "
+                                + "create or enable another admin first (sentinel user create --admin)")
+        }
+    }
+}
+
+/// What a deleted user leaves in each workspace file they belonged to.
+public enum UserLifecycle {
+    /// Takes a deleted user out of the workspace's teams and records `MemberRemoved` (with `by`
+    /// and the reason) in the workspace's events, in one transaction.
+    public static func forgetDeletedUser(_ userID: String, email: String, by actor: String, in tx: inout WorkspaceTransaction) throws {
+        try TeamStore.removeFromAllTeams(userID, in: tx.db)
+        try tx.append(DomainEvent(type: "MemberRemoved", subject: "user:\(userID)",
+                                  payload: ["email": email, "reason": "user deleted", "by": actor]))
+    }
+}

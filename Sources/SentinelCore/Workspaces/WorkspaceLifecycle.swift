@@ -1,0 +1,114 @@
+import Foundation
+import GRDB
+
+/// What `WorkspaceService.delete` did.
+public struct WorkspaceDeletion: Sendable, Codable, Equatable {
+    public var id: String
+    public var name: String
+    /// The final backup (restorable with `sentinel restore --from DIR --workspace ID` once the
+    /// workspace is registered again; `workspace.json` beside it holds the control rows).
+    public var backup: String
+    public var integrations: [String]
+    public var members: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, backup, integrations, members
+    }
+}
+
+/// Renaming and deleting workspaces. Each change writes its audit event (`WorkspaceRenamed`,
+/// `WorkspaceDeleted`, subject `workspace:<id>`) in control.sqlite, in the transaction that makes it.
+extension WorkspaceService {
+    static func validName(_ rawName: String) throws -> String {
+        let name = rawName.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= 100, !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) else {
+            throw StorageError.invalid("workspace name must be 1 to 100 printable characters")
+        }
+        return name
+    }
+
+    /// Renames a workspace (its id, file and webhook URLs stay). Safe while `serve` runs: the name
+    /// lives in control.sqlite only.
+    @discardableResult
+    public func rename(_ id: WorkspaceID, to rawName: String, by actor: String, now: Date = Date()) throws -> WorkspaceRecord {
+        let name = try Self.validName(rawName)
+        do {
+            return try control.write { db in
+                guard let old = try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE id = ?", arguments: [id.rawValue]) else {
+                    throw WorkspaceError.notFound(id.rawValue)
+                }
+                if old.name == name { return old }
+                try db.execute(sql: "UPDATE workspaces SET name = ? WHERE id = ?", arguments: [name, id.rawValue])
+                try AuditLog.append("WorkspaceRenamed", actor: actor, subject: "workspace:\(id)", data: ["from": old.name, "to": name], in: db, now: now)
+                var renamed = old
+                renamed.name = name
+                return renamed
+            }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StorageError.conflict("a workspace named '\(name)' already exists")
+        }
+    }
+
+    /// Deletes a workspace: a final backup into `data/backups/deleted/ID-TIME/` first (nothing is
+    /// removed if it fails), then, in one control.sqlite transaction, its registry row with its
+    /// memberships, integrations' routing rows, pending-work entry and export watermark (its
+    /// integrations are remembered as retired: their webhooks answer 410 Gone), then the file.
+    /// Data the analytics export already carried stays where the export put it.
+    ///
+    /// The file must not be open in any process: the CLI calls this holding the serve lock (it
+    /// refuses while `serve` runs); the server calls `Supervisor.deleteWorkspace`, which first
+    /// retires the workspace from its LRU.
+    public func delete(_ id: WorkspaceID, by actor: String, now: Date = Date()) throws -> WorkspaceDeletion {
+        guard let record = try control.workspace(id) else { throw WorkspaceError.notFound(id.rawValue) }
+        let stamp = ISO8601.string(now).replacingOccurrences(of: ":", with: "")
+        let destination = dataDirectory.deletedBackupsDirectory.appendingPathComponent("\(id.rawValue)-\(stamp)", isDirectory: true)
+        let file = dataDirectory.workspaceFile(id)
+        // The control rows the backup cannot hold, for whoever brings the workspace back.
+        struct ControlRows: Encodable {
+            let workspace: WorkspaceRecord
+            let integrations: [[String: String]]
+            let memberships: [[String: String]]
+        }
+        let (integrations, memberships) = try control.read { db in
+            (try Row.fetchAll(db, sql: "SELECT id, kind FROM integrations WHERE workspace_id = ? ORDER BY id", arguments: [id.rawValue])
+                .map { ["id": $0["id"] as String, "kind": $0["kind"] as String] },
+             try Row.fetchAll(db, sql: "SELECT user_id, role FROM memberships WHERE workspace_id = ? ORDER BY user_id", arguments: [id.rawValue])
+                .map { ["user_id": $0["user_id"] as String, "role": $0["role"] as String] })
+        }
+        if FileManager.default.fileExists(atPath: file.path) {
+            _ = try BackupService(dataDirectory: dataDirectory, opener: opener).backup(to: destination, workspace: id, control: control)
+        } else {
+            try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+        }
+        let rows = try JSONEncoder.sentinelPretty.encode(ControlRows(workspace: record, integrations: integrations, memberships: memberships))
+        try rows.write(to: destination.appendingPathComponent("workspace.json"), options: .atomic)
+        FileSystem.sync(destination)
+
+        try control.write { db in
+            for integration in integrations {
+                try db.execute(sql: "INSERT OR REPLACE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
+                               arguments: [integration["id"], id.rawValue, now.epoch])
+            }
+            // Memberships, integrations, pending work and the export watermark go with the row (ON DELETE CASCADE).
+            try db.execute(sql: "DELETE FROM workspaces WHERE id = ?", arguments: [id.rawValue])
+            try AuditLog.append("WorkspaceDeleted", actor: actor, subject: "workspace:\(id)",
+                                data: ["name": record.name, "backup": destination.path,
+                                       "integrations": integrations.compactMap { $0["id"] }.joined(separator: ","),
+                                       "members": String(memberships.count)], in: db, now: now)
+        }
+        try removeDatabaseFiles(file)
+        FileSystem.sync(dataDirectory.workspacesDirectory)
+        return WorkspaceDeletion(id: id.rawValue, name: record.name, backup: destination.path,
+                                 integrations: integrations.compactMap { $0["id"] }, members: memberships.count)
+    }
+
+    /// The appliance's audit entries about a workspace (they remain after it is deleted).
+    public func auditEvents(of id: WorkspaceID) throws -> [AuditEvent] {
+        try control.read { db in try AuditLog.events(subject: "workspace:\(id)", limit: 10_000, in: db) }
+    }
+}
+
+extension DataDirectory {
+    /// Final backups of deleted workspaces.
+    public var deletedBackupsDirectory: URL { backupsDirectory.appendingPathComponent("deleted", isDirectory: true) }
+}

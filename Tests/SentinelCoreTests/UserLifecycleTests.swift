@@ -1,0 +1,133 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("User lifecycle")
+struct UserLifecycleTests {
+    let password = "a long enough password"
+
+    func identity(_ h: TestHarness) -> IdentityService { IdentityService(control: h.control, bcryptCost: 4) }
+
+    @Test("a disabled user's session and token stop authenticating at once, sign-in fails; enabling restores both")
+    func disableAndEnable() throws {
+        let h = try TestHarness()
+        let identity = identity(h)
+        _ = try identity.createUser(email: "admin@example.com", password: password, isAdmin: true)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        let (session, _) = try identity.createSession(for: alice)
+        let (token, _) = try identity.createToken(for: alice, name: "ci", scopes: [.read], expiresInDays: nil)
+        #expect(try identity.authenticate(bearer: session) != nil)
+        #expect(try identity.authenticate(bearer: token) != nil)
+
+        let disabled = try identity.disableUser(id: alice.id, by: "cli")
+        #expect(disabled.isDisabled)
+        #expect(try identity.authenticate(bearer: session) == nil)
+        #expect(try identity.authenticate(bearer: token) == nil)
+        #expect(try identity.checkPassword(email: alice.email, password: password) == nil)
+
+        try identity.enableUser(id: alice.id, by: "cli")
+        #expect(try identity.checkPassword(email: alice.email, password: password)?.id == alice.id)
+        #expect(try identity.authenticate(bearer: token) != nil, "tokens are kept, not revoked")
+        #expect(try identity.authenticate(bearer: session) == nil, "sessions ended with the disable")
+        #expect(try identity.auditEvents(ofUser: alice.id).map(\.type) == ["UserDisabled", "UserEnabled"])
+    }
+
+    @Test("the last active admin can be neither disabled nor deleted; with a second admin both work")
+    func lastAdmin() throws {
+        let h = try TestHarness()
+        let identity = identity(h)
+        let admin = try identity.createUser(email: "admin@example.com", password: password, isAdmin: true)
+        #expect(throws: IdentityError.self) { try identity.disableUser(id: admin.id, by: "cli") }
+        do {
+            _ = try identity.deleteUser(id: admin.id, by: "cli")
+            Issue.record("deleting the last admin was allowed")
+        } catch let error as IdentityError {
+            #expect(error.kind == .conflict && error.description.contains("last active admin"), "\(error)")
+        }
+        // A disabled admin does not count as active.
+        let second = try identity.createUser(email: "second@example.com", password: password, isAdmin: true)
+        try identity.disableUser(id: second.id, by: "cli")
+        #expect(throws: IdentityError.self) { try identity.disableUser(id: admin.id, by: "cli") }
+        try identity.enableUser(id: second.id, by: "cli")
+        try identity.disableUser(id: admin.id, by: "cli")
+        #expect(try identity.user(id: admin.id)?.isDisabled == true)
+        #expect(try identity.auditEvents(ofUser: admin.id).map(\.type) == ["UserDisabled"], "a refused change writes no audit entry")
+    }
+
+    @Test("set-password enforces the password rules, ends the user's other sessions and changes the password")
+    func setPassword() throws {
+        let h = try TestHarness()
+        let identity = identity(h)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        let (kept, _) = try identity.createSession(for: alice)
+        let (ended, _) = try identity.createSession(for: alice)
+        #expect(throws: IdentityError.self) { try identity.setPassword(userID: alice.id, password: "short", by: "cli") }
+        #expect(try identity.authenticate(bearer: ended) != nil, "a refused password changes nothing")
+        guard case .session(let keptID)? = try identity.authenticate(bearer: kept)?.credential else { Issue.record("no session"); return }
+        try identity.setPassword(userID: alice.id, password: "another long password", by: "user:\(alice.id)", keepingSession: keptID)
+        #expect(try identity.authenticate(bearer: ended) == nil)
+        #expect(try identity.authenticate(bearer: kept) != nil)
+        #expect(try identity.checkPassword(email: alice.email, password: password) == nil)
+        #expect(try identity.checkPassword(email: alice.email, password: "another long password")?.id == alice.id)
+        let audit = try identity.auditEvents(ofUser: alice.id)
+        #expect(audit.map(\.type) == ["UserPasswordChanged"])
+        #expect(audit.first?.actor == "user:\(alice.id)")
+        #expect(audit.first.map { !$0.data.contains("another long password") } == true)
+    }
+
+    @Test("delete removes memberships, sessions and tokens, keeps audit entries with the id; a workspace's only owner is refused")
+    func delete() async throws {
+        let h = try TestHarness()
+        let identity = identity(h)
+        _ = try identity.createUser(email: "admin@example.com", password: password, isAdmin: true)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        let bob = try identity.createUser(email: "bob@example.com", password: password, isAdmin: false)
+        let workspace = try h.createWorkspace("acme")
+        try identity.setRole(.owner, userID: alice.id, in: workspace)
+        try identity.setRole(.member, userID: bob.id, in: workspace)
+        let (token, _) = try identity.createToken(for: alice, name: "ci", scopes: [.read], expiresInDays: nil)
+        _ = try identity.createSession(for: alice)
+        let team = try await h.supervisor.withWorkspace(workspace) { actor in
+            try await actor.write { tx in
+                let team = try TeamStore.create(name: "core", by: "cli", in: &tx)
+                return try TeamStore.addMember(alice.id, to: team.id, by: "cli", in: &tx).id
+            }
+        }
+
+        do {
+            _ = try identity.deleteUser(id: alice.id, by: "cli")
+            Issue.record("deleting the only owner was allowed")
+        } catch let error as IdentityError {
+            #expect(error.kind == .conflict && error.description.contains("only owner of workspace(s) acme"), "\(error)")
+        }
+        try identity.setRole(.owner, userID: bob.id, in: workspace)
+        let memberOf = try identity.deleteUser(id: alice.id, by: "cli")
+        #expect(memberOf == [workspace])
+        try await h.supervisor.withWorkspace(workspace) { actor in
+            try await actor.write { tx in try UserLifecycle.forgetDeletedUser(alice.id, email: alice.email, by: "cli", in: &tx) }
+        }
+
+        #expect(try identity.user(id: alice.id) == nil)
+        #expect(try identity.authenticate(bearer: token) == nil)
+        let left = try h.control.read { db in
+            try ["memberships", "sessions", "api_tokens"].map { try Int.fetchOne(db, sql: "SELECT count(*) FROM \($0) WHERE user_id = ?", arguments: [alice.id]) ?? -1 }
+        }
+        #expect(left == [0, 0, 0])
+        #expect(try identity.members(of: workspace).map(\.email) == ["bob@example.com"])
+        let audit = try identity.auditEvents(ofUser: alice.id)
+        #expect(audit.map(\.type) == ["UserDeleted"])
+        #expect(audit.first?.data.contains("alice@example.com") == true)
+        let (members, removed) = try await h.supervisor.withWorkspace(workspace) { actor in
+            try await actor.read { db in
+                (try TeamStore.find(team, in: db)?.members ?? [],
+                 try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'MemberRemoved' AND subject = ?", arguments: ["user:\(alice.id)"]) ?? 0)
+            }
+        }
+        #expect(members.isEmpty)
+        #expect(removed == 1)
+        // The audit log is append-only.
+        #expect(throws: DatabaseError.self) { try h.control.write { db in try db.execute(sql: "DELETE FROM audit_events") } }
+    }
+}

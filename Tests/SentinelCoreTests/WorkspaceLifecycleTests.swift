@@ -1,0 +1,88 @@
+import Foundation
+import GRDB
+import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Workspace lifecycle")
+struct WorkspaceLifecycleTests {
+    @Test("rename changes the name only, refuses a taken or blank one, and is audited")
+    func rename() throws {
+        let h = try TestHarness()
+        let acme = try h.createWorkspace("acme")
+        _ = try h.createWorkspace("globex")
+        #expect(throws: StorageError.conflict("a workspace named 'globex' already exists")) { try h.workspaces.rename(acme, to: "globex", by: "cli") }
+        #expect(throws: StorageError.self) { try h.workspaces.rename(acme, to: "  ", by: "cli") }
+        let renamed = try h.workspaces.rename(acme, to: "Acme Corp", by: "cli")
+        #expect(renamed.id == acme.rawValue && renamed.name == "Acme Corp")
+        #expect(try h.workspaces.find("Acme Corp").id == acme.rawValue)
+        #expect(throws: WorkspaceError.self) { try h.workspaces.find("acme") }
+        let audit = try h.workspaces.auditEvents(of: acme)
+        #expect(audit.map(\.type) == ["WorkspaceRenamed"])
+        #expect(audit.first?.data.contains("\"from\":\"acme\"") == true && audit.first?.data.contains("\"to\":\"Acme Corp\"") == true)
+    }
+
+    @Test("deleting while serving waits for work inside the workspace, backs it up, removes file and control rows, and never reopens it")
+    func deleteWhileServing() async throws {
+        let h = try TestHarness()
+        let doomed = try h.createWorkspace("doomed")
+        let kept = try h.createWorkspace("kept")
+        let identity = IdentityService(control: h.control, bcryptCost: 4)
+        let user = try identity.createUser(email: "owner@example.com", password: "a long enough password", isAdmin: false)
+        try identity.setRole(.owner, userID: user.id, in: doomed)
+        try h.control.write { db in
+            try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES ('int_doomed0000000000', ?, 'github', 0)",
+                           arguments: [doomed.rawValue])
+        }
+        try await h.enqueue(JobRequest(kind: "later", runAt: Date().addingTimeInterval(3600)), in: doomed)
+
+        // Work inside the workspace holds it open; the deletion waits for it.
+        let (release, releaser) = AsyncStream<Void>.makeStream()
+        let deletion = try await withThrowingTaskGroup(of: WorkspaceDeletion?.self) { group in
+            group.addTask {
+                try await h.supervisor.withWorkspace(doomed) { actor in
+                    for await _ in release { break }
+                    try await actor.write { tx in try tx.append(DomainEvent(type: "LastWords")) }
+                }
+                return nil
+            }
+            #expect(await eventually { await h.supervisor.openWorkspaceIDs.contains(doomed) })
+            group.addTask { try await h.supervisor.deleteWorkspace(doomed, using: h.workspaces, by: "cli") }
+            #expect(await eventually { await h.supervisor.isWaitingToDelete(doomed) })
+            // New work is refused from now on; the workspace is still there.
+            await #expect(throws: WorkspaceError.notFound(doomed.rawValue)) { try await h.supervisor.withWorkspace(doomed) { _ in 0 } }
+            #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(doomed).path))
+            releaser.yield()
+            releaser.finish()
+            var result: WorkspaceDeletion?
+            for try await value in group { if let value { result = value } }
+            return try #require(result)
+        }
+
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(doomed).path))
+        #expect(try h.control.workspace(doomed) == nil)
+        let left = try h.control.read { db in
+            try ["memberships", "integrations", "pending_work"].map {
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM \($0) WHERE workspace_id = ?", arguments: [doomed.rawValue]) ?? -1
+            }
+        }
+        #expect(left == [0, 0, 0])
+        #expect(try IntegrationService(control: h.control, masterKey: MasterKey.load(at: h.dataDirectory.masterKeyFile))
+            .isRetired(IntegrationID("int_doomed0000000000")!))
+        // The final backup holds the last write, and the control rows beside it.
+        let backup = URL(fileURLWithPath: deletion.backup)
+        #expect(backup.path.hasPrefix(h.dataDirectory.deletedBackupsDirectory.path))
+        let copy = try DatabaseQueue(path: backup.appendingPathComponent("workspaces/\(doomed).sqlite").path)
+        #expect(try await copy.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'LastWords'") } == 1)
+        try await copy.close()
+        let rows = try String(contentsOf: backup.appendingPathComponent("workspace.json"), encoding: .utf8)
+        #expect(rows.contains("int_doomed0000000000") && rows.contains(user.id))
+        #expect(deletion.integrations == ["int_doomed0000000000"] && deletion.members == 1)
+        #expect(try h.workspaces.auditEvents(of: doomed).map(\.type) == ["WorkspaceDeleted"])
+        // Never opened again, the other workspace unaffected.
+        await #expect(throws: WorkspaceError.notFound(doomed.rawValue)) { try await h.supervisor.withWorkspace(doomed) { _ in 0 } }
+        #expect(!(await h.supervisor.openWorkspaceIDs.contains(doomed)))
+        #expect(try await h.supervisor.withWorkspace(kept) { try await $0.jobs().count } == 0)
+        await h.supervisor.shutdown()
+    }
+}
