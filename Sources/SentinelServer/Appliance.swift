@@ -30,6 +30,9 @@ public final class Appliance: Sendable {
     let gitHubIntegrations: GitHubIntegrationCache
     /// Users, sessions, API tokens and memberships (control.sqlite).
     public let identity: IdentityService
+    /// Catch-up after downtime: the sweep `serve` runs periodically (`reconcile.*`); tests and
+    /// operators can run one with `reconcile.sweepAll()`.
+    public let reconcile: ReconcileService
     let api: APIDependencies
     private let serveLock: FileLock
 
@@ -79,6 +82,9 @@ public final class Appliance: Sendable {
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
+        self.reconcile = ReconcileService(
+            reconciler: Reconciler(connectors: ["github": connector], options: ReconcileOptions(config.reconcile), metrics: metrics),
+            supervisor: supervisor, control: control, interval: config.reconcile.intervalSeconds, logger: logger.with(["component": "reconcile"]))
         self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
         self.api = APIDependencies(
             dataDirectory: dataDirectory, identity: identity, workspaces: workspaces, integrations: integrations,
@@ -149,7 +155,7 @@ public final class Appliance: Sendable {
     /// Everything `sentinel serve` runs, as one `ServiceGroup`. Services start in this order and stop
     /// in reverse on graceful shutdown (SIGTERM/SIGINT by default, or `triggerGracefulShutdown()`):
     /// the listener stops accepting first; the job scheduler then lets running jobs finish up to
-    /// `shutdown.drain_seconds` and releases the rest; the nightly exporter stops; the outbound HTTP
+    /// `shutdown.drain_seconds` and releases the rest; the catch-up sweep and the nightly exporter stop; the outbound HTTP
     /// clients close their pooled connections; last, the supervisor checkpoints and closes every
     /// open file. If the listener fails (e.g. its port is taken) the group shuts down the same way
     /// and `run()` rethrows the error. End-to-end tests run this same group with `stopOnSignals: false`
@@ -165,6 +171,9 @@ public final class Appliance: Sendable {
             let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
             services.append(.init(service: NightlyExportService(exporter: exporter, config: config.export,
                                                                 logger: logger.with(["component": "export"]))))
+        }
+        if config.reconcile.enabled {
+            services.append(.init(service: reconcile))
         }
         services.append(.init(service: scheduler))
         services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
