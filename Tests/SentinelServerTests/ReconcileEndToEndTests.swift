@@ -64,6 +64,43 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    /// A `pull_request` delivery body with the PR's `updated_at` as GitHub sends it.
+    static func pullRequestPayload(action: String, head: String, updatedAt: Date) -> Data {
+        var object = try! JSONSerialization.jsonObject(with: GitHubWorld.pullRequestPayload(action: action, head: head)) as! [String: Any]
+        var pull = object["pull_request"] as! [String: Any]
+        pull["updated_at"] = updatedAt.formatted(.iso8601)
+        object["pull_request"] = pull
+        return try! JSONSerialization.data(withJSONObject: object)
+    }
+
+    @Test("a resent webhook for an older head does not supersede the catch-up run of the newer head; a push after the sweep does")
+    func staleWebhookAfterSweep() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        // While down: the PR was opened at aaa111, then pushed to ccc222.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+        let report = await world.appliance.reconcile.sweepAll()
+        #expect(report.integrations.first?.reviewsRequested.map(\.headSHA) == ["ccc222"])
+        #expect(await world.waitForRun(state: .completed))
+
+        // GitHub resends the `opened` of ten minutes ago.
+        let resent = UUID().uuidString
+        _ = try await world.deliver(event: "pull_request", body: Self.pullRequestPayload(action: "opened", head: "aaa111",
+                                                                                         updatedAt: Date().addingTimeInterval(-600)), delivery: resent)
+        #expect(await processed(world, resent))
+        #expect(try await world.runs().map(\.state) == [.completed])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).map(\.commitID) == ["ccc222"])
+
+        // A push after the sweep is reviewed as always.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ddd444")
+        _ = try await world.deliver(event: "pull_request", body: Self.pullRequestPayload(action: "synchronize", head: "ddd444",
+                                                                                         updatedAt: Date().addingTimeInterval(2)))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        #expect(try await world.runs().map(\.trigger) == ["push", "reconcile"])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).map(\.commitID) == ["ccc222", "ddd444"])
+        await world.stop()
+    }
+
     @Test("a head the webhook already started a run for gets nothing from the sweep; a later push does")
     func webhookThenSweep() async throws {
         let world = try await GitHubWorld()

@@ -97,17 +97,28 @@ public enum ReviewRunStore {
 
     /// Creates the run unless one exists for (repository, PR, head SHA, trigger) — or, for an
     /// automatic webhook trigger, unless a catch-up run of that head exists that was not skipped
-    /// (a skipped one, e.g. a draft, leaves `ready_for_review` its own run); supersedes older
-    /// queued or running runs of the same PR; enqueues the run's job. Returns the run id and whether
-    /// it was created by this call.
+    /// (a skipped one, e.g. a draft, leaves `ready_for_review` its own run), or unless the event is
+    /// older (`occurredAt`, the pull request's `updated_at` in the payload) than a catch-up run that
+    /// found another head: the sweep saw a newer head after the event, so a late or resent webhook
+    /// must not supersede it. Supersedes older queued or running runs of the same PR; enqueues the
+    /// run's job. Returns the run id and whether it was created by this call.
     public static func request(repository: RepositoryRecord, prNumber: Int, headSHA: String, baseSHA: String?, trigger: String,
-                               fullReview: Bool, correlationID: String?, in tx: inout WorkspaceTransaction) throws -> (Int64, Bool) {
+                               fullReview: Bool, correlationID: String?, occurredAt: Date? = nil,
+                               in tx: inout WorkspaceTransaction) throws -> (Int64, Bool) {
         let db = tx.db
-        if automaticTriggers.contains(trigger), !headSHA.isEmpty, let covered = try Int64.fetchOne(db, sql: """
-            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND trigger = ? AND state != 'skipped'
-            ORDER BY id LIMIT 1
-            """, arguments: [repository.id, prNumber, headSHA, reconcileTrigger]) {
-            return (covered, false)
+        if automaticTriggers.contains(trigger), !headSHA.isEmpty {
+            if let covered = try Int64.fetchOne(db, sql: """
+                SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND trigger = ? AND state != 'skipped'
+                ORDER BY id LIMIT 1
+                """, arguments: [repository.id, prNumber, headSHA, reconcileTrigger]) {
+                return (covered, false)
+            }
+            if let occurredAt, let newer = try Int64.fetchOne(db, sql: """
+                SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha != ? AND trigger = ? AND created_at > ?
+                ORDER BY id DESC LIMIT 1
+                """, arguments: [repository.id, prNumber, headSHA, reconcileTrigger, occurredAt.timeIntervalSince1970]) {
+                return (newer, false)
+            }
         }
         try db.execute(sql: """
             INSERT OR IGNORE INTO review_runs (repository_id, pr_number, head_sha, base_sha, trigger, full_review, state, correlation_id, created_at)
