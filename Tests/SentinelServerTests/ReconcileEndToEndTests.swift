@@ -49,6 +49,9 @@ struct ReconcileEndToEndTests {
         #expect(await world.waitForRun(state: .completed))
         #expect(try await world.runs().map(\.trigger) == ["reconcile"])
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // Through the normal queue at normal priority, like any review (never ahead of deliveries).
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(limit: 100) }
+        #expect(jobs.filter { $0.kind == ReviewRunStore.jobKind }.map(\.priority) == [JobPriority.normal.rawValue])
 
         // GitHub's late (or redelivered) webhook for the same head.
         let delivery = UUID().uuidString
@@ -263,6 +266,21 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("the open pull requests are read page by page, following GitHub's Link header")
+    func pagesOfPullRequests() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        for number in 100..<(100 + 150) {
+            await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: number, headSHA: "h\(number)", baseSHA: "bbb000",
+                                                             files: GitHubWorld.files))
+        }
+        await world.github.state.closePull(repo: GitHubWorld.repo, 100)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(maxReviewsPerSweep: 0, dryRun: true)).first)
+        #expect(report.pullRequestsFound == 150)  // 149 still open + PR 7
+        #expect(await world.github.state.requests.filter { $0 == "GET pulls" }.count == 2)
+        await world.stop()
+    }
+
     @Test("the cap bounds the reviews one sweep requests; the next sweep requests the rest")
     func capPerSweep() async throws {
         let world = try await GitHubWorld()
@@ -323,8 +341,9 @@ struct ReconcileEndToEndTests {
         #expect(await world.waitForRun(state: .completed))
         #expect(try await world.runs().map(\.trigger) == ["reconcile"])
         let buffer = String(decoding: world.appliance.prometheus.emitToBuffer(), as: UTF8.self)
-        #expect(buffer.contains("sentinel_reconcile_sweeps_total"))
-        #expect(buffer.contains("sentinel_reconcile_reviews_requested_total"))
+        #expect(buffer.contains(#"sentinel_reconcile_sweeps_total{platform="GitHub",outcome="complete"}"#), "\(buffer)")
+        #expect(buffer.contains(#"sentinel_reconcile_pull_requests_found_total{platform="GitHub"} 1"#))
+        #expect(buffer.contains(#"sentinel_reconcile_reviews_requested_total{platform="GitHub"} 1"#))
         await world.stop()
     }
 }

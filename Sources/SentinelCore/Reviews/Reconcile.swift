@@ -263,11 +263,15 @@ public struct Reconciler: Sendable {
             report.redeliveries.append(entry)
         }
         guard !options.dryRun, let next = log.cursor, next != cursor else { return }
+        let window = options.redeliveryWindow
         try await workspace.write { tx in
             try tx.db.execute(sql: """
                 INSERT INTO reconcile_state (integration_id, delivery_cursor) VALUES (?, ?)
                 ON CONFLICT(integration_id) DO UPDATE SET delivery_cursor = excluded.delivery_cursor
                 """, arguments: [integration.rawValue, next])
+            // Past twice the window a delivery can neither be listed as new nor be resent: forget it.
+            try tx.db.execute(sql: "DELETE FROM redelivery_requests WHERE integration_id = ? AND requested_at < ?",
+                              arguments: [integration.rawValue, tx.now.epoch - 2 * window])
         }
     }
 
