@@ -33,6 +33,9 @@ public final class Appliance: Sendable {
     let gitLabIntegrations: GitLabIntegrationCache
     /// Users, sessions, API tokens and memberships (control.sqlite).
     public let identity: IdentityService
+    /// Catch-up after downtime: the sweep `serve` runs periodically (`reconcile.*`); tests and
+    /// operators can run one with `reconcile.sweepAll()`.
+    public let reconcile: ReconcileService
     let api: APIDependencies
     /// The committed OpenAPI document the API is generated from.
     let document: APIDocument
@@ -89,6 +92,9 @@ public final class Appliance: Sendable {
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
+        self.reconcile = ReconcileService(
+            reconciler: Reconciler(connectors: ["github": connector], options: ReconcileOptions(config.reconcile), metrics: metrics),
+            supervisor: supervisor, control: control, interval: config.reconcile.intervalSeconds, logger: logger.with(["component": "reconcile"]))
         self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
         self.document = try APIDocument.load()
         self.api = APIDependencies(
@@ -160,7 +166,7 @@ public final class Appliance: Sendable {
     /// Everything `sentinel serve` runs, as one `ServiceGroup`. Services start in this order and stop
     /// in reverse on graceful shutdown (SIGTERM/SIGINT by default, or `triggerGracefulShutdown()`):
     /// the listener stops accepting first; the job scheduler then lets running jobs finish up to
-    /// `shutdown.drain_seconds` and releases the rest; the nightly exporter stops; the outbound HTTP
+    /// `shutdown.drain_seconds` and releases the rest; the catch-up sweep and the nightly exporter stop; the outbound HTTP
     /// clients close their pooled connections; last, the supervisor checkpoints and closes every
     /// open file. If the listener fails (e.g. its port is taken) the group shuts down the same way
     /// and `run()` rethrows the error. End-to-end tests run this same group with `stopOnSignals: false`
@@ -176,6 +182,9 @@ public final class Appliance: Sendable {
             let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
             services.append(.init(service: NightlyExportService(exporter: exporter, config: config.export,
                                                                 logger: logger.with(["component": "export"]))))
+        }
+        if config.reconcile.enabled {
+            services.append(.init(service: reconcile))
         }
         services.append(.init(service: scheduler))
         services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,

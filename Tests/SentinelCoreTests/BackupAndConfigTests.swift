@@ -39,7 +39,7 @@ struct BackupTests {
         #expect(writesDuring > 0)
         #expect(manifest.files.map(\.kind) == [.control, .workspace])
         #expect(manifest.files[1].workspaceID == ws.rawValue)
-        #expect(manifest.files[1].schemaVersion == "0006_review_run_prepared")
+        #expect(manifest.files[1].schemaVersion == DatabaseKind.workspace.knownMigrations.last)
         await h.supervisor.unpin(ws)
         await h.stop()
 

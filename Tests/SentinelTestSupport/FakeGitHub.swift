@@ -82,6 +82,8 @@ public struct FakePullRequest: Sendable {
     public var fromFork: Bool
     /// The head repository was deleted (a removed fork): GitHub then serves `head.repo: null`.
     public var headRepoDeleted = false
+    /// `open` or `closed` (closed pull requests are not listed with `state=open`).
+    public var state = "open"
     /// GitHub's `pulls/{n}/files` items: filename, status, patch.
     public var files: [(filename: String, status: String, patch: String?)]
 
@@ -94,6 +96,26 @@ public struct FakePullRequest: Sendable {
         self.draft = draft
         self.fromFork = fromFork
         self.files = files
+    }
+}
+
+/// One entry of the App webhook's delivery log.
+public struct FakeHookDelivery: Sendable {
+    public let id: Int64
+    public let guid: String
+    public let deliveredAt: Date
+    public let redelivery: Bool
+    /// What the appliance answered; 0 when it could not be reached.
+    public let statusCode: Int
+    public let event: String
+    public let action: String?
+    public let payload: Data
+
+    var json: [String: Any] {
+        ["id": id, "guid": guid, "delivered_at": deliveredAt.formatted(.iso8601), "redelivery": redelivery, "duration": 0.05,
+         "status": statusCode == 0 ? "failed to connect" : (200..<300).contains(statusCode) ? "OK" : "Invalid HTTP Response: \(statusCode)",
+         "status_code": statusCode, "event": event, "action": action.map { $0 as Any } ?? NSNull(), "installation_id": 55, "repository_id": 1001,
+         "throttled_at": NSNull()]
     }
 }
 
@@ -144,6 +166,16 @@ public actor FakeGitHubState {
     public private(set) var installations: [Int64: String] = [:]
     /// Called after a review is stored (tests use it to kill a worker right after posting).
     private var onReviewPosted: (@Sendable () -> Void)?
+    /// The App webhook's delivery log (`GET /app/hook/deliveries`), in the order GitHub made them.
+    public private(set) var hookDeliveries: [FakeHookDelivery] = []
+    /// Delivery ids `POST /app/hook/deliveries/{id}/attempts` was called with (accepted ones only).
+    public private(set) var redeliveryRequests: [Int64] = []
+    private var nextDeliveryID: Int64 = 12_000_000_000
+    /// Sends a redelivered delivery to the appliance and returns the HTTP status it answered.
+    private var redeliverySender: (@Sendable (FakeHookDelivery) async -> Int)?
+    /// GitHub's primary rate limit, when a test sets one: every answer carries `x-ratelimit-*`
+    /// headers and each request spends one; at 0 GitHub answers 403 until the reset.
+    private var rateLimit: (limit: Int, remaining: Int, reset: Int)?
 
     init(appID: Int64, publicKeyPEM: String) {
         self.appID = appID
@@ -151,6 +183,60 @@ public actor FakeGitHubState {
     }
 
     public func addPull(_ pull: FakePullRequest) { pulls["\(pull.repo)#\(pull.number)"] = pull }
+    public func closePull(repo: String, _ number: Int) { pulls["\(repo)#\(number)"]?.state = "closed" }
+    /// A new head commit on a pull request (a push).
+    public func push(repo: String, _ number: Int, head: String) { pulls["\(repo)#\(number)"]?.headSHA = head }
+
+    /// Records a delivery of the App's webhook as GitHub would log it; returns its id.
+    @discardableResult
+    public func addHookDelivery(guid: String = UUID().uuidString, event: String, action: String?, statusCode: Int,
+                                deliveredAt: Date = Date(), payload: Data = Data("{}".utf8), redelivery: Bool = false) -> Int64 {
+        nextDeliveryID += 1
+        hookDeliveries.append(FakeHookDelivery(id: nextDeliveryID, guid: guid, deliveredAt: deliveredAt, redelivery: redelivery,
+                                               statusCode: statusCode, event: event, action: action, payload: payload))
+        return nextDeliveryID
+    }
+
+    /// How a redelivery reaches the appliance (tests post the payload to its webhook route).
+    public func setRedeliver(_ send: (@Sendable (FakeHookDelivery) async -> Int)?) { redeliverySender = send }
+
+    /// Sets GitHub's rate limit: `remaining` of `limit` requests left until `reset` (epoch seconds).
+    public func setRateLimit(limit: Int, remaining: Int, reset: Int = Int(Date().timeIntervalSince1970) + 3600) {
+        rateLimit = (limit, remaining, reset)
+    }
+
+    /// Spends one request of the rate limit: the headers to send, and whether the request is refused.
+    func spendRate() -> (headers: [(String, String)], refused: Bool) {
+        guard var limit = rateLimit else { return ([], false) }
+        let refused = limit.remaining == 0
+        if !refused { limit.remaining -= 1 }
+        rateLimit = limit
+        return ([("x-ratelimit-limit", String(limit.limit)), ("x-ratelimit-remaining", String(limit.remaining)),
+                 ("x-ratelimit-used", String(limit.limit - limit.remaining)), ("x-ratelimit-reset", String(limit.reset)),
+                 ("x-ratelimit-resource", "core")], refused)
+    }
+
+    /// A page of the delivery log, newest first, after `cursor` (GitHub's opaque `v1_…` form).
+    func deliveryPage(perPage: Int, cursor: String?) -> (page: [FakeHookDelivery], next: String?)? {
+        var list = hookDeliveries.sorted { $0.id > $1.id }
+        if let cursor {
+            guard cursor.hasPrefix("v1_"), let before = Int64(cursor.dropFirst(3)) else { return nil }
+            list = list.filter { $0.id < before }
+        }
+        let page = Array(list.prefix(perPage))
+        return (page, list.count > perPage ? page.last.map { "v1_\($0.id)" } : nil)
+    }
+
+    /// `POST …/attempts`: a known delivery is sent again (a new log entry, same guid); nil when unknown.
+    func redeliver(id: Int64) async -> Bool {
+        guard let original = hookDeliveries.first(where: { $0.id == id }) else { return false }
+        redeliveryRequests.append(id)
+        let status = await redeliverySender?(original) ?? 0
+        addHookDelivery(guid: original.guid, event: original.event, action: original.action, statusCode: status, payload: original.payload,
+                        redelivery: true)
+        return true
+    }
+
     public func setContent(repo: String, ref: String, path: String, _ text: String) { contents["\(repo)@\(ref):\(path)"] = text }
     /// `status` is GitHub's: `ahead` (base is an ancestor of head), `behind`, `diverged` (a
     /// force-push rewrote history) or `identical`. More than 300 files are cut to 300, as GitHub does.
@@ -384,7 +470,62 @@ struct FakeGitHubRoutes {
         }
     }
 
+    /// The App JWT of an `/app/…` request, verified (GitHub answers 401 to anything else).
+    func isApp(_ request: Request) async -> Bool {
+        guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") else { return false }
+        return await state.isAppJWT(String(auth.dropFirst(7)))
+    }
+
     func add(to router: Router<BasicRequestContext>) {
+        router.add(middleware: FakeRateLimit(state: state))
+        router.get("/app/hook/deliveries") { request, _ in
+            await state.log("GET hook deliveries")
+            if let f = await fault("GET hook deliveries") { return f }
+            guard await isApp(request) else { return json(401, ["message": "A JSON web token could not be decoded"]) }
+            let perPage = Int(request.uri.queryParameters.get("per_page") ?? "30") ?? 30
+            guard (1...100).contains(perPage) else { return json(422, ["message": "Validation Failed"]) }
+            guard let found = await state.deliveryPage(perPage: perPage, cursor: request.uri.queryParameters.get("cursor").map { String($0) }) else {
+                return json(400, ["message": "Bad Request"])
+            }
+            let (page, next) = found
+            var headers: HTTPFields = [:]
+            if let next {
+                headers[HTTPField.Name("Link")!] = "<https://api.github.com/app/hook/deliveries?per_page=\(perPage)&cursor=\(next)>; rel=\"next\""
+            }
+            return json(200, page.map(\.json), headers: headers)
+        }
+        router.post("/app/hook/deliveries/:id/attempts") { request, context in
+            await state.log("POST hook attempts")
+            if let f = await fault("POST hook attempts") { return f }
+            guard await isApp(request) else { return json(401, ["message": "A JSON web token could not be decoded"]) }
+            guard let id = Int64(context.parameters.get("id") ?? ""), await state.redeliver(id: id) else {
+                return json(404, ["message": "Not Found"])
+            }
+            return json(202, [String: Any]())
+        }
+        router.get("/repos/:owner/:repo/pulls") { request, context in
+            await state.log("GET pulls")
+            if let f = await fault("GET pulls") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            let wanted = request.uri.queryParameters.get("state").map { String($0) } ?? "open"
+            guard ["open", "closed", "all"].contains(wanted) else { return json(422, ["message": "Validation Failed"]) }
+            let perPage = Int(request.uri.queryParameters.get("per_page") ?? "30") ?? 30
+            let page = Int(request.uri.queryParameters.get("page") ?? "1") ?? 1
+            guard (1...100).contains(perPage), page >= 1 else { return json(422, ["message": "Validation Failed"]) }
+            let name = repo(context)
+            let all = await state.pulls.values.filter { $0.repo == name && (wanted == "all" || $0.state == wanted) }.sorted { $0.number > $1.number }
+            let slice = all.dropFirst((page - 1) * perPage).prefix(perPage).map { pull -> [String: Any] in
+                let headRepo: [String: Any] = pull.fromFork ? ["id": 999, "full_name": "outsider/fork"] : ["id": 1, "full_name": pull.repo]
+                return ["number": pull.number, "state": pull.state, "draft": pull.draft, "title": "PR \(pull.number)",
+                        "head": ["sha": pull.headSHA, "ref": "feature", "repo": pull.headRepoDeleted ? NSNull() as Any : headRepo as Any],
+                        "base": ["sha": pull.baseSHA, "ref": "main", "repo": ["id": 1, "full_name": pull.repo]]]
+            }
+            var headers: HTTPFields = [:]
+            if page * perPage < all.count {
+                headers[HTTPField.Name("Link")!] = "<https://api.github.com/repositories/1/pulls?state=\(wanted)&per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
+            }
+            return json(200, Array(slice), headers: headers)
+        }
         router.post("/app/installations/:id/access_tokens") { request, _ in
             await state.log("POST access_tokens")
             if let f = await fault("POST access_tokens") { return f }
@@ -420,7 +561,7 @@ struct FakeGitHubRoutes {
             let key = "\(repo(context))#\(context.parameters.get("number") ?? "")"
             guard let pull = await state.pulls[key] else { return json(404, ["message": "Not Found"]) }
             let headRepo: [String: Any] = pull.fromFork ? ["id": 999, "full_name": "outsider/fork"] : ["id": 1, "full_name": pull.repo]
-            return json(200, ["number": pull.number, "state": "open", "draft": pull.draft, "title": "PR \(pull.number)",
+            return json(200, ["number": pull.number, "state": pull.state, "draft": pull.draft, "title": "PR \(pull.number)",
                               "head": ["sha": pull.headSHA, "ref": "feature", "repo": pull.headRepoDeleted ? NSNull() as Any : headRepo as Any],
                               "base": ["sha": pull.baseSHA, "ref": "main", "repo": ["id": 1, "full_name": pull.repo]],
                               "changed_files": pull.files.count])
@@ -499,5 +640,25 @@ struct FakeGitHubRoutes {
             await state.addComment(repo: repo(context), number: Int(context.parameters.get("number") ?? "") ?? 0, body: text)
             return json(201, ["id": await state.newID(), "body": text])
         }
+    }
+}
+
+/// GitHub's primary rate limit on every route: the `x-ratelimit-*` headers on each answer, and 403
+/// `API rate limit exceeded` once none is left (only when a test set a limit).
+struct FakeRateLimit: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let state: FakeGitHubState
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let (headers, refused) = await state.spendRate()
+        var response: Response
+        if refused {
+            let data = Data(#"{"message":"API rate limit exceeded for installation."}"#.utf8)
+            response = Response(status: .forbidden, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        } else {
+            response = try await next(request, context)
+        }
+        for (name, value) in headers { response.headers[HTTPField.Name(name)!] = value }
+        return response
     }
 }

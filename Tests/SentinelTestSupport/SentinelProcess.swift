@@ -29,6 +29,8 @@ public final class SentinelProcess: Sendable {
         process.executableURL = executable
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
+        // No catch-up sweep behind a test's back (it would call the integrations' APIs).
+        env["SENTINEL_RECONCILE_ENABLED"] = "false"
         for (k, v) in environment { env[k] = v }
         process.environment = env
         let out = Pipe(), err = Pipe()

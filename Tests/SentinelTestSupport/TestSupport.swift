@@ -28,6 +28,8 @@ public func testConfig(_ adjust: (inout SentinelConfig) -> Void = { _ in }) -> S
     config.jobs.rateLimitPerSecond = 10_000
     config.jobs.rateLimitBurst = 10_000
     config.shutdown.drainSeconds = 2
+    // Tests sweep for missed work explicitly (`appliance.reconcile.sweepAll()`), never behind their back.
+    config.reconcile.enabled = false
     adjust(&config)
     return config
 }

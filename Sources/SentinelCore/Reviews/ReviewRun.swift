@@ -84,12 +84,37 @@ public struct FindingCount: Codable, Sendable, Equatable {
 public enum ReviewRunStore {
     public static let jobKind = "review.run"
 
-    /// Creates the run unless one exists for (repository, PR, head SHA, trigger); supersedes older
-    /// queued or running runs of the same PR; enqueues the run's job. Returns the run id and whether
-    /// it was created by this call.
+    /// The trigger of runs the catch-up sweep creates for an open pull request whose head has no run.
+    public static let reconcileTrigger = "reconcile"
+    /// Webhook triggers a catch-up run stands in for: one of these for a head that a catch-up run
+    /// already covers (a webhook delivered late, or redelivered) creates nothing.
+    public static let automaticTriggers: Set<String> = ["opened", "reopened", "ready_for_review", "push"]
+
+    /// Creates the run unless one exists for (repository, PR, head SHA, trigger) — or, for an
+    /// automatic webhook trigger, unless a catch-up run of that head exists that was not skipped
+    /// (a skipped one, e.g. a draft, leaves `ready_for_review` its own run), or unless the event is
+    /// older (`occurredAt`, the pull request's `updated_at` in the payload) than a catch-up run that
+    /// found another head: the sweep saw a newer head after the event, so a late or resent webhook
+    /// must not supersede it. Supersedes older queued or running runs of the same PR; enqueues the
+    /// run's job. Returns the run id and whether it was created by this call.
     public static func request(repository: RepositoryRecord, prNumber: Int, headSHA: String, baseSHA: String?, trigger: String,
-                               fullReview: Bool, correlationID: String?, in tx: inout WorkspaceTransaction) throws -> (Int64, Bool) {
+                               fullReview: Bool, correlationID: String?, occurredAt: Date? = nil,
+                               in tx: inout WorkspaceTransaction) throws -> (Int64, Bool) {
         let db = tx.db
+        if automaticTriggers.contains(trigger), !headSHA.isEmpty {
+            if let covered = try Int64.fetchOne(db, sql: """
+                SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND trigger = ? AND state != 'skipped'
+                ORDER BY id LIMIT 1
+                """, arguments: [repository.id, prNumber, headSHA, reconcileTrigger]) {
+                return (covered, false)
+            }
+            if let occurredAt, let newer = try Int64.fetchOne(db, sql: """
+                SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha != ? AND trigger = ? AND created_at > ?
+                ORDER BY id DESC LIMIT 1
+                """, arguments: [repository.id, prNumber, headSHA, reconcileTrigger, occurredAt.timeIntervalSince1970]) {
+                return (newer, false)
+            }
+        }
         try db.execute(sql: """
             INSERT OR IGNORE INTO review_runs (repository_id, pr_number, head_sha, base_sha, trigger, full_review, state, correlation_id, created_at)
             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
@@ -221,6 +246,12 @@ public enum ReviewRunStore {
         try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
                           arguments: [prepared.filesReviewed, prepared.filesTotal, prepared.summary, run.id])
         try finish(runID: run.id, state: .completed, reason: nil, conclusion: prepared.conclusion, in: &tx)
+    }
+
+    /// Whether any run (any trigger, any state) exists for this head of the pull request.
+    public static func hasRun(repositoryID: Int64, prNumber: Int, headSHA: String, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?)",
+                          arguments: [repositoryID, prNumber, headSHA]) ?? false
     }
 
     public static func find(_ id: Int64, in db: Database) throws -> ReviewRun? {

@@ -196,7 +196,7 @@ public struct ReviewRunner: Sendable {
         try await workspace.write { tx in
             try ReviewRunStore.recordPolicy(id, snapshot: snapshot, sha256: sha, versions: versions, in: tx.db)
         }
-        if let reason = skipReason(run: run, pr: pr, policy: policy) {
+        if let reason = skipReason(run: run, pr: pr, policy: policy, lastReviewedSHA: loaded.lastReviewedSHA) {
             try await skip(run: run, reason: reason, session: session, repo: repo, checkID: checkID, workspace: workspace)
             logger.info("run skipped", metadata: ["reason": "\(reason)"])
             return
@@ -269,7 +269,7 @@ public struct ReviewRunner: Sendable {
         let pull = try await session.changedFiles(repo, run.prNumber)
         var files = pull.files
         var notListed: [String] = []
-        if run.trigger == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSHA {
+        if Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA) == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSHA {
             if let comparison = try await session.changedFiles(repo, from: last, to: run.headSHA) {
                 if comparison.truncated {
                     logger.info("the comparison with the last reviewed commit is truncated; reviewing the whole pull request")
@@ -401,14 +401,22 @@ public struct ReviewRunner: Sendable {
         }
     }
 
-    func skipReason(run: ReviewRun, pr: PullRequestInfo, policy: ReviewPolicy) -> String? {
+    /// The webhook trigger a run stands for: a catch-up run (`reconcile`) is the push a missed
+    /// `synchronize` would have reviewed when the PR was reviewed before, else the missed `opened`.
+    static func effectiveTrigger(_ run: ReviewRun, lastReviewedSHA: String?) -> String {
+        guard run.trigger == ReviewRunStore.reconcileTrigger else { return run.trigger }
+        return (lastReviewedSHA ?? "").isEmpty ? "opened" : "push"
+    }
+
+    func skipReason(run: ReviewRun, pr: PullRequestInfo, policy: ReviewPolicy, lastReviewedSHA: String? = nil) -> String? {
         let manual = run.trigger.hasPrefix("command:") || run.trigger.hasPrefix("manual:")
         if !pr.isOpen { return "the pull request is closed" }
         if !policy.reviewEnabled { return "reviews are turned off by configuration (review.enabled)" }
         if manual { return nil }
         if pr.isDraft && !policy.autoReviewDrafts { return "draft pull requests are not reviewed automatically (review.auto_review.drafts)" }
-        if run.trigger == "push" && !policy.autoReviewOnPush { return "pushes are not reviewed automatically (review.auto_review.on_push)" }
-        if ["opened", "reopened", "ready_for_review"].contains(run.trigger) && !policy.autoReviewOnOpen {
+        let trigger = Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA)
+        if trigger == "push" && !policy.autoReviewOnPush { return "pushes are not reviewed automatically (review.auto_review.on_push)" }
+        if ["opened", "reopened", "ready_for_review"].contains(trigger) && !policy.autoReviewOnOpen {
             return "opened pull requests are not reviewed automatically (review.auto_review.on_open)"
         }
         return nil

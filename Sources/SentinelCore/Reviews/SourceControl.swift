@@ -111,3 +111,99 @@ public protocol SourceControlSession: Sendable {
     func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String
 }
 
+
+// MARK: Catch-up after downtime (the reconciliation sweep)
+//
+// What `Reconciler` needs from a platform to find work a missed webhook would have started. GitHub
+// implements it (`GitHubReconcileSession`); another platform is one more adapter: its open merge
+// requests behind `openPullRequests`, its rate-limit headers behind `budget`, and — when it keeps a
+// log of failed webhook deliveries that can be resent — `failedDeliveries`/`redeliver`.
+
+/// Produces a catch-up session for one integration of a workspace.
+public protocol ReconcileConnector: Sendable {
+    /// Nil when the integration no longer exists (or is not this connector's platform).
+    func reconcileSession(for integration: IntegrationID, in workspace: WorkspaceActor) async throws -> (any ReconcileSession)?
+}
+
+/// An open pull (or merge) request as the platform lists it.
+public struct OpenPullRequest: Sendable, Equatable, Codable {
+    public var number: Int
+    public var headSHA: String
+    public var baseSHA: String
+    public var isDraft: Bool
+
+    public init(number: Int, headSHA: String, baseSHA: String, isDraft: Bool) {
+        self.number = number
+        self.headSHA = headSHA
+        self.baseSHA = baseSHA
+        self.isDraft = isDraft
+    }
+}
+
+/// What the platform's last answer said about the integration's API budget.
+public struct RateBudget: Sendable, Equatable {
+    public var remaining: Int
+    public var limit: Int
+    /// When the budget is refilled.
+    public var resetAt: Date?
+
+    public init(remaining: Int, limit: Int, resetAt: Date?) {
+        self.remaining = remaining
+        self.limit = limit
+        self.resetAt = resetAt
+    }
+
+    /// The share of the budget left, 0...1 (1 when the platform states no limit).
+    public var fraction: Double { limit > 0 ? Double(remaining) / Double(limit) : 1 }
+}
+
+/// One webhook delivery the platform failed to hand over (answered other than 2xx, or not at all).
+public struct FailedDelivery: Sendable, Equatable, Codable {
+    /// The platform's id of this delivery attempt (what a redelivery request names).
+    public var id: String
+    /// The delivery's own id, the same on every attempt: what intake stores (`deliveries.id`).
+    public var guid: String
+    public var deliveredAt: Date
+    public var statusCode: Int
+    public var event: String
+    public var action: String?
+
+    public init(id: String, guid: String, deliveredAt: Date, statusCode: Int, event: String, action: String?) {
+        self.id = id
+        self.guid = guid
+        self.deliveredAt = deliveredAt
+        self.statusCode = statusCode
+        self.event = event
+        self.action = action
+    }
+}
+
+/// The failed deliveries newer than a cursor, and the cursor to keep once they are handled.
+public struct DeliveryLog: Sendable, Equatable {
+    public var failed: [FailedDelivery]
+    /// The newest delivery seen (nil when there was none): the next read stops there.
+    public var cursor: String?
+
+    public init(failed: [FailedDelivery], cursor: String?) {
+        self.failed = failed
+        self.cursor = cursor
+    }
+}
+
+/// A platform as the catch-up sweep of one integration sees it. Implementations map their API
+/// errors to `SourceControlError` (a `retryAfter` on a rate limit) and record the budget every
+/// answer states.
+public protocol ReconcileSession: Sendable {
+    var platformName: String { get }
+    /// Every open pull request of the repository (`repository.fullName` on the platform).
+    func openPullRequests(_ repository: RepositoryRecord) async throws -> [OpenPullRequest]
+    /// Whether the platform keeps a log of failed webhook deliveries that can be resent.
+    var canRedeliver: Bool { get }
+    /// Failed deliveries newer than `cursor` (all of them when nil) and delivered after `since`,
+    /// reading newest first; `cursor` of the result is the newest delivery seen.
+    func failedDeliveries(after cursor: String?, since: Date) async throws -> DeliveryLog
+    /// Asks the platform to send a delivery again.
+    func redeliver(_ delivery: FailedDelivery) async throws
+    /// The integration's API budget as the last answer stated it (nil before any answer said).
+    func budget() async -> RateBudget?
+}

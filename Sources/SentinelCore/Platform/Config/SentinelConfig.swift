@@ -30,6 +30,22 @@ public struct SentinelConfig: Sendable, Equatable {
         public var jobsDays = 14.0
     }
 
+    public var reconcile = Reconcile()
+
+    /// Catch-up after downtime: the sweep that finds open pull requests without a run and asks
+    /// the platform to resend failed webhook deliveries.
+    public struct Reconcile: Sendable, Equatable {
+        /// Sweep at start and every `intervalSeconds` (±10% jitter) while serving.
+        public var enabled = true
+        public var intervalSeconds = 600.0
+        /// Reviews one sweep requests per integration at most; the rest wait for the next sweep.
+        public var maxReviewsPerSweep = 50
+        /// Stop an integration's sweep when the share of its API rate limit left falls below this.
+        public var minRateRemaining = 0.2
+        /// Ask GitHub to resend failed deliveries of the App's webhook (within GitHub's 3 days).
+        public var redeliver = true
+    }
+
     public struct Review: Sendable, Equatable {
         /// GitHub `author_association` values whose `@sentinel review` comments start a run.
         public var commandAssociations = "OWNER,MEMBER,COLLABORATOR"
@@ -227,6 +243,11 @@ public enum ConfigLoader {
         key("review.command_associations", "comma-separated GitHub author associations whose @sentinel review comments start a run", \.review.commandAssociations),
         key("review.max_tokens_per_run", "tokens one review run may spend on model calls (checked before each call)", \.review.maxTokensPerRun),
         key("review.failed_run_conclusion", "failure | neutral: check conclusion of a run that failed", \.review.failedRunConclusion),
+        key("reconcile.enabled", "sweep for missed work (open pull requests without a run, failed webhook deliveries) at start and periodically", \.reconcile.enabled),
+        key("reconcile.interval_seconds", "time between catch-up sweeps (±10% jitter)", \.reconcile.intervalSeconds),
+        key("reconcile.max_reviews_per_sweep", "reviews one sweep requests per integration at most", \.reconcile.maxReviewsPerSweep),
+        key("reconcile.min_rate_remaining", "stop an integration's sweep when this share (0...1) of its API rate limit or less is left", \.reconcile.minRateRemaining),
+        key("reconcile.redeliver", "ask GitHub to resend failed deliveries of the App's webhook", \.reconcile.redeliver),
         key("security.allow_private_destinations", "let outbound calls reach private, link-local and metadata addresses", \.security.allowPrivateDestinations),
         key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
@@ -297,6 +318,9 @@ public enum ConfigLoader {
         }
         guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
+        guard config.reconcile.intervalSeconds >= 1, config.reconcile.maxReviewsPerSweep >= 0, config.reconcile.minRateRemaining <= 1 else {
+            throw ConfigError("reconcile.interval_seconds must be at least 1, reconcile.max_reviews_per_sweep at least 0 and reconcile.min_rate_remaining 0...1")
+        }
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
             throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")

@@ -48,6 +48,24 @@ public struct SentinelMetrics: Sendable {
         Counter(label: "sentinel_review_commands_refused_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
 
+    /// One catch-up sweep of one integration; `outcome` is `complete` or why it stopped early
+    /// (`rate_limited`, `cap_reached`, `error`).
+    public func reconcileSweep(platform: String, outcome: String) {
+        Counter(label: "sentinel_reconcile_sweeps_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
+    }
+
+    public func reconcilePullRequestsFound(platform: String, count: Int) {
+        Counter(label: "sentinel_reconcile_pull_requests_found_total", dimensions: [("platform", platform)], factory: factory).increment(by: count)
+    }
+
+    public func reconcileReviewRequested(platform: String) {
+        Counter(label: "sentinel_reconcile_reviews_requested_total", dimensions: [("platform", platform)], factory: factory).increment()
+    }
+
+    public func reconcileRedeliveryRequested(platform: String) {
+        Counter(label: "sentinel_reconcile_redeliveries_requested_total", dimensions: [("platform", platform)], factory: factory).increment()
+    }
+
     public func httpRequest(method: String, route: String, status: Int, duration: Duration) {
         Counter(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory).increment()
         Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], preferredDisplayUnit: .seconds, factory: factory)

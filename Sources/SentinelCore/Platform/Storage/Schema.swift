@@ -367,6 +367,28 @@ enum WorkspaceSchema {
             // posts it as is instead of calling the model again.
             try db.execute(sql: "ALTER TABLE review_runs ADD COLUMN prepared_review TEXT")
         }
+        m.registerMigration("0007_reconcile") { db in
+            // The catch-up sweep's state per integration: the newest webhook delivery it has read
+            // (`delivery_cursor`) and when the platform's rate limit lets it sweep again; and each
+            // redelivery it asked for, once per delivery guid.
+            try db.execute(sql: """
+                CREATE TABLE reconcile_state (
+                    integration_id TEXT PRIMARY KEY NOT NULL,
+                    delivery_cursor TEXT,
+                    resume_at REAL,
+                    last_sweep_at REAL,
+                    last_outcome TEXT
+                ) STRICT;
+                CREATE TABLE redelivery_requests (
+                    guid TEXT PRIMARY KEY NOT NULL,
+                    integration_id TEXT NOT NULL,
+                    delivery_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    requested_at REAL NOT NULL,
+                    outcome TEXT NOT NULL
+                ) STRICT;
+                """)
+        }
         return m
     }
 }

@@ -116,13 +116,32 @@ public struct GitHubClient: Sendable {
     let tokens: GitHubTokenCache
     let http: any OutboundHTTPClient
     let timeout: Duration
+    /// Sees every answer (the catch-up sweep reads the rate-limit headers from it).
+    let observe: (@Sendable (OutboundResponse) async -> Void)?
 
-    public init(baseURL: URL, installationID: Int64, tokens: GitHubTokenCache, http: any OutboundHTTPClient, timeout: Duration = .seconds(30)) {
+    public init(baseURL: URL, installationID: Int64, tokens: GitHubTokenCache, http: any OutboundHTTPClient, timeout: Duration = .seconds(30),
+                observe: (@Sendable (OutboundResponse) async -> Void)? = nil) {
         self.baseURL = baseURL
         self.installationID = installationID
         self.tokens = tokens
         self.http = http
         self.timeout = timeout
+        self.observe = observe
+    }
+
+    /// The query of the `rel="next"` page of a `Link` header (GitHub pages by `page` or by
+    /// `cursor`), or nil on the last page. Only the query is taken: the next page is always read
+    /// from the configured API URL, whatever host the header names.
+    public static func nextPageQuery(_ link: String?) -> [(String, String)]? {
+        guard let link else { return nil }
+        for part in link.split(separator: ",") {
+            let fields = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count >= 2, fields.dropFirst().contains(where: { $0.replacingOccurrences(of: " ", with: "") == "rel=\"next\"" }),
+                  fields[0].hasPrefix("<"), fields[0].hasSuffix(">"),
+                  let components = URLComponents(string: String(fields[0].dropFirst().dropLast())) else { continue }
+            return (components.queryItems ?? []).compactMap { item in item.value.map { (item.name, $0) } }
+        }
+        return nil
     }
 
     static let baseHeaders: [(String, String)] = [
@@ -155,6 +174,7 @@ public struct GitHubClient: Sendable {
             response = try await send(method, components.url!, body: body, accept: accept)
             if response.status == 401 { await tokens.invalidate(installationID: installationID) }
         }
+        await observe?(response)
         guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
         return response
     }

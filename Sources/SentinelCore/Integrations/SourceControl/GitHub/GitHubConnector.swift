@@ -2,13 +2,15 @@ import Foundation
 
 /// Builds GitHub sessions for review runs: one HTTP client per integration (with the integration's
 /// own CA bundle when it has one) and one installation-token cache per integration, reused across
-/// runs. `shutdown()` closes the clients when the appliance stops.
-public actor GitHubConnector: SourceControlConnector {
+/// runs and catch-up sweeps. `shutdown()` closes the clients when the appliance stops.
+public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
     private struct Entry {
         let http: AsyncOutboundHTTPClient
         let tokens: GitHubTokenCache
         let apiURL: URL
         let botLogin: String?
+        /// The integration's API budget as GitHub last stated it (read by the catch-up sweep).
+        let budget = GitHubRateBudget()
     }
 
     let integrations: GitHubIntegrationCache
@@ -28,21 +30,8 @@ public actor GitHubConnector: SourceControlConnector {
 
     public func session(for repository: RepositoryRecord, in workspace: WorkspaceActor) async throws -> any SourceControlSession {
         guard let id = IntegrationID(repository.integrationID) else { throw SourceControlError.permanent("repository has an invalid integration id") }
-        let entry: Entry
-        if let cached = entries[id] {
-            entry = cached
-        } else {
-            guard let integration = try await integrations.integration(id, in: workspace) else {
-                throw SourceControlError.permanent("the repository's GitHub integration \(id) no longer exists")
-            }
-            let http: AsyncOutboundHTTPClient
-            do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
-                throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
-            }
-            let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
-            entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL,
-                          botLogin: integration.botLogin)
-            entries[id] = entry
+        guard let entry = try await entry(id, in: workspace) else {
+            throw SourceControlError.permanent("the repository's GitHub integration \(id) no longer exists")
         }
         var installation = repository.installationID
         if installation == nil {
@@ -61,6 +50,27 @@ public actor GitHubConnector: SourceControlConnector {
         }
         return GitHubSession(client: GitHubClient(baseURL: entry.apiURL, installationID: installation, tokens: entry.tokens, http: entry.http,
                                                   timeout: requestTimeout), botLogin: botLogin)
+    }
+
+    /// The integration's client and token cache, made on first use.
+    private func entry(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Entry? {
+        if let cached = entries[id] { return cached }
+        guard let integration = try await integrations.integration(id, in: workspace) else { return nil }
+        if let cached = entries[id] { return cached }  // made by another caller meanwhile
+        let http: AsyncOutboundHTTPClient
+        do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
+            throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
+        }
+        let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
+        let entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL,
+                          botLogin: integration.botLogin)
+        entries[id] = entry
+        return entry
+    }
+
+    public func reconcileSession(for integration: IntegrationID, in workspace: WorkspaceActor) async throws -> (any ReconcileSession)? {
+        guard let entry = try await entry(integration, in: workspace) else { return nil }
+        return GitHubReconcileSession(apiURL: entry.apiURL, tokens: entry.tokens, http: entry.http, timeout: requestTimeout, rateBudget: entry.budget)
     }
 
     public func shutdown() async {

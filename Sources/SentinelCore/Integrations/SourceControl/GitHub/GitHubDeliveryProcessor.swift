@@ -133,7 +133,9 @@ public struct GitHubDeliveryProcessor: Sendable {
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
             let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: e.pullRequest.number, headSHA: e.pullRequest.head.sha,
                                                               baseSHA: e.pullRequest.base.sha, trigger: trigger, fullReview: false,
-                                                              correlationID: correlationID, in: &tx)
+                                                              correlationID: correlationID,
+                                                              occurredAt: e.pullRequest.updatedAt.flatMap { try? Date($0, strategy: .iso8601) },
+                                                              in: &tx)
             return created ? "run \(runID) requested" : "run \(runID) already exists"
         case "issue_comment":
             let e = try decoder.decode(GitHubPayload.IssueCommentEvent.self, from: payload)

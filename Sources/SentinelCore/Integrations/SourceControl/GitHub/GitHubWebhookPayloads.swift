@@ -15,6 +15,8 @@ enum GitHubPayload {
         let head: Ref
         let base: Ref
         let user: Account?
+        /// When the pull request last changed, as of the event (ISO 8601).
+        let updatedAt: String?
     }
     struct PullRequestEvent: Decodable {
         let action: String

@@ -1,0 +1,136 @@
+import Foundation
+
+/// The rate-limit budget GitHub states on its answers (`x-ratelimit-remaining`, `x-ratelimit-limit`,
+/// `x-ratelimit-reset`), the last one seen, per integration.
+public actor GitHubRateBudget {
+    private var last: RateBudget?
+
+    public init() {}
+
+    public func observe(_ response: OutboundResponse) {
+        guard let remaining = response.header("x-ratelimit-remaining").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
+              let limit = response.header("x-ratelimit-limit").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else { return }
+        let reset = response.header("x-ratelimit-reset").flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        last = RateBudget(remaining: remaining, limit: limit, resetAt: reset.map { Date(timeIntervalSince1970: $0) })
+    }
+
+    public var current: RateBudget? { last }
+}
+
+/// One entry of GitHub's `GET /app/hook/deliveries` (only the fields Sentinel reads).
+public struct GitHubHookDelivery: Decodable, Sendable {
+    public let id: Int64
+    public let guid: String
+    public let delivered_at: String
+    public let redelivery: Bool?
+    public let status: String?
+    public let status_code: Int?
+    public let event: String
+    public let action: String?
+}
+
+/// GitHub behind `ReconcileSession`: open pull requests with the installation token of each
+/// repository, the App's webhook deliveries with the App JWT.
+public struct GitHubReconcileSession: ReconcileSession {
+    let apiURL: URL
+    let tokens: GitHubTokenCache
+    let http: any OutboundHTTPClient
+    let timeout: Duration
+    let rateBudget: GitHubRateBudget
+
+    /// Pages read at most per listing (100 items a page).
+    public static let maxPages = 30
+
+    public init(apiURL: URL, tokens: GitHubTokenCache, http: any OutboundHTTPClient, timeout: Duration = .seconds(30),
+                rateBudget: GitHubRateBudget = GitHubRateBudget()) {
+        self.apiURL = apiURL
+        self.tokens = tokens
+        self.http = http
+        self.timeout = timeout
+        self.rateBudget = rateBudget
+    }
+
+    public var platformName: String { "GitHub" }
+    public var canRedeliver: Bool { true }
+
+    public func budget() async -> RateBudget? { await rateBudget.current }
+
+    private func client(installationID: Int64) -> GitHubClient {
+        let budget = rateBudget
+        return GitHubClient(baseURL: apiURL, installationID: installationID, tokens: tokens, http: http, timeout: timeout,
+                            observe: { await budget.observe($0) })
+    }
+
+    private var session: GitHubSession { GitHubSession(client: client(installationID: 0)) }
+
+    public func openPullRequests(_ repository: RepositoryRecord) async throws -> [OpenPullRequest] {
+        try await session.mapped {
+            var installation = repository.installationID
+            if installation == nil { installation = try await tokens.installationID(forRepository: repository.fullName) }
+            let api = client(installationID: installation!)
+            var found: [OpenPullRequest] = []
+            var query: [(String, String)] = [("state", "open"), ("per_page", "100")]
+            for _ in 0..<Self.maxPages {
+                let r = try await api.request("GET", "repos/\(repository.fullName)/pulls", query: query, operation: "list pull requests")
+                let batch = try api.decode([GitHubPullRequest].self, r, operation: "list pull requests")
+                found += batch.filter { ($0.state ?? "open") == "open" }.map {
+                    OpenPullRequest(number: $0.number, headSHA: $0.head.sha, baseSHA: $0.base.sha, isDraft: $0.draft ?? false)
+                }
+                guard let next = GitHubClient.nextPageQuery(r.header("Link")) else { break }
+                query = next
+            }
+            return found
+        }
+    }
+
+    /// An `/app/…` request authenticated as the App (JWT), as GitHub requires for its webhook log.
+    private func appRequest(_ method: String, _ path: String, query: [(String, String)] = [], operation: String,
+                            expect: Set<Int>) async throws -> OutboundResponse {
+        let jwt = try await tokens.appJWT()
+        var components = URLComponents(url: apiURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
+        if !query.isEmpty { components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
+        let response = try await http.send(OutboundRequest(method: method, url: components.url!,
+                                                           headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")],
+                                                           timeout: timeout))
+        await rateBudget.observe(response)
+        guard expect.contains(response.status) else { throw GitHubClient.error(response, operation: operation) }
+        return response
+    }
+
+    public func failedDeliveries(after cursor: String?, since: Date) async throws -> DeliveryLog {
+        try await session.mapped {
+            let seen = cursor.flatMap { Int64($0) }
+            var newest: Int64?
+            var failed: [FailedDelivery] = []
+            var query: [(String, String)] = [("per_page", "100")]
+            pages: for _ in 0..<Self.maxPages {
+                let r = try await appRequest("GET", "app/hook/deliveries", query: query, operation: "list webhook deliveries", expect: [200])
+                let batch: [GitHubHookDelivery]
+                do { batch = try JSONDecoder().decode([GitHubHookDelivery].self, from: r.body) } catch {
+                    throw GitHubAPIError(status: r.status, message: "unexpected response shape", operation: "list webhook deliveries", retryAfter: nil)
+                }
+                for delivery in batch {
+                    if let seen, delivery.id <= seen { break pages }  // newest first: the rest was read by an earlier sweep
+                    newest = max(newest ?? delivery.id, delivery.id)
+                    guard let at = try? Date(delivery.delivered_at, strategy: .iso8601) else { continue }
+                    if at < since { break pages }  // older than GitHub's redelivery window
+                    let code = delivery.status_code ?? 0
+                    if !(200..<300).contains(code) {
+                        failed.append(FailedDelivery(id: String(delivery.id), guid: delivery.guid, deliveredAt: at, statusCode: code,
+                                                     event: delivery.event, action: delivery.action))
+                    }
+                }
+                guard let next = GitHubClient.nextPageQuery(r.header("Link")) else { break }
+                query = next
+            }
+            return DeliveryLog(failed: failed, cursor: newest.map(String.init) ?? cursor)
+        }
+    }
+
+    public func redeliver(_ delivery: FailedDelivery) async throws {
+        guard let id = Int64(delivery.id) else { throw SourceControlError.permanent("invalid GitHub delivery id \(delivery.id)") }
+        _ = try await session.mapped {
+            try await appRequest("POST", "app/hook/deliveries/\(id)/attempts", operation: "redeliver webhook", expect: [200, 202])
+        }
+    }
+}

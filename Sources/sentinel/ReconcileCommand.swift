@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+struct ReconcileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reconcile",
+        abstract: "Run one catch-up sweep: review open pull requests whose head has no run, have GitHub resend failed webhook deliveries.",
+        discussion: "Works beside a running server (the requested reviews are queued for it). `serve` sweeps by itself every reconcile.interval_seconds.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Only this workspace (id or name); default: every workspace.") var workspace: String?
+    @Flag(help: "Report what the sweep would request; request nothing and store nothing.") var dryRun = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await oneLine {
+            let config = try global.loadConfig()
+            let (control, _) = try global.openControl(config)
+            let integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+            let connector = GitHubConnector(integrations: GitHubIntegrationCache(service: integrations),
+                                            requestTimeout: .seconds(config.github.requestTimeoutSeconds),
+                                            destinations: try DestinationPolicy(config.security))
+            let reconciler = Reconciler(connectors: ["github": connector], options: ReconcileOptions(config.reconcile, dryRun: dryRun))
+            let logger = cliLogger(config, command: "reconcile")
+            var report = ReconcileReport(dryRun: dryRun)
+            let targets = try workspace.map { [$0] } ?? control.workspaceIDs().map(\.rawValue)
+            for target in targets {
+                do {
+                    report.integrations += try await global.withWorkspace(target) { actor, _, _ in
+                        try await reconciler.sweep(actor, logger: logger.with(["workspace_id": actor.id.rawValue]))
+                    }
+                } catch {
+                    if workspace != nil {
+                        await connector.shutdown()
+                        throw error
+                    }
+                    report.failures[target] = "\(error)"
+                }
+            }
+            await connector.shutdown()
+            if json { try printJSON(report) } else { print(Self.text(report), terminator: "") }
+        }
+    }
+
+    static func text(_ report: ReconcileReport) -> String {
+        var out = ""
+        let verb = report.dryRun ? "would request" : "requested"
+        if report.integrations.isEmpty && report.failures.isEmpty { out += "no integrations to sweep\n" }
+        for sweep in report.integrations {
+            out += "workspace \(sweep.workspaceID) integration \(sweep.integrationID) (\(sweep.platform)): \(sweep.outcome)"
+            if let stopped = sweep.stopped { out += " — \(stopped)" }
+            out += "\n  \(sweep.repositories) repositories, \(sweep.pullRequestsFound) open pull requests, \(sweep.reviewsRequested.count) reviews \(verb)"
+                + ", \(sweep.redeliveries.count) redeliveries \(verb)\n"
+            for review in sweep.reviewsRequested {
+                out += "  review \(review.repository)#\(review.prNumber) at \(review.headSHA)" + (review.runID.map { " (run \($0))" } ?? "") + "\n"
+            }
+            for delivery in sweep.redeliveries {
+                out += "  redelivery \(delivery.deliveryID) (\(delivery.event)\(delivery.action.map { ".\($0)" } ?? ""), answered \(delivery.statusCode)"
+                    + " at \(ISO8601.string(delivery.deliveredAt))): \(delivery.outcome)\n"
+            }
+        }
+        for (id, reason) in report.failures.sorted(by: { $0.key < $1.key }) { out += "workspace \(id) not swept: \(reason)\n" }
+        return out
+    }
+}

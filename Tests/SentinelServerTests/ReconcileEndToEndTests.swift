@@ -1,0 +1,349 @@
+import Foundation
+import GRDB
+import Logging
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+/// Catch-up after downtime: the sweep against the loopback GitHub, through Sentinel's real stack.
+@Suite("Catch-up after downtime (reconcile)", .serialized)
+struct ReconcileEndToEndTests {
+    /// The repository of PR 7 registered as an installation event would (while Sentinel was up).
+    static func registerRepository(_ world: GitHubWorld, externalID: Int64 = 1001, name: String = GitHubWorld.repo) async throws {
+        let integration = try #require(IntegrationID(world.integration.id))
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in
+                _ = try RepositoryStore.register(integrationID: integration, externalID: externalID, fullName: name, installationID: 55, in: &tx)
+            }
+        }
+    }
+
+    static func installationPayload() -> Data {
+        try! JSONSerialization.data(withJSONObject: [
+            "action": "created", "installation": ["id": 55],
+            "repositories": [["id": 1001, "full_name": GitHubWorld.repo]]] as [String: Any])
+    }
+
+    /// A sweep with other options than the appliance's own, over the world's workspace.
+    static func sweep(_ world: GitHubWorld, _ options: ReconcileOptions) async throws -> [IntegrationSweep] {
+        let reconciler = Reconciler(connectors: ["github": world.appliance.connector], options: options)
+        return try await world.appliance.supervisor.withWorkspace(world.workspace) { try await reconciler.sweep($0, logger: Logger(label: "test")) }
+    }
+
+    func processed(_ world: GitHubWorld, _ delivery: String) async -> Bool {
+        await eventually(timeout: .seconds(20)) {
+            try await world.count("SELECT count(*) FROM deliveries WHERE id = '\(delivery)' AND processed_at IS NOT NULL") == 1
+        }
+    }
+
+    @Test("a PR opened while Sentinel was down gets exactly one review from the sweep; the late webhook for that head creates nothing")
+    func sweepThenLateWebhook() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        let report = await world.appliance.reconcile.sweepAll()
+        let sweep = try #require(report.integrations.first)
+        #expect(sweep.outcome == "complete", "\(sweep)")
+        #expect(sweep.pullRequestsFound == 1)
+        #expect(sweep.reviewsRequested.map(\.prNumber) == [7])
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.trigger) == ["reconcile"])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // Through the normal queue at normal priority, like any review (never ahead of deliveries).
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(limit: 100) }
+        #expect(jobs.filter { $0.kind == ReviewRunStore.jobKind }.map(\.priority) == [JobPriority.normal.rawValue])
+
+        // GitHub's late (or redelivered) webhook for the same head.
+        let delivery = UUID().uuidString
+        let (status, _) = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"),
+                                                  delivery: delivery)
+        #expect(status == 202)
+        #expect(await processed(world, delivery))
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE '%already exists'") == 1)
+        // And a second sweep finds nothing to do.
+        #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.isEmpty == true)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    /// A `pull_request` delivery body with the PR's `updated_at` as GitHub sends it.
+    static func pullRequestPayload(action: String, head: String, updatedAt: Date) -> Data {
+        var object = try! JSONSerialization.jsonObject(with: GitHubWorld.pullRequestPayload(action: action, head: head)) as! [String: Any]
+        var pull = object["pull_request"] as! [String: Any]
+        pull["updated_at"] = updatedAt.formatted(.iso8601)
+        object["pull_request"] = pull
+        return try! JSONSerialization.data(withJSONObject: object)
+    }
+
+    @Test("a resent webhook for an older head does not supersede the catch-up run of the newer head; a push after the sweep does")
+    func staleWebhookAfterSweep() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        // While down: the PR was opened at aaa111, then pushed to ccc222.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+        let report = await world.appliance.reconcile.sweepAll()
+        #expect(report.integrations.first?.reviewsRequested.map(\.headSHA) == ["ccc222"])
+        #expect(await world.waitForRun(state: .completed))
+
+        // GitHub resends the `opened` of ten minutes ago.
+        let resent = UUID().uuidString
+        _ = try await world.deliver(event: "pull_request", body: Self.pullRequestPayload(action: "opened", head: "aaa111",
+                                                                                         updatedAt: Date().addingTimeInterval(-600)), delivery: resent)
+        #expect(await processed(world, resent))
+        #expect(try await world.runs().map(\.state) == [.completed])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).map(\.commitID) == ["ccc222"])
+
+        // A push after the sweep is reviewed as always.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ddd444")
+        _ = try await world.deliver(event: "pull_request", body: Self.pullRequestPayload(action: "synchronize", head: "ddd444",
+                                                                                         updatedAt: Date().addingTimeInterval(2)))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        #expect(try await world.runs().map(\.trigger) == ["push", "reconcile"])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).map(\.commitID) == ["ccc222", "ddd444"])
+        await world.stop()
+    }
+
+    @Test("a head the webhook already started a run for gets nothing from the sweep; a later push does")
+    func webhookThenSweep() async throws {
+        let world = try await GitHubWorld()
+        let (status, _) = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(status == 202)
+        #expect(await world.waitForRun(state: .completed))
+        let first = await world.appliance.reconcile.sweepAll()
+        #expect(first.integrations.first?.pullRequestsFound == 1)
+        #expect(first.integrations.first?.reviewsRequested.isEmpty == true)
+        #expect(try await world.runs().map(\.trigger) == ["opened"])
+
+        // A push while down: the sweep reviews the new head, as the missed `synchronize` would have.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+        let second = await world.appliance.reconcile.sweepAll()
+        #expect(second.integrations.first?.reviewsRequested.map(\.headSHA) == ["ccc222"])
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        #expect(try await world.runs().map(\.trigger) == ["reconcile", "opened"])
+        await world.stop()
+    }
+
+    @Test("a draft's catch-up run is skipped, and ready_for_review for that head still starts its own run")
+    func draftThenReady() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", draft: true,
+                                                         files: GitHubWorld.files))
+        #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.count == 1)
+        #expect(await world.waitForRun(state: .skipped))
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: GitHubWorld.files))
+        _ = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "ready_for_review", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(Set(try await world.runs().map(\.trigger)) == ["reconcile", "ready_for_review"])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    @Test("a delivery GitHub failed to hand over is redelivered once; stored or old ones are not; the cursor is kept")
+    func failedDeliveryIsRedeliveredOnce() async throws {
+        let world = try await GitHubWorld()
+        let state = world.github.state
+        // Older than GitHub's 3-day redelivery window.
+        await state.addHookDelivery(guid: UUID().uuidString, event: "pull_request", action: "opened", statusCode: 0,
+                                    deliveredAt: Date().addingTimeInterval(-4 * 86_400))
+        // Delivered while up: stored by Sentinel.
+        let stored = UUID().uuidString
+        _ = try await world.deliver(event: "installation", body: Self.installationPayload(), delivery: stored)
+        await state.addHookDelivery(guid: stored, event: "installation", action: "created", statusCode: 202, payload: Self.installationPayload())
+        // Failed but stored all the same (Sentinel's answer was lost): nothing to resend.
+        await state.addHookDelivery(guid: stored, event: "installation", action: "created", statusCode: 502)
+        // While down: the PR was opened and GitHub could not connect.
+        let missed = UUID().uuidString
+        let payload = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
+        let missedID = await state.addHookDelivery(guid: missed, event: "pull_request", action: "opened", statusCode: 0, payload: payload)
+        // The first redelivery fails too (Sentinel still unreachable); it must not be asked for again.
+        await state.setRedeliver { _ in 503 }
+
+        let first = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(first.redeliveries.map(\.guid) == [missed], "\(first)")
+        #expect(first.redeliveries.first?.outcome == "requested")
+        #expect(await state.redeliveryRequests == [missedID])
+        let cursor = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchOne(db, sql: "SELECT delivery_cursor FROM reconcile_state") }
+        }
+        #expect(cursor == String(missedID))
+
+        // The failed redelivery is a new log entry with the same guid: not asked for again.
+        let second = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(second.redeliveries.isEmpty, "\(second)")
+        #expect(await state.redeliveryRequests == [missedID])
+        await world.stop()
+    }
+
+    @Test("a redelivered webhook reaches Sentinel and reviews the PR; the stored cursor spares a fresh sweeper the pages already read")
+    func redeliveryReviewsAndCursorIsKept() async throws {
+        let world = try await GitHubWorld()
+        let state = world.github.state
+        _ = try await world.deliver(event: "installation", body: Self.installationPayload())
+        // 150 old successful deliveries: two pages of the log.
+        for _ in 0..<150 { await state.addHookDelivery(event: "check_suite", action: "requested", statusCode: 202) }
+        let missed = UUID().uuidString
+        await state.addHookDelivery(guid: missed, event: "pull_request", action: "opened", statusCode: 503,
+                                    payload: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        await state.setRedeliver { delivery in
+            (try? await world.deliver(event: delivery.event, body: delivery.payload, delivery: delivery.guid).0) ?? 0
+        }
+        // Catch-up of open PRs off, to see the redelivered webhook do the work.
+        let options = ReconcileOptions(maxReviewsPerSweep: 0)
+        let first = try #require(try await Self.sweep(world, options).first)
+        #expect(first.redeliveries.map(\.outcome) == ["requested"])
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.trigger) == ["opened"])
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE id = '\(missed)'") == 1)
+        let pagesFirst = await state.requests.filter { $0 == "GET hook deliveries" }.count
+        #expect(pagesFirst == 2)
+
+        // A new Reconciler (as after a restart) reads from the stored cursor: one page, nothing to do.
+        let second = try #require(try await Self.sweep(world, options).first)
+        #expect(second.redeliveries.isEmpty)
+        #expect(await state.requests.filter { $0 == "GET hook deliveries" }.count == pagesFirst + 1)
+        #expect(await state.redeliveryRequests.count == 1)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    @Test("the fake GitHub refuses the delivery log without an App JWT and an unknown delivery id, as GitHub does")
+    func fakeRefusesWhatGitHubRefuses() async throws {
+        let world = try await GitHubWorld()
+        let http = try AsyncOutboundHTTPClient()
+        let base = world.github.baseURL
+        let anonymous = try await http.send(OutboundRequest(url: base.appendingPathComponent("app/hook/deliveries")))
+        #expect(anonymous.status == 401)
+        let tokens = GitHubTokenCache(credentials: GitHubAppCredentials(appID: world.github.appID, privateKeyPEM: world.github.privateKeyPEM,
+                                                                        apiBaseURL: base), http: http)
+        let installationToken = try await tokens.token(installationID: 55)
+        let withToken = try await http.send(OutboundRequest(url: base.appendingPathComponent("app/hook/deliveries"),
+                                                            headers: [("Authorization", "Bearer \(installationToken)")]))
+        #expect(withToken.status == 401)
+        let jwt = try await tokens.appJWT()
+        let unknown = try await http.send(OutboundRequest(method: "POST", url: base.appendingPathComponent("app/hook/deliveries/42/attempts"),
+                                                          headers: [("Authorization", "Bearer \(jwt)")]))
+        #expect(unknown.status == 404)
+        await http.shutdown()
+        await world.stop()
+    }
+
+    @Test("the sweep stops an integration when too little of its rate limit is left, and waits for the reset")
+    func rateLimitStopsTheSweep() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        try await Self.registerRepository(world, externalID: 1002, name: "octo-org/second")
+        await world.github.state.addPull(FakePullRequest(repo: "octo-org/second", number: 3, headSHA: "ddd333", baseSHA: "bbb000", files: GitHubWorld.files))
+        // 21 of 100 left: the delivery log (20 left, 0.20) and the first repository's token and
+        // listing (18 left) go through; the second repository is not listed.
+        await world.github.state.setRateLimit(limit: 100, remaining: 21)
+        let report = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(report.outcome == "rate_limited", "\(report)")
+        #expect(report.reviewsRequested.map(\.repository) == [GitHubWorld.repo])
+        #expect(report.resumeAt != nil)
+        #expect(await world.github.state.requests.filter { $0 == "GET pulls" }.count == 1)
+
+        // The next sweep does not call GitHub before the reset.
+        let before = await world.github.state.requests.filter { $0 == "GET pulls" || $0 == "GET hook deliveries" }.count
+        let paused = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(paused.outcome == "paused")
+        #expect(await world.github.state.requests.filter { $0 == "GET pulls" || $0 == "GET hook deliveries" }.count == before)
+        await world.stop()
+    }
+
+    @Test("a 403 rate-limit answer stops the sweep until GitHub's x-ratelimit-reset")
+    func exhaustedRateLimitHonoursReset() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        let reset = Int(Date().timeIntervalSince1970) + 1800
+        await world.github.state.setRateLimit(limit: 100, remaining: 0, reset: reset)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(minRateRemaining: 0)).first)
+        #expect(report.outcome == "rate_limited", "\(report)")
+        let resume = try #require(report.resumeAt)
+        #expect(abs(resume.timeIntervalSince1970 - Double(reset)) < 5)
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 0)
+        await world.stop()
+    }
+
+    @Test("the open pull requests are read page by page, following GitHub's Link header")
+    func pagesOfPullRequests() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        for number in 100..<(100 + 150) {
+            await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: number, headSHA: "h\(number)", baseSHA: "bbb000",
+                                                             files: GitHubWorld.files))
+        }
+        await world.github.state.closePull(repo: GitHubWorld.repo, 100)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(maxReviewsPerSweep: 0, dryRun: true)).first)
+        #expect(report.pullRequestsFound == 150)  // 149 still open + PR 7
+        #expect(await world.github.state.requests.filter { $0 == "GET pulls" }.count == 2)
+        await world.stop()
+    }
+
+    @Test("the cap bounds the reviews one sweep requests; the next sweep requests the rest")
+    func capPerSweep() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 8, headSHA: "eee444", baseSHA: "bbb000", files: GitHubWorld.files))
+        let first = try #require(try await Self.sweep(world, ReconcileOptions(maxReviewsPerSweep: 1)).first)
+        #expect(first.outcome == "cap_reached")
+        #expect(first.reviewsRequested.map(\.prNumber) == [7])
+        let second = try #require(try await Self.sweep(world, ReconcileOptions(maxReviewsPerSweep: 1)).first)
+        #expect(second.outcome == "complete")
+        #expect(second.reviewsRequested.map(\.prNumber) == [8])
+        #expect(try await world.count("SELECT count(*) FROM review_runs WHERE trigger = 'reconcile'") == 2)
+        await world.stop()
+    }
+
+    @Test("a dry run reports what it would request and requests and stores nothing")
+    func dryRun() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.addHookDelivery(event: "pull_request", action: "synchronize", statusCode: 500)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(dryRun: true)).first)
+        #expect(report.reviewsRequested.map(\.prNumber) == [7])
+        #expect(report.reviewsRequested.first?.runID == nil)
+        #expect(report.redeliveries.map(\.outcome) == ["would request"])
+        #expect(await world.github.state.redeliveryRequests.isEmpty)
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 0)
+        #expect(try await world.count("SELECT count(*) FROM reconcile_state") == 0)
+        #expect(try await world.count("SELECT count(*) FROM redelivery_requests") == 0)
+        await world.stop()
+    }
+
+    @Test("sentinel reconcile --dry-run --json beside the running server prints the sweep; without --dry-run the server reviews")
+    func command() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        let data = world.directory.path
+        let dry = try await SentinelProcess.run(["reconcile", "--data-dir", data, "--workspace", "acme", "--dry-run", "--json"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(dry.stdout.utf8)) as? [String: Any])
+        #expect(object["dry_run"] as? Bool == true)
+        let sweeps = try #require(object["integrations"] as? [[String: Any]])
+        #expect((sweeps.first?["reviews_requested"] as? [[String: Any]])?.first?["pr_number"] as? Int == 7)
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 0)
+
+        let real = try await SentinelProcess.run(["reconcile", "--data-dir", data])
+        #expect(real.status == 0, "\(real.stderr)")
+        #expect(real.stdout.contains("1 reviews requested"), "\(real.stdout)")
+        #expect(real.stdout.contains("review \(GitHubWorld.repo)#7 at aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    @Test("serve sweeps by itself at start when reconcile.enabled is on")
+    func serviceSweepsAtStart() async throws {
+        let world = try await GitHubWorld(config: { $0.reconcile.enabled = true; $0.reconcile.intervalSeconds = 5 })
+        try await Self.registerRepository(world)
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.trigger) == ["reconcile"])
+        let buffer = String(decoding: world.appliance.prometheus.emitToBuffer(), as: UTF8.self)
+        #expect(buffer.contains(#"sentinel_reconcile_sweeps_total{platform="GitHub",outcome="complete"}"#), "\(buffer)")
+        #expect(buffer.contains(#"sentinel_reconcile_pull_requests_found_total{platform="GitHub"} 1"#))
+        #expect(buffer.contains(#"sentinel_reconcile_reviews_requested_total{platform="GitHub"} 1"#))
+        await world.stop()
+    }
+}
