@@ -40,7 +40,9 @@ enum ConsoleCharts {
                     + "<title>\(escape(day)) \(escape(s.name)): \(escape(format(value)))</title></rect>"
             }
             if index == 0 || index == days.count - 1 || index == days.count / 2 {
-                svg += "<text class=\"label\" x=\(quote(x + barWidth / 2)) y=\"\(Int(height - 6))\" text-anchor=\"middle\">\(escape(String(day.suffix(5))))</text>"
+                // The first label starts at its bar, the last ends at its bar: neither is clipped.
+                let (anchor, at) = index == 0 ? ("start", x) : index == days.count - 1 ? ("end", x + barWidth) : ("middle", x + barWidth / 2)
+                svg += "<text class=\"label\" x=\(quote(at)) y=\"\(Int(height - 6))\" text-anchor=\"\(anchor)\">\(escape(String(day.suffix(5))))</text>"
             }
         }
         svg += "</svg>"
