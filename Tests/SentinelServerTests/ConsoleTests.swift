@@ -521,4 +521,63 @@ struct ConsolePageTests {
             #expect(!page.body.contains("s3cret-webhook"))
         }
     }
+
+    @Test("appliance admins see health, create users, set plans and retry or discard dead jobs; nobody else may")
+    func adminPages() async throws {
+        let world = try APIWorld()
+        let dead = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+            try await actor.write { tx in
+                try (1...2).map { n -> Int64 in
+                    try tx.db.execute(sql: """
+                        INSERT INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at, last_error, created_at, finished_at)
+                        VALUES ('test.kind', x'7b7d', 1, 'dead', 5, 5, 0, ?, 0, 0)
+                        """, arguments: ["boom <\(n)>"])
+                    return tx.db.lastInsertedRowID
+                }
+            }
+        }
+        try await world.console { first in
+            let owner = ConsoleSession(client: first.client)
+            try await owner.signIn("owner@example.com", APIWorld.password(.owner))
+            #expect(!(try await owner.get("/workspaces").body.contains(#"href="/admin""#)))
+            for path in ["/admin", "/admin/users", "/admin/workspaces", "/admin/jobs"] {
+                #expect(try await owner.get(path).status == .forbidden, "\(path)")
+            }
+            _ = try await owner.get("/workspaces")
+            #expect(try await owner.post("/admin/users", ["email": "x@example.com", "password": "a long password 1"]).status == .forbidden)
+            #expect(try await owner.post("/admin/workspaces/\(world.workspaceA)/plan", ["plan": "team"]).status == .forbidden)
+            #expect(try await owner.post("/admin/jobs/\(world.workspaceA)/\(dead[0])/retry").status == .forbidden)
+
+            let admin = ConsoleSession(client: first.client)
+            try await admin.signIn("root@example.com", "admin password 1")
+            #expect(try await admin.get("/workspaces").body.contains(#"href="/admin""#))
+            let health = try await admin.get("/admin")
+            #expect(health.status == .ok)
+            #expect(health.body.contains("<dt>License</dt><dd>no license</dd>"))
+            #expect(health.body.contains("<dt>Workspaces</dt><dd>2"))
+
+            let users = try await admin.get("/admin/users")
+            #expect(users.body.contains("viewer@example.com"))
+            #expect(try await admin.post("/admin/users", ["email": "fresh@example.com", "password": "a long password 1"]).status == .seeOther)
+            #expect(try world.appliance.identity.user(email: "fresh@example.com")?.isAdmin == false)
+            #expect(try await admin.post("/admin/users", ["email": "fresh@example.com", "password": "a long password 1"]).status == .conflict)
+
+            let plans = try await admin.get("/admin/workspaces")
+            #expect(plans.body.contains("<option selected>free</option>"))
+            #expect(try await admin.post("/admin/workspaces/\(world.workspaceA)/plan", ["plan": "team"]).status == .seeOther)
+            #expect(try world.appliance.control.workspace(world.workspaceA)?.plan == "team")
+            #expect(try await admin.post("/admin/workspaces/\(world.workspaceA)/plan", ["plan": "platinum"]).status.code >= 400)
+
+            let jobs = try await admin.get("/admin/jobs")
+            #expect(jobs.body.contains("boom &lt;1&gt;") && jobs.body.contains("boom &lt;2&gt;"))
+            #expect(try await admin.post("/admin/jobs/\(world.workspaceA)/\(dead[0])/retry").status == .seeOther)
+            #expect(try await admin.post("/admin/jobs/\(world.workspaceA)/\(dead[1])/discard").status == .seeOther)
+            #expect(try await admin.post("/admin/jobs/\(world.workspaceA)/\(dead[1])/discard").status == .conflict)
+            let states = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.read { db in try dead.map { try JobQueue.job(id: $0, in: db)?.state } }
+            }
+            #expect(states == [.queued, .cancelled])
+            #expect(try await admin.get("/admin/jobs").body.contains("No dead jobs."))
+        }
+    }
 }

@@ -15,6 +15,7 @@ import SentinelCore
 struct Console: Sendable {
     let d: APIDependencies
     let supervisor: Supervisor
+    let scheduler: JobScheduler
     let document: APIDocument
     let views: MustacheLibrary
     let secureCookies: Bool
@@ -23,9 +24,10 @@ struct Console: Sendable {
     static let formCookie = "sentinel_form"
     static let maxFormBytes = 512 * 1024
 
-    init(dependencies: APIDependencies, supervisor: Supervisor, document: APIDocument, secureCookies: Bool) throws {
+    init(dependencies: APIDependencies, supervisor: Supervisor, scheduler: JobScheduler, document: APIDocument, secureCookies: Bool) throws {
         self.d = dependencies
         self.supervisor = supervisor
+        self.scheduler = scheduler
         self.document = document
         self.views = try ConsoleTemplates.library()
         self.secureCookies = secureCookies

@@ -22,6 +22,7 @@ extension Console {
         router.post("/workspaces") { request, context in try await page(request, context) { visit in try await createWorkspace(visit) } }
         addWorkspacePages(to: router)
         addConfigurationPages(to: router)
+        addAdminPages(to: router)
     }
 
     // MARK: Start, setup, sign-in

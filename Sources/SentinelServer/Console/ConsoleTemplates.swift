@@ -8,6 +8,7 @@ enum ConsoleTemplates {
         "layout": layout, "csrf": csrf, "message": message, "setup": setup, "signin": signin, "workspaces": workspaces,
         "overview": overview, "runs": runs, "run": run, "providers": providers, "integrations": integrations,
         "repositories": repositories, "members": members, "settings": settings, "audit": audit, "runtable": runTable,
+        "admin": admin, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
     ]
 
     static func library() throws -> MustacheLibrary {
@@ -34,6 +35,7 @@ enum ConsoleTemplates {
       {{#user}}
       <nav aria-label="Account" class="account">
         <a href="/workspaces">Workspaces</a>
+        {{#isAdmin}}<a href="/admin">Admin</a>{{/isAdmin}}
         <span class="who">{{email}}{{#isAdmin}} (appliance admin){{/isAdmin}}</span>
         <form method="post" action="/sign-out" class="inline">{{> csrf}}<button type="submit">Sign out</button></form>
       </nav>
@@ -375,5 +377,67 @@ enum ConsoleTemplates {
     </table>
     {{/empty(items)}}
     {{#next}}<p><a href="{{next}}" rel="next">Later events</a></p>{{/next}}
+    """#
+
+    static let adminNav = #"""
+    <nav aria-label="Administration" class="wsnav"><a href="/admin">Health</a> <a href="/admin/users">Users</a>
+    <a href="/admin/workspaces">Workspaces and plans</a> <a href="/admin/jobs">Dead jobs</a></nav>
+    """#
+
+    static let admin = adminNav + #"""
+    <h1>Appliance health</h1>
+    <dl class="facts">
+      <dt>Readiness</dt><dd>{{readiness}}</dd>
+      <dt>Storage</dt><dd>{{storage}}</dd>
+      <dt>Job workers</dt><dd>{{workers}}</dd>
+      <dt>Workspaces</dt><dd>{{workspaces}} ({{open}} open now)</dd>
+      <dt>Disk free</dt><dd>{{disk}}</dd>
+      <dt>License</dt><dd>{{license}}</dd>
+      <dt>Version</dt><dd>{{version}}</dd>
+    </dl>
+    <h2>Offline workspaces</h2>
+    {{#empty(offline)}}<p>None.</p>{{/empty(offline)}}
+    <ul>{{#offline}}<li>{{name}}: {{reason}}</li>{{/offline}}</ul>
+    """#
+
+    static let adminUsers = adminNav + #"""
+    <h1>Users</h1>
+    <table><caption>Users of this appliance</caption>
+    <thead><tr><th scope="col">Email</th><th scope="col">Appliance admin</th><th scope="col">Created</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{email}}</td><td>{{#isAdmin}}yes{{/isAdmin}}{{^isAdmin}}no{{/isAdmin}}</td><td>{{created}}</td></tr>{{/items}}</tbody></table>
+    {{#next}}<p><a href="{{next}}" rel="next">More users</a></p>{{/next}}
+    <h2>Create a user</h2>
+    <form method="post" action="/admin/users" class="stack">
+      {{> csrf}}
+      <label for="email">Email</label><input id="email" name="email" type="email" required autocomplete="off">
+      <label for="password">Password</label><input id="password" name="password" type="password" required autocomplete="new-password">
+      <label><input type="checkbox" name="is_admin" value="1"> Appliance admin</label>
+      <button type="submit">Create user</button>
+    </form>
+    """#
+
+    static let adminWorkspaces = adminNav + #"""
+    <h1>Workspaces and plans</h1>
+    <p>License: {{license}}</p>
+    <table><caption>Every workspace on this appliance</caption>
+    <thead><tr><th scope="col">Workspace</th><th scope="col">Plan</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{name}} <span class="muted">{{id}}</span></td><td>
+      <form method="post" action="/admin/workspaces/{{id}}/plan" class="inline">{{> csrf}}<label for="plan-{{id}}">Plan of {{name}}</label>
+      <select id="plan-{{id}}" name="plan">{{#plans}}<option{{#selected}} selected{{/selected}}>{{name}}</option>{{/plans}}</select> <button type="submit">Set plan</button></form>
+    </td></tr>{{/items}}</tbody></table>
+    """#
+
+    static let adminJobs = adminNav + #"""
+    <h1>Dead jobs</h1>
+    <p>Jobs that used up their attempts or failed for good. Retry puts one back in the queue with a fresh attempt budget; discard gives up on it.</p>
+    {{#empty(items)}}<p>No dead jobs.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table><caption>Dead jobs by workspace</caption>
+    <thead><tr><th scope="col">Workspace</th><th scope="col">Job</th><th scope="col">Kind</th><th scope="col">Attempts</th><th scope="col">Last error</th><th scope="col">Actions</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{workspace}}</td><td>#{{id}}</td><td>{{kind}}</td><td>{{attempts}}</td><td>{{error}}</td><td class="actions">
+      <form method="post" action="/admin/jobs/{{workspaceID}}/{{id}}/retry" class="inline">{{> csrf}}<button type="submit">Retry job {{id}}</button></form>
+      <form method="post" action="/admin/jobs/{{workspaceID}}/{{id}}/discard" class="inline">{{> csrf}}<button type="submit">Discard job {{id}}</button></form>
+    </td></tr>{{/items}}</tbody></table>
+    {{/empty(items)}}
     """#
 }
