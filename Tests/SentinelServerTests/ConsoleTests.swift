@@ -94,6 +94,10 @@ extension APIWorld {
                     INSERT INTO findings (run_id, repository_id, pr_number, path, line, severity, category, title, body, source, fingerprint)
                     VALUES (?, ?, ?, 'Sources/App.swift', 42, 'high', 'security', ?, 'The <b>input</b> is used unchecked.', 'model', 'fp1')
                     """, arguments: [id, repository, pr, title])
+                try tx.db.execute(sql: """
+                    INSERT INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms, recorded_at)
+                    VALUES (?, ?, 'fake-llm', 'm1', 1200, 300, 0.0125, 900, ?)
+                    """, arguments: [id, "call-\(id)", tx.now.timeIntervalSince1970])
                 _ = try ReviewRunStore.finish(runID: id, state: .completed, reason: nil, conclusion: "neutral", in: &tx)
                 return id
             }
@@ -330,6 +334,8 @@ struct ConsolePageTests {
             #expect(page.body.contains(">high<"))
             #expect(page.body.contains("Re-run"))
             #expect(!page.body.contains(">Cancel<"))
+            #expect(page.body.contains("not posted"))
+            #expect(page.body.contains("<td>fake-llm</td><td>m1</td><td>1200</td><td>300</td><td>$0.0125</td><td>900 ms</td>"))
             let rerun = try await browser.post(base + "/runs/\(finished)/rerun")
             #expect(rerun.status == .seeOther)
             let location = try #require(rerun.location)
@@ -494,6 +500,8 @@ struct ConsolePageTests {
             #expect(saved.status == .seeOther)
             let settings = try await browser.get(base + "/settings")
             #expect(settings.body.contains("saved by admin@example.com"))
+            #expect(settings.body.contains("Version history"))
+            #expect(settings.body.contains("<td>admin@example.com</td>"))
             #expect(settings.body.contains("<td><code>review.min_severity</code></td><td>high</td><td>workspace</td><td>by workspace</td>"))
             let bad = try await browser.post(base + "/settings", ["values": "not json"])
             #expect(bad.status == .badRequest)
@@ -519,6 +527,20 @@ struct ConsolePageTests {
             #expect(page.body.contains("/webhooks/github/int_"))
             #expect(page.body.contains("https://api.github.com"))
             #expect(!page.body.contains("s3cret-webhook"))
+            #expect(page.body.contains("none yet"))
+            let integration = try #require(try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await world.appliance.integrations.list(in: actor)
+            }.first?.id)
+            try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.write { tx in
+                    try tx.db.execute(sql: """
+                        INSERT INTO deliveries (id, integration_id, event, action, payload, received_at, processed_at, outcome)
+                        VALUES ('d-1', ?, 'pull_request', 'opened', x'7b7d', ?, ?, 'queued review run 1')
+                        """, arguments: [integration, tx.now.timeIntervalSince1970, tx.now.timeIntervalSince1970])
+                }
+            }
+            #expect(try await browser.get(base + "/integrations").body.contains("pull_request.opened at "))
+            #expect(try await browser.get(base + "/integrations").body.contains(": queued review run 1"))
         }
     }
 

@@ -133,9 +133,22 @@ extension Console {
     func integrationsPage(_ m: Member) async throws -> Response {
         let base = baseURL(m.visit.request)
         let items = try await d.integrations.list(in: m.workspace)
+        let ids = items.map(\.id)
+        let deliveries = try await m.workspace.read { db in
+            try ids.compactMap { id in try DeliverySummary.latest(integrationID: id, in: db).map { (id, $0) } }
+        }
+        let latest = Dictionary(deliveries) { a, _ in a }
         let data: [String: Any] = [
             "items": items.map { i -> [String: Any] in
-                ["kind": i.kind, "appID": i.appID.map(String.init) ?? "", "apiURL": i.apiURL, "webhookURL": base + i.webhookPath, "created": i.createdAt]
+                var item: [String: Any] = ["kind": i.kind, "appID": i.appID.map(String.init) ?? "", "apiURL": i.apiURL,
+                                           "webhookURL": base + i.webhookPath, "created": i.createdAt]
+                if let delivery = latest[i.id] {
+                    var d: [String: Any] = ["event": delivery.event, "at": Self.date(delivery.receivedAt) ?? "",
+                                            "outcome": delivery.outcome ?? "waiting to be processed"]
+                    if let action = delivery.action { d["action"] = action }
+                    item["delivery"] = d
+                }
+                return item
             },
             "canManage": allowed("createIntegration", m.role),
         ]
@@ -245,6 +258,7 @@ extension Console {
 
     struct SettingsData: Sendable {
         let version: PolicyVersion?
+        let history: [PolicyVersion]
         let entries: [ExplainedEntry]
         let repositories: [RepositoryRecord]
     }
@@ -258,6 +272,7 @@ extension Console {
                 explained = repo.id
             }
             return SettingsData(version: try PolicyService.latest(scope: PolicyService.workspaceScope, in: db),
+                                history: try PolicyService.history(scope: PolicyService.workspaceScope, limit: 20, in: db),
                                 entries: try PolicyService.resolve(in: db, repositoryID: explained, fileText: nil).effective.entries,
                                 repositories: try RepositoryStore.all(in: db).filter { !$0.removed })
         }
@@ -270,6 +285,10 @@ extension Console {
             "values": String(decoding: values, as: UTF8.self),
             "locks": (found.version?.locks ?? []).joined(separator: ", "),
             "canManage": allowed("putWorkspaceSettings", m.role),
+            "history": try found.history.map { v -> [String: Any] in
+                ["id": v.id, "by": v.createdBy, "at": v.createdAt, "locks": v.locks.joined(separator: ", "),
+                 "values": String(decoding: try JSONEncoder.sentinel.encode(v.values), as: UTF8.self)]
+            },
         ]
         if let version = found.version { data["version"] = ["id": version.id, "by": version.createdBy, "at": version.createdAt] as [String: Any] }
         return try render("settings", title: "Settings", data, visit: m.visit, member: m)
@@ -326,14 +345,5 @@ extension Console {
         ]
         if events.count > limit, let last = events.prefix(limit).last { data["next"] = "\(m.base)/audit?after=\(last.seq)" }
         return try render("audit", title: "Audit log", data, visit: m.visit, member: m)
-    }
-}
-
-extension JSONEncoder {
-    /// Sorted, indented JSON for showing settings in a form.
-    static var sentinelPretty: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return encoder
     }
 }

@@ -213,8 +213,15 @@ enum ConsoleTemplates {
     <h2>Findings ({{count(findings)}})</h2>
     {{#empty(findings)}}<p>No findings.</p>{{/empty(findings)}}
     <ol class="findings">
-    {{#findings}}<li><p><span class="sev {{severity}}">{{severity}}</span> <code>{{location}}</code> <strong>{{title}}</strong> <span class="muted">{{category}}, {{source}}</span></p><p class="pre">{{body}}</p>{{#suggestion}}<pre>{{suggestion}}</pre>{{/suggestion}}</li>{{/findings}}
+    {{#findings}}<li><p><span class="sev {{severity}}">{{severity}}</span> <code>{{location}}</code> <strong>{{title}}</strong> <span class="muted">{{category}}, {{source}}, {{#posted}}posted on the PR{{/posted}}{{^posted}}not posted{{/posted}}</span></p><p class="pre">{{body}}</p>{{#suggestion}}<pre>{{suggestion}}</pre>{{/suggestion}}</li>{{/findings}}
     </ol>
+    <h2>AI usage</h2>
+    {{#empty(calls)}}<p>No AI calls were recorded for this run.</p>{{/empty(calls)}}
+    {{^empty(calls)}}
+    <table><caption>Each AI call of this run</caption>
+    <thead><tr><th scope="col">Provider</th><th scope="col">Model</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Estimated cost</th><th scope="col">Duration</th></tr></thead>
+    <tbody>{{#calls}}<tr><td>{{provider}}</td><td>{{model}}</td><td>{{input}}</td><td>{{output}}</td><td>{{cost}}</td><td>{{duration}}</td></tr>{{/calls}}</tbody></table>
+    {{/empty(calls)}}
     <h2>Policy snapshot</h2>
     {{#policySHA}}<p>SHA-256 <code>{{policySHA}}</code></p>{{/policySHA}}
     {{#policy}}<pre>{{policy}}</pre>{{/policy}}{{^policy}}<p>No snapshot was recorded.</p>{{/policy}}
@@ -269,8 +276,8 @@ enum ConsoleTemplates {
     {{^empty(items)}}
     <table>
       <caption>Source-control integrations</caption>
-      <thead><tr><th scope="col">Kind</th><th scope="col">App</th><th scope="col">API</th><th scope="col">Webhook URL</th><th scope="col">Added</th></tr></thead>
-      <tbody>{{#items}}<tr><td>{{kind}}</td><td>{{appID}}</td><td>{{apiURL}}</td><td><code>{{webhookURL}}</code></td><td>{{created}}</td></tr>{{/items}}</tbody>
+      <thead><tr><th scope="col">Kind</th><th scope="col">App</th><th scope="col">API</th><th scope="col">Webhook URL</th><th scope="col">Last delivery</th><th scope="col">Added</th></tr></thead>
+      <tbody>{{#items}}<tr><td>{{kind}}</td><td>{{appID}}</td><td>{{apiURL}}</td><td><code>{{webhookURL}}</code></td><td>{{#delivery}}{{event}}{{#action}}.{{action}}{{/action}} at {{at}}: {{outcome}}{{/delivery}}{{^delivery}}none yet{{/delivery}}</td><td>{{created}}</td></tr>{{/items}}</tbody>
     </table>
     {{/empty(items)}}
     {{#canManage}}
@@ -364,6 +371,13 @@ enum ConsoleTemplates {
     </form>
     {{/canManage}}
     {{^canManage}}<pre>{{values}}</pre>{{#locks}}<p>Locked: {{locks}}</p>{{/locks}}{{/canManage}}
+    <h2>Version history</h2>
+    {{#empty(history)}}<p>No versions yet.</p>{{/empty(history)}}
+    {{^empty(history)}}
+    <table><caption>Saved versions of the workspace settings, newest first</caption>
+    <thead><tr><th scope="col">Version</th><th scope="col">Saved by</th><th scope="col">At</th><th scope="col">Values</th><th scope="col">Locks</th></tr></thead>
+    <tbody>{{#history}}<tr><td>{{id}}</td><td>{{by}}</td><td>{{at}}</td><td><code>{{values}}</code></td><td>{{locks}}</td></tr>{{/history}}</tbody></table>
+    {{/empty(history)}}
     """#
 
     static let audit = #"""

@@ -158,12 +158,14 @@ extension Console {
         let run: ReviewRun
         let repository: RepositoryRecord?
         let findings: [StoredFinding]
+        let calls: [UsageCall]
     }
 
     func runPage(_ m: Member, _ id: Int64) async throws -> Response {
         let found = try await m.workspace.read { db -> RunData in
             guard let run = try ReviewRunStore.find(id, in: db) else { throw StorageError.notFound("no such run") }
-            return RunData(run: run, repository: try RepositoryStore.find(id: run.repositoryID, in: db), findings: try ReviewRunStore.findings(ofRun: id, in: db))
+            return RunData(run: run, repository: try RepositoryStore.find(id: run.repositoryID, in: db), findings: try ReviewRunStore.findings(ofRun: id, in: db),
+                           calls: try UsageCall.list(ofRun: id, in: db))
         }
         let run = found.run
         let fullName = found.repository?.fullName ?? ""
@@ -180,11 +182,16 @@ extension Console {
             "cancellable": !run.state.isFinal && allowed("cancelRun", m.role),
             "findings": found.findings.map { f -> [String: Any] in
                 var item: [String: Any] = ["severity": f.severity, "title": f.title, "body": f.body, "category": f.category, "source": f.source,
+                                           "posted": f.posted,
                                            "location": f.line.map { "\(f.path):\(f.startLine.map { "\($0)-" } ?? "")\($0)" } ?? f.path]
                 if let suggestion = f.suggestion { item["suggestion"] = suggestion }
                 return item
             },
         ]
+        data["calls"] = found.calls.map { c -> [String: Any] in
+            ["provider": c.provider, "model": c.model, "input": c.inputTokens, "output": c.outputTokens,
+             "cost": String(format: "$%.4f", c.costUSD), "duration": "\(c.durationMs) ms"]
+        }
         if let reviewed = run.filesReviewed, let total = run.filesTotal {
             data["coverage"] = reviewed == total ? "Reviewed all \(total) changed files." : "Reviewed \(reviewed) of \(total) changed files."
         }
