@@ -602,4 +602,57 @@ struct ConsolePageTests {
             #expect(try await admin.get("/admin/jobs").body.contains("No dead jobs."))
         }
     }
+
+    @Test("the GitHub App manifest flow: the manifest goes to GitHub with the webhook URL; the code comes back and becomes a sealed integration")
+    func manifestFlow() async throws {
+        let github = try await FakeGitHub.start()
+        let world = try APIWorld()
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.console { first in
+            let browser = ConsoleSession(client: first.client)
+            try await browser.signIn("admin@example.com", APIWorld.password(.admin))
+            #expect(try await browser.get(base + "/integrations").body.contains("Continue to GitHub"))
+            let start = try await browser.post(base + "/integrations/manifest", ["api_url": github.baseURL.absoluteString, "organization": "acme"])
+            #expect(start.status == .ok, "\(start.body)")
+            let action = try #require(start.body.range(of: #"<form method="post" action="http"#).map {
+                "http" + String(start.body[$0.upperBound...].prefix { $0 != "\"" }).replacingOccurrences(of: "&amp;", with: "&")
+            })
+            #expect(action.hasPrefix("http://127.0.0.1:\(github.port)/organizations/acme/settings/apps/new?state=int_"))
+            #expect(start.headers[.contentSecurityPolicy]?.contains("form-action 'self' http://127.0.0.1:\(github.port)") == true)
+            let state = try #require(URLComponents(string: action)?.queryItems?.first { $0.name == "state" }?.value)
+            let integrationID = String(state.prefix(20))
+            #expect(start.body.contains("/webhooks/github/\(integrationID)"))
+            #expect(start.body.contains("&quot;redirect_url&quot;:&quot;http://localhost\(base)/integrations/manifest/callback&quot;"))
+            #expect(start.body.contains("&quot;pull_requests&quot;:&quot;write&quot;"))
+
+            // A state from another session, or altered, is refused before GitHub is called.
+            let code = await github.manifestCode()
+            let other = ConsoleSession(client: first.client)
+            try await other.signIn("owner@example.com", APIWorld.password(.owner))
+            #expect(try await other.get(base + "/integrations/manifest/callback?code=\(code)&state=\(state)").status == .forbidden)
+            #expect(try await browser.get(base + "/integrations/manifest/callback?code=\(code)&state=\(state)x").status == .forbidden)
+            // A viewer cannot finish it either.
+            let viewer = ConsoleSession(client: first.client)
+            try await viewer.signIn("viewer@example.com", APIWorld.password(.viewer))
+            #expect(try await viewer.get(base + "/integrations/manifest/callback?code=\(code)&state=\(state)").status == .forbidden)
+
+            let done = try await browser.get(base + "/integrations/manifest/callback?code=\(code)&state=\(state)")
+            #expect(done.status == .seeOther, "\(done.body)")
+            let page = try await browser.get(base + "/integrations")
+            #expect(page.body.contains("/webhooks/github/\(integrationID)"))
+            #expect(page.body.contains("<td>\(github.appID)</td>"))
+            let stored = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await world.appliance.integrations.loadGitHub(IntegrationID(integrationID)!, from: actor)
+            }
+            #expect(stored?.privateKeyPEM == github.privateKeyPEM)
+            #expect(stored?.webhookSecret == Data("fake-manifest-webhook-secret".utf8))
+            #expect(try await world.appliance.integrations.workspaceOf(IntegrationID(integrationID)!) == world.workspaceA)
+
+            // GitHub's codes work once.
+            let again = try await browser.get(base + "/integrations/manifest/callback?code=\(code)&state=\(state)")
+            #expect(again.status == .badRequest)
+            #expect(again.body.contains("codes work once"))
+        }
+        await github.stop()
+    }
 }

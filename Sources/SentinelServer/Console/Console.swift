@@ -16,6 +16,9 @@ struct Console: Sendable {
     let d: APIDependencies
     let supervisor: Supervisor
     let scheduler: JobScheduler
+    /// Outbound calls the console makes itself (GitHub's manifest conversion), under the
+    /// appliance's destination policy.
+    let outbound: any OutboundHTTPClient
     let document: APIDocument
     let views: MustacheLibrary
     let secureCookies: Bool
@@ -24,8 +27,10 @@ struct Console: Sendable {
     static let formCookie = "sentinel_form"
     static let maxFormBytes = 512 * 1024
 
-    init(dependencies: APIDependencies, supervisor: Supervisor, scheduler: JobScheduler, document: APIDocument, secureCookies: Bool) throws {
+    init(dependencies: APIDependencies, supervisor: Supervisor, scheduler: JobScheduler, outbound: any OutboundHTTPClient,
+         document: APIDocument, secureCookies: Bool) throws {
         self.d = dependencies
+        self.outbound = outbound
         self.supervisor = supervisor
         self.scheduler = scheduler
         self.document = document

@@ -90,6 +90,7 @@ extension Console {
         get(router, ws + "/settings", "getWorkspaceSettings") { m, _ in try await settingsPage(m) }
         post(router, ws + "/settings", "putWorkspaceSettings") { m, form, _ in try await saveSettings(m, form) }
         get(router, ws + "/audit", "listAuditEvents") { m, _ in try await auditPage(m) }
+        addManifestPages(to: router)
     }
 
     // MARK: AI providers
@@ -345,5 +346,72 @@ extension Console {
         ]
         if events.count > limit, let last = events.prefix(limit).last { data["next"] = "\(m.base)/audit?after=\(last.seq)" }
         return try render("audit", title: "Audit log", data, visit: m.visit, member: m)
+    }
+}
+
+/// The GitHub App manifest flow: a page that posts the manifest to GitHub, and the callback that
+/// exchanges GitHub's one-time code for the App's credentials. The round trip's `state` names the
+/// integration id (the webhook URL had to be in the manifest) and the API URL, signed with the
+/// visitor's session so that only they can complete it.
+extension Console {
+    func addManifestPages(to router: Router<SentinelRequestContext>) {
+        let ws = "/workspaces/:workspaceId"
+        post(router, ws + "/integrations/manifest", "createIntegration") { m, form, _ in try startManifest(m, form) }
+        get(router, ws + "/integrations/manifest/callback", "createIntegration") { m, _ in try await completeManifest(m) }
+    }
+
+    func manifestState(_ m: Member, id: IntegrationID, apiURL: String) -> String {
+        let api = Data(apiURL.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return "\(id.rawValue).\(api).\(Self.formToken(secret: (m.visit.formSecret ?? "") + "|manifest|\(m.id.rawValue)|\(id.rawValue)|\(api)"))"
+    }
+
+    func startManifest(_ m: Member, _ form: Form) throws -> Response {
+        var apiURL = IntegrationService.defaultGitHubAPI
+        if let raw = form.text("api_url") {
+            guard let url = URL(string: raw), url.scheme != nil, url.host != nil else { throw IntegrationError.invalid("api_url is not a URL") }
+            apiURL = url
+        }
+        let id = IntegrationID.generate()
+        let base = baseURL(m.visit.request)
+        let webhookURL = base + "/webhooks/github/\(id.rawValue)"
+        let state = manifestState(m, id: id, apiURL: apiURL.absoluteString)
+        let target = try GitHubAppManifest.creationURL(apiURL: apiURL, organization: form.text("organization"), state: state)
+        let name = String((form.text("name") ?? "Sentinel \(m.record.name)").prefix(34))
+        let manifest = GitHubAppManifest.manifest(name: name, homepage: base + "/", webhookURL: webhookURL,
+                                                  redirectURL: base + m.base + "/integrations/manifest/callback")
+        let data: [String: Any] = [
+            "target": target.absoluteString, "manifest": manifest, "webhookURL": webhookURL, "host": target.host ?? "GitHub",
+            "permissions": GitHubAppManifest.permissions.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "),
+            "events": GitHubAppManifest.events.joined(separator: ", "),
+        ]
+        var response = try render("manifest", title: "Create the GitHub App", data, visit: m.visit, member: m)
+        // This one form posts to GitHub.
+        let origin = "\(target.scheme ?? "https")://\(target.host ?? "")\(target.port.map { ":\($0)" } ?? "")"
+        response.headers[.contentSecurityPolicy] = (Self.htmlHeaders[.contentSecurityPolicy] ?? "")
+            .replacingOccurrences(of: "form-action 'self'", with: "form-action 'self' \(origin)")
+        return response
+    }
+
+    func completeManifest(_ m: Member) async throws -> Response {
+        let query = m.visit.request.uri.queryParameters
+        let parts = (query["state"].map(String.init) ?? "").split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, let id = IntegrationID(parts[0]),
+              m.visit.formSecret != nil,
+              constantTimeEqual(parts[2], Self.formToken(secret: (m.visit.formSecret ?? "") + "|manifest|\(m.id.rawValue)|\(id.rawValue)|\(parts[1])")),
+              let apiData = Data(base64Encoded: Self.padded(parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))),
+              let apiURL = URL(string: String(decoding: apiData, as: UTF8.self)) else {
+            throw ConsoleError(status: .forbidden, heading: "Could not finish",
+                               message: "GitHub sent back a state this session did not start (or it was altered). Start the App creation again from the integrations page.")
+        }
+        guard let code = query["code"].map(String.init) else { throw IntegrationError.invalid("GitHub sent no code back") }
+        let conversion = try await GitHubAppManifest.convert(code: code, apiURL: apiURL, http: outbound)
+        _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: conversion.appID, privateKeyPEM: conversion.privateKeyPEM,
+                                               webhookSecret: Data(conversion.webhookSecret.utf8), apiURL: apiURL, id: id)
+        return Self.redirect(m.base + "/integrations")
+    }
+
+    static func padded(_ base64: String) -> String {
+        base64 + String(repeating: "=", count: (4 - base64.count % 4) % 4)
     }
 }

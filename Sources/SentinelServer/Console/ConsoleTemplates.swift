@@ -8,7 +8,7 @@ enum ConsoleTemplates {
         "layout": layout, "csrf": csrf, "message": message, "setup": setup, "signin": signin, "workspaces": workspaces,
         "overview": overview, "runs": runs, "run": run, "providers": providers, "integrations": integrations,
         "repositories": repositories, "members": members, "settings": settings, "audit": audit, "runtable": runTable,
-        "admin": admin, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
+        "admin": admin, "manifest": manifest, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
     ]
 
     static func library() throws -> MustacheLibrary {
@@ -281,6 +281,16 @@ enum ConsoleTemplates {
     </table>
     {{/empty(items)}}
     {{#canManage}}
+    <h2>Create a GitHub App on GitHub</h2>
+    <p>Sentinel sends GitHub a manifest with the permissions, events and webhook URL it needs; GitHub
+    creates the App and sends you back here, and Sentinel stores its id, private key and webhook secret sealed.</p>
+    <form method="post" action="/workspaces/{{workspace.id}}/integrations/manifest" class="stack">
+      {{> csrf}}
+      <label for="m_api_url">GitHub Enterprise Server API URL (empty for github.com)</label><input id="m_api_url" name="api_url" type="url">
+      <label for="m_organization">Organization that will own the App (empty: your account)</label><input id="m_organization" name="organization">
+      <label for="m_name">App name</label><input id="m_name" name="name" value="Sentinel {{workspace.name}}" maxlength="34">
+      <button type="submit">Continue to GitHub</button>
+    </form>
     <h2>Add a GitHub App</h2>
     <p>Create a GitHub App (permissions: pull requests and checks read &amp; write, contents read; events: pull request,
     issue comment, installation), set its webhook URL to the one shown here after saving, and paste its private key.</p>
@@ -453,5 +463,17 @@ enum ConsoleTemplates {
       <form method="post" action="/admin/jobs/{{workspaceID}}/{{id}}/discard" class="inline">{{> csrf}}<button type="submit">Discard job {{id}}</button></form>
     </td></tr>{{/items}}</tbody></table>
     {{/empty(items)}}
+    """#
+
+    static let manifest = #"""
+    <h1>Create the GitHub App</h1>
+    <p>GitHub will show the App with these settings; create it there and GitHub sends you back to this console.</p>
+    <form method="post" action="{{target}}" class="stack">
+      <input type="hidden" name="manifest" value="{{manifest}}">
+      <p>Webhook URL: <code>{{webhookURL}}</code></p>
+      <p>Permissions: {{permissions}}. Events: {{events}}.</p>
+      <button type="submit">Create the App on {{host}}</button>
+    </form>
+    <p><a href="/workspaces/{{workspace.id}}/integrations">Back to the integrations</a></p>
     """#
 }
