@@ -116,6 +116,9 @@ public final class Appliance: Sendable {
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
+        let console = try Console(dependencies: api, supervisor: supervisor, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled)
+        router.add(middleware: ConsoleNotFoundMiddleware(console: console))
+        console.add(to: router)
         return router
     }
 

@@ -57,6 +57,12 @@ public final class FakeGitHub: Sendable {
         self.certificatePEM = certificatePEM
     }
 
+    /// A one-time code as GitHub hands back after creating an App from a manifest; converting it
+    /// yields this fake's App id, private key and `webhookSecret`.
+    public func manifestCode(webhookSecret: String = "fake-manifest-webhook-secret") async -> String {
+        await state.issueManifestCode(pem: privateKeyPEM, webhookSecret: webhookSecret)
+    }
+
     public func stop() async {
         task.cancel()
         _ = await task.result
@@ -247,6 +253,15 @@ public actor FakeGitHubState {
     /// Revokes every installation token issued so far (the next use answers 401 Bad credentials).
     public func revokeTokens() { issuedTokens.removeAll() }
     public func addInstallation(_ id: Int64, account: String) { installations[id] = account }
+
+    private var manifestCodes: [String: (pem: String, webhookSecret: String)] = [:]
+    func issueManifestCode(pem: String, webhookSecret: String) -> String {
+        let code = "mc" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        manifestCodes[code] = (pem, webhookSecret)
+        return code
+    }
+    /// GitHub's codes work once.
+    func redeemManifestCode(_ code: String) -> (pem: String, webhookSecret: String)? { manifestCodes.removeValue(forKey: code) }
     /// A review by someone other than the App (e.g. a user quoting Sentinel's marker).
     public func addReview(repo: String, number: Int, body: String, login: String, type: String = "User") {
         reviews.append(PostedReview(id: newID(), repo: repo, number: number, commitID: pulls["\(repo)#\(number)"]?.headSHA ?? "",
@@ -534,6 +549,14 @@ struct FakeGitHubRoutes {
                 return json(401, ["message": "A JSON web token could not be decoded"])
             }
             return json(201, ["token": token, "expires_at": Date().addingTimeInterval(3600).formatted(.iso8601)])
+        }
+        router.post("/app-manifests/:code/conversions") { _, context in
+            await state.log("POST app-manifests conversions")
+            guard let code = context.parameters.get("code"), let app = await state.redeemManifestCode(code) else {
+                return json(404, ["message": "Not Found", "documentation_url": "https://docs.github.com/rest/apps/apps#create-a-github-app-from-a-manifest"])
+            }
+            return json(201, ["id": await state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)", "pem": app.pem,
+                              "webhook_secret": app.webhookSecret, "html_url": "https://github.example/apps/\(FakeGitHubState.appSlug)"])
         }
         router.get("/app") { request, _ in
             await state.log("GET app")

@@ -12,7 +12,7 @@ public struct IntegrationID: Hashable, Sendable, Codable, CustomStringConvertibl
         rawValue = raw
     }
 
-    static func generate() -> IntegrationID {
+    public static func generate() -> IntegrationID {
         IntegrationID(RandomIdentifier.make(prefix: "int_"))!
     }
 
@@ -70,9 +70,11 @@ public struct IntegrationService: Sendable {
     public static let defaultGitHubAPI = URL(string: "https://api.github.com")!
 
     /// Validates and stores a GitHub App integration in the workspace file, then makes it routable
-    /// in control.sqlite. Works beside a running server (both files are shared safely).
+    /// in control.sqlite. Works beside a running server (both files are shared safely). `id` is
+    /// given when the webhook URL had to be known before (the App manifest flow); else a new one.
     public func addGitHub(workspace: WorkspaceActor, appID: Int64, privateKeyPEM: String, webhookSecret: Data,
-                          apiURL: URL = defaultGitHubAPI, caBundlePEM: String? = nil, botLogin: String? = nil) async throws -> IntegrationSummary {
+                          apiURL: URL = defaultGitHubAPI, caBundlePEM: String? = nil, botLogin: String? = nil,
+                          id chosen: IntegrationID? = nil) async throws -> IntegrationSummary {
         guard appID > 0 else { throw IntegrationError.invalid("the GitHub App id must be a positive number") }
         guard webhookSecret.count >= 8 else { throw IntegrationError.invalid("the webhook secret must be at least 8 bytes (there is no unsigned mode)") }
         guard (try? Insecure.RSA.PrivateKey(pem: privateKeyPEM)) != nil else {
@@ -82,7 +84,7 @@ public struct IntegrationService: Sendable {
         if let caBundlePEM {
             guard caBundlePEM.contains("-----BEGIN CERTIFICATE-----") else { throw IntegrationError.invalid("the CA file holds no PEM certificate") }
         }
-        let id = IntegrationID.generate()
+        let id = chosen ?? IntegrationID.generate()
         let key = masterKey
         let now = Date()
         try await workspace.write { tx in

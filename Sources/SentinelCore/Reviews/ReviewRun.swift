@@ -291,6 +291,8 @@ public struct StoredFinding: Decodable, FetchableRecord, Sendable {
     public var body: String
     public var suggestion: String?
     public var source: String
+    /// Whether it was posted on the pull request (as a review comment).
+    public var posted: Bool
 }
 
 /// A row of `findings`: one finding of a run, as posted on the pull request.

@@ -61,3 +61,24 @@ public struct UsageReport: Codable, Sendable, Equatable {
                            costUSD: models.reduce(0) { $0 + $1.costUSD })
     }
 }
+
+/// One recorded AI call of a run: what it used and cost.
+public struct UsageCall: Codable, Sendable, Equatable {
+    public var provider: String
+    public var model: String
+    public var inputTokens: Int
+    public var outputTokens: Int
+    public var costUSD: Double
+    public var durationMs: Int
+    public var recordedAt: Double
+
+    /// A run's AI calls in the order they were recorded.
+    public static func list(ofRun runID: Int64, in db: Database) throws -> [UsageCall] {
+        try Row.fetchAll(db, sql: """
+            SELECT provider, model, input_tokens, output_tokens, cost_usd, duration_ms, recorded_at FROM usage_records WHERE run_id = ? ORDER BY id
+            """, arguments: [runID]).map {
+            UsageCall(provider: $0["provider"], model: $0["model"], inputTokens: $0["input_tokens"], outputTokens: $0["output_tokens"],
+                      costUSD: $0["cost_usd"], durationMs: $0["duration_ms"], recordedAt: $0["recorded_at"])
+        }
+    }
+}

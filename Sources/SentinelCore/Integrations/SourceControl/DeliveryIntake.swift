@@ -30,3 +30,24 @@ public enum DeliveryIntake {
         }
     }
 }
+
+/// The latest webhook delivery of an integration, as received and processed.
+public struct DeliverySummary: Sendable, Equatable {
+    public var id: String
+    public var event: String
+    public var action: String?
+    public var receivedAt: Double
+    public var processedAt: Double?
+    /// Nil while it waits to be processed.
+    public var outcome: String?
+
+    public static func latest(integrationID: String, in db: Database) throws -> DeliverySummary? {
+        try Row.fetchOne(db, sql: """
+            SELECT id, event, action, received_at, processed_at, outcome FROM deliveries WHERE integration_id = ?
+            ORDER BY received_at DESC LIMIT 1
+            """, arguments: [integrationID]).map {
+            DeliverySummary(id: $0["id"], event: $0["event"], action: $0["action"], receivedAt: $0["received_at"],
+                            processedAt: $0["processed_at"], outcome: $0["outcome"])
+        }
+    }
+}

@@ -1,0 +1,316 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Mustache
+import NIOCore
+import SentinelCore
+
+/// The web console at `/`: server-rendered pages on the same domain services as the API
+/// (`/api/v1` is unchanged). Who may do what is read from the API document's `x-sentinel-access`
+/// of the matching operation, so a page offers only what the API would allow, and a forged post is
+/// refused by the same check. Signed-in visitors carry an API session in an `HttpOnly`,
+/// `SameSite=Lax` cookie (`Secure` with TLS); every form carries a token derived from that session
+/// (before sign-in: from a random form cookie), checked on every post.
+struct Console: Sendable {
+    let d: APIDependencies
+    let supervisor: Supervisor
+    let scheduler: JobScheduler
+    /// Outbound calls the console makes itself (GitHub's manifest conversion), under the
+    /// appliance's destination policy.
+    let outbound: any OutboundHTTPClient
+    let document: APIDocument
+    let views: MustacheLibrary
+    let secureCookies: Bool
+
+    static let sessionCookie = "sentinel_session"
+    static let formCookie = "sentinel_form"
+    static let maxFormBytes = 512 * 1024
+
+    init(dependencies: APIDependencies, supervisor: Supervisor, scheduler: JobScheduler, outbound: any OutboundHTTPClient,
+         document: APIDocument, secureCookies: Bool) throws {
+        self.d = dependencies
+        self.outbound = outbound
+        self.supervisor = supervisor
+        self.scheduler = scheduler
+        self.document = document
+        self.views = try ConsoleTemplates.library()
+        self.secureCookies = secureCookies
+    }
+
+    // MARK: Visits
+
+    /// One request as the console sees it: who is signed in (if anyone) and the form secret.
+    struct Visit: Sendable {
+        let request: Request
+        let principal: Principal?
+        /// The session token, or the pre-sign-in form cookie; nil when neither was sent.
+        let formSecret: String?
+        /// A new form cookie to set (first visit to a sign-in or setup form).
+        var newFormSecret: String?
+        let clientAddress: String
+
+        var csrf: String { Console.formToken(secret: newFormSecret ?? formSecret ?? "") }
+        var sessionID: String? {
+            if case .session(let id)? = principal?.credential { return id }
+            return nil
+        }
+    }
+
+    func visit(_ request: Request, _ context: SentinelRequestContext) throws -> Visit {
+        var principal: Principal?
+        var secret = request.cookies[Self.formCookie]?.value
+        if let token = request.cookies[Self.sessionCookie]?.value, token.hasPrefix("sns_"),
+           let found = try d.identity.authenticate(bearer: token) {
+            principal = found
+            secret = token
+        }
+        return Visit(request: request, principal: principal, formSecret: secret, newFormSecret: nil,
+                     clientAddress: context.remoteAddress?.ipAddress ?? "unknown")
+    }
+
+    /// The form token for a secret: HMAC-SHA256 keyed with the session token (or form cookie), so
+    /// only a page served to the cookie's holder can carry it, and it survives restarts.
+    static func formToken(secret: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("sentinel-console-form".utf8), using: SymmetricKey(data: Data(secret.utf8)))
+        return Data(mac).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// The posted form, after its token is checked against the visit's cookie (403 otherwise).
+    func form(_ visit: Visit) async throws -> Form {
+        let body = try await visit.request.body.collect(upTo: Self.maxFormBytes)
+        let form = Form(String(buffer: body))
+        guard let secret = visit.formSecret, let sent = form["csrf"],
+              constantTimeEqual(sent, Self.formToken(secret: secret)) else {
+            throw ConsoleError(status: .forbidden, heading: "Form expired",
+                               message: "This form was not sent from a page of this console, or it expired (for example after signing out). Go back, reload the page and try again.")
+        }
+        return form
+    }
+
+    /// 256 random bits, base64url.
+    static func randomSecret() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let (x, y) = (Array(a.utf8), Array(b.utf8))
+        guard x.count == y.count else { return false }
+        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    // MARK: Access, as the API document says
+
+    /// The role an operation of the API needs in its workspace; unknown operations need more than
+    /// anyone has (fail closed).
+    func role(for operationID: String) -> WorkspaceRole? {
+        guard case .workspace(let role, _)? = document.operations[operationID]?.access else { return nil }
+        return role
+    }
+
+    func allowed(_ operationID: String, _ role: WorkspaceRole) -> Bool {
+        guard let needed = self.role(for: operationID) else { return false }
+        return role >= needed
+    }
+
+    func requireAdmin(_ operationID: String, _ principal: Principal) throws {
+        guard document.operations[operationID]?.access == .applianceAdmin, principal.user.isAdmin else {
+            throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "Only appliance admins may do this.")
+        }
+    }
+
+    /// A signed-in visitor, or a redirect to the sign-in page.
+    func signedIn(_ visit: Visit) throws -> Principal {
+        guard let principal = visit.principal else { throw ConsoleRedirect(location: "/sign-in") }
+        return principal
+    }
+
+    /// A workspace page: the visitor is a member with at least the role of `operationID`; the
+    /// workspace is pinned open while `body` runs. Unknown workspaces and workspaces the visitor is
+    /// not a member of look the same (404), as in the API.
+    func member(_ visit: Visit, _ context: SentinelRequestContext, operation operationID: String,
+                _ body: @escaping @Sendable (Member) async throws -> Response) async throws -> Response {
+        let principal = try signedIn(visit)
+        guard let id = context.parameters.get("workspaceId").flatMap(WorkspaceID.init),
+              let role = try d.identity.role(of: principal.user.id, in: id), let record = try d.control.workspace(id) else {
+            throw ConsoleError(status: .notFound, heading: "Not a member",
+                               message: "There is no such workspace, or you are not a member of it. Ask one of its owners or an appliance admin to add you.")
+        }
+        guard let needed = self.role(for: operationID), role >= needed else {
+            throw ConsoleError(status: .forbidden, heading: "Not allowed",
+                               message: "This needs the \(self.role(for: operationID)?.rawValue ?? "owner") role in the workspace; you are \(role.rawValue).")
+        }
+        return try await supervisor.withWorkspace(id) { actor in
+            try await body(Member(visit: visit, principal: principal, id: id, record: record, role: role, workspace: actor))
+        }
+    }
+
+    struct Member: Sendable {
+        let visit: Visit
+        let principal: Principal
+        let id: WorkspaceID
+        let record: WorkspaceRecord
+        let role: WorkspaceRole
+        let workspace: WorkspaceActor
+        var actorName: String { principal.user.email }
+        var base: String { "/workspaces/\(id.rawValue)" }
+    }
+
+    // MARK: Rendering
+
+    func render(_ template: String, title: String, _ data: [String: Any], visit: Visit, member: Member? = nil,
+                status: HTTPResponse.Status = .ok) throws -> Response {
+        var data = data
+        data["csrf"] = visit.csrf
+        if let member { data["workspace"] = workspaceData(member) }
+        guard let body = views.render(data, withTemplate: template) else {
+            throw ConsoleError(status: .internalServerError, heading: "Error", message: "the page \(template) has no template")
+        }
+        var page: [String: Any] = ["title": title, "body": body, "csrf": visit.csrf]
+        if let principal = visit.principal { page["user"] = ["email": principal.user.email, "isAdmin": principal.user.isAdmin] as [String: Any] }
+        if let member { page["workspace"] = workspaceData(member) }
+        let html = views.render(page, withTemplate: "layout") ?? body
+        var response = Response(status: status, headers: Self.htmlHeaders, body: .init(byteBuffer: ByteBuffer(string: html)))
+        if let secret = visit.newFormSecret {
+            response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.formCookie, secret, maxAge: nil)))
+        }
+        return response
+    }
+
+    func workspaceData(_ member: Member) -> [String: Any] {
+        ["id": member.id.rawValue, "name": member.record.name, "role": member.role.rawValue, "canAudit": allowed("listAuditEvents", member.role)]
+    }
+
+    static let htmlHeaders: HTTPFields = [
+        .contentType: "text/html; charset=utf-8",
+        .cacheControl: "no-store",
+        .contentSecurityPolicy: "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("Referrer-Policy")!: "same-origin",
+    ]
+
+    func cookie(_ name: String, _ value: String, maxAge: Int?) -> String {
+        var text = "\(name)=\(value); Path=/; HttpOnly; SameSite=Lax"
+        if let maxAge { text += "; Max-Age=\(maxAge)" }
+        if secureCookies { text += "; Secure" }
+        return text
+    }
+
+    static func redirect(_ location: String) -> Response {
+        Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
+    }
+
+    /// Runs a console handler: redirects and refusals become pages, domain errors become a page
+    /// with the same status and message the API would give.
+    func page(_ request: Request, _ context: SentinelRequestContext,
+              _ body: @escaping @Sendable (Visit) async throws -> Response) async throws -> Response {
+        let visit = try self.visit(request, context)
+        do {
+            return try await body(visit)
+        } catch let redirect as ConsoleRedirect {
+            return Self.redirect(redirect.location)
+        } catch let error as ConsoleError {
+            return try message(visit, status: error.status, heading: error.heading, text: error.message,
+                               back: error.back ?? (request.method == .post ? request.headers[.referer].flatMap(Self.sameSitePath) : nil))
+        } catch {
+            let problem = Problem.from(error)
+            if problem.isServerFault {
+                context.logger.error("console request failed", metadata: ["error": "\(String(describing: type(of: error)))", "path": "\(request.uri.path)"])
+            }
+            let heading = problem.status == 403 && problem.type.hasSuffix("plan-limit") ? "Plan limit reached" : "Could not do that"
+            return try message(visit, status: .init(code: problem.status), heading: heading, text: problem.detail ?? problem.title,
+                               back: request.method == .post ? request.headers[.referer].flatMap(Self.sameSitePath) : nil)
+        }
+    }
+
+    func message(_ visit: Visit, status: HTTPResponse.Status, heading: String, text: String, back: String?) throws -> Response {
+        var data: [String: Any] = ["heading": heading, "text": text, "kind": status.code >= 400 ? "error" : "info",
+                                   "aria": status.code >= 400 ? "alert" : "status"]
+        if let back { data["back"] = back }
+        return try render("message", title: heading, data, visit: visit, status: status)
+    }
+
+    /// The path of a Referer on this site (only a path is ever linked back to).
+    static func sameSitePath(_ referer: String) -> String? {
+        guard let url = URL(string: referer), url.path.hasPrefix("/") else { return nil }
+        return url.path + (url.query.map { "?" + $0 } ?? "")
+    }
+
+    static func date(_ epoch: Double?) -> String? {
+        guard let epoch else { return nil }
+        return ISO8601.string(Date(timeIntervalSince1970: epoch)).prefix(19).replacingOccurrences(of: "T", with: " ") + " UTC"
+    }
+
+    /// The base of webhook URLs: `server.public_url`, else how this request reached the server.
+    func baseURL(_ request: Request) -> String {
+        d.publicURL ?? "\(d.publicScheme)://\(request.head.authority ?? "localhost")"
+    }
+}
+
+/// A console refusal or failure shown as a page with this status.
+struct ConsoleError: Error {
+    let status: HTTPResponse.Status
+    let heading: String
+    let message: String
+    var back: String?
+}
+
+struct ConsoleRedirect: Error {
+    let location: String
+}
+
+/// An `application/x-www-form-urlencoded` body.
+struct Form: Sendable {
+    let fields: [String: String]
+
+    init(_ body: String) {
+        var fields: [String: String] = [:]
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = Self.decode(parts[0])
+            guard !name.isEmpty, fields[name] == nil else { continue }
+            fields[name] = parts.count > 1 ? Self.decode(parts[1]) : ""
+        }
+        self.fields = fields
+    }
+
+    static func decode(_ text: Substring) -> String {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+    }
+
+    subscript(_ name: String) -> String? { fields[name] }
+
+    /// A field with surrounding whitespace removed; nil when absent or blank.
+    func text(_ name: String) -> String? {
+        guard let value = fields[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else { return nil }
+        return value
+    }
+
+    func required(_ name: String, _ label: String) throws -> String {
+        guard let value = text(name) else { throw ConsoleError(status: .badRequest, heading: "Missing field", message: "\(label) is required.") }
+        return value
+    }
+}
+
+/// Addresses that match no route answer the console's "page not found" page, except under the
+/// API, webhook and operations paths, which keep their problem+json answers.
+struct ConsoleNotFoundMiddleware: RouterMiddleware {
+    typealias Context = SentinelRequestContext
+    let console: Console
+
+    static func isConsolePath(_ path: String) -> Bool {
+        !(path.hasPrefix("/api/") || path == "/api" || path.hasPrefix("/webhooks/") || ["/healthz", "/readyz", "/metrics"].contains(path))
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && Self.isConsolePath(request.uri.path) {
+            return try await console.page(request, context) { _ in
+                throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no page at this address.")
+            }
+        }
+    }
+}

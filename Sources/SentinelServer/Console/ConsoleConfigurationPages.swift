@@ -1,0 +1,417 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import SentinelCore
+
+/// Providers, integrations, repositories, members and teams, settings and the audit log.
+extension Console {
+    /// A workspace page (GET) needing the role of `operation`.
+    func get(_ router: Router<SentinelRequestContext>, _ path: String, _ operation: String,
+             _ body: @escaping @Sendable (Member, SentinelRequestContext) async throws -> Response) {
+        router.get(RouterPath(path)) { request, context in
+            try await page(request, context) { visit in try await member(visit, context, operation: operation) { m in try await body(m, context) } }
+        }
+    }
+
+    /// A workspace form post needing the role of `operation`: the form token is checked first.
+    func post(_ router: Router<SentinelRequestContext>, _ path: String, _ operation: String,
+              _ body: @escaping @Sendable (Member, Form, SentinelRequestContext) async throws -> Response) {
+        router.post(RouterPath(path)) { request, context in
+            try await page(request, context) { visit in
+                let form = try await self.form(visit)
+                return try await member(visit, context, operation: operation) { m in try await body(m, form, context) }
+            }
+        }
+    }
+
+    func addConfigurationPages(to router: Router<SentinelRequestContext>) {
+        let ws = "/workspaces/:workspaceId"
+        get(router, ws + "/providers", "listProviders") { m, _ in try await providersPage(m) }
+        post(router, ws + "/providers", "createProvider") { m, form, _ in try await addProvider(m, form) }
+        post(router, ws + "/providers/budget", "updateProvider") { m, form, _ in
+            let raw = form.text("usd")
+            let usd = try raw.map { text -> Double in
+                guard let value = Double(text) else { throw IntegrationError.invalid("the budget must be a number of USD") }
+                return value
+            }
+            try await d.providers.setMonthlyBudget(usd, by: m.actorName, in: m.workspace)
+            return Self.redirect(m.base + "/providers")
+        }
+        post(router, ws + "/providers/:providerId/:action", "updateProvider") { m, form, context in
+            let id = context.parameters.get("providerId") ?? ""
+            switch context.parameters.get("action") {
+            case "enable": _ = try await d.providers.setEnabled(id, true, by: m.actorName, in: m.workspace)
+            case "disable": _ = try await d.providers.setEnabled(id, false, by: m.actorName, in: m.workspace)
+            case "rotate": _ = try await d.providers.rotate(id, apiKey: form["api_key"] ?? "", by: m.actorName, in: m.workspace)
+            case "delete":
+                guard allowed("deleteProvider", m.role) else { throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "You may not delete providers.") }
+                try await d.providers.delete(id, by: m.actorName, in: m.workspace)
+            default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
+            }
+            return Self.redirect(m.base + "/providers")
+        }
+        get(router, ws + "/integrations", "listIntegrations") { m, _ in try await integrationsPage(m) }
+        post(router, ws + "/integrations", "createIntegration") { m, form, _ in try await addIntegration(m, form) }
+        get(router, ws + "/repositories", "listRepositories") { m, _ in try await repositoriesPage(m) }
+        post(router, ws + "/repositories/:repositoryId/:action", "updateRepository") { m, _, context in
+            let id = try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository")
+            let enabled: Bool
+            switch context.parameters.get("action") {
+            case "enable": enabled = true
+            case "disable": enabled = false
+            default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
+            }
+            let plan = try await d.billing.plan(for: m.id)
+            _ = try await m.workspace.write { tx -> RepositoryRecord in
+                guard let repo = try RepositoryStore.find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
+                return try RepositoryStore.setEnabled(enabled, fullName: repo.fullName, plan: plan, in: &tx)
+            }
+            return Self.redirect(m.base + "/repositories")
+        }
+        get(router, ws + "/members", "listMembers") { m, _ in try await membersPage(m) }
+        post(router, ws + "/members", "addMember") { m, form, _ in try await addMember(m, form) }
+        post(router, ws + "/members/:userId/role", "updateMember") { m, form, context in
+            try await changeRole(m, userID: context.parameters.get("userId") ?? "", form)
+        }
+        post(router, ws + "/members/:userId/remove", "removeMember") { m, _, context in
+            try await removeMember(m, userID: context.parameters.get("userId") ?? "")
+        }
+        post(router, ws + "/teams", "createTeam") { m, form, _ in
+            let (name, by) = (try form.required("name", "The team's name"), m.actorName)
+            _ = try await m.workspace.write { tx in try TeamStore.create(name: name, by: by, in: &tx) }
+            return Self.redirect(m.base + "/members")
+        }
+        post(router, ws + "/teams/:teamId/delete", "deleteTeam") { m, _, context in
+            let (team, by) = (try PathID.parse(context.parameters.get("teamId") ?? "", what: "team"), m.actorName)
+            try await m.workspace.write { tx in try TeamStore.delete(team, by: by, in: &tx) }
+            return Self.redirect(m.base + "/members")
+        }
+        get(router, ws + "/settings", "getWorkspaceSettings") { m, _ in try await settingsPage(m) }
+        post(router, ws + "/settings", "putWorkspaceSettings") { m, form, _ in try await saveSettings(m, form) }
+        get(router, ws + "/audit", "listAuditEvents") { m, _ in try await auditPage(m) }
+        addManifestPages(to: router)
+    }
+
+    // MARK: AI providers
+
+    func providersPage(_ m: Member) async throws -> Response {
+        let items = try await d.providers.list(in: m.workspace)
+        let budget = try await d.providers.monthlyBudget(in: m.workspace)
+        let spent = try await d.providers.spentThisMonth(in: m.workspace)
+        var data: [String: Any] = [
+            "items": items.map { p -> [String: Any] in
+                var item: [String: Any] = ["id": p.id, "kind": p.kind, "model": p.model, "priority": p.priority, "enabled": p.enabled]
+                if let suffix = p.keySuffix { item["suffix"] = suffix }
+                return item
+            },
+            "canManage": allowed("createProvider", m.role) && allowed("updateProvider", m.role),
+            "kinds": ProviderStore.kinds,
+            "budget": budget.map { String(format: "$%.2f", $0) } ?? "no limit",
+            "spent": String(format: "$%.2f", spent),
+        ]
+        if let budget { data["budgetValue"] = String(budget) }
+        return try render("providers", title: "AI providers", data, visit: m.visit, member: m)
+    }
+
+    func addProvider(_ m: Member, _ form: Form) async throws -> Response {
+        let baseURL = try form.text("base_url").map { raw -> URL in
+            guard let url = URL(string: raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
+            return url
+        }
+        let priority = try form.text("priority").map { raw -> Int in
+            guard let value = Int(raw), (0...10_000).contains(value) else { throw IntegrationError.invalid("priority must be a whole number 0...10000") }
+            return value
+        } ?? 100
+        _ = try await d.providers.add(kind: try form.required("kind", "The kind"), apiKey: form.text("api_key"), model: form.text("model"),
+                                      baseURL: baseURL, apiVersion: form.text("api_version"), deployment: form.text("deployment"),
+                                      priority: priority, by: m.actorName, in: m.workspace)
+        return Self.redirect(m.base + "/providers")
+    }
+
+    // MARK: Integrations
+
+    func integrationsPage(_ m: Member) async throws -> Response {
+        let base = baseURL(m.visit.request)
+        let items = try await d.integrations.list(in: m.workspace)
+        let ids = items.map(\.id)
+        let deliveries = try await m.workspace.read { db in
+            try ids.compactMap { id in try DeliverySummary.latest(integrationID: id, in: db).map { (id, $0) } }
+        }
+        let latest = Dictionary(deliveries) { a, _ in a }
+        let data: [String: Any] = [
+            "items": items.map { i -> [String: Any] in
+                var item: [String: Any] = ["kind": i.kind, "appID": i.appID.map(String.init) ?? "", "apiURL": i.apiURL,
+                                           "webhookURL": base + i.webhookPath, "created": i.createdAt]
+                if let delivery = latest[i.id] {
+                    var d: [String: Any] = ["event": delivery.event, "at": Self.date(delivery.receivedAt) ?? "",
+                                            "outcome": delivery.outcome ?? "waiting to be processed"]
+                    if let action = delivery.action { d["action"] = action }
+                    item["delivery"] = d
+                }
+                return item
+            },
+            "canManage": allowed("createIntegration", m.role),
+        ]
+        return try render("integrations", title: "Integrations", data, visit: m.visit, member: m)
+    }
+
+    /// Adds a GitHub App from its id, private key and webhook secret, as `POST …/integrations` does.
+    func addIntegration(_ m: Member, _ form: Form) async throws -> Response {
+        guard let appID = Int64(try form.required("app_id", "The App ID")), appID > 0 else {
+            throw IntegrationError.invalid("app_id must be a positive whole number")
+        }
+        var apiURL = IntegrationService.defaultGitHubAPI
+        if let raw = form.text("api_url") {
+            guard let url = URL(string: raw) else { throw IntegrationError.invalid("api_url is not a URL") }
+            apiURL = url
+        }
+        _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: appID, privateKeyPEM: try form.required("private_key", "The private key"),
+                                               webhookSecret: Data(try form.required("webhook_secret", "The webhook secret").utf8), apiURL: apiURL,
+                                               caBundlePEM: form.text("ca_bundle"), botLogin: form.text("bot_login"))
+        return Self.redirect(m.base + "/integrations")
+    }
+
+    // MARK: Repositories
+
+    func repositoriesPage(_ m: Member) async throws -> Response {
+        let after = m.visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+        let limit = 50
+        let repos = try await m.workspace.read { db in try RepositoryStore.list(after: after, limit: limit + 1, in: db) }
+        var data: [String: Any] = [
+            "items": repos.prefix(limit).map { ["id": $0.id, "name": $0.fullName, "enabled": $0.enabled, "removed": $0.removed] as [String: Any] },
+            "canManage": allowed("updateRepository", m.role),
+        ]
+        if repos.count > limit, let last = repos.prefix(limit).last { data["next"] = "\(m.base)/repositories?after=\(last.id)" }
+        return try render("repositories", title: "Repositories", data, visit: m.visit, member: m)
+    }
+
+    // MARK: Members and teams
+
+    func membersPage(_ m: Member) async throws -> Response {
+        let members = try d.identity.members(of: m.id)
+        let teams = try await m.workspace.read { db in try TeamStore.list(in: db) }
+        let canManage = allowed("addMember", m.role)
+        // Owners may grant, change and remove every role; admins every role but owner.
+        let grantable = WorkspaceRole.allCases.filter { $0 != .owner || m.role == .owner }
+        let data: [String: Any] = [
+            "items": members.map { member -> [String: Any] in
+                ["userID": member.userID, "email": member.email, "role": member.role.rawValue,
+                 "editable": member.role != .owner || m.role == .owner,
+                 "roles": grantable.map { ["name": $0.rawValue, "selected": $0 == member.role] as [String: Any] }]
+            },
+            "grantable": grantable.map(\.rawValue),
+            "canManage": canManage,
+            "teams": teams.map { ["id": $0.id, "name": $0.name, "size": $0.members.count] as [String: Any] },
+        ]
+        return try render("members", title: "Members", data, visit: m.visit, member: m)
+    }
+
+    func role(_ form: Form) throws -> WorkspaceRole {
+        guard let role = form.text("role").flatMap(WorkspaceRole.init(rawValue:)) else {
+            throw IdentityError(.invalid, "role must be one of viewer, member, admin, owner")
+        }
+        return role
+    }
+
+    /// Granting, changing or removing the owner role takes an owner (the API's rule).
+    func requireOwner(for role: WorkspaceRole, _ m: Member) throws {
+        if role == .owner, m.role != .owner { throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "Only owners can grant, change or remove the owner role.") }
+    }
+
+    func addMember(_ m: Member, _ form: Form) async throws -> Response {
+        let role = try role(form)
+        try requireOwner(for: role, m)
+        let email = try form.required("email", "The email")
+        guard let user = try d.identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
+        if try d.identity.role(of: user.id, in: m.id) != nil { throw IdentityError(.conflict, "\(user.email) is already a member; change the role instead") }
+        let plan = try await d.billing.plan(for: m.id)
+        try d.identity.setRole(role, userID: user.id, in: m.id, seatLimit: plan)
+        try await audit(m, "MemberAdded", "user:\(user.id)", ["email": user.email, "role": role.rawValue, "by": m.actorName])
+        return Self.redirect(m.base + "/members")
+    }
+
+    func changeRole(_ m: Member, userID: String, _ form: Form) async throws -> Response {
+        let role = try role(form)
+        guard let current = try d.identity.role(of: userID, in: m.id), let user = try d.identity.user(id: userID) else {
+            throw IdentityError(.notFound, "no such member")
+        }
+        try requireOwner(for: max(current, role), m)
+        try d.identity.setRole(role, userID: userID, in: m.id)
+        try await audit(m, "MemberRoleChanged", "user:\(userID)", ["email": user.email, "from": current.rawValue, "role": role.rawValue, "by": m.actorName])
+        return Self.redirect(m.base + "/members")
+    }
+
+    func removeMember(_ m: Member, userID: String) async throws -> Response {
+        guard let current = try d.identity.role(of: userID, in: m.id) else { throw IdentityError(.notFound, "no such member") }
+        try requireOwner(for: current, m)
+        try d.identity.removeMember(userID: userID, from: m.id)
+        try await m.workspace.write { tx in try TeamStore.removeFromAllTeams(userID, in: tx.db) }
+        try await audit(m, "MemberRemoved", "user:\(userID)", ["role": current.rawValue, "by": m.actorName])
+        return Self.redirect(m.base + "/members")
+    }
+
+    func audit(_ m: Member, _ type: String, _ subject: String, _ payload: [String: String]) async throws {
+        _ = try await m.workspace.write { tx in try tx.append(DomainEvent(type: type, subject: subject, payload: payload)) }
+    }
+
+    // MARK: Settings
+
+    struct SettingsData: Sendable {
+        let version: PolicyVersion?
+        let history: [PolicyVersion]
+        let entries: [ExplainedEntry]
+        let repositories: [RepositoryRecord]
+    }
+
+    func settingsPage(_ m: Member) async throws -> Response {
+        let repositoryID = m.visit.request.uri.queryParameters["repository"].flatMap { Int64(String($0)) }
+        let found = try await m.workspace.read { db -> SettingsData in
+            var explained: Int64?
+            if let repositoryID {
+                guard let repo = try RepositoryStore.find(id: repositoryID, in: db), !repo.removed else { throw StorageError.notFound("no such repository") }
+                explained = repo.id
+            }
+            return SettingsData(version: try PolicyService.latest(scope: PolicyService.workspaceScope, in: db),
+                                history: try PolicyService.history(scope: PolicyService.workspaceScope, limit: 20, in: db),
+                                entries: try PolicyService.resolve(in: db, repositoryID: explained, fileText: nil).effective.entries,
+                                repositories: try RepositoryStore.all(in: db).filter { !$0.removed })
+        }
+        let values = try JSONEncoder.sentinelPretty.encode(found.version?.values ?? [:])
+        var data: [String: Any] = [
+            "entries": found.entries.map { e -> [String: Any] in
+                ["key": e.key, "value": Self.display(e.value), "source": e.source.rawValue, "locked": e.locked, "lockedBy": e.lockedBy?.rawValue ?? ""]
+            },
+            "repositories": found.repositories.map { ["id": $0.id, "name": $0.fullName, "selected": $0.id == repositoryID] as [String: Any] },
+            "values": String(decoding: values, as: UTF8.self),
+            "locks": (found.version?.locks ?? []).joined(separator: ", "),
+            "canManage": allowed("putWorkspaceSettings", m.role),
+            "history": try found.history.map { v -> [String: Any] in
+                ["id": v.id, "by": v.createdBy, "at": v.createdAt, "locks": v.locks.joined(separator: ", "),
+                 "values": String(decoding: try JSONEncoder.sentinel.encode(v.values), as: UTF8.self)]
+            },
+        ]
+        if let version = found.version { data["version"] = ["id": version.id, "by": version.createdBy, "at": version.createdAt] as [String: Any] }
+        return try render("settings", title: "Settings", data, visit: m.visit, member: m)
+    }
+
+    /// A setting's value as shown: text as it is, other values as JSON.
+    static func display(_ value: PolicyValue) -> String {
+        if case .string(let text) = value { return text }
+        return value.description
+    }
+
+    /// Saves a new version of the workspace settings, as `PUT …/settings` does.
+    func saveSettings(_ m: Member, _ form: Form) async throws -> Response {
+        let text = form.text("values") ?? "{}"
+        let values: [String: PolicyValue]
+        do {
+            values = try JSONDecoder().decode([String: PolicyValue].self, from: Data(text.utf8))
+        } catch {
+            throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
+        }
+        // The API refuses control characters other than line breaks and tabs in every string.
+        for (key, value) in values {
+            let strings: [String]
+            switch value {
+            case .string(let s): strings = [s]
+            case .list(let l): strings = l
+            case .map(let m): strings = Array(m.keys) + Array(m.values)
+            case .bool, .int: strings = []
+            }
+            if strings.contains(where: { $0.unicodeScalars.contains { $0.properties.generalCategory == .control && !"\n\r\t".unicodeScalars.contains($0) } }) {
+                throw IdentityError(.invalid, "values.\(key): must not contain control characters")
+            }
+        }
+        let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        let by = m.actorName
+        _ = try await m.workspace.write { tx in
+            try PolicyService.saveVersion(scope: PolicyService.workspaceScope, values: values, locks: locks, by: by, in: &tx)
+        }
+        return Self.redirect(m.base + "/settings")
+    }
+
+    // MARK: Audit log
+
+    func auditPage(_ m: Member) async throws -> Response {
+        let after = m.visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+        let limit = 50
+        let events = try await m.workspace.read { db in
+            try EventLog.read(after: after, limit: limit + 1, types: WorkspaceHandlers.auditTypes, in: db)
+        }
+        var data: [String: Any] = [
+            "items": events.prefix(limit).map { e -> [String: Any] in
+                ["seq": e.seq, "at": e.occurredAt, "type": e.type, "subject": e.subject ?? "", "data": e.data]
+            },
+        ]
+        if events.count > limit, let last = events.prefix(limit).last { data["next"] = "\(m.base)/audit?after=\(last.seq)" }
+        return try render("audit", title: "Audit log", data, visit: m.visit, member: m)
+    }
+}
+
+/// The GitHub App manifest flow: a page that posts the manifest to GitHub, and the callback that
+/// exchanges GitHub's one-time code for the App's credentials. The round trip's `state` names the
+/// integration id (the webhook URL had to be in the manifest) and the API URL, signed with the
+/// visitor's session so that only they can complete it.
+extension Console {
+    func addManifestPages(to router: Router<SentinelRequestContext>) {
+        let ws = "/workspaces/:workspaceId"
+        post(router, ws + "/integrations/manifest", "createIntegration") { m, form, _ in try startManifest(m, form) }
+        get(router, ws + "/integrations/manifest/callback", "createIntegration") { m, _ in try await completeManifest(m) }
+    }
+
+    func manifestState(_ m: Member, id: IntegrationID, apiURL: String) -> String {
+        let api = Data(apiURL.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return "\(id.rawValue).\(api).\(Self.formToken(secret: (m.visit.formSecret ?? "") + "|manifest|\(m.id.rawValue)|\(id.rawValue)|\(api)"))"
+    }
+
+    func startManifest(_ m: Member, _ form: Form) throws -> Response {
+        var apiURL = IntegrationService.defaultGitHubAPI
+        if let raw = form.text("api_url") {
+            guard let url = URL(string: raw), url.scheme != nil, url.host != nil else { throw IntegrationError.invalid("api_url is not a URL") }
+            apiURL = url
+        }
+        let id = IntegrationID.generate()
+        let base = baseURL(m.visit.request)
+        let webhookURL = base + "/webhooks/github/\(id.rawValue)"
+        let state = manifestState(m, id: id, apiURL: apiURL.absoluteString)
+        let target = try GitHubAppManifest.creationURL(apiURL: apiURL, organization: form.text("organization"), state: state)
+        let name = String((form.text("name") ?? "Sentinel \(m.record.name)").prefix(34))
+        let manifest = GitHubAppManifest.manifest(name: name, homepage: base + "/", webhookURL: webhookURL,
+                                                  redirectURL: base + m.base + "/integrations/manifest/callback")
+        let data: [String: Any] = [
+            "target": target.absoluteString, "manifest": manifest, "webhookURL": webhookURL, "host": target.host ?? "GitHub",
+            "permissions": GitHubAppManifest.permissions.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "),
+            "events": GitHubAppManifest.events.joined(separator: ", "),
+        ]
+        var response = try render("manifest", title: "Create the GitHub App", data, visit: m.visit, member: m)
+        // This one form posts to GitHub.
+        let origin = "\(target.scheme ?? "https")://\(target.host ?? "")\(target.port.map { ":\($0)" } ?? "")"
+        response.headers[.contentSecurityPolicy] = (Self.htmlHeaders[.contentSecurityPolicy] ?? "")
+            .replacingOccurrences(of: "form-action 'self'", with: "form-action 'self' \(origin)")
+        return response
+    }
+
+    func completeManifest(_ m: Member) async throws -> Response {
+        let query = m.visit.request.uri.queryParameters
+        let parts = (query["state"].map(String.init) ?? "").split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, let id = IntegrationID(parts[0]),
+              m.visit.formSecret != nil,
+              constantTimeEqual(parts[2], Self.formToken(secret: (m.visit.formSecret ?? "") + "|manifest|\(m.id.rawValue)|\(id.rawValue)|\(parts[1])")),
+              let apiData = Data(base64Encoded: Self.padded(parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))),
+              let apiURL = URL(string: String(decoding: apiData, as: UTF8.self)) else {
+            throw ConsoleError(status: .forbidden, heading: "Could not finish",
+                               message: "GitHub sent back a state this session did not start (or it was altered). Start the App creation again from the integrations page.")
+        }
+        guard let code = query["code"].map(String.init) else { throw IntegrationError.invalid("GitHub sent no code back") }
+        let conversion = try await GitHubAppManifest.convert(code: code, apiURL: apiURL, http: outbound)
+        _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: conversion.appID, privateKeyPEM: conversion.privateKeyPEM,
+                                               webhookSecret: Data(conversion.webhookSecret.utf8), apiURL: apiURL, id: id)
+        return Self.redirect(m.base + "/integrations")
+    }
+
+    static func padded(_ base64: String) -> String {
+        base64 + String(repeating: "=", count: (4 - base64.count % 4) % 4)
+    }
+}

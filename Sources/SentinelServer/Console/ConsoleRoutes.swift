@@ -1,0 +1,149 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SentinelCore
+
+extension Console {
+    /// Registers the console's pages beside the webhook and API routes.
+    func add(to router: Router<SentinelRequestContext>) {
+        router.get("/console.css") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "public, max-age=3600"],
+                     body: .init(byteBuffer: ByteBuffer(string: ConsoleStyle.css)))
+        }
+        router.get("/") { request, context in try await page(request, context) { visit in try home(visit) } }
+        router.get("/setup") { request, context in try await page(request, context) { visit in try setupPage(visit) } }
+        router.post("/setup") { request, context in try await page(request, context) { visit in try await completeSetup(visit) } }
+        router.get("/sign-in") { request, context in try await page(request, context) { visit in try signInPage(visit) } }
+        router.post("/sign-in") { request, context in try await page(request, context) { visit in try await signIn(visit) } }
+        router.post("/sign-out") { request, context in try await page(request, context) { visit in try await signOut(visit) } }
+        router.get("/workspaces") { request, context in try await page(request, context) { visit in try workspacesPage(visit) } }
+        router.post("/workspaces") { request, context in try await page(request, context) { visit in try await createWorkspace(visit) } }
+        addWorkspacePages(to: router)
+        addConfigurationPages(to: router)
+        addAdminPages(to: router)
+    }
+
+    // MARK: Start, setup, sign-in
+
+    func home(_ visit: Visit) throws -> Response {
+        if try !d.identity.hasUsers() { return Self.redirect("/setup") }
+        return Self.redirect(visit.principal == nil ? "/sign-in" : "/workspaces")
+    }
+
+    /// A visit that will render a pre-sign-in form: gets a form cookie when it has none.
+    func withFormCookie(_ visit: Visit) -> Visit {
+        var visit = visit
+        if visit.formSecret == nil { visit.newFormSecret = "frm_" + Console.randomSecret() }
+        return visit
+    }
+
+    func setupPage(_ visit: Visit, error: String? = nil, email: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+        guard try !d.identity.hasUsers() else { return Self.redirect(visit.principal == nil ? "/sign-in" : "/workspaces") }
+        var data: [String: Any] = ["tokenPath": d.dataDirectory.setupTokenFile.path]
+        if let error { data["error"] = error }
+        if let email { data["email"] = email }
+        return try render("setup", title: "Set up Sentinel", data, visit: withFormCookie(visit), status: status)
+    }
+
+    func completeSetup(_ visit: Visit) async throws -> Response {
+        let form = try await self.form(visit)
+        let (token, email, password) = (form["setup_token"]?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", form["email"] ?? "",
+                                        form["password"] ?? "")
+        let (identity, directory) = (d.identity, d.dataDirectory)
+        let user: User
+        do {
+            user = try await identity.passwords.run { try identity.completeSetup(token: token, email: email, password: password, in: directory) }
+        } catch let error as IdentityError {
+            let problem = error.problem
+            return try setupPage(visit, error: problem.detail, email: email, status: .init(code: problem.status))
+        }
+        return try startSession(for: user)
+    }
+
+    func signInPage(_ visit: Visit, error: String? = nil, email: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+        if try !d.identity.hasUsers() { return Self.redirect("/setup") }
+        if visit.principal != nil, error == nil { return Self.redirect("/workspaces") }
+        var data: [String: Any] = [:]
+        if let error { data["error"] = error }
+        if let email { data["email"] = email }
+        return try render("signin", title: "Sign in", data, visit: withFormCookie(visit), status: status)
+    }
+
+    /// Sign-in with the API's throttle: the failure slot is taken before the password is checked.
+    func signIn(_ visit: Visit) async throws -> Response {
+        let form = try await self.form(visit)
+        let (email, password) = (form["email"]?.trimmingCharacters(in: .whitespaces) ?? "", form["password"] ?? "")
+        let attempt: LoginThrottle.Attempt
+        switch await d.loginThrottle.reserve(account: email, address: visit.clientAddress) {
+        case .limited(let wait):
+            var response = try signInPage(visit, error: "Too many failed sign-ins; try again in \(wait) s.", email: email, status: .tooManyRequests)
+            response.headers[.retryAfter] = String(wait)
+            return response
+        case .admitted(let reserved):
+            attempt = reserved
+        }
+        let identity = d.identity
+        let checked: User?
+        do {
+            checked = try await identity.passwords.run { try identity.checkPassword(email: email, password: password) }
+        } catch {
+            await d.loginThrottle.abandoned(attempt)
+            throw error
+        }
+        guard let user = checked else {
+            return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)
+        }
+        await d.loginThrottle.succeeded(attempt)
+        return try startSession(for: user)
+    }
+
+    func startSession(for user: User) throws -> Response {
+        let (token, expires) = try d.identity.createSession(for: user)
+        var response = Self.redirect("/workspaces")
+        response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.sessionCookie, token,
+                                                                          maxAge: max(Int(expires.timeIntervalSinceNow), 0))))
+        response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.formCookie, "", maxAge: 0)))
+        return response
+    }
+
+    func signOut(_ visit: Visit) async throws -> Response {
+        _ = try await form(visit)
+        if let id = visit.sessionID { try d.identity.endSession(id: id) }
+        var response = Self.redirect("/sign-in")
+        response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.sessionCookie, "", maxAge: 0)))
+        return response
+    }
+
+    // MARK: Workspaces
+
+    func workspacesPage(_ visit: Visit) throws -> Response {
+        let principal = try signedIn(visit)
+        let memberships = try d.identity.memberships(of: principal.user.id)
+        let mine = Set(memberships.map { $0.0.id })
+        var data: [String: Any] = [
+            "items": memberships.map { ["id": $0.0.id, "name": $0.0.name, "plan": $0.0.plan, "role": $0.1.rawValue] as [String: Any] },
+            "canCreate": principal.user.isAdmin && document.operations["createWorkspace"]?.access == .applianceAdmin,
+        ]
+        data["others"] = principal.user.isAdmin
+            ? try d.workspaces.list().filter { !mine.contains($0.id) }.map { ["name": $0.name, "plan": $0.plan] as [String: Any] } : []
+        return try render("workspaces", title: "Workspaces", data, visit: visit)
+    }
+
+    /// Creates a workspace with an owner (the admin, or the user named), as the API does.
+    func createWorkspace(_ visit: Visit) async throws -> Response {
+        let principal = try signedIn(visit)
+        let form = try await self.form(visit)
+        try requireAdmin("createWorkspace", principal)
+        var owner = principal.user
+        if let email = form.text("owner_email") {
+            guard let found = try d.identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
+            owner = found
+        }
+        let record = try d.workspaces.create(name: try form.required("name", "The workspace's name"))
+        guard let id = record.workspaceID else { throw StorageError.invalid("the new workspace has a malformed id \(record.id)") }
+        try d.identity.setRole(.owner, userID: owner.id, in: id)
+        return Self.redirect(owner.id == principal.user.id ? "/workspaces/\(id.rawValue)" : "/workspaces")
+    }
+}

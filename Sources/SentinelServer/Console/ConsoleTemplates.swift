@@ -1,0 +1,479 @@
+import Mustache
+
+/// The console's mustache templates, compiled into the binary (no template directory to install).
+/// `{{x}}` escapes HTML; `{{{x}}}` is used only for markup the console renders itself (the page
+/// body, SVG charts).
+enum ConsoleTemplates {
+    static let all: [String: String] = [
+        "layout": layout, "csrf": csrf, "message": message, "setup": setup, "signin": signin, "workspaces": workspaces,
+        "overview": overview, "runs": runs, "run": run, "providers": providers, "integrations": integrations,
+        "repositories": repositories, "members": members, "settings": settings, "audit": audit, "runtable": runTable,
+        "admin": admin, "manifest": manifest, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
+    ]
+
+    static func library() throws -> MustacheLibrary {
+        var library = MustacheLibrary()
+        for (name, text) in all { try library.register(text, named: name) }
+        return library
+    }
+
+    static let csrf = #"<input type="hidden" name="csrf" value="{{csrf}}">"#
+
+    static let layout = #"""
+    <!doctype html>
+    <html lang="en">
+    <head>
+    <meta charset="utf-8">
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <title>{{title}} · Sentinel</title>
+    <link rel="stylesheet" href="/console.css">
+    </head>
+    <body>
+    <a class="skip" href="#main">Skip to content</a>
+    <header class="top">
+      <a class="brand" href="/">Sentinel</a>
+      {{#user}}
+      <nav aria-label="Account" class="account">
+        <a href="/workspaces">Workspaces</a>
+        {{#isAdmin}}<a href="/admin">Admin</a>{{/isAdmin}}
+        <span class="who">{{email}}{{#isAdmin}} (appliance admin){{/isAdmin}}</span>
+        <form method="post" action="/sign-out" class="inline">{{> csrf}}<button type="submit">Sign out</button></form>
+      </nav>
+      {{/user}}
+    </header>
+    {{#workspace}}
+    <nav aria-label="Workspace" class="wsnav">
+      <span class="wsname">{{name}}</span>
+      <a href="/workspaces/{{id}}">Overview</a>
+      <a href="/workspaces/{{id}}/runs">Runs</a>
+      <a href="/workspaces/{{id}}/repositories">Repositories</a>
+      <a href="/workspaces/{{id}}/integrations">Integrations</a>
+      <a href="/workspaces/{{id}}/providers">AI providers</a>
+      <a href="/workspaces/{{id}}/members">Members</a>
+      <a href="/workspaces/{{id}}/settings">Settings</a>
+      {{#canAudit}}<a href="/workspaces/{{id}}/audit">Audit log</a>{{/canAudit}}
+      <span class="role">Your role: {{role}}</span>
+    </nav>
+    {{/workspace}}
+    <main id="main" tabindex="-1">
+    {{{body}}}
+    </main>
+    </body>
+    </html>
+    """#
+
+    static let message = #"""
+    <h1>{{heading}}</h1>
+    <p class="{{kind}}" role="{{aria}}">{{text}}</p>
+    {{#back}}<p><a href="{{back}}">Back</a></p>{{/back}}
+    <p><a href="/">Go to the start page</a></p>
+    """#
+
+    static let setup = #"""
+    <h1>Set up Sentinel</h1>
+    <p>No administrator exists yet. Create the first appliance admin with the one-time setup token
+    Sentinel wrote to <code>{{tokenPath}}</code> (relative to the data directory: <code>data/secrets/setup-token</code>).</p>
+    {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
+    <form method="post" action="/setup" class="stack">
+      {{> csrf}}
+      <label for="setup_token">Setup token</label>
+      <input id="setup_token" name="setup_token" required autocomplete="off">
+      <label for="email">Admin email</label>
+      <input id="email" name="email" type="email" required autocomplete="username" value="{{email}}">
+      <label for="password">Password</label>
+      <input id="password" name="password" type="password" required autocomplete="new-password">
+      <button type="submit">Create the admin</button>
+    </form>
+    """#
+
+    static let signin = #"""
+    <h1>Sign in</h1>
+    {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
+    <form method="post" action="/sign-in" class="stack">
+      {{> csrf}}
+      <label for="email">Email</label>
+      <input id="email" name="email" type="email" required autocomplete="username" value="{{email}}">
+      <label for="password">Password</label>
+      <input id="password" name="password" type="password" required autocomplete="current-password">
+      <button type="submit">Sign in</button>
+    </form>
+    """#
+
+    static let workspaces = #"""
+    <h1>Workspaces</h1>
+    {{#empty(items)}}<p>You are not a member of any workspace yet.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table>
+      <caption>Workspaces you belong to</caption>
+      <thead><tr><th scope="col">Name</th><th scope="col">Plan</th><th scope="col">Your role</th></tr></thead>
+      <tbody>
+      {{#items}}<tr><td><a href="/workspaces/{{id}}">{{name}}</a></td><td>{{plan}}</td><td>{{role}}</td></tr>{{/items}}
+      </tbody>
+    </table>
+    {{/empty(items)}}
+    {{^empty(others)}}
+    <h2>Other workspaces on this appliance</h2>
+    <ul>{{#others}}<li>{{name}} <span class="muted">({{plan}}; you are not a member)</span></li>{{/others}}</ul>
+    {{/empty(others)}}
+    {{#canCreate}}
+    <h2>Create a workspace</h2>
+    <form method="post" action="/workspaces" class="stack">
+      {{> csrf}}
+      <label for="name">Name</label>
+      <input id="name" name="name" required maxlength="100">
+      <label for="owner_email">Owner's email (optional; you by default)</label>
+      <input id="owner_email" name="owner_email" type="email">
+      <button type="submit">Create workspace</button>
+    </form>
+    {{/canCreate}}
+    """#
+
+    static let overview = #"""
+    <h1>{{workspace.name}}: overview</h1>
+    <section aria-labelledby="month">
+      <h2 id="month">This month ({{period}}, plan {{plan}})</h2>
+      <dl class="figures">
+        <div><dt>Reviews</dt><dd>{{reviews}}</dd></div>
+        <div><dt>Findings</dt><dd>{{findings}}</dd></div>
+        <div><dt>Tokens</dt><dd>{{tokens}}</dd></div>
+        <div><dt>Estimated AI cost</dt><dd>{{cost}}</dd></div>
+      </dl>
+      {{^empty(limits)}}
+      <table>
+        <caption>Plan limits</caption>
+        <thead><tr><th scope="col">Limit</th><th scope="col">Used</th><th scope="col">Allowed</th></tr></thead>
+        <tbody>{{#limits}}<tr><td>{{limit}}</td><td>{{used}}</td><td>{{allowed}}{{#soft}} <strong class="warn">(soft limit reached)</strong>{{/soft}}</td></tr>{{/limits}}</tbody>
+      </table>
+      {{/empty(limits)}}
+    </section>
+    <section aria-labelledby="attention">
+      <h2 id="attention">Needs attention</h2>
+      {{#empty(attention)}}<p>Nothing needs attention.</p>{{/empty(attention)}}
+      <ul class="attention">{{#attention}}<li>{{#href}}<a href="{{href}}">{{text}}</a>{{/href}}{{^href}}{{text}}{{/href}}</li>{{/attention}}</ul>
+    </section>
+    <section aria-labelledby="charts">
+      <h2 id="charts">Last 30 days</h2>
+      <div class="charts">{{{runsChart}}}{{{findingsChart}}}{{{costChart}}}</div>
+    </section>
+    <section aria-labelledby="latest">
+      <h2 id="latest">Latest runs</h2>
+      {{> runtable}}
+      <p><a href="/workspaces/{{workspace.id}}/runs">All runs</a></p>
+    </section>
+    """#
+
+    static let runTable = #"""
+    {{#empty(runs)}}<p>No runs yet.</p>{{/empty(runs)}}
+    {{^empty(runs)}}
+    <table>
+      <caption>Review runs</caption>
+      <thead><tr><th scope="col">Run</th><th scope="col">Repository</th><th scope="col">PR</th><th scope="col">State</th><th scope="col">Created</th></tr></thead>
+      <tbody>
+      {{#runs}}<tr><td><a href="/workspaces/{{workspace.id}}/runs/{{id}}">#{{id}}</a></td><td>{{repository}}</td><td>{{pr}}</td><td><span class="state {{state}}">{{state}}</span></td><td>{{created}}</td></tr>{{/runs}}
+      </tbody>
+    </table>
+    {{/empty(runs)}}
+    """#
+
+    static let runs = #"""
+    <h1>Runs</h1>
+    <form method="get" action="/workspaces/{{workspace.id}}/runs" class="filters">
+      <label for="repository">Repository</label>
+      <select id="repository" name="repository"><option value="">All</option>{{#repositories}}<option value="{{id}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/repositories}}</select>
+      <label for="state">State</label>
+      <select id="state" name="state"><option value="">All</option>{{#states}}<option value="{{name}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/states}}</select>
+      <label for="pr">PR</label>
+      <input id="pr" name="pr" inputmode="numeric" pattern="[0-9]*" size="6" value="{{pr}}">
+      <button type="submit">Filter</button>
+    </form>
+    {{> runtable}}
+    {{#next}}<p><a href="{{next}}" rel="next">Older runs</a></p>{{/next}}
+    """#
+
+    static let run = #"""
+    <h1>Run #{{run.id}}: {{run.repository}} PR #{{run.pr}}</h1>
+    <dl class="facts">
+      <dt>State</dt><dd><span class="state {{run.state}}">{{run.state}}</span>{{#run.reason}} ({{run.reason}}){{/run.reason}}</dd>
+      {{#run.conclusion}}<dt>Conclusion</dt><dd>{{run.conclusion}}</dd>{{/run.conclusion}}
+      <dt>Trigger</dt><dd>{{run.trigger}}</dd>
+      <dt>Head commit</dt><dd><code>{{run.head}}</code></dd>
+      <dt>Created</dt><dd>{{run.created}}</dd>
+      {{#run.started}}<dt>Started</dt><dd>{{run.started}}</dd>{{/run.started}}
+      {{#run.finished}}<dt>Finished</dt><dd>{{run.finished}}</dd>{{/run.finished}}
+      {{#coverage}}<dt>Coverage</dt><dd>{{coverage}}</dd>{{/coverage}}
+      {{#prURL}}<dt>Pull request</dt><dd><a href="{{prURL}}">{{prURL}}</a></dd>{{/prURL}}
+    </dl>
+    {{#canRequest}}
+    <div class="actions">
+      <form method="post" action="/workspaces/{{workspace.id}}/runs/{{run.id}}/rerun" class="inline">{{> csrf}}<button type="submit">Re-run</button></form>
+      {{#cancellable}}<form method="post" action="/workspaces/{{workspace.id}}/runs/{{run.id}}/cancel" class="inline">{{> csrf}}<button type="submit">Cancel</button></form>{{/cancellable}}
+    </div>
+    {{/canRequest}}
+    {{#summary}}<h2>Summary</h2><p class="pre">{{summary}}</p>{{/summary}}
+    <h2>Findings ({{count(findings)}})</h2>
+    {{#empty(findings)}}<p>No findings.</p>{{/empty(findings)}}
+    <ol class="findings">
+    {{#findings}}<li><p><span class="sev {{severity}}">{{severity}}</span> <code>{{location}}</code> <strong>{{title}}</strong> <span class="muted">{{category}}, {{source}}, {{#posted}}posted on the PR{{/posted}}{{^posted}}not posted{{/posted}}</span></p><p class="pre">{{body}}</p>{{#suggestion}}<pre>{{suggestion}}</pre>{{/suggestion}}</li>{{/findings}}
+    </ol>
+    <h2>AI usage</h2>
+    {{#empty(calls)}}<p>No AI calls were recorded for this run.</p>{{/empty(calls)}}
+    {{^empty(calls)}}
+    <table><caption>Each AI call of this run</caption>
+    <thead><tr><th scope="col">Provider</th><th scope="col">Model</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Estimated cost</th><th scope="col">Duration</th></tr></thead>
+    <tbody>{{#calls}}<tr><td>{{provider}}</td><td>{{model}}</td><td>{{input}}</td><td>{{output}}</td><td>{{cost}}</td><td>{{duration}}</td></tr>{{/calls}}</tbody></table>
+    {{/empty(calls)}}
+    <h2>Policy snapshot</h2>
+    {{#policySHA}}<p>SHA-256 <code>{{policySHA}}</code></p>{{/policySHA}}
+    {{#policy}}<pre>{{policy}}</pre>{{/policy}}{{^policy}}<p>No snapshot was recorded.</p>{{/policy}}
+    """#
+
+    static let providers = #"""
+    <h1>AI providers</h1>
+    {{#empty(items)}}<p>No AI provider yet: reviews run only when one is enabled.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table>
+      <caption>Providers, in the order they are tried</caption>
+      <thead><tr><th scope="col">Kind</th><th scope="col">Model</th><th scope="col">Key</th><th scope="col">Priority</th><th scope="col">State</th>{{#canManage}}<th scope="col">Actions</th>{{/canManage}}</tr></thead>
+      <tbody>
+      {{#items}}<tr><td>{{kind}}</td><td>{{model}}</td><td>{{#suffix}}…{{suffix}}{{/suffix}}{{^suffix}}none{{/suffix}}</td><td>{{priority}}</td><td>{{#enabled}}enabled{{/enabled}}{{^enabled}}disabled{{/enabled}}</td>
+      {{#canManage}}<td class="actions">
+        <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/{{#enabled}}disable{{/enabled}}{{^enabled}}enable{{/enabled}}" class="inline">{{> csrf}}<button type="submit">{{#enabled}}Disable{{/enabled}}{{^enabled}}Enable{{/enabled}}</button></form>
+        <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/rotate" class="inline">{{> csrf}}<label for="key-{{id}}">New key</label> <input id="key-{{id}}" name="api_key" type="password" autocomplete="off" required> <button type="submit">Rotate key</button></form>
+        <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete</button></form>
+      </td>{{/canManage}}</tr>{{/items}}
+      </tbody>
+    </table>
+    {{/empty(items)}}
+    <p>Monthly AI budget: {{budget}}; spent this month: {{spent}}.</p>
+    {{#canManage}}
+    <h2>Add a provider</h2>
+    <form method="post" action="/workspaces/{{workspace.id}}/providers" class="stack">
+      {{> csrf}}
+      <label for="kind">Kind</label>
+      <select id="kind" name="kind">{{#kinds}}<option>{{.}}</option>{{/kinds}}</select>
+      <label for="model">Model (optional)</label><input id="model" name="model">
+      <label for="api_key">API key (write-only: only its last 4 characters are ever shown)</label>
+      <input id="api_key" name="api_key" type="password" autocomplete="off">
+      <label for="base_url">Base URL (openai-compatible, azure-openai)</label><input id="base_url" name="base_url" type="url">
+      <label for="api_version">API version (azure-openai)</label><input id="api_version" name="api_version">
+      <label for="deployment">Deployment (azure-openai)</label><input id="deployment" name="deployment">
+      <label for="priority">Priority (lower is tried first)</label><input id="priority" name="priority" inputmode="numeric" value="100">
+      <button type="submit">Add provider</button>
+    </form>
+    <h2>Monthly AI budget</h2>
+    <form method="post" action="/workspaces/{{workspace.id}}/providers/budget" class="stack">
+      {{> csrf}}
+      <label for="usd">Budget in USD per calendar month (empty: no limit)</label>
+      <input id="usd" name="usd" inputmode="decimal" value="{{budgetValue}}">
+      <button type="submit">Save budget</button>
+    </form>
+    {{/canManage}}
+    """#
+
+    static let integrations = #"""
+    <h1>Integrations</h1>
+    {{#empty(items)}}<p>No source-control integration yet.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table>
+      <caption>Source-control integrations</caption>
+      <thead><tr><th scope="col">Kind</th><th scope="col">App</th><th scope="col">API</th><th scope="col">Webhook URL</th><th scope="col">Last delivery</th><th scope="col">Added</th></tr></thead>
+      <tbody>{{#items}}<tr><td>{{kind}}</td><td>{{appID}}</td><td>{{apiURL}}</td><td><code>{{webhookURL}}</code></td><td>{{#delivery}}{{event}}{{#action}}.{{action}}{{/action}} at {{at}}: {{outcome}}{{/delivery}}{{^delivery}}none yet{{/delivery}}</td><td>{{created}}</td></tr>{{/items}}</tbody>
+    </table>
+    {{/empty(items)}}
+    {{#canManage}}
+    <h2>Create a GitHub App on GitHub</h2>
+    <p>Sentinel sends GitHub a manifest with the permissions, events and webhook URL it needs; GitHub
+    creates the App and sends you back here, and Sentinel stores its id, private key and webhook secret sealed.</p>
+    <form method="post" action="/workspaces/{{workspace.id}}/integrations/manifest" class="stack">
+      {{> csrf}}
+      <label for="m_api_url">GitHub Enterprise Server API URL (empty for github.com)</label><input id="m_api_url" name="api_url" type="url">
+      <label for="m_organization">Organization that will own the App (empty: your account)</label><input id="m_organization" name="organization">
+      <label for="m_name">App name</label><input id="m_name" name="name" value="Sentinel {{workspace.name}}" maxlength="34">
+      <button type="submit">Continue to GitHub</button>
+    </form>
+    <h2>Add a GitHub App</h2>
+    <p>Create a GitHub App (permissions: pull requests and checks read &amp; write, contents read; events: pull request,
+    issue comment, installation), set its webhook URL to the one shown here after saving, and paste its private key.</p>
+    <form method="post" action="/workspaces/{{workspace.id}}/integrations" class="stack">
+      {{> csrf}}
+      <label for="app_id">App ID</label><input id="app_id" name="app_id" inputmode="numeric" required>
+      <label for="private_key">Private key (PEM)</label><textarea id="private_key" name="private_key" rows="6" required autocomplete="off"></textarea>
+      <label for="webhook_secret">Webhook secret</label><input id="webhook_secret" name="webhook_secret" type="password" required autocomplete="off">
+      <label for="api_url">API URL (GitHub Enterprise Server; empty for github.com)</label><input id="api_url" name="api_url" type="url">
+      <label for="ca_bundle">CA bundle (PEM, optional)</label><textarea id="ca_bundle" name="ca_bundle" rows="3"></textarea>
+      <label for="bot_login">Bot login (optional)</label><input id="bot_login" name="bot_login">
+      <button type="submit">Add GitHub App</button>
+    </form>
+    {{/canManage}}
+    """#
+
+    static let repositories = #"""
+    <h1>Repositories</h1>
+    {{#empty(items)}}<p>No repositories yet: they appear when a GitHub App installation gives access to them.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table>
+      <caption>Repositories</caption>
+      <thead><tr><th scope="col">Repository</th><th scope="col">State</th>{{#canManage}}<th scope="col">Action</th>{{/canManage}}</tr></thead>
+      <tbody>{{#items}}<tr><td><a href="/workspaces/{{workspace.id}}/runs?repository={{id}}">{{name}}</a></td><td>{{#removed}}removed{{/removed}}{{^removed}}{{#enabled}}enabled{{/enabled}}{{^enabled}}disabled{{/enabled}}{{/removed}}</td>
+      {{#canManage}}<td>{{^removed}}<form method="post" action="/workspaces/{{workspace.id}}/repositories/{{id}}/{{#enabled}}disable{{/enabled}}{{^enabled}}enable{{/enabled}}" class="inline">{{> csrf}}<button type="submit">{{#enabled}}Disable{{/enabled}}{{^enabled}}Enable{{/enabled}} {{name}}</button></form>{{/removed}}</td>{{/canManage}}</tr>{{/items}}</tbody>
+    </table>
+    {{/empty(items)}}
+    {{#next}}<p><a href="{{next}}" rel="next">More repositories</a></p>{{/next}}
+    """#
+
+    static let members = #"""
+    <h1>Members</h1>
+    <table>
+      <caption>Members of this workspace</caption>
+      <thead><tr><th scope="col">Email</th><th scope="col">Role</th>{{#canManage}}<th scope="col">Actions</th>{{/canManage}}</tr></thead>
+      <tbody>{{#items}}<tr><td>{{email}}</td><td>{{role}}</td>
+      {{#canManage}}<td>{{#editable}}
+        <form method="post" action="/workspaces/{{workspace.id}}/members/{{userID}}/role" class="inline">{{> csrf}}<label for="role-{{userID}}">Role for {{email}}</label>
+        <select id="role-{{userID}}" name="role">{{#roles}}<option{{#selected}} selected{{/selected}}>{{name}}</option>{{/roles}}</select> <button type="submit">Change role</button></form>
+        <form method="post" action="/workspaces/{{workspace.id}}/members/{{userID}}/remove" class="inline">{{> csrf}}<button type="submit">Remove {{email}}</button></form>
+      {{/editable}}</td>{{/canManage}}</tr>{{/items}}</tbody>
+    </table>
+    {{#canManage}}
+    <h2>Add a member</h2>
+    <form method="post" action="/workspaces/{{workspace.id}}/members" class="stack">
+      {{> csrf}}
+      <label for="email">Email of an existing user</label><input id="email" name="email" type="email" required>
+      <label for="role">Role</label><select id="role" name="role">{{#grantable}}<option>{{.}}</option>{{/grantable}}</select>
+      <button type="submit">Add member</button>
+    </form>
+    {{/canManage}}
+    <h2>Teams</h2>
+    {{#empty(teams)}}<p>No teams.</p>{{/empty(teams)}}
+    <ul>{{#teams}}<li>{{name}} <span class="muted">({{size}} members)</span>{{#canManage}} <form method="post" action="/workspaces/{{workspace.id}}/teams/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete team {{name}}</button></form>{{/canManage}}</li>{{/teams}}</ul>
+    {{#canManage}}
+    <form method="post" action="/workspaces/{{workspace.id}}/teams" class="stack">
+      {{> csrf}}
+      <label for="team">New team's name</label><input id="team" name="name" required maxlength="100">
+      <button type="submit">Create team</button>
+    </form>
+    {{/canManage}}
+    """#
+
+    static let settings = #"""
+    <h1>Settings</h1>
+    <h2>Effective configuration</h2>
+    <form method="get" action="/workspaces/{{workspace.id}}/settings" class="filters">
+      <label for="repository">Explain for</label>
+      <select id="repository" name="repository"><option value="">the workspace</option>{{#repositories}}<option value="{{id}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/repositories}}</select>
+      <button type="submit">Show</button>
+    </form>
+    <table>
+      <caption>Each value and where it comes from</caption>
+      <thead><tr><th scope="col">Key</th><th scope="col">Value</th><th scope="col">Source</th><th scope="col">Locked</th></tr></thead>
+      <tbody>{{#entries}}<tr><td><code>{{key}}</code></td><td>{{value}}</td><td>{{source}}</td><td>{{#locked}}by {{lockedBy}}{{/locked}}</td></tr>{{/entries}}</tbody>
+    </table>
+    <h2>Workspace settings</h2>
+    {{#version}}<p>Version {{version.id}}, saved by {{version.by}} at {{version.at}}.</p>{{/version}}
+    {{^version}}<p>No workspace settings saved yet: the built-in defaults apply.</p>{{/version}}
+    {{#canManage}}
+    <form method="post" action="/workspaces/{{workspace.id}}/settings" class="stack">
+      {{> csrf}}
+      <label for="values">Values (a JSON object, e.g. {"review.instructions": "…"})</label>
+      <textarea id="values" name="values" rows="8">{{values}}</textarea>
+      <label for="locks">Locked keys (comma-separated: repositories cannot override them)</label>
+      <input id="locks" name="locks" value="{{locks}}">
+      <button type="submit">Save a new version</button>
+    </form>
+    {{/canManage}}
+    {{^canManage}}<pre>{{values}}</pre>{{#locks}}<p>Locked: {{locks}}</p>{{/locks}}{{/canManage}}
+    <h2>Version history</h2>
+    {{#empty(history)}}<p>No versions yet.</p>{{/empty(history)}}
+    {{^empty(history)}}
+    <table><caption>Saved versions of the workspace settings, newest first</caption>
+    <thead><tr><th scope="col">Version</th><th scope="col">Saved by</th><th scope="col">At</th><th scope="col">Values</th><th scope="col">Locks</th></tr></thead>
+    <tbody>{{#history}}<tr><td>{{id}}</td><td>{{by}}</td><td>{{at}}</td><td><code>{{values}}</code></td><td>{{locks}}</td></tr>{{/history}}</tbody></table>
+    {{/empty(history)}}
+    """#
+
+    static let audit = #"""
+    <h1>Audit log</h1>
+    {{#empty(items)}}<p>No events.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table>
+      <caption>Audit events, oldest first</caption>
+      <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Subject</th><th scope="col">Details</th></tr></thead>
+      <tbody>{{#items}}<tr><td>{{seq}}</td><td>{{at}}</td><td>{{type}}</td><td>{{subject}}</td><td><code>{{data}}</code></td></tr>{{/items}}</tbody>
+    </table>
+    {{/empty(items)}}
+    {{#next}}<p><a href="{{next}}" rel="next">Later events</a></p>{{/next}}
+    """#
+
+    static let adminNav = #"""
+    <nav aria-label="Administration" class="wsnav"><a href="/admin">Health</a> <a href="/admin/users">Users</a>
+    <a href="/admin/workspaces">Workspaces and plans</a> <a href="/admin/jobs">Dead jobs</a></nav>
+    """#
+
+    static let admin = adminNav + #"""
+    <h1>Appliance health</h1>
+    <dl class="facts">
+      <dt>Readiness</dt><dd>{{readiness}}</dd>
+      <dt>Storage</dt><dd>{{storage}}</dd>
+      <dt>Job workers</dt><dd>{{workers}}</dd>
+      <dt>Workspaces</dt><dd>{{workspaces}} ({{open}} open now)</dd>
+      <dt>Disk free</dt><dd>{{disk}}</dd>
+      <dt>License</dt><dd>{{license}}</dd>
+      <dt>Version</dt><dd>{{version}}</dd>
+    </dl>
+    <h2>Offline workspaces</h2>
+    {{#empty(offline)}}<p>None.</p>{{/empty(offline)}}
+    <ul>{{#offline}}<li>{{name}}: {{reason}}</li>{{/offline}}</ul>
+    """#
+
+    static let adminUsers = adminNav + #"""
+    <h1>Users</h1>
+    <table><caption>Users of this appliance</caption>
+    <thead><tr><th scope="col">Email</th><th scope="col">Appliance admin</th><th scope="col">Created</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{email}}</td><td>{{#isAdmin}}yes{{/isAdmin}}{{^isAdmin}}no{{/isAdmin}}</td><td>{{created}}</td></tr>{{/items}}</tbody></table>
+    {{#next}}<p><a href="{{next}}" rel="next">More users</a></p>{{/next}}
+    <h2>Create a user</h2>
+    <form method="post" action="/admin/users" class="stack">
+      {{> csrf}}
+      <label for="email">Email</label><input id="email" name="email" type="email" required autocomplete="off">
+      <label for="password">Password</label><input id="password" name="password" type="password" required autocomplete="new-password">
+      <label><input type="checkbox" name="is_admin" value="1"> Appliance admin</label>
+      <button type="submit">Create user</button>
+    </form>
+    """#
+
+    static let adminWorkspaces = adminNav + #"""
+    <h1>Workspaces and plans</h1>
+    <p>License: {{license}}</p>
+    <table><caption>Every workspace on this appliance</caption>
+    <thead><tr><th scope="col">Workspace</th><th scope="col">Plan</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{name}} <span class="muted">{{id}}</span></td><td>
+      <form method="post" action="/admin/workspaces/{{id}}/plan" class="inline">{{> csrf}}<label for="plan-{{id}}">Plan of {{name}}</label>
+      <select id="plan-{{id}}" name="plan">{{#plans}}<option{{#selected}} selected{{/selected}}>{{name}}</option>{{/plans}}</select> <button type="submit">Set plan</button></form>
+    </td></tr>{{/items}}</tbody></table>
+    """#
+
+    static let adminJobs = adminNav + #"""
+    <h1>Dead jobs</h1>
+    <p>Jobs that used up their attempts or failed for good. Retry puts one back in the queue with a fresh attempt budget; discard gives up on it.</p>
+    {{#empty(items)}}<p>No dead jobs.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table><caption>Dead jobs by workspace</caption>
+    <thead><tr><th scope="col">Workspace</th><th scope="col">Job</th><th scope="col">Kind</th><th scope="col">Attempts</th><th scope="col">Last error</th><th scope="col">Actions</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{workspace}}</td><td>#{{id}}</td><td>{{kind}}</td><td>{{attempts}}</td><td>{{error}}</td><td class="actions">
+      <form method="post" action="/admin/jobs/{{workspaceID}}/{{id}}/retry" class="inline">{{> csrf}}<button type="submit">Retry job {{id}}</button></form>
+      <form method="post" action="/admin/jobs/{{workspaceID}}/{{id}}/discard" class="inline">{{> csrf}}<button type="submit">Discard job {{id}}</button></form>
+    </td></tr>{{/items}}</tbody></table>
+    {{/empty(items)}}
+    """#
+
+    static let manifest = #"""
+    <h1>Create the GitHub App</h1>
+    <p>GitHub will show the App with these settings; create it there and GitHub sends you back to this console.</p>
+    <form method="post" action="{{target}}" class="stack">
+      <input type="hidden" name="manifest" value="{{manifest}}">
+      <p>Webhook URL: <code>{{webhookURL}}</code></p>
+      <p>Permissions: {{permissions}}. Events: {{events}}.</p>
+      <button type="submit">Create the App on {{host}}</button>
+    </form>
+    <p><a href="/workspaces/{{workspace.id}}/integrations">Back to the integrations</a></p>
+    """#
+}
