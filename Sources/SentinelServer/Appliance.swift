@@ -102,7 +102,8 @@ public final class Appliance: Sendable {
             providers: ProviderStore(masterKey: integrations.masterKey), billing: billing, catalog: catalog, control: control,
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
-            publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations)
+            publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,
+            gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations)
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
         }

@@ -234,6 +234,7 @@ struct APIAccessTests {
         (.post, "/integrations", #"{"kind":"github","app_id":1,"private_key":"{privateKey}","webhook_secret":"12345678"}"#, .admin),
         // Its token is checked against an instance that is not there: allowed means a 400 that says so.
         (.post, "/integrations/gitlab", #"{"base_url":"http://127.0.0.1:9","token":"glpat-x","webhook_secret":"12345678"}"#, .admin),
+        (.delete, "/integrations/{integrationId}", nil, .admin),
         (.post, "/providers", #"{"kind":"openai","api_key":"sk-test"}"#, .admin),
         (.patch, "/providers/{providerId}", #"{"enabled":false}"#, .admin),
         (.delete, "/providers/{providerId}", nil, .admin),
@@ -247,7 +248,7 @@ struct APIAccessTests {
     static func concrete(_ path: String) -> String {
         path.replacingOccurrences(of: "{userId}", with: "usr_0000000000000000").replacingOccurrences(of: "{teamId}", with: "999")
             .replacingOccurrences(of: "{providerId}", with: "prv_none").replacingOccurrences(of: "{repositoryId}", with: "999")
-            .replacingOccurrences(of: "{runId}", with: "999")
+            .replacingOccurrences(of: "{runId}", with: "999").replacingOccurrences(of: "{integrationId}", with: "int_0000000000000000")
     }
 
     @Test("role matrix: each role on each mutating workspace route is allowed or answers 403, as documented")
@@ -543,7 +544,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 45)
+        #expect(document.operations.count == 46)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

@@ -4,6 +4,7 @@ import GRDB
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 import SentinelCore
 import SentinelServer
 import SentinelTestSupport
@@ -82,6 +83,22 @@ final class GitLabWorld: Sendable {
         await eventually(timeout: .seconds(30)) { try await self.runs().filter { $0.state.isFinal }.count >= count }
     }
 
+    /// An owner's API token for this workspace.
+    func ownerToken() throws -> String {
+        let user = try appliance.identity.createUser(email: "owner-\(UUID().uuidString.prefix(8))@example.com", password: "a long enough password",
+                                                     isAdmin: false)
+        try appliance.identity.setRole(.owner, userID: user.id, in: workspace)
+        return try appliance.identity.createToken(for: user, name: "test", scopes: [.read, .write], expiresInDays: nil).0
+    }
+
+    func api(_ method: HTTPMethod, _ path: String, token: String) async throws -> (Int, String) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/workspaces/\(workspace.rawValue)\(path)")
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+    }
+
     func summaryNotes() async -> [FakeGitLabNote] {
         await gitlab.state.notes(project: project.id, iid: 3).filter { $0.body.hasPrefix("<!-- sentinel:run:") }
     }
@@ -120,6 +137,10 @@ struct GitLabEndToEndTests {
         #expect(gate.targetURL == "https://sentinel.example.com/api/v1/workspaces/\(world.workspace.rawValue)/runs/\(run.id)")
         let repos = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.read { db in try RepositoryStore.all(in: db) } }
         #expect(repos.map(\.fullName) == ["group/sub/sub-sub/project"])
+        // The API shows the run's platform.
+        let token = try world.ownerToken()
+        let (listed, runsBody) = try await world.api(.GET, "/runs", token: token)
+        #expect(listed == 200 && runsBody.contains(#""platform":"gitlab""#), "\(runsBody)")
 
         // The same delivery again, and an edit of the title: nothing new.
         let (again, _) = try await world.deliver("Merge Request Hook", open, uuid: uuid)
@@ -204,7 +225,7 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
-    @Test("intake: a wrong or missing X-Gitlab-Token is 401 and stores nothing; an unknown integration is 404")
+    @Test("intake: a wrong or missing X-Gitlab-Token is 401 and stores nothing; an unknown integration is 404; a removed one 410")
     func intakeRefusals() async throws {
         let world = try await GitLabWorld()
         let mr = try await world.mergeRequest()
@@ -217,6 +238,13 @@ struct GitLabEndToEndTests {
             try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") ?? 0 }
         }
         #expect(stored == 0)
+        // Removing the integration through the API: its webhooks answer 410, it is no longer listed.
+        let token = try world.ownerToken()
+        #expect(try await world.api(.DELETE, "/integrations/\(world.integration.id)", token: token).0 == 204)
+        #expect(try await world.deliver("Merge Request Hook", open).0 == 410)
+        let (_, listed) = try await world.api(.GET, "/integrations", token: token)
+        #expect(!listed.contains(world.integration.id), "\(listed)")
+        #expect(try await world.api(.DELETE, "/integrations/\(world.integration.id)", token: token).0 == 404)
         await world.stop()
     }
 }

@@ -151,13 +151,39 @@ public struct IntegrationService: Sendable {
     public func list(in workspace: WorkspaceActor) async throws -> [IntegrationSummary] {
         let wsID = workspace.id.rawValue
         return try await workspace.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, kind, app_id, api_url, ca_bundle IS NOT NULL AS has_ca, created_at FROM integrations ORDER BY created_at").map { row in
+            try Row.fetchAll(db, sql: """
+                SELECT id, kind, app_id, api_url, ca_bundle IS NOT NULL AS has_ca, created_at FROM integrations
+                WHERE kind NOT LIKE 'removed:%' ORDER BY created_at
+                """).map { row in
                 let id: String = row["id"]
                 let kind: String = row["kind"]
                 return IntegrationSummary(id: id, workspaceID: wsID, kind: kind, appID: row["app_id"], apiURL: row["api_url"],
                                           hasCABundle: row["has_ca"], webhookPath: "/webhooks/\(kind)/\(id)",
                                           createdAt: ISO8601.string(Date(timeIntervalSince1970: row["created_at"])))
             }
+        }
+    }
+
+    /// Removes an integration: its webhooks answer 410 from now on, its repositories are marked
+    /// removed (their runs and history stay), and its secrets are erased. The row itself stays,
+    /// marked `removed:<kind>`, because the repositories' history refers to it.
+    public func remove(_ id: IntegrationID, from workspace: WorkspaceActor, by actor: String) async throws {
+        let removed = try await workspace.write { tx -> Bool in
+            guard let kind = try String.fetchOne(tx.db, sql: "SELECT kind FROM integrations WHERE id = ?", arguments: [id.rawValue]),
+                  !kind.hasPrefix("removed:") else { return false }
+            try tx.db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ?", arguments: [id.rawValue])
+            try tx.db.execute(sql: """
+                UPDATE integrations SET kind = 'removed:' || kind, private_key = NULL, webhook_secret = x'', ca_bundle = NULL WHERE id = ?
+                """, arguments: [id.rawValue])
+            try tx.append(DomainEvent(type: "IntegrationRemoved", subject: "integration:\(id)", payload: ["kind": kind, "by": actor]))
+            return true
+        }
+        guard removed else { throw IntegrationError.notFound("no such integration") }
+        let now = Date().epoch
+        try control.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
+                           arguments: [id.rawValue, workspace.id.rawValue, now])
+            try db.execute(sql: "DELETE FROM integrations WHERE id = ?", arguments: [id.rawValue])
         }
     }
 }

@@ -124,6 +124,16 @@ public enum RepositoryStore {
         try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit])
     }
 
+    /// Each repository's source-control platform: its integration's kind (`github`, `gitlab`).
+    public static func platforms(in db: Database) throws -> [Int64: String] {
+        var platforms: [Int64: String] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT r.id, i.kind FROM repositories r JOIN integrations i ON i.id = r.integration_id") {
+            let kind: String = row["kind"]
+            platforms[row["id"]] = kind.hasPrefix("removed:") ? String(kind.dropFirst(8)) : kind
+        }
+        return platforms
+    }
+
     public static func all(in db: Database) throws -> [RepositoryRecord] {
         try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories ORDER BY full_name")
     }

@@ -55,6 +55,15 @@ struct ConfigurationHandlers: Sendable {
                                                 webhookUrl: context.request.baseURL + summary.webhookPath))))
     }
 
+    func deleteIntegration(_ input: Operations.DeleteIntegration.Input, _ context: WorkspaceContext) async throws
+        -> Operations.DeleteIntegration.Output {
+        guard let id = IntegrationID(input.path.integrationId) else { throw IntegrationError.notFound("no such integration") }
+        try await d.integrations.remove(id, from: context.workspace, by: context.actorName)
+        await d.gitHubIntegrations.forget(id)
+        await d.gitLabIntegrations.forget(id)
+        return .noContent(.init())
+    }
+
     // MARK: AI providers
 
     func listProviders(_ input: Operations.ListProviders.Input, _ context: WorkspaceContext) async throws -> Operations.ListProviders.Output {

@@ -6,14 +6,21 @@ import SentinelCore
 struct ReviewHandlers: Sendable {
     let d: APIDependencies
 
-    static func run(_ r: ReviewRun, repository: String) throws -> Components.Schemas.Run {
+    static func run(_ r: ReviewRun, repository: String, platform: String?) throws -> Components.Schemas.Run {
         guard let state = Components.Schemas.Run.StatePayload(rawValue: r.state.rawValue) else {
             throw StorageError.invalid("run \(r.id) has the unknown state \(r.state.rawValue)")
         }
         return .init(conclusion: r.conclusion, createdAt: Date(epoch: r.createdAt), filesReviewed: r.filesReviewed, filesTotal: r.filesTotal,
-                     finishedAt: r.finishedAt.map(Date.init(epoch:)), headSha: r.headSHA, id: Int(r.id), prNumber: r.prNumber, reason: r.reason,
-                     repository: repository, repositoryId: Int(r.repositoryID), startedAt: r.startedAt.map(Date.init(epoch:)), state: state,
-                     trigger: r.trigger)
+                     finishedAt: r.finishedAt.map(Date.init(epoch:)), headSha: r.headSHA, id: Int(r.id),
+                     platform: Components.Schemas.Run.PlatformPayload(rawValue: platform ?? "github") ?? .github, prNumber: r.prNumber,
+                     reason: r.reason, repository: repository, repositoryId: Int(r.repositoryID), startedAt: r.startedAt.map(Date.init(epoch:)),
+                     state: state, trigger: r.trigger)
+    }
+
+    /// A run as the API shows it, its repository's name and platform read in `db`.
+    static func run(_ r: ReviewRun, in db: Database) throws -> Components.Schemas.Run {
+        try run(r, repository: try RepositoryStore.find(id: r.repositoryID, in: db)?.fullName ?? "",
+                platform: try RepositoryStore.platforms(in: db)[r.repositoryID])
     }
 
     func listRuns(_ input: Operations.ListRuns.Input, _ context: WorkspaceContext) async throws -> Operations.ListRuns.Output {
@@ -21,13 +28,13 @@ struct ReviewHandlers: Sendable {
         let query = input.query
         let before = Int64(query.cursor ?? "") ?? .max
         let state = query.state.flatMap { RunState(rawValue: $0.rawValue) }
-        let (runs, names) = try await context.workspace.read { db in
+        let (runs, names, platforms) = try await context.workspace.read { db in
             let runs = try ReviewRunStore.list(in: db, before: before, repositoryID: query.repositoryId.map(Int64.init), prNumber: query.pr,
                                                state: state, limit: window.limit + 1)
             let names = Dictionary(try RepositoryStore.all(in: db).map { ($0.id, $0.fullName) }) { a, _ in a }
-            return (runs, names)
+            return (runs, names, try RepositoryStore.platforms(in: db))
         }
-        let items = try window.items(runs).map { try Self.run($0, repository: names[$0.repositoryID] ?? "") }
+        let items = try window.items(runs).map { try Self.run($0, repository: names[$0.repositoryID] ?? "", platform: platforms[$0.repositoryID]) }
         return .ok(.init(body: .json(.init(items: items, nextCursor: window.nextCursor(runs) { String($0.id) }))))
     }
 
@@ -51,9 +58,9 @@ struct ReviewHandlers: Sendable {
 
     func getRun(_ input: Operations.GetRun.Input, _ context: WorkspaceContext) async throws -> Operations.GetRun.Output {
         let id = try PathID.parse(input.path.runId, what: "run")
-        let (run, repository, findings) = try await context.workspace.read { db in
+        let (run, shown, findings) = try await context.workspace.read { db in
             guard let run = try ReviewRunStore.find(id, in: db) else { throw StorageError.notFound("no such run") }
-            return (run, try RepositoryStore.find(id: run.repositoryID, in: db)?.fullName ?? "", try ReviewRunStore.findings(ofRun: id, in: db))
+            return (run, try Self.run(run, in: db), try ReviewRunStore.findings(ofRun: id, in: db))
         }
         let versions = run.policyVersions.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
         let detail = Components.Schemas.RunDetail(
@@ -62,7 +69,7 @@ struct ReviewHandlers: Sendable {
                       source: $0.source, startLine: $0.startLine, suggestion: $0.suggestion, title: $0.title)
             },
             policySha256: run.policySHA256, policySnapshot: try JSONValue(text: run.policySnapshot).map { try .converted(from: $0) },
-            policyVersions: versions.map { .init(additionalProperties: $0) }, run: try Self.run(run, repository: repository),
+            policyVersions: versions.map { .init(additionalProperties: $0) }, run: shown,
             summary: run.summary)
         return .ok(.init(body: .json(detail)))
     }
@@ -70,16 +77,16 @@ struct ReviewHandlers: Sendable {
     func cancelRun(_ input: Operations.CancelRun.Input, _ context: WorkspaceContext) async throws -> Operations.CancelRun.Output {
         let id = try PathID.parse(input.path.runId, what: "run")
         let by = context.actorName
-        let (run, repository) = try await context.workspace.write { tx -> (ReviewRun, String) in
+        let shown = try await context.workspace.write { tx -> Components.Schemas.Run in
             guard let run = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
             guard try ReviewRunStore.finish(runID: id, state: .skipped, reason: "cancelled by \(by)", in: &tx) else {
                 throw StorageError.conflict("run \(id) already ended (\(run.state.rawValue))")
             }
             try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(id)", payload: ["by": by]))
             guard let cancelled = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
-            return (cancelled, try RepositoryStore.find(id: run.repositoryID, in: tx.db)?.fullName ?? "")
+            return try Self.run(cancelled, in: tx.db)
         }
-        return .ok(.init(body: .json(try Self.run(run, repository: repository))))
+        return .ok(.init(body: .json(shown)))
     }
 
     func getUsage(_ input: Operations.GetUsage.Input, _ context: WorkspaceContext) async throws -> Operations.GetUsage.Output {

@@ -21,6 +21,9 @@ struct APIDependencies: Sendable {
     let publicURL: String?
     /// Where outbound calls may go (`security.*`): a GitLab token is checked against its instance.
     let destinations: DestinationPolicy
+    /// The decrypted integrations intake uses: a removed integration is dropped from them at once.
+    let gitHubIntegrations: GitHubIntegrationCache
+    let gitLabIntegrations: GitLabIntegrationCache
 }
 
 /// The `/api/v1` operations: the generated `APIProtocol`, implemented by one small handler type per
@@ -154,6 +157,9 @@ struct SentinelAPI: APIProtocol {
     }
     func createGitLabIntegration(_ input: Operations.CreateGitLabIntegration.Input) async throws -> Operations.CreateGitLabIntegration.Output {
         try await configuration.createGitLabIntegration(input, try APIContext.workspace())
+    }
+    func deleteIntegration(_ input: Operations.DeleteIntegration.Input) async throws -> Operations.DeleteIntegration.Output {
+        try await configuration.deleteIntegration(input, try APIContext.workspace())
     }
     func listProviders(_ input: Operations.ListProviders.Input) async throws -> Operations.ListProviders.Output {
         try await configuration.listProviders(input, try APIContext.workspace())

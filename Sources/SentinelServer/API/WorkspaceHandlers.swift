@@ -8,7 +8,7 @@ struct WorkspaceHandlers: Sendable {
 
     static let auditTypes = [
         "MemberAdded", "MemberRoleChanged", "MemberRemoved", "TeamCreated", "TeamDeleted", "TeamMemberAdded", "TeamMemberRemoved",
-        "IntegrationAdded", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
+        "IntegrationAdded", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
         "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
         "PlanSoftLimitReached", "RunCancelled", "RunRequested",
     ]

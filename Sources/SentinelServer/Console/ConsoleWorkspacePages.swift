@@ -209,7 +209,7 @@ extension Console {
     /// The pull request's page on github.com or a GitHub Enterprise Server host (its API is
     /// `https://HOST/api/v3`).
     func pullRequestURL(_ repository: RepositoryRecord, _ number: Int, _ m: Member) async throws -> String? {
-        guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == repository.integrationId }),
+        guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == repository.integrationID }),
               let api = URLComponents(string: integration.apiURL), let host = api.host else { return nil }
         var web = URLComponents()
         web.scheme = api.scheme ?? "https"

@@ -31,10 +31,10 @@ struct WebhookRoutes {
         return Problem(status: .contentTooLarge, detail: "deliveries larger than \(Self.maxDeliveryBytes / (1024 * 1024)) MB are refused")
     }
 
-    /// The integration's workspace was deleted: 410, so the platform's admins see why deliveries fail.
+    /// The integration was removed or its workspace deleted: 410, so the platform's admins see why deliveries fail.
     func gone(_ id: IntegrationID, platform: String) -> Problem {
         metrics.webhook(platform: platform, outcome: "integration_deleted")
-        return Problem(status: .gone, detail: "integration \(id) belonged to a workspace that was deleted; remove this webhook (or the GitHub App installation)",
+        return Problem(status: .gone, detail: "integration \(id) was removed (or its workspace deleted); remove this webhook (or the GitHub App installation)",
                        type: "urn:sentinel:problem:integration-deleted", title: "Integration deleted")
     }
 

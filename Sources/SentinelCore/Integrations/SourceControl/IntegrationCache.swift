@@ -38,6 +38,11 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
         return loaded
     }
 
+    /// Drops a cached integration (it was just removed): its next delivery looks it up again.
+    public func forget(_ id: IntegrationID) {
+        entries[id] = nil
+    }
+
     /// Whether the integration's workspace was deleted (never cached: a rare, final state).
     public func isRetired(_ id: IntegrationID) throws -> Bool {
         entries[id] = nil
