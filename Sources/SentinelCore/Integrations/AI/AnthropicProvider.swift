@@ -36,7 +36,7 @@ public struct AnthropicProvider: WireFormatProvider {
 
     public func requestBody(_ prompt: ReviewPrompt) throws -> Data {
         let schema = try parseSchema(prompt.responseSchema)
-        let body: [String: WireJSON] = [
+        let body: [String: JSONValue] = [
             "model": .string(model),
             "max_tokens": .int(max(1, config.maxOutputTokens)),
             "system": .string(prompt.system),
@@ -48,7 +48,7 @@ public struct AnthropicProvider: WireFormatProvider {
             ])]),
             "tool_choice": .object(["type": .string("tool"), "name": .string(Self.toolName)]),
         ]
-        return try WireJSON.object(body).encoded()
+        return try JSONValue.object(body).encoded()
     }
 
     /// Reads a message: the `tool_use` block's `input` re-serialized as JSON text, else the text

@@ -37,7 +37,7 @@ public struct GeminiProvider: WireFormatProvider {
 
     public func requestBody(_ prompt: ReviewPrompt) throws -> Data {
         let schema = GeminiSchema.convert(try parseSchema(prompt.responseSchema))
-        let body: [String: WireJSON] = [
+        let body: [String: JSONValue] = [
             "systemInstruction": .object(["parts": .array([.object(["text": .string(prompt.system)])])]),
             "contents": .array([.object(["role": .string("user"), "parts": .array([.object(["text": .string(prompt.user)])])])]),
             "generationConfig": .object([
@@ -45,7 +45,7 @@ public struct GeminiProvider: WireFormatProvider {
                 "responseSchema": schema,
             ]),
         ]
-        return try WireJSON.object(body).encoded()
+        return try JSONValue.object(body).encoded()
     }
 
     static let blockedFinishReasons: Set<String> = ["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
@@ -99,9 +99,9 @@ public enum GeminiSchema {
         try convert(parseSchema(schemaText)).encodedString()
     }
 
-    static func convert(_ schema: WireJSON) -> WireJSON {
+    static func convert(_ schema: JSONValue) -> JSONValue {
         guard case .object(let o) = schema else { return schema }
-        var out: [String: WireJSON] = [:]
+        var out: [String: JSONValue] = [:]
         for (key, value) in o where keptKeys.contains(key) {
             switch key {
             case "type":
@@ -121,7 +121,7 @@ public enum GeminiSchema {
                         // Keep the schema's declared order stable for the model (Gemini 2.0 needs it).
                         let required = o["required"]?.array?.compactMap(\.string) ?? []
                         let ordered = required.filter { props[$0] != nil } + props.keys.sorted().filter { !required.contains($0) }
-                        out["propertyOrdering"] = .array(ordered.map(WireJSON.string))
+                        out["propertyOrdering"] = .array(ordered.map(JSONValue.string))
                     }
                 }
             case "items":

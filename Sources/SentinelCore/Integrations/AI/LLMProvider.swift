@@ -238,7 +238,7 @@ public enum ProviderHTTP {
     /// Anthropic `{"type": "error", "error": {"type", "message"}}`, Gemini google.rpc
     /// `{"error": {"code", "message", "status", "details"}}` (with a `RetryInfo.retryDelay`).
     static func errorInfo(_ body: Data, kind: ProviderKind) -> ErrorInfo {
-        guard let json = try? WireJSON.decode(body) else { return ErrorInfo() }
+        guard let json = try? JSONValue.decode(body) else { return ErrorInfo() }
         var info = ErrorInfo()
         let error = json["error"]
         if let message = error?["message"]?.string {
@@ -322,9 +322,9 @@ public enum ProviderHTTP {
         }
     }
 
-    static func jsonBody(_ response: OutboundResponse) throws -> WireJSON {
+    static func jsonBody(_ response: OutboundResponse) throws -> JSONValue {
         do {
-            return try WireJSON.decode(response.body)
+            return try JSONValue.decode(response.body)
         } catch {
             let text = String(decoding: response.body.prefix(512), as: UTF8.self)
             if text.range(of: "<html", options: .caseInsensitive) != nil || text.range(of: "<!doctype", options: .caseInsensitive) != nil {
@@ -336,75 +336,10 @@ public enum ProviderHTTP {
     }
 }
 
-/// A small, Sendable JSON value for building request bodies and reading responses without
-/// losing the distinction between booleans, integers and strings.
-enum WireJSON: Sendable, Hashable, Codable {
-    case null
-    case bool(Bool)
-    case int(Int)
-    case double(Double)
-    case string(String)
-    case array([WireJSON])
-    case object([String: WireJSON])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? c.decode(Int.self) { self = .int(i) }
-        else if let d = try? c.decode(Double.self) { self = .double(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([WireJSON].self) { self = .array(a) }
-        else if let o = try? c.decode([String: WireJSON].self) { self = .object(o) }
-        else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value") }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .null: try c.encodeNil()
-        case .bool(let b): try c.encode(b)
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .string(let s): try c.encode(s)
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
-        }
-    }
-
-    static func decode(_ data: Data) throws -> WireJSON { try JSONDecoder().decode(WireJSON.self, from: data) }
-    static func decode(_ text: String) throws -> WireJSON { try decode(Data(text.utf8)) }
-
-    func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
-    }
-
-    func encodedString() throws -> String { String(decoding: try encoded(), as: UTF8.self) }
-
-    subscript(key: String) -> WireJSON? {
-        if case .object(let o) = self { return o[key] }
-        return nil
-    }
-
-    var string: String? { if case .string(let s) = self { return s } else { return nil } }
-    var array: [WireJSON]? { if case .array(let a) = self { return a } else { return nil } }
-    var object: [String: WireJSON]? { if case .object(let o) = self { return o } else { return nil } }
-    var bool: Bool? { if case .bool(let b) = self { return b } else { return nil } }
-    var int: Int? {
-        switch self {
-        case .int(let i): return i
-        case .double(let d) where d.isFinite && d == d.rounded() && abs(d) < 1e15: return Int(d)
-        default: return nil
-        }
-    }
-}
-
 /// Parses the engine's response schema text once per call.
-func parseSchema(_ text: String) throws -> WireJSON {
+func parseSchema(_ text: String) throws -> JSONValue {
     do {
-        let schema = try WireJSON.decode(text)
+        let schema = try JSONValue.decode(text)
         guard schema.object != nil else { throw ProviderError.badRequest("the response schema is not a JSON object") }
         return schema
     } catch let error as ProviderError {

@@ -65,7 +65,7 @@ public struct OpenAIChatProvider: WireFormatProvider {
     /// The JSON request body for `prompt`.
     public func requestBody(_ prompt: ReviewPrompt) throws -> Data {
         let schema = try parseSchema(prompt.responseSchema)
-        var body: [String: WireJSON] = [:]
+        var body: [String: JSONValue] = [:]
         var system = prompt.system
         switch kind {
         case .openAICompatible:
@@ -87,7 +87,7 @@ public struct OpenAIChatProvider: WireFormatProvider {
             .object(["role": .string("system"), "content": .string(system)]),
             .object(["role": .string("user"), "content": .string(prompt.user)]),
         ])
-        return try WireJSON.object(body).encoded()
+        return try JSONValue.object(body).encoded()
     }
 
     /// Reads a chat completion: `choices[0].message.content` (a string, or text parts), a

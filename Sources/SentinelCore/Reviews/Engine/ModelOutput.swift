@@ -349,37 +349,23 @@ public enum ModelOutputParser {
     }
 }
 
-/// Minimal JSON value used for lenient decoding of model output.
-enum JSONValue: Sendable, Hashable, Decodable {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null; return }
-        if let b = try? c.decode(Bool.self) { self = .bool(b); return }
-        if let n = try? c.decode(Double.self) { self = .number(n); return }
-        if let s = try? c.decode(String.self) { self = .string(s); return }
-        if let a = try? c.decode([JSONValue].self) { self = .array(a); return }
-        if let o = try? c.decode([String: JSONValue].self) { self = .object(o); return }
-        throw DecodingError.dataCorruptedError(in: c, debugDescription: "unsupported JSON value")
-    }
-
+/// Lenient readings of model output's JSON values: models write numbers as strings and line
+/// numbers as "L12" or "12-14".
+extension JSONValue {
     var stringValue: String? {
         switch self {
         case .string(let s): return s
-        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int(n)) : String(n)
+        case .int(let i): return String(i)
+        case .double(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int(n)) : String(n)
         default: return nil
         }
     }
 
     var intValue: Int? {
         switch self {
-        case .number(let n):
+        case .int(let i):
+            return abs(i) < 1_000_000_000 ? i : nil
+        case .double(let n):
             guard n.isFinite, n == n.rounded(), abs(n) < 1e9 else { return nil }
             return Int(n)
         case .string(let s):
