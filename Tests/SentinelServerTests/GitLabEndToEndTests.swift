@@ -141,6 +141,8 @@ struct GitLabEndToEndTests {
         let token = try world.ownerToken()
         let (listed, runsBody) = try await world.api(.GET, "/runs", token: token)
         #expect(listed == 200 && runsBody.contains(#""platform":"gitlab""#), "\(runsBody)")
+        let (analytics, rollupsBody) = try await world.api(.GET, "/analytics", token: token)
+        #expect(analytics == 200 && rollupsBody.contains(#""platform":"gitlab""#) && rollupsBody.contains("group/sub/sub-sub/project"), "\(rollupsBody)")
 
         // The same delivery again, and an edit of the title: nothing new.
         let (again, _) = try await world.deliver("Merge Request Hook", open, uuid: uuid)

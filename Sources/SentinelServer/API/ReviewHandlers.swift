@@ -110,7 +110,16 @@ struct ReviewHandlers: Sendable {
         let repository = input.query.repository
         // Fold what the listener has not folded yet, so the numbers are current.
         try await context.workspace.write { tx in try Rollups.catchUp(in: tx.db) }
-        let rollups = try await context.workspace.read { db in try Rollups.query(from: from, to: to, repository: repository, in: db) }
-        return .ok(.init(body: .json(.init(items: try rollups.map { try .converted(from: $0) }))))
+        let (rollups, platforms) = try await context.workspace.read { db in
+            let platforms = try RepositoryStore.platforms(in: db)
+            let byName = Dictionary(try RepositoryStore.all(in: db).compactMap { repo in platforms[repo.id].map { (repo.fullName, $0) } }) { a, _ in a }
+            return (try Rollups.query(from: from, to: to, repository: repository, in: db), byName)
+        }
+        let items = try rollups.map { rollup -> Components.Schemas.DailyRollup in
+            var item = try Components.Schemas.DailyRollup.converted(from: rollup)
+            item.platform = platforms[rollup.repository].flatMap(Components.Schemas.DailyRollup.PlatformPayload.init(rawValue:))
+            return item
+        }
+        return .ok(.init(body: .json(.init(items: items))))
     }
 }
