@@ -249,4 +249,29 @@ struct GitLabEndToEndTests {
         #expect(try await world.api(.DELETE, "/integrations/\(world.integration.id)", token: token).0 == 404)
         await world.stop()
     }
+
+    @Test("a position GitLab refuses (400) moves that finding into the summary; a failed summary post is retried without posting a discussion twice")
+    func refusedPositionsAndRetries() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        await world.gitlab.state.inject("POST discussions", [.status(400)])
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        #expect(try await world.runs().first?.state == .completed)
+        let summary = try #require(await world.summaryNotes().first)
+        #expect(summary.body.contains("Findings GitLab could not place inline"), "\(summary.body)")
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 1)
+        await world.stop()
+
+        let again = try await GitLabWorld()
+        let request = try await again.mergeRequest()
+        await again.gitlab.state.inject("POST notes", [.status(502)])
+        #expect(try await again.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: request, project: again.project)).0 == 202)
+        #expect(await again.waitForFinished(1))
+        #expect(try await again.runs().first?.state == .completed)
+        #expect(await again.gitlab.state.count("POST notes") == 2, "the summary was posted on the retry")
+        #expect(await again.summaryNotes().count == 1)
+        #expect(await again.gitlab.state.diffNotes(project: again.project.id, iid: 3).count == 2, "the retry skipped the discussions already posted")
+        await again.stop()
+    }
 }
