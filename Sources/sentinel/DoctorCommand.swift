@@ -57,6 +57,28 @@ extension DoctorCommand {
             findings += await OnlineDoctor().checkGitHub(integration, workspaceName: name, http: http)
             await http.shutdown()
         }
+        // Each GitLab integration.
+        let gitLab = try control.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT i.id, i.workspace_id, w.name FROM integrations i JOIN workspaces w ON w.id = i.workspace_id
+                WHERE i.kind = 'gitlab' ORDER BY w.name, i.id
+                """).map { ($0["id"] as String, $0["workspace_id"] as String, $0["name"] as String) }
+        }
+        for (rawID, workspace, name) in gitLab {
+            guard let id = IntegrationID(rawID) else { continue }
+            let integration: GitLabIntegration?
+            do {
+                integration = try await global.withWorkspace(workspace) { actor, _, _ in try await service.loadGitLab(id, from: actor) }
+            } catch {
+                findings.append(DoctorFinding(severity: .error, check: "gitlab", message: "integration \(rawID) (workspace \(name)): cannot be read (\(error))",
+                                              fix: "see the workspace checks above"))
+                continue
+            }
+            guard let integration else { continue }
+            let http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: DestinationPolicy(config.security))
+            findings += await OnlineDoctor().checkGitLab(integration, workspaceName: name, http: http)
+            await http.shutdown()
+        }
         // Each workspace's enabled AI providers.
         let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
         let http = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))

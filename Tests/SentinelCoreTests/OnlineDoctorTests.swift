@@ -90,4 +90,25 @@ struct OnlineDoctorTests {
         await http.shutdown()
         await llm.stop()
     }
+
+    @Test("a GitLab token the instance accepts is ok; a revoked one, or one without the api scope's reach, is an error naming the fix")
+    func gitLab() async throws {
+        let gitlab = try await FakeGitLab.start()
+        let http = try AsyncOutboundHTTPClient()
+        func integration(_ token: String) -> GitLabIntegration {
+            GitLabIntegration(id: IntegrationID("int_doctorgitlab0000")!, workspaceID: WorkspaceID.generate(), baseURL: gitlab.baseURL,
+                              caBundlePEM: nil, token: token, webhookSecret: Data("s".utf8), botUsername: nil)
+        }
+        let healthy = await OnlineDoctor().checkGitLab(integration(FakeGitLab.token), workspaceName: "acme", http: http)
+        #expect(healthy.map(\.severity) == [.ok], "\(summary(healthy))")
+        #expect(healthy.first?.message.contains(FakeGitLabState.botUser.username) == true)
+        await gitlab.state.revokeToken(FakeGitLab.token)
+        let revoked = await OnlineDoctor().checkGitLab(integration(FakeGitLab.token), workspaceName: "acme", http: http)
+        let error = try #require(revoked.first { $0.severity == .error }, "\(summary(revoked))")
+        #expect(error.message.contains("token is refused") && error.fix?.contains("api scope") == true, "\(error.message)")
+        let unknown = await OnlineDoctor().checkGitLab(integration("glpat-unknown"), workspaceName: "acme", http: http)
+        #expect(unknown.contains { $0.severity == .error && $0.message.contains("401") }, "\(summary(unknown))")
+        await http.shutdown()
+        await gitlab.stop()
+    }
 }

@@ -76,6 +76,50 @@ public struct OnlineDoctor: Sendable {
         return findings
     }
 
+    /// A GitLab integration: the instance answers, the token is accepted (`GET /api/v4/user`) and,
+    /// where the instance says (15.5+), still has the `api` scope; the clock against the `Date` header.
+    public func checkGitLab(_ integration: GitLabIntegration, workspaceName: String, http: any OutboundHTTPClient,
+                            now: @Sendable () -> Date = { Date() }) async -> [DoctorFinding] {
+        let what = "integration \(integration.id) (workspace \(workspaceName), \(integration.baseURL.absoluteString))"
+        func finding(_ severity: DoctorFinding.Severity, _ message: String, _ fix: String? = nil) -> DoctorFinding {
+            DoctorFinding(severity: severity, check: "gitlab", message: "\(what): \(message)", fix: fix)
+        }
+        let client = GitLabClient(baseURL: integration.baseURL, token: integration.token, http: http, timeout: .seconds(15))
+        var findings: [DoctorFinding] = []
+        let sent = now()
+        let response: OutboundResponse
+        do {
+            response = try await client.request("GET", "user", operation: "get current user", expect: [200, 401, 403])
+        } catch {
+            return [finding(.error, "the instance cannot be reached (\(error))",
+                            "check the base URL, DNS, proxies and firewalls from this host; an instance behind an internal CA needs its CA bundle on the integration")]
+        }
+        if let date = response.header("Date").flatMap(Self.httpDate) {
+            let skew = date.timeIntervalSince(sent)
+            if abs(skew) > clockSkewWarningSeconds {
+                findings.append(finding(.warning, "this machine's clock is \(Int(abs(skew).rounded())) s \(skew > 0 ? "behind" : "ahead of") GitLab's",
+                                        "synchronise the clock (NTP: systemd-timesyncd or chrony)"))
+            }
+        }
+        guard response.status == 200 else {
+            findings.append(finding(.error, "the token is refused (\(GitLabClient.error(response, operation: "get current user").description))",
+                                    "create a new access token with the api scope and add the integration again"))
+            return findings
+        }
+        let user = (try? JSONDecoder().decode(GitLabUser.self, from: response.body))?.username ?? "?"
+        do {
+            if let scopes = try await client.tokenScopes(), !scopes.contains("api") {
+                findings.append(finding(.error, "the token (user \(user)) lacks the api scope (it has \(scopes.sorted().joined(separator: ", ")))",
+                                        "create a new access token with the api scope and add the integration again"))
+                return findings
+            }
+        } catch {
+            findings.append(finding(.warning, "the token's scopes cannot be read (\(error))", nil))
+        }
+        findings.append(finding(.ok, "the instance answers and accepts the token (user \(user))"))
+        return findings
+    }
+
     /// One AI provider: its models endpoint answers and accepts the key (no tokens are spent).
     public func checkProvider(_ config: ProviderConfig, workspaceName: String, http: any OutboundHTTPClient) async -> DoctorFinding {
         let what = "provider \(config.id) (\(config.kind.rawValue), workspace \(workspaceName))"
