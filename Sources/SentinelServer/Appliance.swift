@@ -103,7 +103,7 @@ public final class Appliance: Sendable {
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
             publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,
-            gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations)
+            supervisor: supervisor, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations)
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
         }

@@ -12,7 +12,7 @@ struct IdentityHandlers: Sendable {
     }
 
     static func user(_ user: User) -> Components.Schemas.User {
-        .init(createdAt: Date(epoch: user.createdAt), email: user.email, id: user.id, isAdmin: user.isAdmin)
+        .init(createdAt: Date(epoch: user.createdAt), disabled: user.isDisabled, email: user.email, id: user.id, isAdmin: user.isAdmin)
     }
 
     func completeSetup(_ input: Operations.CompleteSetup.Input, _ context: AnonymousContext) async throws -> Operations.CompleteSetup.Output {
@@ -91,6 +91,33 @@ struct IdentityHandlers: Sendable {
         let identity = d.identity
         let user = try await offload { try identity.createUser(email: body.email, password: body.password, isAdmin: body.isAdmin ?? false) }
         return .created(.init(body: .json(Self.user(user))))
+    }
+}
+
+extension IdentityHandlers {
+    func updateUser(_ input: Operations.UpdateUser.Input, _ context: UserContext) async throws -> Operations.UpdateUser.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let (id, by, identity) = (input.path.userId, context.actorName, d.identity)
+        guard try identity.user(id: id) != nil else { throw IdentityError(.notFound, "no such user") }
+        if let disabled = body.disabled { _ = disabled ? try identity.disableUser(id: id, by: by) : try identity.enableUser(id: id, by: by) }
+        if let password = body.password {
+            // bcrypt, on the password pool; the user's sessions end (the caller's own, if it is theirs, too).
+            try await offload { try identity.setPassword(userID: id, password: password, by: by) }
+        }
+        guard let user = try identity.user(id: id) else { throw IdentityError(.notFound, "no such user") }
+        return .ok(.init(body: .json(Self.user(user))))
+    }
+
+    func deleteUser(_ input: Operations.DeleteUser.Input, _ context: UserContext) async throws -> Operations.DeleteUser.Output {
+        let (id, by) = (input.path.userId, context.actorName)
+        guard let user = try d.identity.user(id: id) else { throw IdentityError(.notFound, "no such user") }
+        // Control first (memberships, sessions, tokens; audited), then each workspace forgets them in its teams.
+        for workspace in try d.identity.deleteUser(id: id, by: by) {
+            try await d.supervisor.withWorkspace(workspace) { actor in
+                try await actor.write { tx in try UserLifecycle.forgetDeletedUser(id, email: user.email, by: by, in: &tx) }
+            }
+        }
+        return .noContent(.init())
     }
 }
 

@@ -21,6 +21,8 @@ struct APIDependencies: Sendable {
     let publicURL: String?
     /// Where outbound calls may go (`security.*`): a GitLab token is checked against its instance.
     let destinations: DestinationPolicy
+    /// Workspaces open and closed for the API (deleting one goes through it).
+    let supervisor: Supervisor
     /// The decrypted integrations intake uses: a removed integration is dropped from them at once.
     let gitHubIntegrations: GitHubIntegrationCache
     let gitLabIntegrations: GitLabIntegrationCache
@@ -102,7 +104,21 @@ struct SentinelAPI: APIProtocol {
         try await identity.createUser(input, try APIContext.user())
     }
 
+    func updateUser(_ input: Operations.UpdateUser.Input) async throws -> Operations.UpdateUser.Output {
+        try await identity.updateUser(input, try APIContext.user())
+    }
+    func deleteUser(_ input: Operations.DeleteUser.Input) async throws -> Operations.DeleteUser.Output {
+        try await identity.deleteUser(input, try APIContext.user())
+    }
+
     // MARK: Workspaces, members, teams, audit
+
+    func renameWorkspace(_ input: Operations.RenameWorkspace.Input) async throws -> Operations.RenameWorkspace.Output {
+        try await workspaces.renameWorkspace(input, try APIContext.user())
+    }
+    func deleteWorkspace(_ input: Operations.DeleteWorkspace.Input) async throws -> Operations.DeleteWorkspace.Output {
+        try await workspaces.deleteWorkspace(input, try APIContext.user())
+    }
 
     func listWorkspaces(_ input: Operations.ListWorkspaces.Input) async throws -> Operations.ListWorkspaces.Output {
         try await workspaces.listWorkspaces(input, try APIContext.user())

@@ -54,6 +54,28 @@ struct WorkspaceHandlers: Sendable {
         return .ok(.init(body: .json(Self.workspace(record, role: role))))
     }
 
+    func renameWorkspace(_ input: Operations.RenameWorkspace.Input, _ context: UserContext) async throws -> Operations.RenameWorkspace.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        guard let id = WorkspaceID(input.path.workspaceId), try d.control.workspace(id) != nil else {
+            throw Problem(status: .notFound, detail: "no such workspace")
+        }
+        let record = try d.workspaces.rename(id, to: body.name, by: context.actorName)
+        let role = try d.identity.role(of: context.user.id, in: id) ?? .viewer
+        return .ok(.init(body: .json(Self.workspace(record, role: role))))
+    }
+
+    /// Deleting needs the workspace named twice: in the path and in `confirm` (its id or its name).
+    func deleteWorkspace(_ input: Operations.DeleteWorkspace.Input, _ context: UserContext) async throws -> Operations.DeleteWorkspace.Output {
+        guard let id = WorkspaceID(input.path.workspaceId), let record = try d.control.workspace(id) else {
+            throw Problem(status: .notFound, detail: "no such workspace")
+        }
+        guard input.query.confirm == record.id || input.query.confirm == record.name else {
+            throw Problem(status: .badRequest, detail: "confirm: must repeat the workspace's id or name (\(record.name))")
+        }
+        _ = try await d.supervisor.deleteWorkspace(id, using: d.workspaces, by: context.actorName)
+        return .noContent(.init())
+    }
+
     func getWorkspace(_ input: Operations.GetWorkspace.Input, _ context: WorkspaceContext) async throws -> Operations.GetWorkspace.Output {
         guard let record = try d.control.workspace(context.workspaceID) else { throw Problem(status: .notFound, detail: "no such workspace") }
         return .ok(.init(body: .json(Self.workspace(record, role: context.role))))

@@ -1,0 +1,52 @@
+import Foundation
+import HTTPTypes
+import SentinelCore
+import SentinelServer
+import SentinelTestSupport
+import Testing
+
+@Suite("API: user and workspace lifecycle")
+struct LifecycleAPITests {
+    @Test("admins disable and enable users (their tokens stop and start at once), set passwords, delete users; others get 403")
+    func users() async throws {
+        let world = try APIWorld()
+        let (viewer, viewerToken) = try #require(world.members[.viewer])
+        let (member, _) = try #require(world.members[.member])
+        try await world.test { api in
+            #expect(try await api.call(.patch, "/users/\(viewer.id)", token: world.token(.owner), body: #"{"disabled":true}"#).status == .forbidden)
+            let disabled = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"disabled":true}"#)
+            #expect(disabled.status == .ok && disabled.json["disabled"] as? Bool == true, "\(disabled.body)")
+            #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .unauthorized)
+            #expect(try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"disabled":false}"#).status == .ok)
+            #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .ok)
+            let short = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"password":"short"}"#)
+            #expect(short.status == .badRequest && short.body.contains("password"), "\(short.body)")
+            #expect(try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken,
+                                       body: #"{"password":"a brand new long password"}"#).status == .ok)
+            let login = try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"a brand new long password"}"#)
+            #expect(login.status == .ok, "\(login.body)")
+            // The last active admin stays.
+            #expect(try await api.call(.patch, "/users/\(world.admin.id)", token: world.adminToken, body: #"{"disabled":true}"#).status == .conflict)
+            #expect(try await api.call(.delete, "/users/\(member.id)", token: world.adminToken).status == .noContent)
+            let members = try await api.call(.get, "/workspaces/\(world.workspaceA)/members", token: world.token(.owner))
+            #expect(!members.body.contains(member.id), "\(members.body)")
+            #expect(try await api.call(.delete, "/users/\(member.id)", token: world.adminToken).status == .notFound)
+        }
+    }
+
+    @Test("admins rename and delete workspaces; deleting needs the workspace named again; a deleted one is gone")
+    func workspaces() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            let renamed = try await api.call(.patch, "/workspaces/\(world.workspaceB)", token: world.adminToken, body: #"{"name":"renamed"}"#)
+            #expect(renamed.status == .ok && renamed.json["name"] as? String == "renamed", "\(renamed.body)")
+            #expect(try await api.call(.patch, "/workspaces/\(world.workspaceB)", token: world.token(.owner), body: #"{"name":"x"}"#).status == .forbidden)
+            let wrong = try await api.call(.delete, "/workspaces/\(world.workspaceB)?confirm=acme", token: world.adminToken)
+            #expect(wrong.status == .badRequest, "\(wrong.body)")
+            #expect(try await api.call(.delete, "/workspaces/\(world.workspaceB)?confirm=renamed", token: world.adminToken).status == .noContent)
+            #expect(try await api.call(.get, "/workspaces/\(world.workspaceB)", token: world.adminToken).status == .notFound)
+            #expect(try await api.call(.delete, "/workspaces/\(world.workspaceB)?confirm=renamed", token: world.adminToken).status == .notFound)
+            #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)", token: world.token(.owner)).status == .ok)
+        }
+    }
+}
