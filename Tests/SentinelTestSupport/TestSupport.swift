@@ -23,7 +23,8 @@ public func testConfig(_ adjust: (inout SentinelConfig) -> Void = { _ in }) -> S
     var config = SentinelConfig()
     config.jobs.backoffBaseSeconds = 0.01
     config.jobs.backoffMaxSeconds = 0.05
-    config.jobs.leaseSeconds = 2
+    // Long enough that a loaded CI machine never loses a lease by accident; tests of lease expiry set their own.
+    config.jobs.leaseSeconds = 10
     config.jobs.pollIntervalMilliseconds = 20
     config.jobs.rateLimitPerSecond = 10_000
     config.jobs.rateLimitBurst = 10_000
