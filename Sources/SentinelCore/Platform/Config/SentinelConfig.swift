@@ -18,6 +18,7 @@ public struct SentinelConfig: Sendable, Equatable {
     public var billing = Billing()
     public var review = Review()
     public var security = Security()
+    public var litestream = Litestream()
 
     public struct Review: Sendable, Equatable {
         /// GitHub `author_association` values whose `@sentinel review` comments start a run.
@@ -118,6 +119,13 @@ public struct SentinelConfig: Sendable, Equatable {
         case off
     }
 
+    public struct Litestream: Sendable, Equatable {
+        /// Where `sentinel litestream config` points the replicas (file://, s3://, sftp://, …); `--replica` overrides it.
+        public var replicaURL: String? = nil
+        /// Databases one Litestream process replicates; more are split across several processes.
+        public var maxDatabasesPerProcess = 1_000
+    }
+
     public struct Workspaces: Sendable, Equatable {
         public var maxOpen = 256
         public var idleCloseSeconds = 300.0
@@ -209,6 +217,8 @@ public enum ConfigLoader {
         key("review.failed_run_conclusion", "failure | neutral: check conclusion of a run that failed", \.review.failedRunConclusion),
         key("security.allow_private_destinations", "let outbound calls reach private, link-local and metadata addresses", \.security.allowPrivateDestinations),
         key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
+        key("litestream.replica_url", "replica base URL for `sentinel litestream config` (file:///path, s3://bucket/path, sftp://host/path)", \.litestream.replicaURL),
+        key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 
@@ -267,6 +277,7 @@ public enum ConfigLoader {
         if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
+        guard config.litestream.maxDatabasesPerProcess >= 1 else { throw ConfigError("litestream.max_databases_per_process must be at least 1") }
         guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
