@@ -46,6 +46,8 @@ public struct SentinelConfig: Sendable, Equatable {
         public var redeliver = true
     }
 
+    public var litestream = Litestream()
+
     public struct Review: Sendable, Equatable {
         /// GitHub `author_association` values whose `@sentinel review` comments start a run.
         public var commandAssociations = "OWNER,MEMBER,COLLABORATOR"
@@ -152,6 +154,13 @@ public struct SentinelConfig: Sendable, Equatable {
         case off
     }
 
+    public struct Litestream: Sendable, Equatable {
+        /// Where `sentinel litestream config` points the replicas (file://, s3://, sftp://, …); `--replica` overrides it.
+        public var replicaURL: String? = nil
+        /// Databases one Litestream process replicates; more are split across several processes.
+        public var maxDatabasesPerProcess = 1_000
+    }
+
     public struct Workspaces: Sendable, Equatable {
         public var maxOpen = 256
         public var idleCloseSeconds = 300.0
@@ -250,6 +259,8 @@ public enum ConfigLoader {
         key("reconcile.redeliver", "ask GitHub to resend failed deliveries of the App's webhook", \.reconcile.redeliver),
         key("security.allow_private_destinations", "let outbound calls reach private, link-local and metadata addresses", \.security.allowPrivateDestinations),
         key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
+        key("litestream.replica_url", "replica base URL for `sentinel litestream config` (file:///path, s3://bucket/path, sftp://host/path)", \.litestream.replicaURL),
+        key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
     ]
 
@@ -316,6 +327,7 @@ public enum ConfigLoader {
         guard config.retention.deliveriesDays >= 1, config.retention.jobsDays >= 1 else {
             throw ConfigError("retention.deliveries_days and retention.jobs_days must be at least 1")
         }
+        guard config.litestream.maxDatabasesPerProcess >= 1 else { throw ConfigError("litestream.max_databases_per_process must be at least 1") }
         guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
         guard config.reconcile.intervalSeconds >= 1, config.reconcile.maxReviewsPerSweep >= 0, config.reconcile.minRateRemaining <= 1 else {

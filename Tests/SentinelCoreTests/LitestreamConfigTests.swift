@@ -1,0 +1,109 @@
+import Foundation
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+import Yams
+
+@Suite("sentinel litestream config")
+struct LitestreamConfigTests {
+    static let data = DataDirectory(path: "/var/lib/sentinel")
+
+    static func ids(_ count: Int) -> [WorkspaceID] {
+        (0..<count).map { WorkspaceID("ws_" + String(format: "%016d", $0))! }
+    }
+
+    /// The `dbs` of a generated file as Litestream reads it: (path, replica url) pairs.
+    static func parsed(_ file: LitestreamConfig.File) throws -> [(String, String)] {
+        let root = try #require(try Yams.load(yaml: file.yaml) as? [String: Any])
+        let dbs = try #require(root["dbs"] as? [[String: Any]])
+        return try dbs.map { db in
+            let replica = try #require(db["replica"] as? [String: Any])
+            return (try #require(db["path"] as? String), try #require(replica["url"] as? String))
+        }
+    }
+
+    @Test("control.sqlite and every workspace file each get one replica under the base URL, in creation order")
+    func coversEveryDatabase() throws {
+        let created = [WorkspaceID("ws_zzzzzzzzzzzzzzzz")!, WorkspaceID("ws_aaaaaaaaaaaaaaaa")!]
+        let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: created + [created[0]], replica: "file:///mnt/replica/")
+        #expect(dbs.map(\.path) == ["/var/lib/sentinel/control.sqlite", "/var/lib/sentinel/workspaces/ws_zzzzzzzzzzzzzzzz.sqlite",
+                                    "/var/lib/sentinel/workspaces/ws_aaaaaaaaaaaaaaaa.sqlite"])
+        #expect(dbs.map(\.replicaURL) == ["file:///mnt/replica/control", "file:///mnt/replica/workspaces/ws_zzzzzzzzzzzzzzzz",
+                                          "file:///mnt/replica/workspaces/ws_aaaaaaaaaaaaaaaa"])
+        let files = try LitestreamConfig.files(dbs, maxPerProcess: 1_000)
+        #expect(files.count == 1)
+        let entries = try Self.parsed(files[0])
+        #expect(entries.map(\.0) == dbs.map(\.path))
+        #expect(entries.map(\.1) == dbs.map(\.replicaURL))
+    }
+
+    @Test("more databases than the per-process maximum are split across files, each database in exactly one")
+    func splitsAcrossProcesses() throws {
+        let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(2_500), replica: "s3://bucket/sentinel")
+        let files = try LitestreamConfig.files(dbs, maxPerProcess: 1_000, metricsPort: 9_400)
+        #expect(files.map(\.databases.count) == [1_000, 1_000, 501])
+        #expect(files.map(\.name) == ["litestream-0.yml", "litestream-1.yml", "litestream-2.yml"])
+        #expect(files.map(\.metricsAddress) == ["127.0.0.1:9400", "127.0.0.1:9401", "127.0.0.1:9402"])
+        let all = try files.flatMap { try Self.parsed($0).map(\.0) }
+        #expect(all == dbs.map(\.path))
+        #expect(Set(all).count == 2_501)
+        #expect(all.first == "/var/lib/sentinel/control.sqlite")
+        // A new workspace only lands in the last file: the other processes keep their databases.
+        let more = try LitestreamConfig.files(
+            LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(2_501), replica: "s3://bucket/sentinel"), maxPerProcess: 1_000, metricsPort: 9_400)
+        #expect(more[0] == files[0] && more[1] == files[1])
+        #expect(more[2].databases.count == 502)
+        // Exactly at the limit: one file; an empty appliance still gets one (control.sqlite).
+        #expect(try LitestreamConfig.files(Array(dbs.prefix(1_000)), maxPerProcess: 1_000).count == 1)
+        #expect(try LitestreamConfig.files(Array(dbs.prefix(1)), maxPerProcess: 1_000).count == 1)
+        #expect(throws: ConfigError.self) { try LitestreamConfig.files(dbs, maxPerProcess: 0) }
+    }
+
+    @Test("replica URLs keep their query; relative, hostless and unknown-scheme URLs are refused")
+    func replicaURLs() throws {
+        #expect(try LitestreamConfig.replicaURL("s3://bucket/a/b?endpoint=http://127.0.0.1:9000&region=x", appending: "workspaces/ws_1")
+            == "s3://bucket/a/b/workspaces/ws_1?endpoint=http://127.0.0.1:9000&region=x")
+        #expect(try LitestreamConfig.replicaURL("sftp://backup@host:22/srv/replica", appending: "control") == "sftp://backup@host:22/srv/replica/control")
+        #expect(try LitestreamConfig.replicaURL("s3://bucket", appending: "control") == "s3://bucket/control")
+        for bad in ["relative/path", "file://relative", "http://example.com/x", "s3:///no-bucket", "", "not a url at all"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try LitestreamConfig.replicaURL(bad, appending: "control") }
+        }
+    }
+
+    @Test("paths and URLs with quotes, backslashes, spaces and dollar signs come back from the YAML verbatim")
+    func quoting() throws {
+        let odd = DataDirectory(path: "/srv/sentinel data/\"q\" \\ $HOME: #x")
+        let dbs = try LitestreamConfig.databases(dataDirectory: odd, workspaces: Self.ids(1), replica: "file:///mnt/re%20plica")
+        let entries = try Self.parsed(try LitestreamConfig.files(dbs, maxPerProcess: 10)[0])
+        #expect(entries.map(\.0) == dbs.map(\.path))
+        #expect(entries.map(\.1) == ["file:///mnt/re%20plica/control", "file:///mnt/re%20plica/workspaces/ws_0000000000000000"])
+    }
+
+    @Test("writing replaces changed files only and removes files left from a larger split")
+    func writesAndPrunes() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let out = dir.url.appendingPathComponent("litestream")
+        let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(5), replica: "file:///r")
+        var result = try LitestreamConfig.write(try LitestreamConfig.files(dbs, maxPerProcess: 2), to: out)
+        #expect(result.written == ["litestream-0.yml", "litestream-1.yml", "litestream-2.yml"])
+        try "keep me".write(to: out.appendingPathComponent("notes.yml"), atomically: true, encoding: .utf8)
+        result = try LitestreamConfig.write(try LitestreamConfig.files(dbs, maxPerProcess: 2), to: out)
+        #expect(result.written.isEmpty && result.removed.isEmpty)
+        result = try LitestreamConfig.write(try LitestreamConfig.files(dbs, maxPerProcess: 4), to: out)
+        #expect(result.written == ["litestream-0.yml", "litestream-1.yml"])
+        #expect(result.removed == ["litestream-2.yml"])
+        let names = try FileManager.default.contentsOfDirectory(atPath: out.path).sorted()
+        #expect(names == ["litestream-0.yml", "litestream-1.yml", "notes.yml"])
+    }
+
+    @Test("litestream.max_databases_per_process defaults to 1000, must be at least 1; litestream.replica_url is read")
+    func configKeys() throws {
+        #expect(SentinelConfig().litestream.maxDatabasesPerProcess == 1_000)
+        let config = try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_MAX_DATABASES_PER_PROCESS": "250",
+                                                                     "SENTINEL_LITESTREAM_REPLICA_URL": "s3://b/p"])
+        #expect(config.litestream.maxDatabasesPerProcess == 250)
+        #expect(config.litestream.replicaURL == "s3://b/p")
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_MAX_DATABASES_PER_PROCESS": "0"]) }
+    }
+}

