@@ -41,9 +41,16 @@ public final class ControlStore: Sendable {
     /// Closes the file (restore, tests): the store is unusable afterwards.
     public func close() throws { try database.close() }
 
-    /// Checkpoints the WAL into the file (shutdown), synchronously.
+    /// Checkpoints the WAL into the file (shutdown), synchronously, without waiting for readers (a
+    /// Litestream sidecar holds a read transaction all the time): what cannot be checkpointed now
+    /// stays durable in the WAL. The connection's busy timeout is restored after.
     public func checkpoint() throws {
-        try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try database.writeWithoutTransaction { db in
+            let timeout = try Int.fetchOne(db, sql: "PRAGMA busy_timeout") ?? 0
+            try db.execute(sql: "PRAGMA busy_timeout = 0")
+            defer { try? db.execute(sql: "PRAGMA busy_timeout = \(timeout)") }
+            try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+        }
     }
 
     // MARK: Workspaces

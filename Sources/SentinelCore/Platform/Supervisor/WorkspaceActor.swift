@@ -267,7 +267,12 @@ public actor WorkspaceActor {
         closed = true
         let database = self.database
         let checkpointAndClose: @Sendable () -> Void = {
-            try? database.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+            // No waiting for readers (a Litestream sidecar holds a read transaction all the time):
+            // checkpoint what can be, then close; every commit is already durable in the WAL.
+            try? database.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA busy_timeout = 0")
+                _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
             try? database.close()
         }
         do { try await NIOThreadPool.singleton.runIfActive(checkpointAndClose) } catch { checkpointAndClose() }
