@@ -85,6 +85,7 @@ public final class Appliance: Sendable {
                                   maxTokensPerRun: config.review.maxTokensPerRun)
         runner.register(in: &registry)
         Rollups.register(in: &registry)
+        Notifications(store: NotificationStore(masterKey: integrations.masterKey), http: aiHTTP).register(in: &registry)
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)

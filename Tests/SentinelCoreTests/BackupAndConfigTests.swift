@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import SentinelCore
+@testable import SentinelCore
 import SentinelTestSupport
 import Testing
 
@@ -39,7 +39,7 @@ struct BackupTests {
         #expect(writesDuring > 0)
         #expect(manifest.files.map(\.kind) == [.control, .workspace])
         #expect(manifest.files[1].workspaceID == ws.rawValue)
-        #expect(manifest.files[1].schemaVersion == "0006_review_run_prepared")
+        #expect(manifest.files[1].schemaVersion == WorkspaceSchema.migrator.migrations.last)
         await h.supervisor.unpin(ws)
         await h.stop()
 

@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import SentinelCore
+@testable import SentinelCore
 import SentinelTestSupport
 import Testing
 
@@ -170,7 +170,7 @@ struct StorageTests {
         #expect(try h.workspaces.list().map(\.name) == ["acme"])
         let summary = h.workspaces.summary(record, detailed: true)
         #expect(summary.status == "ok")
-        #expect(summary.schemaVersion == "0006_review_run_prepared")
+        #expect(summary.schemaVersion == WorkspaceSchema.migrator.migrations.last)
         #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(record.workspaceID!).path))
         #expect(throws: StorageError.self) { try h.workspaces.create(name: "acme") }
         #expect(throws: StorageError.self) { try h.workspaces.create(name: "  ") }
