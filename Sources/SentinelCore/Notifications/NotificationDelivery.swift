@@ -138,6 +138,29 @@ public struct Notifications: Sendable {
         }
     }
 
+    /// Sends a sample message to the channel now (outside the queue and its coalescing) and returns
+    /// the remote answer: status and the start of the body. The attempt is audited
+    /// (`NotificationChannelTested`, with the status).
+    public func test(_ id: String, by actor: String, in workspace: WorkspaceActor) async throws -> NotificationTestResult {
+        guard let channel = try await store.channel(id, in: workspace) else {
+            throw IntegrationError.notFound("notification channel \(id) does not exist in this workspace")
+        }
+        let message = NotificationMessage(title: "Sentinel: test message for channel \(channel.summary.name)",
+                                          lines: ["Notifications for this workspace arrive here."], counts: [:], total: 0)
+        let result: NotificationTestResult
+        do {
+            let response = try await send(message, to: channel, now: Date())
+            result = NotificationTestResult(status: response.status, answer: StoredText.singleLine(String(decoding: response.body.prefix(300), as: UTF8.self)))
+        } catch {
+            result = NotificationTestResult(status: nil, answer: "\(error)")
+        }
+        try await workspace.write { tx in
+            try tx.append(DomainEvent(type: "NotificationChannelTested", subject: "notification_channel:\(id)",
+                                      payload: ["status": result.status.map(String.init) ?? "none", "by": actor]))
+        }
+        return result
+    }
+
     /// A delivery's answer as the job queue needs it: 2xx is done, 408/429/5xx retry, other 4xx is permanent.
     static func check(_ response: OutboundResponse) throws {
         if (200..<300).contains(response.status) { return }
@@ -207,6 +230,16 @@ public struct Notifications: Sendable {
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     }
+}
+
+/// What a channel's destination answered to a test message.
+public struct NotificationTestResult: Codable, Sendable, Equatable {
+    /// The HTTP status, nil when nothing was answered (connection refused, destination refused, timeout).
+    public var status: Int?
+    /// The start of the body, or why there was no answer.
+    public var answer: String
+
+    public var delivered: Bool { status.map { (200..<300).contains($0) } ?? false }
 }
 
 public enum NotificationError: Error, CustomStringConvertible {
