@@ -47,12 +47,13 @@ struct NotificationTests {
         }
     }
 
-    static func setup(window: TimeInterval = 0.05, maxAttempts: Int = 5) async throws -> Setup {
+    static func setup(window: TimeInterval = 0.05, maxAttempts: Int = 5, extra: (inout JobRegistry) -> Void = { _ in }) async throws -> Setup {
         let receiver = try await FakeNotificationReceiver.start()
         let http = try AsyncOutboundHTTPClient()
         var registry = JobRegistry()
         let store = NotificationStore(masterKey: MasterKey(key: SymmetricKey(size: .bits256)))
         Notifications(store: store, http: http, window: window).register(in: &registry)
+        extra(&registry)
         let h = try TestHarness(config: testConfig { $0.jobs.maxAttempts = maxAttempts }, registry: registry)
         let ws = try h.createWorkspace()
         return Setup(h: h, ws: ws, store: store, http: http, receiver: receiver)
@@ -156,6 +157,27 @@ struct NotificationTests {
             }
         }
         #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        await s.stop()
+    }
+
+    @Test("a job that goes dead notifies job.dead with its kind and reason; notifications' own dead flush does not loop")
+    func jobDead() async throws {
+        let s = try await Self.setup(maxAttempts: 2) { $0.register("fragile") { _ in throw JobFailure.permanent("disk on fire") } }
+        _ = try await s.add("slack", path: "/slack/x", topics: ["job.dead"])
+        _ = try await s.h.enqueue(JobRequest(kind: "fragile"), in: s.ws)
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("Job fragile") && text.contains("disk on fire"))
+
+        // The channel breaks; its flush goes dead; that JobDead is not turned into another notice.
+        await s.receiver.state.force(500)
+        _ = try await s.h.enqueue(JobRequest(kind: "fragile"), in: s.ws)
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).filter { $0.kind == EventListenerRegistry.jobKind(Notifications.listener) }.count == 3 })
+        #expect(await eventually { try await s.pending() == 0 })
+        let flushes = try await s.h.jobs(in: s.ws).filter { $0.kind == Notifications.flushKind }
+        #expect(flushes.count == 2)
         await s.stop()
     }
 

@@ -10,6 +10,8 @@ public enum NotificationTopic: String, Sendable, Codable, CaseIterable {
     case runFindings = "run.findings"
     /// A plan limit passed its soft threshold (`PlanSoftLimitReached`).
     case planSoftLimit = "plan.soft_limit"
+    /// A job went dead: retries exhausted or a permanent failure (`JobDead`).
+    case jobDead = "job.dead"
 }
 
 /// The kinds of channel Sentinel delivers to.

@@ -35,7 +35,7 @@ public struct NotificationMessage: Sendable, Equatable {
 public struct Notifications: Sendable {
     public static let listener = "notify.events"
     public static let flushKind = "notify.flush"
-    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached"]
+    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead"]
     /// Lines quoted in a coalesced message; the rest are counted only.
     public static let sampleLines = 5
 
@@ -94,9 +94,19 @@ public struct Notifications: Sendable {
             guard topics.contains(NotificationTopic.planSoftLimit.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
             return Notice(topic: .planSoftLimit, text: "Plan \(fields["plan"] ?? "?"): \(fields["limit"] ?? "?") at \(fields["used"] ?? "?") of \(fields["allowed"] ?? "?")")
+        case "JobDead":
+            // Notifications' own jobs going dead are not notified: that channel is failing already.
+            guard topics.contains(NotificationTopic.jobDead.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data),
+                  let kind = fields["kind"], !isOwn(kind) else { return nil }
+            return Notice(topic: .jobDead, text: "Job \(kind) (\(event.subject ?? "?")) is dead after \(fields["attempts"] ?? "?") attempt(s): \(fields["reason"] ?? "")")
         default:
             return nil
         }
+    }
+
+    static func isOwn(_ kind: String) -> Bool {
+        [flushKind, JobRegistry.deadKind(flushKind), EventListenerRegistry.jobKind(listener)].contains(kind)
     }
 
     /// The listener's work: pending rows and one flush job per channel and window.
@@ -190,6 +200,7 @@ public struct Notifications: Sendable {
         case .runFailed: return "review failed"
         case .runFindings: return "review with findings"
         case .planSoftLimit: return "plan soft limit"
+        case .jobDead: return "dead job"
         case nil: return topic
         }
     }
