@@ -89,6 +89,7 @@ public final class Appliance: Sendable {
         runner.register(in: &registry)
         Rollups.register(in: &registry)
         Retention.register(in: &registry, config: config)
+        Notifications(store: NotificationStore(masterKey: integrations.masterKey), http: aiHTTP).register(in: &registry)
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)

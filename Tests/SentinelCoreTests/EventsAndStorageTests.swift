@@ -1,6 +1,6 @@
 import Foundation
 import GRDB
-import SentinelCore
+@testable import SentinelCore
 import SentinelTestSupport
 import Testing
 

@@ -187,3 +187,13 @@ public enum JobQueue {
         s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
     }
 }
+
+extension JobQueue {
+    /// The `JobDead` event appended in the transaction that makes a job dead: kind, attempts and the
+    /// first 300 characters of the reason (what `sentinel jobs list` shows), never the payload.
+    static func deadEvent(_ job: JobRecord, reason: String) throws -> DomainEvent {
+        try DomainEvent(type: "JobDead", subject: "job:\(job.id)", payload: [
+            "kind": job.kind, "attempts": String(job.attempts), "reason": String(reason.prefix(300)),
+        ], correlationID: job.correlationID)
+    }
+}

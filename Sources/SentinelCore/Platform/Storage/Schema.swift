@@ -389,6 +389,31 @@ enum WorkspaceSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0008_notification_channels") { db in
+            // Notification channels (destination sealed with the master key, a redacted hint for
+            // display) and the notices waiting for their channel's next coalesced message.
+            try db.execute(sql: """
+                CREATE TABLE notification_channels (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    kind TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    destination BLOB NOT NULL,
+                    destination_hint TEXT NOT NULL,
+                    topics TEXT NOT NULL,
+                    min_severity TEXT,
+                    created_at REAL NOT NULL
+                ) STRICT;
+                CREATE TABLE notification_pending (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    channel_id TEXT NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+                    topic TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    event_seq INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    UNIQUE (channel_id, event_seq)
+                ) STRICT;
+                """)
+        }
         return m
     }
 }

@@ -185,6 +185,7 @@ public actor WorkspaceActor {
             let jobs = try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) { died.append(($0, $1)) }
             for (job, reason) in died {
                 if let hook = try registry.deadHookRequest(for: job, reason: reason, at: tx.now) { try tx.enqueue(hook) }
+                try tx.append(JobQueue.deadEvent(job, reason: reason))
             }
             return jobs
         }
@@ -199,6 +200,7 @@ public actor WorkspaceActor {
             let finished = try JobQueue.finish(job, owner: owner, outcome: outcome, in: tx.db, now: tx.now, backoff: backoff) { died.append(($0, $1)) }
             for (dead, reason) in died {
                 if let hook = try registry.deadHookRequest(for: dead, reason: reason, at: tx.now) { try tx.enqueue(hook) }
+                try tx.append(JobQueue.deadEvent(dead, reason: reason))
             }
             if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
                 tx.earliestEnqueued = min(tx.earliestEnqueued ?? row.runAt, row.runAt)

@@ -1,0 +1,263 @@
+import Foundation
+import GRDB
+
+/// One thing to tell a channel, waiting in `notification_pending` for the channel's next message.
+public struct Notice: Sendable, Equatable {
+    public var topic: NotificationTopic
+    public var text: String
+}
+
+/// A coalesced message: what the flush job sends for one channel.
+public struct NotificationMessage: Sendable, Equatable {
+    public var title: String
+    public var lines: [String]
+    /// Notices by topic.
+    public var counts: [String: Int]
+    public var total: Int
+
+    public var text: String { ([title] + lines).joined(separator: "\n") }
+}
+
+/// Delivery of notifications, by jobs.
+///
+/// Design: the `notify.events` listener reacts to the domain events that topics come from, turns
+/// each into a `Notice` and, for each channel subscribed to its topic, inserts a row into
+/// `notification_pending` (unique per channel and event, so a retried listener adds nothing
+/// twice) and enqueues one `notify.flush` job for the channel, due `window` after the batch's
+/// first notice (idempotency key `notify.flush:<channel>:<first pending id>`, so a burst enqueues
+/// one; notices that arrive while a message is being sent start the next batch when it is done).
+/// The flush job reads everything pending for the channel, sends one message (a single notice as
+/// is; several as a count per topic plus the first few lines), and deletes exactly the rows it
+/// sent once the destination accepted them. A failed send throws: the job queue retries with
+/// backoff (`Retry-After` honoured, a 4xx other than 408/429 is permanent) and the job goes dead
+/// after `jobs.max_attempts`, visible in `sentinel jobs list`; its `onDead` hook drops the
+/// batch's notices. So a channel gets at most one message per window, however many events.
+public struct Notifications: Sendable {
+    public static let listener = "notify.events"
+    public static let flushKind = "notify.flush"
+    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead"]
+    /// Lines quoted in a coalesced message; the rest are counted only.
+    public static let sampleLines = 5
+
+    public let store: NotificationStore
+    public let http: any OutboundHTTPClient
+    /// The coalescing window: at most one message per channel per window.
+    public let window: TimeInterval
+
+    public init(store: NotificationStore, http: any OutboundHTTPClient, window: TimeInterval = 60) {
+        self.store = store
+        self.http = http
+        self.window = window
+    }
+
+    struct FlushPayload: Codable, Sendable { var channelID: String }
+
+    public func register(in registry: inout JobRegistry) {
+        for type in Self.eventTypes {
+            registry.listen(to: type, as: Self.listener) { context in
+                let payload = try context.job.decodePayload(EventListenerPayload.self)
+                try await context.workspace.write { tx in try self.collect(eventSeq: payload.seq, in: &tx) }
+            }
+        }
+        registry.register(Self.flushKind, handler: { context in
+            let payload = try context.job.decodePayload(FlushPayload.self)
+            try await self.flush(channelID: payload.channelID, in: context.workspace)
+        }, onDead: { context, dead in
+            // The dead job (visible in `sentinel jobs list`, with its last answer) stands for its
+            // notices: they are dropped so the channel's next notice starts a new batch.
+            let payload = try JSONDecoder.sentinel.decode(FlushPayload.self, from: dead.payload)
+            try await context.workspace.write { tx in
+                try tx.db.execute(sql: "DELETE FROM notification_pending WHERE channel_id = ? AND created_at <= ?",
+                                  arguments: [payload.channelID, tx.now.epoch])
+            }
+        })
+    }
+
+    /// What an event means for a channel with these subscriptions, or nil.
+    static func notice(for event: StoredEvent, topics: Set<String>, minSeverity: Severity?) -> Notice? {
+        let data = Data(event.data.utf8)
+        switch event.type {
+        case "RunCompleted":
+            guard let run = try? JSONDecoder.sentinel.decode(RunEventPayload.self, from: data) else { return nil }
+            let where_ = "\(run.repository)#\(run.prNumber) (run \(run.runID))"
+            if run.state == "failed", topics.contains(NotificationTopic.runFailed.rawValue) {
+                return Notice(topic: .runFailed, text: "Review failed: \(where_)\(run.reason.map { ": \($0)" } ?? "")")
+            }
+            if run.state == "completed", topics.contains(NotificationTopic.runFindings.rawValue), let minSeverity {
+                let atLeast = (run.findingCounts ?? []).filter { (Severity(rawValue: $0.severity) ?? .info) >= minSeverity }
+                let count = atLeast.reduce(0) { $0 + $1.count }
+                guard count > 0 else { return nil }
+                return Notice(topic: .runFindings, text: "Review of \(where_): \(count) finding(s) at \(minSeverity.rawValue) or above")
+            }
+            return nil
+        case "PlanSoftLimitReached":
+            guard topics.contains(NotificationTopic.planSoftLimit.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            return Notice(topic: .planSoftLimit, text: "Plan \(fields["plan"] ?? "?"): \(fields["limit"] ?? "?") at \(fields["used"] ?? "?") of \(fields["allowed"] ?? "?")")
+        case "JobDead":
+            // Notifications' own jobs going dead are not notified: that channel is failing already.
+            guard topics.contains(NotificationTopic.jobDead.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data),
+                  let kind = fields["kind"], !isOwn(kind) else { return nil }
+            return Notice(topic: .jobDead, text: "Job \(kind) (\(event.subject ?? "?")) is dead after \(fields["attempts"] ?? "?") attempt(s): \(fields["reason"] ?? "")")
+        default:
+            return nil
+        }
+    }
+
+    static func isOwn(_ kind: String) -> Bool {
+        [flushKind, JobRegistry.deadKind(flushKind), EventListenerRegistry.jobKind(listener)].contains(kind)
+    }
+
+    /// The listener's work: pending rows and one flush job per channel and window.
+    func collect(eventSeq: Int64, in tx: inout WorkspaceTransaction) throws {
+        guard let event = try EventLog.event(seq: eventSeq, in: tx.db) else { return }
+        for channel in try NotificationStore.summaries(in: tx.db) {
+            guard let notice = Self.notice(for: event, topics: Set(channel.topics), minSeverity: channel.minSeverity.flatMap(Severity.init)) else { continue }
+            try tx.db.execute(sql: """
+                INSERT OR IGNORE INTO notification_pending (channel_id, topic, text, event_seq, created_at) VALUES (?, ?, ?, ?, ?)
+                """, arguments: [channel.id, notice.topic.rawValue, StoredText.singleLine(notice.text), eventSeq, tx.now.epoch])
+            guard tx.db.changesCount == 1 else { continue }
+            try scheduleFlush(channelID: channel.id, correlationID: event.correlationID, in: &tx)
+        }
+    }
+
+    /// One flush job per batch: keyed by the batch's first pending notice, due a window after it.
+    func scheduleFlush(channelID: String, correlationID: String?, in tx: inout WorkspaceTransaction) throws {
+        guard let first = try Int64.fetchOne(tx.db, sql: "SELECT min(id) FROM notification_pending WHERE channel_id = ?", arguments: [channelID]) else { return }
+        try tx.enqueue(JobRequest(kind: Self.flushKind, payload: FlushPayload(channelID: channelID), priority: .low,
+                                  runAt: tx.now.addingTimeInterval(window), idempotencyKey: "\(Self.flushKind):\(channelID):\(first)",
+                                  correlationID: correlationID))
+    }
+
+    /// Sends everything pending for the channel as one message; deletes what was sent.
+    func flush(channelID: String, in workspace: WorkspaceActor) async throws {
+        guard let channel = try await store.channel(channelID, in: workspace) else { return }
+        let rows = try await workspace.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, topic, text FROM notification_pending WHERE channel_id = ? ORDER BY id",
+                             arguments: [channelID]).map { (id: $0["id"] as Int64, topic: $0["topic"] as String, text: $0["text"] as String) }
+        }
+        guard let last = rows.last?.id else { return }
+        let message = Self.message(rows.map { Notice(topic: NotificationTopic(rawValue: $0.topic) ?? .runFailed, text: $0.text) })
+        let response = try await send(message, to: channel, now: Date())
+        try Self.check(response)
+        try await workspace.write { tx in
+            try tx.db.execute(sql: "DELETE FROM notification_pending WHERE channel_id = ? AND id <= ?", arguments: [channelID, last])
+            // Notices that arrived while this message was on its way start the next batch.
+            try self.scheduleFlush(channelID: channelID, correlationID: nil, in: &tx)
+        }
+    }
+
+    /// Sends a sample message to the channel now (outside the queue and its coalescing) and returns
+    /// the remote answer: status and the start of the body. The attempt is audited
+    /// (`NotificationChannelTested`, with the status).
+    public func test(_ id: String, by actor: String, in workspace: WorkspaceActor) async throws -> NotificationTestResult {
+        guard let channel = try await store.channel(id, in: workspace) else {
+            throw IntegrationError.notFound("notification channel \(id) does not exist in this workspace")
+        }
+        let message = NotificationMessage(title: "Sentinel: test message for channel \(channel.summary.name)",
+                                          lines: ["Notifications for this workspace arrive here."], counts: [:], total: 0)
+        let result: NotificationTestResult
+        do {
+            let response = try await send(message, to: channel, now: Date())
+            result = NotificationTestResult(status: response.status, answer: StoredText.singleLine(String(decoding: response.body.prefix(300), as: UTF8.self)))
+        } catch {
+            result = NotificationTestResult(status: nil, answer: "\(error)")
+        }
+        try await workspace.write { tx in
+            try tx.append(DomainEvent(type: "NotificationChannelTested", subject: "notification_channel:\(id)",
+                                      payload: ["status": result.status.map(String.init) ?? "none", "by": actor]))
+        }
+        return result
+    }
+
+    /// A delivery's answer as the job queue needs it: 2xx is done, 408/429/5xx retry, other 4xx is permanent.
+    static func check(_ response: OutboundResponse) throws {
+        if (200..<300).contains(response.status) { return }
+        let excerpt = String(decoding: response.body.prefix(200), as: UTF8.self)
+        let message = "the channel answered \(response.status): \(StoredText.singleLine(excerpt))"
+        if response.status == 408 || response.status == 429 || response.status >= 500 {
+            if let after = response.retryAfter { throw JobFailure.retryAfter(after, message) }
+            throw NotificationError.rejected(message)
+        }
+        throw JobFailure.permanent(message)
+    }
+
+    static func message(_ notices: [Notice]) -> NotificationMessage {
+        var counts: [String: Int] = [:]
+        for notice in notices { counts[notice.topic.rawValue, default: 0] += 1 }
+        if notices.count == 1 {
+            return NotificationMessage(title: "Sentinel: \(notices[0].text)", lines: [], counts: counts, total: 1)
+        }
+        let summary = counts.sorted { $0.key < $1.key }.map { "\($0.value) × \(title(of: $0.key))" }.joined(separator: ", ")
+        var lines = notices.prefix(sampleLines).map { "• \($0.text)" }
+        if notices.count > sampleLines { lines.append("… and \(notices.count - sampleLines) more") }
+        return NotificationMessage(title: "Sentinel: \(notices.count) notifications (\(summary))", lines: lines, counts: counts, total: notices.count)
+    }
+
+    static func title(of topic: String) -> String {
+        switch NotificationTopic(rawValue: topic) {
+        case .runFailed: return "review failed"
+        case .runFindings: return "review with findings"
+        case .planSoftLimit: return "plan soft limit"
+        case .jobDead: return "dead job"
+        case nil: return topic
+        }
+    }
+
+    /// The request for a channel's kind, sent through the one outbound client.
+    public func send(_ message: NotificationMessage, to channel: NotificationChannel, now: Date) async throws -> OutboundResponse {
+        guard let url = URL(string: channel.destination.url) else { throw JobFailure.permanent("the channel's URL does not parse") }
+        let body = try Self.body(message, kind: channel.kind)
+        var headers = [("Content-Type", "application/json")]
+        if channel.kind == .webhook, let secret = channel.destination.secret {
+            headers.append((NotificationSignature.header, NotificationSignature.sign(body: body, secret: secret, timestamp: Int(now.timeIntervalSince1970))))
+        }
+        do {
+            return try await http.send(OutboundRequest(method: "POST", url: url, headers: headers, body: body, timeout: .seconds(30)))
+        } catch OutboundHTTPError.destinationRefused(let reason) {
+            throw JobFailure.permanent("destination refused: \(reason)")
+        }
+    }
+
+    /// Slack: `{"text": …}`. Teams (workflow webhook): a message with one Adaptive Card attachment.
+    /// Generic webhook: `{"type": "sentinel.notification", "title", "text", "counts", "total"}`.
+    static func body(_ message: NotificationMessage, kind: NotificationChannelKind) throws -> Data {
+        let object: [String: Any]
+        switch kind {
+        case .slack:
+            object = ["text": message.text]
+        case .teams:
+            let blocks: [[String: Any]] = [["type": "TextBlock", "text": message.title, "weight": "Bolder", "wrap": true]]
+                + message.lines.map { ["type": "TextBlock", "text": $0, "wrap": true, "spacing": "None"] }
+            object = ["type": "message", "attachments": [[
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": ["$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
+                            "body": blocks] as [String: Any],
+            ] as [String: Any]]]
+        case .webhook:
+            object = ["type": "sentinel.notification", "title": message.title, "text": message.text, "counts": message.counts,
+                      "total": message.total]
+        }
+        return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    }
+}
+
+/// What a channel's destination answered to a test message.
+public struct NotificationTestResult: Codable, Sendable, Equatable {
+    /// The HTTP status, nil when nothing was answered (connection refused, destination refused, timeout).
+    public var status: Int?
+    /// The start of the body, or why there was no answer.
+    public var answer: String
+
+    public var delivered: Bool { status.map { (200..<300).contains($0) } ?? false }
+}
+
+public enum NotificationError: Error, CustomStringConvertible {
+    /// The destination answered with a retryable error.
+    case rejected(String)
+
+    public var description: String {
+        switch self { case .rejected(let message): return message }
+    }
+}

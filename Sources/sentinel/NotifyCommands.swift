@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+struct NotifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "notify", abstract: "A workspace's notification channels (Slack, Teams, signed webhook).",
+                                                    subcommands: [Add.self, List.self, Test.self, Remove.self])
+
+    struct Target: ParsableArguments {
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+
+        /// Runs `body` with the workspace open (closed afterwards), its channel store and the configuration.
+        func withChannels<T>(_ body: (WorkspaceActor, NotificationStore, SentinelConfig) async throws -> T) async throws -> T {
+            let store = NotificationStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+            return try await global.withWorkspace(workspace) { actor, _, config in try await body(actor, store, config) }
+        }
+    }
+
+    static func readFile(_ path: String?, what: String) throws -> String? {
+        guard let path else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(what) file \(path)") }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func show(_ c: NotificationChannelSummary, json: Bool) throws {
+        if json { try printJSON(c) } else {
+            print("\(c.id)  \(c.kind)  \(c.name)  \(c.destination)  events=\(c.topics.joined(separator: ","))\(c.minSeverity.map { "  min_severity=\($0)" } ?? "")")
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a channel; prints it with its URL redacted.")
+        @OptionGroup var target: Target
+        @Option(help: "slack | teams | webhook") var kind: String
+        @Option(help: "A name for the channel.") var name: String
+        @Option(help: "File holding the webhook URL (it carries a token: never on the command line).") var urlFile: String
+        @Option(help: "File holding the webhook channel's signing secret (16+ characters).") var secretFile: String?
+        @Option(help: "Event to notify (repeatable): \(NotificationTopic.allCases.map(\.rawValue).joined(separator: ", ")).") var event: [String]
+        @Option(help: "For run.findings: the lowest severity that notifies.") var minSeverity: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                guard let url = try NotifyCommand.readFile(urlFile, what: "URL") else { throw CLIError("--url-file is required") }
+                let secret = try NotifyCommand.readFile(secretFile, what: "secret")
+                let summary = try await target.withChannels { actor, store, _ in
+                    try await store.add(kind: kind, name: name, url: url, secret: secret, topics: event, minSeverity: minSeverity, by: "cli", in: actor)
+                }
+                try NotifyCommand.show(summary, json: json)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List channels (URLs shown by scheme and host only, secrets never).")
+        @OptionGroup var target: Target
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let list = try await target.withChannels { actor, store, _ in try await store.list(in: actor) }
+                if json { try printJSON(list) } else {
+                    for c in list { try NotifyCommand.show(c, json: false) }
+                    if list.isEmpty { print("no notification channels") }
+                }
+            }
+        }
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a sample message now and print what the destination answered.")
+        @OptionGroup var target: Target
+        @Argument(help: "Channel id.") var channel: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let result = try await oneLine {
+                try await target.withChannels { actor, store, config in
+                    let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
+                    do {
+                        let result = try await Notifications(store: store, http: client).test(channel, by: "cli", in: actor)
+                        await client.shutdown()
+                        return result
+                    } catch {
+                        await client.shutdown()
+                        throw error
+                    }
+                }
+            }
+            if json { try printJSON(result) } else {
+                print("\(result.delivered ? "delivered" : "not delivered"): \(result.status.map { "HTTP \($0)" } ?? "no answer")\(result.answer.isEmpty ? "" : "  \(result.answer)")")
+            }
+            if !result.delivered { throw ExitCode.failure }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a channel and what was waiting for it.")
+        @OptionGroup var target: Target
+        @Argument(help: "Channel id.") var channel: String
+
+        func run() async throws {
+            try await oneLine {
+                try await target.withChannels { actor, store, _ in try await store.remove(channel, by: "cli", in: actor) }
+                print("removed \(channel)")
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import Crypto
+import Foundation
+import GRDB
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("Notifications")
+struct NotificationTests {
+    struct Setup {
+        let h: TestHarness
+        let ws: WorkspaceID
+        let store: NotificationStore
+        let http: AsyncOutboundHTTPClient
+        let receiver: FakeNotificationReceiver
+
+        func stop() async {
+            await receiver.stop()
+            await http.shutdown()
+            await h.stop()
+        }
+
+        func add(_ kind: String, path: String, secret: String? = nil, topics: [String] = ["run.failed"], minSeverity: String? = nil) async throws -> NotificationChannelSummary {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await store.add(kind: kind, name: "\(kind) channel", url: receiver.baseURL + path, secret: secret, topics: topics,
+                                    minSeverity: minSeverity, by: "test", in: actor)
+            }
+        }
+
+        /// Appends `count` failed-run events in one transaction (their listener jobs are enqueued with them).
+        func failRuns(_ count: Int, state: String = "failed", findings: [FindingCount]? = nil) async throws {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await actor.write { tx in
+                    for i in 1...count {
+                        try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(i)", payload: RunEventPayload(
+                            runID: Int64(i), repository: "acme/api", prNumber: i, headSHA: "abc", trigger: "opened", state: state,
+                            reason: state == "failed" ? "GitHub answered 502" : nil, findingCounts: findings)))
+                    }
+                }
+            }
+        }
+
+        func pending() async throws -> Int {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM notification_pending") ?? -1 }
+            }
+        }
+    }
+
+    static func setup(window: TimeInterval = 0.05, maxAttempts: Int = 5, extra: (inout JobRegistry) -> Void = { _ in }) async throws -> Setup {
+        let receiver = try await FakeNotificationReceiver.start()
+        let http = try AsyncOutboundHTTPClient()
+        var registry = JobRegistry()
+        let store = NotificationStore(masterKey: MasterKey(key: SymmetricKey(size: .bits256)))
+        Notifications(store: store, http: http, window: window).register(in: &registry)
+        extra(&registry)
+        let h = try TestHarness(config: testConfig { $0.jobs.maxAttempts = maxAttempts }, registry: registry)
+        let ws = try h.createWorkspace()
+        return Setup(h: h, ws: ws, store: store, http: http, receiver: receiver)
+    }
+
+    @Test("Slack, Teams and generic webhook channels each get the message in the shape their receiver accepts")
+    func shapes() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add("slack", path: "/slack/T000/B000/XXXXSECRET")
+        _ = try await s.add("teams", path: "/teams/workflows/abc?sig=SECRET")
+        _ = try await s.add("webhook", path: "/hook", secret: s.receiver.secret)
+        try await s.failRuns(1)
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 3 })
+        let slack = try #require(await s.receiver.state.accepted("/slack").first)
+        #expect((slack.json["text"] as? String)?.contains("Review failed: acme/api#1 (run 1): GitHub answered 502") == true)
+        #expect(await s.receiver.state.accepted("/teams").count == 1)
+        let hook = try #require(await s.receiver.state.accepted("/hook").first)
+        #expect(hook.json["type"] as? String == "sentinel.notification")
+        #expect(hook.json["total"] as? Int == 1)
+        let all = await s.receiver.state.received
+        #expect(all.count == 3, "nothing was refused or sent twice")
+        #expect(await eventually { try await s.pending() == 0 })
+        await s.stop()
+    }
+
+    @Test("the generic receiver refuses a stale timestamp and a wrong secret; a fresh signature passes")
+    func signature() async throws {
+        let body = Data(#"{"a":1}"#.utf8)
+        let now = Date()
+        let fresh = NotificationSignature.sign(body: body, secret: "s3cret-s3cret-s3cret", timestamp: Int(now.timeIntervalSince1970))
+        #expect(NotificationSignature.verify(header: fresh, body: body, secret: "s3cret-s3cret-s3cret", now: now))
+        #expect(!NotificationSignature.verify(header: fresh, body: body, secret: "other-secret-000000", now: now))
+        #expect(!NotificationSignature.verify(header: fresh, body: Data(#"{"a":2}"#.utf8), secret: "s3cret-s3cret-s3cret", now: now))
+        #expect(!NotificationSignature.verify(header: fresh, body: body, secret: "s3cret-s3cret-s3cret", now: now.addingTimeInterval(301)))
+
+        // Through the real sender and the loopback receiver: a message signed 10 minutes ago is refused.
+        let s = try await Self.setup()
+        let added = try await s.add("webhook", path: "/hook", secret: s.receiver.secret)
+        let channel = try #require(try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.channel(added.id, in: $0) })
+        let sender = Notifications(store: s.store, http: s.http)
+        let message = Notifications.message([Notice(topic: .runFailed, text: "x")])
+        #expect(try await sender.send(message, to: channel, now: Date().addingTimeInterval(-600)).status == 401)
+        #expect(try await sender.send(message, to: channel, now: Date()).status == 204)
+        await s.stop()
+    }
+
+    @Test("a burst of 50 failed runs is one message with the count")
+    func coalescing() async throws {
+        let s = try await Self.setup(window: 3)
+        _ = try await s.add("slack", path: "/slack/T000/B000/XXXX")
+        try await s.failRuns(50)
+        s.h.startScheduler()
+        #expect(await eventually(timeout: .seconds(20)) {
+            let received = await s.receiver.state.received
+            return try await s.pending() == 0 && !received.isEmpty
+        })
+        let messages = await s.receiver.state.received
+        #expect(messages.count == 1)
+        let text = try #require(messages.first?.json["text"] as? String)
+        #expect(text.hasPrefix("Sentinel: 50 notifications (50 × review failed)"))
+        #expect(text.contains("… and 45 more"))
+        let flushes = try await s.h.jobs(in: s.ws).filter { $0.kind == Notifications.flushKind }
+        #expect(flushes.count == 1)
+        await s.stop()
+    }
+
+    @Test("only runs with findings at or above the channel's severity notify run.findings")
+    func severityFilter() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add("slack", path: "/slack/x", topics: ["run.findings"], minSeverity: "high")
+        try await s.failRuns(1, state: "completed", findings: [FindingCount(severity: "low", category: "style", count: 4)])
+        s.h.startScheduler()
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).contains { $0.kind.hasPrefix("listener.") } })
+        #expect(try await s.pending() == 0)
+        try await s.failRuns(1, state: "completed", findings: [FindingCount(severity: "critical", category: "security", count: 2)])
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        #expect((await s.receiver.state.accepted().first?.json["text"] as? String)?.contains("2 finding(s) at high or above") == true)
+        await s.stop()
+    }
+
+    @Test("a destination that keeps failing is retried with backoff, then the flush job is dead and its notices dropped")
+    func retriesThenDead() async throws {
+        let s = try await Self.setup(maxAttempts: 3)
+        await s.receiver.state.force(503)
+        _ = try await s.add("slack", path: "/slack/x")
+        try await s.failRuns(2)
+        s.h.startScheduler()
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        let dead = try #require(try await s.h.jobs(in: s.ws, state: .dead).first { $0.kind == Notifications.flushKind })
+        #expect(dead.attempts == 3)
+        #expect(dead.lastError?.contains("503") == true)
+        #expect(await s.receiver.state.received.count == 3)
+        #expect(await eventually { try await s.pending() == 0 })
+        // The channel recovers: the next failure is delivered in a new batch.
+        await s.receiver.state.force(nil)
+        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:9", payload: RunEventPayload(
+                    runID: 9, repository: "acme/api", prNumber: 9, headSHA: "abc", trigger: "opened", state: "failed")))
+            }
+        }
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        await s.stop()
+    }
+
+    @Test("a job that goes dead notifies job.dead with its kind and reason; notifications' own dead flush does not loop")
+    func jobDead() async throws {
+        let s = try await Self.setup(maxAttempts: 2) { $0.register("fragile") { _ in throw JobFailure.permanent("disk on fire") } }
+        _ = try await s.add("slack", path: "/slack/x", topics: ["job.dead"])
+        _ = try await s.h.enqueue(JobRequest(kind: "fragile"), in: s.ws)
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("Job fragile") && text.contains("disk on fire"))
+
+        // The channel breaks; its flush goes dead; that JobDead is not turned into another notice.
+        await s.receiver.state.force(500)
+        _ = try await s.h.enqueue(JobRequest(kind: "fragile"), in: s.ws)
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).filter { $0.kind == EventListenerRegistry.jobKind(Notifications.listener) }.count == 3 })
+        #expect(await eventually { try await s.pending() == 0 })
+        let flushes = try await s.h.jobs(in: s.ws).filter { $0.kind == Notifications.flushKind }
+        #expect(flushes.count == 2)
+        await s.stop()
+    }
+
+    @Test("list shows the destination redacted (no path, query or secret); bad input is refused with a clear error")
+    func redactionAndValidation() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add("slack", path: "/slack/T000/B000/XXXXSECRET")
+        _ = try await s.add("webhook", path: "/hook?token=QUERYSECRET", secret: "a-signing-secret-value")
+        let listed = try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.list(in: $0) }
+        #expect(listed.count == 2)
+        #expect(listed.allSatisfy { $0.destination == "http://127.0.0.1:\(s.receiver.port)/…" })
+        let json = String(decoding: try JSONEncoder.sentinel.encode(listed), as: UTF8.self)
+        for secret in ["XXXXSECRET", "QUERYSECRET", "a-signing-secret-value"] { #expect(!json.contains(secret)) }
+        let stored = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT CAST(destination AS TEXT) || destination_hint FROM notification_channels") }
+        }
+        #expect(!stored.joined().contains("XXXXSECRET"))
+        let events = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.read { db in try EventLog.read(after: 0, limit: 10, types: ["NotificationChannelAdded"], in: db) }
+        }
+        #expect(events.count == 2)
+        #expect(!events.map(\.data).joined().contains("SECRET"))
+
+        await #expect(throws: IntegrationError.invalid("the channel URL must be https (http only to a loopback address)")) {
+            try await s.h.supervisor.withWorkspace(s.ws) { actor in
+                try await s.store.add(kind: "slack", name: "x", url: "http://hooks.example.com/T/SECRET", secret: nil, topics: ["run.failed"],
+                                      minSeverity: nil, by: "t", in: actor)
+            }
+        }
+        await #expect(throws: IntegrationError.self) { _ = try await s.add("webhook", path: "/hook", secret: "short") }
+        await #expect(throws: IntegrationError.self) { _ = try await s.add("slack", path: "/s", topics: ["run.exploded"]) }
+        await #expect(throws: IntegrationError.self) { _ = try await s.add("slack", path: "/s", topics: ["run.findings"]) }
+
+        try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.remove(listed[0].id, by: "t", in: $0) }
+        #expect(try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.list(in: $0) }.map(\.id) == [listed[1].id])
+        await #expect(throws: IntegrationError.self) { try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.remove(listed[0].id, by: "t", in: $0) } }
+        await s.stop()
+    }
+}
