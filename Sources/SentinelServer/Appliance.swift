@@ -31,6 +31,8 @@ public final class Appliance: Sendable {
     let gitHubIntegrations: GitHubIntegrationCache
     /// Decrypted GitLab integrations, shared by webhook intake and review runs.
     let gitLabIntegrations: GitLabIntegrationCache
+    /// Deliveries refused for their signature or token, written down for `sentinel doctor`.
+    let authFailures: DeliveryAuthFailures
     /// Users, sessions, API tokens and memberships (control.sqlite).
     public let identity: IdentityService
     /// Catch-up after downtime: the sweep `serve` runs periodically (`reconcile.*`); tests and
@@ -82,8 +84,11 @@ public final class Appliance: Sendable {
         processor.register(in: &registry)
         GitLabDeliveryProcessor(connector: gitLabConnector, billing: billing, metrics: metrics).register(in: &registry)
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
+        let signals = OperationalSignals(control: control)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
+                                                            breakers: CircuitBreakerRegistry(journal: signals),
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
+        self.authFailures = DeliveryAuthFailures(signals: signals)
         let runner = ReviewRunner(connector: SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector]), models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
                                   maxTokensPerRun: config.review.maxTokensPerRun)
         runner.register(in: &registry)
@@ -116,7 +121,8 @@ public final class Appliance: Sendable {
         let router = Router(context: SentinelRequestContext.self)
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
-        WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics).add(to: router)
+        WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics,
+                      authFailures: authFailures).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
         let console = try Console(dependencies: api, supervisor: supervisor, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled)
         router.add(middleware: ConsoleNotFoundMiddleware(console: console))

@@ -182,6 +182,11 @@ struct GitHubEndToEndTests {
         #expect(missing == 401)
         #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
         #expect(try await world.count("SELECT count(*) FROM jobs") == 0)
+        // Written down for `sentinel doctor` (the first refusal at once; later ones at most every 10 s).
+        let refused = try world.appliance.control.read { db in
+            try Int.fetchOne(db, sql: "SELECT failures FROM integration_auth_failures WHERE integration_id = ?", arguments: [world.integration.id])
+        }
+        #expect(refused == 1)
         let (ping, _) = try await world.deliver(event: "ping", body: Data(#"{"zen":"Keep it logically awesome.","hook_id":1}"#.utf8))
         #expect(ping == 200)
         let (notJSON, _) = try await world.deliver(event: "pull_request", body: Data("not json".utf8))

@@ -16,6 +16,7 @@ struct WebhookRoutes {
     let gitLab: GitLabIntegrationCache
     let supervisor: Supervisor
     let metrics: SentinelMetrics
+    let authFailures: DeliveryAuthFailures
 
     func add(to router: Router<SentinelRequestContext>) {
         router.post("/webhooks/github/:integrationID") { request, context in
@@ -82,6 +83,7 @@ struct WebhookRoutes {
         let data = try await body(request, platform: "github")
         guard GitHubWebhookSignature.isValid(header: request.headers[.init("X-Hub-Signature-256")!], body: data, secret: integration.webhookSecret) else {
             metrics.webhook(platform: "github", outcome: "bad_signature")
+            await authFailures.record(id, workspaceID: integration.workspaceID)
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
             throw Problem(status: .unauthorized, detail: "X-Hub-Signature-256 is missing or does not match the integration's webhook secret")
         }
@@ -111,6 +113,7 @@ struct WebhookRoutes {
         let data = try await body(request, platform: "gitlab")
         guard GitLabWebhookToken.isValid(header: request.headers[.init("X-Gitlab-Token")!], secret: integration.webhookSecret) else {
             metrics.webhook(platform: "gitlab", outcome: "bad_signature")
+            await authFailures.record(integration.id, workspaceID: integration.workspaceID)
             context.logger.warning("webhook token rejected", metadata: ["integration_id": "\(integration.id)"])
             throw Problem(status: .unauthorized, detail: "X-Gitlab-Token is missing or does not match the integration's webhook secret")
         }

@@ -67,19 +67,31 @@ public struct CircuitBreaker: Sendable, Hashable {
     }
 }
 
+/// Where circuits that open and close are written down, for readers in other processes
+/// (`sentinel doctor`).
+public protocol CircuitJournal: Sendable {
+    func opened(workspaceID: String, providerID: String, at: Date, retryAt: Date)
+    func closed(workspaceID: String, providerID: String)
+}
+
 /// Every provider's breaker, shared across runs (one registry per process), keyed by workspace
 /// and provider id so one tenant's broken key never opens another tenant's circuit.
 public actor CircuitBreakerRegistry {
     public let failureThreshold: Int
     public let coolDown: Duration
     private let now: @Sendable () -> Date
+    private let journal: (any CircuitJournal)?
     private var breakers: [String: CircuitBreaker] = [:]
 
-    /// - Parameter now: the clock (injectable for tests).
-    public init(failureThreshold: Int = 5, coolDown: Duration = .seconds(60), now: @escaping @Sendable () -> Date = { Date() }) {
+    /// - Parameters:
+    ///   - now: the clock (injectable for tests).
+    ///   - journal: told when a circuit opens and when it closes again.
+    public init(failureThreshold: Int = 5, coolDown: Duration = .seconds(60), now: @escaping @Sendable () -> Date = { Date() },
+                journal: (any CircuitJournal)? = nil) {
         self.failureThreshold = failureThreshold
         self.coolDown = coolDown
         self.now = now
+        self.journal = journal
     }
 
     public static func key(workspaceID: String, providerID: String) -> String { "\(workspaceID)\u{1F}\(providerID)" }
@@ -107,12 +119,25 @@ public actor CircuitBreakerRegistry {
     }
 
     public func recordSuccess(workspaceID: String, providerID: String) {
-        withBreaker(workspaceID, providerID) { $0.recordSuccess() }
+        let wasOpen = withBreaker(workspaceID, providerID) { breaker -> Bool in
+            let open = breaker.openedAt != nil
+            breaker.recordSuccess()
+            return open
+        }
+        if wasOpen { journal?.closed(workspaceID: workspaceID, providerID: providerID) }
     }
 
     public func recordFailure(workspaceID: String, providerID: String) {
         let t = now()
-        withBreaker(workspaceID, providerID) { $0.recordFailure(at: t) }
+        let opened = withBreaker(workspaceID, providerID) { breaker -> Bool in
+            let before = breaker.openedAt
+            breaker.recordFailure(at: t)
+            return breaker.openedAt != nil && breaker.openedAt != before
+        }
+        if opened {
+            journal?.opened(workspaceID: workspaceID, providerID: providerID, at: t,
+                            retryAt: t.addingTimeInterval(CircuitBreaker(coolDown: coolDown).coolDownSeconds))
+        }
     }
 
     public func recordNeutral(workspaceID: String, providerID: String) {

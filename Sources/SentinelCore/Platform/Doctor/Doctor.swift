@@ -72,6 +72,7 @@ public struct Doctor: Sendable {
         checkSchemas(survey, add)
         checkDisk(survey, add)
         checkWorkspaces(survey, add)
+        checkSignals(add)
         return DoctorReport(dataDirectory: root.path, findings: findings)
     }
 
@@ -255,6 +256,41 @@ public struct Doctor: Sendable {
         if dead == 0 { add(.ok, "dead-jobs", "no dead jobs", nil) }
         if stuck == 0 { add(.ok, "stuck-runs", "no review run running for more than \(Int(stuckRunHours)) hours", nil) }
         if exportInUse && behind == 0 { add(.ok, "export", "every workspace exported within \(Int(exportLagDays)) days", nil) }
+    }
+
+    /// What the running server wrote down: integrations whose webhooks keep failing authentication
+    /// (none accepted since the last refusal, within a week), and AI providers with an open circuit.
+    private func checkSignals(_ add: Add) {
+        struct Refused { let integration: String; let workspace: String; let failures: Int; let last: Double }
+        struct Circuit { let workspace: String; let provider: String; let retryAt: Double }
+        guard let (refused, circuits) = try? readOnly(dataDirectory.controlFile, { db -> ([Refused], [Circuit]) in
+            guard try db.tableExists("integration_auth_failures"), try db.tableExists("provider_circuits") else { return ([], []) }
+            let refused = try Row.fetchAll(db, sql: "SELECT * FROM integration_auth_failures ORDER BY integration_id").map {
+                Refused(integration: $0["integration_id"], workspace: $0["workspace_id"], failures: $0["failures"], last: $0["last_failed_at"])
+            }
+            let circuits = try Row.fetchAll(db, sql: "SELECT * FROM provider_circuits WHERE retry_at > ? ORDER BY workspace_id, provider_id",
+                                            arguments: [now.timeIntervalSince1970]).map {
+                Circuit(workspace: $0["workspace_id"], provider: $0["provider_id"], retryAt: $0["retry_at"])
+            }
+            return (refused, circuits)
+        }) else { return }
+        var failing = 0
+        for r in refused where now.timeIntervalSince1970 - r.last < 7 * 86_400 {
+            guard let id = WorkspaceID(r.workspace) else { continue }
+            let lastAccepted = (try? readOnly(dataDirectory.workspaceFile(id)) { db in
+                try Double.fetchOne(db, sql: "SELECT max(received_at) FROM deliveries WHERE integration_id = ?", arguments: [r.integration])
+            }) ?? nil
+            guard (lastAccepted ?? 0) < r.last else { continue }
+            failing += 1
+            add(.warning, "webhook-auth", "integration \(r.integration) (workspace \(r.workspace)): \(r.failures) webhook deliveries refused for their signature or token, the last at \(ISO8601.string(Date(timeIntervalSince1970: r.last))), none accepted since",
+                "the webhook secret on GitHub or GitLab does not match the integration's: set the same secret on the webhook (or add the integration again)")
+        }
+        if failing == 0 { add(.ok, "webhook-auth", "no integration's webhooks are failing authentication", nil) }
+        for c in circuits {
+            add(.warning, "ai-circuit", "workspace \(c.workspace): AI provider \(c.provider)'s circuit is open until \(ISO8601.string(Date(timeIntervalSince1970: c.retryAt))) (its last calls failed; reviews use the next provider meanwhile)",
+                "check the provider's status and key with `sentinel doctor --online`; rotate the key with `sentinel provider rotate` if it was refused")
+        }
+        if circuits.isEmpty { add(.ok, "ai-circuit", "no AI provider has an open circuit", nil) }
     }
 
     private func readOnly<T>(_ url: URL, _ body: (Database) throws -> T) throws -> T {

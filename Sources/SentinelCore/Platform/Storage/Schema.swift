@@ -110,6 +110,26 @@ enum ControlSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0006_operational_signals") { db in
+            // What `sentinel doctor` (offline, another process) needs from a running server:
+            // webhook deliveries refused for their signature or token, per integration, and AI
+            // providers whose circuit is open. Written on those events only (rare), never per request.
+            try db.execute(sql: """
+                CREATE TABLE integration_auth_failures (
+                    integration_id TEXT PRIMARY KEY NOT NULL,
+                    workspace_id TEXT NOT NULL,
+                    failures INTEGER NOT NULL,
+                    last_failed_at REAL NOT NULL
+                ) STRICT;
+                CREATE TABLE provider_circuits (
+                    workspace_id TEXT NOT NULL,
+                    provider_id TEXT NOT NULL,
+                    opened_at REAL NOT NULL,
+                    retry_at REAL NOT NULL,
+                    PRIMARY KEY (workspace_id, provider_id)
+                ) STRICT;
+                """)
+        }
         return m
     }
 }

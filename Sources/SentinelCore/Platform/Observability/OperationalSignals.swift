@@ -1,0 +1,73 @@
+import Foundation
+import GRDB
+
+/// What `sentinel doctor` (offline, in another process) learns from a running server, kept in
+/// control.sqlite: webhook deliveries refused for their signature or token, per integration, and
+/// AI providers whose circuit is open. Written only when such a thing happens, never per request.
+public struct OperationalSignals: Sendable {
+    let control: ControlStore
+
+    public init(control: ControlStore) {
+        self.control = control
+    }
+
+    /// Adds `count` refused deliveries of an integration, the last one at `at`.
+    public func recordAuthFailures(_ count: Int, integrationID: IntegrationID, workspaceID: WorkspaceID, at: Date) throws {
+        try control.write { db in
+            try db.execute(sql: """
+                INSERT INTO integration_auth_failures (integration_id, workspace_id, failures, last_failed_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (integration_id) DO UPDATE SET failures = failures + excluded.failures, last_failed_at = excluded.last_failed_at
+                """, arguments: [integrationID.rawValue, workspaceID.rawValue, count, at.epoch])
+        }
+    }
+
+    public func circuitOpened(workspaceID: String, providerID: String, at: Date, retryAt: Date) throws {
+        try control.write { db in
+            try db.execute(sql: """
+                INSERT INTO provider_circuits (workspace_id, provider_id, opened_at, retry_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (workspace_id, provider_id) DO UPDATE SET opened_at = excluded.opened_at, retry_at = excluded.retry_at
+                """, arguments: [workspaceID, providerID, at.epoch, retryAt.epoch])
+        }
+    }
+
+    public func circuitClosed(workspaceID: String, providerID: String) throws {
+        try control.write { db in
+            try db.execute(sql: "DELETE FROM provider_circuits WHERE workspace_id = ? AND provider_id = ?", arguments: [workspaceID, providerID])
+        }
+    }
+}
+
+extension OperationalSignals: CircuitJournal {
+    public func opened(workspaceID: String, providerID: String, at: Date, retryAt: Date) {
+        try? circuitOpened(workspaceID: workspaceID, providerID: providerID, at: at, retryAt: retryAt)
+    }
+
+    public func closed(workspaceID: String, providerID: String) {
+        try? circuitClosed(workspaceID: workspaceID, providerID: providerID)
+    }
+}
+
+/// Refused webhook deliveries, counted in memory and written at most every `interval` per
+/// integration: a flood of forged deliveries costs one small write per interval, not one per request.
+public actor DeliveryAuthFailures {
+    private var pending: [IntegrationID: (workspaceID: WorkspaceID, count: Int, lastWrite: ContinuousClock.Instant?)] = [:]
+    let signals: OperationalSignals
+    let interval: Duration
+
+    public init(signals: OperationalSignals, interval: Duration = .seconds(10)) {
+        self.signals = signals
+        self.interval = interval
+    }
+
+    public func record(_ id: IntegrationID, workspaceID: WorkspaceID) {
+        var entry = pending[id] ?? (workspaceID, 0, nil)
+        entry.count += 1
+        let now = ContinuousClock.now
+        if entry.lastWrite.map({ now - $0 >= interval }) ?? true {
+            try? signals.recordAuthFailures(entry.count, integrationID: id, workspaceID: workspaceID, at: Date())
+            entry.count = 0
+            entry.lastWrite = now
+        }
+        pending[id] = entry
+    }
+}
