@@ -275,3 +275,38 @@ struct GitLabEndToEndTests {
         await again.stop()
     }
 }
+
+@Suite("sentinel integration add gitlab")
+struct GitLabIntegrationCommandTests {
+    @Test("checks the token against the instance first: a good one prints id, webhook_path and webhook_url; a refused one stores nothing and says why")
+    func addFromTheCommandLine() async throws {
+        let gitlab = try await FakeGitLab.start()
+        let dir = TemporaryDirectory("sentinel-gl-cli")
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let token = dir.url.appendingPathComponent("token.txt")
+        try (FakeGitLab.token + "\n").write(to: token, atomically: true, encoding: .utf8)
+        let secret = dir.url.appendingPathComponent("secret.txt")
+        try "gitlab-cli-secret\n".write(to: secret, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["integration", "add", "gitlab", "--data-dir", data, "--workspace", "acme",
+                                                   "--base-url", gitlab.baseURL.absoluteString, "--token-file", token.path,
+                                                   "--webhook-secret-file", secret.path, "--json"])
+        #expect(added.status == 0, "\(added.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any], "\(added.stdout)")
+        let path = try #require(json["webhook_path"] as? String)
+        #expect(path.hasPrefix("/webhooks/gitlab/int_"))
+        #expect((json["webhook_url"] as? String)?.hasSuffix(path) == true)
+        #expect(json["user"] as? String == FakeGitLabState.botUser.username)
+        #expect(!added.stdout.contains(FakeGitLab.token), "the token is never printed")
+        // A token the instance refuses: a plain reason, nothing stored.
+        try "glpat-not-a-token\n".write(to: token, atomically: true, encoding: .utf8)
+        let refused = try await SentinelProcess.run(["integration", "add", "gitlab", "--data-dir", data, "--workspace", "acme",
+                                                     "--base-url", gitlab.baseURL.absoluteString, "--token-file", token.path,
+                                                     "--webhook-secret-file", secret.path])
+        #expect(refused.status != 0 && refused.stderr.contains("401"), "\(refused.stderr)")
+        let list = try await SentinelProcess.run(["integration", "list", "--data-dir", data, "--workspace", "acme", "--json"])
+        #expect((try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])?.count == 1, "\(list.stdout)")
+        await gitlab.stop()
+        dir.cleanup()
+    }
+}
