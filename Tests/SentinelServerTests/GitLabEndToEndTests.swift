@@ -250,6 +250,21 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("an instance without /diffs (GitLab before 15.7) is reviewed from /changes")
+    func olderInstance() async throws {
+        let world = try await GitLabWorld()
+        await world.gitlab.state.setDiffsEndpointAvailable(false)
+        let mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        #expect(try await world.runs().first?.state == .completed)
+        #expect(await world.gitlab.state.count("GET changes") >= 1)
+        let summary = try #require(await world.summaryNotes().first)
+        #expect(summary.body.contains("Reviewed 2 of 3 files"), "\(summary.body)")
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
+        await world.stop()
+    }
+
     @Test("a position GitLab refuses (400) moves that finding into the summary; a failed summary post is retried without posting a discussion twice")
     func refusedPositionsAndRetries() async throws {
         let world = try await GitLabWorld()
