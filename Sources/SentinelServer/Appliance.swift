@@ -124,7 +124,7 @@ public final class Appliance: Sendable {
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics,
                       authFailures: authFailures).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
-        let console = try Console(dependencies: api, supervisor: supervisor, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled)
+        let console = try Console(dependencies: api, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled)
         router.add(middleware: ConsoleNotFoundMiddleware(console: console))
         console.add(to: router)
         return router

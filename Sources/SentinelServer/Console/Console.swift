@@ -14,7 +14,8 @@ import SentinelCore
 /// (before sign-in: from a random form cookie), checked on every post.
 struct Console: Sendable {
     let d: APIDependencies
-    let supervisor: Supervisor
+    /// The API's: the console opens workspaces through the same supervisor.
+    var supervisor: Supervisor { d.supervisor }
     let scheduler: JobScheduler
     /// Outbound calls the console makes itself (GitHub's manifest conversion), under the
     /// appliance's destination policy.
@@ -27,11 +28,10 @@ struct Console: Sendable {
     static let formCookie = "sentinel_form"
     static let maxFormBytes = 512 * 1024
 
-    init(dependencies: APIDependencies, supervisor: Supervisor, scheduler: JobScheduler, outbound: any OutboundHTTPClient,
+    init(dependencies: APIDependencies, scheduler: JobScheduler, outbound: any OutboundHTTPClient,
          document: APIDocument, secureCookies: Bool) throws {
         self.d = dependencies
         self.outbound = outbound
-        self.supervisor = supervisor
         self.scheduler = scheduler
         self.document = document
         self.views = try ConsoleTemplates.library()
