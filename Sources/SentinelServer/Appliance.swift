@@ -99,7 +99,7 @@ public final class Appliance: Sendable {
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
         self.reconcile = ReconcileService(
-            reconciler: Reconciler(connectors: ["github": connector], options: ReconcileOptions(config.reconcile), metrics: metrics),
+            reconciler: Reconciler(connectors: ["github": connector, "gitlab": gitLabConnector], options: ReconcileOptions(config.reconcile), metrics: metrics),
             supervisor: supervisor, control: control, interval: config.reconcile.intervalSeconds, logger: logger.with(["component": "reconcile"]))
         self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
         self.document = try APIDocument.load()

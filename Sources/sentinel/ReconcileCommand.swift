@@ -5,7 +5,7 @@ import SentinelCore
 struct ReconcileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reconcile",
-        abstract: "Run one catch-up sweep: review open pull requests whose head has no run, have GitHub resend failed webhook deliveries.",
+        abstract: "Run one catch-up sweep: review open pull requests (GitHub) and merge requests (GitLab) whose head has no run, have GitHub resend failed webhook deliveries.",
         discussion: "Works beside a running server (the requested reviews are queued for it). `serve` sweeps by itself every reconcile.interval_seconds.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only this workspace (id or name); default: every workspace.") var workspace: String?
@@ -20,7 +20,10 @@ struct ReconcileCommand: AsyncParsableCommand {
             let connector = GitHubConnector(integrations: GitHubIntegrationCache(service: integrations),
                                             requestTimeout: .seconds(config.github.requestTimeoutSeconds),
                                             destinations: try DestinationPolicy(config.security))
-            let reconciler = Reconciler(connectors: ["github": connector], options: ReconcileOptions(config.reconcile, dryRun: dryRun))
+            let gitLab = GitLabConnector(integrations: GitLabIntegrationCache(service: integrations),
+                                         requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds),
+                                         destinations: try DestinationPolicy(config.security), publicURL: config.server.publicURL)
+            let reconciler = Reconciler(connectors: ["github": connector, "gitlab": gitLab], options: ReconcileOptions(config.reconcile, dryRun: dryRun))
             let logger = cliLogger(config, command: "reconcile")
             var report = ReconcileReport(dryRun: dryRun)
             let targets = try workspace.map { [$0] } ?? control.workspaceIDs().map(\.rawValue)
@@ -32,12 +35,14 @@ struct ReconcileCommand: AsyncParsableCommand {
                 } catch {
                     if workspace != nil {
                         await connector.shutdown()
+                        await gitLab.shutdown()
                         throw error
                     }
                     report.failures[target] = "\(error)"
                 }
             }
             await connector.shutdown()
+            await gitLab.shutdown()
             if json { try printJSON(report) } else { print(Self.text(report), terminator: "") }
         }
     }

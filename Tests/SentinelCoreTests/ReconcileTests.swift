@@ -36,3 +36,18 @@ struct ReconcileTests {
         }
     }
 }
+
+@Suite("GitLab catch-up building blocks")
+struct GitLabReconcileTests {
+    @Test("the rate budget is read from GitLab's RateLimit-* headers (reset in Unix seconds); an answer without them changes nothing")
+    func rateBudget() async {
+        let budget = GitLabRateBudget()
+        #expect(await budget.current == nil)
+        await budget.observe(OutboundResponse(status: 200, headers: [("RateLimit-Limit", "2000"), ("RateLimit-Remaining", "300"),
+                                                                     ("RateLimit-Reset", "1767225600"), ("RateLimit-Observed", "1700")]))
+        #expect(await budget.current == RateBudget(remaining: 300, limit: 2000, resetAt: Date(timeIntervalSince1970: 1_767_225_600)))
+        #expect(await budget.current?.fraction == 0.15)
+        await budget.observe(OutboundResponse(status: 200, headers: [("Content-Type", "application/json")]))
+        #expect(await budget.current?.remaining == 300)
+    }
+}

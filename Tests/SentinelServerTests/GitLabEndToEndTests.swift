@@ -30,7 +30,7 @@ final class GitLabWorld: Sendable {
         .modified("package-lock.json", diff: "@@ -1 +1 @@\n-{}\n+{\"lockfileVersion\": 3}\n"),
     ]
 
-    init(tls: Bool = false, projectPath: String = "acme/web") async throws {
+    init(tls: Bool = false, projectPath: String = "acme/web", config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
         gitlab = try await FakeGitLab.start(tls: tls)
         directory = TemporaryDirectory("sentinel-gl")
         var config = testConfig()
@@ -39,6 +39,7 @@ final class GitLabWorld: Sendable {
         config.server.port = 0
         config.gitlab.requestTimeoutSeconds = 2
         config.server.publicURL = "https://sentinel.example.com"
+        adjust(&config)
         appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, logger: Logger.sentinel(level: "error"))
         workspace = try appliance.workspaces.create(name: "acme").workspaceID!
         project = FakeGitLabProject(id: 77, path: projectPath)

@@ -75,6 +75,9 @@ public enum FakeFault: Sendable, Equatable {
     case rateLimited(retryAfter: Int)
     /// 403 secondary rate limit with `x-ratelimit-remaining: 0` and a reset time.
     case secondaryRateLimit
+    /// 403 secondary rate limit with `Retry-After: seconds`, as GitHub answers content-creation bursts
+    /// (a GitLab fake answers the same 403 + `Retry-After`, as a throttling proxy in front of it does).
+    case secondaryRateLimited(retryAfter: Int)
     /// Answer only after this many seconds (past a client's timeout).
     case delay(Double)
 }
@@ -164,6 +167,7 @@ public actor FakeGitHubState {
     public private(set) var issueComments: [(repo: String, number: Int, body: String)] = []
     public private(set) var rejected: [String] = []
     public private(set) var requests: [String] = []
+    private var requestTimes: [(route: String, at: Date)] = []
     private var faults: [String: [FakeFault]] = [:]
     /// Installation tokens and when they expire (GitHub answers 401 to an expired or revoked one).
     private var issuedTokens: [String: Date] = [:]
@@ -279,7 +283,13 @@ public actor FakeGitHubState {
         return f
     }
 
-    func log(_ line: String) { requests.append(line) }
+    func log(_ line: String) {
+        requests.append(line)
+        requestTimes.append((line, Date()))
+    }
+
+    /// When each request of a route (a `requests` line such as "POST reviews") arrived, oldest first.
+    public func times(_ route: String) -> [Date] { requestTimes.filter { $0.route == route }.map(\.at) }
     func reject(_ reason: String) { rejected.append(reason) }
     func newID() -> Int64 { nextID += 1; return nextID }
 
@@ -454,6 +464,10 @@ struct FakeGitHubRoutes {
             return json(403, ["message": "You have exceeded a secondary rate limit."],
                         headers: [HTTPField.Name("x-ratelimit-remaining")!: "0",
                                   HTTPField.Name("x-ratelimit-reset")!: String(Int(Date().timeIntervalSince1970) + 1)])
+        case .secondaryRateLimited(let seconds):
+            return json(403, ["message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                              "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"],
+                        headers: [.retryAfter: String(seconds)])
         case .delay(let seconds):
             try? await Task.sleep(for: .seconds(seconds))
             return nil

@@ -268,6 +268,8 @@ public struct FakeGitLabRequest: Sendable {
     public let route: String
     /// Path and query as sent (percent-encoding kept).
     public let target: String
+    /// When it arrived (before any injected delay).
+    public var at = Date()
 }
 
 public actor FakeGitLabState {
@@ -294,6 +296,9 @@ public actor FakeGitLabState {
     public private(set) var diffsEndpointAvailable = true
     private var faults: [String: [FakeFault]] = [:]
     private var nextID: Int64 = 5000
+    /// The authenticated-API rate limit, when a test sets one: every answer carries `RateLimit-*`
+    /// headers and each request spends one; at 0 GitLab answers 429 with `Retry-After` until the reset.
+    private var rateLimit: (limit: Int, remaining: Int, reset: Int)?
 
     init() {
         tokens[FakeGitLab.token] = FakeGitLabToken(user: Self.botUser, scopes: ["api"])
@@ -388,6 +393,26 @@ public actor FakeGitLabState {
     /// `POST discussions`, `POST statuses`, `GET statuses`, `GET member`.
     public func inject(_ route: String, _ faults: [FakeFault]) { self.faults[route, default: []] += faults }
 
+    /// Sets the rate limit (`reset` in Unix seconds; default one hour from now).
+    public func setRateLimit(limit: Int, remaining: Int, reset: Int? = nil) {
+        rateLimit = (limit, remaining, reset ?? Int(Date().timeIntervalSince1970) + 3600)
+    }
+
+    /// Spends one request: the `RateLimit-*` headers of the answer, and the seconds to wait when
+    /// the limit is exhausted (the request is then refused with 429).
+    func spendRateLimit() -> (headers: [(String, String)], refusedFor: Int?) {
+        guard var limit = rateLimit else { return ([], nil) }
+        let now = Int(Date().timeIntervalSince1970)
+        if now >= limit.reset { limit.remaining = limit.limit; limit.reset = now + 60 }
+        let refused = limit.remaining <= 0
+        if !refused { limit.remaining -= 1 }
+        rateLimit = limit
+        let headers = [("RateLimit-Name", "throttle_authenticated_api"), ("RateLimit-Limit", String(limit.limit)),
+                       ("RateLimit-Observed", String(limit.limit - limit.remaining)), ("RateLimit-Remaining", String(limit.remaining)),
+                       ("RateLimit-Reset", String(limit.reset))]
+        return (headers, refused ? max(1, limit.reset - now) : nil)
+    }
+
     // MARK: readers
 
     /// Every note on the merge request (plain, discussion and diff notes, system notes), oldest first.
@@ -419,6 +444,9 @@ public actor FakeGitLabState {
 
     /// How many requests hit a route key (e.g. `POST discussions`).
     public func count(_ route: String) -> Int { requests.filter { $0.route == route }.count }
+
+    /// When each request of a route key arrived, oldest first.
+    public func times(_ route: String) -> [Date] { requests.filter { $0.route == route }.map(\.at) }
 
     // MARK: internals
 

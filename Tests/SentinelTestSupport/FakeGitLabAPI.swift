@@ -105,6 +105,7 @@ extension FakeGitLabState {
         switch (method, s.count) {
         case ("GET", 1) where s[0] == "user": return "GET user"
         case (_, 2) where s[0] == "projects": return "\(method) project"
+        case (_, 3) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) merge_requests"
         case (_, 4) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) merge_request"
         case (_, 5) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) \(s[4])"
         case (_, 4) where s[0] == "projects" && s[2] == "repository" && s[3] == "compare": return "\(method) compare"
@@ -121,7 +122,7 @@ extension FakeGitLabState {
 
     func handle(_ call: FakeGitLabCall) -> FakeGitLabAnswer {
         let route = Self.routeKey(method: call.method, segments: call.segments)
-        let known: Set<String> = ["GET user", "GET project", "GET merge_request", "GET diffs", "GET changes", "GET versions",
+        let known: Set<String> = ["GET user", "GET project", "GET merge_requests", "GET merge_request", "GET diffs", "GET changes", "GET versions",
                                   "GET compare", "GET file", "GET notes", "POST notes", "GET discussions", "POST discussions",
                                   "POST statuses", "GET statuses", "GET member", "GET merge_base"]
         guard known.contains(route) else { return .error(404, "404 Not Found") }
@@ -156,6 +157,7 @@ extension FakeGitLabState {
         let s = call.segments
         switch route {
         case "GET project": return .json(200, projectJSON(project))
+        case "GET merge_requests": return listMergeRequests(project, call: call)
         case "GET compare": return compare(project, call.query)
         case "GET merge_base": return mergeBase(project, call.refs)
         case "GET file": return file(project, path: s[4], ref: call.query["ref"])
@@ -208,6 +210,23 @@ extension FakeGitLabState {
     }
 
     // MARK: projects, files, compare, members
+
+    /// `GET /projects/:id/merge_requests`: filtered by `state` (`opened`, `closed`, `merged`, `locked`,
+    /// `all`; default all; anything else 400 as Grape answers), newest first, paginated, each item
+    /// without `diff_refs` and `changes_count` (only the single merge request has them).
+    func listMergeRequests(_ project: FakeGitLabProject, call: FakeGitLabCall) -> FakeGitLabAnswer {
+        let state = call.query["state"] ?? "all"
+        guard ["opened", "closed", "merged", "locked", "all"].contains(state) else { return .error(400, "state does not have a valid value") }
+        let items = mergeRequests.values.filter { $0.project == project.id && (state == "all" || $0.state == state) }
+            .sorted { $0.iid > $1.iid }
+            .map { mr -> Any in
+                var object = mergeRequestJSON(mr, project: project)
+                object["diff_refs"] = nil
+                object["changes_count"] = nil
+                return object
+            }
+        return paginate(items, call: call)
+    }
 
     func findProject(_ idOrPath: String) -> FakeGitLabProject? {
         if let id = Int64(idOrPath) { return projects[id] }
@@ -586,6 +605,11 @@ struct FakeGitLabRoutes {
             return rateLimited(seconds)
         case .secondaryRateLimit:
             return rateLimited(1)
+        case .secondaryRateLimited(let seconds):
+            // A throttling proxy in front of GitLab: 403 with `Retry-After`.
+            var response = respond(.message(403, "403 Forbidden - You are being rate limited, retry later"))
+            response.headers[.retryAfter] = String(seconds)
+            return response
         case .delay(let seconds):
             try? await Task.sleep(for: .seconds(seconds))
             return nil
@@ -617,11 +641,17 @@ struct FakeGitLabRoutes {
         let target = request.uri.query.map { "\(rawPath)?\($0)" } ?? rawPath
         await state.log(FakeGitLabRequest(method: method, route: route, target: target))
         if let response = await fault(route) { return response }
-        let answer = await state.handle(FakeGitLabCall(
+        let (limitHeaders, refusedFor) = await state.spendRateLimit()
+        if let seconds = refusedFor {
+            return respond(FakeGitLabAnswer(status: 429, headers: [("Content-Type", "text/plain"), ("Retry-After", String(seconds))] + limitHeaders,
+                                            body: Data("Retry later\n".utf8)))
+        }
+        var answer = await state.handle(FakeGitLabCall(
             method: method, segments: segments, rawPath: rawPath, query: query,
             refs: request.uri.queryParameters.getAll("refs[]").map { String($0) },
             privateToken: request.headers[HTTPField.Name("PRIVATE-TOKEN")!], authorization: request.headers[.authorization],
             contentType: request.headers[.contentType], body: body))
+        answer.headers += limitHeaders
         return respond(answer)
     }
 

@@ -134,7 +134,7 @@ struct SweepStopped: Error {
 /// Sweeps the integrations of a workspace (`sweep(_:logger:)`); `ReconcileService` runs it
 /// periodically while serving, `sentinel reconcile` once.
 public struct Reconciler: Sendable {
-    /// By integration kind (`integrations.kind`: `github`).
+    /// By integration kind (`integrations.kind`: `github`, `gitlab`).
     let connectors: [String: any ReconcileConnector]
     let options: ReconcileOptions
     let metrics: SentinelMetrics
@@ -314,7 +314,7 @@ public struct Reconciler: Sendable {
                         if try ReviewRunStore.hasRun(repositoryID: current.id, prNumber: pr.number, headSHA: pr.headSHA, in: tx.db) { continue }
                         if out.count >= room { return (out, true) }
                         let (runID, created) = try ReviewRunStore.request(
-                            repository: current, prNumber: pr.number, headSHA: pr.headSHA, baseSHA: pr.baseSHA, trigger: ReviewRunStore.reconcileTrigger,
+                            repository: current, prNumber: pr.number, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA, trigger: ReviewRunStore.reconcileTrigger,
                             fullReview: false, correlationID: correlationID, in: &tx)
                         if created { out.append(ReconciledReview(repository: current.fullName, prNumber: pr.number, headSHA: pr.headSHA, runID: runID)) }
                     }

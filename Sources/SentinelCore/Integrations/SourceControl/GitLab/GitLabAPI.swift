@@ -25,12 +25,16 @@ public struct GitLabClient: Sendable {
     let token: String
     let http: any OutboundHTTPClient
     let timeout: Duration
+    /// Sees every answer (the catch-up sweep reads the `RateLimit-*` headers from it).
+    let observe: (@Sendable (OutboundResponse) async -> Void)?
 
-    public init(baseURL: URL, token: String, http: any OutboundHTTPClient, timeout: Duration = .seconds(30)) {
+    public init(baseURL: URL, token: String, http: any OutboundHTTPClient, timeout: Duration = .seconds(30),
+                observe: (@Sendable (OutboundResponse) async -> Void)? = nil) {
         self.baseURL = baseURL
         self.token = token
         self.http = http
         self.timeout = timeout
+        self.observe = observe
     }
 
     public static func error(_ response: OutboundResponse, operation: String) -> GitLabAPIError {
@@ -72,6 +76,7 @@ public struct GitLabClient: Sendable {
             headers.append(("Content-Type", "application/json"))
         }
         let response = try await http.send(OutboundRequest(method: method, url: url, headers: headers, body: data, timeout: timeout))
+        await observe?(response)
         guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
         return response
     }
@@ -115,6 +120,12 @@ public struct GitLabClient: Sendable {
         guard r.status == 200 else { return nil }
         struct Token: Decodable { let scopes: [String]? }
         return try decode(Token.self, r, operation: "get token").scopes
+    }
+
+    /// The project's open merge requests (`state=opened`), every page.
+    public func openMergeRequests(project: Int64, maxPages: Int = 30) async throws -> [GitLabMergeRequest] {
+        try await list("projects/\(project)/merge_requests", query: [("state", "opened")], operation: "list merge requests", maxPages: maxPages)
+            .filter { ($0.state ?? "opened") == "opened" }
     }
 
     public func mergeRequest(project: Int64, iid: Int) async throws -> GitLabMergeRequest {

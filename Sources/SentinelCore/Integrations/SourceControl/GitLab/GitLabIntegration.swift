@@ -112,12 +112,14 @@ public enum GitLabTokenCheck {
     }
 }
 
-/// Builds GitLab sessions for review runs: one HTTP client per integration (with its own CA bundle
-/// when it has one) and the token's user, looked up once. `shutdown()` closes the clients.
-public actor GitLabConnector: SourceControlConnector {
+/// Builds GitLab sessions for review runs and the catch-up sweep: one HTTP client per integration
+/// (with its own CA bundle when it has one), its rate-limit budget, and the token's user, looked up
+/// once. `shutdown()` closes the clients.
+public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
     private struct Entry {
         let client: GitLabClient
         let http: AsyncOutboundHTTPClient
+        let budget: GitLabRateBudget
         var bot: GitLabUser?
     }
 
@@ -150,8 +152,10 @@ public actor GitLabConnector: SourceControlConnector {
         do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
             throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
         }
-        let entry = Entry(client: GitLabClient(baseURL: integration.baseURL, token: integration.token, http: http, timeout: requestTimeout),
-                          http: http, bot: nil)
+        let budget = GitLabRateBudget()
+        let entry = Entry(client: GitLabClient(baseURL: integration.baseURL, token: integration.token, http: http, timeout: requestTimeout,
+                                               observe: { await budget.observe($0) }),
+                          http: http, budget: budget, bot: nil)
         entries[id] = entry
         return entry
     }
@@ -173,6 +177,12 @@ public actor GitLabConnector: SourceControlConnector {
             runURL = { base + String($0) }
         }
         return GitLabSession(client: entry.client, project: repository.externalID, bot: bot, runURL: runURL)
+    }
+
+    public func reconcileSession(for integration: IntegrationID, in workspace: WorkspaceActor) async throws -> (any ReconcileSession)? {
+        guard try await integrations.integration(integration, in: workspace) != nil else { return nil }
+        let entry = try await entry(integration, in: workspace)
+        return GitLabReconcileSession(client: entry.client, rateBudget: entry.budget)
     }
 
     public func shutdown() async {
