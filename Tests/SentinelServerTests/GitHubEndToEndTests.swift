@@ -33,7 +33,9 @@ final class GitHubWorld: Sendable {
         ("package-lock.json", "modified", "@@ -1 +1 @@\n-{}\n+{\"lockfileVersion\": 3}"),
     ]
 
-    init(tls: Bool = false, billing: (any BillingProvider)? = nil, config adjust: (inout SentinelConfig) -> Void = { _ in }) async throws {
+    /// - Parameter models: builds the AI model resolver from the data directory's master key (default: the appliance's own).
+    init(tls: Bool = false, billing: (any BillingProvider)? = nil, config adjust: (inout SentinelConfig) -> Void = { _ in },
+         models: ((MasterKey) -> any ReviewModelResolver)? = nil) async throws {
         github = try await FakeGitHub.start(tls: tls)
         directory = TemporaryDirectory("sentinel-gh")
         var config = testConfig()
@@ -43,7 +45,13 @@ final class GitHubWorld: Sendable {
         config.github.requestTimeoutSeconds = 2
         adjust(&config)
         log = CapturedLog()
-        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, billing: billing,
+        var resolver: (any ReviewModelResolver)?
+        if let models {
+            let data = DataDirectory(path: directory.path)
+            try data.prepare()
+            resolver = models(try MasterKey.load(at: data.masterKeyFile))
+        }
+        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, models: resolver, billing: billing,
                                   logger: Logger.sentinel(level: "info", sink: log.sink))
         workspace = try appliance.workspaces.create(name: "acme").workspaceID!
         let (service, pem, secret, base) = (appliance.integrations, github.privateKeyPEM, self.secret, github.baseURL)

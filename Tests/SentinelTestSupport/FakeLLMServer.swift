@@ -34,6 +34,15 @@ public enum FakeLLMFault: Sendable, Equatable {
     /// A refusal in the provider's shape (OpenAI `refusal`, Anthropic `stop_reason: refusal`,
     /// Gemini `promptFeedback.blockReason`).
     case refusal
+    /// The normal answer's head at once, then its body one byte every `interval` (a slow drip that
+    /// only a total deadline, body included, cuts off).
+    case drip(interval: Duration)
+    /// 200 `application/json` that is JSON but in no provider's shape (a misrouted gateway's answer).
+    case garbageJSON
+    /// The provider's normal envelope whose text stops half way, with the provider's "out of
+    /// tokens" stop reason (OpenAI `finish_reason: length`, Anthropic `stop_reason: max_tokens`,
+    /// Gemini `finishReason: MAX_TOKENS`).
+    case truncatedOutput
 }
 
 /// One request as the fake received it. Secret header values are replaced by `<redacted>`.
@@ -47,6 +56,8 @@ public struct RecordedLLMRequest: Sendable {
     public var body: Data
     /// The status the fake answered with.
     public var status: Int
+    /// When the request arrived (before any injected delay): how tests check that a client waited.
+    public var receivedAt = Date()
 
     /// The body as a JSON object (nil if it is not one).
     public func json() -> [String: Any]? {
@@ -302,9 +313,10 @@ struct FakeLLMRoutes: Sendable {
         }
         let path = request.uri.path
         let query = request.uri.query
+        let receivedAt = Date()
         let response = await respond(api, request: request, body: body, deployment: deployment, action: action)
         await state.record(RecordedLLMRequest(api: api, method: request.method.rawValue, path: path, query: query,
-                                              headers: headers, body: body, status: Int(response.status.code)))
+                                              headers: headers, body: body, status: Int(response.status.code), receivedAt: receivedAt))
         return response
     }
 
@@ -359,6 +371,20 @@ struct FakeLLMRoutes: Sendable {
                 return raw(200, "text/html", Data("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>".utf8))
             case .refusal?:
                 return raw(200, "application/json", refusal(api, model: model ?? ""))
+            case .drip(let interval)?:
+                let full = success(api, json: json, model: model ?? "", review: review, input: input, output: output)
+                return Response(status: .ok, headers: [.contentType: "application/json"],
+                                body: ResponseBody(contentLength: full.count) { writer in
+                                    for byte in full {
+                                        try await Task.sleep(for: interval)
+                                        try await writer.write(ByteBuffer(bytes: [byte]))
+                                    }
+                                    try await writer.finish(nil)
+                                })
+            case .garbageJSON?:
+                return raw(200, "application/json", Data(#"{"status":"ok","data":[1,2,3],"note":"not a model answer"}"#.utf8))
+            case .truncatedOutput?:
+                return raw(200, "application/json", truncatedOutput(api, model: model ?? "", review: review, input: input, output: output))
             case nil:
                 break
             }
@@ -657,6 +683,31 @@ struct FakeLLMRoutes: Sendable {
                 "usageMetadata": ["promptTokenCount": input, "candidatesTokenCount": output, "totalTokenCount": input + output,
                                   "promptTokensDetails": [["modality": "TEXT", "tokenCount": input]]],
                 "modelVersion": model, "responseId": "fakeResponse01",
+            ] as [String: Any])
+        }
+    }
+
+    /// The normal envelope with the review text cut in half and the provider's out-of-tokens stop reason.
+    func truncatedOutput(_ api: FakeLLMAPI, model: String, review: String, input: Int, output: Int) -> Data {
+        let half = String(review.prefix(max(1, review.count / 2)))
+        switch api {
+        case .openAI, .openAICompatible, .azure:
+            return serialize([
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": Int(Date().timeIntervalSince1970), "model": model,
+                "choices": [["index": 0, "message": ["role": "assistant", "content": half, "refusal": NSNull()],
+                             "logprobs": NSNull(), "finish_reason": "length"]],
+                "usage": ["prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output],
+            ] as [String: Any])
+        case .anthropic:
+            return serialize([
+                "id": "msg_fake01", "type": "message", "role": "assistant", "model": model, "content": [["type": "text", "text": half]],
+                "stop_reason": "max_tokens", "stop_sequence": NSNull(), "usage": ["input_tokens": input, "output_tokens": output],
+            ] as [String: Any])
+        case .gemini:
+            return serialize([
+                "candidates": [["content": ["parts": [["text": half]], "role": "model"], "finishReason": "MAX_TOKENS", "index": 0]],
+                "usageMetadata": ["promptTokenCount": input, "candidatesTokenCount": output, "totalTokenCount": input + output],
+                "modelVersion": model,
             ] as [String: Any])
         }
     }

@@ -1,15 +1,16 @@
 import Foundation
 
 /// An error answer from the GitLab REST API, classified for the job queue: rate limits, server
-/// faults and timeouts are retried (honouring `Retry-After` / `RateLimit-Reset`); 400, 401, 403
-/// and 404 fail visibly.
+/// faults and timeouts are retried (honouring `Retry-After` / `RateLimit-Reset`), and so is a 403
+/// that carries `Retry-After` (a throttle, e.g. a proxy in front of GitLab, not a refused
+/// permission); 400, 401, other 403s and 404 fail visibly.
 public struct GitLabAPIError: Error, CustomStringConvertible, Sendable {
     public let status: Int
     public let message: String
     public let operation: String
     public let retryAfter: TimeInterval?
 
-    public var isRetryable: Bool { status >= 500 || status == 429 || status == 408 }
+    public var isRetryable: Bool { status >= 500 || status == 429 || status == 408 || (status == 403 && retryAfter != nil) }
 
     public var description: String {
         "GitLab \(operation) failed: HTTP \(status)\(message.isEmpty ? "" : " — \(message)")"

@@ -21,12 +21,14 @@ public struct GitLabSession: SourceControlSession {
         self.runURL = runURL
     }
 
-    func mapped<T>(_ body: () async throws -> T) async throws -> T {
+    /// GitLab's errors as the seam's; with `timeouts: false` a timeout is rethrown as it is (the caller decides).
+    func mapped<T>(timeouts: Bool = true, _ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch let error as GitLabAPIError {
             if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
             throw SourceControlError.permanent(error.description)
         } catch let error as OutboundHTTPError {
             if case .destinationRefused = error { throw SourceControlError.permanent("GitLab \(error)") }
+            if case .timeout = error, !timeouts { throw error }
             throw SourceControlError.retryable("GitLab unreachable: \(error)", retryAfter: nil)
         }
     }
@@ -107,7 +109,15 @@ public struct GitLabSession: SourceControlSession {
         let state = conclusion == .failure ? "failed" : "success"
         let parts = checkID.split(separator: "@", maxSplits: 1)
         guard let sha = parts.first.map(String.init), !sha.isEmpty else { throw SourceControlError.permanent("invalid status id \(checkID)") }
-        try await mapped { try await setStatus(sha, state, title, runID: parts.count == 2 ? Int64(parts[1]) : nil) }
+        try await mapped { try await setStatus(sha, state, Self.statusDescription(title: title, summary: summary),
+                                               runID: parts.count == 2 ? Int64(parts[1]) : nil) }
+    }
+
+    /// What the status says: the title and the summary's first line (the coverage sentence, or why
+    /// the review failed or was skipped); `setStatus` keeps GitLab's 255 characters.
+    public static func statusDescription(title: String, summary: String) -> String {
+        let first = summary.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? ""
+        return first.isEmpty ? title : "\(title): \(first)"
     }
 
     public func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String? {
@@ -118,11 +128,22 @@ public struct GitLabSession: SourceControlSession {
         }
     }
 
-    /// Posts each inline comment as a discussion on its diff line, then the summary note. A position
-    /// GitLab refuses (400) moves that comment into the summary instead of failing the run; a retry
-    /// skips the discussions this run already posted (they carry the run marker).
+    /// Posts each inline comment as a discussion on its diff line, then the summary note. A comment
+    /// GitLab refuses (400, 422) moves into the summary instead of failing the run; a retry skips the
+    /// discussions this run already posted (they carry the run marker). A post that timed out may
+    /// still land: the retry waits twice the request timeout, so it finds the marker instead of
+    /// posting twice.
     public func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String {
-        try await mapped {
+        do {
+            return try await post(repo, number, headSHA: headSHA, body: body, comments: comments)
+        } catch OutboundHTTPError.timeout(let host) {
+            throw SourceControlError.retryable("posting the review to \(host) timed out; its outcome is unknown",
+                                               retryAfter: client.timeout.seconds * 2)
+        }
+    }
+
+    private func post(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment]) async throws -> String {
+        try await mapped(timeouts: false) {
             let marker = body.prefix { $0 != "\n" }.hasPrefix("<!-- sentinel:run:") ? String(body.prefix { $0 != "\n" }) : nil
             var refused: [ReviewComment] = []
             if !comments.isEmpty {
@@ -146,7 +167,7 @@ public struct GitLabSession: SourceControlSession {
                     }
                     do {
                         _ = try await client.createDiscussion(project: project, iid: number, GitLabDiscussionRequest(body: text, position: position))
-                    } catch let error as GitLabAPIError where error.status == 400 {
+                    } catch let error as GitLabAPIError where error.status == 400 || error.status == 422 {
                         refused.append(comment)
                     }
                 }
