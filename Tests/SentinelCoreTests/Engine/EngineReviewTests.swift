@@ -222,6 +222,15 @@ struct EngineReviewTests {
         #expect(result.summary.contains("AI review incomplete: 1 of 3 parts failed"))
     }
 
+    @Test("the AI status is one sentence: a reason that already ends with a period (a model's refusal text) gets no second one")
+    func statusSentenceEndsOnce() {
+        #expect(AIReviewStatus.failed(reason: "the model declined: I can't assist with that.").description
+                == "AI review failed: the model declined: I can't assist with that.")
+        #expect(AIReviewStatus.failed(reason: "server error (HTTP 500)").description == "AI review failed: server error (HTTP 500).")
+        #expect(AIReviewStatus.skipped(reason: "no key.").description == "AI review skipped: no key.")
+        #expect(AIReviewStatus.partial(failedChunks: 1, of: 2, reason: "timed out").description == "AI review incomplete: 1 of 2 parts failed (timed out).")
+    }
+
     @Test func providerErrorsPropagateIntoTheStatus() async throws {
         let failing = EngineFakeModel { _ in throw EngineTestError() }
         let result = await ReviewEngine.review(files: manyFiles(2), options: ReviewOptions(chunkTokenBudget: 1), model: failing)

@@ -99,12 +99,14 @@ public enum AIReviewStatus: Sendable, Hashable, CustomStringConvertible {
     case failed(reason: String)
 
     public var description: String {
+        // A reason may end with its own period (a model's refusal is quoted as it came): one is enough.
+        func sentence(_ text: String) -> String { text.hasSuffix(".") ? text : text + "." }
         switch self {
         case .completed: return "AI review completed."
         case .partial(let failed, let total, let reason):
             return "AI review incomplete: \(failed) of \(total) parts failed (\(reason))."
-        case .skipped(let reason): return "AI review skipped: \(reason)."
-        case .failed(let reason): return "AI review failed: \(reason)."
+        case .skipped(let reason): return sentence("AI review skipped: \(reason)")
+        case .failed(let reason): return sentence("AI review failed: \(reason)")
         }
     }
 }
