@@ -38,7 +38,7 @@ struct FaultMatrixTests {
 
         /// What the check's "AI review:" line says, and how many calls the provider saw (nil: not
         /// counted, a timed-out request is recorded only once the fake answers). Retryable faults are
-        /// tried twice; a refusal is final at once; a cut-off answer is asked again once by the engine.
+        /// tried twice; a refusal and an answer cut off at the output-token limit are final at once.
         var expected: (reason: String, calls: Int?) {
             switch self {
             case .rateLimited: return ("rate limited (HTTP 429), retry after 1 s after 2 attempts", 2)
@@ -46,7 +46,7 @@ struct FaultMatrixTests {
             case .timeout: return ("timed out after 2 attempts", nil)
             case .slowDrip: return ("timed out after 2 attempts", 2)
             case .garbageJSON: return ("unreadable response: the response has no", 2)
-            case .truncatedOutput: return ("malformed model output: the JSON is truncated", 2)
+            case .truncatedOutput: return ("the model's answer stopped at its output-token limit (80 tokens) before the review was complete", 1)
             case .refusal: return ("the model declined", 1)
             }
         }

@@ -222,6 +222,26 @@ struct EngineReviewTests {
         #expect(result.summary.contains("AI review incomplete: 1 of 3 parts failed"))
     }
 
+    /// A model whose every answer is cut off at its output-token limit.
+    struct CutOffModel: ReviewModel {
+        let tracker: EngineCallTracker
+        func complete(_ prompt: ReviewPrompt) async throws -> ModelReply {
+            await tracker.enter()
+            await tracker.exit()
+            return ModelReply(text: #"{"summary": "Adds the feature", "findings": [{"path": "pkg/fi"#,
+                              usage: TokenUsage(inputTokens: 100, outputTokens: 8_192), provider: "fake", model: "fake-1", hitOutputLimit: true)
+        }
+    }
+
+    @Test("an answer cut off at the output-token limit is not asked for again, and the status names the limit")
+    func outputLimitIsNotRetried() async {
+        let tracker = EngineCallTracker()
+        let result = await ReviewEngine.review(files: manyFiles(1), options: ReviewOptions(), model: CutOffModel(tracker: tracker))
+        #expect(await tracker.calls[""] == 1)
+        #expect(result.usage.count == 1)
+        #expect(result.aiStatus == .failed(reason: "the model's answer stopped at its output-token limit (8192 tokens) before the review was complete"))
+    }
+
     @Test("the AI status is one sentence: a reason that already ends with a period (a model's refusal text) gets no second one")
     func statusSentenceEndsOnce() {
         #expect(AIReviewStatus.failed(reason: "the model declined: I can't assist with that.").description

@@ -54,6 +54,12 @@ public struct AnthropicProvider: WireFormatProvider {
     /// Reads a message: the `tool_use` block's `input` re-serialized as JSON text, else the text
     /// blocks joined; `stop_reason: refusal` as `.refused`; usage from `input_tokens` (plus cache
     /// reads and writes, which are billed input) and `output_tokens`.
+    /// `stop_reason: max_tokens`.
+    public static func hitOutputLimit(_ data: Data) -> Bool {
+        let json = try? ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
+        return json?["stop_reason"]?.string == "max_tokens"
+    }
+
     public static func parseResponse(_ data: Data) throws -> (text: String, usage: TokenUsage, model: String?) {
         let json = try ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
         if json["type"]?.string == "error" {

@@ -55,6 +55,12 @@ public struct GeminiProvider: WireFormatProvider {
     /// prompt (`promptFeedback.blockReason`, no candidates) or a safety `finishReason` as
     /// `.refused`; usage from `usageMetadata.promptTokenCount` and `candidatesTokenCount` (plus
     /// `thoughtsTokenCount`, billed as output).
+    /// `finishReason: MAX_TOKENS` on the first candidate.
+    public static func hitOutputLimit(_ data: Data) -> Bool {
+        let json = try? ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
+        return json?["candidates"]?.array?.first?["finishReason"]?.string == "MAX_TOKENS"
+    }
+
     public static func parseResponse(_ data: Data) throws -> (text: String, usage: TokenUsage, model: String?) {
         let json = try ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
         guard json.object != nil else { throw ProviderError.malformed("the response is not a JSON object") }

@@ -92,6 +92,8 @@ protocol WireFormatProvider: LLMProvider {
     func headers() -> [(String, String)]
     func requestBody(_ prompt: ReviewPrompt) throws -> Data
     static func parseResponse(_ data: Data) throws -> (text: String, usage: TokenUsage, model: String?)
+    /// Whether the answer's stop reason says the output-token limit cut it off.
+    static func hitOutputLimit(_ data: Data) -> Bool
 }
 
 extension WireFormatProvider {
@@ -100,7 +102,7 @@ extension WireFormatProvider {
         let response = try await ProviderHTTP.send(request, http: http, secret: config.apiKey)
         try ProviderHTTP.checkStatus(response, kind: kind, secret: config.apiKey)
         let parsed = try Self.parseResponse(response.body)
-        return ModelReply(text: parsed.text, usage: parsed.usage, provider: name, model: model)
+        return ModelReply(text: parsed.text, usage: parsed.usage, provider: name, model: model, hitOutputLimit: Self.hitOutputLimit(response.body))
     }
 }
 

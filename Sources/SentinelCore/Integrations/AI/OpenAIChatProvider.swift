@@ -93,6 +93,12 @@ public struct OpenAIChatProvider: WireFormatProvider {
     /// Reads a chat completion: `choices[0].message.content` (a string, or text parts), a
     /// `refusal` or `finish_reason: content_filter` as `.refused`, usage from
     /// `usage.prompt_tokens/completion_tokens`.
+    /// `finish_reason: length`.
+    public static func hitOutputLimit(_ data: Data) -> Bool {
+        let json = try? ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
+        return json?["choices"]?.array?.first?["finish_reason"]?.string == "length"
+    }
+
     public static func parseResponse(_ data: Data) throws -> (text: String, usage: TokenUsage, model: String?) {
         let json = try ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
         guard json.object != nil else { throw ProviderError.malformed("the response is not a JSON object") }

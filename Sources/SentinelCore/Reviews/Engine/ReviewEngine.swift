@@ -26,12 +26,16 @@ public struct ModelReply: Sendable, Hashable {
     public var usage: TokenUsage
     public var provider: String
     public var model: String
+    /// The provider stopped the answer at its output-token limit (OpenAI `finish_reason: length`,
+    /// Anthropic `stop_reason: max_tokens`, Gemini `finishReason: MAX_TOKENS`).
+    public var hitOutputLimit: Bool
 
-    public init(text: String, usage: TokenUsage, provider: String, model: String) {
+    public init(text: String, usage: TokenUsage, provider: String, model: String, hitOutputLimit: Bool = false) {
         self.text = text
         self.usage = usage
         self.provider = provider
         self.model = model
+        self.hitOutputLimit = hitOutputLimit
     }
 }
 
@@ -419,6 +423,12 @@ public enum ReviewEngine {
             calls.append(call)
             await admission.settle(estimate, call: call)
             if let output { return ChunkOutcome(index: index, output: output, failure: nil, calls: calls) }
+            if reply.hitOutputLimit {
+                // The same limit cuts the same answer off again: asking twice only doubles the cost.
+                return ChunkOutcome(index: index, output: nil, failure:
+                    "the model's answer stopped at its output-token limit (\(reply.usage.outputTokens) tokens) before the review was complete",
+                                    calls: calls)
+            }
         }
         return ChunkOutcome(index: index, output: nil, failure: lastProblem, calls: calls)
     }
