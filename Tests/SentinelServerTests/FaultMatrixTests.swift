@@ -80,9 +80,24 @@ struct FaultMatrixTests {
     func aiProviderFault(_ cell: AICell) async throws {
         let llm = try await FakeLLMServer.start()
         let http = try AsyncOutboundHTTPClient()
-        let world = try await GitHubWorld(models: { key in
-            WorkspaceModelResolver(store: ProviderStore(masterKey: key), http: http, settings: Self.routerSettings)
-        })
+        let world: GitHubWorld
+        do {
+            world = try await GitHubWorld(models: { key in
+                WorkspaceModelResolver(store: ProviderStore(masterKey: key), http: http, settings: Self.routerSettings)
+            })
+        } catch {
+            await http.shutdown()
+            await llm.stop()
+            throw error
+        }
+        // Whatever the checks find, the world and the clients are shut down (a client left open crashes the test process).
+        do { try await checkAIFault(cell, world: world, llm: llm) } catch { Issue.record(error) }
+        await world.stop()
+        await http.shutdown()
+        await llm.stop()
+    }
+
+    private func checkAIFault(_ cell: AICell, world: GitHubWorld, llm: FakeLLMServer) async throws {
         let provider = llm.config(cell.kind)
         let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
         _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
@@ -109,9 +124,6 @@ struct FaultMatrixTests {
         if cell.fault == .rateLimited, calls.count == 2 {
             #expect(calls[1].receivedAt.timeIntervalSince(calls[0].receivedAt) >= 1, "Retry-After: 1 honoured")
         }
-        await world.stop()
-        await http.shutdown()
-        await llm.stop()
     }
 
     // MARK: Source-control platforms
@@ -137,6 +149,11 @@ struct FaultMatrixTests {
             config.github.requestTimeoutSeconds = 1
             config.jobs.maxAttempts = 3
         })
+        do { try await checkGitHubFault(fault, world: world) } catch { Issue.record(error) }
+        await world.stop()
+    }
+
+    private func checkGitHubFault(_ fault: PlatformFault, world: GitHubWorld) async throws {
         let state = world.github.state
         switch fault {
         case .badGateway: await state.inject("POST reviews", [.status(502)])
@@ -185,7 +202,6 @@ struct FaultMatrixTests {
         case .badGatewayPersistent:
             #expect(posts.count == 3)
         }
-        await world.stop()
     }
 
     @Test("GitLab faults: the run completes after retries that honour GitLab's waits, or fails with the reason on the commit status",
@@ -195,6 +211,11 @@ struct FaultMatrixTests {
             config.gitlab.requestTimeoutSeconds = 1
             config.jobs.maxAttempts = 3
         })
+        do { try await checkGitLabFault(fault, world: world) } catch { Issue.record(error) }
+        await world.stop()
+    }
+
+    private func checkGitLabFault(_ fault: PlatformFault, world: GitLabWorld) async throws {
         let state = world.gitlab.state
         switch fault {
         case .badGateway: await state.inject("POST notes", [.status(502)])
@@ -248,6 +269,5 @@ struct FaultMatrixTests {
         case .badGatewayPersistent, .tokenExpired:
             break
         }
-        await world.stop()
     }
 }
