@@ -185,6 +185,7 @@ struct ConsoleManagementTests {
     func userAdministration() async throws {
         let world = try APIWorld()
         let member = world.members[.member]!.0
+        _ = try world.appliance.identity.createUser(email: "<script>x</script>@example.com", password: "a long password 2", isAdmin: false)
         try await world.console { first in
             let owner = ConsoleSession(client: first.client)
             try await owner.signIn("owner@example.com", APIWorld.password(.owner))
@@ -197,6 +198,7 @@ struct ConsoleManagementTests {
             try await admin.signIn("root@example.com", "admin password 1")
             let users = try await admin.get("/admin/users")
             #expect(users.body.contains("Disable member@example.com"))
+            #expect(!users.body.contains("<script>") && users.body.contains("Disable &lt;script&gt;x&lt;/script&gt;@example.com"))
             #expect(!users.body.contains("Disable root@example.com"), "no button to disable oneself")
             #expect(users.body.contains(#"<label for="pw-\#(member.id)">New password for member@example.com</label>"#))
             #expect(try await admin.post("/admin/users/\(member.id)/disable", csrf: "forged").status == .forbidden)
