@@ -124,7 +124,10 @@ public final class Appliance: Sendable {
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics,
                       authFailures: authFailures).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
-        let console = try Console(dependencies: api, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled)
+        let certificate = config.server.tlsEnabled
+            ? config.server.tlsCertFile.map(URL.init(fileURLWithPath:)) ?? dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt") : nil
+        let console = try Console(dependencies: api, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled,
+                                  health: .init(certificateFile: certificate, exportEnabled: config.export.enabled, exportTime: config.export.time))
         router.add(middleware: ConsoleNotFoundMiddleware(console: console))
         console.add(to: router)
         return router

@@ -30,7 +30,7 @@ public final class FakeGitHub: Sendable {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
         let state = FakeGitHubState(appID: appID, publicKeyPEM: key.publicKey.pemRepresentation)
         let router = Router()
-        FakeGitHubRoutes(state: state).add(to: router)
+        FakeGitHubRoutes(state: state, privateKeyPEM: key.pemRepresentation).add(to: router)
         let portBox = Rendezvous<Int>()
         var server: HTTPServerBuilder = .http1()
         var certificatePEM: String?
@@ -444,6 +444,8 @@ enum PatchLines {
 
 struct FakeGitHubRoutes {
     let state: FakeGitHubState
+    /// The App's key, handed out by manifest conversions.
+    let privateKeyPEM: String
 
     func json(_ status: Int, _ object: Any, headers: HTTPFields = [:]) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
@@ -563,6 +565,31 @@ struct FakeGitHubRoutes {
                 return json(401, ["message": "A JSON web token could not be decoded"])
             }
             return json(201, ["token": token, "expires_at": Date().addingTimeInterval(3600).formatted(.iso8601)])
+        }
+        // GitHub's page that creates an App from a posted manifest (an account's, or an organization's):
+        // the real one asks the user to confirm; the fake checks the manifest as GitHub would, creates
+        // the App at once and redirects to the manifest's redirect_url with a one-time code and the state.
+        for path in ["/settings/apps/new", "/organizations/:org/settings/apps/new"] {
+            router.post(RouterPath(path)) { request, _ in
+                await state.log("POST settings/apps/new")
+                let body = String(buffer: try await request.body.collect(upTo: 1 << 20))
+                let fields = Dictionary(body.split(separator: "&").map { pair -> (String, String) in
+                    let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    func decode(_ s: Substring) -> String { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "" }
+                    return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+                }) { a, _ in a }
+                guard let text = fields["manifest"], let manifest = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                      let redirect = manifest["redirect_url"] as? String, var target = URLComponents(string: redirect),
+                      let hook = manifest["hook_attributes"] as? [String: Any], hook["url"] is String,
+                      manifest["default_permissions"] is [String: Any], manifest["default_events"] is [Any], manifest["url"] is String else {
+                    return Response(status: .unprocessableContent, headers: [.contentType: "text/plain"],
+                                    body: .init(byteBuffer: ByteBuffer(string: "Invalid GitHub App configuration")))
+                }
+                let code = await state.issueManifestCode(pem: privateKeyPEM, webhookSecret: "fake-manifest-webhook-secret")
+                target.queryItems = [URLQueryItem(name: "code", value: code)]
+                    + (request.uri.queryParameters.get("state").map { [URLQueryItem(name: "state", value: String($0))] } ?? [])
+                return Response(status: .found, headers: [.location: target.string ?? redirect])
+            }
         }
         router.post("/app-manifests/:code/conversions") { _, context in
             await state.log("POST app-manifests conversions")

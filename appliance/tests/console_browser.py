@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Drives the web console in a real browser (Debian's chromium through Playwright, no browser
-download) against `sentinel serve --no-tls` on a fresh data directory: sets up the first admin,
-creates a workspace, adds an AI provider, opens the runs, checks the overview's charts and signs
-out. Saves a screenshot of each page to docs/screenshots/ (or $SCREENSHOTS).
+download) against `sentinel serve --no-tls` on a fresh data directory, with the loopback fake
+GitHub and fake model of the Swift tests (started as the one test `ConsoleBrowserFakes`, which
+serves them until this script is done): sets up the first admin, creates a workspace, adds an AI
+provider, connects a GitHub App through the App manifest flow, delivers a signed pull request
+webhook, watches the run appear and opens it with its findings, checks the overview's charts
+have data points, and signs out. Saves screenshots to docs/screenshots/ (or $SCREENSHOTS).
 
-Usage: console_browser.py PATH/TO/sentinel
+Usage: console_browser.py PATH/TO/sentinel   (run from anywhere; the package is this file's ../..)
 """
+import hashlib
+import hmac
+import json
 import os
 import re
 import socket
@@ -14,10 +20,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 
 from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+PACKAGE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def free_port():
@@ -38,11 +46,39 @@ def wait_ready(url, server):
     raise SystemExit("sentinel serve did not become healthy")
 
 
+def start_fakes(directory, log):
+    """The fake GitHub and fake model, from the already built tests (`swift test --skip-build`)."""
+    os.makedirs(directory)
+    env = dict(os.environ, SENTINEL_BROWSER_FAKES=directory)
+    fakes = subprocess.Popen(["swift", "test", "--skip-build", "--filter", "ConsoleBrowserFakes"], cwd=PACKAGE, env=env,
+                             stdout=log, stderr=log)
+    path = os.path.join(directory, "fakes.json")
+    for _ in range(1200):
+        if os.path.exists(path):
+            return fakes, json.load(open(path))
+        if fakes.poll() is not None:
+            raise SystemExit(f"the fakes exited with {fakes.returncode} before starting")
+        time.sleep(0.1)
+    raise SystemExit("the fakes did not start")
+
+
+def deliver(url, secret, event, payload):
+    body = json.dumps(payload).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
 def main():
     binary = sys.argv[1]
-    shots = os.environ.get("SCREENSHOTS", os.path.join(os.path.dirname(__file__), "..", "..", "docs", "screenshots"))
+    shots = os.environ.get("SCREENSHOTS", os.path.join(PACKAGE, "docs", "screenshots"))
     os.makedirs(shots, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sentinel-browser-") as tmp:
+        fakes_log = open(os.path.join(tmp, "fakes.log"), "w")
+        fakes, info = start_fakes(os.path.join(tmp, "fakes"), fakes_log)
         data = os.path.join(tmp, "data")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -52,7 +88,7 @@ def main():
                                   stdout=log, stderr=log, env=env)
         try:
             wait_ready(base, server)
-            run(base, data, shots)
+            run(base, data, shots, info)
         except BaseException:
             log.flush()
             print(open(os.path.join(tmp, "server.log")).read()[-4000:], file=sys.stderr)
@@ -60,10 +96,19 @@ def main():
         finally:
             server.terminate()
             server.wait(timeout=30)
+            open(os.path.join(tmp, "fakes", "stop"), "w").close()
+            try:
+                fakes.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                fakes.kill()
+            fakes_log.flush()
+        if fakes.returncode != 0:
+            print(open(os.path.join(tmp, "fakes.log")).read()[-4000:], file=sys.stderr)
+            raise SystemExit(f"the fakes' checks failed ({fakes.returncode})")
     print("console browser test passed")
 
 
-def run(base, data, shots):
+def run(base, data, shots, fakes):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -88,24 +133,69 @@ def run(base, data, shots):
         expect(page.get_by_role("heading", name="acme: overview")).to_be_visible()
         workspace_url = page.url
         assert re.search(r"/workspaces/ws_[a-z0-9]+$", workspace_url), workspace_url
-        charts = page.locator("figure.chart svg")
-        expect(charts).to_have_count(3)
-        page.screenshot(path=os.path.join(shots, "overview.png"), full_page=True)
 
-        # Add an AI provider: the key is write-only, only its last 4 characters are shown.
+        # Add an AI provider (the fake model): the key is write-only, only its last 4 characters are shown.
         page.get_by_role("link", name="AI providers").click()
         page.get_by_label("Kind").select_option("openai")
-        page.get_by_label("API key (write-only").fill("sk-browser-test-4321")
+        page.get_by_label("API key (write-only").fill(fakes["llm_key"])
+        page.get_by_label("Base URL").fill(fakes["llm"])
         page.get_by_role("button", name="Add provider").click()
-        expect(page.get_by_role("cell", name="…4321")).to_be_visible()
-        assert "sk-browser-test-4321" not in page.content()
+        expect(page.get_by_role("cell", name="…" + fakes["llm_key"][-4:])).to_be_visible()
+        assert fakes["llm_key"] not in page.content()
         page.screenshot(path=os.path.join(shots, "providers.png"), full_page=True)
 
-        # Runs: none yet, the filters are labelled.
+        # Connect a GitHub App through the manifest flow: the console posts the manifest to (fake)
+        # GitHub, which creates the App and sends the browser back with a code the server converts.
+        page.get_by_role("link", name="Integrations").click()
+        page.get_by_label("GitHub Enterprise Server API URL").fill(fakes["github"])
+        page.get_by_role("button", name="Continue to GitHub").click()
+        expect(page.get_by_role("heading", name="Create the GitHub App")).to_be_visible()
+        page.screenshot(path=os.path.join(shots, "manifest.png"), full_page=True)
+        page.get_by_role("button", name=re.compile("Create the App on")).click()
+        expect(page.get_by_role("heading", name="Integrations")).to_be_visible()
+        hook = page.locator("td code", has_text="/webhooks/github/int_").first
+        expect(hook).to_be_visible()
+        webhook_url = hook.inner_text()
+        assert webhook_url.startswith(base + "/webhooks/github/int_"), webhook_url
+        page.screenshot(path=os.path.join(shots, "integrations.png"), full_page=True)
+
+        # A signed pull request webhook, as GitHub would send it.
+        repo, number = fakes["repository"], fakes["pr"]
+        status = deliver(webhook_url, fakes["webhook_secret"], "pull_request", {
+            "action": "opened", "number": number,
+            "pull_request": {"number": number, "draft": False, "state": "open",
+                             "head": {"sha": fakes["head"], "ref": "feature", "repo": {"id": 1001, "full_name": repo}},
+                             "base": {"sha": fakes["base"], "ref": "main", "repo": {"id": 1001, "full_name": repo}},
+                             "user": {"login": "octocat", "type": "User"}},
+            "repository": {"id": 1001, "full_name": repo, "private": False},
+            "installation": {"id": 55}, "sender": {"login": "octocat", "type": "User"}})
+        assert status == 202, status
+
+        # Watch the run appear on the runs page and finish, then open it with its findings.
         page.get_by_role("link", name="Runs", exact=True).click()
-        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
         expect(page.get_by_label("State")).to_be_visible()
+        for _ in range(60):
+            if page.locator("td", has_text="completed").count() > 0:
+                break
+            time.sleep(0.5)
+            page.reload()
+        expect(page.get_by_role("cell", name="completed")).to_be_visible()
         page.screenshot(path=os.path.join(shots, "runs.png"), full_page=True)
+        page.get_by_role("link", name=re.compile(r"^#\d+$")).first.click()
+        expect(page.get_by_role("heading", name=re.compile(r"^Run #\d+"))).to_be_visible()
+        main = page.locator("main")
+        expect(main).to_contain_text("app.py:3")
+        expect(main).to_contain_text("KEY may be missing")
+        expect(main).to_contain_text(repo)
+        page.screenshot(path=os.path.join(shots, "run.png"), full_page=True)
+
+        # The overview's charts have the run's data points.
+        page.goto(workspace_url)
+        charts = page.locator("figure.chart svg")
+        expect(charts).to_have_count(3)
+        points = page.locator('svg[aria-labelledby^="runs-chart"]').get_attribute("data-points")
+        assert points is not None and int(points) >= 1, f"the runs chart has {points} data points"
+        page.screenshot(path=os.path.join(shots, "overview.png"), full_page=True)
 
         # A narrow window: one column, nothing needs horizontal scrolling of the page.
         page.set_viewport_size({"width": 390, "height": 844})

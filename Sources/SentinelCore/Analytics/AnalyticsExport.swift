@@ -115,6 +115,18 @@ public struct AnalyticsExporter: Sendable {
         return manifest
     }
 
+    /// The manifest of the newest export in `directory` (`data/exports`), nil when there is none.
+    /// A manifest is written only after its dump is complete; workspaces whose events wait for the
+    /// next export carry an `error`.
+    public static func latestManifest(in directory: URL) -> ExportManifest? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".manifest.json") && !$0.hasPrefix(".") }
+            .compactMap { name in
+                (try? Data(contentsOf: directory.appendingPathComponent(name))).flatMap { try? JSONDecoder.sentinel.decode(ExportManifest.self, from: $0) }
+            }
+            .max { $0.createdAt < $1.createdAt }
+    }
+
     public static func manifestURL(for dump: URL) -> URL {
         dump.deletingLastPathComponent().appendingPathComponent(dump.lastPathComponent + ".manifest.json")
     }

@@ -66,3 +66,29 @@ public actor LoginThrottle {
         failures[key] = list.isEmpty ? nil : list
     }
 }
+
+extension LoginThrottle {
+    /// A sign-in with email and password under this throttle (the API's `login` and the console's
+    /// sign-in form): the failure slot is taken before the password is checked, so parallel
+    /// attempts cannot run more checks than the limit allows. Returns the user, or nil for a wrong
+    /// email or password; throws `IdentityError` `.rateLimited` when the account or address is over
+    /// its limit. bcrypt runs on the identity service's password pool.
+    public func signIn(email: String, password: String, address: String, identity: IdentityService) async throws -> User? {
+        let attempt: Attempt
+        switch reserve(account: email, address: address) {
+        case .limited(let wait):
+            throw IdentityError(.rateLimited(retryAfterSeconds: wait), "too many failed sign-ins; try again in \(wait) s")
+        case .admitted(let reserved):
+            attempt = reserved
+        }
+        let checked: User?
+        do {
+            checked = try await identity.passwords.run { try identity.checkPassword(email: email, password: password) }
+        } catch {
+            abandoned(attempt)
+            throw error
+        }
+        if checked != nil { succeeded(attempt) }
+        return checked
+    }
+}

@@ -69,6 +69,13 @@ public struct IntegrationService: Sendable {
 
     public static let defaultGitHubAPI = URL(string: "https://api.github.com")!
 
+    /// The API URL of a GitHub App as a form or request gives it: github.com's when absent.
+    public static func gitHubAPIURL(_ raw: String?) throws -> URL {
+        guard let raw else { return defaultGitHubAPI }
+        guard let url = URL(string: raw) else { throw IntegrationError.invalid("api_url is not a URL") }
+        return url
+    }
+
     /// Validates and stores a GitHub App integration in the workspace file, then makes it routable
     /// in control.sqlite. Works beside a running server (both files are shared safely). `id` is
     /// given when the webhook URL had to be known before (the App manifest flow); else a new one.

@@ -82,6 +82,14 @@ public enum RepositoryStore {
         try Int.fetchOne(db, sql: "SELECT count(*) FROM repositories WHERE enabled = 1 AND removed = 0") ?? 0
     }
 
+    /// Enables or disables a repository by id (the API's `updateRepository` and the console's
+    /// buttons); a removed or unknown repository is not found.
+    @discardableResult
+    public static func setEnabled(_ enabled: Bool, id: Int64, plan: Plan?, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+        guard let repo = try find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
+        return try setEnabled(enabled, fullName: repo.fullName, plan: plan, in: &tx)
+    }
+
     /// Enables or disables a repository by name. Enabling one more than `plan` allows is refused.
     @discardableResult
     public static func setEnabled(_ enabled: Bool, fullName: String, plan: Plan?, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {

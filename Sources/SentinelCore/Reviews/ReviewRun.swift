@@ -136,6 +136,35 @@ public enum ReviewRunStore {
         return (runID, true)
     }
 
+    /// A run someone asked for (the API's `POST …/runs`, the console's re-run): a new run of the
+    /// pull request's current head, audited as `RunRequested`. A removed repository is not found; a
+    /// disabled one is a conflict. Returns the run id and whether it was created by this call.
+    public static func requestManual(repositoryID: Int64, prNumber: Int, fullReview: Bool, by actor: String, correlationID: String?,
+                                     in tx: inout WorkspaceTransaction) throws -> (Int64, Bool) {
+        guard let repo = try RepositoryStore.find(id: repositoryID, in: tx.db), !repo.removed else {
+            throw StorageError.notFound("no such repository")
+        }
+        guard repo.enabled else { throw StorageError.conflict("repository \(repo.fullName) is disabled; enable it first") }
+        let result = try request(repository: repo, prNumber: prNumber, headSHA: "", baseSHA: nil, trigger: "manual:\(UUID().uuidString.lowercased())",
+                                 fullReview: fullReview, correlationID: correlationID, in: &tx)
+        try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(result.0)", payload: [
+            "repository": repo.fullName, "pr_number": String(prNumber), "by": actor]))
+        return result
+    }
+
+    /// Cancels a run that has not ended (it ends `skipped`, "cancelled by …"), audited as
+    /// `RunCancelled`; an unknown run is not found, an ended one a conflict. Returns the run as it is now.
+    @discardableResult
+    public static func cancel(runID: Int64, by actor: String, in tx: inout WorkspaceTransaction) throws -> ReviewRun {
+        guard let run = try find(runID, in: tx.db) else { throw StorageError.notFound("no such run") }
+        guard try finish(runID: runID, state: .skipped, reason: "cancelled by \(actor)", in: &tx) else {
+            throw StorageError.conflict("run \(runID) already ended (\(run.state.rawValue))")
+        }
+        try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(runID)", payload: ["by": actor]))
+        guard let cancelled = try find(runID, in: tx.db) else { throw StorageError.notFound("no such run") }
+        return cancelled
+    }
+
     static func supersedeOlder(than runID: Int64, repositoryID: Int64, prNumber: Int, reason: String, in tx: inout WorkspaceTransaction) throws {
         let older = try Int64.fetchAll(tx.db, sql: """
             SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running') AND id != ?

@@ -109,3 +109,20 @@ public struct WorkspaceService: Sendable {
         }
     }
 }
+
+extension WorkspaceService {
+    /// Creates a workspace with its first owner (the API's `createWorkspace` and the console's form):
+    /// the user with `ownerEmail` when given (an unknown email is not found and creates nothing), else
+    /// `creator`. Returns the workspace, its id and the owner.
+    public func create(name: String, ownerEmail: String?, creator: User, identity: IdentityService) throws -> (WorkspaceRecord, WorkspaceID, User) {
+        var owner = creator
+        if let email = ownerEmail {
+            guard let found = try identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
+            owner = found
+        }
+        let record = try create(name: name)
+        guard let id = record.workspaceID else { throw StorageError.invalid("the new workspace has a malformed id \(record.id)") }
+        try identity.setRole(.owner, userID: owner.id, in: id)
+        return (record, id, owner)
+    }
+}

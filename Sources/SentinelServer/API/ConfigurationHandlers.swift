@@ -28,11 +28,7 @@ struct ConfigurationHandlers: Sendable {
     func createIntegration(_ input: Operations.CreateIntegration.Input, _ context: WorkspaceContext) async throws
         -> Operations.CreateIntegration.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        var apiURL = IntegrationService.defaultGitHubAPI
-        if let raw = body.apiUrl {
-            guard let url = URL(string: raw) else { throw IntegrationError.invalid("api_url is not a URL") }
-            apiURL = url
-        }
+        let apiURL = try IntegrationService.gitHubAPIURL(body.apiUrl)
         let summary = try await d.integrations.addGitHub(workspace: context.workspace, appID: Int64(body.appId), privateKeyPEM: body.privateKey,
                                                          webhookSecret: Data(body.webhookSecret.utf8), apiURL: apiURL,
                                                          caBundlePEM: body.caBundle, botLogin: body.botLogin)
@@ -43,14 +39,9 @@ struct ConfigurationHandlers: Sendable {
     func createGitLabIntegration(_ input: Operations.CreateGitLabIntegration.Input, _ context: WorkspaceContext) async throws
         -> Operations.CreateGitLabIntegration.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        guard let baseURL = URL(string: body.baseUrl), baseURL.scheme != nil else {
-            throw IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")
-        }
-        // One call to the instance before anything is stored: the token works and may post.
-        let user = try await GitLabTokenCheck.user(baseURL: baseURL, token: body.token, caBundlePEM: body.caBundle, destinations: d.destinations)
-        let summary = try await d.integrations.addGitLab(workspace: context.workspace, baseURL: baseURL, token: body.token,
-                                                         webhookSecret: Data(body.webhookSecret.utf8), caBundlePEM: body.caBundle,
-                                                         botUsername: body.botUsername ?? user.username)
+        let summary = try await d.integrations.connectGitLab(workspace: context.workspace, baseURL: body.baseUrl, token: body.token,
+                                                             webhookSecret: Data(body.webhookSecret.utf8), caBundlePEM: body.caBundle,
+                                                             botUsername: body.botUsername, destinations: d.destinations)
         return .created(.init(body: .json(.init(integration: try .converted(from: summary),
                                                 webhookUrl: context.request.baseURL + summary.webhookPath))))
     }
@@ -113,10 +104,7 @@ struct ConfigurationHandlers: Sendable {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let (enabled, id) = (body.enabled, try PathID.parse(input.path.repositoryId, what: "repository"))
         let plan = try await d.billing.plan(for: context.workspaceID)
-        let updated = try await context.workspace.write { tx -> RepositoryRecord in
-            guard let repo = try RepositoryStore.find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
-            return try RepositoryStore.setEnabled(enabled, fullName: repo.fullName, plan: plan, in: &tx)
-        }
+        let updated = try await context.workspace.write { tx in try RepositoryStore.setEnabled(enabled, id: id, plan: plan, in: &tx) }
         return .ok(.init(body: .json(Self.repository(updated))))
     }
 

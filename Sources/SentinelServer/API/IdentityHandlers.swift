@@ -24,25 +24,10 @@ struct IdentityHandlers: Sendable {
 
     func login(_ input: Operations.Login.Input, _ context: AnonymousContext) async throws -> Operations.Login.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        // The failure slot is taken before the password is checked: parallel attempts cannot run
-        // more checks than the limit allows.
-        let attempt: LoginThrottle.Attempt
-        switch await d.loginThrottle.reserve(account: body.email, address: context.request.clientAddress) {
-        case .limited(let wait):
-            throw IdentityError(.rateLimited(retryAfterSeconds: wait), "too many failed sign-ins; try again in \(wait) s")
-        case .admitted(let reserved):
-            attempt = reserved
+        guard let user = try await d.loginThrottle.signIn(email: body.email, password: body.password, address: context.request.clientAddress,
+                                                          identity: d.identity) else {
+            throw IdentityError(.unauthenticated, "wrong email or password")
         }
-        let identity = d.identity
-        let checked: User?
-        do {
-            checked = try await offload { try identity.checkPassword(email: body.email, password: body.password) }
-        } catch {
-            await d.loginThrottle.abandoned(attempt)
-            throw error
-        }
-        guard let user = checked else { throw IdentityError(.unauthenticated, "wrong email or password") }
-        await d.loginThrottle.succeeded(attempt)
         let (token, expires) = try d.identity.createSession(for: user)
         return .ok(.init(body: .json(.init(expiresAt: expires, token: token, user: Self.user(user)))))
     }

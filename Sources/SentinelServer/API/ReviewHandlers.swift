@@ -42,16 +42,8 @@ struct ReviewHandlers: Sendable {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let (by, correlation) = (context.actorName, context.request.correlationID)
         let (runID, created) = try await context.workspace.write { tx -> (Int64, Bool) in
-            guard let repo = try RepositoryStore.find(id: Int64(body.repositoryId), in: tx.db), !repo.removed else {
-                throw StorageError.notFound("no such repository")
-            }
-            guard repo.enabled else { throw StorageError.conflict("repository \(repo.fullName) is disabled; enable it first") }
-            let result = try ReviewRunStore.request(repository: repo, prNumber: body.prNumber, headSHA: "", baseSHA: nil,
-                                                    trigger: "manual:\(UUID().uuidString.lowercased())", fullReview: body.fullReview ?? false,
-                                                    correlationID: correlation, in: &tx)
-            try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(result.0)", payload: [
-                "repository": repo.fullName, "pr_number": String(body.prNumber), "by": by]))
-            return result
+            try ReviewRunStore.requestManual(repositoryID: Int64(body.repositoryId), prNumber: body.prNumber, fullReview: body.fullReview ?? false,
+                                             by: by, correlationID: correlation, in: &tx)
         }
         return .accepted(.init(body: .json(.init(created: created, runId: Int(runID)))))
     }
@@ -78,13 +70,7 @@ struct ReviewHandlers: Sendable {
         let id = try PathID.parse(input.path.runId, what: "run")
         let by = context.actorName
         let shown = try await context.workspace.write { tx -> Components.Schemas.Run in
-            guard let run = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
-            guard try ReviewRunStore.finish(runID: id, state: .skipped, reason: "cancelled by \(by)", in: &tx) else {
-                throw StorageError.conflict("run \(id) already ended (\(run.state.rawValue))")
-            }
-            try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(id)", payload: ["by": by]))
-            guard let cancelled = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
-            return try Self.run(cancelled, in: tx.db)
+            try Self.run(try ReviewRunStore.cancel(runID: id, by: by, in: &tx), in: tx.db)
         }
         return .ok(.init(body: .json(shown)))
     }

@@ -32,14 +32,7 @@ struct WorkspaceHandlers: Sendable {
 
     func createWorkspace(_ input: Operations.CreateWorkspace.Input, _ context: UserContext) async throws -> Operations.CreateWorkspace.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        var owner = context.user
-        if let email = body.ownerEmail {
-            guard let found = try d.identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
-            owner = found
-        }
-        let record = try d.workspaces.create(name: body.name)
-        guard let id = record.workspaceID else { throw StorageError.invalid("the new workspace has a malformed id \(record.id)") }
-        try d.identity.setRole(.owner, userID: owner.id, in: id)
+        let (record, _, _) = try d.workspaces.create(name: body.name, ownerEmail: body.ownerEmail, creator: context.user, identity: d.identity)
         return .created(.init(body: .json(Self.workspace(record, role: .owner))))
     }
 
@@ -87,42 +80,26 @@ struct WorkspaceHandlers: Sendable {
         .ok(.init(body: .json(.init(items: try d.identity.members(of: context.workspaceID).map(Self.membership)))))
     }
 
+    func members(_ context: WorkspaceContext) -> WorkspaceMembers {
+        WorkspaceMembers(identity: d.identity, workspaceID: context.workspaceID, workspace: context.workspace, actorRole: context.role,
+                         actorName: context.actorName)
+    }
+
     func addMember(_ input: Operations.AddMember.Input, _ context: WorkspaceContext) async throws -> Operations.AddMember.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        let role = WorkspaceRole(body.role)
-        try Self.requireOwner(for: role, context)
-        guard let user = try d.identity.user(email: body.email) else { throw IdentityError(.notFound, "no user with email \(body.email)") }
-        if try d.identity.role(of: user.id, in: context.workspaceID) != nil {
-            throw IdentityError(.conflict, "\(user.email) is already a member; change the role with PATCH")
-        }
         let plan = try await d.billing.plan(for: context.workspaceID)
-        try d.identity.setRole(role, userID: user.id, in: context.workspaceID, seatLimit: plan)
-        try await Self.audit(context, "MemberAdded", "user:\(user.id)", ["email": user.email, "role": role.rawValue, "by": context.actorName])
-        return .created(.init(body: .json(Self.membership(Membership(workspaceID: context.workspaceID.rawValue, userID: user.id,
-                                                                        email: user.email, role: role)))))
+        let added = try await members(context).add(email: body.email, role: WorkspaceRole(body.role), seatLimit: plan)
+        return .created(.init(body: .json(Self.membership(added))))
     }
 
     func updateMember(_ input: Operations.UpdateMember.Input, _ context: WorkspaceContext) async throws -> Operations.UpdateMember.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        let (role, userID) = (WorkspaceRole(body.role), input.path.userId)
-        guard let current = try d.identity.role(of: userID, in: context.workspaceID), let user = try d.identity.user(id: userID) else {
-            throw IdentityError(.notFound, "no such member")
-        }
-        try Self.requireOwner(for: max(current, role), context)
-        try d.identity.setRole(role, userID: userID, in: context.workspaceID)
-        try await Self.audit(context, "MemberRoleChanged", "user:\(userID)",
-                             ["email": user.email, "from": current.rawValue, "role": role.rawValue, "by": context.actorName])
-        return .ok(.init(body: .json(Self.membership(Membership(workspaceID: context.workspaceID.rawValue, userID: userID, email: user.email,
-                                                                   role: role)))))
+        let changed = try await members(context).changeRole(userID: input.path.userId, to: WorkspaceRole(body.role))
+        return .ok(.init(body: .json(Self.membership(changed))))
     }
 
     func removeMember(_ input: Operations.RemoveMember.Input, _ context: WorkspaceContext) async throws -> Operations.RemoveMember.Output {
-        let userID = input.path.userId
-        guard let current = try d.identity.role(of: userID, in: context.workspaceID) else { throw IdentityError(.notFound, "no such member") }
-        try Self.requireOwner(for: current, context)
-        try d.identity.removeMember(userID: userID, from: context.workspaceID)
-        try await context.workspace.write { tx in try TeamStore.removeFromAllTeams(userID, in: tx.db) }
-        try await Self.audit(context, "MemberRemoved", "user:\(userID)", ["role": current.rawValue, "by": context.actorName])
+        try await members(context).remove(userID: input.path.userId)
         return .noContent(.init())
     }
 
@@ -147,16 +124,14 @@ struct WorkspaceHandlers: Sendable {
     }
 
     func addTeamMember(_ input: Operations.AddTeamMember.Input, _ context: WorkspaceContext) async throws -> Operations.AddTeamMember.Output {
-        let (team, userID, by) = (try PathID.parse(input.path.teamId, what: "team"), input.path.userId, context.actorName)
-        guard try d.identity.role(of: userID, in: context.workspaceID) != nil else { throw IdentityError(.notFound, "no such member") }
-        let updated = try await context.workspace.write { tx in try TeamStore.addMember(userID, to: team, by: by, in: &tx) }
-        return .ok(.init(body: .json(Self.team(updated))))
+        let team = try PathID.parse(input.path.teamId, what: "team")
+        return .ok(.init(body: .json(Self.team(try await members(context).addToTeam(userID: input.path.userId, team: team)))))
     }
 
     func removeTeamMember(_ input: Operations.RemoveTeamMember.Input, _ context: WorkspaceContext) async throws
         -> Operations.RemoveTeamMember.Output {
-        let (team, userID, by) = (try PathID.parse(input.path.teamId, what: "team"), input.path.userId, context.actorName)
-        try await context.workspace.write { tx in try TeamStore.removeMember(userID, from: team, by: by, in: &tx) }
+        let team = try PathID.parse(input.path.teamId, what: "team")
+        try await members(context).removeFromTeam(userID: input.path.userId, team: team)
         return .noContent(.init())
     }
 
@@ -174,15 +149,6 @@ struct WorkspaceHandlers: Sendable {
                                           occurredAt: event.occurredAt, seq: Int(event.seq), subject: event.subject, _type: event.type)
         }
         return .ok(.init(body: .json(.init(items: items, nextCursor: window.nextCursor(events) { String($0.seq) }))))
-    }
-
-    /// Granting, changing or removing the owner role takes an owner.
-    static func requireOwner(for role: WorkspaceRole, _ context: WorkspaceContext) throws {
-        if role == .owner, context.role != .owner { throw Problem(status: .forbidden, detail: "only owners can grant, change or remove the owner role") }
-    }
-
-    static func audit(_ context: WorkspaceContext, _ type: String, _ subject: String, _ payload: [String: String]) async throws {
-        try await context.workspace.write { tx in try tx.append(DomainEvent(type: type, subject: subject, payload: payload)) }
     }
 }
 

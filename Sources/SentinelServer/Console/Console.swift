@@ -23,19 +23,30 @@ struct Console: Sendable {
     let document: APIDocument
     let views: MustacheLibrary
     let secureCookies: Bool
+    /// What the admin's health page reads besides the services.
+    let healthSources: HealthSources
+
+    struct HealthSources: Sendable {
+        /// The serving certificate (nil: TLS is off).
+        var certificateFile: URL?
+        var exportEnabled = true
+        /// `export.time`, HH:MM UTC.
+        var exportTime = "02:00"
+    }
 
     static let sessionCookie = "sentinel_session"
     static let formCookie = "sentinel_form"
     static let maxFormBytes = 512 * 1024
 
     init(dependencies: APIDependencies, scheduler: JobScheduler, outbound: any OutboundHTTPClient,
-         document: APIDocument, secureCookies: Bool) throws {
+         document: APIDocument, secureCookies: Bool, health: HealthSources = HealthSources()) throws {
         self.d = dependencies
         self.outbound = outbound
         self.scheduler = scheduler
         self.document = document
         self.views = try ConsoleTemplates.library()
         self.secureCookies = secureCookies
+        self.healthSources = health
     }
 
     // MARK: Visits

@@ -26,6 +26,14 @@ extension Console {
                 return Self.redirect("/admin/users")
             }
         }
+        router.post("/admin/users/:userId/:action") { request, context in
+            try await page(request, context) { visit in
+                let form = try await self.form(visit)
+                let principal = try admin(visit, "updateUser")
+                try await updateUser(context.parameters.get("userId") ?? "", action: context.parameters.get("action") ?? "", form, by: principal)
+                return Self.redirect("/admin/users")
+            }
+        }
         router.get("/admin/workspaces") { request, context in
             try await page(request, context) { visit in try workspacePlansPage(visit, try admin(visit, "setWorkspacePlan")) }
         }
@@ -81,15 +89,63 @@ extension Console {
         for id in await supervisor.offlineWorkspaceIDs {
             offline.append(["name": names[id.rawValue] ?? id.rawValue, "reason": await supervisor.offlineReason(id) ?? "unknown"])
         }
+        // Jobs waiting per priority class, over every workspace that can be opened.
+        var queued = Dictionary(uniqueKeysWithValues: JobPriority.allCases.map { ($0, 0) })
+        for record in records {
+            guard let id = record.workspaceID else { continue }
+            do {
+                let counts = try await supervisor.withWorkspace(id) { actor in try await actor.read { db in try JobQueue.queuedCounts(in: db) } }
+                for (priority, n) in counts { queued[priority, default: 0] += n }
+            } catch is WorkspaceError {
+                continue  // offline: listed below
+            }
+        }
         let free = (try? FileManager.default.attributesOfFileSystem(forPath: d.dataDirectory.root.path)[.systemFreeSize] as? NSNumber)?
             .map { ByteCountFormatter.string(fromByteCount: $0.int64Value, countStyle: .file) } ?? "unknown"
-        let data: [String: Any] = [
+        var data: [String: Any] = [
             "readiness": storage && workers ? "ready" : "not ready",
             "storage": storage ? "ok" : "unavailable", "workers": workers ? "running" : "stopped",
             "workspaces": records.count, "open": open, "offline": offline, "disk": free,
+            "queues": JobPriority.allCases.map { ["priority": $0.description, "queued": queued[$0] ?? 0] as [String: Any] },
+            "tls": tlsExpiry(),
+            "export": lastExport(),
             "license": d.catalog.licenseStatus, "version": SentinelVersion.current,
         ]
+        if !(storage && workers) { data["notReady"] = true }
         return try render("admin", title: "Appliance health", data, visit: visit)
+    }
+
+    /// When the serving certificate stops being valid, with the days left.
+    func tlsExpiry() -> String {
+        guard let file = healthSources.certificateFile else { return "TLS is off (plain HTTP)" }
+        guard let expiry = try? SelfSignedCertificate.expiry(ofPEMFile: file) else { return "cannot read \(file.path)" }
+        let days = Int(expiry.timeIntervalSinceNow / 86_400)
+        let when = Self.date(expiry.timeIntervalSince1970) ?? ""
+        return days < 0 ? "expired at \(when)" : "\(when) (in \(days) days)"
+    }
+
+    /// The newest analytics export's time and status, from its manifest in `data/exports`.
+    func lastExport() -> String {
+        guard let manifest = AnalyticsExporter.latestManifest(in: d.dataDirectory.exportsDirectory) else {
+            return healthSources.exportEnabled ? "none yet (the nightly export runs at \(healthSources.exportTime) UTC)" : "none (the nightly export is off)"
+        }
+        let waiting = manifest.workspaces.filter { $0.error != nil }.count
+        let status = waiting == 0 ? "complete" : "partial: \(waiting) workspace(s) wait for the next export"
+        return "\(manifest.createdAt): \(status), \(manifest.events) events (\(manifest.file))"
+    }
+
+    /// Disables or enables a user, or sets a new password, as `PATCH /users/{id}` does.
+    func updateUser(_ id: String, action: String, _ form: Form, by principal: Principal) async throws {
+        let (identity, by) = (d.identity, principal.user.email)
+        guard try identity.user(id: id) != nil else { throw IdentityError(.notFound, "no such user") }
+        switch action {
+        case "disable": _ = try identity.disableUser(id: id, by: by)
+        case "enable": _ = try identity.enableUser(id: id, by: by)
+        case "password":
+            let password = form["password"] ?? ""
+            try await identity.passwords.run { try identity.setPassword(userID: id, password: password, by: by) }
+        default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
+        }
     }
 
     func usersPage(_ visit: Visit, _ principal: Principal) throws -> Response {
@@ -97,7 +153,10 @@ extension Console {
         let after = visit.request.uri.queryParameters["after"].map(String.init)
         let users = try d.identity.users(after: after, limit: limit + 1)
         var data: [String: Any] = [
-            "items": users.prefix(limit).map { ["email": $0.email, "isAdmin": $0.isAdmin, "created": Self.date($0.createdAt) ?? ""] as [String: Any] },
+            "items": users.prefix(limit).map { user -> [String: Any] in
+                ["id": user.id, "email": user.email, "isAdmin": user.isAdmin, "disabled": user.isDisabled, "created": Self.date(user.createdAt) ?? "",
+                 "isSelf": user.id == principal.user.id]
+            },
         ]
         if users.count > limit, let last = users.prefix(limit).last {
             data["next"] = "/admin/users?after=\(last.id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")"

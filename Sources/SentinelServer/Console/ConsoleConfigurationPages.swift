@@ -63,10 +63,7 @@ extension Console {
             default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
             }
             let plan = try await d.billing.plan(for: m.id)
-            _ = try await m.workspace.write { tx -> RepositoryRecord in
-                guard let repo = try RepositoryStore.find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
-                return try RepositoryStore.setEnabled(enabled, fullName: repo.fullName, plan: plan, in: &tx)
-            }
+            _ = try await m.workspace.write { tx in try RepositoryStore.setEnabled(enabled, id: id, plan: plan, in: &tx) }
             return Self.redirect(m.base + "/repositories")
         }
         get(router, ws + "/members", "listMembers") { m, _ in try await membersPage(m) }
@@ -87,8 +84,34 @@ extension Console {
             try await m.workspace.write { tx in try TeamStore.delete(team, by: by, in: &tx) }
             return Self.redirect(m.base + "/members")
         }
+        post(router, ws + "/teams/:teamId/members", "addTeamMember") { m, form, context in
+            let team = try PathID.parse(context.parameters.get("teamId") ?? "", what: "team")
+            _ = try await members(m).addToTeam(userID: try form.required("user_id", "The member"), team: team)
+            return Self.redirect(m.base + "/members")
+        }
+        post(router, ws + "/teams/:teamId/members/:userId/remove", "removeTeamMember") { m, _, context in
+            let team = try PathID.parse(context.parameters.get("teamId") ?? "", what: "team")
+            try await members(m).removeFromTeam(userID: context.parameters.get("userId") ?? "", team: team)
+            return Self.redirect(m.base + "/members")
+        }
+        post(router, ws + "/integrations/gitlab", "createGitLabIntegration") { m, form, _ in try await addGitLab(m, form) }
+        get(router, ws + "/integrations/:integrationId", "listIntegrations") { m, context in
+            try await integrationPage(m, id: context.parameters.get("integrationId") ?? "")
+        }
+        get(router, ws + "/repositories/:repositoryId", "getRepositorySettings") { m, context in
+            try await repositoryPage(m, try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository"))
+        }
+        post(router, ws + "/repositories/:repositoryId", "putRepositorySettings") { m, form, context in
+            let id = try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository")
+            let scope = PolicyService.repositoryScope(try await repository(m, id).id)
+            try await saveSettings(m, form, scope: scope)
+            return Self.redirect(m.base + "/repositories/\(id)")
+        }
         get(router, ws + "/settings", "getWorkspaceSettings") { m, _ in try await settingsPage(m) }
-        post(router, ws + "/settings", "putWorkspaceSettings") { m, form, _ in try await saveSettings(m, form) }
+        post(router, ws + "/settings", "putWorkspaceSettings") { m, form, _ in
+            try await saveSettings(m, form, scope: PolicyService.workspaceScope)
+            return Self.redirect(m.base + "/settings")
+        }
         get(router, ws + "/audit", "listAuditEvents") { m, _ in try await auditPage(m) }
         addManifestPages(to: router)
     }
@@ -141,17 +164,13 @@ extension Console {
         let latest = Dictionary(deliveries) { a, _ in a }
         let data: [String: Any] = [
             "items": items.map { i -> [String: Any] in
-                var item: [String: Any] = ["kind": i.kind, "appID": i.appID.map(String.init) ?? "", "apiURL": i.apiURL,
+                var item: [String: Any] = ["id": i.id, "kind": i.kind, "appID": i.appID.map(String.init) ?? "", "apiURL": i.apiURL,
                                            "webhookURL": base + i.webhookPath, "created": i.createdAt]
-                if let delivery = latest[i.id] {
-                    var d: [String: Any] = ["event": delivery.event, "at": Self.date(delivery.receivedAt) ?? "",
-                                            "outcome": delivery.outcome ?? "waiting to be processed"]
-                    if let action = delivery.action { d["action"] = action }
-                    item["delivery"] = d
-                }
+                if let delivery = latest[i.id] { item["delivery"] = Self.deliveryData(delivery) }
                 return item
             },
             "canManage": allowed("createIntegration", m.role),
+            "canAddGitLab": allowed("createGitLabIntegration", m.role),
         ]
         return try render("integrations", title: "Integrations", data, visit: m.visit, member: m)
     }
@@ -161,11 +180,7 @@ extension Console {
         guard let appID = Int64(try form.required("app_id", "The App ID")), appID > 0 else {
             throw IntegrationError.invalid("app_id must be a positive whole number")
         }
-        var apiURL = IntegrationService.defaultGitHubAPI
-        if let raw = form.text("api_url") {
-            guard let url = URL(string: raw) else { throw IntegrationError.invalid("api_url is not a URL") }
-            apiURL = url
-        }
+        let apiURL = try IntegrationService.gitHubAPIURL(form.text("api_url"))
         _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: appID, privateKeyPEM: try form.required("private_key", "The private key"),
                                                webhookSecret: Data(try form.required("webhook_secret", "The webhook secret").utf8), apiURL: apiURL,
                                                caBundlePEM: form.text("ca_bundle"), botLogin: form.text("bot_login"))
@@ -192,6 +207,7 @@ extension Console {
         let members = try d.identity.members(of: m.id)
         let teams = try await m.workspace.read { db in try TeamStore.list(in: db) }
         let canManage = allowed("addMember", m.role)
+        let emails = Dictionary(members.map { ($0.userID, $0.email) }) { a, _ in a }
         // Owners may grant, change and remove every role; admins every role but owner.
         let grantable = WorkspaceRole.allCases.filter { $0 != .owner || m.role == .owner }
         let data: [String: Any] = [
@@ -202,7 +218,13 @@ extension Console {
             },
             "grantable": grantable.map(\.rawValue),
             "canManage": canManage,
-            "teams": teams.map { ["id": $0.id, "name": $0.name, "size": $0.members.count] as [String: Any] },
+            "teams": teams.map { team -> [String: Any] in
+                let inTeam = Set(team.members)
+                return ["id": team.id, "name": team.name, "size": team.members.count,
+                        "members": team.members.map { ["teamID": team.id, "userID": $0, "email": emails[$0] ?? $0] as [String: Any] },
+                        "candidates": members.filter { !inTeam.contains($0.userID) }.map { ["userID": $0.userID, "email": $0.email] as [String: Any] }]
+            },
+            "canManageTeams": allowed("addTeamMember", m.role) && allowed("removeTeamMember", m.role),
         ]
         return try render("members", title: "Members", data, visit: m.visit, member: m)
     }
@@ -214,45 +236,27 @@ extension Console {
         return role
     }
 
-    /// Granting, changing or removing the owner role takes an owner (the API's rule).
-    func requireOwner(for role: WorkspaceRole, _ m: Member) throws {
-        if role == .owner, m.role != .owner { throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "Only owners can grant, change or remove the owner role.") }
+    /// The visitor's changes to the workspace's members, under the API's rules.
+    func members(_ m: Member) -> WorkspaceMembers {
+        WorkspaceMembers(identity: d.identity, workspaceID: m.id, workspace: m.workspace, actorRole: m.role, actorName: m.actorName)
     }
 
     func addMember(_ m: Member, _ form: Form) async throws -> Response {
         let role = try role(form)
-        try requireOwner(for: role, m)
         let email = try form.required("email", "The email")
-        guard let user = try d.identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
-        if try d.identity.role(of: user.id, in: m.id) != nil { throw IdentityError(.conflict, "\(user.email) is already a member; change the role instead") }
         let plan = try await d.billing.plan(for: m.id)
-        try d.identity.setRole(role, userID: user.id, in: m.id, seatLimit: plan)
-        try await audit(m, "MemberAdded", "user:\(user.id)", ["email": user.email, "role": role.rawValue, "by": m.actorName])
+        _ = try await members(m).add(email: email, role: role, seatLimit: plan)
         return Self.redirect(m.base + "/members")
     }
 
     func changeRole(_ m: Member, userID: String, _ form: Form) async throws -> Response {
-        let role = try role(form)
-        guard let current = try d.identity.role(of: userID, in: m.id), let user = try d.identity.user(id: userID) else {
-            throw IdentityError(.notFound, "no such member")
-        }
-        try requireOwner(for: max(current, role), m)
-        try d.identity.setRole(role, userID: userID, in: m.id)
-        try await audit(m, "MemberRoleChanged", "user:\(userID)", ["email": user.email, "from": current.rawValue, "role": role.rawValue, "by": m.actorName])
+        _ = try await members(m).changeRole(userID: userID, to: try role(form))
         return Self.redirect(m.base + "/members")
     }
 
     func removeMember(_ m: Member, userID: String) async throws -> Response {
-        guard let current = try d.identity.role(of: userID, in: m.id) else { throw IdentityError(.notFound, "no such member") }
-        try requireOwner(for: current, m)
-        try d.identity.removeMember(userID: userID, from: m.id)
-        try await m.workspace.write { tx in try TeamStore.removeFromAllTeams(userID, in: tx.db) }
-        try await audit(m, "MemberRemoved", "user:\(userID)", ["role": current.rawValue, "by": m.actorName])
+        try await members(m).remove(userID: userID)
         return Self.redirect(m.base + "/members")
-    }
-
-    func audit(_ m: Member, _ type: String, _ subject: String, _ payload: [String: String]) async throws {
-        _ = try await m.workspace.write { tx in try tx.append(DomainEvent(type: type, subject: subject, payload: payload)) }
     }
 
     // MARK: Settings
@@ -277,22 +281,36 @@ extension Console {
                                 entries: try PolicyService.resolve(in: db, repositoryID: explained, fileText: nil).effective.entries,
                                 repositories: try RepositoryStore.all(in: db).filter { !$0.removed })
         }
-        let values = try JSONEncoder.sentinelPretty.encode(found.version?.values ?? [:])
+        var data = try Self.policyData(entries: found.entries, version: found.version, history: found.history)
+        data["repositories"] = found.repositories.map { ["id": $0.id, "name": $0.fullName, "selected": $0.id == repositoryID] as [String: Any] }
+        data["canManage"] = allowed("putWorkspaceSettings", m.role)
+        data["action"] = m.base + "/settings"
+        return try render("settings", title: "Settings", data, visit: m.visit, member: m)
+    }
+
+    /// What the settings and repository pages show of a scope: the effective entries with their
+    /// sources and locks, the scope's newest values and locks, and its version history.
+    static func policyData(entries: [ExplainedEntry], version: PolicyVersion?, history: [PolicyVersion]) throws -> [String: Any] {
         var data: [String: Any] = [
-            "entries": found.entries.map { e -> [String: Any] in
-                ["key": e.key, "value": Self.display(e.value), "source": e.source.rawValue, "locked": e.locked, "lockedBy": e.lockedBy?.rawValue ?? ""]
+            "entries": entries.map { e -> [String: Any] in
+                ["key": e.key, "value": display(e.value), "source": e.source.rawValue, "locked": e.locked, "lockedBy": e.lockedBy?.rawValue ?? ""]
             },
-            "repositories": found.repositories.map { ["id": $0.id, "name": $0.fullName, "selected": $0.id == repositoryID] as [String: Any] },
-            "values": String(decoding: values, as: UTF8.self),
-            "locks": (found.version?.locks ?? []).joined(separator: ", "),
-            "canManage": allowed("putWorkspaceSettings", m.role),
-            "history": try found.history.map { v -> [String: Any] in
+            "values": String(decoding: try JSONEncoder.sentinelPretty.encode(version?.values ?? [:]), as: UTF8.self),
+            "locks": (version?.locks ?? []).joined(separator: ", "),
+            "history": try history.map { v -> [String: Any] in
                 ["id": v.id, "by": v.createdBy, "at": v.createdAt, "locks": v.locks.joined(separator: ", "),
                  "values": String(decoding: try JSONEncoder.sentinel.encode(v.values), as: UTF8.self)]
             },
         ]
-        if let version = found.version { data["version"] = ["id": version.id, "by": version.createdBy, "at": version.createdAt] as [String: Any] }
-        return try render("settings", title: "Settings", data, visit: m.visit, member: m)
+        if let version { data["version"] = ["id": version.id, "by": version.createdBy, "at": version.createdAt] as [String: Any] }
+        return data
+    }
+
+    /// An integration's latest delivery as shown: event, action, when and its outcome.
+    static func deliveryData(_ delivery: DeliverySummary) -> [String: Any] {
+        var item: [String: Any] = ["event": delivery.event, "at": date(delivery.receivedAt) ?? "", "outcome": delivery.outcome ?? "waiting to be processed"]
+        if let action = delivery.action { item["action"] = action }
+        return item
     }
 
     /// A setting's value as shown: text as it is, other values as JSON.
@@ -301,8 +319,8 @@ extension Console {
         return value.description
     }
 
-    /// Saves a new version of the workspace settings, as `PUT …/settings` does.
-    func saveSettings(_ m: Member, _ form: Form) async throws -> Response {
+    /// Saves a new version of the workspace's or a repository's settings, as `PUT …/settings` does.
+    func saveSettings(_ m: Member, _ form: Form, scope: String) async throws {
         let text = form.text("values") ?? "{}"
         let values: [String: PolicyValue]
         do {
@@ -325,10 +343,7 @@ extension Console {
         }
         let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         let by = m.actorName
-        _ = try await m.workspace.write { tx in
-            try PolicyService.saveVersion(scope: PolicyService.workspaceScope, values: values, locks: locks, by: by, in: &tx)
-        }
-        return Self.redirect(m.base + "/settings")
+        _ = try await m.workspace.write { tx in try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx) }
     }
 
     // MARK: Audit log

@@ -71,31 +71,22 @@ extension Console {
         return try render("signin", title: "Sign in", data, visit: withFormCookie(visit), status: status)
     }
 
-    /// Sign-in with the API's throttle: the failure slot is taken before the password is checked.
+    /// Sign-in with the API's throttle (`LoginThrottle.signIn`).
     func signIn(_ visit: Visit) async throws -> Response {
         let form = try await self.form(visit)
         let (email, password) = (form["email"]?.trimmingCharacters(in: .whitespaces) ?? "", form["password"] ?? "")
-        let attempt: LoginThrottle.Attempt
-        switch await d.loginThrottle.reserve(account: email, address: visit.clientAddress) {
-        case .limited(let wait):
+        let user: User
+        do {
+            guard let checked = try await d.loginThrottle.signIn(email: email, password: password, address: visit.clientAddress, identity: d.identity) else {
+                return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)
+            }
+            user = checked
+        } catch let error as IdentityError {
+            guard case .rateLimited(let wait) = error.kind else { throw error }
             var response = try signInPage(visit, error: "Too many failed sign-ins; try again in \(wait) s.", email: email, status: .tooManyRequests)
             response.headers[.retryAfter] = String(wait)
             return response
-        case .admitted(let reserved):
-            attempt = reserved
         }
-        let identity = d.identity
-        let checked: User?
-        do {
-            checked = try await identity.passwords.run { try identity.checkPassword(email: email, password: password) }
-        } catch {
-            await d.loginThrottle.abandoned(attempt)
-            throw error
-        }
-        guard let user = checked else {
-            return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)
-        }
-        await d.loginThrottle.succeeded(attempt)
         return try startSession(for: user)
     }
 
@@ -136,14 +127,8 @@ extension Console {
         let principal = try signedIn(visit)
         let form = try await self.form(visit)
         try requireAdmin("createWorkspace", principal)
-        var owner = principal.user
-        if let email = form.text("owner_email") {
-            guard let found = try d.identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
-            owner = found
-        }
-        let record = try d.workspaces.create(name: try form.required("name", "The workspace's name"))
-        guard let id = record.workspaceID else { throw StorageError.invalid("the new workspace has a malformed id \(record.id)") }
-        try d.identity.setRole(.owner, userID: owner.id, in: id)
+        let (_, id, owner) = try d.workspaces.create(name: try form.required("name", "The workspace's name"), ownerEmail: form.text("owner_email"),
+                                                     creator: principal.user, identity: d.identity)
         return Self.redirect(owner.id == principal.user.id ? "/workspaces/\(id.rawValue)" : "/workspaces")
     }
 }

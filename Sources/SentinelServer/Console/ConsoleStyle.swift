@@ -10,6 +10,8 @@ enum ConsoleStyle {
     body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
     a { color: var(--accent); }
     a:focus, button:focus, input:focus, select:focus, textarea:focus, main:focus { outline: 3px solid var(--accent); outline-offset: 2px; }
+    .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+    h3 { font-size: 1.05rem; margin: 16px 0 4px; }
     .skip { position: absolute; left: -999px; } .skip:focus { left: 8px; top: 8px; background: var(--bg); padding: 4px 8px; z-index: 1; }
     header.top { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; justify-content: space-between; padding: 8px 16px;
       border-bottom: 1px solid var(--line); }

@@ -9,6 +9,7 @@ enum ConsoleTemplates {
         "overview": overview, "runs": runs, "run": run, "providers": providers, "integrations": integrations,
         "repositories": repositories, "members": members, "settings": settings, "audit": audit, "runtable": runTable,
         "admin": admin, "manifest": manifest, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
+        "repository": repository, "integration": integration, "policyTable": policyTable, "settingsForm": settingsForm,
     ]
 
     static func library() throws -> MustacheLibrary {
@@ -277,7 +278,7 @@ enum ConsoleTemplates {
     <table>
       <caption>Source-control integrations</caption>
       <thead><tr><th scope="col">Kind</th><th scope="col">App</th><th scope="col">API</th><th scope="col">Webhook URL</th><th scope="col">Last delivery</th><th scope="col">Added</th></tr></thead>
-      <tbody>{{#items}}<tr><td>{{kind}}</td><td>{{appID}}</td><td>{{apiURL}}</td><td><code>{{webhookURL}}</code></td><td>{{#delivery}}{{event}}{{#action}}.{{action}}{{/action}} at {{at}}: {{outcome}}{{/delivery}}{{^delivery}}none yet{{/delivery}}</td><td>{{created}}</td></tr>{{/items}}</tbody>
+      <tbody>{{#items}}<tr><td><a href="/workspaces/{{workspace.id}}/integrations/{{id}}">{{kind}}<span class="visually-hidden"> integration {{id}}</span></a></td><td>{{appID}}</td><td>{{apiURL}}</td><td><code>{{webhookURL}}</code></td><td>{{#delivery}}{{event}}{{#action}}.{{action}}{{/action}} at {{at}}: {{outcome}}{{/delivery}}{{^delivery}}none yet{{/delivery}}</td><td>{{created}}</td></tr>{{/items}}</tbody>
     </table>
     {{/empty(items)}}
     {{#canManage}}
@@ -305,6 +306,22 @@ enum ConsoleTemplates {
       <button type="submit">Add GitHub App</button>
     </form>
     {{/canManage}}
+    {{#canAddGitLab}}
+    <h2>Connect GitLab</h2>
+    <p>gitlab.com or a self-managed instance, with an access token that has the <code>api</code> scope (a personal, project or
+    group token). Sentinel checks the token against the instance before it stores anything; the token and the webhook secret
+    are write-only.</p>
+    <form method="post" action="/workspaces/{{workspace.id}}/integrations/gitlab" class="stack">
+      {{> csrf}}
+      <label for="g_base_url">GitLab URL (the instance root, e.g. https://gitlab.example.com)</label><input id="g_base_url" name="base_url" type="url" required>
+      <label for="g_token">Access token (api scope)</label><input id="g_token" name="token" type="password" required autocomplete="off">
+      <label for="g_webhook_secret">Webhook secret (at least 8 characters; you set the same on GitLab's webhook)</label>
+      <input id="g_webhook_secret" name="webhook_secret" type="password" required minlength="8" autocomplete="off">
+      <label for="g_ca_bundle">CA certificates (PEM, optional: an instance behind an internal CA)</label><textarea id="g_ca_bundle" name="ca_bundle" rows="3"></textarea>
+      <label for="g_bot_username">The token's user name (optional: asked from GitLab)</label><input id="g_bot_username" name="bot_username">
+      <button type="submit">Connect GitLab</button>
+    </form>
+    {{/canAddGitLab}}
     """#
 
     static let repositories = #"""
@@ -314,7 +331,7 @@ enum ConsoleTemplates {
     <table>
       <caption>Repositories</caption>
       <thead><tr><th scope="col">Repository</th><th scope="col">State</th>{{#canManage}}<th scope="col">Action</th>{{/canManage}}</tr></thead>
-      <tbody>{{#items}}<tr><td><a href="/workspaces/{{workspace.id}}/runs?repository={{id}}">{{name}}</a></td><td>{{#removed}}removed{{/removed}}{{^removed}}{{#enabled}}enabled{{/enabled}}{{^enabled}}disabled{{/enabled}}{{/removed}}</td>
+      <tbody>{{#items}}<tr><td>{{#removed}}{{name}}{{/removed}}{{^removed}}<a href="/workspaces/{{workspace.id}}/repositories/{{id}}">{{name}}</a>{{/removed}} <a class="muted" href="/workspaces/{{workspace.id}}/runs?repository={{id}}">runs<span class="visually-hidden"> of {{name}}</span></a></td><td>{{#removed}}removed{{/removed}}{{^removed}}{{#enabled}}enabled{{/enabled}}{{^enabled}}disabled{{/enabled}}{{/removed}}</td>
       {{#canManage}}<td>{{^removed}}<form method="post" action="/workspaces/{{workspace.id}}/repositories/{{id}}/{{#enabled}}disable{{/enabled}}{{^enabled}}enable{{/enabled}}" class="inline">{{> csrf}}<button type="submit">{{#enabled}}Disable{{/enabled}}{{^enabled}}Enable{{/enabled}} {{name}}</button></form>{{/removed}}</td>{{/canManage}}</tr>{{/items}}</tbody>
     </table>
     {{/empty(items)}}
@@ -344,7 +361,20 @@ enum ConsoleTemplates {
     {{/canManage}}
     <h2>Teams</h2>
     {{#empty(teams)}}<p>No teams.</p>{{/empty(teams)}}
-    <ul>{{#teams}}<li>{{name}} <span class="muted">({{size}} members)</span>{{#canManage}} <form method="post" action="/workspaces/{{workspace.id}}/teams/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete team {{name}}</button></form>{{/canManage}}</li>{{/teams}}</ul>
+    {{#teams}}
+    <section aria-labelledby="team-{{id}}" class="team">
+      <h3 id="team-{{id}}">{{name}} <span class="muted">({{size}} members)</span></h3>
+      {{#empty(members)}}<p>No members in this team.</p>{{/empty(members)}}
+      <ul>{{#members}}<li>{{email}}{{#canManageTeams}} <form method="post" action="/workspaces/{{workspace.id}}/teams/{{teamID}}/members/{{userID}}/remove" class="inline">{{> csrf}}<button type="submit">Take {{email}} out of {{name}}</button></form>{{/canManageTeams}}</li>{{/members}}</ul>
+      {{#canManageTeams}}{{^empty(candidates)}}
+      <form method="post" action="/workspaces/{{workspace.id}}/teams/{{id}}/members" class="inline">{{> csrf}}
+        <label for="add-{{id}}">Add to {{name}}</label>
+        <select id="add-{{id}}" name="user_id">{{#candidates}}<option value="{{userID}}">{{email}}</option>{{/candidates}}</select>
+        <button type="submit">Add to team</button></form>
+      {{/empty(candidates)}}{{/canManageTeams}}
+      {{#canManage}}<form method="post" action="/workspaces/{{workspace.id}}/teams/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete team {{name}}</button></form>{{/canManage}}
+    </section>
+    {{/teams}}
     {{#canManage}}
     <form method="post" action="/workspaces/{{workspace.id}}/teams" class="stack">
       {{> csrf}}
@@ -362,32 +392,11 @@ enum ConsoleTemplates {
       <select id="repository" name="repository"><option value="">the workspace</option>{{#repositories}}<option value="{{id}}"{{#selected}} selected{{/selected}}>{{name}}</option>{{/repositories}}</select>
       <button type="submit">Show</button>
     </form>
-    <table>
-      <caption>Each value and where it comes from</caption>
-      <thead><tr><th scope="col">Key</th><th scope="col">Value</th><th scope="col">Source</th><th scope="col">Locked</th></tr></thead>
-      <tbody>{{#entries}}<tr><td><code>{{key}}</code></td><td>{{value}}</td><td>{{source}}</td><td>{{#locked}}by {{lockedBy}}{{/locked}}</td></tr>{{/entries}}</tbody>
-    </table>
+    {{> policyTable}}
     <h2>Workspace settings</h2>
     {{#version}}<p>Version {{version.id}}, saved by {{version.by}} at {{version.at}}.</p>{{/version}}
     {{^version}}<p>No workspace settings saved yet: the built-in defaults apply.</p>{{/version}}
-    {{#canManage}}
-    <form method="post" action="/workspaces/{{workspace.id}}/settings" class="stack">
-      {{> csrf}}
-      <label for="values">Values (a JSON object, e.g. {"review.instructions": "…"})</label>
-      <textarea id="values" name="values" rows="8">{{values}}</textarea>
-      <label for="locks">Locked keys (comma-separated: repositories cannot override them)</label>
-      <input id="locks" name="locks" value="{{locks}}">
-      <button type="submit">Save a new version</button>
-    </form>
-    {{/canManage}}
-    {{^canManage}}<pre>{{values}}</pre>{{#locks}}<p>Locked: {{locks}}</p>{{/locks}}{{/canManage}}
-    <h2>Version history</h2>
-    {{#empty(history)}}<p>No versions yet.</p>{{/empty(history)}}
-    {{^empty(history)}}
-    <table><caption>Saved versions of the workspace settings, newest first</caption>
-    <thead><tr><th scope="col">Version</th><th scope="col">Saved by</th><th scope="col">At</th><th scope="col">Values</th><th scope="col">Locks</th></tr></thead>
-    <tbody>{{#history}}<tr><td>{{id}}</td><td>{{by}}</td><td>{{at}}</td><td><code>{{values}}</code></td><td>{{locks}}</td></tr>{{/history}}</tbody></table>
-    {{/empty(history)}}
+    {{> settingsForm}}
     """#
 
     static let audit = #"""
@@ -411,14 +420,21 @@ enum ConsoleTemplates {
     static let admin = adminNav + #"""
     <h1>Appliance health</h1>
     <dl class="facts">
-      <dt>Readiness</dt><dd>{{readiness}}</dd>
+      <dt>Readiness</dt><dd{{#notReady}} class="error"{{/notReady}}>{{readiness}}</dd>
       <dt>Storage</dt><dd>{{storage}}</dd>
       <dt>Job workers</dt><dd>{{workers}}</dd>
-      <dt>Workspaces</dt><dd>{{workspaces}} ({{open}} open now)</dd>
+      <dt>Workspaces</dt><dd>{{workspaces}}</dd>
+      <dt>Open workspace files</dt><dd>{{open}}</dd>
       <dt>Disk free</dt><dd>{{disk}}</dd>
+      <dt>TLS certificate expires</dt><dd>{{tls}}</dd>
+      <dt>Last analytics export</dt><dd>{{export}}</dd>
       <dt>License</dt><dd>{{license}}</dd>
       <dt>Version</dt><dd>{{version}}</dd>
     </dl>
+    <h2>Job queue</h2>
+    <table><caption>Jobs waiting to run, by priority (highest first)</caption>
+    <thead><tr><th scope="col">Priority</th><th scope="col">Queued</th></tr></thead>
+    <tbody>{{#queues}}<tr><td>{{priority}}</td><td>{{queued}}</td></tr>{{/queues}}</tbody></table>
     <h2>Offline workspaces</h2>
     {{#empty(offline)}}<p>None.</p>{{/empty(offline)}}
     <ul>{{#offline}}<li>{{name}}: {{reason}}</li>{{/offline}}</ul>
@@ -427,14 +443,19 @@ enum ConsoleTemplates {
     static let adminUsers = adminNav + #"""
     <h1>Users</h1>
     <table><caption>Users of this appliance</caption>
-    <thead><tr><th scope="col">Email</th><th scope="col">Appliance admin</th><th scope="col">Created</th></tr></thead>
-    <tbody>{{#items}}<tr><td>{{email}}</td><td>{{#isAdmin}}yes{{/isAdmin}}{{^isAdmin}}no{{/isAdmin}}</td><td>{{created}}</td></tr>{{/items}}</tbody></table>
+    <thead><tr><th scope="col">Email</th><th scope="col">Appliance admin</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Actions</th></tr></thead>
+    <tbody>{{#items}}<tr><td>{{email}}</td><td>{{#isAdmin}}yes{{/isAdmin}}{{^isAdmin}}no{{/isAdmin}}</td><td>{{#disabled}}disabled{{/disabled}}{{^disabled}}active{{/disabled}}</td><td>{{created}}</td><td class="actions">
+      {{^isSelf}}<form method="post" action="/admin/users/{{id}}/{{#disabled}}enable{{/disabled}}{{^disabled}}disable{{/disabled}}" class="inline">{{> csrf}}<button type="submit">{{#disabled}}Enable{{/disabled}}{{^disabled}}Disable{{/disabled}} {{email}}</button></form>{{/isSelf}}
+      <form method="post" action="/admin/users/{{id}}/password" class="inline">{{> csrf}}<label for="pw-{{id}}">New password for {{email}}</label>
+      <input id="pw-{{id}}" name="password" type="password" required minlength="12" maxlength="72" autocomplete="new-password"> <button type="submit">Reset password</button></form>
+    </td></tr>{{/items}}</tbody></table>
+    <p>Disabling a user ends their sessions and API tokens at once; a new password ends their sessions. The last active admin cannot be disabled.</p>
     {{#next}}<p><a href="{{next}}" rel="next">More users</a></p>{{/next}}
     <h2>Create a user</h2>
     <form method="post" action="/admin/users" class="stack">
       {{> csrf}}
       <label for="email">Email</label><input id="email" name="email" type="email" required autocomplete="off">
-      <label for="password">Password</label><input id="password" name="password" type="password" required autocomplete="new-password">
+      <label for="password">Password (at least 12 characters)</label><input id="password" name="password" type="password" required minlength="12" autocomplete="new-password">
       <label><input type="checkbox" name="is_admin" value="1"> Appliance admin</label>
       <button type="submit">Create user</button>
     </form>
@@ -474,6 +495,73 @@ enum ConsoleTemplates {
       <p>Permissions: {{permissions}}. Events: {{events}}.</p>
       <button type="submit">Create the App on {{host}}</button>
     </form>
+    <p><a href="/workspaces/{{workspace.id}}/integrations">Back to the integrations</a></p>
+    """#
+
+    static let policyTable = #"""
+    <table>
+      <caption>Each value and where it comes from</caption>
+      <thead><tr><th scope="col">Key</th><th scope="col">Value</th><th scope="col">Source</th><th scope="col">Locked</th></tr></thead>
+      <tbody>{{#entries}}<tr><td><code>{{key}}</code></td><td>{{value}}</td><td>{{source}}</td><td>{{#locked}}by {{lockedBy}}{{/locked}}</td></tr>{{/entries}}</tbody>
+    </table>
+    """#
+
+    static let settingsForm = #"""
+    {{#canManage}}
+    <form method="post" action="{{action}}" class="stack">
+      {{> csrf}}
+      <label for="values">Values (a JSON object, e.g. {"review.instructions": "…"})</label>
+      <textarea id="values" name="values" rows="8">{{values}}</textarea>
+      <label for="locks">Locked keys (comma-separated: lower layers cannot override them)</label>
+      <input id="locks" name="locks" value="{{locks}}">
+      <button type="submit">Save a new version</button>
+    </form>
+    {{/canManage}}
+    {{^canManage}}<pre>{{values}}</pre>{{#locks}}<p>Locked: {{locks}}</p>{{/locks}}{{/canManage}}
+    <h2>Version history</h2>
+    {{#empty(history)}}<p>No versions yet.</p>{{/empty(history)}}
+    {{^empty(history)}}
+    <table><caption>Saved versions, newest first</caption>
+    <thead><tr><th scope="col">Version</th><th scope="col">Saved by</th><th scope="col">At</th><th scope="col">Values</th><th scope="col">Locks</th></tr></thead>
+    <tbody>{{#history}}<tr><td>{{id}}</td><td>{{by}}</td><td>{{at}}</td><td><code>{{values}}</code></td><td>{{locks}}</td></tr>{{/history}}</tbody></table>
+    {{/empty(history)}}
+    """#
+
+    static let repository = #"""
+    <h1>{{repository.name}}</h1>
+    <p>Reviews are {{#repository.enabled}}enabled{{/repository.enabled}}{{^repository.enabled}}disabled{{/repository.enabled}}.
+    <a href="/workspaces/{{workspace.id}}/runs?repository={{repository.id}}">Runs of this repository</a> ·
+    <a href="/workspaces/{{workspace.id}}/repositories">All repositories</a></p>
+    <h2>Effective configuration</h2>
+    <p>Built-in defaults, then the workspace's settings, then this repository's; the repository's <code>.sentinel.yml</code> (read
+    from git at each review) can override what is not locked.</p>
+    {{> policyTable}}
+    <h2>Repository settings</h2>
+    {{#version}}<p>Version {{version.id}}, saved by {{version.by}} at {{version.at}}.</p>{{/version}}
+    {{^version}}<p>No repository settings saved yet: the workspace's apply.</p>{{/version}}
+    {{> settingsForm}}
+    """#
+
+    static let integration = #"""
+    <h1>{{#integration.gitlab}}GitLab{{/integration.gitlab}}{{^integration.gitlab}}GitHub App{{/integration.gitlab}} integration</h1>
+    <dl class="facts">
+      <dt>Id</dt><dd>{{integration.id}}</dd>
+      <dt>{{#integration.gitlab}}Instance{{/integration.gitlab}}{{^integration.gitlab}}API{{/integration.gitlab}}</dt><dd>{{integration.apiURL}}</dd>
+      {{^integration.gitlab}}<dt>App ID</dt><dd>{{integration.appID}}</dd>{{/integration.gitlab}}
+      <dt>Webhook URL</dt><dd><code>{{integration.webhookURL}}</code></dd>
+      <dt>Added</dt><dd>{{integration.created}}</dd>
+      <dt>Last delivery</dt><dd>{{#delivery}}{{event}}{{#action}}.{{action}}{{/action}} at {{at}}: {{outcome}}{{/delivery}}{{^delivery}}none yet{{/delivery}}</dd>
+    </dl>
+    {{#integration.gitlab}}
+    <h2>Hook settings for GitLab</h2>
+    <p>In GitLab, open the project or group, then Settings → Webhooks → Add new webhook, and set:</p>
+    <dl class="facts">
+      <dt>URL</dt><dd><code>{{integration.webhookURL}}</code></dd>
+      <dt>Secret token</dt><dd>the webhook secret you entered when connecting (Sentinel keeps it sealed and never shows it)</dd>
+      <dt>Trigger</dt><dd>Merge request events, Comments</dd>
+      <dt>SSL verification</dt><dd>on</dd>
+    </dl>
+    {{/integration.gitlab}}
     <p><a href="/workspaces/{{workspace.id}}/integrations">Back to the integrations</a></p>
     """#
 }

@@ -86,6 +86,7 @@ extension Console {
         for limit in data.limits where limit.softLimitReached {
             attention.append(["text": "The plan's \(limit.limit) limit is nearly reached: \(limit.used) of \(limit.allowed)"])
         }
+        for signal in try await operationalAttention(m) { attention.append(signal) }
         func perDay(_ value: (DailyRollup) -> Double) -> [Double] {
             days.map { day in data.rollups.filter { $0.day == day }.reduce(0) { $0 + value($1) } }
         }
@@ -219,35 +220,50 @@ extension Console {
         return web.string
     }
 
-    /// A new run of the same pull request, as `POST …/runs` does.
+    /// A new run of the same pull request (`ReviewRunStore.requestManual`, as `POST …/runs`).
     func rerun(_ m: Member, _ id: Int64, correlationID: String, fullReview: Bool) async throws -> Response {
         let by = m.actorName
         let (runID, _) = try await m.workspace.write { tx -> (Int64, Bool) in
             guard let old = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
-            guard let repo = try RepositoryStore.find(id: old.repositoryID, in: tx.db), !repo.removed else {
-                throw StorageError.notFound("no such repository")
-            }
-            guard repo.enabled else { throw StorageError.conflict("repository \(repo.fullName) is disabled; enable it first") }
-            let result = try ReviewRunStore.request(repository: repo, prNumber: old.prNumber, headSHA: "", baseSHA: nil,
-                                                    trigger: "manual:\(UUID().uuidString.lowercased())", fullReview: fullReview,
+            return try ReviewRunStore.requestManual(repositoryID: old.repositoryID, prNumber: old.prNumber, fullReview: fullReview, by: by,
                                                     correlationID: correlationID, in: &tx)
-            try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(result.0)", payload: [
-                "repository": repo.fullName, "pr_number": String(old.prNumber), "by": by]))
-            return result
         }
         return Self.redirect("\(m.base)/runs/\(runID)")
     }
 
-    /// Cancels a run that has not ended, as `POST …/runs/{id}/cancel` does.
+    /// Cancels a run that has not ended (`ReviewRunStore.cancel`, as `POST …/runs/{id}/cancel`).
     func cancel(_ m: Member, _ id: Int64) async throws -> Response {
         let by = m.actorName
-        try await m.workspace.write { tx in
-            guard let run = try ReviewRunStore.find(id, in: tx.db) else { throw StorageError.notFound("no such run") }
-            guard try ReviewRunStore.finish(runID: id, state: .skipped, reason: "cancelled by \(by)", in: &tx) else {
-                throw StorageError.conflict("run \(id) already ended (\(run.state.rawValue))")
-            }
-            try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(id)", payload: ["by": by]))
-        }
+        try await m.workspace.write { tx in _ = try ReviewRunStore.cancel(runID: id, by: by, in: &tx) }
         return Self.redirect("\(m.base)/runs/\(id)")
+    }
+}
+
+extension Console {
+    /// What the server wrote down about this workspace (`OperationalSignals`): integrations whose
+    /// webhooks keep failing authentication (refused within a week, none accepted since) and AI
+    /// providers whose circuit is open.
+    func operationalAttention(_ m: Member) async throws -> [[String: Any]] {
+        let signals = OperationalSignals(control: d.control)
+        let refused = try signals.refusedDeliveries(workspaceID: m.id)
+        let circuits = try signals.openCircuits(workspaceID: m.id)
+        let ids = refused.map(\.integrationID)
+        let accepted = try await m.workspace.read { db in
+            try ids.compactMap { id in try DeliverySummary.latest(integrationID: id, in: db).map { (id, $0.receivedAt) } }
+        }
+        let lastAccepted = Dictionary(accepted) { a, _ in a }
+        var items: [[String: Any]] = []
+        for r in refused where (lastAccepted[r.integrationID] ?? 0) < r.lastFailedAt.timeIntervalSince1970 {
+            items.append(["text": "Integration \(r.integrationID): \(r.failures) webhook deliveries refused for their signature or token, "
+                          + "the last at \(Self.date(r.lastFailedAt.timeIntervalSince1970) ?? ""), none accepted since: the webhook's secret "
+                          + "does not match the integration's.",
+                          "href": "\(m.base)/integrations/\(r.integrationID)"])
+        }
+        for c in circuits {
+            items.append(["text": "AI provider \(c.providerID)'s circuit is open until \(Self.date(c.retryAt.timeIntervalSince1970) ?? "") "
+                          + "(its last calls failed; reviews use the next provider meanwhile).",
+                          "href": "\(m.base)/providers"])
+        }
+        return items
     }
 }

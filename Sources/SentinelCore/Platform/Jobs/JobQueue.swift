@@ -179,6 +179,16 @@ public enum JobQueue {
         return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY id LIMIT ?", arguments: [limit])
     }
 
+    /// Jobs waiting to run (queued, due or not) per priority class; classes with none are 0.
+    public static func queuedCounts(in db: Database) throws -> [JobPriority: Int] {
+        var counts = Dictionary(uniqueKeysWithValues: JobPriority.allCases.map { ($0, 0) })
+        for row in try Row.fetchAll(db, sql: "SELECT priority, count(*) AS n FROM jobs WHERE state = 'queued' GROUP BY priority") {
+            let priority = JobPriority(rawValue: row["priority"]) ?? .normal
+            counts[priority, default: 0] += row["n"] as Int
+        }
+        return counts
+    }
+
     public static func job(id: Int64, in db: Database) throws -> JobRecord? {
         try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id])
     }

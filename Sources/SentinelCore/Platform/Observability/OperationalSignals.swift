@@ -37,6 +37,46 @@ public struct OperationalSignals: Sendable {
     }
 }
 
+extension OperationalSignals {
+    /// Webhook deliveries of an integration refused for their signature or token.
+    public struct RefusedDeliveries: Sendable, Equatable {
+        public let integrationID: String
+        public let failures: Int
+        public let lastFailedAt: Date
+    }
+
+    /// An AI provider whose circuit is open until `retryAt`.
+    public struct OpenCircuit: Sendable, Equatable {
+        public let providerID: String
+        public let openedAt: Date
+        public let retryAt: Date
+    }
+
+    /// A workspace's integrations with refused deliveries, the last within `window` of `now`.
+    /// Whether one was accepted since is the caller's to compare (the deliveries are in the workspace file).
+    public func refusedDeliveries(workspaceID: WorkspaceID, now: Date = Date(), window: TimeInterval = 7 * 86_400) throws -> [RefusedDeliveries] {
+        try control.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM integration_auth_failures WHERE workspace_id = ? AND last_failed_at > ? ORDER BY integration_id
+                """, arguments: [workspaceID.rawValue, now.epoch - window]).map {
+                RefusedDeliveries(integrationID: $0["integration_id"], failures: $0["failures"],
+                                  lastFailedAt: Date(timeIntervalSince1970: $0["last_failed_at"]))
+            }
+        }
+    }
+
+    /// A workspace's AI providers whose circuit is open at `now`.
+    public func openCircuits(workspaceID: WorkspaceID, now: Date = Date()) throws -> [OpenCircuit] {
+        try control.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM provider_circuits WHERE workspace_id = ? AND retry_at > ? ORDER BY provider_id",
+                             arguments: [workspaceID.rawValue, now.epoch]).map {
+                OpenCircuit(providerID: $0["provider_id"], openedAt: Date(timeIntervalSince1970: $0["opened_at"]),
+                            retryAt: Date(timeIntervalSince1970: $0["retry_at"]))
+            }
+        }
+    }
+}
+
 extension OperationalSignals: CircuitJournal {
     public func opened(workspaceID: String, providerID: String, at: Date, retryAt: Date) {
         try? circuitOpened(workspaceID: workspaceID, providerID: providerID, at: at, retryAt: retryAt)

@@ -77,6 +77,21 @@ extension IntegrationService {
     }
 }
 
+extension IntegrationService {
+    /// Connects a GitLab instance (the API's `createGitLabIntegration` and the console's form): the
+    /// base URL must be absolute; the token is checked against the instance before anything is
+    /// stored (a refused token stores nothing); the bot user name defaults to the token's user.
+    public func connectGitLab(workspace: WorkspaceActor, baseURL raw: String, token: String, webhookSecret: Data, caBundlePEM: String?,
+                              botUsername: String?, destinations: DestinationPolicy) async throws -> IntegrationSummary {
+        guard let baseURL = URL(string: raw), baseURL.scheme != nil else {
+            throw IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")
+        }
+        let user = try await GitLabTokenCheck.user(baseURL: baseURL, token: token, caBundlePEM: caBundlePEM, destinations: destinations)
+        return try await addGitLab(workspace: workspace, baseURL: baseURL, token: token, webhookSecret: webhookSecret, caBundlePEM: caBundlePEM,
+                                   botUsername: botUsername ?? user.username)
+    }
+}
+
 /// The one check of a GitLab token before an integration is stored: the instance answers, the
 /// token is valid, and (where GitLab can say, 15.5+) it has the `api` scope Sentinel needs to post.
 public enum GitLabTokenCheck {

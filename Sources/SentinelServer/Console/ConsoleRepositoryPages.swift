@@ -1,0 +1,68 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import SentinelCore
+
+/// A repository's settings page, a GitLab integration's form and an integration's page.
+extension Console {
+    // MARK: Repositories
+
+    /// A repository of this workspace that is not removed, or 404.
+    func repository(_ m: Member, _ id: Int64) async throws -> RepositoryRecord {
+        guard let repo = try await m.workspace.read({ db in try RepositoryStore.find(id: id, in: db) }), !repo.removed else {
+            throw StorageError.notFound("no such repository")
+        }
+        return repo
+    }
+
+    struct RepositoryData: Sendable {
+        let version: PolicyVersion?
+        let history: [PolicyVersion]
+        let entries: [ExplainedEntry]
+    }
+
+    /// The effective configuration of one repository with the source of every value (the API's
+    /// `explainConfig`, without the repository's `.sentinel.yml`, which lives in git), and its
+    /// repository-scope settings (`getRepositorySettings` / `putRepositorySettings`).
+    func repositoryPage(_ m: Member, _ id: Int64) async throws -> Response {
+        let repo = try await repository(m, id)
+        let scope = PolicyService.repositoryScope(repo.id)
+        let found = try await m.workspace.read { db in
+            RepositoryData(version: try PolicyService.latest(scope: scope, in: db), history: try PolicyService.history(scope: scope, limit: 20, in: db),
+                           entries: try PolicyService.resolve(in: db, repositoryID: repo.id, fileText: nil).effective.entries)
+        }
+        var data = try Self.policyData(entries: found.entries, version: found.version, history: found.history)
+        data["repository"] = ["id": repo.id, "name": repo.fullName, "enabled": repo.enabled] as [String: Any]
+        data["canManage"] = allowed("putRepositorySettings", m.role)
+        data["action"] = "\(m.base)/repositories/\(repo.id)"
+        return try render("repository", title: repo.fullName, data, visit: m.visit, member: m)
+    }
+
+    // MARK: Integrations
+
+    /// Connects a GitLab instance (`IntegrationService.connectGitLab`, as `POST …/integrations/gitlab`),
+    /// then shows the hook settings to paste into GitLab.
+    func addGitLab(_ m: Member, _ form: Form) async throws -> Response {
+        let summary = try await d.integrations.connectGitLab(
+            workspace: m.workspace, baseURL: try form.required("base_url", "The GitLab URL"), token: try form.required("token", "The access token"),
+            webhookSecret: Data(try form.required("webhook_secret", "The webhook secret").utf8), caBundlePEM: form.text("ca_bundle"),
+            botUsername: form.text("bot_username"), destinations: d.destinations)
+        return Self.redirect("\(m.base)/integrations/\(summary.id)")
+    }
+
+    /// One integration: where its webhook goes, the settings for GitLab's webhook form, and its last delivery.
+    func integrationPage(_ m: Member, id: String) async throws -> Response {
+        guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == id }) else {
+            throw IntegrationError.notFound("no such integration")
+        }
+        let delivery = try await m.workspace.read { db in try DeliverySummary.latest(integrationID: id, in: db) }
+        var data: [String: Any] = [
+            "integration": ["id": integration.id, "kind": integration.kind, "apiURL": integration.apiURL, "created": integration.createdAt,
+                            "webhookURL": baseURL(m.visit.request) + integration.webhookPath, "gitlab": integration.kind == "gitlab",
+                            "appID": integration.appID.map(String.init) ?? ""] as [String: Any],
+        ]
+        if let delivery { data["delivery"] = Self.deliveryData(delivery) }
+        return try render("integration", title: "Integration \(integration.id)", data, visit: m.visit, member: m)
+    }
+}
