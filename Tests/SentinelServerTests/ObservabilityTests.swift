@@ -105,6 +105,28 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("calls to GitLab made for a merge request hook carry one trace's traceparent and the delivery's X-Request-ID")
+    func gitLabCallsCarryTraceAndCorrelation() async throws {
+        let world = try await GitLabWorld()
+        let before = await world.gitlab.state.requests.count  // the token check when the integration was added
+        let mr = try await world.mergeRequest()
+        let uuid = UUID().uuidString.lowercased()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project), uuid: uuid).0 == 202)
+        #expect(await world.waitForFinished(1))
+        let calls = await world.gitlab.state.requests.dropFirst(before)
+        await world.stop()
+        #expect(!calls.isEmpty)
+        var traces: Set<String> = []
+        var ids: Set<String> = []
+        for call in calls {
+            let parent = try #require(call.traceparent, "\(call.method) \(call.target) has no traceparent")
+            traces.insert(String(parent.split(separator: "-")[1]))
+            ids.insert(try #require(call.requestID, "\(call.method) \(call.target) has no X-Request-ID"))
+        }
+        #expect(traces.count == 1, "\(traces)")
+        #expect(ids.count == 1, "\(ids)")
+    }
+
     @Test("outbound paths are logged as templates: owner, repository, numbers, SHAs, file paths and queries never appear")
     func pathTemplates() {
         let cases = [

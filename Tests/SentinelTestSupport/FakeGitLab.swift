@@ -268,6 +268,9 @@ public struct FakeGitLabRequest: Sendable {
     public let route: String
     /// Path and query as sent (percent-encoding kept).
     public let target: String
+    /// The W3C trace and the correlation id the caller sent, if any.
+    public var traceparent: String? = nil
+    public var requestID: String? = nil
 }
 
 public actor FakeGitLabState {
