@@ -8,6 +8,7 @@ import NIOCore
 import Prometheus
 import SentinelCore
 import ServiceLifecycle
+import Tracing
 
 /// The running appliance: one data directory, its control store, the supervisor with its workspace
 /// actors, the job scheduler and the HTTP(S) application, assembled with their dependencies passed
@@ -42,6 +43,10 @@ public final class Appliance: Sendable {
     /// The committed OpenAPI document the API is generated from.
     let document: APIDocument
     private let serveLock: FileLock
+    /// Spans of every request, job and outbound call (`Telemetry`), scoped to the services of the
+    /// group, and the service exporting them (OTLP when `observability.otlp.endpoint` is set).
+    let tracer: any Tracer
+    let tracing: any Service
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
     /// takes the serve lock: two servers never share a data directory.
@@ -57,6 +62,7 @@ public final class Appliance: Sendable {
         self.logger = logger
         self.prometheus = PrometheusCollectorRegistry()
         self.metrics = SentinelMetrics(factory: PrometheusMetricsFactory(registry: prometheus))
+        (self.tracer, self.tracing) = try Telemetry.makeTracer(config.observability, logger: logger)
         let opener = DatabaseOpener(config: config)
         self.control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
         self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
@@ -86,11 +92,11 @@ public final class Appliance: Sendable {
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let signals = OperationalSignals(control: control)
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
-                                                            breakers: CircuitBreakerRegistry(journal: signals),
-                                                            prices: PriceTable.load(overridesFile: config.ai.priceTableFile))
+                                                            breakers: CircuitBreakerRegistry(journal: CircuitMetricsJournal(forwardingTo: signals, metrics: metrics)),
+                                                            prices: PriceTable.load(overridesFile: config.ai.priceTableFile), metrics: metrics)
         self.authFailures = DeliveryAuthFailures(signals: signals)
         let runner = ReviewRunner(connector: SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector]), models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
-                                  maxTokensPerRun: config.review.maxTokensPerRun)
+                                  maxTokensPerRun: config.review.maxTokensPerRun, metrics: metrics)
         runner.register(in: &registry)
         Rollups.register(in: &registry)
         Retention.register(in: &registry, config: config)
@@ -115,12 +121,14 @@ public final class Appliance: Sendable {
         }
         metrics.openWorkspaces(0)
         metrics.offlineWorkspaces(0)
+        metrics.registerSeries()
     }
 
     public func makeRouter() throws -> Router<SentinelRequestContext> {
         let router = Router(context: SentinelRequestContext.self)
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
-        OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus).add(to: router)
+        OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus, supervisor: supervisor, metrics: metrics,
+                         dataDirectory: dataDirectory).add(to: router)
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics,
                       authFailures: authFailures).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
@@ -195,7 +203,7 @@ public final class Appliance: Sendable {
         if config.export.enabled {
             let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
             services.append(.init(service: NightlyExportService(exporter: exporter, config: config.export,
-                                                                logger: logger.with(["component": "export"]))))
+                                                                logger: logger.with(["component": "export"]), metrics: metrics)))
         }
         if config.reconcile.enabled {
             services.append(.init(service: reconcile))
@@ -203,6 +211,14 @@ public final class Appliance: Sendable {
         services.append(.init(service: scheduler))
         services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
+        // The exporter runs first, so it stops last: spans ended while the others drain are sent.
+        services.insert(.init(service: tracing), at: 0)
+        let (tracer, logger) = (self.tracer, self.logger)
+        services = services.map { entry in
+            var scoped = entry
+            scoped.service = TelemetryScopedService(entry.service, tracer: tracer, logger: logger.with(["component": "outbound"]))
+            return scoped
+        }
         return ServiceGroup(configuration: .init(
             services: services,
             gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [],

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import OpenAPIRuntime
 import SentinelCore
+import Tracing
 
 /// Correlation ids, metrics and problem+json for every request: the first and last thing a request
 /// passes through. The correlation id is the caller's `X-Request-ID` when it sends a sane one.
@@ -19,23 +20,42 @@ struct ObservabilityMiddleware: RouterMiddleware {
         let correlationID = incoming ?? UUID().uuidString.lowercased()
         context.correlationID = correlationID
         context.logger[metadataKey: "correlation_id"] = .string(correlationID)
+        // The request's span continues the caller's trace (a `traceparent` it sent) and carries
+        // the correlation id to everything the request does (jobs it enqueues included).
+        var trace = ServiceContext.topLevel
+        InstrumentationSystem.instrument.extract(request.headers, into: &trace, using: HTTPFieldsExtractor())
+        trace.correlationID = correlationID
         let start = ContinuousClock.now
-        var response: Response
-        do {
-            response = try await next(request, context)
-        } catch {
-            let problem = Problem.from(error)
-            if problem.isServerFault {
-                // The generated API wraps what a handler threw: log the type of the error itself.
-                let cause = (error as? ServerError)?.underlyingError ?? error
-                context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: cause)))", "path": "\(request.uri.path)"])
+        return await Telemetry.withSpan("\(request.method.rawValue)", context: trace, kind: .server) { span in
+            var response: Response
+            do {
+                response = try await next(request, context)
+            } catch {
+                let problem = Problem.from(error)
+                if problem.isServerFault {
+                    // The generated API wraps what a handler threw: log the type of the error itself.
+                    let cause = (error as? ServerError)?.underlyingError ?? error
+                    context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: cause)))", "path": "\(request.uri.path)"])
+                }
+                response = problem.response(requestID: correlationID)
             }
-            response = problem.response(requestID: correlationID)
+            response.headers[.requestID] = correlationID
+            let route = context.endpointPath ?? "unmatched"
+            let status = Int(response.status.code)
+            span.operationName = "\(request.method.rawValue) \(route)"
+            span.attributes["http.request.method"] = request.method.rawValue
+            span.attributes["http.route"] = route
+            span.attributes["http.response.status_code"] = status
+            if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            metrics.httpRequest(method: request.method.rawValue, route: route, status: status, duration: ContinuousClock.now - start)
+            return response
         }
-        response.headers[.requestID] = correlationID
-        let route = context.endpointPath ?? "unmatched"
-        metrics.httpRequest(method: request.method.rawValue, route: route, status: Int(response.status.code),
-                            duration: ContinuousClock.now - start)
-        return response
+    }
+}
+
+/// Reads a `traceparent` (and `tracestate`) from request headers.
+struct HTTPFieldsExtractor: Extractor {
+    func extract(key: String, from carrier: HTTPFields) -> String? {
+        HTTPField.Name(key).flatMap { carrier[$0] }
     }
 }

@@ -151,7 +151,17 @@ public struct CheckRun: Sendable {
     public var summary: String?
 }
 
+/// One request as the fake received it (header names lowercased).
+public struct FakeGitHubRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var headers: [String: String]
+}
+
 public actor FakeGitHubState {
+    /// Every request received, in order.
+    public private(set) var received: [FakeGitHubRequest] = []
+    func record(_ request: FakeGitHubRequest) { received.append(request) }
     let appID: Int64
     let publicKeyPEM: String
     public private(set) var pulls: [String: FakePullRequest] = [:]
@@ -714,6 +724,8 @@ struct FakeRateLimit: RouterMiddleware {
     let state: FakeGitHubState
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        await state.record(FakeGitHubRequest(method: request.method.rawValue, path: request.uri.path,
+                                             headers: Dictionary(request.headers.map { ($0.name.canonicalName, $0.value) }, uniquingKeysWith: { a, _ in a })))
         let (headers, refused) = await state.spendRate()
         var response: Response
         if refused {

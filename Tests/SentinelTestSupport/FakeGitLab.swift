@@ -270,6 +270,9 @@ public struct FakeGitLabRequest: Sendable {
     public let target: String
     /// When it arrived (before any injected delay).
     public var at = Date()
+    /// The W3C trace and the correlation id the caller sent, if any.
+    public var traceparent: String? = nil
+    public var requestID: String? = nil
 }
 
 public actor FakeGitLabState {

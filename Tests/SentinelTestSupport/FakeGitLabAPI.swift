@@ -639,7 +639,9 @@ struct FakeGitLabRoutes {
         let method = request.method.rawValue
         let route = FakeGitLabState.routeKey(method: method, segments: segments)
         let target = request.uri.query.map { "\(rawPath)?\($0)" } ?? rawPath
-        await state.log(FakeGitLabRequest(method: method, route: route, target: target))
+        await state.log(FakeGitLabRequest(method: method, route: route, target: target,
+                                          traceparent: request.headers[HTTPField.Name("traceparent")!],
+                                          requestID: request.headers[HTTPField.Name("X-Request-ID")!]))
         if let response = await fault(route) { return response }
         let (limitHeaders, refusedFor) = await state.spendRateLimit()
         if let seconds = refusedFor {

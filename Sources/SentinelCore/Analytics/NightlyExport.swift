@@ -11,9 +11,11 @@ public struct NightlyExportService: Service {
     let hour: Int
     let minute: Int
     let logger: Logger
+    let metrics: SentinelMetrics
 
-    public init(exporter: AnalyticsExporter, config: SentinelConfig.Export, logger: Logger) {
+    public init(exporter: AnalyticsExporter, config: SentinelConfig.Export, logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
         self.exporter = exporter
+        self.metrics = metrics
         (hour, minute) = config.clock ?? (2, 0)
         self.logger = logger
     }
@@ -38,14 +40,17 @@ public struct NightlyExportService: Service {
                 return  // shutting down
             }
             let exporter = self.exporter
+            let started = ContinuousClock.now
             do {
                 let manifest = try await NIOThreadPool.singleton.runIfActive { try exporter.export() }  // blocking file and SQLite work
+                metrics.export(duration: ContinuousClock.now - started, rows: manifest.events, outcome: "ok")
                 logger.info("analytics export written", metadata: ["file": "\(manifest.file)", "events": "\(manifest.events)"])
                 for part in manifest.workspaces where part.error != nil {
                     logger.warning("workspace not fully exported; the rest waits", metadata: [
                         "workspace": "\(part.workspaceID)", "to_seq": "\(part.toSeq)", "error": "\(part.error!)"])
                 }
             } catch {
+                metrics.export(duration: ContinuousClock.now - started, rows: 0, outcome: "failed")
                 logger.error("analytics export failed; the next one will carry its events", metadata: ["error": "\(error)"])
             }
         }

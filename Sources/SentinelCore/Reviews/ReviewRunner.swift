@@ -55,9 +55,13 @@ public struct ReviewRunner: Sendable {
     let failedRunConclusion: CheckConclusion
     /// `review.max_tokens_per_run`: the engine's token budget of one run.
     let maxTokensPerRun: Int?
+    /// Stage durations and run outcomes.
+    let metrics: SentinelMetrics
 
     public init(connector: any SourceControlConnector, models: any ReviewModelResolver = NoReviewModel(), billing: (any BillingProvider)? = nil,
-                failedRunConclusion: SentinelConfig.FailedRunConclusion = .failure, maxTokensPerRun: Int? = 1_000_000) {
+                failedRunConclusion: SentinelConfig.FailedRunConclusion = .failure, maxTokensPerRun: Int? = 1_000_000,
+                metrics: SentinelMetrics = SentinelMetrics()) {
+        self.metrics = metrics
         self.connector = connector
         self.models = models
         self.billing = billing
@@ -71,6 +75,13 @@ public struct ReviewRunner: Sendable {
     }
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
+
+    /// One stage of a run (`fetch_diff`, `policy`, `engine`, `post`): a span and its duration.
+    private func stage<T>(_ name: String, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        defer { metrics.reviewStage(name, duration: ContinuousClock.now - start) }
+        return try await Telemetry.withSpan("review.\(name)", attributes: ["sentinel.review.stage": name]) { _ in try await body() }
+    }
     public static func fingerprintMarker(_ fingerprint: String) -> String { "<!-- sentinel:fp:\(fingerprint) -->" }
 
     /// Text from outside Sentinel (model output, file names, configuration keys and values, error
@@ -127,10 +138,10 @@ public struct ReviewRunner: Sendable {
                     if let retryAfter { throw JobFailure.retryAfter(retryAfter, message) }
                     throw error
                 }
-                try await fail(run: loaded.run, reason: "gave up after \(context.job.attempts) attempts: \(message)", session: session,
+                try await fail(run: loaded.run, reason: "gave up after \(context.job.attempts) attempts: \(message)", label: "platform_retries_exhausted", session: session,
                                repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             case .permanent(let message):
-                try await fail(run: loaded.run, reason: message, session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
+                try await fail(run: loaded.run, reason: message, label: "platform_refused", session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             }
         }
         // Any other error is retried by the queue; when the job goes dead, `runDied` ends the run.
@@ -157,7 +168,7 @@ public struct ReviewRunner: Sendable {
         } catch {
             if context.job.attempts < context.job.maxAttempts { throw error }
         }
-        try await fail(run: run, reason: reason, session: session, repo: repository.fullName, checkID: run.checkRunID,
+        try await fail(run: run, reason: reason, label: "job_dead", session: session, repo: repository.fullName, checkID: run.checkRunID,
                        workspace: workspace, logger: logger, checkRequired: context.job.attempts < context.job.maxAttempts)
     }
 
@@ -167,7 +178,10 @@ public struct ReviewRunner: Sendable {
         let repo = loaded.repository.fullName
         if let prepared = loaded.prepared {
             logger.info("posting the review prepared by an earlier attempt; the model is not called again")
-            try await post(prepared, run: run, session: session, repo: repo, checkID: &checkID, workspace: workspace, logger: logger)
+            var check = checkID
+            try await stage("post") { try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace, logger: logger) }
+            checkID = check
+            metrics.runFinished(outcome: "completed", reason: "completed")
             return
         }
         let pr = try await session.pullRequest(repo, run.prNumber)
@@ -180,15 +194,17 @@ public struct ReviewRunner: Sendable {
             run.baseSHA = pr.baseSHA
         }
         if let limit = loaded.planLimit {
-            try await skip(run: run, reason: limit, session: session, repo: repo, checkID: checkID, workspace: workspace)
+            try await skip(run: run, reason: limit, label: "plan_limit", session: session, repo: repo, checkID: checkID, workspace: workspace)
             logger.info("run skipped", metadata: ["reason": "\(limit)"])
             return
         }
         // Policy: the repository's file at the head commit, or at the base for a fork's PR.
         let configRef = RepositoryConfigParser.revisionToRead(headSHA: run.headSHA, baseSHA: pr.baseSHA, isFromFork: pr.fromFork)
-        let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
-        let resolved = try await workspace.read { db in
-            try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
+        let resolved = try await stage("policy") {
+            let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
+            return try await workspace.read { db in
+                try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
+            }
         }
         let policy = resolved.policy
         let (id, snapshot, sha, versions) = (run.id, String(decoding: resolved.effective.snapshotJSON(), as: UTF8.self),
@@ -196,8 +212,8 @@ public struct ReviewRunner: Sendable {
         try await workspace.write { tx in
             try ReviewRunStore.recordPolicy(id, snapshot: snapshot, sha256: sha, versions: versions, in: tx.db)
         }
-        if let reason = skipReason(run: run, pr: pr, policy: policy, lastReviewedSHA: loaded.lastReviewedSHA) {
-            try await skip(run: run, reason: reason, session: session, repo: repo, checkID: checkID, workspace: workspace)
+        if let (reason, label) = skipReasonAndLabel(run: run, pr: pr, policy: policy, lastReviewedSHA: loaded.lastReviewedSHA) {
+            try await skip(run: run, reason: reason, label: label, session: session, repo: repo, checkID: checkID, workspace: workspace)
             logger.info("run skipped", metadata: ["reason": "\(reason)"])
             return
         }
@@ -208,7 +224,9 @@ public struct ReviewRunner: Sendable {
                 try ReviewRunStore.setCheckRun(id, created, in: tx.db)
             }
         }
-        let diff = try await filesToReview(run: run, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
+        let diff = try await stage("fetch_diff") {
+            try await filesToReview(run: run, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
+        }
         let (model, skippedReason) = await models.model(for: workspace, policy: policy)
         var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
                                     pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
@@ -220,7 +238,7 @@ public struct ReviewRunner: Sendable {
         // recorded as it returns, so concurrent runs see each other's spend.
         let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
-        let result = await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate)
+        let result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
         let blocking = result.findings.contains { policy.fails($0.severity) }
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
@@ -247,7 +265,10 @@ public struct ReviewRunner: Sendable {
         // review and never calls the model again.
         try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
                               jobAttempt: context.job.attempts, in: workspace)
-        try await post(prepared, run: run, session: session, repo: repo, checkID: &checkID, workspace: workspace, logger: logger)
+        var check = checkID
+        try await stage("post") { try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace, logger: logger) }
+        checkID = check
+        metrics.runFinished(outcome: "completed", reason: "completed")
         logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(prepared.conclusion)",
                                                  "ai": "\(result.aiStatus.description)"])
     }
@@ -409,15 +430,20 @@ public struct ReviewRunner: Sendable {
     }
 
     func skipReason(run: ReviewRun, pr: PullRequestInfo, policy: ReviewPolicy, lastReviewedSHA: String? = nil) -> String? {
+        skipReasonAndLabel(run: run, pr: pr, policy: policy, lastReviewedSHA: lastReviewedSHA)?.reason
+    }
+
+    /// Why a run is skipped, and the same as a bounded metric label.
+    func skipReasonAndLabel(run: ReviewRun, pr: PullRequestInfo, policy: ReviewPolicy, lastReviewedSHA: String? = nil) -> (reason: String, label: String)? {
         let manual = run.trigger.hasPrefix("command:") || run.trigger.hasPrefix("manual:")
-        if !pr.isOpen { return "the pull request is closed" }
-        if !policy.reviewEnabled { return "reviews are turned off by configuration (review.enabled)" }
+        if !pr.isOpen { return ("the pull request is closed", "closed") }
+        if !policy.reviewEnabled { return ("reviews are turned off by configuration (review.enabled)", "disabled") }
         if manual { return nil }
-        if pr.isDraft && !policy.autoReviewDrafts { return "draft pull requests are not reviewed automatically (review.auto_review.drafts)" }
+        if pr.isDraft && !policy.autoReviewDrafts { return ("draft pull requests are not reviewed automatically (review.auto_review.drafts)", "draft") }
         let trigger = Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA)
-        if trigger == "push" && !policy.autoReviewOnPush { return "pushes are not reviewed automatically (review.auto_review.on_push)" }
+        if trigger == "push" && !policy.autoReviewOnPush { return ("pushes are not reviewed automatically (review.auto_review.on_push)", "push_not_reviewed") }
         if ["opened", "reopened", "ready_for_review"].contains(trigger) && !policy.autoReviewOnOpen {
-            return "opened pull requests are not reviewed automatically (review.auto_review.on_open)"
+            return ("opened pull requests are not reviewed automatically (review.auto_review.on_open)", "open_not_reviewed")
         }
         return nil
     }
@@ -434,7 +460,7 @@ public struct ReviewRunner: Sendable {
         return ReviewComment(path: finding.path, line: finding.line, side: finding.side, startLine: finding.startLine, body: body)
     }
 
-    private func skip(run: ReviewRun, reason: String, session: any SourceControlSession, repo: String, checkID: String?,
+    private func skip(run: ReviewRun, reason: String, label: String, session: any SourceControlSession, repo: String, checkID: String?,
                       workspace: WorkspaceActor) async throws {
         var check = checkID
         if check == nil, !run.headSHA.isEmpty { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
@@ -446,13 +472,14 @@ public struct ReviewRunner: Sendable {
             try ReviewRunStore.setCheckRun(id, stored, in: tx.db)
             try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, conclusion: "neutral", in: &tx)
         }
+        metrics.runFinished(outcome: "skipped", reason: label)
     }
 
     /// Ends a run `failed` with its reason. The check run is concluded with the configured
     /// conclusion of a failed run, created first when it never was, so a required check never
     /// stays pending. With `checkRequired`, a platform error concluding the check is thrown (the
     /// caller retries) instead of being logged.
-    private func fail(run: ReviewRun, reason: String, session: (any SourceControlSession)?, repo: String, checkID: String?,
+    private func fail(run: ReviewRun, reason: String, label: String, session: (any SourceControlSession)?, repo: String, checkID: String?,
                       workspace: WorkspaceActor, logger: Logger, checkRequired: Bool = false) async throws {
         logger.error("run failed", metadata: ["reason": "\(reason)"])
         let (runID, conclusion) = (run.id, failedRunConclusion)
@@ -480,5 +507,6 @@ public struct ReviewRunner: Sendable {
         _ = try await workspace.write { tx in
             try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, conclusion: conclusion.rawValue, in: &tx)
         }
+        metrics.runFinished(outcome: "failed", reason: label)
     }
 }

@@ -9,6 +9,10 @@ struct OperationsRoutes {
     let control: ControlStore
     let scheduler: JobScheduler
     let registry: PrometheusCollectorRegistry
+    /// Sampled at each scrape: the job queue depth of the open workspace files.
+    let supervisor: Supervisor
+    let metrics: SentinelMetrics
+    let dataDirectory: DataDirectory
 
     func add(to router: Router<SentinelRequestContext>) {
         router.get("/healthz") { _, _ in
@@ -24,7 +28,12 @@ struct OperationsRoutes {
                             body: .init(byteBuffer: .init(bytes: body)))
         }
         router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            await supervisor.sampleQueueDepth()
+            if let fs = try? FileManager.default.attributesOfFileSystem(forPath: dataDirectory.root.path),
+               let free = (fs[.systemFreeSize] as? NSNumber)?.int64Value, let total = (fs[.systemSize] as? NSNumber)?.int64Value {
+                metrics.disk(freeBytes: free, totalBytes: total)
+            }
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: .init(bytes: registry.emitToBuffer())))
         }
     }

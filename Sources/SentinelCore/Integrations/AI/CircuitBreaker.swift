@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A circuit breaker for one provider: closed while calls work; open after `failureThreshold`
 /// consecutive retryable failures (the provider is skipped); half-open once `coolDown` has passed,
@@ -147,5 +148,30 @@ public actor CircuitBreakerRegistry {
     /// Forgets a provider's breaker (e.g. after its key was rotated).
     public func reset(workspaceID: String, providerID: String) {
         breakers[Self.key(workspaceID: workspaceID, providerID: providerID)] = nil
+    }
+}
+
+/// Counts AI provider circuits as they open and close (a gauge of those open now), and passes
+/// each transition on to the journal `sentinel doctor` reads.
+public final class CircuitMetricsJournal: CircuitJournal {
+    private let open = Mutex<Set<String>>([])
+    let forward: (any CircuitJournal)?
+    let metrics: SentinelMetrics
+
+    public init(forwardingTo forward: (any CircuitJournal)?, metrics: SentinelMetrics) {
+        self.forward = forward
+        self.metrics = metrics
+    }
+
+    public func opened(workspaceID: String, providerID: String, at: Date, retryAt: Date) {
+        let count = open.withLock { $0.insert(CircuitBreakerRegistry.key(workspaceID: workspaceID, providerID: providerID)); return $0.count }
+        metrics.circuitsOpen(count, opened: true)
+        forward?.opened(workspaceID: workspaceID, providerID: providerID, at: at, retryAt: retryAt)
+    }
+
+    public func closed(workspaceID: String, providerID: String) {
+        let count = open.withLock { $0.remove(CircuitBreakerRegistry.key(workspaceID: workspaceID, providerID: providerID)); return $0.count }
+        metrics.circuitsOpen(count, opened: false)
+        forward?.closed(workspaceID: workspaceID, providerID: providerID)
     }
 }

@@ -138,6 +138,21 @@ public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The model or its safety system declined to answer.
     case refused(String)
 
+    /// The error's kind as a metric label (no message: bounded).
+    public var metricLabel: String {
+        switch self {
+        case .rateLimited: return "rate_limited"
+        case .server: return "server"
+        case .timeout: return "timeout"
+        case .connection: return "connection"
+        case .unauthorized: return "unauthorized"
+        case .badRequest: return "bad_request"
+        case .quotaExhausted: return "quota_exhausted"
+        case .malformed: return "malformed"
+        case .refused: return "refused"
+        }
+    }
+
     public var isRetryable: Bool {
         switch self {
         case .rateLimited, .server, .timeout, .connection, .malformed: return true

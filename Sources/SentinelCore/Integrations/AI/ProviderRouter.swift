@@ -95,6 +95,9 @@ public struct ProviderRouter: ReviewModel {
     private let entries: [Entry]
     private let budgetLeft: @Sendable () async -> Bool
     private let sleep: Sleep
+    /// Calls, durations, errors, tokens and cost per provider kind and model.
+    private let metrics: SentinelMetrics
+    private let prices: PriceTable
 
     /// - Parameters:
     ///   - providers: the workspace's configured providers (any order; disabled ones are ignored).
@@ -105,7 +108,10 @@ public struct ProviderRouter: ReviewModel {
                 policy: RouterPolicy = RouterPolicy(), settings: RouterSettings = RouterSettings(),
                 breakers: CircuitBreakerRegistry, budgetLeft: @escaping @Sendable () async -> Bool = { true },
                 sleep: @escaping Sleep = { try await Task.sleep(for: $0) },
+                metrics: SentinelMetrics = SentinelMetrics(), prices: PriceTable = .builtIn,
                 providerFactory: (ProviderConfig, any OutboundHTTPClient) -> any LLMProvider = { SentinelCore.makeProvider($0, http: $1) }) {
+        self.metrics = metrics
+        self.prices = prices
         self.workspaceID = workspaceID
         self.policy = policy
         self.settings = settings
@@ -188,17 +194,30 @@ public struct ProviderRouter: ReviewModel {
                     failures.append("\(label): circuit open")
                     continue providers
                 }
+                let (kind, model) = (entry.config.kind.rawValue, entry.config.model)
+                let started = ContinuousClock.now
                 do {
-                    var reply = try await entry.provider.complete(prompt, timeout: settings.callTimeout)
+                    var reply = try await Telemetry.withSpan("ai.call", kind: .client,
+                                                             attributes: ["gen_ai.system": kind, "gen_ai.request.model": model]) { span in
+                        span.attributes["sentinel.attempt"] = attempt
+                        return try await Telemetry.$callAttempt.withValue(attempt) {
+                            try await entry.provider.complete(prompt, timeout: settings.callTimeout)
+                        }
+                    }
                     await breakers.recordSuccess(workspaceID: workspaceID, providerID: id)
                     reply.provider = id
                     reply.model = entry.config.model
+                    metrics.aiCall(provider: kind, model: model, outcome: "ok", duration: ContinuousClock.now - started,
+                                   inputTokens: reply.usage.inputTokens, outputTokens: reply.usage.outputTokens,
+                                   costUSD: prices.cost(reply.usage, provider: entry.config.kind, model: model))
                     return reply
                 } catch is CancellationError {
                     await breakers.recordNeutral(workspaceID: workspaceID, providerID: id)
                     throw CancellationError()
                 } catch {
                     let providerError = Self.classify(error, secret: entry.config.apiKey)
+                    metrics.aiCall(provider: kind, model: model, outcome: providerError.metricLabel, duration: ContinuousClock.now - started,
+                                   inputTokens: 0, outputTokens: 0, costUSD: 0)
                     guard providerError.isRetryable else {
                         await breakers.recordNeutral(workspaceID: workspaceID, providerID: id)
                         failures.append(ProviderHTTP.redact("\(label): \(providerError)", secret: entry.config.apiKey))

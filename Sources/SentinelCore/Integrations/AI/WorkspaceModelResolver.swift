@@ -9,9 +9,11 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
     let breakers: CircuitBreakerRegistry
     let settings: RouterSettings
     let prices: PriceTable
+    let metrics: SentinelMetrics
 
     public init(store: ProviderStore, http: any OutboundHTTPClient, breakers: CircuitBreakerRegistry = CircuitBreakerRegistry(),
-                settings: RouterSettings = RouterSettings(), prices: PriceTable = .builtIn) {
+                settings: RouterSettings = RouterSettings(), prices: PriceTable = .builtIn, metrics: SentinelMetrics = SentinelMetrics()) {
+        self.metrics = metrics
         self.store = store
         self.http = http
         self.breakers = breakers
@@ -41,7 +43,7 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         let router = ProviderRouter(workspaceID: workspace.id.rawValue, providers: configs, http: http,
                                     policy: RouterPolicy(providerPreference: policy.providerPreference, allowedModels: policy.allowedModels),
                                     settings: settings, breakers: breakers,
-                                    budgetLeft: { [store] in await store.budgetLeft(in: workspace) })
+                                    budgetLeft: { [store] in await store.budgetLeft(in: workspace) }, metrics: metrics, prices: prices)
         let (eligible, reason) = await router.eligibility()
         if eligible.isEmpty { return (nil, reason ?? ProviderRouter.SkipReason.noKey) }
         return (router, nil)

@@ -12,6 +12,7 @@ public struct SentinelConfig: Sendable, Equatable {
     public var jobs = Jobs()
     public var shutdown = Shutdown()
     public var log = Log()
+    public var observability = Observability()
     public var github = GitHub()
     public var gitlab = GitLab()
     public var ai = AI()
@@ -186,6 +187,15 @@ public struct SentinelConfig: Sendable, Equatable {
     public struct Log: Sendable, Equatable {
         public var level = "info"
     }
+
+    /// Tracing export. Spans and trace ids exist always (logs carry `trace_id`, outbound calls a
+    /// `traceparent`); they leave the process only when an OTLP endpoint is set.
+    public struct Observability: Sendable, Equatable {
+        /// OTLP/HTTP (protobuf) collector base URL, e.g. `http://collector:4318`; nil = no export.
+        public var otlpEndpoint: String?
+        /// `service.name` of the exported spans.
+        public var otlpServiceName = "sentinel"
+    }
 }
 
 /// A configuration key as documented in `appliance/sentinel.example.yaml`.
@@ -262,6 +272,8 @@ public enum ConfigLoader {
         key("litestream.replica_url", "replica base URL for `sentinel litestream config` (file:///path, s3://bucket/path, sftp://host/path)", \.litestream.replicaURL),
         key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
+        key("observability.otlp.endpoint", "OTLP/HTTP collector base URL (http/protobuf; spans go to <url>/v1/traces); unset = no export", \.observability.otlpEndpoint),
+        key("observability.otlp.service_name", "service.name of exported spans", \.observability.otlpServiceName),
     ]
 
     /// Keys that were renamed: reading the old one fails with the new name.
@@ -306,6 +318,11 @@ public enum ConfigLoader {
             throw ConfigError("server.idle_timeout_seconds must be > 0, server.max_connections at least 1 and server.max_header_bytes at least 1024")
         }
         guard config.workspaces.maxOpen >= 1 else { throw ConfigError("workspaces.max_open must be at least 1") }
+        if let endpoint = config.observability.otlpEndpoint {
+            guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+                throw ConfigError("observability.otlp.endpoint must be an http(s) URL, got '\(endpoint)'")
+            }
+        }
         guard config.jobs.globalConcurrency >= 1, config.jobs.workspaceConcurrency >= 1 else {
             throw ConfigError("jobs concurrency limits must be at least 1")
         }

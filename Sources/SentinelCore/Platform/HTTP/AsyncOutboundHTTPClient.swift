@@ -5,6 +5,8 @@ import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
 import Synchronization
+import Logging
+import Tracing
 
 /// The production `OutboundHTTPClient`: AsyncHTTPClient with real timeouts and pooling. One is made
 /// per trust configuration, so a GitHub Enterprise Server behind an internal CA gets its own roots
@@ -60,7 +62,43 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
         self.resolver = resolver
     }
 
+    /// Every call is a client span carrying `traceparent` and `X-Request-ID` (`Telemetry`), and
+    /// logs one line: method, host, path template, status, duration, attempt (never a header value,
+    /// a query or a body: those may hold credentials).
     public func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+        let template = Telemetry.pathTemplate(request.url)
+        let host = request.url.host ?? "-"
+        return try await Telemetry.withSpan("\(request.method) \(template)", kind: .client) { span in
+            span.attributes["http.request.method"] = request.method
+            span.attributes["server.address"] = host
+            span.attributes["url.template"] = template
+            let attempt = Telemetry.callAttempt
+            span.attributes["sentinel.attempt"] = attempt
+            var traced = request
+            for (name, value) in Telemetry.outboundHeaders() where request.header(name) == nil { traced.headers.append((name, value)) }
+            let start = ContinuousClock.now
+            var metadata: Logger.Metadata = ["method": "\(request.method)", "host": "\(host)", "path": "\(template)",
+                                             "attempt": "\(attempt)"]
+            do {
+                let response = try await sendUntraced(traced)
+                span.attributes["http.response.status_code"] = response.status
+                if response.status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+                metadata["status"] = "\(response.status)"
+                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
+                Telemetry.logger.info("outbound call", metadata: metadata)
+                return response
+            } catch {
+                span.recordError(error)
+                metadata["status"] = "error"
+                metadata["error"] = "\(error)"
+                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
+                Telemetry.logger.warning("outbound call", metadata: metadata)
+                throw error
+            }
+        }
+    }
+
+    private func sendUntraced(_ request: OutboundRequest) async throws -> OutboundResponse {
         var outbound = HTTPClientRequest(url: request.url.absoluteString)
         outbound.method = HTTPMethod(rawValue: request.method)
         for (name, value) in request.headers { outbound.headers.add(name: name, value: value) }

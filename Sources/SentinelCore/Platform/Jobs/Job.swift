@@ -72,6 +72,8 @@ public struct JobRecord: Sendable, Codable, Equatable, FetchableRecord, TableRec
     public var leaseExpiresAt: Double?
     public var idempotencyKey: String?
     public var correlationID: String?
+    /// The W3C `traceparent` of the span that enqueued the job: its run continues that trace.
+    public var traceContext: String?
     public var lastError: String?
     public var createdAt: Double
     public var startedAt: Double?

@@ -9,11 +9,12 @@ public enum JobQueue {
         let runAt = (request.runAt ?? now).epoch
         try db.execute(sql: """
             INSERT OR IGNORE INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at,
-                                        idempotency_key, correlation_id, created_at)
-            VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?)
+                                        idempotency_key, correlation_id, trace_context, created_at)
+            VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)
             """, arguments: [request.kind, request.payload, request.priority.rawValue,
                              request.maxAttempts ?? defaultMaxAttempts, runAt,
-                             request.idempotencyKey, request.correlationID, now.epoch])
+                             request.idempotencyKey, request.correlationID ?? Telemetry.correlationID,
+                             Telemetry.currentTraceparent(), now.epoch])
         if db.changesCount == 1 { return .created(db.lastInsertedRowID) }
         guard let key = request.idempotencyKey,
               let existing = try Int64.fetchOne(db, sql: "SELECT id FROM jobs WHERE idempotency_key = ?", arguments: [key]) else {

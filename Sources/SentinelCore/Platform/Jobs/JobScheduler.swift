@@ -164,7 +164,7 @@ public actor JobScheduler: Service {
     private func start(_ job: JobRecord, on actor: WorkspaceActor, in jobs: inout DiscardingTaskGroup) {
         globalInFlight += 1
         inFlight[actor.id, default: 0] += 1
-        jobs.addTask { await self.execute(job, on: actor) }
+        jobs.addTask { await Telemetry.withJob(job, workspace: actor.id) { await self.execute(job, on: actor) } }
     }
 
     private func execute(_ job: JobRecord, on actor: WorkspaceActor) async {
@@ -172,7 +172,7 @@ public actor JobScheduler: Service {
         let jobLogger = logger.with(["workspace_id": workspaceID.rawValue, "job_id": String(job.id), "job_kind": job.kind,
                                      "correlation_id": job.correlationID])
         let startedAt = ContinuousClock.now
-        metrics.queueLatency(.nanoseconds(Int64(max(0, (job.startedAt ?? job.runAt) - job.runAt) * 1e9)))
+        metrics.queueLatency(.nanoseconds(Int64(max(0, (job.startedAt ?? job.runAt) - job.runAt) * 1e9)), priority: job.jobPriority)
         let outcome: JobOutcome
         if let handler = supervisor.registry.handler(for: job.kind) {
             let context = JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger)

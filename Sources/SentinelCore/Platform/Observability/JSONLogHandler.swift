@@ -68,7 +68,12 @@ extension Logger {
     /// A logger writing JSON lines; the appliance's only way of building a root logger.
     public static func sentinel(label: String = "sentinel", level: String = "info", sink: LogSink = .standardError) -> Logger {
         let lvl = Logger.Level(rawValue: level) ?? .info
-        return Logger(label: label) { name in JSONLogHandler(label: name, level: lvl, sink: sink) }
+        return Logger(label: label) { name in
+            var handler = JSONLogHandler(label: name, level: lvl, sink: sink)
+            // `correlation_id` and `trace_id` of the request or job the logging task works for.
+            handler.metadataProvider = Telemetry.metadataProvider
+            return handler
+        }
     }
 
     /// A copy carrying the given metadata on every line it writes.

@@ -17,8 +17,9 @@ public struct SentinelMetrics: Sendable {
             .recordNanoseconds(duration.nanoseconds)
     }
 
-    public func queueLatency(_ latency: Duration) {
-        Timer(label: "sentinel_job_queue_latency_seconds", dimensions: [], preferredDisplayUnit: .seconds, factory: factory)
+    /// Due → started, by priority.
+    public func queueLatency(_ latency: Duration, priority: JobPriority) {
+        Timer(label: "sentinel_job_queue_latency_seconds", dimensions: [("priority", priority.description)], preferredDisplayUnit: .seconds, factory: factory)
             .recordNanoseconds(max(0, latency.nanoseconds))
     }
 
@@ -68,8 +69,122 @@ public struct SentinelMetrics: Sendable {
 
     public func httpRequest(method: String, route: String, status: Int, duration: Duration) {
         Counter(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory).increment()
-        Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route)], preferredDisplayUnit: .seconds, factory: factory)
+        Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route), ("status", String(status))],
+              preferredDisplayUnit: .seconds, factory: factory)
             .recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// One stage of a review run: `fetch_diff`, `policy`, `engine`, `post`.
+    public func reviewStage(_ stage: String, duration: Duration) {
+        Timer(label: "sentinel_review_stage_duration_seconds", dimensions: [("stage", stage)], preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// Every `sentinel_review_runs_total` outcome and its reasons (docs/observability.md).
+    public static let runOutcomes: [(String, [String])] = [
+        ("completed", ["completed"]),
+        ("skipped", ["closed", "disabled", "draft", "push_not_reviewed", "open_not_reviewed", "plan_limit"]),
+        ("failed", ["platform_refused", "platform_retries_exhausted", "job_dead"]),
+    ]
+
+    /// A run reached a final state: `outcome` completed / skipped / failed, `reason` a fixed word.
+    public func runFinished(outcome: String, reason: String) {
+        Counter(label: "sentinel_review_runs_total", dimensions: [("outcome", outcome), ("reason", reason)], factory: factory).increment()
+    }
+
+    /// One call to an AI provider (`provider`: its kind, never its id). `outcome` is `ok` or the
+    /// error kind (`rate_limited`, `timeout`, `server`, `auth`, …).
+    public func aiCall(provider: String, model: String, outcome: String, duration: Duration, inputTokens: Int, outputTokens: Int, costUSD: Double) {
+        let dims = [("provider", provider), ("model", model)]
+        Counter(label: "sentinel_ai_calls_total", dimensions: dims + [("outcome", outcome)], factory: factory).increment()
+        Timer(label: "sentinel_ai_call_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
+        if outcome != "ok" {
+            Counter(label: "sentinel_ai_call_errors_total", dimensions: [("provider", provider), ("kind", outcome)], factory: factory).increment()
+        }
+        if inputTokens > 0 { Counter(label: "sentinel_ai_tokens_total", dimensions: dims + [("direction", "input")], factory: factory).increment(by: inputTokens) }
+        if outputTokens > 0 { Counter(label: "sentinel_ai_tokens_total", dimensions: dims + [("direction", "output")], factory: factory).increment(by: outputTokens) }
+        if costUSD > 0 { FloatingPointCounter(label: "sentinel_ai_cost_usd_total", dimensions: dims, factory: factory).increment(by: costUSD) }
+    }
+
+    /// A workspace file was opened.
+    public func workspaceOpened() {
+        Counter(label: "sentinel_workspace_opens_total", dimensions: [], factory: factory).increment()
+    }
+
+    /// Workspace files closed to stay under `workspaces.max_open` (`lru`) or for idleness (`idle`).
+    public func workspacesEvicted(_ count: Int, reason: String) {
+        Counter(label: "sentinel_workspace_evictions_total", dimensions: [("reason", reason)], factory: factory).increment(by: count)
+    }
+
+    /// One analytics export: how long it took and how many event rows it wrote.
+    public func export(duration: Duration, rows: Int, outcome: String) {
+        Counter(label: "sentinel_exports_total", dimensions: [("outcome", outcome)], factory: factory).increment()
+        Timer(label: "sentinel_export_duration_seconds", dimensions: [], preferredDisplayUnit: .seconds, factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
+        Counter(label: "sentinel_export_rows_total", dimensions: [], factory: factory).increment(by: rows)
+    }
+
+    /// Series that exist from the start (at zero), so dashboards and alerts see them before the
+    /// first event: the unlabelled ones and those whose labels have a few fixed values.
+    public func registerSeries() {
+        workspacesEvicted(0, reason: "lru")
+        workspacesEvicted(0, reason: "idle")
+        Counter(label: "sentinel_workspace_opens_total", dimensions: [], factory: factory).increment(by: 0)
+        for outcome in ["ok", "failed"] { Counter(label: "sentinel_exports_total", dimensions: [("outcome", outcome)], factory: factory).increment(by: 0) }
+        _ = Timer(label: "sentinel_export_duration_seconds", dimensions: [], preferredDisplayUnit: .seconds, factory: factory)
+        Counter(label: "sentinel_export_rows_total", dimensions: [], factory: factory).increment(by: 0)
+        queueDepth([:])
+        circuitsOpen(0, opened: false)
+        Counter(label: "sentinel_ai_circuit_opened_total", dimensions: [], factory: factory).increment(by: 0)
+        // Failure counters an alert watches: present at zero, so `rate()` and `increase()` work
+        // before the first failure.
+        for platform in ["github", "gitlab"] {
+            for outcome in ["accepted", "duplicate", "bad_signature", "invalid_json", "unknown_integration"] {
+                Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment(by: 0)
+            }
+        }
+        for (outcome, reasons) in Self.runOutcomes {
+            for reason in reasons {
+                Counter(label: "sentinel_review_runs_total", dimensions: [("outcome", outcome), ("reason", reason)], factory: factory).increment(by: 0)
+            }
+        }
+        for reason in ["missing", "corrupt", "newer_schema", "migration_failed", "unreadable"] {
+            Counter(label: "sentinel_workspace_offline_total", dimensions: [("reason", reason)], factory: factory).increment(by: 0)
+        }
+        for reason in ["author_association", "access_level"] {
+            Counter(label: "sentinel_review_commands_refused_total", dimensions: [("reason", reason)], factory: factory).increment(by: 0)
+        }
+        walBytes(file: "control", 0)
+        walBytes(file: "workspace_largest", 0)
+        for outcome in ["complete", "rate_limited", "cap_reached", "error"] {
+            Counter(label: "sentinel_reconcile_sweeps_total", dimensions: [("platform", "github"), ("outcome", outcome)], factory: factory).increment(by: 0)
+        }
+        reconcilePullRequestsFound(platform: "github", count: 0)
+        Counter(label: "sentinel_reconcile_reviews_requested_total", dimensions: [("platform", "github")], factory: factory).increment(by: 0)
+        Counter(label: "sentinel_reconcile_redeliveries_requested_total", dimensions: [("platform", "github")], factory: factory).increment(by: 0)
+    }
+
+    /// AI provider circuits open now (all workspaces), and each opening.
+    public func circuitsOpen(_ count: Int, opened: Bool) {
+        Gauge(label: "sentinel_ai_circuits_open", dimensions: [], factory: factory).record(count)
+        if opened { Counter(label: "sentinel_ai_circuit_opened_total", dimensions: [], factory: factory).increment() }
+    }
+
+    /// Space on the file system holding the data directory, sampled at each scrape.
+    public func disk(freeBytes: Int64, totalBytes: Int64) {
+        Gauge(label: "sentinel_data_disk_free_bytes", dimensions: [], factory: factory).record(freeBytes)
+        Gauge(label: "sentinel_data_disk_total_bytes", dimensions: [], factory: factory).record(totalBytes)
+    }
+
+    /// Jobs by priority and state, sampled (summed over the open workspace files).
+    public func queueDepth(_ counts: [JobPriority: [JobState: Int]]) {
+        for priority in JobPriority.allCases {
+            for state in [JobState.queued, .running, .dead] {
+                Gauge(label: "sentinel_job_queue_depth", dimensions: [("priority", priority.description), ("state", state.rawValue)], factory: factory)
+                    .record(counts[priority]?[state] ?? 0)
+            }
+        }
     }
 }
 
@@ -79,4 +194,5 @@ extension Duration {
         return s * 1_000_000_000 + atto / 1_000_000_000
     }
     public var seconds: Double { Double(nanoseconds) / 1e9 }
+    public var milliseconds: Int64 { nanoseconds / 1_000_000 }
 }

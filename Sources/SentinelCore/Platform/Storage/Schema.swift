@@ -434,6 +434,10 @@ enum WorkspaceSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0010_job_trace_context") { db in
+            // The W3C traceparent of the span that enqueued a job: the job's span continues it.
+            try db.execute(sql: "ALTER TABLE jobs ADD COLUMN trace_context TEXT")
+        }
         return m
     }
 }

@@ -119,6 +119,7 @@ public actor Supervisor: Service {
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
         open[id] = Entry(actor: actor, lastUsed: .now, pins: 1)
+        metrics.workspaceOpened()
         await evictIfNeeded()
         return actor
     }
@@ -191,7 +192,25 @@ public actor Supervisor: Service {
             victims.append(victim.value.actor)
         }
         metrics.openWorkspaces(open.count)
+        if !victims.isEmpty { metrics.workspacesEvicted(victims.count, reason: "lru") }
         for actor in victims { await actor.close() }
+    }
+
+    /// Samples jobs by priority and state over the open workspace files into
+    /// `sentinel_job_queue_depth` (a file that is not open is not read: sampling never opens one).
+    public func sampleQueueDepth() async {
+        var totals: [JobPriority: [JobState: Int]] = [:]
+        for (_, entry) in open {
+            let rows = (try? await entry.actor.read { db in
+                try Row.fetchAll(db, sql: "SELECT priority, state, count(*) AS n FROM jobs WHERE state IN ('queued', 'running', 'dead') GROUP BY priority, state")
+                    .map { (Int($0["priority"] as Int64), $0["state"] as String, Int($0["n"] as Int64)) }
+            }) ?? []
+            for (priority, state, n) in rows {
+                guard let p = JobPriority(rawValue: priority), let st = JobState(rawValue: state) else { continue }
+                totals[p, default: [:]][st, default: 0] += n
+            }
+        }
+        metrics.queueDepth(totals)
     }
 
     /// Closes workspaces idle for longer than `workspaces.idle_close_seconds`.
@@ -202,7 +221,10 @@ public actor Supervisor: Service {
             open[id] = nil
             await entry.actor.close()
         }
-        if !idle.isEmpty { metrics.openWorkspaces(open.count) }
+        if !idle.isEmpty {
+            metrics.openWorkspaces(open.count)
+            metrics.workspacesEvicted(idle.count, reason: "idle")
+        }
     }
 
     /// Deletes a workspace while serving (`WorkspaceService.delete`, whose final backup and

@@ -3,6 +3,7 @@ import GRDB
 import NIOPosix
 import Logging
 import Synchronization
+import Tracing
 
 /// The handle a domain write closure gets: the open transaction plus the two things every state
 /// change may need in the same transaction, appending events and enqueueing jobs.
@@ -96,6 +97,9 @@ public actor WorkspaceActor {
     func write<T: Sendable>(durable: Bool, _ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
         try ensureOpen()
         let box = ResultBox<T>()
+        // The body runs on the drain task: give it the caller's trace and correlation id, so jobs
+        // it enqueues continue the caller's trace and its log lines carry the caller's ids.
+        let context = ServiceContext.current
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             pending.append(PendingWrite(
                 apply: { tx in
@@ -103,7 +107,7 @@ public actor WorkspaceActor {
                     do {
                         var value: T?
                         try tx.db.inSavepoint {
-                            value = try body(&tx)
+                            value = try ServiceContext.withValue(context) { try body(&tx) }
                             return .commit
                         }
                         box.set(.success(value!))
