@@ -73,6 +73,12 @@ final class GitHubWorld: Sendable {
         directory.cleanup()
     }
 
+    /// A test that threw before `stop()` still closes its client (AsyncHTTPClient traps on a client
+    /// freed while running); a second shutdown after `stop()` is a refused no-op.
+    deinit {
+        http.shutdown { _ in }
+    }
+
     /// An OpenAI provider in the workspace, pointed at `llm`.
     func addOpenAIProvider(_ llm: FakeLLMServer) async throws {
         let store = ProviderStore(masterKey: appliance.integrations.masterKey)

@@ -32,6 +32,8 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
     }
 
     private let client: HTTPClient
+    /// Whether the underlying client would trace on its own (never: see `init`).
+    var tracesInternally: Bool { client.tracer != nil }
     private let configuration: HTTPClient.Configuration
     private let pins = Mutex(Pins())
     private let shutDown = Mutex(false)
@@ -55,6 +57,11 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
         configuration.decompression = .enabled(limit: .ratio(50))
         configuration.redirectConfiguration = .disallow
+        // Sentinel makes the outbound span itself (`send`). Left alone, AsyncHTTPClient would keep
+        // the tracer in scope at creation (the appliance's OTel tracer, for clients made inside the
+        // serve group) and could drop the last reference to it on an event loop, whose exporter then
+        // shuts its own client down synchronously there: a crash.
+        configuration.tracing.tracer = nil
         self.configuration = configuration
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.maxResponseBytes = maxResponseBytes
