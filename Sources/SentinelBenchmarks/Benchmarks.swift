@@ -16,7 +16,7 @@ struct SentinelBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sentinel-bench",
         abstract: "Sentinel benchmarks (build with -c release).",
-        subcommands: [JobsBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self, EngineBenchmark.self, ExportBenchmark.self])
+        subcommands: [JobsBenchmark.self, PriorityBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self, EngineBenchmark.self, ExportBenchmark.self])
 }
 
 struct JobsBenchmark: AsyncParsableCommand {
@@ -25,17 +25,23 @@ struct JobsBenchmark: AsyncParsableCommand {
     @Option(help: "Workspace counts to run.") var workspaces: [Int] = [1, 100]
     @Option(help: "Enqueue rate for the latency phase, as a fraction of the measured throughput.") var latencyLoad = 0.5
     @Option(help: "Seconds of the latency phase.") var latencySeconds = 5.0
+    @Option(help: "jobs.global_concurrency.") var globalConcurrency = 64
+    @Option(help: "jobs.workspace_concurrency (default: 256 / workspaces, 1...64).") var workspaceConcurrency: Int?
 
     func run() async throws {
         var rows: [String] = []
         let raw = try rawSQLiteRate(transactions: 2_000)
         for count in workspaces {
             let (throughput, latency) = try await measure(workspaceCount: count)
-            rows.append("| \(count) | \(jobs) | \(fmt(throughput)) jobs/s | \(fmt(raw)) txn pairs/s | \(String(format: "%.2f", throughput / raw))× | \(fmt(throughput * latencyLoad))/s | \(ms(latency.p50)) | \(ms(latency.p99)) |")
+            rows.append("| \(count) | \(globalConcurrency) / \(perWorkspaceConcurrency(count)) | \(jobs) | \(fmt(throughput)) jobs/s | \(fmt(raw)) txn pairs/s | \(String(format: "%.2f", throughput / raw))× | \(fmt(throughput * latencyLoad))/s | \(ms(latency.p50)) | \(ms(latency.p99)) |")
         }
-        print("| workspaces | jobs | Sentinel queue | raw SQLite insert+delete (FULL, 1 per txn) | ratio | latency phase load | queue latency p50 | p99 |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| workspaces | concurrency (global / per workspace) | jobs | Sentinel queue | raw SQLite insert+delete (FULL, 1 per txn) | ratio | latency phase load | queue latency p50 | p99 |")
+        print("|---|---|---|---|---|---|---|---|---|")
         rows.forEach { print($0) }
+    }
+
+    func perWorkspaceConcurrency(_ workspaceCount: Int) -> Int {
+        workspaceConcurrency ?? max(1, min(64, 256 / workspaceCount))
     }
 
     /// The same writes a job costs at minimum (one insert, one delete), one durable transaction each.
@@ -60,8 +66,8 @@ struct JobsBenchmark: AsyncParsableCommand {
         let dir = TemporaryBenchDirectory()
         defer { dir.remove() }
         var config = SentinelConfig()
-        config.jobs.globalConcurrency = 64
-        config.jobs.workspaceConcurrency = max(1, min(64, 256 / workspaceCount))
+        config.jobs.globalConcurrency = globalConcurrency
+        config.jobs.workspaceConcurrency = perWorkspaceConcurrency(workspaceCount)
         config.jobs.rateLimitPerSecond = 1_000_000
         config.jobs.rateLimitBurst = 1_000_000
         config.jobs.pollIntervalMilliseconds = 50
@@ -217,12 +223,16 @@ final class LatencyRecorder: Sendable {
 
 struct Percentiles {
     let p50: Double
+    let p95: Double
     let p99: Double
+    let max: Double
     init(_ values: [Double]) {
         let sorted = values.sorted()
         func at(_ q: Double) -> Double { sorted.isEmpty ? .nan : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
         p50 = at(0.50)
+        p95 = at(0.95)
         p99 = at(0.99)
+        max = sorted.last ?? .nan
     }
 }
 

@@ -178,6 +178,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var pollIntervalMilliseconds = 250
         public var rateLimitPerSecond = 50.0
         public var rateLimitBurst = 100.0
+        /// Across workspaces a higher priority starts first; due work that waited this long counts
+        /// one priority higher (per period), so lower priorities never starve.
+        public var priorityAgingSeconds = 30.0
     }
 
     public struct Shutdown: Sendable, Equatable {
@@ -251,6 +254,7 @@ public enum ConfigLoader {
         key("jobs.poll_interval_ms", "how often the scheduler looks for work enqueued by other processes", \.jobs.pollIntervalMilliseconds),
         key("jobs.rate_limit_per_second", "per-workspace job starts per second (token bucket rate)", \.jobs.rateLimitPerSecond),
         key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
+        key("jobs.priority_aging_seconds", "due work waiting this long counts one priority higher across workspaces", \.jobs.priorityAgingSeconds),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
         key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
         key("gitlab.request_timeout_seconds", "timeout of one GitLab API request; a timed-out call is retried with backoff", \.gitlab.requestTimeoutSeconds),
@@ -330,6 +334,7 @@ public enum ConfigLoader {
         guard config.jobs.rateLimitPerSecond > 0, config.jobs.rateLimitBurst >= 1 else {
             throw ConfigError("jobs.rate_limit_per_second must be > 0 and jobs.rate_limit_burst >= 1")
         }
+        guard config.jobs.priorityAgingSeconds > 0 else { throw ConfigError("jobs.priority_aging_seconds must be > 0") }
         guard Logger.Level(rawValue: config.log.level) != nil else {
             throw ConfigError("log.level must be one of trace, debug, info, notice, warning, error, critical")
         }

@@ -7,11 +7,11 @@ import GRDB
 public enum JobQueue {
     public static func enqueue(_ request: JobRequest, in db: Database, now: Date, defaultMaxAttempts: Int) throws -> EnqueueResult {
         let runAt = (request.runAt ?? now).epoch
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT OR IGNORE INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at,
                                         idempotency_key, correlation_id, trace_context, created_at)
             VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?, ?, ?)
-            """, arguments: [request.kind, request.payload, request.priority.rawValue,
+            """).execute(arguments: [request.kind, request.payload, request.priority.rawValue,
                              request.maxAttempts ?? defaultMaxAttempts, runAt,
                              request.idempotencyKey, request.correlationID ?? Telemetry.correlationID,
                              Telemetry.currentTraceparent(), now.epoch])
@@ -24,47 +24,85 @@ public enum JobQueue {
     }
 
     /// Takes up to `limit` due jobs for `owner`: first jobs whose lease expired (their worker
-    /// crashed), then queued jobs by priority and due time. Each claim counts as an attempt, so a
-    /// job that keeps crashing its worker ends `dead` instead of looping.
-    /// `died` is told about each job this call makes dead.
+    /// crashed), then queued jobs by priority and due time, only of priority `through` or higher.
+    /// Each claim counts as an attempt, so a job that keeps crashing its worker ends `dead` instead
+    /// of looping. `died` is told about each job this call makes dead.
     public static func claim(in db: Database, owner: String, now: Date, limit: Int, lease: TimeInterval,
+                             through lowest: JobPriority = .bulk,
                              died: (JobRecord, String) throws -> Void = { _, _ in }) throws -> [JobRecord] {
         guard limit > 0 else { return [] }
         let t = now.epoch
-        var picked = try JobRecord.fetchAll(db, sql: """
-            SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?
-            """, arguments: [t, limit])
-        var exhausted: [JobRecord] = []
-        picked.removeAll { job in
-            if job.attempts >= job.maxAttempts { exhausted.append(job); return true }
-            return false
-        }
-        for job in exhausted {
-            try db.execute(sql: """
-                UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?,
-                       last_error = coalesce(last_error || '; ', '') || 'lease expired on the last attempt (worker lost)'
-                WHERE id = ?
-                """, arguments: [t, job.id])
-            try died(job, "lease expired on the last attempt (worker lost)" + (job.lastError.map { "; last error: \($0)" } ?? ""))
-        }
-        if picked.count < limit {
-            picked += try JobRecord.fetchAll(db, sql: """
-                SELECT * FROM jobs WHERE state = 'queued' AND run_at <= ? ORDER BY priority, run_at, id LIMIT ?
-                """, arguments: [t, limit - picked.count])
-        }
         let expires = t + lease
-        for i in picked.indices {
-            try db.execute(sql: """
+        var picked: [JobRecord] = []
+        // Expired leases are rare: one cheap probe of the partial index before fetching rows.
+        if try Bool.fetchOne(db.cachedStatement(sql: """
+            SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at <= ?)
+            """), arguments: [t]) == true {
+            var expired = try JobRecord.fetchAll(db.cachedStatement(sql: """
+                SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? AND priority <= ? ORDER BY lease_expires_at LIMIT ?
+                """), arguments: [t, lowest.rawValue, limit])
+            var exhausted: [JobRecord] = []
+            expired.removeAll { job in
+                if job.attempts >= job.maxAttempts { exhausted.append(job); return true }
+                return false
+            }
+            for job in exhausted {
+                try db.execute(sql: """
+                    UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?,
+                           last_error = coalesce(last_error || '; ', '') || 'lease expired on the last attempt (worker lost)'
+                    WHERE id = ?
+                    """, arguments: [t, job.id])
+                try died(job, "lease expired on the last attempt (worker lost)" + (job.lastError.map { "; last error: \($0)" } ?? ""))
+            }
+            let retake = try db.cachedStatement(sql: """
                 UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
                 WHERE id = ?
-                """, arguments: [owner, expires, t, picked[i].id])
-            picked[i].state = .running
-            picked[i].attempts += 1
-            picked[i].leaseOwner = owner
-            picked[i].leaseExpiresAt = expires
-            picked[i].startedAt = t
+                """)
+            for i in expired.indices {
+                try retake.execute(arguments: [owner, expires, t, expired[i].id])
+                expired[i].state = .running
+                expired[i].attempts += 1
+                expired[i].leaseOwner = owner
+                expired[i].leaseExpiresAt = expires
+                expired[i].startedAt = t
+            }
+            picked = expired
+        }
+        if picked.count < limit {
+            // One statement picks and leases the due jobs (RETURNING gives the updated rows).
+            var queued = try JobRecord.fetchAll(db.cachedStatement(sql: """
+                UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
+                WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= ? AND priority <= ?
+                             ORDER BY priority, run_at, id LIMIT ?)
+                RETURNING *
+                """), arguments: [owner, expires, t, t, lowest.rawValue, limit - picked.count])
+            queued.sort { ($0.priority, $0.runAt, $0.id) < ($1.priority, $1.runAt, $1.id) }
+            picked += queued
         }
         return picked
+    }
+
+    /// The earliest moment each priority class in this file needs a worker (a queued job falling
+    /// due, a lease expiring): what the scheduler's `PendingIndex` holds for the workspace.
+    static func dueByPriority(in db: Database) throws -> PriorityDue {
+        var due = PriorityDue.none
+        if let row = try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND priority = 0),
+                   (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND priority = 1),
+                   (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND priority = 2),
+                   (SELECT min(run_at) FROM jobs WHERE state = 'queued' AND priority = 3)
+            """)) {
+            for priority in JobPriority.allCases {
+                if let t: Double = row[priority.rawValue] { due.lower(priority, to: t) }
+            }
+        }
+        let leases = try Row.fetchCursor(db.cachedStatement(sql: """
+            SELECT priority, min(lease_expires_at) FROM jobs WHERE state = 'running' GROUP BY priority
+            """))
+        while let row = try leases.next() {
+            if let t: Double = row[1] { due.lower(JobPriority(rawValue: row[0]) ?? .normal, to: t) }
+        }
+        return due
     }
 
     /// Records the end of an attempt. Returns false (and changes nothing) when `owner` no longer
@@ -76,10 +114,10 @@ public enum JobQueue {
         let t = now.epoch
         switch outcome {
         case .succeeded:
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?, last_error = NULL
                 WHERE id = ? AND state = 'running' AND lease_owner = ?
-                """, arguments: [t, job.id, owner])
+                """).execute(arguments: [t, job.id, owner])
         case .released:
             try db.execute(sql: """
                 UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), lease_owner = NULL, lease_expires_at = NULL, run_at = ?
@@ -112,8 +150,8 @@ public enum JobQueue {
 
     /// Extends the lease of a running job; false when the lease was lost.
     public static func heartbeat(jobID: Int64, owner: String, in db: Database, until: Date) throws -> Bool {
-        try db.execute(sql: "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
-                       arguments: [until.epoch, jobID, owner])
+        try db.cachedStatement(sql: "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND state = 'running' AND lease_owner = ?")
+            .execute(arguments: [until.epoch, jobID, owner])
         return db.changesCount == 1
     }
 

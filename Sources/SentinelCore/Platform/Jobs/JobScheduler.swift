@@ -3,10 +3,13 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// The global job loop. It learns which workspaces have due work from the pending-work index,
-/// serves them round-robin within the global and per-workspace concurrency limits and each
-/// workspace's token bucket, runs handlers with lease heartbeats, and on shutdown lets running jobs
-/// finish up to a deadline before giving the rest back.
+/// The global job loop. It learns which workspaces have due work, and of which priority, from the
+/// supervisor's in-memory `PendingIndex` (fed from `pending_work` for work of other processes),
+/// serves them highest priority first across the appliance (due work ages one priority up per
+/// `jobs.priority_aging_seconds`, so nothing starves) and round-robin among workspaces within a
+/// priority, within the global and per-workspace concurrency limits and each workspace's token
+/// bucket, runs handlers with lease heartbeats, and on shutdown lets running jobs finish up to a
+/// deadline before giving the rest back.
 ///
 /// Jobs run as children of a task group inside `run()`: when the loop stops (graceful shutdown of
 /// its `ServiceGroup`, or cancellation), `run()` returns only once every job has finished or has
@@ -22,7 +25,9 @@ public actor JobScheduler: Service {
     private var inFlight: [WorkspaceID: Int] = [:]
     private var globalInFlight = 0
     private var buckets: [WorkspaceID: TokenBucket] = [:]
-    private var cursor: WorkspaceID?
+    /// Per rank, the workspace served last (round-robin within a priority).
+    private var cursors: [Int: WorkspaceID] = [:]
+    private var lastControlScan: ContinuousClock.Instant?
     private var running = false
     private var lastMaintenance = ContinuousClock.now
 
@@ -82,21 +87,32 @@ public actor JobScheduler: Service {
     /// One pass over due workspaces. Returns how long the loop may sleep.
     private func scheduleRound(launchingIn jobs: inout DiscardingTaskGroup) async throws -> Duration {
         let globalLimit = config.jobs.globalConcurrency
-        guard globalInFlight < globalLimit else { return .milliseconds(config.jobs.pollIntervalMilliseconds) }
-        let due = try supervisor.control.dueWorkspaces(now: Date(), after: cursor, limit: 512)
-        var sleep = Duration.milliseconds(config.jobs.pollIntervalMilliseconds)
+        let poll = Duration.milliseconds(config.jobs.pollIntervalMilliseconds)
+        guard globalInFlight < globalLimit else { return poll }
+        let index = supervisor.pendingIndex
+        let now = Date()
+        // Work of other processes (and, at start, of the previous run) is known from pending_work only.
+        let clock = ContinuousClock.now
+        if lastControlScan.map({ clock - $0 >= poll }) ?? true {
+            lastControlScan = clock
+            index.merge(control: try supervisor.control.dueEntries(now: now, limit: 4_096))
+        }
+        let due = ranked(index.due(now: now.epoch, aging: config.jobs.priorityAgingSeconds))
+        var sleep = poll
         if due.isEmpty {
-            if let earliest = try supervisor.control.earliestDue() {
-                let seconds = max(0, earliest - Date().epoch)
+            if let earliest = index.earliest() {
+                let seconds = max(0, earliest - now.epoch)
                 sleep = min(sleep, .nanoseconds(Int64(seconds * 1e9) + 1_000_000))
             }
             return sleep
         }
-        // Plan: decide how many jobs each due workspace may start, reserving global slots.
-        struct Claim: Sendable { let id: WorkspaceID; let actor: WorkspaceActor; let limit: Int; let running: Int }
+        // Plan: decide how many jobs each due workspace may start, reserving global slots, highest
+        // rank first: a workspace with due critical work is planned before one with only bulk.
+        struct Claim: Sendable { let id: WorkspaceID; let actor: WorkspaceActor; let limit: Int; let running: Int; let rank: Int; let through: JobPriority }
         var plan: [Claim] = []
         var reserved = 0
-        for id in due {
+        for candidate in due {
+            let id = candidate.id
             if stopping || globalInFlight + reserved >= globalLimit { break }
             let running = inFlight[id, default: 0]
             let free = config.jobs.workspaceConcurrency - running
@@ -114,22 +130,29 @@ public actor JobScheduler: Service {
             } catch let error as WorkspaceError {
                 if case .offline = error {
                     // Keep the rest of the appliance going; look again after the offline retry period.
-                    try? supervisor.control.setDue(id, to: Date().epoch + config.workspaces.offlineRetrySeconds)
+                    let retry = Date().epoch + config.workspaces.offlineRetrySeconds
+                    try? supervisor.control.setDue(id, to: retry)
+                    index.holdBack(id, until: retry)
                 } else if case .notFound = error {
                     try? supervisor.control.setDue(id, to: nil)
+                    index.holdBack(id, until: nil)
                 }
                 continue
             }
             let limit = min(free, globalLimit - globalInFlight - reserved, tokens)
             reserved += limit
-            plan.append(Claim(id: id, actor: actor, limit: limit, running: running))
+            plan.append(Claim(id: id, actor: actor, limit: limit, running: running, rank: candidate.rank, through: candidate.through))
         }
         // Claim in every planned workspace at once: each is its own file and its own commit.
         let owner = self.owner
         let claimed = await withTaskGroup(of: (Claim, Result<[JobRecord], Error>).self) { group in
             for claim in plan {
                 group.addTask {
-                    do { return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit))) } catch { return (claim, .failure(error)) }
+                    do {
+                        return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit, through: claim.through)))
+                    } catch {
+                        return (claim, .failure(error))
+                    }
                 }
             }
             var results: [(Claim, Result<[JobRecord], Error>)] = []
@@ -137,7 +160,8 @@ public actor JobScheduler: Service {
             return results
         }
         var launched = false
-        for (claim, result) in claimed.sorted(by: { $0.0.id < $1.0.id }) {
+        let order = Dictionary(uniqueKeysWithValues: plan.enumerated().map { ($1.id, $0) })
+        for (claim, result) in claimed.sorted(by: { order[$0.0.id]! < order[$1.0.id]! }) {
             let claimedJobs: [JobRecord]
             switch result {
             case .success(let list): claimedJobs = list
@@ -152,13 +176,27 @@ public actor JobScheduler: Service {
                 continue
             }
             buckets[claim.id]?.take(claimedJobs.count)
-            cursor = claim.id
+            cursors[claim.rank] = claim.id
             launched = true
-            // One pin for the claim, held by the first job; one more per extra job.
-            for _ in 1..<claimedJobs.count { _ = try? await supervisor.pin(claim.id) }
+            // The scheduler holds one pin per workspace while any of its jobs runs (released by the
+            // last one to finish): this claim's pin becomes it, unless one is held already.
+            let held = inFlight[claim.id, default: 0] > 0
             for job in claimedJobs { start(job, on: claim.actor, in: &jobs) }
+            if held { await supervisor.unpin(claim.id) }
         }
         return launched ? .zero : sleep
+    }
+
+    /// Due workspaces by rank, then round-robin within a rank: those after the rank's cursor first.
+    private func ranked(_ due: [DueWorkspace]) -> [DueWorkspace] {
+        let cursors = self.cursors
+        return due.sorted { a, b in
+            if a.rank != b.rank { return a.rank < b.rank }
+            let cursor = cursors[a.rank]
+            let (aAfter, bAfter) = (cursor.map { a.id > $0 } ?? true, cursor.map { b.id > $0 } ?? true)
+            if aAfter != bAfter { return aAfter }
+            return a.id < b.id
+        }
     }
 
     private func start(_ job: JobRecord, on actor: WorkspaceActor, in jobs: inout DiscardingTaskGroup) {
@@ -202,6 +240,9 @@ public actor JobScheduler: Service {
             outcome = .failed(message: "no handler registered for job kind '\(job.kind)'", retryAfter: nil, permanent: false)
         }
         let duration = ContinuousClock.now - startedAt
+        // The slot is free once the handler returned: the next claim in this workspace can then
+        // share the group commit that records this outcome. The pin is held until it is recorded.
+        let last = finished(job, workspaceID)
         do {
             let recorded = try await actor.finish(job, owner: owner, outcome: outcome)
             if !recorded { jobLogger.warning("job lease was lost before it finished; another worker owns it now") }
@@ -217,8 +258,7 @@ public actor JobScheduler: Service {
             jobLogger.warning("job attempt failed", metadata: ["attempt": "\(job.attempts)", "error": "\(message)", "outcome": "\(label)"])
         }
         metrics.jobExecuted(kind: job.kind, outcome: label, duration: duration)
-        await supervisor.unpin(workspaceID)
-        finished(job, workspaceID)
+        if last { await supervisor.unpin(workspaceID) }
     }
 
     /// Runs `body` while renewing the job's lease every third of its length. When a renewal finds
@@ -249,11 +289,13 @@ public actor JobScheduler: Service {
         }
     }
 
-    private func finished(_ job: JobRecord, _ id: WorkspaceID) {
+    /// Returns true when this was the workspace's last running job (its pin is to be released).
+    private func finished(_ job: JobRecord, _ id: WorkspaceID) -> Bool {
         globalInFlight -= 1
         let left = (inFlight[id] ?? 1) - 1
         inFlight[id] = left > 0 ? left : nil
         wake.signal()
+        return left <= 0
     }
 
     /// About once a minute: closes idle workspaces, enqueues the day's `retention` job in each open

@@ -131,6 +131,15 @@ public final class ControlStore: Sendable {
         }
     }
 
+    /// Workspaces with work due by `now` and their due times, earliest first.
+    public func dueEntries(now: Date, limit: Int) throws -> [(WorkspaceID, Double)] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT workspace_id, due_at FROM pending_work WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                             arguments: [now.epoch, limit])
+                .compactMap { row in WorkspaceID(row[0] as String).map { ($0, row[1] as Double) } }
+        }
+    }
+
     /// The earliest due time in the index, to know how long the scheduler may sleep.
     public func earliestDue() throws -> Double? {
         try database.read { db in try Double.fetchOne(db, sql: "SELECT min(due_at) FROM pending_work") }

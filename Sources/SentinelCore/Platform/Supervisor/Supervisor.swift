@@ -21,6 +21,8 @@ public actor Supervisor: Service {
     let logger: Logger
     let metrics: SentinelMetrics
     private var onWorkDue: @Sendable () -> Void = {}
+    /// What is due in which workspace, by priority: kept by the workspace actors, read by the scheduler.
+    nonisolated let pendingIndex = PendingIndex()
 
     private struct Entry {
         let actor: WorkspaceActor
@@ -84,7 +86,7 @@ public actor Supervisor: Service {
         if let running = opening[id] {
             task = running
         } else {
-            let (dataDirectory, control, opener, registry, jobs, onWorkDue) = (dataDirectory, control, opener, registry, config.jobs, onWorkDue)
+            let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex) = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex)
             // Opening blocks (file I/O, migrations, a read of control.sqlite): it runs on NIO's
             // blocking-work threads, never on the cooperative pool, whose threads GRDB's own
             // queues need in order to make progress.
@@ -92,7 +94,8 @@ public actor Supervisor: Service {
                 try await NIOThreadPool.singleton.runIfActive {
                     guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
                     let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
-                    return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue)
+                    return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue,
+                                          pendingIndex: pendingIndex)
                 }
             }
             opening[id] = task

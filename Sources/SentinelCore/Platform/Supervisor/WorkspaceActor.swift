@@ -18,21 +18,35 @@ public struct WorkspaceTransaction {
     /// What the pending-work index says for this workspace as far as this process knows.
     var indexedDue: Double?
     let control: ControlStore
+    /// For the scheduler's in-memory `PendingIndex`: the file's exact due times by priority when
+    /// this transaction read them, and what fell due by priority after that (or at all, if nil).
+    var exactDue: PriorityDue?
+    var dueSinceExact = PriorityDue.none
 
     @discardableResult
     public mutating func enqueue(_ request: JobRequest) throws -> EnqueueResult {
         let result = try JobQueue.enqueue(request, in: db, now: now, defaultMaxAttempts: defaultMaxAttempts)
-        if case .created = result {
-            let due = (request.runAt ?? now).epoch
-            earliestEnqueued = min(earliestEnqueued ?? due, due)
-        }
+        if case .created = result { noteDue(request.priority, at: (request.runAt ?? now).epoch) }
         return result
+    }
+
+    /// A job of `priority` is queued to run at `due` (enqueued, retried, released).
+    mutating func noteDue(_ priority: JobPriority, at due: Double) {
+        earliestEnqueued = min(earliestEnqueued ?? due, due)
+        dueSinceExact.lower(priority, to: due)
+    }
+
+    /// Reads the file's exact due times by priority for the scheduler's in-memory index.
+    mutating func readExactDue() throws {
+        exactDue = try JobQueue.dueByPriority(in: db)
+        dueSinceExact = .none
     }
 
     /// Sets the pending-work index to the file's true next due time, inside this transaction so no
     /// enqueue can slip between computing it and writing it.
     mutating func replacePendingIndex() throws -> Double? {
-        let due = try JobQueue.nextDue(in: db)
+        try readExactDue()
+        let due = exactDue?.earliest
         try control.setDue(workspaceID, to: due)
         indexedDue = due
         return due
@@ -59,21 +73,32 @@ public actor WorkspaceActor {
     let config: SentinelConfig.Jobs
     let onWorkDue: @Sendable () -> Void
     let backoff: BackoffPolicy
+    /// The scheduler's view of what is due here, by priority (nil outside `serve`'s supervisor).
+    let pendingIndex: PendingIndex?
 
     private var pending: [PendingWrite] = []
     private var draining = false
     private var closed = false
     /// The due time this actor last wrote to the pending-work index, to skip redundant index writes.
     private var indexedDue: Double?
+    /// The file's configured `PRAGMA synchronous`, read once (relaxed commits put it back after).
+    private var synchronousLevel: Int?
 
     public init(id: WorkspaceID, database: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
                 config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void = {}) {
+        self.init(id: id, database: database, control: control, registry: registry, config: config, onWorkDue: onWorkDue,
+                  pendingIndex: nil)
+    }
+
+    init(id: WorkspaceID, database: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
+         config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void, pendingIndex: PendingIndex?) {
         self.id = id
         self.database = database
         self.control = control
         self.registry = registry
         self.config = config
         self.onWorkDue = onWorkDue
+        self.pendingIndex = pendingIndex
         self.backoff = BackoffPolicy(base: config.backoffBaseSeconds, cap: config.backoffMaxSeconds)
     }
 
@@ -103,7 +128,7 @@ public actor WorkspaceActor {
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             pending.append(PendingWrite(
                 apply: { tx in
-                    let before = (tx.earliestEnqueued, tx.indexedDue)
+                    let before = (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact)
                     do {
                         var value: T?
                         try tx.db.inSavepoint {
@@ -112,7 +137,7 @@ public actor WorkspaceActor {
                         }
                         box.set(.success(value!))
                     } catch {
-                        (tx.earliestEnqueued, tx.indexedDue) = before
+                        (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact) = before
                         box.set(.failure(error))
                     }
                 },
@@ -133,39 +158,50 @@ public actor WorkspaceActor {
             pending.removeAll(keepingCapacity: true)
             let known = indexedDue
             let (id, control, listeners, maxAttempts) = (self.id, self.control, registry.listeners, config.maxAttempts)
+            let knownLevel = synchronousLevel
             do {
                 let relaxed = !batch.contains { $0.durable }
-                let (indexed, wake): (Double?, Bool) = try await database.writeWithoutTransaction { db in
+                let (indexed, wake, exact, dueSince, level): (Double?, Bool, PriorityDue?, PriorityDue, Int?) = try await database.writeWithoutTransaction { db in
                     // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
-                    let configured = relaxed ? try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 : 0
-                    if configured > 1 { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-                    defer { if configured > 1 { try? db.execute(sql: "PRAGMA synchronous = \(configured)") } }
-                    var outcome: (Double?, Bool) = (nil, false)
+                    var level = knownLevel
+                    if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
+                    let configured = relaxed ? level ?? 2 : 0
+                    if configured > 1 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
+                    defer { if configured > 1 { try? db.cachedStatement(sql: "PRAGMA synchronous = \(configured)").execute() } }
+                    var outcome: (Double?, Bool, PriorityDue?, PriorityDue) = (nil, false, nil, .none)
                     try db.inTransaction {
                         var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
                                                       defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
                                                       indexedDue: known, control: control)
                         for entry in batch { entry.apply(&tx) }
-                        outcome = (tx.indexedDue, false)
+                        outcome = (tx.indexedDue, false, tx.exactDue, tx.dueSinceExact)
                         // Index before commit: a crash in between leaves a harmless false positive,
                         // never a job the scheduler does not know about.
                         if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
                             // A read is enough when the index already says "due by then" (a reopened
                             // file does not know what it wrote before): only move it earlier.
                             if let existing = try control.dueEntry(id), existing <= due {
-                                outcome = (existing, true)
+                                outcome.0 = existing
                             } else {
                                 try control.markDue(id, at: due)
-                                outcome = (due, true)
+                                outcome.0 = due
                             }
+                            outcome.1 = true
                         }
                         return .commit
                     }
-                    return outcome
+                    return (outcome.0, outcome.1, outcome.2, outcome.3, level)
                 }
                 // Updated before the next batch reads it: the drain loop is its only reader.
                 indexedDue = indexed
-                if wake { onWorkDue() }
+                synchronousLevel = level
+                var due = wake
+                if let pendingIndex {
+                    // In commit order: this actor's drain is the only writer of its workspace's entry.
+                    if let exact { pendingIndex.replace(id, with: exact, then: dueSince) } else if pendingIndex.lower(id, to: dueSince) { due = true }
+                    if indexed != known { pendingIndex.noteControl(id, due: indexed) }
+                }
+                if due { onWorkDue() }
                 for entry in batch { entry.complete(nil) }
             } catch {
                 indexedDue = nil
@@ -181,12 +217,16 @@ public actor WorkspaceActor {
         try await write { tx in try tx.enqueue(request) }
     }
 
-    func claim(owner: String, limit: Int) async throws -> [JobRecord] {
+    /// Claims up to `limit` due jobs of priority `through` or higher, and (for the scheduler's
+    /// in-memory index) reads what is due here by priority afterwards, in the same transaction.
+    func claim(owner: String, limit: Int, through lowest: JobPriority = .bulk) async throws -> [JobRecord] {
         let lease = config.leaseSeconds
         let registry = self.registry
+        let indexed = pendingIndex != nil
         return try await write(durable: false) { tx in
             var died: [(JobRecord, String)] = []
-            let jobs = try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease) { died.append(($0, $1)) }
+            let jobs = try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease, through: lowest) { died.append(($0, $1)) }
+            if indexed { try tx.readExactDue() }
             for (job, reason) in died {
                 if let hook = try registry.deadHookRequest(for: job, reason: reason, at: tx.now) { try tx.enqueue(hook) }
                 try tx.append(JobQueue.deadEvent(job, reason: reason))
@@ -207,9 +247,9 @@ public actor WorkspaceActor {
                 try tx.append(JobQueue.deadEvent(dead, reason: reason))
             }
             if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
-                tx.earliestEnqueued = min(tx.earliestEnqueued ?? row.runAt, row.runAt)
+                tx.noteDue(row.jobPriority, at: row.runAt)
             }
-            if finished, case .released = outcome { tx.earliestEnqueued = tx.now.epoch }
+            if finished, case .released = outcome { tx.noteDue(job.jobPriority, at: tx.now.epoch) }
             return finished
         }
     }
@@ -224,7 +264,10 @@ public actor WorkspaceActor {
     func releaseAll(owner: String) async throws -> Int {
         try await write(durable: false) { tx in
             let n = try JobQueue.releaseAll(owner: owner, in: tx.db, now: tx.now)
-            if n > 0 { tx.earliestEnqueued = tx.now.epoch }
+            if n > 0 {
+                tx.earliestEnqueued = tx.now.epoch
+                try tx.readExactDue()
+            }
             return n
         }
     }
@@ -250,7 +293,7 @@ public actor WorkspaceActor {
     public func retryDeadJob(_ jobID: Int64) async throws -> Bool {
         try await write { tx in
             guard try JobQueue.retryDead(jobID: jobID, in: tx.db, now: tx.now) else { return false }
-            tx.earliestEnqueued = tx.now.epoch
+            tx.noteDue(try JobQueue.job(id: jobID, in: tx.db)?.jobPriority ?? .critical, at: tx.now.epoch)
             return true
         }
     }

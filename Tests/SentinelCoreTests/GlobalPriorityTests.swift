@@ -1,0 +1,137 @@
+import Foundation
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// Queue priorities across workspaces (issue 17): critical work anywhere before bulk work elsewhere,
+/// turns between workspaces within a priority, and aging so that nothing starves.
+@Suite("Priorities across workspaces")
+struct GlobalPriorityTests {
+    /// `count` workspaces, sorted by id: round-robin without priorities serves them in this order.
+    static func workspaces(_ h: TestHarness, count: Int) throws -> [WorkspaceID] {
+        try (0..<count).map { _ in try h.createWorkspace() }.sorted()
+    }
+
+    @Test("a critical job due in one workspace starts before the bulk backlogs of all the others")
+    func criticalBeforeOtherWorkspacesBulk() async throws {
+        let order = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("p") { ctx in order.append(String(decoding: ctx.job.payload, as: UTF8.self)) }
+        let h = try TestHarness(config: testConfig { $0.jobs.globalConcurrency = 1; $0.jobs.workspaceConcurrency = 1 }, registry: registry)
+        let ids = try Self.workspaces(h, count: 9)
+        // The critical job is in the workspace that round-robin alone would serve last.
+        for id in ids.dropLast() {
+            for _ in 0..<5 { try await h.enqueue(JobRequest(kind: "p", payload: Data("bulk".utf8), priority: .bulk), in: id) }
+        }
+        try await h.enqueue(JobRequest(kind: "p", payload: Data("critical".utf8), priority: .critical), in: ids.last!)
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(30)) { order.count == 41 })
+        #expect(order.all.first == "critical", "started in order \(order.all.prefix(10))")
+        await h.stop()
+    }
+
+    @Test("after a restart the scheduler learns priorities from the files with due work: critical still first")
+    func criticalFirstAfterRestart() async throws {
+        let order = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("p") { ctx in order.append(String(decoding: ctx.job.payload, as: UTF8.self)) }
+        let config = testConfig { $0.jobs.globalConcurrency = 1; $0.jobs.workspaceConcurrency = 1 }
+        let first = try TestHarness(config: config, registry: registry)
+        let ids = try Self.workspaces(first, count: 6)
+        for id in ids.dropLast() {
+            for _ in 0..<3 { try await first.enqueue(JobRequest(kind: "p", payload: Data("bulk".utf8), priority: .bulk), in: id) }
+        }
+        try await first.enqueue(JobRequest(kind: "p", payload: Data("critical".utf8), priority: .critical), in: ids.last!)
+        await first.supervisor.shutdown()
+        // A new process: its index knows only what pending_work in control.sqlite says.
+        let h = try TestHarness(config: config, registry: registry, reusing: first)
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(30)) { order.count == 16 })
+        #expect(order.all.first == "critical", "started in order \(order.all.prefix(10))")
+        await h.stop()
+    }
+
+    @Test("within a priority, workspaces take turns; a lower priority waits until the higher one is done")
+    func fairnessWithinPriority() async throws {
+        let order = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("p") { ctx in order.append(String(decoding: ctx.job.payload, as: UTF8.self)) }
+        let h = try TestHarness(config: testConfig { $0.jobs.globalConcurrency = 1; $0.jobs.workspaceConcurrency = 1 }, registry: registry)
+        let ids = try Self.workspaces(h, count: 4)
+        let critical = Array(ids.suffix(3))
+        for (n, id) in critical.enumerated() {
+            for _ in 0..<10 { try await h.enqueue(JobRequest(kind: "p", payload: Data("c\(n)".utf8), priority: .critical), in: id) }
+        }
+        for _ in 0..<10 { try await h.enqueue(JobRequest(kind: "p", payload: Data("bulk".utf8), priority: .bulk), in: ids[0]) }
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(30)) { order.count == 40 })
+        let started = order.all
+        #expect(!started.prefix(30).contains("bulk"), "bulk started among the critical jobs: \(started)")
+        // Strict turns: every three consecutive critical starts cover the three workspaces.
+        for turn in 0..<10 {
+            #expect(Set(started[(turn * 3)..<(turn * 3 + 3)]) == ["c0", "c1", "c2"], "turn \(turn): \(started.prefix(30))")
+        }
+        #expect(started.suffix(10).allSatisfy { $0 == "bulk" })
+        await h.stop()
+    }
+
+    @Test("bulk work still progresses while critical work keeps arriving in another workspace (aging)")
+    func bulkDoesNotStarve() async throws {
+        let bulkDone = Recorder<Int>()
+        let criticalRuns = Recorder<Int>()
+        let stopChain = Recorder<Bool>()
+        var registry = JobRegistry()
+        registry.register("bulk") { _ in bulkDone.append(criticalRuns.count) }
+        // Each critical job enqueues the next one: there is always critical work due.
+        registry.register("chain") { ctx in
+            criticalRuns.append(criticalRuns.count)
+            if stopChain.count == 0 {
+                try await ctx.workspace.enqueue(JobRequest(kind: "chain", priority: .critical))
+            }
+        }
+        let h = try TestHarness(config: testConfig {
+            $0.jobs.globalConcurrency = 1
+            $0.jobs.workspaceConcurrency = 1
+            $0.jobs.priorityAgingSeconds = 0.05
+        }, registry: registry)
+        let ids = try Self.workspaces(h, count: 2)
+        for _ in 0..<3 { try await h.enqueue(JobRequest(kind: "bulk", priority: .bulk), in: ids[0]) }
+        try await h.enqueue(JobRequest(kind: "chain", priority: .critical), in: ids[1])
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(30)) { bulkDone.count == 3 })
+        let runsWhenBulkFinished = criticalRuns.count
+        #expect(await eventually { criticalRuns.count > runsWhenBulkFinished }, "the critical stream went on")
+        stopChain.append(true)
+        await h.stop()
+    }
+}
+
+@Suite("Pending-work index")
+struct PendingIndexTests {
+    @Test("ranks by priority with aging, exact entries replace unknown ones, control rows this process wrote are not news")
+    func ranking() throws {
+        let index = PendingIndex()
+        let a = WorkspaceID("ws_aaaaaaaaaaaaaaaa")!, b = WorkspaceID("ws_bbbbbbbbbbbbbbbb")!, c = WorkspaceID("ws_cccccccccccccccc")!
+        var bulk = PriorityDue.none
+        bulk.lower(.bulk, to: 100)
+        var critical = PriorityDue.none
+        critical.lower(.critical, to: 105)
+        #expect(index.lower(a, to: bulk))
+        #expect(index.lower(b, to: critical))
+        #expect(!index.lower(a, to: bulk), "not earlier: nothing moved")
+        let now = 106.0
+        #expect(Set(index.due(now: now, aging: 60)) == [DueWorkspace(id: a, rank: 3, through: .bulk), DueWorkspace(id: b, rank: 0, through: .critical)])
+        // Waited 6 s with 2 s aging: bulk counts as critical and claims down to bulk.
+        #expect(index.due(now: now, aging: 2).first { $0.id == a } == DueWorkspace(id: a, rank: 0, through: .bulk))
+        // pending_work rows: b's was written by this process; c's is news (another process, or a restart).
+        index.noteControl(b, due: 105)
+        #expect(index.merge(control: [(b, 105), (c, 90)]))
+        #expect(!index.merge(control: [(b, 105), (c, 90)]), "seen before")
+        #expect(index.due(now: now, aging: 60).first { $0.id == c } == DueWorkspace(id: c, rank: 0, through: .critical))
+        index.replace(c, with: bulk)
+        #expect(index.due(now: now, aging: 60).first { $0.id == c } == DueWorkspace(id: c, rank: 3, through: .bulk))
+        index.replace(a, with: .none)
+        #expect(index.due(now: now, aging: 60).contains { $0.id == a } == false)
+        #expect(index.earliest() == 100)
+    }
+}
