@@ -25,6 +25,7 @@ struct ChaosBenchmark: AsyncParsableCommand {
     @Option(help: "kill9: pull requests per workspace.") var pulls = 5
     @Option(help: "lru: workspaces.max_open of the served binary.") var maxOpen = 8
     @Option(help: "lru: rounds of a pull request in every workspace.") var rounds = 3
+    @Option(help: "lru: jobs.global_concurrency of the served binary (files in use are never closed).") var globalConcurrency = 8
     @Option(help: "soak: seconds of load.") var duration = 1800
     @Option(help: "soak: seconds between samples.") var sampleEvery = 10
     @Option(help: "noisy-neighbour: deliveries into the noisy workspace.") var jobs = 10_000
@@ -39,7 +40,10 @@ struct ChaosBenchmark: AsyncParsableCommand {
         var mount: URL?
         switch scenario {
         case .kill9, .soak: options.workspaces = workspaces
-        case .lru: options.workspaces = 10 * maxOpen; options.maxOpen = maxOpen
+        case .lru:
+            options.workspaces = 10 * maxOpen
+            options.maxOpen = maxOpen
+            options.environment["SENTINEL_JOBS_GLOBAL_CONCURRENCY"] = String(globalConcurrency)
         case .noisyNeighbour: options.workspaces = 2
         case .diskFull:
             options.workspaces = 2
@@ -60,7 +64,7 @@ struct ChaosBenchmark: AsyncParsableCommand {
         do {
             switch scenario {
             case .kill9: report = try await ReliabilityScenarios.killUnderLoad(rig, kills: kills, pullsPerWorkspace: pulls)
-            case .lru: report = try await ReliabilityScenarios.lruChurn(rig, rounds: rounds)
+            case .lru: report = try await ReliabilityScenarios.lruChurn(rig, rounds: rounds, concurrency: min(8, globalConcurrency))
             case .soak: report = try await ReliabilityScenarios.soak(rig, duration: .seconds(duration), every: .seconds(sampleEvery))
             case .noisyNeighbour: report = try await ReliabilityScenarios.noisyNeighbour(rig, jobs: jobs, probes: probes)
             case .diskFull: report = try await ReliabilityScenarios.diskFull(rig, ballast: mount!.appendingPathComponent("ballast"))

@@ -30,6 +30,26 @@ struct ReliabilityTests {
         }
     }
 
+    @Test("LRU churn: 10× more active workspaces than workspaces.max_open all get reviewed; descriptors stay ≤ 3 × LRU + 64")
+    func lruChurn() async throws {
+        var options = RigOptions()
+        options.maxOpen = 4
+        options.workspaces = 40
+        // Files in use (a request, a running job) are never closed, so the bound holds when no more
+        // jobs run at once than files may be open.
+        options.environment = ["SENTINEL_JOBS_GLOBAL_CONCURRENCY": "4"]
+        let rig = try await ReliabilityRig.start(options)
+        do {
+            let report = try await ReliabilityScenarios.lruChurn(rig, rounds: 1, concurrency: 4)
+            await rig.shutdown()
+            #expect(report.passed, "\(report.failures)\n\(report.markdown)")
+            #expect(report.rows.contains { $0.check == "deliveries acknowledged" && $0.measured == "40" }, "\(report.markdown)")
+        } catch {
+            await rig.shutdown()
+            throw error
+        }
+    }
+
     @Test("disk full (max_page_count): intake answers 503 with Retry-After, keeps what it acknowledged, and accepts again by itself once space returns")
     func diskFull() async throws {
         let world = try await GitHubWorld(config: { $0.jobs.leaseSeconds = 2 })

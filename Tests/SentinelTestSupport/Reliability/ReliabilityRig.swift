@@ -363,6 +363,8 @@ public final class ReliabilityRig: Sendable {
         public var jobsLeftOpen = 0
         public var deadJobs = 0
         public var runsByState: [String: Int] = [:]
+        /// Reasons of failed runs, with their counts.
+        public var failureReasons: [String: Int] = [:]
         public var integrityFailures: [String] = []
     }
 
@@ -396,6 +398,15 @@ public final class ReliabilityRig: Sendable {
                 }
             }
             for (state, n) in states { result.runsByState[state, default: 0] += n }
+            let reasons: [(String, Int)] = try read(tenant) { db in
+                try Row.fetchAll(db, sql: "SELECT coalesce(substr(reason, 1, 80), '-') AS reason, count(*) AS n FROM review_runs WHERE state = 'failed' GROUP BY 1")
+                    .map { row -> (String, Int) in
+                        let reason: String = row["reason"]
+                        let n: Int = row["n"]
+                        return (reason, n)
+                    }
+            }
+            for (reason, n) in reasons { result.failureReasons[reason, default: 0] += n }
         }
         let reviews = await github.state.reviews.filter { $0.userLogin == FakeGitHubState.botLogin }
         result.reviewsPosted = reviews.count

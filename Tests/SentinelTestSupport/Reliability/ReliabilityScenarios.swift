@@ -144,6 +144,10 @@ public enum ReliabilityScenarios {
         report.check("jobs left queued or running", result.jobsLeftOpen, atMost: 0)
         report.report("runs by state", result.runsByState.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         report.report("dead jobs", String(result.deadJobs))
+        if !result.failureReasons.isEmpty {
+            report.report("failed runs by reason", result.failureReasons.sorted { $0.value > $1.value }.map { "\($0.value)× \($0.key)" }
+                .joined(separator: "; ").replacingOccurrences(of: "|", with: "/"))
+        }
         report.check("SQLite files failing integrity_check", result.integrityFailures.count, atMost: 0)
         report.check("drain after the clean restart timed out", drained ? 0 : 1, atMost: 0)
         report.check("clean stop exit status", Int(exit ?? -1), atMost: 0)
