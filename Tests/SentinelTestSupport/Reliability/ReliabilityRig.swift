@@ -106,7 +106,8 @@ public final class ReliabilityRig: Sendable {
         var tenants: [RigTenant] = []
         let (pem, appID, base, openAI) = (github.privateKeyPEM, github.appID, github.baseURL, llm.openAIBaseURL)
         for index in 0..<options.workspaces {
-            let workspace = try workspaces.create(name: "tenant-\(index)").workspaceID!
+            // Blocking file work off the cooperative pool (other tests of the process share it).
+            let workspace = try await offPool { try workspaces.create(name: "tenant-\(index)").workspaceID! }
             let secret = Data("reliability-secret-\(index)".utf8)
             let withAI = options.withAI
             let integration = try await supervisor.withWorkspace(workspace) { actor in
@@ -117,7 +118,7 @@ public final class ReliabilityRig: Sendable {
                 }
                 return added
             }
-            try billing.assign("enterprise", to: workspace)
+            try await offPool { try billing.assign("enterprise", to: workspace) }
             tenants.append(RigTenant(workspace: workspace, webhookPath: integration.webhookPath, repo: "tenant\(index)/service",
                                      repoID: 50_000 + index, secret: secret))
         }
@@ -287,42 +288,58 @@ public final class ReliabilityRig: Sendable {
 
     public var dataDirectory: DataDirectory { DataDirectory(path: dataPath) }
 
+    /// Runs blocking file work on a dispatch thread, never on the cooperative pool (a read
+    /// waiting for the server's lock must not stall other tasks of this process).
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
     /// Reads one workspace file (read-only; works beside a running server and after a kill).
-    public func read<T>(_ tenant: RigTenant, _ body: (Database) throws -> T) throws -> T {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(10)
-        let queue = try DatabaseQueue(path: dataDirectory.workspaceFile(tenant.workspace).path, configuration: configuration)
-        defer { try? queue.close() }
-        return try queue.read(body)
+    public func read<T: Sendable>(_ tenant: RigTenant, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let path = dataDirectory.workspaceFile(tenant.workspace).path
+        return try await Self.offPool {
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(10)
+            let queue = try DatabaseQueue(path: path, configuration: configuration)
+            defer { try? queue.close() }
+            return try queue.read(body)
+        }
     }
 
     /// Sums `sql` (one integer) over every workspace file.
-    public func total(_ sql: String) throws -> Int {
-        try tenants.reduce(0) { sum, tenant in sum + (try read(tenant) { try Int.fetchOne($0, sql: sql) ?? 0 }) }
+    public func total(_ sql: String) async throws -> Int {
+        var sum = 0
+        for tenant in tenants { sum += try await read(tenant) { try Int.fetchOne($0, sql: sql) ?? 0 } }
+        return sum
     }
 
     /// Jobs queued or running and runs not final, over all workspaces.
-    public func outstandingWork() throws -> (jobs: Int, runs: Int) {
-        (try total("SELECT count(*) FROM jobs WHERE state IN ('queued','running')"),
-         try total("SELECT count(*) FROM review_runs WHERE state IN ('queued','running')"))
+    public func outstandingWork() async throws -> (jobs: Int, runs: Int) {
+        (try await total("SELECT count(*) FROM jobs WHERE state IN ('queued','running')"),
+         try await total("SELECT count(*) FROM review_runs WHERE state IN ('queued','running')"))
     }
 
     /// Waits until no job is queued or running and no run is open in any workspace.
     public func drain(timeout: Duration = .seconds(120)) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let work = try? outstandingWork(), work.jobs == 0, work.runs == 0 { return true }
+            if let work = try? await outstandingWork(), work.jobs == 0, work.runs == 0 { return true }
             try await Task.sleep(for: .milliseconds(200))
         }
         return false
     }
 
     /// `PRAGMA integrity_check` of control.sqlite and every workspace file: the files that did not answer `ok`.
-    public func integrityFailures() -> [String] {
-        var files = [dataDirectory.controlFile.path]
-        files += tenants.map { dataDirectory.workspaceFile($0.workspace).path }
-        return files.filter { path in
+    public func integrityFailures() async -> [String] {
+        let files = [dataDirectory.controlFile.path] + tenants.map { dataDirectory.workspaceFile($0.workspace).path }
+        return (try? await Self.offPool { Self.failingIntegrity(files) }) ?? files
+    }
+
+    static func failingIntegrity(_ files: [String]) -> [String] {
+        files.filter { path in
             do {
                 let queue = try DatabaseQueue(path: path)
                 defer { try? queue.close() }
@@ -374,7 +391,7 @@ public final class ReliabilityRig: Sendable {
         result.acknowledged = acked.count
         for tenant in tenants {
             let ids = acked.filter { $0.value == tenant.workspace }.map(\.key)
-            let stored: [String: Bool] = try read(tenant) { db in
+            let stored: [String: Bool] = try await read(tenant) { db in
                 var map: [String: Bool] = [:]
                 for row in try Row.fetchAll(db, sql: "SELECT id, processed_at IS NOT NULL AS done FROM deliveries") {
                     let id: String = row["id"]
@@ -390,7 +407,7 @@ public final class ReliabilityRig: Sendable {
                 case true?: break
                 }
             }
-            let states: [(String, Int)] = try read(tenant) { db in
+            let states: [(String, Int)] = try await read(tenant) { db in
                 try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM review_runs GROUP BY state").map { row -> (String, Int) in
                     let state: String = row["state"]
                     let n: Int = row["n"]
@@ -398,7 +415,7 @@ public final class ReliabilityRig: Sendable {
                 }
             }
             for (state, n) in states { result.runsByState[state, default: 0] += n }
-            let reasons: [(String, Int)] = try read(tenant) { db in
+            let reasons: [(String, Int)] = try await read(tenant) { db in
                 try Row.fetchAll(db, sql: "SELECT coalesce(substr(reason, 1, 80), '-') AS reason, count(*) AS n FROM review_runs WHERE state = 'failed' GROUP BY 1")
                     .map { row -> (String, Int) in
                         let reason: String = row["reason"]
@@ -412,14 +429,14 @@ public final class ReliabilityRig: Sendable {
         result.reviewsPosted = reviews.count
         result.duplicateReviews = Dictionary(grouping: reviews) { "\($0.repo)#\($0.number)@\($0.commitID)" }.values.filter { $0.count > 1 }.count
         result.aiCalls = await llm.state.requests().filter { $0.status == 200 }.count
-        result.usageRows = try total("SELECT count(*) FROM usage_records")
-        let sharedKeys = try total("SELECT count(*) - count(DISTINCT call_key) FROM usage_records")
+        result.usageRows = try await total("SELECT count(*) FROM usage_records")
+        let sharedKeys = try await total("SELECT count(*) - count(DISTINCT call_key) FROM usage_records")
         result.countedTwice = max(0, result.usageRows - result.aiCalls) + sharedKeys
         result.uncounted = max(0, result.aiCalls - result.usageRows)
-        result.runsLeftOpen = try total("SELECT count(*) FROM review_runs WHERE state IN ('queued','running')")
-        result.jobsLeftOpen = try total("SELECT count(*) FROM jobs WHERE state IN ('queued','running')")
-        result.deadJobs = try total("SELECT count(*) FROM jobs WHERE state = 'dead'")
-        result.integrityFailures = integrityFailures()
+        result.runsLeftOpen = try await total("SELECT count(*) FROM review_runs WHERE state IN ('queued','running')")
+        result.jobsLeftOpen = try await total("SELECT count(*) FROM jobs WHERE state IN ('queued','running')")
+        result.deadJobs = try await total("SELECT count(*) FROM jobs WHERE state = 'dead'")
+        result.integrityFailures = await integrityFailures()
         return result
     }
 }

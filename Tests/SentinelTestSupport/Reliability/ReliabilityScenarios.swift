@@ -110,7 +110,7 @@ public enum ReliabilityScenarios {
                 try await Task.sleep(for: .milliseconds(100))
                 // Answered by the fake LLM to the dead process and not recorded in its files: in flight at this kill.
                 let answered = await rig.llm.state.requests().filter { $0.status == 200 }.count
-                let recorded = try rig.total("SELECT count(*) FROM usage_records")
+                let recorded = try await rig.total("SELECT count(*) FROM usage_records")
                 inFlightAtKills = max(inFlightAtKills, answered - recorded)
                 let restart = ContinuousClock.now
                 try await rig.startServer()
@@ -236,7 +236,7 @@ public enum ReliabilityScenarios {
         let start = ContinuousClock.now
         while ContinuousClock.now - start < duration {
             try await Task.sleep(for: every)
-            let queue = (try? rig.total("SELECT count(*) FROM jobs WHERE state IN ('queued','running')")) ?? -1
+            let queue = (try? await rig.total("SELECT count(*) FROM jobs WHERE state IN ('queued','running')")) ?? -1
             samples.append(Sample(t: (ContinuousClock.now - start).seconds, rss: Double(ProcessSample.residentKiB(pid) ?? 0) / 1024,
                                   fds: Double(ProcessSample.descriptors(pid) ?? 0), wal: Double(rig.walBytes()) / 1024, queue: Double(queue)))
         }
@@ -302,12 +302,12 @@ public enum ReliabilityScenarios {
         }
         var probeDeliveries: [(number: Int, backlog: Int)] = []
         // Let the backlog build first.
-        while (try? rig.read(noisy, { try Int.fetchOne($0, sql: "SELECT count(*) FROM jobs WHERE state = 'queued'") ?? 0 })) ?? 0 < min(1000, jobs / 4) {
+        while (try? await rig.read(noisy, { try Int.fetchOne($0, sql: "SELECT count(*) FROM jobs WHERE state = 'queued'") ?? 0 })) ?? 0 < min(1000, jobs / 4) {
             if next.value > jobs { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         for probe in 0..<probes {
-            let backlog = (try? rig.read(noisy) { try Int.fetchOne($0, sql: "SELECT count(*) FROM jobs WHERE state IN ('queued','running')") ?? 0 }) ?? 0
+            let backlog = (try? await rig.read(noisy) { try Int.fetchOne($0, sql: "SELECT count(*) FROM jobs WHERE state IN ('queued','running')") ?? 0 }) ?? 0
             let number = 1000 + probe
             await rig.openPull(quiet, number: number)
             probeDeliveries.append((number, backlog))
@@ -319,11 +319,12 @@ public enum ReliabilityScenarios {
         var latencies: [Double] = []
         var missing = 0
         for probe in probeDeliveries {
-            let times: (Double?, Double?) = try rig.read(quiet) { db in
+            let number = probe.number
+            let times: (Double?, Double?) = try await rig.read(quiet) { db in
                 let stored = try Double.fetchOne(db, sql: """
                     SELECT min(received_at) FROM deliveries WHERE event = 'pull_request' AND json_extract(payload, '$.number') = ?
-                    """, arguments: [probe.number])
-                let started = try Double.fetchOne(db, sql: "SELECT min(started_at) FROM review_runs WHERE pr_number = ?", arguments: [probe.number])
+                    """, arguments: [number])
+                let started = try Double.fetchOne(db, sql: "SELECT min(started_at) FROM review_runs WHERE pr_number = ?", arguments: [number])
                 return (stored, started)
             }
             if let stored = times.0, let started = times.1 { latencies.append(started - stored) } else { missing += 1 }
