@@ -110,6 +110,8 @@ let package = Package(
             dependencies: [
                 "SentinelCore",
                 "SentinelServer",
+                // The reliability suite (`sentinel-bench chaos`) serves the loopback fakes and drives the real binary.
+                "SentinelTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -128,6 +130,8 @@ let package = Package(
             name: "SentinelTestSupport",
             dependencies: [
                 "SentinelCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),

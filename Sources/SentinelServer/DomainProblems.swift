@@ -1,3 +1,4 @@
+import GRDB
 import Hummingbird
 import SentinelCore
 
@@ -62,5 +63,21 @@ extension IntegrationError: ProblemConvertible {
 extension PolicySettingsError: ProblemConvertible {
     var problem: Problem {
         Problem(status: .badRequest, detail: description, type: "urn:sentinel:problem:invalid-setting", title: "Invalid setting")
+    }
+}
+
+/// The data volume is full (`SQLITE_FULL`: the disk, or the file's size limit): nothing was stored,
+/// so the client is asked to come back (503 + `Retry-After`; GitHub and GitLab retry or the
+/// catch-up sweep asks for the delivery again). Writes succeed again by themselves once space
+/// returns. Any other database error is an internal error.
+extension DatabaseError: ProblemConvertible {
+    static let storageFullRetryAfter = 30
+
+    var problem: Problem {
+        guard resultCode == .SQLITE_FULL else { return .internalError }
+        var problem = Problem(status: .serviceUnavailable, detail: "the data volume is full; nothing was stored, retry later",
+                              type: "urn:sentinel:problem:storage-full", title: "Storage full")
+        problem.retryAfter = Self.storageFullRetryAfter
+        return problem
     }
 }

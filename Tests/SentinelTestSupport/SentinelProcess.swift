@@ -74,6 +74,7 @@ public final class SentinelProcess: Sendable {
     public var stderr: String { errorText.withLock { $0 } }
     public var stdout: String { outputText.withLock { $0 } }
     public var pid: Int32 { process.processIdentifier }
+    public var hasExited: Bool { !process.isRunning }
 
     /// The port from the server's `listening` log line.
     public func waitForListeningPort(timeout: Duration = .seconds(60)) async -> Int? {

@@ -136,9 +136,11 @@ public actor WorkspaceActor {
                             return .commit
                         }
                         box.set(.success(value!))
+                        return nil
                     } catch {
                         (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact) = before
                         box.set(.failure(error))
+                        return error
                     }
                 },
                 complete: { commitError in
@@ -173,7 +175,13 @@ public actor WorkspaceActor {
                         var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
                                                       defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
                                                       indexedDue: known, control: control)
-                        for entry in batch { entry.apply(&tx) }
+                        for entry in batch {
+                            // Some errors (SQLITE_FULL, SQLITE_IOERR, …) make SQLite roll the whole
+                            // transaction back, not just the body's savepoint: nothing of the batch
+                            // is stored, and every write in it fails with that cause (not with the
+                            // commit's "transaction was aborted").
+                            if let failure = entry.apply(&tx), !db.isInsideTransaction { throw failure }
+                        }
                         outcome = (tx.indexedDue, false, tx.exactDue, tx.dueSinceExact)
                         // Index before commit: a crash in between leaves a harmless false positive,
                         // never a job the scheduler does not know about.
@@ -335,7 +343,8 @@ public actor WorkspaceActor {
 }
 
 struct PendingWrite: Sendable {
-    let apply: @Sendable (inout WorkspaceTransaction) -> Void
+    /// Runs the body in its own savepoint; returns its error, if any.
+    let apply: @Sendable (inout WorkspaceTransaction) -> Error?
     let complete: @Sendable (Error?) -> Void
     /// False for the queue's own bookkeeping (claim, finish, heartbeat, release): losing such a
     /// commit to a power cut only makes a job run again, which at-least-once already allows.

@@ -1,8 +1,10 @@
 import Foundation
 
-/// Builds GitHub sessions for review runs: one HTTP client per integration (with the integration's
-/// own CA bundle when it has one) and one installation-token cache per integration, reused across
-/// runs and catch-up sweeps. `shutdown()` closes the clients when the appliance stops.
+/// Builds GitHub sessions for review runs: one HTTP client per CA bundle (integrations without
+/// one share a client, so connections to one host are pooled whatever the number of
+/// integrations: descriptors stay bounded with thousands of workspaces) and one installation-token
+/// cache per integration, reused across runs and catch-up sweeps. `shutdown()` closes the clients
+/// when the appliance stops.
 public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
     private struct Entry {
         let http: AsyncOutboundHTTPClient
@@ -17,6 +19,8 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
     let requestTimeout: Duration
     let destinations: DestinationPolicy
     private var entries: [IntegrationID: Entry] = [:]
+    /// The clients by CA bundle (nil: the system roots).
+    private var clients: [String?: AsyncOutboundHTTPClient] = [:]
     /// Bot logins learnt from GitHub (`GET /app`) for integrations that were not given one.
     private var botLogins: [IntegrationID: String] = [:]
 
@@ -58,8 +62,13 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
         guard let integration = try await integrations.integration(id, in: workspace) else { return nil }
         if let cached = entries[id] { return cached }  // made by another caller meanwhile
         let http: AsyncOutboundHTTPClient
-        do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
-            throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
+        if let shared = clients[integration.caBundlePEM] {
+            http = shared
+        } else {
+            do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
+                throw SourceControlError.permanent("the integration's CA bundle cannot be used: \(error)")
+            }
+            clients[integration.caBundlePEM] = http
         }
         let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
         let entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL,
@@ -74,7 +83,8 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
     }
 
     public func shutdown() async {
-        for entry in entries.values { await entry.http.shutdown() }
+        for client in clients.values { await client.shutdown() }
+        clients.removeAll()
         entries.removeAll()
     }
 }
