@@ -102,6 +102,8 @@ let package = Package(
             dependencies: [
                 "SentinelCore",
                 "SentinelServer",
+                // The loopback fakes (FakeGitHub, FakeLLMServer) of `sentinel-bench review`.
+                "SentinelTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
