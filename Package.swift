@@ -110,7 +110,7 @@ let package = Package(
             dependencies: [
                 "SentinelCore",
                 "SentinelServer",
-                // The reliability suite (`sentinel-bench chaos`) serves the loopback fakes and drives the real binary.
+                // The loopback fakes: `sentinel-bench review` and the reliability suite (`chaos`), which drive the real binary.
                 "SentinelTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -16,8 +16,8 @@ struct SentinelBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sentinel-bench",
         abstract: "Sentinel benchmarks (build with -c release).",
-        subcommands: [JobsBenchmark.self, PriorityBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self, EngineBenchmark.self,
-                      ExportBenchmark.self, ChaosBenchmark.self])
+        subcommands: [JobsBenchmark.self, PriorityBenchmark.self, TenantsBenchmark.self, IntakeBenchmark.self, ReviewBenchmark.self,
+                      IdleBenchmark.self, EngineBenchmark.self, ExportBenchmark.self, ChaosBenchmark.self])
 }
 
 struct JobsBenchmark: AsyncParsableCommand {

@@ -185,6 +185,21 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a run that prepares its review posts it without first looking for an earlier post: 6 GitHub calls per review")
+    func freshRunSkipsTheMarkerLookup() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let calls = await world.github.state.requests
+        // Nothing is posted before the prepared review is stored, so a first preparation has nothing to look for.
+        #expect(!calls.contains("GET reviews"), "\(calls)")
+        // `GET app` (the App's bot login) and the token are looked up once per integration, not per review.
+        #expect(calls == ["GET app", "POST access_tokens", "GET pull", "GET contents", "POST check-runs", "GET files", "POST reviews", "PATCH check-runs"],
+                "\(calls)")
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
     @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
     func wrongSignatureRejected() async throws {
         let world = try await GitHubWorld()

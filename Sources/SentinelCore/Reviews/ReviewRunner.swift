@@ -103,6 +103,7 @@ public struct ReviewRunner: Sendable {
         let runID = try context.job.decodePayload(ReviewRunJob.self).runID
         let workspace = context.workspace
         let logger = context.logger.with(["run_id": String(runID)])
+        var laps = StageLaps()
         let plan = try await billing?.plan(for: workspace.id)
         guard let loaded = try await workspace.write({ tx -> Loaded? in
             guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
@@ -123,13 +124,15 @@ public struct ReviewRunner: Sendable {
             logger.info("run already finished; nothing to do")
             return
         }
+        laps.mark("tx_start")
         let repo = loaded.repository.fullName
         var checkID = loaded.run.checkRunID
         var session: (any SourceControlSession)?
         do {
             let scm = try await connector.session(for: loaded.repository, in: workspace)
             session = scm
-            try await execute(loaded, session: scm, checkID: &checkID, context: context, logger: logger)
+            laps.mark("session")
+            try await execute(loaded, session: scm, checkID: &checkID, context: context, laps: &laps, logger: logger)
         } catch let error as SourceControlError {
             switch error {
             case .retryable(let message, let retryAfter):
@@ -172,19 +175,24 @@ public struct ReviewRunner: Sendable {
                        workspace: workspace, logger: logger, checkRequired: context.job.attempts < context.job.maxAttempts)
     }
 
-    private func execute(_ loaded: Loaded, session: any SourceControlSession, checkID: inout String?, context: JobContext, logger: Logger) async throws {
+    private func execute(_ loaded: Loaded, session: any SourceControlSession, checkID: inout String?, context: JobContext,
+                         laps: inout StageLaps, logger: Logger) async throws {
         let workspace = context.workspace
         var run = loaded.run
         let repo = loaded.repository.fullName
         if let prepared = loaded.prepared {
             logger.info("posting the review prepared by an earlier attempt; the model is not called again")
             var check = checkID
-            try await stage("post") { try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace, logger: logger) }
+            try await stage("post") {
+                try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace, lookForEarlierPost: true,
+                               laps: &laps, logger: logger)
+            }
             checkID = check
             metrics.runFinished(outcome: "completed", reason: "completed")
             return
         }
         let pr = try await session.pullRequest(repo, run.prNumber)
+        laps.mark("fetch_pull")
         if run.headSHA.isEmpty {
             let (id, sha) = (run.id, pr.headSHA)
             try await workspace.write { tx in
@@ -202,16 +210,19 @@ public struct ReviewRunner: Sendable {
         let configRef = RepositoryConfigParser.revisionToRead(headSHA: run.headSHA, baseSHA: pr.baseSHA, isFromFork: pr.fromFork)
         let resolved = try await stage("policy") {
             let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
+            laps.mark("fetch_config")
             return try await workspace.read { db in
                 try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
             }
         }
         let policy = resolved.policy
+        laps.mark("policy")
         let (id, snapshot, sha, versions) = (run.id, String(decoding: resolved.effective.snapshotJSON(), as: UTF8.self),
                                              resolved.effective.sha256, resolved.versionsJSON)
         try await workspace.write { tx in
             try ReviewRunStore.recordPolicy(id, snapshot: snapshot, sha256: sha, versions: versions, in: tx.db)
         }
+        laps.mark("tx_policy")
         if let (reason, label) = skipReasonAndLabel(run: run, pr: pr, policy: policy, lastReviewedSHA: loaded.lastReviewedSHA) {
             try await skip(run: run, reason: reason, label: label, session: session, repo: repo, checkID: checkID, workspace: workspace)
             logger.info("run skipped", metadata: ["reason": "\(reason)"])
@@ -220,14 +231,18 @@ public struct ReviewRunner: Sendable {
         if checkID == nil {
             let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
             checkID = created
+            laps.mark("check_start")
             try await workspace.write { tx in
                 try ReviewRunStore.setCheckRun(id, created, in: tx.db)
             }
+            laps.mark("tx_check")
         }
         let diff = try await stage("fetch_diff") {
             try await filesToReview(run: run, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
         }
+        laps.mark("fetch_files")
         let (model, skippedReason) = await models.model(for: workspace, policy: policy)
+        laps.mark("model_resolve")
         var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
                                     pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
                                     maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
@@ -239,6 +254,7 @@ public struct ReviewRunner: Sendable {
         let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
         let result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
+        laps.mark("engine")
         let blocking = result.findings.contains { policy.fails($0.severity) }
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
@@ -263,14 +279,22 @@ public struct ReviewRunner: Sendable {
             summary: result.summary, reviewedSHA: diff.complete ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
-        try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
-                              jobAttempt: context.job.attempts, in: workspace)
+        let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
+                                                   jobAttempt: context.job.attempts, in: workspace)
+        laps.mark("tx_usage")
+        // Nothing is posted before the prepared review is stored (durably), so when no attempt had
+        // stored one before this one, no review of this run can exist yet: no need to look for it.
         var check = checkID
-        try await stage("post") { try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace, logger: logger) }
+        try await stage("post") {
+            try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace,
+                           lookForEarlierPost: preparedBefore, laps: &laps, logger: logger)
+        }
         checkID = check
         metrics.runFinished(outcome: "completed", reason: "completed")
         logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(prepared.conclusion)",
-                                                 "ai": "\(result.aiStatus.description)"])
+                                                 "ai": "\(result.aiStatus.description)", "stages_ms": "\(laps)",
+                                                 "model_calls": "\(result.usage.count)",
+                                                 "model_call_ms": "\(result.usage.map { String($0.durationMs) }.joined(separator: " "))"])
     }
 
     struct DiffToReview: Sendable {
@@ -333,9 +357,10 @@ public struct ReviewRunner: Sendable {
     }
 
     /// Posts a prepared review once, records its findings as posted, concludes the check and
-    /// completes the run.
+    /// completes the run. `lookForEarlierPost`: an earlier attempt (or one running beside this
+    /// one) had stored the prepared review, so it may have posted it: look for the run's marker first.
     private func post(_ prepared: PreparedReview, run: ReviewRun, session: any SourceControlSession, repo: String, checkID: inout String?,
-                      workspace: WorkspaceActor, logger: Logger) async throws {
+                      workspace: WorkspaceActor, lookForEarlierPost: Bool, laps: inout StageLaps, logger: Logger) async throws {
         var prepared = prepared
         let id = run.id
         // A newer push may have superseded this run while it worked: then it posts nothing.
@@ -347,6 +372,7 @@ public struct ReviewRunner: Sendable {
             logger.info("run superseded while running; nothing posted", metadata: ["state": "\(current.state.rawValue)"])
             return
         }
+        laps.mark("read_state")
         if checkID == nil {
             let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
             checkID = created
@@ -358,9 +384,10 @@ public struct ReviewRunner: Sendable {
         let reviewID: String
         if let existing = run.reviewID {
             reviewID = existing
-        } else if let found = try await session.findReview(repo, run.prNumber, marker: ReviewRunner.marker(runID: run.id)) {
+        } else if lookForEarlierPost, let found = try await session.findReview(repo, run.prNumber, marker: ReviewRunner.marker(runID: run.id)) {
             reviewID = found
         } else {
+            laps.mark("find_review")
             // A job whose lease was lost is cancelled: it must not post what another attempt owns.
             try Task.checkCancellation()
             do {
@@ -378,16 +405,20 @@ public struct ReviewRunner: Sendable {
                                                         comments: [], requestChanges: prepared.requestChanges)
             }
         }
+        laps.mark("post_review")
         let (record, posted) = (prepared, run)
         try await workspace.write { tx in
             // Exactly the findings of the posted review; `posted` only for those on a diff line.
             try ReviewRunStore.recordPosted(posted, reviewID: reviewID, findings: record.findings, posted: !record.inlineMovedToSummary, in: tx.db)
         }
+        laps.mark("tx_posted")
         if let checkID {
             try await session.completeCheck(repo, checkID: checkID, conclusion: CheckConclusion(rawValue: prepared.conclusion) ?? .neutral,
                                             title: prepared.title, summary: prepared.checkSummary)
+            laps.mark("check_complete")
         }
         try await workspace.write { tx in try ReviewRunStore.complete(posted, prepared: record, in: &tx) }
+        laps.mark("tx_complete")
     }
 
     /// The review body; with the inline comments refused, the findings are listed in it instead.
@@ -411,14 +442,17 @@ public struct ReviewRunner: Sendable {
     /// costs money whether or not this attempt of the job gets to finish. The engine's gate already
     /// recorded each call as it returned; the key (run, job attempt, chunk, attempt) makes this
     /// record nothing twice.
+    /// Returns whether a prepared review was stored already (by another attempt of the job).
     private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, jobAttempt: Int,
-                             in workspace: WorkspaceActor) async throws {
+                             in workspace: WorkspaceActor) async throws -> Bool {
         var costs: [Double] = []
         for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
         let calls = zip(result.usage, costs).map { (call: $0.0, costUSD: $0.1) }
-        try await workspace.write { tx in
+        return try await workspace.write { tx in
+            let earlier = try Bool.fetchOne(tx.db, sql: "SELECT prepared_review IS NOT NULL FROM review_runs WHERE id = ?", arguments: [runID]) ?? false
             try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
             try ReviewRunStore.storePrepared(prepared, runID: runID, in: tx.db)
+            return earlier
         }
     }
 
@@ -508,5 +542,27 @@ public struct ReviewRunner: Sendable {
             try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, conclusion: conclusion.rawValue, in: &tx)
         }
         metrics.runFinished(outcome: "failed", reason: label)
+    }
+}
+
+/// Wall time of a run's stages in the order they ran, written on the "run completed" log line
+/// (`stages_ms`, e.g. `tx_start=0.41 session=0.02 fetch_pull=0.63 …`): where a review's time goes,
+/// read by `sentinel-bench review` and by an operator looking at one slow run.
+struct StageLaps: Sendable, CustomStringConvertible {
+    private var last = ContinuousClock.now
+    private(set) var laps: [(stage: String, duration: Duration)] = []
+
+    /// Ends the stage `stage`: the time since the previous mark (or since the run started).
+    mutating func mark(_ stage: String) {
+        let now = ContinuousClock.now
+        laps.append((stage, now - last))
+        last = now
+    }
+
+    var description: String {
+        laps.map { lap in
+            let ms = Double(lap.duration.components.seconds) * 1000 + Double(lap.duration.components.attoseconds) / 1e15
+            return "\(lap.stage)=\(String(format: "%.2f", ms))"
+        }.joined(separator: " ")
     }
 }

@@ -93,7 +93,7 @@ struct WebhookRoutes {
         guard let deliveryID = request.headers[.init("X-GitHub-Delivery")!], !deliveryID.isEmpty, deliveryID.count <= 200 else {
             throw Problem(status: .badRequest, detail: "X-GitHub-Delivery header is required")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
             throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
         }
@@ -101,7 +101,7 @@ struct WebhookRoutes {
             metrics.webhook(platform: "github", outcome: "ping")
             return jsonResponse(.ok, ["status": "pong", "integration_id": id.rawValue])
         }
-        let action = object["action"] as? String
+        let action = envelope.action
         return try await store(deliveryID: deliveryID, event: event, action: action, data: data, integrationID: id,
                                workspaceID: integration.workspaceID, platform: "github", jobKind: DeliveryIntake.jobKind, context)
     }
@@ -124,11 +124,11 @@ struct WebhookRoutes {
         guard let key, !key.isEmpty, key.count <= 200 else {
             throw Problem(status: .badRequest, detail: "X-Gitlab-Event-UUID (or Idempotency-Key) header is required")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
             throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
         }
-        let action = (object["object_attributes"] as? [String: Any])?["action"] as? String
+        let action = envelope.objectAttributesAction
         return try await store(deliveryID: "gitlab:\(key)", event: event, action: action, data: data, integrationID: integration.id,
                                workspaceID: integration.workspaceID, platform: "gitlab", jobKind: DeliveryIntake.gitLabJobKind, context)
     }

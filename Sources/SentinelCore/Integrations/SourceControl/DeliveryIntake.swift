@@ -19,15 +19,54 @@ public enum DeliveryIntake {
     public static func store(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data,
                              correlationID: String, jobKind: String = DeliveryIntake.jobKind, in workspace: WorkspaceActor) async throws -> Outcome {
         try await workspace.write { tx in
-            try tx.db.execute(sql: """
+            // Compiled once per connection, not once per delivery.
+            try tx.db.cachedStatement(sql: """
                 INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, correlation_id, received_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [deliveryID, integrationID.rawValue, event, action, body, correlationID, tx.now.epoch])
+                """).execute(arguments: [deliveryID, integrationID.rawValue, event, action, body, correlationID, tx.now.epoch])
             guard tx.db.changesCount == 1 else { return .duplicate }
             try tx.enqueue(JobRequest(kind: jobKind, payload: DeliveryJob(deliveryID: deliveryID), priority: .critical,
                                       idempotencyKey: "delivery:\(deliveryID)", correlationID: correlationID))
             return .accepted
         }
+    }
+}
+
+/// What intake reads of a delivery's body before storing it: that it is one JSON object, and the
+/// action it names (GitHub's top-level `action`, GitLab's `object_attributes.action`; nil when
+/// absent or not a string). Decoded without building the whole document as Foundation objects
+/// (`JSONSerialization` costs about five times as much CPU on a 23 KB `pull_request` delivery).
+public struct DeliveryEnvelope: Decodable, Sendable, Equatable {
+    public var action: String?
+    public var objectAttributesAction: String?
+
+    /// nil when `data` is not valid JSON or not an object.
+    public static func parse(_ data: Data) -> DeliveryEnvelope? {
+        try? JSONDecoder().decode(DeliveryEnvelope.self, from: data)
+    }
+
+    public init(action: String?, objectAttributesAction: String?) {
+        self.action = action
+        self.objectAttributesAction = objectAttributesAction
+    }
+
+    private enum Keys: String, CodingKey {
+        case action
+        case objectAttributes = "object_attributes"
+    }
+
+    private struct Attributes: Decodable {
+        var action: String?
+        init(from decoder: any Decoder) throws {
+            action = try? decoder.container(keyedBy: Keys.self).decodeIfPresent(String.self, forKey: .action)
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        // Anything but an object fails here (a type mismatch): the delivery is refused.
+        let container = try decoder.container(keyedBy: Keys.self)
+        action = try? container.decodeIfPresent(String.self, forKey: .action)
+        objectAttributesAction = (try? container.decodeIfPresent(Attributes.self, forKey: .objectAttributes))?.action
     }
 }
 
