@@ -21,6 +21,13 @@ public struct OperationalSignals: Sendable {
         }
     }
 
+    /// Refused deliveries recorded for an integration so far.
+    public func authFailures(integrationID: IntegrationID) throws -> Int? {
+        try control.read { db in
+            try Int.fetchOne(db, sql: "SELECT failures FROM integration_auth_failures WHERE integration_id = ?", arguments: [integrationID.rawValue])
+        }
+    }
+
     public func circuitOpened(workspaceID: String, providerID: String, at: Date, retryAt: Date) throws {
         try control.write { db in
             try db.execute(sql: """
@@ -49,25 +56,44 @@ extension OperationalSignals: CircuitJournal {
 
 /// Refused webhook deliveries, counted in memory and written at most every `interval` per
 /// integration: a flood of forged deliveries costs one small write per interval, not one per request.
+/// With a supervisor, the workspace is also told (`IntegrationAuthFailing`, what notification
+/// channels subscribe to) at most every `eventInterval` per integration.
 public actor DeliveryAuthFailures {
     private var pending: [IntegrationID: (workspaceID: WorkspaceID, count: Int, lastWrite: ContinuousClock.Instant?)] = [:]
+    private var lastEvent: [IntegrationID: ContinuousClock.Instant] = [:]
     let signals: OperationalSignals
     let interval: Duration
+    let supervisor: Supervisor?
+    let eventInterval: Duration
 
-    public init(signals: OperationalSignals, interval: Duration = .seconds(10)) {
+    public init(signals: OperationalSignals, interval: Duration = .seconds(10), supervisor: Supervisor? = nil, eventInterval: Duration = .seconds(3600)) {
         self.signals = signals
         self.interval = interval
+        self.supervisor = supervisor
+        self.eventInterval = eventInterval
     }
 
-    public func record(_ id: IntegrationID, workspaceID: WorkspaceID) {
+    public func record(_ id: IntegrationID, workspaceID: WorkspaceID) async {
         var entry = pending[id] ?? (workspaceID, 0, nil)
         entry.count += 1
         let now = ContinuousClock.now
+        var written = 0
         if entry.lastWrite.map({ now - $0 >= interval }) ?? true {
             try? signals.recordAuthFailures(entry.count, integrationID: id, workspaceID: workspaceID, at: Date())
+            written = entry.count
             entry.count = 0
             entry.lastWrite = now
         }
         pending[id] = entry
+        guard written > 0, let supervisor, lastEvent[id].map({ now - $0 >= eventInterval }) ?? true else { return }
+        lastEvent[id] = now
+        let total = (try? signals.authFailures(integrationID: id)) ?? written
+        // Best effort: the refusal is answered whether or not the workspace can be written.
+        _ = try? await supervisor.withWorkspace(workspaceID) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: "integration:\(id.rawValue)", payload: [
+                    "integration": id.rawValue, "failures": String(total)]))
+            }
+        }
     }
 }
