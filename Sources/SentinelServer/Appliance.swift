@@ -99,7 +99,11 @@ public final class Appliance: Sendable {
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
-        self.authFailures = DeliveryAuthFailures(signals: signals, supervisor: supervisor)
+        let opened = self.supervisor
+        self.authFailures = DeliveryAuthFailures(signals: signals) { id, workspaceID, failures in
+            // Best effort: the refusal is answered whether or not the workspace can be written.
+            _ = try? await opened.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: failures, in: $0) }
+        }
         self.reconcile = ReconcileService(
             reconciler: Reconciler(connectors: ["github": connector], options: ReconcileOptions(config.reconcile), metrics: metrics),
             supervisor: supervisor, control: control, interval: config.reconcile.intervalSeconds, logger: logger.with(["component": "reconcile"]))

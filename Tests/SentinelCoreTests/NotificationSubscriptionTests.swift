@@ -77,7 +77,10 @@ struct NotificationSubscriptionTests {
     func integrationAuthFailing() async throws {
         let s = try await NotificationTests.setup(window: 0.5)
         _ = try await s.add("slack", path: "/slack/auth", topics: ["integration.auth_failing"])
-        let failures = DeliveryAuthFailures(signals: OperationalSignals(control: s.h.control), supervisor: s.h.supervisor)
+        let supervisor = s.h.supervisor
+        let failures = DeliveryAuthFailures(signals: OperationalSignals(control: s.h.control)) { id, workspaceID, count in
+            _ = try? await supervisor.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: count, in: $0) }
+        }
         for integration in ["int_aaaaaaaaaaaaaaaa", "int_bbbbbbbbbbbbbbbb"] {
             for _ in 0..<25 { await failures.record(IntegrationID(integration)!, workspaceID: s.ws) }
         }

@@ -83,6 +83,19 @@ public struct Notifications: Sendable {
         }
     }
 
+    /// Appends `IntegrationAuthFailing` when a channel of the workspace subscribes to it (a
+    /// workspace without one stores nothing for a refused delivery).
+    public static func integrationAuthFailing(_ id: IntegrationID, failures: Int, in workspace: WorkspaceActor) async throws {
+        let subscribed = try await workspace.read { db in
+            try NotificationStore.summaries(in: db).contains { $0.topics.contains(NotificationTopic.integrationAuthFailing.rawValue) }
+        }
+        guard subscribed else { return }
+        try await workspace.write { tx in
+            try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: "integration:\(id.rawValue)", payload: [
+                "integration": id.rawValue, "failures": String(failures)]))
+        }
+    }
+
     /// What an event means for a channel with these subscriptions, or nil.
     static func notice(for event: StoredEvent, topics: Set<String>, minSeverity: Severity?) -> Notice? {
         let data = Data(event.data.utf8)

@@ -56,21 +56,22 @@ extension OperationalSignals: CircuitJournal {
 
 /// Refused webhook deliveries, counted in memory and written at most every `interval` per
 /// integration: a flood of forged deliveries costs one small write per interval, not one per request.
-/// With a supervisor, the workspace is also told (`IntegrationAuthFailing`, what notification
-/// channels subscribe to) at most every `eventInterval` per integration.
+/// `failing` is also told (at most every `eventInterval` per integration, with the count so far):
+/// `serve` appends `IntegrationAuthFailing` there for notification channels subscribed to it.
 public actor DeliveryAuthFailures {
     private var pending: [IntegrationID: (workspaceID: WorkspaceID, count: Int, lastWrite: ContinuousClock.Instant?)] = [:]
     private var lastEvent: [IntegrationID: ContinuousClock.Instant] = [:]
     let signals: OperationalSignals
     let interval: Duration
-    let supervisor: Supervisor?
+    let failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Void)?
     let eventInterval: Duration
 
-    public init(signals: OperationalSignals, interval: Duration = .seconds(10), supervisor: Supervisor? = nil, eventInterval: Duration = .seconds(3600)) {
+    public init(signals: OperationalSignals, interval: Duration = .seconds(10), eventInterval: Duration = .seconds(3600),
+                failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Void)? = nil) {
         self.signals = signals
         self.interval = interval
-        self.supervisor = supervisor
         self.eventInterval = eventInterval
+        self.failing = failing
     }
 
     public func record(_ id: IntegrationID, workspaceID: WorkspaceID) async {
@@ -85,15 +86,8 @@ public actor DeliveryAuthFailures {
             entry.lastWrite = now
         }
         pending[id] = entry
-        guard written > 0, let supervisor, lastEvent[id].map({ now - $0 >= eventInterval }) ?? true else { return }
+        guard written > 0, let failing, lastEvent[id].map({ now - $0 >= eventInterval }) ?? true else { return }
         lastEvent[id] = now
-        let total = (try? signals.authFailures(integrationID: id)) ?? written
-        // Best effort: the refusal is answered whether or not the workspace can be written.
-        _ = try? await supervisor.withWorkspace(workspaceID) { actor in
-            try await actor.write { tx in
-                try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: "integration:\(id.rawValue)", payload: [
-                    "integration": id.rawValue, "failures": String(total)]))
-            }
-        }
+        await failing(id, workspaceID, (try? signals.authFailures(integrationID: id)) ?? written)
     }
 }
