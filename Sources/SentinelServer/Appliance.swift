@@ -94,16 +94,22 @@ public final class Appliance: Sendable {
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
                                                             breakers: CircuitBreakerRegistry(journal: CircuitMetricsJournal(forwardingTo: signals, metrics: metrics)),
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile), metrics: metrics)
-        self.authFailures = DeliveryAuthFailures(signals: signals)
         let runner = ReviewRunner(connector: SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector]), models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
                                   maxTokensPerRun: config.review.maxTokensPerRun, metrics: metrics)
         runner.register(in: &registry)
         Rollups.register(in: &registry)
         Retention.register(in: &registry, config: config)
-        Notifications(store: NotificationStore(masterKey: integrations.masterKey), http: aiHTTP).register(in: &registry)
+        let notifications = Notifications(store: NotificationStore(masterKey: integrations.masterKey), http: aiHTTP,
+                                          mail: NIOSMTPClient(destinations: destinations))
+        notifications.register(in: &registry)
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
+        let opened = self.supervisor
+        self.authFailures = DeliveryAuthFailures(signals: signals) { id, workspaceID, failures in
+            // Best effort: the refusal is answered whether or not the workspace can be written.
+            _ = try? await opened.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: failures, in: $0) }
+        }
         self.reconcile = ReconcileService(
             reconciler: Reconciler(connectors: ["github": connector, "gitlab": gitLabConnector], options: ReconcileOptions(config.reconcile), metrics: metrics),
             supervisor: supervisor, control: control, interval: config.reconcile.intervalSeconds, logger: logger.with(["component": "reconcile"]))
@@ -115,7 +121,8 @@ public final class Appliance: Sendable {
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
             publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,
-            supervisor: supervisor, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations)
+            supervisor: supervisor, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations,
+            notifications: notifications)
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
         }
@@ -203,7 +210,8 @@ public final class Appliance: Sendable {
         if config.export.enabled {
             let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: DatabaseOpener(config: config))
             services.append(.init(service: NightlyExportService(exporter: exporter, config: config.export,
-                                                                logger: logger.with(["component": "export"]), metrics: metrics)))
+                                                                logger: logger.with(["component": "export"]), metrics: metrics,
+                                                                supervisor: supervisor)))
         }
         if config.reconcile.enabled {
             services.append(.init(service: reconcile))

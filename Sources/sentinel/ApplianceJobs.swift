@@ -14,6 +14,8 @@ enum ApplianceJobs {
     static func commandRegistry() -> JobRegistry {
         var registry = registry()
         Rollups.register(in: &registry)
+        // Events a command appends (a run it fails, a job it makes dead, …) are notified like the server's.
+        Notifications.registerListener(in: &registry)
         return registry
     }
 }

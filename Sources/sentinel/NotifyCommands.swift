@@ -3,7 +3,7 @@ import Foundation
 import SentinelCore
 
 struct NotifyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "notify", abstract: "A workspace's notification channels (Slack, Teams, signed webhook).",
+    static let configuration = CommandConfiguration(commandName: "notify", abstract: "A workspace's notification channels (Slack, Teams, signed webhook, email).",
                                                     subcommands: [Add.self, List.self, Test.self, Remove.self])
 
     struct Target: ParsableArguments {
@@ -32,20 +32,39 @@ struct NotifyCommand: AsyncParsableCommand {
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a channel; prints it with its URL redacted.")
         @OptionGroup var target: Target
-        @Option(help: "slack | teams | webhook") var kind: String
+        @Option(help: "slack | teams | webhook | email") var kind: String
         @Option(help: "A name for the channel.") var name: String
-        @Option(help: "File holding the webhook URL (it carries a token: never on the command line).") var urlFile: String
+        @Option(help: "File holding the webhook URL (it carries a token: never on the command line).") var urlFile: String?
         @Option(help: "File holding the webhook channel's signing secret (16+ characters).") var secretFile: String?
+        @Option(help: "Email: the mail server's host.") var smtpHost: String?
+        @Option(help: "Email: the mail server's port (default 587 for starttls, 465 for tls).") var smtpPort: Int?
+        @Option(help: "Email: starttls | tls (implicit TLS).") var smtpSecurity: String = "starttls"
+        @Option(help: "Email: the username to sign in with (AUTH PLAIN or LOGIN, over TLS only).") var smtpUsername: String?
+        @Option(help: "Email: file holding the password (never on the command line).") var smtpPasswordFile: String?
+        @Option(help: "Email: PEM file with the CA certificates to trust for the mail server (default: the system's).") var smtpCaFile: String?
+        @Option(help: "Email: the sender address.") var from: String?
+        @Option(help: "Email: a recipient address (repeatable).") var to: [String] = []
         @Option(help: "Event to notify (repeatable): \(NotificationTopic.allCases.map(\.rawValue).joined(separator: ", ")).") var event: [String]
         @Option(help: "For run.findings: the lowest severity that notifies.") var minSeverity: String?
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
             try await oneLine {
-                guard let url = try NotifyCommand.readFile(urlFile, what: "URL") else { throw CLIError("--url-file is required") }
+                let url = try NotifyCommand.readFile(urlFile, what: "URL")
                 let secret = try NotifyCommand.readFile(secretFile, what: "secret")
+                var email: EmailDestination?
+                if kind == NotificationChannelKind.email.rawValue {
+                    guard let smtpHost, let from else { throw CLIError("an email channel needs --smtp-host, --from and --to") }
+                    guard let security = SMTPSecurity(rawValue: smtpSecurity) else { throw CLIError("--smtp-security must be starttls or tls") }
+                    email = EmailDestination(host: smtpHost, port: smtpPort ?? (security == .tls ? 465 : 587), security: security,
+                                             username: smtpUsername, password: try NotifyCommand.readFile(smtpPasswordFile, what: "password"),
+                                             from: from, to: to, caBundle: try NotifyCommand.readFile(smtpCaFile, what: "CA"))
+                } else if url == nil {
+                    throw CLIError("--url-file is required")
+                }
                 let summary = try await target.withChannels { actor, store, _ in
-                    try await store.add(kind: kind, name: name, url: url, secret: secret, topics: event, minSeverity: minSeverity, by: "cli", in: actor)
+                    try await store.add(kind: kind, name: name, url: url, secret: secret, email: email, topics: event, minSeverity: minSeverity,
+                                        by: "cli", in: actor)
                 }
                 try NotifyCommand.show(summary, json: json)
             }
@@ -77,9 +96,11 @@ struct NotifyCommand: AsyncParsableCommand {
         func run() async throws {
             let result = try await oneLine {
                 try await target.withChannels { actor, store, config in
-                    let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
+                    let destinations = try DestinationPolicy(config.security)
+                    let client = try AsyncOutboundHTTPClient(destinations: destinations)
                     do {
-                        let result = try await Notifications(store: store, http: client).test(channel, by: "cli", in: actor)
+                        let result = try await Notifications(store: store, http: client, mail: NIOSMTPClient(destinations: destinations))
+                            .test(channel, by: "cli", in: actor)
                         await client.shutdown()
                         return result
                     } catch {
@@ -89,7 +110,7 @@ struct NotifyCommand: AsyncParsableCommand {
                 }
             }
             if json { try printJSON(result) } else {
-                print("\(result.delivered ? "delivered" : "not delivered"): \(result.status.map { "HTTP \($0)" } ?? "no answer")\(result.answer.isEmpty ? "" : "  \(result.answer)")")
+                print("\(result.delivered ? "delivered" : "not delivered"): \(result.status.map { "\(result.transport.uppercased()) \($0)" } ?? "no answer")\(result.answer.isEmpty ? "" : "  \(result.answer)")")
             }
             if !result.delivered { throw ExitCode.failure }
         }

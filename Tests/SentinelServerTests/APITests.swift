@@ -243,12 +243,16 @@ struct APIAccessTests {
         (.put, "/repositories/{repositoryId}/settings", #"{"values":{}}"#, .admin),
         (.post, "/runs", #"{"repository_id":999,"pr_number":1}"#, .member),
         (.post, "/runs/{runId}/cancel", nil, .member),
+        (.post, "/notifications", #"{"kind":"slack","name":"alerts-{role}","url":"http://127.0.0.1:9/slack/T/B/X","events":["run.failed"]}"#, .admin),
+        (.post, "/notifications/{channelId}/test", nil, .admin),
+        (.delete, "/notifications/{channelId}", nil, .admin),
     ]
 
     static func concrete(_ path: String) -> String {
         path.replacingOccurrences(of: "{userId}", with: "usr_0000000000000000").replacingOccurrences(of: "{teamId}", with: "999")
             .replacingOccurrences(of: "{providerId}", with: "prv_none").replacingOccurrences(of: "{repositoryId}", with: "999")
             .replacingOccurrences(of: "{runId}", with: "999").replacingOccurrences(of: "{integrationId}", with: "int_0000000000000000")
+            .replacingOccurrences(of: "{channelId}", with: "ntf_none")
     }
 
     @Test("role matrix: each role on each mutating workspace route is allowed or answers 403, as documented")
@@ -544,7 +548,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 50)
+        #expect(document.operations.count == 54)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

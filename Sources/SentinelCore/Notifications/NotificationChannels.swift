@@ -12,6 +12,15 @@ public enum NotificationTopic: String, Sendable, Codable, CaseIterable {
     case planSoftLimit = "plan.soft_limit"
     /// A job went dead: retries exhausted or a permanent failure (`JobDead`).
     case jobDead = "job.dead"
+    /// The workspace's monthly AI budget is spent (`AIBudgetReached`, once per month).
+    case aiBudget = "ai.budget"
+    /// An AI provider's circuit opened after repeated failures (`ProviderCircuitOpened`).
+    case providerCircuitOpen = "provider.circuit_open"
+    /// Webhook deliveries of an integration are failing authentication (`IntegrationAuthFailing`).
+    case integrationAuthFailing = "integration.auth_failing"
+    /// The appliance's nightly analytics export failed (`ExportFailed`): appended only to the
+    /// workspace appliance admins name in `export.notify_workspace`.
+    case exportFailed = "export.failed"
 }
 
 /// The kinds of channel Sentinel delivers to.
@@ -22,6 +31,8 @@ public enum NotificationChannelKind: String, Sendable, Codable, CaseIterable {
     case teams
     /// A generic webhook: JSON body signed with HMAC-SHA256 (`NotificationSignature`).
     case webhook
+    /// Email over SMTP (`EmailDestination`, sent by a `MailTransport`).
+    case email
 }
 
 /// A channel as admins see it: the URL is shown by its scheme and host only, the secret never.
@@ -38,13 +49,96 @@ public struct NotificationChannelSummary: Codable, Sendable, Equatable {
 
 /// The sealed part of a channel, decrypted in memory for one delivery only.
 public struct NotificationDestination: Codable, Sendable, Equatable {
-    public var url: String
+    /// The webhook URL (Slack, Teams, generic webhook); nil for email.
+    public var url: String?
     /// The generic webhook's signing secret.
     public var secret: String?
+    /// The mail server and addresses of an email channel.
+    public var email: EmailDestination?
 
-    public init(url: String, secret: String? = nil) {
+    public init(url: String?, secret: String? = nil, email: EmailDestination? = nil) {
         self.url = url
         self.secret = secret
+        self.email = email
+    }
+}
+
+/// Where an email channel sends: the mail server (STARTTLS or implicit TLS), optional credentials
+/// (the password is sealed with the rest of the destination and never shown), sender and recipients.
+public struct EmailDestination: Codable, Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var security: SMTPSecurity
+    public var username: String?
+    public var password: String?
+    public var from: String
+    public var to: [String]
+    /// Extra trust roots for the server's certificate (PEM), e.g. an internal CA.
+    public var caBundle: String?
+
+    public static let maxRecipients = 20
+
+    public init(host: String, port: Int, security: SMTPSecurity, username: String? = nil, password: String? = nil,
+                from: String, to: [String], caBundle: String? = nil) {
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self.password = password
+        self.from = from
+        self.to = to
+        self.caBundle = caBundle
+    }
+
+    public var server: SMTPServer {
+        SMTPServer(host: host, port: port, security: security, username: username, password: password, caBundlePEM: caBundle)
+    }
+
+    /// `smtp://host:port (starttls, 2 recipients)`: the server, never the credentials.
+    var hint: String {
+        "smtp://\(host):\(port) (\(security.rawValue), \(to.count) recipient\(to.count == 1 ? "" : "s"))"
+    }
+
+    /// The destination as given, trimmed and checked; a clear error for anything a server would refuse or misread.
+    func validated() throws -> EmailDestination {
+        var clean = self
+        clean.host = host.trimmingCharacters(in: .whitespaces).lowercased()
+        guard !clean.host.isEmpty, clean.host.count <= 253, !clean.host.contains("/"), !clean.host.contains("@"),
+              clean.host.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw IntegrationError.invalid("the mail server host must be a host name or IP address")
+        }
+        guard (1...65535).contains(port) else { throw IntegrationError.invalid("the mail server port must be 1-65535") }
+        clean.username = username?.trimmingCharacters(in: .whitespaces)
+        if clean.username?.isEmpty == true { clean.username = nil }
+        if password?.isEmpty == true { clean.password = nil }
+        guard (clean.username == nil) == (clean.password == nil) else {
+            throw IntegrationError.invalid("give both a username and a password for the mail server, or neither")
+        }
+        for credential in [clean.username, clean.password].compactMap({ $0 }) {
+            guard credential.count <= 256, !StoredText.hasControlCharacters(credential, multiline: false) else {
+                throw IntegrationError.invalid("the mail server username and password must be at most 256 characters on one line")
+            }
+        }
+        clean.from = from.trimmingCharacters(in: .whitespaces)
+        guard Self.isAddress(clean.from) else { throw IntegrationError.invalid("the sender '\(StoredText.singleLine(String(from.prefix(100))))' is not an email address") }
+        clean.to = to.map { $0.trimmingCharacters(in: .whitespaces) }
+        guard (1...Self.maxRecipients).contains(clean.to.count) else {
+            throw IntegrationError.invalid("an email channel needs 1-\(Self.maxRecipients) recipients")
+        }
+        if let bad = clean.to.first(where: { !Self.isAddress($0) }) {
+            throw IntegrationError.invalid("the recipient '\(StoredText.singleLine(String(bad.prefix(100))))' is not an email address")
+        }
+        return clean
+    }
+
+    /// `local@domain`: printable ASCII, no spaces, brackets, quotes or separators, at most 254 characters.
+    static func isAddress(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, parts[1].contains("."),
+              !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
+        let forbidden = Set("<>()[],;:\\\" ")
+        return text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F } && !text.contains(where: forbidden.contains)
+            && parts[1].allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
     }
 }
 
@@ -71,7 +165,9 @@ public struct NotificationStore: Sendable {
         "\(url.scheme ?? "https")://\(url.host ?? "?")\(url.port.map { ":\($0)" } ?? "")/…"
     }
 
-    public func add(kind: String, name: String, url: String, secret: String?, topics: [String], minSeverity: String?,
+    /// Adds a channel. Slack, Teams and webhook channels take `url` (and the webhook its `secret`);
+    /// an email channel takes `email` instead.
+    public func add(kind: String, name: String, url: String?, secret: String?, email: EmailDestination? = nil, topics: [String], minSeverity: String?,
                     by actor: String, in workspace: WorkspaceActor) async throws -> NotificationChannelSummary {
         guard let kind = NotificationChannelKind(rawValue: kind) else {
             throw IntegrationError.invalid("unknown channel kind '\(kind)' (one of \(NotificationChannelKind.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -80,18 +176,26 @@ public struct NotificationStore: Sendable {
         guard !name.isEmpty, name.count <= 100, StoredText.singleLine(name) == name else {
             throw IntegrationError.invalid("the channel name must be 1-100 characters on one line")
         }
-        guard let parsed = URL(string: url.trimmingCharacters(in: .whitespaces)), parsed.host != nil else {
-            throw IntegrationError.invalid("the channel URL is not an absolute URL")
+        let destination: NotificationDestination
+        let hint: String
+        if kind == .email {
+            guard let email else { throw IntegrationError.invalid("an email channel needs a mail server, a sender and recipients") }
+            guard url == nil, secret == nil else { throw IntegrationError.invalid("an email channel takes no URL or signing secret") }
+            let checked = try email.validated()
+            destination = NotificationDestination(url: nil, email: checked)
+            hint = checked.hint
+        } else {
+            guard email == nil else { throw IntegrationError.invalid("only email channels take a mail server") }
+            guard let url, let parsed = URL(string: url.trimmingCharacters(in: .whitespaces)), parsed.host != nil else {
+                throw IntegrationError.invalid("the channel URL is not an absolute URL")
+            }
+            // The message never repeats the URL: webhook URLs carry their token.
+            do { try DestinationPolicy.requireSecure(parsed, field: "url") } catch {
+                throw IntegrationError.invalid("the channel URL must be https (http only to a loopback address)")
+            }
+            destination = NotificationDestination(url: parsed.absoluteString, secret: try Self.checkedSecret(secret, kind: kind))
+            hint = Self.redact(parsed)
         }
-        // The message never repeats the URL: webhook URLs carry their token.
-        do { try DestinationPolicy.requireSecure(parsed, field: "url") } catch {
-            throw IntegrationError.invalid("the channel URL must be https (http only to a loopback address)")
-        }
-        let secret = secret?.trimmingCharacters(in: .whitespacesAndNewlines)
-        if kind == .webhook, (secret ?? "").count < 16 {
-            throw IntegrationError.invalid("a webhook channel needs a signing secret of at least 16 characters")
-        }
-        if kind != .webhook, secret != nil { throw IntegrationError.invalid("only webhook channels take a signing secret") }
         guard !topics.isEmpty else { throw IntegrationError.invalid("subscribe the channel to at least one event") }
         let unknown = topics.filter { NotificationTopic(rawValue: $0) == nil }
         guard unknown.isEmpty else {
@@ -104,18 +208,26 @@ public struct NotificationStore: Sendable {
             throw IntegrationError.invalid("\(NotificationTopic.runFindings.rawValue) needs a minimum severity")
         }
         let id = "ntf_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        let sealed = try masterKey.seal(try JSONEncoder.sentinel.encode(NotificationDestination(url: parsed.absoluteString, secret: secret)),
-                                        context: Self.context(id))
+        let sealed = try masterKey.seal(try JSONEncoder.sentinel.encode(destination), context: Self.context(id))
         let topicsJSON = String(decoding: try JSONEncoder.sentinel.encode(Array(Set(topics)).sorted()), as: UTF8.self)
         try await workspace.write { tx in
             try tx.db.execute(sql: """
                 INSERT INTO notification_channels (id, kind, name, destination, destination_hint, topics, min_severity, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [id, kind.rawValue, name, sealed, Self.redact(parsed), topicsJSON, minSeverity, tx.now.epoch])
+                """, arguments: [id, kind.rawValue, name, sealed, hint, topicsJSON, minSeverity, tx.now.epoch])
             try tx.append(DomainEvent(type: "NotificationChannelAdded", subject: "notification_channel:\(id)",
                                       payload: ["kind": kind.rawValue, "name": name, "topics": topicsJSON, "by": actor]))
         }
         return try await get(id, in: workspace)
+    }
+
+    static func checkedSecret(_ secret: String?, kind: NotificationChannelKind) throws -> String? {
+        let secret = secret?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if kind == .webhook, (secret ?? "").count < 16 {
+            throw IntegrationError.invalid("a webhook channel needs a signing secret of at least 16 characters")
+        }
+        if kind != .webhook, secret != nil { throw IntegrationError.invalid("only webhook channels take a signing secret") }
+        return secret
     }
 
     public func remove(_ id: String, by actor: String, in workspace: WorkspaceActor) async throws {

@@ -35,30 +35,29 @@ public struct NotificationMessage: Sendable, Equatable {
 public struct Notifications: Sendable {
     public static let listener = "notify.events"
     public static let flushKind = "notify.flush"
-    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead"]
+    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead", "AIBudgetReached", "ProviderCircuitOpened",
+                                    "IntegrationAuthFailing", "ExportFailed"]
     /// Lines quoted in a coalesced message; the rest are counted only.
     public static let sampleLines = 5
 
     public let store: NotificationStore
     public let http: any OutboundHTTPClient
+    /// Email channels' transport.
+    public let mail: any MailTransport
     /// The coalescing window: at most one message per channel per window.
     public let window: TimeInterval
 
-    public init(store: NotificationStore, http: any OutboundHTTPClient, window: TimeInterval = 60) {
+    public init(store: NotificationStore, http: any OutboundHTTPClient, mail: any MailTransport = NIOSMTPClient(), window: TimeInterval = 60) {
         self.store = store
         self.http = http
+        self.mail = mail
         self.window = window
     }
 
     struct FlushPayload: Codable, Sendable { var channelID: String }
 
     public func register(in registry: inout JobRegistry) {
-        for type in Self.eventTypes {
-            registry.listen(to: type, as: Self.listener) { context in
-                let payload = try context.job.decodePayload(EventListenerPayload.self)
-                try await context.workspace.write { tx in try self.collect(eventSeq: payload.seq, in: &tx) }
-            }
-        }
+        Self.registerListener(in: &registry, window: window)
         registry.register(Self.flushKind, handler: { context in
             let payload = try context.job.decodePayload(FlushPayload.self)
             try await self.flush(channelID: payload.channelID, in: context.workspace)
@@ -71,6 +70,30 @@ public struct Notifications: Sendable {
                                   arguments: [payload.channelID, tx.now.epoch])
             }
         })
+    }
+
+    /// The `notify.events` listener alone (it needs no channel secrets or network): what a process
+    /// that appends events but sends nothing (the CLI) registers, so its events are notified too.
+    public static func registerListener(in registry: inout JobRegistry, window: TimeInterval = 60) {
+        for type in eventTypes {
+            registry.listen(to: type, as: listener) { context in
+                let payload = try context.job.decodePayload(EventListenerPayload.self)
+                try await context.workspace.write { tx in try collect(eventSeq: payload.seq, window: window, in: &tx) }
+            }
+        }
+    }
+
+    /// Appends `IntegrationAuthFailing` when a channel of the workspace subscribes to it (a
+    /// workspace without one stores nothing for a refused delivery).
+    public static func integrationAuthFailing(_ id: IntegrationID, failures: Int, in workspace: WorkspaceActor) async throws {
+        let subscribed = try await workspace.read { db in
+            try NotificationStore.summaries(in: db).contains { $0.topics.contains(NotificationTopic.integrationAuthFailing.rawValue) }
+        }
+        guard subscribed else { return }
+        try await workspace.write { tx in
+            try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: "integration:\(id.rawValue)", payload: [
+                "integration": id.rawValue, "failures": String(failures)]))
+        }
     }
 
     /// What an event means for a channel with these subscriptions, or nil.
@@ -100,6 +123,22 @@ public struct Notifications: Sendable {
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data),
                   let kind = fields["kind"], !isOwn(kind) else { return nil }
             return Notice(topic: .jobDead, text: "Job \(kind) (\(event.subject ?? "?")) is dead after \(fields["attempts"] ?? "?") attempt(s): \(fields["reason"] ?? "")")
+        case "AIBudgetReached":
+            guard topics.contains(NotificationTopic.aiBudget.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            return Notice(topic: .aiBudget, text: "AI budget reached for \(fields["period"] ?? "this month"): USD \(fields["spent_usd"] ?? "?") spent of \(fields["budget_usd"] ?? "?"); reviews continue without AI until the budget is raised or the month ends")
+        case "ProviderCircuitOpened":
+            guard topics.contains(NotificationTopic.providerCircuitOpen.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            return Notice(topic: .providerCircuitOpen, text: "AI provider \(fields["provider"] ?? "?") failed \(fields["failures"] ?? "repeatedly") times in a row: its circuit is open, other providers are used until it is tried again at \(fields["retry_at"] ?? "?")")
+        case "IntegrationAuthFailing":
+            guard topics.contains(NotificationTopic.integrationAuthFailing.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            return Notice(topic: .integrationAuthFailing, text: "Webhook deliveries to integration \(fields["integration"] ?? "?") are failing authentication (\(fields["failures"] ?? "?") refused): check the webhook secret or token on the platform")
+        case "ExportFailed":
+            guard topics.contains(NotificationTopic.exportFailed.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            return Notice(topic: .exportFailed, text: "The nightly analytics export failed: \(fields["reason"] ?? "?")")
         default:
             return nil
         }
@@ -110,7 +149,7 @@ public struct Notifications: Sendable {
     }
 
     /// The listener's work: pending rows and one flush job per channel and window.
-    func collect(eventSeq: Int64, in tx: inout WorkspaceTransaction) throws {
+    static func collect(eventSeq: Int64, window: TimeInterval, in tx: inout WorkspaceTransaction) throws {
         guard let event = try EventLog.event(seq: eventSeq, in: tx.db) else { return }
         for channel in try NotificationStore.summaries(in: tx.db) {
             guard let notice = Self.notice(for: event, topics: Set(channel.topics), minSeverity: channel.minSeverity.flatMap(Severity.init)) else { continue }
@@ -118,12 +157,12 @@ public struct Notifications: Sendable {
                 INSERT OR IGNORE INTO notification_pending (channel_id, topic, text, event_seq, created_at) VALUES (?, ?, ?, ?, ?)
                 """, arguments: [channel.id, notice.topic.rawValue, StoredText.singleLine(notice.text), eventSeq, tx.now.epoch])
             guard tx.db.changesCount == 1 else { continue }
-            try scheduleFlush(channelID: channel.id, correlationID: event.correlationID, in: &tx)
+            try scheduleFlush(channelID: channel.id, correlationID: event.correlationID, window: window, in: &tx)
         }
     }
 
     /// One flush job per batch: keyed by the batch's first pending notice, due a window after it.
-    func scheduleFlush(channelID: String, correlationID: String?, in tx: inout WorkspaceTransaction) throws {
+    static func scheduleFlush(channelID: String, correlationID: String?, window: TimeInterval, in tx: inout WorkspaceTransaction) throws {
         guard let first = try Int64.fetchOne(tx.db, sql: "SELECT min(id) FROM notification_pending WHERE channel_id = ?", arguments: [channelID]) else { return }
         try tx.enqueue(JobRequest(kind: Self.flushKind, payload: FlushPayload(channelID: channelID), priority: .low,
                                   runAt: tx.now.addingTimeInterval(window), idempotencyKey: "\(Self.flushKind):\(channelID):\(first)",
@@ -139,12 +178,19 @@ public struct Notifications: Sendable {
         }
         guard let last = rows.last?.id else { return }
         let message = Self.message(rows.map { Notice(topic: NotificationTopic(rawValue: $0.topic) ?? .runFailed, text: $0.text) })
-        let response = try await send(message, to: channel, now: Date())
-        try Self.check(response)
+        if channel.kind == .email {
+            do { _ = try await sendMail(message, to: channel, now: Date()) } catch let error as SMTPError {
+                if error.isTransient { throw NotificationError.rejected(error.description) }
+                throw JobFailure.permanent(error.description)
+            }
+        } else {
+            let response = try await send(message, to: channel, now: Date())
+            try Self.check(response)
+        }
         try await workspace.write { tx in
             try tx.db.execute(sql: "DELETE FROM notification_pending WHERE channel_id = ? AND id <= ?", arguments: [channelID, last])
             // Notices that arrived while this message was on its way start the next batch.
-            try self.scheduleFlush(channelID: channelID, correlationID: nil, in: &tx)
+            try Self.scheduleFlush(channelID: channelID, correlationID: nil, window: self.window, in: &tx)
         }
     }
 
@@ -158,11 +204,22 @@ public struct Notifications: Sendable {
         let message = NotificationMessage(title: "Sentinel: test message for channel \(channel.summary.name)",
                                           lines: ["Notifications for this workspace arrive here."], counts: [:], total: 0)
         let result: NotificationTestResult
-        do {
-            let response = try await send(message, to: channel, now: Date())
-            result = NotificationTestResult(status: response.status, answer: StoredText.singleLine(String(decoding: response.body.prefix(300), as: UTF8.self)))
-        } catch {
-            result = NotificationTestResult(status: nil, answer: "\(error)")
+        if channel.kind == .email {
+            do {
+                let reply = try await sendMail(message, to: channel, now: Date())
+                result = NotificationTestResult(status: reply.code, answer: String(reply.text.prefix(300)), transport: "smtp")
+            } catch SMTPError.rejected(let step, let reply) {
+                result = NotificationTestResult(status: reply.code, answer: String("\(step): \(reply.text)".prefix(300)), transport: "smtp")
+            } catch {
+                result = NotificationTestResult(status: nil, answer: "\(error)", transport: "smtp")
+            }
+        } else {
+            do {
+                let response = try await send(message, to: channel, now: Date())
+                result = NotificationTestResult(status: response.status, answer: StoredText.singleLine(String(decoding: response.body.prefix(300), as: UTF8.self)))
+            } catch {
+                result = NotificationTestResult(status: nil, answer: "\(error)")
+            }
         }
         try await workspace.write { tx in
             try tx.append(DomainEvent(type: "NotificationChannelTested", subject: "notification_channel:\(id)",
@@ -201,13 +258,24 @@ public struct Notifications: Sendable {
         case .runFindings: return "review with findings"
         case .planSoftLimit: return "plan soft limit"
         case .jobDead: return "dead job"
+        case .aiBudget: return "AI budget reached"
+        case .providerCircuitOpen: return "AI provider circuit open"
+        case .integrationAuthFailing: return "webhook authentication failing"
+        case .exportFailed: return "export failed"
         case nil: return topic
         }
     }
 
+    /// An email channel's message: the title as subject, the lines as a plain-text body.
+    public func sendMail(_ message: NotificationMessage, to channel: NotificationChannel, now: Date) async throws -> SMTPReply {
+        guard let email = channel.destination.email else { throw JobFailure.permanent("the email channel has no mail server") }
+        let body = message.text + "\n\n-- \nSentinel notifications for channel \(channel.summary.name)\n"
+        return try await mail.send(MailMessage(from: email.from, to: email.to, subject: message.title, body: body, date: now), via: email.server)
+    }
+
     /// The request for a channel's kind, sent through the one outbound client.
     public func send(_ message: NotificationMessage, to channel: NotificationChannel, now: Date) async throws -> OutboundResponse {
-        guard let url = URL(string: channel.destination.url) else { throw JobFailure.permanent("the channel's URL does not parse") }
+        guard let url = channel.destination.url.flatMap(URL.init(string:)) else { throw JobFailure.permanent("the channel's URL does not parse") }
         let body = try Self.body(message, kind: channel.kind)
         var headers = [("Content-Type", "application/json")]
         if channel.kind == .webhook, let secret = channel.destination.secret {
@@ -238,6 +306,8 @@ public struct Notifications: Sendable {
         case .webhook:
             object = ["type": "sentinel.notification", "title": message.title, "text": message.text, "counts": message.counts,
                       "total": message.total]
+        case .email:
+            throw JobFailure.permanent("email channels are sent by mail, not HTTP")
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     }
@@ -245,10 +315,19 @@ public struct Notifications: Sendable {
 
 /// What a channel's destination answered to a test message.
 public struct NotificationTestResult: Codable, Sendable, Equatable {
-    /// The HTTP status, nil when nothing was answered (connection refused, destination refused, timeout).
+    /// The HTTP status (or, for email, the mail server's reply code), nil when nothing was answered
+    /// (connection refused, destination refused, untrusted certificate, timeout).
     public var status: Int?
-    /// The start of the body, or why there was no answer.
+    /// The start of the body (email: the server's reply, verbatim and trimmed), or why there was no answer.
     public var answer: String
+    /// `http` or `smtp`.
+    public var transport: String
+
+    public init(status: Int?, answer: String, transport: String = "http") {
+        self.status = status
+        self.answer = answer
+        self.transport = transport
+    }
 
     public var delivered: Bool { status.map { (200..<300).contains($0) } ?? false }
 }

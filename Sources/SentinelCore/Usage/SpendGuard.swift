@@ -22,6 +22,22 @@ public enum UsageLedger {
                     "call_duration_ms": String(call.durationMs)]))
             }
         }
+        if !calls.isEmpty { try recordBudgetReached(in: &tx) }
+    }
+
+    /// Appends `AIBudgetReached` when this month's AI spend has reached the workspace's budget
+    /// (`ai.monthly_budget_usd`): once per month and budget (a raised budget reached again is told again).
+    public static func recordBudgetReached(in tx: inout WorkspaceTransaction) throws {
+        guard let budget = try ProviderStore.monthlyBudget(in: tx.db) else { return }
+        let spent = try monthToDate(in: tx.db, now: tx.now)
+        guard spent.costUSD >= budget else { return }
+        let period = UsageReport.currentPeriod(now: tx.now)
+        let usd = { (value: Double) in String(format: "%.2f", value) }
+        try tx.db.execute(sql: "INSERT OR IGNORE INTO workspace_meta (key, value) VALUES (?, ?)",
+                          arguments: ["ai_budget_reached:\(period):\(usd(budget))", usd(spent.costUSD)])
+        guard tx.db.changesCount == 1 else { return }
+        try tx.append(DomainEvent(type: "AIBudgetReached", subject: "ai_budget:\(period)", payload: [
+            "period": period, "budget_usd": usd(budget), "spent_usd": usd(spent.costUSD)]))
     }
 
     /// This month's (UTC) AI spend of the workspace: tokens and estimated USD.
@@ -104,6 +120,10 @@ public actor RunSpendGuard: ModelCallGate {
             // This run's calls in flight will cost about what a call has cost so far.
             let perCall = max(dearestCallUSD, state.calls > 0 ? state.costUSD / Double(state.calls) : 0)
             if state.costUSD + Double(callsInFlight) * perCall >= budget {
+                if state.costUSD >= budget {
+                    // Spent already (e.g. the budget was lowered): told once, like a call that reaches it.
+                    try? await workspace.write { tx in try UsageLedger.recordBudgetReached(in: &tx) }
+                }
                 throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent)
             }
         }

@@ -26,6 +26,8 @@ struct APIDependencies: Sendable {
     /// The decrypted integrations intake uses: a removed integration is dropped from them at once.
     let gitHubIntegrations: GitHubIntegrationCache
     let gitLabIntegrations: GitLabIntegrationCache
+    /// Notification channels and their test messages (the service the CLI and the listener jobs use).
+    let notifications: Notifications
 }
 
 /// The `/api/v1` operations: the generated `APIProtocol`, implemented by one small handler type per
@@ -38,6 +40,7 @@ struct SentinelAPI: APIProtocol {
     let workspaces: WorkspaceHandlers
     let configuration: ConfigurationHandlers
     let reviews: ReviewHandlers
+    let notifications: NotificationHandlers
 
     init(document: APIDocument, dependencies: APIDependencies) {
         self.document = document
@@ -45,6 +48,7 @@ struct SentinelAPI: APIProtocol {
         workspaces = WorkspaceHandlers(d: dependencies)
         configuration = ConfigurationHandlers(d: dependencies)
         reviews = ReviewHandlers(d: dependencies)
+        notifications = NotificationHandlers(d: dependencies)
     }
 
     /// Registers every operation under `/api/v1` with its middlewares: request information from the
@@ -176,6 +180,18 @@ struct SentinelAPI: APIProtocol {
     }
     func deleteIntegration(_ input: Operations.DeleteIntegration.Input) async throws -> Operations.DeleteIntegration.Output {
         try await configuration.deleteIntegration(input, try APIContext.workspace())
+    }
+    func listNotificationChannels(_ input: Operations.ListNotificationChannels.Input) async throws -> Operations.ListNotificationChannels.Output {
+        try await notifications.listNotificationChannels(input, try APIContext.workspace())
+    }
+    func createNotificationChannel(_ input: Operations.CreateNotificationChannel.Input) async throws -> Operations.CreateNotificationChannel.Output {
+        try await notifications.createNotificationChannel(input, try APIContext.workspace())
+    }
+    func deleteNotificationChannel(_ input: Operations.DeleteNotificationChannel.Input) async throws -> Operations.DeleteNotificationChannel.Output {
+        try await notifications.deleteNotificationChannel(input, try APIContext.workspace())
+    }
+    func testNotificationChannel(_ input: Operations.TestNotificationChannel.Input) async throws -> Operations.TestNotificationChannel.Output {
+        try await notifications.testNotificationChannel(input, try APIContext.workspace())
     }
     func listProviders(_ input: Operations.ListProviders.Input) async throws -> Operations.ListProviders.Output {
         try await configuration.listProviders(input, try APIContext.workspace())

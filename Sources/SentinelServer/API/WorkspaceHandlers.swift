@@ -11,6 +11,7 @@ struct WorkspaceHandlers: Sendable {
         "IntegrationAdded", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
         "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
         "PlanSoftLimitReached", "RunCancelled", "RunRequested",
+        "NotificationChannelAdded", "NotificationChannelRemoved", "NotificationChannelTested",
     ]
 
     static func workspace(_ record: WorkspaceRecord, role: WorkspaceRole) -> Components.Schemas.Workspace {

@@ -128,7 +128,9 @@ public actor CircuitBreakerRegistry {
         if wasOpen { journal?.closed(workspaceID: workspaceID, providerID: providerID) }
     }
 
-    public func recordFailure(workspaceID: String, providerID: String) {
+    /// Returns whether this failure opened the circuit.
+    @discardableResult
+    public func recordFailure(workspaceID: String, providerID: String) -> Bool {
         let t = now()
         let opened = withBreaker(workspaceID, providerID) { breaker -> Bool in
             let before = breaker.openedAt
@@ -139,6 +141,13 @@ public actor CircuitBreakerRegistry {
             journal?.opened(workspaceID: workspaceID, providerID: providerID, at: t,
                             retryAt: t.addingTimeInterval(CircuitBreaker(coolDown: coolDown).coolDownSeconds))
         }
+        return opened
+    }
+
+    /// When an open circuit is tried again.
+    public func retryAt(workspaceID: String, providerID: String) -> Date? {
+        breakers[Self.key(workspaceID: workspaceID, providerID: providerID)]?.openedAt
+            .map { $0.addingTimeInterval(CircuitBreaker(coolDown: coolDown).coolDownSeconds) }
     }
 
     public func recordNeutral(workspaceID: String, providerID: String) {

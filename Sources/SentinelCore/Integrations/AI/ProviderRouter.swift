@@ -94,6 +94,7 @@ public struct ProviderRouter: ReviewModel {
     public let breakers: CircuitBreakerRegistry
     private let entries: [Entry]
     private let budgetLeft: @Sendable () async -> Bool
+    private let circuitOpened: @Sendable (_ providerID: String, _ failures: Int, _ retryAt: Date?) async -> Void
     private let sleep: Sleep
     /// Calls, durations, errors, tokens and cost per provider kind and model.
     private let metrics: SentinelMetrics
@@ -102,11 +103,13 @@ public struct ProviderRouter: ReviewModel {
     /// - Parameters:
     ///   - providers: the workspace's configured providers (any order; disabled ones are ignored).
     ///   - budgetLeft: whether the workspace's AI budget still allows a call (asked before each call).
+    ///   - circuitOpened: told when a failure of this router's opens a provider's circuit (e.g. to append `ProviderCircuitOpened`).
     ///   - sleep: the backoff wait (injectable for tests).
     ///   - providerFactory: builds a provider from its config (injectable for tests).
     public init(workspaceID: String, providers: [ProviderConfig], http: any OutboundHTTPClient,
                 policy: RouterPolicy = RouterPolicy(), settings: RouterSettings = RouterSettings(),
                 breakers: CircuitBreakerRegistry, budgetLeft: @escaping @Sendable () async -> Bool = { true },
+                circuitOpened: @escaping @Sendable (_ providerID: String, _ failures: Int, _ retryAt: Date?) async -> Void = { _, _, _ in },
                 sleep: @escaping Sleep = { try await Task.sleep(for: $0) },
                 metrics: SentinelMetrics = SentinelMetrics(), prices: PriceTable = .builtIn,
                 providerFactory: (ProviderConfig, any OutboundHTTPClient) -> any LLMProvider = { SentinelCore.makeProvider($0, http: $1) }) {
@@ -117,6 +120,7 @@ public struct ProviderRouter: ReviewModel {
         self.settings = settings
         self.breakers = breakers
         self.budgetLeft = budgetLeft
+        self.circuitOpened = circuitOpened
         self.sleep = sleep
         self.entries = Self.ordered(providers, policy: policy).map { Entry(config: $0, provider: providerFactory($0, http)) }
     }
@@ -223,7 +227,9 @@ public struct ProviderRouter: ReviewModel {
                         failures.append(ProviderHTTP.redact("\(label): \(providerError)", secret: entry.config.apiKey))
                         continue providers
                     }
-                    await breakers.recordFailure(workspaceID: workspaceID, providerID: id)
+                    if await breakers.recordFailure(workspaceID: workspaceID, providerID: id) {
+                        await circuitOpened(id, breakers.failureThreshold, await breakers.retryAt(workspaceID: workspaceID, providerID: id))
+                    }
                     if attempt == settings.maxAttempts {
                         failures.append(ProviderHTTP.redact("\(label): \(providerError)" + (attempt > 1 ? " after \(attempt) attempts" : ""), secret: entry.config.apiKey))
                         continue providers

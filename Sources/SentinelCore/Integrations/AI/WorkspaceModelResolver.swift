@@ -43,7 +43,16 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         let router = ProviderRouter(workspaceID: workspace.id.rawValue, providers: configs, http: http,
                                     policy: RouterPolicy(providerPreference: policy.providerPreference, allowedModels: policy.allowedModels),
                                     settings: settings, breakers: breakers,
-                                    budgetLeft: { [store] in await store.budgetLeft(in: workspace) }, metrics: metrics, prices: prices)
+                                    budgetLeft: { [store] in await store.budgetLeft(in: workspace) },
+                                    circuitOpened: { providerID, failures, retryAt in
+                                        // Best effort: the run goes on with the other providers whatever happens here.
+                                        _ = try? await workspace.write { tx in
+                                            try tx.append(DomainEvent(type: "ProviderCircuitOpened", subject: "provider:\(providerID)", payload: [
+                                                "provider": providerID, "failures": String(failures),
+                                                "retry_at": retryAt.map(ISO8601.string) ?? "later"]))
+                                        }
+                                    },
+                                    metrics: metrics, prices: prices)
         let (eligible, reason) = await router.eligibility()
         if eligible.isEmpty { return (nil, reason ?? ProviderRouter.SkipReason.noKey) }
         return (router, nil)

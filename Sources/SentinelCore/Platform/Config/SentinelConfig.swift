@@ -87,6 +87,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var enabled = true
         /// `HH:MM`, UTC.
         public var time = "02:00"
+        /// The workspace (id) whose notification channels subscribed to `export.failed` are told
+        /// when the nightly export fails; unset = nobody is notified (the failure is logged).
+        public var notifyWorkspace: String? = nil
 
         /// Hour and minute of `time` (validated at load).
         public var clock: (hour: Int, minute: Int)? {
@@ -261,6 +264,7 @@ public enum ConfigLoader {
         key("ai.price_table_file", "YAML file overriding the built-in AI price table (USD per million tokens)", \.ai.priceTableFile),
         key("export.enabled", "write the nightly PostgreSQL analytics dump to data/exports/ while serving", \.export.enabled),
         key("export.time", "when the nightly export runs, HH:MM in UTC", \.export.time),
+        key("export.notify_workspace", "workspace id whose notification channels subscribed to export.failed hear of a failed nightly export", \.export.notifyWorkspace),
         key("billing.plans_file", "YAML file defining plans and their monthly limits (adds to / redefines free, team, enterprise)", \.billing.plansFile),
         key("billing.license_file", "signed Sentinel license file raising plan limits; an invalid or expired license stops start-up", \.billing.licenseFile),
         key("review.command_associations", "comma-separated GitHub author associations whose @sentinel review comments start a run", \.review.commandAssociations),
@@ -356,6 +360,9 @@ public enum ConfigLoader {
             throw ConfigError("reconcile.interval_seconds must be at least 1, reconcile.max_reviews_per_sweep at least 0 and reconcile.min_rate_remaining 0...1")
         }
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
+        if let id = config.export.notifyWorkspace, WorkspaceID(id) == nil {
+            throw ConfigError("export.notify_workspace must be a workspace id (ws_ and 16 lowercase letters or digits), got '\(id)'")
+        }
         guard (config.server.tlsCertFile == nil) == (config.server.tlsKeyFile == nil) else {
             throw ConfigError("server.tls.cert_file and server.tls.key_file must be set together")
         }

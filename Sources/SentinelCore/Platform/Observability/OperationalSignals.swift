@@ -21,6 +21,13 @@ public struct OperationalSignals: Sendable {
         }
     }
 
+    /// Refused deliveries recorded for an integration so far.
+    public func authFailures(integrationID: IntegrationID) throws -> Int? {
+        try control.read { db in
+            try Int.fetchOne(db, sql: "SELECT failures FROM integration_auth_failures WHERE integration_id = ?", arguments: [integrationID.rawValue])
+        }
+    }
+
     public func circuitOpened(workspaceID: String, providerID: String, at: Date, retryAt: Date) throws {
         try control.write { db in
             try db.execute(sql: """
@@ -89,25 +96,38 @@ extension OperationalSignals: CircuitJournal {
 
 /// Refused webhook deliveries, counted in memory and written at most every `interval` per
 /// integration: a flood of forged deliveries costs one small write per interval, not one per request.
+/// `failing` is also told (at most every `eventInterval` per integration, with the count so far):
+/// `serve` appends `IntegrationAuthFailing` there for notification channels subscribed to it.
 public actor DeliveryAuthFailures {
     private var pending: [IntegrationID: (workspaceID: WorkspaceID, count: Int, lastWrite: ContinuousClock.Instant?)] = [:]
+    private var lastEvent: [IntegrationID: ContinuousClock.Instant] = [:]
     let signals: OperationalSignals
     let interval: Duration
+    let failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Void)?
+    let eventInterval: Duration
 
-    public init(signals: OperationalSignals, interval: Duration = .seconds(10)) {
+    public init(signals: OperationalSignals, interval: Duration = .seconds(10), eventInterval: Duration = .seconds(3600),
+                failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Void)? = nil) {
         self.signals = signals
         self.interval = interval
+        self.eventInterval = eventInterval
+        self.failing = failing
     }
 
-    public func record(_ id: IntegrationID, workspaceID: WorkspaceID) {
+    public func record(_ id: IntegrationID, workspaceID: WorkspaceID) async {
         var entry = pending[id] ?? (workspaceID, 0, nil)
         entry.count += 1
         let now = ContinuousClock.now
+        var written = 0
         if entry.lastWrite.map({ now - $0 >= interval }) ?? true {
             try? signals.recordAuthFailures(entry.count, integrationID: id, workspaceID: workspaceID, at: Date())
+            written = entry.count
             entry.count = 0
             entry.lastWrite = now
         }
         pending[id] = entry
+        guard written > 0, let failing, lastEvent[id].map({ now - $0 >= eventInterval }) ?? true else { return }
+        lastEvent[id] = now
+        await failing(id, workspaceID, (try? signals.authFailures(integrationID: id)) ?? written)
     }
 }

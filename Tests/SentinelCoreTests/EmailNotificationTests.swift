@@ -1,0 +1,226 @@
+import Crypto
+import Foundation
+import GRDB
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// Email channels against a real SMTP server on loopback (aiosmtpd, see `SMTPTestServer`).
+@Suite("Email notifications", .enabled(if: SMTPTestServer.available, "SENTINEL_TEST_PYTHON (a python3 with aiosmtpd) is not set"))
+struct EmailNotificationTests {
+    struct Setup {
+        let h: TestHarness
+        let ws: WorkspaceID
+        let store: NotificationStore
+        let http: AsyncOutboundHTTPClient
+        let smtp: SMTPTestServer
+        let notifications: Notifications
+
+        func stop() async {
+            smtp.stop()
+            await http.shutdown()
+            await h.stop()
+        }
+
+        func email(password: String? = nil, ca: String?? = .none, security: SMTPSecurity = .starttls) -> EmailDestination {
+            EmailDestination(host: "127.0.0.1", port: smtp.port, security: security, username: smtp.username,
+                             password: password ?? smtp.password, from: "sentinel@example.com",
+                             to: ["dev@example.com", "ops@example.org"], caBundle: ca ?? smtp.caPEM)
+        }
+
+        func add(_ email: EmailDestination, topics: [String] = ["run.failed"]) async throws -> NotificationChannelSummary {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await store.add(kind: "email", name: "mail", url: nil, secret: nil, email: email, topics: topics, minSeverity: nil,
+                                    by: "test", in: actor)
+            }
+        }
+
+        func test(_ id: String) async throws -> NotificationTestResult {
+            try await h.supervisor.withWorkspace(ws) { try await notifications.test(id, by: "test", in: $0) }
+        }
+    }
+
+    static func setup(security: SMTPSecurity = .starttls, maxAttempts: Int = 5) async throws -> Setup {
+        let smtp = try await SMTPTestServer.start(security: security)
+        let http = try AsyncOutboundHTTPClient()
+        var registry = JobRegistry()
+        let store = NotificationStore(masterKey: MasterKey(key: SymmetricKey(size: .bits256)))
+        let notifications = Notifications(store: store, http: http, mail: NIOSMTPClient(), window: 0.05)
+        notifications.register(in: &registry)
+        let h = try TestHarness(config: testConfig { $0.jobs.maxAttempts = maxAttempts }, registry: registry)
+        return Setup(h: h, ws: try h.createWorkspace(), store: store, http: http, smtp: smtp, notifications: notifications)
+    }
+
+    @Test("a failed run is mailed over STARTTLS with AUTH: a well-formed message to every recipient")
+    func deliveredOverSTARTTLS() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add(s.email())
+        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
+                    runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
+                    reason: "GitHub answered 502")))
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually(timeout: .seconds(20)) { try s.smtp.received().count == 1 })
+        let mail = try #require(try s.smtp.received().first)
+        #expect(mail.tls && mail.login == "sentinel")
+        #expect(mail.mailFrom == "sentinel@example.com")
+        #expect(mail.recipients == ["dev@example.com", "ops@example.org"])
+        #expect(mail.defects.isEmpty, "\(mail.defects)")
+        #expect(mail.headers["from"] == "sentinel@example.com")
+        #expect(mail.headers["to"] == "dev@example.com, ops@example.org")
+        #expect(mail.headers["subject"] == "Sentinel: Review failed: acme/api#7 (run 1): GitHub answered 502")
+        #expect(mail.headers["date"] != nil)
+        #expect(mail.headers["message-id"]?.hasSuffix("@example.com>") == true)
+        #expect(mail.contentType == "text/plain" && mail.charset == "utf-8" && mail.transferEncoding == "quoted-printable")
+        #expect(mail.body.contains("Review failed: acme/api#7 (run 1): GitHub answered 502"))
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).contains { $0.kind == Notifications.flushKind } })
+        await s.stop()
+    }
+
+    @Test("a burst of failed runs is one mail; the subject and body survive UTF-8, long lines and lines starting with a dot")
+    func coalescedAndEncoded() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add(s.email())
+        try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                for i in 1...12 {
+                    try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(i)", payload: RunEventPayload(
+                        runID: Int64(i), repository: "acme/api", prNumber: i, headSHA: "abc", trigger: "opened", state: "failed")))
+                }
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually(timeout: .seconds(20)) { try s.smtp.received().count == 1 })
+        let burst = try #require(try s.smtp.received().first)
+        #expect(burst.headers["subject"] == "Sentinel: 12 notifications (12 × review failed)")
+        #expect(burst.body.contains("… and 7 more"))
+
+        // Straight through the client: dot-stuffing, quoted-printable soft breaks and non-ASCII.
+        let long = String(repeating: "wörd ", count: 40) + "end"
+        let body = ".\n..two dots\n. dot space\nnaïve × ünïcode\n\(long)\ntrailing space \n="
+        let reply = try await NIOSMTPClient().send(MailMessage(from: "sentinel@example.com", to: ["dev@example.com"], subject: "Ünïcode subject " + String(repeating: "é", count: 60),
+                                                               body: body), via: s.email().server)
+        #expect(reply.code == 250)
+        let direct = try #require(try s.smtp.received().last)
+        #expect(direct.defects.isEmpty, "\(direct.defects)")
+        #expect(direct.headers["subject"] == "Ünïcode subject " + String(repeating: "é", count: 60))
+        // Text lines travel as CRLF (the canonical form); the decoded text is the body as given.
+        #expect(direct.body.replacingOccurrences(of: "\r\n", with: "\n").trimmingCharacters(in: .newlines) == body)
+        await s.stop()
+    }
+
+    @Test("implicit TLS (smtps) delivers too")
+    func implicitTLS() async throws {
+        let s = try await Self.setup(security: .tls)
+        let channel = try await s.add(s.email(security: .tls))
+        let result = try await s.test(channel.id)
+        #expect(result.delivered && result.status == 250 && result.transport == "smtp", "\(result)")
+        #expect(result.answer.contains("250 2.0.0 Message accepted for delivery"))
+        let mail = try #require(try s.smtp.received().first)
+        #expect(mail.tls && mail.login == "sentinel")
+        #expect(mail.headers["subject"] == "Sentinel: test message for channel mail")
+        await s.stop()
+    }
+
+    @Test("a wrong password: notify test reports the server's reply verbatim, and the flush job goes dead with it")
+    func wrongPassword() async throws {
+        let s = try await Self.setup(maxAttempts: 2)
+        let channel = try await s.add(s.email(password: "not-the-password"))
+        let result = try await s.test(channel.id)
+        #expect(!result.delivered)
+        #expect(result.status == 535)
+        #expect(result.answer == "AUTH PLAIN: 535 5.7.8 Authentication credentials invalid", "\(result.answer)")
+
+        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
+                    runID: 1, repository: "acme/api", prNumber: 1, headSHA: "abc", trigger: "opened", state: "failed")))
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually(timeout: .seconds(20)) { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        let dead = try #require(try await s.h.jobs(in: s.ws, state: .dead).first { $0.kind == Notifications.flushKind })
+        #expect(dead.attempts == 1, "a refused login is permanent, not retried")
+        #expect(dead.lastError?.contains("535 5.7.8 Authentication credentials invalid") == true, "\(dead.lastError ?? "")")
+        #expect(try s.smtp.received().isEmpty)
+        await s.stop()
+    }
+
+    @Test("a server whose certificate is not trusted is refused before anything is sent")
+    func untrustedCertificate() async throws {
+        let s = try await Self.setup()
+        // The system roots (no CA given) and another CA both refuse the test server's certificate.
+        let (otherCA, _) = try SelfSignedCertificate.make(hostname: "localhost")
+        for ca in [String?.none, otherCA] {
+            let channel = try await s.add(s.email(ca: .some(ca)))
+            let result = try await s.test(channel.id)
+            #expect(!result.delivered && result.status == nil)
+            #expect(result.answer.contains("the mail server's certificate is not trusted"), "\(result.answer)")
+        }
+        #expect(try s.smtp.received().isEmpty)
+        await s.stop()
+    }
+}
+
+@Suite("Email channels")
+struct EmailChannelTests {
+    @Test("the password is sealed and never shown; bad addresses and half credentials are refused with a clear error")
+    func redactionAndValidation() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let store = NotificationStore(masterKey: MasterKey(key: SymmetricKey(size: .bits256)))
+        func add(_ email: EmailDestination) async throws -> NotificationChannelSummary {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await store.add(kind: "email", name: "mail", url: nil, secret: nil, email: email, topics: ["job.dead"], minSeverity: nil,
+                                    by: "test", in: actor)
+            }
+        }
+        let good = EmailDestination(host: "Mail.Example.com", port: 587, security: .starttls, username: "bot", password: "PASSWORDSECRET",
+                                    from: "sentinel@example.com", to: ["a@example.com", "b@example.com"], caBundle: "-----BEGIN CERTIFICATE-----")
+        let added = try await add(good)
+        #expect(added.kind == "email")
+        #expect(added.destination == "smtp://mail.example.com:587 (starttls, 2 recipients)")
+        let stored = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT CAST(destination AS TEXT) || destination_hint FROM notification_channels") }
+        }
+        #expect(!stored.joined().contains("PASSWORDSECRET"))
+        let channel = try #require(try await h.supervisor.withWorkspace(ws) { try await store.channel(added.id, in: $0) })
+        #expect(channel.destination.email?.password == "PASSWORDSECRET")
+        #expect(channel.destination.email == (try good.validated()), "everything stored comes back (the CA bundle too)")
+
+        var bad = good
+        bad.to = ["not an address"]
+        await #expect(throws: IntegrationError.invalid("the recipient 'not an address' is not an email address")) { _ = try await add(bad) }
+        bad = good
+        bad.from = "x@y.com\r\nBcc: victim@example.com"
+        await #expect(throws: IntegrationError.self) { _ = try await add(bad) }
+        bad = good
+        bad.password = nil
+        await #expect(throws: IntegrationError.invalid("give both a username and a password for the mail server, or neither")) { _ = try await add(bad) }
+        bad = good
+        bad.to = []
+        await #expect(throws: IntegrationError.self) { _ = try await add(bad) }
+        await #expect(throws: IntegrationError.invalid("an email channel needs a mail server, a sender and recipients")) {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await store.add(kind: "email", name: "mail", url: nil, secret: nil, topics: ["job.dead"], minSeverity: nil, by: "t", in: actor)
+            }
+        }
+        await h.stop()
+    }
+
+    @Test("the rendered message: CRLF lines, quoted-printable at most 76 characters, dot-stuffed DATA")
+    func rendering() {
+        let message = MailMessage(from: "s@example.com", to: ["a@example.com"], subject: "Hi", body: ".start\n" + String(repeating: "x", count: 200),
+                                  date: Date(timeIntervalSince1970: 0), messageID: "<1@example.com>")
+        let rendered = message.rendered()
+        #expect(rendered.hasPrefix("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\nMessage-ID: <1@example.com>\r\nFrom: s@example.com\r\nTo: a@example.com\r\nSubject: Hi\r\n"))
+        #expect(rendered.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 76 })
+        #expect(!rendered.replacingOccurrences(of: "\r\n", with: "").contains("\n"))
+        let data = message.dataPayload()
+        #expect(data.contains("\r\n..start\r\n"))
+        #expect(data.hasSuffix("\r\n.\r\n"))
+    }
+}

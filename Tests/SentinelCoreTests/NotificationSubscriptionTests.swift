@@ -1,0 +1,123 @@
+import Foundation
+import GRDB
+import Logging
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// The subscriptions beyond runs, plan limits and dead jobs: each event comes from where it
+/// happens, and a subscribed channel gets exactly one message for it.
+@Suite("Notification subscriptions")
+struct NotificationSubscriptionTests {
+    @Test("the month's AI spend reaching the budget notifies ai.budget once (a refused call later tells nothing new)")
+    func aiBudgetReached() async throws {
+        let s = try await NotificationTests.setup()
+        _ = try await s.add("slack", path: "/slack/budget", topics: ["ai.budget"])
+        let runID = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES ('int_spend00000000001', 'github', 'x', x'00', 0)")
+                let repo = try RepositoryStore.register(integrationID: IntegrationID("int_spend00000000001")!, externalID: 1, fullName: "acme/api",
+                                                        installationID: 1, in: &tx)
+                return try ReviewRunStore.request(repository: repo, prNumber: 1, headSHA: "a1", baseSHA: nil, trigger: "opened", fullReview: false,
+                                                  correlationID: nil, in: &tx).0
+            }
+        }
+        let providers = ProviderStore(masterKey: try MasterKey.load(at: s.h.dataDirectory.masterKeyFile))
+        try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await providers.setMonthlyBudget(1.0, by: "test", in: actor)
+            let gate = RunSpendGuard(workspace: actor, runID: runID, jobAttempt: 1, repository: "acme/api", plan: nil, cost: { _ in 0.6 })
+            for chunk in 0..<2 {
+                try await gate.admit(estimatedTokens: 100)
+                await gate.settle(estimatedTokens: 100, call: ModelCallRecord(chunk: chunk, attempt: 1, provider: "prv_fake", model: "fake-1",
+                                                                              usage: TokenUsage(inputTokens: 90, outputTokens: 10), parsed: true))
+            }
+            await #expect(throws: ModelCallRefused.self) { try await gate.admit(estimatedTokens: 100) }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("AI budget reached") && text.contains("USD 1.20 spent of 1.00"), "\(text)")
+        let events = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'AIBudgetReached'") }
+        }
+        #expect(events == 1)
+        #expect(await eventually { try await s.pending() == 0 })
+        #expect(await s.receiver.state.received.count == 1)
+        await s.stop()
+    }
+
+    @Test("a provider whose circuit opens during a run notifies provider.circuit_open once")
+    func providerCircuitOpened() async throws {
+        let s = try await NotificationTests.setup()
+        _ = try await s.add("slack", path: "/slack/circuit", topics: ["provider.circuit_open"])
+        let llm = try await FakeLLMServer.start()
+        await llm.state.inject(.status(500), api: .openAI, times: nil)
+        let providers = ProviderStore(masterKey: try MasterKey.load(at: s.h.dataDirectory.masterKeyFile))
+        let resolver = WorkspaceModelResolver(store: providers, http: s.http, breakers: CircuitBreakerRegistry(failureThreshold: 2),
+                                              settings: RouterSettings(initialBackoff: .milliseconds(1)))
+        try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            _ = try await providers.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI], model: "gpt-4o-mini",
+                                        baseURL: llm.openAIBaseURL, by: "test", in: actor)
+            let model = try #require(await resolver.model(for: actor, policy: .defaults).model)
+            for _ in 0..<2 {
+                await #expect(throws: ProviderRouterError.self) { _ = try await model.complete(AIFixtures.prompt) }
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("AI provider prv_") && text.contains("circuit is open"), "\(text)")
+        #expect(await eventually { try await s.pending() == 0 })
+        #expect(await s.receiver.state.received.count == 1, "the second run found the circuit open: nothing new to tell")
+        await llm.stop()
+        await s.stop()
+    }
+
+    @Test("a flood of refused deliveries of two integrations is one coalesced message for integration.auth_failing")
+    func integrationAuthFailing() async throws {
+        let s = try await NotificationTests.setup(window: 0.5)
+        _ = try await s.add("slack", path: "/slack/auth", topics: ["integration.auth_failing"])
+        let supervisor = s.h.supervisor
+        let failures = DeliveryAuthFailures(signals: OperationalSignals(control: s.h.control)) { id, workspaceID, count in
+            _ = try? await supervisor.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: count, in: $0) }
+        }
+        for integration in ["int_aaaaaaaaaaaaaaaa", "int_bbbbbbbbbbbbbbbb"] {
+            for _ in 0..<25 { await failures.record(IntegrationID(integration)!, workspaceID: s.ws) }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        #expect(await eventually { try await s.pending() == 0 })
+        let messages = await s.receiver.state.received
+        #expect(messages.count == 1)
+        let text = try #require(messages.first?.json["text"] as? String)
+        #expect(text.hasPrefix("Sentinel: 2 notifications (2 × webhook authentication failing)"), "\(text)")
+        #expect(text.contains("int_aaaaaaaaaaaaaaaa") && text.contains("int_bbbbbbbbbbbbbbbb"))
+        await s.stop()
+    }
+
+    @Test("a failed nightly export notifies export.failed in the workspace named by export.notify_workspace, and nowhere else")
+    func exportFailed() async throws {
+        let s = try await NotificationTests.setup()
+        _ = try await s.add("slack", path: "/slack/export", topics: ["export.failed"])
+        let other = try s.h.createWorkspace()
+        // The exports directory cannot be created: a file is in its place.
+        try? FileManager.default.removeItem(at: s.h.dataDirectory.exportsDirectory)
+        try Data("not a directory".utf8).write(to: s.h.dataDirectory.exportsDirectory)
+        var config = SentinelConfig.Export()
+        config.notifyWorkspace = s.ws.rawValue
+        let service = NightlyExportService(exporter: AnalyticsExporter(dataDirectory: s.h.dataDirectory, control: s.h.control,
+                                                                       opener: DatabaseOpener(config: s.h.config)),
+                                           config: config, logger: Logger(label: "test"), supervisor: s.h.supervisor)
+        await service.exportOnce()
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("The nightly analytics export failed"), "\(text)")
+        let elsewhere = try await s.h.supervisor.withWorkspace(other) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'ExportFailed'") }
+        }
+        #expect(elsewhere == 0)
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_EXPORT_NOTIFY_WORKSPACE": "acme"]) }
+        await s.stop()
+    }
+}
