@@ -100,12 +100,8 @@ struct ChaosBenchmark: AsyncParsableCommand {
     }
 
     func runTool(_ path: String, _ arguments: [String]) throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        try ChildProcess(executable: path, arguments: arguments, environment: ProcessInfo.processInfo.environment,
+                         stdout: .inherit, stderr: .inherit).waitUntilExitBlocking()
     }
 
     /// Replaces the scenario's section (between its markers) or appends one; other sections

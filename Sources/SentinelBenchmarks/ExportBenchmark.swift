@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SentinelTestSupport
 import GRDB
 import Logging
 import SentinelCore
@@ -77,14 +78,11 @@ struct ExportBenchmark: AsyncParsableCommand {
     }
 
     func psqlLoad(_ connection: String, _ file: URL) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-        process.arguments = ["-X", "-q", connection, "-v", "ON_ERROR_STOP=1", "-f", file.path]
-        process.standardOutput = FileHandle.nullDevice
         let start = ContinuousClock.now
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw BenchError("psql exited \(process.terminationStatus)") }
+        let psql = try ChildProcess(executable: "/usr/bin/psql", arguments: ["-X", "-q", connection, "-v", "ON_ERROR_STOP=1", "-f", file.path],
+                                    environment: ProcessInfo.processInfo.environment, stdout: .discard, stderr: .inherit)
+        let status = psql.waitUntilExitBlocking()
+        guard status == 0 else { throw BenchError("psql exited \(status)") }
         return (ContinuousClock.now - start).seconds
     }
 }

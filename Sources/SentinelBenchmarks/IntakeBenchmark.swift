@@ -2,6 +2,7 @@ import _CryptoExtras
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import SentinelTestSupport
 import GRDB
 import Hummingbird
 import HummingbirdCore
@@ -90,23 +91,19 @@ struct IntakeBenchmark: AsyncParsableCommand {
         let bodyFile = directory.appendingPathComponent("wrk-body.json")
         let outputFile = directory.appendingPathComponent("wrk-\(prefix).txt")
         try payload.write(to: bodyFile)
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        let output = try FileHandle(forWritingTo: outputFile)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: wrk)
-        process.arguments = ["-t\(wrkThreads)", "-c\(concurrency)", "-d\(wrkSeconds)s", "--timeout", "30s", "-s", wrkScript, url, "--",
-                             bodyFile.path, signature, prefix]
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
-        try output.close()
+        try? FileManager.default.removeItem(at: outputFile)
+        let process = try ChildProcess(executable: wrk,
+                                       arguments: ["-t\(wrkThreads)", "-c\(concurrency)", "-d\(wrkSeconds)s", "--timeout", "30s", "-s", wrkScript, url, "--",
+                                                   bodyFile.path, signature, prefix],
+                                       environment: ProcessInfo.processInfo.environment,
+                                       stdout: .file(outputFile.path), stderr: .file(outputFile.path))
+        let status = await process.waitForExit(timeout: .seconds(Int64(wrkSeconds) + 120))
         let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
         func value(_ label: String) -> String? {
             text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }
                 .map { $0.trimmingCharacters(in: .whitespaces).dropFirst(label.count).trimmingCharacters(in: .whitespaces) }
         }
-        guard process.terminationStatus == 0, let rate = value("Requests/sec:").flatMap(Double.init),
+        guard status == 0, let rate = value("Requests/sec:").flatMap(Double.init),
               let accepted = value("202:").flatMap(Int.init), let refused = value("non-202:").flatMap(Int.init) else {
             throw BenchError("wrk failed:\n\(text)")
         }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import SentinelTestSupport
 import NIOCore
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +10,7 @@ import Glibc
 /// so its memory is measured alone), plain HTTP on a port the kernel picks. Its JSON log goes to
 /// a file the benchmark reads: the port it listens on, and each run's stage timings.
 final class ServeProcess {
-    let process: Process
+    let process: ChildProcess
     let logFile: URL
     let started: ContinuousClock.Instant
 
@@ -29,25 +30,18 @@ final class ServeProcess {
     /// `environment` (`SENTINEL_…` configuration) on top.
     init(executable: URL, dataDirectory: URL, environment: [String: String] = [:]) throws {
         logFile = dataDirectory.deletingLastPathComponent().appendingPathComponent("\(dataDirectory.lastPathComponent)-serve.log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logFile)
-        process = Process()
-        process.executableURL = executable
-        process.arguments = ["serve", "--data-dir", dataDirectory.path, "--host", "127.0.0.1", "--port", "0", "--no-tls"]
+        try? FileManager.default.removeItem(at: logFile)
         var env = ProcessInfo.processInfo.environment
         env["SENTINEL_RECONCILE_ENABLED"] = "false"
         env["SENTINEL_LOG_LEVEL"] = "info"
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardError = log
-        process.standardOutput = log
-        process.standardInput = FileHandle.nullDevice
         started = ContinuousClock.now
-        try process.run()
-        try log.close()
+        process = try ChildProcess(executable: executable.path,
+                                   arguments: ["serve", "--data-dir", dataDirectory.path, "--host", "127.0.0.1", "--port", "0", "--no-tls"],
+                                   environment: env, stdout: .file(logFile.path), stderr: .file(logFile.path))
     }
 
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.pid }
 
     /// The log's JSON lines so far.
     func logLines() -> [[String: Any]] {
@@ -59,7 +53,7 @@ final class ServeProcess {
     func port(timeout: Duration = .seconds(60)) async throws -> Int {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            guard process.isRunning else { throw BenchError("sentinel serve exited (\(process.terminationStatus)); see \(logFile.path)") }
+            guard process.isRunning else { throw BenchError("sentinel serve exited (\(process.terminationStatus ?? -1)); see \(logFile.path)") }
             if let line = logLines().first(where: { $0["message"] as? String == "listening" }),
                let port = (line["port"] as? String).flatMap(Int.init) { return port }
             try await Task.sleep(for: .milliseconds(1))

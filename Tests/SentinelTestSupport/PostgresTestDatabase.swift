@@ -47,23 +47,13 @@ public struct PostgresTestDatabase: Sendable {
     }
 
     static func psql(_ connection: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-        process.arguments = ["-X", connection] + arguments
-        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("psql-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: errors) }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = try FileHandle(forWritingTo: errors)
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let message = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-            throw PostgresTestError("psql \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(message)")
+        let child = try ChildProcess(executable: "/usr/bin/psql", arguments: ["-X", connection] + arguments,
+                                     environment: ProcessInfo.processInfo.environment)
+        let status = child.waitUntilExitBlocking()
+        guard status == 0 else {
+            throw PostgresTestError("psql \(arguments.joined(separator: " ")) exited \(status): \(child.stderr)")
         }
-        return String(decoding: data, as: UTF8.self)
+        return child.stdout
     }
 }
 

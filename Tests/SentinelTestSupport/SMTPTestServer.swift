@@ -36,7 +36,7 @@ public final class SMTPTestServer: Sendable {
     public let username: String
     public let password: String
     let directory: TemporaryDirectory
-    let process: Process
+    let process: ChildProcess
 
     public static func start(security: SMTPSecurity = .starttls, username: String = "sentinel", password: String = "mail-pass-0123") async throws -> SMTPTestServer {
         guard let python else { throw SMTPTestServerError("SENTINEL_TEST_PYTHON is not set") }
@@ -51,19 +51,15 @@ public final class SMTPTestServer: Sendable {
         try Data(certificate.utf8).write(to: certFile)
         try Data(key.utf8).write(to: keyFile)
         try Data(Self.script.utf8).write(to: script)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script.path, mailDir.path, portFile.path, certFile.path, keyFile.path, username, password, security.rawValue]
-        process.standardOutput = FileHandle.nullDevice
         let log = directory.url.appendingPathComponent("smtpd.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
+        let process = try ChildProcess(executable: python,
+                                       arguments: [script.path, mailDir.path, portFile.path, certFile.path, keyFile.path, username, password, security.rawValue],
+                                       environment: ProcessInfo.processInfo.environment, stdout: .discard, stderr: .file(log.path))
         let ready = await eventually(timeout: .seconds(30)) {
             (try? String(contentsOf: portFile, encoding: .utf8)).flatMap { Int($0) } != nil || !process.isRunning
         }
         guard ready, let port = (try? String(contentsOf: portFile, encoding: .utf8)).flatMap({ Int($0) }) else {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.signal(SIGKILL)
             let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
             directory.cleanup()
             throw SMTPTestServerError("aiosmtpd did not start: \(output.suffix(2000))")
@@ -71,7 +67,7 @@ public final class SMTPTestServer: Sendable {
         return SMTPTestServer(port: port, caPEM: certificate, username: username, password: password, directory: directory, process: process)
     }
 
-    private init(port: Int, caPEM: String, username: String, password: String, directory: TemporaryDirectory, process: Process) {
+    private init(port: Int, caPEM: String, username: String, password: String, directory: TemporaryDirectory, process: ChildProcess) {
         self.port = port
         self.caPEM = caPEM
         self.username = username
@@ -98,8 +94,8 @@ public final class SMTPTestServer: Sendable {
     public func stop() {
         // SIGKILL: the child may have inherited an ignored SIGTERM.
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            _ = process.waitUntilExitBlocking()
         }
         directory.cleanup()
     }
