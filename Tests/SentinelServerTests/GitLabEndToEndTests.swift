@@ -151,13 +151,17 @@ struct GitLabEndToEndTests {
         let edit = GitLabWebhook.mergeRequest(action: "update", mr: mr, project: world.project,
                                               changes: GitLabHookChanges(title: (previous: "Add a feature", current: "Add a better feature")))
         #expect(try await world.deliver("Merge Request Hook", edit).0 == 202)
-        try await Task.sleep(for: .milliseconds(300))
+        @Sendable func outcomes() async throws -> [String] {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) {
+                try await $0.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries WHERE outcome IS NOT NULL ORDER BY received_at") }
+            }
+        }
+        // Wait for the edit's delivery to be processed (a fixed sleep was too short on a loaded machine).
+        let processed = await eventually { try await outcomes().contains("ignored: merge request updated without new commits") }
+        let seen = (try? await outcomes()) ?? []
+        #expect(processed, "\(seen)")
         #expect(try await world.runs().count == 1)
         #expect(await world.summaryNotes().count == 1)
-        let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) {
-            try await $0.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries WHERE outcome IS NOT NULL ORDER BY received_at") }
-        }
-        #expect(outcomes.contains("ignored: merge request updated without new commits"), "\(outcomes)")
         await world.stop()
     }
 
@@ -263,6 +267,25 @@ struct GitLabEndToEndTests {
         let summary = try #require(await world.summaryNotes().first)
         #expect(summary.body.contains("Reviewed 2 of 3 files"), "\(summary.body)")
         #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
+        await world.stop()
+    }
+
+    @Test("the merge request moves while the review is written: the run ends superseded and posts nothing on lines of another version")
+    func headMovesWhileReviewing() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        // The first GET of the merge request is the run reading it; the second is the post placing its comments.
+        await world.gitlab.state.pushMergeRequest(before: "GET merge_request", occurrence: 2, project: world.project.id, iid: 3,
+                                                  headSHA: "ccc333", files: GitLabWorld.files)
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.state == .superseded, "\(run.state) \(run.reason ?? "")")
+        #expect(run.reason?.contains("ccc333") == true, "\(run.reason ?? "")")
+        #expect(await world.summaryNotes().isEmpty)
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).isEmpty)
+        #expect(await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel").last == "success",
+                "a superseded run's status is neutral, which GitLab spells success")
         await world.stop()
     }
 

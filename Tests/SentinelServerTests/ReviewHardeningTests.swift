@@ -201,6 +201,35 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("a force push while the review is written: the run ends superseded, the check neutral, nothing posted")
+    func forcePushWhileReviewing() async throws {
+        let world = try await GitHubWorld()
+        // GitHub refuses a review of a commit a force push removed from the pull request (422).
+        await world.github.state.pushBeforeNextReview(repo: Self.repo, 7, head: "fff999", force: true)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .superseded))
+        let run = try #require(try await world.runs().first)
+        #expect(run.reason?.contains("fff999") == true, "\(run.reason ?? "")")
+        #expect(await world.github.state.reviews(on: Self.repo, 7).isEmpty)
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.status == "completed")
+        #expect(check.conclusion == "neutral")
+        #expect(check.title == "Superseded")
+        await world.stop()
+    }
+
+    @Test("a plain push while the review is written: the review lands on the commit it reviewed")
+    func pushWhileReviewing() async throws {
+        let world = try await GitHubWorld()
+        // The reviewed commit is still part of the pull request: GitHub takes the review of it.
+        await world.github.state.pushBeforeNextReview(repo: Self.repo, 7, head: "eee555")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await world.github.state.reviews(on: Self.repo, 7).map(\.commitID) == ["aaa111"])
+        #expect(await world.github.state.rejected.isEmpty)
+        await world.stop()
+    }
+
     @Test("a force-push (old head not an ancestor) falls back to a full review of the PR diff")
     func forcePushReviewsWholePR() async throws {
         let world = try await GitHubWorld()

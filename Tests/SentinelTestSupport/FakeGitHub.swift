@@ -95,6 +95,10 @@ public struct FakePullRequest: Sendable {
     public var state = "open"
     /// GitHub's `pulls/{n}/files` items: filename, status, patch.
     public var files: [(filename: String, status: String, patch: String?)]
+    /// The commits of the pull request, oldest first: GitHub takes a review of any of them (one on
+    /// an older commit shows as outdated where lines changed) and refuses one of any other commit,
+    /// such as a head that a force push removed.
+    public var commits: [String]
 
     public init(repo: String, number: Int, headSHA: String, baseSHA: String, draft: Bool = false, fromFork: Bool = false,
                 files: [(filename: String, status: String, patch: String?)]) {
@@ -105,6 +109,7 @@ public struct FakePullRequest: Sendable {
         self.draft = draft
         self.fromFork = fromFork
         self.files = files
+        self.commits = [headSHA]
     }
 }
 
@@ -186,6 +191,9 @@ public actor FakeGitHubState {
     public private(set) var installations: [Int64: String] = [:]
     /// Called after a review is stored (tests use it to kill a worker right after posting).
     private var onReviewPosted: (@Sendable () -> Void)?
+    /// Pushes that land just before the next review request is handled: the pull request moved
+    /// while the run was reviewing it.
+    private var pushesBeforeNextReview: [(repo: String, number: Int, head: String, force: Bool)] = []
     /// The App webhook's delivery log (`GET /app/hook/deliveries`), in the order GitHub made them.
     public private(set) var hookDeliveries: [FakeHookDelivery] = []
     /// Delivery ids `POST /app/hook/deliveries/{id}/attempts` was called with (accepted ones only).
@@ -202,10 +210,23 @@ public actor FakeGitHubState {
         self.publicKeyPEM = publicKeyPEM
     }
 
-    public func addPull(_ pull: FakePullRequest) { pulls["\(pull.repo)#\(pull.number)"] = pull }
+    /// Adds a pull request; for one already there (a new head), its earlier commits stay in it.
+    public func addPull(_ pull: FakePullRequest) {
+        var pull = pull
+        if let earlier = pulls["\(pull.repo)#\(pull.number)"] {
+            pull.commits = earlier.commits.filter { !pull.commits.contains($0) } + pull.commits
+        }
+        pulls["\(pull.repo)#\(pull.number)"] = pull
+    }
     public func closePull(repo: String, _ number: Int) { pulls["\(repo)#\(number)"]?.state = "closed" }
-    /// A new head commit on a pull request (a push).
-    public func push(repo: String, _ number: Int, head: String) { pulls["\(repo)#\(number)"]?.headSHA = head }
+    /// A new head commit on a pull request: a push, or with `force` a force push that replaces the
+    /// pull request's commits.
+    public func push(repo: String, _ number: Int, head: String, force: Bool = false) {
+        guard var pull = pulls["\(repo)#\(number)"] else { return }
+        pull.headSHA = head
+        pull.commits = force ? [head] : pull.commits + [head]
+        pulls["\(repo)#\(number)"] = pull
+    }
 
     /// Records a delivery of the App's webhook as GitHub would log it; returns its id.
     @discardableResult
@@ -284,6 +305,11 @@ public actor FakeGitHubState {
     /// Faults for a route key like "POST reviews", "GET files", "POST check-runs", "POST access_tokens".
     public func inject(_ route: String, _ faults: [FakeFault]) { self.faults[route, default: []] += faults }
     public func setOnReviewPosted(_ hook: (@Sendable () -> Void)?) { onReviewPosted = hook }
+    /// Makes a push (`force`: a force push) land on the pull request just before the next review
+    /// request arrives, as when the author pushes while the review is being written.
+    public func pushBeforeNextReview(repo: String, _ number: Int, head: String, force: Bool = false) {
+        pushesBeforeNextReview.append((repo, number, head, force))
+    }
     public func reviews(on repo: String, _ number: Int) -> [PostedReview] { reviews.filter { $0.repo == repo && $0.number == number } }
 
     func takeFault(_ route: String) -> FakeFault? {
@@ -339,13 +365,19 @@ public actor FakeGitHubState {
     }
 
     private func storeReviewObject(repo: String, number: Int, body: [String: Any]) -> (Int, Any) {
+        for push in pushesBeforeNextReview { self.push(repo: push.repo, push.number, head: push.head, force: push.force) }
+        pushesBeforeNextReview = []
         guard let pull = pulls["\(repo)#\(number)"] else { return (404, ["message": "Not Found"]) }
         let event = body["event"] as? String ?? ""
         guard ["COMMENT", "REQUEST_CHANGES", "APPROVE"].contains(event) else {
             reject("review event '\(event)' invalid"); return (422, ["message": "Validation Failed"])
         }
-        guard body["commit_id"] as? String == pull.headSHA else {
-            reject("review commit_id does not match the PR head"); return (422, ["message": "Validation Failed"])
+        // Without commit_id GitHub reviews the head.
+        let commitID = body["commit_id"] as? String ?? pull.headSHA
+        guard pull.commits.contains(commitID) else {
+            reject("review commit_id \(commitID) is not part of the pull request")
+            return (422, ["message": "Unprocessable Entity", "errors": ["The commitOID is not part of the pull request"],
+                          "documentation_url": "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"])
         }
         let reviewBody = body["body"] as? String ?? ""
         var comments: [[String: String]] = []
@@ -372,11 +404,11 @@ public actor FakeGitHubState {
             comments.append(["path": path, "line": String(line), "side": side, "body": text,
                              "start_line": (comment["start_line"] as? Int).map(String.init) ?? ""])
         }
-        let review = PostedReview(id: newID(), repo: repo, number: number, commitID: pull.headSHA, event: event, body: reviewBody, comments: comments,
+        let review = PostedReview(id: newID(), repo: repo, number: number, commitID: commitID, event: event, body: reviewBody, comments: comments,
                                   userLogin: Self.botLogin, userType: "Bot")
         reviews.append(review)
         onReviewPosted?()
-        return (200, ["id": review.id, "body": reviewBody, "state": event == "COMMENT" ? "COMMENTED" : "CHANGES_REQUESTED", "commit_id": pull.headSHA])
+        return (200, ["id": review.id, "body": reviewBody, "state": event == "COMMENT" ? "COMMENTED" : "CHANGES_REQUESTED", "commit_id": commitID])
     }
 
     func createCheck(repo: String, bodyData: Data) -> (Int, Data) {

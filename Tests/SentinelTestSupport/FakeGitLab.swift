@@ -291,6 +291,7 @@ public actor FakeGitLabState {
     var members: [Int64: [Int64: FakeGitLabMember]] = [:]
     var tokens: [String: FakeGitLabToken] = [:]
     var discussionsByMR: [String: [FakeGitLabDiscussion]] = [:]
+    private var pendingPushes: [(route: String, occurrence: Int, project: Int64, iid: Int, headSHA: String, files: [FakeGitLabDiffFile])] = []
     public internal(set) var commitStatuses: [FakeGitLabCommitStatus] = []
     /// Why the fake refused a request (one line per refusal), for test diagnostics.
     public private(set) var rejected: [String] = []
@@ -334,6 +335,25 @@ public actor FakeGitLabState {
         mergeRequests[Self.key(project, iid)] = mr
         commitRefs["\(project)@\(headSHA)"] = mr.sourceBranch
         knowCommit(project, base, ref: mr.targetBranch)
+    }
+
+    /// Makes `pushMergeRequest(…)` happen just before the `occurrence`-th request (counted from now)
+    /// on `route` is handled: the merge request moves while a review run is working on it.
+    public func pushMergeRequest(before route: String, occurrence: Int, project: Int64, iid: Int, headSHA: String, files: [FakeGitLabDiffFile]) {
+        pendingPushes.append((route, occurrence, project, iid, headSHA, files))
+    }
+
+    func applyPendingPushes(_ route: String) {
+        var remaining: [(route: String, occurrence: Int, project: Int64, iid: Int, headSHA: String, files: [FakeGitLabDiffFile])] = []
+        for var push in pendingPushes {
+            if push.route == route { push.occurrence -= 1 }
+            if push.occurrence == 0 {
+                pushMergeRequest(project: push.project, iid: push.iid, headSHA: push.headSHA, files: push.files)
+            } else {
+                remaining.append(push)
+            }
+        }
+        pendingPushes = remaining
     }
 
     /// Changes a merge request's title, draft flag, state (`opened`/`closed`/`merged`) or diff readiness.

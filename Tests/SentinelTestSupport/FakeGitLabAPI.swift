@@ -126,6 +126,7 @@ extension FakeGitLabState {
                                   "GET compare", "GET file", "GET notes", "POST notes", "GET discussions", "POST discussions",
                                   "POST statuses", "GET statuses", "GET member", "GET merge_base"]
         guard known.contains(route) else { return .error(404, "404 Not Found") }
+        applyPendingPushes(route)
         if route == "GET diffs" && !diffsEndpointAvailable { return .error(404, "404 Not Found") }
 
         // Authentication first (401), then the token's scope (403), as GitLab's API guard does.

@@ -391,18 +391,23 @@ public struct ReviewRunner: Sendable {
             // A job whose lease was lost is cancelled: it must not post what another attempt owns.
             try Task.checkCancellation()
             do {
-                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
-                                                        comments: prepared.inlineMovedToSummary ? [] : prepared.findings.map(Self.comment),
-                                                        requestChanges: prepared.requestChanges)
-            } catch let rejected as ReviewCommentsRejected {
-                // The platform does not say which comment it could not place: post once more with
-                // every finding in the review body, stored first so a retry posts the same thing.
-                logger.warning("\(session.platformName) refused the inline comments; posting them in the review body", metadata: ["error": "\(rejected.message)"])
-                prepared.inlineMovedToSummary = true
-                try await store(prepared, runID: id, in: workspace)
-                try Task.checkCancellation()
-                reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
-                                                        comments: [], requestChanges: prepared.requestChanges)
+                do {
+                    reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
+                                                            comments: prepared.inlineMovedToSummary ? [] : prepared.findings.map(Self.comment),
+                                                            requestChanges: prepared.requestChanges)
+                } catch let rejected as ReviewCommentsRejected {
+                    // The platform does not say which comment it could not place: post once more with
+                    // every finding in the review body, stored first so a retry posts the same thing.
+                    logger.warning("\(session.platformName) refused the inline comments; posting them in the review body", metadata: ["error": "\(rejected.message)"])
+                    prepared.inlineMovedToSummary = true
+                    try await store(prepared, runID: id, in: workspace)
+                    try Task.checkCancellation()
+                    reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
+                                                            comments: [], requestChanges: prepared.requestChanges)
+                }
+            } catch let outdated as ReviewedCommitOutdated {
+                try await supersedeOutdated(run, outdated, session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
+                return
             }
         }
         laps.mark("post_review")
@@ -419,6 +424,22 @@ public struct ReviewRunner: Sendable {
         }
         try await workspace.write { tx in try ReviewRunStore.complete(posted, prepared: record, in: &tx) }
         laps.mark("tx_complete")
+    }
+
+    /// The platform would not take a review of the run's commit because the pull request moved on
+    /// (a force push): the run is superseded by the new head, whose own run reviews it, and its
+    /// check says so. Should the pull request still be at the run's commit, the refusal is a failure.
+    private func supersedeOutdated(_ run: ReviewRun, _ outdated: ReviewedCommitOutdated, session: any SourceControlSession, repo: String,
+                                   checkID: String?, workspace: WorkspaceActor, logger: Logger) async throws {
+        let head = try await session.pullRequest(repo, run.prNumber).headSHA
+        guard head != run.headSHA else { throw SourceControlError.permanent(outdated.message) }
+        let reason = "the pull request moved to \(head.prefix(12)) before the review of \(run.headSHA.prefix(12)) was posted"
+        // The check first: should that call fail, the job's retry finds the run still running and gets here again.
+        if let checkID {
+            try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded", summary: "Not posted: \(reason).")
+        }
+        _ = try await workspace.write { tx in try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, in: &tx) }
+        logger.info("pull request moved while the run worked; nothing posted", metadata: ["head": "\(head)", "error": "\(outdated.message)"])
     }
 
     /// The review body; with the inline comments refused, the findings are listed in it instead.

@@ -67,6 +67,16 @@ public struct ReviewCommentsRejected: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// The platform refused a review of the commit the run reviewed because that commit is no longer
+/// what the pull request holds: GitHub's 422 "The commitOID is not part of the pull request" after
+/// a force push, or a GitLab merge request whose head moved (its diff positions would point at
+/// other lines). The run is superseded by the newer head, not failed.
+public struct ReviewedCommitOutdated: Error, CustomStringConvertible {
+    public let message: String
+    public init(message: String) { self.message = message }
+    public var description: String { message }
+}
+
 /// A pull request's own diff (base…head) as the platform lists it.
 public struct PullRequestFiles: Sendable {
     public var files: [DiffFile]
@@ -107,7 +117,8 @@ public protocol SourceControlSession: Sendable {
     /// The id of a review already posted by this App's own bot account whose body starts with
     /// `marker`, if any. Reviews by anyone else are ignored, whatever they contain.
     func findReview(_ repo: String, _ number: Int, marker: String) async throws -> String?
-    /// Posts a review. Throws `ReviewCommentsRejected` when the platform refuses an inline comment.
+    /// Posts a review of `headSHA`. Throws `ReviewCommentsRejected` when the platform refuses an
+    /// inline comment, `ReviewedCommitOutdated` when it refuses a review of that commit.
     func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String
 }
 

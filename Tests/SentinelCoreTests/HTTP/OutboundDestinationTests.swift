@@ -124,6 +124,19 @@ struct OutboundDestinationTests {
         }
     }
 
+    @Test("GitHub's error answers keep their `errors` details: strings, and objects with a message or a code and field")
+    func gitHubErrorDetails() {
+        let outdated = GitHubClient.error(OutboundResponse(status: 422, body: Data(#"{"message":"Unprocessable Entity","errors":["The commitOID is not part of the pull request"]}"#.utf8)),
+                                          operation: "create review")
+        #expect(outdated.message == "Unprocessable Entity: The commitOID is not part of the pull request")
+        let objects = GitHubClient.error(OutboundResponse(status: 422, body: Data(#"""
+            {"message":"Validation Failed","errors":[{"resource":"PullRequestReviewComment","code":"custom","field":"commit_id","message":"commit_id is not part of the pull request"},{"resource":"Label","code":"missing_field","field":"name"}]}
+            """#.utf8)), operation: "create review")
+        #expect(objects.message == "Validation Failed: commit_id is not part of the pull request; name missing_field")
+        let plain = GitHubClient.error(OutboundResponse(status: 404, body: Data(#"{"message":"Not Found"}"#.utf8)), operation: "get pull request")
+        #expect(plain.message == "Not Found")
+    }
+
     @Test("remote error text is truncated, stripped of control characters, and cannot carry markers or mentions")
     func remoteTextCleaned() {
         let hostile = "boom\u{0}\u{1b}[31m <!-- sentinel:run:1 --> ping @admin\n" + String(repeating: "x", count: 2_000)

@@ -150,8 +150,22 @@ public struct GitHubClient: Sendable {
     ]
 
     public static func error(_ response: OutboundResponse, operation: String) -> GitHubAPIError {
-        struct Message: Decodable { let message: String? }
-        let message = (try? JSONDecoder.sentinel.decode(Message.self, from: response.body))?.message ?? ""
+        // `{"message": "Validation Failed", "errors": [...]}`: the items are strings ("The commitOID
+        // is not part of the pull request") or objects with a `message` or a `code` and `field`.
+        struct Item: Decodable {
+            let text: String?
+            init(from decoder: any Decoder) throws {
+                if let text = try? decoder.singleValueContainer().decode(String.self) { self.text = text; return }
+                struct Object: Decodable { let message: String?; let code: String?; let field: String? }
+                let object = try? Object(from: decoder)
+                text = object?.message ?? object.flatMap { o in o.code.map { code in o.field.map { "\($0) \(code)" } ?? code } }
+            }
+        }
+        struct Message: Decodable { let message: String?; let errors: [Item]? }
+        let decoded = try? JSONDecoder.sentinel.decode(Message.self, from: response.body)
+        let details = (decoded?.errors ?? []).compactMap(\.text).filter { !$0.isEmpty }
+        let message = ([decoded?.message ?? ""].filter { !$0.isEmpty } + (details.isEmpty ? [] : [details.joined(separator: "; ")]))
+            .joined(separator: ": ")
         var retryAfter = response.retryAfter
         if retryAfter == nil, response.status == 403 || response.status == 429,
            response.header("x-ratelimit-remaining") == "0", let reset = response.header("x-ratelimit-reset").flatMap(Double.init) {

@@ -121,6 +121,9 @@ public struct GitHubSession: SourceControlSession {
             return String(try await client.createReview(repo, number, request).id)
         } catch let error as GitHubAPIError {
             if error.isRetryable { throw SourceControlError.retryable(error.description, retryAfter: error.retryAfter) }
+            if error.status == 422, error.description.contains("not part of the pull request") {
+                throw ReviewedCommitOutdated(message: error.description)
+            }
             if error.status == 422, !comments.isEmpty { throw ReviewCommentsRejected(message: error.description) }
             throw SourceControlError.permanent(error.description)
         }

@@ -148,6 +148,11 @@ public struct GitLabSession: SourceControlSession {
             var refused: [ReviewComment] = []
             if !comments.isEmpty {
                 let mr = try await client.mergeRequest(project: project, iid: number)
+                // Positions are taken against the merge request's current diff: on a moved head they
+                // would point at lines of another version than the one reviewed.
+                if let current = mr.diff_refs?.head_sha ?? mr.sha, current != headSHA {
+                    throw ReviewedCommitOutdated(message: "the merge request's head moved from \(headSHA.prefix(12)) to \(current.prefix(12)) before the review was posted")
+                }
                 let files = Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number))
                 var posted = Set<String>()
                 if let marker {
