@@ -109,6 +109,55 @@ struct EventLogTests {
         #expect(seen.all == ["RunCompleted#2@delivery-1"])
         await h.stop()
     }
+
+    @Test("a coalescing listener has one queued job for any number of events; once it starts, the next event queues another")
+    func coalescingListener() async throws {
+        let seen = Recorder<Int64>()
+        var registry = JobRegistry()
+        registry.listen(to: "UsageRecorded", as: "fold", coalescing: true) { ctx in
+            // What a coalescing listener does: work through the log (here: count what it finds).
+            let seqs = try await ctx.workspace.read { db in try Int64.fetchAll(db, sql: "SELECT seq FROM events WHERE type = 'UsageRecorded'") }
+            for seq in seqs { seen.append(seq) }
+        }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        for _ in 0..<5 {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await actor.write { tx in try tx.append(DomainEvent(type: "UsageRecorded")) }
+            }
+        }
+        let queued = try await h.jobs(in: ws, state: .queued).filter { $0.kind == EventListenerRegistry.jobKind("fold") }
+        #expect(queued.count == 1, "five events, one queued job")
+        h.startScheduler()
+        #expect(await eventually { seen.count == 5 })
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try tx.append(DomainEvent(type: "UsageRecorded")) }
+        }
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 2 }, "the event after the first run queued a second")
+        #expect(await eventually { seen.count == 5 + 6 })
+        await h.stop()
+    }
+
+    @Test("a listener with a condition gets no job while the condition is false")
+    func conditionalListener() async throws {
+        var registry = JobRegistry()
+        // True from the second event on (the appended event is already in the log when it is asked).
+        registry.listen(to: "RunCompleted", as: "notify", when: { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM events")! >= 2
+        }) { _ in }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try tx.append(DomainEvent(type: "RunCompleted")) }
+        }
+        #expect(try await h.jobs(in: ws).isEmpty)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in try tx.append(DomainEvent(type: "RunCompleted")) }
+        }
+        #expect(try await h.jobs(in: ws).map(\.kind) == [EventListenerRegistry.jobKind("notify")])
+        await h.stop()
+    }
 }
 
 @Suite("Storage")

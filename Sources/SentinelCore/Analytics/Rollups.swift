@@ -52,11 +52,11 @@ public enum Rollups {
 
     /// Folds up to `limit` relevant events; returns how many events were folded.
     @discardableResult
-    /// Registers the rollup listener: every `RunCompleted` and `UsageRecorded` enqueues it, and it
-    /// folds everything after the watermark.
+    /// Registers the rollup listener: a `RunCompleted` or `UsageRecorded` enqueues it unless a run
+    /// of it is queued already (it coalesces), and it folds everything after the watermark.
     public static func register(in registry: inout JobRegistry) {
         for type in eventTypes {
-            registry.listen(to: type, as: listener) { context in
+            registry.listen(to: type, as: listener, coalescing: true) { context in
                 while try await context.workspace.write({ tx in try advance(in: tx.db) }) == batchSize {}
             }
         }

@@ -76,7 +76,10 @@ public struct Notifications: Sendable {
     /// that appends events but sends nothing (the CLI) registers, so its events are notified too.
     public static func registerListener(in registry: inout JobRegistry, window: TimeInterval = 60) {
         for type in eventTypes {
-            registry.listen(to: type, as: listener) { context in
+            // A workspace without a notification channel has nothing to notify: no job per event.
+            registry.listen(to: type, as: listener, when: { db in
+                try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM notification_channels)")) ?? false
+            }) { context in
                 let payload = try context.job.decodePayload(EventListenerPayload.self)
                 try await context.workspace.write { tx in try collect(eventSeq: payload.seq, window: window, in: &tx) }
             }

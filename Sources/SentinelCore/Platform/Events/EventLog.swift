@@ -47,8 +47,11 @@ public enum EventLog {
     /// `jsonb` accepts: control characters other than tab, newline and carriage return are
     /// stripped from the payload's strings (and from subject and correlation id), and a payload
     /// that still would not load (not JSON, an unpaired surrogate, …) is refused.
+    /// A coalescing listener gets one queued job however many events arrive before it runs (the
+    /// job is keyed by the listener while queued); a listener with a condition gets none while the
+    /// condition is false.
     @discardableResult
-    public static func append(_ event: DomainEvent, in db: Database, now: Date, listeners: [String]) throws -> (seq: Int64, jobs: [JobRequest]) {
+    public static func append(_ event: DomainEvent, in db: Database, now: Date, listeners: [EventListener]) throws -> (seq: Int64, jobs: [JobRequest]) {
         let data = String(decoding: StoredText.cleanJSON(event.data), as: UTF8.self)
         if let problem = PostgresJSON.problem(in: data) {
             throw StorageError.invalid("event \(event.type) data is not exportable JSON: \(problem)")
@@ -59,9 +62,13 @@ public enum EventLog {
             """, arguments: [id, StoredText.singleLine(event.type), ISO8601.string(now), event.correlationID.map(StoredText.singleLine),
                              event.subject.map(StoredText.singleLine), data])
         let seq = db.lastInsertedRowID
-        let jobs = try listeners.map { name in
-            try JobRequest(kind: EventListenerRegistry.jobKind(name), payload: EventListenerPayload(seq: seq, eventID: id, type: event.type),
-                           priority: .low, idempotencyKey: "event:\(id):\(name)", correlationID: event.correlationID)
+        var jobs: [JobRequest] = []
+        for listener in listeners {
+            if let condition = listener.condition, try !condition(db) { continue }
+            let key = listener.coalescing ? EventListenerRegistry.pendingKey(listener.name) : "event:\(id):\(listener.name)"
+            jobs.append(try JobRequest(kind: EventListenerRegistry.jobKind(listener.name),
+                                       payload: EventListenerPayload(seq: seq, eventID: id, type: event.type),
+                                       priority: .low, idempotencyKey: key, correlationID: event.correlationID))
         }
         return (seq, jobs)
     }
@@ -80,20 +87,35 @@ public enum EventLog {
     }
 }
 
+/// A listener of events: a job handler run for the events of the types it listens to.
+public struct EventListener: Sendable {
+    public var name: String
+    /// One job for every event (false), or one queued job for all events until it runs (true): for
+    /// a listener that works through the log after a watermark of its own (the rollups), one run
+    /// sees every event appended before it, so more jobs would only repeat it.
+    public var coalescing: Bool
+    /// Checked in the appending transaction: no job while it is false (e.g. no notification
+    /// channel in the workspace, so nothing to notify).
+    public var condition: (@Sendable (Database) throws -> Bool)?
+}
+
 /// Which listeners react to which event types. A listener is a job handler: it runs on the
 /// workspace's queue, retried like any job, decoupled from the code that appended the event.
 public struct EventListenerRegistry: Sendable {
-    private(set) var byType: [String: [String]] = [:]
+    private(set) var byType: [String: [EventListener]] = [:]
 
     public init() {}
 
     public static func jobKind(_ listener: String) -> String { "listener.\(listener)" }
 
-    mutating func add(type: String, listener: String) {
+    /// The idempotency key of a coalescing listener's queued job; the job gives it up when it starts.
+    static func pendingKey(_ listener: String) -> String { "listener:\(listener):pending" }
+
+    mutating func add(type: String, listener: EventListener) {
         byType[type, default: []].append(listener)
     }
 
-    public func listeners(for type: String) -> [String] { byType[type] ?? [] }
+    public func listeners(for type: String) -> [EventListener] { byType[type] ?? [] }
 }
 
 /// The one timestamp format of events, manifests and API responses (UTC, milliseconds).

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 
 /// What a job handler gets: the job, its workspace (through its actor), and a logger that already
@@ -70,10 +71,24 @@ public struct JobRegistry: Sendable {
                               priority: .critical, idempotencyKey: "dead:\(job.id):\(now.epoch)", correlationID: job.correlationID)
     }
 
-    /// Runs `handler` as a job for every event of `eventType`; the payload is an `EventListenerPayload`.
-    public mutating func listen(to eventType: String, as listener: String, handler: @escaping JobHandler) {
-        listeners.add(type: eventType, listener: listener)
-        handlers[EventListenerRegistry.jobKind(listener)] = handler
+    /// Runs `handler` as a job for every event of `eventType`; the payload is an `EventListenerPayload`
+    /// (with `coalescing`, of the first event since the last run: the handler works through the log
+    /// itself). No job while `condition` is false in the appending transaction.
+    public mutating func listen(to eventType: String, as listener: String, coalescing: Bool = false,
+                                when condition: (@Sendable (Database) throws -> Bool)? = nil, handler: @escaping JobHandler) {
+        listeners.add(type: eventType, listener: EventListener(name: listener, coalescing: coalescing, condition: condition))
+        let kind = EventListenerRegistry.jobKind(listener)
+        guard coalescing else { handlers[kind] = handler; return }
+        handlers[kind] = { context in
+            // Give up the queued job's key first, in its own commit: an event appended from now on
+            // queues the next job, and every event appended before is in the log this run reads.
+            let key = EventListenerRegistry.pendingKey(listener)
+            try await context.workspace.write { tx in
+                try tx.db.execute(sql: "UPDATE jobs SET idempotency_key = NULL WHERE id = ? AND idempotency_key = ?",
+                                  arguments: [context.job.id, key])
+            }
+            try await handler(context)
+        }
     }
 
     public func handler(for kind: String) -> JobHandler? { handlers[kind] }
