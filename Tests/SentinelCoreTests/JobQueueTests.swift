@@ -221,11 +221,12 @@ struct JobQueueTests {
         await h.stop()
     }
 
-    @Test("the per-workspace token bucket limits how fast one workspace starts jobs")
+    @Test("the per-workspace token bucket limits how fast one workspace starts jobs while another has work due")
     func perWorkspaceRateLimit() async throws {
         let starts = Recorder<ContinuousClock.Instant>()
         var registry = JobRegistry()
         registry.register("r") { _ in starts.append(.now) }
+        registry.register("other") { _ in }
         let h = try TestHarness(config: testConfig {
             $0.jobs.rateLimitPerSecond = 20
             $0.jobs.rateLimitBurst = 5
@@ -233,6 +234,9 @@ struct JobQueueTests {
             $0.jobs.globalConcurrency = 50
         }, registry: registry)
         let ws = try h.createWorkspace()
+        // Another tenant with work due all along (its own bucket holds it back too).
+        let other = try h.createWorkspace()
+        for _ in 0..<200 { try await h.enqueue(JobRequest(kind: "other"), in: other) }
         for _ in 0..<25 { try await h.enqueue(JobRequest(kind: "r"), in: ws) }
         let began = ContinuousClock.now
         h.startScheduler()
@@ -243,6 +247,25 @@ struct JobQueueTests {
         #expect(elapsed >= .milliseconds(900), "25 jobs started in \(elapsed)")
         let firstWindow = starts.all.filter { $0 - began < .milliseconds(200) }.count
         #expect(firstWindow <= 5 + 4 + 1, "\(firstWindow) started in the first 200 ms")
+        await h.stop()
+    }
+
+    @Test("a workspace alone with work due is not held back by its token bucket: nobody is waiting")
+    func rateLimitOnlyUnderContention() async throws {
+        let starts = Recorder<ContinuousClock.Instant>()
+        var registry = JobRegistry()
+        registry.register("r") { _ in starts.append(.now) }
+        let h = try TestHarness(config: testConfig {
+            // Held back, 10 jobs would take 9 s.
+            $0.jobs.rateLimitPerSecond = 1
+            $0.jobs.rateLimitBurst = 1
+            $0.jobs.workspaceConcurrency = 50
+            $0.jobs.globalConcurrency = 50
+        }, registry: registry)
+        let ws = try h.createWorkspace()
+        for _ in 0..<10 { try await h.enqueue(JobRequest(kind: "r"), in: ws) }
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(5)) { starts.count == 10 }, "\(starts.count) of 10 started within 5 s")
         await h.stop()
     }
 

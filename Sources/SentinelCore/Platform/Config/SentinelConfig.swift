@@ -255,7 +255,7 @@ public enum ConfigLoader {
         key("jobs.backoff_max_seconds", "largest retry delay", \.jobs.backoffMaxSeconds),
         key("jobs.lease_seconds", "a running job's lease; heartbeats renew it", \.jobs.leaseSeconds),
         key("jobs.poll_interval_ms", "how often the scheduler looks for work enqueued by other processes", \.jobs.pollIntervalMilliseconds),
-        key("jobs.rate_limit_per_second", "per-workspace job starts per second (token bucket rate)", \.jobs.rateLimitPerSecond),
+        key("jobs.rate_limit_per_second", "per-workspace job starts per second while another workspace has work due (token bucket rate)", \.jobs.rateLimitPerSecond),
         key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
         key("jobs.priority_aging_seconds", "due work waiting this long counts one priority higher across workspaces", \.jobs.priorityAgingSeconds),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),

@@ -111,6 +111,10 @@ public actor JobScheduler: Service {
         struct Claim: Sendable { let id: WorkspaceID; let actor: WorkspaceActor; let limit: Int; let running: Int; let rank: Int; let through: JobPriority }
         var plan: [Claim] = []
         var reserved = 0
+        // The per-workspace rate limit keeps one tenant from starving the others: it holds a
+        // workspace back only while another one has work due. Alone, a workspace runs at full
+        // speed (its starts still drain its bucket, so it is held back as soon as another arrives).
+        let contended = due.count > 1
         for candidate in due {
             let id = candidate.id
             if stopping || globalInFlight + reserved >= globalLimit { break }
@@ -118,7 +122,7 @@ public actor JobScheduler: Service {
             let free = config.jobs.workspaceConcurrency - running
             if free <= 0 { continue }
             var bucket = buckets[id] ?? TokenBucket(rate: config.jobs.rateLimitPerSecond, burst: config.jobs.rateLimitBurst)
-            let tokens = bucket.available()
+            let tokens = contended ? bucket.available() : Int.max
             buckets[id] = bucket
             if tokens < 1 {
                 sleep = min(sleep, bucket.waitTime())
