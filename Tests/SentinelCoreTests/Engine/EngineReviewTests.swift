@@ -289,6 +289,23 @@ struct EngineReviewTests {
         #expect(await tracker.calls[""] == 12)
     }
 
+    /// A 2,000-line pull request is five chunks: by default they all run at once, so the review
+    /// takes one model call's time, not two rounds.
+    @Test func defaultRunsEightChunksAtOnce() async throws {
+        let tracker = EngineCallTracker()
+        let model = EngineFakeModel { _ in
+            await tracker.enter()
+            try? await Task.sleep(for: .milliseconds(200))
+            await tracker.exit()
+            return "{\"summary\": \"\", \"findings\": []}"
+        }
+        var options = ReviewOptions()
+        options.chunkTokenBudget = 1
+        let result = await ReviewEngine.review(files: manyFiles(10), options: options, model: model)
+        #expect(result.chunkCount == 10)
+        #expect(await tracker.peak == 8)
+    }
+
     @Test func emptyOrFullyFilteredChangeSkipsTheModel() async throws {
         let files = try UnifiedDiff.parse(Self.pullRequest)
         let model = EngineFakeModel { _ in

@@ -74,7 +74,7 @@ public struct ReviewOptions: Sendable {
     public init(include: [String] = [], exclude: [String] = [], defaultSkips: Bool = true, instructions: String? = nil,
                 pathInstructions: [(glob: String, text: String)] = [], language: String? = nil,
                 minSeverity: Severity = .low, maxComments: Int = 30, builtinChecks: Bool = true,
-                chunkTokenBudget: Int = 12_000, maxTotalTokens: Int? = nil, maxParallelChunks: Int = 4,
+                chunkTokenBudget: Int = 12_000, maxTotalTokens: Int? = nil, maxParallelChunks: Int = 8,
                 alreadyPosted: Set<String> = [], aiSkippedReason: String? = nil) {
         self.include = include
         self.exclude = exclude
