@@ -200,6 +200,17 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a pull_request action Sentinel does not act on is ignored by the action intake stored, without decoding the payload again")
+    func ignoredActionsAreNotDecoded() async throws {
+        let world = try await GitHubWorld()
+        // A body with only the action: decoding it as a pull request event would fail ("payload not understood").
+        let (status, _) = try await world.deliver(event: "pull_request", body: Data(#"{"action":"labeled"}"#.utf8))
+        #expect(status == 202)
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: pull_request.labeled'") == 1 })
+        #expect(try await world.runs().isEmpty)
+        await world.stop()
+    }
+
     @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
     func wrongSignatureRejected() async throws {
         let world = try await GitHubWorld()

@@ -21,6 +21,9 @@ public struct GitHubDeliveryProcessor: Sendable {
         self.metrics = metrics
     }
 
+    /// The `pull_request` actions that start, or end, review runs; every other action is ignored.
+    static let pullRequestActions: Set<String> = ["opened", "reopened", "ready_for_review", "synchronize", "closed"]
+
     /// Outcomes of a comment command that was recognised but not obeyed start with this.
     public static let refusedCommandPrefix = "refused: "
 
@@ -47,6 +50,14 @@ public struct GitHubDeliveryProcessor: Sendable {
             }
             if let processed: Double = row["processed_at"], processed > 0 { return row["outcome"] ?? "processed" }
             let event: String = row["event"]
+            // Most pull_request deliveries are actions Sentinel ignores (labels, assignees, edits):
+            // the action intake stored says so without decoding the whole payload again.
+            if event == "pull_request", let action: String = row["action"], !Self.pullRequestActions.contains(action) {
+                let outcome = "ignored: pull_request.\(action)"
+                try tx.db.execute(sql: "UPDATE deliveries SET processed_at = ?, outcome = ? WHERE id = ?",
+                                  arguments: [tx.now.epoch, outcome, job.deliveryID])
+                return outcome
+            }
             let payload: Data = row["payload"]
             guard let integrationID = IntegrationID(row["integration_id"]) else { return "invalid integration" }
             let correlationID: String? = row["correlation_id"]
