@@ -200,14 +200,23 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a pull_request action Sentinel does not act on is ignored by the action intake stored, without decoding the payload again")
-    func ignoredActionsAreNotDecoded() async throws {
+    @Test("a delivery whose event and action say there is nothing to do is stored already processed, with no job and no second decode")
+    func settledAtIntake() async throws {
         let world = try await GitHubWorld()
         // A body with only the action: decoding it as a pull request event would fail ("payload not understood").
-        let (status, _) = try await world.deliver(event: "pull_request", body: Data(#"{"action":"labeled"}"#.utf8))
-        #expect(status == 202)
-        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: pull_request.labeled'") == 1 })
-        #expect(try await world.runs().isEmpty)
+        #expect(try await world.deliver(event: "pull_request", body: Data(#"{"action":"labeled"}"#.utf8)).0 == 202)
+        #expect(try await world.deliver(event: "issue_comment", body: Data(#"{"action":"deleted"}"#.utf8)).0 == 202)
+        #expect(try await world.deliver(event: "check_suite", body: Data(#"{"action":"completed"}"#.utf8)).0 == 202)
+        // Settled by the time the 202 came back: no waiting for a job.
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 3)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: pull_request.labeled'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: issue_comment.deleted'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'stored: check_suite is not acted on'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM jobs WHERE kind = 'github.delivery'") == 0)
+        // One that needs its payload still gets its job.
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.count("SELECT count(*) FROM jobs WHERE kind = 'github.delivery'") == 1)
         await world.stop()
     }
 

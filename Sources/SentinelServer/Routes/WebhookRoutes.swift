@@ -103,7 +103,8 @@ struct WebhookRoutes {
         }
         let action = envelope.action
         return try await store(deliveryID: deliveryID, event: event, action: action, data: data, integrationID: id,
-                               workspaceID: integration.workspaceID, platform: "github", jobKind: DeliveryIntake.jobKind, context)
+                               workspaceID: integration.workspaceID, platform: "github", jobKind: DeliveryIntake.jobKind,
+                               settled: GitHubDeliveryProcessor.settledOutcome(event: event, action: action), context)
     }
 
     /// GitLab authenticates a delivery with the webhook's secret token in `X-Gitlab-Token`, and
@@ -134,13 +135,13 @@ struct WebhookRoutes {
     }
 
     func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,
-               platform: String, jobKind: String, _ context: SentinelRequestContext) async throws -> Response {
+               platform: String, jobKind: String, settled: String? = nil, _ context: SentinelRequestContext) async throws -> Response {
         let correlationID = deliveryID
         let outcome: DeliveryIntake.Outcome
         do {
             outcome = try await supervisor.withWorkspace(workspaceID) { workspace in
                 try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
-                                               correlationID: correlationID, jobKind: jobKind, in: workspace)
+                                               correlationID: correlationID, jobKind: jobKind, settled: settled, in: workspace)
             }
         } catch WorkspaceError.notFound(let workspace) {
             // The workspace was deleted after the integration was looked up (it may still be cached).
@@ -149,6 +150,7 @@ struct WebhookRoutes {
         }
         metrics.webhook(platform: platform, outcome: outcome == .accepted ? "accepted" : "duplicate")
         context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",
+                                                          "settled": "\(settled ?? "-")",
                                                           "duplicate": "\(outcome == .duplicate)", "workspace_id": "\(workspaceID)"])
         return jsonResponse(.accepted, ["status": outcome == .accepted ? "accepted" : "duplicate", "delivery_id": deliveryID])
     }

@@ -15,16 +15,24 @@ public enum DeliveryIntake {
     public static let jobKind = "github.delivery"
     public static let gitLabJobKind = "gitlab.delivery"
 
-    /// - Parameter jobKind: the platform's processing job (`jobKind` for GitHub, `gitLabJobKind`).
+    /// - Parameters:
+    ///   - jobKind: the platform's processing job (`jobKind` for GitHub, `gitLabJobKind`).
+    ///   - settled: the outcome when the event and action alone say there is nothing to do (a
+    ///     `pull_request.labeled`, an event Sentinel does not act on): the delivery is stored
+    ///     already processed, with that outcome, and no job. Most of a busy organisation's
+    ///     webhook traffic is such deliveries.
     public static func store(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data,
-                             correlationID: String, jobKind: String = DeliveryIntake.jobKind, in workspace: WorkspaceActor) async throws -> Outcome {
+                             correlationID: String, jobKind: String = DeliveryIntake.jobKind, settled: String? = nil,
+                             in workspace: WorkspaceActor) async throws -> Outcome {
         try await workspace.write { tx in
             // Compiled once per connection, not once per delivery.
             try tx.db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, correlation_id, received_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [deliveryID, integrationID.rawValue, event, action, body, correlationID, tx.now.epoch])
+                INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, correlation_id, received_at, processed_at, outcome)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [deliveryID, integrationID.rawValue, event, action, body, correlationID, tx.now.epoch,
+                                         settled == nil ? nil : tx.now.epoch, settled])
             guard tx.db.changesCount == 1 else { return .duplicate }
+            if settled != nil { return .accepted }
             try tx.enqueue(JobRequest(kind: jobKind, payload: DeliveryJob(deliveryID: deliveryID), priority: .critical,
                                       idempotencyKey: "delivery:\(deliveryID)", correlationID: correlationID))
             return .accepted

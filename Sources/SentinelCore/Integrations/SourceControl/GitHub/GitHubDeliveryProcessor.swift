@@ -23,6 +23,21 @@ public struct GitHubDeliveryProcessor: Sendable {
 
     /// The `pull_request` actions that start, or end, review runs; every other action is ignored.
     static let pullRequestActions: Set<String> = ["opened", "reopened", "ready_for_review", "synchronize", "closed"]
+    /// The events `route` acts on.
+    static let routedEvents: Set<String> = ["installation", "installation_repositories", "pull_request", "issue_comment"]
+
+    /// What processing a delivery would conclude from its event and action alone, when that is
+    /// "nothing to do" (the same words `route` uses); nil when the payload decides. Webhook intake
+    /// stores such a delivery already processed, without a job.
+    public static func settledOutcome(event: String, action: String?) -> String? {
+        if !routedEvents.contains(event) { return "stored: \(event) is not acted on" }
+        guard let action else { return nil }
+        switch event {
+        case "pull_request" where !pullRequestActions.contains(action): return "ignored: pull_request.\(action)"
+        case "issue_comment" where action != "created": return "ignored: issue_comment.\(action)"
+        default: return nil
+        }
+    }
 
     /// Outcomes of a comment command that was recognised but not obeyed start with this.
     public static let refusedCommandPrefix = "refused: "
@@ -50,10 +65,9 @@ public struct GitHubDeliveryProcessor: Sendable {
             }
             if let processed: Double = row["processed_at"], processed > 0 { return row["outcome"] ?? "processed" }
             let event: String = row["event"]
-            // Most pull_request deliveries are actions Sentinel ignores (labels, assignees, edits):
-            // the action intake stored says so without decoding the whole payload again.
-            if event == "pull_request", let action: String = row["action"], !Self.pullRequestActions.contains(action) {
-                let outcome = "ignored: pull_request.\(action)"
+            // Intake settles these itself; a row stored before it did is settled here the same way,
+            // without decoding the whole payload.
+            if let outcome = Self.settledOutcome(event: event, action: row["action"]) {
                 try tx.db.execute(sql: "UPDATE deliveries SET processed_at = ?, outcome = ? WHERE id = ?",
                                   arguments: [tx.now.epoch, outcome, job.deliveryID])
                 return outcome
