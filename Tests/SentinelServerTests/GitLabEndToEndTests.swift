@@ -270,6 +270,22 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a pipeline event and an approval are stored already processed, with no job")
+    func settledAtIntake() async throws {
+        let world = try await GitLabWorld()
+        #expect(try await world.deliver("Pipeline Hook", Data(#"{"object_kind":"pipeline","object_attributes":{"id":1}}"#.utf8)).0 == 202)
+        #expect(try await world.deliver("Merge Request Hook", Data(#"{"object_kind":"merge_request","object_attributes":{"action":"approved"}}"#.utf8)).0 == 202)
+        let rows = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in
+                (try String.fetchAll(db, sql: "SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL ORDER BY received_at"),
+                 try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs WHERE kind = 'gitlab.delivery'") ?? -1)
+            }
+        }
+        #expect(rows.0 == ["stored: Pipeline Hook is not acted on", "ignored: merge_request.approved"])
+        #expect(rows.1 == 0)
+        await world.stop()
+    }
+
     @Test("the merge request moves while the review is written: the run ends superseded and posts nothing on lines of another version")
     func headMovesWhileReviewing() async throws {
         let world = try await GitLabWorld()

@@ -131,7 +131,8 @@ struct WebhookRoutes {
         }
         let action = envelope.objectAttributesAction
         return try await store(deliveryID: "gitlab:\(key)", event: event, action: action, data: data, integrationID: integration.id,
-                               workspaceID: integration.workspaceID, platform: "gitlab", jobKind: DeliveryIntake.gitLabJobKind, context)
+                               workspaceID: integration.workspaceID, platform: "gitlab", jobKind: DeliveryIntake.gitLabJobKind,
+                               settled: GitLabDeliveryProcessor.settledOutcome(event: event, action: action), context)
     }
 
     func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,

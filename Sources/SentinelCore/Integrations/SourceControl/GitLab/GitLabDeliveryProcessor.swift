@@ -63,6 +63,24 @@ public struct GitLabDeliveryProcessor: Sendable {
         registry.register(DeliveryIntake.gitLabJobKind) { try await process($0) }
     }
 
+    /// The merge request actions that start, or end, review runs.
+    static let mergeRequestActions: Set<String> = ["open", "reopen", "update", "close", "merge"]
+
+    /// What processing would conclude from the event and action alone, when that is "nothing to
+    /// do" (the same words `route` uses); nil when the payload decides. Intake stores such a
+    /// delivery already processed, without a job (`DeliveryIntake.store(settled:)`).
+    public static func settledOutcome(event: String, action: String?) -> String? {
+        switch event {
+        case "Merge Request Hook":
+            guard let action, !action.isEmpty, !mergeRequestActions.contains(action) else { return nil }
+            return "ignored: merge_request.\(action)"
+        case "Note Hook":
+            return nil
+        default:
+            return "stored: \(event) is not acted on"
+        }
+    }
+
     public func process(_ context: JobContext) async throws {
         let job = try context.job.decodePayload(DeliveryJob.self)
         struct Stored: Sendable { let event: String; let payload: Data; let integration: String; let processed: Bool }
