@@ -29,8 +29,10 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// What processing a delivery would conclude from its event and action alone, when that is
     /// "nothing to do" (the same words `route` uses); nil when the payload decides. Webhook intake
     /// stores such a delivery already processed, without a job.
+    static func notActedOn(_ event: String) -> String { "stored: \(event) is not acted on" }
+
     public static func settledOutcome(event: String, action: String?) -> String? {
-        if !routedEvents.contains(event) { return "stored: \(event) is not acted on" }
+        if !routedEvents.contains(event) { return notActedOn(event) }
         guard let action else { return nil }
         switch event {
         case "pull_request" where !pullRequestActions.contains(action): return "ignored: pull_request.\(action)"
@@ -138,6 +140,8 @@ public struct GitHubDeliveryProcessor: Sendable {
             return "added \(e.repositoriesAdded?.count ?? 0), removed \(e.repositoriesRemoved?.count ?? 0) repositories"
         case "pull_request":
             let e = try decoder.decode(GitHubPayload.PullRequestEvent.self, from: payload)
+            // The same decision intake makes (one list of the actions acted on, so the two cannot differ).
+            if let settled = settledOutcome(event: event, action: e.action) { return settled }
             let trigger: String
             switch e.action {
             case "opened": trigger = "opened"
@@ -165,7 +169,7 @@ public struct GitHubDeliveryProcessor: Sendable {
         case "issue_comment":
             let e = try decoder.decode(GitHubPayload.IssueCommentEvent.self, from: payload)
             // Only new comments are commands: editing an old comment must not start (or restart) a run.
-            guard e.action == "created" else { return "ignored: issue_comment.\(e.action)" }
+            if let settled = settledOutcome(event: event, action: e.action) { return settled }
             guard e.issue.pullRequest != nil else { return "ignored: comment on an issue, not a pull request" }
             let botLogin = try String.fetchOne(tx.db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
             if isOwnBot(e.comment.user, botLogin: botLogin) { return "ignored: comment by a bot" }
@@ -185,7 +189,7 @@ public struct GitHubDeliveryProcessor: Sendable {
                                                               correlationID: correlationID, in: &tx)
             return created ? "run \(runID) requested by comment" : "run \(runID) already exists"
         default:
-            return "stored: \(event) is not acted on"
+            return notActedOn(event)
         }
     }
 

@@ -77,7 +77,7 @@ public struct GitLabDeliveryProcessor: Sendable {
         case "Note Hook":
             return nil
         default:
-            return "stored: \(event) is not acted on"
+            return GitHubDeliveryProcessor.notActedOn(event)
         }
     }
 
@@ -136,6 +136,8 @@ public struct GitLabDeliveryProcessor: Sendable {
         case "Merge Request Hook":
             let e = try decoder.decode(GitLabPayload.MergeRequestEvent.self, from: payload)
             let a = e.object_attributes
+            // The same decision intake makes (one list of the actions acted on, so the two cannot differ).
+            if let settled = settledOutcome(event: event, action: a.action) { return settled }
             let action = a.action ?? ""
             let trigger: String
             switch action {
@@ -191,7 +193,7 @@ public struct GitLabDeliveryProcessor: Sendable {
                                                               in: &tx)
             return created ? "run \(runID) requested by note" : "run \(runID) already exists"
         default:
-            return "stored: \(event) is not acted on"
+            return GitHubDeliveryProcessor.notActedOn(event)
         }
     }
 }
