@@ -41,6 +41,8 @@ let package = Package(
             name: "SentinelCore",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The analytics export reads event rows straight from the statement (no String per column).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -331,6 +331,43 @@ struct AnalyticsExportFileTests {
         h.directory.cleanup()
     }
 
+    @Test("timestamps in every shape the export reads load as the same instants; an impossible date stops the export before it")
+    func timestampShapes() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("times")
+        let accepted = ["2026-11-17T10:00:00Z", "2026-11-17T10:00:00.123Z", "2026-11-17T10:00:00.123456Z",
+                        "2024-02-29T23:59:59Z", "2026-11-17T12:00:00+0200"]
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                for (i, at) in accepted.enumerated() {
+                    try tx.db.execute(sql: "INSERT INTO events (id, type, occurred_at, data) VALUES (?, 'Probe', ?, ?)",
+                                      arguments: ["t\(i)", at, #"{"tab":"a\tb","slash":"c\\d","line":"e\nf","n":-12.5e3}"#])
+                }
+                try tx.db.execute(sql: "INSERT INTO events (id, type, occurred_at, data) VALUES ('bad', 'Probe', '2026-13-01T00:00:00Z', '{}')")
+            }
+        }
+        await h.supervisor.shutdown()
+        let manifest = try AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config)).export()
+        let part = try #require(manifest.workspaces.first { $0.workspaceID == ws.rawValue })
+        #expect(part.events == accepted.count)
+        #expect(part.error?.contains("occurred_at '2026-13-01T00:00:00Z' is not a timestamp") == true, "\(part.error ?? "no error")")
+        let dump = h.dataDirectory.exportsDirectory.appendingPathComponent(manifest.file)
+        let text = try String(contentsOf: dump, encoding: .utf8)
+        #expect(text.contains("\t1\tt0\tProbe\t2026-11-17T10:00:00Z\t\\N\t\\N\t"))
+        #expect(text.contains(#"{"tab":"a\\tb","slash":"c\\\\d","line":"e\\nf","n":-12.5e3}"#))
+        if PostgresTestDatabase.server != nil {
+            let pg = try PostgresTestDatabase.create()
+            defer { pg.drop() }
+            try pg.load(dump)
+            let rows = try pg.query("SELECT event_id, extract(epoch FROM occurred_at)::numeric(16,6), "
+                                + "replace(data->>'tab', E'\\t', '<tab>') || (data->>'slash') FROM sentinel.events ORDER BY seq")
+            #expect(rows.map { $0[0] } == ["t0", "t1", "t2", "t3", "t4"])
+            #expect(rows.map { $0[1] } == ["1794909600.000000", "1794909600.123000", "1794909600.123456", "1709251199.000000", "1794909600.000000"])
+            #expect(rows.allSatisfy { $0[2] == #"a<tab>bc\d"# })
+        }
+        h.directory.cleanup()
+    }
+
     @Test("after a workspace is restored from an older backup, its new events are exported, not skipped")
     func restoreKeepsExportConsistent() async throws {
         let h = try TestHarness()

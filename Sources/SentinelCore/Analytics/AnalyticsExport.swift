@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// What one export wrote: the dump, its manifest and, per workspace, the events it carries.
 public struct ExportManifest: Codable, Sendable, Equatable {
@@ -144,16 +145,56 @@ public struct AnalyticsExporter: Sendable {
 
     /// Why PostgreSQL would refuse this row, or nil when it loads.
     static func encodingProblem(occurredAt: String, data: String) -> String? {
-        if occurredAt.utf8.contains(where: { $0 < 0x20 })
-            || ((try? timestampWithFraction.parse(occurredAt)) == nil && (try? timestamp.parse(occurredAt)) == nil) {
-            return "occurred_at '\(StoredText.singleLine(String(occurredAt.prefix(40))))' is not a timestamp"
+        var occurredAt = occurredAt, data = data
+        return occurredAt.withUTF8 { at in data.withUTF8 { encodingProblem(occurredAt: at, data: $0) } }
+    }
+
+    static func encodingProblem(occurredAt: UnsafeBufferPointer<UInt8>, data: UnsafeBufferPointer<UInt8>) -> String? {
+        if !isUTCTimestamp(occurredAt) {
+            let text = String(decoding: occurredAt, as: UTF8.self)
+            if occurredAt.contains(where: { $0 < 0x20 })
+                || ((try? timestampWithFraction.parse(text)) == nil && (try? timestamp.parse(text)) == nil) {
+                return "occurred_at '\(StoredText.singleLine(String(text.prefix(40))))' is not a timestamp"
+            }
         }
         return PostgresJSON.problem(in: data).map { "data is not valid jsonb: \($0)" }
+    }
+
+    /// True for `YYYY-MM-DDTHH:MM:SS[.fraction]Z` on a real calendar day: what `ISO8601.string`
+    /// writes, and a subset of what both Foundation's ISO 8601 parser and PostgreSQL's
+    /// `timestamptz` read. Anything else goes through Foundation's parser (far slower per row).
+    static func isUTCTimestamp(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard b.count >= 20, b.count <= 30, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"), b[10] == UInt8(ascii: "T"),
+              b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":"), b[b.count - 1] == UInt8(ascii: "Z") else { return false }
+        func number(_ at: Int, _ length: Int) -> Int {
+            var value = 0
+            for k in at..<(at + length) {
+                let digit = b[k] &- UInt8(ascii: "0")
+                guard digit < 10 else { return -1 }
+                value = value * 10 + Int(digit)
+            }
+            return value
+        }
+        let year = number(0, 4), month = number(5, 2), day = number(8, 2)
+        let hour = number(11, 2), minute = number(14, 2), second = number(17, 2)
+        guard year >= 1, (1...12).contains(month), (0..<24).contains(hour), (0..<60).contains(minute), (0..<60).contains(second),
+              day >= 1 else { return false }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        switch month {
+        case 2: guard day <= (leap ? 29 : 28) else { return false }
+        case 4, 6, 9, 11: guard day <= 30 else { return false }
+        default: guard day <= 31 else { return false }
+        }
+        if b.count == 20 { return true }
+        guard b[19] == UInt8(ascii: "."), b.count >= 22 else { return false }
+        return number(20, b.count - 21) >= 0
     }
 
     /// Streams one workspace's events after `seq` as COPY rows. One SELECT is one snapshot. Each
     /// row is checked before any of it is written: the first one PostgreSQL would refuse ends the
     /// workspace's part (reported in `progress.error`), so one bad row never breaks the load.
+    /// Columns are read as SQLite's own UTF-8 bytes, checked and escaped straight into the dump's
+    /// buffer: no String per column (the export moves hundreds of thousands of rows a second).
     private func writeEvents(of workspace: WorkspaceID, after seq: Int64, to writer: DumpWriter, progress: inout Progress) throws {
         let file = dataDirectory.workspaceFile(workspace)
         guard FileManager.default.fileExists(atPath: file.path) else { throw StorageError.missingFile(file.path) }
@@ -165,33 +206,46 @@ public struct AnalyticsExporter: Sendable {
             throw StorageError.corrupt("\(file.lastPathComponent): \(error)")
         }
         defer { try? queue.close() }
+        let workspaceField = Array(workspace.rawValue.utf8)
         try queue.read { db in
-            let rows = try Row.fetchCursor(db, sql: """
+            let statement = try db.makeStatement(sql: """
                 SELECT seq, id, type, occurred_at, subject, correlation_id, data FROM events WHERE seq > ? ORDER BY seq
-                """, arguments: [seq])
-            while let row = try rows.next() {
-                let s: Int64 = row[0]
-                let occurredAt: String = row[3]
-                let data: String = row[6]
+                """)
+            let rows = try Row.fetchCursor(statement, arguments: [seq])
+            let sqlite = statement.sqliteStatement
+            /// The bytes of a text column; nil for NULL. Valid until the next step.
+            func text(_ column: Int32) -> UnsafeBufferPointer<UInt8>? {
+                guard sqlite3_column_type(sqlite, column) != SQLITE_NULL else { return nil }
+                let start = sqlite3_column_text(sqlite, column)
+                return UnsafeBufferPointer(start: start, count: Int(sqlite3_column_bytes(sqlite, column)))
+            }
+            let empty = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+            while try rows.next() != nil {
+                let s = sqlite3_column_int64(sqlite, 0)
+                let occurredAt = text(3) ?? empty
+                let data = text(6) ?? empty
                 if let problem = Self.encodingProblem(occurredAt: occurredAt, data: data) {
-                    progress.error = "event seq \(s) (id \(StoredText.singleLine(row[1] as String))) cannot be exported: \(problem); "
+                    let id = text(1).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    progress.error = "event seq \(s) (id \(StoredText.singleLine(id))) cannot be exported: \(problem); "
                         + "the workspace's export stops before it"
                     return
                 }
-                writer.writeCopyField(workspace.rawValue)
-                writer.write("\t\(s)\t")
-                writer.writeCopyField(row[1] as String)
-                writer.write("\t")
-                writer.writeCopyField(row[2] as String)
-                writer.write("\t")
+                workspaceField.withUnsafeBufferPointer { writer.writeCopyField($0) }
+                writer.writeTab()
+                writer.writeInteger(s)
+                writer.writeTab()
+                writer.writeCopyField(text(1))
+                writer.writeTab()
+                writer.writeCopyField(text(2))
+                writer.writeTab()
                 writer.writeCopyField(occurredAt)
-                writer.write("\t")
-                writer.writeCopyField(row[4] as String?)
-                writer.write("\t")
-                writer.writeCopyField(row[5] as String?)
-                writer.write("\t")
+                writer.writeTab()
+                writer.writeCopyField(text(4))
+                writer.writeTab()
+                writer.writeCopyField(text(5))
+                writer.writeTab()
                 writer.writeCopyField(data)
-                writer.write("\n")
+                writer.writeNewline()
                 progress.last = s
                 progress.count += 1
             }
@@ -210,59 +264,127 @@ public struct AnalyticsExporter: Sendable {
 /// A buffered, hashing, fsyncing file writer: the dump never sits in memory whole.
 final class DumpWriter {
     private let fd: Int32
-    private var buffer: [UInt8] = []
+    private static let flushAt = 1 << 20
+    private static let capacity = flushAt + 64 * 1024
+    private let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: DumpWriter.capacity)
+    private var count = 0
     private var hasher = SHA256()
     private var failure: Int32 = 0
     private var closed = false
     private(set) var bytesWritten: Int64 = 0
     private(set) var digest = ""
-    private static let flushAt = 1 << 20
 
     init(path: URL) throws {
         try? FileManager.default.removeItem(at: path)
         fd = open(path.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageError.io("cannot create \(path.path): \(String(cString: strerror(errno)))") }
-        buffer.reserveCapacity(Self.flushAt + 64 * 1024)
+        guard fd >= 0 else {
+            buffer.deallocate()
+            throw StorageError.io("cannot create \(path.path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit {
+        abandon()
+        buffer.deallocate()
     }
 
     func write(_ text: String) {
-        buffer.append(contentsOf: text.utf8)
-        if buffer.count >= Self.flushAt { flush() }
+        var text = text
+        text.withUTF8 { append($0) }
+        flushIfFull()
+    }
+
+    func writeTab() { appendByte(UInt8(ascii: "\t")) }
+    func writeNewline() { appendByte(UInt8(ascii: "\n")); flushIfFull() }
+
+    /// A decimal integer.
+    func writeInteger(_ value: Int64) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in  // "-9223372036854775808"
+            var magnitude = value.magnitude
+            var at = digits.count
+            repeat {
+                at -= 1
+                digits[at] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { at -= 1; digits[at] = UInt8(ascii: "-") }
+            append(UnsafeBufferPointer(rebasing: digits[at...]))
+        }
     }
 
     /// A value in COPY text format: `\N` for NULL; backslash, tab, newline and CR escaped.
     func writeCopyField(_ value: String?) {
-        guard let value else { buffer.append(contentsOf: "\\N".utf8); return }
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\\"): buffer.append(UInt8(ascii: "\\")); buffer.append(UInt8(ascii: "\\"))
-            case UInt8(ascii: "\t"): buffer.append(UInt8(ascii: "\\")); buffer.append(UInt8(ascii: "t"))
-            case UInt8(ascii: "\n"): buffer.append(UInt8(ascii: "\\")); buffer.append(UInt8(ascii: "n"))
-            case UInt8(ascii: "\r"): buffer.append(UInt8(ascii: "\\")); buffer.append(UInt8(ascii: "r"))
-            case 0: break // PostgreSQL text cannot hold NUL
-            default: buffer.append(byte)
-            }
+        guard var value else { writeCopyField(nil as UnsafeBufferPointer<UInt8>?); return }
+        value.withUTF8 { writeCopyField($0) }
+    }
+
+    /// The same for UTF-8 bytes: runs without a byte to escape are copied whole.
+    func writeCopyField(_ value: UnsafeBufferPointer<UInt8>?) {
+        guard let value else {
+            appendByte(UInt8(ascii: "\\")); appendByte(UInt8(ascii: "N"))
+            return
         }
-        if buffer.count >= Self.flushAt { flush() }
+        var runStart = 0
+        var i = 0
+        while i < value.count {
+            let byte = value[i]
+            // One comparison for the common byte: everything escaped is a backslash or below 0x0E.
+            if byte != UInt8(ascii: "\\") && byte >= 0x0E { i += 1; continue }
+            let escaped: UInt8?
+            switch byte {
+            case UInt8(ascii: "\\"): escaped = UInt8(ascii: "\\")
+            case UInt8(ascii: "\t"): escaped = UInt8(ascii: "t")
+            case UInt8(ascii: "\n"): escaped = UInt8(ascii: "n")
+            case UInt8(ascii: "\r"): escaped = UInt8(ascii: "r")
+            case 0: escaped = nil  // PostgreSQL text cannot hold NUL: dropped
+            default: i += 1; continue
+            }
+            append(UnsafeBufferPointer(rebasing: value[runStart..<i]))
+            if let escaped { appendByte(UInt8(ascii: "\\")); appendByte(escaped) }
+            i += 1
+            runStart = i
+        }
+        append(UnsafeBufferPointer(rebasing: value[runStart..<value.count]))
+        flushIfFull()
+    }
+
+    private func appendByte(_ byte: UInt8) {
+        if count == Self.capacity { flush() }
+        buffer[count] = byte
+        count += 1
+    }
+
+    private func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        var rest = bytes
+        while !rest.isEmpty {
+            if count == Self.capacity { flush() }
+            let n = min(rest.count, Self.capacity - count)
+            (buffer + count).update(from: rest.baseAddress!, count: n)
+            count += n
+            rest = UnsafeBufferPointer(rebasing: rest[n...])
+        }
+    }
+
+    private func flushIfFull() {
+        if count >= Self.flushAt { flush() }
     }
 
     private func flush() {
-        guard !buffer.isEmpty, failure == 0 else { buffer.removeAll(keepingCapacity: true); return }
-        hasher.update(data: buffer)
+        defer { count = 0 }
+        guard count > 0, failure == 0 else { return }
+        let pending = UnsafeRawBufferPointer(start: buffer, count: count)
+        hasher.update(bufferPointer: pending)
         var offset = 0
-        buffer.withUnsafeBytes { raw in
-            while offset < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                offset += n
+        while offset < pending.count {
+            let n = Foundation.write(fd, pending.baseAddress! + offset, pending.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                return
             }
+            offset += n
         }
         bytesWritten += Int64(offset)
-        buffer.removeAll(keepingCapacity: true)
     }
 
     /// Flushes, fsyncs and closes; throws if any write failed (disk full, …).

@@ -110,19 +110,20 @@ public enum PostgresJSON {
     /// Why `text` would not load into a `jsonb` column, or nil when it loads.
     public static func problem(in text: String) -> String? {
         var copy = text
-        return copy.withUTF8 { buffer in
-            var parser = Parser(bytes: buffer)
-            do {
-                parser.skipSpace()
-                try parser.value(depth: 0)
-                parser.skipSpace()
-                if parser.i < buffer.count { throw Parser.Failure("unexpected text after the JSON value at byte \(parser.i)") }
-                return nil
-            } catch let failure as Parser.Failure {
-                return failure.message
-            } catch {
-                return "\(error)"
-            }
+        return copy.withUTF8 { problem(in: $0) }
+    }
+
+    /// Why the UTF-8 text in `buffer` would not load into a `jsonb` column, or nil when it loads.
+    public static func problem(in buffer: UnsafeBufferPointer<UInt8>) -> String? {
+        var parser = Parser(bytes: buffer)
+        do throws(Parser.Failure) {
+            parser.skipSpace()
+            try parser.value(depth: 0)
+            parser.skipSpace()
+            if parser.i < buffer.count { throw Parser.Failure("unexpected text after the JSON value at byte \(parser.i)") }
+            return nil
+        } catch {
+            return error.message
         }
     }
 
