@@ -337,11 +337,14 @@ struct AnalyticsExportFileTests {
         let ws = try h.createWorkspace("times")
         let accepted = ["2026-11-17T10:00:00Z", "2026-11-17T10:00:00.123Z", "2026-11-17T10:00:00.123456Z",
                         "2024-02-29T23:59:59Z", "2026-11-17T12:00:00+0200"]
+        // Every character COPY escapes, at every offset within an eight-byte word (the escaper skips plain words whole).
+        let long = (0..<17).map { String(repeating: "x", count: $0) + #"\t\\\n\r"# }.joined()  // JSON escapes
+        let raw = (0..<17).map { String(repeating: "y", count: $0) + "\t\\\n\r" }.joined()  // the bytes themselves
         try await h.supervisor.withWorkspace(ws) { actor in
             try await actor.write { tx in
                 for (i, at) in accepted.enumerated() {
-                    try tx.db.execute(sql: "INSERT INTO events (id, type, occurred_at, data) VALUES (?, 'Probe', ?, ?)",
-                                      arguments: ["t\(i)", at, #"{"tab":"a\tb","slash":"c\\d","line":"e\nf","n":-12.5e3}"#])
+                    try tx.db.execute(sql: "INSERT INTO events (id, type, occurred_at, subject, data) VALUES (?, 'Probe', ?, ?, ?)",
+                                      arguments: ["t\(i)", at, raw, #"{"tab":"a\tb","slash":"c\\d","line":"e\nf","n":-12.5e3,"long":"\#(long)"}"#])
                 }
                 try tx.db.execute(sql: "INSERT INTO events (id, type, occurred_at, data) VALUES ('bad', 'Probe', '2026-13-01T00:00:00Z', '{}')")
             }
@@ -353,8 +356,9 @@ struct AnalyticsExportFileTests {
         #expect(part.error?.contains("occurred_at '2026-13-01T00:00:00Z' is not a timestamp") == true, "\(part.error ?? "no error")")
         let dump = h.dataDirectory.exportsDirectory.appendingPathComponent(manifest.file)
         let text = try String(contentsOf: dump, encoding: .utf8)
-        #expect(text.contains("\t1\tt0\tProbe\t2026-11-17T10:00:00Z\t\\N\t\\N\t"))
-        #expect(text.contains(#"{"tab":"a\\tb","slash":"c\\\\d","line":"e\\nf","n":-12.5e3}"#))
+        #expect(text.contains("\t1\tt0\tProbe\t2026-11-17T10:00:00Z\t\\t\\\\\\n\\ry\\t"))
+        #expect(text.contains("\t\\N\t{"))  // correlation_id NULL
+        #expect(text.contains(#"{"tab":"a\\tb","slash":"c\\\\d","line":"e\\nf","n":-12.5e3,"long":"\\t"#))
         if PostgresTestDatabase.server != nil {
             let pg = try PostgresTestDatabase.create()
             defer { pg.drop() }
@@ -364,6 +368,12 @@ struct AnalyticsExportFileTests {
             #expect(rows.map { $0[0] } == ["t0", "t1", "t2", "t3", "t4"])
             #expect(rows.map { $0[1] } == ["1794909600.000000", "1794909600.123000", "1794909600.123456", "1709251199.000000", "1794909600.000000"])
             #expect(rows.allSatisfy { $0[2] == #"a<tab>bc\d"# })
+            let decoded = try pg.scalar("SELECT replace(replace(replace(data->>'long', E'\\t', '<t>'), E'\\n', '<n>'), E'\\r', '<r>') "
+                                        + "FROM sentinel.events WHERE event_id = 't0'")
+            let subject = try pg.scalar("SELECT replace(replace(replace(subject, E'\\t', '<t>'), E'\\n', '<n>'), E'\\r', '<r>') "
+                                        + "FROM sentinel.events WHERE event_id = 't0'")
+            #expect(subject == (0..<17).map { String(repeating: "y", count: $0) + #"<t>\<n><r>"# }.joined())
+            #expect(decoded == (0..<17).map { String(repeating: "x", count: $0) + #"<t>\<n><r>"# }.joined())
         }
         h.directory.cleanup()
     }

@@ -64,6 +64,22 @@ struct EventLogTests {
         await h.stop()
     }
 
+    @Test("the jsonb check finds a control character, quote or backslash at every offset of a long string, and passes plain runs")
+    func jsonCheckAtEveryOffset() {
+        let plain = String(repeating: "abcdéfgh", count: 5)
+        #expect(PostgresJSON.problem(in: "{\"k\":\"\(plain)\"}") == nil)
+        for offset in 0...plain.utf8.count {
+            var bytes = Array(plain.utf8)
+            bytes.insert(0x01, at: offset)
+            #expect(PostgresJSON.problem(in: "{\"k\":\"" + String(decoding: bytes, as: UTF8.self) + "\"}")?.contains("raw control character") == true,
+                    "offset \(offset)")
+            bytes[offset] = UInt8(ascii: "\"")  // ends the string early: the rest is not JSON
+            #expect(PostgresJSON.problem(in: "{\"k\":\"" + String(decoding: bytes, as: UTF8.self) + "\"}") != nil, "offset \(offset)")
+            bytes.insert(UInt8(ascii: "\\"), at: offset)  // now an escaped quote: valid again
+            #expect(PostgresJSON.problem(in: "{\"k\":\"" + String(decoding: bytes, as: UTF8.self) + "\"}") == nil, "offset \(offset)")
+        }
+    }
+
     @Test("an event and the state change it describes commit or roll back together")
     func sameTransaction() async throws {
         let h = try TestHarness()

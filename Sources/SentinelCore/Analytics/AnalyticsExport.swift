@@ -327,6 +327,10 @@ final class DumpWriter {
         var runStart = 0
         var i = 0
         while i < value.count {
+            if i + 8 <= value.count {
+                let word = UnsafeRawPointer(value.baseAddress! + i).loadUnaligned(as: UInt64.self)
+                if !ByteScan.hasByte(below: 0x0E, in: word) && !ByteScan.has(UInt8(ascii: "\\"), in: word) { i += 8; continue }
+            }
             let byte = value[i]
             // One comparison for the common byte: everything escaped is a backslash or below 0x0E.
             if byte != UInt8(ascii: "\\") && byte >= 0x0E { i += 1; continue }

@@ -100,6 +100,25 @@ public enum StoredText {
     }
 }
 
+/// Word-at-a-time byte tests (the classic SWAR bit tricks), for scanners that skip long plain runs.
+/// Each answers exactly whether any of the eight bytes of `word` qualifies; byte order does not matter.
+enum ByteScan {
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highBits: UInt64 = 0x8080_8080_8080_8080
+
+    /// Whether any byte of `word` is below `limit` (`limit` at most 0x80).
+    @inline(__always)
+    static func hasByte(below limit: UInt8, in word: UInt64) -> Bool {
+        (word &- ones &* UInt64(limit)) & ~word & highBits != 0
+    }
+
+    /// Whether any byte of `word` equals `byte`.
+    @inline(__always)
+    static func has(_ byte: UInt8, in word: UInt64) -> Bool {
+        hasByte(below: 1, in: word ^ (ones &* UInt64(byte)))
+    }
+}
+
 /// What PostgreSQL's `jsonb` input accepts: strict RFC 8259 JSON (no raw control characters in
 /// strings, no trailing commas, no NaN), without `\u0000` (text cannot hold NUL) and with every
 /// `\u` surrogate paired. Nesting is bounded so a deep document cannot exhaust the server's stack.
@@ -236,6 +255,13 @@ public enum PostgresJSON {
             let start = i
             i += 1  // opening quote
             while true {
+                // Eight bytes at a time over the plain run: no quote, backslash or control character.
+                while i + 8 <= bytes.count {
+                    let word = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+                    if ByteScan.hasByte(below: 0x20, in: word) || ByteScan.has(UInt8(ascii: "\""), in: word)
+                        || ByteScan.has(UInt8(ascii: "\\"), in: word) { break }
+                    i += 8
+                }
                 guard let c = current else { throw Failure("unterminated string starting at byte \(start)") }
                 if c == UInt8(ascii: "\"") { i += 1; return }
                 if c < 0x20 { throw Failure(String(format: "raw control character 0x%02x in a string at byte %d", c, i)) }
