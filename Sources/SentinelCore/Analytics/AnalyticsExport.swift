@@ -190,6 +190,9 @@ public struct AnalyticsExporter: Sendable {
         return number(20, b.count - 21) >= 0
     }
 
+    /// How much of a workspace file the export maps (SQLite `mmap_size`); pages beyond it are read.
+    static let mmapBytes = 256 << 20
+
     /// Streams one workspace's events after `seq` as COPY rows. One SELECT is one snapshot. Each
     /// row is checked before any of it is written: the first one PostgreSQL would refuse ends the
     /// workspace's part (reported in `progress.error`), so one bad row never breaks the load.
@@ -201,6 +204,8 @@ public struct AnalyticsExporter: Sendable {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(opener.busyTimeout)
+        // Read the file through a memory map: no copy of every page through read().
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA mmap_size = \(Self.mmapBytes)") }
         let queue: DatabaseQueue
         do { queue = try DatabaseQueue(path: file.path, configuration: configuration) } catch {
             throw StorageError.corrupt("\(file.lastPathComponent): \(error)")
@@ -388,8 +393,19 @@ final class DumpWriter {
             }
             offset += n
         }
+        // Start writing this megabyte back to disk now, so the fsync at the end waits for the
+        // tail only instead of the whole dump (Linux `sync_file_range`; asynchronous).
+        if let startWriteback = Self.syncFileRange {
+            _ = startWriteback(fd, bytesWritten, Int64(offset), Self.syncFileRangeWrite)
+        }
         bytesWritten += Int64(offset)
     }
+
+    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    /// glibc's `sync_file_range` (declared only under `_GNU_SOURCE`, which Swift's Glibc module is
+    /// imported without); nil where the C library has none.
+    private static let syncFileRange: SyncFileRange? = dlsym(nil, "sync_file_range").map { unsafeBitCast($0, to: SyncFileRange.self) }
+    private static let syncFileRangeWrite: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
 
     /// Flushes, fsyncs and closes; throws if any write failed (disk full, …).
     func finish() throws {
