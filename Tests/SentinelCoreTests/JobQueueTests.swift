@@ -286,10 +286,14 @@ struct JobQueueTests {
         #expect(await eventually { await h.scheduler.runningJobs == 2 })
         let dir = h.dataDirectory
         await h.beginShutdown()
-        // Re-open the file independently once the harness has stopped the scheduler.
-        try await Task.sleep(for: .seconds(3))
-        #expect(done.all == [slow])
+        // Read the file independently until both outcomes are recorded: well before the stuck
+        // job's 60 s, so its drain deadline cut it (a fixed wait here failed on a loaded machine).
         let database = try DatabaseOpener().open(dir.workspaceFile(ws), kind: .workspace)
+        #expect(await eventually {
+            let states = try await database.read { db in try JobQueue.list(state: nil, in: db).map(\.state) }
+            return !states.contains(.running)
+        })
+        #expect(done.all == [slow])
         let rows = try await database.read { db in try JobQueue.list(state: nil, in: db) }
         #expect(rows.first { $0.id == slow }?.state == .succeeded)
         let released = try #require(rows.first { $0.id == stuck })
