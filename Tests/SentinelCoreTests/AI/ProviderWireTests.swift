@@ -132,7 +132,7 @@ struct AIProviderWireTests {
             """.utf8)
             var request = OutboundRequest(method: "POST", url: server.baseURL.appendingPathComponent("v1beta/models/gemini-2.0-flash:generateContent"),
                                           headers: [("x-goog-api-key", FakeLLMServer.defaultKeys[.gemini]!), ("Content-Type", "application/json")], body: body)
-            request.timeout = .seconds(5)
+            request.timeout = .seconds(30)
             let response = try await http.send(request)
             #expect(response.status == 400)
             let error = ProviderHTTP.classify(status: response.status, body: response.body, kind: .gemini)
@@ -246,7 +246,7 @@ struct AIProviderWireTests {
             func post(_ path: String, _ headers: [(String, String)], _ json: String) async throws -> OutboundResponse {
                 try await http.send(OutboundRequest(method: "POST", url: URL(string: server.baseURL.absoluteString + path)!,
                                                     headers: headers + [("Content-Type", "application/json")], body: Data(json.utf8),
-                                                    timeout: .seconds(5)))
+                                                    timeout: .seconds(30)))
             }
             let openAI = try await post("/v1/chat/completions", [("Authorization", "Bearer \(FakeLLMServer.defaultKeys[.openAI]!)")],
                                         #"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"a":{"type":"string"}}}}}}"#)
