@@ -144,11 +144,6 @@ public struct AnalyticsExporter: Sendable {
     private static let timestamp = Date.ISO8601FormatStyle()
 
     /// Why PostgreSQL would refuse this row, or nil when it loads.
-    static func encodingProblem(occurredAt: String, data: String) -> String? {
-        var occurredAt = occurredAt, data = data
-        return occurredAt.withUTF8 { at in data.withUTF8 { encodingProblem(occurredAt: at, data: $0) } }
-    }
-
     static func encodingProblem(occurredAt: UnsafeBufferPointer<UInt8>, data: UnsafeBufferPointer<UInt8>) -> String? {
         if !isUTCTimestamp(occurredAt) {
             let text = String(decoding: occurredAt, as: UTF8.self)
@@ -238,18 +233,10 @@ public struct AnalyticsExporter: Sendable {
                 workspaceField.withUnsafeBufferPointer { writer.writeCopyField($0) }
                 writer.writeTab()
                 writer.writeInteger(s)
-                writer.writeTab()
-                writer.writeCopyField(text(1))
-                writer.writeTab()
-                writer.writeCopyField(text(2))
-                writer.writeTab()
-                writer.writeCopyField(occurredAt)
-                writer.writeTab()
-                writer.writeCopyField(text(4))
-                writer.writeTab()
-                writer.writeCopyField(text(5))
-                writer.writeTab()
-                writer.writeCopyField(data)
+                for column: Int32 in 1...6 {  // id, type, occurred_at, subject, correlation_id, data
+                    writer.writeTab()
+                    writer.writeCopyField(text(column))
+                }
                 writer.writeNewline()
                 progress.last = s
                 progress.count += 1
@@ -317,13 +304,8 @@ final class DumpWriter {
         }
     }
 
-    /// A value in COPY text format: `\N` for NULL; backslash, tab, newline and CR escaped.
-    func writeCopyField(_ value: String?) {
-        guard var value else { writeCopyField(nil as UnsafeBufferPointer<UInt8>?); return }
-        value.withUTF8 { writeCopyField($0) }
-    }
-
-    /// The same for UTF-8 bytes: runs without a byte to escape are copied whole.
+    /// A value in COPY text format: `\N` for NULL; backslash, tab, newline and CR escaped. Runs
+    /// without a byte to escape are copied whole.
     func writeCopyField(_ value: UnsafeBufferPointer<UInt8>?) {
         guard let value else {
             appendByte(UInt8(ascii: "\\")); appendByte(UInt8(ascii: "N"))
