@@ -26,6 +26,14 @@ out="$root/dist"
 binary=""
 allow_shared=false
 compression=(-Zxz)
+# How the appliance's binary is compiled and linked (docs/benchmarks.md, "Code order"): every
+# function in its own section, linked by lld with the functions start-up, idle and a review run
+# (appliance/code-order.txt, made by appliance/code-order.sh) next to each other, relative
+# relocations packed (it stays a position-independent executable) and no symbol table for dlopen.
+# Each cuts the pages the process touches, which is most of its resident memory.
+link_flags=(-Xswiftc -function-sections -Xswiftc -use-ld=lld
+  -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic
+  -Xlinker --symbol-ordering-file="$root/appliance/code-order.txt" -Xlinker --no-warn-symbol-ordering)
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-path) build_path=$2; shift 2 ;;
@@ -39,7 +47,9 @@ while [ $# -gt 0 ]; do
 done
 
 if [ -z "$binary" ]; then
-  (cd "$root" && swift build -c release --product sentinel --static-swift-stdlib --build-path "$build_path")
+  [ -s "$root/appliance/code-order.txt" ] || { echo "appliance/code-order.txt is missing" >&2; exit 1; }
+  (cd "$root" && swift build -c release --product sentinel --static-swift-stdlib --build-path "$build_path" \
+    "${link_flags[@]}")
   binary="$build_path/release/sentinel"
 fi
 [ -x "$binary" ] || { echo "no executable at $binary" >&2; exit 1; }
