@@ -31,7 +31,7 @@ compression=(-Zxz)
 # (appliance/code-order.txt, made by appliance/code-order.sh) next to each other, relative
 # relocations packed (it stays a position-independent executable) and no symbol table for dlopen.
 # Each cuts the pages the process touches, which is most of its resident memory.
-link_flags=(-Xswiftc -function-sections -Xswiftc -use-ld=lld
+link_flags=(-Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -use-ld=lld
   -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic
   -Xlinker --symbol-ordering-file="$root/appliance/code-order.txt" -Xlinker --no-warn-symbol-ordering)
 while [ $# -gt 0 ]; do
