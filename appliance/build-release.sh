@@ -48,6 +48,10 @@ done
 
 if [ -z "$binary" ]; then
   [ -s "$root/appliance/code-order.txt" ] || { echo "appliance/code-order.txt is missing" >&2; exit 1; }
+  toolchain_bin=$(dirname "$(readlink -f "$(command -v swiftc)")")
+  if [ ! -x "$toolchain_bin/ld.lld" ] && ! command -v ld.lld > /dev/null; then
+    echo "no ld.lld beside swiftc ($toolchain_bin) or on PATH: the Swift toolchain ships it; or apt-get install lld" >&2; exit 1
+  fi
   (cd "$root" && swift build -c release --product sentinel --static-swift-stdlib --build-path "$build_path" \
     "${link_flags[@]}")
   binary="$build_path/release/sentinel"
