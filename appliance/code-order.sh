@@ -2,7 +2,7 @@
 # Regenerates appliance/code-order.txt: the functions `sentinel serve` runs while it starts, sits
 # idle and reviews pull requests, one symbol per line. appliance/build-release.sh hands the list to
 # the linker, which places those functions next to each other, so start-up and a review touch a few
-# contiguous megabytes of code instead of pages spread over the whole 38 MB of it
+# contiguous megabytes of code instead of pages spread over all ~39 MB of it
 # (docs/benchmarks.md, "Code order"). A stale list only costs memory: names that no longer exist
 # are skipped, and new functions land where the linker puts them anyway.
 #
@@ -46,8 +46,8 @@ chmod +x "$work/sentinel-under-callgrind"
 "$bench" idle --sentinel "$work/sentinel-under-callgrind" --workspaces 1 --starts 1 --idle-seconds 10 > /dev/null
 
 # Every function callgrind saw run, with the other names the executable gives the same address
-# (a merged function's aliases: the linker orders by the name of the section, which may be any
-# of them); libc's and SQLite's functions are not in the executable and drop out.
+# (a merged function answers to several names and callgrind reports one of them); libc's and
+# SQLite's functions are not in the executable and drop out.
 cat "$work"/callgrind.* | sed -n 's/^c\{0,1\}fn=//p' | sort -u > "$work/executed"
 nm --defined-only "$work/sentinel" > "$work/defined"
 awk 'NR == FNR { executed[$0] = 1; next }
