@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Inspects a Sentinel .deb built by appliance/build-release.sh: its control fields, its contents
 # and their modes, the maintainer scripts, the units' paths, and that the binary it carries runs.
-# With --static also that the binary needs no library outside Debian (no Swift runtime): the
-# check for a release built with --static-swift-stdlib.
+# With --static also that the binary needs no library outside Debian (no Swift runtime) and was
+# linked as build-release.sh links it: the check for a release build.
 #
 # usage: appliance/tests/deb-check.sh PACKAGE.deb [--static]
 set -euo pipefail
@@ -61,5 +61,20 @@ if $static; then
     esac
   done
   echo "deb-check: binary needs only: $needed"
+  # Linked as build-release.sh links it (docs/benchmarks.md, "Code order"): packed relative
+  # relocations, no exported symbol table, and the functions of appliance/code-order.txt together
+  # (the middle half of them within 10 MB; spread over the whole ~39 MB of code they span ~16 MB).
+  bin="$work/root/usr/bin/sentinel"
+  readelf -SW "$bin" | grep -q '\.relr\.dyn' || fail "relative relocations are not packed (-z pack-relative-relocs)"
+  exported=$(readelf --dyn-syms -W "$bin" | wc -l)
+  [ "$exported" -lt 5000 ] || fail "$exported dynamic symbols: linked with -export-dynamic"
+  nm --defined-only "$bin" | awk 'NR == FNR { listed[$0] = 1; next } $2 ~ /^[tTwW]$/ && ($3 in listed) { print $1 }' \
+    "$(dirname "$0")/../code-order.txt" - | sort > "$work/ordered"
+  count=$(wc -l < "$work/ordered")
+  [ "$count" -gt 1000 ] || fail "only $count functions of appliance/code-order.txt are in the binary"
+  low=$(sed -n "$((count / 4))p" "$work/ordered"); high=$(sed -n "$((count * 3 / 4))p" "$work/ordered")
+  span=$(( 16#$high - 16#$low ))
+  [ "$span" -lt 10000000 ] || fail "the functions of appliance/code-order.txt are spread over $span bytes: not linked in that order"
+  echo "deb-check: $exported dynamic symbols, packed relocations, $count ordered functions (middle half within $span bytes)"
 fi
 echo "deb-check: ok: $(basename "$deb") ($(field Version), Depends: $(field Depends))"
