@@ -92,7 +92,7 @@ struct RollupTests {
                         VALUES (?, ?, 3, 'a.swift', 1, 'RIGHT', ?, ?, 't', 'b', 'ai', ?, 1)
                         """, arguments: [run, repo.id, sev, cat, UUID().uuidString])
                 }
-                try ReviewRunStore.finish(runID: run, state: .completed, reason: nil, in: &tx)
+                try ReviewRunStore.finish(runID: run, state: .completed, reason: nil, label: "completed", in: &tx)
                 return try EventLog.read(after: 0, limit: 100, types: ["RunCompleted"], in: tx.db)[0].data
             }
         }

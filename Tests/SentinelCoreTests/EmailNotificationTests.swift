@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import GRDB
 @testable import SentinelCore
 import SentinelTestSupport
@@ -101,9 +102,19 @@ struct EmailNotificationTests {
         // Straight through the client: dot-stuffing, quoted-printable soft breaks and non-ASCII.
         let long = String(repeating: "wörd ", count: 40) + "end"
         let body = ".\n..two dots\n. dot space\nnaïve × ünïcode\n\(long)\ntrailing space \n="
-        let reply = try await NIOSMTPClient().send(MailMessage(from: "sentinel@example.com", to: ["dev@example.com"], subject: "Ünïcode subject " + String(repeating: "é", count: 60),
-                                                               body: body), via: s.email().server)
+        let log = CapturedLog()
+        let reply = try await Telemetry.$logger.withValue(Logger.sentinel(label: "test", level: "info", sink: log.sink)) {
+            try await NIOSMTPClient().send(MailMessage(from: "sentinel@example.com", to: ["dev@example.com"], subject: "Ünïcode subject " + String(repeating: "é", count: 60),
+                                                       body: body), via: s.email().server)
+        }
         #expect(reply.code == 250)
+        // One outbound line, like an HTTP call's: no password, no address, no message.
+        let lines = log.all.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(lines.count == 1, "\(log.all)")
+        let line = try #require(lines.first)
+        #expect(line["message"] as? String == "outbound call" && line["method"] as? String == "SMTP" && line["status"] as? String == "250", "\(line)")
+        for key in ["host", "port", "security", "duration_ms", "attempt"] { #expect(line[key] != nil, "\(key) missing in \(line)") }
+        #expect(!log.text.contains(s.smtp.password) && !log.text.contains("dev@example.com") && !log.text.contains("wörd"))
         let direct = try #require(try s.smtp.received().last)
         #expect(direct.defects.isEmpty, "\(direct.defects)")
         #expect(direct.headers["subject"] == "Ünïcode subject " + String(repeating: "é", count: 60))

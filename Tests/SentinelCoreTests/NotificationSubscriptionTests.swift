@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import MetricsTestKit
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -95,6 +96,30 @@ struct NotificationSubscriptionTests {
         await s.stop()
     }
 
+    @Test("a plan limit passing its soft threshold notifies plan.soft_limit once a month, with the limit and its use")
+    func planSoftLimit() async throws {
+        let s = try await NotificationTests.setup()
+        _ = try await s.add("slack", path: "/slack/plan", topics: ["plan.soft_limit"])
+        let plan = Plan(name: "small", reviewsPerMonth: 10, tokensPerMonth: 1_000, repositories: nil, seats: nil)
+        try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: """
+                    INSERT INTO usage_records (call_key, provider, model, input_tokens, output_tokens, recorded_at) VALUES ('k', 'openai', 'm', 700, 150, ?)
+                    """, arguments: [tx.now.timeIntervalSince1970])
+                try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx)
+            }
+            // Checked again at the next run's start: nothing new to tell.
+            try await actor.write { tx in try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx) }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("Plan small: tokens_per_month at 850 of 1000"), "\(text)")
+        #expect(await eventually { try await s.pending() == 0 })
+        #expect(await s.receiver.state.received.count == 1)
+        await s.stop()
+    }
+
     @Test("a failed nightly export notifies export.failed in the workspace named by export.notify_workspace, and nowhere else")
     func exportFailed() async throws {
         let s = try await NotificationTests.setup()
@@ -105,10 +130,15 @@ struct NotificationSubscriptionTests {
         try Data("not a directory".utf8).write(to: s.h.dataDirectory.exportsDirectory)
         var config = SentinelConfig.Export()
         config.notifyWorkspace = s.ws.rawValue
+        let recorded = TestMetrics()
         let service = NightlyExportService(exporter: AnalyticsExporter(dataDirectory: s.h.dataDirectory, control: s.h.control,
                                                                        opener: DatabaseOpener(config: s.h.config)),
-                                           config: config, logger: Logger(label: "test"), supervisor: s.h.supervisor)
+                                           config: config, logger: Logger(label: "test"), metrics: SentinelMetrics(factory: recorded),
+                                           supervisor: s.h.supervisor)
         await service.exportOnce()
+        #expect(recorded.counterTotal(label: "sentinel_exports_total", dimensions: [("outcome", "failed")]) == 1)
+        #expect(recorded.counterTotal(label: "sentinel_exports_total", dimensions: [("outcome", "ok")]) == 0)
+        #expect(try recorded.expectTimer("sentinel_export_duration_seconds").values.count == 1)
         s.h.startScheduler()
         #expect(await eventually { await s.receiver.state.accepted().count == 1 })
         let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)

@@ -98,7 +98,7 @@ extension APIWorld {
                     INSERT INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms, recorded_at)
                     VALUES (?, ?, 'fake-llm', 'm1', 1200, 300, 0.0125, 900, ?)
                     """, arguments: [id, "call-\(id)", tx.now.timeIntervalSince1970])
-                _ = try ReviewRunStore.finish(runID: id, state: .completed, reason: nil, conclusion: "neutral", in: &tx)
+                _ = try ReviewRunStore.finish(runID: id, state: .completed, reason: nil, label: "completed", conclusion: "neutral", in: &tx)
                 return id
             }
         }

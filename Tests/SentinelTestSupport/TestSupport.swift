@@ -50,7 +50,8 @@ public final class TestHarness: Sendable {
     private let running = Mutex<RunningGroup?>(nil)
 
     /// `reusing` opens another harness on the same data directory (a restart of the process).
-    public init(config: SentinelConfig = testConfig(), registry: JobRegistry = JobRegistry(), reusing other: TestHarness? = nil) throws {
+    public init(config: SentinelConfig = testConfig(), registry: JobRegistry = JobRegistry(), reusing other: TestHarness? = nil,
+                metrics: SentinelMetrics = SentinelMetrics()) throws {
         directory = other?.directory ?? TemporaryDirectory()
         dataDirectory = DataDirectory(path: directory.path)
         try dataDirectory.prepare()
@@ -60,8 +61,9 @@ public final class TestHarness: Sendable {
         workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
         log = CapturedLog()
         let logger = Logger.sentinel(label: "test", level: "debug", sink: log.sink)
-        supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry, logger: logger)
-        scheduler = JobScheduler(supervisor: supervisor, logger: logger)
+        supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry, logger: logger,
+                                metrics: metrics)
+        scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
     }
 
     public func createWorkspace(_ name: String = "ws-\(UUID().uuidString.prefix(6))") throws -> WorkspaceID {

@@ -56,9 +56,10 @@ public struct NightlyExportService: Service {
         let started = ContinuousClock.now
         do {
             let manifest = try await NIOThreadPool.singleton.runIfActive { try exporter.export() }  // blocking file and SQLite work
-            metrics.export(duration: ContinuousClock.now - started, rows: manifest.events, outcome: "ok")
-            logger.info("analytics export written", metadata: ["file": "\(manifest.file)", "events": "\(manifest.events)"])
             let failed = manifest.workspaces.filter { $0.error != nil }
+            // A dump with workspaces left out is written, but the export did not do its whole job.
+            metrics.export(duration: ContinuousClock.now - started, rows: manifest.events, outcome: failed.isEmpty ? "ok" : "failed")
+            logger.info("analytics export written", metadata: ["file": "\(manifest.file)", "events": "\(manifest.events)"])
             for part in failed {
                 logger.warning("workspace not fully exported; the rest waits", metadata: [
                     "workspace": "\(part.workspaceID)", "to_seq": "\(part.toSeq)", "error": "\(part.error!)"])
@@ -67,6 +68,7 @@ public struct NightlyExportService: Service {
                 await tell("\(failed.count) workspace(s) not fully exported (the rest waits for the next export), first \(first.workspaceID): \(first.error!)")
             }
         } catch {
+            metrics.export(duration: ContinuousClock.now - started, rows: 0, outcome: "failed")
             logger.error("analytics export failed; the next one will carry its events", metadata: ["error": "\(error)"])
             await tell("\(error)")
         }

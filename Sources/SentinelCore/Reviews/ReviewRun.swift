@@ -90,6 +90,12 @@ public enum ReviewRunStore {
     /// already covers (a webhook delivered late, or redelivered) creates nothing.
     public static let automaticTriggers: Set<String> = ["opened", "reopened", "ready_for_review", "push"]
 
+    /// Reviews a person asked for (the API's or console's re-run, an `@sentinel review` comment)
+    /// go before any other work: someone is waiting for them. The rest run at `normal`.
+    static func priority(ofTrigger trigger: String) -> JobPriority {
+        trigger.hasPrefix("manual:") || trigger.hasPrefix("command:") ? .critical : .normal
+    }
+
     /// Creates the run unless one exists for (repository, PR, head SHA, trigger) — or, for an
     /// automatic webhook trigger, unless a catch-up run of that head exists that was not skipped
     /// (a skipped one, e.g. a draft, leaves `ready_for_review` its own run), or unless the event is
@@ -131,7 +137,7 @@ public enum ReviewRunStore {
         try tx.db.execute(sql: "UPDATE pull_requests SET closed = 0 WHERE repository_id = ? AND pr_number = ?", arguments: [repository.id, prNumber])
         try tx.append(DomainEvent(type: "RunCreated", subject: "run:\(runID)", payload: RunEventPayload(
             runID: runID, repository: repository.fullName, prNumber: prNumber, headSHA: headSHA, trigger: trigger), correlationID: correlationID))
-        try tx.enqueue(JobRequest(kind: jobKind, payload: ReviewRunJob(runID: runID), priority: .normal,
+        try tx.enqueue(JobRequest(kind: jobKind, payload: ReviewRunJob(runID: runID), priority: priority(ofTrigger: trigger),
                                   idempotencyKey: "run:\(runID)", correlationID: correlationID))
         return (runID, true)
     }
@@ -157,7 +163,7 @@ public enum ReviewRunStore {
     @discardableResult
     public static func cancel(runID: Int64, by actor: String, in tx: inout WorkspaceTransaction) throws -> ReviewRun {
         guard let run = try find(runID, in: tx.db) else { throw StorageError.notFound("no such run") }
-        guard try finish(runID: runID, state: .skipped, reason: "cancelled by \(actor)", in: &tx) else {
+        guard try finish(runID: runID, state: .skipped, reason: "cancelled by \(actor)", label: "cancelled", in: &tx) else {
             throw StorageError.conflict("run \(runID) already ended (\(run.state.rawValue))")
         }
         try tx.append(DomainEvent(type: "RunCancelled", subject: "run:\(runID)", payload: ["by": actor]))
@@ -170,7 +176,7 @@ public enum ReviewRunStore {
             SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running') AND id != ?
             """, arguments: [repositoryID, prNumber, runID])
         for id in older {
-            try finish(runID: id, state: .superseded, reason: reason, in: &tx)
+            try finish(runID: id, state: .superseded, reason: reason, label: "newer_head", in: &tx)
         }
     }
 
@@ -179,15 +185,17 @@ public enum ReviewRunStore {
         let open = try Int64.fetchAll(tx.db, sql: """
             SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running')
             """, arguments: [repositoryID, prNumber])
-        for id in open { try finish(runID: id, state: .skipped, reason: "pull request closed", in: &tx) }
+        for id in open { try finish(runID: id, state: .skipped, reason: "pull request closed", label: "closed", in: &tx) }
         try tx.db.execute(sql: "INSERT OR IGNORE INTO pull_requests (repository_id, pr_number) VALUES (?, ?)", arguments: [repositoryID, prNumber])
         try tx.db.execute(sql: "UPDATE pull_requests SET closed = 1 WHERE repository_id = ? AND pr_number = ?", arguments: [repositoryID, prNumber])
         return open.count
     }
 
-    /// Moves a run to a final state (once), cancels its queued job, appends `RunCompleted`.
+    /// Moves a run to a final state (once), cancels its queued job, appends `RunCompleted` and,
+    /// once committed, counts it in `sentinel_review_runs_total` by `state` and `label` (a fixed
+    /// word of `SentinelMetrics.runOutcomes`; `reason` is the sentence people read).
     @discardableResult
-    public static func finish(runID: Int64, state: RunState, reason: String?, conclusion: String? = nil,
+    public static func finish(runID: Int64, state: RunState, reason: String?, label: String, conclusion: String? = nil,
                               in tx: inout WorkspaceTransaction) throws -> Bool {
         precondition(state.isFinal)
         try tx.db.execute(sql: """
@@ -195,6 +203,8 @@ public enum ReviewRunStore {
             WHERE id = ? AND state IN ('queued','running')
             """, arguments: [state, reason, conclusion, tx.now.epoch, runID])
         guard tx.db.changesCount == 1, let run = try find(runID, in: tx.db) else { return false }
+        let metrics = tx.metrics
+        tx.afterCommit { metrics.runFinished(outcome: state.rawValue, reason: label) }
         try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
                           arguments: [tx.now.epoch, "run:\(runID)"])
         let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db)
@@ -274,7 +284,7 @@ public enum ReviewRunStore {
         }
         try tx.db.execute(sql: "UPDATE review_runs SET files_reviewed = ?, files_total = ?, summary = ? WHERE id = ?",
                           arguments: [prepared.filesReviewed, prepared.filesTotal, prepared.summary, run.id])
-        try finish(runID: run.id, state: .completed, reason: nil, conclusion: prepared.conclusion, in: &tx)
+        try finish(runID: run.id, state: .completed, reason: nil, label: "completed", conclusion: prepared.conclusion, in: &tx)
     }
 
     /// Whether any run (any trigger, any state) exists for this head of the pull request.

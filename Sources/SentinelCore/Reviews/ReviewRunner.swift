@@ -188,7 +188,6 @@ public struct ReviewRunner: Sendable {
                                laps: &laps, logger: logger)
             }
             checkID = check
-            metrics.runFinished(outcome: "completed", reason: "completed")
             return
         }
         let pr = try await session.pullRequest(repo, run.prNumber)
@@ -290,7 +289,6 @@ public struct ReviewRunner: Sendable {
                            lookForEarlierPost: preparedBefore, laps: &laps, logger: logger)
         }
         checkID = check
-        metrics.runFinished(outcome: "completed", reason: "completed")
         logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(prepared.conclusion)",
                                                  "ai": "\(result.aiStatus.description)", "stages_ms": "\(laps)",
                                                  "model_calls": "\(result.usage.count)",
@@ -438,7 +436,7 @@ public struct ReviewRunner: Sendable {
         if let checkID {
             try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded", summary: "Not posted: \(reason).")
         }
-        _ = try await workspace.write { tx in try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, in: &tx) }
+        _ = try await workspace.write { tx in try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx) }
         logger.info("pull request moved while the run worked; nothing posted", metadata: ["head": "\(head)", "error": "\(outdated.message)"])
     }
 
@@ -525,9 +523,8 @@ public struct ReviewRunner: Sendable {
         let (id, stored) = (run.id, check)
         try await workspace.write { tx in
             try ReviewRunStore.setCheckRun(id, stored, in: tx.db)
-            try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, conclusion: "neutral", in: &tx)
+            try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, label: label, conclusion: "neutral", in: &tx)
         }
-        metrics.runFinished(outcome: "skipped", reason: label)
     }
 
     /// Ends a run `failed` with its reason. The check run is concluded with the configured
@@ -560,9 +557,8 @@ public struct ReviewRunner: Sendable {
             }
         }
         _ = try await workspace.write { tx in
-            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, conclusion: conclusion.rawValue, in: &tx)
+            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, label: label, conclusion: conclusion.rawValue, in: &tx)
         }
-        metrics.runFinished(outcome: "failed", reason: label)
     }
 }
 

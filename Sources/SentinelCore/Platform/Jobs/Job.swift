@@ -3,9 +3,9 @@ import GRDB
 
 /// Priority classes of SPEC §4, highest first. Lower raw value runs first.
 public enum JobPriority: Int, Sendable, Codable, CaseIterable, CustomStringConvertible {
-    /// Delivery processing, posting results.
+    /// Delivery processing, posting results, reviews a person asked for.
     case critical = 0
-    /// Review runs.
+    /// Review runs started by webhooks and the catch-up sweep.
     case normal = 1
     /// Rollups, notifications.
     case low = 2

@@ -83,11 +83,13 @@ public struct SentinelMetrics: Sendable {
     /// Every `sentinel_review_runs_total` outcome and its reasons (docs/observability.md).
     public static let runOutcomes: [(String, [String])] = [
         ("completed", ["completed"]),
-        ("skipped", ["closed", "disabled", "draft", "push_not_reviewed", "open_not_reviewed", "plan_limit"]),
+        ("skipped", ["closed", "cancelled", "disabled", "draft", "push_not_reviewed", "open_not_reviewed", "plan_limit"]),
         ("failed", ["platform_refused", "platform_retries_exhausted", "job_dead"]),
+        ("superseded", ["newer_head", "head_moved"]),
     ]
 
-    /// A run reached a final state: `outcome` completed / skipped / failed, `reason` a fixed word.
+    /// A run reached a final state (counted once, when that is committed): `outcome` completed /
+    /// skipped / failed / superseded, `reason` a fixed word.
     public func runFinished(outcome: String, reason: String) {
         Counter(label: "sentinel_review_runs_total", dimensions: [("outcome", outcome), ("reason", reason)], factory: factory).increment()
     }

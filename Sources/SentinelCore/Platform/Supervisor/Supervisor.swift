@@ -86,7 +86,8 @@ public actor Supervisor: Service {
         if let running = opening[id] {
             task = running
         } else {
-            let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex) = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex)
+            let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex, metrics)
+                = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex, metrics)
             // Opening blocks (file I/O, migrations, a read of control.sqlite): it runs on NIO's
             // blocking-work threads, never on the cooperative pool, whose threads GRDB's own
             // queues need in order to make progress.
@@ -95,7 +96,7 @@ public actor Supervisor: Service {
                     guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
                     let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
                     return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue,
-                                          pendingIndex: pendingIndex)
+                                          pendingIndex: pendingIndex, metrics: metrics)
                 }
             }
             opening[id] = task

@@ -22,6 +22,16 @@ public struct WorkspaceTransaction {
     /// this transaction read them, and what fell due by priority after that (or at all, if nil).
     var exactDue: PriorityDue?
     var dueSinceExact = PriorityDue.none
+    /// The appliance's metrics (the supervisor's; a no-op factory in the CLI).
+    public let metrics: SentinelMetrics
+    /// What runs once this transaction is committed (counting what it changed); dropped with a
+    /// body whose savepoint rolls back and with a batch whose commit fails.
+    var committed: [@Sendable () -> Void] = []
+
+    /// Runs `action` after the commit that makes this transaction's changes durable.
+    public mutating func afterCommit(_ action: @escaping @Sendable () -> Void) {
+        committed.append(action)
+    }
 
     @discardableResult
     public mutating func enqueue(_ request: JobRequest) throws -> EnqueueResult {
@@ -75,6 +85,7 @@ public actor WorkspaceActor {
     let backoff: BackoffPolicy
     /// The scheduler's view of what is due here, by priority (nil outside `serve`'s supervisor).
     let pendingIndex: PendingIndex?
+    let metrics: SentinelMetrics
 
     private var pending: [PendingWrite] = []
     private var draining = false
@@ -87,11 +98,12 @@ public actor WorkspaceActor {
     public init(id: WorkspaceID, database: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
                 config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void = {}) {
         self.init(id: id, database: database, control: control, registry: registry, config: config, onWorkDue: onWorkDue,
-                  pendingIndex: nil)
+                  pendingIndex: nil, metrics: SentinelMetrics())
     }
 
     init(id: WorkspaceID, database: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
-         config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void, pendingIndex: PendingIndex?) {
+         config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void, pendingIndex: PendingIndex?, metrics: SentinelMetrics) {
+        self.metrics = metrics
         self.id = id
         self.database = database
         self.control = control
@@ -129,6 +141,7 @@ public actor WorkspaceActor {
             pending.append(PendingWrite(
                 apply: { tx in
                     let before = (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact)
+                    let committedBefore = tx.committed.count
                     do {
                         var value: T?
                         try tx.db.inSavepoint {
@@ -139,6 +152,7 @@ public actor WorkspaceActor {
                         return nil
                     } catch {
                         (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact) = before
+                        tx.committed.removeSubrange(committedBefore...)
                         box.set(.failure(error))
                         return error
                     }
@@ -159,11 +173,12 @@ public actor WorkspaceActor {
             let batch = pending
             pending.removeAll(keepingCapacity: true)
             let known = indexedDue
-            let (id, control, listeners, maxAttempts) = (self.id, self.control, registry.listeners, config.maxAttempts)
+            let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
             let knownLevel = synchronousLevel
             do {
                 let relaxed = !batch.contains { $0.durable }
-                let (indexed, wake, exact, dueSince, level): (Double?, Bool, PriorityDue?, PriorityDue, Int?) = try await database.writeWithoutTransaction { db in
+                let (indexed, wake, exact, dueSince, level, committed): (Double?, Bool, PriorityDue?, PriorityDue, Int?, [@Sendable () -> Void])
+                    = try await database.writeWithoutTransaction { db in
                     // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
                     var level = knownLevel
                     if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
@@ -171,10 +186,11 @@ public actor WorkspaceActor {
                     if configured > 1 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
                     defer { if configured > 1 { try? db.cachedStatement(sql: "PRAGMA synchronous = \(configured)").execute() } }
                     var outcome: (Double?, Bool, PriorityDue?, PriorityDue) = (nil, false, nil, .none)
+                    var committed: [@Sendable () -> Void] = []
                     try db.inTransaction {
                         var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
                                                       defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
-                                                      indexedDue: known, control: control)
+                                                      indexedDue: known, control: control, metrics: metrics)
                         for entry in batch {
                             // Some errors (SQLITE_FULL, SQLITE_IOERR, …) make SQLite roll the whole
                             // transaction back, not just the body's savepoint: nothing of the batch
@@ -183,6 +199,7 @@ public actor WorkspaceActor {
                             if let failure = entry.apply(&tx), !db.isInsideTransaction { throw failure }
                         }
                         outcome = (tx.indexedDue, false, tx.exactDue, tx.dueSinceExact)
+                        committed = tx.committed
                         // Index before commit: a crash in between leaves a harmless false positive,
                         // never a job the scheduler does not know about.
                         if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
@@ -198,7 +215,7 @@ public actor WorkspaceActor {
                         }
                         return .commit
                     }
-                    return (outcome.0, outcome.1, outcome.2, outcome.3, level)
+                    return (outcome.0, outcome.1, outcome.2, outcome.3, level, committed)
                 }
                 // Updated before the next batch reads it: the drain loop is its only reader.
                 indexedDue = indexed
@@ -210,6 +227,7 @@ public actor WorkspaceActor {
                     if indexed != known { pendingIndex.noteControl(id, due: indexed) }
                 }
                 if due { onWorkDue() }
+                for action in committed { action() }
                 for entry in batch { entry.complete(nil) }
             } catch {
                 indexedDue = nil
