@@ -269,6 +269,37 @@ struct JobQueueTests {
         await h.stop()
     }
 
+    @Test("jobs running several times longer than their lease keep it: renewed while they run, each runs once")
+    func leasesRenewedWhileRunning() async throws {
+        let starts = Recorder<Int64>()
+        let done = Recorder<Int64>()
+        var registry = JobRegistry()
+        registry.register("long") { ctx in
+            starts.append(ctx.job.id)
+            try await Task.sleep(for: .milliseconds(4_500))
+            done.append(ctx.job.id)
+        }
+        // A 1.5 s lease renewed every 0.5 s: a loaded machine may delay a renewal by up to a second.
+        let h = try TestHarness(config: testConfig { $0.jobs.leaseSeconds = 1.5; $0.jobs.workspaceConcurrency = 6 }, registry: registry)
+        let ws = try h.createWorkspace()
+        var enqueued: [Int64] = []
+        for _ in 0..<6 { enqueued.append(try await h.enqueue(JobRequest(kind: "long"), in: ws).jobID) }
+        let ids = enqueued
+        h.startScheduler()
+        #expect(await eventually { starts.count == ids.count })
+        try await Task.sleep(for: .milliseconds(3_200))
+        // Past twice the lease: every running job's lease still lies in the future.
+        let running = try await h.jobs(in: ws).filter { $0.state == .running }
+        #expect(!running.isEmpty)
+        let now = Date().timeIntervalSince1970
+        for job in running { #expect((job.leaseExpiresAt ?? 0) > now, "job \(job.id)'s lease was not renewed") }
+        #expect(await eventually { done.count == ids.count })
+        #expect(Set(starts.all) == Set(ids) && starts.count == ids.count, "a job ran twice: its lease was taken over")
+        let rows = try await h.jobs(in: ws)
+        #expect(rows.allSatisfy { $0.state == .succeeded && $0.attempts == 1 })
+        await h.stop()
+    }
+
     @Test("shutdown lets a running job finish within the drain deadline and releases the rest")
     func drainOnShutdown() async throws {
         let done = Recorder<Int64>()
