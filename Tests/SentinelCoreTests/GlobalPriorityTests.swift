@@ -135,8 +135,11 @@ extension GlobalPriorityTests {
     /// The case with production scheduling (global concurrency 16, 4 per workspace, 50
     /// starts/s per workspace): 10,000 `bulk` jobs queued in A and running, then a `critical` job
     /// in B starts within 100 ms of its enqueue call (its durable commit included). Median of nine
-    /// samples, one at a time; `sentinel-bench priority` reports the release figures.
-    @Test("10,000 bulk jobs queued in one workspace: a critical job in another starts within 100 ms")
+    /// samples, one at a time; `sentinel-bench priority` reports the release figures. A timing
+    /// bound means nothing while the rest of the suite loads the machine, so this runs on its own:
+    /// `.ci/run` runs it after the suite with `SENTINEL_TEST_TIMING=1`.
+    @Test("10,000 bulk jobs queued in one workspace: a critical job in another starts within 100 ms",
+          .enabled(if: ProcessInfo.processInfo.environment["SENTINEL_TEST_TIMING"] == "1", "timing: run alone with SENTINEL_TEST_TIMING=1"))
     func criticalBehindTenThousandBulk() async throws {
         let bulkStarted = Recorder<Bool>()
         let criticalStarted = Recorder<ContinuousClock.Instant>()

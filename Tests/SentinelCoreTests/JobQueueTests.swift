@@ -295,8 +295,9 @@ struct JobQueueTests {
         for job in running { #expect((job.leaseExpiresAt ?? 0) > now, "job \(job.id)'s lease was not renewed") }
         #expect(await eventually { done.count == ids.count })
         #expect(Set(starts.all) == Set(ids) && starts.count == ids.count, "a job ran twice: its lease was taken over")
-        let rows = try await h.jobs(in: ws)
-        #expect(rows.allSatisfy { $0.state == .succeeded && $0.attempts == 1 })
+        // The handler returned; the job's outcome commits right after.
+        #expect(await eventually { try await h.jobs(in: ws).allSatisfy { $0.state == .succeeded } })
+        #expect(try await h.jobs(in: ws).allSatisfy { $0.attempts == 1 })
         await h.stop()
     }
 

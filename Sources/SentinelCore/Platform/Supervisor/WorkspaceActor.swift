@@ -78,6 +78,8 @@ public actor WorkspaceActor {
     /// The workspace file. Private: every read and write goes through `read`/`write` (and the
     /// queue, event and group-commit methods of this actor).
     private nonisolated let database: any DatabaseWriter
+    /// Checkpoints the file's WAL off the writer's thread (see `WALCheckpointer`).
+    nonisolated let checkpointer: WALCheckpointer
     let control: ControlStore
     let registry: JobRegistry
     let config: SentinelConfig.Jobs
@@ -106,6 +108,9 @@ public actor WorkspaceActor {
         self.metrics = metrics
         self.id = id
         self.database = database
+        self.checkpointer = WALCheckpointer(path: database.path)
+        // Should the hook not go in, SQLite's own automatic checkpoint stays on.
+        try? checkpointer.install(on: database)
         self.control = control
         self.registry = registry
         self.config = config
@@ -340,8 +345,9 @@ public actor WorkspaceActor {
     public func close() async {
         guard !closed else { return }
         closed = true
-        let database = self.database
+        let (database, checkpointer) = (self.database, self.checkpointer)
         let checkpointAndClose: @Sendable () -> Void = {
+            checkpointer.close(writer: database)
             // No waiting for readers (a Litestream sidecar holds a read transaction all the time):
             // checkpoint what can be, then close; every commit is already durable in the WAL.
             try? database.writeWithoutTransaction { db in
