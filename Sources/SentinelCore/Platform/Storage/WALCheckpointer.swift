@@ -22,6 +22,9 @@ final class WALCheckpointer: Sendable {
         var pages: Int32 = 0
         /// Pages of the current log already copied by the background checkpoint.
         var backfilled: Int32 = 0
+        /// The log's size when the last background checkpoint started: the next one waits for a
+        /// quarter of `threshold` more (a reader such as Litestream can hold checkpoints back).
+        var startedAt: Int32 = 0
         var running = false
         var closed = false
         var background = 0
@@ -75,12 +78,12 @@ final class WALCheckpointer: Sendable {
     private func committed(pages: Int32, writer: OpaquePointer?) {
         enum Action { case none, background, inWriter }
         let action: Action = state.withLock { s in
-            if pages < s.pages { s.backfilled = 0 }  // the log started again
+            if pages < s.pages { (s.backfilled, s.startedAt) = (0, 0) }  // the log started again
             s.pages = pages
             guard !s.closed, pages >= threshold else { return .none }
             if !s.running && s.backfilled > 0 && pages - s.backfilled <= tail { return .inWriter }
-            if !s.running {
-                s.running = true
+            if !s.running && pages - s.startedAt >= threshold / 4 {
+                (s.running, s.startedAt) = (true, pages)
                 return .background
             }
             return pages >= limit ? .inWriter : .none
