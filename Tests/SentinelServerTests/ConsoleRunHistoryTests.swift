@@ -58,3 +58,27 @@ struct ConsoleRunHistoryTests {
         }
     }
 }
+
+@Suite("Console: the pull request link of a run")
+struct ConsolePullRequestLinkTests {
+    @Test("the pull request link: github.com, a GitHub Enterprise Server host, and a GitLab merge request under the instance's path")
+    func pullRequestLinks() async throws {
+        let world = try APIWorld()
+        let github = try await world.addRepository("acme/api", kind: "github", apiURL: "https://api.github.com")
+        let ghes = try await world.addRepository("acme/web", kind: "github", apiURL: "https://ghe.example.com/api/v3")
+        let gitlab = try await world.addRepository("group/sub/project", kind: "gitlab", apiURL: "https://gitlab.example.com/gl")
+        let runs = (try await world.addQueuedRun(repository: github, pr: 7), try await world.addQueuedRun(repository: ghes, pr: 3),
+                    try await world.addQueuedRun(repository: gitlab, pr: 12))
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.console { browser in
+            try await browser.signIn("viewer@example.com", APIWorld.password(.viewer))
+            let onGitHub = try await browser.get(base + "/runs/\(runs.0)")
+            #expect(onGitHub.body.contains(#"<a href="https://github.com/acme/api/pull/7">"#))
+            let onGHES = try await browser.get(base + "/runs/\(runs.1)")
+            #expect(onGHES.body.contains(#"<a href="https://ghe.example.com/acme/web/pull/3">"#))
+            let onGitLab = try await browser.get(base + "/runs/\(runs.2)")
+            #expect(onGitLab.body.contains(#"<a href="https://gitlab.example.com/gl/group/sub/project/-/merge_requests/12">"#), "\(onGitLab.body)")
+            #expect(!onGitLab.body.contains("/pull/12"))
+        }
+    }
+}

@@ -214,17 +214,10 @@ extension Console {
         return try render("run", title: "Run #\(run.id)", data, visit: m.visit, member: m)
     }
 
-    /// The pull request's page on github.com or a GitHub Enterprise Server host (its API is
-    /// `https://HOST/api/v3`).
+    /// The pull request's (GitHub) or merge request's (GitLab) page, as its integration links it.
     func pullRequestURL(_ repository: RepositoryRecord, _ number: Int, _ m: Member) async throws -> String? {
-        guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == repository.integrationID }),
-              let api = URLComponents(string: integration.apiURL), let host = api.host else { return nil }
-        var web = URLComponents()
-        web.scheme = api.scheme ?? "https"
-        web.host = host == "api.github.com" ? "github.com" : host
-        web.port = api.port
-        web.path = "/\(repository.fullName)/pull/\(number)"
-        return web.string
+        try await d.integrations.list(in: m.workspace).first { $0.id == repository.integrationID }?
+            .pullRequestURL(repository: repository.fullName, number: number)?.absoluteString
     }
 
     /// A new run of the same pull request (`ReviewRunStore.requestManual`, as `POST …/runs`).
