@@ -328,19 +328,6 @@ extension Console {
         } catch {
             throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
         }
-        // The API refuses control characters other than line breaks and tabs in every string.
-        for (key, value) in values {
-            let strings: [String]
-            switch value {
-            case .string(let s): strings = [s]
-            case .list(let l): strings = l
-            case .map(let m): strings = Array(m.keys) + Array(m.values)
-            case .bool, .int: strings = []
-            }
-            if strings.contains(where: { $0.unicodeScalars.contains { $0.properties.generalCategory == .control && !"\n\r\t".unicodeScalars.contains($0) } }) {
-                throw IdentityError(.invalid, "values.\(key): must not contain control characters")
-            }
-        }
         let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         let by = m.actorName
         _ = try await m.workspace.write { tx in try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx) }

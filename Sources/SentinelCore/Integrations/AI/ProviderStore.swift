@@ -34,10 +34,24 @@ public struct ProviderStore: Sendable {
 
     static func suffix(_ key: String) -> String { String(key.suffix(4)) }
 
+    /// The longest text each field takes (the API document's `maxLength` of the same fields).
+    public static let maxLengths = ["api_key": 1000, "model": 200, "base_url": 500, "api_version": 50, "deployment": 200]
+
+    /// A field's text under the API's rules for it: its length, and no control characters.
+    static func checkText(_ text: String?, field: String) throws {
+        guard let text, let max = maxLengths[field] else { return }
+        if let problem = TextRules.problem(text, maxLength: max) { throw IntegrationError.invalid("\(field): \(problem)") }
+    }
+
     public func add(kind: String, apiKey: String?, model: String?, baseURL: URL?, apiVersion: String? = nil, deployment: String? = nil,
                     priority: Int = 100, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
         guard Self.kinds.contains(kind) else { throw IntegrationError.invalid("unknown provider kind '\(kind)' (one of \(Self.kinds.joined(separator: ", ")))") }
         let key = apiKey?.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Self.checkText(key, field: "api_key")
+        try Self.checkText(model, field: "model")
+        try Self.checkText(baseURL?.absoluteString, field: "base_url")
+        try Self.checkText(apiVersion, field: "api_version")
+        try Self.checkText(deployment, field: "deployment")
         if kind != "openai-compatible", key?.isEmpty ?? true { throw IntegrationError.invalid("an API key is required for \(kind)") }
         if kind == "openai-compatible", baseURL == nil { throw IntegrationError.invalid("openai-compatible providers need --base-url") }
         if kind == "azure-openai", baseURL == nil || (deployment ?? "").isEmpty {
@@ -61,6 +75,7 @@ public struct ProviderStore: Sendable {
     public func rotate(_ id: String, apiKey: String, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
         let key = apiKey.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !key.isEmpty else { throw IntegrationError.invalid("the new API key is empty") }
+        try Self.checkText(key, field: "api_key")
         let sealed = try masterKey.seal(Data(key.utf8), context: "provider:\(id):api_key")
         try await update(id, in: workspace, event: "ProviderKeyRotated", by: actor,
                          sql: "UPDATE ai_providers SET api_key = ?, key_suffix = ?, updated_at = ? WHERE id = ?",
