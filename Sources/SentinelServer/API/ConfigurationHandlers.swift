@@ -80,6 +80,7 @@ struct ConfigurationHandlers: Sendable {
         var summary = try await d.providers.get(id, in: context.workspace)
         if let key = body.apiKey { summary = try await d.providers.rotate(id, apiKey: key, by: context.actorName, in: context.workspace) }
         if let enabled = body.enabled { summary = try await d.providers.setEnabled(id, enabled, by: context.actorName, in: context.workspace) }
+        if let priority = body.priority { summary = try await d.providers.setPriority(id, priority, by: context.actorName, in: context.workspace) }
         return .ok(.init(body: .json(try .converted(from: summary))))
     }
 

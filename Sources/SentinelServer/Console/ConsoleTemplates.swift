@@ -246,6 +246,7 @@ enum ConsoleTemplates {
       {{#items}}<tr><td>{{kind}}</td><td>{{model}}</td><td>{{#suffix}}…{{suffix}}{{/suffix}}{{^suffix}}none{{/suffix}}</td><td>{{priority}}</td><td>{{#enabled}}enabled{{/enabled}}{{^enabled}}disabled{{/enabled}}</td>
       {{#canManage}}<td class="actions">
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/{{#enabled}}disable{{/enabled}}{{^enabled}}enable{{/enabled}}" class="inline">{{> csrf}}<button type="submit">{{#enabled}}Disable{{/enabled}}{{^enabled}}Enable{{/enabled}}</button></form>
+        <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/priority" class="inline">{{> csrf}}<label for="priority-{{id}}">Priority</label> <input id="priority-{{id}}" name="priority" inputmode="numeric" pattern="[0-9]*" size="5" value="{{priority}}" required> <button type="submit">Set priority</button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/rotate" class="inline">{{> csrf}}<label for="key-{{id}}">New key</label> <input id="key-{{id}}" name="api_key" type="password" autocomplete="off" required> <button type="submit">Rotate key</button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete</button></form>
       </td>{{/canManage}}</tr>{{/items}}
