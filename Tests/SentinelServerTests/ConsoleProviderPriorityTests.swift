@@ -127,4 +127,31 @@ struct APIProviderPriorityTests {
             #expect((changes.first?["data"] as? [String: Any])?["by"] as? String == "admin@example.com")
         }
     }
+
+    @Test("GET and PUT …/ai-budget read, set and remove the monthly AI budget (admins), the same budget the console changes")
+    func budget() async throws {
+        let world = try APIWorld()
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.test { api in
+            let admin = world.token(.admin)
+            let none = try await api.call(.get, base + "/ai-budget", token: world.token(.viewer))
+            #expect(none.status == .ok, "\(none.body)")
+            #expect(none.json["usd"] == nil && none.json["spent_usd"] as? Double == 0)
+            let set = try await api.call(.put, base + "/ai-budget", token: admin, body: #"{"usd":25.5}"#)
+            #expect(set.status == .ok, "\(set.body)")
+            #expect(set.json["usd"] as? Double == 25.5)
+            #expect(try await world.appliance.supervisor.withWorkspace(world.workspaceA) { try await world.appliance.api.providers.monthlyBudget(in: $0) } == 25.5)
+            #expect(try await api.call(.get, base + "/ai-budget", token: world.token(.viewer)).json["usd"] as? Double == 25.5)
+            for bad in [#"{"usd":-1}"#, #"{}"#, #"{"usd":"10"}"#, #"{"usd":1,"per":"month"}"#] {
+                #expect(try await api.call(.put, base + "/ai-budget", token: admin, body: bad).status == .badRequest, "\(bad)")
+            }
+            #expect(try await api.call(.put, base + "/ai-budget", token: world.token(.member), body: #"{"usd":1000}"#).status == .forbidden)
+            let removed = try await api.call(.put, base + "/ai-budget", token: admin, body: #"{"usd":null}"#)
+            #expect(removed.status == .ok, "\(removed.body)")
+            #expect(removed.json["usd"] == nil)
+            let audit = try await api.call(.get, base + "/audit", token: admin)
+            let changes = ((audit.json["items"] as? [[String: Any]]) ?? []).filter { $0["type"] as? String == "AIBudgetChanged" }
+            #expect(changes.compactMap { ($0["data"] as? [String: Any])?["usd"] as? String } == ["25.5", "none"])
+        }
+    }
 }

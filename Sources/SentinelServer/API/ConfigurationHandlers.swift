@@ -89,6 +89,20 @@ struct ConfigurationHandlers: Sendable {
         return .noContent(.init())
     }
 
+    func getAIBudget(_ input: Operations.GetAIBudget.Input, _ context: WorkspaceContext) async throws -> Operations.GetAIBudget.Output {
+        .ok(.init(body: .json(try await aiBudget(context))))
+    }
+
+    func setAIBudget(_ input: Operations.SetAIBudget.Input, _ context: WorkspaceContext) async throws -> Operations.SetAIBudget.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        try await d.providers.setMonthlyBudget(body.usd, by: context.actorName, in: context.workspace)
+        return .ok(.init(body: .json(try await aiBudget(context))))
+    }
+
+    func aiBudget(_ context: WorkspaceContext) async throws -> Components.Schemas.AIBudget {
+        .init(spentUsd: try await d.providers.spentThisMonth(in: context.workspace), usd: try await d.providers.monthlyBudget(in: context.workspace))
+    }
+
     // MARK: Repositories
 
     func listRepositories(_ input: Operations.ListRepositories.Input, _ context: WorkspaceContext) async throws

@@ -29,7 +29,7 @@ extension Console {
         let ws = "/workspaces/:workspaceId"
         get(router, ws + "/providers", "listProviders") { m, _ in try await providersPage(m) }
         post(router, ws + "/providers", "createProvider") { m, form, _ in try await addProvider(m, form) }
-        post(router, ws + "/providers/budget", "updateProvider") { m, form, _ in
+        post(router, ws + "/providers/budget", "setAIBudget") { m, form, _ in
             let raw = form.text("usd")
             let usd = try raw.map { text -> Double in
                 guard let value = Double(text) else { throw IntegrationError.invalid("the budget must be a number of USD") }
