@@ -238,6 +238,7 @@ struct APIAccessTests {
         (.post, "/providers", #"{"kind":"openai","api_key":"sk-test"}"#, .admin),
         (.patch, "/providers/{providerId}", #"{"enabled":false}"#, .admin),
         (.delete, "/providers/{providerId}", nil, .admin),
+        (.put, "/ai-budget", #"{"usd":10}"#, .admin),
         (.patch, "/repositories/{repositoryId}", #"{"enabled":true}"#, .admin),
         (.put, "/settings", #"{"values":{}}"#, .admin),
         (.put, "/repositories/{repositoryId}/settings", #"{"values":{}}"#, .admin),
@@ -548,7 +549,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 54)
+        #expect(document.operations.count == 56)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

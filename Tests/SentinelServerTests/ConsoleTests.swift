@@ -491,7 +491,11 @@ struct ConsolePageTests {
             #expect(try await browser.post(base + "/providers/\(id)/disable").status == .seeOther)
             let page = try await browser.get(base + "/providers")
             #expect(page.body.contains("…2222") && !page.body.contains("sk-ant-second"))
-            #expect(page.body.contains("disabled"))
+            #expect(page.body.contains("<td>disabled</td>"))
+            #expect(try await world.providers().first?.enabled == false)
+            #expect(try await browser.post(base + "/providers/\(id)/enable").status == .seeOther)
+            #expect(try await world.providers().first?.enabled == true)
+            #expect(try await browser.get(base + "/providers").body.contains("<td>enabled</td>"))
             #expect(try await browser.post(base + "/providers/budget", ["usd": "25"]).status == .seeOther)
             #expect(try await browser.get(base + "/providers").body.contains("Monthly AI budget: $25.00"))
 

@@ -5,7 +5,9 @@ GitHub and fake model of the Swift tests (started as the one test `ConsoleBrowse
 serves them until this script is done): sets up the first admin, creates a workspace, adds an AI
 provider, connects a GitHub App through the App manifest flow, delivers a signed pull request
 webhook, watches the run appear and opens it with its findings, checks the overview's charts
-have data points, and signs out. Saves screenshots to docs/screenshots/ (or $SCREENSHOTS).
+have data points, and signs out. Saves a screenshot of each page to $SCREENSHOTS (default: a new
+temporary directory, named at the end), never into docs/: the README's screenshots under
+docs/screenshots/ are committed copies of some of them.
 
 Usage: console_browser.py PATH/TO/sentinel   (run from anywhere; the package is this file's ../..)
 """
@@ -74,7 +76,7 @@ def deliver(url, secret, event, payload):
 
 def main():
     binary = sys.argv[1]
-    shots = os.environ.get("SCREENSHOTS", os.path.join(PACKAGE, "docs", "screenshots"))
+    shots = os.environ.get("SCREENSHOTS") or tempfile.mkdtemp(prefix="sentinel-screenshots-")
     os.makedirs(shots, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sentinel-browser-") as tmp:
         fakes_log = open(os.path.join(tmp, "fakes.log"), "w")
@@ -105,7 +107,7 @@ def main():
         if fakes.returncode != 0:
             print(open(os.path.join(tmp, "fakes.log")).read()[-4000:], file=sys.stderr)
             raise SystemExit(f"the fakes' checks failed ({fakes.returncode})")
-    print("console browser test passed")
+    print(f"console browser test passed; screenshots in {shots}")
 
 
 def run(base, data, shots, fakes):

@@ -18,10 +18,12 @@ public struct IdentityService: Sendable {
     // MARK: Users
 
     public static let minimumPasswordLength = 12
+    /// The longest email address (the API document's `maxLength` for it).
+    public static let maxEmailLength = 254
 
     public func createUser(email rawEmail: String, password: String, isAdmin: Bool, now: Date = Date()) throws -> User {
         let email = rawEmail.trimmingCharacters(in: .whitespaces).lowercased()
-        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, email.count <= 254 else {
+        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, TextRules.problem(email, maxLength: Self.maxEmailLength) == nil else {
             throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
         }
         try Self.checkPasswordRules(password)
@@ -42,6 +44,7 @@ public struct IdentityService: Sendable {
         guard password.count >= minimumPasswordLength, password.utf8.count <= 72 else {
             throw IdentityError(.invalid, "a password needs \(minimumPasswordLength) to 72 characters")
         }
+        if let problem = TextRules.controlCharacterProblem(password, multiline: false) { throw IdentityError(.invalid, "password: \(problem)") }
     }
 
     public func user(id: String) throws -> User? {

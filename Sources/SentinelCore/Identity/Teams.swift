@@ -27,10 +27,15 @@ public enum TeamStore {
         try list(in: db).first { $0.id == id }
     }
 
-    /// Creates a team; a blank name is invalid and a taken one a conflict.
+    /// The longest team name (the API document's `maxLength` for it).
+    public static let maxNameLength = 100
+
+    /// Creates a team; a blank name, one longer than `maxNameLength` or with control characters
+    /// is invalid, and a taken one a conflict.
     public static func create(name raw: String, by actor: String, in tx: inout WorkspaceTransaction) throws -> Team {
         let name = raw.trimmingCharacters(in: .whitespaces)
         guard !name.isEmpty else { throw IdentityError(.invalid, "name: must not be blank") }
+        if let problem = TextRules.problem(name, maxLength: maxNameLength) { throw IdentityError(.invalid, "name: \(problem)") }
         if try Int.fetchOne(tx.db, sql: "SELECT 1 FROM teams WHERE name = ?", arguments: [name]) != nil {
             throw IdentityError(.conflict, "a team named \(name) already exists")
         }

@@ -79,10 +79,24 @@ public struct IntegrationService: Sendable {
     /// Validates and stores a GitHub App integration in the workspace file, then makes it routable
     /// in control.sqlite. Works beside a running server (both files are shared safely). `id` is
     /// given when the webhook URL had to be known before (the App manifest flow); else a new one.
+    /// The text fields of an integration under the API's rules for them (length, control
+    /// characters): (field, text, longest, may span lines), and the webhook secret and CA bundle
+    /// every kind takes.
+    static func checkTexts(webhookSecret: Data, caBundlePEM: String?, _ fields: [(String, String?, Int, Bool)]) throws {
+        let all = fields + [("webhook_secret", String(decoding: webhookSecret, as: UTF8.self), 1_000, false), ("ca_bundle", caBundlePEM, 200_000, true)]
+        for (field, text, longest, multiline) in all {
+            if let text, let problem = TextRules.problem(text, maxLength: longest, multiline: multiline) {
+                throw IntegrationError.invalid("\(field): \(problem)")
+            }
+        }
+    }
+
     public func addGitHub(workspace: WorkspaceActor, appID: Int64, privateKeyPEM: String, webhookSecret: Data,
                           apiURL: URL = defaultGitHubAPI, caBundlePEM: String? = nil, botLogin: String? = nil,
                           id chosen: IntegrationID? = nil) async throws -> IntegrationSummary {
         guard appID > 0 else { throw IntegrationError.invalid("the GitHub App id must be a positive number") }
+        try Self.checkTexts(webhookSecret: webhookSecret, caBundlePEM: caBundlePEM, [
+            ("private_key", privateKeyPEM, 20_000, true), ("api_url", apiURL.absoluteString, 500, false), ("bot_login", botLogin, 100, false)])
         guard webhookSecret.count >= 8 else { throw IntegrationError.invalid("the webhook secret must be at least 8 bytes (there is no unsigned mode)") }
         guard (try? Insecure.RSA.PrivateKey(pem: privateKeyPEM)) != nil else {
             throw IntegrationError.invalid("the private key is not an RSA private key in PEM form (as GitHub issues for Apps)")

@@ -349,7 +349,7 @@ public enum WorkspaceSettingsValidator {
                 out.append(PolicySettingsError(key: key, message: unknownKeyMessage(key)))
                 continue
             }
-            if let p = spec.problem(with: values[key]!) {
+            if let p = controlCharacterProblem(values[key]!) ?? spec.problem(with: values[key]!) {
                 out.append(PolicySettingsError(key: key, message: p))
             }
         }
@@ -357,6 +357,21 @@ public enum WorkspaceSettingsValidator {
             out.append(PolicySettingsError(key: key, message: "cannot lock " + unknownKeyMessage(key)))
         }
         return out.sorted { $0.key < $1.key }
+    }
+
+    /// The API's rule for free-form values: texts may span lines (tab and line breaks) but hold no
+    /// other control characters; a map's keys hold none at all.
+    public static func controlCharacterProblem(_ value: PolicyValue) -> String? {
+        switch value {
+        case .string(let text): return TextRules.controlCharacterProblem(text, multiline: true)
+        case .list(let items): return items.lazy.compactMap { TextRules.controlCharacterProblem($0, multiline: true) }.first
+        case .map(let map):
+            if let key = map.keys.sorted().first(where: { TextRules.controlCharacterProblem($0, multiline: false) != nil }) {
+                return "the key \"\(StoredText.singleLine(key))\" must not contain control characters"
+            }
+            return map.values.lazy.compactMap { TextRules.controlCharacterProblem($0, multiline: true) }.first
+        case .bool, .int: return nil
+        }
     }
 
     static func unknownKeyMessage(_ key: String) -> String {

@@ -19,10 +19,13 @@ public struct WorkspaceDeletion: Sendable, Codable, Equatable {
 /// Renaming and deleting workspaces. Each change writes its audit event (`WorkspaceRenamed`,
 /// `WorkspaceDeleted`, subject `workspace:<id>`) in control.sqlite, in the transaction that makes it.
 extension WorkspaceService {
+    /// The longest workspace name (the API document's `maxLength` for it).
+    public static let maxNameLength = 100
+
     static func validName(_ rawName: String) throws -> String {
         let name = rawName.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !name.isEmpty, name.count <= 100, !name.contains(where: { $0.isNewline || $0.asciiValue.map { $0 < 0x20 } == true }) else {
-            throw StorageError.invalid("workspace name must be 1 to 100 printable characters")
+        guard !name.isEmpty, TextRules.problem(name, maxLength: maxNameLength) == nil, !name.contains(where: \.isNewline) else {
+            throw StorageError.invalid("workspace name must be 1 to \(maxNameLength) printable characters")
         }
         return name
     }

@@ -80,12 +80,27 @@ struct ConfigurationHandlers: Sendable {
         var summary = try await d.providers.get(id, in: context.workspace)
         if let key = body.apiKey { summary = try await d.providers.rotate(id, apiKey: key, by: context.actorName, in: context.workspace) }
         if let enabled = body.enabled { summary = try await d.providers.setEnabled(id, enabled, by: context.actorName, in: context.workspace) }
+        if let priority = body.priority { summary = try await d.providers.setPriority(id, priority, by: context.actorName, in: context.workspace) }
         return .ok(.init(body: .json(try .converted(from: summary))))
     }
 
     func deleteProvider(_ input: Operations.DeleteProvider.Input, _ context: WorkspaceContext) async throws -> Operations.DeleteProvider.Output {
         try await d.providers.delete(input.path.providerId, by: context.actorName, in: context.workspace)
         return .noContent(.init())
+    }
+
+    func getAIBudget(_ input: Operations.GetAIBudget.Input, _ context: WorkspaceContext) async throws -> Operations.GetAIBudget.Output {
+        .ok(.init(body: .json(try await aiBudget(context))))
+    }
+
+    func setAIBudget(_ input: Operations.SetAIBudget.Input, _ context: WorkspaceContext) async throws -> Operations.SetAIBudget.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        try await d.providers.setMonthlyBudget(body.usd, by: context.actorName, in: context.workspace)
+        return .ok(.init(body: .json(try await aiBudget(context))))
+    }
+
+    func aiBudget(_ context: WorkspaceContext) async throws -> Components.Schemas.AIBudget {
+        .init(spentUsd: try await d.providers.spentThisMonth(in: context.workspace), usd: try await d.providers.monthlyBudget(in: context.workspace))
     }
 
     // MARK: Repositories

@@ -85,12 +85,9 @@ struct SchemaValidator: Sendable {
             }
         case "string":
             guard case .string(let s) = value else { throw fail("must be a string") }
-            let multiline = schema["x-sentinel-multiline"] == .bool(true)
-            if StoredText.hasControlCharacters(s, multiline: multiline) {
-                throw fail(multiline ? "must not contain control characters other than tab and line breaks" : "must not contain control characters")
-            }
+            if let problem = TextRules.controlCharacterProblem(s, multiline: schema["x-sentinel-multiline"] == .bool(true)) { throw fail(problem) }
             if case .int(let min)? = schema["minLength"], s.count < min { throw fail("must have at least \(min) characters") }
-            if case .int(let max)? = schema["maxLength"], s.count > max { throw fail("must have at most \(max) characters") }
+            if case .int(let max)? = schema["maxLength"], let problem = TextRules.lengthProblem(s, maxLength: max) { throw fail(problem) }
             if case .array(let values)? = schema["enum"], !values.contains(value) {
                 throw fail("must be one of \(values.compactMap(\.string).joined(separator: ", "))")
             }

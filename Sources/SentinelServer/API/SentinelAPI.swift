@@ -205,6 +205,12 @@ struct SentinelAPI: APIProtocol {
     func deleteProvider(_ input: Operations.DeleteProvider.Input) async throws -> Operations.DeleteProvider.Output {
         try await configuration.deleteProvider(input, try APIContext.workspace())
     }
+    func getAIBudget(_ input: Operations.GetAIBudget.Input) async throws -> Operations.GetAIBudget.Output {
+        try await configuration.getAIBudget(input, try APIContext.workspace())
+    }
+    func setAIBudget(_ input: Operations.SetAIBudget.Input) async throws -> Operations.SetAIBudget.Output {
+        try await configuration.setAIBudget(input, try APIContext.workspace())
+    }
     func listRepositories(_ input: Operations.ListRepositories.Input) async throws -> Operations.ListRepositories.Output {
         try await configuration.listRepositories(input, try APIContext.workspace())
     }

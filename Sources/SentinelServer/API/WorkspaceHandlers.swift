@@ -9,6 +9,7 @@ struct WorkspaceHandlers: Sendable {
     static let auditTypes = [
         "MemberAdded", "MemberRoleChanged", "MemberRemoved", "TeamCreated", "TeamDeleted", "TeamMemberAdded", "TeamMemberRemoved",
         "IntegrationAdded", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
+        "ProviderPriorityChanged",
         "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
         "PlanSoftLimitReached", "RunCancelled", "RunRequested",
         "NotificationChannelAdded", "NotificationChannelRemoved", "NotificationChannelTested",

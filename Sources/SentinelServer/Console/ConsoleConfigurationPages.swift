@@ -29,7 +29,7 @@ extension Console {
         let ws = "/workspaces/:workspaceId"
         get(router, ws + "/providers", "listProviders") { m, _ in try await providersPage(m) }
         post(router, ws + "/providers", "createProvider") { m, form, _ in try await addProvider(m, form) }
-        post(router, ws + "/providers/budget", "updateProvider") { m, form, _ in
+        post(router, ws + "/providers/budget", "setAIBudget") { m, form, _ in
             let raw = form.text("usd")
             let usd = try raw.map { text -> Double in
                 guard let value = Double(text) else { throw IntegrationError.invalid("the budget must be a number of USD") }
@@ -44,6 +44,9 @@ extension Console {
             case "enable": _ = try await d.providers.setEnabled(id, true, by: m.actorName, in: m.workspace)
             case "disable": _ = try await d.providers.setEnabled(id, false, by: m.actorName, in: m.workspace)
             case "rotate": _ = try await d.providers.rotate(id, apiKey: form["api_key"] ?? "", by: m.actorName, in: m.workspace)
+            case "priority":
+                guard let priority = try Self.priority(form) else { throw ConsoleError(status: .badRequest, heading: "Missing field", message: "The priority is required.") }
+                _ = try await d.providers.setPriority(id, priority, by: m.actorName, in: m.workspace)
             case "delete":
                 guard allowed("deleteProvider", m.role) else { throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "You may not delete providers.") }
                 try await d.providers.delete(id, by: m.actorName, in: m.workspace)
@@ -142,14 +145,19 @@ extension Console {
             guard let url = URL(string: raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
             return url
         }
-        let priority = try form.text("priority").map { raw -> Int in
-            guard let value = Int(raw), (0...10_000).contains(value) else { throw IntegrationError.invalid("priority must be a whole number 0...10000") }
-            return value
-        } ?? 100
+        let priority = try Self.priority(form) ?? 100
         _ = try await d.providers.add(kind: try form.required("kind", "The kind"), apiKey: form.text("api_key"), model: form.text("model"),
                                       baseURL: baseURL, apiVersion: form.text("api_version"), deployment: form.text("deployment"),
                                       priority: priority, by: m.actorName, in: m.workspace)
         return Self.redirect(m.base + "/providers")
+    }
+
+    /// The form's priority as a number (its range is `ProviderStore`'s rule); nil when blank.
+    static func priority(_ form: Form) throws -> Int? {
+        try form.text("priority").map { raw in
+            guard let value = Int(raw) else { throw IntegrationError.invalid("priority: must be a whole number") }
+            return value
+        }
     }
 
     // MARK: Integrations
@@ -327,19 +335,6 @@ extension Console {
             values = try JSONDecoder().decode([String: PolicyValue].self, from: Data(text.utf8))
         } catch {
             throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
-        }
-        // The API refuses control characters other than line breaks and tabs in every string.
-        for (key, value) in values {
-            let strings: [String]
-            switch value {
-            case .string(let s): strings = [s]
-            case .list(let l): strings = l
-            case .map(let m): strings = Array(m.keys) + Array(m.values)
-            case .bool, .int: strings = []
-            }
-            if strings.contains(where: { $0.unicodeScalars.contains { $0.properties.generalCategory == .control && !"\n\r\t".unicodeScalars.contains($0) } }) {
-                throw IdentityError(.invalid, "values.\(key): must not contain control characters")
-            }
         }
         let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         let by = m.actorName

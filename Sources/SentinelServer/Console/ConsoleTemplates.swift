@@ -210,6 +210,13 @@ enum ConsoleTemplates {
       {{#cancellable}}<form method="post" action="/workspaces/{{workspace.id}}/runs/{{run.id}}/cancel" class="inline">{{> csrf}}<button type="submit">Cancel</button></form>{{/cancellable}}
     </div>
     {{/canRequest}}
+    <h2>History</h2>
+    {{#empty(history)}}<p>No state changes were recorded for this run.</p>{{/empty(history)}}
+    {{^empty(history)}}
+    <table class="history"><caption>Each change of the run's state, oldest first</caption>
+    <thead><tr><th scope="col">Time</th><th scope="col">State</th><th scope="col">What happened</th><th scope="col">By</th><th scope="col">Reason</th></tr></thead>
+    <tbody>{{#history}}<tr><td>{{at}}</td><td><span class="state {{state}}">{{state}}</span></td><td>{{what}}</td><td>{{by}}</td><td>{{reason}}</td></tr>{{/history}}</tbody></table>
+    {{/empty(history)}}
     {{#summary}}<h2>Summary</h2><p class="pre">{{summary}}</p>{{/summary}}
     <h2>Findings ({{count(findings)}})</h2>
     {{#empty(findings)}}<p>No findings.</p>{{/empty(findings)}}
@@ -239,6 +246,7 @@ enum ConsoleTemplates {
       {{#items}}<tr><td>{{kind}}</td><td>{{model}}</td><td>{{#suffix}}…{{suffix}}{{/suffix}}{{^suffix}}none{{/suffix}}</td><td>{{priority}}</td><td>{{#enabled}}enabled{{/enabled}}{{^enabled}}disabled{{/enabled}}</td>
       {{#canManage}}<td class="actions">
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/{{#enabled}}disable{{/enabled}}{{^enabled}}enable{{/enabled}}" class="inline">{{> csrf}}<button type="submit">{{#enabled}}Disable{{/enabled}}{{^enabled}}Enable{{/enabled}}</button></form>
+        <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/priority" class="inline">{{> csrf}}<label for="priority-{{id}}">Priority</label> <input id="priority-{{id}}" name="priority" inputmode="numeric" pattern="[0-9]*" size="5" value="{{priority}}" required> <button type="submit">Set priority</button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/rotate" class="inline">{{> csrf}}<label for="key-{{id}}">New key</label> <input id="key-{{id}}" name="api_key" type="password" autocomplete="off" required> <button type="submit">Rotate key</button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete</button></form>
       </td>{{/canManage}}</tr>{{/items}}

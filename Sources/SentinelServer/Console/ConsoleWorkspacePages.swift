@@ -160,13 +160,14 @@ extension Console {
         let repository: RepositoryRecord?
         let findings: [StoredFinding]
         let calls: [UsageCall]
+        let history: [RunHistoryEntry]
     }
 
     func runPage(_ m: Member, _ id: Int64) async throws -> Response {
         let found = try await m.workspace.read { db -> RunData in
             guard let run = try ReviewRunStore.find(id, in: db) else { throw StorageError.notFound("no such run") }
             return RunData(run: run, repository: try RepositoryStore.find(id: run.repositoryID, in: db), findings: try ReviewRunStore.findings(ofRun: id, in: db),
-                           calls: try UsageCall.list(ofRun: id, in: db))
+                           calls: try UsageCall.list(ofRun: id, in: db), history: try ReviewRunStore.history(ofRun: id, in: db) ?? [])
         }
         let run = found.run
         let fullName = found.repository?.fullName ?? ""
@@ -189,6 +190,12 @@ extension Console {
                 return item
             },
         ]
+        data["history"] = found.history.map { h -> [String: Any] in
+            var item: [String: Any] = ["at": Self.date(h.at.timeIntervalSince1970) ?? "", "state": h.state, "what": h.what]
+            if let by = h.by { item["by"] = by }
+            if let reason = h.reason { item["reason"] = reason }
+            return item
+        }
         data["calls"] = found.calls.map { c -> [String: Any] in
             ["provider": c.provider, "model": c.model, "input": c.inputTokens, "output": c.outputTokens,
              "cost": String(format: "$%.4f", c.costUSD), "duration": "\(c.durationMs) ms"]
@@ -207,17 +214,10 @@ extension Console {
         return try render("run", title: "Run #\(run.id)", data, visit: m.visit, member: m)
     }
 
-    /// The pull request's page on github.com or a GitHub Enterprise Server host (its API is
-    /// `https://HOST/api/v3`).
+    /// The pull request's (GitHub) or merge request's (GitLab) page, as its integration links it.
     func pullRequestURL(_ repository: RepositoryRecord, _ number: Int, _ m: Member) async throws -> String? {
-        guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == repository.integrationID }),
-              let api = URLComponents(string: integration.apiURL), let host = api.host else { return nil }
-        var web = URLComponents()
-        web.scheme = api.scheme ?? "https"
-        web.host = host == "api.github.com" ? "github.com" : host
-        web.port = api.port
-        web.path = "/\(repository.fullName)/pull/\(number)"
-        return web.string
+        try await d.integrations.list(in: m.workspace).first { $0.id == repository.integrationID }?
+            .pullRequestURL(repository: repository.fullName, number: number)?.absoluteString
     }
 
     /// A new run of the same pull request (`ReviewRunStore.requestManual`, as `POST …/runs`).

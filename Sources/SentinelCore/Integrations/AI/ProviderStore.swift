@@ -34,10 +34,33 @@ public struct ProviderStore: Sendable {
 
     static func suffix(_ key: String) -> String { String(key.suffix(4)) }
 
+    /// Where a provider stands in the order providers are tried (lower first); 100 unless set.
+    public static let priorities = 0...10_000
+    /// The longest text each field takes (the API document's `maxLength` of the same fields).
+    public static let maxLengths = ["api_key": 1000, "model": 200, "base_url": 500, "api_version": 50, "deployment": 200]
+
+    static func checkPriority(_ priority: Int) throws {
+        guard priorities.contains(priority) else {
+            throw IntegrationError.invalid("priority: must be a whole number from \(priorities.lowerBound) to \(priorities.upperBound)")
+        }
+    }
+
+    /// A field's text under the API's rules for it: its length, and no control characters.
+    static func checkText(_ text: String?, field: String) throws {
+        guard let text, let max = maxLengths[field] else { return }
+        if let problem = TextRules.problem(text, maxLength: max) { throw IntegrationError.invalid("\(field): \(problem)") }
+    }
+
     public func add(kind: String, apiKey: String?, model: String?, baseURL: URL?, apiVersion: String? = nil, deployment: String? = nil,
                     priority: Int = 100, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
         guard Self.kinds.contains(kind) else { throw IntegrationError.invalid("unknown provider kind '\(kind)' (one of \(Self.kinds.joined(separator: ", ")))") }
         let key = apiKey?.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Self.checkText(key, field: "api_key")
+        try Self.checkText(model, field: "model")
+        try Self.checkText(baseURL?.absoluteString, field: "base_url")
+        try Self.checkText(apiVersion, field: "api_version")
+        try Self.checkText(deployment, field: "deployment")
+        try Self.checkPriority(priority)
         if kind != "openai-compatible", key?.isEmpty ?? true { throw IntegrationError.invalid("an API key is required for \(kind)") }
         if kind == "openai-compatible", baseURL == nil { throw IntegrationError.invalid("openai-compatible providers need --base-url") }
         if kind == "azure-openai", baseURL == nil || (deployment ?? "").isEmpty {
@@ -61,6 +84,7 @@ public struct ProviderStore: Sendable {
     public func rotate(_ id: String, apiKey: String, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
         let key = apiKey.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !key.isEmpty else { throw IntegrationError.invalid("the new API key is empty") }
+        try Self.checkText(key, field: "api_key")
         let sealed = try masterKey.seal(Data(key.utf8), context: "provider:\(id):api_key")
         try await update(id, in: workspace, event: "ProviderKeyRotated", by: actor,
                          sql: "UPDATE ai_providers SET api_key = ?, key_suffix = ?, updated_at = ? WHERE id = ?",
@@ -74,17 +98,26 @@ public struct ProviderStore: Sendable {
         return try await get(id, in: workspace)
     }
 
+    /// Moves a provider in the order providers are tried (lower first), audited as
+    /// `ProviderPriorityChanged` with the new priority.
+    public func setPriority(_ id: String, _ priority: Int, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
+        try Self.checkPriority(priority)
+        try await update(id, in: workspace, event: "ProviderPriorityChanged", by: actor, details: ["priority": String(priority)],
+                         sql: "UPDATE ai_providers SET priority = ?, updated_at = ? WHERE id = ?", arguments: { [priority, $0, id] })
+        return try await get(id, in: workspace)
+    }
+
     public func delete(_ id: String, by actor: String, in workspace: WorkspaceActor) async throws {
         try await update(id, in: workspace, event: "ProviderDeleted", by: actor, sql: "DELETE FROM ai_providers WHERE id = ? AND ? > 0",
                          arguments: { [id, $0] })
     }
 
-    private func update(_ id: String, in workspace: WorkspaceActor, event: String, by actor: String, sql: String,
+    private func update(_ id: String, in workspace: WorkspaceActor, event: String, by actor: String, details: [String: String] = [:], sql: String,
                         arguments: @escaping @Sendable (Double) -> [any DatabaseValueConvertible & Sendable]) async throws {
         try await workspace.write { tx in
             try tx.db.execute(sql: sql, arguments: StatementArguments(arguments(tx.now.epoch)))
             guard tx.db.changesCount == 1 else { throw IntegrationError.notFound("AI provider \(id) does not exist in this workspace") }
-            try tx.append(DomainEvent(type: event, subject: "provider:\(id)", payload: ["by": actor]))
+            try tx.append(DomainEvent(type: event, subject: "provider:\(id)", payload: details.merging(["by": actor]) { _, by in by }))
         }
     }
 

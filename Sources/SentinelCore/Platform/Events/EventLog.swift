@@ -82,6 +82,20 @@ public enum EventLog {
         return try StoredEvent.fetchAll(db, sql: "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit])
     }
 
+    /// The events about one subject (`run:12`, `provider:prv_…`), oldest first, optionally of
+    /// some types only (the `events_subject` index).
+    public static func events(subject: String, types: [String]? = nil, limit: Int = 1000, in db: Database) throws -> [StoredEvent] {
+        var sql = "SELECT * FROM events WHERE subject = ?"
+        var arguments: [any DatabaseValueConvertible] = [subject]
+        if let types, !types.isEmpty {
+            sql += " AND type IN (\(Array(repeating: "?", count: types.count).joined(separator: ",")))"
+            arguments += types as [any DatabaseValueConvertible]
+        }
+        sql += " ORDER BY seq LIMIT ?"
+        arguments.append(limit)
+        return try StoredEvent.fetchAll(db, sql: sql, arguments: StatementArguments(arguments))
+    }
+
     public static func event(seq: Int64, in db: Database) throws -> StoredEvent? {
         try StoredEvent.fetchOne(db, sql: "SELECT * FROM events WHERE seq = ?", arguments: [seq])
     }

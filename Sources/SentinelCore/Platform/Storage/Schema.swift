@@ -438,6 +438,10 @@ enum WorkspaceSchema {
             // The W3C traceparent of the span that enqueued a job: the job's span continues it.
             try db.execute(sql: "ALTER TABLE jobs ADD COLUMN trace_context TEXT")
         }
+        m.registerMigration("0011_events_subject") { db in
+            // The events about one subject (a run's state history on its console page).
+            try db.execute(sql: "CREATE INDEX events_subject ON events(subject, seq) WHERE subject IS NOT NULL")
+        }
         return m
     }
 }

@@ -1,0 +1,100 @@
+import Foundation
+import GRDB
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import SentinelCore
+@testable import SentinelServer
+import SentinelTestSupport
+import Testing
+
+@Suite("Console: forms are held to the API's rules for text")
+struct ConsoleInputRuleTests {
+    @Test("the domain's limits are the API document's: team and workspace names, provider fields, emails")
+    func limitsMatchTheDocument() throws {
+        let document = try APIDocument.load()
+        let validator = SchemaValidator(root: document.root)
+        func property(_ operation: String, _ name: String) throws -> JSONValue {
+            let body = try #require(document.operations[operation]?.body)
+            return try #require(validator.resolve(body)["properties"]?[name])
+        }
+        #expect(try property("createTeam", "name")["maxLength"] == .int(TeamStore.maxNameLength))
+        #expect(try property("createWorkspace", "name")["maxLength"] == .int(WorkspaceService.maxNameLength))
+        #expect(try property("renameWorkspace", "name")["maxLength"] == .int(WorkspaceService.maxNameLength))
+        #expect(try property("createUser", "email")["maxLength"] == .int(IdentityService.maxEmailLength))
+        for (field, longest) in ProviderStore.maxLengths {
+            #expect(try property("createProvider", field)["maxLength"] == .int(longest), "\(field)")
+        }
+        #expect(try property("updateProvider", "api_key")["maxLength"] == .int(ProviderStore.maxLengths["api_key"]!))
+    }
+
+    @Test("forged posts with long or control-character text get a clear error page and store nothing")
+    func forgedText() async throws {
+        let world = try APIWorld()
+        let repo = try await world.addRepository()
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.console { first in
+            let admin = ConsoleSession(client: first.client)
+            try await admin.signIn("admin@example.com", APIWorld.password(.admin))
+            _ = try await admin.get(base + "/members")
+            let longTeam = try await admin.post(base + "/teams", ["name": long(101)])
+            #expect(longTeam.status == .badRequest)
+            #expect(longTeam.body.contains("name: must have at most 100 characters"))
+            #expect(longTeam.body.contains("<h1>Could not do that</h1>"))
+            let controlTeam = try await admin.post(base + "/teams", ["name": "core\u{1B}[31m"])
+            #expect(controlTeam.status == .badRequest)
+            #expect(controlTeam.body.contains("name: must not contain control characters"))
+            #expect(try await world.teams().isEmpty)
+            #expect(try await admin.post(base + "/teams", ["name": long(100)]).status == .seeOther)
+            #expect(try await world.teams().map(\.name) == [long(100)])
+
+            let model = try await admin.post(base + "/providers", ["kind": "openai", "api_key": "sk-1", "model": long(201)])
+            #expect(model.status == .badRequest)
+            #expect(model.body.contains("model: must have at most 200 characters"))
+            let key = try await admin.post(base + "/providers", ["kind": "openai", "api_key": "sk-\u{07}bell"])
+            #expect(key.status == .badRequest)
+            #expect(key.body.contains("api_key: must not contain control characters"))
+            let deployment = try await admin.post(base + "/providers", ["kind": "azure-openai", "api_key": "k", "base_url": "https://x.openai.azure.com",
+                                                                        "deployment": "d\u{00}"])
+            #expect(deployment.status == .badRequest)
+            #expect(try await world.providers().isEmpty)
+
+            let settings = try await admin.post(base + "/repositories/\(repo)", ["values": #"{"review.instructions": "ok\u0001"}"#])
+            #expect(settings.status == .badRequest)
+            #expect(settings.body.contains("review.instructions: must not contain control characters other than tab and line breaks"))
+            let lines = try await admin.post(base + "/repositories/\(repo)", ["values": #"{"review.instructions": "one\ntwo\tthree"}"#])
+            #expect(lines.status == .seeOther)
+            let versions = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.read { db in try PolicyService.history(scope: PolicyService.repositoryScope(repo), limit: 10, in: db) }
+            }
+            #expect(versions.count == 1)
+
+            let botLogin = try await admin.post(base + "/integrations", ["app_id": "12", "private_key": "not checked first", "webhook_secret": "s3cret-webhook",
+                                                                         "bot_login": long(101)])
+            #expect(botLogin.status == .badRequest)
+            #expect(botLogin.body.contains("bot_login: must have at most 100 characters"))
+            let gitlab = try await admin.post(base + "/integrations/gitlab", ["base_url": "https://gitlab.example.com", "token": "glpat-\u{02}x",
+                                                                              "webhook_secret": "s3cret-webhook"])
+            #expect(gitlab.status == .badRequest)
+            #expect(gitlab.body.contains("token: must not contain control characters"))
+            #expect(try await world.appliance.supervisor.withWorkspace(world.workspaceA) { try await world.appliance.integrations.list(in: $0) }
+                .allSatisfy { $0.apiURL == "x" })
+
+            let root = ConsoleSession(client: first.client)
+            try await root.signIn("root@example.com", "admin password 1")
+            _ = try await root.get("/workspaces")
+            let workspace = try await root.post("/workspaces", ["name": long(101)])
+            #expect(workspace.status == .badRequest)
+            #expect(workspace.body.contains("workspace name must be 1 to 100 printable characters"))
+            #expect(try await root.post("/workspaces", ["name": "ga\u{7}mma"]).status == .badRequest)
+            #expect(try world.appliance.workspaces.list().count == 2)
+            let email = try await root.post("/admin/users", ["email": "new\u{01}@example.com", "password": "a long password 1"])
+            #expect(email.status == .badRequest)
+            #expect(email.body.contains("is not an email address"))
+            let password = try await root.post("/admin/users", ["email": "new@example.com", "password": "a long\u{01}password 1"])
+            #expect(password.status == .badRequest)
+            #expect(password.body.contains("password: must not contain control characters"))
+            #expect(try world.appliance.identity.user(email: "new@example.com") == nil)
+        }
+    }
+}
