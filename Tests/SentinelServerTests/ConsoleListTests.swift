@@ -156,7 +156,7 @@ struct ConsoleListTests {
         let failed = try await world.addQueuedRun(repository: repo, pr: 4)
         try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
             try await actor.write { tx in
-                _ = try ReviewRunStore.finish(runID: failed, state: .failed, reason: "GitHub said <no>", in: &tx)
+                _ = try ReviewRunStore.finish(runID: failed, state: .failed, reason: "GitHub said <no>", label: "platform_refused", in: &tx)
                 try tx.db.execute(sql: """
                     INSERT INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at, last_error, created_at, finished_at)
                     VALUES ('notify.slack', x'7b7d', 1, 'dead', 5, 5, 0, 'refused <403>', 0, 0)
