@@ -205,29 +205,13 @@ public struct NIOSMTPClient: MailTransport {
     /// Like an outbound HTTP call, a client span and one log line: `SMTP`, host, port, the
     /// security mode, the reply code, duration and attempt (never an address, a password or the message).
     public func send(_ mail: MailMessage, via server: SMTPServer) async throws -> SMTPReply {
-        try await Telemetry.withSpan("SMTP \(server.security.rawValue)", kind: .client) { span in
-            let attempt = Telemetry.callAttempt
+        let metadata: Logger.Metadata = ["method": "SMTP", "host": "\(server.host)", "port": "\(server.port)", "security": "\(server.security.rawValue)"]
+        return try await Telemetry.outboundCall("SMTP \(server.security.rawValue)", metadata: metadata, status: \.code) { span in
             span.attributes["server.address"] = server.host
             span.attributes["server.port"] = server.port
-            span.attributes["sentinel.attempt"] = attempt
-            let start = ContinuousClock.now
-            var metadata: Logger.Metadata = ["method": "SMTP", "host": "\(server.host)", "port": "\(server.port)",
-                                             "security": "\(server.security.rawValue)", "attempt": "\(attempt)"]
-            do {
-                let reply = try await deliver(mail, via: server)
-                span.attributes["smtp.reply_code"] = reply.code
-                metadata["status"] = "\(reply.code)"
-                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
-                Telemetry.logger.info("outbound call", metadata: metadata)
-                return reply
-            } catch {
-                span.recordError(error)
-                metadata["status"] = "error"
-                metadata["error"] = "\(error)"
-                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
-                Telemetry.logger.warning("outbound call", metadata: metadata)
-                throw error
-            }
+            let reply = try await deliver(mail, via: server)
+            span.attributes["smtp.reply_code"] = reply.code
+            return reply
         }
     }
 

@@ -75,33 +75,17 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
     public func send(_ request: OutboundRequest) async throws -> OutboundResponse {
         let template = Telemetry.pathTemplate(request.url)
         let host = request.url.host ?? "-"
-        return try await Telemetry.withSpan("\(request.method) \(template)", kind: .client) { span in
+        let metadata: Logger.Metadata = ["method": "\(request.method)", "host": "\(host)", "path": "\(template)"]
+        return try await Telemetry.outboundCall("\(request.method) \(template)", metadata: metadata, status: \.status) { span in
             span.attributes["http.request.method"] = request.method
             span.attributes["server.address"] = host
             span.attributes["url.template"] = template
-            let attempt = Telemetry.callAttempt
-            span.attributes["sentinel.attempt"] = attempt
             var traced = request
             for (name, value) in Telemetry.outboundHeaders() where request.header(name) == nil { traced.headers.append((name, value)) }
-            let start = ContinuousClock.now
-            var metadata: Logger.Metadata = ["method": "\(request.method)", "host": "\(host)", "path": "\(template)",
-                                             "attempt": "\(attempt)"]
-            do {
-                let response = try await sendUntraced(traced)
-                span.attributes["http.response.status_code"] = response.status
-                if response.status >= 500 { span.setStatus(SpanStatus(code: .error)) }
-                metadata["status"] = "\(response.status)"
-                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
-                Telemetry.logger.info("outbound call", metadata: metadata)
-                return response
-            } catch {
-                span.recordError(error)
-                metadata["status"] = "error"
-                metadata["error"] = "\(error)"
-                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
-                Telemetry.logger.warning("outbound call", metadata: metadata)
-                throw error
-            }
+            let response = try await sendUntraced(traced)
+            span.attributes["http.response.status_code"] = response.status
+            if response.status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            return response
         }
     }
 

@@ -90,6 +90,35 @@ public enum Telemetry {
         }
     }()
 
+    /// One call to another system (HTTP, SMTP): a client span named `name` carrying the attempt,
+    /// and one `outbound call` log line with `metadata` (method, host, …: never credentials or
+    /// bodies), the attempt, the duration and `status` of what `body` returned, or the error.
+    public static func outboundCall<T>(_ name: String, metadata: Logger.Metadata, status: @escaping (T) -> Int,
+                                       isolation: isolated (any Actor)? = #isolation,
+                                       _ body: (any Span) async throws -> T) async throws -> T {
+        try await withSpan(name, kind: .client, isolation: isolation) { span in
+            let attempt = callAttempt
+            span.attributes["sentinel.attempt"] = attempt
+            var metadata = metadata
+            metadata["attempt"] = "\(attempt)"
+            let start = ContinuousClock.now
+            do {
+                let result = try await body(span)
+                metadata["status"] = "\(status(result))"
+                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
+                logger.info("outbound call", metadata: metadata)
+                return result
+            } catch {
+                span.recordError(error)
+                metadata["status"] = "error"
+                metadata["error"] = "\(error)"
+                metadata["duration_ms"] = "\((ContinuousClock.now - start).milliseconds)"
+                logger.warning("outbound call", metadata: metadata)
+                throw error
+            }
+        }
+    }
+
     /// Which try of the current call this is: the job's attempt, or the AI router's per-provider
     /// attempt; logged on each outbound call.
     @TaskLocal public static var callAttempt = 1
