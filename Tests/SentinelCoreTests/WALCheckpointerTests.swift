@@ -72,4 +72,31 @@ struct WALCheckpointerTests {
         #expect(rows == 300)
         await h.stop()
     }
+
+    @Test("a workspace closed and opened again keeps its -wal and -shm files (the same inodes), the log emptied at close")
+    func logFilesKeptBetweenOpens() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let path = h.dataDirectory.workspaceFile(ws).path
+        func inode(_ suffix: String) -> Int? {
+            (try? FileManager.default.attributesOfItem(atPath: path + suffix))?[.systemFileNumber] as? Int
+        }
+        var seen: [[Int?]] = []
+        for round in 1...3 {
+            try await h.supervisor.withWorkspace(ws) { try await Self.fill($0, commits: 20, bytes: 5_000, concurrent: 2) }
+            // Closed as an idle or evicted file is: checkpointed, the log truncated, the files left.
+            await h.supervisor.closeIdle(now: .now + .seconds(86_400))
+            #expect(await h.supervisor.openWorkspaceIDs.isEmpty)
+            let walSize = (try? FileManager.default.attributesOfItem(atPath: path + "-wal"))?[.size] as? Int
+            #expect(walSize == 0, "round \(round): -wal size \(String(describing: walSize))")
+            seen.append([inode("-wal"), inode("-shm")])
+        }
+        #expect(seen.allSatisfy { $0.allSatisfy { $0 != nil } }, "\(seen)")
+        #expect(Set(seen).count == 1, "the files were made again: \(seen)")
+        let rows = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
+        }
+        #expect(rows == 60)
+        await h.stop()
+    }
 }

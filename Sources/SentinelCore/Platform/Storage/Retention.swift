@@ -70,6 +70,7 @@ public enum Retention {
         let jobsCutoff = now.addingTimeInterval(-config.retention.jobsDays * 86_400)
         report.jobsPruned = try await workspace.write { tx in try JobQueue.prune(finishedBefore: jobsCutoff, in: tx.db) }
         let walLimit = config.storage.walMaxBytes
+        let checkpointer = workspace.checkpointer
         let (converted, freed) = try await workspace.maintenance { db -> (Bool, Int) in
             let before = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
             var converted = false
@@ -82,7 +83,7 @@ public enum Retention {
             }
             // Everything freed is in the WAL now: checkpoint it into the file and cut the WAL back.
             try db.execute(sql: "PRAGMA journal_size_limit = \(walLimit)")
-            _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            try checkpointer.truncate(db)
             return (converted, before - (try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0))
         }
         report.convertedToIncremental = converted

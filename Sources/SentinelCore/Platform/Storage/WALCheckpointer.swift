@@ -50,10 +50,17 @@ final class WALCheckpointer: Sendable {
     var counts: (background: Int, inWriter: Int) { state.withLock { ($0.background, $0.inWriter) } }
 
     /// Installs the hook on the writer's connection; SQLite's own automatic checkpoint is off from then on.
+    ///
+    /// The writer also keeps the `-wal` and `-shm` files when it closes (`SQLITE_FCNTL_PERSIST_WAL`;
+    /// `close` still checkpoints and truncates the log to nothing): under LRU churn a workspace file
+    /// is opened and closed again and again, and creating and deleting its two companion files
+    /// each time cost the file system more than the open itself (ext4 inode allocation).
     func install(on writer: any DatabaseWriter) throws {
         // Retained by the hook until `close` takes it off.
         let context = Unmanaged.passRetained(self).toOpaque()
         try writer.writeWithoutTransaction { db in
+            var persist: Int32 = 1
+            _ = sqlite3_file_control(db.sqliteConnection, "main", SQLITE_FCNTL_PERSIST_WAL, &persist)
             _ = sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, pages in
                 guard let context else { return SQLITE_OK }
                 Unmanaged<WALCheckpointer>.fromOpaque(context).takeUnretainedValue().committed(pages: pages, writer: connection)
@@ -72,6 +79,19 @@ final class WALCheckpointer: Sendable {
         connection.withLock { _ in }
         try? writer.writeWithoutTransaction { db in _ = sqlite3_wal_hook(db.sqliteConnection, nil, nil) }
         Unmanaged.passUnretained(self).release()
+    }
+
+    /// Copies the whole log into the database file and truncates it to nothing, on the writer's
+    /// connection `db`, once no background checkpoint is running: SQLite lets one checkpoint run at
+    /// a time, and a second one returns `SQLITE_BUSY` at once with nothing copied (a `VACUUM` whose
+    /// commit started a background checkpoint would leave its new file in the log, the old one in
+    /// place). Returns whether the log was copied completely.
+    @discardableResult
+    func truncate(_ db: Database) throws -> Bool {
+        try connection.withLock { _ in
+            let busy = try Int.fetchOne(db, sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            return busy == 0
+        }
     }
 
     /// Called by SQLite on the writer's thread after each commit, with the WAL's size in pages.

@@ -272,7 +272,7 @@ public actor Supervisor: Service {
         for (id, entry) in open {
             var wal = Retention.walBytes(of: dataDirectory.workspaceFile(id))
             if wal > limit, entry.pins == 0, let actor = pinIfOpen(id) {
-                try? await actor.maintenance { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+                _ = try? await actor.truncateWAL()
                 await unpin(id)
                 wal = Retention.walBytes(of: dataDirectory.workspaceFile(id))
             }

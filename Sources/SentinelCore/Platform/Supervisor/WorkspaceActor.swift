@@ -317,6 +317,15 @@ public actor WorkspaceActor {
         return try await database.writeWithoutTransaction(body)
     }
 
+    /// Copies the whole WAL into the file and truncates it, after any background checkpoint
+    /// (`WALCheckpointer.truncate`). Returns whether the log was copied completely (a reader such
+    /// as a backup can hold part of it back).
+    @discardableResult
+    public func truncateWAL() async throws -> Bool {
+        let checkpointer = self.checkpointer
+        return try await maintenance { db in try checkpointer.truncate(db) }
+    }
+
     public func pruneFinishedJobs(olderThan age: TimeInterval) async throws -> Int {
         try await write { tx in try JobQueue.prune(finishedBefore: tx.now.addingTimeInterval(-age), in: tx.db) }
     }
