@@ -281,6 +281,35 @@ struct SupervisorTests {
         await h.stop()
     }
 
+    @Test("while it runs, the supervisor closes evicted files itself; pinned again at once they reopen intact; shutdown closes the rest")
+    func evictedFilesClosedByRun() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 2 })
+        h.startScheduler()
+        var ids: [WorkspaceID] = []
+        for i in 0..<5 { ids.append(try h.createWorkspace("w\(i)")) }
+        var actors: [WorkspaceActor] = []
+        let later = Date().addingTimeInterval(3_600)  // nothing for the scheduler to run
+        for (i, id) in ids.enumerated() {
+            actors.append(try await h.supervisor.withWorkspace(id) { actor in
+                _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":\#(i)}"#.utf8), runAt: later))
+                return actor
+            })
+        }
+        #expect(await h.supervisor.openWorkspaceIDs == [ids[3], ids[4]].sorted())
+        let evicted = Array(actors.prefix(3))
+        #expect(await eventually {
+            for actor in evicted where !(await actor.isClosed) { return false }
+            return true
+        })
+        for (i, id) in ids.enumerated() {
+            let jobs = try await h.jobs(in: id)
+            #expect(jobs.map { String(decoding: $0.payload, as: UTF8.self) } == [#"{"n":\#(i)}"#])
+        }
+        #expect(await h.supervisor.openWorkspaceIDs.count == 2)
+        await h.stop()
+        for actor in actors { #expect(await actor.isClosed) }
+    }
+
     @Test("a workspace in use is never evicted")
     func pinnedNotEvicted() async throws {
         let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 1 })

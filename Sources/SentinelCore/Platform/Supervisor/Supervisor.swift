@@ -40,6 +40,8 @@ public actor Supervisor: Service {
     private var retired: Set<WorkspaceID> = []
     /// `deleteWorkspace` calls waiting for a workspace's last pin to go.
     private var unpinWaiters: [WorkspaceID: [CheckedContinuation<Void, Never>]] = [:]
+    /// Evicted files for `run()` to close; nil while it is not running (they are closed inline).
+    private var evicted: AsyncStream<WorkspaceActor>.Continuation?
 
     public init(dataDirectory: DataDirectory, control: ControlStore, config: SentinelConfig, registry: JobRegistry,
                 logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -68,9 +70,24 @@ public actor Supervisor: Service {
         }
     }
 
-    /// Waits for the group's graceful shutdown (or cancellation), then closes every open file.
+    /// Closes the files evicted from the LRU until the group's graceful shutdown (or
+    /// cancellation), then closes every open file.
+    ///
+    /// An evicted file is closed here, beside the work that evicted it: closing checkpoints and
+    /// fsyncs the file, and the caller that opened another workspace does not wait for that.
     public func run() async throws {
-        try? await gracefulShutdown()
+        let (victims, evicted) = AsyncStream.makeStream(of: WorkspaceActor.self)
+        self.evicted = evicted
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                try? await gracefulShutdown()
+                evicted.finish()
+            }
+            for await actor in victims {
+                group.addTask { await actor.close() }
+            }
+        }
+        self.evicted = nil
         await shutdown()
     }
 
@@ -137,7 +154,7 @@ public actor Supervisor: Service {
     }
 
     /// Balances a `pin`. If more files are open than allowed because everything was in use, this
-    /// shrinks back now that something is not, and returns once the evicted file is closed.
+    /// shrinks back now that something is not.
     public func unpin(_ id: WorkspaceID) async {
         guard var entry = open[id] else { return }
         entry.pins = max(0, entry.pins - 1)
@@ -185,7 +202,9 @@ public actor Supervisor: Service {
     }
 
     /// Closes least recently used idle files until at most `workspaces.max_open` are open. Each
-    /// leaves `open` before its close is awaited, so nothing pins a closing file.
+    /// leaves `open` before it is closed, so nothing pins a closing file (a later `pin` of the same
+    /// workspace opens a new connection beside it). `run()` closes them while it runs; otherwise
+    /// (administrative code without a service group) the close is awaited here.
     private func evictIfNeeded() async {
         var victims: [WorkspaceActor] = []
         while open.count > config.workspaces.maxOpen {
@@ -197,7 +216,10 @@ public actor Supervisor: Service {
         }
         metrics.openWorkspaces(open.count)
         if !victims.isEmpty { metrics.workspacesEvicted(victims.count, reason: "lru") }
-        for actor in victims { await actor.close() }
+        for actor in victims {
+            if let evicted, case .enqueued = evicted.yield(actor) { continue }
+            await actor.close()
+        }
     }
 
     /// Samples jobs by priority and state over the open workspace files into
