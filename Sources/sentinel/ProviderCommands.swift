@@ -4,7 +4,7 @@ import SentinelCore
 
 struct ProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "provider", abstract: "A workspace's AI providers (bring your own keys).",
-                                                    subcommands: [Add.self, List.self, Rotate.self, Enable.self, Disable.self, Delete.self, Budget.self])
+                                                    subcommands: [Add.self, List.self, Rotate.self, Enable.self, Disable.self, Priority.self, Delete.self, Budget.self])
 
     struct Target: ParsableArguments {
         @OptionGroup var global: GlobalOptions
@@ -99,6 +99,21 @@ struct ProviderCommand: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "Provider id.") var provider: String
         func run() async throws { try await ProviderCommand.setEnabled(false, provider, target) }
+    }
+
+    struct Priority: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change the priority that orders a provider (0…10000, lower first).")
+        @OptionGroup var target: Target
+        @Argument(help: "Provider id.") var provider: String
+        @Argument(help: "The new priority.") var priority: Int
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                let summary = try await target.withProviders { actor, store in try await store.setPriority(provider, priority, by: "cli", in: actor) }
+                try ProviderCommand.show(summary, json: json)
+            }
+        }
     }
 
     static func setEnabled(_ enabled: Bool, _ provider: String, _ target: Target) async throws {

@@ -116,9 +116,17 @@ struct ProviderCommandTests {
         let object = try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any]
         #expect((object?["id"] as? String)?.hasPrefix("prv_") == true)
         #expect(object?["key_suffix"] as? String == "abcd")
+        let providerID = object?["id"] as? String ?? ""
+        let reordered = try await SentinelProcess.run(["provider", "priority", "--data-dir", data, "--workspace", "acme", providerID, "7", "--json"])
+        #expect(reordered.status == 0, "\(reordered.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(reordered.stdout.utf8)) as? [String: Any])?["priority"] as? Int == 7)
+        let outOfRange = try await SentinelProcess.run(["provider", "priority", "--data-dir", data, "--workspace", "acme", providerID, "10001"])
+        #expect(outOfRange.status != 0)
+        #expect(outOfRange.stderr.contains("priority: must be a whole number from 0 to 10000"), "\(outOfRange.stderr)")
         let listed = try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(!listed.stdout.contains("sk-live-secret-value"))
         #expect(listed.stdout.contains("\"anthropic\""))
+        #expect((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])?.first?["priority"] as? Int == 7)
         let bad = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "gpt9"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("unknown provider kind"))
