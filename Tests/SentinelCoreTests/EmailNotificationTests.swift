@@ -64,7 +64,7 @@ struct EmailNotificationTests {
             }
         }
         s.h.startScheduler()
-        #expect(await eventually(timeout: .seconds(20)) { try s.smtp.received().count == 1 })
+        #expect(await eventually { try s.smtp.received().count == 1 })
         let mail = try #require(try s.smtp.received().first)
         #expect(mail.tls && mail.login == "sentinel")
         #expect(mail.mailFrom == "sentinel@example.com")
@@ -94,7 +94,7 @@ struct EmailNotificationTests {
             }
         }
         s.h.startScheduler()
-        #expect(await eventually(timeout: .seconds(20)) { try s.smtp.received().count == 1 })
+        #expect(await eventually { try s.smtp.received().count == 1 })
         let burst = try #require(try s.smtp.received().first)
         #expect(burst.headers["subject"] == "Sentinel: 12 notifications (12 × review failed)")
         #expect(burst.body.contains("… and 7 more"))
@@ -152,7 +152,7 @@ struct EmailNotificationTests {
             }
         }
         s.h.startScheduler()
-        #expect(await eventually(timeout: .seconds(20)) { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
         let dead = try #require(try await s.h.jobs(in: s.ws, state: .dead).first { $0.kind == Notifications.flushKind })
         #expect(dead.attempts == 1, "a refused login is permanent, not retried")
         #expect(dead.lastError?.contains("535 5.7.8 Authentication credentials invalid") == true, "\(dead.lastError ?? "")")

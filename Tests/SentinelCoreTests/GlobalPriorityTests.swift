@@ -25,7 +25,7 @@ struct GlobalPriorityTests {
         }
         try await h.enqueue(JobRequest(kind: "p", payload: Data("critical".utf8), priority: .critical), in: ids.last!)
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(30)) { order.count == 41 })
+        #expect(await eventually { order.count == 41 })
         #expect(order.all.first == "critical", "started in order \(order.all.prefix(10))")
         await h.stop()
     }
@@ -46,7 +46,7 @@ struct GlobalPriorityTests {
         // A new process: its index knows only what pending_work in control.sqlite says.
         let h = try TestHarness(config: config, registry: registry, reusing: first)
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(30)) { order.count == 16 })
+        #expect(await eventually { order.count == 16 })
         #expect(order.all.first == "critical", "started in order \(order.all.prefix(10))")
         await h.stop()
     }
@@ -64,7 +64,7 @@ struct GlobalPriorityTests {
         }
         for _ in 0..<10 { try await h.enqueue(JobRequest(kind: "p", payload: Data("bulk".utf8), priority: .bulk), in: ids[0]) }
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(30)) { order.count == 40 })
+        #expect(await eventually { order.count == 40 })
         let started = order.all
         #expect(!started.prefix(30).contains("bulk"), "bulk started among the critical jobs: \(started)")
         // Strict turns: every three consecutive critical starts cover the three workspaces.
@@ -98,7 +98,7 @@ struct GlobalPriorityTests {
         for _ in 0..<3 { try await h.enqueue(JobRequest(kind: "bulk", priority: .bulk), in: ids[0]) }
         try await h.enqueue(JobRequest(kind: "chain", priority: .critical), in: ids[1])
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(30)) { bulkDone.count == 3 })
+        #expect(await eventually { bulkDone.count == 3 })
         let runsWhenBulkFinished = criticalRuns.count
         #expect(await eventually { criticalRuns.count > runsWhenBulkFinished }, "the critical stream went on")
         stopChain.append(true)
@@ -169,7 +169,7 @@ extension GlobalPriorityTests {
         for sample in 0..<9 {
             let enqueued = ContinuousClock.now
             try await h.enqueue(JobRequest(kind: "critical", priority: .critical), in: b)
-            #expect(await eventually(timeout: .seconds(10)) { criticalStarted.count == sample + 1 })
+            #expect(await eventually { criticalStarted.count == sample + 1 })
             guard criticalStarted.count == sample + 1 else { break }
             latencies.append(criticalStarted.all[sample] - enqueued)
         }

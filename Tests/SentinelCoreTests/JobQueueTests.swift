@@ -213,11 +213,12 @@ struct JobQueueTests {
         for _ in 0..<200 { try await h.enqueue(JobRequest(kind: "w", payload: Data("busy".utf8)), in: busy) }
         for _ in 0..<5 { try await h.enqueue(JobRequest(kind: "w", payload: Data("quiet".utf8)), in: quiet) }
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(30)) { finished.all.filter { $0 == "quiet" }.count == 5 })
+        #expect(await eventually { finished.all.filter { $0 == "quiet" }.count == 5 })
         let lastQuiet = finished.all.lastIndex(of: "quiet")!
         // Served in alternation: the quiet workspace's 5 jobs are done within the first ~12 completions,
-        // not after the busy workspace's 200.
-        #expect(lastQuiet < 20, "quiet workspace finished at position \(lastQuiet)")
+        // not after the busy workspace's 200 (on a loaded machine completions reorder a little: 40 is
+        // still far from first-come-first-served).
+        #expect(lastQuiet < 40, "quiet workspace finished at position \(lastQuiet)")
         await h.stop()
     }
 
@@ -240,7 +241,7 @@ struct JobQueueTests {
         for _ in 0..<25 { try await h.enqueue(JobRequest(kind: "r"), in: ws) }
         let began = ContinuousClock.now
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(20)) { starts.count == 25 })
+        #expect(await eventually { starts.count == 25 })
         let elapsed = ContinuousClock.now - began
         // 5 at once, then 20/s: the last of 25 cannot start before ~1 s (lower bound only: a slow
         // machine makes it later, never earlier).
@@ -256,8 +257,8 @@ struct JobQueueTests {
         var registry = JobRegistry()
         registry.register("r") { _ in starts.append(.now) }
         let h = try TestHarness(config: testConfig {
-            // Held back, 10 jobs would take 9 s.
-            $0.jobs.rateLimitPerSecond = 1
+            // Held back, 10 jobs would take 15 minutes.
+            $0.jobs.rateLimitPerSecond = 0.01
             $0.jobs.rateLimitBurst = 1
             $0.jobs.workspaceConcurrency = 50
             $0.jobs.globalConcurrency = 50
@@ -265,7 +266,7 @@ struct JobQueueTests {
         let ws = try h.createWorkspace()
         for _ in 0..<10 { try await h.enqueue(JobRequest(kind: "r"), in: ws) }
         h.startScheduler()
-        #expect(await eventually(timeout: .seconds(5)) { starts.count == 10 }, "\(starts.count) of 10 started within 5 s")
+        #expect(await eventually { starts.count == 10 }, "\(starts.count) of 10 started within a minute")
         await h.stop()
     }
 

@@ -107,7 +107,7 @@ struct NotificationTests {
         _ = try await s.add("slack", path: "/slack/T000/B000/XXXX")
         try await s.failRuns(50)
         s.h.startScheduler()
-        #expect(await eventually(timeout: .seconds(20)) {
+        #expect(await eventually {
             let received = await s.receiver.state.received
             return try await s.pending() == 0 && !received.isEmpty
         })

@@ -39,7 +39,7 @@ struct OnlineDoctorTests {
     func wrongKey() async throws {
         let github = try await FakeGitHub.start()
         let http = try AsyncOutboundHTTPClient()
-        let other = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        let other = try TestRSAKeys.other().pemRepresentation
         let findings = await OnlineDoctor().checkGitHub(integration(github, key: other), workspaceName: "acme", http: http)
         let error = try #require(findings.first { $0.severity == .error }, "\(summary(findings))")
         #expect(error.message.contains("credentials are refused") && error.message.contains("401"), "\(error.message)")

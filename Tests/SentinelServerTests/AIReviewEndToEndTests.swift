@@ -72,7 +72,7 @@ struct AIReviewEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
         // The rollups count the same calls, once.
-        #expect(await eventually(timeout: .seconds(10)) {
+        #expect(await eventually {
             try await world.count("SELECT coalesce(sum(ai_calls), 0) FROM rollup_daily") == calls
         })
         await world.stop()

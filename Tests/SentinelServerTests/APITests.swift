@@ -266,7 +266,7 @@ struct APIAccessTests {
         #expect(documented == Set(Self.mutatingRoutes.map { "\($0.0.rawValue) /workspaces/{workspaceId}\($0.1)" }))
         let world = try APIWorld()
         // Bodies valid for an allowed caller: a real App key, a team name per role.
-        let pem = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation.replacingOccurrences(of: "\n", with: "\\n")
+        let pem = try TestRSAKeys.other().pemRepresentation.replacingOccurrences(of: "\n", with: "\\n")
         try await world.test { api in
             for (method, path, template, least) in Self.mutatingRoutes {
                 for role in WorkspaceRole.allCases {
@@ -334,7 +334,7 @@ struct APIAccessTests {
     @Test("secrets sent to the API never appear in any response or audit event")
     func secretsAreWriteOnly() async throws {
         let world = try APIWorld()
-        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        let key = try TestRSAKeys.other().pemRepresentation
         let webhookSecret = "whsec-very-secret-value"
         let apiKey = "sk-live-abcdefghijklmnop1234"
         try await world.test { api in

@@ -234,7 +234,7 @@ struct ConsoleManagementTests {
         let now = Date()
         try signals.recordAuthFailures(3, integrationID: integration, workspaceID: world.workspaceA, at: now.addingTimeInterval(-60))
         try signals.recordAuthFailures(2, integrationID: IntegrationID("int_bbbbbbbbbbbbbbbb")!, workspaceID: world.workspaceB, at: now)
-        try signals.circuitOpened(workspaceID: world.workspaceA.rawValue, providerID: "prv_<open>", at: now, retryAt: now.addingTimeInterval(60))
+        try signals.circuitOpened(workspaceID: world.workspaceA.rawValue, providerID: "prv_<open>", at: now, retryAt: now.addingTimeInterval(3_600))
         try signals.circuitOpened(workspaceID: world.workspaceA.rawValue, providerID: "prv_closed", at: now.addingTimeInterval(-120),
                                   retryAt: now.addingTimeInterval(-60))
         let base = "/workspaces/\(world.workspaceA)"

@@ -519,7 +519,7 @@ struct ConsolePageTests {
     func integrations() async throws {
         let world = try APIWorld()
         let base = "/workspaces/\(world.workspaceA)"
-        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        let key = try TestRSAKeys.other().pemRepresentation
         try await world.console { browser in
             try await browser.signIn("admin@example.com", APIWorld.password(.admin))
             _ = try await browser.get(base + "/integrations")

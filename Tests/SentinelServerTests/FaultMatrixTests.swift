@@ -108,7 +108,7 @@ struct FaultMatrixTests {
         await llm.state.inject(cell.fault.fake, api: api, times: nil)
 
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
-        #expect(await eventually(timeout: .seconds(30)) { try await world.runs().first?.state.isFinal == true })
+        #expect(await eventually { try await world.runs().first?.state.isFinal == true })
         let run = try #require(try await world.runs().first)
         #expect(run.state == .completed, "\(cell.testDescription): \(run.state) \(run.reason ?? "")")
         let check = try #require(await world.github.state.checkRuns.values.first)
@@ -138,7 +138,7 @@ struct FaultMatrixTests {
     }
 
     static func finished(_ world: GitHubWorld) async -> ReviewRun? {
-        _ = await eventually(timeout: .seconds(40)) { try await world.runs().first?.state.isFinal == true }
+        _ = await eventually { try await world.runs().first?.state.isFinal == true }
         return try? await world.runs().first
     }
 

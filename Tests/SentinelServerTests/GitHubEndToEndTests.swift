@@ -139,7 +139,7 @@ final class GitHubWorld: Sendable {
     }
 
     func waitForRun(state: RunState, count: Int = 1) async -> Bool {
-        await eventually(timeout: .seconds(30)) { try await self.runs().filter { $0.state == state }.count >= count }
+        await eventually { try await self.runs().filter { $0.state == state }.count >= count }
     }
 }
 
@@ -177,7 +177,7 @@ struct GitHubEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunCompleted'") == 1)
         #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == 2)
         // The rollup listener folds the finished run asynchronously: one run, its two findings by severity.
-        #expect(await eventually(timeout: .seconds(10)) {
+        #expect(await eventually {
             try await world.count("SELECT coalesce(sum(runs_completed), 0) FROM rollup_daily WHERE repository = '\(GitHubWorld.repo)'") == 1
         })
         #expect(try await world.count("SELECT coalesce(sum(findings), 0) FROM rollup_daily_findings") == 2)
@@ -388,7 +388,7 @@ struct GitHubEndToEndTests {
             let (status, text) = try await world.deliver(event: "issue_comment", body: body)
             #expect(status == 202, "\(text)")
         }
-        #expect(await eventually(timeout: .seconds(20)) {
+        #expect(await eventually {
             try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == deliveries.count
         })
         #expect(try await world.runs().isEmpty, "no comment above may start a run")
@@ -412,7 +412,7 @@ struct GitHubEndToEndTests {
     func configuredCommandAssociations() async throws {
         let world = try await GitHubWorld(config: { $0.review.commandAssociations = "contributor, OWNER" })
         try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 1, association: "MEMBER"))
-        #expect(await eventually(timeout: .seconds(20)) {
+        #expect(await eventually {
             try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'refused:%'") == 1
         })
         try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 2, association: "CONTRIBUTOR"))
@@ -567,7 +567,7 @@ struct GitHubEndToEndTests {
             }
             try await group.waitForAll()
         }
-        #expect(await eventually(timeout: .seconds(30)) { try await world.runs().filter { $0.state.isFinal }.count == numbers.count })
+        #expect(await eventually { try await world.runs().filter { $0.state.isFinal }.count == numbers.count })
         let runs = try await world.runs()
         #expect(runs.filter { $0.state == .completed }.count == 3)
         let skipped = runs.filter { $0.state == .skipped }
@@ -590,7 +590,7 @@ struct GitHubEndToEndTests {
         let (status, _) = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(
             action: "opened", head: "ccc222", number: 3, repoID: 2002, repoName: "octo-org/second"))
         #expect(status == 202)
-        #expect(await eventually(timeout: .seconds(10)) {
+        #expect(await eventually {
             try await world.count("SELECT count(*) FROM repositories WHERE full_name = 'octo-org/second' AND enabled = 0") == 1
         })
         #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RepositoryNotEnabled'") == 1)

@@ -81,7 +81,7 @@ final class GitLabWorld: Sendable {
     }
 
     func waitForFinished(_ count: Int) async -> Bool {
-        await eventually(timeout: .seconds(30)) { try await self.runs().filter { $0.state.isFinal }.count >= count }
+        await eventually { try await self.runs().filter { $0.state.isFinal }.count >= count }
     }
 
     /// An owner's API token for this workspace.
@@ -217,7 +217,7 @@ struct GitLabEndToEndTests {
         let fromBot = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: FakeGitLabState.botUser, noteID: 12)
         let system = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 13, system: true)
         for payload in [fromGuest, fromBot, system] { #expect(try await world.deliver("Note Hook", payload).0 == 202) }
-        #expect(await eventually(timeout: .seconds(10)) {
+        #expect(await eventually {
             try await world.appliance.supervisor.withWorkspace(world.workspace) {
                 try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") ?? 0 }
             } == 3

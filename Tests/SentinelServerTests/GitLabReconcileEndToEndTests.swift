@@ -54,7 +54,7 @@ struct GitLabReconcileEndToEndTests {
         let mr = try await world.mergeRequest()
         let uuid = UUID().uuidString
         #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project), uuid: uuid).0 == 202)
-        #expect(await eventually(timeout: .seconds(20)) {
+        #expect(await eventually {
             try await count(world, "SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 1
         })
         #expect(try await world.runs().count == 1)

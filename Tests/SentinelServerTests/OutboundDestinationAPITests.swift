@@ -10,7 +10,7 @@ struct DestinationAddTimeTests {
     @Test("a plain-http provider base URL or GHES API URL on a non-loopback host is refused with a 400 naming the field")
     func httpRefusedAtAdd() async throws {
         let world = try APIWorld()
-        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
+        let key = try TestRSAKeys.other().pemRepresentation
         try await world.test { api in
             let owner = world.token(.owner)
             let base = "/workspaces/\(world.workspaceA)"

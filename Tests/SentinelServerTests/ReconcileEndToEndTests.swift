@@ -32,7 +32,7 @@ struct ReconcileEndToEndTests {
     }
 
     func processed(_ world: GitHubWorld, _ delivery: String) async -> Bool {
-        await eventually(timeout: .seconds(20)) {
+        await eventually {
             try await world.count("SELECT count(*) FROM deliveries WHERE id = '\(delivery)' AND processed_at IS NOT NULL") == 1
         }
     }

@@ -95,13 +95,13 @@ struct ReliabilityTests {
             // Space returns: the same delivery is accepted, with no restart.
             try await limitPages("PRAGMA max_page_count = 1073741823")
             #expect(try await send("while-full", number: 2, padding: 4 << 20).0 == 202)
-            let processed = await eventually(timeout: .seconds(30)) {
+            let processed = await eventually {
                 try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
                     try await actor.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") }
                 } == 2
             }
             #expect(processed)
-            #expect(await eventually(timeout: .seconds(30)) { await world.github.state.reviews.count == 2 })
+            #expect(await eventually { await world.github.state.reviews.count == 2 })
         } catch {
             await world.stop()
             throw error

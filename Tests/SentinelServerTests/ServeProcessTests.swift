@@ -307,7 +307,7 @@ struct ServeProcessTests {
         let data = dir.url.appendingPathComponent("data").path
         #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
         let pem = dir.url.appendingPathComponent("app.pem")
-        try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        try TestRSAKeys.other().pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
         let secretFile = dir.url.appendingPathComponent("secret.txt")
         try "delete-webhook-secret\n".write(to: secretFile, atomically: true, encoding: .utf8)
         let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
@@ -410,7 +410,7 @@ struct ServeProcessTests {
         defer { server.kill() }
         let port = try #require(await server.waitForListeningPort())
         let pem = dir.url.appendingPathComponent("app.pem")
-        try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        try TestRSAKeys.other().pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
         let secretFile = dir.url.appendingPathComponent("secret.txt")
         try "live-webhook-secret-123\n".write(to: secretFile, atomically: true, encoding: .utf8)
         let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",

@@ -10,6 +10,18 @@ import JWTKit
 import NIOCore
 import SentinelCore
 
+/// RSA keys for the fakes and tests, made once per process: a debug build spends about a second
+/// of CPU on each 2048-bit key, and tests running in parallel would otherwise make dozens of them.
+public enum TestRSAKeys {
+    /// The key of every `FakeGitHub` App.
+    public static func app() throws -> _RSA.Signing.PrivateKey { try appKey.get() }
+    /// A valid key that no fake knows: credentials GitHub refuses.
+    public static func other() throws -> _RSA.Signing.PrivateKey { try otherKey.get() }
+
+    private static let appKey = Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }
+    private static let otherKey = Result { try _RSA.Signing.PrivateKey(keySize: .bits2048) }
+}
+
 /// A loopback GitHub: the REST endpoints a review run uses, speaking GitHub's JSON, checking every
 /// request body it receives the way GitHub would (422 for comments off the diff), recording what
 /// was posted, and injecting faults on demand.
@@ -27,7 +39,7 @@ public final class FakeGitHub: Sendable {
 
     /// - Parameter tls: serve HTTPS with a freshly made self-signed certificate (see `certificatePEM`).
     public static func start(appID: Int64 = 4242, tls: Bool = false) async throws -> FakeGitHub {
-        let key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        let key = try TestRSAKeys.app()
         let state = FakeGitHubState(appID: appID, publicKeyPEM: key.publicKey.pemRepresentation)
         let router = Router()
         FakeGitHubRoutes(state: state, privateKeyPEM: key.pemRepresentation).add(to: router)

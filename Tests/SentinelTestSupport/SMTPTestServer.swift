@@ -55,7 +55,7 @@ public final class SMTPTestServer: Sendable {
         let process = try ChildProcess(executable: python,
                                        arguments: [script.path, mailDir.path, portFile.path, certFile.path, keyFile.path, username, password, security.rawValue],
                                        environment: ProcessInfo.processInfo.environment, stdout: .discard, stderr: .file(log.path))
-        let ready = await eventually(timeout: .seconds(30)) {
+        let ready = await eventually {
             (try? String(contentsOf: portFile, encoding: .utf8)).flatMap { Int($0) } != nil || !process.isRunning
         }
         guard ready, let port = (try? String(contentsOf: portFile, encoding: .utf8)).flatMap({ Int($0) }) else {

@@ -99,7 +99,7 @@ public final class TestHarness: Sendable {
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 /// A condition that throws counts as not (yet) holding.
-public func eventually(timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async -> Bool {
+public func eventually(timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if (try? await condition()) == true { return true }

@@ -41,10 +41,13 @@ public struct APIDocument: Sendable {
     let root: JSONValue
     let operations: [String: DocumentedOperation]
 
-    /// The document compiled into this binary.
+    /// The document compiled into this binary, parsed once per process (every appliance of the
+    /// process serves the same document).
     public static func load() throws -> APIDocument {
-        try APIDocument(yaml: Data(PackageResources.openapi_yaml))
+        try compiled.get()
     }
+
+    private static let compiled = Result { try APIDocument(yaml: Data(PackageResources.openapi_yaml)) }
 
     init(yaml: Data) throws {
         guard let text = String(data: yaml, encoding: .utf8) else { throw Invalid(description: "openapi.yaml is not UTF-8") }

@@ -12,7 +12,12 @@ enum ConsoleTemplates {
         "repository": repository, "integration": integration, "policyTable": policyTable, "settingsForm": settingsForm,
     ]
 
+    /// The templates parsed, once per process.
     static func library() throws -> MustacheLibrary {
+        try parsed.get()
+    }
+
+    private static let parsed = Result { () throws -> MustacheLibrary in
         var library = MustacheLibrary()
         for (name, text) in all { try library.register(text, named: name) }
         return library

@@ -47,12 +47,12 @@ struct AIRouterTests {
     @Test func slowProviderTimesOutAndFallsBack() async throws {
         try await withFakeLLM { server, http in
             await server.state.setReview(AIFixtures.goodReview)
-            // The slow provider would answer after 15 s; the call timeout is 4 s. Had the timeout
+            // The slow provider would answer after 120 s; the call timeout is 10 s (room for a loaded machine). Had the timeout
             // not cut the call, the reply would come from "az" (the first priority), not "claude".
-            await server.state.inject(.slow(.seconds(15)), api: .azure, times: nil)
+            await server.state.inject(.slow(.seconds(120)), api: .azure, times: nil)
             let router = ProviderRouter(workspaceID: "ws",
                                         providers: [server.config(.azureOpenAI, id: "az", priority: 0), server.config(.anthropic, id: "claude", priority: 1)],
-                                        http: http, settings: RouterSettings(maxAttempts: 1, callTimeout: .seconds(4)),
+                                        http: http, settings: RouterSettings(maxAttempts: 1, callTimeout: .seconds(10)),
                                         breakers: CircuitBreakerRegistry(), sleep: AISleepRecorder().sleep)
             let reply = try await router.complete(AIFixtures.prompt)
             #expect(reply.provider == "claude")
