@@ -264,23 +264,24 @@ struct ConsoleManagementTests {
     func health() async throws {
         let world = try APIWorld { $0.server.tlsEnabled = true }
         _ = try SelfSignedCertificate.ensure(in: world.appliance.dataDirectory.tlsDirectory, hostname: "localhost")
-        try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+        let supervisor = world.appliance.supervisor
+        try await supervisor.withWorkspace(world.workspaceA) { actor in
             try await actor.write { tx in
-                for (priority, n) in [(0, 2), (3, 1)] {
-                    for _ in 0..<n {
-                        try tx.db.execute(sql: """
-                            INSERT INTO jobs (kind, payload, priority, state, attempts, max_attempts, run_at, created_at)
-                            VALUES ('test.later', x'7b7d', ?, 'queued', 0, 5, 4102444800, 0)
-                            """, arguments: [priority])
-                    }
+                for (priority, n) in [(JobPriority.critical, 2), (.bulk, 1)] {
+                    for _ in 0..<n { try tx.enqueue(JobRequest(kind: "test.later", priority: priority, runAt: Date(timeIntervalSince1970: 4_102_444_800))) }
                 }
             }
         }
+        _ = try await supervisor.withWorkspace(world.workspaceB) { _ in true }
+        // Both files closed: the page opens the one with queued jobs, not the idle one.
+        await supervisor.closeIdle(now: .now + .seconds(86_400))
+        #expect(await supervisor.openWorkspaceIDs.isEmpty)
         try await world.console { browser in
             try await browser.signIn("root@example.com", "admin password 1")
             let before = try await browser.get("/admin")
             #expect(before.status == .ok)
             #expect(before.body.contains("<tr><td>critical</td><td>2</td></tr><tr><td>normal</td><td>0</td></tr><tr><td>low</td><td>0</td></tr><tr><td>bulk</td><td>1</td></tr>"))
+            #expect(await supervisor.openWorkspaceIDs == [world.workspaceA], "a workspace without queued jobs is not opened for the page")
             #expect(before.body.contains("<dt>Open workspace files</dt><dd>"))
             #expect(before.body.contains("<dt>Disk free</dt><dd>") && !before.body.contains("<dt>Disk free</dt><dd>unknown"))
             #expect(before.body.contains("days)</dd>"), "the certificate's expiry with the days left")

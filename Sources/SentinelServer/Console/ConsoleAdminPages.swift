@@ -89,10 +89,13 @@ extension Console {
         for id in await supervisor.offlineWorkspaceIDs {
             offline.append(["name": names[id.rawValue] ?? id.rawValue, "reason": await supervisor.offlineReason(id) ?? "unknown"])
         }
-        // Jobs waiting per priority class, over every workspace that can be opened.
+        // Jobs waiting per priority class. Only files that may hold queued jobs are read: those with
+        // an entry in the pending-work index (written before any job commits) and those open now.
+        // A thousand idle workspaces are not opened (nor the open ones evicted) for one page view.
         var queued = Dictionary(uniqueKeysWithValues: JobPriority.allCases.map { ($0, 0) })
+        let mayHoldJobs = try d.control.workspacesWithPendingWork().union(await supervisor.openWorkspaceIDs)
         for record in records {
-            guard let id = record.workspaceID else { continue }
+            guard let id = record.workspaceID, mayHoldJobs.contains(id) else { continue }
             do {
                 let counts = try await supervisor.withWorkspace(id) { actor in try await actor.read { db in try JobQueue.queuedCounts(in: db) } }
                 for (priority, n) in counts { queued[priority, default: 0] += n }

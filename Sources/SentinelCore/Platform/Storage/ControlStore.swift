@@ -140,6 +140,12 @@ public final class ControlStore: Sendable {
         }
     }
 
+    /// Every workspace with an index entry: all that have queued jobs (an entry is written before
+    /// the jobs commit), and perhaps a few that no longer do.
+    public func workspacesWithPendingWork() throws -> Set<WorkspaceID> {
+        try database.read { db in Set(try String.fetchAll(db, sql: "SELECT workspace_id FROM pending_work").compactMap(WorkspaceID.init)) }
+    }
+
     /// The earliest due time in the index, to know how long the scheduler may sleep.
     public func earliestDue() throws -> Double? {
         try database.read { db in try Double.fetchOne(db, sql: "SELECT min(due_at) FROM pending_work") }
