@@ -21,7 +21,8 @@ struct ActivityGenerator {
                     let counts = [FindingCount(severity: "high", category: "security", count: i % 3),
                                   FindingCount(severity: "low", category: "style", count: (i % 5) + 1)].filter { $0.count > 0 }
                     var payload: [String: Any] = [
-                        "run_id": i, "repository": repository, "pr_number": i % 17, "head_sha": "sha\(i)", "trigger": "opened",
+                        "run_id": i, "repository": repository, "platform": i % 2 == 0 ? "github" : "gitlab", "pr_number": i % 17,
+                        "head_sha": "sha\(i)", "trigger": "opened",
                         "state": state, "findings": counts.reduce(0) { $0 + $1.count },
                         "finding_counts": counts.map { ["severity": $0.severity, "category": $0.category, "count": $0.count] },
                     ]
@@ -30,7 +31,7 @@ struct ActivityGenerator {
                                                     data: try JSONSerialization.data(withJSONObject: payload)),
                                         in: tx.db, now: at, listeners: [])
                     try EventLog.append(try DomainEvent(type: "UsageRecorded", subject: "run:\(i)", payload: [
-                        "repository": repository, "provider": "openai", "model": "gpt-4o",
+                        "repository": repository, "platform": i % 2 == 0 ? "github" : "gitlab", "provider": "openai", "model": "gpt-4o",
                         "input_tokens": String(1_000 + i), "output_tokens": String(100 + i % 50),
                         "cost_usd": String(format: "%.6f", Double(i % 97) * 0.000137 + 0.000001)]), in: tx.db, now: at.addingTimeInterval(1), listeners: [])
                 }
@@ -74,12 +75,12 @@ struct RollupTests {
         #expect(Rollups.percentile(0.95, of: Array(1...21)) == 20)
     }
 
-    @Test("a finished review run's event carries its findings by severity and category")
+    @Test("a finished review run's event carries its findings by severity and category; run and usage events name the platform")
     func runCompletedCarriesBreakdown() async throws {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
         let data = try await h.supervisor.withWorkspace(ws) { actor in
-            try await actor.write { tx -> String in
+            try await actor.write { tx -> [String] in
                 let integration = IntegrationID("int_0123456789abcdef")!
                 try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
                                   arguments: [integration.rawValue])
@@ -92,11 +93,19 @@ struct RollupTests {
                         VALUES (?, ?, 3, 'a.swift', 1, 'RIGHT', ?, ?, 't', 'b', 'ai', ?, 1)
                         """, arguments: [run, repo.id, sev, cat, UUID().uuidString])
                 }
+                try UsageLedger.record([(call: ModelCallRecord(chunk: 0, attempt: 1, provider: "prv_x", model: "m", usage: TokenUsage(inputTokens: 9),
+                                                               parsed: true), costUSD: 0.01)], runID: run, repository: repo.fullName, jobAttempt: 1, in: &tx)
                 try ReviewRunStore.finish(runID: run, state: .completed, reason: nil, label: "completed", in: &tx)
-                return try EventLog.read(after: 0, limit: 100, types: ["RunCompleted"], in: tx.db)[0].data
+                return try EventLog.read(after: 0, limit: 100, types: ["RunCreated", "UsageRecorded", "RunCompleted"], in: tx.db).map(\.data)
             }
         }
-        let payload = try JSONDecoder.sentinel.decode(RunEventPayload.self, from: Data(data.utf8))
+        #expect(data.count == 3)
+        let created = try JSONDecoder.sentinel.decode(RunEventPayload.self, from: Data(data[0].utf8))
+        #expect(created.platform == "github")
+        let usage = try JSONDecoder.sentinel.decode([String: String].self, from: Data(data[1].utf8))
+        #expect(usage["platform"] == "github" && usage["repository"] == "acme/api")
+        let payload = try JSONDecoder.sentinel.decode(RunEventPayload.self, from: Data(data[2].utf8))
+        #expect(payload.platform == "github")
         #expect(payload.findings == 3)
         #expect(payload.findingCounts == [FindingCount(severity: "high", category: "security", count: 2),
                                           FindingCount(severity: "low", category: "style", count: 1)])
@@ -190,6 +199,10 @@ struct AnalyticsExportTests {
         // Payloads survive COPY escaping byte for byte.
         let exact = try pg.scalar("SELECT (data ->> 'note') = E'tab\\there, newline\\nthere, backslash \\\\ and \\\\N, quote '' \" , unicode é ✓ 🚀, cr\\r' FROM sentinel.events WHERE type = 'PolicyVersionCreated' LIMIT 1")
         #expect(exact == "t")
+        // Run and usage events name their platform in a column of their own; other events have ''.
+        #expect(try pg.scalar("SELECT count(*) FROM sentinel.events WHERE type IN ('RunCompleted', 'UsageRecorded') AND platform NOT IN ('github', 'gitlab')") == "0")
+        #expect(try pg.scalar("SELECT count(DISTINCT platform) FROM sentinel.events WHERE type = 'RunCompleted'") == "2")
+        #expect(try pg.scalar("SELECT count(*) FROM sentinel.events WHERE type = 'PolicyVersionCreated' AND platform <> ''") == "0")
 
         let before = try Self.snapshot(pg)
         try pg.load(file)
@@ -450,6 +463,8 @@ struct AnalyticsExportUpgradeTests {
         #expect(try pg.scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'sentinel.events'::regclass AND contype = 'p'")
                 == "PRIMARY KEY (workspace_id, event_id)")
         #expect(try pg.scalar("SELECT count(*) FROM sentinel.events") == "9")
+        // The table of the older dumps gained the platform column; its rows have ''.
+        #expect(try pg.scalar("SELECT platform = '' FROM sentinel.events WHERE event_id = 'lost-event'") == "t")
         await h.stop()
         h.directory.cleanup()
     }

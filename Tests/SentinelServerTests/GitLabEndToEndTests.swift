@@ -144,6 +144,11 @@ struct GitLabEndToEndTests {
         #expect(listed == 200 && runsBody.contains(#""platform":"gitlab""#), "\(runsBody)")
         let (analytics, rollupsBody) = try await world.api(.GET, "/analytics", token: token)
         #expect(analytics == 200 && rollupsBody.contains(#""platform":"gitlab""#) && rollupsBody.contains("group/sub/sub-sub/project"), "\(rollupsBody)")
+        // The run's events, as the analytics export ships them, name the platform too.
+        let runEvents = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try EventLog.read(after: 0, limit: 1_000, types: ["RunCreated", "RunCompleted"], in: db) }
+        }
+        #expect(runEvents.count == 2 && runEvents.allSatisfy { $0.data.contains(#""platform":"gitlab""#) }, "\(runEvents.map(\.data))")
 
         // The same delivery again, and an edit of the title: nothing new.
         let (again, _) = try await world.deliver("Merge Request Hook", open, uuid: uuid)

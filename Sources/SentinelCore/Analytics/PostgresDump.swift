@@ -33,8 +33,11 @@ enum PostgresDump {
             correlation_id text,
             data jsonb NOT NULL,
             export_id text NOT NULL,
+            platform text NOT NULL DEFAULT '',
             PRIMARY KEY (workspace_id, event_id)
         );
+        -- Tables created by earlier dumps have no platform column ('' for their events).
+        ALTER TABLE sentinel.events ADD COLUMN IF NOT EXISTS platform text NOT NULL DEFAULT '';
         -- Tables created by earlier dumps were keyed by (workspace_id, seq); a restored workspace
         -- reuses sequence numbers, so the event id is the identity.
         DO $$
@@ -97,9 +100,11 @@ enum PostgresDump {
         \\.
         CREATE TEMP TABLE sentinel_touched (workspace_id text, day date, repository text) ON COMMIT DROP;
         WITH inserted AS (
-            INSERT INTO sentinel.events (workspace_id, seq, event_id, type, occurred_at, day, repository, subject, correlation_id, data, export_id)
+            INSERT INTO sentinel.events (workspace_id, seq, event_id, type, occurred_at, day, repository, subject, correlation_id, data, export_id,
+                                         platform)
             SELECT workspace_id, seq, event_id, type, occurred_at::timestamptz, (occurred_at::timestamptz AT TIME ZONE 'UTC')::date,
-                   coalesce(data::jsonb ->> 'repository', ''), subject, correlation_id, data::jsonb, \(id)
+                   coalesce(data::jsonb ->> 'repository', ''), subject, correlation_id, data::jsonb, \(id),
+                   coalesce(data::jsonb ->> 'platform', '')
             FROM sentinel_incoming
             ON CONFLICT (workspace_id, event_id) DO NOTHING
             RETURNING workspace_id, type, day, repository

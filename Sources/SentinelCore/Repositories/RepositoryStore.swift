@@ -127,6 +127,21 @@ public enum RepositoryStore {
         try RepositoryRecord.fetchOne(db, sql: "SELECT * FROM repositories WHERE id = ?", arguments: [id])
     }
 
+    /// The platform a repository lives on (`github` or `gitlab`, from its integration's kind), as
+    /// run and usage events carry it for analytics.
+    public static func platform(of repository: RepositoryRecord, in db: Database) throws -> String? {
+        try String.fetchOne(db.cachedStatement(sql: "SELECT kind FROM integrations WHERE id = ?"), arguments: [repository.integrationID])
+            .map(platform(ofKind:))
+    }
+
+    /// The platform of a run's repository (see `platform(of:in:)`).
+    public static func platform(ofRun runID: Int64, in db: Database) throws -> String? {
+        try String.fetchOne(db.cachedStatement(sql: """
+            SELECT i.kind FROM review_runs r JOIN repositories p ON p.id = r.repository_id JOIN integrations i ON i.id = p.integration_id
+            WHERE r.id = ?
+            """), arguments: [runID]).map(platform(ofKind:))
+    }
+
     /// Repositories in registration order, after the given id (a page of the API's list).
     public static func list(after id: Int64, limit: Int, in db: Database) throws -> [RepositoryRecord] {
         try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit])
@@ -136,10 +151,14 @@ public enum RepositoryStore {
     public static func platforms(in db: Database) throws -> [Int64: String] {
         var platforms: [Int64: String] = [:]
         for row in try Row.fetchAll(db, sql: "SELECT r.id, i.kind FROM repositories r JOIN integrations i ON i.id = r.integration_id") {
-            let kind: String = row["kind"]
-            platforms[row["id"]] = kind.hasPrefix("removed:") ? String(kind.dropFirst(8)) : kind
+            platforms[row["id"]] = platform(ofKind: row["kind"])
         }
         return platforms
+    }
+
+    /// An integration's kind names its platform; a removed integration's kind is `removed:<platform>`.
+    static func platform(ofKind kind: String) -> String {
+        kind.hasPrefix("removed:") ? String(kind.dropFirst(8)) : kind
     }
 
     public static func all(in db: Database) throws -> [RepositoryRecord] {

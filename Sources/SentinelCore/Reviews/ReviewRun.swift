@@ -43,6 +43,8 @@ public struct ReviewRunJob: Codable, Sendable {
 public struct RunEventPayload: Codable, Sendable {
     public var runID: Int64
     public var repository: String
+    /// `github` or `gitlab` (absent in events stored before it was recorded).
+    public var platform: String?
     public var prNumber: Int
     public var headSHA: String
     public var trigger: String
@@ -53,10 +55,11 @@ public struct RunEventPayload: Codable, Sendable {
     /// Findings by severity and category, so analytics can roll them up from the events alone.
     public var findingCounts: [FindingCount]?
 
-    public init(runID: Int64, repository: String, prNumber: Int, headSHA: String, trigger: String, state: String? = nil,
+    public init(runID: Int64, repository: String, platform: String? = nil, prNumber: Int, headSHA: String, trigger: String, state: String? = nil,
                 reason: String? = nil, findings: Int? = nil, durationMs: Int? = nil, findingCounts: [FindingCount]? = nil) {
         self.runID = runID
         self.repository = repository
+        self.platform = platform
         self.prNumber = prNumber
         self.headSHA = headSHA
         self.trigger = trigger
@@ -136,7 +139,8 @@ public enum ReviewRunStore {
         try tx.db.execute(sql: "INSERT OR IGNORE INTO pull_requests (repository_id, pr_number) VALUES (?, ?)", arguments: [repository.id, prNumber])
         try tx.db.execute(sql: "UPDATE pull_requests SET closed = 0 WHERE repository_id = ? AND pr_number = ?", arguments: [repository.id, prNumber])
         try tx.append(DomainEvent(type: "RunCreated", subject: "run:\(runID)", payload: RunEventPayload(
-            runID: runID, repository: repository.fullName, prNumber: prNumber, headSHA: headSHA, trigger: trigger), correlationID: correlationID))
+            runID: runID, repository: repository.fullName, platform: try RepositoryStore.platform(of: repository, in: db), prNumber: prNumber,
+            headSHA: headSHA, trigger: trigger), correlationID: correlationID))
         try tx.enqueue(JobRequest(kind: jobKind, payload: ReviewRunJob(runID: runID), priority: priority(ofTrigger: trigger),
                                   idempotencyKey: "run:\(runID)", correlationID: correlationID))
         return (runID, true)
@@ -214,7 +218,8 @@ public enum ReviewRunStore {
         let findings = counts.reduce(0) { $0 + $1.count }
         let duration = run.startedAt.map { Int((tx.now.epoch - $0) * 1000) }
         try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(runID)", payload: RunEventPayload(
-            runID: runID, repository: repo?.fullName ?? "", prNumber: run.prNumber, headSHA: run.headSHA, trigger: run.trigger,
+            runID: runID, repository: repo?.fullName ?? "", platform: try repo.flatMap { try RepositoryStore.platform(of: $0, in: tx.db) },
+            prNumber: run.prNumber, headSHA: run.headSHA, trigger: run.trigger,
             state: state.rawValue, reason: reason, findings: findings, durationMs: duration, findingCounts: counts), correlationID: run.correlationID))
         return true
     }

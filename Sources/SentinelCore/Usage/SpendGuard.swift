@@ -11,15 +11,18 @@ public enum UsageLedger {
 
     public static func record(_ calls: [(call: ModelCallRecord, costUSD: Double)], runID: Int64, repository: String, jobAttempt: Int,
                               in tx: inout WorkspaceTransaction) throws {
+        let platform = calls.isEmpty ? nil : try RepositoryStore.platform(ofRun: runID, in: tx.db)
         for (call, cost) in calls {
             try UsageRecord(runID: runID, callKey: callKey(runID: runID, jobAttempt: jobAttempt, call: call), provider: call.provider,
                             model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUSD: cost,
                             durationMs: call.durationMs, recordedAt: tx.now.epoch).insert(tx.db, onConflict: .ignore)
             if tx.db.changesCount == 1 {
-                try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: [
+                var fields = [
                     "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
                     "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", cost),
-                    "call_duration_ms": String(call.durationMs)]))
+                    "call_duration_ms": String(call.durationMs)]
+                fields["platform"] = platform
+                try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: fields))
             }
         }
         if !calls.isEmpty { try recordBudgetReached(in: &tx) }
