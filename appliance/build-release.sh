@@ -13,7 +13,8 @@
 # Output in --out (default dist/): sentinel (the binary) and sentinel_VERSION_ARCH.deb, holding
 #   /usr/bin/sentinel
 #   /lib/systemd/system/sentinel.service, sentinel-backup.service, sentinel-backup.timer,
-#                       sentinel-litestream@.service (paths rewritten for /usr/bin)
+#                       sentinel-litestream@.service, sentinel-litestream-reload@.path and .service
+#                       (paths rewritten for /usr/bin)
 #   /usr/lib/sentinel/backup-prune.sh
 #   /etc/sentinel/sentinel.yaml (a conffile: the documented defaults)
 #   /var/lib/sentinel, /var/backups/sentinel
@@ -90,7 +91,8 @@ install -m 0755 "$binary" "$pkg/usr/bin/sentinel"
 install -m 0755 "$root/appliance/backup-prune.sh" "$pkg/usr/lib/sentinel/backup-prune.sh"
 install -m 0644 "$root/appliance/sentinel.example.yaml" "$pkg/etc/sentinel/sentinel.yaml"
 install -m 0644 "$root/appliance/INSTALL.md" "$pkg/usr/share/doc/sentinel/INSTALL.md"
-for unit in sentinel.service sentinel-backup.service sentinel-backup.timer sentinel-litestream@.service; do
+for unit in sentinel.service sentinel-backup.service sentinel-backup.timer sentinel-litestream@.service \
+            sentinel-litestream-reload@.path sentinel-litestream-reload@.service; do
   sed -e 's#/usr/local/bin/sentinel#/usr/bin/sentinel#g' \
       -e 's#/usr/local/lib/sentinel/#/usr/lib/sentinel/#g' \
       -e 's#/usr/local/bin/litestream#/usr/bin/litestream#g' \

@@ -65,7 +65,7 @@ public final class Appliance: Sendable {
         (self.tracer, self.tracing) = try Telemetry.makeTracer(config.observability, logger: logger)
         let opener = DatabaseOpener(config: config)
         self.control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
-        self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
+        self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener, litestream: config.litestream)
         self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
         let destinations: DestinationPolicy
         do { destinations = try DestinationPolicy(config.security) } catch let error as ConfigError {

@@ -12,14 +12,16 @@ struct LitestreamCommand: AsyncParsableCommand {
             abstract: "Write litestream-N.yml files covering control.sqlite and every workspace file.",
             discussion: """
                 At most litestream.max_databases_per_process databases per file; each file is run by one \
-                sentinel-litestream@N.service. Re-run after creating workspaces (files whose content is unchanged \
-                are left alone), then restart the instances it names. Prints one line per file.
+                sentinel-litestream@N.service. Once it has run, Sentinel rewrites the files in DATA_DIR/litestream \
+                itself when a workspace is created or deleted (with litestream.replica_url set); \
+                sentinel-litestream-reload@N.path restarts the instance. Files whose content is unchanged are \
+                left alone. Prints one line per file.
                 """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Replica base URL: file:///path, s3://bucket/path, sftp://host/path, … (default: litestream.replica_url).") var replica: String?
         @Option(help: "Directory to write the files into (default: DATA_DIR/litestream).") var out: String?
         @Option(help: "Databases per Litestream process (default: litestream.max_databases_per_process).") var maxPerProcess: Int?
-        @Option(help: "Serve Litestream's Prometheus metrics: file N on 127.0.0.1:PORT+N (default: off).") var metricsPort: Int?
+        @Option(help: "Serve Litestream's Prometheus metrics: file N on 127.0.0.1:PORT+N (default: litestream.metrics_port; 0: off).") var metricsPort: Int?
         @Flag(help: "Print JSON.") var json = false
 
         struct Output: Encodable {
@@ -49,9 +51,10 @@ struct LitestreamCommand: AsyncParsableCommand {
                 let workspaces = try control.workspaces().compactMap(\.workspaceID)  // in creation order
                 try control.close()
                 let databases = try LitestreamConfig.databases(dataDirectory: data, workspaces: workspaces, replica: replica)
+                let port = metricsPort ?? config.litestream.metricsPort
                 let files = try LitestreamConfig.files(databases, maxPerProcess: maxPerProcess ?? config.litestream.maxDatabasesPerProcess,
-                                                       metricsPort: metricsPort)
-                let directory = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? data.root.appendingPathComponent("litestream", isDirectory: true)
+                                                       metricsPort: port > 0 ? port : nil)
+                let directory = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? LitestreamConfig.directory(in: data)
                 let result = try LitestreamConfig.write(files, to: directory)
                 let output = Output(directory: directory.path, files: files.map {
                     FileOutput(file: directory.appendingPathComponent($0.name).path, instance: "sentinel-litestream@\($0.index).service",

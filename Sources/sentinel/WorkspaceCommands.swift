@@ -46,7 +46,7 @@ struct WorkspaceCommand: AsyncParsableCommand {
                 }
                 defer { _ = lock }
                 let (control, opener) = try global.openControl(config)
-                let service = WorkspaceService(dataDirectory: data, control: control, opener: opener)
+                let service = WorkspaceService(dataDirectory: data, control: control, opener: opener, litestream: config.litestream)
                 let record = try service.find(workspace)
                 guard confirm == record.id || confirm == record.name else {
                     throw CLIError("--confirm must repeat the workspace's id or name (\(record.name)); nothing was deleted")
@@ -70,7 +70,7 @@ struct WorkspaceCommand: AsyncParsableCommand {
             try await oneLine {
                 let config = try global.loadConfig()
                 let (control, opener) = try global.openControl(config)
-                let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener)
+                let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener, litestream: config.litestream)
                 let record = try service.create(name: name)
                 if json { try printJSON(service.summary(record, detailed: false)) } else { print("created workspace \(record.id) (\(record.name))") }
             }

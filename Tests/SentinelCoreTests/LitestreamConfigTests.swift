@@ -105,5 +105,55 @@ struct LitestreamConfigTests {
         #expect(config.litestream.maxDatabasesPerProcess == 250)
         #expect(config.litestream.replicaURL == "s3://b/p")
         #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_MAX_DATABASES_PER_PROCESS": "0"]) }
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_METRICS_PORT": "70000"]) }
+        #expect(try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_METRICS_PORT": "9400"]).litestream.metricsPort == 9_400)
+    }
+
+    /// The database paths and the metrics address of a file as Litestream reads it.
+    static func onDisk(_ url: URL) throws -> (paths: [String], addr: String?) {
+        let root = try #require(try Yams.load(yaml: String(contentsOf: url, encoding: .utf8)) as? [String: Any])
+        let dbs = try #require(root["dbs"] as? [[String: Any]])
+        return (try dbs.map { try #require($0["path"] as? String) }, root["addr"] as? String)
+    }
+
+    @Test("once set up, creating and deleting a workspace rewrite the Litestream files (with litestream.metrics_port); before that, or without a replica URL, nothing is written")
+    func refreshedWhenWorkspacesChange() throws {
+        let h = try TestHarness(config: testConfig {
+            $0.litestream.replicaURL = "file:///mnt/replica"
+            $0.litestream.metricsPort = 9_400
+        })
+        defer { h.directory.cleanup() }
+        let directory = LitestreamConfig.directory(in: h.dataDirectory)
+        let file = directory.appendingPathComponent("litestream-0.yml")
+        let a = try h.createWorkspace("a")
+        #expect(!FileManager.default.fileExists(atPath: directory.path), "Litestream not set up yet: nothing written")
+        // What `sentinel litestream config` does once.
+        try LitestreamConfig.refresh(dataDirectory: h.dataDirectory, workspaces: [a], settings: h.config.litestream)
+        #expect(!FileManager.default.fileExists(atPath: file.path), "the directory is what sets it up")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try LitestreamConfig.refresh(dataDirectory: h.dataDirectory, workspaces: [a], settings: h.config.litestream)
+        let control = h.dataDirectory.controlFile.path
+        #expect(try Self.onDisk(file).paths == [control, h.dataDirectory.workspaceFile(a).path])
+
+        let b = try h.createWorkspace("b")
+        let afterCreate = try Self.onDisk(file)
+        #expect(afterCreate.paths == [control, h.dataDirectory.workspaceFile(a).path, h.dataDirectory.workspaceFile(b).path])
+        #expect(afterCreate.addr == "127.0.0.1:9400")
+        _ = try h.workspaces.delete(b, by: "test")
+        #expect(try Self.onDisk(file).paths == [control, h.dataDirectory.workspaceFile(a).path])
+
+        // An appliance without a replica URL leaves the files alone.
+        let plain = try TestHarness(config: testConfig(), reusing: h)
+        let before = try Data(contentsOf: file)
+        _ = try plain.createWorkspace("c")
+        #expect(try Data(contentsOf: file) == before)
+
+        // Files that cannot be written (here: a replica URL Litestream has no type for): no workspace.
+        let broken = try TestHarness(config: testConfig { $0.litestream.replicaURL = "ftp://host/path" }, reusing: h)
+        let files = try FileManager.default.contentsOfDirectory(atPath: h.dataDirectory.workspacesDirectory.path).sorted()
+        #expect(throws: ConfigError.self) { try broken.createWorkspace("d") }
+        #expect(try h.control.workspace(named: "d") == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: h.dataDirectory.workspacesDirectory.path).sorted() == files)
+        #expect(try Data(contentsOf: file) == before)
     }
 }

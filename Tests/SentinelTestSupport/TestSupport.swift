@@ -58,7 +58,7 @@ public final class TestHarness: Sendable {
         self.config = config
         let opener = DatabaseOpener(config: config)
         control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
-        workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener)
+        workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener, litestream: config.litestream)
         log = CapturedLog()
         let logger = Logger.sentinel(label: "test", level: "debug", sink: log.sink)
         supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry, logger: logger,

@@ -31,7 +31,8 @@ expect() {  # MODE PATH: the entry exists with that mode, owned by root
 expect -rwxr-xr-x ./usr/bin/sentinel
 expect -rwxr-xr-x ./usr/lib/sentinel/backup-prune.sh
 expect -rw-r--r-- ./etc/sentinel/sentinel.yaml
-for unit in sentinel.service sentinel-backup.service sentinel-backup.timer sentinel-litestream@.service; do
+for unit in sentinel.service sentinel-backup.service sentinel-backup.timer sentinel-litestream@.service \
+            sentinel-litestream-reload@.path sentinel-litestream-reload@.service; do
   expect -rw-r--r-- "./lib/systemd/system/$unit"
 done
 expect drwxr-xr-x ./var/lib/sentinel/

@@ -87,6 +87,10 @@ extension WorkspaceService {
         try rows.write(to: destination.appendingPathComponent("workspace.json"), options: .atomic)
         FileSystem.sync(destination)
 
+        // Litestream stops listing the file before it goes (a failure here deletes nothing).
+        let lock = try workspacesLock()
+        defer { _ = lock }
+        try refreshReplication(try control.workspaces().compactMap(\.workspaceID).filter { $0 != id })
         try control.write { db in
             for integration in integrations {
                 try db.execute(sql: "INSERT OR REPLACE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",

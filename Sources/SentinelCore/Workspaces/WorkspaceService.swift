@@ -21,16 +21,31 @@ public struct WorkspaceService: Sendable {
     public let dataDirectory: DataDirectory
     public let control: ControlStore
     public let opener: DatabaseOpener
+    /// Replication settings: with Litestream set up, creating and deleting a workspace keep its
+    /// configuration current (`LitestreamConfig.refresh`). nil: left alone (read-only commands).
+    public let litestream: SentinelConfig.Litestream?
 
-    public init(dataDirectory: DataDirectory, control: ControlStore, opener: DatabaseOpener) {
+    public init(dataDirectory: DataDirectory, control: ControlStore, opener: DatabaseOpener, litestream: SentinelConfig.Litestream? = nil) {
         self.dataDirectory = dataDirectory
         self.control = control
         self.opener = opener
+        self.litestream = litestream
+    }
+
+    /// The lock that orders workspace creation, deletion and the Litestream files that list them.
+    func workspacesLock() throws -> FileLock {
+        try FileLock.acquire(dataDirectory.workspacesDirectory.appendingPathComponent(".create.lock"))
+    }
+
+    /// Rewrites the Litestream files for these workspaces (see `LitestreamConfig.refresh`); called under `workspacesLock`.
+    func refreshReplication(_ workspaces: [WorkspaceID]) throws {
+        guard let litestream else { return }
+        try LitestreamConfig.refresh(dataDirectory: dataDirectory, workspaces: workspaces, settings: litestream)
     }
 
     public func create(name rawName: String) throws -> WorkspaceRecord {
         let name = try Self.validName(rawName)
-        let lock = try FileLock.acquire(dataDirectory.workspacesDirectory.appendingPathComponent(".create.lock"))
+        let lock = try workspacesLock()
         defer { _ = lock }
         if try control.workspace(named: name) != nil {
             throw StorageError.conflict("a workspace named '\(name)' already exists")
@@ -55,11 +70,15 @@ public struct WorkspaceService: Sendable {
             FileSystem.sync(temp)
             guard Glibc.rename(temp.path, final.path) == 0 else { throw StorageError.io("cannot move workspace file into place") }
             FileSystem.sync(dataDirectory.workspacesDirectory)
+            // Replicated from its first write: listed for Litestream before it is registered (a
+            // failure here creates nothing).
+            try refreshReplication(try control.workspaces().compactMap(\.workspaceID) + [id])
             try control.insertWorkspace(id: id, name: name)
         } catch {
             try? removeDatabaseFiles(temp)
             if FileManager.default.fileExists(atPath: final.path), (try? control.workspace(id)) == nil {
                 try? removeDatabaseFiles(final)
+                try? refreshReplication(try control.workspaces().compactMap(\.workspaceID))
             }
             throw error
         }

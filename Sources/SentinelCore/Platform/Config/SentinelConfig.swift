@@ -163,6 +163,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var replicaURL: String? = nil
         /// Databases one Litestream process replicates; more are split across several processes.
         public var maxDatabasesPerProcess = 1_000
+        /// File N of the generated configuration serves Litestream's Prometheus metrics on
+        /// 127.0.0.1:metricsPort+N; 0: off.
+        public var metricsPort = 0
     }
 
     public struct Workspaces: Sendable, Equatable {
@@ -279,6 +282,7 @@ public enum ConfigLoader {
         key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
         key("litestream.replica_url", "replica base URL for `sentinel litestream config` (file:///path, s3://bucket/path, sftp://host/path)", \.litestream.replicaURL),
         key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess),
+        key("litestream.metrics_port", "file N of the Litestream configuration serves Prometheus metrics on 127.0.0.1:PORT+N (0: off)", \.litestream.metricsPort),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
         key("observability.otlp.endpoint", "OTLP/HTTP collector base URL (http/protobuf; spans go to <url>/v1/traces); unset = no export", \.observability.otlpEndpoint),
         key("observability.otlp.service_name", "service.name of exported spans", \.observability.otlpServiceName),
@@ -354,6 +358,7 @@ public enum ConfigLoader {
             throw ConfigError("retention.deliveries_days and retention.jobs_days must be at least 1")
         }
         guard config.litestream.maxDatabasesPerProcess >= 1 else { throw ConfigError("litestream.max_databases_per_process must be at least 1") }
+        guard (0...65_535).contains(config.litestream.metricsPort) else { throw ConfigError("litestream.metrics_port must be 0 (off) or a port, 1-65535") }
         guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
         guard config.reconcile.intervalSeconds >= 1, config.reconcile.maxReviewsPerSweep >= 0, config.reconcile.minRateRemaining <= 1 else {

@@ -44,6 +44,28 @@ public enum LitestreamConfig {
 
     public static func fileName(_ index: Int) -> String { "litestream-\(index).yml" }
 
+    /// Where `sentinel litestream config` writes its files by default, and where Sentinel keeps them current.
+    public static func directory(in dataDirectory: DataDirectory) -> URL {
+        dataDirectory.root.appendingPathComponent("litestream", isDirectory: true)
+    }
+
+    /// Keeps the files in `DATA_DIR/litestream` covering exactly `workspaces` (and control.sqlite)
+    /// once Litestream is set up: `litestream.replica_url` is set and that directory exists (the
+    /// admin ran `sentinel litestream config` once). Creating and deleting a workspace call it, so
+    /// a new workspace file is listed before the workspace exists; a changed file is replaced
+    /// atomically, and `sentinel-litestream-reload@N.path` restarts the instance that runs it.
+    /// Returns what was written or removed; nil when Litestream is not set up.
+    @discardableResult
+    public static func refresh(dataDirectory: DataDirectory, workspaces: [WorkspaceID],
+                               settings: SentinelConfig.Litestream) throws -> (written: [String], removed: [String])? {
+        let directory = directory(in: dataDirectory)
+        guard let replica = settings.replicaURL, FileManager.default.fileExists(atPath: directory.path) else { return nil }
+        let databases = try databases(dataDirectory: dataDirectory, workspaces: workspaces, replica: replica)
+        let files = try files(databases, maxPerProcess: settings.maxDatabasesPerProcess,
+                              metricsPort: settings.metricsPort > 0 ? settings.metricsPort : nil)
+        return try write(files, to: directory)
+    }
+
     /// Every database of the appliance with its replica URL under `replica`:
     /// `control.sqlite` → `REPLICA/control`, workspace `ws_…` → `REPLICA/workspaces/ws_…`;
     /// `workspaces` in creation order (a repeated id is listed once).
