@@ -47,7 +47,10 @@ struct LitestreamCommand: AsyncParsableCommand {
                 guard FileManager.default.fileExists(atPath: data.controlFile.path) else {
                     throw CLIError("no control.sqlite in \(data.root.path): start sentinel serve once (or pass --data-dir)")
                 }
-                let (control, _) = try global.openControl(config)
+                let (control, opener) = try global.openControl(config)
+                // Not while a workspace is being created or deleted (serve rewrites the files then too).
+                let lock = try WorkspaceService(dataDirectory: data, control: control, opener: opener).workspacesLock()
+                defer { _ = lock }
                 let workspaces = try control.workspaces().compactMap(\.workspaceID)  // in creation order
                 try control.close()
                 let databases = try LitestreamConfig.databases(dataDirectory: data, workspaces: workspaces, replica: replica)

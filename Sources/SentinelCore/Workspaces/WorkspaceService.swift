@@ -33,7 +33,7 @@ public struct WorkspaceService: Sendable {
     }
 
     /// The lock that orders workspace creation, deletion and the Litestream files that list them.
-    func workspacesLock() throws -> FileLock {
+    public func workspacesLock() throws -> FileLock {
         try FileLock.acquire(dataDirectory.workspacesDirectory.appendingPathComponent(".create.lock"))
     }
 
