@@ -68,7 +68,10 @@ struct DeadJobTests {
             }
             sideEffects.append(ctx.job.attempts)
         }
-        let h = try TestHarness(config: testConfig { $0.jobs.leaseSeconds = 0.3 }, registry: registry)
+        // Renewed every second: long enough that a loaded machine does not let it expire between the
+        // claim and the handler's start (a 0.3 s lease did, and the job ran twice), short enough
+        // that the takeover is noticed soon.
+        let h = try TestHarness(config: testConfig { $0.jobs.leaseSeconds = 3 }, registry: registry)
         let ws = try h.createWorkspace()
         let id = try await h.enqueue(JobRequest(kind: "slow"), in: ws).jobID
         h.startScheduler()

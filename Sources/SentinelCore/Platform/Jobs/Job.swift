@@ -81,6 +81,29 @@ public struct JobRecord: Sendable, Codable, Equatable, FetchableRecord, TableRec
 
     public var jobPriority: JobPriority { JobPriority(rawValue: priority) ?? .normal }
 
+    /// Read by column name, without `Decodable`: every claim decodes its jobs, and the keyed
+    /// decoding container (a key table built per row, each column name converted from snake case)
+    /// cost more than the rest of the claim (`perf`, `sentinel-bench jobs`).
+    public init(row: Row) throws {
+        id = try row.decode(forColumn: "id")
+        kind = try row.decode(forColumn: "kind")
+        payload = try row.decode(forColumn: "payload")
+        priority = try row.decode(forColumn: "priority")
+        state = try row.decode(forColumn: "state")
+        attempts = try row.decode(forColumn: "attempts")
+        maxAttempts = try row.decode(forColumn: "max_attempts")
+        runAt = try row.decode(forColumn: "run_at")
+        leaseOwner = try row.decode(forColumn: "lease_owner")
+        leaseExpiresAt = try row.decode(forColumn: "lease_expires_at")
+        idempotencyKey = try row.decode(forColumn: "idempotency_key")
+        correlationID = try row.decode(forColumn: "correlation_id")
+        traceContext = try row.decode(forColumn: "trace_context")
+        lastError = try row.decode(forColumn: "last_error")
+        createdAt = try row.decode(forColumn: "created_at")
+        startedAt = try row.decode(forColumn: "started_at")
+        finishedAt = try row.decode(forColumn: "finished_at")
+    }
+
     public func decodePayload<P: Decodable>(_ type: P.Type) throws -> P {
         try JSONDecoder.sentinel.decode(type, from: payload)
     }

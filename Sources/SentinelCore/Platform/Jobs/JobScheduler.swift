@@ -8,7 +8,7 @@ import Synchronization
 /// serves them highest priority first across the appliance (due work ages one priority up per
 /// `jobs.priority_aging_seconds`, so nothing starves) and round-robin among workspaces within a
 /// priority, within the global and per-workspace concurrency limits and each workspace's token
-/// bucket, runs handlers with lease heartbeats, and on shutdown lets running jobs finish up to a
+/// bucket, runs handlers while its `LeaseKeeper` renews their leases, and on shutdown lets running jobs finish up to a
 /// deadline before giving the rest back.
 ///
 /// Jobs run as children of a task group inside `run()`: when the loop stops (graceful shutdown of
@@ -21,6 +21,7 @@ public actor JobScheduler: Service {
     let logger: Logger
     let metrics: SentinelMetrics
     private let wake = WakeSignal()
+    private let leases: LeaseKeeper
 
     private var inFlight: [WorkspaceID: Int] = [:]
     private var globalInFlight = 0
@@ -37,6 +38,7 @@ public actor JobScheduler: Service {
         self.config = supervisor.config
         self.logger = logger
         self.metrics = metrics
+        self.leases = LeaseKeeper(owner: owner, leaseSeconds: config.jobs.leaseSeconds, drainSeconds: config.shutdown.drainSeconds)
     }
 
     /// Wakes the loop now (new work was enqueued in this process).
@@ -52,16 +54,21 @@ public actor JobScheduler: Service {
         await supervisor.setWorkDueHandler { wake.signal() }
         running = true
         logger.info("job scheduler started", metadata: ["owner": "\(owner)"])
-        await withDiscardingTaskGroup { jobs in
-            await withTaskCancellationOrGracefulShutdownHandler {
-                await self.loop(launchingIn: &jobs)
-            } onCancelOrGracefulShutdown: {
-                wake.stop()
+        let leases = self.leases
+        await withTaskGroup(of: Void.self) { keeper in
+            keeper.addTask { await leases.run(stop: wake) }
+            await withDiscardingTaskGroup { jobs in
+                await withTaskCancellationOrGracefulShutdownHandler {
+                    await self.loop(launchingIn: &jobs)
+                } onCancelOrGracefulShutdown: {
+                    wake.stop()
+                }
+                if globalInFlight > 0 {
+                    logger.info("draining running jobs", metadata: ["running": "\(globalInFlight)", "drain_seconds": "\(config.shutdown.drainSeconds)"])
+                }
+                // Leaving the group waits for every job: each finishes, or is released at the drain deadline.
             }
-            if globalInFlight > 0 {
-                logger.info("draining running jobs", metadata: ["running": "\(globalInFlight)", "drain_seconds": "\(config.shutdown.drainSeconds)"])
-            }
-            // Leaving the group waits for every job: each finishes, or is released at the drain deadline.
+            keeper.cancelAll()
         }
         for id in await supervisor.openWorkspaceIDs {
             _ = try? await supervisor.withWorkspace(id) { [owner] in try await $0.releaseAll(owner: owner) }
@@ -219,10 +226,7 @@ public actor JobScheduler: Service {
         if let handler = supervisor.registry.handler(for: job.kind) {
             let context = JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger)
             do {
-                try await Self.runHoldingLease(job, on: actor, owner: owner, leaseSeconds: config.jobs.leaseSeconds,
-                                               drainSeconds: config.shutdown.drainSeconds, stop: wake) {
-                    try await handler(context)
-                }
+                try await leases.runHoldingLease(job, on: actor) { try await handler(context) }
                 outcome = .succeeded
             } catch is LeaseLost {
                 jobLogger.warning("job lease was lost while it ran; the job was cancelled before any further side effect")
@@ -263,34 +267,6 @@ public actor JobScheduler: Service {
         }
         metrics.jobExecuted(kind: job.kind, outcome: label, duration: duration)
         if last { await supervisor.unpin(workspaceID) }
-    }
-
-    /// Runs `body` while renewing the job's lease every third of its length. When a renewal finds
-    /// the lease gone (it expired and another worker took the job, or the job went dead), `body`
-    /// is cancelled and `LeaseLost` is thrown: the job's side effects stop, because another
-    /// attempt now owns them. Once `stop` is stopped (graceful shutdown), `body` may run for
-    /// `drainSeconds` more; then it is cancelled and `DrainDeadlineReached` is thrown.
-    static func runHoldingLease(_ job: JobRecord, on actor: WorkspaceActor, owner: String, leaseSeconds: Double, drainSeconds: Double,
-                                stop: WakeSignal, _ body: @escaping @Sendable () async throws -> Void) async throws {
-        let interval = Duration.seconds(max(0.05, leaseSeconds / 3))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                while true {
-                    try await Task.sleep(for: interval)
-                    // A failed renewal (storage busy) is not a lost lease; only a definite "not yours" is.
-                    if (try? await actor.heartbeat(jobID: job.id, owner: owner)) == false { throw LeaseLost() }
-                }
-            }
-            group.addTask {
-                try await stop.untilStopped()
-                try await Task.sleep(for: .seconds(drainSeconds))
-                throw DrainDeadlineReached()
-            }
-            // The first child to end decides: the handler's result, or the lost lease.
-            defer { group.cancelAll() }
-            _ = try await group.next()
-        }
     }
 
     /// Returns true when this was the workspace's last running job (its pin is to be released).
