@@ -7,14 +7,16 @@ import SentinelCore
 import Tracing
 
 /// Correlation ids, metrics and problem+json for every request: the first and last thing a request
-/// passes through. The correlation id is the caller's `X-Request-ID` when it sends a sane one.
+/// passes through. The correlation id is a webhook's delivery id (the one its jobs carry, see
+/// `WebhookRoutes.correlationID(of:)`), else the caller's `X-Request-ID` when it sends a sane one,
+/// else a new UUID.
 struct ObservabilityMiddleware: RouterMiddleware {
     typealias Context = SentinelRequestContext
     let metrics: SentinelMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let incoming = request.headers[.requestID].flatMap { id in
+        let incoming = (WebhookRoutes.correlationID(of: request) ?? request.headers[.requestID]).flatMap { id in
             id.count <= 128 && id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:".contains($0) }) ? id : nil
         }
         let correlationID = incoming ?? UUID().uuidString.lowercased()

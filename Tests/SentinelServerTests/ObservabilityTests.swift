@@ -98,15 +98,15 @@ struct ObservabilityTests {
         #expect(outbound.contains { ($0["path"] as? String)?.hasSuffix("/repos/{owner}/{repo}/pulls/{n}/files") == true })
         let outboundText = outbound.map { "\($0)" }.joined()
         #expect(!outboundText.contains("Bearer") && !outboundText.contains(FakeLLMServer.defaultKeys[.openAI]!) && !outboundText.contains("octo-org"))
-        // The webhook request's own line: the request's correlation id (its X-Request-ID, here a new
-        // UUID), the delivery id its jobs use as theirs, and the same trace.
+        // The webhook request's own line carries the delivery id as its correlation id, as its jobs
+        // do, and the same trace.
         let stored = try #require(lines.first { $0["message"] as? String == "delivery stored" }, "no request log line")
-        #expect((stored["correlation_id"] as? String)?.isEmpty == false && stored["delivery_id"] as? String == "delivery-corr-1", "\(stored)")
+        #expect(stored["correlation_id"] as? String == "delivery-corr-1" && stored["delivery_id"] as? String == "delivery-corr-1", "\(stored)")
         #expect(stored["trace_id"] as? String == traceIDs.first, "\(stored)")
         let jobLines = lines.filter { $0["job_id"] != nil }
         #expect(!jobLines.isEmpty)
         for line in jobLines {
-            #expect(line["correlation_id"] != nil && line["trace_id"] != nil, "\(line)")
+            #expect(line["correlation_id"] as? String == "delivery-corr-1" && line["trace_id"] != nil, "\(line)")
         }
     }
 

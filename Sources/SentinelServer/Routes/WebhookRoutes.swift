@@ -77,6 +77,17 @@ struct WebhookRoutes {
         return body.getData(at: body.readerIndex, length: body.readableBytes, byteTransferStrategy: .noCopy) ?? Data()
     }
 
+    /// The delivery id a webhook request's jobs carry as their correlation id (see `store`), so the
+    /// request's own log lines and response `X-Request-ID` carry it too; nil for other requests.
+    static func correlationID(of request: Request) -> String? {
+        let path = request.uri.path
+        if path.hasPrefix("/webhooks/github/") { return request.headers[.init("X-GitHub-Delivery")!] }
+        if path.hasPrefix("/webhooks/gitlab/") {
+            return (request.headers[.init("Idempotency-Key")!] ?? request.headers[.init("X-Gitlab-Event-UUID")!]).map { "gitlab:\($0)" }
+        }
+        return nil
+    }
+
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
         let integration = try await integration(gitHub, context, platform: "github")
         let id = integration.id
