@@ -8,8 +8,8 @@ import Synchronization
 /// serves them highest priority first across the appliance (due work ages one priority up per
 /// `jobs.priority_aging_seconds`, so nothing starves) and round-robin among workspaces within a
 /// priority, within the global and per-workspace concurrency limits and each workspace's token
-/// bucket, runs handlers while its `LeaseKeeper` renews their leases, and on shutdown lets running jobs finish up to a
-/// deadline before giving the rest back.
+/// bucket, runs handlers while its `LeaseKeeper` renews their leases, and on shutdown lets running
+/// jobs finish up to a deadline before giving the rest back.
 ///
 /// Jobs run as children of a task group inside `run()`: when the loop stops (graceful shutdown of
 /// its `ServiceGroup`, or cancellation), `run()` returns only once every job has finished or has
