@@ -1,10 +1,12 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import NIOCore
 import SentinelCore
 import SentinelServer
 import SentinelTestSupport
 import Testing
+import Tracing
 
 /// Tracing, correlation and metrics (docs/observability.md), end to end through a webhook delivery
 /// and the review it causes, with the loopback fakes and an OTLP collector on loopback.
@@ -65,6 +67,26 @@ struct ObservabilityTests {
         // Nothing of this delivery landed in another trace.
         let elsewhere = spans.filter { $0.traceID != request.traceID && ($0.name.hasPrefix("review.") || $0.name == "ai.call" || $0.name.hasPrefix("job github") || $0.name.hasPrefix("job review")) }
         #expect(elsewhere.isEmpty, "\(elsewhere.map(\.name))")
+    }
+
+    @Test("with no OTLP endpoint spans are not recorded, yet each has a trace id that traceparent carries; with one they are recorded and sampled")
+    func spansRecordedOnlyWhenExported() throws {
+        struct HeaderInjector: Injector {
+            func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+        }
+        for endpoint in [nil, "http://127.0.0.1:9"] as [String?] {
+            var observability = SentinelConfig().observability
+            observability.otlpEndpoint = endpoint
+            let (tracer, _) = try Telemetry.makeTracer(observability, logger: Logger(label: "test.otel"))
+            let span = tracer.startAnySpan("request", context: .topLevel, ofKind: .server)
+            defer { span.end() }
+            var headers: [String: String] = [:]
+            tracer.inject(span.context, into: &headers, using: HeaderInjector())
+            let parts = try #require(headers["traceparent"], "no traceparent (endpoint \(endpoint ?? "none"))").split(separator: "-")
+            #expect(parts.count == 4 && parts[1].count == 32 && parts[1] != Substring(String(repeating: "0", count: 32)), "\(parts)")
+            #expect(span.isRecording == (endpoint != nil), "endpoint \(endpoint ?? "none")")
+            #expect(parts.last == (endpoint != nil ? "01" : "00"), "\(parts)")
+        }
     }
 
     @Test("outbound calls carry traceparent and X-Request-ID and log one line each, without credentials; every job log line has correlation_id and trace_id")

@@ -197,8 +197,8 @@ public struct SentinelConfig: Sendable, Equatable {
         public var level = "info"
     }
 
-    /// Tracing export. Spans and trace ids exist always (logs carry `trace_id`, outbound calls a
-    /// `traceparent`); they leave the process only when an OTLP endpoint is set.
+    /// Tracing export. Trace ids exist always (logs carry `trace_id`, outbound calls a
+    /// `traceparent`); spans are recorded, and leave the process, only when an OTLP endpoint is set.
     public struct Observability: Sendable, Equatable {
         /// OTLP/HTTP (protobuf) collector base URL, e.g. `http://collector:4318`; nil = no export.
         public var otlpEndpoint: String?

@@ -128,7 +128,7 @@ public enum Telemetry {
     @TaskLocal public static var logger = Logger(label: "sentinel.outbound", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// The appliance's tracer and the service that exports its spans. Trace ids always exist;
-    /// with no OTLP endpoint nothing leaves the process.
+    /// with no OTLP endpoint nothing leaves the process and spans are not recorded at all.
     public static func makeTracer(_ config: SentinelConfig.Observability, logger: Logger) throws -> (tracer: any Tracer, service: any Service) {
         var configuration = OTel.Configuration.default
         configuration.serviceName = config.otlpServiceName
@@ -136,12 +136,17 @@ public enum Telemetry {
         configuration.metrics.enabled = false
         configuration.logs.enabled = false
         configuration.propagators = [.traceContext]
-        configuration.traces.sampler = .parentBasedAlwaysOn
         if let endpoint = config.otlpEndpoint {
+            configuration.traces.sampler = .parentBasedAlwaysOn
             configuration.traces.exporter = .otlp
             configuration.traces.otlpExporter.protocol = .httpProtobuf
             configuration.traces.otlpExporter.endpoint = tracesURL(endpoint)
         } else {
+            // Nothing would export them: spans are dropped where they start (a recorded one went
+            // to the batch processor only to be thrown away there, and under load its full queue
+            // logged warnings). A dropped span still has a fresh trace id in its context, which
+            // log lines and outbound `traceparent` headers carry (flag 00, "not sampled").
+            configuration.traces.sampler = .parentBasedAlwaysOff
             configuration.traces.exporter = .none
         }
         let backend = try OTel.makeTracingBackend(configuration: configuration)
