@@ -22,6 +22,7 @@ final class GitLabWorld: Sendable {
     let port: Int
     let services: RunningGroup
     let project: FakeGitLabProject
+    let log = CapturedLog()
 
     /// A leaked AWS key on line 3 of app.py and a conflict marker in README.md: two built-in findings.
     static let files: [FakeGitLabDiffFile] = [
@@ -40,7 +41,7 @@ final class GitLabWorld: Sendable {
         config.gitlab.requestTimeoutSeconds = 2
         config.server.publicURL = "https://sentinel.example.com"
         adjust(&config)
-        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, logger: Logger.sentinel(level: "error"))
+        appliance = try Appliance(dataDirectory: DataDirectory(path: directory.path), config: config, logger: Logger.sentinel(level: "info", sink: log.sink))
         workspace = try appliance.workspaces.create(name: "acme").workspaceID!
         project = FakeGitLabProject(id: 77, path: projectPath)
         await gitlab.state.addProject(id: project.id, path: project.path)

@@ -151,7 +151,13 @@ struct ObservabilityTests {
             ids.insert(try #require(call.requestID, "\(call.method) \(call.target) has no X-Request-ID"))
         }
         #expect(traces.count == 1, "\(traces)")
-        #expect(ids.count == 1, "\(ids)")
+        // The delivery's id (GitLab's key with Sentinel's prefix) is the correlation id of every
+        // call, and of the webhook request's own log line, in the same trace.
+        #expect(ids == ["gitlab:\(uuid)"], "\(ids)")
+        let lines = world.log.all.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let stored = try #require(lines.first { $0["message"] as? String == "delivery stored" }, "no request log line")
+        #expect(stored["correlation_id"] as? String == "gitlab:\(uuid)" && stored["delivery_id"] as? String == "gitlab:\(uuid)", "\(stored)")
+        #expect((stored["trace_id"] as? String).map(traces.contains) == true, "\(stored)")
     }
 
     @Test("outbound paths are logged as templates: owner, repository, numbers, SHAs, file paths and queries never appear")

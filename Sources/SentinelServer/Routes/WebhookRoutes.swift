@@ -81,12 +81,21 @@ struct WebhookRoutes {
     /// request's own log lines and response `X-Request-ID` carry it too; nil for other requests.
     static func correlationID(of request: Request) -> String? {
         let path = request.uri.path
-        if path.hasPrefix("/webhooks/github/") { return request.headers[.init("X-GitHub-Delivery")!] }
-        if path.hasPrefix("/webhooks/gitlab/") {
-            return (request.headers[.init("Idempotency-Key")!] ?? request.headers[.init("X-Gitlab-Event-UUID")!]).map { "gitlab:\($0)" }
-        }
+        if path.hasPrefix("/webhooks/github/") { return gitHubDeliveryID(request) }
+        if path.hasPrefix("/webhooks/gitlab/") { return gitLabDeliveryKey(request).map(gitLabDeliveryID) }
         return nil
     }
+
+    /// GitHub names a delivery in `X-GitHub-Delivery`.
+    static func gitHubDeliveryID(_ request: Request) -> String? { request.headers[.init("X-GitHub-Delivery")!] }
+
+    /// GitLab names a delivery with `Idempotency-Key` (the same across its retries), else `X-Gitlab-Event-UUID`.
+    static func gitLabDeliveryKey(_ request: Request) -> String? {
+        request.headers[.init("Idempotency-Key")!] ?? request.headers[.init("X-Gitlab-Event-UUID")!]
+    }
+
+    /// A GitLab delivery's id in Sentinel: its key, prefixed so it cannot collide with GitHub's.
+    static func gitLabDeliveryID(_ key: String) -> String { "gitlab:\(key)" }
 
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
         let integration = try await integration(gitHub, context, platform: "github")
@@ -101,7 +110,7 @@ struct WebhookRoutes {
         guard let event = request.headers[.init("X-GitHub-Event")!], !event.isEmpty, event.count <= 100 else {
             throw Problem(status: .badRequest, detail: "X-GitHub-Event header is required")
         }
-        guard let deliveryID = request.headers[.init("X-GitHub-Delivery")!], !deliveryID.isEmpty, deliveryID.count <= 200 else {
+        guard let deliveryID = Self.gitHubDeliveryID(request), !deliveryID.isEmpty, deliveryID.count <= 200 else {
             throw Problem(status: .badRequest, detail: "X-GitHub-Delivery header is required")
         }
         guard let envelope = DeliveryEnvelope.parse(data) else {
@@ -132,8 +141,7 @@ struct WebhookRoutes {
         guard let event = request.headers[.init("X-Gitlab-Event")!], !event.isEmpty, event.count <= 100 else {
             throw Problem(status: .badRequest, detail: "X-Gitlab-Event header is required")
         }
-        let key = request.headers[.init("Idempotency-Key")!] ?? request.headers[.init("X-Gitlab-Event-UUID")!]
-        guard let key, !key.isEmpty, key.count <= 200 else {
+        guard let key = Self.gitLabDeliveryKey(request), !key.isEmpty, key.count <= 200 else {
             throw Problem(status: .badRequest, detail: "X-Gitlab-Event-UUID (or Idempotency-Key) header is required")
         }
         guard let envelope = DeliveryEnvelope.parse(data) else {
@@ -141,7 +149,7 @@ struct WebhookRoutes {
             throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
         }
         let action = envelope.objectAttributesAction
-        return try await store(deliveryID: "gitlab:\(key)", event: event, action: action, data: data, integrationID: integration.id,
+        return try await store(deliveryID: Self.gitLabDeliveryID(key), event: event, action: action, data: data, integrationID: integration.id,
                                workspaceID: integration.workspaceID, platform: "gitlab", jobKind: DeliveryIntake.gitLabJobKind,
                                settled: GitLabDeliveryProcessor.settledOutcome(event: event, action: action), context)
     }

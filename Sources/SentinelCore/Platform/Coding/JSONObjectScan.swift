@@ -232,7 +232,9 @@ struct JSONObjectScan {
                          UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                         break
                     case UInt8(ascii: "u"):
-                        _ = try hexQuad()
+                        for _ in 0..<4 {
+                            guard Self.hexDigit(try next()) != nil else { throw Malformed() }
+                        }
                     default:
                         throw Malformed()
                     }
@@ -281,21 +283,14 @@ struct JSONObjectScan {
             index = i
         }
 
-        /// Four hex digits after `\u`; their value.
-        private mutating func hexQuad() throws -> UInt16 {
-            var value: UInt16 = 0
-            for _ in 0..<4 {
-                let byte = try next()
-                let digit: UInt8
-                switch byte {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-                default: throw Malformed()
-                }
-                value = value << 4 | UInt16(digit)
+        /// The value of one hex digit; nil for any other byte.
+        private static func hexDigit(_ byte: UInt8) -> UInt8? {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+            default: nil
             }
-            return value
         }
 
         /// One multi-byte UTF-8 scalar at `index` (no overlong forms, no surrogates, ≤ U+10FFFF).
@@ -327,9 +322,8 @@ struct JSONObjectScan {
             func hex(_ at: Int) -> UInt16 {
                 var value: UInt16 = 0
                 for offset in 0..<4 {
-                    let byte = raw[at + offset]
-                    let digit = byte <= UInt8(ascii: "9") ? byte - UInt8(ascii: "0") : (byte | 0x20) - UInt8(ascii: "a") + 10
-                    value = value << 4 | UInt16(digit)
+                    // The checker let only hex digits through.
+                    value = value << 4 | UInt16(hexDigit(raw[at + offset]) ?? 0)
                 }
                 return value
             }
