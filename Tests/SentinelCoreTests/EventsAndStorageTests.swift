@@ -225,6 +225,39 @@ struct StorageTests {
         await h.stop()
     }
 
+    @Test("a failing write alone in its commit leaves nothing behind; a cancelled writer leading a commit fails no write in it")
+    func groupCommitLeader() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        @Sendable func insert(_ key: String) -> @Sendable (inout WorkspaceTransaction) throws -> Void {
+            { tx in try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES (?, 'v')", arguments: [key]) }
+        }
+        let stored = try await h.supervisor.withWorkspace(ws) { actor in
+            // Alone in its batch (no savepoint), a failing body's insert is rolled back with it.
+            await #expect(throws: TestFailure.self) {
+                try await actor.write { tx in
+                    try insert("alone")(&tx)
+                    throw TestFailure("fails after its insert")
+                }
+            }
+            // The writer is busy for 400 ms; `leader` arrives first behind it and so commits the
+            // next batch, with `follower` in it; `leader` is cancelled while it waits.
+            let holder = Task { try await actor.write { _ in usleep(400_000) } }
+            try await Task.sleep(for: .milliseconds(100))
+            let leader = Task { try await actor.write(insert("leader")) }
+            try await Task.sleep(for: .milliseconds(50))
+            let follower = Task { try await actor.write(insert("follower")) }
+            try await Task.sleep(for: .milliseconds(50))
+            leader.cancel()
+            try await holder.value
+            try await leader.value
+            try await follower.value
+            return try await actor.read { db in try String.fetchAll(db, sql: "SELECT key FROM workspace_meta WHERE key IN ('alone', 'leader', 'follower') ORDER BY key") }
+        }
+        #expect(stored == ["follower", "leader"])
+        await h.stop()
+    }
+
     @Test("workspace create makes a migrated file and registers it; a half-created file is never listed")
     func workspaceCreation() throws {
         let h = try TestHarness()

@@ -127,8 +127,8 @@ public actor WorkspaceActor {
     }
 
     /// Runs `body` in a transaction, batched with other writes arriving at the same time into one
-    /// commit (one fsync). Each body runs in its own savepoint: one failing body does not undo others.
-    /// Returns once the commit is durable.
+    /// commit (one fsync). In a batch of several, each body runs in its own savepoint: one failing
+    /// body does not undo others. Returns once the commit is durable.
     public func write<T: Sendable>(_ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
         try await write(durable: true, body)
     }
@@ -136,110 +136,140 @@ public actor WorkspaceActor {
     /// `durable: false` is for queue-internal transitions only (see `PendingWrite.durable`): a batch
     /// holding nothing else commits with `synchronous=NORMAL` (WAL written, no fsync); any durable
     /// write in the batch makes the whole commit durable.
+    ///
+    /// Group commit without a drain task: a write arriving while no commit runs leads, committing
+    /// the batch (itself and whatever queued behind it meanwhile) in its own task; writes arriving
+    /// during a commit wait, and the leader hands the next batch to the first of them.
     func write<T: Sendable>(durable: Bool, _ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
         try ensureOpen()
         let box = ResultBox<T>()
-        // The body runs on the drain task: give it the caller's trace and correlation id, so jobs
-        // it enqueues continue the caller's trace and its log lines carry the caller's ids.
-        let context = ServiceContext.current
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            pending.append(PendingWrite(
-                apply: { tx in
-                    let before = (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact)
-                    let committedBefore = tx.committed.count
-                    do {
-                        var value: T?
-                        try tx.db.inSavepoint {
-                            value = try ServiceContext.withValue(context) { try body(&tx) }
-                            return .commit
-                        }
-                        box.set(.success(value!))
-                        return nil
-                    } catch {
-                        (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact) = before
-                        tx.committed.removeSubrange(committedBefore...)
-                        box.set(.failure(error))
-                        return error
+        // The body runs on the file's writer thread: give it the caller's tracer (task-local in
+        // `serve`), trace and correlation id, so jobs it enqueues continue the caller's trace and
+        // its log lines carry the caller's ids.
+        let (tracer, context) = (InstrumentationSystem.tracer, ServiceContext.current)
+        let run: @Sendable (inout WorkspaceTransaction) throws -> T = { tx in
+            try withTracer(tracer) { try ServiceContext.withValue(context) { try body(&tx) } }
+        }
+        let apply: @Sendable (inout WorkspaceTransaction, Bool) -> Error? = { tx, isolated in
+            let before = (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact)
+            let committedBefore = tx.committed.count
+            do {
+                var value: T?
+                if isolated {
+                    try tx.db.inSavepoint {
+                        value = try run(&tx)
+                        return .commit
                     }
-                },
-                complete: { commitError in
-                    if let commitError { continuation.resume(throwing: commitError) } else { continuation.resume(with: box.take()) }
-                },
-                durable: durable))
-            if !draining {
-                draining = true
-                Task { await self.drain() }
+                } else {
+                    value = try run(&tx)
+                }
+                box.set(.success(value!))
+                return nil
+            } catch {
+                (tx.earliestEnqueued, tx.indexedDue, tx.exactDue, tx.dueSinceExact) = before
+                tx.committed.removeSubrange(committedBefore...)
+                box.set(.failure(error))
+                return error
             }
+        }
+        let fail: @Sendable (Error) -> Void = { box.set(.failure($0)) }
+        let turn: WriteTurn
+        if draining {
+            turn = await withCheckedContinuation { (continuation: CheckedContinuation<WriteTurn, Never>) in
+                pending.append(PendingWrite(apply: apply, fail: fail, waiter: continuation, durable: durable))
+            }
+        } else {
+            draining = true
+            pending.append(PendingWrite(apply: apply, fail: fail, waiter: nil, durable: durable))
+            turn = .lead
+        }
+        if turn == .lead { await commitBatch() }
+        return try box.take().get()
+    }
+
+    /// Commits everything pending as one transaction, wakes the writers of the batch, and hands
+    /// the next batch to the first writer that arrived meanwhile (or ends the drain).
+    private func commitBatch() async {
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        let known = indexedDue
+        let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
+        let knownLevel = synchronousLevel
+        do {
+            let relaxed = !batch.contains { $0.durable }
+            let (indexed, wake, exact, dueSince, level, committed): (Double?, Bool, PriorityDue?, PriorityDue, Int?, [@Sendable () -> Void])
+                = try await writeIgnoringCancellation { db in
+                // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
+                var level = knownLevel
+                if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
+                let configured = relaxed ? level ?? 2 : 0
+                if configured > 1 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
+                defer { if configured > 1 { try? db.cachedStatement(sql: "PRAGMA synchronous = \(configured)").execute() } }
+                var outcome: (Double?, Bool, PriorityDue?, PriorityDue) = (nil, false, nil, .none)
+                var committed: [@Sendable () -> Void] = []
+                // A batch of one needs no savepoint: its failure rolls the transaction back.
+                let isolated = batch.count > 1
+                try db.inTransaction {
+                    var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
+                                                  defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
+                                                  indexedDue: known, control: control, metrics: metrics)
+                    for entry in batch {
+                        // Some errors (SQLITE_FULL, SQLITE_IOERR, …) make SQLite roll the whole
+                        // transaction back, not just the body's savepoint: nothing of the batch
+                        // is stored, and every write in it fails with that cause (not with the
+                        // commit's "transaction was aborted").
+                        if let failure = entry.apply(&tx, isolated), !isolated || !db.isInsideTransaction { throw failure }
+                    }
+                    outcome = (tx.indexedDue, false, tx.exactDue, tx.dueSinceExact)
+                    committed = tx.committed
+                    // Index before commit: a crash in between leaves a harmless false positive,
+                    // never a job the scheduler does not know about.
+                    if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
+                        // A read is enough when the index already says "due by then" (a reopened
+                        // file does not know what it wrote before): only move it earlier.
+                        if let existing = try control.dueEntry(id), existing <= due {
+                            outcome.0 = existing
+                        } else {
+                            try control.markDue(id, at: due)
+                            outcome.0 = due
+                        }
+                        outcome.1 = true
+                    }
+                    return .commit
+                }
+                return (outcome.0, outcome.1, outcome.2, outcome.3, level, committed)
+            }
+            // Updated before the next batch reads it: the leader of a batch is its only reader.
+            indexedDue = indexed
+            synchronousLevel = level
+            var due = wake
+            if let pendingIndex {
+                // In commit order: the leaders of this actor's batches are the only writers of its entry.
+                if let exact { pendingIndex.replace(id, with: exact, then: dueSince) } else if pendingIndex.lower(id, to: dueSince) { due = true }
+                if indexed != known { pendingIndex.noteControl(id, due: indexed) }
+            }
+            if due { onWorkDue() }
+            for action in committed { action() }
+        } catch {
+            indexedDue = nil
+            for entry in batch { entry.fail(error) }
+        }
+        for entry in batch { entry.waiter?.resume(returning: .committed) }
+        if pending.isEmpty {
+            draining = false
+        } else {
+            let next = pending[0].waiter
+            pending[0].waiter = nil
+            next?.resume(returning: .lead)
         }
     }
 
-    private func drain() async {
-        while !pending.isEmpty {
-            let batch = pending
-            pending.removeAll(keepingCapacity: true)
-            let known = indexedDue
-            let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
-            let knownLevel = synchronousLevel
-            do {
-                let relaxed = !batch.contains { $0.durable }
-                let (indexed, wake, exact, dueSince, level, committed): (Double?, Bool, PriorityDue?, PriorityDue, Int?, [@Sendable () -> Void])
-                    = try await database.writeWithoutTransaction { db in
-                    // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
-                    var level = knownLevel
-                    if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
-                    let configured = relaxed ? level ?? 2 : 0
-                    if configured > 1 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
-                    defer { if configured > 1 { try? db.cachedStatement(sql: "PRAGMA synchronous = \(configured)").execute() } }
-                    var outcome: (Double?, Bool, PriorityDue?, PriorityDue) = (nil, false, nil, .none)
-                    var committed: [@Sendable () -> Void] = []
-                    try db.inTransaction {
-                        var tx = WorkspaceTransaction(db: db, now: Date(), workspaceID: id, listeners: listeners,
-                                                      defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
-                                                      indexedDue: known, control: control, metrics: metrics)
-                        for entry in batch {
-                            // Some errors (SQLITE_FULL, SQLITE_IOERR, …) make SQLite roll the whole
-                            // transaction back, not just the body's savepoint: nothing of the batch
-                            // is stored, and every write in it fails with that cause (not with the
-                            // commit's "transaction was aborted").
-                            if let failure = entry.apply(&tx), !db.isInsideTransaction { throw failure }
-                        }
-                        outcome = (tx.indexedDue, false, tx.exactDue, tx.dueSinceExact)
-                        committed = tx.committed
-                        // Index before commit: a crash in between leaves a harmless false positive,
-                        // never a job the scheduler does not know about.
-                        if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
-                            // A read is enough when the index already says "due by then" (a reopened
-                            // file does not know what it wrote before): only move it earlier.
-                            if let existing = try control.dueEntry(id), existing <= due {
-                                outcome.0 = existing
-                            } else {
-                                try control.markDue(id, at: due)
-                                outcome.0 = due
-                            }
-                            outcome.1 = true
-                        }
-                        return .commit
-                    }
-                    return (outcome.0, outcome.1, outcome.2, outcome.3, level, committed)
-                }
-                // Updated before the next batch reads it: the drain loop is its only reader.
-                indexedDue = indexed
-                synchronousLevel = level
-                var due = wake
-                if let pendingIndex {
-                    // In commit order: this actor's drain is the only writer of its workspace's entry.
-                    if let exact { pendingIndex.replace(id, with: exact, then: dueSince) } else if pendingIndex.lower(id, to: dueSince) { due = true }
-                    if indexed != known { pendingIndex.noteControl(id, due: indexed) }
-                }
-                if due { onWorkDue() }
-                for action in committed { action() }
-                for entry in batch { entry.complete(nil) }
-            } catch {
-                indexedDue = nil
-                for entry in batch { entry.complete(error) }
-            }
+    /// Runs `work` on the file's writer whether or not the calling task is cancelled: a batch
+    /// holds other callers' writes, which the cancellation of its leader must not fail.
+    private func writeIgnoringCancellation<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            database.asyncWriteWithoutTransaction { db in continuation.resume(with: Result { try work(db) }) }
         }
-        draining = false
     }
 
     // MARK: Job operations (used by the scheduler and admin commands)
@@ -376,13 +406,19 @@ public actor WorkspaceActor {
 }
 
 struct PendingWrite: Sendable {
-    /// Runs the body in its own savepoint; returns its error, if any.
-    let apply: @Sendable (inout WorkspaceTransaction) -> Error?
-    let complete: @Sendable (Error?) -> Void
+    /// Runs the body (in its own savepoint when `isolated`); returns its error, if any.
+    let apply: @Sendable (inout WorkspaceTransaction, _ isolated: Bool) -> Error?
+    /// Records that the batch's commit failed with this error.
+    let fail: @Sendable (Error) -> Void
+    /// The writer waiting for this batch (nil for the batch's leader, which is not waiting).
+    var waiter: CheckedContinuation<WriteTurn, Never>?
     /// False for the queue's own bookkeeping (claim, finish, heartbeat, release): losing such a
     /// commit to a power cut only makes a job run again, which at-least-once already allows.
     var durable = true
 }
+
+/// What a waiting writer is woken for: its batch was committed, or it leads the next one.
+enum WriteTurn: Sendable { case committed, lead }
 
 /// Carries a write body's result from the database thread to its awaiting caller.
 final class ResultBox<T: Sendable>: Sendable {
