@@ -108,21 +108,13 @@ struct UserCommand: AsyncParsableCommand {
             try await oneLine {
                 let identity = try global.identity(try global.loadConfig())
                 let found = try UserCommand.find(user, in: identity)
-                let workspaces = try identity.deleteUser(id: found.id, by: "cli")
-                var unreachable: [String] = []
-                for id in workspaces {
-                    do {
-                        try await global.withWorkspace(id.rawValue) { actor, _, _ in
-                            try await actor.write { tx in try UserLifecycle.forgetDeletedUser(found.id, email: found.email, by: "cli", in: &tx) }
-                        }
-                    } catch {
-                        unreachable.append("\(id) (\(error))")
-                    }
+                let deletion = try await identity.deleteUser(id: found.id, by: "cli") { id, body in
+                    try await global.withWorkspace(id.rawValue) { actor, _, _ in try await body(actor) }
                 }
-                print("deleted \(found.email) (\(found.id)); member of \(workspaces.count) workspace(s)")
-                if !unreachable.isEmpty {
+                print("deleted \(found.email) (\(found.id)); member of \(deletion.workspaces.count) workspace(s)")
+                if !deletion.unreachable.isEmpty {
                     throw CLIError("the user is deleted, but these workspace files could not be updated (their teams still list \(found.id)): "
-                                   + unreachable.joined(separator: "; "))
+                                   + deletion.unreachable.map { "\($0.workspace) (\($0.error))" }.joined(separator: "; "))
                 }
             }
         }

@@ -103,11 +103,9 @@ struct UserLifecycleTests {
             #expect(error.kind == .conflict && error.description.contains("only owner of workspace(s) acme"), "\(error)")
         }
         try identity.setRole(.owner, userID: bob.id, in: workspace)
-        let memberOf = try identity.deleteUser(id: alice.id, by: "cli")
-        #expect(memberOf == [workspace])
-        try await h.supervisor.withWorkspace(workspace) { actor in
-            try await actor.write { tx in try UserLifecycle.forgetDeletedUser(alice.id, email: alice.email, by: "cli", in: &tx) }
-        }
+        // Control first, then the workspace file, the way the CLI and the API delete a user.
+        let deletion = try await identity.deleteUser(id: alice.id, by: "cli") { id, body in try await h.supervisor.withWorkspace(id, body) }
+        #expect(deletion.user.id == alice.id && deletion.workspaces == [workspace] && deletion.unreachable.isEmpty)
 
         #expect(try identity.user(id: alice.id) == nil)
         #expect(try identity.authenticate(bearer: token) == nil)
@@ -127,6 +125,13 @@ struct UserLifecycleTests {
         }
         #expect(members.isEmpty)
         #expect(removed == 1)
+        // A workspace file that cannot be reached is reported; the user is deleted all the same.
+        let carol = try identity.createUser(email: "carol@example.com", password: password, isAdmin: false)
+        try identity.setRole(.member, userID: carol.id, in: workspace)
+        let offline = try await identity.deleteUser(id: carol.id, by: "cli") { id, _ in throw WorkspaceError.offline(id, reason: "test") }
+        #expect(offline.workspaces == [workspace] && offline.unreachable.map(\.workspace) == [workspace])
+        #expect(offline.unreachable.first.map { "\($0.error)" } == "workspace \(workspace) is offline: test")
+        #expect(try identity.user(id: carol.id) == nil)
         // The audit log is append-only.
         #expect(throws: DatabaseError.self) { try h.control.write { db in try db.execute(sql: "DELETE FROM audit_events") } }
     }

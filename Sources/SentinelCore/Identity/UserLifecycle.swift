@@ -83,6 +83,28 @@ extension IdentityService {
         }
     }
 
+    /// Deletes a user (`deleteUser(id:by:)`, in control.sqlite), then takes them out of the teams of
+    /// each workspace they belonged to (`UserLifecycle.forgetDeletedUser`), reaching each file
+    /// through `workspace` (the supervisor in `serve`, a direct open in the CLI). A file that cannot
+    /// be reached keeps naming the user in its teams: it is reported, and the others are updated.
+    public func deleteUser(id: String, by actor: String,
+                           through workspace: (WorkspaceID, @escaping @Sendable (WorkspaceActor) async throws -> Void) async throws -> Void)
+        async throws -> UserDeletion {
+        guard let user = try user(id: id) else { throw IdentityError(.notFound, "no such user") }
+        let workspaces = try deleteUser(id: id, by: actor)
+        var unreachable: [(workspace: WorkspaceID, error: any Error)] = []
+        for id in workspaces {
+            do {
+                try await workspace(id) { file in
+                    try await file.write { tx in try UserLifecycle.forgetDeletedUser(user.id, email: user.email, by: actor, in: &tx) }
+                }
+            } catch {
+                unreachable.append((id, error))
+            }
+        }
+        return UserDeletion(user: user, workspaces: workspaces, unreachable: unreachable)
+    }
+
     /// The appliance's audit entries about a user (they remain after the user is deleted).
     public func auditEvents(ofUser id: String) throws -> [AuditEvent] {
         try control.read { db in try AuditLog.events(subject: "user:\(id)", limit: 10_000, in: db) }
@@ -105,6 +127,13 @@ extension IdentityService {
                                 + "create or enable another admin first (sentinel user create --admin)")
         }
     }
+}
+
+/// A deleted user, the workspaces they belonged to, and those whose files could not be updated.
+public struct UserDeletion {
+    public let user: User
+    public let workspaces: [WorkspaceID]
+    public let unreachable: [(workspace: WorkspaceID, error: any Error)]
 }
 
 /// What a deleted user leaves in each workspace file they belonged to.

@@ -94,14 +94,13 @@ extension IdentityHandlers {
     }
 
     func deleteUser(_ input: Operations.DeleteUser.Input, _ context: UserContext) async throws -> Operations.DeleteUser.Output {
-        let (id, by) = (input.path.userId, context.actorName)
-        guard let user = try d.identity.user(id: id) else { throw IdentityError(.notFound, "no such user") }
+        let supervisor = d.supervisor
         // Control first (memberships, sessions, tokens; audited), then each workspace forgets them in its teams.
-        for workspace in try d.identity.deleteUser(id: id, by: by) {
-            try await d.supervisor.withWorkspace(workspace) { actor in
-                try await actor.write { tx in try UserLifecycle.forgetDeletedUser(id, email: user.email, by: by, in: &tx) }
-            }
+        let deletion = try await d.identity.deleteUser(id: input.path.userId, by: context.actorName) { id, body in
+            try await supervisor.withWorkspace(id, body)
         }
+        // The user is gone; a workspace file that could not be updated answers for itself (503 offline, …).
+        if let first = deletion.unreachable.first { throw first.error }
         return .noContent(.init())
     }
 }
