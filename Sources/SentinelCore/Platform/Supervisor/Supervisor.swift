@@ -31,9 +31,10 @@ public actor Supervisor: Service {
     }
 
     private var open: [WorkspaceID: Entry] = [:]
-    /// Files being opened right now. Opening happens off the actor, so cold opens of different
-    /// workspaces proceed in parallel; a second caller for the same workspace awaits the same open.
-    private var opening: [WorkspaceID: Task<WorkspaceActor, Error>] = [:]
+    /// Files being opened right now, with the callers waiting for each. The first caller opens the
+    /// file off the actor, so cold opens of different workspaces proceed in parallel; a second
+    /// caller for the same workspace waits for that open instead of starting another.
+    private var opening: [WorkspaceID: [CheckedContinuation<Result<Void, Error>, Never>]] = [:]
     private var offline: [WorkspaceID: (reason: String, since: ContinuousClock.Instant)] = [:]
     private var shuttingDown = false
     /// Workspaces being deleted (or deleted) while this process runs: never opened again.
@@ -99,50 +100,50 @@ public actor Supervisor: Service {
         if let down = offline[id], ContinuousClock.now - down.since < .seconds(config.workspaces.offlineRetrySeconds) {
             throw WorkspaceError.offline(id, reason: down.reason)
         }
-        let task: Task<WorkspaceActor, Error>
-        if let running = opening[id] {
-            task = running
-        } else {
-            let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex, metrics)
-                = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex, metrics)
+        if opening[id] != nil {
+            // Another caller is opening this file: wait for its outcome, then look again (it is
+            // open, or offline, or the opener was cancelled and this caller opens it).
+            try await withCheckedContinuation { opening[id, default: []].append($0) }.get()
+            return try await pin(id)
+        }
+        opening[id] = []
+        let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex, metrics)
+            = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex, metrics)
+        let actor: WorkspaceActor
+        do {
             // Opening blocks (file I/O, migrations, a read of control.sqlite): it runs on NIO's
             // blocking-work threads, never on the cooperative pool, whose threads GRDB's own
             // queues need in order to make progress.
-            task = Task {
-                try await NIOThreadPool.singleton.runIfActive {
-                    guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
-                    let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
-                    return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue,
-                                          pendingIndex: pendingIndex, metrics: metrics)
-                }
+            actor = try await NIOThreadPool.singleton.runIfActive {
+                guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
+                let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
+                return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue,
+                                      pendingIndex: pendingIndex, metrics: metrics)
             }
-            opening[id] = task
-        }
-        let actor: WorkspaceActor
-        do {
-            actor = try await task.value
         } catch {
-            if opening[id] == task { opening[id] = nil }
-            if let failure = error as? OpenFailure { throw markOffline(id, failure) }
-            throw error
+            let failure = (error as? OpenFailure).map { markOffline(id, $0) } ?? error
+            // This caller's cancellation is not the others': they try again.
+            finishOpening(id, with: error is CancellationError ? .success(()) : .failure(failure))
+            throw failure
         }
-        // The first caller back installs the entry; the others find it open. If it was installed
-        // and already evicted again meanwhile, start over rather than reuse a closing actor.
-        if let actor = pinIfOpen(id) { return actor }
-        guard opening[id] == task else { return try await pin(id) }
-        opening[id] = nil
-        // Deleted meanwhile: `deleteWorkspace` closes the actor it awaited from the same open.
-        if retired.contains(id) { throw WorkspaceError.notFound(id.rawValue) }
-        if shuttingDown {
+        // Deleted (`deleteWorkspace` waits for this open to end) or shutting down meanwhile.
+        if retired.contains(id) || shuttingDown {
             await actor.close()
-            throw WorkspaceError.shuttingDown
+            finishOpening(id, with: .success(()))
+            throw retired.contains(id) ? WorkspaceError.notFound(id.rawValue) : WorkspaceError.shuttingDown
         }
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
         open[id] = Entry(actor: actor, lastUsed: .now, pins: 1)
         metrics.workspaceOpened()
+        finishOpening(id, with: .success(()))
         await evictIfNeeded()
         return actor
+    }
+
+    /// Ends an open: the callers waiting for it look again (success) or get its error.
+    private func finishOpening(_ id: WorkspaceID, with outcome: Result<Void, Error>) {
+        for waiter in opening.removeValue(forKey: id) ?? [] { waiter.resume(returning: outcome) }
     }
 
     private func pinIfOpen(_ id: WorkspaceID) -> WorkspaceActor? {
@@ -260,7 +261,8 @@ public actor Supervisor: Service {
     public func deleteWorkspace(_ id: WorkspaceID, using service: WorkspaceService, by actor: String) async throws -> WorkspaceDeletion {
         guard try control.workspace(id) != nil, !retired.contains(id) else { throw WorkspaceError.notFound(id.rawValue) }
         retired.insert(id)
-        if let task = opening[id], let actor = try? await task.value { await actor.close() }
+        // An open under way sees the workspace retired when it ends, and closes what it opened.
+        if opening[id] != nil { _ = await withCheckedContinuation { opening[id, default: []].append($0) } }
         while let entry = open[id], entry.pins > 0 {
             await withCheckedContinuation { unpinWaiters[id, default: []].append($0) }
         }
