@@ -26,6 +26,30 @@ struct JobQueueTests {
         await h.stop()
     }
 
+    @Test("once their jobs are recorded the scheduler holds no workspace open: every file closes when idle")
+    func pinsReleased() async throws {
+        var registry = JobRegistry()
+        registry.register("noop") { _ in }
+        registry.register("flaky") { ctx in if ctx.job.attempts < 2 { throw TestFailure("first attempt fails") } }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 2 }, registry: registry)
+        let workspaces = try (0..<5).map { _ in try h.createWorkspace() }
+        for ws in workspaces {
+            for i in 0..<20 { try await h.enqueue(JobRequest(kind: i % 5 == 0 ? "flaky" : "noop"), in: ws) }
+        }
+        h.startScheduler()
+        #expect(await eventually {
+            for ws in workspaces where try await h.jobs(in: ws, state: .succeeded).count < 20 { return false }
+            return true
+        })
+        // Each job (and each claim) holds its workspace's pin only until its outcome is recorded:
+        // a leaked hold would keep that file open for good.
+        #expect(await eventually {
+            await h.supervisor.closeIdle(now: .now + .seconds(86_400))
+            return await h.supervisor.openWorkspaceIDs.isEmpty
+        })
+        await h.stop()
+    }
+
     @Test("a job that always fails ends dead after max attempts, with its last error visible")
     func retryUntilDead() async throws {
         let calls = Recorder<Int>()

@@ -24,6 +24,9 @@ public actor JobScheduler: Service {
     private let leases: LeaseKeeper
 
     private var inFlight: [WorkspaceID: Int] = [:]
+    /// The workspaces the scheduler holds a supervisor pin on, with how many holds keep it: one per
+    /// running job and one per claim under way. The last hold to go unpins it (`release`).
+    private var pins: [WorkspaceID: (actor: WorkspaceActor, holders: Int)] = [:]
     private var globalInFlight = 0
     private var buckets: [WorkspaceID: TokenBucket] = [:]
     /// Per rank, the workspace served last (round-robin within a priority).
@@ -136,19 +139,26 @@ public actor JobScheduler: Service {
                 continue
             }
             let actor: WorkspaceActor
-            do {
-                actor = try await supervisor.pin(id)
-            } catch let error as WorkspaceError {
-                if case .offline = error {
-                    // Keep the rest of the appliance going; look again after the offline retry period.
-                    let retry = Date().epoch + config.workspaces.offlineRetrySeconds
-                    try? supervisor.control.setDue(id, to: retry)
-                    index.holdBack(id, until: retry)
-                } else if case .notFound = error {
-                    try? supervisor.control.setDue(id, to: nil)
-                    index.holdBack(id, until: nil)
+            if let held = pins[id] {
+                // Jobs of this workspace are running: the pin they hold serves this claim too.
+                actor = held.actor
+                pins[id] = (actor, held.holders + 1)
+            } else {
+                do {
+                    actor = try await supervisor.pin(id)
+                } catch let error as WorkspaceError {
+                    if case .offline = error {
+                        // Keep the rest of the appliance going; look again after the offline retry period.
+                        let retry = Date().epoch + config.workspaces.offlineRetrySeconds
+                        try? supervisor.control.setDue(id, to: retry)
+                        index.holdBack(id, until: retry)
+                    } else if case .notFound = error {
+                        try? supervisor.control.setDue(id, to: nil)
+                        index.holdBack(id, until: nil)
+                    }
+                    continue
                 }
-                continue
+                pins[id] = (actor, 1)
             }
             let limit = min(free, globalLimit - globalInFlight - reserved, tokens)
             reserved += limit
@@ -177,23 +187,21 @@ public actor JobScheduler: Service {
             switch result {
             case .success(let list): claimedJobs = list
             case .failure(let error):
-                await supervisor.unpin(claim.id)
+                await release(claim.id)
                 logger.error("claim failed", metadata: ["workspace_id": "\(claim.id)", "error": "\(error)"])
                 continue
             }
             if claimedJobs.isEmpty {
                 if claim.running == 0 && inFlight[claim.id, default: 0] == 0 { _ = try? await claim.actor.refreshPendingIndex() }
-                await supervisor.unpin(claim.id)
+                await release(claim.id)
                 continue
             }
             buckets[claim.id]?.take(claimedJobs.count)
             cursors[claim.rank] = claim.id
             launched = true
-            // The scheduler holds one pin per workspace while any of its jobs runs (released by the
-            // last one to finish): this claim's pin becomes it, unless one is held already.
-            let held = inFlight[claim.id, default: 0] > 0
+            // Each job holds the workspace's pin until its outcome is recorded; the claim lets go of it.
             for job in claimedJobs { start(job, on: claim.actor, in: &jobs) }
-            if held { await supervisor.unpin(claim.id) }
+            await release(claim.id)
         }
         return launched ? .zero : sleep
     }
@@ -213,6 +221,7 @@ public actor JobScheduler: Service {
     private func start(_ job: JobRecord, on actor: WorkspaceActor, in jobs: inout DiscardingTaskGroup) {
         globalInFlight += 1
         inFlight[actor.id, default: 0] += 1
+        pins[actor.id]?.holders += 1
         jobs.addTask { await Telemetry.withJob(job, workspace: actor.id) { await self.execute(job, on: actor) } }
     }
 
@@ -250,7 +259,7 @@ public actor JobScheduler: Service {
         let duration = ContinuousClock.now - startedAt
         // The slot is free once the handler returned: the next claim in this workspace can then
         // share the group commit that records this outcome. The pin is held until it is recorded.
-        let last = finished(job, workspaceID)
+        finished(job, workspaceID)
         do {
             let recorded = try await actor.finish(job, owner: owner, outcome: outcome)
             if !recorded { jobLogger.warning("job lease was lost before it finished; another worker owns it now") }
@@ -266,16 +275,27 @@ public actor JobScheduler: Service {
             jobLogger.warning("job attempt failed", metadata: ["attempt": "\(job.attempts)", "error": "\(message)", "outcome": "\(label)"])
         }
         metrics.jobExecuted(kind: job.kind, outcome: label, duration: duration)
-        if last { await supervisor.unpin(workspaceID) }
+        await release(workspaceID)
     }
 
-    /// Returns true when this was the workspace's last running job (its pin is to be released).
-    private func finished(_ job: JobRecord, _ id: WorkspaceID) -> Bool {
+    /// Frees the job's slots (global and in its workspace) and wakes the loop.
+    private func finished(_ job: JobRecord, _ id: WorkspaceID) {
         globalInFlight -= 1
         let left = (inFlight[id] ?? 1) - 1
         inFlight[id] = left > 0 ? left : nil
         wake.signal()
-        return left <= 0
+    }
+
+    /// Lets go of one hold on a workspace's pin (a job whose outcome is recorded, a claim that
+    /// ended); the last hold unpins it, so the supervisor may close the file.
+    private func release(_ id: WorkspaceID) async {
+        guard let held = pins[id] else { return }
+        if held.holders > 1 {
+            pins[id] = (held.actor, held.holders - 1)
+            return
+        }
+        pins[id] = nil
+        await supervisor.unpin(id)
     }
 
     /// About once a minute: closes idle workspaces, enqueues the day's `retention` job in each open
