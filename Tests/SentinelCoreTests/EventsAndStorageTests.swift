@@ -369,6 +369,17 @@ struct SupervisorTests {
         }
         #expect(actors.count == 1)
         for _ in 0..<8 { await supervisor.unpin(workspaces[0]) }
+        // A caller cancelled while it opens a file fails none of the callers waiting for that open.
+        let cold = workspaces[1]
+        let cancelled = Task { try await supervisor.pin(cold) }
+        cancelled.cancel()
+        let others = try await withThrowingTaskGroup(of: ObjectIdentifier.self) { group in
+            for _ in 0..<6 { group.addTask { ObjectIdentifier(try await supervisor.pin(cold)) } }
+            return try await group.reduce(into: Set<ObjectIdentifier>()) { $0.insert($1) }
+        }
+        #expect(others.count == 1)
+        if (try? await cancelled.value) != nil { await supervisor.unpin(cold) }
+        for _ in 0..<6 { await supervisor.unpin(cold) }
         // Every workspace at once, more than the LRU holds: all succeed, the LRU settles at its size.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, id) in workspaces.enumerated() {
