@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import SentinelCore
 import SentinelTestSupport
+import Synchronization
 import Testing
 
 @Suite("Workspace lifecycle")
@@ -20,6 +21,32 @@ struct WorkspaceLifecycleTests {
         let audit = try h.workspaces.auditEvents(of: acme)
         #expect(audit.map(\.type) == ["WorkspaceRenamed"])
         #expect(audit.first?.data.contains("\"from\":\"acme\"") == true && audit.first?.data.contains("\"to\":\"Acme Corp\"") == true)
+    }
+
+    @Test("deleting a workspace with a deep queue running starts none of its jobs after the call: the deletion waits only for those running")
+    func deleteWithDeepQueue() async throws {
+        let deleting = Mutex(false)
+        let starts = Recorder<Bool>()
+        var registry = JobRegistry()
+        registry.register("slow") { _ in
+            starts.append(deleting.withLock { $0 })
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 2 }, registry: registry)
+        let doomed = try h.createWorkspace("doomed")
+        try await h.supervisor.withWorkspace(doomed) { actor in
+            try await actor.write { tx in for _ in 0..<2_000 { try tx.enqueue(JobRequest(kind: "slow")) } }
+        }
+        h.startScheduler()
+        #expect(await eventually { starts.count >= 10 })
+        deleting.withLock { $0 = true }
+        _ = try await h.supervisor.deleteWorkspace(doomed, using: h.workspaces, by: "cli")
+        // At most the claims already under way when the call came (two per claim) start afterwards.
+        let late = starts.all.filter { $0 }.count
+        #expect(late <= 4, "\(late) jobs started after the deletion began, of \(starts.count)")
+        #expect(starts.count < 2_000)
+        #expect(try h.control.workspace(doomed) == nil)
+        await h.stop()
     }
 
     @Test("deleting while serving waits for work inside the workspace, backs it up, removes file and control rows, and never reopens it")

@@ -139,8 +139,9 @@ public actor JobScheduler: Service {
                 continue
             }
             let actor: WorkspaceActor
-            if let held = pins[id] {
-                // Jobs of this workspace are running: the pin they hold serves this claim too.
+            if let held = pins[id], !supervisor.isRetired(id) {
+                // Jobs of this workspace are running: the pin they hold serves this claim too (unless
+                // the workspace is being deleted: then `pin` refuses, and no new job starts in it).
                 actor = held.actor
                 pins[id] = (actor, held.holders + 1)
             } else {
@@ -158,7 +159,13 @@ public actor JobScheduler: Service {
                     }
                     continue
                 }
-                pins[id] = (actor, 1)
+                if let held = pins[id] {
+                    // Retired and then kept after all (its deletion failed): one pin is enough.
+                    pins[id] = (held.actor, held.holders + 1)
+                    await supervisor.unpin(id)
+                } else {
+                    pins[id] = (actor, 1)
+                }
             }
             let limit = min(free, globalLimit - globalInFlight - reserved, tokens)
             reserved += limit

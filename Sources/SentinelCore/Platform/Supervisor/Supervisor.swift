@@ -3,6 +3,7 @@ import GRDB
 import Logging
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Routes work to workspace actors. Opens workspace files lazily, keeps at most
 /// `workspaces.max_open` of them open (least recently used goes first, never one in use), closes
@@ -38,7 +39,8 @@ public actor Supervisor: Service {
     private var offline: [WorkspaceID: (reason: String, since: ContinuousClock.Instant)] = [:]
     private var shuttingDown = false
     /// Workspaces being deleted (or deleted) while this process runs: never opened again.
-    private var retired: Set<WorkspaceID> = []
+    /// Readable without a hop (`isRetired`): the scheduler asks before claiming on a pin it holds.
+    private nonisolated let retired = Mutex<Set<WorkspaceID>>([])
     /// `deleteWorkspace` calls waiting for a workspace's last pin to go.
     private var unpinWaiters: [WorkspaceID: [CheckedContinuation<Void, Never>]] = [:]
     /// Evicted files for `run()` to close; nil while it is not running (they are closed inline).
@@ -95,7 +97,7 @@ public actor Supervisor: Service {
     /// Opens (if needed) and pins a workspace. Every `pin` must be balanced by `unpin`.
     public func pin(_ id: WorkspaceID) async throws -> WorkspaceActor {
         if shuttingDown { throw WorkspaceError.shuttingDown }
-        if retired.contains(id) { throw WorkspaceError.notFound(id.rawValue) }
+        if isRetired(id) { throw WorkspaceError.notFound(id.rawValue) }
         if let actor = pinIfOpen(id) { return actor }
         if let down = offline[id], ContinuousClock.now - down.since < .seconds(config.workspaces.offlineRetrySeconds) {
             throw WorkspaceError.offline(id, reason: down.reason)
@@ -127,10 +129,10 @@ public actor Supervisor: Service {
             throw failure
         }
         // Deleted (`deleteWorkspace` waits for this open to end) or shutting down meanwhile.
-        if retired.contains(id) || shuttingDown {
+        if isRetired(id) || shuttingDown {
             await actor.close()
             finishOpening(id, with: .success(()))
-            throw retired.contains(id) ? WorkspaceError.notFound(id.rawValue) : WorkspaceError.shuttingDown
+            throw isRetired(id) ? WorkspaceError.notFound(id.rawValue) : WorkspaceError.shuttingDown
         }
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
@@ -140,6 +142,10 @@ public actor Supervisor: Service {
         await evictIfNeeded()
         return actor
     }
+
+    /// Whether the workspace is being deleted (or was) while this process runs: it is not opened
+    /// again, and no new work starts in it.
+    public nonisolated func isRetired(_ id: WorkspaceID) -> Bool { retired.withLock { $0.contains(id) } }
 
     /// Ends an open: the callers waiting for it look again (success) or get its error.
     private func finishOpening(_ id: WorkspaceID, with outcome: Result<Void, Error>) {
@@ -259,8 +265,8 @@ public actor Supervisor: Service {
     /// `notFound`); work already inside it (pinned: a request, a running job) finishes first, then
     /// the file is closed, and only then backed up and removed.
     public func deleteWorkspace(_ id: WorkspaceID, using service: WorkspaceService, by actor: String) async throws -> WorkspaceDeletion {
-        guard try control.workspace(id) != nil, !retired.contains(id) else { throw WorkspaceError.notFound(id.rawValue) }
-        retired.insert(id)
+        guard try control.workspace(id) != nil, !isRetired(id) else { throw WorkspaceError.notFound(id.rawValue) }
+        retired.withLock { _ = $0.insert(id) }
         // An open under way sees the workspace retired when it ends, and closes what it opened.
         if opening[id] != nil { _ = await withCheckedContinuation { opening[id, default: []].append($0) } }
         while let entry = open[id], entry.pins > 0 {
@@ -275,7 +281,7 @@ public actor Supervisor: Service {
         } catch {
             // Nothing was removed (the backup comes first) or the control rows are gone: serve it
             // again only in the first case.
-            if (try? control.workspace(id)) != nil { retired.remove(id) }
+            if (try? control.workspace(id)) != nil { retired.withLock { _ = $0.remove(id) } }
             throw error
         }
     }
