@@ -75,7 +75,7 @@ struct DeadJobTests {
         let ws = try h.createWorkspace()
         let id = try await h.enqueue(JobRequest(kind: "slow"), in: ws).jobID
         h.startScheduler()
-        #expect(await eventually { started.count == 1 })
+        #expect(await eventually { started.count >= 1 })
         // Another worker takes the job over (as after a pause longer than the lease).
         try await h.supervisor.withWorkspace(ws) { actor in
             try await actor.write { tx in
@@ -83,7 +83,10 @@ struct DeadJobTests {
                                   arguments: [tx.now.timeIntervalSince1970 + 3600, id])
             }
         }
-        #expect(await eventually { cancelled.count == 1 })
+        // On a machine stalled for longer than the lease (the full suite's start), the job's lease
+        // can expire before the takeover and the job be claimed again: every attempt that started
+        // loses its lease to the other worker and is cancelled.
+        #expect(await eventually { cancelled.count >= 1 && cancelled.count == started.count })
         #expect(sideEffects.count == 0)
         #expect(await eventually { h.log.text.contains("lease was lost while it ran") })
         let job = try #require(try await h.jobs(in: ws).first { $0.id == id })

@@ -3,6 +3,7 @@ import GRDB
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
+import Synchronization
 
 @Suite("Events log")
 struct EventLogTests {
@@ -255,6 +256,31 @@ struct StorageTests {
             return try await actor.read { db in try String.fetchAll(db, sql: "SELECT key FROM workspace_meta WHERE key IN ('alone', 'leader', 'follower') ORDER BY key") }
         }
         #expect(stored == ["follower", "leader"])
+        await h.stop()
+    }
+
+    @Test("a body failing alone in its batch leaves what the actor knows of the pending-work index")
+    func failedBodyKeepsIndex() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        // Each enqueue that moves or re-reads the index wakes the scheduler.
+        let wakes = Mutex(0)
+        await h.supervisor.setWorkDueHandler { wakes.withLock { $0 += 1 } }
+        let later = Date().addingTimeInterval(3600)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":1}"#.utf8), runAt: later))
+            #expect(wakes.withLock { $0 } == 1)
+            await #expect(throws: TestFailure.self) {
+                try await actor.write { _ in throw TestFailure("a validation error, nothing stored") }
+            }
+            // Due after what the index already says: no read of control.sqlite, no wake. (Had
+            // the failure made the actor forget the index, it would read it again and wake.)
+            _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":2}"#.utf8), runAt: later.addingTimeInterval(60)))
+            #expect(wakes.withLock { $0 } == 1)
+            // A job due earlier moves the index and wakes.
+            _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":3}"#.utf8)))
+            #expect(wakes.withLock { $0 } == 2)
+        }
         await h.stop()
     }
 

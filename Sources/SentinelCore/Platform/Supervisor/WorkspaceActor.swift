@@ -137,9 +137,10 @@ public actor WorkspaceActor {
     /// holding nothing else commits with `synchronous=NORMAL` (WAL written, no fsync); any durable
     /// write in the batch makes the whole commit durable.
     ///
-    /// Group commit without a drain task: a write arriving while no commit runs leads, committing
-    /// the batch (itself and whatever queued behind it meanwhile) in its own task; writes arriving
-    /// during a commit wait, and the leader hands the next batch to the first of them.
+    /// Group commit without a drain task: a write arriving while no commit runs leads its batch,
+    /// queueing the transaction on the file's writer and awaiting it in its own task. Writes
+    /// arriving during a commit wait; when it is done the leader queues them as the next batch
+    /// at once and hands the waiting for it to the first of them.
     func write<T: Sendable>(durable: Bool, _ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
         try ensureOpen()
         let box = ResultBox<T>()
@@ -181,32 +182,30 @@ public actor WorkspaceActor {
         } else {
             draining = true
             pending.append(PendingWrite(apply: apply, fail: fail, waiter: nil, durable: durable))
-            turn = .lead
+            turn = .lead(startCommit())
         }
-        if turn == .lead { await commitBatch() }
+        if case .lead(let commit) = turn { await finishCommit(commit) }
         return try box.take().get()
     }
 
-    /// Commits everything pending as one transaction, wakes the writers of the batch, and hands
-    /// the next batch to the first writer that arrived meanwhile (or ends the drain).
-    private func commitBatch() async {
-        let batch = pending
+    /// Takes everything pending as one batch and queues its transaction on the file's writer,
+    /// through GRDB's callback API: the cancellation of the task that leads the batch must not fail
+    /// the other writes in it (GRDB's async `write` honours task cancellation).
+    private func startCommit() -> BatchCommit {
+        let commit = BatchCommit(batch: pending, known: indexedDue)
         pending.removeAll(keepingCapacity: true)
-        let known = indexedDue
+        let (batch, known, knownLevel) = (commit.batch, commit.known, synchronousLevel)
         let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
-        let knownLevel = synchronousLevel
-        do {
-            let relaxed = !batch.contains { $0.durable }
-            let (indexed, wake, exact, dueSince, level, committed): (Double?, Bool, PriorityDue?, PriorityDue, Int?, [@Sendable () -> Void])
-                = try await writeIgnoringCancellation { db in
+        let relaxed = !batch.contains { $0.durable }
+        database.asyncWriteWithoutTransaction { db in
+            commit.complete(Result {
                 // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
                 var level = knownLevel
                 if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
                 let configured = relaxed ? level ?? 2 : 0
                 if configured > 1 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
                 defer { if configured > 1 { try? db.cachedStatement(sql: "PRAGMA synchronous = \(configured)").execute() } }
-                var outcome: (Double?, Bool, PriorityDue?, PriorityDue) = (nil, false, nil, .none)
-                var committed: [@Sendable () -> Void] = []
+                var outcome = BatchOutcome(indexed: known, level: level)
                 // A batch of one needs no savepoint: its failure rolls the transaction back.
                 let isolated = batch.count > 1
                 try db.inTransaction {
@@ -214,62 +213,80 @@ public actor WorkspaceActor {
                                                   defaultMaxAttempts: maxAttempts, earliestEnqueued: nil,
                                                   indexedDue: known, control: control, metrics: metrics)
                     for entry in batch {
+                        guard let failure = entry.apply(&tx, isolated) else { continue }
                         // Some errors (SQLITE_FULL, SQLITE_IOERR, …) make SQLite roll the whole
                         // transaction back, not just the body's savepoint: nothing of the batch
                         // is stored, and every write in it fails with that cause (not with the
                         // commit's "transaction was aborted").
-                        if let failure = entry.apply(&tx, isolated), !isolated || !db.isInsideTransaction { throw failure }
+                        if !db.isInsideTransaction { throw failure }
+                        // The body alone in its batch failed: undo it; nothing else changed, so
+                        // what the index says stays known (the body already has its error).
+                        if !isolated { return .rollback }
                     }
-                    outcome = (tx.indexedDue, false, tx.exactDue, tx.dueSinceExact)
-                    committed = tx.committed
+                    (outcome.indexed, outcome.exact, outcome.dueSinceExact, outcome.committed)
+                        = (tx.indexedDue, tx.exactDue, tx.dueSinceExact, tx.committed)
                     // Index before commit: a crash in between leaves a harmless false positive,
                     // never a job the scheduler does not know about.
                     if let due = tx.earliestEnqueued, tx.indexedDue == nil || due < tx.indexedDue! {
                         // A read is enough when the index already says "due by then" (a reopened
                         // file does not know what it wrote before): only move it earlier.
                         if let existing = try control.dueEntry(id), existing <= due {
-                            outcome.0 = existing
+                            outcome.indexed = existing
                         } else {
                             try control.markDue(id, at: due)
-                            outcome.0 = due
+                            outcome.indexed = due
                         }
-                        outcome.1 = true
+                        outcome.wake = true
                     }
                     return .commit
                 }
-                return (outcome.0, outcome.1, outcome.2, outcome.3, level, committed)
-            }
-            // Updated before the next batch reads it: the leader of a batch is its only reader.
-            indexedDue = indexed
-            synchronousLevel = level
-            var due = wake
-            if let pendingIndex {
-                // In commit order: the leaders of this actor's batches are the only writers of its entry.
-                if let exact { pendingIndex.replace(id, with: exact, then: dueSince) } else if pendingIndex.lower(id, to: dueSince) { due = true }
-                if indexed != known { pendingIndex.noteControl(id, due: indexed) }
-            }
-            if due { onWorkDue() }
-            for action in committed { action() }
-        } catch {
-            indexedDue = nil
-            for entry in batch { entry.fail(error) }
+                return outcome
+            })
         }
-        for entry in batch { entry.waiter?.resume(returning: .committed) }
-        if pending.isEmpty {
-            draining = false
-        } else {
-            let next = pending[0].waiter
-            pending[0].waiter = nil
-            next?.resume(returning: .lead)
-        }
+        return commit
     }
 
-    /// Runs `work` on the file's writer whether or not the calling task is cancelled: a batch
-    /// holds other callers' writes, which the cancellation of its leader must not fail.
-    private func writeIgnoringCancellation<T: Sendable>(_ work: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            database.asyncWriteWithoutTransaction { db in continuation.resume(with: Result { try work(db) }) }
+    /// Waits for a batch's commit, queues the next batch on the writer at once (so the file's
+    /// writer does not wait for a task switch between two commits), then wakes this batch's
+    /// writers and hands the next batch to the first writer in it.
+    private func finishCommit(_ commit: BatchCommit) async {
+        let result = await commit.outcome()
+        // Updated before the next batch reads it: the leader of a batch is its only reader.
+        switch result {
+        case .success(let outcome): (indexedDue, synchronousLevel) = (outcome.indexed, outcome.level)
+        case .failure: indexedDue = nil
         }
+        var next: (leader: CheckedContinuation<WriteTurn, Never>?, commit: BatchCommit)?
+        if pending.isEmpty {
+            draining = false
+        } else if closed {
+            for entry in pending { entry.fail(WorkspaceError.closed(id)); entry.waiter?.resume(returning: .committed) }
+            pending.removeAll()
+            draining = false
+        } else {
+            let leader = pending[0].waiter
+            pending[0].waiter = nil
+            next = (leader, startCommit())
+        }
+        switch result {
+        case .success(let outcome):
+            var due = outcome.wake
+            if let pendingIndex {
+                // In commit order: the leaders of this actor's batches are the only writers of its entry.
+                if let exact = outcome.exact {
+                    pendingIndex.replace(id, with: exact, then: outcome.dueSinceExact)
+                } else if pendingIndex.lower(id, to: outcome.dueSinceExact) {
+                    due = true
+                }
+                if outcome.indexed != commit.known { pendingIndex.noteControl(id, due: outcome.indexed) }
+            }
+            if due { onWorkDue() }
+            for action in outcome.committed { action() }
+        case .failure(let error):
+            for entry in commit.batch { entry.fail(error) }
+        }
+        for entry in commit.batch { entry.waiter?.resume(returning: .committed) }
+        if let next { next.leader?.resume(returning: .lead(next.commit)) }
     }
 
     // MARK: Job operations (used by the scheduler and admin commands)
@@ -417,8 +434,64 @@ struct PendingWrite: Sendable {
     var durable = true
 }
 
-/// What a waiting writer is woken for: its batch was committed, or it leads the next one.
-enum WriteTurn: Sendable { case committed, lead }
+/// What a waiting writer is woken for: its batch was committed, or it leads the next one (whose
+/// commit is already queued on the file's writer).
+enum WriteTurn: Sendable {
+    case committed
+    case lead(BatchCommit)
+}
+
+/// One batch of writes on its way through the file's writer: the writes, and the outcome of their
+/// transaction once the writer has run it.
+final class BatchCommit: Sendable {
+    let batch: [PendingWrite]
+    /// What the pending-work index said for the workspace when the batch was taken.
+    let known: Double?
+    private let state = Mutex<(result: Result<BatchOutcome, Error>?, waiter: CheckedContinuation<Result<BatchOutcome, Error>, Never>?)>((nil, nil))
+
+    init(batch: [PendingWrite], known: Double?) {
+        self.batch = batch
+        self.known = known
+    }
+
+    /// Called by the writer once the transaction has committed or failed.
+    func complete(_ result: Result<BatchOutcome, Error>) {
+        let waiter = state.withLock { state in
+            guard let waiter = state.waiter else { state.result = result; return nil as CheckedContinuation<Result<BatchOutcome, Error>, Never>? }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: result)
+    }
+
+    /// The transaction's outcome, waiting for the writer if it has not run it yet.
+    func outcome() async -> Result<BatchOutcome, Error> {
+        await withCheckedContinuation { continuation in
+            let result = state.withLock { state in
+                if state.result == nil { state.waiter = continuation }
+                return state.result
+            }
+            if let result { continuation.resume(returning: result) }
+        }
+    }
+}
+
+/// What a committed batch tells its leader for the actor's and the scheduler's bookkeeping.
+struct BatchOutcome: Sendable {
+    /// What the pending-work index says for the workspace after the commit.
+    var indexed: Double?
+    /// The file's configured `PRAGMA synchronous`, if read.
+    var level: Int?
+    /// The index was moved earlier or confirmed by this commit: the scheduler should look.
+    var wake = false
+    var exact: PriorityDue?
+    var dueSinceExact = PriorityDue.none
+    var committed: [@Sendable () -> Void] = []
+
+    init(indexed: Double?, level: Int?) {
+        (self.indexed, self.level) = (indexed, level)
+    }
+}
 
 /// Carries a write body's result from the database thread to its awaiting caller.
 final class ResultBox<T: Sendable>: Sendable {
