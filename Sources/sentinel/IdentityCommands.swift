@@ -111,9 +111,10 @@ struct UserCommand: AsyncParsableCommand {
                 let deletion = try await identity.deleteUser(id: found.id, by: "cli") { id, body in
                     try await global.withWorkspace(id.rawValue) { actor, _, _ in try await body(actor) }
                 }
-                print("deleted \(found.email) (\(found.id)); member of \(deletion.workspaces.count) workspace(s)")
+                let deleted = deletion.user
+                print("deleted \(deleted.email) (\(deleted.id)); member of \(deletion.workspaces.count) workspace(s)")
                 if !deletion.unreachable.isEmpty {
-                    throw CLIError("the user is deleted, but these workspace files could not be updated (their teams still list \(found.id)): "
+                    throw CLIError("the user is deleted, but these workspace files could not be updated (their teams still list \(deleted.id)): "
                                    + deletion.unreachable.map { "\($0.workspace) (\($0.error))" }.joined(separator: "; "))
                 }
             }
