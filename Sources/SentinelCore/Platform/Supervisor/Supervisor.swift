@@ -215,11 +215,15 @@ public actor Supervisor: Service {
     private func evictIfNeeded() async {
         var victims: [WorkspaceActor] = []
         while open.count > config.workspaces.maxOpen {
-            guard let victim = open.filter({ $0.value.pins == 0 }).min(by: { $0.value.lastUsed < $1.value.lastUsed }) else {
-                break  // everything is in use; go over the limit rather than break running work
+            // One pass over the open files, copying none (under LRU churn this runs on every open).
+            var victim: (index: Dictionary<WorkspaceID, Entry>.Index, lastUsed: ContinuousClock.Instant)?
+            for index in open.indices where open.values[index].pins == 0 {
+                let lastUsed = open.values[index].lastUsed
+                if victim.map({ lastUsed < $0.lastUsed }) ?? true { victim = (index, lastUsed) }
             }
-            open[victim.key] = nil
-            victims.append(victim.value.actor)
+            // Everything is in use: go over the limit rather than break running work.
+            guard let victim else { break }
+            victims.append(open.remove(at: victim.index).value.actor)
         }
         metrics.openWorkspaces(open.count)
         if !victims.isEmpty { metrics.workspacesEvicted(victims.count, reason: "lru") }
