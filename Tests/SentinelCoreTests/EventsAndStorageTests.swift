@@ -259,6 +259,25 @@ struct StorageTests {
         await h.stop()
     }
 
+    @Test("a write queued behind a commit when its file is closed fails as closed, not on the closed handle")
+    func writeQueuedAtClose() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            // The writer is busy for a second; `queued` waits behind it; the file is closed meanwhile.
+            let holder = Task { try await actor.write { _ in usleep(1_000_000) } }
+            try await Task.sleep(for: .milliseconds(100))
+            let queued = Task {
+                try await actor.write { tx in try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('late', 'v')") }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            await actor.close()
+            try await holder.value
+            await #expect(throws: WorkspaceError.closed(ws)) { try await queued.value }
+        }
+        await h.stop()
+    }
+
     @Test("a body failing alone in its batch leaves what the actor knows of the pending-work index")
     func failedBodyKeepsIndex() async throws {
         let h = try TestHarness()
