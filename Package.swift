@@ -37,12 +37,15 @@ let package = Package(
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
+        .target(name: "CSentinelSQLite", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
         .target(
             name: "SentinelCore",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The analytics export reads event rows straight from the statement (no String per column).
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                // The one variadic SQLite call the workspace files need (`sqlite3_db_config`).
+                "CSentinelSQLite",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),

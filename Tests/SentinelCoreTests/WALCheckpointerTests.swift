@@ -99,4 +99,42 @@ struct WALCheckpointerTests {
         #expect(rows == 60)
         await h.stop()
     }
+
+    @Test("an evicted file keeps a short log as it is (no checkpoint on close) and checkpoints a long one; both read back whole")
+    func shortLogKeptOnEviction() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 1 })
+        let (ws, other) = (try h.createWorkspace("w1"), try h.createWorkspace("w2"))
+        let wal = h.dataDirectory.workspaceFile(ws).path + "-wal"
+        func walSize() -> Int { ((try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? Int) ?? -1 }
+        func evict() async throws {
+            try await h.supervisor.withWorkspace(other) { _ in }
+            #expect(await h.supervisor.openWorkspaceIDs == [other])
+        }
+        // A few small commits: the log stays under `keptOnEviction` pages, and eviction leaves it.
+        let pages = try await h.supervisor.withWorkspace(ws) { actor in
+            try await Self.fill(actor, commits: 5, bytes: 1_000, concurrent: 1)
+            return actor.checkpointer.logPages
+        }
+        #expect(pages > 0 && pages <= WALCheckpointer.keptOnEviction, "log pages \(pages)")
+        try await evict()
+        #expect(walSize() > 0, "the short log was checkpointed away on eviction")
+        #expect(walSize() <= 32 + Int(WALCheckpointer.keptOnEviction) * (4_096 + 24), "-wal \(walSize()) bytes")
+        // Opened again (a new connection reads the log back), then a long log: copied at eviction.
+        let rows = try await h.supervisor.withWorkspace(ws) { actor in
+            let rows = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
+            try await Self.fill(actor, commits: 40, bytes: 20_000, concurrent: 1)
+            #expect(actor.checkpointer.logPages > WALCheckpointer.keptOnEviction)
+            return rows
+        }
+        #expect(rows == 5)
+        try await evict()
+        #expect(walSize() == 0, "a long log stayed after eviction: \(walSize()) bytes")
+        await h.supervisor.shutdown()
+        let reopened = try TestHarness(reusing: h)
+        let total = try await reopened.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
+        }
+        #expect(total == 45)
+        await reopened.stop()
+    }
 }

@@ -49,6 +49,14 @@ final class WALCheckpointer: Sendable {
     /// How many checkpoints ran in the background and in the writer (for tests and benchmarks).
     var counts: (background: Int, inWriter: Int) { state.withLock { ($0.background, $0.inWriter) } }
 
+    /// The WAL's size in pages after the writer's last commit (0 before its first one).
+    var logPages: Int32 { state.withLock { $0.pages } }
+
+    /// The longest log an evicted file keeps when it closes (`WorkspaceActor.close(.unlessShort)`):
+    /// 64 pages, 256 KiB with SQLite's default page size, which the next open reads back in well
+    /// under a millisecond.
+    static let keptOnEviction: Int32 = 64
+
     /// Installs the hook on the writer's connection; SQLite's own automatic checkpoint is off from then on.
     ///
     /// The writer also keeps the `-wal` and `-shm` files when it closes (`SQLITE_FCNTL_PERSIST_WAL`;

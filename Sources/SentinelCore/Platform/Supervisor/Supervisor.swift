@@ -76,8 +76,9 @@ public actor Supervisor: Service {
     /// Closes the files evicted from the LRU until the group's graceful shutdown (or
     /// cancellation), then closes every open file.
     ///
-    /// An evicted file is closed here, beside the work that evicted it: closing checkpoints and
-    /// fsyncs the file, and the caller that opened another workspace does not wait for that.
+    /// An evicted file is closed here, beside the work that evicted it: closing may checkpoint and
+    /// fsync the file (when its log is longer than `WALCheckpointer.keptOnEviction` pages), and the
+    /// caller that opened another workspace does not wait for that.
     public func run() async throws {
         let (victims, evicted) = AsyncStream.makeStream(of: WorkspaceActor.self)
         self.evicted = evicted
@@ -87,7 +88,7 @@ public actor Supervisor: Service {
                 evicted.finish()
             }
             for await actor in victims {
-                group.addTask { await actor.close() }
+                group.addTask { await actor.close(.checkpointUnlessShort) }
             }
         }
         self.evicted = nil
@@ -229,7 +230,7 @@ public actor Supervisor: Service {
         if !victims.isEmpty { metrics.workspacesEvicted(victims.count, reason: "lru") }
         for actor in victims {
             if let evicted, case .enqueued = evicted.yield(actor) { continue }
-            await actor.close()
+            await actor.close(.checkpointUnlessShort)
         }
     }
 

@@ -1,3 +1,4 @@
+import CSentinelSQLite
 import Foundation
 import GRDB
 import NIOPosix
@@ -395,18 +396,37 @@ public actor WorkspaceActor {
 
     // MARK: Lifecycle
 
-    /// Checkpoints the WAL into the main file and closes the handle. Later calls fail with `closed`.
-    /// The checkpoint blocks on file I/O, so like opening it runs on NIO's blocking-work threads,
-    /// never on the cooperative pool.
-    public func close() async {
+    /// What `close` does with the write-ahead log.
+    public enum LogOnClose: Sendable {
+        /// Copies it into the database file and truncates it: the file stands alone on disk
+        /// (shutdown, idle files, deletion).
+        case checkpoint
+        /// Leaves a log of at most `WALCheckpointer.keptOnEviction` pages as it is (a longer one is
+        /// checkpointed): an evicted file under LRU churn is opened again soon, and copying a few
+        /// pages into it, fsyncing it and truncating the log on every eviction cost more than the
+        /// next open reading them back. Every commit in the log is already durable; backups, the
+        /// CLI and the next open read the log with the file.
+        case checkpointUnlessShort
+    }
+
+    /// Closes the handle, checkpointing the WAL into the main file as `log` says. Later calls fail
+    /// with `closed`. The checkpoint blocks on file I/O, so like opening it runs on NIO's
+    /// blocking-work threads, never on the cooperative pool.
+    public func close(_ log: LogOnClose = .checkpoint) async {
         guard !closed else { return }
         closed = true
         let (database, checkpointer) = (self.database, self.checkpointer)
         let checkpointAndClose: @Sendable () -> Void = {
+            let keepLog = log == .checkpointUnlessShort && checkpointer.logPages <= WALCheckpointer.keptOnEviction
             checkpointer.close(writer: database)
-            // No waiting for readers (a Litestream sidecar holds a read transaction all the time):
-            // checkpoint what can be, then close; every commit is already durable in the WAL.
             try? database.writeWithoutTransaction { db in
+                if keepLog {
+                    // SQLite would otherwise checkpoint as the file's last connection closes.
+                    _ = sentinel_sqlite3_skip_checkpoint_on_close(db.sqliteConnection)
+                    return
+                }
+                // No waiting for readers (a Litestream sidecar holds a read transaction all the time):
+                // checkpoint what can be, then close; every commit is already durable in the WAL.
                 try db.execute(sql: "PRAGMA busy_timeout = 0")
                 _ = try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
             }
