@@ -359,6 +359,28 @@ struct SupervisorTests {
         await h.stop()
     }
 
+    @Test("the eviction order follows the last use, across hundreds of uses of the same files")
+    func lruOrderAfterManyUses() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 3 })
+        let (a, b, c) = (try h.createWorkspace("a"), try h.createWorkspace("b"), try h.createWorkspace("c"))
+        let (d, e) = (try h.createWorkspace("d"), try h.createWorkspace("e"))
+        func use(_ id: WorkspaceID) async throws { try await h.supervisor.withWorkspace(id) { _ in } }
+        for id in [a, b, c] { try await use(id) }
+        // c, opened last, is then the least recently used: a and b are used 150 times each after it.
+        for _ in 0..<150 {
+            try await use(b)
+            try await use(a)
+        }
+        try await use(d)
+        #expect(await h.supervisor.openWorkspaceIDs == [a, b, d].sorted())
+        try await use(e)
+        #expect(await h.supervisor.openWorkspaceIDs == [a, d, e].sorted())
+        try await use(d)
+        try await use(c)
+        #expect(await h.supervisor.openWorkspaceIDs == [c, d, e].sorted())
+        await h.stop()
+    }
+
     @Test("while it runs, the supervisor closes evicted files itself; pinned again at once they reopen intact; shutdown closes the rest")
     func evictedFilesClosedByRun() async throws {
         let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 2 })

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
@@ -29,9 +30,17 @@ public actor Supervisor: Service {
         let actor: WorkspaceActor
         var lastUsed: ContinuousClock.Instant
         var pins: Int
+        /// The idle spell that began when its last pin went (0 while it has not been idle yet).
+        var idleSpell: UInt64 = 0
     }
 
     private var open: [WorkspaceID: Entry] = [:]
+    /// The eviction order: workspaces in the order their last pin went, least recently used first,
+    /// each with the idle spell that began then. An entry pinned, closed or idle again since keeps
+    /// its old position here until eviction reaches it and skips it (its spell no longer matches),
+    /// so touching a workspace costs one append, and finding the victim no scan of `open`.
+    private var idleOrder = CircularBuffer<(id: WorkspaceID, spell: UInt64)>()
+    private var lastSpell: UInt64 = 0
     /// Files being opened right now, with the callers waiting for each. The first caller opens the
     /// file off the actor, so cold opens of different workspaces proceed in parallel; a second
     /// caller for the same workspace waits for that open instead of starting another.
@@ -167,11 +176,27 @@ public actor Supervisor: Service {
         guard var entry = open[id] else { return }
         entry.pins = max(0, entry.pins - 1)
         entry.lastUsed = .now
+        if entry.pins == 0 {
+            lastSpell += 1
+            entry.idleSpell = lastSpell
+            idleOrder.append((id, lastSpell))
+        }
         open[id] = entry
         if entry.pins == 0, let waiters = unpinWaiters.removeValue(forKey: id) {
             for waiter in waiters { waiter.resume() }
         }
-        if open.count > config.workspaces.maxOpen { await evictIfNeeded() }
+        if open.count > config.workspaces.maxOpen {
+            await evictIfNeeded()
+        } else if idleOrder.count > 2 * open.count + 64 {
+            // Mostly stale positions (the same few workspaces touched again and again): keep the live ones.
+            idleOrder = CircularBuffer(idleOrder.lazy.filter { self.isIdle($0.id, since: $0.spell) })
+        }
+    }
+
+    /// Whether the workspace is open, unpinned, and idle since the spell `spell` began.
+    private func isIdle(_ id: WorkspaceID, since spell: UInt64) -> Bool {
+        guard let entry = open[id] else { return false }
+        return entry.pins == 0 && entry.idleSpell == spell
     }
 
     /// Why a file could not be opened, in words for the 503 and a kind for the metric.
@@ -215,16 +240,11 @@ public actor Supervisor: Service {
     /// (administrative code without a service group) the close is awaited here.
     private func evictIfNeeded() async {
         var victims: [WorkspaceActor] = []
-        while open.count > config.workspaces.maxOpen {
-            // One pass over the open files, copying none (under LRU churn this runs on every open).
-            var victim: (index: Dictionary<WorkspaceID, Entry>.Index, lastUsed: ContinuousClock.Instant)?
-            for index in open.indices where open.values[index].pins == 0 {
-                let lastUsed = open.values[index].lastUsed
-                if victim.map({ lastUsed < $0.lastUsed }) ?? true { victim = (index, lastUsed) }
-            }
-            // Everything is in use: go over the limit rather than break running work.
-            guard let victim else { break }
-            victims.append(open.remove(at: victim.index).value.actor)
+        // When `idleOrder` runs out, everything is in use: go over the limit rather than break
+        // running work (the next `unpin` evicts).
+        while open.count > config.workspaces.maxOpen, let next = idleOrder.popFirst() {
+            guard isIdle(next.id, since: next.spell), let entry = open.removeValue(forKey: next.id) else { continue }
+            victims.append(entry.actor)
         }
         metrics.openWorkspaces(open.count)
         if !victims.isEmpty { metrics.workspacesEvicted(victims.count, reason: "lru") }
