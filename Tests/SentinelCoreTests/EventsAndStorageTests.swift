@@ -381,6 +381,21 @@ struct SupervisorTests {
         await h.stop()
     }
 
+    @Test("a workspace opened again after eviction is not looked up in control.sqlite again")
+    func reopenSkipsRegistrationRead() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 1 })
+        let (a, b) = (try h.createWorkspace("a"), try h.createWorkspace("b"))
+        for _ in 0..<5 {
+            for id in [a, b] { try await h.supervisor.withWorkspace(id) { _ in } }
+        }
+        #expect(await h.supervisor.registrationReads == 2)
+        let unknown = try #require(WorkspaceID("ws_unknown000000000"))
+        await #expect(throws: WorkspaceError.self) { try await h.supervisor.withWorkspace(unknown) { _ in } }
+        await #expect(throws: WorkspaceError.self) { try await h.supervisor.withWorkspace(unknown) { _ in } }
+        #expect(await h.supervisor.registrationReads == 4, "an unknown workspace is looked up each time")
+        await h.stop()
+    }
+
     @Test("while it runs, the supervisor closes evicted files itself; pinned again at once they reopen intact; shutdown closes the rest")
     func evictedFilesClosedByRun() async throws {
         let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 2 })

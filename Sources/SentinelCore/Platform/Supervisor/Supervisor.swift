@@ -46,6 +46,11 @@ public actor Supervisor: Service {
     /// caller for the same workspace waits for that open instead of starting another.
     private var opening: [WorkspaceID: [CheckedContinuation<Result<Void, Error>, Never>]] = [:]
     private var offline: [WorkspaceID: (reason: String, since: ContinuousClock.Instant)] = [:]
+    /// Workspaces found in control.sqlite by an earlier open: opened again (under LRU churn, again
+    /// and again) without reading their row. `deleteWorkspace` takes a workspace out.
+    private var registered: Set<WorkspaceID> = []
+    /// How many opens read their workspace's row in control.sqlite (for tests).
+    private(set) var registrationReads = 0
     private var shuttingDown = false
     /// Workspaces being deleted (or deleted) while this process runs: never opened again.
     /// Readable without a hop (`isRetired`): the scheduler asks before claiming on a pin it holds.
@@ -121,13 +126,15 @@ public actor Supervisor: Service {
         opening[id] = []
         let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex, metrics)
             = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex, metrics)
+        let isRegistered = registered.contains(id)
+        if !isRegistered { registrationReads += 1 }
         let actor: WorkspaceActor
         do {
             // Opening blocks (file I/O, migrations, a read of control.sqlite): it runs on NIO's
             // blocking-work threads, never on the cooperative pool, whose threads GRDB's own
             // queues need in order to make progress.
             actor = try await NIOThreadPool.singleton.runIfActive {
-                guard try control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
+                guard try isRegistered || control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
                 let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
                 return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue,
                                       pendingIndex: pendingIndex, metrics: metrics)
@@ -146,6 +153,7 @@ public actor Supervisor: Service {
         }
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
+        registered.insert(id)
         open[id] = Entry(actor: actor, lastUsed: .now, pins: 1)
         metrics.workspaceOpened()
         finishOpening(id, with: .success(()))
@@ -292,6 +300,7 @@ public actor Supervisor: Service {
     public func deleteWorkspace(_ id: WorkspaceID, using service: WorkspaceService, by actor: String) async throws -> WorkspaceDeletion {
         guard try control.workspace(id) != nil, !isRetired(id) else { throw WorkspaceError.notFound(id.rawValue) }
         retired.withLock { _ = $0.insert(id) }
+        registered.remove(id)
         // An open under way sees the workspace retired when it ends, and closes what it opened.
         if opening[id] != nil { _ = await withCheckedContinuation { opening[id, default: []].append($0) } }
         while let entry = open[id], entry.pins > 0 {
