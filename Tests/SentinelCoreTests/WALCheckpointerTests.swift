@@ -119,6 +119,12 @@ struct WALCheckpointerTests {
         try await evict()
         #expect(walSize() > 0, "the short log was checkpointed away on eviction")
         #expect(walSize() <= 32 + Int(WALCheckpointer.keptOnEviction) * (4_096 + 24), "-wal \(walSize()) bytes")
+        // A backup of the closed file (a read-only connection) reads the kept log with it.
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        let copy = try DatabaseQueue(path: out.appendingPathComponent("workspaces/\(ws.rawValue).sqlite").path)
+        #expect(try await copy.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") } == 5)
+        try copy.close()
         // Opened again (a new connection reads the log back), then a long log: copied at eviction.
         let rows = try await h.supervisor.withWorkspace(ws) { actor in
             let rows = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
