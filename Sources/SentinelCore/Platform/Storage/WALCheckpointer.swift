@@ -52,7 +52,7 @@ final class WALCheckpointer: Sendable {
     /// The WAL's size in pages after the writer's last commit (0 before its first one).
     var logPages: Int32 { state.withLock { $0.pages } }
 
-    /// The longest log an evicted file keeps when it closes (`WorkspaceActor.close(.unlessShort)`):
+    /// The longest log an evicted file keeps when it closes (`WorkspaceActor.close(.checkpointUnlessShort)`):
     /// 64 pages, 256 KiB with SQLite's default page size, which the next open reads back in well
     /// under a millisecond.
     static let keptOnEviction: Int32 = 64
