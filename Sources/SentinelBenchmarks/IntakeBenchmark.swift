@@ -30,6 +30,8 @@ struct IntakeBenchmark: AsyncParsableCommand {
     @Option(help: "auth.bcrypt_cost of the measured appliance.") var bcryptCost = 12
     @ArgumentParser.Flag(help: "As in production: the whole `serve` service group (the job scheduler processes every delivery as it arrives) and a 23 KB `pull_request.labeled` payload (GitHub only).")
     var production = false
+    @Option(help: "logging.level of the measured appliance, its JSON lines written to a file (default: info with --production, as `serve` logs by default; error otherwise).")
+    var logLevel: String?
     @Option(help: "Also drive each appliance and its bare route with this wrk executable (an external load generator; GitHub only), with --wrk-script.")
     var wrk: String?
     @Option(help: "The wrk Lua script.") var wrkScript = "Benchmarks/intake.lua"
@@ -147,8 +149,13 @@ struct IntakeBenchmark: AsyncParsableCommand {
         config.auth.loginFailuresPerAddress = Int.max / 2
         // The catch-up sweep would call the (absent) GitHub API.
         config.reconcile.enabled = false
+        // The appliance's log lines go to a file, as `serve`'s go to the journal.
+        let logURL = dir.url.appendingPathComponent("appliance.log")
+        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let logFile = try FileHandle(forWritingTo: logURL)
+        defer { try? logFile.close() }
         let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.url.appendingPathComponent("data").path), config: config,
-                                      logger: Logger.sentinel(level: "error"))
+                                      logger: Logger.sentinel(level: logLevel ?? (production ? "info" : "error"), sink: LogSink { logFile.write($0) }))
         var targets: [(path: String, secret: Data)] = []
         for i in 0..<workspaceCount {
             let id = try appliance.workspaces.create(name: "ws-\(i)").workspaceID!

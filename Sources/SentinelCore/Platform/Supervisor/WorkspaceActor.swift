@@ -158,10 +158,7 @@ public actor WorkspaceActor {
             do {
                 var value: T?
                 if isolated {
-                    try tx.db.inSavepoint {
-                        value = try run(&tx)
-                        return .commit
-                    }
+                    try tx.db.inBatchSavepoint { value = try run(&tx) }
                 } else {
                     value = try run(&tx)
                 }
@@ -536,5 +533,28 @@ public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
         case .closed(let id): return "workspace \(id) was closed"
         case .shuttingDown: return "the appliance is shutting down"
         }
+    }
+}
+
+extension Database {
+    /// GRDB's `inSavepoint` inside the batch's transaction, with its statements prepared once per
+    /// connection: GRDB compiles `SAVEPOINT` and `RELEASE` on every call, twice per delivery in a
+    /// batch of intake writes. The transaction around it stays GRDB's `inTransaction`, which keeps
+    /// statements from running once SQLite has rolled the whole transaction back (a body that
+    /// fails with `SQLITE_FULL`, `SQLITE_IOERR`, …).
+    func inBatchSavepoint(_ body: () throws -> Void) throws {
+        try cachedStatement(sql: "SAVEPOINT batch_write").execute()
+        do {
+            try body()
+        } catch {
+            // Undo the body alone; after a rollback of the whole transaction there is no savepoint
+            // left, and the caller sees the transaction gone.
+            if isInsideTransaction {
+                try? cachedStatement(sql: "ROLLBACK TRANSACTION TO SAVEPOINT batch_write").execute()
+                try? cachedStatement(sql: "RELEASE SAVEPOINT batch_write").execute()
+            }
+            throw error
+        }
+        try cachedStatement(sql: "RELEASE SAVEPOINT batch_write").execute()
     }
 }

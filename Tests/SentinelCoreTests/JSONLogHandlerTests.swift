@@ -1,0 +1,66 @@
+import Foundation
+import Logging
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+@Suite("JSON log lines")
+struct JSONLogHandlerTests {
+    /// What a line says, read back by Foundation's JSON parser.
+    func parse(_ line: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test("a line is one JSON object with sorted keys; quotes, backslashes, control characters and non-ASCII text survive")
+    func escaping() throws {
+        let log = CapturedLog()
+        var logger = Logger.sentinel(level: "info", sink: log.sink)
+        logger[metadataKey: "workspace_id"] = "ws_1"
+        let awkward = "say \"hi\"\\ now\n\ttab\r\u{01}\u{1F} bell\u{07} é ✓ 𝄞 a/b"
+        logger.info("delivery \"stored\"", metadata: [
+            "note": .string(awkward),
+            "count": .stringConvertible(42),
+            "list": .array(["a", .dictionary(["z": "1", "b": "2"])]),
+            "nested": .dictionary(["inner\"key": .array([])]),
+        ])
+        let lines = log.all
+        #expect(lines.count == 1)
+        let line = try #require(lines.first)
+        let object = try parse(line)
+        #expect(object["message"] as? String == "delivery \"stored\"")
+        #expect(object["note"] as? String == awkward)
+        #expect(object["count"] as? String == "42")
+        #expect(object["workspace_id"] as? String == "ws_1")
+        #expect(object["level"] as? String == "info")
+        #expect(object["logger"] as? String == "sentinel")
+        let list = try #require(object["list"] as? [Any])
+        #expect(list.first as? String == "a")
+        #expect((list.last as? [String: String]) == ["z": "1", "b": "2"])
+        #expect(((object["nested"] as? [String: Any])?["inner\"key"] as? [Any])?.isEmpty == true)
+        #expect(object["source"] == nil, "only warnings and above carry their source line")
+        // No raw control character on the line (one line per entry), `/` unescaped, keys sorted.
+        #expect(!line.utf8.contains { $0 < 0x20 })
+        #expect(line.contains("a/b"))
+        #expect(line.contains(#"\u0001"#) && line.contains(#"\u001f"#) && line.contains(#"\u0007"#))
+        let keys = ["count", "level", "list", "logger", "message", "nested", "note", "time", "workspace_id"]
+        let positions = keys.map { line.range(of: "\"\($0)\":")!.lowerBound }
+        #expect(positions == positions.sorted())
+        #expect(line.range(of: #""b":"2","z":"1""#) != nil, "nested keys are sorted too")
+    }
+
+    @Test("metadata of the line wins over the logger's, warnings carry their source, the time is ISO 8601 UTC")
+    func fields() throws {
+        let log = CapturedLog()
+        var logger = Logger.sentinel(level: "info", sink: log.sink)
+        logger[metadataKey: "job_id"] = "1"
+        logger.warning("lease lost", metadata: ["job_id": "2"])
+        logger.debug("not written below the level")
+        let lines = log.all
+        #expect(lines.count == 1)
+        let object = try parse(try #require(lines.first))
+        #expect(object["job_id"] as? String == "2")
+        #expect((object["source"] as? String)?.hasPrefix("JSONLogHandlerTests.swift:") == true)
+        let time = try #require(object["time"] as? String)
+        #expect(time.count == 24 && time.hasSuffix("Z"), "e.g. 2026-12-02T13:05:01.123Z: \(time)")
+    }
+}
