@@ -90,27 +90,7 @@ public actor JobScheduler: Service {
             }
             await maintenanceIfDue()
             if stopping { break }
-            let saturated = globalInFlight >= config.jobs.globalConcurrency
             if wait > .zero { await wake.wait(timeout: wait) }
-            if saturated { await gatherFreedSlots() }
-        }
-    }
-
-    /// How long a round waits, after one that found every slot taken, for more slots to free.
-    static let gatherWindow = Duration.microseconds(500)
-
-    /// Under full load slots free one finished job at a time, and a round started for each would
-    /// claim one job per commit in each workspace. After a round that found every slot taken, the
-    /// next one waits up to `gatherWindow` until an eighth of `jobs.global_concurrency` is free, so
-    /// that it claims several jobs per workspace in one commit. Below full load nothing waits.
-    private func gatherFreedSlots() async {
-        let limit = config.jobs.globalConcurrency
-        let wanted = max(1, limit / 8)
-        let deadline = ContinuousClock.now + Self.gatherWindow
-        while !stopping && limit - globalInFlight < wanted {
-            let left = deadline - ContinuousClock.now
-            if left <= .zero { break }
-            await wake.wait(timeout: left)
         }
     }
 
