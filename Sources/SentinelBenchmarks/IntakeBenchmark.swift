@@ -155,7 +155,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         let logFile = try FileHandle(forWritingTo: logURL)
         defer { try? logFile.close() }
         let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.url.appendingPathComponent("data").path), config: config,
-                                      logger: Logger.sentinel(level: logLevel ?? (production ? "info" : "error"), sink: LogSink { logFile.write($0) }))
+                                      logger: Logger.sentinel(level: logLevel ?? (production ? "info" : "error"), sink: LogSink { try? logFile.write(contentsOf: $0) }))
         var targets: [(path: String, secret: Data)] = []
         for i in 0..<workspaceCount {
             let id = try appliance.workspaces.create(name: "ws-\(i)").workspaceID!

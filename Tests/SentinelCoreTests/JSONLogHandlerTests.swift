@@ -43,8 +43,8 @@ struct JSONLogHandlerTests {
         #expect(line.contains("a/b"))
         #expect(line.contains(#"\u0001"#) && line.contains(#"\u001f"#) && line.contains(#"\u0007"#))
         let keys = ["count", "level", "list", "logger", "message", "nested", "note", "time", "workspace_id"]
-        let positions = keys.map { line.range(of: "\"\($0)\":")!.lowerBound }
-        #expect(positions == positions.sorted())
+        let positions = keys.compactMap { line.range(of: "\"\($0)\":")?.lowerBound }
+        #expect(positions.count == keys.count && positions == positions.sorted())
         #expect(line.range(of: #""b":"2","z":"1""#) != nil, "nested keys are sorted too")
     }
 
