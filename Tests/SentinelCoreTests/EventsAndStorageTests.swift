@@ -284,7 +284,7 @@ struct StorageTests {
         let ws = try h.createWorkspace()
         // Each enqueue that moves or re-reads the index wakes the scheduler.
         let wakes = Mutex(0)
-        await h.supervisor.setWorkDueHandler { wakes.withLock { $0 += 1 } }
+        h.supervisor.setWorkDueHandler { wakes.withLock { $0 += 1 } }
         let later = Date().addingTimeInterval(3600)
         try await h.supervisor.withWorkspace(ws) { actor in
             _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":1}"#.utf8), runAt: later))

@@ -26,6 +26,29 @@ struct JobQueueTests {
         await h.stop()
     }
 
+    @Test("work enqueued in a workspace opened before the scheduler started wakes the scheduler; it does not wait for the poll")
+    func wakeFromFileOpenedBeforeScheduler() async throws {
+        var registry = JobRegistry()
+        registry.register("noop") { _ in }
+        // A poll this long never finds the second job within the test's patience, nor does the look
+        // the scheduler takes when the first job's lease would have expired: only a wake does.
+        let h = try TestHarness(config: testConfig {
+            $0.jobs.pollIntervalMilliseconds = 600_000
+            $0.jobs.leaseSeconds = 600
+        }, registry: registry)
+        let ws = try h.createWorkspace()
+        // The file is opened (by this enqueue, as by a webhook at start) before the scheduler runs.
+        try await h.enqueue(JobRequest(kind: "noop"), in: ws)
+        #expect(await h.supervisor.openWorkspaceIDs.contains(ws))
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(30)) { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        // The scheduler found nothing more and sleeps; the still-open file's next job must wake it.
+        try await Task.sleep(for: .milliseconds(200))
+        try await h.enqueue(JobRequest(kind: "noop"), in: ws)
+        #expect(await eventually(timeout: .seconds(30)) { try await h.jobs(in: ws, state: .succeeded).count == 2 })
+        await h.stop()
+    }
+
     @Test("once their jobs are recorded the scheduler holds no workspace open: every file closes when idle")
     func pinsReleased() async throws {
         var registry = JobRegistry()

@@ -54,7 +54,7 @@ public actor JobScheduler: Service {
 
     public func run() async throws {
         let wake = self.wake
-        await supervisor.setWorkDueHandler { wake.signal() }
+        supervisor.setWorkDueHandler { wake.signal() }
         running = true
         logger.info("job scheduler started", metadata: ["owner": "\(owner)"])
         let leases = self.leases

@@ -22,7 +22,9 @@ public actor Supervisor: Service {
     let opener: DatabaseOpener
     let logger: Logger
     let metrics: SentinelMetrics
-    private var onWorkDue: @Sendable () -> Void = {}
+    /// Wakes the scheduler when a workspace commits due work. Every actor calls through this one
+    /// relay, so a file opened before the scheduler started (by a webhook, at start) wakes it too.
+    private nonisolated let workDue = WorkDueRelay()
     /// What is due in which workspace, by priority: kept by the workspace actors, read by the scheduler.
     nonisolated let pendingIndex = PendingIndex()
 
@@ -72,7 +74,8 @@ public actor Supervisor: Service {
     }
 
     /// Called by the scheduler so that new due work wakes it immediately.
-    func setWorkDueHandler(_ handler: @escaping @Sendable () -> Void) { onWorkDue = handler }
+    /// Workspaces already open call it from then on as well.
+    nonisolated func setWorkDueHandler(_ handler: @escaping @Sendable () -> Void) { workDue.set(handler) }
 
     /// Runs `body` with the workspace's actor, which stays open (pinned) until `body` returns.
     public func withWorkspace<T: Sendable>(_ id: WorkspaceID, _ body: @Sendable (WorkspaceActor) async throws -> T) async throws -> T {
@@ -124,8 +127,8 @@ public actor Supervisor: Service {
             return try await pin(id)
         }
         opening[id] = []
-        let (dataDirectory, control, opener, registry, jobs, onWorkDue, pendingIndex, metrics)
-            = (dataDirectory, control, opener, registry, config.jobs, onWorkDue, pendingIndex, metrics)
+        let (dataDirectory, control, opener, registry, jobs, workDue, pendingIndex, metrics)
+            = (dataDirectory, control, opener, registry, config.jobs, workDue, pendingIndex, metrics)
         let isRegistered = registered.contains(id)
         if !isRegistered { registrationReads += 1 }
         let actor: WorkspaceActor
@@ -136,7 +139,7 @@ public actor Supervisor: Service {
             actor = try await NIOThreadPool.singleton.runIfActive {
                 guard try isRegistered || control.workspace(id) != nil else { throw WorkspaceError.notFound(id.rawValue) }
                 let database = try Self.openFile(id, dataDirectory: dataDirectory, opener: opener)
-                return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: onWorkDue,
+                return WorkspaceActor(id: id, database: database, control: control, registry: registry, config: jobs, onWorkDue: { workDue.fire() },
                                       pendingIndex: pendingIndex, metrics: metrics)
             }
         } catch {
@@ -367,4 +370,14 @@ public actor Supervisor: Service {
     }
 
     public var isShuttingDown: Bool { shuttingDown }
+}
+
+/// The scheduler's wake-up, set once it runs; until then a due commit wakes nobody (the
+/// scheduler's first round looks at everything due anyway).
+final class WorkDueRelay: Sendable {
+    private let handler = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func set(_ handler: @escaping @Sendable () -> Void) { self.handler.withLock { $0 = handler } }
+
+    func fire() { handler.withLock { $0 }?() }
 }
