@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -300,6 +301,23 @@ struct StorageTests {
             _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"n":3}"#.utf8)))
             #expect(wakes.withLock { $0 } == 2)
         }
+        await h.stop()
+    }
+
+    @Test("SQLite keeps no memory statistics: its allocations take no process-wide lock")
+    func sqliteMemoryStatisticsOff() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let used = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('k', ?)", arguments: [String(repeating: "x", count: 10_000)])
+            }
+            #expect(try await actor.read { db in try String.fetchOne(db, sql: "SELECT value FROM workspace_meta WHERE key = 'k'") }?.count == 10_000)
+            // With the statistics on, SQLite counts every byte it holds: an open file's page cache
+            // and statements alone are kilobytes.
+            return sqlite3_memory_used()
+        }
+        #expect(used == 0)
         await h.stop()
     }
 
