@@ -112,15 +112,20 @@ struct OperationsCommandTests {
             .filter { $0["check"] as? String == "ai-provider" }
         #expect(providerChecks.count == 1 && providerChecks.first?["severity"] as? String == "ok", "\(providerChecks)")
         #expect(await llm.state.requests(.anthropic).map(\.path) == ["/v1/models"])
-        await llm.stop()
         let report = try #require(try JSONSerialization.jsonObject(with: Data(online.stdout.utf8)) as? [String: Any], "\(online.stderr)")
         let checks = try #require(report["findings"] as? [[String: Any]]).filter { $0["check"] as? String == "github" }
         #expect(checks.count == 3 && checks.allSatisfy { $0["severity"] as? String == "ok" }, "\(checks)")
         #expect(await github.state.requests.contains("GET installations"))
         let offline = try await SentinelProcess.run(["doctor", "--data-dir", data, "--json"])
         #expect(!offline.stdout.contains("\"github\""), "without --online nothing is called")
+        // The APIs go away; their ports stay bound (refusing connections), or a fake another test
+        // starts meanwhile could be given one of them and answer in their place.
+        await llm.stop()
+        let llmGone = try HeldPort(llm.port)
         await github.stop()
+        let githubGone = try HeldPort(github.port)
         let gone = try await SentinelProcess.run(["doctor", "--online", "--data-dir", data])
+        withExtendedLifetime((llmGone, githubGone)) {}
         #expect(gone.status == 2, "\(gone.stdout)")
         #expect(gone.stdout.contains("ERROR github: integration int_") && gone.stdout.contains("cannot be reached"), "\(gone.stdout)")
         #expect(gone.stdout.contains("ERROR ai-provider: provider prv_") && gone.stdout.contains("(anthropic, workspace acme): cannot be reached"), "\(gone.stdout)")

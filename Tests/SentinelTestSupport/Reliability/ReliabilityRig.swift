@@ -463,6 +463,34 @@ public func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// A port of 127.0.0.1 kept bound, not listening, while this lives: a connection to it is refused,
+/// and no other server (a fake of a test running in parallel) can take it meanwhile, as one can
+/// take the port of a fake that merely stopped. No `SO_REUSEADDR`: with it, a server binding
+/// port 0 could be given this one.
+public final class HeldPort: Sendable {
+    public let port: Int
+    private let descriptor: Int32
+
+    /// Binds `port` (a fake's, right after it stopped); throws when something else holds it.
+    public init(_ port: Int) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RigError("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else {
+            close(fd)
+            throw RigError("port \(port) of 127.0.0.1 is taken (errno \(errno))")
+        }
+        (self.port, descriptor) = (port, fd)
+    }
+
+    deinit { close(descriptor) }
+}
+
 /// What /proc says about a process: resident memory and open descriptors.
 public enum ProcessSample {
     public static func residentKiB(_ pid: Int32) -> Int? {
