@@ -448,19 +448,7 @@ public struct RigError: Error, CustomStringConvertible {
 
 /// A TCP port free on 127.0.0.1 right now (bound to port 0, read, closed).
 public func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw RigError("socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    guard bound == 0 else { throw RigError("bind() failed") }
-    let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    guard named == 0 else { throw RigError("getsockname() failed") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try HeldPort(0).port
 }
 
 /// A port of 127.0.0.1 kept bound, not listening, while this lives: a connection to it is refused,
@@ -471,7 +459,8 @@ public final class HeldPort: Sendable {
     public let port: Int
     private let descriptor: Int32
 
-    /// Binds `port` (a fake's, right after it stopped); throws when something else holds it.
+    /// Binds `port` (a fake's, right after it stopped; 0 for one the kernel picks); throws when
+    /// something else holds it.
     public init(_ port: Int) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw RigError("socket() failed") }
@@ -479,13 +468,18 @@ public final class HeldPort: Sendable {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
         guard bound == 0 else {
             close(fd)
             throw RigError("port \(port) of 127.0.0.1 is taken (errno \(errno))")
         }
-        (self.port, descriptor) = (port, fd)
+        let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        guard named == 0 else {
+            close(fd)
+            throw RigError("getsockname() failed")
+        }
+        (self.port, descriptor) = (Int(UInt16(bigEndian: address.sin_port)), fd)
     }
 
     deinit { close(descriptor) }
