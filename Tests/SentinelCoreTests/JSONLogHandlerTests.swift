@@ -63,4 +63,14 @@ struct JSONLogHandlerTests {
         let time = try #require(object["time"] as? String)
         #expect(time.count == 24 && time.hasSuffix("Z"), "e.g. 2026-12-02T13:05:01.123Z: \(time)")
     }
+
+    @Test("a flat object of strings is written byte for byte as JSONEncoder.sentinel writes it")
+    func flatObjectMatchesEncoder() throws {
+        let awkward = "say \"hi\"\\ now\n\ttab\r\u{01}\u{1F}\u{08}\u{0C} bell\u{07} é ✓ 𝄞 a/b"
+        for fields: [String: String] in [[:], ["status": "accepted", "delivery_id": "72d3162e-cc78-11e3-81ab-4c9367dc0958"],
+                                          ["status": "pong", "integration_id": "int_1", "z": awkward, "a\"b": "", "/": "/"]] {
+            let expected = String(decoding: try JSONEncoder.sentinel.encode(fields), as: UTF8.self)
+            #expect(String(decoding: FlatJSON.encode(fields), as: UTF8.self) == expected)
+        }
+    }
 }

@@ -177,6 +177,5 @@ struct WebhookRoutes {
 }
 
 func jsonResponse(_ status: HTTPResponse.Status, _ object: [String: String]) -> Response {
-    let body = (try? JSONEncoder.sentinel.encode(object)) ?? Data("{}".utf8)
-    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: FlatJSON.encode(object))))
 }

@@ -140,3 +140,14 @@ extension Logger {
         return copy
     }
 }
+
+/// A flat JSON object of strings, written as `JSONEncoder.sentinel` writes it (keys sorted, `/`
+/// not escaped), for the short bodies of hot routes: a webhook's 202 built a `JSONEncoder` (a new
+/// one per call) for two keys.
+public enum FlatJSON {
+    public static func encode(_ fields: [String: String]) -> [UInt8] {
+        var line = JSONLine()
+        line.object(fields.mapValues { .string($0) })
+        return line.bytes
+    }
+}
