@@ -182,21 +182,25 @@ public actor WorkspaceActor {
             pending.append(PendingWrite(apply: apply, fail: fail, waiter: nil, durable: durable))
             turn = .lead(startCommit())
         }
-        if case .lead(let commit) = turn { await finishCommit(commit) }
+        if case .lead(let commit) = turn {
+            if commit.inline != nil { await Self.commitInline(commit, on: database) }
+            await finishCommit(commit)
+        }
         return try box.take().get()
     }
 
-    /// Takes everything pending as one batch and queues its transaction on the file's writer,
-    /// through GRDB's callback API: the cancellation of the task that leads the batch must not fail
-    /// the other writes in it (GRDB's async `write` honours task cancellation).
+    /// Takes everything pending as one batch. A durable batch's transaction is queued on the
+    /// file's writer at once, through GRDB's callback API: the cancellation of the task that leads
+    /// the batch must not fail the other writes in it (GRDB's async `write` honours task
+    /// cancellation). A relaxed batch is run by its leader (`commitInline`), which GRDB's
+    /// synchronous write does not cancel either.
     private func startCommit() -> BatchCommit {
-        let commit = BatchCommit(batch: pending, known: indexedDue)
+        let (batch, known, knownLevel) = (pending, indexedDue, synchronousLevel)
         pending.removeAll(keepingCapacity: true)
-        let (batch, known, knownLevel) = (commit.batch, commit.known, synchronousLevel)
         let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
         let relaxed = !batch.contains { $0.durable }
-        database.asyncWriteWithoutTransaction { db in
-            commit.complete(Result {
+        let transaction: @Sendable (Database) -> Result<BatchOutcome, Error> = { db in
+            Result {
                 // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
                 var level = knownLevel
                 if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
@@ -239,9 +243,22 @@ public actor WorkspaceActor {
                     return .commit
                 }
                 return outcome
-            })
+            }
+        }
+        let commit = BatchCommit(batch: batch, known: known, inline: relaxed ? transaction : nil)
+        if !relaxed {
+            database.asyncWriteWithoutTransaction { db in commit.complete(transaction(db)) }
         }
         return commit
+    }
+
+    /// Runs a relaxed batch (no fsync: tens of microseconds) on the leader's own thread, off the
+    /// actor so writes arriving meanwhile join the next batch. GRDB's synchronous write runs the
+    /// transaction on the calling thread when the file's writer is idle (it is: batches commit one
+    /// after the other), instead of a hop to the writer's dispatch queue and back.
+    @concurrent
+    private nonisolated static func commitInline(_ commit: BatchCommit, on database: any DatabaseWriter) async {
+        commit.run(on: database)
     }
 
     /// Waits for a batch's commit, queues the next batch on the writer at once (so the file's
@@ -466,9 +483,20 @@ final class BatchCommit: Sendable {
     let known: Double?
     private let state = Mutex<(result: Result<BatchOutcome, Error>?, waiter: CheckedContinuation<Result<BatchOutcome, Error>, Never>?)>((nil, nil))
 
-    init(batch: [PendingWrite], known: Double?) {
+    /// A relaxed batch's transaction, run by its leader on its own thread (`commitInline`); nil
+    /// when the batch was queued on the file's writer.
+    let inline: (@Sendable (Database) -> Result<BatchOutcome, Error>)?
+
+    init(batch: [PendingWrite], known: Double?, inline: (@Sendable (Database) -> Result<BatchOutcome, Error>)? = nil) {
         self.batch = batch
         self.known = known
+        self.inline = inline
+    }
+
+    /// Runs the inline transaction on the calling thread (GRDB's synchronous write).
+    func run(on database: any DatabaseWriter) {
+        guard let inline else { return }
+        complete(database.writeWithoutTransaction { db in inline(db) })
     }
 
     /// Called by the writer once the transaction has committed or failed.
