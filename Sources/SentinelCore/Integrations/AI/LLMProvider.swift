@@ -353,8 +353,10 @@ public enum ProviderHTTP {
     }
 }
 
-/// Parses the engine's response schema text once per call.
+/// Parses a response schema's text; the engine's own schema (every review's) is parsed once per
+/// process, not once per model call.
 func parseSchema(_ text: String) throws -> JSONValue {
+    if text == PromptBuilder.responseSchema, let parsed = PromptBuilder.parsedResponseSchema { return parsed }
     do {
         let schema = try JSONValue.decode(text)
         guard schema.object != nil else { throw ProviderError.badRequest("the response schema is not a JSON object") }

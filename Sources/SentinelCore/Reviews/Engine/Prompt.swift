@@ -26,6 +26,10 @@ public enum PromptBuilder {
     /// The output contract. Every property is listed in `required` and optional ones are nullable,
     /// because OpenAI's strict structured outputs demand exactly that shape; the parser still
     /// accepts missing keys from providers that do not enforce schemas.
+    /// `responseSchema` parsed, for the providers (nil only if it were not valid JSON, which
+    /// `ResponseSchemaTests` rules out; `parseSchema` would then parse the text on each call).
+    static let parsedResponseSchema: JSONValue? = try? JSONValue.decode(responseSchema)
+
     public static let responseSchema: String = """
     {
       "type": "object",
