@@ -64,11 +64,25 @@ public struct PathGlob: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
+    /// A repository-relative path split into its segments once, to test it against many globs
+    /// (a file against the engine's few dozen default skip patterns).
+    public struct Path: Sendable {
+        fileprivate let segments: [[Character]]
+
+        public init(_ path: String) {
+            var p = Substring(path)
+            while p.first == "/" { p = p.dropFirst() }
+            segments = p.split(separator: "/", omittingEmptySubsequences: true).map { Array($0) }
+        }
+    }
+
     /// Whether a repository-relative path matches.
     public func matches(_ path: String) -> Bool {
-        var p = Substring(path)
-        while p.first == "/" { p = p.dropFirst() }
-        let pathSegments = p.split(separator: "/", omittingEmptySubsequences: true).map { Array($0) }
+        matches(Path(path))
+    }
+
+    public func matches(_ path: Path) -> Bool {
+        let pathSegments = path.segments
         if pathSegments.isEmpty { return false }
         for alt in alternatives {
             if alt.basenameOnly {

@@ -82,7 +82,7 @@ public struct PathFilter: Sendable {
     public func decision(for file: DiffFile) -> FileDecision {
         if file.status == .deleted { return .skip(.deleted) }
         if file.isBinary { return .skip(.binary) }
-        let path = file.path
+        let path = PathGlob.Path(file.path)
         if exclude.contains(where: { $0.matches(path) }) { return .skip(.excluded) }
         if !include.isEmpty && !include.contains(where: { $0.matches(path) }) { return .skip(.notIncluded) }
         guard defaultSkips else { return .review }
@@ -104,7 +104,7 @@ public struct PathFilter: Sendable {
     }
 
     static func defaultSkipReason(_ file: DiffFile) -> SkipReason? {
-        let path = file.path
+        let path = PathGlob.Path(file.path)
         if lockGlobs.contains(where: { $0.matches(path) }) { return .lockFile }
         if vendoredGlobs.contains(where: { $0.matches(path) }) { return .vendored }
         if generatedGlobs.contains(where: { $0.matches(path) }) || hasGeneratedMarker(file) {
