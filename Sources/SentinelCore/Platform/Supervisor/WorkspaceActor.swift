@@ -261,9 +261,10 @@ public actor WorkspaceActor {
         commit.run(on: database)
     }
 
-    /// Waits for a batch's commit, queues the next batch on the writer at once (so the file's
-    /// writer does not wait for a task switch between two commits), then wakes this batch's
-    /// writers and hands the next batch to the first writer in it.
+    /// Waits for a batch's commit, takes the next batch at once (a durable one is queued on the
+    /// writer then, so the file's writer does not wait for a task switch between two fsyncs; a
+    /// relaxed one runs when its leader wakes), then wakes this batch's writers and hands the next
+    /// batch to the first writer in it.
     private func finishCommit(_ commit: BatchCommit) async {
         let result = await commit.outcome()
         // Updated before the next batch reads it: the leader of a batch is its only reader.
