@@ -23,13 +23,13 @@ public struct ReviewPrompt: Sendable, Hashable {
 /// Builds review prompts. The rules that keep findings postable (cite only numbered lines, the
 /// right side, one JSON object) live here, in one place, for every provider.
 public enum PromptBuilder {
-    /// The output contract. Every property is listed in `required` and optional ones are nullable,
-    /// because OpenAI's strict structured outputs demand exactly that shape; the parser still
-    /// accepts missing keys from providers that do not enforce schemas.
     /// `responseSchema` parsed, for the providers (nil only if it were not valid JSON, which
     /// `ResponseSchemaTests` rules out; `parseSchema` would then parse the text on each call).
     static let parsedResponseSchema: JSONValue? = try? JSONValue.decode(responseSchema)
 
+    /// The output contract. Every property is listed in `required` and optional ones are nullable,
+    /// because OpenAI's strict structured outputs demand exactly that shape; the parser still
+    /// accepts missing keys from providers that do not enforce schemas.
     public static let responseSchema: String = """
     {
       "type": "object",
