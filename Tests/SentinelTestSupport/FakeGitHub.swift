@@ -131,12 +131,17 @@ public struct FakePullRequest: Sendable {
         self.fileItems = Self.items(files)
     }
 
-    static func items(_ files: [(filename: String, status: String, patch: String?)]) -> [Data] {
+    /// GitHub's file items (of a pull request or a comparison) as JSON objects.
+    static func itemObjects(_ files: [(filename: String, status: String, patch: String?)]) -> [[String: Any]] {
         files.map { f in
             var o: [String: Any] = ["filename": f.filename, "status": f.status, "additions": 1, "deletions": 0, "changes": 1]
             if let p = f.patch { o["patch"] = p }
-            return (try? JSONSerialization.data(withJSONObject: o)) ?? Data("{}".utf8)
+            return o
         }
+    }
+
+    static func items(_ files: [(filename: String, status: String, patch: String?)]) -> [Data] {
+        itemObjects(files).map { (try? JSONSerialization.data(withJSONObject: $0)) ?? Data("{}".utf8) }
     }
 }
 
@@ -562,9 +567,6 @@ struct FakeGitHubRoutes {
         "\(context.parameters.get("owner") ?? "")/\(context.parameters.get("repo") ?? "")"
     }
 
-    func files(_ list: [(filename: String, status: String, patch: String?)]) -> [Any] {
-        FakePullRequest.items(list).map { (try? JSONSerialization.jsonObject(with: $0)) ?? [:] }
-    }
 
     /// The App JWT of an `/app/…` request, verified (GitHub answers 401 to anything else).
     func isApp(_ request: Request) async -> Bool {
@@ -722,7 +724,7 @@ struct FakeGitHubRoutes {
             let spec = context.parameters.get("spec") ?? ""
             guard let comparison = await state.comparisons["\(repo(context))@\(spec)"] else { return json(404, ["message": "Not Found"]) }
             return json(200, ["status": comparison.status, "total_commits": 1,
-                              "files": files(Array(comparison.files.prefix(FakeGitHubState.compareFileLimit)))])
+                              "files": FakePullRequest.itemObjects(Array(comparison.files.prefix(FakeGitHubState.compareFileLimit)))])
         }
         router.get("/repos/:owner/:repo/contents/**") { request, context in
             await state.log("GET contents")
