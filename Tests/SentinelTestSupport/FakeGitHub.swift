@@ -567,7 +567,6 @@ struct FakeGitHubRoutes {
         "\(context.parameters.get("owner") ?? "")/\(context.parameters.get("repo") ?? "")"
     }
 
-
     /// The App JWT of an `/app/…` request, verified (GitHub answers 401 to anything else).
     func isApp(_ request: Request) async -> Bool {
         guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer ") else { return false }
