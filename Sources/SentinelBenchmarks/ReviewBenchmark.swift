@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import GRDB
 import Logging
 import NIOCore
 import SentinelCore
@@ -20,6 +21,8 @@ struct ReviewBenchmark: AsyncParsableCommand {
     @Option(help: "Changed lines per file (60% added, 40% removed).") var linesPerFile = 100
     @Option(help: "Pull requests in flight at once, one measurement each.") var concurrency: [Int] = [1, 16]
     @Option(help: "The sentinel executable (default: beside this program).") var sentinel: String?
+    @Option(help: "Model calls already recorded this month in the workspace before the run (a busy tenant's usage by the month's end).")
+    var usageHistory = 0
 
     static let repo = "octo-org/services"
     static let repoID = 1001
@@ -138,14 +141,35 @@ struct ReviewBenchmark: AsyncParsableCommand {
         let integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: data.masterKeyFile))
         let (appID, pem, api, model) = (github.appID, github.privateKeyPEM, github.baseURL, llm.openAIBaseURL)
         let key = FakeLLMServer.defaultKeys[.openAI]!
+        let history = usageHistory
         let summary = try await supervisor.withWorkspace(workspace) { actor in
             let summary = try await integrations.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret, apiURL: api)
             _ = try await ProviderStore(masterKey: integrations.masterKey).add(kind: "openai", apiKey: key, model: "gpt-4o-mini", baseURL: model,
                                                                                by: "bench", in: actor)
+            try await Self.recordUsageHistory(calls: history, in: actor)
             return summary
         }
         await supervisor.shutdown()
         return summary.webhookPath
+    }
+
+    /// `calls` model calls recorded between the start of this month (UTC) and now, as the review
+    /// runner records them (one `usage_records` row each, five per review).
+    static func recordUsageHistory(calls: Int, in actor: WorkspaceActor) async throws {
+        guard calls > 0 else { return }
+        try await actor.write { tx in
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: tx.now))!.timeIntervalSince1970
+            let span = tx.now.timeIntervalSince1970 - monthStart
+            let insert = try tx.db.makeStatement(sql: """
+                INSERT INTO usage_records (call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms, recorded_at)
+                VALUES (?, 'openai', 'gpt-4o-mini', 9000, 400, 0.0016, 900, ?)
+                """)
+            for i in 0..<calls {
+                try insert.execute(arguments: ["history:\(i / 5):call\(i % 5)", monthStart + span * Double(i) / Double(calls)])
+            }
+        }
     }
 
     static func sha(_ n: Int) -> String { String(format: "%040x", 0xabc000 + n) }

@@ -22,7 +22,7 @@ struct SpendLimitEndToEndTests {
         _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             _ = try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
                                     by: "test", in: actor)
-            try await actor.write { tx in try tx.db.execute(sql: "ALTER TABLE usage_records RENAME TO usage_records_lost") }
+            try await actor.write { tx in try tx.db.execute(sql: "ALTER TABLE usage_months RENAME TO usage_months_lost") }
         }
         await llm.state.setReview(summary: "Fine.", findings: [])
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))

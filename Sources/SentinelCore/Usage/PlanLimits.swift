@@ -28,8 +28,7 @@ public enum PlanLimits {
     }
 
     static func tokensUsed(in db: Database, now: Date) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM usage_records WHERE recorded_at >= ?",
-                         arguments: [monthStart(now)]) ?? 0
+        try UsageLedger.monthToDate(in: db, now: now).tokens
     }
 
     /// A reason when starting one more review would exceed the plan, else nil.

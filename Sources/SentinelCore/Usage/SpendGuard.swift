@@ -43,12 +43,14 @@ public enum UsageLedger {
             "period": period, "budget_usd": usd(budget), "spent_usd": usd(spent.costUSD)]))
     }
 
-    /// This month's (UTC) AI spend of the workspace: tokens and estimated USD.
+    /// This month's (UTC) AI spend of the workspace: tokens, estimated USD and model calls (every
+    /// call recorded from the start of the month on). One row of `usage_months`, which triggers keep
+    /// in step with `usage_records`: the same whether the month holds ten calls or a million.
     public static func monthToDate(in db: Database, now: Date) throws -> (tokens: Int, costUSD: Double, calls: Int) {
         let row = try Row.fetchOne(db, sql: """
-            SELECT coalesce(sum(input_tokens + output_tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost, count(*) AS calls
-            FROM usage_records WHERE recorded_at >= ?
-            """, arguments: [PlanLimits.monthStart(now)])
+            SELECT coalesce(sum(tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(calls), 0) AS calls
+            FROM usage_months WHERE month >= ?
+            """, arguments: [UsageReport.currentPeriod(now: now)])
         let tokens: Int = row?["tokens"] ?? 0
         let cost: Double = row?["cost"] ?? 0
         let calls: Int = row?["calls"] ?? 0

@@ -170,7 +170,7 @@ struct EngineSpendTests {
         let h = try TestHarness()
         let (ws, runA, _) = try await Self.workspaceWithRuns(h)
         try await h.supervisor.withWorkspace(ws) { actor in
-            try await actor.write { tx in try tx.db.execute(sql: "ALTER TABLE usage_records RENAME TO usage_records_moved") }
+            try await actor.write { tx in try tx.db.execute(sql: "ALTER TABLE usage_months RENAME TO usage_months_moved") }
             let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: nil)
             let tracker = EngineCallTracker()
             let result = await ReviewEngine.review(files: try Self.files(2), options: Self.options(),

@@ -172,12 +172,7 @@ public struct ProviderStore: Sendable {
 
     /// Estimated AI cost recorded since the start of the current calendar month (UTC).
     public func spentThisMonth(in workspace: WorkspaceActor, now: Date = Date()) async throws -> Double {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let start = calendar.date(from: calendar.dateComponents([.year, .month], from: now))!.timeIntervalSince1970
-        return try await workspace.read { db in
-            try Double.fetchOne(db, sql: "SELECT coalesce(sum(cost_usd), 0) FROM usage_records WHERE recorded_at >= ?", arguments: [start]) ?? 0
-        }
+        try await workspace.read { db in try UsageLedger.monthToDate(in: db, now: now).costUSD }
     }
 
     /// Whether another AI call fits in this month's budget. A budget or spend that cannot be read
