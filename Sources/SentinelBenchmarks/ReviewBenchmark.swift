@@ -21,8 +21,8 @@ struct ReviewBenchmark: AsyncParsableCommand {
     @Option(help: "Changed lines per file (60% added, 40% removed).") var linesPerFile = 100
     @Option(help: "Pull requests in flight at once, one measurement each.") var concurrency: [Int] = [1, 16]
     @Option(help: "The sentinel executable (default: beside this program).") var sentinel: String?
-    @Option(help: "Model calls already recorded this month in the workspace before the run (a busy tenant's usage by the month's end).")
-    var usageHistory = 0
+    @Option(help: "Reviews the workspace already did this month before the run, each with five model calls and five findings (a busy tenant by the month's end).")
+    var historyReviews = 0
 
     static let repo = "octo-org/services"
     static let repoID = 1001
@@ -141,33 +141,51 @@ struct ReviewBenchmark: AsyncParsableCommand {
         let integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: data.masterKeyFile))
         let (appID, pem, api, model) = (github.appID, github.privateKeyPEM, github.baseURL, llm.openAIBaseURL)
         let key = FakeLLMServer.defaultKeys[.openAI]!
-        let history = usageHistory
+        let history = historyReviews
         let summary = try await supervisor.withWorkspace(workspace) { actor in
             let summary = try await integrations.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret, apiURL: api)
             _ = try await ProviderStore(masterKey: integrations.masterKey).add(kind: "openai", apiKey: key, model: "gpt-4o-mini", baseURL: model,
                                                                                by: "bench", in: actor)
-            try await Self.recordUsageHistory(calls: history, in: actor)
+            try await Self.recordHistory(reviews: history, integration: IntegrationID(summary.id)!, in: actor)
             return summary
         }
         await supervisor.shutdown()
         return summary.webhookPath
     }
 
-    /// `calls` model calls recorded between the start of this month (UTC) and now, as the review
-    /// runner records them (one `usage_records` row each, five per review).
-    static func recordUsageHistory(calls: Int, in actor: WorkspaceActor) async throws {
-        guard calls > 0 else { return }
+    /// `reviews` completed review runs between the start of this month (UTC) and now, of another
+    /// repository of the same installation, each with the rows the review runner leaves: five
+    /// `usage_records` (one per model call) and five `findings`.
+    static func recordHistory(reviews: Int, integration: IntegrationID, in actor: WorkspaceActor) async throws {
+        guard reviews > 0 else { return }
         try await actor.write { tx in
+            let repository = try RepositoryStore.register(integrationID: integration, externalID: 999_999, fullName: "octo-org/history",
+                                                          installationID: nil, in: &tx).id
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = TimeZone(identifier: "UTC")!
             let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: tx.now))!.timeIntervalSince1970
             let span = tx.now.timeIntervalSince1970 - monthStart
-            let insert = try tx.db.makeStatement(sql: """
-                INSERT INTO usage_records (call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms, recorded_at)
-                VALUES (?, 'openai', 'gpt-4o-mini', 9000, 400, 0.0016, 900, ?)
+            let run = try tx.db.makeStatement(sql: """
+                INSERT INTO review_runs (repository_id, pr_number, head_sha, trigger, state, created_at, started_at, finished_at, conclusion)
+                VALUES (?, ?, ?, 'opened', 'completed', ?, ?, ?, 'success')
                 """)
-            for i in 0..<calls {
-                try insert.execute(arguments: ["history:\(i / 5):call\(i % 5)", monthStart + span * Double(i) / Double(calls)])
+            let call = try tx.db.makeStatement(sql: """
+                INSERT INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, duration_ms, recorded_at)
+                VALUES (?, ?, 'openai', 'gpt-4o-mini', 9000, 400, 0.0016, 900, ?)
+                """)
+            let finding = try tx.db.makeStatement(sql: """
+                INSERT INTO findings (run_id, repository_id, pr_number, path, line, side, severity, category, title, body, source, fingerprint, posted)
+                VALUES (?, ?, ?, ?, ?, 'RIGHT', 'medium', 'correctness', 'Unchecked conversion',
+                        '`Int(value)` returns nil for malformed input; the caller force-unwraps it.', 'ai', ?, 1)
+                """)
+            for i in 0..<reviews {
+                let at = monthStart + span * Double(i) / Double(reviews)
+                try run.execute(arguments: [repository, i + 1, sha(i), at, at, at + 30])
+                let runID = tx.db.lastInsertedRowID
+                for c in 0..<5 {
+                    try call.execute(arguments: [runID, "history:\(runID):call\(c)", at + 10])
+                    try finding.execute(arguments: [runID, repository, i + 1, "Sources/Service\(c)/Pipeline\(c).swift", 13, "history-\(i)-\(c)"])
+                }
             }
         }
     }

@@ -481,6 +481,15 @@ enum WorkspaceSchema {
                 CREATE INDEX review_runs_started ON review_runs(started_at, state);
                 """)
         }
+        m.registerMigration("0013_run_children") { db in
+            // A run's findings and AI calls by run: completing a run counts its findings, posting
+            // its review replaces them, and the run's page lists both. Without these each was a
+            // scan of every finding (or call) the workspace ever recorded.
+            try db.execute(sql: """
+                CREATE INDEX findings_run ON findings(run_id);
+                CREATE INDEX usage_records_run ON usage_records(run_id);
+                """)
+        }
         return m
     }
 }
