@@ -444,10 +444,14 @@ enum WorkspaceSchema {
         }
         m.registerMigration("0012_usage_months") { db in
             // The spend and plan checks before every model call read this month's AI usage: a
-            // running total per calendar month (UTC), kept by triggers in the transaction that
+            // running total per calendar month (UTC), kept by a trigger in the transaction that
             // records a call, instead of a sum over every call of the month (a scan of
             // `usage_records`, which grows all month). And the plan's reviews-per-month count
             // reads this month's runs from an index instead of every run there ever was.
+            // `usage_records` is an append-only ledger (nothing updates or deletes its rows; a
+            // workspace's usage goes with its file), so one trigger on insert keeps the totals:
+            // every trigger is parsed again by each cold open of the file, and update and delete
+            // triggers cost a cold open about a tenth more (measured with Python's `sqlite3`).
             try db.execute(sql: """
                 CREATE TABLE usage_months (
                     month TEXT PRIMARY KEY NOT NULL,
@@ -459,20 +463,6 @@ enum WorkspaceSchema {
                     SELECT strftime('%Y-%m', recorded_at, 'unixepoch'), sum(input_tokens + output_tokens), sum(cost_usd), count(*)
                     FROM usage_records GROUP BY 1;
                 CREATE TRIGGER usage_months_insert AFTER INSERT ON usage_records BEGIN
-                    INSERT INTO usage_months (month, tokens, cost_usd, calls)
-                    VALUES (strftime('%Y-%m', NEW.recorded_at, 'unixepoch'), NEW.input_tokens + NEW.output_tokens, NEW.cost_usd, 1)
-                    ON CONFLICT (month) DO UPDATE SET tokens = tokens + excluded.tokens, cost_usd = cost_usd + excluded.cost_usd,
-                                                      calls = calls + 1;
-                END;
-                CREATE TRIGGER usage_months_delete AFTER DELETE ON usage_records BEGIN
-                    UPDATE usage_months SET tokens = tokens - (OLD.input_tokens + OLD.output_tokens), cost_usd = cost_usd - OLD.cost_usd,
-                                            calls = calls - 1
-                    WHERE month = strftime('%Y-%m', OLD.recorded_at, 'unixepoch');
-                END;
-                CREATE TRIGGER usage_months_update AFTER UPDATE OF input_tokens, output_tokens, cost_usd, recorded_at ON usage_records BEGIN
-                    UPDATE usage_months SET tokens = tokens - (OLD.input_tokens + OLD.output_tokens), cost_usd = cost_usd - OLD.cost_usd,
-                                            calls = calls - 1
-                    WHERE month = strftime('%Y-%m', OLD.recorded_at, 'unixepoch');
                     INSERT INTO usage_months (month, tokens, cost_usd, calls)
                     VALUES (strftime('%Y-%m', NEW.recorded_at, 'unixepoch'), NEW.input_tokens + NEW.output_tokens, NEW.cost_usd, 1)
                     ON CONFLICT (month) DO UPDATE SET tokens = tokens + excluded.tokens, cost_usd = cost_usd + excluded.cost_usd,
