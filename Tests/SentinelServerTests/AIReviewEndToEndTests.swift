@@ -3,6 +3,7 @@ import GRDB
 import SentinelCore
 import SentinelServer
 import SentinelTestSupport
+import Synchronization
 import Testing
 
 @Suite("AI review end to end", .serialized)
@@ -183,5 +184,48 @@ struct AIEligibilityTests {
         }
         await http.shutdown()
         await h.stop()
+    }
+}
+
+/// Counts how often a run looks up the cost of a model call (each a read of the provider's row).
+final class CostLookups: ReviewModelResolver, Sendable {
+    let inner: WorkspaceModelResolver
+    let count = Mutex(0)
+    init(_ inner: WorkspaceModelResolver) { self.inner = inner }
+    func model(for workspace: WorkspaceActor, policy: ReviewPolicy) async -> (model: (any ReviewModel)?, skippedReason: String?) {
+        await inner.model(for: workspace, policy: policy)
+    }
+    func cost(of call: ModelCallRecord, in workspace: WorkspaceActor) async -> Double {
+        count.withLock { $0 += 1 }
+        return await inner.cost(of: call, in: workspace)
+    }
+}
+
+@Suite("AI review: cost lookups")
+struct AIReviewCostLookupTests {
+    @Test("each model call's cost is looked up once, when the spend gate records it, not again with the prepared review")
+    func costLookedUpOncePerCall() async throws {
+        let llm = try await FakeLLMServer.start()
+        let http = try AsyncOutboundHTTPClient()
+        let lookups = Mutex<CostLookups?>(nil)
+        let world = try await GitHubWorld(models: { key in
+            let resolver = CostLookups(WorkspaceModelResolver(store: ProviderStore(masterKey: key), http: http))
+            lookups.withLock { $0 = resolver }
+            return resolver
+        })
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.setReview(summary: "Fine.", findings: [])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let calls = try await world.count("SELECT count(*) FROM usage_records WHERE cost_usd > 0")
+        #expect(calls >= 1)
+        #expect(lookups.withLock { $0?.count.withLock { $0 } } == calls)
+        await world.stop()
+        await llm.stop()
+        await http.shutdown()
     }
 }

@@ -464,9 +464,16 @@ public struct ReviewRunner: Sendable {
     /// Returns whether a prepared review was stored already (by another attempt of the job).
     private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, jobAttempt: Int,
                              in workspace: WorkspaceActor) async throws -> Bool {
-        var costs: [Double] = []
-        for call in result.usage { costs.append(await models.cost(of: call, in: workspace)) }
-        let calls = zip(result.usage, costs).map { (call: $0.0, costUSD: $0.1) }
+        // The spend gate records each call as it returns; only the calls it could not record
+        // (none, usually) need their cost looked up (a read of the provider) here.
+        let recorded = Set(try await workspace.read { db in
+            try String.fetchAll(db, sql: "SELECT call_key FROM usage_records WHERE run_id = ?", arguments: [runID])
+        })
+        var unrecorded: [(call: ModelCallRecord, costUSD: Double)] = []
+        for call in result.usage where !recorded.contains(UsageLedger.callKey(runID: runID, jobAttempt: jobAttempt, call: call)) {
+            unrecorded.append((call, await models.cost(of: call, in: workspace)))
+        }
+        let calls = unrecorded
         return try await workspace.write { tx in
             let earlier = try Bool.fetchOne(tx.db, sql: "SELECT prepared_review IS NOT NULL FROM review_runs WHERE id = ?", arguments: [runID]) ?? false
             try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
