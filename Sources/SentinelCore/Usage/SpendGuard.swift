@@ -44,7 +44,7 @@ public enum UsageLedger {
     }
 
     /// This month's (UTC) AI spend of the workspace: tokens, estimated USD and model calls (every
-    /// call recorded from the start of the month on). One row of `usage_months`, which triggers keep
+    /// call recorded from the start of the month on). One row of `usage_months`, which a trigger keeps
     /// in step with `usage_records`: the same whether the month holds ten calls or a million.
     public static func monthToDate(in db: Database, now: Date) throws -> (tokens: Int, costUSD: Double, calls: Int) {
         let row = try Row.fetchOne(db, sql: """
