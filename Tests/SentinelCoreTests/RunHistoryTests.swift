@@ -13,9 +13,7 @@ struct RunHistoryTests {
         let ws = try h.createWorkspace()
         try await h.supervisor.withWorkspace(ws) { actor in
             try await actor.write { tx in
-                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES ('int_hist000000000001', 'github', 'x', x'00', 0)")
-                _ = try RepositoryStore.register(integrationID: IntegrationID("int_hist000000000001")!, externalID: 1, fullName: "acme/api",
-                                                 installationID: 1, in: &tx)
+                try History.registerRepository(integration: "int_hist000000000001", in: &tx)
             }
             /// Adds `runs` completed runs, each with four findings and four AI calls.
             func grow(runs: Int, from first: Int) async throws {
@@ -41,8 +39,8 @@ struct RunHistoryTests {
             func cost() async throws -> (findings: Int, calls: Int) {
                 try await actor.read { db in
                     var (findings, calls) = (0, 0)
-                    let f = try UsageMonthsTests.instructions(db) { findings = try ReviewRunStore.findings(ofRun: 1, in: db).count }
-                    let c = try UsageMonthsTests.instructions(db) { calls = try UsageCall.list(ofRun: 1, in: db).count }
+                    let f = try History.instructions(db) { findings = try ReviewRunStore.findings(ofRun: 1, in: db).count }
+                    let c = try History.instructions(db) { calls = try UsageCall.list(ofRun: 1, in: db).count }
                     #expect(findings == 4 && calls == 4)
                     return (f, c)
                 }

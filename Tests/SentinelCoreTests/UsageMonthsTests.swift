@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import GRDBSQLite
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -83,20 +82,6 @@ struct UsageMonthsTests {
         try queue.close()
     }
 
-    /// SQLite virtual-machine instructions run by `body` (counted by a progress handler called on every one).
-    static func instructions(_ db: Database, _ body: () throws -> Void) rethrows -> Int {
-        var count = 0
-        try withUnsafeMutablePointer(to: &count) { counter in
-            sqlite3_progress_handler(db.sqliteConnection, 1, { context in
-                context!.assumingMemoryBound(to: Int.self).pointee += 1
-                return 0
-            }, counter)
-            defer { sqlite3_progress_handler(db.sqliteConnection, 0, nil, nil) }
-            try body()
-        }
-        return count
-    }
-
     @Test("the checks before a model call and a run's start cost the same however long the workspace's history is")
     func checksIndependentOfHistory() async throws {
         let h = try TestHarness()
@@ -104,9 +89,7 @@ struct UsageMonthsTests {
         let plan = Plan(name: "metered", reviewsPerMonth: 1_000_000, tokensPerMonth: 1_000_000_000, repositories: nil, seats: nil)
         try await h.supervisor.withWorkspace(ws) { actor in
             try await actor.write { tx in
-                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES ('int_usage00000000001', 'github', 'x', x'00', 0)")
-                _ = try RepositoryStore.register(integrationID: IntegrationID("int_usage00000000001")!, externalID: 1, fullName: "acme/api",
-                                                 installationID: 1, in: &tx)
+                try History.registerRepository(integration: "int_usage00000000001", in: &tx)
             }
             /// Adds `calls` model calls this month and `runs` review runs last month.
             func grow(calls: Int, runs: Int, from first: Int) async throws {
@@ -124,8 +107,8 @@ struct UsageMonthsTests {
             }
             func cost() async throws -> (spend: Int, plan: Int) {
                 try await actor.read { db in
-                    (try Self.instructions(db) { _ = try UsageLedger.monthToDate(in: db, now: Self.now) },
-                     try Self.instructions(db) { _ = try PlanLimits.status(plan: plan, in: db, now: Self.now) })
+                    (try History.instructions(db) { _ = try UsageLedger.monthToDate(in: db, now: Self.now) },
+                     try History.instructions(db) { _ = try PlanLimits.status(plan: plan, in: db, now: Self.now) })
                 }
             }
             try await grow(calls: 10, runs: 10, from: 0)
