@@ -46,13 +46,16 @@ public struct JSONLogHandler: LogHandler {
 
 /// Where log lines go. Tests capture them to prove secrets never reach the log.
 public final class LogSink: Sendable {
-    private let output: Mutex<(@Sendable (Data) -> Void)>
+    private let output: @Sendable (Data) -> Void
+    /// One line at a time. The closure stays outside the lock: kept as a generic lock's value, it
+    /// would come back from every `withLock` wrapped in two more thunks (`StoredHandlerTests`).
+    private let lock = Mutex(())
 
-    public init(_ write: @escaping @Sendable (Data) -> Void) { output = Mutex(write) }
+    public init(_ write: @escaping @Sendable (Data) -> Void) { output = write }
 
     public static let standardError = LogSink { data in FileHandle.standardError.write(data) }
 
-    func write(_ data: Data) { output.withLock { $0(data) } }
+    func write(_ data: Data) { lock.withLock { _ in output(data) } }
 }
 
 /// One log line's JSON, written directly: keys sorted, `/` not escaped, control characters

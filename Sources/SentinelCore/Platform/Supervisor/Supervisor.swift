@@ -375,9 +375,13 @@ public actor Supervisor: Service {
 /// The scheduler's wake-up, set once it runs; until then a due commit wakes nobody (the
 /// scheduler's first round looks at everything due anyway).
 final class WorkDueRelay: Sendable {
-    private let handler = Mutex<(@Sendable () -> Void)?>(nil)
+    /// The closure lives in a struct: stored directly as a generic lock's value, it would be
+    /// handed to each `withLock` body re-abstracted through `inout` and written back wrapped in
+    /// two more thunks, a chain that grew with every commit (`StoredHandlerTests`).
+    private struct Handler: Sendable { let wake: @Sendable () -> Void }
+    private let handler = Mutex<Handler?>(nil)
 
-    func set(_ handler: @escaping @Sendable () -> Void) { self.handler.withLock { $0 = handler } }
+    func set(_ wake: @escaping @Sendable () -> Void) { handler.withLock { $0 = Handler(wake: wake) } }
 
-    func fire() { handler.withLock { $0 }?() }
+    func fire() { handler.withLock { $0 }?.wake() }
 }
