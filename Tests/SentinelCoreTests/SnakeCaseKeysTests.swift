@@ -1,5 +1,6 @@
 import Foundation
 @testable import SentinelCore
+import SentinelTestSupport
 import Testing
 
 @Suite("Snake-case keys")
@@ -14,6 +15,23 @@ struct SnakeCaseKeysTests {
         #expect(SnakeCaseKeys.propertyName(forKey: "api_url") == "apiURL")
         #expect(SnakeCaseKeys.propertyName(forKey: "has_ca_bundle") == "hasCABundle")
         #expect(SnakeCaseKeys.propertyName(forKey: "runID") == "runID")
+    }
+
+    @Test("the byte-by-byte mapping of ASCII names gives what the general mapping gives")
+    func asciiPathsAgree() {
+        var rng = SeededRNG(seed: 18)
+        let pieces = ["_", "__", "id", "sha", "sha256", "url", "usd", "ca", "a", "x", "head", "Id", "SHA", "Url", "B", "9", "p50", "z_"]
+        var checked = 0
+        for _ in 0..<20_000 {
+            let text = (0..<rng.int(0...6)).map { _ in pieces[rng.int(0...(pieces.count - 1))] }.joined()
+            #expect(SnakeCaseKeys.propertyName(forKey: text) == SnakeCaseKeys.unicodePropertyName(forKey: text), "\(text)")
+            #expect(SnakeCaseKeys.key(forProperty: text) == SnakeCaseKeys.unicodeKey(forProperty: text), "\(text)")
+            checked += 1
+        }
+        #expect(checked == 20_000)
+        // Non-ASCII names take the general path.
+        #expect(SnakeCaseKeys.propertyName(forKey: "größe_ändern") == "größeÄndern")
+        #expect(SnakeCaseKeys.key(forProperty: "größeÄndern") == "größe_ändern")
     }
 
     @Test("camelCase properties map to snake_case keys, and back to the same property")

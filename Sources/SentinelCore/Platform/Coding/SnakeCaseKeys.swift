@@ -11,7 +11,33 @@ public enum SnakeCaseKeys {
 
     /// `head_sha` → `headSHA`, `policy_sha256` → `policySHA256`, `pr_number` → `prNumber`. A key
     /// without underscores is already a Swift name and comes back as it is (`runID` → `runID`).
+    /// Every key of every decoded object comes through here (a 23 KB webhook has hundreds), so
+    /// ASCII keys, all of them in practice, are mapped byte by byte.
     public static func propertyName(forKey key: String) -> String {
+        let utf8 = key.utf8
+        guard utf8.contains(UInt8(ascii: "_")) else { return key }
+        guard utf8.allSatisfy({ $0 < 0x80 }) else { return unicodePropertyName(forKey: key) }
+        var name: [UInt8] = []
+        name.reserveCapacity(utf8.count)
+        var words = 0
+        for word in utf8.split(separator: UInt8(ascii: "_"), omittingEmptySubsequences: true) {
+            defer { words += 1 }
+            if words == 0 {
+                name.append(contentsOf: word)
+            } else if let acronym = asciiAcronyms.first(where: { $0.word.elementsEqual(word) }) {
+                name.append(contentsOf: acronym.name)
+            } else {
+                let first = word[word.startIndex]
+                name.append((UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) ? first - 32 : first)
+                name.append(contentsOf: word.dropFirst())
+            }
+        }
+        return String(decoding: name, as: UTF8.self)
+    }
+
+    private static let asciiAcronyms: [(word: [UInt8], name: [UInt8])] = acronyms.map { (Array($0.key.utf8), Array($0.value.utf8)) }
+
+    static func unicodePropertyName(forKey key: String) -> String {
         var name = ""
         for (index, word) in key.split(separator: "_", omittingEmptySubsequences: true).enumerated() {
             if index == 0 {
@@ -28,8 +54,13 @@ public enum SnakeCaseKeys {
     /// `headSHA` → `head_sha`, `hasCABundle` → `has_ca_bundle`, `durationP50Ms` → `duration_p50_ms`.
     /// A capital starts a word; a run of capitals is one word, except its last capital when a
     /// lowercase letter follows (it starts the next word). A name already in snake_case comes
-    /// back as it is.
+    /// back as it is; so does any ASCII name without a capital (`id`, `summary`), without a copy.
     public static func key(forProperty name: String) -> String {
+        if name.utf8.allSatisfy({ $0 < 0x80 && !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) { return name }
+        return unicodeKey(forProperty: name)
+    }
+
+    static func unicodeKey(forProperty name: String) -> String {
         let characters = Array(name)
         var key = ""
         for (index, character) in characters.enumerated() {
