@@ -55,9 +55,26 @@ public enum SnakeCaseKeys {
     /// A capital starts a word; a run of capitals is one word, except its last capital when a
     /// lowercase letter follows (it starts the next word). A name already in snake_case comes
     /// back as it is; so does any ASCII name without a capital (`id`, `summary`), without a copy.
+    /// ASCII names (all of them in practice) are mapped byte by byte.
     public static func key(forProperty name: String) -> String {
-        if name.utf8.allSatisfy({ $0 < 0x80 && !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) { return name }
-        return unicodeKey(forProperty: name)
+        let utf8 = name.utf8
+        guard utf8.allSatisfy({ $0 < 0x80 }) else { return unicodeKey(forProperty: name) }
+        let isUpper = { (byte: UInt8) in (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) }
+        let isLower = { (byte: UInt8) in (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) }
+        guard utf8.contains(where: isUpper) else { return name }
+        let bytes = Array(utf8)
+        var key: [UInt8] = []
+        key.reserveCapacity(bytes.count + 4)
+        for (index, byte) in bytes.enumerated() {
+            guard isUpper(byte) else { key.append(byte); continue }
+            if index > 0 {
+                let afterCapital = isUpper(bytes[index - 1])
+                let beforeLowercase = index + 1 < bytes.count && isLower(bytes[index + 1])
+                if !afterCapital || beforeLowercase { key.append(UInt8(ascii: "_")) }
+            }
+            key.append(byte + 32)
+        }
+        return String(decoding: key, as: UTF8.self)
     }
 
     static func unicodeKey(forProperty name: String) -> String {
