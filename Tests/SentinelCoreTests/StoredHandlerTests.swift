@@ -23,7 +23,7 @@ struct StoredHandlerTests {
         return Int(frames.withUnsafeMutableBufferPointer { backtrace($0.baseAddress, Int32($0.count)) })
     }
 
-    @Test("the scheduler's wake-up runs at the same depth after thousands of commits with due work")
+    @Test("the scheduler's wake-up runs at the same depth after a thousand commits with due work")
     func workDueHandlerDoesNotGrow() async throws {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
