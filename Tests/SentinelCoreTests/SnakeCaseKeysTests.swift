@@ -21,14 +21,11 @@ struct SnakeCaseKeysTests {
     func asciiPathsAgree() {
         var rng = SeededRNG(seed: 18)
         let pieces = ["_", "__", "id", "sha", "sha256", "url", "usd", "ca", "a", "x", "head", "Id", "SHA", "Url", "B", "9", "p50", "z_"]
-        var checked = 0
         for _ in 0..<20_000 {
             let text = (0..<rng.int(0...6)).map { _ in pieces[rng.int(0...(pieces.count - 1))] }.joined()
             #expect(SnakeCaseKeys.propertyName(forKey: text) == SnakeCaseKeys.unicodePropertyName(forKey: text), "\(text)")
             #expect(SnakeCaseKeys.key(forProperty: text) == SnakeCaseKeys.unicodeKey(forProperty: text), "\(text)")
-            checked += 1
         }
-        #expect(checked == 20_000)
         // Non-ASCII names take the general path.
         #expect(SnakeCaseKeys.propertyName(forKey: "größe_ändern") == "größeÄndern")
         #expect(SnakeCaseKeys.key(forProperty: "größeÄndern") == "größe_ändern")

@@ -8,8 +8,8 @@ import Testing
 /// A closure kept in a generic lock (`Mutex<(() -> Void)?>`) is stored at the generic's
 /// abstraction; each `withLock` hands the body a re-abstracted copy through `inout` and writes
 /// back a closure wrapped in two more thunks. Called once per commit (the scheduler's wake-up) or
-/// per log line, the stored handler grew into a chain walked on every call: CPU growing with the
-/// process's age and, after a few hundred thousand calls, a stack overflow. These tests call the
+/// per log line, the stored handler grew into a chain walked on every call: CPU time and memory
+/// growing with the process's age (24,930 frames deep in a long review benchmark). These tests call the
 /// long-lived handlers many times and expect the call depth at which the handler runs to stay put.
 @Suite("Long-lived handlers")
 struct StoredHandlerTests {
