@@ -92,6 +92,10 @@ public enum FakeFault: Sendable, Equatable {
     case secondaryRateLimited(retryAfter: Int)
     /// Answer only after this many seconds (past a client's timeout).
     case delay(Double)
+    /// Answer only once a request of another route (a `requests` line such as "GET files") has
+    /// arrived, or after a second, when the hold is written down in `expiredHolds`: a client that
+    /// makes the two requests one after the other always lets the hold expire.
+    case holdUntilRequest(String)
 }
 
 public struct FakePullRequest: Sendable {
@@ -351,6 +355,10 @@ public actor FakeGitHubState {
         return f
     }
 
+    /// Routes whose `holdUntilRequest` fault waited a whole second for the other request in vain.
+    public private(set) var expiredHolds: [String] = []
+    func noteExpiredHold(_ route: String) { expiredHolds.append(route) }
+
     func log(_ line: String) {
         requests.append(line)
         requestTimes.append((line, Date()))
@@ -546,6 +554,16 @@ struct FakeGitHubRoutes {
                         headers: [.retryAfter: String(seconds)])
         case .delay(let seconds):
             try? await Task.sleep(for: .seconds(seconds))
+            return nil
+        case .holdUntilRequest(let other):
+            let deadline = ContinuousClock.now + .seconds(1)
+            while await !state.requests.contains(other) {
+                guard ContinuousClock.now < deadline else {
+                    await state.noteExpiredHold(route)
+                    return nil
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
             return nil
         }
     }

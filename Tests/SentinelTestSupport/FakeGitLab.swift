@@ -481,6 +481,9 @@ public actor FakeGitLabState {
     }
 
     func log(_ request: FakeGitLabRequest) { requests.append(request) }
+    /// Routes whose `holdUntilRequest` fault waited a whole second for the other request in vain.
+    public private(set) var expiredHolds: [String] = []
+    func noteExpiredHold(_ route: String) { expiredHolds.append(route) }
     func reject(_ reason: String) { rejected.append(reason) }
     func newID() -> Int64 { nextID += 1; return nextID }
     func recordState(project: Int64, sha: String, name: String, state: String) { acceptedStates.append((project, sha, name, state)) }

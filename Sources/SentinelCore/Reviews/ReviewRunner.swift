@@ -190,6 +190,14 @@ public struct ReviewRunner: Sendable {
             checkID = check
             return
         }
+        // The policy file is read at the head commit (at the base for a fork's pull request). When
+        // the run knows its head commit, the file there is read beside the pull request, one round
+        // trip instead of two; a fork's pull request then reads it again at the base.
+        let headConfigRef = loaded.planLimit == nil && !run.headSHA.isEmpty ? run.headSHA : nil
+        async let headConfig: Result<String?, any Error>? = {
+            guard let ref = headConfigRef else { return nil }
+            return await Result { try await session.fileContent(repo, path: PolicyService.fileName, ref: ref) }
+        }()
         let pr = try await session.pullRequest(repo, run.prNumber)
         laps.mark("fetch_pull")
         if run.headSHA.isEmpty {
@@ -205,10 +213,15 @@ public struct ReviewRunner: Sendable {
             logger.info("run skipped", metadata: ["reason": "\(limit)"])
             return
         }
-        // Policy: the repository's file at the head commit, or at the base for a fork's PR.
         let configRef = RepositoryConfigParser.revisionToRead(headSHA: run.headSHA, baseSHA: pr.baseSHA, isFromFork: pr.fromFork)
+        let early = await headConfig
         let resolved = try await stage("policy") {
-            let fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
+            let fileText: String?
+            if let early, headConfigRef == configRef {
+                fileText = try early.get()
+            } else {
+                fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
+            }
             laps.mark("fetch_config")
             return try await workspace.read { db in
                 try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
@@ -227,6 +240,14 @@ public struct ReviewRunner: Sendable {
             logger.info("run skipped", metadata: ["reason": "\(reason)"])
             return
         }
+        // The check run, the changed files and the model do not depend on each other: the files
+        // are fetched and the model chosen while the check is started and recorded. The check is
+        // awaited first, so a failed fetch never leaves a created check unrecorded.
+        let reviewed = run
+        async let fetchedDiff = stage("fetch_diff") {
+            try await filesToReview(run: reviewed, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
+        }
+        async let resolvedModel = models.model(for: workspace, policy: policy)
         if checkID == nil {
             let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
             checkID = created
@@ -236,11 +257,9 @@ public struct ReviewRunner: Sendable {
             }
             laps.mark("tx_check")
         }
-        let diff = try await stage("fetch_diff") {
-            try await filesToReview(run: run, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
-        }
+        let diff = try await fetchedDiff
         laps.mark("fetch_files")
-        let (model, skippedReason) = await models.model(for: workspace, policy: policy)
+        let (model, skippedReason) = await resolvedModel
         laps.mark("model_resolve")
         var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
                                     pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
@@ -410,16 +429,22 @@ public struct ReviewRunner: Sendable {
         }
         laps.mark("post_review")
         let (record, posted) = (prepared, run)
+        // The check is concluded while the posted review is recorded: neither waits for the other.
+        // The run completes only once both are done, so a retry after either failed does both again
+        // (the review is then found by its id or marker, and concluding a check twice is harmless).
+        let concludedCheck = checkID
+        async let concluded: Void = {
+            guard let concludedCheck else { return }
+            try await session.completeCheck(repo, checkID: concludedCheck, conclusion: CheckConclusion(rawValue: record.conclusion) ?? .neutral,
+                                            title: record.title, summary: record.checkSummary)
+        }()
         try await workspace.write { tx in
             // Exactly the findings of the posted review; `posted` only for those on a diff line.
             try ReviewRunStore.recordPosted(posted, reviewID: reviewID, findings: record.findings, posted: !record.inlineMovedToSummary, in: tx.db)
         }
         laps.mark("tx_posted")
-        if let checkID {
-            try await session.completeCheck(repo, checkID: checkID, conclusion: CheckConclusion(rawValue: prepared.conclusion) ?? .neutral,
-                                            title: prepared.title, summary: prepared.checkSummary)
-            laps.mark("check_complete")
-        }
+        try await concluded
+        if checkID != nil { laps.mark("check_complete") }
         try await workspace.write { tx in try ReviewRunStore.complete(posted, prepared: record, in: &tx) }
         laps.mark("tx_complete")
     }
@@ -571,7 +596,10 @@ public struct ReviewRunner: Sendable {
 
 /// Wall time of a run's stages in the order they ran, written on the "run completed" log line
 /// (`stages_ms`, e.g. `tx_start=0.41 session=0.02 fetch_pull=0.63 …`): where a review's time goes,
-/// read by `sentinel-bench review` and by an operator looking at one slow run.
+/// read by `sentinel-bench review` and by an operator looking at one slow run. The laps add up to
+/// the run's wall time: a stage that ran beside earlier ones (the policy file beside the pull
+/// request; the files and the model beside the check; the check's conclusion beside recording the
+/// review) shows only the time the run still waited for it once those were done.
 struct StageLaps: Sendable, CustomStringConvertible {
     private var last = ContinuousClock.now
     private(set) var laps: [(stage: String, duration: Duration)] = []

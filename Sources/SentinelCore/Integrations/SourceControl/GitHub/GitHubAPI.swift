@@ -39,10 +39,13 @@ struct GitHubAppClaims: JWTPayload {
 }
 
 /// Installation access tokens, minted from an RS256 App JWT and cached until shortly before they
-/// expire, so a review run costs one token request per hour at most.
+/// expire, so a review run costs one token request per hour at most. Calls made side by side while
+/// no token is cached wait for the one being minted instead of minting one each.
 public actor GitHubTokenCache {
     private struct Entry { let token: String; let expiresAt: Date }
     private var tokens: [Int64: Entry] = [:]
+    /// Installations whose token is being minted, with the callers waiting for it.
+    private var minting: [Int64: [CheckedContinuation<String, any Error>]] = [:]
     private let http: any OutboundHTTPClient
     private let credentials: GitHubAppCredentials
 
@@ -65,6 +68,16 @@ public actor GitHubTokenCache {
 
     public func token(installationID: Int64, now: Date = Date()) async throws -> String {
         if let cached = tokens[installationID], cached.expiresAt.timeIntervalSince(now) > 300 { return cached.token }
+        if minting[installationID] != nil {
+            return try await withCheckedThrowingContinuation { minting[installationID, default: []].append($0) }
+        }
+        minting[installationID] = []
+        let result = await Result { try await mint(installationID: installationID, now: now) }
+        for waiter in minting.removeValue(forKey: installationID) ?? [] { waiter.resume(with: result) }
+        return try result.get()
+    }
+
+    private func mint(installationID: Int64, now: Date) async throws -> String {
         let jwt = try await appJWT(now: now)
         let url = credentials.apiBaseURL.appendingPathComponent("app/installations/\(installationID)/access_tokens")
         let response = try await http.send(OutboundRequest(method: "POST", url: url, headers: GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]))
