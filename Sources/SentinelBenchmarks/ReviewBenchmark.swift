@@ -23,6 +23,8 @@ struct ReviewBenchmark: AsyncParsableCommand {
     @Option(help: "The sentinel executable (default: beside this program).") var sentinel: String?
     @Option(help: "Reviews the workspace already did this month before the run, each with five model calls and five findings (a busy tenant by the month's end).")
     var historyReviews = 0
+    @Option(help: "Milliseconds the fake GitHub takes to answer each call of the review path (real GitHub takes tens to hundreds).")
+    var githubLatencyMs = 0
 
     static let repo = "octo-org/services"
     static let repoID = 1001
@@ -30,6 +32,7 @@ struct ReviewBenchmark: AsyncParsableCommand {
     func run() async throws {
         let executable = try ServeProcess.executable(sentinel)
         let github = try await FakeGitHub.start()
+        await github.state.setLatency(.milliseconds(githubLatencyMs))
         let llm = try await FakeLLMServer.start()
         let dir = TemporaryBenchDirectory()
         defer { dir.remove() }
@@ -221,18 +224,23 @@ struct ReviewBenchmark: AsyncParsableCommand {
         return messages.reduce(0) { $0 + ((($1["content"] as? String)?.count) ?? 0) }
     }
 
-    /// p50 and p99 of each stage over the runs' `stages_ms`, in the order the stages ran.
+    /// p50 and p99 of each stage over the runs' `stages_ms`, in the order the stages ran, and of
+    /// their sum (`run_total`: the laps add up to the run's wall time, job start to run completed).
     static func stageTable(_ runs: [[String: Any]], width: Int) -> [String] {
         var order: [String] = []
         var values: [String: [Double]] = [:]
         for run in runs {
+            var total = 0.0
             for pair in (run["stages_ms"] as? String ?? "").split(separator: " ") {
                 let parts = pair.split(separator: "=")
                 guard parts.count == 2, let value = Double(parts[1]) else { continue }
                 let stage = String(parts[0])
                 if values[stage] == nil { order.append(stage) }
                 values[stage, default: []].append(value / 1000)
+                total += value / 1000
             }
+            if values["run_total"] == nil { order.append("run_total") }
+            values["run_total", default: []].append(total)
             let calls = (run["model_call_ms"] as? String ?? "").split(separator: " ").compactMap { Double($0) }
             if let slowest = calls.max() {
                 if values["model_call_slowest"] == nil { order.append("model_call_slowest") }

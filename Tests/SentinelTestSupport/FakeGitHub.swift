@@ -355,6 +355,11 @@ public actor FakeGitHubState {
         return f
     }
 
+    /// How long every answer of the review path's routes takes (zero: at once), as real GitHub
+    /// takes tens to hundreds of milliseconds per call.
+    public private(set) var latency: Duration = .zero
+    public func setLatency(_ latency: Duration) { self.latency = latency }
+
     /// Routes whose `holdUntilRequest` fault waited a whole second for the other request in vain.
     public private(set) var expiredHolds: [String] = []
     func noteExpiredHold(_ route: String) { expiredHolds.append(route) }
@@ -538,6 +543,8 @@ struct FakeGitHubRoutes {
 
     /// Applies an injected fault for `route`, or nil to proceed.
     func fault(_ route: String) async -> Response? {
+        let latency = await state.latency
+        if latency > .zero { try? await Task.sleep(for: latency) }
         guard let fault = await state.takeFault(route) else { return nil }
         switch fault {
         case .status(let code):
@@ -737,6 +744,7 @@ struct FakeGitHubRoutes {
         }
         router.get("/repos/:owner/:repo/compare/:spec") { request, context in
             await state.log("GET compare")
+            if let f = await fault("GET compare") { return f }
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let spec = context.parameters.get("spec") ?? ""
             guard let comparison = await state.comparisons["\(repo(context))@\(spec)"] else { return json(404, ["message": "Not Found"]) }
@@ -745,6 +753,7 @@ struct FakeGitHubRoutes {
         }
         router.get("/repos/:owner/:repo/contents/**") { request, context in
             await state.log("GET contents")
+            if let f = await fault("GET contents") { return f }
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let path = context.parameters.getCatchAll().joined(separator: "/")
             let ref = request.uri.queryParameters.get("ref") ?? ""
