@@ -196,25 +196,25 @@ struct GitHubEndToEndTests {
         // `GET app` (the App's bot login) and the token are looked up once per integration, not per review.
         #expect(calls.sorted() == ["GET app", "POST access_tokens", "GET pull", "GET contents", "POST check-runs", "GET files", "POST reviews", "PATCH check-runs"].sorted(),
                 "\(calls)")
-        // The policy file is read beside the pull request and the files beside the check's start,
-        // so each pair may arrive in either order; the check is concluded after the review is posted.
+        // The pull request, its policy file and the check's start go out side by side, so they may
+        // arrive in any order; the files follow the policy, and the check is concluded after the review is posted.
         if calls.count == 8 {
             #expect(Array(calls[0..<2]) == ["GET app", "POST access_tokens"], "\(calls)")
-            #expect(Set(calls[2..<4]) == ["GET pull", "GET contents"], "\(calls)")
-            #expect(Set(calls[4..<6]) == ["POST check-runs", "GET files"], "\(calls)")
-            #expect(Array(calls[6..<8]) == ["POST reviews", "PATCH check-runs"], "\(calls)")
+            #expect(Set(calls[2..<5]) == ["GET pull", "GET contents", "POST check-runs"], "\(calls)")
+            #expect(Array(calls[5..<8]) == ["GET files", "POST reviews", "PATCH check-runs"], "\(calls)")
         }
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
         await world.stop()
     }
 
-    @Test("calls that do not depend on each other overlap: the policy file with the pull request, the changed files with the check's start")
+    @Test("calls that do not depend on each other overlap: the pull request, its policy file and the check's start")
     func independentCallsOverlap() async throws {
         let world = try await GitHubWorld()
-        // Each held request is answered only once the other one has arrived (or after a second, which
-        // the fake writes down): made one after the other, as before, both holds expire.
+        // Each held request is answered only once the next one has arrived (or after a second, which
+        // the fake writes down): made one after the other, as before, the first hold expires.
         await world.github.state.inject("GET pull", [.holdUntilRequest("GET contents")])
-        await world.github.state.inject("POST check-runs", [.holdUntilRequest("GET files")])
+        await world.github.state.inject("GET contents", [.holdUntilRequest("POST check-runs")])
+        await world.github.state.inject("POST check-runs", [.holdUntilRequest("GET pull")])
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
         #expect(await world.github.state.expiredHolds == [])

@@ -190,15 +190,22 @@ public struct ReviewRunner: Sendable {
             checkID = check
             return
         }
-        // The policy file is read at the head commit (at the base for a fork's pull request). When
-        // the run knows its head commit, the file there is read beside the pull request, one round
-        // trip instead of two; a fork's pull request then reads it again at the base.
+        // When the run knows its head commit, three calls go out side by side, one round trip
+        // instead of three: the pull request, the policy file at the head commit (a fork's pull
+        // request reads it again at the base, below) and the check run's start (every run ends
+        // with its check concluded, skipped runs too). The check is awaited first and recorded at
+        // once, so a failed fetch never leaves a created check unrecorded.
         let headConfigRef = loaded.planLimit == nil && !run.headSHA.isEmpty ? run.headSHA : nil
         async let headConfig: Result<String?, any Error>? = {
             guard let ref = headConfigRef else { return nil }
             return await Result { try await session.fileContent(repo, path: PolicyService.fileName, ref: ref) }
         }()
-        let pr = try await session.pullRequest(repo, run.prNumber)
+        let number = run.prNumber
+        async let fetchedPull = session.pullRequest(repo, number)
+        if checkID == nil, !run.headSHA.isEmpty {
+            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, laps: &laps)
+        }
+        let pr = try await fetchedPull
         laps.mark("fetch_pull")
         if run.headSHA.isEmpty {
             let (id, sha) = (run.id, pr.headSHA)
@@ -240,22 +247,15 @@ public struct ReviewRunner: Sendable {
             logger.info("run skipped", metadata: ["reason": "\(reason)"])
             return
         }
-        // The check run, the changed files and the model do not depend on each other: the files
-        // are fetched and the model chosen while the check is started and recorded. The check is
-        // awaited first, so a failed fetch never leaves a created check unrecorded.
+        // The changed files and the model do not depend on each other: the model is chosen while
+        // the files are fetched (and the check started, when the head commit was not known before).
         let reviewed = run
         async let fetchedDiff = stage("fetch_diff") {
             try await filesToReview(run: reviewed, lastReviewedSHA: loaded.lastReviewedSHA, session: session, repo: repo, logger: logger)
         }
         async let resolvedModel = models.model(for: workspace, policy: policy)
         if checkID == nil {
-            let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
-            checkID = created
-            laps.mark("check_start")
-            try await workspace.write { tx in
-                try ReviewRunStore.setCheckRun(id, created, in: tx.db)
-            }
-            laps.mark("tx_check")
+            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, laps: &laps)
         }
         let diff = try await fetchedDiff
         laps.mark("fetch_files")
@@ -312,6 +312,19 @@ public struct ReviewRunner: Sendable {
                                                  "ai": "\(result.aiStatus.description)", "stages_ms": "\(laps)",
                                                  "model_calls": "\(result.usage.count)",
                                                  "model_call_ms": "\(result.usage.map { String($0.durationMs) }.joined(separator: " "))"])
+    }
+
+    /// Starts the run's check run on the platform and records its id on the run.
+    private func startCheck(_ run: ReviewRun, session: any SourceControlSession, repo: String, workspace: WorkspaceActor,
+                            laps: inout StageLaps) async throws -> String {
+        let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
+        laps.mark("check_start")
+        let id = run.id
+        try await workspace.write { tx in
+            try ReviewRunStore.setCheckRun(id, created, in: tx.db)
+        }
+        laps.mark("tx_check")
+        return created
     }
 
     struct DiffToReview: Sendable {
@@ -391,11 +404,7 @@ public struct ReviewRunner: Sendable {
         }
         laps.mark("read_state")
         if checkID == nil {
-            let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
-            checkID = created
-            try await workspace.write { tx in
-                try ReviewRunStore.setCheckRun(id, created, in: tx.db)
-            }
+            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, laps: &laps)
         }
         // Post once: a stored id or a review of ours starting with this run's marker means it is already there.
         let reviewID: String
@@ -597,9 +606,9 @@ public struct ReviewRunner: Sendable {
 /// Wall time of a run's stages in the order they ran, written on the "run completed" log line
 /// (`stages_ms`, e.g. `tx_start=0.41 session=0.02 fetch_pull=0.63 …`): where a review's time goes,
 /// read by `sentinel-bench review` and by an operator looking at one slow run. The laps add up to
-/// the run's wall time: a stage that ran beside earlier ones (the policy file beside the pull
-/// request; the files and the model beside the check; the check's conclusion beside recording the
-/// review) shows only the time the run still waited for it once those were done.
+/// the run's wall time: a stage that ran beside earlier ones (the pull request and its policy file
+/// beside the check's start; the model beside the files; the check's conclusion beside recording
+/// the review) shows only the time the run still waited for it once those were done.
 struct StageLaps: Sendable, CustomStringConvertible {
     private var last = ContinuousClock.now
     private(set) var laps: [(stage: String, duration: Duration)] = []
