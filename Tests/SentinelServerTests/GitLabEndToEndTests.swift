@@ -171,6 +171,27 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("the merge request, its policy file and the status's start go out side by side")
+    func independentCallsOverlap() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        // Each held request is answered only once the next one has arrived (or after a second, which
+        // the fake writes down): made one after the other, the first hold expires.
+        await world.gitlab.state.inject("GET merge_request", [.holdUntilRequest("GET file")])
+        await world.gitlab.state.inject("GET file", [.holdUntilRequest("POST statuses")])
+        await world.gitlab.state.inject("POST statuses", [.holdUntilRequest("GET merge_request")])
+        let (status, body) = try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project))
+        #expect(status == 202, "\(body)")
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.state == .completed, "\(run.reason ?? "")")
+        let routes = await world.gitlab.state.requests.map(\.route)
+        #expect(await world.gitlab.state.expiredHolds == [], "\(routes)")
+        #expect(await world.summaryNotes().count == 1)
+        #expect(await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel") == ["pending", "running", "failed"])
+        await world.stop()
+    }
+
     @Test("new commits are reviewed incrementally; a draft is skipped until marked ready, which reviews it")
     func pushesAndDrafts() async throws {
         let world = try await GitLabWorld()
