@@ -98,6 +98,19 @@ public enum FakeFault: Sendable, Equatable {
     case holdUntilRequest(String)
 }
 
+extension FakeFault {
+    /// `holdUntilRequest`'s wait, shared by the fakes: polls `arrived` until it is true (true) or a
+    /// second has passed (false).
+    static func hold(until arrived: () async -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(1)
+        while await !arrived() {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+}
+
 public struct FakePullRequest: Sendable {
     public var repo: String
     public var number: Int
@@ -355,8 +368,8 @@ public actor FakeGitHubState {
         return f
     }
 
-    /// How long every answer of the review path's routes takes (zero: at once), as real GitHub
-    /// takes tens to hundreds of milliseconds per call.
+    /// How long every answer of a route that takes faults (the review path's, the token's) takes
+    /// (zero: at once), as real GitHub takes tens to hundreds of milliseconds per call.
     public private(set) var latency: Duration = .zero
     public func setLatency(_ latency: Duration) { self.latency = latency }
 
@@ -563,14 +576,7 @@ struct FakeGitHubRoutes {
             try? await Task.sleep(for: .seconds(seconds))
             return nil
         case .holdUntilRequest(let other):
-            let deadline = ContinuousClock.now + .seconds(1)
-            while await !state.requests.contains(other) {
-                guard ContinuousClock.now < deadline else {
-                    await state.noteExpiredHold(route)
-                    return nil
-                }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
+            if await !FakeFault.hold(until: { await state.requests.contains(other) }) { await state.noteExpiredHold(route) }
             return nil
         }
     }

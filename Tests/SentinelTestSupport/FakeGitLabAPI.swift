@@ -615,14 +615,7 @@ struct FakeGitLabRoutes {
             try? await Task.sleep(for: .seconds(seconds))
             return nil
         case .holdUntilRequest(let other):
-            let deadline = ContinuousClock.now + .seconds(1)
-            while await !state.requests.contains(where: { $0.route == other }) {
-                guard ContinuousClock.now < deadline else {
-                    await state.noteExpiredHold(route)
-                    return nil
-                }
-                try? await Task.sleep(for: .milliseconds(5))
-            }
+            if await !FakeFault.hold(until: { await state.requests.contains { $0.route == other } }) { await state.noteExpiredHold(route) }
             return nil
         }
     }
