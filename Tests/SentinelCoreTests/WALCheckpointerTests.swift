@@ -55,6 +55,90 @@ struct WALCheckpointerTests {
         await h.stop()
     }
 
+    @Test("after each commit: a log at its limit is copied by the writer, never left to one more background copy")
+    func checkpointPolicy() {
+        var s = WALCheckpointer.State()
+        func commit(_ pages: Int32) -> WALCheckpointer.Action { s.commit(pages: pages, threshold: 100, tail: 8, limit: 800) }
+        #expect(commit(40) == .none)
+        #expect(commit(120) == .background)
+        #expect(commit(500) == .none)
+        // At the limit the writer tries at once; SQLite refuses while the background copy runs.
+        #expect(commit(900) == .inWriter)
+        s.checkpointedInWriter(copied: nil)
+        // The background copy ends, having copied what the log held when it started: the writer
+        // appended far more than `tail` since. It completes the log itself (before: one more
+        // background copy, and the log grew for as long as writes outran them).
+        s.checkpointedInBackground(copied: 120)
+        #expect(s.backfilled == 120 && !s.running)
+        #expect(commit(910) == .inWriter)
+        s.checkpointedInWriter(copied: 910)
+        #expect(s.backfilled == 910)
+        // A reader of another process kept the log from starting again: still past the limit.
+        #expect(commit(930) == .inWriter)
+        // The log started again from its beginning.
+        #expect(commit(12) == .none)
+        #expect(s.restarts == 1 && s.backfilled == 0)
+        // Below the limit: background copies until the rest is at most `tail` pages, which the writer copies.
+        #expect(commit(130) == .background)
+        s.checkpointedInBackground(copied: 130)
+        #expect(commit(150) == .none)
+        #expect(commit(160) == .background)
+        s.checkpointedInBackground(copied: 160)
+        #expect(commit(166) == .inWriter)
+        s.checkpointedInWriter(copied: 166)
+        #expect(commit(8) == .none)
+        // A relaxed commit (a cooperative thread) never copies: it leaves the rest to the next
+        // durable commit, and past the limit starts a background copy.
+        #expect(commit(140) == .background)
+        s.checkpointedInBackground(copied: 140)
+        s.relaxed = true
+        #expect(commit(144) == .none)
+        s.relaxed = false
+        #expect(commit(146) == .inWriter)
+        s.checkpointedInWriter(copied: 146)
+        s.relaxed = true
+        #expect(commit(820) == .background)
+        #expect(commit(900) == .none)
+        s.relaxed = false
+        #expect(commit(910) == .inWriter)
+        // A closed checkpointer does nothing more.
+        s.closed = true
+        #expect(commit(2_000) == .none)
+    }
+
+    @Test("commits faster than the background copies them: the writer completes the log and it starts again, within its limit")
+    func logStartsAgainUnderSustainedWrites() async throws {
+        let h = try TestHarness()
+        let path = h.directory.url.appendingPathComponent("sustained.sqlite").path
+        let queue = try DatabaseQueue(path: path)
+        _ = try await queue.writeWithoutTransaction { db in
+            try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+            // No fsync per commit: the writer outruns every background checkpoint, as a busy
+            // workspace writer does under a stream of webhook deliveries.
+            try db.execute(sql: "PRAGMA synchronous = OFF")
+            try db.execute(sql: "CREATE TABLE scratch (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+        }
+        // Each commit adds about ten pages, more than `tail`: a background copy never ends within
+        // `tail` pages of the end of the log, so only the writer can complete it.
+        let checkpointer = WALCheckpointer(path: path, threshold: 100, tail: 8, limit: 800)
+        try checkpointer.install(on: queue)
+        let body = Data((0..<40_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        var largest: Int32 = 0
+        for _ in 0..<600 {
+            try await queue.write { db in try db.execute(sql: "INSERT INTO scratch (body) VALUES (?)", arguments: [body]) }
+            largest = max(largest, checkpointer.logPages)
+        }
+        let (counts, restarts) = (checkpointer.counts, checkpointer.restarts)
+        checkpointer.close(writer: queue)
+        // 600 commits of ten pages are 6,000 pages; a log that never started again would hold them all.
+        #expect(largest < 3_000, "largest log \(largest) pages; checkpoints \(counts), restarts \(restarts)")
+        #expect(restarts >= 3, "the log started again \(restarts) times; checkpoints \(counts)")
+        let rows = try await queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
+        #expect(rows == 600)
+        try queue.close()
+        await h.stop()
+    }
+
     @Test("a workspace closed while a background checkpoint may be running keeps every commit, and reopens")
     func closeDuringCheckpoint() async throws {
         let first = try TestHarness()

@@ -11,16 +11,21 @@ import Synchronization
 /// of writes, so every write queued behind it waits (the p99 of webhook intake). This replaces it
 /// (`sqlite3_wal_hook` on the writer connection): once the WAL holds `threshold` pages, a second,
 /// short-lived connection on NIO's blocking-work threads copies them (`PASSIVE`, never waiting for
-/// readers or the writer). Once it has copied all but the last `tail` pages, the writer's next
-/// commit copies that tail itself (a few pages), so the log is complete in the database file and
-/// SQLite starts it again from the beginning at the next write. Should the background copy fall
-/// behind by `limit` pages, the writer checkpoints as SQLite would have. Durability is unchanged:
-/// every commit is already in the fsynced WAL.
+/// readers or the writer). Once it has copied all but the last `tail` pages (what the writer
+/// appended meanwhile, up to 2 MiB), the writer's next commit copies that rest itself, so the log
+/// is complete in the database file and SQLite starts it again from the beginning at the next
+/// write. Should the background copies fall behind by `limit` pages, the writer checkpoints as
+/// SQLite would have. The log thus stays a few megabytes long and its file pages are written over
+/// again; a log that never started again would grow into new pages of the file system's cache
+/// with every commit (`State.commit`). Durability is unchanged: every commit is already in the
+/// fsynced WAL.
 final class WALCheckpointer: Sendable {
+    enum Action: Equatable { case none, background, inWriter }
+
     struct State {
         /// WAL pages after the last commit the hook saw (a drop means the log started again).
         var pages: Int32 = 0
-        /// Pages of the current log already copied by the background checkpoint.
+        /// Pages of the current log already copied into the database file by a checkpoint.
         var backfilled: Int32 = 0
         /// The log's size when the last background checkpoint started: the next one waits for a
         /// quarter of `threshold` more (a reader such as Litestream can hold checkpoints back).
@@ -29,6 +34,48 @@ final class WALCheckpointer: Sendable {
         var closed = false
         var background = 0
         var inWriter = 0
+        var restarts = 0
+        /// The commit under way is a relaxed one (`relaxedCommit`).
+        var relaxed = false
+
+        /// What follows a commit that left the log `pages` long. A log that has reached `limit`
+        /// (writes arriving faster than background copies keep up with) is copied by the writer
+        /// at once, as SQLite's own checkpoint would; while a background checkpoint runs SQLite
+        /// refuses that with `SQLITE_BUSY` before copying anything, so trying costs a lock probe.
+        /// Below the limit the writer waits for the background copy to end, then copies the rest
+        /// itself when that is at most `tail` pages; otherwise another background copy starts.
+        /// A relaxed commit never copies: it runs on a cooperative thread, which the copy's fsync
+        /// must not hold (100 workspaces' queue commits lost a quarter of their throughput so).
+        /// Either way the log ends up complete in the database file, and SQLite starts it again
+        /// from its beginning at the next write, over the same file pages.
+        mutating func commit(pages: Int32, threshold: Int32, tail: Int32, limit: Int32) -> Action {
+            if pages < self.pages { (backfilled, startedAt, restarts) = (0, 0, restarts + 1) }  // the log started again
+            self.pages = pages
+            guard !closed, pages >= threshold else { return .none }
+            if !relaxed {
+                if pages >= limit { return .inWriter }
+                guard !running else { return .none }
+                if backfilled > 0 && pages - backfilled <= tail { return .inWriter }
+            }
+            guard !running, pages - startedAt >= threshold / 4 else { return .none }
+            (running, startedAt) = (true, pages)
+            return .background
+        }
+
+        /// The writer's own checkpoint ended, having copied the first `copied` pages of the log;
+        /// nil when SQLite refused it (another checkpoint was running): nothing changed then.
+        mutating func checkpointedInWriter(copied: Int32?) {
+            inWriter += 1
+            if let copied { backfilled = copied }
+        }
+
+        /// A background checkpoint ended, having copied the first `copied` pages of the log.
+        mutating func checkpointedInBackground(copied: Int32) {
+            running = false
+            background += 1
+            // Only frames of the log the writer still appends to count; a restart since resets it.
+            if copied > 0 && copied <= pages { backfilled = copied }
+        }
     }
 
     let path: String
@@ -39,7 +86,7 @@ final class WALCheckpointer: Sendable {
     /// Held while a background checkpoint has its connection open; `close` takes it to wait for one.
     private let connection = Mutex(())
 
-    init(path: String, threshold: Int32 = 1_000, tail: Int32 = 128, limit: Int32 = 8_000) {
+    init(path: String, threshold: Int32 = 1_000, tail: Int32 = 512, limit: Int32 = 8_000) {
         self.path = path
         self.threshold = threshold
         self.tail = tail
@@ -48,6 +95,19 @@ final class WALCheckpointer: Sendable {
 
     /// How many checkpoints ran in the background and in the writer (for tests and benchmarks).
     var counts: (background: Int, inWriter: Int) { state.withLock { ($0.background, $0.inWriter) } }
+
+    /// Runs a relaxed commit (`PRAGMA synchronous = NORMAL`, run by its batch's leader on a
+    /// cooperative thread): after it the writer copies nothing itself, leaving the log's rest to
+    /// the next durable commit, which waits for an fsync on the file's writer thread anyway.
+    /// Commits of one file run one after the other.
+    func relaxedCommit<T>(_ body: () throws -> T) rethrows -> T {
+        state.withLock { $0.relaxed = true }
+        defer { state.withLock { $0.relaxed = false } }
+        return try body()
+    }
+
+    /// How many times the writer's commits found the log started again from its beginning.
+    var restarts: Int { state.withLock { $0.restarts } }
 
     /// The WAL's size in pages after the writer's last commit (0 before its first one).
     var logPages: Int32 { state.withLock { $0.pages } }
@@ -104,23 +164,14 @@ final class WALCheckpointer: Sendable {
 
     /// Called by SQLite on the writer's thread after each commit, with the WAL's size in pages.
     private func committed(pages: Int32, writer: OpaquePointer?) {
-        enum Action { case none, background, inWriter }
-        let action: Action = state.withLock { s in
-            if pages < s.pages { (s.backfilled, s.startedAt) = (0, 0) }  // the log started again
-            s.pages = pages
-            guard !s.closed, pages >= threshold else { return .none }
-            if !s.running && s.backfilled > 0 && pages - s.backfilled <= tail { return .inWriter }
-            if !s.running && pages - s.startedAt >= threshold / 4 {
-                (s.running, s.startedAt) = (true, pages)
-                return .background
-            }
-            return pages >= limit ? .inWriter : .none
-        }
-        switch action {
+        let (threshold, tail, limit) = (self.threshold, self.tail, self.limit)
+        switch state.withLock({ $0.commit(pages: pages, threshold: threshold, tail: tail, limit: limit) }) {
         case .none: break
         case .inWriter:
-            _ = sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-            state.withLock { $0.backfilled = 0; $0.inWriter += 1 }
+            var log: Int32 = 0
+            var done: Int32 = 0
+            let copied: Int32? = sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK ? done : nil
+            state.withLock { $0.checkpointedInWriter(copied: copied) }
         case .background:
             NIOThreadPool.singleton.submit { [self] _ in checkpointInBackground() }
         }
@@ -141,11 +192,6 @@ final class WALCheckpointer: Sendable {
             }
             try? queue.close()
         }
-        state.withLock { s in
-            s.running = false
-            s.background += 1
-            // Only frames of the log the writer still appends to count; a restart since resets it.
-            if copied > 0 && copied <= s.pages { s.backfilled = copied }
-        }
+        state.withLock { $0.checkpointedInBackground(copied: copied) }
     }
 }

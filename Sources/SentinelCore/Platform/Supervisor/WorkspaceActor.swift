@@ -183,7 +183,7 @@ public actor WorkspaceActor {
             turn = .lead(startCommit())
         }
         if case .lead(let commit) = turn {
-            if commit.inline != nil { await Self.commitInline(commit, on: database) }
+            if commit.inline != nil { await Self.commitInline(commit, on: database, checkpointer: checkpointer) }
             await finishCommit(commit)
         }
         return try box.take().get()
@@ -257,8 +257,8 @@ public actor WorkspaceActor {
     /// transaction on the calling thread when the file's writer is idle (it is: batches commit one
     /// after the other), instead of a hop to the writer's dispatch queue and back.
     @concurrent
-    private nonisolated static func commitInline(_ commit: BatchCommit, on database: any DatabaseWriter) async {
-        commit.run(on: database)
+    private nonisolated static func commitInline(_ commit: BatchCommit, on database: any DatabaseWriter, checkpointer: WALCheckpointer) async {
+        checkpointer.relaxedCommit { commit.run(on: database) }
     }
 
     /// Waits for a batch's commit, takes the next batch at once (a durable one is queued on the
