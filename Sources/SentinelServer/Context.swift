@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import SentinelCore
 
 /// Per-request state: the correlation id that follows the request into the jobs it creates.
 public struct SentinelRequestContext: RequestContext {
@@ -13,7 +14,7 @@ public struct SentinelRequestContext: RequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.maxUploadSize = WebhookRoutes.maxDeliveryBytes
+        self.maxUploadSize = DeliveryIntake.maxBodyBytes
         self.remoteAddress = source.channel.remoteAddress
     }
 }

@@ -10,8 +10,6 @@ import SentinelCore
 /// stored), headers and JSON, then one durable insert and a 202. No network call happens here. An
 /// integration whose workspace was deleted answers 410, so the platform's admins see why.
 struct WebhookRoutes {
-    /// The one definition of the largest delivery accepted (GitHub and GitLab send at most 25 MB).
-    static let maxDeliveryBytes = 25 * 1024 * 1024
     let gitHub: GitHubIntegrationCache
     let gitLab: GitLabIntegrationCache
     let supervisor: Supervisor
@@ -29,7 +27,7 @@ struct WebhookRoutes {
 
     func tooLarge(_ platform: String) -> Problem {
         metrics.webhook(platform: platform, outcome: "too_large")
-        return Problem(status: .contentTooLarge, detail: "deliveries larger than \(Self.maxDeliveryBytes / (1024 * 1024)) MB are refused")
+        return Problem(status: .contentTooLarge, detail: "deliveries larger than \(DeliveryIntake.maxBodyBytes / (1024 * 1024)) MB are refused")
     }
 
     /// The integration was removed or its workspace deleted: 410, so the platform's admins see why deliveries fail.
@@ -62,12 +60,12 @@ struct WebhookRoutes {
 
     /// The delivery's body, read once up to the limit (413 beyond, by the declared size before any byte is read).
     func body(_ request: Request, platform: String) async throws -> Data {
-        if let declared = request.headers[.contentLength], let length = Int(declared), length > Self.maxDeliveryBytes {
+        if let declared = request.headers[.contentLength], let length = Int(declared), length > DeliveryIntake.maxBodyBytes {
             throw tooLarge(platform)
         }
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: Self.maxDeliveryBytes)
+            body = try await request.body.collect(upTo: DeliveryIntake.maxBodyBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw tooLarge(platform)
         } catch is NIOTooManyBytesError {

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SentinelCore
 import Synchronization
 #if canImport(Glibc)
@@ -318,14 +319,24 @@ public enum ReliabilityScenarios {
         let exit = await rig.stopServer()
         var latencies: [Double] = []
         var missing = 0
+        // When each probe's delivery was stored: the pull request's number is in its (compressed) body.
+        let probeNumbers = Set(probeDeliveries.map(\.number))
+        let storedAt: [Int: Double] = try await rig.read(quiet) { db in
+            var first: [Int: Double] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM deliveries WHERE event = 'pull_request'") {
+                let body = try DeliveryPayload.body(of: row)
+                guard let number = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["number"] as? Int,
+                      probeNumbers.contains(number) else { continue }
+                let receivedAt: Double = row["received_at"]
+                first[number] = min(first[number] ?? receivedAt, receivedAt)
+            }
+            return first
+        }
         for probe in probeDeliveries {
             let number = probe.number
             let times: (Double?, Double?) = try await rig.read(quiet) { db in
-                let stored = try Double.fetchOne(db, sql: """
-                    SELECT min(received_at) FROM deliveries WHERE event = 'pull_request' AND json_extract(payload, '$.number') = ?
-                    """, arguments: [number])
                 let started = try Double.fetchOne(db, sql: "SELECT min(started_at) FROM review_runs WHERE pr_number = ?", arguments: [number])
-                return (stored, started)
+                return (storedAt[number], started)
             }
             if let stored = times.0, let started = times.1 { latencies.append(started - stored) } else { missing += 1 }
         }

@@ -12,6 +12,9 @@ public struct DeliveryJob: Codable, Sendable {
 public enum DeliveryIntake {
     public enum Outcome: Sendable, Equatable { case accepted, duplicate }
 
+    /// The one definition of the largest delivery accepted (GitHub and GitLab send at most 25 MB).
+    public static let maxBodyBytes = 25 * 1024 * 1024
+
     public static let jobKind = "github.delivery"
     public static let gitLabJobKind = "gitlab.delivery"
 
@@ -24,13 +27,15 @@ public enum DeliveryIntake {
     public static func store(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data,
                              correlationID: String, jobKind: String = DeliveryIntake.jobKind, settled: String? = nil,
                              in workspace: WorkspaceActor) async throws -> Outcome {
-        try await workspace.write { tx in
+        let stored = DeliveryPayload.encode(body)
+        return try await workspace.write { tx in
             // Compiled once per connection, not once per delivery.
             try tx.db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, correlation_id, received_at, processed_at, outcome)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [deliveryID, integrationID.rawValue, event, action, body, correlationID, tx.now.epoch,
-                                         settled == nil ? nil : tx.now.epoch, settled])
+                INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, payload_encoding, payload_bytes,
+                                                  correlation_id, received_at, processed_at, outcome)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).execute(arguments: [deliveryID, integrationID.rawValue, event, action, stored.payload, stored.encoding.rawValue,
+                                         stored.bytes, correlationID, tx.now.epoch, settled == nil ? nil : tx.now.epoch, settled])
             guard tx.db.changesCount == 1 else { return .duplicate }
             if settled != nil { return .accepted }
             try tx.enqueue(JobRequest(kind: jobKind, payload: DeliveryJob(deliveryID: deliveryID), priority: .critical,

@@ -58,7 +58,7 @@ public enum Retention {
         while true {
             let pruned = try await workspace.write { tx in
                 try tx.db.execute(sql: """
-                    UPDATE deliveries SET payload = X'' WHERE rowid IN (
+                    UPDATE deliveries SET payload = X'', payload_encoding = 'identity', payload_bytes = NULL WHERE rowid IN (
                         SELECT rowid FROM deliveries
                         WHERE received_at < ? AND processed_at IS NOT NULL AND length(payload) > 0 LIMIT ?)
                     """, arguments: [deliveriesCutoff, batchSize])

@@ -480,6 +480,14 @@ enum WorkspaceSchema {
                 CREATE INDEX usage_records_run ON usage_records(run_id);
                 """)
         }
+        m.registerMigration("0014_delivery_payload_encoding") { db in
+            // Webhook bodies are stored compressed (`DeliveryPayload`); rows stored before are as received.
+            try db.execute(sql: """
+                ALTER TABLE deliveries ADD COLUMN payload_encoding TEXT NOT NULL DEFAULT 'identity'
+                    CHECK (payload_encoding IN ('identity', 'zlib'));
+                ALTER TABLE deliveries ADD COLUMN payload_bytes INTEGER;
+                """)
+        }
         return m
     }
 }

@@ -74,7 +74,7 @@ public struct GitHubDeliveryProcessor: Sendable {
                                   arguments: [tx.now.epoch, outcome, job.deliveryID])
                 return outcome
             }
-            let payload: Data = row["payload"]
+            let payload = try DeliveryPayload.body(of: row)
             guard let integrationID = IntegrationID(row["integration_id"]) else { return "invalid integration" }
             let correlationID: String? = row["correlation_id"]
             let outcome: String

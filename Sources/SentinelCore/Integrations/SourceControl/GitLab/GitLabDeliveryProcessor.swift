@@ -87,7 +87,8 @@ public struct GitLabDeliveryProcessor: Sendable {
         let stored = try await context.workspace.read { db -> Stored? in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else { return nil }
             let processed: Double? = row["processed_at"]
-            return Stored(event: row["event"], payload: row["payload"], integration: row["integration_id"], processed: (processed ?? 0) > 0)
+            return Stored(event: row["event"], payload: try DeliveryPayload.body(of: row), integration: row["integration_id"],
+                          processed: (processed ?? 0) > 0)
         }
         guard let stored, !stored.processed, let integrationID = IntegrationID(stored.integration) else { return }
         // A note command counts only from a project member with at least Developer access: ask GitLab now.
