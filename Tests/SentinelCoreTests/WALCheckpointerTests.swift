@@ -139,6 +139,31 @@ struct WALCheckpointerTests {
         await h.stop()
     }
 
+    @Test("relaxed commits (the queue's, on a cooperative thread) never copy the log in the writer; durable ones do")
+    func relaxedCommitsLeaveTheCopy() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            _ = try await actor.write { tx in try tx.db.execute(sql: "CREATE TABLE scratch (id INTEGER PRIMARY KEY, body BLOB NOT NULL)") }
+            let body = Data((0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            // One at a time: each background copy ends long before the next few commits, so the
+            // rest after it is short, which a durable commit copies in the writer.
+            for _ in 0..<600 {
+                _ = try await actor.write(durable: false) { tx in try tx.db.execute(sql: "INSERT INTO scratch (body) VALUES (?)", arguments: [body]) }
+            }
+            let relaxed = actor.checkpointer.counts
+            #expect(relaxed.background >= 2, "\(relaxed)")
+            #expect(relaxed.inWriter == 0, "\(relaxed)")
+            for _ in 0..<600 {
+                _ = try await actor.write { tx in try tx.db.execute(sql: "INSERT INTO scratch (body) VALUES (?)", arguments: [body]) }
+            }
+            #expect(actor.checkpointer.counts.inWriter > 0, "\(actor.checkpointer.counts)")
+            let rows = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
+            #expect(rows == 1_200)
+        }
+        await h.stop()
+    }
+
     @Test("a workspace closed while a background checkpoint may be running keeps every commit, and reopens")
     func closeDuringCheckpoint() async throws {
         let first = try TestHarness()

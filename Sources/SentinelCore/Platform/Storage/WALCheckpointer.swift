@@ -99,7 +99,7 @@ final class WALCheckpointer: Sendable {
     /// Runs a relaxed commit (`PRAGMA synchronous = NORMAL`, run by its batch's leader on a
     /// cooperative thread): after it the writer copies nothing itself, leaving the log's rest to
     /// the next durable commit, which waits for an fsync on the file's writer thread anyway.
-    /// Commits of one file run one after the other.
+    /// Called with the file's writer held, so no other commit of the file runs meanwhile.
     func relaxedCommit<T>(_ body: () throws -> T) rethrows -> T {
         state.withLock { $0.relaxed = true }
         defer { state.withLock { $0.relaxed = false } }

@@ -258,7 +258,7 @@ public actor WorkspaceActor {
     /// after the other), instead of a hop to the writer's dispatch queue and back.
     @concurrent
     private nonisolated static func commitInline(_ commit: BatchCommit, on database: any DatabaseWriter, checkpointer: WALCheckpointer) async {
-        checkpointer.relaxedCommit { commit.run(on: database) }
+        commit.run(on: database, checkpointer: checkpointer)
     }
 
     /// Waits for a batch's commit, takes the next batch at once (a durable one is queued on the
@@ -494,10 +494,11 @@ final class BatchCommit: Sendable {
         self.inline = inline
     }
 
-    /// Runs the inline transaction on the calling thread (GRDB's synchronous write).
-    func run(on database: any DatabaseWriter) {
+    /// Runs the inline transaction on the calling thread (GRDB's synchronous write), marked to
+    /// `checkpointer` as relaxed once it holds the file's writer.
+    func run(on database: any DatabaseWriter, checkpointer: WALCheckpointer) {
         guard let inline else { return }
-        complete(database.writeWithoutTransaction { db in inline(db) })
+        complete(database.writeWithoutTransaction { db in checkpointer.relaxedCommit { inline(db) } })
     }
 
     /// Called by the writer once the transaction has committed or failed.
