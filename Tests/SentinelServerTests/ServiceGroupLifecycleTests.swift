@@ -16,9 +16,13 @@ struct ServiceGroupLifecycleTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let done = Recorder<Int64>()
+        // The slow job runs until the test has seen both jobs running and is about to shut down
+        // (a fixed 300 ms could end before a loaded machine let the test look), then a little more.
+        let shuttingDown = Rendezvous<Void>()
         var registry = JobRegistry()
         registry.register("slow") { ctx in
-            try await Task.sleep(for: .milliseconds(300))
+            await shuttingDown.wait()
+            try await Task.sleep(for: .milliseconds(200))
             done.append(ctx.job.id)
         }
         registry.register("stuck") { _ in try await Task.sleep(for: .seconds(60)) }
@@ -41,6 +45,7 @@ struct ServiceGroupLifecycleTests {
         #expect(await eventually { await appliance.scheduler.runningJobs == 2 })
 
         try await client.shutdown()
+        await shuttingDown.set(())
         try await services.shutdown()
 
         // The job that could finish within the drain deadline finished; the stuck one was released.
