@@ -65,16 +65,21 @@ struct WorkspaceLifecycleTests {
         try await h.enqueue(JobRequest(kind: "later", runAt: Date().addingTimeInterval(3600)), in: doomed)
 
         // Work inside the workspace holds it open; the deletion waits for it.
+        // (The enqueue above left the file open, so "open" does not mean "in use": the test waits
+        // for the work to be inside before it deletes, or a loaded machine deletes first.)
         let (release, releaser) = AsyncStream<Void>.makeStream()
+        let (inside, entered) = AsyncStream<Void>.makeStream()
         let deletion = try await withThrowingTaskGroup(of: WorkspaceDeletion?.self) { group in
             group.addTask {
+                defer { entered.finish() }  // (a failure to enter ends the wait below)
                 try await h.supervisor.withWorkspace(doomed) { actor in
+                    entered.yield()
                     for await _ in release { break }
                     try await actor.write { tx in try tx.append(DomainEvent(type: "LastWords")) }
                 }
                 return nil
             }
-            #expect(await eventually { await h.supervisor.openWorkspaceIDs.contains(doomed) })
+            for await _ in inside { break }
             group.addTask { try await h.supervisor.deleteWorkspace(doomed, using: h.workspaces, by: "cli") }
             #expect(await eventually { await h.supervisor.isWaitingToDelete(doomed) })
             // New work is refused from now on; the workspace is still there.
