@@ -168,6 +168,33 @@ struct WALCheckpointerTests {
         await h.stop()
     }
 
+    @Test("relaxed commits only (a busy queue): the background copies catch up with the log between commits, and it starts again")
+    func relaxedLogStartsAgain() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            _ = try await actor.write { tx in try tx.db.execute(sql: "CREATE TABLE scratch (id INTEGER PRIMARY KEY, body BLOB NOT NULL)") }
+            let body = Data((0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            let checkpointer = actor.checkpointer
+            var commits = 0
+            var largest: Int32 = 0
+            // Short pauses between the commits, as a queue's writer has between its batches. Before,
+            // the log grew by every commit (no relaxed commit completes it) until a durable one came.
+            while checkpointer.restarts == 0 && commits < 3_000 {
+                _ = try await actor.write(durable: false) { tx in try tx.db.execute(sql: "INSERT INTO scratch (body) VALUES (?)", arguments: [body]) }
+                commits += 1
+                largest = max(largest, checkpointer.logPages)
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(checkpointer.restarts >= 1, "the log started again \(checkpointer.restarts) times in \(commits) commits; checkpoints \(checkpointer.counts)")
+            #expect(checkpointer.counts.inWriter == 0, "\(checkpointer.counts)")
+            #expect(largest < 3_000, "largest log \(largest) pages")
+            let rows = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
+            #expect(rows == commits)
+        }
+        await h.stop()
+    }
+
     @Test("a workspace closed while a background checkpoint may be running keeps every commit, and reopens")
     func closeDuringCheckpoint() async throws {
         let first = try TestHarness()

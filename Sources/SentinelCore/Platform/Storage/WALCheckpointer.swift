@@ -11,10 +11,11 @@ import Synchronization
 /// of writes, so every write queued behind it waits (the p99 of webhook intake). This replaces it
 /// (`sqlite3_wal_hook` on the writer connection): once the WAL holds `threshold` pages, a second,
 /// short-lived connection on NIO's blocking-work threads copies them (`PASSIVE`, never waiting for
-/// readers or the writer). Once it has copied all but the last `tail` pages (what the writer
-/// appended meanwhile, up to 2 MiB), the writer's next commit copies that rest itself, so the log
-/// is complete in the database file and SQLite starts it again from the beginning at the next
-/// write. Should the background copies fall behind by `limit` pages, the writer checkpoints as
+/// readers or the writer), and then what the writer appended meanwhile while that rest is at most
+/// `tail` pages (2 MiB). Once it has copied all but such a rest, the writer's next durable commit
+/// copies that rest itself, so the log is complete in the database file and SQLite starts it again
+/// from the beginning at the next write; a writer of relaxed commits only gets there through the
+/// background's copies of the rest, whenever it pauses. Should the background copies fall behind by `limit` pages, the writer checkpoints as
 /// SQLite would have. The log thus stays a few megabytes long and its file pages are written over
 /// again; a log that never started again would grow into new pages of the file system's cache
 /// with every commit (`State.commit`). Durability is unchanged: every commit is already in the
@@ -177,6 +178,9 @@ final class WALCheckpointer: Sendable {
         }
     }
 
+    /// The most copies one background checkpoint makes, its first and those of the rests after it.
+    static let backgroundRounds = 4
+
     private func checkpointInBackground() {
         var copied: Int32 = 0
         connection.withLock { _ in
@@ -186,9 +190,20 @@ final class WALCheckpointer: Sendable {
             configuration.label = "checkpoint"
             guard let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return }
             try? queue.writeWithoutTransaction { db in
-                var log: Int32 = 0
-                var done: Int32 = 0
-                if sqlite3_wal_checkpoint_v2(db.sqliteConnection, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK { copied = done }
+                // What the writer appended while a copy ran is copied too while it is a short
+                // rest, so the log is complete in the file whenever the writer pauses, and
+                // starts again at its next write. Without this a writer of relaxed commits only
+                // (the queue's claims and outcomes, which never copy) grew its log into new file
+                // pages for as long as it ran.
+                for _ in 0..<Self.backgroundRounds {
+                    var log: Int32 = 0
+                    var done: Int32 = 0
+                    guard sqlite3_wal_checkpoint_v2(db.sqliteConnection, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK,
+                          done > copied else { break }
+                    copied = done
+                    let latest = state.withLock { $0.closed ? 0 : $0.pages }
+                    guard latest > done, latest - done <= tail else { break }
+                }
             }
             try? queue.close()
         }
