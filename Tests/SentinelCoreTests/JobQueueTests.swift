@@ -166,7 +166,9 @@ struct JobQueueTests {
         let id = try await h.enqueue(JobRequest(kind: "work"), in: ws).jobID
         // A worker of a previous process claims the job with a short lease and dies.
         let claimed = try await h.supervisor.withWorkspace(ws) { actor in
-            try await actor.write { tx in try JobQueue.claim(in: tx.db, owner: "crashed-worker", now: tx.now, limit: 1, lease: 0.3) }
+            // 2 s: long enough that the lease still holds when the test looks below on a loaded
+            // machine (0.3 s could pass before it did).
+            try await actor.write { tx in try JobQueue.claim(in: tx.db, owner: "crashed-worker", now: tx.now, limit: 1, lease: 2) }
         }
         #expect(claimed.map(\.id) == [id])
         h.startScheduler()
@@ -375,19 +377,24 @@ struct JobQueueTests {
     @Test("shutdown lets a running job finish within the drain deadline and releases the rest")
     func drainOnShutdown() async throws {
         let done = Recorder<Int64>()
+        // The slow job runs until the test has seen both jobs running and begins the shutdown (a
+        // fixed 300 ms could end before a loaded machine let the test look), then a little more.
+        let shuttingDown = Rendezvous<Void>()
         var registry = JobRegistry()
         registry.register("slow") { ctx in
-            try await Task.sleep(for: .milliseconds(300))
+            await shuttingDown.wait()
+            try await Task.sleep(for: .milliseconds(200))
             done.append(ctx.job.id)
         }
         registry.register("stuck") { _ in try await Task.sleep(for: .seconds(60)) }
-        let h = try TestHarness(config: testConfig { $0.shutdown.drainSeconds = 1 }, registry: registry)
+        let h = try TestHarness(config: testConfig { $0.shutdown.drainSeconds = 3 }, registry: registry)
         let ws = try h.createWorkspace()
         let slow = try await h.enqueue(JobRequest(kind: "slow"), in: ws).jobID
         let stuck = try await h.enqueue(JobRequest(kind: "stuck"), in: ws).jobID
         h.startScheduler()
         #expect(await eventually { await h.scheduler.runningJobs == 2 })
         let dir = h.dataDirectory
+        await shuttingDown.set(())
         await h.beginShutdown()
         // Read the file independently until both outcomes are recorded: well before the stuck
         // job's 60 s, so its drain deadline cut it (a fixed wait here failed on a loaded machine).

@@ -44,14 +44,18 @@ struct WALCheckpointerTests {
                 try await group.next()
                 group.cancelAll()
             }
-            let counts = actor.checkpointer.counts
-            #expect(counts.background >= 3, "background checkpoints: \(counts)")
+            // Background copies run on threads other tests share: on a loaded machine the last
+            // ones may end only now.
+            let checkpointer = actor.checkpointer
+            #expect(await eventually(timeout: .seconds(30)) { checkpointer.counts.background >= 3 }, "background checkpoints: \(checkpointer.counts)")
             let rows = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scratch") }
             #expect(rows == 2_000)
         }
         // 2,000 × 20 KB is ~10,000 pages; a log that was never started again would hold all of them.
+        // It stays within the writer's limit (8,000 frames of 4,120 bytes, and one group commit
+        // more) even when the shared threads run the background copies late.
         let largest = largestWAL.all.max() ?? 0
-        #expect(largest > 0 && largest < 24 << 20, "largest WAL \(largest) bytes")
+        #expect(largest > 0 && largest < (8_000 + 300) * 4_120, "largest WAL \(largest) bytes")
         await h.stop()
     }
 
