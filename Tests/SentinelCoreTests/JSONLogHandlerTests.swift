@@ -64,6 +64,42 @@ struct JSONLogHandlerTests {
         #expect(time.count == 24 && time.hasSuffix("Z"), "e.g. 2026-12-02T13:05:01.123Z: \(time)")
     }
 
+    @Test("each key once: the line's metadata over the context's, over the logger's, over the fixed fields")
+    func precedence() throws {
+        let log = CapturedLog()
+        var handler = JSONLogHandler(label: "sentinel", level: .info, sink: log.sink)
+        handler.metadataProvider = Logger.MetadataProvider { ["correlation_id": "from-context", "job_id": "from-context", "level": "context"] }
+        var logger = Logger(label: "sentinel") { _ in handler }
+        logger[metadataKey: "job_id"] = "from-logger"
+        logger[metadataKey: "workspace_id"] = "ws_1"
+        logger[metadataKey: "message"] = "from-logger"
+        logger.info("hello", metadata: ["correlation_id": "from-line", "z": "last"])
+        let line = try #require(log.all.first)
+        let object = try parse(line)
+        #expect(object["correlation_id"] as? String == "from-line")
+        #expect(object["job_id"] as? String == "from-context")
+        #expect(object["workspace_id"] as? String == "ws_1")
+        #expect(object["message"] as? String == "from-logger", "the logger's metadata wins over the fixed fields, as with merged dictionaries")
+        #expect(object["level"] as? String == "context")
+        // Each key written once (JSONSerialization would keep any one of duplicates), sorted.
+        for key in ["correlation_id", "job_id", "level", "logger", "message", "time", "workspace_id", "z"] {
+            #expect(line.components(separatedBy: "\"\(key)\":").count == 2, "\(key) once in \(line)")
+        }
+        let keys = object.keys.sorted()
+        let positions = keys.compactMap { line.range(of: "\"\($0)\":")?.lowerBound }
+        #expect(positions == positions.sorted())
+    }
+
+    @Test("the time is written digit by digit as ISO 8601 UTC with milliseconds")
+    func timestamp() {
+        #expect(JSONLogHandler.timestamp(timespec(tv_sec: 1_764_680_701, tv_nsec: 123_999_999)) == "2025-12-02T13:05:01.123Z")
+        #expect(JSONLogHandler.timestamp(timespec(tv_sec: 947_387_045, tv_nsec: 7_000_000)) == "2000-01-09T03:04:05.007Z")
+        #expect(JSONLogHandler.timestamp(timespec(tv_sec: 0, tv_nsec: 0)) == "1970-01-01T00:00:00.000Z")
+        let now = JSONLogHandler.timestamp()
+        let parsed = try? Date(now, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        #expect(parsed.map { abs($0.timeIntervalSinceNow) < 60 } == true, "\(now)")
+    }
+
     @Test("a flat object of strings is written byte for byte as JSONEncoder.sentinel writes it")
     func flatObjectMatchesEncoder() throws {
         let awkward = "say \"hi\"\\ now\n\ttab\r\u{01}\u{1F}\u{08}\u{0C} bell\u{07} é ✓ 𝄞 a/b"
