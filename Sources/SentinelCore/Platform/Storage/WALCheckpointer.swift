@@ -15,11 +15,11 @@ import Synchronization
 /// `tail` pages (2 MiB). Once it has copied all but such a rest, the writer's next durable commit
 /// copies that rest itself, so the log is complete in the database file and SQLite starts it again
 /// from the beginning at the next write; a writer of relaxed commits only gets there through the
-/// background's copies of the rest, whenever it pauses. Should the background copies fall behind by `limit` pages, the writer checkpoints as
-/// SQLite would have. The log thus stays a few megabytes long and its file pages are written over
-/// again; a log that never started again would grow into new pages of the file system's cache
-/// with every commit (`State.commit`). Durability is unchanged: every commit is already in the
-/// fsynced WAL.
+/// background's copies of the rest, whenever it pauses. Should the background copies fall behind
+/// by `limit` pages, the writer checkpoints as SQLite would have (durable commits only). The log
+/// thus stays a few megabytes long and its file pages are written over again; a log that never
+/// started again would grow into new pages of the file system's cache with every commit
+/// (`State.commit`). Durability is unchanged: every commit is already in the fsynced WAL.
 final class WALCheckpointer: Sendable {
     enum Action: Equatable { case none, background, inWriter }
 
