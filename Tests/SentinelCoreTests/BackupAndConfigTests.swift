@@ -27,7 +27,9 @@ struct BackupTests {
             }
             return n - 100_000
         }
-        try await Task.sleep(for: .milliseconds(50))
+        // The writer is committing before the backup starts (a fixed wait could end before a
+        // loaded machine ran it at all).
+        #expect(await eventually { try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM load WHERE n >= 100000")! } > 0 })
         let committedBefore = try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM load")! }
         let backupDir = TemporaryDirectory("sentinel-backup")
         defer { backupDir.cleanup() }

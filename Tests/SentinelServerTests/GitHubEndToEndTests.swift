@@ -210,7 +210,7 @@ struct GitHubEndToEndTests {
     @Test("calls that do not depend on each other overlap: the pull request, its policy file and the check's start")
     func independentCallsOverlap() async throws {
         let world = try await GitHubWorld()
-        // Each held request is answered only once the next one has arrived (or after a second, which
+        // Each held request is answered only once the next one has arrived (or after ten seconds, which
         // the fake writes down): made one after the other, as before, the first hold expires.
         await world.github.state.inject("GET pull", [.holdUntilRequest("GET contents")])
         await world.github.state.inject("GET contents", [.holdUntilRequest("POST check-runs")])

@@ -175,7 +175,7 @@ struct GitLabEndToEndTests {
     func independentCallsOverlap() async throws {
         let world = try await GitLabWorld()
         let mr = try await world.mergeRequest()
-        // Each held request is answered only once the next one has arrived (or after a second, which
+        // Each held request is answered only once the next one has arrived (or after ten seconds, which
         // the fake writes down): made one after the other, the first hold expires.
         await world.gitlab.state.inject("GET merge_request", [.holdUntilRequest("GET file")])
         await world.gitlab.state.inject("GET file", [.holdUntilRequest("POST statuses")])

@@ -93,16 +93,17 @@ public enum FakeFault: Sendable, Equatable {
     /// Answer only after this many seconds (past a client's timeout).
     case delay(Double)
     /// Answer only once a request of another route (a `requests` line such as "GET files") has
-    /// arrived, or after a second, when the hold is written down in `expiredHolds`: a client that
-    /// makes the two requests one after the other always lets the hold expire.
+    /// arrived, or after ten seconds, when the hold is written down in `expiredHolds`: a client that
+    /// makes the two requests one after the other always lets the hold expire (and a loaded machine
+    /// that sends the side-by-side requests a second apart does not).
     case holdUntilRequest(String)
 }
 
 extension FakeFault {
-    /// `holdUntilRequest`'s wait, shared by the fakes: polls `arrived` until it is true (true) or a
-    /// second has passed (false).
+    /// `holdUntilRequest`'s wait, shared by the fakes: polls `arrived` until it is true (true) or
+    /// ten seconds have passed (false).
     static func hold(until arrived: () async -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(1)
+        let deadline = ContinuousClock.now + .seconds(10)
         while await !arrived() {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(5))
@@ -373,7 +374,7 @@ public actor FakeGitHubState {
     public private(set) var latency: Duration = .zero
     public func setLatency(_ latency: Duration) { self.latency = latency }
 
-    /// Routes whose `holdUntilRequest` fault waited a whole second for the other request in vain.
+    /// Routes whose `holdUntilRequest` fault waited its whole ten seconds for the other request in vain.
     public private(set) var expiredHolds: [String] = []
     func noteExpiredHold(_ route: String) { expiredHolds.append(route) }
 

@@ -481,7 +481,7 @@ public actor FakeGitLabState {
     }
 
     func log(_ request: FakeGitLabRequest) { requests.append(request) }
-    /// Routes whose `holdUntilRequest` fault waited a whole second for the other request in vain.
+    /// Routes whose `holdUntilRequest` fault waited its whole ten seconds for the other request in vain.
     public private(set) var expiredHolds: [String] = []
     func noteExpiredHold(_ route: String) { expiredHolds.append(route) }
     func reject(_ reason: String) { rejected.append(reason) }
