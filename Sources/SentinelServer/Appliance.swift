@@ -18,6 +18,8 @@ public final class Appliance: Sendable {
     public let config: SentinelConfig
     public let control: ControlStore
     public let supervisor: Supervisor
+    /// Deliveries for workspaces whose file is not open, acknowledged with one shared commit and applied in the background.
+    public let journal: IntakeJournal
     public let scheduler: JobScheduler
     public let workspaces: WorkspaceService
     public let prometheus: PrometheusCollectorRegistry
@@ -104,6 +106,8 @@ public final class Appliance: Sendable {
         notifications.register(in: &registry)
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
+        self.journal = try IntakeJournal(dataDirectory: dataDirectory, opener: opener, supervisor: supervisor,
+                                         logger: logger.with(["component": "intake-journal"]))
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
         let opened = self.supervisor
         self.authFailures = DeliveryAuthFailures(signals: signals) { id, workspaceID, failures in
@@ -121,7 +125,7 @@ public final class Appliance: Sendable {
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
             publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,
-            supervisor: supervisor, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations,
+            supervisor: supervisor, journal: journal, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations,
             notifications: notifications)
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
@@ -136,7 +140,7 @@ public final class Appliance: Sendable {
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus, supervisor: supervisor, metrics: metrics,
                          dataDirectory: dataDirectory).add(to: router)
-        WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, metrics: metrics,
+        WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, journal: journal, metrics: metrics,
                       authFailures: authFailures).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
         let certificate = config.server.tlsEnabled
@@ -205,6 +209,8 @@ public final class Appliance: Sendable {
         let app = try makeApplication(onServerRunning: onServerRunning)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: supervisor),
+            // After the supervisor, so it stops before it: what it holds at shutdown is applied first.
+            .init(service: journal),
             .init(service: OutboundClients(gitHub: connector, gitLab: gitLabConnector, ai: aiHTTP)),
         ]
         if config.export.enabled {

@@ -80,8 +80,8 @@ struct DeliveryPayloadTests {
         let integration = IntegrationID.generate()
         let body = Self.pullRequestBody(number: 42)
         let rows = try await h.supervisor.withWorkspace(ws) { actor in
-            let outcome = try await DeliveryIntake.store(deliveryID: "d-compressed", integrationID: integration, event: "pull_request",
-                                                         action: "opened", body: body, correlationID: "c", in: actor)
+            let outcome = try await DeliveryIntake.store(IncomingDelivery(deliveryID: "d-compressed", integrationID: integration, event: "pull_request",
+                                                                          action: "opened", body: body, correlationID: "c"), in: actor)
             #expect(outcome == .accepted)
             // A row written by an earlier version: no encoding given, the column's default.
             _ = try await actor.write { tx in

@@ -23,6 +23,8 @@ struct APIDependencies: Sendable {
     let destinations: DestinationPolicy
     /// Workspaces open and closed for the API (deleting one goes through it).
     let supervisor: Supervisor
+    /// Holds deliveries of workspaces whose file is not open; a deleted workspace's go with it.
+    let journal: IntakeJournal
     /// The decrypted integrations intake uses: a removed integration is dropped from them at once.
     let gitHubIntegrations: GitHubIntegrationCache
     let gitLabIntegrations: GitLabIntegrationCache

@@ -68,6 +68,8 @@ struct WorkspaceHandlers: Sendable {
             throw Problem(status: .badRequest, detail: "confirm: must repeat the workspace's id or name (\(record.name))")
         }
         _ = try await d.supervisor.deleteWorkspace(id, using: d.workspaces, by: context.actorName)
+        // Its final backup took what the intake journal held for it; nothing of it stays there.
+        try await d.journal.discard(id)
         return .noContent(.init())
     }
 

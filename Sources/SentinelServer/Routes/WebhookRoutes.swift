@@ -7,12 +7,14 @@ import SentinelCore
 /// `POST /webhooks/github/{integrationID}` and `POST /webhooks/gitlab/{integrationID}`. Order:
 /// integration lookup (404) and the declared size (413), both before a byte of the body is read;
 /// then the body, read once up to the limit; the platform's authentication (401 before anything is
-/// stored), headers and JSON, then one durable insert and a 202. No network call happens here. An
+/// stored), headers and JSON, then one durable insert (into the workspace file, or the intake
+/// journal when that file is not open) and a 202. No network call happens here. An
 /// integration whose workspace was deleted answers 410, so the platform's admins see why.
 struct WebhookRoutes {
     let gitHub: GitHubIntegrationCache
     let gitLab: GitLabIntegrationCache
     let supervisor: Supervisor
+    let journal: IntakeJournal
     let metrics: SentinelMetrics
     let authFailures: DeliveryAuthFailures
 
@@ -152,14 +154,21 @@ struct WebhookRoutes {
                                settled: GitLabDeliveryProcessor.settledOutcome(event: event, action: action), context)
     }
 
+    /// Stores the delivery in its workspace file when that file is open (and the intake journal
+    /// holds nothing for the workspace); otherwise appends it to the journal, which applies it to
+    /// the file shortly after. Either way the 202 follows a durable commit.
     func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,
                platform: String, jobKind: String, settled: String? = nil, _ context: SentinelRequestContext) async throws -> Response {
-        let correlationID = deliveryID
+        let delivery = IncomingDelivery(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
+                                        correlationID: deliveryID, jobKind: jobKind, settled: settled)
+        if supervisor.isRetired(workspaceID) { throw gone(integrationID, platform: platform) }
+        let journalled = journal.holdsDeliveries(for: workspaceID) || !supervisor.isOpen(workspaceID)
         let outcome: DeliveryIntake.Outcome
         do {
-            outcome = try await supervisor.withWorkspace(workspaceID) { workspace in
-                try await DeliveryIntake.store(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
-                                               correlationID: correlationID, jobKind: jobKind, settled: settled, in: workspace)
+            if journalled {
+                outcome = try await journal.append(delivery, for: workspaceID)
+            } else {
+                outcome = try await supervisor.withWorkspace(workspaceID) { try await DeliveryIntake.store(delivery, in: $0) }
             }
         } catch WorkspaceError.notFound(let workspace) {
             // The workspace was deleted after the integration was looked up (it may still be cached).
@@ -168,8 +177,8 @@ struct WebhookRoutes {
         }
         metrics.webhook(platform: platform, outcome: outcome == .accepted ? "accepted" : "duplicate")
         context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",
-                                                          "settled": "\(settled ?? "-")",
-                                                          "duplicate": "\(outcome == .duplicate)", "workspace_id": "\(workspaceID)"])
+                                                          "settled": "\(settled ?? "-")", "duplicate": "\(outcome == .duplicate)",
+                                                          "journal": "\(journalled)", "workspace_id": "\(workspaceID)"])
         return jsonResponse(.accepted, ["status": outcome == .accepted ? "accepted" : "duplicate", "delivery_id": deliveryID])
     }
 }

@@ -6,9 +6,50 @@ public struct DeliveryJob: Codable, Sendable {
     public var deliveryID: String
 }
 
+/// An authenticated webhook delivery as intake stores it: what the platform sent, its body encoded
+/// for storage, the job that processes it (none when `settled`), and when it arrived.
+public struct IncomingDelivery: Sendable, Equatable {
+    public var deliveryID: String
+    public var integrationID: IntegrationID
+    public var event: String
+    public var action: String?
+    public var body: DeliveryPayload.Stored
+    public var correlationID: String
+    /// The platform's processing job (`DeliveryIntake.jobKind` for GitHub, `gitLabJobKind`).
+    public var jobKind: String
+    /// The outcome when the event and action alone say there is nothing to do (a
+    /// `pull_request.labeled`, an event Sentinel does not act on): the delivery is stored
+    /// already processed, with that outcome, and no job. Most of a busy organisation's webhook
+    /// traffic is such deliveries.
+    public var settled: String?
+    /// Seconds since 1970, when intake took it.
+    public var receivedAt: Double
+
+    public init(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data, correlationID: String,
+                jobKind: String = DeliveryIntake.jobKind, settled: String? = nil, receivedAt: Date = Date()) {
+        self.init(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, stored: DeliveryPayload.encode(body),
+                  correlationID: correlationID, jobKind: jobKind, settled: settled, receivedAt: receivedAt.epoch)
+    }
+
+    init(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, stored: DeliveryPayload.Stored,
+         correlationID: String, jobKind: String, settled: String?, receivedAt: Double) {
+        self.deliveryID = deliveryID
+        self.integrationID = integrationID
+        self.event = event
+        self.action = action
+        self.body = stored
+        self.correlationID = correlationID
+        self.jobKind = jobKind
+        self.settled = settled
+        self.receivedAt = receivedAt
+    }
+}
+
 /// Webhook intake after authentication: one durable insert of the delivery (deduplicated by the
 /// platform's delivery id) and its processing job, in one group-committed transaction. No network
-/// call and no review work happen here, so the platform gets its 202 in milliseconds.
+/// call and no review work happen here, so the platform gets its 202 in milliseconds. A delivery
+/// for a workspace whose file is not open goes through the `IntakeJournal` instead, which applies
+/// it here (`insert`) shortly after.
 public enum DeliveryIntake {
     public enum Outcome: Sendable, Equatable { case accepted, duplicate }
 
@@ -18,30 +59,30 @@ public enum DeliveryIntake {
     public static let jobKind = "github.delivery"
     public static let gitLabJobKind = "gitlab.delivery"
 
-    /// - Parameters:
-    ///   - jobKind: the platform's processing job (`jobKind` for GitHub, `gitLabJobKind`).
-    ///   - settled: the outcome when the event and action alone say there is nothing to do (a
-    ///     `pull_request.labeled`, an event Sentinel does not act on): the delivery is stored
-    ///     already processed, with that outcome, and no job. Most of a busy organisation's
-    ///     webhook traffic is such deliveries.
-    public static func store(deliveryID: String, integrationID: IntegrationID, event: String, action: String?, body: Data,
-                             correlationID: String, jobKind: String = DeliveryIntake.jobKind, settled: String? = nil,
-                             in workspace: WorkspaceActor) async throws -> Outcome {
-        let stored = DeliveryPayload.encode(body)
-        return try await workspace.write { tx in
-            // Compiled once per connection, not once per delivery.
-            try tx.db.cachedStatement(sql: """
-                INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, payload_encoding, payload_bytes,
-                                                  correlation_id, received_at, processed_at, outcome)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [deliveryID, integrationID.rawValue, event, action, stored.payload, stored.encoding.rawValue,
-                                         stored.bytes, correlationID, tx.now.epoch, settled == nil ? nil : tx.now.epoch, settled])
-            guard tx.db.changesCount == 1 else { return .duplicate }
-            if settled != nil { return .accepted }
-            try tx.enqueue(JobRequest(kind: jobKind, payload: DeliveryJob(deliveryID: deliveryID), priority: .critical,
-                                      idempotencyKey: "delivery:\(deliveryID)", correlationID: correlationID))
-            return .accepted
+    /// Stores `delivery` in `workspace` with one durable commit.
+    public static func store(_ delivery: IncomingDelivery, in workspace: WorkspaceActor) async throws -> Outcome {
+        try await workspace.write { tx in
+            try insert(delivery, in: tx.db, now: tx.now) { try tx.enqueue($0) }
         }
+    }
+
+    /// The delivery's row and, unless it is settled, its processing job; `.duplicate` (and nothing
+    /// written) when the file holds the delivery id already. Shared by intake, the journal's
+    /// applier and backups of a workspace with deliveries still in the journal.
+    static func insert(_ delivery: IncomingDelivery, in db: Database, now: Date, enqueue: (JobRequest) throws -> Void) throws -> Outcome {
+        // Compiled once per connection, not once per delivery.
+        try db.cachedStatement(sql: """
+            INSERT OR IGNORE INTO deliveries (id, integration_id, event, action, payload, payload_encoding, payload_bytes,
+                                              correlation_id, received_at, processed_at, outcome)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).execute(arguments: [delivery.deliveryID, delivery.integrationID.rawValue, delivery.event, delivery.action,
+                                     delivery.body.payload, delivery.body.encoding.rawValue, delivery.body.bytes, delivery.correlationID,
+                                     delivery.receivedAt, delivery.settled == nil ? nil : now.epoch, delivery.settled])
+        guard db.changesCount == 1 else { return .duplicate }
+        if delivery.settled != nil { return .accepted }
+        try enqueue(JobRequest(kind: delivery.jobKind, payload: DeliveryJob(deliveryID: delivery.deliveryID), priority: .critical,
+                               idempotencyKey: "delivery:\(delivery.deliveryID)", correlationID: delivery.correlationID))
+        return .accepted
     }
 }
 

@@ -58,8 +58,12 @@ public struct BackupService: Sendable {
             guard fm.fileExists(atPath: source.path) else { throw StorageError.missingFile(source.path) }
             let queue = try DatabaseQueue(path: source.path, configuration: configuration)
             defer { try? queue.close() }
+            // Deliveries acknowledged into the intake journal and not yet in the file go into the copy.
+            let journalled = try IntakeJournal.deliveries(for: id, in: dataDirectory, busyTimeout: opener.busyTimeout)
             entries.append(try copy(reader: queue, kind: .workspace, workspace: id, to: destination,
-                                    relative: "workspaces/\(id.rawValue).sqlite"))
+                                    relative: "workspaces/\(id.rawValue).sqlite") { db in
+                try IntakeJournal.apply(journalled, to: db, maxAttempts: SentinelConfig.Jobs().maxAttempts)
+            })
         }
         let manifest = BackupManifest(format: 1, createdAt: ISO8601.string(Date()), sentinelVersion: SentinelVersion.current, files: entries)
         let data = try JSONEncoder.sentinelPretty.encode(manifest)
@@ -70,13 +74,16 @@ public struct BackupService: Sendable {
         return manifest
     }
 
-    func copy(reader: some DatabaseReader, kind: DatabaseKind, workspace: WorkspaceID?, to destination: URL, relative: String) throws -> BackupEntry {
+    /// `amend` changes the copy before it is sealed (in a transaction).
+    func copy(reader: some DatabaseReader, kind: DatabaseKind, workspace: WorkspaceID?, to destination: URL, relative: String,
+              amend: ((Database) throws -> Void)? = nil) throws -> BackupEntry {
         let target = destination.appendingPathComponent(relative)
         try FileSystem.removeIfPresent(target)
         let version = try DatabaseOpener.schemaVersion(reader, kind: kind)
         do {
             let copy = try DatabaseQueue(path: target.path)
             try reader.backup(to: copy)  // all pages in one step: one snapshot, never restarted by writers
+            if let amend { try copy.write(amend) }
             try copy.writeWithoutTransaction { db in
                 // A self-contained file: no -wal beside it, rollback journal until restored and opened.
                 _ = try db.execute(sql: "PRAGMA journal_mode = DELETE")
@@ -123,6 +130,7 @@ public struct BackupService: Sendable {
             let target: URL
             switch entry.kind {
             case .control: target = dataDirectory.controlFile
+            case .journal: throw StorageError.invalid("backup manifest names an unexpected file: \(entry.file)")
             case .workspace:
                 guard let raw = entry.workspaceID, let id = WorkspaceID(raw) else {
                     throw StorageError.invalid("backup manifest entry \(entry.file) has no valid workspace id")

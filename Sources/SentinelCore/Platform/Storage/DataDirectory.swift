@@ -14,6 +14,8 @@ public struct DataDirectory: Sendable, Equatable {
     }
 
     public var controlFile: URL { root.appendingPathComponent("control.sqlite") }
+    /// Webhook deliveries acknowledged and not yet applied to their workspace file (`IntakeJournal`).
+    public var intakeJournalFile: URL { root.appendingPathComponent("intake-journal.sqlite") }
     public var workspacesDirectory: URL { root.appendingPathComponent("workspaces", isDirectory: true) }
     public var secretsDirectory: URL { root.appendingPathComponent("secrets", isDirectory: true) }
     public var masterKeyFile: URL { secretsDirectory.appendingPathComponent("master.key") }
@@ -32,7 +34,7 @@ public struct DataDirectory: Sendable, Equatable {
     /// The data directory holding `file` of `kind` (control.sqlite at the root, workspace files in workspaces/).
     public init(holding file: URL, kind: DatabaseKind) {
         let parent = file.deletingLastPathComponent()
-        self.init(path: (kind == .control ? parent : parent.deletingLastPathComponent()).path)
+        self.init(path: (kind != .workspace ? parent : parent.deletingLastPathComponent()).path)
     }
 
     public func workspaceFile(_ id: WorkspaceID) -> URL {

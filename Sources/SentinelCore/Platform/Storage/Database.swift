@@ -24,14 +24,17 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The two kinds of SQLite file the appliance keeps; each has its own migration history.
+/// The kinds of SQLite file the appliance keeps; each has its own migration history.
 public enum DatabaseKind: String, Sendable, Codable {
     case control, workspace
+    /// `intake-journal.sqlite`: deliveries acknowledged and not yet in their workspace file (`IntakeJournal`).
+    case journal
 
     var migrator: DatabaseMigrator {
         switch self {
         case .control: return ControlSchema.migrator
         case .workspace: return WorkspaceSchema.migrator
+        case .journal: return IntakeJournal.migrator
         }
     }
 }
@@ -82,7 +85,7 @@ public struct DatabaseOpener: Sendable {
             case .control:
                 configuration.maximumReaderCount = 4
                 writer = try DatabasePool(path: url.path, configuration: configuration)
-            case .workspace:
+            case .workspace, .journal:
                 // WAL, as the pool sets it: the CLI and online backups read while the server writes.
                 let isNew = !FileManager.default.fileExists(atPath: url.path)
                 configuration.prepareDatabase { db in

@@ -37,6 +37,9 @@ public actor Supervisor: Service {
     }
 
     private var open: [WorkspaceID: Entry] = [:]
+    /// The keys of `open`, readable without a hop (`isOpen`: webhook intake asks on every
+    /// delivery); changed wherever a file enters or leaves `open`.
+    private nonisolated let openIDs = Mutex<Set<WorkspaceID>>([])
     /// The eviction order: workspaces in the order their last pin went, least recently used first,
     /// each with the idle spell that began then. An entry pinned, closed or idle again since keeps
     /// its old position here until eviction reaches it and skips it (its spell no longer matches),
@@ -158,6 +161,7 @@ public actor Supervisor: Service {
         metrics.offlineWorkspaces(offline.count)
         registered.insert(id)
         open[id] = Entry(actor: actor, lastUsed: .now, pins: 1)
+        openIDs.withLock { _ = $0.insert(id) }
         metrics.workspaceOpened()
         finishOpening(id, with: .success(()))
         await evictIfNeeded()
@@ -167,6 +171,9 @@ public actor Supervisor: Service {
     /// Whether the workspace is being deleted (or was) while this process runs: it is not opened
     /// again, and no new work starts in it.
     public nonisolated func isRetired(_ id: WorkspaceID) -> Bool { retired.withLock { $0.contains(id) } }
+
+    /// Whether the workspace's file is open right now (pinned or idle in the LRU), without a hop.
+    public nonisolated func isOpen(_ id: WorkspaceID) -> Bool { openIDs.withLock { $0.contains(id) } }
 
     /// Ends an open: the callers waiting for it look again (success) or get its error.
     private func finishOpening(_ id: WorkspaceID, with outcome: Result<Void, Error>) {
@@ -255,6 +262,7 @@ public actor Supervisor: Service {
         // running work (the next `unpin` evicts).
         while open.count > config.workspaces.maxOpen, let next = idleOrder.popFirst() {
             guard isIdle(next.id, since: next.spell), let entry = open.removeValue(forKey: next.id) else { continue }
+            openIDs.withLock { _ = $0.remove(next.id) }
             victims.append(entry.actor)
         }
         metrics.openWorkspaces(open.count)
@@ -288,6 +296,7 @@ public actor Supervisor: Service {
         let idle = open.filter { $0.value.pins == 0 && now - $0.value.lastUsed >= limit }
         for (id, entry) in idle {
             open[id] = nil
+            openIDs.withLock { _ = $0.remove(id) }
             await entry.actor.close()
         }
         if !idle.isEmpty {
@@ -309,7 +318,10 @@ public actor Supervisor: Service {
         while let entry = open[id], entry.pins > 0 {
             await withCheckedContinuation { unpinWaiters[id, default: []].append($0) }
         }
-        if let entry = open.removeValue(forKey: id) { await entry.actor.close() }
+        if let entry = open.removeValue(forKey: id) {
+            openIDs.withLock { _ = $0.remove(id) }
+            await entry.actor.close()
+        }
         metrics.openWorkspaces(open.count)
         offline[id] = nil
         metrics.offlineWorkspaces(offline.count)
@@ -363,6 +375,7 @@ public actor Supervisor: Service {
         shuttingDown = true
         let closing = open.values.map(\.actor)
         open.removeAll()
+        openIDs.withLock { $0.removeAll() }
         metrics.openWorkspaces(0)
         for actor in closing { await actor.close() }
         let control = self.control

@@ -1,0 +1,366 @@
+import Foundation
+import GRDB
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The shared write-ahead journal of webhook intake (`data/intake-journal.sqlite`).
+///
+/// A delivery for a workspace whose file is open is stored in that file directly
+/// (`DeliveryIntake.store`). One for a workspace whose file is not open would cost a cold open
+/// (SQLite parses the workspace schema), its own durable commit and, under LRU churn, the close of
+/// another file before the platform got its 202. Such a delivery is appended here instead: one
+/// group commit (one fsync under `storage.synchronous: full`) acknowledges the deliveries of every
+/// workspace that arrived together, and the 202 follows it. `run()` then applies the journal to the
+/// workspace files in the background, all of a workspace's waiting deliveries in one durable commit
+/// of its file, and removes them from the journal only after that commit. Deliveries for a
+/// workspace keep their order: while the journal holds any for it, new ones go through the journal
+/// too (`holdsDeliveries`).
+///
+/// A delivery lives here only until it is in its workspace file. After a crash or a power cut the
+/// journal is applied again at the next start (applying is idempotent: the workspace file ignores a
+/// delivery id it holds); a backup of a workspace includes what the journal holds for it
+/// (`deliveries(for:in:)`); deleting a workspace discards it here too.
+public actor IntakeJournal: Service {
+    private nonisolated let database: any DatabaseWriter
+    nonisolated let supervisor: Supervisor
+    let logger: Logger
+    /// Deliveries held per workspace, readable without a hop. A count can dip below zero for a
+    /// moment (the applier removed rows before the append that added them counted them).
+    private nonisolated let held = Mutex<[WorkspaceID: Int]>([:])
+    private nonisolated let wakeups: AsyncStream<Void>
+    private nonisolated let wake: AsyncStream<Void>.Continuation
+    /// Set when a round left deliveries it could not apply (an offline workspace, a full disk):
+    /// they are tried again every `retryInterval`.
+    private nonisolated let leftovers = Atomic<Bool>(false)
+    let retryInterval: Duration
+    /// Workspaces applied at once.
+    let concurrency: Int
+
+    /// Appends waiting for the commit under way, in arrival order.
+    private var waiting: [Append] = []
+    private var committing = false
+    /// Workspaces whose deliveries could not be applied, with the reason logged once.
+    private var failing: [WorkspaceID: String] = [:]
+
+    private struct Append: Sendable {
+        let workspaceID: WorkspaceID
+        let delivery: IncomingDelivery
+        var turn: CheckedContinuation<Turn, Never>?
+    }
+
+    private enum Turn: Sendable {
+        case done(Result<DeliveryIntake.Outcome, any Error>)
+        /// Commit this batch (the first append in it is the caller's own).
+        case lead([Append])
+    }
+
+    /// One delivery in the journal.
+    public struct Entry: Sendable, Equatable {
+        public var seq: Int64
+        public var workspaceID: WorkspaceID
+        public var delivery: IncomingDelivery
+    }
+
+    /// Opens (creating it if needed) the journal of `dataDirectory`.
+    public init(dataDirectory: DataDirectory, opener: DatabaseOpener, supervisor: Supervisor, logger: Logger,
+                retryInterval: Duration = .seconds(1), concurrency: Int = 16) throws {
+        self.database = try opener.open(dataDirectory.intakeJournalFile, kind: .journal, create: true, label: "intake-journal")
+        self.supervisor = supervisor
+        self.logger = logger
+        self.retryInterval = retryInterval
+        self.concurrency = max(1, concurrency)
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let counts = try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT workspace_id, count(*) AS n FROM journal GROUP BY workspace_id")
+        }
+        held.withLock { held in
+            for row in counts {
+                if let id = WorkspaceID(row["workspace_id"]) { held[id] = row["n"] }
+            }
+        }
+        // What an earlier run acknowledged and did not apply is applied as soon as `run()` starts.
+        if !counts.isEmpty { wake.yield() }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("0001_journal") { db in
+            try db.execute(sql: """
+                CREATE TABLE journal (
+                    seq INTEGER PRIMARY KEY,
+                    workspace_id TEXT NOT NULL,
+                    delivery_id TEXT NOT NULL,
+                    integration_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    action TEXT,
+                    payload BLOB NOT NULL,
+                    payload_encoding TEXT NOT NULL,
+                    payload_bytes INTEGER,
+                    correlation_id TEXT NOT NULL,
+                    job_kind TEXT NOT NULL,
+                    settled TEXT,
+                    received_at REAL NOT NULL,
+                    UNIQUE (workspace_id, delivery_id)
+                )
+                """)
+        }
+        return m
+    }
+
+    // MARK: Intake
+
+    /// Whether the journal holds deliveries for the workspace not yet in its file: a new delivery
+    /// for it must go through the journal too, behind them.
+    public nonisolated func holdsDeliveries(for id: WorkspaceID) -> Bool { held.withLock { ($0[id] ?? 0) > 0 } }
+
+    /// Appends a delivery for `workspaceID` and returns once it is durable, batched with the
+    /// appends arriving meanwhile into one commit. `.duplicate` when the journal holds the same
+    /// delivery id for the workspace already (a redelivery of one already applied is answered
+    /// `.accepted` here, and changes nothing when applied).
+    public func append(_ delivery: IncomingDelivery, for workspaceID: WorkspaceID) async throws -> DeliveryIntake.Outcome {
+        var batch: [Append]
+        if committing {
+            let turn = await withCheckedContinuation { waiting.append(Append(workspaceID: workspaceID, delivery: delivery, turn: $0)) }
+            switch turn {
+            case .done(let result): return try result.get()
+            case .lead(let next): batch = next
+            }
+        } else {
+            committing = true
+            batch = [Append(workspaceID: workspaceID, delivery: delivery, turn: nil)]
+        }
+        let result = await commit(batch)
+        // The next batch is queued at once, led by its first append.
+        if waiting.isEmpty {
+            committing = false
+        } else {
+            var next = waiting
+            waiting.removeAll(keepingCapacity: true)
+            let leader = next[0].turn!
+            next[0].turn = nil
+            leader.resume(returning: .lead(next))
+        }
+        for (index, append) in batch.enumerated() {
+            append.turn?.resume(returning: .done(result.map { $0[index] }))
+        }
+        return try result.map { $0[0] }.get()
+    }
+
+    /// One transaction for the batch, queued through GRDB's callback API: the cancellation of the
+    /// task leading it must not fail the other appends in it.
+    private func commit(_ batch: [Append]) async -> Result<[DeliveryIntake.Outcome], any Error> {
+        let result: Result<[DeliveryIntake.Outcome], any Error> = await withCheckedContinuation { continuation in
+            database.asyncWrite({ db in
+                let statement = try db.cachedStatement(sql: """
+                    INSERT OR IGNORE INTO journal (workspace_id, delivery_id, integration_id, event, action, payload, payload_encoding,
+                                                   payload_bytes, correlation_id, job_kind, settled, received_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                return try batch.map { append in
+                    let d = append.delivery
+                    try statement.execute(arguments: [append.workspaceID.rawValue, d.deliveryID, d.integrationID.rawValue, d.event, d.action,
+                                                      d.body.payload, d.body.encoding.rawValue, d.body.bytes, d.correlationID, d.jobKind,
+                                                      d.settled, d.receivedAt])
+                    return db.changesCount == 1 ? DeliveryIntake.Outcome.accepted : .duplicate
+                }
+            }, completion: { _, result in continuation.resume(returning: result) })
+        }
+        if case .success(let outcomes) = result {
+            held.withLock { held in
+                for (append, outcome) in zip(batch, outcomes) where outcome == .accepted { held[append.workspaceID, default: 0] += 1 }
+            }
+            wake.yield()
+        }
+        return result
+    }
+
+    /// Removes what the journal holds for a deleted workspace (its deliveries go with it).
+    public func discard(_ id: WorkspaceID) async throws {
+        try await database.write { db in try db.execute(sql: "DELETE FROM journal WHERE workspace_id = ?", arguments: [id.rawValue]) }
+        held.withLock { _ = $0.removeValue(forKey: id) }
+    }
+
+    // MARK: Applying
+
+    /// Applies the journal to the workspace files whenever deliveries arrive, until the group's
+    /// graceful shutdown; then applies what is left once more (the supervisor, started before this
+    /// service, stops after it) and returns. What cannot be applied stays for the next start.
+    public func run() async throws {
+        let interval = retryInterval
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while (try? await Task.sleep(for: interval)) != nil {
+                    if self.leftovers.load(ordering: .relaxed) { self.wake.yield() }
+                }
+            }
+            for await _ in wakeups.cancelOnGracefulShutdown() {
+                await applyPending()
+            }
+            group.cancelAll()
+        }
+        await applyPending()
+    }
+
+    /// Applies everything the journal holds now, in rounds of at most `limit` deliveries, each
+    /// workspace's in one durable commit of its file, up to `concurrency` files at once; then
+    /// removes them from the journal. Deliveries of a deleted workspace are discarded; those of a
+    /// workspace that cannot be written now (offline, a full disk, shutting down) stay.
+    /// Returns how many deliveries went into workspace files.
+    @discardableResult
+    public func applyPending(limit: Int = 4_096) async -> Int {
+        leftovers.store(false, ordering: .relaxed)
+        var skipped: Set<WorkspaceID> = []
+        var after: Int64 = 0
+        var appliedTotal = 0
+        while true {
+            let entries: [Entry]
+            do {
+                entries = try await next(after: after, limit: limit)
+            } catch {
+                logger.error("intake journal unreadable", metadata: ["error": "\(error)"])
+                leftovers.store(true, ordering: .relaxed)
+                return appliedTotal
+            }
+            guard let last = entries.last else { break }
+            after = last.seq
+            var byWorkspace: [WorkspaceID: [Entry]] = [:]
+            for entry in entries where !skipped.contains(entry.workspaceID) { byWorkspace[entry.workspaceID, default: []].append(entry) }
+            let outcomes = await apply(byWorkspace)
+            var done: [Int64] = []
+            var doneByWorkspace: [WorkspaceID: Int] = [:]
+            for (id, outcome) in outcomes {
+                let seqs = byWorkspace[id]!.map(\.seq)
+                switch outcome {
+                case .success:
+                    done += seqs
+                    doneByWorkspace[id] = seqs.count
+                    appliedTotal += seqs.count
+                    if failing.removeValue(forKey: id) != nil {
+                        logger.notice("intake journal applies to workspace again", metadata: ["workspace_id": "\(id)"])
+                    }
+                case .failure(WorkspaceError.notFound):
+                    done += seqs
+                    doneByWorkspace[id] = seqs.count
+                    logger.warning("intake journal: deliveries for a deleted workspace discarded",
+                                   metadata: ["workspace_id": "\(id)", "deliveries": "\(seqs.count)"])
+                case .failure(let error):
+                    skipped.insert(id)
+                    leftovers.store(true, ordering: .relaxed)
+                    let reason = "\(error)"
+                    if failing[id] != reason {
+                        failing[id] = reason
+                        logger.warning("intake journal cannot apply to workspace yet; kept and retried",
+                                       metadata: ["workspace_id": "\(id)", "deliveries": "\(seqs.count)", "error": "\(reason)"])
+                    }
+                }
+            }
+            if !done.isEmpty {
+                do {
+                    try await remove(done)
+                    held.withLock { held in
+                        for (id, count) in doneByWorkspace {
+                            let left = (held[id] ?? 0) - count
+                            held[id] = left == 0 ? nil : left
+                        }
+                    }
+                } catch {
+                    // Applied but still journalled: applied again later, which changes nothing.
+                    logger.error("intake journal: applied deliveries not removed", metadata: ["error": "\(error)"])
+                    leftovers.store(true, ordering: .relaxed)
+                }
+            }
+        }
+        return appliedTotal
+    }
+
+    /// Each workspace's entries in one durable commit of its file, `concurrency` files at once.
+    private func apply(_ byWorkspace: [WorkspaceID: [Entry]]) async -> [(WorkspaceID, Result<Void, any Error>)] {
+        let supervisor = self.supervisor
+        return await withTaskGroup(of: (WorkspaceID, Result<Void, any Error>).self) { group in
+            var results: [(WorkspaceID, Result<Void, any Error>)] = []
+            var running = 0
+            for (id, entries) in byWorkspace {
+                if running == concurrency, let finished = await group.next() {
+                    results.append(finished)
+                    running -= 1
+                }
+                let deliveries = entries.map(\.delivery)
+                group.addTask {
+                    do {
+                        try await supervisor.withWorkspace(id) { workspace in
+                            try await workspace.write { tx in
+                                for delivery in deliveries { _ = try DeliveryIntake.insert(delivery, in: tx.db, now: tx.now) { try tx.enqueue($0) } }
+                            }
+                        }
+                        return (id, .success(()))
+                    } catch {
+                        return (id, .failure(error))
+                    }
+                }
+                running += 1
+            }
+            for await finished in group { results.append(finished) }
+            return results
+        }
+    }
+
+    private func next(after seq: Int64, limit: Int) async throws -> [Entry] {
+        try await database.read { db in try Self.entries(db, sql: "WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit]) }
+    }
+
+    private func remove(_ seqs: [Int64]) async throws {
+        try await database.write { db in
+            let statement = try db.cachedStatement(sql: "DELETE FROM journal WHERE seq = ?")
+            for seq in seqs { try statement.execute(arguments: [seq]) }
+        }
+    }
+
+    /// Deliveries in the journal (oldest first), for tests and `sentinel doctor`.
+    public func entries() async throws -> [Entry] {
+        try await database.read { db in try Self.entries(db, sql: "ORDER BY seq", arguments: []) }
+    }
+
+    private static func entries(_ db: Database, sql: String, arguments: StatementArguments) throws -> [Entry] {
+        try Row.fetchAll(db, sql: """
+            SELECT seq, workspace_id, delivery_id, integration_id, event, action, payload, payload_encoding, payload_bytes,
+                   correlation_id, job_kind, settled, received_at FROM journal \(sql)
+            """, arguments: arguments).compactMap { row in
+            guard let workspaceID = WorkspaceID(row["workspace_id"]), let integrationID = IntegrationID(row["integration_id"]),
+                  let encoding = DeliveryPayload.Encoding(rawValue: row["payload_encoding"]) else { return nil }
+            let stored = DeliveryPayload.Stored(payload: row["payload"], encoding: encoding, bytes: row["payload_bytes"])
+            return Entry(seq: row["seq"], workspaceID: workspaceID,
+                         delivery: IncomingDelivery(deliveryID: row["delivery_id"], integrationID: integrationID, event: row["event"],
+                                                    action: row["action"], stored: stored, correlationID: row["correlation_id"],
+                                                    jobKind: row["job_kind"], settled: row["settled"], receivedAt: row["received_at"]))
+        }
+    }
+
+    // MARK: Backups
+
+    /// The deliveries the journal of `dataDirectory` holds for a workspace (none when there is no
+    /// journal), read beside a running server: a backup of the workspace applies them to its copy.
+    public static func deliveries(for id: WorkspaceID, in dataDirectory: DataDirectory, busyTimeout: TimeInterval = 5) throws -> [IncomingDelivery] {
+        let url = dataDirectory.intakeJournalFile
+        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(busyTimeout)
+        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        defer { try? queue.close() }
+        return try queue.read { db in
+            guard try db.tableExists("journal") else { return [] }
+            return try entries(db, sql: "WHERE workspace_id = ? ORDER BY seq", arguments: [id.rawValue]).map(\.delivery)
+        }
+    }
+
+    /// Applies deliveries to a workspace database outside a running server (a backup's copy).
+    static func apply(_ deliveries: [IncomingDelivery], to db: Database, maxAttempts: Int) throws {
+        let now = Date()
+        for delivery in deliveries {
+            _ = try DeliveryIntake.insert(delivery, in: db, now: now) { request in
+                _ = try JobQueue.enqueue(request, in: db, now: now, defaultMaxAttempts: maxAttempts)
+            }
+        }
+    }
+}

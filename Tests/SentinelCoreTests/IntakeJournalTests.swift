@@ -1,0 +1,161 @@
+import Foundation
+import GRDB
+import Logging
+@testable import SentinelCore
+import SentinelTestSupport
+import Testing
+
+/// The shared write-ahead journal of webhook intake (issue 18): what it acknowledges reaches the
+/// workspace file exactly once, after a restart too; a deleted workspace's deliveries go; a
+/// workspace that cannot be written keeps them; backups hold them.
+@Suite("intake journal")
+struct IntakeJournalTests {
+    static let integration = IntegrationID("int_journaltest00001")!
+
+    static func delivery(_ id: String, action: String = "opened", settled: String? = nil, at seconds: Double = 1_700_000_000) -> IncomingDelivery {
+        IncomingDelivery(deliveryID: id, integrationID: integration, event: "pull_request", action: action, body: body(action),
+                                correlationID: id, settled: settled, receivedAt: Date(timeIntervalSince1970: seconds))
+    }
+
+    static func body(_ action: String) -> Data {
+        Data(#"{"action":"\#(action)","number":7,"padding":"\#(String(repeating: "x", count: 2_000))"}"#.utf8)
+    }
+
+    static func journal(_ h: TestHarness) throws -> IntakeJournal {
+        try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(config: h.config), supervisor: h.supervisor,
+                          logger: Logger.sentinel(label: "test", level: "debug", sink: h.log.sink))
+    }
+
+    struct StoredDelivery: Sendable {
+        var id: String
+        var receivedAt: Double
+        var processedAt: Double?
+        var outcome: String?
+        var body: Data
+    }
+
+    struct StoredJob: Sendable {
+        var kind: String
+        var idempotencyKey: String?
+        var correlationID: String?
+    }
+
+    static func stored(_ h: TestHarness, _ ws: WorkspaceID) async throws -> (deliveries: [StoredDelivery], jobs: [StoredJob]) {
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in
+                (try Row.fetchAll(db, sql: "SELECT id, received_at, processed_at, outcome, payload, payload_encoding, payload_bytes FROM deliveries ORDER BY id")
+                    .map { StoredDelivery(id: $0["id"], receivedAt: $0["received_at"], processedAt: $0["processed_at"], outcome: $0["outcome"],
+                                          body: try DeliveryPayload.body(of: $0)) },
+                 try Row.fetchAll(db, sql: "SELECT kind, idempotency_key, correlation_id FROM jobs ORDER BY id")
+                    .map { StoredJob(kind: $0["kind"], idempotencyKey: $0["idempotency_key"], correlationID: $0["correlation_id"]) })
+            }
+        }
+    }
+
+    @Test("acknowledged deliveries survive a restart and reach the workspace file once, with their arrival time; a redelivery changes nothing")
+    func appliedAfterRestart() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let first = try Self.journal(h)
+        #expect(!first.holdsDeliveries(for: ws))
+        #expect(try await first.append(Self.delivery("d1", at: 1_700_000_001), for: ws) == .accepted)
+        #expect(try await first.append(Self.delivery("d2", action: "labeled", settled: "ignored_action", at: 1_700_000_002), for: ws) == .accepted)
+        #expect(try await first.append(Self.delivery("d1"), for: ws) == .duplicate)
+        #expect(first.holdsDeliveries(for: ws))
+        // Nothing is in the workspace file yet.
+        #expect(try await Self.stored(h, ws).deliveries.isEmpty)
+
+        // Another process start: the journal read back from its file.
+        let second = try Self.journal(h)
+        #expect(second.holdsDeliveries(for: ws))
+        #expect(try await second.entries().map(\.delivery.deliveryID) == ["d1", "d2"])
+        #expect(await second.applyPending() == 2)
+        #expect(try await second.entries().isEmpty)
+        #expect(!second.holdsDeliveries(for: ws))
+        let (deliveries, jobs) = try await Self.stored(h, ws)
+        #expect(deliveries.map(\.id) == ["d1", "d2"])
+        #expect(deliveries.map(\.receivedAt) == [1_700_000_001, 1_700_000_002])
+        #expect(deliveries.first?.processedAt == nil)
+        #expect(deliveries.last?.outcome == "ignored_action")
+        #expect(deliveries.first?.body == Self.body("opened"))
+        #expect(jobs.count == 1)
+        #expect(jobs.first?.kind == DeliveryIntake.jobKind)
+        #expect(jobs.first?.idempotencyKey == "delivery:d1")
+        #expect(jobs.first?.correlationID == "d1")
+
+        // The first journal's view of the file is stale: applying again changes nothing.
+        #expect(await first.applyPending() == 0)
+        // A redelivery after it was applied goes through the journal again and changes nothing.
+        #expect(try await second.append(Self.delivery("d1"), for: ws) == .accepted)
+        #expect(await second.applyPending() == 1)
+        let after = try await Self.stored(h, ws)
+        #expect(after.deliveries.count == 2 && after.jobs.count == 1)
+        await h.stop()
+    }
+
+    @Test("a deleted workspace's deliveries are discarded, by the applier and by discard")
+    func deletedWorkspaceDiscarded() async throws {
+        let h = try TestHarness()
+        let (gone, other) = (try h.createWorkspace(), try h.createWorkspace())
+        let journal = try Self.journal(h)
+        _ = try await journal.append(Self.delivery("d-gone"), for: gone)
+        _ = try await journal.append(Self.delivery("d-other"), for: other)
+        _ = try await h.supervisor.deleteWorkspace(gone, using: h.workspaces, by: "test")
+        #expect(await journal.applyPending() == 1)
+        #expect(try await journal.entries().isEmpty)
+        #expect(!journal.holdsDeliveries(for: gone))
+        #expect(h.log.text.contains("deliveries for a deleted workspace discarded"))
+        #expect(try await Self.stored(h, other).deliveries.count == 1)
+
+        _ = try await journal.append(Self.delivery("d-later"), for: other)
+        try await journal.discard(other)
+        #expect(try await journal.entries().isEmpty)
+        #expect(!journal.holdsDeliveries(for: other))
+        await h.stop()
+    }
+
+    @Test("deliveries for a workspace that cannot be opened stay in the journal, and are applied once it can")
+    func unavailableWorkspaceKept() async throws {
+        var config = testConfig()
+        config.workspaces.offlineRetrySeconds = 0
+        let h = try TestHarness(config: config)
+        let ws = try h.createWorkspace()
+        let file = h.dataDirectory.workspaceFile(ws)
+        let aside = file.appendingPathExtension("aside")
+        try FileManager.default.moveItem(at: file, to: aside)
+        let journal = try Self.journal(h)
+        _ = try await journal.append(Self.delivery("d1"), for: ws)
+        #expect(await journal.applyPending() == 0)
+        #expect(try await journal.entries().count == 1)
+        #expect(journal.holdsDeliveries(for: ws))
+        #expect(h.log.text.contains("cannot apply to workspace yet"))
+
+        try FileManager.default.moveItem(at: aside, to: file)
+        #expect(await journal.applyPending() == 1)
+        #expect(!journal.holdsDeliveries(for: ws))
+        #expect(try await Self.stored(h, ws).deliveries.count == 1)
+        await h.stop()
+    }
+
+    @Test("a backup of a workspace holds the deliveries still in the journal, with their jobs")
+    func backupHoldsJournalled() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let journal = try Self.journal(h)
+        _ = try await journal.append(Self.delivery("d-backup"), for: ws)
+        let destination = h.directory.url.appendingPathComponent("backup-\(UUID().uuidString)")
+        let manifest = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener(config: h.config))
+            .backup(to: destination, workspace: ws, control: h.control)
+        let copy = destination.appendingPathComponent(try #require(manifest.files.first).file)
+        let queue = try DatabaseQueue(path: copy.path)
+        let (deliveries, jobs) = try await queue.read { db in
+            (try String.fetchAll(db, sql: "SELECT id FROM deliveries"), try String.fetchAll(db, sql: "SELECT idempotency_key FROM jobs"))
+        }
+        try queue.close()
+        #expect(deliveries == ["d-backup"])
+        #expect(jobs == ["delivery:d-backup"])
+        // The journal itself is untouched: the server still applies it to the live file.
+        #expect(try await journal.entries().count == 1)
+        await h.stop()
+    }
+}
