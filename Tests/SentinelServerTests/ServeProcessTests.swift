@@ -444,4 +444,102 @@ struct ServeProcessTests {
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
         #expect(!server.stderr.contains("live-webhook-secret"))
     }
+
+    @Test("kill -9 with deliveries acknowledged into the intake journal and not yet in their workspace file: the next start applies them")
+    func journalledDeliveriesSurviveKill() async throws {
+        let dir = TemporaryDirectory("sentinel-journal")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let dataDirectory = DataDirectory(path: data)
+        let pem = dir.url.appendingPathComponent("app.pem")
+        try TestRSAKeys.other().pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
+        let secret = "journal-webhook-secret-1"
+        let secretFile = dir.url.appendingPathComponent("secret.txt")
+        try secret.write(to: secretFile, atomically: true, encoding: .utf8)
+        var paths: [String: String] = [:]
+        var workspaceIDs: [String: WorkspaceID] = [:]
+        for name in ["a", "b"] {
+            let created = try await SentinelProcess.run(["workspace", "create", name, "--data-dir", data, "--json"])
+            #expect(created.status == 0, "\(created.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any]
+            workspaceIDs[name] = try #require((object?["id"] as? String).flatMap { WorkspaceID($0) })
+            let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", name, "--app-id", "77",
+                                                       "--private-key-file", pem.path, "--webhook-secret-file", secretFile.path, "--json"])
+            #expect(added.status == 0, "\(added.stderr)")
+            paths[name] = try #require((try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any])?["webhook_path"] as? String)
+        }
+        let a = try #require(workspaceIDs["a"])
+        // One file open at a time: a delivery for the other workspace finds its file closed.
+        let environment = ["SENTINEL_WORKSPACES_MAX_OPEN": "1", "SENTINEL_STORAGE_BUSY_TIMEOUT_MS": "200"]
+        var server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"], environment: environment)
+        defer { server.kill() }
+        var port = try #require(await server.waitForListeningPort())
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        func send(_ workspace: String, id: String) async throws -> (Int, String) {
+            let body = Data(#"{"action":"created","starred_at":"2026-12-03T00:00:00Z"}"#.utf8)
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(paths[workspace]!)")
+            request.method = .POST
+            request.headers.add(name: "X-GitHub-Event", value: "star")
+            request.headers.add(name: "X-GitHub-Delivery", value: id)
+            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: Data(secret.utf8)))
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await client.execute(request, timeout: .seconds(10))
+            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+        }
+        #expect(try await send("a", id: "a-first").0 == 202)
+
+        // Workspace a's file is write-locked from here (its reads still work), so nothing can be
+        // applied to it: what it is sent stays in the journal.
+        let lock = try DatabaseQueue(path: dataDirectory.workspaceFile(a).path)
+        let release = DispatchSemaphore(value: 0)
+        await withCheckedContinuation { (locked: CheckedContinuation<Void, Never>) in
+            lock.asyncWriteWithoutTransaction { db in
+                try? db.execute(sql: "BEGIN IMMEDIATE")
+                locked.resume()
+                release.wait()
+                try? db.execute(sql: "ROLLBACK")
+            }
+        }
+        defer { release.signal() }
+        // b's delivery closes a's file (LRU of one); a's next delivery then goes to the journal. Should a
+        // job have opened a again meanwhile, the direct write meets the lock (503): send b, then a, again.
+        var answer = (0, "")
+        for attempt in 0..<5 where answer.0 != 202 {
+            #expect(try await send("b", id: "b-\(attempt)").0 == 202)
+            answer = try await send("a", id: "a-journalled")
+        }
+        #expect(answer.0 == 202, "\(answer.1)")
+        #expect(answer.1.contains("accepted"))
+        // A redelivery while it waits in the journal is a duplicate.
+        let again = try await send("a", id: "a-journalled")
+        #expect(again.0 == 202 && again.1.contains("duplicate"), "\(again.1)")
+
+        try await client.shutdown()
+        server.kill()
+        _ = await server.waitForExit(timeout: .seconds(30))
+        @Sendable func journalled() throws -> [String] {
+            var configuration = Configuration()
+            configuration.readonly = true
+            let queue = try DatabaseQueue(path: dataDirectory.intakeJournalFile.path, configuration: configuration)
+            defer { try? queue.close() }
+            return try queue.read { try String.fetchAll($0, sql: "SELECT delivery_id FROM journal ORDER BY seq") }
+        }
+        @Sendable func inWorkspace() throws -> [String] {
+            var configuration = Configuration()
+            configuration.readonly = true
+            let queue = try DatabaseQueue(path: dataDirectory.workspaceFile(a).path, configuration: configuration)
+            defer { try? queue.close() }
+            return try queue.read { try String.fetchAll($0, sql: "SELECT id FROM deliveries ORDER BY id") }
+        }
+        #expect(try journalled() == ["a-journalled"])
+        #expect(try inWorkspace() == ["a-first"])
+
+        release.signal()
+        server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"], environment: environment)
+        port = try #require(await server.waitForListeningPort())
+        #expect(await eventually(timeout: .seconds(30)) { try inWorkspace() == ["a-first", "a-journalled"] && journalled().isEmpty })
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+        try lock.close()
+    }
 }

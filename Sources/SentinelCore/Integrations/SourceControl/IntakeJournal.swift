@@ -34,6 +34,7 @@ public actor IntakeJournal: Service {
     /// they are tried again every `retryInterval`.
     private nonisolated let leftovers = Atomic<Bool>(false)
     let retryInterval: Duration
+    private nonisolated let acceptedTotal = Atomic<Int>(0)
     /// Workspaces applied at once.
     let concurrency: Int
 
@@ -102,7 +103,8 @@ public actor IntakeJournal: Service {
                     settled TEXT,
                     received_at REAL NOT NULL,
                     UNIQUE (workspace_id, delivery_id)
-                )
+                );
+                CREATE INDEX journal_workspace ON journal (workspace_id, seq);
                 """)
         }
         return m
@@ -113,6 +115,9 @@ public actor IntakeJournal: Service {
     /// Whether the journal holds deliveries for the workspace not yet in its file: a new delivery
     /// for it must go through the journal too, behind them.
     public nonisolated func holdsDeliveries(for id: WorkspaceID) -> Bool { held.withLock { ($0[id] ?? 0) > 0 } }
+
+    /// Deliveries this process acknowledged through the journal.
+    public nonisolated var accepted: Int { acceptedTotal.load(ordering: .relaxed) }
 
     /// Appends a delivery for `workspaceID` and returns once it is durable, batched with the
     /// appends arriving meanwhile into one commit. `.duplicate` when the journal holds the same
@@ -170,6 +175,7 @@ public actor IntakeJournal: Service {
             held.withLock { held in
                 for (append, outcome) in zip(batch, outcomes) where outcome == .accepted { held[append.workspaceID, default: 0] += 1 }
             }
+            acceptedTotal.add(outcomes.count { $0 == .accepted }, ordering: .relaxed)
             wake.yield()
         }
         return result
@@ -202,35 +208,45 @@ public actor IntakeJournal: Service {
         await applyPending()
     }
 
-    /// Applies everything the journal holds now, in rounds of at most `limit` deliveries, each
-    /// workspace's in one durable commit of its file, up to `concurrency` files at once; then
-    /// removes them from the journal. Deliveries of a deleted workspace are discarded; those of a
-    /// workspace that cannot be written now (offline, a full disk, shutting down) stay.
-    /// Returns how many deliveries went into workspace files.
+    /// Applies everything the journal holds now, each workspace's deliveries in one durable
+    /// commit of its file, up to `concurrency` files at once, then removes them from the journal.
+    /// A round takes what is waiting (up to `limit` deliveries, read as sequence numbers and
+    /// workspaces only), so a backlog makes each open of a file apply more deliveries. Deliveries
+    /// of a deleted workspace are discarded; those of a workspace that cannot be written now
+    /// (offline, a full disk, shutting down) stay. Returns how many went into workspace files.
+    /// `run()` calls it; so do tests and tools on a journal whose `run()` is not running.
     @discardableResult
-    public func applyPending(limit: Int = 4_096) async -> Int {
+    public func applyPending(limit: Int = 100_000) async -> Int {
         leftovers.store(false, ordering: .relaxed)
         var skipped: Set<WorkspaceID> = []
         var after: Int64 = 0
         var appliedTotal = 0
         while true {
-            let entries: [Entry]
+            let waiting: [(seq: Int64, workspaceID: String)]
             do {
-                entries = try await next(after: after, limit: limit)
+                let after = after
+                waiting = try await database.read { db in
+                    try Row.fetchAll(db, sql: "SELECT seq, workspace_id FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                                     arguments: [after, limit]).map { ($0["seq"], $0["workspace_id"]) }
+                }
             } catch {
                 logger.error("intake journal unreadable", metadata: ["error": "\(error)"])
                 leftovers.store(true, ordering: .relaxed)
                 return appliedTotal
             }
-            guard let last = entries.last else { break }
+            guard let last = waiting.last else { break }
             after = last.seq
-            var byWorkspace: [WorkspaceID: [Entry]] = [:]
-            for entry in entries where !skipped.contains(entry.workspaceID) { byWorkspace[entry.workspaceID, default: []].append(entry) }
-            let outcomes = await apply(byWorkspace)
-            var done: [Int64] = []
+            // Each workspace's deliveries up to its last one in this round.
+            var rounds: [WorkspaceID: Int64] = [:]
+            var unknown: [Int64] = []
+            for (seq, raw) in waiting {
+                guard let id = WorkspaceID(raw) else { unknown.append(seq); continue }
+                if !skipped.contains(id) { rounds[id] = seq }
+            }
+            let outcomes = await apply(rounds)
+            var done = unknown
             var doneByWorkspace: [WorkspaceID: Int] = [:]
-            for (id, outcome) in outcomes {
-                let seqs = byWorkspace[id]!.map(\.seq)
+            for (id, seqs, outcome) in outcomes {
                 switch outcome {
                 case .success:
                     done += seqs
@@ -274,28 +290,38 @@ public actor IntakeJournal: Service {
         return appliedTotal
     }
 
-    /// Each workspace's entries in one durable commit of its file, `concurrency` files at once.
-    private func apply(_ byWorkspace: [WorkspaceID: [Entry]]) async -> [(WorkspaceID, Result<Void, any Error>)] {
-        let supervisor = self.supervisor
-        return await withTaskGroup(of: (WorkspaceID, Result<Void, any Error>).self) { group in
-            var results: [(WorkspaceID, Result<Void, any Error>)] = []
+    /// For each workspace, its journalled deliveries up to sequence number `through`, read and
+    /// applied in one durable commit of its file; `concurrency` workspaces at once. Returns the
+    /// sequence numbers each applied (or would have, for a failure).
+    private func apply(_ rounds: [WorkspaceID: Int64]) async -> [(WorkspaceID, [Int64], Result<Void, any Error>)] {
+        let (supervisor, database) = (self.supervisor, self.database)
+        return await withTaskGroup(of: (WorkspaceID, [Int64], Result<Void, any Error>).self) { group in
+            var results: [(WorkspaceID, [Int64], Result<Void, any Error>)] = []
             var running = 0
-            for (id, entries) in byWorkspace {
+            for (id, through) in rounds {
                 if running == concurrency, let finished = await group.next() {
                     results.append(finished)
                     running -= 1
                 }
-                let deliveries = entries.map(\.delivery)
                 group.addTask {
+                    let entries: [Entry]
+                    do {
+                        entries = try await database.read { db in
+                            try Self.entries(db, sql: "WHERE workspace_id = ? AND seq <= ? ORDER BY seq", arguments: [id.rawValue, through])
+                        }
+                    } catch {
+                        return (id, [], .failure(error))
+                    }
+                    let deliveries = entries.map(\.delivery)
                     do {
                         try await supervisor.withWorkspace(id) { workspace in
                             try await workspace.write { tx in
                                 for delivery in deliveries { _ = try DeliveryIntake.insert(delivery, in: tx.db, now: tx.now) { try tx.enqueue($0) } }
                             }
                         }
-                        return (id, .success(()))
+                        return (id, entries.map(\.seq), .success(()))
                     } catch {
-                        return (id, .failure(error))
+                        return (id, entries.map(\.seq), .failure(error))
                     }
                 }
                 running += 1
@@ -305,10 +331,6 @@ public actor IntakeJournal: Service {
         }
     }
 
-    private func next(after seq: Int64, limit: Int) async throws -> [Entry] {
-        try await database.read { db in try Self.entries(db, sql: "WHERE seq > ? ORDER BY seq LIMIT ?", arguments: [seq, limit]) }
-    }
-
     private func remove(_ seqs: [Int64]) async throws {
         try await database.write { db in
             let statement = try db.cachedStatement(sql: "DELETE FROM journal WHERE seq = ?")
@@ -316,7 +338,12 @@ public actor IntakeJournal: Service {
         }
     }
 
-    /// Deliveries in the journal (oldest first), for tests and `sentinel doctor`.
+    /// How many deliveries the journal holds.
+    public func count() async throws -> Int {
+        try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM journal") ?? 0 }
+    }
+
+    /// Deliveries in the journal (oldest first).
     public func entries() async throws -> [Entry] {
         try await database.read { db in try Self.entries(db, sql: "ORDER BY seq", arguments: []) }
     }
