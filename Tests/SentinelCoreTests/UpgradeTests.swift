@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -114,6 +115,32 @@ struct UpgradeTests {
         let restored = try BackupService(dataDirectory: DataDirectory(path: target.path), opener: DatabaseOpener()).restore(from: folder)
         #expect(restored.count == 1)
         #expect(try SchemaState.read(file: DataDirectory(path: target.path).workspaceFile(ws), kind: .workspace).version == from)
+    }
+
+    @Test("a pre-upgrade snapshot of the intake journal is taken as intake-journal.sqlite and restores to the data directory's journal")
+    func journalSnapshotRestores() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace()
+        let journal = try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), supervisor: h.supervisor, logger: Logger(label: "test"))
+        _ = try await journal.append(IntakeJournalTests.delivery("d-snapshot"), for: ws)
+        let file = h.dataDirectory.intakeJournalFile
+        let reader = try DatabaseQueue(path: file.path)
+        let state = try await reader.read { try SchemaState.read($0, kind: .journal) }
+        let copy = try PreUpgradeSnapshot.take(reader, file: file, kind: .journal, state: state, freeSpace: { _ in nil })
+        try reader.close()
+        #expect(copy.lastPathComponent == "intake-journal.sqlite")
+        #expect(copy.deletingLastPathComponent().lastPathComponent.hasPrefix("pre-upgrade-"))
+
+        let target = TemporaryDirectory()
+        defer { target.cleanup() }
+        let restored = try BackupService(dataDirectory: DataDirectory(path: target.path), opener: DatabaseOpener())
+            .restore(from: copy.deletingLastPathComponent())
+        #expect(restored.map(\.kind) == [.journal])
+        let back = try DatabaseQueue(path: DataDirectory(path: target.path).intakeJournalFile.path)
+        #expect(try await back.read { try String.fetchAll($0, sql: "SELECT delivery_id FROM journal") } == ["d-snapshot"])
+        try back.close()
+        await h.supervisor.shutdown()
     }
 
     @Test("a failed migration puts the file back as it was from the snapshot, and says so")

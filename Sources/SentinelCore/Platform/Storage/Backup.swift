@@ -130,7 +130,8 @@ public struct BackupService: Sendable {
             let target: URL
             switch entry.kind {
             case .control: target = dataDirectory.controlFile
-            case .journal: throw StorageError.invalid("backup manifest names an unexpected file: \(entry.file)")
+            // Only a pre-upgrade snapshot of the journal holds one (backups apply it to the workspace copies).
+            case .journal: target = dataDirectory.intakeJournalFile
             case .workspace:
                 guard let raw = entry.workspaceID, let id = WorkspaceID(raw) else {
                     throw StorageError.invalid("backup manifest entry \(entry.file) has no valid workspace id")

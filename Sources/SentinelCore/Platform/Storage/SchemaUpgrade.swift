@@ -2,6 +2,15 @@ import Foundation
 import GRDB
 
 extension DatabaseKind {
+    /// Where a file of this kind lives in a data directory (and in a backup or snapshot folder).
+    func relativePath(of url: URL) -> String {
+        switch self {
+        case .control: return "control.sqlite"
+        case .journal: return "intake-journal.sqlite"
+        case .workspace: return "workspaces/\(url.lastPathComponent)"
+        }
+    }
+
     /// The migrations this binary knows for the kind, in order.
     public var knownMigrations: [String] { migrator.migrations }
     /// The newest schema version this binary can serve: the number of migrations it knows.
@@ -50,7 +59,7 @@ public struct SchemaState: Sendable, Codable, Equatable {
     /// The admin's message for a file newer than this binary: which file, which version, what to do.
     public func newerMessage(file url: URL) -> String {
         let root = DataDirectory(holding: url, kind: kind)
-        let relative = kind == .control ? "control.sqlite" : "workspaces/\(url.lastPathComponent)"
+        let relative = kind.relativePath(of: url)
         // The snapshot the newer binary took of this file before migrating it, if it is there.
         let folders = ((try? FileManager.default.contentsOfDirectory(atPath: root.backupsDirectory.path)) ?? [])
             .filter { $0.hasPrefix("pre-upgrade-") && $0.hasSuffix("-\(version)") }
@@ -105,7 +114,7 @@ public enum PreUpgradeSnapshot {
         let lock = try FileLock.acquire(folder.appendingPathComponent(".lock"))
         defer { _ = lock }
         let workspace = kind == .workspace ? WorkspaceID(url.deletingPathExtension().lastPathComponent) : nil
-        let relative = kind == .control ? "control.sqlite" : "workspaces/\(url.lastPathComponent)"
+        let relative = kind.relativePath(of: url)
         let service = BackupService(dataDirectory: data, opener: DatabaseOpener())
         let entry = try service.copy(reader: reader, kind: kind, workspace: workspace, to: folder, relative: relative)
         let manifestURL = folder.appendingPathComponent(BackupManifest.fileName)
