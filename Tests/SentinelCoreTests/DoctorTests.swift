@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -20,6 +21,25 @@ struct DoctorTests {
         #expect(report.findings.filter { $0.severity != .ok } == [])
         #expect(report.exitCode == 0)
         #expect(Set(report.findings.map(\.check)).isSuperset(of: ["data-dir", "master-key", "tls", "schema", "disk", "workspace", "dead-jobs", "stuck-runs"]))
+    }
+
+    @Test("deliveries waiting in the intake journal for more than five minutes are a warning naming their workspace; recent ones are ok")
+    func journalWaiting() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("waiting")
+        let journal = try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), supervisor: h.supervisor, logger: Logger(label: "test"))
+        #expect(Self.doctor(h).findings.first { $0.check == "intake-journal" }?.message == "the intake journal is empty")
+        let received = Date(timeIntervalSince1970: 1_800_000_000)
+        _ = try await journal.append(IntakeJournalTests.delivery("d-waiting", at: received.timeIntervalSince1970), for: ws)
+        await h.supervisor.shutdown()
+        let recent = Self.doctor(h, now: received.addingTimeInterval(60)).findings.first { $0.check == "intake-journal" }
+        #expect(recent?.severity == .ok, "\(String(describing: recent))")
+        let late = Self.doctor(h, now: received.addingTimeInterval(600))
+        let finding = late.findings.first { $0.check == "intake-journal" }
+        #expect(finding?.severity == .warning)
+        #expect(finding?.message.contains("1 acknowledged deliveries") == true && finding?.message.contains(ws.rawValue) == true, "\(String(describing: finding))")
+        #expect(late.exitCode == 1)
     }
 
     @Test("a WAL grown past storage.wal_max_bytes is a warning naming the key; under it, no warning")

@@ -72,6 +72,7 @@ public struct Doctor: Sendable {
         checkSchemas(survey, add)
         checkDisk(survey, add)
         checkWorkspaces(survey, add)
+        checkJournal(add)
         checkSignals(add)
         return DoctorReport(dataDirectory: root.path, findings: findings)
     }
@@ -257,6 +258,34 @@ public struct Doctor: Sendable {
         if stuck == 0 { add(.ok, "stuck-runs", "no review run running for more than \(Int(stuckRunHours)) hours", nil) }
         if exportInUse && behind == 0 { add(.ok, "export", "every workspace exported within \(Int(exportLagDays)) days", nil) }
     }
+
+    /// Deliveries waiting in the intake journal: normally for milliseconds; one waiting longer than
+    /// `journalWaitWarningSeconds` belongs to a workspace that cannot be written, or no server runs.
+    private func checkJournal(_ add: Add) {
+        let file = dataDirectory.intakeJournalFile
+        guard FileManager.default.fileExists(atPath: file.path) else { return }
+        do {
+            let (count, oldest) = try readOnly(file) { db -> (Int, Double?) in
+                guard try db.tableExists("journal") else { return (0, nil) }
+                let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, min(received_at) AS oldest FROM journal")
+                return (row?["n"] ?? 0, row?["oldest"])
+            }
+            if let oldest, count > 0, now.timeIntervalSince1970 - oldest > Self.journalWaitWarningSeconds {
+                let workspaces = (try? readOnly(file) { db in
+                    try String.fetchAll(db, sql: "SELECT DISTINCT workspace_id FROM journal WHERE received_at < ? ORDER BY workspace_id LIMIT 5",
+                                        arguments: [now.timeIntervalSince1970 - Self.journalWaitWarningSeconds])
+                }) ?? []
+                add(.warning, "intake-journal", "the intake journal holds \(count) acknowledged deliveries not yet in their workspace files, the oldest received at \(ISO8601.string(Date(timeIntervalSince1970: oldest))) (workspaces \(workspaces.joined(separator: ", ")))",
+                    "`sentinel serve` applies them while it runs: start it if it is stopped; a workspace listed above as offline gets them once its file can be written (see the `workspace` lines)")
+            } else {
+                add(.ok, "intake-journal", count == 0 ? "the intake journal is empty" : "the intake journal holds \(count) deliveries being applied", nil)
+            }
+        } catch {
+            add(.error, "intake-journal", "\(file.path) cannot be read (\(error))", "it holds acknowledged webhook deliveries: restore it from the file system's backup or check the disk")
+        }
+    }
+
+    static let journalWaitWarningSeconds = 300.0
 
     /// What the running server wrote down: integrations whose webhooks keep failing authentication
     /// (none accepted since the last refusal, within a week), and AI providers with an open circuit.
