@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import Logging
+import Metrics
+import MetricsTestKit
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -90,6 +92,32 @@ struct IntakeJournalTests {
         #expect(await second.applyPending() == 1)
         let after = try await Self.stored(h, ws)
         #expect(after.deliveries.count == 2 && after.jobs.count == 1)
+        await h.stop()
+    }
+
+    @Test("sentinel_intake_journal_deliveries follows what the journal holds: appends, duplicates, discarding, a restart, applying")
+    func gauge() async throws {
+        let h = try TestHarness()
+        let (a, b) = (try h.createWorkspace(), try h.createWorkspace())
+        func journal(_ recorded: TestMetrics) throws -> IntakeJournal {
+            try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(config: h.config), supervisor: h.supervisor,
+                              logger: Logger(label: "test"), metrics: SentinelMetrics(factory: recorded))
+        }
+        func value(_ recorded: TestMetrics) throws -> Double? { try recorded.expectGauge("sentinel_intake_journal_deliveries").lastValue }
+        let first = TestMetrics()
+        let journal1 = try journal(first)
+        #expect(try value(first) == 0)
+        _ = try await journal1.append(Self.delivery("d1"), for: a)
+        _ = try await journal1.append(Self.delivery("d1"), for: a)
+        _ = try await journal1.append(Self.delivery("d2"), for: b)
+        #expect(try value(first) == 2)
+        try await journal1.discard(b)
+        #expect(try value(first) == 1)
+        let second = TestMetrics()
+        let journal2 = try journal(second)
+        #expect(try value(second) == 1)
+        #expect(await journal2.applyPending() == 1)
+        #expect(try value(second) == 0)
         await h.stop()
     }
 

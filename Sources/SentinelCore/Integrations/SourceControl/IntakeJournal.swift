@@ -35,6 +35,9 @@ public actor IntakeJournal: Service {
     private nonisolated let leftovers = Atomic<Bool>(false)
     let retryInterval: Duration
     private nonisolated let acceptedTotal = Atomic<Int>(0)
+    /// Deliveries in the journal, for `sentinel_intake_journal_deliveries`.
+    private nonisolated let journalled = Atomic<Int>(0)
+    let metrics: SentinelMetrics
     /// Workspaces applied at once.
     let concurrency: Int
 
@@ -65,10 +68,11 @@ public actor IntakeJournal: Service {
 
     /// Opens (creating it if needed) the journal of `dataDirectory`.
     public init(dataDirectory: DataDirectory, opener: DatabaseOpener, supervisor: Supervisor, logger: Logger,
-                retryInterval: Duration = .seconds(1), concurrency: Int = 16) throws {
+                metrics: SentinelMetrics = SentinelMetrics(), retryInterval: Duration = .seconds(1), concurrency: Int = 16) throws {
         self.database = try opener.open(dataDirectory.intakeJournalFile, kind: .journal, create: true, label: "intake-journal")
         self.supervisor = supervisor
         self.logger = logger
+        self.metrics = metrics
         self.retryInterval = retryInterval
         self.concurrency = max(1, concurrency)
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -80,6 +84,9 @@ public actor IntakeJournal: Service {
                 if let id = WorkspaceID(row["workspace_id"]) { held[id] = row["n"] }
             }
         }
+        let total = counts.reduce(0) { $0 + ($1["n"] as Int) }
+        journalled.store(total, ordering: .relaxed)
+        metrics.intakeJournal(total)
         // What an earlier run acknowledged and did not apply is applied as soon as `run()` starts.
         if !counts.isEmpty { wake.yield() }
     }
@@ -175,7 +182,9 @@ public actor IntakeJournal: Service {
             held.withLock { held in
                 for (append, outcome) in zip(batch, outcomes) where outcome == .accepted { held[append.workspaceID, default: 0] += 1 }
             }
-            acceptedTotal.add(outcomes.count { $0 == .accepted }, ordering: .relaxed)
+            let accepted = outcomes.count { $0 == .accepted }
+            acceptedTotal.add(accepted, ordering: .relaxed)
+            metrics.intakeJournal(journalled.add(accepted, ordering: .relaxed).newValue)
             wake.yield()
         }
         return result
@@ -183,8 +192,12 @@ public actor IntakeJournal: Service {
 
     /// Removes what the journal holds for a deleted workspace (its deliveries go with it).
     public func discard(_ id: WorkspaceID) async throws {
-        try await database.write { db in try db.execute(sql: "DELETE FROM journal WHERE workspace_id = ?", arguments: [id.rawValue]) }
+        let removed = try await database.write { db in
+            try db.execute(sql: "DELETE FROM journal WHERE workspace_id = ?", arguments: [id.rawValue])
+            return db.changesCount
+        }
         held.withLock { _ = $0.removeValue(forKey: id) }
+        metrics.intakeJournal(journalled.subtract(removed, ordering: .relaxed).newValue)
     }
 
     // MARK: Applying
@@ -332,10 +345,16 @@ public actor IntakeJournal: Service {
     }
 
     private func remove(_ seqs: [Int64]) async throws {
-        try await database.write { db in
+        let removed = try await database.write { db in
             let statement = try db.cachedStatement(sql: "DELETE FROM journal WHERE seq = ?")
-            for seq in seqs { try statement.execute(arguments: [seq]) }
+            var removed = 0
+            for seq in seqs {
+                try statement.execute(arguments: [seq])
+                removed += db.changesCount
+            }
+            return removed
         }
+        metrics.intakeJournal(journalled.subtract(removed, ordering: .relaxed).newValue)
     }
 
     /// How many deliveries the journal holds.

@@ -40,6 +40,11 @@ public struct SentinelMetrics: Sendable {
         Gauge(label: "sentinel_storage_wal_bytes", dimensions: [("file", file)], factory: factory).record(bytes)
     }
 
+    /// Deliveries acknowledged into the intake journal and not yet in their workspace file.
+    public func intakeJournal(_ count: Int) {
+        Gauge(label: "sentinel_intake_journal_deliveries", dimensions: [], factory: factory).record(count)
+    }
+
     public func webhook(platform: String, outcome: String) {
         Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
     }
