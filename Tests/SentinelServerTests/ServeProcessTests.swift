@@ -490,17 +490,25 @@ struct ServeProcessTests {
 
         // Workspace a's file is write-locked from here (its reads still work), so nothing can be
         // applied to it: what it is sent stays in the journal.
-        let lock = try DatabaseQueue(path: dataDirectory.workspaceFile(a).path)
+        var lockConfiguration = Configuration()
+        lockConfiguration.busyMode = .timeout(30)
+        let lock = try DatabaseQueue(path: dataDirectory.workspaceFile(a).path, configuration: lockConfiguration)
         let release = DispatchSemaphore(value: 0)
-        await withCheckedContinuation { (locked: CheckedContinuation<Void, Never>) in
+        let locked = await withCheckedContinuation { (locked: CheckedContinuation<Bool, Never>) in
             lock.asyncWriteWithoutTransaction { db in
-                try? db.execute(sql: "BEGIN IMMEDIATE")
-                locked.resume()
+                do {
+                    try db.execute(sql: "BEGIN IMMEDIATE")
+                } catch {
+                    locked.resume(returning: false)
+                    return
+                }
+                locked.resume(returning: true)
                 release.wait()
                 try? db.execute(sql: "ROLLBACK")
             }
         }
         defer { release.signal() }
+        try #require(locked, "the test could not take workspace a's write lock")
         // b's delivery closes a's file (LRU of one); a's next delivery then goes to the journal. Should a
         // job have opened a again meanwhile, the direct write meets the lock (503): send b, then a, again.
         var answer = (0, "")
