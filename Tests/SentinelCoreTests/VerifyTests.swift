@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -32,6 +33,27 @@ struct VerifyTests {
         let backup = DataVerifier.verify(backup: out)
         #expect(backup.ok)
         #expect(backup.files.count == 2)
+    }
+
+    @Test("the intake journal is checked beside the other files, and a damaged one is named")
+    func journalChecked() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("journalled")
+        let journal = try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), supervisor: h.supervisor, logger: Logger(label: "test"))
+        _ = try await journal.append(IntakeJournalTests.delivery("d-verify"), for: ws)
+        let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
+        #expect(report.problems == [])
+        #expect(report.files.map(\.file) == ["control.sqlite", "intake-journal.sqlite", "workspaces/\(ws.rawValue).sqlite"])
+        await h.supervisor.shutdown()
+
+        // Replaced by bytes that are not a database.
+        let file = h.dataDirectory.intakeJournalFile
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file.path + suffix) }
+        try Data(repeating: 0x41, count: 4096).write(to: file)
+        let damaged = DataVerifier.verify(dataDirectory: h.dataDirectory)
+        #expect(damaged.problems.map(\.file) == ["intake-journal.sqlite"], "\(damaged.problems)")
+        #expect(!damaged.ok)
     }
 
     @Test("one corrupted byte in a backup file is a checksum failure naming the file")

@@ -63,6 +63,10 @@ public enum DataVerifier {
             return report
         }
         check(data.controlFile, name: "control.sqlite", kind: .control, workspace: nil, busyTimeout: busyTimeout, into: &report)
+        // Deliveries acknowledged and not yet in their workspace files (absent until `serve` first ran).
+        if FileManager.default.fileExists(atPath: data.intakeJournalFile.path) {
+            check(data.intakeJournalFile, name: "intake-journal.sqlite", kind: .journal, workspace: nil, busyTimeout: busyTimeout, into: &report)
+        }
         var ids: [String] = []
         do {
             ids = try readOnly(data.controlFile, busyTimeout: busyTimeout) { db in
