@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -28,7 +27,7 @@ struct DoctorTests {
         let h = try TestHarness()
         defer { h.directory.cleanup() }
         let ws = try h.createWorkspace("waiting")
-        let journal = try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), supervisor: h.supervisor, logger: Logger(label: "test"))
+        let journal = try IntakeJournalTests.journal(h)
         #expect(Self.doctor(h).findings.first { $0.check == "intake-journal" }?.message == "the intake journal is empty")
         let received = Date(timeIntervalSince1970: 1_800_000_000)
         _ = try await journal.append(IntakeJournalTests.delivery("d-waiting", at: received.timeIntervalSince1970), for: ws)

@@ -23,9 +23,10 @@ struct IntakeJournalTests {
         Data(#"{"action":"\#(action)","number":7,"padding":"\#(String(repeating: "x", count: 2_000))"}"#.utf8)
     }
 
-    static func journal(_ h: TestHarness) throws -> IntakeJournal {
+    /// The journal of the harness's data directory (its `run()` is not running: tests apply it themselves).
+    static func journal(_ h: TestHarness, metrics: SentinelMetrics = SentinelMetrics()) throws -> IntakeJournal {
         try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(config: h.config), supervisor: h.supervisor,
-                          logger: Logger.sentinel(label: "test", level: "debug", sink: h.log.sink))
+                          logger: Logger.sentinel(label: "test", level: "debug", sink: h.log.sink), metrics: metrics)
     }
 
     struct StoredDelivery: Sendable {
@@ -99,13 +100,9 @@ struct IntakeJournalTests {
     func gauge() async throws {
         let h = try TestHarness()
         let (a, b) = (try h.createWorkspace(), try h.createWorkspace())
-        func journal(_ recorded: TestMetrics) throws -> IntakeJournal {
-            try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(config: h.config), supervisor: h.supervisor,
-                              logger: Logger(label: "test"), metrics: SentinelMetrics(factory: recorded))
-        }
         func value(_ recorded: TestMetrics) throws -> Double? { try recorded.expectGauge("sentinel_intake_journal_deliveries").lastValue }
         let first = TestMetrics()
-        let journal1 = try journal(first)
+        let journal1 = try Self.journal(h, metrics: SentinelMetrics(factory: first))
         #expect(try value(first) == 0)
         _ = try await journal1.append(Self.delivery("d1"), for: a)
         _ = try await journal1.append(Self.delivery("d1"), for: a)
@@ -114,7 +111,7 @@ struct IntakeJournalTests {
         try await journal1.discard(b)
         #expect(try value(first) == 1)
         let second = TestMetrics()
-        let journal2 = try journal(second)
+        let journal2 = try Self.journal(h, metrics: SentinelMetrics(factory: second))
         #expect(try value(second) == 1)
         #expect(await journal2.applyPending() == 1)
         #expect(try value(second) == 0)

@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -122,7 +121,7 @@ struct UpgradeTests {
         let h = try TestHarness()
         defer { h.directory.cleanup() }
         let ws = try h.createWorkspace()
-        let journal = try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), supervisor: h.supervisor, logger: Logger(label: "test"))
+        let journal = try IntakeJournalTests.journal(h)
         _ = try await journal.append(IntakeJournalTests.delivery("d-snapshot"), for: ws)
         let file = h.dataDirectory.intakeJournalFile
         let reader = try DatabaseQueue(path: file.path)

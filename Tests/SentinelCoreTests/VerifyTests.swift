@@ -1,6 +1,5 @@
 import Foundation
 import GRDB
-import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -40,7 +39,7 @@ struct VerifyTests {
         let h = try TestHarness()
         defer { h.directory.cleanup() }
         let ws = try h.createWorkspace("journalled")
-        let journal = try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), supervisor: h.supervisor, logger: Logger(label: "test"))
+        let journal = try IntakeJournalTests.journal(h)
         _ = try await journal.append(IntakeJournalTests.delivery("d-verify"), for: ws)
         let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
         #expect(report.problems == [])
