@@ -38,7 +38,9 @@ public actor IntakeJournal: Service {
     /// Deliveries in the journal, for `sentinel_intake_journal_deliveries`.
     private nonisolated let journalled = Atomic<Int>(0)
     let metrics: SentinelMetrics
-    /// Workspaces applied at once.
+    /// Workspaces applied at once: `concurrency`, and at most a quarter of `workspaces.max_open`,
+    /// so that the files the applier holds open (pinned, beyond the LRU's reach) stay few beside the
+    /// LRU's own (the descriptor bound of `docs/reliability.md`).
     let concurrency: Int
 
     /// Appends waiting for the commit under way, in arrival order.
@@ -74,7 +76,7 @@ public actor IntakeJournal: Service {
         self.logger = logger
         self.metrics = metrics
         self.retryInterval = retryInterval
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(1, min(concurrency, supervisor.config.workspaces.maxOpen / 4))
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let counts = try database.read { db in
             try Row.fetchAll(db, sql: "SELECT workspace_id, count(*) AS n FROM journal GROUP BY workspace_id")
