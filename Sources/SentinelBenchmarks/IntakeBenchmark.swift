@@ -41,14 +41,14 @@ struct IntakeBenchmark: AsyncParsableCommand {
     func run() async throws {
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
         if production || wrk != nil, platforms != ["github"] { throw ValidationError("--production and --wrk measure GitHub deliveries: add --platforms github") }
-        print("| platform | transport | workspaces | mode | deliveries | login flood | sign-ins/s | accepted/s | p50 | p99 | via the journal | journal empty after | in workspace files/s | processed by the end of the load | bare Hummingbird route/s | ratio |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| platform | transport | workspaces | mode | deliveries | login flood | sign-ins/s | accepted/s | p50 | p99 | via the journal | journal empty after | in workspace files/s | workspace opens per delivery | processed by the end of the load | bare Hummingbird route/s | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         var wrkRows: [String] = []
         for platform in platforms {
             for tls in transports.map({ $0 == "https" }) {
                 for count in workspaces {
                     let m = try await measure(platform: platform, tls: tls, workspaceCount: count, privateKey: key)
-                    print("| \(platform == "gitlab" ? "GitLab" : "GitHub") | \(tls ? "HTTPS" : "HTTP") | \(count) | \(production ? "production" : "intake only") | \(requests) | \(loginFlood) | \(fmt(m.logins)) | \(fmt(m.rate)) | \(ms(m.p50)) | \(ms(m.p99)) | \(m.journalled) | \(ms(m.drain)) | \(fmt(Double(requests) / (Double(requests) / m.rate + m.drain))) | \(production ? "\(m.processed)" : "–") | \(fmt(m.bare)) | \(String(format: "%.2f", m.rate / m.bare)) |")
+                    print("| \(platform == "gitlab" ? "GitLab" : "GitHub") | \(tls ? "HTTPS" : "HTTP") | \(count) | \(production ? "production" : "intake only") | \(requests) | \(loginFlood) | \(fmt(m.logins)) | \(fmt(m.rate)) | \(ms(m.p50)) | \(ms(m.p99)) | \(m.journalled) | \(ms(m.drain)) | \(fmt(Double(requests) / (Double(requests) / m.rate + m.drain))) | \(String(format: "%.2f", Double(m.opens) / Double(requests))) | \(production ? "\(m.processed)" : "–") | \(fmt(m.bare)) | \(String(format: "%.2f", m.rate / m.bare)) |")
                     if let sentinel = m.wrk, let bare = m.wrkBare {
                         wrkRows.append("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(production ? "production" : "intake only") | \(wrkThreads) | \(concurrency) | \(sentinel.accepted) | \(sentinel.refused) | \(fmt(sentinel.rate)) | \(sentinel.p50) | \(sentinel.p99) | \(fmt(bare.rate)) | \(bare.p99) | \(String(format: "%.2f", sentinel.rate / bare.rate)) |")
                     }
@@ -77,6 +77,10 @@ struct IntakeBenchmark: AsyncParsableCommand {
         var journalled = 0
         /// Seconds from the last 202 until the journal held nothing (every delivery in its workspace file).
         var drain = 0.0
+        /// Workspace files opened from the first delivery until the journal was empty
+        /// (`sentinel_workspace_opens_total`): each is SQLite parsing the file's schema, and each
+        /// beyond `workspaces.max_open` closes another file.
+        var opens = 0
         var wrk: WrkResult?
         var wrkBare: WrkResult?
     }
@@ -138,6 +142,14 @@ struct IntakeBenchmark: AsyncParsableCommand {
             try await group.waitForAll()
         }
         return attempts.value
+    }
+
+    /// The appliance's `sentinel_workspace_opens_total`, read from its own registry.
+    func workspaceOpens(_ appliance: Appliance) -> Int {
+        var buffer: [UInt8] = []
+        appliance.prometheus.emit(into: &buffer)
+        let line = String(decoding: buffer, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("sentinel_workspace_opens_total ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) } ?? 0
     }
 
     func measure(platform: String, tls: Bool, workspaceCount: Int, privateKey: String) async throws -> Measured {
@@ -212,6 +224,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
             let floodStart = ContinuousClock.now
             async let flooded = flood(client: floodClient, url: "\(scheme)://127.0.0.1:\(port)/api/v1/auth/login", stop: stop)
             if loginFlood > 0 { try await Task.sleep(for: .seconds(1)) }
+            let opensBefore = workspaceOpens(appliance)
             let (rate, latencies) = try await load(client: client, total: requests, concurrency: concurrency) { i in
                 let t = i % targetList.count
                 var request = HTTPClientRequest(url: "\(scheme)://127.0.0.1:\(port)\(targetList[t].path)")
@@ -244,6 +257,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
                 await appliance.journal.applyPending()
             }
             result.drain = (ContinuousClock.now - loadEnded).seconds
+            result.opens = workspaceOpens(appliance) - opensBefore
             if production { result.processed = try await countDeliveries(appliance, processedOnly: true) }
             // wrk against the same appliance: all its deliveries go to the first workspace.
             if wrk != nil {
