@@ -30,7 +30,7 @@ struct ReliabilityTests {
         }
     }
 
-    @Test("LRU churn: 10× more active workspaces than workspaces.max_open all get reviewed; descriptors stay ≤ 3 × LRU + 64")
+    @Test("LRU churn: 10× more active workspaces than workspaces.max_open all get reviewed; workspace file descriptors stay ≤ 3 × 2 × LRU and the others ≤ 64")
     func lruChurn() async throws {
         var options = RigOptions()
         options.maxOpen = 4
@@ -44,6 +44,8 @@ struct ReliabilityTests {
             await rig.shutdown()
             #expect(report.passed, "\(report.failures)\n\(report.markdown)")
             #expect(report.rows.contains { $0.check == "deliveries acknowledged" && $0.measured == "40" }, "\(report.markdown)")
+            // The sampler recognised the workspace files (at least one open file's three descriptors).
+            #expect(report.rows.contains { $0.check.hasPrefix("workspace file descriptors") && (Int($0.measured) ?? 0) >= 3 }, "\(report.markdown)")
         } catch {
             await rig.shutdown()
             throw error

@@ -498,4 +498,16 @@ public enum ProcessSample {
     public static func descriptors(_ pid: Int32) -> Int? {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
     }
+
+    /// Open descriptors, and how many of them are workspace files (a database, its `-wal` or
+    /// `-shm`) in `workspaces`: what `workspaces.max_open` bounds, apart from sockets, control.sqlite,
+    /// the intake journal and the event loops' descriptors.
+    public static func descriptors(_ pid: Int32, workspaces: String) -> (all: Int, workspaceFiles: Int)? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return nil }
+        let prefix = workspaces.hasSuffix("/") ? workspaces : workspaces + "/"
+        let files = names.count { name in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(name)"))?.hasPrefix(prefix) ?? false
+        }
+        return (names.count, files)
+    }
 }
