@@ -443,6 +443,38 @@ struct SupervisorTests {
         for actor in actors { #expect(await actor.isClosed) }
     }
 
+    @Test("files evicted under churn are closed at most workspaces.max_open / 16 (at least 1) at a time in the background; beyond that the evicting caller closes its victim")
+    func backgroundClosesBounded() async throws {
+        let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 1 })
+        h.startScheduler()
+        var ids: [WorkspaceID] = []
+        for i in 0..<12 { ids.append(try h.createWorkspace("w\(i)")) }
+        let workspaces = ids
+        let later = Date().addingTimeInterval(3_600)  // nothing for the scheduler to run
+        // Six callers touching twelve workspaces through an LRU of one: every pin evicts another.
+        // Without the limit, run() was closing three or four files at once here.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<6 {
+                group.addTask {
+                    for round in 0..<20 {
+                        let id = workspaces[(task * 5 + round * 7) % workspaces.count]
+                        try await h.supervisor.withWorkspace(id) { actor in
+                            _ = try await actor.enqueue(JobRequest(kind: "x", payload: Data(#"{"t":\#(task),"r":\#(round)}"#.utf8), runAt: later))
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await h.supervisor.closeLimit == 1)
+        let peak = await h.supervisor.closingPeak
+        #expect(peak == 1, "one file closing in the background at a time, saw \(peak)")
+        var total = 0
+        for id in ids { total += try await h.jobs(in: id).count }
+        #expect(total == 120)
+        await h.stop()
+    }
+
     @Test("a workspace in use is never evicted")
     func pinnedNotEvicted() async throws {
         let h = try TestHarness(config: testConfig { $0.workspaces.maxOpen = 1 })

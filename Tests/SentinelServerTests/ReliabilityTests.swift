@@ -30,7 +30,7 @@ struct ReliabilityTests {
         }
     }
 
-    @Test("LRU churn: 10× more active workspaces than workspaces.max_open all get reviewed; workspace file descriptors stay ≤ 3 × 2 × LRU and the others ≤ 64")
+    @Test("LRU churn: 10× more active workspaces than workspaces.max_open all get reviewed; workspace file descriptors stay within the LRU and the work in flight, the others ≤ 64")
     func lruChurn() async throws {
         var options = RigOptions()
         options.maxOpen = 4

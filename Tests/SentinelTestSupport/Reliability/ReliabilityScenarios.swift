@@ -210,10 +210,12 @@ public enum ReliabilityScenarios {
         report.check("acknowledged deliveries lost", result.lost, atMost: 0)
         report.check("acknowledged deliveries never processed", result.unprocessed, atMost: 0)
         report.check("PR heads with more than one review", result.duplicateReviews, atMost: 0)
-        // A file in use (a request, a running job, the journal's applier) is never closed, so open
-        // files exceed the LRU by at most the work running at once, which the scenario keeps ≤ the
-        // LRU: at most 2 × LRU files, three descriptors each (the database, its -wal and -shm).
-        report.check("workspace file descriptors, peak (/proc/PID/fd)", maxWorkspaceFDs, atMost: 3 * 2 * lru)
+        // A file in use is never closed, so open files exceed the LRU by the work running at once:
+        // jobs (the scenario keeps jobs.global_concurrency ≤ the LRU), the senders' requests and the
+        // intake journal's applier (a quarter of the LRU, at least one); evicted files are closed at
+        // most max(1, LRU / 16) at a time beside them. Three descriptors each (database, -wal, -shm).
+        let files = lru + concurrency + max(1, lru / 4) + max(1, lru / 16)
+        report.check("workspace file descriptors, peak (/proc/PID/fd)", maxWorkspaceFDs, atMost: 3 * files)
         // Sockets (inbound and to the fakes), control.sqlite's connections, the intake journal, the
         // event loops: a fixed set that must not grow with the number of workspaces touched.
         report.check("other descriptors, peak (/proc/PID/fd)", maxOtherFDs, atMost: 64)

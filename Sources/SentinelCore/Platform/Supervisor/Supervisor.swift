@@ -64,6 +64,14 @@ public actor Supervisor: Service {
     private var unpinWaiters: [WorkspaceID: [CheckedContinuation<Void, Never>]] = [:]
     /// Evicted files for `run()` to close; nil while it is not running (they are closed inline).
     private var evicted: AsyncStream<WorkspaceActor>.Continuation?
+    /// Evicted files handed to `run()` and not closed yet. Each still holds its three descriptors;
+    /// at `closeLimit` the caller that evicts another closes it itself, so files being closed stay
+    /// few however fast the LRU churns (the descriptor budget of `appliance/INSTALL.md`).
+    private var closing = 0
+    /// The most files `run()` was closing at once (for tests).
+    private(set) var closingPeak = 0
+    /// `workspaces.max_open / 16`, at least 1: 16 at the default 256.
+    var closeLimit: Int { max(1, config.workspaces.maxOpen / 16) }
 
     public init(dataDirectory: DataDirectory, control: ControlStore, config: SentinelConfig, registry: JobRegistry,
                 logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -108,7 +116,10 @@ public actor Supervisor: Service {
                 evicted.finish()
             }
             for await actor in victims {
-                group.addTask { await actor.close(.checkpointUnlessShort) }
+                group.addTask {
+                    await actor.close(.checkpointUnlessShort)
+                    await self.closed()
+                }
             }
         }
         self.evicted = nil
@@ -268,10 +279,17 @@ public actor Supervisor: Service {
         metrics.openWorkspaces(open.count)
         if !victims.isEmpty { metrics.workspacesEvicted(victims.count, reason: "lru") }
         for actor in victims {
-            if let evicted, case .enqueued = evicted.yield(actor) { continue }
+            if closing < closeLimit, let evicted, case .enqueued = evicted.yield(actor) {
+                closing += 1
+                closingPeak = max(closingPeak, closing)
+                continue
+            }
             await actor.close(.checkpointUnlessShort)
         }
     }
+
+    /// A file handed to `run()` is closed.
+    private func closed() { closing -= 1 }
 
     /// Samples jobs by priority and state over the open workspace files into
     /// `sentinel_job_queue_depth` (a file that is not open is not read: sampling never opens one).
