@@ -451,6 +451,7 @@ struct SupervisorTests {
         for i in 0..<12 { ids.append(try h.createWorkspace("w\(i)")) }
         let workspaces = ids
         let later = Date().addingTimeInterval(3_600)  // nothing for the scheduler to run
+        #expect(await eventually { await h.supervisor.closesInBackground })
         // Six callers touching twelve workspaces through an LRU of one: every pin evicts another.
         // Without the limit, run() was closing three or four files at once here.
         try await withThrowingTaskGroup(of: Void.self) { group in

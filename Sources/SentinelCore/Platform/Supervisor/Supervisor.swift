@@ -72,6 +72,8 @@ public actor Supervisor: Service {
     private(set) var closingPeak = 0
     /// `workspaces.max_open / 16`, at least 1: 16 at the default 256.
     var closeLimit: Int { max(1, config.workspaces.maxOpen / 16) }
+    /// Whether `run()` is running and closes evicted files (for tests).
+    var closesInBackground: Bool { evicted != nil }
 
     public init(dataDirectory: DataDirectory, control: ControlStore, config: SentinelConfig, registry: JobRegistry,
                 logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
