@@ -68,6 +68,16 @@ public final class Appliance: Sendable {
         let opener = DatabaseOpener(config: config)
         self.control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
         self.workspaces = WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener, litestream: config.litestream)
+        do {
+            // After an upgrade the files may list fewer databases than this version replicates.
+            if let changed = try workspaces.refreshReplication(), !(changed.written.isEmpty && changed.removed.isEmpty) {
+                logger.notice("litestream configuration updated; sentinel-litestream-reload@N.path restarts the instances",
+                              metadata: ["written": "\(changed.written.joined(separator: ","))", "removed": "\(changed.removed.joined(separator: ","))"])
+            }
+        } catch {
+            // Replication keeps running on the files as they were; intake does not wait for it.
+            logger.error("cannot update the litestream configuration", metadata: ["error": "\(error)"])
+        }
         self.integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
         let destinations: DestinationPolicy
         do { destinations = try DestinationPolicy(config.security) } catch let error as ConfigError {

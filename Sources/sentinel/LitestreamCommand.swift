@@ -9,7 +9,7 @@ struct LitestreamCommand: AsyncParsableCommand {
     struct Config: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "config",
-            abstract: "Write litestream-N.yml files covering control.sqlite and every workspace file.",
+            abstract: "Write litestream-N.yml files covering control.sqlite, the intake journal and every workspace file.",
             discussion: """
                 At most litestream.max_databases_per_process databases per file; each file is run by one \
                 sentinel-litestream@N.service. Once it has run, Sentinel rewrites the files in DATA_DIR/litestream \

@@ -22,14 +22,14 @@ struct LitestreamConfigTests {
         }
     }
 
-    @Test("control.sqlite and every workspace file each get one replica under the base URL, in creation order")
+    @Test("control.sqlite, the intake journal and every workspace file each get one replica under the base URL, in creation order")
     func coversEveryDatabase() throws {
         let created = [WorkspaceID("ws_zzzzzzzzzzzzzzzz")!, WorkspaceID("ws_aaaaaaaaaaaaaaaa")!]
         let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: created + [created[0]], replica: "file:///mnt/replica/")
-        #expect(dbs.map(\.path) == ["/var/lib/sentinel/control.sqlite", "/var/lib/sentinel/workspaces/ws_zzzzzzzzzzzzzzzz.sqlite",
-                                    "/var/lib/sentinel/workspaces/ws_aaaaaaaaaaaaaaaa.sqlite"])
-        #expect(dbs.map(\.replicaURL) == ["file:///mnt/replica/control", "file:///mnt/replica/workspaces/ws_zzzzzzzzzzzzzzzz",
-                                          "file:///mnt/replica/workspaces/ws_aaaaaaaaaaaaaaaa"])
+        #expect(dbs.map(\.path) == ["/var/lib/sentinel/control.sqlite", "/var/lib/sentinel/intake-journal.sqlite",
+                                    "/var/lib/sentinel/workspaces/ws_zzzzzzzzzzzzzzzz.sqlite", "/var/lib/sentinel/workspaces/ws_aaaaaaaaaaaaaaaa.sqlite"])
+        #expect(dbs.map(\.replicaURL) == ["file:///mnt/replica/control", "file:///mnt/replica/intake-journal",
+                                          "file:///mnt/replica/workspaces/ws_zzzzzzzzzzzzzzzz", "file:///mnt/replica/workspaces/ws_aaaaaaaaaaaaaaaa"])
         let files = try LitestreamConfig.files(dbs, maxPerProcess: 1_000)
         #expect(files.count == 1)
         let entries = try Self.parsed(files[0])
@@ -41,19 +41,19 @@ struct LitestreamConfigTests {
     func splitsAcrossProcesses() throws {
         let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(2_500), replica: "s3://bucket/sentinel")
         let files = try LitestreamConfig.files(dbs, maxPerProcess: 1_000, metricsPort: 9_400)
-        #expect(files.map(\.databases.count) == [1_000, 1_000, 501])
+        #expect(files.map(\.databases.count) == [1_000, 1_000, 502])
         #expect(files.map(\.name) == ["litestream-0.yml", "litestream-1.yml", "litestream-2.yml"])
         #expect(files.map(\.metricsAddress) == ["127.0.0.1:9400", "127.0.0.1:9401", "127.0.0.1:9402"])
         let all = try files.flatMap { try Self.parsed($0).map(\.0) }
         #expect(all == dbs.map(\.path))
-        #expect(Set(all).count == 2_501)
-        #expect(all.first == "/var/lib/sentinel/control.sqlite")
+        #expect(Set(all).count == 2_502)
+        #expect(all.prefix(2) == ["/var/lib/sentinel/control.sqlite", "/var/lib/sentinel/intake-journal.sqlite"])
         // A new workspace only lands in the last file: the other processes keep their databases.
         let more = try LitestreamConfig.files(
             LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(2_501), replica: "s3://bucket/sentinel"), maxPerProcess: 1_000, metricsPort: 9_400)
         #expect(more[0] == files[0] && more[1] == files[1])
-        #expect(more[2].databases.count == 502)
-        // Exactly at the limit: one file; an empty appliance still gets one (control.sqlite).
+        #expect(more[2].databases.count == 503)
+        // Exactly at the limit: one file; an empty appliance still gets one (control.sqlite and the journal).
         #expect(try LitestreamConfig.files(Array(dbs.prefix(1_000)), maxPerProcess: 1_000).count == 1)
         #expect(try LitestreamConfig.files(Array(dbs.prefix(1)), maxPerProcess: 1_000).count == 1)
         #expect(throws: ConfigError.self) { try LitestreamConfig.files(dbs, maxPerProcess: 0) }
@@ -76,7 +76,8 @@ struct LitestreamConfigTests {
         let dbs = try LitestreamConfig.databases(dataDirectory: odd, workspaces: Self.ids(1), replica: "file:///mnt/re%20plica")
         let entries = try Self.parsed(try LitestreamConfig.files(dbs, maxPerProcess: 10)[0])
         #expect(entries.map(\.0) == dbs.map(\.path))
-        #expect(entries.map(\.1) == ["file:///mnt/re%20plica/control", "file:///mnt/re%20plica/workspaces/ws_0000000000000000"])
+        #expect(entries.map(\.1) == ["file:///mnt/re%20plica/control", "file:///mnt/re%20plica/intake-journal",
+                                     "file:///mnt/re%20plica/workspaces/ws_0000000000000000"])
     }
 
     @Test("writing replaces changed files only and removes files left from a larger split")
@@ -84,7 +85,7 @@ struct LitestreamConfigTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let out = dir.url.appendingPathComponent("litestream")
-        let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(5), replica: "file:///r")
+        let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(4), replica: "file:///r")
         var result = try LitestreamConfig.write(try LitestreamConfig.files(dbs, maxPerProcess: 2), to: out)
         #expect(result.written == ["litestream-0.yml", "litestream-1.yml", "litestream-2.yml"])
         try "keep me".write(to: out.appendingPathComponent("notes.yml"), atomically: true, encoding: .utf8)
@@ -132,15 +133,26 @@ struct LitestreamConfigTests {
         #expect(!FileManager.default.fileExists(atPath: file.path), "the directory is what sets it up")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try LitestreamConfig.refresh(dataDirectory: h.dataDirectory, workspaces: [a], settings: h.config.litestream)
-        let control = h.dataDirectory.controlFile.path
-        #expect(try Self.onDisk(file).paths == [control, h.dataDirectory.workspaceFile(a).path])
+        let control = [h.dataDirectory.controlFile.path, h.dataDirectory.intakeJournalFile.path]
+        #expect(try Self.onDisk(file).paths == control + [h.dataDirectory.workspaceFile(a).path])
 
         let b = try h.createWorkspace("b")
         let afterCreate = try Self.onDisk(file)
-        #expect(afterCreate.paths == [control, h.dataDirectory.workspaceFile(a).path, h.dataDirectory.workspaceFile(b).path])
+        #expect(afterCreate.paths == control + [h.dataDirectory.workspaceFile(a).path, h.dataDirectory.workspaceFile(b).path])
         #expect(afterCreate.addr == "127.0.0.1:9400")
         _ = try h.workspaces.delete(b, by: "test")
-        #expect(try Self.onDisk(file).paths == [control, h.dataDirectory.workspaceFile(a).path])
+        #expect(try Self.onDisk(file).paths == control + [h.dataDirectory.workspaceFile(a).path])
+
+        // A file written by an older version (no intake journal listed) is brought up to date as
+        // `serve` starts; a second start changes nothing.
+        let older = LitestreamConfig.File(index: 0, databases: [
+            .init(path: h.dataDirectory.controlFile.path, replicaURL: "file:///mnt/replica/control"),
+            .init(path: h.dataDirectory.workspaceFile(a).path, replicaURL: "file:///mnt/replica/workspaces/\(a.rawValue)"),
+        ], metricsAddress: "127.0.0.1:9400")
+        try LitestreamConfig.write([older], to: directory)
+        #expect(try h.workspaces.refreshReplication()?.written == ["litestream-0.yml"])
+        #expect(try Self.onDisk(file).paths == control + [h.dataDirectory.workspaceFile(a).path])
+        #expect(try h.workspaces.refreshReplication()?.written == [])
 
         // An appliance without a replica URL leaves the files alone.
         let plain = try TestHarness(config: testConfig(), reusing: h)

@@ -37,6 +37,18 @@ public struct WorkspaceService: Sendable {
         try FileLock.acquire(dataDirectory.workspacesDirectory.appendingPathComponent(".create.lock"))
     }
 
+    /// Brings the Litestream files up to date with the registered workspaces, as `serve` does at
+    /// start (a newer version may replicate more databases than the files of an older one list).
+    /// nil when Litestream is not set up (see `LitestreamConfig.refresh`).
+    @discardableResult
+    public func refreshReplication() throws -> (written: [String], removed: [String])? {
+        guard let litestream else { return nil }
+        let lock = try workspacesLock()
+        defer { _ = lock }
+        return try LitestreamConfig.refresh(dataDirectory: dataDirectory, workspaces: try control.workspaces().compactMap(\.workspaceID),
+                                            settings: litestream)
+    }
+
     /// Rewrites the Litestream files for these workspaces (see `LitestreamConfig.refresh`); called under `workspacesLock`.
     func refreshReplication(_ workspaces: [WorkspaceID]) throws {
         guard let litestream else { return }

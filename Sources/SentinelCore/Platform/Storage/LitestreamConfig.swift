@@ -1,14 +1,14 @@
 import Foundation
 
 /// Configuration files for Litestream (https://litestream.io), the SQLite replicator run beside
-/// the appliance as a sidecar (`sentinel-litestream@N.service`) to copy `control.sqlite` and every
-/// workspace file continuously to a replica (file, S3, SFTP, …).
+/// the appliance as a sidecar (`sentinel-litestream@N.service`) to copy `control.sqlite`, the intake
+/// journal and every workspace file continuously to a replica (file, S3, SFTP, …).
 ///
 /// The files are written in the format of Litestream 0.5 (`dbs:` entries, each with one
 /// `replica:`). One Litestream process has been seen to fail at start with ~10,000 databases, so the
 /// databases are split across several files, one process each, at most
-/// `litestream.max_databases_per_process` per file. The split is stable: `control.sqlite` first,
-/// then the workspaces in the order they were created, so adding a workspace only appends to the
+/// `litestream.max_databases_per_process` per file. The split is stable: `control.sqlite` and
+/// `intake-journal.sqlite` first, then the workspaces in the order they were created, so adding a workspace only appends to the
 /// last file (or starts a new one) and the other processes keep their databases.
 public enum LitestreamConfig {
     /// One database to replicate: its file and where its replica lives.
@@ -49,7 +49,7 @@ public enum LitestreamConfig {
         dataDirectory.root.appendingPathComponent("litestream", isDirectory: true)
     }
 
-    /// Keeps the files in `DATA_DIR/litestream` covering exactly `workspaces` (and control.sqlite)
+    /// Keeps the files in `DATA_DIR/litestream` covering exactly `workspaces` (and control.sqlite and the journal)
     /// once Litestream is set up: `litestream.replica_url` is set and that directory exists (the
     /// admin ran `sentinel litestream config` once). Creating and deleting a workspace call it, so
     /// a new workspace file is listed before the workspace exists; a changed file is replaced
@@ -67,10 +67,13 @@ public enum LitestreamConfig {
     }
 
     /// Every database of the appliance with its replica URL under `replica`:
-    /// `control.sqlite` → `REPLICA/control`, workspace `ws_…` → `REPLICA/workspaces/ws_…`;
-    /// `workspaces` in creation order (a repeated id is listed once).
+    /// `control.sqlite` → `REPLICA/control`, `intake-journal.sqlite` → `REPLICA/intake-journal`
+    /// (deliveries acknowledged and not yet in their workspace file: a restore that leaves it out
+    /// loses them), workspace `ws_…` → `REPLICA/workspaces/ws_…`; `workspaces` in creation order (a
+    /// repeated id is listed once).
     public static func databases(dataDirectory: DataDirectory, workspaces: [WorkspaceID], replica: String) throws -> [Database] {
-        var out = [Database(path: dataDirectory.controlFile.path, replicaURL: try replicaURL(replica, appending: "control"))]
+        var out = [Database(path: dataDirectory.controlFile.path, replicaURL: try replicaURL(replica, appending: "control")),
+                   Database(path: dataDirectory.intakeJournalFile.path, replicaURL: try replicaURL(replica, appending: "intake-journal"))]
         var seen = Set<WorkspaceID>()
         for id in workspaces where seen.insert(id).inserted {
             out.append(Database(path: dataDirectory.workspaceFile(id).path,
