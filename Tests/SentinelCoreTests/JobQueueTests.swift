@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 @testable import SentinelCore
 import SentinelTestSupport
+import Synchronization
 import Testing
 
 @Suite("Durable jobs")
@@ -425,22 +426,46 @@ extension Date {
 
 @Suite("Queue durability")
 struct QueueDurabilityTests {
-    @Test("claims and finishes commit without fsync, then the file is back to synchronous=FULL for everything else")
+    @Test("claims and finishes commit without fsync; every other commit and storage maintenance at synchronous=FULL")
     func bookkeepingRelaxedThenRestored() async throws {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
-        let mode = try await h.supervisor.withWorkspace(ws) { actor -> [Int] in
-            var modes: [Int] = []
+        let levels = try await h.supervisor.withWorkspace(ws) { actor -> [Int] in
+            @Sendable func level(_ db: Database) throws -> Int { try Int.fetchOne(db, sql: "PRAGMA synchronous")! }
+            var levels: [Int] = []
             _ = try await actor.enqueue(JobRequest(kind: "noop"))
-            modes.append(try await actor.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous")! })
+            levels.append(try await actor.write { tx in try level(tx.db) })
             let claimed = try await actor.claim(owner: "test", limit: 1)
-            modes.append(try await actor.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous")! })
+            levels.append(try await actor.write(durable: false) { tx in try level(tx.db) })
             _ = try await actor.finish(claimed[0], owner: "test", outcome: .succeeded)
-            modes.append(try await actor.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous")! })
+            levels.append(try await actor.maintenance { db in try level(db) })
+            levels.append(try await actor.write(durable: false) { tx in try level(tx.db) })
+            levels.append(try await actor.write { tx in try level(tx.db) })
             #expect(try await actor.jobs(state: .succeeded).count == 1)
-            return modes
+            return levels
         }
-        #expect(mode == [2, 2, 2])
+        #expect(levels == [2, 1, 2, 1, 2])
+        await h.stop()
+    }
+
+    @Test("the level is switched only when the next commit needs another one: a run of relaxed commits sets it once")
+    func synchronousSwitchedOnChangeOnly() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let pragmas = Mutex(0)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            // Counts every `PRAGMA synchronous = …` the file's connection runs from here.
+            _ = try await actor.maintenance { db in
+                db.trace(options: .statement) { event in
+                    if event.description.hasPrefix("PRAGMA synchronous =") { pragmas.withLock { $0 += 1 } }
+                }
+            }
+            for _ in 0..<50 { _ = try await actor.write(durable: false) { tx in try tx.db.execute(sql: "UPDATE workspace_meta SET value = value WHERE 0") } }
+            #expect(pragmas.withLock { $0 } == 1, "one switch to NORMAL for 50 relaxed commits")
+            for _ in 0..<5 { _ = try await actor.write { tx in try tx.db.execute(sql: "UPDATE workspace_meta SET value = value WHERE 0") } }
+            #expect(pragmas.withLock { $0 } == 2, "and one back to FULL for the durable ones")
+            _ = try await actor.maintenance { db in db.trace(options: []) }
+        }
         await h.stop()
     }
 }

@@ -81,6 +81,8 @@ public actor WorkspaceActor {
     private nonisolated let database: any DatabaseWriter
     /// Checkpoints the file's WAL off the writer's thread (see `WALCheckpointer`).
     nonisolated let checkpointer: WALCheckpointer
+    /// The connection's `PRAGMA synchronous`, switched between relaxed and durable batches.
+    nonisolated let synchronous = SynchronousSwitch()
     let control: ControlStore
     let registry: JobRegistry
     let config: SentinelConfig.Jobs
@@ -95,8 +97,6 @@ public actor WorkspaceActor {
     private var closed = false
     /// The due time this actor last wrote to the pending-work index, to skip redundant index writes.
     private var indexedDue: Double?
-    /// The file's configured `PRAGMA synchronous`, read once (relaxed commits put it back after).
-    private var synchronousLevel: Int?
 
     public init(id: WorkspaceID, database: any DatabaseWriter, control: ControlStore, registry: JobRegistry,
                 config: SentinelConfig.Jobs, onWorkDue: @escaping @Sendable () -> Void = {}) {
@@ -195,19 +195,16 @@ public actor WorkspaceActor {
     /// cancellation). A relaxed batch is run by its leader (`commitInline`), which GRDB's
     /// synchronous write does not cancel either.
     private func startCommit() -> BatchCommit {
-        let (batch, known, knownLevel) = (pending, indexedDue, synchronousLevel)
+        let (batch, known) = (pending, indexedDue)
         pending.removeAll(keepingCapacity: true)
         let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
         let relaxed = !batch.contains { $0.durable }
+        let synchronous = self.synchronous
         let transaction: @Sendable (Database) -> Result<BatchOutcome, Error> = { db in
             Result {
-                // Only ever relaxes FULL to NORMAL for this one commit, then puts it back.
-                var level = knownLevel
-                if relaxed && level == nil { level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2 }
-                let configured = relaxed ? level ?? 2 : 0
-                if configured > 1 { try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute() }
-                defer { if configured > 1 { try? db.cachedStatement(sql: "PRAGMA synchronous = \(configured)").execute() } }
-                var outcome = BatchOutcome(indexed: known, level: level)
+                // NORMAL for a relaxed batch, the configured level (FULL) for any other.
+                try synchronous.prepare(db, relaxed: relaxed)
+                var outcome = BatchOutcome(indexed: known)
                 // A batch of one needs no savepoint: its failure rolls the transaction back.
                 let isolated = batch.count > 1
                 try db.inTransaction {
@@ -269,7 +266,7 @@ public actor WorkspaceActor {
         let result = await commit.outcome()
         // Updated before the next batch reads it: the leader of a batch is its only reader.
         switch result {
-        case .success(let outcome): (indexedDue, synchronousLevel) = (outcome.indexed, outcome.level)
+        case .success(let outcome): indexedDue = outcome.indexed
         case .failure: indexedDue = nil
         }
         var next: (leader: CheckedContinuation<WriteTurn, Never>?, commit: BatchCommit)?
@@ -377,7 +374,11 @@ public actor WorkspaceActor {
     /// maintenance only; a domain change goes through `write`.
     public func maintenance<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try ensureOpen()
-        return try await database.writeWithoutTransaction(body)
+        let synchronous = self.synchronous
+        return try await database.writeWithoutTransaction { db in
+            try synchronous.prepare(db, relaxed: false)
+            return try body(db)
+        }
     }
 
     /// Copies the whole WAL into the file and truncates it, after any background checkpoint
@@ -527,16 +528,14 @@ final class BatchCommit: Sendable {
 struct BatchOutcome: Sendable {
     /// What the pending-work index says for the workspace after the commit.
     var indexed: Double?
-    /// The file's configured `PRAGMA synchronous`, if read.
-    var level: Int?
     /// The index was moved earlier or confirmed by this commit: the scheduler should look.
     var wake = false
     var exact: PriorityDue?
     var dueSinceExact = PriorityDue.none
     var committed: [@Sendable () -> Void] = []
 
-    init(indexed: Double?, level: Int?) {
-        (self.indexed, self.level) = (indexed, level)
+    init(indexed: Double?) {
+        self.indexed = indexed
     }
 }
 
@@ -587,4 +586,43 @@ extension Database {
         }
         try cachedStatement(sql: "RELEASE SAVEPOINT batch_write").execute()
     }
+}
+
+/// The `PRAGMA synchronous` of a workspace file's one connection. A relaxed batch (the queue's
+/// claims and outcomes) commits at NORMAL (the WAL written, no fsync), every other commit and
+/// storage maintenance at the file's configured level (FULL by default). SQLite applies this
+/// pragma when it compiles it, so each run of it is a parse; it is run only when the next batch
+/// needs a level the connection is not at, so a queue's run of relaxed batches, or intake's run
+/// of durable ones, switches nothing. Used only by the file's writer (GRDB serialises it), outside
+/// a transaction.
+final class SynchronousSwitch: Sendable {
+    private struct State {
+        /// The file's configured level, read from the connection once.
+        var configured: Int?
+        /// The level the connection is at; nil when unknown (a switch failed).
+        var current: Int?
+        var switches = 0
+    }
+    private let state = Mutex(State())
+
+    /// Puts the connection at the level the next commit needs.
+    func prepare(_ db: Database, relaxed: Bool) throws {
+        var now = state.withLock { $0 }
+        if now.configured == nil {
+            let level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2
+            (now.configured, now.current) = (level, level)
+        }
+        let configured = now.configured ?? 2
+        // Only ever relaxes FULL (or EXTRA) to NORMAL; OFF and NORMAL stay as configured.
+        let wanted = relaxed && configured > 1 ? 1 : configured
+        if now.current != wanted {
+            state.withLock { $0 = State(configured: configured, current: nil, switches: now.switches) }
+            try db.execute(sql: "PRAGMA synchronous = \(wanted)")
+            (now.current, now.switches) = (wanted, now.switches + 1)
+        }
+        state.withLock { $0 = now }
+    }
+
+    /// How many times the level was switched (for tests).
+    var switches: Int { state.withLock { $0.switches } }
 }
