@@ -8,8 +8,9 @@ import Foundation
 /// `replica:`). One Litestream process has been seen to fail at start with ~10,000 databases, so the
 /// databases are split across several files, one process each, at most
 /// `litestream.max_databases_per_process` per file. The split is stable: `control.sqlite` and
-/// `intake-journal.sqlite` first, then the workspaces in the order they were created, so adding a workspace only appends to the
-/// last file (or starts a new one) and the other processes keep their databases.
+/// `intake-journal.sqlite` first, then the workspaces in the order they were created, so adding a
+/// workspace only appends to the last file (or starts a new one) and the other processes keep
+/// their databases.
 public enum LitestreamConfig {
     /// One database to replicate: its file and where its replica lives.
     public struct Database: Sendable, Equatable {
@@ -49,8 +50,8 @@ public enum LitestreamConfig {
         dataDirectory.root.appendingPathComponent("litestream", isDirectory: true)
     }
 
-    /// Keeps the files in `DATA_DIR/litestream` covering exactly `workspaces` (and control.sqlite and the journal)
-    /// once Litestream is set up: `litestream.replica_url` is set and that directory exists (the
+    /// Keeps the files in `DATA_DIR/litestream` covering exactly `workspaces` (and control.sqlite
+    /// and the journal) once Litestream is set up: `litestream.replica_url` is set and that directory exists (the
     /// admin ran `sentinel litestream config` once). Creating and deleting a workspace call it, so
     /// a new workspace file is listed before the workspace exists; a changed file is replaced
     /// atomically, and `sentinel-litestream-reload@N.path` restarts the instance that runs it.

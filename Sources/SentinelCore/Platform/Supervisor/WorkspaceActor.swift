@@ -601,28 +601,19 @@ final class SynchronousSwitch: Sendable {
         var configured: Int?
         /// The level the connection is at; nil when unknown (a switch failed).
         var current: Int?
-        var switches = 0
     }
     private let state = Mutex(State())
 
     /// Puts the connection at the level the next commit needs.
     func prepare(_ db: Database, relaxed: Bool) throws {
         var now = state.withLock { $0 }
-        if now.configured == nil {
-            let level = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2
-            (now.configured, now.current) = (level, level)
-        }
-        let configured = now.configured ?? 2
+        let configured = try now.configured ?? Int.fetchOne(db, sql: "PRAGMA synchronous") ?? 2
+        if now.configured == nil { now = State(configured: configured, current: configured) }
         // Only ever relaxes FULL (or EXTRA) to NORMAL; OFF and NORMAL stay as configured.
         let wanted = relaxed && configured > 1 ? 1 : configured
-        if now.current != wanted {
-            state.withLock { $0 = State(configured: configured, current: nil, switches: now.switches) }
-            try db.execute(sql: "PRAGMA synchronous = \(wanted)")
-            (now.current, now.switches) = (wanted, now.switches + 1)
-        }
-        state.withLock { $0 = now }
+        guard now.current != wanted else { return state.withLock { $0 = now } }
+        state.withLock { $0 = State(configured: configured, current: nil) }
+        try db.execute(sql: "PRAGMA synchronous = \(wanted)")
+        state.withLock { $0 = State(configured: configured, current: wanted) }
     }
-
-    /// How many times the level was switched (for tests).
-    var switches: Int { state.withLock { $0.switches } }
 }
