@@ -448,6 +448,71 @@ struct QueueDurabilityTests {
         await h.stop()
     }
 
+    @Test("a job's outcome waits for the next claim in its workspace when more work is due there: one commit for both")
+    func outcomeSharesTheNextClaimsCommit() async throws {
+        // A long linger: the claim below comes well within it however slow the machine.
+        let h = try TestHarness(config: testConfig { $0.jobs.outcomeLingerMilliseconds = 5_000 })
+        let ws = try h.createWorkspace()
+        let commits = Mutex(0)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            _ = try await actor.enqueue(JobRequest(kind: "noop"))
+            _ = try await actor.enqueue(JobRequest(kind: "noop"))
+            let first = try #require(try await actor.claim(owner: "w", limit: 1).first)
+            _ = try await actor.maintenance { db in
+                db.trace(options: .statement) { event in
+                    if event.description.hasPrefix("COMMIT") { commits.withLock { $0 += 1 } }
+                }
+            }
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try await actor.finish(first, owner: "w", outcome: .succeeded) }
+                #expect(await eventually { await actor.lingeringWrites == 1 }, "the outcome waits: the second job is due")
+                let second = try await actor.claim(owner: "w", limit: 1)
+                #expect(second.map(\.id) != [first.id] && second.count == 1)
+                let recorded = try await group.next()
+                #expect(recorded == true, "the outcome is recorded")
+            }
+            #expect(commits.withLock { $0 } == 1, "the outcome and the claim in one commit")
+            _ = try await actor.maintenance { db in db.trace(options: []) }
+            #expect(try await actor.jobs(state: .succeeded).map(\.id) == [first.id])
+            #expect(try await actor.jobs(state: .running).count == 1)
+        }
+        await h.stop()
+    }
+
+    @Test("a waiting outcome is committed when no claim comes, and before its file closes")
+    func waitingOutcomeCommittedAlone() async throws {
+        let h = try TestHarness(config: testConfig { $0.jobs.outcomeLingerMilliseconds = 5_000 })
+        let ws = try h.createWorkspace()
+        let firstID = try await h.supervisor.withWorkspace(ws) { actor -> Int64 in
+            for _ in 0..<2 { _ = try await actor.enqueue(JobRequest(kind: "noop")) }
+            let first = try #require(try await actor.claim(owner: "w", limit: 1).first)
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try await actor.finish(first, owner: "w", outcome: .succeeded) }
+                #expect(await eventually { await actor.lingeringWrites == 1 })
+                await actor.close()
+                let recorded = try await group.next()
+                #expect(recorded == true, "recorded as the file closed")
+            }
+            return first.id
+        }
+        let reopened = try DatabaseOpener().open(h.dataDirectory.workspaceFile(ws), kind: .workspace)
+        #expect(try await reopened.read { db in try JobQueue.job(id: firstID, in: db)?.state } == .succeeded)
+        try reopened.close()
+        await h.stop()
+
+        // No claim at all: the outcome is committed when the linger ends.
+        let quick = try TestHarness(config: testConfig { $0.jobs.outcomeLingerMilliseconds = 50 })
+        let other = try quick.createWorkspace()
+        try await quick.supervisor.withWorkspace(other) { actor in
+            for _ in 0..<2 { _ = try await actor.enqueue(JobRequest(kind: "noop")) }
+            let job = try #require(try await actor.claim(owner: "w", limit: 1).first)
+            #expect(try await actor.finish(job, owner: "w", outcome: .succeeded))
+            #expect(try await actor.jobs(state: .succeeded).map(\.id) == [job.id])
+            #expect(try await actor.jobs(state: .queued).count == 1)
+        }
+        await quick.stop()
+    }
+
     @Test("the level is switched only when the next commit needs another one: a run of relaxed commits sets it once")
     func synchronousSwitchedOnChangeOnly() async throws {
         let h = try TestHarness()
