@@ -187,9 +187,6 @@ public struct SentinelConfig: Sendable, Equatable {
         /// Across workspaces a higher priority starts first; due work that waited this long counts
         /// one priority higher (per period), so lower priorities never starve.
         public var priorityAgingSeconds = 30.0
-        /// How long a job's outcome may wait for the next claim in its workspace (when more work
-        /// is due there), so that both are recorded in one commit; 0 records it at once.
-        public var outcomeLingerMilliseconds = 20
     }
 
     public struct Shutdown: Sendable, Equatable {
@@ -264,7 +261,6 @@ public enum ConfigLoader {
         key("jobs.rate_limit_per_second", "per-workspace job starts per second while another workspace has work due (token bucket rate)", \.jobs.rateLimitPerSecond),
         key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
         key("jobs.priority_aging_seconds", "due work waiting this long counts one priority higher across workspaces", \.jobs.priorityAgingSeconds),
-        key("jobs.outcome_linger_ms", "how long a job's outcome may wait for the next claim in its workspace, to share its commit (0: at once)", \.jobs.outcomeLingerMilliseconds),
         key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
         key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
         key("gitlab.request_timeout_seconds", "timeout of one GitLab API request; a timed-out call is retried with backoff", \.gitlab.requestTimeoutSeconds),
@@ -347,9 +343,6 @@ public enum ConfigLoader {
             throw ConfigError("jobs.rate_limit_per_second must be > 0 and jobs.rate_limit_burst >= 1")
         }
         guard config.jobs.priorityAgingSeconds > 0 else { throw ConfigError("jobs.priority_aging_seconds must be > 0") }
-        guard (0...1_000).contains(config.jobs.outcomeLingerMilliseconds) else {
-            throw ConfigError("jobs.outcome_linger_ms must be between 0 and 1000")
-        }
         guard Logger.Level(rawValue: config.log.level) != nil else {
             throw ConfigError("log.level must be one of trace, debug, info, notice, warning, error, critical")
         }

@@ -157,13 +157,4 @@ final class PendingIndex: Sendable {
     }
 
     func entry(_ id: WorkspaceID) -> Entry? { entries.withLock { $0[id] } }
-
-    /// Whether the workspace has work due by `now` (the scheduler will claim there soon).
-    func hasWorkDue(_ id: WorkspaceID, now: Double) -> Bool {
-        entries.withLock { all in
-            guard let entry = all[id] else { return false }
-            if let unknown = entry.unknown, unknown <= now { return true }
-            return entry.due.times.contains { $0.map { $0 <= now } ?? false }
-        }
-    }
 }

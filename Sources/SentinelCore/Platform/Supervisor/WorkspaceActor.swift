@@ -142,12 +142,7 @@ public actor WorkspaceActor {
     /// queueing the transaction on the file's writer and awaiting it in its own task. Writes
     /// arriving during a commit wait; when it is done the leader queues them as the next batch
     /// at once and hands the waiting for it to the first of them.
-    ///
-    /// `linger` (relaxed writes only) lets a write that finds no commit running wait up to that long
-    /// for company instead of committing alone: the next write to the file takes it into its batch
-    /// (see `finish`).
-    func write<T: Sendable>(durable: Bool, linger: Duration? = nil,
-                            _ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
+    func write<T: Sendable>(durable: Bool, _ body: @escaping @Sendable (inout WorkspaceTransaction) throws -> T) async throws -> T {
         try ensureOpen()
         let box = ResultBox<T>()
         // The body runs on the file's writer thread: give it the caller's tracer (task-local in
@@ -182,17 +177,6 @@ public actor WorkspaceActor {
             turn = await withCheckedContinuation { (continuation: CheckedContinuation<WriteTurn, Never>) in
                 pending.append(PendingWrite(apply: apply, fail: fail, waiter: continuation, durable: durable))
             }
-        } else if let linger, !durable {
-            // No commit running: wait among the pending writes. The first of them sees to it that
-            // they are committed after `linger` if no other write has taken them by then.
-            turn = await withTaskGroup(of: Void.self) { group in
-                if pending.isEmpty { group.addTask { await Self.flush(self, after: linger) } }
-                let turn = await withCheckedContinuation { (continuation: CheckedContinuation<WriteTurn, Never>) in
-                    pending.append(PendingWrite(apply: apply, fail: fail, waiter: continuation, durable: durable))
-                }
-                group.cancelAll()
-                return turn
-            }
         } else {
             draining = true
             pending.append(PendingWrite(apply: apply, fail: fail, waiter: nil, durable: durable))
@@ -203,21 +187,6 @@ public actor WorkspaceActor {
             await finishCommit(commit)
         }
         return try box.take().get()
-    }
-
-    /// After `delay` (unless cancelled: the lingering write was committed meanwhile), hands the
-    /// lingering writes' commit to the first of them when nothing else has.
-    private nonisolated static func flush(_ actor: WorkspaceActor, after delay: Duration) async {
-        guard (try? await Task.sleep(for: delay)) != nil else { return }
-        await actor.commitLingering()
-    }
-
-    private func commitLingering() {
-        guard !draining, !pending.isEmpty else { return }
-        draining = true
-        let leader = pending[0].waiter
-        pending[0].waiter = nil
-        leader?.resume(returning: .lead(startCommit()))
     }
 
     /// Takes everything pending as one batch. A durable batch's transaction is queued on the
@@ -361,18 +330,7 @@ public actor WorkspaceActor {
     func finish(_ job: JobRecord, owner: String, outcome: JobOutcome) async throws -> Bool {
         let backoff = self.backoff
         let registry = self.registry
-        // When more work is due here, the scheduler claims in this file soon (for the slot this
-        // job just freed, or the workspace's next turn): the outcome waits up to
-        // `jobs.outcome_linger_ms` for that claim, so both go in one commit. Outcomes are relaxed
-        // commits (a lost one makes the job run again) and the job's slot is already free, so the
-        // wait delays no job. A release (shutdown) does not wait.
-        var linger: Duration?
-        if let pendingIndex, pendingIndex.hasWorkDue(id, now: Date().epoch) {
-            if case .released = outcome {} else if config.outcomeLingerMilliseconds > 0 {
-                linger = .milliseconds(config.outcomeLingerMilliseconds)
-            }
-        }
-        return try await write(durable: false, linger: linger) { tx in
+        return try await write(durable: false) { tx in
             var died: [(JobRecord, String)] = []
             let finished = try JobQueue.finish(job, owner: owner, outcome: outcome, in: tx.db, now: tx.now, backoff: backoff) { died.append(($0, $1)) }
             for (dead, reason) in died {
@@ -386,9 +344,6 @@ public actor WorkspaceActor {
             return finished
         }
     }
-
-    /// Writes waiting for company with no commit running (tests).
-    var lingeringWrites: Int { draining ? 0 : pending.count }
 
     func heartbeat(jobID: Int64, owner: String) async throws -> Bool {
         let lease = config.leaseSeconds
@@ -475,14 +430,6 @@ public actor WorkspaceActor {
     /// blocking-work threads, never on the cooperative pool.
     public func close(_ log: LogOnClose = .checkpoint) async {
         guard !closed else { return }
-        if !draining && !pending.isEmpty {
-            // Lingering writes (a job's outcome) are committed before the file closes.
-            draining = true
-            let commit = startCommit()
-            if commit.inline != nil { await Self.commitInline(commit, on: database, checkpointer: checkpointer) }
-            await finishCommit(commit)
-            guard !closed else { return }
-        }
         closed = true
         let (database, checkpointer) = (self.database, self.checkpointer)
         let checkpointAndClose: @Sendable () -> Void = {
