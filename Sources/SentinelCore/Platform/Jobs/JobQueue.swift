@@ -61,6 +61,7 @@ public enum JobQueue {
                 ORDER BY priority, run_at, id LIMIT ?
                 """), arguments: [t, lowest.rawValue, limit - picked.count])
         }
+        guard !picked.isEmpty else { return [] }
         let take = try db.cachedStatement(sql: """
             UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?, lease_expires_at = ?, started_at = ?
             WHERE id = ?
