@@ -117,7 +117,8 @@ public final class Appliance: Sendable {
         self.supervisor = Supervisor(dataDirectory: dataDirectory, control: control, config: config, registry: registry,
                                      logger: logger, metrics: metrics)
         self.journal = try IntakeJournal(dataDirectory: dataDirectory, opener: opener, supervisor: supervisor,
-                                         logger: logger.with(["component": "intake-journal"]), metrics: metrics)
+                                         logger: logger.with(["component": "intake-journal"]), metrics: metrics,
+                                         roundPause: .milliseconds(config.workspaces.journalRoundPauseMilliseconds))
         self.scheduler = JobScheduler(supervisor: supervisor, logger: logger, metrics: metrics)
         let opened = self.supervisor
         self.authFailures = DeliveryAuthFailures(signals: signals) { id, workspaceID, failures in

@@ -24,9 +24,9 @@ struct IntakeJournalTests {
     }
 
     /// The journal of the harness's data directory (its `run()` is not running: tests apply it themselves).
-    static func journal(_ h: TestHarness, metrics: SentinelMetrics = SentinelMetrics()) throws -> IntakeJournal {
+    static func journal(_ h: TestHarness, metrics: SentinelMetrics = SentinelMetrics(), roundPause: Duration = .zero) throws -> IntakeJournal {
         try IntakeJournal(dataDirectory: h.dataDirectory, opener: DatabaseOpener(config: h.config), supervisor: h.supervisor,
-                          logger: Logger.sentinel(label: "test", level: "debug", sink: h.log.sink), metrics: metrics)
+                          logger: Logger.sentinel(label: "test", level: "debug", sink: h.log.sink), metrics: metrics, roundPause: roundPause)
     }
 
     struct StoredDelivery: Sendable {
@@ -93,6 +93,58 @@ struct IntakeJournalTests {
         #expect(await second.applyPending() == 1)
         let after = try await Self.stored(h, ws)
         #expect(after.deliveries.count == 2 && after.jobs.count == 1)
+        await h.stop()
+    }
+
+    @Test("under sustained intake the applier's rounds of settled deliveries are at least the pause apart, each taking what arrived meanwhile")
+    func roundsPauseUnderLoad() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let journal = try Self.journal(h, roundPause: .milliseconds(400))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await journal.run() }
+            for n in 1...30 {
+                #expect(try await journal.append(Self.delivery("d\(n)", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(await eventually { !journal.holdsDeliveries(for: ws) })
+            group.cancelAll()
+        }
+        #expect(try await Self.stored(h, ws).deliveries.count == 30)
+        // Back to back, each delivery made a round of its own (an open and a durable commit of
+        // the file each), 20 ms or so apart. With the pause, rounds end at least 400 ms apart
+        // (their log lines' times, to the millisecond), however slowly the appends went.
+        let format = ISO8601DateFormatter()
+        format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let ends = h.log.all.filter { $0.contains("intake journal round") }.compactMap { line -> Date? in
+            guard let range = line.range(of: #""time":"[^"]+""#, options: .regularExpression) else { return nil }
+            return format.date(from: String(line[range].dropFirst(8).dropLast()))
+        }
+        #expect(!ends.isEmpty)
+        let gaps = zip(ends, ends.dropFirst()).map { $1.timeIntervalSince($0) }
+        #expect(gaps.allSatisfy { $0 >= 0.395 }, "gaps between rounds: \(gaps)")
+        await h.stop()
+    }
+
+    @Test("a delivery with a job (a review's trigger) is applied at once, with what waits behind the pause")
+    func jobDeliveryNotPaused() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let journal = try Self.journal(h, roundPause: .seconds(120))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await journal.run() }
+            try Task.checkCancellation()
+            // The first round is at once; the next settled one would wait two minutes.
+            #expect(try await journal.append(Self.delivery("d1", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
+            #expect(await eventually { !journal.holdsDeliveries(for: ws) })
+            #expect(try await journal.append(Self.delivery("d2", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
+            #expect(try await journal.append(Self.delivery("d3"), for: ws) == .accepted)
+            #expect(await eventually(timeout: .seconds(60)) { !journal.holdsDeliveries(for: ws) })
+            group.cancelAll()
+        }
+        let (deliveries, jobs) = try await Self.stored(h, ws)
+        #expect(deliveries.map(\.id) == ["d1", "d2", "d3"])
+        #expect(jobs.count == 1)
         await h.stop()
     }
 

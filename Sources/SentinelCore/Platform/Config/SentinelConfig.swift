@@ -172,6 +172,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var maxOpen = 256
         public var idleCloseSeconds = 300.0
         public var offlineRetrySeconds = 30.0
+        /// Under sustained intake, a round of the intake journal's applier that finds deliveries
+        /// which arrived during the round before it waits this long first (0: back to back).
+        public var journalRoundPauseMilliseconds = 1_000
     }
 
     public struct Jobs: Sendable, Equatable {
@@ -251,6 +254,7 @@ public enum ConfigLoader {
         key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
         key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds),
         key("workspaces.offline_retry_seconds", "retry opening an offline workspace after this long", \.workspaces.offlineRetrySeconds),
+        key("workspaces.journal_round_pause_ms", "under sustained webhook load, how long the intake journal gathers deliveries between rounds of applying them to closed workspace files (0 = back to back)", \.workspaces.journalRoundPauseMilliseconds),
         key("jobs.global_concurrency", "jobs running at once across all workspaces", \.jobs.globalConcurrency),
         key("jobs.workspace_concurrency", "jobs running at once in one workspace", \.jobs.workspaceConcurrency),
         key("jobs.max_attempts", "attempts before a job is dead", \.jobs.maxAttempts),
@@ -330,6 +334,9 @@ public enum ConfigLoader {
             throw ConfigError("server.idle_timeout_seconds must be > 0, server.max_connections at least 1 and server.max_header_bytes at least 1024")
         }
         guard config.workspaces.maxOpen >= 1 else { throw ConfigError("workspaces.max_open must be at least 1") }
+        guard (0...60_000).contains(config.workspaces.journalRoundPauseMilliseconds) else {
+            throw ConfigError("workspaces.journal_round_pause_ms must be 0...60000")
+        }
         if let endpoint = config.observability.otlpEndpoint {
             guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
                 throw ConfigError("observability.otlp.endpoint must be an http(s) URL, got '\(endpoint)'")
