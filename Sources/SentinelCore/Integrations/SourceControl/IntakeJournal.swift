@@ -34,9 +34,9 @@ public actor IntakeJournal: Service {
     /// they are tried again every `retryInterval`.
     private nonisolated let leftovers = Atomic<Bool>(false)
     let retryInterval: Duration
-    /// The least time between the end of one round of applying and the start of the next
-    /// (`workspaces.journal_round_pause_ms`): with 1,000 busy workspaces and 256 files open,
-    /// back-to-back rounds applied about three deliveries per cold open.
+    /// The least time between the end of one round of applying and the start of the next, for
+    /// rounds of settled deliveries only (`workspaces.journal_round_pause_ms`): with 1,000 busy
+    /// workspaces and 256 files open, back-to-back rounds applied about three deliveries per cold open.
     let roundPause: Duration
     private nonisolated let acceptedTotal = Atomic<Int>(0)
     /// Deliveries in the journal, for `sentinel_intake_journal_deliveries`.

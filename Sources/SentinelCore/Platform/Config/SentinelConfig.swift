@@ -172,9 +172,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var maxOpen = 256
         public var idleCloseSeconds = 300.0
         public var offlineRetrySeconds = 30.0
-        /// Under sustained intake, a round of the intake journal's applier that finds deliveries
-        /// which arrived during the round before it waits this long first (0: back to back).
-        public var journalRoundPauseMilliseconds = 1_000
+        /// The least time between rounds of the intake journal's applier that hold only deliveries
+        /// settled at intake (0: back to back); a delivery with a job is applied at once.
+        public var journalRoundPauseMilliseconds = 2_500
     }
 
     public struct Jobs: Sendable, Equatable {
@@ -254,7 +254,7 @@ public enum ConfigLoader {
         key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
         key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds),
         key("workspaces.offline_retry_seconds", "retry opening an offline workspace after this long", \.workspaces.offlineRetrySeconds),
-        key("workspaces.journal_round_pause_ms", "under sustained webhook load, how long the intake journal gathers deliveries between rounds of applying them to closed workspace files (0 = back to back)", \.workspaces.journalRoundPauseMilliseconds),
+        key("workspaces.journal_round_pause_ms", "least time between rounds applying settled webhook deliveries from the intake journal to closed workspace files (0 = back to back); deliveries with a job are applied at once", \.workspaces.journalRoundPauseMilliseconds),
         key("jobs.global_concurrency", "jobs running at once across all workspaces", \.jobs.globalConcurrency),
         key("jobs.workspace_concurrency", "jobs running at once in one workspace", \.jobs.workspaceConcurrency),
         key("jobs.max_attempts", "attempts before a job is dead", \.jobs.maxAttempts),
