@@ -96,15 +96,23 @@ struct IntakeBenchmark: AsyncParsableCommand {
     /// Runs wrk with the Lua script against `url`, the payload in a file and its signature.
     /// Its output goes to a file and the process is polled: a blocking read would hold one of
     /// the cooperative pool's threads (of 2 here) while the in-process server needs them.
-    func runWrk(url: String, payload: Data, signature: String, prefix: String, directory: URL) async throws -> WrkResult {
+    /// With more than one of `targets` (URL path, signature), requests go round them in turn.
+    func runWrk(url: String, payload: Data, signature: String, prefix: String, directory: URL,
+                targets: [(path: String, signature: String)] = []) async throws -> WrkResult {
         guard let wrk else { throw BenchError("no wrk") }
         let bodyFile = directory.appendingPathComponent("wrk-body.json")
         let outputFile = directory.appendingPathComponent("wrk-\(prefix).txt")
         try payload.write(to: bodyFile)
         try? FileManager.default.removeItem(at: outputFile)
+        var scriptArguments = [bodyFile.path, signature, prefix]
+        if targets.count > 1 {
+            let targetsFile = directory.appendingPathComponent("wrk-targets.txt")
+            try Data(targets.map { "\($0.path) \($0.signature)\n" }.joined().utf8).write(to: targetsFile)
+            scriptArguments += ["pull_request", targetsFile.path]
+        }
         let process = try ChildProcess(executable: wrk,
-                                       arguments: ["-t\(wrkThreads)", "-c\(concurrency)", "-d\(wrkSeconds)s", "--timeout", "30s", "-s", wrkScript, url, "--",
-                                                   bodyFile.path, signature, prefix],
+                                       arguments: ["-t\(wrkThreads)", "-c\(concurrency)", "-d\(wrkSeconds)s", "--timeout", "30s", "-s", wrkScript, url, "--"]
+                                                  + scriptArguments,
                                        environment: ProcessInfo.processInfo.environment,
                                        stdout: .file(outputFile.path), stderr: .file(outputFile.path))
         let status = await process.waitForExit(timeout: .seconds(Int64(wrkSeconds) + 120))
@@ -259,10 +267,17 @@ struct IntakeBenchmark: AsyncParsableCommand {
             result.drain = (ContinuousClock.now - loadEnded).seconds
             result.opens = workspaceOpens(appliance) - opensBefore
             if production { result.processed = try await countDeliveries(appliance, processedOnly: true) }
-            // wrk against the same appliance: all its deliveries go to the first workspace.
+            // wrk against the same appliance, spread over every workspace as the in-process load was.
             if wrk != nil {
                 result.wrk = try await runWrk(url: "\(scheme)://127.0.0.1:\(port)\(targetList[0].path)", payload: payload, signature: signatures[0],
-                                              prefix: "wrk-\(UUID().uuidString.prefix(8))", directory: dir.url)
+                                              prefix: "wrk-\(UUID().uuidString.prefix(8))", directory: dir.url,
+                                              targets: zip(targetList, signatures).map { ($0.path, $1) })
+                // Until what it acknowledged is in the workspace files, for the count below.
+                if production {
+                    while try await appliance.journal.count() > 0 { try await Task.sleep(for: .milliseconds(2)) }
+                } else {
+                    await appliance.journal.applyPending()
+                }
             }
             // Counted while the supervisor runs (in production mode it stops with the group).
             stored = try await countDeliveries(appliance, processedOnly: false)

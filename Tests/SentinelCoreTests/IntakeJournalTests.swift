@@ -148,6 +148,24 @@ struct IntakeJournalTests {
         await h.stop()
     }
 
+    @Test("applied deliveries leave the journal in transactions of at most 256, so appends arriving meanwhile are not held behind one removal")
+    func removalInChunks() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let recorded = TestMetrics()
+        let journal = try Self.journal(h, metrics: SentinelMetrics(factory: recorded))
+        for n in 1...600 {
+            _ = try await journal.append(Self.delivery("d\(n)", action: "labeled", settled: "ignored_action"), for: ws)
+        }
+        #expect(await journal.applyPending() == 600)
+        #expect(try await journal.entries().isEmpty)
+        // The gauge follows each removal's commit: 600 → 344 → 88 → 0 (one transaction: 600 → 0).
+        let values = try recorded.expectGauge("sentinel_intake_journal_deliveries").values
+        let afterApplying = Array(values.drop { $0 < 600 })
+        #expect(afterApplying == [600, 344, 88, 0], "\(afterApplying)")
+        await h.stop()
+    }
+
     @Test("sentinel_intake_journal_deliveries follows what the journal holds: appends, duplicates, discarding, a restart, applying")
     func gauge() async throws {
         let h = try TestHarness()

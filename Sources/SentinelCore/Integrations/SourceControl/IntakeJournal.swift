@@ -370,18 +370,28 @@ public actor IntakeJournal: Service {
         }
     }
 
+    ///
+    /// In transactions of at most `removalChunk` deliveries: the appends of webhooks arriving
+    /// meanwhile queue on the same writer, and one transaction freeing the pages of a whole
+    /// round (thousands of bodies after a paused round) held their 202s back for hundreds of
+    /// milliseconds.
     private func remove(_ seqs: [Int64]) async throws {
-        let removed = try await database.write { db in
-            let statement = try db.cachedStatement(sql: "DELETE FROM journal WHERE seq = ?")
-            var removed = 0
-            for seq in seqs {
-                try statement.execute(arguments: [seq])
-                removed += db.changesCount
+        for start in stride(from: 0, to: seqs.count, by: Self.removalChunk) {
+            let chunk = seqs[start..<min(start + Self.removalChunk, seqs.count)]
+            let removed = try await database.write { db in
+                let statement = try db.cachedStatement(sql: "DELETE FROM journal WHERE seq = ?")
+                var removed = 0
+                for seq in chunk {
+                    try statement.execute(arguments: [seq])
+                    removed += db.changesCount
+                }
+                return removed
             }
-            return removed
+            metrics.intakeJournal(journalled.subtract(removed, ordering: .relaxed).newValue)
         }
-        metrics.intakeJournal(journalled.subtract(removed, ordering: .relaxed).newValue)
     }
+
+    static let removalChunk = 256
 
     /// How many deliveries the journal holds.
     public func count() async throws -> Int {
