@@ -126,7 +126,7 @@ struct IntakeJournalTests {
         await h.stop()
     }
 
-    @Test("a delivery with a job (a review's trigger) is applied at once, with what waits behind the pause")
+    @Test("a delivery with a job (a review's trigger) ends the pause: applied at once, with what waits behind it")
     func jobDeliveryNotPaused() async throws {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
@@ -138,6 +138,8 @@ struct IntakeJournalTests {
             #expect(try await journal.append(Self.delivery("d1", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
             #expect(await eventually { !journal.holdsDeliveries(for: ws) })
             #expect(try await journal.append(Self.delivery("d2", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
+            // The applier is in its pause by now (or d3 joins d2's round, which then starts at once).
+            try await Task.sleep(for: .milliseconds(300))
             #expect(try await journal.append(Self.delivery("d3"), for: ws) == .accepted)
             #expect(await eventually(timeout: .seconds(60)) { !journal.holdsDeliveries(for: ws) })
             group.cancelAll()

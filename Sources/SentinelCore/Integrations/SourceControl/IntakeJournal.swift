@@ -33,6 +33,8 @@ public actor IntakeJournal: Service {
     /// Set when a round left deliveries it could not apply (an offline workspace, a full disk):
     /// they are tried again every `retryInterval`.
     private nonisolated let leftovers = Atomic<Bool>(false)
+    /// Set when a delivery with a job is appended: it ends the pause between rounds.
+    private nonisolated let withJobArrived = Atomic<Bool>(false)
     let retryInterval: Duration
     /// The least time between the end of one round of applying and the start of the next, for
     /// rounds of settled deliveries only (`workspaces.journal_round_pause_ms`): with 1,000 busy
@@ -193,6 +195,9 @@ public actor IntakeJournal: Service {
                 for (append, outcome) in zip(batch, outcomes) where outcome == .accepted { held[append.workspaceID, default: 0] += 1 }
             }
             let accepted = outcomes.count { $0 == .accepted }
+            if zip(batch, outcomes).contains(where: { $1 == .accepted && $0.delivery.settled == nil }) {
+                withJobArrived.store(true, ordering: .relaxed)
+            }
             acceptedTotal.add(accepted, ordering: .relaxed)
             metrics.intakeJournal(journalled.add(accepted, ordering: .relaxed).newValue)
             wake.yield()
@@ -238,7 +243,8 @@ public actor IntakeJournal: Service {
     /// deliveries settled at intake (nothing to process) are at least `pause` apart: one that
     /// would start sooner after the last one ended (under sustained load) waits out the rest (a
     /// graceful shutdown ends the wait) and takes what arrived meanwhile too. A delivery with a
-    /// job (a review's trigger) is applied at once, with everything waiting. Deliveries
+    /// job (a review's trigger) is applied at once, with everything waiting: it starts a round or
+    /// ends the pause. Deliveries
     /// of a deleted workspace are discarded; those of a workspace that cannot be written now
     /// (offline, a full disk, shutting down) stay. Returns how many went into workspace files.
     /// `run()` calls it; so do tests and tools on a journal whose `run()` is not running.
@@ -251,10 +257,13 @@ public actor IntakeJournal: Service {
         while true {
             var waiting: [(seq: Int64, workspaceID: String, processed: Bool)]
             do {
+                // Reset before the read: a delivery with a job appended from here on is in it (no
+                // pause) or ends the pause.
+                withJobArrived.store(false, ordering: .relaxed)
                 waiting = try await self.waiting(after: after, limit: limit)
                 if pause > .zero, let ended = lastRoundEnded, ContinuousClock.now < ended + pause, let lastSeq = waiting.last?.seq,
                    waiting.allSatisfy(\.processed) {
-                    try? await cancelOnGracefulShutdown { try await Task.sleep(until: ended + pause) }
+                    try? await cancelOnGracefulShutdown { try await self.pause(until: ended + pause) }
                     if waiting.count < limit { waiting += try await self.waiting(after: lastSeq, limit: limit - waiting.count) }
                 }
             } catch {
@@ -320,6 +329,14 @@ public actor IntakeJournal: Service {
         return appliedTotal
     }
 
+    /// Waits until `deadline`, or until a delivery with a job has been appended since the round's
+    /// read began (checked every 20 ms).
+    private nonisolated func pause(until deadline: ContinuousClock.Instant) async throws {
+        while ContinuousClock.now < deadline, !withJobArrived.load(ordering: .relaxed) {
+            try await Task.sleep(until: min(deadline, .now + .milliseconds(20)))
+        }
+    }
+
     /// Sequence numbers and workspaces of the deliveries after `seq`, oldest first, and whether
     /// each is already processed (settled at intake: no job to enqueue).
     private func waiting(after seq: Int64, limit: Int) async throws -> [(seq: Int64, workspaceID: String, processed: Bool)] {
@@ -370,8 +387,7 @@ public actor IntakeJournal: Service {
         }
     }
 
-    ///
-    /// In transactions of at most `removalChunk` deliveries: the appends of webhooks arriving
+    /// Removes applied deliveries, in transactions of at most `removalChunk` deliveries: the appends of webhooks arriving
     /// meanwhile queue on the same writer, and one transaction freeing the pages of a whole
     /// round (thousands of bodies after a paused round) held their 202s back for hundreds of
     /// milliseconds.
