@@ -257,13 +257,17 @@ struct IntakeBenchmark: AsyncParsableCommand {
             (result.p50, result.p99) = (p.p50, p.p99)
             // Until every acknowledged delivery is in its workspace file: `serve`'s journal service
             // applies in the background; the intake-only mode has none, so it is applied here.
+            let production = self.production
+            @Sendable func emptyJournal() async throws {
+                if production {
+                    while try await appliance.journal.count() > 0 { try await Task.sleep(for: .milliseconds(2)) }
+                } else {
+                    await appliance.journal.applyPending()
+                }
+            }
             let loadEnded = ContinuousClock.now
             result.journalled = appliance.journal.accepted
-            if production {
-                while try await appliance.journal.count() > 0 { try await Task.sleep(for: .milliseconds(2)) }
-            } else {
-                await appliance.journal.applyPending()
-            }
+            try await emptyJournal()
             result.drain = (ContinuousClock.now - loadEnded).seconds
             result.opens = workspaceOpens(appliance) - opensBefore
             if production { result.processed = try await countDeliveries(appliance, processedOnly: true) }
@@ -273,11 +277,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
                                               prefix: "wrk-\(UUID().uuidString.prefix(8))", directory: dir.url,
                                               targets: zip(targetList, signatures).map { ($0.path, $1) })
                 // Until what it acknowledged is in the workspace files, for the count below.
-                if production {
-                    while try await appliance.journal.count() > 0 { try await Task.sleep(for: .milliseconds(2)) }
-                } else {
-                    await appliance.journal.applyPending()
-                }
+                try await emptyJournal()
             }
             // Counted while the supervisor runs (in production mode it stops with the group).
             stored = try await countDeliveries(appliance, processedOnly: false)

@@ -29,6 +29,15 @@ struct IntakeJournalTests {
                           logger: Logger.sentinel(label: "test", level: "debug", sink: h.log.sink), metrics: metrics, roundPause: roundPause)
     }
 
+    /// Runs `body` while the journal's `run()` applies in the background, then stops it.
+    static func whileRunning(_ journal: IntakeJournal, _ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await journal.run() }
+            try await body()
+            group.cancelAll()
+        }
+    }
+
     struct StoredDelivery: Sendable {
         var id: String
         var receivedAt: Double
@@ -101,14 +110,12 @@ struct IntakeJournalTests {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
         let journal = try Self.journal(h, roundPause: .milliseconds(400))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await journal.run() }
+        try await Self.whileRunning(journal) {
             for n in 1...30 {
                 #expect(try await journal.append(Self.delivery("d\(n)", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(await eventually { !journal.holdsDeliveries(for: ws) })
-            group.cancelAll()
         }
         #expect(try await Self.stored(h, ws).deliveries.count == 30)
         // Back to back, each delivery made a round of its own (an open and a durable commit of
@@ -131,9 +138,7 @@ struct IntakeJournalTests {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
         let journal = try Self.journal(h, roundPause: .seconds(120))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await journal.run() }
-            try Task.checkCancellation()
+        try await Self.whileRunning(journal) {
             // The first round is at once; the next settled one would wait two minutes.
             #expect(try await journal.append(Self.delivery("d1", action: "labeled", settled: "ignored_action"), for: ws) == .accepted)
             #expect(await eventually { !journal.holdsDeliveries(for: ws) })
@@ -142,7 +147,6 @@ struct IntakeJournalTests {
             try await Task.sleep(for: .milliseconds(300))
             #expect(try await journal.append(Self.delivery("d3"), for: ws) == .accepted)
             #expect(await eventually(timeout: .seconds(60)) { !journal.holdsDeliveries(for: ws) })
-            group.cancelAll()
         }
         let (deliveries, jobs) = try await Self.stored(h, ws)
         #expect(deliveries.map(\.id) == ["d1", "d2", "d3"])
