@@ -77,6 +77,53 @@ struct RetentionTests {
         await h.supervisor.shutdown()
     }
 
+    @Test("finished jobs are pruned window by window: old succeeded and cancelled ones go, recent, dead, queued and running ones stay")
+    func prunesJobsInWindows() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let now = Date()
+        let (old, recent) = (now.timeIntervalSince1970 - 20 * Self.day, now.timeIntervalSince1970 - Self.day)
+        // 2,000 jobs, succeeded 20 days ago but every 100th yesterday, and a few in other states.
+        let states: [Int64: String] = [555: "dead", 1_001: "queued", 1_502: "running", 1_703: "cancelled"]
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                for id in Int64(1)...2_000 {
+                    let state = states[id] ?? "succeeded"
+                    let finished: Double? = ["queued", "running"].contains(state) ? nil : id % 100 == 0 ? recent : old
+                    try tx.db.execute(sql: """
+                        INSERT INTO jobs (id, kind, payload, priority, state, max_attempts, run_at, created_at, finished_at)
+                        VALUES (?, 'noop', x'7b7d', 1, ?, 8, ?, ?, ?)
+                        """, arguments: [id, state, old, old, finished])
+                }
+                // A gap in the ids, as earlier prunes leave.
+                try tx.db.execute(sql: "DELETE FROM jobs WHERE id BETWEEN 800 AND 899")
+            }
+        }
+        let pruned = try await h.supervisor.withWorkspace(ws) {
+            try await $0.pruneFinishedJobs(finishedBefore: now.addingTimeInterval(-14 * Self.day), window: 300)
+        }
+        let left = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in try Row.fetchAll(db, sql: "SELECT id, state FROM jobs ORDER BY id").map { "\($0["id"] as Int64):\($0["state"] as String)" } }
+        }
+        // Kept: the 19 finished yesterday (800 was deleted before), the dead, queued and running jobs.
+        let yesterday = stride(from: Int64(100), through: 2_000, by: 100).filter { $0 != 800 }
+        let expected = (yesterday + [555, 1_001, 1_502]).sorted().map { "\($0):\(states[$0] ?? "succeeded")" }
+        #expect(left == expected)
+        #expect(pruned == 1_900 - 22)
+        await h.supervisor.shutdown()
+    }
+
+    @Test("no index orders finished jobs (0015): an outcome writes no index page for retention")
+    func noFinishedIndex() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let indexes = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' ORDER BY name") }
+        }
+        #expect(indexes == ["jobs_due", "jobs_idempotency", "jobs_leases"])
+        await h.supervisor.shutdown()
+    }
+
     @Test("a file made without incremental auto-vacuum is switched once by a full VACUUM and shrinks")
     func convertsOldFiles() async throws {
         let h = try TestHarness()

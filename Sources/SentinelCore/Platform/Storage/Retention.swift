@@ -68,7 +68,7 @@ public enum Retention {
             if pruned < batchSize { break }
         }
         let jobsCutoff = now.addingTimeInterval(-config.retention.jobsDays * 86_400)
-        report.jobsPruned = try await workspace.write { tx in try JobQueue.prune(finishedBefore: jobsCutoff, in: tx.db) }
+        report.jobsPruned = try await workspace.pruneFinishedJobs(finishedBefore: jobsCutoff)
         let walLimit = config.storage.walMaxBytes
         let checkpointer = workspace.checkpointer
         let (converted, freed) = try await workspace.maintenance { db -> (Bool, Int) in

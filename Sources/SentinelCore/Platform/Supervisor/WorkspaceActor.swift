@@ -390,8 +390,16 @@ public actor WorkspaceActor {
         return try await maintenance { db in try checkpointer.truncate(db) }
     }
 
-    public func pruneFinishedJobs(olderThan age: TimeInterval) async throws -> Int {
-        try await write { tx in try JobQueue.prune(finishedBefore: tx.now.addingTimeInterval(-age), in: tx.db) }
+    /// Deletes succeeded and cancelled jobs finished before `cutoff`, `window` jobs by id per
+    /// transaction, so the workspace's other writes interleave. Returns how many went.
+    public func pruneFinishedJobs(finishedBefore cutoff: Date, window: Int = 5_000) async throws -> Int {
+        var (pruned, after): (Int, Int64?) = (0, 0)
+        while let from = after {
+            let step = try await write { tx in try JobQueue.prune(finishedBefore: cutoff, after: from, window: window, in: tx.db) }
+            pruned += step.pruned
+            after = step.last
+        }
+        return pruned
     }
 
     public func retryDeadJob(_ jobID: Int64) async throws -> Bool {
