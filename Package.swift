@@ -39,6 +39,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CSentinelSQLite", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
+        // Webhook bodies are stored zstd-compressed (`DeliveryPayload`).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(
             name: "SentinelCore",
             dependencies: [
@@ -54,7 +56,8 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                // Webhook bodies are stored zlib-compressed (`DeliveryPayload`).
+                // Webhook bodies are stored zstd-compressed; rows stored zlib-compressed before 0016 still read.
+                "CZstd",
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -163,6 +166,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                // Rows stored zlib-compressed by earlier versions (`DeliveryPayloadTests`).
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

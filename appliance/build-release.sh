@@ -6,9 +6,10 @@
 # --fast: gzip -1 instead of xz, for a package only inspected, never shipped.
 #
 # The binary is built with --static-swift-stdlib: the Swift runtime and Foundation are linked in,
-# so it runs on a bare Debian 12 with libsqlite3-0 (plus libc6, libgcc-s1, libstdc++6 and zlib1g, which
-# every Debian has). The script refuses a binary that needs any other library not owned by a
-# Debian package (the Swift runtime of a toolchain, say), unless --allow-shared-swift.
+# so it runs on a bare Debian 12 with libsqlite3-0 (plus libc6, libgcc-s1, libstdc++6, zlib1g and
+# libzstd1, which every Debian has: dpkg needs the last two). The script refuses a binary that
+# needs any other library not owned by a Debian package (the Swift runtime of a toolchain, say),
+# unless --allow-shared-swift.
 #
 # Output in --out (default dist/): sentinel (the binary) and sentinel_VERSION_ARCH.deb, holding
 #   /usr/bin/sentinel

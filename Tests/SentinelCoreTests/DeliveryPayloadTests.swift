@@ -1,5 +1,7 @@
+import CompressNIO
 import Foundation
 import GRDB
+import NIOCore
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -44,9 +46,9 @@ struct DeliveryPayloadTests {
         let body = Self.pullRequestBody()
         #expect(body.count > 10_000)
         let stored = DeliveryPayload.encode(body)
-        #expect(stored.encoding == .zlib && stored.bytes == body.count)
+        #expect(stored.encoding == .zstd && stored.bytes == body.count)
         #expect(stored.payload.count * 4 < body.count, "\(body.count) bytes stored in \(stored.payload.count)")
-        #expect(try DeliveryPayload.decode(stored.payload, encoding: "zlib", bytes: stored.bytes) == body)
+        #expect(try DeliveryPayload.decode(stored.payload, encoding: "zstd", bytes: stored.bytes) == body)
 
         let ping = Data(#"{"zen":"Keep it logically awesome.","hook_id":1}"#.utf8)
         #expect(DeliveryPayload.encode(ping) == DeliveryPayload.Stored(payload: ping, encoding: .identity, bytes: nil))
@@ -60,16 +62,63 @@ struct DeliveryPayloadTests {
     @Test("a stored body that does not decompress, or has an unknown encoding, is a clear storage error")
     func unreadable() {
         let stored = DeliveryPayload.encode(Self.pullRequestBody())
-        // Cut short: zlib gives back what it could without an error; the recorded length tells.
-        #expect(throws: StorageError.self) { try DeliveryPayload.decode(stored.payload.prefix(stored.payload.count / 2), encoding: "zlib", bytes: stored.bytes) }
-        var flipped = stored.payload
-        flipped[flipped.count / 2] ^= 0xFF
-        #expect(throws: StorageError.self) { try DeliveryPayload.decode(flipped, encoding: "zlib", bytes: stored.bytes) }
-        #expect(throws: StorageError.self) { try DeliveryPayload.decode(Data("{}".utf8), encoding: "zlib", bytes: 2) }
-        #expect(throws: StorageError.self) { try DeliveryPayload.decode(stored.payload, encoding: "zlib", bytes: nil) }
-        #expect(throws: StorageError.self) { try DeliveryPayload.decode(stored.payload, encoding: "zlib", bytes: stored.bytes! - 1) }
+        #expect(stored.encoding == .zstd)
+        let cut = stored.payload.prefix(stored.payload.count / 2)
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(cut, encoding: "zstd", bytes: stored.bytes) }
+        // A flipped byte in the compressed data: the frame's checksum (or the format) tells.
+        for position in [stored.payload.count / 2, stored.payload.count - 6] {
+            var flipped = stored.payload
+            flipped[flipped.startIndex + position] ^= 0xFF
+            #expect(throws: StorageError.self) { try DeliveryPayload.decode(flipped, encoding: "zstd", bytes: stored.bytes) }
+        }
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(Data("{}".utf8), encoding: "zstd", bytes: 2) }
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(stored.payload, encoding: "zstd", bytes: nil) }
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(stored.payload, encoding: "zstd", bytes: stored.bytes! - 1) }
+        // zstd bytes labelled zlib, and the other way round.
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(stored.payload, encoding: "zlib", bytes: stored.bytes) }
+        let zlib = Self.zlibCompressed(Self.pullRequestBody())
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(zlib, encoding: "zstd", bytes: Self.pullRequestBody().count) }
         #expect(throws: StorageError.invalid("a stored webhook delivery has an unknown payload encoding 'brotli'")) {
             try DeliveryPayload.decode(stored.payload, encoding: "brotli", bytes: nil)
+        }
+        // After failures the kept contexts still decompress.
+        #expect((try? DeliveryPayload.decode(stored.payload, encoding: "zstd", bytes: stored.bytes)) == Self.pullRequestBody())
+    }
+
+    /// A body as versions between migrations 0014 and 0016 stored it.
+    static func zlibCompressed(_ body: Data) -> Data {
+        var input = ByteBuffer(data: body)
+        return Data(try! input.compress(with: .zlib(configuration: .init(compressionLevel: 1))).readableBytesView)
+    }
+
+    @Test("a body stored zlib-compressed before 0016 reads back; cut or flipped it is a clear storage error")
+    func zlibRowsRead() {
+        let body = Self.pullRequestBody()
+        let zlib = Self.zlibCompressed(body)
+        #expect((try? DeliveryPayload.decode(zlib, encoding: "zlib", bytes: body.count)) == body)
+        // Cut short: zlib gives back what it could without an error; the recorded length tells.
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(zlib.prefix(zlib.count / 2), encoding: "zlib", bytes: body.count) }
+        var flipped = zlib
+        flipped[flipped.count / 2] ^= 0xFF
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(flipped, encoding: "zlib", bytes: body.count) }
+        #expect(throws: StorageError.self) { try DeliveryPayload.decode(zlib, encoding: "zlib", bytes: body.count - 1) }
+    }
+
+    @Test("bodies compressed and read back on many tasks at once, more than the kept contexts, each come back whole")
+    func concurrentUse() async throws {
+        let bodies = (0..<48).map { Self.pullRequestBody(number: $0) }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for body in bodies {
+                group.addTask {
+                    for _ in 0..<20 {
+                        let stored = DeliveryPayload.encode(body)
+                        guard stored.encoding == .zstd,
+                              try DeliveryPayload.decode(stored.payload, encoding: "zstd", bytes: stored.bytes) == body else { return false }
+                    }
+                    return true
+                }
+            }
+            for try await whole in group { #expect(whole) }
         }
     }
 
@@ -96,12 +145,74 @@ struct DeliveryPayloadTests {
             }
         }
         let compressed = try #require(rows.first { $0.id == "d-compressed" })
-        #expect(compressed.encoding == "zlib")
+        #expect(compressed.encoding == "zstd")
         #expect(compressed.payload.count * 4 < body.count, "\(body.count) bytes stored in \(compressed.payload.count)")
         #expect(compressed.body == body)
         let old = try #require(rows.first { $0.id == "d-old" })
         #expect(old.encoding == "identity")
         #expect(old.payload == body && old.body == body)
         await h.stop()
+    }
+
+    @Test("upgrading a workspace file to 0016 admits zstd bodies, keeps its zlib and as-received rows readable and still refuses an unknown encoding")
+    func upgradeAdmitsZstd() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.cleanup() }
+        let file = URL(fileURLWithPath: directory.path).appendingPathComponent("old.sqlite")
+        let queue = try DatabaseQueue(path: file.path)
+        try WorkspaceSchema.migrator.migrate(queue, upTo: "0015_jobs_finished_index")
+        let body = Self.pullRequestBody()
+        let integration = IntegrationID.generate().rawValue
+        let zstd = DeliveryPayload.encode(body)
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO deliveries (id, integration_id, event, payload, payload_encoding, payload_bytes, received_at)
+                VALUES ('d-zlib', ?, 'pull_request', ?, 'zlib', ?, 0), ('d-identity', ?, 'pull_request', ?, 'identity', NULL, 0)
+                """, arguments: [integration, Self.zlibCompressed(body), body.count, integration, body])
+        }
+        // Before 0016 the file's CHECK refuses a zstd body.
+        #expect(throws: DatabaseError.self) {
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO deliveries (id, integration_id, event, payload, payload_encoding, payload_bytes, received_at) VALUES ('d-early', ?, 'pull_request', ?, 'zstd', ?, 0)",
+                               arguments: [integration, zstd.payload, body.count])
+            }
+        }
+        try WorkspaceSchema.migrator.migrate(queue)
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO deliveries (id, integration_id, event, payload, payload_encoding, payload_bytes, received_at) VALUES ('d-zstd', ?, 'pull_request', ?, 'zstd', ?, 0)",
+                           arguments: [integration, zstd.payload, body.count])
+        }
+        #expect(throws: DatabaseError.self) {
+            try queue.write { db in
+                try db.execute(sql: "INSERT INTO deliveries (id, integration_id, event, payload, payload_encoding, received_at) VALUES ('d-brotli', ?, 'pull_request', x'00', 'brotli', 0)",
+                               arguments: [integration])
+            }
+        }
+        let rows = try queue.read { db in try Row.fetchAll(db, sql: "SELECT * FROM deliveries ORDER BY id") }
+        #expect(rows.map { $0["id"] as String } == ["d-identity", "d-zlib", "d-zstd"])
+        for row in rows { #expect(try DeliveryPayload.body(of: row) == body) }
+        let check = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+        #expect(check == ["ok"])
+        try queue.close()
+        // The edited definition reads back from the file in a new connection.
+        let reopened = try DatabaseQueue(path: file.path)
+        let definition = try reopened.read { db in try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 'deliveries'") }
+        #expect(definition?.contains("CHECK (payload_encoding IN ('identity', 'zlib', 'zstd'))") == true)
+        #expect(try reopened.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries WHERE payload_encoding = 'zstd'") } == 1)
+        try reopened.close()
+    }
+
+    @Test("widening a CHECK that a table does not hold changes nothing and says why")
+    func widenCheckRefusesUnknownText() throws {
+        let queue = try DatabaseQueue()
+        try queue.write { db in try db.execute(sql: "CREATE TABLE t (v TEXT CHECK (v IN ('a', 'b')))") }
+        #expect(throws: StorageError.self) {
+            try queue.write { db in try SchemaEdit.widenCheck(in: db, table: "t", from: "CHECK (v IN ('a', 'c'))", to: "CHECK (v IN ('a', 'c', 'd'))") }
+        }
+        let definition = try queue.read { db in try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 't'") }
+        #expect(definition == "CREATE TABLE t (v TEXT CHECK (v IN ('a', 'b')))")
+        try queue.write { db in try SchemaEdit.widenCheck(in: db, table: "t", from: "CHECK (v IN ('a', 'b'))", to: "CHECK (v IN ('a', 'b', 'c'))") }
+        try queue.write { db in try db.execute(sql: "INSERT INTO t VALUES ('c')") }
+        #expect(throws: DatabaseError.self) { try queue.write { db in try db.execute(sql: "INSERT INTO t VALUES ('d')") } }
     }
 }

@@ -59,7 +59,9 @@ struct ReliabilityTests {
             let repo = GitHubWorld.repo
             func send(_ id: String, number: Int, padding: Int = 0) async throws -> (Int, String?, String) {
                 var object = try JSONSerialization.jsonObject(with: GitHubWorld.pullRequestPayload(action: "opened", head: "h\(number)", number: number)) as! [String: Any]
-                object["padding"] = String(repeating: "x", count: padding)
+                // Random bytes: a padding that compresses (a run of one letter) would be stored in a few pages.
+                var generator = SystemRandomNumberGenerator()
+                object["padding"] = Data((0..<(padding * 3 / 4)).map { _ in UInt8.random(in: 0...255, using: &generator) }).base64EncodedString()
                 let body = try JSONSerialization.data(withJSONObject: object)
                 var request = HTTPClientRequest(url: "http://127.0.0.1:\(world.port)\(world.integration.webhookPath)")
                 request.method = .POST

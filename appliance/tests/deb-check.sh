@@ -57,7 +57,7 @@ if $static; then
   needed=$(readelf -d "$work/root/usr/bin/sentinel" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | paste -sd' ' -)
   for lib in $needed; do
     case "$lib" in
-      libsqlite3.so.0|libc.so.6|libm.so.6|libdl.so.2|libpthread.so.0|librt.so.1|libutil.so.1|libgcc_s.so.1|libstdc++.so.6|libz.so.1|ld-linux-*) ;;
+      libsqlite3.so.0|libc.so.6|libm.so.6|libdl.so.2|libpthread.so.0|librt.so.1|libutil.so.1|libgcc_s.so.1|libstdc++.so.6|libz.so.1|libzstd.so.1|ld-linux-*) ;;
       *) fail "the binary needs $lib, which a bare Debian with libsqlite3-0 does not have" ;;
     esac
   done

@@ -494,6 +494,43 @@ enum WorkspaceSchema {
             // alone, which now walks the table by id (`JobQueue.prune`).
             try db.execute(sql: "DROP INDEX jobs_finished")
         }
+        m.registerMigration("0016_delivery_payload_zstd") { db in
+            // Webhook bodies are stored zstd-compressed (`DeliveryPayload`); `zlib` rows stay.
+            try SchemaEdit.widenCheck(in: db, table: "deliveries",
+                                      from: "CHECK (payload_encoding IN ('identity', 'zlib'))",
+                                      to: "CHECK (payload_encoding IN ('identity', 'zlib', 'zstd'))")
+        }
         return m
+    }
+}
+
+/// Schema changes SQLite's `ALTER TABLE` cannot make, made the way SQLite documents for changes
+/// that leave every stored row as it is ("Making Other Kinds Of Table Schema Changes" in
+/// https://sqlite.org/lang_altertable.html: edit the table's definition in `sqlite_schema` and
+/// bump `schema_version`, in one transaction). Rebuilding the table instead would copy every row
+/// (every stored webhook body) when a workspace file is upgraded.
+enum SchemaEdit {
+    /// Replaces a `CHECK` clause of `table` by one that admits every value it admitted and more, so
+    /// no stored row can violate it. Throws `StorageError.migrationFailed` (and changes nothing)
+    /// unless the table's definition holds `old` exactly once.
+    static func widenCheck(in db: Database, table: String, from old: String, to new: String) throws {
+        guard let definition = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", arguments: [table]),
+              definition.components(separatedBy: old).count == 2 else {
+            throw StorageError.migrationFailed("the \(table) table's definition does not hold \(old) once; it was changed outside Sentinel")
+        }
+        let version = try Int.fetchOne(db, sql: "PRAGMA schema_version") ?? 0
+        try db.execute(sql: "PRAGMA writable_schema = ON")
+        do {
+            try db.execute(sql: "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?",
+                           arguments: [definition.replacingOccurrences(of: old, with: new), table])
+            try db.execute(sql: "PRAGMA schema_version = \(version + 1)")
+        } catch {
+            try? db.execute(sql: "PRAGMA writable_schema = OFF")
+            throw error
+        }
+        try db.execute(sql: "PRAGMA writable_schema = OFF")
+        db.clearSchemaCache()
+        // The new definition must parse: reading the table through it reloads the schema.
+        _ = try Row.fetchOne(db, sql: "SELECT * FROM \(table) LIMIT 0")
     }
 }
