@@ -495,10 +495,22 @@ enum WorkspaceSchema {
             try db.execute(sql: "DROP INDEX jobs_finished")
         }
         m.registerMigration("0016_delivery_payload_zstd") { db in
-            // Webhook bodies are stored zstd-compressed (`DeliveryPayload`); `zlib` rows stay.
-            try SchemaEdit.widenCheck(in: db, table: "deliveries",
-                                      from: "CHECK (payload_encoding IN ('identity', 'zlib'))",
-                                      to: "CHECK (payload_encoding IN ('identity', 'zlib', 'zstd'))")
+            // Webhook bodies are stored zstd-compressed (`DeliveryPayload`); `zlib` rows stay. The
+            // values as equalities: SQLite codes a constant `IN` list of three or more values as a
+            // temporary b-tree, built for every row the statement writes.
+            try SchemaEdit.replaceCheck(in: db, table: "deliveries",
+                                        from: "CHECK (payload_encoding IN ('identity', 'zlib'))",
+                                        to: "CHECK (payload_encoding = 'identity' OR payload_encoding = 'zlib' OR payload_encoding = 'zstd')")
+        }
+        m.registerMigration("0017_state_checks") { db in
+            // The same values as equalities (see 0016): the queue's claim and outcome, and a
+            // review run's every change of state, built a temporary b-tree of the values per row.
+            try SchemaEdit.replaceCheck(in: db, table: "jobs",
+                                        from: "CHECK (state IN ('queued','running','succeeded','dead','cancelled'))",
+                                        to: "CHECK (state = 'queued' OR state = 'running' OR state = 'succeeded' OR state = 'dead' OR state = 'cancelled')")
+            try SchemaEdit.replaceCheck(in: db, table: "review_runs",
+                                        from: "CHECK (state IN ('queued','running','completed','failed','skipped','superseded'))",
+                                        to: "CHECK (state = 'queued' OR state = 'running' OR state = 'completed' OR state = 'failed' OR state = 'skipped' OR state = 'superseded')")
         }
         return m
     }
@@ -510,10 +522,11 @@ enum WorkspaceSchema {
 /// bump `schema_version`, in one transaction). Rebuilding the table instead would copy every row
 /// (every stored webhook body) when a workspace file is upgraded.
 enum SchemaEdit {
-    /// Replaces a `CHECK` clause of `table` by one that admits every value it admitted and more, so
-    /// no stored row can violate it. Throws `StorageError.migrationFailed` (and changes nothing)
-    /// unless the table's definition holds `old` exactly once.
-    static func widenCheck(in db: Database, table: String, from old: String, to new: String) throws {
+    /// Replaces a `CHECK` clause of `table` by one that admits every value it admitted (the same
+    /// values written another way, or more), so no stored row can violate it. Throws
+    /// `StorageError.migrationFailed` (and changes nothing) unless the table's definition holds
+    /// `old` exactly once.
+    static func replaceCheck(in db: Database, table: String, from old: String, to new: String) throws {
         guard let definition = try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", arguments: [table]),
               definition.components(separatedBy: old).count == 2 else {
             throw StorageError.migrationFailed("the \(table) table's definition does not hold \(old) once; it was changed outside Sentinel")
