@@ -166,6 +166,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+                // Schema edits on a connection in defensive mode (`SchemaCheckTests`).
+                "CSentinelSQLite",
                 // Rows stored zlib-compressed by earlier versions (`DeliveryPayloadTests`).
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

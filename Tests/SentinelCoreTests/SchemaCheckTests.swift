@@ -1,3 +1,4 @@
+import CSentinelSQLite
 import Foundation
 import GRDB
 @testable import SentinelCore
@@ -64,5 +65,31 @@ struct SchemaCheckTests {
         let runs = try queue.read { db in try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 'review_runs'") }
         #expect(runs?.contains("CHECK (state = 'queued' OR state = 'running' OR state = 'completed' OR state = 'failed' OR state = 'skipped' OR state = 'superseded')") == true)
         #expect(try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs") } == 5)
+    }
+
+    @Test("a CHECK is rewritten on a connection in defensive mode too, which stays defensive after")
+    func defensiveConnection() throws {
+        let queue = try DatabaseQueue()
+        try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "CREATE TABLE t (v TEXT CHECK (v IN ('a', 'b', 'c')))")
+            #expect(sentinel_sqlite3_defensive(db.sqliteConnection, 1, nil) == SQLITE_OK)
+            // Defensive mode refuses the edit itself.
+            #expect(throws: DatabaseError.self) {
+                try db.execute(sql: "PRAGMA writable_schema = ON")
+                defer { try? db.execute(sql: "PRAGMA writable_schema = OFF") }
+                try db.execute(sql: "UPDATE sqlite_schema SET sql = sql WHERE name = 't'")
+            }
+        }
+        try queue.write { db in
+            try SchemaEdit.replaceCheck(in: db, table: "t", from: "CHECK (v IN ('a', 'b', 'c'))", to: "CHECK (v = 'a' OR v = 'b' OR v = 'c')")
+        }
+        try queue.writeWithoutTransaction { db in
+            var defensive: Int32 = 0
+            _ = sentinel_sqlite3_defensive(db.sqliteConnection, -1, &defensive)
+            #expect(defensive == 1)
+            #expect(try String.fetchOne(db, sql: "SELECT sql FROM sqlite_schema WHERE name = 't'") == "CREATE TABLE t (v TEXT CHECK (v = 'a' OR v = 'b' OR v = 'c'))")
+            try db.execute(sql: "INSERT INTO t VALUES ('c')")
+            #expect(throws: DatabaseError.self) { try db.execute(sql: "INSERT INTO t VALUES ('d')") }
+        }
     }
 }

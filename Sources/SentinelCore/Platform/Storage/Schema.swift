@@ -1,3 +1,4 @@
+import CSentinelSQLite
 import GRDB
 
 /// `control.sqlite`: the supervisor's registry. It never holds tenant content, only what is needed
@@ -532,6 +533,12 @@ enum SchemaEdit {
             throw StorageError.migrationFailed("the \(table) table's definition does not hold \(old) once; it was changed outside Sentinel")
         }
         let version = try Int.fetchOne(db, sql: "PRAGMA schema_version") ?? 0
+        // A SQLite built to start connections in defensive mode refuses `writable_schema`: off
+        // for the edit, as it was after.
+        var defensive: Int32 = 0
+        _ = sentinel_sqlite3_defensive(db.sqliteConnection, -1, &defensive)
+        if defensive != 0 { _ = sentinel_sqlite3_defensive(db.sqliteConnection, 0, nil) }
+        defer { if defensive != 0 { _ = sentinel_sqlite3_defensive(db.sqliteConnection, 1, nil) } }
         try db.execute(sql: "PRAGMA writable_schema = ON")
         do {
             try db.execute(sql: "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?",
