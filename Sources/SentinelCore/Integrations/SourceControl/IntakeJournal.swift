@@ -49,9 +49,10 @@ public actor IntakeJournal: Service {
     /// LRU's own (the descriptor bound of `docs/reliability.md`).
     let concurrency: Int
 
-    /// Appends waiting for the commit under way, in arrival order.
-    private var waiting: [Append] = []
-    private var committing = false
+    /// Appends waiting for the commit under way, in arrival order, and whether one is under way.
+    /// Held in a `Mutex` rather than by the actor: the commit's completion, on the journal's
+    /// writer, starts the next batch there at once (`startCommit`).
+    private nonisolated let appends = Mutex<(waiting: [Append], committing: Bool)>(([], false))
     /// Workspaces whose deliveries could not be applied, with the reason logged once.
     private var failing: [WorkspaceID: String] = [:]
     /// When the applier's last round ended (`applyPending(pause:)` spaces rounds from it).
@@ -60,13 +61,7 @@ public actor IntakeJournal: Service {
     private struct Append: Sendable {
         let workspaceID: WorkspaceID
         let delivery: IncomingDelivery
-        var turn: CheckedContinuation<Turn, Never>?
-    }
-
-    private enum Turn: Sendable {
-        case done(Result<DeliveryIntake.Outcome, any Error>)
-        /// Commit this batch (the first append in it is the caller's own).
-        case lead([Append])
+        let done: CheckedContinuation<Result<DeliveryIntake.Outcome, any Error>, Never>
     }
 
     /// One delivery in the journal.
@@ -142,67 +137,69 @@ public actor IntakeJournal: Service {
     /// appends arriving meanwhile into one commit. `.duplicate` when the journal holds the same
     /// delivery id for the workspace already (a redelivery of one already applied is answered
     /// `.accepted` here, and changes nothing when applied).
-    public func append(_ delivery: IncomingDelivery, for workspaceID: WorkspaceID) async throws -> DeliveryIntake.Outcome {
-        var batch: [Append]
-        if committing {
-            let turn = await withCheckedContinuation { waiting.append(Append(workspaceID: workspaceID, delivery: delivery, turn: $0)) }
-            switch turn {
-            case .done(let result): return try result.get()
-            case .lead(let next): batch = next
+    public nonisolated func append(_ delivery: IncomingDelivery, for workspaceID: WorkspaceID) async throws -> DeliveryIntake.Outcome {
+        let result = await withCheckedContinuation { done in
+            let batch = appends.withLock { state -> [Append]? in
+                state.waiting.append(Append(workspaceID: workspaceID, delivery: delivery, done: done))
+                guard !state.committing else { return nil }
+                state.committing = true
+                defer { state.waiting.removeAll(keepingCapacity: true) }
+                return state.waiting
             }
-        } else {
-            committing = true
-            batch = [Append(workspaceID: workspaceID, delivery: delivery, turn: nil)]
+            if let batch { startCommit(batch) }
         }
-        let result = await commit(batch)
-        // The next batch is queued at once, led by its first append.
-        if waiting.isEmpty {
-            committing = false
-        } else {
-            var next = waiting
-            waiting.removeAll(keepingCapacity: true)
-            let leader = next[0].turn!
-            next[0].turn = nil
-            leader.resume(returning: .lead(next))
-        }
-        for (index, append) in batch.enumerated() {
-            append.turn?.resume(returning: .done(result.map { $0[index] }))
-        }
-        return try result.map { $0[0] }.get()
+        return try result.get()
     }
 
-    /// One transaction for the batch, queued through GRDB's callback API: the cancellation of the
-    /// task leading it must not fail the other appends in it.
-    private func commit(_ batch: [Append]) async -> Result<[DeliveryIntake.Outcome], any Error> {
-        let result: Result<[DeliveryIntake.Outcome], any Error> = await withCheckedContinuation { continuation in
-            database.asyncWrite({ db in
-                let statement = try db.cachedStatement(sql: """
-                    INSERT OR IGNORE INTO journal (workspace_id, delivery_id, integration_id, event, action, payload, payload_encoding,
-                                                   payload_bytes, correlation_id, job_kind, settled, received_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-                return try batch.map { append in
-                    let d = append.delivery
-                    try statement.execute(arguments: [append.workspaceID.rawValue, d.deliveryID, d.integrationID.rawValue, d.event, d.action,
-                                                      d.body.payload, d.body.encoding.rawValue, d.body.bytes, d.correlationID, d.jobKind,
-                                                      d.settled, d.receivedAt])
-                    return db.changesCount == 1 ? DeliveryIntake.Outcome.accepted : .duplicate
+    /// One transaction for the batch, through GRDB's callback API. Its completion runs on the
+    /// journal's writer and queues the batch that gathered meanwhile there at once, before it
+    /// answers this batch's appends: a new batch used to wait for its leading append's task to
+    /// be scheduled on the cooperative pool and to hop onto this actor, and under load
+    /// (1,000 workspaces) each round of the group commit took about 11 ms, of which the
+    /// `fdatasync` was half a millisecond.
+    private nonisolated func startCommit(_ batch: [Append]) {
+        database.asyncWrite({ db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT OR IGNORE INTO journal (workspace_id, delivery_id, integration_id, event, action, payload, payload_encoding,
+                                               payload_bytes, correlation_id, job_kind, settled, received_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            return try batch.map { append in
+                let d = append.delivery
+                try statement.execute(arguments: [append.workspaceID.rawValue, d.deliveryID, d.integrationID.rawValue, d.event, d.action,
+                                                  d.body.payload, d.body.encoding.rawValue, d.body.bytes, d.correlationID, d.jobKind,
+                                                  d.settled, d.receivedAt])
+                return db.changesCount == 1 ? DeliveryIntake.Outcome.accepted : .duplicate
+            }
+        }, completion: { _, result in
+            let next = self.appends.withLock { state -> [Append]? in
+                guard !state.waiting.isEmpty else {
+                    state.committing = false
+                    return nil
                 }
-            }, completion: { _, result in continuation.resume(returning: result) })
-        }
-        if case .success(let outcomes) = result {
-            held.withLock { held in
-                for (append, outcome) in zip(batch, outcomes) where outcome == .accepted { held[append.workspaceID, default: 0] += 1 }
+                defer { state.waiting.removeAll(keepingCapacity: true) }
+                return state.waiting
             }
-            let accepted = outcomes.count { $0 == .accepted }
-            if zip(batch, outcomes).contains(where: { $1 == .accepted && $0.delivery.settled == nil }) {
-                withJobArrived.store(true, ordering: .relaxed)
+            if let next { self.startCommit(next) }
+            if case .success(let outcomes) = result { self.committed(batch, outcomes) }
+            for (index, append) in batch.enumerated() {
+                append.done.resume(returning: result.map { $0[index] })
             }
-            acceptedTotal.add(accepted, ordering: .relaxed)
-            metrics.intakeJournal(journalled.add(accepted, ordering: .relaxed).newValue)
-            wake.yield()
+        })
+    }
+
+    /// Counts what a commit added, before its appends are answered.
+    private nonisolated func committed(_ batch: [Append], _ outcomes: [DeliveryIntake.Outcome]) {
+        held.withLock { held in
+            for (append, outcome) in zip(batch, outcomes) where outcome == .accepted { held[append.workspaceID, default: 0] += 1 }
         }
-        return result
+        let accepted = outcomes.count { $0 == .accepted }
+        if zip(batch, outcomes).contains(where: { $1 == .accepted && $0.delivery.settled == nil }) {
+            withJobArrived.store(true, ordering: .relaxed)
+        }
+        acceptedTotal.add(accepted, ordering: .relaxed)
+        metrics.intakeJournal(journalled.add(accepted, ordering: .relaxed).newValue)
+        wake.yield()
     }
 
     /// Removes what the journal holds for a deleted workspace (its deliveries go with it).
