@@ -51,31 +51,35 @@ public enum DeliveryPayload {
     /// decompress to its recorded length, `StorageError.invalid` for an encoding this binary does
     /// not know.
     public static func decode(_ stored: Data, encoding: String, bytes: Int?) throws -> Data {
-        guard let known = Encoding(rawValue: encoding) else {
-            throw StorageError.invalid("a stored webhook delivery has an unknown payload encoding '\(encoding)'")
-        }
-        if known == .identity { return stored }
-        guard let bytes, bytes >= 0, bytes <= DeliveryIntake.maxBodyBytes else {
-            throw StorageError.corrupt("a stored webhook delivery has no valid length (\(bytes.map(String.init) ?? "none"))")
-        }
         let body: Data
-        switch known {
+        switch Encoding(rawValue: encoding) {
         case .identity: return stored
         case .zstd:
-            body = try ZstdContexts.decompress(stored, bytes: bytes)
+            body = try ZstdContexts.decompress(stored, bytes: try length(bytes))
         case .zlib:
             // zlib gives back a stream cut short without an error: the length below tells.
             var input = ByteBuffer(data: stored)
             do {
-                body = Data(try input.decompress(with: .zlib(), maxSize: bytes).readableBytesView)
+                body = Data(try input.decompress(with: .zlib(), maxSize: try length(bytes)).readableBytesView)
+            } catch let error as StorageError {
+                throw error
             } catch {
                 throw StorageError.corrupt("a stored webhook delivery does not decompress (\(error))")
             }
+        case nil: throw StorageError.invalid("a stored webhook delivery has an unknown payload encoding '\(encoding)'")
         }
         guard body.count == bytes else {
-            throw StorageError.corrupt("a stored webhook delivery decompresses to \(body.count) bytes, not \(bytes)")
+            throw StorageError.corrupt("a stored webhook delivery decompresses to \(body.count) bytes, not \(bytes ?? 0)")
         }
         return body
+    }
+
+    /// A compressed body's recorded length, which every read checks.
+    private static func length(_ bytes: Int?) throws -> Int {
+        guard let bytes, bytes >= 0, bytes <= DeliveryIntake.maxBodyBytes else {
+            throw StorageError.corrupt("a stored webhook delivery has no valid length (\(bytes.map(String.init) ?? "none"))")
+        }
+        return bytes
     }
 }
 
