@@ -52,24 +52,25 @@ public enum DeliveryPayload {
     /// not know.
     public static func decode(_ stored: Data, encoding: String, bytes: Int?) throws -> Data {
         let body: Data
+        let expected: Int
         switch Encoding(rawValue: encoding) {
         case .identity: return stored
         case .zstd:
-            body = try ZstdContexts.decompress(stored, bytes: try length(bytes))
+            expected = try length(bytes)
+            body = try ZstdContexts.decompress(stored, bytes: expected)
         case .zlib:
+            expected = try length(bytes)
             // zlib gives back a stream cut short without an error: the length below tells.
             var input = ByteBuffer(data: stored)
             do {
-                body = Data(try input.decompress(with: .zlib(), maxSize: try length(bytes)).readableBytesView)
-            } catch let error as StorageError {
-                throw error
+                body = Data(try input.decompress(with: .zlib(), maxSize: expected).readableBytesView)
             } catch {
                 throw StorageError.corrupt("a stored webhook delivery does not decompress (\(error))")
             }
         case nil: throw StorageError.invalid("a stored webhook delivery has an unknown payload encoding '\(encoding)'")
         }
-        guard body.count == bytes else {
-            throw StorageError.corrupt("a stored webhook delivery decompresses to \(body.count) bytes, not \(bytes ?? 0)")
+        guard body.count == expected else {
+            throw StorageError.corrupt("a stored webhook delivery decompresses to \(body.count) bytes, not \(expected)")
         }
         return body
     }
