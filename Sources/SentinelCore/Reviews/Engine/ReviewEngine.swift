@@ -257,11 +257,10 @@ public enum ReviewEngine {
         var reviewable = zip(files, decisions).filter { $0.1 == .review }.map(\.0)
 
         // 2. Built-in checks: everything in the user's scope, including lock/vendored/generated
-        //    files (a secret there is just as leaked).
-        var builtin: [Finding] = []
-        if options.builtinChecks {
-            builtin = BuiltinChecks.run(on: files.filter { filter.isInScope($0) })
-        }
+        //    files (a secret there is just as leaked). They need no model, so they run beside the
+        //    model calls instead of before them (about 1 ms per thousand changed lines).
+        let inScope = options.builtinChecks ? files.filter { filter.isInScope($0) } : []
+        async let builtinFindings = inScope.isEmpty ? [] : BuiltinChecks.run(on: inScope)
 
         // 3. Chunk within the prompt budget.
         let overhead = PromptBuilder.overheadTokens(instructions: options.instructions,
@@ -321,6 +320,7 @@ public enum ReviewEngine {
 
         // 5. Anchor and rank.
         let (anchored, unanchored) = FindingAnchor.anchor(rawFindings, source: .ai, files: reviewable)
+        let builtin = await builtinFindings
         let ranked = FindingRanker.select(builtin + anchored, minSeverity: options.minSeverity,
                                           maxComments: options.maxComments, alreadyPosted: options.alreadyPosted)
 
