@@ -187,6 +187,38 @@ struct AIEligibilityTests {
     }
 }
 
+@Suite("AI pricing")
+struct AIPricingTests {
+    @Test("a call is priced from the provider its run resolved, also when the provider is deleted while the run is under way")
+    func pricedFromResolvedProvider() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let store = ProviderStore(masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        let http = try AsyncOutboundHTTPClient()
+        let resolver = WorkspaceModelResolver(store: store, http: http)
+        let policy = ReviewPolicy(values: PolicySchema.defaults)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let provider = try await store.add(kind: "openai", apiKey: "sk-test-pricing-0001", model: "gpt-4o-mini", baseURL: nil, by: "test", in: actor)
+            #expect(await resolver.model(for: actor, policy: policy).model != nil)
+            try await store.delete(provider.id, by: "test", in: actor)
+            let call = ModelCallRecord(chunk: 0, attempt: 1, provider: provider.id, model: "gpt-4o-mini",
+                                       usage: TokenUsage(inputTokens: 1_000_000, outputTokens: 1_000_000), parsed: true)
+            // gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens.
+            #expect(abs(await resolver.cost(of: call, in: actor) - 0.75) < 1e-9)
+            // A provider no run resolved is read from the file; one that does not exist costs nothing.
+            let other = try await store.add(kind: "openai", apiKey: "sk-test-pricing-0002", model: "gpt-4o-mini", baseURL: nil, by: "test", in: actor)
+            let otherCall = ModelCallRecord(chunk: 0, attempt: 1, provider: other.id, model: "gpt-4o-mini",
+                                            usage: TokenUsage(inputTokens: 1_000_000), parsed: true)
+            #expect(abs(await WorkspaceModelResolver(store: store, http: http).cost(of: otherCall, in: actor) - 0.15) < 1e-9)
+            let unknown = ModelCallRecord(chunk: 0, attempt: 1, provider: "prv_none", model: "gpt-4o-mini",
+                                          usage: TokenUsage(inputTokens: 1_000_000), parsed: true)
+            #expect(await resolver.cost(of: unknown, in: actor) == 0)
+        }
+        await http.shutdown()
+        await h.stop()
+    }
+}
+
 /// Counts how often a run looks up the cost of a model call (each a read of the provider's row).
 final class CostLookups: ReviewModelResolver, Sendable {
     let inner: WorkspaceModelResolver

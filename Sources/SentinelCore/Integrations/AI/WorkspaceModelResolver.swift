@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Builds each run's `ProviderRouter` from the workspace's stored providers (so key changes apply
 /// to the next run without a restart) and the run's policy (preference order, allowed models).
@@ -10,6 +11,8 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
     let settings: RouterSettings
     let prices: PriceTable
     let metrics: SentinelMetrics
+    /// The kinds of the providers runs resolved, for pricing their calls.
+    let kinds = ProviderKinds()
 
     public init(store: ProviderStore, http: any OutboundHTTPClient, breakers: CircuitBreakerRegistry = CircuitBreakerRegistry(),
                 settings: RouterSettings = RouterSettings(), prices: PriceTable = .builtIn, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -21,8 +24,15 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         self.prices = prices
     }
 
+    /// Priced from the kind of the provider the run resolved (`model(for:policy:)`), without reading
+    /// the workspace file: that read queued behind the file's commits, in every model call's
+    /// settlement. A provider unknown here (not resolved by this resolver) is read from the file.
     public func cost(of call: ModelCallRecord, in workspace: WorkspaceActor) async -> Double {
+        if let kind = kinds.kind(of: call.provider, in: workspace.id) {
+            return prices.cost(call.usage, provider: kind, model: call.model)
+        }
         guard let provider = try? await store.get(call.provider, in: workspace), let kind = ProviderKind(rawValue: provider.kind) else { return 0 }
+        kinds.remember([(provider.id, kind)], in: workspace.id)
         return prices.cost(call.usage, provider: kind, model: call.model)
     }
 
@@ -40,6 +50,7 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         }
         let configs = stored.compactMap(Self.config)
         if configs.isEmpty { return (nil, ProviderRouter.SkipReason.noKey) }
+        kinds.remember(configs.map { ($0.id, $0.kind) }, in: workspace.id)
         let router = ProviderRouter(workspaceID: workspace.id.rawValue, providers: configs, http: http,
                                     policy: RouterPolicy(providerPreference: policy.providerPreference, allowedModels: policy.allowedModels),
                                     settings: settings, breakers: breakers,
@@ -56,5 +67,26 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         let (eligible, reason) = await router.eligibility()
         if eligible.isEmpty { return (nil, reason ?? ProviderRouter.SkipReason.noKey) }
         return (router, nil)
+    }
+}
+
+/// Provider kinds by workspace and provider id. A provider's kind is fixed when it is added and its
+/// id is never given to another (`prv_` and 64 random bits), so what is remembered here stays true;
+/// a deleted provider's entry only goes on pricing the calls made with it before.
+final class ProviderKinds: Sendable {
+    private struct Key: Hashable {
+        let workspace: WorkspaceID
+        let provider: String
+    }
+    private let known = Mutex<[Key: ProviderKind]>([:])
+
+    func kind(of providerID: String, in workspace: WorkspaceID) -> ProviderKind? {
+        known.withLock { $0[Key(workspace: workspace, provider: providerID)] }
+    }
+
+    func remember(_ providers: [(id: String, kind: ProviderKind)], in workspace: WorkspaceID) {
+        known.withLock { known in
+            for provider in providers { known[Key(workspace: workspace, provider: provider.id)] = provider.kind }
+        }
     }
 }
