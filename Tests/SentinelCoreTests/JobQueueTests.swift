@@ -197,6 +197,39 @@ struct JobQueueTests {
         }
     }
 
+    @Test("what is due by priority: the earliest queued job of each, or an earlier running job's lease expiry")
+    func dueByPriority() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let database = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        func at(_ seconds: Double) -> Double { now.addingTimeInterval(seconds).timeIntervalSince1970 }
+        try database.write { db in
+            #expect(try JobQueue.dueByPriority(in: db) == .none)
+            func enqueue(_ priority: JobPriority, at seconds: Double) throws {
+                _ = try JobQueue.enqueue(JobRequest(kind: "k", priority: priority, runAt: now.addingTimeInterval(seconds)),
+                                         in: db, now: now, defaultMaxAttempts: 5)
+            }
+            func claim(at seconds: Double, lease: Double) throws -> [JobRecord] {
+                try JobQueue.claim(in: db, owner: "w", now: now.addingTimeInterval(seconds), limit: 1, lease: lease)
+            }
+            try enqueue(.critical, at: 30)
+            try enqueue(.critical, at: 10)
+            try enqueue(.low, at: 50)
+            try enqueue(.bulk, at: 5)
+            // At +5 only the bulk job is due: it runs with a lease until +105, and no bulk job is queued.
+            #expect(try claim(at: 5, lease: 100).map(\.jobPriority) == [.bulk])
+            #expect(try JobQueue.dueByPriority(in: db).times == [at(10), nil, at(50), at(105)])
+            // The critical job due at +10 runs until +112: the one queued for +30 is earlier.
+            #expect(try claim(at: 12, lease: 100).map(\.jobPriority) == [.critical])
+            #expect(try JobQueue.dueByPriority(in: db).times == [at(30), nil, at(50), at(105)])
+            // The one due at +30 runs until +32; a critical job queued for +200 is later than that lease.
+            #expect(try claim(at: 31, lease: 1).map(\.jobPriority) == [.critical])
+            try enqueue(.critical, at: 200)
+            #expect(try JobQueue.dueByPriority(in: db).times == [at(32), nil, at(50), at(105)])
+        }
+    }
+
     @Test("an idempotency key makes a second enqueue a no-op, enforced by the database")
     func idempotencyKeyDedupe() async throws {
         let runs = Recorder<Int64>()
