@@ -219,7 +219,7 @@ struct AIPricingTests {
     }
 }
 
-/// Counts how often a run looks up the cost of a model call (each a read of the provider's row).
+/// Counts how often a run asks the resolver for the cost of a model call.
 final class CostLookups: ReviewModelResolver, Sendable {
     let inner: WorkspaceModelResolver
     let count = Mutex(0)
