@@ -35,14 +35,23 @@ struct JobsBenchmark: AsyncParsableCommand {
         var rows: [String] = []
         let raw = try rawSQLiteRate(transactions: 2_000)
         for count in workspaces {
-            let (throughput, phases) = try await measure(workspaceCount: count)
-            for (rate, latency) in phases {
-                rows.append("| \(count) | \(globalConcurrency) / \(perWorkspaceConcurrency(count)) | \(jobs) | \(fmt(throughput)) jobs/s | \(fmt(raw)) txn pairs/s | \(String(format: "%.2f", throughput / raw))× | \(fmt(rate))/s | \(ms(latency.p50)) | \(ms(latency.p99)) |")
+            let run = try await measure(workspaceCount: count)
+            for phase in run.phases {
+                rows.append("| \(count) | \(globalConcurrency) / \(perWorkspaceConcurrency(count)) | \(jobs) | \(fmt(run.throughput)) jobs/s | \(µs(run.cpuPerJob)) | \(fmt(raw)) txn pairs/s | \(String(format: "%.2f", run.throughput / raw))× | \(fmt(phase.rate))/s | \(ms(phase.latency.p50)) | \(ms(phase.latency.p99)) | \(µs(phase.cpuPerJob)) |")
             }
         }
-        print("| workspaces | concurrency (global / per workspace) | jobs | Sentinel queue | raw SQLite insert+delete (FULL, 1 per txn) | ratio | latency phase load | queue latency p50 | p99 |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| workspaces | concurrency (global / per workspace) | jobs | Sentinel queue | CPU per drained job | raw SQLite insert+delete (FULL, 1 per txn) | ratio | latency phase load | queue latency p50 | p99 | CPU per job enqueued and run |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         rows.forEach { print($0) }
+    }
+
+    /// A drained backlog and the latency phases after it. CPU figures are this process's (the
+    /// queue, its scheduler and, in the latency phases, the enqueues) per job.
+    struct QueueRun {
+        struct Phase { var rate: Double; var latency: Percentiles; var cpuPerJob: Double }
+        var throughput: Double
+        var cpuPerJob: Double
+        var phases: [Phase]
     }
 
     func perWorkspaceConcurrency(_ workspaceCount: Int) -> Int {
@@ -67,8 +76,8 @@ struct JobsBenchmark: AsyncParsableCommand {
         return Double(transactions) / elapsed
     }
 
-    /// The throughput of a drained backlog, then queue latency at each of `latencyLoad` (rate, percentiles).
-    func measure(workspaceCount: Int) async throws -> (Double, [(Double, Percentiles)]) {
+    /// The throughput of a drained backlog, then queue latency at each of `latencyLoad`.
+    func measure(workspaceCount: Int) async throws -> QueueRun {
         let dir = TemporaryBenchDirectory()
         defer { dir.remove() }
         var config = SentinelConfig()
@@ -112,12 +121,13 @@ struct JobsBenchmark: AsyncParsableCommand {
         let services = ServiceGroup(configuration: .init(services: [.init(service: supervisor), .init(service: scheduler)], logger: logger))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await services.run() }
-            let start = ContinuousClock.now
+            let (start, cpuAtStart) = (ContinuousClock.now, processCPUSeconds())
             while done.value < total { try await Task.sleep(for: .milliseconds(5)) }
             let throughput = Double(total) / (ContinuousClock.now - start).seconds
+            let cpuPerJob = (processCPUSeconds() - cpuAtStart) / Double(total)
 
             // Latency: jobs enqueued at a steady rate below capacity, due immediately; due → started.
-            var phases: [(Double, Percentiles)] = []
+            var phases: [QueueRun.Phase] = []
             for load in latencyLoad {
                 // The queue's own commits (claims, outcomes) are not fsynced: the first durable commit
                 // in each file after a drained backlog flushes megabytes of them (about a second over
@@ -126,6 +136,7 @@ struct JobsBenchmark: AsyncParsableCommand {
                 try await Task.sleep(for: .seconds(settleSeconds))
                 let latencyRate = max(100, Int(throughput * load))
                 latencies.reset()
+                let (doneBefore, cpuBefore) = (done.value, processCPUSeconds())
                 let target = done.value + Int(Double(latencyRate) * latencySeconds)
                 let interval = Duration.nanoseconds(Int64(1e9 / Double(latencyRate) * 10))
                 var next = ContinuousClock.now
@@ -142,11 +153,12 @@ struct JobsBenchmark: AsyncParsableCommand {
                     try await Task.sleep(until: next, clock: .continuous)
                 }
                 while done.value < target { try await Task.sleep(for: .milliseconds(5)) }
-                phases.append((Double(latencyRate), latencies.percentiles()))
+                phases.append(.init(rate: Double(latencyRate), latency: latencies.percentiles(),
+                                    cpuPerJob: (processCPUSeconds() - cpuBefore) / Double(max(1, done.value - doneBefore))))
             }
             await services.triggerGracefulShutdown()
             try await group.waitForAll()
-            return (throughput, phases)
+            return QueueRun(throughput: throughput, cpuPerJob: cpuPerJob, phases: phases)
         }
     }
 }
@@ -257,5 +269,17 @@ func residentMemoryMiB() -> Double {
     return kb / 1024
 }
 
+/// CPU seconds (user and system) this process has used so far: the figure behind "µs of CPU per
+/// job / delivery", steadier on this shared machine than a rate, and what bounds a rate on two
+/// cores (at most 2,000,000 µs of CPU a second).
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 func fmt(_ v: Double) -> String { String(format: "%.0f", v) }
+/// Microseconds, from seconds.
+func µs(_ seconds: Double) -> String { String(format: "%.0f µs", seconds * 1e6) }
 func ms(_ seconds: Double) -> String { String(format: "%.2f ms", seconds * 1000) }

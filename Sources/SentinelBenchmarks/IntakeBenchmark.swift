@@ -50,7 +50,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
                     let m = try await measure(platform: platform, tls: tls, workspaceCount: count, privateKey: key)
                     print("| \(platform == "gitlab" ? "GitLab" : "GitHub") | \(tls ? "HTTPS" : "HTTP") | \(count) | \(production ? "production" : "intake only") | \(requests) | \(loginFlood) | \(fmt(m.logins)) | \(fmt(m.rate)) | \(ms(m.p50)) | \(ms(m.p99)) | \(m.journalled) | \(ms(m.drain)) | \(fmt(Double(requests) / (Double(requests) / m.rate + m.drain))) | \(String(format: "%.2f", Double(m.opens) / Double(requests))) | \(production ? "\(m.processed)" : "–") | \(fmt(m.bare)) | \(String(format: "%.2f", m.rate / m.bare)) |")
                     if let sentinel = m.wrk, let bare = m.wrkBare {
-                        wrkRows.append("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(production ? "production" : "intake only") | \(wrkThreads) | \(concurrency) | \(sentinel.accepted) | \(sentinel.refused) | \(fmt(sentinel.rate)) | \(sentinel.p50) | \(sentinel.p99) | \(fmt(bare.rate)) | \(bare.p99) | \(String(format: "%.2f", sentinel.rate / bare.rate)) |")
+                        wrkRows.append("| \(tls ? "HTTPS" : "HTTP") | \(count) | \(production ? "production" : "intake only") | \(wrkThreads) | \(concurrency) | \(sentinel.accepted) | \(sentinel.refused) | \(fmt(sentinel.rate)) | \(sentinel.p50) | \(sentinel.p99) | \(µs(sentinel.cpuPerRequest)) | \(fmt(bare.rate)) | \(bare.p99) | \(µs(bare.cpuPerRequest)) | \(String(format: "%.2f", sentinel.rate / bare.rate)) |")
                     }
                 }
             }
@@ -59,8 +59,8 @@ struct IntakeBenchmark: AsyncParsableCommand {
             print("")
             print("wrk (\(wrkSeconds) s per run, \(wrkScript)):")
             print("")
-            print("| transport | workspaces | mode | threads | connections | 202 | other | deliveries/s | p50 | p99 | bare route/s | bare p99 | ratio |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            print("| transport | workspaces | mode | threads | connections | 202 | other | deliveries/s | p50 | p99 | server CPU per delivery | bare route/s | bare p99 | server CPU per bare request | ratio |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             wrkRows.forEach { print($0) }
         }
     }
@@ -91,6 +91,9 @@ struct IntakeBenchmark: AsyncParsableCommand {
         var rate: Double
         var p50: String
         var p99: String
+        /// This process's CPU (the server and whatever else runs in it; `wrk` is another process)
+        /// during the run, per request answered.
+        var cpuPerRequest: Double
     }
 
     /// Runs wrk with the Lua script against `url`, the payload in a file and its signature.
@@ -110,12 +113,14 @@ struct IntakeBenchmark: AsyncParsableCommand {
             try Data(targets.map { "\($0.path) \($0.signature)\n" }.joined().utf8).write(to: targetsFile)
             scriptArguments += ["pull_request", targetsFile.path]
         }
+        let cpuAtStart = processCPUSeconds()
         let process = try ChildProcess(executable: wrk,
                                        arguments: ["-t\(wrkThreads)", "-c\(concurrency)", "-d\(wrkSeconds)s", "--timeout", "30s", "-s", wrkScript, url, "--"]
                                                   + scriptArguments,
                                        environment: ProcessInfo.processInfo.environment,
                                        stdout: .file(outputFile.path), stderr: .file(outputFile.path))
         let status = await process.waitForExit(timeout: .seconds(Int64(wrkSeconds) + 120))
+        let cpu = processCPUSeconds() - cpuAtStart
         let text = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
         func value(_ label: String) -> String? {
             text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }
@@ -125,7 +130,8 @@ struct IntakeBenchmark: AsyncParsableCommand {
               let accepted = value("202:").flatMap(Int.init), let refused = value("non-202:").flatMap(Int.init) else {
             throw BenchError("wrk failed:\n\(text)")
         }
-        return WrkResult(accepted: accepted, refused: refused, rate: rate, p50: value("latency p50:") ?? "?", p99: value("latency p99:") ?? "?")
+        return WrkResult(accepted: accepted, refused: refused, rate: rate, p50: value("latency p50:") ?? "?", p99: value("latency p99:") ?? "?",
+                         cpuPerRequest: cpu / Double(max(1, accepted + refused)))
     }
 
     /// Sign-in attempts that each cost one bcrypt verification (unknown emails, throttling out of
