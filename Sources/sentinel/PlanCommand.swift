@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import SentinelCore
 
-extension GlobalOptions {
+extension CLIContext {
     /// The plans `serve` would use: built-in, `billing.plans_file`, raised by `billing.license_file`.
     func loadCatalog(_ config: SentinelConfig) throws -> PlanCatalog {
         do {
@@ -15,6 +15,11 @@ extension GlobalOptions {
     func billing(_ config: SentinelConfig, _ control: ControlStore) throws -> BuiltinBillingProvider {
         BuiltinBillingProvider(control: control, catalog: try loadCatalog(config))
     }
+}
+
+extension GlobalOptions {
+    func loadCatalog(_ config: SentinelConfig) throws -> PlanCatalog { try context.loadCatalog(config) }
+    func billing(_ config: SentinelConfig, _ control: ControlStore) throws -> BuiltinBillingProvider { try context.billing(config, control) }
 }
 
 struct PlanCommand: AsyncParsableCommand {

@@ -175,25 +175,32 @@ struct ReviewCommand: AsyncParsableCommand {
                 guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
                 return t
             }
-            /// The engine on the local diff with a policy and (optionally) a model.
-            func review(_ resolved: PolicyService.Resolved, model: (any ReviewModel)?, skipped: String?) async -> ReviewResult {
+            /// The engine on the local diff with a policy and (optionally) a model and the workspace's spend limits.
+            func review(_ resolved: PolicyService.Resolved, model: (any ReviewModel)?, skipped: String?, maxTokensPerRun: Int? = nil,
+                        gate: (any ModelCallGate)? = nil) async -> ReviewResult {
                 for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
                 let policy = resolved.policy
                 var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
                                             pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
                                             maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
                 options.aiSkippedReason = skipped
-                return await ReviewEngine.review(files: files, options: options, model: model)
+                options.maxTokensPerRun = maxTokensPerRun
+                return await ReviewEngine.review(files: files, options: options, model: model, gate: gate)
             }
             let result: ReviewResult
             if let workspace {
                 let global = CLIContext(dataDir: dataDir, configFile: nil)
-                result = try await global.withWorkspace(workspace) { actor, _, config in
+                result = try await global.withWorkspace(workspace) { actor, control, config in
                     let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
+                    let plan = try global.billing(config, control).currentPlan(of: actor.id)
                     let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
                     let resolver = WorkspaceModelResolver(store: ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile)), http: client)
                     let (model, skipped) = await resolver.model(for: actor, policy: resolved.policy)
-                    let result = await review(resolved, model: model, skipped: skipped)
+                    // The workspace pays for these calls: they are checked against its AI budget and
+                    // plan and recorded as its usage, as a review run's are (without a run or repository).
+                    let gate = RunSpendGuard(workspace: actor, owner: .localReview(id: UUID().uuidString.lowercased()), plan: plan,
+                                             cost: { call in await resolver.cost(of: call, in: actor) })
+                    let result = await review(resolved, model: model, skipped: skipped, maxTokensPerRun: config.review.maxTokensPerRun, gate: gate)
                     await client.shutdown()
                     return result
                 }

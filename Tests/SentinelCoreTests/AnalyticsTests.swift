@@ -111,6 +111,46 @@ struct RollupTests {
                                           FindingCount(severity: "low", category: "style", count: 1)])
         await h.stop()
     }
+
+    @Test("a local review's calls are recorded once, without run or repository, count toward the month and roll up under no repository")
+    func localReviewUsage() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let call = ModelCallRecord(chunk: 0, attempt: 1, provider: "prv_x", model: "m", usage: TokenUsage(inputTokens: 90, outputTokens: 10), parsed: true)
+        struct Seen: Sendable {
+            var rows: [(runID: Int64?, callKey: String)] = []
+            var events: [StoredEvent] = []
+            var month: (tokens: Int, costUSD: Double, calls: Int) = (0, 0, 0)
+            var rollup: (repository: String, runs: Int, aiCalls: Int, inputTokens: Int)?
+        }
+        let seen = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                // Recorded twice (a settled call recorded again): one row, one event.
+                for _ in 0..<2 { try UsageLedger.record([(call: call, costUSD: 0.25)], for: .localReview(id: "lr1"), in: &tx) }
+                var seen = Seen()
+                seen.rows = try Row.fetchAll(tx.db, sql: "SELECT run_id, call_key FROM usage_records").map { ($0["run_id"], $0["call_key"]) }
+                seen.events = try EventLog.read(after: 0, limit: 10, types: ["UsageRecorded"], in: tx.db)
+                seen.month = try UsageLedger.monthToDate(in: tx.db, now: tx.now)
+                try Rollups.catchUp(in: tx.db)
+                seen.rollup = try Row.fetchOne(tx.db, sql: "SELECT repository, runs, ai_calls, input_tokens FROM rollup_daily").map {
+                    ($0["repository"], $0["runs"], $0["ai_calls"], $0["input_tokens"])
+                }
+                return seen
+            }
+        }
+        let (rows, events, month) = (seen.rows, seen.events, seen.month)
+        #expect(rows.count == 1)
+        #expect(rows.first?.runID == nil)
+        #expect(rows.first?.callKey == "local:lr1:chunk:0:attempt:1")
+        #expect(events.map(\.subject) == ["local_review:lr1"])
+        let payload = try JSONDecoder.sentinel.decode([String: String].self, from: Data((events.first?.data ?? "{}").utf8))
+        #expect(payload["repository"] == nil && payload["platform"] == nil)
+        #expect(payload["input_tokens"] == "90" && payload["cost_usd"] == "0.250000")
+        #expect(month.calls == 1 && month.tokens == 100 && month.costUSD == 0.25)
+        let rollup = try #require(seen.rollup)
+        #expect(rollup.repository == "" && rollup.runs == 0 && rollup.aiCalls == 1 && rollup.inputTokens == 90)
+        await h.stop()
+    }
 }
 
 @Suite("Analytics export to PostgreSQL", .enabled(if: PostgresTestDatabase.required))

@@ -149,6 +149,55 @@ struct ProviderCommandTests {
         #expect(validate.stdout.contains("\(policy.path):3:"), "\(validate.stdout)")
         #expect(validate.stdout.contains("error:"))
     }
+
+    @Test("review --diff --workspace records its model calls as the workspace's usage and stops at its AI budget")
+    func localReviewUsageRecorded() async throws {
+        let llm = try await FakeLLMServer.start()
+        let dir = TemporaryDirectory("sentinel-cli-usage")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        _ = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        let keyFile = dir.url.appendingPathComponent("key.txt")
+        try FakeLLMServer.defaultKeys[.openAI]!.write(to: keyFile, atomically: true, encoding: .utf8)
+        let added = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
+                                                   "--model", "gpt-4o-mini", "--base-url", llm.openAIBaseURL.absoluteString,
+                                                   "--api-key-file", keyFile.path])
+        #expect(added.status == 0, "\(added.stderr)")
+        let diff = dir.url.appendingPathComponent("change.diff")
+        try "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n@@ -1,1 +1,3 @@\n import os\n+x = os.environ['HOME']\n+print(x)\n"
+            .write(to: diff, atomically: true, encoding: .utf8)
+        func usage() async throws -> [String: Any] {
+            let shown = try await SentinelProcess.run(["usage", "--data-dir", data, "--workspace", "acme", "--json"])
+            #expect(shown.status == 0, "\(shown.stderr)")
+            return try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+
+        for round in 1...2 {
+            let review = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json"])
+            #expect(review.status == 0, "\(review.stderr)")
+            let calls = await llm.state.requests(.openAI).count
+            #expect(calls == round, "one model call per review of this small diff")
+            let report = try await usage()
+            let models = report["models"] as? [[String: Any]] ?? []
+            #expect(models.count == 1, "\(report)")
+            #expect(models.first?["model"] as? String == "gpt-4o-mini")
+            #expect(models.first?["calls"] as? Int == calls, "every call the CLI made is the workspace's usage: \(report)")
+            #expect(report["input_tokens"] as? Int == 1_200 * calls)
+            #expect(report["output_tokens"] as? Int == 80 * calls)
+            #expect((report["cost_usd"] as? Double ?? 0) > 0, "priced from the provider's model: \(report)")
+            #expect((report["runs"] as? [String: Any] ?? [:]).isEmpty, "a local review is no review run")
+        }
+
+        // Spent beyond a budget set now: the next local review makes no model call and says why.
+        let budget = try await SentinelProcess.run(["provider", "budget", "--data-dir", data, "--workspace", "acme", "--usd", "0.0000001"])
+        #expect(budget.status == 0, "\(budget.stderr)")
+        let refused = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json"])
+        #expect(refused.status == 0, "\(refused.stderr)")
+        #expect(await llm.state.requests(.openAI).count == 2)
+        let result = try JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any]
+        #expect((result?["ai"] as? String)?.contains("budget") == true, "\(refused.stdout)")
+        await llm.stop()
+    }
 }
 
 @Suite("AI eligibility")

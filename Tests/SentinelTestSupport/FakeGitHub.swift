@@ -694,7 +694,7 @@ struct FakeGitHubRoutes {
             guard let code = context.parameters.get("code"), let app = await state.redeemManifestCode(code) else {
                 return json(404, ["message": "Not Found", "documentation_url": "https://docs.github.com/rest/apps/apps#create-a-github-app-from-a-manifest"])
             }
-            return json(201, ["id": await state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)", "pem": app.pem,
+            return json(201, ["id": state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)", "pem": app.pem,
                               "webhook_secret": app.webhookSecret, "html_url": "https://github.example/apps/\(FakeGitHubState.appSlug)"])
         }
         router.get("/app") { request, _ in
@@ -703,7 +703,7 @@ struct FakeGitHubRoutes {
             guard let auth = request.headers[.authorization], auth.hasPrefix("Bearer "), await state.isAppJWT(String(auth.dropFirst(7))) else {
                 return json(401, ["message": "A JSON web token could not be decoded"])
             }
-            return json(200, ["id": await state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)"])
+            return json(200, ["id": state.appID, "slug": FakeGitHubState.appSlug, "name": "Sentinel (fake)"])
         }
         router.get("/app/installations") { request, _ in
             await state.log("GET installations")

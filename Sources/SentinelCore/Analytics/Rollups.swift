@@ -50,8 +50,6 @@ public enum Rollups {
     public static let outcomes = ["completed", "failed", "skipped", "superseded"]
     public static let batchSize = 5_000
 
-    /// Folds up to `limit` relevant events; returns how many events were folded.
-    @discardableResult
     /// Registers the rollup listener: a `RunCompleted` or `UsageRecorded` enqueues it unless a run
     /// of it is queued already (it coalesces), and it folds everything after the watermark.
     public static func register(in registry: inout JobRegistry) {
@@ -62,6 +60,8 @@ public enum Rollups {
         }
     }
 
+    /// Folds up to `limit` relevant events; returns how many events were folded.
+    @discardableResult
     public static func advance(in db: Database, limit: Int = batchSize) throws -> Int {
         let watermark = try Int64.fetchOne(db, sql: "SELECT last_seq FROM rollup_watermark WHERE id = 1") ?? 0
         let events = try EventLog.read(after: watermark, limit: limit, types: eventTypes, in: db)

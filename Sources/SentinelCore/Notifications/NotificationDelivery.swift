@@ -93,7 +93,7 @@ public struct Notifications: Sendable {
             try NotificationStore.summaries(in: db).contains { $0.topics.contains(NotificationTopic.integrationAuthFailing.rawValue) }
         }
         guard subscribed else { return }
-        try await workspace.write { tx in
+        _ = try await workspace.write { tx in
             try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: "integration:\(id.rawValue)", payload: [
                 "integration": id.rawValue, "failures": String(failures)]))
         }
@@ -224,7 +224,7 @@ public struct Notifications: Sendable {
                 result = NotificationTestResult(status: nil, answer: "\(error)")
             }
         }
-        try await workspace.write { tx in
+        _ = try await workspace.write { tx in
             try tx.append(DomainEvent(type: "NotificationChannelTested", subject: "notification_channel:\(id)",
                                       payload: ["status": result.status.map(String.init) ?? "none", "by": actor]))
         }

@@ -1,31 +1,62 @@
 import Foundation
 import GRDB
 
-/// The usage table's writer: one row per model call (keyed by run, job attempt, chunk and attempt,
-/// so a retried transaction or a second recording of the same call counts it once) and one
+/// Whose model calls a usage record counts: one job attempt of a review run, or a review of a
+/// local diff (`sentinel review --workspace`), which belongs to no run and no repository but is paid
+/// for with the workspace's keys all the same.
+public enum UsageOwner: Sendable, Equatable {
+    case run(id: Int64, jobAttempt: Int, repository: String)
+    case localReview(id: String)
+}
+
+/// The usage table's writer: one row per model call (keyed by its owner, chunk and attempt, so a
+/// retried transaction or a second recording of the same call counts it once) and one
 /// `UsageRecorded` event per new row.
 public enum UsageLedger {
     public static func callKey(runID: Int64, jobAttempt: Int, call: ModelCallRecord) -> String {
         "run:\(runID):job:\(jobAttempt):chunk:\(call.chunk):attempt:\(call.attempt)"
     }
 
+    public static func callKey(for owner: UsageOwner, call: ModelCallRecord) -> String {
+        switch owner {
+        case .run(let id, let jobAttempt, _): callKey(runID: id, jobAttempt: jobAttempt, call: call)
+        case .localReview(let id): "local:\(id):chunk:\(call.chunk):attempt:\(call.attempt)"
+        }
+    }
+
     public static func record(_ calls: [(call: ModelCallRecord, costUSD: Double)], runID: Int64, repository: String, jobAttempt: Int,
                               in tx: inout WorkspaceTransaction) throws {
-        let platform = calls.isEmpty ? nil : try RepositoryStore.platform(ofRun: runID, in: tx.db)
+        try record(calls, for: .run(id: runID, jobAttempt: jobAttempt, repository: repository), in: &tx)
+    }
+
+    /// Records `calls` for `owner`. A local review's calls have no run, repository or platform:
+    /// they count toward the month's usage, the AI budget and the plan's tokens like any others.
+    public static func record(_ calls: [(call: ModelCallRecord, costUSD: Double)], for owner: UsageOwner,
+                              in tx: inout WorkspaceTransaction) throws {
+        guard !calls.isEmpty else { return }
+        var context: [String: String] = [:]
+        let (runID, subject): (Int64?, String)
+        switch owner {
+        case .run(let id, _, let repository):
+            (runID, subject) = (id, "run:\(id)")
+            context["repository"] = repository
+            context["platform"] = try RepositoryStore.platform(ofRun: id, in: tx.db)
+        case .localReview(let id):
+            (runID, subject) = (nil, "local_review:\(id)")
+        }
         for (call, cost) in calls {
-            try UsageRecord(runID: runID, callKey: callKey(runID: runID, jobAttempt: jobAttempt, call: call), provider: call.provider,
+            try UsageRecord(runID: runID, callKey: callKey(for: owner, call: call), provider: call.provider,
                             model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUSD: cost,
                             durationMs: call.durationMs, recordedAt: tx.now.epoch).insert(tx.db, onConflict: .ignore)
             if tx.db.changesCount == 1 {
-                var fields = [
-                    "repository": repository, "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
+                let fields = context.merging([
+                    "provider": call.provider, "model": call.model, "input_tokens": String(call.usage.inputTokens),
                     "output_tokens": String(call.usage.outputTokens), "cost_usd": String(format: "%.6f", cost),
-                    "call_duration_ms": String(call.durationMs)]
-                fields["platform"] = platform
-                try tx.append(DomainEvent(type: "UsageRecorded", subject: "run:\(runID)", payload: fields))
+                    "call_duration_ms": String(call.durationMs)]) { $1 }
+                try tx.append(DomainEvent(type: "UsageRecorded", subject: subject, payload: fields))
             }
         }
-        if !calls.isEmpty { try recordBudgetReached(in: &tx) }
+        try recordBudgetReached(in: &tx)
     }
 
     /// Appends `AIBudgetReached` when this month's AI spend has reached the workspace's budget
@@ -62,7 +93,8 @@ public enum UsageLedger {
 struct UsageRecord: Encodable, PersistableRecord {
     static let databaseTableName = "usage_records"
     static let databaseColumnEncodingStrategy = DatabaseColumnEncodingStrategy.sentinel
-    var runID: Int64
+    /// Nil for a local review's calls.
+    var runID: Int64?
     var callKey: String
     var provider: String
     var model: String
@@ -73,7 +105,7 @@ struct UsageRecord: Encodable, PersistableRecord {
     var recordedAt: Double
 }
 
-/// The shared spend limits of one review run, checked before every model call: the workspace's AI
+/// The shared spend limits of one review run (or one review of a local diff), checked before every model call: the workspace's AI
 /// budget (`ai.monthly_budget_usd`) and the plan's monthly token limit. Each call is recorded in
 /// the usage table as soon as it returns, so a concurrent run sees it at its next check, and the
 /// run's calls in flight are reserved against both limits (their estimated tokens; for the budget,
@@ -84,9 +116,7 @@ public actor RunSpendGuard: ModelCallGate {
     public typealias Cost = @Sendable (ModelCallRecord) async -> Double
 
     let workspace: WorkspaceActor
-    let runID: Int64
-    let jobAttempt: Int
-    let repository: String
+    let owner: UsageOwner
     let plan: Plan?
     let cost: Cost
     private var reservedTokens = 0
@@ -96,14 +126,16 @@ public actor RunSpendGuard: ModelCallGate {
     private var dearestCallUSD = 0.0
     private var recordingFailure: String?
 
-    public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, repository: String, plan: Plan?,
-                cost: @escaping Cost = { _ in 0 }) {
+    public init(workspace: WorkspaceActor, owner: UsageOwner, plan: Plan?, cost: @escaping Cost = { _ in 0 }) {
         self.workspace = workspace
-        self.runID = runID
-        self.jobAttempt = jobAttempt
-        self.repository = repository
+        self.owner = owner
         self.plan = plan
         self.cost = cost
+    }
+
+    public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, repository: String, plan: Plan?,
+                cost: @escaping Cost = { _ in 0 }) {
+        self.init(workspace: workspace, owner: .run(id: runID, jobAttempt: jobAttempt, repository: repository), plan: plan, cost: cost)
     }
 
     public func admit(estimatedTokens: Int) async throws {
@@ -145,11 +177,9 @@ public actor RunSpendGuard: ModelCallGate {
         guard let call else { return }
         let usd = await cost(call)
         dearestCallUSD = max(dearestCallUSD, usd)
-        let (runID, jobAttempt, repository) = (runID, jobAttempt, repository)
+        let owner = owner
         do {
-            try await workspace.write { tx in
-                try UsageLedger.record([(call: call, costUSD: usd)], runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
-            }
+            try await workspace.write { tx in try UsageLedger.record([(call: call, costUSD: usd)], for: owner, in: &tx) }
         } catch {
             recordingFailure = String(describing: error)
         }
