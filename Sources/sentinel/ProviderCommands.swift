@@ -179,10 +179,7 @@ struct ReviewCommand: AsyncParsableCommand {
             func review(_ resolved: PolicyService.Resolved, model: (any ReviewModel)?, skipped: String?, maxTokensPerRun: Int? = nil,
                         gate: (any ModelCallGate)? = nil) async -> ReviewResult {
                 for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
-                let policy = resolved.policy
-                var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
-                                            pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
-                                            maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
+                var options = ReviewOptions(policy: resolved.policy)
                 options.aiSkippedReason = skipped
                 options.maxTokensPerRun = maxTokensPerRun
                 return await ReviewEngine.review(files: files, options: options, model: model, gate: gate)

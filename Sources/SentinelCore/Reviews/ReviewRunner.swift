@@ -22,6 +22,16 @@ public struct NoReviewModel: ReviewModelResolver {
     }
 }
 
+extension ReviewOptions {
+    /// The engine's options from a resolved review policy: what a review run and the CLI's review
+    /// of a local diff both start from.
+    public init(policy: ReviewPolicy) {
+        self.init(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
+                  pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
+                  maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
+    }
+}
+
 /// What a run posts, computed once (engine included) and stored on the run before anything is
 /// posted: a retried job posts exactly this, without calling the model again.
 struct PreparedReview: Codable, Sendable, Equatable {
@@ -261,9 +271,7 @@ public struct ReviewRunner: Sendable {
         laps.mark("fetch_files")
         let (model, skippedReason) = await resolvedModel
         laps.mark("model_resolve")
-        var options = ReviewOptions(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
-                                    pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
-                                    maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
+        var options = ReviewOptions(policy: policy)
         options.alreadyPosted = loaded.alreadyPosted
         options.aiSkippedReason = skippedReason
         options.maxTokensPerRun = maxTokensPerRun
