@@ -105,13 +105,14 @@ struct UsageRecord: Encodable, PersistableRecord {
     var recordedAt: Double
 }
 
-/// The shared spend limits of one review run (or one review of a local diff), checked before every model call: the workspace's AI
-/// budget (`ai.monthly_budget_usd`) and the plan's monthly token limit. Each call is recorded in
-/// the usage table as soon as it returns, so a concurrent run sees it at its next check, and the
-/// run's calls in flight are reserved against both limits (their estimated tokens; for the budget,
-/// the dearest call seen so far — this run's or the month's average): concurrent runs overshoot a
-/// limit by at most about one call each, however many calls one run has in flight. Anything that cannot be read or recorded refuses the next call:
-/// an AI call that cannot be metered is not made.
+/// The shared spend limits of one review run (or of one review of a local diff), checked before
+/// every model call: the workspace's AI budget (`ai.monthly_budget_usd`) and the plan's monthly
+/// token limit. Each call is recorded in the usage table as soon as it returns, so a concurrent
+/// run sees it at its next check, and the run's calls in flight are reserved against both limits
+/// (their estimated tokens; for the budget, the dearest call seen so far — this run's or the
+/// month's average): concurrent runs overshoot a limit by at most about one call each, however
+/// many calls one run has in flight. Anything that cannot be read or recorded refuses the next
+/// call: an AI call that cannot be metered is not made.
 public actor RunSpendGuard: ModelCallGate {
     public typealias Cost = @Sendable (ModelCallRecord) async -> Double
 
