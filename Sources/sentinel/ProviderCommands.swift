@@ -175,7 +175,8 @@ struct ReviewCommand: AsyncParsableCommand {
                 guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
                 return t
             }
-            /// The engine on the local diff with a policy and (optionally) a model and the workspace's spend limits.
+            /// The engine on the local diff with a policy and, optionally, a model and the workspace's
+            /// spend limits.
             func review(_ resolved: PolicyService.Resolved, model: (any ReviewModel)?, skipped: String?, maxTokensPerRun: Int? = nil,
                         gate: (any ModelCallGate)? = nil) async -> ReviewResult {
                 for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
@@ -190,8 +191,10 @@ struct ReviewCommand: AsyncParsableCommand {
                 result = try await global.withWorkspace(workspace) { actor, control, config in
                     let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
                     let plan = try global.billing(config, control).currentPlan(of: actor.id)
+                    // Everything that can fail comes before the client, which must be shut down once made.
+                    let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
                     let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
-                    let resolver = WorkspaceModelResolver(store: ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile)), http: client)
+                    let resolver = WorkspaceModelResolver(store: store, http: client)
                     let (model, skipped) = await resolver.model(for: actor, policy: resolved.policy)
                     // The workspace pays for these calls: they are checked against its AI budget and
                     // plan and recorded as its usage, as a review run's are (without a run or repository).
