@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import OpenAPIRuntime
 import SentinelCore
 
@@ -89,6 +90,17 @@ protocol ProblemConvertible: Error {
 
 extension Problem: ProblemConvertible {
     var problem: Problem { self }
+}
+
+/// A request that breaks HTTP/1.1's framing after its head was read (a chunk size that is not
+/// hexadecimal, a body cut short by a bad chunk): NIO's parser stops reading it, and whatever was
+/// reading the body (a webhook, an API operation, a console form) gets this error. The client's
+/// fault, so a 400; the connection is closed after the answer.
+extension HTTPParserError: ProblemConvertible {
+    var problem: Problem {
+        Problem(status: .badRequest, detail: "the request is not valid HTTP/1.1 (\(self))", type: "urn:sentinel:problem:malformed-http",
+                title: "Malformed HTTP request")
+    }
 }
 
 extension HTTPField.Name {

@@ -91,6 +91,26 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("a body whose chunked framing is broken is answered 400, not 500: a webhook, the API and the console; nothing is stored")
+    func brokenChunkedBodyRefused() async throws {
+        let world = try await GitHubWorld()
+        // A chunk size that is not hexadecimal: NIO's parser stops reading the body mid-request.
+        let broken = "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+        let requests = [
+            ("webhook", "POST \(world.integration.webhookPath) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "X-GitHub-Event: pull_request\r\nX-GitHub-Delivery: d-broken\r\nX-Hub-Signature-256: sha256=00\r\n"),
+            ("API", "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"),
+            ("console", "POST /sign-in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"),
+        ]
+        for (name, head) in requests {
+            let outcome = try await RawConnection.open(port: world.port).exchange(head + broken)
+            #expect(outcome.status == 400, "\(name): \(outcome)")
+        }
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
+        #expect(!world.appliance.prometheus.emitToString().contains(#"status="500""#))
+        await world.stop()
+    }
+
     @Test("a connection that sends nothing, or half a request head, is closed after server.idle_timeout_seconds")
     func idleConnectionsAreClosed() async throws {
         let world = try await GitHubWorld(config: { $0.server.idleTimeoutSeconds = 0.5 })

@@ -293,7 +293,7 @@ struct ServeProcessTests {
         let audit = try await control.read { db in
             try String.fetchAll(db, sql: "SELECT type FROM audit_events WHERE subject = ? ORDER BY seq", arguments: ["user:\(aliceID ?? "")"])
         }
-        try await control.close()
+        try control.close()
         #expect(audit == ["UserDisabled", "UserEnabled", "UserPasswordChanged", "UserDeleted"])
         try await client.shutdown()
         server.terminate()

@@ -34,7 +34,12 @@ struct RequestValidationMiddleware: ServerMiddleware {
         }
         guard let schema = operation.body else { return try await next(request, body, metadata) }
         let data: Data
-        do { data = try await Data(collecting: body ?? HTTPBody(), upTo: Self.maxBodyBytes) } catch {
+        do {
+            data = try await Data(collecting: body ?? HTTPBody(), upTo: Self.maxBodyBytes)
+        } catch let error as any ProblemConvertible {
+            // A body the HTTP parser could not read (`HTTPParserError`): not a size problem.
+            throw error.problem
+        } catch {
             throw Problem(status: .contentTooLarge, detail: "request bodies are limited to 1 MiB")
         }
         let value: JSONValue
