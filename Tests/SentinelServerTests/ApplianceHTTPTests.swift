@@ -59,6 +59,28 @@ struct ApplianceHTTPTests {
         await appliance.supervisor.shutdown()
     }
 
+    @Test("HEAD is answered wherever GET is (a load balancer's `HEAD /healthz` check): the same status and headers, no body")
+    func headAnsweredLikeGet() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let appliance = try makeAppliance(dir)
+        let app = Application(router: try appliance.makeRouter())
+        try await app.test(.router) { client in
+            // Operations, the API document, an API operation without credentials, a console page.
+            for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/workspaces", "/sign-in"] {
+                let get = try await client.execute(uri: path, method: .get)
+                let head = try await client.execute(uri: path, method: .head)
+                #expect(get.status != .notFound, "\(path)")
+                #expect(head.status == get.status, "\(path)")
+                #expect(head.headers[.contentType] == get.headers[.contentType], "\(path)")
+                #expect(head.body.readableBytes == 0, "\(path)")
+            }
+            // A path no GET serves stays 404 for HEAD too.
+            #expect(try await client.execute(uri: "/no-such-page", method: .head).status == .notFound)
+        }
+        await appliance.supervisor.shutdown()
+    }
+
     @Test("the correlation id of a request follows into the jobs it enqueues and onto their log lines")
     func correlationFollowsWork() async throws {
         let dir = TemporaryDirectory()
