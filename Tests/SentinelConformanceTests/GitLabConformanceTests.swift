@@ -94,6 +94,9 @@ struct GitLabConformanceTests {
                                   $0["object_attributes"] = a }, access: 50) == "ignored: note update")
         #expect(try await route({ command(&$0); $0["user"] = ["id": 1, "username": "Sentinel-Bot"] }, access: 50)
                 == "ignored: note by the integration's user")
+        // A note on a merge request that lacks the merge request: a payload not understood, not "not a merge request".
+        #expect(try await route({ command(&$0); $0.removeValue(forKey: "merge_request") }, access: 50)
+                == "ignored: payload not understood (missing merge_request)")
         note["object_attributes"] = ["id": 7, "note": "@sentinel review", "noteable_type": "Issue"]
         #expect(try await route({ _ in }, access: 50).contains("not a merge request"))
         await h.stop()
