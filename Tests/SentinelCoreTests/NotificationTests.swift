@@ -209,6 +209,20 @@ struct NotificationTests {
                                       minSeverity: nil, by: "t", in: actor)
             }
         }
+        // An IPv6 host is shown in brackets, as in a URL.
+        let ipv6 = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await s.store.add(kind: "slack", name: "v6", url: "http://[::1]:9/T/SECRET", secret: nil, topics: ["run.failed"],
+                                  minSeverity: nil, by: "t", in: actor)
+        }
+        #expect(ipv6.destination == "http://[::1]:9/…")
+        try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.remove(ipv6.id, by: "t", in: $0) }
+        // A port no connection can use is refused when the channel is added, without repeating the URL.
+        await #expect(throws: IntegrationError.invalid("url has port 99999; a port is between 1 and 65535")) {
+            try await s.h.supervisor.withWorkspace(s.ws) { actor in
+                try await s.store.add(kind: "slack", name: "x", url: "https://hooks.example.com:99999/T/SECRET", secret: nil, topics: ["run.failed"],
+                                      minSeverity: nil, by: "t", in: actor)
+            }
+        }
         await #expect(throws: IntegrationError.self) { _ = try await s.add("webhook", path: "/hook", secret: "short") }
         await #expect(throws: IntegrationError.self) { _ = try await s.add("slack", path: "/s", topics: ["run.exploded"]) }
         await #expect(throws: IntegrationError.self) { _ = try await s.add("slack", path: "/s", topics: ["run.findings"]) }

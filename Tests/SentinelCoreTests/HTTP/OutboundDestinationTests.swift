@@ -25,6 +25,13 @@ struct OutboundDestinationTests {
             }
         }
         #expect(throws: DestinationError.self) { try DestinationPolicy.requireSecure(URL(string: "ftp://example.com")!, field: "api_url") }
+        // A port outside 1...65535 parses as a URL but no connection can use it.
+        for (bad, port) in [("https://api.example.com:99999/v1", 99999), ("https://api.example.com:0", 0), ("http://127.0.0.1:70000", 70000)] {
+            #expect(throws: DestinationError.invalidPort(field: "base_url", port: port)) {
+                try DestinationPolicy.requireSecure(URL(string: bad)!, field: "base_url")
+            }
+        }
+        #expect(throws: Never.self) { try DestinationPolicy.requireSecure(URL(string: "https://api.example.com:65535")!, field: "base_url") }
     }
 
     @Test("private, link-local, metadata and other reserved addresses are refused; public and loopback pass; the CIDR list and the switch allow")

@@ -142,6 +142,9 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
     case insecureScheme(field: String, url: String)
     /// A configured URL is not an absolute http(s) URL.
     case invalidURL(field: String, url: String)
+    /// A configured URL names a port no connection can use (outside 1...65535). The message leaves
+    /// the URL out: a notification channel's URL carries its token.
+    case invalidPort(field: String, port: Int)
     /// The host is, or resolves to, an address outbound calls may not reach.
     case refusedAddress(host: String, address: String, range: String)
 
@@ -151,6 +154,8 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
             return "\(field) must use https (plain http is only accepted for loopback hosts): \(url)"
         case .invalidURL(let field, let url):
             return "\(field) must be an absolute https URL: \(url)"
+        case .invalidPort(let field, let port):
+            return "\(field) has port \(port); a port is between 1 and 65535"
         case .refusedAddress(let host, let address, let range):
             return "\(host) resolves to \(address), a \(range) address; outbound calls to it are refused "
                 + "(allow it with security.allowed_destination_cidrs or security.allow_private_destinations)"
@@ -160,7 +165,7 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The configuration field a refusal is about, for API problems.
     public var field: String? {
         switch self {
-        case .insecureScheme(let field, _), .invalidURL(let field, _): return field
+        case .insecureScheme(let field, _), .invalidURL(let field, _), .invalidPort(let field, _): return field
         case .refusedAddress: return nil
         }
     }
@@ -222,11 +227,13 @@ public struct DestinationPolicy: Sendable {
         return IPAddress(host).map(isLoopback) ?? false
     }
 
-    /// Refuses a configured URL that is not https, unless its host is loopback.
+    /// Refuses a configured URL that is not https, unless its host is loopback, or whose port no
+    /// connection can use.
     public static func requireSecure(_ url: URL, field: String) throws {
         guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty, scheme == "https" || scheme == "http" else {
             throw DestinationError.invalidURL(field: field, url: url.absoluteString)
         }
+        if let port = url.port, !(1...65535).contains(port) { throw DestinationError.invalidPort(field: field, port: port) }
         if scheme == "http" && !isLoopbackHost(host) {
             throw DestinationError.insecureScheme(field: field, url: url.absoluteString)
         }
