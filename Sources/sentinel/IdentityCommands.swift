@@ -4,8 +4,8 @@ import SentinelCore
 import SentinelServer
 
 extension GlobalOptions {
-    func identity(_ config: SentinelConfig) throws -> IdentityService {
-        let (control, _) = try openControl(config)
+    func identity(_ config: SentinelConfig, create: Bool = false) throws -> IdentityService {
+        let (control, _) = try openControl(config, create: create)
         return IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
     }
 }
@@ -157,7 +157,8 @@ struct UserCommand: AsyncParsableCommand {
                 guard let raw = try? String(contentsOfFile: passwordFile, encoding: .utf8) else { throw CLIError("cannot read \(passwordFile)") }
                 let password = raw.trimmingCharacters(in: .newlines)
                 let config = try global.loadConfig()
-                let identity = try global.identity(config)
+                // The first admin may be created before the appliance first runs: this makes the data directory.
+                let identity = try global.identity(config, create: true)
                 let user = try identity.createUser(email: email, password: password, isAdmin: admin)
                 if admin { try identity.ensureSetupToken(in: global.dataDirectory) }  // an admin exists: the setup token is void
                 if json { try printJSON(user) } else { print("created \(user.isAdmin ? "appliance admin" : "user") \(user.email) (\(user.id))") }

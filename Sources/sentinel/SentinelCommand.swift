@@ -24,7 +24,9 @@ struct GlobalOptions: ParsableArguments {
     var context: CLIContext { CLIContext(dataDir: dataDir, configFile: config) }
     var dataDirectory: DataDirectory { context.dataDirectory }
     func loadConfig() throws -> SentinelConfig { try context.loadConfig() }
-    func openControl(_ config: SentinelConfig) throws -> (ControlStore, DatabaseOpener) { try context.openControl(config) }
+    func openControl(_ config: SentinelConfig, create: Bool = false) throws -> (ControlStore, DatabaseOpener) {
+        try context.openControl(config, create: create)
+    }
     func withWorkspace<T>(_ idOrName: String, _ body: (WorkspaceActor, ControlStore, SentinelConfig) async throws -> T) async throws -> T {
         try await context.withWorkspace(idOrName, body)
     }
@@ -71,10 +73,24 @@ struct CLIContext {
         return (WorkspaceActor(id: id, database: database, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
-    /// Opens control.sqlite (creating the data directory if needed) for administrative commands.
-    func openControl(_ config: SentinelConfig) throws -> (ControlStore, DatabaseOpener) {
+    /// Opens control.sqlite for administrative commands. Only the commands that set an appliance up
+    /// (`workspace create`, `user create`; and `serve`) create the data directory: any other command
+    /// pointed at a directory without `control.sqlite` (a mistyped `--data-dir`) stops with an error
+    /// instead of leaving a new data directory, with a master key of its own, behind.
+    func openControl(_ config: SentinelConfig, create: Bool = false) throws -> (ControlStore, DatabaseOpener) {
         let directory = dataDirectory
-        try directory.prepare()
+        let path = directory.root.path
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists && !isDirectory.boolValue { throw CLIError("the data directory \(path) is a file, not a directory") }
+        if create {
+            do { try directory.prepare() } catch {
+                throw CLIError("cannot create the data directory \(path): \((error as NSError).localizedDescription)")
+            }
+        } else if !FileManager.default.fileExists(atPath: directory.controlFile.path) {
+            throw CLIError("no Sentinel data directory at \(path) (no control.sqlite there): pass --data-dir or set SENTINEL_DATA_DIR; "
+                           + "`sentinel serve`, `sentinel workspace create` or `sentinel user create` makes a new one")
+        }
         let opener = DatabaseOpener(config: config)
         return (try ControlStore(dataDirectory: directory, opener: opener), opener)
     }

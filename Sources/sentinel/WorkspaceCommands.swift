@@ -69,7 +69,7 @@ struct WorkspaceCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 let config = try global.loadConfig()
-                let (control, opener) = try global.openControl(config)
+                let (control, opener) = try global.openControl(config, create: true)
                 let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener, litestream: config.litestream)
                 let record = try service.create(name: name)
                 if json { try printJSON(service.summary(record, detailed: false)) } else { print("created workspace \(record.id) (\(record.name))") }

@@ -25,6 +25,38 @@ struct OperationsCommandTests {
         #expect(schemas["workspace"]?["latest"] as? String == DatabaseKind.workspace.knownMigrations.last)
     }
 
+    @Test("a command pointed at a directory without control.sqlite says so and creates nothing; workspace create and user create make it")
+    func mistypedDataDirectory() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let typo = dir.url.appendingPathComponent("sentinal").path
+        for command in [["workspace", "list"], ["user", "list"], ["jobs", "list", "--workspace", "acme"], ["migrate"],
+                        ["usage", "--workspace", "acme"], ["backup", "--out", dir.url.appendingPathComponent("b").path]] {
+            let result = try await SentinelProcess.run(command + ["--data-dir", typo])
+            #expect(result.status != 0, "\(command)")
+            #expect(result.stderr.contains("no Sentinel data directory at \(typo)"), "\(command): \(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: typo), "\(command) created \(typo)")
+        }
+        // A file where the data directory should be.
+        let file = dir.url.appendingPathComponent("a-file").path
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        let onFile = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", file])
+        #expect(onFile.status != 0)
+        #expect(onFile.stderr.contains("the data directory \(file) is a file, not a directory"), "\(onFile.stderr)")
+        // The commands that set an appliance up still make a new data directory.
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        #expect(created.status == 0, "\(created.stderr)")
+        let listed = try await SentinelProcess.run(["workspace", "list", "--data-dir", data])
+        #expect(listed.stdout.contains("acme"), "\(listed.stderr)")
+        let password = dir.url.appendingPathComponent("pw").path
+        try Data("a long enough password\n".utf8).write(to: URL(fileURLWithPath: password))
+        let other = dir.url.appendingPathComponent("other").path
+        let user = try await SentinelProcess.run(["user", "create", "--email", "ops@example.com", "--password-file", password, "--admin", "--data-dir", other])
+        #expect(user.status == 0, "\(user.stderr)")
+        #expect(FileManager.default.fileExists(atPath: other + "/control.sqlite"))
+    }
+
     @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
     func newerControl() async throws {
         let dir = TemporaryDirectory("sentinel-ops")
