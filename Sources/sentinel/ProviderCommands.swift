@@ -162,15 +162,36 @@ struct ReviewCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "review",
                                                     abstract: "Review a local diff with the workspace's providers (or the built-in checks only) and print the findings.")
     @Option(help: "Data directory (default: $SENTINEL_DATA_DIR or ./data).") var dataDir: String?
-    @Option(help: "A unified diff (git diff output).") var diff: String
+    @Option(help: "A unified diff (git diff output); - reads it from standard input.") var diff: String
     @Option(name: .customLong("config"), help: "A .sentinel.yml to apply on top of the workspace's settings.") var policyFile: String?
     @Option(help: "Workspace id or name whose AI providers and settings to use.") var workspace: String?
     @Flag(help: "Print JSON.") var json = false
 
+    /// The diff as text: standard input for `-`, else the file (a pipe such as `/dev/stdin` or
+    /// `<(git diff)` too), read whole. Bytes that are not UTF-8 (a file kept in another encoding)
+    /// become U+FFFD rather than stopping the review.
+    static func readDiff(_ path: String) throws -> String {
+        let data: Data
+        if path == "-" {
+            data = try FileHandle.standardInput.readToEnd() ?? Data()
+        } else {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("cannot read \(path): no such file") }
+            if isDirectory.boolValue { throw CLIError("cannot read \(path): it is a directory") }
+            do {
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+                defer { try? handle.close() }
+                data = try handle.readToEnd() ?? Data()
+            } catch {
+                throw CLIError("cannot read \(path): \((error as NSError).localizedDescription)")
+            }
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     func run() async throws {
         try await oneLine {
-            guard let text = try? String(contentsOfFile: diff, encoding: .utf8) else { throw CLIError("cannot read \(diff)") }
-            let files = try UnifiedDiff.parse(text)
+            let files = try UnifiedDiff.parse(try Self.readDiff(diff))
             let fileText = try policyFile.map { path -> String in
                 guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
                 return t

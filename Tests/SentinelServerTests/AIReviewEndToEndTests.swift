@@ -142,6 +142,25 @@ struct ProviderCommandTests {
         // `review --json` has always named the fields as Swift does (`startLine`), unlike the other `--json` outputs.
         let names: Set = ["path", "startLine", "line", "side", "severity", "category", "title", "body", "suggestion", "source", "fingerprint"]
         #expect(findings.allSatisfy { Set($0.keys).isSubset(of: names) }, "\(findings.map(\.keys))")
+        // `git diff | sentinel review --diff -` (or /dev/stdin): the diff read from standard input.
+        let diffText = try String(contentsOf: diff, encoding: .utf8)
+        for source in ["-", "/dev/stdin"] {
+            let piped = try await SentinelProcess.run(["review", "--diff", source, "--json"], stdin: diffText)
+            #expect(piped.status == 0, "\(source): \(piped.stderr)")
+            #expect(piped.stdout.contains("README.md"), "\(source): \(piped.stdout)")
+        }
+        // Bytes that are not UTF-8 (a file in Latin-1) do not stop the review; what cannot be read says why.
+        let latin1 = dir.url.appendingPathComponent("latin1.diff")
+        try (Data("diff --git a/n.txt b/n.txt\n--- a/n.txt\n+++ b/n.txt\n@@ -1,1 +1,2 @@\n caf".utf8) + Data([0xE9]) + Data("\n+<<<<<<< HEAD\n".utf8))
+            .write(to: latin1)
+        let mixed = try await SentinelProcess.run(["review", "--diff", latin1.path, "--json"])
+        #expect(mixed.status == 0, "\(mixed.stderr)")
+        #expect(mixed.stdout.contains("n.txt"), "\(mixed.stdout)")
+        let missing = try await SentinelProcess.run(["review", "--diff", dir.url.appendingPathComponent("nope.diff").path])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("cannot read \(dir.url.appendingPathComponent("nope.diff").path): no such file"), "\(missing.stderr)")
+        let directory = try await SentinelProcess.run(["review", "--diff", dir.url.path])
+        #expect(directory.stderr.contains("is a directory"), "\(directory.stderr)")
         let policy = dir.url.appendingPathComponent(".sentinel.yml")
         try "version: 1\nreview:\n  max_comments: lots\n".write(to: policy, atomically: true, encoding: .utf8)
         let validate = try await SentinelProcess.run(["config", "validate", policy.path])
