@@ -47,7 +47,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
+                let text = try readInputText(file, what: "config file")
                 let parsed = RepositoryConfigParser.parse(text, file: file)
                 if parsed.hasErrors { throw CLIError(parsed.errors.map(\.formatted).joined(separator: "; ")) }
                 let (version, scope) = try await target.withWorkspace { actor in
@@ -73,10 +73,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let text = try file.map { path -> String in
-                    guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
-                    return t
-                }
+                let text = try file.map { try readInputText($0, what: "config file") }
                 let resolved = try await target.withWorkspace { actor in
                     let repoID = try await target.repositoryID(in: actor)
                     return try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: repoID, fileText: text) }

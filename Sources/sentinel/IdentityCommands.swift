@@ -24,8 +24,7 @@ struct UserCommand: AsyncParsableCommand {
             let raw: String
             switch (passwordFile, passwordStdin) {
             case (let file?, false):
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file)") }
-                raw = text
+                raw = try readInputText(file, what: "password file")
             case (nil, true):
                 raw = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             default:
@@ -154,7 +153,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                guard let raw = try? String(contentsOfFile: passwordFile, encoding: .utf8) else { throw CLIError("cannot read \(passwordFile)") }
+                let raw = try readInputText(passwordFile, what: "password file")
                 let password = raw.trimmingCharacters(in: .newlines)
                 let config = try global.loadConfig()
                 // The first admin may be created before the appliance first runs: this makes the data directory.

@@ -24,10 +24,7 @@ struct IntegrationCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                func read(_ path: String, _ what: String) throws -> Data {
-                    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(what) file \(path)") }
-                    return data
-                }
+                func read(_ path: String, _ what: String) throws -> Data { try readInput(path, what: "\(what) file") }
                 let pem = String(decoding: try read(privateKeyFile, "private key"), as: UTF8.self)
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
@@ -73,10 +70,7 @@ struct IntegrationCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                func read(_ path: String, _ what: String) throws -> Data {
-                    guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(what) file \(path)") }
-                    return data
-                }
+                func read(_ path: String, _ what: String) throws -> Data { try readInput(path, what: "\(what) file") }
                 let token = String(decoding: try read(tokenFile, "token"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }

@@ -19,8 +19,7 @@ struct NotifyCommand: AsyncParsableCommand {
 
     static func readFile(_ path: String?, what: String) throws -> String? {
         guard let path else { return nil }
-        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(what) file \(path)") }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: try readInput(path, what: "\(what) file"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func show(_ c: NotificationChannelSummary, json: Bool) throws {

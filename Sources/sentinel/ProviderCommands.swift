@@ -19,8 +19,7 @@ struct ProviderCommand: AsyncParsableCommand {
 
     static func readKey(_ path: String?) throws -> String? {
         guard let path else { return nil }
-        guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read API key file \(path)") }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: try readInput(path, what: "API key file"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func show(_ p: ProviderSummary, json: Bool) throws {
@@ -167,34 +166,12 @@ struct ReviewCommand: AsyncParsableCommand {
     @Option(help: "Workspace id or name whose AI providers and settings to use.") var workspace: String?
     @Flag(help: "Print JSON.") var json = false
 
-    /// The diff as text: standard input for `-`, else the file (a pipe such as `/dev/stdin` or
-    /// `<(git diff)` too), read whole. Bytes that are not UTF-8 (a file kept in another encoding)
-    /// become U+FFFD rather than stopping the review.
-    static func readDiff(_ path: String) throws -> String {
-        let data: Data
-        if path == "-" {
-            data = try FileHandle.standardInput.readToEnd() ?? Data()
-        } else {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("cannot read \(path): no such file") }
-            if isDirectory.boolValue { throw CLIError("cannot read \(path): it is a directory") }
-            do {
-                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-                defer { try? handle.close() }
-                data = try handle.readToEnd() ?? Data()
-            } catch {
-                throw CLIError("cannot read \(path): \((error as NSError).localizedDescription)")
-            }
-        }
-        return String(decoding: data, as: UTF8.self)
-    }
-
     func run() async throws {
         try await oneLine {
-            let files = try UnifiedDiff.parse(try Self.readDiff(diff))
+            // Bytes that are not UTF-8 (a file kept in another encoding) become U+FFFD rather than stopping the review.
+            let files = try UnifiedDiff.parse(String(decoding: try readInput(diff, what: "diff"), as: UTF8.self))
             let fileText = try policyFile.map { path -> String in
-                guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
-                return t
+                try readInputText(path, what: "config file")
             }
             /// The engine on the local diff with a policy and, optionally, a model and the workspace's
             /// spend limits.

@@ -96,6 +96,30 @@ struct CLIContext {
     }
 }
 
+/// A file an admin names on the command line (a key, a secret, a password, a diff, a policy), read
+/// whole: `-` is standard input, and pipes such as `/dev/stdin` or `<(vault read …)` work too, so a
+/// secret need not be written to disk. A missing file, a directory or an unreadable one is an
+/// error that says which (`what`: "API key file", "diff", …).
+func readInput(_ path: String, what: String) throws -> Data {
+    if path == "-" { return try FileHandle.standardInput.readToEnd() ?? Data() }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("cannot read \(what) \(path): no such file") }
+    if isDirectory.boolValue { throw CLIError("cannot read \(what) \(path): it is a directory") }
+    do {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        return try handle.readToEnd() ?? Data()
+    } catch {
+        throw CLIError("cannot read \(what) \(path): \((error as NSError).localizedDescription)")
+    }
+}
+
+/// `readInput` as UTF-8 text (a policy file, a password): other bytes are an error.
+func readInputText(_ path: String, what: String) throws -> String {
+    guard let text = String(data: try readInput(path, what: what), encoding: .utf8) else { throw CLIError("\(what) \(path) is not UTF-8 text") }
+    return text
+}
+
 /// A one-line reason, printed by ArgumentParser as `Error: …` with a non-zero exit.
 struct CLIError: Error, CustomStringConvertible {
     let description: String

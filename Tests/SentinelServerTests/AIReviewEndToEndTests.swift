@@ -128,6 +128,18 @@ struct ProviderCommandTests {
         #expect(!listed.stdout.contains("sk-live-secret-value"))
         #expect(listed.stdout.contains("\"anthropic\""))
         #expect((try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])?.first?["priority"] as? Int == 7)
+        // A key piped in (`vault read … | sentinel provider add --api-key-file -`, or /dev/stdin) is never written to disk.
+        for source in ["-", "/dev/stdin"] {
+            let piped = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
+                                                       "--model", "gpt-4o", "--api-key-file", source, "--json"], stdin: "sk-piped-key-\(source.count)wxyz\n")
+            #expect(piped.status == 0, "\(source): \(piped.stderr)")
+            #expect(!piped.stdout.contains("sk-piped-key"))
+        }
+        let keys = try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme", "--json"])
+        #expect(keys.stdout.components(separatedBy: "wxyz").count - 1 == 2, "\(keys.stdout)")
+        let noKey = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
+                                                   "--api-key-file", dir.url.appendingPathComponent("absent.txt").path])
+        #expect(noKey.stderr.contains("cannot read API key file \(dir.url.appendingPathComponent("absent.txt").path): no such file"), "\(noKey.stderr)")
         let bad = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "gpt9"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("unknown provider kind"))
@@ -158,7 +170,7 @@ struct ProviderCommandTests {
         #expect(mixed.stdout.contains("n.txt"), "\(mixed.stdout)")
         let missing = try await SentinelProcess.run(["review", "--diff", dir.url.appendingPathComponent("nope.diff").path])
         #expect(missing.status != 0)
-        #expect(missing.stderr.contains("cannot read \(dir.url.appendingPathComponent("nope.diff").path): no such file"), "\(missing.stderr)")
+        #expect(missing.stderr.contains("cannot read diff \(dir.url.appendingPathComponent("nope.diff").path): no such file"), "\(missing.stderr)")
         let directory = try await SentinelProcess.run(["review", "--diff", dir.url.path])
         #expect(directory.stderr.contains("is a directory"), "\(directory.stderr)")
         let policy = dir.url.appendingPathComponent(".sentinel.yml")
