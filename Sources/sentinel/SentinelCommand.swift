@@ -166,6 +166,8 @@ struct Serve: AsyncParsableCommand {
         if let host { config.server.host = host }
         if let port { config.server.port = port }
         if noTLS { config.server.tlsEnabled = false }
+        // The options get the config file's checks: a port past 65535 would wrap around in the socket address.
+        do { try ConfigLoader.validate(config) } catch let error as ConfigError { throw CLIError(error.description) }
         let logger = cliLogger(config, command: "serve")
         let appliance = try await oneLine {
             try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)

@@ -57,6 +57,18 @@ struct OperationsCommandTests {
         #expect(FileManager.default.fileExists(atPath: other + "/control.sqlite"))
     }
 
+    @Test("serve --port outside 0...65535 stops with the reason instead of listening on another port")
+    func servePortChecked() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        // 99,999 would wrap around to 34,463 in the socket address.
+        let serve = try await SentinelProcess.run(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "99999"])
+        #expect(serve.status != 0)
+        #expect(serve.stderr.contains("server.port must be 0...65535"), "\(serve.stderr)")
+        #expect(!serve.stderr.contains("listening"))
+    }
+
     @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
     func newerControl() async throws {
         let dir = TemporaryDirectory("sentinel-ops")

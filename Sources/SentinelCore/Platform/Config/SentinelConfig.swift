@@ -328,7 +328,8 @@ public enum ConfigLoader {
         keys.map { ($0.path, $0.current(config)) }
     }
 
-    static func validate(_ config: SentinelConfig) throws {
+    /// The checks `load` makes, for a configuration changed after loading (`serve --port`).
+    public static func validate(_ config: SentinelConfig) throws {
         guard (1...65535).contains(config.server.port) || config.server.port == 0 else { throw ConfigError("server.port must be 0...65535") }
         guard config.server.idleTimeoutSeconds > 0, config.server.maxConnections >= 1, config.server.maxHeaderBytes >= 1_024 else {
             throw ConfigError("server.idle_timeout_seconds must be > 0, server.max_connections at least 1 and server.max_header_bytes at least 1024")
