@@ -265,13 +265,16 @@ struct StorageTests {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
         try await h.supervisor.withWorkspace(ws) { actor in
-            // The writer is busy for a second; `queued` waits behind it; the file is closed meanwhile.
-            let holder = Task { try await actor.write { _ in usleep(1_000_000) } }
-            try await Task.sleep(for: .milliseconds(100))
+            // The writer is busy for a second and a half; `queued` waits behind it; the file is closed
+            // meanwhile. `queued` starts only once the holder's body runs (on a loaded machine a fixed
+            // sleep let it lead a batch of its own and commit before the close).
+            let started = Atomic<Bool>(false)
+            let holder = Task { try await actor.write { _ in started.store(true, ordering: .relaxed); usleep(1_500_000) } }
+            while !started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
             let queued = Task {
                 try await actor.write { tx in try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('late', 'v')") }
             }
-            try await Task.sleep(for: .milliseconds(100))
+            try await Task.sleep(for: .milliseconds(300))
             await actor.close()
             try await holder.value
             await #expect(throws: WorkspaceError.closed(ws)) { try await queued.value }
