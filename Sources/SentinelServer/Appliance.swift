@@ -255,8 +255,29 @@ public final class Appliance: Sendable {
 
     /// Serves until SIGTERM/SIGINT, then shuts the group down in reverse order and returns.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        try await makeServiceGroup(onServerRunning: onServerRunning).run()
+        do {
+            try await makeServiceGroup(onServerRunning: onServerRunning).run()
+        } catch let error as IOError {
+            throw ListenError(error, host: config.server.host, port: config.server.port) ?? error
+        }
         logger.info("stopped cleanly")
+    }
+}
+
+/// The listener could not be opened: the address, and what an admin can do about it.
+public struct ListenError: Error, CustomStringConvertible {
+    public let description: String
+
+    /// nil for an I/O error that is not about binding the listener.
+    init?(_ error: IOError, host: String, port: Int) {
+        let reason: String
+        switch error.errnoCode {
+        case EADDRINUSE: reason = "the address is in use (another process listens there: stop it, or choose another server.port or --port)"
+        case EADDRNOTAVAIL: reason = "the address is not one of this machine's (set server.host or --host to one of them, or 0.0.0.0)"
+        case EACCES: reason = "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE; the default is 8443)"
+        default: return nil
+        }
+        description = "cannot listen on \(host):\(port): \(reason)"
     }
 }
 

@@ -69,6 +69,20 @@ struct OperationsCommandTests {
         #expect(!serve.stderr.contains("listening"))
     }
 
+    @Test("serve on a port another process holds stops naming the address and what to do")
+    func servePortInUse() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let first = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("a").path, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
+        let port = try #require(await first.waitForListeningPort(), "\(first.stderr)")
+        let second = try await SentinelProcess.run(["serve", "--data-dir", dir.url.appendingPathComponent("b").path, "--no-tls", "--host", "127.0.0.1",
+                                                    "--port", String(port)])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("cannot listen on 127.0.0.1:\(port): the address is in use"), "\(second.stderr)")
+        first.terminate()
+        #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
     @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
     func newerControl() async throws {
         let dir = TemporaryDirectory("sentinel-ops")
