@@ -45,10 +45,10 @@ struct BackupTests {
         await h.supervisor.unpin(ws)
         await h.stop()
 
-        // Restore into a brand-new data directory.
+        // Restore into a brand-new data directory, one that does not exist yet (a new machine).
         let target = TemporaryDirectory()
         defer { target.cleanup() }
-        let data = DataDirectory(path: target.path)
+        let data = DataDirectory(path: target.url.appendingPathComponent("new-machine/data").path)
         let restored = try BackupService(dataDirectory: data, opener: DatabaseOpener()).restore(from: out)
         #expect(restored.count == 2)
         let file = data.workspaceFile(ws)
@@ -88,6 +88,12 @@ struct BackupTests {
         // A backup directory without a manifest is not a backup.
         #expect(throws: StorageError.self) {
             try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: h.directory.url.appendingPathComponent("nope"))
+        }
+        // A backup into a path that is a file says so.
+        let file = h.directory.url.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: file)
+        #expect(throws: StorageError.invalid("\(file.path) is a file; a backup goes into a directory")) {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: file, control: h.control)
         }
         h.directory.cleanup()
     }

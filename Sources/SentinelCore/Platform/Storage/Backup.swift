@@ -35,7 +35,15 @@ public struct BackupService: Sendable {
     /// Backs up control.sqlite and every workspace file (or one workspace) into `destination`.
     public func backup(to destination: URL, workspace only: WorkspaceID? = nil, control: ControlStore) throws -> BackupManifest {
         let fm = FileManager.default
-        try fm.createDirectory(at: destination.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
+        do {
+            try fm.createDirectory(at: destination.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
+        } catch {
+            var isDirectory: ObjCBool = false
+            if fm.fileExists(atPath: destination.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw StorageError.invalid("\(destination.path) is a file; a backup goes into a directory")
+            }
+            throw StorageError.io("cannot create the backup directory \(destination.path): \((error as NSError).localizedDescription)")
+        }
         if fm.fileExists(atPath: destination.appendingPathComponent(BackupManifest.fileName).path) {
             throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
         }
@@ -114,6 +122,8 @@ public struct BackupService: Sendable {
             selected = manifest.files.filter { $0.workspaceID == only.rawValue }
             guard !selected.isEmpty else { throw StorageError.notFound("the backup holds no file for workspace \(only)") }
         }
+        // Onto a new machine the data directory may not exist yet: the lock file lives in it.
+        try FileManager.default.createDirectory(at: dataDirectory.root, withIntermediateDirectories: true)
         guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
             throw StorageError.conflict("sentinel serve is running on \(dataDirectory.root.path); stop it before restoring")
         }
