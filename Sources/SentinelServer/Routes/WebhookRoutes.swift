@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import SentinelCore
+import Synchronization
 
 /// `POST /webhooks/github/{integrationID}` and `POST /webhooks/gitlab/{integrationID}`. Order:
 /// integration lookup (404) and the declared size (413), both before a byte of the body is read;
@@ -17,6 +18,7 @@ struct WebhookRoutes {
     let journal: IntakeJournal
     let metrics: SentinelMetrics
     let authFailures: DeliveryAuthFailures
+    let bodies: WebhookBodyBudget
 
     func add(to router: Router<SentinelRequestContext>) {
         router.post("/webhooks/github/:integrationID") { request, context in
@@ -60,11 +62,29 @@ struct WebhookRoutes {
         return integration
     }
 
-    /// The delivery's body, read once up to the limit (413 beyond, by the declared size before any byte is read).
-    func body(_ request: Request, platform: String) async throws -> Data {
-        if let declared = request.headers[.contentLength], let length = Int(declared), length > DeliveryIntake.maxBodyBytes {
-            throw tooLarge(platform)
+    /// The delivery's body, read once up to the limit (413 beyond, by the declared size before any
+    /// byte is read), while its size is held in the in-flight budget (503 when other deliveries
+    /// hold it: a body is read whole before its signature can be checked, so many large ones at
+    /// once would otherwise take all the memory there is). `handle` runs with the body; the size is
+    /// given back when it returns.
+    func withBody<T>(_ request: Request, platform: String, _ handle: (Data) async throws -> T) async throws -> T {
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > DeliveryIntake.maxBodyBytes { throw tooLarge(platform) }
+        // Chunked bodies declare no size: they hold the most a delivery may have.
+        let bytes = max(0, declared ?? DeliveryIntake.maxBodyBytes)
+        guard bodies.take(bytes) else {
+            metrics.webhook(platform: platform, outcome: "busy")
+            var problem = Problem(status: .serviceUnavailable,
+                                  detail: "too many large webhook deliveries are being received at once (server.max_webhook_bytes_in_flight); retry shortly",
+                                  type: "urn:sentinel:problem:busy", title: "Busy")
+            problem.retryAfter = 5
+            throw problem
         }
+        defer { bodies.give(bytes) }
+        return try await handle(try await body(request, platform: platform))
+    }
+
+    private func body(_ request: Request, platform: String) async throws -> Data {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: DeliveryIntake.maxBodyBytes)
@@ -99,8 +119,11 @@ struct WebhookRoutes {
 
     func receiveGitHub(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
         let integration = try await integration(gitHub, context, platform: "github")
+        return try await withBody(request, platform: "github") { data in try await receiveGitHub(request, context, integration: integration, data: data) }
+    }
+
+    private func receiveGitHub(_ request: Request, _ context: SentinelRequestContext, integration: GitHubIntegration, data: Data) async throws -> Response {
         let id = integration.id
-        let data = try await body(request, platform: "github")
         guard GitHubWebhookSignature.isValid(header: request.headers[.init("X-Hub-Signature-256")!], body: data, secret: integration.webhookSecret) else {
             metrics.webhook(platform: "github", outcome: "bad_signature")
             await authFailures.record(id, workspaceID: integration.workspaceID)
@@ -131,7 +154,10 @@ struct WebhookRoutes {
     /// names it with `Idempotency-Key` (the same across GitLab's retries) and `X-Gitlab-Event-UUID`.
     func receiveGitLab(_ request: Request, _ context: SentinelRequestContext) async throws -> Response {
         let integration = try await integration(gitLab, context, platform: "gitlab")
-        let data = try await body(request, platform: "gitlab")
+        return try await withBody(request, platform: "gitlab") { data in try await receiveGitLab(request, context, integration: integration, data: data) }
+    }
+
+    private func receiveGitLab(_ request: Request, _ context: SentinelRequestContext, integration: GitLabIntegration, data: Data) async throws -> Response {
         guard GitLabWebhookToken.isValid(header: request.headers[.init("X-Gitlab-Token")!], secret: integration.webhookSecret) else {
             metrics.webhook(platform: "gitlab", outcome: "bad_signature")
             await authFailures.record(integration.id, workspaceID: integration.workspaceID)
@@ -185,4 +211,24 @@ struct WebhookRoutes {
 
 func jsonResponse(_ status: HTTPResponse.Status, _ object: [String: String]) -> Response {
     Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: FlatJSON.encode(object))))
+}
+
+/// Bytes of webhook bodies being read or held at once (`server.max_webhook_bytes_in_flight`).
+final class WebhookBodyBudget: Sendable {
+    let limit: Int
+    private let held = Mutex(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes `bytes` when they fit beside what is held, or when nothing is held (one delivery is
+    /// always read, whatever its size).
+    func take(_ bytes: Int) -> Bool {
+        held.withLock { held in
+            guard held == 0 || held + bytes <= limit else { return false }
+            held += bytes
+            return true
+        }
+    }
+
+    func give(_ bytes: Int) { held.withLock { $0 -= bytes } }
 }

@@ -128,6 +128,10 @@ public struct SentinelConfig: Sendable, Equatable {
         public var maxConnections = 1_024
         /// Largest request head (all header lines together) accepted; a larger one is answered 400 and closed.
         public var maxHeaderBytes = 32 * 1_024
+        /// Webhook bodies held in memory at once (a body is read whole before its signature can be
+        /// checked); a delivery that would go past it is answered 503 with `Retry-After` before its
+        /// body is read. One delivery alone is always read, whatever its size (up to 25 MB).
+        public var maxWebhookBytesInFlight = 256 * 1_024 * 1_024
     }
 
     public var auth = Auth()
@@ -240,6 +244,7 @@ public enum ConfigLoader {
         key("server.idle_timeout_seconds", "close a connection that sends nothing for this long", \.server.idleTimeoutSeconds),
         key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections),
         key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes),
+        key("server.max_webhook_bytes_in_flight", "webhook bodies held in memory at once; past it a delivery gets 503 with Retry-After", \.server.maxWebhookBytesInFlight),
         key("auth.bcrypt_cost", "bcrypt work factor of stored passwords (4...31)", \.auth.bcryptCost),
         key("auth.session_hours", "lifetime of a sign-in session", \.auth.sessionHours),
         key("auth.login_failures_per_account", "failed sign-ins per account within the window before 429", \.auth.loginFailuresPerAccount),
@@ -331,6 +336,7 @@ public enum ConfigLoader {
     /// The checks `load` makes, for a configuration changed after loading (`serve --port`).
     public static func validate(_ config: SentinelConfig) throws {
         guard (1...65535).contains(config.server.port) || config.server.port == 0 else { throw ConfigError("server.port must be 0...65535") }
+        guard config.server.maxWebhookBytesInFlight >= 1_048_576 else { throw ConfigError("server.max_webhook_bytes_in_flight must be at least 1048576 (1 MiB)") }
         guard config.server.idleTimeoutSeconds > 0, config.server.maxConnections >= 1, config.server.maxHeaderBytes >= 1_024 else {
             throw ConfigError("server.idle_timeout_seconds must be > 0, server.max_connections at least 1 and server.max_header_bytes at least 1024")
         }
