@@ -111,36 +111,39 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
-    @Test("webhook bodies past server.max_webhook_bytes_in_flight get 503 with Retry-After before they are read; the budget comes back")
+    @Test("webhook bodies past server.max_webhook_bytes_in_flight get 503 with Retry-After before they are read; small ones always pass; the budget comes back")
     func bodiesInFlightBounded() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxWebhookBytesInFlight = 1_048_576 })
-        let size = 700_000
-        let body = "{\"a\":\"" + String(repeating: "x", count: size - 8) + "\"}"
+        func delivery(_ size: Int) -> String { "{\"a\":\"" + String(repeating: "x", count: size - 8) + "\"}" }
+        let (size, large, small) = (1_500_000, delivery(1_500_000), delivery(20_000))
         let path = world.integration.webhookPath
         // The first delivery's body arrives slowly: its size is held while it is read.
         let slow = try await RawConnection.open(port: world.port)
-        let (busy, later) = try await slow.channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: head(path, contentLength: size) + body.prefix(1_000)))
-            // A second one that does not fit beside it is refused without reading its body.
+        let (busy, smallAnswer, later) = try await slow.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: head(path, contentLength: size) + large.prefix(1_000)))
+            // A second large one that does not fit beside it is refused without reading its body.
             var busy = RawConnection.Outcome.silent
             for _ in 0..<100 {
-                busy = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + body)
+                busy = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + large)
                 if busy.status == 503 { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            try await outbound.write(ByteBuffer(string: String(body.dropFirst(1_000))))
+            // A small one is read all the same (here: judged on its signature).
+            let smallAnswer = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: small.utf8.count) + small)
+            try await outbound.write(ByteBuffer(string: String(large.dropFirst(1_000))))
             var text = ""
             for try await chunk in inbound {
                 text += String(buffer: chunk)
                 if text.contains("\r\n\r\n") { break }
             }
-            return (busy, RawConnection.Outcome.answered(text))
+            return (busy, smallAnswer, RawConnection.Outcome.answered(text))
         }
         #expect(busy.status == 503, "\(busy)")
         if case .answered(let text) = busy { #expect(text.contains("Retry-After: 5"), "\(text)") }
+        #expect(smallAnswer.status == 401, "\(smallAnswer)")
         #expect(later.status == 401, "\(later)")
         // Once the first is answered its size is given back: the same delivery is read again.
-        let after = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + body)
+        let after = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + large)
         #expect(after.status == 401, "\(after)")
         #expect(world.appliance.prometheus.emitToString().contains(#"sentinel_webhook_deliveries_total{platform="github",outcome="busy"}"#))
         await world.stop()

@@ -215,16 +215,20 @@ func jsonResponse(_ status: HTTPResponse.Status, _ object: [String: String]) -> 
 
 /// Bytes of webhook bodies being read or held at once (`server.max_webhook_bytes_in_flight`).
 final class WebhookBodyBudget: Sendable {
+    /// A delivery this small is always read (and counted): nearly all of a platform's deliveries
+    /// are, so a few large ones, or a client sending large bodies slowly, never crowd them out.
+    static let alwaysRead = 1_048_576
+
     let limit: Int
     private let held = Mutex(0)
 
     init(limit: Int) { self.limit = limit }
 
-    /// Takes `bytes` when they fit beside what is held, or when nothing is held (one delivery is
-    /// always read, whatever its size).
+    /// Takes `bytes` when they fit beside what is held, when nothing is held (one delivery is
+    /// always read, whatever its size) or when they are at most `alwaysRead`.
     func take(_ bytes: Int) -> Bool {
         held.withLock { held in
-            guard held == 0 || held + bytes <= limit else { return false }
+            guard bytes <= Self.alwaysRead || held == 0 || held + bytes <= limit else { return false }
             held += bytes
             return true
         }

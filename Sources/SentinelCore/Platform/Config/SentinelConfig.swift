@@ -130,7 +130,7 @@ public struct SentinelConfig: Sendable, Equatable {
         public var maxHeaderBytes = 32 * 1_024
         /// Webhook bodies held in memory at once (a body is read whole before its signature can be
         /// checked); a delivery that would go past it is answered 503 with `Retry-After` before its
-        /// body is read. One delivery alone is always read, whatever its size (up to 25 MB).
+        /// body is read. Deliveries up to 1 MiB, and one delivery alone, are always read.
         public var maxWebhookBytesInFlight = 256 * 1_024 * 1_024
     }
 
