@@ -18,6 +18,10 @@ extension WorkspaceError: ProblemConvertible {
     }
 }
 
+extension AnalyticsError: ProblemConvertible {
+    var problem: Problem { Problem(status: .badRequest, detail: description) }
+}
+
 extension IdentityError: ProblemConvertible {
     var problem: Problem {
         switch kind {

@@ -40,12 +40,7 @@ struct AnalyticsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await oneLine {
-            for day in [from, to].compactMap({ $0 }) where day.wholeMatch(of: /\d{4}-\d{2}-\d{2}/) == nil {
-                throw CLIError("'\(day)' is not a day (YYYY-MM-DD)")
-            }
-            let today = Date()
-            let from = self.from ?? String(ISO8601DateFormatter().string(from: today.addingTimeInterval(-30 * 86_400)).prefix(10))
-            let to = self.to ?? String(ISO8601DateFormatter().string(from: today).prefix(10))
+            let (from, to) = try Rollups.days(from: self.from, to: self.to)
             let repository = self.repository
             let rollups = try await global.withWorkspace(workspace) { actor, _, _ in
                 // Fold what the server has not folded yet, so the numbers are current.

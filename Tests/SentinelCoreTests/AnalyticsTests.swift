@@ -45,6 +45,17 @@ struct ActivityGenerator {
 
 @Suite("Analytics rollups")
 struct RollupTests {
+    @Test("a query's days: defaults to the last 30 days; a day off the calendar or a backwards range is refused")
+    func queryDays() throws {
+        let now = try #require(ISO8601DateFormatter().date(from: "2026-03-31T12:00:00Z"))
+        #expect(try Rollups.days(from: nil, to: nil, now: now) == ("2026-03-01", "2026-03-31"))
+        #expect(try Rollups.days(from: "2028-02-29", to: "2028-03-01", now: now) == ("2028-02-29", "2028-03-01"))
+        for bad in ["2026-02-29", "2026-02-30", "2026-13-01", "2026-00-10", "2026-04-31", "yesterday", "2026-1-01"] {
+            #expect(throws: AnalyticsError.self, "\(bad)") { try Rollups.days(from: bad, to: nil, now: now) }
+        }
+        #expect(throws: AnalyticsError("from (2026-03-02) is after to (2026-03-01)")) { try Rollups.days(from: "2026-03-02", to: "2026-03-01", now: now) }
+    }
+
     @Test("rollups fold each event once, however often they are advanced")
     func exactlyOnce() async throws {
         let h = try TestHarness()

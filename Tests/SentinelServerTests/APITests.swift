@@ -488,6 +488,12 @@ struct APIResourceTests {
             #expect(usage.json["plan"] as? String == "free")
             let analytics = try await api.call(.get, base + "/analytics?from=2000-01-01&to=2999-12-31", token: world.token(.viewer))
             #expect(analytics.status == .ok)
+            // A day that is not on the calendar, or a range that ends before it starts, is a 400 saying so.
+            let notADay = try await api.call(.get, base + "/analytics?from=2026-02-30", token: world.token(.viewer))
+            #expect(notADay.status == .badRequest)
+            #expect((notADay.json["detail"] as? String)?.contains("'2026-02-30' is not a day") == true, "\(notADay.json)")
+            let backwards = try await api.call(.get, base + "/analytics?from=2026-12-01&to=2026-01-01", token: world.token(.viewer))
+            #expect(backwards.status == .badRequest)
         }
     }
 

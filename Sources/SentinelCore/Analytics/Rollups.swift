@@ -114,6 +114,28 @@ public enum Rollups {
         }
     }
 
+    /// The days a query covers (`YYYY-MM-DD`, inclusive): `from` defaults to 30 days before `now`
+    /// and `to` to `now`'s day (UTC). A day that is not on the calendar (`2026-02-30`) or a range
+    /// that ends before it starts is refused, rather than answered with nothing.
+    public static func days(from: String?, to: String?, now: Date = Date()) throws -> (from: String, to: String) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        func checked(_ text: String, _ name: String) throws -> String {
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+            guard text.wholeMatch(of: /\d{4}-\d{2}-\d{2}/) != nil, parts.count == 3,
+                  let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+                  let date = calendar.date(from: DateComponents(year: year, month: month, day: day)),
+                  calendar.dateComponents([.year, .month, .day], from: date) == DateComponents(year: year, month: month, day: day) else {
+                throw AnalyticsError("\(name): '\(text)' is not a day (YYYY-MM-DD, on the calendar)")
+            }
+            return text
+        }
+        let range = (try from.map { try checked($0, "from") } ?? String(ISO8601.string(now.addingTimeInterval(-30 * 86_400)).prefix(10)),
+                     try to.map { try checked($0, "to") } ?? String(ISO8601.string(now).prefix(10)))
+        guard range.0 <= range.1 else { throw AnalyticsError("from (\(range.0)) is after to (\(range.1))") }
+        return range
+    }
+
     /// Rollups for days in `from...to` (inclusive, `YYYY-MM-DD`), optionally one repository.
     public static func query(from: String, to: String, repository: String? = nil, in db: Database) throws -> [DailyRollup] {
         var sql = "SELECT * FROM rollup_daily WHERE day >= ? AND day <= ?"
@@ -173,4 +195,11 @@ public enum Rollups {
         NSDecimalRound(&rounded, &scaled, 0, .plain)
         return NSDecimalNumber(decimal: rounded).int64Value
     }
+}
+
+/// A request for analytics the domain cannot answer as asked (a day not on the calendar, a range
+/// that ends before it starts).
+public struct AnalyticsError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

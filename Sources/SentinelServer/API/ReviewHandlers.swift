@@ -90,9 +90,7 @@ struct ReviewHandlers: Sendable {
     }
 
     func getAnalytics(_ input: Operations.GetAnalytics.Input, _ context: WorkspaceContext) async throws -> Operations.GetAnalytics.Output {
-        let now = Date()
-        let from = input.query.from ?? String(ISO8601.string(now.addingTimeInterval(-30 * 86_400)).prefix(10))
-        let to = input.query.to ?? String(ISO8601.string(now).prefix(10))
+        let (from, to) = try Rollups.days(from: input.query.from, to: input.query.to)
         let repository = input.query.repository
         // Fold what the listener has not folded yet, so the numbers are current.
         try await context.workspace.write { tx in try Rollups.catchUp(in: tx.db) }
