@@ -154,7 +154,7 @@ public final class Appliance: Sendable {
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus, supervisor: supervisor, metrics: metrics,
                          dataDirectory: dataDirectory).add(to: router)
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, journal: journal, metrics: metrics,
-                      authFailures: authFailures, bodies: WebhookBodyBudget(limit: config.server.maxWebhookBytesInFlight)).add(to: router)
+                      authFailures: authFailures, bodies: WebhookBodyBudget(limit: config.server.maxWebhookBytesInFlight, metrics: metrics)).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
         let certificate = config.server.tlsEnabled
             ? config.server.tlsCertFile.map(URL.init(fileURLWithPath:)) ?? dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt") : nil

@@ -265,18 +265,22 @@ struct StorageTests {
         let h = try TestHarness()
         let ws = try h.createWorkspace()
         try await h.supervisor.withWorkspace(ws) { actor in
-            // The writer is busy for a second and a half; `queued` waits behind it; the file is closed
-            // meanwhile. `queued` starts only once the holder's body runs (on a loaded machine a fixed
-            // sleep let it lead a batch of its own and commit before the close).
+            // The writer is held until the file is closed; `queued` waits behind it. Released only
+            // once the actor knows it is closed, so no machine is slow enough to let `queued`
+            // commit first (fixed sleeps did, twice, beside a CI run).
             let started = Atomic<Bool>(false)
-            let holder = Task { try await actor.write { _ in started.store(true, ordering: .relaxed); usleep(1_500_000) } }
+            let release = DispatchSemaphore(value: 0)
+            let holder = Task { try await actor.write { _ in started.store(true, ordering: .relaxed); release.wait() } }
             while !started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
             let queued = Task {
                 try await actor.write { tx in try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES ('late', 'v')") }
             }
-            try await Task.sleep(for: .milliseconds(300))
-            await actor.close()
+            try await Task.sleep(for: .milliseconds(200))
+            let closing = Task { await actor.close() }
+            while await !actor.isClosed { try await Task.sleep(for: .milliseconds(5)) }
+            release.signal()
             try await holder.value
+            await closing.value
             await #expect(throws: WorkspaceError.closed(ws)) { try await queued.value }
         }
         await h.stop()

@@ -121,13 +121,9 @@ struct IntakeLimitsTests {
         let slow = try await RawConnection.open(port: world.port)
         let (busy, smallAnswer, later) = try await slow.channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: head(path, contentLength: size) + large.prefix(1_000)))
+            #expect(await eventually { world.appliance.prometheus.emitToString().contains("sentinel_webhook_body_bytes_held \(size)") })
             // A second large one that does not fit beside it is refused without reading its body.
-            var busy = RawConnection.Outcome.silent
-            for _ in 0..<100 {
-                busy = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + large)
-                if busy.status == 503 { break }
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            let busy = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + large)
             // A small one is read all the same (here: judged on its signature).
             let smallAnswer = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: small.utf8.count) + small)
             try await outbound.write(ByteBuffer(string: String(large.dropFirst(1_000))))
@@ -145,7 +141,9 @@ struct IntakeLimitsTests {
         // Once the first is answered its size is given back: the same delivery is read again.
         let after = try await RawConnection.open(port: world.port).exchange(head(path, contentLength: size) + large)
         #expect(after.status == 401, "\(after)")
-        #expect(world.appliance.prometheus.emitToString().contains(#"sentinel_webhook_deliveries_total{platform="github",outcome="busy"}"#))
+        let metrics = world.appliance.prometheus.emitToString()
+        #expect(metrics.contains(#"sentinel_webhook_deliveries_total{platform="github",outcome="busy"} 1"#), "\(metrics)")
+        #expect(metrics.contains("sentinel_webhook_body_bytes_held 0"))
         await world.stop()
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import SentinelCore
 import Synchronization
@@ -221,8 +222,13 @@ final class WebhookBodyBudget: Sendable {
 
     let limit: Int
     private let held = Mutex(0)
+    private let gauge: Gauge
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, metrics: SentinelMetrics) {
+        self.limit = limit
+        gauge = metrics.webhookBodyBytesHeld()
+        gauge.record(0)
+    }
 
     /// Takes `bytes` when they fit beside what is held, when nothing is held (one delivery is
     /// always read, whatever its size) or when they are at most `alwaysRead`.
@@ -230,9 +236,15 @@ final class WebhookBodyBudget: Sendable {
         held.withLock { held in
             guard bytes <= Self.alwaysRead || held == 0 || held + bytes <= limit else { return false }
             held += bytes
+            gauge.record(held)
             return true
         }
     }
 
-    func give(_ bytes: Int) { held.withLock { $0 -= bytes } }
+    func give(_ bytes: Int) {
+        held.withLock { held in
+            held -= bytes
+            gauge.record(held)
+        }
+    }
 }

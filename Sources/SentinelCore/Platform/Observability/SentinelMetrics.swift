@@ -45,6 +45,12 @@ public struct SentinelMetrics: Sendable {
         Gauge(label: "sentinel_intake_journal_deliveries", dimensions: [], factory: factory).record(count)
     }
 
+    /// Bytes of webhook bodies being read or held (`server.max_webhook_bytes_in_flight`); the
+    /// budget keeps this gauge and records it as it changes.
+    public func webhookBodyBytesHeld() -> Gauge {
+        Gauge(label: "sentinel_webhook_body_bytes_held", dimensions: [], factory: factory)
+    }
+
     public func webhook(platform: String, outcome: String) {
         Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
     }
