@@ -121,9 +121,8 @@ public enum Rollups {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
         func checked(_ text: String, _ name: String) throws -> String {
-            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-            guard text.wholeMatch(of: /\d{4}-\d{2}-\d{2}/) != nil, parts.count == 3,
-                  let year = Int(parts[0]), let month = Int(parts[1]), let day = Int(parts[2]),
+            guard let match = text.wholeMatch(of: /(\d{4})-(\d{2})-(\d{2})/),
+                  let year = Int(match.1), let month = Int(match.2), let day = Int(match.3),
                   let date = calendar.date(from: DateComponents(year: year, month: month, day: day)),
                   calendar.dateComponents([.year, .month, .day], from: date) == DateComponents(year: year, month: month, day: day) else {
                 throw AnalyticsError("\(name): '\(text)' is not a day (YYYY-MM-DD, on the calendar)")
