@@ -259,6 +259,8 @@ public final class Appliance: Sendable {
             try await makeServiceGroup(onServerRunning: onServerRunning).run()
         } catch let error as IOError {
             throw ListenError(error, host: config.server.host, port: config.server.port) ?? error
+        } catch let error as SocketAddressError.UnknownHost {
+            throw ListenError(error, port: config.server.port)
         }
         logger.info("stopped cleanly")
     }
@@ -278,6 +280,12 @@ public struct ListenError: Error, CustomStringConvertible {
         default: return nil
         }
         description = "cannot listen on \(host):\(port): \(reason)"
+    }
+
+    /// `server.host` is neither an address nor a name this machine can resolve.
+    init(_ error: SocketAddressError.UnknownHost, port: Int) {
+        description = "cannot listen on \(error.host):\(port): no address is known for the host name '\(error.host)' "
+            + "(\(error.errorDescription); set server.host or --host to an address of this machine, or 0.0.0.0)"
     }
 }
 

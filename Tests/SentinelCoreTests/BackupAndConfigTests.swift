@@ -171,6 +171,28 @@ struct ConfigTests {
         #expect(retention.deliveriesDays == 7 && retention.jobsDays == 3)
     }
 
+    @Test("every number in the configuration has bounds: a value past them is refused with the key's name, not trapped on later")
+    func numbersBounded() throws {
+        let numeric = ConfigLoader.keys.filter { $0.range != nil }
+        #expect(numeric.count >= 35)
+        for key in numeric {
+            // A timeout of 1e300 seconds once passed and trapped where it became a Duration (serve crashed at start).
+            #expect { try ConfigLoader.load(file: nil, environment: [key.environmentName: "9223372036854775807"]) } throws: {
+                "\($0)".contains("\(key.path) must be \(key.range!), got ")
+            }
+            #expect { try ConfigLoader.load(file: nil, environment: [key.environmentName: "1e300"]) } throws: {
+                "\($0)".contains("\(key.path) must be \(key.range!), got ") || "\($0)".hasSuffix("'1e300' is not an integer")
+            }
+        }
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_JOBS_POLL_INTERVAL_MS": "0"]) }
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_STORAGE_BUSY_TIMEOUT_MS": "-1"]) }
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_JOBS_LEASE_SECONDS": "0"]) }
+        var config = SentinelConfig()
+        config.server.port = 99_999                        // as `serve --port` sets it
+        #expect { try ConfigLoader.validate(config) } throws: { "\($0)" == "server.port must be 0...65535, got 99999" }
+        #expect(try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_IDLE_TIMEOUT_SECONDS": "86400"]).server.idleTimeoutSeconds == 86_400)
+    }
+
     @Test("appliance/sentinel.example.yaml documents every key and loads to the defaults")
     func exampleFileIsComplete() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -180,6 +202,10 @@ struct ConfigTests {
             let leaf = key.path.split(separator: ".").last!
             #expect(text.contains("\(leaf):"), "\(key.path) is not documented")
             #expect(text.contains(key.environmentName), "\(key.environmentName) is not documented")
+            if let range = key.range {
+                let line = text.split(separator: "\n").first { $0.contains(key.environmentName) } ?? ""
+                #expect(line.contains("Range: \(range)."), "\(key.path)'s range \(range) is not documented")
+            }
         }
         #expect(try ConfigLoader.load(file: example.path, environment: [:]) == SentinelConfig())
     }

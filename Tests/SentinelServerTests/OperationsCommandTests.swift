@@ -69,7 +69,7 @@ struct OperationsCommandTests {
         #expect(!serve.stderr.contains("listening"))
     }
 
-    @Test("serve on a port another process holds stops naming the address and what to do")
+    @Test("serve on a port another process holds, or on a host name that resolves to nothing, stops naming the address and what to do")
     func servePortInUse() async throws {
         let dir = TemporaryDirectory("sentinel-ops")
         defer { dir.cleanup() }
@@ -79,6 +79,10 @@ struct OperationsCommandTests {
                                                     "--port", String(port)])
         #expect(second.status != 0)
         #expect(second.stderr.contains("cannot listen on 127.0.0.1:\(port): the address is in use"), "\(second.stderr)")
+        let unknown = try await SentinelProcess.run(["serve", "--data-dir", dir.url.appendingPathComponent("c").path, "--no-tls", "--host", "sentinel.invalid",
+                                                     "--port", "0"])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("cannot listen on sentinel.invalid:0: no address is known for the host name 'sentinel.invalid'"), "\(unknown.stderr)")
         first.terminate()
         #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
     }

@@ -68,9 +68,8 @@ public struct AnthropicProvider: WireFormatProvider {
         guard let blocks = json["content"]?.array else { throw ProviderError.malformed("the response has no content blocks") }
         let usageJSON = json["usage"]
         let usage = TokenUsage(
-            inputTokens: (usageJSON?["input_tokens"]?.int ?? 0) + (usageJSON?["cache_creation_input_tokens"]?.int ?? 0)
-                + (usageJSON?["cache_read_input_tokens"]?.int ?? 0),
-            outputTokens: usageJSON?["output_tokens"]?.int ?? 0)
+            inputTokens: ProviderHTTP.tokens(usageJSON?["input_tokens"], usageJSON?["cache_creation_input_tokens"], usageJSON?["cache_read_input_tokens"]),
+            outputTokens: ProviderHTTP.tokens(usageJSON?["output_tokens"]))
         let toolUse = blocks.first { $0["type"]?.string == "tool_use" && $0["name"]?.string == toolName }
             ?? blocks.first { $0["type"]?.string == "tool_use" }
         if let input = toolUse?["input"] {

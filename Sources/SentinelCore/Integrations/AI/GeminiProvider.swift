@@ -65,8 +65,8 @@ public struct GeminiProvider: WireFormatProvider {
         let json = try ProviderHTTP.jsonBody(OutboundResponse(status: 200, body: data))
         guard json.object != nil else { throw ProviderError.malformed("the response is not a JSON object") }
         let meta = json["usageMetadata"]
-        let usage = TokenUsage(inputTokens: meta?["promptTokenCount"]?.int ?? 0,
-                               outputTokens: (meta?["candidatesTokenCount"]?.int ?? 0) + (meta?["thoughtsTokenCount"]?.int ?? 0))
+        let usage = TokenUsage(inputTokens: ProviderHTTP.tokens(meta?["promptTokenCount"]),
+                               outputTokens: ProviderHTTP.tokens(meta?["candidatesTokenCount"], meta?["thoughtsTokenCount"]))
         let model = json["modelVersion"]?.string
         let feedback = json["promptFeedback"]
         if let reason = feedback?["blockReason"]?.string {

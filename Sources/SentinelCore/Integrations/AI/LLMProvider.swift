@@ -238,8 +238,9 @@ public enum ProviderHTTP {
 
     /// `retry-after-ms` (OpenAI, Azure) or `Retry-After` (seconds or HTTP date).
     static func retryAfter(_ response: OutboundResponse) -> TimeInterval? {
-        if let ms = response.header("retry-after-ms").flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), ms >= 0 {
-            return ms / 1000
+        if let ms = response.header("retry-after-ms").flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }),
+           let seconds = RemoteDelay.seconds(ms / 1000) {
+            return seconds
         }
         return response.retryAfter
     }
@@ -272,7 +273,7 @@ public enum ProviderHTTP {
             }
             for detail in details where detail["@type"]?.string?.hasSuffix("google.rpc.RetryInfo") == true {
                 if let delay = detail["retryDelay"]?.string, delay.hasSuffix("s"), let seconds = Double(delay.dropLast()) {
-                    info.retryDelay = seconds
+                    info.retryDelay = RemoteDelay.seconds(seconds)
                 }
             }
         }
@@ -338,6 +339,17 @@ public enum ProviderHTTP {
             throw classify(status: response.status, headers: response.headers, body: response.body, kind: kind, secret: secret)
         }
     }
+
+    /// The token count a provider reports, the sum of its parts (`input_tokens` and the cache counts):
+    /// a part that is absent, negative or not an integer counts 0, and each is at most
+    /// `maxReportedTokens`, so a provider answering `9223372036854775807` cannot overflow the sums
+    /// that meter and limit spending (the overflow trapped) or lower them with a negative count.
+    static func tokens(_ parts: JSONValue?...) -> Int {
+        parts.reduce(0) { sum, part in sum + min(max(0, part?.int ?? 0), maxReportedTokens) }
+    }
+
+    /// More than any model call can use (2^40, about 1.1 × 10^12).
+    static let maxReportedTokens = 1 << 40
 
     static func jsonBody(_ response: OutboundResponse) throws -> JSONValue {
         do {

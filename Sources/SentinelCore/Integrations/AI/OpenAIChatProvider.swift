@@ -121,8 +121,8 @@ public struct OpenAIChatProvider: WireFormatProvider {
             throw ProviderError.refused("the provider's content filter blocked the answer")
         }
         guard let text else { throw ProviderError.malformed("the response has no message content") }
-        let usage = TokenUsage(inputTokens: json["usage"]?["prompt_tokens"]?.int ?? 0,
-                               outputTokens: json["usage"]?["completion_tokens"]?.int ?? 0)
+        let usage = TokenUsage(inputTokens: ProviderHTTP.tokens(json["usage"]?["prompt_tokens"]),
+                               outputTokens: ProviderHTTP.tokens(json["usage"]?["completion_tokens"]))
         return (text, usage, json["model"]?.string)
     }
 }

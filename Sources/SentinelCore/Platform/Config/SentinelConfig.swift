@@ -218,8 +218,12 @@ public struct SentinelConfig: Sendable, Equatable {
 public struct ConfigKey: Sendable {
     public let path: String
     public let summary: String
+    /// The values the key accepts, as documented (`1...86400`); nil for strings, booleans and choices.
+    public let range: String?
     let apply: @Sendable (inout SentinelConfig, String) throws -> Void
     let current: @Sendable (SentinelConfig) -> String
+    /// Throws when the key's value is outside its range (`validate` runs it for every key).
+    let check: @Sendable (SentinelConfig) throws -> Void
 
     /// `server.tls.enabled` → `SENTINEL_SERVER_TLS_ENABLED`.
     public var environmentName: String {
@@ -236,43 +240,43 @@ public enum ConfigLoader {
     /// Every key the appliance reads. Adding a key here is the only way to add configuration.
     public static let keys: [ConfigKey] = [
         key("server.host", "address to listen on", \.server.host),
-        key("server.port", "port to listen on", \.server.port),
+        key("server.port", "port to listen on", \.server.port, in: 0...65_535),
         key("server.tls.enabled", "serve HTTPS (false only behind a TLS-terminating proxy)", \.server.tlsEnabled),
         key("server.tls.cert_file", "PEM certificate chain; a self-signed one is made in data/tls/ when unset", \.server.tlsCertFile),
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
         key("server.public_url", "base URL GitHub uses to reach Sentinel (for webhook URLs in API responses); default: the request's Host", \.server.publicURL),
-        key("server.idle_timeout_seconds", "close a connection that sends nothing for this long", \.server.idleTimeoutSeconds),
-        key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections),
-        key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes),
-        key("server.max_webhook_bytes_in_flight", "webhook bodies held in memory at once; past it a delivery gets 503 with Retry-After", \.server.maxWebhookBytesInFlight),
-        key("auth.bcrypt_cost", "bcrypt work factor of stored passwords (4...31)", \.auth.bcryptCost),
-        key("auth.session_hours", "lifetime of a sign-in session", \.auth.sessionHours),
-        key("auth.login_failures_per_account", "failed sign-ins per account within the window before 429", \.auth.loginFailuresPerAccount),
-        key("auth.login_failures_per_address", "failed sign-ins per source address within the window before 429", \.auth.loginFailuresPerAddress),
-        key("auth.login_window_seconds", "the sign-in throttling window", \.auth.loginWindowSeconds),
+        key("server.idle_timeout_seconds", "close a connection that sends nothing for this long", \.server.idleTimeoutSeconds, in: 0.1...86_400),
+        key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections, in: 1...1_000_000),
+        key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes, in: 1_024...1_048_576),
+        key("server.max_webhook_bytes_in_flight", "webhook bodies held in memory at once; past it a delivery gets 503 with Retry-After", \.server.maxWebhookBytesInFlight, in: 1_048_576...68_719_476_736),
+        key("auth.bcrypt_cost", "bcrypt work factor of stored passwords (4...31)", \.auth.bcryptCost, in: 4...31),
+        key("auth.session_hours", "lifetime of a sign-in session", \.auth.sessionHours, in: 0.01...8_760),
+        key("auth.login_failures_per_account", "failed sign-ins per account within the window before 429", \.auth.loginFailuresPerAccount, in: 1...1_000_000),
+        key("auth.login_failures_per_address", "failed sign-ins per source address within the window before 429", \.auth.loginFailuresPerAddress, in: 1...1_000_000),
+        key("auth.login_window_seconds", "the sign-in throttling window", \.auth.loginWindowSeconds, in: 1...86_400),
         key("storage.synchronous", "full | normal: durability of acknowledging commits", \.storage.synchronous),
-        key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds),
-        key("storage.wal_max_bytes", "a WAL larger than this is truncated after checkpoints; doctor warns above it", \.storage.walMaxBytes),
-        key("retention.deliveries_days", "processed webhook delivery bodies are pruned after this many days (row and outcome stay)", \.retention.deliveriesDays),
-        key("retention.jobs_days", "succeeded and cancelled jobs are deleted after this many days", \.retention.jobsDays),
+        key("storage.busy_timeout_ms", "how long SQLite waits on a locked file", \.storage.busyTimeoutMilliseconds, in: 0...600_000),
+        key("storage.wal_max_bytes", "a WAL larger than this is truncated after checkpoints; doctor warns above it", \.storage.walMaxBytes, in: 1_048_576...1_099_511_627_776),
+        key("retention.deliveries_days", "processed webhook delivery bodies are pruned after this many days (row and outcome stay)", \.retention.deliveriesDays, in: 1...36_500),
+        key("retention.jobs_days", "succeeded and cancelled jobs are deleted after this many days", \.retention.jobsDays, in: 1...36_500),
         key("storage.pre_upgrade_snapshot", "snapshot each file into data/backups/pre-upgrade-FROM-TO/ before migrating it", \.storage.preUpgradeSnapshot),
-        key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen),
-        key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds),
-        key("workspaces.offline_retry_seconds", "retry opening an offline workspace after this long", \.workspaces.offlineRetrySeconds),
-        key("workspaces.journal_round_pause_ms", "least time between rounds applying settled webhook deliveries from the intake journal to closed workspace files (0 = back to back); deliveries with a job are applied at once", \.workspaces.journalRoundPauseMilliseconds),
-        key("jobs.global_concurrency", "jobs running at once across all workspaces", \.jobs.globalConcurrency),
-        key("jobs.workspace_concurrency", "jobs running at once in one workspace", \.jobs.workspaceConcurrency),
-        key("jobs.max_attempts", "attempts before a job is dead", \.jobs.maxAttempts),
-        key("jobs.backoff_base_seconds", "first retry delay; doubles each attempt", \.jobs.backoffBaseSeconds),
-        key("jobs.backoff_max_seconds", "largest retry delay", \.jobs.backoffMaxSeconds),
-        key("jobs.lease_seconds", "a running job's lease; heartbeats renew it", \.jobs.leaseSeconds),
-        key("jobs.poll_interval_ms", "how often the scheduler looks for work enqueued by other processes", \.jobs.pollIntervalMilliseconds),
-        key("jobs.rate_limit_per_second", "per-workspace job starts per second while another workspace has work due (token bucket rate)", \.jobs.rateLimitPerSecond),
-        key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst),
-        key("jobs.priority_aging_seconds", "due work waiting this long counts one priority higher across workspaces", \.jobs.priorityAgingSeconds),
-        key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds),
-        key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds),
-        key("gitlab.request_timeout_seconds", "timeout of one GitLab API request; a timed-out call is retried with backoff", \.gitlab.requestTimeoutSeconds),
+        key("workspaces.max_open", "workspace files kept open at once (LRU)", \.workspaces.maxOpen, in: 1...100_000),
+        key("workspaces.idle_close_seconds", "close a workspace file idle this long", \.workspaces.idleCloseSeconds, in: 1...604_800),
+        key("workspaces.offline_retry_seconds", "retry opening an offline workspace after this long", \.workspaces.offlineRetrySeconds, in: 1...86_400),
+        key("workspaces.journal_round_pause_ms", "least time between rounds applying settled webhook deliveries from the intake journal to closed workspace files (0 = back to back); deliveries with a job are applied at once", \.workspaces.journalRoundPauseMilliseconds, in: 0...60_000),
+        key("jobs.global_concurrency", "jobs running at once across all workspaces", \.jobs.globalConcurrency, in: 1...10_000),
+        key("jobs.workspace_concurrency", "jobs running at once in one workspace", \.jobs.workspaceConcurrency, in: 1...10_000),
+        key("jobs.max_attempts", "attempts before a job is dead", \.jobs.maxAttempts, in: 1...1_000),
+        key("jobs.backoff_base_seconds", "first retry delay; doubles each attempt", \.jobs.backoffBaseSeconds, in: 0.01...86_400),
+        key("jobs.backoff_max_seconds", "largest retry delay", \.jobs.backoffMaxSeconds, in: 0.01...604_800),
+        key("jobs.lease_seconds", "a running job's lease; heartbeats renew it", \.jobs.leaseSeconds, in: 1...86_400),
+        key("jobs.poll_interval_ms", "how often the scheduler looks for work enqueued by other processes", \.jobs.pollIntervalMilliseconds, in: 10...600_000),
+        key("jobs.rate_limit_per_second", "per-workspace job starts per second while another workspace has work due (token bucket rate)", \.jobs.rateLimitPerSecond, in: 0.001...1_000_000),
+        key("jobs.rate_limit_burst", "per-workspace token bucket size", \.jobs.rateLimitBurst, in: 1...1_000_000),
+        key("jobs.priority_aging_seconds", "due work waiting this long counts one priority higher across workspaces", \.jobs.priorityAgingSeconds, in: 0.001...86_400),
+        key("shutdown.drain_seconds", "on SIGTERM, how long running jobs may finish", \.shutdown.drainSeconds, in: 0...3_600),
+        key("github.request_timeout_seconds", "timeout of one GitHub API request; a timed-out call is retried with backoff", \.github.requestTimeoutSeconds, in: 1...3_600),
+        key("gitlab.request_timeout_seconds", "timeout of one GitLab API request; a timed-out call is retried with backoff", \.gitlab.requestTimeoutSeconds, in: 1...3_600),
         key("ai.price_table_file", "YAML file overriding the built-in AI price table (USD per million tokens)", \.ai.priceTableFile),
         key("export.enabled", "write the nightly PostgreSQL analytics dump to data/exports/ while serving", \.export.enabled),
         key("export.time", "when the nightly export runs, HH:MM in UTC", \.export.time),
@@ -280,18 +284,18 @@ public enum ConfigLoader {
         key("billing.plans_file", "YAML file defining plans and their monthly limits (adds to / redefines free, team, enterprise)", \.billing.plansFile),
         key("billing.license_file", "signed Sentinel license file raising plan limits; an invalid or expired license stops start-up", \.billing.licenseFile),
         key("review.command_associations", "comma-separated GitHub author associations whose @sentinel review comments start a run", \.review.commandAssociations),
-        key("review.max_tokens_per_run", "tokens one review run may spend on model calls (checked before each call)", \.review.maxTokensPerRun),
+        key("review.max_tokens_per_run", "tokens one review run may spend on model calls (checked before each call)", \.review.maxTokensPerRun, in: 1...1_000_000_000),
         key("review.failed_run_conclusion", "failure | neutral: check conclusion of a run that failed", \.review.failedRunConclusion),
         key("reconcile.enabled", "sweep for missed work (open pull requests without a run, failed webhook deliveries) at start and periodically", \.reconcile.enabled),
-        key("reconcile.interval_seconds", "time between catch-up sweeps (±10% jitter)", \.reconcile.intervalSeconds),
-        key("reconcile.max_reviews_per_sweep", "reviews one sweep requests per integration at most", \.reconcile.maxReviewsPerSweep),
-        key("reconcile.min_rate_remaining", "stop an integration's sweep when this share (0...1) of its API rate limit or less is left", \.reconcile.minRateRemaining),
+        key("reconcile.interval_seconds", "time between catch-up sweeps (±10% jitter)", \.reconcile.intervalSeconds, in: 1...604_800),
+        key("reconcile.max_reviews_per_sweep", "reviews one sweep requests per integration at most", \.reconcile.maxReviewsPerSweep, in: 0...10_000),
+        key("reconcile.min_rate_remaining", "stop an integration's sweep when this share (0...1) of its API rate limit or less is left", \.reconcile.minRateRemaining, in: 0...1),
         key("reconcile.redeliver", "ask GitHub to resend failed deliveries of the App's webhook", \.reconcile.redeliver),
         key("security.allow_private_destinations", "let outbound calls reach private, link-local and metadata addresses", \.security.allowPrivateDestinations),
         key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
         key("litestream.replica_url", "replica base URL for `sentinel litestream config` (file:///path, s3://bucket/path, sftp://host/path)", \.litestream.replicaURL),
-        key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess),
-        key("litestream.metrics_port", "file N of the Litestream configuration serves Prometheus metrics on 127.0.0.1:PORT+N (0: off)", \.litestream.metricsPort),
+        key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess, in: 1...100_000),
+        key("litestream.metrics_port", "file N of the Litestream configuration serves Prometheus metrics on 127.0.0.1:PORT+N (0: off)", \.litestream.metricsPort, in: 0...65_535),
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
         key("observability.otlp.endpoint", "OTLP/HTTP collector base URL (http/protobuf; spans go to <url>/v1/traces); unset = no export", \.observability.otlpEndpoint),
         key("observability.otlp.service_name", "service.name of exported spans", \.observability.otlpServiceName),
@@ -335,49 +339,19 @@ public enum ConfigLoader {
 
     /// The checks `load` makes, for a configuration changed after loading (`serve --port`).
     public static func validate(_ config: SentinelConfig) throws {
-        guard (1...65535).contains(config.server.port) || config.server.port == 0 else { throw ConfigError("server.port must be 0...65535") }
-        guard config.server.maxWebhookBytesInFlight >= 1_048_576 else { throw ConfigError("server.max_webhook_bytes_in_flight must be at least 1048576 (1 MiB)") }
-        guard config.server.idleTimeoutSeconds > 0, config.server.maxConnections >= 1, config.server.maxHeaderBytes >= 1_024 else {
-            throw ConfigError("server.idle_timeout_seconds must be > 0, server.max_connections at least 1 and server.max_header_bytes at least 1024")
-        }
-        guard config.workspaces.maxOpen >= 1 else { throw ConfigError("workspaces.max_open must be at least 1") }
-        guard (0...60_000).contains(config.workspaces.journalRoundPauseMilliseconds) else {
-            throw ConfigError("workspaces.journal_round_pause_ms must be 0...60000")
-        }
+        for key in keys { try key.check(config) }
         if let endpoint = config.observability.otlpEndpoint {
             guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
                 throw ConfigError("observability.otlp.endpoint must be an http(s) URL, got '\(endpoint)'")
             }
         }
-        guard config.jobs.globalConcurrency >= 1, config.jobs.workspaceConcurrency >= 1 else {
-            throw ConfigError("jobs concurrency limits must be at least 1")
-        }
-        guard config.jobs.maxAttempts >= 1 else { throw ConfigError("jobs.max_attempts must be at least 1") }
-        guard config.jobs.rateLimitPerSecond > 0, config.jobs.rateLimitBurst >= 1 else {
-            throw ConfigError("jobs.rate_limit_per_second must be > 0 and jobs.rate_limit_burst >= 1")
-        }
-        guard config.jobs.priorityAgingSeconds > 0 else { throw ConfigError("jobs.priority_aging_seconds must be > 0") }
         guard Logger.Level(rawValue: config.log.level) != nil else {
             throw ConfigError("log.level must be one of trace, debug, info, notice, warning, error, critical")
-        }
-        guard (4...31).contains(config.auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4...31") }
-        guard config.auth.loginFailuresPerAccount >= 1, config.auth.loginFailuresPerAddress >= 1 else {
-            throw ConfigError("auth.login_failures_per_account and auth.login_failures_per_address must be at least 1")
         }
         if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
-        guard config.storage.walMaxBytes >= 1 << 20 else { throw ConfigError("storage.wal_max_bytes must be at least 1048576 (1 MiB)") }
-        guard config.retention.deliveriesDays >= 1, config.retention.jobsDays >= 1 else {
-            throw ConfigError("retention.deliveries_days and retention.jobs_days must be at least 1")
-        }
-        guard config.litestream.maxDatabasesPerProcess >= 1 else { throw ConfigError("litestream.max_databases_per_process must be at least 1") }
-        guard (0...65_535).contains(config.litestream.metricsPort) else { throw ConfigError("litestream.metrics_port must be 0 (off) or a port, 1-65535") }
-        guard config.review.maxTokensPerRun >= 1 else { throw ConfigError("review.max_tokens_per_run must be at least 1") }
         _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
-        guard config.reconcile.intervalSeconds >= 1, config.reconcile.maxReviewsPerSweep >= 0, config.reconcile.minRateRemaining <= 1 else {
-            throw ConfigError("reconcile.interval_seconds must be at least 1, reconcile.max_reviews_per_sweep at least 0 and reconcile.min_rate_remaining 0...1")
-        }
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         if let id = config.export.notifyWorkspace, WorkspaceID(id) == nil {
             throw ConfigError("export.notify_workspace must be a workspace id (ws_ and 16 lowercase letters or digits), got '\(id)'")
@@ -414,9 +388,28 @@ public enum ConfigLoader {
     }
 
     private static func key<V: ConfigValue>(_ path: String, _ summary: String, _ kp: WritableKeyPath<SentinelConfig, V> & Sendable) -> ConfigKey {
-        ConfigKey(path: path, summary: summary,
+        ConfigKey(path: path, summary: summary, range: nil,
                   apply: { config, raw in config[keyPath: kp] = try V.parse(raw) },
-                  current: { $0[keyPath: kp].rendered })
+                  current: { $0[keyPath: kp].rendered },
+                  check: { _ in })
+    }
+
+    /// A numeric key. Every one has bounds: a value far outside them (a timeout of 1e300 seconds)
+    /// would otherwise be accepted and trap where it becomes a `Duration` or a C integer.
+    private static func key<V: ConfigValue & Comparable>(_ path: String, _ summary: String, _ kp: WritableKeyPath<SentinelConfig, V> & Sendable,
+                                                         in range: ClosedRange<V>) -> ConfigKey {
+        func plain(_ value: V) -> String {                  // 86400, not 86400.0
+            let text = value.rendered
+            return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
+        }
+        let bounds = "\(plain(range.lowerBound))...\(plain(range.upperBound))"
+        return ConfigKey(path: path, summary: summary, range: bounds,
+                         apply: { config, raw in config[keyPath: kp] = try V.parse(raw) },
+                         current: { $0[keyPath: kp].rendered },
+                         check: { config in
+                             let value = config[keyPath: kp]
+                             guard range.contains(value) else { throw ConfigError("\(path) must be \(bounds), got \(value.rendered)") }
+                         })
     }
 }
 

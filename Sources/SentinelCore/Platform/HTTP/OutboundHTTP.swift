@@ -40,12 +40,32 @@ public struct OutboundResponse: Sendable {
     /// `Retry-After` in seconds (delta form or HTTP date), if present.
     public var retryAfter: TimeInterval? {
         guard let value = header("Retry-After")?.trimmingCharacters(in: .whitespaces) else { return nil }
-        if let seconds = TimeInterval(value) { return max(0, seconds) }
+        if let seconds = TimeInterval(value) { return RemoteDelay.seconds(seconds) }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return formatter.date(from: value).map { max(0, $0.timeIntervalSinceNow) }
+        return formatter.date(from: value).flatMap { RemoteDelay.seconds($0.timeIntervalSinceNow) }
+    }
+
+    /// A rate-limit reset stated as a Unix time (`x-ratelimit-reset`, `RateLimit-Reset`), if it is a
+    /// number: no earlier than 1970 and no later than `RemoteDelay.maximum` from now.
+    public func resetTime(_ name: String) -> Date? {
+        guard let value = header(name).flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }), value.isFinite else { return nil }
+        return Date(timeIntervalSince1970: min(max(0, value), Date().timeIntervalSince1970 + RemoteDelay.maximum))
+    }
+}
+
+/// A wait a remote server asked for (`Retry-After`, a rate limit's reset, a provider's retry hint),
+/// in seconds: a number, at least 0, at most a day. A server answering `Retry-After: 1e300` or
+/// `inf` is misbehaving; taken as is, the value trapped where it became a duration or an integer.
+public enum RemoteDelay {
+    public static let maximum: TimeInterval = 86_400
+
+    /// nil for a value that is not a finite number (the caller's own backoff applies).
+    public static func seconds(_ value: Double) -> TimeInterval? {
+        guard value.isFinite else { return nil }
+        return min(max(0, value), maximum)
     }
 }
 

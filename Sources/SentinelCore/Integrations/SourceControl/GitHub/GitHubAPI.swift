@@ -181,8 +181,8 @@ public struct GitHubClient: Sendable {
             .joined(separator: ": ")
         var retryAfter = response.retryAfter
         if retryAfter == nil, response.status == 403 || response.status == 429,
-           response.header("x-ratelimit-remaining") == "0", let reset = response.header("x-ratelimit-reset").flatMap(Double.init) {
-            retryAfter = max(1, reset - Date().timeIntervalSince1970)
+           response.header("x-ratelimit-remaining") == "0", let reset = response.resetTime("x-ratelimit-reset") {
+            retryAfter = max(1, reset.timeIntervalSinceNow)
         }
         if retryAfter == nil, response.status == 429 { retryAfter = 60 }
         if retryAfter == nil, response.status == 403, message.lowercased().contains("secondary rate limit") { retryAfter = 60 }

@@ -10,8 +10,7 @@ public actor GitHubRateBudget {
     public func observe(_ response: OutboundResponse) {
         guard let remaining = response.header("x-ratelimit-remaining").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
               let limit = response.header("x-ratelimit-limit").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else { return }
-        let reset = response.header("x-ratelimit-reset").flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-        last = RateBudget(remaining: remaining, limit: limit, resetAt: reset.map { Date(timeIntervalSince1970: $0) })
+        last = RateBudget(remaining: remaining, limit: limit, resetAt: response.resetTime("x-ratelimit-reset"))
     }
 
     public var current: RateBudget? { last }

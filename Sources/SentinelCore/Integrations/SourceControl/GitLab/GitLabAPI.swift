@@ -53,7 +53,7 @@ public struct GitLabClient: Sendable {
         }
         var retryAfter = response.retryAfter
         if retryAfter == nil, response.status == 429 {
-            retryAfter = response.header("RateLimit-Reset").flatMap(Double.init).map { max(1, $0 - Date().timeIntervalSince1970) } ?? 60
+            retryAfter = response.resetTime("RateLimit-Reset").map { max(1, $0.timeIntervalSinceNow) } ?? 60
         }
         return GitLabAPIError(status: response.status, message: RemoteText.clean(message), operation: operation, retryAfter: retryAfter)
     }

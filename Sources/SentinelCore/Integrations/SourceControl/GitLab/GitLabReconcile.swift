@@ -11,8 +11,7 @@ public actor GitLabRateBudget {
     public func observe(_ response: OutboundResponse) {
         guard let remaining = response.header("RateLimit-Remaining").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }),
               let limit = response.header("RateLimit-Limit").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else { return }
-        let reset = response.header("RateLimit-Reset").flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
-        last = RateBudget(remaining: remaining, limit: limit, resetAt: reset.map { Date(timeIntervalSince1970: $0) })
+        last = RateBudget(remaining: remaining, limit: limit, resetAt: response.resetTime("RateLimit-Reset"))
     }
 
     public var current: RateBudget? { last }
