@@ -162,6 +162,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Serve plain HTTP (behind a TLS-terminating proxy, or for benchmarks).") var noTLS = false
 
     func run() async throws {
+        // A server outlives whoever reads its output: a write to a pipe nobody reads fails with
+        // EPIPE (the log line is dropped) instead of the signal ending the process.
+        signal(SIGPIPE, SIG_IGN)
         var config = try global.loadConfig()
         if let host { config.server.host = host }
         if let port { config.server.port = port }

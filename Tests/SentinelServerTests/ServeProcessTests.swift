@@ -4,6 +4,7 @@ import SentinelCore
 import Foundation
 import GRDB
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import SentinelTestSupport
 import Testing
@@ -56,6 +57,46 @@ struct ServeProcessTests {
         for line in server.stderr.split(separator: "\n") {
             #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any], "not JSON: \(line)")
         }
+    }
+
+    @Test("serve keeps serving when nothing reads its output any more (a log shipper that exited): the lines are dropped, not the process")
+    func outputNobodyReads() async throws {
+        let dir = TemporaryDirectory("sentinel-serve")
+        defer { dir.cleanup() }
+        let port = try freePort()
+        var environment = ProcessInfo.processInfo.environment
+        environment["SENTINEL_RECONCILE_ENABLED"] = "false"
+        // Before: SIGPIPE ended it at its first log line (or, with SIGPIPE ignored, FileHandle.write trapped on EPIPE).
+        let server = try ChildProcess(executable: SentinelProcess.executable.path,
+                                      arguments: ["serve", "--data-dir", dir.path, "--host", "127.0.0.1", "--port", String(port), "--no-tls"],
+                                      environment: environment, stdout: .unread, stderr: .unread)
+        defer { server.signal(SIGKILL) }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        func status(_ method: HTTPMethod, _ path: String) async -> Int? {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+            request.method = method
+            if method == .POST {
+                request.headers.add(name: "X-GitHub-Event", value: "ping")
+                request.headers.add(name: "X-GitHub-Delivery", value: UUID().uuidString)
+                request.body = .bytes(ByteBuffer(string: "{}"))
+            }
+            return try? await Int(client.execute(request, timeout: .seconds(10)).status.code)
+        }
+        var ready = false
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !ready, server.isRunning, ContinuousClock.now < deadline {
+            ready = await status(.GET, "/readyz") == 200
+            if !ready { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(ready, "serve never answered; exit status \(server.terminationStatus.map(String.init) ?? "none (running)")")
+        // More lines to a pipe nobody reads: a delivery refused (no such integration), a sign-in page.
+        #expect(await status(.POST, "/webhooks/github/int_0000000000000000") == 404)
+        #expect(await status(.GET, "/sign-in") == 200)
+        #expect(await status(.GET, "/healthz") == 200)
+        #expect(server.isRunning)
+        try await client.shutdown()
+        server.signal(SIGTERM)
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
 
     @Test("a second serve on the same data directory refuses with a one-line reason")

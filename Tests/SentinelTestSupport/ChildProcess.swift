@@ -23,6 +23,9 @@ public final class ChildProcess: Sendable {
         case inherit
         /// Appended to this file (created if missing).
         case file(String)
+        /// A pipe nobody reads: its read end is closed once the child has started, so the child's
+        /// writes fail with `EPIPE` (or `SIGPIPE` ends it), as when a log shipper it wrote to exits.
+        case unread
     }
 
     public let pid: pid_t
@@ -67,6 +70,8 @@ public final class ChildProcess: Sendable {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
         var readEnds: [(fd: Int32, stream: Int)] = []
+        var unreadEnds: [Int32] = []
+        defer { for fd in unreadEnds { close(fd) } }
         for (target, output) in [(Int32(1), stdout), (Int32(2), stderr)] {
             switch output {
             case .capture:
@@ -81,6 +86,11 @@ public final class ChildProcess: Sendable {
                 break
             case .file(let path):
                 posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            case .unread:
+                let p = try makePipe()
+                posix_spawn_file_actions_adddup2(&actions, p.write, target)
+                childEnds.append(p.write)
+                unreadEnds.append(p.read)
             }
         }
         guard let addCloseFrom = Self.addCloseFrom else { throw ChildProcessError("this libc has no posix_spawn_file_actions_addclosefrom_np") }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Synchronization
 
@@ -87,7 +90,26 @@ public final class LogSink: Sendable {
 
     public init(_ write: @escaping @Sendable (Data) -> Void) { output = write }
 
-    public static let standardError = LogSink { data in FileHandle.standardError.write(data) }
+    /// Standard error, written with `write(2)`. When nothing reads it any more (the pipe to a log
+    /// shipper that exited, a closed terminal) the line is dropped and the process goes on:
+    /// `FileHandle.write` trapped on that `EPIPE`, and without `serve` ignoring `SIGPIPE` the
+    /// signal ended the appliance.
+    public static let standardError = LogSink { data in
+        data.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            var offset = 0
+            while offset < raw.count {
+                let written = Glibc.write(STDERR_FILENO, base + offset, raw.count - offset)
+                if written > 0 {
+                    offset += written
+                } else if written < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return                                  // EPIPE, EBADF, EAGAIN, a full disk: the line is lost
+                }
+            }
+        }
+    }
 
     func write(_ data: Data) { lock.withLock { _ in output(data) } }
 }
