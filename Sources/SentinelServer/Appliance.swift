@@ -185,11 +185,7 @@ public final class Appliance: Sendable {
                 let files = try SelfSignedCertificate.ensure(in: dataDirectory.tlsDirectory)
                 (certificatePath, keyPath) = (files.certificate.path, files.privateKey.path)
             }
-            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-            var tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            tlsConfiguration.minimumTLSVersion = .tlsv12
-            server = try .tls(http1, tlsConfiguration: tlsConfiguration)
+            server = try .tls(http1, tlsConfiguration: ServerTLS.configuration(certificateFile: certificatePath, keyFile: keyPath))
         } else {
             server = http1
         }

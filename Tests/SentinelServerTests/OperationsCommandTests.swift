@@ -87,6 +87,25 @@ struct OperationsCommandTests {
         #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("serve and doctor name a TLS key that belongs to another certificate (was: failedToLoadPrivateKey)")
+    func mismatchedTLSKey() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let (certificatePEM, _) = try SelfSignedCertificate.make(hostname: "sentinel.example.com")
+        let (_, otherKeyPEM) = try SelfSignedCertificate.make(hostname: "other.example.com")
+        let certificate = dir.url.appendingPathComponent("sentinel.crt").path
+        let key = dir.url.appendingPathComponent("sentinel.key").path
+        try Data(certificatePEM.utf8).write(to: URL(fileURLWithPath: certificate))
+        try Data(otherKeyPEM.utf8).write(to: URL(fileURLWithPath: key))
+        let environment = ["SENTINEL_SERVER_TLS_CERT_FILE": certificate, "SENTINEL_SERVER_TLS_KEY_FILE": key]
+        let data = dir.url.appendingPathComponent("data").path
+        let serve = try await SentinelProcess.run(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0"], environment: environment)
+        #expect(serve.status != 0)
+        #expect(serve.stderr.contains("the private key in \(key) does not belong to the certificate in \(certificate)"), "\(serve.stderr)")
+        let doctor = try await SentinelProcess.run(["doctor", "--data-dir", data], environment: environment)
+        #expect(doctor.stdout.contains("the private key in \(key) does not belong to the certificate in \(certificate)"), "\(doctor.stdout)")
+    }
+
     @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
     func newerControl() async throws {
         let dir = TemporaryDirectory("sentinel-ops")

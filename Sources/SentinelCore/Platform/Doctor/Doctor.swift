@@ -141,6 +141,15 @@ public struct Doctor: Sendable {
             }
             return
         }
+        // The configured pair, or the self-signed pair when both files are there (serve makes a new one otherwise).
+        let selfSignedKey = dataDirectory.tlsDirectory.appendingPathComponent("sentinel.key").path
+        if let key = config.server.tlsKeyFile
+            ?? (config.server.tlsCertFile == nil && FileManager.default.fileExists(atPath: selfSignedKey) ? selfSignedKey : nil) {
+            do { _ = try ServerTLS.configuration(certificateFile: certificate.path, keyFile: key) } catch {
+                add(.error, "tls", "\(error)", "fix server.tls.cert_file and server.tls.key_file; serve does not start with these files")
+                return
+            }
+        }
         do {
             let expiry = try SelfSignedCertificate.expiry(ofPEMFile: certificate)
             let days = expiry.timeIntervalSince(now) / 86400
