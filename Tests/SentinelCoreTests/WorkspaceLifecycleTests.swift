@@ -14,6 +14,11 @@ struct WorkspaceLifecycleTests {
         _ = try h.createWorkspace("globex")
         #expect(throws: StorageError.conflict("a workspace named 'globex' already exists")) { try h.workspaces.rename(acme, to: "globex", by: "cli") }
         #expect(throws: StorageError.self) { try h.workspaces.rename(acme, to: "  ", by: "cli") }
+        // A name shaped like an id would read as another workspace's id, and commands would never find it by name.
+        let idShaped = StorageError.invalid("workspace name '\(acme.rawValue)' has the shape of a workspace id (ws_ and 16 letters or digits); choose another name")
+        #expect(throws: idShaped) { try h.workspaces.rename(try h.workspaces.find("globex").workspaceID!, to: acme.rawValue, by: "cli") }
+        #expect(throws: idShaped) { try h.createWorkspace(acme.rawValue) }
+        #expect(try h.createWorkspace("ws_not_an_id").rawValue != "ws_not_an_id")
         let renamed = try h.workspaces.rename(acme, to: "Acme Corp", by: "cli")
         #expect(renamed.id == acme.rawValue && renamed.name == "Acme Corp")
         #expect(try h.workspaces.find("Acme Corp").id == acme.rawValue)

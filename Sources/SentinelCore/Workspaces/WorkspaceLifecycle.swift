@@ -27,6 +27,11 @@ extension WorkspaceService {
         guard !name.isEmpty, TextRules.problem(name, maxLength: maxNameLength) == nil, !name.contains(where: \.isNewline) else {
             throw StorageError.invalid("workspace name must be 1 to \(maxNameLength) printable characters")
         }
+        // Commands take a workspace's id or its name, the id first: a name shaped like an id could
+        // never be used, and would read as another workspace's id in every list.
+        guard WorkspaceID(name) == nil else {
+            throw StorageError.invalid("workspace name '\(name)' has the shape of a workspace id (ws_ and 16 letters or digits); choose another name")
+        }
         return name
     }
 
