@@ -16,7 +16,7 @@ struct UserCommand: AsyncParsableCommand {
 
     /// Reads a new password from `--password-file` or stdin (`--password-stdin`): never from the command line.
     struct PasswordSource: ParsableArguments {
-        @Option(help: "File holding the password (12 to 72 characters; one line).") var passwordFile: String?
+        @Option(help: "File holding the password (at least 12 characters, at most 72 bytes; one line).") var passwordFile: String?
         @Flag(help: "Read the password from standard input (one line), for scripts: printf '%s\\n' \"$PW\" | sentinel user set-password …")
         var passwordStdin = false
 
@@ -80,7 +80,7 @@ struct UserCommand: AsyncParsableCommand {
     struct SetPassword: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "set-password",
-            abstract: "Give a user a new password (12 to 72 characters) and end their sessions; API tokens are unaffected.")
+            abstract: "Give a user a new password (at least 12 characters, at most 72 bytes) and end their sessions; API tokens are unaffected.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Email (or user id).") var user: String
         @OptionGroup var password: PasswordSource
@@ -146,7 +146,7 @@ struct UserCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a user; --admin makes an appliance admin (works before any setup).")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Email address (the sign-in name).") var email: String
-        @Option(help: "File holding the password (12 to 72 characters; one line). Never pass a password on the command line.")
+        @Option(help: "File holding the password (at least 12 characters, at most 72 bytes; one line). Never pass a password on the command line.")
         var passwordFile: String
         @Flag(help: "Appliance admin: may create workspaces and users.") var admin = false
         @Flag(help: "Print JSON.") var json = false

@@ -10,6 +10,18 @@ struct UserLifecycleTests {
 
     func identity(_ h: TestHarness) -> IdentityService { IdentityService(control: h.control, bcryptCost: 4) }
 
+    @Test("password rules speak in the units they count: at least 12 characters, at most 72 bytes (bcrypt's limit)")
+    func passwordRules() throws {
+        #expect(throws: IdentityError(.invalid, "a password needs at least 12 characters")) { try IdentityService.checkPasswordRules("short") }
+        // 40 accented letters are 80 bytes: refused, and the message no longer says "12 to 72 characters" of a 40-character password.
+        #expect(throws: IdentityError(.invalid, "a password may be at most 72 bytes of UTF-8 (72 ASCII characters, fewer with accented "
+                                      + "letters or other scripts); this one has 80")) {
+            try IdentityService.checkPasswordRules(String(repeating: "é", count: 40))
+        }
+        try IdentityService.checkPasswordRules(String(repeating: "é", count: 36))
+        try IdentityService.checkPasswordRules(String(repeating: "a", count: 72))
+    }
+
     @Test("a disabled user's session and token stop authenticating at once, sign-in fails; enabling restores both")
     func disableAndEnable() throws {
         let h = try TestHarness()

@@ -41,8 +41,14 @@ public struct IdentityService: Sendable {
 
     /// The rules every new password follows (creation, setup, `set-password`).
     public static func checkPasswordRules(_ password: String) throws {
-        guard password.count >= minimumPasswordLength, password.utf8.count <= 72 else {
-            throw IdentityError(.invalid, "a password needs \(minimumPasswordLength) to 72 characters")
+        guard password.count >= minimumPasswordLength else {
+            throw IdentityError(.invalid, "a password needs at least \(minimumPasswordLength) characters")
+        }
+        // bcrypt reads 72 bytes: more would be ignored, not checked. A limit in characters would
+        // reject 40 accented letters (80 bytes) with a message saying they were within it.
+        guard password.utf8.count <= 72 else {
+            throw IdentityError(.invalid, "a password may be at most 72 bytes of UTF-8 (72 ASCII characters, fewer with accented letters "
+                                + "or other scripts); this one has \(password.utf8.count)")
         }
         if let problem = TextRules.controlCharacterProblem(password, multiline: false) { throw IdentityError(.invalid, "password: \(problem)") }
     }
