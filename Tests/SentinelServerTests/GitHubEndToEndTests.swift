@@ -270,6 +270,28 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a payload Sentinel cannot read is ignored with the field and the reason in its outcome (a number out of range said only \"()\")")
+    func payloadNotUnderstoodSaysWhere() async throws {
+        let world = try await GitHubWorld()
+        let text = String(decoding: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111", number: 424242), as: UTF8.self)
+        let huge = text.replacingOccurrences(of: "424242", with: "1000000000000000000000000000000")
+        #expect(try await world.deliver(event: "pull_request", body: Data(huge.utf8)).0 == 202)
+        var object = try #require(try JSONSerialization.jsonObject(with: GitHubWorld.pullRequestPayload(action: "opened", head: "bbb222")) as? [String: Any])
+        var pull = try #require(object["pull_request"] as? [String: Any])
+        pull["head"] = nil
+        object["pull_request"] = pull
+        #expect(try await world.deliver(event: "pull_request", body: try JSONSerialization.data(withJSONObject: object)).0 == 202)
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 2 })
+        let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries ORDER BY received_at") }
+        }
+        #expect(outcomes.count == 2)
+        #expect(outcomes.first?.hasPrefix("ignored: payload not understood (a field holds a value of the wrong kind or size") == true, "\(outcomes)")
+        #expect(outcomes.last == "ignored: payload not understood (missing pull_request.head)", "\(outcomes)")
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 0)
+        await world.stop()
+    }
+
     @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
     func wrongSignatureRejected() async throws {
         let world = try await GitHubWorld()

@@ -193,11 +193,30 @@ public struct GitHubDeliveryProcessor: Sendable {
         }
     }
 
+    /// What in a payload could not be read, for a delivery's outcome: the field's path and why
+    /// (`missing pull_request.head`, `number: not a number this field holds`). An empty path, as
+    /// for a number out of range, once left the outcome as "payload not understood ()".
     static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context, _ last: (any CodingKey)? = nil) -> String {
+            let keys = context.codingPath + (last.map { [$0] } ?? [])
+            // The payload's own spelling: the decoder's keys are camel-cased (`pullRequest`).
+            func snake(_ name: String) -> String {
+                name.reduce(into: "") { out, character in
+                    if character.isUppercase { out += "_" + character.lowercased() } else { out.append(character) }
+                }
+            }
+            let text = keys.map { key in key.intValue.map { "[\($0)]" } ?? snake(key.stringValue) }.joined(separator: ".")
+            return text.isEmpty ? "the payload" : text.replacingOccurrences(of: ".[", with: "[")
+        }
         switch error {
-        case .keyNotFound(let key, _): return "missing \(key.stringValue)"
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
-            return c.codingPath.map(\.stringValue).joined(separator: ".")
+        case .keyNotFound(let key, let context): return "missing \(path(context, key))"
+        case .valueNotFound(_, let context): return "\(path(context)) is null"
+        case .typeMismatch(let type, let context): return "\(path(context)): not \(type == String.self ? "a string" : type == Bool.self ? "a boolean" : "of the expected type")"
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            // The body is a JSON object (intake checked); Foundation's decoder reports a number with
+            // a fraction, an exponent or past Int64 in a whole-number field this way, without the field.
+            return "a field holds a value of the wrong kind or size (\(RemoteText.clean(context.debugDescription, limit: 120)))"
+        case .dataCorrupted(let context): return "\(path(context)): \(RemoteText.clean(context.debugDescription, limit: 120))"
         @unknown default: return "decoding error"
         }
     }
