@@ -292,6 +292,19 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a signed body nested past 512 levels is refused saying so (it was told it was not a JSON object); 100 levels are stored")
+    func deepNestingExplained() async throws {
+        let world = try await GitHubWorld()
+        func body(depth: Int) -> Data {
+            Data((#"{"action":"labeled","deep":"# + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "}").utf8)
+        }
+        let (refused, text) = try await world.deliver(event: "pull_request", body: body(depth: 600))
+        #expect(refused == 400)
+        #expect(text.contains("nests arrays and objects deeper than 512 levels"), "\(text)")
+        #expect(try await world.deliver(event: "pull_request", body: body(depth: 100)).0 == 202)
+        await world.stop()
+    }
+
     @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
     func wrongSignatureRejected() async throws {
         let world = try await GitHubWorld()

@@ -139,7 +139,7 @@ struct WebhookRoutes {
         }
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
-            throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
+            throw Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
         }
         if event == "ping" {
             metrics.webhook(platform: "github", outcome: "ping")
@@ -173,7 +173,7 @@ struct WebhookRoutes {
         }
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
-            throw Problem(status: .badRequest, detail: "the delivery body is not a JSON object")
+            throw Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
         }
         let action = envelope.objectAttributesAction
         return try await store(deliveryID: Self.gitLabDeliveryID(key), event: event, action: action, data: data, integrationID: integration.id,

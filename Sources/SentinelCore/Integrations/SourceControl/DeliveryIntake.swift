@@ -96,6 +96,9 @@ public struct DeliveryEnvelope: Decodable, Sendable, Equatable {
     public var action: String?
     public var objectAttributesAction: String?
 
+    /// What a delivery whose body `parse` refuses is told.
+    public static let refusal = "the delivery body is not a JSON object, or nests arrays and objects deeper than \(JSONObjectScan.maximumDepth) levels"
+
     /// nil when `data` is not one well-formed JSON object (see `JSONObjectScan`).
     public static func parse(_ data: Data) -> DeliveryEnvelope? {
         data.withUnsafeBytes { JSONObjectScan.scan($0) }.map {
