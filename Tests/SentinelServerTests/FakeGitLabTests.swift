@@ -426,10 +426,31 @@ struct FakeGitLabTests {
         let user = try await world.call("/user")
         #expect(user.status == 200)
         let untrusting = try AsyncOutboundHTTPClient()
-        await #expect(throws: (any Error).self) {
-            _ = try await untrusting.send(OutboundRequest(url: world.gitlab.apiURL.appendingPathComponent("user"), headers: [("PRIVATE-TOKEN", FakeGitLab.token)], timeout: .seconds(3)))
+        let port = try #require(world.gitlab.baseURL.port)
+        // The reason in words (it was BoringSSL's `handshakeFailed(…CERTIFICATE_VERIFY_FAILED at …/handshake.cc:320)`).
+        // AsyncHTTPClient retries a failed connection up to its 10 s connect timeout, then reports why.
+        await #expect(throws: OutboundHTTPError.connection("127.0.0.1:\(port): the server's TLS certificate is not trusted (not issued by a CA this appliance trusts, or expired)")) {
+            _ = try await untrusting.send(OutboundRequest(url: world.gitlab.apiURL.appendingPathComponent("user"), headers: [("PRIVATE-TOKEN", FakeGitLab.token)], timeout: .seconds(20)))
         }
         await untrusting.shutdown()
+        await world.stop()
+    }
+
+    @Test("a connection that fails says why in words: nothing listening, or https to a port that speaks plain HTTP")
+    func connectionFailuresExplained() async throws {
+        let world = try await World.make(tls: false)
+        let client = try AsyncOutboundHTTPClient()
+        let plain = try #require(world.gitlab.baseURL.port)
+        let closed = try freePort()
+        // Each takes AsyncHTTPClient's 10 s connect timeout (it retries the connection), so both at once.
+        func failure(_ url: String) async -> String {
+            do { _ = try await client.send(OutboundRequest(url: URL(string: url)!, timeout: .seconds(20))); return "answered" } catch { return "\(error)" }
+        }
+        async let tls = failure("https://127.0.0.1:\(plain)/api/v4/user")
+        async let refused = failure("http://127.0.0.1:\(closed)/api/v4/user")
+        #expect(await tls == "connection failed: 127.0.0.1:\(plain): the TLS handshake failed: the server does not speak TLS on that port")
+        #expect(await refused == "connection failed: 127.0.0.1:\(closed): connection refused (nothing listens on that port)")
+        await client.shutdown()
         await world.stop()
     }
 
