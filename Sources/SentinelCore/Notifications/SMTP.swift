@@ -235,9 +235,9 @@ public struct NIOSMTPClient: MailTransport {
                 .connect(to: address).get()
         } catch let error as ChannelError {
             if case .connectTimeout = error { throw SMTPError.timeout("connecting to \(server.host):\(server.port)") }
-            throw SMTPError.connection("\(server.host):\(server.port): \(error)")
+            throw SMTPError.connection("\(server.host):\(server.port): \(ConnectionFailure.reason(error))")
         } catch {
-            throw SMTPError.connection("\(server.host):\(server.port): \(error)")
+            throw SMTPError.connection("\(server.host):\(server.port): \(ConnectionFailure.reason(error))")
         }
         let session = SMTPSession(channel: channel, timeout: server.timeout, failure: failure)
         do {
@@ -269,7 +269,7 @@ public struct NIOSMTPClient: MailTransport {
             do { addresses = try await resolver.resolve(host: host, port: server.port) } catch let error as DestinationError {
                 throw SMTPError.destinationRefused(error.description)
             } catch {
-                throw SMTPError.connection("\(host): \(error)")
+                throw SMTPError.connection("\(host): \(ConnectionFailure.reason(error))")
             }
         }
         guard let first = addresses.first else { throw SMTPError.connection("\(host) resolves to no address") }
@@ -361,7 +361,7 @@ struct SMTPSession {
         } catch let error as NIOSSLError {
             throw SMTPError.untrustedServer(Self.describe(error))
         } catch {
-            throw SMTPError.connection("\(step): \(error)")
+            throw SMTPError.connection("\(step): \(ConnectionFailure.reason(error))")
         }
     }
 
