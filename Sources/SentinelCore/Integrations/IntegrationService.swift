@@ -128,11 +128,10 @@ public struct IntegrationService: Sendable {
                                   webhookPath: "/webhooks/github/\(id)", createdAt: ISO8601.string(now))
     }
 
-    static func validateAPIURL(_ url: URL) throws {
-        do { try DestinationPolicy.requireSecure(url, field: "api_url") } catch let error as DestinationError {
-            if case .invalidURL = error {
-                throw IntegrationError.invalid("api_url must be absolute, like https://api.github.com or https://github.example.com/api/v3")
-            }
+    static func validateAPIURL(_ url: URL, field: String = "api_url",
+                               example: String = "https://api.github.com or https://github.example.com/api/v3") throws {
+        do { try DestinationPolicy.requireSecure(url, field: field) } catch let error as DestinationError {
+            if case .invalidURL = error { throw IntegrationError.invalid("\(field) must be absolute, like \(example)") }
             throw IntegrationError.invalid(error.description)
         }
     }

@@ -162,10 +162,8 @@ public struct NotificationStore: Sendable {
 
     /// `https://host/…`: enough to recognise a destination, nothing that grants access.
     static func redact(_ url: URL) -> String {
-        let host = url.host ?? "?"
-        // An IPv6 address in brackets, as the URL writes it (`http://[::1]:9/…`).
-        let shown = host.contains(":") ? "[\(host)]" : host
-        return "\(url.scheme ?? "https")://\(shown)\(url.port.map { ":\($0)" } ?? "")/…"
+        let shown = DestinationError.shown(url)
+        return shown.hasSuffix("/…") ? shown : shown + "/…"
     }
 
     /// Adds a channel. Slack, Teams and webhook channels take `url` (and the webhook its `secret`);
@@ -194,7 +192,10 @@ public struct NotificationStore: Sendable {
             }
             // The message never repeats the URL: webhook URLs carry their token.
             do { try DestinationPolicy.requireSecure(parsed, field: "url") } catch let error as DestinationError {
-                if case .invalidPort = error { throw IntegrationError.invalid(error.description) }
+                switch error {
+                case .invalidPort, .credentialsInURL: throw IntegrationError.invalid(error.description)
+                default: break
+                }
                 throw IntegrationError.invalid("the channel URL must be https (http only to a loopback address)")
             }
             destination = NotificationDestination(url: parsed.absoluteString, secret: try Self.checkedSecret(secret, kind: kind))

@@ -34,6 +34,30 @@ struct OutboundDestinationTests {
         #expect(throws: Never.self) { try DestinationPolicy.requireSecure(URL(string: "https://api.example.com:65535")!, field: "base_url") }
     }
 
+    @Test("a configured URL with user:password@ is refused, and refusals show a URL without its user, path or query")
+    func urlSecretsNeverShown() async throws {
+        for bad in ["https://user:hunter2@ghes.example.com/api/v3", "https://token@gitlab.example.com", "http://u:p@127.0.0.1:8080"] {
+            #expect(throws: DestinationError.credentialsInURL(field: "api_url")) { try DestinationPolicy.requireSecure(URL(string: bad)!, field: "api_url") }
+        }
+        // The message once repeated the whole URL; a webhook URL's path and query are its secret.
+        let insecure = DestinationError.insecureScheme(field: "url", url: "http://hooks.example.com:8080/services/T0/B0/SECRETPATH?token=SECRETQUERY")
+        #expect(insecure.description == "url must use https (plain http is only accepted for loopback hosts): http://hooks.example.com:8080/…")
+        #expect(DestinationError.shown(URL(string: "https://user:pw@[::1]:9/x")!) == "https://[::1]:9/…")
+        // GitLab's field is base_url, with GitLab's example (it said api_url, with GitHub's).
+        await #expect(throws: IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")) {
+            _ = try await GitLabTokenCheck.user(baseURL: URL(string: "ftp://gitlab.example.com")!, token: "glpat-x", caBundlePEM: nil, destinations: DestinationPolicy())
+        }
+        await #expect(throws: IntegrationError.invalid(DestinationError.credentialsInURL(field: "base_url").description)) {
+            _ = try await GitLabTokenCheck.user(baseURL: URL(string: "https://root:pw@gitlab.example.com")!, token: "glpat-x", caBundlePEM: nil,
+                                                destinations: DestinationPolicy())
+        }
+        // A CA file that is not PEM says so (it said NIOSSL's failedToLoadCertificate).
+        await #expect(throws: IntegrationError.invalid("the CA file cannot be used: it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")) {
+            _ = try await GitLabTokenCheck.user(baseURL: URL(string: "https://gitlab.example.com")!, token: "glpat-x", caBundlePEM: "not a certificate",
+                                                destinations: DestinationPolicy())
+        }
+    }
+
     @Test("private, link-local, metadata and other reserved addresses are refused; public and loopback pass; the CIDR list and the switch allow")
     func addressPolicy() throws {
         let strict = DestinationPolicy()

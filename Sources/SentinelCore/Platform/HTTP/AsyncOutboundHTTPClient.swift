@@ -49,8 +49,8 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
                 destinations: DestinationPolicy = DestinationPolicy(), resolver: any HostResolver = SystemHostResolver()) throws {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let pem = caBundlePEM {
-            let certificates = try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))
-            guard !certificates.isEmpty else { throw OutboundHTTPError.connection("the CA bundle holds no certificate") }
+            let certificates = (try? NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))) ?? []
+            guard !certificates.isEmpty else { throw CABundleError() }
             tls.trustRoots = .certificates(certificates)
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
@@ -219,4 +219,9 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
             for entry in pins.withLock({ Array($0.current.values) + Array($0.retired.values) }) { entry.client.shutdown { _ in } }
         }
     }
+}
+
+/// A CA bundle given for an integration or a mail server holds no usable certificate.
+public struct CABundleError: Error, CustomStringConvertible, Equatable {
+    public var description: String { "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)" }
 }

@@ -147,13 +147,28 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
     case invalidPort(field: String, port: Int)
     /// The host is, or resolves to, an address outbound calls may not reach.
     case refusedAddress(host: String, address: String, range: String)
+    /// A configured URL holds a user name or password (`https://user:secret@host/`).
+    case credentialsInURL(field: String)
+
+    /// A URL as messages show it: scheme, host and port, never the user, path or query (a
+    /// webhook URL's path and a URL's user part can be secrets).
+    public static func shown(_ url: URL) -> String {
+        let host = url.host ?? "?"
+        let bracketed = host.contains(":") ? "[\(host)]" : host     // `http://[::1]:9/…`
+        let rest = url.path.isEmpty || url.path == "/" ? "" : "/…"
+        return "\(url.scheme ?? "https")://\(bracketed)\(url.port.map { ":\($0)" } ?? "")\(rest)"
+    }
+
+    static func shown(_ text: String) -> String { URL(string: text).map(shown) ?? "(not a URL)" }
 
     public var description: String {
         switch self {
         case .insecureScheme(let field, let url):
-            return "\(field) must use https (plain http is only accepted for loopback hosts): \(url)"
+            return "\(field) must use https (plain http is only accepted for loopback hosts): \(Self.shown(url))"
         case .invalidURL(let field, let url):
-            return "\(field) must be an absolute https URL: \(url)"
+            return "\(field) must be an absolute https URL: \(Self.shown(url))"
+        case .credentialsInURL(let field):
+            return "\(field) must not hold a user name or password (user:password@): credentials go in the token or key fields, sent in headers"
         case .invalidPort(let field, let port):
             return "\(field) has port \(port); a port is between 1 and 65535"
         case .refusedAddress(let host, let address, let range):
@@ -165,7 +180,7 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The configuration field a refusal is about, for API problems.
     public var field: String? {
         switch self {
-        case .insecureScheme(let field, _), .invalidURL(let field, _), .invalidPort(let field, _): return field
+        case .insecureScheme(let field, _), .invalidURL(let field, _), .invalidPort(let field, _), .credentialsInURL(let field): return field
         case .refusedAddress: return nil
         }
     }
@@ -234,6 +249,8 @@ public struct DestinationPolicy: Sendable {
             throw DestinationError.invalidURL(field: field, url: url.absoluteString)
         }
         if let port = url.port, !(1...65535).contains(port) { throw DestinationError.invalidPort(field: field, port: port) }
+        // AsyncHTTPClient would not send them; they would only end up in messages and logs.
+        if url.user != nil || url.password != nil { throw DestinationError.credentialsInURL(field: field) }
         if scheme == "http" && !isLoopbackHost(host) {
             throw DestinationError.insecureScheme(field: field, url: url.absoluteString)
         }

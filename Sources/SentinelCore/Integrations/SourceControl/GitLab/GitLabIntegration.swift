@@ -101,7 +101,7 @@ extension IntegrationService {
 /// token is valid, and (where GitLab can say, 15.5+) it has the `api` scope Sentinel needs to post.
 public enum GitLabTokenCheck {
     public static func user(baseURL: URL, token: String, caBundlePEM: String?, destinations: DestinationPolicy) async throws -> GitLabUser {
-        try IntegrationService.validateAPIURL(baseURL)
+        try IntegrationService.validateAPIURL(baseURL, field: "base_url", example: "https://gitlab.example.com")
         let http: AsyncOutboundHTTPClient
         do { http = try AsyncOutboundHTTPClient(caBundlePEM: caBundlePEM, destinations: destinations) } catch {
             throw IntegrationError.invalid("the CA file cannot be used: \(error)")
@@ -120,11 +120,11 @@ public enum GitLabTokenCheck {
             switch error.status {
             case 401: throw IntegrationError.invalid("GitLab refused the token (401): it is wrong, expired or revoked")
             case 403: throw IntegrationError.invalid("GitLab refused the token (403): it needs the api scope — \(error.message)")
-            default: throw IntegrationError.invalid("\(error.description); is \(baseURL.absoluteString) the GitLab instance root?")
+            default: throw IntegrationError.invalid("\(error.description); is \(DestinationError.shown(baseURL)) the GitLab instance root?")
             }
         } catch let error as OutboundHTTPError {
             await http.shutdown()
-            throw IntegrationError.invalid("GitLab at \(baseURL.absoluteString) cannot be reached: \(error)")
+            throw IntegrationError.invalid("GitLab at \(DestinationError.shown(baseURL)) cannot be reached: \(error)")
         } catch {
             await http.shutdown()
             throw error
