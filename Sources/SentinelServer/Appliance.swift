@@ -172,7 +172,9 @@ public final class Appliance: Sendable {
     /// speaks TLS 1.2 and 1.3 only.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let headerBytes = config.server.maxHeaderBytes
+        let requestLimit = TimeAmount.nanoseconds(Int64(config.server.requestTimeoutSeconds * 1_000_000_000))
         let http1 = HTTPServerBuilder.http1(configuration: .init(
+            additionalChannelHandlers: [RequestDeadlineHandler(limit: requestLimit)],
             idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1_000_000_000)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: headerBytes, maxHeaderListSize: headerBytes, maxHeaderFieldCount: 100)))
         let server: HTTPServerBuilder

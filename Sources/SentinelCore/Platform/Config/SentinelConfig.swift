@@ -124,6 +124,10 @@ public struct SentinelConfig: Sendable, Equatable {
         public var publicURL: String? = nil
         /// A connection that sends nothing (no request part) for this long is closed.
         public var idleTimeoutSeconds = 60.0
+        /// A request must arrive whole (head and body) within this long of the connection opening
+        /// or of the previous response; past it the connection is closed (a body dripping a byte at
+        /// a time never trips the idle timeout).
+        public var requestTimeoutSeconds = 60.0
         /// Connections open at once; past it, new connections wait in the listen backlog.
         public var maxConnections = 1_024
         /// Largest request head (all header lines together) accepted; a larger one is answered 400 and closed.
@@ -246,6 +250,7 @@ public enum ConfigLoader {
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
         key("server.public_url", "base URL GitHub uses to reach Sentinel (for webhook URLs in API responses); default: the request's Host", \.server.publicURL),
         key("server.idle_timeout_seconds", "close a connection that sends nothing for this long", \.server.idleTimeoutSeconds, in: 0.1...86_400),
+        key("server.request_timeout_seconds", "a request must arrive whole (head and body) within this long of the connection opening or the previous response", \.server.requestTimeoutSeconds, in: 1...3_600),
         key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections, in: 1...1_000_000),
         key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes, in: 1_024...1_048_576),
         key("server.max_webhook_bytes_in_flight", "webhook bodies held in memory at once; past it a delivery gets 503 with Retry-After", \.server.maxWebhookBytesInFlight, in: 1_048_576...68_719_476_736),
