@@ -88,7 +88,9 @@ public enum RepositoryConfigParser {
 
     public static func parse(_ yaml: String, file: String = ".sentinel.yml") -> ParsedConfig {
         var parser = Walker(file: file)
-        parser.run(yaml)
+        // A byte-order mark (Windows editors save UTF-8 with one) is not part of the YAML; editors
+        // do not show it, so positions count from after it.
+        parser.run(yaml.hasPrefix("\u{FEFF}") ? String(yaml.dropFirst()) : yaml)
         let sorted = parser.diagnostics.enumerated().sorted {
             ($0.element.line, $0.element.column, $0.offset) < ($1.element.line, $1.element.column, $1.offset)
         }.map(\.element)

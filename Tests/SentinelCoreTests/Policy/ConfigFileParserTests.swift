@@ -312,6 +312,13 @@ struct ConfigFileParserTests {
 
         let good = RepositoryConfigParser.parse(data: Data("version: 1\nreview:\n  language: pt-BR\n".utf8))
         #expect(good.values == ["review.language": .string("pt-BR")])
+
+        // A byte-order mark, as Windows editors save UTF-8: it was "2:1: error: invalid YAML: did not find expected <document start>".
+        let marked = RepositoryConfigParser.parse(data: Data([0xEF, 0xBB, 0xBF] + Array("version: 1\nreview:\n  language: pt-BR\n".utf8)))
+        #expect(marked.diagnostics.isEmpty, "\(marked.diagnostics.map(\.formatted))")
+        #expect(marked.values == ["review.language": .string("pt-BR")])
+        #expect(RepositoryConfigParser.parse("\u{FEFF}version: 1\nreview:\n  bogus: 1\n").diagnostics.map(\.formatted)
+            == [".sentinel.yml:3:3: warning: unknown key 'review.bogus'"])
     }
 
     @Test func tooLargeFileIsRefused() {
