@@ -10,6 +10,21 @@ struct DoctorTests {
         Doctor(dataDirectory: h.dataDirectory, config: config, now: now, freeSpace: { _ in 1 << 40 }).run()
     }
 
+    @Test("a data directory on a read-only file system is an error (it looked healthy: the mode bits allow writing)",
+          .enabled(if: geteuid() == 0, "mounting a read-only file system needs root"))
+    func readOnlyFileSystem() async throws {
+        let dir = TemporaryDirectory("sentinel-doctor-ro")
+        defer { dir.cleanup() }
+        let mount = try ChildProcess(executable: "/usr/bin/mount", arguments: ["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", dir.path], environment: [:])
+        // Some containers refuse mounts even to root: nothing to observe there.
+        guard mount.waitUntilExitBlocking() == 0 else { return }
+        defer { _ = try? ChildProcess(executable: "/usr/bin/umount", arguments: [dir.path], environment: [:]).waitUntilExitBlocking() }
+        let report = Doctor(dataDirectory: DataDirectory(path: dir.path), config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 }).run()
+        let finding = report.findings.first { $0.check == "data-dir" && $0.severity == .error }
+        #expect(finding?.message == "\(dir.path) is on a read-only file system: no delivery, job or run can be stored", "\(report.findings)")
+        #expect(report.exitCode == 2)
+    }
+
     @Test("a healthy data directory: exit 0, every line ok")
     func healthy() async throws {
         let h = try TestHarness()

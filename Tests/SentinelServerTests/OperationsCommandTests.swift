@@ -87,6 +87,29 @@ struct OperationsCommandTests {
         #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("on a data directory remounted read-only, commands say so (was: SQLite error 14: unable to open database file) and doctor exits 2",
+          .enabled(if: geteuid() == 0, "mounting a file system needs root"))
+    func readOnlyDataDirectory() async throws {
+        let dir = TemporaryDirectory("sentinel-ops-ro")
+        defer { dir.cleanup() }
+        func run(_ tool: String, _ arguments: [String]) -> Int32 {
+            (try? ChildProcess(executable: tool, arguments: arguments, environment: [:]).waitUntilExitBlocking()) ?? -1
+        }
+        // Some containers refuse mounts even to root: nothing to observe there.
+        guard run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", dir.path]) == 0 else { return }
+        defer { _ = run("/usr/bin/umount", [dir.path]) }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(run("/usr/bin/mount", ["-o", "remount,ro", dir.path]) == 0)
+        let list = try await SentinelProcess.run(["workspace", "list", "--data-dir", data])
+        #expect(list.status != 0)
+        #expect(list.stderr.contains("cannot open \(data)/control.sqlite: \(data) is on a read-only file system"), "\(list.stderr)")
+        let doctor = try await SentinelProcess.run(["doctor", "--data-dir", data])
+        #expect(doctor.status == 2)
+        #expect(doctor.stdout.contains("\(data) is on a read-only file system"), "\(doctor.stdout)")
+    }
+
     @Test("serve and doctor name a TLS key that belongs to another certificate (was: failedToLoadPrivateKey)")
     func mismatchedTLSKey() async throws {
         let dir = TemporaryDirectory("sentinel-ops")
