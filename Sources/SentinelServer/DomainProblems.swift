@@ -70,17 +70,28 @@ extension PolicySettingsError: ProblemConvertible {
     }
 }
 
-/// The data volume is full (`SQLITE_FULL`: the disk, or the file's size limit): nothing was stored,
-/// so the client is asked to come back (503 + `Retry-After`; GitHub and GitLab retry or the
-/// catch-up sweep asks for the delivery again). Writes succeed again by themselves once space
-/// returns. Any other database error is an internal error.
+/// The data volume is full (`SQLITE_FULL`: the disk, or the file's size limit), or cannot be
+/// written (`SQLITE_READONLY`, `SQLITE_IOERR`, `SQLITE_CANTOPEN`: a file system remounted read-only
+/// after disk errors, a failing disk): nothing was stored, so the client is asked to come back
+/// (503 + `Retry-After`; GitHub and GitLab retry or the catch-up sweep asks for the delivery
+/// again). Writes succeed again by themselves once space returns or the volume is writable again.
+/// Any other database error is an internal error.
 extension DatabaseError: ProblemConvertible {
     static let storageFullRetryAfter = 30
 
     var problem: Problem {
-        guard resultCode == .SQLITE_FULL else { return .internalError }
-        var problem = Problem(status: .serviceUnavailable, detail: "the data volume is full; nothing was stored, retry later",
+        var problem: Problem
+        switch resultCode {
+        case .SQLITE_FULL:
+            problem = Problem(status: .serviceUnavailable, detail: "the data volume is full; nothing was stored, retry later",
                               type: "urn:sentinel:problem:storage-full", title: "Storage full")
+        case .SQLITE_READONLY, .SQLITE_IOERR, .SQLITE_CANTOPEN:
+            problem = Problem(status: .serviceUnavailable,
+                              detail: "the data volume cannot be written (read-only or failing); nothing was stored, retry later",
+                              type: "urn:sentinel:problem:storage-unavailable", title: "Storage unavailable")
+        default:
+            return .internalError
+        }
         problem.retryAfter = Self.storageFullRetryAfter
         return problem
     }
