@@ -14,6 +14,10 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     private let limit: TimeAmount
     private var deadline: Scheduled<Void>?
+    /// Between a request's head and its end.
+    private var requestOpen = false
+    /// The open request was answered before it ended (413, 401 before the body was read).
+    private var answeredEarly = false
 
     init(limit: TimeAmount) { self.limit = limit }
 
@@ -22,12 +26,26 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     func handlerRemoved(context: ChannelHandlerContext) { disarm() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .end = unwrapInboundIn(data) { disarm() }
+        switch unwrapInboundIn(data) {
+        case .head:
+            requestOpen = true
+            answeredEarly = false
+        case .end:
+            requestOpen = false
+            // Answered already: the next request's time starts now; else the server works on it.
+            if answeredEarly { arm(context) } else { disarm() }
+        case .body:
+            break
+        }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { arm(context) }
+        if case .end = unwrapOutboundIn(data) {
+            // The rest of a request answered early is read and dropped: that too must arrive in time.
+            if requestOpen { answeredEarly = true }
+            arm(context)
+        }
         context.write(data, promise: promise)
     }
 

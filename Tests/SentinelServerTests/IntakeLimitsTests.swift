@@ -160,34 +160,39 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
-    @Test("a request that trickles in (a byte at a time, never idle) is cut off at server.request_timeout_seconds; a whole one is answered")
+    @Test("a request that trickles in (a byte at a time, never idle) is cut off at server.request_timeout_seconds, answered early or not; a whole one is answered")
     func tricklingRequestCutOff() async throws {
         let world = try await GitHubWorld(config: { $0.server.requestTimeoutSeconds = 1 })
-        let connection = try await RawConnection.open(port: world.port)
-        let path = world.integration.webhookPath
         // 1,000 body bytes a tenth of a second apart would take 100 s, and the idle timeout (60 s) never trips.
-        let outcome = try await connection.channel.executeThenClose { inbound, outbound in
-            try await withThrowingTaskGroup(of: String.self) { group in
-                group.addTask {
-                    var text = ""
-                    for try await chunk in inbound { text += String(buffer: chunk) }
-                    return "closed after: \(text)"
-                }
-                group.addTask {
-                    // The integration's own path: its route reads the body (before the signature can be checked).
-                    try await outbound.write(ByteBuffer(string: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                                        + "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"))
-                    for _ in 0..<1_000 {
-                        try await outbound.write(ByteBuffer(string: " "))
-                        try await Task.sleep(for: .milliseconds(100))
+        func trickle(to path: String) async throws -> String {
+            let connection = try await RawConnection.open(port: world.port)
+            return try await connection.channel.executeThenClose { inbound, outbound in
+                try await withThrowingTaskGroup(of: String.self) { group in
+                    group.addTask {
+                        var text = ""
+                        for try await chunk in inbound { text += String(buffer: chunk) }
+                        return "closed after: \(text)"
                     }
-                    return "the whole body was sent"
+                    group.addTask {
+                        try await outbound.write(ByteBuffer(string: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                            + "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"))
+                        for _ in 0..<1_000 {
+                            try await outbound.write(ByteBuffer(string: " "))
+                            try await Task.sleep(for: .milliseconds(100))
+                        }
+                        return "the whole body was sent"
+                    }
+                    defer { group.cancelAll() }
+                    return try await group.next() ?? "nothing"
                 }
-                defer { group.cancelAll() }
-                return try await group.next() ?? "nothing"
             }
         }
-        #expect(outcome == "closed after: ", "\(outcome)")
+        // The integration's own path: its route reads the body (before the signature can be checked).
+        let read = try await trickle(to: world.integration.webhookPath)
+        #expect(read == "closed after: ", "\(read)")
+        // No such integration: answered 404 at once; the rest of the body, read and dropped, is held to the same time.
+        let answered = try await trickle(to: "/webhooks/github/int_0000000000000000")
+        #expect(answered.hasPrefix("closed after: HTTP/1.1 404"), "\(answered)")
         let whole = try await RawConnection.open(port: world.port).exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         #expect(whole.status == 200, "\(whole)")
         await world.stop()
