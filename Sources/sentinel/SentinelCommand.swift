@@ -96,14 +96,15 @@ struct CLIContext {
             return (try ControlStore(dataDirectory: directory, opener: opener), opener)
         } catch {
             // SQLite says only "unable to open database file" (a WAL file needs its -shm beside it).
-            var volume = statvfs()
-            if statvfs(path, &volume) == 0, volume.f_flag & UInt(ST_RDONLY) != 0 {
+            switch DataDirectoryWriteProblem(at: path) {
+            case .readOnlyFileSystem:
                 throw CLIError("cannot open \(directory.controlFile.path): \(path) is on a read-only file system (`sentinel doctor` says more)")
+            case .notWritable(let reason):
+                throw CLIError("cannot open \(directory.controlFile.path): \(path) is not writable by uid \(geteuid()) (\(reason)); "
+                               + "run sentinel as the user the service runs as")
+            case nil:
+                throw error
             }
-            if access(path, W_OK) != 0 {
-                throw CLIError("cannot open \(directory.controlFile.path): \(path) is not writable by uid \(geteuid()); run sentinel as the user the service runs as")
-            }
-            throw error
         }
     }
 }

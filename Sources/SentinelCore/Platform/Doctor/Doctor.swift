@@ -88,15 +88,15 @@ public struct Doctor: Sendable {
     private func checkModes(_ add: (DoctorFinding.Severity, String, String, String?) -> Void) {
         let root = dataDirectory.root
         let me = geteuid()
-        // Mode bits say nothing of the file system: one remounted read-only after disk errors
-        // (ext4's errors=remount-ro) looks like a healthy directory, and nothing can be stored.
-        var volume = statvfs()
-        if statvfs(root.path, &volume) == 0, volume.f_flag & UInt(ST_RDONLY) != 0 {
+        switch DataDirectoryWriteProblem(at: root.path) {
+        case .readOnlyFileSystem:
             add(.error, "data-dir", "\(root.path) is on a read-only file system: no delivery, job or run can be stored",
                 "find why it is read-only (`dmesg`, `mount`; after disk errors, check the disk) and remount it read-write")
-        } else if access(root.path, W_OK) != 0 {
-            add(.error, "data-dir", "\(root.path) is not writable by uid \(me) (\(String(cString: strerror(errno))))",
+        case .notWritable(let reason):
+            add(.error, "data-dir", "\(root.path) is not writable by uid \(me) (\(reason))",
                 "run doctor as the user Sentinel runs as, or `chown -R sentinel:sentinel \(root.path)`")
+        case nil:
+            break
         }
         if let (mode, owner) = Self.mode(root) {
             if owner != me {

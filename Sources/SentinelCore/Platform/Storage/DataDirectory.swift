@@ -116,3 +116,23 @@ enum FileSystem {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }
+
+/// Why nothing can be written in a data directory, if so.
+public enum DataDirectoryWriteProblem: Equatable, Sendable {
+    /// The file system is mounted read-only (ext4 remounts read-only after disk errors). Mode bits
+    /// say nothing of it, and SQLite says only "unable to open database file".
+    case readOnlyFileSystem
+    /// This process's user may not write there.
+    case notWritable(reason: String)
+
+    public init?(at path: String) {
+        var volume = statvfs()
+        if statvfs(path, &volume) == 0, volume.f_flag & UInt(ST_RDONLY) != 0 {
+            self = .readOnlyFileSystem
+        } else if access(path, W_OK) != 0 {
+            self = .notWritable(reason: String(cString: strerror(errno)))
+        } else {
+            return nil
+        }
+    }
+}
