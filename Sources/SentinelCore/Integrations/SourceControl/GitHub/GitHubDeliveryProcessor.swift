@@ -194,8 +194,9 @@ public struct GitHubDeliveryProcessor: Sendable {
     }
 
     /// What in a payload could not be read, for a delivery's outcome: the field's path and why
-    /// (`missing pull_request.head`, `number: not a number this field holds`). An empty path, as
-    /// for a number out of range, once left the outcome as "payload not understood ()".
+    /// (`missing pull_request.head`, `pull_request.title: not a string`, `a field holds a value of
+    /// the wrong kind or size (…)`). An empty path, as for a number out of range, once left the
+    /// outcome as "payload not understood ()".
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context, _ last: (any CodingKey)? = nil) -> String {
             let keys = context.codingPath + (last.map { [$0] } ?? [])
