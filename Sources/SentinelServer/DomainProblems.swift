@@ -14,7 +14,20 @@ extension WorkspaceError: ProblemConvertible {
                            type: "urn:sentinel:problem:workspace-offline", title: "Workspace offline")
         case .closed, .shuttingDown:
             return Problem(status: .serviceUnavailable, detail: description)
+        case .outOfFileDescriptors:
+            return .outOfFileDescriptors
         }
+    }
+}
+
+extension Problem {
+    /// The process ran out of file descriptors (an open of a database file failed for it): nothing
+    /// was stored; descriptors come free as connections and idle files close.
+    static var outOfFileDescriptors: Problem {
+        var problem = Problem(status: .serviceUnavailable, detail: "the appliance is at its limit of open files; nothing was stored, retry later",
+                              type: "urn:sentinel:problem:too-many-open-files", title: "Too many open files")
+        problem.retryAfter = 5
+        return problem
     }
 }
 
@@ -85,6 +98,8 @@ extension DatabaseError: ProblemConvertible {
         case .SQLITE_FULL:
             problem = Problem(status: .serviceUnavailable, detail: "the data volume is full; nothing was stored, retry later",
                               type: "urn:sentinel:problem:storage-full", title: "Storage full")
+        case .SQLITE_CANTOPEN where FileDescriptorLimit.isExhausted():
+            return .outOfFileDescriptors
         case .SQLITE_READONLY, .SQLITE_IOERR, .SQLITE_CANTOPEN:
             problem = Problem(status: .serviceUnavailable,
                               detail: "the data volume cannot be written (read-only or failing); nothing was stored, retry later",

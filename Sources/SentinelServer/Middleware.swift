@@ -36,8 +36,13 @@ struct ObservabilityMiddleware: RouterMiddleware {
                 let problem = Problem.from(error)
                 if problem.isServerFault {
                     // The generated API wraps what a handler threw: log the type of the error itself.
+                    // A fault with a meaning of its own (storage full, a workspace offline, …) logs
+                    // that meaning too, as its client was told it.
                     let cause = (error as? ServerError)?.underlyingError ?? error
-                    context.logger.error("request failed", metadata: ["error": "\(String(describing: type(of: cause)))", "path": "\(request.uri.path)"])
+                    var metadata: Logger.Metadata = ["error": "\(String(describing: type(of: cause)))", "path": "\(request.uri.path)",
+                                                     "status": "\(problem.status)"]
+                    if problem.status != 500, let detail = problem.detail { metadata["detail"] = "\(detail)" }
+                    context.logger.error("request failed", metadata: metadata)
                 }
                 response = problem.response(requestID: correlationID)
             }

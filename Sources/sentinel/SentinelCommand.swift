@@ -185,6 +185,7 @@ struct Serve: AsyncParsableCommand {
         // The options get the config file's checks: a port past 65535 would wrap around in the socket address.
         do { try ConfigLoader.validate(config) } catch let error as ConfigError { throw CLIError(error.description) }
         let logger = cliLogger(config, command: "serve")
+        checkFileDescriptorLimit(config, logger: logger)
         let appliance = try await oneLine {
             try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }
@@ -194,6 +195,21 @@ struct Serve: AsyncParsableCommand {
             logger.critical("server stopped with an error", metadata: ["error": "\(error)"])
             throw CLIError("server stopped: \(error)")
         }
+    }
+}
+
+/// Raises the open-file limit's soft value to its hard one (a service starts at 1,024 under
+/// systemd) and warns when even that is below what this configuration can keep open.
+func checkFileDescriptorLimit(_ config: SentinelConfig, logger: Logger) {
+    guard let (before, after) = FileDescriptorLimit.raiseSoftLimit() else { return }
+    if after.soft > before.soft {
+        logger.info("open-file limit raised", metadata: ["from": "\(before.soft)", "to": "\(after.soft)"])
+    }
+    let needed = FileDescriptorLimit.needed(by: config)
+    if after.soft < needed {
+        logger.warning("open-file limit is below what this configuration can keep open; workspace files and connections past it are refused with 503 until others close",
+                       metadata: ["limit": "\(after.soft)", "needed": "\(needed)",
+                                  "fix": "raise LimitNOFILE in sentinel.service (or the hard limit of `ulimit -n`), or lower workspaces.max_open or server.max_connections"])
     }
 }
 

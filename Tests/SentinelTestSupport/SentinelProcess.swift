@@ -21,13 +21,22 @@ public final class SentinelProcess: Sendable {
     private init(child: ChildProcess) { self.child = child }
 
     /// `stdin`: bytes the process reads on standard input (then end of file); nil: /dev/null.
-    public static func start(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) throws -> SentinelProcess {
+    /// `openFiles`: the soft and (optionally) hard limit on open files it starts with (`ulimit -n`);
+    /// nil: this process's.
+    public static func start(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
+                             openFiles: (soft: Int, hard: Int?)? = nil) throws -> SentinelProcess {
         var env = ProcessInfo.processInfo.environment
         // No catch-up sweep behind a test's back (it would call the integrations' APIs).
         env["SENTINEL_RECONCILE_ENABLED"] = "false"
         for (k, v) in environment { env[k] = v }
-        return SentinelProcess(child: try ChildProcess(executable: executable.path, arguments: arguments, environment: env,
-                                                       stdin: stdin.map { Data($0.utf8) }))
+        guard let openFiles else {
+            return SentinelProcess(child: try ChildProcess(executable: executable.path, arguments: arguments, environment: env,
+                                                           stdin: stdin.map { Data($0.utf8) }))
+        }
+        // The shell sets the limits and becomes the executable (same pid).
+        let limits = "ulimit -Sn \(openFiles.soft)" + (openFiles.hard.map { " && ulimit -Hn \($0)" } ?? "")
+        return SentinelProcess(child: try ChildProcess(executable: "/bin/sh", arguments: ["-c", limits + " && exec \"$0\" \"$@\"", executable.path] + arguments,
+                                                       environment: env, stdin: stdin.map { Data($0.utf8) }))
     }
 
     /// Runs a command to completion.

@@ -153,6 +153,9 @@ public actor JobScheduler: Service {
                         let retry = Date().epoch + config.workspaces.offlineRetrySeconds
                         try? supervisor.control.setDue(id, to: retry)
                         index.holdBack(id, until: retry)
+                    } else if case .outOfFileDescriptors = error {
+                        // Passes once descriptors are free: look again shortly, without touching control.sqlite.
+                        index.holdBack(id, until: Date().epoch + 1)
                     } else if case .notFound = error {
                         try? supervisor.control.setDue(id, to: nil)
                         index.holdBack(id, until: nil)

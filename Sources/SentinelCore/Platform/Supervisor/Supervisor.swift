@@ -51,6 +51,8 @@ public actor Supervisor: Service {
     /// caller for the same workspace waits for that open instead of starting another.
     private var opening: [WorkspaceID: [CheckedContinuation<Result<Void, Error>, Never>]] = [:]
     private var offline: [WorkspaceID: (reason: String, since: ContinuousClock.Instant)] = [:]
+    /// When a shortage of file descriptors was last logged (at most one line per 10 s of it).
+    private var lastDescriptorShortageLog: ContinuousClock.Instant?
     /// Workspaces found in control.sqlite by an earlier open: opened again (under LRU churn, again
     /// and again) without reading their row. `deleteWorkspace` takes a workspace out.
     private var registered: Set<WorkspaceID> = []
@@ -160,6 +162,10 @@ public actor Supervisor: Service {
             }
         } catch {
             let failure = (error as? OpenFailure).map { markOffline(id, $0) } ?? error
+            if case WorkspaceError.outOfFileDescriptors = failure, lastDescriptorShortageLog.map({ .now - $0 > .seconds(10) }) ?? true {
+                lastDescriptorShortageLog = .now
+                logger.error("workspace file cannot be opened: no file descriptor left", metadata: ["workspace_id": "\(id)", "error": "\(failure)"])
+            }
             // This caller's cancellation is not the others': they try again.
             finishOpening(id, with: error is CancellationError ? .success(()) : .failure(failure))
             throw failure
@@ -247,6 +253,9 @@ public actor Supervisor: Service {
             case StorageError.corrupt(let m): throw OpenFailure(reason: "its database file is corrupt (\(m))", kind: "corrupt", path: url.path)
             case StorageError.newerSchema(let m): throw OpenFailure(reason: "its database file is newer than this binary: \(m)", kind: "newer_schema", path: url.path)
             case StorageError.migrationFailed(let m): throw OpenFailure(reason: "its database file could not be migrated: \(m)", kind: "migration_failed", path: url.path)
+            case StorageError.io, is DatabaseError where FileDescriptorLimit.isExhausted():
+                // Not the file's fault: it opens again once descriptors are free, so it is not taken offline.
+                throw WorkspaceError.outOfFileDescriptors(id, limit: FileDescriptorLimit.current()?.soft)
             case StorageError.io(let m): throw OpenFailure(reason: "its database file cannot be opened (\(m))", kind: "unreadable", path: url.path)
             case let e as DatabaseError:
                 throw OpenFailure(reason: "its database file cannot be opened (\(e.message ?? "\(e.resultCode)"))", kind: "unreadable", path: url.path)

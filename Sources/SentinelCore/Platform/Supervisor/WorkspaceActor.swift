@@ -562,6 +562,10 @@ public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
     case offline(WorkspaceID, reason: String)
     case closed(WorkspaceID)
     case shuttingDown
+    /// The process has no file descriptor left to open the workspace's file with (its open-file
+    /// limit, or the system's): the file itself is fine, and opening it again succeeds once
+    /// descriptors are free. `limit` is the process's soft limit, when known.
+    case outOfFileDescriptors(WorkspaceID, limit: UInt64?)
 
     public var description: String {
         switch self {
@@ -569,6 +573,10 @@ public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
         case .offline(let id, let reason): return "workspace \(id) is offline: \(reason)"
         case .closed(let id): return "workspace \(id) was closed"
         case .shuttingDown: return "the appliance is shutting down"
+        case .outOfFileDescriptors(let id, let limit):
+            return "workspace \(id) cannot be opened now: the appliance has no file descriptor left"
+                + (limit.map { " (its limit is \($0))" } ?? "")
+                + "; raise LimitNOFILE in sentinel.service (or `ulimit -n`), or lower workspaces.max_open or server.max_connections"
         }
     }
 }
