@@ -253,7 +253,7 @@ public actor Supervisor: Service {
             case StorageError.corrupt(let m): throw OpenFailure(reason: "its database file is corrupt (\(m))", kind: "corrupt", path: url.path)
             case StorageError.newerSchema(let m): throw OpenFailure(reason: "its database file is newer than this binary: \(m)", kind: "newer_schema", path: url.path)
             case StorageError.migrationFailed(let m): throw OpenFailure(reason: "its database file could not be migrated: \(m)", kind: "migration_failed", path: url.path)
-            case StorageError.io, is DatabaseError where FileDescriptorLimit.isExhausted():
+            case StorageError.io where FileDescriptorLimit.isExhausted(), is DatabaseError where FileDescriptorLimit.isExhausted():
                 // Not the file's fault: it opens again once descriptors are free, so it is not taken offline.
                 throw WorkspaceError.outOfFileDescriptors(id, limit: FileDescriptorLimit.current()?.soft)
             case StorageError.io(let m): throw OpenFailure(reason: "its database file cannot be opened (\(m))", kind: "unreadable", path: url.path)
