@@ -4,7 +4,7 @@ import SentinelCore
 
 struct IntegrationCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "integration", abstract: "Connect source-control platforms to a workspace.",
-                                                    subcommands: [Add.self, List.self])
+                                                    subcommands: [Add.self, List.self, Rotate.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add an integration.", subcommands: [GitHub.self, GitLab.self])
@@ -99,6 +99,46 @@ struct IntegrationCommand: AsyncParsableCommand {
                           Trigger:            Merge request events, Comments
                           SSL verification:   on
                         """)
+                }
+            }
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replace an integration's webhook secret, GitHub App private key, GitLab token or CA bundle in place.",
+            discussion: """
+                The webhook URL, repositories, settings and history stay. A GitLab token (or a GitLab integration's new CA \
+                bundle) is checked against the instance first. Works beside a running server: its webhooks take the new \
+                secret from the next delivery on; its calls to the platform use the new credentials within a minute.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Argument(help: "The integration's id (int_…; `sentinel integration list`).") var integration: String
+        @Option(help: "File holding the new webhook secret (then set the same on the GitHub App or GitLab webhook).") var webhookSecretFile: String?
+        @Option(help: "A GitHub App's new private key (PEM file downloaded from GitHub).") var privateKeyFile: String?
+        @Option(help: "File holding a GitLab integration's new access token (api scope).") var tokenFile: String?
+        @Option(help: "PEM CA bundle to trust for the instance from now on.") var caFile: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await oneLine {
+                guard let id = IntegrationID(integration) else { throw CLIError("\(integration) is not an integration id (int_ and 16 letters or digits)") }
+                func read(_ path: String?, _ what: String) throws -> Data? { try path.map { try readInput($0, what: "\(what) file") } }
+                var secret = try read(webhookSecretFile, "webhook secret")
+                while let last = secret?.last, last == 0x0A || last == 0x0D { secret?.removeLast() }
+                let credentials = IntegrationCredentials(
+                    webhookSecret: secret, privateKeyPEM: try read(privateKeyFile, "private key").map { String(decoding: $0, as: UTF8.self) },
+                    token: try read(tokenFile, "token").map { String(decoding: $0, as: UTF8.self) },
+                    caBundlePEM: try read(caFile, "CA").map { String(decoding: $0, as: UTF8.self) })
+                let destinations = try DestinationPolicy(try global.loadConfig().security)
+                let summary = try await global.withWorkspace(workspace) { actor, control, _ in
+                    let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+                    return try await service.rotate(id, in: actor, credentials: credentials, by: "cli", destinations: destinations)
+                }
+                if json { try printJSON(summary) } else {
+                    print("rotated \(credentials.fieldNames.joined(separator: ", ")) of \(summary.kind) integration \(summary.id)"
+                          + (credentials.webhookSecret != nil ? "; set the same webhook secret on the \(summary.kind == "github" ? "GitHub App" : "GitLab webhook")" : ""))
                 }
             }
         }

@@ -218,7 +218,8 @@ public actor FakeGitHubState {
     public private(set) var received: [FakeGitHubRequest] = []
     func record(_ request: FakeGitHubRequest) { received.append(request) }
     let appID: Int64
-    let publicKeyPEM: String
+    /// The public half of the App's one private key: App JWTs signed with any other are refused.
+    private(set) var publicKeyPEM: String
     public private(set) var pulls: [String: FakePullRequest] = [:]
     public private(set) var contents: [String: String] = [:]
     /// The login GitHub shows for reviews the App posts.
@@ -337,6 +338,9 @@ public actor FakeGitHubState {
     }
     /// Revokes every installation token issued so far (the next use answers 401 Bad credentials).
     public func revokeTokens() { issuedTokens.removeAll() }
+    /// The App's admin generated a new private key and deleted the old one: JWTs signed with the
+    /// old key are refused from now on (tokens issued before stay valid until they expire, as on GitHub).
+    public func replaceAppKey(publicKeyPEM: String) { self.publicKeyPEM = publicKeyPEM }
     public func addInstallation(_ id: Int64, account: String) { installations[id] = account }
 
     private var manifestCodes: [String: (pem: String, webhookSecret: String)] = [:]

@@ -82,8 +82,8 @@ public struct IntegrationService: Sendable {
     /// The text fields of an integration under the API's rules for them (length, control
     /// characters): (field, text, longest, may span lines), and the webhook secret and CA bundle
     /// every kind takes.
-    static func checkTexts(webhookSecret: Data, caBundlePEM: String?, _ fields: [(String, String?, Int, Bool)]) throws {
-        let all = fields + [("webhook_secret", String(decoding: webhookSecret, as: UTF8.self), 1_000, false), ("ca_bundle", caBundlePEM, 200_000, true)]
+    static func checkTexts(webhookSecret: Data?, caBundlePEM: String?, _ fields: [(String, String?, Int, Bool)]) throws {
+        let all = fields + [("webhook_secret", webhookSecret.map { String(decoding: $0, as: UTF8.self) }, 1_000, false), ("ca_bundle", caBundlePEM, 200_000, true)]
         for (field, text, longest, multiline) in all {
             if let text, let problem = TextRules.problem(text, maxLength: longest, multiline: multiline) {
                 throw IntegrationError.invalid("\(field): \(problem)")

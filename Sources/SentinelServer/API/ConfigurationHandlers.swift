@@ -46,6 +46,19 @@ struct ConfigurationHandlers: Sendable {
                                                 webhookUrl: context.request.baseURL + summary.webhookPath))))
     }
 
+    func updateIntegration(_ input: Operations.UpdateIntegration.Input, _ context: WorkspaceContext) async throws
+        -> Operations.UpdateIntegration.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        guard let id = IntegrationID(input.path.integrationId) else { throw IntegrationError.notFound("no such integration") }
+        let credentials = IntegrationCredentials(webhookSecret: body.webhookSecret.map { Data($0.utf8) }, privateKeyPEM: body.privateKey,
+                                                 token: body.token, caBundlePEM: body.caBundle)
+        let summary = try await d.integrations.rotate(id, in: context.workspace, credentials: credentials, by: context.actorName,
+                                                      destinations: d.destinations)
+        await d.gitHubIntegrations.forget(id)
+        await d.gitLabIntegrations.forget(id)
+        return .ok(.init(body: .json(.init(integration: try .converted(from: summary), webhookUrl: context.request.baseURL + summary.webhookPath))))
+    }
+
     func deleteIntegration(_ input: Operations.DeleteIntegration.Input, _ context: WorkspaceContext) async throws
         -> Operations.DeleteIntegration.Output {
         guard let id = IntegrationID(input.path.integrationId) else { throw IntegrationError.notFound("no such integration") }

@@ -180,6 +180,9 @@ struct SentinelAPI: APIProtocol {
     func createGitLabIntegration(_ input: Operations.CreateGitLabIntegration.Input) async throws -> Operations.CreateGitLabIntegration.Output {
         try await configuration.createGitLabIntegration(input, try APIContext.workspace())
     }
+    func updateIntegration(_ input: Operations.UpdateIntegration.Input) async throws -> Operations.UpdateIntegration.Output {
+        try await configuration.updateIntegration(input, try APIContext.workspace())
+    }
     func deleteIntegration(_ input: Operations.DeleteIntegration.Input) async throws -> Operations.DeleteIntegration.Output {
         try await configuration.deleteIntegration(input, try APIContext.workspace())
     }

@@ -8,7 +8,7 @@ struct WorkspaceHandlers: Sendable {
 
     static let auditTypes = [
         "MemberAdded", "MemberRoleChanged", "MemberRemoved", "TeamCreated", "TeamDeleted", "TeamMemberAdded", "TeamMemberRemoved",
-        "IntegrationAdded", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
+        "IntegrationAdded", "IntegrationCredentialsRotated", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
         "ProviderPriorityChanged",
         "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
         "PlanSoftLimitReached", "RunCancelled", "RunRequested",

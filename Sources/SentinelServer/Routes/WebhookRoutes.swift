@@ -123,9 +123,20 @@ struct WebhookRoutes {
         return try await withBody(request, platform: "github") { data in try await receiveGitHub(request, context, integration: integration, data: data) }
     }
 
-    private func receiveGitHub(_ request: Request, _ context: SentinelRequestContext, integration: GitHubIntegration, data: Data) async throws -> Response {
-        let id = integration.id
-        guard GitHubWebhookSignature.isValid(header: request.headers[.init("X-Hub-Signature-256")!], body: data, secret: integration.webhookSecret) else {
+    /// The integration whose webhook secret `accepts` the delivery: the cached one, or the one
+    /// stored now when the cached copy refuses it (a secret rotated from the command line; read
+    /// again at most once a second per integration). Nil: refused by both.
+    func verified<I: SourceControlIntegration>(_ cache: IntegrationCache<I>, _ integration: I, _ accepts: (I) -> Bool) async -> I? {
+        if accepts(integration) { return integration }
+        guard let stored = try? await cache.reloaded(integration.id, using: supervisor, atMostEvery: .seconds(1)), accepts(stored) else { return nil }
+        return stored
+    }
+
+    private func receiveGitHub(_ request: Request, _ context: SentinelRequestContext, integration cached: GitHubIntegration, data: Data) async throws -> Response {
+        let id = cached.id
+        let signature = request.headers[.init("X-Hub-Signature-256")!]
+        guard let integration = await verified(gitHub, cached, { GitHubWebhookSignature.isValid(header: signature, body: data, secret: $0.webhookSecret) }) else {
+            let integration = cached
             metrics.webhook(platform: "github", outcome: "bad_signature")
             await authFailures.record(id, workspaceID: integration.workspaceID)
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
@@ -158,8 +169,10 @@ struct WebhookRoutes {
         return try await withBody(request, platform: "gitlab") { data in try await receiveGitLab(request, context, integration: integration, data: data) }
     }
 
-    private func receiveGitLab(_ request: Request, _ context: SentinelRequestContext, integration: GitLabIntegration, data: Data) async throws -> Response {
-        guard GitLabWebhookToken.isValid(header: request.headers[.init("X-Gitlab-Token")!], secret: integration.webhookSecret) else {
+    private func receiveGitLab(_ request: Request, _ context: SentinelRequestContext, integration cached: GitLabIntegration, data: Data) async throws -> Response {
+        let token = request.headers[.init("X-Gitlab-Token")!]
+        guard let integration = await verified(gitLab, cached, { GitLabWebhookToken.isValid(header: token, secret: $0.webhookSecret) }) else {
+            let integration = cached
             metrics.webhook(platform: "gitlab", outcome: "bad_signature")
             await authFailures.record(integration.id, workspaceID: integration.workspaceID)
             context.logger.warning("webhook token rejected", metadata: ["integration_id": "\(integration.id)"])

@@ -15,6 +15,8 @@ public protocol SourceControlIntegration: Sendable {
 /// delivery.
 public actor IntegrationCache<Integration: SourceControlIntegration> {
     private var entries: [IntegrationID: (integration: Integration, loadedAt: ContinuousClock.Instant)] = [:]
+    /// When each integration was last read again for a delivery its cached secret refused.
+    private var reloadedAt: [IntegrationID: ContinuousClock.Instant] = [:]
     let service: IntegrationService
     let ttl: Duration
 
@@ -38,9 +40,22 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
         return loaded
     }
 
-    /// Drops a cached integration (it was just removed): its next delivery looks it up again.
+    /// Drops a cached integration (it was just removed or its credentials rotated): its next
+    /// delivery looks it up again.
     public func forget(_ id: IntegrationID) {
         entries[id] = nil
+    }
+
+    /// The integration as stored now, read again unless it was read again less than `interval`
+    /// ago (nil then, or when it is gone): a delivery whose signature the cached webhook secret
+    /// refuses asks for this, so a secret rotated from the command line (which this process's
+    /// cache has not seen) works from the next delivery on, while a stream of refused deliveries
+    /// reads the file at most once per `interval`.
+    public func reloaded(_ id: IntegrationID, using supervisor: Supervisor, atMostEvery interval: Duration) async throws -> Integration? {
+        if let last = reloadedAt[id], ContinuousClock.now - last < interval { return nil }
+        reloadedAt[id] = .now
+        entries[id] = nil
+        return try await integration(id, using: supervisor)
     }
 
     /// Whether the integration's workspace was deleted (never cached: a rare, final state).

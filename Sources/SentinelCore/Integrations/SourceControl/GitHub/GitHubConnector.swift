@@ -11,8 +11,15 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
         let tokens: GitHubTokenCache
         let apiURL: URL
         let botLogin: String?
+        /// What the entry was made with: a rotated key or CA bundle makes a new entry.
+        let privateKeyPEM: String
+        let caBundlePEM: String?
         /// The integration's API budget as GitHub last stated it (read by the catch-up sweep).
         let budget = GitHubRateBudget()
+
+        func isCurrent(for integration: GitHubIntegration) -> Bool {
+            privateKeyPEM == integration.privateKeyPEM && caBundlePEM == integration.caBundlePEM && botLogin == integration.botLogin
+        }
     }
 
     let integrations: GitHubIntegrationCache
@@ -56,11 +63,11 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
                                                   timeout: requestTimeout), botLogin: botLogin)
     }
 
-    /// The integration's client and token cache, made on first use.
+    /// The integration's client and token cache, made on first use and again after its
+    /// credentials were rotated (the integration cache holds what is stored for up to a minute).
     private func entry(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Entry? {
-        if let cached = entries[id] { return cached }
         guard let integration = try await integrations.integration(id, in: workspace) else { return nil }
-        if let cached = entries[id] { return cached }  // made by another caller meanwhile
+        if let cached = entries[id], cached.isCurrent(for: integration) { return cached }
         let http: AsyncOutboundHTTPClient
         if let shared = clients[integration.caBundlePEM] {
             http = shared
@@ -72,7 +79,7 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
         }
         let credentials = GitHubAppCredentials(appID: integration.appID, privateKeyPEM: integration.privateKeyPEM, apiBaseURL: integration.apiURL)
         let entry = Entry(http: http, tokens: GitHubTokenCache(credentials: credentials, http: http), apiURL: integration.apiURL,
-                          botLogin: integration.botLogin)
+                          botLogin: integration.botLogin, privateKeyPEM: integration.privateKeyPEM, caBundlePEM: integration.caBundlePEM)
         entries[id] = entry
         return entry
     }

@@ -141,6 +141,13 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
         let http: AsyncOutboundHTTPClient
         let budget: GitLabRateBudget
         var bot: GitLabUser?
+        /// What the entry was made with: a rotated token or CA bundle makes a new entry.
+        let token: String
+        let caBundlePEM: String?
+
+        func isCurrent(for integration: GitLabIntegration) -> Bool {
+            token == integration.token && caBundlePEM == integration.caBundlePEM
+        }
     }
 
     let integrations: GitLabIntegrationCache
@@ -149,6 +156,9 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
     /// `server.public_url`: when set, each `Sentinel` status links to its run in the API.
     let publicURL: String?
     private var entries: [IntegrationID: Entry] = [:]
+    /// Clients of entries replaced after a rotation: calls in flight may still use them, so they
+    /// are shut down with the connector.
+    private var replaced: [AsyncOutboundHTTPClient] = []
 
     public init(integrations: GitLabIntegrationCache, requestTimeout: Duration = .seconds(30), destinations: DestinationPolicy = DestinationPolicy(),
                 publicURL: String? = nil) {
@@ -163,10 +173,16 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
         try await entry(id, in: workspace).client
     }
 
+    /// The integration's client, made on first use and again after its token or CA bundle was
+    /// rotated (the integration cache holds what is stored for up to a minute).
     private func entry(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Entry {
-        if let cached = entries[id] { return cached }
         guard let integration = try await integrations.integration(id, in: workspace) else {
             throw SourceControlError.permanent("the repository's GitLab integration \(id) no longer exists")
+        }
+        if let cached = entries[id] {
+            if cached.isCurrent(for: integration) { return cached }
+            replaced.append(cached.http)
+            entries[id] = nil
         }
         let http: AsyncOutboundHTTPClient
         do { http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: destinations) } catch {
@@ -175,7 +191,7 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
         let budget = GitLabRateBudget()
         let entry = Entry(client: GitLabClient(baseURL: integration.baseURL, token: integration.token, http: http, timeout: requestTimeout,
                                                observe: { await budget.observe($0) }),
-                          http: http, budget: budget, bot: nil)
+                          http: http, budget: budget, bot: nil, token: integration.token, caBundlePEM: integration.caBundlePEM)
         entries[id] = entry
         return entry
     }
@@ -188,7 +204,7 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
             let user = try await GitLabSession(client: client, project: repository.externalID, bot: GitLabUser(id: 0, username: ""))
                 .mapped { try await client.currentUser() }
             entry.bot = user
-            entries[id]?.bot = user
+            if entries[id]?.token == entry.token { entries[id]?.bot = user }
         }
         guard let bot = entry.bot else { throw SourceControlError.permanent("the GitLab token's user is unknown") }
         var runURL: (@Sendable (Int64) -> String)?
@@ -207,6 +223,8 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
 
     public func shutdown() async {
         for entry in entries.values { await entry.http.shutdown() }
+        for http in replaced { await http.shutdown() }
         entries.removeAll()
+        replaced.removeAll()
     }
 }
