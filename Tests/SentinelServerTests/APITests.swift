@@ -234,6 +234,7 @@ struct APIAccessTests {
         (.post, "/integrations", #"{"kind":"github","app_id":1,"private_key":"{privateKey}","webhook_secret":"12345678"}"#, .admin),
         // Its token is checked against an instance that is not there: allowed means a 400 that says so.
         (.post, "/integrations/gitlab", #"{"base_url":"http://127.0.0.1:9","token":"glpat-x","webhook_secret":"12345678"}"#, .admin),
+        (.patch, "/integrations/{integrationId}", #"{"webhook_secret":"rotated-secret"}"#, .admin),
         (.delete, "/integrations/{integrationId}", nil, .admin),
         (.post, "/providers", #"{"kind":"openai","api_key":"sk-test"}"#, .admin),
         (.patch, "/providers/{providerId}", #"{"enabled":false}"#, .admin),
@@ -555,7 +556,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 56)
+        #expect(document.operations.count == 57)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

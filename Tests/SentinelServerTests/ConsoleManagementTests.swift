@@ -75,6 +75,25 @@ struct ConsoleManagementTests {
             #expect(viewed.actionForms == 0)
             #expect(try await viewer.get(base + "/integrations").body.contains(": queued review run 4 &lt;x&gt;"))
             #expect(try await viewer.get(base + "/integrations/int_0000000000000000").status == .notFound)
+
+            // Rotating the token in place: admins only, checked against the instance, the same integration afterwards.
+            let own = try await browser.get(location)
+            #expect(own.body.contains("Rotate credentials") && own.body.contains(#"<label for="r_token">"#), "\(own.body)")
+            #expect(!own.body.contains(#"name="private_key""#), "a GitLab integration has no private key to rotate")
+            #expect(try await viewer.post(location, ["token": "glpat-console-rotated"]).status == .forbidden)
+            #expect(try await browser.post(location, ["token": "glpat-console-rotated"], csrf: "forged").status == .forbidden)
+            let empty = try await browser.post(location, ["token": "", "webhook_secret": ""])
+            #expect(empty.status == .badRequest && empty.body.contains("nothing to change"), "\(empty.body)")
+            let unknown = try await browser.post(location, ["token": "glpat-console-rotated"])
+            #expect(unknown.status == .badRequest && unknown.body.contains("401"), "\(unknown.body)")
+            await gitlab.state.addToken("glpat-console-rotated", user: FakeGitLabState.botUser)
+            let rotated = try await browser.post(location, ["token": "glpat-console-rotated", "webhook_secret": ""])
+            #expect(rotated.status == .seeOther && rotated.location == location, "\(rotated.body)")
+            let after = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await world.appliance.integrations.loadGitLab(IntegrationID(id)!, from: actor)
+            }
+            #expect(after?.token == "glpat-console-rotated")
+            #expect(after?.webhookSecret == Data("gitlab-console-secret".utf8), "an empty field keeps what is stored")
         }
         await gitlab.stop()
     }

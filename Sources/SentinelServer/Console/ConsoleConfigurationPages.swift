@@ -101,6 +101,9 @@ extension Console {
         get(router, ws + "/integrations/:integrationId", "listIntegrations") { m, context in
             try await integrationPage(m, id: context.parameters.get("integrationId") ?? "")
         }
+        post(router, ws + "/integrations/:integrationId", "updateIntegration") { m, form, context in
+            try await rotateIntegration(m, form, id: context.parameters.get("integrationId") ?? "")
+        }
         get(router, ws + "/repositories/:repositoryId", "getRepositorySettings") { m, context in
             try await repositoryPage(m, try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository"))
         }

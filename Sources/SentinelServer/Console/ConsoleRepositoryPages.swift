@@ -63,6 +63,18 @@ extension Console {
                             "appID": integration.appID.map(String.init) ?? ""] as [String: Any],
         ]
         if let delivery { data["delivery"] = Self.deliveryData(delivery) }
+        data["canRotate"] = allowed("updateIntegration", m.role)
         return try render("integration", title: "Integration \(integration.id)", data, visit: m.visit, member: m)
+    }
+
+    /// Replaces what the form gives of an integration's credentials, as `PATCH …/integrations/{id}` does.
+    func rotateIntegration(_ m: Member, _ form: Form, id: String) async throws -> Response {
+        guard let integrationID = IntegrationID(id) else { throw IntegrationError.notFound("no such integration") }
+        let credentials = IntegrationCredentials(webhookSecret: form.text("webhook_secret").map { Data($0.utf8) }, privateKeyPEM: form.text("private_key"),
+                                                 token: form.text("token"), caBundlePEM: form.text("ca_bundle"))
+        _ = try await d.integrations.rotate(integrationID, in: m.workspace, credentials: credentials, by: m.actorName, destinations: d.destinations)
+        await d.gitHubIntegrations.forget(integrationID)
+        await d.gitLabIntegrations.forget(integrationID)
+        return Self.redirect("\(m.base)/integrations/\(integrationID)")
     }
 }

@@ -575,6 +575,21 @@ enum ConsoleTemplates {
       <dt>SSL verification</dt><dd>on</dd>
     </dl>
     {{/integration.gitlab}}
+    {{#canRotate}}
+    <h2>Rotate credentials</h2>
+    <p>Fill in what has to change and leave the rest empty: the webhook URL, repositories and history stay.
+    {{#integration.gitlab}}A new token is checked against the instance first.{{/integration.gitlab}}
+    After a new webhook secret, set the same on {{#integration.gitlab}}the GitLab webhook{{/integration.gitlab}}{{^integration.gitlab}}the GitHub App{{/integration.gitlab}}.</p>
+    <form method="post" action="/workspaces/{{workspace.id}}/integrations/{{integration.id}}" class="stack">
+      {{> csrf}}
+      <label for="r_webhook_secret">New webhook secret (at least 8 characters)</label>
+      <input id="r_webhook_secret" name="webhook_secret" type="password" minlength="8" autocomplete="off">
+      {{#integration.gitlab}}<label for="r_token">New access token (api scope)</label><input id="r_token" name="token" type="password" autocomplete="off">{{/integration.gitlab}}
+      {{^integration.gitlab}}<label for="r_private_key">New private key (PEM)</label><textarea id="r_private_key" name="private_key" rows="6" autocomplete="off"></textarea>{{/integration.gitlab}}
+      <label for="r_ca_bundle">New CA certificates (PEM)</label><textarea id="r_ca_bundle" name="ca_bundle" rows="3"></textarea>
+      <button type="submit">Rotate</button>
+    </form>
+    {{/canRotate}}
     <p><a href="/workspaces/{{workspace.id}}/integrations">Back to the integrations</a></p>
     """#
 }
