@@ -57,6 +57,12 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
         configuration.decompression = .enabled(limit: .ratio(50))
         configuration.redirectConfiguration = .disallow
+        // A connection that cannot be made fails the call at once, saying why (refused, TLS not
+        // trusted, …). Left on, AsyncHTTPClient tries again until the 10 s connect timeout: a provider
+        // whose host is down cost 10 s per call before the router fell back to the next one, and a
+        // call with a shorter timeout reported "timed out" instead of the reason. Sentinel retries
+        // at its own level (the job's backoff, the next provider).
+        configuration.connectionPool.retryConnectionEstablishment = false
         // Sentinel makes the outbound span itself (`send`). Left alone, AsyncHTTPClient would keep
         // the tracer in scope at creation (the appliance's OTel tracer, for clients made inside the
         // serve group) and could drop the last reference to it on an event loop, whose exporter then
