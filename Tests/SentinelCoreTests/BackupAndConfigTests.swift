@@ -98,6 +98,79 @@ struct BackupTests {
         h.directory.cleanup()
     }
 
+    @Test("a backup that fails half-way removes what it wrote: no partial directory is left on the disk")
+    func failedBackupLeavesNothing() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let first = try h.createWorkspace("first")
+        let second = try h.createWorkspace("second")
+        try await h.enqueue(JobRequest(kind: "x"), in: first)
+        try await h.enqueue(JobRequest(kind: "x"), in: second)
+        await h.supervisor.shutdown()
+        // The second file cannot be read when its turn comes: control.sqlite and the first are copied by then.
+        let moved = h.directory.url.appendingPathComponent("moved.sqlite")
+        try FileManager.default.moveItem(at: h.dataDirectory.workspaceFile(second), to: moved)
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("nightly/20261205T030000Z")
+        #expect(throws: StorageError.self) { try service.backup(to: out, control: h.control) }
+        #expect(!FileManager.default.fileExists(atPath: out.path), "the directory the backup made is gone")
+        // Into a directory that was there before (empty): it stays, empty.
+        let given = h.directory.url.appendingPathComponent("given")
+        try FileManager.default.createDirectory(at: given, withIntermediateDirectories: false)
+        #expect(throws: StorageError.self) { try service.backup(to: given, control: h.control) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: given.path) == [])
+        // With the file back, the same destination takes a complete backup.
+        try FileManager.default.moveItem(at: moved, to: h.dataDirectory.workspaceFile(second))
+        #expect(try service.backup(to: given, control: h.control).files.count == 3)
+    }
+
+    @Test("a backup the destination disk has no room for is refused before anything is written, saying how much it needs")
+    func backupWithoutRoomRefused() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("a")
+        try await h.enqueue(JobRequest(kind: "x"), in: ws)
+        await h.supervisor.shutdown()
+        let out = h.directory.url.appendingPathComponent("backup")
+        let cramped = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), freeSpace: { _ in 4_096 })
+        #expect {
+            try cramped.backup(to: out, control: h.control)
+        } throws: { error in
+            "\(error)".contains("not enough free space for the backup") && "\(error)".contains("4096 are free") && "\(error)".contains("nothing was written")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    @Test("a backup that fills its disk (a small tmpfs) fails and frees what it had written",
+          .enabled(if: geteuid() == 0, "mounting a file system needs root"))
+    func backupFillingTheDiskFreesIt() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("big")
+        let actor = try await h.supervisor.pin(ws)
+        try await actor.write { tx in
+            try tx.db.execute(sql: "CREATE TABLE IF NOT EXISTS ballast (pad BLOB)")
+            for _ in 0..<64 { try tx.db.execute(sql: "INSERT INTO ballast (pad) VALUES (randomblob(16384))") }
+        }
+        await h.supervisor.unpin(ws)
+        await h.supervisor.shutdown()
+        let disk = h.directory.url.appendingPathComponent("small-disk")
+        try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: false)
+        let mount = try ChildProcess(executable: "/usr/bin/mount", arguments: ["-t", "tmpfs", "-o", "size=512k", "tmpfs", disk.path], environment: [:])
+        // Some containers refuse mounts even to root: nothing to observe there.
+        guard mount.waitUntilExitBlocking() == 0 else { return }
+        defer { _ = try? ChildProcess(executable: "/usr/bin/umount", arguments: [disk.path], environment: [:]).waitUntilExitBlocking() }
+        // Told there is room (the check is bypassed), the copy meets the full disk half-way.
+        let unchecked = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener(), freeSpace: { _ in nil })
+        let out = disk.appendingPathComponent("20261205T030000Z")
+        #expect(throws: (any Error).self) { try unchecked.backup(to: out, control: h.control) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: disk.path) == [], "the disk is empty again")
+        // The real check refuses it up front.
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, control: h.control)
+        } throws: { error in "\(error)".contains("not enough free space for the backup") }
+    }
+
     @Test("a file that passes its checksum but fails integrity_check is refused")
     func integrityChecked() async throws {
         let h = try TestHarness()

@@ -26,15 +26,35 @@ public struct BackupManifest: Codable, Sendable, Equatable {
 public struct BackupService: Sendable {
     public let dataDirectory: DataDirectory
     public let opener: DatabaseOpener
+    /// Free bytes on the disk holding a URL (injectable for tests).
+    let freeSpace: @Sendable (URL) -> Int64?
 
-    public init(dataDirectory: DataDirectory, opener: DatabaseOpener) {
+    public init(dataDirectory: DataDirectory, opener: DatabaseOpener, freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace) {
         self.dataDirectory = dataDirectory
         self.opener = opener
+        self.freeSpace = freeSpace
     }
 
     /// Backs up control.sqlite and every workspace file (or one workspace) into `destination`.
+    /// Refused before anything is written when the destination's disk has less room than the files
+    /// take; a backup that fails half-way (the disk filled up, a file could not be read) removes
+    /// what it wrote, so a nightly backup on the data volume cannot leave it full.
     public func backup(to destination: URL, workspace only: WorkspaceID? = nil, control: ControlStore) throws -> BackupManifest {
         let fm = FileManager.default
+        let ids: [WorkspaceID]
+        if let only {
+            guard try control.workspace(only) != nil else { throw WorkspaceError.notFound(only.rawValue) }
+            ids = [only]
+        } else {
+            ids = try control.workspaceIDs()
+        }
+        let sources = (only == nil ? [dataDirectory.controlFile] : []) + ids.map { dataDirectory.workspaceFile($0) }
+        let needed = sources.reduce(Int64(0)) { $0 + PreUpgradeSnapshot.size(of: $1) }
+        if let free = freeSpace(destination), free < needed {
+            throw StorageError.io("not enough free space for the backup: its files take \(needed) bytes, \(free) are free on the disk "
+                + "holding \(destination.path); nothing was written. Free some space, or back up to another disk (--out)")
+        }
+        let existed = fm.fileExists(atPath: destination.path)
         do {
             try fm.createDirectory(at: destination.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
         } catch {
@@ -47,16 +67,31 @@ public struct BackupService: Sendable {
         if fm.fileExists(atPath: destination.appendingPathComponent(BackupManifest.fileName).path) {
             throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
         }
-        var entries: [BackupEntry] = []
-        if only == nil {
-            entries.append(try control.withReader { try copy(reader: $0, kind: .control, workspace: nil, to: destination, relative: "control.sqlite") })
+        do {
+            return try write(to: destination, ids: ids, withControl: only == nil, control: control)
+        } catch {
+            // What this backup wrote goes (a directory it found holds only what it wrote: the
+            // manifest check above refuses one that held a backup).
+            if existed {
+                for file in ["control.sqlite"] + ids.map({ "workspaces/\($0.rawValue).sqlite" }) {
+                    for suffix in ["", "-journal", "-wal", "-shm"] {
+                        try? FileSystem.removeIfPresent(destination.appendingPathComponent(file + suffix))
+                    }
+                }
+                try? FileSystem.removeIfPresent(destination.appendingPathComponent(BackupManifest.fileName))
+                _ = rmdir(destination.appendingPathComponent("workspaces").path)  // only when empty
+            } else {
+                try? fm.removeItem(at: destination)
+            }
+            throw error
         }
-        let ids: [WorkspaceID]
-        if let only {
-            guard try control.workspace(only) != nil else { throw WorkspaceError.notFound(only.rawValue) }
-            ids = [only]
-        } else {
-            ids = try control.workspaceIDs()
+    }
+
+    private func write(to destination: URL, ids: [WorkspaceID], withControl: Bool, control: ControlStore) throws -> BackupManifest {
+        let fm = FileManager.default
+        var entries: [BackupEntry] = []
+        if withControl {
+            entries.append(try control.withReader { try copy(reader: $0, kind: .control, workspace: nil, to: destination, relative: "control.sqlite") })
         }
         for id in ids {
             let source = dataDirectory.workspaceFile(id)
