@@ -320,6 +320,26 @@ struct AnalyticsExportTests {
 
 @Suite("Analytics export files")
 struct AnalyticsExportFileTests {
+    @Test("what an export killed half-way left behind (its temp dump and manifest) is removed by the next export; other files stay")
+    func abandonedTempFilesRemoved() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("a")
+        try await h.supervisor.withWorkspace(ws) { try await ActivityGenerator.write(into: $0, seed: 1, days: 1, runsPerDay: 2) }
+        let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
+        let exports = h.dataDirectory.exportsDirectory
+        try FileManager.default.createDirectory(at: exports, withIntermediateDirectories: true)
+        let abandoned = [".sentinel-export-20261201T030000Z-1a2b3c4d.sql.tmp-4242", ".sentinel-export-20261201T030000Z-1a2b3c4d.sql.manifest.json.tmp-4242"]
+        let kept = ["notes.txt", ".other.tmp-4242"]
+        for name in abandoned + kept { try Data(repeating: 0x41, count: 4_096).write(to: exports.appendingPathComponent(name)) }
+        let manifest = try exporter.export()
+        let left = Set(try FileManager.default.contentsOfDirectory(atPath: exports.path))
+        #expect(left.isDisjoint(with: abandoned), "\(left)")
+        #expect(left.isSuperset(of: kept), "\(left)")
+        #expect(left.contains(manifest.file))
+        await h.stop()
+        h.directory.cleanup()
+    }
+
     @Test("a missing workspace file is reported in the manifest and keeps its watermark; the others export")
     func missingWorkspace() async throws {
         let h = try TestHarness()

@@ -57,6 +57,7 @@ public struct AnalyticsExporter: Sendable {
             throw StorageError.conflict("another export is running on \(dataDirectory.root.path)")
         }
         defer { withExtendedLifetime(lock) {} }
+        removeAbandonedTempFiles()
 
         let stamp = now.formatted(.iso8601.year().month().day().dateTimeSeparator(.standard).time(includingFractionalSeconds: false)
             .timeSeparator(.omitted).dateSeparator(.omitted))
@@ -241,6 +242,17 @@ public struct AnalyticsExporter: Sendable {
                 progress.last = s
                 progress.count += 1
             }
+        }
+    }
+
+    /// Dumps (and manifests) an export killed half-way left behind (`.sentinel-export-….tmp-PID`):
+    /// with the export lock held, no other export is writing one, and a partial dump of a big
+    /// appliance would otherwise take its room on the data volume for good.
+    func removeAbandonedTempFiles() {
+        let directory = dataDirectory.exportsDirectory
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasPrefix(".sentinel-export-") && name.contains(".tmp-") {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
         }
     }
 
