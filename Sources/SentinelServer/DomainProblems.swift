@@ -31,6 +31,24 @@ extension Problem {
     }
 }
 
+/// A stored credential that the master key does not open (`secrets/master.key` replaced, or the
+/// data restored without its own key): the appliance is misconfigured, not the request, so the
+/// client is asked to come back (503) while the log and `sentinel doctor` say what to fix.
+extension SecretError: ProblemConvertible {
+    var problem: Problem {
+        switch self {
+        case .openFailed:
+            var problem = Problem(status: .serviceUnavailable,
+                                  detail: "this appliance cannot decrypt a credential it stored (its master key does not match; see `sentinel doctor`); nothing was stored, retry later",
+                                  type: "urn:sentinel:problem:credentials-unreadable", title: "Stored credentials unreadable")
+            problem.retryAfter = 60
+            return problem
+        case .sealFailed:
+            return .internalError
+        }
+    }
+}
+
 extension AnalyticsError: ProblemConvertible {
     var problem: Problem { Problem(status: .badRequest, detail: description) }
 }

@@ -229,6 +229,9 @@ public struct Doctor: Sendable {
             })
         }) ?? [:]) : [:]
         var offline = 0, dead = 0, stuck = 0, behind = 0
+        let masterKey = try? MasterKey.load(at: dataDirectory.masterKeyFile)
+        var secrets = 0, unreadable = 0
+        var unreadableIn: [String] = []
         for file in survey where file.kind == .workspace {
             let id = file.workspaceID ?? "?"
             if let problem = file.problem {
@@ -255,6 +258,13 @@ public struct Doctor: Sendable {
                                 "check `sentinel jobs list --workspace \(id) --state running` and the server log; restarting sentinel serve re-runs work whose lease expired")
                         }
                     }
+                    if let masterKey {
+                        let sealed = try Self.sealedSecrets(db)
+                        let failed = sealed.filter { (try? masterKey.open($0.value, context: $0.context)) == nil }.count
+                        secrets += sealed.count
+                        unreadable += failed
+                        if failed > 0 { unreadableIn.append(id) }
+                    }
                     if exportInUse {
                         let after = watermarks[id] ?? 0
                         if let oldest = try String.fetchOne(db, sql: "SELECT occurred_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1", arguments: [after]),
@@ -273,9 +283,37 @@ public struct Doctor: Sendable {
         }
         let count = survey.filter { $0.kind == .workspace }.count
         if offline == 0 { add(.ok, "workspace", "\(count) workspace file(s) readable", nil) }
+        if unreadable > 0 {
+            add(.error, "secrets", "\(unreadable) of \(secrets) stored credential(s) (in workspace(s) \(unreadableIn.joined(separator: ", "))) cannot be decrypted "
+                + "with \(dataDirectory.masterKeyFile.path): it is not the key they were sealed with (replaced, or the data restored without its own "
+                + "key); their webhooks answer 503 and their reviews cannot reach the platform or the AI provider",
+                "put back the master.key this data directory was created with (backups do not hold it; keep a copy separately), "
+                + "or enter the credentials again: `sentinel integration rotate`, `sentinel provider rotate`")
+        } else if secrets > 0 {
+            add(.ok, "secrets", "\(secrets) stored credential(s) open with the master key", nil)
+        }
         if dead == 0 { add(.ok, "dead-jobs", "no dead jobs", nil) }
         if stuck == 0 { add(.ok, "stuck-runs", "no review run running for more than \(Int(stuckRunHours)) hours", nil) }
         if exportInUse && behind == 0 { add(.ok, "export", "every workspace exported within \(Int(exportLagDays)) days", nil) }
+    }
+
+    /// The sealed credentials of a workspace file and what each was sealed for: the webhook secret
+    /// of every integration in use and every AI provider's key.
+    static func sealedSecrets(_ db: Database) throws -> [(value: Data, context: String)] {
+        var sealed: [(value: Data, context: String)] = []
+        if try db.tableExists("integrations") {
+            for row in try Row.fetchAll(db, sql: "SELECT id, webhook_secret FROM integrations WHERE kind NOT LIKE 'removed:%'") {
+                let id: String = row["id"]
+                sealed.append((row["webhook_secret"], "integration:\(id):webhook_secret"))
+            }
+        }
+        if try db.tableExists("ai_providers") {
+            for row in try Row.fetchAll(db, sql: "SELECT id, api_key FROM ai_providers WHERE api_key IS NOT NULL") {
+                let id: String = row["id"]
+                sealed.append((row["api_key"], "provider:\(id):api_key"))
+            }
+        }
+        return sealed
     }
 
     /// Deliveries waiting in the intake journal: normally for milliseconds; one waiting longer than
