@@ -101,7 +101,8 @@ extension PolicySettingsError: ProblemConvertible {
     }
 }
 
-/// The data volume is full (`SQLITE_FULL`: the disk, or the file's size limit), or cannot be
+/// The data volume is full (`SQLITE_FULL`: the disk, or the file's size limit), locked by another
+/// writer (`SQLITE_BUSY`, `SQLITE_LOCKED`), or cannot be
 /// written (`SQLITE_READONLY`, `SQLITE_IOERR`, `SQLITE_CANTOPEN`: a file system remounted read-only
 /// after disk errors, a failing disk): nothing was stored, so the client is asked to come back
 /// (503 + `Retry-After`; GitHub and GitLab retry or the catch-up sweep asks for the delivery
@@ -122,6 +123,14 @@ extension DatabaseError: ProblemConvertible {
             problem = Problem(status: .serviceUnavailable,
                               detail: "the data volume cannot be written (read-only or failing); nothing was stored, retry later",
                               type: "urn:sentinel:problem:storage-unavailable", title: "Storage unavailable")
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            // Another process (a `sqlite3` shell, a stalled disk) held the file's lock for longer
+            // than `storage.busy_timeout_ms`: it passes, so come back shortly.
+            var busy = Problem(status: .serviceUnavailable,
+                               detail: "the data is locked by another writer for longer than the appliance waits; nothing was stored, retry shortly",
+                               type: "urn:sentinel:problem:storage-busy", title: "Storage busy")
+            busy.retryAfter = 5
+            return busy
         default:
             return .internalError
         }
