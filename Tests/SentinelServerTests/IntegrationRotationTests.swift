@@ -46,15 +46,23 @@ struct IntegrationRotationTests {
 
         // The App's admin generates a new key on GitHub and deletes the old one.
         let newKey = try TestRSAKeys.other()
+        let newKeyPEM = newKey.pemRepresentation
         await world.github.state.replaceAppKey(publicKeyPEM: newKey.publicKey.pemRepresentation)
         await world.github.state.revokeTokens()
 
+        let damagedCA = "-----BEGIN CERTIFICATE-----\nMIIBnot*base64*at*all\n-----END CERTIFICATE-----\n"
+        // Adding an integration refuses a damaged CA bundle too, rather than its first review failing on it.
+        let (addStatus, added) = try await Self.api(.POST, port: world.port, workspace: world.workspace, "/integrations", token: token,
+                                                    json: ["kind": "github", "app_id": 5, "private_key": newKeyPEM, "webhook_secret": "another-secret-1",
+                                                           "ca_bundle": damagedCA])
+        #expect(addStatus == 400 && added.contains("holds a certificate that cannot be read"), "\(added)")
         let refusals: [([String: Any], String)] = [
             ([:], "nothing to change"),
             (["token": "glpat-not-for-github"], "a GitHub App integration has no token"),
             (["private_key": "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----"], "not an RSA private key"),
             (["webhook_secret": "short"], "webhook_secret"),
             (["ca_bundle": "no certificate here"], "no PEM certificate"),
+            (["ca_bundle": damagedCA], "holds a certificate that cannot be read"),
         ]
         for (body, reason) in refusals {
             let (status, text) = try await patch(body)

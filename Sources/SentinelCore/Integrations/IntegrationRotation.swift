@@ -53,9 +53,7 @@ extension IntegrationService {
         }
         try Self.checkTexts(webhookSecret: credentials.webhookSecret, caBundlePEM: credentials.caBundlePEM, [
             ("private_key", credentials.privateKeyPEM, 20_000, true), ("token", credentials.token, 1_000, false)])
-        if let ca = credentials.caBundlePEM, !ca.contains("-----BEGIN CERTIFICATE-----") {
-            throw IntegrationError.invalid("the CA file holds no PEM certificate")
-        }
+        try Self.checkCABundle(credentials.caBundlePEM)
         var bot = stored.bot
         var token = credentials.token?.trimmingCharacters(in: .whitespacesAndNewlines)
         switch stored.kind {

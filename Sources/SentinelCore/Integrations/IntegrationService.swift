@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import JWTKit
+import NIOSSL
 
 /// A source-control integration's identifier; also the last path component of its webhook URL.
 public struct IntegrationID: Hashable, Sendable, Codable, CustomStringConvertible {
@@ -102,9 +103,7 @@ public struct IntegrationService: Sendable {
             throw IntegrationError.invalid("the private key is not an RSA private key in PEM form (as GitHub issues for Apps)")
         }
         try Self.validateAPIURL(apiURL)
-        if let caBundlePEM {
-            guard caBundlePEM.contains("-----BEGIN CERTIFICATE-----") else { throw IntegrationError.invalid("the CA file holds no PEM certificate") }
-        }
+        try Self.checkCABundle(caBundlePEM)
         let id = chosen ?? IntegrationID.generate()
         let key = masterKey
         let now = Date()
@@ -126,6 +125,22 @@ public struct IntegrationService: Sendable {
         return IntegrationSummary(id: id.rawValue, workspaceID: workspace.id.rawValue, kind: "github", appID: appID,
                                   apiURL: apiURL.absoluteString, hasCABundle: caBundlePEM != nil,
                                   webhookPath: "/webhooks/github/\(id)", createdAt: ISO8601.string(now))
+    }
+
+    /// A CA bundle every certificate of which parses (a client made with it trusts them all);
+    /// refused when an integration is added or rotated, not at its first review.
+    static func checkCABundle(_ pem: String?) throws {
+        guard let pem else { return }
+        guard pem.contains("-----BEGIN CERTIFICATE-----") else { throw IntegrationError.invalid("the CA file holds no PEM certificate") }
+        do {
+            guard !(try NIOSSLCertificate.fromPEMBytes(Array(pem.utf8))).isEmpty else {
+                throw IntegrationError.invalid("the CA file holds no PEM certificate")
+            }
+        } catch let error as IntegrationError {
+            throw error
+        } catch {
+            throw IntegrationError.invalid("the CA file holds a certificate that cannot be read (damaged PEM: \(error))")
+        }
     }
 
     static func validateAPIURL(_ url: URL, field: String = "api_url",

@@ -36,9 +36,7 @@ extension IntegrationService {
         try Self.checkTexts(webhookSecret: webhookSecret, caBundlePEM: caBundlePEM,
                             [("base_url", baseURL.absoluteString, 500, false), ("bot_username", botUsername, 100, false)])
         try Self.validateAPIURL(baseURL)
-        if let caBundlePEM {
-            guard caBundlePEM.contains("-----BEGIN CERTIFICATE-----") else { throw IntegrationError.invalid("the CA file holds no PEM certificate") }
-        }
+        try Self.checkCABundle(caBundlePEM)
         let id = IntegrationID.generate()
         let key = masterKey
         let now = Date()
