@@ -373,6 +373,37 @@ struct JobQueueTests {
         await h.stop()
     }
 
+    @Test("a wall clock that jumps past a running job's lease (a VM resumed, a clock stepped forward) does not start that job a second time")
+    func clockJumpDoesNotRunAJobTwice() async throws {
+        let starts = Recorder<Int64>()
+        let release = Recorder<Bool>()
+        var registry = JobRegistry()
+        registry.register("held") { ctx in
+            starts.append(ctx.job.id)
+            while release.count == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        registry.register("tick") { _ in }
+        let h = try TestHarness(config: testConfig { $0.jobs.leaseSeconds = 60 }, registry: registry)
+        let ws = try h.createWorkspace()
+        let held = try await h.enqueue(JobRequest(kind: "held"), in: ws).jobID
+        h.startScheduler()
+        #expect(await eventually { starts.count == 1 })
+        // What the scheduler's next claim sees after the clock jumped an hour: the lease long past.
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "UPDATE jobs SET lease_expires_at = ? WHERE id = ?", arguments: [tx.now.epoch - 3_600, held])
+            }
+        }
+        // Another job wakes the scheduler: the claim that takes it passes over the held job's lease.
+        try await h.enqueue(JobRequest(kind: "tick"), in: ws)
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        #expect(starts.all == [held], "the held job was started again while it ran")
+        release.append(true)
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 2 })
+        #expect(try await h.jobs(in: ws).first { $0.id == held }?.attempts == 1)
+        await h.stop()
+    }
+
     /// Timing: a lease can only be kept if the machine lets the heartbeat run within a lease, so
     /// this runs on its own (`.ci/run` sets `SENTINEL_TEST_TIMING=1`).
     @Test("jobs running several times longer than their lease keep it: renewed while they run, each runs once",

@@ -28,7 +28,7 @@ public enum JobQueue {
     /// Each claim counts as an attempt, so a job that keeps crashing its worker ends `dead` instead
     /// of looping. `died` is told about each job this call makes dead.
     public static func claim(in db: Database, owner: String, now: Date, limit: Int, lease: TimeInterval,
-                             through lowest: JobPriority = .bulk,
+                             through lowest: JobPriority = .bulk, running: Set<Int64> = [],
                              died: (JobRecord, String) throws -> Void = { _, _ in }) throws -> [JobRecord] {
         guard limit > 0 else { return [] }
         let t = now.epoch
@@ -38,9 +38,10 @@ public enum JobQueue {
         if try Bool.fetchOne(db.cachedStatement(sql: """
             SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at <= ?)
             """), arguments: [t]) == true {
+            // Jobs this process is running are not lost, whatever the clock says (`running`).
             let expired = try JobRecord.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? AND priority <= ? ORDER BY lease_expires_at LIMIT ?
-                """), arguments: [t, lowest.rawValue, limit])
+                """), arguments: [t, lowest.rawValue, limit + running.count]).filter { !running.contains($0.id) }.prefix(limit)
             for job in expired where job.attempts >= job.maxAttempts {
                 try db.execute(sql: """
                     UPDATE jobs SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, finished_at = ?,

@@ -178,9 +178,10 @@ public actor JobScheduler: Service {
         let owner = self.owner
         let claimed = await withTaskGroup(of: (Claim, Result<[JobRecord], Error>).self) { group in
             for claim in plan {
+                let running = leases.runningJobIDs(in: claim.id)
                 group.addTask {
                     do {
-                        return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit, through: claim.through)))
+                        return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit, through: claim.through, running: running)))
                     } catch {
                         return (claim, .failure(error))
                     }

@@ -45,6 +45,13 @@ final class LeaseKeeper: Sendable {
     /// Jobs holding a lease right now.
     var count: Int { state.withLock { $0.leases.count } }
 
+    /// The jobs of a workspace running in this process now. A claim never takes one of them over
+    /// when its lease looks expired: only the wall clock moved (a VM resumed from suspension, the
+    /// clock stepped forward), and the next renewal extends it; taken over, the job would run twice.
+    func runningJobIDs(in workspace: WorkspaceID) -> Set<Int64> {
+        state.withLock { s in Set(s.leases.values.filter { $0.actor.id == workspace && !$0.ended }.map(\.jobID)) }
+    }
+
     /// Runs `body` while its lease is kept. When a renewal finds the lease gone, `body` is cancelled
     /// and `LeaseLost` is thrown once it has ended: the job's side effects stop, because another
     /// attempt now owns them. When the drain deadline passes, `body` is cancelled and
