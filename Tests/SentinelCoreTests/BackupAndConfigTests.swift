@@ -297,5 +297,12 @@ struct ConfigTests {
         #expect(try PriceTable.load(overridesFile: nil) == PriceTable.builtIn)
         try "\"gpt-4o\": {input_per_million: -1}\n".write(to: file, atomically: true, encoding: .utf8)
         #expect(throws: ConfigError.self) { try PriceTable.load(overridesFile: file.path) }
+        // Numbers past any price: infinite costs would break the spend limits and usage reports.
+        for price in [".inf", ".nan", "-.inf", "1e300", "10001"] {
+            try "\"openai/gpt-4o\": {input_per_million: \(price), output_per_million: 1}\n".write(to: file, atomically: true, encoding: .utf8)
+            #expect("\(price)", performing: { try PriceTable.load(overridesFile: file.path) }, throws: { error in
+                "\(error)".contains("input_per_million must be a number of USD from 0 to 10000")
+            })
+        }
     }
 }

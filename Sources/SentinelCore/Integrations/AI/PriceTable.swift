@@ -105,6 +105,9 @@ public struct PriceTable: Sendable, Hashable {
 extension PriceTable {
     /// The built-in table overridden by an admin's YAML file of
     /// `"kind/model-pattern": {input_per_million: N, output_per_million: N}` entries.
+    /// The highest price accepted for a million tokens, in USD (today's dearest models cost well under 100).
+    public static let maxPricePerMillion = 10_000.0
+
     public static func load(overridesFile path: String?) throws -> PriceTable {
         guard let path else { return .builtIn }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("cannot read price table \(path)") }
@@ -116,8 +119,13 @@ extension PriceTable {
             guard let entry = value as? [String: Any],
                   let input = (entry["input_per_million"] as? Double) ?? (entry["input_per_million"] as? Int).map(Double.init),
                   let output = (entry["output_per_million"] as? Double) ?? (entry["output_per_million"] as? Int).map(Double.init),
-                  input >= 0, output >= 0, pattern.contains("/") else {
+                  pattern.contains("/") else {
                 throw ConfigError("\(path): '\(pattern)' needs a kind/model name and non-negative input_per_million and output_per_million")
+            }
+            // A price is USD per million tokens: .inf, .nan or 1e300 would make every cost (and the
+            // spend limits and usage reports built on it) infinite.
+            for (field, price) in [("input_per_million", input), ("output_per_million", output)] where !(0...Self.maxPricePerMillion).contains(price) {
+                throw ConfigError("\(path): '\(pattern)': \(field) must be a number of USD from 0 to \(Int(Self.maxPricePerMillion)), not \(price)")
             }
             overrides[pattern] = ModelPrice(inputPerMillion: input, outputPerMillion: output)
         }
