@@ -186,6 +186,10 @@ struct Serve: AsyncParsableCommand {
         do { try ConfigLoader.validate(config) } catch let error as ConfigError { throw CLIError(error.description) }
         let logger = cliLogger(config, command: "serve")
         checkFileDescriptorLimit(config, logger: logger)
+        if let fs = DataDirectoryFileSystem.remote(at: global.dataDirectory.root.path), fs.isNetwork {
+            logger.error("the data directory is on a network file system: SQLite's write-ahead log needs a local disk, and files on this one can be corrupted",
+                         metadata: ["data_dir": "\(global.dataDirectory.root.path)", "file_system": "\(fs.name)"])
+        }
         let appliance = try await oneLine {
             try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }

@@ -37,6 +37,39 @@ struct DoctorTests {
         #expect(Set(report.findings.map(\.check)).isSuperset(of: ["data-dir", "master-key", "tls", "schema", "disk", "workspace", "dead-jobs", "stuck-runs"]))
     }
 
+    @Test("a data directory on a network file system (NFS, SMB, sshfs, …) is an error, on another FUSE one a warning; /proc/mounts says which")
+    func networkFileSystem() async throws {
+        let mounts = """
+            /dev/sda1 / ext4 rw,relatime 0 0
+            tmpfs /tmp tmpfs rw 0 0
+            nas:/export /var/lib/sentinel nfs4 rw,vers=4.2 0 0
+            user@host:/srv /mnt/remote\\040disk fuse.sshfs rw 0 0
+            /dev/sdb1 /var/lib/sentinel/local ext4 rw 0 0
+            """
+        #expect(DataDirectoryFileSystem.mountType(of: "/var/lib/sentinel/workspaces", in: mounts) == "nfs4")
+        #expect(DataDirectoryFileSystem.mountType(of: "/var/lib/sentinel-other", in: mounts) == "ext4", "a prefix that is not a parent")
+        #expect(DataDirectoryFileSystem.mountType(of: "/var/lib/sentinel/local/x", in: mounts) == "ext4", "the longest mount point wins")
+        #expect(DataDirectoryFileSystem.mountType(of: "/mnt/remote disk/data", in: mounts) == "fuse.sshfs")
+        #expect(DataDirectoryFileSystem.remote(type: "nfs4") == DataDirectoryFileSystem(name: "nfs4", isNetwork: true))
+        #expect(DataDirectoryFileSystem.remote(type: "cifs")?.isNetwork == true)
+        #expect(DataDirectoryFileSystem.remote(type: "fuse.sshfs")?.isNetwork == true)
+        #expect(DataDirectoryFileSystem.remote(type: "fuseblk") == DataDirectoryFileSystem(name: "fuseblk", isNetwork: false))
+        #expect(DataDirectoryFileSystem.remote(type: "ext4") == nil && DataDirectoryFileSystem.remote(type: "tmpfs") == nil)
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("fine")
+        await h.supervisor.shutdown()
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.remoteFileSystem = { _ in DataDirectoryFileSystem(name: "nfs4", isNetwork: true) }
+        let nfs = doctor.run()
+        #expect(nfs.exitCode == 2)
+        #expect(nfs.findings.contains { $0.severity == .error && $0.check == "data-dir" && $0.message.contains("network file system (nfs4)") })
+        doctor.remoteFileSystem = { _ in DataDirectoryFileSystem(name: "fuseblk", isNetwork: false) }
+        #expect(doctor.run().findings.contains { $0.severity == .warning && $0.message.contains("on a fuseblk file system") })
+        // This machine's temporary directory is local: nothing said.
+        #expect(DataDirectoryFileSystem.remote(at: h.dataDirectory.root.path) == nil)
+    }
+
     @Test("deliveries waiting in the intake journal for more than five minutes are a warning naming their workspace; recent ones are ok")
     func journalWaiting() async throws {
         let h = try TestHarness()

@@ -39,6 +39,8 @@ public struct Doctor: Sendable {
     public var config: SentinelConfig
     public var now: Date
     public var freeSpace: @Sendable (URL) -> Int64?
+    /// The network or FUSE file system holding a path, if it is on one (injectable for tests).
+    public var remoteFileSystem: @Sendable (String) -> DataDirectoryFileSystem? = DataDirectoryFileSystem.remote(at:)
     /// A run `running` for longer than this is reported as stuck.
     public var stuckRunHours: Double = 6
     /// Events not exported for longer than this are reported (when the analytics export is in use).
@@ -95,6 +97,17 @@ public struct Doctor: Sendable {
         case .notWritable(let reason):
             add(.error, "data-dir", "\(root.path) is not writable by uid \(me) (\(reason))",
                 "run doctor as the user Sentinel runs as, or `chown -R sentinel:sentinel \(root.path)`")
+        case nil:
+            break
+        }
+        switch remoteFileSystem(root.path) {
+        case let fs? where fs.isNetwork:
+            add(.error, "data-dir", "\(root.path) is on a network file system (\(fs.name)): SQLite's write-ahead log needs the locks and shared "
+                + "memory of a local disk, and its files can be corrupted on one",
+                "move the data directory to a local disk (stop, copy with `sentinel backup` / `sentinel restore`, start); replicate it with Litestream instead")
+        case let fs?:
+            add(.warning, "data-dir", "\(root.path) is on a \(fs.name) file system: if it is a network one (sshfs, s3fs), SQLite's write-ahead "
+                + "log is not safe on it", "keep the data directory on a local disk")
         case nil:
             break
         }

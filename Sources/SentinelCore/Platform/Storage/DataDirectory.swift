@@ -136,3 +136,45 @@ public enum DataDirectoryWriteProblem: Equatable, Sendable {
         }
     }
 }
+
+/// The file system a data directory is on, where it matters to SQLite: a write-ahead log needs its
+/// `-shm` shared memory and POSIX locks to work between the processes of one machine, which a
+/// network file system (NFS, SMB/CIFS, 9p, AFS, Ceph, GPFS, Lustre, sshfs) does not provide
+/// reliably: files on one can be corrupted. Other FUSE mounts may be either.
+public struct DataDirectoryFileSystem: Equatable, Sendable {
+    /// The mount's file system type, as `/proc/mounts` gives it (`nfs4`, `fuse.sshfs`, …).
+    public var name: String
+    /// Known to be a network file system (not only possibly, as an unknown FUSE one is).
+    public var isNetwork: Bool
+
+    /// The file system holding `path` (or its nearest existing parent), when it is a network or
+    /// FUSE one; nil for a local one, or when the system does not say.
+    public static func remote(at path: String) -> DataDirectoryFileSystem? {
+        var probe = URL(fileURLWithPath: path).resolvingSymlinksInPath()
+        while !FileManager.default.fileExists(atPath: probe.path), probe.pathComponents.count > 1 { probe.deleteLastPathComponent() }
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return nil }
+        return remote(type: mountType(of: probe.resolvingSymlinksInPath().path, in: mounts) ?? "")
+    }
+
+    /// The type of the mount holding `path`: the longest mount point that contains it.
+    static func mountType(of path: String, in mounts: String) -> String? {
+        var best: (point: String, type: String)?
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 3 else { continue }
+            // Spaces and other bytes in mount points are octal escapes (`\040`).
+            let point = String(fields[1]).replacingOccurrences(of: "\\040", with: " ")
+            let contains = point == "/" || path == point || path.hasPrefix(point + "/")
+            if contains, point.count >= (best?.point.count ?? -1) { best = (point, String(fields[2])) }
+        }
+        return best?.type
+    }
+
+    static func remote(type: String) -> DataDirectoryFileSystem? {
+        let network: Set<String> = ["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "gpfs", "lustre", "glusterfs", "ncpfs", "davfs",
+                                    "fuse.sshfs", "fuse.s3fs", "fuse.rclone", "fuse.gcsfuse", "fuse.glusterfs", "fuse.ceph-fuse", "fuse.juicefs"]
+        if network.contains(type) { return DataDirectoryFileSystem(name: type, isNetwork: true) }
+        if type == "fuse" || type == "fuseblk" || type.hasPrefix("fuse.") { return DataDirectoryFileSystem(name: type, isNetwork: false) }
+        return nil
+    }
+}
