@@ -22,6 +22,35 @@ struct UserLifecycleTests {
         try IdentityService.checkPasswordRules(String(repeating: "a", count: 72))
     }
 
+    @Test("a user holds at most 100 API tokens in use (revoked and expired ones do not count) and 50 sessions (the oldest end)")
+    func tokenAndSessionCaps() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = identity(h)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        var first: String?
+        for i in 0..<IdentityService.maxActiveTokensPerUser {
+            let (token, summary) = try identity.createToken(for: alice, name: "t\(i)", scopes: [.read], expiresInDays: nil)
+            if i == 0 { first = summary.id; _ = token }
+        }
+        #expect(throws: IdentityError(.conflict, "a user has at most 100 API tokens in use; revoke one you no longer need first")) {
+            try identity.createToken(for: alice, name: "one more", scopes: [.read], expiresInDays: nil)
+        }
+        try identity.revokeToken(id: try #require(first), of: alice)
+        _ = try identity.createToken(for: alice, name: "after revoking", scopes: [.read], expiresInDays: nil)
+        // One that expired does not count either.
+        try identity.revokeToken(id: try identity.tokens(of: alice).last!.id, of: alice)
+        _ = try identity.createToken(for: alice, name: "short", scopes: [.read], expiresInDays: 1, now: Date().addingTimeInterval(-2 * 86_400))
+        _ = try identity.createToken(for: alice, name: "after expiry", scopes: [.read], expiresInDays: nil)
+
+        var sessions: [String] = []
+        for i in 0..<(IdentityService.maxSessionsPerUser + 5) {
+            sessions.append(try identity.createSession(for: alice, now: Date().addingTimeInterval(Double(i))).token)
+        }
+        let live = try sessions.filter { try identity.authenticate(bearer: $0) != nil }
+        #expect(live == Array(sessions.suffix(IdentityService.maxSessionsPerUser)), "the five oldest sessions ended")
+    }
+
     @Test("a disabled user's session and token stop authenticating at once, sign-in fails; enabling restores both")
     func disableAndEnable() throws {
         let h = try TestHarness()

@@ -89,6 +89,11 @@ public struct IdentityService: Sendable {
 
     // MARK: Sessions and tokens
 
+    /// Tokens a user may hold unrevoked and unexpired at once; sessions a user keeps (the oldest
+    /// end when a new one starts). Both live in control.sqlite, which every tenant shares.
+    public static let maxActiveTokensPerUser = 100
+    public static let maxSessionsPerUser = 50
+
     /// A new session; returns the bearer secret (shown once) and its expiry.
     public func createSession(for user: User, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
         let token = "sns_" + RandomIdentifier.secret()
@@ -97,6 +102,10 @@ public struct IdentityService: Sendable {
             try db.execute(sql: "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [RandomIdentifier.make(prefix: "ses_"), Self.hash(token), user.id, now.epoch, expires.epoch])
             try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [now.epoch])
+            // Signing in over and over (a script) ends the oldest sessions rather than filling control.sqlite, which every tenant shares.
+            try db.execute(sql: """
+                DELETE FROM sessions WHERE user_id = ? AND id NOT IN (SELECT id FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id LIMIT ?)
+                """, arguments: [user.id, user.id, Self.maxSessionsPerUser])
         }
         return (token, expires)
     }
@@ -117,6 +126,12 @@ public struct IdentityService: Sendable {
         let expires = expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }
         let sortedScopes = TokenScope.allCases.filter(scopes.contains)
         try control.write { db in
+            let active = try Int.fetchOne(db, sql: """
+                SELECT count(*) FROM api_tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)
+                """, arguments: [user.id, now.epoch]) ?? 0
+            guard active < Self.maxActiveTokensPerUser else {
+                throw IdentityError(.conflict, "a user has at most \(Self.maxActiveTokensPerUser) API tokens in use; revoke one you no longer need first")
+            }
             try db.execute(sql: """
                 INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [id, user.id, trimmed, Self.hash(token), String(token.prefix(12)),
