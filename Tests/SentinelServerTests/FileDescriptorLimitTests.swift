@@ -45,17 +45,8 @@ struct FileDescriptorLimitTests {
     func exhaustedDescriptorsPass() async throws {
         let dir = TemporaryDirectory("sentinel-nofile")
         defer { dir.cleanup() }
-        let data = dir.url.appendingPathComponent("data").path
-        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
-        let pem = dir.url.appendingPathComponent("app.pem")
-        try TestRSAKeys.other().pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
-        let secretFile = dir.url.appendingPathComponent("secret.txt")
-        try "nofile-webhook-secret-1\n".write(to: secretFile, atomically: true, encoding: .utf8)
-        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
-                                                   "--private-key-file", pem.path, "--webhook-secret-file", secretFile.path, "--json"])
-        #expect(added.status == 0, "\(added.stderr)")
-        let object = try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any]
-        let path = try #require(object?["webhook_path"] as? String)
+        let setup = try await CommandLineGitHubSetup.make(in: dir, webhookSecret: "nofile-webhook-secret-1")
+        let (data, path) = (setup.data, setup.webhookPath)
 
         let limit = 128
         let server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"],

@@ -134,31 +134,12 @@ struct IntegrationRotationTests {
     func commandLineBesideServe() async throws {
         let dir = TemporaryDirectory("sentinel-rotate")
         defer { dir.cleanup() }
-        let data = dir.url.appendingPathComponent("data").path
-        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
-        let pem = dir.url.appendingPathComponent("app.pem")
-        try TestRSAKeys.other().pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
-        let secretFile = dir.url.appendingPathComponent("secret.txt")
-        try "first-webhook-secret-1\n".write(to: secretFile, atomically: true, encoding: .utf8)
-        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
-                                                   "--private-key-file", pem.path, "--webhook-secret-file", secretFile.path, "--json"])
-        let object = try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any]
-        let id = try #require(object?["id"] as? String, "\(added.stdout) \(added.stderr)")
-        let path = try #require(object?["webhook_path"] as? String)
-
+        let setup = try await CommandLineGitHubSetup.make(in: dir, webhookSecret: "first-webhook-secret-1")
+        let (data, id, secretFile) = (setup.data, setup.integrationID, setup.secretFile)
         let server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
         defer { server.kill() }
         let port = try #require(await server.waitForListeningPort())
-        func send(_ secret: String) async throws -> Int {
-            let body = Data(#"{"action":"created"}"#.utf8)
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-            request.method = .POST
-            request.headers.add(name: "X-GitHub-Event", value: "star")
-            request.headers.add(name: "X-GitHub-Delivery", value: UUID().uuidString)
-            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: Data(secret.utf8)))
-            request.body = .bytes(ByteBuffer(bytes: body))
-            return Int(try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status.code)
-        }
+        func send(_ secret: String) async throws -> Int { try await setup.deliverStar(port: port, secret: secret).status }
         #expect(try await send("first-webhook-secret-1") == 202)  // the server now holds the first secret in its cache
 
         let nothing = try await SentinelProcess.run(["integration", "rotate", id, "--data-dir", data, "--workspace", "acme"])
