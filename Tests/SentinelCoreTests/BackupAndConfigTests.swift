@@ -6,6 +6,8 @@ import Testing
 
 @Suite("Backup and restore")
 struct BackupTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     @Test("a backup taken during concurrent writes restores to an intact file holding every write committed before it began")
     func backupUnderWriteLoad() async throws {
         let h = try TestHarness()
@@ -122,6 +124,56 @@ struct BackupTests {
         // With the file back, the same destination takes a complete backup.
         try FileManager.default.moveItem(at: moved, to: h.dataDirectory.workspaceFile(second))
         #expect(try service.backup(to: given, control: h.control).files.count == 3)
+    }
+
+    @Test("backup-prune.sh deletes incomplete backups an interrupted backup left behind a complete one, never one still being written")
+    func pruneRemovesInterruptedBackups() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        try await h.enqueue(JobRequest(kind: "x"), in: ws)
+        await h.supervisor.shutdown()
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let nightly = h.directory.url.appendingPathComponent("nightly")
+        let fm = FileManager.default
+        func path(_ name: String) -> URL { nightly.appendingPathComponent(name) }
+        /// What a backup killed half-way leaves: some files, no manifest, its lock file released.
+        func interrupted(_ name: String) throws {
+            try fm.createDirectory(at: path(name).appendingPathComponent("workspaces"), withIntermediateDirectories: true)
+            try Data(repeating: 1, count: 4096).write(to: path(name).appendingPathComponent("control.sqlite"))
+            try Data().write(to: path(name).appendingPathComponent(BackupManifest.inProgressFileName))
+        }
+        try interrupted("20261201T033000Z")
+        try fm.removeItem(at: path("20261201T033000Z").appendingPathComponent(BackupManifest.inProgressFileName))  // an older Sentinel's
+        _ = try service.backup(to: path("20261202T033000Z"), control: h.control)
+        #expect(!fm.fileExists(atPath: path("20261202T033000Z").appendingPathComponent(BackupManifest.inProgressFileName).path),
+                "a finished backup leaves no lock file")
+        try interrupted("20261203T033000Z")
+        try interrupted("20261203T040000Z")
+        // A backup still writing 20261203T040000Z (begun by hand before the newer one finished).
+        var running: FileLock? = try #require(try FileLock.tryAcquire(path("20261203T040000Z").appendingPathComponent(BackupManifest.inProgressFileName)))
+        #expect(throws: StorageError.conflict("another backup is being written into \(path("20261203T040000Z").path); choose another directory")) {
+            try service.backup(to: path("20261203T040000Z"), control: h.control)
+        }
+        _ = try service.backup(to: path("20261204T033000Z"), control: h.control)
+        try interrupted("20261205T033000Z")
+        try fm.createDirectory(at: path("not-a-backup"), withIntermediateDirectories: false)
+
+        let script = Self.root.appendingPathComponent("appliance/backup-prune.sh").path
+        let prune = try ChildProcess(executable: "/bin/sh", arguments: [script, nightly.path, "14"], environment: ProcessInfo.processInfo.environment)
+        #expect(await prune.waitForExit(timeout: .seconds(30)) == 0, "\(prune.stderr)")
+        #expect(try fm.contentsOfDirectory(atPath: nightly.path).sorted() == [
+            "20261202T033000Z", "20261203T040000Z", "20261204T033000Z", "20261205T033000Z", "not-a-backup"])
+        #expect(prune.stdout.contains("removing \(path("20261201T033000Z").path) (incomplete: the backup writing it was interrupted)"))
+        #expect(prune.stderr.contains("\(path("20261203T040000Z").path) is incomplete and a backup is still writing it; left in place"))
+        #expect(prune.stderr.contains("\(path("20261205T033000Z").path) has no manifest.json (incomplete backup, newer than every complete one)"))
+
+        // Once that backup has stopped (killed: its lock released), the next prune removes it; KEEP counts complete ones only.
+        #expect(running != nil)
+        running = nil
+        let again = try ChildProcess(executable: "/bin/sh", arguments: [script, nightly.path, "1"], environment: ProcessInfo.processInfo.environment)
+        #expect(await again.waitForExit(timeout: .seconds(30)) == 0, "\(again.stderr)")
+        #expect(try fm.contentsOfDirectory(atPath: nightly.path).sorted() == ["20261204T033000Z", "20261205T033000Z", "not-a-backup"])
     }
 
     @Test("a backup the destination disk has no room for is refused before anything is written, saying how much it needs")

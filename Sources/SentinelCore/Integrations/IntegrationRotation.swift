@@ -55,7 +55,7 @@ extension IntegrationService {
             ("private_key", credentials.privateKeyPEM, 20_000, true), ("token", credentials.token, 1_000, false)])
         try Self.checkCABundle(credentials.caBundlePEM)
         var bot = stored.bot
-        var token = credentials.token?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = credentials.token?.trimmingCharacters(in: .whitespacesAndNewlines)
         switch stored.kind {
         case "github":
             guard credentials.token == nil else { throw IntegrationError.invalid("a GitHub App integration has no token; give a new private_key") }

@@ -18,6 +18,8 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var files: [BackupEntry]
 
     public static let fileName = "manifest.json"
+    /// Locked (`flock`) by the backup writing into the directory, removed when it ends.
+    public static let inProgressFileName = ".backup-in-progress"
 }
 
 /// Online backups of tenant files (SPEC §10). Each file is copied with SQLite's backup API in a
@@ -67,9 +69,20 @@ public struct BackupService: Sendable {
         if fm.fileExists(atPath: destination.appendingPathComponent(BackupManifest.fileName).path) {
             throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
         }
+        // Held while the backup is written: `backup-prune.sh` removes an incomplete backup (one a
+        // kill or power cut interrupted) only when no process holds it.
+        let inProgressFile = destination.appendingPathComponent(BackupManifest.inProgressFileName)
+        guard let inProgress = try FileLock.tryAcquire(inProgressFile) else {
+            throw StorageError.conflict("another backup is being written into \(destination.path); choose another directory")
+        }
+        defer {
+            try? FileSystem.removeIfPresent(inProgressFile)
+            _ = inProgress
+        }
         do {
             return try write(to: destination, ids: ids, withControl: only == nil, control: control)
         } catch {
+            try? FileSystem.removeIfPresent(inProgressFile)
             // What this backup wrote goes (a directory it found holds only what it wrote: the
             // manifest check above refuses one that held a backup).
             if existed {
