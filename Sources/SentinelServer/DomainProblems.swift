@@ -91,6 +91,7 @@ extension IntegrationError: ProblemConvertible {
         switch self {
         case .invalid(let m): return Problem(status: .badRequest, detail: m)
         case .notFound: return Problem(status: .notFound, detail: description)
+        case .limitReached(let m): return Problem(status: .conflict, detail: m)
         }
     }
 }

@@ -29,6 +29,8 @@ public enum TeamStore {
 
     /// The longest team name (the API document's `maxLength` for it).
     public static let maxNameLength = 100
+    /// Teams a workspace may have.
+    public static let maxPerWorkspace = 1_000
 
     /// Creates a team; a blank name, one longer than `maxNameLength` or with control characters
     /// is invalid, and a taken one a conflict.
@@ -38,6 +40,9 @@ public enum TeamStore {
         if let problem = TextRules.problem(name, maxLength: maxNameLength) { throw IdentityError(.invalid, "name: \(problem)") }
         if try Int.fetchOne(tx.db, sql: "SELECT 1 FROM teams WHERE name = ?", arguments: [name]) != nil {
             throw IdentityError(.conflict, "a team named \(name) already exists")
+        }
+        guard try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM teams") ?? 0 < maxPerWorkspace else {
+            throw IdentityError(.conflict, "a workspace has at most \(maxPerWorkspace) teams; delete one it no longer uses first")
         }
         try tx.db.execute(sql: "INSERT INTO teams (name, created_at) VALUES (?, ?)", arguments: [name, tx.now.timeIntervalSince1970])
         let id = tx.db.lastInsertedRowID

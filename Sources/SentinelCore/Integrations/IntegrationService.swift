@@ -49,10 +49,13 @@ public struct GitHubIntegration: Sendable {
 public enum IntegrationError: Error, CustomStringConvertible, Equatable {
     case invalid(String)
     case notFound(String)
+    /// A workspace already has as many of these as it may (integrations, AI providers,
+    /// notification channels): one must go before another is added.
+    case limitReached(String)
 
     public var description: String {
         switch self {
-        case .invalid(let m), .notFound(let m): return m
+        case .invalid(let m), .notFound(let m), .limitReached(let m): return m
         }
     }
 }
@@ -92,6 +95,18 @@ public struct IntegrationService: Sendable {
         }
     }
 
+    /// Integrations in use a workspace may have (removed ones do not count): each one is polled
+    /// for catch-up and has its own webhook; an organisation needs one per platform instance.
+    public static let maxPerWorkspace = 20
+
+    /// Refuses a new integration when the workspace has `maxPerWorkspace` in use.
+    static func checkRoom(_ db: Database) throws {
+        let inUse = try Int.fetchOne(db, sql: "SELECT count(*) FROM integrations WHERE kind NOT LIKE 'removed:%'") ?? 0
+        guard inUse < maxPerWorkspace else {
+            throw IntegrationError.limitReached("a workspace has at most \(maxPerWorkspace) integrations; remove one it no longer uses first")
+        }
+    }
+
     public func addGitHub(workspace: WorkspaceActor, appID: Int64, privateKeyPEM: String, webhookSecret: Data,
                           apiURL: URL = defaultGitHubAPI, caBundlePEM: String? = nil, botLogin: String? = nil,
                           id chosen: IntegrationID? = nil) async throws -> IntegrationSummary {
@@ -108,6 +123,7 @@ public struct IntegrationService: Sendable {
         let key = masterKey
         let now = Date()
         try await workspace.write { tx in
+            try Self.checkRoom(tx.db)
             try tx.db.execute(sql: """
                 INSERT INTO integrations (id, kind, app_id, api_url, ca_bundle, private_key, webhook_secret, bot_login, created_at)
                 VALUES (?, 'github', ?, ?, ?, ?, ?, ?, ?)

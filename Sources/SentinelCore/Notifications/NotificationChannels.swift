@@ -155,6 +155,8 @@ public struct NotificationChannel: Sendable {
 /// (`NotificationChannelAdded`, `NotificationChannelRemoved`) without the URL or secret.
 public struct NotificationStore: Sendable {
     let masterKey: MasterKey
+    /// Channels a workspace may have: every notified event is sent to each subscribed one.
+    public static let maxPerWorkspace = 50
 
     public init(masterKey: MasterKey) { self.masterKey = masterKey }
 
@@ -216,6 +218,9 @@ public struct NotificationStore: Sendable {
         let sealed = try masterKey.seal(try JSONEncoder.sentinel.encode(destination), context: Self.context(id))
         let topicsJSON = String(decoding: try JSONEncoder.sentinel.encode(Array(Set(topics)).sorted()), as: UTF8.self)
         try await workspace.write { tx in
+            guard try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM notification_channels") ?? 0 < Self.maxPerWorkspace else {
+                throw IntegrationError.limitReached("a workspace has at most \(Self.maxPerWorkspace) notification channels; remove one it no longer uses first")
+            }
             try tx.db.execute(sql: """
                 INSERT INTO notification_channels (id, kind, name, destination, destination_hint, topics, min_severity, created_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)

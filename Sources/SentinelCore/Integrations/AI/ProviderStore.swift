@@ -29,6 +29,8 @@ public struct ProviderStore: Sendable {
     public static let defaultModels = ["openai": "gpt-4o-mini", "azure-openai": "gpt-4o-mini", "anthropic": "claude-3-5-sonnet-latest",
                                        "gemini": "gemini-1.5-flash", "openai-compatible": "llama3.1"]
     let masterKey: MasterKey
+    /// AI providers a workspace may have: a failing call falls back through them all in turn.
+    public static let maxPerWorkspace = 20
 
     public init(masterKey: MasterKey) { self.masterKey = masterKey }
 
@@ -72,6 +74,9 @@ public struct ProviderStore: Sendable {
         let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: "provider:\(id):api_key") }
         let suffix = key.flatMap { $0.isEmpty ? nil : Self.suffix($0) }
         try await workspace.write { tx in
+            guard try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM ai_providers") ?? 0 < Self.maxPerWorkspace else {
+                throw IntegrationError.limitReached("a workspace has at most \(Self.maxPerWorkspace) AI providers; remove one it no longer uses first")
+            }
             try tx.db.execute(sql: """
                 INSERT INTO ai_providers (id, kind, model, base_url, api_version, deployment, api_key, key_suffix, enabled, priority, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)

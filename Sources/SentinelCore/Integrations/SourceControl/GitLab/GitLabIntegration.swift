@@ -42,6 +42,7 @@ extension IntegrationService {
         let now = Date()
         let root = baseURL.absoluteString.hasSuffix("/") ? String(baseURL.absoluteString.dropLast()) : baseURL.absoluteString
         try await workspace.write { tx in
+            try Self.checkRoom(tx.db)
             try tx.db.execute(sql: """
                 INSERT INTO integrations (id, kind, app_id, api_url, ca_bundle, private_key, webhook_secret, bot_login, created_at)
                 VALUES (?, 'gitlab', NULL, ?, ?, ?, ?, ?, ?)
