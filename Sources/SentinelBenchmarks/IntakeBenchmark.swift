@@ -203,7 +203,7 @@ struct IntakeBenchmark: AsyncParsableCommand {
         let (ports, portSink) = AsyncStream.makeStream(of: Int.self)
         // Intake only: the HTTP application alone. Production: everything `serve` runs, scheduler included.
         let services: ServiceGroup? = production ? try appliance.makeServiceGroup(stopOnSignals: false) { portSink.yield($0) } : nil
-        let app = production ? nil : try appliance.makeApplication { portSink.yield($0) }
+        let app = production ? nil : try appliance.makeApplication(certificate: try appliance.makeServerCertificate()) { portSink.yield($0) }
         var tlsConfig = TLSConfiguration.makeClientConfiguration()
         if tls {
             tlsConfig.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(dir.url.appendingPathComponent("data/tls/sentinel.crt").path))

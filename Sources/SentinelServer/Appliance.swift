@@ -165,12 +165,23 @@ public final class Appliance: Sendable {
         return router
     }
 
-    /// The HTTP(S) application. With TLS on and no certificate configured, a self-signed one is
-    /// created in `data/tls/` on first use.
+    /// The listener's certificate (nil without TLS). With no certificate configured, a self-signed
+    /// one is created in `data/tls/` on first use.
+    public func makeServerCertificate() throws -> ServerCertificate? {
+        guard config.server.tlsEnabled else { return nil }
+        if let cert = config.server.tlsCertFile, let key = config.server.tlsKeyFile {
+            return try ServerCertificate(certificateFile: cert, keyFile: key)
+        }
+        let files = try SelfSignedCertificate.ensure(in: dataDirectory.tlsDirectory)
+        return try ServerCertificate(certificateFile: files.certificate.path, keyFile: files.privateKey.path)
+    }
+
+    /// The HTTP(S) application, serving `certificate` (HTTP without one).
     /// Idle connections are closed after `server.idle_timeout_seconds`, request heads are limited to
     /// `server.max_header_bytes`, at most `server.max_connections` are served at once, and HTTPS
     /// speaks TLS 1.2 and 1.3 only.
-    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+    public func makeApplication(certificate: ServerCertificate?,
+                                onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let headerBytes = config.server.maxHeaderBytes
         let requestLimit = TimeAmount.nanoseconds(Int64(config.server.requestTimeoutSeconds * 1_000_000_000))
         let http1 = HTTPServerBuilder.http1(configuration: .init(
@@ -178,16 +189,8 @@ public final class Appliance: Sendable {
             idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1_000_000_000)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: headerBytes, maxHeaderListSize: headerBytes, maxHeaderFieldCount: 100)))
         let server: HTTPServerBuilder
-        if config.server.tlsEnabled {
-            let certificatePath: String
-            let keyPath: String
-            if let cert = config.server.tlsCertFile, let key = config.server.tlsKeyFile {
-                (certificatePath, keyPath) = (cert, key)
-            } else {
-                let files = try SelfSignedCertificate.ensure(in: dataDirectory.tlsDirectory)
-                (certificatePath, keyPath) = (files.certificate.path, files.privateKey.path)
-            }
-            server = try .tls(http1, tlsConfiguration: ServerTLS.configuration(certificateFile: certificatePath, keyFile: keyPath))
+        if let certificate {
+            server = try .tls(http1, tlsConfiguration: certificate.configuration)
         } else {
             server = http1
         }
@@ -217,7 +220,8 @@ public final class Appliance: Sendable {
     /// (signal handlers are process-wide) and trigger its graceful shutdown themselves.
     public func makeServiceGroup(stopOnSignals: Bool = true,
                                  onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> ServiceGroup {
-        let app = try makeApplication(onServerRunning: onServerRunning)
+        let certificate = try makeServerCertificate()
+        let app = try makeApplication(certificate: certificate, onServerRunning: onServerRunning)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: supervisor),
             // After the supervisor, so it stops before it: what it holds at shutdown is applied first.
@@ -234,6 +238,10 @@ public final class Appliance: Sendable {
             services.append(.init(service: reconcile))
         }
         services.append(.init(service: scheduler))
+        if certificate != nil || stopOnSignals {
+            services.append(.init(service: CertificateReloader(certificate: certificate, interval: config.server.tlsReloadCheckSeconds,
+                                                               trapHangUp: stopOnSignals, logger: logger.with(["component": "tls"]))))
+        }
         services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
         // The exporter runs first, so it stops last: spans ended while the others drain are sent.

@@ -67,6 +67,18 @@ public final class SentinelProcess: Sendable {
         return nil
     }
 
+    /// Waits until a log line holds `text` (standard error, where `serve` logs).
+    public func waitForLog(_ text: String, timeout: Duration = .seconds(60)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if stderr.contains(text) { return true }
+            if !child.isRunning { return stderr.contains(text) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    public func signal(_ number: Int32) { child.signal(number) }
     public func terminate() { child.signal(SIGTERM) }
     public func kill() { child.signal(SIGKILL) }
 

@@ -178,7 +178,7 @@ public struct Doctor: Sendable {
             let days = expiry.timeIntervalSince(now) / 86400
             let fix = config.server.tlsCertFile == nil
                 ? "delete \(certificate.path) and its key; serve makes a new self-signed one (clients that pin it need the new one)"
-                : "renew the certificate at \(certificate.path) and restart sentinel serve"
+                : "renew the certificate at \(certificate.path): a running serve picks it up within server.tls.reload_check_seconds (or at once on SIGHUP: systemctl reload sentinel)"
             if days < 0 {
                 add(.error, "tls", "the certificate \(certificate.path) expired on \(ISO8601.string(expiry))", fix)
             } else if days < 30 {

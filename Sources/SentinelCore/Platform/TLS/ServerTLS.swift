@@ -8,6 +8,12 @@ import NIOSSL
 public enum ServerTLS {
     /// TLS 1.2 and 1.3, the chain of `certificateFile` (server certificate first) and its key.
     public static func configuration(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        try load(certificateFile: certificateFile, keyFile: keyFile).configuration
+    }
+
+    /// The chain and key of a pair of files, checked to belong together, and the configuration serving them.
+    static func load(certificateFile: String, keyFile: String) throws
+        -> (chain: [NIOSSLCertificate], key: NIOSSLPrivateKey, configuration: TLSConfiguration) {
         let certificateBytes = try read(certificateFile, what: "certificate")
         guard let chain = try? NIOSSLCertificate.fromPEMBytes(certificateBytes), !chain.isEmpty else {
             var message = "\(certificateFile) holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
@@ -32,7 +38,7 @@ public enum ServerTLS {
         } catch {
             throw TLSFileError("the private key in \(keyFile) does not belong to the certificate in \(certificateFile) (the first one in the file)")
         }
-        return configuration
+        return (chain, key, configuration)
     }
 
     private static func read(_ path: String, what: String) throws -> [UInt8] {

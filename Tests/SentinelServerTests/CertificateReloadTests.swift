@@ -1,0 +1,109 @@
+import Foundation
+import SentinelCore
+import SentinelTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A renewed TLS certificate is served without a restart.
+@Suite("TLS certificate reload")
+struct CertificateReloadTests {
+    struct Pair {
+        let certificate: String
+        let key: String
+        static func make() throws -> Pair {
+            let (certificate, key) = try SelfSignedCertificate.make(hostname: "localhost")
+            return Pair(certificate: certificate, key: key)
+        }
+    }
+
+    /// Whether `/healthz` answers over a connection that trusts only `trusted`'s certificate.
+    static func serves(_ trusted: Pair, port: Int) async throws -> Bool {
+        let client = try AsyncOutboundHTTPClient(caBundlePEM: trusted.certificate)
+        let status = try? await client.send(OutboundRequest(url: URL(string: "https://127.0.0.1:\(port)/healthz")!, timeout: .seconds(10))).status
+        await client.shutdown()
+        return status == 200
+    }
+
+    static func write(_ text: String, to path: String) throws {
+        // As certbot does: a new file put in place by rename.
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    @Test("SIGHUP serves renewed certificate files to new connections; a key of another certificate is refused and the old pair served on")
+    func reloadOnHangUp() async throws {
+        let dir = TemporaryDirectory("sentinel-tls-reload")
+        defer { dir.cleanup() }
+        let (first, second) = (try Pair.make(), try Pair.make())
+        let cert = dir.url.appendingPathComponent("sentinel.crt").path
+        let key = dir.url.appendingPathComponent("sentinel.key").path
+        try Self.write(first.certificate, to: cert)
+        try Self.write(first.key, to: key)
+        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0"],
+                                               environment: ["SENTINEL_SERVER_TLS_CERT_FILE": cert, "SENTINEL_SERVER_TLS_KEY_FILE": key,
+                                                             "SENTINEL_SERVER_TLS_RELOAD_CHECK_SECONDS": "86400"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort(), "\(server.stderr)")
+        #expect(try await Self.serves(first, port: port))
+        #expect(!(try await Self.serves(second, port: port)))
+
+        // Nothing changed: a SIGHUP says so, and no longer ends the process.
+        server.signal(SIGHUP)
+        #expect(await server.waitForLog("SIGHUP: the TLS certificate files are unchanged"), "\(server.stderr)")
+        #expect(!server.hasExited)
+
+        // Half-way through a renewal: the new certificate, the old key. Refused; the old pair stays.
+        try Self.write(second.certificate, to: cert)
+        server.signal(SIGHUP)
+        #expect(await server.waitForLog("the TLS certificate files changed but cannot be served"), "\(server.stderr)")
+        #expect(server.stderr.contains("does not belong to the certificate"), "\(server.stderr)")
+        #expect(try await Self.serves(first, port: port))
+
+        try Self.write(second.key, to: key)
+        server.signal(SIGHUP)
+        #expect(await server.waitForLog("TLS certificate reloaded"), "\(server.stderr)")
+        #expect(try await Self.serves(second, port: port))
+        #expect(!(try await Self.serves(first, port: port)))
+
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")
+    }
+
+    @Test("the files are looked at every server.tls.reload_check_seconds: a renewal is served without a signal")
+    func reloadOnSchedule() async throws {
+        let dir = TemporaryDirectory("sentinel-tls-poll")
+        defer { dir.cleanup() }
+        let (first, second) = (try Pair.make(), try Pair.make())
+        let cert = dir.url.appendingPathComponent("sentinel.crt").path
+        let key = dir.url.appendingPathComponent("sentinel.key").path
+        try Self.write(first.certificate, to: cert)
+        try Self.write(first.key, to: key)
+        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0"],
+                                               environment: ["SENTINEL_SERVER_TLS_CERT_FILE": cert, "SENTINEL_SERVER_TLS_KEY_FILE": key,
+                                                             "SENTINEL_SERVER_TLS_RELOAD_CHECK_SECONDS": "1"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort(), "\(server.stderr)")
+        #expect(try await Self.serves(first, port: port))
+        try Self.write(second.key, to: key)
+        try Self.write(second.certificate, to: cert)
+        #expect(await server.waitForLog("TLS certificate reloaded"), "\(server.stderr)")
+        #expect(try await Self.serves(second, port: port))
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")
+    }
+
+    @Test("without TLS a SIGHUP is logged and the server keeps serving")
+    func hangUpWithoutTLS() async throws {
+        let dir = TemporaryDirectory("sentinel-hup")
+        defer { dir.cleanup() }
+        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        defer { server.kill() }
+        _ = try #require(await server.waitForListeningPort(), "\(server.stderr)")
+        server.signal(SIGHUP)
+        #expect(await server.waitForLog("SIGHUP: nothing to reload (server.tls.enabled is false)"), "\(server.stderr)")
+        #expect(!server.hasExited)
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")
+    }
+}
