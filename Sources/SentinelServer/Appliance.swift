@@ -240,7 +240,8 @@ public final class Appliance: Sendable {
         services.append(.init(service: scheduler))
         if certificate != nil || stopOnSignals {
             services.append(.init(service: CertificateReloader(certificate: certificate, interval: config.server.tlsReloadCheckSeconds,
-                                                               trapHangUp: stopOnSignals, logger: logger.with(["component": "tls"]))))
+                                                               trapHangUp: stopOnSignals, logger: logger.with(["component": "tls"]),
+                                                               metrics: metrics)))
         }
         services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))

@@ -13,8 +13,10 @@ struct CertificateReloader: Service {
     /// Whether SIGHUP is trapped (signal handlers are process-wide: `serve` only).
     let trapHangUp: Bool
     let logger: Logger
+    let metrics: SentinelMetrics
 
     func run() async throws {
+        if let expiresAt = certificate?.expiresAt { metrics.tlsCertificateExpiry(expiresAt) }
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 if trapHangUp {
@@ -46,6 +48,7 @@ struct CertificateReloader: Service {
                 logger.info("\(signal): the TLS certificate files are unchanged", metadata: ["cert_file": "\(certificate.certificateFile)"])
             }
         case .reloaded(let expiresAt):
+            if let expiresAt { metrics.tlsCertificateExpiry(expiresAt) }
             logger.notice("TLS certificate reloaded: new connections get it", metadata: [
                 "cert_file": "\(certificate.certificateFile)", "expires_at": "\(expiresAt.map(ISO8601.string) ?? "unknown")"])
         case .refused(let reason):

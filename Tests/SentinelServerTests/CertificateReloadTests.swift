@@ -12,8 +12,8 @@ struct CertificateReloadTests {
     struct Pair {
         let certificate: String
         let key: String
-        static func make() throws -> Pair {
-            let (certificate, key) = try SelfSignedCertificate.make(hostname: "localhost")
+        static func make(now: Date = Date()) throws -> Pair {
+            let (certificate, key) = try SelfSignedCertificate.make(hostname: "localhost", now: now)
             return Pair(certificate: certificate, key: key)
         }
     }
@@ -26,6 +26,16 @@ struct CertificateReloadTests {
         return status == 200
     }
 
+    /// `sentinel_tls_certificate_expiry_timestamp_seconds` from `/metrics`.
+    static func expiryMetric(_ trusted: Pair, port: Int) async throws -> Double? {
+        let client = try AsyncOutboundHTTPClient(caBundlePEM: trusted.certificate)
+        let body = try? await client.send(OutboundRequest(url: URL(string: "https://127.0.0.1:\(port)/metrics")!, timeout: .seconds(10))).body
+        await client.shutdown()
+        let line = String(decoding: body ?? Data(), as: UTF8.self).split(separator: "\n")
+            .first { $0.hasPrefix("sentinel_tls_certificate_expiry_timestamp_seconds ") }
+        return line.flatMap { Double($0.split(separator: " ")[1]) }
+    }
+
     static func write(_ text: String, to path: String) throws {
         // As certbot does: a new file put in place by rename.
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
@@ -35,7 +45,9 @@ struct CertificateReloadTests {
     func reloadOnHangUp() async throws {
         let dir = TemporaryDirectory("sentinel-tls-reload")
         defer { dir.cleanup() }
-        let (first, second) = (try Pair.make(), try Pair.make())
+        // The first expires 300 days before the renewal.
+        let now = Date()
+        let (first, second) = (try Pair.make(now: now.addingTimeInterval(-300 * 86_400)), try Pair.make(now: now))
         let cert = dir.url.appendingPathComponent("sentinel.crt").path
         let key = dir.url.appendingPathComponent("sentinel.key").path
         try Self.write(first.certificate, to: cert)
@@ -46,6 +58,9 @@ struct CertificateReloadTests {
         defer { server.kill() }
         let port = try #require(await server.waitForListeningPort(), "\(server.stderr)")
         #expect(try await Self.serves(first, port: port))
+        let tenYears = 10 * 365 * 86_400.0
+        let before = try #require(try await Self.expiryMetric(first, port: port))
+        #expect(abs(before - (now.timeIntervalSince1970 - 300 * 86_400 + tenYears)) < 5)
         #expect(!(try await Self.serves(second, port: port)))
 
         // Nothing changed: a SIGHUP says so, and no longer ends the process.
@@ -65,6 +80,8 @@ struct CertificateReloadTests {
         #expect(await server.waitForLog("TLS certificate reloaded"), "\(server.stderr)")
         #expect(try await Self.serves(second, port: port))
         #expect(!(try await Self.serves(first, port: port)))
+        let after = try #require(try await Self.expiryMetric(second, port: port))
+        #expect(abs(after - (now.timeIntervalSince1970 + tenYears)) < 5, "the gauge follows the served certificate")
 
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")

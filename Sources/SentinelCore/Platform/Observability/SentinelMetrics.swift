@@ -184,6 +184,11 @@ public struct SentinelMetrics: Sendable {
         if opened { Counter(label: "sentinel_ai_circuit_opened_total", dimensions: [], factory: factory).increment() }
     }
 
+    /// When the certificate the HTTPS listener serves expires (Unix seconds): set at start and at each reload.
+    public func tlsCertificateExpiry(_ date: Date) {
+        Gauge(label: "sentinel_tls_certificate_expiry_timestamp_seconds", dimensions: [], factory: factory).record(date.timeIntervalSince1970)
+    }
+
     /// Space on the file system holding the data directory, sampled at each scrape.
     public func disk(freeBytes: Int64, totalBytes: Int64) {
         Gauge(label: "sentinel_data_disk_free_bytes", dimensions: [], factory: factory).record(freeBytes)

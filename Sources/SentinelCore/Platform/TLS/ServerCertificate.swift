@@ -38,6 +38,8 @@ public final class ServerCertificate: Sendable {
         var replacement: Pair?
         /// The files as last loaded or refused.
         var stamp: Stamp
+        /// When the certificate served to new connections expires (nil: unreadable).
+        var expiresAt: Date?
     }
 
     struct Pair: Sendable {
@@ -59,7 +61,7 @@ public final class ServerCertificate: Sendable {
         self.keyFile = keyFile
         let stamp = Self.stamp(certificateFile, keyFile)
         var configuration = try ServerTLS.load(certificateFile: certificateFile, keyFile: keyFile).configuration
-        let shared = Shared(State(replacement: nil, stamp: stamp))
+        let shared = Shared(State(replacement: nil, stamp: stamp, expiresAt: Self.expiry(certificateFile)))
         // Asked once per handshake: no change until a replacement has been loaded.
         configuration.sslContextCallback = { _, promise in
             guard let replacement = shared.state.withLock({ $0.replacement }) else { return promise.succeed(.noChanges) }
@@ -78,12 +80,20 @@ public final class ServerCertificate: Sendable {
         guard shared.state.withLock({ $0.stamp != stamp }) else { return .unchanged }
         do {
             let loaded = try ServerTLS.load(certificateFile: certificateFile, keyFile: keyFile)
-            shared.state.withLock { $0 = State(replacement: Pair(chain: loaded.chain, key: loaded.key), stamp: stamp) }
-            return .reloaded(expiresAt: try? SelfSignedCertificate.expiry(ofPEMFile: URL(fileURLWithPath: certificateFile)))
+            let expiresAt = Self.expiry(certificateFile)
+            shared.state.withLock { $0 = State(replacement: Pair(chain: loaded.chain, key: loaded.key), stamp: stamp, expiresAt: expiresAt) }
+            return .reloaded(expiresAt: expiresAt)
         } catch {
             shared.state.withLock { $0.stamp = stamp }
             return .refused("\(error)")
         }
+    }
+
+    /// When the certificate served to new connections expires (nil when it could not be read).
+    public var expiresAt: Date? { shared.state.withLock { $0.expiresAt } }
+
+    private static func expiry(_ file: String) -> Date? {
+        try? SelfSignedCertificate.expiry(ofPEMFile: URL(fileURLWithPath: file))
     }
 
     static func stamp(_ certificateFile: String, _ keyFile: String) -> Stamp {
