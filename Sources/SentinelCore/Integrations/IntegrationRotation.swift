@@ -68,16 +68,17 @@ extension IntegrationService {
             if token != nil || credentials.caBundlePEM != nil {
                 // The instance must accept the token (the new one, or the stored one through the new CA bundle).
                 guard let base = URL(string: stored.api), let sealed = stored.credential else { throw IntegrationError.invalid("stored GitLab URL is invalid") }
-                let current = try token ?? String(decoding: masterKey.open(sealed, context: "integration:\(id):token"), as: UTF8.self)
+                let current = try token ?? String(decoding: masterKey.open(sealed, context: IntegrationSecret.token.context(id)), as: UTF8.self)
                 let user = try await GitLabTokenCheck.user(baseURL: base, token: current, caBundlePEM: credentials.caBundlePEM ?? stored.ca,
                                                            destinations: destinations)
                 if token != nil { bot = user.username }
             }
         }
         let key = masterKey
-        let sealedSecret = try credentials.webhookSecret.map { try key.seal($0, context: "integration:\(id):webhook_secret") }
-        let sealedCredential = try (stored.kind == "github" ? credentials.privateKeyPEM.map { ($0, "private_key") } : token.map { ($0, "token") })
-            .map { try key.seal(Data($0.0.utf8), context: "integration:\(id):\($0.1)") }
+        let sealedSecret = try credentials.webhookSecret.map { try key.seal($0, context: IntegrationSecret.webhookSecret.context(id)) }
+        let sealedCredential = try (stored.kind == "github" ? credentials.privateKeyPEM.map { ($0, IntegrationSecret.privateKey) }
+                                                            : token.map { ($0, IntegrationSecret.token) })
+            .map { try key.seal(Data($0.0.utf8), context: $0.1.context(id)) }
         let (kind, newBot) = (stored.kind, bot)
         try await workspace.write { tx in
             try tx.db.execute(sql: """

@@ -60,6 +60,18 @@ public enum IntegrationError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// An integration's sealed credentials, each sealed for its integration and field
+/// (`integration:<id>:<field>`, the AES-GCM associated data): one copied into another row or
+/// column does not open. A GitLab token lives in the column a GitHub App's private key uses.
+enum IntegrationSecret: String {
+    case privateKey = "private_key"
+    case webhookSecret = "webhook_secret"
+    case token
+
+    func context(_ id: IntegrationID) -> String { context(id.rawValue) }
+    func context(_ id: String) -> String { "integration:\(id):\(rawValue)" }
+}
+
 /// Creating integrations and reading them back. Secrets are sealed with the master key, bound to
 /// the integration id and field, and never leave this type except to verify or authenticate.
 public struct IntegrationService: Sendable {
@@ -128,8 +140,8 @@ public struct IntegrationService: Sendable {
                 INSERT INTO integrations (id, kind, app_id, api_url, ca_bundle, private_key, webhook_secret, bot_login, created_at)
                 VALUES (?, 'github', ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [id.rawValue, appID, apiURL.absoluteString, caBundlePEM,
-                                 try key.seal(Data(privateKeyPEM.utf8), context: "integration:\(id):private_key"),
-                                 try key.seal(webhookSecret, context: "integration:\(id):webhook_secret"),
+                                 try key.seal(Data(privateKeyPEM.utf8), context: IntegrationSecret.privateKey.context(id)),
+                                 try key.seal(webhookSecret, context: IntegrationSecret.webhookSecret.context(id)),
                                  botLogin, now.epoch])
             try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)",
                                       payload: ["kind": "github", "api_url": apiURL.absoluteString, "app_id": String(appID)]))
@@ -192,8 +204,8 @@ public struct IntegrationService: Sendable {
                           secret: row["webhook_secret"], bot: row["bot_login"])
         }
         guard let stored else { return nil }
-        let privateKey = try masterKey.open(stored.key, context: "integration:\(id):private_key")
-        let secret = try masterKey.open(stored.secret, context: "integration:\(id):webhook_secret")
+        let privateKey = try masterKey.open(stored.key, context: IntegrationSecret.privateKey.context(id))
+        let secret = try masterKey.open(stored.secret, context: IntegrationSecret.webhookSecret.context(id))
         guard let api = URL(string: stored.api) else { throw IntegrationError.invalid("stored API URL is invalid") }
         return GitHubIntegration(id: id, workspaceID: workspace.id, appID: stored.appID, apiURL: api, caBundlePEM: stored.ca,
                                  privateKeyPEM: String(decoding: privateKey, as: UTF8.self), webhookSecret: secret, botLogin: stored.bot)

@@ -29,6 +29,9 @@ public struct ProviderStore: Sendable {
     public static let defaultModels = ["openai": "gpt-4o-mini", "azure-openai": "gpt-4o-mini", "anthropic": "claude-3-5-sonnet-latest",
                                        "gemini": "gemini-1.5-flash", "openai-compatible": "llama3.1"]
     let masterKey: MasterKey
+    /// What a provider's API key is sealed for (the AES-GCM associated data).
+    static func context(_ id: String) -> String { "provider:\(id):api_key" }
+
     /// AI providers a workspace may have: a failing call falls back through them all in turn.
     public static let maxPerWorkspace = 20
 
@@ -71,7 +74,7 @@ public struct ProviderStore: Sendable {
         if let baseURL { try Self.validate(baseURL) }
         let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
         let id = "prv_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: "provider:\(id):api_key") }
+        let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: Self.context(id)) }
         let suffix = key.flatMap { $0.isEmpty ? nil : Self.suffix($0) }
         try await workspace.write { tx in
             guard try Int.fetchOne(tx.db, sql: "SELECT count(*) FROM ai_providers") ?? 0 < Self.maxPerWorkspace else {
@@ -90,7 +93,7 @@ public struct ProviderStore: Sendable {
         let key = apiKey.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !key.isEmpty else { throw IntegrationError.invalid("the new API key is empty") }
         try Self.checkText(key, field: "api_key")
-        let sealed = try masterKey.seal(Data(key.utf8), context: "provider:\(id):api_key")
+        let sealed = try masterKey.seal(Data(key.utf8), context: Self.context(id))
         try await update(id, in: workspace, event: "ProviderKeyRotated", by: actor,
                          sql: "UPDATE ai_providers SET api_key = ?, key_suffix = ?, updated_at = ? WHERE id = ?",
                          arguments: { [sealed, Self.suffix(key), $0, id] })
@@ -144,7 +147,7 @@ public struct ProviderStore: Sendable {
             }
         }
         return try rows.map { raw in
-            let key = try raw.sealed.map { String(decoding: try masterKey.open($0, context: "provider:\(raw.summary.id):api_key"), as: UTF8.self) }
+            let key = try raw.sealed.map { String(decoding: try masterKey.open($0, context: Self.context(raw.summary.id)), as: UTF8.self) }
             return StoredProvider(summary: raw.summary, apiKey: key)
         }
     }

@@ -317,13 +317,13 @@ public struct Doctor: Sendable {
         if try db.tableExists("integrations") {
             for row in try Row.fetchAll(db, sql: "SELECT id, webhook_secret FROM integrations WHERE kind NOT LIKE 'removed:%'") {
                 let id: String = row["id"]
-                sealed.append((row["webhook_secret"], "integration:\(id):webhook_secret"))
+                sealed.append((row["webhook_secret"], IntegrationSecret.webhookSecret.context(id)))
             }
         }
         if try db.tableExists("ai_providers") {
             for row in try Row.fetchAll(db, sql: "SELECT id, api_key FROM ai_providers WHERE api_key IS NOT NULL") {
                 let id: String = row["id"]
-                sealed.append((row["api_key"], "provider:\(id):api_key"))
+                sealed.append((row["api_key"], ProviderStore.context(id)))
             }
         }
         return sealed

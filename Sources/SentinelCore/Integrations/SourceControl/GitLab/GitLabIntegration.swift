@@ -47,8 +47,8 @@ extension IntegrationService {
                 INSERT INTO integrations (id, kind, app_id, api_url, ca_bundle, private_key, webhook_secret, bot_login, created_at)
                 VALUES (?, 'gitlab', NULL, ?, ?, ?, ?, ?, ?)
                 """, arguments: [id.rawValue, root, caBundlePEM,
-                                 try key.seal(Data(token.utf8), context: "integration:\(id):token"),
-                                 try key.seal(webhookSecret, context: "integration:\(id):webhook_secret"),
+                                 try key.seal(Data(token.utf8), context: IntegrationSecret.token.context(id)),
+                                 try key.seal(webhookSecret, context: IntegrationSecret.webhookSecret.context(id)),
                                  botUsername, now.epoch])
             try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)", payload: ["kind": "gitlab", "api_url": root]))
         }
@@ -70,8 +70,8 @@ extension IntegrationService {
             return Stored(api: row["api_url"], ca: row["ca_bundle"], token: row["private_key"], secret: row["webhook_secret"], bot: row["bot_login"])
         }
         guard let stored else { return nil }
-        let token = try masterKey.open(stored.token, context: "integration:\(id):token")
-        let secret = try masterKey.open(stored.secret, context: "integration:\(id):webhook_secret")
+        let token = try masterKey.open(stored.token, context: IntegrationSecret.token.context(id))
+        let secret = try masterKey.open(stored.secret, context: IntegrationSecret.webhookSecret.context(id))
         guard let url = URL(string: stored.api) else { throw IntegrationError.invalid("stored GitLab URL is invalid") }
         return GitLabIntegration(id: id, workspaceID: workspace.id, baseURL: url, caBundlePEM: stored.ca,
                                  token: String(decoding: token, as: UTF8.self), webhookSecret: secret, botUsername: stored.bot)
