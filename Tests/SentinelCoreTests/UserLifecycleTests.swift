@@ -51,6 +51,31 @@ struct UserLifecycleTests {
         #expect(live == Array(sessions.suffix(IdentityService.maxSessionsPerUser)), "the five oldest sessions ended")
     }
 
+    @Test("revoked and expired tokens stay listed for 90 days after they ended, then go when their owner next creates one")
+    func endedTokensPruned() throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = identity(h)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        let bob = try identity.createUser(email: "bob@example.com", password: password, isAdmin: false)
+        let now = Date()
+        func daysAgo(_ days: Double) -> Date { now.addingTimeInterval(-days * 86_400) }
+        let revokedLongAgo = try identity.createToken(for: alice, name: "revoked 100 days ago", scopes: [.read], expiresInDays: nil, now: daysAgo(200)).summary
+        try identity.revokeToken(id: revokedLongAgo.id, of: alice, now: daysAgo(100))
+        let revokedLately = try identity.createToken(for: alice, name: "revoked 10 days ago", scopes: [.read], expiresInDays: nil, now: daysAgo(200)).summary
+        try identity.revokeToken(id: revokedLately.id, of: alice, now: daysAgo(10))
+        _ = try identity.createToken(for: alice, name: "expired 95 days ago", scopes: [.read], expiresInDays: 5, now: daysAgo(100))
+        _ = try identity.createToken(for: alice, name: "expired 5 days ago", scopes: [.read], expiresInDays: 5, now: daysAgo(10))
+        _ = try identity.createToken(for: alice, name: "in use", scopes: [.read], expiresInDays: nil, now: daysAgo(300))
+        let bobs = try identity.createToken(for: bob, name: "bob's, revoked 100 days ago", scopes: [.read], expiresInDays: nil, now: daysAgo(200)).summary
+        try identity.revokeToken(id: bobs.id, of: bob, now: daysAgo(100))
+        #expect(try identity.tokens(of: alice).count == 5)
+
+        _ = try identity.createToken(for: alice, name: "new", scopes: [.read], expiresInDays: nil, now: now)
+        #expect(try identity.tokens(of: alice).map(\.name).sorted() == ["expired 5 days ago", "in use", "new", "revoked 10 days ago"])
+        #expect(try identity.tokens(of: bob).map(\.name) == ["bob's, revoked 100 days ago"], "another user's list is theirs to prune")
+    }
+
     @Test("a disabled user's session and token stop authenticating at once, sign-in fails; enabling restores both")
     func disableAndEnable() throws {
         let h = try TestHarness()

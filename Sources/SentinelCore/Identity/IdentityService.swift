@@ -93,6 +93,9 @@ public struct IdentityService: Sendable {
     /// end when a new one starts). Both live in control.sqlite, which every tenant shares.
     public static let maxActiveTokensPerUser = 100
     public static let maxSessionsPerUser = 50
+    /// A revoked or expired token stays in its owner's list this long (when it ended is worth
+    /// seeing), then goes when the owner next creates one.
+    public static let endedTokenDays = 90.0
 
     /// A new session; returns the bearer secret (shown once) and its expiry.
     public func createSession(for user: User, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
@@ -132,6 +135,10 @@ public struct IdentityService: Sendable {
             guard active < Self.maxActiveTokensPerUser else {
                 throw IdentityError(.conflict, "a user has at most \(Self.maxActiveTokensPerUser) API tokens in use; revoke one you no longer need first")
             }
+            // Creating and revoking a token per deployment (a script) would otherwise fill control.sqlite, which every tenant shares.
+            try db.execute(sql: """
+                DELETE FROM api_tokens WHERE user_id = ? AND min(coalesce(revoked_at, 9e18), coalesce(expires_at, 9e18)) < ?
+                """, arguments: [user.id, now.epoch - Self.endedTokenDays * 86_400])
             try db.execute(sql: """
                 INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [id, user.id, trimmed, Self.hash(token), String(token.prefix(12)),
