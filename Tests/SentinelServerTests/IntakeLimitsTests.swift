@@ -160,7 +160,7 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
-    @Test("a request that trickles in (a byte at a time, never idle) is cut off at server.request_timeout_seconds, answered early or not; a whole one is answered")
+    @Test("a request that trickles in (a byte at a time, never idle) is cut off at server.request_timeout_seconds with a 408, answered early or not; a whole one is answered")
     func tricklingRequestCutOff() async throws {
         let world = try await GitHubWorld(config: { $0.server.requestTimeoutSeconds = 1 })
         // 1,000 body bytes a tenth of a second apart would take 100 s, and the idle timeout (60 s) never trips.
@@ -201,7 +201,9 @@ struct IntakeLimitsTests {
         }
         // The integration's own path: its route reads the body (before the signature can be checked).
         let read = try await trickle(to: world.integration.webhookPath)
-        #expect(read == "closed after: ", "\(read)")
+        #expect(read.hasPrefix("closed after: HTTP/1.1 408"), "\(read)")
+        #expect(read.lowercased().contains("connection: close") && read.contains("urn:sentinel:problem:request-timeout")
+                && read.contains("server.request_timeout_seconds"), "\(read)")
         // No such integration: answered 404 at once; the rest of the body, read and dropped, is held to the same time.
         let answered = try await trickle(to: "/webhooks/github/int_0000000000000000")
         #expect(answered.hasPrefix("closed after: HTTP/1.1 404"), "\(answered)")
