@@ -4,7 +4,7 @@ import SentinelCore
 
 struct IntegrationCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "integration", abstract: "Connect source-control platforms to a workspace.",
-                                                    subcommands: [Add.self, List.self, Rotate.self])
+                                                    subcommands: [Add.self, List.self, Rotate.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add an integration.", subcommands: [GitHub.self, GitLab.self])
@@ -140,6 +140,30 @@ struct IntegrationCommand: AsyncParsableCommand {
                     print("rotated \(credentials.fieldNames.joined(separator: ", ")) of \(summary.kind) integration \(summary.id)"
                           + (credentials.webhookSecret != nil ? "; set the same webhook secret on the \(summary.kind == "github" ? "GitHub App" : "GitLab webhook")" : ""))
                 }
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove an integration: its webhooks answer 410, its repositories are marked removed, its secrets erased.",
+            discussion: """
+                The repositories' runs and history stay. Works beside a running server: its webhooks answer 410 within \
+                a minute (deliveries accepted before then are processed). Uninstall the GitHub App or delete the GitLab \
+                webhook on the platform too.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Argument(help: "The integration's id (int_…; `sentinel integration list`).") var integration: String
+
+        func run() async throws {
+            try await oneLine {
+                guard let id = IntegrationID(integration) else { throw CLIError("\(integration) is not an integration id (int_ and 16 letters or digits)") }
+                try await global.withWorkspace(workspace) { actor, control, _ in
+                    let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
+                    try await service.remove(id, from: actor, by: "cli")
+                }
+                print("removed integration \(id): its webhooks answer 410; its repositories are marked removed")
             }
         }
     }

@@ -158,4 +158,26 @@ struct IntegrationRotationTests {
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
+
+    @Test("`integration remove` from the command line: listed no more, its webhooks answer 410, a second remove says there is none")
+    func commandLineRemove() async throws {
+        let dir = TemporaryDirectory("sentinel-remove")
+        defer { dir.cleanup() }
+        let setup = try await CommandLineGitHubSetup.make(in: dir, webhookSecret: "first-webhook-secret-1")
+        let (data, id) = (setup.data, setup.integrationID)
+        let removed = try await SentinelProcess.run(["integration", "remove", id, "--data-dir", data, "--workspace", "acme"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        #expect(removed.stdout.contains("removed integration \(id)"), "\(removed.stdout)")
+        let list = try await SentinelProcess.run(["integration", "list", "--data-dir", data, "--workspace", "acme"])
+        #expect(list.status == 0 && !list.stdout.contains(id), "\(list.stdout)")
+        let again = try await SentinelProcess.run(["integration", "remove", id, "--data-dir", data, "--workspace", "acme"])
+        #expect(again.status != 0 && again.stderr.contains("no such integration"), "\(again.stderr)")
+
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        #expect(try await setup.deliverStar(port: port, secret: "first-webhook-secret-1").status == 410)
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+    }
 }
