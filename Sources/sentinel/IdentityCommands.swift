@@ -234,7 +234,9 @@ struct TokenCommand: AsyncParsableCommand {
 
 extension WorkspaceCommand {
     struct AddMember: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "add-member", abstract: "Give a user a role in a workspace.")
+        static let configuration = CommandConfiguration(
+            commandName: "add-member", abstract: "Give a user a role in a workspace (a member's role is changed).",
+            discussion: "Within the plan's seats; the workspace keeps at least one owner. Audited as MemberAdded or MemberRoleChanged, by cli.")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
         @Option(help: "The user's email.") var email: String
@@ -244,20 +246,40 @@ extension WorkspaceCommand {
             try await oneLine {
                 guard let role = WorkspaceRole(rawValue: role) else { throw CLIError("role must be one of owner, admin, member, viewer") }
                 let config = try global.loadConfig()
-                let (control, opener) = try global.openControl(config)
-                let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(workspace)
-                guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
                 let identity = try global.identity(config)
                 guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
-                let plan = try global.billing(config, control).currentPlan(of: id)
-                try identity.setRole(role, userID: user.id, in: id, seatLimit: plan)
-                try await global.withWorkspace(id.rawValue) { actor, _, _ in
-                    try await actor.write { tx in
-                        try tx.append(DomainEvent(type: "MemberAdded", subject: "user:\(user.id)",
-                                                  payload: ["email": user.email, "role": role.rawValue, "by": "cli"]))
+                let (name, id, changed) = try await global.withWorkspace(workspace) { actor, control, _ in
+                    let members = WorkspaceMembers(identity: identity, workspaceID: actor.id, workspace: actor, actorRole: .owner, actorName: "cli")
+                    let before = try identity.role(of: user.id, in: actor.id)
+                    if before == nil {
+                        _ = try await members.add(email: user.email, role: role, seatLimit: try global.billing(config, control).currentPlan(of: actor.id))
+                    } else if before != role {
+                        _ = try await members.changeRole(userID: user.id, to: role)
                     }
+                    return (try control.workspace(actor.id)?.name ?? actor.id.rawValue, actor.id, before.map { $0 != role ? "was \($0.rawValue)" : "unchanged" })
                 }
-                print("\(user.email) is \(role.rawValue) of workspace \(record.name) (\(id))")
+                print("\(user.email) is \(role.rawValue) of workspace \(name) (\(id))" + (changed.map { " (\($0))" } ?? ""))
+            }
+        }
+    }
+
+    struct RemoveMember: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "remove-member", abstract: "Take a user out of a workspace and its teams (the user and their other workspaces stay).",
+            discussion: "The workspace keeps at least one owner. Audited as MemberRemoved, by cli.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Option(help: "The user's email.") var email: String
+
+        func run() async throws {
+            try await oneLine {
+                let identity = try global.identity(try global.loadConfig())
+                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                try await global.withWorkspace(workspace) { actor, _, _ in
+                    try await WorkspaceMembers(identity: identity, workspaceID: actor.id, workspace: actor, actorRole: .owner, actorName: "cli")
+                        .remove(userID: user.id)
+                }
+                print("\(user.email) is no longer a member of workspace \(workspace)")
             }
         }
     }

@@ -4,7 +4,7 @@ import SentinelCore
 
 struct WorkspaceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "workspace", abstract: "Create and inspect workspaces (tenants).",
-                                                    subcommands: [Create.self, List.self, Show.self, AddMember.self, Rename.self, Delete.self])
+                                                    subcommands: [Create.self, List.self, Show.self, AddMember.self, RemoveMember.self, Rename.self, Delete.self])
 
     struct Rename: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Rename a workspace (its id, file and webhook URLs stay); safe while serve runs.")

@@ -99,6 +99,49 @@ struct ServeProcessTests {
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("workspace add-member changes a member's role, remove-member takes one out; the last owner stays; each change is audited by cli")
+    func membersFromTheShell() async throws {
+        let dir = TemporaryDirectory("sentinel-members")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let passwordFile = dir.url.appendingPathComponent("pw").path
+        try "a long enough password".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await SentinelProcess.run(arguments + ["--data-dir", data])
+        }
+        #expect(try await run(["workspace", "create", "acme"]).status == 0)
+        for email in ["owner@example.com", "dev@example.com"] {
+            #expect(try await run(["user", "create", "--email", email, "--password-file", passwordFile]).status == 0)
+        }
+        #expect(try await run(["workspace", "add-member", "--workspace", "acme", "--email", "owner@example.com", "--role", "owner"]).status == 0)
+        let added = try await run(["workspace", "add-member", "--workspace", "acme", "--email", "dev@example.com", "--role", "member"])
+        #expect(added.status == 0 && added.stdout.contains("dev@example.com is member of workspace acme"), "\(added)")
+        let promoted = try await run(["workspace", "add-member", "--workspace", "acme", "--email", "dev@example.com", "--role", "admin"])
+        #expect(promoted.status == 0 && promoted.stdout.contains("is admin of workspace acme") && promoted.stdout.contains("(was member)"), "\(promoted)")
+        let lastOwner = try await run(["workspace", "remove-member", "--workspace", "acme", "--email", "owner@example.com"])
+        #expect(lastOwner.status != 0 && lastOwner.stderr.contains("a workspace keeps at least one owner"), "\(lastOwner)")
+        let removed = try await run(["workspace", "remove-member", "--workspace", "acme", "--email", "dev@example.com"])
+        #expect(removed.status == 0 && removed.stdout.contains("dev@example.com is no longer a member"), "\(removed)")
+        let again = try await run(["workspace", "remove-member", "--workspace", "acme", "--email", "dev@example.com"])
+        #expect(again.status != 0 && again.stderr.contains("no such member"), "\(again)")
+        let nobody = try await run(["workspace", "remove-member", "--workspace", "acme", "--email", "nobody@example.com"])
+        #expect(nobody.status != 0 && nobody.stderr.contains("no user with email nobody@example.com"), "\(nobody)")
+
+        let shown = try await run(["workspace", "show", "acme", "--json"])
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])?["id"] as? String, "\(shown)")
+        let file = DataDirectory(path: data).workspaceFile(try #require(WorkspaceID(id)))
+        var configuration = Configuration()
+        configuration.readonly = true
+        let events = try await DatabaseQueue(path: file.path, configuration: configuration).read { db in
+            try Row.fetchAll(db, sql: "SELECT type, data FROM events WHERE type LIKE 'Member%' ORDER BY seq").map { row -> String in
+                let fields = try JSONSerialization.jsonObject(with: Data((row["data"] as String).utf8)) as? [String: String] ?? [:]
+                return "\(row["type"] as String) \(fields["role"] ?? "") by \(fields["by"] ?? "")"
+            }
+        }
+        #expect(events == ["MemberAdded owner by cli", "MemberAdded member by cli", "MemberRoleChanged admin by cli", "MemberRemoved admin by cli"],
+                "\(events)")
+    }
+
     @Test("a second serve on the same data directory refuses with a one-line reason")
     func secondServeRefused() async throws {
         let dir = TemporaryDirectory("sentinel-serve")
