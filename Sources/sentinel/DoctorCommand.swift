@@ -7,7 +7,7 @@ struct DoctorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Check the appliance and say what is wrong and how to fix it (exit 0 all good, 1 warnings, 2 errors).",
-        discussion: "Offline checks, read-only, safe while serve runs: data-dir ownership and modes, master key, setup token, TLS certificate expiry, pending migrations, files newer than this binary, disk free, WAL sizes, dead jobs, stuck runs, offline workspaces, export lag. With --online, each GitHub integration is checked against its API (App JWT: GET /app and the installation list; clock skew from the API's Date header) and each enabled AI provider's models endpoint is called with its key.")
+        discussion: "Offline checks, read-only, safe while serve runs: data-dir ownership and modes, master key, setup token, TLS certificate expiry, pending migrations, files newer than this binary, disk free, WAL sizes, dead jobs, stuck runs, offline workspaces, export lag. With --online, each GitHub integration is checked against its API (App JWT: GET /app and the installation list; clock skew from the API's Date header), each GitLab integration against its instance (the token accepted, its api scope, and an expiry within 30 days a warning), and each enabled AI provider's models endpoint is called with its key.")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the findings as JSON.") var json = false
     @Flag(help: "Also check online: each GitHub integration's API, App credentials, installations and clock skew; each AI provider's models endpoint and key.")

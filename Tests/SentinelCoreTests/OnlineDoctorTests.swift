@@ -91,7 +91,7 @@ struct OnlineDoctorTests {
         await llm.stop()
     }
 
-    @Test("a GitLab token the instance accepts is ok; a revoked one, or one without the api scope's reach, is an error naming the fix")
+    @Test("a GitLab token the instance accepts is ok; one expiring within 30 days a warning; a revoked one, or one without the api scope's reach, is an error naming the fix")
     func gitLab() async throws {
         let gitlab = try await FakeGitLab.start()
         let http = try AsyncOutboundHTTPClient()
@@ -102,6 +102,15 @@ struct OnlineDoctorTests {
         let healthy = await OnlineDoctor().checkGitLab(integration(FakeGitLab.token), workspaceName: "acme", http: http)
         #expect(healthy.map(\.severity) == [.ok], "\(summary(healthy))")
         #expect(healthy.first?.message.contains(FakeGitLabState.botUser.username) == true)
+        // GitLab says when the token expires: within 30 days is a warning naming the rotation.
+        func day(_ days: Double) -> String { String(ISO8601.string(Date().addingTimeInterval(days * 86_400)).prefix(10)) }
+        await gitlab.state.setTokenExpiry(FakeGitLab.token, day(10))
+        let expiring = await OnlineDoctor().checkGitLab(integration(FakeGitLab.token), workspaceName: "acme", http: http)
+        let warning = try #require(expiring.first { $0.severity == .warning }, "\(summary(expiring))")
+        #expect(warning.message.contains("expires on \(day(10))") && warning.message.contains("in 9 day(s)"), "\(warning.message)")
+        #expect(warning.fix?.contains("sentinel integration rotate int_doctorgitlab0000 --workspace acme --token-file") == true, "\(warning.fix ?? "")")
+        await gitlab.state.setTokenExpiry(FakeGitLab.token, day(100))
+        #expect(await OnlineDoctor().checkGitLab(integration(FakeGitLab.token), workspaceName: "acme", http: http).map(\.severity) == [.ok])
         await gitlab.state.revokeToken(FakeGitLab.token)
         let revoked = await OnlineDoctor().checkGitLab(integration(FakeGitLab.token), workspaceName: "acme", http: http)
         let error = try #require(revoked.first { $0.severity == .error }, "\(summary(revoked))")

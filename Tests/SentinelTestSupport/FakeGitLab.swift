@@ -259,6 +259,8 @@ struct FakeGitLabToken: Sendable {
     var scopes: Set<String>
     var revoked = false
     var expired = false
+    /// `personal_access_tokens/self`'s `expires_at` (`YYYY-MM-DD`), nil for a token without one.
+    var expiresAt: String? = nil
 }
 
 /// One request as the fake received it.
@@ -398,6 +400,8 @@ public actor FakeGitLabState {
     public func revokeToken(_ token: String) { tokens[token]?.revoked = true }
     /// The next use of an expired token answers 401 `invalid_token` "Token is expired...".
     public func expireToken(_ token: String) { tokens[token]?.expired = true }
+    /// The date (`YYYY-MM-DD`) GitLab says the token expires on (`personal_access_tokens/self`).
+    public func setTokenExpiry(_ token: String, _ date: String?) { tokens[token]?.expiresAt = date }
 
     /// A note by someone else (e.g. a user quoting Sentinel's marker) or a system note.
     @discardableResult

@@ -104,6 +104,7 @@ extension FakeGitLabState {
     static func routeKey(method: String, segments s: [String]) -> String {
         switch (method, s.count) {
         case ("GET", 1) where s[0] == "user": return "GET user"
+        case ("GET", 2) where s[0] == "personal_access_tokens" && s[1] == "self": return "GET token"
         case (_, 2) where s[0] == "projects": return "\(method) project"
         case (_, 3) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) merge_requests"
         case (_, 4) where s[0] == "projects" && s[2] == "merge_requests": return "\(method) merge_request"
@@ -124,7 +125,7 @@ extension FakeGitLabState {
         let route = Self.routeKey(method: call.method, segments: call.segments)
         let known: Set<String> = ["GET user", "GET project", "GET merge_requests", "GET merge_request", "GET diffs", "GET changes", "GET versions",
                                   "GET compare", "GET file", "GET notes", "POST notes", "GET discussions", "POST discussions",
-                                  "POST statuses", "GET statuses", "GET member", "GET merge_base"]
+                                  "POST statuses", "GET statuses", "GET member", "GET merge_base", "GET token"]
         guard known.contains(route) else { return .error(404, "404 Not Found") }
         applyPendingPushes(route)
         if route == "GET diffs" && !diffsEndpointAvailable { return .error(404, "404 Not Found") }
@@ -153,6 +154,12 @@ extension FakeGitLabState {
         }
         let user = token.user
         if route == "GET user" { return .json(200, userJSON(user, full: true)) }
+        if route == "GET token" {
+            // GitLab 15.5+: the token's own description (personal, project and group access tokens).
+            return .json(200, ["id": 42, "name": "sentinel", "revoked": false, "created_at": Self.time(Date(timeIntervalSince1970: 1_700_000_000)),
+                               "description": "", "scopes": token.scopes.sorted(), "user_id": user.id, "last_used_at": Self.time(Date()),
+                               "active": true, "expires_at": token.expiresAt.map { $0 as Any } ?? NSNull()])
+        }
 
         guard let project = findProject(call.segments[1]) else { return .message(404, "404 Project Not Found") }
         let s = call.segments

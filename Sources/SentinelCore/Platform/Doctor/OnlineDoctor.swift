@@ -78,6 +78,9 @@ public struct OnlineDoctor: Sendable {
 
     /// A GitLab integration: the instance answers, the token is accepted (`GET /api/v4/user`) and,
     /// where the instance says (15.5+), still has the `api` scope; the clock against the `Date` header.
+    /// A GitLab token expiring sooner than this is a warning.
+    public static let tokenExpiryWarningDays = 30.0
+
     public func checkGitLab(_ integration: GitLabIntegration, workspaceName: String, http: any OutboundHTTPClient,
                             now: @Sendable () -> Date = { Date() }) async -> [DoctorFinding] {
         let what = "integration \(integration.id) (workspace \(workspaceName), \(integration.baseURL.absoluteString))"
@@ -101,20 +104,29 @@ public struct OnlineDoctor: Sendable {
                                         "synchronise the clock (NTP: systemd-timesyncd or chrony)"))
             }
         }
+        let rotate = "create a new access token with the api scope and give it to the integration: "
+            + "sentinel integration rotate \(integration.id) --workspace \(workspaceName) --token-file FILE"
         guard response.status == 200 else {
-            findings.append(finding(.error, "the token is refused (\(GitLabClient.error(response, operation: "get current user").description))",
-                                    "create a new access token with the api scope and add the integration again"))
+            findings.append(finding(.error, "the token is refused (\(GitLabClient.error(response, operation: "get current user").description))", rotate))
             return findings
         }
         let user = (try? JSONDecoder().decode(GitLabUser.self, from: response.body))?.username ?? "?"
         do {
-            if let scopes = try await client.tokenScopes(), !scopes.contains("api") {
-                findings.append(finding(.error, "the token (user \(user)) lacks the api scope (it has \(scopes.sorted().joined(separator: ", ")))",
-                                        "create a new access token with the api scope and add the integration again"))
+            let info = try await client.tokenInfo()
+            if let scopes = info?.scopes, !scopes.contains("api") {
+                findings.append(finding(.error, "the token (user \(user)) lacks the api scope (it has \(scopes.sorted().joined(separator: ", ")))", rotate))
                 return findings
             }
+            if let expiresAt = info?.expiresAt {
+                let days = expiresAt.timeIntervalSince(now()) / 86_400
+                if days < Self.tokenExpiryWarningDays {
+                    findings.append(finding(.warning, "the token (user \(user)) expires on \(ISO8601.string(expiresAt).prefix(10)), "
+                                            + "in \(max(0, Int(days.rounded(.down)))) day(s): reviews and the catch-up sweep stop then", rotate))
+                    return findings
+                }
+            }
         } catch {
-            findings.append(finding(.warning, "the token's scopes cannot be read (\(error))", nil))
+            findings.append(finding(.warning, "the token's scopes and expiry cannot be read (\(error))", nil))
         }
         findings.append(finding(.ok, "the instance answers and accepts the token (user \(user))"))
         return findings

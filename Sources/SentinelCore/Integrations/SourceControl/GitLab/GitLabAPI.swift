@@ -115,12 +115,34 @@ public struct GitLabClient: Sendable {
         try decode(GitLabUser.self, try await request("GET", "user", operation: "get current user"), operation: "get current user")
     }
 
+    /// What the instance says of the token itself (`personal_access_tokens/self`, GitLab 15.5+).
+    public struct TokenInfo: Sendable {
+        public var scopes: [String]?
+        /// The day it expires (GitLab ends it at 00:00 UTC that day); nil when it does not.
+        public var expiresAt: Date?
+    }
+
     /// The token's own description, where the instance has it (GitLab 15.5+): nil on older ones.
-    public func tokenScopes() async throws -> [String]? {
+    public func tokenInfo() async throws -> TokenInfo? {
         let r = try await request("GET", "personal_access_tokens/self", operation: "get token", expect: [200, 404])
         guard r.status == 200 else { return nil }
-        struct Token: Decodable { let scopes: [String]? }
-        return try decode(Token.self, r, operation: "get token").scopes
+        struct Token: Decodable {
+            let scopes: [String]?
+            let expires_at: String?
+        }
+        let token = try decode(Token.self, r, operation: "get token")
+        return TokenInfo(scopes: token.scopes, expiresAt: token.expires_at.flatMap(Self.day))
+    }
+
+    public func tokenScopes() async throws -> [String]? { try await tokenInfo()?.scopes }
+
+    /// `YYYY-MM-DD` as 00:00 UTC of that day.
+    static func day(_ text: String) -> Date? {
+        let parts = text.prefix(10).split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 3 else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2]))
     }
 
     /// The project's open merge requests (`state=opened`), every page.
