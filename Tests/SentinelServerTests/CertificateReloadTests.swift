@@ -41,6 +41,21 @@ struct CertificateReloadTests {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
+    /// `serve` with HTTPS from `pair`'s files in `dir`, looking at them every `checkEverySeconds`.
+    static func serve(_ pair: Pair, in dir: TemporaryDirectory, checkEverySeconds: Int) async throws
+        -> (server: SentinelProcess, port: Int, certificateFile: String, keyFile: String) {
+        let cert = dir.url.appendingPathComponent("sentinel.crt").path
+        let key = dir.url.appendingPathComponent("sentinel.key").path
+        try write(pair.certificate, to: cert)
+        try write(pair.key, to: key)
+        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0"],
+                                               environment: ["SENTINEL_SERVER_TLS_CERT_FILE": cert, "SENTINEL_SERVER_TLS_KEY_FILE": key,
+                                                             "SENTINEL_SERVER_TLS_RELOAD_CHECK_SECONDS": String(checkEverySeconds)])
+        let port = await server.waitForListeningPort()
+        if port == nil { server.kill() }
+        return (server, try #require(port, "serve did not start: \(server.stderr)"), cert, key)
+    }
+
     @Test("SIGHUP serves renewed certificate files to new connections; a key of another certificate is refused and the old pair served on")
     func reloadOnHangUp() async throws {
         let dir = TemporaryDirectory("sentinel-tls-reload")
@@ -48,15 +63,8 @@ struct CertificateReloadTests {
         // The first expires 300 days before the renewal.
         let now = Date()
         let (first, second) = (try Pair.make(now: now.addingTimeInterval(-300 * 86_400)), try Pair.make(now: now))
-        let cert = dir.url.appendingPathComponent("sentinel.crt").path
-        let key = dir.url.appendingPathComponent("sentinel.key").path
-        try Self.write(first.certificate, to: cert)
-        try Self.write(first.key, to: key)
-        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0"],
-                                               environment: ["SENTINEL_SERVER_TLS_CERT_FILE": cert, "SENTINEL_SERVER_TLS_KEY_FILE": key,
-                                                             "SENTINEL_SERVER_TLS_RELOAD_CHECK_SECONDS": "86400"])
+        let (server, port, cert, key) = try await Self.serve(first, in: dir, checkEverySeconds: 86_400)
         defer { server.kill() }
-        let port = try #require(await server.waitForListeningPort(), "\(server.stderr)")
         #expect(try await Self.serves(first, port: port))
         let tenYears = 10 * 365 * 86_400.0
         let before = try #require(try await Self.expiryMetric(first, port: port))
@@ -92,15 +100,8 @@ struct CertificateReloadTests {
         let dir = TemporaryDirectory("sentinel-tls-poll")
         defer { dir.cleanup() }
         let (first, second) = (try Pair.make(), try Pair.make())
-        let cert = dir.url.appendingPathComponent("sentinel.crt").path
-        let key = dir.url.appendingPathComponent("sentinel.key").path
-        try Self.write(first.certificate, to: cert)
-        try Self.write(first.key, to: key)
-        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0"],
-                                               environment: ["SENTINEL_SERVER_TLS_CERT_FILE": cert, "SENTINEL_SERVER_TLS_KEY_FILE": key,
-                                                             "SENTINEL_SERVER_TLS_RELOAD_CHECK_SECONDS": "1"])
+        let (server, port, cert, key) = try await Self.serve(first, in: dir, checkEverySeconds: 1)
         defer { server.kill() }
-        let port = try #require(await server.waitForListeningPort(), "\(server.stderr)")
         #expect(try await Self.serves(first, port: port))
         try Self.write(second.key, to: key)
         try Self.write(second.certificate, to: cert)
