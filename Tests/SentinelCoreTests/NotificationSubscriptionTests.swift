@@ -96,6 +96,24 @@ struct NotificationSubscriptionTests {
         await s.stop()
     }
 
+    @Test("an integration's token expiring soon notifies integration.credentials_expiring with the date and the rotate command")
+    func credentialsExpiring() async throws {
+        let s = try await NotificationTests.setup()
+        _ = try await s.add("slack", path: "/slack/expiring", topics: ["integration.credentials_expiring"])
+        try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "IntegrationCredentialsExpiring", subject: "integration:int_expiring00000001", payload: [
+                    "integration": "int_expiring00000001", "platform": "GitLab", "expires_at": "2026-12-15T00:00:00.000Z", "days": "9"]))
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("The GitLab access token of integration int_expiring00000001 expires on 2026-12-15 (in 9 day(s))"), "\(text)")
+        #expect(text.contains("sentinel integration rotate int_expiring00000001 --token-file FILE"), "\(text)")
+        await s.stop()
+    }
+
     @Test("a plan limit passing its soft threshold notifies plan.soft_limit once a month, with the limit and its use")
     func planSoftLimit() async throws {
         let s = try await NotificationTests.setup()

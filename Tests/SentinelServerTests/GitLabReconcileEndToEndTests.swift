@@ -69,6 +69,35 @@ struct GitLabReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a token GitLab says expires within 14 days is recorded once a day (IntegrationCredentialsExpiring); a dry run or a later expiry records nothing")
+    func expiringTokenNoticed() async throws {
+        let world = try await GitLabWorld()
+        func day(_ days: Double) -> String { String(ISO8601.string(Date().addingTimeInterval(days * 86_400)).prefix(10)) }
+        func expiring() async throws -> [[String: String]] {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await actor.read { db in
+                    try String.fetchAll(db, sql: "SELECT data FROM events WHERE type = 'IntegrationCredentialsExpiring' ORDER BY seq").map {
+                        try JSONDecoder().decode([String: String].self, from: Data($0.utf8))
+                    }
+                }
+            }
+        }
+        await world.gitlab.state.setTokenExpiry(FakeGitLab.token, day(100))
+        _ = try await Self.sweep(world, ReconcileOptions(dryRun: false))
+        #expect(try await expiring().isEmpty, "100 days ahead: nothing to say yet")
+
+        await world.gitlab.state.setTokenExpiry(FakeGitLab.token, day(10))
+        _ = try await Self.sweep(world, ReconcileOptions(dryRun: true))
+        #expect(try await expiring().isEmpty, "a dry run writes nothing")
+        _ = try await Self.sweep(world, ReconcileOptions(dryRun: false))
+        _ = try await Self.sweep(world, ReconcileOptions(dryRun: false))
+        let events = try await expiring()
+        #expect(events.count == 1, "once a day, however often the sweep runs: \(events)")
+        #expect(events.first?["integration"] == world.integration.id && events.first?["platform"] == "GitLab", "\(events)")
+        #expect(events.first?["expires_at"]?.hasPrefix(day(10)) == true && events.first?["days"] == "9", "\(events)")
+        await world.stop()
+    }
+
     @Test("a push while down is reviewed by the sweep; a head the webhook already reviewed gets nothing")
     func webhookThenPushWhileDown() async throws {
         let world = try await GitLabWorld()

@@ -18,6 +18,9 @@ public enum NotificationTopic: String, Sendable, Codable, CaseIterable {
     case providerCircuitOpen = "provider.circuit_open"
     /// Webhook deliveries of an integration are failing authentication (`IntegrationAuthFailing`).
     case integrationAuthFailing = "integration.auth_failing"
+    /// An integration's access token expires within 14 days (`IntegrationCredentialsExpiring`,
+    /// found by the catch-up sweep; at most daily per integration).
+    case integrationCredentialsExpiring = "integration.credentials_expiring"
     /// The appliance's nightly analytics export failed (`ExportFailed`): appended only to the
     /// workspace appliance admins name in `export.notify_workspace`.
     case exportFailed = "export.failed"

@@ -36,7 +36,7 @@ public struct Notifications: Sendable {
     public static let listener = "notify.events"
     public static let flushKind = "notify.flush"
     public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead", "AIBudgetReached", "ProviderCircuitOpened",
-                                    "IntegrationAuthFailing", "ExportFailed"]
+                                    "IntegrationAuthFailing", "IntegrationCredentialsExpiring", "ExportFailed"]
     /// Lines quoted in a coalesced message; the rest are counted only.
     public static let sampleLines = 5
 
@@ -134,6 +134,14 @@ public struct Notifications: Sendable {
             guard topics.contains(NotificationTopic.providerCircuitOpen.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
             return Notice(topic: .providerCircuitOpen, text: "AI provider \(fields["provider"] ?? "?") failed \(fields["failures"] ?? "repeatedly") times in a row: its circuit is open, other providers are used until it is tried again at \(fields["retry_at"] ?? "?")")
+        case "IntegrationCredentialsExpiring":
+            guard topics.contains(NotificationTopic.integrationCredentialsExpiring.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            let id = fields["integration"] ?? "?"
+            return Notice(topic: .integrationCredentialsExpiring,
+                          text: "The \(fields["platform"] ?? "platform") access token of integration \(id) expires on \((fields["expires_at"] ?? "?").prefix(10)) "
+                              + "(in \(fields["days"] ?? "?") day(s)); reviews stop then. Create a new token with the api scope and give it to the "
+                              + "integration: sentinel integration rotate \(id) --token-file FILE, or PATCH the integration")
         case "IntegrationAuthFailing":
             guard topics.contains(NotificationTopic.integrationAuthFailing.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
@@ -264,6 +272,7 @@ public struct Notifications: Sendable {
         case .aiBudget: return "AI budget reached"
         case .providerCircuitOpen: return "AI provider circuit open"
         case .integrationAuthFailing: return "webhook authentication failing"
+        case .integrationCredentialsExpiring: return "access token expiring"
         case .exportFailed: return "export failed"
         case nil: return topic
         }

@@ -145,6 +145,47 @@ public struct Reconciler: Sendable {
         self.metrics = metrics
     }
 
+    /// Credentials that stop working sooner than this are announced (`IntegrationCredentialsExpiring`).
+    public static let credentialsExpiryNoticeDays = 14.0
+
+    /// Appends `IntegrationCredentialsExpiring` (at most once in 20 hours per integration) and logs
+    /// a warning when the platform says the integration's credentials expire within
+    /// `credentialsExpiryNoticeDays`: reviews and sweeps would stop on that day.
+    func noteExpiringCredentials(session: any ReconcileSession, integration id: IntegrationID, in workspace: WorkspaceActor,
+                                 now: Date, logger: Logger) async {
+        let expiresAt: Date
+        do {
+            guard let date = try await session.credentialsExpireAt() else { return }
+            expiresAt = date
+        } catch {
+            logger.debug("catch-up sweep: the credentials' expiry cannot be read", metadata: ["error": "\(error)"])
+            return
+        }
+        let left = expiresAt.timeIntervalSince(now)
+        guard left < Self.credentialsExpiryNoticeDays * 86_400 else { return }
+        let days = max(0, Int((left / 86_400).rounded(.down)))
+        let subject = "integration:\(id.rawValue)"
+        let since = ISO8601.string(now.addingTimeInterval(-20 * 3_600))
+        let platform = session.platformName
+        do {
+            let appended = try await workspace.write { tx -> Bool in
+                let recent = try Bool.fetchOne(tx.db, sql: """
+                    SELECT EXISTS (SELECT 1 FROM events WHERE type = 'IntegrationCredentialsExpiring' AND subject = ? AND occurred_at > ?)
+                    """, arguments: [subject, since]) ?? false
+                guard !recent else { return false }
+                try tx.append(DomainEvent(type: "IntegrationCredentialsExpiring", subject: subject, payload: [
+                    "integration": id.rawValue, "platform": platform, "expires_at": ISO8601.string(expiresAt), "days": String(days)]))
+                return true
+            }
+            if appended {
+                logger.warning("the integration's access token expires soon: create a new one and rotate it (sentinel integration rotate)",
+                               metadata: ["platform": "\(platform)", "expires_at": "\(ISO8601.string(expiresAt))", "days": "\(days)"])
+            }
+        } catch {
+            logger.error("catch-up sweep: cannot record the credentials' expiry", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Sweeps every integration of the workspace, one after the other.
     public func sweep(_ workspace: WorkspaceActor, logger: Logger) async throws -> [IntegrationSweep] {
         let integrations = try await workspace.read { db in
@@ -179,6 +220,8 @@ public struct Reconciler: Sendable {
                                           report: &report, logger: logger)
             }
             try await requestMissingReviews(session: session, integration: id, in: workspace, report: &report, logger: logger)
+            // Last, with what is left of the rate budget (a sweep stopped early asks next time).
+            if !options.dryRun { await noteExpiringCredentials(session: session, integration: id, in: workspace, now: now, logger: logger) }
         } catch let stop as SweepStopped {
             (report.outcome, report.stopped, report.resumeAt) = (stop.outcome, stop.reason, stop.resumeAt)
         } catch SourceControlError.retryable(let message, let retryAfter) {

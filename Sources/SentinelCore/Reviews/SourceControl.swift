@@ -217,4 +217,11 @@ public protocol ReconcileSession: Sendable {
     func redeliver(_ delivery: FailedDelivery) async throws
     /// The integration's API budget as the last answer stated it (nil before any answer said).
     func budget() async -> RateBudget?
+    /// When the credentials the integration calls the platform with stop working, where the
+    /// platform says (a GitLab access token's expiry); nil when they do not expire or it cannot tell.
+    func credentialsExpireAt() async throws -> Date?
+}
+
+extension ReconcileSession {
+    public func credentialsExpireAt() async throws -> Date? { nil }
 }

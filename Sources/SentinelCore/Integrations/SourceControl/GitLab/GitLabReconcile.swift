@@ -37,6 +37,9 @@ public struct GitLabReconcileSession: ReconcileSession {
 
     public func budget() async -> RateBudget? { await rateBudget.current }
 
+    /// The token's `expires_at` (GitLab 15.5+; nil on older instances or for a token without one).
+    public func credentialsExpireAt() async throws -> Date? { try await client.tokenInfo()?.expiresAt }
+
     /// `GET /projects/:id/merge_requests?state=opened`, every page (`X-Next-Page`). The list has no
     /// `diff_refs`: the base is learnt when the run starts. Drafts are listed (the run applies the policy).
     public func openPullRequests(_ repository: RepositoryRecord) async throws -> [OpenPullRequest] {
