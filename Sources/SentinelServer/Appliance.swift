@@ -185,7 +185,7 @@ public final class Appliance: Sendable {
         let headerBytes = config.server.maxHeaderBytes
         let requestLimit = TimeAmount.nanoseconds(Int64(config.server.requestTimeoutSeconds * 1_000_000_000))
         let http1 = HTTPServerBuilder.http1(configuration: .init(
-            additionalChannelHandlers: [RequestDeadlineHandler(limit: requestLimit)],
+            additionalChannelHandlers: [RequestDeadlineHandler(limit: requestLimit), ExpectContinueHandler()],
             idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1_000_000_000)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: headerBytes, maxHeaderListSize: headerBytes, maxHeaderFieldCount: 100)))
         let server: HTTPServerBuilder

@@ -54,7 +54,7 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        if case .head = unwrapOutboundIn(data) { responseStarted = true }
+        if case .head(let head) = unwrapOutboundIn(data), head.status.kind != .informational { responseStarted = true }
         if case .end = unwrapOutboundIn(data) {
             // The rest of a request answered early is read and dropped: that too must arrive in time.
             if requestOpen { answeredEarly = true }

@@ -212,6 +212,36 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("a request with Expect: 100-continue gets 100 Continue before it sends its body, then its answer")
+    func expectContinueAnswered() async throws {
+        let world = try await GitHubWorld()
+        let body = #"{"zen":"Keep it logically awesome.","hook_id":1}"#
+        let connection = try await RawConnection.open(port: world.port)
+        let (interim, final) = try await connection.channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "POST \(world.integration.webhookPath) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                + "Content-Type: application/json\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: expect-1\r\n"
+                                                + "X-Hub-Signature-256: sha256=\(String(repeating: "0", count: 64))\r\n"
+                                                + "Expect: 100-continue\r\nContent-Length: \(body.utf8.count)\r\n\r\n"))
+            // Nothing of the body is sent until the server says to go on (a client would wait about a second).
+            var text = ""
+            var iterator = inbound.makeAsyncIterator()
+            while !text.contains("\r\n\r\n"), let chunk = try await iterator.next() { text += String(buffer: chunk) }
+            let interim = text
+            try await outbound.write(ByteBuffer(string: body))
+            text = String(interim[interim.range(of: "\r\n\r\n")!.upperBound...])
+            while !text.contains("\r\n\r\n"), let chunk = try await iterator.next() { text += String(buffer: chunk) }
+            return (interim, text)
+        }
+        #expect(interim.hasPrefix("HTTP/1.1 100 Continue\r\n"), "\(interim)")
+        #expect(final.hasPrefix("HTTP/1.1 401"), "the signature is checked once the body is in: \(final)")
+        // Without the header there is no interim answer.
+        let plain = try await RawConnection.open(port: world.port).exchange("POST \(world.integration.webhookPath) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "Content-Type: application/json\r\nX-GitHub-Event: ping\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
+        guard case .answered(let answer) = plain else { Issue.record("\(plain)"); return }
+        #expect(answer.hasPrefix("HTTP/1.1 401"), "\(answer)")
+        await world.stop()
+    }
+
     @Test("a request head over server.max_header_bytes is answered 400")
     func oversizedHeadRefused() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxHeaderBytes = 4_096 })
