@@ -10,7 +10,7 @@ struct SentinelCommand: AsyncParsableCommand {
         commandName: "sentinel",
         abstract: "Sentinel: a self-hosted AI code-review appliance.",
         version: SentinelVersion.current,
-        subcommands: [Serve.self, Migrate.self, VersionCommand.self, WorkspaceCommand.self, IntegrationCommand.self, ProviderCommand.self, ConfigCommand.self, ReviewCommand.self, UsageCommand.self, PlanCommand.self, RepoCommand.self, UserCommand.self, TokenCommand.self, OpenAPICommand.self, AnalyticsCommand.self, ExportCommand.self, JobsCommand.self, Backup.self, Restore.self, Verify.self, DoctorCommand.self, ReconcileCommand.self, LitestreamCommand.self, NotifyCommand.self])
+        subcommands: [Serve.self, Migrate.self, VersionCommand.self, WorkspaceCommand.self, IntegrationCommand.self, ProviderCommand.self, ConfigCommand.self, ReviewCommand.self, UsageCommand.self, PlanCommand.self, RepoCommand.self, UserCommand.self, TokenCommand.self, OpenAPICommand.self, AnalyticsCommand.self, ExportCommand.self, JobsCommand.self, Backup.self, Restore.self, Verify.self, DoctorCommand.self, ReconcileCommand.self, LitestreamCommand.self, NotifyCommand.self, AuditCommand.self])
 }
 
 /// Options every command shares: where the data lives and which config file to read.

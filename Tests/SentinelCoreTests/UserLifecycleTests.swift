@@ -97,7 +97,7 @@ struct UserLifecycleTests {
         #expect(try identity.checkPassword(email: alice.email, password: password)?.id == alice.id)
         #expect(try identity.authenticate(bearer: token) != nil, "tokens are kept, not revoked")
         #expect(try identity.authenticate(bearer: session) == nil, "sessions ended with the disable")
-        #expect(try identity.auditEvents(ofUser: alice.id).map(\.type) == ["UserDisabled", "UserEnabled"])
+        #expect(try identity.auditEvents(ofUser: alice.id).map(\.type) == ["UserCreated", "UserDisabled", "UserEnabled"])
     }
 
     @Test("the last active admin can be neither disabled nor deleted; with a second admin both work")
@@ -119,7 +119,7 @@ struct UserLifecycleTests {
         try identity.enableUser(id: second.id, by: "cli")
         try identity.disableUser(id: admin.id, by: "cli")
         #expect(try identity.user(id: admin.id)?.isDisabled == true)
-        #expect(try identity.auditEvents(ofUser: admin.id).map(\.type) == ["UserDisabled"], "a refused change writes no audit entry")
+        #expect(try identity.auditEvents(ofUser: admin.id).map(\.type) == ["UserCreated", "UserDisabled"], "a refused change writes no audit entry")
     }
 
     @Test("set-password enforces the password rules, ends the user's other sessions and changes the password")
@@ -138,9 +138,9 @@ struct UserLifecycleTests {
         #expect(try identity.checkPassword(email: alice.email, password: password) == nil)
         #expect(try identity.checkPassword(email: alice.email, password: "another long password")?.id == alice.id)
         let audit = try identity.auditEvents(ofUser: alice.id)
-        #expect(audit.map(\.type) == ["UserPasswordChanged"])
-        #expect(audit.first?.actor == "user:\(alice.id)")
-        #expect(audit.first.map { !$0.data.contains("another long password") } == true)
+        #expect(audit.map(\.type) == ["UserCreated", "UserPasswordChanged"])
+        #expect(audit.last?.actor == "user:\(alice.id)")
+        #expect(audit.last.map { !$0.data.contains("another long password") } == true)
     }
 
     @Test("delete removes memberships, sessions and tokens, keeps audit entries with the id; a workspace's only owner is refused")
@@ -181,8 +181,8 @@ struct UserLifecycleTests {
         #expect(left == [0, 0, 0])
         #expect(try identity.members(of: workspace).map(\.email) == ["bob@example.com"])
         let audit = try identity.auditEvents(ofUser: alice.id)
-        #expect(audit.map(\.type) == ["UserDeleted"])
-        #expect(audit.first?.data.contains("alice@example.com") == true)
+        #expect(audit.map(\.type) == ["UserCreated", "UserDeleted"])
+        #expect(audit.last?.data.contains("alice@example.com") == true)
         let (members, removed) = try await h.supervisor.withWorkspace(workspace) { actor in
             try await actor.read { db in
                 (try TeamStore.find(team, in: db)?.members ?? [],

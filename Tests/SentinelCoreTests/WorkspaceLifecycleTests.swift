@@ -24,8 +24,8 @@ struct WorkspaceLifecycleTests {
         #expect(try h.workspaces.find("Acme Corp").id == acme.rawValue)
         #expect(throws: WorkspaceError.self) { try h.workspaces.find("acme") }
         let audit = try h.workspaces.auditEvents(of: acme)
-        #expect(audit.map(\.type) == ["WorkspaceRenamed"])
-        #expect(audit.first?.data.contains("\"from\":\"acme\"") == true && audit.first?.data.contains("\"to\":\"Acme Corp\"") == true)
+        #expect(audit.map(\.type) == ["WorkspaceCreated", "WorkspaceRenamed"])
+        #expect(audit.last?.data.contains("\"from\":\"acme\"") == true && audit.last?.data.contains("\"to\":\"Acme Corp\"") == true)
     }
 
     @Test("deleting a workspace with a deep queue running starts no more of its jobs: the deletion waits only for those running")
@@ -116,7 +116,7 @@ struct WorkspaceLifecycleTests {
         let rows = try String(contentsOf: backup.appendingPathComponent("workspace.json"), encoding: .utf8)
         #expect(rows.contains("int_doomed0000000000") && rows.contains(user.id))
         #expect(deletion.integrations == ["int_doomed0000000000"] && deletion.members == 1)
-        #expect(try h.workspaces.auditEvents(of: doomed).map(\.type) == ["WorkspaceDeleted"])
+        #expect(try h.workspaces.auditEvents(of: doomed).map(\.type) == ["WorkspaceCreated", "WorkspaceDeleted"])
         // Never opened again, the other workspace unaffected.
         await #expect(throws: WorkspaceError.notFound(doomed.rawValue)) { try await h.supervisor.withWorkspace(doomed) { _ in 0 } }
         #expect(!(await h.supervisor.openWorkspaceIDs.contains(doomed)))

@@ -7,6 +7,45 @@ import Testing
 
 @Suite("API: user and workspace lifecycle")
 struct LifecycleAPITests {
+    @Test("GET /audit: the appliance's changes with who made them, oldest first, by subject and page; appliance admins only")
+    func applianceAudit() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            let created = try await api.call(.post, "/users", token: world.adminToken,
+                                             body: #"{"email":"carol@example.com","password":"a long password 1"}"#)
+            #expect(created.status == .created, "\(created.body)")
+            let carol = try #require(created.json["id"] as? String)
+            #expect(try await api.call(.patch, "/users/\(carol)", token: world.adminToken, body: #"{"disabled":true}"#).status == .ok)
+            let workspace = try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"gamma"}"#)
+            #expect(workspace.status == .created, "\(workspace.body)")
+
+            func entries(_ reply: APIClient.Reply) -> [[String: Any]] { reply.json["items"] as? [[String: Any]] ?? [] }
+            let all = try await api.call(.get, "/audit?limit=200", token: world.adminToken)
+            #expect(all.status == .ok, "\(all.body)")
+            let summary = entries(all).map { "\($0["type"] ?? "") \($0["actor"] ?? "")" }
+            // The world's own setup (from code: cli), then this test's changes through the API (by the admin's email).
+            #expect(summary.filter { $0.hasPrefix("WorkspaceCreated") } == ["WorkspaceCreated cli", "WorkspaceCreated cli", "WorkspaceCreated root@example.com"],
+                    "\(summary)")
+            #expect(summary.suffix(3) == ["UserCreated root@example.com", "UserDisabled root@example.com", "WorkspaceCreated root@example.com"],
+                    "\(summary)")
+            let seqs = entries(all).compactMap { $0["seq"] as? Int }
+            #expect(seqs == seqs.sorted(), "oldest first")
+
+            let about = try await api.call(.get, "/audit?subject=user:\(carol)", token: world.adminToken)
+            #expect(entries(about).map { $0["type"] as? String ?? "" } == ["UserCreated", "UserDisabled"], "\(about.body)")
+            #expect((entries(about).first?["data"] as? [String: Any])?["email"] as? String == "carol@example.com", "\(about.body)")
+
+            let first = try await api.call(.get, "/audit?limit=1", token: world.adminToken)
+            let cursor = try #require(first.json["next_cursor"] as? String, "\(first.body)")
+            let second = try await api.call(.get, "/audit?limit=1&cursor=\(cursor)", token: world.adminToken)
+            #expect(entries(second).first?["seq"] as? Int == seqs.dropFirst().first, "\(second.body)")
+
+            #expect(try await api.call(.get, "/audit?subject=team:1", token: world.adminToken).status == .badRequest)
+            #expect(try await api.call(.get, "/audit?cursor=abc", token: world.adminToken).status == .badRequest)
+            #expect(try await api.call(.get, "/audit", token: world.token(.owner)).status == .forbidden, "a workspace owner is not an appliance admin")
+        }
+    }
+
     @Test("admins disable and enable users (their tokens stop and start at once), set passwords, delete users; others get 403")
     func users() async throws {
         let world = try APIWorld()

@@ -142,6 +142,34 @@ struct ServeProcessTests {
                 "\(events)")
     }
 
+    @Test("sentinel audit lists the appliance's changes with who made them; --subject takes an email or a workspace name")
+    func applianceAuditFromTheShell() async throws {
+        let dir = TemporaryDirectory("sentinel-audit")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let passwordFile = dir.url.appendingPathComponent("pw").path
+        try "a long enough password".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+            try await SentinelProcess.run(arguments + ["--data-dir", data])
+        }
+        #expect(try await run(["user", "create", "--email", "dev@example.com", "--password-file", passwordFile]).status == 0)
+        #expect(try await run(["workspace", "create", "acme"]).status == 0)
+        #expect(try await run(["user", "disable", "dev@example.com"]).status == 0)
+        let listed = try await run(["audit"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        let lines = listed.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(listed.stdout)")
+        #expect(lines.first?.contains("UserCreated  user:usr_") == true && lines.allSatisfy { $0.contains("by cli") }, "\(listed.stdout)")
+        let aboutUser = try await run(["audit", "--subject", "dev@example.com", "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(aboutUser.stdout.utf8)) as? [[String: Any]], "\(aboutUser)")
+        #expect(entries.map { $0["type"] as? String ?? "" } == ["UserCreated", "UserDisabled"])
+        let aboutWorkspace = try await run(["audit", "--subject", "acme"])
+        #expect(aboutWorkspace.stdout.split(separator: "\n").count == 1 && aboutWorkspace.stdout.contains("WorkspaceCreated"), "\(aboutWorkspace.stdout)")
+        #expect(try await run(["audit", "--subject", "user:usr_gone"]).stdout.contains("no audit entries about user:usr_gone"))
+        let unknown = try await run(["audit", "--subject", "nobody@example.com"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("no user with email nobody@example.com"), "\(unknown.stderr)")
+    }
+
     @Test("a second serve on the same data directory refuses with a one-line reason")
     func secondServeRefused() async throws {
         let dir = TemporaryDirectory("sentinel-serve")
@@ -378,7 +406,7 @@ struct ServeProcessTests {
             try String.fetchAll(db, sql: "SELECT type FROM audit_events WHERE subject = ? ORDER BY seq", arguments: ["user:\(aliceID ?? "")"])
         }
         try control.close()
-        #expect(audit == ["UserDisabled", "UserEnabled", "UserPasswordChanged", "UserDeleted"])
+        #expect(audit == ["UserCreated", "UserDisabled", "UserEnabled", "UserPasswordChanged", "UserDeleted"])
         try await client.shutdown()
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)

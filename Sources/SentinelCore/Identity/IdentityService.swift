@@ -21,7 +21,8 @@ public struct IdentityService: Sendable {
     /// The longest email address (the API document's `maxLength` for it).
     public static let maxEmailLength = 254
 
-    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, now: Date = Date()) throws -> User {
+    /// Creates a user (audited `UserCreated` by `actor`: `cli`, `setup`, or the admin's email).
+    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", now: Date = Date()) throws -> User {
         let email = rawEmail.trimmingCharacters(in: .whitespaces).lowercased()
         guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, TextRules.problem(email, maxLength: Self.maxEmailLength) == nil else {
             throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
@@ -35,6 +36,8 @@ public struct IdentityService: Sendable {
             }
             try db.execute(sql: "INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?, ?)",
                            arguments: [user.id, email, hash, isAdmin, user.createdAt])
+            try AuditLog.append("UserCreated", actor: actor, subject: "user:\(user.id)", data: ["email": email, "is_admin": String(isAdmin)],
+                                in: db, now: now)
         }
         return user
     }
@@ -298,7 +301,7 @@ public struct IdentityService: Sendable {
             throw IdentityError(.conflict, "setup is already complete")
         }
         guard Self.constantTimeEqual(stored, token) else { throw IdentityError(.unauthenticated, "wrong setup token") }
-        let user = try createUser(email: email, password: password, isAdmin: true)
+        let user = try createUser(email: email, password: password, isAdmin: true, by: "setup")
         try? FileManager.default.removeItem(at: file)
         return user
     }

@@ -55,7 +55,8 @@ public struct WorkspaceService: Sendable {
         try LitestreamConfig.refresh(dataDirectory: dataDirectory, workspaces: workspaces, settings: litestream)
     }
 
-    public func create(name rawName: String) throws -> WorkspaceRecord {
+    /// Creates a workspace file and registers it (audited `WorkspaceCreated` by `actor`).
+    public func create(name rawName: String, by actor: String = "cli") throws -> WorkspaceRecord {
         let name = try Self.validName(rawName)
         let lock = try workspacesLock()
         defer { _ = lock }
@@ -85,7 +86,7 @@ public struct WorkspaceService: Sendable {
             // Replicated from its first write: listed for Litestream before it is registered (a
             // failure here creates nothing).
             try refreshReplication(try control.workspaces().compactMap(\.workspaceID) + [id])
-            try control.insertWorkspace(id: id, name: name)
+            try control.insertWorkspace(id: id, name: name, by: actor)
         } catch {
             try? removeDatabaseFiles(temp)
             if FileManager.default.fileExists(atPath: final.path), (try? control.workspace(id)) == nil {
@@ -151,7 +152,7 @@ extension WorkspaceService {
             guard let found = try identity.user(email: email) else { throw IdentityError(.notFound, "no user with email \(email)") }
             owner = found
         }
-        let record = try create(name: name)
+        let record = try create(name: name, by: creator.email)
         guard let id = record.workspaceID else { throw StorageError.invalid("the new workspace has a malformed id \(record.id)") }
         try identity.setRole(.owner, userID: owner.id, in: id)
         return (record, id, owner)

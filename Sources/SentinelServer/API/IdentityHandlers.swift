@@ -71,10 +71,28 @@ struct IdentityHandlers: Sendable {
         return .ok(.init(body: .json(.init(items: window.items(users).map(Self.user), nextCursor: window.nextCursor(users, \.id)))))
     }
 
+    /// The appliance's audit log (`control.sqlite`), oldest first; `subject` narrows it to one user or workspace.
+    func listApplianceAuditEvents(_ input: Operations.ListApplianceAuditEvents.Input, _ context: UserContext) async throws
+        -> Operations.ListApplianceAuditEvents.Output {
+        let window = PageWindow(input.query.limit)
+        guard let after = input.query.cursor.map({ Int64($0) }) ?? 0 else { throw Problem(status: .badRequest, detail: "cursor: not a cursor this API gave") }
+        if let subject = input.query.subject, subject.wholeMatch(of: /(user|workspace):[A-Za-z0-9_]{1,64}/) == nil {
+            throw Problem(status: .badRequest, detail: "subject: must be user:ID or workspace:ID")
+        }
+        let events = try d.control.read { db in try AuditLog.events(subject: input.query.subject, after: after, limit: window.limit + 1, in: db) }
+        let items = try window.items(events).map { event in
+            Components.Schemas.ApplianceAuditEvent(actor: event.actor, data: try .converted(from: JSONValue(text: event.data) ?? .object([:])),
+                                                   id: event.id, occurredAt: event.occurredAt, seq: Int(event.seq), subject: event.subject,
+                                                   _type: event.type)
+        }
+        return .ok(.init(body: .json(.init(items: items, nextCursor: window.nextCursor(events) { String($0.seq) }))))
+    }
+
     func createUser(_ input: Operations.CreateUser.Input, _ context: UserContext) async throws -> Operations.CreateUser.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let identity = d.identity
-        let user = try await offload { try identity.createUser(email: body.email, password: body.password, isAdmin: body.isAdmin ?? false) }
+        let by = context.actorName
+        let user = try await offload { try identity.createUser(email: body.email, password: body.password, isAdmin: body.isAdmin ?? false, by: by) }
         return .created(.init(body: .json(Self.user(user))))
     }
 }

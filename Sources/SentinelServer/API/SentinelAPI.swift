@@ -106,6 +106,9 @@ struct SentinelAPI: APIProtocol {
     func listUsers(_ input: Operations.ListUsers.Input) async throws -> Operations.ListUsers.Output {
         try await identity.listUsers(input, try APIContext.user())
     }
+    func listApplianceAuditEvents(_ input: Operations.ListApplianceAuditEvents.Input) async throws -> Operations.ListApplianceAuditEvents.Output {
+        try await identity.listApplianceAuditEvents(input, try APIContext.user())
+    }
     func createUser(_ input: Operations.CreateUser.Input) async throws -> Operations.CreateUser.Output {
         try await identity.createUser(input, try APIContext.user())
     }

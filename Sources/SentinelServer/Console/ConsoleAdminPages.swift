@@ -19,10 +19,10 @@ extension Console {
         router.post("/admin/users") { request, context in
             try await page(request, context) { visit in
                 let form = try await self.form(visit)
-                _ = try admin(visit, "createUser")
+                let by = try admin(visit, "createUser").user.email
                 let (email, password, isAdmin) = (try form.required("email", "The email"), form["password"] ?? "", form["is_admin"] == "1")
                 let identity = d.identity
-                _ = try await identity.passwords.run { try identity.createUser(email: email, password: password, isAdmin: isAdmin) }
+                _ = try await identity.passwords.run { try identity.createUser(email: email, password: password, isAdmin: isAdmin, by: by) }
                 return Self.redirect("/admin/users")
             }
         }

@@ -9,7 +9,7 @@ public struct AuditEvent: Sendable, Codable, Equatable, FetchableRecord {
     public var id: String
     public var type: String
     public var occurredAt: String
-    /// `cli`, or `user:<id>` for a change made through the API.
+    /// `cli`, `setup` (the first admin), or the email of the admin who used the API or the console.
     public var actor: String
     /// `user:<id>`, `workspace:<id>`.
     public var subject: String

@@ -55,11 +55,13 @@ public final class ControlStore: Sendable {
 
     // MARK: Workspaces
 
-    public func insertWorkspace(id: WorkspaceID, name: String, now: Date = Date()) throws {
+    /// Registers a workspace (audited `WorkspaceCreated` by `actor`).
+    public func insertWorkspace(id: WorkspaceID, name: String, by actor: String = "cli", now: Date = Date()) throws {
         do {
             try database.write { db in
                 try db.execute(sql: "INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)",
                                arguments: [id.rawValue, name, now.epoch])
+                try AuditLog.append("WorkspaceCreated", actor: actor, subject: "workspace:\(id)", data: ["name": name], in: db, now: now)
             }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw StorageError.conflict("a workspace named '\(name)' already exists")

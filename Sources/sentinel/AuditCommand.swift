@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import SentinelCore
+
+/// The appliance's audit log (`control.sqlite`): what `GET /api/v1/audit` serves.
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "The appliance's audit log, oldest first: users created, disabled, enabled, deleted or given a new password; workspaces created, renamed or deleted.",
+        discussion: "Each entry names who made the change: cli, setup (the first admin), or the email of the admin who used the API or the console. "
+            + "Changes inside a workspace (members, teams, settings, integrations, keys) are in the workspace's own log: GET /api/v1/workspaces/ID/audit.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Only the entries about one user or workspace: an email, user:ID, a workspace's name or id, or workspace:ID.") var subject: String?
+    @Option(help: "Only the entries after this sequence number (the first column).") var after: Int64 = 0
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await oneLine {
+            let config = try global.loadConfig()
+            let (control, opener) = try global.openControl(config)
+            let subject = try subject.map { try Self.resolve($0, global: global, config: config, control: control, opener: opener) }
+            var events: [AuditEvent] = []
+            while true {
+                let page = try control.read { db in
+                    try AuditLog.events(subject: subject, after: events.last?.seq ?? after, limit: 500, in: db)
+                }
+                events += page
+                if page.count < 500 { break }
+            }
+            if json { try printJSON(events) } else {
+                for e in events { print("\(e.seq)  \(e.occurredAt)  \(e.type)  \(e.subject)  by \(e.actor)  \(e.data)") }
+                if events.isEmpty { print("no audit entries\(subject.map { " about \($0)" } ?? "")") }
+            }
+        }
+    }
+
+    /// `user:ID` or `workspace:ID` for what an admin typed.
+    static func resolve(_ text: String, global: GlobalOptions, config: SentinelConfig, control: ControlStore, opener: DatabaseOpener) throws -> String {
+        if text.hasPrefix("user:") || text.hasPrefix("workspace:") { return text }
+        if text.contains("@") {
+            guard let user = try global.identity(config).user(email: text) else {
+                throw CLIError("no user with email \(text) (a deleted user's entries are found by user:ID)")
+            }
+            return "user:\(user.id)"
+        }
+        let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(text)
+        return "workspace:\(record.id)"
+    }
+}
