@@ -566,7 +566,7 @@ struct ConsolePageTests {
             let owner = ConsoleSession(client: first.client)
             try await owner.signIn("owner@example.com", APIWorld.password(.owner))
             #expect(!(try await owner.get("/workspaces").body.contains(#"href="/admin""#)))
-            for path in ["/admin", "/admin/users", "/admin/workspaces", "/admin/jobs"] {
+            for path in ["/admin", "/admin/users", "/admin/workspaces", "/admin/jobs", "/admin/audit"] {
                 #expect(try await owner.get(path).status == .forbidden, "\(path)")
             }
             _ = try await owner.get("/workspaces")
@@ -587,6 +587,11 @@ struct ConsolePageTests {
             #expect(try await admin.post("/admin/users", ["email": "fresh@example.com", "password": "a long password 1"]).status == .seeOther)
             #expect(try world.appliance.identity.user(email: "fresh@example.com")?.isAdmin == false)
             #expect(try await admin.post("/admin/users", ["email": "fresh@example.com", "password": "a long password 1"]).status == .conflict)
+            let audit = try await admin.get("/admin/audit")
+            #expect(audit.status == .ok)
+            let fresh = try #require(try world.appliance.identity.user(email: "fresh@example.com"))
+            #expect(audit.body.contains("<td>UserCreated</td><td>user:\(fresh.id)</td><td>root@example.com</td>"), "\(audit.body)")
+            #expect(audit.body.contains("<td>WorkspaceCreated</td><td>workspace:\(world.workspaceA)</td><td>cli</td>"), "\(audit.body)")
 
             let plans = try await admin.get("/admin/workspaces")
             #expect(plans.body.contains("<option selected>free</option>"))

@@ -48,6 +48,9 @@ extension Console {
                 return Self.redirect("/admin/workspaces")
             }
         }
+        router.get("/admin/audit") { request, context in
+            try await page(request, context) { visit in try auditPage(visit, try admin(visit, "listApplianceAuditEvents")) }
+        }
         router.get("/admin/jobs") { request, context in
             try await page(request, context) { visit in try await deadJobsPage(visit, try admin(visit, "listUsers")) }
         }
@@ -149,6 +152,20 @@ extension Console {
             try await identity.passwords.run { try identity.setPassword(userID: id, password: password, by: by) }
         default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
         }
+    }
+
+    /// The appliance's audit log (`control.sqlite`), 100 entries a page.
+    func auditPage(_ visit: Visit, _ principal: Principal) throws -> Response {
+        let limit = 100
+        let after = visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+        let events = try d.control.read { db in try AuditLog.events(after: after, limit: limit + 1, in: db) }
+        var data: [String: Any] = [
+            "items": events.prefix(limit).map { e -> [String: Any] in
+                ["seq": e.seq, "at": e.occurredAt, "type": e.type, "subject": e.subject, "actor": e.actor, "data": e.data]
+            },
+        ]
+        if events.count > limit, let last = events.prefix(limit).last { data["next"] = "/admin/audit?after=\(last.seq)" }
+        return try render("adminAudit", title: "Audit log", data, visit: visit)
     }
 
     func usersPage(_ visit: Visit, _ principal: Principal) throws -> Response {

@@ -7,7 +7,7 @@ enum ConsoleTemplates {
     static let all: [String: String] = [
         "layout": layout, "csrf": csrf, "message": message, "setup": setup, "signin": signin, "workspaces": workspaces,
         "overview": overview, "runs": runs, "run": run, "providers": providers, "integrations": integrations,
-        "repositories": repositories, "members": members, "settings": settings, "audit": audit, "runtable": runTable,
+        "repositories": repositories, "members": members, "settings": settings, "audit": audit, "adminAudit": adminAudit, "runtable": runTable,
         "admin": admin, "manifest": manifest, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
         "repository": repository, "integration": integration, "policyTable": policyTable, "settingsForm": settingsForm,
     ]
@@ -427,7 +427,21 @@ enum ConsoleTemplates {
 
     static let adminNav = #"""
     <nav aria-label="Administration" class="wsnav"><a href="/admin">Health</a> <a href="/admin/users">Users</a>
-    <a href="/admin/workspaces">Workspaces and plans</a> <a href="/admin/jobs">Dead jobs</a></nav>
+    <a href="/admin/workspaces">Workspaces and plans</a> <a href="/admin/jobs">Dead jobs</a> <a href="/admin/audit">Audit log</a></nav>
+    """#
+
+    static let adminAudit = adminNav + #"""
+    <h1>Appliance audit log</h1>
+    <p>Users and workspaces created, changed and deleted, and who did it (cli: the command line). Changes inside a workspace are in its own audit log.</p>
+    {{#empty(items)}}<p>No events.</p>{{/empty(items)}}
+    {{^empty(items)}}
+    <table>
+      <caption>Appliance audit events, oldest first</caption>
+      <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Subject</th><th scope="col">By</th><th scope="col">Details</th></tr></thead>
+      <tbody>{{#items}}<tr><td>{{seq}}</td><td>{{at}}</td><td>{{type}}</td><td>{{subject}}</td><td>{{actor}}</td><td><code>{{data}}</code></td></tr>{{/items}}</tbody>
+    </table>
+    {{/empty(items)}}
+    {{#next}}<p><a href="{{next}}" rel="next">Later events</a></p>{{/next}}
     """#
 
     static let admin = adminNav + #"""
