@@ -597,6 +597,9 @@ struct ConsolePageTests {
             #expect(plans.body.contains("<option selected>free</option>"))
             #expect(try await admin.post("/admin/workspaces/\(world.workspaceA)/plan", ["plan": "team"]).status == .seeOther)
             #expect(try world.appliance.control.workspace(world.workspaceA)?.plan == "team")
+            let planChange = try await admin.get("/admin/audit").body
+            #expect(planChange.contains("<td>WorkspacePlanChanged</td><td>workspace:\(world.workspaceA)</td><td>root@example.com</td>"
+                                        + "<td><code>{&quot;from&quot;:&quot;free&quot;,&quot;to&quot;:&quot;team&quot;}</code>"), "\(planChange)")
             #expect(try await admin.post("/admin/workspaces/\(world.workspaceA)/plan", ["plan": "platinum"]).status.code >= 400)
 
             let jobs = try await admin.get("/admin/jobs")

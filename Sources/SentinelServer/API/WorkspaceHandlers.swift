@@ -43,7 +43,7 @@ struct WorkspaceHandlers: Sendable {
         guard let id = WorkspaceID(input.path.workspaceId), try d.control.workspace(id) != nil else {
             throw Problem(status: .notFound, detail: "no such workspace")
         }
-        try BuiltinBillingProvider(control: d.control, catalog: d.catalog).assign(body.plan, to: id)
+        try BuiltinBillingProvider(control: d.control, catalog: d.catalog).assign(body.plan, to: id, by: context.actorName)
         guard let record = try d.control.workspace(id) else { throw Problem(status: .notFound, detail: "no such workspace") }
         let role = try d.identity.role(of: context.user.id, in: id) ?? .viewer
         return .ok(.init(body: .json(Self.workspace(record, role: role))))

@@ -40,11 +40,11 @@ extension Console {
         router.post("/admin/workspaces/:workspaceId/plan") { request, context in
             try await page(request, context) { visit in
                 let form = try await self.form(visit)
-                _ = try admin(visit, "setWorkspacePlan")
+                let by = try admin(visit, "setWorkspacePlan").user.email
                 guard let id = context.parameters.get("workspaceId").flatMap(WorkspaceID.init), try d.control.workspace(id) != nil else {
                     throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such workspace.")
                 }
-                try BuiltinBillingProvider(control: d.control, catalog: d.catalog).assign(try form.required("plan", "The plan"), to: id)
+                try BuiltinBillingProvider(control: d.control, catalog: d.catalog).assign(try form.required("plan", "The plan"), to: id, by: by)
                 return Self.redirect("/admin/workspaces")
             }
         }

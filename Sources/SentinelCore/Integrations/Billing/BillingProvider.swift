@@ -27,13 +27,18 @@ public struct BuiltinBillingProvider: BillingProvider {
     }
 
     /// Assigns a plan (appliance admins).
-    public func assign(_ name: String, to workspace: WorkspaceID) throws {
+    /// Puts a workspace on a plan (audited `WorkspacePlanChanged`, from and to, by `actor`, when it changes).
+    public func assign(_ name: String, to workspace: WorkspaceID, by actor: String = "cli") throws {
         guard catalog.plan(named: name) != nil else {
             throw StorageError.invalid("unknown plan '\(name)' (one of \(catalog.plans.keys.sorted().joined(separator: ", ")))")
         }
         guard try control.workspace(workspace) != nil else { throw WorkspaceError.notFound(workspace.rawValue) }
         try control.write { db in
+            let before = try String.fetchOne(db, sql: "SELECT plan FROM workspaces WHERE id = ?", arguments: [workspace.rawValue])
+            guard before != name else { return }
             try db.execute(sql: "UPDATE workspaces SET plan = ? WHERE id = ?", arguments: [name, workspace.rawValue])
+            try AuditLog.append("WorkspacePlanChanged", actor: actor, subject: "workspace:\(workspace)",
+                                data: ["from": before ?? "", "to": name], in: db)
         }
     }
 }
