@@ -8,14 +8,21 @@ struct AuditCommand: AsyncParsableCommand {
         commandName: "audit",
         abstract: "The appliance's audit log, oldest first: users created, disabled, enabled, deleted or given a new password; workspaces created, renamed or deleted.",
         discussion: "Each entry names who made the change: cli, setup (the first admin), or the email of the admin who used the API or the console. "
-            + "Changes inside a workspace (members, teams, settings, integrations, keys) are in the workspace's own log: GET /api/v1/workspaces/ID/audit.")
+            + "With --workspace, a workspace's own log instead: members, teams, settings, integrations, keys and repositories changed "
+            + "(each entry's by names who), as GET /api/v1/workspaces/ID/audit serves it.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only the entries about one user or workspace: an email, user:ID, a workspace's name or id, or workspace:ID.") var subject: String?
     @Option(help: "Only the entries after this sequence number (the first column).") var after: Int64 = 0
+    @Option(help: "A workspace's own audit log instead (id or name).") var workspace: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
         try await oneLine {
+            if let workspace {
+                guard subject == nil else { throw CLIError("--subject narrows the appliance's log; a workspace's log is listed whole") }
+                try await printWorkspaceLog(workspace)
+                return
+            }
             let config = try global.loadConfig()
             let (control, opener) = try global.openControl(config)
             let subject = try subject.map { try Self.resolve($0, global: global, config: config, control: control, opener: opener) }
@@ -31,6 +38,25 @@ struct AuditCommand: AsyncParsableCommand {
                 for e in events { print("\(e.seq)  \(e.occurredAt)  \(e.type)  \(e.subject)  by \(e.actor)  \(e.data)") }
                 if events.isEmpty { print("no audit entries\(subject.map { " about \($0)" } ?? "")") }
             }
+        }
+    }
+
+    func printWorkspaceLog(_ idOrName: String) async throws {
+        let start = after
+        let events = try await global.withWorkspace(idOrName) { actor, _, _ in
+            var events: [StoredEvent] = []
+            while true {
+                let from = events.last?.seq ?? start
+                let page = try await actor.read { db in
+                    try EventLog.read(after: from, limit: 500, types: EventLog.auditTypes, in: db)
+                }
+                events += page
+                if page.count < 500 { return events }
+            }
+        }
+        if json { try printJSON(events) } else {
+            for e in events { print("\(e.seq)  \(e.occurredAt)  \(e.type)  \(e.subject ?? "-")  \(e.data)") }
+            if events.isEmpty { print("no audit entries in workspace \(idOrName)") }
         }
     }
 

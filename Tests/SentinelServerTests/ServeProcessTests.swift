@@ -154,6 +154,7 @@ struct ServeProcessTests {
         }
         #expect(try await run(["user", "create", "--email", "dev@example.com", "--password-file", passwordFile]).status == 0)
         #expect(try await run(["workspace", "create", "acme"]).status == 0)
+        #expect(try await run(["workspace", "add-member", "--workspace", "acme", "--email", "dev@example.com", "--role", "member"]).status == 0)
         #expect(try await run(["user", "disable", "dev@example.com"]).status == 0)
         let listed = try await run(["audit"])
         #expect(listed.status == 0, "\(listed.stderr)")
@@ -166,6 +167,13 @@ struct ServeProcessTests {
         let aboutWorkspace = try await run(["audit", "--subject", "acme"])
         #expect(aboutWorkspace.stdout.split(separator: "\n").count == 1 && aboutWorkspace.stdout.contains("WorkspaceCreated"), "\(aboutWorkspace.stdout)")
         #expect(try await run(["audit", "--subject", "user:usr_gone"]).stdout.contains("no audit entries about user:usr_gone"))
+        // A workspace's own log: the membership, by cli.
+        let inside = try await run(["audit", "--workspace", "acme", "--json"])
+        let workspaceEntries = try #require(try JSONSerialization.jsonObject(with: Data(inside.stdout.utf8)) as? [[String: Any]], "\(inside)")
+        #expect(workspaceEntries.map { $0["type"] as? String ?? "" } == ["MemberAdded"], "\(inside.stdout)")
+        #expect((workspaceEntries.first?["data"] as? String)?.contains(#""by":"cli""#) == true, "\(inside.stdout)")
+        let both = try await run(["audit", "--workspace", "acme", "--subject", "dev@example.com"])
+        #expect(both.status != 0 && both.stderr.contains("--subject narrows the appliance's log"), "\(both.stderr)")
         let unknown = try await run(["audit", "--subject", "nobody@example.com"])
         #expect(unknown.status != 0 && unknown.stderr.contains("no user with email nobody@example.com"), "\(unknown.stderr)")
     }

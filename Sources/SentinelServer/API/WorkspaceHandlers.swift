@@ -6,15 +6,6 @@ import SentinelCore
 struct WorkspaceHandlers: Sendable {
     let d: APIDependencies
 
-    static let auditTypes = [
-        "MemberAdded", "MemberRoleChanged", "MemberRemoved", "TeamCreated", "TeamDeleted", "TeamMemberAdded", "TeamMemberRemoved",
-        "IntegrationAdded", "IntegrationCredentialsRotated", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
-        "ProviderPriorityChanged",
-        "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
-        "PlanSoftLimitReached", "RunCancelled", "RunRequested",
-        "NotificationChannelAdded", "NotificationChannelRemoved", "NotificationChannelTested",
-    ]
-
     static func workspace(_ record: WorkspaceRecord, role: WorkspaceRole) -> Components.Schemas.Workspace {
         .init(createdAt: Date(epoch: record.createdAt), id: record.id, name: record.name, plan: record.plan, role: .init(role))
     }
@@ -146,7 +137,7 @@ struct WorkspaceHandlers: Sendable {
         let window = PageWindow(input.query.limit)
         let after = Int64(input.query.cursor ?? "") ?? 0
         let events = try await context.workspace.read { db in
-            try EventLog.read(after: after, limit: window.limit + 1, types: Self.auditTypes, in: db)
+            try EventLog.read(after: after, limit: window.limit + 1, types: EventLog.auditTypes, in: db)
         }
         let items = try window.items(events).map { event in
             Components.Schemas.AuditEvent(data: try .converted(from: JSONValue(text: event.data) ?? .object([:])), id: event.id,

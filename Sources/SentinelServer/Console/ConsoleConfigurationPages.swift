@@ -350,7 +350,7 @@ extension Console {
         let after = m.visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
         let limit = 50
         let events = try await m.workspace.read { db in
-            try EventLog.read(after: after, limit: limit + 1, types: WorkspaceHandlers.auditTypes, in: db)
+            try EventLog.read(after: after, limit: limit + 1, types: EventLog.auditTypes, in: db)
         }
         var data: [String: Any] = [
             "items": events.prefix(limit).map { e -> [String: Any] in

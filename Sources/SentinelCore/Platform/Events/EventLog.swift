@@ -40,6 +40,18 @@ public struct EventListenerPayload: Codable, Sendable, Equatable {
 }
 
 public enum EventLog {
+    /// The events a workspace's audit log shows (the API's `audit`, the console, `sentinel audit
+    /// --workspace`): changes people made, each with its `by`, and the few the appliance makes on
+    /// their behalf (a plan's soft limit, a review requested).
+    public static let auditTypes = [
+        "MemberAdded", "MemberRoleChanged", "MemberRemoved", "TeamCreated", "TeamDeleted", "TeamMemberAdded", "TeamMemberRemoved",
+        "IntegrationAdded", "IntegrationCredentialsRotated", "IntegrationRemoved", "ProviderAdded", "ProviderKeyRotated", "ProviderEnabled", "ProviderDisabled", "ProviderDeleted",
+        "ProviderPriorityChanged",
+        "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
+        "PlanSoftLimitReached", "RunCancelled", "RunRequested",
+        "NotificationChannelAdded", "NotificationChannelRemoved", "NotificationChannelTested",
+    ]
+
     /// Appends inside the caller's transaction and enqueues one job per registered listener, keyed by
     /// event and listener so a listener reacts to an event exactly once.
     ///
