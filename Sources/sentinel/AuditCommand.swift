@@ -6,7 +6,7 @@ import SentinelCore
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
-        abstract: "The appliance's audit log, oldest first: users created, disabled, enabled, deleted or given a new password; workspaces created, renamed or deleted.",
+        abstract: "The appliance's audit log, oldest first: users created, disabled, enabled, deleted or given a new password; API tokens created or revoked; workspaces created, renamed, deleted or moved to another plan.",
         discussion: "Each entry names who made the change: cli, setup (the first admin), or the email of the admin who used the API or the console. "
             + "With --workspace, a workspace's own log instead: members, teams, settings, integrations, keys and repositories changed "
             + "(each entry's by names who), as GET /api/v1/workspaces/ID/audit serves it.")

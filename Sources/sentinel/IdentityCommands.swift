@@ -201,7 +201,7 @@ struct TokenCommand: AsyncParsableCommand {
             try await oneLine {
                 let identity = try global.identity(try global.loadConfig())
                 guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
-                try identity.revokeToken(id: id, of: user)
+                try identity.revokeToken(id: id, of: user, by: "cli")
                 print("revoked token \(id) of \(user.email)")
             }
         }
@@ -225,7 +225,7 @@ struct TokenCommand: AsyncParsableCommand {
                     guard let scope = TokenScope(rawValue: String(s)) else { throw CLIError("unknown scope '\(s)' (read, write, admin)") }
                     parsed.insert(scope)
                 }
-                let (token, _) = try identity.createToken(for: user, name: name, scopes: parsed, expiresInDays: expiresIn)
+                let (token, _) = try identity.createToken(for: user, name: name, scopes: parsed, expiresInDays: expiresIn, by: "cli")
                 print(token)
             }
         }

@@ -51,6 +51,23 @@ struct UserLifecycleTests {
         #expect(live == Array(sessions.suffix(IdentityService.maxSessionsPerUser)), "the five oldest sessions ended")
     }
 
+    @Test("tokens created and revoked are audited with who did it, never the secret; revoking twice is one entry")
+    func tokensAudited() throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = identity(h)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        let (secret, summary) = try identity.createToken(for: alice, name: "deploy", scopes: [.read, .write], expiresInDays: 30)
+        _ = try identity.createToken(for: alice, name: "made by root", scopes: [.read], expiresInDays: nil, by: "cli")
+        try identity.revokeToken(id: summary.id, of: alice, by: "cli")
+        try identity.revokeToken(id: summary.id, of: alice)
+        let audit = try identity.auditEvents(ofUser: alice.id).filter { $0.type.hasPrefix("Token") }
+        #expect(audit.map { "\($0.type) by \($0.actor)" } == ["TokenCreated by alice@example.com", "TokenCreated by cli", "TokenRevoked by cli"])
+        #expect(audit.allSatisfy { $0.data.contains(#""token_id":"tok_"#) } && !audit.contains { $0.data.contains(secret) })
+        #expect(audit.first?.data.contains(#""scopes":"read write""#) == true && audit.first?.data.contains(#""name":"deploy""#) == true)
+        #expect(throws: IdentityError(.notFound, "no such token")) { try identity.revokeToken(id: "tok_nothere", of: alice) }
+    }
+
     @Test("revoked and expired tokens stay listed for 90 days after they ended, then go when their owner next creates one")
     func endedTokensPruned() throws {
         let h = try TestHarness()
@@ -97,7 +114,7 @@ struct UserLifecycleTests {
         #expect(try identity.checkPassword(email: alice.email, password: password)?.id == alice.id)
         #expect(try identity.authenticate(bearer: token) != nil, "tokens are kept, not revoked")
         #expect(try identity.authenticate(bearer: session) == nil, "sessions ended with the disable")
-        #expect(try identity.auditEvents(ofUser: alice.id).map(\.type) == ["UserCreated", "UserDisabled", "UserEnabled"])
+        #expect(try identity.auditEvents(ofUser: alice.id).map(\.type) == ["UserCreated", "TokenCreated", "UserDisabled", "UserEnabled"])
     }
 
     @Test("the last active admin can be neither disabled nor deleted; with a second admin both work")
@@ -181,7 +198,7 @@ struct UserLifecycleTests {
         #expect(left == [0, 0, 0])
         #expect(try identity.members(of: workspace).map(\.email) == ["bob@example.com"])
         let audit = try identity.auditEvents(ofUser: alice.id)
-        #expect(audit.map(\.type) == ["UserCreated", "UserDeleted"])
+        #expect(audit.map(\.type) == ["UserCreated", "TokenCreated", "UserDeleted"])
         #expect(audit.last?.data.contains("alice@example.com") == true)
         let (members, removed) = try await h.supervisor.withWorkspace(workspace) { actor in
             try await actor.read { db in

@@ -414,7 +414,7 @@ struct ServeProcessTests {
             try String.fetchAll(db, sql: "SELECT type FROM audit_events WHERE subject = ? ORDER BY seq", arguments: ["user:\(aliceID ?? "")"])
         }
         try control.close()
-        #expect(audit == ["UserCreated", "UserDisabled", "UserEnabled", "UserPasswordChanged", "UserDeleted"])
+        #expect(audit == ["UserCreated", "TokenCreated", "UserDisabled", "UserEnabled", "UserPasswordChanged", "UserDeleted"])
         try await client.shutdown()
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)

@@ -120,8 +120,10 @@ public struct IdentityService: Sendable {
         try control.write { db in try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id]) }
     }
 
-    public func createToken(for user: User, name: String, scopes: Set<TokenScope>, expiresInDays: Int?, now: Date = Date()) throws
-        -> (token: String, summary: APITokenSummary) {
+    /// A new API token for `user` (audited `TokenCreated`, by `actor`: the user's own email when
+    /// nil, as through the API; `cli` from the command line, which may make one for anyone).
+    public func createToken(for user: User, name: String, scopes: Set<TokenScope>, expiresInDays: Int?, by actor: String? = nil,
+                            now: Date = Date()) throws -> (token: String, summary: APITokenSummary) {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty, trimmed.count <= 100 else { throw IdentityError(.invalid, "a token needs a name of 1 to 100 characters") }
         guard !scopes.isEmpty else { throw IdentityError(.invalid, "a token needs at least one scope (read, write, admin)") }
@@ -146,6 +148,9 @@ public struct IdentityService: Sendable {
                 INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [id, user.id, trimmed, Self.hash(token), String(token.prefix(12)),
                                  sortedScopes.map(\.rawValue).joined(separator: " "), now.epoch, expires?.epoch])
+            try AuditLog.append("TokenCreated", actor: actor ?? user.email, subject: "user:\(user.id)", data: [
+                "token_id": id, "name": trimmed, "scopes": sortedScopes.map(\.rawValue).joined(separator: " "),
+                "expires_at": expires.map(ISO8601.string) ?? ""], in: db, now: now)
         }
         return (token, APITokenSummary(id: id, name: trimmed, prefix: String(token.prefix(12)), scopes: sortedScopes,
                                        createdAt: ISO8601.string(now), expiresAt: expires.map(ISO8601.string), lastUsedAt: nil, revokedAt: nil))
@@ -157,11 +162,17 @@ public struct IdentityService: Sendable {
         }
     }
 
-    public func revokeToken(id: String, of user: User, now: Date = Date()) throws {
+    /// Revokes one of `user`'s tokens (audited `TokenRevoked` the first time, by `actor` as for `createToken`).
+    public func revokeToken(id: String, of user: User, by actor: String? = nil, now: Date = Date()) throws {
         try control.write { db in
-            try db.execute(sql: "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? AND user_id = ?",
-                           arguments: [now.epoch, id, user.id])
-            if db.changesCount == 0 { throw IdentityError(.notFound, "no such token") }
+            guard let revoked = try Row.fetchOne(db, sql: "SELECT revoked_at, name FROM api_tokens WHERE id = ? AND user_id = ?",
+                                                 arguments: [id, user.id]) else {
+                throw IdentityError(.notFound, "no such token")
+            }
+            guard (revoked["revoked_at"] as Double?) == nil else { return }
+            try db.execute(sql: "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ?", arguments: [now.epoch, id, user.id])
+            try AuditLog.append("TokenRevoked", actor: actor ?? user.email, subject: "user:\(user.id)",
+                                data: ["token_id": id, "name": revoked["name"] as String], in: db, now: now)
         }
     }
 
