@@ -41,6 +41,13 @@ struct WorkspaceLimitsTests {
                 ]), as: UTF8.self)
             }, refusal: "a workspace has at most 20 integrations; remove one it no longer uses first", nested: "integration",
                deletePath: { base + "/integrations/\($0)" })
+            // The console's GitHub App manifest flow says so before GitHub makes an App that could not be added.
+            let browser = ConsoleSession(client: api.client)
+            try await browser.signIn("admin@example.com", APIWorld.password(.admin))
+            _ = try await browser.get(base + "/integrations")
+            let manifest = try await browser.post(base + "/integrations/manifest", ["api_url": "https://ghes.example.com/api/v3"])
+            #expect(manifest.status == .conflict, "\(manifest.status)")
+            #expect(manifest.body.contains("a workspace has at most 20 integrations"), "\(manifest.body)")
             try await fill(api, base + "/providers", token: owner, limit: ProviderStore.maxPerWorkspace, body: { i in
                 #"{"kind":"openai","api_key":"sk-test-\#(i)-abcdefgh"}"#
             }, refusal: "a workspace has at most 20 AI providers; remove one it no longer uses first",

@@ -112,7 +112,7 @@ public struct IntegrationService: Sendable {
     public static let maxPerWorkspace = 20
 
     /// Refuses a new integration when the workspace has `maxPerWorkspace` in use.
-    static func checkRoom(_ db: Database) throws {
+    public static func checkRoom(_ db: Database) throws {
         let inUse = try Int.fetchOne(db, sql: "SELECT count(*) FROM integrations WHERE kind NOT LIKE 'removed:%'") ?? 0
         guard inUse < maxPerWorkspace else {
             throw IntegrationError.limitReached("a workspace has at most \(maxPerWorkspace) integrations; remove one it no longer uses first")

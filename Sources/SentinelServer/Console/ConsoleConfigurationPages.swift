@@ -369,7 +369,7 @@ extension Console {
 extension Console {
     func addManifestPages(to router: Router<SentinelRequestContext>) {
         let ws = "/workspaces/:workspaceId"
-        post(router, ws + "/integrations/manifest", "createIntegration") { m, form, _ in try startManifest(m, form) }
+        post(router, ws + "/integrations/manifest", "createIntegration") { m, form, _ in try await startManifest(m, form) }
         get(router, ws + "/integrations/manifest/callback", "createIntegration") { m, _ in try await completeManifest(m) }
     }
 
@@ -379,7 +379,9 @@ extension Console {
         return "\(id.rawValue).\(api).\(Self.formToken(secret: (m.visit.formSecret ?? "") + "|manifest|\(m.id.rawValue)|\(id.rawValue)|\(api)"))"
     }
 
-    func startManifest(_ m: Member, _ form: Form) throws -> Response {
+    func startManifest(_ m: Member, _ form: Form) async throws -> Response {
+        // A workspace with no room for another integration is told so before GitHub creates an App for it.
+        try await m.workspace.read { db in try IntegrationService.checkRoom(db) }
         var apiURL = IntegrationService.defaultGitHubAPI
         if let raw = form.text("api_url") {
             guard let url = URL(string: raw), url.scheme != nil, url.host != nil else { throw IntegrationError.invalid("api_url is not a URL") }
