@@ -9,6 +9,25 @@ import NIOSSL
 import SentinelTestSupport
 import Testing
 
+/// A fresh data directory driven through the CLI, with a password file for `user create`.
+struct ShellDataDirectory {
+    let dir: TemporaryDirectory
+    let data: String
+    let passwordFile: String
+
+    init(_ name: String) throws {
+        dir = TemporaryDirectory(name)
+        data = dir.url.appendingPathComponent("data").path
+        passwordFile = dir.url.appendingPathComponent("pw").path
+        try "a long enough password".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+    }
+
+    /// `sentinel ARGUMENTS --data-dir DATA` to completion.
+    func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await SentinelProcess.run(arguments + ["--data-dir", data])
+    }
+}
+
 /// `sentinel serve` as an admin runs it: the real binary, an empty data directory, HTTPS with the
 /// certificate it makes itself, SIGTERM to stop.
 @Suite("sentinel serve process")
@@ -101,14 +120,9 @@ struct ServeProcessTests {
 
     @Test("workspace add-member changes a member's role, remove-member takes one out; the last owner stays; each change is audited by cli")
     func membersFromTheShell() async throws {
-        let dir = TemporaryDirectory("sentinel-members")
-        defer { dir.cleanup() }
-        let data = dir.url.appendingPathComponent("data").path
-        let passwordFile = dir.url.appendingPathComponent("pw").path
-        try "a long enough password".write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-            try await SentinelProcess.run(arguments + ["--data-dir", data])
-        }
+        let shell = try ShellDataDirectory("sentinel-members")
+        defer { shell.dir.cleanup() }
+        let (data, passwordFile, run) = (shell.data, shell.passwordFile, shell.run)
         #expect(try await run(["workspace", "create", "acme"]).status == 0)
         for email in ["owner@example.com", "dev@example.com"] {
             #expect(try await run(["user", "create", "--email", email, "--password-file", passwordFile]).status == 0)
@@ -144,14 +158,9 @@ struct ServeProcessTests {
 
     @Test("sentinel audit lists the appliance's changes with who made them; --subject takes an email or a workspace name")
     func applianceAuditFromTheShell() async throws {
-        let dir = TemporaryDirectory("sentinel-audit")
-        defer { dir.cleanup() }
-        let data = dir.url.appendingPathComponent("data").path
-        let passwordFile = dir.url.appendingPathComponent("pw").path
-        try "a long enough password".write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-            try await SentinelProcess.run(arguments + ["--data-dir", data])
-        }
+        let shell = try ShellDataDirectory("sentinel-audit")
+        defer { shell.dir.cleanup() }
+        let (passwordFile, run) = (shell.passwordFile, shell.run)
         #expect(try await run(["user", "create", "--email", "dev@example.com", "--password-file", passwordFile]).status == 0)
         #expect(try await run(["workspace", "create", "acme"]).status == 0)
         #expect(try await run(["workspace", "add-member", "--workspace", "acme", "--email", "dev@example.com", "--role", "member"]).status == 0)
