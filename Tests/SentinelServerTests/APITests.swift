@@ -556,7 +556,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 58)
+        #expect(document.operations.count == 59)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

@@ -548,6 +548,29 @@ struct ConsolePageTests {
         }
     }
 
+    @Test("the account page changes the visitor's own password with the current one")
+    func accountPassword() async throws {
+        let world = try APIWorld()
+        try await world.console { first in
+            let browser = ConsoleSession(client: first.client)
+            try await browser.signIn("member@example.com", APIWorld.password(.member))
+            #expect(try await browser.get("/workspaces").body.contains(#"<a href="/account">Account</a>"#))
+            let page = try await browser.get("/account")
+            #expect(page.status == .ok && page.body.contains("Signed in as member@example.com"), "\(page.body)")
+            let wrong = try await browser.post("/account/password", ["current_password": "nope", "new_password": "a brand new password"])
+            #expect(wrong.status == .forbidden && wrong.body.contains("The current password is wrong."), "\(wrong.body)")
+            let short = try await browser.post("/account/password", ["current_password": APIWorld.password(.member), "new_password": "short"])
+            #expect(short.status == .badRequest && short.body.contains("at least 12 characters"), "\(short.body)")
+            let done = try await browser.post("/account/password", ["current_password": APIWorld.password(.member), "new_password": "a brand new password"])
+            #expect(done.status == .ok && done.body.contains("Your password is changed"), "\(done.body)")
+            #expect(try await browser.get("/workspaces").status == .ok, "still signed in")
+            let again = ConsoleSession(client: first.client)
+            #expect(try await again.signIn("member@example.com", APIWorld.password(.member)).status == .unauthorized)
+            #expect(try await again.signIn("member@example.com", "a brand new password").status == .seeOther)
+            #expect(try await ConsoleSession(client: first.client).get("/account").status == .seeOther, "signed out: to the sign-in page")
+        }
+    }
+
     @Test("appliance admins see health, create users, set plans and retry or discard dead jobs; nobody else may")
     func adminPages() async throws {
         let world = try APIWorld()

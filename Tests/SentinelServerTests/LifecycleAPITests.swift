@@ -7,6 +7,38 @@ import Testing
 
 @Suite("API: user and workspace lifecycle")
 struct LifecycleAPITests {
+    @Test("users change their own password with the current one: other sessions end, this one and tokens stay; wrong ones count as failed sign-ins")
+    func changeOwnPassword() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            func login(_ password: String) async throws -> APIClient.Reply {
+                try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"\#(password)"}"#)
+            }
+            let old = APIWorld.password(.viewer)
+            let mine = try #require(try await login(old).json["token"] as? String)
+            let other = try #require(try await login(old).json["token"] as? String)
+            func change(_ current: String, _ new: String, token: String) async throws -> APIClient.Reply {
+                try await api.call(.post, "/auth/password", token: token, body: #"{"current_password":"\#(current)","new_password":"\#(new)"}"#)
+            }
+            let short = try await change(old, "short", token: mine)
+            #expect(short.status == .badRequest && (short.json["detail"] as? String)?.contains("at least 12 characters") == true, "\(short.body)")
+            let wrong = try await change("not my password", "a brand new password", token: mine)
+            #expect(wrong.status == .forbidden && wrong.json["detail"] as? String == "the current password is wrong", "\(wrong.body)")
+            #expect(try await change(old, "a brand new password", token: mine).status == .noContent)
+            #expect(try await login(old).status == .unauthorized)
+            #expect(try await login("a brand new password").status == .ok)
+            #expect(try await api.call(.get, "/auth/me", token: mine).status == .ok, "the caller's own session stays")
+            #expect(try await api.call(.get, "/auth/me", token: other).status == .unauthorized, "other sessions end")
+            #expect(try await api.call(.get, "/auth/me", token: world.token(.viewer)).status == .ok, "API tokens stay")
+            let audit = try world.appliance.identity.auditEvents(ofUser: world.members[.viewer]!.0.id).filter { $0.type == "UserPasswordChanged" }
+            #expect(audit.map(\.actor) == ["viewer@example.com"])
+            // Guessing the current password here is limited like signing in (the right one above cleared the count): 5 failures, then 429.
+            for _ in 0..<5 { #expect(try await change("guess", "another new password", token: mine).status == .forbidden) }
+            let limited = try await change("guess", "another new password", token: mine)
+            #expect(limited.status == .tooManyRequests && limited.headers[.retryAfter] != nil, "\(limited.body)")
+        }
+    }
+
     @Test("GET /audit: the appliance's changes with who made them, oldest first, by subject and page; appliance admins only")
     func applianceAudit() async throws {
         let world = try APIWorld()

@@ -37,6 +37,23 @@ extension IdentityService {
         }
     }
 
+    /// A user changing their own password: the new one follows the rules of creation (checked
+    /// first, before any bcrypt work); the current one is checked like a sign-in, through
+    /// `throttle` (a wrong one counts as a failed sign-in, so it cannot be guessed here faster than
+    /// at the sign-in page); then the user's other sessions end (`keepingSession`: the caller's own).
+    /// Audited `UserPasswordChanged` by the user's email.
+    public func changeOwnPassword(_ user: User, current: String, new: String, keepingSession: String?, address: String,
+                                  throttle: LoginThrottle) async throws {
+        try Self.checkPasswordRules(new)
+        guard try await throttle.signIn(email: user.email, password: current, address: address, identity: self) != nil else {
+            throw IdentityError(.forbidden, "the current password is wrong")
+        }
+        let identity = self
+        try await passwords.run {
+            try identity.setPassword(userID: user.id, password: new, by: user.email, keepingSession: keepingSession)
+        }
+    }
+
     /// Sets a new password (same rules as at creation) and ends the user's sessions, except
     /// `keepingSession` (the caller's own, when users change their password through the API).
     /// API tokens are not affected. Blocking (bcrypt): in the server, run it on `passwords.run`.

@@ -40,6 +40,14 @@ struct IdentityHandlers: Sendable {
         return .noContent(.init())
     }
 
+    func changePassword(_ input: Operations.ChangePassword.Input, _ context: UserContext) async throws -> Operations.ChangePassword.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let session: String? = if case .session(let id) = context.principal.credential { id } else { nil }
+        try await d.identity.changeOwnPassword(context.user, current: body.currentPassword, new: body.newPassword, keepingSession: session,
+                                               address: context.request.clientAddress, throttle: d.loginThrottle)
+        return .noContent(.init())
+    }
+
     func me(_ input: Operations.Me.Input, _ context: UserContext) async throws -> Operations.Me.Output {
         let memberships = try d.identity.memberships(of: context.user.id)
         return .ok(.init(body: .json(.init(

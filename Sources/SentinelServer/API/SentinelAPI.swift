@@ -103,6 +103,9 @@ struct SentinelAPI: APIProtocol {
     func revokeToken(_ input: Operations.RevokeToken.Input) async throws -> Operations.RevokeToken.Output {
         try await identity.revokeToken(input, try APIContext.user())
     }
+    func changePassword(_ input: Operations.ChangePassword.Input) async throws -> Operations.ChangePassword.Output {
+        try await identity.changePassword(input, try APIContext.user())
+    }
     func listUsers(_ input: Operations.ListUsers.Input) async throws -> Operations.ListUsers.Output {
         try await identity.listUsers(input, try APIContext.user())
     }

@@ -18,6 +18,8 @@ extension Console {
         router.get("/sign-in") { request, context in try await page(request, context) { visit in try signInPage(visit) } }
         router.post("/sign-in") { request, context in try await page(request, context) { visit in try await signIn(visit) } }
         router.post("/sign-out") { request, context in try await page(request, context) { visit in try await signOut(visit) } }
+        router.get("/account") { request, context in try await page(request, context) { visit in try accountPage(visit) } }
+        router.post("/account/password") { request, context in try await page(request, context) { visit in try await changePassword(visit) } }
         router.get("/workspaces") { request, context in try await page(request, context) { visit in try workspacesPage(visit) } }
         router.post("/workspaces") { request, context in try await page(request, context) { visit in try await createWorkspace(visit) } }
         addWorkspacePages(to: router)
@@ -97,6 +99,36 @@ extension Console {
                                                                           maxAge: max(Int(expires.timeIntervalSinceNow), 0))))
         response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.formCookie, "", maxAge: 0)))
         return response
+    }
+
+    // MARK: Account
+
+    func accountPage(_ visit: Visit, done: Bool = false, error: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+        let principal = try signedIn(visit)
+        var data: [String: Any] = ["email": principal.user.email, "done": done]
+        if let error { data["error"] = error }
+        return try render("account", title: "Your account", data, visit: visit, status: status)
+    }
+
+    /// The API's `changePassword`, from the account page's form.
+    func changePassword(_ visit: Visit) async throws -> Response {
+        let form = try await self.form(visit)
+        let principal = try signedIn(visit)
+        do {
+            try await d.identity.changeOwnPassword(principal.user, current: form["current_password"] ?? "", new: form["new_password"] ?? "",
+                                                   keepingSession: visit.sessionID, address: visit.clientAddress, throttle: d.loginThrottle)
+        } catch let error as IdentityError {
+            switch error.kind {
+            case .rateLimited(let wait):
+                var response = try accountPage(visit, error: "Too many failed attempts; try again in \(wait) s.", status: .tooManyRequests)
+                response.headers[.retryAfter] = String(wait)
+                return response
+            case .forbidden: return try accountPage(visit, error: "The current password is wrong.", status: .forbidden)
+            case .invalid: return try accountPage(visit, error: error.description.prefix(1).uppercased() + error.description.dropFirst() + ".", status: .badRequest)
+            default: throw error
+            }
+        }
+        return try accountPage(visit, done: true)
     }
 
     func signOut(_ visit: Visit) async throws -> Response {

@@ -5,7 +5,7 @@ import Mustache
 /// body, SVG charts).
 enum ConsoleTemplates {
     static let all: [String: String] = [
-        "layout": layout, "csrf": csrf, "message": message, "setup": setup, "signin": signin, "workspaces": workspaces,
+        "layout": layout, "csrf": csrf, "message": message, "setup": setup, "signin": signin, "account": account, "workspaces": workspaces,
         "overview": overview, "runs": runs, "run": run, "providers": providers, "integrations": integrations,
         "repositories": repositories, "members": members, "settings": settings, "audit": audit, "adminAudit": adminAudit, "runtable": runTable,
         "admin": admin, "manifest": manifest, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
@@ -42,6 +42,7 @@ enum ConsoleTemplates {
       <nav aria-label="Account" class="account">
         <a href="/workspaces">Workspaces</a>
         {{#isAdmin}}<a href="/admin">Admin</a>{{/isAdmin}}
+        <a href="/account">Account</a>
         <span class="who">{{email}}{{#isAdmin}} (appliance admin){{/isAdmin}}</span>
         <form method="post" action="/sign-out" class="inline">{{> csrf}}<button type="submit">Sign out</button></form>
       </nav>
@@ -103,6 +104,23 @@ enum ConsoleTemplates {
       <input id="password" name="password" type="password" required autocomplete="current-password">
       <button type="submit">Sign in</button>
     </form>
+    """#
+
+    static let account = #"""
+    <h1>Your account</h1>
+    <p>Signed in as {{email}}.</p>
+    {{#done}}<p class="notice" role="status">Your password is changed; your other sessions have ended.</p>{{/done}}
+    <h2>Change your password</h2>
+    {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
+    <form method="post" action="/account/password" class="stack">
+      {{> csrf}}
+      <label for="current_password">Current password</label>
+      <input id="current_password" name="current_password" type="password" required autocomplete="current-password">
+      <label for="new_password">New password (at least 12 characters)</label>
+      <input id="new_password" name="new_password" type="password" required minlength="12" maxlength="72" autocomplete="new-password">
+      <button type="submit">Change password</button>
+    </form>
+    <p>API tokens are made with <code>POST /api/v1/tokens</code> or <code>sentinel token create</code>; changing your password leaves them working.</p>
     """#
 
     static let workspaces = #"""
