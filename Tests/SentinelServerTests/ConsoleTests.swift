@@ -571,6 +571,41 @@ struct ConsolePageTests {
         }
     }
 
+    @Test("the account page makes API tokens (the secret shown once), lists and revokes them; admin scope only for appliance admins")
+    func accountTokens() async throws {
+        let world = try APIWorld()
+        try await world.console { first in
+            let browser = ConsoleSession(client: first.client)
+            try await browser.signIn("member@example.com", APIWorld.password(.member))
+            let page = try await browser.get("/account")
+            #expect(page.body.contains(#"name="scope_write""#) && !page.body.contains(#"name="scope_admin""#), "no admin scope for a non-admin")
+            let made = try await browser.post("/account/tokens", ["name": "ci", "scope_read": "1", "scope_write": "1", "expires_in_days": "30"])
+            #expect(made.status == .ok, "\(made.body)")
+            let secret = try #require(made.body.range(of: #"<code>snt_[A-Za-z0-9_-]+"#, options: .regularExpression).map {
+                String(made.body[made.body.index($0.lowerBound, offsetBy: 6)..<$0.upperBound])
+            }, "\(made.body)")
+            #expect(made.body.contains("<td>ci</td>") && made.body.contains("<td>read write</td>") && made.body.contains("<td>active</td>"))
+            let api = APIClient(client: first.client)
+            #expect(try await api.call(.get, "/auth/me", token: secret).status == .ok)
+            #expect(!(try await browser.get("/account").body.contains(secret)), "the secret is shown once")
+
+            let admin = try await browser.post("/account/tokens", ["name": "root", "scope_admin": "1"])
+            #expect(admin.status == .forbidden && admin.body.contains("Only appliance admins can create admin-scoped tokens."), "\(admin.body)")
+            let blank = try await browser.post("/account/tokens", ["name": " ", "scope_read": "1"])
+            #expect(blank.status == .badRequest && blank.body.contains("A token needs a name of 1 to 100 characters."), "\(blank.body)")
+            let noScope = try await browser.post("/account/tokens", ["name": "none"])
+            #expect(noScope.status == .badRequest && noScope.body.contains("at least one scope"), "\(noScope.body)")
+
+            let id = try #require(try world.appliance.identity.tokens(of: world.members[.member]!.0).first { $0.name == "ci" }?.id)
+            #expect(try await browser.post("/account/tokens/\(id)/revoke").status == .seeOther)
+            #expect(try await api.call(.get, "/auth/me", token: secret).status == .unauthorized)
+            #expect(try await browser.get("/account").body.contains("<td>revoked</td>"))
+            // Someone else's token id is not found.
+            let others = try #require(try world.appliance.identity.tokens(of: world.members[.owner]!.0).first?.id)
+            #expect(try await browser.post("/account/tokens/\(others)/revoke").status == .notFound)
+        }
+    }
+
     @Test("appliance admins see health, create users, set plans and retry or discard dead jobs; nobody else may")
     func adminPages() async throws {
         let world = try APIWorld()

@@ -20,6 +20,10 @@ extension Console {
         router.post("/sign-out") { request, context in try await page(request, context) { visit in try await signOut(visit) } }
         router.get("/account") { request, context in try await page(request, context) { visit in try accountPage(visit) } }
         router.post("/account/password") { request, context in try await page(request, context) { visit in try await changePassword(visit) } }
+        router.post("/account/tokens") { request, context in try await page(request, context) { visit in try await createToken(visit) } }
+        router.post("/account/tokens/:tokenId/revoke") { request, context in
+            try await page(request, context) { visit in try await revokeToken(visit, id: context.parameters.get("tokenId") ?? "") }
+        }
         router.get("/workspaces") { request, context in try await page(request, context) { visit in try workspacesPage(visit) } }
         router.post("/workspaces") { request, context in try await page(request, context) { visit in try await createWorkspace(visit) } }
         addWorkspacePages(to: router)
@@ -103,11 +107,55 @@ extension Console {
 
     // MARK: Account
 
-    func accountPage(_ visit: Visit, done: Bool = false, error: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+    func accountPage(_ visit: Visit, done: Bool = false, error: String? = nil, created: (name: String, token: String)? = nil,
+                     tokenError: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         let principal = try signedIn(visit)
-        var data: [String: Any] = ["email": principal.user.email, "done": done]
+        let now = ISO8601.string(Date())
+        var data: [String: Any] = [
+            "email": principal.user.email, "done": done, "isAdmin": principal.user.isAdmin,
+            "tokens": try d.identity.tokens(of: principal.user).reversed().map { token -> [String: Any] in
+                let expired = token.expiresAt.map { $0 <= now } ?? false
+                return ["id": token.id, "name": token.name, "prefix": token.prefix, "scopes": token.scopes.map(\.rawValue).joined(separator: " "),
+                        "created": token.createdAt.prefix(10), "expires": token.expiresAt?.prefix(10) ?? "never",
+                        "lastUsed": token.lastUsedAt?.prefix(16).replacingOccurrences(of: "T", with: " ") ?? "never",
+                        "state": token.revokedAt != nil ? "revoked" : expired ? "expired" : "active",
+                        "active": token.revokedAt == nil && !expired]
+            },
+        ]
         if let error { data["error"] = error }
+        if let created { data["created"] = ["name": created.name, "token": created.token] }
+        if let tokenError { data["tokenError"] = tokenError }
         return try render("account", title: "Your account", data, visit: visit, status: status)
+    }
+
+    /// The API's `createToken` for the visitor, from the account page; the secret is shown on the page once.
+    func createToken(_ visit: Visit) async throws -> Response {
+        let form = try await self.form(visit)
+        let principal = try signedIn(visit)
+        let scopes = Set(TokenScope.allCases.filter { form["scope_\($0.rawValue)"] == "1" })
+        do {
+            var days: Int?
+            if let text = form.text("expires_in_days") {
+                guard let value = Int(text) else { throw IdentityError(.invalid, "expires after: a whole number of days, 1 to 3650") }
+                days = value
+            }
+            let name = form["name"] ?? ""
+            let (token, summary) = try d.identity.createToken(for: principal.user, name: name, scopes: scopes, expiresInDays: days)
+            return try accountPage(visit, created: (summary.name, token))
+        } catch let error as IdentityError {
+            let status: HTTPResponse.Status = switch error.kind {
+            case .conflict: .conflict
+            case .forbidden: .forbidden
+            default: .badRequest
+            }
+            return try accountPage(visit, tokenError: error.description.prefix(1).uppercased() + error.description.dropFirst() + ".", status: status)
+        }
+    }
+
+    func revokeToken(_ visit: Visit, id: String) async throws -> Response {
+        _ = try await form(visit)
+        try d.identity.revokeToken(id: id, of: try signedIn(visit).user)
+        return Self.redirect("/account")
     }
 
     /// The API's `changePassword`, from the account page's form.

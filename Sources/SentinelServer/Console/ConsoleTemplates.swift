@@ -120,7 +120,32 @@ enum ConsoleTemplates {
       <input id="new_password" name="new_password" type="password" required minlength="12" maxlength="72" autocomplete="new-password">
       <button type="submit">Change password</button>
     </form>
-    <p>API tokens are made with <code>POST /api/v1/tokens</code> or <code>sentinel token create</code>; changing your password leaves them working.</p>
+    <h2>API tokens</h2>
+    <p>For scripts and CI: send one as <code>Authorization: Bearer …</code> to <code>/api/v1</code>. Changing your password leaves them working.</p>
+    {{#created}}<p class="notice" role="status">Token {{created.name}} is made. Copy it now; it is not shown again: <code>{{created.token}}</code></p>{{/created}}
+    {{#tokenError}}<p class="error" role="alert">{{tokenError}}</p>{{/tokenError}}
+    {{#empty(tokens)}}<p>You have no API tokens.</p>{{/empty(tokens)}}
+    {{^empty(tokens)}}
+    <table><caption>Your API tokens</caption>
+    <thead><tr><th scope="col">Name</th><th scope="col">Starts with</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">Last used</th><th scope="col">State</th><th scope="col">Actions</th></tr></thead>
+    <tbody>{{#tokens}}<tr><td>{{name}}</td><td><code>{{prefix}}…</code></td><td>{{scopes}}</td><td>{{created}}</td><td>{{expires}}</td><td>{{lastUsed}}</td><td>{{state}}</td><td class="actions">
+      {{#active}}<form method="post" action="/account/tokens/{{id}}/revoke" class="inline">{{> csrf}}<button type="submit">Revoke {{name}}</button></form>{{/active}}</td></tr>{{/tokens}}</tbody>
+    </table>
+    {{/empty(tokens)}}
+    <h3>Create a token</h3>
+    <form method="post" action="/account/tokens" class="stack">
+      {{> csrf}}
+      <label for="token_name">Name</label>
+      <input id="token_name" name="name" required maxlength="100" autocomplete="off">
+      <fieldset><legend>Scopes</legend>
+        <label><input type="checkbox" name="scope_read" value="1" checked> read</label>
+        <label><input type="checkbox" name="scope_write" value="1"> write</label>
+        {{#isAdmin}}<label><input type="checkbox" name="scope_admin" value="1"> admin</label>{{/isAdmin}}
+      </fieldset>
+      <label for="expires_in_days">Expires after this many days (empty: never)</label>
+      <input id="expires_in_days" name="expires_in_days" type="number" min="1" max="3650">
+      <button type="submit">Create token</button>
+    </form>
     """#
 
     static let workspaces = #"""
