@@ -110,7 +110,7 @@ struct NotificationSubscriptionTests {
         #expect(await eventually { await s.receiver.state.accepted().count == 1 })
         let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
         #expect(text.contains("The GitLab access token of integration int_expiring00000001 expires on 2026-12-15 (in 9 day(s))"), "\(text)")
-        #expect(text.contains("sentinel integration rotate int_expiring00000001 --token-file FILE"), "\(text)")
+        #expect(text.contains("sentinel integration rotate int_expiring00000001 --workspace WORKSPACE --token-file FILE"), "\(text)")
         await s.stop()
     }
 

@@ -141,7 +141,7 @@ public struct Notifications: Sendable {
             return Notice(topic: .integrationCredentialsExpiring,
                           text: "The \(fields["platform"] ?? "platform") access token of integration \(id) expires on \((fields["expires_at"] ?? "?").prefix(10)) "
                               + "(in \(fields["days"] ?? "?") day(s)); reviews stop then. Create a new token with the api scope and give it to the "
-                              + "integration: sentinel integration rotate \(id) --token-file FILE, or PATCH the integration")
+                              + "integration: sentinel integration rotate \(id) --workspace WORKSPACE --token-file FILE, or PATCH the integration")
         case "IntegrationAuthFailing":
             guard topics.contains(NotificationTopic.integrationAuthFailing.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
