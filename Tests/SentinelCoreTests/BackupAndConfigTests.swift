@@ -151,7 +151,7 @@ struct BackupTests {
         try interrupted("20261203T033000Z")
         try interrupted("20261203T040000Z")
         // A backup still writing 20261203T040000Z (begun by hand before the newer one finished).
-        var running: FileLock? = try #require(try FileLock.tryAcquire(path("20261203T040000Z").appendingPathComponent(BackupManifest.inProgressFileName)))
+        var running = Optional(try #require(try FileLock.tryAcquire(path("20261203T040000Z").appendingPathComponent(BackupManifest.inProgressFileName))))
         #expect(throws: StorageError.conflict("another backup is being written into \(path("20261203T040000Z").path); choose another directory")) {
             try service.backup(to: path("20261203T040000Z"), control: h.control)
         }
