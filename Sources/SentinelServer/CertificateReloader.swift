@@ -45,7 +45,10 @@ struct CertificateReloader: Service {
         switch certificate.reloadIfChanged() {
         case .unchanged:
             if let signal {
-                logger.info("\(signal): the TLS certificate files are unchanged", metadata: ["cert_file": "\(certificate.certificateFile)"])
+                // Also after a refused pair: say which certificate is served, so "unchanged" is not read as "renewed".
+                logger.info("\(signal): the TLS certificate files are unchanged since they were last read", metadata: [
+                    "cert_file": "\(certificate.certificateFile)",
+                    "serving_expires_at": "\(certificate.expiresAt.map(ISO8601.string) ?? "unknown")"])
             }
         case .reloaded(let expiresAt):
             if let expiresAt { metrics.tlsCertificateExpiry(expiresAt) }
