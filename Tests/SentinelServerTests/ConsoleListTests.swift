@@ -45,6 +45,7 @@ struct ConsoleListTests {
             #expect(try await admin.post(base + "/providers/\(id)/delete").status == .notFound)
             let audit = try await admin.get(base + "/audit")
             #expect(audit.body.contains("ProviderEnabled") && audit.body.contains("ProviderDeleted"))
+            #expect(audit.body.contains("<td>ProviderDeleted</td><td>provider:\(id)</td><td>admin@example.com</td>"), "\(audit.body)")
         }
     }
 

@@ -354,7 +354,9 @@ extension Console {
         }
         var data: [String: Any] = [
             "items": events.prefix(limit).map { e -> [String: Any] in
-                ["seq": e.seq, "at": e.occurredAt, "type": e.type, "subject": e.subject ?? "", "data": e.data]
+                // Who made the change: the `by` every audited event carries (the appliance itself for the few it makes).
+                let by = (try? JSONDecoder().decode([String: String].self, from: Data(e.data.utf8)))?["by"]
+                return ["seq": e.seq, "at": e.occurredAt, "type": e.type, "subject": e.subject ?? "", "by": by ?? "Sentinel", "data": e.data]
             },
         ]
         if events.count > limit, let last = events.prefix(limit).last { data["next"] = "\(m.base)/audit?after=\(last.seq)" }

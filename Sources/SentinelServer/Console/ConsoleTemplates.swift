@@ -461,8 +461,8 @@ enum ConsoleTemplates {
     {{^empty(items)}}
     <table>
       <caption>Audit events, oldest first</caption>
-      <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Subject</th><th scope="col">Details</th></tr></thead>
-      <tbody>{{#items}}<tr><td>{{seq}}</td><td>{{at}}</td><td>{{type}}</td><td>{{subject}}</td><td><code>{{data}}</code></td></tr>{{/items}}</tbody>
+      <thead><tr><th scope="col">#</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Subject</th><th scope="col">By</th><th scope="col">Details</th></tr></thead>
+      <tbody>{{#items}}<tr><td>{{seq}}</td><td>{{at}}</td><td>{{type}}</td><td>{{subject}}</td><td>{{by}}</td><td><code>{{data}}</code></td></tr>{{/items}}</tbody>
     </table>
     {{/empty(items)}}
     {{#next}}<p><a href="{{next}}" rel="next">Later events</a></p>{{/next}}
