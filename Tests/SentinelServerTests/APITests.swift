@@ -450,6 +450,8 @@ struct APIResourceTests {
             let audit = try await api.call(.get, base + "/audit", token: owner)
             let types = (audit.json["items"] as? [[String: Any]] ?? []).compactMap { $0["type"] as? String }
             #expect(types == ["MemberAdded", "TeamCreated", "TeamMemberAdded", "PolicyVersionCreated", "MemberRemoved"])
+            #expect((audit.json["items"] as? [[String: Any]] ?? []).map { $0["by"] as? String ?? "-" }
+                    == ["admin@example.com", "owner@example.com", "owner@example.com", "owner@example.com", "owner@example.com"], "\(audit.body)")
                         #expect(audit.body.contains("owner@example.com"))
             let firstPage = try await api.call(.get, base + "/audit?limit=2", token: owner)
             let cursor = try #require(firstPage.json["next_cursor"] as? String)

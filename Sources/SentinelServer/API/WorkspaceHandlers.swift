@@ -140,8 +140,10 @@ struct WorkspaceHandlers: Sendable {
             try EventLog.read(after: after, limit: window.limit + 1, types: EventLog.auditTypes, in: db)
         }
         let items = try window.items(events).map { event in
-            Components.Schemas.AuditEvent(data: try .converted(from: JSONValue(text: event.data) ?? .object([:])), id: event.id,
-                                          occurredAt: event.occurredAt, seq: Int(event.seq), subject: event.subject, _type: event.type)
+            let data = JSONValue(text: event.data) ?? .object([:])
+            let by: String? = if case .object(let fields) = data, case .string(let name)? = fields["by"] { name } else { nil }
+            return Components.Schemas.AuditEvent(by: by, data: try .converted(from: data), id: event.id,
+                                                 occurredAt: event.occurredAt, seq: Int(event.seq), subject: event.subject, _type: event.type)
         }
         return .ok(.init(body: .json(.init(items: items, nextCursor: window.nextCursor(events) { String($0.seq) }))))
     }
