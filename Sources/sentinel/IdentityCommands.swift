@@ -247,7 +247,7 @@ extension WorkspaceCommand {
                 guard let role = WorkspaceRole(rawValue: role) else { throw CLIError("role must be one of owner, admin, member, viewer") }
                 let config = try global.loadConfig()
                 let identity = try global.identity(config)
-                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                let user = try UserCommand.find(email, in: identity)
                 let (name, id, changed) = try await global.withWorkspace(workspace) { actor, control, _ in
                     let members = WorkspaceMembers(identity: identity, workspaceID: actor.id, workspace: actor, actorRole: .owner, actorName: "cli")
                     let before = try identity.role(of: user.id, in: actor.id)
@@ -274,7 +274,7 @@ extension WorkspaceCommand {
         func run() async throws {
             try await oneLine {
                 let identity = try global.identity(try global.loadConfig())
-                guard let user = try identity.user(email: email) else { throw CLIError("no user with email \(email)") }
+                let user = try UserCommand.find(email, in: identity)
                 try await global.withWorkspace(workspace) { actor, _, _ in
                     try await WorkspaceMembers(identity: identity, workspaceID: actor.id, workspace: actor, actorRole: .owner, actorName: "cli")
                         .remove(userID: user.id)
