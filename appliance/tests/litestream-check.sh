@@ -21,9 +21,13 @@ bin=$(realpath "${1:?usage: $0 SENTINEL_BINARY [LITESTREAM_BINARY]}")
 work=$(mktemp -d /tmp/sentinel-litestream.XXXXXX)
 server_pid=""
 ls_pids=()
+lock_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
   for p in "${ls_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The sqlite3 shell holding the write lock reads its fifo until this shell closes it.
+  exec 4>&- 2>/dev/null || true
+  if [ -n "$lock_pid" ]; then kill "$lock_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
@@ -167,8 +171,8 @@ write_live 61 70
 
 # The intake journal: acme's file is write-locked from here (its reads still work), so nothing can
 # be applied to it. beta's delivery closes acme's file (LRU of one); acme's next delivery then goes
-# to the journal. Should a job have opened acme again meanwhile, the direct write meets the lock
-# (503): send beta, then acme, again.
+# to the journal (as it would with acme's file open: the direct write meets the lock after
+# storage.busy_timeout_ms and the journal takes the delivery).
 mkfifo "$work/lock.fifo"
 sqlite3 "$data/workspaces/$workspace.sqlite" < "$work/lock.fifo" > "$work/lock.out" 2>&1 &
 lock_pid=$!
@@ -180,12 +184,10 @@ for _ in $(seq 1 100); do
 done
 sqlite3 "$data/workspaces/$workspace.sqlite" "PRAGMA busy_timeout = 0; BEGIN IMMEDIATE; ROLLBACK;" >/dev/null 2>&1 \
   && fail "could not write-lock $workspace's file"
-journalled=""
-for attempt in 1 2 3 4 5; do
-  [ "$(deliver "$beta_integration" "beta-$attempt")" = 202 ] || fail "beta's delivery $attempt was not acknowledged"
-  if [ "$(deliver "$integration" "journalled-$attempt")" = 202 ]; then journalled="journalled-$attempt"; break; fi
-done
-[ -n "$journalled" ] || fail "no delivery to the write-locked workspace was acknowledged"
+journalled="journalled-1"
+[ "$(deliver "$beta_integration" "beta-1")" = 202 ] || fail "beta's delivery was not acknowledged"
+status=$(deliver "$integration" "$journalled")
+[ "$status" = 202 ] || { tail -5 "$work/server.log"; fail "the delivery to the write-locked workspace got $status, not 202"; }
 echo "$journalled" >> "$work/acked-deliveries"
 sqlite3 "$data/intake-journal.sqlite" "SELECT delivery_id FROM journal" | grep -qx "$journalled" \
   || fail "$journalled was acknowledged but is not in the intake journal"
@@ -193,6 +195,7 @@ echo "litestream-check: $journalled acknowledged into the intake journal (worksp
 stop_all
 exec 4>&-
 wait "$lock_pid" || true
+lock_pid=""
 
 restore_into "$work/restored-again"
 sqlite3 "$work/restored-again/intake-journal.sqlite" "SELECT delivery_id FROM journal" | grep -qx "$journalled" \

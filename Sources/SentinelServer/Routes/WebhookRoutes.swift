@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Hummingbird
 import Logging
 import Metrics
@@ -195,20 +196,31 @@ struct WebhookRoutes {
     }
 
     /// Stores the delivery in its workspace file when that file is open (and the intake journal
-    /// holds nothing for the workspace); otherwise appends it to the journal, which applies it to
-    /// the file shortly after. Either way the 202 follows a durable commit.
+    /// holds nothing for the workspace); otherwise, or when another process holds the file's write
+    /// lock, appends it to the journal, which applies it to the file shortly after (or once the
+    /// lock is gone). Either way the 202 follows a durable commit.
     func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,
                platform: String, jobKind: String, settled: String? = nil, _ context: SentinelRequestContext) async throws -> Response {
         let delivery = IncomingDelivery(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
                                         correlationID: deliveryID, jobKind: jobKind, settled: settled)
         if supervisor.isRetired(workspaceID) { throw gone(integrationID, platform: platform) }
-        let journalled = journal.holdsDeliveries(for: workspaceID) || !supervisor.isOpen(workspaceID)
+        var journalled = journal.holdsDeliveries(for: workspaceID) || !supervisor.isOpen(workspaceID)
         let outcome: DeliveryIntake.Outcome
         do {
             if journalled {
                 outcome = try await journal.append(delivery, for: workspaceID)
             } else {
-                outcome = try await supervisor.withWorkspace(workspaceID) { try await DeliveryIntake.store(delivery, in: $0) }
+                do {
+                    outcome = try await supervisor.withWorkspace(workspaceID) { try await DeliveryIntake.store(delivery, in: $0) }
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED {
+                    // Another process holds the workspace file's write lock past `storage.busy_timeout_ms`
+                    // (a `sqlite3` shell left in a transaction): nothing was stored there, so the journal
+                    // takes the delivery and its applier writes it once the lock is gone.
+                    context.logger.warning("workspace file locked by another writer; delivery goes to the intake journal",
+                                           metadata: ["delivery_id": "\(deliveryID)", "workspace_id": "\(workspaceID)"])
+                    journalled = true
+                    outcome = try await journal.append(delivery, for: workspaceID)
+                }
             }
         } catch WorkspaceError.notFound(let workspace) {
             // The workspace was deleted after the integration was looked up (it may still be cached).
