@@ -27,4 +27,19 @@ struct ReviewRunnerTextTests {
         #expect(kept.first?.hunks.map(\.newStart) == [41], "only the hunk the push touched, numbered as in the PR diff")
         #expect(ReviewRunner.restrict([pr], to: [upstream]).isEmpty)
     }
+
+    @Test("the check's title and conclusion say when the AI review failed or was incomplete; blocking findings decide first")
+    func titleAndConclusionCarryTheAIStatus() {
+        let failed = AIReviewStatus.failed(reason: "provider returned HTTP 401")
+        let partial = AIReviewStatus.partial(failedChunks: 1, of: 3, reason: "provider returned HTTP 503")
+        #expect(ReviewRunner.title(findings: 0, aiStatus: .completed) == "No findings")
+        #expect(ReviewRunner.title(findings: 1, aiStatus: .skipped(reason: "no AI provider is configured")) == "1 finding")
+        #expect(ReviewRunner.title(findings: 0, aiStatus: failed) == "No findings; AI review failed")
+        #expect(ReviewRunner.title(findings: 2, aiStatus: partial) == "2 findings; AI review incomplete")
+        #expect(ReviewRunner.conclusion(blocking: false, aiStatus: failed, failedRunConclusion: .neutral) == .neutral)
+        #expect(ReviewRunner.conclusion(blocking: false, aiStatus: failed, failedRunConclusion: .failure) == .failure)
+        #expect(ReviewRunner.conclusion(blocking: true, aiStatus: failed, failedRunConclusion: .neutral) == .failure)
+        #expect(ReviewRunner.conclusion(blocking: false, aiStatus: partial, failedRunConclusion: .failure) == .success)
+        #expect(ReviewRunner.conclusion(blocking: false, aiStatus: .skipped(reason: "no AI provider is configured"), failedRunConclusion: .failure) == .success)
+    }
 }

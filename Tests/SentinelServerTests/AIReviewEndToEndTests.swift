@@ -98,6 +98,43 @@ struct AIReviewEndToEndTests {
         await world.stop()
         await llm.stop()
     }
+
+    @Test("a clean change whose AI review failed (the key refused) is not a green \"No findings\": the check concludes as a failed run, neutral when so configured, and its title says the AI review failed")
+    func failedAIReviewIsNotGreen() async throws {
+        let llm = try await FakeLLMServer.start()
+        for (setting, expected) in [(SentinelConfig.FailedRunConclusion.failure, "failure"), (.neutral, "neutral")] {
+            let world = try await GitHubWorld { $0.review.failedRunConclusion = setting }
+            // Nothing for the built-in checks to find: only the model could have reviewed this change.
+            await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: [
+                ("app.py", "modified", "@@ -1,3 +1,3 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n print(KEY)"),
+            ]))
+            let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+            _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await store.add(kind: "openai", apiKey: "sk-revoked-key-0000", model: "gpt-4o-mini", baseURL: llm.openAIBaseURL, by: "test", in: actor)
+            }
+            try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+            #expect(await world.waitForRun(state: .completed), "the run completes: the built-in checks ran and the review is posted")
+            let check = try #require(await world.github.state.checkRuns.values.first)
+            #expect(check.conclusion == expected, "\(setting)")
+            #expect(check.title == "No findings; AI review failed", "\(check.title ?? "-")")
+            #expect(check.summary?.contains("AI review failed") == true, "\(check.summary ?? "")")
+            #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+            await world.stop()
+        }
+        // With the key accepted, the same change passes.
+        let world = try await GitHubWorld()
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: [
+            ("app.py", "modified", "@@ -1,3 +1,3 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n print(KEY)"),
+        ]))
+        try await world.addOpenAIProvider(llm)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.conclusion == "success")
+        #expect(check.title == "No findings", "\(check.title ?? "-")")
+        await world.stop()
+        await llm.stop()
+    }
 }
 
 @Suite("provider and review commands")

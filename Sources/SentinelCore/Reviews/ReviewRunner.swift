@@ -86,6 +86,27 @@ public struct ReviewRunner: Sendable {
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
 
+    /// The check's conclusion: failure when a finding reaches the blocking severity; when the AI
+    /// review was asked for and no provider answered (a revoked key, an outage past every
+    /// fallback), the conclusion of a failed run (`review.failed_run_conclusion`), so a review the
+    /// model never made does not pass as a green "No findings"; otherwise success.
+    static func conclusion(blocking: Bool, aiStatus: AIReviewStatus, failedRunConclusion: CheckConclusion) -> CheckConclusion {
+        if blocking { return .failure }
+        if case .failed = aiStatus { return failedRunConclusion }
+        return .success
+    }
+
+    /// The check's title: the number of findings, and whether the AI review failed or covered
+    /// only part of the change (the summary says why).
+    static func title(findings: Int, aiStatus: AIReviewStatus) -> String {
+        let count = findings == 0 ? "No findings" : "\(findings) finding\(findings == 1 ? "" : "s")"
+        switch aiStatus {
+        case .failed: return count + "; AI review failed"
+        case .partial: return count + "; AI review incomplete"
+        case .completed, .skipped: return count
+        }
+    }
+
     /// One stage of a run (`fetch_diff`, `policy`, `engine`, `post`): a span and its duration.
     private func stage<T>(_ name: String, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T) async rethrows -> T {
         let start = ContinuousClock.now
@@ -299,8 +320,8 @@ public struct ReviewRunner: Sendable {
         if let floor = policy.failOn { checkSummary += "\n\nFails on findings of severity \(floor.rawValue) or higher." }
         let prepared = PreparedReview(
             body: body, findings: result.findings, requestChanges: policy.requestChanges && blocking,
-            conclusion: (blocking ? CheckConclusion.failure : .success).rawValue,
-            title: result.findings.isEmpty ? "No findings" : "\(result.findings.count) finding\(result.findings.count == 1 ? "" : "s")",
+            conclusion: Self.conclusion(blocking: blocking, aiStatus: result.aiStatus, failedRunConclusion: failedRunConclusion).rawValue,
+            title: Self.title(findings: result.findings.count, aiStatus: result.aiStatus),
             checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
             summary: result.summary, reviewedSHA: diff.complete ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this

@@ -293,7 +293,7 @@ public enum ConfigLoader {
         key("billing.license_file", "signed Sentinel license file raising plan limits; an invalid or expired license stops start-up", \.billing.licenseFile),
         key("review.command_associations", "comma-separated GitHub author associations whose @sentinel review comments start a run", \.review.commandAssociations),
         key("review.max_tokens_per_run", "tokens one review run may spend on model calls (checked before each call)", \.review.maxTokensPerRun, in: 1...1_000_000_000),
-        key("review.failed_run_conclusion", "failure | neutral: check conclusion of a run that failed", \.review.failedRunConclusion),
+        key("review.failed_run_conclusion", "failure | neutral: check conclusion of a run that failed, or whose AI review failed", \.review.failedRunConclusion),
         key("reconcile.enabled", "sweep for missed work (open pull requests without a run, failed webhook deliveries) at start and periodically", \.reconcile.enabled),
         key("reconcile.interval_seconds", "time between catch-up sweeps (±10% jitter)", \.reconcile.intervalSeconds, in: 1...604_800),
         key("reconcile.max_reviews_per_sweep", "reviews one sweep requests per integration at most", \.reconcile.maxReviewsPerSweep, in: 0...10_000),
