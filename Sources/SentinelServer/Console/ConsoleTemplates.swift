@@ -349,7 +349,7 @@ enum ConsoleTemplates {
       <button type="submit">Continue to GitHub</button>
     </form>
     <h2>Add a GitHub App</h2>
-    <p>Create a GitHub App (permissions: pull requests and checks read &amp; write, contents read; events: pull request,
+    <p>Create a GitHub App (permissions: pull requests and checks read &amp; write, contents and issues read; events: pull request,
     issue comment, installation), set its webhook URL to the one shown here after saving, and paste its private key.</p>
     <form method="post" action="/workspaces/{{workspace.id}}/integrations" class="stack">
       {{> csrf}}

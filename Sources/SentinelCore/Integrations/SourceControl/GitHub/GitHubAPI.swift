@@ -294,12 +294,6 @@ public struct GitHubClient: Sendable {
     public func updateCheckRun(_ repo: String, id: Int64, _ check: GitHubCheckRunRequest) async throws {
         _ = try await request("PATCH", "repos/\(repo)/check-runs/\(id)", body: try JSONEncoder.sentinel.encode(check), operation: "update check run")
     }
-
-    public func createIssueComment(_ repo: String, _ number: Int, body: String) async throws {
-        struct Comment: Encodable { let body: String }
-        _ = try await request("POST", "repos/\(repo)/issues/\(number)/comments", body: try JSONEncoder.sentinel.encode(Comment(body: body)),
-                              operation: "create comment", expect: [201])
-    }
 }
 
 // MARK: - REST shapes (only the fields Sentinel reads or sends; snake_case on the wire through

@@ -5,9 +5,10 @@ import Foundation
 /// one-time code, which `convert` exchanges (`POST /app-manifests/{code}/conversions`) for the App's
 /// id, private key and webhook secret. Nobody copies a key by hand.
 public enum GitHubAppManifest {
-    /// What the review needs: pull requests and checks to post, contents to read files, issues for
-    /// commands in comments; the events that start and steer reviews.
-    public static let permissions = ["pull_requests": "write", "checks": "write", "contents": "read", "issues": "write", "metadata": "read"]
+    /// What the review needs and no more: pull requests and checks to post, contents to read files
+    /// (`.sentinel.yml`), issues read for the commands in PR comments (Sentinel answers them with a
+    /// run, never with a comment); the events that start and steer reviews.
+    public static let permissions = ["pull_requests": "write", "checks": "write", "contents": "read", "issues": "read", "metadata": "read"]
     public static let events = ["pull_request", "issue_comment", "installation_repositories"]
 
     /// The manifest as GitHub expects it in the `manifest` form field.
