@@ -103,7 +103,7 @@ public final class Appliance: Sendable {
         GitLabDeliveryProcessor(connector: gitLabConnector, billing: billing, metrics: metrics).register(in: &registry)
         self.aiHTTP = try AsyncOutboundHTTPClient(destinations: destinations)
         let signals = OperationalSignals(control: control)
-        let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey), http: aiHTTP,
+        let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey, destinations: destinations), http: aiHTTP,
                                                             breakers: CircuitBreakerRegistry(journal: CircuitMetricsJournal(forwardingTo: signals, metrics: metrics)),
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile), metrics: metrics)
         let runner = ReviewRunner(connector: SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector]), models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
@@ -132,7 +132,7 @@ public final class Appliance: Sendable {
         self.document = try APIDocument.load()
         self.api = APIDependencies(
             dataDirectory: dataDirectory, identity: identity, workspaces: workspaces, integrations: integrations,
-            providers: ProviderStore(masterKey: integrations.masterKey), billing: billing, catalog: catalog, control: control,
+            providers: ProviderStore(masterKey: integrations.masterKey, destinations: destinations), billing: billing, catalog: catalog, control: control,
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
             publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,

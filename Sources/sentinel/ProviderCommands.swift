@@ -12,8 +12,10 @@ struct ProviderCommand: AsyncParsableCommand {
 
         /// Runs `body` with the workspace open (closed afterwards) and its provider store.
         func withProviders<T>(_ body: (WorkspaceActor, ProviderStore) async throws -> T) async throws -> T {
-            let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-            return try await global.withWorkspace(workspace) { actor, _, _ in try await body(actor, store) }
+            let masterKey = try MasterKey.load(at: global.dataDirectory.masterKeyFile)
+            return try await global.withWorkspace(workspace) { actor, _, config in
+                try await body(actor, ProviderStore(masterKey: masterKey, destinations: try DestinationPolicy(config.security)))
+            }
         }
     }
 

@@ -34,6 +34,30 @@ struct OutboundDestinationTests {
         #expect(throws: Never.self) { try DestinationPolicy.requireSecure(URL(string: "https://api.example.com:65535")!, field: "base_url") }
     }
 
+    @Test("security.plain_http_hosts lets a model server on the internal network be named with http: exact names and address blocks, nothing else")
+    func plainHTTPHosts() throws {
+        var security = testConfig().security
+        security.plainHTTPHosts = " Ollama.Corp.Example , 10.20.0.0/16,fd00:abcd::7, vllm "
+        let policy = try DestinationPolicy(security)
+        for ok in ["http://ollama.corp.example:11434/v1", "http://OLLAMA.corp.example/v1", "http://10.20.3.4:8000/v1", "http://[fd00:abcd::7]:8000",
+                   "http://vllm:8000/v1", "http://127.0.0.1:11434", "https://api.openai.com/v1"] {
+            #expect(throws: Never.self, "\(ok)") { try policy.requireSecure(URL(string: ok)!, field: "base_url") }
+        }
+        for refused in ["http://evil.ollama.corp.example/v1", "http://ollama.corp.example.evil.com/v1", "http://10.21.0.1:8000", "http://[fd00:abcd::8]",
+                        "http://vllm.internal:8000", "http://api.openai.com/v1"] {
+            #expect(throws: DestinationError.insecureScheme(field: "base_url", url: refused)) { try policy.requireSecure(URL(string: refused)!, field: "base_url") }
+        }
+        // Without the setting (and for every URL checked without the appliance's policy) only loopback may use http.
+        #expect(throws: DestinationError.self) { try DestinationPolicy().requireSecure(URL(string: "http://10.20.3.4:8000/v1")!, field: "base_url") }
+        #expect(throws: DestinationError.self) { try DestinationPolicy.requireSecure(URL(string: "http://ollama.corp.example/v1")!, field: "url") }
+        // A listed host is still only reachable when its address passes the connection check.
+        #expect(throws: DestinationError.self) { try policy.check(IPAddress("10.20.3.4")!, host: "10.20.3.4") }
+        for bad in ["http://ollama:11434", "ollama_corp", "-x.example", "10.0.0.0/33", "a..b"] {
+            security.plainHTTPHosts = bad
+            #expect(throws: ConfigError.self, "\(bad)") { try DestinationPolicy(security) }
+        }
+    }
+
     @Test("a configured URL with user:password@ is refused, and refusals show a URL without its user, path or query")
     func urlSecretsNeverShown() async throws {
         for bad in ["https://user:hunter2@ghes.example.com/api/v3", "https://token@gitlab.example.com", "http://u:p@127.0.0.1:8080"] {
@@ -41,7 +65,7 @@ struct OutboundDestinationTests {
         }
         // The message once repeated the whole URL; a webhook URL's path and query are its secret.
         let insecure = DestinationError.insecureScheme(field: "url", url: "http://hooks.example.com:8080/services/T0/B0/SECRETPATH?token=SECRETQUERY")
-        #expect(insecure.description == "url must use https (plain http is only accepted for loopback hosts): http://hooks.example.com:8080/…")
+        #expect(insecure.description == "url must use https (plain http is only accepted for loopback hosts, and for AI providers on the hosts in security.plain_http_hosts): http://hooks.example.com:8080/…")
         #expect(DestinationError.shown(URL(string: "https://user:pw@[::1]:9/x")!) == "https://[::1]:9/…")
         // GitLab's field is base_url, with GitLab's example (it said api_url, with GitHub's).
         await #expect(throws: IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")) {

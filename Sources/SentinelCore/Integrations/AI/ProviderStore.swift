@@ -29,13 +29,18 @@ public struct ProviderStore: Sendable {
     public static let defaultModels = ["openai": "gpt-4o-mini", "azure-openai": "gpt-4o-mini", "anthropic": "claude-3-5-sonnet-latest",
                                        "gemini": "gemini-1.5-flash", "openai-compatible": "llama3.1"]
     let masterKey: MasterKey
+    /// Which base URLs may use plain http (`security.plain_http_hosts`).
+    let destinations: DestinationPolicy
     /// What a provider's API key is sealed for (the AES-GCM associated data).
     static func context(_ id: String) -> String { "provider:\(id):api_key" }
 
     /// AI providers a workspace may have: a failing call falls back through them all in turn.
     public static let maxPerWorkspace = 20
 
-    public init(masterKey: MasterKey) { self.masterKey = masterKey }
+    public init(masterKey: MasterKey, destinations: DestinationPolicy = DestinationPolicy()) {
+        self.masterKey = masterKey
+        self.destinations = destinations
+    }
 
     static func suffix(_ key: String) -> String { String(key.suffix(4)) }
 
@@ -71,7 +76,7 @@ public struct ProviderStore: Sendable {
         if kind == "azure-openai", baseURL == nil || (deployment ?? "").isEmpty {
             throw IntegrationError.invalid("azure-openai needs --base-url (https://RESOURCE.openai.azure.com) and a deployment name")
         }
-        if let baseURL { try Self.validate(baseURL) }
+        if let baseURL { try validate(baseURL) }
         let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
         let id = "prv_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: Self.context(id)) }
@@ -200,10 +205,10 @@ public struct ProviderStore: Sendable {
                         updatedAt: ISO8601.string(Date(timeIntervalSince1970: row["updated_at"])))
     }
 
-    static func validate(_ url: URL) throws {
-        // https, unless the host is loopback (a local model server); private addresses are
-        // checked when a call connects (`DestinationPolicy`).
-        do { try DestinationPolicy.requireSecure(url, field: "base_url") } catch let error as DestinationError {
+    func validate(_ url: URL) throws {
+        // https, unless the host is loopback (a local model server) or listed in
+        // `security.plain_http_hosts`; private addresses are checked when a call connects.
+        do { try destinations.requireSecure(url, field: "base_url") } catch let error as DestinationError {
             throw IntegrationError.invalid(error.description)
         }
     }

@@ -73,6 +73,9 @@ public struct SentinelConfig: Sendable, Equatable {
         public var allowPrivateDestinations = false
         /// Comma-separated CIDRs that are allowed even when `allowPrivateDestinations` is off.
         public var allowedDestinationCIDRs = ""
+        /// Comma-separated host names and CIDRs an AI provider's base URL may reach over plain
+        /// http (a model server on the internal network: Ollama and vLLM serve http by default).
+        public var plainHTTPHosts = ""
     }
 
     public struct Billing: Sendable, Equatable {
@@ -301,6 +304,7 @@ public enum ConfigLoader {
         key("reconcile.redeliver", "ask GitHub to resend failed deliveries of the App's webhook", \.reconcile.redeliver),
         key("security.allow_private_destinations", "let outbound calls reach private, link-local and metadata addresses", \.security.allowPrivateDestinations),
         key("security.allowed_destination_cidrs", "comma-separated CIDRs outbound calls may reach even when private destinations are refused", \.security.allowedDestinationCIDRs),
+        key("security.plain_http_hosts", "comma-separated host names and CIDRs an AI provider's base URL may reach over plain http", \.security.plainHTTPHosts),
         key("litestream.replica_url", "replica base URL for `sentinel litestream config` (file:///path, s3://bucket/path, sftp://host/path)", \.litestream.replicaURL),
         key("litestream.max_databases_per_process", "databases one Litestream process replicates; more are split across processes", \.litestream.maxDatabasesPerProcess, in: 1...100_000),
         key("litestream.metrics_port", "file N of the Litestream configuration serves Prometheus metrics on 127.0.0.1:PORT+N (0: off)", \.litestream.metricsPort, in: 0...65_535),
@@ -359,7 +363,7 @@ public enum ConfigLoader {
         if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
-        _ = try DestinationPolicy(config.security)  // every entry of security.allowed_destination_cidrs is an address block
+        _ = try DestinationPolicy(config.security)  // the entries of security.allowed_destination_cidrs and plain_http_hosts
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         if let id = config.export.notifyWorkspace, WorkspaceID(id) == nil {
             throw ConfigError("export.notify_workspace must be a workspace id (ws_ and 16 lowercase letters or digits), got '\(id)'")

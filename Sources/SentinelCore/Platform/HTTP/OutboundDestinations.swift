@@ -164,7 +164,7 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .insecureScheme(let field, let url):
-            return "\(field) must use https (plain http is only accepted for loopback hosts): \(Self.shown(url))"
+            return "\(field) must use https (plain http is only accepted for loopback hosts, and for AI providers on the hosts in security.plain_http_hosts): \(Self.shown(url))"
         case .invalidURL(let field, let url):
             return "\(field) must be an absolute https URL: \(Self.shown(url))"
         case .credentialsInURL(let field):
@@ -195,24 +195,60 @@ public enum DestinationError: Error, Sendable, Equatable, CustomStringConvertibl
 public struct DestinationPolicy: Sendable {
     public var allowPrivate: Bool
     public var allowedRanges: [IPRange]
+    /// Hosts an AI provider's base URL may name with plain http besides loopback
+    /// (`security.plain_http_hosts`): exact names (lowercased) and address blocks.
+    public var plainHTTPNames: Set<String>
+    public var plainHTTPRanges: [IPRange]
 
-    public init(allowPrivate: Bool = false, allowedRanges: [IPRange] = []) {
+    public init(allowPrivate: Bool = false, allowedRanges: [IPRange] = [], plainHTTPNames: Set<String> = [], plainHTTPRanges: [IPRange] = []) {
         self.allowPrivate = allowPrivate
         self.allowedRanges = allowedRanges
+        self.plainHTTPNames = plainHTTPNames
+        self.plainHTTPRanges = plainHTTPRanges
     }
 
-    /// From `security.allow_private_destinations` and `security.allowed_destination_cidrs`.
+    /// From `security.allow_private_destinations`, `security.allowed_destination_cidrs` and
+    /// `security.plain_http_hosts`.
     public init(_ security: SentinelConfig.Security) throws {
         var ranges: [IPRange] = []
-        for entry in security.allowedDestinationCIDRs.split(separator: ",") {
-            let text = entry.trimmingCharacters(in: .whitespaces)
-            if text.isEmpty { continue }
+        for text in Self.entries(security.allowedDestinationCIDRs) {
             guard let range = IPRange(text) else {
                 throw ConfigError("security.allowed_destination_cidrs: '\(text)' is not an address block (e.g. 10.20.0.0/16)")
             }
             ranges.append(range)
         }
-        self.init(allowPrivate: security.allowPrivateDestinations, allowedRanges: ranges)
+        var names: Set<String> = []
+        var plainRanges: [IPRange] = []
+        for text in Self.entries(security.plainHTTPHosts) {
+            if let range = IPRange(text) {          // an address alone is a block of one
+                plainRanges.append(range)
+            } else if Self.isHostName(text) {
+                names.insert(text.lowercased())
+            } else {
+                throw ConfigError("security.plain_http_hosts: '\(text)' is neither a host name nor an address block (e.g. ollama.corp.example or 10.20.0.0/16)")
+            }
+        }
+        self.init(allowPrivate: security.allowPrivateDestinations, allowedRanges: ranges, plainHTTPNames: names, plainHTTPRanges: plainRanges)
+    }
+
+    private static func entries(_ list: String) -> [String] {
+        list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// A DNS name: dot-separated labels of letters, digits and inner hyphens.
+    private static func isHostName(_ text: String) -> Bool {
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        return text.utf8.count <= 253 && labels.allSatisfy { label in
+            (1...63).contains(label.count) && label.first != "-" && label.last != "-"
+                && label.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" }
+        }
+    }
+
+    /// Whether plain http may be used to `host`: loopback, or listed in `security.plain_http_hosts`.
+    public func allowsPlainHTTP(to host: String) -> Bool {
+        if Self.isLoopbackHost(host) { return true }
+        if let address = IPAddress(host)?.unmapped { return plainHTTPRanges.contains { $0.contains(address) } }
+        return plainHTTPNames.contains(host.lowercased())
     }
 
     static let loopback = [IPRange("127.0.0.0/8")!, IPRange("::1/128")!]
@@ -245,13 +281,19 @@ public struct DestinationPolicy: Sendable {
     /// Refuses a configured URL that is not https, unless its host is loopback, or whose port no
     /// connection can use.
     public static func requireSecure(_ url: URL, field: String) throws {
+        try DestinationPolicy().requireSecure(url, field: field)
+    }
+
+    /// Refuses a configured URL that is not https, unless `allowsPlainHTTP(to:)` its host, or
+    /// whose port no connection can use.
+    public func requireSecure(_ url: URL, field: String) throws {
         guard let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty, scheme == "https" || scheme == "http" else {
             throw DestinationError.invalidURL(field: field, url: url.absoluteString)
         }
         if let port = url.port, !(1...65535).contains(port) { throw DestinationError.invalidPort(field: field, port: port) }
         // AsyncHTTPClient would not send them; they would only end up in messages and logs.
         if url.user != nil || url.password != nil { throw DestinationError.credentialsInURL(field: field) }
-        if scheme == "http" && !isLoopbackHost(host) {
+        if scheme == "http" && !allowsPlainHTTP(to: host) {
             throw DestinationError.insecureScheme(field: field, url: url.absoluteString)
         }
     }
