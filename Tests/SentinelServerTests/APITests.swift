@@ -243,6 +243,7 @@ struct APIAccessTests {
         (.patch, "/repositories/{repositoryId}", #"{"enabled":true}"#, .admin),
         (.put, "/settings", #"{"values":{}}"#, .admin),
         (.put, "/repositories/{repositoryId}/settings", #"{"values":{}}"#, .admin),
+        (.post, "/repositories/{repositoryId}/effective-config", #"{"file":""}"#, .viewer),
         (.post, "/runs", #"{"repository_id":999,"pr_number":1}"#, .member),
         (.post, "/runs/{runId}/cancel", nil, .member),
         (.post, "/notifications", #"{"kind":"slack","name":"alerts-{role}","url":"http://127.0.0.1:9/slack/T/B/X","events":["run.failed"]}"#, .admin),
@@ -525,6 +526,43 @@ struct APIResourceTests {
         }
     }
 
+    @Test("previewConfig: a .sentinel.yml given in the body is explained in the file layer on top of the settings, locks hold, and a file with errors says where and is left out")
+    func previewConfigWithAFile() async throws {
+        let world = try APIWorld()
+        let repo = try await world.addRepository()
+        try await world.test { api in
+            let owner = world.token(.owner)
+            let base = "/workspaces/\(world.workspaceA)"
+            #expect(try await api.call(.put, base + "/settings", token: owner,
+                                       body: #"{"values":{"review.max_comments":7},"locks":["review.max_comments"]}"#).status == .ok)
+            let file = "version: 1\nreview:\n  min_severity: high\n  max_comments: 90\n"
+            let body = try String(decoding: JSONSerialization.data(withJSONObject: ["file": file]), as: UTF8.self)
+            let preview = try await api.call(.post, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer), body: body)
+            #expect(preview.status == .ok, "\(preview.body)")
+            let entries = Dictionary(uniqueKeysWithValues: (preview.json["entries"] as? [[String: Any]] ?? []).map { ($0["key"] as! String, $0) })
+            #expect(entries["review.min_severity"]?["source"] as? String == "file")
+            #expect(entries["review.min_severity"]?["value"] as? String == "high")
+            #expect(entries["review.max_comments"]?["source"] as? String == "workspace", "locked: the file's 90 is not applied")
+            #expect(entries["review.max_comments"]?["value"] as? Int == 7)
+            let violations = preview.json["violations"] as? [[String: Any]] ?? []
+            #expect(violations.contains { $0["key"] as? String == "review.max_comments" && $0["attempted_by"] as? String == "file" }, "\(violations)")
+            #expect((preview.json["diagnostics"] as? [String])?.isEmpty == true, "\(preview.json["diagnostics"] ?? "-")")
+            // Nothing was stored: the plain explain has no file layer.
+            let plain = try await api.call(.get, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer))
+            #expect(!plain.body.contains("\"file\""))
+
+            let broken = try String(decoding: JSONSerialization.data(withJSONObject: ["file": "version: 1\nreview:\n  min_severity: urgent\n"]), as: UTF8.self)
+            let refused = try await api.call(.post, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer), body: broken)
+            #expect(refused.status == .ok, "\(refused.body)")
+            let diagnostics = refused.json["diagnostics"] as? [String] ?? []
+            #expect(diagnostics.contains { $0.hasPrefix(".sentinel.yml:3:") && $0.contains("error") }, "\(diagnostics)")
+            let fallback = Dictionary(uniqueKeysWithValues: (refused.json["entries"] as? [[String: Any]] ?? []).map { ($0["key"] as! String, $0) })
+            #expect(fallback["review.min_severity"]?["source"] as? String == "builtin", "a file with errors is left out")
+            #expect(try await api.call(.post, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer), body: "{}").status == .badRequest)
+            #expect(try await api.call(.post, base + "/repositories/999999/effective-config", token: world.token(.viewer), body: body).status == .notFound)
+        }
+    }
+
     @Test("enabling a repository over the plan's limit and adding a member over its seats are refused with a plan-limit problem")
     func planLimitsThroughTheAPI() async throws {
         let world = try APIWorld()
@@ -558,7 +596,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 59)
+        #expect(document.operations.count == 60)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

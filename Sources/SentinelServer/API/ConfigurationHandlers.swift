@@ -172,6 +172,19 @@ struct ConfigurationHandlers: Sendable {
         return .ok(.init(body: .json(try .decoded(from: resolved.effective.explainJSON(pretty: false)))))
     }
 
+    func previewConfig(_ input: Operations.PreviewConfig.Input, _ context: WorkspaceContext) async throws -> Operations.PreviewConfig.Output {
+        guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        let bytes = body.file.utf8.count
+        guard bytes <= RepositoryConfigParser.maxBytes else {
+            throw Problem(status: .contentTooLarge, detail: "file: \(bytes) bytes; a .sentinel.yml has at most \(RepositoryConfigParser.maxBytes)")
+        }
+        let id = try await repository(input.path.repositoryId, context)
+        let resolved = try await context.workspace.read { db in try PolicyService.resolve(in: db, repositoryID: id, fileText: body.file) }
+        var explain = try Components.Schemas.Explain.decoded(from: resolved.effective.explainJSON(pretty: false))
+        explain.diagnostics = resolved.diagnostics.map(\.formatted)
+        return .ok(.init(body: .json(explain)))
+    }
+
     func save(values: some Encodable, locks: [String]?, scope: String, _ context: WorkspaceContext) async throws -> PolicyVersion? {
         let values = try [String: PolicyValue].converted(from: values)
         let (locks, by) = (Set(locks ?? []), context.actorName)

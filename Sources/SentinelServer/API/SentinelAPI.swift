@@ -243,6 +243,9 @@ struct SentinelAPI: APIProtocol {
     func explainConfig(_ input: Operations.ExplainConfig.Input) async throws -> Operations.ExplainConfig.Output {
         try await configuration.explainConfig(input, try APIContext.workspace())
     }
+    func previewConfig(_ input: Operations.PreviewConfig.Input) async throws -> Operations.PreviewConfig.Output {
+        try await configuration.previewConfig(input, try APIContext.workspace())
+    }
 
     // MARK: Runs, usage, analytics
 
