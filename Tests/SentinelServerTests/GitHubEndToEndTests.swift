@@ -589,6 +589,19 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a PR's own .sentinel.yml cannot switch the built-in checks off: the leaked key is still found, and the review says the key was ignored")
+    func fileCannotDisableBuiltinChecks() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\nreview:\n  builtin_checks: false\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.comments.contains { $0["path"] == "app.py" && $0["line"] == "3" }, "the leaked key is still a finding")
+        #expect(review.body.contains("review.builtin_checks is ignored here"), "\(review.body)")
+        #expect(try #require(try await world.runs().first?.policySnapshot).contains("\"review.builtin_checks\":true"))
+        await world.stop()
+    }
+
     @Test("a PR whose head repository was deleted (head.repo null) is treated as a fork: the head's .sentinel.yml is not used")
     func deletedForkUsesBaseConfig() async throws {
         let world = try await GitHubWorld()

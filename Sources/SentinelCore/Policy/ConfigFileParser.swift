@@ -221,6 +221,11 @@ private struct Walker {
             checkVersion(valueNode)
             return
         }
+        if PolicySchema.settingsOnlyKeys.contains(path) {
+            warning(keyNode.mark, "\(path) is ignored here: only the workspace or repository settings change it, "
+                    + "not a pull request's own file", key: path)
+            return
+        }
         if let spec = PolicySchema.spec(for: path) {
             if let value = convert(valueNode, spec: spec) { values[path] = value }
             return

@@ -205,6 +205,11 @@ public enum PolicySchema {
 
     public static func spec(for path: String) -> PolicyKeySpec? { specsByPath[path] }
 
+    /// Keys only the workspace and repository settings set: a repository's `.sentinel.yml` is
+    /// written by whoever opens the pull request, and the built-in checks for leaked secrets and
+    /// conflict markers run on every pull request (SPEC §7) unless an admin turns them off.
+    public static let settingsOnlyKeys: Set<String> = ["review.builtin_checks"]
+
     /// Dotted paths of the mappings that contain keys (`review`, `review.auto_review`, `review.paths`, `ai`).
     public static let sections: Set<String> = {
         var out = Set<String>()

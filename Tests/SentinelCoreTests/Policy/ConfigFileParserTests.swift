@@ -29,7 +29,6 @@ review:
   fail_on: high
   event: request_changes
   language: en
-  builtin_checks: true
 ai:
   providers: [anthropic, openai]
   allowed_models: ["claude-sonnet-4*", gpt-4o]
@@ -51,7 +50,7 @@ struct ConfigFileParserTests {
         let parsed = RepositoryConfigParser.parse(sentinelYmlFullExample)
         #expect(parsed.diagnostics == [])
         #expect(parsed.version == 1)
-        #expect(Set(parsed.values.keys) == Set(PolicySchema.keys.map(\.path)))
+        #expect(Set(parsed.values.keys) == Set(PolicySchema.keys.map(\.path)).subtracting(PolicySchema.settingsOnlyKeys))
         #expect(parsed.values == [
             "review.enabled": .bool(true),
             "review.auto_review.on_open": .bool(true),
@@ -69,7 +68,6 @@ struct ConfigFileParserTests {
             "review.fail_on": .string("high"),
             "review.event": .string("request_changes"),
             "review.language": .string("en"),
-            "review.builtin_checks": .bool(true),
             "ai.providers": .list(["anthropic", "openai"]),
             "ai.allowed_models": .list(["claude-sonnet-4*", "gpt-4o"]),
         ])
@@ -82,6 +80,21 @@ struct ConfigFileParserTests {
         let parsed = RepositoryConfigParser.parse(yaml)
         #expect(parsed.values.isEmpty)
         #expect(parsed.diagnostics.isEmpty)
+    }
+
+    @Test("review.builtin_checks in a .sentinel.yml is a warning at the key and is not applied: only the settings turn the built-in checks off")
+    func settingsOnlyKeyIgnored() {
+        let yaml = "version: 1\nreview:\n  builtin_checks: false\n  max_comments: 3\n"
+        let parsed = RepositoryConfigParser.parse(yaml)
+        #expect(parsed.values == ["review.max_comments": .int(3)])
+        #expect(!parsed.hasErrors)
+        let warning = try? #require(parsed.diagnostics.first)
+        #expect(parsed.diagnostics.count == 1)
+        #expect(warning?.severity == .warning && warning?.line == 3 && warning?.key == "review.builtin_checks", "\(parsed.diagnostics)")
+        #expect(warning?.message.contains("only the workspace or repository settings change it") == true)
+        let resolved = try? PolicyService.resolve(fileText: yaml)
+        #expect(resolved?.effective.values["review.builtin_checks"] == .bool(true))
+        #expect(resolved?.effective.values["review.max_comments"] == .int(3))
     }
 
     @Test func missingVersionWarns() {
