@@ -122,8 +122,21 @@ struct ConsoleManagementTests {
             #expect(!page.body.contains("<script"))
             #expect(page.body.contains("<td><code>review.max_comments</code></td><td>7</td><td>workspace</td>"))
             #expect(page.body.contains("No repository settings saved yet"))
-            #expect(page.actionForms == 0)
+            #expect(page.actionForms == 1, "only the form that tries a .sentinel.yml (nothing is saved)")
+            #expect(page.body.contains(#"action="\#(base)/repositories/\#(repo)/preview""#))
             #expect(try await viewer.post(base + "/repositories/\(repo)", ["values": "{}"]).status == .forbidden)
+            // Trying a .sentinel.yml: its keys in the file layer, its problems listed, the text given back escaped.
+            let tried = try await viewer.post(base + "/repositories/\(repo)/preview",
+                                              ["file": "version: 1\nreview:\n  min_severity: high\n  instructions: \"<b>x</b>\"\n"])
+            #expect(tried.status == .ok, "\(tried.body)")
+            #expect(tried.body.contains("Effective configuration with the file below"))
+            #expect(tried.body.contains("<td><code>review.min_severity</code></td><td>high</td><td>file</td>"), "\(tried.body)")
+            #expect(tried.body.contains("The file has no problems."))
+            #expect(!tried.body.contains("<b>x</b>") && tried.body.contains("&lt;b&gt;x&lt;/b&gt;"))
+            let broken = try await viewer.post(base + "/repositories/\(repo)/preview", ["file": "version: 1\nreview:\n  min_severity: urgent\n"])
+            #expect(broken.status == .ok)
+            #expect(broken.body.contains("<li><code>.sentinel.yml:3:"), "\(broken.body)")
+            #expect(broken.body.contains("<td><code>review.min_severity</code></td><td>low</td><td>builtin</td>"), "a file with errors is left out")
             #expect(try await viewer.get(base + "/repositories/\(removed)").status == .notFound)
             #expect(try await viewer.get(base + "/repositories/999").status == .notFound)
 

@@ -107,6 +107,9 @@ extension Console {
         get(router, ws + "/repositories/:repositoryId", "getRepositorySettings") { m, context in
             try await repositoryPage(m, try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository"))
         }
+        post(router, ws + "/repositories/:repositoryId/preview", "previewConfig") { m, form, context in
+            try await repositoryPage(m, try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository"), file: form["file"] ?? "")
+        }
         post(router, ws + "/repositories/:repositoryId", "putRepositorySettings") { m, form, context in
             let id = try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository")
             let scope = PolicyService.repositoryScope(try await repository(m, id).id)

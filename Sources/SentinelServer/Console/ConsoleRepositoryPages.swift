@@ -20,19 +20,30 @@ extension Console {
         let version: PolicyVersion?
         let history: [PolicyVersion]
         let entries: [ExplainedEntry]
+        let diagnostics: [ConfigDiagnostic]
     }
 
     /// The effective configuration of one repository with the source of every value (the API's
-    /// `explainConfig`, without the repository's `.sentinel.yml`, which lives in git), and its
-    /// repository-scope settings (`getRepositorySettings` / `putRepositorySettings`).
-    func repositoryPage(_ m: Member, _ id: Int64) async throws -> Response {
+    /// `explainConfig`; with `file`, a `.sentinel.yml` to try, as `previewConfig`: what a pull
+    /// request carrying it would get, and its problems), and its repository-scope settings
+    /// (`getRepositorySettings` / `putRepositorySettings`).
+    func repositoryPage(_ m: Member, _ id: Int64, file: String? = nil) async throws -> Response {
         let repo = try await repository(m, id)
         let scope = PolicyService.repositoryScope(repo.id)
+        if let file, file.utf8.count > RepositoryConfigParser.maxBytes {
+            throw ConsoleError(status: .contentTooLarge, heading: "File too large",
+                               message: "A .sentinel.yml has at most \(RepositoryConfigParser.maxBytes) bytes.")
+        }
         let found = try await m.workspace.read { db in
-            RepositoryData(version: try PolicyService.latest(scope: scope, in: db), history: try PolicyService.history(scope: scope, limit: 20, in: db),
-                           entries: try PolicyService.resolve(in: db, repositoryID: repo.id, fileText: nil).effective.entries)
+            let resolved = try PolicyService.resolve(in: db, repositoryID: repo.id, fileText: file)
+            return RepositoryData(version: try PolicyService.latest(scope: scope, in: db), history: try PolicyService.history(scope: scope, limit: 20, in: db),
+                                  entries: resolved.effective.entries, diagnostics: resolved.diagnostics)
         }
         var data = try Self.policyData(entries: found.entries, version: found.version, history: found.history)
+        if let file {
+            data["preview"] = ["file": file]
+            data["diagnostics"] = found.diagnostics.map { ["text": $0.formatted] }
+        }
         data["repository"] = ["id": repo.id, "name": repo.fullName, "enabled": repo.enabled] as [String: Any]
         data["canManage"] = allowed("putRepositorySettings", m.role)
         data["action"] = "\(m.base)/repositories/\(repo.id)"

@@ -602,10 +602,25 @@ enum ConsoleTemplates {
     <p>Reviews are {{#repository.enabled}}enabled{{/repository.enabled}}{{^repository.enabled}}disabled{{/repository.enabled}}.
     <a href="/workspaces/{{workspace.id}}/runs?repository={{repository.id}}">Runs of this repository</a> ·
     <a href="/workspaces/{{workspace.id}}/repositories">All repositories</a></p>
+    {{^preview}}
     <h2>Effective configuration</h2>
     <p>Built-in defaults, then the workspace's settings, then this repository's; the repository's <code>.sentinel.yml</code> (read
     from git at each review) can override what is not locked.</p>
+    {{/preview}}
+    {{#preview}}
+    <h2>Effective configuration with the file below</h2>
+    <p>What a pull request carrying this <code>.sentinel.yml</code> would get (its keys show source <code>file</code>; nothing was saved).</p>
+    {{#empty(diagnostics)}}<p>The file has no problems.</p>{{/empty(diagnostics)}}
+    {{^empty(diagnostics)}}<ul>{{#diagnostics}}<li><code>{{text}}</code></li>{{/diagnostics}}</ul>{{/empty(diagnostics)}}
+    {{/preview}}
     {{> policyTable}}
+    <h2>Try a .sentinel.yml</h2>
+    <form method="post" action="/workspaces/{{workspace.id}}/repositories/{{repository.id}}/preview" class="stack">
+      {{> csrf}}
+      <label for="file">A <code>.sentinel.yml</code> to explain on top of the settings (nothing is saved)</label>
+      <textarea id="file" name="file" rows="8" spellcheck="false">{{#preview}}{{file}}{{/preview}}</textarea>
+      <button type="submit">Explain</button>
+    </form>
     <h2>Repository settings</h2>
     {{#version}}<p>Version {{version.id}}, saved by {{version.by}} at {{version.at}}.</p>{{/version}}
     {{^version}}<p>No repository settings saved yet: the workspace's apply.</p>{{/version}}
