@@ -124,4 +124,22 @@ struct CertificateReloadTests {
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")
     }
+
+    @Test("a SIGHUP while serve drains after SIGTERM does not end it early: it still checkpoints, says it stopped cleanly and exits 0")
+    func hangUpDuringShutdown() async throws {
+        let dir = TemporaryDirectory("sentinel-hup-drain")
+        defer { dir.cleanup() }
+        let server = try SentinelProcess.start(["serve", "--data-dir", dir.url.appendingPathComponent("data").path, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        defer { server.kill() }
+        _ = try #require(await server.waitForListeningPort(), "\(server.stderr)")
+        server.terminate()
+        // Hang-ups all through the shutdown (a `systemctl reload`, a closed terminal): the default
+        // action of SIGHUP would end the process wherever it is.
+        for _ in 0..<20 where !server.hasExited {
+            server.signal(SIGHUP)
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")
+        #expect(server.stderr.contains("stopped cleanly"), "\(server.stderr)")
+    }
 }
