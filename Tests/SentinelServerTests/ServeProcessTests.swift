@@ -681,36 +681,14 @@ struct ServeProcessTests {
     func lockedWorkspaceFileJournalsDelivery() async throws {
         let dir = TemporaryDirectory("sentinel-locked-intake")
         defer { dir.cleanup() }
-        let data = dir.url.appendingPathComponent("data").path
-        let dataDirectory = DataDirectory(path: data)
-        let pem = dir.url.appendingPathComponent("app.pem")
-        try TestRSAKeys.other().pemRepresentation.write(to: pem, atomically: true, encoding: .utf8)
         let secret = "locked-webhook-secret-1"
-        let secretFile = dir.url.appendingPathComponent("secret.txt")
-        try secret.write(to: secretFile, atomically: true, encoding: .utf8)
-        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data, "--json"])
-        let workspace = try #require(((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["id"] as? String)
-            .flatMap { WorkspaceID($0) }, "\(created.stderr)")
-        let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", "acme", "--app-id", "77",
-                                                   "--private-key-file", pem.path, "--webhook-secret-file", secretFile.path, "--json"])
-        let path = try #require((try JSONSerialization.jsonObject(with: Data(added.stdout.utf8)) as? [String: Any])?["webhook_path"] as? String,
-                                "\(added.stderr)")
-        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"],
+        let setup = try await CommandLineGitHubSetup.make(in: dir, webhookSecret: secret)
+        let dataDirectory = DataDirectory(path: setup.data)
+        let server = try SentinelProcess.start(["serve", "--data-dir", setup.data, "--host", "127.0.0.1", "--port", "0", "--no-tls"],
                                                environment: ["SENTINEL_STORAGE_BUSY_TIMEOUT_MS": "200"])
         defer { server.kill() }
         let port = try #require(await server.waitForListeningPort())
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        func send(id: String) async throws -> (Int, String) {
-            let body = Data(#"{"action":"created","starred_at":"2026-12-05T00:00:00Z"}"#.utf8)
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-            request.method = .POST
-            request.headers.add(name: "X-GitHub-Event", value: "star")
-            request.headers.add(name: "X-GitHub-Delivery", value: id)
-            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: Data(secret.utf8)))
-            request.body = .bytes(ByteBuffer(bytes: body))
-            let response = try await client.execute(request, timeout: .seconds(10))
-            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
-        }
+        func send(id: String) async throws -> (status: Int, body: String) { try await setup.deliverStar(port: port, secret: secret, deliveryID: id) }
         @Sendable func rows(_ file: URL, _ sql: String) throws -> [String] {
             var configuration = Configuration()
             configuration.readonly = true
@@ -718,39 +696,28 @@ struct ServeProcessTests {
             defer { try? queue.close() }
             return try queue.read { try String.fetchAll($0, sql: sql) }
         }
-        let workspaceFile = dataDirectory.workspaceFile(workspace)
+        let workspaceFile = dataDirectory.workspaceFile(setup.workspaceID)
         // The first delivery opens acme's file (directly or through the journal's applier), and
         // nothing else is served: the file stays open.
-        #expect(try await send(id: "first").0 == 202)
+        #expect(try await send(id: "first").status == 202)
         #expect(await eventually(timeout: .seconds(30)) { try rows(workspaceFile, "SELECT id FROM deliveries") == ["first"] })
 
-        // Another process's write transaction on the open file (a `sqlite3` shell left in BEGIN IMMEDIATE).
-        let locked = try ChildProcess(executable: "/usr/bin/env", arguments: ["python3", "-c", """
-            import sqlite3, sys, time
-            db = sqlite3.connect(sys.argv[1], isolation_level=None)
-            db.execute("BEGIN IMMEDIATE")
-            print("locked", flush=True)
-            time.sleep(600)
-            """, workspaceFile.path], environment: ProcessInfo.processInfo.environment)
-        defer { locked.signal(SIGKILL) }
-        #expect(await eventually(timeout: .seconds(30)) { locked.stdout.contains("locked") }, "\(locked.stderr)")
+        let lock = try await SQLiteWriteLock(workspaceFile.path)
         let answer = try await send(id: "while-locked")
-        #expect(answer.0 == 202 && answer.1.contains("accepted"), "\(answer.1)")
+        #expect(answer.status == 202 && answer.body.contains("accepted"), "\(answer.body)")
         #expect(server.stderr.contains("workspace file locked by another writer; delivery goes to the intake journal"))
         #expect(try rows(dataDirectory.intakeJournalFile, "SELECT delivery_id FROM journal") == ["while-locked"])
         // A redelivery meanwhile is a duplicate, and what follows keeps its order behind it in the journal.
         let again = try await send(id: "while-locked")
-        #expect(again.0 == 202 && again.1.contains("duplicate"), "\(again.1)")
-        #expect(try await send(id: "after").0 == 202)
+        #expect(again.status == 202 && again.body.contains("duplicate"), "\(again.body)")
+        #expect(try await send(id: "after").status == 202)
         #expect(try rows(dataDirectory.intakeJournalFile, "SELECT delivery_id FROM journal ORDER BY seq") == ["while-locked", "after"])
 
-        locked.signal(SIGKILL)
-        _ = await locked.waitForExit(timeout: .seconds(10))
+        await lock.release()
         #expect(await eventually(timeout: .seconds(30)) {
             try rows(workspaceFile, "SELECT id FROM deliveries ORDER BY id") == ["after", "first", "while-locked"]
                 && rows(dataDirectory.intakeJournalFile, "SELECT delivery_id FROM journal").isEmpty
         })
-        try await client.shutdown()
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }

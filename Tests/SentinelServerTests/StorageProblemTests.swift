@@ -48,22 +48,12 @@ struct StorageProblemTests {
             return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 16)), response.headers.first(name: "Retry-After"))
         }
         // Another process's write transaction on control.sqlite (a `sqlite3` shell left in BEGIN IMMEDIATE).
-        let control = URL(fileURLWithPath: data).appendingPathComponent("control.sqlite").path
-        let locked = try ChildProcess(executable: "/usr/bin/env", arguments: ["python3", "-c", """
-            import sqlite3, sys, time
-            db = sqlite3.connect(sys.argv[1], isolation_level=None)
-            db.execute("BEGIN IMMEDIATE")
-            print("locked", flush=True)
-            time.sleep(600)
-            """, control], environment: ProcessInfo.processInfo.environment)
-        defer { locked.signal(SIGKILL) }
-        #expect(await eventually(timeout: .seconds(30)) { locked.stdout.contains("locked") }, "\(locked.stderr)")
+        let lock = try await SQLiteWriteLock(URL(fileURLWithPath: data).appendingPathComponent("control.sqlite").path)
         let (status, body, retryAfter) = try await createToken()
         #expect(status == 503, "\(body)")
         #expect(body.contains("urn:sentinel:problem:storage-busy"), "\(body)")
         #expect(retryAfter == "5")
-        locked.signal(SIGKILL)
-        _ = await locked.waitForExit(timeout: .seconds(10))
+        await lock.release()
         #expect(try await createToken().0 == 201)
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
