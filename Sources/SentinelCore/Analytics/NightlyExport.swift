@@ -73,7 +73,9 @@ public struct NightlyExportService: Service {
             } catch {
                 return  // shutting down
             }
-            let slot = Self.instant(of: Self.nextRun(after: Date(), hour: hour, minute: minute))
+            // A minute on: a wake-up a little before the slot (the monotonic clock against a wall
+            // clock NTP slews, over a day's sleep) must not schedule that same slot again.
+            let slot = Self.instant(of: Self.nextRun(after: Date().addingTimeInterval(60), hour: hour, minute: minute))
             // The next try after a failure, unless none is left or the next slot comes first: then
             // the failure is told.
             let retry = failures < retryDelays.count ? Optional(ContinuousClock.now + retryDelays[failures]).flatMap { $0 < slot ? $0 : nil } : nil
