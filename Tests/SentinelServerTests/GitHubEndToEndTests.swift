@@ -589,10 +589,11 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a PR's own .sentinel.yml cannot switch the built-in checks off: the leaked key is still found, and the review says the key was ignored")
+    @Test("a PR's own .sentinel.yml cannot switch the built-in checks off or take a file out of them: the leaked key is still found, and the review says the key was ignored")
     func fileCannotDisableBuiltinChecks() async throws {
         let world = try await GitHubWorld()
-        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\nreview:\n  builtin_checks: false\n")
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml",
+                                            "version: 1\nreview:\n  builtin_checks: false\n  paths:\n    exclude: [\"app.py\"]\n")
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
         let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)

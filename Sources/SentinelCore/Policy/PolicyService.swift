@@ -21,6 +21,9 @@ public enum PolicyService {
 
     public struct Resolved: Sendable {
         public let policy: ReviewPolicy
+        /// The policy of the settings alone (built-in, workspace, repository), without the file:
+        /// what the built-in checks' scope comes from, as a PR's own file must not narrow it.
+        public let settingsPolicy: ReviewPolicy
         public let effective: EffectivePolicy
         /// Problems in the repository's file (empty when it is absent or clean).
         public let diagnostics: [ConfigDiagnostic]
@@ -95,7 +98,9 @@ public enum PolicyService {
             if !parsed.hasErrors { layers.append(parsed.layerInput(versionID: nil)) }
         }
         let effective = PolicyResolver.resolve(layers)
+        let policy = ReviewPolicy(effective)
+        let settingsPolicy = layers.count == base.count ? policy : ReviewPolicy(PolicyResolver.resolve(base))
         let versionsJSON = String(decoding: try JSONEncoder.sentinel.encode(versions), as: UTF8.self)
-        return Resolved(policy: ReviewPolicy(effective), effective: effective, diagnostics: diagnostics, versionsJSON: versionsJSON)
+        return Resolved(policy: policy, settingsPolicy: settingsPolicy, effective: effective, diagnostics: diagnostics, versionsJSON: versionsJSON)
     }
 }

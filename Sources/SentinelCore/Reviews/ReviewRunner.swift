@@ -293,6 +293,7 @@ public struct ReviewRunner: Sendable {
         let (model, skippedReason) = await resolvedModel
         laps.mark("model_resolve")
         var options = ReviewOptions(policy: policy)
+        options.builtinScope = (resolved.settingsPolicy.include, resolved.settingsPolicy.exclude)
         options.alreadyPosted = loaded.alreadyPosted
         options.aiSkippedReason = skippedReason
         options.maxTokensPerRun = maxTokensPerRun

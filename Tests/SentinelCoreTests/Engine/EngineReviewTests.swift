@@ -180,6 +180,20 @@ struct EngineReviewTests {
         #expect(noBuiltin.aiStatus == .skipped(reason: "no AI provider is configured"))
     }
 
+    @Test("the built-in checks look at the paths of their own scope when one is given (a run's settings), not at the review's excludes")
+    func builtinScopeIsItsOwn() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest)
+        let excluded = await ReviewEngine.review(files: files, options: ReviewOptions(exclude: ["src/**"]), model: nil)
+        #expect(excluded.findings.isEmpty, "without a scope of their own, the review's excludes apply")
+        var options = ReviewOptions(exclude: ["src/**"])
+        options.builtinScope = (include: [], exclude: [])
+        let scoped = await ReviewEngine.review(files: files, options: options, model: nil)
+        #expect(scoped.findings.map(\.title) == ["GitHub token committed"])
+        #expect(scoped.summary.contains("skipped"), "the AI review's coverage still counts src/ as excluded: \(scoped.summary)")
+        options.builtinScope = (include: [], exclude: ["src/api.ts"])
+        #expect(await ReviewEngine.review(files: files, options: options, model: nil).findings.isEmpty, "the settings' own excludes apply")
+    }
+
     /// Files big enough (~700 tokens) that each gets its own chunk at the minimum budget.
     private func manyFiles(_ count: Int) -> [DiffFile] {
         (0..<count).map { i in

@@ -58,6 +58,10 @@ public struct ReviewOptions: Sendable {
     public var minSeverity: Severity
     public var maxComments: Int
     public var builtinChecks: Bool
+    /// The paths the built-in checks look at, when not the review's own (`include`/`exclude`): a
+    /// run's come from the settings alone, so that a pull request's `.sentinel.yml` cannot take a
+    /// file out of the secret and conflict-marker checks.
+    public var builtinScope: (include: [String], exclude: [String])?
     /// Token budget of one prompt (fixed prompt text is reserved from it before chunking).
     public var chunkTokenBudget: Int
     /// Cap on the estimated diff tokens of the whole review; files past it are reported over budget.
@@ -256,10 +260,11 @@ public enum ReviewEngine {
         var decisions = files.map { filter.decision(for: $0) }
         var reviewable = zip(files, decisions).filter { $0.1 == .review }.map(\.0)
 
-        // 2. Built-in checks: everything in the user's scope, including lock/vendored/generated
-        //    files (a secret there is just as leaked). They need no model, so they run beside the
+        // 2. Built-in checks: everything in their scope (`builtinScope`, else the review's),
+        //    including lock/vendored/generated files (a secret there is just as leaked). They need no model, so they run beside the
         //    model calls instead of before them (about 1 ms per thousand changed lines).
-        let inScope = options.builtinChecks ? files.filter { filter.isInScope($0) } : []
+        let builtinFilter = options.builtinScope.map { PathFilter(include: $0.include, exclude: $0.exclude, defaultSkips: options.defaultSkips) } ?? filter
+        let inScope = options.builtinChecks ? files.filter { builtinFilter.isInScope($0) } : []
         async let builtinFindings = inScope.isEmpty ? [] : BuiltinChecks.run(on: inScope)
 
         // 3. Chunk within the prompt budget.
