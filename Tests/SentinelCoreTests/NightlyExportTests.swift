@@ -5,6 +5,8 @@ import Logging
 import SentinelTestSupport
 import Testing
 
+/// The exports run on NIO's shared thread pool, which the rest of a parallel test run keeps busy:
+/// the waits below are long, and end as soon as what they wait for is there.
 @Suite("Nightly export: missed slots and retries")
 struct NightlyExportTests {
     static func utc(_ text: String) -> Date { ISO8601.date(text)! }
@@ -56,11 +58,11 @@ struct NightlyExportTests {
         let service = NightlyExportService(exporter: exporter, config: config, logger: Logger.sentinel(level: "info", sink: log.sink),
                                            supervisor: h.supervisor, retryDelays: Array(repeating: .milliseconds(200), count: 50), catchUpDelay: .zero)
         let running = Task { try await service.run() }
-        #expect(await eventually(timeout: .seconds(30)) { log.text.contains("analytics export tried again later") }, "\(log.text)")
+        #expect(await eventually(timeout: .seconds(120)) { log.text.contains("analytics export tried again later") }, "\(log.text)")
         #expect(log.text.contains("the analytics export of the last slot was missed"))
         #expect(try Self.manifests(h) == 1)
         lock = nil
-        #expect(await eventually(timeout: .seconds(30)) { try Self.manifests(h) == 2 })
+        #expect(await eventually(timeout: .seconds(120)) { try Self.manifests(h) == 2 })
         running.cancel()
         try await running.value
         #expect(try await Self.exportFailures(h, ws) == 0, "a failure a later try made good is not told")
@@ -83,7 +85,7 @@ struct NightlyExportTests {
         let service = NightlyExportService(exporter: exporter, config: config, logger: Logger.sentinel(level: "info", sink: log.sink),
                                            supervisor: h.supervisor, retryDelays: [.milliseconds(50), .milliseconds(50)], catchUpDelay: .zero)
         let running = Task { try await service.run() }
-        #expect(await eventually(timeout: .seconds(30)) { try await Self.exportFailures(h, ws) == 1 })
+        #expect(await eventually(timeout: .seconds(120)) { try await Self.exportFailures(h, ws) == 1 })
         #expect(log.text.components(separatedBy: "analytics export failed").count - 1 == 3, "three tries: \(log.text)")
         running.cancel()
         try await running.value
