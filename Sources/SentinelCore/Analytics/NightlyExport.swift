@@ -78,7 +78,8 @@ public struct NightlyExportService: Service {
             let slot = Self.instant(of: Self.nextRun(after: Date().addingTimeInterval(60), hour: hour, minute: minute))
             // The next try after a failure, unless none is left or the next slot comes first: then
             // the failure is told.
-            let retry = failures < retryDelays.count ? Optional(ContinuousClock.now + retryDelays[failures]).flatMap { $0 < slot ? $0 : nil } : nil
+            var retry: ContinuousClock.Instant?
+            if failures < retryDelays.count, ContinuousClock.now + retryDelays[failures] < slot { retry = .now + retryDelays[failures] }
             if await exportOnce(tell: retry == nil) {
                 failures = 0
                 next = slot
