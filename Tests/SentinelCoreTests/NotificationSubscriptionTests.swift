@@ -74,6 +74,37 @@ struct NotificationSubscriptionTests {
         await s.stop()
     }
 
+    @Test("a provider that refuses its key (401) notifies provider.key_refused once an hour, with the rotate command; the circuit stays closed")
+    func providerKeyRefused() async throws {
+        let s = try await NotificationTests.setup()
+        _ = try await s.add("slack", path: "/slack/key", topics: ["provider.key_refused"])
+        let llm = try await FakeLLMServer.start()
+        let providers = ProviderStore(masterKey: try MasterKey.load(at: s.h.dataDirectory.masterKeyFile))
+        let breakers = CircuitBreakerRegistry(failureThreshold: 2)
+        let resolver = WorkspaceModelResolver(store: providers, http: s.http, breakers: breakers,
+                                              settings: RouterSettings(initialBackoff: .milliseconds(1)))
+        let providerID = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            let added = try await providers.add(kind: "openai", apiKey: "sk-revoked-0000", model: "gpt-4o-mini",
+                                                baseURL: llm.openAIBaseURL, by: "test", in: actor)
+            // Three reviews meet the refused key.
+            for _ in 0..<3 {
+                let model = try #require(await resolver.model(for: actor, policy: .defaults).model)
+                await #expect(throws: ProviderRouterError.self) { _ = try await model.complete(AIFixtures.prompt) }
+            }
+            return added.id
+        }
+        #expect(await breakers.isAvailable(workspaceID: s.ws.rawValue, providerID: providerID), "a refused key says nothing of availability")
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        #expect(await eventually { try await s.pending() == 0 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("AI provider \(providerID) refused its API key") && text.contains("sentinel provider rotate"), "\(text)")
+        #expect(!text.contains("sk-revoked"))
+        #expect(await s.receiver.state.received.count == 1, "three refusals within the hour: one message")
+        await llm.stop()
+        await s.stop()
+    }
+
     @Test("a flood of refused deliveries of two integrations is one coalesced message for integration.auth_failing")
     func integrationAuthFailing() async throws {
         let s = try await NotificationTests.setup(window: 0.5)

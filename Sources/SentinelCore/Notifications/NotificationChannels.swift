@@ -16,6 +16,9 @@ public enum NotificationTopic: String, Sendable, Codable, CaseIterable {
     case aiBudget = "ai.budget"
     /// An AI provider's circuit opened after repeated failures (`ProviderCircuitOpened`).
     case providerCircuitOpen = "provider.circuit_open"
+    /// An AI provider refused its API key (401/403: revoked, expired, mistyped), which no retry or
+    /// circuit fixes (`ProviderKeyRefused`, at most hourly per provider).
+    case providerKeyRefused = "provider.key_refused"
     /// Webhook deliveries of an integration are failing authentication (`IntegrationAuthFailing`).
     case integrationAuthFailing = "integration.auth_failing"
     /// An integration's access token expires within 14 days (`IntegrationCredentialsExpiring`,

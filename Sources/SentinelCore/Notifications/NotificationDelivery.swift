@@ -35,7 +35,7 @@ public struct NotificationMessage: Sendable, Equatable {
 public struct Notifications: Sendable {
     public static let listener = "notify.events"
     public static let flushKind = "notify.flush"
-    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead", "AIBudgetReached", "ProviderCircuitOpened",
+    public static let eventTypes = ["RunCompleted", "PlanSoftLimitReached", "JobDead", "AIBudgetReached", "ProviderCircuitOpened", "ProviderKeyRefused",
                                     "IntegrationAuthFailing", "IntegrationCredentialsExpiring", "ExportFailed"]
     /// Lines quoted in a coalesced message; the rest are counted only.
     public static let sampleLines = 5
@@ -134,6 +134,13 @@ public struct Notifications: Sendable {
             guard topics.contains(NotificationTopic.providerCircuitOpen.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
             return Notice(topic: .providerCircuitOpen, text: "AI provider \(fields["provider"] ?? "?") failed \(fields["failures"] ?? "repeatedly") times in a row: its circuit is open, other providers are used until it is tried again at \(fields["retry_at"] ?? "?")")
+        case "ProviderKeyRefused":
+            guard topics.contains(NotificationTopic.providerKeyRefused.rawValue),
+                  let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
+            let id = fields["provider"] ?? "?"
+            return Notice(topic: .providerKeyRefused,
+                          text: "AI provider \(id) refused its API key (\(fields["reason"] ?? "unauthorized")): reviews go on without it until the key is replaced: "
+                              + "sentinel provider rotate --workspace WORKSPACE \(id) --api-key-file FILE, or PATCH the provider")
         case "IntegrationCredentialsExpiring":
             guard topics.contains(NotificationTopic.integrationCredentialsExpiring.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
@@ -271,6 +278,7 @@ public struct Notifications: Sendable {
         case .jobDead: return "dead job"
         case .aiBudget: return "AI budget reached"
         case .providerCircuitOpen: return "AI provider circuit open"
+        case .providerKeyRefused: return "AI provider key refused"
         case .integrationAuthFailing: return "webhook authentication failing"
         case .integrationCredentialsExpiring: return "access token expiring"
         case .exportFailed: return "export failed"

@@ -95,6 +95,7 @@ public struct ProviderRouter: ReviewModel {
     private let entries: [Entry]
     private let budgetLeft: @Sendable () async -> Bool
     private let circuitOpened: @Sendable (_ providerID: String, _ failures: Int, _ retryAt: Date?) async -> Void
+    private let keyRefused: @Sendable (_ providerID: String) async -> Void
     private let sleep: Sleep
     /// Calls, durations, errors, tokens and cost per provider kind and model.
     private let metrics: SentinelMetrics
@@ -104,12 +105,14 @@ public struct ProviderRouter: ReviewModel {
     ///   - providers: the workspace's configured providers (any order; disabled ones are ignored).
     ///   - budgetLeft: whether the workspace's AI budget still allows a call (asked before each call).
     ///   - circuitOpened: told when a failure of this router's opens a provider's circuit (e.g. to append `ProviderCircuitOpened`).
+    ///   - keyRefused: told when a provider refuses its key (401/403), which no retry or circuit fixes.
     ///   - sleep: the backoff wait (injectable for tests).
     ///   - providerFactory: builds a provider from its config (injectable for tests).
     public init(workspaceID: String, providers: [ProviderConfig], http: any OutboundHTTPClient,
                 policy: RouterPolicy = RouterPolicy(), settings: RouterSettings = RouterSettings(),
                 breakers: CircuitBreakerRegistry, budgetLeft: @escaping @Sendable () async -> Bool = { true },
                 circuitOpened: @escaping @Sendable (_ providerID: String, _ failures: Int, _ retryAt: Date?) async -> Void = { _, _, _ in },
+                keyRefused: @escaping @Sendable (_ providerID: String) async -> Void = { _ in },
                 sleep: @escaping Sleep = { try await Task.sleep(for: $0) },
                 metrics: SentinelMetrics = SentinelMetrics(), prices: PriceTable = .builtIn,
                 providerFactory: (ProviderConfig, any OutboundHTTPClient) -> any LLMProvider = { SentinelCore.makeProvider($0, http: $1) }) {
@@ -121,6 +124,7 @@ public struct ProviderRouter: ReviewModel {
         self.breakers = breakers
         self.budgetLeft = budgetLeft
         self.circuitOpened = circuitOpened
+        self.keyRefused = keyRefused
         self.sleep = sleep
         self.entries = Self.ordered(providers, policy: policy).map { Entry(config: $0, provider: providerFactory($0, http)) }
     }
@@ -224,6 +228,7 @@ public struct ProviderRouter: ReviewModel {
                                    inputTokens: 0, outputTokens: 0, costUSD: 0)
                     guard providerError.isRetryable else {
                         await breakers.recordNeutral(workspaceID: workspaceID, providerID: id)
+                        if case .unauthorized = providerError { await keyRefused(id) }
                         failures.append(ProviderHTTP.redact("\(label): \(providerError)", secret: entry.config.apiKey))
                         continue providers
                     }

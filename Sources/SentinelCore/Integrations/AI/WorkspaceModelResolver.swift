@@ -13,6 +13,8 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
     let metrics: SentinelMetrics
     /// The kinds of the providers runs resolved, for pricing their calls.
     let kinds = ProviderKinds()
+    /// When each provider's refused key was last appended as `ProviderKeyRefused` (at most hourly).
+    let keyRefusals = KeyRefusals()
 
     public init(store: ProviderStore, http: any OutboundHTTPClient, breakers: CircuitBreakerRegistry = CircuitBreakerRegistry(),
                 settings: RouterSettings = RouterSettings(), prices: PriceTable = .builtIn, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -63,6 +65,13 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
                                                 "retry_at": retryAt.map(ISO8601.string) ?? "later"]))
                                         }
                                     },
+                                    keyRefused: { [keyRefusals] providerID in
+                                        guard keyRefusals.shouldTell(providerID, in: workspace.id, now: Date()) else { return }
+                                        _ = try? await workspace.write { tx in
+                                            try tx.append(DomainEvent(type: "ProviderKeyRefused", subject: "provider:\(providerID)", payload: [
+                                                "provider": providerID, "reason": "the provider answered 401/403"]))
+                                        }
+                                    },
                                     metrics: metrics, prices: prices)
         let (eligible, reason) = await router.eligibility()
         if eligible.isEmpty { return (nil, reason ?? ProviderRouter.SkipReason.noKey) }
@@ -87,6 +96,23 @@ final class ProviderKinds: Sendable {
     func remember(_ providers: [(id: String, kind: ProviderKind)], in workspace: WorkspaceID) {
         known.withLock { known in
             for provider in providers { known[Key(workspace: workspace, provider: provider.id)] = provider.kind }
+        }
+    }
+}
+
+/// When a provider's refused key was last told, per workspace and provider: every review meets a
+/// revoked key again, and one message an hour says it.
+final class KeyRefusals: Sendable {
+    static let interval: TimeInterval = 3_600
+    private let told = Mutex<[String: Date]>([:])
+
+    /// True (and remembered) when nothing was told of this provider within the last hour.
+    func shouldTell(_ providerID: String, in workspace: WorkspaceID, now: Date) -> Bool {
+        told.withLock { told in
+            let key = workspace.rawValue + "/" + providerID
+            if let last = told[key], now.timeIntervalSince(last) < Self.interval { return false }
+            told[key] = now
+            return true
         }
     }
 }
