@@ -282,6 +282,35 @@ struct JobQueueTests {
         await h.stop()
     }
 
+    @Test("a job that raised its own priority while it ran is retried at that priority, ahead of the work it was queued behind")
+    func raisedPriorityRetriedFirst() async throws {
+        let order = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("post") { ctx in
+            order.append("post \(ctx.job.attempts)")
+            if ctx.job.attempts == 1 {
+                // As a review run does once its review is prepared: what is left is posting results.
+                try await ctx.workspace.write { tx in try JobQueue.raisePriority(jobID: ctx.job.id, to: .critical, in: tx.db) }
+                throw JobFailure.retryAfter(0, "the platform answered 502")
+            }
+        }
+        registry.register("n") { ctx in order.append("n") }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 1; $0.jobs.globalConcurrency = 1 }, registry: registry)
+        let ws = try h.createWorkspace()
+        try await h.enqueue(JobRequest(kind: "post", priority: .normal), in: ws)
+        for _ in 0..<3 { try await h.enqueue(JobRequest(kind: "n", priority: .normal), in: ws) }
+        h.startScheduler()
+        #expect(await eventually { order.count == 5 })
+        #expect(order.all == ["post 1", "post 2", "n", "n", "n"])
+        // Never lowered: raising a critical job to normal changes nothing.
+        let job = try #require(try await h.jobs(in: ws).first { $0.kind == "post" })
+        try await h.supervisor.withWorkspace(ws) { workspace in
+            try await workspace.write { tx in try JobQueue.raisePriority(jobID: job.id, to: .normal, in: tx.db) }
+        }
+        #expect(try await h.jobs(in: ws).first { $0.kind == "post" }?.priority == JobPriority.critical.rawValue)
+        await h.stop()
+    }
+
     @Test("a quiet workspace is served while a busy one has a deep queue")
     func fairnessBetweenWorkspaces() async throws {
         let finished = Recorder<String>()

@@ -169,6 +169,9 @@ struct FaultMatrixTests {
         let reviews = await state.reviews(on: GitHubWorld.repo, 7)
         #expect(check.status == "completed", "never left in progress")
         let posts = await state.times("POST reviews")
+        // Once the review is prepared, what is left is posting it (SPEC §4: critical): the retry
+        // after a failed post goes ahead of runs still waiting for a model.
+        #expect(try await world.count("SELECT priority FROM jobs WHERE kind = '\(ReviewRunStore.jobKind)'") == JobPriority.critical.rawValue)
         switch fault {
         case .badGatewayPersistent:
             #expect(run.state == .failed)

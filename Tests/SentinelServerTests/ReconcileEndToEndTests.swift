@@ -41,17 +41,24 @@ struct ReconcileEndToEndTests {
     func sweepThenLateWebhook() async throws {
         let world = try await GitHubWorld()
         try await Self.registerRepository(world)
+        // The run's first call waits, so that its job is seen before its review is prepared.
+        await world.github.state.inject("GET pull", [.delay(3)])
         let report = await world.appliance.reconcile.sweepAll()
         let sweep = try #require(report.integrations.first)
         #expect(sweep.outcome == "complete", "\(sweep)")
         #expect(sweep.pullRequestsFound == 1)
         #expect(sweep.reviewsRequested.map(\.prNumber) == [7])
+        // Through the normal queue at normal priority, like any review (never ahead of deliveries)
+        // until its review is prepared: posting it is critical work.
+        func runJobPriorities() async throws -> [Int] {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(limit: 100) }
+                .filter { $0.kind == ReviewRunStore.jobKind }.map(\.priority)
+        }
+        #expect(try await runJobPriorities() == [JobPriority.normal.rawValue])
         #expect(await world.waitForRun(state: .completed))
         #expect(try await world.runs().map(\.trigger) == ["reconcile"])
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
-        // Through the normal queue at normal priority, like any review (never ahead of deliveries).
-        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(limit: 100) }
-        #expect(jobs.filter { $0.kind == ReviewRunStore.jobKind }.map(\.priority) == [JobPriority.normal.rawValue])
+        #expect(try await runJobPriorities() == [JobPriority.critical.rawValue])
 
         // GitHub's late (or redelivered) webhook for the same head.
         let delivery = UUID().uuidString

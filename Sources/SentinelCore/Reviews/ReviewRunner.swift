@@ -328,7 +328,7 @@ public struct ReviewRunner: Sendable {
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
-                                                   jobAttempt: context.job.attempts, in: workspace)
+                                                   job: context.job, in: workspace)
         laps.mark("tx_usage")
         // Nothing is posted before the prepared review is stored (durably), so when no attempt had
         // stored one before this one, no review of this run can exist yet: no need to look for it.
@@ -526,8 +526,9 @@ public struct ReviewRunner: Sendable {
     /// recorded each call as it returned; the key (run, job attempt, chunk, attempt) makes this
     /// record nothing twice.
     /// Returns whether a prepared review was stored already (by another attempt of the job).
-    private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, jobAttempt: Int,
+    private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, job: JobRecord,
                              in workspace: WorkspaceActor) async throws -> Bool {
+        let jobAttempt = job.attempts
         // The spend gate records each call as it returns; only the calls it could not record
         // (none, usually) need their cost looked up (a read of the provider) here.
         let recorded = Set(try await workspace.read { db in
@@ -542,6 +543,9 @@ public struct ReviewRunner: Sendable {
             let earlier = try Bool.fetchOne(tx.db, sql: "SELECT prepared_review IS NOT NULL FROM review_runs WHERE id = ?", arguments: [runID]) ?? false
             try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
             try ReviewRunStore.storePrepared(prepared, runID: runID, in: tx.db)
+            // What is left is posting the results (SPEC §4: critical): should this attempt fail or
+            // its worker die, the retry goes ahead of the runs still waiting for a model.
+            try JobQueue.raisePriority(jobID: job.id, to: .critical, in: tx.db)
             return earlier
         }
     }

@@ -236,6 +236,13 @@ public enum JobQueue {
         return counts
     }
 
+    /// Raises a job's priority (never lowers it): a review run whose review is prepared is from then
+    /// on the posting of results, which SPEC §4 puts with the critical work, so a retry or a
+    /// takeover after a crash goes ahead of other runs.
+    static func raisePriority(jobID: Int64, to priority: JobPriority, in db: Database) throws {
+        try db.execute(sql: "UPDATE jobs SET priority = ? WHERE id = ? AND priority > ?", arguments: [priority.rawValue, jobID, priority.rawValue])
+    }
+
     public static func job(id: Int64, in db: Database) throws -> JobRecord? {
         try JobRecord.fetchOne(db, sql: "SELECT * FROM jobs WHERE id = ?", arguments: [id])
     }

@@ -343,7 +343,11 @@ public actor WorkspaceActor {
             if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
                 tx.noteDue(row.jobPriority, at: row.runAt)
             }
-            if finished, case .released = outcome { tx.noteDue(job.jobPriority, at: tx.now.epoch) }
+            if finished, case .released = outcome {
+                // The row's priority: the job may have raised its own while it ran (`JobQueue.raisePriority`).
+                let priority = try JobQueue.job(id: job.id, in: tx.db)?.jobPriority ?? job.jobPriority
+                tx.noteDue(priority, at: tx.now.epoch)
+            }
             return finished
         }
     }
