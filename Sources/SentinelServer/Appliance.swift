@@ -130,14 +130,16 @@ public final class Appliance: Sendable {
             supervisor: supervisor, control: control, interval: config.reconcile.intervalSeconds, logger: logger.with(["component": "reconcile"]))
         self.identity = IdentityService(control: control, bcryptCost: config.auth.bcryptCost, sessionHours: config.auth.sessionHours)
         self.document = try APIDocument.load()
+        let providers = ProviderStore(masterKey: integrations.masterKey, destinations: destinations)
         self.api = APIDependencies(
             dataDirectory: dataDirectory, identity: identity, workspaces: workspaces, integrations: integrations,
-            providers: ProviderStore(masterKey: integrations.masterKey, destinations: destinations), billing: billing, catalog: catalog, control: control,
+            providers: providers, billing: billing, catalog: catalog, control: control,
             loginThrottle: LoginThrottle(window: config.auth.loginWindowSeconds, perAccount: config.auth.loginFailuresPerAccount,
                                          perAddress: config.auth.loginFailuresPerAddress),
             publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,
             supervisor: supervisor, journal: journal, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations,
-            notifications: notifications)
+            notifications: notifications,
+            connections: ConnectionTester(gitHub: connector, gitLab: gitLabConnector, providers: providers, aiHTTP: aiHTTP))
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
         }

@@ -235,9 +235,11 @@ struct APIAccessTests {
         // Its token is checked against an instance that is not there: allowed means a 400 that says so.
         (.post, "/integrations/gitlab", #"{"base_url":"http://127.0.0.1:9","token":"glpat-x","webhook_secret":"12345678"}"#, .admin),
         (.patch, "/integrations/{integrationId}", #"{"webhook_secret":"rotated-secret"}"#, .admin),
+        (.post, "/integrations/{integrationId}/test", nil, .admin),
         (.delete, "/integrations/{integrationId}", nil, .admin),
         (.post, "/providers", #"{"kind":"openai","api_key":"sk-test"}"#, .admin),
         (.patch, "/providers/{providerId}", #"{"enabled":false}"#, .admin),
+        (.post, "/providers/{providerId}/test", nil, .admin),
         (.delete, "/providers/{providerId}", nil, .admin),
         (.put, "/ai-budget", #"{"usd":10}"#, .admin),
         (.patch, "/repositories/{repositoryId}", #"{"enabled":true}"#, .admin),
@@ -596,7 +598,7 @@ struct APIResourceTests {
         let paths = try #require(json["paths"] as? [String: [String: Any]])
         let documented = Set(paths.flatMap { path, methods in methods.keys.map { "\($0.uppercased()) \(path)" } })
         #expect(documented == Set(document.operations.values.map { "\($0.method.rawValue) \($0.path)" }))
-        #expect(document.operations.count == 60)
+        #expect(document.operations.count == 62)
         let world = try APIWorld()
         try await world.test { api in
             let served = try await api.call(.get, "/openapi.json")

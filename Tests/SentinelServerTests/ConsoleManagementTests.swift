@@ -94,8 +94,55 @@ struct ConsoleManagementTests {
             }
             #expect(after?.token == "glpat-console-rotated")
             #expect(after?.webhookSecret == Data("gitlab-console-secret".utf8), "an empty field keeps what is stored")
+
+            // Testing the connection: admins only; the findings on the page, the refused token named with its fix.
+            #expect(try await browser.get(location).body.contains("Test connection"))
+            #expect(!(try await viewer.get(location).body.contains("Test connection")))
+            #expect(try await viewer.post(location + "/test", [:]).status == .forbidden)
+            #expect(try await browser.post(location + "/test", [:], csrf: "forged").status == .forbidden)
+            let passed = try await browser.post(location + "/test", [:])
+            #expect(passed.status == .ok, "\(passed.body)")
+            #expect(passed.body.contains("Connection test of integration \(id)") && passed.body.contains("Passed: the connection works."), "\(passed.body)")
+            #expect(passed.body.contains("accepts the token"), "\(passed.body)")
+            await gitlab.state.revokeToken("glpat-console-rotated")
+            let failed = try await browser.post(location + "/test", [:])
+            #expect(failed.body.contains("Failed: see what to do below.") && failed.body.contains("the token is refused"), "\(failed.body)")
+            #expect(!failed.body.contains("glpat-console-rotated"), "the token is never shown")
         }
         await gitlab.stop()
+    }
+
+    @Test("AI providers: admins test a provider's key from the console (enabled or not); the refused key is named with its fix")
+    func providerTest() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try APIWorld()
+        let base = "/workspaces/\(world.workspaceA)"
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        let provider = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        try await world.console { first in
+            let viewer = ConsoleSession(client: first.client)
+            try await viewer.signIn("viewer@example.com", APIWorld.password(.viewer))
+            #expect(!(try await viewer.get(base + "/providers").body.contains("/providers/\(provider.id)/test")))
+            #expect(try await viewer.post(base + "/providers/\(provider.id)/test", [:]).status == .forbidden)
+            let browser = ConsoleSession(client: first.client)
+            try await browser.signIn("admin@example.com", APIWorld.password(.admin))
+            #expect(try await browser.get(base + "/providers").body.contains("/providers/\(provider.id)/test"))
+            let passed = try await browser.post(base + "/providers/\(provider.id)/test", [:])
+            #expect(passed.status == .ok && passed.body.contains("Passed: the connection works."), "\(passed.body)")
+            #expect(passed.body.contains("answers and accepts its key"), "\(passed.body)")
+            _ = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await store.setEnabled(provider.id, false, by: "test", in: actor)
+            }
+            await llm.state.setKey("sk-a-key-issued-later-000", for: .openAI)
+            let failed = try await browser.post(base + "/providers/\(provider.id)/test", [:])
+            #expect(failed.body.contains("Failed: see what to do below.") && failed.body.contains("the key is refused"), "\(failed.body)")
+            #expect(failed.body.contains("sentinel provider rotate"), "\(failed.body)")
+            #expect(try await browser.post(base + "/providers/prov_nosuchprovider/test", [:]).status == .notFound)
+        }
+        await llm.stop()
     }
 
     @Test("a repository's page shows its effective configuration with each value's source; admins save its settings, others see no form")

@@ -97,6 +97,26 @@ struct ConfigurationHandlers: Sendable {
         return .ok(.init(body: .json(try .converted(from: summary))))
     }
 
+    func testProvider(_ input: Operations.TestProvider.Input, _ context: WorkspaceContext) async throws -> Operations.TestProvider.Output {
+        let findings = try await d.connections.provider(input.path.providerId, in: context.workspace, workspaceName: try workspaceName(context))
+        return .ok(.init(body: .json(Self.connectionTest(findings))))
+    }
+
+    func testIntegration(_ input: Operations.TestIntegration.Input, _ context: WorkspaceContext) async throws -> Operations.TestIntegration.Output {
+        guard let id = IntegrationID(input.path.integrationId) else { throw IntegrationError.notFound("integration \(input.path.integrationId) does not exist in this workspace") }
+        let findings = try await d.connections.integration(id, in: context.workspace, workspaceName: try workspaceName(context))
+        return .ok(.init(body: .json(Self.connectionTest(findings))))
+    }
+
+    private func workspaceName(_ context: WorkspaceContext) throws -> String {
+        try d.control.workspace(context.workspaceID)?.name ?? context.workspaceID.rawValue
+    }
+
+    static func connectionTest(_ findings: [DoctorFinding]) -> Components.Schemas.ConnectionTestResult {
+        .init(ok: !findings.contains { $0.severity == .error },
+              checks: findings.map { .init(severity: .init(rawValue: $0.severity.rawValue) ?? .error, message: $0.message, fix: $0.fix) })
+    }
+
     func deleteProvider(_ input: Operations.DeleteProvider.Input, _ context: WorkspaceContext) async throws -> Operations.DeleteProvider.Output {
         try await d.providers.delete(input.path.providerId, by: context.actorName, in: context.workspace)
         return .noContent(.init())

@@ -30,6 +30,8 @@ struct APIDependencies: Sendable {
     let gitLabIntegrations: GitLabIntegrationCache
     /// Notification channels and their test messages (the service the CLI and the listener jobs use).
     let notifications: Notifications
+    /// "Test connection" for an integration or AI provider, through the clients reviews use.
+    let connections: ConnectionTester
 }
 
 /// The `/api/v1` operations: the generated `APIProtocol`, implemented by one small handler type per
@@ -212,6 +214,12 @@ struct SentinelAPI: APIProtocol {
     }
     func updateProvider(_ input: Operations.UpdateProvider.Input) async throws -> Operations.UpdateProvider.Output {
         try await configuration.updateProvider(input, try APIContext.workspace())
+    }
+    func testProvider(_ input: Operations.TestProvider.Input) async throws -> Operations.TestProvider.Output {
+        try await configuration.testProvider(input, try APIContext.workspace())
+    }
+    func testIntegration(_ input: Operations.TestIntegration.Input) async throws -> Operations.TestIntegration.Output {
+        try await configuration.testIntegration(input, try APIContext.workspace())
     }
     func deleteProvider(_ input: Operations.DeleteProvider.Input) async throws -> Operations.DeleteProvider.Output {
         try await configuration.deleteProvider(input, try APIContext.workspace())

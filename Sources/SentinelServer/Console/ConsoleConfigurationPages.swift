@@ -50,6 +50,10 @@ extension Console {
             case "delete":
                 guard allowed("deleteProvider", m.role) else { throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "You may not delete providers.") }
                 try await d.providers.delete(id, by: m.actorName, in: m.workspace)
+            case "test":
+                guard allowed("testProvider", m.role) else { throw ConsoleError(status: .forbidden, heading: "Not allowed", message: "You may not test providers.") }
+                let findings = try await d.connections.provider(id, in: m.workspace, workspaceName: m.record.name)
+                return try await providersPage(m, tested: Self.tested("provider \(id)", findings))
             default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
             }
             return Self.redirect(m.base + "/providers")
@@ -104,6 +108,9 @@ extension Console {
         post(router, ws + "/integrations/:integrationId", "updateIntegration") { m, form, context in
             try await rotateIntegration(m, form, id: context.parameters.get("integrationId") ?? "")
         }
+        post(router, ws + "/integrations/:integrationId/test", "testIntegration") { m, _, context in
+            try await testIntegration(m, id: context.parameters.get("integrationId") ?? "")
+        }
         get(router, ws + "/repositories/:repositoryId", "getRepositorySettings") { m, context in
             try await repositoryPage(m, try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository"))
         }
@@ -127,7 +134,7 @@ extension Console {
 
     // MARK: AI providers
 
-    func providersPage(_ m: Member) async throws -> Response {
+    func providersPage(_ m: Member, tested: [String: Any]? = nil) async throws -> Response {
         let items = try await d.providers.list(in: m.workspace)
         let budget = try await d.providers.monthlyBudget(in: m.workspace)
         let spent = try await d.providers.spentThisMonth(in: m.workspace)
@@ -143,6 +150,7 @@ extension Console {
             "spent": String(format: "$%.2f", spent),
         ]
         if let budget { data["budgetValue"] = String(budget) }
+        if let tested { data["tested"] = tested }
         return try render("providers", title: "AI providers", data, visit: m.visit, member: m)
     }
 

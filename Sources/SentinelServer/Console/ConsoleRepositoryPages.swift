@@ -63,7 +63,24 @@ extension Console {
     }
 
     /// One integration: where its webhook goes, the settings for GitLab's webhook form, and its last delivery.
-    func integrationPage(_ m: Member, id: String) async throws -> Response {
+    /// A connection test's findings for a page (the `connectionChecks` partial).
+    static func tested(_ what: String, _ findings: [DoctorFinding]) -> [String: Any] {
+        ["what": what, "ok": !findings.contains { $0.severity == .error },
+         "checks": findings.map { f -> [String: Any] in
+             var check: [String: Any] = ["severity": f.severity.rawValue, "message": f.message]
+             if let fix = f.fix { check["fix"] = fix }
+             return check
+         }]
+    }
+
+    /// Tests the integration's connection now (`testIntegration`) and shows the page with the findings.
+    func testIntegration(_ m: Member, id: String) async throws -> Response {
+        guard let integrationID = IntegrationID(id) else { throw IntegrationError.notFound("no such integration") }
+        let findings = try await d.connections.integration(integrationID, in: m.workspace, workspaceName: m.record.name)
+        return try await integrationPage(m, id: id, tested: Self.tested("integration \(id)", findings))
+    }
+
+    func integrationPage(_ m: Member, id: String, tested: [String: Any]? = nil) async throws -> Response {
         guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == id }) else {
             throw IntegrationError.notFound("no such integration")
         }
@@ -75,6 +92,8 @@ extension Console {
         ]
         if let delivery { data["delivery"] = Self.deliveryData(delivery) }
         data["canRotate"] = allowed("updateIntegration", m.role)
+        data["canTest"] = allowed("testIntegration", m.role)
+        if let tested { data["tested"] = tested }
         return try render("integration", title: "Integration \(integration.id)", data, visit: m.visit, member: m)
     }
 

@@ -10,6 +10,7 @@ enum ConsoleTemplates {
         "repositories": repositories, "members": members, "settings": settings, "audit": audit, "adminAudit": adminAudit, "runtable": runTable,
         "admin": admin, "manifest": manifest, "adminUsers": adminUsers, "adminWorkspaces": adminWorkspaces, "adminJobs": adminJobs,
         "repository": repository, "integration": integration, "policyTable": policyTable, "settingsForm": settingsForm,
+        "connectionChecks": connectionChecks,
     ]
 
     /// The templates parsed, once per process.
@@ -24,6 +25,15 @@ enum ConsoleTemplates {
     }
 
     static let csrf = #"<input type="hidden" name="csrf" value="{{csrf}}">"#
+
+    /// The findings of a connection test (`tested`: `ok`, `what`, `checks` of `severity`, `message`, `fix`).
+    static let connectionChecks = #"""
+    {{#tested}}<section aria-labelledby="tested-heading">
+    <h2 id="tested-heading">Connection test of {{what}}</h2>
+    {{#ok}}<p class="notice" role="status">Passed: the connection works.</p>{{/ok}}{{^ok}}<p class="error" role="alert">Failed: see what to do below.</p>{{/ok}}
+    <ul>{{#checks}}<li><strong>{{severity}}</strong>: {{message}}{{#fix}}. To do: {{fix}}{{/fix}}</li>{{/checks}}</ul>
+    </section>{{/tested}}
+    """#
 
     static let layout = #"""
     <!doctype html>
@@ -296,11 +306,13 @@ enum ConsoleTemplates {
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/{{#enabled}}disable{{/enabled}}{{^enabled}}enable{{/enabled}}" class="inline">{{> csrf}}<button type="submit">{{#enabled}}Disable{{/enabled}}{{^enabled}}Enable{{/enabled}}</button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/priority" class="inline">{{> csrf}}<label for="priority-{{id}}">Priority</label> <input id="priority-{{id}}" name="priority" inputmode="numeric" pattern="[0-9]*" size="5" value="{{priority}}" required> <button type="submit">Set priority</button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/rotate" class="inline">{{> csrf}}<label for="key-{{id}}">New key</label> <input id="key-{{id}}" name="api_key" type="password" autocomplete="off" required> <button type="submit">Rotate key</button></form>
+        <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/test" class="inline">{{> csrf}}<button type="submit">Test<span class="visually-hidden"> provider {{id}}</span></button></form>
         <form method="post" action="/workspaces/{{workspace.id}}/providers/{{id}}/delete" class="inline">{{> csrf}}<button type="submit">Delete</button></form>
       </td>{{/canManage}}</tr>{{/items}}
       </tbody>
     </table>
     {{/empty(items)}}
+    {{> connectionChecks}}
     <p>Monthly AI budget: {{budget}}; spent this month: {{spent}}.</p>
     {{#canManage}}
     <h2>Add a provider</h2>
@@ -647,6 +659,12 @@ enum ConsoleTemplates {
       <dt>SSL verification</dt><dd>on</dd>
     </dl>
     {{/integration.gitlab}}
+    {{#canTest}}
+    <form method="post" action="/workspaces/{{workspace.id}}/integrations/{{integration.id}}/test" class="inline">{{> csrf}}<button type="submit">Test connection</button></form>
+    <p>Asks the {{#integration.gitlab}}GitLab instance{{/integration.gitlab}}{{^integration.gitlab}}GitHub API{{/integration.gitlab}} now whether it answers,
+    accepts the stored credentials and agrees with this machine's clock.</p>
+    {{/canTest}}
+    {{> connectionChecks}}
     {{#canRotate}}
     <h2>Rotate credentials</h2>
     <p>Fill in what has to change and leave the rest empty: the webhook URL, repositories and history stay.

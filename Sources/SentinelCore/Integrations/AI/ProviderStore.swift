@@ -145,9 +145,21 @@ public struct ProviderStore: Sendable {
 
     /// Enabled providers with their keys decrypted, for one run's router.
     public func active(in workspace: WorkspaceActor) async throws -> [StoredProvider] {
+        try await stored(in: workspace, where: "enabled = 1")
+    }
+
+    /// One provider with its key decrypted, enabled or not (a connection test).
+    public func stored(_ id: String, in workspace: WorkspaceActor) async throws -> StoredProvider {
+        guard let found = try await stored(in: workspace, where: "id = ?", [id]).first else {
+            throw IntegrationError.notFound("AI provider \(id) does not exist in this workspace")
+        }
+        return found
+    }
+
+    private func stored(in workspace: WorkspaceActor, where condition: String, _ arguments: StatementArguments = []) async throws -> [StoredProvider] {
         struct Raw: Sendable { let summary: ProviderSummary; let sealed: Data? }
         let rows = try await workspace.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM ai_providers WHERE enabled = 1 ORDER BY priority, created_at").map {
+            try Row.fetchAll(db, sql: "SELECT * FROM ai_providers WHERE \(condition) ORDER BY priority, created_at", arguments: arguments).map {
                 Raw(summary: Self.summary($0), sealed: $0["api_key"])
             }
         }

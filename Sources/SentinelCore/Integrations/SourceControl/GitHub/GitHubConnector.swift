@@ -84,6 +84,13 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
         return entry
     }
 
+    /// The online checks of integration `id` (`OnlineDoctor.checkGitHub`) through the client its
+    /// reviews use; nil when the workspace has no GitHub integration of that id.
+    public func check(_ id: IntegrationID, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding]? {
+        guard let integration = try await integrations.integration(id, in: workspace), let entry = try await entry(id, in: workspace) else { return nil }
+        return await OnlineDoctor().checkGitHub(integration, workspaceName: workspaceName, http: entry.http)
+    }
+
     public func reconcileSession(for integration: IntegrationID, in workspace: WorkspaceActor) async throws -> (any ReconcileSession)? {
         guard let entry = try await entry(integration, in: workspace) else { return nil }
         return GitHubReconcileSession(apiURL: entry.apiURL, tokens: entry.tokens, http: entry.http, timeout: requestTimeout, rateBudget: entry.budget)

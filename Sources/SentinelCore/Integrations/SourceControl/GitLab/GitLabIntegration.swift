@@ -172,6 +172,13 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
         try await entry(id, in: workspace).client
     }
 
+    /// The online checks of integration `id` (`OnlineDoctor.checkGitLab`) through the client its
+    /// reviews use; nil when the workspace has no GitLab integration of that id.
+    public func check(_ id: IntegrationID, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding]? {
+        guard let integration = try await integrations.integration(id, in: workspace) else { return nil }
+        return await OnlineDoctor().checkGitLab(integration, workspaceName: workspaceName, http: try await entry(id, in: workspace).http)
+    }
+
     /// The integration's client, made on first use and again after its token or CA bundle was
     /// rotated (the integration cache holds what is stored for up to a minute).
     private func entry(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Entry {

@@ -1,0 +1,37 @@
+import Foundation
+
+/// "Test connection" for one integration or AI provider (API `testIntegration` and
+/// `testProvider`, the console's Test buttons): the checks `sentinel doctor --online` makes, for
+/// that one alone, through the HTTP clients its reviews use (the integration's CA bundle, the
+/// `security.*` destination rules). An integration: the API answers, the credentials are accepted,
+/// the clock agrees; a provider: its models endpoint accepts the key (no tokens are spent).
+public struct ConnectionTester: Sendable {
+    let gitHub: GitHubConnector
+    let gitLab: GitLabConnector
+    let providers: ProviderStore
+    let aiHTTP: any OutboundHTTPClient
+
+    public init(gitHub: GitHubConnector, gitLab: GitLabConnector, providers: ProviderStore, aiHTTP: any OutboundHTTPClient) {
+        self.gitHub = gitHub
+        self.gitLab = gitLab
+        self.providers = providers
+        self.aiHTTP = aiHTTP
+    }
+
+    /// The checks of integration `id`; `IntegrationError.notFound` when `workspace` has none of that id.
+    public func integration(_ id: IntegrationID, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding] {
+        if let findings = try await gitHub.check(id, in: workspace, workspaceName: workspaceName) { return findings }
+        if let findings = try await gitLab.check(id, in: workspace, workspaceName: workspaceName) { return findings }
+        throw IntegrationError.notFound("integration \(id) does not exist in this workspace")
+    }
+
+    /// The check of AI provider `id`, enabled or not; `IntegrationError.notFound` when `workspace` has none of that id.
+    public func provider(_ id: String, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding] {
+        let stored = try await providers.stored(id, in: workspace)
+        guard let config = WorkspaceModelResolver.config(stored) else {
+            return [DoctorFinding(severity: .error, check: "ai-provider", message: "provider \(id): unknown kind \(stored.summary.kind)",
+                                  fix: "remove the provider and add it again")]
+        }
+        return [await OnlineDoctor().checkProvider(config, workspaceName: workspaceName, http: aiHTTP)]
+    }
+}
