@@ -236,6 +236,12 @@ struct FaultMatrixTests {
         let gate = statuses.first { $0.name == "Sentinel" }
         let notes = await world.summaryNotes()
         let posts = await state.times("POST notes")
+        // Posting results is critical work once the review is prepared, on GitLab as on GitHub; a
+        // run refused before anything was prepared (an expired token) stays at normal priority.
+        let priority = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT priority FROM jobs WHERE kind = ?", arguments: [ReviewRunStore.jobKind]) }
+        }
+        #expect(priority == (fault == .tokenExpired ? JobPriority.normal : .critical).rawValue)
         switch fault {
         case .badGatewayPersistent:
             #expect(run.state == .failed)
