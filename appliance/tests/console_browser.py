@@ -144,6 +144,10 @@ def run(base, data, shots, fakes):
         page.get_by_role("button", name="Add provider").click()
         expect(page.get_by_role("cell", name="…" + fakes["llm_key"][-4:])).to_be_visible()
         assert fakes["llm_key"] not in page.content()
+        # Test it: the fake model's models endpoint accepts the key (no tokens spent).
+        page.get_by_role("button", name=re.compile(r"^Test provider")).click()
+        expect(page.get_by_text("Passed: the connection works.")).to_be_visible()
+        expect(page.get_by_text(re.compile("answers and accepts its key"))).to_be_visible()
         page.screenshot(path=os.path.join(shots, "providers.png"), full_page=True)
 
         # Connect a GitHub App through the manifest flow: the console posts the manifest to (fake)
@@ -160,6 +164,13 @@ def run(base, data, shots, fakes):
         webhook_url = hook.inner_text()
         assert webhook_url.startswith(base + "/webhooks/github/int_"), webhook_url
         page.screenshot(path=os.path.join(shots, "integrations.png"), full_page=True)
+
+        # The App's page tests the connection: (fake) GitHub accepts the App's id and key.
+        page.get_by_role("link", name=re.compile(r"github integration int_")).click()
+        page.get_by_role("button", name="Test connection").click()
+        expect(page.get_by_text("Passed: the connection works.")).to_be_visible()
+        expect(page.get_by_text(re.compile("accepts the App's credentials"))).to_be_visible()
+        page.screenshot(path=os.path.join(shots, "integration-test.png"), full_page=True)
 
         # A signed pull request webhook, as GitHub would send it.
         repo, number = fakes["repository"], fakes["pr"]
