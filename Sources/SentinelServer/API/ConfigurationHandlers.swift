@@ -113,7 +113,7 @@ struct ConfigurationHandlers: Sendable {
     }
 
     static func connectionTest(_ findings: [DoctorFinding]) -> Components.Schemas.ConnectionTestResult {
-        .init(ok: !findings.contains { $0.severity == .error },
+        .init(ok: ConnectionTester.passed(findings),
               checks: findings.map { .init(severity: .init(rawValue: $0.severity.rawValue) ?? .error, message: $0.message, fix: $0.fix) })
     }
 

@@ -65,7 +65,7 @@ extension Console {
     /// One integration: where its webhook goes, the settings for GitLab's webhook form, and its last delivery.
     /// A connection test's findings for a page (the `connectionChecks` partial).
     static func tested(_ what: String, _ findings: [DoctorFinding]) -> [String: Any] {
-        ["what": what, "ok": !findings.contains { $0.severity == .error },
+        ["what": what, "ok": ConnectionTester.passed(findings),
          "checks": findings.map { f -> [String: Any] in
              var check: [String: Any] = ["severity": f.severity.rawValue, "message": f.message]
              if let fix = f.fix { check["fix"] = fix }

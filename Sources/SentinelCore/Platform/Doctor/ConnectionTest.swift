@@ -18,6 +18,11 @@ public struct ConnectionTester: Sendable {
         self.aiHTTP = aiHTTP
     }
 
+    /// Whether a test passed: no check found an error (warnings allowed).
+    public static func passed(_ findings: [DoctorFinding]) -> Bool {
+        !findings.contains { $0.severity == .error }
+    }
+
     /// The checks of integration `id`; `IntegrationError.notFound` when `workspace` has none of that id.
     public func integration(_ id: IntegrationID, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding] {
         if let findings = try await gitHub.check(id, in: workspace, workspaceName: workspaceName) { return findings }

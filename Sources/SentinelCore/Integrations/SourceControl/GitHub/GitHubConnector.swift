@@ -87,7 +87,13 @@ public actor GitHubConnector: SourceControlConnector, ReconcileConnector {
     /// The online checks of integration `id` (`OnlineDoctor.checkGitHub`) through the client its
     /// reviews use; nil when the workspace has no GitHub integration of that id.
     public func check(_ id: IntegrationID, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding]? {
-        guard let integration = try await integrations.integration(id, in: workspace), let entry = try await entry(id, in: workspace) else { return nil }
+        guard let integration = try await integrations.integration(id, in: workspace) else { return nil }
+        let entry: Entry?
+        do { entry = try await self.entry(id, in: workspace) } catch let error as SourceControlError {
+            return [DoctorFinding(severity: .error, check: "github", message: "integration \(id) (workspace \(workspaceName)): \(error)",
+                                  fix: "rotate the integration's CA bundle")]
+        }
+        guard let entry else { return nil }
         return await OnlineDoctor().checkGitHub(integration, workspaceName: workspaceName, http: entry.http)
     }
 

@@ -176,7 +176,12 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
     /// reviews use; nil when the workspace has no GitLab integration of that id.
     public func check(_ id: IntegrationID, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding]? {
         guard let integration = try await integrations.integration(id, in: workspace) else { return nil }
-        return await OnlineDoctor().checkGitLab(integration, workspaceName: workspaceName, http: try await entry(id, in: workspace).http)
+        let http: AsyncOutboundHTTPClient
+        do { http = try await entry(id, in: workspace).http } catch let error as SourceControlError {
+            return [DoctorFinding(severity: .error, check: "gitlab", message: "integration \(id) (workspace \(workspaceName)): \(error)",
+                                  fix: "rotate the integration's CA bundle")]
+        }
+        return await OnlineDoctor().checkGitLab(integration, workspaceName: workspaceName, http: http)
     }
 
     /// The integration's client, made on first use and again after its token or CA bundle was
