@@ -17,15 +17,57 @@ struct DoctorCommand: AsyncParsableCommand {
         let config = try await oneLine { try global.loadConfig() }
         var report = Doctor(dataDirectory: global.dataDirectory, config: config).run()
         if online { report.findings += try await oneLine { try await onlineFindings(config) } }
-        if json {
-            try printJSON(report)
-        } else {
-            for finding in report.findings {
-                let label = finding.severity == .ok ? "ok   " : finding.severity == .warning ? "WARN " : "ERROR"
-                print("\(label) \(finding.check): \(finding.message)" + (finding.fix.map { "\n      fix: \($0)" } ?? ""))
+        if json { try printJSON(report) } else { Self.print(report.findings) }
+        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+
+    /// Findings a line each, a fix on the line below.
+    static func print(_ findings: [DoctorFinding]) {
+        for finding in findings {
+            let label = finding.severity == .ok ? "ok   " : finding.severity == .warning ? "WARN " : "ERROR"
+            Swift.print("\(label) \(finding.check): \(finding.message)" + (finding.fix.map { "\n      fix: \($0)" } ?? ""))
+        }
+    }
+}
+
+/// `integration test` and `provider test`: the connection test of the API and console (the
+/// checks of `doctor --online` for one integration or provider), made with clients built as the
+/// server builds them; exit 1 when a check found an error.
+struct ConnectionTestCommand {
+    let global: GlobalOptions
+    let workspace: String
+
+    struct Report: Encodable {
+        let ok: Bool
+        let checks: [DoctorFinding]
+    }
+
+    func run(json: Bool, _ test: @escaping (ConnectionTester, WorkspaceActor, String) async throws -> [DoctorFinding]) async throws {
+        let findings = try await oneLine {
+            try await global.withWorkspace(workspace) { actor, control, config in
+                let destinations = try DestinationPolicy(config.security)
+                let masterKey = try MasterKey.load(at: global.dataDirectory.masterKeyFile)
+                let service = IntegrationService(control: control, masterKey: masterKey)
+                let gitHub = GitHubConnector(integrations: GitHubIntegrationCache(service: service),
+                                             requestTimeout: .seconds(config.github.requestTimeoutSeconds), destinations: destinations)
+                let gitLab = GitLabConnector(integrations: GitLabIntegrationCache(service: service),
+                                             requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds), destinations: destinations)
+                let http = try AsyncOutboundHTTPClient(destinations: destinations)
+                let tester = ConnectionTester(gitHub: gitHub, gitLab: gitLab, providers: ProviderStore(masterKey: masterKey, destinations: destinations),
+                                              aiHTTP: http)
+                let outcome: Result<[DoctorFinding], any Error>
+                do { outcome = .success(try await test(tester, actor, try control.workspace(actor.id)?.name ?? actor.id.rawValue)) } catch {
+                    outcome = .failure(error)
+                }
+                await gitHub.shutdown()
+                await gitLab.shutdown()
+                await http.shutdown()
+                return try outcome.get()
             }
         }
-        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+        let passed = ConnectionTester.passed(findings)
+        if json { try printJSON(Report(ok: passed, checks: findings)) } else { DoctorCommand.print(findings) }
+        if !passed { throw ExitCode.failure }
     }
 }
 

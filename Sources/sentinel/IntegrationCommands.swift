@@ -4,7 +4,7 @@ import SentinelCore
 
 struct IntegrationCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "integration", abstract: "Connect source-control platforms to a workspace.",
-                                                    subcommands: [Add.self, List.self, Rotate.self, Remove.self])
+                                                    subcommands: [Add.self, List.self, Rotate.self, Test.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add an integration.", subcommands: [GitHub.self, GitLab.self])
@@ -140,6 +140,23 @@ struct IntegrationCommand: AsyncParsableCommand {
                     print("rotated \(credentials.fieldNames.joined(separator: ", ")) of \(summary.kind) integration \(summary.id)"
                           + (credentials.webhookSecret != nil ? "; set the same webhook secret on the \(summary.kind == "github" ? "GitHub App" : "GitLab webhook")" : ""))
                 }
+            }
+        }
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Test an integration's connection now: its API answers, accepts the credentials, agrees with this clock (exit 1: it does not).",
+            discussion: "The checks of `sentinel doctor --online` for this integration alone, as the console's Test connection and the API's POST …/integrations/{id}/test make them.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Workspace id or name.") var workspace: String
+        @Argument(help: "The integration's id (int_…; `sentinel integration list`).") var integration: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            guard let id = IntegrationID(integration) else { throw CLIError("\(integration) is not an integration id (int_ and 16 letters or digits)") }
+            try await ConnectionTestCommand(global: global, workspace: workspace).run(json: json) { tester, actor, name in
+                try await tester.integration(id, in: actor, workspaceName: name)
             }
         }
     }

@@ -4,7 +4,7 @@ import SentinelCore
 
 struct ProviderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "provider", abstract: "A workspace's AI providers (bring your own keys).",
-                                                    subcommands: [Add.self, List.self, Rotate.self, Enable.self, Disable.self, Priority.self, Delete.self, Budget.self])
+                                                    subcommands: [Add.self, List.self, Rotate.self, Test.self, Enable.self, Disable.self, Priority.self, Delete.self, Budget.self])
 
     struct Target: ParsableArguments {
         @OptionGroup var global: GlobalOptions
@@ -84,6 +84,20 @@ struct ProviderCommand: AsyncParsableCommand {
                 let key = try ProviderCommand.readKey(apiKeyFile) ?? ""
                 let summary = try await target.withProviders { actor, store in try await store.rotate(provider, apiKey: key, by: "cli", in: actor) }
                 try ProviderCommand.show(summary, json: json)
+            }
+        }
+    }
+
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Test a provider now, enabled or not: its models endpoint answers and accepts the key; no tokens are spent (exit 1: it does not).")
+        @OptionGroup var target: Target
+        @Argument(help: "Provider id.") var provider: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            try await ConnectionTestCommand(global: target.global, workspace: target.workspace).run(json: json) { tester, actor, name in
+                try await tester.provider(provider, in: actor, workspaceName: name)
             }
         }
     }

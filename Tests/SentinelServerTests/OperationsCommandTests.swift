@@ -222,6 +222,19 @@ struct OperationsCommandTests {
         #expect(await github.state.requests.contains("GET installations"))
         let offline = try await SentinelProcess.run(["doctor", "--data-dir", data, "--json"])
         #expect(!offline.stdout.contains("\"github\""), "without --online nothing is called")
+        // One integration or provider at a time, as the console's Test buttons do.
+        let integrationID = try #require(added.stdout.firstMatch(of: /int_[a-z0-9]{16}/).map { String($0.output) }, "\(added.stdout)")
+        let providerID = try #require(provider.stdout.firstMatch(of: /prv_[a-z0-9]+/).map { String($0.output) }, "\(provider.stdout)")
+        let tested = try await SentinelProcess.run(["integration", "test", integrationID, "--data-dir", data, "--workspace", "acme"])
+        #expect(tested.status == 0, "\(tested.stdout)\(tested.stderr)")
+        #expect(tested.stdout.contains("ok    github: integration \(integrationID) (workspace acme") && tested.stdout.contains("accepts the App's credentials"),
+                "\(tested.stdout)")
+        let testedProvider = try await SentinelProcess.run(["provider", "test", providerID, "--data-dir", data, "--workspace", "acme", "--json"])
+        #expect(testedProvider.status == 0, "\(testedProvider.stdout)\(testedProvider.stderr)")
+        let providerReport = try JSONSerialization.jsonObject(with: Data(testedProvider.stdout.utf8)) as? [String: Any]
+        #expect(providerReport?["ok"] as? Bool == true && (providerReport?["checks"] as? [[String: Any]])?.count == 1, "\(testedProvider.stdout)")
+        let unknown = try await SentinelProcess.run(["integration", "test", "int_0000000000000000", "--data-dir", data, "--workspace", "acme"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("does not exist in this workspace"), "\(unknown.stderr)")
         // The APIs go away; their ports stay bound (refusing connections), or a fake another test
         // starts meanwhile could be given one of them and answer in their place.
         await llm.stop()
@@ -233,5 +246,8 @@ struct OperationsCommandTests {
         #expect(gone.status == 2, "\(gone.stdout)")
         #expect(gone.stdout.contains("ERROR github: integration int_") && gone.stdout.contains("cannot be reached"), "\(gone.stdout)")
         #expect(gone.stdout.contains("ERROR ai-provider: provider prv_") && gone.stdout.contains("(anthropic, workspace acme): cannot be reached"), "\(gone.stdout)")
+        let failed = try await SentinelProcess.run(["integration", "test", integrationID, "--data-dir", data, "--workspace", "acme"])
+        withExtendedLifetime((llmGone, githubGone)) {}
+        #expect(failed.status == 1 && failed.stdout.contains("cannot be reached") && failed.stdout.contains("fix: "), "\(failed.stdout)")
     }
 }
