@@ -62,7 +62,6 @@ extension Console {
         return Self.redirect("\(m.base)/integrations/\(summary.id)")
     }
 
-    /// One integration: where its webhook goes, the settings for GitLab's webhook form, and its last delivery.
     /// A connection test's findings for a page (the `connectionChecks` partial).
     static func tested(_ what: String, _ findings: [DoctorFinding]) -> [String: Any] {
         ["what": what, "ok": ConnectionTester.passed(findings),
@@ -80,6 +79,8 @@ extension Console {
         return try await integrationPage(m, id: id, tested: Self.tested("integration \(id)", findings))
     }
 
+    /// One integration: where its webhook goes, the settings for GitLab's webhook form, its last
+    /// delivery, and the findings of a connection test just made (`tested`).
     func integrationPage(_ m: Member, id: String, tested: [String: Any]? = nil) async throws -> Response {
         guard let integration = try await d.integrations.list(in: m.workspace).first(where: { $0.id == id }) else {
             throw IntegrationError.notFound("no such integration")
