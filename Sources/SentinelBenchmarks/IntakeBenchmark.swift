@@ -37,8 +37,13 @@ struct IntakeBenchmark: AsyncParsableCommand {
     @Option(help: "The wrk Lua script.") var wrkScript = "Benchmarks/intake.lua"
     @Option(help: "Seconds of each wrk run.") var wrkSeconds = 10
     @Option(help: "wrk threads.") var wrkThreads = 2
+    @Option(help: "server.event_loop_threads of this process (the appliance's listener, the bare route's and the in-process client's); 0 = as `serve` sizes it.")
+    var eventLoopThreads = 0
 
     func run() async throws {
+        var loops = SentinelConfig()
+        loops.server.eventLoopThreads = eventLoopThreads
+        EventLoopThreads.install(loops)
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
         if production || wrk != nil, platforms != ["github"] { throw ValidationError("--production and --wrk measure GitHub deliveries: add --platforms github") }
         print("| platform | transport | workspaces | mode | deliveries | login flood | sign-ins/s | accepted/s | p50 | p99 | via the journal | journal empty after | in workspace files/s | workspace opens per delivery | processed by the end of the load | bare Hummingbird route/s | ratio |")

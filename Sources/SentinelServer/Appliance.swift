@@ -206,7 +206,7 @@ public final class Appliance: Sendable {
                                                                                            logger: logger.with(["component": "http"]))),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.info("listening", metadata: ["port": "\(port)", "tls": "\(tls)"])
+                logger.info("listening", metadata: ["port": "\(port)", "tls": "\(tls)", "event_loop_threads": "\(EventLoopThreads.current)"])
                 await onServerRunning(port)
             },
             logger: logger.with(["component": "http"]))

@@ -184,6 +184,8 @@ struct Serve: AsyncParsableCommand {
         if noTLS { config.server.tlsEnabled = false }
         // The options get the config file's checks: a port past 65535 would wrap around in the socket address.
         do { try ConfigLoader.validate(config) } catch let error as ConfigError { throw CLIError(error.description) }
+        // Before anything in this process starts an event loop.
+        EventLoopThreads.install(config)
         let logger = cliLogger(config, command: "serve")
         checkFileDescriptorLimit(config, logger: logger)
         if let fs = DataDirectoryFileSystem.remote(at: global.dataDirectory.root.path), fs.isNetwork {

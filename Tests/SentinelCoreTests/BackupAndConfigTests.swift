@@ -316,6 +316,8 @@ struct ConfigTests {
         config.server.port = 99_999                        // as `serve --port` sets it
         #expect { try ConfigLoader.validate(config) } throws: { "\($0)" == "server.port must be 0...65535, got 99999" }
         #expect(try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_IDLE_TIMEOUT_SECONDS": "86400"]).server.idleTimeoutSeconds == 86_400)
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_EVENT_LOOP_THREADS": "-1"]) }
+        #expect(try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_EVENT_LOOP_THREADS": "3"]).server.eventLoopThreads == 3)
     }
 
     @Test("appliance/sentinel.example.yaml documents every key and loads to the defaults")

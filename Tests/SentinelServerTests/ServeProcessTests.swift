@@ -6,6 +6,7 @@ import GRDB
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import SentinelServer
 import SentinelTestSupport
 import Testing
 
@@ -32,6 +33,33 @@ struct ShellDataDirectory {
 /// certificate it makes itself, SIGTERM to stop.
 @Suite("sentinel serve process")
 struct ServeProcessTests {
+    @Test("serve runs as many event-loop threads as server.event_loop_threads says; by default half the cores, at least one")
+    func eventLoopThreads() async throws {
+        #expect(EventLoopThreads.count(configured: 0, cores: 1) == 1)
+        #expect(EventLoopThreads.count(configured: 0, cores: 2) == 1)
+        #expect(EventLoopThreads.count(configured: 0, cores: 8) == 4)
+        #expect(EventLoopThreads.count(configured: 3, cores: 2) == 3)
+        let dir = TemporaryDirectory("sentinel-loops")
+        defer { dir.cleanup() }
+        for (setting, expected) in [(nil, EventLoopThreads.count(configured: 0)), ("3", 3)] {
+            let data = dir.url.appendingPathComponent("data-\(setting ?? "default")")
+            let server = try SentinelProcess.start(["serve", "--data-dir", data.path, "--no-tls", "--host", "127.0.0.1", "--port", "0"],
+                                                   environment: setting.map { ["SENTINEL_SERVER_EVENT_LOOP_THREADS": $0] } ?? [:])
+            defer { server.kill() }
+            _ = try #require(await server.waitForListeningPort(), "\(server.stderr)")
+            let listening = server.stderr.split(separator: "\n").first { $0.contains(#""message":"listening""#) } ?? ""
+            #expect(listening.contains(#""event_loop_threads":"\#(expected)""#), "\(listening)")
+            // The threads themselves: SwiftNIO names its shared group's loops NIO-SGLTN-<group>-#<n>.
+            let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/task")
+            let loops = tasks.filter {
+                ((try? String(contentsOfFile: "/proc/\(server.pid)/task/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("NIO-SGLTN-")
+            }
+            #expect(loops.count == expected, "setting \(setting ?? "default"): \(loops.count) event-loop threads")
+            server.terminate()
+            #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+        }
+    }
+
     @Test("starts on an empty data dir, answers /healthz over HTTPS with its self-signed certificate, exits 0 on SIGTERM")
     func serveOverHTTPS() async throws {
         let dir = TemporaryDirectory("sentinel-serve")
