@@ -37,12 +37,13 @@ struct IntakeBenchmark: AsyncParsableCommand {
     @Option(help: "The wrk Lua script.") var wrkScript = "Benchmarks/intake.lua"
     @Option(help: "Seconds of each wrk run.") var wrkSeconds = 10
     @Option(help: "wrk threads.") var wrkThreads = 2
-    @Option(help: "server.event_loop_threads of this process (the appliance's listener, the bare route's and the in-process client's); 0 = as `serve` sizes it.")
+    @Option(help: "server.event_loop_threads of this process (the appliance's listener, the bare route's and the in-process client's); 0 = as `serve` sizes it: for HTTPS, or for plain HTTP when only http is measured.")
     var eventLoopThreads = 0
 
     func run() async throws {
         var loops = SentinelConfig()
         loops.server.eventLoopThreads = eventLoopThreads
+        loops.server.tlsEnabled = transports != ["http"]
         EventLoopThreads.install(loops)
         let key = try _RSA.Signing.PrivateKey(keySize: .bits2048).pemRepresentation
         if production || wrk != nil, platforms != ["github"] { throw ValidationError("--production and --wrk measure GitHub deliveries: add --platforms github") }

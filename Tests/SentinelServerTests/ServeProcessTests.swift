@@ -33,28 +33,35 @@ struct ShellDataDirectory {
 /// certificate it makes itself, SIGTERM to stop.
 @Suite("sentinel serve process")
 struct ServeProcessTests {
-    @Test("serve runs as many event-loop threads as server.event_loop_threads says; by default half the cores, at least one")
+    @Test("serve runs as many event-loop threads as server.event_loop_threads says; by default one per core over HTTPS, half the cores (at least one) over plain HTTP")
     func eventLoopThreads() async throws {
-        #expect(EventLoopThreads.count(configured: 0, cores: 1) == 1)
-        #expect(EventLoopThreads.count(configured: 0, cores: 2) == 1)
-        #expect(EventLoopThreads.count(configured: 0, cores: 8) == 4)
-        #expect(EventLoopThreads.count(configured: 3, cores: 2) == 3)
+        #expect(EventLoopThreads.count(configured: 0, tls: false, cores: 1) == 1)
+        #expect(EventLoopThreads.count(configured: 0, tls: false, cores: 2) == 1)
+        #expect(EventLoopThreads.count(configured: 0, tls: false, cores: 8) == 4)
+        #expect(EventLoopThreads.count(configured: 0, tls: true, cores: 2) == 2)
+        #expect(EventLoopThreads.count(configured: 3, tls: false, cores: 2) == 3)
+        #expect(EventLoopThreads.count(configured: 3, tls: true, cores: 8) == 3)
         let dir = TemporaryDirectory("sentinel-loops")
         defer { dir.cleanup() }
-        for (setting, expected) in [(nil, EventLoopThreads.count(configured: 0)), ("3", 3)] {
-            let data = dir.url.appendingPathComponent("data-\(setting ?? "default")")
-            let server = try SentinelProcess.start(["serve", "--data-dir", data.path, "--no-tls", "--host", "127.0.0.1", "--port", "0"],
-                                                   environment: setting.map { ["SENTINEL_SERVER_EVENT_LOOP_THREADS": $0] } ?? [:])
+        let cases: [(name: String, tls: Bool, setting: String?, expected: Int)] = [
+            ("http", false, nil, EventLoopThreads.count(configured: 0, tls: false)),
+            ("https", true, nil, EventLoopThreads.count(configured: 0, tls: true)),
+            ("http-3", false, "3", 3),
+        ]
+        for run in cases {
+            let data = dir.url.appendingPathComponent("data-\(run.name)")
+            let server = try SentinelProcess.start(["serve", "--data-dir", data.path, "--host", "127.0.0.1", "--port", "0"] + (run.tls ? [] : ["--no-tls"]),
+                                                   environment: run.setting.map { ["SENTINEL_SERVER_EVENT_LOOP_THREADS": $0] } ?? [:])
             defer { server.kill() }
             _ = try #require(await server.waitForListeningPort(), "\(server.stderr)")
             let listening = server.stderr.split(separator: "\n").first { $0.contains(#""message":"listening""#) } ?? ""
-            #expect(listening.contains(#""event_loop_threads":"\#(expected)""#), "\(listening)")
+            #expect(listening.contains(#""event_loop_threads":"\#(run.expected)""#), "\(run.name): \(listening)")
             // The threads themselves: SwiftNIO names its shared group's loops NIO-SGLTN-<group>-#<n>.
             let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/task")
             let loops = tasks.filter {
                 ((try? String(contentsOfFile: "/proc/\(server.pid)/task/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("NIO-SGLTN-")
             }
-            #expect(loops.count == expected, "setting \(setting ?? "default"): \(loops.count) event-loop threads")
+            #expect(loops.count == run.expected, "\(run.name): \(loops.count) event-loop threads")
             server.terminate()
             #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
         }

@@ -142,7 +142,8 @@ public struct SentinelConfig: Sendable, Equatable {
         /// body is read. Deliveries up to 1 MiB, and one delivery alone, are always read.
         public var maxWebhookBytesInFlight = 256 * 1_024 * 1_024
         /// Threads of the event-loop group that reads and writes every connection (the listener's
-        /// and the outbound clients'); 0: half the cores, at least one (`EventLoopThreads`).
+        /// and the outbound clients'); 0: one per core serving HTTPS, half the cores (at least one)
+        /// serving plain HTTP (`EventLoopThreads`).
         public var eventLoopThreads = 0
     }
 
@@ -262,7 +263,7 @@ public enum ConfigLoader {
         key("server.request_timeout_seconds", "a request must arrive whole (head and body) within this long of the connection opening or the previous response", \.server.requestTimeoutSeconds, in: 1...3_600),
         key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections, in: 1...1_000_000),
         key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes, in: 1_024...1_048_576),
-        key("server.event_loop_threads", "threads reading and writing connections (the listener's and the outbound clients'); 0 = half the cores, at least one", \.server.eventLoopThreads, in: 0...1_024),
+        key("server.event_loop_threads", "threads reading and writing connections (the listener's and the outbound clients'); 0 = one per core serving HTTPS, half the cores (at least one) serving plain HTTP", \.server.eventLoopThreads, in: 0...1_024),
         key("server.max_webhook_bytes_in_flight", "webhook bodies held in memory at once; past it a delivery gets 503 with Retry-After", \.server.maxWebhookBytesInFlight, in: 1_048_576...68_719_476_736),
         key("auth.bcrypt_cost", "bcrypt work factor of stored passwords (4...31)", \.auth.bcryptCost, in: 4...31),
         key("auth.session_hours", "lifetime of a sign-in session", \.auth.sessionHours, in: 0.01...8_760),
