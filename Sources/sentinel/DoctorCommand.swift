@@ -45,24 +45,9 @@ struct ConnectionTestCommand {
     func run(json: Bool, _ test: @escaping (ConnectionTester, WorkspaceActor, String) async throws -> [DoctorFinding]) async throws {
         let findings = try await oneLine {
             try await global.withWorkspace(workspace) { actor, control, config in
-                let destinations = try DestinationPolicy(config.security)
-                let masterKey = try MasterKey.load(at: global.dataDirectory.masterKeyFile)
-                let service = IntegrationService(control: control, masterKey: masterKey)
-                let gitHub = GitHubConnector(integrations: GitHubIntegrationCache(service: service),
-                                             requestTimeout: .seconds(config.github.requestTimeoutSeconds), destinations: destinations)
-                let gitLab = GitLabConnector(integrations: GitLabIntegrationCache(service: service),
-                                             requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds), destinations: destinations)
-                let http = try AsyncOutboundHTTPClient(destinations: destinations)
-                let tester = ConnectionTester(gitHub: gitHub, gitLab: gitLab, providers: ProviderStore(masterKey: masterKey, destinations: destinations),
-                                              aiHTTP: http)
-                let outcome: Result<[DoctorFinding], any Error>
-                do { outcome = .success(try await test(tester, actor, try control.workspace(actor.id)?.name ?? actor.id.rawValue)) } catch {
-                    outcome = .failure(error)
+                try await global.withConnectionTester(control: control, config: config) { tester in
+                    try await test(tester, actor, try control.workspace(actor.id)?.name ?? actor.id.rawValue)
                 }
-                await gitHub.shutdown()
-                await gitLab.shutdown()
-                await http.shutdown()
-                return try outcome.get()
             }
         }
         let passed = ConnectionTester.passed(findings)
@@ -71,72 +56,67 @@ struct ConnectionTestCommand {
     }
 }
 
+extension GlobalOptions {
+    /// The connection tester of the API and console, with clients built as the server builds them
+    /// (each integration's CA bundle, the `security.*` destination rules), shut down after `body`:
+    /// the one way `doctor --online`, `integration test` and `provider test` reach the outside.
+    func withConnectionTester<T>(control: ControlStore, config: SentinelConfig, _ body: (ConnectionTester) async throws -> T) async throws -> T {
+        let destinations = try DestinationPolicy(config.security)
+        let masterKey = try MasterKey.load(at: dataDirectory.masterKeyFile)
+        let service = IntegrationService(control: control, masterKey: masterKey)
+        let gitHub = GitHubConnector(integrations: GitHubIntegrationCache(service: service),
+                                     requestTimeout: .seconds(config.github.requestTimeoutSeconds), destinations: destinations)
+        let gitLab = GitLabConnector(integrations: GitLabIntegrationCache(service: service),
+                                     requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds), destinations: destinations)
+        let http = try AsyncOutboundHTTPClient(destinations: destinations)
+        let tester = ConnectionTester(gitHub: gitHub, gitLab: gitLab, providers: ProviderStore(masterKey: masterKey, destinations: destinations), aiHTTP: http)
+        let outcome: Result<T, any Error>
+        do { outcome = .success(try await body(tester)) } catch { outcome = .failure(error) }
+        await gitHub.shutdown()
+        await gitLab.shutdown()
+        await http.shutdown()
+        return try outcome.get()
+    }
+}
+
 extension DoctorCommand {
-    /// The online checks of every GitHub integration (each workspace file opened in turn, beside a running server if any).
+    /// The online checks of every integration (GitHub's, then GitLab's) and every enabled AI
+    /// provider, through the connection tester of `integration test` and `provider test`; each
+    /// workspace file opened in turn, beside a running server if any.
     func onlineFindings(_ config: SentinelConfig) async throws -> [DoctorFinding] {
         let (control, _) = try global.openControl(config)
-        let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-        let rows = try control.read { db in
+        let integrations = try control.read { db in
             try Row.fetchAll(db, sql: """
-                SELECT i.id, i.workspace_id, w.name FROM integrations i JOIN workspaces w ON w.id = i.workspace_id
-                WHERE i.kind = 'github' ORDER BY w.name, i.id
-                """).map { ($0["id"] as String, $0["workspace_id"] as String, $0["name"] as String) }
+                SELECT i.id, i.workspace_id, i.kind, w.name FROM integrations i JOIN workspaces w ON w.id = i.workspace_id
+                WHERE i.kind IN ('github', 'gitlab') ORDER BY i.kind, w.name, i.id
+                """).map { ($0["id"] as String, $0["workspace_id"] as String, $0["kind"] as String, $0["name"] as String) }
         }
-        var findings: [DoctorFinding] = []
-        if rows.isEmpty { findings.append(DoctorFinding(severity: .ok, check: "github", message: "no GitHub integrations to check online", fix: nil)) }
-        for (rawID, workspace, name) in rows {
-            guard let id = IntegrationID(rawID) else { continue }
-            let integration: GitHubIntegration?
-            do {
-                integration = try await global.withWorkspace(workspace) { actor, _, _ in try await service.loadGitHub(id, from: actor) }
-            } catch {
-                findings.append(DoctorFinding(severity: .error, check: "github", message: "integration \(rawID) (workspace \(name)): cannot be read (\(error))",
-                                              fix: "see the workspace checks above"))
-                continue
+        let workspaces = try control.workspaces()
+        return try await global.withConnectionTester(control: control, config: config) { tester in
+            var findings: [DoctorFinding] = []
+            if !integrations.contains(where: { $0.2 == "github" }) {
+                findings.append(DoctorFinding(severity: .ok, check: "github", message: "no GitHub integrations to check online", fix: nil))
             }
-            guard let integration else { continue }
-            let http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: DestinationPolicy(config.security))
-            findings += await OnlineDoctor().checkGitHub(integration, workspaceName: name, http: http)
-            await http.shutdown()
-        }
-        // Each GitLab integration.
-        let gitLab = try control.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT i.id, i.workspace_id, w.name FROM integrations i JOIN workspaces w ON w.id = i.workspace_id
-                WHERE i.kind = 'gitlab' ORDER BY w.name, i.id
-                """).map { ($0["id"] as String, $0["workspace_id"] as String, $0["name"] as String) }
-        }
-        for (rawID, workspace, name) in gitLab {
-            guard let id = IntegrationID(rawID) else { continue }
-            let integration: GitLabIntegration?
-            do {
-                integration = try await global.withWorkspace(workspace) { actor, _, _ in try await service.loadGitLab(id, from: actor) }
-            } catch {
-                findings.append(DoctorFinding(severity: .error, check: "gitlab", message: "integration \(rawID) (workspace \(name)): cannot be read (\(error))",
-                                              fix: "see the workspace checks above"))
-                continue
-            }
-            guard let integration else { continue }
-            let http = try AsyncOutboundHTTPClient(caBundlePEM: integration.caBundlePEM, destinations: DestinationPolicy(config.security))
-            findings += await OnlineDoctor().checkGitLab(integration, workspaceName: name, http: http)
-            await http.shutdown()
-        }
-        // Each workspace's enabled AI providers.
-        let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-        let http = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
-        for record in try control.workspaces() {
-            do {
-                let providers = try await global.withWorkspace(record.id) { actor, _, _ in try await store.active(in: actor) }
-                for stored in providers {
-                    guard let provider = WorkspaceModelResolver.config(stored) else { continue }
-                    findings.append(await OnlineDoctor().checkProvider(provider, workspaceName: record.name, http: http))
+            for (rawID, workspace, kind, name) in integrations {
+                guard let id = IntegrationID(rawID) else { continue }
+                do {
+                    findings += try await global.withWorkspace(workspace) { actor, _, _ in try await tester.integration(id, in: actor, workspaceName: name) }
+                } catch {
+                    findings.append(DoctorFinding(severity: .error, check: kind, message: "integration \(rawID) (workspace \(name)): cannot be read (\(error))",
+                                                  fix: "see the workspace checks above"))
                 }
-            } catch {
-                findings.append(DoctorFinding(severity: .error, check: "ai-provider", message: "workspace \(record.name): providers cannot be read (\(error))",
-                                              fix: "see the workspace checks above"))
             }
+            for record in workspaces {
+                do {
+                    findings += try await global.withWorkspace(record.id) { actor, _, _ in
+                        try await tester.enabledProviders(in: actor, workspaceName: record.name)
+                    }
+                } catch {
+                    findings.append(DoctorFinding(severity: .error, check: "ai-provider", message: "workspace \(record.name): providers cannot be read (\(error))",
+                                                  fix: "see the workspace checks above"))
+                }
+            }
+            return findings
         }
-        await http.shutdown()
-        return findings
     }
 }

@@ -250,4 +250,38 @@ struct OperationsCommandTests {
         withExtendedLifetime((llmGone, githubGone)) {}
         #expect(failed.status == 1 && failed.stdout.contains("cannot be reached") && failed.stdout.contains("fix: "), "\(failed.stdout)")
     }
+
+    @Test("doctor --online: an integration whose stored CA bundle no longer loads is an error of its own, with its fix, and the others are still checked")
+    func doctorOnlineDamagedCABundle() async throws {
+        let dir = TemporaryDirectory("sentinel-doctor-online-ca")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let github = try await FakeGitHub.start()
+        await github.state.addInstallation(7, account: "acme-org")
+        let pem = dir.url.appendingPathComponent("app.pem")
+        try github.privateKeyPEM.write(to: pem, atomically: true, encoding: .utf8)
+        let secret = dir.url.appendingPathComponent("secret")
+        try "doctor-secret\n".write(to: secret, atomically: true, encoding: .utf8)
+        var ids: [String: String] = [:]
+        for name in ["acme", "beta"] {
+            let created = try await SentinelProcess.run(["workspace", "create", name, "--data-dir", data, "--json"])
+            ids[name] = try #require((try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])?["id"] as? String, "\(created.stderr)")
+            let added = try await SentinelProcess.run(["integration", "add", "github", "--data-dir", data, "--workspace", name, "--app-id", String(github.appID),
+                                                       "--private-key-file", pem.path, "--webhook-secret-file", secret.path, "--api-url", github.baseURL.absoluteString])
+            #expect(added.status == 0, "\(added.stderr)")
+        }
+        // Checked when it was added; damaged since (a hand-edited restore, a bad disk sector).
+        try Self.execute(dir.url.appendingPathComponent("data/workspaces/\(ids["beta"]!).sqlite").path,
+                         "UPDATE integrations SET ca_bundle = '-----BEGIN CERTIFICATE-----\nZGFtYWdlZA==\n-----END CERTIFICATE-----\n'")
+        let online = try await SentinelProcess.run(["doctor", "--online", "--data-dir", data, "--json"])
+        #expect(online.status == 2, "\(online.stdout)\(online.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(online.stdout.utf8)) as? [String: Any], "\(online.stderr)")
+        let checks = try #require(report["findings"] as? [[String: Any]]).filter { $0["check"] as? String == "github" }
+        let acme = checks.filter { ($0["message"] as? String)?.contains("(workspace acme") == true }
+        #expect(acme.count == 3 && acme.allSatisfy { $0["severity"] as? String == "ok" }, "\(checks)")
+        let beta = checks.filter { ($0["message"] as? String)?.contains("(workspace beta") == true }
+        #expect(beta.count == 1 && beta.first?["severity"] as? String == "error", "\(checks)")
+        #expect((beta.first?["message"] as? String)?.contains("CA bundle cannot be used") == true, "\(beta)")
+        #expect(beta.first?["fix"] as? String == "rotate the integration's CA bundle", "\(beta)")
+    }
 }

@@ -32,11 +32,21 @@ public struct ConnectionTester: Sendable {
 
     /// The check of AI provider `id`, enabled or not; `IntegrationError.notFound` when `workspace` has none of that id.
     public func provider(_ id: String, in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding] {
-        let stored = try await providers.stored(id, in: workspace)
+        [await check(try await providers.stored(id, in: workspace), workspaceName: workspaceName)]
+    }
+
+    /// The checks of every enabled AI provider of `workspace` (`sentinel doctor --online`).
+    public func enabledProviders(in workspace: WorkspaceActor, workspaceName: String) async throws -> [DoctorFinding] {
+        var findings: [DoctorFinding] = []
+        for stored in try await providers.active(in: workspace) { findings.append(await check(stored, workspaceName: workspaceName)) }
+        return findings
+    }
+
+    private func check(_ stored: StoredProvider, workspaceName: String) async -> DoctorFinding {
         guard let config = WorkspaceModelResolver.config(stored) else {
-            return [DoctorFinding(severity: .error, check: "ai-provider", message: "provider \(id): unknown kind \(stored.summary.kind)",
-                                  fix: "remove the provider and add it again")]
+            return DoctorFinding(severity: .error, check: "ai-provider", message: "provider \(stored.summary.id): unknown kind \(stored.summary.kind)",
+                                 fix: "remove the provider and add it again")
         }
-        return [await OnlineDoctor().checkProvider(config, workspaceName: workspaceName, http: aiHTTP)]
+        return await OnlineDoctor().checkProvider(config, workspaceName: workspaceName, http: aiHTTP)
     }
 }
