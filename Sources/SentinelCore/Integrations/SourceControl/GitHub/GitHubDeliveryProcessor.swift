@@ -215,8 +215,12 @@ public struct GitHubDeliveryProcessor: Sendable {
         case .typeMismatch(let type, let context): return "\(path(context)): not \(type == String.self ? "a string" : type == Bool.self ? "a boolean" : "of the expected type")"
         case .dataCorrupted(let context) where context.codingPath.isEmpty:
             // The body is a JSON object (intake checked); Foundation's decoder reports a number with
-            // a fraction, an exponent or past Int64 in a whole-number field this way, without the field.
-            return "a field holds a value of the wrong kind or size (\(RemoteText.clean(context.debugDescription, limit: 120)))"
+            // a fraction, an exponent or past Int64 in a whole-number field this way, without the
+            // field and as "The given data was not valid JSON.", which would contradict intake.
+            let detail = context.debugDescription == "The given data was not valid JSON."
+                ? "a number with a fraction, an exponent or more than 64 bits where a whole number belongs"
+                : RemoteText.clean(context.debugDescription, limit: 120)
+            return "a field holds a value of the wrong kind or size (\(detail))"
         case .dataCorrupted(let context): return "\(path(context)): \(RemoteText.clean(context.debugDescription, limit: 120))"
         @unknown default: return "decoding error"
         }
