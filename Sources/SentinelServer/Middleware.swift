@@ -17,7 +17,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let incoming = (WebhookRoutes.correlationID(of: request) ?? request.headers[.requestID]).flatMap { id in
-            id.count <= 128 && id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.:".contains($0) }) ? id : nil
+            Self.isSaneCorrelationID(id) ? id : nil
         }
         let correlationID = incoming ?? UUID().uuidString.lowercased()
         context.correlationID = correlationID
@@ -56,6 +56,26 @@ struct ObservabilityMiddleware: RouterMiddleware {
             if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
             metrics.httpRequest(method: request.method.rawValue, route: route, status: status, duration: ContinuousClock.now - start)
             return response
+        }
+    }
+}
+
+extension ObservabilityMiddleware {
+    /// A caller's id worth keeping: 1–128 characters, letters, digits and `-_.:`. Checked on the
+    /// UTF-8 bytes (ASCII only; a multi-byte character is refused): `Character.isLetter` looked up
+    /// Unicode properties for every character of every request's id.
+    static func isSaneCorrelationID(_ id: String) -> Bool {
+        var id = id
+        return id.withUTF8 { bytes in
+            !bytes.isEmpty && bytes.count <= 128 && bytes.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                     UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"):
+                    true
+                default:
+                    false
+                }
+            }
         }
     }
 }

@@ -81,7 +81,7 @@ struct ApplianceHTTPTests {
         await appliance.supervisor.shutdown()
     }
 
-    @Test("the correlation id of a request follows into the jobs it enqueues and onto their log lines")
+    @Test("the correlation id of a request follows into the jobs it enqueues and onto their log lines; an id that is not 1–128 ASCII letters, digits and -_.: is replaced")
     func correlationFollowsWork() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -108,6 +108,15 @@ struct ApplianceHTTPTests {
             try await client.execute(uri: "/test/enqueue", method: .post, headers: [HTTPField.Name("X-Request-ID")!: "req-abc-123"]) { response in
                 #expect(response.status == .ok)
                 #expect(response.headers[HTTPField.Name("X-Request-ID")!] == "req-abc-123")
+            }
+            // A caller's id is kept when it is 1–128 ASCII letters, digits and `-_.:`; any other
+            // gets a new UUID (an empty one was kept, and so were letters outside ASCII).
+            for (sent, kept) in [("A.b_c:1-2", true), ("", false), ("日本-1", false), ("é", false), ("a b", false), ("x/y", false),
+                                 (String(repeating: "a", count: 128), true), (String(repeating: "a", count: 129), false)] {
+                try await client.execute(uri: "/healthz", method: .get, headers: [HTTPField.Name("X-Request-ID")!: sent]) { response in
+                    let answered = try #require(response.headers[HTTPField.Name("X-Request-ID")!], "\(sent)")
+                    if kept { #expect(answered == sent) } else { #expect(UUID(uuidString: answered) != nil, "\(sent) → \(answered)") }
+                }
             }
         }
         #expect(await eventually { log.text.contains("handling traced job") })
