@@ -193,13 +193,14 @@ struct IntakeBenchmark: AsyncParsableCommand {
         config.auth.loginFailuresPerAddress = Int.max / 2
         // The catch-up sweep would call the (absent) GitHub API.
         config.reconcile.enabled = false
-        // The appliance's log lines go to a file, as `serve`'s go to the journal.
+        // The appliance's log lines go to a file with `write(2)`, as `serve`'s go to the journal
+        // through standard error.
         let logURL = dir.url.appendingPathComponent("appliance.log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let logFile = try FileHandle(forWritingTo: logURL)
-        defer { try? logFile.close() }
+        let logFile = open(logURL.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard logFile >= 0 else { throw BenchError("cannot create \(logURL.path): \(String(cString: strerror(errno)))") }
+        defer { close(logFile) }
         let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.url.appendingPathComponent("data").path), config: config,
-                                      logger: Logger.sentinel(level: logLevel ?? (production ? "info" : "error"), sink: LogSink { try? logFile.write(contentsOf: $0) }))
+                                      logger: Logger.sentinel(level: logLevel ?? (production ? "info" : "error"), sink: LogSink(fileDescriptor: logFile)))
         var targets: [(path: String, secret: Data)] = []
         for i in 0..<workspaceCount {
             let id = try appliance.workspaces.create(name: "ws-\(i)").workspaceID!

@@ -133,17 +133,17 @@ enum ZstdContexts {
         return try decompress(stored, bytes: bytes, with: context)
     }
 
+    /// Into uninitialised memory of the worst case's size, then the frame alone copied out: a
+    /// `Data(count:)` of that size was zero-filled first (23 KB for a 3 KB frame) and kept whole.
     private static func compress(_ body: Data, with context: OpaquePointer) -> Data? {
         let capacity = ZSTD_compressBound(body.count)
-        var output = Data(count: capacity)
-        let written = output.withUnsafeMutableBytes { out in
-            body.withUnsafeBytes { input in
-                ZSTD_compress2(context, out.baseAddress, capacity, input.baseAddress, input.count)
-            }
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
+        defer { output.deallocate() }
+        let written = body.withUnsafeBytes { input in
+            ZSTD_compress2(context, output.baseAddress, capacity, input.baseAddress, input.count)
         }
         guard ZSTD_isError(written) == 0 else { return nil }
-        output.count = written
-        return output
+        return Data(UnsafeRawBufferPointer(rebasing: output[..<written]))
     }
 
     private static func decompress(_ stored: Data, bytes: Int, with context: OpaquePointer) throws(StorageError) -> Data {

@@ -94,18 +94,24 @@ public final class LogSink: Sendable {
     /// shipper that exited, a closed terminal) the line is dropped and the process goes on:
     /// `FileHandle.write` trapped on that `EPIPE`, and without `serve` ignoring `SIGPIPE` the
     /// signal ended the appliance.
-    public static let standardError = LogSink { data in
-        data.withUnsafeBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            var offset = 0
-            while offset < raw.count {
-                let written = Glibc.write(STDERR_FILENO, base + offset, raw.count - offset)
-                if written > 0 {
-                    offset += written
-                } else if written < 0 && errno == EINTR {
-                    continue
-                } else {
-                    return                                  // EPIPE, EBADF, EAGAIN, a full disk: the line is lost
+    public static let standardError = LogSink(fileDescriptor: STDERR_FILENO)
+
+    /// Lines written to an open file descriptor with `write(2)`, as `standardError` writes them
+    /// (the benchmarks' log files); the descriptor stays the caller's to close.
+    public convenience init(fileDescriptor descriptor: Int32) {
+        self.init { data in
+            data.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                var offset = 0
+                while offset < raw.count {
+                    let written = Glibc.write(descriptor, base + offset, raw.count - offset)
+                    if written > 0 {
+                        offset += written
+                    } else if written < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        return                              // EPIPE, EBADF, EAGAIN, a full disk: the line is lost
+                    }
                 }
             }
         }
