@@ -21,9 +21,10 @@ struct ObservabilityMiddleware: RouterMiddleware {
         }
         let correlationID = incoming ?? UUID().uuidString.lowercased()
         context.correlationID = correlationID
-        context.logger[metadataKey: "correlation_id"] = .string(correlationID)
         // The request's span continues the caller's trace (a `traceparent` it sent) and carries
-        // the correlation id to everything the request does (jobs it enqueues included).
+        // the correlation id to everything the request does (jobs it enqueues included), and so
+        // to every line it logs (`Telemetry.metadataProvider`): not copied into the logger's own
+        // metadata as well, which copied that dictionary for every request.
         var trace = ServiceContext.topLevel
         InstrumentationSystem.instrument.extract(request.headers, into: &trace, using: HTTPFieldsExtractor())
         trace.correlationID = correlationID

@@ -16,7 +16,12 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     typealias OutboundOut = HTTPResponsePart
 
     private let limit: TimeAmount
-    private var deadline: Scheduled<Void>?
+    /// When the current wait for a request ends; nil while the server works on one.
+    private var expiresAt: NIODeadline?
+    /// The connection's one timer, due at or before `expiresAt`. Arming and disarming per request
+    /// only move `expiresAt`: the timer, when it fires early, is scheduled again for what is left
+    /// (a timer scheduled and cancelled for every request was about 1 % of intake's CPU).
+    private var timer: Scheduled<Void>?
     /// Between a request's head and its end.
     private var requestOpen = false
     /// The open request was answered before it ended (413, 401 before the body was read).
@@ -31,7 +36,7 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) { arm(context) }
 
-    func handlerRemoved(context: ChannelHandlerContext) { disarm() }
+    func handlerRemoved(context: ChannelHandlerContext) { stop() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -64,14 +69,27 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        disarm()
+        stop()
         context.fireChannelInactive()
     }
 
     private func arm(_ context: ChannelHandlerContext) {
-        disarm()
+        let due = NIODeadline.now() + limit
+        expiresAt = due
+        if timer == nil { schedule(at: due, context) }
+    }
+
+    private func schedule(at due: NIODeadline, _ context: ChannelHandlerContext) {
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        deadline = context.eventLoop.scheduleTask(in: limit) { bound.value.handler.expire(bound.value.context) }
+        timer = context.eventLoop.scheduleTask(deadline: due) { bound.value.handler.timerFired(bound.value.context) }
+    }
+
+    private func timerFired(_ context: ChannelHandlerContext) {
+        timer = nil
+        guard let due = expiresAt else { return }          // the server works on a request; the next wait arms again
+        if NIODeadline.now() < due { return schedule(at: due, context) }
+        expiresAt = nil
+        expire(context)
     }
 
     private func expire(_ context: ChannelHandlerContext) {
@@ -90,7 +108,12 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     private func disarm() {
-        deadline?.cancel()
-        deadline = nil
+        expiresAt = nil
+    }
+
+    private func stop() {
+        expiresAt = nil
+        timer?.cancel()
+        timer = nil
     }
 }

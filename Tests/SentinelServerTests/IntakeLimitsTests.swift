@@ -212,6 +212,37 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("on a kept-alive connection the request deadline counts from the last response: requests that come in time over longer than it are answered, a trickle after them is cut off with a 408")
+    func requestDeadlineFromLastResponse() async throws {
+        let world = try await GitHubWorld(config: { $0.server.requestTimeoutSeconds = 1 })
+        let connection = try await RawConnection.open(port: world.port)
+        let (answered, cutOff) = try await connection.channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            var answered = 0
+            // Eight requests 0.4 s apart: 2.8 s on one connection, each within the 1 s of the previous answer.
+            for _ in 0..<8 {
+                try await outbound.write(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+                var text = ""
+                while !(text.contains("\r\n\r\n") && text.hasSuffix("}")), let chunk = try await iterator.next() { text += String(buffer: chunk) }
+                if text.hasPrefix("HTTP/1.1 200") { answered += 1 }
+                try await Task.sleep(for: .milliseconds(400))
+            }
+            // Then a request that never arrives whole (a byte every 0.1 s of 1,000).
+            try await outbound.write(ByteBuffer(string: "POST \(world.integration.webhookPath) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                + "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"))
+            for _ in 0..<150 {                             // at most 150 of the 1,000 bytes, over 15 s
+                do { try await outbound.write(ByteBuffer(string: " ")) } catch { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            var text = ""
+            while let chunk = try? await iterator.next() { text += String(buffer: chunk) }
+            return (answered, text)
+        }
+        #expect(answered == 8)
+        #expect(cutOff.hasPrefix("HTTP/1.1 408") && cutOff.contains("urn:sentinel:problem:request-timeout"), "\(cutOff)")
+        await world.stop()
+    }
+
     @Test("a request with Expect: 100-continue gets 100 Continue before it sends its body, then its answer")
     func expectContinueAnswered() async throws {
         let world = try await GitHubWorld()
