@@ -62,3 +62,38 @@ struct RunMetricsTests {
         await h.stop()
     }
 }
+
+/// `sentinel_http_requests_total`, its latency and `sentinel_webhook_deliveries_total` are recorded
+/// through handles kept by their dimensions (made once, not per request).
+@Suite("Per-request metrics")
+struct PerRequestMetricsTests {
+    @Test("requests and deliveries with the same dimensions add up on one series, copies of the metrics included; other dimensions get their own")
+    func keptHandlesAddUp() throws {
+        let recorded = TestMetrics()
+        let metrics = SentinelMetrics(factory: recorded)
+        let copy = metrics
+        for _ in 0..<3 { metrics.httpRequest(method: "POST", route: "/webhooks/github/{integration_id}", status: 202, duration: .milliseconds(2)) }
+        copy.httpRequest(method: "POST", route: "/webhooks/github/{integration_id}", status: 202, duration: .milliseconds(4))
+        metrics.httpRequest(method: "POST", route: "/webhooks/github/{integration_id}", status: 401, duration: .milliseconds(1))
+        metrics.httpRequest(method: "GET", route: "/healthz", status: 200, duration: .microseconds(50))
+        metrics.webhook(platform: "github", outcome: "accepted")
+        copy.webhook(platform: "github", outcome: "accepted")
+        metrics.webhook(platform: "gitlab", outcome: "accepted")
+        metrics.webhook(platform: "github", outcome: "duplicate")
+        func requests(_ method: String, _ route: String, _ status: String) -> Int64 {
+            recorded.counterTotal(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", status)])
+        }
+        #expect(requests("POST", "/webhooks/github/{integration_id}", "202") == 4)
+        #expect(requests("POST", "/webhooks/github/{integration_id}", "401") == 1)
+        #expect(requests("GET", "/healthz", "200") == 1)
+        let latency = try recorded.expectTimer("sentinel_http_request_duration_seconds",
+                                               [("method", "POST"), ("route", "/webhooks/github/{integration_id}"), ("status", "202")])
+        #expect(latency.values == [2_000_000, 2_000_000, 2_000_000, 4_000_000])
+        func deliveries(_ platform: String, _ outcome: String) -> Int64 {
+            recorded.counterTotal(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)])
+        }
+        #expect(deliveries("github", "accepted") == 2)
+        #expect(deliveries("gitlab", "accepted") == 1)
+        #expect(deliveries("github", "duplicate") == 1)
+    }
+}

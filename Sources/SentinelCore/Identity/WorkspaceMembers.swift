@@ -68,6 +68,6 @@ public struct WorkspaceMembers: Sendable {
     }
 
     func audit(_ type: String, _ subject: String, _ payload: [String: String]) async throws {
-        try await workspace.write { tx in try tx.append(DomainEvent(type: type, subject: subject, payload: payload)) }
+        _ = try await workspace.write { tx in try tx.append(DomainEvent(type: type, subject: subject, payload: payload)) }
     }
 }

@@ -1,11 +1,14 @@
 import CoreMetrics
 import Foundation
 import Metrics
+import Synchronization
 
 /// The appliance's metric names in one place, created from an injected factory (Prometheus in
 /// `serve`, a no-op or test factory elsewhere) so nothing depends on a process-global bootstrap.
 public struct SentinelMetrics: Sendable {
     public let factory: any MetricsFactory
+    /// The handles every request and delivery records to, made once per set of dimensions.
+    private let perRequest = PerRequestHandles()
 
     public init(factory: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.factory = factory
@@ -52,7 +55,7 @@ public struct SentinelMetrics: Sendable {
     }
 
     public func webhook(platform: String, outcome: String) {
-        Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory).increment()
+        perRequest.webhook(platform: platform, outcome: outcome, factory: factory).increment()
     }
 
     /// A recognised `@sentinel` comment command that was not obeyed (e.g. the commenter's author_association).
@@ -79,10 +82,9 @@ public struct SentinelMetrics: Sendable {
     }
 
     public func httpRequest(method: String, route: String, status: Int, duration: Duration) {
-        Counter(label: "sentinel_http_requests_total", dimensions: [("method", method), ("route", route), ("status", String(status))], factory: factory).increment()
-        Timer(label: "sentinel_http_request_duration_seconds", dimensions: [("method", method), ("route", route), ("status", String(status))],
-              preferredDisplayUnit: .seconds, factory: factory)
-            .recordNanoseconds(duration.nanoseconds)
+        let (requests, latency) = perRequest.http(method: method, route: route, status: status, factory: factory)
+        requests.increment()
+        latency.recordNanoseconds(duration.nanoseconds)
     }
 
     /// One stage of a review run: `fetch_diff`, `policy`, `engine`, `post`.
@@ -213,4 +215,49 @@ extension Duration {
     }
     public var seconds: Double { Double(nanoseconds) / 1e9 }
     public var milliseconds: Int64 { nanoseconds / 1_000_000 }
+}
+
+/// The handles of `sentinel_http_requests_total`, `sentinel_http_request_duration_seconds` and
+/// `sentinel_webhook_deliveries_total`, kept by their dimensions (routes are templates, so there
+/// are few): making a `Counter` or `Timer` asks the factory each time (Prometheus builds and looks
+/// up its key under a lock), about 1 % of a webhook delivery's CPU when done per request.
+private final class PerRequestHandles: Sendable {
+    private struct HTTPKey: Hashable {
+        let method: String
+        let route: String
+        let status: Int
+    }
+
+    private struct WebhookKey: Hashable {
+        let platform: String
+        let outcome: String
+    }
+
+    private let http = Mutex<[HTTPKey: (requests: Counter, latency: Timer)]>([:])
+    private let webhooks = Mutex<[WebhookKey: Counter]>([:])
+
+    func http(method: String, route: String, status: Int, factory: any MetricsFactory) -> (requests: Counter, latency: Timer) {
+        let key = HTTPKey(method: method, route: route, status: status)
+        if let known = http.withLock({ $0[key] }) { return known }
+        let dimensions = [("method", method), ("route", route), ("status", String(status))]
+        let made = (requests: Counter(label: "sentinel_http_requests_total", dimensions: dimensions, factory: factory),
+                    latency: Timer(label: "sentinel_http_request_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds,
+                                   factory: factory))
+        return http.withLock { handles in
+            if let known = handles[key] { return known }
+            handles[key] = made
+            return made
+        }
+    }
+
+    func webhook(platform: String, outcome: String, factory: any MetricsFactory) -> Counter {
+        let key = WebhookKey(platform: platform, outcome: outcome)
+        if let known = webhooks.withLock({ $0[key] }) { return known }
+        let made = Counter(label: "sentinel_webhook_deliveries_total", dimensions: [("platform", platform), ("outcome", outcome)], factory: factory)
+        return webhooks.withLock { handles in
+            if let known = handles[key] { return known }
+            handles[key] = made
+            return made
+        }
+    }
 }
