@@ -227,6 +227,15 @@ public struct IntegrationService: Sendable {
         }
     }
 
+    /// Whether integration `id` is gone from this workspace file: removed (`removed:<kind>`), or
+    /// never stored here. A delivery of such an integration changes nothing when it is processed
+    /// (one accepted just before the removal, or by a server whose cache has not seen a removal
+    /// made from the command line).
+    public static func isRemoved(_ id: IntegrationID, in db: Database) throws -> Bool {
+        guard let kind = try String.fetchOne(db, sql: "SELECT kind FROM integrations WHERE id = ?", arguments: [id.rawValue]) else { return true }
+        return kind.hasPrefix("removed:")
+    }
+
     /// Removes an integration: its webhooks answer 410 from now on, its repositories are marked
     /// removed (their runs and history stay), and its secrets are erased. The row itself stays,
     /// marked `removed:<kind>`, because the repositories' history refers to it.

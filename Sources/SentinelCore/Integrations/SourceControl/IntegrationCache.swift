@@ -96,7 +96,9 @@ public struct SourceControlPlatforms: SourceControlConnector {
         let kind = try await workspace.read { db in
             try String.fetchOne(db, sql: "SELECT kind FROM integrations WHERE id = ?", arguments: [integrationID])
         }
-        guard let kind else { throw SourceControlError.permanent("the repository's integration \(integrationID) no longer exists") }
+        guard let kind, !kind.hasPrefix("removed:") else {
+            throw SourceControlError.permanent("the repository's integration \(integrationID) was removed")
+        }
         guard let connector = connectors[kind] else { throw SourceControlError.permanent("no connector for \(kind) integrations") }
         return try await connector.session(for: repository, in: workspace)
     }

@@ -31,6 +31,9 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// stores such a delivery already processed, without a job.
     static func notActedOn(_ event: String) -> String { "stored: \(event) is not acted on" }
 
+    /// The outcome of a delivery whose integration was removed before it was processed.
+    static func integrationRemoved(_ id: IntegrationID) -> String { "ignored: integration \(id) was removed" }
+
     public static func settledOutcome(event: String, action: String?) -> String? {
         if !routedEvents.contains(event) { return notActedOn(event) }
         guard let action else { return nil }
@@ -74,15 +77,19 @@ public struct GitHubDeliveryProcessor: Sendable {
                                   arguments: [tx.now.epoch, outcome, job.deliveryID])
                 return outcome
             }
-            let payload = try DeliveryPayload.body(of: row)
             guard let integrationID = IntegrationID(row["integration_id"]) else { return "invalid integration" }
             let correlationID: String? = row["correlation_id"]
             let outcome: String
-            do {
-                outcome = try Self.route(event: event, payload: payload, integrationID: integrationID, correlationID: correlationID,
-                                         repositoryLimit: limit, commandAssociations: commandAssociations, tx: &tx)
-            } catch let error as DecodingError {
-                outcome = "ignored: payload not understood (\(Self.describe(error)))"
+            if try IntegrationService.isRemoved(integrationID, in: tx.db) {
+                // Nothing of a removed integration comes back: no run, no repository registered again.
+                outcome = Self.integrationRemoved(integrationID)
+            } else {
+                do {
+                    outcome = try Self.route(event: event, payload: try DeliveryPayload.body(of: row), integrationID: integrationID,
+                                             correlationID: correlationID, repositoryLimit: limit, commandAssociations: commandAssociations, tx: &tx)
+                } catch let error as DecodingError {
+                    outcome = "ignored: payload not understood (\(Self.describe(error)))"
+                }
             }
             try tx.db.execute(sql: "UPDATE deliveries SET processed_at = ?, outcome = ? WHERE id = ?",
                               arguments: [tx.now.epoch, outcome, job.deliveryID])

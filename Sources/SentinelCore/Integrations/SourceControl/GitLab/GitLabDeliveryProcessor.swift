@@ -83,17 +83,20 @@ public struct GitLabDeliveryProcessor: Sendable {
 
     public func process(_ context: JobContext) async throws {
         let job = try context.job.decodePayload(DeliveryJob.self)
-        struct Stored: Sendable { let event: String; let payload: Data; let integration: String; let processed: Bool }
+        struct Stored: Sendable { let event: String; let payload: Data; let integration: String; let processed: Bool; let integrationRemoved: Bool }
         let stored = try await context.workspace.read { db -> Stored? in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else { return nil }
             let processed: Double? = row["processed_at"]
-            return Stored(event: row["event"], payload: try DeliveryPayload.body(of: row), integration: row["integration_id"],
-                          processed: (processed ?? 0) > 0)
+            let integration: String = row["integration_id"]
+            return Stored(event: row["event"], payload: try DeliveryPayload.body(of: row), integration: integration,
+                          processed: (processed ?? 0) > 0,
+                          integrationRemoved: try IntegrationID(integration).map { try IntegrationService.isRemoved($0, in: db) } ?? true)
         }
         guard let stored, !stored.processed, let integrationID = IntegrationID(stored.integration) else { return }
-        // A note command counts only from a project member with at least Developer access: ask GitLab now.
+        // A note command counts only from a project member with at least Developer access: ask GitLab now
+        // (not for a removed integration, whose deliveries change nothing).
         var commandAccess: Int?
-        if stored.event == "Note Hook", let note = try? JSONDecoder().decode(GitLabPayload.NoteEvent.self, from: stored.payload),
+        if stored.event == "Note Hook", !stored.integrationRemoved, let note = try? JSONDecoder().decode(GitLabPayload.NoteEvent.self, from: stored.payload),
            GitHubDeliveryProcessor.command(in: note.object_attributes.note ?? "").review, let userID = note.user?.id {
             let client = try await connector.client(for: integrationID, in: context.workspace)
             commandAccess = try await GitLabSession(client: client, project: note.project.id, bot: GitLabUser(id: 0, username: ""))
@@ -107,11 +110,15 @@ public struct GitLabDeliveryProcessor: Sendable {
             }
             if let processed: Double = row["processed_at"], processed > 0 { return "processed" }
             let outcome: String
-            do {
-                outcome = try Self.route(event: stored.event, payload: stored.payload, integrationID: integrationID, correlationID: row["correlation_id"],
-                                         repositoryLimit: limit, commandAccess: access, tx: &tx)
-            } catch let error as DecodingError {
-                outcome = "ignored: payload not understood (\(GitHubDeliveryProcessor.describe(error)))"
+            if try IntegrationService.isRemoved(integrationID, in: tx.db) {
+                outcome = GitHubDeliveryProcessor.integrationRemoved(integrationID)
+            } else {
+                do {
+                    outcome = try Self.route(event: stored.event, payload: stored.payload, integrationID: integrationID, correlationID: row["correlation_id"],
+                                             repositoryLimit: limit, commandAccess: access, tx: &tx)
+                } catch let error as DecodingError {
+                    outcome = "ignored: payload not understood (\(GitHubDeliveryProcessor.describe(error)))"
+                }
             }
             try tx.db.execute(sql: "UPDATE deliveries SET processed_at = ?, outcome = ? WHERE id = ?", arguments: [tx.now.epoch, outcome, job.deliveryID])
             return outcome
