@@ -232,7 +232,9 @@ public struct IntegrationService: Sendable {
     /// (one accepted just before the removal, or by a server whose cache has not seen a removal
     /// made from the command line).
     public static func isRemoved(_ id: IntegrationID, in db: Database) throws -> Bool {
-        guard let kind = try String.fetchOne(db, sql: "SELECT kind FROM integrations WHERE id = ?", arguments: [id.rawValue]) else { return true }
+        // Every processed delivery asks: compiled once per connection.
+        let statement = try db.cachedStatement(sql: "SELECT kind FROM integrations WHERE id = ?")
+        guard let kind = try String.fetchOne(statement, arguments: [id.rawValue]) else { return true }
         return kind.hasPrefix("removed:")
     }
 
