@@ -83,6 +83,22 @@ struct ReconcileEndToEndTests {
         return try! JSONSerialization.data(withJSONObject: object)
     }
 
+    @Test("a removed integration is not swept (it was, every interval: a warning and an \"unsupported\" sweep labelled removed:github)")
+    func removedIntegrationNotSwept() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        let service = world.appliance.integrations
+        let integrationID = try #require(IntegrationID(world.integration.id))
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await service.remove(integrationID, from: actor, by: "cli")
+        }
+        let sweeps = try await Self.sweep(world, ReconcileOptions(dryRun: false))
+        #expect(sweeps.isEmpty, "\(sweeps)")
+        #expect(await !world.github.state.requests.contains { $0.hasPrefix("GET pulls") }, "no call to GitHub for it")
+        #expect(try await world.runs().isEmpty)
+        await world.stop()
+    }
+
     @Test("a resent webhook for an older head does not supersede the catch-up run of the newer head; a push after the sweep does")
     func staleWebhookAfterSweep() async throws {
         let world = try await GitHubWorld()

@@ -186,10 +186,13 @@ public struct Reconciler: Sendable {
         }
     }
 
-    /// Sweeps every integration of the workspace, one after the other.
+    /// Sweeps every integration of the workspace, one after the other (not the removed ones,
+    /// whose rows stay for their repositories' history).
     public func sweep(_ workspace: WorkspaceActor, logger: Logger) async throws -> [IntegrationSweep] {
         let integrations = try await workspace.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, kind FROM integrations ORDER BY created_at, id").compactMap { row -> (IntegrationID, String)? in
+            try Row.fetchAll(db, sql: """
+                SELECT id, kind FROM integrations WHERE kind NOT LIKE 'removed:%' ORDER BY created_at, id
+                """).compactMap { row -> (IntegrationID, String)? in
                 IntegrationID(row["id"]).map { ($0, row["kind"]) }
             }
         }
