@@ -28,7 +28,10 @@ public struct CircuitBreaker: Sendable, Hashable {
     public func state(at now: Date) -> State {
         if halfOpen { return .halfOpen }
         guard let openedAt else { return .closed }
-        return now.timeIntervalSince(openedAt) >= coolDownSeconds ? .halfOpen : .open
+        // Before it opened: the wall clock was set back since; a probe finds out whether the
+        // provider answers again rather than waiting until the clock catches up.
+        let elapsed = now.timeIntervalSince(openedAt)
+        return elapsed >= coolDownSeconds || elapsed < 0 ? .halfOpen : .open
     }
 
     /// Whether a call may go out now; in half-open only one probe at a time.

@@ -160,6 +160,23 @@ public enum JobQueue {
         return db.changesCount
     }
 
+    /// After the wall clock was set back by `seconds`: every due time and lease expiry written
+    /// before, and so still after `now`, moves back by as much (never before `now`), so that a
+    /// job due at once is not held back until the clock catches up again and a delay keeps its
+    /// length. The leases of `owner` (the process doing this) are left alone: it renews them.
+    /// Returns the number of jobs moved.
+    public static func moveSchedule(back seconds: Double, now: Double, sparing owner: String, in db: Database) throws -> Int {
+        try db.execute(sql: "UPDATE jobs SET run_at = max(?, run_at - ?) WHERE state = 'queued' AND run_at > ?",
+                       arguments: [now, seconds, now])
+        var moved = db.changesCount
+        try db.execute(sql: """
+            UPDATE jobs SET lease_expires_at = max(?, lease_expires_at - ?)
+            WHERE state = 'running' AND lease_expires_at > ? AND lease_owner IS NOT ?
+            """, arguments: [now, seconds, now, owner])
+        moved += db.changesCount
+        return moved
+    }
+
     /// The earliest moment something in this file needs a worker: a queued job falling due or a
     /// lease expiring. Nil when the queue is idle.
     public static func nextDue(in db: Database) throws -> Double? {

@@ -34,6 +34,7 @@ public actor JobScheduler: Service {
     private var lastControlScan: ContinuousClock.Instant?
     private var running = false
     private var lastMaintenance = ContinuousClock.now
+    private var wallClock = WallClockWatch(latest: nil)
 
     public init(supervisor: Supervisor, logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
         self.owner = "worker-\(UUID().uuidString.prefix(8).lowercased())"
@@ -57,6 +58,11 @@ public actor JobScheduler: Service {
         supervisor.setWorkDueHandler { wake.signal() }
         running = true
         logger.info("job scheduler started", metadata: ["owner": "\(owner)"])
+        do {
+            wallClock = WallClockWatch(latest: try supervisor.control.latestWallClock())
+        } catch {
+            logger.error("could not read the wall clock's latest recorded time", metadata: ["error": "\(error)"])
+        }
         let leases = self.leases
         await withTaskGroup(of: Void.self) { keeper in
             keeper.addTask { await leases.run(stop: wake) }
@@ -76,12 +82,14 @@ public actor JobScheduler: Service {
         for id in await supervisor.openWorkspaceIDs {
             _ = try? await supervisor.withWorkspace(id) { [owner] in try await $0.releaseAll(owner: owner) }
         }
+        recordWallClock()
         running = false
         logger.info("job scheduler stopped")
     }
 
     private func loop(launchingIn jobs: inout DiscardingTaskGroup) async {
         while !stopping {
+            if let step = wallClock.observe(Date().epoch) { await moveSchedules(back: step) }
             var wait = Duration.milliseconds(config.jobs.pollIntervalMilliseconds)
             do {
                 wait = min(wait, try await scheduleRound(launchingIn: &jobs))
@@ -309,12 +317,48 @@ public actor JobScheduler: Service {
         await supervisor.unpin(id)
     }
 
+    /// The wall clock was set back by `step` seconds (`WallClockWatch`): moves the due times and
+    /// other processes' lease expiries of every workspace with queued work back by as much.
+    private func moveSchedules(back step: Double) async {
+        logger.warning("the wall clock was set back; moving the due times of queued jobs back by as much",
+                       metadata: ["seconds": "\(Int(step.rounded()))"])
+        recordWallClock()
+        let ids: Set<WorkspaceID>
+        do {
+            try supervisor.control.moveDueTimes(back: step, now: Date().epoch)
+            ids = try supervisor.control.workspacesWithPendingWork()
+        } catch {
+            logger.error("could not move the due times of the pending-work index", metadata: ["error": "\(error)"])
+            return
+        }
+        var moved = 0
+        for id in ids.sorted() where !stopping {
+            do {
+                moved += try await supervisor.withWorkspace(id) { [owner] in try await $0.moveSchedule(back: step, sparing: owner) }
+            } catch {
+                logger.error("could not move the due times of a workspace's jobs", metadata: ["workspace_id": "\(id)", "error": "\(error)"])
+            }
+        }
+        lastControlScan = nil
+        logger.info("due times moved back after the wall clock was set back", metadata: ["jobs": "\(moved)", "workspaces": "\(ids.count)"])
+    }
+
+    private func recordWallClock() {
+        guard let latest = wallClock.latest else { return }
+        do {
+            try supervisor.control.recordWallClock(latest)
+        } catch {
+            logger.error("could not record the wall clock's latest time", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// About once a minute: closes idle workspaces, enqueues the day's `retention` job in each open
     /// workspace (when the registry has it), and checkpoints WALs grown past `storage.wal_max_bytes`.
     private func maintenanceIfDue() async {
         let now = ContinuousClock.now
         guard now - lastMaintenance >= .seconds(60) else { return }
         lastMaintenance = now
+        recordWallClock()
         await supervisor.closeIdle()
         if supervisor.registry.handler(for: Retention.jobKind) != nil {
             let today = Date()

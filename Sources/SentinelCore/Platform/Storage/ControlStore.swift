@@ -142,6 +142,29 @@ public final class ControlStore: Sendable {
         }
     }
 
+    /// The latest wall-clock time the job scheduler recorded (nil before its first record).
+    public func latestWallClock() throws -> Double? {
+        try database.read { db in try Double.fetchOne(db, sql: "SELECT latest_seen_at FROM wall_clock WHERE id = 1") }
+    }
+
+    public func recordWallClock(_ seconds: Double) throws {
+        try database.write { db in
+            try db.execute(sql: """
+                INSERT INTO wall_clock (id, latest_seen_at) VALUES (1, ?)
+                ON CONFLICT(id) DO UPDATE SET latest_seen_at = excluded.latest_seen_at
+                """, arguments: [seconds])
+        }
+    }
+
+    /// Moves every due time of the index that lies after `now` back by `seconds`, never before
+    /// `now` (the wall clock was set back: `WallClockWatch`).
+    public func moveDueTimes(back seconds: Double, now: Double) throws {
+        try database.write { db in
+            try db.execute(sql: "UPDATE pending_work SET due_at = max(?, due_at - ?) WHERE due_at > ?",
+                           arguments: [now, seconds, now])
+        }
+    }
+
     /// Every workspace with an index entry: all that have queued jobs (an entry is written before
     /// the jobs commit), and perhaps a few that no longer do.
     public func workspacesWithPendingWork() throws -> Set<WorkspaceID> {

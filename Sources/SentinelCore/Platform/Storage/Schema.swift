@@ -131,6 +131,16 @@ enum ControlSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0007_wall_clock") { db in
+            // The latest wall-clock time the job scheduler saw, so that a clock set back while
+            // the appliance was stopped is noticed at its next start (`WallClockWatch`).
+            try db.execute(sql: """
+                CREATE TABLE wall_clock (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    latest_seen_at REAL NOT NULL
+                ) STRICT;
+                """)
+        }
         return m
     }
 }

@@ -370,6 +370,16 @@ public actor WorkspaceActor {
         }
     }
 
+    /// The wall clock was set back by `seconds`: moves the file's due times back by as much
+    /// (`JobQueue.moveSchedule`) and its pending-work index entry with them.
+    func moveSchedule(back seconds: Double, sparing owner: String) async throws -> Int {
+        try await write { tx in
+            let moved = try JobQueue.moveSchedule(back: seconds, now: tx.now.epoch, sparing: owner, in: tx.db)
+            _ = try tx.replacePendingIndex()
+            return moved
+        }
+    }
+
     /// Replaces this workspace's pending-work index entry with the file's true next due time.
     /// Runs through the write path so no enqueue can slip between the computation and the update.
     func refreshPendingIndex() async throws -> Double? {
