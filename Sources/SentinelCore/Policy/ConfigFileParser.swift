@@ -404,7 +404,10 @@ private struct Walker {
              .parser(let context, let problem, let mark, _),
              .composer(let context, let problem, let mark, _):
             var m = "invalid YAML: \(problem)"
-            if let context, context.text == "expected a single document in the stream" {
+            if problem.hasPrefix("Maximum nesting level reached") {
+                // libyaml's own wording names its C function; it refuses more than 1,000 levels.
+                m = "invalid YAML: nested too deeply (more than 1,000 levels of lists and mappings)"
+            } else if let context, context.text == "expected a single document in the stream" {
                 m = "invalid YAML: expected a single document, but found another one ('---')"
             } else if let context {
                 m += " (\(context.text) at line \(context.mark.line), column \(context.mark.column))"

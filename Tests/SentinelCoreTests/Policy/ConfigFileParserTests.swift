@@ -116,6 +116,14 @@ struct ConfigFileParserTests {
         #expect(quoted.errors.map(\.message) == ["version: expected an integer, found the string '1'"])
     }
 
+    @Test("a file nested past libyaml's 1,000 levels is one error in the file's words, not libyaml's C function")
+    func nestedTooDeeply() {
+        let parsed = RepositoryConfigParser.parse("version: 1\nreview:\n  paths:\n    exclude: " + String(repeating: "[", count: 5_000))
+        #expect(parsed.diagnostics.map(\.formatted) == [
+            ".sentinel.yml:4:15: error: invalid YAML: nested too deeply (more than 1,000 levels of lists and mappings)",
+        ])
+    }
+
     @Test func unknownKeysWarnWithTheDottedPath() {
         let yaml = """
         version: 1
