@@ -469,6 +469,16 @@ public actor FakeGitLabState {
     }
     var acceptedStates: [(project: Int64, sha: String, name: String, state: String)] = []
 
+    /// Quick actions run on the merge request from notes (`[name]` or `[name, argument]`), with who ran them.
+    public func quickActions(project: Int64, iid: Int) -> [[String]] {
+        ranQuickActions.filter { $0.mr == Self.key(project, iid) }.map(\.command)
+    }
+    var ranQuickActions: [(mr: String, command: [String], user: FakeGitLabUser)] = []
+
+    func runQuickActions(_ commands: [[String]], project: Int64, iid: Int, user: FakeGitLabUser) {
+        for command in commands { ranQuickActions.append((Self.key(project, iid), command, user)) }
+    }
+
     /// How many requests hit a route key (e.g. `POST discussions`).
     public func count(_ route: String) -> Int { requests.filter { $0.route == route }.count }
 

@@ -200,9 +200,16 @@ extension FakeGitLabState {
             return paginate(notes.map { noteJSON($0, mr: mr) }, call: call)
         case "POST notes":
             let p = params(call)
-            guard let body = p["body"] as? String else { return .error(400, "body is missing") }
-            guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            guard let raw = p["body"] as? String else { return .error(400, "body is missing") }
+            guard !raw.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
                 return .message(400, "400 Bad request - Note {:note=>[\"can't be blank\"]}")
+            }
+            // Quick actions run as the token's user and leave the note; a note of commands only is
+            // not created: 202 with what the commands changed (Notes API).
+            let (body, commands) = FakeGitLabQuickActions.extract(raw)
+            runQuickActions(commands, project: project.id, iid: iid, user: user)
+            if body.isEmpty && !commands.isEmpty {
+                return .json(202, ["commands_changes": [String: Any](), "summary": commands.map { "Ran /\($0[0])" }])
             }
             let note = FakeGitLabNote(id: newID(), discussionID: Self.discussionID(), body: body, author: user, system: false,
                                       type: nil, position: nil, createdAt: Date())
@@ -289,7 +296,9 @@ extension FakeGitLabState {
     // MARK: discussions
 
     func postDiscussion(_ mr: FakeGitLabMergeRequest, params p: [String: Any], user: FakeGitLabUser) -> FakeGitLabAnswer {
-        guard let body = p["body"] as? String else { return .error(400, "body is missing") }
+        guard let raw = p["body"] as? String else { return .error(400, "body is missing") }
+        // A thread's first note runs its quick actions like any note (Notes::CreateService).
+        let (body, commands) = FakeGitLabQuickActions.extract(raw)
         var position: FakeGitLabPosition?
         if let raw = p["position"] {
             guard let object = raw as? [String: Any] else { return .error(400, "position is invalid") }
@@ -329,6 +338,8 @@ extension FakeGitLabState {
             if !complete { errors.append(("position", ["is incomplete"])) }
             position = pos
         }
+        // The commands run before the note is saved: also for a thread of commands only, which then has no note.
+        if errors.isEmpty || (body.isEmpty && !commands.isEmpty) { runQuickActions(commands, project: mr.project, iid: mr.iid, user: user) }
         guard errors.isEmpty else {
             let text = errors.map { key, messages in
                 ":\(key)=>[" + messages.map { "\"\($0)\"" }.joined(separator: ", ") + "]"

@@ -163,7 +163,7 @@ public struct GitLabSession: SourceControlSession {
                     }
                 }
                 for comment in comments {
-                    let text = Self.gitLabBody(comment) + (marker.map { "\n\n" + $0 } ?? "")
+                    let text = GitLabQuickActions.neutralize(Self.gitLabBody(comment)) + (marker.map { "\n\n" + $0 } ?? "")
                     if posted.contains(text) { continue }
                     guard let refs = mr.diff_refs, let base = refs.base_sha, let start = refs.start_sha, let head = refs.head_sha,
                           let position = Self.position(of: comment, in: files, base: base, start: start, head: head) else {
@@ -185,7 +185,7 @@ public struct GitLabSession: SourceControlSession {
                     summary += "\n**`\(location)`**\n\n\(c.body)\n"
                 }
             }
-            return String(try await client.createNote(project: project, iid: number, body: summary).id)
+            return String(try await client.createNote(project: project, iid: number, body: GitLabQuickActions.neutralize(summary)).id)
         }
     }
 
