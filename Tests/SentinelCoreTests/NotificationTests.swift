@@ -28,13 +28,13 @@ struct NotificationTests {
         }
 
         /// Appends `count` failed-run events in one transaction (their listener jobs are enqueued with them).
-        func failRuns(_ count: Int, state: String = "failed", findings: [FindingCount]? = nil) async throws {
+        func failRuns(_ count: Int, state: String = "failed", findings: [FindingCount]? = nil, reason: String = "GitHub answered 502") async throws {
             try await h.supervisor.withWorkspace(ws) { actor in
                 try await actor.write { tx in
                     for i in 1...count {
                         try tx.append(DomainEvent(type: "RunCompleted", subject: "run:\(i)", payload: RunEventPayload(
                             runID: Int64(i), repository: "acme/api", prNumber: i, headSHA: "abc", trigger: "opened", state: state,
-                            reason: state == "failed" ? "GitHub answered 502" : nil, findingCounts: findings)))
+                            reason: state == "failed" ? reason : nil, findingCounts: findings)))
                     }
                 }
             }
@@ -77,6 +77,21 @@ struct NotificationTests {
         let all = await s.receiver.state.received
         #expect(all.count == 3, "nothing was refused or sent twice")
         #expect(await eventually { try await s.pending() == 0 })
+        await s.stop()
+    }
+
+    @Test("text from outside cannot notify a whole Slack channel or disguise a link: & < > are escaped for Slack; the generic webhook gets the text as it is")
+    func slackControlSequences() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add("slack", path: "/slack/T000/B000/XXXXSECRET")
+        _ = try await s.add("webhook", path: "/hook", secret: s.receiver.secret)
+        try await s.failRuns(1, reason: "<!channel> <@U024BE7LH> see <https://evil.example|the docs> & more")
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted().count == 2 })
+        let slack = try #require(await s.receiver.state.accepted("/slack").first?.json["text"] as? String)
+        #expect(slack.hasSuffix("(run 1): &lt;!channel&gt; &lt;@U024BE7LH&gt; see &lt;https://evil.example|the docs&gt; &amp; more"), "\(slack)")
+        let hook = try #require(await s.receiver.state.accepted("/hook").first?.json["text"] as? String)
+        #expect(hook.hasSuffix("(run 1): <!channel> <@U024BE7LH> see <https://evil.example|the docs> & more"), "\(hook)")
         await s.stop()
     }
 

@@ -308,13 +308,32 @@ public struct Notifications: Sendable {
         }
     }
 
-    /// Slack: `{"text": …}`. Teams (workflow webhook): a message with one Adaptive Card attachment.
+    /// Slack reads `<…>` in a message's text as a control sequence: `<!channel>`, `<!here>` and
+    /// `<!everyone>` notify everyone in the channel, `<@U…>` a person, `<https://…|text>` is a link
+    /// showing other text. A notice quotes text from outside (a failure's reason, a repository's
+    /// name), so `&`, `<` and `>` go as `&amp;`, `&lt;` and `&gt;`, as Slack asks for untrusted text.
+    static func slackEscaped(_ text: String) -> String {
+        guard text.contains(where: { $0 == "&" || $0 == "<" || $0 == ">" }) else { return text }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 16)
+        for ch in text {
+            switch ch {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            default: out.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// Slack: `{"text": …}` (escaped: `slackEscaped`). Teams (workflow webhook): a message with one Adaptive Card attachment.
     /// Generic webhook: `{"type": "sentinel.notification", "title", "text", "counts", "total"}`.
     static func body(_ message: NotificationMessage, kind: NotificationChannelKind) throws -> Data {
         let object: [String: Any]
         switch kind {
         case .slack:
-            object = ["text": message.text]
+            object = ["text": slackEscaped(message.text)]
         case .teams:
             let blocks: [[String: Any]] = [["type": "TextBlock", "text": message.title, "weight": "Bolder", "wrap": true]]
                 + message.lines.map { ["type": "TextBlock", "text": $0, "wrap": true, "spacing": "None"] }
