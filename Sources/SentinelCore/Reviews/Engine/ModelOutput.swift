@@ -364,13 +364,14 @@ extension JSONValue {
     var intValue: Int? {
         switch self {
         case .int(let i):
-            return abs(i) < 1_000_000_000 ? i : nil
+            // `magnitude`, not `abs`: `abs(Int.min)` traps, and a model can answer -9223372036854775808.
+            return i.magnitude < 1_000_000_000 ? i : nil
         case .double(let n):
             guard n.isFinite, n == n.rounded(), abs(n) < 1e9 else { return nil }
             return Int(n)
         case .string(let s):
             let t = s.trimmingCharacters(in: .whitespaces)
-            if let n = Int(t), abs(n) < 1_000_000_000 { return n }
+            if let n = Int(t), n.magnitude < 1_000_000_000 { return n }
             // "L12" or "12-14" style: take the first number.
             let digits = t.drop(while: { !$0.isNumber }).prefix(while: { $0.isNumber })
             guard !digits.isEmpty, digits.count < 10 else { return nil }
