@@ -25,7 +25,7 @@ struct GitLabQuickActionTests {
         await world.stop()
     }
 
-    @Test("a review whose model text carries command lines posts them as text: GitLab runs nothing, and the suggested code stays as proposed")
+    @Test("a review whose model text carries command lines posts them as text: GitLab runs nothing; a suggestion with such a line is left out, one without stays as proposed")
     func reviewRunsNoQuickAction() async throws {
         let world = try await FakeGitLabTests.World.make()
         let client = GitLabClient(baseURL: world.gitlab.baseURL, token: FakeGitLab.token, http: world.client)
@@ -33,10 +33,10 @@ struct GitLabQuickActionTests {
         let session = GitLabSession(client: client, project: FakeGitLabTests.project, bot: bot)
         let comments = [
             ReviewComment(path: "src/app.js", line: 2, side: .right, startLine: nil,
-                          body: "Rename this.\n/approve\n\n```suggestion\nlet renamed = 2\n/merge\n```"),
-            // Four backticks around code with a three-backtick line: GitLab's code region ends there.
+                          body: "Rename this.\n/approve\n\n```suggestion\nlet renamed = 2\n// /merge stays\n```"),
+            // An HTML block that swallows the fence's first line: GitLab would read /merge as a command.
             ReviewComment(path: "src/app.js", line: 3, side: .right, startLine: nil,
-                          body: "Quote it.\n\n````suggestion\n```\n/merge\n````"),
+                          body: "Quote it.\n<div>\n\n```suggestion\n</div>\n/merge\n```"),
             // Not on the diff: GitLab refuses the position, the finding goes into the summary.
             ReviewComment(path: "src/app.js", line: 40, side: .right, startLine: nil, body: "Off the diff.\n/unapprove"),
         ]
@@ -46,8 +46,8 @@ struct GitLabQuickActionTests {
         #expect(await world.gitlab.state.quickActions(project: 77, iid: 7).isEmpty)
         let diffNotes = await world.gitlab.state.diffNotes(project: 77, iid: 7)
         #expect(diffNotes.map(\.body) == [
-            "Rename this.\n\\/approve\n\n```suggestion:-0+0\nlet renamed = 2\n/merge\n```\n\n<!-- sentinel:run:1 -->",
-            "Quote it.\n\n\(GitLabQuickActions.omittedSuggestion)\n\n<!-- sentinel:run:1 -->",
+            "Rename this.\n\\/approve\n\n```suggestion:-0+0\nlet renamed = 2\n// /merge stays\n```\n\n<!-- sentinel:run:1 -->",
+            "Quote it.\n<div>\n\n\(GitLabQuickActions.omittedSuggestion)\n\n<!-- sentinel:run:1 -->",
         ])
         let summary = try #require(await world.gitlab.state.notes(project: 77, iid: 7).last)
         // GitLab deletes carriage returns from a note it looks for commands in.
@@ -56,14 +56,13 @@ struct GitLabQuickActionTests {
         await world.stop()
     }
 
-    @Test("what is escaped: a command-like line outside GitLab's code regions, carriage returns ignored as GitLab does; not indented lines, comments or text after a word")
+    @Test("what is escaped: every command-like line, in code blocks too, carriage returns ignored as GitLab does; not indented lines, comments or text after a word")
     func neutralizeRules() {
         #expect(GitLabQuickActions.neutralize("a\n/approve\n  /approve\n/* c */\n// c\npath /merge\n/_x\n/9") ==
             "a\n\\/approve\n  /approve\n/* c */\n// c\npath /merge\n\\/_x\n\\/9")
         #expect(GitLabQuickActions.neutralize("\r/approve") == "\\\r/approve")
-        #expect(GitLabQuickActions.neutralize("```swift\n/merge\n```\n/merge") == "```swift\n/merge\n```\n\\/merge")
-        // An unclosed fence shields nothing in GitLab.
-        #expect(GitLabQuickActions.neutralize("```\n/merge") == "```\n\\/merge")
+        #expect(GitLabQuickActions.neutralize("```swift\n/merge\n```\n/merge") == "```swift\n\\/merge\n```\n\\/merge")
+        #expect(GitLabQuickActions.neutralize("x\n````suggestion:-0+0\n```\n/close\n````\ny") == "x\n\(GitLabQuickActions.omittedSuggestion)\ny")
         #expect(GitLabQuickActions.neutralize("no slash at all") == "no slash at all")
     }
 }
