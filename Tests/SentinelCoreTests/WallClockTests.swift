@@ -60,6 +60,21 @@ struct WallClockTests {
         await h.stop()
     }
 
+    @Test("a job due centuries before it starts (a clock that jumped far ahead) runs; its queue latency does not overflow and trap")
+    func clockFarAhead() async throws {
+        let ran = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("old") { _ in ran.append("old") }
+        let h = try TestHarness(registry: registry)
+        let ws = try h.createWorkspace()
+        // Due in 1653 by today's clock: as if the clock had jumped 373 years ahead since.
+        try await h.enqueue(JobRequest(kind: "old", runAt: Date(timeIntervalSince1970: -1e10)), in: ws)
+        h.startScheduler()
+        #expect(await eventually(timeout: .seconds(20)) { ran.all == ["old"] })
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
+        await h.stop()
+    }
+
     @Test("an open circuit read at a time before it opened (the clock set back since) lets a probe through")
     func circuitBeforeItOpened() {
         var breaker = CircuitBreaker(failureThreshold: 1, coolDown: .seconds(60))

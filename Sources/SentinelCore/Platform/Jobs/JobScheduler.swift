@@ -119,7 +119,9 @@ public actor JobScheduler: Service {
         var sleep = poll
         if due.isEmpty {
             if let earliest = index.earliest() {
-                let seconds = max(0, earliest - now.epoch)
+                // At most an hour: the loop polls sooner anyway, and centuries (a clock gone far
+                // ahead or back) would overflow the nanoseconds.
+                let seconds = min(max(0, earliest - now.epoch), 3_600)
                 sleep = min(sleep, .nanoseconds(Int64(seconds * 1e9) + 1_000_000))
             }
             return sleep
@@ -249,7 +251,10 @@ public actor JobScheduler: Service {
         let jobLogger = logger.with(["workspace_id": workspaceID.rawValue, "job_id": String(job.id), "job_kind": job.kind,
                                      "correlation_id": job.correlationID])
         let startedAt = ContinuousClock.now
-        metrics.queueLatency(.nanoseconds(Int64(max(0, (job.startedAt ?? job.runAt) - job.runAt) * 1e9)), priority: job.jobPriority)
+        // Capped at about 31 years: a job due centuries before it started (a clock that jumped far
+        // ahead) would overflow the nanoseconds and trap.
+        let waited = min(max(0, (job.startedAt ?? job.runAt) - job.runAt), 1e9)
+        metrics.queueLatency(.nanoseconds(Int64(waited * 1e9)), priority: job.jobPriority)
         let outcome: JobOutcome
         if let handler = supervisor.registry.handler(for: job.kind) {
             let context = JobContext(workspaceID: workspaceID, job: job, workspace: actor, logger: jobLogger)
