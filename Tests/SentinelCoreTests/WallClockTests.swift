@@ -75,6 +75,25 @@ struct WallClockTests {
         await h.stop()
     }
 
+    @Test("failed sign-ins recorded before the clock was set back by an hour lock the account out for the window, not the window and the hour")
+    func signInLockoutAfterSetBack() async {
+        let throttle = LoginThrottle(window: 900, perAccount: 2, perAddress: 100)
+        let ahead = Date(timeIntervalSince1970: 1_000_000 + 3_600)
+        for _ in 0..<2 {
+            guard case .admitted = await throttle.reserve(account: "a@example.com", address: "10.0.0.1", now: ahead) else {
+                Issue.record("the first failures are admitted"); return
+            }
+        }
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        guard case .limited(let wait) = await throttle.reserve(account: "a@example.com", address: "10.0.0.1", now: now) else {
+            Issue.record("the account is at its limit"); return
+        }
+        #expect(wait <= 900, "\(wait) s")
+        guard case .admitted = await throttle.reserve(account: "a@example.com", address: "10.0.0.1", now: now + 901) else {
+            Issue.record("the window has passed since the clock was set back"); return
+        }
+    }
+
     @Test("an open circuit read at a time before it opened (the clock set back since) lets a probe through")
     func circuitBeforeItOpened() {
         var breaker = CircuitBreaker(failureThreshold: 1, coolDown: .seconds(60))

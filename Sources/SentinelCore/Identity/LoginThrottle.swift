@@ -36,7 +36,9 @@ public actor LoginThrottle {
         let checks = [("account:" + account.lowercased(), perAccount), ("address:" + address, perAddress)]
         var wait: TimeInterval = 0
         for (key, limit) in checks {
-            let recent = (failures[key] ?? []).filter { now.timeIntervalSince($0) < window }
+            // A failure stamped after `now` was recorded before the wall clock was set back: it
+            // counts as happening now, so a lockout lasts at most `window`, not the window plus the step.
+            let recent = (failures[key] ?? []).map { min($0, now) }.filter { now.timeIntervalSince($0) < window }
             failures[key] = recent
             if recent.count >= limit, let oldest = recent.first { wait = max(wait, window - now.timeIntervalSince(oldest)) }
         }
