@@ -94,6 +94,17 @@ struct WallClockTests {
         }
     }
 
+    @Test("a refused provider key told before the clock was set back by an hour is told again, then not for an hour")
+    func keyRefusedAfterSetBack() {
+        let refusals = KeyRefusals()
+        let ws = WorkspaceID("ws_0123456789abcdef")!
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        #expect(refusals.shouldTell("openai", in: ws, now: now + 3_600))
+        #expect(refusals.shouldTell("openai", in: ws, now: now), "the last time lies after now")
+        #expect(!refusals.shouldTell("openai", in: ws, now: now + 60))
+        #expect(refusals.shouldTell("openai", in: ws, now: now + 3_600))
+    }
+
     @Test("an open circuit read at a time before it opened (the clock set back since) lets a probe through")
     func circuitBeforeItOpened() {
         var breaker = CircuitBreaker(failureThreshold: 1, coolDown: .seconds(60))

@@ -106,11 +106,13 @@ final class KeyRefusals: Sendable {
     static let interval: TimeInterval = 3_600
     private let told = Mutex<[String: Date]>([:])
 
-    /// True (and remembered) when nothing was told of this provider within the last hour.
+    /// True (and remembered) when nothing was told of this provider within the last hour. A last
+    /// time after `now` means the wall clock was set back since: told again, rather than kept
+    /// quiet until the clock has caught up and an hour more.
     func shouldTell(_ providerID: String, in workspace: WorkspaceID, now: Date) -> Bool {
         told.withLock { told in
             let key = workspace.rawValue + "/" + providerID
-            if let last = told[key], now.timeIntervalSince(last) < Self.interval { return false }
+            if let last = told[key], (0..<Self.interval).contains(now.timeIntervalSince(last)) { return false }
             told[key] = now
             return true
         }
