@@ -273,6 +273,55 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("a connection is closed after the answer to a request that did not ask to keep it (HTTP/1.0, Connection: Close); kept for one that did, and says so to HTTP/1.0")
+    func connectionPersistence() async throws {
+        let world = try await GitHubWorld(config: { $0.server.idleTimeoutSeconds = 60 })
+        /// Sends `requests` on one connection and reads until the server closes it or 5 s pass
+        /// (far less than the idle timeout): what came back, and whether the server closed.
+        func converse(_ requests: String) async throws -> (text: String, closed: Bool) {
+            let connection = try await RawConnection.open(port: world.port)
+            return try await connection.channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: requests))
+                return try await withThrowingTaskGroup(of: (String, Bool)?.self) { group in
+                    let text = TextBox()
+                    group.addTask {
+                        for try await chunk in inbound { await text.append(String(buffer: chunk)) }
+                        return (await text.value, true)
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(5))
+                        return nil
+                    }
+                    let first = try await group.next() ?? nil
+                    group.cancelAll()
+                    if let first { return first }
+                    return (await text.value, false)
+                }
+            }
+        }
+        func responses(_ text: String) -> Int { text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 }
+
+        // HTTP/1.0 without keep-alive: one answer, marked, then the server closes.
+        let plain10 = try await converse("GET /healthz HTTP/1.0\r\n\r\n")
+        #expect(plain10.closed && responses(plain10.text) == 1 && plain10.text.lowercased().contains("connection: close"), "\(plain10)")
+        // `close` in any case, among other options, on HTTP/1.1; the request pipelined after it is not answered.
+        let close11 = try await converse("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: TE, Close\r\nTE: trailers\r\n\r\n"
+                                         + "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(close11.closed && responses(close11.text) == 1 && close11.text.lowercased().contains("connection: close"), "\(close11)")
+        // HTTP/1.0 asking for keep-alive: both pipelined requests answered, each saying keep-alive; the connection stays open.
+        let kept10 = try await converse("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /readyz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        #expect(!kept10.closed && responses(kept10.text) == 2
+                && kept10.text.lowercased().components(separatedBy: "connection: keep-alive").count == 3, "\(kept10)")
+        // HTTP/1.1 by default: kept open, no Connection header added.
+        let kept11 = try await converse("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(!kept11.closed && responses(kept11.text) == 1 && !kept11.text.lowercased().contains("connection:"), "\(kept11)")
+        // A webhook delivery over HTTP/1.0 (no signature here: 401) is answered and closed the same way.
+        let hook10 = try await converse("POST \(world.integration.webhookPath) HTTP/1.0\r\nContent-Type: application/json\r\n"
+                                        + "X-GitHub-Event: ping\r\nContent-Length: 2\r\n\r\n{}")
+        #expect(hook10.closed && hook10.text.hasPrefix("HTTP/1.1 401") && hook10.text.lowercased().contains("connection: close"), "\(hook10)")
+        await world.stop()
+    }
+
     @Test("a request head over server.max_header_bytes is answered 400")
     func oversizedHeadRefused() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxHeaderBytes = 4_096 })
@@ -345,4 +394,10 @@ struct IntakeLimitsTests {
         #expect(try await get(min: .tlsv13, max: .tlsv13) == 200)
         await world.stop()
     }
+}
+
+/// Text read by one task and returned by another.
+private actor TextBox {
+    private(set) var value = ""
+    func append(_ text: String) { value += text }
 }
