@@ -241,11 +241,36 @@ struct GitHubEndToEndTests {
         #expect(Set(minted).count == 1 && minted.first! != nil, "\(minted)")
         #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == 1)
         // A refused mint is an error for its callers, and the next call mints again (nothing stays waiting).
-        await tokens.invalidate(installationID: 55)
+        await tokens.invalidate(installationID: 55, refused: try #require(minted.first ?? nil))
         await world.github.state.inject("POST access_tokens", [.status(500)])
         await #expect(throws: GitHubAPIError.self) { try await tokens.token(installationID: 55) }
         #expect(try await tokens.token(installationID: 55).hasPrefix("ghs_"))
         #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == 3)
+        await http.shutdown()
+        await world.stop()
+    }
+
+    @Test("calls side by side with a revoked token mint one new token: a 401 that comes back after the new token was minted does not throw it away")
+    func revokedTokenRefreshedOnceForConcurrentCalls() async throws {
+        let world = try await GitHubWorld()
+        let http = try AsyncOutboundHTTPClient()
+        let tokens = GitHubTokenCache(credentials: GitHubAppCredentials(appID: world.github.appID, privateKeyPEM: world.github.privateKeyPEM,
+                                                                        apiBaseURL: world.github.baseURL), http: http)
+        let client = GitHubClient(baseURL: world.github.baseURL, installationID: 55, tokens: tokens, http: http)
+        let repo = GitHubWorld.repo
+        await world.github.state.addPull(FakePullRequest(repo: repo, number: 9, headSHA: "fff666", baseSHA: "bbb000", files: GitHubWorld.files))
+        _ = try await client.pullRequest(repo, 9)
+        await world.github.state.revokeTokens()
+        let mintsBefore = await world.github.state.requests.filter { $0 == "POST access_tokens" }.count
+        // The slow call carries the revoked token and learns so (401) a second after the quick one
+        // got its 401, minted a new token and retried with it.
+        await world.github.state.inject("GET pull", [.delay(1.5)])
+        async let slow = client.pullRequest(repo, 9)
+        try await Task.sleep(for: .milliseconds(300))
+        let files = try await client.pullRequestFiles(repo, 9)
+        let pull = try await slow
+        #expect(pull.number == 9 && !files.isEmpty)
+        #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == mintsBefore + 1)
         await http.shutdown()
         await world.stop()
     }

@@ -93,7 +93,12 @@ public actor GitHubTokenCache {
         return body.token
     }
 
-    public func invalidate(installationID: Int64) { tokens[installationID] = nil }
+    /// Drops `token`, which GitHub refused, unless a newer one has replaced it already: calls made
+    /// side by side with a revoked token each get a 401, and the later ones must not throw away
+    /// (and mint again) the token the first one minted.
+    public func invalidate(installationID: Int64, refused token: String) {
+        if tokens[installationID]?.token == token { tokens[installationID] = nil }
+    }
 
     /// The App's bot account, `<slug>[bot]`, as GitHub shows it on the App's reviews and comments.
     public func botLogin() async throws -> String {
@@ -193,25 +198,27 @@ public struct GitHubClient: Sendable {
                  accept: String? = nil, operation: String, expect: Set<Int> = [200]) async throws -> OutboundResponse {
         var components = URLComponents(url: baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)!
         if !query.isEmpty { components.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
-        var response = try await send(method, components.url!, body: body, accept: accept)
+        var (response, token) = try await send(method, components.url!, body: body, accept: accept)
         if response.status == 401 {
-            // The installation token expired early or was revoked: drop it, mint a new one, and
-            // try once more. A second 401 is a real authorisation failure.
-            await tokens.invalidate(installationID: installationID)
-            response = try await send(method, components.url!, body: body, accept: accept)
-            if response.status == 401 { await tokens.invalidate(installationID: installationID) }
+            // The installation token expired early or was revoked: drop it, mint a new one (or
+            // take the one a call beside this one minted), and try once more. A second 401 is a
+            // real authorisation failure.
+            await tokens.invalidate(installationID: installationID, refused: token)
+            (response, token) = try await send(method, components.url!, body: body, accept: accept)
+            if response.status == 401 { await tokens.invalidate(installationID: installationID, refused: token) }
         }
         await observe?(response)
         guard expect.contains(response.status) else { throw Self.error(response, operation: operation) }
         return response
     }
 
-    private func send(_ method: String, _ url: URL, body: Data?, accept: String?) async throws -> OutboundResponse {
+    /// The response, and the token the request carried.
+    private func send(_ method: String, _ url: URL, body: Data?, accept: String?) async throws -> (OutboundResponse, String) {
         let token = try await tokens.token(installationID: installationID)
         var headers = Self.baseHeaders + [("Authorization", "Bearer \(token)")]
         if let accept { headers[0] = ("Accept", accept) }
         if body != nil { headers.append(("Content-Type", "application/json")) }
-        return try await http.send(OutboundRequest(method: method, url: url, headers: headers, body: body, timeout: timeout))
+        return (try await http.send(OutboundRequest(method: method, url: url, headers: headers, body: body, timeout: timeout)), token)
     }
 
     func decode<T: Decodable>(_ type: T.Type, _ response: OutboundResponse, operation: String) throws -> T {
