@@ -380,6 +380,21 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a delivery whose event name or id is too long is refused saying so, not told the header is missing")
+    func overlongHeadersExplained() async throws {
+        let world = try await GitHubWorld()
+        let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
+        let (longEvent, eventText) = try await world.deliver(event: String(repeating: "e", count: 101), body: body)
+        #expect(longEvent == 400 && eventText.contains("X-GitHub-Event header is longer than 100 characters (101)"), "\(eventText)")
+        let (longID, idText) = try await world.deliver(event: "pull_request", body: body, delivery: String(repeating: "d", count: 201))
+        #expect(longID == 400 && idText.contains("X-GitHub-Delivery header is longer than 200 characters (201)"), "\(idText)")
+        let (noEvent, noEventText) = try await world.deliver(event: "", body: body)
+        #expect(noEvent == 400 && noEventText.contains("X-GitHub-Event header is required"), "\(noEventText)")
+        #expect(try await world.deliver(event: "pull_request", body: body, delivery: String(repeating: "d", count: 200)).0 == 202)
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 1)
+        await world.stop()
+    }
+
     @Test("the same delivery three times makes one run and one review; unknown events are stored and acknowledged")
     func duplicateDeliveries() async throws {
         let world = try await GitHubWorld()

@@ -116,6 +116,21 @@ struct WebhookRoutes {
         request.headers[.init("Idempotency-Key")!] ?? request.headers[.init("X-Gitlab-Event-UUID")!]
     }
 
+    /// The longest event name and delivery id a delivery may carry (GitHub's and GitLab's are
+    /// far shorter: `pull_request_review_comment`, a UUID).
+    static let eventNameLimit = 100
+    static let deliveryIDLimit = 200
+
+    /// A header a delivery cannot be stored without: present, not empty and at most `limit`
+    /// characters, else a 400 that says which of these it is not.
+    static func required(_ value: String?, _ name: String, limit: Int) throws -> String {
+        guard let value, !value.isEmpty else { throw Problem(status: .badRequest, detail: "\(name) header is required") }
+        guard value.count <= limit else {
+            throw Problem(status: .badRequest, detail: "\(name) header is longer than \(limit) characters (\(value.count))")
+        }
+        return value
+    }
+
     /// A GitLab delivery's id in Sentinel: its key, prefixed so it cannot collide with GitHub's.
     static func gitLabDeliveryID(_ key: String) -> String { "gitlab:\(key)" }
 
@@ -143,12 +158,8 @@ struct WebhookRoutes {
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
             throw Problem(status: .unauthorized, detail: "X-Hub-Signature-256 is missing or does not match the integration's webhook secret")
         }
-        guard let event = request.headers[.init("X-GitHub-Event")!], !event.isEmpty, event.count <= 100 else {
-            throw Problem(status: .badRequest, detail: "X-GitHub-Event header is required")
-        }
-        guard let deliveryID = Self.gitHubDeliveryID(request), !deliveryID.isEmpty, deliveryID.count <= 200 else {
-            throw Problem(status: .badRequest, detail: "X-GitHub-Delivery header is required")
-        }
+        let event = try Self.required(request.headers[.init("X-GitHub-Event")!], "X-GitHub-Event", limit: Self.eventNameLimit)
+        let deliveryID = try Self.required(Self.gitHubDeliveryID(request), "X-GitHub-Delivery", limit: Self.deliveryIDLimit)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
             throw Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
@@ -179,12 +190,8 @@ struct WebhookRoutes {
             context.logger.warning("webhook token rejected", metadata: ["integration_id": "\(integration.id)"])
             throw Problem(status: .unauthorized, detail: "X-Gitlab-Token is missing or does not match the integration's webhook secret")
         }
-        guard let event = request.headers[.init("X-Gitlab-Event")!], !event.isEmpty, event.count <= 100 else {
-            throw Problem(status: .badRequest, detail: "X-Gitlab-Event header is required")
-        }
-        guard let key = Self.gitLabDeliveryKey(request), !key.isEmpty, key.count <= 200 else {
-            throw Problem(status: .badRequest, detail: "X-Gitlab-Event-UUID (or Idempotency-Key) header is required")
-        }
+        let event = try Self.required(request.headers[.init("X-Gitlab-Event")!], "X-Gitlab-Event", limit: Self.eventNameLimit)
+        let key = try Self.required(Self.gitLabDeliveryKey(request), "X-Gitlab-Event-UUID (or Idempotency-Key)", limit: Self.deliveryIDLimit)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
             throw Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
