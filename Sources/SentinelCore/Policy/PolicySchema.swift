@@ -188,7 +188,7 @@ public enum PolicySchema {
         PolicyKeySpec(path: "review.language", type: .string, defaultValue: .string("en"),
                       doc: "Language of review comments (BCP 47 tag, e.g. en, de, pt-BR)."),
         PolicyKeySpec(path: "review.builtin_checks", type: .bool, defaultValue: .bool(true),
-                      doc: "Run the deterministic built-in checks (leaked secrets, merge-conflict markers)."),
+                      doc: "Run the deterministic built-in checks (leaked secrets, merge-conflict markers, bidirectional control characters)."),
         PolicyKeySpec(path: "ai.providers", type: .list, defaultValue: .list([]),
                       doc: "Provider preference order, by provider name ([] = the workspace's order)."),
         PolicyKeySpec(path: "ai.allowed_models", type: .list, defaultValue: .list([]),

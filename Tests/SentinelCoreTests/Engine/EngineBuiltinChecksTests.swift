@@ -149,6 +149,39 @@ struct EngineBuiltinChecksTests {
         #expect(BuiltinChecks.run(on: [markdown]).isEmpty)
     }
 
+    @Test("bidirectional control characters in added lines are flagged by code point and column; marks, right-to-left text and other lines are not")
+    func bidiControlsFlagged() throws {
+        // The "Trojan Source" example: the comment's closing quote is displayed inside the string.
+        let trojan = "if access_level != \"user\u{202E} \u{2066}// Check if admin\u{2069} \u{2066}\" {"
+        let many = String(repeating: "\u{202A}x\u{202C}", count: 4)          // eight controls
+        let file = DiffFile(oldPath: "auth.py", newPath: "auth.py", status: .modified, hunks: [DiffHunk(
+            oldStart: 1, oldCount: 3, newStart: 1, newCount: 5, lines: [
+                DiffLine(kind: .context, oldLine: 1, newLine: 1, text: "# old \u{202E} context"),
+                DiffLine(kind: .removed, oldLine: 2, newLine: nil, text: "x = \"\u{2067}removed\""),
+                DiffLine(kind: .added, oldLine: nil, newLine: 2, text: trojan),
+                DiffLine(kind: .added, oldLine: nil, newLine: 3, text: "greeting = \"\u{05E9}\u{05DC}\u{05D5}\u{05DD}\u{200F} \u{0645}\u{0631}\u{062D}\u{0628}\u{0627}\u{061C}\u{200E}\""),
+                DiffLine(kind: .added, oldLine: nil, newLine: 4, text: many),
+                DiffLine(kind: .added, oldLine: nil, newLine: 5, text: "plain = \"\u{2028}\u{20AC}\u{2019}\""),
+                DiffLine(kind: .context, oldLine: 3, newLine: 6, text: "pass"),
+            ])])
+        let findings = BuiltinChecks.run(on: [file])
+        #expect(findings.map(\.line) == [2, 4], "\(findings)")
+        let first = try #require(findings.first)
+        #expect(first.title == "Bidirectional control character in the code")
+        #expect(first.severity == .high && first.category == "security" && first.source == .builtin && first.side == .right)
+        #expect(first.body.hasPrefix("This line contains U+202E RIGHT-TO-LEFT OVERRIDE (column 25), U+2066 LEFT-TO-RIGHT ISOLATE (column 27), "
+                                     + "U+2069 POP DIRECTIONAL ISOLATE (column 45) and U+2066 LEFT-TO-RIGHT ISOLATE (column 47)."), "\(first.body)")
+        #expect(first.body.contains("Trojan Source") && first.body.contains("`\\u202E`"))
+        #expect(findings[1].body.contains("U+202A LEFT-TO-RIGHT EMBEDDING (column 7) and 3 more."), "\(findings[1].body)")
+        // The comments name the characters without carrying them (they would reorder the comment itself).
+        for finding in findings {
+            #expect(!finding.body.unicodeScalars.contains { (0x202A...0x202E).contains($0.value) || (0x2066...0x2069).contains($0.value) })
+        }
+        // A finding per line, stable across moves like the other checks.
+        let moved = BuiltinChecks.run(on: [F.addedFile("auth.py", lines: ["", "", trojan])])
+        #expect(moved.count == 1 && moved[0].line == 3 && moved[0].fingerprint == first.fingerprint)
+    }
+
     @Test func fingerprintsAreStableAndDistinct() {
         let secret = "gh" + "p_" + F.token(36, seed: 60)
         let one = BuiltinChecks.run(on: [F.addedFile("a.txt", lines: ["x", "T=\(secret)"])])

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Deterministic checks that run on every pull request, with or without an AI provider, because
-/// the two mistakes they catch (a committed credential, an unresolved merge conflict) are both
-/// costly and certain to recognise without a model. Only added lines are inspected: the author is
+/// what they catch (a committed credential, an unresolved merge conflict, text whose display
+/// order hides what the code does) is costly and certain to recognise without a model. Only added lines are inspected: the author is
 /// answerable for what the change introduces.
 public enum BuiltinChecks {
     /// The secret detectors. Named rules (rather than one big regex) so each finding can say what
@@ -50,6 +50,7 @@ public enum BuiltinChecks {
 
     public static let secretCategory = "security"
     public static let conflictCategory = "correctness"
+    public static let bidiCategory = "security"
     /// Minimum length and Shannon entropy (bits per character) of a quoted literal assigned to a
     /// secret-looking name before it is reported.
     public static let genericMinimumLength = 16
@@ -60,6 +61,7 @@ public enum BuiltinChecks {
         for file in files where file.status != .deleted && !file.isBinary {
             findings += secretFindings(file)
             findings += conflictFindings(file)
+            findings += bidiFindings(file)
         }
         return findings
     }
@@ -303,6 +305,58 @@ public enum BuiltinChecks {
             h -= p * log2(p)
         }
         return h
+    }
+
+    // MARK: Bidirectional control characters
+
+    /// The characters that reorder how the text around them is displayed (embeddings, overrides,
+    /// isolates and their terminators): U+202A–U+202E and U+2066–U+2069, the "Trojan Source"
+    /// characters (CVE-2021-42574) that compilers' own lints flag. The marks (U+200E, U+200F,
+    /// U+061C) only nudge neutral characters and are left alone, as right-to-left text uses them.
+    static let bidiControlNames: [UInt32: String] = [
+        0x202A: "LEFT-TO-RIGHT EMBEDDING", 0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING",
+        0x202D: "LEFT-TO-RIGHT OVERRIDE", 0x202E: "RIGHT-TO-LEFT OVERRIDE", 0x2066: "LEFT-TO-RIGHT ISOLATE",
+        0x2067: "RIGHT-TO-LEFT ISOLATE", 0x2068: "FIRST STRONG ISOLATE", 0x2069: "POP DIRECTIONAL ISOLATE",
+    ]
+
+    /// The bidirectional control characters in `text` with their columns (1-based, in Unicode
+    /// scalars). Every one of them is three UTF-8 bytes starting 0xE2 0x80 or 0xE2 0x81, so a line
+    /// without 0xE2 (nearly every line of code) is passed over without decoding it.
+    static func bidiControls(in text: String) -> [(column: Int, scalar: Unicode.Scalar)] {
+        guard text.utf8.contains(0xE2) else { return [] }
+        var found: [(column: Int, scalar: Unicode.Scalar)] = []
+        for (offset, scalar) in text.unicodeScalars.enumerated() where bidiControlNames[scalar.value] != nil {
+            found.append((offset + 1, scalar))
+        }
+        return found
+    }
+
+    /// One finding per added line holding bidirectional control characters, naming each (as a
+    /// code point: the character itself would reorder the comment too) and where it is.
+    private static func bidiFindings(_ file: DiffFile) -> [Finding] {
+        var findings: [Finding] = []
+        let title = "Bidirectional control character in the code"
+        for hunk in file.hunks {
+            for line in hunk.lines where line.kind == .added {
+                guard let number = line.newLine else { continue }
+                let controls = bidiControls(in: line.text)
+                guard !controls.isEmpty else { continue }
+                let named = controls.prefix(5).map { control in
+                    "U+\(String(control.scalar.value, radix: 16, uppercase: true)) \(bidiControlNames[control.scalar.value]!) (column \(control.column))"
+                }
+                var list = named.count > 1 ? named.dropLast().joined(separator: ", ") + " and " + named.last! : named[0]
+                if controls.count > 5 { list = named.joined(separator: ", ") + " and \(controls.count - 5) more" }
+                let body = "This line contains \(list). Bidirectional control characters change the order in which the text "
+                    + "around them is displayed but not the order in which a compiler or interpreter reads it (\"Trojan Source\", "
+                    + "CVE-2021-42574): the code a reviewer sees here may not be the code that runs. Remove them; where "
+                    + "right-to-left text is meant (a string shown to users), write the character as an escape such as `\\u202E`."
+                findings.append(Finding(path: file.path, line: number, side: .right, severity: .high,
+                                        category: bidiCategory, title: title, body: body, source: .builtin,
+                                        fingerprint: Fingerprint.of(path: file.path, category: bidiCategory, title: title,
+                                                                    anchorText: line.text)))
+            }
+        }
+        return findings
     }
 
     // MARK: Merge-conflict markers
