@@ -20,6 +20,35 @@ struct ModelTextTests {
         #expect(finding.suggestion == "let x = 1 // &lt;!-- sentinel:fp:abc -->")
     }
 
+    @Test("bidirectional control characters in model text are spelled out; a suggestion holding one is left out saying so")
+    func bidiControlsNeutralised() throws {
+        let out = try ModelOutputParser.parse(#"""
+            {"summary": "Looks fine \u202E txet desrever",
+             "findings": [{"path": "a.py", "line": 3, "title": "Check \u2066this\u2069", "body": "The comparison is wrong — fix it.",
+                           "suggestion": "if role != \"user\u202E \u2066# admin\u2069 \u2066\":"},
+                          {"path": "a.py", "line": 5, "title": "Style", "body": "Use “quotes” consistently…",
+                           "suggestion": "name = \"\u05e9\u05dc\u05d5\u05dd\u200f\" — kept"}]}
+            """#)
+        func controls(_ text: String?) -> Bool {
+            text?.unicodeScalars.contains { (0x202A...0x202E).contains($0.value) || (0x2066...0x2069).contains($0.value) } ?? false
+        }
+        #expect(out.summary == "Looks fine [U+202E] txet desrever")
+        let first = try #require(out.findings.first)
+        #expect(first.title == "Check [U+2066]this[U+2069]")
+        #expect(first.suggestion == nil)
+        #expect(first.body == "The comparison is wrong — fix it.\n\n" + ModelText.omittedBidiSuggestion)
+        // Dashes, curly quotes and right-to-left text with its marks are not controls: kept as they are.
+        let second = try #require(out.findings.last)
+        #expect(second.body == "Use “quotes” consistently…")
+        #expect(second.suggestion == "name = \"\u{05E9}\u{05DC}\u{05D5}\u{05DD}\u{200F}\" — kept")
+        #expect(!controls(out.summary) && out.findings.allSatisfy { !controls($0.title) && !controls($0.body) && !controls($0.suggestion) })
+        // What is posted: no suggestion block for the first, the sentence in its place.
+        let posted = ReviewRunner.comment(Finding(path: "a.py", line: 3, side: .right, severity: first.severity, category: first.category,
+                                                  title: first.title, body: first.body, suggestion: first.suggestion, source: .ai,
+                                                  fingerprint: "f")).body
+        #expect(!posted.contains("```suggestion") && posted.contains("A suggested change was left out here"), "\(posted)")
+    }
+
     @Test("a suggestion holding a code fence gets a longer fence, so it cannot break out into the comment")
     func suggestionFence() {
         let finding = Finding(path: "README.md", line: 4, side: .right, severity: .low, category: "docs", title: "t", body: "b",

@@ -309,28 +309,6 @@ public enum BuiltinChecks {
 
     // MARK: Bidirectional control characters
 
-    /// The characters that reorder how the text around them is displayed (embeddings, overrides,
-    /// isolates and their terminators): U+202A–U+202E and U+2066–U+2069, the "Trojan Source"
-    /// characters (CVE-2021-42574) that compilers' own lints flag. The marks (U+200E, U+200F,
-    /// U+061C) only nudge neutral characters and are left alone, as right-to-left text uses them.
-    static let bidiControlNames: [UInt32: String] = [
-        0x202A: "LEFT-TO-RIGHT EMBEDDING", 0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING",
-        0x202D: "LEFT-TO-RIGHT OVERRIDE", 0x202E: "RIGHT-TO-LEFT OVERRIDE", 0x2066: "LEFT-TO-RIGHT ISOLATE",
-        0x2067: "RIGHT-TO-LEFT ISOLATE", 0x2068: "FIRST STRONG ISOLATE", 0x2069: "POP DIRECTIONAL ISOLATE",
-    ]
-
-    /// The bidirectional control characters in `text` with their columns (1-based, in Unicode
-    /// scalars). Every one of them is three UTF-8 bytes starting 0xE2 0x80 or 0xE2 0x81, so a line
-    /// without 0xE2 (nearly every line of code) is passed over without decoding it.
-    static func bidiControls(in text: String) -> [(column: Int, scalar: Unicode.Scalar)] {
-        guard text.utf8.contains(0xE2) else { return [] }
-        var found: [(column: Int, scalar: Unicode.Scalar)] = []
-        for (offset, scalar) in text.unicodeScalars.enumerated() where bidiControlNames[scalar.value] != nil {
-            found.append((offset + 1, scalar))
-        }
-        return found
-    }
-
     /// One finding per added line holding bidirectional control characters, naming each (as a
     /// code point: the character itself would reorder the comment too) and where it is.
     private static func bidiFindings(_ file: DiffFile) -> [Finding] {
@@ -339,10 +317,10 @@ public enum BuiltinChecks {
         for hunk in file.hunks {
             for line in hunk.lines where line.kind == .added {
                 guard let number = line.newLine else { continue }
-                let controls = bidiControls(in: line.text)
+                let controls = BidiControls.find(in: line.text)
                 guard !controls.isEmpty else { continue }
                 let named = controls.prefix(5).map { control in
-                    "U+\(String(control.scalar.value, radix: 16, uppercase: true)) \(bidiControlNames[control.scalar.value]!) (column \(control.column))"
+                    "U+\(String(control.scalar.value, radix: 16, uppercase: true)) \(BidiControls.names[control.scalar.value]!) (column \(control.column))"
                 }
                 var list = named.count > 1 ? named.dropLast().joined(separator: ", ") + " and " + named.last! : named[0]
                 if controls.count > 5 { list = named.joined(separator: ", ") + " and \(controls.count - 5) more" }

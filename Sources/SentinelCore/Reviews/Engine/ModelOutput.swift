@@ -89,7 +89,13 @@ public struct RawFinding: Sendable, Hashable, Codable {
         self.title = ModelText.neutralize(title)
         self.body = ModelText.neutralize(body ?? title)
         let suggestion = (o["suggestion"]?.stringValue ?? o["suggested_code"]?.stringValue).map(ModelText.neutralizeMarkers)
-        self.suggestion = (suggestion?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true) ? nil : suggestion
+        if let suggestion, BidiControls.contains(suggestion) {
+            // Code that displays in another order than it runs is not offered for a one-click commit.
+            self.suggestion = nil
+            self.body += "\n\n" + ModelText.omittedBidiSuggestion
+        } else {
+            self.suggestion = (suggestion?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true) ? nil : suggestion
+        }
     }
 
     static func derivedTitle(_ body: String) -> String {
@@ -384,11 +390,15 @@ extension JSONValue {
 
 /// Model output is text from outside (and the PR's own content can steer it), posted under the
 /// bot's name. Before it reaches GitHub it may not carry HTML comments (which would hide text and
-/// could imitate Sentinel's own run and fingerprint markers) nor @-mentions (which would notify
-/// people). Everything else, markdown included, is kept.
+/// could imitate Sentinel's own run and fingerprint markers), @-mentions (which would notify
+/// people) nor bidirectional control characters (which would display it in another order; they
+/// are spelled out, `[U+202E]`). Everything else, markdown included, is kept.
 public enum ModelText {
+    public static let omittedBidiSuggestion = "_(A suggested change was left out here: it holds bidirectional control characters, "
+        + "which display code in another order than it runs.)_"
+
     public static func neutralize(_ text: String) -> String {
-        let marked = neutralizeMarkers(text)
+        let marked = BidiControls.spelledOut(neutralizeMarkers(text))
         guard marked.utf8.contains(UInt8(ascii: "@")) else { return marked }
         // An @ that starts a word and is followed by a letter or digit would mention someone:
         // a zero-width space after it keeps the text and drops the notification.
