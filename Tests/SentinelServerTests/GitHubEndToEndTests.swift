@@ -104,6 +104,15 @@ final class GitHubWorld: Sendable {
         return try! JSONSerialization.data(withJSONObject: object)
     }
 
+    /// A token cache of its own for the fake's App, over `http`.
+    func tokenCache(http: any OutboundHTTPClient) -> GitHubTokenCache {
+        GitHubTokenCache(credentials: GitHubAppCredentials(appID: github.appID, privateKeyPEM: github.privateKeyPEM, apiBaseURL: github.baseURL),
+                         http: http)
+    }
+
+    /// Installation tokens the fake has minted so far.
+    func tokenMints() async -> Int { await github.state.requests.filter { $0 == "POST access_tokens" }.count }
+
     @discardableResult
     func deliver(event: String, body: Data, delivery: String = UUID().uuidString, signature: String? = nil) async throws -> (Int, String) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(integration.webhookPath)")
@@ -232,20 +241,19 @@ struct GitHubEndToEndTests {
     func tokenMintedOnceForConcurrentCalls() async throws {
         let world = try await GitHubWorld()
         let http = try AsyncOutboundHTTPClient()
-        let tokens = GitHubTokenCache(credentials: GitHubAppCredentials(appID: world.github.appID, privateKeyPEM: world.github.privateKeyPEM,
-                                                                        apiBaseURL: world.github.baseURL), http: http)
+        let tokens = world.tokenCache(http: http)
         let minted = await withTaskGroup(of: String?.self) { group in
             for _ in 0..<8 { group.addTask { try? await tokens.token(installationID: 55) } }
             return await group.reduce(into: [String?]()) { $0.append($1) }
         }
         #expect(Set(minted).count == 1 && minted.first! != nil, "\(minted)")
-        #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == 1)
+        #expect(await world.tokenMints() == 1)
         // A refused mint is an error for its callers, and the next call mints again (nothing stays waiting).
         await tokens.invalidate(installationID: 55, refused: try #require(minted.first ?? nil))
         await world.github.state.inject("POST access_tokens", [.status(500)])
         await #expect(throws: GitHubAPIError.self) { try await tokens.token(installationID: 55) }
         #expect(try await tokens.token(installationID: 55).hasPrefix("ghs_"))
-        #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == 3)
+        #expect(await world.tokenMints() == 3)
         await http.shutdown()
         await world.stop()
     }
@@ -254,14 +262,13 @@ struct GitHubEndToEndTests {
     func revokedTokenRefreshedOnceForConcurrentCalls() async throws {
         let world = try await GitHubWorld()
         let http = try AsyncOutboundHTTPClient()
-        let tokens = GitHubTokenCache(credentials: GitHubAppCredentials(appID: world.github.appID, privateKeyPEM: world.github.privateKeyPEM,
-                                                                        apiBaseURL: world.github.baseURL), http: http)
+        let tokens = world.tokenCache(http: http)
         let client = GitHubClient(baseURL: world.github.baseURL, installationID: 55, tokens: tokens, http: http)
         let repo = GitHubWorld.repo
         await world.github.state.addPull(FakePullRequest(repo: repo, number: 9, headSHA: "fff666", baseSHA: "bbb000", files: GitHubWorld.files))
         _ = try await client.pullRequest(repo, 9)
         await world.github.state.revokeTokens()
-        let mintsBefore = await world.github.state.requests.filter { $0 == "POST access_tokens" }.count
+        let mintsBefore = await world.tokenMints()
         // The slow call carries the revoked token and learns so (401) a second after the quick one
         // got its 401, minted a new token and retried with it.
         await world.github.state.inject("GET pull", [.delay(1.5)])
@@ -270,7 +277,7 @@ struct GitHubEndToEndTests {
         let files = try await client.pullRequestFiles(repo, 9)
         let pull = try await slow
         #expect(pull.number == 9 && !files.isEmpty)
-        #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == mintsBefore + 1)
+        #expect(await world.tokenMints() == mintsBefore + 1)
         await http.shutdown()
         await world.stop()
     }

@@ -118,11 +118,11 @@ struct ReviewHardeningTests {
         #expect(await world.waitForRun(state: .completed))
         await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 8, headSHA: "eee555", baseSHA: "bbb000", files: GitHubWorld.files))
         await world.github.state.revokeTokens()
-        let tokensBefore = await world.github.state.requests.filter { $0 == "POST access_tokens" }.count
+        let tokensBefore = await world.tokenMints()
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "eee555", number: 8))
         #expect(await world.waitForRun(state: .completed, count: 2))
         #expect(await world.github.state.reviews(on: Self.repo, 8).count == 1)
-        #expect(await world.github.state.requests.filter { $0 == "POST access_tokens" }.count == tokensBefore + 1)
+        #expect(await world.tokenMints() == tokensBefore + 1)
         #expect(try await world.runs().allSatisfy { $0.state == .completed })
         await world.stop()
     }
