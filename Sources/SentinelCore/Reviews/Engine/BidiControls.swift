@@ -30,13 +30,16 @@ enum BidiControls {
         mayContain(text) && text.unicodeScalars.contains { names[$0.value] != nil }
     }
 
+    /// `U+202E`.
+    static func codePoint(_ scalar: Unicode.Scalar) -> String { "U+" + String(scalar.value, radix: 16, uppercase: true) }
+
     /// `text` with each control written out as `[U+202E]`, so it shows where it was and reorders nothing.
     static func spelledOut(_ text: String) -> String {
         guard contains(text) else { return text }
         var out = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             if names[scalar.value] != nil {
-                out.append(contentsOf: "[U+\(String(scalar.value, radix: 16, uppercase: true))]".unicodeScalars)
+                out.append(contentsOf: "[\(codePoint(scalar))]".unicodeScalars)
             } else {
                 out.append(scalar)
             }

@@ -2,8 +2,8 @@ import Foundation
 
 /// Deterministic checks that run on every pull request, with or without an AI provider, because
 /// what they catch (a committed credential, an unresolved merge conflict, text whose display
-/// order hides what the code does) is costly and certain to recognise without a model. Only added lines are inspected: the author is
-/// answerable for what the change introduces.
+/// order hides what the code does) is costly and certain to recognise without a model. Only
+/// added lines are inspected: the author is answerable for what the change introduces.
 public enum BuiltinChecks {
     /// The secret detectors. Named rules (rather than one big regex) so each finding can say what
     /// kind of credential leaked and how to rotate it, and so each fires at most once per line.
@@ -320,10 +320,10 @@ public enum BuiltinChecks {
                 let controls = BidiControls.find(in: line.text)
                 guard !controls.isEmpty else { continue }
                 let named = controls.prefix(5).map { control in
-                    "U+\(String(control.scalar.value, radix: 16, uppercase: true)) \(BidiControls.names[control.scalar.value]!) (column \(control.column))"
+                    "\(BidiControls.codePoint(control.scalar)) \(BidiControls.names[control.scalar.value]!) (column \(control.column))"
                 }
-                var list = named.count > 1 ? named.dropLast().joined(separator: ", ") + " and " + named.last! : named[0]
-                if controls.count > 5 { list = named.joined(separator: ", ") + " and \(controls.count - 5) more" }
+                let list = controls.count > named.count ? named.joined(separator: ", ") + " and \(controls.count - named.count) more"
+                    : named.dropLast().joined(separator: ", ") + (named.count > 1 ? " and " : "") + named.last!
                 let body = "This line contains \(list). Bidirectional control characters change the order in which the text "
                     + "around them is displayed but not the order in which a compiler or interpreter reads it (\"Trojan Source\", "
                     + "CVE-2021-42574): the code a reviewer sees here may not be the code that runs. Remove them; where "
