@@ -177,6 +177,8 @@ let package = Package(
                 // Rows stored zlib-compressed by earlier versions (`DeliveryPayloadTests`).
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                // A misbehaving SMTP server on loopback (`SMTPMisbehavingServerTests`).
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

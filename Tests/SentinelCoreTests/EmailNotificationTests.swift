@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import GRDB
 @testable import SentinelCore
 import SentinelTestSupport
@@ -233,5 +235,36 @@ struct EmailChannelTests {
         let data = message.dataPayload()
         #expect(data.contains("\r\n..start\r\n"))
         #expect(data.hasSuffix("\r\n.\r\n"))
+    }
+}
+
+/// The SMTP client against a server that does not keep to the protocol (no aiosmtpd needed).
+@Suite("SMTP client against a misbehaving server")
+struct SMTPMisbehavingServerTests {
+    /// A server that sends its greeting and then `count` replies nobody asked for, at once.
+    final class Flood: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let count: Int
+        init(count: Int) { self.count = count }
+        func channelActive(context: ChannelHandlerContext) {
+            var buffer = context.channel.allocator.buffer(capacity: 16 + 8 * count)
+            buffer.writeString("220 flood.example ESMTP\r\n")
+            for _ in 0..<count { buffer.writeString("250 ok\r\n") }
+            context.writeAndFlush(NIOAny(buffer), promise: nil)
+        }
+    }
+
+    @Test("a server that floods the client with replies nothing asked for is cut off saying so; the client keeps at most a few")
+    func unaskedRepliesRefused() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Flood(count: 5_000)) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(server.localAddress?.port)
+        let mail = MailMessage(from: "sentinel@example.com", to: ["dev@example.com"], subject: "s", body: "b")
+        let error = await #expect(throws: SMTPError.self) {
+            try await NIOSMTPClient().send(mail, via: SMTPServer(host: "127.0.0.1", port: port, security: .starttls, timeout: .seconds(10)))
+        }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("more than 8 replies nothing asked for"), "\(String(describing: error))")
+        try await server.close()
     }
 }

@@ -393,6 +393,10 @@ final class SMTPClientHandler: ChannelDuplexHandler {
 
     static let maxLine = 4096
     static let maxLines = 200
+    /// Replies kept for requests not yet sent: the greeting, or a `421` before the server closes.
+    /// A server that sends more, unasked, is out of step with the client (and would otherwise grow
+    /// this queue for as long as it kept sending).
+    static let maxUnaskedReplies = 8
 
     private var buffer = ByteBuffer()
     private var lines: [String] = []
@@ -448,7 +452,13 @@ final class SMTPClientHandler: ChannelDuplexHandler {
         if continues { return }
         let reply = SMTPReply(code: code, lines: lines)
         lines = []
-        if let promise = waiting.popFirst() { promise.succeed(reply) } else { early.append(reply) }
+        if let promise = waiting.popFirst() {
+            promise.succeed(reply)
+        } else if early.count < Self.maxUnaskedReplies {
+            early.append(reply)
+        } else {
+            fail(SMTPError.connection("the server sent more than \(Self.maxUnaskedReplies) replies nothing asked for"), context: context)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
