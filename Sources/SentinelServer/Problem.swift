@@ -98,8 +98,24 @@ extension Problem: ProblemConvertible {
 /// fault, so a 400; the connection is closed after the answer.
 extension HTTPParserError: ProblemConvertible {
     var problem: Problem {
-        Problem(status: .badRequest, detail: "the request is not valid HTTP/1.1 (\(self))", type: "urn:sentinel:problem:malformed-http",
+        Problem(status: .badRequest, detail: "the request is not valid HTTP/1.1: \(reason)", type: "urn:sentinel:problem:malformed-http",
                 title: "Malformed HTTP request")
+    }
+
+    /// What the parser found, in words (NIO's own names, such as `unknown (http_parser error)`
+    /// for a `Transfer-Encoding` other than chunked, tell a client nothing).
+    var reason: String {
+        switch self {
+        case .invalidChunkSize: "a chunk size of its chunked body is not hexadecimal"
+        case .invalidContentLength: "its Content-Length is not a number"
+        case .unexpectedContentLength: "it sends both Content-Length and Transfer-Encoding"
+        case .invalidEOFState, .closedConnection: "its body ended before the length it declared"
+        case .invalidCharactersUsed, .invalidHeaderToken: "a header holds a character HTTP does not allow"
+        case .lfExpected, .invalidConstant: "a line does not end where HTTP expects it to"
+        case .headerOverflow: "its head is too large"
+        case .unknown: "its body's framing cannot be read (a Transfer-Encoding other than chunked, for example)"
+        default: "\(self)"
+        }
     }
 }
 

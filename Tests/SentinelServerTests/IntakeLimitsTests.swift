@@ -108,6 +108,21 @@ struct IntakeLimitsTests {
         }
         #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
         #expect(!world.appliance.prometheus.emitToString().contains(#"status="500""#))
+        // The answer says what is wrong in words, not in the parser's names.
+        func answer(_ request: String) async throws -> String {
+            try await RawConnection.open(port: world.port).channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: request))
+                var text = ""
+                for try await chunk in inbound { text += String(buffer: chunk) }
+                return text
+            }
+        }
+        let login = "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        let chunk = try await answer(login + broken)
+        #expect(chunk.hasPrefix("HTTP/1.1 400") && chunk.contains("the request is not valid HTTP/1.1: a chunk size of its chunked body is not hexadecimal"),
+                "\(chunk)")
+        let gzip = try await answer(login + "Transfer-Encoding: gzip\r\n\r\n{}")
+        #expect(gzip.hasPrefix("HTTP/1.1 400") && gzip.contains("its body's framing cannot be read (a Transfer-Encoding other than chunked"), "\(gzip)")
         await world.stop()
     }
 
