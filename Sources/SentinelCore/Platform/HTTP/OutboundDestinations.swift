@@ -89,12 +89,29 @@ public protocol HostResolver: Sendable {
     func resolve(host: String, port: Int) async throws -> [IPAddress]
 }
 
-/// `getaddrinfo`, run on NIO's blocking-work threads (never on the cooperative pool).
+/// `getaddrinfo`, run on a few threads of its own: never on the cooperative pool, and not on NIO's
+/// shared blocking pool either, where workspace files are opened, closed and checkpointed. A DNS
+/// server that stops answering holds each lookup for the resolver's whole timeout (seconds per
+/// attempt, per name server); lookups stuck there held up every workspace open behind them.
 public struct SystemHostResolver: HostResolver {
-    public init() {}
+    /// Lookups at once, at most; more wait their turn on this pool.
+    static let threads = 4
+    private static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: threads)
+        pool.start()
+        return pool
+    }()
+
+    private let lookup: @Sendable (String, Int) throws -> [IPAddress]
+
+    public init() { self.lookup = { try Self.lookup(host: $0, port: $1) } }
+
+    /// Another lookup on the same threads (tests: one that hangs like an unanswered DNS query).
+    init(lookup: @escaping @Sendable (String, Int) throws -> [IPAddress]) { self.lookup = lookup }
 
     public func resolve(host: String, port: Int) async throws -> [IPAddress] {
-        try await NIOThreadPool.singleton.runIfActive { try Self.lookup(host: host, port: port) }
+        let lookup = self.lookup
+        return try await Self.pool.runIfActive { try lookup(host, port) }
     }
 
     static func lookup(host: String, port: Int) throws -> [IPAddress] {
