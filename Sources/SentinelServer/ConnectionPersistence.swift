@@ -52,9 +52,11 @@ final class ConnectionPersistenceHandler: ChannelDuplexHandler, RemovableChannel
             switch pending.first {
             case .close?:
                 head.headers.replaceOrAdd(name: "connection", value: "close")
-            case .keepAliveAsked?:
-                head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
-            case .keepAlive?, nil:
+            case .keepAliveAsked? where !head.headers.contains(name: "connection"):
+                // Unless the server closes the connection anyway (a 408, shutting down), when its
+                // own `Connection: close` stands.
+                head.headers.add(name: "connection", value: "keep-alive")
+            default:
                 return context.write(data, promise: promise)
             }
             context.write(wrapOutboundOut(.head(head)), promise: promise)

@@ -57,6 +57,31 @@ struct RawConnection {
     }
 }
 
+extension RawConnection {
+    /// Sends `requests` on a new connection and reads until the server closes it or `within`
+    /// passes (far less than the idle timeout): what came back, and whether the server closed.
+    static func converse(port: Int, _ requests: String, within: Duration = .seconds(5)) async throws -> (text: String, closed: Bool) {
+        try await open(port: port).channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: requests))
+            let text = TextBox()
+            return try await withThrowingTaskGroup(of: (String, Bool)?.self) { group in
+                group.addTask {
+                    for try await chunk in inbound { await text.append(String(buffer: chunk)) }
+                    return (await text.value, true)
+                }
+                group.addTask {
+                    try await Task.sleep(for: within)
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                if let first { return first }
+                return (await text.value, false)
+            }
+        }
+    }
+}
+
 extension RawConnection.Outcome {
     var status: Int? {
         guard case .answered(let text) = self, let line = text.split(separator: "\r\n").first else { return nil }
@@ -109,14 +134,7 @@ struct IntakeLimitsTests {
         #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
         #expect(!world.appliance.prometheus.emitToString().contains(#"status="500""#))
         // The answer says what is wrong in words, not in the parser's names.
-        func answer(_ request: String) async throws -> String {
-            try await RawConnection.open(port: world.port).channel.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: request))
-                var text = ""
-                for try await chunk in inbound { text += String(buffer: chunk) }
-                return text
-            }
-        }
+        func answer(_ request: String) async throws -> String { try await RawConnection.converse(port: world.port, request).text }
         let login = "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         let chunk = try await answer(login + broken)
         #expect(chunk.hasPrefix("HTTP/1.1 400") && chunk.contains("the request is not valid HTTP/1.1: a chunk size of its chunked body is not hexadecimal"),
@@ -291,28 +309,8 @@ struct IntakeLimitsTests {
     @Test("a connection is closed after the answer to a request that did not ask to keep it (HTTP/1.0, Connection: Close); kept for one that did, and says so to HTTP/1.0")
     func connectionPersistence() async throws {
         let world = try await GitHubWorld(config: { $0.server.idleTimeoutSeconds = 60 })
-        /// Sends `requests` on one connection and reads until the server closes it or 5 s pass
-        /// (far less than the idle timeout): what came back, and whether the server closed.
         func converse(_ requests: String) async throws -> (text: String, closed: Bool) {
-            let connection = try await RawConnection.open(port: world.port)
-            return try await connection.channel.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: requests))
-                return try await withThrowingTaskGroup(of: (String, Bool)?.self) { group in
-                    let text = TextBox()
-                    group.addTask {
-                        for try await chunk in inbound { await text.append(String(buffer: chunk)) }
-                        return (await text.value, true)
-                    }
-                    group.addTask {
-                        try await Task.sleep(for: .seconds(5))
-                        return nil
-                    }
-                    let first = try await group.next() ?? nil
-                    group.cancelAll()
-                    if let first { return first }
-                    return (await text.value, false)
-                }
-            }
+            try await RawConnection.converse(port: world.port, requests)
         }
         func responses(_ text: String) -> Int { text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 }
 
@@ -334,6 +332,16 @@ struct IntakeLimitsTests {
         let hook10 = try await converse("POST \(world.integration.webhookPath) HTTP/1.0\r\nContent-Type: application/json\r\n"
                                         + "X-GitHub-Event: ping\r\nContent-Length: 2\r\n\r\n{}")
         #expect(hook10.closed && hook10.text.hasPrefix("HTTP/1.1 401") && hook10.text.lowercased().contains("connection: close"), "\(hook10)")
+        await world.stop()
+    }
+
+    @Test("an HTTP/1.0 request that asked for keep-alive but is cut off (408) is told the connection closes, not that it stays")
+    func keepAliveAskedButCutOff() async throws {
+        let world = try await GitHubWorld(config: { $0.server.requestTimeoutSeconds = 1 })
+        let cutOff = try await RawConnection.converse(port: world.port, "POST /api/v1/auth/login HTTP/1.0\r\nConnection: keep-alive\r\n"
+                                                      + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        #expect(cutOff.closed && cutOff.text.hasPrefix("HTTP/1.1 408") && cutOff.text.lowercased().contains("connection: close")
+                && !cutOff.text.lowercased().contains("keep-alive"), "\(cutOff)")
         await world.stop()
     }
 
