@@ -32,6 +32,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
         return await Telemetry.withSpan("\(request.method.rawValue)", context: trace, kind: .server) { span in
             var response: Response
             do {
+                if let coding = request.headers[.contentEncoding] { try Self.checkContentCoding(coding) }
                 response = try await next(request, context)
             } catch {
                 let problem = Problem.from(error)
@@ -48,6 +49,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
                 response = problem.response(requestID: correlationID)
             }
             response.headers[.requestID] = correlationID
+            if response.status == .unsupportedMediaType, request.headers[.contentEncoding] != nil { response.headers[.acceptEncoding] = "identity" }
             let route = context.endpointPath ?? "unmatched"
             let status = Int(response.status.code)
             span.operationName = "\(request.method.rawValue) \(route)"
@@ -62,6 +64,19 @@ struct ObservabilityMiddleware: RouterMiddleware {
 }
 
 extension ObservabilityMiddleware {
+    /// A request body compressed (`Content-Encoding: gzip`, `br`, …) is refused with 415 before
+    /// anything reads it (RFC 9110 §15.5.16), the answer saying `Accept-Encoding: identity`: no
+    /// webhook sender, API client or browser form compresses what it sends here, and reading such a
+    /// body as it stands would check a signature over bytes nobody meant and answer "not valid JSON".
+    /// `identity` (or an empty value) is the body as sent.
+    static func checkContentCoding(_ value: String) throws {
+        let codings = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard let other = codings.first(where: { $0.lowercased() != "identity" }) else { return }
+        throw Problem(status: .unsupportedMediaType,
+                      detail: "the body is sent with Content-Encoding \(other.prefix(40)); Sentinel reads bodies only as sent (identity): send it uncompressed",
+                      type: "urn:sentinel:problem:unsupported-content-encoding", title: "Unsupported content encoding")
+    }
+
     /// A caller's id worth keeping: 1–128 characters, letters, digits and `-_.:`. Checked on the
     /// UTF-8 bytes (ASCII only; a multi-byte character is refused): `Character.isLetter` looked up
     /// Unicode properties for every character of every request's id.

@@ -144,6 +144,41 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("a body sent with a Content-Encoding other than identity is answered 415 with Accept-Encoding: identity before it is read: a webhook (nothing stored), the API and the console; identity is read")
+    func compressedBodiesRefused() async throws {
+        let world = try await GitHubWorld()
+        func answer(_ request: String) async throws -> String { try await RawConnection.converse(port: world.port, request).text }
+        // A signed delivery whose header says gzip: its signature matches the bytes sent, but they are not what the sender meant.
+        let body = String(decoding: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"), as: UTF8.self)
+        let signature = GitHubWebhookSignature.sign(body: Data(body.utf8), secret: world.secret)
+        func webhook(_ coding: String, delivery: String) -> String {
+            "POST \(world.integration.webhookPath) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-GitHub-Event: pull_request\r\n"
+                + "X-GitHub-Delivery: \(delivery)\r\nX-Hub-Signature-256: \(signature)\r\nContent-Encoding: \(coding)\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        }
+        let gzipped = try await answer(webhook("gzip", delivery: "d-gzip"))
+        #expect(gzipped.hasPrefix("HTTP/1.1 415"), "\(gzipped)")
+        #expect(gzipped.contains("Accept-Encoding: identity"), "\(gzipped)")
+        #expect(gzipped.contains("Content-Encoding gzip; Sentinel reads bodies only as sent (identity)"), "\(gzipped)")
+        #expect(try await answer(webhook("identity, br", delivery: "d-br")).hasPrefix("HTTP/1.1 415"))
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
+        // identity is the body as sent.
+        let plain = try await answer(webhook("identity", delivery: "d-identity"))
+        #expect(plain.hasPrefix("HTTP/1.1 202"), "\(plain)")
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 1)
+        // The API and a console form, the same.
+        let login = #"{"email":"nobody@example.com","password":"not the password at all"}"#
+        let api = try await answer("POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + "Content-Encoding: deflate\r\nContent-Length: \(login.utf8.count)\r\nConnection: close\r\n\r\n\(login)")
+        #expect(api.hasPrefix("HTTP/1.1 415") && api.contains("unsupported-content-encoding"), "\(api)")
+        let form = "email=nobody%40example.com&password=x"
+        let console = try await answer("POST /sign-in HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            + "Content-Encoding: br\r\nContent-Length: \(form.utf8.count)\r\nConnection: close\r\n\r\n\(form)")
+        #expect(console.hasPrefix("HTTP/1.1 415"), "\(console)")
+        #expect(!world.appliance.prometheus.emitToString().contains(#"status="500""#))
+        await world.stop()
+    }
+
     @Test("webhook bodies past server.max_webhook_bytes_in_flight get 503 with Retry-After before they are read; small ones always pass; the budget comes back")
     func bodiesInFlightBounded() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxWebhookBytesInFlight = 1_048_576 })
