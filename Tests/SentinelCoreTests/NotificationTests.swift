@@ -95,6 +95,25 @@ struct NotificationTests {
         await s.stop()
     }
 
+    @Test("text from outside cannot show a disguised link or formatting in Teams: the card's text is in TextRuns, which show markdown as it is")
+    func teamsMarkdownInert() async throws {
+        let s = try await Self.setup()
+        _ = try await s.add("teams", path: "/teams/workflow")
+        let reason = "see [the fix](https://evil.example/reset) and **urgent**"
+        try await s.failRuns(1, reason: reason)
+        s.h.startScheduler()
+        #expect(await eventually { await s.receiver.state.accepted("/teams").count == 1 })
+        let teams = try #require(await s.receiver.state.accepted("/teams").first?.json)
+        let card = try #require((teams["attachments"] as? [[String: Any]])?.first?["content"] as? [String: Any])
+        let blocks = try #require(card["body"] as? [[String: Any]])
+        #expect(blocks.allSatisfy { $0["type"] as? String == "RichTextBlock" }, "no TextBlock reads markdown: \(blocks)")
+        let runs = blocks.flatMap { $0["inlines"] as? [[String: Any]] ?? [] }
+        #expect(runs.allSatisfy { $0["type"] as? String == "TextRun" })
+        #expect(runs.contains { ($0["text"] as? String)?.hasSuffix("(run 1): " + reason) == true }, "\(runs)")
+        #expect(runs.first?["weight"] as? String == "Bolder", "the title stays bold")
+        await s.stop()
+    }
+
     @Test("the generic receiver refuses a stale timestamp and a wrong secret; a fresh signature passes")
     func signature() async throws {
         let body = Data(#"{"a":1}"#.utf8)

@@ -81,7 +81,8 @@ public final class FakeNotificationReceiver: Sendable {
             guard json["type"] as? String == "message", let attachments = json["attachments"] as? [[String: Any]], !attachments.isEmpty,
                   attachments.allSatisfy({ $0["contentType"] as? String == "application/vnd.microsoft.card.adaptive" }),
                   let card = attachments[0]["content"] as? [String: Any], card["type"] as? String == "AdaptiveCard",
-                  card["version"] is String, let blocks = card["body"] as? [[String: Any]], !blocks.isEmpty else {
+                  card["version"] is String, let blocks = card["body"] as? [[String: Any]], !blocks.isEmpty,
+                  blocks.allSatisfy(isValidElement) else {
                 return (400, "Invalid adaptive card message")
             }
             return (202, "")
@@ -94,6 +95,24 @@ public final class FakeNotificationReceiver: Sendable {
             return (204, "")
         }
         return (404, "not found")
+    }
+
+    /// The card elements Sentinel sends, with what the Adaptive Card schema requires of each: a
+    /// TextBlock its `text`; a RichTextBlock its `inlines`, each a string or a TextRun with `text`.
+    static func isValidElement(_ element: [String: Any]) -> Bool {
+        switch element["type"] as? String {
+        case "TextBlock":
+            return element["text"] is String
+        case "RichTextBlock":
+            guard let inlines = element["inlines"] as? [Any] else { return false }
+            return inlines.allSatisfy { inline in
+                if inline is String { return true }
+                guard let run = inline as? [String: Any] else { return false }
+                return run["type"] as? String == "TextRun" && run["text"] is String
+            }
+        default:
+            return false
+        }
     }
 
     public func stop() async {

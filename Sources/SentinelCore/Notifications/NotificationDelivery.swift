@@ -327,7 +327,8 @@ public struct Notifications: Sendable {
         return out
     }
 
-    /// Slack: `{"text": …}` (escaped: `slackEscaped`). Teams (workflow webhook): a message with one Adaptive Card attachment.
+    /// Slack: `{"text": …}` (escaped: `slackEscaped`). Teams (workflow webhook): a message with one Adaptive Card attachment,
+    /// its text in TextRuns, which show markdown as it is.
     /// Generic webhook: `{"type": "sentinel.notification", "title", "text", "counts", "total"}`.
     static func body(_ message: NotificationMessage, kind: NotificationChannelKind) throws -> Data {
         let object: [String: Any]
@@ -335,8 +336,17 @@ public struct Notifications: Sendable {
         case .slack:
             object = ["text": slackEscaped(message.text)]
         case .teams:
-            let blocks: [[String: Any]] = [["type": "TextBlock", "text": message.title, "weight": "Bolder", "wrap": true]]
-                + message.lines.map { ["type": "TextBlock", "text": $0, "wrap": true, "spacing": "None"] }
+            // A TextBlock reads its text as markdown (`[text](url)` a link, `**…**` bold): a notice
+            // quotes text from outside (a failure's reason), which could show a disguised link in
+            // the channel. A RichTextBlock's TextRun shows its text as it is (Adaptive Cards 1.2).
+            func block(_ text: String, bold: Bool = false) -> [String: Any] {
+                var run: [String: Any] = ["type": "TextRun", "text": text]
+                if bold { run["weight"] = "Bolder" }
+                var block: [String: Any] = ["type": "RichTextBlock", "inlines": [run]]
+                if !bold { block["spacing"] = "None" }
+                return block
+            }
+            let blocks = [block(message.title, bold: true)] + message.lines.map { block($0) }
             object = ["type": "message", "attachments": [[
                 "contentType": "application/vnd.microsoft.card.adaptive",
                 "content": ["$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
