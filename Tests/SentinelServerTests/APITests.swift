@@ -417,11 +417,22 @@ struct APIResourceTests {
             let setting = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.instructions":"x\u0000y"}}"#)
             #expect(setting.status == .badRequest)
             #expect(setting.json["detail"] as? String == "values.review.instructions: must not contain control characters")
+            // Bidirectional controls would display a name as another ("Trojan Source" in a list).
+            let bidi = try await api.call(.post, base + "/teams", token: owner, body: #"{"name":"admins\u202E\u2066sratsil"}"#)
+            #expect(bidi.status == .badRequest)
+            #expect(bidi.json["detail"] as? String == "name: must not contain bidirectional control characters (U+202E at character 7)")
+            let bidiWorkspace = try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"acme\u2067"}"#)
+            #expect(bidiWorkspace.json["detail"] as? String == "name: must not contain bidirectional control characters (U+2067 at character 5)")
+            // Right-to-left names with their marks, and instructions (text spanning lines), keep them.
+            let hebrew = try await api.call(.post, base + "/teams", token: owner, body: #"{"name":"\u05E6\u05D5\u05D5\u05EA\u200F 1"}"#)
+            #expect(hebrew.status == .created, "\(hebrew.body)")
+            let prose = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.instructions":"\u2067\u05E2\u05D1\u2069 ok"}}"#)
+            #expect(prose.status == .ok, "\(prose.body)")
             let lines = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.instructions":"one\n\ttwo\r\n"}}"#)
             #expect(lines.status == .ok, "\(lines.body)")
             // Nothing was created by the refused requests.
             let teams = try await api.call(.get, base + "/teams", token: owner)
-            #expect((teams.json["items"] as? [[String: Any]])?.isEmpty == true)
+            #expect((teams.json["items"] as? [[String: Any]])?.map { $0["name"] as? String } == ["\u{05E6}\u{05D5}\u{05D5}\u{05EA}\u{200F} 1"])
         }
     }
 

@@ -6,10 +6,19 @@ import Foundation
 /// Domain functions check the fields they store with these, so a form post that bypasses the
 /// API's schema is held to the same limits.
 public enum TextRules {
-    /// Why `text` may not be stored for its control characters; nil when it may.
+    /// Why `text` may not be stored for its control characters; nil when it may. One-line text
+    /// (names, emails, tokens) may not hold bidirectional controls either (U+202A–U+202E,
+    /// U+2066–U+2069): a workspace, team or provider named with one displays as another name
+    /// ("Trojan Source" applied to a list). Text that spans lines (instructions, PEM) may, as
+    /// right-to-left prose uses them.
     public static func controlCharacterProblem(_ text: String, multiline: Bool) -> String? {
-        guard StoredText.hasControlCharacters(text, multiline: multiline) else { return nil }
-        return multiline ? "must not contain control characters other than tab and line breaks" : "must not contain control characters"
+        if StoredText.hasControlCharacters(text, multiline: multiline) {
+            return multiline ? "must not contain control characters other than tab and line breaks" : "must not contain control characters"
+        }
+        if !multiline, let control = BidiControls.find(in: text).first {
+            return "must not contain bidirectional control characters (\(BidiControls.codePoint(control.scalar)) at character \(control.column))"
+        }
+        return nil
     }
 
     /// Why `text` is too long; nil when it is not.

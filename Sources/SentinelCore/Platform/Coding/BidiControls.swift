@@ -4,7 +4,8 @@
 /// only nudge neutral characters and are left alone, as right-to-left text uses them.
 ///
 /// The built-in checks flag them in added lines; model text that carries them is shown with them
-/// spelled out (`ModelText`), and a suggested change holding one is not offered.
+/// spelled out (`ModelText`), and a suggested change holding one is not offered; names and other
+/// one-line text a client sends may not hold them (`TextRules`).
 enum BidiControls {
     static let names: [UInt32: String] = [
         0x202A: "LEFT-TO-RIGHT EMBEDDING", 0x202B: "RIGHT-TO-LEFT EMBEDDING", 0x202C: "POP DIRECTIONAL FORMATTING",
