@@ -394,6 +394,15 @@ struct APIResourceTests {
             #expect(big.status == .contentTooLarge)
             let badLimit = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?limit=0", token: owner)
             #expect(badLimit.status == .badRequest)
+            // A query value whose percent-encoding is not UTF-8 is refused naming the parameter; it
+            // was skipped by validation (a cursor of "\0\u{FFFD}" answered 200, a state named a generated type).
+            for (query, name) in [("cursor=%00%ff", "cursor"), ("limit=1%ff", "limit"), ("state=%ff", "state")] {
+                let bad = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?\(query)", token: owner)
+                #expect(bad.status == .badRequest, "\(query): \(bad.body)")
+                #expect(bad.json["detail"] as? String == "\(name): is not valid percent-encoded UTF-8", "\(query): \(bad.body)")
+            }
+            let encoded = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?state=%63ompleted&limit=%35", token: owner)
+            #expect(encoded.status == .ok, "\(encoded.body)")
         }
     }
 

@@ -17,9 +17,16 @@ struct RequestValidationMiddleware: ServerMiddleware {
         async throws -> (HTTPResponse, HTTPBody?) {
         guard let operation = document.operations[operationID] else { return try await next(request, body, metadata) }
         let validator = SchemaValidator(root: document.root)
-        let query = URLComponents(string: request.path ?? "")?.queryItems ?? []
+        let components = URLComponents(string: request.path ?? "")
+        // Decoded and as sent, item for item: a value whose percent-encoding is not UTF-8 decodes
+        // to nil and would otherwise pass unchecked to the generated decoder.
+        let query = Array(zip(components?.queryItems ?? [], components?.percentEncodedQueryItems ?? []))
         for (name, schema) in operation.query {
-            guard let raw = query.last(where: { $0.name == name })?.value else { continue }
+            guard let (item, sent) = query.last(where: { $0.0.name == name }), sent.value != nil else { continue }
+            guard let raw = item.value else {
+                throw Problem(status: .badRequest, detail: "\(name): is not valid percent-encoded UTF-8", type: SchemaValidator.problemType,
+                              title: "Invalid query parameter")
+            }
             let value: JSONValue
             if validator.resolve(schema)["type"]?.string == "integer" {
                 guard let n = Int(raw) else {
