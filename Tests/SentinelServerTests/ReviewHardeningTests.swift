@@ -109,6 +109,54 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("model text longer than GitHub takes (65,536 characters) is cut to fit, a suggested change left out whole: the review is posted inline, not refused")
+    func overlongModelTextCutToFit() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        try await world.addOpenAIProvider(llm)
+        // Emoji count once each, as GitHub counts characters.
+        let long = String(repeating: "The loop re-reads the whole file on each pass 🔁. ", count: 1_500)
+        await llm.state.setReview(summary: "Summary. " + long, findings: [
+            FakeLLMFinding(path: "app.py", line: 2, severity: "medium", category: "performance", title: "Quadratic reads", body: long,
+                           suggestion: "value = os.environ.get(\"KEY\", \"\")"),
+            FakeLLMFinding(path: "app.py", line: 3, severity: "low", category: "style", title: "Short one", body: "Fine.",
+                           suggestion: "print(value)"),
+        ])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let rejected = await world.github.state.rejected
+        #expect(rejected.isEmpty, "\(rejected)")
+        let review = try #require(await world.github.state.reviews(on: Self.repo, 7).first)
+        let cut = try #require(review.comments.first { $0["body"]?.contains("Quadratic reads") == true }?["body"])
+        #expect(cut.unicodeScalars.count <= 65_535)
+        #expect(cut.contains("_(Cut here: this comment is longer than the platform takes.)_"))
+        #expect(cut.contains("A suggested change was left out here") && !cut.contains("```suggestion"))
+        #expect(cut.hasSuffix("-->") && cut.contains("<!-- sentinel:fp:"), "the fingerprint marker still ends it")
+        let short = try #require(review.comments.first { $0["body"]?.contains("Short one") == true }?["body"])
+        #expect(short.contains("```suggestion\nprint(value)\n```"), "a comment within the limit is as it was")
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == review.comments.count)
+        await world.stop()
+        await llm.stop()
+    }
+
+    @Test("a review body longer than GitHub takes (a walkthrough of 100 files with long paths) is cut to fit after its run marker, not refused")
+    func overlongReviewBodyCutToFit() async throws {
+        let world = try await GitHubWorld()
+        let directory = "src/" + String(repeating: "deeply/nested/", count: 50)
+        let files = (1...100).map { (filename: "\(directory)module\($0).py", status: "added", patch: Optional("@@ -0,0 +1 @@\n+x = \($0)")) }
+        await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 8, headSHA: "ccc333", baseSHA: "bbb000", files: files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "ccc333", number: 8))
+        #expect(await world.waitForRun(state: .completed))
+        let rejected = await world.github.state.rejected
+        #expect(rejected.isEmpty, "\(rejected)")
+        let review = try #require(await world.github.state.reviews(on: Self.repo, 8).first)
+        #expect(review.body.hasPrefix(ReviewRunner.marker(runID: 1)), "the marker a retry looks for is kept")
+        #expect(review.body.unicodeScalars.count <= 65_535)
+        #expect(review.body.hasSuffix("_(Cut here: this review is longer than the platform takes; run 1 in Sentinel has all of it.)_"),
+                "\(review.body.suffix(200))")
+        await world.stop()
+    }
+
     // MARK: Item 12: a 401 refreshes the installation token
 
     @Test("an installation token revoked at GitHub (401) is refreshed and the call retried once")

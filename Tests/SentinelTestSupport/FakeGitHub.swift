@@ -443,12 +443,14 @@ public actor FakeGitHubState {
                           "documentation_url": "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"])
         }
         let reviewBody = body["body"] as? String ?? ""
+        if let tooLong = Self.tooLong(reviewBody, resource: "PullRequestReview") { reject("review body too long"); return (422, tooLong) }
         var comments: [[String: String]] = []
         for comment in body["comments"] as? [[String: Any]] ?? [] {
             guard let path = comment["path"] as? String, let line = comment["line"] as? Int,
                   let text = comment["body"] as? String, !text.isEmpty else {
                 reject("review comment missing path, line or body"); return (422, ["message": "Validation Failed"])
             }
+            if let tooLong = Self.tooLong(text, resource: "PullRequestReviewComment") { reject("review comment body too long"); return (422, tooLong) }
             let side = comment["side"] as? String ?? "RIGHT"
             guard side == "RIGHT" || side == "LEFT" else { reject("bad side \(side)"); return (422, ["message": "Validation Failed"]) }
             guard let file = pull.files.first(where: { $0.filename == path }), let patch = file.patch else {
@@ -509,7 +511,14 @@ public actor FakeGitHubState {
         }
         if run.status == "completed" && run.conclusion == nil { reject("completed check without conclusion"); return (422, ["message": "Validation Failed"]) }
         if let output = body["output"] as? [String: Any] {
-            guard output["title"] is String, output["summary"] is String else { reject("check output needs title and summary"); return (422, ["message": "Validation Failed"]) }
+            guard output["title"] is String, let summary = output["summary"] as? String else { reject("check output needs title and summary"); return (422, ["message": "Validation Failed"]) }
+            // GitHub's check run output takes at most 65,535 characters of summary.
+            let characters = summary.unicodeScalars.count
+            guard characters <= 65_535 else {
+                reject("check summary too long")
+                return (422, ["message": "Invalid request.\n\nOnly 65535 characters are allowed; \(characters) were supplied.",
+                              "documentation_url": "https://docs.github.com/rest/checks/runs#update-a-check-run"])
+            }
             run.title = output["title"] as? String
             run.summary = output["summary"] as? String
         }
@@ -518,6 +527,15 @@ public actor FakeGitHubState {
     }
 
     func addComment(repo: String, number: Int, body: String) { issueComments.append((repo, number, body)) }
+
+    /// GitHub's answer to a review or comment body over 65,536 characters (Unicode code points:
+    /// an emoji counts once), nil for one within it.
+    static func tooLong(_ body: String, resource: String) -> [String: Any]? {
+        guard body.unicodeScalars.count > 65_536 else { return nil }
+        return ["message": "Validation Failed",
+                "errors": [["resource": resource, "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"]],
+                "documentation_url": "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"]
+    }
 
     static func parse(_ data: Data) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
@@ -810,6 +828,7 @@ struct FakeGitHubRoutes {
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let b = try await body(request)
             guard let text = b["body"] as? String, !text.isEmpty else { return json(422, ["message": "Validation Failed"]) }
+            if let tooLong = FakeGitHubState.tooLong(text, resource: "IssueComment") { return json(422, tooLong) }
             await state.addComment(repo: repo(context), number: Int(context.parameters.get("number") ?? "") ?? 0, body: text)
             return json(201, ["id": await state.newID(), "body": text])
         }

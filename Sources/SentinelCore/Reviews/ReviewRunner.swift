@@ -448,8 +448,9 @@ public struct ReviewRunner: Sendable {
             try Task.checkCancellation()
             do {
                 do {
-                    reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
-                                                            comments: prepared.inlineMovedToSummary ? [] : prepared.findings.map(Self.comment),
+                    reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, runID: id, session: session),
+                                                            comments: prepared.inlineMovedToSummary ? []
+                                                                : prepared.findings.map { Self.comment($0, limit: session.maxTextLength) },
                                                             requestChanges: prepared.requestChanges)
                 } catch let rejected as ReviewCommentsRejected {
                     // The platform does not say which comment it could not place: post once more with
@@ -458,7 +459,7 @@ public struct ReviewRunner: Sendable {
                     prepared.inlineMovedToSummary = true
                     try await store(prepared, runID: id, in: workspace)
                     try Task.checkCancellation()
-                    reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, platform: session.platformName),
+                    reviewID = try await session.postReview(repo, run.prNumber, headSHA: run.headSHA, body: Self.reviewBody(prepared, runID: id, session: session),
                                                             comments: [], requestChanges: prepared.requestChanges)
                 }
             } catch let outdated as ReviewedCommitOutdated {
@@ -504,7 +505,12 @@ public struct ReviewRunner: Sendable {
         logger.info("pull request moved while the run worked; nothing posted", metadata: ["head": "\(head)", "error": "\(outdated.message)"])
     }
 
-    /// The review body; with the inline comments refused, the findings are listed in it instead.
+    /// The review body as posted: with the inline comments refused, the findings are listed in it
+    /// instead; cut to what the platform takes (the run's marker starts it, so it stays).
+    static func reviewBody(_ prepared: PreparedReview, runID: Int64, session: any SourceControlSession) -> String {
+        PlatformText.fitted(reviewBody(prepared, platform: session.platformName), limit: session.maxTextLength, notice: cutReview(runID: runID))
+    }
+
     static func reviewBody(_ prepared: PreparedReview, platform: String) -> String {
         guard prepared.inlineMovedToSummary, !prepared.findings.isEmpty else { return prepared.body }
         var body = prepared.body + "\n\n### Findings \(platform) could not place inline\n"
@@ -576,16 +582,33 @@ public struct ReviewRunner: Sendable {
         return nil
     }
 
-    static func comment(_ finding: Finding) -> ReviewComment {
-        var body = outside("**\(finding.severity.rawValue.capitalized) · \(finding.category)**: \(finding.title)\n\n\(finding.body)")
+    /// A finding as an inline comment of at most `limit` characters (the platform's
+    /// `maxTextLength`): a suggested change that would not fit is left out whole (never cut), then
+    /// the text is cut; the fingerprint marker always ends it.
+    static func comment(_ finding: Finding, limit: Int = .max) -> ReviewComment {
+        let text = outside("**\(finding.severity.rawValue.capitalized) · \(finding.category)**: \(finding.title)\n\n\(finding.body)")
+        var suggested = ""
         if let suggestion = finding.suggestion, finding.side == .right {
             // A fence longer than any backtick run inside, so the suggestion cannot close it early.
             let longest = suggestion.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
             let fence = String(repeating: "`", count: max(3, longest + 1))
-            body += "\n\n\(fence)suggestion\n\(ModelText.neutralizeMarkers(suggestion))\n\(fence)"
+            suggested = "\n\n\(fence)suggestion\n\(ModelText.neutralizeMarkers(suggestion))\n\(fence)"
         }
-        body += "\n\n" + fingerprintMarker(finding.fingerprint)
+        let marker = "\n\n" + fingerprintMarker(finding.fingerprint)
+        if PlatformText.length(text) + PlatformText.length(suggested) + PlatformText.length(marker) > limit, !suggested.isEmpty {
+            suggested = "\n\n" + omittedLongSuggestion
+        }
+        let room = limit == .max ? .max : limit - PlatformText.length(suggested) - PlatformText.length(marker)
+        let body = PlatformText.fitted(text, limit: room, notice: cutComment) + suggested + marker
         return ReviewComment(path: finding.path, line: finding.line, side: finding.side, startLine: finding.startLine, body: body)
+    }
+
+    static let omittedLongSuggestion = "_(A suggested change was left out here: with it this comment would be longer than the platform takes.)_"
+    static let cutComment = "_(Cut here: this comment is longer than the platform takes.)_"
+
+    /// The end of a review body cut to the platform's length; the run's page in Sentinel has all of it.
+    static func cutReview(runID: Int64) -> String {
+        "_(Cut here: this review is longer than the platform takes; run \(runID) in Sentinel has all of it.)_"
     }
 
     private func skip(run: ReviewRun, reason: String, label: String, session: any SourceControlSession, repo: String, checkID: String?,

@@ -101,12 +101,38 @@ public struct CommitComparison: Sendable {
     }
 }
 
+/// Text cut to what a platform takes (`SourceControlSession.maxTextLength`), counted in Unicode
+/// code points as GitHub counts them (an emoji once), cut between characters and ending with a
+/// sentence that says so.
+public enum PlatformText {
+    public static func length(_ text: String) -> Int { text.unicodeScalars.count }
+
+    /// `text` as it is when it fits in `limit`; otherwise its start and `notice` (after a blank
+    /// line), `limit` code points in all.
+    public static func fitted(_ text: String, limit: Int, notice: String) -> String {
+        guard length(text) > limit else { return text }
+        let room = max(0, limit - length(notice) - 2)
+        var kept = 0
+        var end = text.startIndex
+        for character in text {
+            let size = character.unicodeScalars.count
+            guard kept + size <= room else { break }
+            kept += size
+            end = text.index(after: end)
+        }
+        return String(text[..<end]) + "\n\n" + notice
+    }
+}
+
 /// A source-control platform as seen by a review run. `number` is the pull request's number (a
 /// merge request's IID on platforms that call it so); `repo` the platform's full repository name.
 /// Implementations map their API errors to `SourceControlError`.
 public protocol SourceControlSession: Sendable {
     /// The platform's name as users know it ("GitHub"), for sentences in reviews and checks.
     var platformName: String { get }
+    /// The most characters (Unicode code points) the platform takes in a review body or an inline
+    /// comment; a longer one is refused whole. The review is cut to fit (`PlatformText`).
+    var maxTextLength: Int { get }
     func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo
     func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles
     /// Nil when `base` is not an ancestor of `head` (a force-push rewrote history) or is unknown.

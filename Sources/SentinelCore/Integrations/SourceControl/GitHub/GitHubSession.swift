@@ -7,6 +7,8 @@ public struct GitHubSession: SourceControlSession {
     let botLogin: String?
     public static let checkName = "Sentinel"
     public var platformName: String { "GitHub" }
+    /// GitHub refuses a review or comment body over 65,536 characters and a check summary over 65,535.
+    public var maxTextLength: Int { 65_535 }
 
     public init(client: GitHubClient, botLogin: String? = nil) {
         self.client = client

@@ -13,6 +13,8 @@ public struct GitLabSession: SourceControlSession {
     let runURL: (@Sendable (Int64) -> String)?
     public static let statusName = "Sentinel"
     public var platformName: String { "GitLab" }
+    /// GitLab takes notes of up to 1,000,000 characters.
+    public var maxTextLength: Int { 1_000_000 }
 
     public init(client: GitLabClient, project: Int64, bot: GitLabUser, runURL: (@Sendable (Int64) -> String)? = nil) {
         self.client = client
