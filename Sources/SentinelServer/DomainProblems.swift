@@ -59,7 +59,7 @@ extension IdentityError: ProblemConvertible {
         case .invalid: return Problem(status: .badRequest, detail: description)
         case .notFound: return Problem(status: .notFound, detail: description)
         case .conflict: return Problem(status: .conflict, detail: description)
-        case .unauthenticated: return Problem(status: .unauthorized, detail: description)
+        case .unauthenticated: return Problem.unauthenticated(description)
         case .forbidden: return Problem(status: .forbidden, detail: description)
         case .rateLimited(let seconds):
             var problem = Problem(status: .tooManyRequests, detail: description)

@@ -15,6 +15,10 @@ public struct Problem: Error, Codable, Sendable, Equatable {
     public var instance: String?
     /// Sent as `Retry-After` (seconds) with 429 and 503.
     public var retryAfter: Int?
+    /// Sent as `WWW-Authenticate` with a 401 (RFC 9110 §11.6.1): how to authenticate, and why the
+    /// credentials sent were refused. The API's 401s carry `Bearer realm="Sentinel"` (the default
+    /// for a 401 of the API); a webhook's 401 names the signature header it wants in its detail.
+    public var challenge: String?
 
     enum CodingKeys: String, CodingKey { case type, title, status, detail, instance }
 
@@ -29,6 +33,7 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let requestID { headers[.requestID] = requestID }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        if let challenge { headers[.wwwAuthenticate] = challenge }
         var copy = self
         copy.instance = requestID.map { "urn:sentinel:request:\($0)" }
         let body = (try? JSONEncoder.sentinel.encode(copy)) ?? Data("{\"status\":\(status)}".utf8)
@@ -75,6 +80,17 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         case .dataCorrupted(let context): return "\(field(context.codingPath)): \(context.debugDescription)"
         @unknown default: return "the body does not match the schema"
         }
+    }
+
+    /// The API's way in (RFC 6750 §3): a bearer token, a session's or an API token.
+    static let bearerChallenge = #"Bearer realm="Sentinel""#
+
+    /// A 401 of the API: its detail, with the bearer challenge (`invalidToken`: the one sent was
+    /// unknown, expired or revoked, RFC 6750 §3.1).
+    static func unauthenticated(_ detail: String, invalidToken: Bool = false) -> Problem {
+        var problem = Problem(status: .unauthorized, detail: detail)
+        problem.challenge = bearerChallenge + (invalidToken ? #", error="invalid_token""# : "")
+        return problem
     }
 
     static let internalError = Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id")

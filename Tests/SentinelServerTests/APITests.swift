@@ -85,9 +85,10 @@ struct APIClient: Sendable {
     }
 
     @discardableResult
-    func call(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil) async throws -> Reply {
+    func call(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil, authorization: String? = nil) async throws -> Reply {
         var headers: HTTPFields = [:]
         if let token { headers[.authorization] = "Bearer \(token)" }
+        if let authorization { headers[.authorization] = authorization }
         if body != nil { headers[.contentType] = "application/json" }
         let response = try await client.execute(uri: "/api/v1" + path, method: method, headers: headers,
                                                 body: body.map { ByteBuffer(string: $0) })
@@ -202,8 +203,21 @@ struct APIAccessTests {
             #expect(refused.status == .forbidden)
             #expect(refused.body.contains("'write' scope"))
             #expect(try await api.call(.get, "/auth/me", token: expiring.token).status == .unauthorized)
-            #expect(try await api.call(.get, "/auth/me", token: "snt_not-a-token").status == .unauthorized)
-            #expect(try await api.call(.get, "/auth/me").status == .unauthorized)
+            // Every 401 says how to authenticate (RFC 9110 §11.6.1, RFC 6750 §3): a bearer token, and
+            // whether the one sent was refused.
+            let unknown = try await api.call(.get, "/auth/me", token: "snt_not-a-token")
+            #expect(unknown.status == .unauthorized)
+            #expect(unknown.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel", error="invalid_token""#)
+            let anonymous = try await api.call(.get, "/auth/me")
+            #expect(anonymous.status == .unauthorized)
+            #expect(anonymous.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel""#)
+            let basic = try await api.call(.get, "/auth/me", authorization: "Basic Zm9vOmJhcg==")
+            #expect(basic.status == .unauthorized)
+            #expect(basic.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel""#)
+            #expect(basic.json["detail"] as? String == "the API takes a bearer token (Authorization: Bearer <session or API token>), not Basic")
+            let login = try await api.call(.post, "/auth/login", body: #"{"email":"nobody@example.com","password":"whatever it is"}"#)
+            #expect(login.status == .unauthorized)
+            #expect(login.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel""#)
 
             let created = try await api.call(.post, "/tokens", token: world.token(.member), body: #"{"name":"ci","scopes":["read"],"expires_in_days":30}"#)
             #expect(created.status == .created)

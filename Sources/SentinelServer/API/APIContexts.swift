@@ -115,9 +115,13 @@ struct AccessMiddleware: ServerMiddleware {
         guard let info = APIContext.request else { throw APIContext.Mismatch(description: "no request information for \(operationID)") }
         var principal: Principal?
         if let header = request.headerFields[.authorization] {
-            guard header.lowercased().hasPrefix("bearer "),
-                  let found = try identity.authenticate(bearer: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
-                throw Problem(status: .unauthorized, detail: "the bearer token is unknown, expired or revoked")
+            guard header.lowercased().hasPrefix("bearer ") else {
+                let scheme = header.prefix { $0 != " " }.prefix(20)
+                throw Problem.unauthenticated("the API takes a bearer token (Authorization: Bearer <session or API token>)"
+                    + (scheme.isEmpty || scheme.lowercased() == "bearer" ? "" : ", not \(StoredText.singleLine(String(scheme)))"))
+            }
+            guard let found = try identity.authenticate(bearer: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+                throw Problem.unauthenticated("the bearer token is unknown, expired or revoked", invalidToken: true)
             }
             principal = found
         }
@@ -153,7 +157,7 @@ struct AccessMiddleware: ServerMiddleware {
     }
 
     static func signedIn(_ principal: Principal?) throws -> Principal {
-        guard let principal else { throw Problem(status: .unauthorized, detail: "sign in: send Authorization: Bearer <session or API token>") }
+        guard let principal else { throw Problem.unauthenticated("sign in: send Authorization: Bearer <session or API token>") }
         return principal
     }
 
