@@ -16,6 +16,19 @@ struct ReviewRunnerTextTests {
         #expect(body.components(separatedBy: "<!--").count == 2)
     }
 
+    @Test("text cut for a platform counts code points, never splits a character, and ends with its notice; text within the limit is kept")
+    func platformTextFitted() {
+        #expect(PlatformText.fitted("short", limit: 10, notice: "cut") == "short")
+        // "é" written as e + U+0301 is one character of two code points: 65,000 of them were 130,000 for GitHub.
+        let accented = String(repeating: "e\u{301}", count: 70_000)
+        let fitted = PlatformText.fitted(accented, limit: 65_535, notice: "_(Cut.)_")
+        #expect(fitted.unicodeScalars.count <= 65_535)
+        #expect(fitted.hasSuffix("\n\n_(Cut.)_"))
+        let kept = fitted.dropLast("\n\n_(Cut.)_".count)
+        #expect(kept.allSatisfy { $0 == "e\u{301}" } && kept.unicodeScalars.count % 2 == 0, "no accent left without its letter")
+        #expect(kept.unicodeScalars.count >= 65_535 - 20)
+    }
+
     @Test("an incremental review keeps only the PR diff's hunks the push touched; files only in the comparison are dropped")
     func restrictToPullRequestDiff() throws {
         let pr = try DiffFile.fromPatch(path: "app.py", status: .modified,

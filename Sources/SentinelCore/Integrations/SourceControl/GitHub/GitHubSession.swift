@@ -88,7 +88,9 @@ public struct GitHubSession: SourceControlSession {
         try await mapped {
             try await client.updateCheckRun(repo, id: id, GitHubCheckRunRequest(
                 name: nil, headSHA: nil, status: "completed", conclusion: conclusion.rawValue, externalID: nil, startedAt: nil,
-                completedAt: Date().formatted(.iso8601), output: .init(title: String(title.prefix(200)), summary: String(summary.prefix(65_000)), text: nil)))
+                completedAt: Date().formatted(.iso8601), output: .init(title: String(title.prefix(200)),
+                                                                      summary: PlatformText.fitted(summary, limit: maxTextLength, notice: "_(Cut here: longer than GitHub takes.)_"),
+                                                                      text: nil)))
         }
     }
 
