@@ -164,6 +164,8 @@ public final class Appliance: Sendable {
                                   health: .init(certificateFile: certificate, exportEnabled: config.export.enabled, exportTime: config.export.time))
         router.add(middleware: ConsoleNotFoundMiddleware(console: console))
         console.add(to: router)
+        // Last, after every route: it wraps only what no route matched.
+        router.add(middleware: MethodNotAllowedMiddleware(router: router))
         return router
     }
 

@@ -179,6 +179,30 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("a path that exists asked with a method it does not take is answered 405 with Allow, not 404; unknown paths and unknown ids stay 404")
+    func methodNotAllowed() async throws {
+        let world = try await GitHubWorld()
+        func answer(_ method: String, _ path: String) async throws -> String {
+            try await RawConnection.converse(port: world.port, "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").text
+        }
+        let health = try await answer("DELETE", "/healthz")
+        #expect(health.hasPrefix("HTTP/1.1 405"), "\(health)")
+        #expect(health.contains("Allow: GET, HEAD\r\n"), "\(health)")
+        #expect(health.contains("DELETE is not allowed here; /healthz takes GET, HEAD"), "\(health)")
+        let hook = try await answer("GET", world.integration.webhookPath)
+        #expect(hook.hasPrefix("HTTP/1.1 405") && hook.contains("Allow: POST\r\n"), "\(hook)")
+        let api = try await answer("PUT", "/api/v1/workspaces")
+        #expect(api.hasPrefix("HTTP/1.1 405") && api.contains("Allow: GET, HEAD, POST\r\n"), "\(api)")
+        let console = try await answer("DELETE", "/sign-in")
+        #expect(console.hasPrefix("HTTP/1.1 405") && console.contains("Allow: GET, HEAD, POST\r\n"), "\(console)")
+        // What does not exist stays 404: an unknown path, and an unknown id on a route that matched.
+        #expect(try await answer("GET", "/no/such/page").hasPrefix("HTTP/1.1 404"))
+        #expect(try await answer("DELETE", "/no/such/page").hasPrefix("HTTP/1.1 404"))
+        #expect(try await answer("POST", "/webhooks/github/int_0000000000000000").hasPrefix("HTTP/1.1 404"))
+        #expect(!world.appliance.prometheus.emitToString().contains(#"status="500""#))
+        await world.stop()
+    }
+
     @Test("webhook bodies past server.max_webhook_bytes_in_flight get 503 with Retry-After before they are read; small ones always pass; the budget comes back")
     func bodiesInFlightBounded() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxWebhookBytesInFlight = 1_048_576 })
