@@ -1,6 +1,29 @@
 import Foundation
 import GRDB
 
+/// The rule a platform's repository name follows, as the platforms themselves enforce it: parts
+/// separated by `/` (GitHub `owner/name`; GitLab `group/subgroup/…/project`), each of letters,
+/// digits, `-`, `_` and `.`, and none `.` or `..`. The name goes into API paths and onto the
+/// console, so a webhook naming a repository otherwise is not understood.
+public enum RepositoryName {
+    public static func isValid(_ name: String, parts allowed: ClosedRange<Int>) -> Bool {
+        guard name.utf8.count <= 1_000 else { return false }
+        let parts = name.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard allowed.contains(parts.count) else { return false }
+        return parts.allSatisfy { part in
+            !part.isEmpty && !part.allSatisfy { $0 == UInt8(ascii: ".") } && part.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                     UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
+                    true
+                default:
+                    false
+                }
+            }
+        }
+    }
+}
+
 /// A repository the workspace knows through one of its integrations.
 public struct RepositoryRecord: Codable, Sendable, Equatable, FetchableRecord {
     public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase

@@ -5,11 +5,9 @@ import Foundation
 /// snake_case, so these read with `JSONDecoder.sentinel` (`full_name` → `fullName`).
 enum GitHubPayload {
     struct Account: Decodable { let login: String?; let type: String? }
-    /// A repository as GitHub names it: a positive id and `owner/name`, each part of letters,
-    /// digits, `-`, `_` and `.` (GitHub's own rule for both), and neither `.` nor `..`. The name goes into API paths
-    /// (`repos/{owner}/{name}/…`) and onto the console, so a payload that breaks the rule is not
-    /// understood (`ignored: payload not understood (repository.full_name: …)`): no repository is
-    /// registered for it.
+    /// A repository as GitHub names it: a positive id and `owner/name` (`RepositoryName`). A
+    /// payload that breaks the rule is not understood (`ignored: payload not understood
+    /// (repository.full_name: …)`): no repository is registered for it.
     struct Repository: Decodable {
         let id: Int64
         let fullName: String
@@ -27,25 +25,9 @@ enum GitHubPayload {
             guard id > 0 else {
                 throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "not a positive repository id (\(id))")
             }
-            guard Self.isValidFullName(fullName) else {
+            guard RepositoryName.isValid(fullName, parts: 2...2) else {
                 throw DecodingError.dataCorruptedError(forKey: .fullName, in: container,
                                                        debugDescription: "not a repository name of the form owner/name")
-            }
-        }
-
-        static func isValidFullName(_ name: String) -> Bool {
-            let parts = name.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-            guard parts.count == 2, name.utf8.count <= 200 else { return false }
-            return parts.allSatisfy { part in
-                !part.isEmpty && !part.allSatisfy { $0 == UInt8(ascii: ".") } && part.allSatisfy { byte in
-                    switch byte {
-                    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                         UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."):
-                        true
-                    default:
-                        false
-                    }
-                }
             }
         }
     }

@@ -5,7 +5,27 @@ import Logging
 /// The parts of GitLab's webhook payloads Sentinel reads (`Merge Request Hook`, `Note Hook`).
 enum GitLabPayload {
     struct User: Decodable { let id: Int64?; let username: String? }
-    struct Project: Decodable { let id: Int64; let path_with_namespace: String }
+    /// A project as GitLab names it: a positive id and `group/…/project` (`RepositoryName`, up to
+    /// 20 levels of subgroups); otherwise the payload is not understood and registers nothing.
+    struct Project: Decodable {
+        let id: Int64
+        let path_with_namespace: String
+
+        enum CodingKeys: String, CodingKey { case id, path_with_namespace }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            id = try container.decode(Int64.self, forKey: .id)
+            path_with_namespace = try container.decode(String.self, forKey: .path_with_namespace)
+            guard id > 0 else {
+                throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "not a positive project id (\(id))")
+            }
+            guard RepositoryName.isValid(path_with_namespace, parts: 2...22) else {
+                throw DecodingError.dataCorruptedError(forKey: .path_with_namespace, in: container,
+                                                       debugDescription: "not a project path of the form group/project")
+            }
+        }
+    }
     struct Commit: Decodable { let id: String? }
     struct Change<T: Decodable>: Decodable { let previous: T?; let current: T? }
     struct Changes: Decodable { let draft: Change<Bool>? }
