@@ -20,6 +20,18 @@ struct ModelTextTests {
         #expect(finding.suggestion == "let x = 1 // &lt;!-- sentinel:fp:abc -->")
     }
 
+    @Test("references to other repositories' issues and merge requests in model text are defused; references within the repository, URLs and code stay")
+    func crossReferencesDefused() throws {
+        let out = try ModelOutputParser.parse(#"""
+            {"summary": "Same as torvalds/linux#1 and gitlab-org/sub.group/gitlab!42; see #12 and `other/repo#3`.",
+             "findings": [{"path": "a.py", "line": 3, "title": "Fixes acme/api#7", "body": "Docs: https://example.com/a/b#intro, C# 12, a/b#x."}]}
+            """#)
+        #expect(out.summary == "Same as torvalds/linux#\u{200B}1 and gitlab-org/sub.group/gitlab!\u{200B}42; see #12 and `other/repo#3`.")
+        let finding = try #require(out.findings.first)
+        #expect(finding.title == "Fixes acme/api#\u{200B}7")
+        #expect(finding.body == "Docs: https://example.com/a/b#intro, C# 12, a/b#x.")
+    }
+
     @Test("bidirectional control characters in model text are spelled out; a suggestion holding one is left out saying so")
     func bidiControlsNeutralised() throws {
         let out = try ModelOutputParser.parse(#"""

@@ -391,14 +391,15 @@ extension JSONValue {
 /// Model output is text from outside (and the PR's own content can steer it), posted under the
 /// bot's name. Before it reaches GitHub it may not carry HTML comments (which would hide text and
 /// could imitate Sentinel's own run and fingerprint markers), @-mentions (which would notify
-/// people) nor bidirectional control characters (which would display it in another order; they
+/// people), references to other repositories' issues (which would mark the mention on them) nor
+/// bidirectional control characters (which would display it in another order; they
 /// are spelled out, `[U+202E]`). Everything else, markdown included, is kept.
 public enum ModelText {
     public static let omittedBidiSuggestion = "_(A suggested change was left out here: it holds bidirectional control characters, "
         + "which display code in another order than it runs.)_"
 
     public static func neutralize(_ text: String) -> String {
-        let marked = BidiControls.spelledOut(neutralizeMarkers(text))
+        let marked = defuseCrossReferences(BidiControls.spelledOut(neutralizeMarkers(text)))
         guard marked.utf8.contains(UInt8(ascii: "@")) else { return marked }
         // An @ that starts a word and is followed by a letter or digit would mention someone:
         // a zero-width space after it keeps the text and drops the notification.
@@ -410,6 +411,37 @@ public enum ModelText {
             pendingAt = ch == "@" && !(previous.isLetter || previous.isNumber || previous == "_" || previous == "`")
             out.append(ch)
             previous = ch
+        }
+        return out
+    }
+
+    /// `owner/repo#12` and `group/sub/project!12` name an issue, pull or merge request of another
+    /// repository, and GitHub and GitLab link them and mark the mention on it ("mentioned this
+    /// …"): model text steered by a pull request could leave such marks, under the bot's name, on
+    /// any project the platform holds. A zero-width space after the `#` or `!` keeps the text and
+    /// drops the link. References within the repository (`#12`) and text in backticks are kept.
+    static func defuseCrossReferences(_ text: String) -> String {
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") }),
+              text.utf8.contains(UInt8(ascii: "/")) else { return text }
+        func isNameCharacter(_ c: Character) -> Bool {
+            c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".")
+        }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 8)
+        // The run of name characters and slashes just before the current position.
+        var token = ""
+        var inCode = false
+        var pending = false
+        for ch in text {
+            if pending, ch.isASCII, ch.isNumber { out.append("\u{200B}") }
+            pending = false
+            if ch == "`" { inCode.toggle() }
+            if !inCode, ch == "#" || ch == "!" {
+                let parts = token.split(separator: "/", omittingEmptySubsequences: false)
+                pending = parts.count >= 2 && parts.allSatisfy { !$0.isEmpty }
+            }
+            if isNameCharacter(ch) || ch == "/" { token.append(ch) } else { token = "" }
+            out.append(ch)
         }
         return out
     }
