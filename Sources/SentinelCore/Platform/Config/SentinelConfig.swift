@@ -259,7 +259,7 @@ public enum ConfigLoader {
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
         key("server.tls.reload_check_seconds", "how often the certificate and key files are checked for a renewal, served from the next connection on (SIGHUP checks at once)", \.server.tlsReloadCheckSeconds, in: 1...86_400),
         key("server.public_url", "base URL GitHub uses to reach Sentinel (for webhook URLs in API responses); default: the request's Host", \.server.publicURL),
-        key("server.idle_timeout_seconds", "close a connection that sends nothing for this long", \.server.idleTimeoutSeconds, in: 0.1...86_400),
+        key("server.idle_timeout_seconds", "close a connection whose next request head has not arrived whole this long after it opened or after the previous response", \.server.idleTimeoutSeconds, in: 0.1...86_400),
         key("server.request_timeout_seconds", "a request must arrive whole (head and body) within this long of the connection opening or the previous response", \.server.requestTimeoutSeconds, in: 1...3_600),
         key("server.max_connections", "connections served at once; more wait in the listen backlog", \.server.maxConnections, in: 1...1_000_000),
         key("server.max_header_bytes", "largest request head accepted (all header lines together)", \.server.maxHeaderBytes, in: 1_024...1_048_576),
