@@ -28,6 +28,31 @@ struct ConsoleInputRuleTests {
         #expect(try property("updateProvider", "api_key")["maxLength"] == .int(ProviderStore.maxLengths["api_key"]!))
     }
 
+    @Test("a form posted as multipart/form-data is a 415 and one with broken percent-encoding a 400, each saying so, not 'form expired' or a missing field")
+    func unreadableFormsExplained() async throws {
+        let world = try APIWorld()
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.console { first in
+            let admin = ConsoleSession(client: first.client)
+            try await admin.signIn("admin@example.com", APIWorld.password(.admin))
+            _ = try await admin.get(base + "/members")
+            let csrf = try #require(await admin.csrf)
+            let boundary = "sentinel-test-boundary"
+            let multipart = "--\(boundary)\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n\(csrf)\r\n"
+                + "--\(boundary)\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\ncore\r\n--\(boundary)--\r\n"
+            let refused = try await admin.send(.post, base + "/teams", body: multipart, contentType: "multipart/form-data; boundary=\(boundary)")
+            #expect(refused.status == .unsupportedMediaType)
+            #expect(refused.body.contains("reads forms sent as application/x-www-form-urlencoded"), "\(refused.body)")
+            let broken = try await admin.send(.post, base + "/teams", body: "csrf=\(csrf)&name=core%ff%fe")
+            #expect(broken.status == .badRequest)
+            #expect(broken.body.contains("not valid percent-encoded UTF-8"), "\(broken.body)")
+            #expect(try await world.teams().isEmpty)
+            // The same form, urlencoded as a browser sends it, is taken.
+            #expect(try await admin.send(.post, base + "/teams", body: "csrf=\(csrf)&name=core").status == .seeOther)
+            #expect(try await world.teams().map(\.name) == ["core"])
+        }
+    }
+
     @Test("forged posts with long or control-character text get a clear error page and store nothing")
     func forgedText() async throws {
         let world = try APIWorld()

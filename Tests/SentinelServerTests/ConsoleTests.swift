@@ -48,10 +48,11 @@ actor ConsoleSession {
         return try await send(.post, path, body: body)
     }
 
-    func send(_ method: HTTPRequest.Method, _ path: String, body: String?) async throws -> Page {
+    func send(_ method: HTTPRequest.Method, _ path: String, body: String?,
+              contentType: String = "application/x-www-form-urlencoded") async throws -> Page {
         var headers: HTTPFields = [:]
         if !cookies.isEmpty { headers[.cookie] = cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") }
-        if body != nil { headers[.contentType] = "application/x-www-form-urlencoded" }
+        if body != nil { headers[.contentType] = contentType }
         let response = try await client.execute(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
         let page = Page(status: response.status, body: String(buffer: response.body), headers: response.headers)
         for header in page.setCookies {

@@ -88,10 +88,21 @@ struct Console: Sendable {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    /// The posted form, after its token is checked against the visit's cookie (403 otherwise).
+    /// The posted form, after its token is checked against the visit's cookie (403 otherwise). A
+    /// body of another type (a script posting `multipart/form-data`) is a 415 and one whose
+    /// encoding breaks is a 400, each saying so, rather than a form with its fields missing.
     func form(_ visit: Visit) async throws -> Form {
+        if let type = visit.request.headers[.contentType],
+           type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/x-www-form-urlencoded" {
+            throw ConsoleError(status: .unsupportedMediaType, heading: "Form not readable",
+                               message: "The console reads forms sent as application/x-www-form-urlencoded, as a browser sends its pages' forms, "
+                                   + "not as \(StoredText.singleLine(String(type.prefix(60)))).")
+        }
         let body = try await visit.request.body.collect(upTo: Self.maxFormBytes)
-        let form = Form(String(buffer: body))
+        guard let form = Form(String(decoding: body.readableBytesView, as: UTF8.self)) else {
+            throw ConsoleError(status: .badRequest, heading: "Form not readable",
+                               message: "A field of this form is not valid percent-encoded UTF-8.")
+        }
         guard let secret = visit.formSecret, let sent = form["csrf"],
               constantTimeEqual(sent, Self.formToken(secret: secret)) else {
             throw ConsoleError(status: .forbidden, heading: "Form expired",
@@ -272,23 +283,24 @@ struct ConsoleRedirect: Error {
     let location: String
 }
 
-/// An `application/x-www-form-urlencoded` body.
+/// An `application/x-www-form-urlencoded` body; nil when a name or value is not valid
+/// percent-encoded UTF-8 (it would otherwise read as empty).
 struct Form: Sendable {
     let fields: [String: String]
 
-    init(_ body: String) {
+    init?(_ body: String) {
         var fields: [String: String] = [:]
         for pair in body.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = Self.decode(parts[0])
+            guard let name = Self.decode(parts[0]), let value = parts.count > 1 ? Self.decode(parts[1]) : "" else { return nil }
             guard !name.isEmpty, fields[name] == nil else { continue }
-            fields[name] = parts.count > 1 ? Self.decode(parts[1]) : ""
+            fields[name] = value
         }
         self.fields = fields
     }
 
-    static func decode(_ text: Substring) -> String {
-        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+    static func decode(_ text: Substring) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
     subscript(_ name: String) -> String? { fields[name] }
