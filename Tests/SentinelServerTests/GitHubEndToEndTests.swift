@@ -382,6 +382,30 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a signed delivery sent as a form (a webhook left at GitHub's form content type) is a 415 saying to send JSON; nothing is stored")
+    func formEncodedDeliveryExplained() async throws {
+        let world = try await GitHubWorld()
+        let json = String(decoding: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"), as: UTF8.self)
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        let body = Data(("payload=" + (json.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")).utf8)
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(world.port)\(world.integration.webhookPath)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.headers.add(name: "X-GitHub-Event", value: "pull_request")
+        request.headers.add(name: "X-GitHub-Delivery", value: UUID().uuidString)
+        request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: world.secret))
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response = try await world.http.execute(request, timeout: .seconds(10))
+        let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
+        #expect(response.status.code == 415)
+        #expect(text.contains("the delivery is sent as application/x-www-form-urlencoded; Sentinel reads webhook deliveries as JSON"), "\(text)")
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
+        // A body that is not JSON, sent as JSON, stays a 400.
+        #expect(try await world.deliver(event: "pull_request", body: Data("payload=x".utf8)).0 == 400)
+        await world.stop()
+    }
+
     @Test("a signed body nested past 512 levels is refused saying so (it was told it was not a JSON object); 100 levels are stored")
     func deepNestingExplained() async throws {
         let world = try await GitHubWorld()

@@ -139,6 +139,19 @@ struct WebhookRoutes {
         return try await withBody(request, platform: "github") { data in try await receiveGitHub(request, context, integration: integration, data: data) }
     }
 
+    /// Why a signed delivery that is not a JSON object is refused: a repository or organisation
+    /// webhook left at GitHub's form content type sends `payload=…` as
+    /// `application/x-www-form-urlencoded`, and is told (415) to send JSON; anything else is a 400.
+    static func unreadable(_ request: Request) -> Problem {
+        if let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
+           !type.isEmpty, type != "application/json", !type.hasSuffix("+json") {
+            return Problem(status: .unsupportedMediaType,
+                           detail: "the delivery is sent as \(StoredText.singleLine(String(type.prefix(60)))); Sentinel reads webhook deliveries as JSON: "
+                               + "set the webhook's content type to application/json")
+        }
+        return Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
+    }
+
     /// The integration whose webhook secret `accepts` the delivery: the cached one, or the one
     /// stored now when the cached copy refuses it (a secret rotated from the command line; read
     /// again at most once a second per integration). Nil: refused by both.
@@ -162,7 +175,7 @@ struct WebhookRoutes {
         let deliveryID = try Self.required(Self.gitHubDeliveryID(request), "X-GitHub-Delivery", limit: Self.deliveryIDLimit)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
-            throw Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
+            throw Self.unreadable(request)
         }
         if event == "ping" {
             metrics.webhook(platform: "github", outcome: "ping")
@@ -194,7 +207,7 @@ struct WebhookRoutes {
         let key = try Self.required(Self.gitLabDeliveryKey(request), "X-Gitlab-Event-UUID (or Idempotency-Key)", limit: Self.deliveryIDLimit)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
-            throw Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
+            throw Self.unreadable(request)
         }
         let action = envelope.objectAttributesAction
         return try await store(deliveryID: Self.gitLabDeliveryID(key), event: event, action: action, data: data, integrationID: integration.id,
