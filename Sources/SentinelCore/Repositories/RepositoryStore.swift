@@ -6,6 +6,22 @@ import GRDB
 /// digits, `-`, `_` and `.`, and none `.` or `..`. The name goes into API paths and onto the
 /// console, so a webhook naming a repository otherwise is not understood.
 public enum RepositoryName {
+    /// A webhook payload's repository id and name from `container`: an id that is not positive or
+    /// a name that breaks the rule is data corrupted at its key (`noun` and `form` say what was
+    /// expected), so the payload is not understood.
+    static func decode<Key: CodingKey>(_ container: KeyedDecodingContainer<Key>, id idKey: Key, name nameKey: Key,
+                                       parts: ClosedRange<Int>, noun: String, form: String) throws -> (id: Int64, name: String) {
+        let id = try container.decode(Int64.self, forKey: idKey)
+        let name = try container.decode(String.self, forKey: nameKey)
+        guard id > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: idKey, in: container, debugDescription: "not a positive \(noun) id (\(id))")
+        }
+        guard isValid(name, parts: parts) else {
+            throw DecodingError.dataCorruptedError(forKey: nameKey, in: container, debugDescription: "not a \(noun) \(form)")
+        }
+        return (id, name)
+    }
+
     public static func isValid(_ name: String, parts allowed: ClosedRange<Int>) -> Bool {
         guard name.utf8.count <= 1_000 else { return false }
         let parts = name.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)

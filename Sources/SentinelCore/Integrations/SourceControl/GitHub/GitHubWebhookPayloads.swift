@@ -18,17 +18,10 @@ enum GitHubPayload {
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            id = try container.decode(Int64.self, forKey: .id)
-            fullName = try container.decode(String.self, forKey: .fullName)
+            (id, fullName) = try RepositoryName.decode(container, id: .id, name: .fullName, parts: 2...2, noun: "repository",
+                                                       form: "name of the form owner/name")
             `private` = try container.decodeIfPresent(Bool.self, forKey: .private)
             fork = try container.decodeIfPresent(Bool.self, forKey: .fork)
-            guard id > 0 else {
-                throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "not a positive repository id (\(id))")
-            }
-            guard RepositoryName.isValid(fullName, parts: 2...2) else {
-                throw DecodingError.dataCorruptedError(forKey: .fullName, in: container,
-                                                       debugDescription: "not a repository name of the form owner/name")
-            }
         }
     }
     struct Installation: Decodable { let id: Int64; let account: Account? }

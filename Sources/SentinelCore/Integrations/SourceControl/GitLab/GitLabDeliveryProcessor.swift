@@ -14,16 +14,8 @@ enum GitLabPayload {
         enum CodingKeys: String, CodingKey { case id, path_with_namespace }
 
         init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            id = try container.decode(Int64.self, forKey: .id)
-            path_with_namespace = try container.decode(String.self, forKey: .path_with_namespace)
-            guard id > 0 else {
-                throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "not a positive project id (\(id))")
-            }
-            guard RepositoryName.isValid(path_with_namespace, parts: 2...22) else {
-                throw DecodingError.dataCorruptedError(forKey: .path_with_namespace, in: container,
-                                                       debugDescription: "not a project path of the form group/project")
-            }
+            (id, path_with_namespace) = try RepositoryName.decode(decoder.container(keyedBy: CodingKeys.self), id: .id, name: .path_with_namespace,
+                                                                  parts: 2...22, noun: "project", form: "path of the form group/project")
         }
     }
     struct Commit: Decodable { let id: String? }
