@@ -307,12 +307,12 @@ public struct ReviewRunner: Sendable {
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
         if !resolved.diagnostics.isEmpty {
-            body += "\n\n### Configuration problems\n" + resolved.diagnostics.map { "- `\(Self.outside($0.formatted))`" }.joined(separator: "\n")
+            body += "\n\n### Configuration problems\n" + resolved.diagnostics.map { "- " + MarkdownCode.span($0.formatted) }.joined(separator: "\n")
                 + "\n\nThe review used the other configuration layers."
         }
         if !resolved.effective.violations.isEmpty {
             body += "\n\n### Locked settings\n" + resolved.effective.violations.map {
-                "- `\(Self.outside($0.key))` is locked by the \($0.lockedBy.rawValue) settings; the \($0.attemptedBy.rawValue) value was not applied."
+                "- \(MarkdownCode.span($0.key)) is locked by the \($0.lockedBy.rawValue) settings; the \($0.attemptedBy.rawValue) value was not applied."
             }.joined(separator: "\n")
         }
         var checkSummary = Self.outside(result.coverage.sentence)
@@ -393,7 +393,7 @@ public struct ReviewRunner: Sendable {
         var sentence = "\(session.platformName) listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
             + "the other \(pull.unlisted) were not reviewed"
         if !notListed.isEmpty {
-            let names = notListed.prefix(20).map { "`\($0)`" }.joined(separator: ", ")
+            let names = notListed.prefix(20).map(MarkdownCode.span).joined(separator: ", ")
             sentence += ", among them \(names)" + (notListed.count > 20 ? " and \(notListed.count - 20) more" : "")
         }
         return DiffToReview(files: files, complete: false, notListedSentence: Self.outside(sentence + "."))
@@ -518,7 +518,7 @@ public struct ReviewRunner: Sendable {
             let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
             var text = Fingerprint.normalize(f.body)
             if text.count > 300 { text = String(text.prefix(299)) + "…" }
-            body += outside("- **\(f.severity.rawValue)** `\(location)` \(f.category): \(f.title)" + (text == f.title ? "" : " — " + text)) + "\n"
+            body += outside("- **\(f.severity.rawValue)** \(MarkdownCode.span(location)) \(f.category): \(f.title)" + (text == f.title ? "" : " — " + text)) + "\n"
         }
         return body
     }

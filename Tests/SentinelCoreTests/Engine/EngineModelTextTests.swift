@@ -32,6 +32,26 @@ struct ModelTextTests {
         #expect(finding.body == "Docs: https://example.com/a/b#intro, C# 12, a/b#x.")
     }
 
+    @Test("mentions right after a code span, or after escaped or unmatched backticks, are defused; mentions inside code spans are kept")
+    func mentionsByCodeSpans() {
+        #expect(ModelText.neutralize("see `foo`@security-team") == "see `foo`@\u{200B}security-team")
+        #expect(ModelText.neutralize("use `@Published` and ``a`@b``") == "use `@Published` and ``a`@b``")
+        #expect(ModelText.neutralize("\\`@team\\` and `@x") == "\\`@\u{200B}team\\` and `@\u{200B}x", "escaped and unmatched backticks are literal")
+        #expect(ModelText.neutralize("```swift\n@MainActor\n```\n@admins") == "```swift\n@MainActor\n```\n@\u{200B}admins")
+    }
+
+    @Test("a name from a pull request is shown as a code span nothing in it can close: its @, # and backticks stay code")
+    func namesAsCodeSpans() {
+        let path = "docs/x`@acme/security`#1.md"
+        let span = MarkdownCode.span(path)
+        #expect(span == "``docs/x`@acme/security`#1.md``")
+        #expect(MarkdownCode.spans(in: "- " + span + " added").count == 1)
+        let line = "- " + span + " (added) by @acme/security, see acme/api#3"
+        #expect(ModelText.neutralize(line) == "- " + span + " (added) by @\u{200B}acme/security, see acme/api#\u{200B}3")
+        #expect(MarkdownCode.span("`tick") == "`` `tick ``")
+        #expect(MarkdownCode.span("two\n\nlines") == "`two  lines`", "a blank line would end the span")
+    }
+
     @Test("bidirectional control characters in model text are spelled out; a suggestion holding one is left out saying so")
     func bidiControlsNeutralised() throws {
         let out = try ModelOutputParser.parse(#"""

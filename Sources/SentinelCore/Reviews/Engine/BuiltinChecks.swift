@@ -75,9 +75,9 @@ public enum BuiltinChecks {
                 guard let number = line.newLine else { continue }
                 for match in secretMatches(in: line.text) {
                     let title = match.rule == .genericSecret && match.name != nil
-                        ? "Hard-coded secret assigned to `\(match.name!)`" : match.rule.title
+                        ? "Hard-coded secret assigned to \(MarkdownCode.span(match.name!))" : match.rule.title
                     var body = "This line adds \(match.rule.what)"
-                    if match.rule != .privateKey { body += " (`\(redact(match.value))`)" }
+                    if match.rule != .privateKey { body += " (\(MarkdownCode.span(redact(match.value))))" }
                     body += ". Anyone who can read the repository or its history can use it. "
                     body += "Revoke or rotate it now, remove it from the change, and load it at run time from a secret "
                     body += "store or an environment variable. Deleting it in a later commit is not enough: it stays in the git history."

@@ -399,49 +399,40 @@ public enum ModelText {
         + "which display code in another order than it runs.)_"
 
     public static func neutralize(_ text: String) -> String {
-        let marked = defuseCrossReferences(BidiControls.spelledOut(neutralizeMarkers(text)))
-        guard marked.utf8.contains(UInt8(ascii: "@")) else { return marked }
-        // An @ that starts a word and is followed by a letter or digit would mention someone:
-        // a zero-width space after it keeps the text and drops the notification.
+        let marked = BidiControls.spelledOut(neutralizeMarkers(text))
+        guard marked.utf8.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") }) else {
+            return marked
+        }
+        // Code spans are left as they are: nothing in them links or notifies. Elsewhere:
+        // - an @ that starts a word and is followed by a letter or digit would mention someone;
+        // - `owner/repo#12` and `group/sub/project!12` name an issue, pull or merge request of
+        //   another repository, which GitHub and GitLab link and mark ("mentioned this …"), so
+        //   model text steered by a pull request could leave such marks, under the bot's name,
+        //   on any project the platform holds (`#12` within the repository is kept);
+        // a zero-width space after the @, # or ! keeps the text and drops the link.
+        let code = MarkdownCode.spans(in: marked)
+        var span = 0
         var out = ""
+        out.reserveCapacity(marked.utf8.count + 8)
         var previous: Character = " "
         var pendingAt = false
-        for ch in marked {
-            if pendingAt, ch.isLetter || ch.isNumber { out.append("\u{200B}") }
-            pendingAt = ch == "@" && !(previous.isLetter || previous.isNumber || previous == "_" || previous == "`")
-            out.append(ch)
-            previous = ch
-        }
-        return out
-    }
-
-    /// `owner/repo#12` and `group/sub/project!12` name an issue, pull or merge request of another
-    /// repository, and GitHub and GitLab link them and mark the mention on it ("mentioned this
-    /// …"): model text steered by a pull request could leave such marks, under the bot's name, on
-    /// any project the platform holds. A zero-width space after the `#` or `!` keeps the text and
-    /// drops the link. References within the repository (`#12`) and text in backticks are kept.
-    static func defuseCrossReferences(_ text: String) -> String {
-        guard text.utf8.contains(where: { $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") }),
-              text.utf8.contains(UInt8(ascii: "/")) else { return text }
-        func isNameCharacter(_ c: Character) -> Bool {
-            c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".")
-        }
-        var out = ""
-        out.reserveCapacity(text.utf8.count + 8)
+        var pendingReference = false
         // The run of name characters and slashes just before the current position.
         var token = ""
-        var inCode = false
-        var pending = false
-        for ch in text {
-            if pending, ch.isASCII, ch.isNumber { out.append("\u{200B}") }
-            pending = false
-            if ch == "`" { inCode.toggle() }
+        for index in marked.indices {
+            let ch = marked[index]
+            while span < code.count, code[span].upperBound <= index { span += 1 }
+            let inCode = span < code.count && code[span].contains(index)
+            if (pendingAt && (ch.isLetter || ch.isNumber)) || (pendingReference && ch.isASCII && ch.isNumber) { out.append("\u{200B}") }
+            pendingAt = !inCode && ch == "@" && !(previous.isLetter || previous.isNumber || previous == "_")
+            pendingReference = false
             if !inCode, ch == "#" || ch == "!" {
                 let parts = token.split(separator: "/", omittingEmptySubsequences: false)
-                pending = parts.count >= 2 && parts.allSatisfy { !$0.isEmpty }
+                pendingReference = parts.count >= 2 && parts.allSatisfy { !$0.isEmpty }
             }
-            if isNameCharacter(ch) || ch == "/" { token.append(ch) } else { token = "" }
+            if ch.isASCII, ch.isLetter || ch.isNumber || ch == "-" || ch == "_" || ch == "." || ch == "/" { token.append(ch) } else { token = "" }
             out.append(ch)
+            previous = ch
         }
         return out
     }

@@ -152,7 +152,7 @@ public struct ReviewCoverage: Sendable, Hashable {
         }
         s += "."
         if !notReviewed.isEmpty {
-            var names = notReviewed.prefix(Self.maxListedNotReviewed).map { "`\(ModelText.neutralize($0))`" }.joined(separator: ", ")
+            var names = notReviewed.prefix(Self.maxListedNotReviewed).map(MarkdownCode.span).joined(separator: ", ")
             if notReviewed.count > Self.maxListedNotReviewed { names += " and \(notReviewed.count - Self.maxListedNotReviewed) more" }
             s += " Not reviewed by AI" + (notReviewedReason.map { " (\($0))" } ?? "") + ": " + names + "."
         }
@@ -470,8 +470,8 @@ public enum ReviewSummary {
         if !reviewed.isEmpty {
             out += "### Walkthrough\n"
             for file in reviewed.prefix(maxListedFiles) {
-                var name = "`\(file.path)`"
-                if let previous = file.previousPath, previous != file.path { name = "`\(previous)` → `\(file.path)`" }
+                var name = MarkdownCode.span(file.path)
+                if let previous = file.previousPath, previous != file.path { name = MarkdownCode.span(previous) + " → " + MarkdownCode.span(file.path) }
                 out += "- \(name) (\(file.status.rawValue), +\(file.additions) −\(file.deletions))\n"
             }
             if reviewed.count > maxListedFiles { out += "- … and \(reviewed.count - maxListedFiles) more files\n" }
@@ -491,7 +491,7 @@ public enum ReviewSummary {
                 let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
                 var body = f.body == f.title ? "" : " — " + Fingerprint.normalize(f.body)
                 if body.count > 300 { body = String(body.prefix(299)) + "…" }
-                out += "- **\(f.severity.rawValue)** `\(location)` \(f.title)\(body)\n"
+                out += "- **\(f.severity.rawValue)** \(MarkdownCode.span(location)) \(f.title)\(body)\n"
             }
             if result.unanchored.count > maxListedUnanchored {
                 out += "- … and \(result.unanchored.count - maxListedUnanchored) more\n"

@@ -184,7 +184,7 @@ public struct GitLabSession: SourceControlSession {
                 summary += "\n\n### Findings GitLab could not place inline\n"
                 for c in refused {
                     let location = c.startLine.map { "\(c.path):\($0)-\(c.line)" } ?? "\(c.path):\(c.line)"
-                    summary += "\n**`\(location)`**\n\n\(c.body)\n"
+                    summary += "\n**\(MarkdownCode.span(location))**\n\n\(c.body)\n"
                 }
             }
             return String(try await client.createNote(project: project, iid: number, body: GitLabQuickActions.neutralize(summary)).id)
