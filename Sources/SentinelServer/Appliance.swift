@@ -188,7 +188,7 @@ public final class Appliance: Sendable {
                                 onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let headerBytes = config.server.maxHeaderBytes
         let requestLimit = TimeAmount.nanoseconds(Int64(config.server.requestTimeoutSeconds * 1_000_000_000))
-        let http1 = HTTPServerBuilder.persistenceAwareHTTP1(configuration: .init(
+        let http1 = HTTPServerBuilder.sentinelHTTP1(configuration: .init(
             additionalChannelHandlers: [RequestDeadlineHandler(limit: requestLimit), ExpectContinueHandler()],
             idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1_000_000_000)),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: headerBytes, maxHeaderListSize: headerBytes, maxHeaderFieldCount: 100)))

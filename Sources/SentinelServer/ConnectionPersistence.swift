@@ -75,9 +75,10 @@ final class ConnectionPersistenceHandler: ChannelDuplexHandler, RemovableChannel
     }
 }
 
-/// Hummingbird's HTTP/1 child channel with `ConnectionPersistenceHandler` placed right after the
-/// HTTP/1 decoder (HTTPS wraps it like the plain one: `HTTPServerBuilder.tls(_:tlsConfiguration:)`).
-struct PersistenceAwareHTTP1Channel: ServerChildChannel {
+/// Hummingbird's HTTP/1 child channel with `ConnectionPersistenceHandler` and
+/// `MalformedRequestHandler` placed right after the HTTP/1 decoder (HTTPS wraps it like the plain
+/// one: `HTTPServerBuilder.tls(_:tlsConfiguration:)`).
+struct SentinelHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let base: HTTP1Channel
 
@@ -86,6 +87,7 @@ struct PersistenceAwareHTTP1Channel: ServerChildChannel {
             let pipeline = channel.pipeline.syncOperations
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try pipeline.addHandler(ConnectionPersistenceHandler(), position: .after(decoder))
+            try pipeline.addHandler(MalformedRequestHandler(), position: .after(decoder))
             return value
         }
     }
@@ -96,8 +98,9 @@ struct PersistenceAwareHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1 as `http1(configuration:)`, closing connections that did not ask to be kept open.
-    static func persistenceAwareHTTP1(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
-        .init { responder in PersistenceAwareHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: configuration)) }
+    /// HTTP/1 as `http1(configuration:)`, closing connections that did not ask to be kept open and
+    /// answering a request whose head is malformed with a problem document.
+    static func sentinelHTTP1(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+        .init { responder in SentinelHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: configuration)) }
     }
 }

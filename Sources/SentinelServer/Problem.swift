@@ -34,10 +34,14 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         if let requestID { headers[.requestID] = requestID }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if let challenge { headers[.wwwAuthenticate] = challenge }
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: document(requestID: requestID))))
+    }
+
+    /// The problem as its JSON document, its `instance` naming the request.
+    func document(requestID: String?) -> Data {
         var copy = self
         copy.instance = requestID.map { "urn:sentinel:request:\($0)" }
-        let body = (try? JSONEncoder.sentinel.encode(copy)) ?? Data("{\"status\":\(status)}".utf8)
-        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return (try? JSONEncoder.sentinel.encode(copy)) ?? Data("{\"status\":\(status)}".utf8)
     }
 
     /// The problem an error stands for: errors that know what they mean to HTTP
@@ -124,7 +128,7 @@ extension HTTPParserError: ProblemConvertible {
         switch self {
         case .invalidChunkSize: "a chunk size of its chunked body is not hexadecimal"
         case .invalidContentLength: "its Content-Length is not a number"
-        case .unexpectedContentLength: "it sends both Content-Length and Transfer-Encoding"
+        case .unexpectedContentLength: "it gives Content-Length twice with different values, or beside Transfer-Encoding"
         case .invalidEOFState, .closedConnection: "its body ended before the length it declared"
         case .invalidCharactersUsed, .invalidHeaderToken: "a header holds a character HTTP does not allow"
         case .lfExpected, .invalidConstant: "a line does not end where HTTP expects it to"

@@ -415,6 +415,28 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
+    @Test("a request whose head breaks HTTP/1.1 gets a problem document saying what is wrong and the connection closes; it got an empty 400")
+    func malformedHeadsExplained() async throws {
+        let world = try await GitHubWorld(config: { $0.server.maxHeaderBytes = 4_096 })
+        func answer(_ request: String) async throws -> (text: String, closed: Bool) { try await RawConnection.converse(port: world.port, request) }
+        let cases = [
+            ("POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", "it gives Content-Length twice with different values"),
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n", "a header holds a character HTTP does not allow"),
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + String(repeating: "a", count: 8_000) + "\r\n\r\n", "its head is too large"),
+        ]
+        for (request, reason) in cases {
+            let (text, closed) = try await answer(request)
+            #expect(text.hasPrefix("HTTP/1.1 400"), "\(text)")
+            #expect(text.contains("Content-Type: application/problem+json") || text.contains("content-type: application/problem+json"), "\(text)")
+            #expect(text.contains("the request is not valid HTTP/1.1: ") && text.contains(reason), "\(reason): \(text)")
+            #expect(text.lowercased().contains("x-request-id: "), "\(text)")
+            #expect(closed, "the connection closes after the answer")
+        }
+        // A well-formed request on a new connection is answered as ever.
+        #expect(try await answer("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").text.hasPrefix("HTTP/1.1 200"))
+        await world.stop()
+    }
+
     @Test("past server.max_connections a new connection is served only once an open one closes")
     func connectionLimit() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxConnections = 1 })
