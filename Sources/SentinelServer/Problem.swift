@@ -118,8 +118,14 @@ extension Problem: ProblemConvertible {
 /// fault, so a 400; the connection is closed after the answer.
 extension HTTPParserError: ProblemConvertible {
     var problem: Problem {
-        Problem(status: .badRequest, detail: "the request is not valid HTTP/1.1: \(reason)", type: "urn:sentinel:problem:malformed-http",
-                title: "Malformed HTTP request")
+        // A head over `server.max_header_bytes` is 431 (RFC 6585 §5); every other break a 400.
+        if self == .headerOverflow {
+            return Problem(status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"),
+                           detail: "the request's head is larger than this server reads (server.max_header_bytes)",
+                           type: "urn:sentinel:problem:head-too-large", title: "Request Header Fields Too Large")
+        }
+        return Problem(status: .badRequest, detail: "the request is not valid HTTP/1.1: \(reason)", type: "urn:sentinel:problem:malformed-http",
+                       title: "Malformed HTTP request")
     }
 
     /// What the parser found, in words (NIO's own names, such as `unknown (http_parser error)`

@@ -135,7 +135,7 @@ public struct SentinelConfig: Sendable, Equatable {
         public var requestTimeoutSeconds = 60.0
         /// Connections open at once; past it, new connections wait in the listen backlog.
         public var maxConnections = 1_024
-        /// Largest request head (all header lines together) accepted; a larger one is answered 400 and closed.
+        /// Largest request head (all header lines together) accepted; a larger one is answered 431 and closed.
         public var maxHeaderBytes = 32 * 1_024
         /// Webhook bodies held in memory at once (a body is read whole before its signature can be
         /// checked); a delivery that would go past it is answered 503 with `Retry-After` before its
