@@ -180,4 +180,33 @@ struct IntegrationRotationTests {
         server.terminate()
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
+
+    @Test("`integration remove` beside a running server that holds the integration: its webhooks answer 410 within seconds, not after the cache's minute")
+    func commandLineRemoveBesideServe() async throws {
+        let dir = TemporaryDirectory("sentinel-remove-live")
+        defer { dir.cleanup() }
+        let setup = try await CommandLineGitHubSetup.make(in: dir, webhookSecret: "first-webhook-secret-1")
+        let (data, id) = (setup.data, setup.integrationID)
+        let server = try SentinelProcess.start(["serve", "--data-dir", data, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+        defer { server.kill() }
+        let port = try #require(await server.waitForListeningPort())
+        func send() async throws -> Int { try await setup.deliverStar(port: port, secret: "first-webhook-secret-1").status }
+        #expect(try await send() == 202)  // the server now holds the integration in its cache
+        #expect(try await send() == 202)
+
+        let removed = try await SentinelProcess.run(["integration", "remove", id, "--data-dir", data, "--workspace", "acme"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        // The cache reads control.sqlite's integration revision about once a second; ten seconds
+        // leave room for a slow machine and are far from the one minute the cache keeps an entry.
+        var statuses: [Int] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            statuses.append(try await send())
+            if statuses.last == 410 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(statuses.last == 410, "\(statuses)")
+        server.terminate()
+        #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+    }
 }

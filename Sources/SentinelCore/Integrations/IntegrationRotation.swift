@@ -32,8 +32,8 @@ extension IntegrationService {
     /// CA bundle of a GitLab integration) is checked against the instance before anything is
     /// stored, as when it was added; the integration's bot user follows the new token's user. Works
     /// beside a running server: webhooks are verified with the new secret from the next delivery
-    /// on, and calls to the platform use the new credentials within a minute (at once when changed
-    /// through the server's API).
+    /// on, and calls to the platform use the new credentials within about a second (at once when
+    /// changed through the server's API).
     public func rotate(_ id: IntegrationID, in workspace: WorkspaceActor, credentials: IntegrationCredentials, by actor: String,
                        destinations: DestinationPolicy) async throws -> IntegrationSummary {
         let fields = credentials.fieldNames
@@ -89,6 +89,7 @@ extension IntegrationService {
             try tx.append(DomainEvent(type: "IntegrationCredentialsRotated", subject: "integration:\(id)",
                                       payload: ["kind": kind, "fields": fields.joined(separator: ","), "by": actor]))
         }
+        try control.noteIntegrationChanged()
         return IntegrationSummary(id: id.rawValue, workspaceID: workspace.id.rawValue, kind: kind, appID: stored.appID, apiURL: stored.api,
                                   hasCABundle: credentials.caBundlePEM != nil || stored.ca != nil, webhookPath: "/webhooks/\(kind)/\(id)",
                                   createdAt: ISO8601.string(Date(timeIntervalSince1970: stored.createdAt)))

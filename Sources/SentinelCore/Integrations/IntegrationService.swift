@@ -258,6 +258,7 @@ public struct IntegrationService: Sendable {
             try db.execute(sql: "INSERT OR IGNORE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
                            arguments: [id.rawValue, workspace.id.rawValue, now])
             try db.execute(sql: "DELETE FROM integrations WHERE id = ?", arguments: [id.rawValue])
+            try control.noteIntegrationChanged(in: db)
         }
     }
 }

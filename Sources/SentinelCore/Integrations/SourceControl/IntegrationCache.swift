@@ -12,22 +12,55 @@ public protocol SourceControlIntegration: Sendable {
 /// Decrypted integrations of one platform, kept in memory for a short while: webhook intake and
 /// review runs share one cache per platform, so a burst of deliveries or runs costs one read and
 /// one decryption. Misses are never cached: an integration added from the CLI works on its next
-/// delivery.
+/// delivery. An integration rotated or removed from the CLI (another process) is noticed within
+/// `revisionInterval`: each entry remembers `control.sqlite`'s integration revision from before it
+/// was read, and is used only while the revision, read again at most that often, has not moved.
 public actor IntegrationCache<Integration: SourceControlIntegration> {
-    private var entries: [IntegrationID: (integration: Integration, loadedAt: ContinuousClock.Instant)] = [:]
+    private struct Entry {
+        let integration: Integration
+        let loadedAt: ContinuousClock.Instant
+        /// The integration revision known before it was read: never newer than what was read.
+        let revision: Int64
+    }
+
+    private var entries: [IntegrationID: Entry] = [:]
     /// When each integration was last read again for a delivery its cached secret refused.
     private var reloadedAt: [IntegrationID: ContinuousClock.Instant] = [:]
+    /// The integration revision as last read from `control.sqlite`, and when.
+    private var known: (revision: Int64, readAt: ContinuousClock.Instant)?
     let service: IntegrationService
     let ttl: Duration
+    let revisionInterval: Duration
 
-    public init(service: IntegrationService, ttl: Duration = .seconds(60)) {
+    public init(service: IntegrationService, ttl: Duration = .seconds(60), revisionInterval: Duration = .seconds(1)) {
         self.service = service
         self.ttl = ttl
+        self.revisionInterval = revisionInterval
+    }
+
+    /// The integration revision, read again when the last reading is `revisionInterval` old; nil
+    /// when it cannot be read (nothing is cached then: the workspace files stay the truth).
+    private func revision() -> Int64? {
+        let now = ContinuousClock.now
+        if let known, now - known.readAt < revisionInterval { return known.revision }
+        do {
+            let current = try service.control.integrationRevision()
+            known = (current, now)
+            return current
+        } catch {
+            known = nil
+            return nil
+        }
     }
 
     private func fresh(_ id: IntegrationID) -> Integration? {
-        guard let entry = entries[id], ContinuousClock.now - entry.loadedAt < ttl else { return nil }
+        guard let entry = entries[id], ContinuousClock.now - entry.loadedAt < ttl, entry.revision == revision() else { return nil }
         return entry.integration
+    }
+
+    private func keep(_ loaded: Integration?, _ id: IntegrationID, readUnder revision: Int64?) {
+        guard let loaded, let revision else { return }
+        entries[id] = Entry(integration: loaded, loadedAt: .now, revision: revision)
     }
 
     /// The integration, from the cache or from the workspace it routes to (nil when unknown).
@@ -35,8 +68,9 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
         if let cached = fresh(id) { return cached }
         guard let workspaceID = try await service.workspaceOf(id) else { return nil }
         let service = self.service
+        let basis = revision()
         let loaded = try await supervisor.withWorkspace(workspaceID) { try await Integration.load(id, from: $0, service: service) }
-        if let loaded { entries[id] = (loaded, .now) }
+        keep(loaded, id, readUnder: basis)
         return loaded
     }
 
@@ -67,8 +101,9 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
     /// The integration, from the cache or from `workspace` (a job's own, already open).
     public func integration(_ id: IntegrationID, in workspace: WorkspaceActor) async throws -> Integration? {
         if let cached = fresh(id), cached.workspaceID == workspace.id { return cached }
+        let basis = revision()
         let loaded = try await Integration.load(id, from: workspace, service: service)
-        if let loaded { entries[id] = (loaded, .now) }
+        keep(loaded, id, readUnder: basis)
         return loaded
     }
 }

@@ -156,6 +156,23 @@ public final class ControlStore: Sendable {
         }
     }
 
+    // MARK: Integration changes
+
+    /// How many times integrations were rotated or removed, by any process sharing this file.
+    public func integrationRevision() throws -> Int64 {
+        try database.read { db in try Int64.fetchOne(db, sql: "SELECT revision FROM integration_revision WHERE id = 1") ?? 0 }
+    }
+
+    /// Records that an integration's credentials changed or it was removed: a running server's
+    /// cached copies are read again (`IntegrationCache`).
+    public func noteIntegrationChanged(in db: Database) throws {
+        try db.execute(sql: "UPDATE integration_revision SET revision = revision + 1 WHERE id = 1")
+    }
+
+    public func noteIntegrationChanged() throws {
+        try database.write { db in try noteIntegrationChanged(in: db) }
+    }
+
     /// Moves every due time of the index that lies after `now` back by `seconds`, never before
     /// `now` (the wall clock was set back: `WallClockWatch`).
     public func moveDueTimes(back seconds: Double, now: Double) throws {

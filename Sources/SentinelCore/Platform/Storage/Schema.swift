@@ -141,6 +141,18 @@ enum ControlSchema {
                 ) STRICT;
                 """)
         }
+        m.registerMigration("0008_integration_revision") { db in
+            // Counts rotations and removals of integrations, from the server or the command line:
+            // a running server reads it about once a second and drops the decrypted integrations it
+            // holds when it moved (`IntegrationCache`).
+            try db.execute(sql: """
+                CREATE TABLE integration_revision (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    revision INTEGER NOT NULL
+                ) STRICT;
+                INSERT INTO integration_revision (id, revision) VALUES (1, 0);
+                """)
+        }
         return m
     }
 }
