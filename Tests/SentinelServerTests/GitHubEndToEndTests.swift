@@ -459,6 +459,35 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a delivery naming its event or id twice, or with characters GitHub never sends there, is refused saying so; nothing is stored")
+    func namingHeadersChecked() async throws {
+        let world = try await GitHubWorld()
+        let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
+        func send(_ headers: [(String, String)]) async throws -> (Int, String) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(world.port)\(world.integration.webhookPath)")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: world.secret))
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
+            request.body = .bytes(ByteBuffer(bytes: body))
+            let response = try await world.http.execute(request, timeout: .seconds(10))
+            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+        }
+        let twoIDs = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "aaa"), ("X-GitHub-Delivery", "bbb")])
+        #expect(twoIDs.0 == 400 && twoIDs.1.contains("X-GitHub-Delivery header is given 2 times; a delivery carries it once"), "\(twoIDs.1)")
+        let twoEvents = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "ccc")])
+        #expect(twoEvents.0 == 400 && twoEvents.1.contains("X-GitHub-Event header is given 2 times"), "\(twoEvents.1)")
+        let oddEvent = try await send([("X-GitHub-Event", "pull_request\"<b>"), ("X-GitHub-Delivery", "ddd")])
+        #expect(oddEvent.0 == 400 && oddEvent.1.contains("X-GitHub-Event header must be ASCII letters, digits, spaces and _ - ."), "\(oddEvent.1)")
+        let oddID = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "é ü/x")])
+        #expect(oddID.0 == 400 && oddID.1.contains("X-GitHub-Delivery header must be printable ASCII without spaces"), "\(oddID.1)")
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
+        let fine = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")])
+        #expect(fine.0 == 202, "\(fine.1)")
+        #expect(try await world.count("SELECT count(*) FROM deliveries") == 1)
+        await world.stop()
+    }
+
     @Test("the same delivery three times makes one run and one review; unknown events are stored and acknowledged")
     func duplicateDeliveries() async throws {
         let world = try await GitHubWorld()

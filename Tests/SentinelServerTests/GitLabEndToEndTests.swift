@@ -308,7 +308,7 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
-    @Test("intake: a wrong or missing X-Gitlab-Token is 401 and stores nothing; an unknown integration is 404; a removed one 410")
+    @Test("intake: a wrong or missing X-Gitlab-Token is 401 and stores nothing; an unknown integration is 404; odd naming headers 400; a removed one 410")
     func intakeRefusals() async throws {
         let world = try await GitLabWorld()
         let mr = try await world.mergeRequest()
@@ -317,6 +317,12 @@ struct GitLabEndToEndTests {
         #expect(try await FakeGitLab.deliver(to: world.hookURL, token: nil, event: "Merge Request Hook", payload: open).status == 401)
         let unknown = URL(string: "http://127.0.0.1:\(world.port)/webhooks/gitlab/int_00000000000000000000")!
         #expect(try await FakeGitLab.deliver(to: unknown, token: world.secret, event: "Merge Request Hook", payload: open).status == 404)
+        // Naming headers with characters GitLab never sends there: 400, saying which.
+        let oddUUID = try await world.deliver("Merge Request Hook", open, uuid: "not a uuid")
+        #expect(oddUUID.0 == 400 && oddUUID.1.contains("X-Gitlab-Event-UUID (or Idempotency-Key) header must be printable ASCII without spaces"),
+                "\(oddUUID.1)")
+        let oddEvent = try await world.deliver("Merge Request Hook; Note Hook", open)
+        #expect(oddEvent.0 == 400 && oddEvent.1.contains("X-Gitlab-Event header must be ASCII letters, digits, spaces and _ - ."), "\(oddEvent.1)")
         let stored = try await world.appliance.supervisor.withWorkspace(world.workspace) {
             try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") ?? 0 }
         }

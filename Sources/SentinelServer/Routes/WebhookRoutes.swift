@@ -121,12 +121,58 @@ struct WebhookRoutes {
     static let eventNameLimit = 100
     static let deliveryIDLimit = 200
 
-    /// A header a delivery cannot be stored without: present, not empty and at most `limit`
-    /// characters, else a 400 that says which of these it is not.
-    static func required(_ value: String?, _ name: String, limit: Int) throws -> String {
+    /// What a delivery's naming headers may hold. GitHub names events in lower case with
+    /// underscores (`pull_request`), GitLab in words (`Merge Request Hook`); both name deliveries
+    /// with UUIDs.
+    enum HeaderRule {
+        /// ASCII letters, digits, spaces and `_ - .`.
+        case eventName
+        /// Printable ASCII without spaces.
+        case deliveryID
+
+        func allows(_ byte: UInt8) -> Bool {
+            switch self {
+            case .eventName:
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                     UInt8(ascii: " "), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."): true
+                default: false
+                }
+            case .deliveryID: byte > 0x20 && byte < 0x7F
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .eventName: "ASCII letters, digits, spaces and _ - ."
+            case .deliveryID: "printable ASCII without spaces, like the platform's UUIDs"
+            }
+        }
+    }
+
+    /// A header a delivery cannot be stored without: given once, not empty, at most `limit`
+    /// characters, each allowed by `rule`; else a 400 that says which of these it is not.
+    static func required(_ request: Request, _ name: String, limit: Int, rule: HeaderRule) throws -> String {
+        try required(optional(request, name), name, limit: limit, rule: rule)
+    }
+
+    /// A header given at most once (nil when absent): two copies of a naming header would be read
+    /// as one value joined with a comma.
+    static func optional(_ request: Request, _ name: String) throws -> String? {
+        let values = request.headers[values: .init(name)!]
+        guard values.count <= 1 else {
+            throw Problem(status: .badRequest, detail: "\(name) header is given \(values.count) times; a delivery carries it once")
+        }
+        return values.first
+    }
+
+    static func required(_ value: String?, _ name: String, limit: Int, rule: HeaderRule) throws -> String {
         guard let value, !value.isEmpty else { throw Problem(status: .badRequest, detail: "\(name) header is required") }
-        guard value.count <= limit else {
-            throw Problem(status: .badRequest, detail: "\(name) header is longer than \(limit) characters (\(value.count))")
+        guard value.utf8.allSatisfy(rule.allows) else {
+            throw Problem(status: .badRequest, detail: "\(name) header must be \(rule.description)")
+        }
+        guard value.utf8.count <= limit else {
+            throw Problem(status: .badRequest, detail: "\(name) header is longer than \(limit) characters (\(value.utf8.count))")
         }
         return value
     }
@@ -171,8 +217,8 @@ struct WebhookRoutes {
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
             throw Problem(status: .unauthorized, detail: "X-Hub-Signature-256 is missing or does not match the integration's webhook secret")
         }
-        let event = try Self.required(request.headers[.init("X-GitHub-Event")!], "X-GitHub-Event", limit: Self.eventNameLimit)
-        let deliveryID = try Self.required(Self.gitHubDeliveryID(request), "X-GitHub-Delivery", limit: Self.deliveryIDLimit)
+        let event = try Self.required(request, "X-GitHub-Event", limit: Self.eventNameLimit, rule: .eventName)
+        let deliveryID = try Self.required(request, "X-GitHub-Delivery", limit: Self.deliveryIDLimit, rule: .deliveryID)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
             throw Self.unreadable(request)
@@ -203,8 +249,11 @@ struct WebhookRoutes {
             context.logger.warning("webhook token rejected", metadata: ["integration_id": "\(integration.id)"])
             throw Problem(status: .unauthorized, detail: "X-Gitlab-Token is missing or does not match the integration's webhook secret")
         }
-        let event = try Self.required(request.headers[.init("X-Gitlab-Event")!], "X-Gitlab-Event", limit: Self.eventNameLimit)
-        let key = try Self.required(Self.gitLabDeliveryKey(request), "X-Gitlab-Event-UUID (or Idempotency-Key)", limit: Self.deliveryIDLimit)
+        let event = try Self.required(request, "X-Gitlab-Event", limit: Self.eventNameLimit, rule: .eventName)
+        let idempotencyKey = try Self.optional(request, "Idempotency-Key")
+        let key = try Self.required(idempotencyKey ?? Self.optional(request, "X-Gitlab-Event-UUID"),
+                                    idempotencyKey == nil ? "X-Gitlab-Event-UUID (or Idempotency-Key)" : "Idempotency-Key",
+                                    limit: Self.deliveryIDLimit, rule: .deliveryID)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
             throw Self.unreadable(request)
