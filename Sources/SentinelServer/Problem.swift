@@ -97,6 +97,15 @@ public struct Problem: Error, Codable, Sendable, Equatable {
         return problem
     }
 
+    /// A 401 of a webhook: its detail, with a challenge naming what authenticates a delivery
+    /// (RFC 9110 §15.5.2 asks every 401 for one): GitHub's HMAC-SHA256 of the body in
+    /// `X-Hub-Signature-256`, or GitLab's secret token in `X-Gitlab-Token`.
+    static func unauthenticatedDelivery(_ detail: String, scheme: String, header: String) -> Problem {
+        var problem = Problem(status: .unauthorized, detail: detail)
+        problem.challenge = #"\#(scheme) realm="Sentinel webhooks", header="\#(header)""#
+        return problem
+    }
+
     static let internalError = Problem(status: .internalServerError, detail: "an internal error occurred; see the server log for this request id")
 
     var isServerFault: Bool { status >= 500 }

@@ -459,20 +459,25 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a delivery naming its event or id twice, or with characters GitHub never sends there, is refused saying so; nothing is stored")
+    @Test("a delivery naming its event or id twice, or with characters GitHub never sends there, is refused saying so; nothing is stored; a 401 names how deliveries authenticate")
     func namingHeadersChecked() async throws {
         let world = try await GitHubWorld()
         let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
-        func send(_ headers: [(String, String)]) async throws -> (Int, String) {
+        func send(_ headers: [(String, String)], secret: Data? = nil) async throws -> (Int, String, challenge: String?) {
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(world.port)\(world.integration.webhookPath)")
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: world.secret))
+            request.headers.add(name: "X-Hub-Signature-256", value: GitHubWebhookSignature.sign(body: body, secret: secret ?? world.secret))
             for (name, value) in headers { request.headers.add(name: name, value: value) }
             request.body = .bytes(ByteBuffer(bytes: body))
             let response = try await world.http.execute(request, timeout: .seconds(10))
-            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
+            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)),
+                    response.headers.first(name: "WWW-Authenticate"))
         }
+        // A 401 says how a delivery authenticates (RFC 9110: every 401 carries a challenge).
+        let unsigned = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "zzz")], secret: Data("another secret".utf8))
+        #expect(unsigned.0 == 401 && unsigned.challenge == #"HMAC-SHA256 realm="Sentinel webhooks", header="X-Hub-Signature-256""#,
+                "\(unsigned.challenge ?? "no challenge")")
         let twoIDs = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "aaa"), ("X-GitHub-Delivery", "bbb")])
         #expect(twoIDs.0 == 400 && twoIDs.1.contains("X-GitHub-Delivery header is given 2 times; a delivery carries it once"), "\(twoIDs.1)")
         let twoEvents = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Event", "push"), ("X-GitHub-Delivery", "ccc")])

@@ -314,6 +314,15 @@ struct GitLabEndToEndTests {
         let mr = try await world.mergeRequest()
         let open = GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)
         #expect(try await world.deliver("Merge Request Hook", open, token: "wrong-secret").0 == 401)
+        // The 401 names how a hook authenticates (RFC 9110: every 401 carries a challenge).
+        var unsigned = HTTPClientRequest(url: world.hookURL.absoluteString)
+        unsigned.method = .POST
+        unsigned.headers.add(name: "Content-Type", value: "application/json")
+        unsigned.headers.add(name: "X-Gitlab-Event", value: "Merge Request Hook")
+        unsigned.body = .bytes(ByteBuffer(bytes: open))
+        let refused = try await HTTPClient.shared.execute(unsigned, timeout: .seconds(10))
+        #expect(refused.status == .unauthorized)
+        #expect(refused.headers.first(name: "WWW-Authenticate") == #"Token realm="Sentinel webhooks", header="X-Gitlab-Token""#)
         #expect(try await FakeGitLab.deliver(to: world.hookURL, token: nil, event: "Merge Request Hook", payload: open).status == 401)
         let unknown = URL(string: "http://127.0.0.1:\(world.port)/webhooks/gitlab/int_00000000000000000000")!
         #expect(try await FakeGitLab.deliver(to: unknown, token: world.secret, event: "Merge Request Hook", payload: open).status == 404)

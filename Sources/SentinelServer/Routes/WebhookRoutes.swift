@@ -215,7 +215,8 @@ struct WebhookRoutes {
             metrics.webhook(platform: "github", outcome: "bad_signature")
             await authFailures.record(id, workspaceID: integration.workspaceID)
             context.logger.warning("webhook signature rejected", metadata: ["integration_id": "\(id)"])
-            throw Problem(status: .unauthorized, detail: "X-Hub-Signature-256 is missing or does not match the integration's webhook secret")
+            throw Problem.unauthenticatedDelivery("X-Hub-Signature-256 is missing or does not match the integration's webhook secret",
+                                                  scheme: "HMAC-SHA256", header: "X-Hub-Signature-256")
         }
         let event = try Self.required(request, "X-GitHub-Event", limit: Self.eventNameLimit, rule: .eventName)
         let deliveryID = try Self.required(request, "X-GitHub-Delivery", limit: Self.deliveryIDLimit, rule: .deliveryID)
@@ -247,7 +248,8 @@ struct WebhookRoutes {
             metrics.webhook(platform: "gitlab", outcome: "bad_signature")
             await authFailures.record(integration.id, workspaceID: integration.workspaceID)
             context.logger.warning("webhook token rejected", metadata: ["integration_id": "\(integration.id)"])
-            throw Problem(status: .unauthorized, detail: "X-Gitlab-Token is missing or does not match the integration's webhook secret")
+            throw Problem.unauthenticatedDelivery("X-Gitlab-Token is missing or does not match the integration's webhook secret",
+                                                  scheme: "Token", header: "X-Gitlab-Token")
         }
         let event = try Self.required(request, "X-Gitlab-Event", limit: Self.eventNameLimit, rule: .eventName)
         let idempotencyKey = try Self.optional(request, "Idempotency-Key")
