@@ -386,7 +386,7 @@ struct APIAccessTests {
 
 @Suite("API: resources")
 struct APIResourceTests {
-    @Test("bodies are decoded strictly: unknown and wrong-typed fields are 400s naming the field; oversized bodies 413")
+    @Test("bodies are decoded strictly: unknown and wrong-typed fields and names given twice are 400s naming the field; oversized bodies 413")
     func strictDecoding() async throws {
         let world = try APIWorld()
         try await world.test { api in
@@ -417,6 +417,18 @@ struct APIResourceTests {
             }
             let encoded = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?state=%63ompleted&limit=%35", token: owner)
             #expect(encoded.status == .ok, "\(encoded.body)")
+            // A name given twice in one object: the decoder would keep one value without a word.
+            let twice = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"],"scopes":["read","write"]}"#)
+            #expect(twice.status == .badRequest)
+            #expect(twice.json["detail"] as? String == #"the body: names "scopes" twice; each name of a JSON object must be unique"#, "\(twice.body)")
+            let escapedTwice = try await api.call(.put, "/workspaces/\(world.workspaceA)/settings", token: owner,
+                                                  body: #"{"values":{"review.language":"de","review.l\u0061nguage":"fr"}}"#)
+            #expect(escapedTwice.json["detail"] as? String == #"values: names "review.language" twice; each name of a JSON object must be unique"#,
+                    "\(escapedTwice.body)")
+            #expect(escapedTwice.json["type"] as? String == "urn:sentinel:problem:invalid-json")
+            let deep = try await api.call(.post, "/tokens", token: owner,
+                                          body: #"{"name":"x","scopes":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}")
+            #expect(deep.json["detail"] as? String == "the body nests arrays and objects deeper than 512 levels", "\(deep.body)")
         }
     }
 

@@ -4,9 +4,10 @@ import OpenAPIRuntime
 import SentinelCore
 
 /// Checks each request against its operation's schemas in the document before the generated code
-/// decodes it: bodies are limited to 1 MiB (413), must be JSON, and every field must match its
-/// schema (type, length, range, enum, pattern, no unknown fields, no control characters except in
-/// fields marked `x-sentinel-multiline`); query parameters likewise. Failures are 400s naming the
+/// decodes it: bodies are limited to 1 MiB (413), must be JSON without a name given twice in one
+/// object, and every field must match its schema (type, length, range, enum, pattern, no unknown
+/// fields, no control characters except in fields marked `x-sentinel-multiline`); query
+/// parameters likewise. Failures are 400s naming the
 /// field. The generated decoder then sees only documented, well-typed input.
 struct RequestValidationMiddleware: ServerMiddleware {
     static let maxBodyBytes = 1 << 20
@@ -49,10 +50,21 @@ struct RequestValidationMiddleware: ServerMiddleware {
         } catch {
             throw Problem(status: .contentTooLarge, detail: "request bodies are limited to 1 MiB")
         }
+        func invalid(_ detail: String) -> Problem {
+            Problem(status: .badRequest, detail: detail, type: "urn:sentinel:problem:invalid-json", title: "Invalid JSON")
+        }
         let value: JSONValue
         do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
-            throw Problem(status: .badRequest, detail: data.isEmpty ? "a JSON body is required" : "the body is not valid JSON",
-                          type: "urn:sentinel:problem:invalid-json", title: "Invalid JSON")
+            if data.isEmpty { throw invalid("a JSON body is required") }
+            if JSONStructure.firstProblem(in: data) == .tooDeep {
+                throw invalid("the body nests arrays and objects deeper than \(JSONStructure.maxDepth) levels")
+            }
+            throw invalid("the body is not valid JSON")
+        }
+        // Strict decoding: a name given twice in one object is refused, not settled by keeping one.
+        if case .repeatedName(let name, let path)? = JSONStructure.firstProblem(in: data) {
+            throw invalid("\(path.isEmpty ? "the body" : path): names \"\(StoredText.singleLine(String(name.prefix(100))))\" twice; "
+                          + "each name of a JSON object must be unique")
         }
         try validator.validate(value, against: schema, at: "")
         var request = request
