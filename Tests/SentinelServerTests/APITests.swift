@@ -187,7 +187,11 @@ struct APIAccessTests {
         #expect(passwords.dummyHash.split(separator: "$").dropFirst().first == "06", "\(passwords.dummyHash)")
     }
 
-    @Test("expired, revoked and wrong-scope tokens are refused; token secrets are shown once")
+    func listedHeaders(_ response: APIClient.Reply) -> [String?] {
+        [response.headers[.cacheControl], response.headers[HTTPField.Name("X-Content-Type-Options")!]]
+    }
+
+    @Test("expired, revoked and wrong-scope tokens are refused; token secrets are shown once, in an answer no cache keeps")
     func tokens() async throws {
         let world = try APIWorld()
         let identity = world.appliance.identity
@@ -221,6 +225,10 @@ struct APIAccessTests {
 
             let created = try await api.call(.post, "/tokens", token: world.token(.member), body: #"{"name":"ci","scopes":["read"],"expires_in_days":30}"#)
             #expect(created.status == .created)
+            // The one answer that shows the secret is kept out of every cache; so is every answer.
+            #expect(created.headers[.cacheControl] == "no-store")
+            #expect(created.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
+            #expect(listedHeaders(try await api.call(.get, "/auth/me", token: readOnly)) == ["no-store", "nosniff"])
             let secret = try #require(created.json["token"] as? String)
             let id = try #require((created.json["details"] as? [String: Any])?["id"] as? String)
             let listed = try await api.call(.get, "/tokens", token: world.token(.member))

@@ -97,6 +97,21 @@ struct RequestInfoMiddleware: RouterMiddleware {
     }
 }
 
+/// Every answer of the API is for one caller and may hold a secret shown once (a new API token, a
+/// setup token's admin): `Cache-Control: no-store` keeps it out of browser and proxy caches, and
+/// `X-Content-Type-Options: nosniff` keeps a browser from reading JSON as anything else.
+struct APIResponseHeadersMiddleware: RouterMiddleware {
+    typealias Context = SentinelRequestContext
+    static let contentTypeOptions = HTTPField.Name("X-Content-Type-Options")!
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
+        response.headers[Self.contentTypeOptions] = "nosniff"
+        return response
+    }
+}
+
 /// Authentication and authorization of every operation, by the `x-sentinel-access` the document
 /// gives it: a bearer token, when sent, must be valid (401); the caller must be signed in, have the
 /// scope and, for workspace operations, a membership with at least the role (a workspace they are

@@ -56,12 +56,13 @@ struct SentinelAPI: APIProtocol {
     }
 
     /// Registers every operation under `/api/v1` with its middlewares: request information from the
-    /// Hummingbird context, then access (who may call it, the workspace pinned open), then the
+    /// Hummingbird context, the response headers of every answer, then access (who may call it, the workspace pinned open), then the
     /// request checks against the document, then the generated decoding and the handler.
     static func register(on router: Router<SentinelRequestContext>, document: APIDocument, dependencies: APIDependencies,
                          supervisor: Supervisor) throws {
         let group = router.group("api/v1")
             .add(middleware: RequestInfoMiddleware(publicScheme: dependencies.publicScheme, publicURL: dependencies.publicURL))
+            .add(middleware: APIResponseHeadersMiddleware())
         let api = SentinelAPI(document: document, dependencies: dependencies)
         try api.registerHandlers(
             on: group, serverURL: URL(fileURLWithPath: "/"),
