@@ -30,7 +30,8 @@ public struct Problem: Error, Codable, Sendable, Equatable {
     }
 
     public func response(requestID: String?) -> Response {
-        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        var headers: HTTPFields = [.contentType: "application/problem+json", .cacheControl: "no-store",
+                                   APIResponseHeadersMiddleware.contentTypeOptions: "nosniff"]
         if let requestID { headers[.requestID] = requestID }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if let challenge { headers[.wwwAuthenticate] = challenge }

@@ -212,6 +212,7 @@ struct APIAccessTests {
             let unknown = try await api.call(.get, "/auth/me", token: "snt_not-a-token")
             #expect(unknown.status == .unauthorized)
             #expect(unknown.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel", error="invalid_token""#)
+            #expect(listedHeaders(unknown) == ["no-store", "nosniff"], "a problem document is not kept either")
             let anonymous = try await api.call(.get, "/auth/me")
             #expect(anonymous.status == .unauthorized)
             #expect(anonymous.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel""#)

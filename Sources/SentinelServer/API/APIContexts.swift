@@ -97,9 +97,10 @@ struct RequestInfoMiddleware: RouterMiddleware {
     }
 }
 
-/// Every answer of the API is for one caller and may hold a secret shown once (a new API token, a
-/// setup token's admin): `Cache-Control: no-store` keeps it out of browser and proxy caches, and
-/// `X-Content-Type-Options: nosniff` keeps a browser from reading JSON as anything else.
+/// Every answer of the API is for one caller and may hold a secret shown once (a new API token):
+/// `Cache-Control: no-store` keeps it out of browser and proxy caches, and
+/// `X-Content-Type-Options: nosniff` keeps a browser from reading JSON as anything else. (A thrown
+/// problem passes by here; `Problem.response` gives its document the same headers.)
 struct APIResponseHeadersMiddleware: RouterMiddleware {
     typealias Context = SentinelRequestContext
     static let contentTypeOptions = HTTPField.Name("X-Content-Type-Options")!
