@@ -152,6 +152,9 @@ public final class Appliance: Sendable {
         // HEAD is answered wherever GET is (RFC 9110 §9.1), with GET's status and headers and no
         // body: load balancers and uptime checks probe `/healthz` that way.
         let router = Router(context: SentinelRequestContext.self, options: .autoGenerateHeadEndpoints)
+        if config.server.tlsEnabled, config.server.hstsMaxAgeSeconds > 0 {
+            router.add(middleware: StrictTransportSecurityMiddleware(maxAgeSeconds: config.server.hstsMaxAgeSeconds))
+        }
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus, supervisor: supervisor, metrics: metrics,
                          dataDirectory: dataDirectory).add(to: router)

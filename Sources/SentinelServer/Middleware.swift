@@ -63,6 +63,25 @@ struct ObservabilityMiddleware: RouterMiddleware {
     }
 }
 
+/// Tells browsers to reach this host only over HTTPS from now on (RFC 6797): on every answer
+/// while Sentinel serves TLS itself, outside every other middleware so that problem documents
+/// carry it too. A browser ignores it over a certificate it does not trust (the self-signed
+/// default), so it never stands in the way of a first visit.
+struct StrictTransportSecurityMiddleware: RouterMiddleware {
+    typealias Context = SentinelRequestContext
+    let value: String
+
+    init(maxAgeSeconds: Int) {
+        value = "max-age=\(maxAgeSeconds)"
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.strictTransportSecurity] = value
+        return response
+    }
+}
+
 extension ObservabilityMiddleware {
     /// A request body compressed (`Content-Encoding: gzip`, `br`, …) is refused with 415 before
     /// anything reads it (RFC 9110 §15.5.16), the answer saying `Accept-Encoding: identity`: no

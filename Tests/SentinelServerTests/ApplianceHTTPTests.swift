@@ -81,6 +81,29 @@ struct ApplianceHTTPTests {
         await appliance.supervisor.shutdown()
     }
 
+    @Test("Strict-Transport-Security is on every answer while Sentinel serves HTTPS (problems and redirects too), with server.tls.hsts_max_age_seconds; never over plain HTTP or at 0")
+    func strictTransportSecurity() async throws {
+        for (tls, maxAge, expected) in [(true, 31_536_000, "max-age=31536000"), (true, 600, "max-age=600"), (true, 0, nil), (false, 31_536_000, nil)] as [(Bool, Int, String?)] {
+            let dir = TemporaryDirectory()
+            defer { dir.cleanup() }
+            var config = testConfig()
+            config.server.tlsEnabled = tls
+            config.server.hstsMaxAgeSeconds = maxAge
+            let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: JobRegistry(),
+                                          logger: Logger.sentinel(level: "error", sink: CapturedLog().sink))
+            let app = Application(router: try appliance.makeRouter())
+            try await app.test(.router) { client in
+                for (path, status) in [("/healthz", HTTPResponse.Status.ok), ("/api/v1/workspaces", .unauthorized), ("/", .seeOther),
+                                       ("/no-such-page", .notFound)] {
+                    let response = try await client.execute(uri: path, method: .get)
+                    #expect(response.status == status, "\(path)")
+                    #expect(response.headers[.strictTransportSecurity] == expected, "tls \(tls), \(maxAge): \(path)")
+                }
+            }
+            await appliance.supervisor.shutdown()
+        }
+    }
+
     @Test("the correlation id of a request follows into the jobs it enqueues and onto their log lines; an id that is not 1–128 ASCII letters, digits and -_.: is replaced")
     func correlationFollowsWork() async throws {
         let dir = TemporaryDirectory()

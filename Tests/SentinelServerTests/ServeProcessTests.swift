@@ -67,7 +67,7 @@ struct ServeProcessTests {
         }
     }
 
-    @Test("starts on an empty data dir, answers /healthz over HTTPS with its self-signed certificate, exits 0 on SIGTERM")
+    @Test("starts on an empty data dir, answers /healthz over HTTPS with its self-signed certificate and Strict-Transport-Security, exits 0 on SIGTERM")
     func serveOverHTTPS() async throws {
         let dir = TemporaryDirectory("sentinel-serve")
         defer { dir.cleanup() }
@@ -90,6 +90,7 @@ struct ServeProcessTests {
             for (path, expected) in [("/healthz", #""status":"ok""#), ("/readyz", #""status":"ready""#)] {
                 let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(port)\(path)"), timeout: .seconds(10))
                 #expect(response.status == .ok)
+                #expect(response.headers.first(name: "Strict-Transport-Security") == "max-age=31536000")
                 let body = String(buffer: try await response.body.collect(upTo: 1 << 16))
                 #expect(body.contains(expected), "\(path): \(body)")
             }
@@ -97,6 +98,10 @@ struct ServeProcessTests {
             let text = String(buffer: try await metrics.body.collect(upTo: 1 << 20))
             #expect(text.contains(#"sentinel_http_requests_total{method="GET",route="/healthz",status="200"} 1"#))
             #expect(text.contains("sentinel_workspaces_open"))
+            // Problem documents carry it too (a path no route takes).
+            let missing = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(port)/api/v1/nothing-here"), timeout: .seconds(10))
+            #expect(missing.status == .notFound)
+            #expect(missing.headers.first(name: "Strict-Transport-Security") == "max-age=31536000")
         } catch {
             try? await client.shutdown()
             throw error

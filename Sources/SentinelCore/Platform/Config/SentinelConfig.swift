@@ -125,6 +125,8 @@ public struct SentinelConfig: Sendable, Equatable {
         public var tlsKeyFile: String? = nil
         /// How often the certificate and key files are looked at for a renewal (SIGHUP: at once).
         public var tlsReloadCheckSeconds = 60.0
+        /// `Strict-Transport-Security: max-age=…` on every answer while serving HTTPS (0: not sent).
+        public var hstsMaxAgeSeconds = 31_536_000
         /// How GitHub reaches this appliance (`https://sentinel.example.com`), for webhook URLs.
         public var publicURL: String? = nil
         /// A connection that sends nothing (no request part) for this long is closed.
@@ -258,6 +260,7 @@ public enum ConfigLoader {
         key("server.tls.cert_file", "PEM certificate chain; a self-signed one is made in data/tls/ when unset", \.server.tlsCertFile),
         key("server.tls.key_file", "PEM private key for server.tls.cert_file", \.server.tlsKeyFile),
         key("server.tls.reload_check_seconds", "how often the certificate and key files are checked for a renewal, served from the next connection on (SIGHUP checks at once)", \.server.tlsReloadCheckSeconds, in: 1...86_400),
+        key("server.tls.hsts_max_age_seconds", "Strict-Transport-Security max-age sent on every HTTPS answer: browsers that trust the certificate come back only over HTTPS for this long (0: not sent)", \.server.hstsMaxAgeSeconds, in: 0...63_072_000),
         key("server.public_url", "base URL GitHub uses to reach Sentinel (for webhook URLs in API responses); default: the request's Host", \.server.publicURL),
         key("server.idle_timeout_seconds", "close a connection whose next request head has not arrived whole this long after it opened or after the previous response", \.server.idleTimeoutSeconds, in: 0.1...86_400),
         key("server.request_timeout_seconds", "a request must arrive whole (head and body) within this long of the connection opening or the previous response", \.server.requestTimeoutSeconds, in: 1...3_600),
