@@ -157,7 +157,7 @@ public final class Appliance: Sendable {
         }
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus, supervisor: supervisor, metrics: metrics,
-                         dataDirectory: dataDirectory).add(to: router)
+                         dataDirectory: dataDirectory, metricsAllowed: try config.observability.metricsAllowedRanges()).add(to: router)
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, journal: journal, metrics: metrics,
                       authFailures: authFailures, bodies: WebhookBodyBudget(limit: config.server.maxWebhookBytesInFlight, metrics: metrics)).add(to: router)
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)

@@ -244,4 +244,29 @@ struct ObservabilityTests {
             #expect(rules.contains("alert: \(alert)"), "\(alert) missing")
         }
     }
+
+    @Test("/metrics answers only the address blocks of observability.metrics_allowed_cidrs (loopback and private networks by default); others get 403 naming the key; a block that does not parse is a configuration error")
+    func metricsAllowedFrom() async throws {
+        func scrape(_ world: GitHubWorld) async throws -> (Int, String) {
+            let response = try await world.http.execute(HTTPClientRequest(url: "http://127.0.0.1:\(world.port)/metrics"), timeout: .seconds(10))
+            return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 8 << 20)))
+        }
+        let byDefault = try await GitHubWorld()
+        let (open, text) = try await scrape(byDefault)
+        #expect(open == 200 && text.contains("sentinel_workspaces_open"), "\(text.prefix(300))")
+        await byDefault.stop()
+
+        let elsewhere = try await GitHubWorld { config in config.observability.metricsAllowedCIDRs = "10.0.0.0/8, fd00::/8" }
+        let (refused, problem) = try await scrape(elsewhere)
+        #expect(refused == 403)
+        #expect(problem.contains("metrics are answered only to the addresses in observability.metrics_allowed_cidrs; this request came from 127.0.0.1"),
+                "\(problem)")
+        #expect(!problem.contains("sentinel_"), "no figure leaks into the refusal")
+        await elsewhere.stop()
+
+        var config = SentinelConfig()
+        config.observability.metricsAllowedCIDRs = "10.0.0.0/8, prometheus.internal"
+        #expect(throws: ConfigError.self) { try config.observability.metricsAllowedRanges() }
+        #expect(try SentinelConfig().observability.metricsAllowedRanges().count == 6)
+    }
 }

@@ -4,7 +4,8 @@ import Hummingbird
 import Prometheus
 import SentinelCore
 
-/// `/healthz`, `/readyz`, `/metrics`: what a load balancer and Prometheus scrape.
+/// `/healthz`, `/readyz`, `/metrics`: what a load balancer and Prometheus scrape (`/metrics` only
+/// from `observability.metrics_allowed_cidrs`).
 struct OperationsRoutes {
     let control: ControlStore
     let scheduler: JobScheduler
@@ -13,6 +14,8 @@ struct OperationsRoutes {
     let supervisor: Supervisor
     let metrics: SentinelMetrics
     let dataDirectory: DataDirectory
+    /// Where `/metrics` is answered from (`observability.metrics_allowed_cidrs`).
+    let metricsAllowed: [IPRange]
 
     func add(to router: Router<SentinelRequestContext>) {
         router.get("/healthz") { _, _ in
@@ -27,7 +30,12 @@ struct OperationsRoutes {
             return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
                             body: .init(byteBuffer: .init(bytes: body)))
         }
-        router.get("/metrics") { _, _ in
+        router.get("/metrics") { _, context in
+            let peer = context.remoteAddress?.ipAddress
+            guard let address = peer.flatMap(IPAddress.init), metricsAllowed.contains(where: { $0.contains(address) }) else {
+                throw Problem(status: .forbidden, detail: "metrics are answered only to the addresses in observability.metrics_allowed_cidrs; "
+                                  + "this request came from \(peer ?? "an unknown address")")
+            }
             await supervisor.sampleQueueDepth()
             if let fs = try? FileManager.default.attributesOfFileSystem(forPath: dataDirectory.root.path),
                let free = (fs[.systemFreeSize] as? NSNumber)?.int64Value, let total = (fs[.systemSize] as? NSNumber)?.int64Value {

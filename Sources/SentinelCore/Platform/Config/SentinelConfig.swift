@@ -226,6 +226,14 @@ public struct SentinelConfig: Sendable, Equatable {
         public var otlpEndpoint: String?
         /// `service.name` of the exported spans.
         public var otlpServiceName = "sentinel"
+        /// Comma-separated address blocks `/metrics` answers; others get 403. The default is the
+        /// loopback and private networks, where a Prometheus server scrapes from, not the internet
+        /// the webhooks come in from.
+        public var metricsAllowedCIDRs = "127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7"
+
+        public func metricsAllowedRanges() throws -> [IPRange] {
+            try IPRange.list(metricsAllowedCIDRs, key: "observability.metrics_allowed_cidrs")
+        }
     }
 }
 
@@ -319,6 +327,7 @@ public enum ConfigLoader {
         key("log.level", "trace | debug | info | notice | warning | error | critical", \.log.level),
         key("observability.otlp.endpoint", "OTLP/HTTP collector base URL (http/protobuf; spans go to <url>/v1/traces); unset = no export", \.observability.otlpEndpoint),
         key("observability.otlp.service_name", "service.name of exported spans", \.observability.otlpServiceName),
+        key("observability.metrics_allowed_cidrs", "comma-separated address blocks /metrics answers (others get 403); default the loopback and private networks", \.observability.metricsAllowedCIDRs),
     ]
 
     /// Keys that were renamed: reading the old one fails with the new name.
@@ -372,6 +381,7 @@ public enum ConfigLoader {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
         _ = try DestinationPolicy(config.security)  // the entries of security.allowed_destination_cidrs and plain_http_hosts
+        _ = try config.observability.metricsAllowedRanges()
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
         if let id = config.export.notifyWorkspace, WorkspaceID(id) == nil {
             throw ConfigError("export.notify_workspace must be a workspace id (ws_ and 16 lowercase letters or digits), got '\(id)'")

@@ -81,6 +81,14 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(network)/\(prefixLength)" }
+
+    /// A configuration key's comma-separated address blocks (an address alone is a block of one).
+    public static func list(_ text: String, key: String) throws -> [IPRange] {
+        try text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map { entry in
+            guard let range = IPRange(entry) else { throw ConfigError("\(key): '\(entry)' is not an address block (e.g. 10.20.0.0/16)") }
+            return range
+        }
+    }
 }
 
 /// Resolves a host name to addresses. The edge where outbound destinations meet DNS, so tests can
@@ -227,13 +235,7 @@ public struct DestinationPolicy: Sendable {
     /// From `security.allow_private_destinations`, `security.allowed_destination_cidrs` and
     /// `security.plain_http_hosts`.
     public init(_ security: SentinelConfig.Security) throws {
-        var ranges: [IPRange] = []
-        for text in Self.entries(security.allowedDestinationCIDRs) {
-            guard let range = IPRange(text) else {
-                throw ConfigError("security.allowed_destination_cidrs: '\(text)' is not an address block (e.g. 10.20.0.0/16)")
-            }
-            ranges.append(range)
-        }
+        let ranges = try IPRange.list(security.allowedDestinationCIDRs, key: "security.allowed_destination_cidrs")
         var names: Set<String> = []
         var plainRanges: [IPRange] = []
         for text in Self.entries(security.plainHTTPHosts) {
