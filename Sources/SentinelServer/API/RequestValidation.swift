@@ -7,8 +7,8 @@ import SentinelCore
 /// decodes it: bodies are limited to 1 MiB (413), must be JSON without a name given twice in one
 /// object, and every field must match its schema (type, length, range, enum, pattern, no unknown
 /// fields, no control characters except in fields marked `x-sentinel-multiline`); query
-/// parameters likewise. Failures are 400s naming the
-/// field. The generated decoder then sees only documented, well-typed input.
+/// parameters likewise. Failures are 400s naming the field. The generated decoder then sees only
+/// documented, well-typed input.
 struct RequestValidationMiddleware: ServerMiddleware {
     static let maxBodyBytes = 1 << 20
     let document: APIDocument
