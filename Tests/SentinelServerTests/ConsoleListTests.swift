@@ -112,6 +112,21 @@ struct ConsoleListTests {
             #expect(page2.body.components(separatedBy: "<tr><td><a href=").count - 1 == 1)
             #expect(next(page2.body, "Older runs") == nil)
             #expect(try await admin.get(base + "/runs?pr=1").body.components(separatedBy: "<tr><td><a href=").count - 1 == 2)
+            // The filter form's "All" sends empty values: no filter. A value that is not one is a
+            // 400 page naming it, never the whole list as if no filter were asked for.
+            let all = try await admin.get(base + "/runs?repository=&state=&pr=")
+            #expect(all.status == .ok && all.body.components(separatedBy: "<tr><td><a href=").count - 1 == 25)
+            for (query, text) in [("state=bogus", "state must be one of queued, "), ("pr=seven", "pr must be a pull request number"),
+                                  ("pr=-1", "pr must be a pull request number"), ("repository=acme", "repository must be a repository id"),
+                                  ("state=%ff", "state must be one of"), ("before=%E2%80", "before must be a run id")] {
+                let refused = try await admin.get(base + "/runs?" + query)
+                #expect(refused.status == .badRequest, "\(query)")
+                #expect(refused.body.contains("In this address, \(text)"), "\(query): \(refused.body)")
+                #expect(!refused.body.contains("<tr><td><a href="), "\(query): no run is listed")
+            }
+            #expect(try await admin.get(base + "/repositories?after=first").status == .badRequest)
+            #expect(try await admin.get(base + "/audit?after=1e3").status == .badRequest)
+            #expect(try await admin.get(base + "/settings?repository=x").status == .badRequest)
 
             let repos = try await admin.get(base + "/repositories")
             let moreRepos = try #require(next(repos.body, "More repositories"))
@@ -138,6 +153,8 @@ struct ConsoleListTests {
             let users = try await root.get("/admin/users")
             let moreUsers = try #require(next(users.body, "More users"))
             #expect(moreUsers.hasPrefix("/admin/users?after=usr"))
+            #expect(try await root.get("/admin/users?after=admin%40example.com").status == .badRequest)
+            #expect(try await root.get("/admin/audit?after=last").status == .badRequest)
             let users2 = try await root.get(moreUsers)
             #expect(users2.status == .ok)
             #expect(users2.body.components(separatedBy: "@example.com").count - 1 >= 1)

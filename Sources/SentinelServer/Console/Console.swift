@@ -283,6 +283,31 @@ struct ConsoleRedirect: Error {
     let location: String
 }
 
+/// A console page's query string (its filters and where a list goes on). An empty value is no
+/// filter (the forms' "All"); a value that is not valid percent-encoded UTF-8, or not of its kind
+/// (`state=bogus`, `pr=seven`), is a 400 page naming it: it was ignored, and the page showed every
+/// entry as if no filter were asked for.
+struct ConsoleQuery {
+    /// Each item as decoded (nil: its percent-encoding is not UTF-8) beside its text as sent.
+    private let items: [(name: String, value: String?, sent: String?)]
+
+    init(_ request: Request) {
+        let components = URLComponents(string: "?" + (request.uri.query ?? ""))
+        items = zip(components?.queryItems ?? [], components?.percentEncodedQueryItems ?? []).map { ($0.0.name, $0.0.value, $0.1.value) }
+    }
+
+    /// The last value given for `name`, read by `parse`; nil when absent or empty. `kind` says
+    /// what it must be ("a pull request number").
+    func value<T>(_ name: String, _ kind: String, _ parse: (String) -> T?) throws -> T? {
+        guard let item = items.last(where: { $0.name == name }), let sent = item.sent, !sent.isEmpty else { return nil }
+        guard let text = item.value, let value = parse(text) else {
+            throw ConsoleError(status: .badRequest, heading: "Not a page",
+                               message: "In this address, \(name) must be \(kind); it is “\(StoredText.singleLine(String((item.value ?? sent).prefix(60))))”.")
+        }
+        return value
+    }
+}
+
 /// An `application/x-www-form-urlencoded` body; nil when a name or value is not valid
 /// percent-encoded UTF-8 (it would otherwise read as empty).
 struct Form: Sendable {

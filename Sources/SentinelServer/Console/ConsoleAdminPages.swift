@@ -157,7 +157,7 @@ extension Console {
     /// The appliance's audit log (`control.sqlite`), 100 entries a page.
     func auditPage(_ visit: Visit, _ principal: Principal) throws -> Response {
         let limit = 100
-        let after = visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+        let after = try ConsoleQuery(visit.request).value("after", "an event id", { Int64($0) }) ?? 0
         let events = try d.control.read { db in try AuditLog.events(after: after, limit: limit + 1, in: db) }
         var data: [String: Any] = [
             "items": events.prefix(limit).map { e -> [String: Any] in
@@ -170,7 +170,7 @@ extension Console {
 
     func usersPage(_ visit: Visit, _ principal: Principal) throws -> Response {
         let limit = 100
-        let after = visit.request.uri.queryParameters["after"].map(String.init)
+        let after = try ConsoleQuery(visit.request).value("after", "a user id", { $0.hasPrefix("usr_") ? $0 : nil })
         let users = try d.identity.users(after: after, limit: limit + 1)
         var data: [String: Any] = [
             "items": users.prefix(limit).map { user -> [String: Any] in

@@ -212,7 +212,7 @@ extension Console {
     // MARK: Repositories
 
     func repositoriesPage(_ m: Member) async throws -> Response {
-        let after = m.visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+        let after = try ConsoleQuery(m.visit.request).value("after", "a repository id", { Int64($0) }) ?? 0
         let limit = 50
         let repos = try await m.workspace.read { db in try RepositoryStore.list(after: after, limit: limit + 1, in: db) }
         var data: [String: Any] = [
@@ -291,7 +291,7 @@ extension Console {
     }
 
     func settingsPage(_ m: Member) async throws -> Response {
-        let repositoryID = m.visit.request.uri.queryParameters["repository"].flatMap { Int64(String($0)) }
+        let repositoryID = try ConsoleQuery(m.visit.request).value("repository", "a repository id", { Int64($0) })
         let found = try await m.workspace.read { db -> SettingsData in
             var explained: Int64?
             if let repositoryID {
@@ -358,7 +358,7 @@ extension Console {
     // MARK: Audit log
 
     func auditPage(_ m: Member) async throws -> Response {
-        let after = m.visit.request.uri.queryParameters["after"].flatMap { Int64(String($0)) } ?? 0
+        let after = try ConsoleQuery(m.visit.request).value("after", "an event id", { Int64($0) }) ?? 0
         let limit = 50
         let events = try await m.workspace.read { db in
             try EventLog.read(after: after, limit: limit + 1, types: EventLog.auditTypes, in: db)

@@ -126,11 +126,11 @@ extension Console {
     static let runsPerPage = 25
 
     func runsPage(_ m: Member) async throws -> Response {
-        let query = m.visit.request.uri.queryParameters
-        let repositoryID = query["repository"].flatMap { Int64(String($0)) }
-        let state = query["state"].flatMap { RunState(rawValue: String($0)) }
-        let pr = query["pr"].flatMap { Int(String($0)) }
-        let before = query["before"].flatMap { Int64(String($0)) } ?? .max
+        let query = ConsoleQuery(m.visit.request)
+        let repositoryID = try query.value("repository", "a repository id", { Int64($0) })
+        let state = try query.value("state", "one of " + RunState.allCases.map(\.rawValue).joined(separator: ", "), { RunState(rawValue: $0) })
+        let pr = try query.value("pr", "a pull request number", { Int($0).flatMap { $0 > 0 ? $0 : nil } })
+        let before = try query.value("before", "a run id", { Int64($0) }) ?? .max
         let limit = Self.runsPerPage
         let (runs, repositories) = try await m.workspace.read { db in
             (try ReviewRunStore.list(in: db, before: before, repositoryID: repositoryID, prNumber: pr, state: state, limit: limit + 1),
