@@ -426,6 +426,13 @@ struct APIResourceTests {
             }
             let encoded = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?state=%63ompleted&limit=%35", token: owner)
             #expect(encoded.status == .ok, "\(encoded.body)")
+            // A parameter given twice: checked here as one value, decoded as the other, it let
+            // `limit=1000&limit=1` through as a page of 1,000.
+            for (query, name) in [("limit=1000&limit=1", "limit"), ("state=bogus&state=completed", "state"), ("cursor=a&cursor=", "cursor")] {
+                let twice = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?\(query)", token: owner)
+                #expect(twice.status == .badRequest, "\(query): \(twice.body)")
+                #expect(twice.json["detail"] as? String == "\(name): is given 2 times; give it once", "\(query): \(twice.body)")
+            }
             // A name given twice in one object: the decoder would keep one value without a word.
             let twice = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"],"scopes":["read","write"]}"#)
             #expect(twice.status == .badRequest)

@@ -23,7 +23,14 @@ struct RequestValidationMiddleware: ServerMiddleware {
         // to nil and would otherwise pass unchecked to the generated decoder.
         let query = Array(zip(components?.queryItems ?? [], components?.percentEncodedQueryItems ?? []))
         for (name, schema) in operation.query {
-            guard let (item, sent) = query.last(where: { $0.0.name == name }), sent.value != nil else { continue }
+            // Given twice, this check would see one value and the generated decoder the other
+            // (`limit=1000&limit=1` listed 1,000): no parameter of the document is a list.
+            let given = query.filter { $0.0.name == name }
+            guard given.count <= 1 else {
+                throw Problem(status: .badRequest, detail: "\(name): is given \(given.count) times; give it once", type: SchemaValidator.problemType,
+                              title: "Invalid query parameter")
+            }
+            guard let (item, sent) = given.first, sent.value != nil else { continue }
             guard let raw = item.value else {
                 throw Problem(status: .badRequest, detail: "\(name): is not valid percent-encoded UTF-8", type: SchemaValidator.problemType,
                               title: "Invalid query parameter")
