@@ -155,6 +155,15 @@ extension HTTPParserError: ProblemConvertible {
     }
 }
 
+/// A body read with a limit (`collect(upTo:)`) that went past it: the client sent more than the
+/// endpoint reads, a 413, wherever the body is read. (It was a 500 where no reader mapped it: a
+/// console form of 2 MB.) Readers that know their limit say it in their own problem.
+extension NIOTooManyBytesError: ProblemConvertible {
+    var problem: Problem {
+        Problem(status: .contentTooLarge, detail: "the request's body is larger than this address reads")
+    }
+}
+
 extension HTTPField.Name {
     static let requestID = Self("X-Request-ID")!
 }

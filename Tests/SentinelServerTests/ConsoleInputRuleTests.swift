@@ -28,7 +28,7 @@ struct ConsoleInputRuleTests {
         #expect(try property("updateProvider", "api_key")["maxLength"] == .int(ProviderStore.maxLengths["api_key"]!))
     }
 
-    @Test("a form posted as multipart/form-data is a 415 and one with broken percent-encoding a 400, each saying so, not 'form expired' or a missing field")
+    @Test("a form posted as multipart/form-data is a 415, one with broken percent-encoding a 400 and one over 512 KiB a 413, each saying so, not 'form expired', a missing field or a 500")
     func unreadableFormsExplained() async throws {
         let world = try APIWorld()
         let base = "/workspaces/\(world.workspaceA)"
@@ -46,6 +46,10 @@ struct ConsoleInputRuleTests {
             let broken = try await admin.send(.post, base + "/teams", body: "csrf=\(csrf)&name=core%ff%fe")
             #expect(broken.status == .badRequest)
             #expect(broken.body.contains("not valid percent-encoded UTF-8"), "\(broken.body)")
+            // A form over the console's 512 KiB: a page saying so (it was a 500).
+            let huge = try await admin.send(.post, base + "/teams", body: "csrf=\(csrf)&name=" + String(repeating: "a", count: 600 * 1024))
+            #expect(huge.status == .contentTooLarge)
+            #expect(huge.body.contains("A console form is at most 512 KiB"), "\(huge.body.prefix(2000))")
             #expect(try await world.teams().isEmpty)
             // The same form, urlencoded as a browser sends it, is taken.
             #expect(try await admin.send(.post, base + "/teams", body: "csrf=\(csrf)&name=core").status == .seeOther)

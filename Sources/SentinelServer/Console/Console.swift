@@ -98,7 +98,13 @@ struct Console: Sendable {
                                message: "The console reads forms sent as application/x-www-form-urlencoded, as a browser sends its pages' forms, "
                                    + "not as \(StoredText.singleLine(String(type.prefix(60)))).")
         }
-        let body = try await visit.request.body.collect(upTo: Self.maxFormBytes)
+        let body: ByteBuffer
+        do {
+            body = try await visit.request.body.collect(upTo: Self.maxFormBytes)
+        } catch is NIOTooManyBytesError {
+            throw ConsoleError(status: .contentTooLarge, heading: "Form too large",
+                               message: "A console form is at most \(Self.maxFormBytes / 1024) KiB; this one is larger.")
+        }
         guard let form = Form(String(decoding: body.readableBytesView, as: UTF8.self)) else {
             throw ConsoleError(status: .badRequest, heading: "Form not readable",
                                message: "A field of this form is not valid percent-encoded UTF-8.")
