@@ -417,6 +417,9 @@ struct APIResourceTests {
             #expect(big.status == .contentTooLarge)
             let badLimit = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?limit=0", token: owner)
             #expect(badLimit.status == .badRequest)
+            #expect(badLimit.json["title"] as? String == "Invalid query parameter", "a query parameter is not the body: \(badLimit.body)")
+            #expect(badLimit.json["detail"] as? String == "limit: must be at least 1", "\(badLimit.body)")
+            #expect(wrongType.json["title"] as? String == "Invalid request body")
             // A query value whose percent-encoding is not UTF-8 is refused naming the parameter; it
             // was skipped by validation (a cursor of "\0\u{FFFD}" answered 200, a state named a generated type).
             for (query, name) in [("cursor=%00%ff", "cursor"), ("limit=1%ff", "limit"), ("state=%ff", "state")] {

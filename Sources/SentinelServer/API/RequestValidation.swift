@@ -45,7 +45,7 @@ struct RequestValidationMiddleware: ServerMiddleware {
             } else {
                 value = .string(raw)
             }
-            try validator.validate(value, against: schema, at: name)
+            try validator.validate(value, against: schema, at: name, title: "Invalid query parameter")
         }
         guard let schema = operation.body else { return try await next(request, body, metadata) }
         let data: Data
@@ -92,16 +92,16 @@ struct SchemaValidator: Sendable {
         return resolved
     }
 
-    func validate(_ value: JSONValue, against schema: JSONValue, at path: String) throws {
+    /// Checks `value` at `path`; a failure is a 400 titled `title` (a query parameter's is not the body's).
+    func validate(_ value: JSONValue, against schema: JSONValue, at path: String, title: String = "Invalid request body") throws {
         func fail(_ message: String) -> Problem {
-            Problem(status: .badRequest, detail: "\(path.isEmpty ? "the body" : path): \(message)", type: Self.problemType,
-                    title: "Invalid request body")
+            Problem(status: .badRequest, detail: "\(path.isEmpty ? "the body" : path): \(message)", type: Self.problemType, title: title)
         }
         let schema = resolve(schema)
         if case .array(let options)? = schema["anyOf"] {
             if value == .null, options.contains(where: { resolve($0)["type"]?.string == "null" }) { return }
             guard let first = options.first(where: { resolve($0)["type"]?.string != "null" }) else { return }
-            return try validate(value, against: first, at: path)
+            return try validate(value, against: first, at: path, title: title)
         }
         var type = schema["type"]?.string
         if case .array(let types)? = schema["type"] {
@@ -138,7 +138,7 @@ struct SchemaValidator: Sendable {
             guard case .array(let array) = value else { throw fail("must be an array") }
             if case .int(let max)? = schema["maxItems"], array.count > max { throw fail("must have at most \(max) items") }
             let items = schema["items"] ?? .object([:])
-            for (i, item) in array.enumerated() { try validate(item, against: items, at: "\(path)[\(i)]") }
+            for (i, item) in array.enumerated() { try validate(item, against: items, at: "\(path)[\(i)]", title: title) }
             if schema["uniqueItems"] == .bool(true), Set(array.map(\.description)).count != array.count { throw fail("must not repeat items") }
         case "object":
             guard case .object(let object) = value else { throw fail("must be an object") }
@@ -158,13 +158,13 @@ struct SchemaValidator: Sendable {
                         }
                         continue
                     }
-                    try validate(v, against: properties[name] ?? .object([:]), at: child)
+                    try validate(v, against: properties[name] ?? .object([:]), at: child, title: title)
                 }
             } else if let inner = schema["additionalProperties"] {
                 if let key = object.keys.sorted().first(where: { StoredText.hasControlCharacters($0, multiline: false) }) {
                     throw fail("key \"\(StoredText.singleLine(key))\" must not contain control characters")
                 }
-                for (k, v) in object.sorted(by: { $0.key < $1.key }) { try validate(v, against: inner, at: path.isEmpty ? k : "\(path).\(k)") }
+                for (k, v) in object.sorted(by: { $0.key < $1.key }) { try validate(v, against: inner, at: path.isEmpty ? k : "\(path).\(k)", title: title) }
             }
         default:
             return
