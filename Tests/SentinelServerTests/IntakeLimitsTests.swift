@@ -415,13 +415,20 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
-    @Test("a request whose head breaks HTTP/1.1 gets a problem document saying what is wrong and the connection closes; it got an empty 400")
+    @Test("a request whose head breaks HTTP/1.1 (its Host missing, given twice or not a host among them) gets a problem document saying what is wrong and the connection closes; it got an empty 400, or was served")
     func malformedHeadsExplained() async throws {
         let world = try await GitHubWorld(config: { $0.server.maxHeaderBytes = 4_096 })
         func answer(_ request: String) async throws -> (text: String, closed: Bool) { try await RawConnection.converse(port: world.port, request) }
         let cases = [
             ("POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", "it gives Content-Length twice with different values"),
             ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n", "a header holds a character HTTP does not allow"),
+            // RFC 9112 §3.2: no Host in HTTP/1.1, Host twice (in any version), a Host that is not one.
+            ("GET /healthz HTTP/1.1\r\n\r\n", "it has no Host header, which every HTTP/1.1 request must send"),
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nhost: evil.example\r\n\r\n", "it gives Host 2 times"),
+            ("GET /healthz HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n", "it gives Host 2 times"),
+            ("POST /api/v1/auth/login HTTP/1.1\r\nHost: evil.example/x\r\nContent-Length: 2\r\n\r\n{}", "its Host is not a host name or address with an optional port"),
+            ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:80:80\r\n\r\n", "its Host is not a host name or address with an optional port"),
+            ("GET /healthz HTTP/1.1\r\nHost: [::1\r\n\r\n", "its Host is not a host name or address with an optional port"),
         ]
         for (request, reason) in cases {
             let (text, closed) = try await answer(request)
@@ -435,8 +442,20 @@ struct IntakeLimitsTests {
         let (big, bigClosed) = try await answer("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + String(repeating: "a", count: 8_000) + "\r\n\r\n")
         #expect(big.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large"), "\(big)")
         #expect(big.contains("the request's head is larger than this server reads (server.max_header_bytes)") && bigClosed, "\(big)")
-        // A well-formed request on a new connection is answered as ever.
+        // A well-formed request on a new connection is answered as ever, whatever form its Host takes.
         #expect(try await answer("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").text.hasPrefix("HTTP/1.1 200"))
+        for host in ["sentinel.example.com", "[::1]:8443", "127.0.0.1:443", "xn--bcher-kva.example", "", "my%2Dhost"] {
+            let (text, _) = try await answer("GET /healthz HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n")
+            #expect(text.hasPrefix("HTTP/1.1 200"), "Host: \(host): \(text)")
+        }
+        // An HTTP/1.0 request may leave Host out.
+        #expect(try await answer("GET /healthz HTTP/1.0\r\n\r\n").text.hasPrefix("HTTP/1.1 200"))
+        // A request pipelined before a refused one is answered first; nothing after the refused one is.
+        let (pipelined, pipelinedClosed) = try await answer("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            + "GET /healthz HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(pipelined.hasPrefix("HTTP/1.1 200"), "\(pipelined)")
+        #expect(pipelined.components(separatedBy: "HTTP/1.1 200 OK").count == 2 && pipelined.components(separatedBy: "HTTP/1.1 400 Bad Request").count == 2, "\(pipelined)")
+        #expect(pipelined.contains("it has no Host header") && pipelinedClosed, "\(pipelined)")
         await world.stop()
     }
 
