@@ -8,7 +8,7 @@ struct ExportCommand: AsyncParsableCommand {
         abstract: "Write every workspace's new events into one PostgreSQL SQL dump (data/exports/) with a manifest.",
         discussion: "Load the dump with `psql -v ON_ERROR_STOP=1 -f FILE`; loading it twice changes nothing.")
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Where to write the dump (default: DATA_DIR/exports/<export id>.sql).") var out: String?
+    @Option(help: "Where to write the dump: a file's path, or a directory to write it in under its export id (default: DATA_DIR/exports/<export id>.sql).") var out: String?
     @Flag(help: "Print the manifest as JSON.") var json = false
 
     func run() async throws {
@@ -17,7 +17,12 @@ struct ExportCommand: AsyncParsableCommand {
             let (control, opener) = try global.openControl(config)
             let exporter = AnalyticsExporter(dataDirectory: global.dataDirectory, control: control, opener: opener)
             let manifest = try exporter.export(to: out.map { URL(fileURLWithPath: $0) })
-            let path = out.map { URL(fileURLWithPath: $0).path } ?? global.dataDirectory.exportsDirectory.appendingPathComponent(manifest.file).path
+            // The dump's directory: DATA_DIR/exports/, the directory --out names, or that of the file it names.
+            let directory = out.map { URL(fileURLWithPath: $0) }.map { url in
+                var isDirectory: ObjCBool = false
+                return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue ? url : url.deletingLastPathComponent()
+            } ?? global.dataDirectory.exportsDirectory
+            let path = directory.appendingPathComponent(manifest.file).path
             if json { try printJSON(manifest) } else {
                 print("\(path)  \(manifest.events) events")
                 for part in manifest.workspaces where part.error != nil {

@@ -340,6 +340,45 @@ struct AnalyticsExportFileTests {
         h.directory.cleanup()
     }
 
+    @Test("an export to a pipe (as to a device), a symbolic link or a missing directory is refused before anything is written, the path left as it was and no event counted exported; a directory takes the dump under its export id")
+    func destinationChecked() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("a")
+        try await h.supervisor.withWorkspace(ws) { try await ActivityGenerator.write(into: $0, seed: 1, days: 1, runsPerDay: 2) }
+        let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
+        let dir = h.directory.url
+        let fifo = dir.appendingPathComponent("dump.fifo")
+        #expect(mkfifo(fifo.path, 0o600) == 0)
+        let real = dir.appendingPathComponent("real.sql")
+        try Data("kept".utf8).write(to: real)
+        let link = dir.appendingPathComponent("link.sql")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: real)
+        let refusals: [(URL, String)] = [
+            (fifo, "it is not a regular file (a device, pipe or socket)"),
+            (link, "it is a symbolic link"),
+            (dir.appendingPathComponent("missing/dump.sql"), "the directory \(dir.appendingPathComponent("missing").path) does not exist"),
+        ]
+        for (destination, reason) in refusals {
+            #expect { try exporter.export(to: destination) } throws: { "\($0)".contains("cannot write the dump to \(destination.path): \(reason)") }
+        }
+        var info = stat()
+        #expect(lstat(fifo.path, &info) == 0 && info.st_mode & S_IFMT == S_IFIFO)
+        #expect(lstat(link.path, &info) == 0 && info.st_mode & S_IFMT == S_IFLNK)
+        #expect(try String(contentsOf: real, encoding: .utf8) == "kept")
+        // Nothing was counted exported: the events are all still there for a dump into a directory.
+        let outDirectory = dir.appendingPathComponent("dumps")
+        try FileManager.default.createDirectory(at: outDirectory, withIntermediateDirectories: true)
+        let manifest = try exporter.export(to: outDirectory)
+        #expect(manifest.events > 0 && manifest.file.hasSuffix(".sql"))
+        #expect(FileManager.default.fileExists(atPath: outDirectory.appendingPathComponent(manifest.file).path))
+        // A regular file is replaced.
+        let replaced = try exporter.export(to: real)
+        let text = try String(contentsOf: real, encoding: .utf8)
+        #expect(replaced.events == 0 && text.contains(replaced.exportID))
+        await h.stop()
+        h.directory.cleanup()
+    }
+
     @Test("a missing workspace file is reported in the manifest and keeps its watermark; the others export")
     func missingWorkspace() async throws {
         let h = try TestHarness()

@@ -293,6 +293,16 @@ struct ServeProcessTests {
         let explicit = try await SentinelProcess.run(["export", "--data-dir", data, "--out", out])
         #expect(explicit.stdout.hasPrefix(out), "\(explicit.stdout)")
         #expect(FileManager.default.fileExists(atPath: out))
+        // A directory takes the dump under its export id, and the line names that file.
+        let intoDirectory = try await SentinelProcess.run(["export", "--data-dir", data, "--out", dir.url.path])
+        let written = String(intoDirectory.stdout.split(separator: " ").first ?? "")
+        #expect(intoDirectory.status == 0 && written.hasPrefix(dir.url.path + "/sentinel-export-") && written.hasSuffix(".sql"), "\(intoDirectory.stdout)")
+        #expect(FileManager.default.fileExists(atPath: written))
+        // A path that is not a file is refused, saying why, and left as it was.
+        let fifo = dir.url.appendingPathComponent("dump.fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let toPipe = try await SentinelProcess.run(["export", "--data-dir", data, "--out", fifo])
+        #expect(toPipe.status != 0 && toPipe.stderr.contains("it is not a regular file (a device, pipe or socket)"), "\(toPipe.stderr)")
 
         let analytics = try await SentinelProcess.run(["analytics", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(analytics.status == 0, "\(analytics.stderr)")

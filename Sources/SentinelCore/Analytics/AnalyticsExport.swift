@@ -62,7 +62,8 @@ public struct AnalyticsExporter: Sendable {
         let stamp = now.formatted(.iso8601.year().month().day().dateTimeSeparator(.standard).time(includingFractionalSeconds: false)
             .timeSeparator(.omitted).dateSeparator(.omitted))
         let exportID = "sentinel-export-\(stamp)-\(UUID().uuidString.prefix(8).lowercased())"
-        let final = destination ?? dataDirectory.exportsDirectory.appendingPathComponent("\(exportID).sql")
+        let final = try destination.map { try Self.dumpFile(at: $0, named: "\(exportID).sql") }
+            ?? dataDirectory.exportsDirectory.appendingPathComponent("\(exportID).sql")
         let temp = final.deletingLastPathComponent().appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
         let writer = try DumpWriter(path: temp)
         var parts: [ExportManifest.WorkspacePart] = []
@@ -254,6 +255,36 @@ public struct AnalyticsExporter: Sendable {
         for name in names where name.hasPrefix(".sentinel-export-") && name.contains(".tmp-") {
             try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
         }
+    }
+
+    /// Where a dump asked for at `destination` (`sentinel export --out`) goes: that path, a new file
+    /// or a file it replaces, or inside it under `name` when it is a directory. The dump is written
+    /// beside it and renamed onto it, so anything else is refused before a byte is written: a
+    /// device, pipe or socket (`--out /dev/stdout` replaced the machine's `/dev/stdout` link and
+    /// reported the dump written), a symbolic link (the link would be replaced, not its file), a
+    /// path whose directory does not exist.
+    static func dumpFile(at destination: URL, named name: String) throws -> URL {
+        let path = destination.path
+        var link = stat(), target = stat()
+        guard lstat(path, &link) == 0 else {
+            let directory = destination.deletingLastPathComponent()
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw StorageError.invalid("cannot write the dump to \(path): the directory \(directory.path) does not exist")
+            }
+            return destination
+        }
+        let followed = stat(path, &target) == 0
+        if followed, target.st_mode & S_IFMT == S_IFDIR { return destination.appendingPathComponent(name) }
+        if link.st_mode & S_IFMT == S_IFLNK {
+            throw StorageError.invalid("cannot write the dump to \(path): it is a symbolic link, and the dump, written beside it and renamed into place, "
+                                       + "would replace the link; give the path of a file or a directory")
+        }
+        guard link.st_mode & S_IFMT == S_IFREG else {
+            throw StorageError.invalid("cannot write the dump to \(path): it is not a regular file (a device, pipe or socket), and the dump, "
+                                       + "written beside it and renamed into place, would replace it; give the path of a file or a directory")
+        }
+        return destination
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws {
