@@ -9,10 +9,17 @@ struct ConfigCommand: AsyncParsableCommand {
 
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check a .sentinel.yml; prints FILE:LINE:COLUMN: error|warning: message, exits 1 on any error.")
-        @Argument(help: "The file to check.") var file: String
+        @Argument(help: "The file to check (- or /dev/stdin: standard input).") var file: String
 
         func run() async throws {
-            let (lines, code) = RepositoryConfigParser.validate(fileAtPath: file)
+            let data: Data
+            do {
+                data = try readInput(file, what: "file", limit: RepositoryConfigParser.maxBytes)
+            } catch {
+                print(ConfigDiagnostic(file: file, line: 1, column: 1, severity: .error, message: "\(error)").formatted)
+                throw ExitCode(1)
+            }
+            let (lines, code) = RepositoryConfigParser.validate(data: data, path: file)
             for line in lines { print(line) }
             if code != 0 { throw ExitCode(code) }
         }

@@ -111,20 +111,43 @@ struct CLIContext {
 
 /// A file an admin names on the command line (a key, a secret, a password, a diff, a policy), read
 /// whole: `-` is standard input, and pipes such as `/dev/stdin` or `<(vault read …)` work too, so a
-/// secret need not be written to disk. A missing file, a directory or an unreadable one is an
-/// error that says which (`what`: "API key file", "diff", …).
-func readInput(_ path: String, what: String) throws -> Data {
-    if path == "-" { return try FileHandle.standardInput.readToEnd() ?? Data() }
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("cannot read \(what) \(path): no such file") }
-    if isDirectory.boolValue { throw CLIError("cannot read \(what) \(path): it is a directory") }
+/// secret need not be written to disk. A missing file, a directory, an unreadable one or one past
+/// `limit` bytes (64 MiB unless the caller reads less; `/dev/zero` never ends) is an error that says
+/// which (`what`: "API key file", "diff", …).
+func readInput(_ path: String, what: String, limit: Int = 64 << 20) throws -> Data {
+    let handle: FileHandle
+    if path == "-" {
+        handle = FileHandle.standardInput
+    } else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw CLIError("cannot read \(what) \(path): no such file") }
+        if isDirectory.boolValue { throw CLIError("cannot read \(what) \(path): it is a directory") }
+        do { handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path)) } catch {
+            throw CLIError("cannot read \(what) \(path): \((error as NSError).localizedDescription)")
+        }
+    }
+    defer { if path != "-" { try? handle.close() } }
+    var data = Data()
     do {
-        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
-        defer { try? handle.close() }
-        return try handle.readToEnd() ?? Data()
+        while let chunk = try handle.read(upToCount: min(1 << 20, limit + 1 - data.count)), !chunk.isEmpty {
+            data.append(chunk)
+            guard data.count <= limit else {
+                throw CLIError("cannot read \(what) \(path): it holds more than \(bytesText(limit)), the most read from one")
+            }
+        }
+    } catch let error as CLIError {
+        throw error
     } catch {
         throw CLIError("cannot read \(what) \(path): \((error as NSError).localizedDescription)")
     }
+    return data
+}
+
+/// `limit` as an admin reads it: "64 MiB", "256 KiB", "1000 bytes".
+private func bytesText(_ count: Int) -> String {
+    if count >= 1 << 20, count % (1 << 20) == 0 { return "\(count >> 20) MiB" }
+    if count >= 1 << 10, count % (1 << 10) == 0 { return "\(count >> 10) KiB" }
+    return "\(count) bytes"
 }
 
 /// `readInput` as UTF-8 text (a policy file, a password): other bytes are an error.

@@ -216,6 +216,20 @@ struct ProviderCommandTests {
         #expect(validate.status == 1)
         #expect(validate.stdout.contains("\(policy.path):3:"), "\(validate.stdout)")
         #expect(validate.stdout.contains("error:"))
+        // Standard input (`-` or /dev/stdin) is read like a file; it said "cannot read the file".
+        for path in ["-", "/dev/stdin"] {
+            let piped = try await SentinelProcess.run(["config", "validate", path], stdin: "version: 1\nreview:\n  max_comments: lots\n")
+            #expect(piped.status == 1 && piped.stdout.contains("\(path):3:17: error: review.max_comments: expected an integer"), "\(path): \(piped.stdout)")
+        }
+        let missingPolicy = try await SentinelProcess.run(["config", "validate", dir.url.appendingPathComponent("nope.yml").path])
+        #expect(missingPolicy.status == 1 && missingPolicy.stdout.contains("nope.yml:1:1: error: cannot read file \(dir.url.appendingPathComponent("nope.yml").path): no such file"),
+                "\(missingPolicy.stdout)")
+        // A file that never ends is refused at the limit instead of read until memory runs out.
+        let endless = try await SentinelProcess.run(["config", "validate", "/dev/zero"])
+        #expect(endless.status == 1 && endless.stdout.contains("/dev/zero:1:1: error: cannot read file /dev/zero: it holds more than 256 KiB, the most read from one"), "\(endless.stdout)")
+        let endlessDiff = try await SentinelProcess.run(["review", "--diff", "/dev/zero"])
+        #expect(endlessDiff.status != 0 && endlessDiff.stderr.contains("cannot read diff /dev/zero: it holds more than 64 MiB, the most read from one"),
+                "\(endlessDiff.stderr)")
     }
 
     @Test("review --diff --workspace records its model calls as the workspace's usage and stops at its AI budget")

@@ -74,14 +74,10 @@ public enum RepositoryConfigParser {
         isFromFork ? baseSHA : headSHA
     }
 
-    /// `sentinel config validate FILE`: the diagnostics as `FILE:LINE:COLUMN: error|warning: message`
-    /// lines (in position order) and the exit status, 1 when there is any error (an unreadable
-    /// file is an error), else 0.
-    public static func validate(fileAtPath path: String) -> (lines: [String], exitCode: Int32) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let d = ConfigDiagnostic(file: path, line: 1, column: 1, severity: .error, message: "cannot read the file")
-            return ([d.formatted], 1)
-        }
+    /// `sentinel config validate FILE`: the diagnostics of `data`, read from `path`, as
+    /// `FILE:LINE:COLUMN: error|warning: message` lines (in position order) and the exit status, 1
+    /// when there is any error, else 0.
+    public static func validate(data: Data, path: String) -> (lines: [String], exitCode: Int32) {
         let parsed = parse(data: data, file: path)
         return (parsed.diagnostics.map(\.formatted), parsed.hasErrors ? 1 : 0)
     }
