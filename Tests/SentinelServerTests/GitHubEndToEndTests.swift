@@ -353,7 +353,7 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a repository with an id that is not positive or a name not of the form owner/name is not understood: nothing is registered, no run is requested")
+    @Test("a repository with an id that is not positive or a name not of the form owner/name, or a pull request number that is not positive, is not understood: nothing is registered, no run is requested")
     func malformedRepositoriesNotRegistered() async throws {
         let world = try await GitHubWorld()
         func added(_ repositories: [[String: Any]]) throws -> Data {
@@ -364,9 +364,11 @@ struct GitHubEndToEndTests {
         #expect(try await world.deliver(event: "installation_repositories", body: try added([["id": 9, "full_name": "", "private": false]])).0 == 202)
         let traversal = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111", repoID: 1002, repoName: "acme/../../app")
         #expect(try await world.deliver(event: "pull_request", body: traversal).0 == 202)
+        // A pull request number that is not positive names no pull request (a run for #0 was requested).
+        #expect(try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111", number: 0)).0 == 202)
         // GitHub's own names pass: dots, dashes and underscores.
         #expect(try await world.deliver(event: "installation_repositories", body: try added([["id": 10, "full_name": "my_org-1/repo.name_2", "private": false]])).0 == 202)
-        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 4 })
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 5 })
         let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries ORDER BY received_at") }
         }
@@ -374,6 +376,7 @@ struct GitHubEndToEndTests {
             "ignored: payload not understood (repositories_added[0].id: not a positive repository id (-1))",
             "ignored: payload not understood (repositories_added[0].full_name: not a repository name of the form owner/name)",
             "ignored: payload not understood (pull_request.head.repo.full_name: not a repository name of the form owner/name)",
+            "ignored: payload not understood (pull_request.number: not a pull request number (0); they start at 1)",
             "added 1, removed 0 repositories",
         ], "\(outcomes)")
         let names = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in

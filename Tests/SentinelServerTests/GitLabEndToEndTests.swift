@@ -135,22 +135,26 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
-    @Test("a merge request hook naming a project with an id that is not positive or a path not of the form group/project is not understood: nothing is registered, no run")
+    @Test("a merge request hook naming a project with an id that is not positive or a path not of the form group/project, or a merge request iid that is not positive, is not understood: nothing is registered, no run")
     func malformedProjectsNotRegistered() async throws {
         let world = try await GitLabWorld()
         let mr = FakeGitLabMergeRequest(project: world.project.id, iid: 3, headSHA: "aaa111", baseSHA: "bbb000", files: GitLabWorld.files)
         #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: FakeGitLabProject(id: -77, path: "acme/web"))).0 == 202)
         #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: FakeGitLabProject(id: 77, path: "acme/../../api"))).0 == 202)
         #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: FakeGitLabProject(id: 77, path: "web"))).0 == 202)
+        // A merge request iid that is not positive names no merge request (a run for !-5 was requested).
+        let negative = FakeGitLabMergeRequest(project: world.project.id, iid: -5, headSHA: "aaa111", baseSHA: "bbb000", files: GitLabWorld.files)
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: negative, project: world.project)).0 == 202)
         @Sendable func read<T: Sendable>(_ sql: String, as type: [T].Type) async throws -> [T] where T: DatabaseValueConvertible {
             try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in try await actor.read { db in try T.fetchAll(db, sql: sql) } }
         }
-        #expect(await eventually { try await read("SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL", as: [String].self).count == 3 })
+        #expect(await eventually { try await read("SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL", as: [String].self).count == 4 })
         let outcomes = try await read("SELECT outcome FROM deliveries ORDER BY received_at", as: [String].self)
         #expect(outcomes == [
             "ignored: payload not understood (project.id: not a positive project id (-77))",
             "ignored: payload not understood (project.path_with_namespace: not a project path of the form group/project)",
             "ignored: payload not understood (project.path_with_namespace: not a project path of the form group/project)",
+            "ignored: payload not understood (object_attributes.iid: not a merge request number (-5); they start at 1)",
         ], "\(outcomes)")
         #expect(try await read("SELECT count(*) FROM repositories", as: [Int].self) == [0])
         #expect(try await read("SELECT count(*) FROM review_runs", as: [Int].self) == [0])

@@ -40,6 +40,19 @@ public enum RepositoryName {
     }
 }
 
+/// The number a webhook payload names a pull (merge) request or issue by. One that is not positive
+/// is data corrupted at its key: the payload is not understood and requests no run (a run for pull
+/// request -5 was requested, listed and fetched as if it were one).
+enum PayloadValue {
+    static func number<Key: CodingKey>(_ container: KeyedDecodingContainer<Key>, _ key: Key, noun: String) throws -> Int {
+        let number = try container.decode(Int.self, forKey: key)
+        guard number > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: "not a \(noun) number (\(number)); they start at 1")
+        }
+        return number
+    }
+}
+
 /// A repository the workspace knows through one of its integrations.
 public struct RepositoryRecord: Codable, Sendable, Equatable, FetchableRecord {
     public static let databaseColumnDecodingStrategy = DatabaseColumnDecodingStrategy.convertFromSnakeCase

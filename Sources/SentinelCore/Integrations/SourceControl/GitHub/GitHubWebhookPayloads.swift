@@ -26,6 +26,7 @@ enum GitHubPayload {
     }
     struct Installation: Decodable { let id: Int64; let account: Account? }
     struct Ref: Decodable { let sha: String; let repo: Repository? }
+    /// A pull request: `number` positive (`PayloadValue`).
     struct PullRequest: Decodable {
         let number: Int
         let draft: Bool?
@@ -35,6 +36,19 @@ enum GitHubPayload {
         let user: Account?
         /// When the pull request last changed, as of the event (ISO 8601).
         let updatedAt: String?
+
+        enum CodingKeys: String, CodingKey { case number, draft, state, head, base, user, updatedAt }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            number = try PayloadValue.number(container, .number, noun: "pull request")
+            draft = try container.decodeIfPresent(Bool.self, forKey: .draft)
+            state = try container.decodeIfPresent(String.self, forKey: .state)
+            head = try container.decode(Ref.self, forKey: .head)
+            base = try container.decode(Ref.self, forKey: .base)
+            user = try container.decodeIfPresent(Account.self, forKey: .user)
+            updatedAt = try container.decodeIfPresent(String.self, forKey: .updatedAt)
+        }
     }
     struct PullRequestEvent: Decodable {
         let action: String
@@ -46,7 +60,18 @@ enum GitHubPayload {
         let after: String?
     }
     struct IssueRef: Decodable { let url: String? }
-    struct Issue: Decodable { let number: Int; let pullRequest: IssueRef? }
+    struct Issue: Decodable {
+        let number: Int
+        let pullRequest: IssueRef?
+
+        enum CodingKeys: String, CodingKey { case number, pullRequest }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            number = try PayloadValue.number(container, .number, noun: "issue or pull request")
+            pullRequest = try container.decodeIfPresent(IssueRef.self, forKey: .pullRequest)
+        }
+    }
     struct Comment: Decodable {
         let id: Int64
         let body: String?

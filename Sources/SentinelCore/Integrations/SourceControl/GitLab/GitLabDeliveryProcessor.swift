@@ -23,6 +23,7 @@ enum GitLabPayload {
     struct Changes: Decodable { let draft: Change<Bool>? }
 
     struct MergeRequestEvent: Decodable {
+        /// The merge request: `iid` positive (`PayloadValue`).
         struct Attributes: Decodable {
             let iid: Int
             let action: String?
@@ -31,6 +32,19 @@ enum GitLabPayload {
             let draft: Bool?
             let work_in_progress: Bool?
             let title: String?
+
+            enum CodingKeys: String, CodingKey { case iid, action, oldrev, last_commit, draft, work_in_progress, title }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                iid = try PayloadValue.number(container, .iid, noun: "merge request")
+                action = try container.decodeIfPresent(String.self, forKey: .action)
+                oldrev = try container.decodeIfPresent(String.self, forKey: .oldrev)
+                last_commit = try container.decodeIfPresent(Commit.self, forKey: .last_commit)
+                draft = try container.decodeIfPresent(Bool.self, forKey: .draft)
+                work_in_progress = try container.decodeIfPresent(Bool.self, forKey: .work_in_progress)
+                title = try container.decodeIfPresent(String.self, forKey: .title)
+            }
         }
         let user: User?
         let project: Project
@@ -46,7 +60,18 @@ enum GitLabPayload {
             let system: Bool?
             let action: String?
         }
-        struct MergeRequest: Decodable { let iid: Int; let last_commit: Commit? }
+        struct MergeRequest: Decodable {
+            let iid: Int
+            let last_commit: Commit?
+
+            enum CodingKeys: String, CodingKey { case iid, last_commit }
+
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                iid = try PayloadValue.number(container, .iid, noun: "merge request")
+                last_commit = try container.decodeIfPresent(Commit.self, forKey: .last_commit)
+            }
+        }
         let user: User?
         let project: Project
         let object_attributes: Attributes
