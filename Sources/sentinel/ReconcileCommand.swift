@@ -6,13 +6,20 @@ struct ReconcileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reconcile",
         abstract: "Run one catch-up sweep: review open pull requests (GitHub) and merge requests (GitLab) whose head has no run, have GitHub resend failed webhook deliveries.",
-        discussion: "Works beside a running server (the requested reviews are queued for it). `serve` sweeps by itself every reconcile.interval_seconds.")
+        discussion: "Works beside a running server (the requested reviews are queued for it). `serve` sweeps by itself every reconcile.interval_seconds. Exits 1 when a sweep ended in error or a workspace could not be swept (after printing the report).")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only this workspace (id or name); default: every workspace.") var workspace: String?
     @Flag(help: "Report what the sweep would request; request nothing and store nothing.") var dryRun = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
+        let report = try await sweep()
+        // Printed whole first; then, for cron and scripts, a sweep that failed (a platform
+        // unreachable or answering what it should not) or a workspace not swept is exit status 1.
+        if report.integrations.contains(where: { $0.outcome == "error" }) || !report.failures.isEmpty { throw ExitCode(1) }
+    }
+
+    private func sweep() async throws -> ReconcileReport {
         try await oneLine {
             let config = try global.loadConfig()
             let (control, _) = try global.openControl(config)
@@ -44,6 +51,7 @@ struct ReconcileCommand: AsyncParsableCommand {
             await connector.shutdown()
             await gitLab.shutdown()
             if json { try printJSON(report) } else { print(Self.text(report), terminator: "") }
+            return report
         }
     }
 

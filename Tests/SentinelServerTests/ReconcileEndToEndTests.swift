@@ -335,7 +335,7 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
-    @Test("sentinel reconcile --dry-run --json beside the running server prints the sweep; without --dry-run the server reviews")
+    @Test("sentinel reconcile --dry-run --json beside the running server prints the sweep; without --dry-run the server reviews; a sweep that fails exits 1")
     func command() async throws {
         let world = try await GitHubWorld()
         try await Self.registerRepository(world)
@@ -354,6 +354,12 @@ struct ReconcileEndToEndTests {
         #expect(real.stdout.contains("review \(GitHubWorld.repo)#7 at aaa111"))
         #expect(await world.waitForRun(state: .completed))
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+
+        // A sweep that fails is reported, and the command exits 1 for cron and scripts (it exited 0).
+        await world.github.state.inject("GET pulls", Array(repeating: .status(404), count: 10))
+        let failed = try await SentinelProcess.run(["reconcile", "--data-dir", data])
+        #expect(failed.status == 1, "\(failed.stdout) \(failed.stderr)")
+        #expect(failed.stdout.contains("(GitHub): error — "), "\(failed.stdout)")
         await world.stop()
     }
 
