@@ -245,6 +245,37 @@ struct APIAccessTests {
         }
     }
 
+    @Test("a token creates only tokens with no scope it lacks that expire no later than it; signed in, any of the user's scopes")
+    func tokensCreateNoMoreThanTheyHold() async throws {
+        let world = try APIWorld()
+        let identity = world.appliance.identity
+        // An appliance admin's token without the admin scope minted one with it, which then listed and created users.
+        let adminReadWrite = try identity.createToken(for: world.admin, name: "rw", scopes: [.read, .write], expiresInDays: nil).token
+        let writeOnly = try identity.createToken(for: world.members[.member]!.0, name: "w", scopes: [.write], expiresInDays: nil).token
+        let monthly = try identity.createToken(for: world.members[.member]!.0, name: "m", scopes: [.read, .write], expiresInDays: 30).token
+        try await world.test { api in
+            let escalated = try await api.call(.post, "/tokens", token: adminReadWrite, body: #"{"name":"esc","scopes":["read","write","admin"]}"#)
+            #expect(escalated.status == .forbidden, "\(escalated.body)")
+            #expect(escalated.json["detail"] as? String
+                    == "this token lacks the 'admin' scope, so it cannot create a token that has it; create that token signed in, or with a token that holds the scope")
+            let widened = try await api.call(.post, "/tokens", token: writeOnly, body: #"{"name":"rw","scopes":["read","write"]}"#)
+            #expect(widened.status == .forbidden && widened.body.contains("lacks the 'read' scope"), "\(widened.body)")
+            #expect(try await api.call(.post, "/tokens", token: writeOnly, body: #"{"name":"w2","scopes":["write"]}"#).status == .created)
+            // A token that expires makes only tokens that expire by then.
+            let everlasting = try await api.call(.post, "/tokens", token: monthly, body: #"{"name":"forever","scopes":["read"]}"#)
+            #expect(everlasting.status == .forbidden && everlasting.body.contains("so a token it creates must expire by then: expires_in_days at most 29"),
+                    "\(everlasting.body)")
+            #expect(try await api.call(.post, "/tokens", token: monthly, body: #"{"name":"later","scopes":["read"],"expires_in_days":31}"#).status == .forbidden)
+            #expect(try await api.call(.post, "/tokens", token: monthly, body: #"{"name":"sooner","scopes":["read"],"expires_in_days":7}"#).status == .created)
+            // Signed in, the admin makes an admin-scoped token, and a token holding every scope does too.
+            let login = try await api.call(.post, "/auth/login", body: #"{"email":"root@example.com","password":"admin password 1"}"#)
+            let session = try #require(login.json["token"] as? String, "\(login.body)")
+            #expect(try await api.call(.post, "/tokens", token: session, body: #"{"name":"admin","scopes":["read","write","admin"]}"#).status == .created)
+            #expect(try await api.call(.post, "/tokens", token: world.adminToken, body: #"{"name":"admin2","scopes":["admin"]}"#).status == .created)
+            #expect(try await api.call(.get, "/users", token: adminReadWrite).status == .forbidden)
+        }
+    }
+
     /// Every mutating workspace operation and the least role that may call it.
     static let mutatingRoutes: [(HTTPRequest.Method, String, String?, WorkspaceRole)] = [
         (.post, "/members", #"{"email":"nobody@example.com","role":"viewer"}"#, .admin),

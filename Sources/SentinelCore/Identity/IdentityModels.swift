@@ -42,6 +42,8 @@ public struct Principal: Sendable, Equatable {
     public var user: User
     public var scopes: Set<TokenScope>
     public var credential: Credential
+    /// When the credential stops working (nil: an API token without expiry).
+    public var expiresAt: Date?
 
     public func allows(_ scope: TokenScope) -> Bool {
         scopes.contains(scope) && (scope != .admin || user.isAdmin)

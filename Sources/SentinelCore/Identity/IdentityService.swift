@@ -122,13 +122,31 @@ public struct IdentityService: Sendable {
 
     /// A new API token for `user` (audited `TokenCreated`, by `actor`: the user's own email when
     /// nil, as through the API; `cli` from the command line, which may make one for anyone).
+    /// `creator` is the credential asking (nil from the command line): an API token makes only a
+    /// token with no more than its own scopes that expires no later than it does, so a leaked
+    /// write-scoped or short-lived token cannot mint an admin-scoped or an everlasting one. A
+    /// signed-in session holds every scope of its user, and may make any.
     public func createToken(for user: User, name: String, scopes: Set<TokenScope>, expiresInDays: Int?, by actor: String? = nil,
-                            now: Date = Date()) throws -> (token: String, summary: APITokenSummary) {
+                            creator: Principal? = nil, now: Date = Date()) throws -> (token: String, summary: APITokenSummary) {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty, trimmed.count <= 100 else { throw IdentityError(.invalid, "a token needs a name of 1 to 100 characters") }
         guard !scopes.isEmpty else { throw IdentityError(.invalid, "a token needs at least one scope (read, write, admin)") }
         if scopes.contains(.admin), !user.isAdmin { throw IdentityError(.forbidden, "only appliance admins can create admin-scoped tokens") }
         if let days = expiresInDays, !(1...3650).contains(days) { throw IdentityError(.invalid, "expires_in_days must be 1...3650") }
+        if let creator, case .token = creator.credential {
+            if let missing = TokenScope.allCases.first(where: { scopes.contains($0) && !creator.scopes.contains($0) }) {
+                throw IdentityError(.forbidden, "this token lacks the '\(missing.rawValue)' scope, so it cannot create a token that has it; "
+                                    + "create that token signed in, or with a token that holds the scope")
+            }
+            if let limit = creator.expiresAt {
+                let daysLeft = Int(limit.timeIntervalSince(now) / 86_400)
+                guard let days = expiresInDays, days <= daysLeft else {
+                    throw IdentityError(.forbidden, daysLeft < 1
+                        ? "this token expires within a day, so it cannot create another; create that token signed in"
+                        : "this token expires on \(ISO8601.string(limit)), so a token it creates must expire by then: expires_in_days at most \(daysLeft)")
+                }
+            }
+        }
         let token = "snt_" + RandomIdentifier.secret()
         let id = RandomIdentifier.make(prefix: "tok_")
         let expires = expiresInDays.map { now.addingTimeInterval(Double($0) * 86_400) }
@@ -196,7 +214,8 @@ public struct IdentityService: Sendable {
                     """, arguments: [hash])
             }), (row["expires_at"] as Double) > now.epoch else { return nil }
             return Principal(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
-                             scopes: Set(TokenScope.allCases), credential: .session(id: row["session_id"]))
+                             scopes: Set(TokenScope.allCases), credential: .session(id: row["session_id"]),
+                             expiresAt: Date(timeIntervalSince1970: row["expires_at"]))
         }
         guard bearer.hasPrefix("snt_"), let row = try control.read({ db in
             try Row.fetchOne(db, sql: """
@@ -215,7 +234,7 @@ public struct IdentityService: Sendable {
         }
         let scopes = Set((row["scopes"] as String).split(separator: " ").compactMap { TokenScope(rawValue: String($0)) })
         return Principal(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
-                         scopes: scopes, credential: .token(id: tokenID))
+                         scopes: scopes, credential: .token(id: tokenID), expiresAt: (row["expires_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
     }
 
     // MARK: Memberships

@@ -64,7 +64,7 @@ struct IdentityHandlers: Sendable {
     func createToken(_ input: Operations.CreateToken.Input, _ context: UserContext) async throws -> Operations.CreateToken.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let (token, summary) = try d.identity.createToken(for: context.user, name: body.name, scopes: Set(body.scopes.map(TokenScope.init)),
-                                                          expiresInDays: body.expiresInDays)
+                                                          expiresInDays: body.expiresInDays, creator: context.principal)
         return .created(.init(body: .json(.init(details: try .converted(from: summary), token: token))))
     }
 

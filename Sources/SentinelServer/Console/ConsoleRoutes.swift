@@ -140,7 +140,7 @@ extension Console {
                 days = value
             }
             let name = form["name"] ?? ""
-            let (token, summary) = try d.identity.createToken(for: principal.user, name: name, scopes: scopes, expiresInDays: days)
+            let (token, summary) = try d.identity.createToken(for: principal.user, name: name, scopes: scopes, expiresInDays: days, creator: principal)
             return try accountPage(visit, created: (summary.name, token))
         } catch let error as IdentityError {
             let status: HTTPResponse.Status = switch error.kind {
