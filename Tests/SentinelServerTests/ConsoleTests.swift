@@ -49,8 +49,8 @@ actor ConsoleSession {
     }
 
     func send(_ method: HTTPRequest.Method, _ path: String, body: String?,
-              contentType: String = "application/x-www-form-urlencoded") async throws -> Page {
-        var headers: HTTPFields = [:]
+              contentType: String = "application/x-www-form-urlencoded", headers extra: HTTPFields = [:]) async throws -> Page {
+        var headers = extra
         if !cookies.isEmpty { headers[.cookie] = cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") }
         if body != nil { headers[.contentType] = contentType }
         let response = try await client.execute(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
@@ -239,6 +239,63 @@ struct ConsoleAccessTests {
             #expect(providers.body.contains("…9876"))
             #expect(!providers.body.contains("sk-test-secret-9876"))
             #expect(providers.body.contains(#"type="password""#))
+        }
+    }
+}
+
+extension ConsoleAccessTests {
+    @Test("a form field holding a control character (or a one-line one a bidirectional control), or given twice, is refused 400 naming it: a NUL no longer splits the sign-in limit or cuts a token's name")
+    func formTextChecked() async throws {
+        let world = try APIWorld { $0.auth.loginFailuresPerAccount = 2 }
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.console { browser in
+            _ = try await browser.get("/sign-in")
+            for _ in 0..<2 { _ = try await browser.post("/sign-in", ["email": "member@example.com", "password": "nope"]) }
+            #expect(try await browser.post("/sign-in", ["email": "member@example.com", "password": APIWorld.password(.member)]).status == .tooManyRequests)
+            // The same account spelled with a NUL after it was counted apart and signed in.
+            let nul = try await browser.post("/sign-in", ["email": "member@example.com\u{0}b", "password": APIWorld.password(.member)])
+            #expect(nul.status == .badRequest, "\(nul.status)")
+            #expect(nul.body.contains("email: must not contain control characters"), "\(nul.body)")
+            #expect(nul.setCookies.allSatisfy { !$0.hasPrefix(Console.sessionCookie + "=sns_") })
+
+            try await browser.signIn("owner@example.com", APIWorld.password(.owner))
+            _ = try await browser.get("/account")
+            let cut = try await browser.post("/account/tokens", ["name": "a\u{0}b", "scope_read": "1"])
+            #expect(cut.status == .badRequest && cut.body.contains("name: must not contain control characters"), "\(cut.body)")
+            let bidi = try await browser.post("/account/tokens", ["name": "a\u{202E}b", "scope_read": "1"])
+            #expect(bidi.status == .badRequest && bidi.body.contains("name: must not contain bidirectional control characters (U+202E at character 2)"), "\(bidi.body)")
+            #expect(try world.appliance.identity.tokens(of: world.members[.owner]!.0).count == 1, "only the world's own token")
+            // A field given twice: which one was meant is unclear.
+            _ = try await browser.get(base + "/providers")
+            let csrf = try #require(await browser.csrf)
+            let twice = try await browser.send(.post, base + "/settings", body: "csrf=\(csrf)&values=%7B%7D&values=%7B%22review.max_comments%22%3A3%7D")
+            #expect(twice.status == .badRequest && twice.body.contains("values: given twice; a form sends each field once"), "\(twice.body)")
+            // A setting named twice in the values, as the API's PUT …/settings refuses.
+            let named = try await browser.post(base + "/settings", ["values": #"{"review.max_comments": 3, "review.max_comments": 9}"#])
+            #expect(named.status == .badRequest && named.body.contains(#"values: the object names &quot;review.max_comments&quot; twice"#), "\(named.body)")
+            // Multi-line fields keep their line breaks.
+            let multiline = try await browser.post(base + "/settings", ["values": "{\n  \"review.max_comments\": 3\n}"])
+            #expect(multiline.status == .seeOther, "\(multiline.body)")
+        }
+    }
+
+    @Test("a refused form links back only to a page of this console: a Referer from another site, or a path a browser reads as another site's, gets no Back link")
+    func backLinkStaysOnSite() async throws {
+        let world = try APIWorld { $0.server.publicURL = "https://sentinel.example.com:8443" }
+        try await world.console { browser in
+            try await browser.signIn("owner@example.com", APIWorld.password(.owner))
+            func refused(referer: String) async throws -> String {
+                try await browser.send(.post, "/account/password", body: "csrf=forged", headers: [.referer: referer]).body
+            }
+            let own = try await refused(referer: "https://sentinel.example.com:8443/account?tab=1")
+            #expect(own.contains(#"href="/account?tab=1""#), "\(own)")
+            for referer in ["https://evil.example//evil.example/phish", "https://evil.example/account", "https://sentinel.example.com//evil.example/x",
+                            "https://sentinel.example.com/\\evil.example/x"] {
+                let page = try await refused(referer: referer)
+                #expect(!page.contains("evil.example\"") && !page.contains(#"href="//"#) && !page.contains(#"href="/\"#), "\(referer): \(page)")
+            }
+            // Linked as sent, percent-encoded: a path of this site (it was decoded into `///evil.example`).
+            #expect(try await refused(referer: "https://sentinel.example.com/%2F%2Fevil.example").contains(#"href="/%2F%2Fevil.example""#))
         }
     }
 }

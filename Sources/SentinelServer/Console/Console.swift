@@ -114,6 +114,9 @@ struct Console: Sendable {
             throw ConsoleError(status: .forbidden, heading: "Form expired",
                                message: "This form was not sent from a page of this console, or it expired (for example after signing out). Go back, reload the page and try again.")
         }
+        if let problem = form.problem {
+            throw ConsoleError(status: .badRequest, heading: "Could not do that", message: problem)
+        }
         return form
     }
 
@@ -241,7 +244,7 @@ struct Console: Sendable {
             return Self.redirect(redirect.location)
         } catch let error as ConsoleError {
             return try message(visit, status: error.status, heading: error.heading, text: error.message,
-                               back: error.back ?? (request.method == .post ? request.headers[.referer].flatMap(Self.sameSitePath) : nil))
+                               back: error.back ?? backPath(request))
         } catch {
             let problem = Problem.from(error)
             if problem.isServerFault {
@@ -249,7 +252,7 @@ struct Console: Sendable {
             }
             let heading = problem.status == 403 && problem.type.hasSuffix("plan-limit") ? "Plan limit reached" : "Could not do that"
             return try message(visit, status: .init(code: problem.status), heading: heading, text: problem.detail ?? problem.title,
-                               back: request.method == .post ? request.headers[.referer].flatMap(Self.sameSitePath) : nil)
+                               back: backPath(request))
         }
     }
 
@@ -260,10 +263,33 @@ struct Console: Sendable {
         return try render("message", title: heading, data, visit: visit, status: status)
     }
 
-    /// The path of a Referer on this site (only a path is ever linked back to).
-    static func sameSitePath(_ referer: String) -> String? {
-        guard let url = URL(string: referer), url.path.hasPrefix("/") else { return nil }
-        return url.path + (url.query.map { "?" + $0 } ?? "")
+    /// The path of a Referer on this site, as sent (still percent-encoded), to link back to: nil
+    /// for one from another host (`authorities`: this console's), or whose path a browser would
+    /// read as another site's (`//host/…`, `/\host/…`). A cross-site page that posted a form with
+    /// its own Referer made the refusal's "Back" link lead off-site.
+    static func sameSitePath(_ referer: String, authorities: [String]) -> String? {
+        guard let url = URLComponents(string: referer), let host = url.host?.lowercased(),
+              authorities.contains(where: { Self.host(of: $0) == host }) else { return nil }
+        let path = url.percentEncodedPath
+        guard path.hasPrefix("/"), !path.dropFirst().hasPrefix("/"), !path.dropFirst().hasPrefix("\\") else { return nil }
+        return path + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
+    }
+
+    /// Where a refused form's "Back" link leads: its page, from the Referer a browser sent with it
+    /// (`Referrer-Policy: same-origin`), when that page is this console's, as the request reached
+    /// it or at `server.public_url`.
+    func backPath(_ request: Request) -> String? {
+        guard request.method == .post, let referer = request.headers[.referer] else { return nil }
+        let authorities = [request.head.authority, d.publicURL.flatMap { URLComponents(string: $0)?.host }].compactMap { $0 }
+        return Self.sameSitePath(referer, authorities: authorities)
+    }
+
+    /// The host of a `Host` value, without its port, lowercased (`[::1]:8443` → `::1`).
+    static func host(of authority: String) -> String {
+        var text = Substring(authority.lowercased())
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") { return String(text[text.index(after: text.startIndex)..<close]) }
+        if let colon = text.lastIndex(of: ":") { text = text[..<colon] }
+        return String(text)
     }
 
     static func date(_ epoch: Double?) -> String? {
@@ -315,19 +341,41 @@ struct ConsoleQuery {
 }
 
 /// An `application/x-www-form-urlencoded` body; nil when a name or value is not valid
-/// percent-encoded UTF-8 (it would otherwise read as empty).
+/// percent-encoded UTF-8 (it would otherwise read as empty). `problem` says why its fields may not
+/// be used: the API's rules for text (`TextRules`), so a form cannot store what the API refuses.
+/// A NUL in the sign-in email took each spelling its own place in the per-account limit, and a
+/// token named `a\0b` was listed as `a`.
 struct Form: Sendable {
     let fields: [String: String]
+    /// Why the form is refused (a field given twice, control characters where a browser sends
+    /// none), as the API words it (`field: what is wrong`); nil when it is not.
+    let problem: String?
+
+    /// Fields whose text may span lines (a PEM bundle or key, the settings' JSON, a `.sentinel.yml`
+    /// pasted in): tab, newline and carriage return, and bidirectional controls in prose, are theirs.
+    static let multilineFields: Set<String> = ["ca_bundle", "private_key", "values", "file"]
 
     init?(_ body: String) {
         var fields: [String: String] = [:]
+        var problem: String?
         for pair in body.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = Self.decode(parts[0]), let value = parts.count > 1 ? Self.decode(parts[1]) : "" else { return nil }
-            guard !name.isEmpty, fields[name] == nil else { continue }
+            guard !name.isEmpty else { continue }
+            let shown = StoredText.singleLine(String(name.prefix(40)))
+            if fields[name] != nil {
+                // A browser sends each field of the console's forms once; two values leave unclear which was meant.
+                problem = problem ?? "\(shown): given twice; a form sends each field once"
+                continue
+            }
+            if problem == nil, let bad = TextRules.controlCharacterProblem(name, multiline: false)
+                ?? TextRules.controlCharacterProblem(value, multiline: Self.multilineFields.contains(name)) {
+                problem = "\(shown): \(bad)"
+            }
             fields[name] = value
         }
         self.fields = fields
+        self.problem = problem
     }
 
     static func decode(_ text: Substring) -> String? {

@@ -350,6 +350,10 @@ extension Console {
         } catch {
             throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
         }
+        // As the API's PUT …/settings: a setting given twice leaves unclear which value was meant.
+        if case .repeatedName(let name, let path)? = JSONStructure.firstProblem(in: Data(text.utf8)) {
+            throw IdentityError(.invalid, "values: \(path.isEmpty ? "the object" : path) names \"\(StoredText.singleLine(String(name.prefix(100))))\" twice; give each setting once")
+        }
         let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         let by = m.actorName
         _ = try await m.workspace.write { tx in try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx) }
