@@ -776,10 +776,31 @@ struct ConsolePageTests {
             #expect(stored?.webhookSecret == Data("fake-manifest-webhook-secret".utf8))
             #expect(try await world.appliance.integrations.workspaceOf(IntegrationID(integrationID)!) == world.workspaceA)
 
-            // GitHub's codes work once.
+            // The same callback again (a reload): the App is this integration already (it was a 500 when GitHub took the code twice).
             let again = try await browser.get(base + "/integrations/manifest/callback?code=\(code)&state=\(state)")
-            #expect(again.status == .badRequest)
-            #expect(again.body.contains("codes work once"))
+            #expect(again.status == .conflict && again.body.contains("This GitHub App was added already as integration \(integrationID)"), "\(again.body)")
+            // GitHub's codes work once.
+            func started(_ apiURL: String) async throws -> (ConsoleSession.Page, String?) {
+                let page = try await browser.post(base + "/integrations/manifest", ["api_url": apiURL])
+                let state = page.body.range(of: "state=").map { String(page.body[$0.upperBound...].prefix { $0 != "\"" && $0 != "&" }) }
+                return (page, state)
+            }
+            _ = try await browser.get(base + "/integrations")
+            let second = try #require(try await started(github.baseURL.absoluteString).1)
+            let reused = try await browser.get(base + "/integrations/manifest/callback?code=\(code)&state=\(second)")
+            #expect(reused.status == .badRequest)
+            #expect(reused.body.contains("codes work once"))
+            // GitHub unreachable: a 502 saying so (it was a 500).
+            _ = try await browser.get(base + "/integrations")
+            let unreachable = try #require(try await started("http://127.0.0.1:1").1)
+            let failed = try await browser.get(base + "/integrations/manifest/callback?code=\(await github.manifestCode())&state=\(unreachable)")
+            #expect(failed.status == .badGateway && failed.body.contains("Sentinel could not exchange GitHub&#39;s code"), "\(failed.body)")
+            // An API URL the integration could not use is refused before the visitor is sent there.
+            for url in ["ftp://evil.example/", "http://evil.example/api/v3", "https://user:pass@evil.example/"] {
+                _ = try await browser.get(base + "/integrations")
+                let (page, _) = try await started(url)
+                #expect(page.status == .badRequest && !page.body.contains("settings/apps/new"), "\(url): \(page.body)")
+            }
         }
         await github.stop()
     }

@@ -171,7 +171,7 @@ public struct IntegrationService: Sendable {
         }
     }
 
-    static func validateAPIURL(_ url: URL, field: String = "api_url",
+    public static func validateAPIURL(_ url: URL, field: String = "api_url",
                                example: String = "https://api.github.com or https://github.example.com/api/v3") throws {
         do { try DestinationPolicy.requireSecure(url, field: field) } catch let error as DestinationError {
             if case .invalidURL = error { throw IntegrationError.invalid("\(field) must be absolute, like \(example)") }

@@ -402,6 +402,9 @@ extension Console {
         var apiURL = IntegrationService.defaultGitHubAPI
         if let raw = form.text("api_url") {
             guard let url = URL(string: raw), url.scheme != nil, url.host != nil else { throw IntegrationError.invalid("api_url is not a URL") }
+            // The rules of adding an App by hand, before this page sends the visitor there: https
+            // (or loopback), no credentials, a real port (an ftp:// or http:// URL was posted to).
+            try IntegrationService.validateAPIURL(url)
             apiURL = url
         }
         let id = IntegrationID.generate()
@@ -437,9 +440,28 @@ extension Console {
                                message: "GitHub sent back a state this session did not start (or it was altered). Start the App creation again from the integrations page.")
         }
         guard let code = query["code"].map(String.init) else { throw IntegrationError.invalid("GitHub sent no code back") }
-        let conversion = try await GitHubAppManifest.convert(code: code, apiURL: apiURL, http: outbound)
-        _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: conversion.appID, privateKeyPEM: conversion.privateKeyPEM,
-                                               webhookSecret: Data(conversion.webhookSecret.utf8), apiURL: apiURL, id: id)
+        try IntegrationService.validateAPIURL(apiURL)
+        // The page reloaded, or opened again from history: the App is already this integration.
+        let alreadyAdded = ConsoleError(status: .conflict, heading: "Already added",
+                                        message: "This GitHub App was added already as integration \(id.rawValue); it is on the integrations page.")
+        if try await m.workspace.read({ db in try Bool.fetchOne(db, sql: "SELECT 1 FROM integrations WHERE id = ?", arguments: [id.rawValue]) }) != nil {
+            throw alreadyAdded
+        }
+        let conversion: GitHubAppManifest.Conversion
+        do {
+            conversion = try await GitHubAppManifest.convert(code: code, apiURL: apiURL, http: outbound)
+        } catch let error as OutboundHTTPError {
+            // GitHub could not be reached, or the address is refused: say so (it was a 500).
+            throw ConsoleError(status: .badGateway, heading: "Could not reach GitHub",
+                               message: "Sentinel could not exchange GitHub's code for the App's credentials: \(error). "
+                                   + "The App may exist on GitHub already; once GitHub is reachable, start again from the integrations page (and delete the unused App on GitHub).")
+        }
+        do {
+            _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: conversion.appID, privateKeyPEM: conversion.privateKeyPEM,
+                                                   webhookSecret: Data(conversion.webhookSecret.utf8), apiURL: apiURL, id: id)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw alreadyAdded   // the same callback twice at once
+        }
         return Self.redirect(m.base + "/integrations")
     }
 
