@@ -273,6 +273,12 @@ extension ConsoleAccessTests {
             // A setting named twice in the values, as the API's PUT …/settings refuses.
             let named = try await browser.post(base + "/settings", ["values": #"{"review.max_comments": 3, "review.max_comments": 9}"#])
             #expect(named.status == .badRequest && named.body.contains(#"values: the object names &quot;review.max_comments&quot; twice"#), "\(named.body)")
+            let days = try await browser.post("/account/tokens", ["name": "t", "scope_read": "1", "expires_in_days": "5000"])
+            #expect(days.status == .badRequest && days.body.contains("xpires after: a whole number of days, 1 to 3650"), "\(days.body)")
+            // A form's address opened from the address bar is a page (it was the API's problem JSON).
+            let reopened = try await browser.get("/account/password")
+            #expect(reopened.status == .methodNotAllowed && reopened.headers[.contentType] == "text/html; charset=utf-8", "\(reopened.body)")
+            #expect(reopened.headers[.allow] == "POST" && reopened.body.contains("This address does not answer GET"), "\(reopened.body)")
             // Multi-line fields keep their line breaks.
             let multiline = try await browser.post(base + "/settings", ["values": "{\n  \"review.max_comments\": 3\n}"])
             #expect(multiline.status == .seeOther, "\(multiline.body)")
@@ -723,6 +729,9 @@ struct ConsolePageTests {
             #expect(try await admin.post("/admin/jobs/\(world.workspaceA)/\(dead[0])/retry").status == .seeOther)
             #expect(try await admin.post("/admin/jobs/\(world.workspaceA)/\(dead[1])/discard").status == .seeOther)
             #expect(try await admin.post("/admin/jobs/\(world.workspaceA)/\(dead[1])/discard").status == .conflict)
+            // A job that was never there is not found (it said "not dead").
+            let missing = try await admin.post("/admin/jobs/\(world.workspaceA)/999999/retry")
+            #expect(missing.status == .notFound && missing.body.contains("There is no job 999999 in this workspace."), "\(missing.body)")
             let states = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
                 try await actor.read { db in try dead.map { try JobQueue.job(id: $0, in: db)?.state } }
             }

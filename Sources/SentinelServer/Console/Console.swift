@@ -407,12 +407,24 @@ struct ConsoleNotFoundMiddleware: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response: Response
         do {
-            return try await next(request, context)
+            response = try await next(request, context)
         } catch let error as HTTPError where error.status == .notFound && Self.isConsolePath(request.uri.path) {
             return try await console.page(request, context) { _ in
                 throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no page at this address.")
             }
         }
+        // A console address asked with a method it does not take (a form's address opened again
+        // from the address bar, `GET /account/password`) is a page too, not the API's problem JSON.
+        guard response.status == .methodNotAllowed, Self.isConsolePath(request.uri.path),
+              response.headers[.contentType] == "application/problem+json" else { return response }
+        let method = request.method.rawValue
+        var page = try await console.page(request, context) { _ in
+            throw ConsoleError(status: .methodNotAllowed, heading: "Not opened this way",
+                               message: "This address does not answer \(method); it is where one of the console's forms is sent. Use the links and buttons of its pages.")
+        }
+        page.headers[.allow] = response.headers[.allow]
+        return page
     }
 }

@@ -66,9 +66,14 @@ extension Console {
                 guard action == "retry" || action == "discard" else {
                     throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
                 }
-                let done = try await supervisor.withWorkspace(id) { actor in
-                    action == "retry" ? try await actor.retryDeadJob(job) : try await actor.discardDeadJob(job)
+                let (done, exists) = try await supervisor.withWorkspace(id) { actor in
+                    let done = action == "retry" ? try await actor.retryDeadJob(job) : try await actor.discardDeadJob(job)
+                    if done { return (true, true) }
+                    let found = try await actor.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs WHERE id = ?", arguments: [job]) }
+                    return (false, found != nil)
                 }
+                // A job that is gone (discarded, or never there) is not found; one that is not dead any more is a conflict.
+                guard exists else { throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no job \(job) in this workspace.") }
                 guard done else { throw StorageError.conflict("job \(job) is not dead (it was retried or discarded already)") }
                 return Self.redirect("/admin/jobs")
             }

@@ -136,7 +136,8 @@ extension Console {
         do {
             var days: Int?
             if let text = form.text("expires_in_days") {
-                guard let value = Int(text) else { throw IdentityError(.invalid, "expires after: a whole number of days, 1 to 3650") }
+                // In the form's words, also out of range (the API's message named its field expires_in_days).
+                guard let value = Int(text), (1...3650).contains(value) else { throw IdentityError(.invalid, "expires after: a whole number of days, 1 to 3650") }
                 days = value
             }
             let name = form["name"] ?? ""
