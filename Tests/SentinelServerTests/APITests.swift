@@ -355,6 +355,17 @@ struct APIAccessTests {
                 #expect(try await api.call(method, path, token: world.token(.owner), body: body).status == .forbidden, "\(path)")
                 #expect(try await api.call(method, path, token: world.adminToken, body: body).status.code < 300, "\(path)")
             }
+            // The caller's role in what these answer: none where the admin is not a member (it said viewer, or owner).
+            let renamed = try await api.call(.patch, "/workspaces/\(world.workspaceA)", token: world.adminToken, body: #"{"name":"alpha2"}"#)
+            #expect(renamed.status == .ok && renamed.json["name"] as? String == "alpha2" && renamed.json["role"] == nil, "\(renamed.body)")
+            let planned = try await api.call(.put, "/workspaces/\(world.workspaceA)/plan", token: world.adminToken, body: #"{"plan":"free"}"#)
+            #expect(planned.status == .ok && planned.json["role"] == nil, "\(planned.body)")
+            let forOther = try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"delta","owner_email":"viewer@example.com"}"#)
+            #expect(forOther.status == .created && forOther.json["role"] == nil, "\(forOther.body)")
+            let own = try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"epsilon"}"#)
+            #expect(own.status == .created && own.json["role"] as? String == "owner", "\(own.body)")
+            let ownB = try await api.call(.patch, "/workspaces/\(world.workspaceB)", token: world.adminToken, body: #"{"name":"beta2"}"#)
+            #expect(ownB.json["role"] as? String == "owner", "\(ownB.body)")
             // Only owners grant the owner role.
             let grant = try await api.call(.patch, "/workspaces/\(world.workspaceA)/members/\(world.members[.viewer]!.0.id)",
                                            token: world.token(.admin), body: #"{"role":"owner"}"#)

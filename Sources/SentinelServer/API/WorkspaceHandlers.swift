@@ -6,8 +6,9 @@ import SentinelCore
 struct WorkspaceHandlers: Sendable {
     let d: APIDependencies
 
-    static func workspace(_ record: WorkspaceRecord, role: WorkspaceRole) -> Components.Schemas.Workspace {
-        .init(createdAt: Date(epoch: record.createdAt), id: record.id, name: record.name, plan: record.plan, role: .init(role))
+    /// A workspace as the API shows it, with the caller's role in it (nil: not a member).
+    static func workspace(_ record: WorkspaceRecord, role: WorkspaceRole?) -> Components.Schemas.Workspace {
+        .init(createdAt: Date(epoch: record.createdAt), id: record.id, name: record.name, plan: record.plan, role: role.map { .init($0) })
     }
 
     static func team(_ team: Team) -> Components.Schemas.Team {
@@ -25,8 +26,8 @@ struct WorkspaceHandlers: Sendable {
 
     func createWorkspace(_ input: Operations.CreateWorkspace.Input, _ context: UserContext) async throws -> Operations.CreateWorkspace.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        let (record, _, _) = try d.workspaces.create(name: body.name, ownerEmail: body.ownerEmail, creator: context.user, identity: d.identity)
-        return .created(.init(body: .json(Self.workspace(record, role: .owner))))
+        let (record, id, _) = try d.workspaces.create(name: body.name, ownerEmail: body.ownerEmail, creator: context.user, identity: d.identity)
+        return .created(.init(body: .json(Self.workspace(record, role: try d.identity.role(of: context.user.id, in: id)))))
     }
 
     func setWorkspacePlan(_ input: Operations.SetWorkspacePlan.Input, _ context: UserContext) async throws -> Operations.SetWorkspacePlan.Output {
@@ -36,8 +37,7 @@ struct WorkspaceHandlers: Sendable {
         }
         try BuiltinBillingProvider(control: d.control, catalog: d.catalog).assign(body.plan, to: id, by: context.actorName)
         guard let record = try d.control.workspace(id) else { throw Problem(status: .notFound, detail: "no such workspace") }
-        let role = try d.identity.role(of: context.user.id, in: id) ?? .viewer
-        return .ok(.init(body: .json(Self.workspace(record, role: role))))
+        return .ok(.init(body: .json(Self.workspace(record, role: try d.identity.role(of: context.user.id, in: id)))))
     }
 
     func renameWorkspace(_ input: Operations.RenameWorkspace.Input, _ context: UserContext) async throws -> Operations.RenameWorkspace.Output {
@@ -46,8 +46,7 @@ struct WorkspaceHandlers: Sendable {
             throw Problem(status: .notFound, detail: "no such workspace")
         }
         let record = try d.workspaces.rename(id, to: body.name, by: context.actorName)
-        let role = try d.identity.role(of: context.user.id, in: id) ?? .viewer
-        return .ok(.init(body: .json(Self.workspace(record, role: role))))
+        return .ok(.init(body: .json(Self.workspace(record, role: try d.identity.role(of: context.user.id, in: id)))))
     }
 
     /// Deleting needs the workspace named twice: in the path and in `confirm` (its id or its name).
