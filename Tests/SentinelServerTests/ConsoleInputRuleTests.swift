@@ -109,6 +109,10 @@ struct ConsoleInputRuleTests {
                                                                               "webhook_secret": "s3cret-webhook"])
             #expect(gitlab.status == .badRequest)
             #expect(gitlab.body.contains("token: must not contain control characters"))
+            // A short webhook secret is said before the instance is called (an unreachable one was reported instead).
+            let shortSecret = try await admin.post(base + "/integrations/gitlab", ["base_url": "http://127.0.0.1:1", "token": "glpat-x",
+                                                                                   "webhook_secret": "short"])
+            #expect(shortSecret.status == .badRequest && shortSecret.body.contains("the webhook secret must be at least 8 bytes"), "\(shortSecret.body)")
             #expect(try await world.appliance.supervisor.withWorkspace(world.workspaceA) { try await world.appliance.integrations.list(in: $0) }
                 .allSatisfy { $0.apiURL == "x" })
 

@@ -70,6 +70,11 @@ struct ConsoleProviderPriorityTests {
             #expect(try await admin.get(base + "/providers").body.contains(#"id="usd" name="usd" inputmode="decimal" value="12.5""#))
             #expect(try await admin.post(base + "/providers/budget", ["usd": "-1"]).status == .badRequest)
             #expect(try await admin.post(base + "/providers/budget", ["usd": "lots"]).status == .badRequest)
+            // Read as typed: a hexadecimal 0x10 was taken as 16 USD, and 1e308 shown with 309 digits.
+            for text in ["0x10", "1e308", "2000000000"] {
+                let refused = try await admin.post(base + "/providers/budget", ["usd": text])
+                #expect(refused.status == .badRequest && refused.body.contains("the budget must be a number of USD"), "\(text): \(refused.body)")
+            }
             #expect(try await budget() == 12.5)
             let member = ConsoleSession(client: first.client)
             try await member.signIn("member@example.com", APIWorld.password(.member))

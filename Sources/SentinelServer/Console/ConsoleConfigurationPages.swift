@@ -32,7 +32,9 @@ extension Console {
         post(router, ws + "/providers/budget", "setAIBudget") { m, form, _ in
             let raw = form.text("usd")
             let usd = try raw.map { text -> Double in
-                guard let value = Double(text) else { throw IntegrationError.invalid("the budget must be a number of USD") }
+                // Digits with an optional decimal point, as typed: Double("0x10") read a hexadecimal 16.
+                guard text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: ".") }),
+                      let value = Double(text) else { throw IntegrationError.invalid("the budget must be a number of USD, such as 250 or 99.50") }
                 return value
             }
             try await d.providers.setMonthlyBudget(usd, by: m.actorName, in: m.workspace)

@@ -180,8 +180,13 @@ public struct ProviderStore: Sendable {
         try String.fetchOne(db, sql: "SELECT value FROM workspace_settings WHERE key = 'ai.monthly_budget_usd'").flatMap(Double.init)
     }
 
+    /// The largest monthly AI budget taken (a billion USD: 1e308 was taken and shown with 309 digits).
+    public static let maxMonthlyBudgetUSD = 1_000_000_000.0
+
     public func setMonthlyBudget(_ usd: Double?, by actor: String, in workspace: WorkspaceActor) async throws {
-        if let usd, !(usd >= 0 && usd.isFinite) { throw IntegrationError.invalid("the budget must be a non-negative number of USD") }
+        if let usd, !(0...Self.maxMonthlyBudgetUSD).contains(usd) {
+            throw IntegrationError.invalid("the budget must be a number of USD from 0 to 1000000000")
+        }
         try await workspace.write { tx in
             if let usd {
                 try tx.db.execute(sql: """

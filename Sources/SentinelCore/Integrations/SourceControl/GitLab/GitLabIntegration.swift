@@ -87,9 +87,11 @@ extension IntegrationService {
         guard let baseURL = URL(string: raw), baseURL.scheme != nil else {
             throw IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")
         }
-        // Checked before the instance is called; `addGitLab` checks them again with the token.
+        // Checked before the instance is called; `addGitLab` checks them again with the token. A
+        // short webhook secret was told as "GitLab cannot be reached" when the instance was down.
         try Self.checkTexts(webhookSecret: webhookSecret, caBundlePEM: caBundlePEM,
                             [("base_url", raw, 500, false), ("bot_username", botUsername, 100, false), ("token", token, 1_000, false)])
+        guard webhookSecret.count >= 8 else { throw IntegrationError.invalid("the webhook secret must be at least 8 bytes (there is no unsecured mode)") }
         let user = try await GitLabTokenCheck.user(baseURL: baseURL, token: token, caBundlePEM: caBundlePEM, destinations: destinations)
         return try await addGitLab(workspace: workspace, baseURL: baseURL, token: token, webhookSecret: webhookSecret, caBundlePEM: caBundlePEM,
                                    botUsername: botUsername ?? user.username)
