@@ -118,7 +118,8 @@ struct ConsoleListTests {
             #expect(all.status == .ok && all.body.components(separatedBy: "<tr><td><a href=").count - 1 == 25)
             for (query, text) in [("state=bogus", "state must be one of queued, "), ("pr=seven", "pr must be a pull request number"),
                                   ("pr=-1", "pr must be a pull request number"), ("repository=acme", "repository must be a repository id"),
-                                  ("state=%ff", "state must be one of"), ("before=%E2%80", "before must be a run id")] {
+                                  ("state=%ff", "state must be one of"), ("before=%E2%80", "before must be a run id"),
+                                  ("state=failed&state=queued", "state is given 2 times; give it once.")] {
                 let refused = try await admin.get(base + "/runs?" + query)
                 #expect(refused.status == .badRequest, "\(query)")
                 #expect(refused.body.contains("In this address, \(text)"), "\(query): \(refused.body)")

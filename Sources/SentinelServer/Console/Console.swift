@@ -328,10 +328,15 @@ struct ConsoleQuery {
         items = zip(components?.queryItems ?? [], components?.percentEncodedQueryItems ?? []).map { ($0.0.name, $0.0.value, $0.1.value) }
     }
 
-    /// The last value given for `name`, read by `parse`; nil when absent or empty. `kind` says
-    /// what it must be ("a pull request number").
+    /// The value given for `name`, read by `parse`; nil when absent or empty. `kind` says what it
+    /// must be ("a pull request number"). Given twice, it is refused, as the API refuses it (the
+    /// last one was read, so `?state=failed&state=queued` listed queued runs).
     func value<T>(_ name: String, _ kind: String, _ parse: (String) -> T?) throws -> T? {
-        guard let item = items.last(where: { $0.name == name }), let sent = item.sent, !sent.isEmpty else { return nil }
+        let given = items.filter { $0.name == name }
+        if given.count > 1 {
+            throw ConsoleError(status: .badRequest, heading: "Not a page", message: "In this address, \(name) is given \(given.count) times; give it once.")
+        }
+        guard let item = given.first, let sent = item.sent, !sent.isEmpty else { return nil }
         guard let text = item.value, let value = parse(text) else {
             throw ConsoleError(status: .badRequest, heading: "Not a page",
                                message: "In this address, \(name) must be \(kind); it is “\(StoredText.singleLine(String((item.value ?? sent).prefix(60))))”.")
