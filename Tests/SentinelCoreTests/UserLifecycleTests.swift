@@ -160,6 +160,57 @@ struct UserLifecycleTests {
         #expect(audit.last.map { !$0.data.contains("another long password") } == true)
     }
 
+    @Test("membership changes apply only to the membership the rules saw: adds of one user at once make one member and one MemberAdded")
+    func membershipChangesAtOnce() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = identity(h)
+        let owner = try identity.createUser(email: "owner@example.com", password: password, isAdmin: false)
+        let dana = try identity.createUser(email: "dana@example.com", password: password, isAdmin: false)
+        let workspace = try h.createWorkspace("acme")
+        try identity.setRole(.owner, userID: owner.id, in: workspace)
+
+        // Sixteen adds of one user, half as viewer and half as admin: one is added, the others are
+        // told they are too late (before, several were "added", each logged, the last role winning).
+        let outcomes = try await h.supervisor.withWorkspace(workspace) { actor in
+            let members = WorkspaceMembers(identity: identity, workspaceID: workspace, workspace: actor, actorRole: .admin, actorName: "admin")
+            return await withTaskGroup(of: String.self) { group in
+                for i in 0..<16 {
+                    group.addTask {
+                        do { return "added \(try await members.add(email: "dana@example.com", role: i % 2 == 0 ? .viewer : .admin, seatLimit: nil).role.rawValue)" }
+                        catch let error as IdentityError { return error.kind == .conflict ? "conflict" : "\(error)" }
+                        catch { return "\(error)" }
+                    }
+                }
+                return await group.reduce(into: [String]()) { $0.append($1) }
+            }
+        }
+        let added = outcomes.filter { $0.hasPrefix("added") }
+        #expect(added.count == 1 && outcomes.filter { $0 == "conflict" }.count == 15, "\(outcomes)")
+        #expect(try identity.role(of: dana.id, in: workspace).map { "added \($0.rawValue)" } == added.first)
+        let logged = try await h.supervisor.withWorkspace(workspace) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'MemberAdded'")! }
+        }
+        #expect(logged == 1)
+
+        // An admin who saw Dana as a member does not demote or remove her once an owner has made
+        // her an owner (only owners touch the owner role).
+        try identity.setRole(.owner, userID: dana.id, in: workspace)
+        let seen = WorkspaceRole.member
+        #expect(throws: IdentityError(.conflict, "the member's role changed meanwhile (from member to owner); look again and retry")) {
+            try identity.setRole(.viewer, userID: dana.id, in: workspace, expecting: .role(seen))
+        }
+        #expect(throws: IdentityError(.conflict, "the member's role changed meanwhile (from member to owner); look again and retry")) {
+            try identity.removeMember(userID: dana.id, from: workspace, expecting: seen)
+        }
+        #expect(try identity.role(of: dana.id, in: workspace) == .owner)
+        try identity.removeMember(userID: dana.id, from: workspace, expecting: .owner)
+        #expect(throws: IdentityError(.notFound, "no such member (removed meanwhile)")) {
+            try identity.setRole(.admin, userID: dana.id, in: workspace, expecting: .role(.owner))
+        }
+        #expect(try identity.role(of: dana.id, in: workspace) == nil)
+    }
+
     @Test("delete removes memberships, sessions and tokens, keeps audit entries with the id; a workspace's only owner is refused")
     func delete() async throws {
         let h = try TestHarness()

@@ -267,15 +267,29 @@ public struct IdentityService: Sendable {
         }
     }
 
-    /// Adds or changes a membership; refuses to leave a workspace without an owner, and a new
-    /// member over the plan's seat limit.
-    public func setRole(_ role: WorkspaceRole, userID: String, in workspace: WorkspaceID, seatLimit: Plan? = nil) throws {
+    /// What a membership must still be for a change to apply, checked in the change's own
+    /// transaction: a member acts on the role they saw, so two changes made at once cannot both
+    /// apply (two adds of one user, a role changed or a member removed just after another owner
+    /// made them an owner, which only an owner may touch).
+    public enum MembershipExpectation: Sendable, Equatable {
+        /// Not a member yet (adding).
+        case absent
+        /// A member with this role (changing or removing).
+        case role(WorkspaceRole)
+    }
+
+    /// Adds or changes a membership; refuses to leave a workspace without an owner, a new member
+    /// over the plan's seat limit, and (with `expecting`) a membership that is no longer what the
+    /// caller saw (409).
+    public func setRole(_ role: WorkspaceRole, userID: String, in workspace: WorkspaceID, seatLimit: Plan? = nil,
+                        expecting: MembershipExpectation? = nil) throws {
         try control.write { db in
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE id = ?", arguments: [userID]) != nil else {
                 throw IdentityError(.notFound, "no such user")
             }
             let current = try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
                                               arguments: [workspace.rawValue, userID])
+            if let expecting { try Self.check(current, expecting) }
             if current == nil, let plan = seatLimit, let seats = plan.seats {
                 let used = try Int.fetchOne(db, sql: "SELECT count(*) FROM memberships WHERE workspace_id = ?", arguments: [workspace.rawValue]) ?? 0
                 if used >= seats {
@@ -291,13 +305,28 @@ public struct IdentityService: Sendable {
         }
     }
 
-    public func removeMember(userID: String, from workspace: WorkspaceID) throws {
+    /// Removes a membership; refuses to leave a workspace without an owner and (with `expecting`)
+    /// a member whose role is no longer the one the caller saw (409).
+    public func removeMember(userID: String, from workspace: WorkspaceID, expecting: WorkspaceRole? = nil) throws {
         try control.write { db in
             let current = try String.fetchOne(db, sql: "SELECT role FROM memberships WHERE workspace_id = ? AND user_id = ?",
                                               arguments: [workspace.rawValue, userID])
             guard let current else { throw IdentityError(.notFound, "no such member") }
+            if let expecting { try Self.check(current, .role(expecting)) }
             if current == WorkspaceRole.owner.rawValue { try requireAnotherOwner(userID, workspace, db) }
             try db.execute(sql: "DELETE FROM memberships WHERE workspace_id = ? AND user_id = ?", arguments: [workspace.rawValue, userID])
+        }
+    }
+
+    private static func check(_ current: String?, _ expected: MembershipExpectation) throws {
+        switch (expected, current) {
+        case (.absent, nil): return
+        case (.absent, _): throw IdentityError(.conflict, "the user was made a member meanwhile; change their role instead")
+        case (.role, nil): throw IdentityError(.notFound, "no such member (removed meanwhile)")
+        case let (.role(role), current?):
+            if current != role.rawValue {
+                throw IdentityError(.conflict, "the member's role changed meanwhile (from \(role.rawValue) to \(current)); look again and retry")
+            }
         }
     }
 

@@ -4,7 +4,8 @@ import GRDB
 /// Changes to who belongs to a workspace, made by one of its members: the rules the API and the web
 /// console share. Owners grant, change and remove every role; others may not touch the owner role.
 /// Each change appends its audit event (`MemberAdded`, `MemberRoleChanged`, `MemberRemoved`,
-/// `TeamMemberAdded`, with `by`) to the workspace's log.
+/// `TeamMemberAdded`, with `by`) to the workspace's log. A change applies only to the membership as
+/// the rules saw it (`IdentityService.MembershipExpectation`): one made meanwhile is a 409.
 public struct WorkspaceMembers: Sendable {
     public let identity: IdentityService
     public let workspaceID: WorkspaceID
@@ -29,7 +30,7 @@ public struct WorkspaceMembers: Sendable {
         if try identity.role(of: user.id, in: workspaceID) != nil {
             throw IdentityError(.conflict, "\(user.email) is already a member; change their role instead")
         }
-        try identity.setRole(role, userID: user.id, in: workspaceID, seatLimit: plan)
+        try identity.setRole(role, userID: user.id, in: workspaceID, seatLimit: plan, expecting: .absent)
         try await audit("MemberAdded", "user:\(user.id)", ["email": user.email, "role": role.rawValue, "by": actorName])
         return Membership(workspaceID: workspaceID.rawValue, userID: user.id, email: user.email, role: role)
     }
@@ -40,7 +41,7 @@ public struct WorkspaceMembers: Sendable {
             throw IdentityError(.notFound, "no such member")
         }
         try Self.requireOwner(for: max(current, role), actorRole: actorRole)
-        try identity.setRole(role, userID: userID, in: workspaceID)
+        try identity.setRole(role, userID: userID, in: workspaceID, expecting: .role(current))
         try await audit("MemberRoleChanged", "user:\(userID)", ["email": user.email, "from": current.rawValue, "role": role.rawValue, "by": actorName])
         return Membership(workspaceID: workspaceID.rawValue, userID: userID, email: user.email, role: role)
     }
@@ -49,7 +50,7 @@ public struct WorkspaceMembers: Sendable {
     public func remove(userID: String) async throws {
         guard let current = try identity.role(of: userID, in: workspaceID) else { throw IdentityError(.notFound, "no such member") }
         try Self.requireOwner(for: current, actorRole: actorRole)
-        try identity.removeMember(userID: userID, from: workspaceID)
+        try identity.removeMember(userID: userID, from: workspaceID, expecting: current)
         try await workspace.write { tx in try TeamStore.removeFromAllTeams(userID, in: tx.db) }
         try await audit("MemberRemoved", "user:\(userID)", ["role": current.rawValue, "by": actorName])
     }
