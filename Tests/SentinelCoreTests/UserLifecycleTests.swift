@@ -111,7 +111,7 @@ struct UserLifecycleTests {
         #expect(try identity.checkPassword(email: alice.email, password: password) == nil)
 
         try identity.enableUser(id: alice.id, by: "cli")
-        #expect(try identity.checkPassword(email: alice.email, password: password)?.id == alice.id)
+        #expect(try identity.checkPassword(email: alice.email, password: password)?.user.id == alice.id)
         #expect(try identity.authenticate(bearer: token) != nil, "tokens are kept, not revoked")
         #expect(try identity.authenticate(bearer: session) == nil, "sessions ended with the disable")
         #expect(try identity.auditEvents(ofUser: alice.id).map(\.type) == ["UserCreated", "TokenCreated", "UserDisabled", "UserEnabled"])
@@ -153,11 +153,66 @@ struct UserLifecycleTests {
         #expect(try identity.authenticate(bearer: ended) == nil)
         #expect(try identity.authenticate(bearer: kept) != nil)
         #expect(try identity.checkPassword(email: alice.email, password: password) == nil)
-        #expect(try identity.checkPassword(email: alice.email, password: "another long password")?.id == alice.id)
+        #expect(try identity.checkPassword(email: alice.email, password: "another long password")?.user.id == alice.id)
         let audit = try identity.auditEvents(ofUser: alice.id)
         #expect(audit.map(\.type) == ["UserCreated", "UserPasswordChanged"])
         #expect(audit.last?.actor == "user:\(alice.id)")
         #expect(audit.last.map { !$0.data.contains("another long password") } == true)
+    }
+
+    @Test("a sign-in checked against a password that changed, or a user disabled or deleted, while bcrypt ran starts no session; the setup token makes one admin; two changes of one's own password: the second is a 409")
+    func signInChecksStillHold() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = identity(h)
+        _ = try identity.createUser(email: "admin@example.com", password: password, isAdmin: true)
+        let alice = try identity.createUser(email: "alice@example.com", password: password, isAdmin: false)
+        let wrong = IdentityError(.unauthenticated, "wrong email or password")
+
+        // The check passed; then an admin reset the password (which ends every session it finds).
+        let stale = try #require(try identity.checkPassword(email: alice.email, password: password))
+        try identity.setPassword(userID: alice.id, password: "reset by the admin", by: "cli")
+        #expect(throws: wrong) { try identity.createSession(for: stale) }
+        // The same for a user disabled, and one deleted (which was a foreign-key error: a 500).
+        let beforeDisable = try #require(try identity.checkPassword(email: alice.email, password: "reset by the admin"))
+        try identity.disableUser(id: alice.id, by: "cli")
+        #expect(throws: wrong) { try identity.createSession(for: beforeDisable) }
+        try identity.enableUser(id: alice.id, by: "cli")
+        let beforeDelete = try #require(try identity.checkPassword(email: alice.email, password: "reset by the admin"))
+        let current = try identity.createSession(for: beforeDelete)
+        #expect(try identity.authenticate(bearer: current.token)?.user.id == alice.id)
+        _ = try identity.deleteUser(id: alice.id, by: "cli")
+        #expect(throws: wrong) { try identity.createSession(for: beforeDelete) }
+        let sessions = try h.control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sessions")! }
+        #expect(sessions == 0)
+
+        // Changing one's own password proves the current one; a change in between wins.
+        let bob = try identity.createUser(email: "bob@example.com", password: password, isAdmin: false)
+        let proved = try #require(try identity.checkPassword(email: bob.email, password: password))
+        try identity.setPassword(userID: bob.id, password: "changed in the other tab", by: bob.email, replacing: proved)
+        #expect(throws: IdentityError(.conflict, "the password was changed meanwhile; sign in with the new one and try again")) {
+            try identity.setPassword(userID: bob.id, password: "changed in this tab!!", by: bob.email, replacing: proved)
+        }
+        #expect(try identity.checkPassword(email: bob.email, password: "changed in the other tab")?.user.id == bob.id)
+
+        // The first admin: created only while there is no user, however many requests bring the token.
+        #expect(throws: IdentityError(.conflict, "setup is already complete")) {
+            try identity.createUser(email: "second-admin@example.com", password: password, isAdmin: true, by: "setup", onlyIfFirst: true)
+        }
+        let fresh = try TestHarness()
+        defer { fresh.directory.cleanup() }
+        let setup = self.identity(fresh)
+        try setup.ensureSetupToken(in: fresh.dataDirectory)
+        let token = try String(contentsOf: fresh.dataDirectory.setupTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let created = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<8 {
+                group.addTask { (try? setup.completeSetup(token: token, email: "admin\(i)@example.com", password: "a long enough password",
+                                                          in: fresh.dataDirectory)) != nil }
+            }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(created == 1)
+        #expect(try fresh.control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users")! } == 1)
     }
 
     @Test("membership changes apply only to the membership the rules saw: adds of one user at once make one member and one MemberAdded")

@@ -22,7 +22,10 @@ public struct IdentityService: Sendable {
     public static let maxEmailLength = 254
 
     /// Creates a user (audited `UserCreated` by `actor`: `cli`, `setup`, or the admin's email).
-    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", now: Date = Date()) throws -> User {
+    /// `onlyIfFirst`: only while the appliance has no user at all (the setup token's first admin),
+    /// else a 409.
+    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", onlyIfFirst: Bool = false,
+                           now: Date = Date()) throws -> User {
         let email = rawEmail.trimmingCharacters(in: .whitespaces).lowercased()
         guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, TextRules.problem(email, maxLength: Self.maxEmailLength) == nil else {
             throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
@@ -31,6 +34,9 @@ public struct IdentityService: Sendable {
         let hash = passwords.hash(password)
         let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
         try control.write { db in
+            if onlyIfFirst, try Int.fetchOne(db, sql: "SELECT 1 FROM users LIMIT 1") != nil {
+                throw IdentityError(.conflict, "setup is already complete")
+            }
             if try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [email]) != nil {
                 throw IdentityError(.conflict, "a user with email \(email) already exists")
             }
@@ -77,17 +83,27 @@ public struct IdentityService: Sendable {
         try control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 } > 0
     }
 
+    /// A password found right for a user, with the hash it was checked against: what a session
+    /// starts from (`createSession(for:)`) and what a change of one's own password replaces. bcrypt
+    /// takes a good part of a second, so the password may be changed (or the user disabled or
+    /// deleted) while it runs; what follows applies only if it is still that password.
+    public struct PasswordCheck: Sendable {
+        public let user: User
+        let passwordHash: String
+    }
+
     /// The user when the password is right. A missing user costs the same bcrypt work (a dummy
     /// hash of the configured cost). Blocking: run it on `passwords.run`.
-    public func checkPassword(email: String, password: String) throws -> User? {
+    public func checkPassword(email: String, password: String) throws -> PasswordCheck? {
         let row = try control.read { db in
             try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash, disabled_at FROM users WHERE email = ?",
                              arguments: [email.lowercased()])
         }
         let stored: String? = row?["password_hash"]
         // A disabled account costs the same check and fails like a wrong password.
-        guard passwords.verify(password, against: stored), let row, (row["disabled_at"] as Double?) == nil else { return nil }
-        return User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"])
+        guard passwords.verify(password, against: stored), let row, let stored, (row["disabled_at"] as Double?) == nil else { return nil }
+        return PasswordCheck(user: User(id: row["id"], email: row["email"], isAdmin: row["is_admin"], createdAt: row["created_at"]),
+                             passwordHash: stored)
     }
 
     // MARK: Sessions and tokens
@@ -100,18 +116,34 @@ public struct IdentityService: Sendable {
     /// seeing), then goes when the owner next creates one.
     public static let endedTokenDays = 90.0
 
-    /// A new session; returns the bearer secret (shown once) and its expiry.
+    /// A new session after a sign-in; returns the bearer secret (shown once) and its expiry. The
+    /// password checked must still be the user's, and the user enabled: a password reset or a
+    /// disabling committed while bcrypt ran ends this sign-in too, as it ends the sessions that
+    /// existed (`IdentityError.unauthenticated`, as for a wrong password).
+    public func createSession(for check: PasswordCheck, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
+        try createSession(userID: check.user.id, passwordHash: check.passwordHash, now: now)
+    }
+
+    /// A new session for a user who has just been created (the first admin, from the setup page).
     public func createSession(for user: User, now: Date = Date()) throws -> (token: String, expiresAt: Date) {
+        try createSession(userID: user.id, passwordHash: nil, now: now)
+    }
+
+    private func createSession(userID: String, passwordHash: String?, now: Date) throws -> (token: String, expiresAt: Date) {
         let token = "sns_" + RandomIdentifier.secret()
         let expires = now.addingTimeInterval(sessionLifetime)
         try control.write { db in
+            let row = try Row.fetchOne(db, sql: "SELECT password_hash, disabled_at FROM users WHERE id = ?", arguments: [userID])
+            guard let row, (row["disabled_at"] as Double?) == nil, passwordHash.map({ $0 == row["password_hash"] }) ?? true else {
+                throw IdentityError(.unauthenticated, "wrong email or password")
+            }
             try db.execute(sql: "INSERT INTO sessions (id, token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [RandomIdentifier.make(prefix: "ses_"), Self.hash(token), user.id, now.epoch, expires.epoch])
+                           arguments: [RandomIdentifier.make(prefix: "ses_"), Self.hash(token), userID, now.epoch, expires.epoch])
             try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [now.epoch])
             // Signing in over and over (a script) ends the oldest sessions rather than filling control.sqlite, which every tenant shares.
             try db.execute(sql: """
                 DELETE FROM sessions WHERE user_id = ? AND id NOT IN (SELECT id FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id LIMIT ?)
-                """, arguments: [user.id, user.id, Self.maxSessionsPerUser])
+                """, arguments: [userID, userID, Self.maxSessionsPerUser])
         }
         return (token, expires)
     }
@@ -352,7 +384,9 @@ public struct IdentityService: Sendable {
         return true
     }
 
-    /// Creates the first appliance admin with the setup token, then deletes the token: it works once.
+    /// Creates the first appliance admin with the setup token, then deletes the token: it works
+    /// once, also when two requests bring it at once (the user is created only while there is none,
+    /// checked in the transaction that creates it).
     public func completeSetup(token: String, email: String, password: String, in dataDirectory: DataDirectory) throws -> User {
         let file = dataDirectory.setupTokenFile
         guard let stored = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
@@ -360,7 +394,7 @@ public struct IdentityService: Sendable {
             throw IdentityError(.conflict, "setup is already complete")
         }
         guard Self.constantTimeEqual(stored, token) else { throw IdentityError(.unauthenticated, "wrong setup token") }
-        let user = try createUser(email: email, password: password, isAdmin: true, by: "setup")
+        let user = try createUser(email: email, password: password, isAdmin: true, by: "setup", onlyIfFirst: true)
         try? FileManager.default.removeItem(at: file)
         return user
     }

@@ -75,7 +75,7 @@ extension LoginThrottle {
     /// attempts cannot run more checks than the limit allows. Returns the user, or nil for a wrong
     /// email or password; throws `IdentityError` `.rateLimited` when the account or address is over
     /// its limit. bcrypt runs on the identity service's password pool.
-    public func signIn(email: String, password: String, address: String, identity: IdentityService) async throws -> User? {
+    public func signIn(email: String, password: String, address: String, identity: IdentityService) async throws -> IdentityService.PasswordCheck? {
         let attempt: Attempt
         switch reserve(account: email, address: address) {
         case .limited(let wait):
@@ -83,7 +83,7 @@ extension LoginThrottle {
         case .admitted(let reserved):
             attempt = reserved
         }
-        let checked: User?
+        let checked: IdentityService.PasswordCheck?
         do {
             checked = try await identity.passwords.run { try identity.checkPassword(email: email, password: password) }
         } catch {

@@ -45,24 +45,31 @@ extension IdentityService {
     public func changeOwnPassword(_ user: User, current: String, new: String, keepingSession: String?, address: String,
                                   throttle: LoginThrottle) async throws {
         try Self.checkPasswordRules(new)
-        guard try await throttle.signIn(email: user.email, password: current, address: address, identity: self) != nil else {
+        guard let check = try await throttle.signIn(email: user.email, password: current, address: address, identity: self) else {
             throw IdentityError(.forbidden, "the current password is wrong")
         }
         let identity = self
         try await passwords.run {
-            try identity.setPassword(userID: user.id, password: new, by: user.email, keepingSession: keepingSession)
+            try identity.setPassword(userID: user.id, password: new, by: user.email, keepingSession: keepingSession, replacing: check)
         }
     }
 
     /// Sets a new password (same rules as at creation) and ends the user's sessions, except
     /// `keepingSession` (the caller's own, when users change their password through the API).
-    /// API tokens are not affected. Blocking (bcrypt): in the server, run it on `passwords.run`.
-    public func setPassword(userID: String, password: String, by actor: String, keepingSession: String? = nil, now: Date = Date()) throws {
+    /// API tokens are not affected. `replacing`: the current password the caller proved, which must
+    /// still be the user's (two changes of one's own password at once: the second is a 409, not a
+    /// password set by a session the first one ended). Blocking (bcrypt): in the server, run it on
+    /// `passwords.run`.
+    public func setPassword(userID: String, password: String, by actor: String, keepingSession: String? = nil,
+                            replacing current: PasswordCheck? = nil, now: Date = Date()) throws {
         try Self.checkPasswordRules(password)
         guard try user(id: userID) != nil else { throw IdentityError(.notFound, "no such user") }
         let hash = passwords.hash(password)
         try control.write { db in
             let user = try Self.existingUser(userID, db)
+            if let current, try String.fetchOne(db, sql: "SELECT password_hash FROM users WHERE id = ?", arguments: [userID]) != current.passwordHash {
+                throw IdentityError(.conflict, "the password was changed meanwhile; sign in with the new one and try again")
+            }
             try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [hash, userID])
             try db.execute(sql: "DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?", arguments: [userID, keepingSession])
             try AuditLog.append("UserPasswordChanged", actor: actor, subject: "user:\(userID)",

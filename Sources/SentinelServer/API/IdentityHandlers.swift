@@ -24,12 +24,12 @@ struct IdentityHandlers: Sendable {
 
     func login(_ input: Operations.Login.Input, _ context: AnonymousContext) async throws -> Operations.Login.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        guard let user = try await d.loginThrottle.signIn(email: body.email, password: body.password, address: context.request.clientAddress,
-                                                          identity: d.identity) else {
+        guard let check = try await d.loginThrottle.signIn(email: body.email, password: body.password, address: context.request.clientAddress,
+                                                           identity: d.identity) else {
             throw IdentityError(.unauthenticated, "wrong email or password")
         }
-        let (token, expires) = try d.identity.createSession(for: user)
-        return .ok(.init(body: .json(.init(expiresAt: expires, token: token, user: Self.user(user)))))
+        let (token, expires) = try d.identity.createSession(for: check)
+        return .ok(.init(body: .json(.init(expiresAt: expires, token: token, user: Self.user(check.user)))))
     }
 
     func logout(_ input: Operations.Logout.Input, _ context: UserContext) async throws -> Operations.Logout.Output {

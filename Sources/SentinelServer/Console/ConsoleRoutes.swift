@@ -81,23 +81,32 @@ extension Console {
     func signIn(_ visit: Visit) async throws -> Response {
         let form = try await self.form(visit)
         let (email, password) = (form["email"]?.trimmingCharacters(in: .whitespaces) ?? "", form["password"] ?? "")
-        let user: User
         do {
-            guard let checked = try await d.loginThrottle.signIn(email: email, password: password, address: visit.clientAddress, identity: d.identity) else {
+            guard let check = try await d.loginThrottle.signIn(email: email, password: password, address: visit.clientAddress, identity: d.identity) else {
                 return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)
             }
-            user = checked
+            return sessionStarted(try d.identity.createSession(for: check))
         } catch let error as IdentityError {
-            guard case .rateLimited(let wait) = error.kind else { throw error }
-            var response = try signInPage(visit, error: "Too many failed sign-ins; try again in \(wait) s.", email: email, status: .tooManyRequests)
-            response.headers[.retryAfter] = String(wait)
-            return response
+            switch error.kind {
+            case .rateLimited(let wait):
+                var response = try signInPage(visit, error: "Too many failed sign-ins; try again in \(wait) s.", email: email, status: .tooManyRequests)
+                response.headers[.retryAfter] = String(wait)
+                return response
+            case .unauthenticated:
+                // The password was changed, or the user disabled or deleted, while bcrypt ran.
+                return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)
+            default:
+                throw error
+            }
         }
-        return try startSession(for: user)
     }
 
     func startSession(for user: User) throws -> Response {
-        let (token, expires) = try d.identity.createSession(for: user)
+        sessionStarted(try d.identity.createSession(for: user))
+    }
+
+    private func sessionStarted(_ session: (token: String, expiresAt: Date)) -> Response {
+        let (token, expires) = session
         var response = Self.redirect("/workspaces")
         response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.sessionCookie, token,
                                                                           maxAge: max(Int(expires.timeIntervalSinceNow), 0))))
