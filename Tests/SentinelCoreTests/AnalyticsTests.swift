@@ -340,13 +340,23 @@ struct AnalyticsExportFileTests {
         h.directory.cleanup()
     }
 
-    @Test("an export to a pipe (as to a device), a symbolic link or a missing directory is refused before anything is written, the path left as it was and no event counted exported; a directory takes the dump under its export id")
+    @Test("an export to a pipe (as to a device), a symbolic link, a missing directory or the data directory's own files is refused before anything is written, the path left as it was and no event counted exported; a directory takes the dump under its export id")
     func destinationChecked() async throws {
         let h = try TestHarness()
         let ws = try h.createWorkspace("a")
         try await h.supervisor.withWorkspace(ws) { try await ActivityGenerator.write(into: $0, seed: 1, days: 1, runsPerDay: 2) }
         let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
-        let dir = h.directory.url
+        // The data directory, its workspaces/ and secrets/ (however named) take no dump: it would replace their files.
+        let control = h.dataDirectory.controlFile
+        let before = try Data(contentsOf: control)
+        let ownPlaces = [control, h.dataDirectory.root.appendingPathComponent("workspaces/../dump.sql"),
+                         h.dataDirectory.secretsDirectory.appendingPathComponent("master.key")]
+        for destination in ownPlaces {
+            #expect { try exporter.export(to: destination) } throws: { "\($0)".contains("that directory holds Sentinel's own files") }
+        }
+        #expect(try Data(contentsOf: control) == before)
+        let dir = h.directory.url.appendingPathComponent("elsewhere")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let fifo = dir.appendingPathComponent("dump.fifo")
         #expect(mkfifo(fifo.path, 0o600) == 0)
         let real = dir.appendingPathComponent("real.sql")

@@ -126,6 +126,30 @@ struct BackupTests {
         #expect(try service.backup(to: given, control: h.control).files.count == 3)
     }
 
+    @Test("a backup into the data directory itself (by its path, a trailing slash, .. or a link) is refused and every live file stays, also with serve's workspaces open")
+    func backupIntoDataDirectoryRefused() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        try await h.enqueue(JobRequest(kind: "x"), in: ws)
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let link = h.directory.url.deletingLastPathComponent().appendingPathComponent("link-\(UUID().uuidString)")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: h.dataDirectory.root)
+        defer { try? FileManager.default.removeItem(at: link) }
+        let root = h.dataDirectory.root
+        for destination in [root, URL(fileURLWithPath: root.path + "/"), root.appendingPathComponent("workspaces/.."), link] {
+            #expect { try service.backup(to: destination, control: h.control) } throws: {
+                "\($0)".contains("is Sentinel's data directory (or holds its files)")
+            }
+        }
+        #expect(FileManager.default.fileExists(atPath: h.dataDirectory.controlFile.path))
+        #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(ws).path))
+        #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent(BackupManifest.fileName).path))
+        #expect(try await h.supervisor.withWorkspace(ws) { try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs")! } } == 1)
+        // A directory of its own inside the data directory (backups/NAME, as the nightly timer does) is fine.
+        #expect(try service.backup(to: h.dataDirectory.backupsDirectory.appendingPathComponent("manual"), control: h.control).files.count == 2)
+    }
+
     @Test("backup-prune.sh deletes incomplete backups an interrupted backup left behind a complete one, never one still being written")
     func pruneRemovesInterruptedBackups() async throws {
         let h = try TestHarness()

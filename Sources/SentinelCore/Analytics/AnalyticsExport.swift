@@ -62,8 +62,12 @@ public struct AnalyticsExporter: Sendable {
         let stamp = now.formatted(.iso8601.year().month().day().dateTimeSeparator(.standard).time(includingFractionalSeconds: false)
             .timeSeparator(.omitted).dateSeparator(.omitted))
         let exportID = "sentinel-export-\(stamp)-\(UUID().uuidString.prefix(8).lowercased())"
-        let final = try destination.map { try Self.dumpFile(at: $0, named: "\(exportID).sql") }
-            ?? dataDirectory.exportsDirectory.appendingPathComponent("\(exportID).sql")
+        let chosen = try destination.map { try Self.dumpFile(at: $0, named: "\(exportID).sql") }
+        if let chosen, dataDirectory.holdsOwnFiles(chosen.deletingLastPathComponent()) {
+            throw StorageError.invalid("cannot write the dump to \(chosen.path): that directory holds Sentinel's own files (control.sqlite, "
+                                       + "workspace files, keys); give a path outside the data directory, or leave --out out for \(dataDirectory.exportsDirectory.path)")
+        }
+        let final = chosen ?? dataDirectory.exportsDirectory.appendingPathComponent("\(exportID).sql")
         let temp = final.deletingLastPathComponent().appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
         let writer = try DumpWriter(path: temp)
         var parts: [ExportManifest.WorkspacePart] = []

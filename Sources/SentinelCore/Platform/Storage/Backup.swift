@@ -66,6 +66,12 @@ public struct BackupService: Sendable {
             }
             throw StorageError.io("cannot create the backup directory \(destination.path): \((error as NSError).localizedDescription)")
         }
+        // Into the data directory itself (or its workspaces/ by a link), the copies would be
+        // written over the files they copy, and a failure's clean-up would delete them.
+        if dataDirectory.holdsOwnFiles(destination) || dataDirectory.holdsOwnFiles(destination.appendingPathComponent("workspaces")) {
+            throw StorageError.invalid("\(destination.path) is Sentinel's data directory (or holds its files); a backup goes into a directory "
+                + "of its own, such as \(dataDirectory.backupsDirectory.path)/NAME or one on another disk")
+        }
         if fm.fileExists(atPath: destination.appendingPathComponent(BackupManifest.fileName).path) {
             throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
         }

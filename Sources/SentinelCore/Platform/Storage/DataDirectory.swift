@@ -41,6 +41,18 @@ public struct DataDirectory: Sendable, Equatable {
         workspacesDirectory.appendingPathComponent("\(id.rawValue).sqlite")
     }
 
+    /// Whether `directory` is the data directory itself or its `workspaces/`, `secrets/` or `tls/`
+    /// (the same directory, however it is reached: a symbolic link, `..`, a trailing slash): where
+    /// the appliance's own files live, under the names a backup or a dump would write.
+    public func holdsOwnFiles(_ directory: URL) -> Bool {
+        var candidate = stat()
+        guard stat(directory.path, &candidate) == 0 else { return false }
+        return [root, workspacesDirectory, secretsDirectory, tlsDirectory].contains { own in
+            var kept = stat()
+            return stat(own.path, &kept) == 0 && kept.st_dev == candidate.st_dev && kept.st_ino == candidate.st_ino
+        }
+    }
+
     /// Creates the directories and the master key if they do not exist yet. Idempotent.
     public func prepare() throws {
         let fm = FileManager.default
