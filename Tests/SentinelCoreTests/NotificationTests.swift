@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import Logging
 @testable import SentinelCore
 import SentinelTestSupport
 import Testing
@@ -77,6 +78,21 @@ struct NotificationTests {
         let all = await s.receiver.state.received
         #expect(all.count == 3, "nothing was refused or sent twice")
         #expect(await eventually { try await s.pending() == 0 })
+
+        // A channel's URL is its credential: its call's log line names the host and `/…` only
+        // (the Slack token in the path was logged in full at the default level).
+        let slackChannel = try await s.add("slack", path: "/slack/services/T0ABCDEF1/B0GHIJKL2/AbCdEfGhIjKlMnOpQrStUvWx")
+        let log = CapturedLog()
+        let tested = try await Telemetry.$logger.withValue(Logger.sentinel(label: "test", level: "info", sink: log.sink)) {
+            try await s.h.supervisor.withWorkspace(s.ws) { actor in
+                try await Notifications(store: s.store, http: s.http).test(slackChannel.id, by: "test", in: actor)
+            }
+        }
+        #expect(tested.status == 200)
+        let line = try #require(log.all.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["message"] as? String == "outbound call" })
+        #expect(line["path"] as? String == "/…" && line["host"] as? String == "127.0.0.1", "\(line)")
+        #expect(!log.text.contains("AbCdEfGhIjKlMnOpQrStUvWx") && !log.text.contains("T0ABCDEF1"), "\(log.text)")
         await s.stop()
     }
 

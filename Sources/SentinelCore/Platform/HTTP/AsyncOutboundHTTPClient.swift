@@ -79,7 +79,7 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
     /// logs one line: method, host, path template, status, duration, attempt (never a header value,
     /// a query or a body: those may hold credentials).
     public func send(_ request: OutboundRequest) async throws -> OutboundResponse {
-        let template = Telemetry.pathTemplate(request.url)
+        let template = request.pathIsSecret ? "/…" : Telemetry.pathTemplate(request.url)
         let host = request.url.host ?? "-"
         let metadata: Logger.Metadata = ["method": "\(request.method)", "host": "\(host)", "path": "\(template)"]
         return try await Telemetry.outboundCall("\(request.method) \(template)", metadata: metadata, status: \.status) { span in

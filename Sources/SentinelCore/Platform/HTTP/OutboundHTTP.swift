@@ -8,13 +8,19 @@ public struct OutboundRequest: Sendable {
     public var headers: [(String, String)]
     public var body: Data?
     public var timeout: Duration
+    /// The URL's path is a credential (a notification channel's URL: Slack's
+    /// `/services/T…/B…/<token>`, a Teams workflow's, any webhook's): its `outbound call` line and
+    /// span name the host and `/…` only.
+    public var pathIsSecret: Bool
 
-    public init(method: String = "GET", url: URL, headers: [(String, String)] = [], body: Data? = nil, timeout: Duration = .seconds(30)) {
+    public init(method: String = "GET", url: URL, headers: [(String, String)] = [], body: Data? = nil, timeout: Duration = .seconds(30),
+                pathIsSecret: Bool = false) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
         self.timeout = timeout
+        self.pathIsSecret = pathIsSecret
     }
 
     public func header(_ name: String) -> String? {
