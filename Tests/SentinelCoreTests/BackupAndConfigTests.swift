@@ -150,6 +150,93 @@ struct BackupTests {
         #expect(try service.backup(to: h.dataDirectory.backupsDirectory.appendingPathComponent("manual"), control: h.control).files.count == 2)
     }
 
+    @Test("restore checks each staged file's kind, schema and workspace before replacing anything: a newer schema, a workspace file as control.sqlite, another workspace's file")
+    func restoreChecksSchemaFirst() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let a = try h.createWorkspace("a")
+        let b = try h.createWorkspace("b")
+        try await h.enqueue(JobRequest(kind: "x"), in: a)
+        await h.supervisor.shutdown()
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let good = h.directory.url.appendingPathComponent("good")
+        _ = try service.backup(to: good, control: h.control)
+        try h.control.close()
+        let live = [h.dataDirectory.controlFile, h.dataDirectory.workspaceFile(a), h.dataDirectory.workspaceFile(b)]
+        let before = try live.map { try Data(contentsOf: $0) }
+
+        /// A copy of the good backup changed by `edit` (files and manifest), its checksums made right again.
+        func variant(_ name: String, _ edit: (URL, inout BackupManifest) throws -> Void) throws -> URL {
+            let dir = h.directory.url.appendingPathComponent(name)
+            try FileManager.default.copyItem(at: good, to: dir)
+            var manifest = try JSONDecoder.sentinel.decode(BackupManifest.self, from: Data(contentsOf: dir.appendingPathComponent(BackupManifest.fileName)))
+            try edit(dir, &manifest)
+            for i in manifest.files.indices { manifest.files[i].sha256 = try FileSystem.sha256(of: dir.appendingPathComponent(manifest.files[i].file)) }
+            try JSONEncoder.sentinelPretty.encode(manifest).write(to: dir.appendingPathComponent(BackupManifest.fileName))
+            return dir
+        }
+        let newer = try variant("newer") { dir, _ in
+            let queue = try DatabaseQueue(path: dir.appendingPathComponent("control.sqlite").path)
+            try queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations VALUES ('9999_future')") }
+            try queue.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+            try queue.close()
+        }
+        let swappedKind = try variant("kind") { dir, _ in
+            try FileManager.default.removeItem(at: dir.appendingPathComponent("control.sqlite"))
+            try FileManager.default.copyItem(at: dir.appendingPathComponent("workspaces/\(a.rawValue).sqlite"), to: dir.appendingPathComponent("control.sqlite"))
+        }
+        let swappedWorkspace = try variant("swapped") { _, manifest in
+            let i = try #require(manifest.files.firstIndex { $0.workspaceID == b.rawValue })
+            manifest.files[i].file = "workspaces/\(a.rawValue).sqlite"
+        }
+        let refusals: [(URL, String)] = [
+            (newer, "control.sqlite was written by a newer Sentinel"),
+            (swappedKind, "control.sqlite is not a control file of Sentinel (it has no users table)"),
+            (swappedWorkspace, "is the file of workspace \(a.rawValue), not of \(b.rawValue)"),
+        ]
+        for (backup, message) in refusals {
+            #expect { try service.restore(from: backup) } throws: { "\($0)".contains(message) }
+            #expect(try live.map { try Data(contentsOf: $0) } == before, "nothing replaced by \(backup.lastPathComponent)")
+        }
+        #expect(try service.restore(from: good).count == 3)
+    }
+
+    @Test("a workspace file that is empty, foreign or another workspace's, and a control.sqlite emptied beside workspace files, are refused when opened, never set up as new")
+    func openRefusesFilesNotItsOwn() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let a = try h.createWorkspace("a")
+        let b = try h.createWorkspace("b")
+        try await h.enqueue(JobRequest(kind: "x"), in: a)
+        await h.supervisor.shutdown()
+        let opener = DatabaseOpener()
+        let fileB = h.dataDirectory.workspaceFile(b)
+        // Another workspace's file in b's place (copied; a link behaves the same).
+        try FileManager.default.removeItem(at: fileB)
+        try FileManager.default.copyItem(at: h.dataDirectory.workspaceFile(a), to: fileB)
+        #expect { try opener.open(fileB, kind: .workspace) } throws: { "\($0)".contains("is the file of workspace \(a.rawValue), not of \(b.rawValue)") }
+        // An empty file, and a foreign SQLite file.
+        try Data().write(to: fileB)
+        #expect { try opener.open(fileB, kind: .workspace) } throws: { "\($0)".contains("holds no Sentinel schema") }
+        let tables = try DatabaseQueue(path: fileB.path)
+        #expect(try await tables.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")! } == 0, "not set up as a new file")
+        try tables.close()
+        try FileManager.default.removeItem(at: fileB)
+        let foreign = try DatabaseQueue(path: fileB.path)
+        try await foreign.write { db in try db.execute(sql: "CREATE TABLE notes (text TEXT)") }
+        try foreign.close()
+        #expect { try opener.open(fileB, kind: .workspace) } throws: { "\($0)".contains("holds no Sentinel schema") }
+        // control.sqlite emptied while workspace files remain.
+        try h.control.close()
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: h.dataDirectory.controlFile.path + suffix) }
+        try Data().write(to: h.dataDirectory.controlFile)
+        #expect { try ControlStore(dataDirectory: h.dataDirectory, opener: opener) } throws: {
+            "\($0)".contains("control.sqlite holds no Sentinel schema while workspaces/ holds 2 workspace file(s)")
+        }
+        // The healthy file still opens.
+        try opener.open(h.dataDirectory.workspaceFile(a), kind: .workspace).close()
+    }
+
     @Test("backup-prune.sh deletes incomplete backups an interrupted backup left behind a complete one, never one still being written")
     func pruneRemovesInterruptedBackups() async throws {
         let h = try TestHarness()

@@ -214,6 +214,7 @@ public struct BackupService: Sendable {
                 throw StorageError.invalid("backup is damaged: checksum of \(entry.file) does not match the manifest")
             }
             try verifyIntegrity(temp, name: entry.file)
+            try verifySchema(temp, entry: entry)
         }
         // 2. Move each verified copy into place, leaving no stale -wal/-shm from the old file.
         for (_, temp, target) in staged {
@@ -261,6 +262,34 @@ public struct BackupService: Sendable {
         }
         log("workspace \(id): the analytics export had carried events up to \(watermark), the restored file ends at \(last); "
             + "the export watermark moved back to \(last), so the next export carries the workspace's new events")
+    }
+
+    /// A backup's file is of the kind its manifest says, holds a schema this binary reads (none
+    /// newer), and a workspace file is the file of the workspace it is restored as: checked on the
+    /// staged copy, before anything in the data directory is replaced.
+    private func verifySchema(_ url: URL, entry: BackupEntry) throws {
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        defer { try? queue.close() }
+        try queue.read { db in
+            let marker = entry.kind == .control ? "users" : entry.kind == .workspace ? "workspace_meta" : "journal"
+            guard try db.tableExists(marker) else {
+                throw StorageError.invalid("backup is damaged: \(entry.file) is not a \(entry.kind.rawValue) file of Sentinel (it has no \(marker) table)")
+            }
+            let state = try SchemaState.read(db, kind: entry.kind)
+            guard state.isInitialized else { throw StorageError.invalid("backup is damaged: \(entry.file) holds no Sentinel schema") }
+            if state.isNewerThanBinary {
+                throw StorageError.invalid("\(entry.file) was written by a newer Sentinel (schema version \(state.version), migrations "
+                    + "\(state.unknown.joined(separator: ", ")) unknown to this binary, which reads up to \(state.knownVersion)); restore with that "
+                    + "version of sentinel; nothing was changed")
+            }
+            if entry.kind == .workspace,
+               let stored = try String.fetchOne(db, sql: "SELECT value FROM workspace_meta WHERE key = 'workspace_id'"), stored != entry.workspaceID {
+                throw StorageError.invalid("backup is damaged: \(entry.file) is the file of workspace \(stored), not of \(entry.workspaceID ?? "-") "
+                                           + "as its manifest says")
+            }
+        }
     }
 
     private func verifyIntegrity(_ url: URL, name: String) throws {

@@ -75,6 +75,7 @@ public struct DatabaseOpener: Sendable {
         if !create && !FileManager.default.fileExists(atPath: url.path) {
             throw StorageError.missingFile(url.path)
         }
+        let existed = FileManager.default.fileExists(atPath: url.path)
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true
@@ -102,6 +103,7 @@ public struct DatabaseOpener: Sendable {
                 try db.execute(sql: "PRAGMA journal_size_limit = \(walMaxBytes)")
             }
             do {
+                if existed { try Self.checkHoldsItsOwnData(writer, file: url, kind: kind) }
                 if migrate {
                     try migrateFile(writer, file: url, kind: kind, migrator: kind.migrator)
                 } else {
@@ -116,6 +118,43 @@ public struct DatabaseOpener: Sendable {
             throw StorageError.corrupt("\(url.lastPathComponent): \(error.message ?? "not a database")")
         }
         return writer
+    }
+
+    /// An existing file is one Sentinel wrote, for this place: a workspace file (always complete
+    /// when it is renamed into place) with no schema is empty or foreign, and control.sqlite with
+    /// none beside workspace files lost the appliance's users and workspaces. Either was set up as
+    /// a new, empty file, its tenant's data silently gone from the API. A workspace file names its
+    /// workspace (`workspace_meta`): another workspace's file under this one's name (copied or
+    /// linked) would serve one tenant's data to another.
+    static func checkHoldsItsOwnData(_ reader: any DatabaseReader, file url: URL, kind: DatabaseKind) throws {
+        let (applied, storedID) = try reader.read { db -> ([String], String?) in
+            let applied = try kind.migrator.appliedIdentifiers(db)
+            guard kind == .workspace, try db.tableExists("workspace_meta") else { return (Array(applied), nil) }
+            return (Array(applied), try String.fetchOne(db, sql: "SELECT value FROM workspace_meta WHERE key = 'workspace_id'"))
+        }
+        switch kind {
+        case .workspace:
+            guard !applied.isEmpty else {
+                throw StorageError.corrupt("\(url.lastPathComponent) holds no Sentinel schema: an empty or foreign file stands in place of this "
+                                           + "workspace's file; restore it from a backup (sentinel restore --from BACKUP --workspace ID)")
+            }
+            let name = url.deletingPathExtension().lastPathComponent
+            if let storedID, WorkspaceID(name) != nil, storedID != name {
+                throw StorageError.corrupt("\(url.lastPathComponent) is the file of workspace \(storedID), not of \(name) (copied or linked "
+                                           + "in its place); restore this workspace's own file from a backup (sentinel restore --from BACKUP --workspace \(name))")
+            }
+        case .control:
+            let root = DataDirectory(holding: url, kind: .control)
+            let workspaceFiles = ((try? FileManager.default.contentsOfDirectory(atPath: root.workspacesDirectory.path)) ?? [])
+                .filter { $0.hasSuffix(".sqlite") && WorkspaceID(String($0.dropLast(7))) != nil }
+            if applied.isEmpty, !workspaceFiles.isEmpty {
+                throw StorageError.corrupt("\(url.lastPathComponent) holds no Sentinel schema while workspaces/ holds \(workspaceFiles.count) "
+                                           + "workspace file(s): the appliance's users and workspaces are gone from it; restore it from a backup "
+                                           + "(sentinel restore --from BACKUP)")
+            }
+        case .journal:
+            return
+        }
     }
 
     /// The applied migrations of a file, newest last; its "schema version".
