@@ -567,6 +567,39 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a finding fails the check wherever it is shown: past max_comments (listed in the summary, recorded unposted) and, after a force push, when it was posted before")
+    func everyReportedFindingCounts() async throws {
+        let world = try await GitHubWorld()
+        // max_comments 0: everything goes in the summary; the leaked key is critical.
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\nreview:\n  max_comments: 0\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let first = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(first.comments.isEmpty)
+        #expect(first.body.contains("### Further findings (over review.max_comments)"), "\(first.body)")
+        #expect(first.body.contains("`app.py:3`"), "\(first.body)")
+        let firstCheck = try #require(await world.github.state.checkRuns.values.first)
+        #expect(firstCheck.conclusion == "failure" && firstCheck.title == "2 findings", "\(firstCheck)")
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 0") == 2)
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == 0)
+
+        // Without the cap the findings are posted inline; a force push to the same files (no
+        // comparison with the last reviewed commit) finds them again: not commented twice, still failing.
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "ddd333", baseSHA: "bbb000", files: GitHubWorld.files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ddd333", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE posted = 1") == 2)
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "eee444", baseSHA: "bbb000", files: GitHubWorld.files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "eee444", before: "zzz999"))
+        #expect(await world.waitForRun(state: .completed, count: 3))
+        let third = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).last)
+        #expect(third.commitID == "eee444" && third.comments.isEmpty, "\(third.comments)")
+        #expect(third.body.contains("### Still open from earlier reviews (not commented again)"), "\(third.body)")
+        let checks = await world.github.state.checkRuns.values.filter { $0.headSHA == "eee444" }
+        #expect(checks.count == 1 && checks.first?.conclusion == "failure" && checks.first?.title == "2 findings", "\(checks)")
+        await world.stop()
+    }
+
     @Test("5xx, 429 with Retry-After, a secondary rate limit and a timeout still end in exactly one review")
     func faultsAreRetried() async throws {
         let world = try await GitHubWorld()

@@ -271,12 +271,15 @@ public enum ReviewRunStore {
     }
 
     /// The posted review's id and exactly its findings; `posted` is false for findings that went
-    /// into the review body instead of inline comments.
-    static func recordPosted(_ run: ReviewRun, reviewID: String, findings: [Finding], posted: Bool, in db: Database) throws {
+    /// into the review body instead of inline comments, and for `inSummary` (past the comment cap).
+    static func recordPosted(_ run: ReviewRun, reviewID: String, findings: [Finding], posted: Bool, inSummary: [Finding] = [], in db: Database) throws {
         try db.execute(sql: "UPDATE review_runs SET review_id = ? WHERE id = ?", arguments: [reviewID, run.id])
         try db.execute(sql: "DELETE FROM findings WHERE run_id = ?", arguments: [run.id])
         for finding in findings {
             try FindingRecord(finding, run: run, posted: posted).insert(db)
+        }
+        for finding in inSummary {
+            try FindingRecord(finding, run: run, posted: false).insert(db)
         }
     }
 

@@ -44,6 +44,9 @@ struct PreparedReview: Codable, Sendable, Equatable {
     var filesReviewed: Int
     var filesTotal: Int
     var summary: String
+    /// Findings past `review.max_comments`, listed in the summary: recorded with the run, not posted
+    /// inline (nil in a review prepared before they were kept).
+    var overLimit: [Finding]?
     /// What `last_reviewed_sha` becomes; nil when part of the change could not be listed.
     var reviewedSHA: String?
     /// The platform refused the inline comments (GitHub's 422): the findings went into the review body instead.
@@ -303,7 +306,9 @@ public struct ReviewRunner: Sendable {
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
         let result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
         laps.mark("engine")
-        let blocking = result.findings.contains { policy.fails($0.severity) }
+        // Every finding the review reports counts, not only those commented inline: one past the
+        // comment cap, off the changed lines, or posted by an earlier run and found again is still open.
+        let blocking = result.reportedSeverities.contains { policy.fails($0) }
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
         if !resolved.diagnostics.isEmpty {
@@ -322,9 +327,9 @@ public struct ReviewRunner: Sendable {
         let prepared = PreparedReview(
             body: body, findings: result.findings, requestChanges: policy.requestChanges && blocking,
             conclusion: Self.conclusion(blocking: blocking, aiStatus: result.aiStatus, failedRunConclusion: failedRunConclusion).rawValue,
-            title: Self.title(findings: result.findings.count, aiStatus: result.aiStatus),
+            title: Self.title(findings: result.reportedSeverities.count, aiStatus: result.aiStatus),
             checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
-            summary: result.summary, reviewedSHA: diff.complete ? run.headSHA : nil)
+            summary: result.summary, overLimit: result.overLimit, reviewedSHA: diff.complete ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
@@ -480,7 +485,8 @@ public struct ReviewRunner: Sendable {
         }()
         try await workspace.write { tx in
             // Exactly the findings of the posted review; `posted` only for those on a diff line.
-            try ReviewRunStore.recordPosted(posted, reviewID: reviewID, findings: record.findings, posted: !record.inlineMovedToSummary, in: tx.db)
+            try ReviewRunStore.recordPosted(posted, reviewID: reviewID, findings: record.findings, posted: !record.inlineMovedToSummary,
+                                            inSummary: record.overLimit ?? [], in: tx.db)
         }
         laps.mark("tx_posted")
         try await concluded

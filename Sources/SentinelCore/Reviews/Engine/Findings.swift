@@ -213,18 +213,24 @@ public enum FindingAnchor {
 /// Chooses what gets posted. A review with fifty comments is not read, so findings are deduped,
 /// cut at the configured severity floor and capped, most severe first.
 public enum FindingRanker {
-    /// - Returns: the findings to post (severity descending, then path, then line), and how many
-    ///   were dropped for each reason. `duplicates` counts repeats within the list and findings
-    ///   whose fingerprint was already posted on the pull request.
+    /// - Returns: the findings to post inline (severity descending, then path, then line), those
+    ///   above the floor that the comment cap left out (`overLimit`: the summary lists them), those
+    ///   whose fingerprint was already posted on the pull request (`repeated`: not posted again,
+    ///   still open, so they still count toward the check's verdict), and how many were dropped for
+    ///   each reason. `duplicates` counts repeats within the list and the repeated findings.
     public static func select(_ findings: [Finding], minSeverity: Severity, maxComments: Int, alreadyPosted: Set<String>)
-        -> (selected: [Finding], droppedBelowFloor: Int, droppedOverLimit: Int, duplicates: Int)
+        -> (selected: [Finding], droppedBelowFloor: Int, droppedOverLimit: Int, duplicates: Int, overLimit: [Finding], repeated: [Finding])
     {
         var duplicates = 0
         var positionByFingerprint: [String: Int] = [:]
         var unique: [Finding] = []
+        var repeatedByFingerprint: [String: Finding] = [:]
         for finding in findings {
             if alreadyPosted.contains(finding.fingerprint) {
                 duplicates += 1
+                if finding.severity >= minSeverity, (repeatedByFingerprint[finding.fingerprint]?.severity ?? .info) <= finding.severity {
+                    repeatedByFingerprint[finding.fingerprint] = finding
+                }
                 continue
             }
             if let existing = positionByFingerprint[finding.fingerprint] {
@@ -248,6 +254,9 @@ public enum FindingRanker {
         }
         let limit = max(0, maxComments)
         let selected = Array(sorted.prefix(limit))
-        return (selected, droppedBelowFloor, sorted.count - selected.count, duplicates)
+        let repeated = repeatedByFingerprint.values.sorted { a, b in
+            a.severity != b.severity ? a.severity > b.severity : a.path != b.path ? a.path < b.path : a.line < b.line
+        }
+        return (selected, droppedBelowFloor, sorted.count - selected.count, duplicates, Array(sorted.dropFirst(limit)), repeated)
     }
 }

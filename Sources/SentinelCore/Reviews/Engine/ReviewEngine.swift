@@ -222,12 +222,19 @@ public struct ReviewResult: Sendable {
     public var droppedBelowFloor: Int
     public var droppedOverLimit: Int
     public var duplicates: Int
+    /// Findings above the floor past `review.max_comments`: listed in the summary, not inline.
+    public var overLimit: [Finding]
+    /// Findings already posted on the pull request by an earlier run, found again: not posted
+    /// again, still open.
+    public var repeated: [Finding]
 
     public init(findings: [Finding] = [], unanchored: [RawFinding] = [], aiStatus: AIReviewStatus,
                 coverage: ReviewCoverage, usage: [ModelCallRecord] = [], summary: String = "",
                 modelSummaries: [String] = [], files: [FileReport] = [], chunkCount: Int = 0,
-                droppedBelowFloor: Int = 0, droppedOverLimit: Int = 0, duplicates: Int = 0) {
+                droppedBelowFloor: Int = 0, droppedOverLimit: Int = 0, duplicates: Int = 0, overLimit: [Finding] = [], repeated: [Finding] = []) {
         self.findings = findings
+        self.overLimit = overLimit
+        self.repeated = repeated
         self.unanchored = unanchored
         self.aiStatus = aiStatus
         self.coverage = coverage
@@ -239,6 +246,14 @@ public struct ReviewResult: Sendable {
         self.droppedBelowFloor = droppedBelowFloor
         self.droppedOverLimit = droppedOverLimit
         self.duplicates = duplicates
+    }
+
+    /// The severity of every finding this review reports, wherever it is shown: inline, in the
+    /// summary (past the comment cap, or not on a changed line), or posted by an earlier run and
+    /// found again. What the check's verdict and title go by: a finding moved out of the inline
+    /// comments, or already on the pull request, is no less open.
+    public var reportedSeverities: [Severity] {
+        findings.map(\.severity) + overLimit.map(\.severity) + unanchored.map(\.severity) + repeated.map(\.severity)
     }
 }
 
@@ -348,7 +363,8 @@ public enum ReviewEngine {
                                   unanchored: unanchored.filter { $0.severity >= options.minSeverity },
                                   aiStatus: aiStatus, coverage: coverage, usage: calls, modelSummaries: summaries,
                                   files: reports, chunkCount: chunks.count, droppedBelowFloor: ranked.droppedBelowFloor,
-                                  droppedOverLimit: ranked.droppedOverLimit, duplicates: ranked.duplicates)
+                                  droppedOverLimit: ranked.droppedOverLimit, duplicates: ranked.duplicates,
+                                  overLimit: ranked.overLimit, repeated: ranked.repeated)
         result.summary = ReviewSummary.markdown(result: result, modelSummaries: summaries)
         return result
     }
@@ -478,26 +494,29 @@ public enum ReviewSummary {
             out += "\n"
         }
 
-        if !result.findings.isEmpty {
+        let severities = result.reportedSeverities
+        if !severities.isEmpty {
             var counts: [Severity: Int] = [:]
-            for f in result.findings { counts[f.severity, default: 0] += 1 }
+            for severity in severities { counts[severity, default: 0] += 1 }
             let parts = Severity.allCases.reversed().compactMap { s in counts[s].map { "\($0) \(s.rawValue)" } }
             out += "**Findings:** " + parts.joined(separator: ", ") + ".\n\n"
         }
 
-        if !result.unanchored.isEmpty {
-            out += "### Findings not on changed lines\n"
-            for f in result.unanchored.prefix(maxListedUnanchored) {
+        func list(_ heading: String, _ items: [(severity: Severity, path: String, startLine: Int?, line: Int, title: String, body: String)]) {
+            guard !items.isEmpty else { return }
+            out += "### \(heading)\n"
+            for f in items.prefix(maxListedUnanchored) {
                 let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
                 var body = f.body == f.title ? "" : " — " + Fingerprint.normalize(f.body)
                 if body.count > 300 { body = String(body.prefix(299)) + "…" }
                 out += "- **\(f.severity.rawValue)** \(MarkdownCode.span(location)) \(f.title)\(body)\n"
             }
-            if result.unanchored.count > maxListedUnanchored {
-                out += "- … and \(result.unanchored.count - maxListedUnanchored) more\n"
-            }
+            if items.count > maxListedUnanchored { out += "- … and \(items.count - maxListedUnanchored) more\n" }
             out += "\n"
         }
+        list("Further findings (over review.max_comments)", result.overLimit.map { ($0.severity, $0.path, $0.startLine, $0.line, $0.title, $0.body) })
+        list("Findings not on changed lines", result.unanchored.map { ($0.severity, $0.path, $0.startLine, $0.line, $0.title, $0.body) })
+        list("Still open from earlier reviews (not commented again)", result.repeated.map { ($0.severity, $0.path, $0.startLine, $0.line, $0.title, $0.body) })
 
         if result.aiStatus != .completed {
             out += "> \(result.aiStatus.description)\n\n"
