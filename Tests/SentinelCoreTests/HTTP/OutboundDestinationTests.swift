@@ -192,6 +192,42 @@ struct OutboundDestinationTests {
         #expect(plain.message == "Not Found")
     }
 
+    @Test("a token GitHub echoes in an error is redacted before it is stored, posted or logged; an installation token with a line break is refused, never sent or echoed; a past expiry is kept ten minutes")
+    func credentialsInRemoteText() async throws {
+        let echoed = GitHubClient.error(OutboundResponse(status: 422, body: Data(#"{"message":"Unprocessable Entity","errors":["Line could not be resolved @octocat ghs_SECRETINSTALLTOKEN2"]}"#.utf8)),
+                                        operation: "create review")
+        #expect(!echoed.message.contains("SECRETINSTALLTOKEN") && echoed.message.contains("[redacted]"), "\(echoed.message)")
+        for token in ["ghp_abcdefghijklmnopqrstuvwxyz0123456789", "github_pat_11ABCDEFG0123456789_abcdefghij", "glpat-AbCdEfGhIjKlMnOpQrSt",
+                      "token=abcdef0123456789", "Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig"] {
+            #expect(!RemoteText.clean("refused: \(token) (try again)").contains(token.suffix(8)), "\(token)")
+        }
+        // Ordinary words are left alone.
+        #expect(RemoteText.clean("Bad credentials: the token expired; disk-usage over quota") == "Bad credentials: the token expired; disk-usage over quota")
+
+        struct TokenServer: OutboundHTTPClient {
+            let token: String
+            let expiresAt: String
+            let minted: AICallLog
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                if request.headers.contains(where: { $0.1.contains("\n") || $0.1.contains("\r") }) { throw OutboundHTTPError.connection("a header with a line break was sent") }
+                minted.append(request.url.path)
+                let body = try JSONSerialization.data(withJSONObject: ["token": token, "expires_at": expiresAt])
+                return OutboundResponse(status: 201, body: body)
+            }
+        }
+        let key = try TestRSAKeys.app()
+        let credentials = GitHubAppCredentials(appID: 1, privateKeyPEM: key.pemRepresentation, apiBaseURL: URL(string: "http://127.0.0.1:9")!)
+        let hostile = GitHubTokenCache(credentials: credentials, http: TokenServer(token: "ghs_evil\r\nX-Injected: yes", expiresAt: "2099-01-01T00:00:00Z", minted: AICallLog()))
+        await #expect { _ = try await hostile.token(installationID: 7) } throws: { error in
+            "\(error)".contains("is not a token") && !"\(error)".contains("ghs_evil") && !"\(error)".contains("X-Injected")
+        }
+        // GitHub Enterprise Server's clock behind: the token's expiry is already past here.
+        let log = AICallLog()
+        let skewed = GitHubTokenCache(credentials: credentials, http: TokenServer(token: "ghs_fine", expiresAt: "2001-01-01T00:00:00Z", minted: log))
+        for _ in 0..<5 { #expect(try await skewed.token(installationID: 7) == "ghs_fine") }
+        #expect(log.names.count == 1, "one token minted for five calls: \(log.names)")
+    }
+
     @Test("remote error text is truncated, stripped of control characters, and cannot carry markers or mentions")
     func remoteTextCleaned() {
         let hostile = "boom\u{0}\u{1b}[31m <!-- sentinel:run:1 --> ping @admin\n" + String(repeating: "x", count: 2_000)

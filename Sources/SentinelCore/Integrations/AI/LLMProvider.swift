@@ -298,14 +298,7 @@ public enum ProviderHTTP {
             out = out.replacingOccurrences(of: trimmed, with: "[redacted]")
         }
         // Partial echoes such as OpenAI's "sk-abc***wxyz" and other well-known key shapes.
-        let patterns = [
-            #"sk-[A-Za-z0-9_\-\*]{6,}"#,
-            #"AIza[0-9A-Za-z_\-]{20,}"#,
-            #"(?i)(api[-_ ]?key|bearer|x-api-key|api-key)(\s*[:=]\s*|\s+)[A-Za-z0-9_\-\.\*]{8,}"#,
-        ]
-        for pattern in patterns {
-            out = out.replacingOccurrences(of: pattern, with: "[redacted]", options: .regularExpression)
-        }
+        out = RemoteText.redactCredentials(out)
         if trimmed.count >= 12 {
             // A long fragment of the key (first or last 8 characters) is still a leak.
             for fragment in [String(trimmed.prefix(8)), String(trimmed.suffix(8))] {

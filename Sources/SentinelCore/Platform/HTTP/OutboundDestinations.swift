@@ -335,10 +335,34 @@ public struct DestinationPolicy: Sendable {
 }
 
 /// Error text from remote servers (provider and GitHub error bodies) before it is stored or posted:
-/// control characters removed, HTML comments and @-mentions neutralised as model text is, and
-/// truncated, so a hostile or broken server can neither forge Sentinel's markers nor flood a summary.
+/// control characters removed, credentials in the well-known token shapes redacted, HTML comments
+/// and @-mentions neutralised as model text is, and truncated, so a hostile or broken server can
+/// neither forge Sentinel's markers, nor flood a summary, nor have a token it echoes (GitHub's
+/// installation token, say) posted on a pull request or logged.
 public enum RemoteText {
     public static let maxCharacters = 500
+
+    /// Token shapes redacted wherever remote text goes: GitHub's (`ghp_`, `ghs_`, … and fine-grained
+    /// `github_pat_`), GitLab's (`glpat-`, `gloas-`, …), provider keys (`sk-…`, Google's `AIza…`),
+    /// and any value after `bearer` or an api-key label, or after `token:` / `token=`.
+    static let credentialPatterns = [
+        #"\bgh[opusr]_[A-Za-z0-9_]{8,}"#,
+        #"\bgithub_pat_[A-Za-z0-9_]{8,}"#,
+        #"\bgl[a-z]{2,6}-[A-Za-z0-9_\-]{8,}"#,
+        #"\bsk-[A-Za-z0-9_\-\*]{6,}"#,
+        #"\bAIza[0-9A-Za-z_\-]{20,}"#,
+        #"(?i)(api[-_ ]?key|bearer|x-api-key|api-key)(\s*[:=]\s*|\s+)[A-Za-z0-9_\-\.\*]{8,}"#,
+        #"(?i)\b(access[-_ ]?)?token\s*[:=]\s*[A-Za-z0-9_\-\.\*]{8,}"#,
+    ]
+
+    /// `text` with every credential of a well-known shape replaced by `[redacted]`.
+    public static func redactCredentials(_ text: String) -> String {
+        var out = text
+        for pattern in credentialPatterns {
+            out = out.replacingOccurrences(of: pattern, with: "[redacted]", options: .regularExpression)
+        }
+        return out
+    }
 
     public static func clean(_ text: String, limit: Int = maxCharacters) -> String {
         var scalars = String.UnicodeScalarView()
@@ -350,7 +374,7 @@ public enum RemoteText {
             }
         }
         // Neutralised first, so the cut cannot leave a marker the neutraliser would have broken.
-        var out = ModelText.neutralize(String(scalars).trimmingCharacters(in: .whitespaces))
+        var out = ModelText.neutralize(redactCredentials(String(scalars).trimmingCharacters(in: .whitespaces)))
         if out.count > limit { out = String(out.prefix(limit - 1)) + "…" }
         return out
     }

@@ -88,9 +88,28 @@ public actor GitHubTokenCache {
         guard let body = try? JSONDecoder.sentinel.decode(Body.self, from: response.body) else {
             throw GitHubAPIError(status: response.status, message: "unreadable installation token response", operation: "create installation token", retryAfter: nil)
         }
-        let expires = body.expiresAt.flatMap { try? Date($0, strategy: .iso8601) } ?? now.addingTimeInterval(3600)
+        // A token goes into an Authorization header: anything but a token's characters (a line
+        // break, a space) is refused here, never sent, and never echoed in an error.
+        guard (1...1_024).contains(body.token.utf8.count), body.token.utf8.allSatisfy(Self.isTokenByte) else {
+            throw GitHubAPIError(status: response.status, message: "the installation token GitHub returned is not a token (characters a token does not have)",
+                                 operation: "create installation token", retryAfter: nil)
+        }
+        var expires = body.expiresAt.flatMap { try? Date($0, strategy: .iso8601) } ?? now.addingTimeInterval(3600)
+        // An expiry already (nearly) past by this clock (a GitHub Enterprise Server whose clock is
+        // behind): kept ten minutes rather than minting a new token for every call; a 401 drops it.
+        if expires.timeIntervalSince(now) <= 300 { expires = now.addingTimeInterval(600) }
         tokens[installationID] = Entry(token: body.token, expiresAt: expires)
         return body.token
+    }
+
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="):
+            true
+        default:
+            false
+        }
     }
 
     /// Drops `token`, which GitHub refused, unless a newer one has replaced it already: calls made
