@@ -70,6 +70,27 @@ struct EngineSpendTests {
         #expect(result.summary.contains("`src/f3.swift`"))
     }
 
+    @Test("a provider that reports no usage (or 1 token for a long prompt) is metered at the estimate: the run budget still stops the calls")
+    func missingUsageIsEstimated() async throws {
+        let files = try Self.files(5)
+        var options = Self.options()
+        // Each prompt is about 1,000 tokens by the estimate (3,000 characters of code, the rules and
+        // schema); with 2,000 expected for the answer a call is admitted while 3,000 tokens are left.
+        options.maxTokensPerRun = 5_000
+        for reported in [0, 1] {
+            let tracker = EngineCallTracker()
+            let result = await ReviewEngine.review(files: files, options: options, model: MeteredFakeModel(tracker: tracker, tokensPerCall: 100 + reported))
+            let calls = await tracker.calls[""] ?? 0
+            #expect(calls < 5, "\(calls) calls: the budget counted unreported usage as free")
+            #expect(result.usage.allSatisfy { $0.usage.inputTokens >= 500 }, "\(result.usage.map(\.usage))")
+            #expect(!result.coverage.notReviewed.isEmpty)
+        }
+        // A provider that reports usage keeps its own figures.
+        let tracker = EngineCallTracker()
+        let reported = await ReviewEngine.review(files: try Self.files(1), options: Self.options(), model: MeteredFakeModel(tracker: tracker, tokensPerCall: 10_000))
+        #expect(reported.usage.map(\.usage) == [TokenUsage(inputTokens: 9_900, outputTokens: 100)])
+    }
+
     /// A workspace with a repository and two queued runs (usage rows reference their run).
     static func workspaceWithRuns(_ h: TestHarness) async throws -> (WorkspaceID, Int64, Int64) {
         let ws = try h.createWorkspace()

@@ -407,6 +407,17 @@ public enum ReviewEngine {
         }
     }
 
+    /// The usage a call is metered at (the run's token budget, the AI budget, the plan's tokens,
+    /// the usage records): what the provider reported, unless it reported no usage or an
+    /// implausibly small one (input under a quarter of the prompt's estimate: no tokenizer packs
+    /// text four times tighter than `TokenEstimator` assumes), as some OpenAI-compatible gateways
+    /// do; then the estimate of the prompt and of the answer's text. Otherwise a server that leaves
+    /// `usage` out would make every limit count its calls as free.
+    static func meteredUsage(_ reply: ModelReply, prompt: ReviewPrompt) -> TokenUsage {
+        guard reply.usage.inputTokens * 4 < prompt.estimatedTokens else { return reply.usage }
+        return TokenUsage(inputTokens: prompt.estimatedTokens, outputTokens: max(reply.usage.outputTokens, TokenEstimator.estimate(reply.text)))
+    }
+
     /// One chunk: call, parse; unusable output is retried once (a new sample often fixes it);
     /// any other error is final here because the router already retried and fell back.
     /// Every call is admitted first (run budget, shared spend limits) and settled after.
@@ -440,7 +451,7 @@ public enum ReviewEngine {
                 lastProblem = (error as? ModelOutputError)?.description ?? describe(error)
             }
             let call = ModelCallRecord(chunk: index, attempt: attempt, provider: reply.provider, model: reply.model,
-                                       usage: reply.usage, parsed: output != nil, durationMs: durationMs)
+                                       usage: meteredUsage(reply, prompt: prompt), parsed: output != nil, durationMs: durationMs)
             calls.append(call)
             await admission.settle(estimate, call: call)
             if let output { return ChunkOutcome(index: index, output: output, failure: nil, calls: calls) }
