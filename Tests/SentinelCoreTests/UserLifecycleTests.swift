@@ -248,6 +248,15 @@ struct UserLifecycleTests {
         }
         #expect(logged == 1)
 
+        // Adding her to a team she is in changes nothing and logs nothing (three adds: one entry).
+        let teamAdds = try await h.supervisor.withWorkspace(workspace) { actor in
+            let team = try await actor.write { tx in try TeamStore.create(name: "core", by: "test", in: &tx).id }
+            let members = WorkspaceMembers(identity: identity, workspaceID: workspace, workspace: actor, actorRole: .admin, actorName: "admin")
+            for _ in 0..<3 { #expect(try await members.addToTeam(userID: dana.id, team: team).members.count == 1) }
+            return try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'TeamMemberAdded'")! }
+        }
+        #expect(teamAdds == 1)
+
         // An admin who saw Dana as a member does not demote or remove her once an owner has made
         // her an owner (only owners touch the owner role).
         try identity.setRole(.owner, userID: dana.id, in: workspace)

@@ -62,7 +62,10 @@ public enum TeamStore {
             throw IdentityError(.notFound, "no such team")
         }
         try tx.db.execute(sql: "INSERT OR IGNORE INTO team_members (team_id, user_id) VALUES (?, ?)", arguments: [id, userID])
-        try tx.append(DomainEvent(type: "TeamMemberAdded", subject: "team:\(id)", payload: ["user_id": userID, "by": actor]))
+        // Adding someone already in the team changes nothing, and logs nothing.
+        if tx.db.changesCount > 0 {
+            try tx.append(DomainEvent(type: "TeamMemberAdded", subject: "team:\(id)", payload: ["user_id": userID, "by": actor]))
+        }
         guard let team = try find(id, in: tx.db) else { throw IdentityError(.notFound, "no such team") }
         return team
     }

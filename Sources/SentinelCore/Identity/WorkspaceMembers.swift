@@ -57,9 +57,13 @@ public struct WorkspaceMembers: Sendable {
 
     /// Puts a member of the workspace in one of its teams.
     public func addToTeam(userID: String, team: Int64) async throws -> Team {
-        guard try identity.role(of: userID, in: workspaceID) != nil else { throw IdentityError(.notFound, "no such member") }
-        let by = actorName
-        return try await workspace.write { tx in try TeamStore.addMember(userID, to: team, by: by, in: &tx) }
+        let (by, identity, workspaceID) = (actorName, identity, workspaceID)
+        return try await workspace.write { tx in
+            // Checked in the team's own transaction: a member removed from the workspace meanwhile
+            // is not put back in a team (removal takes them out of every team after it commits).
+            guard try identity.role(of: userID, in: workspaceID) != nil else { throw IdentityError(.notFound, "no such member") }
+            return try TeamStore.addMember(userID, to: team, by: by, in: &tx)
+        }
     }
 
     /// Takes a user out of a team.
