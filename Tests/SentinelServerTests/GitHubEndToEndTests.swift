@@ -691,6 +691,14 @@ struct GitHubEndToEndTests {
         #expect(status == 202)
         #expect(await world.waitForRun(state: .completed))
         #expect(try await world.runs().map(\.trigger) == ["command:7"])
+        // The same comment delivered again under another delivery id, once the run has learnt its
+        // head: the same run, not a second one that superseded it and failed on the head it learnt.
+        let (again, _) = try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 7, association: "MEMBER"))
+        #expect(again == 202)
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE 'run % already exists'") == 1 })
+        let runs = try await world.runs()
+        #expect(runs.map(\.trigger) == ["command:7"] && runs.map(\.state) == [.completed], "\(runs)")
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
         await world.stop()
     }
 

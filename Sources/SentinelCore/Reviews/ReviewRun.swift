@@ -124,6 +124,16 @@ public enum ReviewRunStore {
                 return (newer, false)
             }
         }
+        // A command names one request (its comment's id): delivered again (a group hook beside a
+        // project hook, a resend under a new delivery id) it is the same run, whatever head either
+        // delivery carried. A run asked for without a head learns it when it starts, so the second
+        // delivery's empty head no longer matched the first run's row: a second run superseded the
+        // first and failed when it learnt the same head (a unique-key error on the merge request).
+        if trigger.hasPrefix("command:"), let existing = try Int64.fetchOne(db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND trigger = ? ORDER BY id LIMIT 1
+            """, arguments: [repository.id, prNumber, trigger]) {
+            return (existing, false)
+        }
         try db.execute(sql: """
             INSERT OR IGNORE INTO review_runs (repository_id, pr_number, head_sha, base_sha, trigger, full_review, state, correlation_id, created_at)
             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
