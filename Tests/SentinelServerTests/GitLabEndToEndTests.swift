@@ -365,6 +365,19 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("/changes that stops at its limit (overflow) is reviewed as far as it lists, the rest named as not reviewed")
+    func olderInstanceOverflow() async throws {
+        let world = try await GitLabWorld()
+        await world.gitlab.state.setDiffsEndpointAvailable(false)
+        await world.gitlab.state.setChangesFileLimit(2)
+        let mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        let summary = try #require(await world.summaryNotes().first)
+        #expect(summary.body.contains("GitLab listed 2 of the pull request's 3 changed files; the other 1 were not reviewed"), "\(summary.body)")
+        await world.stop()
+    }
+
     @Test("a pipeline event and an approval are stored already processed, with no job")
     func settledAtIntake() async throws {
         let world = try await GitLabWorld()

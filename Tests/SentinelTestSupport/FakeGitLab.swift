@@ -300,6 +300,9 @@ public actor FakeGitLabState {
     public private(set) var requests: [FakeGitLabRequest] = []
     /// False: `/merge_requests/:iid/diffs` answers 404 like an instance older than GitLab 15.7.
     public private(set) var diffsEndpointAvailable = true
+    /// How many files `/changes` lists before it stops with `overflow: true` (GitLab's own limit,
+    /// lower in a test).
+    public private(set) var changesFileLimit = 1_000
     private var faults: [String: [FakeFault]] = [:]
     private var nextID: Int64 = 5000
     /// The authenticated-API rate limit, when a test sets one: every answer carries `RateLimit-*`
@@ -414,6 +417,7 @@ public actor FakeGitLabState {
 
     /// False: `/diffs` answers 404 as on GitLab before 15.7 (use `/changes`).
     public func setDiffsEndpointAvailable(_ available: Bool) { diffsEndpointAvailable = available }
+    public func setChangesFileLimit(_ limit: Int) { changesFileLimit = limit }
 
     /// Faults for a route key: `GET user`, `GET project`, `GET merge_request`, `GET diffs`, `GET changes`,
     /// `GET versions`, `GET compare`, `GET file`, `GET notes`, `POST notes`, `GET discussions`,

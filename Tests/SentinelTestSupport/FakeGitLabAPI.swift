@@ -185,8 +185,10 @@ extension FakeGitLabState {
             return paginate(mr.diffReady ? mr.files.map(diffJSON) : [], call: call)
         case "GET changes":
             var object = mergeRequestJSON(mr, project: project)
-            object["changes"] = mr.diffReady ? mr.files.map(diffJSON) : []
-            object["overflow"] = false
+            let files = mr.diffReady ? mr.files : []
+            object["changes"] = files.prefix(changesFileLimit).map(diffJSON)
+            object["overflow"] = files.count > changesFileLimit
+            object["changes_count"] = files.count > changesFileLimit ? "\(changesFileLimit)+" : String(files.count)
             return .json(200, object)
         case "GET versions":
             let versions: [[String: Any]] = mr.diffReady ? mr.versions.reversed().map { v in

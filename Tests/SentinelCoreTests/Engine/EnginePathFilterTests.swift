@@ -116,8 +116,31 @@ struct EnginePathFilterTests {
 
     @Test func labels() {
         #expect(SkipReason.allCases.map(\.label) == [
-            "lock files", "vendored", "generated", "minified", "binary", "excluded by config", "not in include paths",
-            "over budget", "deleted",
+            "lock files", "vendored", "generated", "minified", "binary", "diff not available from the platform", "excluded by config",
+            "not in include paths", "over budget", "deleted",
         ])
+    }
+
+    @Test("a text diff the platform left out (GitHub: no patch but lines changed; GitLab: too_large, collapsed) or that does not parse is not reviewed, and says so; a binary file stays binary")
+    func diffNotAvailable() throws {
+        let github = try JSONDecoder.sentinel.decode([GitHubChangedFile].self, from: Data(#"""
+            [{"filename":"big.py","status":"modified","additions":9000,"deletions":3},
+             {"filename":"logo.png","status":"added","additions":0,"deletions":0},
+             {"filename":"app/auth2.py","status":"modified","additions":3,"deletions":1,"patch":"@@ -10,2 +10,9 @@\n-a\n"},
+             {"filename":"ok.py","status":"modified","additions":1,"deletions":0,"patch":"@@ -1,1 +1,2 @@\n a\n+b\n"}]
+            """#.utf8))
+        let gitlab = try JSONDecoder().decode([GitLabDiff].self, from: Data(#"""
+            [{"old_path":"secrets.env","new_path":"secrets.env","too_large":true,"diff":""},
+             {"old_path":"gen.js","new_path":"gen.js","collapsed":true,"diff":""},
+             {"old_path":"img.png","new_path":"img.png","diff":""},
+             {"old_path":"ok.py","new_path":"ok.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]
+            """#.utf8))
+        let filter = PathFilter(defaultSkips: false)
+        let fromGitHub = GitHubSession.diffFiles(github).map { filter.decision(for: $0) }
+        #expect(fromGitHub == [.skip(.diffUnavailable), .skip(.binary), .skip(.diffUnavailable), .review])
+        let fromGitLab = GitLabSession.diffFiles(gitlab).map { filter.decision(for: $0) }
+        #expect(fromGitLab == [.skip(.diffUnavailable), .skip(.diffUnavailable), .skip(.binary), .review])
+        #expect(ReviewCoverage(reviewedFiles: 1, totalFiles: 4, skipped: [.diffUnavailable: 2, .binary: 1]).sentence
+                == "Reviewed 1 of 4 files; skipped 3: binary (1), diff not available from the platform (2).")
     }
 }

@@ -122,13 +122,18 @@ public struct DiffFile: Sendable, Hashable, Codable {
     public var deletions: Int
     /// git's similarity index for renames and copies, when given.
     public var similarity: Int?
+    /// The platform changed the file's text but gave no diff Sentinel can read: too large for it
+    /// (GitHub leaves the patch out, GitLab marks it `too_large` or `collapsed`), or a patch that
+    /// does not parse. Not reviewed, and said so.
+    public var diffUnavailable: Bool
 
     public init(oldPath: String?, newPath: String?, status: Status, isBinary: Bool = false, hunks: [DiffHunk] = [],
-                additions: Int? = nil, deletions: Int? = nil, similarity: Int? = nil) {
+                additions: Int? = nil, deletions: Int? = nil, similarity: Int? = nil, diffUnavailable: Bool = false) {
         self.oldPath = oldPath
         self.newPath = newPath
         self.status = status
         self.isBinary = isBinary
+        self.diffUnavailable = diffUnavailable
         self.hunks = hunks
         var added = 0, removed = 0
         if additions == nil || deletions == nil {

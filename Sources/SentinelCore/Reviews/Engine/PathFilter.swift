@@ -1,7 +1,7 @@
 import Foundation
 
 public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
-    case lockFile, vendored, generated, minified, binary, excluded, notIncluded, overBudget, deleted
+    case lockFile, vendored, generated, minified, binary, diffUnavailable, excluded, notIncluded, overBudget, deleted
 
     /// The human label used in summaries and check output.
     public var label: String {
@@ -11,6 +11,7 @@ public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Compa
         case .generated: return "generated"
         case .minified: return "minified"
         case .binary: return "binary"
+        case .diffUnavailable: return "diff not available from the platform"
         case .excluded: return "excluded by config"
         case .notIncluded: return "not in include paths"
         case .overBudget: return "over budget"
@@ -82,6 +83,7 @@ public struct PathFilter: Sendable {
     public func decision(for file: DiffFile) -> FileDecision {
         if file.status == .deleted { return .skip(.deleted) }
         if file.isBinary { return .skip(.binary) }
+        if file.diffUnavailable { return .skip(.diffUnavailable) }
         let path = PathGlob.Path(file.path)
         if exclude.contains(where: { $0.matches(path) }) { return .skip(.excluded) }
         if !include.isEmpty && !include.contains(where: { $0.matches(path) }) { return .skip(.notIncluded) }

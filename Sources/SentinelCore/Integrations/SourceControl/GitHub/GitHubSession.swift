@@ -37,13 +37,22 @@ public struct GitHubSession: SourceControlSession {
 
     /// GitHub's per-file patches as diff files. A patch that cannot be parsed keeps its file (with
     /// no reviewable lines) so it still counts in the coverage line instead of vanishing.
+    /// GitHub's changed files as diff files. GitHub leaves the patch out of a binary file (no line
+    /// counted) and of a text diff too large for it (lines counted): the second is "diff not
+    /// available", as is a patch that does not parse; neither counts as reviewed.
     public static func diffFiles(_ files: [GitHubChangedFile]) -> [DiffFile] {
         files.map { f in
             let status = DiffFile.Status(gitHubFileStatus: f.status)
+            let changedLines = (f.additions ?? 0) + (f.deletions ?? 0)
+            let oldPath = status == .added ? nil : (f.previousFilename ?? f.filename)
+            let newPath = status == .deleted ? nil : f.filename
+            if (f.patch ?? "").isEmpty, changedLines > 0 {
+                return DiffFile(oldPath: oldPath, newPath: newPath, status: status, additions: f.additions, deletions: f.deletions, diffUnavailable: true)
+            }
             if let parsed = try? DiffFile.fromPatch(path: f.filename, previousPath: f.previousFilename, status: status, patch: f.patch) {
                 return parsed
             }
-            return DiffFile(oldPath: f.previousFilename ?? f.filename, newPath: f.filename, status: status, isBinary: false, hunks: [])
+            return DiffFile(oldPath: oldPath, newPath: newPath, status: status, additions: f.additions, deletions: f.deletions, diffUnavailable: true)
         }
     }
 

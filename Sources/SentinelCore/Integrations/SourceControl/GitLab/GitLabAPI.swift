@@ -158,13 +158,23 @@ public struct GitLabClient: Sendable {
 
     /// The merge request's diff, file by file: `/diffs` (paginated), or `/changes` on instances
     /// older than GitLab 15.7 that answer 404 to `/diffs`.
-    public func mergeRequestDiffs(project: Int64, iid: Int) async throws -> [GitLabDiff] {
+    /// The merge request's diffs, and how many changed files GitLab did not list: the `/changes`
+    /// of GitLab before 15.7 stops at its limit with `overflow: true` and a `changes_count` such
+    /// as `"1000+"` (at least one, when it does not say how many).
+    public func mergeRequestDiffs(project: Int64, iid: Int) async throws -> (diffs: [GitLabDiff], unlisted: Int) {
         do {
-            return try await list("projects/\(project)/merge_requests/\(iid)/diffs", operation: "list merge request diffs")
+            return (try await list("projects/\(project)/merge_requests/\(iid)/diffs", operation: "list merge request diffs"), 0)
         } catch let error as GitLabAPIError where error.status == 404 {
             let r = try await request("GET", "projects/\(project)/merge_requests/\(iid)/changes", operation: "get merge request changes")
-            struct Changes: Decodable { let changes: [GitLabDiff] }
-            return try decode(Changes.self, r, operation: "get merge request changes").changes
+            struct Changes: Decodable {
+                let changes: [GitLabDiff]
+                let overflow: Bool?
+                let changes_count: String?
+            }
+            let changes = try decode(Changes.self, r, operation: "get merge request changes")
+            guard changes.overflow == true else { return (changes.changes, 0) }
+            let counted = Int(changes.changes_count?.filter(\.isNumber) ?? "") ?? 0
+            return (changes.changes, max(1, counted - changes.changes.count))
         }
     }
 

@@ -51,25 +51,31 @@ public struct GitLabSession: SourceControlSession {
     }
 
     /// GitLab's per-file diffs as diff files. A file GitLab left out (too large, collapsed) or whose
-    /// diff cannot be parsed keeps its place with no reviewable lines, so it still counts in the
-    /// coverage sentence.
+    /// diff cannot be parsed keeps its place as "diff not available", so it counts in the coverage
+    /// sentence as not reviewed.
     public static func diffFiles(_ diffs: [GitLabDiff]) -> [DiffFile] {
         diffs.map { d in
             let status: DiffFile.Status = (d.new_file ?? false) ? .added : (d.deleted_file ?? false) ? .deleted
                 : (d.renamed_file ?? false) ? .renamed : .modified
             let previous = d.old_path == d.new_path ? nil : d.old_path
             let path = status == .deleted ? d.old_path : d.new_path
-            if let diff = d.diff, !diff.isEmpty,
+            let leftOut = (d.too_large ?? false) || (d.collapsed ?? false)
+            if !leftOut, let diff = d.diff, !diff.isEmpty,
                let parsed = try? DiffFile.fromPatch(path: path, previousPath: previous, status: status, patch: diff, isBinary: false) {
                 return parsed
             }
+            // Left out by GitLab, or a diff that does not parse: not available (not reviewed); an
+            // empty diff of a file GitLab did not leave out is binary.
             return DiffFile(oldPath: status == .added ? nil : d.old_path, newPath: status == .deleted ? nil : d.new_path, status: status,
-                            isBinary: !(d.too_large ?? false) && !(d.collapsed ?? false) && (d.diff ?? "").isEmpty, hunks: [])
+                            isBinary: !leftOut && (d.diff ?? "").isEmpty, hunks: [], diffUnavailable: leftOut || !(d.diff ?? "").isEmpty)
         }
     }
 
     public func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles {
-        try await mapped { PullRequestFiles(files: Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number))) }
+        try await mapped {
+            let listed = try await client.mergeRequestDiffs(project: project, iid: number)
+            return PullRequestFiles(files: Self.diffFiles(listed.diffs), unlisted: listed.unlisted)
+        }
     }
 
     public func changedFiles(_ repo: String, from base: String, to head: String) async throws -> CommitComparison? {
@@ -155,7 +161,7 @@ public struct GitLabSession: SourceControlSession {
                 if let current = mr.diff_refs?.head_sha ?? mr.sha, current != headSHA {
                     throw ReviewedCommitOutdated(message: "the merge request's head moved from \(headSHA.prefix(12)) to \(current.prefix(12)) before the review was posted")
                 }
-                let files = Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number))
+                let files = Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number).diffs)
                 var posted = Set<String>()
                 if let marker {
                     for discussion in try await client.discussions(project: project, iid: number) {
