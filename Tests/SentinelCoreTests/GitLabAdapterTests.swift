@@ -14,6 +14,29 @@ struct GitLabAdapterTests {
         #expect(!GitLabWebhookToken.isValid(header: "", secret: secret))
     }
 
+    @Test("a listing whose X-Next-Page does not move forward (a repeated page 1) stops: each page read once, nothing listed twice")
+    func paginationOnlyForward() async throws {
+        struct RepeatingPages: OutboundHTTPClient {
+            let log: PageLog
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                let page = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems?.first { $0.name == "page" }?.value ?? "?"
+                await log.add(page)
+                let body = #"[{"old_path":"app.py","new_path":"app.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]"#
+                // Page 1 names page 2; page 2 names page 1 again, then page "x".
+                return OutboundResponse(status: 200, headers: [("X-Next-Page", page == "1" ? "2" : page == "2" ? "1" : "x")], body: Data(body.utf8))
+            }
+        }
+        actor PageLog {
+            var pages: [String] = []
+            func add(_ page: String) { pages.append(page) }
+        }
+        let log = PageLog()
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: RepeatingPages(log: log))
+        let listed = try await client.mergeRequestDiffs(project: 1, iid: 1)
+        #expect(listed.diffs.count == 2 && listed.unlisted == 0)
+        #expect(await log.pages == ["1", "2"])
+    }
+
     @Test("draft titles are recognised as GitLab marks them")
     func draftTitles() {
         for title in ["Draft: fix", "draft: fix", "[Draft] fix", "(Draft) fix", "WIP: fix", "[WIP] fix"] {

@@ -91,12 +91,14 @@ public struct GitLabClient: Sendable {
     /// Every page of a list, following `X-Next-Page` (at most `maxPages` pages of 100).
     func list<T: Decodable>(_ path: String, query: [(String, String)] = [], operation: String, maxPages: Int = 50) async throws -> [T] {
         var items: [T] = []
-        var page = "1"
+        var page = 1
         for _ in 0..<maxPages {
-            let r = try await request("GET", path, query: query + [("per_page", "100"), ("page", page)], operation: operation)
+            let r = try await request("GET", path, query: query + [("per_page", "100"), ("page", String(page))], operation: operation)
             let batch = try decode([T].self, r, operation: operation)
             items += batch
-            guard let next = r.header("X-Next-Page"), !next.isEmpty, !batch.isEmpty else { break }
+            // Pages only go forward: a next page that is not a number after this one (a server or
+            // proxy repeating `X-Next-Page: 1`) ends the listing rather than reading a page again.
+            guard let next = r.header("X-Next-Page").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }), next > page, !batch.isEmpty else { break }
             page = next
         }
         return items
