@@ -37,6 +37,36 @@ struct DoctorTests {
         #expect(Set(report.findings.map(\.check)).isSuperset(of: ["data-dir", "master-key", "tls", "schema", "disk", "workspace", "dead-jobs", "stuck-runs"]))
     }
 
+    @Test("control.sqlite unreadable or emptied beside workspace files, a workspace file emptied or another's: errors naming the fix (it said all good, exit 0)")
+    func damagedFilesAreErrors() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let a = try h.createWorkspace("a")
+        let b = try h.createWorkspace("b")
+        await h.supervisor.shutdown()
+        // A workspace file emptied, another replaced by a's.
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(b))
+        try FileManager.default.copyItem(at: h.dataDirectory.workspaceFile(a), to: h.dataDirectory.workspaceFile(b))
+        let swapped = Self.doctor(h)
+        #expect(swapped.findings.contains { $0.severity == .error && $0.message.contains("workspace \(b.rawValue) is offline") && $0.message.contains("is the file of workspace \(a.rawValue)") },
+                "\(swapped.findings)")
+        #expect(swapped.exitCode == 2)
+        try Data().write(to: h.dataDirectory.workspaceFile(b))
+        #expect(Self.doctor(h).findings.contains { $0.severity == .error && $0.message.contains("holds no Sentinel schema") })
+
+        // control.sqlite overwritten with noise, then emptied.
+        try h.control.close()
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: h.dataDirectory.controlFile.path + suffix) }
+        try Data((0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 7919) }).write(to: h.dataDirectory.controlFile)
+        let noise = Self.doctor(h)
+        #expect(noise.findings.contains { $0.severity == .error && $0.check == "schema" && $0.message.hasPrefix("control.sqlite:") }, "\(noise.findings)")
+        #expect(noise.exitCode == 2)
+        try Data().write(to: h.dataDirectory.controlFile)
+        let emptied = Self.doctor(h)
+        #expect(emptied.findings.contains { $0.severity == .error && $0.message.contains("workspaces/ holds 2 workspace file(s)") }, "\(emptied.findings)")
+        #expect(emptied.exitCode == 2)
+    }
+
     @Test("a data directory on a network file system (NFS, SMB, sshfs, …) is an error, on another FUSE one a warning; /proc/mounts says which")
     func networkFileSystem() async throws {
         let mounts = """

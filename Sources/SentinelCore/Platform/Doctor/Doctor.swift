@@ -196,6 +196,12 @@ public struct Doctor: Sendable {
             add(.warning, "schema", "no control.sqlite yet in \(dataDirectory.root.path)", "start `sentinel serve` (or `sentinel migrate`) to create it")
             return
         }
+        // control.sqlite unreadable, or without its schema beside workspace files: nothing else
+        // can be checked (its list of workspaces is what the other checks go through).
+        if let control = survey.first(where: { $0.kind == .control }), let problem = control.problem {
+            add(.error, "schema", "control.sqlite: \(problem)",
+                "restore it from a backup (`sentinel restore --from BACKUP_DIR`, then `sentinel verify`); serve does not start with it")
+        }
         let newer = survey.filter(\.isNewerThanBinary)
         for file in newer {
             add(.error, "schema", file.state!.newerMessage(file: URL(fileURLWithPath: file.file)),
@@ -207,7 +213,7 @@ public struct Doctor: Sendable {
             add(.warning, "schema", "\(pending.count) file(s) have pending migrations (\(names)\(pending.count > 5 ? ", …" : ""))",
                 "run `sentinel migrate` (each file is copied into backups/pre-upgrade-FROM-TO first); serve migrates control.sqlite at start and workspace files when first opened")
         }
-        if newer.isEmpty && pending.isEmpty {
+        if newer.isEmpty && pending.isEmpty && !survey.contains(where: { $0.kind == .control && $0.problem != nil }) {
             add(.ok, "schema", "\(survey.count) file(s) at the schema versions this binary knows (control \(DatabaseKind.control.knownVersion), workspace \(DatabaseKind.workspace.knownVersion))", nil)
         }
     }

@@ -219,6 +219,22 @@ extension PreUpgradeSnapshot {
         }
         do { status.state = try SchemaState.read(file: url, kind: kind, busyTimeout: busyTimeout) } catch {
             status.problem = "cannot read its schema version: \(error)"
+            return status
+        }
+        // What `DatabaseOpener` refuses to open: a workspace file with no schema (empty or another
+        // program's) or another workspace's file in its place; control.sqlite with no schema while
+        // workspace files exist.
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(busyTimeout)
+            let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+            defer { try? queue.close() }
+            try DatabaseOpener.checkHoldsItsOwnData(queue, file: url, kind: kind)
+        } catch let error as StorageError {
+            status.problem = "\(error)"
+        } catch {
+            status.problem = "cannot be read: \(error)"
         }
         return status
     }
