@@ -59,6 +59,27 @@ struct RunMetricsTests {
             }
         }
         #expect(recorded.counterTotal(label: "sentinel_review_runs_total") == 3)
+
+        // A running run whose review is stored to be posted is no longer cancelled (its job may be
+        // posting it now); before that it is.
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let (posting, running) = try await actor.write { tx in
+                let posting = try ReviewRunStore.request(repository: repo, prNumber: 3, headSHA: "d1", baseSHA: nil, trigger: "opened", fullReview: false,
+                                                         correlationID: nil, in: &tx).0
+                let running = try ReviewRunStore.request(repository: repo, prNumber: 4, headSHA: "e1", baseSHA: nil, trigger: "opened", fullReview: false,
+                                                         correlationID: nil, in: &tx).0
+                try ReviewRunStore.markRunning(posting, in: &tx)
+                try ReviewRunStore.markRunning(running, in: &tx)
+                try ReviewRunStore.storePrepared(PreparedReview(body: "b", findings: [], requestChanges: false, conclusion: "success", title: "No findings",
+                                                                checkSummary: "", filesReviewed: 1, filesTotal: 1, summary: ""), runID: posting, in: tx.db)
+                return (posting, running)
+            }
+            await #expect(throws: StorageError.conflict("run \(posting) has its review ready and is posting it; it can no longer be cancelled")) {
+                try await actor.write { tx in try ReviewRunStore.cancel(runID: posting, by: "usr_test", in: &tx) }
+            }
+            #expect(try await actor.read { db in try ReviewRunStore.find(posting, in: db)?.state } == .running)
+            #expect(try await actor.write { tx in try ReviewRunStore.cancel(runID: running, by: "usr_test", in: &tx).state } == .skipped)
+        }
         await h.stop()
     }
 }

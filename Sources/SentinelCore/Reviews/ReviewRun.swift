@@ -175,8 +175,15 @@ public enum ReviewRunStore {
     /// Cancels a run that has not ended (it ends `skipped`, "cancelled by …"), audited as
     /// `RunCancelled`; an unknown run is not found, an ended one a conflict. Returns the run as it is now.
     @discardableResult
+    /// Cancels a queued or running run. A running run whose review is prepared (stored before it
+    /// is posted) is refused: its job may be posting it at this moment, and a review on the pull
+    /// request under a run that says "cancelled" would contradict it (the job reads the run's state
+    /// after storing the review, so a cancel committed before that posts nothing).
     public static func cancel(runID: Int64, by actor: String, in tx: inout WorkspaceTransaction) throws -> ReviewRun {
         guard let run = try find(runID, in: tx.db) else { throw StorageError.notFound("no such run") }
+        if run.state == .running, try Bool.fetchOne(tx.db, sql: "SELECT prepared_review IS NOT NULL FROM review_runs WHERE id = ?", arguments: [runID]) == true {
+            throw StorageError.conflict("run \(runID) has its review ready and is posting it; it can no longer be cancelled")
+        }
         guard try finish(runID: runID, state: .skipped, reason: "cancelled by \(actor)", label: "cancelled", in: &tx) else {
             throw StorageError.conflict("run \(runID) already ended (\(run.state.rawValue))")
         }
