@@ -309,6 +309,24 @@ struct GitLabEndToEndTests {
         let run = try #require(try await world.runs().first)
         #expect(run.trigger == "command:14" && run.state == .completed, "\(run.reason ?? "")")
         #expect(await world.summaryNotes().count == 1)
+
+        // GitLab refuses to say the commenter's access level (a 403 for the token's role): the
+        // command is refused at once, saying why; no job is retried until it dies, no delivery left open.
+        await world.gitlab.state.inject("GET member", [.status(403)])
+        let refused = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 15)
+        #expect(try await world.deliver("Note Hook", refused).0 == 202)
+        #expect(await eventually {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) {
+                try await $0.read { db in
+                    try String.fetchOne(db, sql: "SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL AND outcome LIKE '%access level (%'")
+                }
+            } != nil
+        })
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs WHERE kind = 'gitlab.delivery' AND (state = 'dead' OR attempts > 1)") ?? -1 }
+        }
+        #expect(jobs == 0)
+        #expect(try await world.runs().count == 1)
         await world.stop()
     }
 

@@ -133,14 +133,21 @@ public struct GitLabDeliveryProcessor: Sendable {
         // A note command counts only from a project member with at least Developer access: ask GitLab now
         // (not for a removed integration, whose deliveries change nothing).
         var commandAccess: Int?
+        var accessUnknown: String?
         if stored.event == "Note Hook", !stored.integrationRemoved, let note = try? JSONDecoder().decode(GitLabPayload.NoteEvent.self, from: stored.payload),
            GitHubDeliveryProcessor.command(in: note.object_attributes.note ?? "").review, let userID = note.user?.id {
             let client = try await connector.client(for: integrationID, in: context.workspace)
-            commandAccess = try await GitLabSession(client: client, project: note.project.id, bot: GitLabUser(id: 0, username: ""))
-                .mapped { try await client.accessLevel(project: note.project.id, userID: userID) } ?? 0
+            do {
+                commandAccess = try await GitLabSession(client: client, project: note.project.id, bot: GitLabUser(id: 0, username: ""))
+                    .mapped { try await client.accessLevel(project: note.project.id, userID: userID) } ?? 0
+            } catch SourceControlError.permanent(let reason) {
+                // GitLab will not say (a 403 for the token's role, say): asking again changes
+                // nothing, so the command is refused now, saying why, instead of a job retried dead.
+                accessUnknown = reason
+            }
         }
         let limit = try await billing?.plan(for: context.workspaceID).repositories
-        let access = commandAccess
+        let (access, unknown) = (commandAccess, accessUnknown)
         let outcome: String = try await context.workspace.write { tx in
             guard let row = try Row.fetchOne(tx.db, sql: "SELECT processed_at, correlation_id FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else {
                 return "missing"
@@ -152,7 +159,7 @@ public struct GitLabDeliveryProcessor: Sendable {
             } else {
                 do {
                     outcome = try Self.route(event: stored.event, payload: stored.payload, integrationID: integrationID, correlationID: row["correlation_id"],
-                                             repositoryLimit: limit, commandAccess: access, tx: &tx)
+                                             repositoryLimit: limit, commandAccess: access, commandAccessUnknown: unknown, tx: &tx)
                 } catch let error as DecodingError {
                     outcome = "ignored: payload not understood (\(GitHubDeliveryProcessor.describe(error)))"
                 }
@@ -175,7 +182,7 @@ public struct GitLabDeliveryProcessor: Sendable {
     /// Applies one delivery inside the caller's transaction; returns what was done, in words.
     /// `commandAccess` is the note author's access level in the project, when the note is a command.
     public static func route(event: String, payload: Data, integrationID: IntegrationID, correlationID: String?, repositoryLimit: Int? = nil,
-                             commandAccess: Int? = nil, tx: inout WorkspaceTransaction) throws -> String {
+                             commandAccess: Int? = nil, commandAccessUnknown: String? = nil, tx: inout WorkspaceTransaction) throws -> String {
         let decoder = JSONDecoder()
         switch event {
         case "Merge Request Hook":
@@ -224,6 +231,10 @@ public struct GitLabDeliveryProcessor: Sendable {
             if let bot, let author = e.user?.username, author.lowercased() == bot.lowercased() { return "ignored: note by the integration's user" }
             let command = GitHubDeliveryProcessor.command(in: a.note ?? "")
             guard command.review else { return "ignored: no command" }
+            if let commandAccessUnknown {
+                return GitHubDeliveryProcessor.refusedCommandPrefix
+                    + "@sentinel command by \(e.user?.username ?? "unknown"): GitLab did not tell the commenter's access level (\(commandAccessUnknown))"
+            }
             let access = commandAccess ?? 0
             guard access >= commandAccessLevel else {
                 return GitHubDeliveryProcessor.refusedCommandPrefix
