@@ -130,6 +130,31 @@ struct IntegrationRotationTests {
         await world.stop()
     }
 
+    @Test("GitLab: a CA-bundle change checked with the old token does not undo a token rotated meanwhile (its bot user stays); it is a 409")
+    func gitLabRotationsAtOnce() async throws {
+        let world = try await GitLabWorld()
+        let token = try Self.ownerToken(world.appliance, world.workspace)
+        func patch(_ body: [String: Any]) async throws -> (Int, String) {
+            try await Self.api(.PATCH, port: world.port, workspace: world.workspace, "/integrations/\(world.integration.id)", token: token, json: body)
+        }
+        let successor = "glpat-sentinel-fake-token-0003"
+        await world.gitlab.state.addToken(successor, user: FakeGitLabUser(id: 777, username: "new-sentinel-bot"))
+        // The CA change's check of the stored token is slow; the token change lands meanwhile.
+        await world.gitlab.state.inject("GET user", [.delay(1.5)])
+        let (certificate, _) = try SelfSignedCertificate.make(hostname: "gitlab.internal")
+        async let caChange = patch(["ca_bundle": certificate])
+        try await Task.sleep(for: .milliseconds(400))
+        let (tokenStatus, tokenText) = try await patch(["token": successor])
+        #expect(tokenStatus == 200, "\(tokenText)")
+        let (caStatus, caText) = try await caChange
+        #expect(caStatus == 409 && caText.contains("changed meanwhile"), "\(caStatus) \(caText)")
+        let bot = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try String.fetchOne(db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [world.integration.id]) }
+        }
+        #expect(bot == "new-sentinel-bot")
+        await world.stop()
+    }
+
     @Test("from the command line beside a running server: the new webhook secret works on the next delivery, the old one is refused")
     func commandLineBesideServe() async throws {
         let dir = TemporaryDirectory("sentinel-rotate")

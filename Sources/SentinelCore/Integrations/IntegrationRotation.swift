@@ -79,13 +79,22 @@ extension IntegrationService {
         let sealedCredential = try (stored.kind == "github" ? credentials.privateKeyPEM.map { ($0, IntegrationSecret.privateKey) }
                                                             : token.map { ($0, IntegrationSecret.token) })
             .map { try key.seal(Data($0.0.utf8), context: $0.1.context(id)) }
-        let (kind, newBot) = (stored.kind, bot)
+        // The bot user changes only with the token; and the change applies only to the credential
+        // it was checked with: a token rotated meanwhile (its new user as the bot) is not undone by
+        // a CA-bundle or secret change that read the old one, nor is a CA bundle stored that was
+        // checked against a token no longer in use (409).
+        let (kind, newBot, checkedCredential) = (stored.kind, token != nil ? bot : nil, stored.credential)
         try await workspace.write { tx in
             try tx.db.execute(sql: """
                 UPDATE integrations SET webhook_secret = coalesce(?, webhook_secret), private_key = coalesce(?, private_key),
-                    ca_bundle = coalesce(?, ca_bundle), bot_login = ? WHERE id = ? AND kind = ?
-                """, arguments: [sealedSecret, sealedCredential, credentials.caBundlePEM, newBot, id.rawValue, kind])
-            guard tx.db.changesCount == 1 else { throw IntegrationError.notFound("no such integration") }
+                    ca_bundle = coalesce(?, ca_bundle), bot_login = coalesce(?, bot_login) WHERE id = ? AND kind = ? AND private_key IS ?
+                """, arguments: [sealedSecret, sealedCredential, credentials.caBundlePEM, newBot, id.rawValue, kind, checkedCredential])
+            guard tx.db.changesCount == 1 else {
+                guard try Int.fetchOne(tx.db, sql: "SELECT 1 FROM integrations WHERE id = ? AND kind = ?", arguments: [id.rawValue, kind]) != nil else {
+                    throw IntegrationError.notFound("no such integration")
+                }
+                throw StorageError.conflict("the integration's credentials were changed meanwhile; look at it again and retry")
+            }
             try tx.append(DomainEvent(type: "IntegrationCredentialsRotated", subject: "integration:\(id)",
                                       payload: ["kind": kind, "fields": fields.joined(separator: ","), "by": actor]))
         }
