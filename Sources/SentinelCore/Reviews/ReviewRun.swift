@@ -192,6 +192,13 @@ public enum ReviewRunStore {
         return cancelled
     }
 
+    /// Why a run's engine should make no further model call: the run ended meanwhile (cancelled,
+    /// superseded by a newer push, its pull request closed); nil while it runs.
+    public static func stopReason(_ runID: Int64, in db: Database) throws -> String? {
+        guard let run = try find(runID, in: db), run.state.isFinal else { return nil }
+        return "the run ended (\(run.state.rawValue)\(run.reason.map { ": \($0)" } ?? "")); no further AI call is made"
+    }
+
     static func supersedeOlder(than runID: Int64, repositoryID: Int64, prNumber: Int, reason: String, in tx: inout WorkspaceTransaction) throws {
         let older = try Int64.fetchAll(tx.db, sql: """
             SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running') AND id != ?

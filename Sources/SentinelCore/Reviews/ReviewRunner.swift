@@ -302,8 +302,10 @@ public struct ReviewRunner: Sendable {
         options.maxTokensPerRun = maxTokensPerRun
         // Shared limits (AI budget, plan tokens) are checked before every call and each call is
         // recorded as it returns, so concurrent runs see each other's spend.
-        let gate = RunSpendGuard(workspace: workspace, runID: run.id, jobAttempt: context.job.attempts, repository: repo,
-                                 plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) })
+        let runID = run.id
+        let gate = RunSpendGuard(workspace: workspace, runID: runID, jobAttempt: context.job.attempts, repository: repo,
+                                 plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) },
+                                 stopReason: { db in try ReviewRunStore.stopReason(runID, in: db) })
         let result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
         laps.mark("engine")
         // Every finding the review reports counts, not only those commented inline: one past the

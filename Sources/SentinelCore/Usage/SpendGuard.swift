@@ -126,17 +126,24 @@ public actor RunSpendGuard: ModelCallGate {
     /// The most one call of this run has cost so far (USD).
     private var dearestCallUSD = 0.0
     private var recordingFailure: String?
+    /// Read with the usage before each call: a reason no further call is wanted (the run was
+    /// cancelled, superseded or closed meanwhile), or nil.
+    let stopReason: (@Sendable (Database) throws -> String?)?
 
-    public init(workspace: WorkspaceActor, owner: UsageOwner, plan: Plan?, cost: @escaping Cost = { _ in 0 }) {
+    public init(workspace: WorkspaceActor, owner: UsageOwner, plan: Plan?, cost: @escaping Cost = { _ in 0 },
+                stopReason: (@Sendable (Database) throws -> String?)? = nil) {
         self.workspace = workspace
         self.owner = owner
         self.plan = plan
         self.cost = cost
+        self.stopReason = stopReason
     }
 
+    /// The limits of a review run; `stopReason` tells when the run no longer wants calls.
     public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, repository: String, plan: Plan?,
-                cost: @escaping Cost = { _ in 0 }) {
-        self.init(workspace: workspace, owner: .run(id: runID, jobAttempt: jobAttempt, repository: repository), plan: plan, cost: cost)
+                cost: @escaping Cost = { _ in 0 }, stopReason: (@Sendable (Database) throws -> String?)? = nil) {
+        self.init(workspace: workspace, owner: .run(id: runID, jobAttempt: jobAttempt, repository: repository), plan: plan, cost: cost,
+                  stopReason: stopReason)
     }
 
     public func admit(estimatedTokens: Int) async throws {
@@ -144,16 +151,18 @@ public actor RunSpendGuard: ModelCallGate {
             throw ModelCallRefused("AI usage could not be recorded (\(recordingFailure)); no further AI call is made")
         }
         let now = Date()
-        let state: (budget: Double?, tokens: Int, costUSD: Double, calls: Int)
+        let state: (budget: Double?, tokens: Int, costUSD: Double, calls: Int, stop: String?)
+        let stopReason = stopReason
         do {
             state = try await workspace.read { db in
                 let budget = try ProviderStore.monthlyBudget(in: db)
                 let spent = try UsageLedger.monthToDate(in: db, now: now)
-                return (budget: budget, tokens: spent.tokens, costUSD: spent.costUSD, calls: spent.calls)
+                return (budget: budget, tokens: spent.tokens, costUSD: spent.costUSD, calls: spent.calls, stop: try stopReason?(db))
             }
         } catch {
             throw ModelCallRefused("the workspace's AI usage could not be read (\(error)); no AI call is made without metering")
         }
+        if let stop = state.stop { throw ModelCallRefused(stop) }
         if let budget = state.budget {
             // This run's calls in flight will cost about what a call has cost so far.
             let perCall = max(dearestCallUSD, state.calls > 0 ? state.costUSD / Double(state.calls) : 0)

@@ -186,6 +186,26 @@ struct EngineSpendTests {
         await h.stop()
     }
 
+    @Test("a run cancelled while its engine works makes no further model call")
+    func cancelledRunStopsCalling() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: nil,
+                                     stopReason: { db in try ReviewRunStore.stopReason(runA, in: db) })
+            let tracker = EngineCallTracker()
+            // The second call's model answers after someone cancelled the run.
+            let model = MeteredFakeModel(tracker: tracker, tokensPerCall: 1_000) { n in
+                if n == 2 { _ = try await actor.write { tx in try ReviewRunStore.cancel(runID: runA, by: "usr_test", in: &tx) } }
+            }
+            let result = await ReviewEngine.review(files: try Self.files(5), options: Self.options(), model: model, gate: gate)
+            #expect(await tracker.calls[""] == 2, "two calls, then none")
+            #expect(result.coverage.notReviewed.count == 3)
+            #expect(result.aiStatus.description.contains("the run ended (skipped: cancelled by usr_test)"), "\(result.aiStatus)")
+        }
+        await h.stop()
+    }
+
     @Test("an unreadable usage table refuses every model call")
     func unreadableUsageFailsClosed() async throws {
         let h = try TestHarness()
