@@ -189,7 +189,11 @@ struct BackupTests {
             let i = try #require(manifest.files.firstIndex { $0.workspaceID == b.rawValue })
             manifest.files[i].file = "workspaces/\(a.rawValue).sqlite"
         }
+        let futureFormat = try variant("format") { _, manifest in manifest.format = 99 }
+        let empty = try variant("empty") { _, manifest in manifest.files = [] }
         let refusals: [(URL, String)] = [
+            (futureFormat, "is a backup of format 99, which this binary does not read"),
+            (empty, "lists no file: nothing to restore"),
             (newer, "control.sqlite was written by a newer Sentinel"),
             (swappedKind, "control.sqlite is not a control file of Sentinel (it has no users table)"),
             (swappedWorkspace, "is the file of workspace \(a.rawValue), not of \(b.rawValue)"),

@@ -54,6 +54,12 @@ struct DoctorTests {
         try Data().write(to: h.dataDirectory.workspaceFile(b))
         #expect(Self.doctor(h).findings.contains { $0.severity == .error && $0.message.contains("holds no Sentinel schema") })
 
+        // A workspace file control.sqlite does not register (a restore of an older control.sqlite left it).
+        let orphan = WorkspaceID.generate()
+        try FileManager.default.copyItem(at: h.dataDirectory.workspaceFile(a), to: h.dataDirectory.workspaceFile(orphan))
+        #expect(Self.doctor(h).findings.contains { $0.severity == .warning && $0.message.contains("1 workspace file(s)") && $0.message.contains(orphan.rawValue) })
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(orphan))
+
         // control.sqlite overwritten with noise, then emptied.
         try h.control.close()
         for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: h.dataDirectory.controlFile.path + suffix) }

@@ -302,6 +302,20 @@ public struct Doctor: Sendable {
         }
         let count = survey.filter { $0.kind == .workspace }.count
         if offline == 0 { add(.ok, "workspace", "\(count) workspace file(s) readable", nil) }
+        // Workspace files control.sqlite does not register: no API, job or backup reaches them.
+        if survey.contains(where: { $0.kind == .control && $0.problem == nil }) {
+            let registered = Set(survey.compactMap(\.workspaceID))
+            let orphans = ((try? FileManager.default.contentsOfDirectory(atPath: dataDirectory.workspacesDirectory.path)) ?? []).compactMap { name -> String? in
+                guard name.hasSuffix(".sqlite"), let id = WorkspaceID(String(name.dropLast(7))), !registered.contains(id.rawValue) else { return nil }
+                return id.rawValue
+            }.sorted()
+            if !orphans.isEmpty {
+                add(.warning, "workspace", "\(orphans.count) workspace file(s) in \(dataDirectory.workspacesDirectory.path) belong to no workspace of control.sqlite "
+                    + "(\(orphans.prefix(5).joined(separator: ", "))\(orphans.count > 5 ? ", …" : "")): left by a restore of an older control.sqlite, "
+                    + "or by a copy; nothing serves, backs up or exports them",
+                    "restore control.sqlite from a backup that registers them, or move the files out of workspaces/ once you know they are not needed")
+            }
+        }
         if unreadable > 0 {
             add(.error, "secrets", "\(unreadable) of \(secrets) stored credential(s) (in workspace(s) \(unreadableIn.joined(separator: ", "))) cannot be decrypted "
                 + "with \(dataDirectory.masterKeyFile.path): it is not the key they were sealed with (replaced, or the data restored without its own "

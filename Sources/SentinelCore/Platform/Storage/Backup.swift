@@ -171,6 +171,10 @@ public struct BackupService: Sendable {
         do { manifest = try JSONDecoder.sentinel.decode(BackupManifest.self, from: data) } catch {
             throw StorageError.invalid("\(manifestURL.path) is not a valid backup manifest")
         }
+        guard manifest.format == 1 else {
+            throw StorageError.invalid("\(manifestURL.path) is a backup of format \(manifest.format), which this binary does not read (it reads format 1)")
+        }
+        guard !manifest.files.isEmpty else { throw StorageError.invalid("\(manifestURL.path) lists no file: nothing to restore") }
         var selected = manifest.files
         if let only {
             selected = manifest.files.filter { $0.workspaceID == only.rawValue }
