@@ -24,6 +24,11 @@ struct Backup: AsyncParsableCommand {
                 let bytes = manifest.files.reduce(Int64(0)) { $0 + $1.size }
                 print("backed up \(manifest.files.count) file(s), \(bytes) bytes, to \(out)")
             }
+            if let skipped = manifest.skipped {
+                throw CLIError("\(skipped.count) workspace(s) could not be backed up and are not in \(out): "
+                    + skipped.map { "\($0.workspaceID) (\($0.reason))" }.joined(separator: "; ")
+                    + "; restore each from an earlier backup (sentinel restore --from BACKUP --workspace ID)")
+            }
         }
     }
 }

@@ -109,21 +109,45 @@ struct BackupTests {
         try await h.enqueue(JobRequest(kind: "x"), in: first)
         try await h.enqueue(JobRequest(kind: "x"), in: second)
         await h.supervisor.shutdown()
-        // The second file cannot be read when its turn comes: control.sqlite and the first are copied by then.
+        // The workspace's file cannot be read when its turn comes (a backup of it alone, as before a delete).
         let moved = h.directory.url.appendingPathComponent("moved.sqlite")
         try FileManager.default.moveItem(at: h.dataDirectory.workspaceFile(second), to: moved)
         let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
         let out = h.directory.url.appendingPathComponent("nightly/20261205T030000Z")
-        #expect(throws: StorageError.self) { try service.backup(to: out, control: h.control) }
+        #expect(throws: StorageError.self) { try service.backup(to: out, workspace: second, control: h.control) }
         #expect(!FileManager.default.fileExists(atPath: out.path), "the directory the backup made is gone")
         // Into a directory that was there before (empty): it stays, empty.
         let given = h.directory.url.appendingPathComponent("given")
         try FileManager.default.createDirectory(at: given, withIntermediateDirectories: false)
-        #expect(throws: StorageError.self) { try service.backup(to: given, control: h.control) }
+        #expect(throws: StorageError.self) { try service.backup(to: given, workspace: second, control: h.control) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: given.path) == [])
         // With the file back, the same destination takes a complete backup.
         try FileManager.default.moveItem(at: moved, to: h.dataDirectory.workspaceFile(second))
         #expect(try service.backup(to: given, control: h.control).files.count == 3)
+    }
+
+    @Test("a full backup goes on past a workspace whose file is missing or damaged: the others are backed up and restorable, the skipped one named in the manifest")
+    func fullBackupSkipsDamagedWorkspace() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let healthy = try h.createWorkspace("healthy")
+        let missing = try h.createWorkspace("missing")
+        let damaged = try h.createWorkspace("damaged")
+        try await h.enqueue(JobRequest(kind: "x"), in: healthy)
+        await h.supervisor.shutdown()
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(missing))
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(damaged))
+        try Data(repeating: 0x5A, count: 100_000).write(to: h.dataDirectory.workspaceFile(damaged))
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("nightly")
+        let manifest = try service.backup(to: out, control: h.control)
+        #expect(Set(manifest.files.map(\.file)) == ["control.sqlite", "workspaces/\(healthy.rawValue).sqlite"])
+        #expect(manifest.skipped?.map(\.workspaceID).sorted() == [damaged.rawValue, missing.rawValue].sorted())
+        #expect(manifest.skipped?.first { $0.workspaceID == missing.rawValue }?.reason.contains("is missing") == true)
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("workspaces/\(damaged.rawValue).sqlite").path))
+        // What it holds restores.
+        try h.control.close()
+        #expect(try service.restore(from: out, workspace: healthy).count == 1)
     }
 
     @Test("a backup into the data directory itself (by its path, a trailing slash, .. or a link) is refused and every live file stays, also with serve's workspaces open")

@@ -16,6 +16,14 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var createdAt: String
     public var sentinelVersion: String
     public var files: [BackupEntry]
+    /// Workspaces whose file could not be read (missing, damaged) and are not in this backup, with
+    /// why; nil when every file is in it.
+    public var skipped: [SkippedWorkspace]?
+
+    public struct SkippedWorkspace: Codable, Sendable, Equatable {
+        public var workspaceID: String
+        public var reason: String
+    }
 
     public static let fileName = "manifest.json"
     /// Locked (`flock`) by the backup writing into the directory, removed when it ends.
@@ -112,13 +120,23 @@ public struct BackupService: Sendable {
         if withControl {
             entries.append(try control.withReader { try copy(reader: $0, kind: .control, workspace: nil, to: destination, relative: "control.sqlite") })
         }
+        var skipped: [BackupManifest.SkippedWorkspace] = []
         for id in ids {
             let source = dataDirectory.workspaceFile(id)
             var configuration = Configuration()
             configuration.readonly = true
             configuration.busyMode = .timeout(opener.busyTimeout)
-            guard fm.fileExists(atPath: source.path) else { throw StorageError.missingFile(source.path) }
-            let queue = try DatabaseQueue(path: source.path, configuration: configuration)
+            let queue: DatabaseQueue
+            do {
+                guard fm.fileExists(atPath: source.path) else { throw StorageError.missingFile(source.path) }
+                queue = try DatabaseQueue(path: source.path, configuration: configuration)  // reads its schema: a damaged file fails here
+            } catch let error where withControl && Self.isUnreadableSource(error) {
+                // A full backup goes on without a workspace whose own file is missing or damaged:
+                // one tenant's broken file must not stop every other tenant's nightly backup. It is
+                // named in the manifest, and the backup reports it (the command exits non-zero).
+                skipped.append(.init(workspaceID: id.rawValue, reason: Self.unreadableReason(error)))
+                continue
+            }
             defer { try? queue.close() }
             // Deliveries acknowledged into the intake journal and not yet in the file go into the copy.
             let journalled = try IntakeJournal.deliveries(for: id, in: dataDirectory, busyTimeout: opener.busyTimeout)
@@ -127,13 +145,31 @@ public struct BackupService: Sendable {
                 try IntakeJournal.apply(journalled, to: db, maxAttempts: SentinelConfig.Jobs().maxAttempts)
             })
         }
-        let manifest = BackupManifest(format: 1, createdAt: ISO8601.string(Date()), sentinelVersion: SentinelVersion.current, files: entries)
+        let manifest = BackupManifest(format: 1, createdAt: ISO8601.string(Date()), sentinelVersion: SentinelVersion.current, files: entries,
+                                      skipped: skipped.isEmpty ? nil : skipped)
         let data = try JSONEncoder.sentinelPretty.encode(manifest)
         let manifestURL = destination.appendingPathComponent(BackupManifest.fileName)
         try data.write(to: manifestURL, options: .atomic)
         FileSystem.sync(manifestURL)
         FileSystem.sync(destination)
         return manifest
+    }
+
+    /// Opening the workspace's own file failed: it is missing, a directory, or not a readable
+    /// database (what goes wrong writing the copy, a full disk or a failing destination, fails the
+    /// backup whole).
+    static func isUnreadableSource(_ error: any Error) -> Bool {
+        if case StorageError.missingFile = error { return true }
+        if let error = error as? DatabaseError {
+            return [.SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_CANTOPEN].contains(error.resultCode)
+        }
+        return false
+    }
+
+    static func unreadableReason(_ error: any Error) -> String {
+        if case StorageError.missingFile(let path) = error { return "its file \(path) is missing" }
+        if let error = error as? DatabaseError { return "its file cannot be read: \(error.message ?? "\(error.resultCode)")" }
+        return "\(error)"
     }
 
     /// `amend` changes the copy before it is sealed (in a transaction).
