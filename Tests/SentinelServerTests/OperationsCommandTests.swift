@@ -57,6 +57,27 @@ struct OperationsCommandTests {
         #expect(FileManager.default.fileExists(atPath: other + "/control.sqlite"))
     }
 
+    @Test("backup with one workspace's file missing backs up the others, names the missing one and exits 1")
+    func backupSkipsMissingWorkspace() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        for name in ["kept", "lost"] {
+            let created = try await SentinelProcess.run(["workspace", "create", name, "--data-dir", data])
+            #expect(created.status == 0, "\(created.stderr)")
+        }
+        let listed = try await SentinelProcess.run(["workspace", "list", "--json", "--data-dir", data])
+        let workspaces = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]], "\(listed.stdout)")
+        let lost = try #require(workspaces.first { $0["name"] as? String == "lost" }?["id"] as? String)
+        try FileManager.default.removeItem(atPath: "\(data)/workspaces/\(lost).sqlite")
+        let out = dir.url.appendingPathComponent("nightly").path
+        let backup = try await SentinelProcess.run(["backup", "--out", out, "--data-dir", data])
+        #expect(backup.status == 1)
+        #expect(backup.stdout.contains("backed up 2 file(s)"), "\(backup.stdout)")
+        #expect(backup.stderr.contains("1 workspace(s) could not be backed up") && backup.stderr.contains(lost), "\(backup.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out + "/manifest.json"))
+    }
+
     @Test("serve --port outside 0...65535 stops with the reason instead of listening on another port")
     func servePortChecked() async throws {
         let dir = TemporaryDirectory("sentinel-ops")
