@@ -42,6 +42,7 @@ struct Restore: AsyncParsableCommand {
     func run() async throws {
         try await oneLine {
             let config = try global.loadConfig()
+            try global.requireDataDirectoryNotAFile()
             var only: WorkspaceID?
             if let workspace {
                 guard let id = WorkspaceID(workspace) else { throw CLIError("'\(workspace)' is not a workspace id") }

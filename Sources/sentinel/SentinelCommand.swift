@@ -27,6 +27,7 @@ struct GlobalOptions: ParsableArguments {
     func openControl(_ config: SentinelConfig, create: Bool = false) throws -> (ControlStore, DatabaseOpener) {
         try context.openControl(config, create: create)
     }
+    func requireDataDirectoryNotAFile() throws { try context.requireDataDirectoryNotAFile() }
     func withWorkspace<T>(_ idOrName: String, _ body: (WorkspaceActor, ControlStore, SentinelConfig) async throws -> T) async throws -> T {
         try await context.withWorkspace(idOrName, body)
     }
@@ -73,16 +74,25 @@ struct CLIContext {
         return (WorkspaceActor(id: id, database: database, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
+    /// A `--data-dir` that names a file is said to be one (not a Foundation error about creating a
+    /// directory, or SQLite's "unable to open database file").
+    func requireDataDirectoryNotAFile() throws {
+        let path = dataDirectory.root.path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw CLIError("the data directory \(path) is a file, not a directory")
+        }
+    }
+
     /// Opens control.sqlite for administrative commands. Only the commands that set an appliance up
     /// (`workspace create`, `user create`; and `serve`) create the data directory: any other command
     /// pointed at a directory without `control.sqlite` (a mistyped `--data-dir`) stops with an error
     /// instead of leaving a new data directory, with a master key of its own, behind.
+
     func openControl(_ config: SentinelConfig, create: Bool = false) throws -> (ControlStore, DatabaseOpener) {
         let directory = dataDirectory
         let path = directory.root.path
-        var isDirectory: ObjCBool = false
-        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-        if exists && !isDirectory.boolValue { throw CLIError("the data directory \(path) is a file, not a directory") }
+        try requireDataDirectoryNotAFile()
         if create {
             do { try directory.prepare() } catch {
                 throw CLIError("cannot create the data directory \(path): \((error as NSError).localizedDescription)")
@@ -103,6 +113,11 @@ struct CLIContext {
                 throw CLIError("cannot open \(directory.controlFile.path): \(path) is not writable by uid \(geteuid()) (\(reason)); "
                                + "run sentinel as the user the service runs as")
             case nil:
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: directory.controlFile.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw CLIError("cannot open \(directory.controlFile.path): it is a directory, not a database file; "
+                                   + "restore control.sqlite from a backup (sentinel restore --from BACKUP)")
+                }
                 throw error
             }
         }
@@ -216,7 +231,8 @@ struct Serve: AsyncParsableCommand {
                          metadata: ["data_dir": "\(global.dataDirectory.root.path)", "file_system": "\(fs.name)"])
         }
         let appliance = try await oneLine {
-            try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
+            try global.requireDataDirectoryNotAFile()
+            return try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }
         do {
             try await appliance.run()

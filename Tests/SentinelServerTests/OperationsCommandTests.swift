@@ -40,9 +40,11 @@ struct OperationsCommandTests {
         // A file where the data directory should be.
         let file = dir.url.appendingPathComponent("a-file").path
         try Data("x".utf8).write(to: URL(fileURLWithPath: file))
-        let onFile = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", file])
-        #expect(onFile.status != 0)
-        #expect(onFile.stderr.contains("the data directory \(file) is a file, not a directory"), "\(onFile.stderr)")
+        for command in [["workspace", "create", "acme"], ["serve", "--port", "0", "--no-tls"], ["restore", "--from", dir.path]] {
+            let onFile = try await SentinelProcess.run(command + ["--data-dir", file])
+            #expect(onFile.status != 0)
+            #expect(onFile.stderr.contains("the data directory \(file) is a file, not a directory"), "\(command): \(onFile.stderr)")
+        }
         // The commands that set an appliance up still make a new data directory.
         let data = dir.url.appendingPathComponent("data").path
         let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
@@ -55,6 +57,13 @@ struct OperationsCommandTests {
         let user = try await SentinelProcess.run(["user", "create", "--email", "ops@example.com", "--password-file", password, "--admin", "--data-dir", other])
         #expect(user.status == 0, "\(user.stderr)")
         #expect(FileManager.default.fileExists(atPath: other + "/control.sqlite"))
+        // A directory where control.sqlite should be is named as such.
+        try FileManager.default.removeItem(atPath: other + "/control.sqlite")
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: other + "/control.sqlite" + suffix) }
+        try FileManager.default.createDirectory(atPath: other + "/control.sqlite", withIntermediateDirectories: false)
+        let onDirectory = try await SentinelProcess.run(["user", "list", "--data-dir", other])
+        #expect(onDirectory.status != 0)
+        #expect(onDirectory.stderr.contains("\(other)/control.sqlite: it is a directory, not a database file"), "\(onDirectory.stderr)")
     }
 
     @Test("backup with one workspace's file missing backs up the others, names the missing one and exits 1")
