@@ -37,6 +37,13 @@ struct GitLabAdapterTests {
         #expect(await log.pages == ["1", "2"])
     }
 
+    @Test("the catch-up sweep takes only what the webhook path would: a positive number and a head of letters and digits")
+    func reconcileTakesPlausiblePullRequests() {
+        let pulls = [(5, "0123abcdef"), (-5, "0123abcdef"), (0, "0123abcdef"), (6, "../x"), (7, ""), (8, "abc?d#e"), (9, String(repeating: "a", count: 65))]
+            .map { OpenPullRequest(number: $0.0, headSHA: $0.1, baseSHA: "b", isDraft: false) }
+        #expect(pulls.filter(\.isReviewable).map(\.number) == [5])
+    }
+
     @Test("draft titles are recognised as GitLab marks them")
     func draftTitles() {
         for title in ["Draft: fix", "draft: fix", "[Draft] fix", "(Draft) fix", "WIP: fix", "[WIP] fix"] {

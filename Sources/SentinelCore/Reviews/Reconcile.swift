@@ -334,7 +334,7 @@ public struct Reconciler: Sendable {
         let dryRun = options.dryRun
         for repository in repositories {
             try await checkBudget(session)
-            let pulls = try await session.openPullRequests(repository).sorted { $0.number < $1.number }
+            let pulls = try await session.openPullRequests(repository).filter(\.isReviewable).sorted { $0.number < $1.number }
             report.pullRequestsFound += pulls.count
             metrics.reconcilePullRequestsFound(platform: report.platform, count: pulls.count)
             let room = options.maxReviewsPerSweep - report.reviewsRequested.count

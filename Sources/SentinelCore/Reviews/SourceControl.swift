@@ -175,6 +175,15 @@ public struct OpenPullRequest: Sendable, Equatable, Codable {
         self.baseSHA = baseSHA
         self.isDraft = isDraft
     }
+
+    /// What the webhook path would take too: a positive number and a head that is a commit name
+    /// (letters and digits only; a listing with `-5` or `../x` is the platform's, or a proxy's, fault).
+    public var isReviewable: Bool {
+        number > 0 && !headSHA.isEmpty && headSHA.utf8.count <= 64 && headSHA.utf8.allSatisfy { byte in
+            (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+                || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+        }
+    }
 }
 
 /// What the platform's last answer said about the integration's API budget.
