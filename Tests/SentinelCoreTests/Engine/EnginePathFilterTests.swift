@@ -143,4 +143,22 @@ struct EnginePathFilterTests {
         #expect(ReviewCoverage(reviewedFiles: 1, totalFiles: 4, skipped: [.diffUnavailable: 2, .binary: 1]).sentence
                 == "Reviewed 1 of 4 files; skipped 3: binary (1), diff not available from the platform (2).")
     }
+
+    @Test("patches past the review's parse budget are not parsed: those files are over budget, the ones before it reviewed")
+    func patchBudget() throws {
+        let patch = "@@ -1,1 +1,2 @@\n a\n+b\n"
+        let github = try JSONDecoder.sentinel.decode([GitHubChangedFile].self, from: JSONSerialization.data(withJSONObject: (0..<4).map { i in
+            ["filename": "f\(i).py", "status": "modified", "additions": 1, "deletions": 0, "patch": patch] as [String: Any]
+        }))
+        let gitlab = try JSONDecoder().decode([GitLabDiff].self, from: JSONSerialization.data(withJSONObject: (0..<4).map { i in
+            ["old_path": "f\(i).py", "new_path": "f\(i).py", "diff": patch] as [String: Any]
+        }))
+        let budget = patch.utf8.count * 2
+        let filter = PathFilter(defaultSkips: false)
+        for files in [GitHubSession.diffFiles(github, maxPatchBytes: budget), GitLabSession.diffFiles(gitlab, maxPatchBytes: budget)] {
+            #expect(files.map { filter.decision(for: $0) } == [.review, .review, .skip(.overBudget), .skip(.overBudget)])
+            #expect(files[2].hunks.isEmpty && files[1].hunks.count == 1)
+        }
+        #expect(DiffFile.maxPatchBytes == 32 << 20)
+    }
 }

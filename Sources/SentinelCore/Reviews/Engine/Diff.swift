@@ -122,18 +122,25 @@ public struct DiffFile: Sendable, Hashable, Codable {
     public var deletions: Int
     /// git's similarity index for renames and copies, when given.
     public var similarity: Int?
-    /// The platform changed the file's text but gave no diff Sentinel can read: too large for it
-    /// (GitHub leaves the patch out, GitLab marks it `too_large` or `collapsed`), or a patch that
-    /// does not parse. Not reviewed, and said so.
-    public var diffUnavailable: Bool
+    /// Why the file's change cannot be reviewed, when it is known before any filter: the platform
+    /// gave no diff Sentinel can read (`.diffUnavailable`: too large for it, GitHub leaving the
+    /// patch out, GitLab marking it `too_large` or `collapsed`, or a patch that does not parse), or
+    /// the pull request's patches past `maxPatchBytes` (`.overBudget`). Not reviewed, and said so.
+    public var unreviewable: SkipReason?
+
+    /// Patch text parsed for one review, all files together: 32 MiB (eight times what the default
+    /// `review.max_tokens_per_run` lets the model read). A platform listing more (a hostile or broken
+    /// server, a generated monster) costs memory and CPU in proportion, starving the requests and
+    /// runs beside it; files past it are counted "over budget" and not parsed.
+    public static let maxPatchBytes = 32 << 20
 
     public init(oldPath: String?, newPath: String?, status: Status, isBinary: Bool = false, hunks: [DiffHunk] = [],
-                additions: Int? = nil, deletions: Int? = nil, similarity: Int? = nil, diffUnavailable: Bool = false) {
+                additions: Int? = nil, deletions: Int? = nil, similarity: Int? = nil, unreviewable: SkipReason? = nil) {
         self.oldPath = oldPath
         self.newPath = newPath
         self.status = status
         self.isBinary = isBinary
-        self.diffUnavailable = diffUnavailable
+        self.unreviewable = unreviewable
         self.hunks = hunks
         var added = 0, removed = 0
         if additions == nil || deletions == nil {

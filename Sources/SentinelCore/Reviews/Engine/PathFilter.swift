@@ -83,7 +83,7 @@ public struct PathFilter: Sendable {
     public func decision(for file: DiffFile) -> FileDecision {
         if file.status == .deleted { return .skip(.deleted) }
         if file.isBinary { return .skip(.binary) }
-        if file.diffUnavailable { return .skip(.diffUnavailable) }
+        if let reason = file.unreviewable { return .skip(reason) }
         let path = PathGlob.Path(file.path)
         if exclude.contains(where: { $0.matches(path) }) { return .skip(.excluded) }
         if !include.isEmpty && !include.contains(where: { $0.matches(path) }) { return .skip(.notIncluded) }

@@ -40,19 +40,24 @@ public struct GitHubSession: SourceControlSession {
     /// GitHub's changed files as diff files. GitHub leaves the patch out of a binary file (no line
     /// counted) and of a text diff too large for it (lines counted): the second is "diff not
     /// available", as is a patch that does not parse; neither counts as reviewed.
-    public static func diffFiles(_ files: [GitHubChangedFile]) -> [DiffFile] {
-        files.map { f in
+    public static func diffFiles(_ files: [GitHubChangedFile], maxPatchBytes: Int = DiffFile.maxPatchBytes) -> [DiffFile] {
+        var parsedBytes = 0
+        return files.map { f in
             let status = DiffFile.Status(gitHubFileStatus: f.status)
             let changedLines = (f.additions ?? 0) + (f.deletions ?? 0)
             let oldPath = status == .added ? nil : (f.previousFilename ?? f.filename)
             let newPath = status == .deleted ? nil : f.filename
-            if (f.patch ?? "").isEmpty, changedLines > 0 {
-                return DiffFile(oldPath: oldPath, newPath: newPath, status: status, additions: f.additions, deletions: f.deletions, diffUnavailable: true)
+            func unreviewable(_ reason: SkipReason) -> DiffFile {
+                DiffFile(oldPath: oldPath, newPath: newPath, status: status, additions: f.additions, deletions: f.deletions, unreviewable: reason)
             }
+            if (f.patch ?? "").isEmpty, changedLines > 0 { return unreviewable(.diffUnavailable) }
+            let bytes = f.patch?.utf8.count ?? 0
+            guard parsedBytes + bytes <= maxPatchBytes else { return unreviewable(.overBudget) }
+            parsedBytes += bytes
             if let parsed = try? DiffFile.fromPatch(path: f.filename, previousPath: f.previousFilename, status: status, patch: f.patch) {
                 return parsed
             }
-            return DiffFile(oldPath: oldPath, newPath: newPath, status: status, additions: f.additions, deletions: f.deletions, diffUnavailable: true)
+            return unreviewable(.diffUnavailable)
         }
     }
 

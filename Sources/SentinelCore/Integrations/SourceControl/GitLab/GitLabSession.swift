@@ -53,21 +53,29 @@ public struct GitLabSession: SourceControlSession {
     /// GitLab's per-file diffs as diff files. A file GitLab left out (too large, collapsed) or whose
     /// diff cannot be parsed keeps its place as "diff not available", so it counts in the coverage
     /// sentence as not reviewed.
-    public static func diffFiles(_ diffs: [GitLabDiff]) -> [DiffFile] {
-        diffs.map { d in
+    public static func diffFiles(_ diffs: [GitLabDiff], maxPatchBytes: Int = DiffFile.maxPatchBytes) -> [DiffFile] {
+        var parsedBytes = 0
+        return diffs.map { d in
             let status: DiffFile.Status = (d.new_file ?? false) ? .added : (d.deleted_file ?? false) ? .deleted
                 : (d.renamed_file ?? false) ? .renamed : .modified
             let previous = d.old_path == d.new_path ? nil : d.old_path
             let path = status == .deleted ? d.old_path : d.new_path
             let leftOut = (d.too_large ?? false) || (d.collapsed ?? false)
+            let (oldPath, newPath) = (status == .added ? nil : d.old_path, status == .deleted ? nil : d.new_path)
+            let bytes = d.diff?.utf8.count ?? 0
+            if !leftOut, bytes > 0, parsedBytes + bytes > maxPatchBytes {
+                return DiffFile(oldPath: oldPath, newPath: newPath, status: status, unreviewable: .overBudget)
+            }
+            parsedBytes += leftOut ? 0 : bytes
             if !leftOut, let diff = d.diff, !diff.isEmpty,
                let parsed = try? DiffFile.fromPatch(path: path, previousPath: previous, status: status, patch: diff, isBinary: false) {
                 return parsed
             }
             // Left out by GitLab, or a diff that does not parse: not available (not reviewed); an
             // empty diff of a file GitLab did not leave out is binary.
-            return DiffFile(oldPath: status == .added ? nil : d.old_path, newPath: status == .deleted ? nil : d.new_path, status: status,
-                            isBinary: !leftOut && (d.diff ?? "").isEmpty, hunks: [], diffUnavailable: leftOut || !(d.diff ?? "").isEmpty)
+            let unavailable = leftOut || !(d.diff ?? "").isEmpty
+            return DiffFile(oldPath: oldPath, newPath: newPath, status: status, isBinary: !unavailable, hunks: [],
+                            unreviewable: unavailable ? .diffUnavailable : nil)
         }
     }
 
