@@ -16,6 +16,10 @@ struct ExportCommand: AsyncParsableCommand {
             let config = try global.loadConfig()
             let (control, opener) = try global.openControl(config)
             let exporter = AnalyticsExporter(dataDirectory: global.dataDirectory, control: control, opener: opener)
+            // `--out exports/` names a directory: one that is not there is an error, not a file of that name.
+            if let out, out.hasSuffix("/"), !FileManager.default.fileExists(atPath: out) {
+                throw CLIError("cannot write the dump to \(out): the directory does not exist")
+            }
             let manifest = try exporter.export(to: out.map { URL(fileURLWithPath: $0) })
             // The dump's directory: DATA_DIR/exports/, the directory --out names, or that of the file it names.
             let directory = out.map { URL(fileURLWithPath: $0) }.map { url in

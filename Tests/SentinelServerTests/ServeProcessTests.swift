@@ -303,6 +303,11 @@ struct ServeProcessTests {
         #expect(mkfifo(fifo, 0o600) == 0)
         let toPipe = try await SentinelProcess.run(["export", "--data-dir", data, "--out", fifo])
         #expect(toPipe.status != 0 && toPipe.stderr.contains("it is not a regular file (a device, pipe or socket)"), "\(toPipe.stderr)")
+        // A directory named with a trailing slash that is not there is an error, not a file of that name.
+        let missing = dir.url.appendingPathComponent("not-made").path + "/"
+        let toMissing = try await SentinelProcess.run(["export", "--data-dir", data, "--out", missing])
+        #expect(toMissing.status != 0 && toMissing.stderr.contains("the directory does not exist"), "\(toMissing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("not-made").path))
 
         let analytics = try await SentinelProcess.run(["analytics", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(analytics.status == 0, "\(analytics.stderr)")
