@@ -101,6 +101,13 @@ struct CLIContext {
             throw CLIError("no Sentinel data directory at \(path) (no control.sqlite there): pass --data-dir or set SENTINEL_DATA_DIR; "
                            + "`sentinel serve`, `sentinel workspace create` or `sentinel user create` makes a new one")
         }
+        // Not while a restore replaces the files: what this command changed would be lost with them.
+        if FileManager.default.fileExists(atPath: path) {
+            // A lock file that cannot even be opened (a read-only data directory) says nothing of a restore.
+            var restoring = false
+            do { restoring = try FileLock.tryAcquire(directory.restoreLockFile) == nil } catch {}
+            if restoring { throw CLIError("a restore is running on \(path); run this again when it has finished") }
+        }
         let opener = DatabaseOpener(config: config)
         do {
             return (try ControlStore(dataDirectory: directory, opener: opener), opener)

@@ -85,6 +85,15 @@ struct OperationsCommandTests {
         #expect(backup.stdout.contains("backed up 2 file(s)"), "\(backup.stdout)")
         #expect(backup.stderr.contains("1 workspace(s) could not be backed up") && backup.stderr.contains(lost), "\(backup.stderr)")
         #expect(FileManager.default.fileExists(atPath: out + "/manifest.json"))
+
+        // While a restore runs (it holds .restore.lock), other commands wait their turn instead of
+        // making changes the restore would overwrite or orphan; a second restore says so too.
+        let restoring = try FileLock.acquire(DataDirectory(path: data).restoreLockFile)
+        let during = try await SentinelProcess.run(["workspace", "create", "during-restore", "--data-dir", data])
+        #expect(during.status != 0 && during.stderr.contains("a restore is running on"), "\(during.stderr)")
+        let second = try await SentinelProcess.run(["restore", "--from", out, "--data-dir", data])
+        #expect(second.status != 0 && second.stderr.contains("another restore is running"), "\(second.stderr)")
+        withExtendedLifetime(restoring) {}
     }
 
     @Test("serve --port outside 0...65535 stops with the reason instead of listening on another port")

@@ -218,10 +218,13 @@ public struct BackupService: Sendable {
         }
         // Onto a new machine the data directory may not exist yet: the lock file lives in it.
         try FileManager.default.createDirectory(at: dataDirectory.root, withIntermediateDirectories: true)
+        guard let restoring = try FileLock.tryAcquire(dataDirectory.restoreLockFile) else {
+            throw StorageError.conflict("another restore is running on \(dataDirectory.root.path); wait for it to finish")
+        }
         guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
             throw StorageError.conflict("sentinel serve is running on \(dataDirectory.root.path); stop it before restoring")
         }
-        defer { _ = lock }
+        defer { _ = (lock, restoring) }
         try dataDirectory.prepare()
         // 1. Verify everything into staged copies next to their destinations.
         var staged: [(BackupEntry, URL, URL)] = []

@@ -24,6 +24,9 @@ public struct DataDirectory: Sendable, Equatable {
     public var tlsDirectory: URL { root.appendingPathComponent("tls", isDirectory: true) }
     public var exportsDirectory: URL { root.appendingPathComponent("exports", isDirectory: true) }
     public var serveLockFile: URL { root.appendingPathComponent(".serve.lock") }
+    /// Held by `sentinel restore` while it runs; every other command checks it before it opens
+    /// control.sqlite (a change made then would be overwritten or orphaned by the restore).
+    public var restoreLockFile: URL { root.appendingPathComponent(".restore.lock") }
     public var backupsDirectory: URL { root.appendingPathComponent("backups", isDirectory: true) }
 
     /// Where files are copied before a migration from schema version `from` to `to`.
