@@ -567,7 +567,7 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a finding fails the check wherever it is shown: past max_comments (listed in the summary, recorded unposted) and, after a force push, when it was posted before")
+    @Test("a finding fails the check wherever it is shown: past max_comments (listed in the summary, recorded unposted), after a force push when it was posted before, and after a push that does not touch it")
     func everyReportedFindingCounts() async throws {
         let world = try await GitHubWorld()
         // max_comments 0: everything goes in the summary; the leaked key is critical.
@@ -597,6 +597,27 @@ struct GitHubEndToEndTests {
         #expect(third.body.contains("### Still open from earlier reviews (not commented again)"), "\(third.body)")
         let checks = await world.github.state.checkRuns.values.filter { $0.headSHA == "eee444" }
         #expect(checks.count == 1 && checks.first?.conclusion == "failure" && checks.first?.title == "2 findings", "\(checks)")
+
+        // A push that touches only the README: the incremental review looks at that hunk alone; the
+        // leaked key in app.py, which it does not look at again, is carried as still open.
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "fff555", baseSHA: "bbb000", files: GitHubWorld.files))
+        await world.github.state.setComparison(repo: GitHubWorld.repo, base: "eee444", head: "fff555", files: [GitHubWorld.files[1]])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "fff555", before: "eee444"))
+        #expect(await world.waitForRun(state: .completed, count: 4))
+        let fourth = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).last)
+        #expect(fourth.commitID == "fff555" && fourth.comments.isEmpty, "\(fourth.comments)")
+        #expect(fourth.body.contains("`app.py:3`"), "\(fourth.body)")
+        let pushed = await world.github.state.checkRuns.values.filter { $0.headSHA == "fff555" }
+        #expect(pushed.count == 1 && pushed.first?.conclusion == "failure" && pushed.first?.title == "2 findings", "\(pushed)")
+        // Once app.py's hunk is looked at again and the key is gone, it is no longer carried.
+        let fixedApp = ("app.py", "modified", "@@ -1,3 +1,3 @@\n import os\n-KEY = os.environ['KEY']\n+KEY = os.environ.get('KEY')\n print(KEY)")
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aab666", baseSHA: "bbb000",
+                                                         files: [fixedApp, GitHubWorld.files[2]]))
+        await world.github.state.setComparison(repo: GitHubWorld.repo, base: "fff555", head: "aab666", files: [fixedApp])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "aab666", before: "fff555"))
+        #expect(await world.waitForRun(state: .completed, count: 5))
+        let fixed = await world.github.state.checkRuns.values.filter { $0.headSHA == "aab666" }
+        #expect(fixed.count == 1 && fixed.first?.conclusion == "success" && fixed.first?.title == "No findings", "\(fixed)")
         await world.stop()
     }
 

@@ -289,6 +289,18 @@ public enum ReviewRunStore {
             """, arguments: [repositoryID, prNumber, runID]))
     }
 
+    /// The findings the pull request's last completed review reported as open (inline, in its
+    /// summary, or still open from before), for the next incremental review to carry what it does
+    /// not look at again. Empty when no completed run has a stored review.
+    static func lastOpenFindings(repositoryID: Int64, prNumber: Int, before runID: Int64, in db: Database) throws -> [Finding] {
+        guard let json = try String.fetchOne(db, sql: """
+            SELECT prepared_review FROM review_runs WHERE repository_id = ? AND pr_number = ? AND id < ? AND state = 'completed'
+              AND prepared_review IS NOT NULL ORDER BY id DESC LIMIT 1
+            """, arguments: [repositoryID, prNumber, runID]),
+              let prepared = try? JSONDecoder.sentinel.decode(PreparedReview.self, from: Data(json.utf8)) else { return [] }
+        return prepared.findings + (prepared.overLimit ?? []) + (prepared.stillOpen ?? [])
+    }
+
     static func lastReviewedSHA(repositoryID: Int64, prNumber: Int, in db: Database) throws -> String? {
         try String.fetchOne(db, sql: "SELECT last_reviewed_sha FROM pull_requests WHERE repository_id = ? AND pr_number = ?",
                             arguments: [repositoryID, prNumber])

@@ -47,6 +47,9 @@ struct PreparedReview: Codable, Sendable, Equatable {
     /// Findings past `review.max_comments`, listed in the summary: recorded with the run, not posted
     /// inline (nil in a review prepared before they were kept).
     var overLimit: [Finding]?
+    /// Findings reported open but not this run's own: posted by an earlier run and found again, or
+    /// carried from the last review into code an incremental review did not look at again.
+    var stillOpen: [Finding]?
     /// What `last_reviewed_sha` becomes; nil when part of the change could not be listed.
     var reviewedSHA: String?
     /// The platform refused the inline comments (GitHub's 422): the findings went into the review body instead.
@@ -127,6 +130,8 @@ public struct ReviewRunner: Sendable {
         let run: ReviewRun
         let repository: RepositoryRecord
         let alreadyPosted: Set<String>
+        /// What the last completed review reported open (see `carriedFindings`).
+        let lastOpen: [Finding]
         let lastReviewedSHA: String?
         let planLimit: String?
         let prepared: PreparedReview?
@@ -153,7 +158,9 @@ public struct ReviewRunner: Sendable {
             }
             let posted = try ReviewRunStore.postedFingerprints(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID, in: tx.db)
             let last = try ReviewRunStore.lastReviewedSHA(repositoryID: run.repositoryID, prNumber: run.prNumber, in: tx.db)
-            return Loaded(run: run, repository: repo, alreadyPosted: posted, lastReviewedSHA: last, planLimit: limit, prepared: prepared, plan: plan)
+            let open = prepared != nil ? [] : try ReviewRunStore.lastOpenFindings(repositoryID: run.repositoryID, prNumber: run.prNumber, before: runID, in: tx.db)
+            return Loaded(run: run, repository: repo, alreadyPosted: posted, lastOpen: open, lastReviewedSHA: last, planLimit: limit, prepared: prepared,
+                          plan: plan)
         }) else {
             logger.info("run already finished; nothing to do")
             return
@@ -306,7 +313,16 @@ public struct ReviewRunner: Sendable {
         let gate = RunSpendGuard(workspace: workspace, runID: runID, jobAttempt: context.job.attempts, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) },
                                  stopReason: { db in try ReviewRunStore.stopReason(runID, in: db) })
-        let result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
+        var result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
+        if let whole = diff.wholePullRequest {
+            // An incremental review looked only at what the push touched: what the last review
+            // reported open elsewhere in the pull request is still open, and still counts.
+            let carried = Self.carriedFindings(loaded.lastOpen, reviewed: diff.files, wholePullRequest: whole, result: result, minSeverity: policy.minSeverity)
+            if !carried.isEmpty {
+                result.repeated += carried
+                result.summary = ReviewSummary.markdown(result: result, modelSummaries: result.modelSummaries)
+            }
+        }
         laps.mark("engine")
         // Every finding the review reports counts, not only those commented inline: one past the
         // comment cap, off the changed lines, or posted by an earlier run and found again is still open.
@@ -331,7 +347,7 @@ public struct ReviewRunner: Sendable {
             conclusion: Self.conclusion(blocking: blocking, aiStatus: result.aiStatus, failedRunConclusion: failedRunConclusion).rawValue,
             title: Self.title(findings: result.reportedSeverities.count, aiStatus: result.aiStatus),
             checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
-            summary: result.summary, overLimit: result.overLimit, reviewedSHA: diff.complete ? run.headSHA : nil)
+            summary: result.summary, overLimit: result.overLimit, stillOpen: result.repeated, reviewedSHA: diff.complete ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
@@ -370,6 +386,31 @@ public struct ReviewRunner: Sendable {
         var complete: Bool
         /// Names (or counts) the files the platform did not list, for the coverage sentence.
         var notListedSentence: String?
+        /// The pull request's whole diff when `files` is restricted to what a push touched; nil for
+        /// a review of the whole pull request.
+        var wholePullRequest: [DiffFile]? = nil
+    }
+
+    /// The last review's open findings that an incremental review carries: those whose file is
+    /// still changed by the pull request and whose line the review did not look at again (a
+    /// finding in re-reviewed lines and not found again was fixed; one whose file left the pull
+    /// request is gone), less those the review reported itself (by fingerprint).
+    static func carriedFindings(_ lastOpen: [Finding], reviewed: [DiffFile], wholePullRequest: [DiffFile], result: ReviewResult,
+                                minSeverity: Severity) -> [Finding] {
+        var seen = Set((result.findings + result.overLimit + result.repeated).map(\.fingerprint))
+        let stillChanged = Set(wholePullRequest.filter { $0.status != .deleted }.map(\.path))
+        var reviewedByPath: [String: DiffFile] = [:]
+        for file in reviewed where reviewedByPath[file.path] == nil { reviewedByPath[file.path] = file }
+        return lastOpen.filter { finding in
+            guard finding.severity >= minSeverity, stillChanged.contains(finding.path), seen.insert(finding.fingerprint).inserted else { return false }
+            guard let file = reviewedByPath[finding.path] else { return true }
+            if file.hunks.isEmpty { return false }
+            let lookedAgain = file.hunks.contains { hunk in
+                let (start, count) = finding.side == .left ? (hunk.oldStart, hunk.oldCount) : (hunk.newStart, hunk.newCount)
+                return (start..<(start + max(count, 1))).contains(finding.line)
+            }
+            return !lookedAgain
+        }
     }
 
     /// The PR's own diff (base…head), restricted on an incremental review to the hunks the push
@@ -380,6 +421,7 @@ public struct ReviewRunner: Sendable {
                        logger: Logger) async throws -> DiffToReview {
         let pull = try await session.changedFiles(repo, run.prNumber)
         var files = pull.files
+        var restricted = false
         var notListed: [String] = []
         if Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA) == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSHA {
             if let comparison = try await session.changedFiles(repo, from: last, to: run.headSHA) {
@@ -387,6 +429,7 @@ public struct ReviewRunner: Sendable {
                     logger.info("the comparison with the last reviewed commit is truncated; reviewing the whole pull request")
                 } else {
                     files = Self.restrict(pull.files, to: comparison.files)
+                    restricted = true
                     if pull.unlisted > 0 {
                         let listed = Set(pull.files.map(\.path))
                         notListed = comparison.files.map(\.path).filter { !listed.contains($0) }
@@ -396,14 +439,15 @@ public struct ReviewRunner: Sendable {
                 logger.info("the last reviewed commit is not an ancestor of the head (force-push); reviewing the whole pull request")
             }
         }
-        guard pull.unlisted > 0 else { return DiffToReview(files: files, complete: true, notListedSentence: nil) }
+        let whole = restricted ? pull.files : nil
+        guard pull.unlisted > 0 else { return DiffToReview(files: files, complete: true, notListedSentence: nil, wholePullRequest: whole) }
         var sentence = "\(session.platformName) listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
             + "the other \(pull.unlisted) were not reviewed"
         if !notListed.isEmpty {
             let names = notListed.prefix(20).map(MarkdownCode.span).joined(separator: ", ")
             sentence += ", among them \(names)" + (notListed.count > 20 ? " and \(notListed.count - 20) more" : "")
         }
-        return DiffToReview(files: files, complete: false, notListedSentence: Self.outside(sentence + "."))
+        return DiffToReview(files: files, complete: false, notListedSentence: Self.outside(sentence + "."), wholePullRequest: whole)
     }
 
     /// The hunks of the PR's diff that a push touched: a PR hunk is kept when its span on the
