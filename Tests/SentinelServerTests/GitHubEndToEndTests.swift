@@ -833,6 +833,21 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a PR's own .sentinel.yml cannot skip its review (review.enabled, auto_review.on_open/on_push false): the leaked key still fails the check")
+    func fileCannotSkipItsReview() async throws {
+        for (key, yaml) in [("review.enabled", "review:\n  enabled: false\n"), ("review.auto_review.on_open", "review:\n  auto_review:\n    on_open: false\n")] {
+            let world = try await GitHubWorld()
+            await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", "version: 1\n" + yaml)
+            try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+            #expect(await world.waitForRun(state: .completed), "\(key)")
+            let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+            #expect(review.body.contains("\(key) is ignored here"), "\(review.body)")
+            let check = try #require(await world.github.state.checkRuns.values.first)
+            #expect(check.conclusion == "failure", "\(key): \(check)")
+            await world.stop()
+        }
+    }
+
     @Test("a PR whose head repository was deleted (head.repo null) is treated as a fork: the head's .sentinel.yml is not used")
     func deletedForkUsesBaseConfig() async throws {
         let world = try await GitHubWorld()

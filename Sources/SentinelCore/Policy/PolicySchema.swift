@@ -207,8 +207,13 @@ public enum PolicySchema {
 
     /// Keys only the workspace and repository settings set: a repository's `.sentinel.yml` is
     /// written by whoever opens the pull request, and the built-in checks for leaked secrets and
-    /// conflict markers run on every pull request (SPEC §7) unless an admin turns them off.
-    public static let settingsOnlyKeys: Set<String> = ["review.builtin_checks"]
+    /// conflict markers run on every pull request (SPEC §7) unless an admin turns them off. That
+    /// goes for the keys that skip the review as a whole, checks included (`review.enabled`, and
+    /// `review.auto_review.on_open`/`on_push`): a file that switched them off turned its own pull
+    /// request's failing check into a passing "Review skipped".
+    public static let settingsOnlyKeys: Set<String> = [
+        "review.builtin_checks", "review.enabled", "review.auto_review.on_open", "review.auto_review.on_push",
+    ]
 
     /// Dotted paths of the mappings that contain keys (`review`, `review.auto_review`, `review.paths`, `ai`).
     public static let sections: Set<String> = {

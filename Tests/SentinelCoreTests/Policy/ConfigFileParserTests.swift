@@ -7,10 +7,7 @@ import SentinelTestSupport
 let sentinelYmlFullExample = """
 version: 1
 review:
-  enabled: true
   auto_review:
-    on_open: true
-    on_push: true
     drafts: false
   paths:
     include: []
@@ -52,9 +49,6 @@ struct ConfigFileParserTests {
         #expect(parsed.version == 1)
         #expect(Set(parsed.values.keys) == Set(PolicySchema.keys.map(\.path)).subtracting(PolicySchema.settingsOnlyKeys))
         #expect(parsed.values == [
-            "review.enabled": .bool(true),
-            "review.auto_review.on_open": .bool(true),
-            "review.auto_review.on_push": .bool(true),
             "review.auto_review.drafts": .bool(false),
             "review.paths.include": .list([]),
             "review.paths.exclude": .list(["**/*.generated.swift", "vendor/**", "*.lock"]),
@@ -106,7 +100,7 @@ struct ConfigFileParserTests {
     }
 
     @Test func otherVersionIsAnError() {
-        let yaml = "version: 2\nreview:\n  enabled: false\n"
+        let yaml = "version: 2\nreview:\n  max_comments: 3\n"
         let parsed = RepositoryConfigParser.parse(yaml)
         #expect(parsed.diagnostics.map(\.formatted) == [".sentinel.yml:1:10: error: unsupported version 2 (this Sentinel reads version 1)"])
         #expect(parsed.version == 2)
@@ -172,10 +166,10 @@ struct ConfigFileParserTests {
         let yaml = """
         version: 1
         review:
-          enabled: "yes"
+          event: "yes"
           max_comments: many
           auto_review:
-            on_push: 1
+            drafts: 1
           paths:
             exclude: "*.md"
           path_instructions: [a]
@@ -189,9 +183,9 @@ struct ConfigFileParserTests {
         """
         let parsed = RepositoryConfigParser.parse(yaml)
         let expected: [(Int, Int, String, String)] = [
-            (3, 12, "review.enabled: expected a boolean (true or false), found the string 'yes'", "\"yes\""),
+            (3, 10, "review.event: 'yes' is not one of comment, request_changes", "\"yes\""),
             (4, 17, "review.max_comments: expected an integer, found the string 'many'", "many"),
-            (6, 14, "review.auto_review.on_push: expected a boolean (true or false), found the integer 1", "1"),
+            (6, 13, "review.auto_review.drafts: expected a boolean (true or false), found the integer 1", "1"),
             (8, 14, "review.paths.exclude: expected a list of strings, found the string '*.md'", "\"*.md\""),
             (9, 22, "review.path_instructions: expected a map of glob to string, found a list", "[a]"),
             (10, 17, "review.instructions: expected a string, found a list", "[x]"),
@@ -210,10 +204,10 @@ struct ConfigFileParserTests {
     }
 
     @Test func nullValuesAreTypeErrors() {
-        let yaml = "version: 1\nreview:\n  enabled:\n  paths:\n    exclude:\n"
+        let yaml = "version: 1\nreview:\n  fail_on:\n  paths:\n    exclude:\n"
         let parsed = RepositoryConfigParser.parse(yaml)
         #expect(parsed.diagnostics.map(\.formatted) == [
-            ".sentinel.yml:3:11: error: review.enabled: expected a boolean (true or false), found null",
+            ".sentinel.yml:3:11: error: review.fail_on: expected one of none, info, low, medium, high, critical, found null",
             ".sentinel.yml:5:13: error: review.paths.exclude: expected a list of strings, found null; write [] for an empty list",
         ])
     }
@@ -248,9 +242,9 @@ struct ConfigFileParserTests {
     }
 
     @Test func yamlBooleansAndStrings() {
-        let parsed = RepositoryConfigParser.parse("version: 1\nreview:\n  auto_review:\n    on_push: off\n    drafts: yes\n  language: no\n  instructions: 42\n")
+        let parsed = RepositoryConfigParser.parse("version: 1\nreview:\n  auto_review:\n    drafts: yes\n  language: no\n  instructions: 42\n")
         #expect(parsed.diagnostics.isEmpty)
-        #expect(parsed.values["review.auto_review.on_push"] == .bool(false))
+        #expect(RepositoryConfigParser.parse("version: 1\nreview:\n  auto_review:\n    drafts: off\n").values["review.auto_review.drafts"] == .bool(false))
         #expect(parsed.values["review.auto_review.drafts"] == .bool(true))
         #expect(parsed.values["review.language"] == .string("no"))        // a string key keeps the text
         #expect(parsed.values["review.instructions"] == .string("42"))
