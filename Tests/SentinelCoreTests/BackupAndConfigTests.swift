@@ -174,14 +174,20 @@ struct BackupTests {
         #expect(try service.backup(to: h.dataDirectory.backupsDirectory.appendingPathComponent("manual"), control: h.control).files.count == 2)
     }
 
-    @Test("restore checks each staged file's kind, schema and workspace before replacing anything: a newer schema, a workspace file as control.sqlite, another workspace's file")
-    func restoreChecksSchemaFirst() async throws {
+    /// Workspaces `a` (with a job) and `b`, their supervisor shut down.
+    static func twoWorkspacesAtRest() async throws -> (TestHarness, WorkspaceID, WorkspaceID) {
         let h = try TestHarness()
-        defer { h.directory.cleanup() }
         let a = try h.createWorkspace("a")
         let b = try h.createWorkspace("b")
         try await h.enqueue(JobRequest(kind: "x"), in: a)
         await h.supervisor.shutdown()
+        return (h, a, b)
+    }
+
+    @Test("restore checks each staged file's kind, schema and workspace before replacing anything: a newer schema, a workspace file as control.sqlite, another workspace's file")
+    func restoreChecksSchemaFirst() async throws {
+        let (h, a, b) = try await Self.twoWorkspacesAtRest()
+        defer { h.directory.cleanup() }
         let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
         let good = h.directory.url.appendingPathComponent("good")
         _ = try service.backup(to: good, control: h.control)
@@ -231,12 +237,8 @@ struct BackupTests {
 
     @Test("a workspace file that is empty, foreign or another workspace's, and a control.sqlite emptied beside workspace files, are refused when opened, never set up as new")
     func openRefusesFilesNotItsOwn() async throws {
-        let h = try TestHarness()
+        let (h, a, b) = try await Self.twoWorkspacesAtRest()
         defer { h.directory.cleanup() }
-        let a = try h.createWorkspace("a")
-        let b = try h.createWorkspace("b")
-        try await h.enqueue(JobRequest(kind: "x"), in: a)
-        await h.supervisor.shutdown()
         let opener = DatabaseOpener()
         let fileB = h.dataDirectory.workspaceFile(b)
         // Another workspace's file in b's place (copied; a link behaves the same).

@@ -48,12 +48,17 @@ public struct SchemaState: Sendable, Codable, Equatable {
 
     /// Reads the state of a file without changing it (no migration, no WAL setup).
     public static func read(file url: URL, kind: DatabaseKind, busyTimeout: TimeInterval = 5) throws -> SchemaState {
+        let queue = try readOnlyQueue(url, busyTimeout: busyTimeout)
+        defer { try? queue.close() }
+        return try queue.read { db in try read(db, kind: kind) }
+    }
+
+    /// A read-only connection to a file, for looking at it without changing it.
+    static func readOnlyQueue(_ url: URL, busyTimeout: TimeInterval) throws -> DatabaseQueue {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(busyTimeout)
-        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
-        defer { try? queue.close() }
-        return try queue.read { db in try read(db, kind: kind) }
+        return try DatabaseQueue(path: url.path, configuration: configuration)
     }
 
     /// The admin's message for a file newer than this binary: which file, which version, what to do.
@@ -193,10 +198,7 @@ extension PreUpgradeSnapshot {
         files.append(status(control, kind: .control, workspace: nil, busyTimeout: busyTimeout))
         var ids: [String] = []
         do {
-            var configuration = Configuration()
-            configuration.readonly = true
-            configuration.busyMode = .timeout(busyTimeout)
-            let queue = try DatabaseQueue(path: control.path, configuration: configuration)
+            let queue = try SchemaState.readOnlyQueue(control, busyTimeout: busyTimeout)
             defer { try? queue.close() }
             ids = try queue.read { db in
                 try db.tableExists("workspaces") ? String.fetchAll(db, sql: "SELECT id FROM workspaces ORDER BY id") : []
@@ -225,10 +227,7 @@ extension PreUpgradeSnapshot {
         // program's) or another workspace's file in its place; control.sqlite with no schema while
         // workspace files exist.
         do {
-            var configuration = Configuration()
-            configuration.readonly = true
-            configuration.busyMode = .timeout(busyTimeout)
-            let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+            let queue = try SchemaState.readOnlyQueue(url, busyTimeout: busyTimeout)
             defer { try? queue.close() }
             try DatabaseOpener.checkHoldsItsOwnData(queue, file: url, kind: kind)
         } catch let error as StorageError {
