@@ -163,7 +163,7 @@ public final class Appliance: Sendable {
         try SentinelAPI.register(on: router, document: document, dependencies: api, supervisor: supervisor)
         let certificate = config.server.tlsEnabled
             ? config.server.tlsCertFile.map(URL.init(fileURLWithPath:)) ?? dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt") : nil
-        let console = try Console(dependencies: api, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.tlsEnabled,
+        let console = try Console(dependencies: api, scheduler: scheduler, outbound: aiHTTP, document: document, secureCookies: config.server.browsersUseHTTPS,
                                   health: .init(certificateFile: certificate, exportEnabled: config.export.enabled, exportTime: config.export.time))
         router.add(middleware: ConsoleNotFoundMiddleware(console: console))
         console.add(to: router)

@@ -83,6 +83,28 @@ struct EmailNotificationTests {
         await s.stop()
     }
 
+    @Test("a connection dropped mid-session (after STARTTLS) is retried, and the notice is mailed; it was dead at once and the notices deleted")
+    func droppedConnectionRetried() async throws {
+        let s = try await Self.setup(maxAttempts: 3)
+        _ = try await s.add(s.email())
+        try s.smtp.dropNextMessage()
+        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
+                    runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
+                    reason: "GitHub answered 502")))
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).contains { $0.kind == Notifications.flushKind } })
+        let mails = try s.smtp.received()
+        #expect(mails.count == 1 && mails.first?.body.contains("Review failed: acme/api#7 (run 1)") == true, "\(mails)")
+        let flush = try #require(try await s.h.jobs(in: s.ws, state: .succeeded).first { $0.kind == Notifications.flushKind })
+        #expect(flush.attempts == 2, "the dropped connection was retried once")
+        #expect(try await s.h.jobs(in: s.ws, state: .dead).isEmpty)
+        await s.stop()
+    }
+
     @Test("a burst of failed runs is one mail; the subject and body survive UTF-8, long lines and lines starting with a dot")
     func coalescedAndEncoded() async throws {
         let s = try await Self.setup()
@@ -192,7 +214,8 @@ struct EmailChannelTests {
             }
         }
         let good = EmailDestination(host: "Mail.Example.com", port: 587, security: .starttls, username: "bot", password: "PASSWORDSECRET",
-                                    from: "sentinel@example.com", to: ["a@example.com", "b@example.com"], caBundle: "-----BEGIN CERTIFICATE-----")
+                                    from: "sentinel@example.com", to: ["a@example.com", "b@example.com"],
+                                    caBundle: try SelfSignedCertificate.make(hostname: "mail.example.com").0)
         let added = try await add(good)
         #expect(added.kind == "email")
         #expect(added.destination == "smtp://mail.example.com:587 (starttls, 2 recipients)")
@@ -210,6 +233,12 @@ struct EmailChannelTests {
         bad = good
         bad.from = "x@y.com\r\nBcc: victim@example.com"
         await #expect(throws: IntegrationError.self) { _ = try await add(bad) }
+        // A CA file without a certificate, or a damaged one: every mail of the channel would fail for good.
+        for pem in ["not a pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"] {
+            bad = good
+            bad.caBundle = pem
+            await #expect(throws: IntegrationError.self, "\(pem)") { _ = try await add(bad) }
+        }
         bad = good
         bad.password = nil
         await #expect(throws: IntegrationError.invalid("give both a username and a password for the mail server, or neither")) { _ = try await add(bad) }

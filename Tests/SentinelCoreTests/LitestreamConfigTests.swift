@@ -65,6 +65,12 @@ struct LitestreamConfigTests {
             == "s3://bucket/a/b/workspaces/ws_1?endpoint=http://127.0.0.1:9000&region=x")
         #expect(try LitestreamConfig.replicaURL("sftp://backup@host:22/srv/replica", appending: "control") == "sftp://backup@host:22/srv/replica/control")
         #expect(try LitestreamConfig.replicaURL("s3://bucket", appending: "control") == "s3://bucket/control")
+        // As written: Litestream does not decode the path, so `rep dir` re-encoded as `rep%20dir`
+        // replicated into a directory of that name.
+        #expect(try LitestreamConfig.replicaURL("file:///srv/rep dir/x/", appending: "control") == "file:///srv/rep dir/x/control")
+        // An unsupported replica is a configuration error when the file is loaded (it was a 500
+        // on every workspace created through the API).
+        #expect(throws: ConfigError.self) { try ConfigLoader.validate(testConfig { $0.litestream.replicaURL = "ftp://host/x" }) }
         for bad in ["relative/path", "file://relative", "http://example.com/x", "s3:///no-bucket", "", "not a url at all"] {
             #expect(throws: ConfigError.self, "\(bad)") { try LitestreamConfig.replicaURL(bad, appending: "control") }
         }
@@ -108,6 +114,24 @@ struct LitestreamConfigTests {
         #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_MAX_DATABASES_PER_PROCESS": "0"]) }
         #expect(throws: ConfigError.self) { try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_METRICS_PORT": "70000"]) }
         #expect(try ConfigLoader.load(file: nil, environment: ["SENTINEL_LITESTREAM_METRICS_PORT": "9400"]).litestream.metricsPort == 9_400)
+    }
+
+    @Test("a configuration file of nested aliases is refused before it is expanded (a 650-byte file held every command for minutes)")
+    func aliasBombRefused() throws {
+        let dir = TemporaryDirectory("sentinel-alias")
+        defer { dir.cleanup() }
+        var yaml = "l0: &l0 {a: 1, b: 1}\n"
+        for n in 1...24 { yaml += "l\(n): &l\(n) {a: *l\(n - 1), b: *l\(n - 1)}\n" }
+        let file = dir.url.appendingPathComponent("bomb.yaml")
+        try Data(yaml.utf8).write(to: file)
+        #expect {
+            try ConfigLoader.load(file: file.path, environment: [:])
+        } throws: { error in
+            "\(error)".contains("too many aliases")
+        }
+        // A few aliases, as an admin may use them, still load (and name an unknown key as before).
+        try Data("server: &s {port: 9443}\n".utf8).write(to: file)
+        #expect(try ConfigLoader.load(file: file.path, environment: [:]).server.port == 9_443)
     }
 
     /// The database paths and the metrics address of a file as Litestream reads it.

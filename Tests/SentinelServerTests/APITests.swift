@@ -124,6 +124,9 @@ struct APIAccessTests {
             #expect(!FileManager.default.fileExists(atPath: file.path))
             let login = try await api.call(.post, "/auth/login", body: #"{"email":"root@example.com","password":"a long password"}"#)
             #expect(login.status == .ok)
+            // The address as typed, spaces and capitals included, signs in as the console's form does.
+            let typed = try await api.call(.post, "/auth/login", body: #"{"email":"  Root@Example.com ","password":"a long password"}"#)
+            #expect(typed.status == .ok, "\(typed.body)")
             let session = try #require(login.json["token"] as? String)
             #expect(session.hasPrefix("sns_"))
             let me = try await api.call(.get, "/auth/me", token: session)
@@ -468,6 +471,17 @@ struct APIResourceTests {
                 let bad = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?\(query)", token: owner)
                 #expect(bad.status == .badRequest, "\(query): \(bad.body)")
                 #expect(bad.json["detail"] as? String == "\(name): is not valid percent-encoded UTF-8", "\(query): \(bad.body)")
+            }
+            // A cursor this API did not give is a 400 on every list: read as no cursor, it sent a
+            // client paging with a damaged one back to the first page (runs, repositories, audit).
+            for list in ["runs", "repositories", "audit"] {
+                for cursor in ["99999999999999999999", "-5", "abc"] {
+                    let damaged = try await api.call(.get, "/workspaces/\(world.workspaceA)/\(list)?cursor=\(cursor)", token: owner)
+                    #expect(damaged.status == .badRequest, "\(list)?cursor=\(cursor): \(damaged.body)")
+                    // (A list whose document gives the cursor a pattern names the pattern first.)
+                    #expect((damaged.json["detail"] as? String)?.hasPrefix("cursor: ") == true, "\(list): \(damaged.body)")
+                }
+                #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/\(list)?cursor=0", token: owner).status == .ok)
             }
             let encoded = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?state=%63ompleted&limit=%35", token: owner)
             #expect(encoded.status == .ok, "\(encoded.body)")

@@ -170,6 +170,18 @@ struct ConsoleAccessTests {
         }
     }
 
+    @Test("behind a proxy that ends TLS (public_url https, plain-HTTP listener) the cookies are Secure too")
+    func secureCookieBehindProxy() async throws {
+        let world = try APIWorld { $0.server.publicURL = "https://sentinel.example.com" }
+        try await world.console { browser in
+            let form = try #require(try await browser.get("/sign-in").setCookies.first { $0.hasPrefix("sentinel_form=") })
+            #expect(form.contains("; Secure"), "\(form)")
+            let signedIn = try await browser.signIn("owner@example.com", APIWorld.password(.owner))
+            let cookie = try #require(signedIn.setCookies.first { $0.hasPrefix("sentinel_session=") })
+            #expect(cookie.contains("; Secure"), "\(cookie)")
+        }
+    }
+
     @Test("sign-in takes the API's users and throttle; a wrong password re-shows the form; sign-out ends the session")
     func signInAndOut() async throws {
         let world = try APIWorld {

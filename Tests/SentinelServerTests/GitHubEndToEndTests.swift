@@ -350,6 +350,16 @@ struct GitHubEndToEndTests {
                 + "(a number with a fraction, an exponent or more than 64 bits where a whole number belongs))", "\(outcomes)")
         #expect(outcomes.last == "ignored: payload not understood (missing pull_request.head)", "\(outcomes)")
         #expect(try await world.count("SELECT count(*) FROM review_runs") == 0)
+        // A head that is not a commit name (it went into API paths and queries: `?ref=abc%20def`).
+        for head in ["../x", "abc def", String(repeating: "a", count: 65)] {
+            #expect(try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: head)).0 == 202)
+        }
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 5 })
+        let heads = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries ORDER BY received_at LIMIT -1 OFFSET 2") }
+        }
+        #expect(heads == Array(repeating: "ignored: payload not understood (pull_request.head.sha is not a commit name)", count: 3), "\(heads)")
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 0)
         await world.stop()
     }
 
@@ -489,6 +499,9 @@ struct GitHubEndToEndTests {
         #expect(oddEvent.0 == 400 && oddEvent.1.contains("X-GitHub-Event header must be ASCII letters, digits, spaces and _ - ."), "\(oddEvent.1)")
         let oddID = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "é ü/x")])
         #expect(oddID.0 == 400 && oddID.1.contains("X-GitHub-Delivery header must be printable ASCII without spaces"), "\(oddID.1)")
+        // A GitHub id shaped as Sentinel stores GitLab's took a GitLab delivery's place (its retry answered `duplicate`).
+        let gitLabShaped = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "gitlab:6f3c2e1a")])
+        #expect(gitLabShaped.0 == 400 && gitLabShaped.1.contains("X-GitHub-Delivery must not start with 'gitlab:'"), "\(gitLabShaped.1)")
         #expect(try await world.count("SELECT count(*) FROM deliveries") == 0)
         let fine = try await send([("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")])
         #expect(fine.0 == 202, "\(fine.1)")

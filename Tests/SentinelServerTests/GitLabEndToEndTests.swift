@@ -145,17 +145,30 @@ struct GitLabEndToEndTests {
         // A merge request iid that is not positive names no merge request (a run for !-5 was requested).
         let negative = FakeGitLabMergeRequest(project: world.project.id, iid: -5, headSHA: "aaa111", baseSHA: "bbb000", files: GitLabWorld.files)
         #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: negative, project: world.project)).0 == 202)
+        // A head that is not a commit name (it went into API paths and queries).
+        let oddHead = FakeGitLabMergeRequest(project: world.project.id, iid: 3, headSHA: "abc def", baseSHA: "bbb000", files: GitLabWorld.files)
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: oddHead, project: world.project)).0 == 202)
         @Sendable func read<T: Sendable>(_ sql: String, as type: [T].Type) async throws -> [T] where T: DatabaseValueConvertible {
             try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in try await actor.read { db in try T.fetchAll(db, sql: sql) } }
         }
-        #expect(await eventually { try await read("SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL", as: [String].self).count == 4 })
+        #expect(await eventually { try await read("SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL", as: [String].self).count == 5 })
         let outcomes = try await read("SELECT outcome FROM deliveries ORDER BY received_at", as: [String].self)
         #expect(outcomes == [
             "ignored: payload not understood (project.id: not a positive project id (-77))",
             "ignored: payload not understood (project.path_with_namespace: not a project path of the form group/project)",
             "ignored: payload not understood (project.path_with_namespace: not a project path of the form group/project)",
             "ignored: payload not understood (object_attributes.iid: not a merge request number (-5); they start at 1)",
+            "ignored: payload not understood (object_attributes.last_commit.id is not a commit name)",
         ], "\(outcomes)")
+        // A secret with outer spaces could never match the header that carries it: refused when added.
+        let service = world.appliance.integrations
+        let (base, ca) = (world.gitlab.baseURL, world.gitlab.certificatePEM)
+        await #expect(throws: IntegrationError.self) {
+            _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await service.addGitLab(workspace: actor, baseURL: base, token: FakeGitLab.token, webhookSecret: Data(" padded-secret ".utf8),
+                                            caBundlePEM: ca)
+            }
+        }
         #expect(try await read("SELECT count(*) FROM repositories", as: [Int].self) == [0])
         #expect(try await read("SELECT count(*) FROM review_runs", as: [Int].self) == [0])
         await world.stop()

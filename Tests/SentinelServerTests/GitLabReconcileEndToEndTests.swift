@@ -63,9 +63,9 @@ struct GitLabReconcileEndToEndTests {
         #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.isEmpty == true)
         #expect(try await world.runs().count == 1)
         let buffer = String(decoding: world.appliance.prometheus.emitToBuffer(), as: UTF8.self)
-        #expect(buffer.contains(#"sentinel_reconcile_sweeps_total{platform="GitLab",outcome="complete"} 2"#), "\(buffer)")
-        #expect(buffer.contains(#"sentinel_reconcile_pull_requests_found_total{platform="GitLab"} 2"#))
-        #expect(buffer.contains(#"sentinel_reconcile_reviews_requested_total{platform="GitLab"} 1"#))
+        #expect(buffer.contains(#"sentinel_reconcile_sweeps_total{platform="gitlab",outcome="complete"} 2"#), "\(buffer)")
+        #expect(buffer.contains(#"sentinel_reconcile_pull_requests_found_total{platform="gitlab"} 2"#))
+        #expect(buffer.contains(#"sentinel_reconcile_reviews_requested_total{platform="gitlab"} 1"#))
         await world.stop()
     }
 

@@ -304,6 +304,34 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a next link back to a page already read ends the listing: each open pull request counts once (it was read 30 times and counted 30 times)")
+    func loopingLinkReadOnce() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.setLoopingPullsLink(true)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(dryRun: true)).first)
+        #expect(report.pullRequestsFound == 1 && report.reviewsRequested.map(\.prNumber) == [7], "\(report)")
+        #expect(await world.github.state.requests.filter { $0 == "GET pulls" }.count == 1)
+        await world.stop()
+    }
+
+    @Test("a repository GitHub refuses, or a delivery log it will not show, is reported by name and the other repositories are still swept")
+    func oneRefusalDoesNotStopTheSweep() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world, externalID: 1000, name: "acme/gone")
+        try await Self.registerRepository(world)
+        // acme/gone (listed first) was removed while Sentinel was down; the App lacks the delivery log's permission.
+        await world.github.state.inject("GET pulls", [.status(404)])
+        await world.github.state.inject("GET hook deliveries", [.status(403)])
+        let report = try #require(try await Self.sweep(world, ReconcileOptions()).first)
+        #expect(report.outcome == "error", "\(report)")
+        let stopped = report.stopped ?? ""
+        #expect(stopped.contains("acme/gone: ") && stopped.contains("reconcile.redeliver: false"), "\(stopped)")
+        #expect(report.reviewsRequested.map(\.repository) == [GitHubWorld.repo] && report.reviewsRequested.map(\.prNumber) == [7], "\(report)")
+        #expect(await world.waitForRun(state: .completed))
+        await world.stop()
+    }
+
     @Test("the cap bounds the reviews one sweep requests; the next sweep requests the rest")
     func capPerSweep() async throws {
         let world = try await GitHubWorld()
@@ -370,9 +398,11 @@ struct ReconcileEndToEndTests {
         #expect(await world.waitForRun(state: .completed))
         #expect(try await world.runs().map(\.trigger) == ["reconcile"])
         let buffer = String(decoding: world.appliance.prometheus.emitToBuffer(), as: UTF8.self)
-        #expect(buffer.contains(#"sentinel_reconcile_sweeps_total{platform="GitHub",outcome="complete"}"#), "\(buffer)")
-        #expect(buffer.contains(#"sentinel_reconcile_pull_requests_found_total{platform="GitHub"} 1"#))
-        #expect(buffer.contains(#"sentinel_reconcile_reviews_requested_total{platform="GitHub"} 1"#))
+        #expect(buffer.contains(#"sentinel_reconcile_sweeps_total{platform="github",outcome="complete"}"#), "\(buffer)")
+        #expect(buffer.contains(#"sentinel_reconcile_pull_requests_found_total{platform="github"} 1"#))
+        #expect(buffer.contains(#"sentinel_reconcile_reviews_requested_total{platform="github"} 1"#))
+        // One series per platform, named as every other metric names it (the sweep's own label was "GitHub").
+        #expect(!buffer.contains(#"platform="GitHub""#), "\(buffer)")
         await world.stop()
     }
 }

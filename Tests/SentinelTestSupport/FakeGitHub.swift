@@ -255,6 +255,10 @@ public actor FakeGitHubState {
     /// GitHub's primary rate limit, when a test sets one: every answer carries `x-ratelimit-*`
     /// headers and each request spends one; at 0 GitHub answers 403 until the reset.
     private var rateLimit: (limit: Int, remaining: Int, reset: Int)?
+    /// Every page of open pull requests links back to the first as `next` (a broken proxy's or
+    /// cache's answer), when a test sets it.
+    public private(set) var loopingPullsLink = false
+    public func setLoopingPullsLink(_ on: Bool) { loopingPullsLink = on }
 
     init(appID: Int64, publicKeyPEM: String) {
         self.appID = appID
@@ -672,7 +676,9 @@ struct FakeGitHubRoutes {
                         "base": ["sha": pull.baseSHA, "ref": "main", "repo": ["id": 1, "full_name": pull.repo]]]
             }
             var headers: HTTPFields = [:]
-            if page * perPage < all.count {
+            if await state.loopingPullsLink {
+                headers[HTTPField.Name("Link")!] = "<https://api.github.com/repositories/1/pulls?state=\(wanted)&per_page=\(perPage)&page=1>; rel=\"next\""
+            } else if page * perPage < all.count {
                 headers[HTTPField.Name("Link")!] = "<https://api.github.com/repositories/1/pulls?state=\(wanted)&per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
             }
             return json(200, Array(slice), headers: headers)

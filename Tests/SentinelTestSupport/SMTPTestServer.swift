@@ -91,6 +91,12 @@ public final class SMTPTestServer: Sendable {
         }
     }
 
+    /// The next message's connection is dropped when its data has arrived, before any reply
+    /// (as a mail server that crashes, or a network that fails, mid-session); later ones are taken.
+    public func dropNextMessage() throws {
+        try Data().write(to: directory.url.appendingPathComponent("drop-next"))
+    }
+
     public func stop() {
         // SIGKILL: the child may have inherited an ignored SIGTERM.
         if process.isRunning {
@@ -113,6 +119,11 @@ lock = threading.Lock()
 
 class Handler:
     async def handle_DATA(self, server, session, envelope):
+        drop = os.path.join(os.path.dirname(mail_dir), "drop-next")
+        if os.path.exists(drop):
+            os.remove(drop)
+            server.transport.abort()
+            return "421 4.3.0 never sent: the connection is gone"
         msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
         record = {
             "mail_from": envelope.mail_from,

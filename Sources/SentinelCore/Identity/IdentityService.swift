@@ -26,7 +26,7 @@ public struct IdentityService: Sendable {
     /// else a 409.
     public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", onlyIfFirst: Bool = false,
                            now: Date = Date()) throws -> User {
-        let email = rawEmail.trimmingCharacters(in: .whitespaces).lowercased()
+        let email = Self.normalizedEmail(rawEmail)
         guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, TextRules.problem(email, maxLength: Self.maxEmailLength) == nil else {
             throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
         }
@@ -66,9 +66,16 @@ public struct IdentityService: Sendable {
         try control.read { db in try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE id = ?", arguments: [id]) }
     }
 
+    /// An email address as users are stored and found by it: without the spaces around it, in
+    /// lower case. Every way in (API, console, command line) reads addresses through this.
+    public static func normalizedEmail(_ email: String) -> String {
+        email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+    }
+
     public func user(email: String) throws -> User? {
         try control.read { db in
-            try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE email = ?", arguments: [email.lowercased()])
+            try User.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, disabled_at FROM users WHERE email = ?",
+                              arguments: [Self.normalizedEmail(email)])
         }
     }
 
@@ -97,7 +104,7 @@ public struct IdentityService: Sendable {
     public func checkPassword(email: String, password: String) throws -> PasswordCheck? {
         let row = try control.read { db in
             try Row.fetchOne(db, sql: "SELECT id, email, is_admin, created_at, password_hash, disabled_at FROM users WHERE email = ?",
-                             arguments: [email.lowercased()])
+                             arguments: [Self.normalizedEmail(email)])
         }
         let stored: String? = row?["password_hash"]
         // A disabled account costs the same check and fails like a wrong password.

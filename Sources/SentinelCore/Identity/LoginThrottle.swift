@@ -76,6 +76,7 @@ extension LoginThrottle {
     /// email or password; throws `IdentityError` `.rateLimited` when the account or address is over
     /// its limit. bcrypt runs on the identity service's password pool.
     public func signIn(email: String, password: String, address: String, identity: IdentityService) async throws -> IdentityService.PasswordCheck? {
+        let email = IdentityService.normalizedEmail(email)
         let attempt: Attempt
         switch reserve(account: email, address: address) {
         case .limited(let wait):

@@ -105,6 +105,13 @@ public struct IntegrationService: Sendable {
                 throw IntegrationError.invalid("\(field): \(problem)")
             }
         }
+        // GitLab sends the secret as a header value, which loses its outer spaces and tabs in
+        // transit (RFC 9110 §5.5): such a secret was stored and then refused every delivery.
+        if let secret = webhookSecret, let first = secret.first, let last = secret.last,
+           [0x20, 0x09].contains(first) || [0x20, 0x09].contains(last) {
+            throw IntegrationError.invalid("webhook_secret: starts or ends with a space or tab, which a delivery's header cannot carry; "
+                                           + "give the secret without them")
+        }
     }
 
     /// Integrations in use a workspace may have (removed ones do not count): each one is polled

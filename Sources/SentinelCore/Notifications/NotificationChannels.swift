@@ -134,6 +134,9 @@ public struct EmailDestination: Codable, Sendable, Equatable {
         if let bad = clean.to.first(where: { !Self.isAddress($0) }) {
             throw IntegrationError.invalid("the recipient '\(StoredText.singleLine(String(bad.prefix(100))))' is not an email address")
         }
+        // Read now, as an integration's is: a CA file without a certificate was stored, and every
+        // mail of the channel then failed for good ("the CA bundle holds no certificate").
+        try IntegrationService.checkCABundle(clean.caBundle)
         return clean
     }
 

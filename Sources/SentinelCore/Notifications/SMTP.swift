@@ -359,16 +359,18 @@ struct SMTPSession {
         } catch let error as SMTPError {
             throw error
         } catch let error as NIOSSLError {
-            throw SMTPError.untrustedServer(Self.describe(error))
+            // Only a certificate the trust roots refuse is the admin's to fix (no retry helps); a
+            // connection dropped mid-session (TLS's unclean shutdown: every drop after STARTTLS) or
+            // a handshake that failed otherwise is a connection failure, retried with backoff.
+            if case .handshakeFailed(let inner) = error, "\(inner)".contains("CERTIFICATE_VERIFY_FAILED") {
+                throw SMTPError.untrustedServer("not issued by a CA this appliance trusts (smtp_ca_file), or expired")
+            }
+            throw SMTPError.connection("\(step): \(ConnectionFailure.reason(error))")
         } catch {
             throw SMTPError.connection("\(step): \(ConnectionFailure.reason(error))")
         }
     }
 
-    static func describe(_ error: NIOSSLError) -> String {
-        let text = "\(error)"
-        return text.contains("CERTIFICATE_VERIFY_FAILED") ? "certificate verify failed (\(text))" : text
-    }
 }
 
 /// What the session hands the handler: bytes to write (nil: only await a reply) and where the reply goes.

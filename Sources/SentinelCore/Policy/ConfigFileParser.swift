@@ -464,7 +464,7 @@ private struct Walker {
 }
 
 /// A 1-based position.
-private struct Pos {
+struct Pos {
     let line: Int
     let column: Int
     init(line: Int, column: Int) { self.line = line; self.column = column }
@@ -479,7 +479,16 @@ private struct Pos {
 /// refused cheaply. It skips only regions that YAML reads as text (comments, quoted scalars that
 /// close on their line, block scalar content) and otherwise counts every `*` that starts a token,
 /// so it may over-count (only matters past the limit) but does not miss an alias.
-private enum AliasScanner {
+enum AliasScanner {
+    /// Refuses an admin's YAML file (the configuration, a plans or price file) holding more alias
+    /// references than `.sentinel.yml` may: nested aliases expand exponentially while the file is
+    /// read, before any key is checked (a 650-byte file held every command for minutes and GBs).
+    static func check(_ yaml: String, file: String) throws {
+        if let (count, pos) = excessiveAlias(in: yaml, limit: RepositoryConfigParser.maxAliases) {
+            throw ConfigError("\(file):\(pos.line): too many aliases (\(count) or more '*name' references; at most \(RepositoryConfigParser.maxAliases) are accepted)")
+        }
+    }
+
     /// Returns (count, position of the alias that crossed the limit) when the limit is exceeded.
     static func excessiveAlias(in yaml: String, limit: Int) -> (Int, Pos)? {
         var count = 0

@@ -79,6 +79,10 @@ public struct IntegrationSweep: Codable, Sendable, Equatable {
     public var reviewsRequested: [ReconciledReview] = []
     public var redeliveries: [ReconciledDelivery] = []
 
+    /// The platform as metrics name it (`github`, `gitlab`: the integration's kind), whether the
+    /// report says `GitHub` (once the sweep reached it) or the kind (stopped before).
+    var metricsLabel: String { platform.lowercased() }
+
     public init(workspaceID: String, integrationID: String, platform: String) {
         self.workspaceID = workspaceID
         self.integrationID = integrationID
@@ -218,11 +222,19 @@ public struct Reconciler: Sendable {
                 throw SweepStopped(outcome: "unsupported", reason: "the integration no longer exists")
             }
             report.platform = session.platformName
+            var problems: [String] = []
             if options.redeliver && session.canRedeliver {
-                try await redeliverFailed(session: session, integration: id, cursor: state.deliveryCursor, in: workspace, now: now,
-                                          report: &report, logger: logger)
+                // Resending failed deliveries is the optional half: its failure (a platform without
+                // the delivery log, a missing permission) must not keep open pull requests unswept.
+                do {
+                    try await redeliverFailed(session: session, integration: id, cursor: state.deliveryCursor, in: workspace, now: now,
+                                              report: &report, logger: logger)
+                } catch let error where !Self.stopsTheSweep(error) {
+                    problems.append("\(error); open pull requests were swept all the same (reconcile.redeliver: false turns the delivery log's sweep off)")
+                }
             }
-            try await requestMissingReviews(session: session, integration: id, in: workspace, report: &report, logger: logger)
+            problems += try await requestMissingReviews(session: session, integration: id, in: workspace, report: &report, logger: logger)
+            if !problems.isEmpty { throw SweepStopped(outcome: "error", reason: problems.joined(separator: "; ")) }
             // Last, with what is left of the rate budget (a sweep stopped early asks next time).
             if !options.dryRun { await noteExpiringCredentials(session: session, integration: id, in: workspace, now: now, logger: logger) }
         } catch let stop as SweepStopped {
@@ -250,12 +262,20 @@ public struct Reconciler: Sendable {
                 logger.error("could not store the catch-up sweep's state", metadata: ["error": "\(error)"])
             }
         }
-        metrics.reconcileSweep(platform: report.platform, outcome: report.outcome)
+        metrics.reconcileSweep(platform: report.metricsLabel, outcome: report.outcome)
         let level: Logger.Level = ["complete", "cap_reached", "paused"].contains(report.outcome) ? .info : .warning
         logger.log(level: level, "catch-up sweep", metadata: [
             "outcome": "\(report.outcome)", "stopped": "\(report.stopped ?? "")", "pull_requests_found": "\(report.pullRequestsFound)",
             "reviews_requested": "\(report.reviewsRequested.count)", "redeliveries": "\(report.redeliveries.count)", "dry_run": "\(options.dryRun)"])
         return report
+    }
+
+    /// Errors that end the whole sweep: the platform's rate limit (every further call would be
+    /// refused too) and the sweep's own stops; any other failure is the one call's.
+    static func stopsTheSweep(_ error: any Error) -> Bool {
+        if error is SweepStopped || error is CancellationError { return true }
+        if case SourceControlError.retryable(_, let retryAfter) = error, retryAfter != nil { return true }
+        return false
     }
 
     /// Stops the integration's sweep when the platform says too little of its rate limit is left.
@@ -294,7 +314,7 @@ public struct Reconciler: Sendable {
             do {
                 try await session.redeliver(delivery)
                 entry.outcome = "requested"
-                metrics.reconcileRedeliveryRequested(platform: report.platform)
+                metrics.reconcileRedeliveryRequested(platform: report.metricsLabel)
             } catch SourceControlError.permanent(let message) {
                 entry.outcome = "refused: \(message)"  // e.g. gone from the platform's log: asking again changes nothing
             }
@@ -323,8 +343,10 @@ public struct Reconciler: Sendable {
 
     /// Requests a run (trigger `reconcile`) for each open pull request of each enabled repository
     /// whose head has no run yet, up to `maxReviewsPerSweep`.
+    /// Returns what went wrong with single repositories (each swept on its own).
     func requestMissingReviews(session: any ReconcileSession, integration: IntegrationID, in workspace: WorkspaceActor,
-                               report: inout IntegrationSweep, logger: Logger) async throws {
+                               report: inout IntegrationSweep, logger: Logger) async throws -> [String] {
+        var problems: [String] = []
         let repositories = try await workspace.read { db in
             try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE integration_id = ? AND enabled = 1 AND removed = 0 ORDER BY id",
                                           arguments: [integration.rawValue])
@@ -334,9 +356,20 @@ public struct Reconciler: Sendable {
         let dryRun = options.dryRun
         for repository in repositories {
             try await checkBudget(session)
-            let pulls = try await session.openPullRequests(repository).filter(\.isReviewable).sorted { $0.number < $1.number }
+            let listed: [OpenPullRequest]
+            do {
+                listed = try await session.openPullRequests(repository)
+            } catch let error where !Self.stopsTheSweep(error) {
+                // One repository the platform refuses (removed while Sentinel was down, its
+                // installation suspended) is reported; the others are still swept.
+                problems.append("\(repository.fullName): \(error)")
+                logger.warning("catch-up could not list a repository's open pull requests",
+                               metadata: ["repository": "\(repository.fullName)", "error": "\(error)"])
+                continue
+            }
+            let pulls = listed.filter(\.isReviewable).sorted { $0.number < $1.number }
             report.pullRequestsFound += pulls.count
-            metrics.reconcilePullRequestsFound(platform: report.platform, count: pulls.count)
+            metrics.reconcilePullRequestsFound(platform: report.metricsLabel, count: pulls.count)
             let room = options.maxReviewsPerSweep - report.reviewsRequested.count
             let requested: [ReconciledReview]
             let capped: Bool
@@ -369,15 +402,17 @@ public struct Reconciler: Sendable {
             }
             report.reviewsRequested += requested
             for review in requested where !dryRun {
-                metrics.reconcileReviewRequested(platform: report.platform)
+                metrics.reconcileReviewRequested(platform: report.metricsLabel)
                 logger.info("review requested by the catch-up sweep", metadata: [
                     "repository": "\(review.repository)", "pr": "\(review.prNumber)", "head_sha": "\(review.headSHA)", "run_id": "\(review.runID ?? 0)"])
             }
             if capped {
                 throw SweepStopped(outcome: "cap_reached",
-                                   reason: "reconcile.max_reviews_per_sweep (\(options.maxReviewsPerSweep)) reached; the rest is requested by the next sweeps")
+                                   reason: (["reconcile.max_reviews_per_sweep (\(options.maxReviewsPerSweep)) reached; the rest is requested by the next sweeps"]
+                                            + problems).joined(separator: "; "))
             }
         }
+        return problems
     }
 }
 

@@ -178,8 +178,15 @@ public struct OpenPullRequest: Sendable, Equatable, Codable {
 
     /// What the webhook path would take too: a positive number and a head that is a commit name
     /// (letters and digits only; a listing with `-5` or `../x` is the platform's, or a proxy's, fault).
-    public var isReviewable: Bool {
-        number > 0 && !headSHA.isEmpty && headSHA.utf8.count <= 64 && headSHA.utf8.allSatisfy { byte in
+    public var isReviewable: Bool { number > 0 && CommitName.isValid(headSHA) }
+}
+
+/// The name of a commit as the platforms give one (SHA-1's 40 hex digits, SHA-256's 64): 1 to 64
+/// ASCII letters and digits. A delivery or listing naming a head otherwise (`../x`, `abc def`) is
+/// not acted on: the name goes into API paths and queries.
+public enum CommitName {
+    public static func isValid(_ sha: String) -> Bool {
+        !sha.isEmpty && sha.utf8.count <= 64 && sha.utf8.allSatisfy { byte in
             (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
                 || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
         }

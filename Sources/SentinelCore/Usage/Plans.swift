@@ -67,6 +67,7 @@ public struct PlanCatalog: Sendable, Equatable {
     mutating func define(fromFile path: String) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("cannot read plans file \(path)") }
         let root: Any?
+        try AliasScanner.check(text, file: path)
         do { root = try Yams.load(yaml: text) } catch { throw ConfigError("\(path): invalid YAML: \(error)") }
         guard let top = root as? [String: Any], let defined = top["plans"] as? [String: Any], top.count == 1 else {
             throw ConfigError("\(path): expected a single top-level key 'plans' mapping plan names to limits")

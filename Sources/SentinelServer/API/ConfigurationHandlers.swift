@@ -141,7 +141,7 @@ struct ConfigurationHandlers: Sendable {
     func listRepositories(_ input: Operations.ListRepositories.Input, _ context: WorkspaceContext) async throws
         -> Operations.ListRepositories.Output {
         let window = PageWindow(input.query.limit)
-        let after = Int64(input.query.cursor ?? "") ?? 0
+        let after = try PageWindow.position(input.query.cursor, start: 0)
         let repos = try await context.workspace.read { db in try RepositoryStore.list(after: after, limit: window.limit + 1, in: db) }
         return .ok(.init(body: .json(.init(items: window.items(repos).map(Self.repository),
                                            nextCursor: window.nextCursor(repos) { String($0.id) }))))

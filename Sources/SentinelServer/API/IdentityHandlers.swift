@@ -83,7 +83,7 @@ struct IdentityHandlers: Sendable {
     func listApplianceAuditEvents(_ input: Operations.ListApplianceAuditEvents.Input, _ context: UserContext) async throws
         -> Operations.ListApplianceAuditEvents.Output {
         let window = PageWindow(input.query.limit)
-        guard let after = input.query.cursor.map({ Int64($0) }) ?? 0 else { throw Problem(status: .badRequest, detail: "cursor: not a cursor this API gave") }
+        let after = try PageWindow.position(input.query.cursor, start: 0)
         if let subject = input.query.subject, subject.wholeMatch(of: /(user|workspace):[A-Za-z0-9_]{1,64}/) == nil {
             throw Problem(status: .badRequest, detail: "subject: must be user:ID or workspace:ID")
         }

@@ -26,7 +26,7 @@ struct ReviewHandlers: Sendable {
     func listRuns(_ input: Operations.ListRuns.Input, _ context: WorkspaceContext) async throws -> Operations.ListRuns.Output {
         let window = PageWindow(input.query.limit)
         let query = input.query
-        let before = Int64(query.cursor ?? "") ?? .max
+        let before = try PageWindow.position(query.cursor, start: .max)
         let state = query.state.flatMap { RunState(rawValue: $0.rawValue) }
         let (runs, names, platforms) = try await context.workspace.read { db in
             let runs = try ReviewRunStore.list(in: db, before: before, repositoryID: query.repositoryId.map(Int64.init), prNumber: query.pr,

@@ -311,6 +311,17 @@ struct PageWindow {
     func nextCursor<T>(_ fetched: [T], _ cursor: (T) -> String) -> String? {
         fetched.count > limit ? cursor(fetched[limit - 1]) : nil
     }
+
+    /// The row id a numeric `cursor` query parameter names, `start` when there is none. A cursor
+    /// this API did not give (not a number, negative, past `Int64`) is a 400: read as no cursor, it
+    /// sent a client paging with a damaged one back to the first page, round and round.
+    static func position(_ cursor: String?, start: Int64) throws -> Int64 {
+        guard let cursor else { return start }
+        guard let position = Int64(cursor), position >= 0 else {
+            throw Problem(status: .badRequest, detail: "cursor: not a cursor this API gave")
+        }
+        return position
+    }
 }
 
 extension Date {

@@ -134,7 +134,7 @@ struct WorkspaceHandlers: Sendable {
     func listAuditEvents(_ input: Operations.ListAuditEvents.Input, _ context: WorkspaceContext) async throws
         -> Operations.ListAuditEvents.Output {
         let window = PageWindow(input.query.limit)
-        let after = Int64(input.query.cursor ?? "") ?? 0
+        let after = try PageWindow.position(input.query.cursor, start: 0)
         let events = try await context.workspace.read { db in
             try EventLog.read(after: after, limit: window.limit + 1, types: EventLog.auditTypes, in: db)
         }

@@ -80,7 +80,7 @@ extension Console {
     /// Sign-in with the API's throttle (`LoginThrottle.signIn`).
     func signIn(_ visit: Visit) async throws -> Response {
         let form = try await self.form(visit)
-        let (email, password) = (form["email"]?.trimmingCharacters(in: .whitespaces) ?? "", form["password"] ?? "")
+        let (email, password) = (form["email"] ?? "", form["password"] ?? "")
         do {
             guard let check = try await d.loginThrottle.signIn(email: email, password: password, address: visit.clientAddress, identity: d.identity) else {
                 return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)

@@ -220,6 +220,11 @@ struct WebhookRoutes {
         }
         let event = try Self.required(request, "X-GitHub-Event", limit: Self.eventNameLimit, rule: .eventName)
         let deliveryID = try Self.required(request, "X-GitHub-Delivery", limit: Self.deliveryIDLimit, rule: .deliveryID)
+        // GitLab's deliveries are stored as `gitlab:KEY` beside GitHub's: a GitHub id of that shape
+        // would take a GitLab delivery's place (answered `duplicate`, never processed).
+        guard !deliveryID.hasPrefix(Self.gitLabDeliveryID("")) else {
+            throw Problem(status: .badRequest, detail: "X-GitHub-Delivery must not start with '\(Self.gitLabDeliveryID(""))' (GitHub names deliveries with UUIDs)")
+        }
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
             throw Self.unreadable(request)

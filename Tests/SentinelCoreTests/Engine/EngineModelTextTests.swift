@@ -40,6 +40,48 @@ struct ModelTextTests {
         #expect(ModelText.neutralize("```swift\n@MainActor\n```\n@admins") == "```swift\n@MainActor\n```\n@\u{200B}admins")
     }
 
+    @Test("text only looks like code where the platform's markdown does not read it so: its mentions are defused")
+    func mentionsOutsideWhatRendersAsCode() {
+        let zw = "\u{200B}"
+        // A code span cannot reach over a blank line; a longer fence closes a shorter one.
+        #expect(ModelText.neutralize("S `\n\n@all ping\n\n` ") == "S `\n\n@\(zw)all ping\n\n` ")
+        #expect(ModelText.neutralize("```\nx\n````\n@all pinged\n```") == "```\nx\n````\n@\(zw)all pinged\n```")
+        // An autolink holding a backtick outranks the code span it would open.
+        #expect(ModelText.neutralize("<https://a/`>@all<https://b/`>") == "<https://a/`>@\(zw)all<https://b/`>")
+        // A span over two lines may be two blocks (a heading, a list item) for the platform.
+        #expect(ModelText.neutralize("`a\n# `b` @all `c") == "`a\n# `b` @\(zw)all `c")
+        // A table cell ends at `|`, inside a code span too.
+        #expect(ModelText.neutralize("| `a | @all | b` |") == "| `a | @\(zw)all | b` |")
+        // GitLab's multi-line quote ends a fence opened inside it.
+        #expect(ModelText.neutralize(">>>\n```\n>>>\n@all\n```") == ">>>\n```\n>>>\n@\(zw)all\n```")
+        // A fence inside a list item ends with the item.
+        #expect(ModelText.neutralize("- ```\n@all\n```") == "- ```\n@\(zw)all\n```")
+        // A mention after a letter outside ASCII, or spelled as an entity, is still one.
+        #expect(ModelText.neutralize("café@octocat and привет@all") == "café@\(zw)octocat and привет@\(zw)all")
+        #expect(ModelText.neutralize("&#64;all, &#x40;all, &commat;all and acme/api&#35;3")
+                == "@\(zw)all, @\(zw)all, @\(zw)all and acme/api#\(zw)3")
+        // Code that is code for certain stays as it is.
+        #expect(ModelText.neutralize("```swift\n@MainActor\nfunc f() {}\n```\n\nuse `@Published` aside")
+                == "```swift\n@MainActor\nfunc f() {}\n```\n\nuse `@Published` aside")
+        #expect(ModelText.neutralize("1. Fix:\n\n   ```python\n   @property\n   ```\n") == "1. Fix:\n\n   ```python\n   @property\n   ```\n")
+        #expect(ModelText.neutralize("~~~\n@dataclass `x\n~~~\nthen `y` @team") == "~~~\n@dataclass `x\n~~~\nthen `y` @\(zw)team")
+    }
+
+    @Test("a suggestion fence written in the model's text is shown as code, never as a one-click change; the finding's own suggestion still is one")
+    func suggestionFencesInText() {
+        let finding = Finding(path: "a.py", line: 31, side: .right, severity: .medium, category: "bug", title: "Fix",
+                              body: "Fix:\n```suggestion\n```\nand\n~~~ Suggestion:-35+0\n~~~", suggestion: nil, source: .ai, fingerprint: "f")
+        let comment = ReviewRunner.comment(Finding(path: finding.path, line: finding.line, side: .right, severity: finding.severity,
+                                                   category: finding.category, title: finding.title, body: ModelText.neutralize(finding.body),
+                                                   suggestion: nil, source: .ai, fingerprint: "f"))
+        #expect(!comment.body.lowercased().contains("```suggestion") && !comment.body.lowercased().contains("~~~ suggestion"), "\(comment.body)")
+        #expect(comment.body.contains("```text suggestion\n```") && comment.body.contains("~~~ text Suggestion:-35+0"), "\(comment.body)")
+        #expect(!GitLabSession.gitLabBody(comment).contains("suggestion:-"), "GitLab turned the model's fence into a suggestion")
+        let own = ReviewRunner.comment(Finding(path: "a.py", line: 31, side: .right, severity: .medium, category: "bug", title: "Fix",
+                                               body: ModelText.neutralize("see below"), suggestion: "x = 1", source: .ai, fingerprint: "f"))
+        #expect(GitLabSession.gitLabBody(own).contains("```suggestion:-0+0\nx = 1\n```"))
+    }
+
     @Test("a name from a pull request is shown as a code span nothing in it can close: its @, # and backticks stay code")
     func namesAsCodeSpans() {
         let path = "docs/x`@acme/security`#1.md"

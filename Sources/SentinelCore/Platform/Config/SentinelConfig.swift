@@ -129,6 +129,12 @@ public struct SentinelConfig: Sendable, Equatable {
         public var hstsMaxAgeSeconds = 31_536_000
         /// How GitHub reaches this appliance (`https://sentinel.example.com`), for webhook URLs.
         public var publicURL: String? = nil
+        /// True when browsers reach the appliance over HTTPS: TLS on the listener, or a
+        /// `public_url` of `https` in front of a plain-HTTP listener (TLS ended at a proxy). The
+        /// console's cookies are then `Secure`, so a browser never sends a session over plain HTTP.
+        public var browsersUseHTTPS: Bool {
+            tlsEnabled || publicURL.flatMap { URL(string: $0)?.scheme?.lowercased() } == "https"
+        }
         /// A connection that sends nothing (no request part) for this long is closed.
         public var idleTimeoutSeconds = 60.0
         /// A request must arrive whole (head and body) within this long of the connection opening
@@ -380,6 +386,12 @@ public enum ConfigLoader {
         if let url = config.server.publicURL, URL(string: url)?.scheme == nil || url.hasSuffix("/") {
             throw ConfigError("server.public_url must be an absolute URL without a trailing slash, like https://sentinel.example.com")
         }
+        if let replica = config.litestream.replicaURL {
+            // Checked here, not first when a workspace is created (a 500 on every create).
+            do { _ = try LitestreamConfig.replicaURL(replica, appending: "control") } catch let error as ConfigError {
+                throw ConfigError("litestream.replica_url: \(error.description)")
+            }
+        }
         _ = try DestinationPolicy(config.security)  // the entries of security.allowed_destination_cidrs and plain_http_hosts
         _ = try config.observability.metricsAllowedRanges()
         guard config.export.clock != nil else { throw ConfigError("export.time must be HH:MM (UTC), got '\(config.export.time)'") }
@@ -393,6 +405,7 @@ public enum ConfigLoader {
 
     static func flatten(yaml: String, file: String) throws -> [String: String] {
         let node: Node?
+        try AliasScanner.check(yaml, file: file)
         do { node = try Yams.compose(yaml: yaml) } catch {
             throw ConfigError("\(file): invalid YAML: \(error)")
         }

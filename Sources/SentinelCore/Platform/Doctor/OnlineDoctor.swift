@@ -145,7 +145,7 @@ public struct OnlineDoctor: Sendable {
             switch error {
             case .unauthorized:
                 return finding(.error, "the key is refused (\(error))",
-                               "rotate the key: sentinel provider rotate --workspace \(workspaceName) \(config.id) --key-file FILE")
+                               "rotate the key: sentinel provider rotate --workspace \(workspaceName) \(config.id) --api-key-file FILE")
             case .rateLimited:
                 return finding(.warning, "rate-limited right now (\(error))", "nothing to do if it passes; otherwise raise the account's limits")
             case .quotaExhausted:

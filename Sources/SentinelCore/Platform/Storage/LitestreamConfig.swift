@@ -103,7 +103,7 @@ public enum LitestreamConfig {
     /// Accepted: `file:///absolute/path` and `SCHEME://HOST/…` for Litestream's remote replica
     /// types (s3, gs, abs, sftp, webdav, nats, oss).
     public static func replicaURL(_ base: String, appending suffix: String) throws -> String {
-        guard var components = URLComponents(string: base), let scheme = components.scheme?.lowercased() else {
+        guard let components = URLComponents(string: base), let scheme = components.scheme?.lowercased() else {
             throw ConfigError("replica '\(base)' is not a URL (e.g. file:///var/backups/sentinel/litestream, s3://bucket/path, sftp://host/path)")
         }
         let remote = ["s3", "gs", "abs", "sftp", "webdav", "webdavs", "nats", "oss"]
@@ -116,11 +116,12 @@ public enum LitestreamConfig {
         } else {
             throw ConfigError("replica '\(base)': unsupported scheme '\(scheme)' (file, \(remote.joined(separator: ", ")))")
         }
-        var path = components.path
-        while path.hasSuffix("/") { path.removeLast() }
-        components.path = path + "/" + suffix
-        guard let url = components.string else { throw ConfigError("replica '\(base)' cannot be extended") }
-        return url
+        // Extended as written: Litestream reads the URL's path without decoding it, so a path
+        // re-encoded here (`rep dir` as `rep%20dir`) replicated into another directory.
+        var head = base.prefix { $0 != "?" }
+        let query = base.dropFirst(head.count)
+        while head.hasSuffix("/") { head.removeLast() }
+        return head + "/" + suffix + query
     }
 
     /// Writes `files` into `directory` (created if needed) and removes `litestream-N.yml` files

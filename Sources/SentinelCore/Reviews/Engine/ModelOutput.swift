@@ -399,7 +399,21 @@ public enum ModelText {
         + "which display code in another order than it runs.)_"
 
     public static func neutralize(_ text: String) -> String {
-        let marked = BidiControls.spelledOut(neutralizeMarkers(text))
+        var marked = BidiControls.spelledOut(neutralizeMarkers(text))
+        if marked.utf8.contains(UInt8(ascii: "&")) {
+            // `&#64;all` and `&commat;all` render as `@all`, which the platforms then read as a
+            // mention (`&#35;` as `#`, `&excl;` as `!`): spelled as the characters, they are defused below.
+            marked = marked.replacingOccurrences(of: #"&#0*64;|&#[xX]0*40;|&commat;"#, with: "@", options: .regularExpression)
+                .replacingOccurrences(of: #"&#0*35;|&#[xX]0*23;|&num;"#, with: "#", options: .regularExpression)
+                .replacingOccurrences(of: #"&#0*33;|&#[xX]0*21;|&excl;"#, with: "!", options: .regularExpression)
+        }
+        if marked.range(of: "suggestion", options: .caseInsensitive) != nil {
+            // A fence the model opens as `suggestion` would be a one-click change on the comment's
+            // lines (GitLab's `suggestion:-35+0` reaching far above them), past every check the
+            // finding's own `suggestion` gets: such fences show their text as plain code.
+            marked = marked.replacingOccurrences(of: #"(`{3,}|~{3,})([ \t]*)(?=suggestion)"#, with: "$1$2text ",
+                                                 options: [.regularExpression, .caseInsensitive])
+        }
         guard marked.utf8.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") }) else {
             return marked
         }
@@ -423,8 +437,12 @@ public enum ModelText {
             let ch = marked[index]
             while span < code.count, code[span].upperBound <= index { span += 1 }
             let inCode = span < code.count && code[span].contains(index)
-            if (pendingAt && (ch.isLetter || ch.isNumber)) || (pendingReference && ch.isASCII && ch.isNumber) { out.append("\u{200B}") }
-            pendingAt = !inCode && ch == "@" && !(previous.isLetter || previous.isNumber || previous == "_")
+            if (pendingAt && (ch.isLetter || ch.isNumber || ch == "_" || ch == ".")) || (pendingReference && ch.isASCII && ch.isNumber) {
+                out.append("\u{200B}")
+            }
+            // The platforms find mentions after any character but an ASCII letter, digit or `_`
+            // (Ruby's `\w`): `café@octocat` mentions octocat.
+            pendingAt = !inCode && ch == "@" && !(previous.isASCII && (previous.isLetter || previous.isNumber || previous == "_"))
             pendingReference = false
             if !inCode, ch == "#" || ch == "!" {
                 let parts = token.split(separator: "/", omittingEmptySubsequences: false)

@@ -164,6 +164,8 @@ public struct GitHubDeliveryProcessor: Sendable {
             default:
                 return "ignored: pull_request.\(e.action)"
             }
+            guard CommitName.isValid(e.pullRequest.head.sha) else { return "ignored: payload not understood (pull_request.head.sha is not a commit name)" }
+            guard CommitName.isValid(e.pullRequest.base.sha) else { return "ignored: payload not understood (pull_request.base.sha is not a commit name)" }
             let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.repository.id, fullName: e.repository.fullName,
                                                     installationID: e.installation?.id, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }

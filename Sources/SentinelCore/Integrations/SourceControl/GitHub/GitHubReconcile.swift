@@ -68,14 +68,24 @@ public struct GitHubReconcileSession: ReconcileSession {
             if installation == nil { installation = try await tokens.installationID(forRepository: repository.fullName) }
             let api = client(installationID: installation!)
             var found: [OpenPullRequest] = []
+            var numbers = Set<Int>()
             var query: [(String, String)] = [("state", "open"), ("per_page", "100")]
+            // A `next` link back to a page already read (or after an empty page) ends the listing:
+            // followed, it read the same page 30 times and counted its pull requests 30 times.
+            var asked: Set<String> = []
+            /// A page's query as one text, the first page's without `page` as `page=1`.
+            func key(_ query: [(String, String)]) -> String {
+                (query.contains { $0.0 == "page" } ? query : query + [("page", "1")]).map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")
+            }
             for _ in 0..<Self.maxPages {
+                asked.insert(key(query))
                 let r = try await api.request("GET", "repos/\(repository.fullName)/pulls", query: query, operation: "list pull requests")
                 let batch = try api.decode([GitHubPullRequest].self, r, operation: "list pull requests")
-                found += batch.filter { ($0.state ?? "open") == "open" }.map {
-                    OpenPullRequest(number: $0.number, headSHA: $0.head.sha, baseSHA: $0.base.sha, isDraft: $0.draft ?? false)
+                for pull in batch where (pull.state ?? "open") == "open" && numbers.insert(pull.number).inserted {
+                    found.append(OpenPullRequest(number: pull.number, headSHA: pull.head.sha, baseSHA: pull.base.sha, isDraft: pull.draft ?? false))
                 }
-                guard let next = GitHubClient.nextPageQuery(r.header("Link")) else { break }
+                guard !batch.isEmpty, let next = GitHubClient.nextPageQuery(r.header("Link")),
+                      !asked.contains(key(next)) else { break }
                 query = next
             }
             return found

@@ -212,6 +212,9 @@ public struct GitLabDeliveryProcessor: Sendable {
             default:
                 return "ignored: merge_request.\(action.isEmpty ? "unknown" : action)"
             }
+            if let head = a.last_commit?.id, !head.isEmpty, !CommitName.isValid(head) {
+                return "ignored: payload not understood (object_attributes.last_commit.id is not a commit name)"
+            }
             let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.project.id, fullName: e.project.path_with_namespace,
                                                     installationID: nil, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
@@ -243,7 +246,8 @@ public struct GitLabDeliveryProcessor: Sendable {
             let repo = try RepositoryStore.register(integrationID: integrationID, externalID: e.project.id, fullName: e.project.path_with_namespace,
                                                     installationID: nil, limit: repositoryLimit, in: &tx)
             guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
-            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: mr.iid, headSHA: mr.last_commit?.id ?? "", baseSHA: nil,
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: mr.iid, headSHA: mr.last_commit?.id.flatMap { CommitName.isValid($0) ? $0 : nil } ?? "",
+                                                              baseSHA: nil,
                                                               trigger: "command:\(a.id)", fullReview: command.full, correlationID: correlationID,
                                                               in: &tx)
             return created ? "run \(runID) requested by note" : "run \(runID) already exists"
