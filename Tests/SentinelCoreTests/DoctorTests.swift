@@ -199,6 +199,21 @@ struct DoctorTests {
         #expect(errors.contains { $0.check == "workspace" && $0.message.contains("workspace \(missing) is offline") })
     }
 
+    @Test("a master key of the wrong length is an error (doctor said present, mode 600, while serve would not start)")
+    func masterKeyOfWrongLength() async throws {
+        let h = try TestHarness()
+        _ = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        for length in [0, 31] {
+            try Data(repeating: 7, count: length).write(to: h.dataDirectory.masterKeyFile)
+            chmod(h.dataDirectory.masterKeyFile.path, 0o600)
+            let report = Self.doctor(h)
+            let key = report.findings.filter { $0.check == "master-key" }
+            #expect(key.count == 1 && key.first?.severity == .error && key.first?.message.contains("is not 32 bytes") == true, "\(key)")
+            #expect(report.exitCode == 2)
+        }
+    }
+
     @Test("events not exported for more than two days are a warning once the analytics export is in use")
     func exportLag() async throws {
         let h = try TestHarness()

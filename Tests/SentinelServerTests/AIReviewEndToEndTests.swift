@@ -20,8 +20,9 @@ struct AIReviewEndToEndTests {
         await llm.state.setReview(summary: "Adds configuration loading.", findings: [
             FakeLLMFinding(path: "app.py", line: 2, severity: "medium", category: "correctness", title: "Missing default",
                            body: "`os.environ.get` returns None when KEY is unset.", suggestion: "KEY = os.environ.get('KEY', '')"),
-            // Not in the diff at all: must go to the summary, never onto a wrong line.
+            // Not in the diff at all: must go to the summary, never onto a wrong line; reported twice, it is one.
             FakeLLMFinding(path: "app.py", line: 400, severity: "high", title: "Far away"),
+            FakeLLMFinding(path: "app.py", line: 400, severity: "high", title: "Far  away"),
         ])
         await llm.state.inject(.slow(.milliseconds(300)), api: .openAI, times: 1)
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
@@ -34,6 +35,10 @@ struct AIReviewEndToEndTests {
         #expect(ai["body"]?.contains("```suggestion") == true)
         #expect(!review.comments.contains { $0["line"] == "400" })
         #expect(review.body.contains("Far away"), "the unanchored finding is listed in the summary")
+        // It counts toward the check, so the run records it (unposted) with the others: the run shows
+        // every finding its check counted (it was counted, never stored).
+        #expect(try await world.count("SELECT count(*) FROM findings WHERE title = 'Far away' AND severity = 'high' AND posted = 0 AND line = 400") == 1)
+        #expect(review.body.components(separatedBy: "Far away").count == 2, "listed once: \(review.body)")
         #expect(review.body.contains("Adds configuration loading."))
         let rejected = await world.github.state.rejected
         #expect(rejected.isEmpty, "\(rejected)")

@@ -163,6 +163,31 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a draft marked ready while Sentinel was down is reviewed by the next sweep (its skipped catch-up run covered the head for good); a draft still is not")
+    func draftMarkedReadyWhileDown() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", draft: true,
+                                                         files: GitHubWorld.files))
+        #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.count == 1)
+        #expect(await world.waitForRun(state: .skipped))
+        // Still a draft: nothing new, sweep after sweep.
+        #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.isEmpty == true)
+        // Marked ready while the webhook was missed.
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000", files: GitHubWorld.files))
+        let sweep = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(sweep.reviewsRequested.map(\.prNumber) == [7], "\(sweep)")
+        #expect(await world.waitForRun(state: .completed))
+        #expect(Set(try await world.runs().map(\.trigger)) == ["reconcile", "ready_for_review"])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // The late webhook for it, and further sweeps, add nothing.
+        _ = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "ready_for_review", head: "aaa111"))
+        #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.isEmpty == true)
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") >= 1 })
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 2)
+        await world.stop()
+    }
+
     @Test("a delivery GitHub failed to hand over is redelivered once; stored or old ones are not; the cursor is kept")
     func failedDeliveryIsRedeliveredOnce() async throws {
         let world = try await GitHubWorld()

@@ -377,7 +377,8 @@ public struct Reconciler: Sendable {
                 (requested, capped) = try await workspace.read { db -> ([ReconciledReview], Bool) in
                     var out: [ReconciledReview] = []
                     for pr in pulls where !pr.headSHA.isEmpty {
-                        if try ReviewRunStore.hasRun(repositoryID: repository.id, prNumber: pr.number, headSHA: pr.headSHA, in: db) { continue }
+                        guard try ReviewRunStore.sweepTrigger(repositoryID: repository.id, prNumber: pr.number, headSHA: pr.headSHA,
+                                                              isDraft: pr.isDraft, in: db) != nil else { continue }
                         if out.count >= room { return (out, true) }
                         out.append(ReconciledReview(repository: repository.fullName, prNumber: pr.number, headSHA: pr.headSHA, runID: nil))
                     }
@@ -390,10 +391,11 @@ public struct Reconciler: Sendable {
                     guard let current = try RepositoryStore.find(id: repository.id, in: tx.db), current.enabled, !current.removed else { return ([], false) }
                     var out: [ReconciledReview] = []
                     for pr in pulls where !pr.headSHA.isEmpty {
-                        if try ReviewRunStore.hasRun(repositoryID: current.id, prNumber: pr.number, headSHA: pr.headSHA, in: tx.db) { continue }
+                        guard let trigger = try ReviewRunStore.sweepTrigger(repositoryID: current.id, prNumber: pr.number, headSHA: pr.headSHA,
+                                                                            isDraft: pr.isDraft, in: tx.db) else { continue }
                         if out.count >= room { return (out, true) }
                         let (runID, created) = try ReviewRunStore.request(
-                            repository: current, prNumber: pr.number, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA, trigger: ReviewRunStore.reconcileTrigger,
+                            repository: current, prNumber: pr.number, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA, trigger: trigger,
                             fullReview: false, correlationID: correlationID, in: &tx)
                         if created { out.append(ReconciledReview(repository: current.fullName, prNumber: pr.number, headSHA: pr.headSHA, runID: runID)) }
                     }

@@ -213,7 +213,7 @@ public enum ReviewRunStore {
         let open = try Int64.fetchAll(tx.db, sql: """
             SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running')
             """, arguments: [repositoryID, prNumber])
-        for id in open { try finish(runID: id, state: .skipped, reason: "pull request closed", label: "closed", in: &tx) }
+        for id in open { try finish(runID: id, state: .skipped, reason: closedReason, label: "closed", in: &tx) }
         try tx.db.execute(sql: "INSERT OR IGNORE INTO pull_requests (repository_id, pr_number) VALUES (?, ?)", arguments: [repositoryID, prNumber])
         try tx.db.execute(sql: "UPDATE pull_requests SET closed = 1 WHERE repository_id = ? AND pr_number = ?", arguments: [repositoryID, prNumber])
         return open.count
@@ -331,10 +331,27 @@ public enum ReviewRunStore {
         try finish(runID: run.id, state: .completed, reason: nil, label: "completed", conclusion: prepared.conclusion, in: &tx)
     }
 
-    /// Whether any run (any trigger, any state) exists for this head of the pull request.
-    public static func hasRun(repositoryID: Int64, prNumber: Int, headSHA: String, in db: Database) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?)",
-                          arguments: [repositoryID, prNumber, headSHA]) ?? false
+    /// Why runs of a closed pull request, and of a draft, are skipped (the catch-up sweep reads them back).
+    public static let closedReason = "the pull request is closed"
+    public static let draftReason = "draft pull requests are not reviewed automatically (review.auto_review.drafts)"
+
+    /// The trigger the catch-up sweep requests a run of an open pull request's head with, or nil
+    /// when the head is covered: `reconcile` when it has no run; when every run of it was skipped
+    /// for a reason the listing shows is gone, the webhook the sweep stands in for, `ready_for_review`
+    /// (skipped as a draft, a draft no more) or `reopened` (skipped as closed, open again). Any
+    /// other skip (a plan limit, a setting) stays as it is: requested again it would only be
+    /// skipped again, sweep after sweep.
+    public static func sweepTrigger(repositoryID: Int64, prNumber: Int, headSHA: String, isDraft: Bool, in db: Database) throws -> String? {
+        let runs = try Row.fetchAll(db, sql: """
+            SELECT state, reason FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? ORDER BY id
+            """, arguments: [repositoryID, prNumber, headSHA])
+        guard let last = runs.last else { return reconcileTrigger }
+        guard runs.allSatisfy({ ($0["state"] as String) == RunState.skipped.rawValue }) else { return nil }
+        switch last["reason"] as String? {
+        case draftReason? where !isDraft: return "ready_for_review"
+        case closedReason?: return "reopened"
+        default: return nil
+        }
     }
 
     public static func find(_ id: Int64, in db: Database) throws -> ReviewRun? {

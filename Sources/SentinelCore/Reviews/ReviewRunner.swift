@@ -50,6 +50,9 @@ struct PreparedReview: Codable, Sendable, Equatable {
     /// Findings reported open but not this run's own: posted by an earlier run and found again, or
     /// carried from the last review into code an incremental review did not look at again.
     var stillOpen: [Finding]?
+    /// Findings not on a changed line (listed in the summary): recorded with the run, so the run
+    /// shows every finding its check counted (nil in a review prepared before they were kept).
+    var unanchored: [Finding]?
     /// What `last_reviewed_sha` becomes; nil when part of the change could not be listed.
     var reviewedSHA: String?
     /// The platform refused the inline comments (GitHub's 422): the findings went into the review body instead.
@@ -347,7 +350,8 @@ public struct ReviewRunner: Sendable {
             conclusion: Self.conclusion(blocking: blocking, aiStatus: result.aiStatus, failedRunConclusion: failedRunConclusion).rawValue,
             title: Self.title(findings: result.reportedSeverities.count, aiStatus: result.aiStatus),
             checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
-            summary: result.summary, overLimit: result.overLimit, stillOpen: result.repeated, reviewedSHA: diff.complete ? run.headSHA : nil)
+            summary: result.summary, overLimit: result.overLimit, stillOpen: result.repeated,
+            unanchored: result.unanchored.map(Self.recorded), reviewedSHA: diff.complete ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
@@ -532,7 +536,7 @@ public struct ReviewRunner: Sendable {
         try await workspace.write { tx in
             // Exactly the findings of the posted review; `posted` only for those on a diff line.
             try ReviewRunStore.recordPosted(posted, reviewID: reviewID, findings: record.findings, posted: !record.inlineMovedToSummary,
-                                            inSummary: record.overLimit ?? [], in: tx.db)
+                                            inSummary: (record.overLimit ?? []) + (record.unanchored ?? []), in: tx.db)
         }
         laps.mark("tx_posted")
         try await concluded
@@ -608,6 +612,14 @@ public struct ReviewRunner: Sendable {
         }
     }
 
+    /// A finding not on a changed line as the run records it: where the model put it, without a
+    /// suggestion (nothing was placed), its fingerprint from its text alone.
+    static func recorded(_ raw: RawFinding) -> Finding {
+        Finding(path: raw.path, startLine: raw.startLine, line: raw.line, side: raw.side, severity: raw.severity, category: raw.category,
+                title: raw.title, body: raw.body, suggestion: nil, source: .ai,
+                fingerprint: Fingerprint.of(path: raw.path, category: raw.category, title: raw.title, anchorText: ""))
+    }
+
     /// The webhook trigger a run stands for: a catch-up run (`reconcile`) is the push a missed
     /// `synchronize` would have reviewed when the PR was reviewed before, else the missed `opened`.
     static func effectiveTrigger(_ run: ReviewRun, lastReviewedSHA: String?) -> String {
@@ -622,10 +634,10 @@ public struct ReviewRunner: Sendable {
     /// Why a run is skipped, and the same as a bounded metric label.
     func skipReasonAndLabel(run: ReviewRun, pr: PullRequestInfo, policy: ReviewPolicy, lastReviewedSHA: String? = nil) -> (reason: String, label: String)? {
         let manual = run.trigger.hasPrefix("command:") || run.trigger.hasPrefix("manual:")
-        if !pr.isOpen { return ("the pull request is closed", "closed") }
+        if !pr.isOpen { return (ReviewRunStore.closedReason, "closed") }
         if !policy.reviewEnabled { return ("reviews are turned off by configuration (review.enabled)", "disabled") }
         if manual { return nil }
-        if pr.isDraft && !policy.autoReviewDrafts { return ("draft pull requests are not reviewed automatically (review.auto_review.drafts)", "draft") }
+        if pr.isDraft && !policy.autoReviewDrafts { return (ReviewRunStore.draftReason, "draft") }
         let trigger = Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA)
         if trigger == "push" && !policy.autoReviewOnPush { return ("pushes are not reviewed automatically (review.auto_review.on_push)", "push_not_reviewed") }
         if ["opened", "reopened", "ready_for_review"].contains(trigger) && !policy.autoReviewOnOpen {

@@ -132,7 +132,14 @@ public struct Doctor: Sendable {
             if mode & 0o777 != 0o600 {
                 add(.error, "master-key", "\(key.path) has mode \(String(mode, radix: 8)), not 600", "chmod 600 \(key.path)")
             } else {
-                add(.ok, "master-key", "\(key.path) present, mode 600", nil)
+                do {
+                    // Read as `serve` reads it: a key of another length (emptied, cut short) stops it from starting.
+                    _ = try MasterKey.load(at: key)
+                    add(.ok, "master-key", "\(key.path) present, mode 600", nil)
+                } catch {
+                    add(.error, "master-key", "\(error)",
+                        "restore secrets/master.key from your backup (32 bytes): without it serve does not start and stored credentials cannot be decrypted")
+                }
             }
         } else {
             let hasControl = FileManager.default.fileExists(atPath: dataDirectory.controlFile.path)

@@ -359,8 +359,14 @@ public enum ReviewEngine {
             FileReport(path: file.path, previousPath: file.status == .renamed ? file.oldPath : nil, status: file.status,
                        additions: file.additions, deletions: file.deletions, decision: decision)
         }
+        // The same finding off the changed lines, reported twice (two chunks, two models), is one.
+        var unanchoredSeen = Set<String>()
+        let unanchoredKept = unanchored.filter {
+            $0.severity >= options.minSeverity
+                && unanchoredSeen.insert([$0.path, String($0.line), Fingerprint.normalize($0.title).lowercased()].joined(separator: "\u{1F}")).inserted
+        }
         var result = ReviewResult(findings: ranked.selected,
-                                  unanchored: unanchored.filter { $0.severity >= options.minSeverity },
+                                  unanchored: unanchoredKept,
                                   aiStatus: aiStatus, coverage: coverage, usage: calls, modelSummaries: summaries,
                                   files: reports, chunkCount: chunks.count, droppedBelowFloor: ranked.droppedBelowFloor,
                                   droppedOverLimit: ranked.droppedOverLimit, duplicates: ranked.duplicates,
