@@ -14,9 +14,22 @@ struct DoctorCommand: AsyncParsableCommand {
     var online = false
 
     func run() async throws {
-        let config = try await oneLine { try global.loadConfig() }
+        // A configuration serve refuses is the first error (exit 2, in the JSON too); the other
+        // checks run on the defaults (it ended doctor at once, exit 1, which means warnings).
+        let config: SentinelConfig
+        var configProblem: String? = nil
+        do { config = try global.loadConfig() } catch {
+            configProblem = "\(error)"
+            config = SentinelConfig()
+        }
         var report = Doctor(dataDirectory: global.dataDirectory, config: config).run()
-        if online { report.findings += try await oneLine { try await onlineFindings(config) } }
+        if let configProblem {
+            report.findings.insert(DoctorFinding(severity: .error, check: "config", message: configProblem,
+                                                 fix: "correct the configuration file or SENTINEL_* variable it names: serve and every command refuse it"),
+                                   at: 0)
+        } else if online {
+            report.findings += try await oneLine { try await onlineFindings(config) }
+        }
         if json { try printJSON(report) } else { Self.print(report.findings) }
         if report.exitCode != 0 { throw ExitCode(report.exitCode) }
     }

@@ -253,6 +253,16 @@ struct EmailChannelTests {
         await h.stop()
     }
 
+    @Test("a subject of one character with hundreds of combining marks stays within the 998-byte line limit (one encoded word was 1,617)")
+    func subjectOfOneLongCharacter() {
+        let subject = "Sentinel: a" + String(repeating: "\u{0301}", count: 600)
+        let message = MailMessage(from: "s@example.com", to: ["a@example.com"], subject: subject, body: "b",
+                                  date: Date(timeIntervalSince1970: 0), messageID: "<1@example.com>")
+        let lines = message.rendered().components(separatedBy: "\r\n")
+        #expect(lines.allSatisfy { $0.utf8.count <= 998 }, "\(lines.map(\.utf8.count).max() ?? 0)")
+        #expect(lines.filter { $0.hasPrefix("Subject:") || $0.hasPrefix(" =?UTF-8?B?") }.allSatisfy { $0.utf8.count <= 78 })
+    }
+
     @Test("the rendered message: CRLF lines, quoted-printable at most 76 characters, dot-stuffed DATA")
     func rendering() {
         let message = MailMessage(from: "s@example.com", to: ["a@example.com"], subject: "Hi", body: ".start\n" + String(repeating: "x", count: 200),
@@ -281,6 +291,32 @@ struct SMTPMisbehavingServerTests {
             for _ in 0..<count { buffer.writeString("250 ok\r\n") }
             context.writeAndFlush(NIOAny(buffer), promise: nil)
         }
+    }
+
+    /// A server whose greeting is one line of `length` bytes, sent whole in one write.
+    final class LongGreeting: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let length: Int
+        init(length: Int) { self.length = length }
+        func channelActive(context: ChannelHandlerContext) {
+            var buffer = context.channel.allocator.buffer(capacity: length + 2)
+            buffer.writeString("220 " + String(repeating: "x", count: length - 4) + "\r\n")
+            context.writeAndFlush(NIOAny(buffer), promise: nil)
+        }
+    }
+
+    @Test("a reply line over 4,096 bytes is cut off also when it arrives whole in one read (it was taken up to about 15 KB)")
+    func longLineInOneReadRefused() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(LongGreeting(length: 5_000)) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(server.localAddress?.port)
+        let mail = MailMessage(from: "sentinel@example.com", to: ["dev@example.com"], subject: "s", body: "b")
+        let error = await #expect(throws: SMTPError.self) {
+            try await NIOSMTPClient().send(mail, via: SMTPServer(host: "127.0.0.1", port: port, security: .starttls, timeout: .seconds(10)))
+        }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("a line longer than 4096 bytes"), "\(String(describing: error))")
+        try await server.close()
     }
 
     @Test("a server that floods the client with replies nothing asked for is cut off saying so; the client keeps at most a few")

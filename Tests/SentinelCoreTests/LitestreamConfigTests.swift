@@ -129,6 +129,11 @@ struct LitestreamConfigTests {
         } throws: { error in
             "\(error)".contains("too many aliases")
         }
+        // A quoted empty value is a value, as in the environment; null and a bare key keep the default.
+        try Data("review:\n  command_associations: \"\"\nserver:\n  public_url:\nlog:\n  level: ~\n".utf8).write(to: file)
+        let empty = try ConfigLoader.load(file: file.path, environment: [:])
+        #expect(empty.review.commandAssociations == "" && empty.log.level == SentinelConfig().log.level && empty.server.publicURL == nil)
+        #expect(empty.review.commandAssociations == (try ConfigLoader.load(file: nil, environment: ["SENTINEL_REVIEW_COMMAND_ASSOCIATIONS": ""])).review.commandAssociations)
         // A few aliases, as an admin may use them, still load (and name an unknown key as before).
         try Data("server: &s {port: 9443}\n".utf8).write(to: file)
         #expect(try ConfigLoader.load(file: file.path, environment: [:]).server.port == 9_443)

@@ -61,6 +61,24 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
+    @Test("one run whose tokens cross 80% and 100% of the monthly tokens at once records the soft limit (it was looked at only when a run started)")
+    func tokenSoftLimitCrossedByOneRun() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld(billing: GitHubEndToEndTests.FixedPlan(plan: Plan(name: "tok", reviewsPerMonth: nil, tokensPerMonth: 2_500,
+                                                                                          repositories: nil, seats: nil)))
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.setUsage(input: 2_000, output: 600)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'PlanSoftLimitReached' AND data LIKE '%tokens_per_month%'") == 1)
+        await world.stop()
+        await llm.stop()
+    }
+
     @Test("a retried review job records each AI call once and does not call the model again")
     func usageExactlyOnceAcrossRetries() async throws {
         let llm = try await FakeLLMServer.start()

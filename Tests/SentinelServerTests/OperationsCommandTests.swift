@@ -168,6 +168,24 @@ struct OperationsCommandTests {
         #expect(doctor.stdout.contains("the private key in \(key) does not belong to the certificate in \(certificate)"), "\(doctor.stdout)")
     }
 
+    @Test("doctor with a configuration serve refuses: an error (exit 2) naming it, in the JSON too, and the other checks still run (it was exit 1, no JSON)")
+    func doctorWithInvalidConfig() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let created = try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data])
+        #expect(created.status == 0, "\(created.stderr)")
+        let config = dir.url.appendingPathComponent("bad.yaml")
+        try Data("server:\n  prot: 8443\n".utf8).write(to: config)
+        let doctor = try await SentinelProcess.run(["doctor", "--data-dir", data, "--config", config.path, "--json"])
+        #expect(doctor.status == 2, "\(doctor.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(doctor.stdout.utf8)) as? [String: Any], "\(doctor.stdout)")
+        let findings = try #require(object["findings"] as? [[String: Any]])
+        #expect(findings.first?["check"] as? String == "config" && findings.first?["severity"] as? String == "error", "\(findings.first ?? [:])")
+        #expect((findings.first?["message"] as? String)?.contains("server.prot") == true, "\(findings.first ?? [:])")
+        #expect(findings.contains { $0["check"] as? String == "master-key" })
+    }
+
     @Test("migrate and serve stop on a control.sqlite newer than the binary, naming its version and what to do")
     func newerControl() async throws {
         let dir = TemporaryDirectory("sentinel-ops")

@@ -133,8 +133,11 @@ public struct MailMessage: Sendable, Equatable {
         if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count <= 900 { return value }
         var words: [String] = []
         var chunk: [UInt8] = []
-        for character in value {
-            let bytes = Array(String(character).utf8)
+        // By Unicode scalar, not by Character: one character can be any number of scalars (a letter
+        // and 600 combining marks), which made one encoded word past the 998-byte line limit.
+        // Adjacent encoded words are read as one text, so a character may span two.
+        for scalar in value.unicodeScalars {
+            let bytes = Array(String(scalar).utf8)
             if chunk.count + bytes.count > 39 {
                 words.append("=?UTF-8?B?\(Data(chunk).base64EncodedString())?=")
                 chunk = []
@@ -428,6 +431,11 @@ final class SMTPClientHandler: ChannelDuplexHandler {
         var incoming = unwrapInboundIn(data)
         buffer.writeBuffer(&incoming)
         while let offset = buffer.withUnsafeReadableBytes({ $0.firstIndex(of: UInt8(ascii: "\n")) }) {
+            // A whole line in one read is held to the limit too (only the rest after the last line was).
+            guard offset <= Self.maxLine + 1 else {
+                fail(SMTPError.connection("the server sent a line longer than \(Self.maxLine) bytes"), context: context)
+                return
+            }
             guard var line = buffer.readString(length: offset + 1) else { break }
             line = String(line.dropLast())
             if line.hasSuffix("\r") { line = String(line.dropLast()) }

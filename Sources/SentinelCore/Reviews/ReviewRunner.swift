@@ -155,10 +155,9 @@ public struct ReviewRunner: Sendable {
             // serialised here, so concurrent runs cannot together exceed the plan. A run whose
             // review is already prepared was counted when it started.
             let limit = prepared != nil ? nil : try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
-            if limit == nil {
-                try ReviewRunStore.markRunning(runID, in: &tx)
-                if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: runID, in: &tx) }
-            }
+            if limit == nil { try ReviewRunStore.markRunning(runID, in: &tx) }
+            // A run skipped at the limit is past 80% too (one run's tokens can cross both at once).
+            if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: limit == nil ? runID : nil, in: &tx) }
             let posted = try ReviewRunStore.postedFingerprints(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID, in: tx.db)
             let last = try ReviewRunStore.lastReviewedSHA(repositoryID: run.repositoryID, prNumber: run.prNumber, in: tx.db)
             let open = prepared != nil ? [] : try ReviewRunStore.lastOpenFindings(repositoryID: run.repositoryID, prNumber: run.prNumber, before: runID, in: tx.db)
@@ -355,7 +354,7 @@ public struct ReviewRunner: Sendable {
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,
-                                                   job: context.job, in: workspace)
+                                                   job: context.job, plan: loaded.plan, in: workspace)
         laps.mark("tx_usage")
         // Nothing is posted before the prepared review is stored (durably), so when no attempt had
         // stored one before this one, no review of this run can exist yet: no need to look for it.
@@ -589,7 +588,7 @@ public struct ReviewRunner: Sendable {
     /// record nothing twice.
     /// Returns whether a prepared review was stored already (by another attempt of the job).
     private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, job: JobRecord,
-                             in workspace: WorkspaceActor) async throws -> Bool {
+                             plan: Plan?, in workspace: WorkspaceActor) async throws -> Bool {
         let jobAttempt = job.attempts
         // The spend gate records each call as it returns; only the calls it could not record
         // (none, usually) need their cost looked up (a read of the provider) here.
@@ -604,6 +603,9 @@ public struct ReviewRunner: Sendable {
         return try await workspace.write { tx in
             let earlier = try Bool.fetchOne(tx.db, sql: "SELECT prepared_review IS NOT NULL FROM review_runs WHERE id = ?", arguments: [runID]) ?? false
             try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
+            // The run's own tokens, counted now: a run that takes the workspace past 80% of its
+            // monthly tokens (or past all of them at once) says so (it was looked at only when a run started).
+            if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx) }
             try ReviewRunStore.storePrepared(prepared, runID: runID, in: tx.db)
             // What is left is posting the results (SPEC §4: critical): should this attempt fail or
             // its worker die, the retry goes ahead of the runs still waiting for a model.

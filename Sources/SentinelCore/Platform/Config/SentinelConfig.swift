@@ -418,7 +418,10 @@ public enum ConfigLoader {
                     try walk(v, prefix.isEmpty ? name : prefix + "." + name)
                 }
             case .scalar(let scalar):
-                if scalar.tag.description == "tag:yaml.org,2002:null" || ["null", "~", ""].contains(scalar.string) {
+                // Null (`key:`, `null`, `~`) keeps the default; a quoted `""` is an empty value, as
+                // `SENTINEL_KEY=""` is (it kept the default: `review.command_associations: ""`,
+                // written to turn comment commands off, left them on).
+                if scalar.tag.description == "tag:yaml.org,2002:null" || (scalar.style == .plain && ["null", "~", ""].contains(scalar.string)) {
                     return
                 }
                 out[prefix] = scalar.string
