@@ -47,6 +47,24 @@ struct NotifyCommand: AsyncParsableCommand {
         @Option(help: "For run.findings: the lowest severity that notifies.") var minSeverity: String?
         @Flag(help: "Print JSON.") var json = false
 
+        func validate() throws {
+            // Options of another kind of channel were accepted and dropped without a word.
+            let emailOptions = [smtpHost.map { _ in "--smtp-host" }, smtpPort.map { _ in "--smtp-port" },
+                                smtpUsername.map { _ in "--smtp-username" }, smtpPasswordFile.map { _ in "--smtp-password-file" },
+                                smtpCaFile.map { _ in "--smtp-ca-file" }, from.map { _ in "--from" }, to.isEmpty ? nil : "--to",
+                                smtpSecurity == "starttls" ? nil : "--smtp-security"].compactMap { $0 }
+            let webhookOptions = [urlFile.map { _ in "--url-file" }, secretFile.map { _ in "--secret-file" }].compactMap { $0 }
+            if kind == NotificationChannelKind.email.rawValue, let first = webhookOptions.first {
+                throw ValidationError("\(first) is for slack, teams and webhook channels, not email")
+            }
+            if kind != NotificationChannelKind.email.rawValue, let first = emailOptions.first {
+                throw ValidationError("\(first) is for email channels, not \(kind)")
+            }
+            if minSeverity != nil, !event.contains(NotificationTopic.runFindings.rawValue) {
+                throw ValidationError("--min-severity applies to the \(NotificationTopic.runFindings.rawValue) event only; add --event \(NotificationTopic.runFindings.rawValue)")
+            }
+        }
+
         func run() async throws {
             try await oneLine {
                 let url = try NotifyCommand.readFile(urlFile, what: "URL")

@@ -159,6 +159,11 @@ extension ProviderCommand {
         @Flag(help: "Remove the budget (no limit).") var none = false
         @Flag(help: "Print JSON.") var json = false
 
+        func validate() throws {
+            // Both at once removed the budget without a word about the amount given.
+            if none && usd != nil { throw ValidationError("give --usd AMOUNT or --none, not both") }
+        }
+
         func run() async throws {
             try await oneLine {
                 let (budget, spent) = try await target.withProviders { actor, store in

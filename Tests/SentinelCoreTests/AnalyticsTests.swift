@@ -291,6 +291,27 @@ struct AnalyticsExportTests {
         world.harness.directory.cleanup()
     }
 
+    @Test("a workspace deleted while the dump is written: the other workspaces' watermarks still move (a foreign-key error failed the export)")
+    func workspaceDeletedDuringExport() async throws {
+        let world = try await World(workspaces: 2)
+        let (gone, kept) = (world.workspaces[0], world.workspaces[1])
+        let control = world.harness.control
+        let manifest = try world.exporter.export(beforeWatermarks: {
+            // As the API's delete does it: the row goes, and its watermark with it (ON DELETE CASCADE).
+            try control.write { db in try db.execute(sql: "DELETE FROM workspaces WHERE id = ?", arguments: [gone.rawValue]) }
+        })
+        let watermarks = try control.read { db in
+            try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT workspace_id, last_seq FROM export_watermarks").map {
+                ($0["workspace_id"] as String, $0["last_seq"] as Int64)
+            })
+        }
+        let keptPart = try #require(manifest.workspaces.first { $0.workspaceID == kept.rawValue })
+        #expect(watermarks == [kept.rawValue: keptPart.toSeq], "\(watermarks)")
+        #expect(try world.exporter.export().workspaces.allSatisfy { $0.events == 0 }, "nothing of the kept workspace is carried again")
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+
     @Test("an exporter killed between the rename and the watermark update loses and duplicates nothing")
     func crashBeforeWatermarks() async throws {
         struct Killed: Error {}

@@ -68,6 +68,23 @@ struct BackupTests {
         #expect(try control.dueEntry(ws) != nil, "a restored workspace is looked at once by the scheduler")
     }
 
+    @Test("restoring one workspace control.sqlite no longer lists (deleted) is refused (it came back as a file nothing serves, reported restored)")
+    func restoreOfUnregisteredWorkspaceRefused() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("gone")
+        await h.supervisor.shutdown()
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        try h.control.write { db in try db.execute(sql: "DELETE FROM workspaces WHERE id = ?", arguments: [ws.rawValue]) }
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(ws))
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws)
+        } throws: { error in
+            "\(error)".contains("is not registered")
+        }
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(ws).path))
+    }
+
     @Test("restore refuses a damaged backup and leaves the data directory untouched")
     func damagedBackupRefused() async throws {
         let h = try TestHarness()

@@ -79,6 +79,24 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
+    @Test("an Azure endpoint pasted with its query, or an API version that would add a query parameter, is refused when added (requests went to a mangled URL)")
+    func azureEndpointChecked() async throws {
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        func add(_ base: String, version: String? = nil) async throws {
+            _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await store.add(kind: "azure-openai", apiKey: "k-0123456789", model: "gpt-4o", baseURL: URL(string: base)!, apiVersion: version,
+                                    deployment: "prod", by: "test", in: actor)
+            }
+        }
+        await #expect(throws: IntegrationError.self) {
+            try await add("https://acme.openai.azure.com/openai/deployments/foo/chat/completions?api-version=2024-02-01")
+        }
+        await #expect(throws: IntegrationError.self) { try await add("https://acme.openai.azure.com", version: "2024-10-21&api-key=LEAK") }
+        try await add("https://acme.openai.azure.com", version: "2024-10-01-preview")
+        await world.stop()
+    }
+
     @Test("a retried review job records each AI call once and does not call the model again")
     func usageExactlyOnceAcrossRetries() async throws {
         let llm = try await FakeLLMServer.start()

@@ -153,6 +153,20 @@ struct FaultMatrixTests {
         await world.stop()
     }
 
+    @Test("GitHub failing past every retry and then refusing the check's conclusion once: the check is still concluded failed (it stayed in progress)")
+    func checkConcludedAfterRetriesRunOut() async throws {
+        let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 3 })
+        await world.github.state.inject("POST reviews", Array(repeating: .status(502), count: 10))
+        await world.github.state.inject("PATCH check-runs", [.status(502)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        let run = try #require(await Self.finished(world))
+        #expect(run.state == .failed, "\(run.reason ?? "")")
+        #expect(await eventually { await world.github.state.checkRuns.values.first?.status == "completed" })
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.conclusion == "failure" && check.title == "Review failed", "\(check)")
+        await world.stop()
+    }
+
     private func checkGitHubFault(_ fault: PlatformFault, world: GitHubWorld) async throws {
         let state = world.github.state
         switch fault {

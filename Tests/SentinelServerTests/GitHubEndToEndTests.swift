@@ -634,6 +634,25 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a run superseded while its job waits out a Retry-After concludes the check it had started, neutral (it stayed in progress for good)")
+    func supersededWhileWaiting() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("GET files", [.rateLimited(retryAfter: 2)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("GET files") })
+        #expect(await world.github.state.checkRuns.values.contains { $0.headSHA == "aaa111" })
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "bbb222", baseSHA: "bbb000", files: GitHubWorld.files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await eventually {
+            await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }.allSatisfy { $0.status == "completed" && $0.conclusion == "neutral" }
+        })
+        let old = await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }
+        #expect(old.count == 1 && old.first?.title == "Superseded", "\(old)")
+        #expect(try await world.runs().first { $0.headSHA == "aaa111" }?.state == .superseded)
+        await world.stop()
+    }
+
     @Test("5xx, 429 with Retry-After, a secondary rate limit and a timeout still end in exactly one review")
     func faultsAreRetried() async throws {
         let world = try await GitHubWorld()

@@ -50,6 +50,15 @@ struct NotifyCommandTests {
                                                  "--url-file", urlFile, "--event", "run.failed"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("unknown channel kind 'pager'"), "\(bad.stderr)")
+        // Options of another kind of channel were dropped without a word (and a minimum severity nothing used).
+        let mixed = try await SentinelProcess.run(["notify", "add", "--data-dir", data, "--workspace", "acme", "--kind", "slack", "--name", "x",
+                                                   "--url-file", urlFile, "--smtp-host", "mail.example.com", "--event", "run.failed"])
+        #expect(mixed.status != 0 && mixed.stderr.contains("--smtp-host is for email channels, not slack"), "\(mixed.stderr)")
+        let severity = try await SentinelProcess.run(["notify", "add", "--data-dir", data, "--workspace", "acme", "--kind", "slack", "--name", "x",
+                                                      "--url-file", urlFile, "--min-severity", "high", "--event", "run.failed"])
+        #expect(severity.status != 0 && severity.stderr.contains("--min-severity applies to the run.findings event only"), "\(severity.stderr)")
+        let both = try await SentinelProcess.run(["provider", "budget", "--data-dir", data, "--workspace", "acme", "--none", "--usd", "5"])
+        #expect(both.status != 0 && both.stderr.contains("give --usd AMOUNT or --none, not both"), "\(both.stderr)")
 
         for channelID in [id, hookID] {
             #expect(try await SentinelProcess.run(["notify", "remove", channelID, "--data-dir", data, "--workspace", "acme"]).status == 0)

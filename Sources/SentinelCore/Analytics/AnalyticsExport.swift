@@ -111,12 +111,15 @@ public struct AnalyticsExporter: Sendable {
         try control.write { db in
             // A workspace that stopped at an event it could not encode still advances over the
             // events before it: they are in the dump.
+            // A workspace deleted while the dump was written has no watermark left to move (its row
+            // would break the foreign key, and with it every other workspace's watermark).
             for part in parts where part.toSeq > part.fromSeq {
                 try db.execute(sql: """
-                    INSERT INTO export_watermarks (workspace_id, last_seq, export_id, updated_at) VALUES (?, ?, ?, ?)
+                    INSERT INTO export_watermarks (workspace_id, last_seq, export_id, updated_at)
+                    SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = ?)
                     ON CONFLICT (workspace_id) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),
                         export_id = excluded.export_id, updated_at = excluded.updated_at
-                    """, arguments: [part.workspaceID, part.toSeq, exportID, now.epoch])
+                    """, arguments: [part.workspaceID, part.toSeq, exportID, now.epoch, part.workspaceID])
             }
         }
         return manifest

@@ -233,8 +233,12 @@ public enum ReviewRunStore {
         guard tx.db.changesCount == 1, let run = try find(runID, in: tx.db) else { return false }
         let metrics = tx.metrics
         tx.afterCommit { metrics.runFinished(outcome: state.rawValue, reason: label) }
-        try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
-                          arguments: [tx.now.epoch, "run:\(runID)"])
+        // A waiting job is cancelled, unless the run started its check run: the job then runs to
+        // conclude it (`ReviewRunner.concludeEndedCheck`), or it stayed "in progress" for good.
+        if run.checkRunID == nil {
+            try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
+                              arguments: [tx.now.epoch, "run:\(runID)"])
+        }
         let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db)
         let counts = try Row.fetchAll(tx.db, sql: """
             SELECT severity, category, count(*) AS n FROM findings WHERE run_id = ? GROUP BY severity, category ORDER BY severity, category

@@ -164,7 +164,7 @@ public struct ReviewRunner: Sendable {
             return Loaded(run: run, repository: repo, alreadyPosted: posted, lastOpen: open, lastReviewedSHA: last, planLimit: limit, prepared: prepared,
                           plan: plan)
         }) else {
-            logger.info("run already finished; nothing to do")
+            try await concludeEndedCheck(runID: runID, workspace: workspace, logger: logger)
             return
         }
         laps.mark("tx_start")
@@ -184,13 +184,36 @@ public struct ReviewRunner: Sendable {
                     if let retryAfter { throw JobFailure.retryAfter(retryAfter, message) }
                     throw error
                 }
+                // The check must be concluded (a required check left "in progress" holds the pull
+                // request): should the platform still refuse that, the job goes dead and `runDied`
+                // retries the conclusion as a job of its own.
                 try await fail(run: loaded.run, reason: "gave up after \(context.job.attempts) attempts: \(message)", label: "platform_retries_exhausted", session: session,
-                               repo: repo, checkID: checkID, workspace: workspace, logger: logger)
+                               repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
             case .permanent(let message):
                 try await fail(run: loaded.run, reason: message, label: "platform_refused", session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             }
         }
         // Any other error is retried by the queue; when the job goes dead, `runDied` ends the run.
+    }
+
+    /// A run that ended while its job waited (superseded by a newer push, skipped as closed,
+    /// cancelled) after its check run was started: the check is concluded here, neutral, with the
+    /// run's reason; it stayed "in progress" for good. Concluding a concluded check changes nothing.
+    private func concludeEndedCheck(runID: Int64, workspace: WorkspaceActor, logger: Logger) async throws {
+        let ended = try await workspace.read { db -> (ReviewRun, RepositoryRecord, String)? in
+            guard let run = try ReviewRunStore.find(runID, in: db), run.state == .superseded || run.state == .skipped, run.reviewID == nil,
+                  let check = run.checkRunID, let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
+            return (run, repo, check)
+        }
+        guard let (run, repository, checkID) = ended else {
+            logger.info("run already finished; nothing to do")
+            return
+        }
+        let session = try await connector.session(for: repository, in: workspace)
+        try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral,
+                                        title: run.state == .superseded ? "Superseded" : "Review skipped",
+                                        summary: "Not posted: \(Self.outside(run.reason ?? "a newer run replaced this one")).")
+        logger.info("run ended while its job waited; its check concluded", metadata: ["state": "\(run.state.rawValue)"])
     }
 
     /// The `onDead` hook of `review.run`: the job went dead (retries exhausted, its lease expired
@@ -312,7 +335,7 @@ public struct ReviewRunner: Sendable {
         // Shared limits (AI budget, plan tokens) are checked before every call and each call is
         // recorded as it returns, so concurrent runs see each other's spend.
         let runID = run.id
-        let gate = RunSpendGuard(workspace: workspace, runID: runID, jobAttempt: context.job.attempts, repository: repo,
+        let gate = RunSpendGuard(workspace: workspace, runID: runID, jobAttempt: context.job.attempts, claimedAt: context.job.startedAt, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) },
                                  stopReason: { db in try ReviewRunStore.stopReason(runID, in: db) })
         var result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
@@ -589,20 +612,20 @@ public struct ReviewRunner: Sendable {
     /// Returns whether a prepared review was stored already (by another attempt of the job).
     private func recordUsage(of result: ReviewResult, prepared: PreparedReview, runID: Int64, repository: String, job: JobRecord,
                              plan: Plan?, in workspace: WorkspaceActor) async throws -> Bool {
-        let jobAttempt = job.attempts
+        let (jobAttempt, claimedAt) = (job.attempts, job.startedAt)
         // The spend gate records each call as it returns; only the calls it could not record
         // (none, usually) need their cost looked up (a read of the provider) here.
         let recorded = Set(try await workspace.read { db in
             try String.fetchAll(db, sql: "SELECT call_key FROM usage_records WHERE run_id = ?", arguments: [runID])
         })
         var unrecorded: [(call: ModelCallRecord, costUSD: Double)] = []
-        for call in result.usage where !recorded.contains(UsageLedger.callKey(runID: runID, jobAttempt: jobAttempt, call: call)) {
+        for call in result.usage where !recorded.contains(UsageLedger.callKey(runID: runID, jobAttempt: jobAttempt, claimedAt: claimedAt, call: call)) {
             unrecorded.append((call, await models.cost(of: call, in: workspace)))
         }
         let calls = unrecorded
         return try await workspace.write { tx in
             let earlier = try Bool.fetchOne(tx.db, sql: "SELECT prepared_review IS NOT NULL FROM review_runs WHERE id = ?", arguments: [runID]) ?? false
-            try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, in: &tx)
+            try UsageLedger.record(calls, runID: runID, repository: repository, jobAttempt: jobAttempt, claimedAt: claimedAt, in: &tx)
             // The run's own tokens, counted now: a run that takes the workspace past 80% of its
             // monthly tokens (or past all of them at once) says so (it was looked at only when a run started).
             if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx) }

@@ -5,7 +5,9 @@ import GRDB
 /// local diff (`sentinel review --workspace`), which belongs to no run and no repository but is paid
 /// for with the workspace's keys all the same.
 public enum UsageOwner: Sendable, Equatable {
-    case run(id: Int64, jobAttempt: Int, repository: String)
+    /// `claimedAt`: when the job was claimed for this attempt; a job given back at shutdown counts
+    /// the attempt again, and only the claim tells its calls from the earlier ones.
+    case run(id: Int64, jobAttempt: Int, repository: String, claimedAt: Double? = nil)
     case localReview(id: String)
 }
 
@@ -13,20 +15,20 @@ public enum UsageOwner: Sendable, Equatable {
 /// retried transaction or a second recording of the same call counts it once) and one
 /// `UsageRecorded` event per new row.
 public enum UsageLedger {
-    public static func callKey(runID: Int64, jobAttempt: Int, call: ModelCallRecord) -> String {
-        "run:\(runID):job:\(jobAttempt):chunk:\(call.chunk):attempt:\(call.attempt)"
+    public static func callKey(runID: Int64, jobAttempt: Int, claimedAt: Double? = nil, call: ModelCallRecord) -> String {
+        "run:\(runID):job:\(jobAttempt)\(claimedAt.map { "@" + String(format: "%.6f", $0) } ?? ""):chunk:\(call.chunk):attempt:\(call.attempt)"
     }
 
     public static func callKey(for owner: UsageOwner, call: ModelCallRecord) -> String {
         switch owner {
-        case .run(let id, let jobAttempt, _): callKey(runID: id, jobAttempt: jobAttempt, call: call)
+        case .run(let id, let jobAttempt, _, let claimedAt): callKey(runID: id, jobAttempt: jobAttempt, claimedAt: claimedAt, call: call)
         case .localReview(let id): "local:\(id):chunk:\(call.chunk):attempt:\(call.attempt)"
         }
     }
 
     public static func record(_ calls: [(call: ModelCallRecord, costUSD: Double)], runID: Int64, repository: String, jobAttempt: Int,
-                              in tx: inout WorkspaceTransaction) throws {
-        try record(calls, for: .run(id: runID, jobAttempt: jobAttempt, repository: repository), in: &tx)
+                              claimedAt: Double? = nil, in tx: inout WorkspaceTransaction) throws {
+        try record(calls, for: .run(id: runID, jobAttempt: jobAttempt, repository: repository, claimedAt: claimedAt), in: &tx)
     }
 
     /// Records `calls` for `owner`. A local review's calls have no run, repository or platform:
@@ -37,7 +39,7 @@ public enum UsageLedger {
         var context: [String: String] = [:]
         let (runID, subject): (Int64?, String)
         switch owner {
-        case .run(let id, _, let repository):
+        case .run(let id, _, let repository, _):
             (runID, subject) = (id, "run:\(id)")
             context["repository"] = repository
             context["platform"] = try RepositoryStore.platform(ofRun: id, in: tx.db)
@@ -140,9 +142,9 @@ public actor RunSpendGuard: ModelCallGate {
     }
 
     /// The limits of a review run; `stopReason` tells when the run no longer wants calls.
-    public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, repository: String, plan: Plan?,
+    public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, claimedAt: Double? = nil, repository: String, plan: Plan?,
                 cost: @escaping Cost = { _ in 0 }, stopReason: (@Sendable (Database) throws -> String?)? = nil) {
-        self.init(workspace: workspace, owner: .run(id: runID, jobAttempt: jobAttempt, repository: repository), plan: plan, cost: cost,
+        self.init(workspace: workspace, owner: .run(id: runID, jobAttempt: jobAttempt, repository: repository, claimedAt: claimedAt), plan: plan, cost: cost,
                   stopReason: stopReason)
     }
 

@@ -67,6 +67,14 @@ struct ModelTextTests {
         #expect(ModelText.neutralize("~~~\n@dataclass `x\n~~~\nthen `y` @team") == "~~~\n@dataclass `x\n~~~\nthen `y` @\(zw)team")
     }
 
+    @Test("images in model text become links (every reader's browser fetched them where images are not proxied); a project of the same group is a reference too")
+    func imagesAndSameGroupReferences() {
+        let zw = "\u{200B}"
+        #expect(ModelText.neutralize("see ![x](https://evil.example/t.png?reader=1), <img src=x> and <IMG/src=y>, not <image-name> nor `![k](v)`")
+                == "see !\(zw)[x](https://evil.example/t.png?reader=1), &lt;img src=x> and &lt;IMG/src=y>, not <image-name> nor `![k](v)`")
+        #expect(ModelText.neutralize("like other-project#5 and other-project!7; see #12") == "like other-project#\(zw)5 and other-project!\(zw)7; see #12")
+    }
+
     @Test("a suggestion fence written in the model's text is shown as code, never as a one-click change; the finding's own suggestion still is one")
     func suggestionFencesInText() {
         let finding = Finding(path: "a.py", line: 31, side: .right, severity: .medium, category: "bug", title: "Fix",

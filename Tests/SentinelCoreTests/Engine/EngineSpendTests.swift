@@ -168,6 +168,26 @@ struct EngineSpendTests {
         await h.stop()
     }
 
+    @Test("a job given back at shutdown runs the same attempt number again: its calls still count (they collided with the first claim's and were dropped)")
+    func callsOfAReclaimedAttemptCount() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        let count = try await h.supervisor.withWorkspace(ws) { actor -> Int in
+            let call = ModelCallRecord(chunk: 0, attempt: 1, provider: "prv_fake", model: "fake-1", usage: TokenUsage(inputTokens: 900, outputTokens: 100),
+                                       parsed: true)
+            for claimedAt in [1_000.25, 2_000.5] {
+                try await actor.write { tx in
+                    try UsageLedger.record([(call: call, costUSD: 0.1)], runID: runA, repository: "acme/api", jobAttempt: 1, claimedAt: claimedAt, in: &tx)
+                    // The same call recorded twice within one claim (the gate, then the prepared review) is one.
+                    try UsageLedger.record([(call: call, costUSD: 0.1)], runID: runA, repository: "acme/api", jobAttempt: 1, claimedAt: claimedAt, in: &tx)
+                }
+            }
+            return try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM usage_records WHERE run_id = ?", arguments: [runA]) ?? 0 }
+        }
+        #expect(count == 2)
+        await h.stop()
+    }
+
     @Test("the plan's token limit is checked before every call, not only at run start")
     func planTokensCheckedPerCall() async throws {
         let h = try TestHarness()

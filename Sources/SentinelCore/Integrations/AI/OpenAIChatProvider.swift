@@ -104,7 +104,7 @@ public struct OpenAIChatProvider: WireFormatProvider {
         guard json.object != nil else { throw ProviderError.malformed("the response is not a JSON object") }
         if let message = json["error"]?["message"]?.string {
             // Some compatible servers answer 200 with an error object.
-            throw ProviderError.badRequest(String(message.prefix(300)))
+            throw ProviderError.badRequest(RemoteText.clean(String(message.prefix(300))))
         }
         guard let choice = json["choices"]?.array?.first else { throw ProviderError.malformed("the response has no choices") }
         let message = choice["message"]

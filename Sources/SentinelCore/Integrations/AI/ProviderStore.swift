@@ -77,6 +77,10 @@ public struct ProviderStore: Sendable {
             throw IntegrationError.invalid("azure-openai needs --base-url (https://RESOURCE.openai.azure.com) and a deployment name")
         }
         if let baseURL { try validate(baseURL) }
+        // The API version goes into the query as it is: it is a date, `2024-10-21` or `2024-10-01-preview`.
+        if let apiVersion, !apiVersion.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) {
+            throw IntegrationError.invalid("api_version must be letters, digits, '-' and '.' (like 2024-10-21)")
+        }
         let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
         let id = "prv_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: Self.context(id)) }
@@ -227,6 +231,12 @@ public struct ProviderStore: Sendable {
         // `security.plain_http_hosts`; private addresses are checked when a call connects.
         do { try destinations.requireSecure(url, field: "base_url") } catch let error as DestinationError {
             throw IntegrationError.invalid(error.description)
+        }
+        // Paths are appended to the base URL: a query or fragment in it (Azure's "Target URI",
+        // `…/chat/completions?api-version=…`, pasted whole) ended up in the middle of every request's path.
+        if url.query != nil || url.fragment != nil {
+            throw IntegrationError.invalid("base_url must not hold a query or fragment (?… or #…): give the endpoint alone, "
+                                           + "e.g. https://NAME.openai.azure.com, and the API version with --api-version")
         }
     }
 }

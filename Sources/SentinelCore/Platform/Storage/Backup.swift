@@ -226,6 +226,19 @@ public struct BackupService: Sendable {
         }
         defer { _ = (lock, restoring) }
         try dataDirectory.prepare()
+        if let only, !selected.contains(where: { $0.kind == .control }),
+           FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
+            // A workspace control.sqlite does not list (deleted) would come back as a file nothing
+            // serves, backs up or exports, reported restored all the same.
+            let control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
+            let registered = try control.workspace(only) != nil
+            try control.close()
+            guard registered else {
+                throw StorageError.notFound("workspace \(only) is not registered in \(dataDirectory.controlFile.path) (it was deleted, or belongs to "
+                                            + "another appliance): a restored file would be served by nothing; restore it with the control.sqlite of "
+                                            + "the same backup (sentinel restore --from DIR, without --workspace)")
+            }
+        }
         // 1. Verify everything into staged copies next to their destinations.
         var staged: [(BackupEntry, URL, URL)] = []
         defer { for (_, temp, _) in staged { try? FileSystem.removeIfPresent(temp) } }

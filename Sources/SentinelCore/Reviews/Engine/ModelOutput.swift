@@ -414,7 +414,7 @@ public enum ModelText {
             marked = marked.replacingOccurrences(of: #"(`{3,}|~{3,})([ \t]*)(?=suggestion)"#, with: "$1$2text ",
                                                  options: [.regularExpression, .caseInsensitive])
         }
-        guard marked.utf8.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") }) else {
+        guard marked.utf8.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") || $0 == UInt8(ascii: "<") }) else {
             return marked
         }
         // Code spans are left as they are: nothing in them links or notifies. Elsewhere:
@@ -431,14 +431,28 @@ public enum ModelText {
         var previous: Character = " "
         var pendingAt = false
         var pendingReference = false
+        var pendingImage = false
         // The run of name characters and slashes just before the current position.
         var token = ""
         for index in marked.indices {
             let ch = marked[index]
             while span < code.count, code[span].upperBound <= index { span += 1 }
             let inCode = span < code.count && code[span].contains(index)
-            if (pendingAt && (ch.isLetter || ch.isNumber || ch == "_" || ch == ".")) || (pendingReference && ch.isASCII && ch.isNumber) {
+            if (pendingAt && (ch.isLetter || ch.isNumber || ch == "_" || ch == ".")) || (pendingReference && ch.isASCII && ch.isNumber)
+                || (pendingImage && ch == "[") {
                 out.append("\u{200B}")
+            }
+            // An image (`![x](https://…)`, `<img src=…>`) is fetched by every reader's browser where
+            // the platform does not proxy images (GitLab without its asset proxy): the model's
+            // text can only link one.
+            pendingImage = !inCode && ch == "!"
+            if !inCode, ch == "<", Self.opensMediaTag(marked[marked.index(after: index)...]) {
+                out.append("&lt;")
+                previous = ch
+                token = ""
+                pendingAt = false
+                pendingReference = false
+                continue
             }
             // The platforms find mentions after any character but an ASCII letter, digit or `_`
             // (Ruby's `\w`): `café@octocat` mentions octocat.
@@ -446,13 +460,22 @@ public enum ModelText {
             pendingReference = false
             if !inCode, ch == "#" || ch == "!" {
                 let parts = token.split(separator: "/", omittingEmptySubsequences: false)
-                pendingReference = parts.count >= 2 && parts.allSatisfy { !$0.isEmpty }
+                // GitLab reads `project#12` as an issue of that project in the same group, too.
+                pendingReference = !token.isEmpty && parts.allSatisfy { !$0.isEmpty }
             }
             if ch.isASCII, ch.isLetter || ch.isNumber || ch == "-" || ch == "_" || ch == "." || ch == "/" { token.append(ch) } else { token = "" }
             out.append(ch)
             previous = ch
         }
         return out
+    }
+
+    /// Whether text after a `<` opens an HTML element that loads media.
+    static func opensMediaTag(_ rest: Substring) -> Bool {
+        let name = rest.prefix(8).lowercased()
+        return ["img", "picture", "video", "audio", "source", "iframe", "image"].contains { tag in
+            name.hasPrefix(tag) && (name.count == tag.count || " \t\r\n/>".contains(name[name.index(name.startIndex, offsetBy: tag.count)]))
+        }
     }
 
     /// Only the comment opener, for code (suggestions), where mentions are inert.

@@ -460,7 +460,10 @@ public enum ReviewEngine {
                                        usage: meteredUsage(reply, prompt: prompt), parsed: output != nil, durationMs: durationMs)
             calls.append(call)
             await admission.settle(estimate, call: call)
-            if let output { return ChunkOutcome(index: index, output: output, failure: nil, calls: calls) }
+            // An answer stopped at the output-token limit is not the whole review even when it reads
+            // as one: a structured answer (Anthropic's tool input) arrives re-serialised whole from
+            // arguments the limit cut off, so it parses.
+            if let output, !reply.hitOutputLimit { return ChunkOutcome(index: index, output: output, failure: nil, calls: calls) }
             if reply.hitOutputLimit {
                 // The same limit cuts the same answer off again: asking twice only doubles the cost.
                 return ChunkOutcome(index: index, output: nil, failure:
