@@ -79,6 +79,24 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
+    @Test("a usage number past any model's context (a broken proxy's 1e12) is metered at the estimate, not recorded as a month's tokens and a fortune")
+    func implausibleUsageMeteredAtEstimate() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.setUsage(input: 1_000_000_000_000, output: 2_500_000_000_000)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.count("SELECT count(*) FROM usage_records") == 1)
+        #expect(try await world.count("SELECT count(*) FROM usage_records WHERE input_tokens BETWEEN 1 AND 2000000 AND output_tokens < 2000000 AND cost_usd < 1") == 1)
+        await world.stop()
+        await llm.stop()
+    }
+
     @Test("an Azure endpoint pasted with its query, or an API version that would add a query parameter, is refused when added (requests went to a mangled URL)")
     func azureEndpointChecked() async throws {
         let world = try await GitHubWorld()
@@ -94,6 +112,13 @@ struct AIReviewEndToEndTests {
         }
         await #expect(throws: IntegrationError.self) { try await add("https://acme.openai.azure.com", version: "2024-10-21&api-key=LEAK") }
         try await add("https://acme.openai.azure.com", version: "2024-10-01-preview")
+        // Without the deployment's model its calls were priced as gpt-4o-mini, whatever it runs.
+        await #expect(throws: IntegrationError.self) {
+            _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await store.add(kind: "azure-openai", apiKey: "k-0123456789", model: nil, baseURL: URL(string: "https://acme.openai.azure.com")!,
+                                    deployment: "prod", by: "test", in: actor)
+            }
+        }
         await world.stop()
     }
 

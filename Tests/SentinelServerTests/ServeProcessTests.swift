@@ -324,6 +324,11 @@ struct ServeProcessTests {
         let usage = try await SentinelProcess.run(["usage", "--data-dir", data, "--workspace", "acme", "--period", "2026-11", "--json"])
         #expect(usage.status == 0, "\(usage.stderr)")
         #expect(usage.stdout.contains("\"period\""))
+        // Only YYYY-MM names a month (`+2026-12` was December under the heading "+2026-12", without the plan's limits).
+        for odd in ["+2026-12", "2026-0012", "2026-1"] {
+            let refused = try await SentinelProcess.run(["usage", "--data-dir", data, "--workspace", "acme", "--period", odd])
+            #expect(refused.status != 0 && refused.stderr.contains("period must be YYYY-MM"), "\(odd): \(refused.stderr)")
+        }
     }
 
     @Test("user create, token create and workspace add-member from the command line; the token works against the served API")

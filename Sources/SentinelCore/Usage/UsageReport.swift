@@ -26,6 +26,9 @@ public struct UsageReport: Codable, Sendable, Equatable {
 
     /// `YYYY-MM` → [start, end) in seconds since 1970, UTC.
     public static func bounds(ofPeriod period: String) -> (Double, Double)? {
+        // Exactly YYYY-MM: `Int()` read `+2026-12`, `2026-0012` and `2026-1` as months, under
+        // headings that were not the month's name (and without the plan's limits).
+        guard period.wholeMatch(of: /[0-9]{4}-[0-9]{2}/) != nil else { return nil }
         let parts = period.split(separator: "-")
         guard parts.count == 2, let year = Int(parts[0]), let month = Int(parts[1]), (1...12).contains(month), (1970...9999).contains(year) else {
             return nil

@@ -76,6 +76,12 @@ public struct ProviderStore: Sendable {
         if kind == "azure-openai", baseURL == nil || (deployment ?? "").isEmpty {
             throw IntegrationError.invalid("azure-openai needs --base-url (https://RESOURCE.openai.azure.com) and a deployment name")
         }
+        // A deployment runs whatever model it was made with: its calls are priced, and checked
+        // against ai.allowed_models, by the model named here (a default of gpt-4o-mini priced a
+        // gpt-4o deployment at a sixteenth of its cost).
+        if kind == "azure-openai", (model ?? "").isEmpty {
+            throw IntegrationError.invalid("azure-openai needs the model its deployment runs (--model gpt-4o, …): its calls are priced by it")
+        }
         if let baseURL { try validate(baseURL) }
         // The API version goes into the query as it is: it is a date, `2024-10-21` or `2024-10-01-preview`.
         if let apiVersion, !apiVersion.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) {

@@ -420,9 +420,18 @@ public enum ReviewEngine {
     /// do; then the estimate of the prompt and of the answer's text. Otherwise a server that leaves
     /// `usage` out would make every limit count its calls as free.
     static func meteredUsage(_ reply: ModelReply, prompt: ReviewPrompt) -> TokenUsage {
-        guard reply.usage.inputTokens * 4 < prompt.estimatedTokens else { return reply.usage }
-        return TokenUsage(inputTokens: prompt.estimatedTokens, outputTokens: max(reply.usage.outputTokens, TokenEstimator.estimate(reply.text)))
+        var usage = reply.usage
+        // More than any model reads or writes in one call, and far past the prompt (a broken
+        // proxy's `1e15`): one such number ended the workspace's month at its plan's token limit
+        // and recorded a cost of $800,000. Metered at the estimate instead.
+        if usage.inputTokens > max(prompt.estimatedTokens * 16, Self.implausibleTokens) { usage.inputTokens = prompt.estimatedTokens }
+        if usage.outputTokens > Self.implausibleTokens { usage.outputTokens = TokenEstimator.estimate(reply.text) }
+        guard usage.inputTokens * 4 < prompt.estimatedTokens else { return usage }
+        return TokenUsage(inputTokens: prompt.estimatedTokens, outputTokens: max(usage.outputTokens, TokenEstimator.estimate(reply.text)))
     }
+
+    /// Tokens past every model's context window (today's largest hold 2 million).
+    static let implausibleTokens = 2_000_000
 
     /// One chunk: call, parse; unusable output is retried once (a new sample often fixes it);
     /// any other error is final here because the router already retried and fell back.
