@@ -199,6 +199,21 @@ struct DoctorTests {
         #expect(errors.contains { $0.check == "workspace" && $0.message.contains("workspace \(missing) is offline") })
     }
 
+    @Test("a database file this user cannot write (made by a command run as root) is an error (doctor said all good; the next write failed)")
+    func unwritableDatabaseFile() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let file = h.dataDirectory.workspaceFile(ws)
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.canWrite = { $0.path != file.path }
+        let report = doctor.run()
+        let found = report.findings.filter { $0.check == "data-dir" && $0.severity == .error }
+        #expect(found.count == 1 && found.first?.message.contains("1 database file(s) are not writable") == true
+                && found.first?.message.contains(file.path) == true, "\(found)")
+        #expect(report.exitCode == 2)
+    }
+
     @Test("a master key of the wrong length is an error (doctor said present, mode 600, while serve would not start)")
     func masterKeyOfWrongLength() async throws {
         let h = try TestHarness()

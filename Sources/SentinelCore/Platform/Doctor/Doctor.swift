@@ -41,6 +41,8 @@ public struct Doctor: Sendable {
     public var freeSpace: @Sendable (URL) -> Int64?
     /// The network or FUSE file system holding a path, if it is on one (injectable for tests).
     public var remoteFileSystem: @Sendable (String) -> DataDirectoryFileSystem? = DataDirectoryFileSystem.remote(at:)
+    /// Whether this user may write a file (`access(2)`; injectable: the tests run as root, whom it never refuses).
+    public var canWrite: @Sendable (URL) -> Bool = { access($0.path, W_OK) == 0 }
     /// A run `running` for longer than this is reported as stuck.
     public var stuckRunHours: Double = 6
     /// Events not exported for longer than this are reported (when the analytics export is in use).
@@ -87,6 +89,18 @@ public struct Doctor: Sendable {
         return (Int(info.st_mode) & 0o7777, info.st_uid)
     }
 
+    /// The SQLite files of the data directory (control, journal, workspaces) and their `-wal`/`-shm`.
+    static func databaseFiles(in dataDirectory: DataDirectory) -> [URL] {
+        var out: [URL] = []
+        for directory in [dataDirectory.root, dataDirectory.workspacesDirectory] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+            for name in names.sorted() where name.hasSuffix(".sqlite") || name.hasSuffix(".sqlite-wal") || name.hasSuffix(".sqlite-shm") {
+                out.append(directory.appendingPathComponent(name))
+            }
+        }
+        return out
+    }
+
     private func checkModes(_ add: (DoctorFinding.Severity, String, String, String?) -> Void) {
         let root = dataDirectory.root
         let me = geteuid()
@@ -98,7 +112,14 @@ public struct Doctor: Sendable {
             add(.error, "data-dir", "\(root.path) is not writable by uid \(me) (\(reason))",
                 "run doctor as the user Sentinel runs as, or `chown -R sentinel:sentinel \(root.path)`")
         case nil:
-            break
+            // The directory is writable; a file in it may not be (made by a command run as root:
+            // every write to it then fails with "attempt to write a readonly database").
+            let unwritable = Self.databaseFiles(in: dataDirectory).filter { !canWrite($0) }
+            if let first = unwritable.first {
+                let owner = Self.mode(first).map { " (owner uid \($0.1))" } ?? ""
+                add(.error, "data-dir", "\(unwritable.count) database file(s) are not writable by uid \(me), e.g. \(first.path)\(owner)",
+                    "run doctor as the user Sentinel runs as, or `chown -R sentinel:sentinel \(root.path)`")
+            }
         }
         switch remoteFileSystem(root.path) {
         case let fs? where fs.isNetwork:
