@@ -66,11 +66,7 @@ struct AIReviewEndToEndTests {
         let llm = try await FakeLLMServer.start()
         let world = try await GitHubWorld(billing: GitHubEndToEndTests.FixedPlan(plan: Plan(name: "tok", reviewsPerMonth: nil, tokensPerMonth: 2_500,
                                                                                           repositories: nil, seats: nil)))
-        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
-        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
-            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
-                                by: "test", in: actor)
-        }
+        try await world.addOpenAIProvider(llm)
         await llm.state.setUsage(input: 2_000, output: 600)
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
@@ -83,11 +79,7 @@ struct AIReviewEndToEndTests {
     func implausibleUsageMeteredAtEstimate() async throws {
         let llm = try await FakeLLMServer.start()
         let world = try await GitHubWorld()
-        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
-        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
-            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
-                                by: "test", in: actor)
-        }
+        try await world.addOpenAIProvider(llm)
         await llm.state.setUsage(input: 1_000_000_000_000, output: 2_500_000_000_000)
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
@@ -442,11 +434,7 @@ struct AIReviewCostLookupTests {
             lookups.withLock { $0 = resolver }
             return resolver
         })
-        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
-        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
-            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
-                                by: "test", in: actor)
-        }
+        try await world.addOpenAIProvider(llm)
         await llm.state.setReview(summary: "Fine.", findings: [])
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
