@@ -116,7 +116,7 @@ struct EnginePathFilterTests {
 
     @Test func labels() {
         #expect(SkipReason.allCases.map(\.label) == [
-            "lock files", "vendored", "generated", "minified", "binary", "diff not available from the platform", "excluded by config",
+            "lock files", "vendored", "generated", "minified", "binary", "no changed lines (renamed only)", "diff not available from the platform", "excluded by config",
             "not in include paths", "over budget", "deleted",
         ])
     }
@@ -127,19 +127,22 @@ struct EnginePathFilterTests {
             [{"filename":"big.py","status":"modified","additions":9000,"deletions":3},
              {"filename":"logo.png","status":"added","additions":0,"deletions":0},
              {"filename":"app/auth2.py","status":"modified","additions":3,"deletions":1,"patch":"@@ -10,2 +10,9 @@\n-a\n"},
-             {"filename":"ok.py","status":"modified","additions":1,"deletions":0,"patch":"@@ -1,1 +1,2 @@\n a\n+b\n"}]
+             {"filename":"ok.py","status":"modified","additions":1,"deletions":0,"patch":"@@ -1,1 +1,2 @@\n a\n+b\n"},
+             {"filename":"src/new_name.py","previous_filename":"src/old_name.py","status":"renamed","additions":0,"deletions":0}]
             """#.utf8))
         let gitlab = try JSONDecoder().decode([GitLabDiff].self, from: Data(#"""
             [{"old_path":"secrets.env","new_path":"secrets.env","too_large":true,"diff":""},
              {"old_path":"gen.js","new_path":"gen.js","collapsed":true,"diff":""},
              {"old_path":"img.png","new_path":"img.png","diff":""},
-             {"old_path":"ok.py","new_path":"ok.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]
+             {"old_path":"ok.py","new_path":"ok.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"},
+             {"old_path":"old.sh","new_path":"new.sh","renamed_file":true,"diff":""}]
             """#.utf8))
         let filter = PathFilter(defaultSkips: false)
         let fromGitHub = GitHubSession.diffFiles(github).map { filter.decision(for: $0) }
-        #expect(fromGitHub == [.skip(.diffUnavailable), .skip(.binary), .skip(.diffUnavailable), .review])
+        // A rename without changes has no patch either; it was counted binary.
+        #expect(fromGitHub == [.skip(.diffUnavailable), .skip(.binary), .skip(.diffUnavailable), .review, .skip(.noChangedLines)])
         let fromGitLab = GitLabSession.diffFiles(gitlab).map { filter.decision(for: $0) }
-        #expect(fromGitLab == [.skip(.diffUnavailable), .skip(.diffUnavailable), .skip(.binary), .review])
+        #expect(fromGitLab == [.skip(.diffUnavailable), .skip(.diffUnavailable), .skip(.binary), .review, .skip(.noChangedLines)])
         #expect(ReviewCoverage(reviewedFiles: 1, totalFiles: 4, skipped: [.diffUnavailable: 2, .binary: 1]).sentence
                 == "Reviewed 1 of 4 files; skipped 3: binary (1), diff not available from the platform (2).")
     }

@@ -1,7 +1,7 @@
 import Foundation
 
 public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
-    case lockFile, vendored, generated, minified, binary, diffUnavailable, excluded, notIncluded, overBudget, deleted
+    case lockFile, vendored, generated, minified, binary, noChangedLines, diffUnavailable, excluded, notIncluded, overBudget, deleted
 
     /// The human label used in summaries and check output.
     public var label: String {
@@ -11,6 +11,7 @@ public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Compa
         case .generated: return "generated"
         case .minified: return "minified"
         case .binary: return "binary"
+        case .noChangedLines: return "no changed lines (renamed only)"
         case .diffUnavailable: return "diff not available from the platform"
         case .excluded: return "excluded by config"
         case .notIncluded: return "not in include paths"

@@ -74,6 +74,10 @@ public struct GitLabSession: SourceControlSession {
             // Left out by GitLab, or a diff that does not parse: not available (not reviewed); an
             // empty diff of a file GitLab did not leave out is binary.
             let unavailable = leftOut || !(d.diff ?? "").isEmpty
+            // An empty diff of a renamed file is a rename without changes, not a binary file.
+            if !unavailable, status == .renamed {
+                return DiffFile(oldPath: oldPath, newPath: newPath, status: status, hunks: [], unreviewable: .noChangedLines)
+            }
             return DiffFile(oldPath: oldPath, newPath: newPath, status: status, isBinary: !unavailable, hunks: [],
                             unreviewable: unavailable ? .diffUnavailable : nil)
         }
