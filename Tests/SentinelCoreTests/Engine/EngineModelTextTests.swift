@@ -67,6 +67,28 @@ struct ModelTextTests {
         #expect(ModelText.neutralize("~~~\n@dataclass `x\n~~~\nthen `y` @team") == "~~~\n@dataclass `x\n~~~\nthen `y` @\(zw)team")
     }
 
+    @Test("mentions, references and images the platform renders live through emphasis, escapes, entities, slashes, links and joining characters are defused")
+    func moreWaysToRenderLive() {
+        let zw = "\u{200B}"
+        // `_` closing emphasis before `@` starts a text node of its own.
+        #expect(ModelText.neutralize("_x_@all and __init__@octocat") == "_x_@\(zw)all and __init__@\(zw)octocat")
+        // A backslash escape or an entity inside the name renders as the character.
+        #expect(ModelText.neutralize("see octo/repo\\#12 and octo/rep&#111;#12") == "see octo/repo\\#\(zw)12 and octo/repo#\(zw)12")
+        // A leading or doubled slash (GitLab's absolute project path).
+        #expect(ModelText.neutralize("see /octo/repo#12 and a//project#5") == "see /octo/repo#\(zw)12 and a//project#\(zw)5")
+        // A backtick in a link's destination or title, or in a bare URL, pairs with none.
+        for text in ["[x](/`) @all `", "[x](<`>) @all `", "[x](/u \"`\") @all `", "https://e.com/` @all `", "www.example.com/` @all `"] {
+            #expect(ModelText.neutralize(text).contains("@\(zw)all"), "\(text)")
+        }
+        // A character that joins the next (U+0600 before `@`, `!`, `<`) or a mark after `[`.
+        #expect(ModelText.neutralize("\u{0600}@all") == "\u{0600}@\(zw)all")
+        #expect(ModelText.neutralize("\u{0600}![x](https://evil.example/p.png)") == "\u{0600}!\(zw)[x](https://evil.example/p.png)")
+        #expect(ModelText.neutralize("\u{0600}<img src=x>") == "\u{0600}&lt;img src=x>")
+        #expect(ModelText.neutralize("![\u{0301}x](https://evil.example/p.png)") == "!\(zw)[\u{0301}x](https://evil.example/p.png)")
+        // A suggestion fence whose info string is spelled with an entity.
+        #expect(!ModelText.neutralize("```sugg&#101;stion\nx = 1\n```").contains("```sugg"))
+    }
+
     @Test("images in model text become links (every reader's browser fetched them where images are not proxied); a project of the same group is a reference too")
     func imagesAndSameGroupReferences() {
         let zw = "\u{200B}"

@@ -72,6 +72,13 @@ public struct Doctor: Sendable {
         checkModes(add)
         checkSetupToken(add)
         checkTLS(add)
+        if case .readOnlyFileSystem = DataDirectoryWriteProblem(at: root.path) {
+            // SQLite opens a file in WAL mode by writing its `-shm`: on a read-only file system every
+            // database check fails, and their "restore it from a backup" would replace healthy files.
+            add(.warning, "schema", "the database files are not checked while \(root.path) is read-only (SQLite needs to write beside them to read them)",
+                fix: "remount it read-write, then run doctor again")
+            return DoctorReport(dataDirectory: root.path, findings: findings)
+        }
         let survey = PreUpgradeSnapshot.survey(dataDirectory, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
         checkSchemas(survey, add)
         checkDisk(survey, add)

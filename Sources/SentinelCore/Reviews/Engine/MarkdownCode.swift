@@ -114,6 +114,29 @@ enum MarkdownCode {
                 i += 1
             }
 
+            // A link's destination and title (`[x](/`) …`) and a bare URL (`https://e.com/` …`) are
+            // read before code spans: a backtick in one pairs with none.
+            for opener in [Array("](".utf8), Array("://".utf8), Array("www.".utf8)] {
+                var at = 0
+                while let found = Self.find(opener, in: b, from: at) {
+                    var j = found + opener.count
+                    while j < b.count, b[j] != UInt8(ascii: " "), b[j] != UInt8(ascii: "\n"), b[j] != UInt8(ascii: "\t") {
+                        if b[j] == Self.backtick { return nil }
+                        if opener.first == UInt8(ascii: "]"), b[j] == UInt8(ascii: ")") { break }
+                        j += 1
+                    }
+                    // A title in quotes may hold spaces: up to the closing parenthesis on the line.
+                    if opener.first == UInt8(ascii: "]") {
+                        var k = j
+                        while k < b.count, b[k] != UInt8(ascii: "\n"), b[k] != UInt8(ascii: ")") {
+                            if b[k] == Self.backtick { return nil }
+                            k += 1
+                        }
+                    }
+                    at = found + 1
+                }
+            }
+
             var found: [Range<Int>] = []
             var paragraph: Range<Int>? = nil
             func closeParagraph() -> Bool {
@@ -168,6 +191,16 @@ enum MarkdownCode {
             }
             guard closeParagraph() else { return nil }
             return found.sorted { $0.lowerBound < $1.lowerBound }
+        }
+
+        static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+            guard needle.count <= haystack.count, start <= haystack.count - needle.count else { return nil }
+            var i = start
+            while i <= haystack.count - needle.count {
+                if haystack[i] == needle[0], haystack[i..<(i + needle.count)].elementsEqual(needle) { return i }
+                i += 1
+            }
+            return nil
         }
 
         /// `<` followed by this starts an autolink, a tag, a comment, a declaration or a processing instruction.

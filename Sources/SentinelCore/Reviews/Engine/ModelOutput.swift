@@ -401,17 +401,28 @@ public enum ModelText {
     public static func neutralize(_ text: String) -> String {
         var marked = BidiControls.spelledOut(neutralizeMarkers(text))
         if marked.utf8.contains(UInt8(ascii: "&")) {
-            // `&#64;all` and `&commat;all` render as `@all`, which the platforms then read as a
-            // mention (`&#35;` as `#`, `&excl;` as `!`): spelled as the characters, they are defused below.
-            marked = marked.replacingOccurrences(of: #"&#0*64;|&#[xX]0*40;|&commat;"#, with: "@", options: .regularExpression)
-                .replacingOccurrences(of: #"&#0*35;|&#[xX]0*23;|&num;"#, with: "#", options: .regularExpression)
-                .replacingOccurrences(of: #"&#0*33;|&#[xX]0*21;|&excl;"#, with: "!", options: .regularExpression)
+            // `&#64;all`, `&commat;all` and `octo/rep&#111;#12` render as `@all` and `octo/repo#12`,
+            // which the platforms then read as a mention or a reference: the characters of names
+            // and references, spelled as entities, are written as themselves and defused below.
+            marked = marked.replacingOccurrences(of: "&commat;", with: "@").replacingOccurrences(of: "&num;", with: "#")
+                .replacingOccurrences(of: "&excl;", with: "!")
+            if marked.utf8.contains(UInt8(ascii: "#")) {
+                marked = marked.replacing(/&#([xX][0-9a-fA-F]{1,8}|[0-9]{1,10});/) { match -> String in
+                    let body = match.output.1
+                    let value = body.first == "x" || body.first == "X" ? UInt32(body.dropFirst(), radix: 16) : UInt32(body)
+                    guard let value, let scalar = Unicode.Scalar(value), Self.isNameCharacter(scalar) || "@#!".unicodeScalars.contains(scalar) else {
+                        return String(match.output.0)
+                    }
+                    return String(Character(scalar))
+                }
+            }
         }
-        if marked.range(of: "suggestion", options: .caseInsensitive) != nil {
+        if marked.range(of: "suggestion", options: .caseInsensitive) != nil || marked.utf8.contains(UInt8(ascii: "&")) {
             // A fence the model opens as `suggestion` would be a one-click change on the comment's
             // lines (GitLab's `suggestion:-35+0` reaching far above them), past every check the
-            // finding's own `suggestion` gets: such fences show their text as plain code.
-            marked = marked.replacingOccurrences(of: #"(`{3,}|~{3,})([ \t]*)(?=suggestion)"#, with: "$1$2text ",
+            // finding's own `suggestion` gets: such fences, and fences whose info string holds an
+            // entity (`sugg&#101;stion` is read as `suggestion`), show their text as plain code.
+            marked = marked.replacingOccurrences(of: #"(`{3,}|~{3,})([ \t]*)(?=suggestion|[^\n`]*&)"#, with: "$1$2text ",
                                                  options: [.regularExpression, .caseInsensitive])
         }
         guard marked.utf8.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") || $0 == UInt8(ascii: "<") }) else {
@@ -423,51 +434,61 @@ public enum ModelText {
         //   another repository, which GitHub and GitLab link and mark ("mentioned this …"), so
         //   model text steered by a pull request could leave such marks, under the bot's name,
         //   on any project the platform holds (`#12` within the repository is kept);
-        // a zero-width space after the @, # or ! keeps the text and drops the link.
+        // a zero-width space after the @, # or ! keeps the text and drops the link. The text is
+        // read by Unicode scalar, as the markdown readers and the platforms' filters read it: a
+        // character that joins the next one (U+0600 before `@`) or a mark after `[` hid them.
         let code = MarkdownCode.spans(in: marked)
+        let scalars = marked.unicodeScalars
         var span = 0
-        var out = ""
-        out.reserveCapacity(marked.utf8.count + 8)
-        var previous: Character = " "
+        var out = String.UnicodeScalarView()
+        var previous: Unicode.Scalar = " "
         var pendingAt = false
         var pendingReference = false
         var pendingImage = false
         // The run of name characters and slashes just before the current position.
         var token = ""
-        for index in marked.indices {
-            let ch = marked[index]
+        var index = scalars.startIndex
+        while index < scalars.endIndex {
+            let ch = scalars[index]
+            defer { index = scalars.index(after: index) }
             while span < code.count, code[span].upperBound <= index { span += 1 }
             let inCode = span < code.count && code[span].contains(index)
-            if (pendingAt && (ch.isLetter || ch.isNumber || ch == "_" || ch == ".")) || (pendingReference && ch.isASCII && ch.isNumber)
-                || (pendingImage && ch == "[") {
+            if (pendingAt && (ch.properties.isAlphabetic || ch.properties.numericType != nil || ch == "_" || ch == "."))
+                || (pendingReference && ("0"..."9").contains(ch)) || (pendingImage && ch == "[") {
                 out.append("\u{200B}")
             }
             // An image (`![x](https://…)`, `<img src=…>`) is fetched by every reader's browser where
             // the platform does not proxy images (GitLab without its asset proxy): the model's
             // text can only link one.
             pendingImage = !inCode && ch == "!"
-            if !inCode, ch == "<", Self.opensMediaTag(marked[marked.index(after: index)...]) {
-                out.append("&lt;")
-                previous = ch
-                token = ""
-                pendingAt = false
-                pendingReference = false
+            if !inCode, ch == "<", Self.opensMediaTag(Substring(scalars[scalars.index(after: index)...])) {
+                out.append(contentsOf: "&lt;".unicodeScalars)
+                (previous, token, pendingAt, pendingReference) = (ch, "", false, false)
                 continue
             }
-            // The platforms find mentions after any character but an ASCII letter, digit or `_`
-            // (Ruby's `\w`): `café@octocat` mentions octocat.
-            pendingAt = !inCode && ch == "@" && !(previous.isASCII && (previous.isLetter || previous.isNumber || previous == "_"))
+            // The platforms find mentions after any character but an ASCII letter or digit
+            // (`café@octocat` mentions octocat; so does `_x_@all`, whose `_` closes emphasis).
+            pendingAt = !inCode && ch == "@" && !(previous.isASCII && (previous.properties.isAlphabetic || ("0"..."9").contains(previous)))
             pendingReference = false
             if !inCode, ch == "#" || ch == "!" {
-                let parts = token.split(separator: "/", omittingEmptySubsequences: false)
-                // GitLab reads `project#12` as an issue of that project in the same group, too.
-                pendingReference = !token.isEmpty && parts.allSatisfy { !$0.isEmpty }
+                // GitLab reads `project#12` (same group) and `/group/project#12` as references too.
+                pendingReference = token.unicodeScalars.contains { $0.properties.isAlphabetic || ("0"..."9").contains($0) }
             }
-            if ch.isASCII, ch.isLetter || ch.isNumber || ch == "-" || ch == "_" || ch == "." || ch == "/" { token.append(ch) } else { token = "" }
+            if Self.isNameCharacter(ch) || ch == "/" {
+                token.unicodeScalars.append(ch)
+            } else if ch != "\\" {
+                // A backslash escape (`octo/repo\#12`) renders as the character alone.
+                token = ""
+            }
             out.append(ch)
             previous = ch
         }
-        return out
+        return String(out)
+    }
+
+    /// ASCII letters, digits and `-_.`: what names of users, groups and projects are made of.
+    static func isNameCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "-" || scalar == "_" || scalar == ".")
     }
 
     /// Whether text after a `<` opens an HTML element that loads media.
