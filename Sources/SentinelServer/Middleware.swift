@@ -26,7 +26,9 @@ struct ObservabilityMiddleware: RouterMiddleware {
         // to every line it logs (`Telemetry.metadataProvider`): not copied into the logger's own
         // metadata as well, which copied that dictionary for every request.
         var trace = ServiceContext.topLevel
-        InstrumentationSystem.instrument.extract(request.headers, into: &trace, using: HTTPFieldsExtractor())
+        if let carrier = TraceHeaders.carrier(of: request.headers) {
+            InstrumentationSystem.instrument.extract(carrier, into: &trace, using: HTTPFieldsExtractor())
+        }
         trace.correlationID = correlationID
         let start = ContinuousClock.now
         return await Telemetry.withSpan("\(request.method.rawValue)", context: trace, kind: .server) { span in
@@ -42,7 +44,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
                     // that meaning too, as its client was told it.
                     let cause = (error as? ServerError)?.underlyingError ?? error
                     var metadata: Logger.Metadata = ["error": "\(String(describing: type(of: cause)))", "path": "\(request.uri.path)",
-                                                     "status": "\(problem.status)"]
+                                                     "status": "\(problem.status)", "reason": "\(RemoteText.redactCredentials(String(String(describing: cause).prefix(RemoteText.maxCharacters))))"]
                     if problem.status != 500, let detail = problem.detail { metadata["detail"] = "\(detail)" }
                     context.logger.error("request failed", metadata: metadata)
                 }
@@ -50,7 +52,8 @@ struct ObservabilityMiddleware: RouterMiddleware {
             }
             response.headers[.requestID] = correlationID
             if response.status == .unsupportedMediaType, request.headers[.contentEncoding] != nil { response.headers[.acceptEncoding] = "identity" }
-            let route = context.endpointPath ?? "unmatched"
+            // Hummingbird names a request no route matched `NotFound`; the metrics and spans say `unmatched`.
+            let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
             let status = Int(response.status.code)
             span.operationName = "\(request.method.rawValue) \(route)"
             span.attributes["http.request.method"] = request.method.rawValue
@@ -116,6 +119,38 @@ extension ObservabilityMiddleware {
 }
 
 /// Reads a `traceparent` (and `tracestate`) from request headers.
+/// The trace context a request carries (W3C Trace Context), and nothing else of its headers: the
+/// tracer logs the carrier it could not read, which held every header (credentials included).
+/// A `traceparent` that is not well formed starts a new trace without a word; one of a later
+/// version is read, as the recommendation asks, by its first four fields.
+enum TraceHeaders {
+    static let traceparent = HTTPField.Name("traceparent")!
+    static let tracestate = HTTPField.Name("tracestate")!
+
+    static func carrier(of headers: HTTPFields) -> HTTPFields? {
+        guard let value = headers[traceparent], let parent = wellFormed(value) else { return nil }
+        var carrier = HTTPFields()
+        carrier[traceparent] = parent
+        if let state = headers[tracestate], state.utf8.count <= 512 { carrier[tracestate] = state }
+        return carrier
+    }
+
+    /// `00-<32 hex>-<16 hex>-<2 hex>` (lowercase), or nil; a later version's first four fields as version 00.
+    static func wellFormed(_ value: String) -> String? {
+        let bytes = Array(value.utf8.prefix(56))
+        guard bytes.count >= 55, bytes.count == 55 || bytes[55] == UInt8(ascii: "-") else { return nil }
+        func hex(_ range: Range<Int>) -> Bool {
+            bytes[range].allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) }
+        }
+        guard hex(0..<2), bytes[2] == UInt8(ascii: "-"), hex(3..<35), bytes[35] == UInt8(ascii: "-"), hex(36..<52), bytes[52] == UInt8(ascii: "-"),
+              hex(53..<55), !(bytes[0] == UInt8(ascii: "f") && bytes[1] == UInt8(ascii: "f")) else { return nil }
+        if bytes[0] == UInt8(ascii: "0"), bytes[1] == UInt8(ascii: "0") {
+            return bytes.count == 55 ? value : nil
+        }
+        return "00" + String(decoding: bytes[2..<55], as: UTF8.self)
+    }
+}
+
 struct HTTPFieldsExtractor: Extractor {
     func extract(key: String, from carrier: HTTPFields) -> String? {
         HTTPField.Name(key).flatMap { carrier[$0] }

@@ -55,7 +55,7 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 let text = try readInputText(file, what: "config file")
-                let parsed = RepositoryConfigParser.parse(text, file: file)
+                let parsed = RepositoryConfigParser.parse(text, file: file, settings: true)
                 if parsed.hasErrors { throw CLIError(parsed.errors.map(\.formatted).joined(separator: "; ")) }
                 let (version, scope) = try await target.withWorkspace { actor in
                     let repoID = try await target.repositoryID(in: actor)

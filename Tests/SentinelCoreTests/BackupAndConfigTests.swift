@@ -83,6 +83,57 @@ struct BackupTests {
             "\(error)".contains("is not registered")
         }
         #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(ws).path))
+        // Without --workspace (what the message once advised, and what a deleted workspace's final
+        // backup, which holds no control.sqlite, would need): refused the same.
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out)
+        } throws: { error in
+            "\(error)".contains("is not registered") && "\(error)".contains("nothing was restored")
+        }
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(ws).path))
+    }
+
+    @Test("a backup whose file is a link is refused: the link would have become the live workspace file, pointing outside the data directory")
+    func linkInBackupRefused() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("a")
+        await h.supervisor.shutdown()
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        let copy = out.appendingPathComponent("workspaces/\(ws.rawValue).sqlite")
+        let elsewhere = h.directory.url.appendingPathComponent("elsewhere.sqlite")
+        try FileManager.default.moveItem(at: copy, to: elsewhere)
+        try FileManager.default.createSymbolicLink(at: copy, withDestinationURL: elsewhere)
+        try h.control.close()
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws)
+        } throws: { error in
+            "\(error)".contains("not a regular file")
+        }
+        let attributes = try FileManager.default.attributesOfItem(atPath: h.dataDirectory.workspaceFile(ws).path)
+        #expect(attributes[.type] as? FileAttributeType == .typeRegular)
+    }
+
+    @Test("a restore names the workspaces its backup could not read when it was taken, and what becomes of them")
+    func restoreNamesSkippedWorkspaces() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let healthy = try h.createWorkspace("healthy")
+        let damaged = try h.createWorkspace("damaged")
+        await h.supervisor.shutdown()
+        try FileManager.default.removeItem(at: h.dataDirectory.workspaceFile(damaged))
+        try Data(repeating: 0x5A, count: 100_000).write(to: h.dataDirectory.workspaceFile(damaged))
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("nightly")
+        #expect(try service.backup(to: out, control: h.control).skipped?.map(\.workspaceID) == [damaged.rawValue])
+        try h.control.close()
+        // Onto a new machine: the damaged workspace has no file there.
+        let fresh = DataDirectory(path: h.directory.url.appendingPathComponent("new").path)
+        var messages: [String] = []
+        let restored = try BackupService(dataDirectory: fresh, opener: DatabaseOpener()).restore(from: out, log: { messages.append($0) })
+        #expect(restored.count == 2 && restored.contains { $0.workspaceID == healthy.rawValue })
+        #expect(messages.contains { $0.contains(damaged.rawValue) && $0.contains("not in this backup") && $0.contains("stays offline") }, "\(messages)")
     }
 
     @Test("restore refuses a damaged backup and leaves the data directory untouched")
@@ -186,6 +237,9 @@ struct BackupTests {
         #expect(FileManager.default.fileExists(atPath: h.dataDirectory.controlFile.path))
         #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(ws).path))
         #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent(BackupManifest.fileName).path))
+        // Refused before anything is made in it: no `workspaces/workspaces/` left behind.
+        #expect(throws: (any Error).self) { try service.backup(to: h.dataDirectory.workspacesDirectory, control: h.control) }
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspacesDirectory.appendingPathComponent("workspaces").path))
         #expect(try await h.supervisor.withWorkspace(ws) { try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs")! } } == 1)
         // A directory of its own inside the data directory (backups/NAME, as the nightly timer does) is fine.
         #expect(try service.backup(to: h.dataDirectory.backupsDirectory.appendingPathComponent("manual"), control: h.control).files.count == 2)

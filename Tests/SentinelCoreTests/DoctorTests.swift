@@ -229,6 +229,21 @@ struct DoctorTests {
         }
     }
 
+    @Test("a master key that cannot be looked at is said to be unreadable, with why, not missing")
+    func masterKeyUnreadable() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        // Tests run as root, whom permissions do not stop: a path through a file fails the same way (ENOTDIR).
+        let secrets = h.dataDirectory.secretsDirectory
+        try FileManager.default.removeItem(at: secrets)
+        try Data("not a directory".utf8).write(to: secrets)
+        let key = Self.doctor(h).findings.filter { $0.check == "master-key" }
+        #expect(key.count == 1 && key.first?.severity == .error && key.first?.message.contains("cannot be read (Not a directory)") == true, "\(key)")
+        #expect(key.first?.message.contains("missing") == false)
+    }
+
     @Test("events not exported for more than two days are a warning once the analytics export is in use")
     func exportLag() async throws {
         let h = try TestHarness()

@@ -34,7 +34,8 @@ struct GitLabAdapterTests {
         let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: RepeatingPages(log: log))
         let listed = try await client.mergeRequestDiffs(project: 1, iid: 1)
         #expect(listed.diffs.count == 2 && listed.unlisted == 0)
-        #expect(await log.pages == ["1", "2"])
+        // (`?`: the merge request itself, read for its `changes_count`.)
+        #expect(await log.pages.filter { $0 != "?" } == ["1", "2"])
     }
 
     @Test("the catch-up sweep takes only what the webhook path would: a positive number and a head of letters and digits")
@@ -44,12 +45,35 @@ struct GitLabAdapterTests {
         #expect(pulls.filter(\.isReviewable).map(\.number) == [5])
     }
 
-    @Test("draft titles are recognised as GitLab marks them")
+    @Test("a merge request is a draft when GitLab says so; its title counts only where GitLab sends no flag, read by GitLab's rule")
     func draftTitles() {
-        for title in ["Draft: fix", "draft: fix", "[Draft] fix", "(Draft) fix", "WIP: fix", "[WIP] fix"] {
-            #expect(GitLabSession.hasDraftTitle(title), "\(title)")
+        for title in ["Draft: fix", "draft: fix", "[Draft] fix", "(Draft) fix"] {
+            #expect(GitLabSession.isDraft(flag: nil, workInProgress: nil, title: title), "\(title)")
         }
-        for title in ["Fix drafts", "Redraft: the parser", "fix"] { #expect(!GitLabSession.hasDraftTitle(title), "\(title)") }
+        // GitLab itself does not hold these as drafts (WIP was dropped in 14.0): no "ready" event would ever come.
+        for title in ["Fix drafts", "Redraft: the parser", "fix", "Draft release notes for v2", "WIP: refactor parser", "[WIP] fix", " Draft: x"] {
+            #expect(!GitLabSession.isDraft(flag: nil, workInProgress: nil, title: title), "\(title)")
+        }
+        #expect(!GitLabSession.isDraft(flag: false, workInProgress: false, title: "Draft release notes"))
+        #expect(!GitLabSession.isDraft(flag: false, workInProgress: nil, title: "Draft: x"))
+        #expect(GitLabSession.isDraft(flag: true, workInProgress: nil, title: "release notes"))
+        #expect(GitLabSession.isDraft(flag: nil, workInProgress: true, title: "WIP: x"))
+    }
+
+    @Test("a path that is both a new file and a renamed file's old path: a comment on the new side lands on the new file")
+    func positionPrefersTheSidesPath() throws {
+        let diffs = try JSONDecoder().decode([GitLabDiff].self, from: Data(#"""
+            [{"old_path":"config.py","new_path":"config_old.py","renamed_file":true,"new_file":false,"deleted_file":false,"diff":"@@ -1 +1 @@\n-DEBUG = True\n+DEBUG = False\n"},
+             {"old_path":"config.py","new_path":"config.py","new_file":true,"renamed_file":false,"deleted_file":false,"diff":"@@ -0,0 +1 @@\n+SETTING = 1\n"}]
+            """#.utf8))
+        let files = GitLabSession.diffFiles(diffs)
+        let right = ReviewComment(path: "config.py", line: 1, side: .right, startLine: nil, body: "b")
+        let onNew = try #require(GitLabSession.position(of: right, in: files, base: "b", start: "s", head: "h"))
+        #expect(onNew.new_path == "config.py" && onNew.old_path == "config.py" && onNew.new_line == 1)
+        // The old side of the renamed file is still reached by its old path.
+        let left = ReviewComment(path: "config.py", line: 1, side: .left, startLine: nil, body: "b")
+        let onOld = try #require(GitLabSession.position(of: left, in: files, base: "b", start: "s", head: "h"))
+        #expect(onOld.old_path == "config.py" && onOld.new_path == "config_old.py" && onOld.old_line == 1)
     }
 
     @Test("suggestion fences become GitLab's suggestion:-N+0 for the lines the finding spans")

@@ -48,6 +48,19 @@ struct JSONLogHandlerTests {
         #expect(line.range(of: #""b":"2","z":"1""#) != nil, "nested keys are sorted too")
     }
 
+    @Test("the error a library passes with an event is written (why a trace export failed), its token shapes redacted")
+    func eventError() throws {
+        struct ExportFailed: Error, CustomStringConvertible { var description: String { "HTTP 500 from collector (token ghp_0123456789abcdefABCDEF0123456789abcd)" } }
+        let log = CapturedLog()
+        let logger = Logger.sentinel(level: "info", sink: log.sink)
+        logger.handler.log(event: LogEvent(level: .warning, message: "Failed to export batch.", error: ExportFailed(), metadata: ["batch_id": "53"],
+                                           source: nil, file: #fileID, function: #function, line: #line))
+        let object = try parse(try #require(log.all.first))
+        let error = try #require(object["error"] as? String)
+        #expect(error.hasPrefix("HTTP 500 from collector") && !error.contains("ghp_0123"), "\(error)")
+        #expect(object["batch_id"] as? String == "53")
+    }
+
     @Test("metadata of the line wins over the logger's, warnings carry their source, the time is ISO 8601 UTC")
     func fields() throws {
         let log = CapturedLog()

@@ -22,6 +22,25 @@ struct UserLifecycleTests {
         try IdentityService.checkPasswordRules(String(repeating: "a", count: 72))
     }
 
+    @Test("emails are compared composed (NFC): two spellings of one address that look alike are one account, and either signs in")
+    func emailsComposed() throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = identity(h)
+        let composed = try identity.createUser(email: "jos\u{E9}@x.io", password: password, isAdmin: false)
+        #expect(composed.email.unicodeScalars.elementsEqual("jos\u{E9}@x.io".unicodeScalars))
+        #expect(throws: IdentityError.self) { try identity.createUser(email: "jose\u{301}@x.io", password: password, isAdmin: false) }
+        #expect(try identity.user(email: "JOSE\u{301}@X.IO")?.id == composed.id)
+        // An address stored decomposed by an earlier version is rewritten by the migration.
+        try h.control.write { db in
+            try db.execute(sql: "INSERT INTO users (id, email, password_hash, is_admin, created_at) VALUES ('usr_old', ?, 'x', 0, 0)",
+                           arguments: ["zo\u{65}\u{308}@x.io"])
+            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = '0009_emails_composed'")
+        }
+        let restarted = try TestHarness(reusing: h)
+        #expect(try self.identity(restarted).user(email: "zo\u{EB}@x.io")?.id == "usr_old")
+    }
+
     @Test("a user holds at most 100 API tokens in use (revoked and expired ones do not count) and 50 sessions (the oldest end)")
     func tokenAndSessionCaps() async throws {
         let h = try TestHarness()

@@ -223,6 +223,11 @@ struct APIAccessTests {
             #expect(basic.status == .unauthorized)
             #expect(basic.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel""#)
             #expect(basic.json["detail"] as? String == "the API takes a bearer token (Authorization: Bearer <session or API token>), not Basic")
+            // A token sent without its scheme is never echoed, not even its start; a tab after the scheme is taken.
+            let bare = try await api.call(.get, "/auth/me", authorization: "snt_not-a-token-secret")
+            #expect(bare.status == .unauthorized && !bare.body.contains("snt_"), "\(bare.body)")
+            let tabbed = try await api.call(.get, "/auth/me", authorization: "Bearer\t\(readOnly)")
+            #expect(tabbed.status == .ok, "\(tabbed.body)")
             let login = try await api.call(.post, "/auth/login", body: #"{"email":"nobody@example.com","password":"whatever it is"}"#)
             #expect(login.status == .unauthorized)
             #expect(login.headers[.wwwAuthenticate] == #"Bearer realm="Sentinel""#)

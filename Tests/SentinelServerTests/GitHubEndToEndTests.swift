@@ -832,6 +832,35 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a delivery id that is no sane correlation id (quotes, slashes, angle brackets) is not carried to the jobs and their outbound calls")
+    func oddDeliveryIDNotCarried() async throws {
+        let world = try await GitHubWorld()
+        let odd = "weird/id+with\"quote<>" + String(repeating: "x", count: 120)
+        let (status, body) = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"), delivery: odd)
+        #expect(status == 202, "\(body)")
+        #expect(await world.waitForRun(state: .completed))
+        let correlations = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT correlation_id FROM jobs") }
+        }
+        #expect(!correlations.isEmpty && correlations.allSatisfy { !$0.contains("/") && !$0.contains("<") && $0.count <= 128 }, "\(correlations)")
+        await world.stop()
+    }
+
+    @Test("a .sentinel.yml that is not UTF-8 is an error on the PR and is not applied (it was read with replacement characters and applied)")
+    func configFileNotUTF8() async throws {
+        let world = try await GitHubWorld()
+        var bytes = Data("# r".utf8)
+        bytes.append(0xE9)
+        bytes.append(contentsOf: Data("glages\nversion: 1\nreview:\n  max_comments: 0\n".utf8))
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml", bytes: bytes)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.body.contains("Configuration problems") && review.body.contains("not valid UTF-8"), "\(review.body)")
+        #expect(review.comments.count == 2, "the file's max_comments: 0 is not applied")
+        await world.stop()
+    }
+
     @Test("a fork's PR is reviewed with the config file at the base commit; the run keeps its policy snapshot")
     func forkUsesBaseConfig() async throws {
         let world = try await GitHubWorld()

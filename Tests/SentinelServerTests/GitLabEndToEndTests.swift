@@ -298,6 +298,24 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a note command whose payload leaves out user.id (older GitLab) is checked against its author_id")
+    func noteCommandByAuthorID() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        let developer = FakeGitLabUser(id: 501, username: "dev")
+        await world.gitlab.state.addMember(project: world.project.id, userID: developer.id, username: developer.username, accessLevel: .developer)
+        let note = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 21)
+        var object = try #require(try JSONSerialization.jsonObject(with: note) as? [String: Any])
+        var user = try #require(object["user"] as? [String: Any])
+        user["id"] = nil
+        object["user"] = user
+        #expect(try await world.deliver("Note Hook", try JSONSerialization.data(withJSONObject: object)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.trigger == "command:21", "\(run.reason ?? "")")
+        await world.stop()
+    }
+
     @Test("@sentinel review by a Developer starts a review; by a Guest, by the bot itself or as a system note, nothing")
     func noteCommands() async throws {
         let world = try await GitLabWorld()
@@ -393,6 +411,48 @@ struct GitLabEndToEndTests {
         let summary = try #require(await world.summaryNotes().first)
         #expect(summary.body.contains("Reviewed 2 of 3 files"), "\(summary.body)")
         #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
+        await world.stop()
+    }
+
+    @Test("/diffs past the instance's file limit (changes_count \"N+\") names the files it did not list as not reviewed")
+    func diffsPastTheLimit() async throws {
+        let world = try await GitLabWorld()
+        await world.gitlab.state.setChangesFileLimit(2)
+        let mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        let summary = try #require(await world.summaryNotes().first)
+        #expect(summary.body.contains("GitLab listed 2 of the pull request's 3 changed files"), "\(summary.body)")
+        await world.stop()
+    }
+
+    @Test("pages followed by `Link` where a proxy dropped `X-Next-Page`: every file is listed")
+    func linkOnlyPagination() async throws {
+        let many = (1...130).map { FakeGitLabDiffFile.modified("f\($0).txt", diff: "@@ -1 +1 @@\n-a\n+b") }
+        let listed = try await FakeGitLabTests.World.make()
+        await listed.gitlab.state.addMergeRequest(FakeGitLabMergeRequest(project: 77, iid: 8, headSHA: "c0ffee", baseSHA: FakeGitLabTests.base, files: many))
+        await listed.gitlab.state.setDropsPageHeaders(true)
+        let client = GitLabClient(baseURL: listed.gitlab.baseURL, token: FakeGitLab.token, http: listed.client)
+        let (diffs, unlisted) = try await client.mergeRequestDiffs(project: 77, iid: 8)
+        #expect(diffs.count == 130 && unlisted == 0)
+        await listed.stop()
+    }
+
+    @Test("a page of diffs past the response limit is asked for again in fewer files; a file too large alone is counted as not listed")
+    func oversizedDiffPages() async throws {
+        let line = "+" + String(repeating: "x", count: 100) + "\n"
+        var files = (1...30).map { FakeGitLabDiffFile.added("f\($0).txt", diff: "@@ -0,0 +1,40 @@\n" + String(repeating: line, count: 40)) }
+        files[11] = FakeGitLabDiffFile.added("huge.txt", diff: "@@ -0,0 +1,400 @@\n" + String(repeating: line, count: 400))
+        let world = try await FakeGitLabTests.World.make()
+        await world.gitlab.state.addMergeRequest(FakeGitLabMergeRequest(project: 77, iid: 8, headSHA: "c0ffee", baseSHA: FakeGitLabTests.base, files: files))
+        // About 4 KB a file and 40 KB for the large one, against a 20 KB limit.
+        let small = try AsyncOutboundHTTPClient(maxResponseBytes: 20_000)
+        let client = GitLabClient(baseURL: world.gitlab.baseURL, token: FakeGitLab.token, http: small)
+        let (diffs, unlisted) = try await client.mergeRequestDiffs(project: 77, iid: 8)
+        #expect(diffs.count == 29 && !diffs.contains { $0.new_path == "huge.txt" })
+        #expect(unlisted == 1)
+        #expect(Set(diffs.map(\.new_path)).count == 29, "no file listed twice")
+        await small.shutdown()
         await world.stop()
     }
 

@@ -56,6 +56,26 @@ struct GitLabQuickActionTests {
         await world.stop()
     }
 
+    @Test("comments GitLab refuses are read again as one text in the summary: a fence one leaves open cannot make another's mention live; their markers are left out")
+    func refusedCommentsReadTogether() async throws {
+        let world = try await FakeGitLabTests.World.make()
+        let client = GitLabClient(baseURL: world.gitlab.baseURL, token: FakeGitLab.token, http: world.client)
+        let bot = try JSONDecoder().decode(GitLabUser.self, from: Data(#"{"id": \#(FakeGitLabState.botUser.id), "username": "\#(FakeGitLabState.botUser.username)"}"#.utf8))
+        let session = GitLabSession(client: client, project: FakeGitLabTests.project, bot: bot)
+        // Each made safe on its own (B's mention is in code there); both off the diff.
+        let comments = [
+            ReviewComment(path: "src/app.js", line: 40, side: .right, startLine: nil, body: "Example:\n```\nprint(1)\n\n<!-- sentinel:fp:aaa -->"),
+            ReviewComment(path: "src/app.js", line: 41, side: .right, startLine: nil, body: "```\n@victim\n```\n\n<!-- sentinel:fp:bbb -->"),
+        ]
+        _ = try await session.postReview("group/sub/sub-sub/project", 7, headSHA: FakeGitLabTests.head, body: "<!-- sentinel:run:1 -->\n## Review",
+                                         comments: comments, requestChanges: false)
+        let summary = try #require(await world.gitlab.state.notes(project: 77, iid: 7).last)
+        #expect(summary.body.contains("@\u{200B}victim"), "\(summary.body)")
+        #expect(!summary.body.contains("sentinel:fp:"), "\(summary.body)")
+        #expect(summary.body.hasPrefix("<!-- sentinel:run:1 -->\n"))
+        await world.stop()
+    }
+
     @Test("what is escaped: every command-like line, in code blocks too, carriage returns ignored as GitLab does; not indented lines, comments or text after a word")
     func neutralizeRules() {
         #expect(GitLabQuickActions.neutralize("a\n/approve\n  /approve\n/* c */\n// c\npath /merge\n/_x\n/9") ==

@@ -127,7 +127,7 @@ struct GitLabReconcileEndToEndTests {
                                                            files: GitLabWorld.files))
         await state.addMergeRequest(FakeGitLabMergeRequest(project: world.project.id, iid: 5, headSHA: "eee555", baseSHA: "bbb000", state: "merged",
                                                            files: GitLabWorld.files))
-        // An older instance flags drafts only by the title.
+        // A `Draft:` title is a draft to GitLab (it sets the flag from the title).
         await state.addMergeRequest(FakeGitLabMergeRequest(project: world.project.id, iid: 6, headSHA: "fff666", baseSHA: "bbb000",
                                                            title: "Draft: rework", files: GitLabWorld.files))
         let report = try #require(try await Self.sweep(world, ReconcileOptions()).first)

@@ -92,6 +92,11 @@ struct LifecycleAPITests {
             #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .ok)
             let short = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"password":"short"}"#)
             #expect(short.status == .badRequest && short.body.contains("password"), "\(short.body)")
+            // All or nothing: a password the rules refuse leaves the account as it was (not disabled).
+            let tooLong = String(repeating: "é", count: 40)
+            let mixed = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"disabled":true,"password":"\#(tooLong)"}"#)
+            #expect(mixed.status == .badRequest, "\(mixed.body)")
+            #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .ok, "the refused request disabled nobody")
             #expect(try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken,
                                        body: #"{"password":"a brand new long password"}"#).status == .ok)
             let login = try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"a brand new long password"}"#)

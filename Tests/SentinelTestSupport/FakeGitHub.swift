@@ -221,7 +221,7 @@ public actor FakeGitHubState {
     /// The public half of the App's one private key: App JWTs signed with any other are refused.
     private(set) var publicKeyPEM: String
     public private(set) var pulls: [String: FakePullRequest] = [:]
-    public private(set) var contents: [String: String] = [:]
+    public private(set) var contents: [String: Data] = [:]
     /// The login GitHub shows for reviews the App posts.
     public static let botLogin = "\(appSlug)[bot]"
     /// GitHub lists at most 300 files of a comparison and 3,000 of a pull request.
@@ -333,7 +333,9 @@ public actor FakeGitHubState {
         return true
     }
 
-    public func setContent(repo: String, ref: String, path: String, _ text: String) { contents["\(repo)@\(ref):\(path)"] = text }
+    public func setContent(repo: String, ref: String, path: String, _ text: String) { contents["\(repo)@\(ref):\(path)"] = Data(text.utf8) }
+    /// A file's bytes as stored (not UTF-8, say).
+    public func setContent(repo: String, ref: String, path: String, bytes: Data) { contents["\(repo)@\(ref):\(path)"] = bytes }
     /// `status` is GitHub's: `ahead` (base is an ancestor of head), `behind`, `diverged` (a
     /// force-push rewrote history) or `identical`. More than 300 files are cut to 300, as GitHub does.
     public func setComparison(repo: String, base: String, head: String, files: [(filename: String, status: String, patch: String?)],
@@ -792,8 +794,8 @@ struct FakeGitHubRoutes {
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let path = context.parameters.getCatchAll().joined(separator: "/")
             let ref = request.uri.queryParameters.get("ref") ?? ""
-            guard let text = await state.contents["\(repo(context))@\(ref):\(path)"] else { return json(404, ["message": "Not Found"]) }
-            return json(200, ["type": "file", "encoding": "base64", "path": path, "content": Data(text.utf8).base64EncodedString()])
+            guard let bytes = await state.contents["\(repo(context))@\(ref):\(path)"] else { return json(404, ["message": "Not Found"]) }
+            return json(200, ["type": "file", "encoding": "base64", "path": path, "content": bytes.base64EncodedString()])
         }
         router.get("/repos/:owner/:repo/pulls/:number/reviews") { request, context in
             await state.log("GET reviews")

@@ -148,6 +148,11 @@ public struct FakeGitLabMergeRequest: Sendable {
     /// `opened`, `closed`, `merged` or `locked`.
     public var state: String
     public var draft: Bool
+    /// What GitLab says of it: a draft when marked so or when its title starts as GitLab's rule
+    /// reads a draft (`Draft:`, `[Draft]`, `(Draft)`), which GitLab sets from the title itself.
+    public var isDraft: Bool {
+        draft || title.range(of: #"^(\[draft\]|\(draft\)|draft:)"#, options: [.regularExpression, .caseInsensitive]) != nil
+    }
     public var sourceBranch: String
     public var targetBranch: String
     /// Differs from `project` for a merge request from a fork.
@@ -303,6 +308,8 @@ public actor FakeGitLabState {
     /// How many files `/changes` lists before it stops with `overflow: true` (GitLab's own limit,
     /// lower in a test).
     public private(set) var changesFileLimit = 1_000
+    /// True: list answers carry `Link` alone, as behind a proxy that drops `X-*` headers.
+    public private(set) var dropsPageHeaders = false
     private var faults: [String: [FakeFault]] = [:]
     private var nextID: Int64 = 5000
     /// The authenticated-API rate limit, when a test sets one: every answer carries `RateLimit-*`
@@ -418,6 +425,7 @@ public actor FakeGitLabState {
     /// False: `/diffs` answers 404 as on GitLab before 15.7 (use `/changes`).
     public func setDiffsEndpointAvailable(_ available: Bool) { diffsEndpointAvailable = available }
     public func setChangesFileLimit(_ limit: Int) { changesFileLimit = limit }
+    public func setDropsPageHeaders(_ drops: Bool) { dropsPageHeaders = drops }
 
     /// Faults for a route key: `GET user`, `GET project`, `GET merge_request`, `GET diffs`, `GET changes`,
     /// `GET versions`, `GET compare`, `GET file`, `GET notes`, `POST notes`, `GET discussions`,

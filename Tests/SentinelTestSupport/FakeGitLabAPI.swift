@@ -182,7 +182,8 @@ extension FakeGitLabState {
         switch route {
         case "GET merge_request": return .json(200, mergeRequestJSON(mr, project: project))
         case "GET diffs":
-            return paginate(mr.diffReady ? mr.files.map(diffJSON) : [], call: call)
+            // Since 15.7 GitLab lists the diffs it stored: at most the instance's limit.
+            return paginate(mr.diffReady ? mr.files.prefix(changesFileLimit).map(diffJSON) : [], call: call)
         case "GET changes":
             var object = mergeRequestJSON(mr, project: project)
             let files = mr.diffReady ? mr.files : []
@@ -465,11 +466,13 @@ extension FakeGitLabState {
         if page < totalPages { links.append("<\(link(page + 1))>; rel=\"next\"") }
         links.append("<\(link(1))>; rel=\"first\"")
         links.append("<\(link(totalPages))>; rel=\"last\"")
-        let headers: [(String, String)] = [
+        var headers: [(String, String)] = [
             ("X-Page", String(page)), ("X-Per-Page", String(perPage)), ("X-Total", String(items.count)),
             ("X-Total-Pages", String(totalPages)), ("X-Next-Page", page < totalPages ? String(page + 1) : ""),
             ("X-Prev-Page", page > 1 ? String(page - 1) : ""), ("Link", links.joined(separator: ", ")),
         ]
+        // A proxy in front that drops `X-*` headers leaves `Link` alone.
+        if dropsPageHeaders { headers.removeAll { $0.0.hasPrefix("X-") } }
         return .json(200, slice, headers: headers)
     }
 
@@ -506,10 +509,10 @@ extension FakeGitLabState {
                 "state": mr.state, "created_at": "2024-01-01T00:00:00.000Z", "updated_at": Self.time(Date()),
                 "target_branch": mr.targetBranch, "source_branch": mr.sourceBranch, "author": userJSON(mr.author, full: false),
                 "source_project_id": mr.sourceProjectID, "target_project_id": mr.project, "labels": [Any](),
-                "draft": mr.draft, "work_in_progress": mr.draft, "merge_status": mr.diffReady ? "can_be_merged" : "checking",
+                "draft": mr.isDraft, "work_in_progress": mr.isDraft, "merge_status": mr.diffReady ? "can_be_merged" : "checking",
                 "detailed_merge_status": mr.draft ? "draft_status" : "mergeable", "sha": mr.headSHA, "merge_commit_sha": NSNull(),
                 "user_notes_count": notes(project: mr.project, iid: mr.iid).count,
-                "changes_count": Self.orNull(mr.diffReady ? String(mr.files.count) : nil),
+                "changes_count": Self.orNull(mr.diffReady ? (mr.files.count > changesFileLimit ? "\(changesFileLimit)+" : String(mr.files.count)) : nil),
                 "web_url": "\(instanceURL)/\(project.path)/-/merge_requests/\(mr.iid)",
                 "references": ["short": "!\(mr.iid)", "relative": "!\(mr.iid)", "full": "\(project.path)!\(mr.iid)"],
                 "diff_refs": diffRefs, "has_conflicts": false, "blocking_discussions_resolved": true]

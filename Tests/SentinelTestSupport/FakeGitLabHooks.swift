@@ -122,7 +122,7 @@ public enum GitLabWebhook {
             "assignee_ids": [Any](), "assignee_id": NSNull(), "reviewer_ids": [Any](), "title": mr.title, "description": mr.description,
             "created_at": "2024-05-01 09:00:00 UTC", "updated_at": hookTime(Date()), "last_edited_at": NSNull(), "last_edited_by_id": NSNull(),
             "milestone_id": NSNull(), "state_id": stateID, "state": state, "blocking_discussions_resolved": true,
-            "work_in_progress": mr.draft, "draft": mr.draft, "first_contribution": false, "merge_status": "unchecked",
+            "work_in_progress": mr.isDraft, "draft": mr.isDraft, "first_contribution": false, "merge_status": "unchecked",
             "detailed_merge_status": mr.draft ? "draft_status" : "mergeable", "head_pipeline_id": NSNull(),
             "merge_commit_sha": NSNull(), "merge_error": NSNull(), "merge_params": ["force_remove_source_branch": "1"],
             "merge_user_id": NSNull(), "merge_when_pipeline_succeeds": false, "time_estimate": 0, "total_time_spent": 0,

@@ -68,8 +68,10 @@ public struct IdentityService: Sendable {
 
     /// An email address as users are stored and found by it: without the spaces around it, in
     /// lower case. Every way in (API, console, command line) reads addresses through this.
+    /// An email as stored and compared: trimmed, lowercased and in Unicode's composed form (NFC),
+    /// so two spellings of one address that display alike are one account.
     public static func normalizedEmail(_ email: String) -> String {
-        email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased().precomposedStringWithCanonicalMapping
     }
 
     public func user(email: String) throws -> User? {

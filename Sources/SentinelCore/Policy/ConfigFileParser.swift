@@ -82,8 +82,10 @@ public enum RepositoryConfigParser {
         return (parsed.diagnostics.map(\.formatted), parsed.hasErrors ? 1 : 0)
     }
 
-    public static func parse(_ yaml: String, file: String = ".sentinel.yml") -> ParsedConfig {
-        var parser = Walker(file: file)
+    /// `settings`: the text is the workspace's or a repository's settings (`sentinel config set`),
+    /// where the keys a pull request's own file may not change (`review.enabled`, …) are taken.
+    public static func parse(_ yaml: String, file: String = ".sentinel.yml", settings: Bool = false) -> ParsedConfig {
+        var parser = Walker(file: file, settings: settings)
         // A byte-order mark (Windows editors save UTF-8 with one) is not part of the YAML; editors
         // do not show it, so positions count from after it.
         parser.run(yaml.hasPrefix("\u{FEFF}") ? String(yaml.dropFirst()) : yaml)
@@ -154,11 +156,16 @@ extension String {
 
 private struct Walker {
     let file: String
+    /// Settings, not a pull request's file: the settings-only keys are taken.
+    let settings: Bool
     var values: [String: PolicyValue] = [:]
     var diagnostics: [ConfigDiagnostic] = []
     var version: Int?
 
-    init(file: String) { self.file = file }
+    init(file: String, settings: Bool = false) {
+        self.file = file
+        self.settings = settings
+    }
 
     mutating func run(_ yaml: String) {
         if yaml.utf8.count > RepositoryConfigParser.maxBytes {
@@ -217,7 +224,7 @@ private struct Walker {
             checkVersion(valueNode)
             return
         }
-        if PolicySchema.settingsOnlyKeys.contains(path) {
+        if !settings, PolicySchema.settingsOnlyKeys.contains(path) {
             warning(keyNode.mark, "\(path) is ignored here: only the workspace or repository settings change it, "
                     + "not a pull request's own file", key: path)
             return
@@ -436,7 +443,7 @@ private struct Walker {
 
     /// The next line after `first` that has `name:` at the same column (block mappings).
     func repeatedKey(_ name: String, after first: Pos, in yaml: String) -> Pos? {
-        let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         guard first.line < lines.count else { return nil }
         for n in first.line..<lines.count {
             let scalars = Array(lines[n].unicodeScalars)
@@ -494,7 +501,7 @@ enum AliasScanner {
         var count = 0
         var blockIndent: Int? = nil          // inside block scalar content deeper than this indent
         var lineNumber = 0
-        let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         for rawLine in lines {
             lineNumber += 1
             let line = Array(rawLine.unicodeScalars)

@@ -71,6 +71,11 @@ public enum PolicyService {
     /// An invalid file never stops a run: with errors, the file layer is left out and the
     /// diagnostics are returned for the PR.
     public static func resolve(in db: Database, repositoryID: Int64?, fileText: String?) throws -> Resolved {
+        try resolve(in: db, repositoryID: repositoryID, parsed: fileText.map { RepositoryConfigParser.parse($0, file: fileName) })
+    }
+
+    /// The same with the repository's file already parsed (from its bytes, as a run reads it).
+    public static func resolve(in db: Database, repositoryID: Int64?, parsed: ParsedConfig?) throws -> Resolved {
         var layers = [LayerInput(layer: .builtin, values: PolicySchema.defaults)]
         var versions: [String: String] = [:]
         if let workspace = try latest(scope: workspaceScope, in: db) {
@@ -81,7 +86,7 @@ public enum PolicyService {
             layers.append(LayerInput(layer: .repository, values: repo.values, locks: Set(repo.locks), versionID: String(repo.id)))
             versions["repository"] = String(repo.id)
         }
-        return try resolve(layers: layers, versions: versions, fileText: fileText)
+        return try resolve(layers: layers, versions: versions, parsed: parsed)
     }
 
     /// Built-in defaults plus a repository file, without a workspace (`sentinel review` on a laptop).
@@ -90,10 +95,13 @@ public enum PolicyService {
     }
 
     static func resolve(layers base: [LayerInput], versions: [String: String], fileText: String?) throws -> Resolved {
+        try resolve(layers: base, versions: versions, parsed: fileText.map { RepositoryConfigParser.parse($0, file: fileName) })
+    }
+
+    static func resolve(layers base: [LayerInput], versions: [String: String], parsed: ParsedConfig?) throws -> Resolved {
         var layers = base
         var diagnostics: [ConfigDiagnostic] = []
-        if let fileText {
-            let parsed = RepositoryConfigParser.parse(fileText, file: fileName)
+        if let parsed {
             diagnostics = parsed.diagnostics
             if !parsed.hasErrors { layers.append(parsed.layerInput(versionID: nil)) }
         }

@@ -24,10 +24,13 @@ public struct NoReviewModel: ReviewModelResolver {
 
 extension ReviewOptions {
     /// The engine's options from a resolved review policy: what a review run and the CLI's review
-    /// of a local diff both start from.
+    /// of a local diff both start from. The severity floor is never above `review.fail_on`: a
+    /// finding that fails the check is reported, so a `min_severity` (which a pull request's own
+    /// file may set) cannot hide what a locked `fail_on` would fail on.
     public init(policy: ReviewPolicy) {
+        let floor = policy.failOn.map { min(policy.minSeverity, $0) } ?? policy.minSeverity
         self.init(include: policy.include, exclude: policy.exclude, instructions: policy.instructions.isEmpty ? nil : policy.instructions,
-                  pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: policy.minSeverity,
+                  pathInstructions: policy.pathInstructions, language: policy.language, minSeverity: floor,
                   maxComments: policy.maxComments, builtinChecks: policy.builtinChecks)
     }
 }
@@ -262,7 +265,7 @@ public struct ReviewRunner: Sendable {
         // with its check concluded, skipped runs too). The check is awaited first and recorded at
         // once, so a failed fetch never leaves a created check unrecorded.
         let headConfigRef = loaded.planLimit == nil && !run.headSHA.isEmpty ? run.headSHA : nil
-        async let headConfig: Result<String?, any Error>? = {
+        async let headConfig: Result<Data?, any Error>? = {
             guard let ref = headConfigRef else { return nil }
             return await Result { try await session.fileContent(repo, path: PolicyService.fileName, ref: ref) }
         }()
@@ -289,15 +292,17 @@ public struct ReviewRunner: Sendable {
         let configRef = RepositoryConfigParser.revisionToRead(headSHA: run.headSHA, baseSHA: pr.baseSHA, isFromFork: pr.fromFork)
         let early = await headConfig
         let resolved = try await stage("policy") {
-            let fileText: String?
+            let fileData: Data?
             if let early, headConfigRef == configRef {
-                fileText = try early.get()
+                fileData = try early.get()
             } else {
-                fileText = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
+                fileData = try await session.fileContent(repo, path: PolicyService.fileName, ref: configRef)
             }
             laps.mark("fetch_config")
+            // Parsed before the workspace is read: the file is the pull request's, not the workspace's.
+            let parsed = fileData.map { RepositoryConfigParser.parse(data: $0, file: PolicyService.fileName) }
             return try await workspace.read { db in
-                try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, fileText: fileText)
+                try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, parsed: parsed)
             }
         }
         let policy = resolved.policy
@@ -586,7 +591,15 @@ public struct ReviewRunner: Sendable {
     /// The review body as posted: with the inline comments refused, the findings are listed in it
     /// instead; cut to what the platform takes (the run's marker starts it, so it stays).
     static func reviewBody(_ prepared: PreparedReview, runID: Int64, session: any SourceControlSession) -> String {
-        PlatformText.fitted(reviewBody(prepared, platform: session.platformName), limit: session.maxTextLength, notice: cutReview(runID: runID))
+        PlatformText.fitted(reviewBody(prepared, platform: session.platformName), limit: session.maxTextLength, notice: cutReview(runID: runID),
+                            reread: rereadCutBody)
+    }
+
+    /// A review body cut short, read again as the prose and code it now is: its first line, the
+    /// run's marker, is kept as it is.
+    static func rereadCutBody(_ start: String) -> String {
+        guard start.hasPrefix("<!-- sentinel:run:"), let lineEnd = start.firstIndex(of: "\n") else { return outside(start) }
+        return String(start[..<lineEnd]) + outside(String(start[lineEnd...]))
     }
 
     static func reviewBody(_ prepared: PreparedReview, platform: String) -> String {
@@ -681,14 +694,14 @@ public struct ReviewRunner: Sendable {
             // A fence longer than any backtick run inside, so the suggestion cannot close it early.
             let longest = suggestion.split(whereSeparator: { $0 != "`" }).map(\.count).max() ?? 0
             let fence = String(repeating: "`", count: max(3, longest + 1))
-            suggested = "\n\n\(fence)suggestion\n\(ModelText.neutralizeMarkers(suggestion))\n\(fence)"
+            suggested = "\n\n\(fence)suggestion\n\(suggestion)\n\(fence)"
         }
         let marker = "\n\n" + fingerprintMarker(finding.fingerprint)
         if PlatformText.length(text) + PlatformText.length(suggested) + PlatformText.length(marker) > limit, !suggested.isEmpty {
             suggested = "\n\n" + omittedLongSuggestion
         }
         let room = limit == .max ? .max : limit - PlatformText.length(suggested) - PlatformText.length(marker)
-        let body = PlatformText.fitted(text, limit: room, notice: cutComment) + suggested + marker
+        let body = PlatformText.fitted(text, limit: room, notice: cutComment, reread: outside) + suggested + marker
         return ReviewComment(path: finding.path, line: finding.line, side: finding.side, startLine: finding.startLine, body: body)
     }
 

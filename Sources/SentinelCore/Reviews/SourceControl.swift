@@ -108,10 +108,27 @@ public enum PlatformText {
     public static func length(_ text: String) -> Int { text.unicodeScalars.count }
 
     /// `text` as it is when it fits in `limit`; otherwise its start and `notice` (after a blank
-    /// line), `limit` code points in all.
-    public static func fitted(_ text: String, limit: Int, notice: String) -> String {
+    /// line), `limit` code points in all. A start cut from its end may read otherwise than it did
+    /// in the whole (a code span that lost its closing backtick is prose): `reread` makes it what
+    /// it must be as it now stands, and the start is cut shorter while that outgrows the room.
+    public static func fitted(_ text: String, limit: Int, notice: String, reread: (String) -> String = { $0 }) -> String {
         guard length(text) > limit else { return text }
-        let room = max(0, limit - length(notice) - 2)
+        var room = max(0, limit - length(notice) - 2)
+        var start = prefix(text, room)
+        for round in 1... {
+            let read = reread(start)
+            let over = length(read) - room
+            if over <= 0 || room == 0 { return read + "\n\n" + notice }
+            // What the reading added is cut from its own end (read again, it reads the same);
+            // should it not settle, the room shrinks until it does.
+            if round > 3 { room = max(0, room - over) }
+            start = prefix(read, room)
+        }
+        return ""
+    }
+
+    /// The longest start of `text` of at most `room` code points, cut between characters.
+    static func prefix(_ text: String, _ room: Int) -> String {
         var kept = 0
         var end = text.startIndex
         for character in text {
@@ -120,7 +137,7 @@ public enum PlatformText {
             kept += size
             end = text.index(after: end)
         }
-        return String(text[..<end]) + "\n\n" + notice
+        return String(text[..<end])
     }
 }
 
@@ -137,7 +154,9 @@ public protocol SourceControlSession: Sendable {
     func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles
     /// Nil when `base` is not an ancestor of `head` (a force-push rewrote history) or is unknown.
     func changedFiles(_ repo: String, from base: String, to head: String) async throws -> CommitComparison?
-    func fileContent(_ repo: String, path: String, ref: String) async throws -> String?
+    /// A file's bytes at a ref as stored (not decoded: a policy file that is not UTF-8 is an error
+    /// the parser names), nil when there is none.
+    func fileContent(_ repo: String, path: String, ref: String) async throws -> Data?
     func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String
     func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws
     /// The id of a review already posted by this App's own bot account whose body starts with

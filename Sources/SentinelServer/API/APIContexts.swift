@@ -131,12 +131,15 @@ struct AccessMiddleware: ServerMiddleware {
         guard let info = APIContext.request else { throw APIContext.Mismatch(description: "no request information for \(operationID)") }
         var principal: Principal?
         if let header = request.headerFields[.authorization] {
-            guard header.lowercased().hasPrefix("bearer ") else {
-                let scheme = header.prefix { $0 != " " }.prefix(20)
+            // The scheme, then spaces or tabs, then the token. Another scheme is named in the
+            // answer only when it looks like one (letters): never the start of a token sent alone.
+            let scheme = header.prefix { $0 != " " && $0 != "\t" }
+            guard scheme.lowercased() == "bearer", scheme.count < header.count else {
+                let named = scheme.count <= 20 && !scheme.isEmpty && scheme.allSatisfy { $0.isASCII && $0.isLetter } && scheme.lowercased() != "bearer"
                 throw Problem.unauthenticated("the API takes a bearer token (Authorization: Bearer <session or API token>)"
-                    + (scheme.isEmpty || scheme.lowercased() == "bearer" ? "" : ", not \(StoredText.singleLine(String(scheme)))"))
+                    + (named ? ", not \(scheme)" : ""))
             }
-            guard let found = try identity.authenticate(bearer: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+            guard let found = try identity.authenticate(bearer: String(header.dropFirst(scheme.count)).trimmingCharacters(in: .whitespaces)) else {
                 throw Problem.unauthenticated("the bearer token is unknown, expired or revoked", invalidToken: true)
             }
             principal = found

@@ -17,13 +17,24 @@ struct OperationsRoutes {
     /// Where `/metrics` is answered from (`observability.metrics_allowed_cidrs`).
     let metricsAllowed: [IPRange]
 
+    /// Whether the file on disk starts as an SQLite database does.
+    static func isDatabaseFile(_ url: URL) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: url.path) else { return false }
+        defer { try? handle.close() }
+        return (try? handle.read(upToCount: 16)) == Data("SQLite format 3\u{0}".utf8)
+    }
+
     func add(to router: Router<SentinelRequestContext>) {
         router.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: #"{"status":"ok"}"#)))
         }
         router.get("/readyz") { _, _ in
             var checks: [String: String] = [:]
-            checks["storage"] = (try? control.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1 ? "ok" : "unavailable"
+            // A query of its schema and a look at the file on disk: `SELECT 1` read nothing, and
+            // the connections' cache answers for a `control.sqlite` emptied or overwritten under
+            // the server (every other query of it then failed with 500).
+            let answers = (try? control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_schema WHERE name = 'workspaces'") }) == 1
+            checks["storage"] = answers && Self.isDatabaseFile(dataDirectory.controlFile) ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
             let ready = checks.values.allSatisfy { $0 == "ok" }
             let body = try JSONEncoder.sentinel.encode(["status": ready ? "ready" : "not ready"].merging(checks) { a, _ in a })

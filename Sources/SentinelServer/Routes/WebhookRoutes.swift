@@ -278,7 +278,7 @@ struct WebhookRoutes {
     func store(deliveryID: String, event: String, action: String?, data: Data, integrationID: IntegrationID, workspaceID: WorkspaceID,
                platform: String, jobKind: String, settled: String? = nil, _ context: SentinelRequestContext) async throws -> Response {
         let delivery = IncomingDelivery(deliveryID: deliveryID, integrationID: integrationID, event: event, action: action, body: data,
-                                        correlationID: deliveryID, jobKind: jobKind, settled: settled)
+                                        correlationID: context.correlationID.isEmpty ? deliveryID : context.correlationID, jobKind: jobKind, settled: settled)
         if supervisor.isRetired(workspaceID) { throw gone(integrationID, platform: platform) }
         var journalled = journal.holdsDeliveries(for: workspaceID) || !supervisor.isOpen(workspaceID)
         let outcome: DeliveryIntake.Outcome

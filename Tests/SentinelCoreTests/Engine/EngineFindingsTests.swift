@@ -158,6 +158,22 @@ struct EngineFindingsTests {
         #expect(none.droppedOverLimit == 6)
     }
 
+    @Test("the severity floor is the model's: a built-in check's finding below it is kept, and the floor never rises above review.fail_on")
+    func floorSparesBuiltinAndFailingFindings() throws {
+        var conflict = finding("a.go", 2, .high, fingerprint: "builtin")
+        conflict.source = .builtin
+        let model = finding("b.go", 3, .high, fingerprint: "model")
+        let result = FindingRanker.select([conflict, model], minSeverity: .critical, maxComments: 10, alreadyPosted: [])
+        #expect(result.selected.map(\.fingerprint) == ["builtin"] && result.droppedBelowFloor == 1)
+        // A pull request's own file setting min_severity: critical cannot hide what fail_on: high fails on.
+        let parsed = RepositoryConfigParser.parse("version: 1\nreview:\n  min_severity: critical\n  fail_on: high\n")
+        let policy = try PolicyService.resolve(fileText: "version: 1\nreview:\n  min_severity: critical\n  fail_on: high\n").policy
+        #expect(parsed.diagnostics.isEmpty && policy.minSeverity == .critical)
+        #expect(ReviewOptions(policy: policy).minSeverity == .high)
+        let none = try PolicyService.resolve(fileText: "version: 1\nreview:\n  min_severity: critical\n  fail_on: none\n").policy
+        #expect(ReviewOptions(policy: none).minSeverity == .critical)
+    }
+
     @Test func findingIsCodable() throws {
         let f = Finding(path: "a", startLine: 1, line: 2, side: .left, severity: .low, category: "c", title: "t", body: "b",
                         suggestion: nil, source: .builtin, fingerprint: "0123456789abcdef")

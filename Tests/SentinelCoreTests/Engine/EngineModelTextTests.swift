@@ -17,7 +17,8 @@ struct ModelTextTests {
         let finding = try #require(out.findings.first)
         #expect(finding.title == "Ping @\u{200B}admins")
         #expect(finding.body.hasPrefix("**Bold** mail dev@example.com &lt;!-- hidden"))
-        #expect(finding.suggestion == "let x = 1 // &lt;!-- sentinel:fp:abc -->")
+        // A suggestion is code in Sentinel's own fence: what the one-click commit writes is kept.
+        #expect(finding.suggestion == "let x = 1 // <!-- sentinel:fp:abc -->")
     }
 
     @Test("references to other repositories' issues and merge requests in model text are defused; references within the repository, URLs and code stay")
@@ -159,5 +160,93 @@ struct ModelTextTests {
                               suggestion: "```swift\nlet x = 1\n```", source: .ai, fingerprint: "f")
         let body = ReviewRunner.comment(finding).body
         #expect(body.contains("\n````suggestion\n```swift\nlet x = 1\n```\n````"))
+    }
+
+    @Test("a backtick inside a link title, a tag's quoted attribute, a processing instruction or a CDATA section pairs with none: what follows stays prose")
+    func backticksInsideLinkTitlesAndTags() {
+        let texts = [
+            "See [docs](/u \"a) `\") @victim please `",
+            "See [docs](/u \"a\n` b\") @victim please `",
+            "See [docs](/u (a\\) ` b)) @victim `",
+            "Note <b title=\">`\"> @victim and `x`",
+            "Odd <? > ` ?> @victim `",
+            "[r]: /u \"a `\"\n@victim `",
+        ]
+        for text in texts {
+            #expect(ModelText.neutralize(text).contains("@\u{200B}victim"), "\(text)")
+        }
+        // Ordinary code beside a link, a tag or generics still reads as code.
+        #expect(ModelText.neutralize("[a](https://e.com/x \"t\") and `@Published`") == "[a](https://e.com/x \"t\") and `@Published`")
+        #expect(ModelText.neutralize("Use <b title=\"x > y\">bold</b> then `@Inject`") == "Use <b title=\"x > y\">bold</b> then `@Inject`")
+        #expect(ModelText.neutralize("`Map<String, Int>` and `@MainActor`") == "`Map<String, Int>` and `@MainActor`")
+    }
+
+    @Test("web addresses keep their @ and # (npm scopes, profiles, numbered anchors); a mention right after one is still defused")
+    func webAddressesKept() {
+        let text = "See https://www.npmjs.com/package/@types/node and [Medium](https://medium.com/@someone/post-1) and https://stackoverflow.com/questions/1/x/2#2"
+        #expect(ModelText.neutralize(text) == text)
+        #expect(ModelText.neutralize("www.example.com/@team/x") == "www.example.com/@team/x")
+        // Not an address the platforms link whole: the mention is defused.
+        #expect(ModelText.neutralize("https://@victim") == "https://@\u{200B}victim")
+        #expect(ModelText.neutralize("https://e.com/a_@victim_") == "https://e.com/a_@\u{200B}victim_", "`_` may close emphasis: the address ends there")
+        #expect(ModelText.neutralize("https://e.com/x*@victim*") == "https://e.com/x*@\u{200B}victim*")
+        #expect(ModelText.neutralize("[a](https://e.com/y)@victim") == "[a](https://e.com/y)@\u{200B}victim")
+        #expect(ModelText.neutralize("xhttps://e.com/@victim") == "xhttps://e.com/@\u{200B}victim")
+        #expect(ModelText.neutralize("https://e.com/![x](https://evil/i.png)").contains("!\u{200B}["), "an image after an address is still a link")
+    }
+
+    @Test("an HTML comment opener is kept as code in fences and code spans, escaped in prose")
+    func commentOpenersInCode() {
+        #expect(ModelText.neutralize("```html\n<!-- header -->\n```") == "```html\n<!-- header -->\n```")
+        #expect(ModelText.neutralize("inline `a <!-- b` here") == "inline `a <!-- b` here")
+        #expect(ModelText.neutralize("prose <!-- hidden --> text") == "prose &lt;!-- hidden --> text")
+        #expect(ModelText.neutralize("entity <&#33;-- hidden -->") == "entity &lt;!-- hidden -->")
+    }
+
+    @Test("only a line that opens a fence gets `text` before a suggestion or entity info string, once")
+    func fenceRewriteOnlyOnFenceLines() {
+        #expect(ModelText.neutralize("My suggestion: run ```make && make test``` first.") == "My suggestion: run ```make && make test``` first.")
+        #expect(ModelText.neutralize("~~~ & ~~~") == "~~~ text & ~~~")
+        #expect(ModelText.neutralize(ModelText.neutralize("~~~ & ~~~")) == "~~~ text & ~~~")
+        #expect(ModelText.neutralize("```suggestion\nx\n```") == "```text suggestion\nx\n```")
+        #expect(ModelText.neutralize("- ```suggestion\n  x\n  ```") == "- ```text suggestion\n  x\n  ```")
+        #expect(ModelText.neutralize(ModelText.neutralize("```suggestion\nx\n```")) == "```text suggestion\nx\n```")
+    }
+
+    @Test("a suggestion's last line break is dropped (it would add an empty line); a `<!--` in it is kept")
+    func suggestionLastLineBreak() throws {
+        let out = try ModelOutputParser.parse(#"""
+            {"summary": "s", "findings": [
+              {"path": "a.py", "line": 3, "title": "t", "suggestion": "line3 = 33\n"},
+              {"path": "a.py", "line": 4, "title": "t", "suggestion": "a\r\n"},
+              {"path": "a.html", "line": 5, "title": "t", "suggestion": "<!-- keep -->\n<div>hi</div>"}]}
+            """#)
+        #expect(out.findings.map(\.suggestion) == ["line3 = 33", "a", "<!-- keep -->\n<div>hi</div>"])
+        let finding = Finding(path: "a.html", line: 5, side: .right, severity: .low, category: "c", title: "t", body: "b",
+                              suggestion: out.findings[2].suggestion, source: .ai, fingerprint: "f")
+        #expect(ReviewRunner.comment(finding).body.contains("```suggestion\n<!-- keep -->\n<div>hi</div>\n```"))
+    }
+
+    @Test("a comment cut at the platform's limit is read again: a code span that lost its closing backtick is prose, its mention defused")
+    func cutCommentReadAgain() {
+        let limit = 2_000
+        let marker = "\n\n" + ReviewRunner.fingerprintMarker("f")
+        let header = "**Low · c**: t\n\n"
+        // Cut right after `@victim`, inside the span that `` ` `` would close further on.
+        let room = limit - PlatformText.length(marker) - PlatformText.length(ReviewRunner.cutComment) - 2
+        let pad = String(repeating: "a", count: room - PlatformText.length(header) - "`@victim".count)
+        let finding = Finding(path: "a", line: 1, side: .right, severity: .low, category: "c", title: "t",
+                              body: pad + "`@victim` is the owner " + String(repeating: "b", count: 5_000), source: .ai, fingerprint: "f")
+        let body = ReviewRunner.comment(finding, limit: limit).body
+        #expect(PlatformText.length(body) <= limit)
+        #expect(body.contains("`@\u{200B}victi"), "\(body.suffix(200))")
+        #expect(!body.contains("`@victim"))
+        #expect(body.hasSuffix(ReviewRunner.fingerprintMarker("f")))
+        // A review body cut the same way keeps its run marker as it is.
+        let head = ReviewRunner.marker(runID: 7) + "\n"
+        let bodyPad = String(repeating: "a", count: limit - 5 - PlatformText.length(head) - "`@victim".count)
+        let cut = PlatformText.fitted(head + bodyPad + "`@victim` x" + String(repeating: "b", count: 5_000),
+                                      limit: limit, notice: "cut", reread: ReviewRunner.rereadCutBody)
+        #expect(cut.hasPrefix(ReviewRunner.marker(runID: 7) + "\n") && cut.contains("`@\u{200B}vict") && !cut.contains("`@v"))
     }
 }

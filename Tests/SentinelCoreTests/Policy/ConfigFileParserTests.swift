@@ -76,6 +76,17 @@ struct ConfigFileParserTests {
         #expect(parsed.diagnostics.isEmpty)
     }
 
+    @Test("the settings (sentinel config set) take the keys a pull request's own file may not change")
+    func settingsTakeSettingsOnlyKeys() {
+        let yaml = "version: 1\nreview:\n  enabled: false\n  builtin_checks: false\n  auto_review:\n    on_open: false\n    on_push: false\n"
+        let settings = RepositoryConfigParser.parse(yaml, file: "ws.yml", settings: true)
+        #expect(settings.diagnostics.isEmpty, "\(settings.diagnostics)")
+        #expect(settings.values["review.enabled"] == .bool(false) && settings.values["review.builtin_checks"] == .bool(false))
+        #expect(settings.values["review.auto_review.on_open"] == .bool(false) && settings.values["review.auto_review.on_push"] == .bool(false))
+        let file = RepositoryConfigParser.parse(yaml)
+        #expect(file.values["review.enabled"] == nil && file.warnings.count == 4)
+    }
+
     @Test("review.builtin_checks in a .sentinel.yml is a warning at the key and is not applied: only the settings turn the built-in checks off")
     func settingsOnlyKeyIgnored() {
         let yaml = "version: 1\nreview:\n  builtin_checks: false\n  max_comments: 3\n"
@@ -363,6 +374,16 @@ struct ConfigFileParserTests {
         #expect(parsed.diagnostics.count == 1)
         #expect(d.line == 4)   // l0 and l1 hold 20 aliases; l2's first one is the 21st
         #expect(d.message.hasPrefix("too many aliases"))
+
+        // Lines broken by a lone CR, NEL, LS or PS (YAML's other line breaks) are counted line by
+        // line: one "line" starting with `#` hid every alias from the count.
+        for separator in ["\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            let bomb = "# cfg" + separator + yaml.replacingOccurrences(of: "\n", with: separator)
+            let begun = ContinuousClock.now
+            let refused = RepositoryConfigParser.parse(bomb)
+            #expect(ContinuousClock.now - begun < .seconds(2))
+            #expect(refused.diagnostics.first?.message.hasPrefix("too many aliases") == true, "\(refused.diagnostics)")
+        }
 
         // '*' inside quotes, comments and block scalars is not an alias.
         var text = "version: 1\nreview:\n  instructions: |\n"

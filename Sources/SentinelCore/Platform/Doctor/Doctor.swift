@@ -90,6 +90,12 @@ public struct Doctor: Sendable {
 
     typealias Add = (DoctorFinding.Severity, String, String, String?) -> Void
 
+    /// Why `stat` fails on a path (`errno`), nil when it does not.
+    static func statError(_ url: URL) -> Int32? {
+        var info = stat()
+        return stat(url.path, &info) == 0 ? nil : errno
+    }
+
     private static func mode(_ url: URL) -> (mode: Int, owner: UInt32)? {
         var info = stat()
         guard stat(url.path, &info) == 0 else { return nil }
@@ -169,6 +175,10 @@ public struct Doctor: Sendable {
                         "restore secrets/master.key from your backup (32 bytes): without it serve does not start and stored credentials cannot be decrypted")
                 }
             }
+        } else if let problem = Self.statError(key), problem != ENOENT {
+            // Present or not, it cannot be looked at (a directory above it not searchable by this user).
+            add(.error, "master-key", "\(key.path) cannot be read (\(String(cString: strerror(problem))))",
+                "run doctor as the user sentinel runs as (sudo -u sentinel sentinel doctor), or fix the permissions of \(key.deletingLastPathComponent().path)")
         } else {
             let hasControl = FileManager.default.fileExists(atPath: dataDirectory.controlFile.path)
             add(hasControl ? .error : .warning, "master-key", "\(key.path) is missing",

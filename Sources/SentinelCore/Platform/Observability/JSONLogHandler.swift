@@ -39,6 +39,11 @@ public struct JSONLogHandler: LogHandler {
         fields.append(contentsOf: metadata.lazy.map { ($0.key, $0.value) })
         if let provided = metadataProvider?.get() { fields.append(contentsOf: provided.lazy.map { ($0.key, $0.value) }) }
         if let extra = event.metadata { fields.append(contentsOf: extra.lazy.map { ($0.key, $0.value) }) }
+        // The error a library passed with the event (`logger.warning(…, error:)`: why a trace
+        // export failed), unless the line names one itself; token shapes redacted, at most 500 characters.
+        if let error = event.error, event.metadata?["error"] == nil {
+            fields.append(("error", .string(RemoteText.redactCredentials(String(String(describing: error).prefix(RemoteText.maxCharacters))))))
+        }
         if event.level >= .warning { fields.append(("source", .string("\(event.file.split(separator: "/").last ?? ""):\(event.line)"))) }
         var line = JSONLine()
         line.object(fields)

@@ -65,6 +65,10 @@ public struct BackupService: Sendable {
                 + "holding \(destination.path); nothing was written. Free some space, or back up to another disk (--out)")
         }
         let existed = fm.fileExists(atPath: destination.path)
+        let intoOwnFiles = StorageError.invalid("\(destination.path) is Sentinel's data directory (or holds its files); a backup goes into a directory "
+            + "of its own, such as \(dataDirectory.backupsDirectory.path)/NAME or one on another disk")
+        // Refused before anything is created in it (a `workspaces/workspaces/` was left behind).
+        if existed, dataDirectory.holdsOwnFiles(destination) { throw intoOwnFiles }
         do {
             try fm.createDirectory(at: destination.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
         } catch {
@@ -77,8 +81,7 @@ public struct BackupService: Sendable {
         // Into the data directory itself (or its workspaces/ by a link), the copies would be
         // written over the files they copy, and a failure's clean-up would delete them.
         if dataDirectory.holdsOwnFiles(destination) || dataDirectory.holdsOwnFiles(destination.appendingPathComponent("workspaces")) {
-            throw StorageError.invalid("\(destination.path) is Sentinel's data directory (or holds its files); a backup goes into a directory "
-                + "of its own, such as \(dataDirectory.backupsDirectory.path)/NAME or one on another disk")
+            throw intoOwnFiles
         }
         if fm.fileExists(atPath: destination.appendingPathComponent(BackupManifest.fileName).path) {
             throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
@@ -226,17 +229,18 @@ public struct BackupService: Sendable {
         }
         defer { _ = (lock, restoring) }
         try dataDirectory.prepare()
-        if let only, !selected.contains(where: { $0.kind == .control }),
-           FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
+        if !selected.contains(where: { $0.kind == .control }), FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
             // A workspace control.sqlite does not list (deleted) would come back as a file nothing
-            // serves, backs up or exports, reported restored all the same.
+            // serves, backs up or exports, reported restored all the same: with `--workspace`, and
+            // from a backup that holds workspace files alone (a deleted workspace's final backup).
             let control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
-            let registered = try control.workspace(only) != nil
+            let unregistered = try selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }.filter { try control.workspace($0) == nil }
             try control.close()
-            guard registered else {
-                throw StorageError.notFound("workspace \(only) is not registered in \(dataDirectory.controlFile.path) (it was deleted, or belongs to "
-                                            + "another appliance): a restored file would be served by nothing; restore it with the control.sqlite of "
-                                            + "the same backup (sentinel restore --from DIR, without --workspace)")
+            if let first = unregistered.first {
+                throw StorageError.notFound("workspace \(first) is not registered in \(dataDirectory.controlFile.path) (it was deleted, or belongs to "
+                                            + "another appliance): a restored file would be served by nothing; nothing was restored. Restore a "
+                                            + "full backup whose control.sqlite lists it (sentinel restore --from DIR, without --workspace), or "
+                                            + "read this backup's file with sqlite3")
             }
         }
         // 1. Verify everything into staged copies next to their destinations.
@@ -262,6 +266,11 @@ public struct BackupService: Sendable {
             try FileSystem.removeIfPresent(temp)
             guard FileManager.default.fileExists(atPath: from.path) else {
                 throw StorageError.invalid("backup is damaged: \(entry.file) is missing")
+            }
+            // A link would be copied as a link and moved into place: the workspace's data would
+            // then live wherever it points, outside the data directory.
+            guard (try? FileManager.default.attributesOfItem(atPath: from.path)[.type] as? FileAttributeType) == .typeRegular else {
+                throw StorageError.invalid("backup is damaged: \(entry.file) is not a regular file (a link, or a directory); nothing was restored")
             }
             try FileManager.default.copyItem(at: from, to: temp)
             staged.append((entry, temp, target))
@@ -291,6 +300,16 @@ public struct BackupService: Sendable {
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
         for id in restoredIDs { try rewindExportWatermark(of: id, control: control, now: now, log: log) }
+        // Workspaces the backup could not read when it was taken are not in it: said, not passed over.
+        for missing in manifest.skipped ?? [] where only == nil || only?.rawValue == missing.workspaceID {
+            let id = WorkspaceID(missing.workspaceID)
+            let registered = try id.map { try control.workspace($0) != nil } ?? false
+            let hasFile = id.map { FileManager.default.fileExists(atPath: dataDirectory.workspaceFile($0).path) } ?? false
+            log("workspace \(missing.workspaceID) is not in this backup (it could not be read when the backup was taken: \(missing.reason)); "
+                + (!registered ? "it is not registered here"
+                   : hasFile ? "it keeps the file it has now (sentinel verify checks it); restore it from another backup if that file is damaged"
+                   : "it has no file here and stays offline until it is restored from another backup (sentinel restore --from DIR --workspace \(missing.workspaceID))"))
+        }
         try control.close()
         return selected
     }

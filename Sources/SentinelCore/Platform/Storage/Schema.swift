@@ -153,6 +153,19 @@ enum ControlSchema {
                 INSERT INTO integration_revision (id, revision) VALUES (1, 0);
                 """)
         }
+        m.registerMigration("0009_emails_composed") { db in
+            // Emails are compared in Unicode's composed form (NFC) from now on: `jos\u{E9}` and
+            // `jose\u{301}` are one address, not two accounts that look alike. An address stored
+            // decomposed is rewritten unless another account already holds its composed form.
+            let users = try Row.fetchAll(db, sql: "SELECT id, email FROM users")
+            for user in users {
+                let email: String = user["email"]
+                let composed = IdentityService.normalizedEmail(email)
+                guard composed.utf8.elementsEqual(email.utf8) == false,
+                      try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [composed]) == nil else { continue }
+                try db.execute(sql: "UPDATE users SET email = ? WHERE id = ?", arguments: [composed, user["id"] as DatabaseValue])
+            }
+        }
         return m
     }
 }

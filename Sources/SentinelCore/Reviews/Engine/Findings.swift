@@ -211,7 +211,8 @@ public enum FindingAnchor {
 }
 
 /// Chooses what gets posted. A review with fifty comments is not read, so findings are deduped,
-/// cut at the configured severity floor and capped, most severe first.
+/// cut at the configured severity floor (the model's; built-in findings are always kept) and
+/// capped, most severe first.
 public enum FindingRanker {
     /// - Returns: the findings to post inline (severity descending, then path, then line), those
     ///   above the floor that the comment cap left out (`overLimit`: the summary lists them), those
@@ -228,7 +229,7 @@ public enum FindingRanker {
         for finding in findings {
             if alreadyPosted.contains(finding.fingerprint) {
                 duplicates += 1
-                if finding.severity >= minSeverity, (repeatedByFingerprint[finding.fingerprint]?.severity ?? .info) <= finding.severity {
+                if finding.severity >= minSeverity || finding.source == .builtin, (repeatedByFingerprint[finding.fingerprint]?.severity ?? .info) <= finding.severity {
                     repeatedByFingerprint[finding.fingerprint] = finding
                 }
                 continue
@@ -243,7 +244,9 @@ public enum FindingRanker {
             unique.append(finding)
         }
 
-        let aboveFloor = unique.filter { $0.severity >= minSeverity }
+        // The floor is for the model's findings: a built-in check's (a secret, a conflict marker)
+        // is reported whatever a pull request's own `.sentinel.yml` sets it to.
+        let aboveFloor = unique.filter { $0.severity >= minSeverity || $0.source == .builtin }
         let droppedBelowFloor = unique.count - aboveFloor.count
         let sorted = aboveFloor.sorted { a, b in
             if a.severity != b.severity { return a.severity > b.severity }

@@ -29,9 +29,16 @@ enum MarkdownCode {
     /// a fence that does not close where it must) has no code at all. Reading more code than the
     /// platform does would leave a live `@all` in what it renders as text; reading less only puts
     /// an invisible space into a mention-like word of code.
+    ///
+    /// A `<!--` is read as text: `ModelText` writes every one outside code as `&lt;!--`.
     static func spans(in text: String) -> [Range<String.Index>] {
-        let bytes = Array(text.utf8)
+        var bytes = Array(text.utf8)
         guard bytes.contains(UInt8(ascii: "`")) || bytes.contains(UInt8(ascii: "~")) else { return [] }
+        var at = 0
+        while let comment = Reading.find(Array("<!--".utf8), in: bytes, from: at) {
+            bytes[comment] = UInt8(ascii: "&")
+            at = comment + 1
+        }
         guard let offsets = Reading(bytes).codeRanges() else { return [] }
         let utf8 = text.utf8
         return offsets.map { utf8.index(utf8.startIndex, offsetBy: $0.lowerBound)..<utf8.index(utf8.startIndex, offsetBy: $0.upperBound) }
@@ -100,40 +107,53 @@ enum MarkdownCode {
                 }
             }
             // Raw HTML and autolinks outrank code spans where they start first: one holding a
-            // backtick (`<https://a/`>`) changes which backticks pair.
+            // backtick (`<https://a/`>`, `<b title=">`">`, `<? ` ?>`) changes which backticks pair.
+            // A tag ends at the first `>` outside quotes, a processing instruction at `?>`, a CDATA
+            // section at `]]>`; one that does not end reaches the end of the text.
             var i = 0
             while i < b.count {
-                if b[i] == UInt8(ascii: "<"), i + 1 < b.count, Self.opensTag(b[i + 1]) {
+                guard b[i] == UInt8(ascii: "<"), i + 1 < b.count, Self.opensTag(b[i + 1]) else { i += 1; continue }
+                var end = b.count
+                if b[i + 1] == UInt8(ascii: "?") {
+                    end = Self.find(Array("?>".utf8), in: b, from: i + 2).map { $0 + 2 } ?? b.count
+                } else if b[(i + 1)...].starts(with: Array("![CDATA[".utf8)) {
+                    end = Self.find(Array("]]>".utf8), in: b, from: i + 9).map { $0 + 3 } ?? b.count
+                } else {
                     var j = i + 1
-                    while j < b.count, b[j] != UInt8(ascii: ">") {
-                        if b[j] == Self.backtick { return nil }
+                    var quote: UInt8? = nil
+                    while j < b.count {
+                        if let open = quote {
+                            if b[j] == open { quote = nil }
+                        } else if b[j] == UInt8(ascii: "\"") || b[j] == UInt8(ascii: "'") {
+                            quote = b[j]
+                        } else if b[j] == UInt8(ascii: ">") {
+                            end = j + 1
+                            break
+                        }
                         j += 1
                     }
-                    i = j
                 }
-                i += 1
+                if b[i..<end].contains(Self.backtick) { return nil }
+                i = end
             }
 
-            // A link's destination and title (`[x](/`) …`) and a bare URL (`https://e.com/` …`) are
+            // A link's destination and title (`[x](/`) …`, `[x](/u "a) `")`, a title over two
+            // lines, a reference definition `[r]: /u "`"`) and a bare URL (`https://e.com/` …`) are
             // read before code spans: a backtick in one pairs with none.
-            for opener in [Array("](".utf8), Array("://".utf8), Array("www.".utf8)] {
+            for opener in [Array("](".utf8), Array("]:".utf8), Array("://".utf8), Array("www.".utf8)] {
                 var at = 0
                 while let found = Self.find(opener, in: b, from: at) {
-                    var j = found + opener.count
-                    while j < b.count, b[j] != UInt8(ascii: " "), b[j] != UInt8(ascii: "\n"), b[j] != UInt8(ascii: "\t") {
-                        if b[j] == Self.backtick { return nil }
-                        if opener.first == UInt8(ascii: "]"), b[j] == UInt8(ascii: ")") { break }
-                        j += 1
-                    }
-                    // A title in quotes may hold spaces: up to the closing parenthesis on the line.
-                    if opener.first == UInt8(ascii: "]") {
-                        var k = j
-                        while k < b.count, b[k] != UInt8(ascii: "\n"), b[k] != UInt8(ascii: ")") {
-                            if b[k] == Self.backtick { return nil }
-                            k += 1
-                        }
-                    }
                     at = found + 1
+                    guard opener[0] == UInt8(ascii: "]") else {
+                        var j = found + opener.count
+                        while j < b.count, b[j] != UInt8(ascii: " "), b[j] != UInt8(ascii: "\n"), b[j] != UInt8(ascii: "\t") {
+                            if b[j] == Self.backtick { return nil }
+                            j += 1
+                        }
+                        continue
+                    }
+                    if opener[1] == UInt8(ascii: ":"), !startsDefinition(at: found) { continue }
+                    if linkTailHoldsBacktick(from: found + 2) { return nil }
                 }
             }
 
@@ -191,6 +211,60 @@ enum MarkdownCode {
             }
             guard closeParagraph() else { return nil }
             return found.sorted { $0.lowerBound < $1.lowerBound }
+        }
+
+        /// Whether the `]:` at `at` ends a link reference definition's label: its line starts
+        /// (after quote and list markers) with `[`.
+        func startsDefinition(at: Int) -> Bool {
+            var start = at
+            while start > 0, b[start - 1] != UInt8(ascii: "\n") { start -= 1 }
+            let markers: Set<UInt8> = Set(" \t>*+-.)0123456789".utf8)
+            while start < at, markers.contains(b[start]) { start += 1 }
+            return start < at && b[start] == UInt8(ascii: "[")
+        }
+
+        /// Whether a link's destination and title, from `from` (after `](` or `]:`), hold a
+        /// backtick: the destination up to a space or `)` (`<…>` up to `>`), then after spaces and
+        /// at most one line break a title in `"…"`, `'…'` or `(…)` up to its unescaped closing
+        /// character or a blank line.
+        func linkTailHoldsBacktick(from: Int) -> Bool {
+            var j = from
+            func skipSpace() {
+                var breaks = 0
+                while j < b.count, b[j] == 0x20 || b[j] == 0x09 || (b[j] == UInt8(ascii: "\n") && breaks == 0) || b[j] == UInt8(ascii: "\r") {
+                    if b[j] == UInt8(ascii: "\n") { breaks += 1 }
+                    j += 1
+                }
+            }
+            skipSpace()
+            if j < b.count, b[j] == UInt8(ascii: "<") {
+                while j < b.count, b[j] != UInt8(ascii: ">"), b[j] != UInt8(ascii: "\n") {
+                    if b[j] == Self.backtick { return true }
+                    j += 1
+                }
+                j += 1
+            } else {
+                while j < b.count, b[j] != 0x20, b[j] != 0x09, b[j] != UInt8(ascii: "\n"), b[j] != UInt8(ascii: ")") {
+                    if b[j] == Self.backtick { return true }
+                    j += 1
+                }
+            }
+            skipSpace()
+            guard j < b.count, b[j] == UInt8(ascii: "\"") || b[j] == UInt8(ascii: "'") || b[j] == UInt8(ascii: "(") else { return false }
+            let closing = b[j] == UInt8(ascii: "(") ? UInt8(ascii: ")") : b[j]
+            j += 1
+            var lineIsBlank = false
+            while j < b.count, b[j] != closing {
+                if b[j] == Self.backtick { return true }
+                if b[j] == UInt8(ascii: "\n") {
+                    if lineIsBlank { return false }
+                    lineIsBlank = true
+                } else if b[j] != 0x20, b[j] != 0x09, b[j] != UInt8(ascii: "\r") {
+                    lineIsBlank = false
+                }
+                j += b[j] == UInt8(ascii: "\\") ? 2 : 1
+            }
+            return false
         }
 
         static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {

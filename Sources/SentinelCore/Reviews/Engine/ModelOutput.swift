@@ -88,7 +88,10 @@ public struct RawFinding: Sendable, Hashable, Codable {
         self.category = string("category", "type", "kind")?.lowercased() ?? "general"
         self.title = ModelText.neutralize(title)
         self.body = ModelText.neutralize(body ?? title)
-        let suggestion = (o["suggestion"]?.stringValue ?? o["suggested_code"]?.stringValue).map(ModelText.neutralizeMarkers)
+        // A suggestion is code in a fence of Sentinel's own that nothing in it can close: a `<!--`
+        // there is text the one-click commit writes as it is. A last line break ends the last
+        // line (as code is usually written); kept, it would add an empty line to the change.
+        let suggestion = (o["suggestion"]?.stringValue ?? o["suggested_code"]?.stringValue).map(RawFinding.withoutFinalLineBreak)
         if let suggestion, BidiControls.contains(suggestion) {
             // Code that displays in another order than it runs is not offered for a one-click commit.
             self.suggestion = nil
@@ -96,6 +99,12 @@ public struct RawFinding: Sendable, Hashable, Codable {
         } else {
             self.suggestion = (suggestion?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true) ? nil : suggestion
         }
+    }
+
+    static func withoutFinalLineBreak(_ code: String) -> String {
+        if code.hasSuffix("\r\n") { return String(code.unicodeScalars.dropLast(2)) }
+        if code.hasSuffix("\n") { return String(code.unicodeScalars.dropLast()) }
+        return code
     }
 
     static func derivedTitle(_ body: String) -> String {
@@ -399,7 +408,9 @@ public enum ModelText {
         + "which display code in another order than it runs.)_"
 
     public static func neutralize(_ text: String) -> String {
-        var marked = BidiControls.spelledOut(neutralizeMarkers(text))
+        // Every `<!--` outside code is written `&lt;!--` below (in code it is text, as in a
+        // suggestion); `MarkdownCode` reads it as text.
+        var marked = BidiControls.spelledOut(text)
         if marked.utf8.contains(UInt8(ascii: "&")) {
             // `&#64;all`, `&commat;all` and `octo/rep&#111;#12` render as `@all` and `octo/repo#12`,
             // which the platforms then read as a mention or a reference: the characters of names
@@ -422,8 +433,12 @@ public enum ModelText {
             // lines (GitLab's `suggestion:-35+0` reaching far above them), past every check the
             // finding's own `suggestion` gets: such fences, and fences whose info string holds an
             // entity (`sugg&#101;stion` is read as `suggestion`), show their text as plain code.
-            marked = marked.replacingOccurrences(of: #"(`{3,}|~{3,})([ \t]*)(?=suggestion|[^\n`]*&)"#, with: "$1$2text ",
-                                                 options: [.regularExpression, .caseInsensitive])
+            // Only a line that opens a fence (after quote and list markers; a backtick fence's info
+            // string holds no backtick) and is not yet made `text`.
+            for pattern in [#"(?m)^([ \t>*+\-0-9.)]*)(`{3,})(?![ \t]*text )([ \t]*)(?=(?:suggestion|[^\n`]*&)[^\n`]*$)"#,
+                            #"(?m)^([ \t>*+\-0-9.)]*)(~{3,})(?![ \t]*text )([ \t]*)(?=suggestion|[^\n]*&)"#] {
+                marked = marked.replacingOccurrences(of: pattern, with: "$1$2$3text ", options: [.regularExpression, .caseInsensitive])
+            }
         }
         guard marked.utf8.contains(where: { $0 == UInt8(ascii: "@") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "!") || $0 == UInt8(ascii: "<") }) else {
             return marked
@@ -447,6 +462,8 @@ public enum ModelText {
         var pendingImage = false
         // The run of name characters and slashes just before the current position.
         var token = ""
+        // The end of the web address being copied, which the platforms link whole.
+        var addressEnd = scalars.startIndex
         var index = scalars.startIndex
         while index < scalars.endIndex {
             let ch = scalars[index]
@@ -456,6 +473,23 @@ public enum ModelText {
             if (pendingAt && (ch.properties.isAlphabetic || ch.properties.numericType != nil || ch == "_" || ch == "."))
                 || (pendingReference && ("0"..."9").contains(ch)) || (pendingImage && ch == "[") {
                 out.append("\u{200B}")
+            }
+            // A web address is a link, in which nothing mentions or references: `@types/node` in
+            // `https://www.npmjs.com/package/@types/node` or `#2` in `…/questions/1#2` stay as written.
+            if !inCode, index >= addressEnd, " \t\n(*_~<[".unicodeScalars.contains(previous) || index == scalars.startIndex,
+               ch == "h" || ch == "w", let end = Self.linkedAddressEnd(scalars, from: index) {
+                addressEnd = end
+            }
+            if index < addressEnd {
+                out.append(ch)
+                (previous, token, pendingAt, pendingReference, pendingImage) = (ch, "", false, false, false)
+                continue
+            }
+            if !inCode, ch == "<", scalars[scalars.index(after: index)...].starts(with: "!--".unicodeScalars) {
+                // An HTML comment would hide text and could pass for one of Sentinel's markers.
+                out.append(contentsOf: "&lt;".unicodeScalars)
+                (previous, token, pendingAt, pendingReference, pendingImage) = (ch, "", false, false, false)
+                continue
             }
             // An image (`![x](https://…)`, `<img src=…>`) is fetched by every reader's browser where
             // the platform does not proxy images (GitLab without its asset proxy): the model's
@@ -486,6 +520,41 @@ public enum ModelText {
         return String(out)
     }
 
+    /// The end of a web address at `start` (`https://`, `http://` or `www.`) as the platforms'
+    /// autolinks take it, read strictly: a host of ASCII letters, digits and hyphens in at least
+    /// two dot-separated labels, then `/` and a path of letters, digits and `-./?#@$+,;=%:`. Any
+    /// other character ends it (`_`, `*` and `~` may close emphasis, `!` start an image, `&` an
+    /// entity for `<`), so what follows is read as prose. Nil when the text is no such address.
+    static func linkedAddressEnd(_ scalars: String.UnicodeScalarView, from start: String.UnicodeScalarView.Index) -> String.UnicodeScalarView.Index? {
+        var i = start
+        let rest = scalars[start...]
+        if rest.starts(with: "https://".unicodeScalars) {
+            i = scalars.index(i, offsetBy: 8)
+        } else if rest.starts(with: "http://".unicodeScalars) {
+            i = scalars.index(i, offsetBy: 7)
+        } else if !rest.starts(with: "www.".unicodeScalars) {
+            return nil
+        }
+        var labels = 0
+        var label = 0
+        while i < scalars.endIndex, scalars[i].isASCII, scalars[i].properties.isAlphabetic || ("0"..."9").contains(scalars[i]) || scalars[i] == "-" || scalars[i] == "." {
+            if scalars[i] == "." {
+                guard label > 0 else { return nil }
+                labels += 1
+                label = 0
+            } else {
+                label += 1
+            }
+            i = scalars.index(after: i)
+        }
+        guard labels > 0, label > 0, i < scalars.endIndex, scalars[i] == "/" else { return nil }
+        while i < scalars.endIndex, scalars[i].isASCII,
+              scalars[i].properties.isAlphabetic || ("0"..."9").contains(scalars[i]) || "-./?#@$+,;=%:".unicodeScalars.contains(scalars[i]) {
+            i = scalars.index(after: i)
+        }
+        return i
+    }
+
     /// ASCII letters, digits and `-_.`: what names of users, groups and projects are made of.
     static func isNameCharacter(_ scalar: Unicode.Scalar) -> Bool {
         scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "-" || scalar == "_" || scalar == ".")
@@ -499,7 +568,7 @@ public enum ModelText {
         }
     }
 
-    /// Only the comment opener, for code (suggestions), where mentions are inert.
+    /// Only the comment opener, for text that is not markdown to the platform.
     public static func neutralizeMarkers(_ text: String) -> String {
         text.containsBytes("<!--") ? text.replacingOccurrences(of: "<!--", with: "&lt;!--") : text
     }

@@ -281,15 +281,15 @@ public struct GitHubClient: Sendable {
     }
 
     /// A file's raw content at a ref, or nil when it does not exist.
-    public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
+    public func fileContent(_ repo: String, path: String, ref: String) async throws -> Data? {
         let r = try await request("GET", "repos/\(repo)/contents/\(path)", query: [("ref", ref)],
                                   accept: "application/vnd.github.raw+json", operation: "get file content", expect: [200, 404])
         if r.status == 404 { return nil }
         if let object = try? JSONDecoder.sentinel.decode(GitHubContent.self, from: r.body), let encoded = object.content {
             let cleaned = encoded.replacingOccurrences(of: "\n", with: "")
-            return Data(base64Encoded: cleaned).map { String(decoding: $0, as: UTF8.self) }
+            return Data(base64Encoded: cleaned)
         }
-        return String(decoding: r.body, as: UTF8.self)
+        return r.body
     }
 
     public func reviews(_ repo: String, _ number: Int) async throws -> [GitHubReview] {

@@ -86,7 +86,7 @@ public struct GitHubSession: SourceControlSession {
         }
     }
 
-    public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
+    public func fileContent(_ repo: String, path: String, ref: String) async throws -> Data? {
         try await mapped { try await client.fileContent(repo, path: path, ref: ref) }
     }
 

@@ -90,18 +90,65 @@ public struct GitLabClient: Sendable {
 
     /// Every page of a list, following `X-Next-Page` (at most `maxPages` pages of 100).
     func list<T: Decodable>(_ path: String, query: [(String, String)] = [], operation: String, maxPages: Int = 50) async throws -> [T] {
+        try await listing(path, query: query, operation: operation, maxItems: maxPages * 100).items
+    }
+
+    /// A list as read: its items, how many GitLab had that were left out (`tooLarge`), and whether
+    /// it had more than `maxItems`.
+    struct Listing<T> {
         var items: [T] = []
-        var page = 1
-        for _ in 0..<maxPages {
-            let r = try await request("GET", path, query: query + [("per_page", "100"), ("page", String(page))], operation: operation)
+        var tooLarge = 0
+        var more = false
+    }
+
+    /// Every page of a list, 100 items a page, following `X-Next-Page` or, where a proxy dropped
+    /// that header, the `Link` header's `rel="next"` page. Pages only go forward: a next page that
+    /// is not after this one (a server or proxy repeating `X-Next-Page: 1`) ends the listing rather
+    /// than reading a page again. With `shrinkingPages` (merge request diffs: up to 500 KB of patch
+    /// a file, escaped in JSON), a page past the response limit is asked for again in fewer items
+    /// (20, 4, 1) and an item too large alone is left out and counted; pages grow back once aligned.
+    func listing<T: Decodable>(_ path: String, query: [(String, String)] = [], operation: String, maxItems: Int,
+                               shrinkingPages: Bool = false) async throws -> Listing<T> {
+        var listing = Listing<T>()
+        var perPage = 100
+        // Items GitLab listed before the next page (those left out included).
+        var offset = 0
+        while true {
+            guard offset < maxItems, listing.tooLarge < 10 else {
+                listing.more = true
+                return listing
+            }
+            let page = offset / perPage + 1
+            let r: OutboundResponse
+            do {
+                r = try await request("GET", path, query: query + [("per_page", String(perPage)), ("page", String(page))], operation: operation)
+            } catch OutboundHTTPError.responseTooLarge where shrinkingPages {
+                if perPage > 1 {
+                    perPage = perPage == 100 ? 20 : perPage == 20 ? 4 : 1
+                } else {
+                    listing.tooLarge += 1
+                    offset += 1
+                }
+                continue
+            }
             let batch = try decode([T].self, r, operation: operation)
-            items += batch
-            // Pages only go forward: a next page that is not a number after this one (a server or
-            // proxy repeating `X-Next-Page: 1`) ends the listing rather than reading a page again.
-            guard let next = r.header("X-Next-Page").flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }), next > page, !batch.isEmpty else { break }
-            page = next
+            listing.items += batch
+            guard !batch.isEmpty, let next = Self.nextPage(r), next > page else { return listing }
+            offset = (next - 1) * perPage
+            if let larger = [100, 20, 4].first(where: { $0 > perPage && offset % $0 == 0 }) { perPage = larger }
         }
-        return items
+    }
+
+    /// The next page a list's answer names: `X-Next-Page`, else the `page` of `Link`'s `rel="next"`.
+    static func nextPage(_ response: OutboundResponse) -> Int? {
+        if let next = response.header("X-Next-Page")?.trimmingCharacters(in: .whitespaces), !next.isEmpty { return Int(next) }
+        guard let link = response.header("Link") else { return nil }
+        for part in link.split(separator: ",") where part.contains(#"rel="next""#) {
+            guard let open = part.firstIndex(of: "<"), let close = part.firstIndex(of: ">"), open < close,
+                  let components = URLComponents(string: String(part[part.index(after: open)..<close])) else { continue }
+            return components.queryItems?.first { $0.name == "page" }?.value.flatMap { Int($0) }
+        }
+        return nil
     }
 
     /// A path segment as GitLab wants it inside a URL (`a/b.c` → `a%2Fb%2Ec` is not needed; `/` must be).
@@ -163,9 +210,22 @@ public struct GitLabClient: Sendable {
     /// The merge request's diffs, and how many changed files GitLab did not list: the `/changes`
     /// of GitLab before 15.7 stops at its limit with `overflow: true` and a `changes_count` such
     /// as `"1000+"` (at least one, when it does not say how many).
+    ///
+    /// Since 15.7 `/diffs` lists what GitLab stored, at most the instance's `diff_max_files`: the
+    /// merge request's `changes_count` (`"1000+"` past it) is read beside the first page and says
+    /// how many were left out. A diff too large to be answered at all counts as not listed, as do
+    /// files past the 5,000 this reads.
     public func mergeRequestDiffs(project: Int64, iid: Int) async throws -> (diffs: [GitLabDiff], unlisted: Int) {
         do {
-            return (try await list("projects/\(project)/merge_requests/\(iid)/diffs", operation: "list merge request diffs"), 0)
+            async let counted = changesCount(project: project, iid: iid)
+            let listing: Listing<GitLabDiff> = try await listing("projects/\(project)/merge_requests/\(iid)/diffs",
+                                                                 operation: "list merge request diffs", maxItems: 5_000, shrinkingPages: true)
+            let listed = listing.items.count
+            var unlisted = listing.tooLarge + (listing.more ? 1 : 0)
+            if let (count, atLeast) = await counted {
+                unlisted = max(unlisted, count - listed, atLeast && listed >= count ? 1 : 0)
+            }
+            return (listing.items, unlisted)
         } catch let error as GitLabAPIError where error.status == 404 {
             let r = try await request("GET", "projects/\(project)/merge_requests/\(iid)/changes", operation: "get merge request changes")
             struct Changes: Decodable {
@@ -178,6 +238,17 @@ public struct GitLabClient: Sendable {
             let counted = Int(changes.changes_count?.filter(\.isNumber) ?? "") ?? 0
             return (changes.changes, max(1, counted - changes.changes.count))
         }
+    }
+
+    /// The merge request's `changes_count` (`"12"`, or `"1000+"` past the instance's limit): the
+    /// number, and whether there are more than it. Nil when GitLab does not say (a diff not yet
+    /// ready) or the merge request cannot be read: the listing alone then counts.
+    func changesCount(project: Int64, iid: Int) async -> (Int, Bool)? {
+        struct Counted: Decodable { let changes_count: String? }
+        guard let r = try? await request("GET", "projects/\(project)/merge_requests/\(iid)", operation: "get merge request"),
+              let text = (try? JSONDecoder().decode(Counted.self, from: r.body))?.changes_count,
+              let count = Int(text.filter(\.isNumber)) else { return nil }
+        return (count, text.hasSuffix("+"))
     }
 
     /// The common ancestor of two commits; nil when either is unknown.
@@ -197,11 +268,11 @@ public struct GitLabClient: Sendable {
         return try decode(GitLabComparison.self, r, operation: "compare commits")
     }
 
-    public func fileContent(project: Int64, path: String, ref: String) async throws -> String? {
+    public func fileContent(project: Int64, path: String, ref: String) async throws -> Data? {
         let r = try await request("GET", "projects/\(project)/repository/files/\(Self.segment(path))/raw", query: [("ref", ref)],
                                   operation: "get file", expect: [200, 404])
         guard r.status == 200 else { return nil }
-        return String(decoding: r.body, as: UTF8.self)
+        return r.body
     }
 
     public func setStatus(project: Int64, sha: String, _ status: GitLabCommitStatusRequest) async throws -> GitLabCommitStatus {

@@ -59,6 +59,8 @@ enum GitLabPayload {
             let noteable_type: String?
             let system: Bool?
             let action: String?
+            /// The note's author: what names the commenter where `user.id` is left out (older GitLab).
+            let author_id: Int64?
         }
         struct MergeRequest: Decodable {
             let iid: Int
@@ -135,7 +137,8 @@ public struct GitLabDeliveryProcessor: Sendable {
         var commandAccess: Int?
         var accessUnknown: String?
         if stored.event == "Note Hook", !stored.integrationRemoved, let note = try? JSONDecoder().decode(GitLabPayload.NoteEvent.self, from: stored.payload),
-           GitHubDeliveryProcessor.command(in: note.object_attributes.note ?? "").review, let userID = note.user?.id {
+           GitHubDeliveryProcessor.command(in: note.object_attributes.note ?? "").review,
+           let userID = note.user?.id ?? note.object_attributes.author_id {
             let client = try await connector.client(for: integrationID, in: context.workspace)
             do {
                 commandAccess = try await GitLabSession(client: client, project: note.project.id, bot: GitLabUser(id: 0, username: ""))
@@ -176,7 +179,7 @@ public struct GitLabDeliveryProcessor: Sendable {
 
     /// Whether a merge request is a draft: the flag, the older `work_in_progress`, or a draft title.
     static func isDraft(_ a: GitLabPayload.MergeRequestEvent.Attributes) -> Bool {
-        (a.draft ?? false) || (a.work_in_progress ?? false) || GitLabSession.hasDraftTitle(a.title ?? "")
+        GitLabSession.isDraft(flag: a.draft, workInProgress: a.work_in_progress, title: a.title)
     }
 
     /// Applies one delivery inside the caller's transaction; returns what was done, in words.

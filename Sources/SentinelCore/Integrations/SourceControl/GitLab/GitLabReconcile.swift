@@ -48,7 +48,7 @@ public struct GitLabReconcileSession: ReconcileSession {
         return try await session.mapped {
             try await client.openMergeRequests(project: repository.externalID, maxPages: Self.maxPages).map { mr in
                 OpenPullRequest(number: mr.iid, headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "",
-                                isDraft: (mr.draft ?? false) || (mr.work_in_progress ?? false) || GitLabSession.hasDraftTitle(mr.title ?? ""))
+                                isDraft: GitLabSession.isDraft(flag: mr.draft, workInProgress: mr.work_in_progress, title: mr.title))
             }
         }
     }

@@ -38,16 +38,21 @@ public struct GitLabSession: SourceControlSession {
     public func pullRequest(_ repo: String, _ number: Int) async throws -> PullRequestInfo {
         try await mapped {
             let mr = try await client.mergeRequest(project: project, iid: number)
-            let draft = (mr.draft ?? false) || (mr.work_in_progress ?? false) || Self.hasDraftTitle(mr.title ?? "")
+            let draft = Self.isDraft(flag: mr.draft, workInProgress: mr.work_in_progress, title: mr.title)
             let fork = mr.source_project_id.map { $0 != (mr.target_project_id ?? project) } ?? false
             return PullRequestInfo(headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "", isDraft: draft,
                                    isOpen: (mr.state ?? "opened") == "opened", fromFork: fork, title: mr.title ?? "")
         }
     }
 
-    /// GitLab's draft prefixes (`Draft:`, `[Draft]`, `(Draft)`, and the older `WIP:`).
-    public static func hasDraftTitle(_ title: String) -> Bool {
-        title.range(of: #"^\s*(\[draft\]|\(draft\)|draft:|draft\s|wip:|\[wip\])"#, options: [.regularExpression, .caseInsensitive]) != nil
+    /// Whether GitLab holds a merge request as a draft: its own `draft` flag (`work_in_progress`
+    /// before GitLab 13.x), and only where neither is sent, its title read by GitLab's rule
+    /// (`Draft:`, `[Draft]`, `(Draft)` at the very start, any case). A title GitLab does not read
+    /// as a draft (`Draft notes`, `WIP:` since GitLab 14.0) is not one here either: such a merge
+    /// request would never be "ready", and never reviewed.
+    public static func isDraft(flag: Bool?, workInProgress: Bool?, title: String?) -> Bool {
+        if let flag = flag ?? workInProgress { return flag }
+        return (title ?? "").range(of: #"^(\[draft\]|\(draft\)|draft:)"#, options: [.regularExpression, .caseInsensitive]) != nil
     }
 
     /// GitLab's per-file diffs as diff files. A file GitLab left out (too large, collapsed) or whose
@@ -99,7 +104,7 @@ public struct GitLabSession: SourceControlSession {
         }
     }
 
-    public func fileContent(_ repo: String, path: String, ref: String) async throws -> String? {
+    public func fileContent(_ repo: String, path: String, ref: String) async throws -> Data? {
         try await mapped { try await client.fileContent(project: project, path: path, ref: ref) }
     }
 
@@ -199,14 +204,24 @@ public struct GitLabSession: SourceControlSession {
             }
             var summary = body
             if !refused.isEmpty {
-                summary += "\n\n### Findings GitLab could not place inline\n"
+                // Each comment was made safe on its own; one after another they are one text, in
+                // which a fence one leaves open would take in the next: read again as a whole
+                // (without the comments' markers, which are no use in the summary).
+                var listed = ""
                 for c in refused {
                     let location = c.startLine.map { "\(c.path):\($0)-\(c.line)" } ?? "\(c.path):\(c.line)"
-                    summary += "\n**\(MarkdownCode.span(location))**\n\n\(c.body)\n"
+                    listed += "\n**\(MarkdownCode.span(location))**\n\n\(Self.withoutMarker(c.body))\n"
                 }
+                summary += "\n\n### Findings GitLab could not place inline\n" + ModelText.neutralize(listed)
             }
             return String(try await client.createNote(project: project, iid: number, body: GitLabQuickActions.neutralize(summary)).id)
         }
+    }
+
+    /// A comment's text without the fingerprint marker that ends it.
+    static func withoutMarker(_ body: String) -> String {
+        guard let range = body.range(of: "\n\n<!-- sentinel:fp:", options: .backwards), body.hasSuffix(" -->") else { return body }
+        return String(body[..<range.lowerBound])
     }
 
     /// GitHub-style suggestion fences (replacing lines start…line) as GitLab's `suggestion:-N+0`.
@@ -219,7 +234,10 @@ public struct GitLabSession: SourceControlSession {
     /// only `old_line`, an unchanged line both. Nil when the line is not in the diff.
     public static func position(of comment: ReviewComment, in files: [DiffFile], base: String, start: String,
                          head: String) -> GitLabDiscussionRequest.Position? {
-        guard let file = files.first(where: { ($0.newPath ?? $0.oldPath) == comment.path || $0.oldPath == comment.path }) else { return nil }
+        // The file the comment's side names first: a new `config.py` beside `config.py` renamed away.
+        let named: (DiffFile) -> String? = comment.side == .right ? { $0.newPath ?? $0.oldPath } : { $0.oldPath ?? $0.newPath }
+        guard let file = files.first(where: { named($0) == comment.path })
+                ?? files.first(where: { ($0.newPath ?? $0.oldPath) == comment.path || $0.oldPath == comment.path }) else { return nil }
         let lines = file.hunks.flatMap(\.lines)
         let found: DiffLine?
         switch comment.side {

@@ -1,0 +1,92 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import SentinelCore
+@testable import SentinelServer
+import SentinelTestSupport
+import Testing
+
+@Suite("Observability under hostile input")
+struct ObservabilityHardeningTests {
+    func makeAppliance(_ dir: TemporaryDirectory, log: CapturedLog = CapturedLog()) throws -> Appliance {
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        return try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: JobRegistry(),
+                             logger: Logger.sentinel(level: "info", sink: log.sink))
+    }
+
+    @Test("the tracer is given a request's trace context and nothing else of its headers (it logs the carrier it cannot read)")
+    func traceCarrierHoldsOnlyTraceContext() throws {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        var headers: HTTPFields = [.authorization: "Bearer snt_VICTIMapitoken0123456789", .cookie: "sentinel_session=sns_VICTIM"]
+        headers[TraceHeaders.traceparent] = parent
+        headers[TraceHeaders.tracestate] = "vendor=1"
+        let carrier = try #require(TraceHeaders.carrier(of: headers))
+        #expect(carrier.count == 2 && carrier[TraceHeaders.traceparent] == parent && carrier[TraceHeaders.tracestate] == "vendor=1")
+        // Malformed: no carrier at all (a new trace, nothing logged).
+        for bad in ["01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+                    "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+                    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                    String(repeating: "0", count: 30_000)] {
+            headers[TraceHeaders.traceparent] = bad
+            #expect(TraceHeaders.carrier(of: headers) == nil, "\(bad.prefix(60))")
+        }
+        // A later version is read by its first four fields, as version 00.
+        #expect(TraceHeaders.wellFormed("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra") == parent)
+        #expect(TraceHeaders.wellFormed(parent) == parent)
+    }
+
+    @Test("no header value reaches the log when a request's traceparent is malformed")
+    func malformedTraceparentLogsNoHeaders() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let log = CapturedLog()
+        let appliance = try makeAppliance(dir, log: log)
+        let app = Application(router: try appliance.makeRouter())
+        try await app.test(.router) { client in
+            for parent in ["01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra", "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01"] {
+                _ = try await client.execute(uri: "/api/v1/auth/me", method: .get,
+                                             headers: [.authorization: "Bearer snt_VICTIMapitoken0123456789", .init("traceparent")!: parent])
+            }
+        }
+        #expect(!log.all.joined().contains("VICTIM"), "\(log.all)")
+    }
+
+    @Test("a request no route matches is labelled `unmatched` in the metrics, as documented (Hummingbird names it NotFound)")
+    func unmatchedRoute() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let appliance = try makeAppliance(dir)
+        let app = Application(router: try appliance.makeRouter(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        // Live: /metrics answers loopback only, and the router's own test client has no address.
+        try await app.test(.live) { client in
+            #expect(try await client.execute(uri: "/no-such-page", method: .get).status == .notFound)
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            let text = String(buffer: metrics.body)
+            #expect(text.contains(#"route="unmatched""#) && !text.contains(#"route="NotFound""#), "\(text.prefix(2000))")
+        }
+    }
+
+    @Test("/readyz reads control.sqlite itself: a file emptied under the server is storage unavailable, not ok")
+    func readinessReadsTheFile() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let appliance = try makeAppliance(dir)
+        let app = Application(router: try appliance.makeRouter())
+        try await app.test(.router) { client in
+            let before = try await client.execute(uri: "/readyz", method: .get)
+            #expect(String(buffer: before.body).contains(#""storage":"ok""#), "\(String(buffer: before.body))")
+            let control = appliance.dataDirectory.controlFile
+            let handle = try FileHandle(forWritingTo: control)
+            try handle.truncate(atOffset: 0)
+            try handle.close()
+            try? FileManager.default.removeItem(atPath: control.path + "-wal")
+            let after = try await client.execute(uri: "/readyz", method: .get)
+            #expect(after.status == .serviceUnavailable)
+            #expect(String(buffer: after.body).contains(#""storage":"unavailable""#), "\(String(buffer: after.body))")
+        }
+    }
+}
