@@ -19,6 +19,15 @@ struct JSONStructureTests {
         #expect(problem(#"["x","x"]"#) == nil)
     }
 
+    @Test("a comma before a closing bracket is found with its path (Foundation's decoder takes one); commas in strings are text")
+    func trailingCommas() {
+        #expect(problem(#"{"name":"x",}"#) == .trailingComma(path: ""))
+        #expect(problem(#"{"a":{"l":[1,2, ]}}"#) == .trailingComma(path: "a.l"))
+        #expect(problem("{\"a\":1,\n}") == .trailingComma(path: ""))
+        #expect(problem(#"{"a":"x,","b":[",]"]}"#) == nil)
+        #expect(problem(#"[1,{},[]]"#) == nil)
+    }
+
     @Test("nesting deeper than 512 arrays and objects is told apart; 512 is fine")
     func depth() {
         func nested(_ n: Int) -> String { String(repeating: "[", count: n) + String(repeating: "]", count: n) }

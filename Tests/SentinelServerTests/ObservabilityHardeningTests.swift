@@ -90,3 +90,38 @@ struct ObservabilityHardeningTests {
         }
     }
 }
+
+@Suite("API input: strict")
+struct APIStrictInputTests {
+    @Test("a query parameter without a value, or an empty part, is a 400 naming it (the generated decoder failed: 500)")
+    func bareQueryParameters() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            for path in ["/workspaces/\(world.workspaceA)/runs?limit", "/workspaces/\(world.workspaceA)/runs?&&", "/workspaces/\(world.workspaceA)/runs?limit=5&&&"] {
+                let reply = try await api.call(.get, path, token: world.token(.owner))
+                #expect(reply.status == .badRequest, "\(path): \(reply.body)")
+            }
+            let bare = try await api.call(.get, "/workspaces/\(world.workspaceA)/runs?state", token: world.token(.owner))
+            #expect(bare.body.contains("state: has no value"), "\(bare.body)")
+            #expect(try await api.call(.get, "/users?cursor=abc", token: world.adminToken).status == .badRequest)
+        }
+    }
+
+    @Test("JSON bodies: a trailing comma, a body that is not UTF-8 and a name of marks piled on one letter are refused")
+    func strictBodies() async throws {
+        let world = try APIWorld()
+        try await world.test { api in
+            let comma = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: #"{"name":"trailing",}"#)
+            #expect(comma.status == .badRequest && comma.body.contains("comma"), "\(comma.body)")
+            let nested = try await api.call(.put, "/workspaces/\(world.workspaceA)/settings", token: world.token(.owner),
+                                            body: #"{"values":{"review.min_severity":"medium"},"locks":["review.min_severity",]}"#)
+            #expect(nested.status == .badRequest && nested.body.contains("locks"), "\(nested.body)")
+            let utf16 = String(decoding: Array(#"{"name":"u16"}"#.utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }, as: UTF8.self)
+            let wide = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: utf16)
+            #expect(wide.status == .badRequest, "\(wide.body)")
+            let marks = "z" + String(repeating: "\u{301}", count: 3_000)
+            let piled = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: #"{"name":"\#(marks)"}"#)
+            #expect(piled.status == .badRequest && piled.body.contains("at most"), "\(piled.body.prefix(300))")
+        }
+    }
+}

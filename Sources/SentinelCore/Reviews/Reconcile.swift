@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import Tracing
 import ServiceLifecycle
 
 // Catch-up after downtime (SPEC: nothing missed). A webhook the appliance never received — it was
@@ -202,7 +203,13 @@ public struct Reconciler: Sendable {
         }
         var reports: [IntegrationSweep] = []
         for (id, kind) in integrations {
-            reports.append(await sweep(id, kind: kind, in: workspace, logger: logger.with(["integration_id": id.rawValue])))
+            // One correlation id per integration's sweep: on its log lines, its outbound calls'
+            // `X-Request-ID` and the runs it requests.
+            var context = ServiceContext.current ?? .topLevel
+            context.correlationID = "reconcile-" + UUID().uuidString.lowercased()
+            reports.append(await ServiceContext.withValue(context) {
+                await sweep(id, kind: kind, in: workspace, logger: logger.with(["integration_id": id.rawValue]))
+            })
         }
         return reports
     }
@@ -352,7 +359,7 @@ public struct Reconciler: Sendable {
                                           arguments: [integration.rawValue])
         }
         report.repositories = repositories.count
-        let correlationID = "reconcile-" + UUID().uuidString.lowercased()
+        let correlationID = ServiceContext.current?.correlationID ?? "reconcile-" + UUID().uuidString.lowercased()
         let dryRun = options.dryRun
         for repository in repositories {
             try await checkBudget(session)

@@ -146,6 +146,13 @@ public struct ReviewRunner: Sendable {
 
     public func run(_ context: JobContext) async throws {
         let runID = try context.job.decodePayload(ReviewRunJob.self).runID
+        // The run's outbound calls log their lines with its id too.
+        try await Telemetry.$logger.withValue(Telemetry.logger.with(["run_id": String(runID)])) {
+            try await review(runID: runID, context)
+        }
+    }
+
+    private func review(runID: Int64, _ context: JobContext) async throws {
         let workspace = context.workspace
         let logger = context.logger.with(["run_id": String(runID)])
         var laps = StageLaps()

@@ -75,6 +75,11 @@ struct IdentityHandlers: Sendable {
 
     func listUsers(_ input: Operations.ListUsers.Input, _ context: UserContext) async throws -> Operations.ListUsers.Output {
         let window = PageWindow(input.query.limit)
+        // A user's id is the cursor: one of another shape was not given by this API (read as a
+        // place in the list, `abc` sent a client back to the first page, round and round).
+        if let cursor = input.query.cursor, cursor.wholeMatch(of: /usr_[a-z0-9]{1,64}/) == nil {
+            throw Problem(status: .badRequest, detail: "cursor: not a cursor this API gave")
+        }
         let users = try d.identity.users(after: input.query.cursor, limit: window.limit + 1)
         return .ok(.init(body: .json(.init(items: window.items(users).map(Self.user), nextCursor: window.nextCursor(users, \.id)))))
     }

@@ -22,6 +22,12 @@ struct RequestValidationMiddleware: ServerMiddleware {
         // Decoded and as sent, item for item: a value whose percent-encoding is not UTF-8 decodes
         // to nil and would otherwise pass unchecked to the generated decoder.
         let query = Array(zip(components?.queryItems ?? [], components?.percentEncodedQueryItems ?? []))
+        // `?limit` and `?a&&b` are no `name=value` pairs: the generated decoder failed on them (a 500).
+        if let (bare, _) = query.first(where: { $0.1.value == nil }) {
+            throw Problem(status: .badRequest, detail: bare.name.isEmpty ? "the query has an empty part (`&&`, or a trailing `&`); give name=value pairs"
+                                                                         : "\(bare.name): has no value; give \(bare.name)=VALUE, or leave it out",
+                          type: SchemaValidator.problemType, title: "Invalid query parameter")
+        }
         for (name, schema) in operation.query {
             // Given twice, this check would see one value and the generated decoder the other
             // (`limit=1000&limit=1` listed 1,000): no parameter of the document is a list.
@@ -60,6 +66,11 @@ struct RequestValidationMiddleware: ServerMiddleware {
         func invalid(_ detail: String) -> Problem {
             Problem(status: .badRequest, detail: detail, type: "urn:sentinel:problem:invalid-json", title: "Invalid JSON")
         }
+        // RFC 8259 §8.1: JSON between systems is UTF-8. Foundation reads UTF-16 and UTF-32 too, and
+        // the structure checks below read bytes as UTF-8 (a UTF-16 body got past the name check).
+        if !data.isEmpty, data.contains(0) || String(data: data, encoding: .utf8) == nil {
+            throw invalid("the body is not UTF-8; JSON is sent as UTF-8 (RFC 8259 §8.1)")
+        }
         let value: JSONValue
         do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
             if data.isEmpty { throw invalid("a JSON body is required") }
@@ -69,9 +80,14 @@ struct RequestValidationMiddleware: ServerMiddleware {
             throw invalid("the body is not valid JSON")
         }
         // Strict decoding: a name given twice in one object is refused, not settled by keeping one.
-        if case .repeatedName(let name, let path)? = JSONStructure.firstProblem(in: data) {
+        switch JSONStructure.firstProblem(in: data) {
+        case .repeatedName(let name, let path)?:
             throw invalid("\(path.isEmpty ? "the body" : path): names \"\(StoredText.singleLine(String(name.prefix(100))))\" twice; "
                           + "each name of a JSON object must be unique")
+        case .trailingComma(let path)?:
+            throw invalid("\(path.isEmpty ? "the body" : path): has a comma before its closing bracket; JSON allows none there")
+        default:
+            break
         }
         try validator.validate(value, against: schema, at: "")
         var request = request

@@ -353,8 +353,13 @@ extension Console {
             throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
         }
         // As the API's PUT …/settings: a setting given twice leaves unclear which value was meant.
-        if case .repeatedName(let name, let path)? = JSONStructure.firstProblem(in: Data(text.utf8)) {
+        switch JSONStructure.firstProblem(in: Data(text.utf8)) {
+        case .repeatedName(let name, let path)?:
             throw IdentityError(.invalid, "values: \(path.isEmpty ? "the object" : path) names \"\(StoredText.singleLine(String(name.prefix(100))))\" twice; give each setting once")
+        case .trailingComma(let path)?:
+            throw IdentityError(.invalid, "values: \(path.isEmpty ? "the object" : path) has a comma before its closing bracket; JSON allows none there")
+        default:
+            break
         }
         let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         let by = m.actorName

@@ -198,7 +198,9 @@ struct ModelTextTests {
     @Test("an HTML comment opener is kept as code in fences and code spans, escaped in prose")
     func commentOpenersInCode() {
         #expect(ModelText.neutralize("```html\n<!-- header -->\n```") == "```html\n<!-- header -->\n```")
-        #expect(ModelText.neutralize("inline `a <!-- b` here") == "inline `a <!-- b` here")
+        // A one-line code span escapes it like prose: should a reading of where the span starts
+        // differ from the platform's, no comment may come alive.
+        #expect(ModelText.neutralize("inline `a <!-- b` here") == "inline `a &lt;!-- b` here")
         #expect(ModelText.neutralize("prose <!-- hidden --> text") == "prose &lt;!-- hidden --> text")
         #expect(ModelText.neutralize("entity <&#33;-- hidden -->") == "entity &lt;!-- hidden -->")
     }
@@ -248,5 +250,46 @@ struct ModelTextTests {
         let cut = PlatformText.fitted(head + bodyPad + "`@victim` x" + String(repeating: "b", count: 5_000),
                                       limit: limit, notice: "cut", reread: ReviewRunner.rereadCutBody)
         #expect(cut.hasPrefix(ReviewRunner.marker(runID: 7) + "\n") && cut.contains("`@\u{200B}vict") && !cut.contains("`@v"))
+    }
+
+    @Test("a web address keeps its @ only where the platforms certainly link it: not with a `[` open before it, not after `[` or `<`, not in an HTML block")
+    func addressesOnlyWhereLinked() {
+        for text in ["See [the docs for https://example.com/@octocat and more",
+                     "[https://example.com/@octocat",
+                     "Per [RFC 1234 see www.example.com/@octocat",
+                     "<www.example.com/@octocat",
+                     "<div>\nSee https://example.com/@octocat\n</div>"] {
+            #expect(ModelText.neutralize(text).contains("@\u{200B}octocat"), "\(text)")
+        }
+        #expect(ModelText.neutralize("Fix [x] then see https://example.com/@octocat") == "Fix [x] then see https://example.com/@octocat")
+        #expect(ModelText.neutralize("[Medium](https://medium.com/@someone/post-1)") == "[Medium](https://medium.com/@someone/post-1)")
+        #expect(ModelText.neutralize("see https://x.com/a/b,octo/repo#12 [y").contains("octo/repo#12"), "an address closed before the `[` is linked")
+    }
+
+    @Test("a link destination with balanced or escaped parentheses is read whole: a backtick in it pairs with none")
+    func destinationsWithParentheses() {
+        for text in ["see [a](/u(x)`y) now @octocat and ` ok",
+                     "[a](/u(x) \"`\") now @octocat `",
+                     "[a](/u\\)`y) now @octocat `",
+                     "[a](<u\\>`y>) now @octocat `",
+                     "![a](/u(x)`y) now @octocat `"] {
+            #expect(ModelText.neutralize(text).contains("@\u{200B}octocat"), "\(text)")
+        }
+        #expect(ModelText.neutralize("see [a](/u(x)`y) now <!-- sentinel:run:1 --> hidden ` ok").contains("&lt;!-- sentinel:run:1"))
+    }
+
+    @Test("HTML that a blank line does not end (`<textarea>`, `<script>`, `<pre>`, `<style>`, `<?`, `<!`) is escaped in prose: it took in the suggested change after it")
+    func unendingHTMLEscaped() {
+        #expect(ModelText.neutralize("Use a clearer name.\n\n<textarea>") == "Use a clearer name.\n\n&lt;textarea>")
+        #expect(ModelText.neutralize("<script src=x>") == "&lt;script src=x>")
+        #expect(ModelText.neutralize("a <?php b") == "a &lt;?php b")
+        #expect(ModelText.neutralize("<!DOCTYPE html>") == "&lt;!DOCTYPE html>")
+        #expect(ModelText.neutralize("keep <presentation> and <b>bold</b>") == "keep <presentation> and <b>bold</b>")
+        #expect(ModelText.neutralize("```html\n<script>x</script>\n<!-- c -->\n```") == "```html\n<script>x</script>\n<!-- c -->\n```", "a fenced block keeps it")
+        #expect(ModelText.neutralize("<div>\n```\n@x\n```\n</div>").contains("@\u{200B}x"), "an HTML block before the fence: no code")
+        let finding = Finding(path: "a.py", line: 2, side: .right, severity: .high, category: "bug", title: "Rename y",
+                              body: ModelText.neutralize("Use a clearer name.\n\n<textarea>"), suggestion: "why = 2  # @octocat",
+                              source: .ai, fingerprint: "f")
+        #expect(!ReviewRunner.comment(finding).body.contains("<textarea>"))
     }
 }

@@ -2,7 +2,8 @@ import Foundation
 
 /// What a JSON decoder does not say about a document: a name given twice in one object (decoders
 /// keep one of the values without a word, so what a client meant is unknown; RFC 8259 §4 leaves
-/// such a document's meaning to the reader) and nesting too deep to read. One pass over the
+/// such a document's meaning to the reader), a comma before `}` or `]` (Foundation's decoder takes
+/// one; RFC 8259 does not) and nesting too deep to read. One pass over the
 /// bytes; any input is safe to scan, and for text that is not JSON the answer means nothing.
 public enum JSONStructure {
     /// The deepest nesting of arrays and objects Foundation's `JSONDecoder` reads.
@@ -14,6 +15,8 @@ public enum JSONStructure {
         case repeatedName(String, path: String)
         /// Arrays and objects nested deeper than `maxDepth`.
         case tooDeep
+        /// A comma right before the end of the object or array at `path`.
+        case trailingComma(path: String)
     }
 
     /// An open array or object: its path, and for an object the names seen so far, whether a
@@ -40,14 +43,18 @@ public enum JSONStructure {
     static func firstProblem(in bytes: UnsafeBufferPointer<UInt8>) -> Problem? {
         var stack: [Frame] = []
         var i = 0
+        // The last byte outside strings that is not white space.
+        var last: UInt8 = 0
         while i < bytes.count {
             let byte = bytes[i]
+            defer { if byte != 0x20, byte != 0x09, byte != 0x0A, byte != 0x0D { last = byte } }
             switch byte {
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 guard stack.count < maxDepth else { return .tooDeep }
                 stack.append(Frame(isObject: byte == UInt8(ascii: "{"), path: stack.last?.valuePath ?? ""))
                 i += 1
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if last == UInt8(ascii: ","), let top = stack.last { return .trailingComma(path: top.path) }
                 _ = stack.popLast()
                 i += 1
             case UInt8(ascii: ","):

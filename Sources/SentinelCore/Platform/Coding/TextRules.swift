@@ -22,8 +22,10 @@ public enum TextRules {
     }
 
     /// Why `text` is too long; nil when it is not.
+    /// Characters as people count them; and at most four code points a character, so that marks
+    /// piled on one letter (`z` and 300,000 combining accents, one "character") do not pass.
     public static func lengthProblem(_ text: String, maxLength: Int) -> String? {
-        text.count > maxLength ? "must have at most \(maxLength) characters" : nil
+        text.count > maxLength || text.unicodeScalars.count > 4 * maxLength ? "must have at most \(maxLength) characters" : nil
     }
 
     /// The first problem of `text` under both rules; nil when there is none.

@@ -63,7 +63,10 @@ public enum Telemetry {
             span.attributes["sentinel.job.kind"] = job.kind
             span.attributes["sentinel.job.attempt"] = job.attempts
             span.attributes["sentinel.job.priority"] = job.jobPriority.description
-            await $callAttempt.withValue(job.attempts) { await body() }
+            // The job's outbound calls log their lines with its workspace and id, as its own lines do.
+            await $logger.withValue(logger.with(["workspace_id": workspace.rawValue, "job_id": String(job.id)])) {
+                await $callAttempt.withValue(job.attempts) { await body() }
+            }
         }
     }
 

@@ -91,15 +91,15 @@ enum MarkdownCode {
             for (i, byte) in b.enumerated() where byte == UInt8(ascii: "\r") && (i + 1 == b.count || b[i + 1] != UInt8(ascii: "\n")) {
                 return nil
             }
-            // Lines this reading cannot place: one that starts (after quote and list markers) with
-            // `<` (an HTML block, whose text is not markdown), GitLab's multi-line quote `>>>`, and a
+            // Lines this reading cannot place: one outside a fenced block that starts (after quote
+            // and list markers) with `<` (an HTML block, whose text is not markdown; see
+            // `startsHTML`), GitLab's multi-line quote `>>>`, and a
             // fence after a marker or deeper than three spaces (inside a list item or a quote,
             // whose end decides the fence's).
             let markers: Set<UInt8> = Set(" \t>*+-.)0123456789".utf8)
             for line in lines {
                 var at = line.lowerBound
                 while at < line.upperBound, markers.contains(b[at]) { at += 1 }
-                if at < line.upperBound, b[at] == UInt8(ascii: "<") { return nil }
                 if b[line].starts(with: Array(">>>".utf8)) || b[line].drop(while: { $0 == 0x20 }).starts(with: Array(">>>".utf8)) { return nil }
                 if fence(in: line, at: at) != nil {
                     let prefix = b[line.lowerBound..<at]
@@ -170,6 +170,7 @@ enum MarkdownCode {
             while l < lines.count {
                 let line = lines[l]
                 guard let indent = indentation(line) else {
+                    if startsHTML(line) { return nil }
                     if isBlank(line) { guard closeParagraph() else { return nil } } else { paragraph = (paragraph?.lowerBound ?? line.lowerBound)..<line.upperBound }
                     l += 1
                     continue
@@ -202,6 +203,7 @@ enum MarkdownCode {
                     l = end + 1
                     continue
                 }
+                if startsHTML(line) { return nil }
                 if isBlank(line) {
                     guard closeParagraph() else { return nil }
                 } else {
@@ -211,6 +213,15 @@ enum MarkdownCode {
             }
             guard closeParagraph() else { return nil }
             return found.sorted { $0.lowerBound < $1.lowerBound }
+        }
+
+        /// Whether a line starts (after quote and list markers) with `<`: an HTML block, as the
+        /// platforms may read it. Lines inside a fenced block that certainly closes are code.
+        func startsHTML(_ line: Range<Int>) -> Bool {
+            let markers: Set<UInt8> = Set(" \t>*+-.)0123456789".utf8)
+            var at = line.lowerBound
+            while at < line.upperBound, markers.contains(b[at]) { at += 1 }
+            return at < line.upperBound && b[at] == UInt8(ascii: "<")
         }
 
         /// Whether the `]:` at `at` ends a link reference definition's label: its line starts
@@ -224,7 +235,7 @@ enum MarkdownCode {
         }
 
         /// Whether a link's destination and title, from `from` (after `](` or `]:`), hold a
-        /// backtick: the destination up to a space or `)` (`<…>` up to `>`), then after spaces and
+        /// backtick: the destination up to a space or an unbalanced `)` (`<…>` up to `>`), then after spaces and
         /// at most one line break a title in `"…"`, `'…'` or `(…)` up to its unescaped closing
         /// character or a blank line.
         func linkTailHoldsBacktick(from: Int) -> Bool {
@@ -237,15 +248,33 @@ enum MarkdownCode {
                 }
             }
             skipSpace()
+            // A backslash escapes the next character (`\)`, `\>`); parentheses nest (`/u(x)`).
             if j < b.count, b[j] == UInt8(ascii: "<") {
+                j += 1
                 while j < b.count, b[j] != UInt8(ascii: ">"), b[j] != UInt8(ascii: "\n") {
                     if b[j] == Self.backtick { return true }
+                    if b[j] == UInt8(ascii: "\\") {
+                        if j + 1 < b.count, b[j + 1] == Self.backtick { return true }
+                        j += 2
+                        continue
+                    }
                     j += 1
                 }
                 j += 1
             } else {
-                while j < b.count, b[j] != 0x20, b[j] != 0x09, b[j] != UInt8(ascii: "\n"), b[j] != UInt8(ascii: ")") {
+                var depth = 0
+                while j < b.count, b[j] != 0x20, b[j] != 0x09, b[j] != UInt8(ascii: "\n") {
                     if b[j] == Self.backtick { return true }
+                    if b[j] == UInt8(ascii: "\\") {
+                        if j + 1 < b.count, b[j + 1] == Self.backtick { return true }
+                        j += 2
+                        continue
+                    }
+                    if b[j] == UInt8(ascii: "(") { depth += 1 }
+                    if b[j] == UInt8(ascii: ")") {
+                        if depth == 0 { break }
+                        depth -= 1
+                    }
                     j += 1
                 }
             }

@@ -453,6 +453,14 @@ public enum ModelText {
         // read by Unicode scalar, as the markdown readers and the platforms' filters read it: a
         // character that joins the next one (U+0600 before `@`) or a mark after `[` hid them.
         let code = MarkdownCode.spans(in: marked)
+        // Fenced blocks (several lines) keep an HTML comment opener as written; a one-line code
+        // span escapes it like prose, should any reading of where a span starts differ from the
+        // platform's.
+        let fenced = code.map { marked[$0].contains("\n") }
+        // A web address is copied whole (see below) only where the platforms certainly link it:
+        // never in text with an HTML block (its text is not markdown, nothing in it is linked).
+        let mayLinkAddresses = !Self.holdsHTMLBlockLine(marked)
+        var openBrackets = 0
         let scalars = marked.unicodeScalars
         var span = 0
         var out = String.UnicodeScalarView()
@@ -476,17 +484,28 @@ public enum ModelText {
             }
             // A web address is a link, in which nothing mentions or references: `@types/node` in
             // `https://www.npmjs.com/package/@types/node` or `#2` in `…/questions/1#2` stay as written.
-            if !inCode, index >= addressEnd, " \t\n(*_~<[".unicodeScalars.contains(previous) || index == scalars.startIndex,
-               ch == "h" || ch == "w", let end = Self.linkedAddressEnd(scalars, from: index) {
+            // Only where the platforms link it for certain: after white space (or as a link's
+            // destination, `](`), with no `[` left open before it (no autolink is made inside one).
+            if !inCode, mayLinkAddresses, openBrackets == 0, index >= addressEnd, ch == "h" || ch == "w",
+               index == scalars.startIndex || " \t\n".unicodeScalars.contains(previous) || (previous == "(" && out.suffix(2).first == "]"),
+               let end = Self.linkedAddressEnd(scalars, from: index) {
                 addressEnd = end
+            }
+            if !inCode, index >= addressEnd {
+                if ch == "[", previous != "\\" { openBrackets += 1 }
+                if ch == "]", previous != "\\" { openBrackets = max(0, openBrackets - 1) }
+                if ch == "\n", previous == "\n" { openBrackets = 0 }
             }
             if index < addressEnd {
                 out.append(ch)
                 (previous, token, pendingAt, pendingReference, pendingImage) = (ch, "", false, false, false)
                 continue
             }
-            if !inCode, ch == "<", scalars[scalars.index(after: index)...].starts(with: "!--".unicodeScalars) {
-                // An HTML comment would hide text and could pass for one of Sentinel's markers.
+            if ch == "<", !inCode ? Self.opensUnendingHTML(Substring(scalars[scalars.index(after: index)...]))
+                : !fenced[span] && scalars[scalars.index(after: index)...].starts(with: "!--".unicodeScalars) {
+                // An HTML comment would hide text and could pass for one of Sentinel's markers; a
+                // `<script>`, `<pre>`, `<style>`, `<textarea>`, `<?` or `<!…` block runs on past blank
+                // lines and would take in what Sentinel adds after the text (a suggested change, its marker).
                 out.append(contentsOf: "&lt;".unicodeScalars)
                 (previous, token, pendingAt, pendingReference, pendingImage) = (ch, "", false, false, false)
                 continue
@@ -558,6 +577,26 @@ public enum ModelText {
     /// ASCII letters, digits and `-_.`: what names of users, groups and projects are made of.
     static func isNameCharacter(_ scalar: Unicode.Scalar) -> Bool {
         scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "-" || scalar == "_" || scalar == ".")
+    }
+
+    /// Whether text after a `<` opens an HTML comment, or an HTML block that a blank line does not
+    /// end (CommonMark §4.6, kinds 1 to 5): `<script`, `<pre`, `<style`, `<textarea`, `<?`, `<!`.
+    static func opensUnendingHTML(_ rest: Substring) -> Bool {
+        guard let first = rest.unicodeScalars.first else { return false }
+        if first == "!" || first == "?" { return true }
+        let name = rest.prefix(9).lowercased()
+        return ["script", "pre", "style", "textarea"].contains { tag in
+            name.hasPrefix(tag) && (name.count == tag.count || " \t\r\n>".contains(name[name.index(name.startIndex, offsetBy: tag.count)]))
+        }
+    }
+
+    /// Whether a line of `text` starts (after quote and list markers) with `<`: an HTML block, as
+    /// the platforms may read it.
+    static func holdsHTMLBlockLine(_ text: String) -> Bool {
+        guard text.utf8.contains(UInt8(ascii: "<")) else { return false }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).contains { line in
+            line.drop { " \t>*+-.)0123456789".contains($0) }.first == "<"
+        }
     }
 
     /// Whether text after a `<` opens an HTML element that loads media.
