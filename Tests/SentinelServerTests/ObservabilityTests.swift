@@ -116,7 +116,10 @@ struct ObservabilityTests {
             }
             #expect(line["trace_id"] as? String == traceIDs.first)
             #expect(line["correlation_id"] as? String == "delivery-corr-1")
+            // Made by jobs: with the job's workspace and id, as the job's own lines (SPEC §9); a review's with its run.
+            #expect(line["workspace_id"] as? String == world.workspace.rawValue && line["job_id"] != nil, "\(line)")
         }
+        #expect(outbound.filter { ($0["path"] as? String)?.contains("/pulls/{n}/files") == true }.allSatisfy { $0["run_id"] != nil })
         #expect(outbound.contains { ($0["path"] as? String)?.hasSuffix("/repos/{owner}/{repo}/pulls/{n}/files") == true })
         let outboundText = outbound.map { "\($0)" }.joined()
         #expect(!outboundText.contains("Bearer") && !outboundText.contains(FakeLLMServer.defaultKeys[.openAI]!) && !outboundText.contains("octo-org"))

@@ -48,6 +48,11 @@ struct ReconcileEndToEndTests {
         #expect(sweep.outcome == "complete", "\(sweep)")
         #expect(sweep.pullRequestsFound == 1)
         #expect(sweep.reviewsRequested.map(\.prNumber) == [7])
+        // The sweep's own calls carry its correlation id (they carried none), the one its run keeps.
+        let listing = try #require(await world.github.state.received.first { $0.path.hasSuffix("/pulls") })
+        let sweepID = try #require(listing.headers["x-request-id"], "the sweep's listing has no X-Request-ID")
+        #expect(sweepID.hasPrefix("reconcile-"))
+        #expect(try await world.runs().first?.correlationID == sweepID)
         // Through the normal queue at normal priority, like any review (never ahead of deliveries)
         // until its review is prepared: posting it is critical work.
         func runJobPriorities() async throws -> [Int] {
