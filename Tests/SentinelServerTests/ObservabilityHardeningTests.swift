@@ -119,6 +119,14 @@ struct APIStrictInputTests {
             let utf16 = String(decoding: Array(#"{"name":"u16"}"#.utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }, as: UTF8.self)
             let wide = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: utf16)
             #expect(wide.status == .badRequest, "\(wide.body)")
+            for name in ["del\u{7F}", "csi\u{9B}", "line\u{2028}x"] {
+                let reply = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner),
+                                               body: #"{"name":"\#(name)"}"#)
+                #expect(reply.status == .badRequest && reply.body.contains("control characters"), "\(reply.body)")
+            }
+            let spaced = try await api.call(.post, "/workspaces/\(world.workspaceA)/providers", token: world.token(.owner),
+                                            body: #"{"kind":"openai","api_key":"k","model":"m","base_url":"http://127.0.0.1:9/v1 x"}"#)
+            #expect(spaced.status == .badRequest && spaced.body.contains("base_url"), "\(spaced.body)")
             let marks = "z" + String(repeating: "\u{301}", count: 3_000)
             let piled = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: #"{"name":"\#(marks)"}"#)
             #expect(piled.status == .badRequest && piled.body.contains("at most"), "\(piled.body.prefix(300))")

@@ -88,7 +88,7 @@ public struct IntegrationService: Sendable {
     /// The API URL of a GitHub App as a form or request gives it: github.com's when absent.
     public static func gitHubAPIURL(_ raw: String?) throws -> URL {
         guard let raw else { return defaultGitHubAPI }
-        guard let url = URL(string: raw) else { throw IntegrationError.invalid("api_url is not a URL") }
+        guard let url = WebAddress.parse(raw) else { throw IntegrationError.invalid("api_url is not a URL") }
         return url
     }
 

@@ -198,7 +198,7 @@ public struct NotificationStore: Sendable {
             hint = checked.hint
         } else {
             guard email == nil else { throw IntegrationError.invalid("only email channels take a mail server") }
-            guard let url, let parsed = URL(string: url.trimmingCharacters(in: .whitespaces)), parsed.host != nil else {
+            guard let url, let parsed = WebAddress.parse(url.trimmingCharacters(in: .whitespaces)), parsed.host != nil else {
                 throw IntegrationError.invalid("the channel URL is not an absolute URL")
             }
             // The message never repeats the URL: webhook URLs carry their token.

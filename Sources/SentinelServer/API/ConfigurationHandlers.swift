@@ -78,7 +78,7 @@ struct ConfigurationHandlers: Sendable {
     func createProvider(_ input: Operations.CreateProvider.Input, _ context: WorkspaceContext) async throws -> Operations.CreateProvider.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let baseURL = try body.baseUrl.map { raw -> URL in
-            guard let url = URL(string: raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
+            guard let url = WebAddress.parse(raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
             return url
         }
         let summary = try await d.providers.add(kind: body.kind.rawValue, apiKey: body.apiKey, model: body.model, baseURL: baseURL,

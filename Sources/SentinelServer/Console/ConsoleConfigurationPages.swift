@@ -158,7 +158,7 @@ extension Console {
 
     func addProvider(_ m: Member, _ form: Form) async throws -> Response {
         let baseURL = try form.text("base_url").map { raw -> URL in
-            guard let url = URL(string: raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
+            guard let url = WebAddress.parse(raw), url.scheme != nil else { throw IntegrationError.invalid("base_url is not an absolute URL") }
             return url
         }
         let priority = try Self.priority(form) ?? 100
@@ -408,7 +408,7 @@ extension Console {
         try await m.workspace.read { db in try IntegrationService.checkRoom(db) }
         var apiURL = IntegrationService.defaultGitHubAPI
         if let raw = form.text("api_url") {
-            guard let url = URL(string: raw), url.scheme != nil, url.host != nil else { throw IntegrationError.invalid("api_url is not a URL") }
+            guard let url = WebAddress.parse(raw), url.scheme != nil, url.host != nil else { throw IntegrationError.invalid("api_url is not a URL") }
             // The rules of adding an App by hand, before this page sends the visitor there: https
             // (or loopback), no credentials, a real port (an ftp:// or http:// URL was posted to).
             try IntegrationService.validateAPIURL(url)

@@ -15,6 +15,11 @@ public enum TextRules {
         if StoredText.hasControlCharacters(text, multiline: multiline) {
             return multiline ? "must not contain control characters other than tab and line breaks" : "must not contain control characters"
         }
+        // DEL, the C1 controls (U+0085 is a line break to some readers, U+009B a terminal's CSI)
+        // and the Unicode line and paragraph separators break one line as surely as a newline.
+        if !multiline, text.unicodeScalars.contains(where: { (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 }) {
+            return "must not contain control characters"
+        }
         if !multiline, let control = BidiControls.find(in: text).first {
             return "must not contain bidirectional control characters (\(BidiControls.codePoint(control.scalar)) at character \(control.column))"
         }

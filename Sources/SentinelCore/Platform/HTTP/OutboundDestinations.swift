@@ -339,6 +339,14 @@ public struct DestinationPolicy: Sendable {
 /// and @-mentions neutralised as model text is, and truncated, so a hostile or broken server can
 /// neither forge Sentinel's markers, nor flood a summary, nor have a token it echoes (GitHub's
 /// installation token, say) posted on a pull request or logged.
+/// An address an admin typed, read as written: a space, a control or a character outside ASCII
+/// makes it no URL (Foundation's `URL(string:)` percent-encodes them and stored `/v1%E2%80%A8`).
+public enum WebAddress {
+    public static func parse(_ text: String) -> URL? {
+        URL(string: text, encodingInvalidCharacters: false)
+    }
+}
+
 public enum RemoteText {
     public static let maxCharacters = 500
 

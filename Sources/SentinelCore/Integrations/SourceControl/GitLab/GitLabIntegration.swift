@@ -84,7 +84,7 @@ extension IntegrationService {
     /// stored (a refused token stores nothing); the bot user name defaults to the token's user.
     public func connectGitLab(workspace: WorkspaceActor, baseURL raw: String, token: String, webhookSecret: Data, caBundlePEM: String?,
                               botUsername: String?, destinations: DestinationPolicy) async throws -> IntegrationSummary {
-        guard let baseURL = URL(string: raw), baseURL.scheme != nil else {
+        guard let baseURL = WebAddress.parse(raw), baseURL.scheme != nil else {
             throw IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")
         }
         // Checked before the instance is called; `addGitLab` checks them again with the token. A
