@@ -127,6 +127,11 @@ struct APIStrictInputTests {
             let spaced = try await api.call(.post, "/workspaces/\(world.workspaceA)/providers", token: world.token(.owner),
                                             body: #"{"kind":"openai","api_key":"k","model":"m","base_url":"http://127.0.0.1:9/v1 x"}"#)
             #expect(spaced.status == .badRequest && spaced.body.contains("base_url"), "\(spaced.body)")
+            // Names are composed (NFC): `café` typed two ways is one name.
+            #expect(try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: #"{"name":"caf\u00e9"}"#).status == .created)
+            #expect(try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: #"{"name":"cafe\u0301"}"#).status == .conflict)
+            #expect(try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"caf\u00e9"}"#).status == .created)
+            #expect(try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"cafe\u0301"}"#).status == .conflict)
             let marks = "z" + String(repeating: "\u{301}", count: 3_000)
             let piled = try await api.call(.post, "/workspaces/\(world.workspaceA)/teams", token: world.token(.owner), body: #"{"name":"\#(marks)"}"#)
             #expect(piled.status == .badRequest && piled.body.contains("at most"), "\(piled.body.prefix(300))")

@@ -35,7 +35,8 @@ public enum TeamStore {
     /// Creates a team; a blank name, one longer than `maxNameLength` or with control characters
     /// is invalid, and a taken one a conflict.
     public static func create(name raw: String, by actor: String, in tx: inout WorkspaceTransaction) throws -> Team {
-        let name = raw.trimmingCharacters(in: .whitespaces)
+        // In Unicode's composed form (NFC): `café` typed two ways is one name, not two that look alike.
+        let name = raw.trimmingCharacters(in: .whitespaces).precomposedStringWithCanonicalMapping
         guard !name.isEmpty else { throw IdentityError(.invalid, "name: must not be blank") }
         if let problem = TextRules.problem(name, maxLength: maxNameLength) { throw IdentityError(.invalid, "name: \(problem)") }
         if try Int.fetchOne(tx.db, sql: "SELECT 1 FROM teams WHERE name = ?", arguments: [name]) != nil {

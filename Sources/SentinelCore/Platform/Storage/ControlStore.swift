@@ -74,9 +74,11 @@ public final class ControlStore: Sendable {
         }
     }
 
+    /// By its name as stored (composed, NFC) or as given (a name stored before names were composed).
     public func workspace(named name: String) throws -> WorkspaceRecord? {
         try database.read { db in
-            try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE name = ?", arguments: [name])
+            try WorkspaceRecord.fetchOne(db, sql: "SELECT * FROM workspaces WHERE name = ? OR name = ? ORDER BY name = ? DESC LIMIT 1",
+                                         arguments: [name.precomposedStringWithCanonicalMapping, name, name.precomposedStringWithCanonicalMapping])
         }
     }
 
