@@ -297,7 +297,14 @@ struct OpenAPICommand: AsyncParsableCommand {
             let document = try APIDocument.load()
             let data = yaml ? document.yaml : document.json
             if let out {
-                do { try data.write(to: URL(fileURLWithPath: out)) } catch { throw CLIError("cannot write \(out): \(error)") }
+                // A typo must not put the document over a database (`--out data/control.sqlite`).
+                let existing = FileHandle(forReadingAtPath: out).flatMap { handle in defer { try? handle.close() }; return try? handle.read(upToCount: 16) }
+                if existing == Data("SQLite format 3\u{0}".utf8) {
+                    throw CLIError("\(out) is an SQLite database; write the API document to a file of its own")
+                }
+                do { try data.write(to: URL(fileURLWithPath: out), options: .atomic) } catch {
+                    throw CLIError("cannot write \(out): \((error as NSError).localizedDescription)")
+                }
             } else {
                 FileHandle.standardOutput.write(data)
             }

@@ -129,7 +129,8 @@ struct IntegrationCommand: AsyncParsableCommand {
                 while let last = secret?.last, last == 0x0A || last == 0x0D { secret?.removeLast() }
                 let credentials = IntegrationCredentials(
                     webhookSecret: secret, privateKeyPEM: try read(privateKeyFile, "private key").map { String(decoding: $0, as: UTF8.self) },
-                    token: try read(tokenFile, "token").map { String(decoding: $0, as: UTF8.self) },
+                    // As `integration add` reads it: a file's last line break is no part of the token.
+                    token: try read(tokenFile, "token").map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) },
                     caBundlePEM: try read(caFile, "CA").map { String(decoding: $0, as: UTF8.self) })
                 let destinations = try DestinationPolicy(try global.loadConfig().security)
                 let summary = try await global.withWorkspace(workspace) { actor, control, _ in

@@ -8,6 +8,25 @@ import Testing
 
 @Suite("AI review end to end", .serialized)
 struct AIReviewEndToEndTests {
+    @Test("a review whose AI part failed does not mark its head reviewed: the next push is reviewed whole, not only what it touched")
+    func failedAIReviewKeepsTheHeadUnreviewed() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.inject(.status(400), api: .openAI, times: nil)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let review = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(review.body.contains("AI review failed"), "\(review.body.prefix(600))")
+        #expect(try await world.count("SELECT count(*) FROM pull_requests WHERE last_reviewed_sha IS NOT NULL") == 0)
+        await world.stop()
+        await llm.stop()
+    }
+
     @Test("a workspace with an OpenAI key gets AI findings on valid lines, usage recorded once, and the key never logged")
     func aiFindingsPosted() async throws {
         let llm = try await FakeLLMServer.start()

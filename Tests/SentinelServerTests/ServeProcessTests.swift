@@ -366,6 +366,12 @@ struct ServeProcessTests {
         #expect(badRole.stderr.contains("owner, admin, member, viewer"))
         let openapi = try await SentinelProcess.run(["openapi"])
         #expect(openapi.stdout.contains("\"openapi\": \"3.1.0\""))
+        // A typo of --out naming a database is refused; the database is left as it was.
+        let control = URL(fileURLWithPath: data).appendingPathComponent("control.sqlite")
+        let before = try Data(contentsOf: control)
+        let overDatabase = try await SentinelProcess.run(["openapi", "--out", control.path])
+        #expect(overDatabase.status != 0 && overDatabase.stderr.contains("is an SQLite database"), "\(overDatabase.stderr)")
+        #expect(try Data(contentsOf: control) == before)
 
         let server = try SentinelProcess.start(["serve", "--data-dir", data, "--no-tls", "--host", "127.0.0.1", "--port", "0"])
         defer { server.kill() }

@@ -387,9 +387,12 @@ private struct Walker {
         error(Pos(mark), message, key: key)
     }
 
+    /// A warning in a pull request's file (the review goes on with what it understood); in settings
+    /// an error, as the API's `PUT …/settings` answers 400: a version saved without a misspelled key
+    /// replaced the settings it meant to change. A missing `version` stays a warning.
     mutating func warning(_ mark: Yams.Mark?, _ message: String, key: String? = nil) {
         diagnostics.append(ConfigDiagnostic(file: file, line: Pos(mark)?.line ?? 1, column: Pos(mark)?.column ?? 1,
-                                            severity: .warning, message: message, key: key))
+                                            severity: settings && key != "version" ? .error : .warning, message: message, key: key))
     }
 
     mutating func error(_ pos: Pos?, _ message: String, key: String? = nil) {

@@ -385,7 +385,10 @@ public struct ReviewRunner: Sendable {
             title: Self.title(findings: result.reportedSeverities.count, aiStatus: result.aiStatus),
             checkSummary: checkSummary, filesReviewed: result.coverage.reviewedFiles, filesTotal: result.coverage.totalFiles,
             summary: result.summary, overLimit: result.overLimit, stillOpen: result.repeated,
-            unanchored: result.unanchored.map(Self.recorded), reviewedSHA: diff.complete ? run.headSHA : nil)
+            // The next push is reviewed from this head only when the AI review of this one read
+            // all of it: after a failed, partial or skipped one (an outage, a spent budget) it was
+            // reviewed incrementally, and what this head brought was never read by the model.
+            unanchored: result.unanchored.map(Self.recorded), reviewedSHA: diff.complete && result.aiStatus == .completed ? run.headSHA : nil)
         // Usage and the prepared review in one transaction: from here on a retry posts this
         // review and never calls the model again.
         let preparedBefore = try await recordUsage(of: result, prepared: prepared, runID: run.id, repository: loaded.repository.fullName,

@@ -190,4 +190,25 @@ struct EngineBuiltinChecksTests {
         #expect(one[0].fingerprint == shifted[0].fingerprint)
         #expect(one[0].line == 2 && shifted[0].line == 4)
     }
+
+    @Test("two conflict blocks with the same marker lines in one file are two findings (one fingerprint made the ranker drop the second)")
+    func repeatedConflictsAreDistinct() throws {
+        let block = ["<<<<<<< HEAD", "b = 2", "=======", "b = 3", ">>>>>>> feature"]
+        let file = F.addedFile("c.py", lines: ["a = 1"] + block + ["c = 1"] + Array(repeating: "x = 1", count: 40) + block + ["z = 1"])
+        let findings = BuiltinChecks.run(on: [file])
+        #expect(findings.count == 2 && Set(findings.map(\.fingerprint)).count == 2, "\(findings.map { ($0.line, $0.fingerprint) })")
+        let ranked = FindingRanker.select(findings, minSeverity: .low, maxComments: 10, alreadyPosted: [])
+        #expect(ranked.selected.count == 2 && ranked.duplicates == 0)
+        // The first keeps the fingerprint it had: earlier reviews still recognise it.
+        let alone = BuiltinChecks.run(on: [F.addedFile("c.py", lines: ["a = 1"] + block + ["c = 1"])])
+        #expect(alone.first?.fingerprint == findings.first?.fingerprint)
+    }
+
+    @Test("a long line of `a=a=a=…` is read once (each operator read the rest of the line: minutes for 40 KB); a secret after it is still found")
+    func longAssignmentRunsAreLinear() {
+        let run = String(repeating: "a=", count: 20_000)
+        #expect(BuiltinChecks.run(on: [F.addedFile("q.txt", lines: [run, String(repeating: "a:", count: 20_000)])]).isEmpty)
+        let findings = BuiltinChecks.run(on: [F.addedFile("settings.py", lines: [run + #" password = "Zx9kQ2mP7vL4wR8tY6uB""#])])
+        #expect(findings.count == 1, "\(findings.map(\.title))")
+    }
 }

@@ -292,4 +292,15 @@ struct ModelTextTests {
                               source: .ai, fingerprint: "f")
         #expect(!ReviewRunner.comment(finding).body.contains("<textarea>"))
     }
+
+    @Test("a line range written as a string (`\"line\": \"11-13\"`) is lines 11 to 13, so a three-line suggestion replaces three lines")
+    func lineRangeAsText() throws {
+        let out = try ModelOutputParser.parse(#"""
+            {"summary": "s", "findings": [
+              {"path": "g.py", "line": "11-13", "title": "t", "suggestion": "B1\nB2\nB3"},
+              {"path": "g.py", "line": "L20..L21", "title": "u"},
+              {"path": "g.py", "line": "30", "title": "v"}]}
+            """#)
+        #expect(out.findings.map(\.startLine) == [11, 20, nil] && out.findings.map(\.line) == [13, 21, 30])
+    }
 }

@@ -85,6 +85,12 @@ struct ConfigFileParserTests {
         #expect(settings.values["review.auto_review.on_open"] == .bool(false) && settings.values["review.auto_review.on_push"] == .bool(false))
         let file = RepositoryConfigParser.parse(yaml)
         #expect(file.values["review.enabled"] == nil && file.warnings.count == 4)
+        // In settings a misspelled key is an error (as the API's 400): saved without it, the version
+        // replaced the settings it meant to change. A missing version stays a warning.
+        let typo = RepositoryConfigParser.parse("review:\n  max_coments: 10\n", file: "ws.yml", settings: true)
+        #expect(typo.hasErrors && typo.errors.first?.message.contains("unknown key 'review.max_coments'") == true, "\(typo.diagnostics)")
+        #expect(typo.warnings.count == 1 && typo.warnings.first?.key == "version")
+        #expect(!RepositoryConfigParser.parse("review:\n  max_coments: 10\n").hasErrors, "a pull request's file only warns")
     }
 
     @Test("review.builtin_checks in a .sentinel.yml is a warning at the key and is not applied: only the settings turn the built-in checks off")

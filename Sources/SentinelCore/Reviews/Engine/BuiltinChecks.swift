@@ -59,11 +59,26 @@ public enum BuiltinChecks {
     public static func run(on files: [DiffFile]) -> [Finding] {
         var findings: [Finding] = []
         for file in files where file.status != .deleted && !file.isBinary {
-            findings += secretFindings(file)
-            findings += conflictFindings(file)
-            findings += bidiFindings(file)
+            findings += distinct(secretFindings(file) + conflictFindings(file) + bidiFindings(file))
         }
         return findings
+    }
+
+    /// The same problem twice in one file (a second conflict block ending `>>>>>>> feature`, one
+    /// secret on two lines) had one fingerprint, and the ranker kept one of them as a duplicate:
+    /// the second and later get fingerprints of their own, in the order they appear (the first
+    /// keeps its fingerprint, so earlier reviews still recognise it).
+    static func distinct(_ findings: [Finding]) -> [Finding] {
+        var seen: [String: Int] = [:]
+        return findings.map { finding in
+            let count = seen[finding.fingerprint, default: 0]
+            seen[finding.fingerprint] = count + 1
+            guard count > 0 else { return finding }
+            var again = finding
+            again.fingerprint = Fingerprint.of(path: finding.path, category: finding.category, title: finding.title,
+                                               anchorText: finding.fingerprint + "#\(count + 1)")
+            return again
+        }
     }
 
     // MARK: Secrets
@@ -249,15 +264,21 @@ public enum BuiltinChecks {
                         continue
                     }
                 } else {
+                    // At most `maxUnquotedValue` bytes are read: `=` and `:` do not end a value, so on a
+                    // line of `a=a=a=…` each operator read the rest of the line (minutes for 40 KB).
+                    // A value that long is no secret of the kinds looked for.
                     var m = k
-                    while m < b.count, !(b[m] == 32 || b[m] == 9 || ",;)}]".utf8.contains(b[m]) || isQuote(b[m])) { m += 1 }
-                    if m > k { result.append(Assignment(name: name, value: k..<m, quoted: false)) }
+                    while m < b.count, m - k <= Self.maxUnquotedValue, !(b[m] == 32 || b[m] == 9 || ",;)}]".utf8.contains(b[m]) || isQuote(b[m])) { m += 1 }
+                    if m > k, m - k <= Self.maxUnquotedValue { result.append(Assignment(name: name, value: k..<m, quoted: false)) }
                 }
             }
             i += opLength
         }
         return result
     }
+
+    /// The longest unquoted value read as a possible secret.
+    static let maxUnquotedValue = 512
 
     private static let secretNameWords = ["password", "passwd", "secret", "token", "apikey", "accesskey", "privatekey",
                                           "authkey", "credential"]

@@ -71,6 +71,11 @@ public struct RawFinding: Sendable, Hashable, Codable {
         guard let path = string("path", "file", "filename", "file_path") else { return nil }
         var start = int("start_line", "startLine", "line_start")
         guard var line = int("line", "end_line", "endLine", "line_end", "line_number") ?? start else { return nil }
+        // `"line": "11-13"` names lines 11 to 13 (read as 11 alone, a three-line suggestion replaced one line).
+        if start == nil, let text = o["line"]?.stringValue,
+           let range = text.wholeMatch(of: /\s*L?(\d{1,9})\s*(?:-|–|:|\.\.)\s*L?(\d{1,9})\s*/), let a = Int(range.output.1), let b = Int(range.output.2) {
+            (start, line) = (a, b)
+        }
         let body = string("body", "message", "description", "comment", "explanation")
         let title = string("title", "summary", "issue") ?? body.map(RawFinding.derivedTitle)
         guard let title else { return nil }
