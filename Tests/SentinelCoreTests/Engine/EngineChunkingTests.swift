@@ -127,4 +127,21 @@ struct EngineChunkingTests {
         let (chunks, overBudget) = Chunker.chunks(files: [rename], budget: 1000)
         #expect(chunks.isEmpty && overBudget.isEmpty)
     }
+
+    @Test("a slice of a pure insertion keeps the old side's start (`-5,0`), and of a pure deletion the new side's")
+    func slicesOfOneSidedHunks() {
+        let insertion = DiffHunk(oldStart: 5, oldCount: 0, newStart: 6, newCount: 6,
+                                 lines: (0..<6).map { DiffLine(kind: .added, oldLine: nil, newLine: 6 + $0, text: "x\($0)") })
+        #expect(insertion.slice(0..<3).oldStart == 5 && insertion.slice(3..<6).oldStart == 5)
+        #expect(insertion.slice(3..<6).newStart == 9 && insertion.slice(3..<6).newCount == 3)
+        let deletion = DiffHunk(oldStart: 10, oldCount: 4, newStart: 9, newCount: 0,
+                                lines: (0..<4).map { DiffLine(kind: .removed, oldLine: 10 + $0, newLine: nil, text: "y\($0)") })
+        #expect(deletion.slice(2..<4).newStart == 9 && deletion.slice(2..<4).oldStart == 12)
+        // A mixed hunk's slice of added lines alone still numbers its empty side by the line before.
+        let mixed = DiffHunk(oldStart: 3, oldCount: 1, newStart: 3, newCount: 3, lines: [
+            DiffLine(kind: .context, oldLine: 3, newLine: 3, text: "a"),
+            DiffLine(kind: .added, oldLine: nil, newLine: 4, text: "b"),
+            DiffLine(kind: .added, oldLine: nil, newLine: 5, text: "c")])
+        #expect(mixed.slice(1..<3).oldStart == 3 && mixed.slice(1..<3).oldCount == 0)
+    }
 }

@@ -58,6 +58,19 @@ struct EnginePromptTests {
                                         pathInstructions: [], language: nil)
         #expect(overhead > empty.estimatedTokens)
     }
+
+    @Test("path instructions matching long paths stay within what the budget reserves for them: each shown path is cut to its end")
+    func longPathsInPathInstructions() {
+        let files = (0..<5).map { i in EngineFixtures.addedFile(String(repeating: "d\(i)é/", count: 300) + "f\(i).py", lines: ["x = \(i)"]) }
+        let chunk = ReviewChunk(index: 0, files: files, estimatedTokens: 0)
+        let instructions = (0..<18).map { (glob: $0 % 2 == 0 ? "**" : "**/*.py", text: "Check \($0).") }
+        let withPaths = PromptBuilder.build(chunk: chunk, instructions: nil, pathInstructions: instructions, language: nil)
+        let withoutPaths = PromptBuilder.build(chunk: chunk, instructions: nil, pathInstructions: [], language: nil)
+        let reserved = PromptBuilder.overheadTokens(instructions: nil, pathInstructions: instructions, language: nil)
+            - PromptBuilder.overheadTokens(instructions: nil, pathInstructions: [], language: nil)
+        #expect(withPaths.estimatedTokens - withoutPaths.estimatedTokens <= reserved, "\(withPaths.estimatedTokens - withoutPaths.estimatedTokens) > \(reserved)")
+        #expect(withPaths.user.contains("`…") && withPaths.user.contains("f4.py`"))
+    }
 }
 
 @Suite("Engine: tolerant model output parsing")

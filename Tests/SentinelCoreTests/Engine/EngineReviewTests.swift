@@ -331,6 +331,9 @@ struct EngineReviewTests {
         #expect(result.coverage.skipped[.excluded] == 2)
         // Excluded by the user: built-in checks respect that too.
         #expect(result.findings.isEmpty)
+        // Every file over the total token budget: said so, not "after filters".
+        let over = await ReviewEngine.review(files: files, options: ReviewOptions(maxTotalTokens: 1), model: model)
+        #expect(over.aiStatus == .skipped(reason: "every file left to review is over the token budget"), "\(over.aiStatus)")
     }
 
     @Test func largePullRequestIsChunkedAndEveryFileReviewedOnce() async throws {

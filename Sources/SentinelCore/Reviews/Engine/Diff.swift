@@ -96,9 +96,10 @@ public struct DiffHunk: Sendable, Hashable, Codable {
         let part = Array(lines[clamped])
         let oldCount = part.reduce(0) { $0 + ($1.kind != .added ? 1 : 0) }
         let newCount = part.reduce(0) { $0 + ($1.kind != .removed ? 1 : 0) }
-        // git numbers an empty side by the line before the change.
-        let oldStart = oldCount == 0 ? max(0, oldCursor - 1) : oldCursor
-        let newStart = newCount == 0 ? max(0, newCursor - 1) : newCursor
+        // git numbers an empty side by the line before the change; a side the whole hunk leaves
+        // empty (a pure insertion's old side) is numbered so already, and keeps its start.
+        let oldStart = self.oldCount == 0 ? self.oldStart : oldCount == 0 ? max(0, oldCursor - 1) : oldCursor
+        let newStart = self.newCount == 0 ? self.newStart : newCount == 0 ? max(0, newCursor - 1) : newCursor
         return DiffHunk(oldStart: oldStart, oldCount: oldCount, newStart: newStart, newCount: newCount,
                         section: section, lines: part)
     }

@@ -111,7 +111,9 @@ public enum PromptBuilder {
             guard let glob = try? PathGlob(entry.glob) else { continue }
             let matching = chunk.files.map(\.path).filter { glob.matches($0) }
             guard !matching.isEmpty else { continue }
-            let shown = matching.prefix(5).map { "`\($0)`" }.joined(separator: ", ")
+            // At most five paths, each at most `shownPathLength` characters (its end kept): git
+            // allows 4,096-byte paths, and the budget reserves room for five of this length.
+            let shown = matching.prefix(5).map { "`\(Self.shortened($0))`" }.joined(separator: ", ")
                 + (matching.count > 5 ? " and \(matching.count - 5) more" : "")
             pathLines.append("- For files matching `\(entry.glob)` (\(shown)): \(text)")
         }
@@ -129,14 +131,31 @@ public enum PromptBuilder {
     /// Estimated tokens a prompt adds on top of the rendered diff for these settings (system text,
     /// schema, instructions and every per-path instruction), so the engine can reserve it from the
     /// chunk budget.
+    /// The most UTF-8 bytes of a path shown in a path instruction's line.
+    static let shownPathLength = 120
+
+    /// `path`, or its end after `…` when it is longer than `shownPathLength` bytes.
+    static func shortened(_ path: String) -> String {
+        guard path.utf8.count > shownPathLength else { return path }
+        var kept = 0
+        var end: [Character] = []
+        for character in path.reversed() {
+            let size = character.utf8.count
+            guard kept + size <= shownPathLength - 3 else { break }
+            kept += size
+            end.append(character)
+        }
+        return "…" + String(end.reversed())
+    }
+
     public static func overheadTokens(instructions: String?, pathInstructions: [(glob: String, text: String)],
                                       language: String?) -> Int {
         let empty = build(chunk: ReviewChunk(index: 0, files: [], estimatedTokens: 0), instructions: instructions,
                           pathInstructions: [], language: language)
         var extra = 0
         for entry in pathInstructions {
-            // Worst case: the glob matches five long paths.
-            extra += TokenEstimator.estimate(entry.glob) + TokenEstimator.estimate(entry.text) + 100
+            // Worst case: the glob matches five paths of the longest length shown (and the words around them).
+            extra += TokenEstimator.estimate(entry.glob) + TokenEstimator.estimate(entry.text) + (5 * (shownPathLength + 4) + 40) / 4 + 16
         }
         return empty.estimatedTokens + extra + 16
     }

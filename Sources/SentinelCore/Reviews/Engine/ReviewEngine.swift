@@ -304,8 +304,9 @@ public enum ReviewEngine {
         var refusal: String?
         if let model {
             if chunks.isEmpty {
-                aiStatus = .skipped(reason: reviewable.isEmpty ? "no files left to review after filters"
-                                                               : "no reviewable lines in the change")
+                aiStatus = .skipped(reason: !reviewable.isEmpty ? "no reviewable lines in the change"
+                                    : overBudget.isEmpty ? "no files left to review after filters"
+                                    : "every file left to review is over the token budget")
             } else {
                 let admission = CallAdmission(run: options.maxTokensPerRun.map { RunTokenBudget(limit: $0) }, gate: gate)
                 let outcomes = await runChunks(chunks, options: options, model: model, admission: admission)
