@@ -229,6 +229,28 @@ struct DoctorTests {
         }
     }
 
+    @Test("a notification channel's sealed destination counts among the credentials the master key must open")
+    func notificationSecretsChecked() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("only-notify")
+        let store = NotificationStore(masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        _ = try await h.supervisor.withWorkspace(ws) { actor in
+            try await store.add(kind: "slack", name: "alerts", url: "https://hooks.example.com/T/SECRET", secret: nil, topics: ["run.failed"],
+                                minSeverity: nil, by: "test", in: actor)
+        }
+        await h.supervisor.shutdown()
+        #expect(Self.doctor(h).findings.filter { $0.check == "secrets" && $0.severity == .error }.isEmpty)
+        var other = Data(count: 32)
+        for i in 0..<32 { other[i] = UInt8.random(in: 0...255) }
+        try other.write(to: h.dataDirectory.masterKeyFile)
+        chmod(h.dataDirectory.masterKeyFile.path, 0o600)
+        let report = Self.doctor(h)
+        let secrets = report.findings.filter { $0.check == "secrets" && $0.severity == .error }
+        #expect(secrets.count == 1 && secrets.first?.message.contains("1 of 1 stored credential") == true, "\(report.findings)")
+        #expect(report.exitCode == 2)
+    }
+
     @Test("a master key that cannot be looked at is said to be unreadable, with why, not missing")
     func masterKeyUnreadable() async throws {
         let h = try TestHarness()

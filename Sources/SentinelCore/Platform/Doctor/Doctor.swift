@@ -391,6 +391,13 @@ public struct Doctor: Sendable {
                 sealed.append((row["api_key"], ProviderStore.context(id)))
             }
         }
+        // A notification channel's destination (its URL, signing secret or mail server password).
+        if try db.tableExists("notification_channels") {
+            for row in try Row.fetchAll(db, sql: "SELECT id, destination FROM notification_channels") {
+                let id: String = row["id"]
+                sealed.append((row["destination"], NotificationStore.context(id)))
+            }
+        }
         return sealed
     }
 
