@@ -34,7 +34,7 @@ struct AuditCommand: AsyncParsableCommand {
                 events += page
                 if page.count < 500 { break }
             }
-            if json { try printJSON(events) } else {
+            if json { try printJSON(events.map(AuditOutput.init)) } else {
                 for e in events { print("\(e.seq)  \(e.occurredAt)  \(e.type)  \(e.subject)  by \(e.actor)  \(e.data)") }
                 if events.isEmpty { print("no audit entries\(subject.map { " about \($0)" } ?? "")") }
             }
@@ -54,7 +54,7 @@ struct AuditCommand: AsyncParsableCommand {
                 if page.count < 500 { return events }
             }
         }
-        if json { try printJSON(events) } else {
+        if json { try printJSON(events.map(AuditOutput.init)) } else {
             for e in events { print("\(e.seq)  \(e.occurredAt)  \(e.type)  \(e.subject ?? "-")  \(e.data)") }
             if events.isEmpty { print("no audit entries in workspace \(idOrName)") }
         }
@@ -71,5 +71,29 @@ struct AuditCommand: AsyncParsableCommand {
         }
         let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(text)
         return "workspace:\(record.id)"
+    }
+}
+
+/// An audit entry as the API's audit answers show one: `data` an object (it was printed as a JSON
+/// string), and a workspace entry's `by` beside it.
+struct AuditOutput: Encodable {
+    let seq: Int64
+    let id: String
+    let type: String
+    let occurredAt: String
+    let subject: String?
+    let actor: String?
+    let by: String?
+    let data: JSONValue
+
+    init(_ event: AuditEvent) {
+        (seq, id, type, occurredAt, subject, actor, by) = (event.seq, event.id, event.type, event.occurredAt, event.subject, event.actor, nil)
+        data = JSONValue(text: event.data) ?? .object([:])
+    }
+
+    init(_ event: StoredEvent) {
+        (seq, id, type, occurredAt, subject, actor) = (event.seq, event.id, event.type, event.occurredAt, event.subject, nil)
+        data = JSONValue(text: event.data) ?? .object([:])
+        by = if case .object(let fields) = data, case .string(let name)? = fields["by"] { name } else { nil }
     }
 }

@@ -134,7 +134,7 @@ struct UserCommand: AsyncParsableCommand {
                     users += page
                     if page.count < 500 { break }
                 }
-                if json { try printJSON(users) } else {
+                if json { try printJSON(users.map(UserOutput.init)) } else {
                     for u in users { print("\(u.id)  \(u.email)\(u.isAdmin ? "  appliance admin" : "")\(u.isDisabled ? "  disabled" : "")") }
                     if users.isEmpty { print("no users yet") }
                 }
@@ -160,9 +160,22 @@ struct UserCommand: AsyncParsableCommand {
                 let identity = try global.identity(config, create: true)
                 let user = try identity.createUser(email: email, password: password, isAdmin: admin)
                 if admin { try identity.ensureSetupToken(in: global.dataDirectory) }  // an admin exists: the setup token is void
-                if json { try printJSON(user) } else { print("created \(user.isAdmin ? "appliance admin" : "user") \(user.email) (\(user.id))") }
+                if json { try printJSON(UserOutput(user)) } else { print("created \(user.isAdmin ? "appliance admin" : "user") \(user.email) (\(user.id))") }
             }
         }
+    }
+}
+
+/// A user as the API's `User` shows one (`id`, `email`, `is_admin`, `disabled`, `created_at`).
+struct UserOutput: Encodable {
+    let id: String
+    let email: String
+    let isAdmin: Bool
+    let disabled: Bool
+    let createdAt: Date
+
+    init(_ user: User) {
+        (id, email, isAdmin, disabled, createdAt) = (user.id, user.email, user.isAdmin, user.isDisabled, Date(timeIntervalSince1970: user.createdAt))
     }
 }
 

@@ -220,7 +220,10 @@ struct ServeProcessTests {
         let inside = try await run(["audit", "--workspace", "acme", "--json"])
         let workspaceEntries = try #require(try JSONSerialization.jsonObject(with: Data(inside.stdout.utf8)) as? [[String: Any]], "\(inside)")
         #expect(workspaceEntries.map { $0["type"] as? String ?? "" } == ["MemberAdded"], "\(inside.stdout)")
-        #expect((workspaceEntries.first?["data"] as? String)?.contains(#""by":"cli""#) == true, "\(inside.stdout)")
+        // As the API serves them: `data` an object, and the workspace entry's `by` beside it.
+        #expect((workspaceEntries.first?["data"] as? [String: Any])?["by"] as? String == "cli", "\(inside.stdout)")
+        #expect(workspaceEntries.first?["by"] as? String == "cli", "\(inside.stdout)")
+        #expect(entries.allSatisfy { $0["data"] is [String: Any] && $0["actor"] as? String == "cli" }, "\(aboutUser.stdout)")
         let both = try await run(["audit", "--workspace", "acme", "--subject", "dev@example.com"])
         #expect(both.status != 0 && both.stderr.contains("--subject narrows the appliance's log"), "\(both.stderr)")
         let unknown = try await run(["audit", "--subject", "nobody@example.com"])
@@ -388,6 +391,9 @@ struct ServeProcessTests {
         let users = try await SentinelProcess.run(["user", "list", "--data-dir", data, "--json"])
         #expect(users.status == 0, "\(users.stderr)")
         #expect(users.stdout.contains("\"email\" : \"ops@example.com\"") || users.stdout.contains("\"email\": \"ops@example.com\""), "\(users.stdout)")
+        // The API's User shape: `disabled` always, `created_at` in ISO 8601.
+        let listedUsers = try #require(try JSONSerialization.jsonObject(with: Data(users.stdout.utf8)) as? [[String: Any]])
+        #expect(listedUsers.allSatisfy { Set($0.keys) == ["id", "email", "is_admin", "disabled", "created_at"] && $0["created_at"] is String }, "\(users.stdout)")
         let listed = try await SentinelProcess.run(["token", "list", "--data-dir", data, "--email", "ops@example.com", "--json"])
         #expect(listed.status == 0, "\(listed.stderr)")
         let tokens = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
