@@ -170,7 +170,9 @@ extension ProviderCommand {
                     if none { try await store.setMonthlyBudget(nil, by: "cli", in: actor) } else if let usd { try await store.setMonthlyBudget(usd, by: "cli", in: actor) }
                     return (try await store.monthlyBudget(in: actor), try await store.spentThisMonth(in: actor))
                 }
-                if json { try printJSON(["budget_usd": budget.map { String($0) } ?? "none", "spent_usd": String(format: "%.6f", spent)]) } else {
+                // As the API's `ai-budget` answers: numbers, `usd` left out when there is no budget.
+                struct BudgetOutput: Encodable { let usd: Double?; let spentUsd: Double }
+                if json { try printJSON(BudgetOutput(usd: budget, spentUsd: spent)) } else {
                     print("budget: \(budget.map { String(format: "%.2f USD/month", $0) } ?? "none"); spent this month: \(String(format: "%.4f", spent)) USD")
                 }
             }

@@ -224,6 +224,12 @@ struct ServeProcessTests {
         #expect((workspaceEntries.first?["data"] as? [String: Any])?["by"] as? String == "cli", "\(inside.stdout)")
         #expect(workspaceEntries.first?["by"] as? String == "cli", "\(inside.stdout)")
         #expect(entries.allSatisfy { $0["data"] is [String: Any] && $0["actor"] as? String == "cli" }, "\(aboutUser.stdout)")
+        // The budget as the API's `ai-budget` answers: numbers, `usd` absent without a budget.
+        let budget = try await run(["provider", "budget", "--workspace", "acme", "--usd", "12.5", "--json"])
+        let budgetJSON = try #require(try JSONSerialization.jsonObject(with: Data(budget.stdout.utf8)) as? [String: Any], "\(budget)")
+        #expect(budgetJSON["usd"] as? Double == 12.5 && budgetJSON["spent_usd"] as? Double == 0, "\(budget.stdout)")
+        let noBudget = try await run(["provider", "budget", "--workspace", "acme", "--none", "--json"])
+        #expect((try JSONSerialization.jsonObject(with: Data(noBudget.stdout.utf8)) as? [String: Any])?.keys.sorted() == ["spent_usd"], "\(noBudget.stdout)")
         let both = try await run(["audit", "--workspace", "acme", "--subject", "dev@example.com"])
         #expect(both.status != 0 && both.stderr.contains("--subject narrows the appliance's log"), "\(both.stderr)")
         let unknown = try await run(["audit", "--subject", "nobody@example.com"])
