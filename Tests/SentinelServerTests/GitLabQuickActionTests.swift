@@ -7,6 +7,13 @@ import Testing
 /// notes carry model text under the integration's user: none of it may run as a command.
 @Suite("GitLab quick actions")
 struct GitLabQuickActionTests {
+    /// A session of the integration's bot user on the fake's project 77.
+    static func session(_ world: FakeGitLabTests.World) throws -> GitLabSession {
+        let client = GitLabClient(baseURL: world.gitlab.baseURL, token: FakeGitLab.token, http: world.client)
+        let bot = try JSONDecoder().decode(GitLabUser.self, from: Data(#"{"id": \#(FakeGitLabState.botUser.id), "username": "\#(FakeGitLabState.botUser.username)"}"#.utf8))
+        return GitLabSession(client: client, project: FakeGitLabTests.project, bot: bot)
+    }
+
     @Test("the fake runs a note's command lines as GitLab does and keeps the rest; code regions are left alone; commands only is 202")
     func fakeRunsQuickActions() async throws {
         let world = try await FakeGitLabTests.World.make()
@@ -28,9 +35,7 @@ struct GitLabQuickActionTests {
     @Test("a review whose model text carries command lines posts them as text: GitLab runs nothing; a suggestion with such a line is left out, one without stays as proposed")
     func reviewRunsNoQuickAction() async throws {
         let world = try await FakeGitLabTests.World.make()
-        let client = GitLabClient(baseURL: world.gitlab.baseURL, token: FakeGitLab.token, http: world.client)
-        let bot = try JSONDecoder().decode(GitLabUser.self, from: Data(#"{"id": \#(FakeGitLabState.botUser.id), "username": "\#(FakeGitLabState.botUser.username)"}"#.utf8))
-        let session = GitLabSession(client: client, project: FakeGitLabTests.project, bot: bot)
+        let session = try Self.session(world)
         let comments = [
             ReviewComment(path: "src/app.js", line: 2, side: .right, startLine: nil,
                           body: "Rename this.\n/approve\n\n```suggestion\nlet renamed = 2\n// /merge stays\n```"),
@@ -59,9 +64,7 @@ struct GitLabQuickActionTests {
     @Test("comments GitLab refuses are read again as one text in the summary: a fence one leaves open cannot make another's mention live; their markers are left out")
     func refusedCommentsReadTogether() async throws {
         let world = try await FakeGitLabTests.World.make()
-        let client = GitLabClient(baseURL: world.gitlab.baseURL, token: FakeGitLab.token, http: world.client)
-        let bot = try JSONDecoder().decode(GitLabUser.self, from: Data(#"{"id": \#(FakeGitLabState.botUser.id), "username": "\#(FakeGitLabState.botUser.username)"}"#.utf8))
-        let session = GitLabSession(client: client, project: FakeGitLabTests.project, bot: bot)
+        let session = try Self.session(world)
         // Each made safe on its own (B's mention is in code there); both off the diff.
         let comments = [
             ReviewComment(path: "src/app.js", line: 40, side: .right, startLine: nil, body: "Example:\n```\nprint(1)\n\n<!-- sentinel:fp:aaa -->"),
