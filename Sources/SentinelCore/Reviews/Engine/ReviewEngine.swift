@@ -311,6 +311,9 @@ public enum ReviewEngine {
                 let admission = CallAdmission(run: options.maxTokensPerRun.map { RunTokenBudget(limit: $0) }, gate: gate)
                 let outcomes = await runChunks(chunks, options: options, model: model, admission: admission)
                 var failures: [String] = []
+                // Files of parts that failed (not refused by a limit, whose files are listed apart):
+                // the status names them, so "Reviewed N of M" is not read as the model's reading.
+                var unread: [String] = []
                 for outcome in outcomes {
                     calls += outcome.calls
                     if outcome.refused {
@@ -322,6 +325,9 @@ public enum ReviewEngine {
                         if !output.summary.isEmpty { summaries.append(output.summary) }
                     } else if let reason = outcome.failure {
                         failures.append(reason)
+                        if !outcome.refused {
+                            for file in chunks[outcome.index].files where !unread.contains(file.path) { unread.append(file.path) }
+                        }
                     }
                 }
                 var reasons: [String] = []
@@ -332,7 +338,9 @@ public enum ReviewEngine {
                 } else if failures.count == chunks.count {
                     aiStatus = .failed(reason: reason)
                 } else {
-                    aiStatus = .partial(failedChunks: failures.count, of: chunks.count, reason: reason)
+                    let named = unread.prefix(5).map(MarkdownCode.span).joined(separator: ", ") + (unread.count > 5 ? " and \(unread.count - 5) more" : "")
+                    aiStatus = .partial(failedChunks: failures.count, of: chunks.count,
+                                        reason: unread.isEmpty ? reason : reason + "; not read by the model: " + named)
                 }
             }
         } else {
