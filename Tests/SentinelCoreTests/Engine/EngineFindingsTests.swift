@@ -51,6 +51,16 @@ struct EngineFindingsTests {
         #expect(anchored[0].fingerprint.count == 16)
     }
 
+    @Test("a finding moved to the other side keeps no suggestion (it was written for the lines the model named)")
+    func sideSwitchDropsSuggestion() throws {
+        // A new file has no old side: LEFT 2 is RIGHT 2.
+        let added = EngineFixtures.addedFile("src/new.go", lines: ["package x", "var y = 1", "var z = 2"])
+        let (anchored, _) = FindingAnchor.anchor([raw(2, side: .left, path: "src/new.go", suggestion: "REPLACEMENT"),
+                                                  raw(3, path: "src/new.go", suggestion: "var z = 3")], source: .ai, files: [added])
+        #expect(anchored.map(\.side) == [.right, .right] && anchored.map(\.line) == [2, 3], "\(anchored)")
+        #expect(anchored[0].suggestion == nil && anchored[1].suggestion == "var z = 3")
+    }
+
     @Test("model-supplied categories and titles are stored on one line without control characters")
     func controlCharactersLeaveFindings() throws {
         let model = RawFinding(path: "src/server.go", line: 12, side: .right, severity: .high, category: "sec\u{0}urity\u{1B}",

@@ -135,7 +135,9 @@ public enum FindingAnchor {
         if index.entry(line, side) == nil {
             let other: DiffSide = side == .right ? .left : .right
             if let e = index.entry(line, other), e.line.kind == (other == .left ? .removed : .added) {
+                // Moved to the other side: a suggestion written for the side the model named is not offered.
                 side = other
+                adjusted = true
             }
         }
 
