@@ -57,6 +57,60 @@ struct ConsoleInputRuleTests {
         }
     }
 
+    @Test("a form whose bytes are not UTF-8, a settings post without its values or locks, and a parameter given twice on the manifest callback are 400s that store nothing")
+    func incompleteOrUnreadableForms() async throws {
+        let world = try APIWorld()
+        let base = "/workspaces/\(world.workspaceA)"
+        try await world.console { first in
+            let admin = ConsoleSession(client: first.client)
+            try await admin.signIn("admin@example.com", APIWorld.password(.admin))
+            _ = try await admin.get(base + "/members")
+            let csrf = try #require(await admin.csrf)
+            // Raw bytes that are not UTF-8 were read as U+FFFD and saved (a team named `raw��team`).
+            let raw = try await admin.send(.post, base + "/teams", bytes: Array("csrf=\(csrf)&name=raw".utf8) + [0xFF, 0xFE] + Array("team".utf8))
+            #expect(raw.status == .badRequest && raw.body.contains("not valid percent-encoded UTF-8"), "\(raw.body)")
+            #expect(try await world.teams().isEmpty)
+
+            // A settings post without `values` saved an empty version over every setting.
+            _ = try await admin.get(base + "/settings")
+            #expect(try await admin.post(base + "/settings", ["values": #"{"review.max_comments": 7}"#, "locks": ""]).status == .seeOther)
+            let noValues = try await admin.post(base + "/settings", ["locks": ""])
+            #expect(noValues.status == .badRequest && noValues.body.contains("Values is required"), "\(noValues.body)")
+            let noLocks = try await admin.post(base + "/settings", ["values": "{}"])
+            #expect(noLocks.status == .badRequest && noLocks.body.contains("Locked keys is required"), "\(noLocks.body)")
+            #expect(try await admin.get(base + "/settings").body.contains("<td><code>review.max_comments</code></td><td>7</td>"))
+            // An emptied text area is still an empty object.
+            #expect(try await admin.post(base + "/settings", ["values": "  ", "locks": ""]).status == .seeOther)
+            #expect(!(try await admin.get(base + "/settings").body.contains("<td><code>review.max_comments</code></td><td>7</td>")))
+
+            // The manifest callback reads its address as every page does (one code was picked silently).
+            let twice = try await admin.get(base + "/integrations/manifest/callback?state=a.b.c&code=one&code=two")
+            #expect(twice.status == .badRequest && twice.body.contains("code is given 2 times"), "\(twice.body)")
+
+            let css = try await admin.get("/console.css")
+            #expect(css.headers[HTTPField.Name("X-Content-Type-Options")!] == "nosniff")
+        }
+    }
+
+    @Test("signing in over a session ends that session: its token opens no page afterwards")
+    func signInOverSession() async throws {
+        let world = try APIWorld()
+        try await world.console { first in
+            let browser = ConsoleSession(client: first.client)
+            try await browser.signIn("member@example.com", APIWorld.password(.member))
+            let old = try #require(await browser.cookies[Console.sessionCookie])
+            #expect(try await browser.get("/workspaces").status == .ok)
+            _ = try await browser.get("/sign-in")
+            #expect(try await browser.post("/sign-in", ["email": "admin@example.com", "password": APIWorld.password(.admin)]).status == .seeOther)
+            let new = try #require(await browser.cookies[Console.sessionCookie])
+            #expect(new != old)
+            #expect(try await browser.get("/workspaces").status == .ok)
+            let stale = ConsoleSession(client: first.client)
+            await stale.set(Console.sessionCookie, old)
+            #expect(try await stale.get("/workspaces").location == "/sign-in", "the replaced session was ended")
+        }
+    }
+
     @Test("forged posts with long or control-character text get a clear error page and store nothing")
     func forgedText() async throws {
         let world = try APIWorld()
@@ -91,10 +145,10 @@ struct ConsoleInputRuleTests {
             #expect(deployment.status == .badRequest)
             #expect(try await world.providers().isEmpty)
 
-            let settings = try await admin.post(base + "/repositories/\(repo)", ["values": #"{"review.instructions": "ok\u0001"}"#])
+            let settings = try await admin.post(base + "/repositories/\(repo)", ["values": #"{"review.instructions": "ok\u0001"}"#, "locks": ""])
             #expect(settings.status == .badRequest)
             #expect(settings.body.contains("review.instructions: must not contain control characters other than tab and line breaks"))
-            let lines = try await admin.post(base + "/repositories/\(repo)", ["values": #"{"review.instructions": "one\ntwo\tthree"}"#])
+            let lines = try await admin.post(base + "/repositories/\(repo)", ["values": #"{"review.instructions": "one\ntwo\tthree"}"#, "locks": ""])
             #expect(lines.status == .seeOther)
             let versions = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
                 try await actor.read { db in try PolicyService.history(scope: PolicyService.repositoryScope(repo), limit: 10, in: db) }

@@ -94,6 +94,13 @@ struct ConsoleManagementTests {
             }
             #expect(after?.token == "glpat-console-rotated")
             #expect(after?.webhookSecret == Data("gitlab-console-secret".utf8), "an empty field keeps what is stored")
+            // A secret with spaces at its ends is refused as the API refuses it (it was trimmed and
+            // saved as another secret, and every delivery then failed its signature).
+            let spaced = try await browser.post(location, ["webhook_secret": "  spaced-secret  "])
+            #expect(spaced.status == .badRequest && spaced.body.contains("starts or ends with a space or tab"), "\(spaced.body)")
+            #expect(try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await world.appliance.integrations.loadGitLab(IntegrationID(id)!, from: actor)
+            }?.webhookSecret == Data("gitlab-console-secret".utf8))
 
             // Testing the connection: admins only; the findings on the page, the refused token named with its fix.
             #expect(try await browser.get(location).body.contains("Test connection"))

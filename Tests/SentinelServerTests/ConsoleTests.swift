@@ -50,10 +50,16 @@ actor ConsoleSession {
 
     func send(_ method: HTTPRequest.Method, _ path: String, body: String?,
               contentType: String = "application/x-www-form-urlencoded", headers extra: HTTPFields = [:]) async throws -> Page {
+        try await send(method, path, bytes: body.map { Array($0.utf8) }, contentType: contentType, headers: extra)
+    }
+
+    /// Sends a body as these bytes (which need not be UTF-8).
+    func send(_ method: HTTPRequest.Method, _ path: String, bytes body: [UInt8]?,
+              contentType: String = "application/x-www-form-urlencoded", headers extra: HTTPFields = [:]) async throws -> Page {
         var headers = extra
         if !cookies.isEmpty { headers[.cookie] = cookies.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") }
         if body != nil { headers[.contentType] = contentType }
-        let response = try await client.execute(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        let response = try await client.execute(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(bytes: $0) })
         let page = Page(status: response.status, body: String(buffer: response.body), headers: response.headers)
         for header in page.setCookies {
             let pair = header.split(separator: ";")[0].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -292,7 +298,7 @@ extension ConsoleAccessTests {
             #expect(reopened.status == .methodNotAllowed && reopened.headers[.contentType] == "text/html; charset=utf-8", "\(reopened.body)")
             #expect(reopened.headers[.allow] == "POST" && reopened.body.contains("This address does not answer GET"), "\(reopened.body)")
             // Multi-line fields keep their line breaks.
-            let multiline = try await browser.post(base + "/settings", ["values": "{\n  \"review.max_comments\": 3\n}"])
+            let multiline = try await browser.post(base + "/settings", ["values": "{\n  \"review.max_comments\": 3\n}", "locks": ""])
             #expect(multiline.status == .seeOther, "\(multiline.body)")
         }
     }
@@ -585,7 +591,7 @@ struct ConsolePageTests {
             #expect(settings.body.contains("<td><code>review.min_severity</code></td><td>high</td><td>workspace</td><td>by workspace</td>"))
             let bad = try await browser.post(base + "/settings", ["values": "not json"])
             #expect(bad.status == .badRequest)
-            let control = try await browser.post(base + "/settings", ["values": #"{"review.instructions": "x\u0000y"}"#])
+            let control = try await browser.post(base + "/settings", ["values": #"{"review.instructions": "x\u0000y"}"#, "locks": ""])
             #expect(control.status == .badRequest)
             #expect(control.body.contains("must not contain control characters"))
         }

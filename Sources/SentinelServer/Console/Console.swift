@@ -105,7 +105,8 @@ struct Console: Sendable {
             throw ConsoleError(status: .contentTooLarge, heading: "Form too large",
                                message: "A console form is at most \(Self.maxFormBytes / 1024) KiB; this one is larger.")
         }
-        guard let form = Form(String(decoding: body.readableBytesView, as: UTF8.self)) else {
+        // Bytes that are not UTF-8 would be read as U+FFFD and saved so (a team named `raw��team`).
+        guard let text = String(validating: body.readableBytesView, as: UTF8.self), let form = Form(text) else {
             throw ConsoleError(status: .badRequest, heading: "Form not readable",
                                message: "A field of this form is not valid percent-encoded UTF-8.")
         }
@@ -392,6 +393,24 @@ struct Form: Sendable {
     /// A field with surrounding whitespace removed; nil when absent or blank.
     func text(_ name: String) -> String? {
         guard let value = fields[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// A secret as typed, untrimmed (nil when absent or empty): trimmed, a secret with a space at
+    /// either end was saved as another one, where the API refuses it and says why.
+    func secret(_ name: String) -> String? {
+        guard let value = fields[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    func requiredSecret(_ name: String, _ label: String) throws -> String {
+        guard let value = secret(name) else { throw ConsoleError(status: .badRequest, heading: "Missing field", message: "\(label) is required.") }
+        return value
+    }
+
+    /// A field the form always sends (it may be blank); a post without it is not the console's form.
+    func present(_ name: String, _ label: String) throws -> String {
+        guard let value = fields[name] else { throw ConsoleError(status: .badRequest, heading: "Missing field", message: "\(label) is required.") }
         return value
     }
 

@@ -206,7 +206,7 @@ extension Console {
         }
         let apiURL = try IntegrationService.gitHubAPIURL(form.text("api_url"))
         _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: appID, privateKeyPEM: try form.required("private_key", "The private key"),
-                                               webhookSecret: Data(try form.required("webhook_secret", "The webhook secret").utf8), apiURL: apiURL,
+                                               webhookSecret: Data(try form.requiredSecret("webhook_secret", "The webhook secret").utf8), apiURL: apiURL,
                                                caBundlePEM: form.text("ca_bundle"), botLogin: form.text("bot_login"))
         return Self.redirect(m.base + "/integrations")
     }
@@ -345,7 +345,9 @@ extension Console {
 
     /// Saves a new version of the workspace's or a repository's settings, as `PUT …/settings` does.
     func saveSettings(_ m: Member, _ form: Form, scope: String) async throws {
-        let text = form.text("values") ?? "{}"
+        // Both fields are always on the form; a post without one would have emptied the settings.
+        let given = try form.present("values", "Values").trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = given.isEmpty ? "{}" : given
         let values: [String: PolicyValue]
         do {
             values = try JSONDecoder().decode([String: PolicyValue].self, from: Data(text.utf8))
@@ -361,7 +363,7 @@ extension Console {
         default:
             break
         }
-        let locks = Set((form["locks"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        let locks = Set(try form.present("locks", "Locked keys").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         let by = m.actorName
         _ = try await m.workspace.write { tx in try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx) }
     }
@@ -436,8 +438,10 @@ extension Console {
     }
 
     func completeManifest(_ m: Member) async throws -> Response {
-        let query = m.visit.request.uri.queryParameters
-        let parts = (query["state"].map(String.init) ?? "").split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        // Read as every console page reads its address: a parameter given twice is refused.
+        let query = ConsoleQuery(m.visit.request)
+        let sentCode = try query.value("code", "the code GitHub sends back", { $0 })
+        let parts = (try query.value("state", "the state GitHub sends back", { $0 }) ?? "").split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3, let id = IntegrationID(parts[0]),
               m.visit.formSecret != nil,
               constantTimeEqual(parts[2], Self.formToken(secret: (m.visit.formSecret ?? "") + "|manifest|\(m.id.rawValue)|\(id.rawValue)|\(parts[1])")),
@@ -446,7 +450,7 @@ extension Console {
             throw ConsoleError(status: .forbidden, heading: "Could not finish",
                                message: "GitHub sent back a state this session did not start (or it was altered). Start the App creation again from the integrations page.")
         }
-        guard let code = query["code"].map(String.init) else { throw IntegrationError.invalid("GitHub sent no code back") }
+        guard let code = sentCode else { throw IntegrationError.invalid("GitHub sent no code back") }
         try IntegrationService.validateAPIURL(apiURL)
         // The page reloaded, or opened again from history: the App is already this integration.
         let alreadyAdded = ConsoleError(status: .conflict, heading: "Already added",

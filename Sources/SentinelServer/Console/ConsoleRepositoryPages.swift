@@ -57,7 +57,7 @@ extension Console {
     func addGitLab(_ m: Member, _ form: Form) async throws -> Response {
         let summary = try await d.integrations.connectGitLab(
             workspace: m.workspace, baseURL: try form.required("base_url", "The GitLab URL"), token: try form.required("token", "The access token"),
-            webhookSecret: Data(try form.required("webhook_secret", "The webhook secret").utf8), caBundlePEM: form.text("ca_bundle"),
+            webhookSecret: Data(try form.requiredSecret("webhook_secret", "The webhook secret").utf8), caBundlePEM: form.text("ca_bundle"),
             botUsername: form.text("bot_username"), destinations: d.destinations)
         return Self.redirect("\(m.base)/integrations/\(summary.id)")
     }
@@ -101,7 +101,7 @@ extension Console {
     /// Replaces what the form gives of an integration's credentials, as `PATCH …/integrations/{id}` does.
     func rotateIntegration(_ m: Member, _ form: Form, id: String) async throws -> Response {
         guard let integrationID = IntegrationID(id) else { throw IntegrationError.notFound("no such integration") }
-        let credentials = IntegrationCredentials(webhookSecret: form.text("webhook_secret").map { Data($0.utf8) }, privateKeyPEM: form.text("private_key"),
+        let credentials = IntegrationCredentials(webhookSecret: form.secret("webhook_secret").map { Data($0.utf8) }, privateKeyPEM: form.text("private_key"),
                                                  token: form.text("token"), caBundlePEM: form.text("ca_bundle"))
         _ = try await d.integrations.rotate(integrationID, in: m.workspace, credentials: credentials, by: m.actorName, destinations: d.destinations)
         await d.gitHubIntegrations.forget(integrationID)

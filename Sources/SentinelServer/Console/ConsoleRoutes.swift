@@ -9,7 +9,8 @@ extension Console {
     /// Registers the console's pages beside the webhook and API routes.
     func add(to router: Router<SentinelRequestContext>) {
         router.get("/console.css") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "public, max-age=3600"],
+            Response(status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "public, max-age=3600",
+                                                APIResponseHeadersMiddleware.contentTypeOptions: "nosniff"],
                      body: .init(byteBuffer: ByteBuffer(string: ConsoleStyle.css)))
         }
         router.get("/") { request, context in try await page(request, context) { visit in try home(visit) } }
@@ -85,6 +86,9 @@ extension Console {
             guard let check = try await d.loginThrottle.signIn(email: email, password: password, address: visit.clientAddress, identity: d.identity) else {
                 return try signInPage(visit, error: "Wrong email or password.", email: email, status: .unauthorized)
             }
+            // Signing in over a session ends it: its token would otherwise stay valid for hours
+            // though the browser no longer holds it.
+            if let old = visit.sessionID { try d.identity.endSession(id: old) }
             return sessionStarted(try d.identity.createSession(for: check))
         } catch let error as IdentityError {
             switch error.kind {

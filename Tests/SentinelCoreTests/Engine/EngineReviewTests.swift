@@ -280,8 +280,11 @@ struct EngineReviewTests {
             return "{\"summary\": \"ok\", \"findings\": []}"
         }
         let partial = await ReviewEngine.review(files: manyFiles(2), options: ReviewOptions(chunkTokenBudget: 1), model: flaky)
-        // The status names the files the model did not read (the coverage counts them as reviewed).
+        // The status names the files the model did not read, and the coverage does not count them as reviewed.
         #expect(partial.aiStatus == .partial(failedChunks: 1, of: 2, reason: "provider returned HTTP 503; not read by the model: `pkg/file0.go`"))
+        #expect(partial.coverage.sentence == "Reviewed 1 of 2 files; skipped 1: AI review failed (1).")
+        #expect(partial.files.first { $0.path == "pkg/file0.go" }?.decision == .skip(.aiFailed))
+        #expect(result.coverage.sentence == "Reviewed 0 of 2 files; skipped 2: AI review failed (2).")
         // Transport errors are not retried by the engine (the router already did).
         #expect(await tracker.calls["pkg/file0.go"] == 1)
     }

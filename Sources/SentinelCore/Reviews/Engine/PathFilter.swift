@@ -2,6 +2,8 @@ import Foundation
 
 public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
     case lockFile, vendored, generated, minified, binary, noChangedLines, diffUnavailable, excluded, notIncluded, overBudget, deleted
+    /// In scope, but the model call of its part failed: the model never read it.
+    case aiFailed
 
     /// The human label used in summaries and check output.
     public var label: String {
@@ -17,6 +19,7 @@ public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Compa
         case .notIncluded: return "not in include paths"
         case .overBudget: return "over budget"
         case .deleted: return "deleted"
+        case .aiFailed: return "AI review failed"
         }
     }
 

@@ -301,6 +301,8 @@ public enum ReviewEngine {
         var rawFindings: [RawFinding] = []
         var summaries: [String] = []
         var refusedPaths: [String] = []
+        // Files of parts whose model call failed (not refused by a limit).
+        var unreadPaths: [String] = []
         var refusal: String?
         if let model {
             if chunks.isEmpty {
@@ -312,7 +314,7 @@ public enum ReviewEngine {
                 let outcomes = await runChunks(chunks, options: options, model: model, admission: admission)
                 var failures: [String] = []
                 // Files of parts that failed (not refused by a limit, whose files are listed apart):
-                // the status names them, so "Reviewed N of M" is not read as the model's reading.
+                // the status names them and the coverage counts them as not reviewed.
                 var unread: [String] = []
                 for outcome in outcomes {
                     calls += outcome.calls
@@ -342,6 +344,7 @@ public enum ReviewEngine {
                     aiStatus = .partial(failedChunks: failures.count, of: chunks.count,
                                         reason: unread.isEmpty ? reason : reason + "; not read by the model: " + named)
                 }
+                unreadPaths = unread
             }
         } else {
             aiStatus = .skipped(reason: options.aiSkippedReason ?? "no AI provider is configured")
@@ -353,7 +356,14 @@ public enum ReviewEngine {
         let ranked = FindingRanker.select(builtin + anchored, minSeverity: options.minSeverity,
                                           maxComments: options.maxComments, alreadyPosted: options.alreadyPosted)
 
-        // 6. Coverage and summary. Files whose model call a spend limit refused were not reviewed.
+        // 6. Coverage and summary. Files whose model call a spend limit refused, or failed, were
+        //    not reviewed: "Reviewed N of M" is the model's reading, not the engine's intent.
+        if !unreadPaths.isEmpty {
+            let unread = Set(unreadPaths)
+            for (i, file) in files.enumerated() where decisions[i] == .review && unread.contains(file.path) {
+                decisions[i] = .skip(.aiFailed)
+            }
+        }
         if !refusedPaths.isEmpty {
             let refused = Set(refusedPaths)
             for (i, file) in files.enumerated() where decisions[i] == .review && refused.contains(file.path) {
