@@ -38,6 +38,29 @@ struct GitLabAdapterTests {
         #expect(await log.pages.filter { $0 != "?" } == ["1", "2"])
     }
 
+    @Test("a next page far ahead (X-Next-Page near Int.max) is read as the page after this one: no overflow, nothing skipped")
+    func paginationFarAhead() async throws {
+        struct FarPages: OutboundHTTPClient {
+            let log: PageLog
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                let page = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems?.first { $0.name == "page" }?.value ?? "?"
+                await log.add(page)
+                let body = #"[{"old_path":"app.py","new_path":"app.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]"#
+                return OutboundResponse(status: 200, headers: [("X-Next-Page", page == "1" ? "9223372036854775807" : page == "2" ? "99999999999999999" : "")],
+                                        body: Data(body.utf8))
+            }
+        }
+        actor PageLog {
+            var pages: [String] = []
+            func add(_ page: String) { pages.append(page) }
+        }
+        let log = PageLog()
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: FarPages(log: log))
+        let listed = try await client.mergeRequestDiffs(project: 1, iid: 1)
+        #expect(listed.diffs.count == 3)
+        #expect(await log.pages.filter { $0 != "?" } == ["1", "2", "3"])
+    }
+
     @Test("the catch-up sweep takes only what the webhook path would: a positive number and a head of letters and digits")
     func reconcileTakesPlausiblePullRequests() {
         let pulls = [(5, "0123abcdef"), (-5, "0123abcdef"), (0, "0123abcdef"), (6, "../x"), (7, ""), (8, "abc?d#e"), (9, String(repeating: "a", count: 65))]

@@ -319,6 +319,72 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a push whose webhook arrives while the sweep reads the listing keeps its run: the sweep's stale head neither supersedes it nor gets a run")
+    func webhookDuringTheListing() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        // The listing says aaa111 (PR 7 as opened while down); as it is read, a push to ccc222 is
+        // delivered and its run made.
+        let connector = ListingHook(inner: world.appliance.connector) {
+            await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+            _ = try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222"))
+            #expect(await eventually { try await world.count("SELECT count(*) FROM review_runs WHERE head_sha = 'ccc222'") == 1 })
+        }
+        let reconciler = Reconciler(connectors: ["github": connector], options: ReconcileOptions())
+        let report = try #require(try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await reconciler.sweep($0, logger: Logger(label: "test"))
+        }.first)
+        #expect(report.outcome == "complete" && report.reviewsRequested.isEmpty, "\(report)")
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.headSHA) == ["ccc222"])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).map(\.commitID) == ["ccc222"])
+        // The next sweep sees the head reviewed.
+        #expect(await world.appliance.reconcile.sweepAll().integrations.first?.reviewsRequested.isEmpty == true)
+        await world.stop()
+    }
+
+    @Test("an entry of the listing GitHub serves broken (a null head) is passed over; the repository's other pull requests are swept")
+    func brokenEntryPassedOver() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        var broken = FakePullRequest(repo: GitHubWorld.repo, number: 9, headSHA: "eee999", baseSHA: "bbb000", files: GitHubWorld.files)
+        broken.nullHeadSHA = true
+        await world.github.state.addPull(broken)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(dryRun: true)).first)
+        #expect(report.outcome == "complete", "\(report)")
+        #expect(report.reviewsRequested.map(\.prNumber) == [7], "\(report)")
+        await world.stop()
+    }
+
+    @Test("more open pull requests than one sweep lists: the newest are swept and the sweep says the older ones were not (it said complete)")
+    func listingBoundReported() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        let count = GitHubReconcileSession.maxPages * 100 + 1
+        for number in 100..<(100 + count) {
+            await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: number, headSHA: "h\(number)", baseSHA: "bbb000",
+                                                             files: GitHubWorld.files))
+        }
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(maxReviewsPerSweep: 10_000, dryRun: true)).first)
+        #expect(report.pullRequestsFound == GitHubReconcileSession.maxPages * 100)
+        #expect(report.outcome == "error", "\(report)")
+        #expect(report.stopped?.contains("\(GitHubWorld.repo): more open pull requests than one sweep lists; the newest 3000 were swept") == true,
+                "\(report.stopped ?? "")")
+        await world.stop()
+    }
+
+    @Test("a sweep stopped by a rate limit still reports the repositories that failed before it")
+    func problemsKeptWhenRateLimited() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world, externalID: 1000, name: "acme/gone")
+        try await Self.registerRepository(world)
+        await world.github.state.inject("GET pulls", [.status(404), .rateLimited(retryAfter: 90)])
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(redeliver: false)).first)
+        #expect(report.outcome == "rate_limited", "\(report)")
+        #expect(report.stopped?.contains("acme/gone: ") == true, "\(report.stopped ?? "")")
+        await world.stop()
+    }
+
     @Test("the open pull requests are read page by page, following GitHub's Link header")
     func pagesOfPullRequests() async throws {
         let world = try await GitHubWorld()
@@ -434,5 +500,32 @@ struct ReconcileEndToEndTests {
         // One series per platform, named as every other metric names it (the sweep's own label was "GitHub").
         #expect(!buffer.contains(#"platform="GitHub""#), "\(buffer)")
         await world.stop()
+    }
+}
+
+/// A connector whose sessions run `hook` after reading a repository's listing and before the
+/// sweep acts on it: what arrives meanwhile (a webhook) is newer than the listing.
+struct ListingHook: ReconcileConnector {
+    let inner: any ReconcileConnector
+    let hook: @Sendable () async throws -> Void
+
+    func reconcileSession(for integration: IntegrationID, in workspace: WorkspaceActor) async throws -> (any ReconcileSession)? {
+        guard let session = try await inner.reconcileSession(for: integration, in: workspace) else { return nil }
+        return Session(inner: session, hook: hook)
+    }
+
+    struct Session: ReconcileSession {
+        let inner: any ReconcileSession
+        let hook: @Sendable () async throws -> Void
+        var platformName: String { inner.platformName }
+        var canRedeliver: Bool { inner.canRedeliver }
+        func openPullRequests(_ repository: RepositoryRecord) async throws -> OpenPullRequestList {
+            let listed = try await inner.openPullRequests(repository)
+            try await hook()
+            return listed
+        }
+        func failedDeliveries(after cursor: String?, since: Date) async throws -> DeliveryLog { try await inner.failedDeliveries(after: cursor, since: since) }
+        func redeliver(_ delivery: FailedDelivery) async throws { try await inner.redeliver(delivery) }
+        func budget() async -> RateBudget? { await inner.budget() }
     }
 }

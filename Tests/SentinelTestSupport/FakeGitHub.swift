@@ -121,6 +121,8 @@ public struct FakePullRequest: Sendable {
     public var fromFork: Bool
     /// The head repository was deleted (a removed fork): GitHub then serves `head.repo: null`.
     public var headRepoDeleted = false
+    /// Listed with `head.sha: null` (a broken entry, as a proxy or a GHES bug may serve one).
+    public var nullHeadSHA = false
     /// `open` or `closed` (closed pull requests are not listed with `state=open`).
     public var state = "open"
     /// GitHub's `pulls/{n}/files` items: filename, status, patch.
@@ -674,7 +676,7 @@ struct FakeGitHubRoutes {
             let slice = all.dropFirst((page - 1) * perPage).prefix(perPage).map { pull -> [String: Any] in
                 let headRepo: [String: Any] = pull.fromFork ? ["id": 999, "full_name": "outsider/fork"] : ["id": 1, "full_name": pull.repo]
                 return ["number": pull.number, "state": pull.state, "draft": pull.draft, "title": "PR \(pull.number)",
-                        "head": ["sha": pull.headSHA, "ref": "feature", "repo": pull.headRepoDeleted ? NSNull() as Any : headRepo as Any],
+                        "head": ["sha": pull.nullHeadSHA ? NSNull() as Any : pull.headSHA as Any, "ref": "feature", "repo": pull.headRepoDeleted ? NSNull() as Any : headRepo as Any],
                         "base": ["sha": pull.baseSHA, "ref": "main", "repo": ["id": 1, "full_name": pull.repo]]]
             }
             var headers: HTTPFields = [:]

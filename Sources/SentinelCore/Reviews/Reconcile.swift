@@ -215,8 +215,15 @@ public struct Reconciler: Sendable {
     }
 
     func sweep(_ id: IntegrationID, kind: String, in workspace: WorkspaceActor, logger: Logger) async -> IntegrationSweep {
-        var report = IntegrationSweep(workspaceID: workspace.id.rawValue, integrationID: id.rawValue, platform: kind)
+        // The platform as the report names it, also when the sweep stops before it is reached.
+        let platform = ["github": "GitHub", "gitlab": "GitLab"][kind] ?? kind
+        var report = IntegrationSweep(workspaceID: workspace.id.rawValue, integrationID: id.rawValue, platform: platform)
         let now = Date()
+        // What went wrong with single repositories or the delivery log: kept when the sweep then
+        // stops early (a rate limit dropped them from the report and the exit status).
+        var problems: [String] = []
+        /// The reason a sweep stopped, with the earlier problems after it.
+        func stopped(_ reason: String) -> String { ([reason] + problems).joined(separator: "; ") }
         do {
             guard let connector = connectors[kind] else {
                 throw SweepStopped(outcome: "unsupported", reason: "no catch-up for \(kind) integrations")
@@ -229,7 +236,6 @@ public struct Reconciler: Sendable {
                 throw SweepStopped(outcome: "unsupported", reason: "the integration no longer exists")
             }
             report.platform = session.platformName
-            var problems: [String] = []
             if options.redeliver && session.canRedeliver {
                 // Resending failed deliveries is the optional half: its failure (a platform without
                 // the delivery log, a missing permission) must not keep open pull requests unswept.
@@ -240,20 +246,24 @@ public struct Reconciler: Sendable {
                     problems.append("\(error); open pull requests were swept all the same (reconcile.redeliver: false turns the delivery log's sweep off)")
                 }
             }
-            problems += try await requestMissingReviews(session: session, integration: id, in: workspace, report: &report, logger: logger)
-            if !problems.isEmpty { throw SweepStopped(outcome: "error", reason: problems.joined(separator: "; ")) }
+            try await requestMissingReviews(session: session, integration: id, in: workspace, report: &report, problems: &problems, logger: logger)
+            if !problems.isEmpty {
+                let reason = problems.joined(separator: "; ")
+                problems = []
+                throw SweepStopped(outcome: "error", reason: reason)
+            }
             // Last, with what is left of the rate budget (a sweep stopped early asks next time).
             if !options.dryRun { await noteExpiringCredentials(session: session, integration: id, in: workspace, now: now, logger: logger) }
         } catch let stop as SweepStopped {
-            (report.outcome, report.stopped, report.resumeAt) = (stop.outcome, stop.reason, stop.resumeAt)
+            (report.outcome, report.stopped, report.resumeAt) = (stop.outcome, stopped(stop.reason), stop.resumeAt)
         } catch SourceControlError.retryable(let message, let retryAfter) {
             if let retryAfter {
-                (report.outcome, report.stopped, report.resumeAt) = ("rate_limited", message, Date().addingTimeInterval(retryAfter))
+                (report.outcome, report.stopped, report.resumeAt) = ("rate_limited", stopped(message), Date().addingTimeInterval(retryAfter))
             } else {
-                (report.outcome, report.stopped) = ("error", message)
+                (report.outcome, report.stopped) = ("error", stopped(message))
             }
         } catch {
-            (report.outcome, report.stopped) = ("error", "\(error)")
+            (report.outcome, report.stopped) = ("error", stopped("\(error)"))
         }
         if !options.dryRun && report.outcome != "unsupported" {
             let (outcome, resume) = (report.outcome, report.outcome == "rate_limited" ? report.resumeAt : nil)
@@ -283,6 +293,12 @@ public struct Reconciler: Sendable {
         if error is SweepStopped || error is CancellationError { return true }
         if case SourceControlError.retryable(_, let retryAfter) = error, retryAfter != nil { return true }
         return false
+    }
+
+    /// Whether a run of the pull request was made after run `lastID` (after the sweep's listing began).
+    static func runMade(repositoryID: Int64, prNumber: Int, after lastID: Int64, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND id > ?)",
+                          arguments: [repositoryID, prNumber, lastID]) ?? false
     }
 
     /// Stops the integration's sweep when the platform says too little of its rate limit is left.
@@ -350,10 +366,9 @@ public struct Reconciler: Sendable {
 
     /// Requests a run (trigger `reconcile`) for each open pull request of each enabled repository
     /// whose head has no run yet, up to `maxReviewsPerSweep`.
-    /// Returns what went wrong with single repositories (each swept on its own).
+    /// Adds to `problems` what went wrong with single repositories (each swept on its own).
     func requestMissingReviews(session: any ReconcileSession, integration: IntegrationID, in workspace: WorkspaceActor,
-                               report: inout IntegrationSweep, logger: Logger) async throws -> [String] {
-        var problems: [String] = []
+                               report: inout IntegrationSweep, problems: inout [String], logger: Logger) async throws {
         let repositories = try await workspace.read { db in
             try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE integration_id = ? AND enabled = 1 AND removed = 0 ORDER BY id",
                                           arguments: [integration.rawValue])
@@ -363,7 +378,11 @@ public struct Reconciler: Sendable {
         let dryRun = options.dryRun
         for repository in repositories {
             try await checkBudget(session)
-            let listed: [OpenPullRequest]
+            // Runs made after this point (a webhook for a newer head while the listing was read)
+            // know more than the listing: the sweep leaves their pull requests alone. Requested
+            // from the stale listing, its run of the older head superseded the newer one for good.
+            let lastRunBefore = try await workspace.read { db in try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(id), 0) FROM review_runs") ?? 0 }
+            let listed: OpenPullRequestList
             do {
                 listed = try await session.openPullRequests(repository)
             } catch let error where !Self.stopsTheSweep(error) {
@@ -374,7 +393,10 @@ public struct Reconciler: Sendable {
                                metadata: ["repository": "\(repository.fullName)", "error": "\(error)"])
                 continue
             }
-            let pulls = listed.filter(\.isReviewable).sorted { $0.number < $1.number }
+            if let read = listed.truncatedAfter {
+                problems.append("\(repository.fullName): more open pull requests than one sweep lists; the newest \(read) were swept, the older ones not")
+            }
+            let pulls = listed.pulls.filter(\.isReviewable).sorted { $0.number < $1.number }
             report.pullRequestsFound += pulls.count
             metrics.reconcilePullRequestsFound(platform: report.metricsLabel, count: pulls.count)
             let room = options.maxReviewsPerSweep - report.reviewsRequested.count
@@ -385,7 +407,7 @@ public struct Reconciler: Sendable {
                     var out: [ReconciledReview] = []
                     for pr in pulls where !pr.headSHA.isEmpty {
                         guard try ReviewRunStore.sweepTrigger(repositoryID: repository.id, prNumber: pr.number, headSHA: pr.headSHA,
-                                                              isDraft: pr.isDraft, in: db) != nil else { continue }
+                                                              isDraft: pr.isDraft, in: db) != nil, try !Self.runMade(repositoryID: repository.id, prNumber: pr.number, after: lastRunBefore, in: db) else { continue }
                         if out.count >= room { return (out, true) }
                         out.append(ReconciledReview(repository: repository.fullName, prNumber: pr.number, headSHA: pr.headSHA, runID: nil))
                     }
@@ -399,7 +421,7 @@ public struct Reconciler: Sendable {
                     var out: [ReconciledReview] = []
                     for pr in pulls where !pr.headSHA.isEmpty {
                         guard let trigger = try ReviewRunStore.sweepTrigger(repositoryID: current.id, prNumber: pr.number, headSHA: pr.headSHA,
-                                                                            isDraft: pr.isDraft, in: tx.db) else { continue }
+                                                                            isDraft: pr.isDraft, in: tx.db), try !Self.runMade(repositoryID: current.id, prNumber: pr.number, after: lastRunBefore, in: tx.db) else { continue }
                         if out.count >= room { return (out, true) }
                         let (runID, created) = try ReviewRunStore.request(
                             repository: current, prNumber: pr.number, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA, trigger: trigger,
@@ -417,11 +439,9 @@ public struct Reconciler: Sendable {
             }
             if capped {
                 throw SweepStopped(outcome: "cap_reached",
-                                   reason: (["reconcile.max_reviews_per_sweep (\(options.maxReviewsPerSweep)) reached; the rest is requested by the next sweeps"]
-                                            + problems).joined(separator: "; "))
+                                   reason: "reconcile.max_reviews_per_sweep (\(options.maxReviewsPerSweep)) reached; the rest is requested by the next sweeps")
             }
         }
-        return problems
     }
 }
 

@@ -181,6 +181,19 @@ public protocol ReconcileConnector: Sendable {
     func reconcileSession(for integration: IntegrationID, in workspace: WorkspaceActor) async throws -> (any ReconcileSession)?
 }
 
+/// A repository's open pull requests as listed, and whether the listing stopped at its bound
+/// with more left (those are not swept: the sweep says so rather than reporting "complete").
+public struct OpenPullRequestList: Sendable, Equatable {
+    public var pulls: [OpenPullRequest]
+    /// Set when more were left unread: how many were read.
+    public var truncatedAfter: Int?
+
+    public init(pulls: [OpenPullRequest], truncatedAfter: Int? = nil) {
+        self.pulls = pulls
+        self.truncatedAfter = truncatedAfter
+    }
+}
+
 /// An open pull (or merge) request as the platform lists it.
 public struct OpenPullRequest: Sendable, Equatable, Codable {
     public var number: Int
@@ -267,8 +280,9 @@ public struct DeliveryLog: Sendable, Equatable {
 /// answer states.
 public protocol ReconcileSession: Sendable {
     var platformName: String { get }
-    /// Every open pull request of the repository (`repository.fullName` on the platform).
-    func openPullRequests(_ repository: RepositoryRecord) async throws -> [OpenPullRequest]
+    /// Every open pull request of the repository (`repository.fullName` on the platform), up to
+    /// the listing's bound.
+    func openPullRequests(_ repository: RepositoryRecord) async throws -> OpenPullRequestList
     /// Whether the platform keeps a log of failed webhook deliveries that can be resent.
     var canRedeliver: Bool { get }
     /// Failed deliveries newer than `cursor` (all of them when nil) and delivered after `since`,

@@ -16,6 +16,12 @@ public actor GitHubRateBudget {
     public var current: RateBudget? { last }
 }
 
+/// An entry of a list read on its own: nil when it does not decode as `Value`.
+struct Lenient<Value: Decodable>: Decodable {
+    let value: Value?
+    init(from decoder: any Decoder) throws { value = try? Value(from: decoder) }
+}
+
 /// One entry of GitHub's `GET /app/hook/deliveries` (only the fields Sentinel reads).
 public struct GitHubHookDelivery: Decodable, Sendable {
     public let id: Int64
@@ -62,7 +68,7 @@ public struct GitHubReconcileSession: ReconcileSession {
 
     private var session: GitHubSession { GitHubSession(client: client(installationID: 0)) }
 
-    public func openPullRequests(_ repository: RepositoryRecord) async throws -> [OpenPullRequest] {
+    public func openPullRequests(_ repository: RepositoryRecord) async throws -> OpenPullRequestList {
         try await session.mapped {
             var installation = repository.installationID
             if installation == nil { installation = try await tokens.installationID(forRepository: repository.fullName) }
@@ -77,18 +83,22 @@ public struct GitHubReconcileSession: ReconcileSession {
             func key(_ query: [(String, String)]) -> String {
                 (query.contains { $0.0 == "page" } ? query : query + [("page", "1")]).map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")
             }
-            for _ in 0..<Self.maxPages {
+            for page in 1...Self.maxPages {
                 asked.insert(key(query))
                 let r = try await api.request("GET", "repos/\(repository.fullName)/pulls", query: query, operation: "list pull requests")
-                let batch = try api.decode([GitHubPullRequest].self, r, operation: "list pull requests")
-                for pull in batch where (pull.state ?? "open") == "open" && numbers.insert(pull.number).inserted {
+                // Entry by entry: one the page holds in a shape Sentinel cannot read (a null head)
+                // is passed over, not the whole repository's listing.
+                let batch = try api.decode([Lenient<GitHubPullRequest>].self, r, operation: "list pull requests")
+                for pull in batch.compactMap(\.value) where (pull.state ?? "open") == "open" && numbers.insert(pull.number).inserted {
                     found.append(OpenPullRequest(number: pull.number, headSHA: pull.head.sha, baseSHA: pull.base.sha, isDraft: pull.draft ?? false))
                 }
                 guard !batch.isEmpty, let next = GitHubClient.nextPageQuery(r.header("Link")),
                       !asked.contains(key(next)) else { break }
+                // GitHub lists the newest first: what is past the last page read is the oldest.
+                if page == Self.maxPages { return OpenPullRequestList(pulls: found, truncatedAfter: found.count) }
                 query = next
             }
-            return found
+            return OpenPullRequestList(pulls: found)
         }
     }
 
@@ -112,7 +122,10 @@ public struct GitHubReconcileSession: ReconcileSession {
             var newest: Int64?
             var failed: [FailedDelivery] = []
             var query: [(String, String)] = [("per_page", "100")]
+            // As for pull requests: a `next` link back to a page already read ends the log.
+            var asked: Set<String> = []
             pages: for _ in 0..<Self.maxPages {
+                guard asked.insert(query.map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")).inserted else { break }
                 let r = try await appRequest("GET", "app/hook/deliveries", query: query, operation: "list webhook deliveries", expect: [200])
                 let batch: [GitHubHookDelivery]
                 do { batch = try JSONDecoder().decode([GitHubHookDelivery].self, from: r.body) } catch {

@@ -104,7 +104,7 @@ public struct GitLabClient: Sendable {
     /// Every page of a list, 100 items a page, following `X-Next-Page` or, where a proxy dropped
     /// that header, the `Link` header's `rel="next"` page. Pages only go forward: a next page that
     /// is not after this one (a server or proxy repeating `X-Next-Page: 1`) ends the listing rather
-    /// than reading a page again. With `shrinkingPages` (merge request diffs: up to 500 KB of patch
+    /// than reading a page again, and one further on is read as the page after this one. With `shrinkingPages` (merge request diffs: up to 500 KB of patch
     /// a file, escaped in JSON), a page past the response limit is asked for again in fewer items
     /// (20, 4, 1) and an item too large alone is left out and counted; pages grow back once aligned.
     func listing<T: Decodable>(_ path: String, query: [(String, String)] = [], operation: String, maxItems: Int,
@@ -134,7 +134,9 @@ public struct GitLabClient: Sendable {
             let batch = try decode([T].self, r, operation: operation)
             listing.items += batch
             guard !batch.isEmpty, let next = Self.nextPage(r), next > page else { return listing }
-            offset = (next - 1) * perPage
+            // The page after this one, whatever later page was named: a jump would leave items
+            // unread, and a page number near `Int.max` overflowed the offset (a crash at every sweep).
+            offset = page * perPage
             if let larger = [100, 20, 4].first(where: { $0 > perPage && offset % $0 == 0 }) { perPage = larger }
         }
     }
@@ -195,9 +197,12 @@ public struct GitLabClient: Sendable {
     }
 
     /// The project's open merge requests (`state=opened`), every page.
-    public func openMergeRequests(project: Int64, maxPages: Int = 30) async throws -> [GitLabMergeRequest] {
-        try await list("projects/\(project)/merge_requests", query: [("state", "opened")], operation: "list merge requests", maxPages: maxPages)
-            .filter { ($0.state ?? "opened") == "opened" }
+    /// The open merge requests, up to `maxPages` pages of 100 (`more` says some were left unread).
+    func openMergeRequests(project: Int64, maxPages: Int = 30) async throws -> Listing<GitLabMergeRequest> {
+        var listed: Listing<GitLabMergeRequest> = try await listing("projects/\(project)/merge_requests", query: [("state", "opened")],
+                                                                    operation: "list merge requests", maxItems: maxPages * 100)
+        listed.items = listed.items.filter { ($0.state ?? "opened") == "opened" }
+        return listed
     }
 
     public func mergeRequest(project: Int64, iid: Int) async throws -> GitLabMergeRequest {

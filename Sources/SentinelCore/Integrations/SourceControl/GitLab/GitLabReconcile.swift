@@ -42,14 +42,15 @@ public struct GitLabReconcileSession: ReconcileSession {
 
     /// `GET /projects/:id/merge_requests?state=opened`, every page (`X-Next-Page`). The list has no
     /// `diff_refs`: the base is learnt when the run starts. Drafts are listed (the run applies the policy).
-    public func openPullRequests(_ repository: RepositoryRecord) async throws -> [OpenPullRequest] {
+    public func openPullRequests(_ repository: RepositoryRecord) async throws -> OpenPullRequestList {
         let client = self.client
         let session = GitLabSession(client: client, project: repository.externalID, bot: GitLabUser(id: 0, username: ""))
         return try await session.mapped {
-            try await client.openMergeRequests(project: repository.externalID, maxPages: Self.maxPages).map { mr in
+            let listed = try await client.openMergeRequests(project: repository.externalID, maxPages: Self.maxPages)
+            return OpenPullRequestList(pulls: listed.items.map { mr in
                 OpenPullRequest(number: mr.iid, headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "",
                                 isDraft: GitLabSession.isDraft(flag: mr.draft, workInProgress: mr.work_in_progress, title: mr.title))
-            }
+            }, truncatedAfter: listed.more ? listed.items.count : nil)
         }
     }
 
