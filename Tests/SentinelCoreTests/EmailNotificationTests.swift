@@ -230,6 +230,17 @@ struct EmailChannelTests {
         var bad = good
         bad.to = ["not an address"]
         await #expect(throws: IntegrationError.invalid("the recipient 'not an address' is not an email address")) { _ = try await add(bad) }
+        // Not RFC 5322 dot-atoms or host names: refused (they were written into `To:` as they were).
+        for address in [".a..b.@example.com", "a.@example.com", "a@-x-.com", "a@example..com", "a@example", "ops@bücher.de"] {
+            bad = good
+            bad.to = [address]
+            await #expect(throws: IntegrationError.self, "\(address)") { _ = try await add(bad) }
+        }
+        #expect(EmailDestination.isAddress("first.last+tag@xn--bcher-kva.de"))
+        // A recipient given twice (in any case) is mailed once.
+        var twice = good
+        twice.to = ["ops@example.com", "OPS@example.com", "dev@example.com"]
+        #expect(try twice.validated().to == ["ops@example.com", "dev@example.com"])
         bad = good
         bad.from = "x@y.com\r\nBcc: victim@example.com"
         await #expect(throws: IntegrationError.self) { _ = try await add(bad) }
@@ -261,6 +272,20 @@ struct EmailChannelTests {
         let lines = message.rendered().components(separatedBy: "\r\n")
         #expect(lines.allSatisfy { $0.utf8.count <= 998 }, "\(lines.map(\.utf8.count).max() ?? 0)")
         #expect(lines.filter { $0.hasPrefix("Subject:") || $0.hasPrefix(" =?UTF-8?B?") }.allSatisfy { $0.utf8.count <= 78 })
+    }
+
+    @Test("twenty long recipients are folded one a line in To: (one line of 5,123 bytes passed the 998 limit); a subject that reads as an encoded word is encoded")
+    func foldedRecipientsAndLiteralEncodedWords() {
+        let to = (0..<20).map { "u\($0)" + String(repeating: "x", count: 60) + "@" + String(repeating: "d", count: 60) + ".example.com" }
+        let subject = "Sentinel: test message for channel =?UTF-8?B?QWxsIGlzIHdlbGw=?="
+        let message = MailMessage(from: "s@example.com", to: to, subject: subject, body: "b", date: Date(timeIntervalSince1970: 0), messageID: "<1@example.com>")
+        let lines = message.rendered().components(separatedBy: "\r\n")
+        #expect(lines.allSatisfy { $0.utf8.count <= 998 }, "\(lines.map(\.utf8.count).max() ?? 0)")
+        #expect(lines.contains("To: \(to[0]),") && lines.contains(" \(to[19])"))
+        let subjectLine = try? #require(lines.first { $0.hasPrefix("Subject: ") })
+        #expect(subjectLine?.hasPrefix("Subject: =?UTF-8?B?") == true, "\(subjectLine ?? "")")
+        #expect(!(subjectLine ?? "").contains("QWxsIGlzIHdlbGw="), "the literal text is not passed through as an encoded word")
+        #expect(MailMessage.encodedHeader("Sentinel: plain") == "Sentinel: plain")
     }
 
     @Test("the rendered message: CRLF lines, quoted-printable at most 76 characters, dot-stuffed DATA")
@@ -302,6 +327,44 @@ struct SMTPMisbehavingServerTests {
         }
         try await server.close()
         return error.map { "\($0)" } ?? ""
+    }
+
+    /// A server that greets, then answers each command line by its first word from `answers`.
+    final class Answering: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let answers: [String: String]
+        init(_ answers: [String: String]) { self.answers = answers }
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: "220 scripted ESMTP\r\n")), promise: nil)
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: unwrapInboundIn(data))
+            for line in text.split(separator: "\r\n") {
+                let verb = line.split(separator: " ").first.map { $0.uppercased() } ?? ""
+                context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: answers[verb] ?? "500 unknown\r\n")), promise: nil)
+            }
+        }
+    }
+
+    @Test("replies sent in the clear along with STARTTLS's go-ahead are refused, not read as the answers after the handshake (a STARTTLS injection)")
+    func startTLSInjectionRefused() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Answering([
+                        "EHLO": "250-scripted\r\n250 STARTTLS\r\n",
+                        "STARTTLS": "220 go ahead\r\n250 INJ-EHLO\r\n250 INJ-MAIL\r\n250 INJ-RCPT\r\n354 INJ-DATA\r\n",
+                    ]))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(server.localAddress?.port)
+        let mail = MailMessage(from: "sentinel@example.com", to: ["dev@example.com"], subject: "s", body: "b")
+        let error = await #expect(throws: SMTPError.self) {
+            try await NIOSMTPClient().send(mail, via: SMTPServer(host: "127.0.0.1", port: port, security: .starttls, timeout: .seconds(10)))
+        }
+        try await server.close()
+        #expect("\(error.map { "\($0)" } ?? "")".contains("sent more after its STARTTLS reply, before TLS began"), "\(String(describing: error))")
     }
 
     @Test("a reply line over 4,096 bytes is cut off also when it arrives whole in one read (it was taken up to about 15 KB)")

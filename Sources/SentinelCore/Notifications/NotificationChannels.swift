@@ -127,7 +127,9 @@ public struct EmailDestination: Codable, Sendable, Equatable {
         }
         clean.from = from.trimmingCharacters(in: .whitespaces)
         guard Self.isAddress(clean.from) else { throw IntegrationError.invalid("the sender '\(StoredText.singleLine(String(from.prefix(100))))' is not an email address") }
-        clean.to = to.map { $0.trimmingCharacters(in: .whitespaces) }
+        // Each recipient once (compared without case): a repeated one got the mail twice.
+        var seen = Set<String>()
+        clean.to = to.map { $0.trimmingCharacters(in: .whitespaces) }.filter { seen.insert($0.lowercased()).inserted }
         guard (1...Self.maxRecipients).contains(clean.to.count) else {
             throw IntegrationError.invalid("an email channel needs 1-\(Self.maxRecipients) recipients")
         }
@@ -140,14 +142,22 @@ public struct EmailDestination: Codable, Sendable, Equatable {
         return clean
     }
 
-    /// `local@domain`: printable ASCII, no spaces, brackets, quotes or separators, at most 254 characters.
+    /// `local@domain` as RFC 5322 writes it unquoted: a dot-atom of printable ASCII (no spaces,
+    /// brackets, quotes or separators; no dot at either end of the local part nor two in a row)
+    /// at a host name of letters, digits and hyphens (IDNs in their `xn--` form), at most 254
+    /// characters. `.a..b.@example.com` and `a@-x-.c` were taken and written into `To:` as they were.
     static func isAddress(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64, parts[1].contains("."),
-              !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
+        guard text.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[0].count <= 64 else { return false }
+        let (local, domain) = (parts[0], parts[1])
+        guard !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else { return false }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard labels.count >= 2, labels.allSatisfy({ label in
+            (1...63).contains(label.count) && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-") }
+        }) else { return false }
         let forbidden = Set("<>()[],;:\\\" ")
         return text.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F } && !text.contains(where: forbidden.contains)
-            && parts[1].allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
     }
 }
 

@@ -227,7 +227,8 @@ public struct Notifications: Sendable {
                 let reply = try await sendMail(message, to: channel, now: Date())
                 result = NotificationTestResult(status: reply.code, answer: String(reply.text.prefix(300)), transport: "smtp")
             } catch SMTPError.rejected(let step, let reply) {
-                result = NotificationTestResult(status: reply.code, answer: String("\(step): \(reply.text)".prefix(300)), transport: "smtp")
+                result = NotificationTestResult(status: reply.code, answer: String("\(step): \(reply.text)".prefix(300)), transport: "smtp",
+                                                delivered: false)
             } catch {
                 result = NotificationTestResult(status: nil, answer: "\(error)", transport: "smtp")
             }
@@ -372,13 +373,16 @@ public struct NotificationTestResult: Codable, Sendable, Equatable {
     /// `http` or `smtp`.
     public var transport: String
 
-    public init(status: Int?, answer: String, transport: String = "http") {
+    /// Whether the message was accepted: a 2xx answer to the message itself. A mail server's 2xx
+    /// reply to a step that needed another (`250` where AUTH LOGIN needs `334`, DATA `354`) is not.
+    public var delivered: Bool
+
+    public init(status: Int?, answer: String, transport: String = "http", delivered: Bool? = nil) {
         self.status = status
         self.answer = answer
         self.transport = transport
+        self.delivered = delivered ?? status.map { (200..<300).contains($0) } ?? false
     }
-
-    public var delivered: Bool { status.map { (200..<300).contains($0) } ?? false }
 }
 
 public enum NotificationError: Error, CustomStringConvertible {

@@ -117,7 +117,8 @@ public struct MailMessage: Sendable, Equatable {
             "Date: \(formatter.string(from: date))",
             "Message-ID: \(messageID)",
             "From: \(from)",
-            "To: \(to.joined(separator: ", "))",
+            // Folded after each address: on one line, twenty addresses passed RFC 5322's 998 bytes.
+            "To: \(to.joined(separator: ",\r\n "))",
             "Subject: \(Self.encodedHeader(StoredText.singleLine(subject)))",
             "MIME-Version: 1.0",
             "Content-Type: text/plain; charset=utf-8",
@@ -130,7 +131,9 @@ public struct MailMessage: Sendable, Equatable {
     /// A header value as is when it is ASCII, else as RFC 2047 encoded words (base64, 39 bytes,
     /// each at most 75 characters) folded onto continuation lines.
     static func encodedHeader(_ value: String) -> String {
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count <= 900 { return value }
+        // Text that reads as an encoded word (`=?UTF-8?B?…?=`) is encoded too: as it was, a mail
+        // client decoded it into other text than Sentinel wrote.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count <= 900, !value.contains("=?") { return value }
         var words: [String] = []
         var chunk: [UInt8] = []
         // By Unicode scalar, not by Character: one character can be any number of scalars (a letter
@@ -301,6 +304,13 @@ struct SMTPSession {
             }
             try await expect("STARTTLS", "STARTTLS")
             try await channel.eventLoop.submit { [channel] in
+                // RFC 3207 §4.2: nothing the server sent in the clear after its go-ahead may be read
+                // as a reply once TLS is up. Replies sent along with it (a STARTTLS injection) were
+                // taken as the answers to the next commands: a refused recipient read as accepted.
+                let handler = try channel.pipeline.syncOperations.handler(type: SMTPClientHandler.self)
+                guard handler.isDrained else {
+                    throw SMTPError.connection("the server sent more after its STARTTLS reply, before TLS began; refused (RFC 3207 §4.2)")
+                }
                 try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName), position: .first)
             }.get()
             // The handshake runs before the next reply arrives; its failure fails this step.
@@ -411,6 +421,9 @@ final class SMTPClientHandler: ChannelDuplexHandler {
     private let shared: SMTPFailure
 
     init(failure: SMTPFailure) { shared = failure }
+
+    /// Nothing received that no request has taken yet: no reply, no part of one, no bytes.
+    var isDrained: Bool { early.isEmpty && lines.isEmpty && buffer.readableBytes == 0 }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
