@@ -303,7 +303,8 @@ public struct Notifications: Sendable {
             headers.append((NotificationSignature.header, NotificationSignature.sign(body: body, secret: secret, timestamp: Int(now.timeIntervalSince1970))))
         }
         do {
-            return try await http.send(OutboundRequest(method: "POST", url: url, headers: headers, body: body, timeout: .seconds(30), pathIsSecret: true))
+            return try await http.send(OutboundRequest(method: "POST", url: url, headers: headers, body: body, timeout: .seconds(30), pathIsSecret: true,
+                                                       acceptedOnSuccessHead: true))
         } catch OutboundHTTPError.destinationRefused(let reason) {
             throw JobFailure.permanent("destination refused: \(reason)")
         }

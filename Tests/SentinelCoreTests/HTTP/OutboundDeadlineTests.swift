@@ -21,4 +21,21 @@ struct OutboundDeadlineTests {
         await http.shutdown()
         await server.stop()
     }
+
+    @Test("a notification's 2xx head is its answer: a body that drips past the deadline, or is over the size limit, leaves the call succeeded (it failed, and the message was sent again on every retry)")
+    func acceptedHeadIsTheAnswer() async throws {
+        let server = try await SlowDripServer.start(bodyBytes: 600, interval: .milliseconds(100))
+        let http = try AsyncOutboundHTTPClient(maxResponseBytes: 10)
+        let url = URL(string: "http://127.0.0.1:\(server.port)/drip")!
+        let started = ContinuousClock.now
+        let response = try await http.send(OutboundRequest(method: "GET", url: url, timeout: .seconds(5), acceptedOnSuccessHead: true))
+        #expect(response.status == 200)
+        #expect(ContinuousClock.now - started < .seconds(30))
+        // Without the flag the same answer is a timeout, as for any other call.
+        await #expect(throws: OutboundHTTPError.self) {
+            _ = try await http.send(OutboundRequest(method: "GET", url: url, timeout: .seconds(2)))
+        }
+        await http.shutdown()
+        await server.stop()
+    }
 }

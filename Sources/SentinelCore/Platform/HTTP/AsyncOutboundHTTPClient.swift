@@ -103,15 +103,29 @@ public final class AsyncOutboundHTTPClient: OutboundHTTPClient {
         if let body = request.body { outbound.body = .bytes(ByteBuffer(bytes: body)) }
         let prepared = outbound
         let host = request.url.host ?? request.url.absoluteString
+        // The 2xx head of an `acceptedOnSuccessHead` request, once it arrived: the answer whatever
+        // becomes of its body.
+        let accepted = Mutex<OutboundResponse?>(nil)
         do {
             return try await Self.withDeadline(request.timeout, host: host) { [self] in
                 let (client, pinnedHost) = try await self.connection(for: request.url)
                 defer { if let pinnedHost { self.release(client, host: pinnedHost) } }
                 let response = try await client.execute(prepared, timeout: .nanoseconds(request.timeout.nanoseconds))
+                let (status, headers) = (Int(response.status.code), response.headers.map { ($0.name, $0.value) })
+                if request.acceptedOnSuccessHead, (200..<300).contains(status) {
+                    accepted.withLock { $0 = OutboundResponse(status: status, headers: headers, body: Data()) }
+                    var start = ByteBuffer()
+                    for try await var chunk in response.body {
+                        start.writeBuffer(&chunk)
+                        if start.readableBytes >= OutboundRequest.acceptedBodyBytes { break }
+                    }
+                    return OutboundResponse(status: status, headers: headers, body: Data(start.readableBytesView.prefix(OutboundRequest.acceptedBodyBytes)))
+                }
                 let body = try await response.body.collect(upTo: self.maxResponseBytes)
-                return OutboundResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                                        body: Data(buffer: body))
+                return OutboundResponse(status: status, headers: headers, body: Data(buffer: body))
             }
+        } catch where accepted.withLock({ $0 }) != nil {
+            return accepted.withLock { $0 }!
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw OutboundHTTPError.timeout(host)
         } catch let error as NIOTooManyBytesError {

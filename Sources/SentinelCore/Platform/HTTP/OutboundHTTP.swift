@@ -12,15 +12,24 @@ public struct OutboundRequest: Sendable {
     /// `/services/T…/B…/<token>`, a Teams workflow's, any webhook's): its `outbound call` line and
     /// span name the host and `/…` only.
     public var pathIsSecret: Bool
+    /// A 2xx head is the whole answer (a notification delivered): of its body at most the first
+    /// `acceptedBodyBytes` are read, and a body that is slow, too large or cut off still leaves
+    /// the call succeeded. Read in full, such a body failed the call and the message was sent
+    /// again on every retry.
+    public var acceptedOnSuccessHead: Bool
+
+    /// How much of a body `acceptedOnSuccessHead` reads.
+    public static let acceptedBodyBytes = 4096
 
     public init(method: String = "GET", url: URL, headers: [(String, String)] = [], body: Data? = nil, timeout: Duration = .seconds(30),
-                pathIsSecret: Bool = false) {
+                pathIsSecret: Bool = false, acceptedOnSuccessHead: Bool = false) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
         self.timeout = timeout
         self.pathIsSecret = pathIsSecret
+        self.acceptedOnSuccessHead = acceptedOnSuccessHead
     }
 
     public func header(_ name: String) -> String? {
