@@ -164,7 +164,7 @@ public actor RunSpendGuard: ModelCallGate {
         } catch {
             throw ModelCallRefused("the workspace's AI usage could not be read (\(error)); no AI call is made without metering")
         }
-        if let stop = state.stop { throw ModelCallRefused(stop) }
+        if let stop = state.stop { throw ModelCallRefused(stop, limitReached: true) }
         if let budget = state.budget {
             // This run's calls in flight will cost about what a call has cost so far.
             let perCall = max(dearestCallUSD, state.calls > 0 ? state.costUSD / Double(state.calls) : 0)
@@ -173,11 +173,12 @@ public actor RunSpendGuard: ModelCallGate {
                     // Spent already (e.g. the budget was lowered): told once, like a call that reaches it.
                     try? await workspace.write { tx in try UsageLedger.recordBudgetReached(in: &tx) }
                 }
-                throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent)
+                throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent, limitReached: true)
             }
         }
         if let plan, let limit = plan.tokensPerMonth, state.tokens + reservedTokens >= limit {
-            throw ModelCallRefused("plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and \(state.tokens) are used")
+            throw ModelCallRefused("plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and \(state.tokens) are used",
+                                   limitReached: true)
         }
         reservedTokens += estimatedTokens
         callsInFlight += 1

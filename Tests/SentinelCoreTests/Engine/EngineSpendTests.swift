@@ -206,6 +206,29 @@ struct EngineSpendTests {
         await h.stop()
     }
 
+    @Test("a plan limit reached by another run before this run's first call: the AI review is skipped with the limit's reason, not failed")
+    func limitReachedBeforeEveryCallSkips() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: """
+                    INSERT INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, cost_usd, recorded_at)
+                    VALUES (NULL, 'history:0', 'prv_fake', 'fake-1', 20000, 5000, 0.1, ?)
+                    """, arguments: [tx.now.timeIntervalSince1970])
+            }
+            let plan = Plan(name: "small", reviewsPerMonth: nil, tokensPerMonth: 25_000, repositories: nil, seats: nil)
+            let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: plan)
+            let tracker = EngineCallTracker()
+            let result = await ReviewEngine.review(files: try Self.files(3), options: Self.options(),
+                                                   model: MeteredFakeModel(tracker: tracker, tokensPerCall: 10_000), gate: gate)
+            #expect(await tracker.calls[""] == nil)
+            guard case .skipped(let reason) = result.aiStatus else { Issue.record("\(result.aiStatus)"); return }
+            #expect(reason.hasPrefix("plan_limit:"), "\(reason)")
+        }
+        await h.stop()
+    }
+
     @Test("a run cancelled while its engine works makes no further model call")
     func cancelledRunStopsCalling() async throws {
         let h = try TestHarness()

@@ -337,6 +337,10 @@ public enum ReviewEngine {
                 let reason = reasons.prefix(3).joined(separator: "; ")
                 if failures.isEmpty {
                     aiStatus = .completed
+                } else if outcomes.allSatisfy({ $0.limitReached }) {
+                    // Every call refused by a limit another run reached meanwhile: as a plan limit
+                    // reached before the run, skipped (it was "failed", a red check).
+                    aiStatus = .skipped(reason: reason)
                 } else if failures.count == chunks.count {
                     aiStatus = .failed(reason: reason)
                 } else {
@@ -401,6 +405,8 @@ public enum ReviewEngine {
         var calls: [ModelCallRecord]
         /// A spend limit refused the call: the chunk's files were not reviewed.
         var refused = false
+        /// The refusal was a limit reached, not a failure to meter.
+        var limitReached = false
     }
 
     /// Runs chunks with at most `maxParallelChunks` model calls in flight, results in chunk order.
@@ -462,8 +468,9 @@ public enum ReviewEngine {
         let estimate = CallAdmission.estimate(prompt)
         for attempt in 1...2 {
             do { try await admission.admit(estimate) } catch {
-                let reason = (error as? ModelCallRefused)?.reason ?? describe(error)
-                return ChunkOutcome(index: index, output: nil, failure: reason, calls: calls, refused: true)
+                let refusal = error as? ModelCallRefused
+                return ChunkOutcome(index: index, output: nil, failure: refusal?.reason ?? describe(error), calls: calls, refused: true,
+                                    limitReached: refusal?.limitReached ?? false)
             }
             let reply: ModelReply
             let started = ContinuousClock.now

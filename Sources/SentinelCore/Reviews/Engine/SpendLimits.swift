@@ -3,7 +3,14 @@ import Foundation
 /// A model call the engine may not make: a spend limit is reached, or spend cannot be metered.
 public struct ModelCallRefused: Error, Sendable, Equatable, CustomStringConvertible {
     public let reason: String
-    public init(_ reason: String) { self.reason = reason }
+    /// A limit is reached (a budget spent, a plan's tokens used, the run ended): no failure. A
+    /// review whose every call is refused so is skipped, not failed (a failed one turns the check
+    /// red; a plan limit reached before the run starts skips it with a neutral check).
+    public let limitReached: Bool
+    public init(_ reason: String, limitReached: Bool = false) {
+        self.reason = reason
+        self.limitReached = limitReached
+    }
     public var description: String { reason }
 }
 
@@ -53,7 +60,7 @@ struct CallAdmission: Sendable {
     static func estimate(_ prompt: ReviewPrompt) -> Int { prompt.estimatedTokens + expectedOutputTokens }
 
     func admit(_ tokens: Int) async throws {
-        if let run, !(await run.reserve(tokens)) { throw ModelCallRefused(await run.refusal) }
+        if let run, !(await run.reserve(tokens)) { throw ModelCallRefused(await run.refusal, limitReached: true) }
         guard let gate else { return }
         do { try await gate.admit(estimatedTokens: tokens) } catch {
             await run?.settle(reserved: tokens, actual: nil)
