@@ -12,7 +12,7 @@ struct ExportCommand: AsyncParsableCommand {
     @Flag(help: "Print the manifest as JSON.") var json = false
 
     func run() async throws {
-        try await oneLine {
+        let incomplete = try await oneLine {
             let config = try global.loadConfig()
             let (control, opener) = try global.openControl(config)
             let exporter = AnalyticsExporter(dataDirectory: global.dataDirectory, control: control, opener: opener)
@@ -33,7 +33,11 @@ struct ExportCommand: AsyncParsableCommand {
                     print("  workspace \(part.workspaceID) exported up to event \(part.toSeq) only: \(part.error!)")
                 }
             }
+            return manifest.workspaces.contains { $0.error != nil }
         }
+        // A workspace left out (its events come with a later export) is a failure to cron and
+        // scripts, as to the nightly service; it exited 0.
+        if incomplete { throw ExitCode.failure }
     }
 }
 

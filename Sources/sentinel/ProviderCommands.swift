@@ -213,9 +213,13 @@ struct ReviewCommand: AsyncParsableCommand {
                     let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
                     let plan = try global.billing(config, control).currentPlan(of: actor.id)
                     // Everything that can fail comes before the client, which must be shut down once made.
-                    let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-                    let client = try AsyncOutboundHTTPClient(destinations: DestinationPolicy(config.security))
-                    let resolver = WorkspaceModelResolver(store: store, http: client)
+                    let destinations = try DestinationPolicy(config.security)
+                    let store = ProviderStore(masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile), destinations: destinations)
+                    // Priced as `serve` prices them (`ai.price_table_file`): with the built-in table
+                    // a model priced only in the file cost nothing, and the budget never held.
+                    let prices = try PriceTable.load(overridesFile: config.ai.priceTableFile)
+                    let client = try AsyncOutboundHTTPClient(destinations: destinations)
+                    let resolver = WorkspaceModelResolver(store: store, http: client, prices: prices)
                     let (model, skipped) = await resolver.model(for: actor, policy: resolved.policy)
                     // The workspace pays for these calls: they are checked against its AI budget and
                     // plan and recorded as its usage, as a review run's are (without a run or repository).
@@ -223,6 +227,8 @@ struct ReviewCommand: AsyncParsableCommand {
                                              cost: { call in await resolver.cost(of: call, in: actor) })
                     let result = await review(resolved, model: model, skipped: skipped, maxTokensPerRun: config.review.maxTokensPerRun, gate: gate)
                     await client.shutdown()
+                    // Its tokens count toward the plan like a run's: past 80 % of a limit, told once.
+                    _ = try await actor.write { tx in try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx) }
                     return result
                 }
             } else {

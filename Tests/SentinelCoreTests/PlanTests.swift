@@ -149,6 +149,18 @@ struct PlanTests {
         #expect(events.count == 1)
         #expect(events.first?.data.contains("\"limit\":\"tokens_per_month\"") == true)
         #expect(events.first?.data.contains("\"used\":\"850\"") == true)
+        // Moved to a plan with another limit in the same month: told again as it nears that one
+        // (the key held the limit's name and month only, so it never was).
+        let larger = Plan(name: "larger", reviewsPerMonth: 10, tokensPerMonth: 1_050, repositories: nil, seats: nil)
+        let again = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try PlanLimits.recordSoftLimits(plan: larger, startingRun: nil, in: &tx)
+                try PlanLimits.recordSoftLimits(plan: larger, startingRun: nil, in: &tx)
+            }
+            return try await actor.read { db in try EventLog.read(after: 0, limit: 10, types: ["PlanSoftLimitReached"], in: db) }
+        }
+        #expect(again.count == 2)
+        #expect(again.last?.data.contains("\"allowed\":\"1050\"") == true && again.last?.data.contains("\"plan\":\"larger\"") == true)
         await h.stop()
     }
 }

@@ -347,12 +347,33 @@ struct ProviderCommandTests {
             #expect((report["runs"] as? [String: Any] ?? [:]).isEmpty, "a local review is no review run")
         }
 
+        // Priced as `serve` prices it: `ai.price_table_file` of the data directory's configuration
+        // (the built-in table was used, and a model priced only in the file cost nothing).
+        let prices = dir.url.appendingPathComponent("prices.yaml")
+        try "\"openai/gpt-4o-mini\": {input_per_million: 1000, output_per_million: 1000}\n".write(to: prices, atomically: true, encoding: .utf8)
+        try "ai:\n  price_table_file: \(prices.path)\n".write(toFile: data + "/sentinel.yaml", atomically: true, encoding: .utf8)
+        let before = try await usage()["cost_usd"] as? Double ?? 0
+        let priced = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json"])
+        #expect(priced.status == 0, "\(priced.stderr)")
+        let after = try await usage()["cost_usd"] as? Double ?? 0
+        #expect(abs((after - before) - 1.28) < 0.0001, "1,200 in and 80 out at 1,000 USD a million each: \(after - before)")
+        // Its tokens count toward the plan: past 80 % of the plan's tokens, PlanSoftLimitReached is
+        // appended (only review runs told it).
+        let plans = dir.url.appendingPathComponent("plans.yaml")
+        try "plans:\n  tiny: {reviews_per_month: 10, tokens_per_month: 4000, repositories: 5, seats: 5}\n".write(to: plans, atomically: true, encoding: .utf8)
+        try "billing:\n  plans_file: \(plans.path)\n".write(toFile: data + "/sentinel.yaml", atomically: true, encoding: .utf8)
+        let set = try await SentinelProcess.run(["plan", "set", "--data-dir", data, "--workspace", "acme", "tiny"])
+        #expect(set.status == 0, "\(set.stderr)")
+        _ = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json"])
+        let told = try await SentinelProcess.run(["audit", "--data-dir", data, "--workspace", "acme", "--json"])
+        #expect(told.stdout.contains("PlanSoftLimitReached"), "\(told.stdout.suffix(2000))")
+
         // Spent beyond a budget set now: the next local review makes no model call and says why.
         let budget = try await SentinelProcess.run(["provider", "budget", "--data-dir", data, "--workspace", "acme", "--usd", "0.0000001"])
         #expect(budget.status == 0, "\(budget.stderr)")
         let refused = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json"])
         #expect(refused.status == 0, "\(refused.stderr)")
-        #expect(await llm.state.requests(.openAI).count == 2)
+        #expect(await llm.state.requests(.openAI).count == 4)
         let result = try JSONSerialization.jsonObject(with: Data(refused.stdout.utf8)) as? [String: Any]
         #expect((result?["ai"] as? String)?.contains("budget") == true, "\(refused.stdout)")
         await llm.stop()

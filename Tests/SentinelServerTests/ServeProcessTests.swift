@@ -317,6 +317,14 @@ struct ServeProcessTests {
         let toMissing = try await SentinelProcess.run(["export", "--data-dir", data, "--out", missing])
         #expect(toMissing.status != 0 && toMissing.stderr.contains("the directory does not exist"), "\(toMissing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("not-made").path))
+        // A workspace whose file cannot be read is named, and the export exits 1 (it exited 0).
+        let before = Set(try FileManager.default.contentsOfDirectory(atPath: data + "/workspaces"))
+        #expect(try await SentinelProcess.run(["workspace", "create", "beta", "--data-dir", data]).status == 0)
+        let beta = try #require(try FileManager.default.contentsOfDirectory(atPath: data + "/workspaces").first { !before.contains($0) && $0.hasSuffix(".sqlite") })
+        try FileManager.default.moveItem(atPath: data + "/workspaces/" + beta, toPath: dir.url.appendingPathComponent("moved.sqlite").path)
+        let partial = try await SentinelProcess.run(["export", "--data-dir", data])
+        #expect(partial.status == 1 && partial.stdout.contains("exported up to event"), "\(partial.stdout) \(partial.stderr)")
+        try FileManager.default.moveItem(atPath: dir.url.appendingPathComponent("moved.sqlite").path, toPath: data + "/workspaces/" + beta)
 
         let analytics = try await SentinelProcess.run(["analytics", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(analytics.status == 0, "\(analytics.stderr)")

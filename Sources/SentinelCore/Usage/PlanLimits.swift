@@ -72,7 +72,9 @@ public enum PlanLimits {
     public static func recordSoftLimits(plan: Plan, startingRun runID: Int64?, in tx: inout WorkspaceTransaction) throws {
         let period = UsageReport.currentPeriod(now: tx.now)
         for status in try status(plan: plan, startingRun: runID, in: tx.db, now: tx.now) where status.softLimitReached {
-            let key = "soft_limit:\(status.limit):\(status.limit == "repositories" ? "any" : period)"
+            // Keyed by what is allowed too: moved to another plan, or given a new limit, the workspace
+            // is told again when it nears that one (a repository warning fired once ever).
+            let key = "soft_limit:\(status.limit):\(status.allowed):\(status.limit == "repositories" ? "any" : period)"
             try tx.db.execute(sql: "INSERT OR IGNORE INTO workspace_meta (key, value) VALUES (?, ?)", arguments: [key, String(status.used)])
             if tx.db.changesCount == 1 {
                 try tx.append(DomainEvent(type: "PlanSoftLimitReached", subject: "plan:\(plan.name)", payload: [
