@@ -108,6 +108,26 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
+    @Test("an answer's output count that is missing (0) or far past its text (1,999,999 for a short answer) is metered at the estimate of the text")
+    func implausibleOutputMeteredAtEstimate() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        try await world.addOpenAIProvider(llm)
+        await llm.state.setUsage(input: 1_200, output: 0)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        await llm.state.setUsage(input: 1_200, output: 1_999_999)
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let outputs = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try Int.fetchAll(db, sql: "SELECT output_tokens FROM usage_records ORDER BY id") }
+        }
+        #expect(outputs.count == 2 && outputs.allSatisfy { (1..<5_000).contains($0) }, "\(outputs)")
+        await world.stop()
+        await llm.stop()
+    }
+
     @Test("an Azure endpoint pasted with its query, or an API version that would add a query parameter, is refused when added (requests went to a mangled URL)")
     func azureEndpointChecked() async throws {
         let world = try await GitHubWorld()

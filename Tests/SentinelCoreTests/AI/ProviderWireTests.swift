@@ -264,4 +264,12 @@ struct AIProviderWireTests {
             #expect(noVersion.status == 400)
         }
     }
+
+    @Test("any eight characters of the key in a row are redacted from a provider's text, from its middle too")
+    func keyFragmentsRedacted() {
+        let key = "sk-test-SECRETKEY-abcdef1234567890"
+        let said = ProviderHTTP.redact("Bad key … SECRETKEY-abcdef12 partial; sk-test-S…; 567890", secret: key)
+        #expect(!said.contains("SECRETKEY") && !said.contains("abcdef12"), "\(said)")
+        #expect(said.hasPrefix("Bad key … [redacted]") && said.hasSuffix("567890"), "\(said)")
+    }
 }

@@ -300,9 +300,12 @@ public enum ProviderHTTP {
         // Partial echoes such as OpenAI's "sk-abc***wxyz" and other well-known key shapes.
         out = RemoteText.redactCredentials(out)
         if trimmed.count >= 12 {
-            // A long fragment of the key (first or last 8 characters) is still a leak.
-            for fragment in [String(trimmed.prefix(8)), String(trimmed.suffix(8))] {
-                out = out.replacingOccurrences(of: fragment, with: "[redacted]")
+            // A long fragment of the key (any 8 characters of it in a row, from its start, its end
+            // or its middle) is still a leak: `SECRETKEY-abcdef12` of a 34-character key was kept.
+            let key = Array(trimmed)
+            for start in 0...(key.count - 8) {
+                let fragment = String(key[start..<(start + 8)])
+                if out.contains(fragment) { out = out.replacingOccurrences(of: fragment, with: "[redacted]") }
             }
         }
         return out

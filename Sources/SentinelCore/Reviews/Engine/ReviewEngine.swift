@@ -450,13 +450,20 @@ public enum ReviewEngine {
         // proxy's `1e15`): one such number ended the workspace's month at its plan's token limit
         // and recorded a cost of $800,000. Metered at the estimate instead.
         if usage.inputTokens > max(prompt.estimatedTokens * 16, Self.implausibleTokens) { usage.inputTokens = prompt.estimatedTokens }
-        if usage.outputTokens > Self.implausibleTokens { usage.outputTokens = TokenEstimator.estimate(reply.text) }
+        // An answer's own tokens: more than any model writes in one call, or a quarter of its text's
+        // estimate (missing, `"60"` as a string, negative: read as 0), is metered at the estimate.
+        // Taken as given, a missing count made every answer free and 1,999,999 for a short answer
+        // spent a plan's month.
+        let answered = TokenEstimator.estimate(reply.text)
+        if usage.outputTokens > Self.implausibleOutputTokens || usage.outputTokens * 4 < answered { usage.outputTokens = answered }
         guard usage.inputTokens * 4 < prompt.estimatedTokens else { return usage }
         return TokenUsage(inputTokens: prompt.estimatedTokens, outputTokens: max(usage.outputTokens, TokenEstimator.estimate(reply.text)))
     }
 
     /// Tokens past every model's context window (today's largest hold 2 million).
     static let implausibleTokens = 2_000_000
+    /// More output than any model writes in one call (the largest output limits are 128k tokens).
+    static let implausibleOutputTokens = 262_144
 
     /// One chunk: call, parse; unusable output is retried once (a new sample often fixes it);
     /// any other error is final here because the router already retried and fell back.
