@@ -373,6 +373,17 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a delivery log whose next link names a page already read is read once (one sweep sent the same request 30 times)")
+    func loopingDeliveryLogReadOnce() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.setLoopingDeliveriesLink(true)
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(dryRun: true)).first)
+        #expect(report.outcome == "complete", "\(report)")
+        #expect(await world.github.state.requests.filter { $0 == "GET hook deliveries" }.count == 1)
+        await world.stop()
+    }
+
     @Test("a sweep stopped by a rate limit still reports the repositories that failed before it")
     func problemsKeptWhenRateLimited() async throws {
         let world = try await GitHubWorld()

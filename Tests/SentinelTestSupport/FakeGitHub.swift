@@ -261,6 +261,9 @@ public actor FakeGitHubState {
     /// cache's answer), when a test sets it.
     public private(set) var loopingPullsLink = false
     public func setLoopingPullsLink(_ on: Bool) { loopingPullsLink = on }
+    /// The delivery log's `next` link names its first page again (a proxy's or GHES's bug).
+    public private(set) var loopingDeliveriesLink = false
+    public func setLoopingDeliveriesLink(_ on: Bool) { loopingDeliveriesLink = on }
 
     init(appID: Int64, publicKeyPEM: String) {
         self.appID = appID
@@ -648,7 +651,9 @@ struct FakeGitHubRoutes {
             }
             let (page, next) = found
             var headers: HTTPFields = [:]
-            if let next {
+            if await state.loopingDeliveriesLink {
+                headers[HTTPField.Name("Link")!] = "<https://api.github.com/app/hook/deliveries?per_page=\(perPage)>; rel=\"next\""
+            } else if let next {
                 headers[HTTPField.Name("Link")!] = "<https://api.github.com/app/hook/deliveries?per_page=\(perPage)&cursor=\(next)>; rel=\"next\""
             }
             return json(200, page.map(\.json), headers: headers)
