@@ -384,6 +384,19 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a repository renamed while Sentinel was down (GitHub answers 301 for the old name) is listed by its id and swept")
+    func renamedRepositoryListedByID() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        await world.github.state.setRepositoryID(1001, for: GitHubWorld.repo)
+        await world.github.state.inject("GET pulls", [.status(301)])
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(dryRun: true)).first)
+        #expect(report.outcome == "complete", "\(report)")
+        #expect(report.reviewsRequested.map(\.prNumber) == [7], "\(report)")
+        #expect(await world.github.state.requests.filter { $0 == "GET pulls by id" }.count == 1)
+        await world.stop()
+    }
+
     @Test("a sweep stopped by a rate limit still reports the repositories that failed before it")
     func problemsKeptWhenRateLimited() async throws {
         let world = try await GitHubWorld()

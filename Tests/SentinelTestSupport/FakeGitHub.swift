@@ -261,6 +261,9 @@ public actor FakeGitHubState {
     /// cache's answer), when a test sets it.
     public private(set) var loopingPullsLink = false
     public func setLoopingPullsLink(_ on: Bool) { loopingPullsLink = on }
+    /// Repository ids the fake answers `/repositories/{id}/…` for.
+    public private(set) var repositoryNames: [Int64: String] = [:]
+    public func setRepositoryID(_ id: Int64, for name: String) { repositoryNames[id] = name }
     /// The delivery log's `next` link names its first page again (a proxy's or GHES's bug).
     public private(set) var loopingDeliveriesLink = false
     public func setLoopingDeliveriesLink(_ on: Bool) { loopingDeliveriesLink = on }
@@ -667,16 +670,12 @@ struct FakeGitHubRoutes {
             }
             return json(202, [String: Any]())
         }
-        router.get("/repos/:owner/:repo/pulls") { request, context in
-            await state.log("GET pulls")
-            if let f = await fault("GET pulls") { return f }
-            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+        @Sendable func listPulls(_ request: Request, repo name: String) async -> Response {
             let wanted = request.uri.queryParameters.get("state").map { String($0) } ?? "open"
             guard ["open", "closed", "all"].contains(wanted) else { return json(422, ["message": "Validation Failed"]) }
             let perPage = Int(request.uri.queryParameters.get("per_page") ?? "30") ?? 30
             let page = Int(request.uri.queryParameters.get("page") ?? "1") ?? 1
             guard (1...100).contains(perPage), page >= 1 else { return json(422, ["message": "Validation Failed"]) }
-            let name = repo(context)
             let all = await state.pulls.values.filter { $0.repo == name && (wanted == "all" || $0.state == wanted) }.sorted { $0.number > $1.number }
             let slice = all.dropFirst((page - 1) * perPage).prefix(perPage).map { pull -> [String: Any] in
                 let headRepo: [String: Any] = pull.fromFork ? ["id": 999, "full_name": "outsider/fork"] : ["id": 1, "full_name": pull.repo]
@@ -691,6 +690,21 @@ struct FakeGitHubRoutes {
                 headers[HTTPField.Name("Link")!] = "<https://api.github.com/repositories/1/pulls?state=\(wanted)&per_page=\(perPage)&page=\(page + 1)>; rel=\"next\""
             }
             return json(200, Array(slice), headers: headers)
+        }
+        // A repository's pulls by its id (where GitHub's 301 for a renamed repository points).
+        router.get("/repositories/:id/pulls") { request, context in
+            await state.log("GET pulls by id")
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            guard let id = Int64(context.parameters.get("id") ?? ""), let name = await state.repositoryNames[id] else {
+                return json(404, ["message": "Not Found"])
+            }
+            return await listPulls(request, repo: name)
+        }
+        router.get("/repos/:owner/:repo/pulls") { request, context in
+            await state.log("GET pulls")
+            if let f = await fault("GET pulls") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            return await listPulls(request, repo: repo(context))
         }
         router.post("/app/installations/:id/access_tokens") { request, _ in
             await state.log("POST access_tokens")

@@ -83,9 +83,18 @@ public struct GitHubReconcileSession: ReconcileSession {
             func key(_ query: [(String, String)]) -> String {
                 (query.contains { $0.0 == "page" } ? query : query + [("page", "1")]).map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")
             }
+            // By name; a repository renamed or moved while Sentinel was down answers 301 there (and
+            // was never swept again): then by its id, which GitHub's redirect names too.
+            var path = "repos/\(repository.fullName)/pulls"
             for page in 1...Self.maxPages {
                 asked.insert(key(query))
-                let r = try await api.request("GET", "repos/\(repository.fullName)/pulls", query: query, operation: "list pull requests")
+                let r: OutboundResponse
+                do {
+                    r = try await api.request("GET", path, query: query, operation: "list pull requests")
+                } catch let error as GitHubAPIError where error.status == 301 && path.hasPrefix("repos/") {
+                    path = "repositories/\(repository.externalID)/pulls"
+                    r = try await api.request("GET", path, query: query, operation: "list pull requests")
+                }
                 // Entry by entry: one the page holds in a shape Sentinel cannot read (a null head)
                 // is passed over, not the whole repository's listing.
                 let batch = try api.decode([Lenient<GitHubPullRequest>].self, r, operation: "list pull requests")
