@@ -54,5 +54,10 @@ struct ReviewRunnerTextTests {
         #expect(ReviewRunner.conclusion(blocking: true, aiStatus: failed, failedRunConclusion: .neutral) == .failure)
         #expect(ReviewRunner.conclusion(blocking: false, aiStatus: partial, failedRunConclusion: .failure) == .success)
         #expect(ReviewRunner.conclusion(blocking: false, aiStatus: .skipped(reason: "no AI provider is configured"), failedRunConclusion: .failure) == .success)
+        // Every call refused by a limit other runs reached: neutral, as a run skipped for its plan's limit (it was a green "No findings").
+        let refused = AIReviewStatus.refused(reason: "plan_limit: the workspace's free plan allows 2000000 AI tokens per month")
+        #expect(ReviewRunner.conclusion(blocking: false, aiStatus: refused, failedRunConclusion: .failure) == .neutral)
+        #expect(ReviewRunner.conclusion(blocking: true, aiStatus: refused, failedRunConclusion: .failure) == .failure)
+        #expect(ReviewRunner.title(findings: 0, aiStatus: refused) == "No findings; AI review skipped")
     }
 }

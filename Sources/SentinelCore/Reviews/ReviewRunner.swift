@@ -105,6 +105,8 @@ public struct ReviewRunner: Sendable {
     static func conclusion(blocking: Bool, aiStatus: AIReviewStatus, failedRunConclusion: CheckConclusion) -> CheckConclusion {
         if blocking { return .failure }
         if case .failed = aiStatus { return failedRunConclusion }
+        // No review was made and none failed: neither pass nor fail, as a run skipped for a plan limit.
+        if case .refused = aiStatus { return .neutral }
         return .success
     }
 
@@ -115,6 +117,7 @@ public struct ReviewRunner: Sendable {
         switch aiStatus {
         case .failed: return count + "; AI review failed"
         case .partial: return count + "; AI review incomplete"
+        case .refused: return count + "; AI review skipped"
         case .completed, .skipped: return count
         }
     }

@@ -206,7 +206,7 @@ struct EngineSpendTests {
         await h.stop()
     }
 
-    @Test("a plan limit reached by another run before this run's first call: the AI review is skipped with the limit's reason, not failed")
+    @Test("a plan limit reached by another run before this run's first call: the AI review is refused with the limit's reason, not failed")
     func limitReachedBeforeEveryCallSkips() async throws {
         let h = try TestHarness()
         let (ws, runA, _) = try await Self.workspaceWithRuns(h)
@@ -223,8 +223,9 @@ struct EngineSpendTests {
             let result = await ReviewEngine.review(files: try Self.files(3), options: Self.options(),
                                                    model: MeteredFakeModel(tracker: tracker, tokensPerCall: 10_000), gate: gate)
             #expect(await tracker.calls[""] == nil)
-            guard case .skipped(let reason) = result.aiStatus else { Issue.record("\(result.aiStatus)"); return }
+            guard case .refused(let reason) = result.aiStatus else { Issue.record("\(result.aiStatus)"); return }
             #expect(reason.hasPrefix("plan_limit:"), "\(reason)")
+            #expect(result.aiStatus.description.hasPrefix("AI review skipped: plan_limit:"))
         }
         await h.stop()
     }

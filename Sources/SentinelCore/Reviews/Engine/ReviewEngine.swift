@@ -104,6 +104,10 @@ public enum AIReviewStatus: Sendable, Hashable, CustomStringConvertible {
     case completed
     case partial(failedChunks: Int, of: Int, reason: String)
     case skipped(reason: String)
+    /// Every model call was refused by a shared limit (a plan's tokens, the AI budget) that other
+    /// runs reached meanwhile: as a run skipped for a plan limit before it started, neither a
+    /// failure nor a pass (the check concludes neutral).
+    case refused(reason: String)
     case failed(reason: String)
 
     public var description: String {
@@ -113,7 +117,7 @@ public enum AIReviewStatus: Sendable, Hashable, CustomStringConvertible {
         case .completed: return "AI review completed."
         case .partial(let failed, let total, let reason):
             return "AI review incomplete: \(failed) of \(total) parts failed (\(reason))."
-        case .skipped(let reason): return sentence("AI review skipped: \(reason)")
+        case .skipped(let reason), .refused(let reason): return sentence("AI review skipped: \(reason)")
         case .failed(let reason): return sentence("AI review failed: \(reason)")
         }
     }
@@ -338,9 +342,9 @@ public enum ReviewEngine {
                 if failures.isEmpty {
                     aiStatus = .completed
                 } else if outcomes.allSatisfy({ $0.limitReached }) {
-                    // Every call refused by a limit another run reached meanwhile: as a plan limit
-                    // reached before the run, skipped (it was "failed", a red check).
-                    aiStatus = .skipped(reason: reason)
+                    // Every call refused by a limit other runs reached meanwhile: as a plan limit
+                    // reached before the run, a neutral check (it was "failed", a red one).
+                    aiStatus = .refused(reason: reason)
                 } else if failures.count == chunks.count {
                     aiStatus = .failed(reason: reason)
                 } else {

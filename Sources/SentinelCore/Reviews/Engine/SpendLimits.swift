@@ -60,7 +60,8 @@ struct CallAdmission: Sendable {
     static func estimate(_ prompt: ReviewPrompt) -> Int { prompt.estimatedTokens + expectedOutputTokens }
 
     func admit(_ tokens: Int) async throws {
-        if let run, !(await run.reserve(tokens)) { throw ModelCallRefused(await run.refusal, limitReached: true) }
+        // The run's own cap (`review.max_tokens_per_run`) is the configuration's, not a limit others reached.
+        if let run, !(await run.reserve(tokens)) { throw ModelCallRefused(await run.refusal) }
         guard let gate else { return }
         do { try await gate.admit(estimatedTokens: tokens) } catch {
             await run?.settle(reserved: tokens, actual: nil)
