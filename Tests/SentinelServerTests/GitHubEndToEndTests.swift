@@ -154,6 +154,36 @@ final class GitHubWorld: Sendable {
 
 @Suite("GitHub end to end", .serialized)
 struct GitHubEndToEndTests {
+    @Test("a run posting its review is not superseded under it: a review asked for meanwhile waits for it and repeats none of its comments")
+    func commandWhilePostingWaits() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("POST reviews", [.delay(1.5)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("POST reviews") })
+        let (status, _) = try await world.deliver(event: "issue_comment", body: GitHubWorld.commentPayload("@sentinel review", id: 9001, association: "MEMBER"))
+        #expect(status == 202)
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let runs = try await world.runs()
+        #expect(runs.map(\.state) == [.completed, .completed], "\(runs.map { ($0.state, $0.reason ?? "") })")
+        let reviews = await world.github.state.reviews(on: GitHubWorld.repo, 7)
+        #expect(reviews.count == 2 && !reviews[0].comments.isEmpty, "\(reviews.map(\.comments.count))")
+        #expect(reviews.dropFirst().allSatisfy { $0.comments.isEmpty }, "no comment posted twice: \(reviews.map(\.comments.count))")
+        await world.stop()
+    }
+
+    @Test("a pull request closed while its run posts the review: the run completes as posted (it said 'closed' under a posted review)")
+    func closedWhilePosting() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("POST reviews", [.delay(1.5)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("POST reviews") })
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "closed", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().map(\.state) == [.completed])
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
     @Test("a signed pull_request.opened is accepted, reviewed with inline comments on diff lines, and the check completes")
     func openedPullRequestIsReviewed() async throws {
         let world = try await GitHubWorld()

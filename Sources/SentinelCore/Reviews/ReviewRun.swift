@@ -199,9 +199,22 @@ public enum ReviewRunStore {
         return "the run ended (\(run.state.rawValue)\(run.reason.map { ": \($0)" } ?? "")); no further AI call is made"
     }
 
+    /// The open runs of a pull request that a newer run or its closing may end: not one posting its
+    /// review (running, review prepared). Its job may be posting at this moment: ended, it posted
+    /// all the same under a run that said "superseded" or "closed", and the next run posted the
+    /// same comments again. It completes; the next run waits for it (`postingRun`).
+    static let endableRuns = "state = 'queued' OR (state = 'running' AND prepared_review IS NULL)"
+
+    /// A run of the pull request other than `runID` that is posting its review, if any.
+    static func postingRun(repositoryID: Int64, prNumber: Int, excluding runID: Int64, in db: Database) throws -> Int64? {
+        try Int64.fetchOne(db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state = 'running' AND prepared_review IS NOT NULL AND id != ?
+            """, arguments: [repositoryID, prNumber, runID])
+    }
+
     static func supersedeOlder(than runID: Int64, repositoryID: Int64, prNumber: Int, reason: String, in tx: inout WorkspaceTransaction) throws {
         let older = try Int64.fetchAll(tx.db, sql: """
-            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running') AND id != ?
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND (\(endableRuns)) AND id != ?
             """, arguments: [repositoryID, prNumber, runID])
         for id in older {
             try finish(runID: id, state: .superseded, reason: reason, label: "newer_head", in: &tx)
@@ -211,7 +224,7 @@ public enum ReviewRunStore {
     /// Ends every open run of a PR (closed PR): queued work is cancelled.
     public static func closePullRequest(repositoryID: Int64, prNumber: Int, in tx: inout WorkspaceTransaction) throws -> Int {
         let open = try Int64.fetchAll(tx.db, sql: """
-            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state IN ('queued','running')
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND (\(endableRuns))
             """, arguments: [repositoryID, prNumber])
         for id in open { try finish(runID: id, state: .skipped, reason: closedReason, label: "closed", in: &tx) }
         try tx.db.execute(sql: "INSERT OR IGNORE INTO pull_requests (repository_id, pr_number) VALUES (?, ?)", arguments: [repositoryID, prNumber])

@@ -147,6 +147,24 @@ public struct ReviewRunner: Sendable {
         var plan: Plan? = nil
     }
 
+    /// The start of a run, in the transaction that marks it running.
+    private static func start(run: ReviewRun, repo: RepositoryRecord, prepared: PreparedReview?, plan: Plan?,
+                              in tx: inout WorkspaceTransaction) throws -> Loaded {
+        let runID = run.id
+        // Checked in the transaction that marks the run running: runs of one workspace are
+        // serialised here, so concurrent runs cannot together exceed the plan. A run whose
+        // review is already prepared was counted when it started.
+        let limit = prepared != nil ? nil : try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
+        if limit == nil { try ReviewRunStore.markRunning(runID, in: &tx) }
+        // A run skipped at the limit is past 80% too (one run's tokens can cross both at once).
+        if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: limit == nil ? runID : nil, in: &tx) }
+        let posted = try ReviewRunStore.postedFingerprints(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID, in: tx.db)
+        let last = try ReviewRunStore.lastReviewedSHA(repositoryID: run.repositoryID, prNumber: run.prNumber, in: tx.db)
+        let open = prepared != nil ? [] : try ReviewRunStore.lastOpenFindings(repositoryID: run.repositoryID, prNumber: run.prNumber, before: runID, in: tx.db)
+        return Loaded(run: run, repository: repo, alreadyPosted: posted, lastOpen: open, lastReviewedSHA: last, planLimit: limit, prepared: prepared,
+                      plan: plan)
+    }
+
     public func run(_ context: JobContext) async throws {
         let runID = try context.job.decodePayload(ReviewRunJob.self).runID
         // The run's outbound calls log their lines with its id too.
@@ -160,27 +178,35 @@ public struct ReviewRunner: Sendable {
         let logger = context.logger.with(["run_id": String(runID)])
         var laps = StageLaps()
         let plan = try await billing?.plan(for: workspace.id)
-        guard let loaded = try await workspace.write({ tx -> Loaded? in
-            guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
-                  let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db) else { return nil }
-            let prepared = try ReviewRunStore.prepared(runID, in: tx.db)
-            // Checked in the transaction that marks the run running: runs of one workspace are
-            // serialised here, so concurrent runs cannot together exceed the plan. A run whose
-            // review is already prepared was counted when it started.
-            let limit = prepared != nil ? nil : try plan.flatMap { try PlanLimits.reasonToSkip(runID: runID, plan: $0, in: tx.db, now: tx.now) }
-            if limit == nil { try ReviewRunStore.markRunning(runID, in: &tx) }
-            // A run skipped at the limit is past 80% too (one run's tokens can cross both at once).
-            if let plan { try PlanLimits.recordSoftLimits(plan: plan, startingRun: limit == nil ? runID : nil, in: &tx) }
-            let posted = try ReviewRunStore.postedFingerprints(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID, in: tx.db)
-            let last = try ReviewRunStore.lastReviewedSHA(repositoryID: run.repositoryID, prNumber: run.prNumber, in: tx.db)
-            let open = prepared != nil ? [] : try ReviewRunStore.lastOpenFindings(repositoryID: run.repositoryID, prNumber: run.prNumber, before: runID, in: tx.db)
-            return Loaded(run: run, repository: repo, alreadyPosted: posted, lastOpen: open, lastReviewedSHA: last, planLimit: limit, prepared: prepared,
-                          plan: plan)
-        }) else {
+        /// How the start went: the run ended, another run of the pull request is posting its review, or loaded.
+        enum Start: Sendable { case ended, waiting(Int64), loaded(Loaded) }
+        var start = Start.ended
+        // Another run of this pull request posting its review (it is not superseded then): this
+        // run waits for it (at most about 30 s), so that what it posted counts as already posted.
+        // Started beside it, this run posted the same comments again.
+        for _ in 0..<120 {
+            start = try await workspace.write { tx -> Start in
+                guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
+                      let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db) else { return .ended }
+                let prepared = try ReviewRunStore.prepared(runID, in: tx.db)
+                if prepared == nil, let posting = try ReviewRunStore.postingRun(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID,
+                                                                                in: tx.db) {
+                    return .waiting(posting)
+                }
+                return .loaded(try Self.start(run: run, repo: repo, prepared: prepared, plan: plan, in: &tx))
+            }
+            guard case .waiting = start else { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        if case .waiting(let posting) = start {
+            throw JobFailure.retryAfter(5, "run \(posting) of this pull request is still posting its review")
+        }
+        guard case .loaded(let loaded) = start else {
             try await concludeEndedCheck(runID: runID, workspace: workspace, logger: logger)
             return
         }
         laps.mark("tx_start")
+
         let repo = loaded.repository.fullName
         var checkID = loaded.run.checkRunID
         var session: (any SourceControlSession)?
