@@ -231,7 +231,7 @@ struct EmailChannelTests {
         bad.to = ["not an address"]
         await #expect(throws: IntegrationError.invalid("the recipient 'not an address' is not an email address")) { _ = try await add(bad) }
         // Not RFC 5322 dot-atoms or host names: refused (they were written into `To:` as they were).
-        for address in [".a..b.@example.com", "a.@example.com", "a@-x-.com", "a@example..com", "a@example", "ops@bücher.de"] {
+        for address in [".a..b.@example.com", "a.@example.com", "a@-x-.com", "a@example..com", "a@example", "ops@bücher.de", "u@1.2.3.4"] {
             bad = good
             bad.to = [address]
             await #expect(throws: IntegrationError.self, "\(address)") { _ = try await add(bad) }

@@ -160,6 +160,17 @@ struct PlanTests {
             return try await actor.read { db in try EventLog.read(after: 0, limit: 10, types: ["PlanSoftLimitReached"], in: db) }
         }
         #expect(again.count == 2)
+        // A notice given under the earlier versions' key (no allowed number) counts: not told again after an upgrade.
+        let third = Plan(name: "third", reviewsPerMonth: 10, tokensPerMonth: 1_060, repositories: nil, seats: nil)
+        let upgraded = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO workspace_meta (key, value) VALUES (?, '850')",
+                                  arguments: ["soft_limit:tokens_per_month:" + UsageReport.currentPeriod(now: tx.now)])
+                try PlanLimits.recordSoftLimits(plan: third, startingRun: nil, in: &tx)
+            }
+            return try await actor.read { db in try EventLog.read(after: 0, limit: 10, types: ["PlanSoftLimitReached"], in: db) }
+        }
+        #expect(upgraded.count == 2, "\(upgraded.map(\.data))")
         #expect(again.last?.data.contains("\"allowed\":\"1050\"") == true && again.last?.data.contains("\"plan\":\"larger\"") == true)
         await h.stop()
     }

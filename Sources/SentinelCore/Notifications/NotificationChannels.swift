@@ -152,7 +152,9 @@ public struct EmailDestination: Codable, Sendable, Equatable {
         let (local, domain) = (parts[0], parts[1])
         guard !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else { return false }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        guard labels.count >= 2, labels.allSatisfy({ label in
+        // The last label names a top-level domain, never all digits: `u@1.2.3.4` is an address
+        // literal, which RFC 5321 writes `[1.2.3.4]`.
+        guard labels.count >= 2, labels.last.map({ !$0.allSatisfy(\.isNumber) }) ?? false, labels.allSatisfy({ label in
             (1...63).contains(label.count) && !label.hasPrefix("-") && !label.hasSuffix("-")
                 && label.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-") }
         }) else { return false }

@@ -74,13 +74,20 @@ public enum PlanLimits {
         for status in try status(plan: plan, startingRun: runID, in: tx.db, now: tx.now) where status.softLimitReached {
             // Keyed by what is allowed too: moved to another plan, or given a new limit, the workspace
             // is told again when it nears that one (a repository warning fired once ever).
-            let key = "soft_limit:\(status.limit):\(status.allowed):\(status.limit == "repositories" ? "any" : period)"
+            let scope = status.limit == "repositories" ? "any" : period
+            let key = "soft_limit:\(status.limit):\(status.allowed):\(scope)"
             try tx.db.execute(sql: "INSERT OR IGNORE INTO workspace_meta (key, value) VALUES (?, ?)", arguments: [key, String(status.used)])
-            if tx.db.changesCount == 1 {
-                try tx.append(DomainEvent(type: "PlanSoftLimitReached", subject: "plan:\(plan.name)", payload: [
-                    "plan": plan.name, "limit": status.limit, "used": String(status.used), "allowed": String(status.allowed), "period": period,
-                ]))
+            // A notice given under the key of earlier versions (without the allowed number) counts
+            // for the limit as it is now: after an upgrade each workspace was told a second time.
+            guard tx.db.changesCount == 1 else { continue }
+            let legacy = "soft_limit:\(status.limit):\(scope)"
+            if try Bool.fetchOne(tx.db, sql: "SELECT EXISTS (SELECT 1 FROM workspace_meta WHERE key = ?)", arguments: [legacy]) ?? false {
+                try tx.db.execute(sql: "DELETE FROM workspace_meta WHERE key = ?", arguments: [legacy])
+                continue
             }
+            try tx.append(DomainEvent(type: "PlanSoftLimitReached", subject: "plan:\(plan.name)", payload: [
+                "plan": plan.name, "limit": status.limit, "used": String(status.used), "allowed": String(status.allowed), "period": period,
+            ]))
         }
     }
 }

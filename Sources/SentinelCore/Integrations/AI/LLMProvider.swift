@@ -302,10 +302,13 @@ public enum ProviderHTTP {
         if trimmed.count >= 12 {
             // A long fragment of the key (any 8 characters of it in a row, from its start, its end
             // or its middle) is still a leak: `SECRETKEY-abcdef12` of a 34-character key was kept.
+            // A window that could be a word (letters of one case, hyphens: `required` of the
+            // placeholder key `sk-no-key-required`) is left: it erased words of the provider's text.
             let key = Array(trimmed)
             for start in 0...(key.count - 8) {
                 let fragment = String(key[start..<(start + 8)])
-                if out.contains(fragment) { out = out.replacingOccurrences(of: fragment, with: "[redacted]") }
+                let wordLike = fragment.allSatisfy { $0.isLowercase || $0 == "-" } || fragment.allSatisfy { $0.isUppercase || $0 == "-" }
+                if !wordLike, out.contains(fragment) { out = out.replacingOccurrences(of: fragment, with: "[redacted]") }
             }
         }
         return out

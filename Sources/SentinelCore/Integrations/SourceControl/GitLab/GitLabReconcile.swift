@@ -47,7 +47,10 @@ public struct GitLabReconcileSession: ReconcileSession {
         let session = GitLabSession(client: client, project: repository.externalID, bot: GitLabUser(id: 0, username: ""))
         return try await session.mapped {
             let listed = try await client.openMergeRequests(project: repository.externalID, maxPages: Self.maxPages)
-            return OpenPullRequestList(pulls: listed.items.map { mr in
+            // Each merge request once: a page that shifted (one opened between two reads), or an
+            // instance answering the same page again, listed some twice and counted them twice.
+            var seen = Set<Int>()
+            return OpenPullRequestList(pulls: listed.items.filter { seen.insert($0.iid).inserted }.map { mr in
                 OpenPullRequest(number: mr.iid, headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "",
                                 isDraft: GitLabSession.isDraft(flag: mr.draft, workInProgress: mr.work_in_progress, title: mr.title))
             }, truncatedAfter: listed.more ? listed.items.count : nil)
