@@ -427,6 +427,34 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("an installation id that is not positive is not understood; a repository moved to another installation stays when the old one's removal arrives late")
+    func installationsChecked() async throws {
+        let world = try await GitHubWorld()
+        func event(_ action: String, installation: Int64, _ repositories: [[String: Any]]) throws -> Data {
+            try JSONSerialization.data(withJSONObject: ["action": action, "installation": ["id": installation],
+                                                        "repositories_added": action == "added" ? repositories : [],
+                                                        "repositories_removed": action == "removed" ? repositories : []] as [String: Any])
+        }
+        let moving: [[String: Any]] = [["id": 301, "full_name": "octo/moving", "private": false]]
+        _ = try await world.deliver(event: "installation_repositories", body: try event("added", installation: -5, moving))
+        _ = try await world.deliver(event: "installation_repositories", body: try event("added", installation: 1, moving))
+        _ = try await world.deliver(event: "installation_repositories", body: try event("added", installation: 2,
+                                                                                        [["id": 301, "full_name": "neworg/moving", "private": false]]))
+        _ = try await world.deliver(event: "installation_repositories", body: try event("removed", installation: 1, moving))
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 4 })
+        let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries ORDER BY received_at") }
+        }
+        #expect(outcomes.first?.contains("installation.id") == true, "\(outcomes)")
+        let row = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in
+                try String.fetchOne(db, sql: "SELECT full_name || ' ' || installation_id || ' ' || removed FROM repositories WHERE external_id = 301")
+            }
+        }
+        #expect(row == "neworg/moving 2 0", "\(row ?? "none")")
+        await world.stop()
+    }
+
     @Test("a signed delivery sent as a form (a webhook left at GitHub's form content type) is a 415 saying to send JSON; nothing is stored")
     func formEncodedDeliveryExplained() async throws {
         let world = try await GitHubWorld()

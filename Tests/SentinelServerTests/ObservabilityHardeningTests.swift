@@ -70,6 +70,29 @@ struct ObservabilityHardeningTests {
         }
     }
 
+    @Test("/readyz leaves this process's SQLite locks on control.sqlite in place (closing a descriptor of the file dropped them, and a CLI beside the server then deleted its log)")
+    func readinessKeepsTheLocks() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let appliance = try makeAppliance(dir)
+        let app = Application(router: try appliance.makeRouter())
+        var info = stat()
+        #expect(stat(appliance.dataDirectory.controlFile.path, &info) == 0)
+        let inode = info.st_ino
+        /// The lines of /proc/locks this process holds on control.sqlite.
+        @Sendable func locks() throws -> Int {
+            let table = try String(contentsOfFile: "/proc/locks", encoding: .utf8)
+            return table.split(separator: "\n").filter { $0.contains(" \(getpid()) ") && $0.contains(":\(inode) ") }.count
+        }
+        try await app.test(.router) { client in
+            _ = try await client.execute(uri: "/api/v1/workspaces", method: .get)
+            let before = try locks()
+            #expect(before > 0, "SQLite holds a lock on the file in WAL mode")
+            for _ in 0..<3 { #expect(String(buffer: try await client.execute(uri: "/readyz", method: .get).body).contains(#""storage":"ok""#)) }
+            #expect(try locks() == before)
+        }
+    }
+
     @Test("/readyz reads control.sqlite itself: a file emptied under the server is storage unavailable, not ok")
     func readinessReadsTheFile() async throws {
         let dir = TemporaryDirectory()

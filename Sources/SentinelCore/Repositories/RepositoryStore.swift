@@ -165,9 +165,14 @@ public enum RepositoryStore {
         return updated
     }
 
-    public static func markRemoved(integrationID: IntegrationID, externalID: Int64, in db: Database) throws {
-        try db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ? AND external_id = ?",
-                       arguments: [integrationID.rawValue, externalID])
+    /// Marks a repository removed from `installationID` (when given): only if that installation
+    /// holds it. A repository moved to another installation, whose old installation's "removed"
+    /// arrived after the new one's "added", was dropped.
+    public static func markRemoved(integrationID: IntegrationID, externalID: Int64, installationID: Int64? = nil, in db: Database) throws {
+        try db.execute(sql: """
+            UPDATE repositories SET removed = 1
+            WHERE integration_id = ? AND external_id = ? AND (? IS NULL OR installation_id IS NULL OR installation_id = ?)
+            """, arguments: [integrationID.rawValue, externalID, installationID, installationID])
     }
 
     public static func find(integrationID: IntegrationID, externalID: Int64, in db: Database) throws -> RepositoryRecord? {

@@ -17,11 +17,14 @@ struct OperationsRoutes {
     /// Where `/metrics` is answered from (`observability.metrics_allowed_cidrs`).
     let metricsAllowed: [IPRange]
 
-    /// Whether the file on disk starts as an SQLite database does.
+    /// Whether the file on disk is still a regular file of at least one database page, by `stat`
+    /// alone: opened and closed here, any descriptor of the file drops every POSIX lock this
+    /// process holds on it (SQLite's too), and a CLI command beside the server then took the
+    /// write-ahead log for its own and deleted it, with the writes acknowledged in it.
     static func isDatabaseFile(_ url: URL) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: url.path) else { return false }
-        defer { try? handle.close() }
-        return (try? handle.read(upToCount: 16)) == Data("SQLite format 3\u{0}".utf8)
+        var info = stat()
+        guard stat(url.path, &info) == 0 else { return false }
+        return (info.st_mode & S_IFMT) == S_IFREG && info.st_size >= 512
     }
 
     func add(to router: Router<SentinelRequestContext>) {
@@ -31,8 +34,8 @@ struct OperationsRoutes {
         router.get("/readyz") { _, _ in
             var checks: [String: String] = [:]
             // A query of its schema and a look at the file on disk: `SELECT 1` read nothing, and
-            // the connections' cache answers for a `control.sqlite` emptied or overwritten under
-            // the server (every other query of it then failed with 500).
+            // the connections' cache answers for a `control.sqlite` emptied under the server
+            // (every other query of it then failed with 500).
             let answers = (try? control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_schema WHERE name = 'workspaces'") }) == 1
             checks["storage"] = answers && Self.isDatabaseFile(dataDirectory.controlFile) ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"

@@ -142,7 +142,7 @@ public struct GitHubDeliveryProcessor: Sendable {
                                              installationID: e.installation.id, limit: repositoryLimit, in: &tx)
             }
             for repo in e.repositoriesRemoved ?? [] {
-                try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, in: tx.db)
+                try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, installationID: e.installation.id, in: tx.db)
             }
             return "added \(e.repositoriesAdded?.count ?? 0), removed \(e.repositoriesRemoved?.count ?? 0) repositories"
         case "pull_request":

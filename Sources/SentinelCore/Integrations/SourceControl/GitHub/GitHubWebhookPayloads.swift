@@ -24,7 +24,20 @@ enum GitHubPayload {
             fork = try container.decodeIfPresent(Bool.self, forKey: .fork)
         }
     }
-    struct Installation: Decodable { let id: Int64; let account: Account? }
+    /// An installation: `id` positive (a repository re-pointed at installation -5 failed every run).
+    struct Installation: Decodable {
+        let id: Int64
+        let account: Account?
+
+        enum CodingKeys: String, CodingKey { case id, account }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            id = try container.decode(Int64.self, forKey: .id)
+            guard id > 0 else { throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "not a positive number") }
+            account = try container.decodeIfPresent(Account.self, forKey: .account)
+        }
+    }
     struct Ref: Decodable { let sha: String; let repo: Repository? }
     /// A pull request: `number` positive (`PayloadValue`).
     struct PullRequest: Decodable {
