@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import SentinelCore
 
 /// A request whose head breaks HTTP/1.1 — a character HTTP does not allow in a header, two
 /// different `Content-Length` values, a head over `server.max_header_bytes`, a `Host` that is
@@ -58,7 +59,7 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func answer(_ problem: Problem, context: ChannelHandlerContext) {
         guard !answered else { return }
         answered = true
-        let requestID = UUID().uuidString.lowercased()
+        let requestID = RandomIdentifier.uuid()
         let body = context.channel.allocator.buffer(bytes: problem.document(requestID: requestID))
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/problem+json")

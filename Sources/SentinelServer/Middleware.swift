@@ -19,7 +19,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
         let incoming = (WebhookRoutes.correlationID(of: request) ?? request.headers[.requestID]).flatMap { id in
             Self.isSaneCorrelationID(id) ? id : nil
         }
-        let correlationID = incoming ?? UUID().uuidString.lowercased()
+        let correlationID = incoming ?? RandomIdentifier.uuid()
         context.correlationID = correlationID
         // The request's span continues the caller's trace (a `traceparent` it sent) and carries
         // the correlation id to everything the request does (jobs it enqueues included), and so

@@ -223,7 +223,7 @@ struct ReviewCommand: AsyncParsableCommand {
                     let (model, skipped) = await resolver.model(for: actor, policy: resolved.policy)
                     // The workspace pays for these calls: they are checked against its AI budget and
                     // plan and recorded as its usage, as a review run's are (without a run or repository).
-                    let gate = RunSpendGuard(workspace: actor, owner: .localReview(id: UUID().uuidString.lowercased()), plan: plan,
+                    let gate = RunSpendGuard(workspace: actor, owner: .localReview(id: RandomIdentifier.uuid()), plan: plan,
                                              cost: { call in await resolver.cost(of: call, in: actor) })
                     let result = await review(resolved, model: model, skipped: skipped, maxTokensPerRun: config.review.maxTokensPerRun, gate: gate)
                     await client.shutdown()

@@ -578,6 +578,15 @@ struct SupervisorTests {
         await h2.stop()
     }
 
+    @Test("identifiers are random version 4 UUIDs from getrandom, never Foundation's nil UUID when descriptors run out")
+    func randomUUIDs() throws {
+        let made = (0..<2_000).map { _ in RandomIdentifier.uuid() }
+        #expect(Set(made).count == made.count)
+        let pattern = try Regex("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        #expect(made.allSatisfy { $0.wholeMatch(of: pattern) != nil }, "\(made.prefix(3))")
+        #expect(!made.contains("00000000-0000-4000-8000-000000000000"))
+    }
+
     @Test("the pending-work index tells the scheduler which workspaces have due work")
     func pendingWorkIndex() async throws {
         var registry = JobRegistry()

@@ -61,7 +61,7 @@ public struct AnalyticsExporter: Sendable {
 
         let stamp = now.formatted(.iso8601.year().month().day().dateTimeSeparator(.standard).time(includingFractionalSeconds: false)
             .timeSeparator(.omitted).dateSeparator(.omitted))
-        let exportID = "sentinel-export-\(stamp)-\(UUID().uuidString.prefix(8).lowercased())"
+        let exportID = "sentinel-export-\(stamp)-\(RandomIdentifier.uuid().prefix(8).lowercased())"
         let chosen = try destination.map { try Self.dumpFile(at: $0, named: "\(exportID).sql") }
         if let chosen, dataDirectory.holdsOwnFiles(chosen.deletingLastPathComponent()) {
             throw StorageError.invalid("cannot write the dump to \(chosen.path): that directory holds Sentinel's own files (control.sqlite, "

@@ -60,7 +60,7 @@ public final class PasswordHasher: Sendable {
     /// A hash of no one's password at the configured cost, made once on first use.
     public var dummyHash: String {
         if let made = state.withLock({ $0.dummyHash }) { return made }
-        let made = Bcrypt.hash("not the password of anyone \(UUID().uuidString)", cost: cost)
+        let made = Bcrypt.hash("not the password of anyone \(RandomIdentifier.uuid())", cost: cost)
         return state.withLock { state in
             if let existing = state.dummyHash { return existing }
             state.dummyHash = made

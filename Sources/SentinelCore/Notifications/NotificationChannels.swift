@@ -235,7 +235,7 @@ public struct NotificationStore: Sendable {
         if topics.contains(NotificationTopic.runFindings.rawValue), minSeverity == nil {
             throw IntegrationError.invalid("\(NotificationTopic.runFindings.rawValue) needs a minimum severity")
         }
-        let id = "ntf_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let id = "ntf_" + RandomIdentifier.uuid().replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let sealed = try masterKey.seal(try JSONEncoder.sentinel.encode(destination), context: Self.context(id))
         let topicsJSON = String(decoding: try JSONEncoder.sentinel.encode(Array(Set(topics)).sorted()), as: UTF8.self)
         try await workspace.write { tx in

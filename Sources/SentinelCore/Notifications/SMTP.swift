@@ -104,7 +104,7 @@ public struct MailMessage: Sendable, Equatable {
         self.body = body
         self.date = date
         let domain = from.split(separator: "@").last.map(String.init) ?? "sentinel.invalid"
-        self.messageID = messageID ?? "<\(UUID().uuidString.lowercased())@\(domain)>"
+        self.messageID = messageID ?? "<\(RandomIdentifier.uuid())@\(domain)>"
     }
 
     /// Header and body with CRLF line ends, before dot-stuffing.

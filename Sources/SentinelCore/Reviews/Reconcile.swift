@@ -206,7 +206,7 @@ public struct Reconciler: Sendable {
             // One correlation id per integration's sweep: on its log lines, its outbound calls'
             // `X-Request-ID` and the runs it requests.
             var context = ServiceContext.current ?? .topLevel
-            context.correlationID = "reconcile-" + UUID().uuidString.lowercased()
+            context.correlationID = "reconcile-" + RandomIdentifier.uuid()
             reports.append(await ServiceContext.withValue(context) {
                 await sweep(id, kind: kind, in: workspace, logger: logger.with(["integration_id": id.rawValue]))
             })
@@ -374,7 +374,7 @@ public struct Reconciler: Sendable {
                                           arguments: [integration.rawValue])
         }
         report.repositories = repositories.count
-        let correlationID = ServiceContext.current?.correlationID ?? "reconcile-" + UUID().uuidString.lowercased()
+        let correlationID = ServiceContext.current?.correlationID ?? "reconcile-" + RandomIdentifier.uuid()
         let dryRun = options.dryRun
         for repository in repositories {
             try await checkBudget(session)

@@ -165,7 +165,7 @@ public enum ReviewRunStore {
             throw StorageError.notFound("no such repository")
         }
         guard repo.enabled else { throw StorageError.conflict("repository \(repo.fullName) is disabled; enable it first") }
-        let result = try request(repository: repo, prNumber: prNumber, headSHA: "", baseSHA: nil, trigger: "manual:\(UUID().uuidString.lowercased())",
+        let result = try request(repository: repo, prNumber: prNumber, headSHA: "", baseSHA: nil, trigger: "manual:\(RandomIdentifier.uuid())",
                                  fullReview: fullReview, correlationID: correlationID, in: &tx)
         try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(result.0)", payload: [
             "repository": repo.fullName, "pr_number": String(prNumber), "by": actor]))

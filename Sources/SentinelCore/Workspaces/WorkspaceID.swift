@@ -42,6 +42,30 @@ public enum RandomIdentifier {
         prefix + random(length, from: lowercase)
     }
 
+    /// A random (version 4) UUID, lowercased, from the system's generator (`getrandom`). Foundation's
+    /// `UUID()` reads `/dev/urandom` and, with no file descriptor left, gives the nil UUID
+    /// (`00000000-0000-4000-8000-000000000000`) every time: an event id then collided with itself,
+    /// and every later event of the workspace failed.
+    public static func uuid() -> String {
+        var rng = SystemRandomNumberGenerator()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16)
+        for word in [rng.next(), rng.next()] as [UInt64] {
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(36)
+        for (i, byte) in bytes.enumerated() {
+            if [4, 6, 8, 10].contains(i) { text.append(UInt8(ascii: "-")) }
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// A secret's random part (letters of both cases and digits: about 5.95 bits each).
     static func secret(length: Int = 40) -> String { random(length, from: mixed) }
 

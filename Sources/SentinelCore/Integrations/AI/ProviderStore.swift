@@ -88,7 +88,7 @@ public struct ProviderStore: Sendable {
             throw IntegrationError.invalid("api_version must be letters, digits, '-' and '.' (like 2024-10-21)")
         }
         let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
-        let id = "prv_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        let id = "prv_" + RandomIdentifier.uuid().replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: Self.context(id)) }
         let suffix = key.flatMap { $0.isEmpty ? nil : Self.suffix($0) }
         try await workspace.write { tx in

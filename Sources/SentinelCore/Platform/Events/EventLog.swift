@@ -68,7 +68,7 @@ public enum EventLog {
         if let problem = PostgresJSON.problem(in: data) {
             throw StorageError.invalid("event \(event.type) data is not exportable JSON: \(problem)")
         }
-        let id = UUID().uuidString.lowercased()
+        let id = RandomIdentifier.uuid()
         try db.execute(sql: """
             INSERT INTO events (id, type, occurred_at, correlation_id, subject, data) VALUES (?, ?, ?, ?, ?, ?)
             """, arguments: [id, StoredText.singleLine(event.type), ISO8601.string(now), event.correlationID.map(StoredText.singleLine),

@@ -37,7 +37,7 @@ public actor JobScheduler: Service {
     private var wallClock = WallClockWatch(latest: nil)
 
     public init(supervisor: Supervisor, logger: Logger, metrics: SentinelMetrics = SentinelMetrics()) {
-        self.owner = "worker-\(UUID().uuidString.prefix(8).lowercased())"
+        self.owner = "worker-\(RandomIdentifier.uuid().prefix(8).lowercased())"
         self.supervisor = supervisor
         self.config = supervisor.config
         self.logger = logger
