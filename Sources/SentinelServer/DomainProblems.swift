@@ -10,8 +10,12 @@ extension WorkspaceError: ProblemConvertible {
         switch self {
         case .notFound: return Problem(status: .notFound, detail: "no such workspace")
         case .offline(_, let reason):
-            return Problem(status: .serviceUnavailable, detail: "this workspace is offline: \(reason); other workspaces are unaffected",
-                           type: "urn:sentinel:problem:workspace-offline", title: "Workspace offline")
+            var problem = Problem(status: .serviceUnavailable, detail: "this workspace is offline: \(reason); other workspaces are unaffected",
+                                  type: "urn:sentinel:problem:workspace-offline", title: "Workspace offline")
+            // As the other 503s of storage: when to come back (the file is tried again after
+            // `workspaces.offline_retry_seconds`, 30 by default).
+            problem.retryAfter = 30
+            return problem
         case .closed, .shuttingDown:
             return Problem(status: .serviceUnavailable, detail: description)
         case .outOfFileDescriptors:

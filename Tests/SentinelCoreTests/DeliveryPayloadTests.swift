@@ -216,3 +216,22 @@ struct DeliveryPayloadTests {
         #expect(throws: DatabaseError.self) { try queue.write { db in try db.execute(sql: "INSERT INTO t VALUES ('d')") } }
     }
 }
+
+@Suite("Comment commands")
+struct CommentCommandTests {
+    @Test("a command counts where it is written as one: not quoted, in code, in an HTML comment, or as the end of an address")
+    func writtenAsACommand() {
+        for body in ["@sentinel review", "Please @sentinel review", "@Sentinel Review\nthanks", "done.\n\n@sentinel review", "(@sentinel review)"] {
+            #expect(GitHubDeliveryProcessor.command(in: body) == (true, false), "\(body)")
+        }
+        #expect(GitHubDeliveryProcessor.command(in: "@sentinel full review please") == (true, true))
+        for body in ["> @sentinel review\n\nI already asked above", "```\n@sentinel review\n```", "~~~md\n@sentinel full review\n~~~",
+                     "You can type `@sentinel full review`", "<!-- @sentinel review -->", "<!-- @sentinel review", "bob@sentinel review",
+                     "    @sentinel review", "x `` a ` @sentinel review `` y", "> quoted\n> @sentinel review"] {
+            #expect(GitHubDeliveryProcessor.command(in: body) == (false, false), "\(body)")
+        }
+        // Text after a closed fence or comment still counts.
+        #expect(GitHubDeliveryProcessor.command(in: "```\ncode\n```\n@sentinel review") == (true, false))
+        #expect(GitHubDeliveryProcessor.command(in: "<!-- hidden -->@sentinel review") == (true, false))
+    }
+}

@@ -44,6 +44,7 @@ struct ApplianceHTTPTests {
                 #expect(problem.status == 503)
                 #expect(problem.detail?.contains("corrupt") == true)
                 #expect(response.headers[HTTPField.Name("X-Request-ID")!] != nil)
+                #expect(response.headers[.retryAfter] == "30", "when to come back, as the other storage 503s say")
             }
             try await client.execute(uri: "/test/workspaces/\(good)/jobs", method: .get) { response in
                 #expect(response.status == .ok)

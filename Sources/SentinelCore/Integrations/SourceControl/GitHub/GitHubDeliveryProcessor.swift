@@ -47,12 +47,43 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// Outcomes of a comment command that was recognised but not obeyed start with this.
     public static let refusedCommandPrefix = "refused: "
 
-    /// `@sentinel review` / `@sentinel full review`, case-insensitive, anywhere in the comment.
+    /// `@sentinel review` / `@sentinel full review`, case-insensitive, written as a command: not
+    /// inside a quote (`> @sentinel review`, GitHub's "Quote reply" of an earlier command), a code
+    /// block or span, or an HTML comment (which the platform does not show), and not as the end of
+    /// an address (`bob@sentinel review`). Each of those started a run.
     public static func command(in body: String) -> (review: Bool, full: Bool) {
-        let text = body.lowercased()
-        if text.range(of: #"@sentinel\s+full\s+review\b"#, options: .regularExpression) != nil { return (true, true) }
-        if text.range(of: #"@sentinel\s+review\b"#, options: .regularExpression) != nil { return (true, false) }
+        let text = commandText(body).lowercased()
+        let before = #"(?:^|[^a-z0-9_.+\-@])"#
+        if text.range(of: before + #"@sentinel\s+full\s+review\b"#, options: .regularExpression) != nil { return (true, true) }
+        if text.range(of: before + #"@sentinel\s+review\b"#, options: .regularExpression) != nil { return (true, false) }
         return (false, false)
+    }
+
+    /// The comment's text where a command counts: without HTML comments, fenced code blocks,
+    /// quoted lines and code spans.
+    static func commandText(_ body: String) -> String {
+        var text = body.replacingOccurrences(of: "\r\n", with: "\n")
+        // HTML comments, an unterminated one to the end.
+        text = text.replacingOccurrences(of: #"<!--[\s\S]*?(-->|$)"#, with: " ", options: .regularExpression)
+        var kept: [Substring] = []
+        var fence: Substring?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            if let open = fence {
+                if trimmed.hasPrefix(open) { fence = nil }
+                continue
+            }
+            if trimmed.hasPrefix("```") || trimmed.hasPrefix("~~~") {
+                fence = trimmed.prefix(3)
+                continue
+            }
+            if trimmed.hasPrefix(">") { continue }
+            // Indented four spaces or a tab: a code block.
+            if line.hasPrefix("    ") || line.hasPrefix("\t") { continue }
+            kept.append(line)
+        }
+        // Code spans: a run of backticks to the next run of the same length.
+        return kept.joined(separator: "\n").replacingOccurrences(of: #"(`+)[\s\S]*?\1"#, with: " ", options: .regularExpression)
     }
 
     /// Registers the `github.delivery` job: each stored delivery is processed once.
