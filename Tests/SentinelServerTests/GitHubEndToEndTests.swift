@@ -171,6 +171,22 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a run whose repository is disabled before its job starts again is skipped, and its check neutral: it kept calling GitHub and would have posted")
+    func disabledRepositoryRunSkipped() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("GET pull", [.status(502), .status(502), .status(502)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("GET pull") })
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            _ = try await actor.write { tx in try RepositoryStore.setEnabled(false, fullName: GitHubWorld.repo, plan: nil, in: &tx) }
+        }
+        #expect(await world.waitForRun(state: .skipped))
+        let run = try #require(try await world.runs().first)
+        #expect(run.reason == "the repository \(GitHubWorld.repo) is disabled", "\(run.reason ?? "")")
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).isEmpty)
+        await world.stop()
+    }
+
     @Test("a pull request closed while its run posts the review: the run completes as posted (it said 'closed' under a posted review)")
     func closedWhilePosting() async throws {
         let world = try await GitHubWorld()

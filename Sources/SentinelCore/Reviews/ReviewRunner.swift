@@ -189,6 +189,16 @@ public struct ReviewRunner: Sendable {
                 guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
                       let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db) else { return .ended }
                 let prepared = try ReviewRunStore.prepared(runID, in: tx.db)
+                // A repository disabled, or removed from its installation, since the run was asked
+                // for: the run is skipped (it kept calling GitHub on every retry, and a run queued
+                // before a disable was reviewed all the same, past the plan's repository limit).
+                if prepared == nil, !repo.enabled || repo.removed {
+                    try ReviewRunStore.finish(runID: runID, state: .skipped,
+                                              reason: repo.removed ? "the repository \(repo.fullName) was removed from the installation"
+                                                                   : "the repository \(repo.fullName) is disabled",
+                                              label: "disabled", in: &tx)
+                    return .ended
+                }
                 if prepared == nil, let posting = try ReviewRunStore.postingRun(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID,
                                                                                 in: tx.db) {
                     return .waiting(posting)
@@ -241,7 +251,7 @@ public struct ReviewRunner: Sendable {
     private func concludeEndedCheck(runID: Int64, workspace: WorkspaceActor, logger: Logger) async throws {
         let ended = try await workspace.read { db -> (ReviewRun, RepositoryRecord, String)? in
             guard let run = try ReviewRunStore.find(runID, in: db), run.state == .superseded || run.state == .skipped, run.reviewID == nil,
-                  let check = run.checkRunID, let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
+                  let check = run.checkRunID, let repo = try RepositoryStore.find(id: run.repositoryID, in: db), !repo.removed else { return nil }
             return (run, repo, check)
         }
         guard let (run, repository, checkID) = ended else {
