@@ -37,6 +37,33 @@ struct DoctorTests {
         #expect(Set(report.findings.map(\.check)).isSuperset(of: ["data-dir", "master-key", "tls", "schema", "disk", "workspace", "dead-jobs", "stuck-runs"]))
     }
 
+    @Test("plans and license as serve loads them: a file serve refuses is an error, a workspace on a plan not in force a warning (it said all good)")
+    func billingChecked() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        try h.control.write { db in try db.execute(sql: "UPDATE workspaces SET plan = 'mega' WHERE id = ?", arguments: [ws.rawValue]) }
+        await h.supervisor.shutdown()
+        let report = Self.doctor(h)
+        let missing = report.findings.first { $0.check == "billing" && $0.severity == .warning }
+        #expect(missing?.message.contains("workspace acme (\(ws.rawValue)) is on plan 'mega', which is not in force") == true, "\(report.findings)")
+        #expect(report.exitCode == 1)
+        let plans = h.directory.url.appendingPathComponent("plans.yaml")
+        try "plans:\n  mega: {seats: -1}\n".write(to: plans, atomically: true, encoding: .utf8)
+        var config = testConfig()
+        config.billing.plansFile = plans.path
+        let refused = Self.doctor(h, config: config)
+        #expect(refused.findings.contains { $0.check == "billing" && $0.severity == .error && $0.message.contains("plans.mega.seats") }, "\(refused.findings)")
+        #expect(refused.exitCode == 2)
+        config.billing.plansFile = nil
+        config.billing.licenseFile = h.directory.url.appendingPathComponent("missing.license").path
+        #expect(Self.doctor(h, config: config).findings.contains { $0.check == "billing" && $0.severity == .error })
+        try "plans:\n  mega: {reviews_per_month: 10, tokens_per_month: 10, repositories: 1, seats: 1}\n".write(to: plans, atomically: true, encoding: .utf8)
+        config.billing.licenseFile = nil
+        config.billing.plansFile = plans.path
+        #expect(Self.doctor(h, config: config).findings.filter { $0.check == "billing" }.allSatisfy { $0.severity == .ok })
+    }
+
     @Test("control.sqlite unreadable or emptied beside workspace files, a workspace file emptied or another's: errors naming the fix (it said all good, exit 0)")
     func damagedFilesAreErrors() async throws {
         let h = try TestHarness()

@@ -41,6 +41,8 @@ public struct PlanCatalog: Sendable, Equatable {
     public private(set) var plans: [String: Plan]
     /// What the license did, for `sentinel plan list` and the log.
     public private(set) var licenseStatus: String
+    /// The license's last day (`YYYY-MM-DD`), when one is applied.
+    public private(set) var licenseExpiry: String?
 
     public static let defaultPlan = "free"
 
@@ -101,5 +103,6 @@ public struct PlanCatalog: Sendable, Equatable {
             plans[name] = plans[name].map { $0.raised(to: granted) } ?? granted
         }
         licenseStatus = "licensed to \(license.licensee) until \(license.expiresAt)"
+        licenseExpiry = license.expiresAt
     }
 }

@@ -72,6 +72,7 @@ public struct Doctor: Sendable {
         checkModes(add)
         checkSetupToken(add)
         checkTLS(add)
+        checkBilling(add)
         if case .readOnlyFileSystem = DataDirectoryWriteProblem(at: root.path) {
             // SQLite opens a file in WAL mode by writing its `-shm`: on a read-only file system every
             // database check fails, and their "restore it from a backup" would replace healthy files.
@@ -462,6 +463,35 @@ public struct Doctor: Sendable {
                 "check the provider's status and key with `sentinel doctor --online`; rotate the key with `sentinel provider rotate` if it was refused")
         }
         if circuits.isEmpty { add(.ok, "ai-circuit", "no AI provider has an open circuit", nil) }
+    }
+
+    /// The plans file and license as `serve` loads them (a problem there stops it at start; doctor
+    /// said all was well), a license that ends within 30 days (the next restart would refuse it),
+    /// and workspaces on a plan that is not in force (`serve` holds them to `free`, silently).
+    private func checkBilling(_ add: Add) {
+        let catalog: PlanCatalog
+        do {
+            catalog = try PlanCatalog.load(plansFile: config.billing.plansFile, licenseFile: config.billing.licenseFile, now: now)
+        } catch {
+            add(.error, "billing", "\(error)",
+                "correct billing.plans_file or billing.license_file (or unset it): serve refuses to start with it")
+            return
+        }
+        if let expiry = catalog.licenseExpiry, expiry < String(ISO8601.string(now.addingTimeInterval(30 * 86_400)).prefix(10)) {
+            add(.warning, "billing", "the license ends on \(expiry): from the day after, serve refuses to start with it",
+                "ask Sentinel's vendor for a renewed license file and put it at billing.license_file")
+        }
+        let assigned = (try? readOnly(dataDirectory.controlFile) { db in
+            try Row.fetchAll(db, sql: "SELECT id, name, plan FROM workspaces ORDER BY name").map { ($0["id"] as String, $0["name"] as String, $0["plan"] as String) }
+        }) ?? []
+        let missing = assigned.filter { catalog.plan(named: $0.2) == nil }
+        for (id, name, plan) in missing {
+            add(.warning, "billing", "workspace \(name) (\(id)) is on plan '\(plan)', which is not in force: it is held to the limits of '\(PlanCatalog.defaultPlan)'",
+                "define '\(plan)' in billing.plans_file and restart serve, or move the workspace: sentinel plan set --workspace \(name) PLAN")
+        }
+        if missing.isEmpty {
+            add(.ok, "billing", "plans: \(catalog.plans.keys.sorted().joined(separator: ", ")); \(catalog.licenseStatus)", nil)
+        }
     }
 
     private func readOnly<T>(_ url: URL, _ body: (Database) throws -> T) throws -> T {
