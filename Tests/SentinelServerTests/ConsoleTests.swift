@@ -741,6 +741,12 @@ struct ConsolePageTests {
             #expect(planChange.contains("<td>WorkspacePlanChanged</td><td>workspace:\(world.workspaceA)</td><td>root@example.com</td>"
                                         + "<td><code>{&quot;from&quot;:&quot;free&quot;,&quot;to&quot;:&quot;team&quot;}</code>"), "\(planChange)")
             #expect(try await admin.post("/admin/workspaces/\(world.workspaceA)/plan", ["plan": "platinum"]).status.code >= 400)
+            // A plan no longer in force is shown as the workspace's, said to be held to free (nothing was selected).
+            try world.appliance.control.write { db in try db.execute(sql: "UPDATE workspaces SET plan = 'gone' WHERE id = ?", arguments: [world.workspaceA.rawValue]) }
+            let unknown = try await admin.get("/admin/workspaces").body
+            #expect(unknown.contains(#"<option selected disabled value="">gone (not in force)</option>"#), "\(unknown)")
+            #expect(unknown.contains("Plan gone is not defined in this appliance&#39;s plans: the workspace is held to the limits of free.")
+                    || unknown.contains("Plan gone is not defined in this appliance's plans: the workspace is held to the limits of free."), "\(unknown)")
 
             let jobs = try await admin.get("/admin/jobs")
             #expect(jobs.body.contains("boom &lt;1&gt;") && jobs.body.contains("boom &lt;2&gt;"))

@@ -194,8 +194,17 @@ extension Console {
         let data: [String: Any] = [
             "license": d.catalog.licenseStatus,
             "items": try d.workspaces.list().map { record -> [String: Any] in
-                ["id": record.id, "name": record.name,
-                 "plans": plans.map { ["name": $0, "selected": $0 == record.plan] as [String: Any] }]
+                // A plan not in force (removed from the plans file) is shown as the workspace's, and
+                // said to be held to `free`: the list selected nothing, so the browser showed the first
+                // plan, and "Set plan" would have moved the workspace to it.
+                let inForce = d.catalog.plan(named: record.plan) != nil
+                var item: [String: Any] = ["id": record.id, "name": record.name,
+                                           "plans": plans.map { ["name": $0, "selected": $0 == record.plan] as [String: Any] }]
+                if !inForce {
+                    item["unknownPlan"] = record.plan
+                    item["fallback"] = PlanCatalog.defaultPlan
+                }
+                return item
             },
         ]
         return try render("adminWorkspaces", title: "Workspaces and plans", data, visit: visit)

@@ -550,7 +550,8 @@ enum ConsoleTemplates {
     <thead><tr><th scope="col">Workspace</th><th scope="col">Plan</th></tr></thead>
     <tbody>{{#items}}<tr><td>{{name}} <span class="muted">{{id}}</span></td><td>
       <form method="post" action="/admin/workspaces/{{id}}/plan" class="inline">{{> csrf}}<label for="plan-{{id}}">Plan of {{name}}</label>
-      <select id="plan-{{id}}" name="plan">{{#plans}}<option{{#selected}} selected{{/selected}}>{{name}}</option>{{/plans}}</select> <button type="submit">Set plan</button></form>
+      <select id="plan-{{id}}" name="plan">{{#unknownPlan}}<option selected disabled value="">{{unknownPlan}} (not in force)</option>{{/unknownPlan}}{{#plans}}<option{{#selected}} selected{{/selected}}>{{name}}</option>{{/plans}}</select> <button type="submit">Set plan</button></form>
+      {{#unknownPlan}}<p class="error">Plan {{unknownPlan}} is not defined in this appliance's plans: the workspace is held to the limits of {{fallback}}.</p>{{/unknownPlan}}
     </td></tr>{{/items}}</tbody></table>
     """#
 
