@@ -20,12 +20,16 @@ struct PlanTests {
             plans:
               growth: {reviews_per_month: 5000, tokens_per_month: 100000000, repositories: 250, seats: unlimited}
               free: {reviews_per_month: 10}
+              small: {seats: 3}
             """)
         defer { dir.cleanup() }
         let catalog = try PlanCatalog.load(plansFile: url.path, licenseFile: nil)
         #expect(catalog.plan(named: "growth") == Plan(name: "growth", reviewsPerMonth: 5000, tokensPerMonth: 100_000_000, repositories: 250, seats: nil))
         #expect(catalog.plan(named: "free")?.reviewsPerMonth == 10)
-        #expect(catalog.plan(named: "free")?.tokensPerMonth == nil, "a limit the file leaves out is unlimited")
+        // A redefined built-in plan keeps the limits the file leaves out (they became unlimited); a new plan's are unlimited.
+        #expect(catalog.plan(named: "free")?.tokensPerMonth == Plan.builtIn["free"]?.tokensPerMonth)
+        #expect(catalog.plan(named: "free")?.seats == Plan.builtIn["free"]?.seats)
+        #expect(catalog.plan(named: "small") == Plan(name: "small", reviewsPerMonth: nil, tokensPerMonth: nil, repositories: nil, seats: 3))
         #expect(catalog.plan(named: "team") == Plan.builtIn["team"])
 
         for (text, message) in [

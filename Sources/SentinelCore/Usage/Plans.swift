@@ -83,16 +83,20 @@ public struct PlanCatalog: Sendable, Equatable {
             if let unknown = limits.keys.first(where: { !known.contains($0) }) {
                 throw ConfigError("\(path): plans.\(name): unknown limit '\(unknown)' (one of \(known.sorted().joined(separator: ", ")))")
             }
-            func limit(_ key: String) throws -> Int? {
+            // A built-in plan redefined keeps the limits left out (`free: {seats: 10}` made free's
+            // reviews, tokens and repositories unlimited); a new plan's are unlimited.
+            let base = Plan.builtIn[name]
+            func limit(_ key: String, _ inherited: Int?) throws -> Int? {
                 switch limits[key] {
-                case nil: return nil
+                case nil: return inherited
                 case let n as Int where n >= 0: return n
                 case let s as String where s == "unlimited": return nil
                 default: throw ConfigError("\(path): plans.\(name).\(key) must be a non-negative integer or 'unlimited'")
                 }
             }
-            plans[name] = Plan(name: name, reviewsPerMonth: try limit("reviews_per_month"), tokensPerMonth: try limit("tokens_per_month"),
-                               repositories: try limit("repositories"), seats: try limit("seats"))
+            plans[name] = Plan(name: name, reviewsPerMonth: try limit("reviews_per_month", base?.reviewsPerMonth),
+                               tokensPerMonth: try limit("tokens_per_month", base?.tokensPerMonth),
+                               repositories: try limit("repositories", base?.repositories), seats: try limit("seats", base?.seats))
         }
     }
 
