@@ -61,6 +61,25 @@ struct GitLabAdapterTests {
         #expect(await log.pages.filter { $0 != "?" } == ["1", "2", "3"])
     }
 
+    @Test("the open merge requests are listed once each though an instance answers the same page again and again")
+    func openMergeRequestsOnce() async throws {
+        struct SamePage: OutboundHTTPClient {
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                let page = Int(URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems?.first { $0.name == "page" }?.value ?? "1") ?? 1
+                let body = "[" + (1...3).map { #"{"iid":\#($0),"sha":"abc\#($0)","state":"opened"}"# }.joined(separator: ",") + "]"
+                return OutboundResponse(status: 200, headers: [("X-Next-Page", String(page + 1))], body: Data(body.utf8))
+            }
+        }
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: SamePage())
+        let session = GitLabReconcileSession(client: client, rateBudget: GitLabRateBudget())
+        let repository = try JSONDecoder().decode(RepositoryRecord.self, from: Data("""
+            {"id": 1, "integrationId": "int_0000000000000001", "externalId": 7, "fullName": "acme/app", "enabled": true, "removed": false, "registeredAt": 0}
+            """.utf8))
+        let listed = try await session.openPullRequests(repository)
+        #expect(listed.pulls.map(\.number) == [1, 2, 3])
+        #expect(listed.truncatedAfter == 3)
+    }
+
     @Test("the catch-up sweep takes only what the webhook path would: a positive number and a head of letters and digits")
     func reconcileTakesPlausiblePullRequests() {
         let pulls = [(5, "0123abcdef"), (-5, "0123abcdef"), (0, "0123abcdef"), (6, "../x"), (7, ""), (8, "abc?d#e"), (9, String(repeating: "a", count: 65))]

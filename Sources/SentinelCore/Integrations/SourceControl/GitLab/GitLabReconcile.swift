@@ -50,10 +50,11 @@ public struct GitLabReconcileSession: ReconcileSession {
             // Each merge request once: a page that shifted (one opened between two reads), or an
             // instance answering the same page again, listed some twice and counted them twice.
             var seen = Set<Int>()
-            return OpenPullRequestList(pulls: listed.items.filter { seen.insert($0.iid).inserted }.map { mr in
+            let pulls = listed.items.filter { seen.insert($0.iid).inserted }.map { mr in
                 OpenPullRequest(number: mr.iid, headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "",
                                 isDraft: GitLabSession.isDraft(flag: mr.draft, workInProgress: mr.work_in_progress, title: mr.title))
-            }, truncatedAfter: listed.more ? listed.items.count : nil)
+            }
+            return OpenPullRequestList(pulls: pulls, truncatedAfter: listed.more ? pulls.count : nil)
         }
     }
 
