@@ -205,11 +205,15 @@ public enum ReviewRunStore {
     /// same comments again. It completes; the next run waits for it (`postingRun`).
     static let endableRuns = "state = 'queued' OR (state = 'running' AND prepared_review IS NULL)"
 
-    /// A run of the pull request other than `runID` that is posting its review, if any.
-    static func postingRun(repositoryID: Int64, prNumber: Int, excluding runID: Int64, in db: Database) throws -> Int64? {
+    /// A run of the pull request other than `runID` that is posting its review now (its job
+    /// holds a live lease), if any. One whose job waits to try again (a platform outage's backoff)
+    /// is not waited for: a wait of minutes would use up the waiting run's attempts.
+    static func postingRun(repositoryID: Int64, prNumber: Int, excluding runID: Int64, in db: Database, now: Date) throws -> Int64? {
         try Int64.fetchOne(db, sql: """
-            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND state = 'running' AND prepared_review IS NOT NULL AND id != ?
-            """, arguments: [repositoryID, prNumber, runID])
+            SELECT r.id FROM review_runs r JOIN jobs j ON j.idempotency_key = 'run:' || r.id
+            WHERE r.repository_id = ? AND r.pr_number = ? AND r.state = 'running' AND r.prepared_review IS NOT NULL AND r.id != ?
+              AND j.state = 'running' AND j.lease_expires_at > ?
+            """, arguments: [repositoryID, prNumber, runID, now.epoch])
     }
 
     static func supersedeOlder(than runID: Int64, repositoryID: Int64, prNumber: Int, reason: String, in tx: inout WorkspaceTransaction) throws {

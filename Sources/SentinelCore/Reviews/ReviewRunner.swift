@@ -200,7 +200,7 @@ public struct ReviewRunner: Sendable {
                     return .ended
                 }
                 if prepared == nil, let posting = try ReviewRunStore.postingRun(repositoryID: run.repositoryID, prNumber: run.prNumber, excluding: runID,
-                                                                                in: tx.db) {
+                                                                                in: tx.db, now: tx.now) {
                     return .waiting(posting)
                 }
                 return .loaded(try Self.start(run: run, repo: repo, prepared: prepared, plan: plan, in: &tx))
