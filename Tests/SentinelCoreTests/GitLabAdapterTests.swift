@@ -14,51 +14,44 @@ struct GitLabAdapterTests {
         #expect(!GitLabWebhookToken.isValid(header: "", secret: secret))
     }
 
+    /// Merge request diffs, one file a page, each page naming the next as `next(page)` says.
+    struct DiffPages: OutboundHTTPClient {
+        let log: PageLog
+        let next: @Sendable (String) -> String
+        func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+            let page = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems?.first { $0.name == "page" }?.value ?? "?"
+            await log.add(page)
+            let body = #"[{"old_path":"app.py","new_path":"app.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]"#
+            return OutboundResponse(status: 200, headers: [("X-Next-Page", next(page))], body: Data(body.utf8))
+        }
+    }
+
+    actor PageLog {
+        var pages: [String] = []
+        func add(_ page: String) { pages.append(page) }
+    }
+
+    /// The diffs listed through `DiffPages`, and the pages asked for (the merge request itself,
+    /// read for its `changes_count`, left out).
+    static func listDiffs(_ next: @escaping @Sendable (String) -> String) async throws -> (files: Int, pages: [String]) {
+        let log = PageLog()
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: DiffPages(log: log, next: next))
+        let listed = try await client.mergeRequestDiffs(project: 1, iid: 1)
+        #expect(listed.unlisted == 0)
+        return (listed.diffs.count, await log.pages.filter { $0 != "?" })
+    }
+
     @Test("a listing whose X-Next-Page does not move forward (a repeated page 1) stops: each page read once, nothing listed twice")
     func paginationOnlyForward() async throws {
-        struct RepeatingPages: OutboundHTTPClient {
-            let log: PageLog
-            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
-                let page = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems?.first { $0.name == "page" }?.value ?? "?"
-                await log.add(page)
-                let body = #"[{"old_path":"app.py","new_path":"app.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]"#
-                // Page 1 names page 2; page 2 names page 1 again, then page "x".
-                return OutboundResponse(status: 200, headers: [("X-Next-Page", page == "1" ? "2" : page == "2" ? "1" : "x")], body: Data(body.utf8))
-            }
-        }
-        actor PageLog {
-            var pages: [String] = []
-            func add(_ page: String) { pages.append(page) }
-        }
-        let log = PageLog()
-        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: RepeatingPages(log: log))
-        let listed = try await client.mergeRequestDiffs(project: 1, iid: 1)
-        #expect(listed.diffs.count == 2 && listed.unlisted == 0)
-        // (`?`: the merge request itself, read for its `changes_count`.)
-        #expect(await log.pages.filter { $0 != "?" } == ["1", "2"])
+        // Page 1 names page 2; page 2 names page 1 again, then page "x".
+        let listed = try await Self.listDiffs { $0 == "1" ? "2" : $0 == "2" ? "1" : "x" }
+        #expect(listed.files == 2 && listed.pages == ["1", "2"])
     }
 
     @Test("a next page far ahead (X-Next-Page near Int.max) is read as the page after this one: no overflow, nothing skipped")
     func paginationFarAhead() async throws {
-        struct FarPages: OutboundHTTPClient {
-            let log: PageLog
-            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
-                let page = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems?.first { $0.name == "page" }?.value ?? "?"
-                await log.add(page)
-                let body = #"[{"old_path":"app.py","new_path":"app.py","diff":"@@ -1,1 +1,2 @@\n a\n+b\n"}]"#
-                return OutboundResponse(status: 200, headers: [("X-Next-Page", page == "1" ? "9223372036854775807" : page == "2" ? "99999999999999999" : "")],
-                                        body: Data(body.utf8))
-            }
-        }
-        actor PageLog {
-            var pages: [String] = []
-            func add(_ page: String) { pages.append(page) }
-        }
-        let log = PageLog()
-        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: FarPages(log: log))
-        let listed = try await client.mergeRequestDiffs(project: 1, iid: 1)
-        #expect(listed.diffs.count == 3)
-        #expect(await log.pages.filter { $0 != "?" } == ["1", "2", "3"])
+        let listed = try await Self.listDiffs { $0 == "1" ? "9223372036854775807" : $0 == "2" ? "99999999999999999" : "" }
+        #expect(listed.files == 3 && listed.pages == ["1", "2", "3"])
     }
 
     @Test("the open merge requests are listed once each though an instance answers the same page again and again")
