@@ -127,6 +127,20 @@ final class GitHubWorld: Sendable {
         return (Int(response.status.code), text)
     }
 
+    /// A `check_run` or `check_suite` delivery body (GitHub's shape: the pull requests' repositories carry no `full_name`).
+    static func checkPayload(event: String, action: String = "rerequested", id: Int64, head: String, externalID: String?, appID: Int64,
+                             pullRequests: [Int] = [7], repoID: Int = 1001) -> Data {
+        var check: [String: Any] = [
+            "id": id, "head_sha": head, "status": "completed", "app": ["id": appID, "slug": "sentinel"],
+            "pull_requests": pullRequests.map { ["number": $0, "head": ["ref": "feature", "sha": head, "repo": ["id": repoID, "name": "hello-world"]],
+                                                 "base": ["ref": "main", "sha": "bbb000", "repo": ["id": repoID, "name": "hello-world"]]] },
+        ]
+        if event == "check_run" { check["name"] = "Sentinel"; check["external_id"] = externalID ?? "" }
+        return try! JSONSerialization.data(withJSONObject: [
+            "action": action, event: check, "repository": ["id": repoID, "full_name": repo], "installation": ["id": 55],
+            "sender": ["login": "octocat", "type": "User"]] as [String: Any])
+    }
+
     /// An `issue_comment` delivery body on PR 7 (or on plain issue 7 when `onPR` is false).
     static func commentPayload(_ text: String, id: Int, association: String?, action: String = "created", onPR: Bool = true,
                                login: String = "octocat", type: String = "User") -> Data {
@@ -168,6 +182,46 @@ struct GitHubEndToEndTests {
         let reviews = await world.github.state.reviews(on: GitHubWorld.repo, 7)
         #expect(reviews.count == 2 && !reviews[0].comments.isEmpty, "\(reviews.map(\.comments.count))")
         #expect(reviews.dropFirst().allSatisfy { $0.comments.isEmpty }, "no comment posted twice: \(reviews.map(\.comments.count))")
+        await world.stop()
+    }
+
+    @Test("'Re-run' on Sentinel's check (check_run.rerequested) or its suite reviews the pull request again at once; another App's check, and a check created or completed, start nothing")
+    func checkRerunRequested() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.externalID == "sentinel-run-1")
+        let appID = world.github.appID
+        // Created and completed (GitHub sends both for Sentinel's own checks): settled at intake, no job.
+        for action in ["created", "completed"] {
+            try await world.deliver(event: "check_run", body: GitHubWorld.checkPayload(event: "check_run", action: action, id: check.id, head: "aaa111",
+                                                                                     externalID: check.externalID, appID: appID))
+        }
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome IN ('ignored: check_run.created', 'ignored: check_run.completed')") == 2)
+        // Another App's check run: nothing.
+        try await world.deliver(event: "check_run", body: GitHubWorld.checkPayload(event: "check_run", id: 999, head: "aaa111", externalID: "ci-1",
+                                                                                 appID: appID + 1))
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE outcome LIKE '%belongs to another GitHub App%'") == 1 })
+        // "Re-run" on Sentinel's check, the payload listing no pull request (a fork's): the run its external id names gives #7.
+        let (status, _) = try await world.deliver(event: "check_run", body: GitHubWorld.checkPayload(
+            event: "check_run", id: check.id, head: "aaa111", externalID: check.externalID, appID: appID, pullRequests: []))
+        #expect(status == 202)
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        var runs = try await world.runs().sorted { $0.id < $1.id }
+        #expect(runs.count == 2 && runs[1].trigger.hasPrefix("manual:") && runs[1].prNumber == 7, "\(runs.map(\.trigger))")
+        #expect(await world.github.state.checkRuns.count == 2, "a new check run for the re-run")
+        // "Re-run all checks": the suite, with no pull request listed either, found by the commit Sentinel reviewed.
+        try await world.deliver(event: "check_suite", body: GitHubWorld.checkPayload(event: "check_suite", id: 4242, head: "aaa111", externalID: nil,
+                                                                                   appID: appID, pullRequests: []))
+        #expect(await world.waitForRun(state: .completed, count: 3))
+        runs = try await world.runs().sorted { $0.id < $1.id }
+        #expect(runs.count == 3 && runs[2].trigger.hasPrefix("manual:") && runs[2].prNumber == 7)
+        // A suite of a commit Sentinel never reviewed, listing no pull request: nothing, and the outcome says so.
+        try await world.deliver(event: "check_suite", body: GitHubWorld.checkPayload(event: "check_suite", id: 4243, head: "ccc333", externalID: nil,
+                                                                                   appID: appID, pullRequests: []))
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: check suite 4243 names no pull request Sentinel knows'") == 1 })
+        #expect(try await world.runs().count == 3)
         await world.stop()
     }
 
@@ -339,7 +393,7 @@ struct GitHubEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 3)
         #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: pull_request.labeled'") == 1)
         #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: issue_comment.deleted'") == 1)
-        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'stored: check_suite is not acted on'") == 1)
+        #expect(try await world.count("SELECT count(*) FROM deliveries WHERE outcome = 'ignored: check_suite.completed'") == 1)
         #expect(try await world.count("SELECT count(*) FROM jobs WHERE kind = 'github.delivery'") == 0)
         // One that needs its payload still gets its job.
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))

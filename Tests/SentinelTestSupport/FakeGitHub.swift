@@ -206,6 +206,8 @@ public struct CheckRun: Sendable {
     public var conclusion: String?
     public var title: String?
     public var summary: String?
+    /// The check's `external_id` as created (Sentinel's: `sentinel-run-<run id>`).
+    public var externalID: String? = nil
 }
 
 /// One request as the fake received it (header names lowercased).
@@ -504,7 +506,7 @@ public actor FakeGitHubState {
         if status == "completed" && body["conclusion"] == nil { reject("completed check without conclusion"); return (422, ["message": "Validation Failed"]) }
         let output = body["output"] as? [String: Any]
         let run = CheckRun(id: newID(), name: name, headSHA: sha, status: status, conclusion: body["conclusion"] as? String,
-                           title: output?["title"] as? String, summary: output?["summary"] as? String)
+                           title: output?["title"] as? String, summary: output?["summary"] as? String, externalID: body["external_id"] as? String)
         checkRuns[run.id] = run
         return (201, ["id": run.id, "status": status, "name": name, "head_sha": sha])
     }

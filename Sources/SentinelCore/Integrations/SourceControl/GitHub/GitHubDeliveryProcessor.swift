@@ -24,7 +24,7 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// The `pull_request` actions that start, or end, review runs; every other action is ignored.
     static let pullRequestActions: Set<String> = ["opened", "reopened", "ready_for_review", "synchronize", "closed"]
     /// The events `route` acts on.
-    static let routedEvents: Set<String> = ["installation", "installation_repositories", "pull_request", "issue_comment"]
+    static let routedEvents: Set<String> = ["installation", "installation_repositories", "pull_request", "issue_comment", "check_run", "check_suite"]
 
     /// What processing a delivery would conclude from its event and action alone, when that is
     /// "nothing to do" (the same words `route` uses); nil when the payload decides. Webhook intake
@@ -40,6 +40,8 @@ public struct GitHubDeliveryProcessor: Sendable {
         switch event {
         case "pull_request" where !pullRequestActions.contains(action): return "ignored: pull_request.\(action)"
         case "issue_comment" where action != "created": return "ignored: issue_comment.\(action)"
+        // Only "Re-run" on the pull request's page asks for something; a check created or completed (Sentinel's own among them) does not.
+        case "check_run", "check_suite": return action == "rerequested" ? nil : "ignored: \(event).\(action)"
         default: return nil
         }
     }
@@ -228,9 +230,60 @@ public struct GitHubDeliveryProcessor: Sendable {
                                                               baseSHA: nil, trigger: "command:\(e.comment.id)", fullReview: command.full,
                                                               correlationID: correlationID, in: &tx)
             return created ? "run \(runID) requested by comment" : "run \(runID) already exists"
+        case "check_run", "check_suite":
+            let (action, check, repository) = event == "check_run"
+                ? try decoder.decode(GitHubPayload.CheckRunEvent.self, from: payload).parts
+                : try decoder.decode(GitHubPayload.CheckSuiteEvent.self, from: payload).parts
+            if let settled = settledOutcome(event: event, action: action) { return settled }
+            return try rerun(check, noun: event == "check_run" ? "check run" : "check suite", repository: repository,
+                             integrationID: integrationID, correlationID: correlationID, tx: &tx)
         default:
             return notActedOn(event)
         }
+    }
+
+    /// "Re-run" on Sentinel's check (`check_run.rerequested`) or "Re-run all checks" on its suite
+    /// (`check_suite.rerequested`): a review someone asked for, of the pull request's current head,
+    /// as a re-run from the API would be (GitHub leaves the old check as it was; the run posts a new
+    /// one). The pull request is the one Sentinel's check run names (`sentinel-run-<id>`), else those
+    /// the payload lists in this repository, else the one Sentinel last reviewed at that commit
+    /// (GitHub lists none for a pull request from a fork). Someone who can press the button has
+    /// write access to the repository; GitHub sends the re-run only to the check's own App.
+    static func rerun(_ check: GitHubPayload.Check, noun: String, repository: GitHubPayload.Repository, integrationID: IntegrationID,
+                      correlationID: String?, tx: inout WorkspaceTransaction) throws -> String {
+        let db = tx.db
+        let appID = try Int64.fetchOne(db, sql: "SELECT app_id FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
+        if let appID, let owner = check.app?.id, owner != appID { return "ignored: \(noun) \(check.id) belongs to another GitHub App (\(owner))" }
+        guard let repo = try RepositoryStore.find(integrationID: integrationID, externalID: repository.id, in: db), !repo.removed else {
+            return "ignored: \(noun) \(check.id) of a repository Sentinel does not review (\(repository.fullName))"
+        }
+        guard repo.enabled else { return "ignored: repository \(repo.fullName) is disabled" }
+        var numbers: [Int] = []
+        if let external = check.externalID, external.hasPrefix(GitHubSession.checkExternalIDPrefix),
+           let runID = Int64(external.dropFirst(GitHubSession.checkExternalIDPrefix.count)),
+           let number = try Int.fetchOne(db, sql: "SELECT pr_number FROM review_runs WHERE id = ? AND repository_id = ?", arguments: [runID, repo.id]) {
+            numbers.append(number)
+        }
+        if numbers.isEmpty {
+            numbers = (check.pullRequests ?? []).filter { ($0.base?.repo?.id).map { $0 == repo.externalID } ?? true }.map(\.number)
+        }
+        if numbers.isEmpty, CommitName.isValid(check.headSHA), let number = try Int.fetchOne(db, sql: """
+            SELECT pr_number FROM review_runs WHERE repository_id = ? AND head_sha = ? ORDER BY id DESC LIMIT 1
+            """, arguments: [repo.id, check.headSHA]) {
+            numbers.append(number)
+        }
+        var seen = Set<Int>()
+        numbers = numbers.filter { seen.insert($0).inserted }
+        guard !numbers.isEmpty else { return "ignored: \(noun) \(check.id) names no pull request Sentinel knows" }
+        var requested: [String] = []
+        // A suite may list several pull requests with the same head; a handful at most are re-run.
+        for number in numbers.prefix(10) {
+            let (runID, _) = try ReviewRunStore.request(repository: repo, prNumber: number, headSHA: "", baseSHA: nil,
+                                                        trigger: "manual:\(RandomIdentifier.uuid())", fullReview: false,
+                                                        correlationID: correlationID, in: &tx)
+            requested.append("run \(runID) (#\(number))")
+        }
+        return "\(requested.joined(separator: ", ")) requested by a re-run of \(noun) \(check.id)"
     }
 
     /// What in a payload could not be read, for a delivery's outcome: the field's path and why

@@ -6,6 +6,8 @@ public struct GitHubSession: SourceControlSession {
     /// The App's bot login (e.g. `my-app[bot]`) when the integration knows it.
     let botLogin: String?
     public static let checkName = "Sentinel"
+    /// The start of the `external_id` of Sentinel's check runs; the run's id follows.
+    static let checkExternalIDPrefix = "sentinel-run-"
     public var platformName: String { "GitHub" }
     /// GitHub refuses a review or comment body over 65,536 characters and a check summary over 65,535.
     public var maxTextLength: Int { 65_535 }
@@ -93,7 +95,7 @@ public struct GitHubSession: SourceControlSession {
     public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
         try await mapped {
             String(try await client.createCheckRun(repo, GitHubCheckRunRequest(
-                name: Self.checkName, headSHA: headSHA, status: "in_progress", conclusion: nil, externalID: "sentinel-run-\(runID)",
+                name: Self.checkName, headSHA: headSHA, status: "in_progress", conclusion: nil, externalID: "\(Self.checkExternalIDPrefix)\(runID)",
                 startedAt: Date().formatted(.iso8601), completedAt: nil,
                 output: .init(title: "Review in progress", summary: "Sentinel is reviewing this pull request.", text: nil))))
         }

@@ -99,6 +99,46 @@ enum GitHubPayload {
         let repository: Repository
         let installation: Installation?
     }
+    /// The App a check run or check suite belongs to.
+    struct App: Decodable { let id: Int64? }
+    /// A pull request as a check run or suite lists it: its number and the repository it merges
+    /// into (these repository objects carry no `full_name`). GitHub lists none for a pull request
+    /// from a fork.
+    struct CheckPullRequest: Decodable {
+        struct Base: Decodable { struct Repo: Decodable { let id: Int64? }; let repo: Repo? }
+        let number: Int
+        let base: Base?
+
+        enum CodingKeys: String, CodingKey { case number, base }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            number = try PayloadValue.number(container, .number, noun: "pull request")
+            base = try container.decodeIfPresent(Base.self, forKey: .base)
+        }
+    }
+    /// A check run (`check_run` events) or a check suite (`check_suite` events): what a re-run of
+    /// Sentinel's check from the pull request's page names.
+    struct Check: Decodable {
+        let id: Int64
+        let headSHA: String
+        /// Sentinel's own check runs carry `sentinel-run-<run id>`; suites have none.
+        let externalID: String?
+        let app: App?
+        let pullRequests: [CheckPullRequest]?
+    }
+    struct CheckRunEvent: Decodable {
+        let action: String
+        let checkRun: Check
+        let repository: Repository
+        var parts: (String, Check, Repository) { (action, checkRun, repository) }
+    }
+    struct CheckSuiteEvent: Decodable {
+        let action: String
+        let checkSuite: Check
+        let repository: Repository
+        var parts: (String, Check, Repository) { (action, checkSuite, repository) }
+    }
     struct InstallationEvent: Decodable {
         let action: String
         let installation: Installation
