@@ -155,7 +155,7 @@ struct IntegrationRotationTests {
         await world.stop()
     }
 
-    @Test("from the command line beside a running server: the new webhook secret works on the next delivery, the old one is refused")
+    @Test("from the command line beside a running server: the new webhook secret works on the next delivery, also right after a refused one; the old one is refused")
     func commandLineBesideServe() async throws {
         let dir = TemporaryDirectory("sentinel-rotate")
         defer { dir.cleanup() }
@@ -172,6 +172,10 @@ struct IntegrationRotationTests {
         let notAnID = try await SentinelProcess.run(["integration", "rotate", "github", "--data-dir", data, "--workspace", "acme"])
         #expect(notAnID.status != 0 && notAnID.stderr.contains("is not an integration id"), "\(notAnID.stderr)")
         try "second-webhook-secret-2\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        // A refused delivery just before the rotation (the platform still signing with the old
+        // secret, say): it spent the once-a-second re-read on the old secret, and the first
+        // deliveries signed with the new one were refused for up to a second after.
+        #expect(try await send("not-the-webhook-secret") == 401)
         let rotated = try await SentinelProcess.run(["integration", "rotate", id, "--data-dir", data, "--workspace", "acme",
                                                      "--webhook-secret-file", secretFile.path])
         #expect(rotated.status == 0, "\(rotated.stderr)")

@@ -24,8 +24,9 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
     }
 
     private var entries: [IntegrationID: Entry] = [:]
-    /// When each integration was last read again for a delivery its cached secret refused.
-    private var reloadedAt: [IntegrationID: ContinuousClock.Instant] = [:]
+    /// When each integration was last read again for a delivery its cached secret refused, and
+    /// the integration revision then.
+    private var reloadedAt: [IntegrationID: (at: ContinuousClock.Instant, revision: Int64?)] = [:]
     /// The integration revision as last read from `control.sqlite`, and when.
     private var known: (revision: Int64, readAt: ContinuousClock.Instant)?
     let service: IntegrationService
@@ -81,13 +82,18 @@ public actor IntegrationCache<Integration: SourceControlIntegration> {
     }
 
     /// The integration as stored now, read again unless it was read again less than `interval`
-    /// ago (nil then, or when it is gone): a delivery whose signature the cached webhook secret
-    /// refuses asks for this, so a secret rotated from the command line (which this process's
-    /// cache has not seen) works from the next delivery on, while a stream of refused deliveries
-    /// reads the file at most once per `interval`.
+    /// ago and no integration changed since (nil then, or when it is gone): a delivery whose
+    /// signature the cached webhook secret refuses asks for this, so a secret rotated from the
+    /// command line (which this process's cache has not seen) works from the next delivery on,
+    /// while a stream of refused deliveries reads the workspace file at most once per `interval`.
+    /// The integration revision is read for every such delivery (one row of `control.sqlite`): a
+    /// refused delivery just before a rotation once spent the re-read on the old secret, and the
+    /// first deliveries signed with the new one were refused for up to `interval`.
     public func reloaded(_ id: IntegrationID, using supervisor: Supervisor, atMostEvery interval: Duration) async throws -> Integration? {
-        if let last = reloadedAt[id], ContinuousClock.now - last < interval { return nil }
-        reloadedAt[id] = .now
+        let current = try? service.control.integrationRevision()
+        if let last = reloadedAt[id], ContinuousClock.now - last.at < interval, current == nil || current == last.revision { return nil }
+        if let current { known = (current, .now) }
+        reloadedAt[id] = (.now, current)
         entries[id] = nil
         return try await integration(id, using: supervisor)
     }
