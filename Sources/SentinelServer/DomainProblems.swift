@@ -9,12 +9,12 @@ extension WorkspaceError: ProblemConvertible {
     var problem: Problem {
         switch self {
         case .notFound: return Problem(status: .notFound, detail: "no such workspace")
-        case .offline(_, let reason):
+        case .offline(_, let reason, let retryAfter):
             var problem = Problem(status: .serviceUnavailable, detail: "this workspace is offline: \(reason); other workspaces are unaffected",
                                   type: "urn:sentinel:problem:workspace-offline", title: "Workspace offline")
-            // As the other 503s of storage: when to come back (the file is tried again after
-            // `workspaces.offline_retry_seconds`, 30 by default).
-            problem.retryAfter = 30
+            // As the other 503s of storage: when to come back (when the file is tried again:
+            // `workspaces.offline_retry_seconds` after it failed, 30 by default).
+            problem.retryAfter = retryAfter
             return problem
         case .closed, .shuttingDown:
             return Problem(status: .serviceUnavailable, detail: description)

@@ -6,7 +6,7 @@ struct ReconcileCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reconcile",
         abstract: "Run one catch-up sweep: review open pull requests (GitHub) and merge requests (GitLab) whose head has no run, have GitHub resend failed webhook deliveries.",
-        discussion: "Works beside a running server (the requested reviews are queued for it). `serve` sweeps by itself every reconcile.interval_seconds. Exits 1 when a sweep ended in error or a workspace could not be swept (after printing the report).")
+        discussion: "Works beside a running server (the requested reviews are queued for it). `serve` sweeps by itself every reconcile.interval_seconds. Exits 1 when a sweep ended in error, repositories failed before a sweep stopped early, or a workspace could not be swept (after printing the report).")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only this workspace (id or name); default: every workspace.") var workspace: String?
     @Flag(help: "Report what the sweep would request; request nothing and store nothing.") var dryRun = false
@@ -16,7 +16,7 @@ struct ReconcileCommand: AsyncParsableCommand {
         let report = try await sweep()
         // Printed whole first; then, for cron and scripts, a sweep that failed (a platform
         // unreachable or answering what it should not) or a workspace not swept is exit status 1.
-        if report.integrations.contains(where: { $0.outcome == "error" }) || !report.failures.isEmpty { throw ExitCode(1) }
+        if report.integrations.contains(where: \.failed) || !report.failures.isEmpty { throw ExitCode(1) }
     }
 
     private func sweep() async throws -> ReconcileReport {

@@ -219,7 +219,7 @@ struct DeliveryPayloadTests {
 
 @Suite("Comment commands")
 struct CommentCommandTests {
-    @Test("a command counts where it is written as one: not quoted, in code, in an HTML comment, or as the end of an address")
+    @Test("a command counts where it is written as one: not quoted, in code, in an HTML comment, or as the end of an address (as Markdown shows the comment)")
     func writtenAsACommand() {
         for body in ["@sentinel review", "Please @sentinel review", "@Sentinel Review\nthanks", "done.\n\n@sentinel review", "(@sentinel review)"] {
             #expect(GitHubDeliveryProcessor.command(in: body) == (true, false), "\(body)")
@@ -229,6 +229,18 @@ struct CommentCommandTests {
                      "You can type `@sentinel full review`", "<!-- @sentinel review -->", "<!-- @sentinel review", "bob@sentinel review",
                      "    @sentinel review", "x `` a ` @sentinel review `` y", "> quoted\n> @sentinel review"] {
             #expect(GitHubDeliveryProcessor.command(in: body) == (false, false), "\(body)")
+        }
+        // As Markdown shows them: a longer fence holding a shorter one, a fence line with an info
+        // string inside a fence, HTML code, lazy continuation lines of a quote, a quote in a list
+        // item, GitLab's `>>>` quote. Each of these started a run.
+        for body in ["````\n```\n@sentinel review\n```\n````", "```\n```python\n@sentinel review\n```", "Type <code>@sentinel review</code> to ask",
+                     "<pre>\n@sentinel review\n</pre>", "<CODE class=\"x\">@sentinel review</CODE>", "> earlier text\n@sentinel review was what you wrote",
+                     "- > @sentinel review", "1. > @sentinel full review", ">>>\n@sentinel review\n>>>", "````\n@sentinel review\n```"] {
+            #expect(GitHubDeliveryProcessor.command(in: body) == (false, false), "\(body)")
+        }
+        for body in ["````\n```\n````\n@sentinel review", "> quoted\n\n@sentinel review", "- @sentinel review", ">>>\nquoted\n>>>\n@sentinel review",
+                     "<code>x</code> @sentinel review", "~~~\ncode\n~~~~\n@sentinel review"] {
+            #expect(GitHubDeliveryProcessor.command(in: body) == (true, false), "\(body)")
         }
         // Text after a closed fence or comment still counts.
         #expect(GitHubDeliveryProcessor.command(in: "```\ncode\n```\n@sentinel review") == (true, false))

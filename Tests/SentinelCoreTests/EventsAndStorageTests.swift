@@ -560,11 +560,11 @@ struct SupervisorTests {
         try Data(repeating: 0x5A, count: 8192).write(to: h2.dataDirectory.workspaceFile(broken))
         try FileManager.default.removeItem(at: h2.dataDirectory.workspaceFile(missing))
         await #expect { try await h2.jobs(in: broken) } throws: { error in
-            guard case WorkspaceError.offline(_, let reason) = error else { return false }
+            guard case WorkspaceError.offline(_, let reason, _) = error else { return false }
             return reason.contains("corrupt")
         }
         await #expect { try await h2.jobs(in: missing) } throws: { error in
-            guard case WorkspaceError.offline(_, let reason) = error else { return false }
+            guard case WorkspaceError.offline(_, let reason, _) = error else { return false }
             return reason.contains("missing")
         }
         // A missing file is reported, never silently re-created empty.

@@ -51,7 +51,7 @@ struct UpgradeTests {
         do {
             _ = try await h.supervisor.pin(ws)
             Issue.record("a newer file must not be served")
-        } catch let WorkspaceError.offline(id, reason) {
+        } catch let WorkspaceError.offline(id, reason, _) {
             #expect(id == ws)
             #expect(reason.contains("newer than this binary") && reason.contains("schema version \(newer)"))
         }

@@ -345,7 +345,7 @@ struct UserLifecycleTests {
         // A workspace file that cannot be reached is reported; the user is deleted all the same.
         let carol = try identity.createUser(email: "carol@example.com", password: password, isAdmin: false)
         try identity.setRole(.member, userID: carol.id, in: workspace)
-        let offline = try await identity.deleteUser(id: carol.id, by: "cli") { id, _ in throw WorkspaceError.offline(id, reason: "test") }
+        let offline = try await identity.deleteUser(id: carol.id, by: "cli") { id, _ in throw WorkspaceError.offline(id, reason: "test", retryAfter: 30) }
         #expect(offline.workspaces == [workspace] && offline.unreachable.map(\.workspace) == [workspace])
         #expect(offline.unreachable.first.map { "\($0.error)" } == "workspace \(workspace) is offline: test")
         #expect(try identity.user(id: carol.id) == nil)

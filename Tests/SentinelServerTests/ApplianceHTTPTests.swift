@@ -13,11 +13,32 @@ import Testing
 struct ApplianceHTTPTests {
     /// An appliance on a temp dir with a test route that reaches a workspace through the supervisor,
     /// as every workspace route does.
-    func makeAppliance(_ dir: TemporaryDirectory, registry: JobRegistry = JobRegistry()) throws -> Appliance {
+    func makeAppliance(_ dir: TemporaryDirectory, registry: JobRegistry = JobRegistry(), offlineRetrySeconds: Double = 30) throws -> Appliance {
         var config = testConfig()
         config.server.tlsEnabled = false
+        config.workspaces.offlineRetrySeconds = offlineRetrySeconds
         return try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, registry: registry,
                              logger: Logger.sentinel(level: "error", sink: CapturedLog().sink))
+    }
+
+    @Test("an offline workspace's 503 says when the file is tried again: workspaces.offline_retry_seconds after it failed, not always 30")
+    func offlineRetryAfterFollowsTheSetting() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let appliance = try makeAppliance(dir, offlineRetrySeconds: 300)
+        let bad = try appliance.workspaces.create(name: "bad").workspaceID!
+        try Data(repeating: 0x42, count: 4096).write(to: appliance.dataDirectory.workspaceFile(bad))
+        var waits: [Int] = []
+        for _ in 0..<2 {
+            do {
+                _ = try await appliance.supervisor.withWorkspace(bad) { try await $0.jobs().count }
+            } catch let error as WorkspaceError {
+                if case .offline(_, _, let retryAfter) = error { waits.append(retryAfter) }
+            }
+        }
+        // The first open failed now (300 s); the second is refused without trying (what is left of them).
+        #expect(waits.count == 2 && waits[0] == 300 && (290...300).contains(waits[1]), "\(waits)")
+        await appliance.supervisor.shutdown()
     }
 
     @Test("a corrupt workspace answers 503 problem+json; another workspace keeps answering")

@@ -286,6 +286,8 @@ struct ConsoleManagementTests {
             #expect(users.body.contains("Disable member@example.com"))
             #expect(!users.body.contains("<script>") && users.body.contains("Disable &lt;script&gt;x&lt;/script&gt;@example.com"))
             #expect(!users.body.contains("Disable root@example.com"), "no button to disable oneself")
+            #expect(!users.body.contains("New password for root@example.com"), "one's own password changes on the account page, with the current one")
+            #expect(try await admin.post("/admin/users/\(world.admin.id)/password", ["password": "a brand new password"]).status == .forbidden)
             #expect(users.body.contains(#"<label for="pw-\#(member.id)">New password for member@example.com</label>"#))
             #expect(try await admin.post("/admin/users/\(member.id)/disable", csrf: "forged").status == .forbidden)
 

@@ -225,6 +225,30 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a push while a run's prepared review waits to be posted again (GitHub rate-limited the post) supersedes that run: only the new head's review is posted, no comment twice")
+    func pushWhilePostWaitsSupersedes() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("POST reviews", [.rateLimited(retryAfter: 2)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("POST reviews") })
+        // Run 1's review is prepared and its job waits out GitHub's Retry-After.
+        #expect(await eventually {
+            try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:1' AND state = 'queued' AND attempts >= 1") == 1
+        })
+        #expect(try await world.count("SELECT count(*) FROM review_runs WHERE id = 1 AND prepared_review IS NOT NULL") == 1)
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc333")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc333", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(try await world.runs().first { $0.id == 1 }?.state == .superseded)
+        // Run 1's job ran again after the wait: it concluded its check and posted nothing.
+        #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:1' AND state = 'succeeded'") == 1 })
+        let reviews = await world.github.state.reviews(on: GitHubWorld.repo, 7)
+        #expect(reviews.map(\.commitID) == ["ccc333"], "\(reviews.map(\.commitID))")
+        let old = await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }
+        #expect(old.count == 1 && old.allSatisfy { $0.status == "completed" && $0.conclusion == "neutral" }, "\(old)")
+        await world.stop()
+    }
+
     @Test("a run whose repository is disabled before its job starts again is skipped, and its check neutral: it kept calling GitHub and would have posted")
     func disabledRepositoryRunSkipped() async throws {
         let world = try await GitHubWorld()

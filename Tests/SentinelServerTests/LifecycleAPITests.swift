@@ -78,7 +78,7 @@ struct LifecycleAPITests {
         }
     }
 
-    @Test("admins disable and enable users (their tokens stop and start at once), set passwords, delete users; others get 403")
+    @Test("admins disable and enable users (their tokens stop and start at once), set passwords signed in (not with a token, not their own), delete users; others get 403")
     func users() async throws {
         let world = try APIWorld()
         let (viewer, viewerToken) = try #require(world.members[.viewer])
@@ -90,17 +90,32 @@ struct LifecycleAPITests {
             #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .unauthorized)
             #expect(try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"disabled":false}"#).status == .ok)
             #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .ok)
-            let short = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"password":"short"}"#)
+            // Passwords are set signed in: a leaked short-lived admin token set its own user's
+            // password, signed in with it and minted an everlasting token.
+            let session = try world.appliance.identity.createSession(for: world.admin).token
+            let byToken = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"password":"a brand new long password"}"#)
+            #expect(byToken.status == .forbidden && byToken.body.contains("API token cannot set a password"), "\(byToken.body)")
+            let own = try await api.call(.patch, "/users/\(world.admin.id)", token: session, body: #"{"password":"a brand new long password"}"#)
+            #expect(own.status == .forbidden && own.body.contains("/auth/password"), "\(own.body)")
+            #expect(try await api.call(.post, "/auth/login", body: #"{"email":"root@example.com","password":"admin password 1"}"#).status == .ok,
+                    "the refused requests changed no password")
+            let short = try await api.call(.patch, "/users/\(viewer.id)", token: session, body: #"{"password":"short"}"#)
             #expect(short.status == .badRequest && short.body.contains("password"), "\(short.body)")
             // All or nothing: a password the rules refuse leaves the account as it was (not disabled).
             let tooLong = String(repeating: "é", count: 40)
-            let mixed = try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken, body: #"{"disabled":true,"password":"\#(tooLong)"}"#)
+            let mixed = try await api.call(.patch, "/users/\(viewer.id)", token: session, body: #"{"disabled":true,"password":"\#(tooLong)"}"#)
             #expect(mixed.status == .badRequest, "\(mixed.body)")
             #expect(try await api.call(.get, "/auth/me", token: viewerToken).status == .ok, "the refused request disabled nobody")
-            #expect(try await api.call(.patch, "/users/\(viewer.id)", token: world.adminToken,
+            #expect(try await api.call(.patch, "/users/\(viewer.id)", token: session,
                                        body: #"{"password":"a brand new long password"}"#).status == .ok)
             let login = try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"a brand new long password"}"#)
             #expect(login.status == .ok, "\(login.body)")
+            // bcrypt reads 72 bytes: a longer text that starts with the password does not sign in.
+            let seventyTwo = String(repeating: "p", count: 72)
+            #expect(try await api.call(.patch, "/users/\(viewer.id)", token: session, body: #"{"password":"\#(seventyTwo)"}"#).status == .ok)
+            #expect(try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"\#(seventyTwo)"}"#).status == .ok)
+            let longer = try await api.call(.post, "/auth/login", body: #"{"email":"viewer@example.com","password":"\#(seventyTwo)EXTRA"}"#)
+            #expect(longer.status == .unauthorized, "\(longer.body)")
             // The last active admin stays.
             #expect(try await api.call(.patch, "/users/\(world.admin.id)", token: world.adminToken, body: #"{"disabled":true}"#).status == .conflict)
             #expect(try await api.call(.delete, "/users/\(member.id)", token: world.adminToken).status == .noContent)

@@ -406,6 +406,8 @@ struct ReconcileEndToEndTests {
         let report = try #require(try await Self.sweep(world, ReconcileOptions(redeliver: false)).first)
         #expect(report.outcome == "rate_limited", "\(report)")
         #expect(report.stopped?.contains("acme/gone: ") == true, "\(report.stopped ?? "")")
+        // And it counts as failed (`sentinel reconcile` exits 1): it exited 0 under the rate limit.
+        #expect(report.problems.count == 1 && report.problems[0].hasPrefix("acme/gone: ") && report.failed, "\(report.problems)")
         await world.stop()
     }
 

@@ -54,6 +54,22 @@ extension IdentityService {
         }
     }
 
+    /// Whether `principal` may set `userID`'s password as an admin (`PATCH /users/{id}`, the
+    /// console's reset): only signed in, and never their own. An API token that could set one would
+    /// outlive itself: a leaked short-lived `admin` token set its own user's password, signed in
+    /// with it and minted an everlasting token. One's own password changes with the current one
+    /// (`changeOwnPassword`), so a session left open cannot take the account over either.
+    public static func requirePasswordResetAllowed(of userID: String, by principal: Principal) throws {
+        if case .token = principal.credential {
+            throw IdentityError(.forbidden, "an API token cannot set a password (a leaked token would become a sign-in that outlives it); "
+                                + "sign in to reset one, or use sentinel user set-password")
+        }
+        if principal.user.id == userID {
+            throw IdentityError(.forbidden, "change your own password with POST /api/v1/auth/password (or on your account page), "
+                                + "which asks for the current one")
+        }
+    }
+
     /// Sets a new password (same rules as at creation) and ends the user's sessions, except
     /// `keepingSession` (the caller's own, when users change their password through the API).
     /// API tokens are not affected. `replacing`: the current password the caller proved, which must

@@ -79,6 +79,13 @@ public struct IntegrationSweep: Codable, Sendable, Equatable {
     public var pullRequestsFound = 0
     public var reviewsRequested: [ReconciledReview] = []
     public var redeliveries: [ReconciledDelivery] = []
+    /// What went wrong with single repositories or the delivery log before the sweep stopped for
+    /// another reason (a rate limit): also in `stopped`.
+    public var problems: [String] = []
+
+    /// Whether the sweep failed, for an exit status: it ended in error, or repositories failed
+    /// before it stopped (a sweep stopped by a rate limit after a 404 exited 0).
+    public var failed: Bool { outcome == "error" || !problems.isEmpty }
 
     /// The platform as metrics name it (`github`, `gitlab`: the integration's kind), whether the
     /// report says `GitHub` (once the sweep reached it) or the kind (stopped before).
@@ -265,6 +272,7 @@ public struct Reconciler: Sendable {
         } catch {
             (report.outcome, report.stopped) = ("error", stopped("\(error)"))
         }
+        report.problems = problems
         if !options.dryRun && report.outcome != "unsupported" {
             let (outcome, resume) = (report.outcome, report.outcome == "rate_limited" ? report.resumeAt : nil)
             do {

@@ -200,10 +200,17 @@ public enum ReviewRunStore {
     }
 
     /// The open runs of a pull request that a newer run or its closing may end: not one posting its
-    /// review (running, review prepared). Its job may be posting at this moment: ended, it posted
-    /// all the same under a run that said "superseded" or "closed", and the next run posted the
-    /// same comments again. It completes; the next run waits for it (`postingRun`).
-    static let endableRuns = "state = 'queued' OR (state = 'running' AND prepared_review IS NULL)"
+    /// review (running, review prepared, its job running). That job may be posting at this moment:
+    /// ended, it posted all the same under a run that said "superseded" or "closed", and the next
+    /// run posted the same comments again. It completes; the next run waits for it (`postingRun`).
+    /// A prepared run whose job waits to try the post again (a platform outage's backoff) is ended
+    /// like any other: its job, when it runs, only concludes the check (it reads the run's state
+    /// first, in the transaction a claim of the job would conflict with). Kept open, it posted its
+    /// older head's review after the newer run's, with the same comments.
+    static let endableRuns = """
+        state = 'queued' OR (state = 'running' AND (prepared_review IS NULL OR NOT EXISTS (
+            SELECT 1 FROM jobs WHERE jobs.idempotency_key = 'run:' || review_runs.id AND jobs.state = 'running')))
+        """
 
     /// A run of the pull request other than `runID` that is posting its review now (its job
     /// holds a live lease), if any. One whose job waits to try again (a platform outage's backoff)

@@ -116,7 +116,10 @@ extension IdentityHandlers {
         let (id, by, identity) = (input.path.userId, context.actorName, d.identity)
         guard try identity.user(id: id) != nil else { throw IdentityError(.notFound, "no such user") }
         // All or nothing: a password the rules refuse is refused before the account changes.
-        if let password = body.password { try IdentityService.checkPasswordRules(password) }
+        if let password = body.password {
+            try IdentityService.requirePasswordResetAllowed(of: id, by: context.principal)
+            try IdentityService.checkPasswordRules(password)
+        }
         if let disabled = body.disabled { _ = disabled ? try identity.disableUser(id: id, by: by) : try identity.enableUser(id: id, by: by) }
         if let password = body.password {
             // bcrypt, on the password pool; the user's sessions end (the caller's own, if it is theirs, too).

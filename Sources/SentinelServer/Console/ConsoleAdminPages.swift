@@ -153,6 +153,7 @@ extension Console {
         case "disable": _ = try identity.disableUser(id: id, by: by)
         case "enable": _ = try identity.enableUser(id: id, by: by)
         case "password":
+            try IdentityService.requirePasswordResetAllowed(of: id, by: principal)
             let password = form["password"] ?? ""
             try await identity.passwords.run { try identity.setPassword(userID: id, password: password, by: by) }
         default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")

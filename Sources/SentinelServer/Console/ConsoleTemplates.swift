@@ -528,8 +528,9 @@ enum ConsoleTemplates {
     <thead><tr><th scope="col">Email</th><th scope="col">Appliance admin</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Actions</th></tr></thead>
     <tbody>{{#items}}<tr><td>{{email}}</td><td>{{#isAdmin}}yes{{/isAdmin}}{{^isAdmin}}no{{/isAdmin}}</td><td>{{#disabled}}disabled{{/disabled}}{{^disabled}}active{{/disabled}}</td><td>{{created}}</td><td class="actions">
       {{^isSelf}}<form method="post" action="/admin/users/{{id}}/{{#disabled}}enable{{/disabled}}{{^disabled}}disable{{/disabled}}" class="inline">{{> csrf}}<button type="submit">{{#disabled}}Enable{{/disabled}}{{^disabled}}Disable{{/disabled}} {{email}}</button></form>{{/isSelf}}
-      <form method="post" action="/admin/users/{{id}}/password" class="inline">{{> csrf}}<label for="pw-{{id}}">New password for {{email}}</label>
-      <input id="pw-{{id}}" name="password" type="password" required minlength="12" maxlength="72" autocomplete="new-password"> <button type="submit">Reset password</button></form>
+      {{^isSelf}}<form method="post" action="/admin/users/{{id}}/password" class="inline">{{> csrf}}<label for="pw-{{id}}">New password for {{email}}</label>
+      <input id="pw-{{id}}" name="password" type="password" required minlength="12" maxlength="72" autocomplete="new-password"> <button type="submit">Reset password</button></form>{{/isSelf}}
+      {{#isSelf}}<a href="/account">Change your password</a>{{/isSelf}}
     </td></tr>{{/items}}</tbody></table>
     <p>Disabling a user ends their sessions and API tokens at once; a new password ends their sessions. The last active admin cannot be disabled.</p>
     {{#next}}<p><a href="{{next}}" rel="next">More users</a></p>{{/next}}

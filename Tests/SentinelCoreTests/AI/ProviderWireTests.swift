@@ -273,5 +273,11 @@ struct AIProviderWireTests {
         #expect(said.hasPrefix("Bad key … ") && said.contains("[redacted]") && said.hasSuffix("567890"), "\(said)")
         // A placeholder key's words stay words in the provider's text.
         #expect(ProviderHTTP.redact("the messages field is required", secret: "sk-no-key-required") == "the messages field is required")
+        // A passphrase key: its windows across the hyphens are fragments, not words (21 of its 28
+        // characters were shown).
+        let passphrase = ProviderHTTP.redact("Invalid model for key correct-horse-batt****aple (project correct-horse-battery)",
+                                             secret: "correct-horse-battery-staple")
+        #expect(!passphrase.contains("correct-") && !passphrase.contains("horse-") && !passphrase.contains("-batt"), "\(passphrase)")
+        #expect(passphrase.hasPrefix("Invalid model for key "), "\(passphrase)")
     }
 }

@@ -302,12 +302,14 @@ public enum ProviderHTTP {
         if trimmed.count >= 12 {
             // A long fragment of the key (any 8 characters of it in a row, from its start, its end
             // or its middle) is still a leak: `SECRETKEY-abcdef12` of a 34-character key was kept.
-            // A window that could be a word (letters of one case, hyphens: `required` of the
+            // A window that could be a word (letters of one case only: `required` of the
             // placeholder key `sk-no-key-required`) is left: it erased words of the provider's text.
+            // One with a separator is not a word: counting hyphens as word letters left every
+            // window of a passphrase key (`correct-horse-battery-staple`) unredacted.
             let key = Array(trimmed)
             for start in 0...(key.count - 8) {
                 let fragment = String(key[start..<(start + 8)])
-                let wordLike = fragment.allSatisfy { $0.isLowercase || $0 == "-" } || fragment.allSatisfy { $0.isUppercase || $0 == "-" }
+                let wordLike = fragment.allSatisfy { $0.isLetter && $0.isLowercase } || fragment.allSatisfy { $0.isLetter && $0.isUppercase }
                 if !wordLike, out.contains(fragment) { out = out.replacingOccurrences(of: fragment, with: "[redacted]") }
             }
         }

@@ -135,8 +135,10 @@ public actor Supervisor: Service {
         if shuttingDown { throw WorkspaceError.shuttingDown }
         if isRetired(id) { throw WorkspaceError.notFound(id.rawValue) }
         if let actor = pinIfOpen(id) { return actor }
-        if let down = offline[id], ContinuousClock.now - down.since < .seconds(config.workspaces.offlineRetrySeconds) {
-            throw WorkspaceError.offline(id, reason: down.reason)
+        let retry = Duration.seconds(config.workspaces.offlineRetrySeconds)
+        if let down = offline[id], ContinuousClock.now - down.since < retry {
+            let left = retry - (ContinuousClock.now - down.since)
+            throw WorkspaceError.offline(id, reason: down.reason, retryAfter: max(1, Int(left.components.seconds) + 1))
         }
         if opening[id] != nil {
             // Another caller is opening this file: wait for its outcome, then look again (it is
@@ -271,7 +273,7 @@ public actor Supervisor: Service {
         }
         offline[id] = (failure.reason, .now)
         metrics.offlineWorkspaces(offline.count)
-        return WorkspaceError.offline(id, reason: failure.reason)
+        return WorkspaceError.offline(id, reason: failure.reason, retryAfter: max(1, Int(config.workspaces.offlineRetrySeconds.rounded(.up))))
     }
 
     /// Closes least recently used idle files until at most `workspaces.max_open` are open. Each

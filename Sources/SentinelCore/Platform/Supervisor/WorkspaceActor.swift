@@ -576,7 +576,8 @@ final class ResultBox<T: Sendable>: Sendable {
 /// Why a workspace cannot be served right now. The HTTP layer maps these to problem responses.
 public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
     case notFound(String)
-    case offline(WorkspaceID, reason: String)
+    /// `retryAfter`: seconds until the file is tried again (`workspaces.offline_retry_seconds`).
+    case offline(WorkspaceID, reason: String, retryAfter: Int)
     case closed(WorkspaceID)
     case shuttingDown
     /// The process has no file descriptor left to open the workspace's file with (its open-file
@@ -587,7 +588,7 @@ public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .notFound(let id): return "workspace \(id) does not exist"
-        case .offline(let id, let reason): return "workspace \(id) is offline: \(reason)"
+        case .offline(let id, let reason, _): return "workspace \(id) is offline: \(reason)"
         case .closed(let id): return "workspace \(id) was closed"
         case .shuttingDown: return "the appliance is shutting down"
         case .outOfFileDescriptors(let id, let limit):

@@ -61,31 +61,76 @@ public struct GitHubDeliveryProcessor: Sendable {
         return (false, false)
     }
 
-    /// The comment's text where a command counts: without HTML comments, fenced code blocks,
-    /// quoted lines and code spans.
+    /// The comment's text where a command counts: without HTML comments, `<code>` and `<pre>`,
+    /// fenced and indented code blocks, block quotes (with their lazy continuation lines, inside
+    /// list items too, and GitLab's `>>>` blocks) and code spans.
     static func commandText(_ body: String) -> String {
         var text = body.replacingOccurrences(of: "\r\n", with: "\n")
-        // HTML comments, an unterminated one to the end.
+        // HTML comments, code and preformatted text, an unterminated one to the end.
         text = text.replacingOccurrences(of: #"<!--[\s\S]*?(-->|$)"#, with: " ", options: .regularExpression)
+        text = text.replacingOccurrences(of: #"<(code|pre)(\s[^>]*)?>[\s\S]*?(</\1\s*>|$)"#, with: " ",
+                                         options: [.regularExpression, .caseInsensitive])
         var kept: [Substring] = []
-        var fence: Substring?
+        /// The open fence: its character and length (CommonMark: closed by a run of the same
+        /// character at least as long, with nothing after it but spaces).
+        var fence: (character: Character, length: Int)?
+        var gitLabQuote = false
+        var inQuote = false
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
             if let open = fence {
-                if trimmed.hasPrefix(open) { fence = nil }
+                let run = trimmed.prefix { $0 == open.character }
+                if run.count >= open.length, trimmed.dropFirst(run.count).allSatisfy({ $0 == " " || $0 == "\t" }) { fence = nil }
                 continue
             }
-            if trimmed.hasPrefix("```") || trimmed.hasPrefix("~~~") {
-                fence = trimmed.prefix(3)
+            // GitLab's multi-line quote: `>>>` lines around it.
+            if trimmed.hasPrefix(">>>"), trimmed.dropFirst(3).allSatisfy({ $0 == " " || $0 == "\t" }) {
+                gitLabQuote.toggle()
                 continue
             }
-            if trimmed.hasPrefix(">") { continue }
+            if gitLabQuote { continue }
+            if trimmed.isEmpty {
+                inQuote = false
+                kept.append(line)
+                continue
+            }
+            if let first = trimmed.first, first == "`" || first == "~" {
+                let run = trimmed.prefix { $0 == first }
+                if run.count >= 3, first == "~" || !trimmed.dropFirst(run.count).contains("`") {
+                    fence = (first, run.count)
+                    inQuote = false
+                    continue
+                }
+            }
+            // A quote, also as a list item's content (`- > …`, `1. > …`); the lines after it up to
+            // a blank line continue it (Markdown shows them inside the quote).
+            if Self.listItemContent(trimmed).hasPrefix(">") {
+                inQuote = true
+                continue
+            }
+            if inQuote { continue }
             // Indented four spaces or a tab: a code block.
             if line.hasPrefix("    ") || line.hasPrefix("\t") { continue }
             kept.append(line)
         }
         // Code spans: a run of backticks to the next run of the same length.
         return kept.joined(separator: "\n").replacingOccurrences(of: #"(`+)[\s\S]*?\1"#, with: " ", options: .regularExpression)
+    }
+
+    /// A line without the list markers it starts with (`- `, `* `, `+ `, `1. `, `2) `, nested).
+    static func listItemContent(_ line: Substring) -> Substring {
+        var rest = line
+        while true {
+            let digits = rest.prefix { $0.isASCII && $0.isNumber }
+            var marker: Substring?
+            if let first = rest.first, "-*+".contains(first) {
+                marker = rest.prefix(1)
+            } else if !digits.isEmpty, digits.count <= 9, let next = rest.dropFirst(digits.count).first, next == "." || next == ")" {
+                marker = rest.prefix(digits.count + 1)
+            }
+            guard let marker, let after = rest.dropFirst(marker.count).first, after == " " || after == "\t" else { return rest }
+            rest = rest.dropFirst(marker.count).drop { $0 == " " || $0 == "\t" }
+        }
     }
 
     /// Registers the `github.delivery` job: each stored delivery is processed once.
