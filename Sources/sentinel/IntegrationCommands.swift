@@ -33,7 +33,7 @@ struct IntegrationCommand: AsyncParsableCommand {
                 let summary = try await global.withWorkspace(workspace) { actor, control, _ in
                     let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
                     return try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret,
-                                                       apiURL: api, caBundlePEM: ca, botLogin: botLogin)
+                                                       apiURL: api, caBundlePEM: ca, botLogin: botLogin, by: "cli")
                 }
                 if json { try printJSON(summary) } else {
                     print("added GitHub integration \(summary.id); point the App's webhook URL at https://YOUR-HOST\(summary.webhookPath)")
@@ -83,7 +83,7 @@ struct IntegrationCommand: AsyncParsableCommand {
                 let summary = try await global.withWorkspace(workspace) { actor, control, _ in
                     let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
                     return try await service.addGitLab(workspace: actor, baseURL: base, token: token, webhookSecret: secret, caBundlePEM: ca,
-                                                       botUsername: botUsername ?? user.username)
+                                                       botUsername: botUsername ?? user.username, by: "cli")
                 }
                 let root = config.server.publicURL ?? "\(config.server.tlsEnabled ? "https" : "http")://\(ProcessInfo.processInfo.hostName):\(config.server.port)"
                 let url = root + summary.webhookPath

@@ -105,7 +105,7 @@ struct RepoCommand: AsyncParsableCommand {
         try await oneLine {
             _ = try await global.withWorkspace(workspace) { actor, control, config in
                 let plan = try global.billing(config, control).currentPlan(of: actor.id)
-                return try await actor.write { tx in try RepositoryStore.setEnabled(enabled, fullName: repository, plan: plan, in: &tx) }
+                return try await actor.write { tx in try RepositoryStore.setEnabled(enabled, fullName: repository, plan: plan, by: "cli", in: &tx) }
             }
             print("\(repository) \(enabled ? "enabled" : "disabled")")
         }

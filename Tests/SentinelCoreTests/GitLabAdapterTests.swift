@@ -12,6 +12,10 @@ struct GitLabAdapterTests {
         #expect(!GitLabWebhookToken.isValid(header: "s3cret", secret: secret))
         #expect(!GitLabWebhookToken.isValid(header: nil, secret: secret))
         #expect(!GitLabWebhookToken.isValid(header: "", secret: secret))
+        // The longest secret an integration takes (1,000 characters) in two-byte letters: 2,000
+        // bytes, refused by a 1,024-byte bound on every delivery.
+        let long = String(repeating: "é", count: 1_000)
+        #expect(GitLabWebhookToken.isValid(header: long, secret: Data(long.utf8)))
     }
 
     /// Merge request diffs, one file a page, each page naming the next as `next(page)` says.

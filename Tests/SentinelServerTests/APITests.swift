@@ -423,6 +423,9 @@ struct APIAccessTests {
             let integration = try await api.call(.post, base + "/integrations", token: owner, body: body)
             #expect(integration.status == .created, "\(integration.body)")
             #expect((integration.json["webhook_url"] as? String)?.contains("/webhooks/github/int_") == true)
+            let added = try await api.call(.get, base + "/audit", token: owner)
+            #expect((added.json["items"] as? [[String: Any]] ?? []).contains { $0["type"] as? String == "IntegrationAdded" && $0["by"] as? String == "owner@example.com" },
+                    "who added the integration is recorded: \(added.body)")
             let provider = try await api.call(.post, base + "/providers", token: owner, body: #"{"kind":"openai","api_key":"\#(apiKey)"}"#)
             #expect(provider.status == .created)
             #expect(provider.json["key_suffix"] as? String == "1234")
@@ -612,6 +615,10 @@ struct APIResourceTests {
             #expect((repos.json["items"] as? [[String: Any]])?.first?["full_name"] as? String == "acme/api")
             let disabled = try await api.call(.patch, base + "/repositories/\(repo)", token: world.token(.admin), body: #"{"enabled":false}"#)
             #expect(disabled.json["enabled"] as? Bool == false)
+            // The audit log says who disabled it (its `by` was empty).
+            let audit = try await api.call(.get, base + "/audit", token: world.token(.owner))
+            let entry = (audit.json["items"] as? [[String: Any]] ?? []).last { $0["type"] as? String == "RepositoryDisabled" }
+            #expect(entry?["by"] as? String == "admin@example.com", "\(audit.body)")
             #expect(try await api.call(.post, base + "/runs", token: member, body: #"{"repository_id":\#(repo),"pr_number":8}"#).status == .conflict)
             let explain = try await api.call(.get, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer))
             #expect(explain.status == .ok)

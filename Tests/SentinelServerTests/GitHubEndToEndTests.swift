@@ -540,6 +540,8 @@ struct GitHubEndToEndTests {
             try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries ORDER BY received_at") }
         }
         #expect(outcomes.first?.contains("installation.id") == true, "\(outcomes)")
+        // The late removal removed nothing (the repository moved on), and its outcome says so.
+        #expect(outcomes.last == "added 0, removed 0 repositories", "\(outcomes)")
         let row = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             try await actor.read { db in
                 try String.fetchOne(db, sql: "SELECT full_name || ' ' || installation_id || ' ' || removed FROM repositories WHERE external_id = 301")
@@ -573,7 +575,7 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a signed body nested past 512 levels is refused saying so (it was told it was not a JSON object); 100 levels are stored")
+    @Test("a signed body nested past 512 levels, not UTF-8 or with a raw control character is refused saying so (it was told it was not a JSON object); 100 levels are stored")
     func deepNestingExplained() async throws {
         let world = try await GitHubWorld()
         func body(depth: Int) -> Data {
@@ -583,6 +585,11 @@ struct GitHubEndToEndTests {
         #expect(refused == 400)
         #expect(text.contains("nests arrays and objects deeper than 512 levels"), "\(text)")
         #expect(try await world.deliver(event: "pull_request", body: body(depth: 100)).0 == 202)
+        // An object refused for its text says so: it was told it was not a JSON object.
+        let notUTF8 = try await world.deliver(event: "pull_request", body: Data(#"{"action":"labeled","x":""#.utf8) + Data([0xFF]) + Data(#""}"#.utf8))
+        #expect(notUTF8.0 == 400 && notUTF8.1.contains("not valid UTF-8"), "\(notUTF8.1)")
+        let control = try await world.deliver(event: "pull_request", body: Data(#"{"action":"labeled","x":""#.utf8) + Data([0x00]) + Data(#""}"#.utf8))
+        #expect(control.0 == 400 && control.1.contains("raw control character (U+0000)"), "\(control.1)")
         await world.stop()
     }
 

@@ -383,12 +383,20 @@ struct GitLabEndToEndTests {
         let oddUUID = try await world.deliver("Merge Request Hook", open, uuid: "not a uuid")
         #expect(oddUUID.0 == 400 && oddUUID.1.contains("X-Gitlab-Event-UUID (or Idempotency-Key) header must be printable ASCII without spaces"),
                 "\(oddUUID.1)")
+        // Beside an Idempotency-Key the event UUID is checked too (it was not read at all).
+        let oddBeside = try await FakeGitLab.deliver(to: world.hookURL, token: world.secret, event: "Merge Request Hook", payload: open,
+                                                     uuid: "not a uuid", idempotencyKey: "ik-1")
+        #expect(oddBeside.status == 400 && oddBeside.body.contains("X-Gitlab-Event-UUID header must be printable ASCII"), "\(oddBeside.body)")
         let oddEvent = try await world.deliver("Merge Request Hook; Note Hook", open)
         #expect(oddEvent.0 == 400 && oddEvent.1.contains("X-Gitlab-Event header must be ASCII letters, digits, spaces and _ - ."), "\(oddEvent.1)")
         let stored = try await world.appliance.supervisor.withWorkspace(world.workspace) {
             try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") ?? 0 }
         }
         #expect(stored == 0)
+        // An empty Idempotency-Key is none: the event UUID names the delivery (it was refused as missing).
+        let emptyKey = try await FakeGitLab.deliver(to: world.hookURL, token: world.secret, event: "Merge Request Hook", payload: open,
+                                                    uuid: "uu-4", idempotencyKey: "")
+        #expect(emptyKey.status == 202, "\(emptyKey.body)")
         // Removing the integration through the API: its webhooks answer 410, it is no longer listed.
         let token = try world.ownerToken()
         #expect(try await world.api(.DELETE, "/integrations/\(world.integration.id)", token: token).0 == 204)

@@ -58,8 +58,10 @@ struct LifecycleAPITests {
             // The world's own setup (from code: cli), then this test's changes through the API (by the admin's email).
             #expect(summary.filter { $0.hasPrefix("WorkspaceCreated") } == ["WorkspaceCreated cli", "WorkspaceCreated cli", "WorkspaceCreated root@example.com"],
                     "\(summary)")
-            #expect(summary.suffix(3) == ["UserCreated root@example.com", "UserDisabled root@example.com", "WorkspaceCreated root@example.com"],
-                    "\(summary)")
+            #expect(summary.suffix(4) == ["UserCreated root@example.com", "UserDisabled root@example.com", "WorkspaceCreated root@example.com",
+                                          "WorkspaceOwnerSet root@example.com"], "\(summary)")
+            // The first owner is recorded (it was nowhere).
+            #expect((entries(all).last?["data"] as? [String: Any])?["email"] as? String == "root@example.com", "\(all.body)")
             let seqs = entries(all).compactMap { $0["seq"] as? Int }
             #expect(seqs == seqs.sorted(), "oldest first")
 

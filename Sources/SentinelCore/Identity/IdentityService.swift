@@ -324,8 +324,9 @@ public struct IdentityService: Sendable {
     /// Adds or changes a membership; refuses to leave a workspace without an owner, a new member
     /// over the plan's seat limit, and (with `expecting`) a membership that is no longer what the
     /// caller saw (409).
+    /// `audit`: an entry of the appliance's log (subject the workspace) written with the change.
     public func setRole(_ role: WorkspaceRole, userID: String, in workspace: WorkspaceID, seatLimit: Plan? = nil,
-                        expecting: MembershipExpectation? = nil) throws {
+                        expecting: MembershipExpectation? = nil, audit: (type: String, actor: String, data: [String: String])? = nil) throws {
         try control.write { db in
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE id = ?", arguments: [userID]) != nil else {
                 throw IdentityError(.notFound, "no such user")
@@ -345,6 +346,7 @@ public struct IdentityService: Sendable {
                 INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role
                 """, arguments: [workspace.rawValue, userID, role.rawValue, Date().epoch])
+            if let audit { try AuditLog.append(audit.type, actor: audit.actor, subject: "workspace:\(workspace)", data: audit.data, in: db) }
         }
     }
 

@@ -128,7 +128,7 @@ public struct IntegrationService: Sendable {
 
     public func addGitHub(workspace: WorkspaceActor, appID: Int64, privateKeyPEM: String, webhookSecret: Data,
                           apiURL: URL = defaultGitHubAPI, caBundlePEM: String? = nil, botLogin: String? = nil,
-                          id chosen: IntegrationID? = nil) async throws -> IntegrationSummary {
+                          id chosen: IntegrationID? = nil, by actor: String? = nil) async throws -> IntegrationSummary {
         guard appID > 0 else { throw IntegrationError.invalid("the GitHub App id must be a positive number") }
         try Self.checkTexts(webhookSecret: webhookSecret, caBundlePEM: caBundlePEM, [
             ("private_key", privateKeyPEM, 20_000, true), ("api_url", apiURL.absoluteString, 500, false), ("bot_login", botLogin, 100, false)])
@@ -151,7 +151,8 @@ public struct IntegrationService: Sendable {
                                  try key.seal(webhookSecret, context: IntegrationSecret.webhookSecret.context(id)),
                                  botLogin, now.epoch])
             try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)",
-                                      payload: ["kind": "github", "api_url": apiURL.absoluteString, "app_id": String(appID)]))
+                                      payload: ["kind": "github", "api_url": apiURL.absoluteString, "app_id": String(appID)]
+                                          .merging(actor.map { ["by": $0] } ?? [:]) { a, _ in a }))
         }
         try control.write { db in
             try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', ?)",

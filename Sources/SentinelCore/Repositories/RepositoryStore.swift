@@ -137,14 +137,16 @@ public enum RepositoryStore {
     /// Enables or disables a repository by id (the API's `updateRepository` and the console's
     /// buttons); a removed or unknown repository is not found.
     @discardableResult
-    public static func setEnabled(_ enabled: Bool, id: Int64, plan: Plan?, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+    public static func setEnabled(_ enabled: Bool, id: Int64, plan: Plan?, by actor: String? = nil, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         guard let repo = try find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
-        return try setEnabled(enabled, fullName: repo.fullName, plan: plan, in: &tx)
+        return try setEnabled(enabled, fullName: repo.fullName, plan: plan, by: actor, in: &tx)
     }
 
     /// Enables or disables a repository by name. Enabling one more than `plan` allows is refused.
+    /// `actor`: who did it, for the audit log (`cli`, a user's email).
     @discardableResult
-    public static func setEnabled(_ enabled: Bool, fullName: String, plan: Plan?, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+    public static func setEnabled(_ enabled: Bool, fullName: String, plan: Plan?, by actor: String? = nil,
+                                  in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         guard let repo = try RepositoryRecord.fetchOne(tx.db, sql: "SELECT * FROM repositories WHERE full_name = ? AND removed = 0",
                                                        arguments: [fullName]) else {
             throw StorageError.notFound("repository \(fullName) is not known to this workspace (install the GitHub App on it first)")
@@ -159,7 +161,7 @@ public enum RepositoryStore {
         }
         try tx.db.execute(sql: "UPDATE repositories SET enabled = ? WHERE id = ?", arguments: [enabled, repo.id])
         try tx.append(DomainEvent(type: enabled ? "RepositoryEnabled" : "RepositoryDisabled", subject: "repository:\(repo.id)",
-                                  payload: ["repository": fullName]))
+                                  payload: ["repository": fullName].merging(actor.map { ["by": $0] } ?? [:]) { a, _ in a }))
         var updated = repo
         updated.enabled = enabled
         return updated
@@ -168,11 +170,15 @@ public enum RepositoryStore {
     /// Marks a repository removed from `installationID` (when given): only if that installation
     /// holds it. A repository moved to another installation, whose old installation's "removed"
     /// arrived after the new one's "added", was dropped.
-    public static func markRemoved(integrationID: IntegrationID, externalID: Int64, installationID: Int64? = nil, in db: Database) throws {
+    /// Returns whether a repository was removed now (not unknown, not already removed, not moved
+    /// to another installation).
+    @discardableResult
+    public static func markRemoved(integrationID: IntegrationID, externalID: Int64, installationID: Int64? = nil, in db: Database) throws -> Bool {
         try db.execute(sql: """
             UPDATE repositories SET removed = 1
-            WHERE integration_id = ? AND external_id = ? AND (? IS NULL OR installation_id IS NULL OR installation_id = ?)
+            WHERE integration_id = ? AND external_id = ? AND (? IS NULL OR installation_id IS NULL OR installation_id = ?) AND removed = 0
             """, arguments: [integrationID.rawValue, externalID, installationID, installationID])
+        return db.changesCount > 0
     }
 
     public static func find(integrationID: IntegrationID, externalID: Int64, in db: Database) throws -> RepositoryRecord? {

@@ -154,7 +154,9 @@ extension WorkspaceService {
         }
         let record = try create(name: name, by: creator.email)
         guard let id = record.workspaceID else { throw StorageError.invalid("the new workspace has a malformed id \(record.id)") }
-        try identity.setRole(.owner, userID: owner.id, in: id)
+        // Who was made its first owner, beside `WorkspaceCreated` in the appliance's log (it was recorded nowhere).
+        try identity.setRole(.owner, userID: owner.id, in: id,
+                             audit: ("WorkspaceOwnerSet", creator.email, ["email": owner.email, "role": WorkspaceRole.owner.rawValue]))
         return (record, id, owner)
     }
 }

@@ -31,7 +31,7 @@ struct ConfigurationHandlers: Sendable {
         let apiURL = try IntegrationService.gitHubAPIURL(body.apiUrl)
         let summary = try await d.integrations.addGitHub(workspace: context.workspace, appID: Int64(body.appId), privateKeyPEM: body.privateKey,
                                                          webhookSecret: Data(body.webhookSecret.utf8), apiURL: apiURL,
-                                                         caBundlePEM: body.caBundle, botLogin: body.botLogin)
+                                                         caBundlePEM: body.caBundle, botLogin: body.botLogin, by: context.actorName)
         return .created(.init(body: .json(.init(integration: try .converted(from: summary),
                                                 webhookUrl: context.request.baseURL + summary.webhookPath))))
     }
@@ -41,7 +41,7 @@ struct ConfigurationHandlers: Sendable {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let summary = try await d.integrations.connectGitLab(workspace: context.workspace, baseURL: body.baseUrl, token: body.token,
                                                              webhookSecret: Data(body.webhookSecret.utf8), caBundlePEM: body.caBundle,
-                                                             botUsername: body.botUsername, destinations: d.destinations)
+                                                             botUsername: body.botUsername, destinations: d.destinations, by: context.actorName)
         return .created(.init(body: .json(.init(integration: try .converted(from: summary),
                                                 webhookUrl: context.request.baseURL + summary.webhookPath))))
     }
@@ -152,7 +152,7 @@ struct ConfigurationHandlers: Sendable {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
         let (enabled, id) = (body.enabled, try PathID.parse(input.path.repositoryId, what: "repository"))
         let plan = try await d.billing.plan(for: context.workspaceID)
-        let updated = try await context.workspace.write { tx in try RepositoryStore.setEnabled(enabled, id: id, plan: plan, in: &tx) }
+        let updated = try await context.workspace.write { tx in try RepositoryStore.setEnabled(enabled, id: id, plan: plan, by: context.actorName, in: &tx) }
         return .ok(.init(body: .json(Self.repository(updated))))
     }
 

@@ -72,7 +72,7 @@ extension Console {
             default: throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
             }
             let plan = try await d.billing.plan(for: m.id)
-            _ = try await m.workspace.write { tx in try RepositoryStore.setEnabled(enabled, id: id, plan: plan, in: &tx) }
+            _ = try await m.workspace.write { tx in try RepositoryStore.setEnabled(enabled, id: id, plan: plan, by: m.actorName, in: &tx) }
             return Self.redirect(m.base + "/repositories")
         }
         get(router, ws + "/members", "listMembers") { m, _ in try await membersPage(m) }
@@ -207,7 +207,7 @@ extension Console {
         let apiURL = try IntegrationService.gitHubAPIURL(form.text("api_url"))
         _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: appID, privateKeyPEM: try form.required("private_key", "The private key"),
                                                webhookSecret: Data(try form.requiredSecret("webhook_secret", "The webhook secret").utf8), apiURL: apiURL,
-                                               caBundlePEM: form.text("ca_bundle"), botLogin: form.text("bot_login"))
+                                               caBundlePEM: form.text("ca_bundle"), botLogin: form.text("bot_login"), by: m.actorName)
         return Self.redirect(m.base + "/integrations")
     }
 
@@ -469,7 +469,7 @@ extension Console {
         }
         do {
             _ = try await d.integrations.addGitHub(workspace: m.workspace, appID: conversion.appID, privateKeyPEM: conversion.privateKeyPEM,
-                                                   webhookSecret: Data(conversion.webhookSecret.utf8), apiURL: apiURL, id: id)
+                                                   webhookSecret: Data(conversion.webhookSecret.utf8), apiURL: apiURL, id: id, by: m.actorName)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw alreadyAdded   // the same callback twice at once
         }

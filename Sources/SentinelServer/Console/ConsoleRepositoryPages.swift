@@ -58,7 +58,7 @@ extension Console {
         let summary = try await d.integrations.connectGitLab(
             workspace: m.workspace, baseURL: try form.required("base_url", "The GitLab URL"), token: try form.required("token", "The access token"),
             webhookSecret: Data(try form.requiredSecret("webhook_secret", "The webhook secret").utf8), caBundlePEM: form.text("ca_bundle"),
-            botUsername: form.text("bot_username"), destinations: d.destinations)
+            botUsername: form.text("bot_username"), destinations: d.destinations, by: m.actorName)
         return Self.redirect("\(m.base)/integrations/\(summary.id)")
     }
 

@@ -188,14 +188,14 @@ struct WebhookRoutes {
     /// Why a signed delivery that is not a JSON object is refused: a repository or organisation
     /// webhook left at GitHub's form content type sends `payload=…` as
     /// `application/x-www-form-urlencoded`, and is told (415) to send JSON; anything else is a 400.
-    static func unreadable(_ request: Request) -> Problem {
+    static func unreadable(_ request: Request, _ data: Data) -> Problem {
         if let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
            !type.isEmpty, type != "application/json", !type.hasSuffix("+json") {
             return Problem(status: .unsupportedMediaType,
                            detail: "the delivery is sent as \(StoredText.singleLine(String(type.prefix(60)))); Sentinel reads webhook deliveries as JSON: "
                                + "set the webhook's content type to application/json")
         }
-        return Problem(status: .badRequest, detail: DeliveryEnvelope.refusal)
+        return Problem(status: .badRequest, detail: DeliveryEnvelope.refusal(for: data))
     }
 
     /// The integration whose webhook secret `accepts` the delivery: the cached one, or the one
@@ -227,7 +227,7 @@ struct WebhookRoutes {
         }
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "github", outcome: "invalid_json")
-            throw Self.unreadable(request)
+            throw Self.unreadable(request, data)
         }
         if event == "ping" {
             metrics.webhook(platform: "github", outcome: "ping")
@@ -257,13 +257,21 @@ struct WebhookRoutes {
                                                   scheme: "Token", header: "X-Gitlab-Token")
         }
         let event = try Self.required(request, "X-Gitlab-Event", limit: Self.eventNameLimit, rule: .eventName)
-        let idempotencyKey = try Self.optional(request, "Idempotency-Key")
-        let key = try Self.required(idempotencyKey ?? Self.optional(request, "X-Gitlab-Event-UUID"),
+        // Both naming headers are checked as GitLab sends them, whichever names the delivery: an
+        // empty `Idempotency-Key` is none (the event UUID names it then), and an event UUID given
+        // twice or with odd characters is refused beside a key too (it was not read at all).
+        let idempotencyKey = try Self.optional(request, "Idempotency-Key").flatMap { $0.isEmpty ? nil : $0 }
+        let eventUUID = try Self.optional(request, "X-Gitlab-Event-UUID").flatMap { $0.isEmpty ? nil : $0 }
+        if let idempotencyKey, let eventUUID {
+            _ = try Self.required(idempotencyKey, "Idempotency-Key", limit: Self.deliveryIDLimit, rule: .deliveryID)
+            _ = try Self.required(eventUUID, "X-Gitlab-Event-UUID", limit: Self.deliveryIDLimit, rule: .deliveryID)
+        }
+        let key = try Self.required(idempotencyKey ?? eventUUID,
                                     idempotencyKey == nil ? "X-Gitlab-Event-UUID (or Idempotency-Key)" : "Idempotency-Key",
                                     limit: Self.deliveryIDLimit, rule: .deliveryID)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
-            throw Self.unreadable(request)
+            throw Self.unreadable(request, data)
         }
         let action = envelope.objectAttributesAction
         return try await store(deliveryID: Self.gitLabDeliveryID(key), event: event, action: action, data: data, integrationID: integration.id,

@@ -99,6 +99,17 @@ public struct DeliveryEnvelope: Decodable, Sendable, Equatable {
     /// What a delivery whose body `parse` refuses is told.
     public static let refusal = "the delivery body is not a JSON object, or nests arrays and objects deeper than \(JSONObjectScan.maximumDepth) levels"
 
+    /// What a delivery whose body `parse` refuses is told, said more exactly when the body is not
+    /// UTF-8 text or holds a raw control character (an object otherwise well formed was told it
+    /// was not a JSON object).
+    public static func refusal(for data: Data) -> String {
+        if String(validating: data, as: UTF8.self) == nil { return "the delivery body is not valid UTF-8 text (JSON is UTF-8)" }
+        if let control = data.first(where: { $0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) {
+            return "the delivery body holds a raw control character (U+\(String(format: "%04X", control))); JSON writes it as a \\u escape"
+        }
+        return refusal
+    }
+
     /// nil when `data` is not one well-formed JSON object (see `JSONObjectScan`).
     public static func parse(_ data: Data) -> DeliveryEnvelope? {
         data.withUnsafeBytes { JSONObjectScan.scan($0) }.map {

@@ -207,9 +207,10 @@ public struct GitHubDeliveryProcessor: Sendable {
                 }
                 return "registered \(e.repositories?.count ?? 0) repositories"
             case "deleted", "suspend":
-                try tx.db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ? AND installation_id = ?",
+                try tx.db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ? AND installation_id = ? AND removed = 0",
                                   arguments: [integrationID.rawValue, e.installation.id])
-                return "removed the installation's repositories"
+                // What was removed, not what the payload lists (an unknown installation removed nothing).
+                return "removed \(tx.db.changesCount) repositories of installation \(e.installation.id)"
             default:
                 return "ignored: installation.\(e.action)"
             }
@@ -219,10 +220,14 @@ public struct GitHubDeliveryProcessor: Sendable {
                 try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.fullName,
                                              installationID: e.installation.id, limit: repositoryLimit, in: &tx)
             }
+            var removed = 0
             for repo in e.repositoriesRemoved ?? [] {
-                try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, installationID: e.installation.id, in: tx.db)
+                if try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, installationID: e.installation.id, in: tx.db) {
+                    removed += 1
+                }
             }
-            return "added \(e.repositoriesAdded?.count ?? 0), removed \(e.repositoriesRemoved?.count ?? 0) repositories"
+            // What was removed, not what the payload lists (an unknown repository, or one moved to another installation, is not).
+            return "added \(e.repositoriesAdded?.count ?? 0), removed \(removed) repositories"
         case "pull_request":
             let e = try decoder.decode(GitHubPayload.PullRequestEvent.self, from: payload)
             // The same decision intake makes (one list of the actions acted on, so the two cannot differ).

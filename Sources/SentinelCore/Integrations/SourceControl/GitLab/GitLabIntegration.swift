@@ -27,7 +27,7 @@ extension IntegrationService {
     /// in the credential column, where a GitHub App keeps its private key). Check the token against
     /// the instance first (`GitLabTokenCheck`).
     public func addGitLab(workspace: WorkspaceActor, baseURL: URL, token: String, webhookSecret: Data, caBundlePEM: String? = nil,
-                          botUsername: String? = nil) async throws -> IntegrationSummary {
+                          botUsername: String? = nil, by actor: String? = nil) async throws -> IntegrationSummary {
         let token = token.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty, token.count <= 1_000, !StoredText.hasControlCharacters(token, multiline: false) else {
             throw IntegrationError.invalid("the GitLab access token is empty or malformed")
@@ -50,7 +50,8 @@ extension IntegrationService {
                                  try key.seal(Data(token.utf8), context: IntegrationSecret.token.context(id)),
                                  try key.seal(webhookSecret, context: IntegrationSecret.webhookSecret.context(id)),
                                  botUsername, now.epoch])
-            try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)", payload: ["kind": "gitlab", "api_url": root]))
+            try tx.append(DomainEvent(type: "IntegrationAdded", subject: "integration:\(id)",
+                                      payload: ["kind": "gitlab", "api_url": root].merging(actor.map { ["by": $0] } ?? [:]) { a, _ in a }))
         }
         try control.write { db in
             try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'gitlab', ?)",
@@ -83,7 +84,7 @@ extension IntegrationService {
     /// base URL must be absolute; the token is checked against the instance before anything is
     /// stored (a refused token stores nothing); the bot user name defaults to the token's user.
     public func connectGitLab(workspace: WorkspaceActor, baseURL raw: String, token: String, webhookSecret: Data, caBundlePEM: String?,
-                              botUsername: String?, destinations: DestinationPolicy) async throws -> IntegrationSummary {
+                              botUsername: String?, destinations: DestinationPolicy, by actor: String? = nil) async throws -> IntegrationSummary {
         guard let baseURL = WebAddress.parse(raw), baseURL.scheme != nil else {
             throw IntegrationError.invalid("base_url must be absolute, like https://gitlab.example.com")
         }
@@ -94,7 +95,7 @@ extension IntegrationService {
         guard webhookSecret.count >= 8 else { throw IntegrationError.invalid("the webhook secret must be at least 8 bytes (there is no unsecured mode)") }
         let user = try await GitLabTokenCheck.user(baseURL: baseURL, token: token, caBundlePEM: caBundlePEM, destinations: destinations)
         return try await addGitLab(workspace: workspace, baseURL: baseURL, token: token, webhookSecret: webhookSecret, caBundlePEM: caBundlePEM,
-                                   botUsername: botUsername ?? user.username)
+                                   botUsername: botUsername ?? user.username, by: actor)
     }
 }
 
