@@ -104,6 +104,16 @@ struct AIReviewEndToEndTests {
         #expect(await world.waitForRun(state: .completed))
         #expect(try await world.count("SELECT count(*) FROM usage_records") == 1)
         #expect(try await world.count("SELECT count(*) FROM usage_records WHERE input_tokens BETWEEN 1 AND 2000000 AND output_tokens < 2000000 AND cost_usd < 1") == 1)
+        // Under every model's window but far past this small prompt: metered at the estimate too
+        // (1,999,999 input tokens for a three-file diff spent the free plan's month).
+        await llm.state.setUsage(input: 1_999_999, output: 20)
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let inputs = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try Int.fetchAll(db, sql: "SELECT input_tokens FROM usage_records ORDER BY id") }
+        }
+        #expect(inputs.count == 2 && inputs[1] < 16_384, "\(inputs)")
         await world.stop()
         await llm.stop()
     }

@@ -450,10 +450,14 @@ public enum ReviewEngine {
     /// `usage` out would make every limit count its calls as free.
     static func meteredUsage(_ reply: ModelReply, prompt: ReviewPrompt) -> TokenUsage {
         var usage = reply.usage
-        // More than any model reads or writes in one call, and far past the prompt (a broken
-        // proxy's `1e15`): one such number ended the workspace's month at its plan's token limit
-        // and recorded a cost of $800,000. Metered at the estimate instead.
-        if usage.inputTokens > max(prompt.estimatedTokens * 16, Self.implausibleTokens) { usage.inputTokens = prompt.estimatedTokens }
+        // Far past the prompt (a broken proxy's `1e15`, or 1,999,999 for a three-line diff): one
+        // such number ended the workspace's month at its plan's token limit and recorded a cost of
+        // $800,000. No tokenizer reads a text as 16 times the estimate's tokens (one token a
+        // character at most, against the estimate's four characters a token); the floor leaves
+        // room for what a provider adds around a small prompt. Metered at the estimate instead.
+        if usage.inputTokens > min(max(prompt.estimatedTokens * 16, Self.promptOverheadTokens), Self.implausibleTokens) {
+            usage.inputTokens = prompt.estimatedTokens
+        }
         // An answer's own tokens: more than any model writes in one call, or a quarter of its text's
         // estimate (missing, `"60"` as a string, negative: read as 0), is metered at the estimate.
         // Taken as given, a missing count made every answer free and 1,999,999 for a short answer
@@ -466,6 +470,8 @@ public enum ReviewEngine {
 
     /// Tokens past every model's context window (today's largest hold 2 million).
     static let implausibleTokens = 2_000_000
+    /// What a provider may count around a small prompt (its own framing, tool definitions).
+    static let promptOverheadTokens = 16_384
     /// More output than any model writes in one call (the largest output limits are 128k tokens).
     static let implausibleOutputTokens = 262_144
 
