@@ -249,6 +249,30 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a review another process queues (a command beside serve) starts at once, also when serve's pending-work entry for the workspace is an old one")
+    func otherProcessEnqueueRunsPromptly() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let control = world.appliance.control
+        // The premise: the index still names a time already past for the workspace (serve knows
+        // the file holds nothing due and has not rewritten the entry).
+        #expect(await eventually(timeout: .seconds(5)) { try control.dueEntry(world.workspace).map { $0 <= Date().timeIntervalSince1970 } == true },
+                "\(String(describing: try? control.dueEntry(world.workspace)))")
+        // A command's own connection to the workspace file, as `sentinel` opens one.
+        let database = try DatabaseOpener(config: testConfig()).open(world.appliance.dataDirectory.workspaceFile(world.workspace), kind: .workspace)
+        let command = WorkspaceActor(id: world.workspace, database: database, control: control, registry: JobRegistry(), config: SentinelConfig().jobs)
+        let repositoryID = try #require(try await world.runs().first?.repositoryID)
+        _ = try await command.write { tx in
+            try ReviewRunStore.requestManual(repositoryID: repositoryID, prNumber: 7, fullReview: false, by: "cli", correlationID: nil, in: &tx)
+        }
+        await command.close()
+        // Serve learnt of it from the index within its poll; the index entry did not move (it was
+        // already earlier), so serve never looked at the file and the review waited for good.
+        #expect(await eventually(timeout: .seconds(10)) { try await world.runs().filter { $0.state == .completed }.count == 2 })
+        await world.stop()
+    }
+
     @Test("a run whose repository is disabled before its job starts again is skipped, and its check neutral: it kept calling GitHub and would have posted")
     func disabledRepositoryRunSkipped() async throws {
         let world = try await GitHubWorld()

@@ -200,6 +200,10 @@ public actor WorkspaceActor {
         let (id, control, listeners, maxAttempts, metrics) = (self.id, self.control, registry.listeners, config.maxAttempts, self.metrics)
         let relaxed = !batch.contains { $0.durable }
         let synchronous = self.synchronous
+        // A process without the scheduler's index (a command beside `serve`) tells `serve` of what
+        // it queues through the index entry changing: `serve` reads the entries now and then and
+        // looks at a file whose entry moved.
+        let otherProcess = pendingIndex == nil
         let transaction: @Sendable (Database) -> Result<BatchOutcome, Error> = { db in
             Result {
                 // NORMAL for a relaxed batch, the configured level (FULL) for any other.
@@ -231,6 +235,13 @@ public actor WorkspaceActor {
                         // file does not know what it wrote before): only move it earlier.
                         if let existing = try control.dueEntry(id), existing <= due {
                             outcome.indexed = existing
+                            if otherProcess {
+                                // Already as early, but `serve` may know it from before and know the
+                                // file holds nothing due: unmoved, the entry did not tell it of this
+                                // work, which waited for good. Moved a millisecond earlier, it does.
+                                try control.markDue(id, at: existing - 0.001)
+                                outcome.indexed = existing - 0.001
+                            }
                         } else {
                             try control.markDue(id, at: due)
                             outcome.indexed = due
