@@ -45,6 +45,29 @@ struct GitLabAdapterTests {
         return (listed.diffs.count, await log.pages.filter { $0 != "?" })
     }
 
+    @Test("discussions whose page would pass the response limit (long comments anyone can write) are read in smaller pages; it failed every review of the merge request")
+    func discussionsInShrinkingPages() async throws {
+        /// 10 discussions; a page of more than 4 is past the limit.
+        struct LongComments: OutboundHTTPClient {
+            let log: PageLog
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                let items = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems ?? []
+                let perPage = Int(items.first { $0.name == "per_page" }?.value ?? "") ?? 20
+                let page = Int(items.first { $0.name == "page" }?.value ?? "") ?? 1
+                await log.add("\(perPage)x\(page)")
+                if perPage > 4 { throw OutboundHTTPError.responseTooLarge("response from 127.0.0.1 exceeded the size limit") }
+                let ids = ((page - 1) * perPage + 1)...min(page * perPage, 10)
+                let body = "[" + ids.map { #"{"id":"d\#($0)","notes":[{"id":\#($0),"body":"long","author":{"id":1,"username":"u"}}]}"# }.joined(separator: ",") + "]"
+                return OutboundResponse(status: 200, headers: [("X-Next-Page", page * perPage < 10 ? String(page + 1) : "")], body: Data(body.utf8))
+            }
+        }
+        let log = PageLog()
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LongComments(log: log))
+        let discussions = try await client.discussions(project: 1, iid: 1)
+        #expect(discussions.map(\.id) == (1...10).map { "d\($0)" }, "\(discussions.map(\.id))")
+        #expect(await log.pages.first == "100x1")
+    }
+
     @Test("a listing whose X-Next-Page does not move forward (a repeated page 1) stops: each page read once, nothing listed twice")
     func paginationOnlyForward() async throws {
         // Page 1 names page 2; page 2 names page 1 again, then page "x".

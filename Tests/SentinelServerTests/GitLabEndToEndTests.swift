@@ -512,6 +512,27 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a run that fails after posting its discussions (GitLab refused its summary note): the next run posts none of them again")
+    func discussionsOfAFailedRunNotRepeated() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        await world.gitlab.state.inject("POST notes", [.status(409)])
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(1))
+        #expect(try await world.runs().first?.state == .failed)
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
+        let developer = FakeGitLabUser(id: 501, username: "dev")
+        await world.gitlab.state.addMember(project: world.project.id, userID: developer.id, username: developer.username, accessLevel: .developer)
+        let command = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 21)
+        #expect(try await world.deliver("Note Hook", command).0 == 202)
+        #expect(await world.waitForFinished(2))
+        #expect(try await world.runs().map(\.state).sorted { $0.rawValue < $1.rawValue } == [.completed, .failed])
+        // Each finding once on the merge request (the second run posted both again), and one summary.
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
+        #expect(await world.summaryNotes().count == 1)
+        await world.stop()
+    }
+
     @Test("a position GitLab refuses (400) moves that finding into the summary; a failed summary post is retried without posting a discussion twice")
     func refusedPositionsAndRetries() async throws {
         let world = try await GitLabWorld()

@@ -89,8 +89,11 @@ public struct GitLabClient: Sendable {
     }
 
     /// Every page of a list, following `X-Next-Page` (at most `maxPages` pages of 100).
+    /// Pages shrink as in `listing`: a list of what anyone can write (notes, discussions: up to a
+    /// million characters a note) must not grow past the response limit, or 34 long comments on a
+    /// merge request made every review of it fail.
     func list<T: Decodable>(_ path: String, query: [(String, String)] = [], operation: String, maxPages: Int = 50) async throws -> [T] {
-        try await listing(path, query: query, operation: operation, maxItems: maxPages * 100).items
+        try await listing(path, query: query, operation: operation, maxItems: maxPages * 100, shrinkingPages: true).items
     }
 
     /// A list as read: its items, how many GitLab had that were left out (`tooLarge`), and whether

@@ -31,6 +31,8 @@ public struct GitLabSession: SourceControlSession {
         } catch let error as OutboundHTTPError {
             if case .destinationRefused = error { throw SourceControlError.permanent("GitLab \(error)") }
             if case .timeout = error, !timeouts { throw error }
+            // An answer past the size limit came from GitLab: it is reachable, and reading it again will not help.
+            if case .responseTooLarge = error { throw SourceControlError.permanent("GitLab \(error)") }
             throw SourceControlError.retryable("GitLab unreachable: \(error)", retryAfter: nil)
         }
     }
@@ -179,17 +181,20 @@ public struct GitLabSession: SourceControlSession {
                     throw ReviewedCommitOutdated(message: "the merge request's head moved from \(headSHA.prefix(12)) to \(current.prefix(12)) before the review was posted")
                 }
                 let files = Self.diffFiles(try await client.mergeRequestDiffs(project: project, iid: number).diffs)
+                // The findings already on the merge request, by the fingerprint marker ending each of
+                // the bot's discussions: this run's own before a retry, and an earlier run's that
+                // failed after posting them (its findings were never recorded as posted, and the next
+                // run posted them all again). Compared by whole text, a retry missed what GitLab
+                // stores changed (carriage returns dropped, trailing spaces trimmed) and posted twice.
                 var posted = Set<String>()
-                if let marker {
-                    for discussion in try await client.discussions(project: project, iid: number) {
-                        for note in discussion.notes ?? [] where note.author?.id == bot.id && (note.body?.contains(marker) ?? false) {
-                            posted.insert(note.body ?? "")
-                        }
+                for discussion in try await client.discussions(project: project, iid: number) {
+                    for note in discussion.notes ?? [] where note.author?.id == bot.id {
+                        if let body = note.body, let fingerprint = Self.fingerprintMarker(in: body) { posted.insert(fingerprint) }
                     }
                 }
                 for comment in comments {
                     let text = GitLabQuickActions.neutralize(Self.gitLabBody(comment)) + (marker.map { "\n\n" + $0 } ?? "")
-                    if posted.contains(text) { continue }
+                    if let fingerprint = Self.fingerprintMarker(in: comment.body), posted.contains(fingerprint) { continue }
                     guard let refs = mr.diff_refs, let base = refs.base_sha, let start = refs.start_sha, let head = refs.head_sha,
                           let position = Self.position(of: comment, in: files, base: base, start: start, head: head) else {
                         refused.append(comment)
@@ -216,6 +221,13 @@ public struct GitLabSession: SourceControlSession {
             }
             return String(try await client.createNote(project: project, iid: number, body: GitLabQuickActions.neutralize(summary)).id)
         }
+    }
+
+    /// The fingerprint marker a comment carries (`<!-- sentinel:fp:… -->`), if any.
+    static func fingerprintMarker(in body: String) -> String? {
+        guard let start = body.range(of: "<!-- sentinel:fp:", options: .backwards),
+              let end = body.range(of: " -->", range: start.upperBound..<body.endIndex) else { return nil }
+        return String(body[start.lowerBound..<end.upperBound])
     }
 
     /// A comment's text without the fingerprint marker that ends it.
