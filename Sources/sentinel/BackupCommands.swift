@@ -51,6 +51,10 @@ struct Restore: AsyncParsableCommand {
             let restored = try BackupService(dataDirectory: global.dataDirectory, opener: DatabaseOpener(config: config))
                 .restore(from: URL(fileURLWithPath: from, isDirectory: true), workspace: only, log: { print($0) })
             print("restored \(restored.count) file(s): \(restored.map(\.file).joined(separator: ", "))")
+            if !FileManager.default.fileExists(atPath: global.dataDirectory.masterKeyFile.path) {
+                print("note: a backup does not hold secrets/master.key: copy the original machine's key to "
+                      + "\(global.dataDirectory.masterKeyFile.path) (mode 600) before starting sentinel serve; the restored credentials are sealed with it")
+            }
         }
     }
 }

@@ -94,7 +94,9 @@ struct CLIContext {
         let path = directory.root.path
         try requireDataDirectoryNotAFile()
         if create {
-            do { try directory.prepare() } catch {
+            do { try directory.prepare() } catch let error as StorageError {
+                throw CLIError(error.description)
+            } catch {
                 throw CLIError("cannot create the data directory \(path): \((error as NSError).localizedDescription)")
             }
         } else if !FileManager.default.fileExists(atPath: directory.controlFile.path) {

@@ -66,6 +66,12 @@ struct BackupTests {
         let control = try ControlStore(dataDirectory: data, opener: DatabaseOpener())
         #expect(try control.workspace(ws)?.name == "busy")
         #expect(try control.dueEntry(ws) != nil, "a restored workspace is looked at once by the scheduler")
+        try control.close()
+        // No master key was made for it (a backup holds none; the restored credentials are sealed
+        // with the original): starting there says to copy it back, and makes none either.
+        #expect(!FileManager.default.fileExists(atPath: data.masterKeyFile.path))
+        #expect { try data.prepare() } throws: { "\($0)".contains("master.key is missing, but this data directory holds data") }
+        #expect(!FileManager.default.fileExists(atPath: data.masterKeyFile.path))
     }
 
     @Test("restoring one workspace control.sqlite no longer lists (deleted) is refused (it came back as a file nothing serves, reported restored)")

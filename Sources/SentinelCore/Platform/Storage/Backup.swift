@@ -228,7 +228,9 @@ public struct BackupService: Sendable {
             throw StorageError.conflict("sentinel serve is running on \(dataDirectory.root.path); stop it before restoring")
         }
         defer { _ = (lock, restoring) }
-        try dataDirectory.prepare()
+        // No key is made here: the restored files' credentials are sealed with the original one,
+        // which a backup does not hold (`serve` says so until it is copied back).
+        try dataDirectory.prepare(creatingKey: false)
         if !selected.contains(where: { $0.kind == .control }), FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
             // A workspace control.sqlite does not list (deleted) would come back as a file nothing
             // serves, backs up or exports, reported restored all the same: with `--workspace`, and

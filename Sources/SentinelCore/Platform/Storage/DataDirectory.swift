@@ -56,14 +56,27 @@ public struct DataDirectory: Sendable, Equatable {
         }
     }
 
-    /// Creates the directories and the master key if they do not exist yet. Idempotent.
-    public func prepare() throws {
+    /// Creates the directories and, for a new data directory, the master key. Idempotent. A data
+    /// directory that already holds data (`control.sqlite`) but no key gets none: its stored
+    /// credentials are sealed with the lost key, and a new one made at start looked like a working
+    /// appliance whose every credential was refused. `creatingKey: false` (a restore) makes none.
+    public func prepare(creatingKey: Bool = true) throws {
         let fm = FileManager.default
         for dir in [root, workspacesDirectory, tlsDirectory, exportsDirectory] {
             try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         }
         try fm.createDirectory(at: secretsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard creatingKey, !fm.fileExists(atPath: masterKeyFile.path) else { return }
+        if fm.fileExists(atPath: controlFile.path) { throw StorageError.io(missingMasterKey) }
         _ = try MasterKey.loadOrCreate(at: masterKeyFile)
+    }
+
+    /// What a data directory with data but without its master key is told.
+    public var missingMasterKey: String {
+        "\(masterKeyFile.path) is missing, but this data directory holds data (control.sqlite) whose stored credentials "
+            + "(integration keys, webhook secrets, AI provider keys) are sealed with it. Copy the key back from where you keep it "
+            + "(a backup does not hold it), mode 600. To go on without the stored credentials instead, create a new key "
+            + "(head -c 32 /dev/urandom > \(masterKeyFile.path); chmod 600 \(masterKeyFile.path)) and enter them again"
     }
 }
 
