@@ -49,6 +49,8 @@ public final class Appliance: Sendable {
     /// group, and the service exporting them (OTLP when `observability.otlp.endpoint` is set).
     let tracer: any Tracer
     let tracing: any Service
+    /// Closed when graceful shutdown begins: later requests are refused, not carried out unanswered.
+    let shutdownGate = ShutdownGate()
 
     /// Prepares the data directory (creating it, the master key and migrating control.sqlite) and
     /// takes the serve lock: two servers never share a data directory.
@@ -156,6 +158,7 @@ public final class Appliance: Sendable {
             router.add(middleware: StrictTransportSecurityMiddleware(maxAgeSeconds: config.server.hstsMaxAgeSeconds))
         }
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
+        router.add(middleware: ShutdownGateMiddleware(gate: shutdownGate))
         OperationsRoutes(control: control, scheduler: scheduler, registry: prometheus, supervisor: supervisor, metrics: metrics,
                          dataDirectory: dataDirectory, metricsAllowed: try config.observability.metricsAllowedRanges()).add(to: router)
         WebhookRoutes(gitHub: gitHubIntegrations, gitLab: gitLabIntegrations, supervisor: supervisor, journal: journal, metrics: metrics,
@@ -250,7 +253,7 @@ public final class Appliance: Sendable {
                                                                trapHangUp: stopOnSignals, logger: logger.with(["component": "tls"]),
                                                                metrics: metrics)))
         }
-        services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
+        services.append(.init(service: GatedService(inner: app, gate: shutdownGate), successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup))
         // The exporter runs first, so it stops last: spans ended while the others drain are sent.
         services.insert(.init(service: tracing), at: 0)
