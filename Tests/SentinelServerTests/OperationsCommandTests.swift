@@ -96,6 +96,25 @@ struct OperationsCommandTests {
         withExtendedLifetime(restoring) {}
     }
 
+    @Test("a restore or backup stopped by a full disk (a file-size limit) says why in words and leaves no partial copy behind")
+    func copyFailuresExplained() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let out = dir.url.appendingPathComponent("b").path
+        #expect(try await SentinelProcess.run(["backup", "--out", out, "--data-dir", data]).status == 0)
+        // Files of at most 400 blocks (200 KiB): control.sqlite is copied, the workspace file (256 KiB) is not.
+        let target = dir.url.appendingPathComponent("new-machine").path
+        let restore = try await SentinelProcess.run(["restore", "--from", out, "--data-dir", target], fileSizeBlocks: 400)
+        #expect(restore.status != 0 && restore.stderr.contains("File too large") && restore.stderr.contains("nothing was restored"), "\(restore.stderr)")
+        let left = (FileManager.default.enumerator(atPath: target)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".restoring") }
+        #expect(left.isEmpty, "a partial copy stayed, hidden: \(left)")
+        // SQLite's copy said "SQLite error 10: not an error".
+        let backup = try await SentinelProcess.run(["backup", "--out", dir.url.appendingPathComponent("c").path, "--data-dir", data], fileSizeBlocks: 400)
+        #expect(backup.status != 0 && !backup.stderr.contains("not an error") && backup.stderr.contains("file-size limit"), "\(backup.stderr)")
+    }
+
     @Test("serve --port outside 0...65535 stops with the reason instead of listening on another port")
     func servePortChecked() async throws {
         let dir = TemporaryDirectory("sentinel-ops")

@@ -23,26 +23,29 @@ public final class SentinelProcess: Sendable {
     /// `stdin`: bytes the process reads on standard input (then end of file); nil: /dev/null.
     /// `openFiles`: the soft and (optionally) hard limit on open files it starts with (`ulimit -n`);
     /// nil: this process's.
+    /// `fileSizeBlocks`: the largest file it may write, in the shell's 512-byte blocks (`ulimit -f`).
     public static func start(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
-                             openFiles: (soft: Int, hard: Int?)? = nil) throws -> SentinelProcess {
+                             openFiles: (soft: Int, hard: Int?)? = nil, fileSizeBlocks: Int? = nil) throws -> SentinelProcess {
         var env = ProcessInfo.processInfo.environment
         // No catch-up sweep behind a test's back (it would call the integrations' APIs).
         env["SENTINEL_RECONCILE_ENABLED"] = "false"
         for (k, v) in environment { env[k] = v }
-        guard let openFiles else {
+        guard openFiles != nil || fileSizeBlocks != nil else {
             return SentinelProcess(child: try ChildProcess(executable: executable.path, arguments: arguments, environment: env,
                                                            stdin: stdin.map { Data($0.utf8) }))
         }
         // The shell sets the limits and becomes the executable (same pid).
-        let limits = "ulimit -Sn \(openFiles.soft)" + (openFiles.hard.map { " && ulimit -Hn \($0)" } ?? "")
+        var steps = openFiles.map { ["ulimit -Sn \($0.soft)"] + ($0.hard.map { ["ulimit -Hn \($0)"] } ?? []) } ?? []
+        if let fileSizeBlocks { steps.append("ulimit -f \(fileSizeBlocks)") }
+        let limits = steps.joined(separator: " && ")
         return SentinelProcess(child: try ChildProcess(executable: "/bin/sh", arguments: ["-c", limits + " && exec \"$0\" \"$@\"", executable.path] + arguments,
                                                        environment: env, stdin: stdin.map { Data($0.utf8) }))
     }
 
     /// Runs a command to completion.
-    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) async throws
+    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil, fileSizeBlocks: Int? = nil) async throws
         -> (status: Int32, stdout: String, stderr: String) {
-        let child = try start(arguments, environment: environment, stdin: stdin)
+        let child = try start(arguments, environment: environment, stdin: stdin, fileSizeBlocks: fileSizeBlocks)
         let status = await child.waitForExit(timeout: .seconds(120)) ?? -1
         return (status, child.stdout, child.stderr)
     }

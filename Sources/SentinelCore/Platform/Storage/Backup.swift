@@ -169,6 +169,21 @@ public struct BackupService: Sendable {
         return false
     }
 
+    /// Why SQLite's online backup could not write a copy, in words: its error carries the result
+    /// code only (its message is the destination's last, "not an error").
+    static func copyFailure(_ error: DatabaseError) -> String {
+        switch error.resultCode.primaryResultCode {
+        case .SQLITE_FULL: return "the disk is full"
+        case .SQLITE_IOERR: return "a write failed (disk I/O error: the disk full, or a file-size limit reached)"
+        case .SQLITE_CANTOPEN: return "the file cannot be created there"
+        case .SQLITE_READONLY: return "the destination is read-only"
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return "the file is locked by another process"
+        default:
+            let message = error.message.flatMap { $0 == "not an error" ? nil : $0 }
+            return message.map { "\($0) (SQLite error \(error.resultCode.rawValue))" } ?? "SQLite error \(error.resultCode.rawValue)"
+        }
+    }
+
     static func unreadableReason(_ error: any Error) -> String {
         if case StorageError.missingFile(let path) = error { return "its file \(path) is missing" }
         if let error = error as? DatabaseError { return "its file cannot be read: \(error.message ?? "\(error.resultCode)")" }
@@ -182,8 +197,13 @@ public struct BackupService: Sendable {
         try FileSystem.removeIfPresent(target)
         let version = try DatabaseOpener.schemaVersion(reader, kind: kind)
         do {
-            let copy = try DatabaseQueue(path: target.path)
-            try reader.backup(to: copy)  // all pages in one step: one snapshot, never restarted by writers
+            let copy: DatabaseQueue
+            do {
+                copy = try DatabaseQueue(path: target.path)
+                try reader.backup(to: copy)  // all pages in one step: one snapshot, never restarted by writers
+            } catch let error as DatabaseError {
+                throw StorageError.io("writing the copy \(target.path) failed: \(Self.copyFailure(error))")
+            }
             if let amend { try copy.write(amend) }
             try copy.writeWithoutTransaction { db in
                 // A self-contained file: no -wal beside it, rollback journal until restored and opened.
@@ -274,8 +294,14 @@ public struct BackupService: Sendable {
             guard (try? FileManager.default.attributesOfItem(atPath: from.path)[.type] as? FileAttributeType) == .typeRegular else {
                 throw StorageError.invalid("backup is damaged: \(entry.file) is not a regular file (a link, or a directory); nothing was restored")
             }
-            try FileManager.default.copyItem(at: from, to: temp)
+            // Staged before the copy: one that fails part-way (a full disk, a file-size limit) is
+            // removed with the others. It stayed, hidden, taking the space it had filled.
             staged.append((entry, temp, target))
+            do {
+                try FileManager.default.copyItem(at: from, to: temp)
+            } catch {
+                throw StorageError.io("copying \(entry.file) from the backup to \(temp.path) failed (\(FileSystem.reason(error))); nothing was restored")
+            }
             let digest = try FileSystem.sha256(of: temp)
             guard digest == entry.sha256 else {
                 throw StorageError.invalid("backup is damaged: checksum of \(entry.file) does not match the manifest")

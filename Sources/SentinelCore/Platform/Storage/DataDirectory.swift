@@ -109,6 +109,17 @@ public final class FileLock: Sendable {
 }
 
 enum FileSystem {
+    /// A file operation's failure in words: the system's reason (`File too large`, `No space left
+    /// on device`) where Foundation wraps one, which it prints as `Code=512 "(null)"`.
+    static func reason(_ error: any Error) -> String {
+        let error = error as NSError
+        if let underlying = (error.userInfo[NSUnderlyingErrorKey] as? any Error).map({ $0 as NSError }), underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if error.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(error.code))) }
+        return error.localizedDescription
+    }
+
     /// fsync a file or directory so a rename or a fresh file survives a power cut.
     static func sync(_ url: URL) {
         let fd = open(url.path, O_RDONLY | O_CLOEXEC)

@@ -161,7 +161,8 @@ extension DatabaseOpener {
                     outcome = "the file was put back as it was before (schema version \(state.version), from \(snapshot.path))"
                 } catch let restoreError {
                     let folder = DataDirectory(holding: url, kind: kind).preUpgradeDirectory(from: state.version, to: state.knownVersion)
-                    outcome = "putting the file back from \(snapshot.path) failed too (\(restoreError)): stop Sentinel and run sentinel restore --from \(folder.path)"
+                    let why = (restoreError as? DatabaseError).map(BackupService.copyFailure) ?? "\(restoreError)"
+                    outcome = "putting the file back from \(snapshot.path) failed too (\(why)): stop Sentinel and run sentinel restore --from \(folder.path)"
                 }
             } else {
                 let now = (try? writer.read { db in try SchemaState.read(db, kind: kind, migrator: migrator) })?.version ?? state.version
