@@ -202,7 +202,7 @@ struct GitLabEndToEndTests {
         // The gate: pending → running → failed (a critical finding reaches the default fail_on), linking to the run.
         #expect(await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel") == ["pending", "running", "failed"])
         let gate = try #require(await world.gitlab.state.statuses(project: world.project.id, sha: "aaa111").first)
-        #expect(gate.targetURL == "https://sentinel.example.com/api/v1/workspaces/\(world.workspace.rawValue)/runs/\(run.id)")
+        #expect(gate.targetURL == "https://sentinel.example.com/workspaces/\(world.workspace.rawValue)/runs/\(run.id)")
         let repos = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.read { db in try RepositoryStore.all(in: db) } }
         #expect(repos.map(\.fullName) == ["group/sub/sub-sub/project"])
         // The API shows the run's platform.
@@ -258,7 +258,7 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
-    @Test("new commits are reviewed incrementally; a draft is skipped until marked ready, which reviews it")
+    @Test("new commits are reviewed incrementally; a draft is skipped until marked ready (by its flag, or where only the title is reported, by the title), which reviews it")
     func pushesAndDrafts() async throws {
         let world = try await GitLabWorld()
         var mr = try await world.mergeRequest()
@@ -295,6 +295,29 @@ struct GitLabEndToEndTests {
         #expect(await world.waitForFinished(4))
         #expect(try await world.runs().first { $0.prNumber == 4 && $0.trigger == "ready_for_review" }?.state == .completed)
         #expect(await world.gitlab.state.notes(project: world.project.id, iid: 4).filter { $0.body.hasPrefix("<!-- sentinel:run:") }.count == 1)
+
+        // Marked ready where the hook reports only the title losing its "Draft:" (no `changes.draft`):
+        // reviewed too (it was "updated without new commits" until the catch-up sweep).
+        await world.gitlab.state.addMergeRequest(FakeGitLabMergeRequest(project: world.project.id, iid: 5, headSHA: "eee444", baseSHA: "bbb000",
+                                                                        title: "Draft: more", draft: true, files: GitLabWorld.files))
+        var titled = try #require(await world.gitlab.state.mergeRequest(project: world.project.id, iid: 5))
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: titled, project: world.project)).0 == 202)
+        #expect(await world.waitForFinished(5))
+        await world.gitlab.state.updateMergeRequest(project: world.project.id, iid: 5, title: "more", draft: false)
+        titled = try #require(await world.gitlab.state.mergeRequest(project: world.project.id, iid: 5))
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "update", mr: titled, project: world.project,
+                                                                                         changes: GitLabHookChanges(title: (previous: "Draft: more", current: "more")))).0 == 202)
+        #expect(await world.waitForFinished(6))
+        #expect(try await world.runs().first { $0.prNumber == 5 && $0.trigger == "ready_for_review" }?.state == .completed)
+        // A title edit of a merge request that stays a draft is nothing.
+        await world.gitlab.state.addMergeRequest(FakeGitLabMergeRequest(project: world.project.id, iid: 6, headSHA: "fff555", baseSHA: "bbb000",
+                                                                        title: "Draft: x", draft: true, files: GitLabWorld.files))
+        let still = try #require(await world.gitlab.state.mergeRequest(project: world.project.id, iid: 6))
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "update", mr: still, project: world.project,
+                                                                                         changes: GitLabHookChanges(title: (previous: "Draft: x", current: "x")))).0 == 202)
+        #expect(await eventually { try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries WHERE outcome = 'ignored: merge request updated without new commits'") ?? 0 }
+        } == 1 })
         await world.stop()
     }
 

@@ -20,7 +20,21 @@ enum GitLabPayload {
     }
     struct Commit: Decodable { let id: String? }
     struct Change<T: Decodable>: Decodable { let previous: T?; let current: T? }
-    struct Changes: Decodable { let draft: Change<Bool>? }
+    /// What an `update` changed: the draft flag (`work_in_progress` on older GitLab), the title.
+    struct Changes: Decodable {
+        let draft: Change<Bool>?
+        let work_in_progress: Change<Bool>?
+        let title: Change<String>?
+
+        /// Marked ready: the flag went from draft to not, or (where only the title is reported) the
+        /// title lost its draft prefix and the merge request is no draft now.
+        func markedReady(_ mergeRequest: MergeRequestEvent.Attributes) -> Bool {
+            if let flag = draft ?? work_in_progress { return flag.previous == true && flag.current == false }
+            guard let title, GitLabSession.isDraft(flag: nil, workInProgress: nil, title: title.previous),
+                  !GitLabSession.isDraft(flag: nil, workInProgress: nil, title: title.current) else { return false }
+            return !GitLabSession.isDraft(flag: mergeRequest.draft, workInProgress: mergeRequest.work_in_progress, title: mergeRequest.title)
+        }
+    }
 
     struct MergeRequestEvent: Decodable {
         /// The merge request: `iid` positive (`PayloadValue`).
@@ -201,7 +215,7 @@ public struct GitLabDeliveryProcessor: Sendable {
             case "update":
                 if a.oldrev != nil {
                     trigger = "push"
-                } else if e.changes?.draft?.previous == true, e.changes?.draft?.current == false {
+                } else if e.changes?.markedReady(a) == true {
                     trigger = "ready_for_review"
                 } else {
                     return "ignored: merge request updated without new commits"

@@ -223,7 +223,9 @@ public actor GitLabConnector: SourceControlConnector, ReconcileConnector {
         guard let bot = entry.bot else { throw SourceControlError.permanent("the GitLab token's user is unknown") }
         var runURL: (@Sendable (Int64) -> String)?
         if let publicURL {
-            let base = "\(publicURL)/api/v1/workspaces/\(workspace.id.rawValue)/runs/"
+            // The run's page in the console, where a developer following the status's link signs in
+            // (the API's run answered a browser with a 401 problem document).
+            let base = "\(publicURL)/workspaces/\(workspace.id.rawValue)/runs/"
             runURL = { base + String($0) }
         }
         return GitLabSession(client: entry.client, project: repository.externalID, bot: bot, runURL: runURL)
