@@ -535,6 +535,24 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a merge request GitLab has not prepared the diff of yet (diff_refs null, no diffs) is reviewed once it has, not concluded green on 0 of 0 files")
+    func diffNotPreparedYet() async throws {
+        let world = try await GitLabWorld()
+        await world.gitlab.state.updateMergeRequest(project: world.project.id, iid: 3, diffReady: false)
+        let mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        try await Task.sleep(for: .seconds(1))
+        let waiting = try await world.runs().first
+        #expect(waiting.map { !$0.state.isFinal } == true, "\(String(describing: waiting))")
+        await world.gitlab.state.updateMergeRequest(project: world.project.id, iid: 3, diffReady: true)
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.state == .completed)
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
+        #expect(await world.summaryNotes().first?.body.contains("Reviewed 0 of 0") == false)
+        await world.stop()
+    }
+
     @Test("a run that fails after posting its discussions (GitLab refused its summary note): the next run posts none of them again")
     func discussionsOfAFailedRunNotRepeated() async throws {
         let world = try await GitLabWorld()

@@ -42,10 +42,19 @@ public struct GitLabSession: SourceControlSession {
             let mr = try await client.mergeRequest(project: project, iid: number)
             let draft = Self.isDraft(flag: mr.draft, workInProgress: mr.work_in_progress, title: mr.title)
             let fork = mr.source_project_id.map { $0 != (mr.target_project_id ?? project) } ?? false
+            // Right after a merge request is created GitLab serves it without `diff_refs` and with no
+            // diff until it has prepared them: reviewed then, it was "Reviewed 0 of 0 files", green,
+            // and its head had a run, so nothing reviewed it again.
+            if (mr.state ?? "opened") == "opened", mr.diff_refs?.head_sha == nil {
+                throw SourceControlError.retryable("GitLab has not prepared the merge request's diff yet", retryAfter: Self.diffPreparationWait)
+            }
             return PullRequestInfo(headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "", isDraft: draft,
                                    isOpen: (mr.state ?? "opened") == "opened", fromFork: fork, title: mr.title ?? "")
         }
     }
+
+    /// How long a run waits for GitLab to prepare a new merge request's diff before looking again.
+    static let diffPreparationWait: Double = 5
 
     /// Whether GitLab holds a merge request as a draft: its own `draft` flag (`work_in_progress`
     /// before GitLab 13.x), and only where neither is sent, its title read by GitLab's rule
