@@ -521,8 +521,12 @@ public struct ReviewRunner: Sendable {
         }
         let whole = restricted ? pull.files : nil
         guard pull.unlisted > 0 else { return DiffToReview(files: files, complete: true, notListedSentence: nil, wholePullRequest: whole) }
-        var sentence = "\(session.platformName) listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
-            + "the other \(pull.unlisted) were not reviewed"
+        // A count the platform gives only as "more than" is not made exact ("1000+" read as 1,001).
+        var sentence = pull.unlistedIsLowerBound
+            ? "\(session.platformName) listed \(pull.files.count) of the pull request's changed files and says there are more "
+                + "(at least \(pull.files.count + pull.unlisted), how many more it does not say); the others were not reviewed"
+            : "\(session.platformName) listed \(pull.files.count) of the pull request's \(pull.files.count + pull.unlisted) changed files; "
+                + "the other \(pull.unlisted) were not reviewed"
         if !notListed.isEmpty {
             let names = notListed.prefix(20).map(MarkdownCode.span).joined(separator: ", ")
             sentence += ", among them \(names)" + (notListed.count > 20 ? " and \(notListed.count - 20) more" : "")

@@ -82,10 +82,14 @@ public struct PullRequestFiles: Sendable {
     public var files: [DiffFile]
     /// Changed files the platform did not list (GitHub, for one, lists at most 3,000); 0 when complete.
     public var unlisted: Int
+    /// The platform says only that there are more (GitLab's `changes_count` `"1000+"`): `unlisted`
+    /// is then the least there can be, not a count.
+    public var unlistedIsLowerBound: Bool
 
-    public init(files: [DiffFile], unlisted: Int = 0) {
+    public init(files: [DiffFile], unlisted: Int = 0, unlistedIsLowerBound: Bool = false) {
         self.files = files
         self.unlisted = unlisted
+        self.unlistedIsLowerBound = unlistedIsLowerBound
     }
 }
 

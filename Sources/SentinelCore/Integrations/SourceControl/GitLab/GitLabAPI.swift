@@ -224,16 +224,24 @@ public struct GitLabClient: Sendable {
     /// how many were left out. A diff too large to be answered at all counts as not listed, as do
     /// files past the 5,000 this reads.
     public func mergeRequestDiffs(project: Int64, iid: Int) async throws -> (diffs: [GitLabDiff], unlisted: Int) {
+        let listed = try await mergeRequestDiffList(project: project, iid: iid)
+        return (listed.diffs, listed.unlisted)
+    }
+
+    /// `mergeRequestDiffs`, and whether `unlisted` is only the least there can be (`"1000+"`).
+    public func mergeRequestDiffList(project: Int64, iid: Int) async throws -> (diffs: [GitLabDiff], unlisted: Int, atLeast: Bool) {
         do {
             async let counted = changesCount(project: project, iid: iid)
             let listing: Listing<GitLabDiff> = try await listing("projects/\(project)/merge_requests/\(iid)/diffs",
                                                                  operation: "list merge request diffs", maxItems: 5_000, shrinkingPages: true)
             let listed = listing.items.count
             var unlisted = listing.tooLarge + (listing.more ? 1 : 0)
+            var lowerBound = listing.more
             if let (count, atLeast) = await counted {
                 unlisted = max(unlisted, count - listed, atLeast && listed >= count ? 1 : 0)
+                lowerBound = lowerBound || atLeast
             }
-            return (listing.items, unlisted)
+            return (listing.items, unlisted, lowerBound && unlisted > 0)
         } catch let error as GitLabAPIError where error.status == 404 {
             let r = try await request("GET", "projects/\(project)/merge_requests/\(iid)/changes", operation: "get merge request changes")
             struct Changes: Decodable {
@@ -242,9 +250,9 @@ public struct GitLabClient: Sendable {
                 let changes_count: String?
             }
             let changes = try decode(Changes.self, r, operation: "get merge request changes")
-            guard changes.overflow == true else { return (changes.changes, 0) }
+            guard changes.overflow == true else { return (changes.changes, 0, false) }
             let counted = Int(changes.changes_count?.filter(\.isNumber) ?? "") ?? 0
-            return (changes.changes, max(1, counted - changes.changes.count))
+            return (changes.changes, max(1, counted - changes.changes.count), changes.changes_count?.hasSuffix("+") ?? true)
         }
     }
 

@@ -101,8 +101,8 @@ public struct GitLabSession: SourceControlSession {
 
     public func changedFiles(_ repo: String, _ number: Int) async throws -> PullRequestFiles {
         try await mapped {
-            let listed = try await client.mergeRequestDiffs(project: project, iid: number)
-            return PullRequestFiles(files: Self.diffFiles(listed.diffs), unlisted: listed.unlisted)
+            let listed = try await client.mergeRequestDiffList(project: project, iid: number)
+            return PullRequestFiles(files: Self.diffFiles(listed.diffs), unlisted: listed.unlisted, unlistedIsLowerBound: listed.atLeast)
         }
     }
 
