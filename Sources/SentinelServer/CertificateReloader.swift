@@ -17,6 +17,11 @@ struct CertificateReloader: Service {
 
     func run() async throws {
         if let expiresAt = certificate?.expiresAt { metrics.tlsCertificateExpiry(expiresAt) }
+        if let certificate, let problem = certificate.servedProblem {
+            // Served all the same (there is no other), but not silently: clients will refuse it.
+            logger.error("the TLS certificate cannot be used by clients: \(problem); renew it (the files are read again when they change)",
+                         metadata: ["cert_file": "\(certificate.certificateFile)"])
+        }
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 if trapHangUp {

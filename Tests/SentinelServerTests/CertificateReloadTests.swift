@@ -101,6 +101,33 @@ struct CertificateReloadTests {
         #expect(await server.waitForExit(timeout: .seconds(60)) == 0, "\(server.stderr)")
     }
 
+    @Test("a replacement that has expired, or is not valid yet, is refused and the previous pair served on (it was swapped in and logged 'reloaded')")
+    func outOfDateReplacementRefused() throws {
+        let dir = TemporaryDirectory("sentinel-tls-dates")
+        defer { dir.cleanup() }
+        let cert = dir.url.appendingPathComponent("sentinel.crt").path
+        let key = dir.url.appendingPathComponent("sentinel.key").path
+        let current = try Pair.make()
+        try Self.write(current.certificate, to: cert)
+        try Self.write(current.key, to: key)
+        let served = try ServerCertificate(certificateFile: cert, keyFile: key)
+        #expect(served.servedProblem == nil)
+        let expiresAt = served.expiresAt
+        // Ten-year certificates: one made eleven years ago has expired; one made tomorrow is not valid yet.
+        for (made, problem) in [(Date().addingTimeInterval(-11 * 365 * 86_400), "expired on"), (Date().addingTimeInterval(86_400), "not valid before")] {
+            let pair = try Pair.make(now: made)
+            try Self.write(pair.key, to: key)
+            try Self.write(pair.certificate, to: cert)
+            guard case .refused(let reason) = served.reloadIfChanged() else { Issue.record("not refused: \(problem)"); continue }
+            #expect(reason.contains(problem), "\(reason)")
+            #expect(served.expiresAt == expiresAt, "the previous certificate is still the one served")
+        }
+        let renewed = try Pair.make()
+        try Self.write(renewed.key, to: key)
+        try Self.write(renewed.certificate, to: cert)
+        guard case .reloaded = served.reloadIfChanged() else { Issue.record("a valid renewal was not served"); return }
+    }
+
     @Test("the files are looked at every server.tls.reload_check_seconds: a renewal is served without a signal")
     func reloadOnSchedule() async throws {
         let dir = TemporaryDirectory("sentinel-tls-poll")

@@ -80,6 +80,9 @@ public final class ServerCertificate: Sendable {
         guard shared.state.withLock({ $0.stamp != stamp }) else { return .unchanged }
         do {
             let loaded = try ServerTLS.load(certificateFile: certificateFile, keyFile: keyFile)
+            // Every client refuses a certificate outside its validity: swapped in, it took the
+            // listener down for all new connections while the log said "reloaded".
+            if let problem = Self.validityProblem(loaded.chain.first) { throw StorageError.invalid(problem) }
             let expiresAt = Self.expiry(certificateFile)
             shared.state.withLock { $0 = State(replacement: Pair(chain: loaded.chain, key: loaded.key), stamp: stamp, expiresAt: expiresAt) }
             return .reloaded(expiresAt: expiresAt)
@@ -87,6 +90,22 @@ public final class ServerCertificate: Sendable {
             shared.state.withLock { $0.stamp = stamp }
             return .refused("\(error)")
         }
+    }
+
+    /// Why a certificate cannot be served now: expired, or not valid yet; nil when it can.
+    static func validityProblem(_ certificate: NIOSSLCertificate?, now: Date = Date()) -> String? {
+        guard let certificate else { return nil }
+        let notAfter = Date(timeIntervalSince1970: TimeInterval(certificate.notValidAfter))
+        let notBefore = Date(timeIntervalSince1970: TimeInterval(certificate.notValidBefore))
+        if notAfter < now { return "the certificate expired on \(ISO8601.string(notAfter))" }
+        if notBefore > now { return "the certificate is not valid before \(ISO8601.string(notBefore))" }
+        return nil
+    }
+
+    /// Why the certificate served now cannot be used by clients (expired, not valid yet); nil when it can.
+    public var servedProblem: String? {
+        guard let expiresAt, expiresAt < Date() else { return nil }
+        return "the certificate expired on \(ISO8601.string(expiresAt))"
     }
 
     /// When the certificate served to new connections expires (nil when it could not be read).
