@@ -225,6 +225,27 @@ struct Serve: AsyncParsableCommand {
         // A server outlives whoever reads its output: a write to a pipe nobody reads fails with
         // EPIPE (the log line is dropped) instead of the signal ending the process.
         signal(SIGPIPE, SIG_IGN)
+        let appliance: Appliance
+        let logger: Logger
+        do {
+            (appliance, logger) = try await start()
+        } catch {
+            // Also as a JSON line, like every other line `serve` writes: a log reader filtering the
+            // journal by level saw nothing of why it did not start (the text line follows).
+            let reason = (error as? CLIError)?.description ?? "\(error)"
+            Logger.sentinel(label: "sentinel.serve", level: "info").critical("serve could not start", metadata: ["error": "\(reason)"])
+            throw error
+        }
+        do {
+            try await appliance.run()
+        } catch {
+            logger.critical("server stopped with an error", metadata: ["error": "\(error)"])
+            throw CLIError("server stopped: \(error)")
+        }
+    }
+
+    /// Everything before the appliance serves: configuration, limits, the data directory.
+    private func start() async throws -> (Appliance, Logger) {
         var config = try global.loadConfig()
         if let host { config.server.host = host }
         if let port { config.server.port = port }
@@ -243,12 +264,7 @@ struct Serve: AsyncParsableCommand {
             try global.requireDataDirectoryNotAFile()
             return try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }
-        do {
-            try await appliance.run()
-        } catch {
-            logger.critical("server stopped with an error", metadata: ["error": "\(error)"])
-            throw CLIError("server stopped: \(error)")
-        }
+        return (appliance, logger)
     }
 }
 

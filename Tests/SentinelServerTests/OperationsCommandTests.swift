@@ -125,6 +125,11 @@ struct OperationsCommandTests {
         #expect(serve.status != 0)
         #expect(serve.stderr.contains("server.port must be 0...65535"), "\(serve.stderr)")
         #expect(!serve.stderr.contains("listening"))
+        // Also as a JSON line, as a log reader filtering by level looks for it.
+        let critical = serve.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["level"] as? String == "critical" }
+        #expect(critical?["message"] as? String == "serve could not start" && (critical?["error"] as? String)?.contains("server.port must be 0...65535") == true,
+                "\(serve.stderr)")
     }
 
     @Test("serve on a port another process holds, or on a host name that resolves to nothing, stops naming the address and what to do")
