@@ -229,6 +229,18 @@ struct AIRouterTests {
         }
     }
 
+    @Test("the metrics' model label is a model family of the price table or `other`: a model name a workspace admin types is never a label of its own")
+    func metricsModelLabel() {
+        let table = PriceTable.builtIn
+        #expect(table.metricsModel(kind: "openai", model: "gpt-4o-mini-2024-07-18") == "gpt-4o-mini")
+        #expect(table.metricsModel(kind: "openai", model: "gpt-4o-2024-08-06") == "gpt-4o")
+        #expect(table.metricsModel(kind: "openai-compatible", model: "llama3.1:8b") == "other")
+        #expect(table.metricsModel(kind: "openai", model: "gpt-4o-" + String(repeating: "x", count: 180)) == "gpt-4o")
+        #expect(table.metricsModel(kind: "openai", model: "made-up-\(UUID().uuidString)") == "other")
+        let custom = table.overriding(["openai-compatible/llama*": ModelPrice(inputPerMillion: 1, outputPerMillion: 2)])
+        #expect(custom.metricsModel(kind: "openai-compatible", model: "llama3.1:8b") == "llama")
+    }
+
     @Test func priceTable() {
         let table = PriceTable.builtIn
         let usage = TokenUsage(inputTokens: 1_000_000, outputTokens: 100_000)

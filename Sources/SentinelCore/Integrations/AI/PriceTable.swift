@@ -73,7 +73,22 @@ public struct PriceTable: Sendable, Hashable {
     }
 
     public func price(kind: String, model: String) -> ModelPrice? {
-        var best: (score: Int, price: ModelPrice)?
+        match(kind: kind, model: model)?.price
+    }
+
+    /// The `model` label of the AI metrics: the table's entry that prices the model, as a model
+    /// family (`gpt-4o-mini` for `gpt-4o-mini-2024-07-18`, from `openai/gpt-4o-mini*`), else
+    /// `other`. A workspace admin names a provider's model freely (200 characters); as a label
+    /// each name was a new set of series, kept until restart.
+    public func metricsModel(kind: String, model: String) -> String {
+        guard let pattern = match(kind: kind, model: model)?.pattern, let slash = pattern.firstIndex(of: "/") else { return "other" }
+        var family = pattern[pattern.index(after: slash)...]
+        if family.hasSuffix("*") { family = family.dropLast() }
+        return family.isEmpty ? "other" : String(family)
+    }
+
+    private func match(kind: String, model: String) -> (pattern: String, price: ModelPrice)? {
+        var best: (score: Int, pattern: String, price: ModelPrice)?
         for (pattern, price) in entries {
             guard let slash = pattern.firstIndex(of: "/") else { continue }
             let patternKind = pattern[..<slash]
@@ -89,9 +104,9 @@ public struct PriceTable: Sendable, Hashable {
                 score = 1_000_000
             }
             if patternKind != "*" { score += 1 }
-            if best == nil || score > best!.score { best = (score, price) }
+            if best == nil || score > best!.score || (score == best!.score && pattern < best!.pattern) { best = (score, pattern, price) }
         }
-        return best?.price
+        return best.map { ($0.pattern, $0.price) }
     }
 
     /// Cost in USD of `usage` on a model (0 when the model is not in the table).

@@ -203,6 +203,7 @@ public struct ProviderRouter: ReviewModel {
                     continue providers
                 }
                 let (kind, model) = (entry.config.kind.rawValue, entry.config.model)
+                let modelLabel = prices.metricsModel(kind: kind, model: model)
                 let started = ContinuousClock.now
                 do {
                     var reply = try await Telemetry.withSpan("ai.call", kind: .client,
@@ -215,7 +216,7 @@ public struct ProviderRouter: ReviewModel {
                     await breakers.recordSuccess(workspaceID: workspaceID, providerID: id)
                     reply.provider = id
                     reply.model = entry.config.model
-                    metrics.aiCall(provider: kind, model: model, outcome: "ok", duration: ContinuousClock.now - started,
+                    metrics.aiCall(provider: kind, model: modelLabel, outcome: "ok", duration: ContinuousClock.now - started,
                                    inputTokens: reply.usage.inputTokens, outputTokens: reply.usage.outputTokens,
                                    costUSD: prices.cost(reply.usage, provider: entry.config.kind, model: model))
                     return reply
@@ -224,7 +225,7 @@ public struct ProviderRouter: ReviewModel {
                     throw CancellationError()
                 } catch {
                     let providerError = Self.classify(error, secret: entry.config.apiKey)
-                    metrics.aiCall(provider: kind, model: model, outcome: providerError.metricLabel, duration: ContinuousClock.now - started,
+                    metrics.aiCall(provider: kind, model: modelLabel, outcome: providerError.metricLabel, duration: ContinuousClock.now - started,
                                    inputTokens: 0, outputTokens: 0, costUSD: 0)
                     guard providerError.isRetryable else {
                         await breakers.recordNeutral(workspaceID: workspaceID, providerID: id)
