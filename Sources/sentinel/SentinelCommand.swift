@@ -255,6 +255,11 @@ struct Serve: AsyncParsableCommand {
         // Before anything in this process starts an event loop.
         EventLoopThreads.install(config)
         let logger = cliLogger(config, command: "serve")
+        let unknown = ConfigLoader.unknownEnvironmentNames()
+        if !unknown.isEmpty {
+            logger.warning("environment variables that name no setting change nothing: is one misspelt?",
+                           metadata: ["variables": "\(unknown.joined(separator: ","))"])
+        }
         checkFileDescriptorLimit(config, logger: logger)
         if let fs = DataDirectoryFileSystem.remote(at: global.dataDirectory.root.path), fs.isNetwork {
             logger.error("the data directory is on a network file system: SQLite's write-ahead log needs a local disk, and files on this one can be corrupted",

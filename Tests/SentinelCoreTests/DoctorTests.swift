@@ -6,8 +6,21 @@ import Testing
 
 @Suite("sentinel doctor")
 struct DoctorTests {
-    static func doctor(_ h: TestHarness, config: SentinelConfig = testConfig(), now: Date = Date()) -> DoctorReport {
-        Doctor(dataDirectory: h.dataDirectory, config: config, now: now, freeSpace: { _ in 1 << 40 }).run()
+    static func doctor(_ h: TestHarness, config: SentinelConfig = testConfig(), now: Date = Date(), environment: [String: String] = [:]) -> DoctorReport {
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: config, now: now, freeSpace: { _ in 1 << 40 })
+        doctor.environment = environment
+        return doctor.run()
+    }
+
+    @Test("a SENTINEL_ environment variable that names no setting is a warning (a misspelling changed nothing without a word); the known ones are not")
+    func misspeltEnvironment() throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let report = Self.doctor(h, environment: ["SENTINEL_LOG_LEVL": "debug", "SENTINEL_SERVER_PORT": "8443", "SENTINEL_DATA_DIR": "/x",
+                                                  "SENTINEL_TEST_PYTHON": "/usr/bin/python3", "HOME": "/root"])
+        let config = report.findings.filter { $0.check == "config" }
+        #expect(config.count == 1 && config[0].severity == .warning && config[0].message.contains("SENTINEL_LOG_LEVL"), "\(config)")
+        #expect(!config[0].message.contains("SENTINEL_SERVER_PORT") && !config[0].message.contains("SENTINEL_DATA_DIR"))
     }
 
     @Test("a data directory on a read-only file system is an error (it looked healthy: the mode bits allow writing)",

@@ -367,6 +367,14 @@ public enum ConfigLoader {
         return config
     }
 
+    /// `SENTINEL_…` variables of `environment` that name no setting (a misspelling such as
+    /// `SENTINEL_LOG_LEVL`, which changed nothing without a word). `SENTINEL_DATA_DIR` and the test
+    /// suite's `SENTINEL_TEST_…` are known.
+    public static func unknownEnvironmentNames(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        let known = Set(keys.map(\.environmentName)).union(["SENTINEL_DATA_DIR"])
+        return environment.keys.filter { $0.hasPrefix("SENTINEL_") && !$0.hasPrefix("SENTINEL_TEST_") && !known.contains($0) }.sorted()
+    }
+
     /// The effective value of every key, for `sentinel config show` style diagnostics.
     public static func describe(_ config: SentinelConfig) -> [(String, String)] {
         keys.map { ($0.path, $0.current(config)) }

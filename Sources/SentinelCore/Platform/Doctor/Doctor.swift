@@ -49,6 +49,8 @@ public struct Doctor: Sendable {
     public var exportLagDays: Double = 2
     /// A WAL file larger than this is reported (`storage.wal_max_bytes`).
     public var walWarningBytes: Int64
+    /// The environment whose `SENTINEL_…` variables are checked (injectable for tests).
+    public var environment: [String: String] = ProcessInfo.processInfo.environment
 
     public init(dataDirectory: DataDirectory, config: SentinelConfig, now: Date = Date(),
                 freeSpace: @escaping @Sendable (URL) -> Int64? = PreUpgradeSnapshot.freeSpace) {
@@ -63,6 +65,11 @@ public struct Doctor: Sendable {
         var findings: [DoctorFinding] = []
         func add(_ severity: DoctorFinding.Severity, _ check: String, _ message: String, fix: String? = nil) {
             findings.append(DoctorFinding(severity: severity, check: check, message: message, fix: fix))
+        }
+        let unknown = ConfigLoader.unknownEnvironmentNames(environment)
+        if !unknown.isEmpty {
+            add(.warning, "config", "environment variable(s) \(unknown.joined(separator: ", ")) name no setting and change nothing",
+                fix: "spell them as the settings' names (server.port → SENTINEL_SERVER_PORT; docs/configuration.md lists them), or remove them")
         }
         let root = dataDirectory.root
         guard FileManager.default.fileExists(atPath: root.path) else {
