@@ -617,6 +617,17 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a delivery refused for a malformed naming header is counted in sentinel_webhook_deliveries_total (bad_request), as the refused-deliveries alert reads it")
+    func badRequestCounted() async throws {
+        let world = try await GitHubWorld()
+        let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
+        #expect(try await world.deliver(event: "pull_request; push", body: body).0 == 400)
+        #expect(try await world.deliver(event: "pull_request", body: body, delivery: "has spaces in it").0 == 400)
+        let text = world.appliance.prometheus.emitToString()
+        #expect(text.contains(#"sentinel_webhook_deliveries_total{platform="github",outcome="bad_request"} 2"#), "\(text.split(separator: "\n").filter { $0.contains("webhook_deliveries") })")
+        await world.stop()
+    }
+
     @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
     func wrongSignatureRejected() async throws {
         let world = try await GitHubWorld()

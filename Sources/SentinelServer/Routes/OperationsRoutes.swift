@@ -21,6 +21,13 @@ struct OperationsRoutes {
     /// alone: opened and closed here, any descriptor of the file drops every POSIX lock this
     /// process holds on it (SQLite's too), and a CLI command beside the server then took the
     /// write-ahead log for its own and deleted it, with the writes acknowledged in it.
+    /// Below this much free space on the data directory's disk, `/readyz` says the disk is full.
+    static let fullDiskBytes: Int64 = 4 << 20
+
+    static func freeBytes(_ directory: URL) -> Int64? {
+        (try? FileManager.default.attributesOfFileSystem(forPath: directory.path)[.systemFreeSize] as? NSNumber)?.int64Value
+    }
+
     static func isDatabaseFile(_ url: URL) -> Bool {
         var info = stat()
         guard stat(url.path, &info) == 0 else { return false }
@@ -39,6 +46,12 @@ struct OperationsRoutes {
             let answers = (try? control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_schema WHERE name = 'workspaces'") }) == 1
             checks["storage"] = answers && Self.isDatabaseFile(dataDirectory.controlFile) ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
+            // A full disk refuses every write (each delivery a 503) while the file still reads.
+            if let free = Self.freeBytes(dataDirectory.root), free < Self.fullDiskBytes {
+                checks["disk"] = "full (\(free) bytes free)"
+            } else {
+                checks["disk"] = "ok"
+            }
             let ready = checks.values.allSatisfy { $0 == "ok" }
             let body = try JSONEncoder.sentinel.encode(["status": ready ? "ready" : "not ready"].merging(checks) { a, _ in a })
             return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],

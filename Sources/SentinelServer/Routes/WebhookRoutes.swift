@@ -31,6 +31,14 @@ struct WebhookRoutes {
         }
     }
 
+    /// `body`'s value; its error counted as `outcome` in `sentinel_webhook_deliveries_total`.
+    func counted<T>(platform: String, outcome: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            metrics.webhook(platform: platform, outcome: outcome)
+            throw error
+        }
+    }
+
     func tooLarge(_ platform: String) -> Problem {
         metrics.webhook(platform: platform, outcome: "too_large")
         return Problem(status: .contentTooLarge, detail: "deliveries larger than \(DeliveryIntake.maxBodyBytes / (1024 * 1024)) MB are refused")
@@ -218,8 +226,10 @@ struct WebhookRoutes {
             throw Problem.unauthenticatedDelivery("X-Hub-Signature-256 is missing or does not match the integration's webhook secret",
                                                   scheme: "HMAC-SHA256", header: "X-Hub-Signature-256")
         }
-        let event = try Self.required(request, "X-GitHub-Event", limit: Self.eventNameLimit, rule: .eventName)
-        let deliveryID = try Self.required(request, "X-GitHub-Delivery", limit: Self.deliveryIDLimit, rule: .deliveryID)
+        let (event, deliveryID) = try counted(platform: "github", outcome: "bad_request") {
+            (try Self.required(request, "X-GitHub-Event", limit: Self.eventNameLimit, rule: .eventName),
+             try Self.required(request, "X-GitHub-Delivery", limit: Self.deliveryIDLimit, rule: .deliveryID))
+        }
         // GitLab's deliveries are stored as `gitlab:KEY` beside GitHub's: a GitHub id of that shape
         // would take a GitLab delivery's place (answered `duplicate`, never processed).
         guard !deliveryID.hasPrefix(Self.gitLabDeliveryID("")) else {
@@ -256,19 +266,23 @@ struct WebhookRoutes {
             throw Problem.unauthenticatedDelivery("X-Gitlab-Token is missing or does not match the integration's webhook secret",
                                                   scheme: "Token", header: "X-Gitlab-Token")
         }
-        let event = try Self.required(request, "X-Gitlab-Event", limit: Self.eventNameLimit, rule: .eventName)
+        let event = try counted(platform: "gitlab", outcome: "bad_request") {
+            try Self.required(request, "X-Gitlab-Event", limit: Self.eventNameLimit, rule: .eventName)
+        }
         // Both naming headers are checked as GitLab sends them, whichever names the delivery: an
         // empty `Idempotency-Key` is none (the event UUID names it then), and an event UUID given
         // twice or with odd characters is refused beside a key too (it was not read at all).
-        let idempotencyKey = try Self.optional(request, "Idempotency-Key").flatMap { $0.isEmpty ? nil : $0 }
-        let eventUUID = try Self.optional(request, "X-Gitlab-Event-UUID").flatMap { $0.isEmpty ? nil : $0 }
-        if let idempotencyKey, let eventUUID {
-            _ = try Self.required(idempotencyKey, "Idempotency-Key", limit: Self.deliveryIDLimit, rule: .deliveryID)
-            _ = try Self.required(eventUUID, "X-Gitlab-Event-UUID", limit: Self.deliveryIDLimit, rule: .deliveryID)
+        let key = try counted(platform: "gitlab", outcome: "bad_request") {
+            let idempotencyKey = try Self.optional(request, "Idempotency-Key").flatMap { $0.isEmpty ? nil : $0 }
+            let eventUUID = try Self.optional(request, "X-Gitlab-Event-UUID").flatMap { $0.isEmpty ? nil : $0 }
+            if let idempotencyKey, let eventUUID {
+                _ = try Self.required(idempotencyKey, "Idempotency-Key", limit: Self.deliveryIDLimit, rule: .deliveryID)
+                _ = try Self.required(eventUUID, "X-Gitlab-Event-UUID", limit: Self.deliveryIDLimit, rule: .deliveryID)
+            }
+            return try Self.required(idempotencyKey ?? eventUUID,
+                                     idempotencyKey == nil ? "X-Gitlab-Event-UUID (or Idempotency-Key)" : "Idempotency-Key",
+                                     limit: Self.deliveryIDLimit, rule: .deliveryID)
         }
-        let key = try Self.required(idempotencyKey ?? eventUUID,
-                                    idempotencyKey == nil ? "X-Gitlab-Event-UUID (or Idempotency-Key)" : "Idempotency-Key",
-                                    limit: Self.deliveryIDLimit, rule: .deliveryID)
         guard let envelope = DeliveryEnvelope.parse(data) else {
             metrics.webhook(platform: "gitlab", outcome: "invalid_json")
             throw Self.unreadable(request, data)
@@ -309,7 +323,13 @@ struct WebhookRoutes {
         } catch WorkspaceError.notFound(let workspace) {
             // The workspace was deleted after the integration was looked up (it may still be cached).
             if try await gitHub.isRetired(integrationID) { throw gone(integrationID, platform: platform) }
+            metrics.webhook(platform: platform, outcome: "unavailable")
             throw WorkspaceError.notFound(workspace)
+        } catch {
+            // Not stored (a full disk, a file offline): counted, as the alert on refused deliveries
+            // reads this counter (4,507 deliveries refused 503 for a full disk counted nowhere).
+            metrics.webhook(platform: platform, outcome: "unavailable")
+            throw error
         }
         metrics.webhook(platform: platform, outcome: outcome == .accepted ? "accepted" : "duplicate")
         context.logger.info("delivery stored", metadata: ["delivery_id": "\(deliveryID)", "event": "\(event)", "action": "\(action ?? "-")",
