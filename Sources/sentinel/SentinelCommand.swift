@@ -6,6 +6,23 @@ import SentinelServer
 
 @main
 struct SentinelCommand: AsyncParsableCommand {
+    /// Files Sentinel makes (databases, backups, exports, keys) hold every tenant's data: readable
+    /// by its own user alone, from a shell too, as the systemd units' `UMask=0077` has it (from a
+    /// shell with umask 022 every file was readable by the machine's other users).
+    static func main() async {
+        umask(0o077)
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "sentinel",
         abstract: "Sentinel: a self-hosted AI code-review appliance.",

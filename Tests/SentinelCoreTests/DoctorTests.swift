@@ -6,10 +6,30 @@ import Testing
 
 @Suite("sentinel doctor")
 struct DoctorTests {
-    static func doctor(_ h: TestHarness, config: SentinelConfig = testConfig(), now: Date = Date(), environment: [String: String] = [:]) -> DoctorReport {
+    /// `closed`: the data directory's mode as `sentinel` makes it (umask 0077), where this test
+    /// process's umask (022) left it open to every user (a test that sets another mode keeps it).
+    static func doctor(_ h: TestHarness, config: SentinelConfig = testConfig(), now: Date = Date(), environment: [String: String] = [:],
+                       closed: Bool = true) -> DoctorReport {
+        var info = stat()
+        if closed, stat(h.dataDirectory.root.path, &info) == 0, info.st_mode & 0o777 == 0o755 { chmod(h.dataDirectory.root.path, 0o750) }
         var doctor = Doctor(dataDirectory: h.dataDirectory, config: config, now: now, freeSpace: { _ in 1 << 40 })
         doctor.environment = environment
         return doctor.run()
+    }
+
+    @Test("database files every user of the machine can read (a data directory made from a shell with umask 022) are a warning")
+    func filesReadableByOthers() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("open")
+        await h.supervisor.shutdown()
+        chmod(h.dataDirectory.root.path, 0o755)
+        chmod(h.dataDirectory.controlFile.path, 0o644)
+        let report = Self.doctor(h, closed: false)
+        #expect(report.findings.contains { $0.severity == .warning && $0.check == "data-dir" && $0.message.contains("readable by every user") },
+                "\(report.findings.filter { $0.severity != .ok })")
+        chmod(h.dataDirectory.root.path, 0o750)
+        #expect(!Self.doctor(h).findings.contains { $0.message.contains("readable by every user") }, "the directory closed: nothing reaches them")
     }
 
     @Test("a SENTINEL_ environment variable that names no setting is a warning (a misspelling changed nothing without a word); the known ones are not")
@@ -44,6 +64,8 @@ struct DoctorTests {
         defer { h.directory.cleanup() }
         _ = try h.createWorkspace("fine")
         await h.supervisor.shutdown()
+        // As `sentinel` makes it (umask 0077; this test process's is 022): not open to other users.
+        chmod(h.dataDirectory.root.path, 0o750)
         let report = Self.doctor(h)
         #expect(report.findings.filter { $0.severity != .ok } == [])
         #expect(report.exitCode == 0)

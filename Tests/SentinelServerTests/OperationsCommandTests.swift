@@ -96,6 +96,21 @@ struct OperationsCommandTests {
         withExtendedLifetime(restoring) {}
     }
 
+    @Test("files a command makes are readable by Sentinel's user alone, from a shell with umask 022 too (every tenant's file was readable by every user)")
+    func filesPrivate() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let files = [data + "/control.sqlite"] + (try FileManager.default.contentsOfDirectory(atPath: data + "/workspaces"))
+            .filter { $0.hasSuffix(".sqlite") }.map { data + "/workspaces/" + $0 }
+        #expect(files.count == 2)
+        for file in files {
+            var info = stat()
+            #expect(stat(file, &info) == 0 && info.st_mode & 0o077 == 0, "\(file): \(String(info.st_mode & 0o777, radix: 8))")
+        }
+    }
+
     @Test("a restore or backup stopped by a full disk (a file-size limit) says why in words and leaves no partial copy behind")
     func copyFailuresExplained() async throws {
         let dir = TemporaryDirectory("sentinel-ops")

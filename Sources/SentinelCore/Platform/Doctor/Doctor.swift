@@ -165,6 +165,13 @@ public struct Doctor: Sendable {
                 add(.ok, "data-dir", "\(root.path) belongs to uid \(owner), mode \(String(mode, radix: 8))", nil)
             }
         }
+        // Every tenant's runs and findings, and the password and token hashes: readable by the
+        // machine's other users when made from a shell with umask 022 (the unit sets 0077).
+        let readable = Self.databaseFiles(in: dataDirectory).filter { Self.mode($0).map { $0.mode & 0o004 != 0 } ?? false }
+        if let first = readable.first, let (rootMode, _) = Self.mode(root), rootMode & 0o001 != 0 {
+            add(.warning, "data-dir", "\(readable.count) database file(s) are readable by every user of this machine, e.g. \(first.path)",
+                "chmod 750 \(root.path) (or chmod o-rwx on the files); Sentinel creates new files readable by its own user alone")
+        }
         if let (mode, _) = Self.mode(dataDirectory.secretsDirectory), mode & 0o077 != 0 {
             add(.error, "secrets", "\(dataDirectory.secretsDirectory.path) is readable by others (mode \(String(mode, radix: 8)))",
                 "chmod 700 \(dataDirectory.secretsDirectory.path)")
