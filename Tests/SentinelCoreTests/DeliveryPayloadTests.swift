@@ -239,7 +239,10 @@ struct CommentCommandTests {
             #expect(GitHubDeliveryProcessor.command(in: body) == (false, false), "\(body)")
         }
         for body in ["````\n```\n````\n@sentinel review", "> quoted\n\n@sentinel review", "- @sentinel review", ">>>\nquoted\n>>>\n@sentinel review",
-                     "<code>x</code> @sentinel review", "~~~\ncode\n~~~~\n@sentinel review"] {
+                     "<code>x</code> @sentinel review", "~~~\ncode\n~~~~\n@sentinel review",
+                     // HTML written as text (in a code span or fence), or left unclosed inline, hides nothing after it.
+                     "Use `<pre>` for the output block.\n\n@sentinel review", "The `<code>` tag here is wrong.\n@sentinel review",
+                     "```js\nconst a = '<pre>'\n```\n@sentinel review", "a `<code>` and a `</code>` @sentinel review", "Wrap it in <code> please\n@sentinel review"] {
             #expect(GitHubDeliveryProcessor.command(in: body) == (true, false), "\(body)")
         }
         // Text after a closed fence or comment still counts.

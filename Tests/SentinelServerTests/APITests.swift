@@ -356,13 +356,21 @@ struct APIAccessTests {
             #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/audit", token: world.token(.member)).status == .forbidden)
             #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/runs", token: world.token(.viewer)).status == .ok)
             // Appliance administration is for appliance admins.
+            // (A user is made signed in: with a token it is a 403 for an admin too, below.)
+            let adminSession = try world.appliance.identity.createSession(for: world.admin).token
             for (method, path, body) in [(HTTPRequest.Method.post, "/users", #"{"email":"x@example.com","password":"a long password"}"#),
                                          (.post, "/workspaces", #"{"name":"gamma"}"#),
                                          (.put, "/workspaces/\(world.workspaceA)/plan", #"{"plan":"team"}"#),
                                          (.get, "/users", nil)] {
                 #expect(try await api.call(method, path, token: world.token(.owner), body: body).status == .forbidden, "\(path)")
-                #expect(try await api.call(method, path, token: world.adminToken, body: body).status.code < 300, "\(path)")
+                #expect(try await api.call(method, path, token: path == "/users" && method == .post ? adminSession : world.adminToken, body: body).status.code < 300,
+                        "\(path)")
             }
+            // A user (with a password that outlives the token) is not made with an API token: a leaked
+            // short-lived admin token made an admin of its own, signed in, and minted an everlasting token.
+            let byToken = try await api.call(.post, "/users", token: world.adminToken, body: #"{"email":"evil@example.com","password":"attackerpass123","is_admin":true}"#)
+            #expect(byToken.status == .forbidden && byToken.body.contains("API token cannot create a user"), "\(byToken.body)")
+            #expect(try world.appliance.identity.user(email: "evil@example.com") == nil)
             // The caller's role in what these answer: none where the admin is not a member (it said viewer, or owner).
             let renamed = try await api.call(.patch, "/workspaces/\(world.workspaceA)", token: world.adminToken, body: #"{"name":"alpha2"}"#)
             #expect(renamed.status == .ok && renamed.json["name"] as? String == "alpha2" && renamed.json["role"] == nil, "\(renamed.body)")
@@ -529,7 +537,7 @@ struct APIResourceTests {
             let workspace = try await api.call(.post, "/workspaces", token: world.adminToken, body: #"{"name":"acme\u0001"}"#)
             #expect(workspace.status == .badRequest)
             #expect(workspace.json["detail"] as? String == "name: must not contain control characters")
-            let user = try await api.call(.post, "/users", token: world.adminToken,
+            let user = try await api.call(.post, "/users", token: try world.appliance.identity.createSession(for: world.admin).token,
                                           body: #"{"email":"a\u001f@example.com","password":"a long enough password"}"#)
             #expect(user.json["detail"] as? String == "email: must not contain control characters")
             let setting = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"review.instructions":"x\u0000y"}}"#)

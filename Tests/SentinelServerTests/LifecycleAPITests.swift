@@ -43,7 +43,7 @@ struct LifecycleAPITests {
     func applianceAudit() async throws {
         let world = try APIWorld()
         try await world.test { api in
-            let created = try await api.call(.post, "/users", token: world.adminToken,
+            let created = try await api.call(.post, "/users", token: try world.appliance.identity.createSession(for: world.admin).token,
                                              body: #"{"email":"carol@example.com","password":"a long password 1"}"#)
             #expect(created.status == .created, "\(created.body)")
             let carol = try #require(created.json["id"] as? String)

@@ -54,16 +54,22 @@ extension IdentityService {
         }
     }
 
+    /// Refuses an API token for what makes a password (a user, a password reset): a leaked token
+    /// would become a sign-in that outlives it.
+    public static func requireSignedIn(_ principal: Principal, to action: String) throws {
+        if case .token = principal.credential {
+            throw IdentityError(.forbidden, "an API token cannot \(action) (a leaked token would become a sign-in that outlives it); "
+                                + "sign in to do it, or use the sentinel command line")
+        }
+    }
+
     /// Whether `principal` may set `userID`'s password as an admin (`PATCH /users/{id}`, the
     /// console's reset): only signed in, and never their own. An API token that could set one would
     /// outlive itself: a leaked short-lived `admin` token set its own user's password, signed in
     /// with it and minted an everlasting token. One's own password changes with the current one
     /// (`changeOwnPassword`), so a session left open cannot take the account over either.
     public static func requirePasswordResetAllowed(of userID: String, by principal: Principal) throws {
-        if case .token = principal.credential {
-            throw IdentityError(.forbidden, "an API token cannot set a password (a leaked token would become a sign-in that outlives it); "
-                                + "sign in to reset one, or use sentinel user set-password")
-        }
+        try requireSignedIn(principal, to: "set a password")
         if principal.user.id == userID {
             throw IdentityError(.forbidden, "change your own password with POST /api/v1/auth/password (or on your account page), "
                                 + "which asks for the current one")

@@ -103,6 +103,9 @@ struct IdentityHandlers: Sendable {
 
     func createUser(_ input: Operations.CreateUser.Input, _ context: UserContext) async throws -> Operations.CreateUser.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
+        // A user made with an API token would hold a password that outlives the token: a leaked
+        // short-lived admin token made an admin of its own and, signed in, an everlasting token.
+        try IdentityService.requireSignedIn(context.principal, to: "create a user")
         let identity = d.identity
         let by = context.actorName
         let user = try await offload { try identity.createUser(email: body.email, password: body.password, isAdmin: body.isAdmin ?? false, by: by) }

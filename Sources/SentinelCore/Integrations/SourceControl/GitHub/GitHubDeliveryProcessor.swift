@@ -66,18 +66,22 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// list items too, and GitLab's `>>>` blocks) and code spans.
     static func commandText(_ body: String) -> String {
         var text = body.replacingOccurrences(of: "\r\n", with: "\n")
-        // HTML comments, code and preformatted text, an unterminated one to the end.
+        // HTML comments, an unterminated one to the end.
         text = text.replacingOccurrences(of: #"<!--[\s\S]*?(-->|$)"#, with: " ", options: .regularExpression)
-        text = text.replacingOccurrences(of: #"<(code|pre)(\s[^>]*)?>[\s\S]*?(</\1\s*>|$)"#, with: " ",
-                                         options: [.regularExpression, .caseInsensitive])
         var kept: [Substring] = []
         /// The open fence: its character and length (CommonMark: closed by a run of the same
         /// character at least as long, with nothing after it but spaces).
         var fence: (character: Character, length: Int)?
         var gitLabQuote = false
         var inQuote = false
+        /// Inside an HTML `<pre>` block (a line starting with `<pre`, to the line holding `</pre>`).
+        var preBlock = false
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            if preBlock {
+                if line.range(of: "</pre", options: .caseInsensitive) != nil { preBlock = false }
+                continue
+            }
             if let open = fence {
                 let run = trimmed.prefix { $0 == open.character }
                 if run.count >= open.length, trimmed.dropFirst(run.count).allSatisfy({ $0 == " " || $0 == "\t" }) { fence = nil }
@@ -89,6 +93,10 @@ public struct GitHubDeliveryProcessor: Sendable {
                 continue
             }
             if gitLabQuote { continue }
+            if trimmed.prefix(4).lowercased() == "<pre", trimmed.dropFirst(4).first.map({ $0 == ">" || $0 == " " || $0 == "\t" }) ?? true {
+                preBlock = trimmed.range(of: "</pre", options: .caseInsensitive) == nil
+                continue
+            }
             if trimmed.isEmpty {
                 inQuote = false
                 kept.append(line)
@@ -113,8 +121,11 @@ public struct GitHubDeliveryProcessor: Sendable {
             if line.hasPrefix("    ") || line.hasPrefix("\t") { continue }
             kept.append(line)
         }
-        // Code spans: a run of backticks to the next run of the same length.
+        // Code spans: a run of backticks to the next run of the same length; then inline HTML code
+        // and preformatted text, closed (`<code>` written inside a code span or a fence is text,
+        // and an unclosed one hid every command after it).
         return kept.joined(separator: "\n").replacingOccurrences(of: #"(`+)[\s\S]*?\1"#, with: " ", options: .regularExpression)
+            .replacingOccurrences(of: #"<(code|pre)(\s[^>]*)?>[\s\S]*?</\1\s*>"#, with: " ", options: [.regularExpression, .caseInsensitive])
     }
 
     /// A line without the list markers it starts with (`- `, `* `, `+ `, `1. `, `2) `, nested).
