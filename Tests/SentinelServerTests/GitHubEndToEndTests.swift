@@ -211,6 +211,8 @@ struct GitHubEndToEndTests {
         var runs = try await world.runs().sorted { $0.id < $1.id }
         #expect(runs.count == 2 && runs[1].trigger.hasPrefix("manual:") && runs[1].prNumber == 7, "\(runs.map(\.trigger))")
         #expect(await world.github.state.checkRuns.count == 2, "a new check run for the re-run")
+        #expect(try await world.count("SELECT count(*) FROM events WHERE type = 'RunRequested' AND data LIKE '%github:octocat%'") == 1,
+                "audited as a re-run from the API is, by who pressed the button")
         // "Re-run all checks": the suite, with no pull request listed either, found by the commit Sentinel reviewed.
         try await world.deliver(event: "check_suite", body: GitHubWorld.checkPayload(event: "check_suite", id: 4242, head: "aaa111", externalID: nil,
                                                                                    appID: appID, pullRequests: []))

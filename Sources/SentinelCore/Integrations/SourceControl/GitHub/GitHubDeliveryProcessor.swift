@@ -292,11 +292,11 @@ public struct GitHubDeliveryProcessor: Sendable {
                                                               correlationID: correlationID, in: &tx)
             return created ? "run \(runID) requested by comment" : "run \(runID) already exists"
         case "check_run", "check_suite":
-            let (action, check, repository) = event == "check_run"
+            let (action, check, repository, sender) = event == "check_run"
                 ? try decoder.decode(GitHubPayload.CheckRunEvent.self, from: payload).parts
                 : try decoder.decode(GitHubPayload.CheckSuiteEvent.self, from: payload).parts
             if let settled = settledOutcome(event: event, action: action) { return settled }
-            return try rerun(check, noun: event == "check_run" ? "check run" : "check suite", repository: repository,
+            return try rerun(check, noun: event == "check_run" ? "check run" : "check suite", repository: repository, sender: sender,
                              integrationID: integrationID, correlationID: correlationID, tx: &tx)
         default:
             return notActedOn(event)
@@ -310,8 +310,8 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// the payload lists in this repository, else the one Sentinel last reviewed at that commit
     /// (GitHub lists none for a pull request from a fork). Someone who can press the button has
     /// write access to the repository; GitHub sends the re-run only to the check's own App.
-    static func rerun(_ check: GitHubPayload.Check, noun: String, repository: GitHubPayload.Repository, integrationID: IntegrationID,
-                      correlationID: String?, tx: inout WorkspaceTransaction) throws -> String {
+    static func rerun(_ check: GitHubPayload.Check, noun: String, repository: GitHubPayload.Repository, sender: GitHubPayload.Account?,
+                      integrationID: IntegrationID, correlationID: String?, tx: inout WorkspaceTransaction) throws -> String {
         let db = tx.db
         let appID = try Int64.fetchOne(db, sql: "SELECT app_id FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
         if let appID, let owner = check.app?.id, owner != appID { return "ignored: \(noun) \(check.id) belongs to another GitHub App (\(owner))" }
@@ -339,9 +339,14 @@ public struct GitHubDeliveryProcessor: Sendable {
         var requested: [String] = []
         // A suite may list several pull requests with the same head; a handful at most are re-run.
         for number in numbers.prefix(10) {
-            let (runID, _) = try ReviewRunStore.request(repository: repo, prNumber: number, headSHA: "", baseSHA: nil,
-                                                        trigger: "manual:\(RandomIdentifier.uuid())", fullReview: false,
-                                                        correlationID: correlationID, in: &tx)
+            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: number, headSHA: "", baseSHA: nil,
+                                                              trigger: "manual:\(RandomIdentifier.uuid())", fullReview: false,
+                                                              correlationID: correlationID, in: &tx)
+            // Audited as a re-run from the API or console is, by who pressed the button on GitHub.
+            if created {
+                try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(runID)", payload: [
+                    "repository": repo.fullName, "pr_number": String(number), "by": "github:\(sender?.login ?? "unknown")"]))
+            }
             requested.append("run \(runID) (#\(number))")
         }
         return "\(requested.joined(separator: ", ")) requested by a re-run of \(noun) \(check.id)"

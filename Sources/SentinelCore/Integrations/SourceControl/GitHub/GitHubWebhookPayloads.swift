@@ -131,13 +131,15 @@ enum GitHubPayload {
         let action: String
         let checkRun: Check
         let repository: Repository
-        var parts: (String, Check, Repository) { (action, checkRun, repository) }
+        let sender: Account?
+        var parts: (String, Check, Repository, Account?) { (action, checkRun, repository, sender) }
     }
     struct CheckSuiteEvent: Decodable {
         let action: String
         let checkSuite: Check
         let repository: Repository
-        var parts: (String, Check, Repository) { (action, checkSuite, repository) }
+        let sender: Account?
+        var parts: (String, Check, Repository, Account?) { (action, checkSuite, repository, sender) }
     }
     struct InstallationEvent: Decodable {
         let action: String
