@@ -24,8 +24,11 @@ struct OperationsRoutes {
     /// Below this much free space on the data directory's disk, `/readyz` says the disk is full.
     static let fullDiskBytes: Int64 = 4 << 20
 
-    static func freeBytes(_ directory: URL) -> Int64? {
-        (try? FileManager.default.attributesOfFileSystem(forPath: directory.path)[.systemFreeSize] as? NSNumber)?.int64Value
+    /// Free and total bytes of the file system holding `directory`.
+    static func diskSpace(_ directory: URL) -> (free: Int64, total: Int64)? {
+        guard let fs = try? FileManager.default.attributesOfFileSystem(forPath: directory.path),
+              let free = (fs[.systemFreeSize] as? NSNumber)?.int64Value, let total = (fs[.systemSize] as? NSNumber)?.int64Value else { return nil }
+        return (free, total)
     }
 
     static func isDatabaseFile(_ url: URL) -> Bool {
@@ -47,7 +50,7 @@ struct OperationsRoutes {
             checks["storage"] = answers && Self.isDatabaseFile(dataDirectory.controlFile) ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
             // A full disk refuses every write (each delivery a 503) while the file still reads.
-            if let free = Self.freeBytes(dataDirectory.root), free < Self.fullDiskBytes {
+            if let free = Self.diskSpace(dataDirectory.root)?.free, free < Self.fullDiskBytes {
                 checks["disk"] = "full (\(free) bytes free)"
             } else {
                 checks["disk"] = "ok"
@@ -64,8 +67,7 @@ struct OperationsRoutes {
                                   + "this request came from \(peer ?? "an unknown address")")
             }
             await supervisor.sampleQueueDepth()
-            if let fs = try? FileManager.default.attributesOfFileSystem(forPath: dataDirectory.root.path),
-               let free = (fs[.systemFreeSize] as? NSNumber)?.int64Value, let total = (fs[.systemSize] as? NSNumber)?.int64Value {
+            if let (free, total) = Self.diskSpace(dataDirectory.root) {
                 metrics.disk(freeBytes: free, totalBytes: total)
             }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

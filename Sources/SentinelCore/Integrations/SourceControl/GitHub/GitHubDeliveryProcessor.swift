@@ -339,14 +339,9 @@ public struct GitHubDeliveryProcessor: Sendable {
         var requested: [String] = []
         // A suite may list several pull requests with the same head; a handful at most are re-run.
         for number in numbers.prefix(10) {
-            let (runID, created) = try ReviewRunStore.request(repository: repo, prNumber: number, headSHA: "", baseSHA: nil,
-                                                              trigger: "manual:\(RandomIdentifier.uuid())", fullReview: false,
-                                                              correlationID: correlationID, in: &tx)
-            // Audited as a re-run from the API or console is, by who pressed the button on GitHub.
-            if created {
-                try tx.append(DomainEvent(type: "RunRequested", subject: "run:\(runID)", payload: [
-                    "repository": repo.fullName, "pr_number": String(number), "by": "github:\(sender?.login ?? "unknown")"]))
-            }
+            // As a re-run from the API or console, audited by who pressed the button on GitHub.
+            let (runID, _) = try ReviewRunStore.requestManual(repositoryID: repo.id, prNumber: number, fullReview: false,
+                                                             by: "github:\(sender?.login ?? "unknown")", correlationID: correlationID, in: &tx)
             requested.append("run \(runID) (#\(number))")
         }
         return "\(requested.joined(separator: ", ")) requested by a re-run of \(noun) \(check.id)"
