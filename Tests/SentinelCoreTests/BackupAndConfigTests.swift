@@ -99,6 +99,45 @@ struct BackupTests {
         #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(ws).path))
     }
 
+    @Test("restoring one workspace realigns its webhook routes: an integration added after the backup is retired (410), one removed after it is routed again")
+    func restoreRealignsIntegrationRoutes() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("routes")
+        let service = IntegrationService(control: h.control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        let actor = try await h.supervisor.pin(ws)
+        func add(_ id: String) async throws {
+            try await actor.write { tx in
+                try tx.db.execute(sql: """
+                    INSERT INTO integrations (id, kind, app_id, api_url, webhook_secret, created_at)
+                    VALUES (?, 'github', 1, 'https://127.0.0.1:1/', x'00', 5)
+                    """, arguments: [id])
+            }
+            try h.control.write { db in
+                try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', 5)", arguments: [id, ws.rawValue])
+            }
+        }
+        let kept = try #require(IntegrationID("int_kept000000000000"))
+        let later = try #require(IntegrationID("int_later00000000000"))
+        try await add(kept.rawValue)
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        try await add(later.rawValue)
+        try await service.remove(kept, from: actor, by: "cli")
+        #expect(try service.isRetired(kept))
+        await h.supervisor.shutdown()
+
+        var said: [String] = []
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws) { said.append($0) }
+        // The integration the restored file does not know answered 404 and could not be removed: retired now.
+        #expect(try await service.workspaceOf(later) == nil)
+        #expect(try service.isRetired(later))
+        // The one the restored file holds, with its secrets, is served again.
+        #expect(try await service.workspaceOf(kept) == ws)
+        #expect(try !service.isRetired(kept))
+        #expect(said.contains { $0.contains("\(later)") && $0.contains("410 Gone") })
+        #expect(said.contains { $0.contains("\(kept)") && $0.contains("routed to the workspace again") })
+    }
+
     @Test("a backup whose file is a link is refused: the link would have become the live workspace file, pointing outside the data directory")
     func linkInBackupRefused() async throws {
         let h = try TestHarness()

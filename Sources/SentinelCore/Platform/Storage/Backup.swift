@@ -328,6 +328,9 @@ public struct BackupService: Sendable {
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
         for id in restoredIDs { try rewindExportWatermark(of: id, control: control, now: now, log: log) }
+        if !selected.contains(where: { $0.kind == .control }) {
+            for id in restoredIDs { try realignIntegrationRouting(of: id, control: control, now: now, log: log) }
+        }
         // Workspaces the backup could not read when it was taken are not in it: said, not passed over.
         for missing in manifest.skipped ?? [] where only == nil || only?.rawValue == missing.workspaceID {
             let id = WorkspaceID(missing.workspaceID)
@@ -365,6 +368,59 @@ public struct BackupService: Sendable {
         }
         log("workspace \(id): the analytics export had carried events up to \(watermark), the restored file ends at \(last); "
             + "the export watermark moved back to \(last), so the next export carries the workspace's new events")
+    }
+
+    /// control.sqlite routes each webhook URL to the workspace of its integration; a workspace
+    /// restored alone may hold other integrations than the routes say. One added after the backup
+    /// is not in the restored file: its route led to a workspace that no longer knew it (every
+    /// delivery refused as unknown, and the integration listed nowhere, so not removable); it is
+    /// retired now, its webhooks answering 410 Gone as a removed one's do. One removed after the
+    /// backup is back in the file with its secrets: routed again, as it was when the backup was taken.
+    private func realignIntegrationRouting(of id: WorkspaceID, control: ControlStore, now: Double, log: (String) -> Void) throws {
+        let file = dataDirectory.workspaceFile(id)
+        guard FileManager.default.fileExists(atPath: file.path) else { return }
+        var configuration = Configuration()
+        configuration.readonly = true
+        let queue = try DatabaseQueue(path: file.path, configuration: configuration)
+        let inFile = try queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, kind, created_at FROM integrations").map { row -> (id: String, kind: String, createdAt: Double) in
+                (row["id"], row["kind"], row["created_at"])
+            }
+        }
+        try queue.close()
+        let active = inFile.filter { !$0.kind.hasPrefix("removed:") }
+        let activeIDs = Set(active.map(\.id))
+        var retired: [String] = []
+        var routedAgain: [String] = []
+        try control.write { db in
+            let routed = try String.fetchAll(db, sql: "SELECT id FROM integrations WHERE workspace_id = ?", arguments: [id.rawValue])
+            for integration in routed where !activeIDs.contains(integration) {
+                try db.execute(sql: "INSERT OR REPLACE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
+                               arguments: [integration, id.rawValue, now])
+                try db.execute(sql: "DELETE FROM integrations WHERE id = ?", arguments: [integration])
+                retired.append(integration)
+            }
+            let routedIDs = Set(routed)
+            for integration in active where !routedIDs.contains(integration.id) {
+                // An id routed to another workspace is that workspace's (ids are random; a copy
+                // of another appliance's file would be refused as foreign before this).
+                guard try String.fetchOne(db, sql: "SELECT workspace_id FROM integrations WHERE id = ?", arguments: [integration.id]) == nil
+                else { continue }
+                try db.execute(sql: "DELETE FROM retired_integrations WHERE id = ?", arguments: [integration.id])
+                try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, ?, ?)",
+                               arguments: [integration.id, id.rawValue, integration.kind, integration.createdAt])
+                routedAgain.append(integration.id)
+            }
+            if !retired.isEmpty || !routedAgain.isEmpty { try control.noteIntegrationChanged(in: db) }
+        }
+        for integration in retired {
+            log("workspace \(id): integration \(integration) was added after this backup and is not in the restored file; its webhooks "
+                + "now answer 410 Gone, as a removed integration's do (add the integration again to use it)")
+        }
+        for integration in routedAgain {
+            log("workspace \(id): integration \(integration), removed after this backup, is back with the restored file; its webhooks "
+                + "are routed to the workspace again (remove it again if it should stay removed)")
+        }
     }
 
     /// A backup's file is of the kind its manifest says, holds a schema this binary reads (none
