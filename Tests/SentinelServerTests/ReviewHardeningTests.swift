@@ -266,6 +266,23 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("a pull request closed while its files are fetched: the run is skipped, its check concluded 'Review skipped' (it said 'Superseded')")
+    func closedWhileReviewing() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("GET files", [.delay(1.5)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("GET files") })
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "closed", head: "aaa111"))
+        #expect(await world.waitForRun(state: .skipped))
+        #expect(await eventually { await world.github.state.checkRuns.values.first?.status == "completed" })
+        #expect(await world.github.state.reviews(on: Self.repo, 7).isEmpty)
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.conclusion == "neutral")
+        #expect(check.title == "Review skipped", "\(check.title ?? "")")
+        #expect(check.summary?.contains("closed") == true, "\(check.summary ?? "")")
+        await world.stop()
+    }
+
     @Test("a plain push while the review is written: the review lands on the commit it reviewed")
     func pushWhileReviewing() async throws {
         let world = try await GitHubWorld()

@@ -260,9 +260,15 @@ public struct ReviewRunner: Sendable {
         }
         let session = try await connector.session(for: repository, in: workspace)
         try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral,
-                                        title: run.state == .superseded ? "Superseded" : "Review skipped",
+                                        title: Self.endedTitle(run.state),
                                         summary: "Not posted: \(Self.outside(run.reason ?? "a newer run replaced this one")).")
         logger.info("run ended while its job waited; its check concluded", metadata: ["state": "\(run.state.rawValue)"])
+    }
+
+    /// The check's title for a run that ended without posting: a newer push replaced it, or it was
+    /// skipped (its pull request closed or merged, the run cancelled).
+    static func endedTitle(_ state: RunState) -> String {
+        state == .superseded ? "Superseded" : "Review skipped"
     }
 
     /// The `onDead` hook of `review.run`: the job went dead (retries exhausted, its lease expired
@@ -561,10 +567,12 @@ public struct ReviewRunner: Sendable {
         // A newer push may have superseded this run while it worked: then it posts nothing.
         if let current = try await workspace.read({ db in try ReviewRunStore.find(id, in: db) }), current.state.isFinal, current.reviewID == nil {
             if let checkID {
-                try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded",
+                // Closed or merged, or cancelled, while it ran: "Review skipped", as for a run that
+                // ended while its job waited; it said "Superseded" with the closed reason beneath.
+                try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: Self.endedTitle(current.state),
                                                 summary: current.reason.map { "Not posted: \($0)." } ?? "Not posted: a newer run replaced this one.")
             }
-            logger.info("run superseded while running; nothing posted", metadata: ["state": "\(current.state.rawValue)"])
+            logger.info("run ended while running; nothing posted", metadata: ["state": "\(current.state.rawValue)"])
             return
         }
         laps.mark("read_state")
