@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 import SentinelCore
@@ -263,6 +264,82 @@ struct AnalyticsExportTests {
         let queries = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("appliance/analytics/queries.sql")
         try pg.load(queries)
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+
+    static let loader = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("appliance/analytics/load-exports.sh")
+
+    @Test("load-exports.sh loads whole files and refuses one cut off on the way: psql ends a script without its COMMIT with exit 0, having loaded nothing")
+    func loaderRefusesCutOffFiles() async throws {
+        let world = try await World(workspaces: 1)
+        let pg = try PostgresTestDatabase.create()
+        defer { pg.drop() }
+        let manifest = try world.exporter.export()
+        let file = world.dump(manifest)
+        let ship = world.harness.directory.url.appendingPathComponent("ship")
+        try FileManager.default.createDirectory(at: ship, withIntermediateDirectories: true)
+        let shipped = ship.appendingPathComponent(file.lastPathComponent)
+        let text = try String(contentsOf: file, encoding: .utf8)
+        let commit = try #require(text.range(of: "COMMIT;", options: .backwards))
+        try String(text[..<commit.lowerBound]).write(to: shipped, atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(at: AnalyticsExporter.manifestURL(for: file), to: AnalyticsExporter.manifestURL(for: shipped))
+
+        var run = try pg.runLoader(Self.loader, exports: ship)
+        #expect(run.status != 0 && run.stderr.contains("SHA-256 is not the one in its manifest"), "\(run)")
+        #expect(FileManager.default.fileExists(atPath: shipped.path))
+        // Cut with a manifest that matches the cut file: psql itself exits 0, so the loader asks
+        // PostgreSQL whether the export arrived.
+        var cutManifest = manifest
+        cutManifest.sha256 = SHA256.hash(data: try Data(contentsOf: shipped)).map { String(format: "%02x", $0) }.joined()
+        try JSONEncoder.sentinel.encode(cutManifest).write(to: AnalyticsExporter.manifestURL(for: shipped))
+        run = try pg.runLoader(Self.loader, exports: ship)
+        #expect(run.status != 0 && run.stderr.contains("before its COMMIT"), "\(run)")
+        #expect(try pg.scalar("SELECT to_regclass('sentinel.events') IS NULL") == "t")
+        #expect(FileManager.default.fileExists(atPath: shipped.path))
+        // Without its manifest: refused, naming it.
+        try FileManager.default.removeItem(at: AnalyticsExporter.manifestURL(for: shipped))
+        run = try pg.runLoader(Self.loader, exports: ship)
+        #expect(run.status != 0 && run.stderr.contains("no manifest beside it"), "\(run)")
+
+        // Whole: loaded, and moved aside with its manifest.
+        try FileManager.default.removeItem(at: shipped)
+        try FileManager.default.copyItem(at: file, to: shipped)
+        try FileManager.default.copyItem(at: AnalyticsExporter.manifestURL(for: file), to: AnalyticsExporter.manifestURL(for: shipped))
+        run = try pg.runLoader(Self.loader, exports: ship)
+        #expect(run.status == 0 && run.stdout.contains("loaded \(file.lastPathComponent)"), "\(run)")
+        #expect(try pg.scalar("SELECT count(*) FROM sentinel.events") == String(manifest.events))
+        #expect(FileManager.default.fileExists(atPath: ship.appendingPathComponent("loaded/\(file.lastPathComponent)").path))
+        #expect(FileManager.default.fileExists(atPath: ship.appendingPathComponent("loaded/\(file.lastPathComponent).manifest.json").path))
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+
+    @Test("after the first load a role with USAGE on the schema and INSERT, DELETE, SELECT on its tables loads dumps; a database not in UTF8 is refused by name")
+    func leastPrivilegeLoadAndEncoding() async throws {
+        let world = try await World(workspaces: 1)
+        let pg = try PostgresTestDatabase.create()
+        defer { pg.drop() }
+        try pg.load(world.dump(try world.exporter.export()))
+        let role = "sentinel_loader_\(UUID().uuidString.prefix(8).lowercased())"
+        try pg.serverCommand("CREATE ROLE \(role) LOGIN")
+        defer { try? pg.serverCommand("DROP OWNED BY \(role) CASCADE; DROP ROLE IF EXISTS \(role)") }
+        _ = try pg.query("GRANT USAGE ON SCHEMA sentinel TO \(role); GRANT INSERT, DELETE, SELECT ON ALL TABLES IN SCHEMA sentinel TO \(role)")
+        try await world.harness.supervisor.withWorkspace(world.workspaces[0]) { try await ActivityGenerator.write(into: $0, seed: 9, days: 1, runsPerDay: 2) }
+        let second = try world.exporter.export()
+        #expect(second.events > 0)
+        // It needed CREATE on the database and the schema, and ownership of sentinel.events.
+        try pg.load(world.dump(second), as: role)
+        #expect(try pg.scalar("SELECT count(*) FROM sentinel.exports") == "2")
+
+        let latin1 = try PostgresTestDatabase.create(encoding: "LATIN1")
+        defer { latin1.drop() }
+        #expect {
+            try latin1.load(world.dump(second))
+        } throws: { error in
+            "\(error)".contains("encoding is LATIN1") && "\(error)".contains("ENCODING 'UTF8'")
+        }
         await world.harness.stop()
         world.harness.directory.cleanup()
     }

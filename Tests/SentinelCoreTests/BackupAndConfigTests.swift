@@ -138,6 +138,31 @@ struct BackupTests {
         #expect(said.contains { $0.contains("\(kept)") && $0.contains("routed to the workspace again") })
     }
 
+    @Test("a restore waits for a running analytics export: the export's watermark, written after, undid the restore's rewind and lost the new events")
+    func restoreRefusedDuringExport() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("exported")
+        await h.supervisor.shutdown()
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, workspace: ws, control: h.control)
+        var exporting = try FileLock.tryAcquire(h.dataDirectory.exportLockFile)
+        #expect(exporting != nil)
+        #expect {
+            try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws)
+        } throws: { error in
+            "\(error)".contains("an analytics export is running")
+        }
+        exporting = nil
+        #expect(try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out, workspace: ws).count == 1)
+        // And an export started while a restore runs is refused the same.
+        var restoring = try FileLock.tryAcquire(h.dataDirectory.exportLockFile)
+        #expect(restoring != nil)
+        let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
+        #expect { try exporter.export() } throws: { error in "\(error)".contains("a restore") }
+        restoring = nil
+        #expect(try exporter.export().events >= 0)
+    }
+
     @Test("a backup whose file is a link is refused: the link would have become the live workspace file, pointing outside the data directory")
     func linkInBackupRefused() async throws {
         let h = try TestHarness()

@@ -52,7 +52,7 @@ struct NightlyExportTests {
         config.time = String(format: "%02d:%02d", slot.hour!, slot.minute!)
         config.notifyWorkspace = ws.rawValue
         // Another export holds the lock: the catch-up fails until it is released.
-        var lock = try FileLock.tryAcquire(h.dataDirectory.exportsDirectory.appendingPathComponent(".export.lock"))
+        var lock = try FileLock.tryAcquire(h.dataDirectory.exportLockFile)
         #expect(lock != nil)
         let log = CapturedLog()
         let service = NightlyExportService(exporter: exporter, config: config, logger: Logger.sentinel(level: "info", sink: log.sink),
@@ -80,7 +80,7 @@ struct NightlyExportTests {
         let slot = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date().addingTimeInterval(-3_600))
         config.time = String(format: "%02d:%02d", slot.hour!, slot.minute!)
         config.notifyWorkspace = ws.rawValue
-        let lock = try FileLock.tryAcquire(h.dataDirectory.exportsDirectory.appendingPathComponent(".export.lock"))
+        let lock = try FileLock.tryAcquire(h.dataDirectory.exportLockFile)
         let log = CapturedLog()
         let service = NightlyExportService(exporter: exporter, config: config, logger: Logger.sentinel(level: "info", sink: log.sink),
                                            supervisor: h.supervisor, retryDelays: [.milliseconds(50), .milliseconds(50)], catchUpDelay: .zero)

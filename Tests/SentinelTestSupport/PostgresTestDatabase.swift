@@ -18,11 +18,38 @@ public struct PostgresTestDatabase: Sendable {
         server != nil || ProcessInfo.processInfo.environment["CI"] != nil
     }
 
-    public static func create() throws -> PostgresTestDatabase {
+    /// `encoding`: the database's, when not the server's default (UTF8 here).
+    public static func create(encoding: String? = nil) throws -> PostgresTestDatabase {
         guard let server else { throw PostgresTestError("SENTINEL_TEST_POSTGRES is not set: run the tests through .ci/run") }
         let name = "sentinel_test_\(UUID().uuidString.prefix(8).lowercased())"
-        _ = try psql(server, ["-c", "CREATE DATABASE \(name)"])
+        let options = encoding.map { " ENCODING '\($0)' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0" } ?? ""
+        _ = try psql(server, ["-c", "CREATE DATABASE \(name)\(options)"])
         return PostgresTestDatabase(name: name, server: server)
+    }
+
+    /// `appliance/analytics/load-exports.sh` on the files in `exports`, against this database.
+    public func runLoader(_ script: URL, exports: URL) throws -> (status: Int32, stdout: String, stderr: String) {
+        var environment = ProcessInfo.processInfo.environment
+        environment["EXPORTS"] = exports.path
+        // The loader takes libpq's variables, as on an analytics host.
+        let names = ["host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"]
+        for pair in connection.split(separator: " ") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2, let name = names[parts[0]] { environment[name] = parts[1] }
+        }
+        let child = try ChildProcess(executable: "/bin/sh", arguments: [script.path], environment: environment)
+        let status = child.waitUntilExitBlocking()
+        return (status, child.stdout, child.stderr)
+    }
+
+    /// Loads `file` as `user` (a role of this server).
+    public func load(_ file: URL, as user: String) throws {
+        _ = try Self.psql(connection + " user=\(user)", ["-v", "ON_ERROR_STOP=1", "-q", "-f", file.path])
+    }
+
+    /// A statement run on the server as its superuser (roles are the cluster's, not a database's).
+    public func serverCommand(_ sql: String) throws {
+        _ = try Self.psql(server, ["-c", sql])
     }
 
     var connection: String { server + " dbname=\(name)" }

@@ -53,8 +53,8 @@ public struct AnalyticsExporter: Sendable {
     public func export(to destination: URL? = nil, now: Date = Date(),
                        beforeWatermarks: () throws -> Void = {}) throws -> ExportManifest {
         try FileManager.default.createDirectory(at: dataDirectory.exportsDirectory, withIntermediateDirectories: true)
-        guard let lock = try FileLock.tryAcquire(dataDirectory.exportsDirectory.appendingPathComponent(".export.lock")) else {
-            throw StorageError.conflict("another export is running on \(dataDirectory.root.path)")
+        guard let lock = try FileLock.tryAcquire(dataDirectory.exportLockFile) else {
+            throw StorageError.conflict("another export, or a restore, is running on \(dataDirectory.root.path)")
         }
         defer { withExtendedLifetime(lock) {} }
         removeAbandonedTempFiles()

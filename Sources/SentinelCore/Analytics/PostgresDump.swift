@@ -20,72 +20,96 @@ enum PostgresDump {
         SET standard_conforming_strings = on;
         SET client_min_messages = warning;
         BEGIN;
-        CREATE SCHEMA IF NOT EXISTS sentinel;
-        CREATE TABLE IF NOT EXISTS sentinel.events (
-            workspace_id text NOT NULL,
-            seq bigint NOT NULL,
-            event_id text NOT NULL,
-            type text NOT NULL,
-            occurred_at timestamptz NOT NULL,
-            day date NOT NULL,
-            repository text NOT NULL,
-            subject text,
-            correlation_id text,
-            data jsonb NOT NULL,
-            export_id text NOT NULL,
-            platform text NOT NULL DEFAULT '',
-            PRIMARY KEY (workspace_id, event_id)
-        );
-        -- Tables created by earlier dumps have no platform column ('' for their events).
-        ALTER TABLE sentinel.events ADD COLUMN IF NOT EXISTS platform text NOT NULL DEFAULT '';
-        -- Tables created by earlier dumps were keyed by (workspace_id, seq); a restored workspace
-        -- reuses sequence numbers, so the event id is the identity.
+        -- Every object is created only when it is missing: after the first load, a loading role
+        -- with INSERT, DELETE and SELECT on the tables (and USAGE on the schema) loads a dump.
         DO $$
         BEGIN
+            IF current_setting('server_encoding') <> 'UTF8' THEN
+                RAISE EXCEPTION 'this database''s encoding is %, which cannot hold all of Sentinel''s UTF-8 text: load into a database created with ENCODING ''UTF8''',
+                    current_setting('server_encoding');
+            END IF;
+            IF to_regnamespace('sentinel') IS NULL THEN
+                CREATE SCHEMA sentinel;
+            END IF;
+            IF to_regclass('sentinel.events') IS NULL THEN
+                CREATE TABLE sentinel.events (
+                    workspace_id text NOT NULL,
+                    seq bigint NOT NULL,
+                    event_id text NOT NULL,
+                    type text NOT NULL,
+                    occurred_at timestamptz NOT NULL,
+                    day date NOT NULL,
+                    repository text NOT NULL,
+                    subject text,
+                    correlation_id text,
+                    data jsonb NOT NULL,
+                    export_id text NOT NULL,
+                    platform text NOT NULL DEFAULT '',
+                    PRIMARY KEY (workspace_id, event_id)
+                );
+            END IF;
+            -- Tables created by earlier dumps have no platform column ('' for their events).
+            IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'sentinel.events'::regclass AND attname = 'platform' AND NOT attisdropped) THEN
+                ALTER TABLE sentinel.events ADD COLUMN platform text NOT NULL DEFAULT '';
+            END IF;
+            -- Tables created by earlier dumps were keyed by (workspace_id, seq); a restored workspace
+            -- reuses sequence numbers, so the event id is the identity.
             IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'sentinel.events'::regclass AND contype = 'p'
                        AND pg_get_constraintdef(oid) = 'PRIMARY KEY (workspace_id, seq)') THEN
                 EXECUTE 'ALTER TABLE sentinel.events DROP CONSTRAINT ' || quote_ident((SELECT conname FROM pg_constraint
                     WHERE conrelid = 'sentinel.events'::regclass AND contype = 'p'));
                 ALTER TABLE sentinel.events ADD PRIMARY KEY (workspace_id, event_id);
             END IF;
+            IF to_regclass('sentinel.events_workspace_seq') IS NULL THEN
+                CREATE INDEX events_workspace_seq ON sentinel.events (workspace_id, seq);
+            END IF;
+            IF to_regclass('sentinel.events_rollup_key') IS NULL THEN
+                CREATE INDEX events_rollup_key ON sentinel.events (workspace_id, day, repository)
+                    WHERE type IN ('RunCompleted', 'UsageRecorded');
+            END IF;
+            IF to_regclass('sentinel.events_type_time') IS NULL THEN
+                CREATE INDEX events_type_time ON sentinel.events (type, occurred_at);
+            END IF;
+            IF to_regclass('sentinel.daily_repository_rollups') IS NULL THEN
+                CREATE TABLE sentinel.daily_repository_rollups (
+                    workspace_id text NOT NULL,
+                    day date NOT NULL,
+                    repository text NOT NULL,
+                    runs bigint NOT NULL,
+                    runs_completed bigint NOT NULL,
+                    runs_failed bigint NOT NULL,
+                    runs_skipped bigint NOT NULL,
+                    runs_superseded bigint NOT NULL,
+                    findings bigint NOT NULL,
+                    ai_calls bigint NOT NULL,
+                    input_tokens bigint NOT NULL,
+                    output_tokens bigint NOT NULL,
+                    cost_usd numeric(20, 6) NOT NULL,
+                    duration_p50_ms bigint,
+                    duration_p95_ms bigint,
+                    PRIMARY KEY (workspace_id, day, repository)
+                );
+            END IF;
+            IF to_regclass('sentinel.daily_findings_rollups') IS NULL THEN
+                CREATE TABLE sentinel.daily_findings_rollups (
+                    workspace_id text NOT NULL,
+                    day date NOT NULL,
+                    repository text NOT NULL,
+                    severity text NOT NULL,
+                    category text NOT NULL,
+                    findings bigint NOT NULL,
+                    PRIMARY KEY (workspace_id, day, repository, severity, category)
+                );
+            END IF;
+            IF to_regclass('sentinel.exports') IS NULL THEN
+                CREATE TABLE sentinel.exports (
+                    export_id text PRIMARY KEY,
+                    created_at timestamptz NOT NULL,
+                    events_in_file bigint NOT NULL,
+                    first_loaded_at timestamptz NOT NULL DEFAULT now()
+                );
+            END IF;
         END $$;
-        CREATE INDEX IF NOT EXISTS events_workspace_seq ON sentinel.events (workspace_id, seq);
-        CREATE INDEX IF NOT EXISTS events_rollup_key ON sentinel.events (workspace_id, day, repository)
-            WHERE type IN ('RunCompleted', 'UsageRecorded');
-        CREATE INDEX IF NOT EXISTS events_type_time ON sentinel.events (type, occurred_at);
-        CREATE TABLE IF NOT EXISTS sentinel.daily_repository_rollups (
-            workspace_id text NOT NULL,
-            day date NOT NULL,
-            repository text NOT NULL,
-            runs bigint NOT NULL,
-            runs_completed bigint NOT NULL,
-            runs_failed bigint NOT NULL,
-            runs_skipped bigint NOT NULL,
-            runs_superseded bigint NOT NULL,
-            findings bigint NOT NULL,
-            ai_calls bigint NOT NULL,
-            input_tokens bigint NOT NULL,
-            output_tokens bigint NOT NULL,
-            cost_usd numeric(20, 6) NOT NULL,
-            duration_p50_ms bigint,
-            duration_p95_ms bigint,
-            PRIMARY KEY (workspace_id, day, repository)
-        );
-        CREATE TABLE IF NOT EXISTS sentinel.daily_findings_rollups (
-            workspace_id text NOT NULL,
-            day date NOT NULL,
-            repository text NOT NULL,
-            severity text NOT NULL,
-            category text NOT NULL,
-            findings bigint NOT NULL,
-            PRIMARY KEY (workspace_id, day, repository, severity, category)
-        );
-        CREATE TABLE IF NOT EXISTS sentinel.exports (
-            export_id text PRIMARY KEY,
-            created_at timestamptz NOT NULL,
-            events_in_file bigint NOT NULL,
-            first_loaded_at timestamptz NOT NULL DEFAULT now()
-        );
         CREATE TEMP TABLE sentinel_incoming (
             workspace_id text, seq bigint, event_id text, type text, occurred_at text, subject text, correlation_id text, data text
         ) ON COMMIT DROP;

@@ -247,7 +247,14 @@ public struct BackupService: Sendable {
         guard let lock = try FileLock.tryAcquire(dataDirectory.serveLockFile) else {
             throw StorageError.conflict("sentinel serve is running on \(dataDirectory.root.path); stop it before restoring")
         }
-        defer { _ = (lock, restoring) }
+        // An export running now (the command line's; serve's is ruled out above) may have read a
+        // workspace before its file is replaced: its watermark, written after, would undo the
+        // rewind below, and the workspace's new events would never be exported.
+        try FileManager.default.createDirectory(at: dataDirectory.exportsDirectory, withIntermediateDirectories: true)
+        guard let exporting = try FileLock.tryAcquire(dataDirectory.exportLockFile) else {
+            throw StorageError.conflict("an analytics export is running on \(dataDirectory.root.path); wait for it to finish, then restore")
+        }
+        defer { _ = (lock, restoring, exporting) }
         // No key is made here: the restored files' credentials are sealed with the original one,
         // which a backup does not hold (`serve` says so until it is copied back).
         try dataDirectory.prepare(creatingKey: false)

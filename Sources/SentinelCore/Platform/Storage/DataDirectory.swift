@@ -24,6 +24,10 @@ public struct DataDirectory: Sendable, Equatable {
     public var tlsDirectory: URL { root.appendingPathComponent("tls", isDirectory: true) }
     public var exportsDirectory: URL { root.appendingPathComponent("exports", isDirectory: true) }
     public var serveLockFile: URL { root.appendingPathComponent(".serve.lock") }
+    /// Held by an analytics export while it runs (from `serve` or the command line), and by
+    /// `sentinel restore`: an export that read a workspace before a restore would move its
+    /// watermark back past the restore's rewind.
+    public var exportLockFile: URL { exportsDirectory.appendingPathComponent(".export.lock") }
     /// Held by `sentinel restore` while it runs; every other command checks it before it opens
     /// control.sqlite (a change made then would be overwritten or orphaned by the restore).
     public var restoreLockFile: URL { root.appendingPathComponent(".restore.lock") }
