@@ -85,8 +85,10 @@ struct APIClient: Sendable {
     }
 
     @discardableResult
-    func call(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil, authorization: String? = nil) async throws -> Reply {
+    func call(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil, authorization: String? = nil,
+              accept: String? = nil) async throws -> Reply {
         var headers: HTTPFields = [:]
+        if let accept { headers[.accept] = accept }
         if let token { headers[.authorization] = "Bearer \(token)" }
         if let authorization { headers[.authorization] = authorization }
         if body != nil { headers[.contentType] = "application/json" }
@@ -192,6 +194,40 @@ struct APIAccessTests {
 
     func listedHeaders(_ response: APIClient.Reply) -> [String?] {
         [response.headers[.cacheControl], response.headers[HTTPField.Name("X-Content-Type-Options")!]]
+    }
+
+    @Test("an Accept header that takes no JSON is a 406 before anything is done: the setup, a token or a run was made and its secret lost")
+    func acceptCheckedFirst() async throws {
+        let dir = TemporaryDirectory("sentinel-accept")
+        var config = testConfig()
+        config.auth.bcryptCost = 4
+        let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, logger: Logger.sentinel(level: "error", sink: CapturedLog().sink))
+        let token = try String(contentsOf: appliance.dataDirectory.setupTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let app = Application(router: try appliance.makeRouter())
+        try await app.test(.router) { client in
+            let api = APIClient(client: client)
+            let setup = #"{"setup_token":"\#(token)","email":"root@example.com","password":"a long password"}"#
+            for accept in ["text/html", "application/problem+json", "application/json;q=0, text/*", "application/xml"] {
+                let refused = try await api.call(.post, "/setup", body: setup, accept: accept)
+                #expect(refused.status == .notAcceptable, "\(accept): \(refused.body)")
+                #expect(refused.body.contains("nothing was done"), "\(refused.body)")
+            }
+            // The token is unspent: the setup is made once, with a header that takes JSON.
+            let made = try await api.call(.post, "/setup", body: setup, accept: "text/html;q=0.9, application/*;q=0.5")
+            #expect(made.status == .created, "\(made.body)")
+            let login = try await api.call(.post, "/auth/login", body: #"{"email":"root@example.com","password":"a long password"}"#, accept: "*/*")
+            let session = try #require(login.json["token"] as? String)
+            #expect(try await api.call(.post, "/tokens", token: session, body: #"{"name":"lost","scopes":["read"]}"#, accept: "text/html").status
+                    == .notAcceptable)
+            let listed = try await api.call(.get, "/tokens", token: session)
+            #expect(!listed.body.contains("\"lost\""), "\(listed.body)")
+            // The YAML document answers a header that takes YAML; a 204 takes any header.
+            #expect(try await api.call(.get, "/openapi.yaml", accept: "application/yaml").status == .ok)
+            #expect(try await api.call(.get, "/openapi.yaml", accept: "application/json").status == .notAcceptable)
+            #expect(try await api.call(.post, "/auth/logout", token: session, accept: "text/html").status == .noContent)
+        }
+        await appliance.supervisor.shutdown()
+        dir.cleanup()
     }
 
     @Test("expired, revoked and wrong-scope tokens are refused; token secrets are shown once, in an answer no cache keeps")

@@ -24,6 +24,8 @@ struct DocumentedOperation: Sendable {
     let body: JSONValue?
     /// Query parameters and their schemas.
     let query: [(name: String, schema: JSONValue)]
+    /// The media types of its successful answers (none for a 204 alone).
+    let produces: Set<String>
 }
 
 /// The committed OpenAPI document (`openapi.yaml` beside this module's sources, compiled into the
@@ -69,8 +71,14 @@ public struct APIDocument: Sendable {
                         if let name = parameter["name"]?.string, let schema = parameter["schema"] { query.append((name, schema)) }
                     }
                 }
+                var produces: Set<String> = []
+                if case .object(let responses)? = operation["responses"] {
+                    for (status, response) in responses where status.hasPrefix("2") {
+                        if case .object(let content)? = Self.resolve(response, in: root)["content"] { produces.formUnion(content.keys) }
+                    }
+                }
                 operations[id] = DocumentedOperation(id: id, method: HTTPRequest.Method(method.uppercased()) ?? .get, path: path,
-                                                     access: access, body: body, query: query)
+                                                     access: access, body: body, query: query, produces: produces)
             }
         }
         self.operations = operations

@@ -13,10 +13,36 @@ struct RequestValidationMiddleware: ServerMiddleware {
     static let maxBodyBytes = 1 << 20
     let document: APIDocument
 
+    /// Whether an `Accept` header takes one of `types`: a range of it (`*/*`, `application/*`, or
+    /// the type itself) with a weight above 0. An empty header, or an operation with no body to
+    /// answer, takes anything.
+    static func accepts(_ header: String, any types: Set<String>) -> Bool {
+        guard !types.isEmpty, !header.trimmingCharacters(in: .whitespaces).isEmpty else { return true }
+        for element in header.split(separator: ",") {
+            let parts = element.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            guard let range = parts.first, !range.isEmpty else { continue }
+            let weight = parts.dropFirst().first { $0.hasPrefix("q=") }.flatMap { Double($0.dropFirst(2)) } ?? 1
+            guard weight > 0 else { continue }
+            if range == "*/*" { return true }
+            for type in types {
+                let major = type.split(separator: "/").first.map(String.init) ?? type
+                if range == type || range == major + "/*" { return true }
+            }
+        }
+        return false
+    }
+
     func intercept(_ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
                    next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?))
         async throws -> (HTTPResponse, HTTPBody?) {
         guard let operation = document.operations[operationID] else { return try await next(request, body, metadata) }
+        // The generated layer checks `Accept` only when it writes the answer, after the handler
+        // ran: a setup, a token or a run was made and its one-time secret lost behind a 406.
+        if let accept = request.headerFields[.accept], !Self.accepts(accept, any: operation.produces) {
+            throw Problem(status: .notAcceptable,
+                          detail: "this operation answers \(operation.produces.sorted().joined(separator: " or ")), which the Accept header "
+                                + "does not take; nothing was done", title: "Not Acceptable")
+        }
         let validator = SchemaValidator(root: document.root)
         let components = URLComponents(string: request.path ?? "")
         // Decoded and as sent, item for item: a value whose percent-encoding is not UTF-8 decodes
