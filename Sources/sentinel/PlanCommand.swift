@@ -78,7 +78,7 @@ struct RepoCommand: AsyncParsableCommand {
                 let repos = try await global.withWorkspace(workspace) { actor, _, _ in try await actor.read { db in try RepositoryStore.all(in: db) } }
                 if json { try printJSONWithSwiftNames(repos) } else {
                     for r in repos {
-                        print("\(r.fullName)  \(r.removed ? "removed" : r.enabled ? "enabled" : "disabled")")
+                        print("\(r.fullName)  \(r.removed ? "removed" : r.enabled ? "enabled" : "disabled")  id \(r.id)")
                     }
                 }
             }
@@ -89,7 +89,7 @@ struct RepoCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Enable reviews of a repository (refused over the plan's repository limit).")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
-        @Argument(help: "OWNER/NAME") var repository: String
+        @Argument(help: "OWNER/NAME, or the id `repo list` shows (two repositories of one name are told apart by id)") var repository: String
         func run() async throws { try await setEnabled(true, global: global, workspace: workspace, repository: repository) }
     }
 
@@ -97,17 +97,17 @@ struct RepoCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop reviewing a repository (its webhooks are still accepted and recorded).")
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
-        @Argument(help: "OWNER/NAME") var repository: String
+        @Argument(help: "OWNER/NAME, or the id `repo list` shows (two repositories of one name are told apart by id)") var repository: String
         func run() async throws { try await setEnabled(false, global: global, workspace: workspace, repository: repository) }
     }
 
     static func setEnabled(_ enabled: Bool, global: GlobalOptions, workspace: String, repository: String) async throws {
         try await oneLine {
-            _ = try await global.withWorkspace(workspace) { actor, control, config in
+            let changed = try await global.withWorkspace(workspace) { actor, control, config in
                 let plan = try global.billing(config, control).currentPlan(of: actor.id)
                 return try await actor.write { tx in try RepositoryStore.setEnabled(enabled, fullName: repository, plan: plan, by: "cli", in: &tx) }
             }
-            print("\(repository) \(enabled ? "enabled" : "disabled")")
+            print("\(changed.fullName) (id \(changed.id)) \(enabled ? "enabled" : "disabled")")
         }
     }
 }

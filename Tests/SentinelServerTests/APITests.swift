@@ -680,6 +680,38 @@ struct APIResourceTests {
         }
     }
 
+    @Test("two repositories of one name (two integrations) are changed by the id in the path; by name the CLI's store asks for the id")
+    func repositoriesOfOneName() async throws {
+        let world = try APIWorld()
+        let first = try await world.addRepository("acme/r3", enabled: true)
+        let second = try await world.addRepository("acme/r3", enabled: false)
+        try await world.test { api in
+            let enabled = try await api.call(.patch, "/workspaces/\(world.workspaceA)/repositories/\(second)", token: world.token(.admin),
+                                             body: #"{"enabled":true}"#)
+            #expect(enabled.status == .ok, "\(enabled.body)")
+            #expect(enabled.json["id"] as? Int64 == second || (enabled.json["id"] as? Int).map(Int64.init) == second, "\(enabled.body)")
+            let disabled = try await api.call(.patch, "/workspaces/\(world.workspaceA)/repositories/\(second)", token: world.token(.admin),
+                                              body: #"{"enabled":false}"#)
+            #expect((disabled.json["id"] as? Int).map(Int64.init) == second, "\(disabled.body)")
+            let states = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.read { db in
+                    try [first, second].map { try RepositoryStore.find(id: $0, in: db)!.enabled }
+                }
+            }
+            // The first keeps its state (both calls changed it, the name's first row, and never the second).
+            #expect(states == [true, false])
+            await #expect(throws: StorageError.self) {
+                try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                    try await actor.write { tx in try RepositoryStore.setEnabled(true, fullName: "acme/r3", plan: nil, in: &tx) }
+                }
+            }
+            let byID = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.write { tx in try RepositoryStore.setEnabled(true, fullName: String(second), plan: nil, in: &tx) }
+            }
+            #expect(byID.id == second && byID.enabled)
+        }
+    }
+
     @Test("the explain endpoint names the layer of every key and its lock, after settings changed through the API")
     func explainThroughTheAPI() async throws {
         let world = try APIWorld()

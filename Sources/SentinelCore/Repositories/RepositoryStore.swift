@@ -139,18 +139,34 @@ public enum RepositoryStore {
     @discardableResult
     public static func setEnabled(_ enabled: Bool, id: Int64, plan: Plan?, by actor: String? = nil, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         guard let repo = try find(id: id, in: tx.db), !repo.removed else { throw StorageError.notFound("no such repository") }
-        return try setEnabled(enabled, fullName: repo.fullName, plan: plan, by: actor, in: &tx)
+        return try setEnabled(enabled, repository: repo, plan: plan, by: actor, in: &tx)
     }
 
-    /// Enables or disables a repository by name. Enabling one more than `plan` allows is refused.
-    /// `actor`: who did it, for the audit log (`cli`, a user's email).
+    /// Enables or disables a repository by name, or by its id given as digits (`repo list` shows
+    /// both). Two repositories of one name (one on GitHub.com, one on GitHub Enterprise; a GitHub
+    /// repository and a GitLab project) are told apart by id: by name, the first of them was changed.
+    /// Enabling one more than `plan` allows is refused. `actor`: who did it, for the audit log (`cli`, a user's email).
     @discardableResult
     public static func setEnabled(_ enabled: Bool, fullName: String, plan: Plan?, by actor: String? = nil,
                                   in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
-        guard let repo = try RepositoryRecord.fetchOne(tx.db, sql: "SELECT * FROM repositories WHERE full_name = ? AND removed = 0",
-                                                       arguments: [fullName]) else {
+        if let id = Int64(fullName), fullName.allSatisfy(\.isASCII) {
+            return try setEnabled(enabled, id: id, plan: plan, by: actor, in: &tx)
+        }
+        let named = try RepositoryRecord.fetchAll(tx.db, sql: "SELECT * FROM repositories WHERE full_name = ? AND removed = 0 ORDER BY id",
+                                                  arguments: [fullName])
+        guard let repo = named.first else {
             throw StorageError.notFound("repository \(fullName) is not known to this workspace (install the GitHub App on it first)")
         }
+        guard named.count == 1 else {
+            throw StorageError.conflict("\(named.count) repositories of this workspace are named \(fullName) (ids "
+                                        + named.map { String($0.id) }.joined(separator: ", ") + ", on different integrations); give the id")
+        }
+        return try setEnabled(enabled, repository: repo, plan: plan, by: actor, in: &tx)
+    }
+
+    private static func setEnabled(_ enabled: Bool, repository repo: RepositoryRecord, plan: Plan?, by actor: String?,
+                                   in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+        let fullName = repo.fullName
         guard repo.enabled != enabled else { return repo }
         if enabled, let plan, let limit = plan.repositories {
             let used = try enabledCount(in: tx.db)
