@@ -224,7 +224,8 @@ struct ReviewCommand: AsyncParsableCommand {
                     // The workspace pays for these calls: they are checked against its AI budget and
                     // plan and recorded as its usage, as a review run's are (without a run or repository).
                     let gate = RunSpendGuard(workspace: actor, owner: .localReview(id: RandomIdentifier.uuid()), plan: plan,
-                                             cost: { call in await resolver.cost(of: call, in: actor) })
+                                             cost: { call in await resolver.cost(of: call, in: actor) },
+                                             estimate: { tokens in await resolver.estimatedCost(ofCallWith: tokens, in: actor) })
                     let result = await review(resolved, model: model, skipped: skipped, maxTokensPerRun: config.review.maxTokensPerRun, gate: gate)
                     await client.shutdown()
                     // Its tokens count toward the plan like a run's: past 80 % of a limit, told once.

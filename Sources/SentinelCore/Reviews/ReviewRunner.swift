@@ -8,10 +8,14 @@ public protocol ReviewModelResolver: Sendable {
     func model(for workspace: WorkspaceActor, policy: ReviewPolicy) async -> (model: (any ReviewModel)?, skippedReason: String?)
     /// Estimated cost in USD of one model call, from the configured price table.
     func cost(of call: ModelCallRecord, in workspace: WorkspaceActor) async -> Double
+    /// Estimated cost in USD of a call of about `tokens` (prompt and answer), before it is made: at
+    /// the price of the dearest model the workspace's last resolved providers may route it to.
+    func estimatedCost(ofCallWith tokens: Int, in workspace: WorkspaceActor) async -> Double
 }
 
 extension ReviewModelResolver {
     public func cost(of call: ModelCallRecord, in workspace: WorkspaceActor) async -> Double { 0 }
+    public func estimatedCost(ofCallWith tokens: Int, in workspace: WorkspaceActor) async -> Double { 0 }
 }
 
 /// No provider configured: the AI review is skipped, built-in checks still run.
@@ -394,6 +398,7 @@ public struct ReviewRunner: Sendable {
         let runID = run.id
         let gate = RunSpendGuard(workspace: workspace, runID: runID, jobAttempt: context.job.attempts, claimedAt: context.job.startedAt, repository: repo,
                                  plan: loaded.plan, cost: { [models] call in await models.cost(of: call, in: workspace) },
+                                 estimate: { [models] tokens in await models.estimatedCost(ofCallWith: tokens, in: workspace) },
                                  stopReason: { db in try ReviewRunStore.stopReason(runID, in: db) })
         var result = await stage("engine") { await ReviewEngine.review(files: diff.files, options: options, model: model, gate: gate) }
         if let whole = diff.wholePullRequest {

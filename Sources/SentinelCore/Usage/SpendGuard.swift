@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// Whose model calls a usage record counts: one job attempt of a review run, or a review of a
 /// local diff (`sentinel review --workspace`), which belongs to no run and no repository but is paid
@@ -79,6 +80,7 @@ public enum UsageLedger {
     /// This month's (UTC) AI spend of the workspace: tokens, estimated USD and model calls (every
     /// call recorded from the start of the month on). One row of `usage_months`, which a trigger keeps
     /// in step with `usage_records`: the same whether the month holds ten calls or a million.
+    /// Months after this one count too: calls recorded while the clock ran ahead were spent now.
     public static func monthToDate(in db: Database, now: Date) throws -> (tokens: Int, costUSD: Double, calls: Int) {
         let row = try Row.fetchOne(db, sql: """
             SELECT coalesce(sum(tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost, coalesce(sum(calls), 0) AS calls
@@ -107,24 +109,64 @@ struct UsageRecord: Encodable, PersistableRecord {
     var recordedAt: Double
 }
 
+/// The model calls of one workspace admitted and not yet recorded, across all its runs in this
+/// process: what each run's `RunSpendGuard` reserves before a call and releases when it is
+/// recorded. A run saw only its own calls in flight, so runs starting together could each reserve
+/// the whole remaining limit (four runs spent 3.4 times a plan's monthly tokens).
+public final class SpendInFlight: Sendable {
+    public struct Totals: Sendable, Equatable {
+        public var tokens = 0
+        public var usd = 0.0
+        public var calls = 0
+        public init() {}
+    }
+    private let totals = Mutex(Totals())
+
+    public init() {}
+
+    public var current: Totals { totals.withLock { $0 } }
+
+    /// Adds a call's reservation when `admit` (given the totals before it) allows it.
+    func reserve(tokens: Int, usd: Double, if admit: (Totals) throws -> Void) throws {
+        try totals.withLock { totals in
+            try admit(totals)
+            totals.tokens += tokens
+            totals.usd += usd
+            totals.calls += 1
+        }
+    }
+
+    func release(tokens: Int, usd: Double) {
+        totals.withLock { totals in
+            totals.tokens -= tokens
+            totals.usd -= usd
+            totals.calls -= 1
+            if totals.calls <= 0 { totals = Totals() }
+        }
+    }
+}
+
 /// The shared spend limits of one review run (or of one review of a local diff), checked before
 /// every model call: the workspace's AI budget (`ai.monthly_budget_usd`) and the plan's monthly
 /// token limit. Each call is recorded in the usage table as soon as it returns, so a concurrent
-/// run sees it at its next check, and the run's calls in flight are reserved against both limits
-/// (their estimated tokens; for the budget, the dearest call seen so far — this run's or the
-/// month's average): concurrent runs overshoot a limit by at most about one call each, however
-/// many calls one run has in flight. Anything that cannot be read or recorded refuses the next
-/// call: an AI call that cannot be metered is not made.
+/// run sees it at its next check, and every call in flight in the workspace (this run's and the
+/// others', `SpendInFlight`) is reserved against both limits: its estimated tokens, and for the
+/// budget its estimated price (`estimate`, from the price of the workspace's dearest provider for
+/// those tokens) or, when dearer, the dearest call seen so far (this run's, or the month's
+/// average). Concurrent runs overshoot a limit by at most about one call in all. Anything that
+/// cannot be read or recorded refuses the next call: an AI call that cannot be metered is not made.
 public actor RunSpendGuard: ModelCallGate {
     public typealias Cost = @Sendable (ModelCallRecord) async -> Double
+    /// The estimated price in USD of a call of about this many tokens.
+    public typealias Estimate = @Sendable (Int) async -> Double
 
     let workspace: WorkspaceActor
     let owner: UsageOwner
     let plan: Plan?
     let cost: Cost
-    private var reservedTokens = 0
-    /// Calls admitted and not yet settled.
-    private var callsInFlight = 0
+    let estimate: Estimate
+    /// The USD each of this run's calls in flight reserved, by its estimated tokens.
+    private var reservedUSD: [Int: [Double]] = [:]
     /// The most one call of this run has cost so far (USD).
     private var dearestCallUSD = 0.0
     private var recordingFailure: String?
@@ -133,19 +175,21 @@ public actor RunSpendGuard: ModelCallGate {
     let stopReason: (@Sendable (Database) throws -> String?)?
 
     public init(workspace: WorkspaceActor, owner: UsageOwner, plan: Plan?, cost: @escaping Cost = { _ in 0 },
-                stopReason: (@Sendable (Database) throws -> String?)? = nil) {
+                estimate: @escaping Estimate = { _ in 0 }, stopReason: (@Sendable (Database) throws -> String?)? = nil) {
         self.workspace = workspace
         self.owner = owner
         self.plan = plan
         self.cost = cost
+        self.estimate = estimate
         self.stopReason = stopReason
     }
 
     /// The limits of a review run; `stopReason` tells when the run no longer wants calls.
     public init(workspace: WorkspaceActor, runID: Int64, jobAttempt: Int, claimedAt: Double? = nil, repository: String, plan: Plan?,
-                cost: @escaping Cost = { _ in 0 }, stopReason: (@Sendable (Database) throws -> String?)? = nil) {
+                cost: @escaping Cost = { _ in 0 }, estimate: @escaping Estimate = { _ in 0 },
+                stopReason: (@Sendable (Database) throws -> String?)? = nil) {
         self.init(workspace: workspace, owner: .run(id: runID, jobAttempt: jobAttempt, repository: repository, claimedAt: claimedAt), plan: plan, cost: cost,
-                  stopReason: stopReason)
+                  estimate: estimate, stopReason: stopReason)
     }
 
     public func admit(estimatedTokens: Int) async throws {
@@ -165,28 +209,39 @@ public actor RunSpendGuard: ModelCallGate {
             throw ModelCallRefused("the workspace's AI usage could not be read (\(error)); no AI call is made without metering")
         }
         if let stop = state.stop { throw ModelCallRefused(stop, limitReached: true) }
-        if let budget = state.budget {
-            // This run's calls in flight will cost about what a call has cost so far.
-            let perCall = max(dearestCallUSD, state.calls > 0 ? state.costUSD / Double(state.calls) : 0)
-            if state.costUSD + Double(callsInFlight) * perCall >= budget {
-                if state.costUSD >= budget {
-                    // Spent already (e.g. the budget was lowered): told once, like a call that reaches it.
-                    try? await workspace.write { tx in try UsageLedger.recordBudgetReached(in: &tx) }
+        // This call will cost about its tokens at the dearest provider's price, or what a call has
+        // cost so far when that is more (a call with nothing returned yet counted as free: the
+        // first run of a month sent eight calls at once past a budget of one).
+        let priced = state.budget == nil ? 0 : await estimate(estimatedTokens)
+        let usd = max(priced, dearestCallUSD, state.calls > 0 ? state.costUSD / Double(state.calls) : 0)
+        let (plan, budget) = (plan, state.budget)
+        var spentAlready = false
+        do {
+            try workspace.spendInFlight.reserve(tokens: estimatedTokens, usd: usd) { inFlight in
+                if let budget, state.costUSD + inFlight.usd >= budget {
+                    spentAlready = state.costUSD >= budget
+                    throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent, limitReached: true)
                 }
-                throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent, limitReached: true)
+                if let plan, let limit = plan.tokensPerMonth, state.tokens + inFlight.tokens >= limit {
+                    let reserved = inFlight.tokens > 0 ? " (and about \(inFlight.tokens) more by calls in flight)" : ""
+                    throw ModelCallRefused("plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and "
+                                           + "\(state.tokens) are used\(reserved)", limitReached: true)
+                }
             }
+        } catch {
+            if spentAlready {
+                // Spent already (e.g. the budget was lowered): told once, like a call that reaches it.
+                try? await workspace.write { tx in try UsageLedger.recordBudgetReached(in: &tx) }
+            }
+            throw error
         }
-        if let plan, let limit = plan.tokensPerMonth, state.tokens + reservedTokens >= limit {
-            throw ModelCallRefused("plan_limit: the workspace's \(plan.name) plan allows \(limit) AI tokens per month and \(state.tokens) are used",
-                                   limitReached: true)
-        }
-        reservedTokens += estimatedTokens
-        callsInFlight += 1
+        reservedUSD[estimatedTokens, default: []].append(usd)
     }
 
     public func settle(estimatedTokens: Int, call: ModelCallRecord?) async {
-        reservedTokens -= estimatedTokens
-        callsInFlight -= 1
+        let reserved = reservedUSD[estimatedTokens]?.popLast() ?? 0
+        if reservedUSD[estimatedTokens]?.isEmpty == true { reservedUSD[estimatedTokens] = nil }
+        defer { workspace.spendInFlight.release(tokens: estimatedTokens, usd: reserved) }
         guard let call else { return }
         let usd = await cost(call)
         dearestCallUSD = max(dearestCallUSD, usd)

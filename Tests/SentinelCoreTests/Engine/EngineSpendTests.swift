@@ -206,6 +206,48 @@ struct EngineSpendTests {
         await h.stop()
     }
 
+    @Test("calls in flight count against the limits across runs: a third run's call is refused once two runs' calls in flight reach the plan's tokens")
+    func inFlightSharedAcrossRuns() async throws {
+        let h = try TestHarness()
+        let (ws, runA, runB) = try await Self.workspaceWithRuns(h)
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let plan = Plan(name: "small", reviewsPerMonth: nil, tokensPerMonth: 10_000, repositories: nil, seats: nil)
+            let guards = [runA, runB, runA + runB].map { RunSpendGuard(workspace: actor, runID: $0, jobAttempt: 1, repository: "acme/api", plan: plan) }
+            try await guards[0].admit(estimatedTokens: 6_000)
+            try await guards[1].admit(estimatedTokens: 6_000)
+            // Each run saw only its own calls in flight: the third started as if nothing were spent.
+            await #expect {
+                try await guards[2].admit(estimatedTokens: 6_000)
+            } throws: { error in
+                (error as? ModelCallRefused)?.reason.contains("12000 more by calls in flight") == true
+            }
+            #expect(actor.spendInFlight.current.calls == 2)
+            await guards[0].settle(estimatedTokens: 6_000, call: nil)
+            await guards[1].settle(estimatedTokens: 6_000, call: nil)
+            #expect(actor.spendInFlight.current == SpendInFlight.Totals())
+            try await guards[2].admit(estimatedTokens: 6_000)
+            await guards[2].settle(estimatedTokens: 6_000, call: nil)
+        }
+        await h.stop()
+    }
+
+    @Test("the first calls of a month are priced before they are made: a budget of 1 USD admits calls until their estimates reach it, not all at once")
+    func firstCallsPricedBeforehand() async throws {
+        let h = try TestHarness()
+        let (ws, runA, _) = try await Self.workspaceWithRuns(h)
+        let store = ProviderStore(masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await store.setMonthlyBudget(1.0, by: "test", in: actor)
+            let gate = RunSpendGuard(workspace: actor, runID: runA, jobAttempt: 1, repository: "acme/api", plan: nil, estimate: { _ in 0.6 })
+            try await gate.admit(estimatedTokens: 40_000)
+            try await gate.admit(estimatedTokens: 40_000)
+            // Nothing returned yet, nothing spent this month: every call was guessed free, and eight went out.
+            await #expect(throws: ModelCallRefused.self) { try await gate.admit(estimatedTokens: 40_000) }
+            #expect(abs(actor.spendInFlight.current.usd - 1.2) < 1e-9)
+        }
+        await h.stop()
+    }
+
     @Test("a plan limit reached by another run before this run's first call: the AI review is refused with the limit's reason, not failed")
     func limitReachedBeforeEveryCallSkips() async throws {
         let h = try TestHarness()

@@ -15,6 +15,8 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
     let kinds = ProviderKinds()
     /// When each provider's refused key was last appended as `ProviderKeyRefused` (at most hourly).
     let keyRefusals = KeyRefusals()
+    /// The models of the providers each workspace's runs last resolved, for pricing calls before they are made.
+    let resolvedModels = ResolvedModels()
 
     public init(store: ProviderStore, http: any OutboundHTTPClient, breakers: CircuitBreakerRegistry = CircuitBreakerRegistry(),
                 settings: RouterSettings = RouterSettings(), prices: PriceTable = .builtIn, metrics: SentinelMetrics = SentinelMetrics()) {
@@ -38,6 +40,15 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         return prices.cost(call.usage, provider: kind, model: call.model)
     }
 
+    /// A call of `tokens` (the engine's estimate: the prompt and `CallAdmission.expectedOutputTokens`
+    /// of answer) at the price of the dearest model the workspace's providers may route it to.
+    public func estimatedCost(ofCallWith tokens: Int, in workspace: WorkspaceActor) async -> Double {
+        let models = resolvedModels.models(of: workspace.id)
+        let output = min(tokens, CallAdmission.expectedOutputTokens)
+        let usage = TokenUsage(inputTokens: tokens - output, outputTokens: output)
+        return models.map { prices.cost(usage, provider: $0.kind, model: $0.model) }.max() ?? 0
+    }
+
     public static func config(_ stored: StoredProvider) -> ProviderConfig? {
         guard let kind = ProviderKind(rawValue: stored.summary.kind) else { return nil }
         return ProviderConfig(kind: kind, id: stored.summary.id, apiKey: stored.apiKey ?? "", baseURL: stored.summary.baseURL.flatMap(URL.init(string:)),
@@ -53,6 +64,7 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
         let configs = stored.compactMap(Self.config)
         if configs.isEmpty { return (nil, ProviderRouter.SkipReason.noKey) }
         kinds.remember(configs.map { ($0.id, $0.kind) }, in: workspace.id)
+        resolvedModels.remember(configs.map { (kind: $0.kind, model: $0.model) }, of: workspace.id)
         let router = ProviderRouter(workspaceID: workspace.id.rawValue, providers: configs, http: http,
                                     policy: RouterPolicy(providerPreference: policy.providerPreference, allowedModels: policy.allowedModels),
                                     settings: settings, breakers: breakers,
@@ -97,6 +109,19 @@ final class ProviderKinds: Sendable {
         known.withLock { known in
             for provider in providers { known[Key(workspace: workspace, provider: provider.id)] = provider.kind }
         }
+    }
+}
+
+/// The provider kinds and models each workspace's runs last resolved (a run resolves them as it starts).
+final class ResolvedModels: Sendable {
+    private let known = Mutex<[WorkspaceID: [(kind: ProviderKind, model: String)]]>([:])
+
+    func models(of workspace: WorkspaceID) -> [(kind: ProviderKind, model: String)] {
+        known.withLock { $0[workspace] } ?? []
+    }
+
+    func remember(_ models: [(kind: ProviderKind, model: String)], of workspace: WorkspaceID) {
+        known.withLock { $0[workspace] = models }
     }
 }
 

@@ -83,6 +83,8 @@ public actor WorkspaceActor {
     nonisolated let checkpointer: WALCheckpointer
     /// The connection's `PRAGMA synchronous`, switched between relaxed and durable batches.
     nonisolated let synchronous = SynchronousSwitch()
+    /// The workspace's model calls admitted and not yet recorded, across its runs (`RunSpendGuard`).
+    public nonisolated let spendInFlight = SpendInFlight()
     let control: ControlStore
     let registry: JobRegistry
     let config: SentinelConfig.Jobs
