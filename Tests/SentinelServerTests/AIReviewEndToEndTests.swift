@@ -27,6 +27,33 @@ struct AIReviewEndToEndTests {
         await llm.stop()
     }
 
+    @Test("a finding not on a changed line is carried by the next incremental review like the others: it failed the check, and a push that fixes nothing kept it")
+    func unanchoredFindingCarried() async throws {
+        let llm = try await FakeLLMServer.start()
+        let world = try await GitHubWorld()
+        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
+                                by: "test", in: actor)
+        }
+        await llm.state.setReview(summary: "Config.", findings: [FakeLLMFinding(path: "app.py", line: 400, severity: "high", title: "Far away")])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let first = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(first.body.contains("Far away"), "\(first.body)")
+        // A push that touches only the README; the model finds nothing in it.
+        await llm.state.setReview(summary: "Docs.", findings: [])
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "ccc222", baseSHA: "bbb000", files: GitHubWorld.files))
+        await world.github.state.setComparison(repo: GitHubWorld.repo, base: "aaa111", head: "ccc222", files: [GitHubWorld.files[1]])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let second = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).last)
+        #expect(second.commitID == "ccc222")
+        #expect(second.body.contains("Still open from earlier reviews") && second.body.contains("Far away"), "\(second.body)")
+        await world.stop()
+        await llm.stop()
+    }
+
     @Test("a workspace with an OpenAI key gets AI findings on valid lines, usage recorded once, and the key never logged")
     func aiFindingsPosted() async throws {
         let llm = try await FakeLLMServer.start()

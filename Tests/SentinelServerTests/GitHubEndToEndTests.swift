@@ -776,6 +776,26 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a .sentinel.yml with warnings alone is applied and the review says so; one with an error is left out and the review says that")
+    func configurationProblemsSayWhetherTheFileApplied() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "aaa111", path: ".sentinel.yml",
+                                            "version: 1\nreview:\n  max_comments: 0\n  unknown_key_x: 1\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let first = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).first)
+        #expect(first.body.contains("### Configuration problems") && first.body.contains("unknown_key_x"), "\(first.body)")
+        #expect(first.body.contains("The file was applied without what the warnings name."), "\(first.body)")
+        #expect(first.comments.isEmpty, "max_comments 0 from the file applied: \(first.comments)")
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "ccc222", baseSHA: "bbb000", files: GitHubWorld.files))
+        await world.github.state.setContent(repo: GitHubWorld.repo, ref: "ccc222", path: ".sentinel.yml", "version: 1\nreview:\n  max_comments: lots\n")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222", before: "zzz999"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let second = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).last)
+        #expect(second.body.contains("The file was not applied: the review used the other configuration layers."), "\(second.body)")
+        await world.stop()
+    }
+
     @Test("a finding fails the check wherever it is shown: past max_comments (listed in the summary, recorded unposted), after a force push when it was posted before, and after a push that does not touch it")
     func everyReportedFindingCounts() async throws {
         let world = try await GitHubWorld()

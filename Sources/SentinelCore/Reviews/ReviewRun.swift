@@ -326,7 +326,8 @@ public enum ReviewRunStore {
               AND prepared_review IS NOT NULL ORDER BY id DESC LIMIT 1
             """, arguments: [repositoryID, prNumber, runID]),
               let prepared = try? JSONDecoder.sentinel.decode(PreparedReview.self, from: Data(json.utf8)) else { return [] }
-        return prepared.findings + (prepared.overLimit ?? []) + (prepared.stillOpen ?? [])
+        // Findings not on changed lines failed the check as well: a push that fixes nothing keeps them.
+        return prepared.findings + (prepared.overLimit ?? []) + (prepared.unanchored ?? []) + (prepared.stillOpen ?? [])
     }
 
     static func lastReviewedSHA(repositoryID: Int64, prNumber: Int, in db: Database) throws -> String? {

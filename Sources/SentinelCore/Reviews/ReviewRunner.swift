@@ -404,7 +404,9 @@ public struct ReviewRunner: Sendable {
         if let whole = diff.wholePullRequest {
             // An incremental review looked only at what the push touched: what the last review
             // reported open elsewhere in the pull request is still open, and still counts.
-            let carried = Self.carriedFindings(loaded.lastOpen, reviewed: diff.files, wholePullRequest: whole, result: result, minSeverity: policy.minSeverity)
+            // The engine's floor: a `min_severity` above `fail_on` hid what the check fails on.
+            let carried = Self.carriedFindings(loaded.lastOpen, reviewed: diff.files, wholePullRequest: whole, pushed: diff.pushed, result: result,
+                                               minSeverity: options.minSeverity)
             if !carried.isEmpty {
                 result.repeated += carried
                 result.summary = ReviewSummary.markdown(result: result, modelSummaries: result.modelSummaries)
@@ -417,8 +419,11 @@ public struct ReviewRunner: Sendable {
         var body = ReviewRunner.marker(runID: run.id) + "\n## Sentinel review\n\n" + Self.outside(result.summary)
         if let notListed = diff.notListedSentence { body += "\n" + notListed + "\n" }
         if !resolved.diagnostics.isEmpty {
+            // Warnings alone leave the file applied (its other keys were used): said so, not "left out".
+            let errors = resolved.diagnostics.contains { $0.severity == .error }
             body += "\n\n### Configuration problems\n" + resolved.diagnostics.map { "- " + MarkdownCode.span($0.formatted) }.joined(separator: "\n")
-                + "\n\nThe review used the other configuration layers."
+                + (errors ? "\n\nThe file was not applied: the review used the other configuration layers."
+                          : "\n\nThe file was applied without what the warnings name.")
         }
         if !resolved.effective.violations.isEmpty {
             body += "\n\n### Locked settings\n" + resolved.effective.violations.map {
@@ -480,28 +485,69 @@ public struct ReviewRunner: Sendable {
         /// The pull request's whole diff when `files` is restricted to what a push touched; nil for
         /// a review of the whole pull request.
         var wholePullRequest: [DiffFile]? = nil
+        /// The push's own diff (last reviewed commit → head) when `files` is restricted to it: it
+        /// moves the last review's findings to the lines they are on at the head.
+        var pushed: [DiffFile]? = nil
     }
 
     /// The last review's open findings that an incremental review carries: those whose file is
     /// still changed by the pull request and whose line the review did not look at again (a
     /// finding in re-reviewed lines and not found again was fixed; one whose file left the pull
     /// request is gone), less those the review reported itself (by fingerprint).
-    static func carriedFindings(_ lastOpen: [Finding], reviewed: [DiffFile], wholePullRequest: [DiffFile], result: ReviewResult,
-                                minSeverity: Severity) -> [Finding] {
-        var seen = Set((result.findings + result.overLimit + result.repeated).map(\.fingerprint))
+    /// A finding on the head side is numbered on the last reviewed commit: `pushed` (that commit →
+    /// head) moves it to its line at the head, and a finding in lines the push changed was looked
+    /// at again. Compared unmoved, a finding below inserted lines fell into a grown hunk and counted
+    /// as looked at again (and dropped), or was shown at its old line.
+    static func carriedFindings(_ lastOpen: [Finding], reviewed: [DiffFile], wholePullRequest: [DiffFile], pushed: [DiffFile]? = nil,
+                                result: ReviewResult, minSeverity: Severity) -> [Finding] {
+        var seen = Set((result.findings + result.overLimit + result.repeated).map(\.fingerprint)
+                       + result.unanchored.map { Self.recorded($0).fingerprint })
         let stillChanged = Set(wholePullRequest.filter { $0.status != .deleted }.map(\.path))
         var reviewedByPath: [String: DiffFile] = [:]
         for file in reviewed where reviewedByPath[file.path] == nil { reviewedByPath[file.path] = file }
-        return lastOpen.filter { finding in
-            guard finding.severity >= minSeverity, stillChanged.contains(finding.path), seen.insert(finding.fingerprint).inserted else { return false }
-            guard let file = reviewedByPath[finding.path] else { return true }
-            if file.hunks.isEmpty { return false }
+        var pushedByPath: [String: DiffFile] = [:]
+        for file in pushed ?? [] where pushedByPath[file.path] == nil { pushedByPath[file.path] = file }
+        return lastOpen.compactMap { finding in
+            guard finding.severity >= minSeverity, stillChanged.contains(finding.path), seen.insert(finding.fingerprint).inserted else { return nil }
+            guard let file = reviewedByPath[finding.path] else { return finding }
+            if file.hunks.isEmpty { return nil }
+            if finding.side == .right, let push = pushedByPath[finding.path] {
+                guard let moved = Self.moved(finding, by: push) else { return nil }
+                return moved
+            }
             let lookedAgain = file.hunks.contains { hunk in
                 let (start, count) = finding.side == .left ? (hunk.oldStart, hunk.oldCount) : (hunk.newStart, hunk.newCount)
                 return (start..<(start + max(count, 1))).contains(finding.line)
             }
-            return !lookedAgain
+            return lookedAgain ? nil : finding
         }
+    }
+
+    /// A head-side finding of the last reviewed commit at its line after `push`; nil when the push
+    /// changed its lines (the review looked at them again).
+    static func moved(_ finding: Finding, by push: DiffFile) -> Finding? {
+        let first = finding.startLine ?? finding.line
+        var shift = 0
+        for hunk in push.hunks.sorted(by: { $0.oldStart < $1.oldStart }) {
+            if hunk.oldCount == 0 {
+                // Lines inserted after old line `oldStart`.
+                guard finding.line > hunk.oldStart else { break }
+                shift += hunk.newCount
+                continue
+            }
+            let end = hunk.oldStart + hunk.oldCount
+            if end <= first {
+                shift += hunk.newCount - hunk.oldCount
+            } else if hunk.oldStart > finding.line {
+                break
+            } else {
+                return nil
+            }
+        }
+        var moved = finding
+        moved.line += shift
+        moved.startLine = finding.startLine.map { $0 + shift }
+        return moved
     }
 
     /// The PR's own diff (base…head), restricted on an incremental review to the hunks the push
@@ -514,12 +560,14 @@ public struct ReviewRunner: Sendable {
         var files = pull.files
         var restricted = false
         var notListed: [String] = []
+        var pushed: [DiffFile]?
         if Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA) == "push", !run.fullReview, let last = lastReviewedSHA, !last.isEmpty, last != run.headSHA {
             if let comparison = try await session.changedFiles(repo, from: last, to: run.headSHA) {
                 if comparison.truncated {
                     logger.info("the comparison with the last reviewed commit is truncated; reviewing the whole pull request")
                 } else {
                     files = Self.restrict(pull.files, to: comparison.files)
+                    pushed = comparison.files
                     restricted = true
                     if pull.unlisted > 0 {
                         let listed = Set(pull.files.map(\.path))
@@ -531,7 +579,9 @@ public struct ReviewRunner: Sendable {
             }
         }
         let whole = restricted ? pull.files : nil
-        guard pull.unlisted > 0 else { return DiffToReview(files: files, complete: true, notListedSentence: nil, wholePullRequest: whole) }
+        guard pull.unlisted > 0 else {
+            return DiffToReview(files: files, complete: true, notListedSentence: nil, wholePullRequest: whole, pushed: pushed)
+        }
         // A count the platform gives only as "more than" is not made exact ("1000+" read as 1,001).
         var sentence = pull.unlistedIsLowerBound
             ? "\(session.platformName) listed \(pull.files.count) of the pull request's changed files and says there are more "
@@ -542,7 +592,7 @@ public struct ReviewRunner: Sendable {
             let names = notListed.prefix(20).map(MarkdownCode.span).joined(separator: ", ")
             sentence += ", among them \(names)" + (notListed.count > 20 ? " and \(notListed.count - 20) more" : "")
         }
-        return DiffToReview(files: files, complete: false, notListedSentence: Self.outside(sentence + "."), wholePullRequest: whole)
+        return DiffToReview(files: files, complete: false, notListedSentence: Self.outside(sentence + "."), wholePullRequest: whole, pushed: pushed)
     }
 
     /// The hunks of the PR's diff that a push touched: a PR hunk is kept when its span on the
