@@ -105,6 +105,27 @@ struct EmailNotificationTests {
         await s.stop()
     }
 
+    @Test("a 354 to the end of the message delivered nothing: the notice is not counted delivered (the job succeeded and the notice was lost)")
+    func intermediateReplyToMessageNotDelivered() async throws {
+        let s = try await Self.setup(maxAttempts: 1)
+        _ = try await s.add(s.email())
+        try s.smtp.answerNextMessage("354 hmm")
+        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
+                    runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
+                    reason: "GitHub answered 502")))
+            }
+        }
+        s.h.startScheduler()
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        #expect(try await s.h.jobs(in: s.ws, state: .succeeded).filter { $0.kind == Notifications.flushKind }.isEmpty)
+        let dead = try #require(try await s.h.jobs(in: s.ws, state: .dead).first { $0.kind == Notifications.flushKind })
+        #expect(dead.lastError?.contains("354 hmm") == true, "\(dead.lastError ?? "")")
+        #expect(try s.smtp.received().isEmpty)
+        await s.stop()
+    }
+
     @Test("a burst of failed runs is one mail; the subject and body survive UTF-8, long lines and lines starting with a dot")
     func coalescedAndEncoded() async throws {
         let s = try await Self.setup()

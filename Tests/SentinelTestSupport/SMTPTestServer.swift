@@ -97,6 +97,12 @@ public final class SMTPTestServer: Sendable {
         try Data().write(to: directory.url.appendingPathComponent("drop-next"))
     }
 
+    /// The next message's data is answered with `reply` (say, `354 hmm`, which delivers nothing),
+    /// and not saved; later ones are taken.
+    public func answerNextMessage(_ reply: String) throws {
+        try Data(reply.utf8).write(to: directory.url.appendingPathComponent("answer-next"))
+    }
+
     public func stop() {
         // SIGKILL: the child may have inherited an ignored SIGTERM.
         if process.isRunning {
@@ -124,6 +130,12 @@ class Handler:
             os.remove(drop)
             server.transport.abort()
             return "421 4.3.0 never sent: the connection is gone"
+        answer = os.path.join(os.path.dirname(mail_dir), "answer-next")
+        if os.path.exists(answer):
+            with open(answer) as f:
+                reply = f.read()
+            os.remove(answer)
+            return reply
         msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
         record = {
             "mail_from": envelope.mail_from,

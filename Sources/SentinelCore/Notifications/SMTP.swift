@@ -52,7 +52,6 @@ public struct SMTPReply: Sendable, Equatable {
         StoredText.singleLine(([String(code)] + lines.filter { !$0.isEmpty }).joined(separator: " ")).trimmingCharacters(in: .whitespaces)
     }
 
-    var isPositive: Bool { (200..<400).contains(code) }
 }
 
 public enum SMTPError: Error, CustomStringConvertible, Equatable {
@@ -323,10 +322,8 @@ struct SMTPSession {
                 let token = Data(([0] + Array(username.utf8) + [0] + Array(password.utf8))).base64EncodedString()
                 try await expect("AUTH PLAIN", "AUTH PLAIN \(token)")
             } else if mechanisms.contains("LOGIN") {
-                let challenge = try await expect("AUTH LOGIN", "AUTH LOGIN")
-                guard challenge.code == 334 else { throw SMTPError.rejected(step: "AUTH LOGIN", reply: challenge) }
-                let next = try await expect("AUTH LOGIN", Data(username.utf8).base64EncodedString())
-                guard next.code == 334 else { throw SMTPError.rejected(step: "AUTH LOGIN", reply: next) }
+                try await expect("AUTH LOGIN", "AUTH LOGIN", codes: 334...334)
+                try await expect("AUTH LOGIN", Data(username.utf8).base64EncodedString(), codes: 334...334)
                 try await expect("AUTH LOGIN", Data(password.utf8).base64EncodedString())
             } else {
                 throw SMTPError.unsupported("offers no AUTH PLAIN or LOGIN (it offers: \(mechanisms.isEmpty ? "none" : mechanisms.joined(separator: " ")))")
@@ -334,8 +331,7 @@ struct SMTPSession {
         }
         try await expect("MAIL FROM", "MAIL FROM:<\(mail.from)>")
         for recipient in mail.to { try await expect("RCPT TO <\(recipient)>", "RCPT TO:<\(recipient)>") }
-        let go = try await expect("DATA", "DATA")
-        guard go.code == 354 else { throw SMTPError.rejected(step: "DATA", reply: go) }
+        try await expect("DATA", "DATA", codes: 354...354)
         let accepted = try await expect("the message", mail.dataPayload(), raw: true)
         _ = try? await command("QUIT", "QUIT")
         return accepted
@@ -346,11 +342,13 @@ struct SMTPSession {
         return Array(reply.lines.dropFirst())
     }
 
-    /// A step that must get a positive reply (2xx or 3xx).
+    /// A step that must get a reply in `codes`: a completion (2xx), or the intermediate reply the
+    /// step asks for (354 to DATA, 334 to an AUTH LOGIN prompt). Any 3xx counted as positive: a 354
+    /// to the end of the message was taken as delivered, and a 334 to AUTH PLAIN as signed in.
     @discardableResult
-    func expect(_ step: String, _ line: String?, raw: Bool = false) async throws -> SMTPReply {
+    func expect(_ step: String, _ line: String?, raw: Bool = false, codes: ClosedRange<Int> = 200...299) async throws -> SMTPReply {
         let reply = try await command(step, line, raw: raw)
-        guard reply.isPositive else { throw SMTPError.rejected(step: step, reply: reply) }
+        guard codes.contains(reply.code) else { throw SMTPError.rejected(step: step, reply: reply) }
         return reply
     }
 
