@@ -258,6 +258,23 @@ struct EmailChannelTests {
             await #expect(throws: IntegrationError.self, "\(address)") { _ = try await add(bad) }
         }
         #expect(EmailDestination.isAddress("first.last+tag@xn--bcher-kva.de"))
+        // A host with its port in it never resolves (it was accepted, and every delivery retried to death).
+        for host in ["127.0.0.1:25", "mail.example.com:587", "::1::2"] {
+            bad = good
+            bad.host = host
+            await #expect(throws: IntegrationError.self, "\(host)") { _ = try await add(bad) }
+        }
+        var v6 = good
+        v6.host = "::1"
+        v6.caBundle = nil
+        #expect(try await add(v6).destination == "smtp://[::1]:587 (starttls, 2 recipients)")
+        // A minimum severity without run.findings did nothing: refused, as the command line refuses it.
+        await #expect(throws: IntegrationError.self) {
+            try await h.supervisor.withWorkspace(ws) { actor in
+                try await store.add(kind: "email", name: "sev", url: nil, secret: nil, email: good, topics: ["run.failed"], minSeverity: "high",
+                                    by: "test", in: actor)
+            }
+        }
         // A recipient given twice (in any case) is mailed once.
         var twice = good
         twice.to = ["ops@example.com", "OPS@example.com", "dev@example.com"]

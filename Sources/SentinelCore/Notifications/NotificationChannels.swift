@@ -102,7 +102,7 @@ public struct EmailDestination: Codable, Sendable, Equatable {
 
     /// `smtp://host:port (starttls, 2 recipients)`: the server, never the credentials.
     var hint: String {
-        "smtp://\(host):\(port) (\(security.rawValue), \(to.count) recipient\(to.count == 1 ? "" : "s"))"
+        "smtp://\(host.contains(":") ? "[\(host)]" : host):\(port) (\(security.rawValue), \(to.count) recipient\(to.count == 1 ? "" : "s"))"
     }
 
     /// The destination as given, trimmed and checked; a clear error for anything a server would refuse or misread.
@@ -112,6 +112,13 @@ public struct EmailDestination: Codable, Sendable, Equatable {
         guard !clean.host.isEmpty, clean.host.count <= 253, !clean.host.contains("/"), !clean.host.contains("@"),
               clean.host.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
             throw IntegrationError.invalid("the mail server host must be a host name or IP address")
+        }
+        // `127.0.0.1:25` was taken as a host name that never resolves (and shown as smtp://127.0.0.1:25:587).
+        if clean.host.contains(":") {
+            var address = in6_addr()
+            guard inet_pton(AF_INET6, clean.host, &address) == 1 else {
+                throw IntegrationError.invalid("the mail server host must be a host name or IP address, without a port (the port is a setting of its own)")
+            }
         }
         guard (1...65535).contains(port) else { throw IntegrationError.invalid("the mail server port must be 1-65535") }
         clean.username = username?.trimmingCharacters(in: .whitespaces)
@@ -234,6 +241,10 @@ public struct NotificationStore: Sendable {
         }
         if topics.contains(NotificationTopic.runFindings.rawValue), minSeverity == nil {
             throw IntegrationError.invalid("\(NotificationTopic.runFindings.rawValue) needs a minimum severity")
+        }
+        // As the command line refuses it: a minimum severity on other events was stored and listed, and did nothing.
+        if minSeverity != nil, !topics.contains(NotificationTopic.runFindings.rawValue) {
+            throw IntegrationError.invalid("min_severity applies to the \(NotificationTopic.runFindings.rawValue) event only; subscribe to it, or leave min_severity out")
         }
         let id = "ntf_" + RandomIdentifier.uuid().replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let sealed = try masterKey.seal(try JSONEncoder.sentinel.encode(destination), context: Self.context(id))
