@@ -76,6 +76,15 @@ struct ConsoleProviderPriorityTests {
                 #expect(refused.status == .badRequest && refused.body.contains("the budget must be a number of USD"), "\(text): \(refused.body)")
             }
             #expect(try await budget() == 12.5)
+            // A form without the field is refused (it removed the budget), not read as a blank one.
+            let missing = try await admin.post(base + "/providers/budget", [:])
+            #expect(missing.status == .badRequest && missing.body.contains("Missing field"), "\(missing.body)")
+            #expect(try await budget() == 12.5)
+            // A sub-cent budget is shown in digits the form takes back (it showed 1e-05 and refused it).
+            #expect(try await admin.post(base + "/providers/budget", ["usd": "0.00001"]).status == .seeOther)
+            #expect(try await admin.get(base + "/providers").body.contains(#"value="0.00001""#))
+            #expect(try await admin.post(base + "/providers/budget", ["usd": "0.00001"]).status == .seeOther)
+            #expect(try await admin.post(base + "/providers/budget", ["usd": "12.5"]).status == .seeOther)
             let member = ConsoleSession(client: first.client)
             try await member.signIn("member@example.com", APIWorld.password(.member))
             #expect(try await member.post(base + "/providers/budget", ["usd": "1000"]).status == .forbidden)

@@ -445,12 +445,22 @@ struct ConsolePageTests {
     func overview() async throws {
         let world = try APIWorld()
         let repo = try await world.addRepository()
-        _ = try await world.addFinishedRun(repository: repo)
+        let finished = try await world.addFinishedRun(repository: repo)
+        try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "UPDATE review_runs SET started_at = ? WHERE id = ?", arguments: [tx.now.timeIntervalSince1970, finished])
+            }
+        }
+        // Queued runs (never started, as runs superseded or skipped before they start) are no reviews:
+        // the figure counts what the plan's review limit counts.
+        _ = try await world.addQueuedRun(repository: repo, pr: 8)
+        _ = try await world.addQueuedRun(repository: repo, pr: 9)
         let base = "/workspaces/\(world.workspaceA)"
         try await world.console { browser in
             try await browser.signIn("viewer@example.com", APIWorld.password(.viewer))
             let page = try await browser.get(base)
             #expect(page.status == .ok)
+            #expect(page.body.contains("<dt>Reviews started</dt><dd>1</dd>"), "\(page.body)")
             #expect(page.body.contains(#"<svg viewBox="0 0 600 180" role="img" aria-labelledby="runs-chart-title runs-chart-desc" data-points="1">"#))
             #expect(page.body.contains(#"aria-labelledby="findings-chart-title findings-chart-desc" data-points="1""#))
             #expect(page.body.contains(" high: 1</title>"))

@@ -21,7 +21,7 @@ public enum PlanLimits {
         return calendar.date(from: calendar.dateComponents([.year, .month], from: now))!.timeIntervalSince1970
     }
 
-    static func reviewsUsed(excluding runID: Int64?, in db: Database, now: Date) throws -> Int {
+    public static func reviewsUsed(excluding runID: Int64?, in db: Database, now: Date) throws -> Int {
         try Int.fetchOne(db, sql: """
             SELECT count(*) FROM review_runs WHERE id != ? AND started_at >= ? AND state IN ('running','completed','failed')
             """, arguments: [runID ?? -1, monthStart(now)]) ?? 0

@@ -25,11 +25,21 @@ extension Console {
         }
     }
 
+    /// A budget in digits and at most one decimal point, without an exponent or trailing zeros.
+    static func plainDecimal(_ value: Double) -> String {
+        var text = String(format: "%.6f", value)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
+    }
+
     func addConfigurationPages(to router: Router<SentinelRequestContext>) {
         let ws = "/workspaces/:workspaceId"
         get(router, ws + "/providers", "listProviders") { m, _ in try await providersPage(m) }
         post(router, ws + "/providers", "createProvider") { m, form, _ in try await addProvider(m, form) }
         post(router, ws + "/providers/budget", "setAIBudget") { m, form, _ in
+            // A form without the field is refused; a blank one removes the limit. Both were "no limit".
+            _ = try form.present("usd", "The monthly budget (blank for no limit)")
             let raw = form.text("usd")
             let usd = try raw.map { text -> Double in
                 // Digits with an optional decimal point, as typed: Double("0x10") read a hexadecimal 16.
@@ -151,7 +161,8 @@ extension Console {
             "budget": budget.map { String(format: "$%.2f", $0) } ?? "no limit",
             "spent": String(format: "$%.2f", spent),
         ]
-        if let budget { data["budgetValue"] = String(budget) }
+        // Plain digits, as the form takes them back: `String(0.00001)` wrote `1e-05`, which it refused.
+        if let budget { data["budgetValue"] = Self.plainDecimal(budget) }
         if let tested { data["tested"] = tested }
         return try render("providers", title: "AI providers", data, visit: m.visit, member: m)
     }

@@ -192,7 +192,7 @@ enum ConsoleTemplates {
     <section aria-labelledby="month">
       <h2 id="month">This month ({{period}}, plan {{plan}})</h2>
       <dl class="figures">
-        <div><dt>Reviews</dt><dd>{{reviews}}</dd></div>
+        <div><dt>Reviews started</dt><dd>{{reviews}}</dd></div>
         <div><dt>Findings</dt><dd>{{findings}}</dd></div>
         <div><dt>Tokens</dt><dd>{{tokens}}</dd></div>
         <div><dt>Estimated AI cost</dt><dd>{{cost}}</dd></div>
@@ -201,7 +201,7 @@ enum ConsoleTemplates {
       <table>
         <caption>Plan limits</caption>
         <thead><tr><th scope="col">Limit</th><th scope="col">Used</th><th scope="col">Allowed</th></tr></thead>
-        <tbody>{{#limits}}<tr><td>{{limit}}</td><td>{{used}}</td><td>{{allowed}}{{#soft}} <strong class="warn">(soft limit reached)</strong>{{/soft}}</td></tr>{{/limits}}</tbody>
+        <tbody>{{#limits}}<tr><td>{{limit}}</td><td>{{used}}</td><td>{{allowed}}{{#full}} <strong class="warn">(limit reached)</strong>{{/full}}{{^full}}{{#soft}} <strong class="warn">(soft limit reached)</strong>{{/soft}}{{/full}}</td></tr>{{/limits}}</tbody>
       </table>
       {{/empty(limits)}}
     </section>

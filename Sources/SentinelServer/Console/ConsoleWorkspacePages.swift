@@ -44,6 +44,9 @@ extension Console {
         let limits: [PlanLimitStatus]
         let rollups: [DailyRollup]
         let monthFindings: Int
+        /// Reviews started this month, as the plan's limit counts them (runs skipped or superseded
+        /// before they started are not reviews).
+        let reviewsStarted: Int
         let latest: [ReviewRun]
         let failed: [ReviewRun]
         let dead: [JobRecord]
@@ -70,6 +73,7 @@ extension Console {
                 limits: try PlanLimits.status(plan: plan, in: db, now: now),
                 rollups: try Rollups.query(from: days[0], to: days[days.count - 1], in: db),
                 monthFindings: month.reduce(0) { $0 + $1.findings },
+                reviewsStarted: try PlanLimits.reviewsUsed(excluding: nil, in: db, now: now),
                 latest: try ReviewRunStore.list(in: db, limit: 10),
                 failed: try ReviewRunStore.list(in: db, state: .failed, limit: 5),
                 dead: try JobQueue.list(state: .dead, limit: 20, in: db),
@@ -104,11 +108,13 @@ extension Console {
                                            format: { String(format: "$%.2f", $0) })
         let values: [String: Any] = [
             "period": period, "plan": plan.name,
-            "reviews": data.report.runs.values.reduce(0, +),
+            "reviews": data.reviewsStarted,
             "findings": data.monthFindings,
             "tokens": data.report.inputTokens + data.report.outputTokens,
             "cost": String(format: "$%.2f", data.report.costUSD),
-            "limits": data.limits.map { ["limit": $0.limit, "used": $0.used, "allowed": $0.allowed, "soft": $0.softLimitReached] as [String: Any] },
+            "limits": data.limits.map {
+                ["limit": $0.limit, "used": $0.used, "allowed": $0.allowed, "soft": $0.softLimitReached, "full": $0.used >= $0.allowed] as [String: Any]
+            },
             "attention": attention,
             "runsChart": runsChart, "findingsChart": findingsChart, "costChart": costChart,
             "runs": data.latest.map { runRow($0, data.names) },
