@@ -126,8 +126,10 @@ struct EngineModelOutputTests {
         ]}
         """
         let out = try ModelOutputParser.parse(text)
-        #expect(out.findings.count == 4)
-        #expect(out.invalidFindings == 2)
+        // No line: about the whole file (line 0), not dropped; no path: not a finding.
+        #expect(out.findings.count == 5)
+        #expect(out.invalidFindings == 1)
+        #expect(out.findings[4].title == "no line" && out.findings[4].line == 0 && out.findings[4].startLine == nil)
         #expect(out.findings[0].side == .right)
         #expect(out.findings[0].severity == .medium)
         #expect(out.findings[0].category == "general")
@@ -141,7 +143,7 @@ struct EngineModelOutputTests {
         #expect(out.findings[3].suggestion == nil)
     }
 
-    @Test("line numbers at the ends of Int (as numbers or strings) are invalid findings, not a trap that takes the appliance down")
+    @Test("line numbers at the ends of Int (as numbers or strings) are findings about the whole file, not a trap that takes the appliance down")
     func extremeLineNumbers() throws {
         let text = """
         {"findings": [
@@ -153,9 +155,10 @@ struct EngineModelOutputTests {
         ]}
         """
         let out = try ModelOutputParser.parse(text)
-        #expect(out.findings.map(\.title) == ["a range from Int.min", "fine"])
-        #expect(out.findings.first?.startLine == nil && out.findings.first?.line == 4)
-        #expect(out.invalidFindings == 3)
+        #expect(out.findings.map(\.title) == ["Int.min", "Int.min as a string", "a range from Int.min", "Int.max", "fine"])
+        #expect(out.findings.map(\.line) == [0, 0, 4, 0, 5])
+        #expect(out.findings[2].startLine == nil)
+        #expect(out.invalidFindings == 0)
     }
 
     @Test(arguments: [

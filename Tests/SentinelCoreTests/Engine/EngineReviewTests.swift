@@ -148,6 +148,19 @@ struct EngineReviewTests {
         #expect(!summary.contains("AI review skipped"))
     }
 
+    @Test("a finding with no line (or line 0) is about its file: listed in the summary by path and counted, never placed on a line")
+    func fileLevelFindingListed() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest)
+        let model = EngineFakeModel { _ in
+            #"{"summary": "s", "findings": [{"path": "src/api.ts", "line": 0, "severity": "high", "title": "Whole-file problem"}, {"path": "src/api.ts", "severity": "high", "title": "No line at all"}]}"#
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(minSeverity: .low, maxComments: 10), model: model)
+        #expect(result.unanchored.map(\.title).sorted() == ["No line at all", "Whole-file problem"])
+        #expect(!result.findings.contains { $0.title == "Whole-file problem" || $0.title == "No line at all" })
+        #expect(result.summary.contains("`src/api.ts` Whole-file problem"), "\(result.summary)")
+        #expect(result.reportedSeverities.filter { $0 == .high }.count >= 2)
+    }
+
     @Test func coverageSentenceFormat() {
         let coverage = ReviewCoverage(reviewedFiles: 3, totalFiles: 5, skipped: [.binary: 1, .lockFile: 1])
         #expect(coverage.sentence == "Reviewed 3 of 5 files; skipped 2: lock files (1), binary (1).")

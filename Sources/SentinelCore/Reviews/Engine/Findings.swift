@@ -126,7 +126,8 @@ public enum FindingAnchor {
     }
 
     private static func place(_ raw: RawFinding, in file: DiffFile, index: LineIndex, source: FindingSource) -> Finding? {
-        guard !file.hunks.isEmpty else { return nil }
+        // Line 0: about the whole file, never moved onto a line.
+        guard !file.hunks.isEmpty, raw.line > 0 else { return nil }
         var side = raw.side
         var line = raw.line
         var start = raw.startLine

@@ -70,7 +70,9 @@ public struct RawFinding: Sendable, Hashable, Codable {
         }
         guard let path = string("path", "file", "filename", "file_path") else { return nil }
         var start = int("start_line", "startLine", "line_start")
-        guard var line = int("line", "end_line", "endLine", "line_end", "line_number") ?? start else { return nil }
+        // No line, 0 or a negative one: a finding about the whole file (line 0), listed in the
+        // summary with the others not on a changed line. It was dropped, and counted nowhere.
+        var line = int("line", "end_line", "endLine", "line_end", "line_number") ?? start ?? 0
         // `"line": "11-13"` names lines 11 to 13 (read as 11 alone, a three-line suggestion replaced one line).
         if start == nil, let text = o["line"]?.stringValue,
            let range = text.wholeMatch(of: /\s*L?(\d{1,9})\s*(?:-|–|:|\.\.)\s*L?(\d{1,9})\s*/), let a = Int(range.output.1), let b = Int(range.output.2) {
@@ -82,7 +84,7 @@ public struct RawFinding: Sendable, Hashable, Codable {
         if let s = start {
             if s == line { start = nil } else if s > line { start = line; line = s }
         }
-        guard line > 0 else { return nil }
+        if line <= 0 { (line, start) = (0, nil) }
         if let s = start, s <= 0 { start = nil }
 
         self.path = path

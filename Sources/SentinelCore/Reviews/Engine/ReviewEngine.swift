@@ -578,7 +578,8 @@ public enum ReviewSummary {
             guard !items.isEmpty else { return }
             out += "### \(heading)\n"
             for f in items.prefix(maxListedUnanchored) {
-                let location = f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
+                // Line 0 is the whole file.
+                let location = f.line == 0 ? f.path : f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
                 var body = f.body == f.title ? "" : " — " + Fingerprint.normalize(f.body)
                 if body.count > 300 { body = String(body.prefix(299)) + "…" }
                 out += "- **\(f.severity.rawValue)** \(MarkdownCode.span(location)) \(f.title)\(body)\n"
