@@ -168,6 +168,22 @@ struct EngineFindingsTests {
         #expect(none.droppedOverLimit == 6)
     }
 
+    @Test("the same problem on two identical lines is two findings, the second numbered; two reports of one line stay one")
+    func identicalLinesAreTwoFindings() {
+        let findings = [
+            finding("db.py", 6, .high, fingerprint: "sql"),
+            finding("db.py", 2, .high, fingerprint: "sql"),
+            finding("db.py", 2, .high, fingerprint: "sql"),   // reported twice
+        ]
+        let result = FindingRanker.select(findings, minSeverity: .low, maxComments: 10, alreadyPosted: [])
+        #expect(result.selected.map(\.line) == [2, 6])
+        #expect(result.selected.map(\.fingerprint) == ["sql", "sql:2"])
+        #expect(result.duplicates == 1)
+        // Posted before, both are recognised again by their numbered fingerprints.
+        let again = FindingRanker.select(findings, minSeverity: .low, maxComments: 10, alreadyPosted: ["sql", "sql:2"])
+        #expect(again.selected.isEmpty && again.repeated.count == 2)
+    }
+
     @Test("the severity floor is the model's: a built-in check's finding below it is kept, and the floor never rises above review.fail_on")
     func floorSparesBuiltinAndFailingFindings() throws {
         var conflict = finding("a.go", 2, .high, fingerprint: "builtin")

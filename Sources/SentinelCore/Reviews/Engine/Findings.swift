@@ -217,6 +217,26 @@ public enum FindingAnchor {
 /// cut at the configured severity floor (the model's; built-in findings are always kept) and
 /// capped, most severe first.
 public enum FindingRanker {
+    /// A fingerprint names a problem by its file, kind, title and line text, not its line, so that
+    /// it is recognised after lines move. The same problem on two identical lines (`cursor.execute(q)`
+    /// twice) is two findings: the second and later places of a fingerprint, in line order, get
+    /// `:2`, `:3`, … (stable while the lines keep their order). Reports of one place stay one, and
+    /// were the only ones kept: the second line was neither commented nor counted.
+    static func occurrences(_ findings: [Finding]) -> [Finding] {
+        var places: [String: [(side: DiffSide, line: Int)]] = [:]
+        for finding in findings where !(places[finding.fingerprint] ?? []).contains(where: { $0 == (finding.side, finding.line) }) {
+            places[finding.fingerprint, default: []].append((finding.side, finding.line))
+        }
+        return findings.map { finding in
+            guard let all = places[finding.fingerprint], all.count > 1 else { return finding }
+            let ordered = all.sorted { $0.line != $1.line ? $0.line < $1.line : $0.side == .left }
+            guard let index = ordered.firstIndex(where: { $0 == (finding.side, finding.line) }), index > 0 else { return finding }
+            var numbered = finding
+            numbered.fingerprint += ":\(index + 1)"
+            return numbered
+        }
+    }
+
     /// - Returns: the findings to post inline (severity descending, then path, then line), those
     ///   above the floor that the comment cap left out (`overLimit`: the summary lists them), those
     ///   whose fingerprint was already posted on the pull request (`repeated`: not posted again,
@@ -225,6 +245,7 @@ public enum FindingRanker {
     public static func select(_ findings: [Finding], minSeverity: Severity, maxComments: Int, alreadyPosted: Set<String>)
         -> (selected: [Finding], droppedBelowFloor: Int, droppedOverLimit: Int, duplicates: Int, overLimit: [Finding], repeated: [Finding])
     {
+        let findings = occurrences(findings)
         var duplicates = 0
         var positionByFingerprint: [String: Int] = [:]
         var unique: [Finding] = []
