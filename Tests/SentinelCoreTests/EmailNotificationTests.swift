@@ -122,6 +122,8 @@ struct EmailNotificationTests {
         #expect(try await s.h.jobs(in: s.ws, state: .succeeded).filter { $0.kind == Notifications.flushKind }.isEmpty)
         let dead = try #require(try await s.h.jobs(in: s.ws, state: .dead).first { $0.kind == Notifications.flushKind })
         #expect(dead.lastError?.contains("354 hmm") == true, "\(dead.lastError ?? "")")
+        // It names its channel: several failing channels each said only what their server answered.
+        #expect(dead.lastError?.hasPrefix("channel ") == true && dead.lastError?.contains("(ntf_") == true, "\(dead.lastError ?? "")")
         #expect(try s.smtp.received().isEmpty)
         await s.stop()
     }

@@ -196,14 +196,20 @@ public struct Notifications: Sendable {
         }
         guard let last = rows.last?.id else { return }
         let message = Self.message(rows.map { Notice(topic: NotificationTopic(rawValue: $0.topic) ?? .runFailed, text: $0.text) })
-        if channel.kind == .email {
-            do { _ = try await sendMail(message, to: channel, now: Date()) } catch let error as SMTPError {
-                if error.isTransient { throw NotificationError.rejected(error.description) }
-                throw JobFailure.permanent(error.description)
+        do {
+            if channel.kind == .email {
+                do { _ = try await sendMail(message, to: channel, now: Date()) } catch let error as SMTPError {
+                    if error.isTransient { throw NotificationError.rejected(error.description) }
+                    throw JobFailure.permanent(error.description)
+                }
+            } else {
+                let response = try await send(message, to: channel, now: Date())
+                try Self.check(response)
             }
-        } else {
-            let response = try await send(message, to: channel, now: Date())
-            try Self.check(response)
+        } catch {
+            // The job's error (what `jobs list` and the console show) names its channel: a workspace
+            // with several failing channels showed "the channel answered 500" for each.
+            throw Self.naming(channel.summary, error)
         }
         try await workspace.write { tx in
             try tx.db.execute(sql: "DELETE FROM notification_pending WHERE channel_id = ? AND id <= ?", arguments: [channelID, last])
@@ -245,6 +251,17 @@ public struct Notifications: Sendable {
                                       payload: ["status": result.status.map(String.init) ?? "none", "by": actor]))
         }
         return result
+    }
+
+    /// `error` with the channel's name and id in front, of the same kind for the job queue.
+    static func naming(_ channel: NotificationChannelSummary, _ error: any Error) -> any Error {
+        let prefix = "channel \(StoredText.singleLine(channel.name)) (\(channel.id)): "
+        switch error {
+        case JobFailure.permanent(let message): return JobFailure.permanent(prefix + message)
+        case JobFailure.retryAfter(let after, let message): return JobFailure.retryAfter(after, prefix + message)
+        case is CancellationError: return error
+        default: return NotificationError.rejected(prefix + "\(error)")
+        }
     }
 
     /// A delivery's answer as the job queue needs it: 2xx is done, 408/429/5xx retry, other 4xx is permanent.
