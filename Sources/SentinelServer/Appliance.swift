@@ -125,7 +125,7 @@ public final class Appliance: Sendable {
         let opened = self.supervisor
         self.authFailures = DeliveryAuthFailures(signals: signals) { id, workspaceID, failures in
             // Best effort: the refusal is answered whether or not the workspace can be written.
-            _ = try? await opened.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: failures, in: $0) }
+            (try? await opened.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: failures, in: $0) }) ?? false
         }
         self.reconcile = ReconcileService(
             reconciler: Reconciler(connectors: ["github": connector, "gitlab": gitLabConnector], options: ReconcileOptions(config.reconcile), metrics: metrics),

@@ -111,7 +111,7 @@ struct NotificationSubscriptionTests {
         _ = try await s.add("slack", path: "/slack/auth", topics: ["integration.auth_failing"])
         let supervisor = s.h.supervisor
         let failures = DeliveryAuthFailures(signals: OperationalSignals(control: s.h.control)) { id, workspaceID, count in
-            _ = try? await supervisor.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: count, in: $0) }
+            (try? await supervisor.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: count, in: $0) }) ?? false
         }
         for integration in ["int_aaaaaaaaaaaaaaaa", "int_bbbbbbbbbbbbbbbb"] {
             for _ in 0..<25 { await failures.record(IntegrationID(integration)!, workspaceID: s.ws) }
@@ -124,6 +124,32 @@ struct NotificationSubscriptionTests {
         let text = try #require(messages.first?.json["text"] as? String)
         #expect(text.hasPrefix("Sentinel: 2 notifications (2 × webhook authentication failing)"), "\(text)")
         #expect(text.contains("int_aaaaaaaaaaaaaaaa") && text.contains("int_bbbbbbbbbbbbbbbb"))
+        await s.stop()
+    }
+
+    @Test("integration.auth_failing is told at most hourly per integration by the event log: a restarted server (a new counter) does not tell it again")
+    func authFailingHourlyAcrossRestarts() async throws {
+        let s = try await NotificationTests.setup()
+        let id = IntegrationID("int_cccccccccccccccc")!
+        let supervisor = s.h.supervisor
+        // No subscribed channel yet: nothing stored, and not counted as told.
+        #expect(try await supervisor.withWorkspace(s.ws) { try await Notifications.integrationAuthFailing(id, failures: 1, in: $0) } == false)
+        _ = try await s.add("slack", path: "/slack/auth2", topics: ["integration.auth_failing"])
+        for _ in 0..<2 {
+            // Each a fresh DeliveryAuthFailures, as after a restart.
+            let failures = DeliveryAuthFailures(signals: OperationalSignals(control: s.h.control)) { id, workspaceID, count in
+                (try? await supervisor.withWorkspace(workspaceID) { try await Notifications.integrationAuthFailing(id, failures: count, in: $0) }) ?? false
+            }
+            await failures.record(id, workspaceID: s.ws)
+        }
+        let told = try await supervisor.withWorkspace(s.ws) { actor in
+            try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'IntegrationAuthFailing'") ?? 0 }
+        }
+        #expect(told == 1)
+        // An hour later it is told again.
+        #expect(try await supervisor.withWorkspace(s.ws) {
+            try await Notifications.integrationAuthFailing(id, failures: 3, in: $0, now: Date().addingTimeInterval(3_700))
+        })
         await s.stop()
     }
 

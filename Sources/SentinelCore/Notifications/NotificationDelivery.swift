@@ -87,16 +87,26 @@ public struct Notifications: Sendable {
     }
 
     /// Appends `IntegrationAuthFailing` when a channel of the workspace subscribes to it (a
-    /// workspace without one stores nothing for a refused delivery).
-    public static func integrationAuthFailing(_ id: IntegrationID, failures: Int, in workspace: WorkspaceActor) async throws {
+    /// workspace without one stores nothing for a refused delivery), at most hourly per integration
+    /// by the event log, so a restart does not tell it again. Returns whether it is told: appended
+    /// now, or within the hour; false without a subscribed channel (one added next hears the next).
+    @discardableResult
+    public static func integrationAuthFailing(_ id: IntegrationID, failures: Int, in workspace: WorkspaceActor, now: Date = Date()) async throws -> Bool {
         let subscribed = try await workspace.read { db in
             try NotificationStore.summaries(in: db).contains { $0.topics.contains(NotificationTopic.integrationAuthFailing.rawValue) }
         }
-        guard subscribed else { return }
+        guard subscribed else { return false }
+        let subject = "integration:\(id.rawValue)"
+        let since = ISO8601.string(now.addingTimeInterval(-3_600))
         _ = try await workspace.write { tx in
-            try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: "integration:\(id.rawValue)", payload: [
+            let recent = try Bool.fetchOne(tx.db, sql: """
+                SELECT EXISTS (SELECT 1 FROM events WHERE type = 'IntegrationAuthFailing' AND subject = ? AND occurred_at > ?)
+                """, arguments: [subject, since]) ?? false
+            guard !recent else { return }
+            try tx.append(DomainEvent(type: "IntegrationAuthFailing", subject: subject, payload: [
                 "integration": id.rawValue, "failures": String(failures)]))
         }
+        return true
     }
 
     /// What an event means for a channel with these subscriptions, or nil.

@@ -103,11 +103,13 @@ public actor DeliveryAuthFailures {
     private var lastEvent: [IntegrationID: ContinuousClock.Instant] = [:]
     let signals: OperationalSignals
     let interval: Duration
-    let failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Void)?
+    /// Tells that an integration's deliveries are refused; returns whether it was told (a
+    /// workspace without a subscribed channel is asked again at the next write, not an hour later).
+    let failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Bool)?
     let eventInterval: Duration
 
     public init(signals: OperationalSignals, interval: Duration = .seconds(10), eventInterval: Duration = .seconds(3600),
-                failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Void)? = nil) {
+                failing: (@Sendable (IntegrationID, WorkspaceID, Int) async -> Bool)? = nil) {
         self.signals = signals
         self.interval = interval
         self.eventInterval = eventInterval
@@ -127,7 +129,6 @@ public actor DeliveryAuthFailures {
         }
         pending[id] = entry
         guard written > 0, let failing, lastEvent[id].map({ now - $0 >= eventInterval }) ?? true else { return }
-        lastEvent[id] = now
-        await failing(id, workspaceID, (try? signals.authFailures(integrationID: id)) ?? written)
+        if await failing(id, workspaceID, (try? signals.authFailures(integrationID: id)) ?? written) { lastEvent[id] = now }
     }
 }
