@@ -122,7 +122,7 @@ struct NotificationSubscriptionTests {
         let messages = await s.receiver.state.received
         #expect(messages.count == 1)
         let text = try #require(messages.first?.json["text"] as? String)
-        #expect(text.hasPrefix("Sentinel: 2 notifications (2 × webhook authentication failing)"), "\(text)")
+        #expect(text.hasPrefix("Sentinel (ws-") && text.contains("): 2 notifications (2 × webhook authentication failing)"), "\(text)")
         #expect(text.contains("int_aaaaaaaaaaaaaaaa") && text.contains("int_bbbbbbbbbbbbbbbb"))
         await s.stop()
     }
@@ -167,7 +167,8 @@ struct NotificationSubscriptionTests {
         #expect(await eventually { await s.receiver.state.accepted().count == 1 })
         let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
         #expect(text.contains("The GitLab access token of integration int_expiring00000001 expires on 2026-12-15 (in 9 day(s))"), "\(text)")
-        #expect(text.contains("sentinel integration rotate int_expiring00000001 --workspace WORKSPACE --token-file FILE"), "\(text)")
+        // The command names the workspace by its id, ready to run (it said WORKSPACE).
+        #expect(text.contains("sentinel integration rotate int_expiring00000001 --workspace \(s.ws) --token-file FILE"), "\(text)")
         await s.stop()
     }
 

@@ -166,7 +166,7 @@ struct NotificationTests {
         let messages = await s.receiver.state.received
         #expect(messages.count == 1)
         let text = try #require(messages.first?.json["text"] as? String)
-        #expect(text.hasPrefix("Sentinel: 50 notifications (50 × review failed)"))
+        #expect(text.hasPrefix("Sentinel (ws-") && text.contains("): 50 notifications (50 × review failed)"), "\(text)")
         #expect(text.contains("… and 45 more"))
         let flushes = try await s.h.jobs(in: s.ws).filter { $0.kind == Notifications.flushKind }
         #expect(flushes.count == 1)
@@ -281,5 +281,23 @@ struct NotificationTests {
         #expect(try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.list(in: $0) }.map(\.id) == [listed[1].id])
         await #expect(throws: IntegrationError.self) { try await s.h.supervisor.withWorkspace(s.ws) { try await s.store.remove(listed[0].id, by: "t", in: $0) } }
         await s.stop()
+    }
+}
+
+@Suite("Notification texts")
+struct NotificationTextTests {
+    @Test("a GitLab run is named by its merge request, !N (#N is an issue there)")
+    func gitLabMergeRequestNumber() throws {
+        let payload = RunEventPayload(runID: 4, repository: "acme/app", prNumber: 12, headSHA: "abc", trigger: "opened", state: "failed",
+                                      reason: "GitLab answered 502")
+        var gitlab = payload
+        gitlab.platform = "gitlab"
+        func text(_ run: RunEventPayload) throws -> String? {
+            let data = String(decoding: try JSONEncoder.sentinel.encode(run), as: UTF8.self)
+            let event = StoredEvent(seq: 1, id: "e", type: "RunCompleted", occurredAt: "2026-12-06T00:00:00Z", correlationID: nil, subject: "run:4", data: data)
+            return Notifications.notice(for: event, topics: ["run.failed"], minSeverity: nil)?.text
+        }
+        #expect(try text(gitlab)?.hasPrefix("Review failed: acme/app!12 (run 4)") == true)
+        #expect(try text(payload)?.hasPrefix("Review failed: acme/app#12 (run 4)") == true)
     }
 }

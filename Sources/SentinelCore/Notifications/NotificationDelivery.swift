@@ -115,7 +115,8 @@ public struct Notifications: Sendable {
         switch event.type {
         case "RunCompleted":
             guard let run = try? JSONDecoder.sentinel.decode(RunEventPayload.self, from: data) else { return nil }
-            let where_ = "\(run.repository)#\(run.prNumber) (run \(run.runID))"
+            // GitLab numbers merge requests `!N` (`#N` is an issue there).
+            let where_ = "\(run.repository)\(run.platform == "gitlab" ? "!" : "#")\(run.prNumber) (run \(run.runID))"
             if run.state == "failed", topics.contains(NotificationTopic.runFailed.rawValue) {
                 return Notice(topic: .runFailed, text: "Review failed: \(where_)\(run.reason.map { ": \($0)" } ?? "")")
             }
@@ -205,7 +206,10 @@ public struct Notifications: Sendable {
                              arguments: [channelID]).map { (id: $0["id"] as Int64, topic: $0["topic"] as String, text: $0["text"] as String) }
         }
         guard let last = rows.last?.id else { return }
-        let message = Self.message(rows.map { Notice(topic: NotificationTopic(rawValue: $0.topic) ?? .runFailed, text: $0.text) })
+        // Named by workspace: several workspaces' notices may reach one Slack channel or mailbox.
+        let name = (try? workspace.control.workspace(workspace.id))?.name ?? workspace.id.rawValue
+        let message = Self.message(rows.map { Notice(topic: NotificationTopic(rawValue: $0.topic) ?? .runFailed, text: $0.text) },
+                                   workspace: (name: name, id: workspace.id))
         do {
             if channel.kind == .email {
                 do { _ = try await sendMail(message, to: channel, now: Date()) } catch let error as SMTPError {
@@ -286,16 +290,24 @@ public struct Notifications: Sendable {
         throw JobFailure.permanent(message)
     }
 
-    static func message(_ notices: [Notice]) -> NotificationMessage {
+    /// One message for a batch of notices; `workspace` names whose they are (its name in the title,
+    /// its id in the commands the notices give: `--workspace WORKSPACE` was left for the reader).
+    static func message(_ notices: [Notice], workspace: (name: String, id: WorkspaceID)? = nil) -> NotificationMessage {
         var counts: [String: Int] = [:]
         for notice in notices { counts[notice.topic.rawValue, default: 0] += 1 }
+        let notices = notices.map { notice in
+            var named = notice
+            if let workspace { named.text = notice.text.replacingOccurrences(of: "--workspace WORKSPACE", with: "--workspace \(workspace.id)") }
+            return named
+        }
+        let head = workspace.map { "Sentinel (\(StoredText.singleLine($0.name))): " } ?? "Sentinel: "
         if notices.count == 1 {
-            return NotificationMessage(title: "Sentinel: \(notices[0].text)", lines: [], counts: counts, total: 1)
+            return NotificationMessage(title: head + notices[0].text, lines: [], counts: counts, total: 1)
         }
         let summary = counts.sorted { $0.key < $1.key }.map { "\($0.value) × \(title(of: $0.key))" }.joined(separator: ", ")
         var lines = notices.prefix(sampleLines).map { "• \($0.text)" }
         if notices.count > sampleLines { lines.append("… and \(notices.count - sampleLines) more") }
-        return NotificationMessage(title: "Sentinel: \(notices.count) notifications (\(summary))", lines: lines, counts: counts, total: notices.count)
+        return NotificationMessage(title: head + "\(notices.count) notifications (\(summary))", lines: lines, counts: counts, total: notices.count)
     }
 
     static func title(of topic: String) -> String {
