@@ -5,7 +5,7 @@ import SentinelCore
 struct Backup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Online backup of control.sqlite and workspace files, with a manifest.")
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Directory to write the backup into (created; must not hold a backup).") var out: String
+    @Option(help: "Directory to write the backup into (created; new, or an empty directory).") var out: String
     @Option(help: "Back up only this workspace (id).") var workspace: String?
     @Flag(help: "Print the manifest as JSON.") var json = false
 

@@ -163,6 +163,28 @@ struct BackupTests {
         #expect(try exporter.export().events >= 0)
     }
 
+    @Test("a backup goes into a new or empty directory: one holding anything (another appliance's data directory) is refused and left as it was")
+    func backupIntoNonEmptyDirectoryRefused() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("kept")
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let other = h.directory.url.appendingPathComponent("other-appliance")
+        try FileManager.default.createDirectory(at: other, withIntermediateDirectories: true)
+        try Data("precious".utf8).write(to: other.appendingPathComponent("control.sqlite"))
+        #expect {
+            try service.backup(to: other, control: h.control)
+        } throws: { error in
+            "\(error)".contains("is not empty") && "\(error)".contains("nothing was written")
+        }
+        #expect(try String(contentsOf: other.appendingPathComponent("control.sqlite"), encoding: .utf8) == "precious")
+        #expect(!FileManager.default.fileExists(atPath: other.appendingPathComponent("workspaces").path))
+        // An empty directory that exists takes it.
+        let empty = h.directory.url.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        #expect(try service.backup(to: empty, workspace: ws, control: h.control).files.count == 1)
+        await h.supervisor.shutdown()
+    }
+
     @Test("a backup whose file is a link is refused: the link would have become the live workspace file, pointing outside the data directory")
     func linkInBackupRefused() async throws {
         let h = try TestHarness()

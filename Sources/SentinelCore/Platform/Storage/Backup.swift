@@ -69,6 +69,22 @@ public struct BackupService: Sendable {
             + "of its own, such as \(dataDirectory.backupsDirectory.path)/NAME or one on another disk")
         // Refused before anything is created in it (a `workspaces/workspaces/` was left behind).
         if existed, dataDirectory.holdsOwnFiles(destination) { throw intoOwnFiles }
+        // A directory that exists must be empty: the copies replaced what it held (another
+        // appliance's control.sqlite and workspace files, written over and lost).
+        var isDirectory: ObjCBool = false
+        if existed, fm.fileExists(atPath: destination.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            let held = (try? fm.contentsOfDirectory(atPath: destination.path)) ?? []
+            if held.contains(BackupManifest.inProgressFileName) {
+                throw StorageError.conflict("another backup is being written into \(destination.path); choose another directory")
+            }
+            if held.contains(BackupManifest.fileName) {
+                throw StorageError.conflict("\(destination.path) already holds a backup; choose an empty directory")
+            }
+            if !held.isEmpty {
+                throw StorageError.conflict("\(destination.path) is not empty (it holds \(held.count) item(s), such as \(held.sorted()[0])); "
+                                            + "a backup goes into a new or empty directory; nothing was written")
+            }
+        }
         do {
             try fm.createDirectory(at: destination.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
         } catch {
@@ -100,8 +116,7 @@ public struct BackupService: Sendable {
             return try write(to: destination, ids: ids, withControl: only == nil, control: control)
         } catch {
             try? FileSystem.removeIfPresent(inProgressFile)
-            // What this backup wrote goes (a directory it found holds only what it wrote: the
-            // manifest check above refuses one that held a backup).
+            // What this backup wrote goes (a directory it found was empty: it holds only what this wrote).
             if existed {
                 for file in ["control.sqlite"] + ids.map({ "workspaces/\($0.rawValue).sqlite" }) {
                     for suffix in ["", "-journal", "-wal", "-shm"] {
