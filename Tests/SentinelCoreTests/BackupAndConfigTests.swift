@@ -185,6 +185,23 @@ struct BackupTests {
         await h.supervisor.shutdown()
     }
 
+    @Test("a master key that cannot be looked at (another user's directory; here a link loop) is not called missing: that advice made a new key over the real one")
+    func unreadableMasterKeyNotMissing() async throws {
+        let h = try TestHarness()
+        await h.supervisor.shutdown()
+        let key = h.dataDirectory.masterKeyFile
+        try FileManager.default.removeItem(at: key)
+        try FileManager.default.createSymbolicLink(atPath: key.path, withDestinationPath: key.path)
+        #expect {
+            try h.dataDirectory.prepare()
+        } throws: { error in
+            "\(error)".contains("cannot look at") && "\(error)".contains("do not create a new key") && !"\(error)".contains("is missing")
+        }
+        // Truly missing, beside data: told so, as before.
+        try FileManager.default.removeItem(at: key)
+        #expect { try h.dataDirectory.prepare() } throws: { error in "\(error)".contains("is missing") }
+    }
+
     @Test("a backup whose file is a link is refused: the link would have become the live workspace file, pointing outside the data directory")
     func linkInBackupRefused() async throws {
         let h = try TestHarness()

@@ -70,7 +70,17 @@ public struct DataDirectory: Sendable, Equatable {
             try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         }
         try fm.createDirectory(at: secretsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        guard creatingKey, !fm.fileExists(atPath: masterKeyFile.path) else { return }
+        guard creatingKey else { return }
+        // Looked at with stat, which tells "missing" from "not allowed to look": run as another
+        // user than the data directory's, `fileExists` said missing, and the advice to make a new
+        // key would have replaced the real one.
+        var info = stat()
+        if stat(masterKeyFile.path, &info) == 0 { return }
+        let reason = errno
+        guard reason == ENOENT else {
+            throw StorageError.io("cannot look at \(masterKeyFile.path): \(String(cString: strerror(reason))); run Sentinel as the user that owns "
+                                  + "the data directory \(root.path) (the service's user, e.g. sudo -u sentinel), and do not create a new key")
+        }
         if fm.fileExists(atPath: controlFile.path) { throw StorageError.io(missingMasterKey) }
         _ = try MasterKey.loadOrCreate(at: masterKeyFile)
     }
