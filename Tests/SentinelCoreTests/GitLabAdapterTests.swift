@@ -1,5 +1,5 @@
 import Foundation
-import SentinelCore
+@testable import SentinelCore
 import Testing
 
 @Suite("GitLab adapter")
@@ -65,6 +65,28 @@ struct GitLabAdapterTests {
         let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LongComments(log: log))
         let discussions = try await client.discussions(project: 1, iid: 1)
         #expect(discussions.map(\.id) == (1...10).map { "d\($0)" }, "\(discussions.map(\.id))")
+        #expect(await log.pages.first == "100x1")
+    }
+
+    @Test("open merge requests whose page would pass the response limit (1 MB descriptions) are listed in smaller pages; the catch-up sweep could not list the project")
+    func openMergeRequestsInShrinkingPages() async throws {
+        struct LongDescriptions: OutboundHTTPClient {
+            let log: PageLog
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                let items = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems ?? []
+                let perPage = Int(items.first { $0.name == "per_page" }?.value ?? "") ?? 20
+                let page = Int(items.first { $0.name == "page" }?.value ?? "") ?? 1
+                await log.add("\(perPage)x\(page)")
+                if perPage > 4 { throw OutboundHTTPError.responseTooLarge("response from 127.0.0.1 exceeded the size limit") }
+                let ids = ((page - 1) * perPage + 1)...min(page * perPage, 10)
+                let body = "[" + ids.map { #"{"iid":\#($0),"state":"opened","description":"long"}"# }.joined(separator: ",") + "]"
+                return OutboundResponse(status: 200, headers: [("X-Next-Page", page * perPage < 10 ? String(page + 1) : "")], body: Data(body.utf8))
+            }
+        }
+        let log = PageLog()
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LongDescriptions(log: log))
+        let listed = try await client.openMergeRequests(project: 1)
+        #expect(listed.items.map(\.iid) == Array(1...10))
         #expect(await log.pages.first == "100x1")
     }
 
@@ -136,6 +158,17 @@ struct GitLabAdapterTests {
         let left = ReviewComment(path: "config.py", line: 1, side: .left, startLine: nil, body: "b")
         let onOld = try #require(GitLabSession.position(of: left, in: files, base: "b", start: "s", head: "h"))
         #expect(onOld.old_path == "config.py" && onOld.new_path == "config_old.py" && onOld.old_line == 1)
+    }
+
+    @Test("GitLab's binary notice (`Binary files a/x and b/x differ`) is a binary file, not a diff the platform left out")
+    func binaryNotice() throws {
+        let diffs = try JSONDecoder().decode([GitLabDiff].self, from: Data(#"""
+            [{"old_path":"logo.png","new_path":"logo.png","new_file":false,"renamed_file":false,"deleted_file":false,"diff":"Binary files a/logo.png and b/logo.png differ\n"},
+             {"old_path":"x.bin","new_path":"x.bin","new_file":false,"renamed_file":false,"deleted_file":false,"diff":"not a diff at all"}]
+            """#.utf8))
+        let files = GitLabSession.diffFiles(diffs)
+        #expect(files[0].isBinary && files[0].unreviewable == nil)
+        #expect(!files[1].isBinary && files[1].unreviewable == .diffUnavailable)
     }
 
     @Test("suggestion fences become GitLab's suggestion:-N+0 for the lines the finding spans")

@@ -237,6 +237,37 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a merge request from a fork, whose head no branch of the project holds, gets its status on refs/merge-requests/N/head and its review (GitLab's 404 failed every one)")
+    func forkMergeRequestReviewed() async throws {
+        let world = try await GitLabWorld()
+        let fork = FakeGitLabMergeRequest(project: world.project.id, iid: 4, headSHA: "f0f0f0", baseSHA: "bbb000", sourceProjectID: 501,
+                                          files: GitLabWorld.files)
+        await world.gitlab.state.addMergeRequest(fork)
+        let (status, body) = try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: fork, project: world.project))
+        #expect(status == 202, "\(body)")
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.state == .completed, "\(run.reason ?? "")")
+        let statuses = await world.gitlab.state.statuses(project: world.project.id, sha: "f0f0f0")
+        #expect(!statuses.isEmpty && statuses.allSatisfy { $0.ref == "refs/merge-requests/4/head" }, "\(statuses)")
+        #expect(statuses.last?.status == "failed" || statuses.last?.status == "success", "\(statuses)")
+        #expect(await world.gitlab.state.notes(project: world.project.id, iid: 4).contains { $0.body.hasPrefix("<!-- sentinel:run:") })
+        await world.stop()
+    }
+
+    @Test("a 409 from the commit-status API (its per-commit lock, held while CI posts statuses) is tried again, not a failed review")
+    func statusConflictRetried() async throws {
+        let world = try await GitLabWorld()
+        await world.gitlab.state.inject("POST statuses", [.status(409)])
+        let mr = try await world.mergeRequest()
+        _ = try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project))
+        #expect(await world.waitForFinished(1))
+        let run = try #require(try await world.runs().first)
+        #expect(run.state == .completed, "\(run.reason ?? "")")
+        #expect(await world.summaryNotes().count == 1)
+        await world.stop()
+    }
+
     @Test("the merge request, its policy file and the status's start go out side by side")
     func independentCallsOverlap() async throws {
         let world = try await GitLabWorld()

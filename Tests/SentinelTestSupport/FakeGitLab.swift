@@ -331,7 +331,8 @@ public actor FakeGitLabState {
     /// Adds a merge request (its project must exist) as its first diff version.
     public func addMergeRequest(_ mr: FakeGitLabMergeRequest) {
         mergeRequests[Self.key(mr.project, mr.iid)] = mr
-        commitRefs["\(mr.project)@\(mr.headSHA)"] = mr.sourceBranch
+        // A fork's commits are in the target project under refs/merge-requests/N/head only ("": no branch).
+        commitRefs["\(mr.project)@\(mr.headSHA)"] = mr.sourceProjectID == mr.project ? mr.sourceBranch : ""
         knowCommit(mr.project, mr.baseSHA, ref: mr.targetBranch)
         knowCommit(mr.project, mr.startSHA, ref: mr.targetBranch)
     }
@@ -345,7 +346,7 @@ public actor FakeGitLabState {
         mr.versions.append(FakeGitLabMergeRequestVersion(id: mr.id * 100 + Int64(mr.versions.count + 1), headSHA: headSHA, baseSHA: base,
                                                          startSHA: startSHA ?? baseSHA ?? mr.startSHA, files: files, createdAt: Date()))
         mergeRequests[Self.key(project, iid)] = mr
-        commitRefs["\(project)@\(headSHA)"] = mr.sourceBranch
+        commitRefs["\(project)@\(headSHA)"] = mr.sourceProjectID == mr.project ? mr.sourceBranch : ""
         knowCommit(project, base, ref: mr.targetBranch)
     }
 

@@ -114,6 +114,7 @@ extension FakeGitLabState {
         case (_, 6) where s[0] == "projects" && s[2] == "repository" && s[3] == "files" && s[5] == "raw": return "\(method) file"
         case (_, 4) where s[0] == "projects" && s[2] == "statuses": return "\(method) statuses"
         case (_, 6) where s[0] == "projects" && s[2] == "repository" && s[3] == "commits" && s[5] == "statuses": return "\(method) statuses"
+        case (_, 6) where s[0] == "projects" && s[2] == "repository" && s[3] == "commits" && s[5] == "merge_requests": return "\(method) commit_merge_requests"
         case (_, 5) where s[0] == "projects" && s[2] == "members" && s[3] == "all": return "\(method) member"
         default: return "\(method) unknown"
         }
@@ -125,7 +126,7 @@ extension FakeGitLabState {
         let route = Self.routeKey(method: call.method, segments: call.segments)
         let known: Set<String> = ["GET user", "GET project", "GET merge_requests", "GET merge_request", "GET diffs", "GET changes", "GET versions",
                                   "GET compare", "GET file", "GET notes", "POST notes", "GET discussions", "POST discussions",
-                                  "POST statuses", "GET statuses", "GET member", "GET merge_base", "GET token"]
+                                  "POST statuses", "GET statuses", "GET member", "GET merge_base", "GET token", "GET commit_merge_requests"]
         guard known.contains(route) else { return .error(404, "404 Not Found") }
         applyPendingPushes(route)
         if route == "GET diffs" && !diffsEndpointAvailable { return .error(404, "404 Not Found") }
@@ -171,6 +172,10 @@ extension FakeGitLabState {
         case "GET file": return file(project, path: s[4], ref: call.query["ref"])
         case "POST statuses": return postStatus(project, sha: s[3], params: params(call), user: user)
         case "GET statuses": return getStatuses(project, sha: s[4], call: call)
+        case "GET commit_merge_requests":
+            // The merge requests whose commits hold this one (the head of each, here).
+            return .json(200, mergeRequests.values.filter { $0.project == project.id && $0.headSHA == s[4] }.sorted { $0.iid < $1.iid }
+                .map { mergeRequestJSON($0, project: project) })
         case "GET member": return member(project, userID: s[4])
         default: break
         }
@@ -394,7 +399,11 @@ extension FakeGitLabState {
         let states = ["pending", "running", "success", "failed", "canceled", "skipped"]
         guard states.contains(state) else { reject("status state \(state)"); return .error(400, "state does not have a valid value") }
         guard let branch = commitRefs["\(project.id)@\(sha)"] else { reject("status on unknown commit \(sha)"); return .message(404, "404 Commit Not Found") }
-        let ref = Self.string(p["ref"]) ?? branch
+        // GitLab's `ref = params[:ref] || first pipeline's ref || a branch containing the commit`:
+        // a fork's head is in the project only through refs/merge-requests/N/head, no branch.
+        guard let ref = Self.string(p["ref"]) ?? (branch.isEmpty ? nil : branch) else {
+            return .message(404, "404 References for commit Not Found")
+        }
         let name = Self.string(p["name"]) ?? Self.string(p["context"]) ?? "default"
         let description = Self.string(p["description"])
         let targetURL = Self.string(p["target_url"])

@@ -10,7 +10,11 @@ public struct GitLabAPIError: Error, CustomStringConvertible, Sendable {
     public let operation: String
     public let retryAfter: TimeInterval?
 
-    public var isRetryable: Bool { status >= 500 || status == 429 || status == 408 || (status == 403 && retryAfter != nil) }
+    /// A 409 to a commit status is GitLab's "Another update to this commit status is in progress"
+    /// (its per-commit lock, held while CI posts statuses on the same commit): gone in seconds.
+    public var isRetryable: Bool {
+        status >= 500 || status == 429 || status == 408 || (status == 409 && operation == "set commit status") || (status == 403 && retryAfter != nil)
+    }
 
     public var description: String {
         "GitLab \(operation) failed: HTTP \(status)\(message.isEmpty ? "" : " — \(message)")"
@@ -202,8 +206,10 @@ public struct GitLabClient: Sendable {
     /// The project's open merge requests (`state=opened`), every page.
     /// The open merge requests, up to `maxPages` pages of 100 (`more` says some were left unread).
     func openMergeRequests(project: Int64, maxPages: Int = 30) async throws -> Listing<GitLabMergeRequest> {
+        // Smaller pages when a page is too large: each item holds its description (up to 1 MB), and
+        // 35 such merge requests kept every catch-up sweep of the project from listing it.
         var listed: Listing<GitLabMergeRequest> = try await listing("projects/\(project)/merge_requests", query: [("state", "opened")],
-                                                                    operation: "list merge requests", maxItems: maxPages * 100)
+                                                                    operation: "list merge requests", maxItems: maxPages * 100, shrinkingPages: true)
         listed.items = listed.items.filter { ($0.state ?? "opened") == "opened" }
         return listed
     }
@@ -291,10 +297,24 @@ public struct GitLabClient: Sendable {
         return r.body
     }
 
+    /// Without a `ref`, GitLab takes the commit's pipeline's or a branch holding it; a merge request
+    /// from a fork has neither in the target project (404 "References for commit Not Found", and
+    /// every such review failed): then the status goes on the merge request's own ref,
+    /// `refs/merge-requests/N/head`.
     public func setStatus(project: Int64, sha: String, _ status: GitLabCommitStatusRequest) async throws -> GitLabCommitStatus {
-        let r = try await request("POST", "projects/\(project)/statuses/\(Self.segment(sha))", body: status, operation: "set commit status",
-                                  expect: [200, 201])
-        return try decode(GitLabCommitStatus.self, r, operation: "set commit status")
+        do {
+            let r = try await request("POST", "projects/\(project)/statuses/\(Self.segment(sha))", body: status, operation: "set commit status",
+                                      expect: [200, 201])
+            return try decode(GitLabCommitStatus.self, r, operation: "set commit status")
+        } catch let error as GitLabAPIError where error.status == 404 && error.message.contains("References for commit") && status.ref == nil {
+            struct MergeRequestRef: Decodable { let iid: Int }
+            let r = try await request("GET", "projects/\(project)/repository/commits/\(Self.segment(sha))/merge_requests",
+                                      operation: "list the commit's merge requests")
+            guard let iid = try decode([MergeRequestRef].self, r, operation: "list the commit's merge requests").first?.iid else { throw error }
+            var withRef = status
+            withRef.ref = "refs/merge-requests/\(iid)/head"
+            return try await setStatus(project: project, sha: sha, withRef)
+        }
     }
 
     public func notes(project: Int64, iid: Int) async throws -> [GitLabNote] {
@@ -375,6 +395,8 @@ public struct GitLabCommitStatusRequest: Encodable, Sendable {
     public let name: String
     public let description: String?
     public let target_url: String?
+    /// Given only when GitLab finds no ref of its own for the commit (a fork's head).
+    public var ref: String? = nil
 }
 
 public struct GitLabCommitStatus: Decodable, Sendable {

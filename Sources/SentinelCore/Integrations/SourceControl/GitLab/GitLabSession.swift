@@ -88,8 +88,10 @@ public struct GitLabSession: SourceControlSession {
                 return parsed
             }
             // Left out by GitLab, or a diff that does not parse: not available (not reviewed); an
-            // empty diff of a file GitLab did not leave out is binary.
-            let unavailable = leftOut || !(d.diff ?? "").isEmpty
+            // empty diff of a file GitLab did not leave out is binary, as is one that is GitLab's
+            // binary notice alone (`Binary files a/x and b/x differ`, its `has_binary_notice?`).
+            let binaryNotice = (d.diff ?? "").hasPrefix("Binary files ") && (d.diff ?? "").trimmingCharacters(in: .newlines).hasSuffix(" differ")
+            let unavailable = leftOut || (!(d.diff ?? "").isEmpty && !binaryNotice)
             // An empty diff of a renamed file is a rename without changes, not a binary file.
             if !unavailable, status == .renamed {
                 return DiffFile(oldPath: oldPath, newPath: newPath, status: status, hunks: [], unreviewable: .noChangedLines)
