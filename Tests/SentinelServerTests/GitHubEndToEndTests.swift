@@ -776,6 +776,33 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a repository renamed or transferred takes its new name; a deleted one is removed (it kept the old name, and a new repository of that name was reviewed twice)")
+    func repositoryEvents() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        func event(_ action: String, _ name: String, id: Int = 1001) -> Data {
+            try! JSONSerialization.data(withJSONObject: ["action": action, "repository": ["id": id, "full_name": name, "private": false],
+                                                         "installation": ["id": 55]])
+        }
+        @Sendable func names() async throws -> [String] {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await actor.read { db in try String.fetchAll(db, sql: "SELECT full_name || ':' || removed FROM repositories ORDER BY id") }
+            }
+        }
+        let (status, _) = try await world.deliver(event: "repository", body: event("renamed", "acme/renamed"))
+        #expect(status == 202)
+        #expect(await eventually { try await names() == ["acme/renamed:0"] })
+        try await world.deliver(event: "repository", body: event("transferred", "neworg/renamed"))
+        #expect(await eventually { try await names() == ["neworg/renamed:0"] })
+        // Not acted on, and an unknown repository changes nothing.
+        try await world.deliver(event: "repository", body: event("archived", "neworg/renamed"))
+        try await world.deliver(event: "repository", body: event("deleted", "other/x", id: 999))
+        try await world.deliver(event: "repository", body: event("deleted", "neworg/renamed"))
+        #expect(await eventually { try await names() == ["neworg/renamed:1"] })
+        await world.stop()
+    }
+
     @Test("a .sentinel.yml with warnings alone is applied and the review says so; one with an error is left out and the review says that")
     func configurationProblemsSayWhetherTheFileApplied() async throws {
         let world = try await GitHubWorld()

@@ -10,7 +10,7 @@ public enum GitHubAppManifest {
     /// run, never with a comment); the events that start and steer reviews.
     public static let permissions = ["pull_requests": "write", "checks": "write", "contents": "read", "issues": "read", "metadata": "read"]
     /// `check_run`/`check_suite`: "Re-run" on Sentinel's check asks for a review.
-    public static let events = ["pull_request", "issue_comment", "installation_repositories", "check_run", "check_suite"]
+    public static let events = ["pull_request", "issue_comment", "installation_repositories", "repository", "check_run", "check_suite"]
 
     /// The manifest as GitHub expects it in the `manifest` form field.
     public static func manifest(name: String, homepage: String, webhookURL: String, redirectURL: String) -> String {

@@ -24,7 +24,10 @@ public struct GitHubDeliveryProcessor: Sendable {
     /// The `pull_request` actions that start, or end, review runs; every other action is ignored.
     static let pullRequestActions: Set<String> = ["opened", "reopened", "ready_for_review", "synchronize", "closed"]
     /// The events `route` acts on.
-    static let routedEvents: Set<String> = ["installation", "installation_repositories", "pull_request", "issue_comment", "check_run", "check_suite"]
+    static let routedEvents: Set<String> = ["installation", "installation_repositories", "repository", "pull_request", "issue_comment", "check_run",
+                                            "check_suite"]
+    /// The `repository` actions that change what Sentinel knows of a repository (its name, whether it exists).
+    static let repositoryActions: Set<String> = ["renamed", "transferred", "deleted"]
 
     /// What processing a delivery would conclude from its event and action alone, when that is
     /// "nothing to do" (the same words `route` uses); nil when the payload decides. Webhook intake
@@ -40,6 +43,7 @@ public struct GitHubDeliveryProcessor: Sendable {
         switch event {
         case "pull_request" where !pullRequestActions.contains(action): return "ignored: pull_request.\(action)"
         case "issue_comment" where action != "created": return "ignored: issue_comment.\(action)"
+        case "repository" where !repositoryActions.contains(action): return "ignored: repository.\(action)"
         // Only "Re-run" on the pull request's page asks for something; a check created or completed (Sentinel's own among them) does not.
         case "check_run", "check_suite": return action == "rerequested" ? nil : "ignored: \(event).\(action)"
         default: return nil
@@ -239,6 +243,21 @@ public struct GitHubDeliveryProcessor: Sendable {
             }
             // What was removed, not what the payload lists (an unknown repository, or one moved to another installation, is not).
             return "added \(e.repositoriesAdded?.count ?? 0), removed \(removed) repositories"
+        case "repository":
+            // A rename or transfer left the old name: catch-up listed the repository by it, and a new
+            // repository taking that name was reviewed twice. A deleted one kept its plan slot.
+            let e = try decoder.decode(GitHubPayload.RepositoryEvent.self, from: payload)
+            if let settled = settledOutcome(event: event, action: e.action) { return settled }
+            guard let repo = try RepositoryStore.find(integrationID: integrationID, externalID: e.repository.id, in: tx.db) else {
+                return "ignored: repository.\(e.action) of an unknown repository"
+            }
+            if e.action == "deleted" {
+                let removed = try RepositoryStore.markRemoved(integrationID: integrationID, externalID: e.repository.id, in: tx.db)
+                return removed ? "repository \(repo.fullName) deleted: removed" : "repository \(repo.fullName) was removed already"
+            }
+            guard repo.fullName != e.repository.fullName else { return "repository \(repo.fullName) kept its name" }
+            try tx.db.execute(sql: "UPDATE repositories SET full_name = ? WHERE id = ?", arguments: [e.repository.fullName, repo.id])
+            return "repository \(repo.fullName) \(e.action) to \(e.repository.fullName)"
         case "pull_request":
             let e = try decoder.decode(GitHubPayload.PullRequestEvent.self, from: payload)
             // The same decision intake makes (one list of the actions acted on, so the two cannot differ).

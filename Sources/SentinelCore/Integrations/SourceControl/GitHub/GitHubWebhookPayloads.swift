@@ -72,6 +72,12 @@ enum GitHubPayload {
         let before: String?
         let after: String?
     }
+    /// `repository`: renamed, transferred (to another owner), deleted, and others not acted on.
+    struct RepositoryEvent: Decodable {
+        let action: String
+        let repository: Repository
+        let installation: Installation?
+    }
     struct IssueRef: Decodable { let url: String? }
     struct Issue: Decodable {
         let number: Int
