@@ -23,6 +23,33 @@ public enum TextRules {
         if !multiline, let control = BidiControls.find(in: text).first {
             return "must not contain bidirectional control characters (\(BidiControls.codePoint(control.scalar)) at character \(control.column))"
         }
+        if !multiline, let (scalar, column) = invisible(in: text) {
+            return "must not contain invisible characters (\(BidiControls.codePoint(scalar)) at character \(column))"
+        }
+        return nil
+    }
+
+    /// The first character that displays as nothing (Unicode's default-ignorable code points: a
+    /// word joiner, a soft hyphen, a zero-width space, tags, the Hangul filler) and its position:
+    /// `acme` with one at its end listed as another workspace `acme`, an email with a soft hyphen
+    /// as another user's. Zero-width (non-)joiners are kept after a letter outside ASCII, where
+    /// scripts (Persian, Indic) and emoji sequences need them.
+    static func invisible(in text: String) -> (Unicode.Scalar, Int)? {
+        var previous: Unicode.Scalar?
+        var column = 0
+        for character in text {
+            column += 1
+            for scalar in character.unicodeScalars {
+                defer { previous = scalar }
+                // The bidirectional marks (LRM, RLM, ALM) right-to-left names carry are visible in effect, and kept.
+                guard scalar.properties.isDefaultIgnorableCodePoint, ![0x200E, 0x200F, 0x061C].contains(scalar.value) else { continue }
+                if scalar.value == 0x200C || scalar.value == 0x200D, let previous, !previous.isASCII,
+                   !previous.properties.isDefaultIgnorableCodePoint { continue }
+                // Variation selectors pick a glyph's form (emoji or text presentation); they follow a visible character.
+                if (0xFE00...0xFE0F).contains(scalar.value), previous.map({ !$0.properties.isDefaultIgnorableCodePoint }) ?? false { continue }
+                return (scalar, column)
+            }
+        }
         return nil
     }
 
