@@ -29,7 +29,8 @@ struct ConfigCommand: AsyncParsableCommand {
     struct Target: ParsableArguments {
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
-        @Option(help: "Repository OWNER/NAME (omit for the workspace defaults).") var repo: String?
+        @Option(help: "Repository OWNER/NAME, or its id (`repo list`; two of one name are told apart by id). Omit for the workspace defaults.")
+        var repo: String?
 
         /// Runs `body` with the workspace open (closed afterwards).
         func withWorkspace<T>(_ body: (WorkspaceActor) async throws -> T) async throws -> T {
@@ -38,9 +39,7 @@ struct ConfigCommand: AsyncParsableCommand {
 
         func repositoryID(in actor: WorkspaceActor) async throws -> Int64? {
             guard let repo else { return nil }
-            let found = try await actor.read { db in try Int64.fetchOne(db, sql: "SELECT id FROM repositories WHERE full_name = ? AND removed = 0", arguments: [repo]) }
-            guard let found else { throw CLIError("repository \(repo) is not known to this workspace (install the App on it first)") }
-            return found
+            return try await actor.read { db in try RepositoryStore.resolve(repo, in: db).id }
         }
     }
 
@@ -53,6 +52,8 @@ struct ConfigCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
+            // Shown by `config history`: no control characters or escape sequences, one line, a name's length.
+            if let problem = TextRules.problem(by, maxLength: 200) { throw CLIError("--by \(problem)") }
             try await oneLine {
                 let text = try readInputText(file, what: "config file")
                 let parsed = RepositoryConfigParser.parse(text, file: file, settings: true)

@@ -26,7 +26,9 @@ struct UserCommand: AsyncParsableCommand {
             case (let file?, false):
                 raw = try readInputText(file, what: "password file")
             case (nil, true):
-                raw = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                // As a file is read: bytes that are not UTF-8 are refused (they were replaced, and
+                // the password set was another than the one typed), and the size is capped.
+                raw = try readInputText("-", what: "password from standard input")
             default:
                 throw CLIError("give the password with exactly one of --password-file FILE or --password-stdin (never on the command line)")
             }

@@ -29,7 +29,10 @@ struct IntegrationCommand: AsyncParsableCommand {
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
                 let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
-                guard let api = URL(string: apiURL ?? IntegrationService.defaultGitHubAPI.absoluteString) else { throw CLIError("invalid --api-url") }
+                // Read as typed: a space or a character outside ASCII is refused, not stored percent-encoded (`/api/v3%20`).
+                guard let api = WebAddress.parse(apiURL ?? IntegrationService.defaultGitHubAPI.absoluteString), api.scheme != nil else {
+                    throw CLIError("--api-url is not an absolute URL (no spaces or characters outside ASCII), like https://github.example.com/api/v3")
+                }
                 let summary = try await global.withWorkspace(workspace) { actor, control, _ in
                     let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
                     return try await service.addGitHub(workspace: actor, appID: appID, privateKeyPEM: pem, webhookSecret: secret,
@@ -75,7 +78,9 @@ struct IntegrationCommand: AsyncParsableCommand {
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
                 let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
-                guard let base = URL(string: baseUrl), base.scheme != nil else { throw CLIError("--base-url must be absolute, like https://gitlab.example.com") }
+                guard let base = WebAddress.parse(baseUrl), base.scheme != nil else {
+                    throw CLIError("--base-url must be an absolute URL (no spaces or characters outside ASCII), like https://gitlab.example.com")
+                }
                 let config = try global.loadConfig()
                 let destinations = try DestinationPolicy(config.security)
                 // One call to GitLab before anything is stored: the token works and can post.

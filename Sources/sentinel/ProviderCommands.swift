@@ -45,7 +45,12 @@ struct ProviderCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 var base: URL?
-                if let baseURL { guard let url = URL(string: baseURL) else { throw CLIError("invalid --base-url") }; base = url }
+                if let baseURL {
+                    guard let url = WebAddress.parse(baseURL), url.scheme != nil else {
+                        throw CLIError("--base-url is not an absolute URL (no spaces or characters outside ASCII)")
+                    }
+                    base = url
+                }
                 let key = try ProviderCommand.readKey(apiKeyFile)
                 let summary = try await target.withProviders { actor, store in
                     try await store.add(kind: kind, apiKey: key, model: model, baseURL: base,

@@ -311,6 +311,12 @@ struct ProviderCommandTests {
         let noKey = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
                                                    "--api-key-file", dir.url.appendingPathComponent("absent.txt").path])
         #expect(noKey.stderr.contains("cannot read API key file \(dir.url.appendingPathComponent("absent.txt").path): no such file"), "\(noKey.stderr)")
+        // An address with a space or a character outside ASCII is refused, not stored percent-encoded (`/v%201`).
+        for address in ["http://127.0.0.1:9/v 1", "http://127.0.0.1:9/v\u{00E9}", "http://127.0.0.1:9/v1 "] {
+            let typed = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai-compatible",
+                                                       "--model", "m", "--base-url", address, "--api-key-file", "-"], stdin: "sk-typed-key-0000\n")
+            #expect(typed.status != 0 && typed.stderr.contains("not an absolute URL"), "\(address): \(typed.stderr)")
+        }
         let bad = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "gpt9"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("unknown provider kind"))

@@ -487,6 +487,14 @@ struct ServeProcessTests {
         // A new password from stdin: the rules apply, sessions end, the old password stops working.
         let weak = try await SentinelProcess.run(["user", "set-password", "--data-dir", data, "alice@example.com", "--password-stdin"], stdin: "short\n")
         #expect(weak.status != 0 && weak.stderr.contains("a password needs at least 12 characters"), "\(weak.stderr)")
+        // Bytes that are not UTF-8 are refused, as from a file (they were replaced, and another password set).
+        let latin1 = try ChildProcess(executable: SentinelProcess.executable.path,
+                                      arguments: ["user", "set-password", "--data-dir", data, "alice@example.com", "--password-stdin"],
+                                      environment: ProcessInfo.processInfo.environment, stdin: Data([0xFF, 0xFE]) + Data("latin1-password-123\n".utf8))
+        #expect(latin1.waitUntilExitBlocking() != 0 && latin1.stderr.contains("not UTF-8"), "\(latin1.stderr)")
+        // A token name with a control character is refused from the command line too.
+        let controlName = try await SentinelProcess.run(["token", "create", "--data-dir", data, "--email", "alice@example.com", "--name", "a\u{1}b"])
+        #expect(controlName.status != 0 && controlName.stderr.contains("must not contain control characters"), "\(controlName.stderr)")
         let noSource = try await SentinelProcess.run(["user", "set-password", "--data-dir", data, "alice@example.com"])
         #expect(noSource.status != 0 && noSource.stderr.contains("--password-stdin"), "\(noSource.stderr)")
         let changed = try await SentinelProcess.run(["user", "set-password", "--data-dir", data, "alice@example.com", "--password-stdin"],

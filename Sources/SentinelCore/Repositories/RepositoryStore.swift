@@ -149,19 +149,27 @@ public enum RepositoryStore {
     @discardableResult
     public static func setEnabled(_ enabled: Bool, fullName: String, plan: Plan?, by actor: String? = nil,
                                   in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
-        if let id = Int64(fullName), fullName.allSatisfy(\.isASCII) {
-            return try setEnabled(enabled, id: id, plan: plan, by: actor, in: &tx)
+        try setEnabled(enabled, repository: try resolve(fullName, in: tx.db), plan: plan, by: actor, in: &tx)
+    }
+
+    /// The repository (not removed) an admin names: by its id given as digits, or by OWNER/NAME
+    /// when one repository has it. Two of one name (on two integrations) are told apart by id:
+    /// by name, the first of them was taken.
+    public static func resolve(_ nameOrID: String, in db: Database) throws -> RepositoryRecord {
+        if let id = Int64(nameOrID), nameOrID.allSatisfy(\.isASCII) {
+            guard let repo = try find(id: id, in: db), !repo.removed else { throw StorageError.notFound("no repository has the id \(id)") }
+            return repo
         }
-        let named = try RepositoryRecord.fetchAll(tx.db, sql: "SELECT * FROM repositories WHERE full_name = ? AND removed = 0 ORDER BY id",
-                                                  arguments: [fullName])
+        let named = try RepositoryRecord.fetchAll(db, sql: "SELECT * FROM repositories WHERE full_name = ? AND removed = 0 ORDER BY id",
+                                                  arguments: [nameOrID])
         guard let repo = named.first else {
-            throw StorageError.notFound("repository \(fullName) is not known to this workspace (install the GitHub App on it first)")
+            throw StorageError.notFound("repository \(nameOrID) is not known to this workspace (install the GitHub App on it first)")
         }
         guard named.count == 1 else {
-            throw StorageError.conflict("\(named.count) repositories of this workspace are named \(fullName) (ids "
+            throw StorageError.conflict("\(named.count) repositories of this workspace are named \(nameOrID) (ids "
                                         + named.map { String($0.id) }.joined(separator: ", ") + ", on different integrations); give the id")
         }
-        return try setEnabled(enabled, repository: repo, plan: plan, by: actor, in: &tx)
+        return repo
     }
 
     private static func setEnabled(_ enabled: Bool, repository repo: RepositoryRecord, plan: Plan?, by actor: String?,

@@ -334,19 +334,20 @@ public struct DestinationPolicy: Sendable {
     }
 }
 
-/// Error text from remote servers (provider and GitHub error bodies) before it is stored or posted:
-/// control characters removed, credentials in the well-known token shapes redacted, HTML comments
-/// and @-mentions neutralised as model text is, and truncated, so a hostile or broken server can
-/// neither forge Sentinel's markers, nor flood a summary, nor have a token it echoes (GitHub's
-/// installation token, say) posted on a pull request or logged.
 /// An address an admin typed, read as written: a space, a control or a character outside ASCII
 /// makes it no URL (Foundation's `URL(string:)` percent-encodes them and stored `/v1%E2%80%A8`).
+/// The API, the console and the command line read addresses with it.
 public enum WebAddress {
     public static func parse(_ text: String) -> URL? {
         URL(string: text, encodingInvalidCharacters: false)
     }
 }
 
+/// Error text from remote servers (provider and GitHub error bodies) before it is stored or posted:
+/// control characters removed, credentials in the well-known token shapes redacted, HTML comments
+/// and @-mentions neutralised as model text is, and truncated, so a hostile or broken server can
+/// neither forge Sentinel's markers, nor flood a summary, nor have a token it echoes (GitHub's
+/// installation token, say) posted on a pull request or logged.
 public enum RemoteText {
     public static let maxCharacters = 500
 
