@@ -115,7 +115,7 @@ struct IntegrationCommand: AsyncParsableCommand {
             discussion: """
                 The webhook URL, repositories, settings and history stay. A GitLab token (or a GitLab integration's new CA \
                 bundle) is checked against the instance first. Works beside a running server: its webhooks take the new \
-                secret from the next delivery on; its calls to the platform use the new credentials within a minute.
+                secret from the next delivery on; its calls to the platform use the new credentials within about a second.
                 """)
         @OptionGroup var global: GlobalOptions
         @Option(help: "Workspace id or name.") var workspace: String
@@ -129,6 +129,9 @@ struct IntegrationCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 guard let id = IntegrationID(integration) else { throw CLIError("\(integration) is not an integration id (int_ and 16 letters or digits)") }
+                guard [webhookSecretFile, privateKeyFile, tokenFile, caFile].contains(where: { $0 != nil }) else {
+                    throw CLIError("nothing to change: give --webhook-secret-file, --private-key-file (GitHub), --token-file (GitLab) or --ca-file")
+                }
                 func read(_ path: String?, _ what: String) throws -> Data? { try path.map { try readInput($0, what: "\(what) file") } }
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret?.last, last == 0x0A || last == 0x0D { secret?.removeLast() }
@@ -172,7 +175,7 @@ struct IntegrationCommand: AsyncParsableCommand {
             abstract: "Remove an integration: its webhooks answer 410, its repositories are marked removed, its secrets erased.",
             discussion: """
                 The repositories' runs and history stay. Works beside a running server: its webhooks answer 410 within \
-                a minute (deliveries accepted before then are processed). Uninstall the GitHub App or delete the GitLab \
+                about a second (a delivery accepted before then changes nothing). Uninstall the GitHub App or delete the GitLab \
                 webhook on the platform too.
                 """)
         @OptionGroup var global: GlobalOptions

@@ -79,6 +79,11 @@ struct ConsoleInputRuleTests {
             let noLocks = try await admin.post(base + "/settings", ["values": "{}"])
             #expect(noLocks.status == .badRequest && noLocks.body.contains("Locked keys is required"), "\(noLocks.body)")
             #expect(try await admin.get(base + "/settings").body.contains("<td><code>review.max_comments</code></td><td>7</td>"))
+            // A value of the wrong kind is named by its key, as the API names it (it said "not a JSON object").
+            let fraction = try await admin.post(base + "/settings", ["values": #"{"review.max_comments": 10.5}"#, "locks": ""])
+            #expect(fraction.status == .badRequest && fraction.body.contains("values.review.max_comments: expected a boolean, integer"), "\(fraction.body)")
+            let array = try await admin.post(base + "/settings", ["values": "[1]", "locks": ""])
+            #expect(array.status == .badRequest && array.body.contains("not a JSON object of settings"), "\(array.body)")
             // An emptied text area is still an empty object.
             #expect(try await admin.post(base + "/settings", ["values": "  ", "locks": ""]).status == .seeOther)
             #expect(!(try await admin.get(base + "/settings").body.contains("<td><code>review.max_comments</code></td><td>7</td>")))

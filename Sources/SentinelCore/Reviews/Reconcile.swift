@@ -250,7 +250,7 @@ public struct Reconciler: Sendable {
                     try await redeliverFailed(session: session, integration: id, cursor: state.deliveryCursor, in: workspace, now: now,
                                               report: &report, logger: logger)
                 } catch let error where !Self.stopsTheSweep(error) {
-                    problems.append("\(error); open pull requests were swept all the same (reconcile.redeliver: false turns the delivery log's sweep off)")
+                    problems.append("\(error) (the sweep of open pull requests went on without it; reconcile.redeliver: false turns the delivery log's sweep off)")
                 }
             }
             try await requestMissingReviews(session: session, integration: id, in: workspace, report: &report, problems: &problems, logger: logger)

@@ -362,6 +362,17 @@ extension Console {
         let values: [String: PolicyValue]
         do {
             values = try JSONDecoder().decode([String: PolicyValue].self, from: Data(text.utf8))
+        } catch let error as DecodingError {
+            // A value of the wrong kind is named by its key, as the API names it: the whole object
+            // was called "not a JSON object" for one value.
+            switch error {
+            case .dataCorrupted(let context) where !context.codingPath.isEmpty, .typeMismatch(_, let context) where !context.codingPath.isEmpty,
+                 .valueNotFound(_, let context) where !context.codingPath.isEmpty:
+                let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+                throw IdentityError(.invalid, "values.\(key): \(context.debugDescription)")
+            default:
+                throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
+            }
         } catch {
             throw IdentityError(.invalid, "values: not a JSON object of settings (e.g. {\"review.instructions\": \"…\"})")
         }
