@@ -35,14 +35,25 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
     }
 
     /// The methods the routes matching `path` take, HEAD wherever GET is (the router answers it).
+    /// Like the router, a literal segment wins over a parameter: `/integrations/manifest` (POST
+    /// only) is not `/integrations/:integrationId` (GET), whose GET the router never reaches for it;
+    /// counted, the GET made the answer a 404.
     func allowedMethods(for path: String) -> [String] {
         let components = path.split(separator: "/", omittingEmptySubsequences: true)
+        let matching = routes.filter { Self.matches($0.path, components) }
+        guard let most = matching.map({ Self.literals($0.path) }).max(by: { $0.lexicographicallyPrecedes($1) }) else { return [] }
         var methods = Set<String>()
-        for route in routes where Self.matches(route.path, components) {
+        for route in matching where Self.literals(route.path) == most {
             methods.insert(route.method.rawValue)
             if route.method == .get { methods.insert(HTTPRequest.Method.head.rawValue) }
         }
         return methods.sorted()
+    }
+
+    /// For each segment of a route, 1 where it is literal, 0 where it captures.
+    static func literals(_ route: RouterPath) -> [Int] {
+        // A literal segment is the one equal to the literal of its own text.
+        route.components.map { $0 == .path(Substring($0.description)) ? 1 : 0 }
     }
 
     static func matches(_ route: RouterPath, _ components: [Substring]) -> Bool {

@@ -297,6 +297,11 @@ extension ConsoleAccessTests {
             let reopened = try await browser.get("/account/password")
             #expect(reopened.status == .methodNotAllowed && reopened.headers[.contentType] == "text/html; charset=utf-8", "\(reopened.body)")
             #expect(reopened.headers[.allow] == "POST" && reopened.body.contains("This address does not answer GET"), "\(reopened.body)")
+            // Also where a literal segment shadows a page with a parameter (`/integrations/:integrationId`): it was a 404.
+            for form in ["/integrations/manifest", "/integrations/gitlab"] {
+                let shadowed = try await browser.get(base + form)
+                #expect(shadowed.status == .methodNotAllowed && shadowed.headers[.allow] == "POST", "\(form): \(shadowed.status)")
+            }
             // Multi-line fields keep their line breaks.
             let multiline = try await browser.post(base + "/settings", ["values": "{\n  \"review.max_comments\": 3\n}", "locks": ""])
             #expect(multiline.status == .seeOther, "\(multiline.body)")
