@@ -255,6 +255,30 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a merge request moved to another target branch is reviewed again (what the new branch lacks was never reviewed); moved back, again")
+    func retargetedMergeRequestReviewed() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        _ = try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project))
+        #expect(await world.waitForFinished(1))
+        let moved = GitLabWebhook.mergeRequest(action: "update", mr: mr, project: world.project,
+                                               changes: GitLabHookChanges(targetBranch: (previous: "main", current: "develop")))
+        #expect(try await world.deliver("Merge Request Hook", moved).0 == 202)
+        #expect(await world.waitForFinished(2))
+        let back = GitLabWebhook.mergeRequest(action: "update", mr: mr, project: world.project,
+                                              changes: GitLabHookChanges(targetBranch: (previous: "develop", current: "main")))
+        #expect(try await world.deliver("Merge Request Hook", back).0 == 202)
+        #expect(await world.waitForFinished(3))
+        #expect(try await world.runs().map(\.trigger).sorted() == ["opened", "retargeted:develop", "retargeted:main"])
+        // A title change alone is still no review.
+        let titled = GitLabWebhook.mergeRequest(action: "update", mr: mr, project: world.project,
+                                                changes: GitLabHookChanges(title: (previous: "a", current: "b")))
+        #expect(try await world.deliver("Merge Request Hook", titled).0 == 202)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await world.runs().count == 3)
+        await world.stop()
+    }
+
     @Test("a 409 from the commit-status API (its per-commit lock, held while CI posts statuses) is tried again, not a failed review")
     func statusConflictRetried() async throws {
         let world = try await GitLabWorld()

@@ -8,13 +8,17 @@ public struct GitLabHookChanges: Sendable {
     public var description: (previous: String, current: String)?
     /// Labels were edited (previous: none, current: one label).
     public var labels: Bool
+    /// The merge request was moved to another target branch.
+    public var targetBranch: (previous: String, current: String)?
 
     public init(draft: (previous: Bool, current: Bool)? = nil, title: (previous: String, current: String)? = nil,
-                description: (previous: String, current: String)? = nil, labels: Bool = false) {
+                description: (previous: String, current: String)? = nil, labels: Bool = false,
+                targetBranch: (previous: String, current: String)? = nil) {
         self.draft = draft
         self.title = title
         self.description = description
         self.labels = labels
+        self.targetBranch = targetBranch
     }
 }
 
@@ -47,6 +51,7 @@ public enum GitLabWebhook {
         if let title = changes.title { changed["title"] = ["previous": title.previous, "current": title.current] }
         if let description = changes.description { changed["description"] = ["previous": description.previous, "current": description.current] }
         if changes.labels { changed["labels"] = ["previous": [Any](), "current": [label(project.id)]] }
+        if let target = changes.targetBranch { changed["target_branch"] = ["previous": target.previous, "current": target.current] }
         let object: [String: Any] = [
             "object_kind": "merge_request", "event_type": "merge_request",
             "user": hookUser(user, instanceURL: instanceURL),

@@ -25,6 +25,14 @@ enum GitLabPayload {
         let draft: Change<Bool>?
         let work_in_progress: Change<Bool>?
         let title: Change<String>?
+        let target_branch: Change<String>?
+
+        /// The branch the merge request now targets, when an update moved it to another: the
+        /// change is then what the new branch lacks, which no run reviewed.
+        var retargetedTo: String? {
+            guard let target = target_branch, let current = target.current, !current.isEmpty, target.previous != current else { return nil }
+            return current
+        }
 
         /// Marked ready: the flag went from draft to not, or (where only the title is reported) the
         /// title lost its draft prefix and the merge request is no draft now.
@@ -217,6 +225,9 @@ public struct GitLabDeliveryProcessor: Sendable {
                     trigger = "push"
                 } else if e.changes?.markedReady(a) == true {
                     trigger = "ready_for_review"
+                } else if let branch = e.changes?.retargetedTo {
+                    // Named by the branch: moved back and forth at one head, each target is its own review.
+                    trigger = "retargeted:" + String(branch.prefix(200))
                 } else {
                     return "ignored: merge request updated without new commits"
                 }
