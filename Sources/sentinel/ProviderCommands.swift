@@ -207,6 +207,8 @@ struct ReviewCommand: AsyncParsableCommand {
                         gate: (any ModelCallGate)? = nil) async -> ReviewResult {
                 for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
                 var options = ReviewOptions(policy: resolved.policy)
+                // As `serve` scopes them: a `--config` file's paths narrow the AI review, not the built-in checks.
+                options.builtinScope = (resolved.settingsPolicy.include, resolved.settingsPolicy.exclude)
                 options.aiSkippedReason = skipped
                 options.maxTokensPerRun = maxTokensPerRun
                 return await ReviewEngine.review(files: files, options: options, model: model, gate: gate)
@@ -241,15 +243,28 @@ struct ReviewCommand: AsyncParsableCommand {
                 result = await review(try PolicyService.resolve(fileText: fileText), model: nil, skipped: "no --workspace given: built-in checks only")
             }
             if json {
-                struct Output: Encodable { let findings: [Finding]; let ai: String; let coverage: String; let summary: String }
-                try printJSONWithSwiftNames(Output(findings: result.findings, ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
-            } else {
-                for f in result.findings {
-                    let range = f.startLine.map { "\($0)-\(f.line)" } ?? String(f.line)
-                    print("\(f.path):\(range) [\(f.severity.rawValue)] \(f.category): \(f.title) (\(f.source.rawValue))")
-                    print("    " + f.body.replacingOccurrences(of: "\n", with: "\n    "))
+                struct Output: Encodable {
+                    let findings: [Finding]; let overLimit: [Finding]; let notOnChangedLines: [RawFinding]
+                    let ai: String; let coverage: String; let summary: String
                 }
-                print("\n\(result.coverage.sentence)\nAI review: \(result.aiStatus.description)\n\(result.findings.count) finding(s)")
+                try printJSONWithSwiftNames(Output(findings: result.findings, overLimit: result.overLimit, notOnChangedLines: result.unanchored,
+                                                   ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
+            } else {
+                // Every finding the review reports, as a pull request's summary lists them: past
+                // review.max_comments and not on a changed line too (they were left out, "0 finding(s)").
+                func show(_ path: String, _ startLine: Int?, _ line: Int, _ severity: Severity, _ category: String, _ title: String, _ body: String,
+                          _ note: String) {
+                    let range = line == 0 ? "" : ":" + (startLine.map { "\($0)-\(line)" } ?? String(line))
+                    print("\(path)\(range) [\(severity.rawValue)] \(category): \(title) (\(note))")
+                    print("    " + body.replacingOccurrences(of: "\n", with: "\n    "))
+                }
+                for f in result.findings { show(f.path, f.startLine, f.line, f.severity, f.category, f.title, f.body, f.source.rawValue) }
+                for f in result.overLimit {
+                    show(f.path, f.startLine, f.line, f.severity, f.category, f.title, f.body, "\(f.source.rawValue), over review.max_comments")
+                }
+                for f in result.unanchored { show(f.path, f.startLine, f.line, f.severity, f.category, f.title, f.body, "ai, not on a changed line") }
+                let total = result.findings.count + result.overLimit.count + result.unanchored.count
+                print("\n\(result.coverage.sentence)\nAI review: \(result.aiStatus.description)\n\(total) finding(s)")
             }
         }
     }

@@ -331,6 +331,17 @@ struct ProviderCommandTests {
         // `review --json` has always named the fields as Swift does (`startLine`), unlike the other `--json` outputs.
         let names: Set = ["path", "startLine", "line", "side", "severity", "category", "title", "body", "suggestion", "source", "fingerprint"]
         #expect(findings.allSatisfy { Set($0.keys).isSubset(of: names) }, "\(findings.map(\.keys))")
+        // A --config file's paths narrow the AI review, not the built-in checks (its exclude turned them
+        // off); findings past max_comments are printed and counted (they were left out: "0 finding(s)").
+        let scoped = dir.url.appendingPathComponent("scoped.yml")
+        try "version: 1\nreview:\n  max_comments: 0\n  paths:\n    exclude: [\"README.md\"]\n".write(to: scoped, atomically: true, encoding: .utf8)
+        let text = try await SentinelProcess.run(["review", "--diff", diff.path, "--config", scoped.path])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("README.md:") && text.stdout.contains("over review.max_comments"), "\(text.stdout)")
+        #expect(!text.stdout.contains("\n0 finding(s)"), "\(text.stdout)")
+        let scopedJSON = try JSONSerialization.jsonObject(with: Data(try await SentinelProcess.run(["review", "--diff", diff.path, "--config", scoped.path,
+                                                                                                   "--json"]).stdout.utf8)) as? [String: Any]
+        #expect((scopedJSON?["overLimit"] as? [[String: Any]])?.contains { $0["path"] as? String == "README.md" } == true, "\(scopedJSON ?? [:])")
         // `git diff | sentinel review --diff -` (or /dev/stdin): the diff read from standard input.
         let diffText = try String(contentsOf: diff, encoding: .utf8)
         for source in ["-", "/dev/stdin"] {
