@@ -58,6 +58,26 @@ struct DoctorTests {
         #expect(report.exitCode == 2)
     }
 
+    @Test("doctor run by a user who may not write the data directory says so, not \"restore it from a backup\" of healthy files",
+          .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "changing user needs root and setpriv"))
+    func otherUserNotToldToRestore() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("fine")
+        await h.supervisor.shutdown()
+        chmod(h.directory.path, 0o755)
+        chmod(h.dataDirectory.root.path, 0o755)
+        let child = try ChildProcess(executable: "/usr/bin/setpriv",
+                                     arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path, "doctor",
+                                                 "--data-dir", h.dataDirectory.root.path],
+                                     environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+        let status = child.waitUntilExitBlocking()
+        // Where the binary's path is closed to that user, there is nothing to observe.
+        guard !child.stderr.contains("Permission denied") || child.stdout.contains("schema") else { return }
+        #expect(child.stdout.contains("this user may not write"), "\(status): \(child.stdout) \(child.stderr)")
+        #expect(!child.stdout.contains("restore it from a backup"), "\(child.stdout)")
+    }
+
     @Test("a healthy data directory: exit 0, every line ok")
     func healthy() async throws {
         let h = try TestHarness()

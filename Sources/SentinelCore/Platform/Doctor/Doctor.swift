@@ -87,6 +87,15 @@ public struct Doctor: Sendable {
                 fix: "remount it read-write, then run doctor again")
             return DoctorReport(dataDirectory: root.path, findings: findings)
         }
+        // The same for a user who may not write there (doctor run as another user than the
+        // service's): its checks said "restore it from a backup" of healthy files.
+        for path in [root.path, dataDirectory.controlFile.path] where FileManager.default.fileExists(atPath: path) {
+            if case .notWritable(let reason)? = DataDirectoryWriteProblem(at: path) {
+                add(.warning, "schema", "the database files are not checked: this user may not write \(path) (\(reason)), and SQLite needs to write beside them to read them",
+                    fix: "run doctor as the data directory's owner (the service's user: sudo -u sentinel sentinel doctor …)")
+                return DoctorReport(dataDirectory: root.path, findings: findings)
+            }
+        }
         let survey = PreUpgradeSnapshot.survey(dataDirectory, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
         checkSchemas(survey, add)
         checkDisk(survey, add)
