@@ -66,6 +66,9 @@ final class MalformedRequestHandler: ChannelDuplexHandler, RemovableChannelHandl
         headers.add(name: "content-length", value: String(body.readableBytes))
         headers.add(name: "x-request-id", value: requestID)
         headers.add(name: "connection", value: "close")
+        // As every other answer (APIResponseHeadersMiddleware is never reached from here).
+        headers.add(name: "cache-control", value: "no-store")
+        headers.add(name: "x-content-type-options", value: "nosniff")
         let head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: problem.status), headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)

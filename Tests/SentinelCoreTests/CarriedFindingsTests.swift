@@ -37,5 +37,10 @@ struct CarriedFindingsTests {
                                                    wholePullRequest: whole, pushed: pushed, result: ReviewResult(aiStatus: .completed, coverage: ReviewCoverage(reviewedFiles: 1, totalFiles: 1, skipped: [:])), minSeverity: .low)
         // 22 was changed; 5 is above every hunk; 45 is below a hunk that grew by 2 and an insertion of 3 after line 40.
         #expect(carried.map { $0.line } == [5, 50])
+        // Lines inserted inside a finding's range changed it: not moved.
+        let inside = ReviewRunner.carriedFindings([Self.finding(line: 42, startLine: 38)], reviewed: reviewed, wholePullRequest: whole, pushed: pushed,
+                                                  result: ReviewResult(aiStatus: .completed, coverage: ReviewCoverage(reviewedFiles: 1, totalFiles: 1, skipped: [:])),
+                                                  minSeverity: .low)
+        #expect(inside.isEmpty)
     }
 }

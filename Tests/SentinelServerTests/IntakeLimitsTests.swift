@@ -139,6 +139,8 @@ struct IntakeLimitsTests {
         let chunk = try await answer(login + broken)
         #expect(chunk.hasPrefix("HTTP/1.1 400") && chunk.contains("the request is not valid HTTP/1.1: a chunk size of its chunked body is not hexadecimal"),
                 "\(chunk)")
+        // With the headers every answer carries (the README says so; these lacked them).
+        #expect(chunk.lowercased().contains("cache-control: no-store\r\n") && chunk.lowercased().contains("x-content-type-options: nosniff\r\n"), "\(chunk)")
         let gzip = try await answer(login + "Transfer-Encoding: gzip\r\n\r\n{}")
         #expect(gzip.hasPrefix("HTTP/1.1 400") && gzip.contains("its body's framing cannot be read (a Transfer-Encoding other than chunked"), "\(gzip)")
         await world.stop()

@@ -530,8 +530,10 @@ public struct ReviewRunner: Sendable {
         var shift = 0
         for hunk in push.hunks.sorted(by: { $0.oldStart < $1.oldStart }) {
             if hunk.oldCount == 0 {
-                // Lines inserted after old line `oldStart`.
+                // Lines inserted after old line `oldStart`: before the finding, it moves; inside
+                // its range, its lines changed.
                 guard finding.line > hunk.oldStart else { break }
+                if hunk.oldStart >= first { return nil }
                 shift += hunk.newCount
                 continue
             }

@@ -32,21 +32,30 @@ public enum TextRules {
     /// The first character that displays as nothing (Unicode's default-ignorable code points: a
     /// word joiner, a soft hyphen, a zero-width space, tags, the Hangul filler) and its position:
     /// `acme` with one at its end listed as another workspace `acme`, an email with a soft hyphen
-    /// as another user's. Zero-width (non-)joiners are kept after a letter outside ASCII, where
-    /// scripts (Persian, Indic) and emoji sequences need them.
+    /// as another user's. Kept where they do something: a zero-width (non-)joiner between two
+    /// characters outside ASCII (Persian, Indic scripts, emoji sequences), an emoji variation
+    /// selector after an emoji (or in a keycap), another variation selector after an ideograph or
+    /// a mathematical symbol, and the bidirectional marks right-to-left names carry.
     static func invisible(in text: String) -> (Unicode.Scalar, Int)? {
-        var previous: Unicode.Scalar?
-        var column = 0
-        for character in text {
-            column += 1
-            for scalar in character.unicodeScalars {
-                defer { previous = scalar }
-                // The bidirectional marks (LRM, RLM, ALM) right-to-left names carry are visible in effect, and kept.
+        let characters = Array(text)
+        for (offset, character) in characters.enumerated() {
+            let column = offset + 1
+            let scalars = Array(character.unicodeScalars)
+            for (index, scalar) in scalars.enumerated() {
                 guard scalar.properties.isDefaultIgnorableCodePoint, ![0x200E, 0x200F, 0x061C].contains(scalar.value) else { continue }
-                if scalar.value == 0x200C || scalar.value == 0x200D, let previous, !previous.isASCII,
-                   !previous.properties.isDefaultIgnorableCodePoint { continue }
-                // Variation selectors pick a glyph's form (emoji or text presentation); they follow a visible character.
-                if (0xFE00...0xFE0F).contains(scalar.value), previous.map({ !$0.properties.isDefaultIgnorableCodePoint }) ?? false { continue }
+                let previous = index > 0 ? scalars[index - 1] : nil
+                if scalar.value == 0x200C || scalar.value == 0x200D {
+                    // Between two visible characters outside ASCII; the next may begin the next character.
+                    let next = index + 1 < scalars.count ? scalars[index + 1] : offset + 1 < characters.count ? characters[offset + 1].unicodeScalars.first : nil
+                    if let previous, let next, !previous.isASCII, !next.isASCII, !previous.properties.isDefaultIgnorableCodePoint,
+                       !next.properties.isDefaultIgnorableCodePoint { continue }
+                } else if scalar.value == 0xFE0E || scalar.value == 0xFE0F, let previous {
+                    if previous.properties.isEmoji && !previous.isASCII { continue }
+                    if previous.isASCII, "0123456789#*".unicodeScalars.contains(previous), scalars.contains(where: { $0.value == 0x20E3 }) { continue }
+                } else if (0xFE00...0xFE0D).contains(scalar.value), let previous,
+                          previous.properties.isIdeographic || previous.properties.generalCategory == .mathSymbol {
+                    continue
+                }
                 return (scalar, column)
             }
         }
