@@ -776,6 +776,27 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a pull request moved to another base branch is reviewed again; an edit of its title is not")
+    func baseBranchChangeReviewed() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        func edited(_ changes: [String: Any]) throws -> Data {
+            var object = try #require(try JSONSerialization.jsonObject(with: GitHubWorld.pullRequestPayload(action: "edited", head: "aaa111")) as? [String: Any])
+            object["changes"] = changes
+            return try JSONSerialization.data(withJSONObject: object)
+        }
+        let (status, _) = try await world.deliver(event: "pull_request", body: try edited(["title": ["from": "Old title"]]))
+        #expect(status == 202)
+        try await world.deliver(event: "pull_request", body: try edited(["base": ["ref": ["from": "develop"], "sha": ["from": "ddd000"]]]))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        let triggers = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT trigger FROM review_runs ORDER BY id") }
+        }
+        #expect(triggers == ["opened", "retargeted:main"], "\(triggers)")
+        await world.stop()
+    }
+
     @Test("a repository renamed or transferred takes its new name; a deleted one is removed (it kept the old name, and a new repository of that name was reviewed twice)")
     func repositoryEvents() async throws {
         let world = try await GitHubWorld()

@@ -342,9 +342,11 @@ struct ServeProcessTests {
         #expect(usage.status == 0, "\(usage.stderr)")
         #expect(usage.stdout.contains("\"period\""))
         // Only YYYY-MM names a month (`+2026-12` was December under the heading "+2026-12", without the plan's limits).
-        for odd in ["+2026-12", "2026-0012", "2026-1"] {
+        // A month before 1970 is one, just none Sentinel records: the message says which months it takes.
+        for odd in ["+2026-12", "2026-0012", "2026-1", "1969-12"] {
             let refused = try await SentinelProcess.run(["usage", "--data-dir", data, "--workspace", "acme", "--period", odd])
-            #expect(refused.status != 0 && refused.stderr.contains("period must be YYYY-MM"), "\(odd): \(refused.stderr)")
+            #expect(refused.status != 0 && refused.stderr.contains("period must be a month from 1970-01 to 9999-12 in the form YYYY-MM"),
+                    "\(odd): \(refused.stderr)")
         }
     }
 

@@ -48,7 +48,7 @@ public struct UsageReport: Codable, Sendable, Equatable {
     }
 
     public static func make(workspace: WorkspaceID, period: String, in db: Database) throws -> UsageReport {
-        guard let (start, end) = bounds(ofPeriod: period) else { throw StorageError.invalid("period must be YYYY-MM, not '\(period)'") }
+        guard let (start, end) = bounds(ofPeriod: period) else { throw StorageError.invalid("period must be a month from 1970-01 to 9999-12 in the form YYYY-MM, not '\(period)'") }
         let runRows = try Row.fetchAll(db, sql: "SELECT state, count(*) AS n FROM review_runs WHERE created_at >= ? AND created_at < ? GROUP BY state",
                                        arguments: [start, end])
         let runs = Dictionary(uniqueKeysWithValues: runRows.map { ($0["state"] as String, $0["n"] as Int) })

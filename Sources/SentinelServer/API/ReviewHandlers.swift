@@ -77,7 +77,10 @@ struct ReviewHandlers: Sendable {
 
     func getUsage(_ input: Operations.GetUsage.Input, _ context: WorkspaceContext) async throws -> Operations.GetUsage.Output {
         let period = input.query.period ?? UsageReport.currentPeriod()
-        guard UsageReport.bounds(ofPeriod: period) != nil else { throw Problem(status: .badRequest, detail: "period: not a month (YYYY-MM)") }
+        guard UsageReport.bounds(ofPeriod: period) != nil else {
+            // `1969-12` is a month, just none Sentinel records: said so, not "not a month".
+            throw Problem(status: .badRequest, detail: "period: not a month from 1970-01 to 9999-12 in the form YYYY-MM")
+        }
         let plan = try await d.billing.plan(for: context.workspaceID)
         let id = context.workspaceID
         let report = try await context.workspace.read { db -> UsageReport in

@@ -22,7 +22,8 @@ public struct GitHubDeliveryProcessor: Sendable {
     }
 
     /// The `pull_request` actions that start, or end, review runs; every other action is ignored.
-    static let pullRequestActions: Set<String> = ["opened", "reopened", "ready_for_review", "synchronize", "closed"]
+    /// `edited` for a changed base branch only; its payload decides (a title or body edit is ignored then).
+    static let pullRequestActions: Set<String> = ["opened", "reopened", "ready_for_review", "synchronize", "closed", "edited"]
     /// The events `route` acts on.
     static let routedEvents: Set<String> = ["installation", "installation_repositories", "repository", "pull_request", "issue_comment", "check_run",
                                             "check_suite"]
@@ -268,6 +269,13 @@ public struct GitHubDeliveryProcessor: Sendable {
             case "reopened": trigger = "reopened"
             case "ready_for_review": trigger = "ready_for_review"
             case "synchronize": trigger = "push"
+            case "edited":
+                // Moved to another base branch: the change is now what that branch lacks, which no
+                // run reviewed. Named by the branch: moved back and forth, each is its own review.
+                guard let from = e.changes?.base?.ref?.from, let current = e.pullRequest.base.ref, !current.isEmpty, from != current else {
+                    return "ignored: pull_request.edited (title, body or labels)"
+                }
+                trigger = "retargeted:" + String(current.prefix(200))
             case "closed":
                 guard let repo = try RepositoryStore.find(integrationID: integrationID, externalID: e.repository.id, in: tx.db) else {
                     return "ignored: closed PR of an unknown repository"

@@ -38,7 +38,7 @@ enum GitHubPayload {
             account = try container.decodeIfPresent(Account.self, forKey: .account)
         }
     }
-    struct Ref: Decodable { let sha: String; let repo: Repository? }
+    struct Ref: Decodable { let sha: String; let ref: String?; let repo: Repository? }
     /// A pull request: `number` positive (`PayloadValue`).
     struct PullRequest: Decodable {
         let number: Int
@@ -64,6 +64,12 @@ enum GitHubPayload {
         }
     }
     struct PullRequestEvent: Decodable {
+        struct From: Decodable { let from: String? }
+        /// What an `edited` changed; `base.ref` when the pull request was moved to another base branch.
+        struct Changes: Decodable {
+            struct Base: Decodable { let ref: From? }
+            let base: Base?
+        }
         let action: String
         let number: Int?
         let pullRequest: PullRequest
@@ -71,6 +77,7 @@ enum GitHubPayload {
         let installation: Installation?
         let before: String?
         let after: String?
+        let changes: Changes?
     }
     /// `repository`: renamed, transferred (to another owner), deleted, and others not acted on.
     struct RepositoryEvent: Decodable {
