@@ -37,6 +37,23 @@ struct GitLabAdapterTests {
 
     /// The diffs listed through `DiffPages`, and the pages asked for (the merge request itself,
     /// read for its `changes_count`, left out).
+    /// A listing of 10 items whose pages of more than 4 are past the response limit (long comments,
+    /// 1 MB descriptions): `item` writes item N's JSON.
+    struct LargeItems: OutboundHTTPClient {
+        let log: PageLog
+        let item: @Sendable (Int) -> String
+        func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+            let items = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems ?? []
+            let perPage = Int(items.first { $0.name == "per_page" }?.value ?? "") ?? 20
+            let page = Int(items.first { $0.name == "page" }?.value ?? "") ?? 1
+            await log.add("\(perPage)x\(page)")
+            if perPage > 4 { throw OutboundHTTPError.responseTooLarge("response from 127.0.0.1 exceeded the size limit") }
+            let ids = ((page - 1) * perPage + 1)...min(page * perPage, 10)
+            let body = "[" + ids.map(item).joined(separator: ",") + "]"
+            return OutboundResponse(status: 200, headers: [("X-Next-Page", page * perPage < 10 ? String(page + 1) : "")], body: Data(body.utf8))
+        }
+    }
+
     static func listDiffs(_ next: @escaping @Sendable (String) -> String) async throws -> (files: Int, pages: [String]) {
         let log = PageLog()
         let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: DiffPages(log: log, next: next))
@@ -47,22 +64,11 @@ struct GitLabAdapterTests {
 
     @Test("discussions whose page would pass the response limit (long comments anyone can write) are read in smaller pages; it failed every review of the merge request")
     func discussionsInShrinkingPages() async throws {
-        /// 10 discussions; a page of more than 4 is past the limit.
-        struct LongComments: OutboundHTTPClient {
-            let log: PageLog
-            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
-                let items = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems ?? []
-                let perPage = Int(items.first { $0.name == "per_page" }?.value ?? "") ?? 20
-                let page = Int(items.first { $0.name == "page" }?.value ?? "") ?? 1
-                await log.add("\(perPage)x\(page)")
-                if perPage > 4 { throw OutboundHTTPError.responseTooLarge("response from 127.0.0.1 exceeded the size limit") }
-                let ids = ((page - 1) * perPage + 1)...min(page * perPage, 10)
-                let body = "[" + ids.map { #"{"id":"d\#($0)","notes":[{"id":\#($0),"body":"long","author":{"id":1,"username":"u"}}]}"# }.joined(separator: ",") + "]"
-                return OutboundResponse(status: 200, headers: [("X-Next-Page", page * perPage < 10 ? String(page + 1) : "")], body: Data(body.utf8))
-            }
-        }
+        // 10 discussions; a page of more than 4 is past the limit.
         let log = PageLog()
-        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LongComments(log: log))
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LargeItems(log: log) { id in
+            #"{"id":"d\#(id)","notes":[{"id":\#(id),"body":"long","author":{"id":1,"username":"u"}}]}"#
+        })
         let discussions = try await client.discussions(project: 1, iid: 1)
         #expect(discussions.map(\.id) == (1...10).map { "d\($0)" }, "\(discussions.map(\.id))")
         #expect(await log.pages.first == "100x1")
@@ -70,21 +76,10 @@ struct GitLabAdapterTests {
 
     @Test("open merge requests whose page would pass the response limit (1 MB descriptions) are listed in smaller pages; the catch-up sweep could not list the project")
     func openMergeRequestsInShrinkingPages() async throws {
-        struct LongDescriptions: OutboundHTTPClient {
-            let log: PageLog
-            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
-                let items = URLComponents(url: request.url, resolvingAgainstBaseURL: false)?.queryItems ?? []
-                let perPage = Int(items.first { $0.name == "per_page" }?.value ?? "") ?? 20
-                let page = Int(items.first { $0.name == "page" }?.value ?? "") ?? 1
-                await log.add("\(perPage)x\(page)")
-                if perPage > 4 { throw OutboundHTTPError.responseTooLarge("response from 127.0.0.1 exceeded the size limit") }
-                let ids = ((page - 1) * perPage + 1)...min(page * perPage, 10)
-                let body = "[" + ids.map { #"{"iid":\#($0),"state":"opened","description":"long"}"# }.joined(separator: ",") + "]"
-                return OutboundResponse(status: 200, headers: [("X-Next-Page", page * perPage < 10 ? String(page + 1) : "")], body: Data(body.utf8))
-            }
-        }
         let log = PageLog()
-        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LongDescriptions(log: log))
+        let client = GitLabClient(baseURL: URL(string: "http://127.0.0.1:9")!, token: "glpat-test", http: LargeItems(log: log) { iid in
+            #"{"iid":\#(iid),"state":"opened","description":"long"}"#
+        })
         let listed = try await client.openMergeRequests(project: 1)
         #expect(listed.items.map(\.iid) == Array(1...10))
         #expect(await log.pages.first == "100x1")

@@ -31,11 +31,7 @@ struct AIReviewEndToEndTests {
     func unanchoredFindingCarried() async throws {
         let llm = try await FakeLLMServer.start()
         let world = try await GitHubWorld()
-        let store = ProviderStore(masterKey: world.appliance.integrations.masterKey)
-        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
-            try await store.add(kind: "openai", apiKey: FakeLLMServer.defaultKeys[.openAI]!, model: "gpt-4o-mini", baseURL: llm.openAIBaseURL,
-                                by: "test", in: actor)
-        }
+        try await world.addOpenAIProvider(llm)
         await llm.state.setReview(summary: "Config.", findings: [FakeLLMFinding(path: "app.py", line: 400, severity: "high", title: "Far away")])
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
