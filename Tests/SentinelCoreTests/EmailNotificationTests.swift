@@ -38,6 +38,17 @@ struct EmailNotificationTests {
             }
         }
 
+        /// Run 1 of acme/api#7 ends failed ("GitHub answered 502"): the event a `run.failed` channel mails.
+        func failRun() async throws {
+            _ = try await h.supervisor.withWorkspace(ws) { actor in
+                try await actor.write { tx in
+                    try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
+                        runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
+                        reason: "GitHub answered 502")))
+                }
+            }
+        }
+
         func test(_ id: String) async throws -> NotificationTestResult {
             try await h.supervisor.withWorkspace(ws) { try await notifications.test(id, by: "test", in: $0) }
         }
@@ -58,13 +69,7 @@ struct EmailNotificationTests {
     func deliveredOverSTARTTLS() async throws {
         let s = try await Self.setup()
         _ = try await s.add(s.email())
-        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
-            try await actor.write { tx in
-                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
-                    runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
-                    reason: "GitHub answered 502")))
-            }
-        }
+        try await s.failRun()
         s.h.startScheduler()
         #expect(await eventually { try s.smtp.received().count == 1 })
         let mail = try #require(try s.smtp.received().first)
@@ -90,13 +95,7 @@ struct EmailNotificationTests {
         let s = try await Self.setup(maxAttempts: 3)
         _ = try await s.add(s.email())
         try s.smtp.dropNextMessage()
-        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
-            try await actor.write { tx in
-                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
-                    runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
-                    reason: "GitHub answered 502")))
-            }
-        }
+        try await s.failRun()
         s.h.startScheduler()
         #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).contains { $0.kind == Notifications.flushKind } })
         let mails = try s.smtp.received()
@@ -112,13 +111,7 @@ struct EmailNotificationTests {
         let s = try await Self.setup(maxAttempts: 1)
         _ = try await s.add(s.email())
         try s.smtp.answerNextMessage("354 hmm")
-        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
-            try await actor.write { tx in
-                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:1", payload: RunEventPayload(
-                    runID: 1, repository: "acme/api", prNumber: 7, headSHA: "abc", trigger: "opened", state: "failed",
-                    reason: "GitHub answered 502")))
-            }
-        }
+        try await s.failRun()
         s.h.startScheduler()
         #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
         #expect(try await s.h.jobs(in: s.ws, state: .succeeded).filter { $0.kind == Notifications.flushKind }.isEmpty)
