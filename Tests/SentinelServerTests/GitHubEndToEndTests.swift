@@ -797,6 +797,26 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a pull request reopened, or made a draft and marked ready again, at a head already reviewed is not reviewed twice; a new head is")
+    func reopenedAtReviewedHead() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "closed", head: "aaa111"))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "reopened", head: "aaa111"))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "ready_for_review", head: "aaa111"))
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 4 })
+        #expect(try await world.count("SELECT count(*) FROM review_runs") == 1)
+        #expect(try await world.count("SELECT closed FROM pull_requests WHERE pr_number = 7") == 0)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // Reopened at a head never reviewed (pushed to while closed): reviewed.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "reopened", head: "ccc222"))
+        #expect(await world.waitForRun(state: .completed, count: 2))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 2)
+        await world.stop()
+    }
+
     @Test("a repository renamed or transferred takes its new name; a deleted one is removed (it kept the old name, and a new repository of that name was reviewed twice)")
     func repositoryEvents() async throws {
         let world = try await GitHubWorld()

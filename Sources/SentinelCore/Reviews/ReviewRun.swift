@@ -93,6 +93,10 @@ public enum ReviewRunStore {
     /// already covers (a webhook delivered late, or redelivered) creates nothing.
     public static let automaticTriggers: Set<String> = ["opened", "reopened", "ready_for_review", "push"]
 
+    /// Webhook triggers that do not change the head: one of these for a head a completed run
+    /// reviewed creates nothing.
+    static let reviewedAgainTriggers: Set<String> = ["reopened", "ready_for_review"]
+
     /// Reviews a person asked for (the API's or console's re-run, an `@sentinel review` comment)
     /// go before any other work: someone is waiting for them. The rest run at `normal`.
     static func priority(ofTrigger trigger: String) -> JobPriority {
@@ -123,6 +127,17 @@ public enum ReviewRunStore {
                 """, arguments: [repository.id, prNumber, headSHA, reconcileTrigger, occurredAt.timeIntervalSince1970]) {
                 return (newer, false)
             }
+        }
+        // A pull request reopened, or marked ready again, at a head a review already completed for
+        // (closed and reopened, or made a draft and ready again, with no push between) has that
+        // review on the platform: a second one would repeat it and cost one more model call. A
+        // head whose runs were skipped (a draft, closed), failed or superseded is reviewed.
+        if reviewedAgainTriggers.contains(trigger), !headSHA.isEmpty, let reviewed = try Int64.fetchOne(db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND state = 'completed'
+            ORDER BY id DESC LIMIT 1
+            """, arguments: [repository.id, prNumber, headSHA]) {
+            try db.execute(sql: "UPDATE pull_requests SET closed = 0 WHERE repository_id = ? AND pr_number = ?", arguments: [repository.id, prNumber])
+            return (reviewed, false)
         }
         // A command names one request (its comment's id): delivered again (a group hook beside a
         // project hook, a resend under a new delivery id) it is the same run, whatever head either
