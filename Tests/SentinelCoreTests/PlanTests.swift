@@ -135,6 +135,36 @@ struct PlanTests {
         await h.stop()
     }
 
+    @Test("an installation suspended and unsuspended without a repositories list gets its repositories back as they were; one removed before stays removed")
+    func unsuspendBringsRepositoriesBack() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let integration = IntegrationID("int_00000000000000ab")!
+        let (outcome, repos) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                                  arguments: [integration.rawValue])
+                func route(_ event: String, _ json: String) throws -> String {
+                    try GitHubDeliveryProcessor.route(event: event, payload: Data(json.utf8), integrationID: integration, correlationID: nil, tx: &tx)
+                }
+                _ = try route("installation", #"{"action":"created","installation":{"id":7},"repositories":[{"id":1,"full_name":"acme/api"},{"id":2,"full_name":"acme/web"},{"id":3,"full_name":"acme/docs"}]}"#)
+                _ = try route("installation_repositories", #"{"action":"removed","installation":{"id":7},"repositories_added":[],"repositories_removed":[{"id":3,"full_name":"acme/docs"}]}"#)
+                let web = try #require(try RepositoryStore.find(integrationID: integration, externalID: 2, in: tx.db))
+                _ = try RepositoryStore.setEnabled(false, id: web.id, plan: nil, in: &tx)
+                #expect(try route("installation", #"{"action":"suspend","installation":{"id":7}}"#) == "removed 2 repositories of installation 7")
+                #expect(try RepositoryStore.all(in: tx.db).allSatisfy(\.removed))
+                let outcome = try route("installation", #"{"action":"unsuspend","installation":{"id":7}}"#)
+                return (outcome, try RepositoryStore.all(in: tx.db))
+            }
+        }
+        #expect(outcome == "registered 2 repositories")
+        let byName = Dictionary(uniqueKeysWithValues: repos.map { ($0.fullName, $0) })
+        #expect(byName["acme/api"]?.removed == false && byName["acme/api"]?.enabled == true)
+        #expect(byName["acme/web"]?.removed == false && byName["acme/web"]?.enabled == false, "it comes back disabled, as it was")
+        #expect(byName["acme/docs"]?.removed == true, "removed from the installation before the suspension: not brought back")
+        await h.stop()
+    }
+
     @Test("the soft limit is reported once per limit and month")
     func softLimitOncePerMonth() async throws {
         let h = try TestHarness()

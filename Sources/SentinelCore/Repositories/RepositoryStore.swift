@@ -191,6 +191,10 @@ public enum RepositoryStore {
         return updated
     }
 
+    /// The `removed` value of a repository its installation's suspension took away: removed as
+    /// any other (the column is read as a flag), and brought back by the installation's unsuspend.
+    static let removedWithSuspension = 2
+
     /// Marks a repository removed from `installationID` (when given): only if that installation
     /// holds it. A repository moved to another installation, whose old installation's "removed"
     /// arrived after the new one's "added", was dropped.
@@ -200,8 +204,8 @@ public enum RepositoryStore {
     public static func markRemoved(integrationID: IntegrationID, externalID: Int64, installationID: Int64? = nil, in db: Database) throws -> Bool {
         try db.execute(sql: """
             UPDATE repositories SET removed = 1
-            WHERE integration_id = ? AND external_id = ? AND (? IS NULL OR installation_id IS NULL OR installation_id = ?) AND removed = 0
-            """, arguments: [integrationID.rawValue, externalID, installationID, installationID])
+            WHERE integration_id = ? AND external_id = ? AND (? IS NULL OR installation_id IS NULL OR installation_id = ?) AND removed IN (0, ?)
+            """, arguments: [integrationID.rawValue, externalID, installationID, installationID, removedWithSuspension])
         return db.changesCount > 0
     }
 

@@ -217,14 +217,29 @@ public struct GitHubDeliveryProcessor: Sendable {
             let e = try decoder.decode(GitHubPayload.InstallationEvent.self, from: payload)
             switch e.action {
             case "created", "new_permissions_accepted", "unsuspend":
-                for repo in e.repositories ?? [] {
+                var repositories = (e.repositories ?? []).map { (id: $0.id, fullName: $0.fullName) }
+                if e.action == "unsuspend" {
+                    // GitHub's unsuspend may list no repositories (an installation on all of them):
+                    // those the suspension took away come back, as they were before it.
+                    let listed = Set(repositories.map(\.id))
+                    for repo in try RepositoryRecord.fetchAll(tx.db, sql: """
+                        SELECT * FROM repositories WHERE integration_id = ? AND installation_id = ? AND removed = ? ORDER BY id
+                        """, arguments: [integrationID.rawValue, e.installation.id, RepositoryStore.removedWithSuspension])
+                    where !listed.contains(repo.externalID) {
+                        repositories.append((id: repo.externalID, fullName: repo.fullName))
+                    }
+                }
+                for repo in repositories {
                     try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.fullName,
                                                  installationID: e.installation.id, limit: repositoryLimit, in: &tx)
                 }
-                return "registered \(e.repositories?.count ?? 0) repositories"
+                return "registered \(repositories.count) repositories"
             case "deleted", "suspend":
-                try tx.db.execute(sql: "UPDATE repositories SET removed = 1 WHERE integration_id = ? AND installation_id = ? AND removed = 0",
-                                  arguments: [integrationID.rawValue, e.installation.id])
+                // A suspension's removal is marked apart (`removedWithSuspension`): its unsuspend
+                // brings those repositories back even when it lists none.
+                let mark = e.action == "suspend" ? RepositoryStore.removedWithSuspension : 1
+                try tx.db.execute(sql: "UPDATE repositories SET removed = ? WHERE integration_id = ? AND installation_id = ? AND removed IN (0, ?)",
+                                  arguments: [mark, integrationID.rawValue, e.installation.id, RepositoryStore.removedWithSuspension])
                 // What was removed, not what the payload lists (an unknown installation removed nothing).
                 return "removed \(tx.db.changesCount) repositories of installation \(e.installation.id)"
             default:
