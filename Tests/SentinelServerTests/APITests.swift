@@ -422,6 +422,19 @@ struct APIAccessTests {
             let grant = try await api.call(.patch, "/workspaces/\(world.workspaceA)/members/\(world.members[.viewer]!.0.id)",
                                            token: world.token(.admin), body: #"{"role":"owner"}"#)
             #expect(grant.status == .forbidden)
+            // The role a member has already: 200, and nothing in the workspace's audit log.
+            func roleChanges() async throws -> Int {
+                try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                    try await actor.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE type = 'MemberRoleChanged'") ?? 0 }
+                }
+            }
+            let before = try await roleChanges()
+            for _ in 0..<2 {
+                let same = try await api.call(.patch, "/workspaces/\(world.workspaceA)/members/\(world.members[.viewer]!.0.id)",
+                                              token: world.token(.admin), body: #"{"role":"viewer"}"#)
+                #expect(same.status == .ok && same.json["role"] as? String == "viewer", "\(same.body)")
+            }
+            #expect(try await roleChanges() == before)
         }
     }
 

@@ -690,6 +690,10 @@ struct ConsolePageTests {
             #expect(admin.status == .forbidden && admin.body.contains("Only appliance admins can create admin-scoped tokens."), "\(admin.body)")
             let blank = try await browser.post("/account/tokens", ["name": " ", "scope_read": "1"])
             #expect(blank.status == .badRequest && blank.body.contains("A token needs a name of 1 to 100 characters."), "\(blank.body)")
+            // 100 letters carrying 2,000 combining marks: 100 characters, as the API's rule refuses.
+            let piled = try await browser.post("/account/tokens", ["name": String(repeating: "a" + String(repeating: "\u{301}", count: 20), count: 100),
+                                                                   "scope_read": "1"])
+            #expect(piled.status == .badRequest && piled.body.contains("A token needs a name of 1 to 100 characters."), "\(piled.body)")
             let noScope = try await browser.post("/account/tokens", ["name": "none"])
             #expect(noScope.status == .badRequest && noScope.body.contains("at least one scope"), "\(noScope.body)")
 

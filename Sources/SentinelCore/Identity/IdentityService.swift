@@ -172,8 +172,11 @@ public struct IdentityService: Sendable {
     public func createToken(for user: User, name: String, scopes: Set<TokenScope>, expiresInDays: Int?, by actor: String? = nil,
                             creator: Principal? = nil, now: Date = Date()) throws -> (token: String, summary: APITokenSummary) {
         let trimmed = name.trimmingCharacters(in: .whitespaces)
-        guard !trimmed.isEmpty, trimmed.count <= 100 else { throw IdentityError(.invalid, "a token needs a name of 1 to 100 characters") }
-        // The API's schema held it to this already; the command line passed `a\u{1}b` and escape sequences.
+        guard !trimmed.isEmpty, TextRules.lengthProblem(trimmed, maxLength: 100) == nil else {
+            throw IdentityError(.invalid, "a token needs a name of 1 to 100 characters")
+        }
+        // The API's schema held it to this already; the command line passed `a\u{1}b` and escape
+        // sequences, and the console 2,000 combining marks on 100 letters.
         if let problem = TextRules.controlCharacterProblem(trimmed, multiline: false) { throw IdentityError(.invalid, "the token name \(problem)") }
         guard !scopes.isEmpty else { throw IdentityError(.invalid, "a token needs at least one scope (read, write, admin)") }
         if scopes.contains(.admin), !user.isAdmin { throw IdentityError(.forbidden, "only appliance admins can create admin-scoped tokens") }

@@ -41,6 +41,8 @@ public struct WorkspaceMembers: Sendable {
             throw IdentityError(.notFound, "no such member")
         }
         try Self.requireOwner(for: max(current, role), actorRole: actorRole)
+        // The role they have already: nothing changes, and the audit log says nothing.
+        if current == role { return Membership(workspaceID: workspaceID.rawValue, userID: userID, email: user.email, role: role) }
         try identity.setRole(role, userID: userID, in: workspaceID, expecting: .role(current))
         try await audit("MemberRoleChanged", "user:\(userID)", ["email": user.email, "from": current.rawValue, "role": role.rawValue, "by": actorName])
         return Membership(workspaceID: workspaceID.rawValue, userID: userID, email: user.email, role: role)

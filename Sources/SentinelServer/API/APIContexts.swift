@@ -122,6 +122,14 @@ struct AccessMiddleware: ServerMiddleware {
     let identity: IdentityService
     let supervisor: Supervisor
 
+    /// What the caller was granted: the context each kind of operation runs with, short of the
+    /// request information and the pinned workspace.
+    enum Grant {
+        case anonymous
+        case user(Principal)
+        case workspace(Principal, WorkspaceID, WorkspaceRole)
+    }
+
     func intercept(_ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
                    next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?))
         async throws -> (HTTPResponse, HTTPBody?) {
@@ -129,6 +137,34 @@ struct AccessMiddleware: ServerMiddleware {
             throw APIContext.Mismatch(description: "operation \(operationID) is not in the document")
         }
         guard let info = APIContext.request else { throw APIContext.Mismatch(description: "no request information for \(operationID)") }
+        // Checked before the body is read (a caller without access sends no body for nothing), and
+        // again once it is in: the body may take up to the request timeout to arrive, and a user
+        // disabled, a token revoked or a member removed or demoted meanwhile must not see the
+        // operation carried out with the access it had when the headers came.
+        var grant = try self.grant(request, metadata: metadata, operation: operation)
+        var body = body
+        if operation.body != nil, let streamed = body {
+            body = HTTPBody(try await RequestValidationMiddleware.collect(streamed))
+            grant = try self.grant(request, metadata: metadata, operation: operation)
+        }
+        let checkedBody = body
+        @Sendable func proceed(_ context: APIContext) async throws -> (HTTPResponse, HTTPBody?) {
+            try await APIContext.$current.withValue(context) { try await next(request, checkedBody, metadata) }
+        }
+        switch grant {
+        case .anonymous:
+            return try await proceed(.anonymous(AnonymousContext(request: info)))
+        case .user(let caller):
+            return try await proceed(.user(UserContext(principal: caller, request: info)))
+        case .workspace(let caller, let id, let role):
+            return try await supervisor.withWorkspace(id) { workspace in
+                try await proceed(.workspace(WorkspaceContext(principal: caller, workspaceID: id, role: role, workspace: workspace, request: info)))
+            }
+        }
+    }
+
+    /// Who the caller is and whether the operation's access admits them, read afresh.
+    func grant(_ request: HTTPRequest, metadata: ServerRequestMetadata, operation: DocumentedOperation) throws -> Grant {
         var principal: Principal?
         if let header = request.headerFields[.authorization] {
             // The scheme, then spaces or tabs, then the token. Another scheme is named in the
@@ -144,21 +180,18 @@ struct AccessMiddleware: ServerMiddleware {
             }
             principal = found
         }
-        @Sendable func proceed(_ context: APIContext) async throws -> (HTTPResponse, HTTPBody?) {
-            try await APIContext.$current.withValue(context) { try await next(request, body, metadata) }
-        }
         switch operation.access {
         case .anyone:
-            return try await proceed(.anonymous(AnonymousContext(request: info)))
+            return .anonymous
         case .user(let scope):
             let caller = try Self.signedIn(principal)
             guard caller.allows(scope) else { throw Self.missingScope(scope) }
-            return try await proceed(.user(UserContext(principal: caller, request: info)))
+            return .user(caller)
         case .applianceAdmin:
             let caller = try Self.signedIn(principal)
             guard caller.user.isAdmin else { throw Problem(status: .forbidden, detail: "only appliance admins may do this") }
             guard caller.allows(.admin) else { throw Self.missingScope(.admin) }
-            return try await proceed(.user(UserContext(principal: caller, request: info)))
+            return .user(caller)
         case .workspace(let needed, let scope):
             let caller = try Self.signedIn(principal)
             guard let id = metadata.pathParameters["workspaceId"].flatMap({ WorkspaceID(String($0)) }),
@@ -169,9 +202,7 @@ struct AccessMiddleware: ServerMiddleware {
             guard role >= needed else {
                 throw Problem(status: .forbidden, detail: "this needs the \(needed.rawValue) role in the workspace; you are \(role.rawValue)")
             }
-            return try await supervisor.withWorkspace(id) { workspace in
-                try await proceed(.workspace(WorkspaceContext(principal: caller, workspaceID: id, role: role, workspace: workspace, request: info)))
-            }
+            return .workspace(caller, id, role)
         }
     }
 

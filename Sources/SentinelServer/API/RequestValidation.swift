@@ -13,6 +13,18 @@ struct RequestValidationMiddleware: ServerMiddleware {
     static let maxBodyBytes = 1 << 20
     let document: APIDocument
 
+    /// A request body read whole, up to `maxBodyBytes` (413 past it).
+    static func collect(_ body: HTTPBody) async throws -> Data {
+        do {
+            return try await Data(collecting: body, upTo: maxBodyBytes)
+        } catch let error as any ProblemConvertible {
+            // A body the HTTP parser could not read (`HTTPParserError`): not a size problem.
+            throw error.problem
+        } catch {
+            throw Problem(status: .contentTooLarge, detail: "request bodies are limited to 1 MiB")
+        }
+    }
+
     /// Whether an `Accept` header takes one of `types`: a range of it (`*/*`, `application/*`, or
     /// the type itself) with a weight above 0. An empty header, or an operation with no body to
     /// answer, takes anything.
@@ -80,15 +92,7 @@ struct RequestValidationMiddleware: ServerMiddleware {
             try validator.validate(value, against: schema, at: name, title: "Invalid query parameter")
         }
         guard let schema = operation.body else { return try await next(request, body, metadata) }
-        let data: Data
-        do {
-            data = try await Data(collecting: body ?? HTTPBody(), upTo: Self.maxBodyBytes)
-        } catch let error as any ProblemConvertible {
-            // A body the HTTP parser could not read (`HTTPParserError`): not a size problem.
-            throw error.problem
-        } catch {
-            throw Problem(status: .contentTooLarge, detail: "request bodies are limited to 1 MiB")
-        }
+        let data = try await Self.collect(body ?? HTTPBody())
         func invalid(_ detail: String) -> Problem {
             Problem(status: .badRequest, detail: detail, type: "urn:sentinel:problem:invalid-json", title: "Invalid JSON")
         }

@@ -118,6 +118,19 @@ struct Console: Sendable {
         if let problem = form.problem {
             throw ConsoleError(status: .badRequest, heading: "Could not do that", message: problem)
         }
+        // The visitor was known when the headers came; the body may take up to the request timeout.
+        // A session ended or a user disabled meanwhile does not get the form's action, and an
+        // appliance admin no longer one does not act as one.
+        if let signedIn = visit.principal {
+            guard let token = visit.request.cookies[Self.sessionCookie]?.value, let now = try d.identity.authenticate(bearer: token),
+                  now.user.id == signedIn.user.id else {
+                throw ConsoleRedirect(location: "/sign-in")
+            }
+            guard now.user.isAdmin == signedIn.user.isAdmin else {
+                throw ConsoleError(status: .forbidden, heading: "Could not do that",
+                                   message: "Your account changed while this form was being sent. Reload the page and try again.")
+            }
+        }
         return form
     }
 
