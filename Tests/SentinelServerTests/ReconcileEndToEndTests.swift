@@ -397,6 +397,25 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a repository renamed while Sentinel was down takes its new name from the sweep, and the review it requests is posted there")
+    func renamedRepositoryReviewedUnderItsNewName() async throws {
+        let world = try await GitHubWorld()
+        try await Self.registerRepository(world)
+        let renamed = "octo-org/hello-world-2"
+        await world.github.state.setRepositoryID(1001, for: renamed)
+        await world.github.state.addPull(FakePullRequest(repo: renamed, number: 8, headSHA: "ddd444", baseSHA: "bbb000", files: GitHubWorld.files))
+        await world.github.state.inject("GET pulls", [.status(301)])
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(redeliver: false)).first)
+        #expect(report.reviewsRequested.map(\.repository) == [renamed], "\(report)")
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await world.github.state.reviews(on: renamed, 8).count == 1)
+        let name = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchOne(db, sql: "SELECT full_name FROM repositories WHERE external_id = 1001") }
+        }
+        #expect(name == renamed)
+        await world.stop()
+    }
+
     @Test("a sweep stopped by a rate limit still reports the repositories that failed before it")
     func problemsKeptWhenRateLimited() async throws {
         let world = try await GitHubWorld()
@@ -408,6 +427,9 @@ struct ReconcileEndToEndTests {
         #expect(report.stopped?.contains("acme/gone: ") == true, "\(report.stopped ?? "")")
         // And it counts as failed (`sentinel reconcile` exits 1): it exited 0 under the rate limit.
         #expect(report.problems.count == 1 && report.problems[0].hasPrefix("acme/gone: ") && report.failed, "\(report.problems)")
+        // `reconcile --json` prints them under `problems`, as the README says (the key was left out).
+        let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
+        #expect((json["problems"] as? [String])?.first?.hasPrefix("acme/gone: ") == true, "\(json)")
         await world.stop()
     }
 

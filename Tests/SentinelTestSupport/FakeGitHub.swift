@@ -702,6 +702,15 @@ struct FakeGitHubRoutes {
             }
             return await listPulls(request, repo: name)
         }
+        // A repository by its id: its name now.
+        router.get("/repositories/:id") { request, context in
+            await state.log("GET repository by id")
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            guard let id = Int64(context.parameters.get("id") ?? ""), let name = await state.repositoryNames[id] else {
+                return json(404, ["message": "Not Found"])
+            }
+            return json(200, ["id": id, "full_name": name, "name": String(name.split(separator: "/").last ?? ""), "private": false])
+        }
         router.get("/repos/:owner/:repo/pulls") { request, context in
             await state.log("GET pulls")
             if let f = await fault("GET pulls") { return f }

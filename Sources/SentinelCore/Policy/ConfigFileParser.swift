@@ -539,7 +539,9 @@ enum AliasScanner {
                     }
                 }
                 if c == "#", isSpace(prev) { break scan }
-                if c == "*", isSpace(prev) || "[{,".unicodeScalars.contains(prev) || i == 0,
+                // After `:` too: a value right after a JSON-like key (`{"p":*a}`) is an alias to
+                // libyaml, and such a file nested 40 levels deep was never refused.
+                if c == "*", isSpace(prev) || "[{,:".unicodeScalars.contains(prev) || i == 0,
                    i + 1 < line.count, !" \t\r,[]{}".unicodeScalars.contains(line[i + 1]) {
                     count += 1
                     if count > limit { return (count, Pos(line: lineNumber, column: i + 1)) }

@@ -99,7 +99,7 @@ public struct IntegrationSweep: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case workspaceID = "workspace_id", integrationID = "integration_id", platform, outcome, stopped, resumeAt = "resume_at", repositories
-        case pullRequestsFound = "pull_requests_found", reviewsRequested = "reviews_requested", redeliveries
+        case pullRequestsFound = "pull_requests_found", reviewsRequested = "reviews_requested", redeliveries, problems
     }
 }
 
@@ -425,7 +425,13 @@ public struct Reconciler: Sendable {
                 (requested, capped) = try await workspace.write { tx -> ([ReconciledReview], Bool) in
                     // Decided in one transaction with the webhook path's own call: the repository is
                     // still enabled, the head has no run, and `request` makes the run as a webhook would.
-                    guard let current = try RepositoryStore.find(id: repository.id, in: tx.db), current.enabled, !current.removed else { return ([], false) }
+                    guard var current = try RepositoryStore.find(id: repository.id, in: tx.db), current.enabled, !current.removed else { return ([], false) }
+                    // Renamed or moved while Sentinel was down: the row takes the name the platform
+                    // answers to, as the `repository` webhook would have made it.
+                    if let name = listed.currentName, name != current.fullName {
+                        try tx.db.execute(sql: "UPDATE repositories SET full_name = ? WHERE id = ?", arguments: [name, current.id])
+                        current.fullName = name
+                    }
                     var out: [ReconciledReview] = []
                     for pr in pulls where !pr.headSHA.isEmpty {
                         guard let trigger = try ReviewRunStore.sweepTrigger(repositoryID: current.id, prNumber: pr.number, headSHA: pr.headSHA,

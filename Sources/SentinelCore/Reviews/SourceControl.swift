@@ -191,10 +191,14 @@ public struct OpenPullRequestList: Sendable, Equatable {
     public var pulls: [OpenPullRequest]
     /// Set when more were left unread: how many were read.
     public var truncatedAfter: Int?
+    /// The repository's name now, when the platform answered for it under another one (GitHub's
+    /// `301` for a repository renamed or moved while Sentinel was down).
+    public var currentName: String?
 
-    public init(pulls: [OpenPullRequest], truncatedAfter: Int? = nil) {
+    public init(pulls: [OpenPullRequest], truncatedAfter: Int? = nil, currentName: String? = nil) {
         self.pulls = pulls
         self.truncatedAfter = truncatedAfter
+        self.currentName = currentName
     }
 }
 

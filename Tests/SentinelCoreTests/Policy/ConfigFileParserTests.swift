@@ -391,6 +391,16 @@ struct ConfigFileParserTests {
             #expect(refused.diagnostics.first?.message.hasPrefix("too many aliases") == true, "\(refused.diagnostics)")
         }
 
+        // An alias right after a JSON-like key's colon (`{"p":*a0}`) is one: 24 levels of them,
+        // 48 aliases in 723 bytes, held the parser for minutes.
+        let adjacent = (["version: 1", "l0: &a0 lol"] + (1...24).map { #"x\#($0): &a\#($0) {"p":*a\#($0 - 1),"q":*a\#($0 - 1)}"# }
+                        + ["review: {*a24: 1}"]).joined(separator: "\n") + "\n"
+        let begun = ContinuousClock.now
+        let refused = RepositoryConfigParser.parse(adjacent)
+        #expect(ContinuousClock.now - begun < .seconds(2))
+        #expect(refused.diagnostics.first?.message.hasPrefix("too many aliases") == true, "\(refused.diagnostics)")
+        #expect(refused.diagnostics.first?.line == 13, "x11 holds the 21st and 22nd")
+
         // '*' inside quotes, comments and block scalars is not an alias.
         var text = "version: 1\nreview:\n  instructions: |\n"
         for _ in 0..<40 { text += "    Prefer *small* functions and avoid *magic*.\n" }

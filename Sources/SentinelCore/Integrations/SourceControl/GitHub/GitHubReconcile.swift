@@ -104,10 +104,18 @@ public struct GitHubReconcileSession: ReconcileSession {
                 guard !batch.isEmpty, let next = GitHubClient.nextPageQuery(r.header("Link")),
                       !asked.contains(key(next)) else { break }
                 // GitHub lists the newest first: what is past the last page read is the oldest.
-                if page == Self.maxPages { return OpenPullRequestList(pulls: found, truncatedAfter: found.count) }
+                if page == Self.maxPages { return OpenPullRequestList(pulls: found, truncatedAfter: found.count, currentName: try await renamed()) }
                 query = next
             }
-            return OpenPullRequestList(pulls: found)
+            return OpenPullRequestList(pulls: found, currentName: try await renamed())
+            /// Listed by id: the name it has now, which the runs the sweep requests address it by
+            /// (under the old name GitHub answers their POSTs with a 307 Sentinel does not follow).
+            func renamed() async throws -> String? {
+                guard path.hasPrefix("repositories/") else { return nil }
+                let r = try await api.request("GET", "repositories/\(repository.externalID)", operation: "get repository")
+                let name = try api.decode(GitHubPullRequest.Repo.self, r, operation: "get repository").fullName
+                return RepositoryName.isValid(name, parts: 2...2) ? name : nil
+            }
         }
     }
 
