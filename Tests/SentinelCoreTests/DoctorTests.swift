@@ -256,7 +256,7 @@ struct DoctorTests {
         #expect(report.findings.first { $0.check == "dead-jobs" }?.fix?.contains("sentinel jobs list --workspace \(ws.rawValue)") == true)
         #expect(report.findings.filter { $0.severity != .ok }.allSatisfy { $0.fix != nil })
         let tight = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), freeSpace: { _ in 10 }).run()
-        #expect(tight.findings.contains { $0.check == "disk" && $0.severity == .warning })
+        #expect(tight.findings.contains { $0.check == "disk" && $0.severity == .error })
     }
 
     @Test("errors exit 2: master key readable by others, an expired certificate, a workspace file newer than the binary, a missing workspace file")
@@ -293,6 +293,48 @@ struct DoctorTests {
         let found = report.findings.filter { $0.check == "data-dir" && $0.severity == .error }
         #expect(found.count == 1 && found.first?.message.contains("1 database file(s) are not writable") == true
                 && found.first?.message.contains(file.path) == true, "\(found)")
+        #expect(report.exitCode == 2)
+    }
+
+    @Test("a workspace file this user cannot read is offline with a chown fix, not 'restore it' (which would lose what was written since the backup)")
+    func unreadableWorkspaceFileIsNotRestored() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let file = h.dataDirectory.workspaceFile(ws)
+        // As root every file opens: a file that does not open stands in for one owned by another user.
+        try Data(repeating: 0x5a, count: 8192).write(to: file)
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.canRead = { $0.path != file.path }
+        let offline = try #require(doctor.run().findings.first { $0.check == "workspace" && $0.severity == .error })
+        #expect(offline.fix?.contains("chown sentinel:sentinel \(file.path)") == true && offline.fix?.contains("do not restore") == true,
+                "\(offline)")
+        // A file this user may read and write that does not open is damaged: restore it.
+        doctor.canRead = { _ in true }
+        let damaged = try #require(doctor.run().findings.first { $0.check == "workspace" && $0.severity == .error })
+        #expect(damaged.fix?.hasPrefix("restore it: `sentinel restore --from BACKUP_DIR --workspace \(ws.rawValue)`") == true, "\(damaged)")
+    }
+
+    @Test("a certificate not valid yet is an error (doctor said it was valid until its expiry; every client refuses it)")
+    func certificateNotValidYet() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        await h.supervisor.shutdown()
+        let (pem, _) = try SelfSignedCertificate.make(hostname: "localhost", now: Date().addingTimeInterval(2 * 86400))
+        try FileManager.default.createDirectory(at: h.dataDirectory.tlsDirectory, withIntermediateDirectories: true)
+        try Data(pem.utf8).write(to: h.dataDirectory.tlsDirectory.appendingPathComponent("sentinel.crt"))
+        let tls = Self.doctor(h).findings.filter { $0.check == "tls" }
+        #expect(tls.count == 1 && tls.first?.severity == .error && tls.first?.message.contains("is not valid before") == true, "\(tls)")
+    }
+
+    @Test("a full disk (what /readyz calls full) is an error, not a warning about backup headroom")
+    func fullDiskIsAnError() async throws {
+        let h = try TestHarness()
+        _ = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let report = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 4096 }).run()
+        let disk = report.findings.filter { $0.check == "disk" }
+        #expect(disk.count == 1 && disk.first?.severity == .error && disk.first?.message.contains("is full (4096 bytes free)") == true, "\(disk)")
         #expect(report.exitCode == 2)
     }
 

@@ -126,6 +126,11 @@ struct CertificateReloadTests {
         try Self.write(renewed.key, to: key)
         try Self.write(renewed.certificate, to: cert)
         guard case .reloaded = served.reloadIfChanged() else { Issue.record("a valid renewal was not served"); return }
+        // A pair not valid yet at start is served (there is no other) and named as a problem, as an expired one is.
+        let early = try Pair.make(now: Date().addingTimeInterval(86_400))
+        try Self.write(early.key, to: key)
+        try Self.write(early.certificate, to: cert)
+        #expect(try ServerCertificate(certificateFile: cert, keyFile: key).servedProblem?.contains("not valid before") == true)
     }
 
     @Test("the files are looked at every server.tls.reload_check_seconds: a renewal is served without a signal")

@@ -89,6 +89,17 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("the collector's key in OTEL_EXPORTER_OTLP_HEADERS is not logged (swift-otel logged each OTEL_* value it applied, at info)")
+    func otelHeadersNotLogged() throws {
+        setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=HCKEYsecret123", 1)
+        defer { unsetenv("OTEL_EXPORTER_OTLP_HEADERS") }
+        let log = CapturedLog()
+        var observability = SentinelConfig().observability
+        observability.otlpEndpoint = "http://127.0.0.1:9"
+        _ = try Telemetry.makeTracer(observability, logger: Logger.sentinel(level: "trace", sink: log.sink))
+        #expect(!log.text.contains("HCKEYsecret123"), "\(log.text)")
+    }
+
     @Test("outbound calls carry traceparent and X-Request-ID and log one line each, without credentials; every job log line has correlation_id and trace_id")
     func outboundCorrelationAndLogs() async throws {
         let (world, llm, _) = try await Self.reviewedDelivery(collector: nil, delivery: "delivery-corr-1")

@@ -21,8 +21,6 @@ struct OperationsRoutes {
     /// alone: opened and closed here, any descriptor of the file drops every POSIX lock this
     /// process holds on it (SQLite's too), and a CLI command beside the server then took the
     /// write-ahead log for its own and deleted it, with the writes acknowledged in it.
-    /// Below this much free space on the data directory's disk, `/readyz` says the disk is full.
-    static let fullDiskBytes: Int64 = 4 << 20
 
     /// Free and total bytes of the file system holding `directory`.
     static func diskSpace(_ directory: URL) -> (free: Int64, total: Int64)? {
@@ -50,7 +48,7 @@ struct OperationsRoutes {
             checks["storage"] = answers && Self.isDatabaseFile(dataDirectory.controlFile) ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
             // A full disk refuses every write (each delivery a 503) while the file still reads.
-            if let free = Self.diskSpace(dataDirectory.root)?.free, free < Self.fullDiskBytes {
+            if let free = Self.diskSpace(dataDirectory.root)?.free, free < DataDirectory.fullDiskBytes {
                 checks["disk"] = "full (\(free) bytes free)"
             } else {
                 checks["disk"] = "ok"

@@ -43,6 +43,8 @@ public struct Doctor: Sendable {
     public var remoteFileSystem: @Sendable (String) -> DataDirectoryFileSystem? = DataDirectoryFileSystem.remote(at:)
     /// Whether this user may write a file (`access(2)`; injectable: the tests run as root, whom it never refuses).
     public var canWrite: @Sendable (URL) -> Bool = { access($0.path, W_OK) == 0 }
+    /// Whether this user may read a file (`access(2)`; injectable as `canWrite`).
+    public var canRead: @Sendable (URL) -> Bool = { access($0.path, R_OK) == 0 }
     /// A run `running` for longer than this is reported as stuck.
     public var stuckRunHours: Double = 6
     /// Events not exported for longer than this are reported (when the analytics export is in use).
@@ -243,13 +245,18 @@ public struct Doctor: Sendable {
             }
         }
         do {
-            let expiry = try SelfSignedCertificate.expiry(ofPEMFile: certificate)
+            let (validFrom, expiry) = try SelfSignedCertificate.validity(ofPEMFile: certificate)
             let days = expiry.timeIntervalSince(now) / 86400
             let fix = config.server.tlsCertFile == nil
                 ? "delete \(certificate.path) and its key; serve makes a new self-signed one (clients that pin it need the new one)"
                 : "renew the certificate at \(certificate.path): a running serve picks it up within server.tls.reload_check_seconds (or at once on SIGHUP: systemctl reload sentinel)"
             if days < 0 {
                 add(.error, "tls", "the certificate \(certificate.path) expired on \(ISO8601.string(expiry))", fix)
+            } else if validFrom > now {
+                // Every client refuses it until then (a clock set wrong where it was made, or a
+                // certificate issued for later).
+                add(.error, "tls", "the certificate \(certificate.path) is not valid before \(ISO8601.string(validFrom))",
+                    "check this machine's clock and the one that issued it; " + fix)
             } else if days < 30 {
                 add(.warning, "tls", "the certificate \(certificate.path) expires in \(Int(days)) day(s), on \(ISO8601.string(expiry))", fix)
             } else {
@@ -287,9 +294,27 @@ public struct Doctor: Sendable {
         }
     }
 
+    /// The fix for a workspace file that cannot be opened. One this user may not read or write
+    /// (made by a command run as root, or doctor run as another user) is not damaged: restoring it
+    /// from a backup, the fix for a damaged one, would lose what was written since.
+    private func offlineFix(_ path: String, _ id: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        if !canRead(url) || !canWrite(url) {
+            let owner = Self.mode(url).map { ", owner uid \($0.1)" } ?? ""
+            return "the file is not readable and writable by uid \(geteuid())\(owner): run doctor as the user Sentinel runs as, or give it "
+                + "that user (`chown sentinel:sentinel \(path)`); do not restore it, which would lose what was written since the backup"
+        }
+        return "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)"
+    }
+
     private func checkDisk(_ survey: [SchemaFileStatus], _ add: Add) {
         if let largest = survey.max(by: { $0.bytes < $1.bytes }), let free = freeSpace(dataDirectory.root) {
-            if free < largest.bytes {
+            if free < DataDirectory.fullDiskBytes {
+                add(.error, "disk", "the disk holding \(dataDirectory.root.path) is full (\(free) bytes free): /readyz answers 503 and "
+                    + "deliveries, runs and API changes are refused until there is room",
+                    "free space on that disk or grow it; nothing stored is lost, and the catch-up sweep reviews what webhooks refused "
+                    + "meanwhile would have started")
+            } else if free < largest.bytes {
                 add(.warning, "disk", "\(free) bytes free, less than the largest file (\(URL(fileURLWithPath: largest.file).lastPathComponent), \(largest.bytes) bytes)",
                     "free space on the disk holding \(dataDirectory.root.path): backups, pre-upgrade snapshots and VACUUM need room for a copy of the largest file")
             } else {
@@ -324,8 +349,7 @@ public struct Doctor: Sendable {
             let id = file.workspaceID ?? "?"
             if let problem = file.problem {
                 offline += 1
-                add(.error, "workspace", "workspace \(id) is offline: \(problem)",
-                    "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)")
+                add(.error, "workspace", "workspace \(id) is offline: \(problem)", offlineFix(file.file, id))
                 continue
             }
             if file.isNewerThanBinary { offline += 1; continue }  // named by the schema check
@@ -365,8 +389,7 @@ public struct Doctor: Sendable {
                 }
             } catch {
                 offline += 1
-                add(.error, "workspace", "workspace \(id) is offline: its file cannot be read (\(error))",
-                    "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)")
+                add(.error, "workspace", "workspace \(id) is offline: its file cannot be read (\(error))", offlineFix(file.file, id))
             }
         }
         let count = survey.filter { $0.kind == .workspace }.count

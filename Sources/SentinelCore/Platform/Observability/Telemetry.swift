@@ -135,7 +135,8 @@ public enum Telemetry {
     public static func makeTracer(_ config: SentinelConfig.Observability, logger: Logger) throws -> (tracer: any Tracer, service: any Service) {
         var configuration = OTel.Configuration.default
         configuration.serviceName = config.otlpServiceName
-        configuration.diagnosticLogger = .custom(logger.with(["component": "otel"]))
+        let diagnostics = logger.with(["component": "otel"])
+        configuration.diagnosticLogger = .custom(Logger(label: diagnostics.label) { _ in OTelDiagnosticsLogHandler(wrapped: diagnostics.handler) })
         configuration.metrics.enabled = false
         configuration.logs.enabled = false
         configuration.propagators = [.traceContext]
@@ -237,5 +238,38 @@ public struct TelemetryScopedService: Service {
         try await withTracer(tracer) {
             try await Telemetry.$logger.withValue(logger) { try await inner.run() }
         }
+    }
+}
+
+/// swift-otel's diagnostic logger. swift-otel sets the level itself (`OTEL_LOG_LEVEL`, default
+/// info), and at info it logs each `OTEL_*` variable it applies with its value:
+/// `OTEL_EXPORTER_OTLP_HEADERS` holds the collector's API key. This handler passes on warnings and
+/// errors only (why an export failed), whatever level it is given.
+struct OTelDiagnosticsLogHandler: LogHandler {
+    var wrapped: any LogHandler
+
+    var logLevel: Logger.Level {
+        get { max(wrapped.logLevel, .warning) }
+        set { wrapped.logLevel = max(newValue, .warning) }
+    }
+
+    var metadata: Logger.Metadata {
+        get { wrapped.metadata }
+        set { wrapped.metadata = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { wrapped.metadataProvider }
+        set { wrapped.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { wrapped[metadataKey: key] }
+        set { wrapped[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard event.level >= .warning else { return }
+        wrapped.log(event: event)
     }
 }

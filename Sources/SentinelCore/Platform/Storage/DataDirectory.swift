@@ -7,6 +7,10 @@ import Glibc
 /// The on-disk layout of one appliance (SPEC §1). Everything Sentinel keeps lives under this root,
 /// so backing up, moving or wiping an appliance is a matter of this one directory.
 public struct DataDirectory: Sendable, Equatable {
+    /// Below this much free space on the data directory's disk, `/readyz` says the disk is full
+    /// and `sentinel doctor` calls it an error.
+    public static let fullDiskBytes: Int64 = 4 << 20
+
     public let root: URL
 
     public init(path: String) {

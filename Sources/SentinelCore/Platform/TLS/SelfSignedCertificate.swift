@@ -60,11 +60,17 @@ public enum SelfSignedCertificate {
 extension SelfSignedCertificate {
     /// When the first certificate of a PEM file stops being valid.
     public static func expiry(ofPEMFile url: URL) throws -> Date {
+        try validity(ofPEMFile: url).until
+    }
+
+    /// When the first certificate of a PEM file starts and stops being valid.
+    public static func validity(ofPEMFile url: URL) throws -> (from: Date, until: Date) {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw StorageError.io("cannot read \(url.path)") }
         do {
             let pems = try PEMDocument.parseMultiple(pemString: text).filter { $0.discriminator == "CERTIFICATE" }
             guard let first = pems.first else { throw StorageError.invalid("\(url.path) holds no PEM certificate") }
-            return try Certificate(pemDocument: first).notValidAfter
+            let certificate = try Certificate(pemDocument: first)
+            return (certificate.notValidBefore, certificate.notValidAfter)
         } catch let error as StorageError {
             throw error
         } catch {

@@ -40,6 +40,8 @@ public final class ServerCertificate: Sendable {
         var stamp: Stamp
         /// When the certificate served to new connections expires (nil: unreadable).
         var expiresAt: Date?
+        /// When it starts being valid (nil: unreadable).
+        var validFrom: Date?
     }
 
     struct Pair: Sendable {
@@ -61,7 +63,8 @@ public final class ServerCertificate: Sendable {
         self.keyFile = keyFile
         let stamp = Self.stamp(certificateFile, keyFile)
         var configuration = try ServerTLS.load(certificateFile: certificateFile, keyFile: keyFile).configuration
-        let shared = Shared(State(replacement: nil, stamp: stamp, expiresAt: Self.expiry(certificateFile)))
+        let validity = Self.validity(certificateFile)
+        let shared = Shared(State(replacement: nil, stamp: stamp, expiresAt: validity?.until, validFrom: validity?.from))
         // Asked once per handshake: no change until a replacement has been loaded.
         configuration.sslContextCallback = { _, promise in
             guard let replacement = shared.state.withLock({ $0.replacement }) else { return promise.succeed(.noChanges) }
@@ -83,9 +86,11 @@ public final class ServerCertificate: Sendable {
             // Every client refuses a certificate outside its validity: swapped in, it took the
             // listener down for all new connections while the log said "reloaded".
             if let problem = Self.validityProblem(loaded.chain.first) { throw StorageError.invalid(problem) }
-            let expiresAt = Self.expiry(certificateFile)
-            shared.state.withLock { $0 = State(replacement: Pair(chain: loaded.chain, key: loaded.key), stamp: stamp, expiresAt: expiresAt) }
-            return .reloaded(expiresAt: expiresAt)
+            let validity = Self.validity(certificateFile)
+            shared.state.withLock {
+                $0 = State(replacement: Pair(chain: loaded.chain, key: loaded.key), stamp: stamp, expiresAt: validity?.until, validFrom: validity?.from)
+            }
+            return .reloaded(expiresAt: validity?.until)
         } catch {
             shared.state.withLock { $0.stamp = stamp }
             return .refused("\(error)")
@@ -104,15 +109,17 @@ public final class ServerCertificate: Sendable {
 
     /// Why the certificate served now cannot be used by clients (expired, not valid yet); nil when it can.
     public var servedProblem: String? {
-        guard let expiresAt, expiresAt < Date() else { return nil }
-        return "the certificate expired on \(ISO8601.string(expiresAt))"
+        let (until, from) = shared.state.withLock { ($0.expiresAt, $0.validFrom) }
+        if let until, until < Date() { return "the certificate expired on \(ISO8601.string(until))" }
+        if let from, from > Date() { return "the certificate is not valid before \(ISO8601.string(from))" }
+        return nil
     }
 
     /// When the certificate served to new connections expires (nil when it could not be read).
     public var expiresAt: Date? { shared.state.withLock { $0.expiresAt } }
 
-    private static func expiry(_ file: String) -> Date? {
-        try? SelfSignedCertificate.expiry(ofPEMFile: URL(fileURLWithPath: file))
+    private static func validity(_ file: String) -> (from: Date, until: Date)? {
+        try? SelfSignedCertificate.validity(ofPEMFile: URL(fileURLWithPath: file))
     }
 
     static func stamp(_ certificateFile: String, _ keyFile: String) -> Stamp {
