@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import SentinelCore
 import SentinelTestSupport
+import Synchronization
 import Testing
 
 @Suite("Plans and licenses")
@@ -132,6 +133,33 @@ struct PlanTests {
             }
         }
         #expect(back.enabled && !back.removed)
+        await h.stop()
+    }
+
+    @Test("an installation's repositories are registered counting the enabled ones once per delivery (once per repository, 50,000 held the writer for minutes); the limit still holds")
+    func manyRepositoriesCountedOnce() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let integration = IntegrationID("int_00000000000000ac")!
+        let list = (1...200).map { #"{"id":\#($0),"full_name":"bigorg/r\#($0)"}"# }.joined(separator: ",")
+        let payload = Data(#"{"action":"added","installation":{"id":9},"repositories_added":[\#(list)],"repositories_removed":[]}"#.utf8)
+        let counts = Mutex(0)
+        let (enabled, refused) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES (?, 'github', 'x', x'00', 0)",
+                                  arguments: [integration.rawValue])
+                tx.db.trace(options: .statement) { event in
+                    if "\(event)".contains("SELECT count(*) FROM repositories") { counts.withLock { $0 += 1 } }
+                }
+                _ = try GitHubDeliveryProcessor.route(event: "installation_repositories", payload: payload, integrationID: integration,
+                                                      correlationID: nil, repositoryLimit: 3, tx: &tx)
+                tx.db.trace(options: .statement, nil)
+                return (try RepositoryStore.enabledCount(in: tx.db),
+                        try EventLog.read(after: 0, limit: 500, types: ["RepositoryNotEnabled"], in: tx.db).count)
+            }
+        }
+        #expect(counts.withLock { $0 } == 1)
+        #expect(enabled == 3 && refused == 197)
         await h.stop()
     }
 

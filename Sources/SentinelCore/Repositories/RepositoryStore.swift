@@ -89,15 +89,42 @@ public enum RepositoryStore {
     @discardableResult
     public static func register(integrationID: IntegrationID, externalID: Int64, fullName: String, installationID: Int64?,
                                 limit: Int? = nil, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
+        var enabledSoFar: Int?
+        return try register(integrationID: integrationID, externalID: externalID, fullName: fullName, installationID: installationID,
+                            limit: limit, enabledSoFar: &enabledSoFar, in: &tx)
+    }
+
+    /// Registers each of an installation's `repositories` as `register` does one, counting the
+    /// enabled repositories once for all of them: counted for each, a delivery listing 50,000
+    /// repositories held the workspace's writer for minutes.
+    public static func registerAll(_ repositories: [(id: Int64, fullName: String)], integrationID: IntegrationID, installationID: Int64?,
+                                   limit: Int?, in tx: inout WorkspaceTransaction) throws {
+        var enabledSoFar: Int?
+        for repository in repositories {
+            _ = try register(integrationID: integrationID, externalID: repository.id, fullName: repository.fullName, installationID: installationID,
+                             limit: limit, enabledSoFar: &enabledSoFar, in: &tx)
+        }
+    }
+
+    /// `register`, with the count of enabled repositories kept in `enabledSoFar` once read.
+    private static func register(integrationID: IntegrationID, externalID: Int64, fullName: String, installationID: Int64?,
+                                 limit: Int?, enabledSoFar: inout Int?, in tx: inout WorkspaceTransaction) throws -> RepositoryRecord {
         let db = tx.db
+        func enabledNow() throws -> Int {
+            if let enabledSoFar { return enabledSoFar }
+            let counted = try enabledCount(in: db)
+            enabledSoFar = counted
+            return counted
+        }
         if var existing = try find(integrationID: integrationID, externalID: externalID, in: db) {
             if existing.removed || existing.fullName != fullName || (installationID != nil && existing.installationID != installationID) {
                 // Decided before the row counts again: `enabledCount` only counts installed repositories.
                 var overLimit = false
-                if existing.removed, existing.enabled, let limit { overLimit = try enabledCount(in: db) >= limit }
+                if existing.removed, existing.enabled, let limit { overLimit = try enabledNow() >= limit }
                 try db.execute(sql: """
                     UPDATE repositories SET removed = 0, enabled = ?, full_name = ?, installation_id = coalesce(?, installation_id) WHERE id = ?
                     """, arguments: [existing.enabled && !overLimit, fullName, installationID, existing.id])
+                if existing.removed, existing.enabled, !overLimit, let counted = enabledSoFar { enabledSoFar = counted + 1 }
                 existing.removed = false
                 existing.fullName = fullName
                 if let installationID { existing.installationID = installationID }
@@ -111,7 +138,7 @@ public enum RepositoryStore {
         }
         var enabled = try autoEnable(in: db)
         var overLimit = false
-        if enabled, let limit, try enabledCount(in: db) >= limit {
+        if enabled, let limit, try enabledNow() >= limit {
             enabled = false
             overLimit = true
         }
@@ -120,6 +147,7 @@ public enum RepositoryStore {
             VALUES (?, ?, ?, ?, ?, 0, ?)
             """, arguments: [integrationID.rawValue, externalID, fullName, installationID, enabled, tx.now.epoch])
         let id = db.lastInsertedRowID
+        if enabled, let counted = enabledSoFar { enabledSoFar = counted + 1 }
         if enabled {
             try tx.append(DomainEvent(type: "RepositoryEnabled", subject: "repository:\(id)", payload: ["repository": fullName]))
         } else if overLimit {

@@ -229,10 +229,8 @@ public struct GitHubDeliveryProcessor: Sendable {
                         repositories.append((id: repo.externalID, fullName: repo.fullName))
                     }
                 }
-                for repo in repositories {
-                    try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.fullName,
-                                                 installationID: e.installation.id, limit: repositoryLimit, in: &tx)
-                }
+                try RepositoryStore.registerAll(repositories, integrationID: integrationID, installationID: e.installation.id,
+                                                limit: repositoryLimit, in: &tx)
                 return "registered \(repositories.count) repositories"
             case "deleted", "suspend":
                 // A suspension's removal is marked apart (`removedWithSuspension`): its unsuspend
@@ -247,10 +245,8 @@ public struct GitHubDeliveryProcessor: Sendable {
             }
         case "installation_repositories":
             let e = try decoder.decode(GitHubPayload.InstallationRepositoriesEvent.self, from: payload)
-            for repo in e.repositoriesAdded ?? [] {
-                try RepositoryStore.register(integrationID: integrationID, externalID: repo.id, fullName: repo.fullName,
-                                             installationID: e.installation.id, limit: repositoryLimit, in: &tx)
-            }
+            try RepositoryStore.registerAll((e.repositoriesAdded ?? []).map { (id: $0.id, fullName: $0.fullName) }, integrationID: integrationID,
+                                            installationID: e.installation.id, limit: repositoryLimit, in: &tx)
             var removed = 0
             for repo in e.repositoriesRemoved ?? [] {
                 if try RepositoryStore.markRemoved(integrationID: integrationID, externalID: repo.id, installationID: e.installation.id, in: tx.db) {
