@@ -123,4 +123,33 @@ struct WorkspaceLifecycleTests {
         #expect(try await h.supervisor.withWorkspace(kept) { try await $0.jobs().count } == 0)
         await h.supervisor.shutdown()
     }
+
+    @Test("a workspace whose file is not a database can be deleted: its bytes are kept beside the final backup's control rows (it failed with a raw SQLite error, a 500 from the API); its refused-delivery and provider-circuit rows go too")
+    func deleteUnreadableWorkspace() async throws {
+        let h = try TestHarness()
+        let doomed = try h.createWorkspace("doomed")
+        await h.supervisor.shutdown()
+        try h.control.write { db in
+            try db.execute(sql: "INSERT INTO integration_auth_failures (integration_id, workspace_id, failures, last_failed_at) VALUES ('int_doomed0000000000', ?, 3, 0)",
+                           arguments: [doomed.rawValue])
+            try db.execute(sql: "INSERT INTO provider_circuits (workspace_id, provider_id, opened_at, retry_at) VALUES (?, 'p', 0, 0)",
+                           arguments: [doomed.rawValue])
+        }
+        let garbage = Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        try garbage.write(to: h.dataDirectory.workspaceFile(doomed))
+        let deletion = try h.workspaces.delete(doomed, by: "cli")
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(doomed).path))
+        #expect(try h.control.workspace(doomed) == nil)
+        let kept = URL(fileURLWithPath: deletion.backup).appendingPathComponent("\(doomed.rawValue).sqlite.unreadable")
+        #expect(try Data(contentsOf: kept) == garbage)
+        #expect(FileManager.default.fileExists(atPath: URL(fileURLWithPath: deletion.backup).appendingPathComponent("workspace.json").path))
+        let deleted = try #require(try h.workspaces.auditEvents(of: doomed).last)
+        #expect(deleted.type == "WorkspaceDeleted" && deleted.data.contains("could not be read as a database"), "\(deleted)")
+        let left = try h.control.read { db in
+            try ["integration_auth_failures", "provider_circuits"].map {
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM \($0) WHERE workspace_id = ?", arguments: [doomed.rawValue]) ?? -1
+            }
+        }
+        #expect(left == [0, 0])
+    }
 }

@@ -460,9 +460,15 @@ struct GitHubEndToEndTests {
         // Removed as `sentinel integration remove` removes it: in the workspace file, the running server not told.
         let service = world.appliance.integrations
         let integrationID = try #require(IntegrationID(world.integration.id))
+        try world.appliance.control.write { db in
+            try db.execute(sql: "INSERT INTO integration_auth_failures (integration_id, workspace_id, failures, last_failed_at) VALUES (?, ?, 3, 0)",
+                           arguments: [integrationID.rawValue, world.workspace.rawValue])
+        }
         try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             try await service.remove(integrationID, from: actor, by: "cli")
         }
+        // Its refused deliveries no longer ask for attention (doctor warned about them for a week).
+        #expect(try world.appliance.control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM integration_auth_failures") } == 0)
         // As before this server reads the integration revision again (about once a second): its
         // cache still holds the integration, and its secret verifies the signature.
         try world.appliance.control.write { db in try db.execute(sql: "UPDATE integration_revision SET revision = revision - 1") }

@@ -266,6 +266,8 @@ public struct IntegrationService: Sendable {
             try db.execute(sql: "INSERT OR IGNORE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
                            arguments: [id.rawValue, workspace.id.rawValue, now])
             try db.execute(sql: "DELETE FROM integrations WHERE id = ?", arguments: [id.rawValue])
+            // Its refused deliveries no longer ask for attention (doctor warned about them for a week).
+            try db.execute(sql: "DELETE FROM integration_auth_failures WHERE integration_id = ?", arguments: [id.rawValue])
             try control.noteIntegrationChanged(in: db)
         }
     }

@@ -85,8 +85,21 @@ extension WorkspaceService {
              try Row.fetchAll(db, sql: "SELECT user_id, role FROM memberships WHERE workspace_id = ? ORDER BY user_id", arguments: [id.rawValue])
                 .map { ["user_id": $0["user_id"] as String, "role": $0["role"] as String] })
         }
+        var unreadable: String?
         if FileManager.default.fileExists(atPath: file.path) {
-            _ = try BackupService(dataDirectory: dataDirectory, opener: opener).backup(to: destination, workspace: id, control: control)
+            do {
+                _ = try BackupService(dataDirectory: dataDirectory, opener: opener).backup(to: destination, workspace: id, control: control)
+            } catch let error as DatabaseError where [ResultCode.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode.primaryResultCode) {
+                // A file that is not a readable database (the workspace is offline for it) has no
+                // backup to make: its bytes are kept as they are, and the workspace can still go.
+                try? FileManager.default.removeItem(at: destination)
+                try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
+                for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: file.path + suffix) {
+                    try FileManager.default.copyItem(atPath: file.path + suffix,
+                                                     toPath: destination.appendingPathComponent("\(id.rawValue).sqlite\(suffix).unreadable").path)
+                }
+                unreadable = "the file could not be read as a database (\(error.resultCode)); its bytes are kept as \(id.rawValue).sqlite.unreadable"
+            }
         } else {
             try FileManager.default.createDirectory(at: destination, withIntermediateDirectories: true)
         }
@@ -105,10 +118,13 @@ extension WorkspaceService {
             }
             // Memberships, integrations, pending work and the export watermark go with the row (ON DELETE CASCADE).
             try db.execute(sql: "DELETE FROM workspaces WHERE id = ?", arguments: [id.rawValue])
-            try AuditLog.append("WorkspaceDeleted", actor: actor, subject: "workspace:\(id)",
-                                data: ["name": record.name, "backup": destination.path,
-                                       "integrations": integrations.compactMap { $0["id"] }.joined(separator: ","),
-                                       "members": String(memberships.count)], in: db, now: now)
+            // So do its operational signals: doctor warned about a deleted workspace's refused deliveries for a week.
+            try db.execute(sql: "DELETE FROM integration_auth_failures WHERE workspace_id = ?", arguments: [id.rawValue])
+            try db.execute(sql: "DELETE FROM provider_circuits WHERE workspace_id = ?", arguments: [id.rawValue])
+            var data = ["name": record.name, "backup": destination.path,
+                        "integrations": integrations.compactMap { $0["id"] }.joined(separator: ","), "members": String(memberships.count)]
+            if let unreadable { data["backup_note"] = unreadable }
+            try AuditLog.append("WorkspaceDeleted", actor: actor, subject: "workspace:\(id)", data: data, in: db, now: now)
         }
         try removeDatabaseFiles(file)
         FileSystem.sync(dataDirectory.workspacesDirectory)
