@@ -428,6 +428,8 @@ struct BackupTests {
         // An empty file, and a foreign SQLite file.
         try Data().write(to: fileB)
         #expect { try opener.open(fileB, kind: .workspace) } throws: { "\($0)".contains("holds no Sentinel schema") }
+        // Left as it was: it was given a header (4,096 bytes) before it was refused.
+        #expect(try Data(contentsOf: fileB).isEmpty)
         let tables = try DatabaseQueue(path: fileB.path)
         #expect(try await tables.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master")! } == 0, "not set up as a new file")
         try tables.close()
@@ -436,6 +438,10 @@ struct BackupTests {
         try await foreign.write { db in try db.execute(sql: "CREATE TABLE notes (text TEXT)") }
         try foreign.close()
         #expect { try opener.open(fileB, kind: .workspace) } throws: { "\($0)".contains("holds no Sentinel schema") }
+        // Still in the journal mode it had: it was switched to WAL before it was refused.
+        let untouched = try DatabaseQueue(path: fileB.path)
+        #expect(try await untouched.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") } == "delete")
+        try untouched.close()
         // control.sqlite emptied while workspace files remain.
         try h.control.close()
         for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: h.dataDirectory.controlFile.path + suffix) }
@@ -603,6 +609,9 @@ struct ConfigTests {
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("server.prot") }
         try "jobs:\n  max_attempts: many\n".write(to: file, atomically: true, encoding: .utf8)
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("jobs.max_attempts") }
+        // One key nested and again dotted: the later one won, silently.
+        try "server:\n  port: 46501\nserver.port: 46502\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("'server.port' is given twice") }
         #expect { try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_TLS_ENABLED": "maybe"]) } throws: {
             "\($0)".contains("SENTINEL_SERVER_TLS_ENABLED")
         }

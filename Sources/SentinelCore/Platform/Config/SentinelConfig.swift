@@ -418,6 +418,7 @@ public enum ConfigLoader {
             throw ConfigError("\(file): invalid YAML: \(error)")
         }
         var out: [String: String] = [:]
+        var given: Set<String> = []
         func walk(_ node: Node, _ prefix: String) throws {
             switch node {
             case .mapping(let mapping):
@@ -426,6 +427,11 @@ public enum ConfigLoader {
                     try walk(v, prefix.isEmpty ? name : prefix + "." + name)
                 }
             case .scalar(let scalar):
+                // Written nested and again with dots (`server: {port: 1}` and `server.port: 2`): the
+                // later one won, silently; YAML's own duplicate check sees two different keys.
+                guard given.insert(prefix).inserted else {
+                    throw ConfigError("\(file): '\(prefix)' is given twice (nested and as a dotted key); give it once")
+                }
                 // Null (`key:`, `null`, `~`) keeps the default; a quoted `""` is an empty value, as
                 // `SENTINEL_KEY=""` is (it kept the default: `review.command_associations: ""`,
                 // written to turn comment commands off, left them on).

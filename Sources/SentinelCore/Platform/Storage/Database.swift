@@ -89,7 +89,11 @@ public struct DatabaseOpener: Sendable {
             case .workspace, .journal:
                 // WAL, as the pool sets it: the CLI and online backups read while the server writes.
                 let isNew = !FileManager.default.fileExists(atPath: url.path)
+                let checkFirst = existed && kind == .workspace
                 configuration.prepareDatabase { db in
+                    // An empty or foreign file is refused before anything is written to it (it was
+                    // switched to WAL, and an empty one given a header, and then refused).
+                    if checkFirst, try !db.tableExists("grdb_migrations") { throw StorageError.corrupt(Self.noSchemaMessage(url)) }
                     // Before the first table of a new file: freed pages can be given back without
                     // rewriting it (`Retention` converts older files once).
                     if isNew { try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL") }
@@ -134,10 +138,7 @@ public struct DatabaseOpener: Sendable {
         }
         switch kind {
         case .workspace:
-            guard !applied.isEmpty else {
-                throw StorageError.corrupt("\(url.lastPathComponent) holds no Sentinel schema: an empty or foreign file stands in place of this "
-                                           + "workspace's file; restore it from a backup (sentinel restore --from BACKUP --workspace ID)")
-            }
+            guard !applied.isEmpty else { throw StorageError.corrupt(noSchemaMessage(url)) }
             let name = url.deletingPathExtension().lastPathComponent
             if let storedID, WorkspaceID(name) != nil, storedID != name {
                 throw StorageError.corrupt("\(url.lastPathComponent) is the file of workspace \(storedID), not of \(name) (copied or linked "
@@ -155,6 +156,11 @@ public struct DatabaseOpener: Sendable {
         case .journal:
             return
         }
+    }
+
+    static func noSchemaMessage(_ url: URL) -> String {
+        "\(url.lastPathComponent) holds no Sentinel schema: an empty or foreign file stands in place of this "
+            + "workspace's file; restore it from a backup (sentinel restore --from BACKUP --workspace ID)"
     }
 
     /// The applied migrations of a file, newest last; its "schema version".
