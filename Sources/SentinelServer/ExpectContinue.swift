@@ -1,6 +1,7 @@
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
+import SentinelCore
 
 /// Answers a request head carrying `Expect: 100-continue` with `100 Continue` at once, as RFC 9110
 /// §10.1.1 asks: a client that sends it (curl for large bodies, .NET's HttpClient by default) holds
@@ -11,8 +12,11 @@ final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandle
     typealias OutboundOut = HTTPResponsePart
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Not for a body larger than any route takes: its answer is a 413 without reading it, and
+        // a 100 first had the client send it all the same.
         if case .head(let head) = unwrapInboundIn(data),
-           let expect = head.headerFields[.expect], expect.lowercased() == "100-continue" {
+           let expect = head.headerFields[.expect], expect.lowercased() == "100-continue",
+           !(head.headerFields[.contentLength].flatMap { Int($0) }.map { $0 > DeliveryIntake.maxBodyBytes } ?? false) {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
         }
         context.fireChannelRead(data)

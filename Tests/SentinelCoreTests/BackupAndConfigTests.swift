@@ -415,6 +415,25 @@ struct BackupTests {
         #expect(try service.restore(from: good).count == 3)
     }
 
+    @Test("a workspace file without a table its schema version has is refused when opened (each request reading it was a 500) and named by verify (it said all checks passed)")
+    func missingTableRefused() async throws {
+        let (h, a, b) = try await Self.twoWorkspacesAtRest()
+        defer { h.directory.cleanup() }
+        let fileB = h.dataDirectory.workspaceFile(b)
+        let dropper = try DatabaseQueue(path: fileB.path)
+        try await dropper.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA foreign_keys = OFF")
+            try db.execute(sql: "DROP TABLE policy_versions")
+        }
+        try dropper.close()
+        #expect { try DatabaseOpener().open(fileB, kind: .workspace) } throws: {
+            "\($0)".contains("lacks the table(s) policy_versions its schema version has")
+        }
+        let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
+        #expect(report.problems.contains { $0.check == "schema" && $0.file.contains(b.rawValue) && $0.detail.contains("policy_versions") }, "\(report.problems)")
+        #expect(!report.problems.contains { $0.file.contains(a.rawValue) }, "the other workspace is fine")
+    }
+
     @Test("a workspace file that is empty, foreign or another workspace's, and a control.sqlite emptied beside workspace files, are refused when opened, never set up as new")
     func openRefusesFilesNotItsOwn() async throws {
         let (h, a, b) = try await Self.twoWorkspacesAtRest()

@@ -364,6 +364,11 @@ struct IntakeLimitsTests {
             + "Content-Type: application/json\r\nX-GitHub-Event: ping\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
         guard case .answered(let answer) = plain else { Issue.record("\(plain)"); return }
         #expect(answer.hasPrefix("HTTP/1.1 401"), "\(answer)")
+        // A body larger than any route takes gets its 413 at once, with no 100 that would have the client send it.
+        let tooLarge = try await RawConnection.open(port: world.port).exchange("POST \(world.integration.webhookPath) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(26 * 1024 * 1024)\r\n\r\n")
+        guard case .answered(let refused) = tooLarge else { Issue.record("\(tooLarge)"); return }
+        #expect(refused.hasPrefix("HTTP/1.1 413"), "\(refused)")
         await world.stop()
     }
 

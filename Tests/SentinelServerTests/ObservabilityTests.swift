@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
-import SentinelCore
+@testable import SentinelCore
 import SentinelServer
 import SentinelTestSupport
 import Testing
@@ -89,15 +89,17 @@ struct ObservabilityTests {
         }
     }
 
-    @Test("the collector's key in OTEL_EXPORTER_OTLP_HEADERS is not logged (swift-otel logged each OTEL_* value it applied, at info)")
-    func otelHeadersNotLogged() throws {
-        setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team=HCKEYsecret123", 1)
-        defer { unsetenv("OTEL_EXPORTER_OTLP_HEADERS") }
+    @Test("swift-otel's diagnostic lines at info (each OTEL_* value it applies, the collector's key in OTEL_EXPORTER_OTLP_HEADERS among them) are not logged, whatever level it sets; its warnings are")
+    func otelDiagnosticsWarningsOnly() throws {
+        // (The environment is not set here: setenv while other tests start processes crashed Foundation's Process.)
         let log = CapturedLog()
-        var observability = SentinelConfig().observability
-        observability.otlpEndpoint = "http://127.0.0.1:9"
-        _ = try Telemetry.makeTracer(observability, logger: Logger.sentinel(level: "trace", sink: log.sink))
+        let base = Logger.sentinel(level: "trace", sink: log.sink)
+        var diagnostics = Logger(label: "otel") { _ in OTelDiagnosticsLogHandler(wrapped: base.handler) }
+        diagnostics.logLevel = .info   // as swift-otel sets it (OTEL_LOG_LEVEL, default info)
+        diagnostics.info("Configuration updated from environment", metadata: ["new_value": "x-honeycomb-team=HCKEYsecret123"])
+        diagnostics.warning("export failed")
         #expect(!log.text.contains("HCKEYsecret123"), "\(log.text)")
+        #expect(log.text.contains("export failed"))
     }
 
     @Test("outbound calls carry traceparent and X-Request-ID and log one line each, without credentials; every job log line has correlation_id and trace_id")

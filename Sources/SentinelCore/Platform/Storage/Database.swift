@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// Errors of the storage layer. Messages are one line and safe to show an admin.
 public enum StorageError: Error, CustomStringConvertible, Equatable {
@@ -114,6 +115,10 @@ public struct DatabaseOpener: Sendable {
                     let state = try writer.read { db in try SchemaState.read(db, kind: kind) }
                     if state.isNewerThanBinary { throw StorageError.newerSchema(state.newerMessage(file: url)) }
                 }
+                if existed, kind == .workspace {
+                    let missing = try writer.read { db in try ExpectedSchema.missingTables(db, kind: kind) }
+                    if !missing.isEmpty { throw StorageError.corrupt(ExpectedSchema.missingMessage(url, missing)) }
+                }
             } catch {
                 try? writer.close()
                 throw error
@@ -174,4 +179,39 @@ public struct DatabaseOpener: Sendable {
 extension Date {
     /// Seconds since 1970 as stored in SQLite REAL columns.
     var epoch: Double { timeIntervalSince1970 }
+}
+
+/// The tables a file at its schema version holds: those a new file gets from the migrations the
+/// file has applied, made once per version in memory. A table missing from a file that says it
+/// applied them (dropped by hand, or lost with the pages that held it) made every request that
+/// reads it a 500 while `verify` and `doctor` called the file fine.
+enum ExpectedSchema {
+    private static let tables = Mutex<[String: Set<String>]>([:])
+
+    /// The tables of `db`'s schema version that it lacks, by name; none for a file newer than
+    /// this binary (its schema is not known here).
+    static func missingTables(_ db: Database, kind: DatabaseKind) throws -> [String] {
+        let migrator = kind.migrator
+        let applied = try migrator.appliedIdentifiers(db)
+        guard let last = migrator.migrations.last(where: { applied.contains($0) }),
+              applied.allSatisfy({ migrator.migrations.contains($0) }) else { return [] }
+        let expected = try expectedTables(kind: kind, through: last)
+        let present = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
+        return expected.subtracting(present).sorted()
+    }
+
+    static func missingMessage(_ url: URL, _ missing: [String]) -> String {
+        "\(url.lastPathComponent) lacks the table(s) \(missing.prefix(5).joined(separator: ", ")) its schema version has; "
+            + "restore it from a backup (sentinel restore --from BACKUP --workspace ID)"
+    }
+
+    private static func expectedTables(kind: DatabaseKind, through last: String) throws -> Set<String> {
+        let key = "\(kind.rawValue) \(last)"
+        if let known = tables.withLock({ $0[key] }) { return known }
+        let scratch = try DatabaseQueue()
+        try kind.migrator.migrate(scratch, upTo: last)
+        let names = Set(try scratch.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") })
+        tables.withLock { $0[key] = names }
+        return names
+    }
 }

@@ -4,7 +4,7 @@ import GRDB
 /// One problem `sentinel verify` found, named by file and check.
 public struct VerifyProblem: Sendable, Codable, Equatable {
     public var file: String
-    /// integrity_check | foreign_key_check | checksum | events | missing | manifest | open
+    /// integrity_check | schema | foreign_key_check | checksum | events | missing | manifest | open
     public var check: String
     public var detail: String
 }
@@ -140,6 +140,10 @@ public enum DataVerifier {
                 let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check")
                 if integrity != ["ok"] {
                     report.problems.append(VerifyProblem(file: name, check: "integrity_check", detail: integrity.prefix(5).joined(separator: "; ")))
+                }
+                if kind != .journal, case let missing = try ExpectedSchema.missingTables(db, kind: kind), !missing.isEmpty {
+                    report.problems.append(VerifyProblem(file: name, check: "schema",
+                                                         detail: "lacks the table(s) \(missing.joined(separator: ", ")) its schema version has"))
                 }
                 let violations = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
                 if !violations.isEmpty {
