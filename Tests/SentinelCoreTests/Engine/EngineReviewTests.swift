@@ -148,6 +148,30 @@ struct EngineReviewTests {
         #expect(!summary.contains("AI review skipped"))
     }
 
+    @Test("the summary's lists show the most severe first: a blocking finding after 25 lesser ones was cut from the list and shown nowhere")
+    func summaryListsMostSevereFirst() async throws {
+        let files = [EngineFixtures.addedFile("multi.py", lines: ["x = 1"])]
+        let ghosts = (1...30).map { #"{"path": "ghost\#($0).py", "line": 1, "severity": "medium", "title": "m\#($0)"}"# }
+        let blocker = #"{"path": "zzz.py", "line": 1, "severity": "critical", "title": "THE BLOCKER"}"#
+        let model = EngineFakeModel { _ in #"{"summary": "s", "findings": ["# + (ghosts + [blocker]).joined(separator: ", ") + "]}" }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(minSeverity: .low, maxComments: 10), model: model)
+        let listed = result.summary.split(separator: "\n").filter { $0.hasPrefix("- **") }
+        #expect(listed.first?.contains("THE BLOCKER") == true, "\(result.summary)")
+        #expect(listed.count == 25 && result.summary.contains("- … and 6 more"))
+        #expect(listed.dropFirst().first?.contains("m1") == true, "the model's order within a severity")
+    }
+
+    @Test("a file named with a leading or trailing space gets its inline comment (the path was trimmed and its findings never found their file)")
+    func pathWithOuterSpacesAnchored() async throws {
+        let files = [EngineFixtures.addedFile(" lead.py", lines: ["a = 1", "b = 2"]), EngineFixtures.addedFile("trail.py ", lines: ["a = 1", "b = 2"])]
+        let model = EngineFakeModel { _ in
+            #"{"summary": "s", "findings": [{"path": " lead.py", "line": 2, "severity": "high", "title": "Lead"}, {"path": "trail.py ", "line": 2, "severity": "high", "title": "Trail"}, {"path": "  nowhere.py ", "line": 2, "severity": "high", "title": "Nowhere"}]}"#
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(minSeverity: .low, maxComments: 10), model: model)
+        #expect(Set(result.findings.map(\.path)) == [" lead.py", "trail.py "], "\(result.findings)")
+        #expect(result.unanchored.map(\.path) == ["nowhere.py"], "a file not in the diff is named trimmed")
+    }
+
     @Test("a finding with no line (or line 0) is about its file: listed in the summary by path and counted, never placed on a line")
     func fileLevelFindingListed() async throws {
         let files = try UnifiedDiff.parse(Self.pullRequest)

@@ -44,10 +44,26 @@ public struct ReviewChunk: Sendable, Hashable {
 /// The first column is the old (LEFT) line number, the second the new (RIGHT) line number.
 public enum DiffRenderer {
     public static func fileHeader(_ file: DiffFile) -> String {
-        var s = "### File: \(file.path)"
-        if file.status == .renamed, let old = file.oldPath, old != file.path { s += " (renamed from \(old))" }
+        var s = "### File: \(promptName(file.path))"
+        if file.status == .renamed, let old = file.oldPath, old != file.path { s += " (renamed from \(promptName(old)))" }
         else { s += " (\(file.status.rawValue))" }
         return s + "\n"
+    }
+
+    /// A file name as the prompt shows it: a line break or other control character in it is
+    /// written as `\u{A}`. Written raw, a file named `x\n### File: other.py …` made up files and
+    /// numbered lines in the prompt, where the diff's own lines cannot.
+    static func promptName(_ path: String) -> String {
+        guard path.unicodeScalars.contains(where: isBreaking) else { return path }
+        var out = ""
+        for scalar in path.unicodeScalars {
+            if isBreaking(scalar) { out += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}" } else { out.unicodeScalars.append(scalar) }
+        }
+        return out
+    }
+
+    private static func isBreaking(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
     /// Width of the line-number columns for `file`: enough digits for its largest line number.

@@ -95,7 +95,9 @@ public enum FindingAnchor {
 
         for finding in raw {
             guard let fileIndex = lookup(finding.path, in: byPath) else {
-                unanchored.append(finding)
+                var named = finding
+                named.path = finding.path.trimmingCharacters(in: .whitespacesAndNewlines)
+                unanchored.append(named)
                 continue
             }
             let file = files[fileIndex]
@@ -114,6 +116,7 @@ public enum FindingAnchor {
     }
 
     private static func lookup(_ rawPath: String, in byPath: [String: Int]) -> Int? {
+        if let i = byPath[rawPath] { return i }
         var path = rawPath.trimmingCharacters(in: .whitespacesAndNewlines)
         if path.hasPrefix("`") && path.hasSuffix("`") && path.count > 1 { path = String(path.dropFirst().dropLast()) }
         if let i = byPath[path] { return i }

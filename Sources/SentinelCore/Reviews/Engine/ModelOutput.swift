@@ -68,7 +68,11 @@ public struct RawFinding: Sendable, Hashable, Codable {
             for k in keys { if let n = o[k]?.intValue { return n } }
             return nil
         }
-        guard let path = string("path", "file", "filename", "file_path") else { return nil }
+        // The path as the model wrote it: a file named with a leading or trailing space is found
+        // by its whole name (trimmed, its findings never found their file); `Findings` trims when
+        // the whole name is not a file of the diff.
+        guard let path = ["path", "file", "filename", "file_path"].lazy.compactMap({ o[$0]?.stringValue })
+            .first(where: { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }) else { return nil }
         var start = int("start_line", "startLine", "line_start")
         // No line, 0 or a negative one: a finding about the whole file (line 0), listed in the
         // summary with the others not on a changed line. It was dropped, and counted nowhere.

@@ -577,7 +577,12 @@ public enum ReviewSummary {
         func list(_ heading: String, _ items: [(severity: Severity, path: String, startLine: Int?, line: Int, title: String, body: String)]) {
             guard !items.isEmpty else { return }
             out += "### \(heading)\n"
-            for f in items.prefix(maxListedUnanchored) {
+            // The most severe first, in the model's order within a severity: past the first 25 the
+            // list is cut, and a blocking finding after 25 lesser ones was shown nowhere.
+            let ordered = items.enumerated().sorted { a, b in
+                a.element.severity != b.element.severity ? a.element.severity > b.element.severity : a.offset < b.offset
+            }.map(\.element)
+            for f in ordered.prefix(maxListedUnanchored) {
                 // Line 0 is the whole file.
                 let location = f.line == 0 ? f.path : f.startLine.map { "\(f.path):\($0)-\(f.line)" } ?? "\(f.path):\(f.line)"
                 var body = f.body == f.title ? "" : " — " + Fingerprint.normalize(f.body)
