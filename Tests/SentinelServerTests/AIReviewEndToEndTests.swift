@@ -465,8 +465,12 @@ struct AIEligibilityTests {
             let none = await resolver.model(for: actor, policy: policy)
             #expect(none.model == nil)
             #expect(none.skippedReason == ProviderRouter.SkipReason.noKey)
-            _ = try await store.add(kind: "openai", apiKey: "sk-test-budget-0001", model: "gpt-4o-mini", baseURL: nil, by: "test", in: actor)
+            let added = try await store.add(kind: "openai", apiKey: "sk-test-budget-0001", model: "gpt-4o-mini", baseURL: nil, by: "test", in: actor)
             #expect(await resolver.model(for: actor, policy: policy).model != nil)
+            // Keys there, all switched off: not "no key is configured" (admins added one again).
+            _ = try await store.setEnabled(added.id, false, by: "test", in: actor)
+            #expect(await resolver.model(for: actor, policy: policy).skippedReason == ProviderRouter.SkipReason.allDisabled)
+            _ = try await store.setEnabled(added.id, true, by: "test", in: actor)
             try await store.setMonthlyBudget(1.0, by: "test", in: actor)
             try await actor.write { tx in
                 try tx.db.execute(sql: """

@@ -126,6 +126,53 @@ struct AIRouterTests {
         #expect(await registry.state(workspaceID: "ws", providerID: "oa") == .closed)
     }
 
+    @Test("the failure that opens a provider's circuit is what the run says, and no attempt is made after it (the run said only 'circuit open')")
+    func failureThatOpensTheCircuitIsNamed() async throws {
+        let registry = CircuitBreakerRegistry(failureThreshold: 1)
+        let config = ProviderConfig.stub(.azureOpenAI, id: "az")
+        let stub = AIStubProvider(config, outcomes: [.failure(.server(status: 500)), .success(AIFixtures.goodReview)])
+        let router = ProviderRouter(workspaceID: "ws", providers: [config], http: AINoHTTP(), settings: RouterSettings(maxAttempts: 2),
+                                    breakers: registry, sleep: AISleepRecorder().sleep, providerFactory: { _, _ in stub })
+        do {
+            _ = try await router.complete(AIFixtures.prompt)
+            Issue.record("expected a failure")
+        } catch ProviderRouterError.allProvidersFailed(let failures) {
+            #expect(failures.count == 1 && failures[0].contains("server error (HTTP 500)") && failures[0].contains("its circuit is now open"), "\(failures)")
+        }
+        #expect(stub.calls == 1)
+    }
+
+    @Test("a 503 or 529 with Retry-After waits that long before the next attempt (it waited the default 1 s); a 403 is access refused with the provider's reason, not a rejected key")
+    func serverRetryAfterAndForbidden() async throws {
+        let headers = [("Retry-After", "8")]
+        let overloaded = ProviderHTTP.classify(status: 503, headers: headers, body: Data(), kind: .openai)
+        #expect(overloaded == .server(status: 503, retryAfter: 8) && overloaded.retryAfter == 8 && overloaded.isRetryable)
+        let router = ProviderRouter(workspaceID: "ws", providers: [], http: AINoHTTP(), breakers: CircuitBreakerRegistry(),
+                                    sleep: AISleepRecorder().sleep)
+        #expect(router.backoff(attempt: 1, retryAfter: overloaded.retryAfter) == .seconds(8))
+        let body = Data(#"{"error":{"code":"403","message":"Access denied due to Virtual Network/Firewall rules."}}"#.utf8)
+        let refused = ProviderHTTP.classify(status: 403, body: body, kind: .azureOpenAI)
+        #expect(refused == .forbidden("Access denied due to Virtual Network/Firewall rules.") && !refused.isRetryable, "\(refused)")
+        #expect("\(refused)" == "access refused (HTTP 403): Access denied due to Virtual Network/Firewall rules.")
+        #expect(ProviderHTTP.classify(status: 401, body: Data(), kind: .openai) == .unauthorized)
+    }
+
+    @Test("provider test: a 200 that is not the provider's JSON models list (a web server's page at that URL) is an error, not 'ok'")
+    func healthCheckReadsTheModelsList() async throws {
+        struct Answering: OutboundHTTPClient {
+            let body: String
+            let type: String
+            func send(_ request: OutboundRequest) async throws -> OutboundResponse {
+                OutboundResponse(status: 200, headers: [("Content-Type", type)], body: Data(body.utf8))
+            }
+        }
+        let config = ProviderConfig.stub(.openAICompatible, id: "co")
+        await #expect(throws: ProviderError.self) {
+            try await ProviderHealth.check(config, http: Answering(body: "<html><body>Welcome to nginx</body></html>", type: "text/html"))
+        }
+        try await ProviderHealth.check(config, http: Answering(body: #"{"object":"list","data":[{"id":"m"}]}"#, type: "application/json"))
+    }
+
     @Test func halfOpenProbeFailureReopens() {
         var breaker = CircuitBreaker(failureThreshold: 2, coolDown: .seconds(10))
         let t0 = Date(timeIntervalSince1970: 0)
@@ -156,7 +203,7 @@ struct AIRouterTests {
         }
         #expect(await reason([]) == "no AI provider key is configured")
         #expect(await reason([.stub(.openai, id: "a", key: "")]) == "no AI provider key is configured")
-        #expect(await reason([.stub(.openai, id: "a", enabled: false)]) == "no AI provider key is configured")
+        #expect(await reason([.stub(.openai, id: "a", enabled: false)]) == "every AI provider of the workspace is disabled")
         #expect(await reason([.stub(.openai, id: "a", model: "gpt-4o")], budget: false) == "the AI budget for this period is spent")
         #expect(await reason([.stub(.openai, id: "a", model: "gpt-3.5-turbo")], policy: RouterPolicy(allowedModels: ["gpt-4o*"]))
             == "no provider offers an allowed model")

@@ -121,14 +121,17 @@ public func makeProvider(_ config: ProviderConfig, http: any OutboundHTTPClient)
 public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
     /// 429. `retryAfter` from `Retry-After` (or the provider's own hint), in seconds.
     case rateLimited(retryAfter: TimeInterval?)
-    /// 5xx, including Anthropic's 529 overloaded.
-    case server(status: Int)
+    /// 5xx, including Anthropic's 529 overloaded; `retryAfter` from its `Retry-After`, if any.
+    case server(status: Int, retryAfter: TimeInterval? = nil)
     /// No answer within the per-call timeout.
     case timeout
     /// The connection failed before an HTTP answer arrived.
     case connection(String)
-    /// 401/403: the key is wrong, revoked or lacks access.
+    /// 401 (and Gemini's API_KEY_INVALID): the key is wrong or revoked.
     case unauthorized
+    /// 403: the key is known but not allowed this (a model the account may not use, a region, a
+    /// network rule): the provider's message says which. Rotating the key is not the fix.
+    case forbidden(String)
     /// 400/404/413/422 and other 4xx: the request itself is wrong (unknown model, bad schema, …).
     case badRequest(String)
     /// Billing or quota exhausted (OpenAI 429 `insufficient_quota`, Anthropic 402): retrying won't help.
@@ -146,6 +149,7 @@ public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
         case .timeout: return "timeout"
         case .connection: return "connection"
         case .unauthorized: return "unauthorized"
+        case .forbidden: return "forbidden"
         case .badRequest: return "bad_request"
         case .quotaExhausted: return "quota_exhausted"
         case .malformed: return "malformed"
@@ -156,24 +160,27 @@ public enum ProviderError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isRetryable: Bool {
         switch self {
         case .rateLimited, .server, .timeout, .connection, .malformed: return true
-        case .unauthorized, .badRequest, .quotaExhausted, .refused: return false
+        case .unauthorized, .forbidden, .badRequest, .quotaExhausted, .refused: return false
         }
     }
 
-    /// The provider's wait hint, if any.
+    /// The provider's wait hint, if any (a 429's, or a 503's or 529's `Retry-After`).
     public var retryAfter: TimeInterval? {
-        if case .rateLimited(let seconds) = self { return seconds }
-        return nil
+        switch self {
+        case .rateLimited(let seconds), .server(_, let seconds): return seconds
+        default: return nil
+        }
     }
 
     public var description: String {
         switch self {
         case .rateLimited(let seconds):
             return "rate limited (HTTP 429)" + (seconds.map { ", retry after \(Int($0.rounded(.up))) s" } ?? "")
-        case .server(let status): return status == 529 ? "the provider is overloaded (HTTP 529)" : "server error (HTTP \(status))"
+        case .server(let status, _): return status == 529 ? "the provider is overloaded (HTTP 529)" : "server error (HTTP \(status))"
         case .timeout: return "timed out"
         case .connection(let message): return "connection failed: \(message)"
         case .unauthorized: return "the API key was rejected (unauthorized)"
+        case .forbidden(let message): return "access refused (HTTP 403): \(message)"
         case .badRequest(let message): return "request rejected: \(message)"
         case .quotaExhausted(let message): return "quota or billing limit reached: \(message)"
         case .malformed(let message): return "unreadable response: \(message)"
@@ -212,8 +219,10 @@ public enum ProviderHTTP {
         let message = RemoteText.clean(redact(info.message ?? fallbackMessage(status: status, body: body), secret: secret))
         let response = OutboundResponse(status: status, headers: headers, body: body)
         switch status {
-        case 401, 403:
+        case 401:
             return .unauthorized
+        case 403:
+            return .forbidden(message)
         case 400 where kind == .gemini && info.reason == "API_KEY_INVALID":
             // Gemini answers a wrong key with 400 INVALID_ARGUMENT / reason API_KEY_INVALID.
             return .unauthorized
@@ -230,7 +239,7 @@ public enum ProviderHTTP {
             }
             return .rateLimited(retryAfter: retryAfter(response) ?? info.retryDelay)
         case 500...599:
-            return .server(status: status)
+            return .server(status: status, retryAfter: retryAfter(response))
         default:
             return .badRequest(message)
         }

@@ -36,9 +36,17 @@ public enum ProviderHealth {
         return OutboundRequest(url: url, headers: headers, timeout: .seconds(15))
     }
 
-    /// Calls the models endpoint; throws the provider's classified error (the key redacted).
+    /// Calls the models endpoint; throws the provider's classified error (the key redacted). A 200
+    /// whose body is not a JSON object listing models (`data`, or Gemini's `models`) is not the API:
+    /// a web server's page or a proxy's answer at that URL was called "ok", and every review failed.
     public static func check(_ config: ProviderConfig, http: any OutboundHTTPClient) async throws {
         let response = try await ProviderHTTP.send(try modelsRequest(config), http: http, secret: config.apiKey)
         try ProviderHTTP.checkStatus(response, kind: config.kind, secret: config.apiKey)
+        guard let object = try? JSONSerialization.jsonObject(with: response.body) as? [String: Any],
+              object["data"] is [Any] || object["models"] is [Any] else {
+            let type = response.header("Content-Type").map { " (\(StoredText.singleLine(String($0.prefix(60)))))" } ?? ""
+            throw ProviderError.malformed("the models endpoint answered \(response.status) with something other than the provider's JSON list\(type); "
+                                          + "is the base URL the API's?")
+        }
     }
 }

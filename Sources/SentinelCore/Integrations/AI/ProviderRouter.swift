@@ -78,6 +78,7 @@ public struct ProviderRouter: ReviewModel {
     /// Plain reasons for a skipped AI review.
     public enum SkipReason {
         public static let noKey = "no AI provider key is configured"
+        public static let allDisabled = "every AI provider of the workspace is disabled"
         public static let budgetSpent = "the AI budget for this period is spent"
         public static let circuitsOpen = "every AI provider's circuit is open"
         public static let noAllowedModel = "no provider offers an allowed model"
@@ -157,7 +158,9 @@ public struct ProviderRouter: ReviewModel {
     static func eligibility(_ entries: [Entry], workspaceID: String, policy: RouterPolicy, breakers: CircuitBreakerRegistry,
                             budgetLeft: @Sendable () async -> Bool) async -> (eligible: [Entry], skippedReason: String?) {
         let configured = entries.filter { $0.config.enabled && $0.config.hasKey }
-        guard !configured.isEmpty else { return ([], SkipReason.noKey) }
+        guard !configured.isEmpty else {
+            return ([], entries.contains { $0.config.hasKey && !$0.config.enabled } ? SkipReason.allDisabled : SkipReason.noKey)
+        }
         let allowed = configured.filter { policy.allowsModel($0.config.model) }
         guard !allowed.isEmpty else { return ([], SkipReason.noAllowedModel) }
         guard await budgetLeft() else { return ([], SkipReason.budgetSpent) }
@@ -235,6 +238,11 @@ public struct ProviderRouter: ReviewModel {
                     }
                     if await breakers.recordFailure(workspaceID: workspaceID, providerID: id) {
                         await circuitOpened(id, breakers.failureThreshold, await breakers.retryAt(workspaceID: workspaceID, providerID: id))
+                        // This failure opened the circuit: it is what the run says (it said only
+                        // "circuit open" when the next attempt was refused), and no more tries.
+                        failures.append(ProviderHTTP.redact("\(label): \(providerError)" + (attempt > 1 ? " after \(attempt) attempts" : "")
+                                                            + "; its circuit is now open", secret: entry.config.apiKey))
+                        continue providers
                     }
                     if attempt == settings.maxAttempts {
                         failures.append(ProviderHTTP.redact("\(label): \(providerError)" + (attempt > 1 ? " after \(attempt) attempts" : ""), secret: entry.config.apiKey))

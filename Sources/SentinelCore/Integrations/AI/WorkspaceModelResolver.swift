@@ -62,7 +62,11 @@ public struct WorkspaceModelResolver: ReviewModelResolver {
             return (nil, "the workspace's AI providers could not be read (\(error))")
         }
         let configs = stored.compactMap(Self.config)
-        if configs.isEmpty { return (nil, ProviderRouter.SkipReason.noKey) }
+        if configs.isEmpty {
+            // Keys there, all switched off: saying none is configured sent admins to add one again.
+            let disabled = ((try? await store.list(in: workspace)) ?? []).contains { !$0.enabled }
+            return (nil, disabled ? ProviderRouter.SkipReason.allDisabled : ProviderRouter.SkipReason.noKey)
+        }
         kinds.remember(configs.map { ($0.id, $0.kind) }, in: workspace.id)
         resolvedModels.remember(configs.map { (kind: $0.kind, model: $0.model) }, of: workspace.id)
         let router = ProviderRouter(workspaceID: workspace.id.rawValue, providers: configs, http: http,

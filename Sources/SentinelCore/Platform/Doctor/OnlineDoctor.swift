@@ -146,6 +146,9 @@ public struct OnlineDoctor: Sendable {
             case .unauthorized:
                 return finding(.error, "the key is refused (\(error))",
                                "rotate the key: sentinel provider rotate --workspace \(workspaceName) \(config.id) --api-key-file FILE")
+            case .forbidden:
+                return finding(.error, "\(error)", "the provider knows the key but refuses this access: check the key's permissions, whether the "
+                               + "account may use the model, and the provider's network or region rules (its message says which)")
             case .rateLimited:
                 return finding(.warning, "rate-limited right now (\(error))", "nothing to do if it passes; otherwise raise the account's limits")
             case .quotaExhausted:
