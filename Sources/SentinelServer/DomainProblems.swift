@@ -20,6 +20,8 @@ extension WorkspaceError: ProblemConvertible {
             return Problem(status: .serviceUnavailable, detail: description)
         case .outOfFileDescriptors:
             return .outOfFileDescriptors
+        case .busy:
+            return Problem(status: .conflict, detail: description)
         }
     }
 }

@@ -55,6 +55,39 @@ struct WorkspaceLifecycleTests {
         await h.stop()
     }
 
+    @Test("deleting waits for work inside the workspace only so long: past the limit nothing is deleted, the workspace is served again and the caller is told why (a review of a minute held the request and a SIGTERM)")
+    func deleteGivesUpOnLongWork() async throws {
+        let h = try TestHarness()
+        let doomed = try h.createWorkspace("doomed")
+        await h.supervisor.setDeleteWaitLimit(.milliseconds(300))
+        let (release, releaser) = AsyncStream<Void>.makeStream()
+        let (inside, entered) = AsyncStream<Void>.makeStream()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { entered.finish() }
+                try await h.supervisor.withWorkspace(doomed) { _ in
+                    entered.yield()
+                    for await _ in release { break }
+                }
+            }
+            for await _ in inside { break }
+            await #expect { try await h.supervisor.deleteWorkspace(doomed, using: h.workspaces, by: "cli") } throws: {
+                "\($0)".contains("cannot be deleted now: work is running inside it")
+            }
+            #expect(try h.control.workspace(doomed) != nil)
+            #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(doomed).path))
+            // Served again: new work gets in.
+            #expect(try await h.supervisor.withWorkspace(doomed) { try await $0.jobs().count } == 0)
+            releaser.yield()
+            releaser.finish()
+            try await group.waitForAll()
+        }
+        // With the work done, it is deleted.
+        _ = try await h.supervisor.deleteWorkspace(doomed, using: h.workspaces, by: "cli")
+        #expect(try h.control.workspace(doomed) == nil)
+        await h.supervisor.shutdown()
+    }
+
     @Test("deleting while serving waits for work inside the workspace, backs it up, removes file and control rows, and never reopens it")
     func deleteWhileServing() async throws {
         let h = try TestHarness()

@@ -255,6 +255,11 @@ struct ObservabilityTests {
         #expect(documented.subtracting(dashboard).isEmpty, "dashboard lacks \(documented.subtracting(dashboard).sorted())")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.root.appendingPathComponent("appliance/observability/grafana-dashboard.json")))
         #expect((json as? [String: Any])?["panels"] is [Any])
+        // One series per target: PromQL's `a or b` keeps only b's series whose labels a lacks, and a
+        // panel joining three sums by platform so showed the first alone.
+        let joined = try NSRegularExpression(pattern: #""expr": "[^"]* or [^"]*""#)
+        let dashboardText = try String(contentsOf: Self.root.appendingPathComponent("appliance/observability/grafana-dashboard.json"), encoding: .utf8)
+        #expect(joined.numberOfMatches(in: dashboardText, range: NSRange(dashboardText.startIndex..., in: dashboardText)) == 0)
         let rules = try String(contentsOf: Self.root.appendingPathComponent("appliance/observability/prometheus-alerts.yml"), encoding: .utf8)
         for alert in ["SentinelDeadJobs", "SentinelWebhookDeliveriesFailing", "SentinelReviewRunsFailing", "SentinelAIProviderCircuitOpen", "SentinelDiskFilling"] {
             #expect(rules.contains("alert: \(alert)"), "\(alert) missing")

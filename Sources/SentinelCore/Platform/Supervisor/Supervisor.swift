@@ -339,15 +339,35 @@ public actor Supervisor: Service {
     /// Deletes a workspace while serving (`WorkspaceService.delete`, whose final backup and
     /// removal follow). From the call on, the workspace is never opened again (callers get
     /// `notFound`); work already inside it (pinned: a request, a running job) finishes first, then
-    /// the file is closed, and only then backed up and removed.
+    /// the file is closed, and only then backed up and removed. Work still running after
+    /// `deleteWaitLimit` (10 s) leaves the workspace as it was, served again, and throws `busy`.
     public func deleteWorkspace(_ id: WorkspaceID, using service: WorkspaceService, by actor: String) async throws -> WorkspaceDeletion {
         guard try control.workspace(id) != nil, !isRetired(id) else { throw WorkspaceError.notFound(id.rawValue) }
         retired.withLock { _ = $0.insert(id) }
         registered.remove(id)
         // An open under way sees the workspace retired when it ends, and closes what it opened.
         if opening[id] != nil { _ = await withCheckedContinuation { opening[id, default: []].append($0) } }
+        // Work running inside it (a review) is waited for, but not for ever: waited for without a
+        // limit, a review of a minute held the request, and a SIGTERM meanwhile was not obeyed
+        // within `shutdown.drain_seconds` (the HTTP server waits for its requests before the
+        // scheduler is asked to stop). Past the limit nothing is deleted and the caller is told.
+        let deadline = ContinuousClock.now + deleteWaitLimit
         while let entry = open[id], entry.pins > 0 {
-            await withCheckedContinuation { unpinWaiters[id, default: []].append($0) }
+            guard ContinuousClock.now < deadline else {
+                retired.withLock { _ = $0.remove(id) }
+                throw WorkspaceError.busy(id, reason: "work is running inside it (a review or another job); nothing was deleted; "
+                                          + "try again when it has ended (sentinel jobs list --workspace \(id) --state running)")
+            }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.waitForUnpin(id) }
+                group.addTask {
+                    guard (try? await Task.sleep(until: deadline)) != nil else { return }
+                    await self.wakeDeleteWaiters(id)
+                }
+                await group.next()
+                group.cancelAll()
+                await self.wakeDeleteWaiters(id)
+            }
         }
         if let entry = open.removeValue(forKey: id) {
             openIDs.withLock { _ = $0.remove(id) }
@@ -394,6 +414,21 @@ public actor Supervisor: Service {
 
     /// Whether a `deleteWorkspace` is waiting for work inside the workspace to finish.
     public func isWaitingToDelete(_ id: WorkspaceID) -> Bool { unpinWaiters[id]?.isEmpty == false }
+
+    /// How long `deleteWorkspace` waits for work running inside the workspace.
+    private(set) var deleteWaitLimit: Duration = .seconds(10)
+
+    /// For tests: a shorter wait than a review's.
+    public func setDeleteWaitLimit(_ limit: Duration) { deleteWaitLimit = limit }
+
+    private func waitForUnpin(_ id: WorkspaceID) async {
+        await withCheckedContinuation { unpinWaiters[id, default: []].append($0) }
+    }
+
+    /// Ends the waits for `id`'s work (its limit passed, or the wait is over): the waiter looks again.
+    private func wakeDeleteWaiters(_ id: WorkspaceID) {
+        for waiter in unpinWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+    }
 
     public var openWorkspaceIDs: [WorkspaceID] { open.keys.sorted() }
     public var offlineWorkspaceIDs: [WorkspaceID] { offline.keys.sorted() }

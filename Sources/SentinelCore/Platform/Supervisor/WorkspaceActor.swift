@@ -597,6 +597,8 @@ public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
     /// limit, or the system's): the file itself is fine, and opening it again succeeds once
     /// descriptors are free. `limit` is the process's soft limit, when known.
     case outOfFileDescriptors(WorkspaceID, limit: UInt64?)
+    /// The workspace cannot be deleted now: `reason` says why and what to do.
+    case busy(WorkspaceID, reason: String)
 
     public var description: String {
         switch self {
@@ -608,6 +610,7 @@ public enum WorkspaceError: Error, CustomStringConvertible, Equatable {
             return "workspace \(id) cannot be opened now: the appliance has no file descriptor left"
                 + (limit.map { " (its limit is \($0))" } ?? "")
                 + "; raise LimitNOFILE in sentinel.service (or `ulimit -n`), or lower workspaces.max_open or server.max_connections"
+        case .busy(let id, let reason): return "workspace \(id) cannot be deleted now: \(reason)"
         }
     }
 }
