@@ -486,6 +486,26 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("an integration removed while a review runs: the run posts no review and ends its check skipped (it posted with the credentials it still held)")
+    func integrationRemovedWhileReviewing() async throws {
+        let world = try await GitHubWorld()
+        // Within the test's 2 s timeout of GitHub calls.
+        await world.github.state.inject("GET files", [.delay(1)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("GET files") })
+        let (service, integrationID) = (world.appliance.integrations, try #require(IntegrationID(world.integration.id)))
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await service.remove(integrationID, from: actor, by: "cli")
+        }
+        #expect(await world.waitForRun(state: .skipped))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).isEmpty)
+        let checks = await world.github.state.checkRuns.values
+        let reasons = try await world.runs().map(\.reason)
+        let requests = await world.github.state.requests
+        #expect(checks.count == 1 && checks.first?.conclusion == "neutral" && checks.first?.title == "Review skipped", "\(checks) \(reasons) \(requests)")
+        await world.stop()
+    }
+
     @Test("a payload Sentinel cannot read is ignored with the field and the reason in its outcome (a number out of range said only \"()\", then \"not valid JSON\")")
     func payloadNotUnderstoodSaysWhere() async throws {
         let world = try await GitHubWorld()

@@ -622,7 +622,24 @@ public struct ReviewRunner: Sendable {
         var prepared = prepared
         let id = run.id
         // A newer push may have superseded this run while it worked: then it posts nothing.
-        if let current = try await workspace.read({ db in try ReviewRunStore.find(id, in: db) }), current.state.isFinal, current.reviewID == nil {
+        let (stored, repository) = try await workspace.read { db in
+            (try ReviewRunStore.find(id, in: db), try RepositoryStore.find(id: run.repositoryID, in: db))
+        }
+        // Its integration removed (or the repository taken out of the installation) while it
+        // worked: the credentials it still holds post nothing more than the check's end. It
+        // posted its review after an admin had removed the integration.
+        if let stored, !stored.state.isFinal, stored.reviewID == nil, let repository, repository.removed {
+            let reason = "the repository \(repository.fullName) was removed while the review ran (its integration removed, or taken out of the installation)"
+            if let checkID {
+                try? await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Review skipped", summary: "Not posted: \(reason).")
+            }
+            _ = try await workspace.write { tx in
+                try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, label: "disabled", in: &tx)
+            }
+            logger.info("repository removed while running; nothing posted")
+            return
+        }
+        if let current = stored, current.state.isFinal, current.reviewID == nil {
             if let checkID {
                 // Closed or merged, or cancelled, while it ran: "Review skipped", as for a run that
                 // ended while its job waited; it said "Superseded" with the closed reason beneath.
@@ -853,6 +870,9 @@ public struct ReviewRunner: Sendable {
                       workspace: WorkspaceActor, logger: Logger, checkRequired: Bool = false) async throws {
         logger.error("run failed", metadata: ["reason": "\(reason)"])
         let (runID, conclusion) = (run.id, failedRunConclusion)
+        // Stored only when the platform has it: with no session (its integration removed, its
+        // credentials gone) the check stayed in progress while the run said it failed.
+        var concluded = false
         if let session {
             do {
                 var check = checkID
@@ -868,14 +888,16 @@ public struct ReviewRunner: Sendable {
                 if let check {
                     try await session.completeCheck(repo, checkID: check, conclusion: conclusion, title: "Review failed",
                                                     summary: "Sentinel could not finish this review: \(Self.outside(reason))")
+                    concluded = true
                 }
             } catch {
                 if checkRequired { throw error }
                 logger.error("could not conclude the check run of a failed review", metadata: ["error": "\(error)"])
             }
         }
+        let stored = concluded ? conclusion.rawValue : nil
         _ = try await workspace.write { tx in
-            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, label: label, conclusion: conclusion.rawValue, in: &tx)
+            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, label: label, conclusion: stored, in: &tx)
         }
     }
 }
