@@ -142,7 +142,7 @@ struct EnginePathFilterTests {
     @Test func labels() {
         #expect(SkipReason.allCases.map(\.label) == [
             "lock files", "vendored", "generated", "minified", "binary", "no changed lines (renamed only)", "diff not available from the platform", "excluded by config",
-            "not in include paths", "over budget", "deleted", "AI review failed",
+            "not in include paths", "over budget", "deleted", "AI review failed", "AI spend limit reached",
         ])
     }
 

@@ -61,7 +61,8 @@ struct EngineSpendTests {
         #expect(result.totalUsage.totalTokens <= 22_000)
         #expect(result.coverage.notReviewed == ["src/f2.swift", "src/f3.swift", "src/f4.swift"])
         #expect(result.coverage.reviewedFiles == 2)
-        #expect(result.coverage.skipped[.overBudget] == 3)
+        #expect(result.coverage.skipped[.aiLimitReached] == 3 && result.coverage.skipped[.overBudget] == nil)
+        #expect(result.coverage.sentence.contains("AI spend limit reached (3)"), "\(result.coverage.sentence)")
         let sentence = result.coverage.sentence
         #expect(sentence.contains("`src/f2.swift`") && sentence.contains("`src/f4.swift`"), "\(sentence)")
         #expect(sentence.contains("review.max_tokens_per_run"), "\(sentence)")

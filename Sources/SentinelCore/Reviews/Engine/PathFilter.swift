@@ -4,6 +4,10 @@ public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Compa
     case lockFile, vendored, generated, minified, binary, noChangedLines, diffUnavailable, excluded, notIncluded, overBudget, deleted
     /// In scope, but the model call of its part failed: the model never read it.
     case aiFailed
+    /// In scope, but a spend limit (the run's token budget, the workspace's AI budget, the plan's
+    /// monthly tokens) refused its part's model call; the coverage sentence names the limit. It
+    /// was counted "over budget", as files past the parse budget are, also for a plan's limit.
+    case aiLimitReached
 
     /// The human label used in summaries and check output.
     public var label: String {
@@ -20,6 +24,7 @@ public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Compa
         case .overBudget: return "over budget"
         case .deleted: return "deleted"
         case .aiFailed: return "AI review failed"
+        case .aiLimitReached: return "AI spend limit reached"
         }
     }
 

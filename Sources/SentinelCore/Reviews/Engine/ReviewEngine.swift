@@ -375,7 +375,7 @@ public enum ReviewEngine {
         if !refusedPaths.isEmpty {
             let refused = Set(refusedPaths)
             for (i, file) in files.enumerated() where decisions[i] == .review && refused.contains(file.path) {
-                decisions[i] = .skip(.overBudget)
+                decisions[i] = .skip(.aiLimitReached)
             }
         }
         var skipped: [SkipReason: Int] = [:]
