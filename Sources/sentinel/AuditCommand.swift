@@ -69,8 +69,14 @@ struct AuditCommand: AsyncParsableCommand {
             }
             return "user:\(user.id)"
         }
-        let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(text)
-        return "workspace:\(record.id)"
+        do {
+            let record = try WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener).find(text)
+            return "workspace:\(record.id)"
+        } catch {
+            // A deleted workspace's id: its entries stay (its name may belong to another workspace now).
+            if WorkspaceID(text) != nil { return "workspace:\(text)" }
+            throw CLIError("\(error) (a deleted workspace's entries are found by its id, or workspace:ID)")
+        }
     }
 }
 

@@ -432,6 +432,12 @@ struct BackupTests {
         let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
         #expect(report.problems.contains { $0.check == "schema" && $0.file.contains(b.rawValue) && $0.detail.contains("policy_versions") }, "\(report.problems)")
         #expect(!report.problems.contains { $0.file.contains(a.rawValue) }, "the other workspace is fine")
+        // An empty file in its place: named too (it passed, while serve and doctor took it offline).
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: fileB.path + suffix) }
+        try Data().write(to: fileB)
+        let empty = DataVerifier.verify(dataDirectory: h.dataDirectory)
+        #expect(empty.problems.contains { $0.check == "schema" && $0.file.contains(b.rawValue) && $0.detail.contains("holds no Sentinel schema") },
+                "\(empty.problems)")
     }
 
     @Test("a workspace file that is empty, foreign or another workspace's, and a control.sqlite emptied beside workspace files, are refused when opened, never set up as new")

@@ -835,11 +835,21 @@ struct GitHubEndToEndTests {
         #expect(try await world.count("SELECT count(*) FROM review_runs") == 1)
         #expect(try await world.count("SELECT closed FROM pull_requests WHERE pr_number = 7") == 0)
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // Reopened at the same head against another base commit (its base branch moved): reviewed.
+        var moved = try #require(try JSONSerialization.jsonObject(with: GitHubWorld.pullRequestPayload(action: "reopened", head: "aaa111")) as? [String: Any])
+        var pull = try #require(moved["pull_request"] as? [String: Any])
+        var base = try #require(pull["base"] as? [String: Any])
+        base["sha"] = "eee000"
+        pull["base"] = base
+        moved["pull_request"] = pull
+        try await world.deliver(event: "pull_request", body: try JSONSerialization.data(withJSONObject: moved))
+        #expect(await eventually { try await world.count("SELECT count(*) FROM review_runs") == 2 })
+        #expect(await world.waitForRun(state: .completed, count: 2))
         // Reopened at a head never reviewed (pushed to while closed): reviewed.
         await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc222")
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "reopened", head: "ccc222"))
-        #expect(await world.waitForRun(state: .completed, count: 2))
-        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 2)
+        #expect(await world.waitForRun(state: .completed, count: 3))
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 3)
         await world.stop()
     }
 

@@ -369,6 +369,11 @@ struct IntakeLimitsTests {
             + "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(26 * 1024 * 1024)\r\n\r\n")
         guard case .answered(let refused) = tooLarge else { Issue.record("\(tooLarge)"); return }
         #expect(refused.hasPrefix("HTTP/1.1 413"), "\(refused)")
+        // Each route's own limit: 2 MiB to the API (1 MiB) gets no 100 either.
+        let api = try await RawConnection.open(port: world.port).exchange("PUT /api/v1/workspaces/\(world.workspace.rawValue)/ai-budget HTTP/1.1\r\n"
+            + "Host: 127.0.0.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: \(2 << 20)\r\n\r\n")
+        guard case .answered(let apiAnswer) = api else { Issue.record("\(api)"); return }
+        #expect(!apiAnswer.hasPrefix("HTTP/1.1 100"), "\(apiAnswer)")
         await world.stop()
     }
 

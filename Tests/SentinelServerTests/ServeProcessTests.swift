@@ -234,6 +234,14 @@ struct ServeProcessTests {
         #expect(both.status != 0 && both.stderr.contains("--subject narrows the appliance's log"), "\(both.stderr)")
         let unknown = try await run(["audit", "--subject", "nobody@example.com"])
         #expect(unknown.status != 0 && unknown.stderr.contains("no user with email nobody@example.com"), "\(unknown.stderr)")
+        // A deleted workspace's entries, by its bare id (it said the workspace does not exist).
+        let shown = try await run(["workspace", "show", "acme", "--json"])
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])?["id"] as? String, "\(shown)")
+        #expect(try await run(["workspace", "delete", "acme", "--confirm", "acme"]).status == 0)
+        let deleted = try await run(["audit", "--subject", id])
+        #expect(deleted.status == 0 && deleted.stdout.contains("WorkspaceCreated") && deleted.stdout.contains("WorkspaceDeleted"), "\(deleted)")
+        let gone = try await run(["audit", "--subject", "acme"])
+        #expect(gone.status != 0 && gone.stderr.contains("a deleted workspace's entries are found by its id"), "\(gone.stderr)")
     }
 
     @Test("a second serve on the same data directory refuses with a one-line reason")

@@ -503,23 +503,49 @@ enum AliasScanner {
     static func excessiveAlias(in yaml: String, limit: Int) -> (Int, Pos)? {
         var count = 0
         var blockIndent: Int? = nil          // inside block scalar content deeper than this indent
+        // A quoted scalar that opened on an earlier line and has not closed. Its lines are not
+        // skipped: a `*name` in them is counted all the same (over-counting only matters past the
+        // limit), and no block scalar starts on them. A `key: |` inside a multi-line string was
+        // taken for a block scalar, and the real YAML after the string's end went uncounted.
+        var openQuote: Unicode.Scalar? = nil
         var lineNumber = 0
         let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
+        func isSpace(_ c: Unicode.Scalar) -> Bool { c == " " || c == "\t" }
         for rawLine in lines {
             lineNumber += 1
             let line = Array(rawLine.unicodeScalars)
+            /// Counts an alias-like `*name` at `i`; true when the limit is crossed.
+            func alias(at i: Int) -> Bool {
+                let prev: Unicode.Scalar = i > 0 ? line[i - 1] : " "
+                guard line[i] == "*", isSpace(prev) || "[{,:".unicodeScalars.contains(prev) || i == 0,
+                      i + 1 < line.count, !" \t\r,[]{}".unicodeScalars.contains(line[i + 1]) else { return false }
+                count += 1
+                return count > limit
+            }
+            var begin = 0
+            var startedQuoted = false
+            if let quote = openQuote {
+                startedQuoted = true
+                let close = closingQuote(line, quote: quote, after: -1)
+                for i in 0..<(close ?? line.count) where alias(at: i) { return (count, Pos(line: lineNumber, column: i + 1)) }
+                guard let close else { continue }
+                openQuote = nil
+                begin = close + 1
+            }
             let indent = line.prefix { $0 == " " }.count
             let blank = line.allSatisfy { $0 == " " || $0 == "\t" || $0 == "\r" }
-            if let bi = blockIndent {
-                if blank || indent > bi { continue }
-                blockIndent = nil
+            if !startedQuoted {
+                if let bi = blockIndent {
+                    if blank || indent > bi { continue }
+                    blockIndent = nil
+                }
+                if blank || line[indent] == "#" { continue }
+                begin = indent
             }
-            if blank || line[indent] == "#" { continue }
 
-            func isSpace(_ c: Unicode.Scalar) -> Bool { c == " " || c == "\t" }
-            var lastNonSpace: Unicode.Scalar? = nil
-            var lastTokenStart = indent
-            var i = indent
+            var lastNonSpace: Unicode.Scalar? = startedQuoted ? line[begin - 1] : nil
+            var lastTokenStart = begin
+            var i = begin
             scan: while i < line.count {
                 let c = line[i]
                 let prev: Unicode.Scalar = i > 0 ? line[i - 1] : " "
@@ -531,28 +557,33 @@ enum AliasScanner {
                     } else {
                         atScalarStart = true
                     }
-                    if atScalarStart, let close = closingQuote(line, from: i) {
-                        lastNonSpace = c
-                        lastTokenStart = i
-                        i = close + 1
-                        continue
+                    if atScalarStart {
+                        if let close = closingQuote(line, quote: c, after: i) {
+                            lastNonSpace = c
+                            lastTokenStart = i
+                            i = close + 1
+                            continue
+                        }
+                        // Opens here, closes on a later line: the rest of this line is counted as
+                        // it comes, and the lines after it up to the closing quote too.
+                        openQuote = c
+                        for j in (i + 1)..<line.count where alias(at: j) { return (count, Pos(line: lineNumber, column: j + 1)) }
+                        break scan
                     }
                 }
                 if c == "#", isSpace(prev) { break scan }
                 // After `:` too: a value right after a JSON-like key (`{"p":*a}`) is an alias to
                 // libyaml, and such a file nested 40 levels deep was never refused.
-                if c == "*", isSpace(prev) || "[{,:".unicodeScalars.contains(prev) || i == 0,
-                   i + 1 < line.count, !" \t\r,[]{}".unicodeScalars.contains(line[i + 1]) {
-                    count += 1
-                    if count > limit { return (count, Pos(line: lineNumber, column: i + 1)) }
-                }
+                if alias(at: i) { return (count, Pos(line: lineNumber, column: i + 1)) }
                 if !isSpace(c) && c != "\r" {
                     if lastNonSpace == nil || isSpace(prev) { lastTokenStart = i }
                     lastNonSpace = c
                 }
                 i += 1
             }
-            // `key: |`, `- >-`, `key: |2`: block scalar content follows, deeper than the node's indent.
+            // `key: |`, `- >-`, `key: |2`: block scalar content follows, deeper than the node's
+            // indent. Not on a line that began or ended inside a quoted scalar.
+            guard !startedQuoted, openQuote == nil else { continue }
             let token = line[lastTokenStart..<line.count].prefix { !isSpace($0) && $0 != "\r" }
             if let first = token.first, first == "|" || first == ">",
                token.dropFirst().allSatisfy({ $0 == "-" || $0 == "+" || ("1"..."9").contains($0) }) {
@@ -572,10 +603,10 @@ enum AliasScanner {
         return nil
     }
 
-    /// Index of the quote closing the quoted scalar that opens at `start`, on the same line.
-    private static func closingQuote(_ line: [Unicode.Scalar], from start: Int) -> Int? {
-        let q = line[start]
-        var i = start + 1
+    /// Index of the first `quote` after index `after` on the line that closes a quoted scalar
+    /// (`\"` escaped in double quotes, `''` in single ones); nil when the line has none.
+    private static func closingQuote(_ line: [Unicode.Scalar], quote q: Unicode.Scalar, after: Int) -> Int? {
+        var i = after + 1
         while i < line.count {
             if q == "\"", line[i] == "\\" { i += 2; continue }
             if line[i] == q {

@@ -131,11 +131,13 @@ public enum ReviewRunStore {
         // A pull request reopened, or marked ready again, at a head a review already completed for
         // (closed and reopened, or made a draft and ready again, with no push between) has that
         // review on the platform: a second one would repeat it and cost one more model call. A
-        // head whose runs were skipped (a draft, closed), failed or superseded is reviewed.
+        // head whose runs were skipped (a draft, closed), failed or superseded is reviewed, and so
+        // is one reviewed against another base commit (its base branch changed meanwhile).
         if reviewedAgainTriggers.contains(trigger), !headSHA.isEmpty, let reviewed = try Int64.fetchOne(db, sql: """
             SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND state = 'completed'
+              AND (? IS NULL OR base_sha IS NULL OR base_sha = ?)
             ORDER BY id DESC LIMIT 1
-            """, arguments: [repository.id, prNumber, headSHA]) {
+            """, arguments: [repository.id, prNumber, headSHA, baseSHA, baseSHA]) {
             try db.execute(sql: "UPDATE pull_requests SET closed = 0 WHERE repository_id = ? AND pr_number = ?", arguments: [repository.id, prNumber])
             return (reviewed, false)
         }

@@ -37,6 +37,14 @@ struct AIProviderWireTests {
         }
     }
 
+    @Test("finish_reason content_filter with part of an answer is refused, so the next provider is asked (it was read as truncated JSON and retried on the same one)")
+    func contentFilterWithPartialAnswer() throws {
+        let body = Data(#"{"choices":[{"index":0,"message":{"role":"assistant","content":"{\"summary\": \"Adds con"},"finish_reason":"content_filter"}],"usage":{"prompt_tokens":10,"completion_tokens":4}}"#.utf8)
+        #expect(throws: ProviderError.refused("the provider's content filter cut the answer off")) { _ = try OpenAIChatProvider.parseResponse(body) }
+        let empty = Data(#"{"choices":[{"index":0,"message":{"role":"assistant","content":""},"finish_reason":"content_filter"}]}"#.utf8)
+        #expect(throws: ProviderError.refused("the provider's content filter blocked the answer")) { _ = try OpenAIChatProvider.parseResponse(empty) }
+    }
+
     @Test func azureRequestShape() async throws {
         try await withFakeLLM { server, http in
             await server.state.setReview(AIFixtures.goodReview)

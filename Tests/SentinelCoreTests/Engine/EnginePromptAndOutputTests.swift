@@ -42,6 +42,10 @@ struct EnginePromptTests {
         let prompt = PromptBuilder.build(chunk: chunk, instructions: nil, pathInstructions: [], language: nil)
         #expect(prompt.user.contains("### File: x\\u{A}### File: other.py (modified)\\u{A}@@ -1 +1 @@\\u{A}  7 +evil (added)"), "\(prompt.user)")
         #expect(!prompt.user.contains("\n### File: other.py"))
+        // The path-specific instructions name matching files the same way.
+        let listed = PromptBuilder.build(chunk: chunk, instructions: nil, pathInstructions: [(glob: "x*", text: "Check it.")], language: nil)
+        #expect(listed.user.contains("- For files matching `x*` (`x\\u{A}### File: other.py"), "\(listed.user)")
+        #expect(!listed.user.contains("\n### File: other.py"))
     }
 
     @Test func defaultsToEnglishWithoutInstructions() throws {

@@ -172,6 +172,16 @@ struct EngineReviewTests {
         #expect(result.unanchored.map(\.path) == ["nowhere.py"], "a file not in the diff is named trimmed")
     }
 
+    @Test("a finding cites a file named with a control character as the prompt shows it (t\\u{9}b.py): it is anchored on that file")
+    func escapedFileNameAnchored() async throws {
+        let files = [EngineFixtures.addedFile("t\tb.py", lines: ["a = 1", "b = 2"])]
+        let model = EngineFakeModel { _ in
+            #"{"summary": "s", "findings": [{"path": "t\\u{9}b.py", "line": 2, "severity": "high", "title": "Shown"}, {"path": "t\tb.py", "line": 1, "severity": "high", "title": "Raw"}]}"#
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(minSeverity: .low, maxComments: 10), model: model)
+        #expect(Set(result.findings.map(\.title)) == ["Shown", "Raw"] && result.unanchored.isEmpty, "\(result.findings) \(result.unanchored)")
+    }
+
     @Test("a finding with no line (or line 0) is about its file: listed in the summary by path and counted, never placed on a line")
     func fileLevelFindingListed() async throws {
         let files = try UnifiedDiff.parse(Self.pullRequest)

@@ -401,6 +401,23 @@ struct ConfigFileParserTests {
         #expect(refused.diagnostics.first?.message.hasPrefix("too many aliases") == true, "\(refused.diagnostics)")
         #expect(refused.diagnostics.first?.line == 13, "x11 holds the 21st and 22nd")
 
+        // A `key: |` inside a quoted string that goes on over lines is no block scalar: the YAML
+        // after the string's end was skipped as its content (70 aliases, 64 s to read).
+        var quoted = "version: 1\nx: [ \"q\n  d: |\n   \", &a [x, x, x, x, x, x, x, x, x, x],\n"
+        var level = "a"
+        for i in 0..<7 {
+            quoted += "   &l\(i) [" + Array(repeating: "*\(level)", count: 10).joined(separator: ", ") + "],\n"
+            level = "l\(i)"
+        }
+        quoted += "   end]\nreview:\n  ? [*l6]\n  : 1\n"
+        let spanning = ContinuousClock.now
+        let stopped = RepositoryConfigParser.parse(quoted)
+        #expect(ContinuousClock.now - spanning < .seconds(2))
+        #expect(stopped.diagnostics.first?.message.hasPrefix("too many aliases") == true, "\(stopped.diagnostics)")
+        // A string over lines holding `*` is read as the string it is, when there are few.
+        let prose = RepositoryConfigParser.parse("version: 1\nreview:\n  instructions: \"Be brief\n    and *really* *kind*\"\n")
+        #expect(prose.diagnostics.isEmpty, "\(prose.diagnostics)")
+
         // '*' inside quotes, comments and block scalars is not an alias.
         var text = "version: 1\nreview:\n  instructions: |\n"
         for _ in 0..<40 { text += "    Prefer *small* functions and avoid *magic*.\n" }

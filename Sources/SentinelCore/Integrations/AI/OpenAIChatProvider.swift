@@ -117,8 +117,11 @@ public struct OpenAIChatProvider: WireFormatProvider {
         } else if let parts = message?["content"]?.array {
             text = parts.compactMap { $0["text"]?.string }.joined()
         }
-        if choice["finish_reason"]?.string == "content_filter", (text ?? "").isEmpty {
-            throw ProviderError.refused("the provider's content filter blocked the answer")
+        // With part of an answer too: the filter cut it off, and what came is not the review (it was
+        // read as truncated JSON, retried on the same provider and never passed to the next).
+        if choice["finish_reason"]?.string == "content_filter" {
+            throw ProviderError.refused((text ?? "").isEmpty ? "the provider's content filter blocked the answer"
+                                                              : "the provider's content filter cut the answer off")
         }
         guard let text else { throw ProviderError.malformed("the response has no message content") }
         let usage = TokenUsage(inputTokens: ProviderHTTP.tokens(json["usage"]?["prompt_tokens"]),

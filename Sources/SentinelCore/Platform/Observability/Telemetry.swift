@@ -244,7 +244,8 @@ public struct TelemetryScopedService: Service {
 /// swift-otel's diagnostic logger. swift-otel sets the level itself (`OTEL_LOG_LEVEL`, default
 /// info), and at info it logs each `OTEL_*` variable it applies with its value:
 /// `OTEL_EXPORTER_OTLP_HEADERS` holds the collector's API key. This handler passes on warnings and
-/// errors only (why an export failed), whatever level it is given.
+/// errors only (why an export failed), whatever level it is given, without the values of the
+/// metadata it names `…value` (the variable's value, in a warning that it could not be read).
 struct OTelDiagnosticsLogHandler: LogHandler {
     var wrapped: any LogHandler
 
@@ -270,6 +271,12 @@ struct OTelDiagnosticsLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         guard event.level >= .warning else { return }
+        // A variable it could not read is named in a warning with its value (a header list
+        // written `key: value` instead of `key=value`): the value is dropped, the name kept.
+        var event = event
+        if let metadata = event.metadata {
+            event.metadata = Dictionary(uniqueKeysWithValues: metadata.map { ($0.key, $0.key.hasSuffix("value") ? "[redacted]" : $0.value) })
+        }
         wrapped.log(event: event)
     }
 }

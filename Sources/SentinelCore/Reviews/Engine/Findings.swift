@@ -89,6 +89,12 @@ public enum FindingAnchor {
         for (i, file) in files.enumerated() {
             if let old = file.oldPath, byPath[old] == nil { byPath[old] = i }
         }
+        // A name with a control character as the prompt shows it (`t\u{9}b.py`), which is what the
+        // model is told to cite.
+        for (i, file) in files.enumerated() {
+            let shown = DiffRenderer.promptName(file.path)
+            if shown != file.path, byPath[shown] == nil { byPath[shown] = i }
+        }
         var indexes: [Int: LineIndex] = [:]
         var anchored: [Finding] = []
         var unanchored: [RawFinding] = []

@@ -113,7 +113,7 @@ public enum PromptBuilder {
             guard !matching.isEmpty else { continue }
             // At most five paths, each at most `shownPathLength` characters (its end kept): git
             // allows 4,096-byte paths, and the budget reserves room for five of this length.
-            let shown = matching.prefix(5).map { "`\(Self.shortened($0))`" }.joined(separator: ", ")
+            let shown = matching.prefix(5).map { "`\(Self.shortened(DiffRenderer.promptName($0)))`" }.joined(separator: ", ")
                 + (matching.count > 5 ? " and \(matching.count - 5) more" : "")
             pathLines.append("- For files matching `\(entry.glob)` (\(shown)): \(text)")
         }

@@ -253,7 +253,7 @@ public struct GitLabDeliveryProcessor: Sendable {
         case "Note Hook":
             let e = try decoder.decode(GitLabPayload.NoteEvent.self, from: payload)
             let a = e.object_attributes
-            guard a.noteable_type == "MergeRequest" else { return "ignored: note on a \(a.noteable_type ?? "unknown"), not a merge request" }
+            guard a.noteable_type == "MergeRequest" else { return "ignored: " + (a.noteable_type.map { "note on noteable_type \($0)" } ?? "note without a noteable_type") + ", not on a merge request" }
             guard let mr = e.merge_request else { return "ignored: payload not understood (missing merge_request)" }
             // Only new notes are commands: editing an old note must not start (or restart) a run.
             if let action = a.action, action != "create" { return "ignored: note \(action)" }
