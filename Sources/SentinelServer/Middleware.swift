@@ -35,6 +35,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
             var response: Response
             do {
                 if let coding = request.headers[.contentEncoding] { try Self.checkContentCoding(coding) }
+                if let coding = request.headers[.transferEncoding] { try Self.checkTransferCoding(coding) }
                 response = try await next(request, context)
             } catch {
                 let problem = Problem.from(error)
@@ -97,6 +98,17 @@ extension ObservabilityMiddleware {
         throw Problem(status: .unsupportedMediaType,
                       detail: "the body is sent with Content-Encoding \(other.prefix(40)); Sentinel reads bodies only as sent (identity): send it uncompressed",
                       type: "urn:sentinel:problem:unsupported-content-encoding", title: "Unsupported content encoding")
+    }
+
+    /// `Transfer-Encoding: gzip, chunked`: the HTTP parser takes the chunks off and leaves the
+    /// gzip on, and the body was read as if sent plain ("not valid UTF-8 text"). Only `chunked`
+    /// alone is read; any other coding is refused saying which, as one without chunked already is.
+    static func checkTransferCoding(_ value: String) throws {
+        let codings = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+        guard let other = codings.first(where: { $0 != "chunked" }) else { return }
+        throw Problem(status: .badRequest,
+                      detail: "the request is not valid HTTP/1.1: its body's framing cannot be read (a Transfer-Encoding other than chunked: \(other.prefix(40)))",
+                      type: "urn:sentinel:problem:malformed-http", title: "Malformed HTTP request")
     }
 
     /// A caller's id worth keeping: 1–128 characters, letters, digits and `-_.:`. Checked on the

@@ -142,8 +142,9 @@ extension HTTPParserError: ProblemConvertible {
     /// for a `Transfer-Encoding` other than chunked, tell a client nothing).
     var reason: String {
         switch self {
-        case .invalidChunkSize: "a chunk size of its chunked body is not hexadecimal"
-        case .invalidContentLength: "its Content-Length is not a number"
+        case .invalidChunkSize: "a chunk size of its chunked body is not a hexadecimal number this server reads (or is too large)"
+        // llhttp reports Content-Length beside `Transfer-Encoding: chunked` as this too.
+        case .invalidContentLength: "its Content-Length is not a number, or is given beside Transfer-Encoding"
         case .unexpectedContentLength: "it gives Content-Length twice with different values, or beside Transfer-Encoding"
         case .invalidEOFState, .closedConnection: "its body ended before the length it declared"
         case .invalidCharactersUsed, .invalidHeaderToken: "a header holds a character HTTP does not allow"

@@ -137,12 +137,20 @@ struct IntakeLimitsTests {
         func answer(_ request: String) async throws -> String { try await RawConnection.converse(port: world.port, request).text }
         let login = "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         let chunk = try await answer(login + broken)
-        #expect(chunk.hasPrefix("HTTP/1.1 400") && chunk.contains("the request is not valid HTTP/1.1: a chunk size of its chunked body is not hexadecimal"),
+        #expect(chunk.hasPrefix("HTTP/1.1 400") && chunk.contains("the request is not valid HTTP/1.1: a chunk size of its chunked body is not a hexadecimal number"),
                 "\(chunk)")
+        // Content-Length beside chunked is named as such (it was "not a number").
+        for head in ["Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n"] {
+            let both = try await answer(login + head + "\r\n2\r\n{}\r\n0\r\n\r\n")
+            #expect(both.hasPrefix("HTTP/1.1 400") && !both.contains("Content-Length is not a number,\"") && !both.contains("is not a number\""), "\(both)")
+        }
         // With the headers every answer carries (the README says so; these lacked them).
         #expect(chunk.lowercased().contains("cache-control: no-store\r\n") && chunk.lowercased().contains("x-content-type-options: nosniff\r\n"), "\(chunk)")
         let gzip = try await answer(login + "Transfer-Encoding: gzip\r\n\r\n{}")
         #expect(gzip.hasPrefix("HTTP/1.1 400") && gzip.contains("its body's framing cannot be read (a Transfer-Encoding other than chunked"), "\(gzip)")
+        // gzip before chunked: the chunks were taken off and the gzip read as the body.
+        let gzipChunked = try await answer(login + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+        #expect(gzipChunked.hasPrefix("HTTP/1.1 400") && gzipChunked.contains("a Transfer-Encoding other than chunked: gzip"), "\(gzipChunked)")
         await world.stop()
     }
 

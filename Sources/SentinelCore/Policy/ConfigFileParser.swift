@@ -1,3 +1,4 @@
+import CYaml
 import Foundation
 import Yams
 
@@ -484,11 +485,12 @@ struct Pos {
     }
 }
 
-/// A conservative scan for YAML alias references (`*name`), run before composing so a document
-/// built to expand exponentially ("billion laughs" through collection-valued mapping keys) is
-/// refused cheaply. It skips only regions that YAML reads as text (comments, quoted scalars that
-/// close on their line, block scalar content) and otherwise counts every `*` that starts a token,
-/// so it may over-count (only matters past the limit) but does not miss an alias.
+/// The YAML alias references (`*name`) of a document, counted before it is composed, so that one
+/// built to expand exponentially ("billion laughs": nested aliases, collection-valued mapping keys
+/// that the YAML library hashes whole) is refused cheaply. Counted from libyaml's own parse events,
+/// which never expand an alias: a scan of the text by hand guessed where tokens and quoted strings
+/// start, and each wrong guess skipped live YAML (an anchor or `?` before a quote, a plain scalar
+/// ending in `- |`, a BOM inside a flow collection) or counted emphasis as aliases.
 enum AliasScanner {
     /// Refuses an admin's YAML file (the configuration, a plans or price file) holding more alias
     /// references than `.sentinel.yml` may: nested aliases expand exponentially while the file is
@@ -499,122 +501,33 @@ enum AliasScanner {
         }
     }
 
-    /// Returns (count, position of the alias that crossed the limit) when the limit is exceeded.
+    /// (count, position of the alias that crossed the limit) when the document has more than
+    /// `limit`; nil otherwise, and when it stops parsing first (composing it then reports the
+    /// error, with at most `limit` aliases read before it).
     static func excessiveAlias(in yaml: String, limit: Int) -> (Int, Pos)? {
-        var count = 0
-        var blockIndent: Int? = nil          // inside block scalar content deeper than this indent
-        // A quoted scalar that opened on an earlier line and has not closed. Its lines are not
-        // skipped: a `*name` in them is counted all the same (over-counting only matters past the
-        // limit), and no block scalar starts on them. A `key: |` inside a multi-line string was
-        // taken for a block scalar, and the real YAML after the string's end went uncounted.
-        var openQuote: Unicode.Scalar? = nil
-        var lineNumber = 0
-        let lines = yaml.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
-        func isSpace(_ c: Unicode.Scalar) -> Bool { c == " " || c == "\t" }
-        for rawLine in lines {
-            lineNumber += 1
-            let line = Array(rawLine.unicodeScalars)
-            /// Counts an alias-like `*name` at `i`; true when the limit is crossed.
-            func alias(at i: Int) -> Bool {
-                let prev: Unicode.Scalar = i > 0 ? line[i - 1] : " "
-                guard line[i] == "*", isSpace(prev) || "[{,:".unicodeScalars.contains(prev) || i == 0,
-                      i + 1 < line.count, !" \t\r,[]{}".unicodeScalars.contains(line[i + 1]) else { return false }
-                count += 1
-                return count > limit
-            }
-            var begin = 0
-            var startedQuoted = false
-            if let quote = openQuote {
-                startedQuoted = true
-                let close = closingQuote(line, quote: quote, after: -1)
-                for i in 0..<(close ?? line.count) where alias(at: i) { return (count, Pos(line: lineNumber, column: i + 1)) }
-                guard let close else { continue }
-                openQuote = nil
-                begin = close + 1
-            }
-            let indent = line.prefix { $0 == " " }.count
-            let blank = line.allSatisfy { $0 == " " || $0 == "\t" || $0 == "\r" }
-            if !startedQuoted {
-                if let bi = blockIndent {
-                    if blank || indent > bi { continue }
-                    blockIndent = nil
-                }
-                if blank || line[indent] == "#" { continue }
-                begin = indent
-            }
-
-            var lastNonSpace: Unicode.Scalar? = startedQuoted ? line[begin - 1] : nil
-            var lastTokenStart = begin
-            var i = begin
-            scan: while i < line.count {
-                let c = line[i]
-                let prev: Unicode.Scalar = i > 0 ? line[i - 1] : " "
-                if c == "\"" || c == "'" {
-                    let atScalarStart: Bool
-                    if let l = lastNonSpace {
-                        atScalarStart = ("[{,".unicodeScalars.contains(l) && (isSpace(prev) || prev == l))
-                            || (":-?".unicodeScalars.contains(l) && isSpace(prev))
-                    } else {
-                        atScalarStart = true
+        var parser = yaml_parser_t()
+        guard yaml_parser_initialize(&parser) == 1 else { return nil }
+        defer { yaml_parser_delete(&parser) }
+        let bytes = Array(yaml.utf8)
+        return bytes.withUnsafeBufferPointer { buffer -> (Int, Pos)? in
+            yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
+            var count = 0
+            while true {
+                var event = yaml_event_t()
+                guard yaml_parser_parse(&parser, &event) == 1 else { return nil }
+                defer { yaml_event_delete(&event) }
+                switch event.type {
+                case YAML_ALIAS_EVENT:
+                    count += 1
+                    if count > limit {
+                        return (count, Pos(line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1))
                     }
-                    if atScalarStart {
-                        if let close = closingQuote(line, quote: c, after: i) {
-                            lastNonSpace = c
-                            lastTokenStart = i
-                            i = close + 1
-                            continue
-                        }
-                        // Opens here, closes on a later line: the rest of this line is counted as
-                        // it comes, and the lines after it up to the closing quote too.
-                        openQuote = c
-                        for j in (i + 1)..<line.count where alias(at: j) { return (count, Pos(line: lineNumber, column: j + 1)) }
-                        break scan
-                    }
-                }
-                if c == "#", isSpace(prev) { break scan }
-                // After `:` too: a value right after a JSON-like key (`{"p":*a}`) is an alias to
-                // libyaml, and such a file nested 40 levels deep was never refused.
-                if alias(at: i) { return (count, Pos(line: lineNumber, column: i + 1)) }
-                if !isSpace(c) && c != "\r" {
-                    if lastNonSpace == nil || isSpace(prev) { lastTokenStart = i }
-                    lastNonSpace = c
-                }
-                i += 1
-            }
-            // `key: |`, `- >-`, `key: |2`: block scalar content follows, deeper than the node's
-            // indent. Not on a line that began or ended inside a quoted scalar.
-            guard !startedQuoted, openQuote == nil else { continue }
-            let token = line[lastTokenStart..<line.count].prefix { !isSpace($0) && $0 != "\r" }
-            if let first = token.first, first == "|" || first == ">",
-               token.dropFirst().allSatisfy({ $0 == "-" || $0 == "+" || ("1"..."9").contains($0) }) {
-                var j = lastTokenStart - 1
-                while j >= 0, isSpace(line[j]) { j -= 1 }
-                if j >= 0, line[j] == ":" || line[j] == "-" {
-                    // Indent of the innermost node on the line: skip leading "- " sequence indicators.
-                    var nodeIndent = indent
-                    while nodeIndent + 1 < line.count, line[nodeIndent] == "-", isSpace(line[nodeIndent + 1]) {
-                        nodeIndent += 2
-                        while nodeIndent < line.count, isSpace(line[nodeIndent]) { nodeIndent += 1 }
-                    }
-                    blockIndent = min(nodeIndent, lastTokenStart)
+                case YAML_STREAM_END_EVENT:
+                    return nil
+                default:
+                    break
                 }
             }
         }
-        return nil
-    }
-
-    /// Index of the first `quote` after index `after` on the line that closes a quoted scalar
-    /// (`\"` escaped in double quotes, `''` in single ones); nil when the line has none.
-    private static func closingQuote(_ line: [Unicode.Scalar], quote q: Unicode.Scalar, after: Int) -> Int? {
-        var i = after + 1
-        while i < line.count {
-            if q == "\"", line[i] == "\\" { i += 2; continue }
-            if line[i] == q {
-                if q == "'", i + 1 < line.count, line[i + 1] == "'" { i += 2; continue }
-                return i
-            }
-            i += 1
-        }
-        return nil
     }
 }

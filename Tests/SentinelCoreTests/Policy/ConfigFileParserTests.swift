@@ -418,6 +418,33 @@ struct ConfigFileParserTests {
         let prose = RepositoryConfigParser.parse("version: 1\nreview:\n  instructions: \"Be brief\n    and *really* *kind*\"\n")
         #expect(prose.diagnostics.isEmpty, "\(prose.diagnostics)")
 
+        // Aliases counted as libyaml reads them: each of these hid its aliases from a count of
+        // the text by hand (an anchor, tag or `?` before a quote holding ` #`, a JSON-like key, `?*a`,
+        // a plain scalar ending in `- |`, a plain scalar going on with a quote, a BOM in a flow list).
+        let hiders: [(String) -> String] = [
+            { "[&q \" #\", \($0)]" }, { "[!!str \" #\", \($0)]" }, { "[{\"k\":\" #\"}, \($0)]" }, { "[?\" #\", \($0)]" },
+            { "[\($0.replacingOccurrences(of: "*", with: "?*"))]" }, { "[lol - | # c\n  , \($0)]" }, { "[&q \"x\n y: |\n  \", \($0)]" },
+            { "[lol\n \"lol, \"  #\", \($0)]" }, { "[\n" + $0.split(separator: ",").map { "\u{FEFF}" + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ",\n") + "\n]" },
+        ]
+        for (n, hide) in hiders.enumerated() {
+            var text = "version: 1\nx0: &a0 [\"lol\", \"lol\"]\n"
+            for level in 1...3 {
+                text += "x\(level): &a\(level) " + hide(Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ")) + "\n"
+            }
+            text += "? *a3\n: v\n"
+            let refused = RepositoryConfigParser.parse(text)
+            #expect(refused.diagnostics.first?.message.hasPrefix("too many aliases") == true, "form \(n): \(refused.diagnostics)\n\(text)")
+        }
+        // And only those: emphasis in plain, quoted and tagged block text is text.
+        let emphasis = (0..<30).map { "*word\($0)*" }.joined(separator: " ")
+        for text in ["version: 1\nreview:\n  instructions: Please check \(emphasis)\n",
+                     "version: 1\nreview:\n  instructions: \"Please\n    check \(emphasis)\"\n",
+                     "version: 1\nreview:\n  instructions: 'Please\n    check \(emphasis)'\n",
+                     "version: 1\nreview:\n  instructions: !!str |\n    Please check \(emphasis)\n"] {
+            let read = RepositoryConfigParser.parse(text)
+            #expect(!read.diagnostics.contains { $0.message.hasPrefix("too many aliases") }, "\(read.diagnostics)\n\(text)")
+        }
+
         // '*' inside quotes, comments and block scalars is not an alias.
         var text = "version: 1\nreview:\n  instructions: |\n"
         for _ in 0..<40 { text += "    Prefer *small* functions and avoid *magic*.\n" }
