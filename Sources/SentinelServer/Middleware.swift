@@ -105,7 +105,10 @@ extension ObservabilityMiddleware {
     /// alone is read; any other coding is refused saying which, as one without chunked already is.
     static func checkTransferCoding(_ value: String) throws {
         let codings = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
-        guard let other = codings.first(where: { $0 != "chunked" }) else { return }
+        // Only where the body is chunked last, so that its framing can be read and the connection
+        // goes on: without chunked last the HTTP parser refuses the body itself, and an answer here
+        // as well made two answers to one request.
+        guard codings.last == "chunked", let other = codings.first(where: { $0 != "chunked" }) else { return }
         throw Problem(status: .badRequest,
                       detail: "the request is not valid HTTP/1.1: its body's framing cannot be read (a Transfer-Encoding other than chunked: \(other.prefix(40)))",
                       type: "urn:sentinel:problem:malformed-http", title: "Malformed HTTP request")

@@ -173,8 +173,8 @@ private struct Walker {
             error(nil as Pos?, "file is too large (\(yaml.utf8.count) bytes; the limit is \(RepositoryConfigParser.maxBytes))")
             return
         }
-        if let (count, pos) = AliasScanner.excessiveAlias(in: yaml, limit: RepositoryConfigParser.maxAliases) {
-            error(pos, "too many aliases (\(count) or more '*name' references; at most \(RepositoryConfigParser.maxAliases) are accepted)")
+        if let (message, pos) = AliasScanner.problem(in: yaml) {
+            error(pos, message)
             return
         }
         let root: Yams.Node?
@@ -496,32 +496,61 @@ enum AliasScanner {
     /// references than `.sentinel.yml` may: nested aliases expand exponentially while the file is
     /// read, before any key is checked (a 650-byte file held every command for minutes and GBs).
     static func check(_ yaml: String, file: String) throws {
-        if let (count, pos) = excessiveAlias(in: yaml, limit: RepositoryConfigParser.maxAliases) {
-            throw ConfigError("\(file):\(pos.line): too many aliases (\(count) or more '*name' references; at most \(RepositoryConfigParser.maxAliases) are accepted)")
-        }
+        if let (message, pos) = problem(in: yaml) { throw ConfigError("\(file):\(pos.line): \(message)") }
     }
 
-    /// (count, position of the alias that crossed the limit) when the document has more than
-    /// `limit`; nil otherwise, and when it stops parsing first (composing it then reports the
-    /// error, with at most `limit` aliases read before it).
-    static func excessiveAlias(in yaml: String, limit: Int) -> (Int, Pos)? {
+    /// At most this many nodes may come from aliases, counted as expanded (an alias of a list of
+    /// 10,000 items is 10,001): 19 aliases of a long anchored list, stacked, made 7 million nodes
+    /// for the YAML library to copy and hash.
+    static let maxExpandedNodes = 100_000
+
+    /// Why the document may not be read, and where: more than `RepositoryConfigParser.maxAliases`
+    /// alias references, or aliases that expand to more than `maxExpandedNodes` nodes. Nil
+    /// otherwise, and when it stops parsing first (composing it then reports the error, with what
+    /// was read before it within both limits).
+    static func problem(in yaml: String) -> (message: String, pos: Pos)? {
+        let limit = RepositoryConfigParser.maxAliases
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { return nil }
         defer { yaml_parser_delete(&parser) }
         let bytes = Array(yaml.utf8)
-        return bytes.withUnsafeBufferPointer { buffer -> (Int, Pos)? in
+        return bytes.withUnsafeBufferPointer { buffer -> (String, Pos)? in
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
             var count = 0
+            var expanded = 0
+            // Nodes of each anchor as expanded, and of the collections still open (with their anchors).
+            var sizes: [String: Int] = [:]
+            var open: [(anchor: String?, nodes: Int)] = []
+            func name(_ anchor: UnsafeMutablePointer<yaml_char_t>?) -> String? { anchor.map { String(cString: $0) } }
+            func add(_ nodes: Int) { if !open.isEmpty { open[open.count - 1].nodes += nodes } }
             while true {
                 var event = yaml_event_t()
                 guard yaml_parser_parse(&parser, &event) == 1 else { return nil }
                 defer { yaml_event_delete(&event) }
+                let pos = Pos(line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1)
                 switch event.type {
                 case YAML_ALIAS_EVENT:
                     count += 1
                     if count > limit {
-                        return (count, Pos(line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1))
+                        return ("too many aliases (\(count) or more '*name' references; at most \(limit) are accepted)", pos)
                     }
+                    let nodes = name(event.data.alias.anchor).flatMap { sizes[$0] } ?? 1
+                    expanded += nodes
+                    if expanded > maxExpandedNodes {
+                        return ("its aliases expand to more than \(maxExpandedNodes) nodes; write the values out, or alias smaller ones", pos)
+                    }
+                    add(nodes)
+                case YAML_SCALAR_EVENT:
+                    if let anchor = name(event.data.scalar.anchor) { sizes[anchor] = 1 }
+                    add(1)
+                case YAML_SEQUENCE_START_EVENT:
+                    open.append((name(event.data.sequence_start.anchor), 1))
+                case YAML_MAPPING_START_EVENT:
+                    open.append((name(event.data.mapping_start.anchor), 1))
+                case YAML_SEQUENCE_END_EVENT, YAML_MAPPING_END_EVENT:
+                    guard let closed = open.popLast() else { break }
+                    if let anchor = closed.anchor { sizes[anchor] = closed.nodes }
+                    add(closed.nodes)
                 case YAML_STREAM_END_EVENT:
                     return nil
                 default:

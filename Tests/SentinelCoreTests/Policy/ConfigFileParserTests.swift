@@ -435,6 +435,22 @@ struct ConfigFileParserTests {
             let refused = RepositoryConfigParser.parse(text)
             #expect(refused.diagnostics.first?.message.hasPrefix("too many aliases") == true, "form \(n): \(refused.diagnostics)\n\(text)")
         }
+        // Few aliases of a long anchored list, stacked: 19 aliases, 7 million nodes to copy and hash.
+        var stacked = "version: 1\nx:\n  a: &a [" + Array(repeating: "x", count: 10_000).joined(separator: ",") + "]\n"
+        var below = "a"
+        for name in ["b", "c", "d", "e", "f", "g"] {
+            stacked += "  \(name): &\(name) [*\(below),*\(below),*\(below)]\n"
+            below = name
+        }
+        stacked += "y: {? *g : 1}\n"
+        let heavy = ContinuousClock.now
+        let expanded = RepositoryConfigParser.parse(stacked)
+        #expect(ContinuousClock.now - heavy < .seconds(2))
+        #expect(expanded.diagnostics.first?.message.hasPrefix("its aliases expand to more than 100000 nodes") == true, "\(expanded.diagnostics)")
+        // A list written out, without aliases, is read whatever its length.
+        let long = RepositoryConfigParser.parse("version: 1\nx: [" + Array(repeating: "x", count: 20_000).joined(separator: ",") + "]\n")
+        #expect(!long.diagnostics.contains { $0.message.contains("aliases") }, "\(long.diagnostics)")
+
         // And only those: emphasis in plain, quoted and tagged block text is text.
         let emphasis = (0..<30).map { "*word\($0)*" }.joined(separator: " ")
         for text in ["version: 1\nreview:\n  instructions: Please check \(emphasis)\n",
