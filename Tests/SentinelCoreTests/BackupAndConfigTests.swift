@@ -637,6 +637,9 @@ struct ConfigTests {
         // One key nested and again dotted: the later one won, silently.
         try "server:\n  port: 46501\nserver.port: 46502\n".write(to: file, atomically: true, encoding: .utf8)
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("'server.port' is given twice") }
+        // Not UTF-8: said so (it was "cannot read config file", like a file that is not there).
+        try Data([0x73, 0x65, 0x72, 0x76, 0x65, 0x72, 0x3a, 0x20, 0xff, 0xfe, 0x0a]).write(to: file)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("is not valid UTF-8 text") }
         #expect { try ConfigLoader.load(file: nil, environment: ["SENTINEL_SERVER_TLS_ENABLED": "maybe"]) } throws: {
             "\($0)".contains("SENTINEL_SERVER_TLS_ENABLED")
         }

@@ -343,8 +343,13 @@ public enum ConfigLoader {
     public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SentinelConfig {
         var config = SentinelConfig()
         if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
                 throw ConfigError("cannot read config file \(file)")
+            }
+            // Said apart from "cannot read": the file is there and readable, and its text is what to fix.
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ConfigError("config file \(file) is not valid UTF-8 text; save it as UTF-8")
             }
             let flat = try flatten(yaml: text, file: file)
             let known = Dictionary(uniqueKeysWithValues: keys.map { ($0.path, $0) })
