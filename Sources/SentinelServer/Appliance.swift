@@ -108,7 +108,8 @@ public final class Appliance: Sendable {
         let resolver = try models ?? WorkspaceModelResolver(store: ProviderStore(masterKey: integrations.masterKey, destinations: destinations), http: aiHTTP,
                                                             breakers: CircuitBreakerRegistry(journal: CircuitMetricsJournal(forwardingTo: signals, metrics: metrics)),
                                                             prices: PriceTable.load(overridesFile: config.ai.priceTableFile), metrics: metrics)
-        let runner = ReviewRunner(connector: SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector]), models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
+        let platforms = SourceControlPlatforms(["github": connector, "gitlab": gitLabConnector])
+        let runner = ReviewRunner(connector: platforms, models: resolver, billing: billing, failedRunConclusion: config.review.failedRunConclusion,
                                   maxTokensPerRun: config.review.maxTokensPerRun, metrics: metrics)
         runner.register(in: &registry)
         Rollups.register(in: &registry)
@@ -141,7 +142,8 @@ public final class Appliance: Sendable {
             publicScheme: config.server.tlsEnabled ? "https" : "http", publicURL: config.server.publicURL, destinations: destinations,
             supervisor: supervisor, journal: journal, gitHubIntegrations: gitHubIntegrations, gitLabIntegrations: gitLabIntegrations,
             notifications: notifications,
-            connections: ConnectionTester(gitHub: connector, gitLab: gitLabConnector, providers: providers, aiHTTP: aiHTTP))
+            connections: ConnectionTester(gitHub: connector, gitLab: gitLabConnector, providers: providers, aiHTTP: aiHTTP),
+            reviews: runner, logger: logger)
         if try identity.ensureSetupToken(in: dataDirectory) {
             logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
         }

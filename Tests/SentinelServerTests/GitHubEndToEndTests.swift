@@ -506,6 +506,30 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("deleting a workspace through the API concludes the checks of its reviews waiting to be tried again (they stayed in progress for good)")
+    func deletedWorkspaceConcludesOpenChecks() async throws {
+        let world = try await GitHubWorld()
+        // The review starts its check, then GitHub rate-limits it: the job waits ten minutes to be tried again.
+        await world.github.state.inject("GET files", [.rateLimited(retryAfter: 600)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually {
+            try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:1' AND state = 'queued' AND attempts >= 1") == 1
+        })
+        let started = await world.github.state.checkRuns.values
+        #expect(started.count == 1 && started.allSatisfy { $0.status != "completed" }, "\(started)")
+        let identity = world.appliance.identity
+        let admin = try identity.createUser(email: "root@example.com", password: "correct horse battery", isAdmin: true)
+        let token = try identity.createToken(for: admin, name: "ops", scopes: [.read, .write, .admin], expiresInDays: nil).token
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(world.port)/api/v1/workspaces/\(world.workspace.rawValue)?confirm=acme")
+        request.method = .DELETE
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response = try await world.http.execute(request, timeout: .seconds(30))
+        #expect(response.status.code == 204)
+        let checks = await world.github.state.checkRuns.values
+        #expect(checks.count == 1 && checks.first?.conclusion == "neutral" && checks.first?.summary?.contains("the workspace was deleted") == true, "\(checks)")
+        await world.stop()
+    }
+
     @Test("a payload Sentinel cannot read is ignored with the field and the reason in its outcome (a number out of range said only \"()\", then \"not valid JSON\")")
     func payloadNotUnderstoodSaysWhere() async throws {
         let world = try await GitHubWorld()

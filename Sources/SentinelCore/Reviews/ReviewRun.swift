@@ -400,6 +400,17 @@ public enum ReviewRunStore {
         }
     }
 
+    /// Unfinished runs (queued, or running and waiting to be tried again) whose check run was
+    /// started, with their repository (still registered), oldest first.
+    static func unfinishedChecks(in db: Database, limit: Int = 100) throws -> [(run: ReviewRun, repository: RepositoryRecord, checkID: String)] {
+        try ReviewRun.fetchAll(db, sql: """
+            SELECT * FROM review_runs WHERE state IN ('queued', 'running') AND check_run_id IS NOT NULL ORDER BY id LIMIT ?
+            """, arguments: [limit]).compactMap { run in
+            guard let check = run.checkRunID, let repo = try RepositoryStore.find(id: run.repositoryID, in: db), !repo.removed else { return nil }
+            return (run, repo, check)
+        }
+    }
+
     public static func find(_ id: Int64, in db: Database) throws -> ReviewRun? {
         try ReviewRun.fetchOne(db, sql: "SELECT * FROM review_runs WHERE id = ?", arguments: [id])
     }

@@ -269,6 +269,31 @@ public struct ReviewRunner: Sendable {
         logger.info("run ended while its job waited; its check concluded", metadata: ["state": "\(run.state.rawValue)"])
     }
 
+    /// Before a workspace is deleted, the checks of its unfinished reviews (queued, or waiting to
+    /// be tried again) are concluded neutral: after it no credentials are left to do it, and a
+    /// required check left "in progress" held its pull request for good. A run that is working
+    /// concludes its check itself when it ends. Best effort: what a platform refuses is logged and
+    /// the deletion goes on.
+    public func concludeChecksBeforeDeletion(of workspace: WorkspaceActor, logger: Logger) async {
+        let open: [(run: ReviewRun, repository: RepositoryRecord, checkID: String)]
+        do {
+            open = try await workspace.read { db in try ReviewRunStore.unfinishedChecks(in: db) }
+        } catch {
+            logger.warning("could not read the unfinished reviews of a workspace being deleted", metadata: ["error": "\(error)"])
+            return
+        }
+        for (run, repository, checkID) in open {
+            do {
+                let session = try await connector.session(for: repository, in: workspace)
+                try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral, title: Self.endedTitle(.skipped),
+                                                summary: "Not posted: the workspace was deleted from Sentinel.")
+            } catch {
+                logger.warning("could not conclude the check of a review in a workspace being deleted",
+                               metadata: ["run_id": "\(run.id)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// The check's title for a run that ended without posting: a newer push replaced it, or it was
     /// skipped (its pull request closed or merged, the run cancelled).
     static func endedTitle(_ state: RunState) -> String {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import OpenAPIHummingbird
 import OpenAPIRuntime
 import SentinelCore
@@ -32,6 +33,10 @@ struct APIDependencies: Sendable {
     let notifications: Notifications
     /// "Test connection" for an integration or AI provider, through the clients reviews use.
     let connections: ConnectionTester
+    /// Reviews (a workspace's unfinished reviews conclude their checks before it is deleted).
+    let reviews: ReviewRunner
+    /// The appliance's log, for what an operation does beside its answer.
+    let logger: Logger
 }
 
 /// The `/api/v1` operations: the generated `APIProtocol`, implemented by one small handler type per

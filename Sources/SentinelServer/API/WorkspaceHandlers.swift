@@ -57,6 +57,7 @@ struct WorkspaceHandlers: Sendable {
         guard input.query.confirm == record.id || input.query.confirm == record.name else {
             throw Problem(status: .badRequest, detail: "confirm: must repeat the workspace's id or name (\(record.name))")
         }
+        try? await d.supervisor.withWorkspace(id) { workspace in await d.reviews.concludeChecksBeforeDeletion(of: workspace, logger: d.logger) }
         _ = try await d.supervisor.deleteWorkspace(id, using: d.workspaces, by: context.actorName)
         // Its final backup took what the intake journal held for it; nothing of it stays there.
         try await d.journal.discard(id)

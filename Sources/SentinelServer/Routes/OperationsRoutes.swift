@@ -17,11 +17,6 @@ struct OperationsRoutes {
     /// Where `/metrics` is answered from (`observability.metrics_allowed_cidrs`).
     let metricsAllowed: [IPRange]
 
-    /// Whether the file on disk is still a regular file of at least one database page, by `stat`
-    /// alone: opened and closed here, any descriptor of the file drops every POSIX lock this
-    /// process holds on it (SQLite's too), and a CLI command beside the server then took the
-    /// write-ahead log for its own and deleted it, with the writes acknowledged in it.
-
     /// Free and total bytes of the file system holding `directory`.
     static func diskSpace(_ directory: URL) -> (free: Int64, total: Int64)? {
         guard let fs = try? FileManager.default.attributesOfFileSystem(forPath: directory.path),
