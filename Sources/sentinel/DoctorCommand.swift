@@ -70,25 +70,39 @@ struct ConnectionTestCommand {
 }
 
 extension GlobalOptions {
-    /// The connection tester of the API and console, with clients built as the server builds them
-    /// (each integration's CA bundle, the `security.*` destination rules), shut down after `body`:
-    /// the one way `doctor --online`, `integration test` and `provider test` reach the outside.
-    func withConnectionTester<T>(control: ControlStore, config: SentinelConfig, _ body: (ConnectionTester) async throws -> T) async throws -> T {
+    /// GitHub's and GitLab's connectors built as the server builds them (each integration's CA
+    /// bundle, the `security.*` destination rules), shut down after `body`: the one way commands
+    /// reach the platforms.
+    func withPlatforms<T>(control: ControlStore, config: SentinelConfig,
+                          _ body: (GitHubConnector, GitLabConnector) async throws -> T) async throws -> T {
         let destinations = try DestinationPolicy(config.security)
-        let masterKey = try MasterKey.load(at: dataDirectory.masterKeyFile)
-        let service = IntegrationService(control: control, masterKey: masterKey)
+        let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: dataDirectory.masterKeyFile))
         let gitHub = GitHubConnector(integrations: GitHubIntegrationCache(service: service),
                                      requestTimeout: .seconds(config.github.requestTimeoutSeconds), destinations: destinations)
         let gitLab = GitLabConnector(integrations: GitLabIntegrationCache(service: service),
-                                     requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds), destinations: destinations)
-        let http = try AsyncOutboundHTTPClient(destinations: destinations)
-        let tester = ConnectionTester(gitHub: gitHub, gitLab: gitLab, providers: ProviderStore(masterKey: masterKey, destinations: destinations), aiHTTP: http)
+                                     requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds), destinations: destinations,
+                                     publicURL: config.server.publicURL)
         let outcome: Result<T, any Error>
-        do { outcome = .success(try await body(tester)) } catch { outcome = .failure(error) }
+        do { outcome = .success(try await body(gitHub, gitLab)) } catch { outcome = .failure(error) }
         await gitHub.shutdown()
         await gitLab.shutdown()
-        await http.shutdown()
         return try outcome.get()
+    }
+
+    /// The connection tester of the API and console, with clients built as the server builds them,
+    /// shut down after `body`: the one way `doctor --online`, `integration test` and `provider test`
+    /// reach the outside.
+    func withConnectionTester<T>(control: ControlStore, config: SentinelConfig, _ body: (ConnectionTester) async throws -> T) async throws -> T {
+        let destinations = try DestinationPolicy(config.security)
+        let masterKey = try MasterKey.load(at: dataDirectory.masterKeyFile)
+        return try await withPlatforms(control: control, config: config) { gitHub, gitLab in
+            let http = try AsyncOutboundHTTPClient(destinations: destinations)
+            let tester = ConnectionTester(gitHub: gitHub, gitLab: gitLab, providers: ProviderStore(masterKey: masterKey, destinations: destinations), aiHTTP: http)
+            let outcome: Result<T, any Error>
+            do { outcome = .success(try await body(tester)) } catch { outcome = .failure(error) }
+            await http.shutdown()
+            return try outcome.get()
+        }
     }
 }
 

@@ -23,33 +23,23 @@ struct ReconcileCommand: AsyncParsableCommand {
         try await oneLine {
             let config = try global.loadConfig()
             let (control, _) = try global.openControl(config)
-            let integrations = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))
-            let connector = GitHubConnector(integrations: GitHubIntegrationCache(service: integrations),
-                                            requestTimeout: .seconds(config.github.requestTimeoutSeconds),
-                                            destinations: try DestinationPolicy(config.security))
-            let gitLab = GitLabConnector(integrations: GitLabIntegrationCache(service: integrations),
-                                         requestTimeout: .seconds(config.gitlab.requestTimeoutSeconds),
-                                         destinations: try DestinationPolicy(config.security), publicURL: config.server.publicURL)
-            let reconciler = Reconciler(connectors: ["github": connector, "gitlab": gitLab], options: ReconcileOptions(config.reconcile, dryRun: dryRun))
             let logger = cliLogger(config, command: "reconcile")
-            var report = ReconcileReport(dryRun: dryRun)
-            let targets = try workspace.map { [$0] } ?? control.workspaceIDs().map(\.rawValue)
-            for target in targets {
-                do {
-                    report.integrations += try await global.withWorkspace(target) { actor, _, _ in
-                        try await reconciler.sweep(actor, logger: logger.with(["workspace_id": actor.id.rawValue]))
+            let report = try await global.withPlatforms(control: control, config: config) { gitHub, gitLab in
+                let reconciler = Reconciler(connectors: ["github": gitHub, "gitlab": gitLab], options: ReconcileOptions(config.reconcile, dryRun: dryRun))
+                var report = ReconcileReport(dryRun: dryRun)
+                let targets = try workspace.map { [$0] } ?? control.workspaceIDs().map(\.rawValue)
+                for target in targets {
+                    do {
+                        report.integrations += try await global.withWorkspace(target) { actor, _, _ in
+                            try await reconciler.sweep(actor, logger: logger.with(["workspace_id": actor.id.rawValue]))
+                        }
+                    } catch {
+                        if workspace != nil { throw error }
+                        report.failures[target] = "\(error)"
                     }
-                } catch {
-                    if workspace != nil {
-                        await connector.shutdown()
-                        await gitLab.shutdown()
-                        throw error
-                    }
-                    report.failures[target] = "\(error)"
                 }
+                return report
             }
-            await connector.shutdown()
-            await gitLab.shutdown()
             if json { try printJSON(report) } else { print(Self.text(report), terminator: "") }
             return report
         }

@@ -29,8 +29,8 @@ struct WorkspaceCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete a workspace: a final backup into DATA_DIR/backups/deleted/, then its file, members, integrations and pending work.",
             discussion: """
-                Stop sentinel serve first: the command refuses while serve holds the data directory. Webhooks of the \
-                workspace's integrations then answer 410 Gone. What the analytics export already carried stays there.
+                Stop sentinel serve first: the command refuses while serve holds the data directory. The checks of its \
+                unfinished reviews are concluded neutral first. Webhooks of the workspace's integrations then answer 410 Gone. What the analytics export already carried stays there.
                 """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Workspace id or name.") var workspace: String
@@ -52,6 +52,19 @@ struct WorkspaceCommand: AsyncParsableCommand {
                     throw CLIError("--confirm must repeat the workspace's id or name (\(record.name)); nothing was deleted")
                 }
                 guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
+                // The checks of its unfinished reviews are concluded first: after it, no credentials
+                // are left to do it (a file Sentinel cannot open has none to conclude).
+                let logger = cliLogger(config, command: "workspace delete")
+                try await global.withPlatforms(control: control, config: config) { gitHub, gitLab in
+                    let reviews = ReviewRunner(connector: SourceControlPlatforms(["github": gitHub, "gitlab": gitLab]))
+                    do {
+                        try await global.withWorkspace(id.rawValue) { actor, _, _ in
+                            await reviews.concludeChecksBeforeDeletion(of: actor, logger: logger)
+                        }
+                    } catch {
+                        logger.warning("could not open the workspace to conclude its reviews' checks", metadata: ["error": "\(error)"])
+                    }
+                }
                 let deletion = try service.delete(id, by: "cli")
                 if json { try printJSON(deletion) } else {
                     print("deleted workspace \(deletion.id) (\(deletion.name)); final backup: \(deletion.backup)")

@@ -530,6 +530,27 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("sentinel workspace delete concludes the checks of its reviews waiting to be tried again too (they stayed in progress for good)")
+    func commandDeleteConcludesOpenChecks() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("GET files", [.rateLimited(retryAfter: 600)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually {
+            try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:1' AND state = 'queued' AND attempts >= 1") == 1
+        })
+        // Serve stops (the command refuses beside it); its data directory, taken as it is, is where the command runs.
+        try await world.services.shutdown()
+        let copy = TemporaryDirectory("sentinel-delete")
+        defer { copy.cleanup() }
+        let data = copy.url.appendingPathComponent("data")
+        try FileManager.default.copyItem(at: world.directory.url, to: data)
+        let deleted = try await SentinelProcess.run(["workspace", "delete", "acme", "--confirm", "acme", "--data-dir", data.path])
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        let checks = await world.github.state.checkRuns.values
+        #expect(checks.count == 1 && checks.first?.conclusion == "neutral" && checks.first?.summary?.contains("the workspace was deleted") == true, "\(checks)")
+        await world.stop()
+    }
+
     @Test("a payload Sentinel cannot read is ignored with the field and the reason in its outcome (a number out of range said only \"()\", then \"not valid JSON\")")
     func payloadNotUnderstoodSaysWhere() async throws {
         let world = try await GitHubWorld()
