@@ -401,18 +401,138 @@ struct BackupTests {
         }
         let futureFormat = try variant("format") { _, manifest in manifest.format = 99 }
         let empty = try variant("empty") { _, manifest in manifest.files = [] }
+        let twice = try variant("twice") { _, manifest in
+            let entry = try #require(manifest.files.first { $0.workspaceID == a.rawValue })
+            manifest.files.insert(entry, at: manifest.files.count)
+        }
         let refusals: [(URL, String)] = [
             (futureFormat, "is a backup of format 99, which this binary does not read"),
             (empty, "lists no file: nothing to restore"),
             (newer, "control.sqlite was written by a newer Sentinel"),
             (swappedKind, "control.sqlite is not a control file of Sentinel (it has no users table)"),
             (swappedWorkspace, "is the file of workspace \(a.rawValue), not of \(b.rawValue)"),
+            // Both copies were staged at one place: the move into place failed half-way, control.sqlite already replaced.
+            (twice, "its manifest lists the workspace \(a.rawValue) file twice"),
         ]
         for (backup, message) in refusals {
             #expect { try service.restore(from: backup) } throws: { "\($0)".contains(message) }
             #expect(try live.map { try Data(contentsOf: $0) } == before, "nothing replaced by \(backup.lastPathComponent)")
         }
+        // A backup copied off the machine and back under umask 0 comes back owner-only all the same.
+        for file in try FileManager.default.subpathsOfDirectory(atPath: good.path) where file.hasSuffix(".sqlite") {
+            #expect(chmod(good.appendingPathComponent(file).path, 0o666) == 0)
+        }
         #expect(try service.restore(from: good).count == 3)
+        for file in live {
+            let mode = try #require(try FileManager.default.attributesOfItem(atPath: file.path)[.posixPermissions] as? NSNumber)
+            #expect(mode.intValue & 0o777 == 0o600, "\(file.lastPathComponent): \(String(mode.intValue, radix: 8))")
+        }
+    }
+
+    @Test("a restore waits for a backup reading the data directory, and a backup for a restore: a backup taken while a restore replaced the files mixed both and passed verify")
+    func backupAndRestoreExcludeEachOther() async throws {
+        let (h, _, _) = try await Self.twoWorkspacesAtRest()
+        defer { h.directory.cleanup() }
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let good = h.directory.url.appendingPathComponent("good")
+        _ = try service.backup(to: good, control: h.control)
+        var backingUp = try FileLock.tryAcquireShared(h.dataDirectory.backupLockFile)
+        #expect(backingUp != nil)
+        // Two backups may run at once.
+        #expect(try service.backup(to: h.directory.url.appendingPathComponent("second"), control: h.control).files.count == 3)
+        try h.control.close()
+        #expect { try service.restore(from: good) } throws: { "\($0)".contains("a backup of \(h.dataDirectory.root.path) is being taken") }
+        backingUp = nil
+        var restoring = try FileLock.tryAcquire(h.dataDirectory.backupLockFile)
+        #expect(restoring != nil)
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        #expect { try service.backup(to: h.directory.url.appendingPathComponent("third"), control: control) } throws: {
+            "\($0)".contains("a restore is running")
+        }
+        #expect(!FileManager.default.fileExists(atPath: h.directory.url.appendingPathComponent("third").path))
+        try control.close()
+        restoring = nil
+        #expect(try service.restore(from: good).count == 3)
+    }
+
+    @Test("a full restore routes each integration as its restored workspace file says: one added while the backup was taken (in the workspace file, not in control.sqlite) answered 404")
+    func fullRestoreRealignsIntegrationRoutes() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("routes")
+        let integration = try #require(IntegrationID("int_during0000000000"))
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                try tx.db.execute(sql: """
+                    INSERT INTO integrations (id, kind, app_id, api_url, webhook_secret, created_at)
+                    VALUES (?, 'github', 1, 'https://127.0.0.1:1/', x'00', 5)
+                    """, arguments: [integration.rawValue])
+            }
+        }
+        await h.supervisor.shutdown()
+        // The workspace file holds it, control.sqlite (copied first) does not: added between the two copies.
+        let out = h.directory.url.appendingPathComponent("backup")
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        _ = try service.backup(to: out, control: h.control)
+        let integrations = IntegrationService(control: h.control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        #expect(try await integrations.workspaceOf(integration) == nil)
+        try h.control.close()
+        var said: [String] = []
+        _ = try service.restore(from: out) { said.append($0) }
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        defer { try? control.close() }
+        let restored = IntegrationService(control: control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        #expect(try await restored.workspaceOf(integration) == ws)
+        #expect(said.contains { $0.contains("\(integration)") && $0.contains("while this backup was taken") }, "\(said)")
+    }
+
+    @Test("the advice for a missing master key quotes a path with a space (pasted as printed, it wrote the key elsewhere)")
+    func missingKeyAdviceQuotesPath() {
+        #expect(DataDirectory(path: "/srv/new dir/d").missingMasterKey.contains("head -c 32 /dev/urandom > '/srv/new dir/d/secrets/master.key'; chmod 600 '/srv/new dir/d/secrets/master.key'"))
+        #expect(DataDirectory(path: "/var/lib/sentinel").missingMasterKey.contains("> /var/lib/sentinel/secrets/master.key;"))
+    }
+
+    @Test("a full restore keeps what was done to credentials after the backup: revoked tokens stay revoked, disabled and deleted users disabled, new passwords, ended sessions, audit entries (a revoked token came back to life, its revocation erased)")
+    func fullRestoreKeepsCredentialChanges() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let identity = IdentityService(control: h.control, bcryptCost: 4)
+        let alice = try identity.createUser(email: "alice@example.com", password: "alice password 1", isAdmin: true)
+        let bob = try identity.createUser(email: "bob@example.com", password: "bob password 12", isAdmin: false)
+        let carol = try identity.createUser(email: "carol@example.com", password: "carol password 1", isAdmin: false)
+        let token = try identity.createToken(for: alice, name: "ci", scopes: [.read], expiresInDays: nil)
+        let session = try identity.createSession(for: alice)
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try service.backup(to: out, control: h.control)
+        // After the backup: the token leaks and is revoked, bob leaves, carol is deleted, alice changes her password and signs out.
+        try identity.revokeToken(id: token.summary.id, of: alice, by: "alice@example.com")
+        _ = try identity.disableUser(id: bob.id, by: "alice@example.com")
+        _ = try identity.deleteUser(id: carol.id, by: "alice@example.com")
+        try identity.setPassword(userID: alice.id, password: "a new password for alice", by: "cli")
+        // (A new password ends the user's sessions; signing out ends one anyway.)
+        if let sessionID = try h.control.read({ db in try String.fetchOne(db, sql: "SELECT id FROM sessions") }) { try identity.endSession(id: sessionID) }
+        let auditBefore = try h.control.read { db in try AuditLog.events(in: db) }.map(\.id)
+        try h.control.close()
+
+        var said: [String] = []
+        _ = try service.restore(from: out) { said.append($0) }
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        defer { try? control.close() }
+        let restored = IdentityService(control: control, bcryptCost: 4)
+        #expect(try restored.authenticate(bearer: token.token) == nil)
+        #expect(try restored.authenticate(bearer: session.token) == nil)
+        #expect(try restored.user(id: bob.id)?.disabledAt != nil)
+        #expect(try restored.user(id: carol.id)?.disabledAt != nil)
+        #expect(try restored.checkPassword(email: "alice@example.com", password: "alice password 1") == nil)
+        #expect(try restored.checkPassword(email: "alice@example.com", password: "a new password for alice") != nil)
+        #expect(try control.read { db in try AuditLog.events(in: db) }.map(\.id) == auditBefore)
+        for words in ["1 API token revoked after this backup stays revoked", "1 user disabled after this backup", "1 user deleted after this backup is back, disabled",
+                      "1 user keeps the password set after this backup", "1 sign-in session that ended", "audit entries written after this backup are kept"] {
+            #expect(said.contains { $0.contains(words) }, "\(words): \(said)")
+        }
     }
 
     @Test("a workspace file without a table its schema version has is refused when opened (each request reading it was a 500) and named by verify (it said all checks passed)")

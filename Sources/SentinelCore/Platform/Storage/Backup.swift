@@ -51,6 +51,13 @@ public struct BackupService: Sendable {
     /// what it wrote, so a nightly backup on the data volume cannot leave it full.
     public func backup(to destination: URL, workspace only: WorkspaceID? = nil, control: ControlStore) throws -> BackupManifest {
         let fm = FileManager.default
+        // Not while a restore replaces the files, nor a restore while this reads them (a lock file
+        // that cannot be created, in a read-only data directory, says nothing of a restore).
+        let reading: FileLock?? = try? FileLock.tryAcquireShared(dataDirectory.backupLockFile)
+        if case .some(.none) = reading {
+            throw StorageError.conflict("a restore is running on \(dataDirectory.root.path); back up when it has finished (nothing was written)")
+        }
+        defer { _ = reading }
         let ids: [WorkspaceID]
         if let only {
             guard try control.workspace(only) != nil else { throw WorkspaceError.notFound(only.rawValue) }
@@ -269,7 +276,13 @@ public struct BackupService: Sendable {
         guard let exporting = try FileLock.tryAcquire(dataDirectory.exportLockFile) else {
             throw StorageError.conflict("an analytics export is running on \(dataDirectory.root.path); wait for it to finish, then restore")
         }
-        defer { _ = (lock, restoring, exporting) }
+        // A backup reading the data directory now would copy some files before and some after
+        // this restore, and report the mix as a good backup.
+        guard let backups = try FileLock.tryAcquire(dataDirectory.backupLockFile) else {
+            throw StorageError.conflict("a backup of \(dataDirectory.root.path) is being taken (sentinel backup, or sentinel-backup.timer); "
+                                        + "wait for it to finish, then restore; nothing was restored")
+        }
+        defer { _ = (lock, restoring, exporting, backups) }
         // No key is made here: the restored files' credentials are sealed with the original one,
         // which a backup does not hold (`serve` says so until it is copied back).
         try dataDirectory.prepare(creatingKey: false)
@@ -285,6 +298,15 @@ public struct BackupService: Sendable {
                                             + "another appliance): a restored file would be served by nothing; nothing was restored. Restore a "
                                             + "full backup whose control.sqlite lists it (sentinel restore --from DIR, without --workspace), or "
                                             + "read this backup's file with sqlite3")
+            }
+        }
+        // A manifest naming one file twice would stage both copies at one place: the second
+        // replaced the first, and the move into place failed half-way through.
+        var seen = Set<String>()
+        for entry in selected {
+            let key = entry.kind == .workspace ? "workspace \(entry.workspaceID ?? "-")" : entry.kind.rawValue
+            guard seen.insert(key).inserted else {
+                throw StorageError.invalid("backup is damaged: its manifest lists the \(key) file twice; nothing was restored")
             }
         }
         // 1. Verify everything into staged copies next to their destinations.
@@ -321,6 +343,9 @@ public struct BackupService: Sendable {
             staged.append((entry, temp, target))
             do {
                 try FileManager.default.copyItem(at: from, to: temp)
+                // Owner-only, as Sentinel writes its files: a copy keeps the backup file's mode (a
+                // backup copied off the machine and back came in world-readable, or writable).
+                guard chmod(temp.path, 0o600) == 0 else { throw StorageError.io(String(cString: strerror(errno))) }
             } catch {
                 throw StorageError.io("copying \(entry.file) from the backup to \(temp.path) failed (\(FileSystem.reason(error))); nothing was restored")
             }
@@ -331,6 +356,8 @@ public struct BackupService: Sendable {
             try verifyIntegrity(temp, name: entry.file)
             try verifySchema(temp, entry: entry)
         }
+        // What happened to credentials after the backup is read from the file about to be replaced.
+        let credentials = selected.contains { $0.kind == .control } ? RestoredCredentials.read(from: dataDirectory.controlFile) : nil
         // 2. Move each verified copy into place, leaving no stale -wal/-shm from the old file.
         for (_, temp, target) in staged {
             for suffix in ["-wal", "-shm", "-journal"] {
@@ -347,12 +374,21 @@ public struct BackupService: Sendable {
         let restoredIDs = selected.contains { $0.kind == .control }
             ? try control.workspaceIDs()
             : selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }
+        if let credentials {
+            do {
+                for line in try control.write({ db in try credentials.apply(in: db, now: Date()) }) { log(line) }
+            } catch {
+                log("the credential changes made after this backup could not be kept (\(error)): API tokens revoked, users disabled or deleted "
+                    + "and passwords changed since are as the backup has them; revoke, disable and set them again")
+            }
+        }
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
         for id in restoredIDs { try rewindExportWatermark(of: id, control: control, now: now, log: log) }
-        if !selected.contains(where: { $0.kind == .control }) {
-            for id in restoredIDs { try realignIntegrationRouting(of: id, control: control, now: now, log: log) }
-        }
+        // A full backup copies control.sqlite before the workspace files: an integration added or
+        // removed between the two copies is routed as its workspace file says.
+        let full = selected.contains { $0.kind == .control }
+        for id in restoredIDs { try realignIntegrationRouting(of: id, control: control, now: now, full: full, log: log) }
         // Workspaces the backup could not read when it was taken are not in it: said, not passed over.
         for missing in manifest.skipped ?? [] where only == nil || only?.rawValue == missing.workspaceID {
             let id = WorkspaceID(missing.workspaceID)
@@ -398,7 +434,7 @@ public struct BackupService: Sendable {
     /// delivery refused as unknown, and the integration listed nowhere, so not removable); it is
     /// retired now, its webhooks answering 410 Gone as a removed one's do. One removed after the
     /// backup is back in the file with its secrets: routed again, as it was when the backup was taken.
-    private func realignIntegrationRouting(of id: WorkspaceID, control: ControlStore, now: Double, log: (String) -> Void) throws {
+    private func realignIntegrationRouting(of id: WorkspaceID, control: ControlStore, now: Double, full: Bool, log: (String) -> Void) throws {
         let file = dataDirectory.workspaceFile(id)
         guard FileManager.default.fileExists(atPath: file.path) else { return }
         var configuration = Configuration()
@@ -435,13 +471,15 @@ public struct BackupService: Sendable {
             }
             if !retired.isEmpty || !routedAgain.isEmpty { try control.noteIntegrationChanged(in: db) }
         }
+        let when = full ? "while this backup was taken" : "after this backup"
         for integration in retired {
-            log("workspace \(id): integration \(integration) was added after this backup and is not in the restored file; its webhooks "
+            log("workspace \(id): integration \(integration) was added \(when) and is not in the restored file; its webhooks "
                 + "now answer 410 Gone, as a removed integration's do (add the integration again to use it)")
         }
         for integration in routedAgain {
-            log("workspace \(id): integration \(integration), removed after this backup, is back with the restored file; its webhooks "
-                + "are routed to the workspace again (remove it again if it should stay removed)")
+            log("workspace \(id): integration \(integration), " + (full ? "added or removed while this backup was taken, is in the restored file"
+                                                                     : "removed after this backup, is back with the restored file")
+                + "; its webhooks are routed to the workspace again (remove it again if it should stay removed)")
         }
     }
 

@@ -35,6 +35,9 @@ public struct DataDirectory: Sendable, Equatable {
     /// Held by `sentinel restore` while it runs; every other command checks it before it opens
     /// control.sqlite (a change made then would be overwritten or orphaned by the restore).
     public var restoreLockFile: URL { root.appendingPathComponent(".restore.lock") }
+    /// Held shared by every backup while it reads the data directory, and exclusively by
+    /// `sentinel restore`: a backup taken while a restore replaced the files was a mix of both.
+    public var backupLockFile: URL { root.appendingPathComponent(".backup.lock") }
     public var backupsDirectory: URL { root.appendingPathComponent("backups", isDirectory: true) }
 
     /// Where files are copied before a migration from schema version `from` to `to`.
@@ -94,7 +97,13 @@ public struct DataDirectory: Sendable, Equatable {
         "\(masterKeyFile.path) is missing, but this data directory holds data (control.sqlite) whose stored credentials "
             + "(integration keys, webhook secrets, AI provider keys) are sealed with it. Copy the key back from where you keep it "
             + "(a backup does not hold it), mode 600. To go on without the stored credentials instead, create a new key "
-            + "(head -c 32 /dev/urandom > \(masterKeyFile.path); chmod 600 \(masterKeyFile.path)) and enter them again"
+            + "(head -c 32 /dev/urandom > \(Self.shellQuoted(masterKeyFile.path)); chmod 600 \(Self.shellQuoted(masterKeyFile.path))) and enter them again"
+    }
+
+    /// A path as a shell reads it back whole: quoted when it holds anything but letters, digits and `/._-`.
+    static func shellQuoted(_ path: String) -> String {
+        let plain = path.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || "/._-".unicodeScalars.contains($0) }
+        return plain ? path : "'" + path.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }
 
@@ -120,6 +129,14 @@ public final class FileLock: Sendable {
         let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StorageError.io("cannot open lock file \(url.path): \(String(cString: strerror(errno)))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 { close(fd); return nil }
+        return FileLock(fd: fd)
+    }
+
+    /// A shared lock (others may hold it shared too); nil when another process holds it exclusively.
+    public static func tryAcquireShared(_ url: URL) throws -> FileLock? {
+        let fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError.io("cannot open lock file \(url.path): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 { close(fd); return nil }
         return FileLock(fd: fd)
     }
 
