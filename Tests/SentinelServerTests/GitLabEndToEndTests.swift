@@ -439,6 +439,36 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
+    @Test("a run superseded by a newer run of the same commit (a second @sentinel review) leaves the commit's status as the newer run set it: it set success over the newer run's failure")
+    func supersededAtSameCommitLeavesStatus() async throws {
+        let world = try await GitLabWorld()
+        let mr = try await world.mergeRequest()
+        let developer = FakeGitLabUser(id: 501, username: "dev")
+        await world.gitlab.state.addMember(project: world.project.id, userID: developer.id, username: developer.username, accessLevel: .developer)
+        // Run 1 sets the status running, then GitLab rate-limits its diff: its job waits.
+        await world.gitlab.state.inject("GET diffs", [.rateLimited(retryAfter: 3)])
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await eventually { await world.gitlab.state.requests.contains { $0.route == "GET diffs" } })
+        // Run 2 of the same commit supersedes it and concludes the status: failed (two findings).
+        let command = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 21)
+        #expect(try await world.deliver("Note Hook", command).0 == 202)
+        #expect(await eventually { try await world.runs().contains { $0.id == 2 && $0.state == .completed } })
+        let settled = await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel")
+        #expect(settled.last == "failed", "\(settled)")
+        // Run 1's job wakes, finds its run superseded and ends without touching the status.
+        #expect(await eventually {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) {
+                try await $0.read { db in
+                    try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs WHERE idempotency_key = 'run:1' AND state = 'succeeded'") ?? 0
+                }
+            } == 1
+        })
+        #expect(try await world.runs().first { $0.id == 1 }?.state == .superseded)
+        #expect(await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel") == settled)
+        #expect(await world.gitlab.state.statuses(project: world.project.id, sha: "aaa111").map(\.status) == ["failed"])
+        await world.stop()
+    }
+
     @Test("intake: a wrong or missing X-Gitlab-Token is 401 and stores nothing; an unknown integration is 404; odd naming headers 400; a removed one 410")
     func intakeRefusals() async throws {
         let world = try await GitLabWorld()
@@ -608,6 +638,28 @@ struct GitLabEndToEndTests {
         #expect(run.state == .completed)
         #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).count == 2)
         #expect(await world.summaryNotes().first?.body.contains("Reviewed 0 of 0") == false)
+        await world.stop()
+    }
+
+    @Test("waiting for GitLab to prepare a merge request's diff is not a failed attempt: with one attempt allowed, the run waits and is reviewed (it failed red after jobs.max_attempts looks)")
+    func diffPreparationNotCountedAsAttempts() async throws {
+        let world = try await GitLabWorld(config: { $0.jobs.maxAttempts = 1 })
+        await world.gitlab.state.updateMergeRequest(project: world.project.id, iid: 3, diffReady: false)
+        let mr = try await world.mergeRequest()
+        #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
+        #expect(await eventually { await world.gitlab.state.requests.contains { $0.route == "GET merge_request" } })
+        try await Task.sleep(for: .seconds(1))
+        let waiting = try await world.appliance.supervisor.withWorkspace(world.workspace) {
+            try await $0.read { db in
+                try Row.fetchOne(db, sql: "SELECT state, attempts, last_error FROM jobs WHERE idempotency_key = 'run:1'")
+                    .map { "\($0["state"] as String? ?? "") \($0["attempts"] as Int? ?? -1) \($0["last_error"] as String? ?? "")" }
+            }
+        }
+        #expect(waiting?.hasPrefix("queued 0 GitLab has not prepared the merge request's diff yet") == true, "\(String(describing: waiting))")
+        #expect(try await world.runs().first.map { !$0.state.isFinal } == true)
+        await world.gitlab.state.updateMergeRequest(project: world.project.id, iid: 3, diffReady: true)
+        #expect(await world.waitForFinished(1))
+        #expect(try await world.runs().first?.state == .completed)
         await world.stop()
     }
 

@@ -411,6 +411,13 @@ public enum ReviewRunStore {
         }
     }
 
+    /// Whether a newer run of the same pull request reviews the same commit.
+    static func hasNewerRun(than run: ReviewRun, in db: Database) throws -> Bool {
+        try Bool.fetchOne(db, sql: """
+            SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id > ?)
+            """, arguments: [run.repositoryID, run.prNumber, run.headSHA, run.id]) ?? false
+    }
+
     public static func find(_ id: Int64, in db: Database) throws -> ReviewRun? {
         try ReviewRun.fetchOne(db, sql: "SELECT * FROM review_runs WHERE id = ?", arguments: [id])
     }

@@ -95,6 +95,10 @@ public struct ReviewRunner: Sendable {
         self.maxTokensPerRun = maxTokensPerRun
     }
 
+    /// How long a run waits for a platform still preparing what it needs (GitLab's diff) before
+    /// such waits count as failed attempts.
+    static let notReadyPatience: Double = 15 * 60
+
     /// Registers the `review.run` job and its on-dead hook (a dead job ends its run failed).
     public func register(in registry: inout JobRegistry) {
         registry.register(ReviewRunStore.jobKind, handler: { try await run($0) }, onDead: { try await runDied($0, $1) })
@@ -244,6 +248,19 @@ public struct ReviewRunner: Sendable {
                                repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
             case .permanent(let message):
                 try await fail(run: loaded.run, reason: message, label: "platform_refused", session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
+            case .notReady(let message, let retryAfter):
+                // Looked at again without counting attempts for a while (GitLab may take minutes to
+                // prepare a large merge request's diff: counted, the run failed red after eight
+                // looks, about 40 s), then as any retryable failure.
+                if Date().epoch - loaded.run.createdAt < Self.notReadyPatience {
+                    logger.info("platform not ready yet; looking again", metadata: ["reason": "\(message)"])
+                    throw JobFailure.postpone(retryAfter, message)
+                }
+                if context.job.attempts < context.job.maxAttempts {
+                    throw JobFailure.retryAfter(retryAfter, message)
+                }
+                try await fail(run: loaded.run, reason: "gave up after \(Int(Self.notReadyPatience / 60)) minutes: \(message)", label: "platform_retries_exhausted",
+                               session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
             }
         }
         // Any other error is retried by the queue; when the job goes dead, `runDied` ends the run.
@@ -263,6 +280,10 @@ public struct ReviewRunner: Sendable {
             return
         }
         let session = try await connector.session(for: repository, in: workspace)
+        if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) {
+            logger.info("run ended while its job waited; the commit's check belongs to a newer run of it, left as that run set it")
+            return
+        }
         try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral,
                                         title: Self.endedTitle(run.state),
                                         summary: "Not posted: \(Self.outside(run.reason ?? "a newer run replaced this one")).")
@@ -292,6 +313,14 @@ public struct ReviewRunner: Sendable {
                                metadata: ["run_id": "\(run.id)", "error": "\(error)"])
             }
         }
+    }
+
+    /// On a platform where a commit has one check of Sentinel's (GitLab's status), a newer run of
+    /// the same commit owns it: an older run concluding it afterwards set "success" over the newer
+    /// run's result (a second `@sentinel review` turned a failed gate green).
+    private func checkOwnedByNewerRun(_ run: ReviewRun, session: any SourceControlSession, workspace: WorkspaceActor) async throws -> Bool {
+        guard session.checkIsPerCommit else { return false }
+        return try await workspace.read { db in try ReviewRunStore.hasNewerRun(than: run, in: db) }
     }
 
     /// The check's title for a run that ended without posting: a newer push replaced it, or it was
@@ -665,7 +694,7 @@ public struct ReviewRunner: Sendable {
             return
         }
         if let current = stored, current.state.isFinal, current.reviewID == nil {
-            if let checkID {
+            if let checkID, try await !checkOwnedByNewerRun(current, session: session, workspace: workspace) {
                 // Closed or merged, or cancelled, while it ran: "Review skipped", as for a run that
                 // ended while its job waited; it said "Superseded" with the closed reason beneath.
                 try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: Self.endedTitle(current.state),

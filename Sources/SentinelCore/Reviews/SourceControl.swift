@@ -52,10 +52,13 @@ public enum CheckConclusion: String, Sendable {
 public enum SourceControlError: Error, CustomStringConvertible {
     case retryable(String, retryAfter: TimeInterval?)
     case permanent(String)
+    /// The platform is still preparing what was asked for (GitLab computing a new merge request's
+    /// diff): asked again after `retryAfter`, a wait that is not a failed attempt.
+    case notReady(String, retryAfter: TimeInterval)
 
     public var description: String {
         switch self {
-        case .retryable(let m, _), .permanent(let m): return m
+        case .retryable(let m, _), .permanent(let m), .notReady(let m, _): return m
         }
     }
 }
@@ -169,6 +172,13 @@ public protocol SourceControlSession: Sendable {
     /// Posts a review of `headSHA`. Throws `ReviewCommentsRejected` when the platform refuses an
     /// inline comment, `ReviewedCommitOutdated` when it refuses a review of that commit.
     func postReview(_ repo: String, _ number: Int, headSHA: String, body: String, comments: [ReviewComment], requestChanges: Bool) async throws -> String
+    /// True where a commit has one check of Sentinel's, whichever run set it (GitLab's commit
+    /// status, keyed by commit and name; GitHub gives each run a check run of its own).
+    var checkIsPerCommit: Bool { get }
+}
+
+extension SourceControlSession {
+    public var checkIsPerCommit: Bool { false }
 }
 
 

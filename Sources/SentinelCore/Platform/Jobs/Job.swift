@@ -127,6 +127,8 @@ public enum JobOutcome: Sendable, Equatable {
     case failed(message: String, retryAfter: TimeInterval?, permanent: Bool)
     /// Given back without counting the attempt (shutdown).
     case released
+    /// Not ready to run yet: queued again `after` seconds from now, the attempt not counted.
+    case postponed(message: String, after: TimeInterval)
 }
 
 /// Errors a job handler throws to steer the queue. Any other error is retried with backoff.
@@ -135,11 +137,15 @@ public enum JobFailure: Error, CustomStringConvertible {
     case retryAfter(TimeInterval, String)
     /// Retrying cannot help: the job becomes dead now, visibly.
     case permanent(String)
+    /// What the job needs is not ready yet (another system is still preparing it): run again in
+    /// this many seconds, the attempt not counted. The handler bounds how long it waits so.
+    case postpone(TimeInterval, String)
 
     public var description: String {
         switch self {
         case .retryAfter(let s, let m): return "\(m) (retry after \(Int(s.rounded(.up)))s)"
         case .permanent(let m): return m
+        case .postpone(let s, let m): return "\(m) (looked at again in \(Int(s.rounded(.up)))s)"
         }
     }
 }

@@ -119,6 +119,11 @@ public enum JobQueue {
                 UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), lease_owner = NULL, lease_expires_at = NULL, run_at = ?
                 WHERE id = ? AND state = 'running' AND lease_owner = ?
                 """, arguments: [t, job.id, owner])
+        case .postponed(let message, let after):
+            try db.execute(sql: """
+                UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), lease_owner = NULL, lease_expires_at = NULL, run_at = ?,
+                last_error = ? WHERE id = ? AND state = 'running' AND lease_owner = ?
+                """, arguments: [t + max(0, after), message, job.id, owner])
         case .failed(let message, let retryAfter, let permanent):
             let attempts = try Int.fetchOne(db, sql: "SELECT attempts FROM jobs WHERE id = ? AND state = 'running' AND lease_owner = ?",
                                             arguments: [job.id, owner])

@@ -273,6 +273,7 @@ public actor JobScheduler: Service {
                 switch failure {
                 case .retryAfter(let seconds, let message): outcome = .failed(message: message, retryAfter: seconds, permanent: false)
                 case .permanent(let message): outcome = .failed(message: message, retryAfter: nil, permanent: true)
+                case .postpone(let seconds, let message): outcome = .postponed(message: message, after: seconds)
                 }
             } catch {
                 outcome = .failed(message: String(describing: error), retryAfter: nil, permanent: false)
@@ -294,6 +295,9 @@ public actor JobScheduler: Service {
         switch outcome {
         case .succeeded: label = "succeeded"
         case .released: label = "released"
+        case .postponed(let message, _):
+            label = "postponed"
+            jobLogger.info("job postponed: not ready yet", metadata: ["error": "\(message)"])
         case .failed(let message, _, let permanent):
             label = permanent || job.attempts >= job.maxAttempts ? "dead" : "retry"
             jobLogger.warning("job attempt failed", metadata: ["attempt": "\(job.attempts)", "error": "\(message)", "outcome": "\(label)"])

@@ -15,6 +15,7 @@ public struct GitLabSession: SourceControlSession {
     public var platformName: String { "GitLab" }
     /// GitLab takes notes of up to 1,000,000 characters.
     public var maxTextLength: Int { 1_000_000 }
+    public var checkIsPerCommit: Bool { true }
 
     public init(client: GitLabClient, project: Int64, bot: GitLabUser, runURL: (@Sendable (Int64) -> String)? = nil) {
         self.client = client
@@ -46,7 +47,7 @@ public struct GitLabSession: SourceControlSession {
             // diff until it has prepared them: reviewed then, it was "Reviewed 0 of 0 files", green,
             // and its head had a run, so nothing reviewed it again.
             if (mr.state ?? "opened") == "opened", mr.diff_refs?.head_sha == nil {
-                throw SourceControlError.retryable("GitLab has not prepared the merge request's diff yet", retryAfter: Self.diffPreparationWait)
+                throw SourceControlError.notReady("GitLab has not prepared the merge request's diff yet", retryAfter: Self.diffPreparationWait)
             }
             return PullRequestInfo(headSHA: mr.diff_refs?.head_sha ?? mr.sha ?? "", baseSHA: mr.diff_refs?.base_sha ?? "", isDraft: draft,
                                    isOpen: (mr.state ?? "opened") == "opened", fromFork: fork, title: mr.title ?? "")
