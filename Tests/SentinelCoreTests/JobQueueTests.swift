@@ -126,6 +126,11 @@ struct JobQueueTests {
             }
         }
         #expect(policy.delay(afterAttempt: 1, retryAfter: 120) == 120)
+        // A Retry-After of 0 (or a past date, read as 0) is not "now": the backoff applies.
+        for attempt in 1...4 {
+            let d = policy.delay(afterAttempt: attempt, retryAfter: 0, random: 0)
+            #expect(d == policy.ceiling(afterAttempt: attempt) * 0.5)
+        }
     }
 
     @Test("failed attempts are rescheduled further and further out, and Retry-After is honoured")

@@ -101,13 +101,16 @@ struct NotificationTests {
         let s = try await Self.setup()
         _ = try await s.add("slack", path: "/slack/T000/B000/XXXXSECRET")
         _ = try await s.add("webhook", path: "/hook", secret: s.receiver.secret)
-        try await s.failRuns(1, reason: "<!channel> <@U024BE7LH> see <https://evil.example|the docs> & more")
+        // A combining mark after < or > made one Character with it, which was not escaped.
+        try await s.failRuns(1, reason: "<!channel> <@U024BE7LH> see <https://evil.example|the docs> & more <\u{301}!here>\u{301}")
         s.h.startScheduler()
         #expect(await eventually { await s.receiver.state.accepted().count == 2 })
         let slack = try #require(await s.receiver.state.accepted("/slack").first?.json["text"] as? String)
-        #expect(slack.hasSuffix("(run 1): &lt;!channel&gt; &lt;@U024BE7LH&gt; see &lt;https://evil.example|the docs&gt; &amp; more"), "\(slack)")
+        #expect(slack.hasSuffix("(run 1): &lt;!channel&gt; &lt;@U024BE7LH&gt; see &lt;https://evil.example|the docs&gt; &amp; more &lt;\u{301}!here&gt;\u{301}"),
+                "\(slack)")
+        #expect(!slack.unicodeScalars.contains("<") && !slack.unicodeScalars.contains(">"))
         let hook = try #require(await s.receiver.state.accepted("/hook").first?.json["text"] as? String)
-        #expect(hook.hasSuffix("(run 1): <!channel> <@U024BE7LH> see <https://evil.example|the docs> & more"), "\(hook)")
+        #expect(hook.hasSuffix("(run 1): <!channel> <@U024BE7LH> see <https://evil.example|the docs> & more <\u{301}!here>\u{301}"), "\(hook)")
         await s.stop()
     }
 

@@ -353,19 +353,20 @@ public struct Notifications: Sendable {
     /// `<!everyone>` notify everyone in the channel, `<@U…>` a person, `<https://…|text>` is a link
     /// showing other text. A notice quotes text from outside (a failure's reason, a repository's
     /// name), so `&`, `<` and `>` go as `&amp;`, `&lt;` and `&gt;`, as Slack asks for untrusted text.
+    /// Read by Unicode scalar: a `<` followed by a combining mark is one `Character`, not equal
+    /// to `<`, and went to Slack as it was.
     static func slackEscaped(_ text: String) -> String {
-        guard text.contains(where: { $0 == "&" || $0 == "<" || $0 == ">" }) else { return text }
-        var out = ""
-        out.reserveCapacity(text.utf8.count + 16)
-        for ch in text {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            default: out.append(ch)
+        guard text.unicodeScalars.contains(where: { $0 == "&" || $0 == "<" || $0 == ">" }) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out.append(contentsOf: "&amp;".unicodeScalars)
+            case "<": out.append(contentsOf: "&lt;".unicodeScalars)
+            case ">": out.append(contentsOf: "&gt;".unicodeScalars)
+            default: out.append(scalar)
             }
         }
-        return out
+        return String(out)
     }
 
     /// Slack: `{"text": …}` (escaped: `slackEscaped`). Teams (workflow webhook): a message with one Adaptive Card attachment,

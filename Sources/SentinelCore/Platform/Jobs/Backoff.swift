@@ -20,7 +20,9 @@ public struct BackoffPolicy: Sendable, Equatable {
 
     public func delay(afterAttempt attempt: Int, retryAfter: TimeInterval? = nil,
                       random: Double = Double.random(in: 0...1)) -> TimeInterval {
-        if let retryAfter { return max(0, retryAfter) }
+        // `Retry-After: 0` (or a date already past) says nothing of how long to wait: retried at
+        // once, a channel answering so used up every attempt in under a second.
+        if let retryAfter, retryAfter > 0 { return retryAfter }
         return ceiling(afterAttempt: attempt) * (0.5 + 0.5 * random)
     }
 }
