@@ -438,6 +438,27 @@ struct AnalyticsExportFileTests {
         h.directory.cleanup()
     }
 
+    @Test("an export killed between its manifest and its dump leaves no dump without a manifest (the loader stopped at one every night); the next export removes the orphan manifest, and a dump without a manifest from an earlier version, and carries their events")
+    func killedBeforeRenameLeavesNoOrphanDump() async throws {
+        struct Killed: Error {}
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("a")
+        try await h.supervisor.withWorkspace(ws) { try await ActivityGenerator.write(into: $0, seed: 1, days: 1, runsPerDay: 2) }
+        let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
+        let exports = h.dataDirectory.exportsDirectory
+        #expect(throws: Killed.self) { try exporter.export(beforeRename: { throw Killed() }) }
+        let afterKill = try FileManager.default.contentsOfDirectory(atPath: exports.path).filter { !$0.hasPrefix(".") }
+        #expect(afterKill.count == 1 && afterKill.allSatisfy { $0.hasSuffix(".sql.manifest.json") }, "\(afterKill)")
+        let legacy = "sentinel-export-20261201T030000-1a2b3c4d.sql"
+        try Data("-- Sentinel analytics export".utf8).write(to: exports.appendingPathComponent(legacy))
+        let manifest = try exporter.export()
+        #expect(manifest.events > 0, "the killed export's events are carried")
+        let left = try FileManager.default.contentsOfDirectory(atPath: exports.path).filter { !$0.hasPrefix(".") }.sorted()
+        #expect(left == [manifest.file, manifest.file + ".manifest.json"], "\(left)")
+        await h.stop()
+        h.directory.cleanup()
+    }
+
     @Test("an export to a pipe (as to a device), a symbolic link, a missing directory or the data directory's own files is refused before anything is written, the path left as it was and no event counted exported; a directory takes the dump under its export id")
     func destinationChecked() async throws {
         let h = try TestHarness()

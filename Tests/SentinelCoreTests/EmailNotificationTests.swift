@@ -265,6 +265,11 @@ struct EmailChannelTests {
         v6.host = "::1"
         v6.caBundle = nil
         #expect(try await add(v6).destination == "smtp://[::1]:587 (starttls, 2 recipients)")
+        // Written as URLs write it: the same address (it was refused as a host with a port).
+        v6.host = "[::1]"
+        #expect(try v6.validated().host == "::1")
+        v6.host = "[::1]:25"
+        #expect(throws: IntegrationError.self) { _ = try v6.validated() }
         // A minimum severity without run.findings did nothing: refused, as the command line refuses it.
         await #expect(throws: IntegrationError.self) {
             try await h.supervisor.withWorkspace(ws) { actor in

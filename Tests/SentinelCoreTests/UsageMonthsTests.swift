@@ -123,4 +123,28 @@ struct UsageMonthsTests {
         }
         await h.stop()
     }
+
+    @Test("a call's cost is recorded in whole micro-dollars, as its event carries it: the usage report and the analytics disagreed (0.0026265 against 0.002627), and calls under half a micro-dollar")
+    func costRecordedAsTheEventCarriesIt() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            let (recorded, events) = try await actor.write { tx in
+                let calls = [0.0026265, 0.000000587, 0.0010506].enumerated().map { i, cost in
+                    (call: ModelCallRecord(chunk: i, attempt: 1, provider: "prv_x", model: "m", usage: TokenUsage(inputTokens: 9), parsed: true), costUSD: cost)
+                }
+                try UsageLedger.record(calls, for: .localReview(id: "l1"), in: &tx)
+                let recorded = try Double.fetchAll(tx.db, sql: "SELECT cost_usd FROM usage_records ORDER BY id")
+                let events = try EventLog.read(after: 0, limit: 100, types: ["UsageRecorded"], in: tx.db).map { event in
+                    Double((try? JSONDecoder.sentinel.decode([String: String].self, from: Data(event.data.utf8)))?["cost_usd"] ?? "") ?? -1
+                }
+                return (recorded, events)
+            }
+            #expect(recorded == [0.002627, 0.000001, 0.001051], "\(recorded)")
+            #expect(events == recorded, "\(events)")
+            let month = try await actor.read { db in try UsageLedger.monthToDate(in: db, now: Date()) }
+            #expect(abs(month.costUSD - 0.003679) < 1e-12, "\(month.costUSD)")
+        }
+        await h.stop()
+    }
 }

@@ -47,10 +47,11 @@ public struct AnalyticsExporter: Sendable {
     }
 
     /// Writes one dump (to `destination`, default `data/exports/<export id>.sql`) and its manifest
-    /// (`<dump>.manifest.json`), then advances the watermarks. `beforeWatermarks` runs between the
-    /// rename and the watermark update (crash-injection point for tests).
+    /// (`<dump>.manifest.json`, written first), then advances the watermarks. `beforeRename` runs
+    /// between the manifest and the dump's rename, `beforeWatermarks` between the rename and the
+    /// watermark update (crash-injection points for tests).
     @discardableResult
-    public func export(to destination: URL? = nil, now: Date = Date(),
+    public func export(to destination: URL? = nil, now: Date = Date(), beforeRename: () throws -> Void = {},
                        beforeWatermarks: () throws -> Void = {}) throws -> ExportManifest {
         try FileManager.default.createDirectory(at: dataDirectory.exportsDirectory, withIntermediateDirectories: true)
         guard let lock = try FileLock.tryAcquire(dataDirectory.exportLockFile) else {
@@ -97,16 +98,26 @@ public struct AnalyticsExporter: Sendable {
             try? FileManager.default.removeItem(at: temp)
             throw error
         }
-        guard rename(temp.path, final.path) == 0 else {
-            try? FileManager.default.removeItem(at: temp)
-            throw StorageError.io("cannot rename \(temp.path) to \(final.path): \(String(cString: strerror(errno)))")
-        }
-        FileSystem.sync(final.deletingLastPathComponent())
-
+        // The manifest goes first, then the dump beside it: killed between the two, an export left
+        // a dump without its manifest, which the loader refuses, and stops at, every night after.
+        // A manifest without its dump is passed over by the loader and removed by the next export.
         let manifest = ExportManifest(exportID: exportID, createdAt: ISO8601.string(now), file: final.lastPathComponent,
                                       sha256: writer.digest, bytes: writer.bytesWritten, events: parts.reduce(0) { $0 + $1.events },
                                       workspaces: parts)
-        try Self.writeAtomically(try JSONEncoder.sentinelPretty.encode(manifest), to: Self.manifestURL(for: final))
+        do {
+            try Self.writeAtomically(try JSONEncoder.sentinelPretty.encode(manifest), to: Self.manifestURL(for: final))
+        } catch {
+            try? FileManager.default.removeItem(at: temp)
+            throw error
+        }
+        try beforeRename()
+        guard rename(temp.path, final.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temp)
+            try? FileManager.default.removeItem(at: Self.manifestURL(for: final))
+            throw StorageError.io("cannot rename \(temp.path) to \(final.path): \(reason)")
+        }
+        FileSystem.sync(final.deletingLastPathComponent())
         try beforeWatermarks()
         try control.write { db in
             // A workspace that stopped at an event it could not encode still advances over the
@@ -256,11 +267,20 @@ public struct AnalyticsExporter: Sendable {
     /// Dumps (and manifests) an export killed half-way left behind (`.sentinel-export-….tmp-PID`):
     /// with the export lock held, no other export is writing one, and a partial dump of a big
     /// appliance would otherwise take its room on the data volume for good.
+    /// So are a manifest whose dump never came (killed between the two) and a dump without its
+    /// manifest (left so by an earlier version): their events were not counted as exported, and
+    /// the next export carries them.
     func removeAbandonedTempFiles() {
         let directory = dataDirectory.exportsDirectory
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let present = Set(names)
         for name in names where name.hasPrefix(".sentinel-export-") && name.contains(".tmp-") {
             try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+        for name in names where name.hasPrefix("sentinel-export-") {
+            let orphan = name.hasSuffix(".sql.manifest.json") ? !present.contains(String(name.dropLast(".manifest.json".count)))
+                : name.hasSuffix(".sql") ? !present.contains(name + ".manifest.json") : false
+            if orphan { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
         }
     }
 

@@ -113,6 +113,10 @@ public struct EmailDestination: Codable, Sendable, Equatable {
               clean.host.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
             throw IntegrationError.invalid("the mail server host must be a host name or IP address")
         }
+        // An IPv6 address as URLs write it: `[::1]` is the address ::1 (it was refused as a host with a port).
+        if clean.host.hasPrefix("["), clean.host.hasSuffix("]"), clean.host.count > 2 {
+            clean.host = String(clean.host.dropFirst().dropLast())
+        }
         // `127.0.0.1:25` was taken as a host name that never resolves (and shown as smtp://127.0.0.1:25:587).
         if clean.host.contains(":") {
             var address = in6_addr()

@@ -47,7 +47,10 @@ public enum UsageLedger {
         case .localReview(let id):
             (runID, subject) = (nil, "local_review:\(id)")
         }
-        for (call, cost) in calls {
+        for (call, exactCost) in calls {
+            // In whole micro-dollars, as the event, the rollups and the analytics dump carry it:
+            // the usage report summed the unrounded costs and disagreed with them.
+            let cost = (exactCost * 1_000_000).rounded() / 1_000_000
             try UsageRecord(runID: runID, callKey: callKey(for: owner, call: call), provider: call.provider,
                             model: call.model, inputTokens: call.usage.inputTokens, outputTokens: call.usage.outputTokens, costUSD: cost,
                             durationMs: call.durationMs, recordedAt: tx.now.epoch).insert(tx.db, onConflict: .ignore)
