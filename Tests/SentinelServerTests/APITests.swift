@@ -86,12 +86,12 @@ struct APIClient: Sendable {
 
     @discardableResult
     func call(_ method: HTTPRequest.Method, _ path: String, token: String? = nil, body: String? = nil, authorization: String? = nil,
-              accept: String? = nil) async throws -> Reply {
+              accept: String? = nil, contentType: String = "application/json") async throws -> Reply {
         var headers: HTTPFields = [:]
         if let accept { headers[.accept] = accept }
         if let token { headers[.authorization] = "Bearer \(token)" }
         if let authorization { headers[.authorization] = authorization }
-        if body != nil { headers[.contentType] = "application/json" }
+        if body != nil { headers[.contentType] = contentType }
         let response = try await client.execute(uri: "/api/v1" + path, method: method, headers: headers,
                                                 body: body.map { ByteBuffer(string: $0) })
         return Reply(status: response.status, body: String(buffer: response.body), headers: response.headers)
@@ -462,6 +462,10 @@ struct APIAccessTests {
             #expect(try await api.call(.get, "/workspaces/\(world.workspaceA)/runs/\(runInB)", token: world.token(.owner)).status == .notFound)
             #expect(try await api.call(.get, "/workspaces/ws_doesnotexist0000/runs", token: world.adminToken).status == .notFound)
             #expect(try await api.call(.get, "/workspaces/not-an-id/runs", token: world.adminToken).status == .notFound)
+            // Percent-encoded, the id is the same workspace for a member (404) as for an appliance admin (it was).
+            let encoded = world.workspaceA.rawValue.replacingOccurrences(of: "_", with: "%5F")
+            #expect(try await api.call(.get, "/workspaces/\(encoded)", token: world.token(.owner)).status == .ok)
+            #expect(try await api.call(.get, "/workspaces/\(encoded)/members", token: world.token(.viewer)).status == .ok)
         }
     }
 
@@ -522,6 +526,13 @@ struct APIResourceTests {
             #expect(missing.json["detail"] as? String == "name: required")
             let notJSON = try await api.call(.post, "/tokens", token: owner, body: "name=x")
             #expect(notJSON.status == .badRequest)
+            // A charset other than UTF-8 is refused by name (a UTF-16 body was "not UTF-8"); utf-8 in any spelling passes.
+            let latin1 = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"]}"#,
+                                            contentType: "application/json; charset=latin1")
+            #expect(latin1.status == .unsupportedMediaType && (latin1.json["detail"] as? String)?.contains("charset=latin1") == true, "\(latin1.body)")
+            let utf8 = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"]}"#,
+                                          contentType: "application/json;charset=\"UTF-8\"")
+            #expect(utf8.status == .created, "\(utf8.body)")
             let big = try await api.call(.put, "/workspaces/\(world.workspaceA)/settings", token: owner,
                                          body: #"{"values":{"review.instructions":""# + String(repeating: "a", count: 1_100_000) + #""}}"#)
             #expect(big.status == .contentTooLarge)

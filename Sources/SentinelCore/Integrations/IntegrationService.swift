@@ -185,6 +185,11 @@ public struct IntegrationService: Sendable {
             if case .invalidURL = error { throw IntegrationError.invalid("\(field) must be absolute, like \(example)") }
             throw IntegrationError.invalid(error.description)
         }
+        // Paths are appended to it: a query went out on every call (a token in it too) and was
+        // shown to every viewer of the integration.
+        if url.query != nil || url.fragment != nil {
+            throw IntegrationError.invalid("\(field) must not hold a query or fragment (?… or #…): give the address alone, like \(example)")
+        }
     }
 
     /// The workspace an integration routes to, from control.sqlite.

@@ -194,7 +194,8 @@ struct AccessMiddleware: ServerMiddleware {
             return .user(caller)
         case .workspace(let needed, let scope):
             let caller = try Self.signedIn(principal)
-            guard let id = metadata.pathParameters["workspaceId"].flatMap({ WorkspaceID(String($0)) }),
+            // Percent-decoded, as the generated handlers read it (`ws%5F…` was every member's 404 and an admin's workspace).
+            guard let id = metadata.pathParameters["workspaceId"].flatMap({ String($0).removingPercentEncoding }).flatMap(WorkspaceID.init),
                   let role = try identity.role(of: caller.user.id, in: id) else {
                 throw Problem(status: .notFound, detail: "no such workspace")
             }

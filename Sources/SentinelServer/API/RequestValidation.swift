@@ -44,6 +44,16 @@ struct RequestValidationMiddleware: ServerMiddleware {
         return false
     }
 
+    /// The `charset` parameter of a Content-Type value (quotes taken off), nil without one.
+    static func charset(of contentType: String) -> String? {
+        for parameter in contentType.split(separator: ";").dropFirst() {
+            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pair.count == 2, pair[0].lowercased() == "charset" else { continue }
+            return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        }
+        return nil
+    }
+
     func intercept(_ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
                    next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?))
         async throws -> (HTTPResponse, HTTPBody?) {
@@ -92,6 +102,11 @@ struct RequestValidationMiddleware: ServerMiddleware {
             try validator.validate(value, against: schema, at: name, title: "Invalid query parameter")
         }
         guard let schema = operation.body else { return try await next(request, body, metadata) }
+        if let type = request.headerFields[.contentType], let charset = Self.charset(of: type), !["utf-8", "utf8"].contains(charset.lowercased()) {
+            throw Problem(status: .unsupportedMediaType,
+                          detail: "the body is declared charset=\(charset.prefix(40)); JSON is sent as UTF-8 (RFC 8259 §8.1): send it as UTF-8, "
+                                + "with charset=utf-8 or no charset", title: "Unsupported Media Type")
+        }
         let data = try await Self.collect(body ?? HTTPBody())
         func invalid(_ detail: String) -> Problem {
             Problem(status: .badRequest, detail: detail, type: "urn:sentinel:problem:invalid-json", title: "Invalid JSON")

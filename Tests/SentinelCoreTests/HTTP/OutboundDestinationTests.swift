@@ -75,6 +75,17 @@ struct OutboundDestinationTests {
             _ = try await GitLabTokenCheck.user(baseURL: URL(string: "https://root:pw@gitlab.example.com")!, token: "glpat-x", caBundlePEM: nil,
                                                 destinations: DestinationPolicy())
         }
+        // A query or fragment went out on every call and was shown to every viewer of the integration.
+        for bad in ["http://127.0.0.1:8080?token=SECRET", "https://ghes.example.com/api/v3#x"] {
+            #expect(throws: IntegrationError.invalid("api_url must not hold a query or fragment (?… or #…): give the address alone, "
+                                                     + "like https://api.github.com or https://github.example.com/api/v3")) {
+                try IntegrationService.validateAPIURL(URL(string: bad)!)
+            }
+        }
+        await #expect(throws: IntegrationError.self) {
+            _ = try await GitLabTokenCheck.user(baseURL: URL(string: "https://gitlab.example.com/?private_token=x")!, token: "glpat-x", caBundlePEM: nil,
+                                                destinations: DestinationPolicy())
+        }
         // A CA file that is not PEM says so (it said NIOSSL's failedToLoadCertificate).
         await #expect(throws: IntegrationError.invalid("the CA file cannot be used: it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")) {
             _ = try await GitLabTokenCheck.user(baseURL: URL(string: "https://gitlab.example.com")!, token: "glpat-x", caBundlePEM: "not a certificate",
