@@ -780,6 +780,11 @@ struct ConsolePageTests {
             }
             #expect(states == [.queued, .cancelled])
             #expect(try await admin.get("/admin/jobs").body.contains("No dead jobs."))
+            // A workspace whose file cannot be read is named, not passed over as having no dead jobs.
+            let broken = try #require(try world.appliance.workspaces.create(name: "broken").workspaceID)
+            try Data(repeating: 0x42, count: 4096).write(to: world.appliance.dataDirectory.workspaceFile(broken))
+            let withOffline = try await admin.get("/admin/jobs").body
+            #expect(withOffline.contains("Not read: broken (\(broken))") && withOffline.contains("No dead jobs in the workspaces read."), "\(withOffline)")
         }
     }
 
@@ -799,6 +804,11 @@ struct ConsolePageTests {
             })
             #expect(action.hasPrefix("http://127.0.0.1:\(github.port)/organizations/acme/settings/apps/new?state=int_"))
             #expect(start.headers[.contentSecurityPolicy]?.contains("form-action 'self' http://127.0.0.1:\(github.port)") == true)
+            // An IPv6 GitHub Enterprise: the source in brackets, as browsers read it (the form was refused by the page's own policy).
+            let v6 = try await browser.post(base + "/integrations/manifest", ["api_url": "http://[::1]:\(github.port)/api/v3"])
+            #expect(v6.headers[.contentSecurityPolicy]?.contains("form-action 'self' http://[::1]:\(github.port);") == true
+                    || v6.headers[.contentSecurityPolicy]?.hasSuffix("form-action 'self' http://[::1]:\(github.port)") == true,
+                    "\(String(describing: v6.headers[.contentSecurityPolicy])) \(v6.status)")
             let state = try #require(URLComponents(string: action)?.queryItems?.first { $0.name == "state" }?.value)
             let integrationID = String(state.prefix(20))
             #expect(start.body.contains("/webhooks/github/\(integrationID)"))

@@ -213,19 +213,24 @@ extension Console {
 
     func deadJobsPage(_ visit: Visit, _ principal: Principal) async throws -> Response {
         var items: [[String: Any]] = []
+        var unread: [String] = []
         for record in try d.workspaces.list() {
             guard let id = record.workspaceID else { continue }
             let dead: [JobRecord]
             do {
                 dead = try await supervisor.withWorkspace(id) { actor in try await actor.jobs(state: .dead, limit: 100) }
             } catch is WorkspaceError {
-                continue  // offline: shown on the health page
+                // Offline (the health page says why): named, or "No dead jobs." passed it over.
+                unread.append("\(record.name) (\(record.id))")
+                continue
             }
             for job in dead {
                 items.append(["workspace": record.name, "workspaceID": record.id, "id": job.id, "kind": job.kind, "attempts": job.attempts,
                               "error": job.lastError ?? ""])
             }
         }
-        return try render("adminJobs", title: "Dead jobs", ["items": items], visit: visit)
+        var data: [String: Any] = ["items": items]
+        if !unread.isEmpty { data["unread"] = unread.joined(separator: ", ") }
+        return try render("adminJobs", title: "Dead jobs", data, visit: visit)
     }
 }

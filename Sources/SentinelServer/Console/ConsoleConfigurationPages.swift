@@ -453,7 +453,9 @@ extension Console {
         ]
         var response = try render("manifest", title: "Create the GitHub App", data, visit: m.visit, member: m)
         // This one form posts to GitHub.
-        let origin = "\(target.scheme ?? "https")://\(target.host ?? "")\(target.port.map { ":\($0)" } ?? "")"
+        // An IPv6 host in brackets, as a CSP source takes it (`http://::1:8080` is no source: the browser refused the form).
+        let host = target.host.map { $0.contains(":") && !$0.hasPrefix("[") ? "[\($0)]" : $0 } ?? ""
+        let origin = "\(target.scheme ?? "https")://\(host)\(target.port.map { ":\($0)" } ?? "")"
         response.headers[.contentSecurityPolicy] = (Self.htmlHeaders[.contentSecurityPolicy] ?? "")
             .replacingOccurrences(of: "form-action 'self'", with: "form-action 'self' \(origin)")
         return response

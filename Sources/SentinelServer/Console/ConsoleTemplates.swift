@@ -559,7 +559,8 @@ enum ConsoleTemplates {
     static let adminJobs = adminNav + #"""
     <h1>Dead jobs</h1>
     <p>Jobs that used up their attempts or failed for good. Retry puts one back in the queue with a fresh attempt budget; discard gives up on it.</p>
-    {{#empty(items)}}<p>No dead jobs.</p>{{/empty(items)}}
+    {{#unread}}<p role="alert">Not read: {{unread}} — offline; see <a href="/admin">Health</a>. Their dead jobs are not listed here.</p>{{/unread}}
+    {{#empty(items)}}<p>No dead jobs{{#unread}} in the workspaces read{{/unread}}.</p>{{/empty(items)}}
     {{^empty(items)}}
     <table><caption>Dead jobs by workspace</caption>
     <thead><tr><th scope="col">Workspace</th><th scope="col">Job</th><th scope="col">Kind</th><th scope="col">Attempts</th><th scope="col">Last error</th><th scope="col">Actions</th></tr></thead>
