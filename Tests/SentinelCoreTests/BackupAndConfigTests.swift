@@ -414,6 +414,7 @@ struct BackupTests {
             // Both copies were staged at one place: the move into place failed half-way, control.sqlite already replaced.
             (twice, "its manifest lists the workspace \(a.rawValue) file twice"),
         ]
+        #expect(DataVerifier.verify(backup: twice).problems.contains { $0.detail.contains("lists the workspace \(a.rawValue) file twice") })
         for (backup, message) in refusals {
             #expect { try service.restore(from: backup) } throws: { "\($0)".contains(message) }
             #expect(try live.map { try Data(contentsOf: $0) } == before, "nothing replaced by \(backup.lastPathComponent)")
@@ -486,6 +487,65 @@ struct BackupTests {
         #expect(said.contains { $0.contains("\(integration)") && $0.contains("while this backup was taken") }, "\(said)")
     }
 
+    @Test("a full restore over an older control.sqlite (a standby restored from an older backup before) keeps the backup as it is: it rolled a password back and disabled users created in between")
+    func restoreOverOlderStateCarriesNothing() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let identity = IdentityService(control: h.control, bcryptCost: 4)
+        let bob = try identity.createUser(email: "bob@example.com", password: "bob password 12", isAdmin: true)
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let older = h.directory.url.appendingPathComponent("older")
+        _ = try service.backup(to: older, control: h.control)
+        try identity.setPassword(userID: bob.id, password: "bob's newer password", by: "cli")
+        let erin = try identity.createUser(email: "erin@example.com", password: "erin password 1", isAdmin: false)
+        let newer = h.directory.url.appendingPathComponent("newer")
+        _ = try service.backup(to: newer, control: h.control)
+        try h.control.close()
+        var said: [String] = []
+        _ = try service.restore(from: older)
+        _ = try service.restore(from: newer) { said.append($0) }
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        defer { try? control.close() }
+        let restored = IdentityService(control: control, bcryptCost: 4)
+        #expect(try restored.checkPassword(email: "bob@example.com", password: "bob's newer password") != nil)
+        #expect(try restored.user(id: erin.id)?.disabledAt == nil)
+        #expect(said.contains { $0.contains("not a later state of this backup") }, "\(said)")
+        // Each restore is in the audit log.
+        #expect(try control.read { db in try AuditLog.events(in: db) }.last?.type == "BackupRestored")
+    }
+
+    @Test("a full restore goes on past a workspace the backup skipped whose kept file is damaged, and reports it (it stopped half-way with SQLite's 'file is not a database')")
+    func fullRestorePastDamagedSkippedWorkspace() async throws {
+        let (h, a, b) = try await Self.twoWorkspacesAtRest()
+        defer { h.directory.cleanup() }
+        try Data(repeating: 0x42, count: 4_096).write(to: h.dataDirectory.workspaceFile(b))
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("backup")
+        let manifest = try service.backup(to: out, control: h.control)
+        #expect(manifest.skipped?.map(\.workspaceID) == [b.rawValue])
+        try h.control.close()
+        var said: [String] = []
+        #expect(try service.restore(from: out) { said.append($0) }.count == 2)
+        #expect(said.contains { $0.contains("workspace \(b.rawValue) is not in this backup") }, "\(said)")
+        #expect(!said.contains { $0.contains("workspace \(a.rawValue)") && $0.contains("could not be read") }, "\(said)")
+    }
+
+    @Test("restoring one workspace into a data directory without control.sqlite is refused: it reported the file restored and left it served by nothing")
+    func workspaceRestoreIntoNewDirectoryRefused() async throws {
+        let (h, a, _) = try await Self.twoWorkspacesAtRest()
+        defer { h.directory.cleanup() }
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, control: h.control)
+        let fresh = DataDirectory(path: h.directory.url.appendingPathComponent("new").path)
+        #expect { try BackupService(dataDirectory: fresh, opener: DatabaseOpener()).restore(from: out, workspace: a) } throws: {
+            "\($0)".contains("has no control.sqlite") && "\($0)".contains("nothing was restored")
+        }
+        #expect(!FileManager.default.fileExists(atPath: fresh.workspaceFile(a).path))
+        #expect(!FileManager.default.fileExists(atPath: fresh.controlFile.path))
+    }
+
     @Test("the advice for a missing master key quotes a path with a space (pasted as printed, it wrote the key elsewhere)")
     func missingKeyAdviceQuotesPath() {
         #expect(DataDirectory(path: "/srv/new dir/d").missingMasterKey.contains("head -c 32 /dev/urandom > '/srv/new dir/d/secrets/master.key'; chmod 600 '/srv/new dir/d/secrets/master.key'"))
@@ -528,9 +588,12 @@ struct BackupTests {
         #expect(try restored.user(id: carol.id)?.disabledAt != nil)
         #expect(try restored.checkPassword(email: "alice@example.com", password: "alice password 1") == nil)
         #expect(try restored.checkPassword(email: "alice@example.com", password: "a new password for alice") != nil)
-        #expect(try control.read { db in try AuditLog.events(in: db) }.map(\.id) == auditBefore)
-        for words in ["1 API token revoked after this backup stays revoked", "1 user disabled after this backup", "1 user deleted after this backup is back, disabled",
-                      "1 user keeps the password set after this backup", "1 sign-in session that ended", "audit entries written after this backup are kept"] {
+        let auditAfter = try control.read { db in try AuditLog.events(in: db) }
+        #expect(auditAfter.dropLast().map(\.id) == auditBefore && auditAfter.last?.type == "BackupRestored")
+        for words in ["1 API token (\(token.summary.id) of alice@example.com) revoked after this backup stays revoked",
+                      "1 user (bob@example.com) disabled after this backup", "1 user (carol@example.com) deleted after this backup is back, disabled",
+                      "1 user (alice@example.com) keeps the password set after this backup", "1 sign-in session that ended",
+                      "audit entries written after this backup are kept"] {
             #expect(said.contains { $0.contains(words) }, "\(words): \(said)")
         }
     }

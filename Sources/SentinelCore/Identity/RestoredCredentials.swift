@@ -1,12 +1,13 @@
 import Foundation
 import GRDB
 
-/// What a full restore must not undo in control.sqlite: API tokens revoked, users disabled or
-/// deleted and passwords changed after the backup was taken, sign-in sessions ended since, and the
-/// audit entries written since (a restore brought a revoked token back to life and erased the
-/// entry that revoked it). Read from the control.sqlite a restore is about to replace, applied to
-/// the restored one. Nothing is carried from another appliance's file: with no user in common (a
-/// new machine's fresh control.sqlite) the restored file stays as it was backed up.
+/// What a full restore must not undo in control.sqlite: API tokens revoked, users disabled,
+/// enabled or deleted and passwords changed after the backup was taken, sign-in sessions ended
+/// since, integrations added since, and the audit entries written since (a restore brought a
+/// revoked token back to life and erased the entry that revoked it). Read from the control.sqlite
+/// a restore is about to replace, and applied to the restored one only when that file is a later
+/// state of the backup: its audit log holds the backup's last entry. An older file (a standby
+/// restored from an older backup before), or another appliance's, leaves the backup as it was.
 struct RestoredCredentials: Sendable {
     struct UserState: Sendable {
         var passwordHash: String
@@ -17,14 +18,16 @@ struct RestoredCredentials: Sendable {
     var revokedTokens: [String: Double] = [:]
     var sessions: Set<String> = []
     var audit: [AuditEvent] = []
+    /// Integration id → workspace id, as the file routed webhooks.
+    var routes: [String: String] = [:]
 
-    /// The state of the file about to be replaced; nil when there is none or it cannot be read
-    /// (the restore goes on: that file is being replaced).
-    static func read(from file: URL) -> RestoredCredentials? {
+    /// The state of the file about to be replaced: nil when there is none; an error when it
+    /// cannot be read (the restore goes on, and says what it could not keep).
+    static func read(from file: URL) -> Result<RestoredCredentials, any Error>? {
         guard FileManager.default.fileExists(atPath: file.path) else { return nil }
         var configuration = Configuration()
         configuration.readonly = true
-        do {
+        return Result {
             let queue = try DatabaseQueue(path: file.path, configuration: configuration)
             defer { try? queue.close() }
             return try queue.read { db in
@@ -37,49 +40,80 @@ struct RestoredCredentials: Sendable {
                 }
                 state.sessions = Set(try String.fetchAll(db, sql: "SELECT id FROM sessions"))
                 state.audit = try AuditEvent.fetchAll(db, sql: "SELECT * FROM audit_events ORDER BY seq")
+                for row in try Row.fetchAll(db, sql: "SELECT id, workspace_id FROM integrations") {
+                    state.routes[row["id"]] = row["workspace_id"]
+                }
                 return state
             }
-        } catch {
-            return nil
         }
     }
 
     /// Applies the changes made after the backup to the restored file (in `db`'s transaction) and
     /// says what it kept, for the restore's report.
-    func apply(in db: Database, now: Date) throws -> [String] {
-        let restored = try Row.fetchAll(db, sql: "SELECT id, password_hash, disabled_at FROM users")
-        guard restored.contains(where: { users[$0["id"]] != nil }) else { return [] }
-        var disabled = 0, deleted = 0, passwords = 0
+    /// `restoredWorkspaces`: the workspaces whose files came from the backup.
+    func apply(in db: Database, now: Date, restoredWorkspaces: Set<String>) throws -> [String] {
+        let restored = try Row.fetchAll(db, sql: "SELECT id, email, password_hash, disabled_at FROM users ORDER BY email")
+        guard restored.contains(where: { users[$0["id"]] != nil }) else { return [] }  // another appliance's file, or a new machine's
+        // Revocations only ever accumulate (a revoked token is never valid again), and an ended
+        // session is only a sign-in more: those two are kept whatever the replaced file is.
+        var revoked: [String] = []
+        for (id, at) in revokedTokens.sorted(by: { $0.key < $1.key }) {
+            try db.execute(sql: "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [at, id])
+            if db.changesCount == 1 {
+                let owner = try String.fetchOne(db, sql: "SELECT u.email FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?",
+                                                arguments: [id])
+                revoked.append(owner.map { "\(id) of \($0)" } ?? id)
+            }
+        }
+        var ended = 0
+        for id in try String.fetchAll(db, sql: "SELECT id FROM sessions") where !sessions.contains(id) {
+            try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id])
+            ended += 1
+        }
+        // The rest only from a later state of this backup: its audit log goes on from the backup's
+        // last entry, with no restore since (an older file, or one a restore made, rolled a
+        // password back and disabled users created in between).
+        let last = try String.fetchOne(db, sql: "SELECT id FROM audit_events ORDER BY seq DESC LIMIT 1")
+        let continuation = last.flatMap { last in audit.firstIndex { $0.id == last } }
+            .map { index in !audit[(index + 1)...].contains { $0.type == "BackupRestored" } } ?? false
+        guard continuation else {
+            return Self.report(revoked: revoked, ended: ended) + [
+                "users, passwords, integrations and the audit log are as the backup has them: the control.sqlite this restore replaced is not "
+                + "a later state of this backup (an older one, or one a restore made), so nothing else done there was carried over"]
+        }
+        var disabled: [String] = [], enabled: [String] = [], deleted: [String] = [], passwords: [String] = []
         for row in restored {
-            let id: String = row["id"]
+            let (id, email): (String, String) = (row["id"], row["email"])
             let disabledAt: Double? = row["disabled_at"]
             guard let current = users[id] else {
                 // Deleted after the backup: disabled here (it signs in nowhere, its tokens refused),
                 // for an admin to delete again.
                 if disabledAt == nil {
                     try db.execute(sql: "UPDATE users SET disabled_at = ? WHERE id = ?", arguments: [now.epoch, id])
-                    deleted += 1
+                    deleted.append(email)
                 }
                 continue
             }
-            if let at = current.disabledAt, disabledAt == nil {
-                try db.execute(sql: "UPDATE users SET disabled_at = ? WHERE id = ?", arguments: [at, id])
-                disabled += 1
+            if current.disabledAt != nil, disabledAt == nil {
+                try db.execute(sql: "UPDATE users SET disabled_at = ? WHERE id = ?", arguments: [current.disabledAt, id])
+                disabled.append(email)
+            } else if current.disabledAt == nil, disabledAt != nil {
+                try db.execute(sql: "UPDATE users SET disabled_at = NULL WHERE id = ?", arguments: [id])
+                enabled.append(email)
             }
             if current.passwordHash != row["password_hash"] {
                 try db.execute(sql: "UPDATE users SET password_hash = ? WHERE id = ?", arguments: [current.passwordHash, id])
-                passwords += 1
+                passwords.append(email)
             }
         }
-        var revoked = 0
-        for (id, at) in revokedTokens.sorted(by: { $0.key < $1.key }) {
-            try db.execute(sql: "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [at, id])
-            revoked += db.changesCount
-        }
-        var ended = 0
-        for id in try String.fetchAll(db, sql: "SELECT id FROM sessions") where !sessions.contains(id) {
-            try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id])
-            ended += 1
+        // An integration added after the backup to a workspace restored from it is in neither
+        // restored file: its webhooks answer 410 Gone, as a removed one's do, not 404.
+        var retired: [String] = []
+        let routed = Set(try String.fetchAll(db, sql: "SELECT id FROM integrations"))
+        for (id, workspace) in routes.sorted(by: { $0.key < $1.key }) where !routed.contains(id) && restoredWorkspaces.contains(workspace) {
+            try db.execute(sql: "INSERT OR IGNORE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
+                           arguments: [id, workspace, now.epoch])
+            if db.changesCount == 1 { retired.append(id) }
         }
         let known = Set(try String.fetchAll(db, sql: "SELECT id FROM audit_events"))
         var entries = 0
@@ -88,17 +122,43 @@ struct RestoredCredentials: Sendable {
                            arguments: [event.id, event.type, event.occurredAt, event.actor, event.subject, event.data])
             entries += 1
         }
-        func count(_ n: Int, _ one: String, _ many: String) -> String { "\(n) \(n == 1 ? one : many)" }
-        var said: [String] = []
-        if revoked > 0 { said.append(count(revoked, "API token", "API tokens") + " revoked after this backup " + (revoked == 1 ? "stays" : "stay") + " revoked") }
-        if disabled > 0 { said.append(count(disabled, "user", "users") + " disabled after this backup " + (disabled == 1 ? "stays" : "stay") + " disabled") }
-        if deleted > 0 {
-            said.append(count(deleted, "user", "users") + " deleted after this backup " + (deleted == 1 ? "is" : "are")
-                        + " back, disabled (sentinel user list shows who; delete again with sentinel user delete)")
+        var said = Self.report(revoked: revoked, ended: ended)
+        if !disabled.isEmpty {
+            said.append(Self.named(disabled, "user", "users") + " disabled after this backup " + Self.verb(disabled.count, "stays", "stay") + " disabled")
         }
-        if passwords > 0 { said.append(count(passwords, "user keeps the password", "users keep the passwords") + " set after this backup") }
-        if ended > 0 { said.append(count(ended, "sign-in session", "sign-in sessions") + " that ended after this backup " + (ended == 1 ? "stays" : "stay") + " ended") }
-        if entries > 0 { said.append(count(entries, "audit entry", "audit entries") + " written after this backup " + (entries == 1 ? "is" : "are") + " kept") }
+        if !enabled.isEmpty {
+            said.append(Self.named(enabled, "user", "users") + " enabled after this backup " + Self.verb(enabled.count, "stays", "stay") + " enabled")
+        }
+        if !deleted.isEmpty {
+            said.append(Self.named(deleted, "user", "users") + " deleted after this backup " + Self.verb(deleted.count, "is", "are")
+                        + " back, disabled (delete again with sentinel user delete)")
+        }
+        if !passwords.isEmpty {
+            said.append(Self.named(passwords, "user", "users") + Self.verb(passwords.count, " keeps the password", " keep the passwords")
+                        + " set after this backup (set another with sentinel user set-password if that change should not stand)")
+        }
+        if !retired.isEmpty {
+            said.append(Self.named(retired, "integration", "integrations") + " added after this backup " + Self.verb(retired.count, "is", "are")
+                        + " in no restored file: " + Self.verb(retired.count, "its", "their") + " webhooks answer 410 Gone (add it again to use it)")
+        }
+        if entries > 0 { said.append("\(entries) audit entr\(entries == 1 ? "y" : "ies") written after this backup " + Self.verb(entries, "is", "are") + " kept") }
+        return said
+    }
+
+    /// "1 user (a@x)", "3 users (a@x, b@x, c@x)": named, for the admin to set right what should not have been kept.
+    static func named(_ names: [String], _ one: String, _ many: String) -> String {
+        let shown = names.prefix(10).joined(separator: ", ") + (names.count > 10 ? ", …" : "")
+        return "\(names.count) \(names.count == 1 ? one : many) (\(shown))"
+    }
+
+    static func verb(_ count: Int, _ one: String, _ many: String) -> String { count == 1 ? one : many }
+
+    static func report(revoked: [String], ended: Int) -> [String] {
+        var said: [String] = []
+        if !revoked.isEmpty {
+            said.append(Self.named(revoked, "API token", "API tokens") + " revoked after this backup " + Self.verb(revoked.count, "stays", "stay") + " revoked")
+        }
+        if ended > 0 { said.append("\(ended) sign-in session\(ended == 1 ? "" : "s") that ended after this backup " + Self.verb(ended, "stays", "stay") + " ended") }
         return said
     }
 }

@@ -53,9 +53,16 @@ public struct BackupService: Sendable {
         let fm = FileManager.default
         // Not while a restore replaces the files, nor a restore while this reads them (a lock file
         // that cannot be created, in a read-only data directory, says nothing of a restore).
-        let reading: FileLock?? = try? FileLock.tryAcquireShared(dataDirectory.backupLockFile)
-        if case .some(.none) = reading {
-            throw StorageError.conflict("a restore is running on \(dataDirectory.root.path); back up when it has finished (nothing was written)")
+        var reading: FileLock?
+        do {
+            reading = try FileLock.tryAcquireShared(dataDirectory.backupLockFile)
+            if reading == nil {
+                throw StorageError.conflict("a restore is running on \(dataDirectory.root.path); back up when it has finished (nothing was written)")
+            }
+        } catch let error as StorageError {
+            // Only the refusal above; a lock file that cannot be opened (`try?` made that one "a
+            // restore is running" too) is a data directory this user cannot write.
+            if case .conflict = error { throw error }
         }
         defer { _ = reading }
         let ids: [WorkspaceID]
@@ -286,6 +293,11 @@ public struct BackupService: Sendable {
         // No key is made here: the restored files' credentials are sealed with the original one,
         // which a backup does not hold (`serve` says so until it is copied back).
         try dataDirectory.prepare(creatingKey: false)
+        if !selected.contains(where: { $0.kind == .control }), !FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
+            // A new data directory: the workspace would be served by nothing (an empty control.sqlite was made after it).
+            throw StorageError.notFound("\(dataDirectory.root.path) has no control.sqlite, so no workspace is registered there: a restored file "
+                                        + "would be served by nothing; nothing was restored. Restore a full backup (without --workspace) first")
+        }
         if !selected.contains(where: { $0.kind == .control }), FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
             // A workspace control.sqlite does not list (deleted) would come back as a file nothing
             // serves, backs up or exports, reported restored all the same: with `--workspace`, and
@@ -371,24 +383,44 @@ public struct BackupService: Sendable {
         // The pending-work index cannot know what a restored file holds: mark every restored
         // workspace due now, so the scheduler looks at it once and sets the true due time.
         let control = try ControlStore(dataDirectory: dataDirectory, opener: opener)
-        let restoredIDs = selected.contains { $0.kind == .control }
-            ? try control.workspaceIDs()
-            : selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }
-        if let credentials {
+        let full = selected.contains { $0.kind == .control }
+        let restoredIDs = full ? try control.workspaceIDs() : selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }
+        // The workspaces whose files came from this backup (a full backup may have skipped one).
+        let fromBackup = selected.compactMap { $0.workspaceID.flatMap(WorkspaceID.init) }
+        let notKept = "API tokens revoked, users disabled, enabled or deleted, passwords changed and integrations added since the backup "
+            + "are as the backup has them; revoke, disable, set and add them again"
+        switch credentials {
+        case .success(let changes):
             do {
-                for line in try control.write({ db in try credentials.apply(in: db, now: Date()) }) { log(line) }
+                let restoredWorkspaces = Set(fromBackup.map(\.rawValue))
+                for line in try control.write({ db in try changes.apply(in: db, now: Date(), restoredWorkspaces: restoredWorkspaces) }) { log(line) }
             } catch {
-                log("the credential changes made after this backup could not be kept (\(error)): API tokens revoked, users disabled or deleted "
-                    + "and passwords changed since are as the backup has them; revoke, disable and set them again")
+                log("the changes made after this backup could not be kept (\(error)): " + notKept)
             }
+        case .failure(let error):
+            log("the control.sqlite this restore replaced could not be read (\(error)), so nothing done after the backup was kept: " + notKept)
+        case nil:
+            break
         }
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
-        for id in restoredIDs { try rewindExportWatermark(of: id, control: control, now: now, log: log) }
-        // A full backup copies control.sqlite before the workspace files: an integration added or
-        // removed between the two copies is routed as its workspace file says.
-        let full = selected.contains { $0.kind == .control }
-        for id in restoredIDs { try realignIntegrationRouting(of: id, control: control, now: now, full: full, log: log) }
+        // One workspace's file that cannot be read (one the backup skipped, kept damaged) stops
+        // neither the other workspaces' steps nor the report: it is named, and the restore goes on.
+        for id in fromBackup {
+            do {
+                try rewindExportWatermark(of: id, control: control, now: now, log: log)
+                // A full backup copies control.sqlite before the workspace files: an integration
+                // added or removed between the two copies is routed as its workspace file says.
+                try realignIntegrationRouting(of: id, control: control, now: now, full: full, log: log)
+            } catch {
+                log("workspace \(id): its restored file could not be read to set its export watermark and webhook routes (\(error)); "
+                    + "check it with sentinel verify")
+            }
+        }
+        try control.write { db in
+            try AuditLog.append("BackupRestored", actor: "cli", subject: only.map { "workspace:\($0)" } ?? "appliance",
+                                data: ["backup": source.path, "backup_created_at": manifest.createdAt, "files": String(selected.count)], in: db)
+        }
         // Workspaces the backup could not read when it was taken are not in it: said, not passed over.
         for missing in manifest.skipped ?? [] where only == nil || only?.rawValue == missing.workspaceID {
             let id = WorkspaceID(missing.workspaceID)

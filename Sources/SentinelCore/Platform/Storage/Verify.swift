@@ -103,7 +103,14 @@ public enum DataVerifier {
             report.problems.append(VerifyProblem(file: BackupManifest.fileName, check: "manifest", detail: "not a valid backup manifest: \(error)"))
             return report
         }
+        var seen = Set<String>()
         for entry in manifest.files {
+            // Restore refuses a manifest naming one file twice: verify says so too (it passed it).
+            let key = entry.kind == .workspace ? "workspace \(entry.workspaceID ?? "-")" : entry.kind.rawValue
+            guard seen.insert(key).inserted else {
+                report.problems.append(VerifyProblem(file: entry.file, check: "manifest", detail: "the manifest lists the \(key) file twice"))
+                continue
+            }
             guard !entry.file.contains(".."), !entry.file.hasPrefix("/") else {
                 report.problems.append(VerifyProblem(file: entry.file, check: "manifest", detail: "the manifest names a file outside the backup"))
                 continue

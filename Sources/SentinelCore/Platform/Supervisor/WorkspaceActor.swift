@@ -353,7 +353,14 @@ public actor WorkspaceActor {
                 if let hook = try registry.deadHookRequest(for: dead, reason: reason, at: tx.now) { try tx.enqueue(hook) }
                 try tx.append(JobQueue.deadEvent(dead, reason: reason))
             }
-            if finished, case .failed = outcome, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
+            // Queued again for later (a retry, or postponed): the scheduler is told when it is due
+            // (a postponed job was found only when its old lease ran out, a minute after its 5 s).
+            let later: Bool
+            switch outcome {
+            case .failed, .postponed: later = true
+            case .succeeded, .released: later = false
+            }
+            if finished, later, let row = try JobQueue.job(id: job.id, in: tx.db), row.state == .queued {
                 tx.noteDue(row.jobPriority, at: row.runAt)
             }
             if finished, case .released = outcome {
