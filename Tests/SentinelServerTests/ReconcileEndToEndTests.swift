@@ -491,6 +491,34 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a head whose runs newer pushes all superseded, pushed back to (a force-push back), is reviewed by the sweep: its check said Superseded, passing, and nothing reviewed it")
+    func headPushedBackToIsSwept() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        // A push to bbb222: its run starts its check, then waits out GitHub's Retry-After.
+        await world.github.state.inject("GET pull", [.rateLimited(retryAfter: 600)])
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "bbb222")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
+        #expect(await eventually {
+            try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:2' AND state = 'queued' AND attempts >= 1") == 1
+        })
+        // A push to ccc333 supersedes it; then the branch is forced back to bbb222, whose push webhook names a run that exists.
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "ccc333")
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc333", before: "bbb222"))
+        #expect(await eventually { try await world.runs().contains { $0.headSHA == "ccc333" && $0.state.isFinal } })
+        await world.github.state.push(repo: GitHubWorld.repo, 7, head: "bbb222", force: true)
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "ccc333"))
+        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 4 })
+        #expect(try await world.runs().filter { $0.headSHA == "bbb222" }.map(\.state) == [.superseded])
+        let report = try #require(try await Self.sweep(world, ReconcileOptions()).first)
+        #expect(report.reviewsRequested.map(\.headSHA) == ["bbb222"], "\(report)")
+        #expect(await eventually { try await world.runs().contains { $0.headSHA == "bbb222" && $0.trigger == "reconcile" && $0.state.isFinal } })
+        // Swept once: the next sweep requests nothing more for it.
+        #expect(try await Self.sweep(world, ReconcileOptions()).first?.reviewsRequested.isEmpty == true)
+        await world.stop()
+    }
+
     @Test("a dry run reports what it would request and requests and stores nothing")
     func dryRun() async throws {
         let world = try await GitHubWorld()

@@ -389,9 +389,19 @@ public enum ReviewRunStore {
     /// skipped again, sweep after sweep.
     public static func sweepTrigger(repositoryID: Int64, prNumber: Int, headSHA: String, isDraft: Bool, in db: Database) throws -> String? {
         let runs = try Row.fetchAll(db, sql: """
-            SELECT state, reason FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? ORDER BY id
+            SELECT state, reason, trigger FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? ORDER BY id
             """, arguments: [repositoryID, prNumber, headSHA])
         guard let last = runs.last else { return reconcileTrigger }
+        // The pull request came back to a head whose runs newer pushes all superseded (a force-push
+        // back to it): that head was never reviewed, and its check said "Superseded", passing. A
+        // webhook cannot tell such a return from a late redelivery of the old push; the sweep sees
+        // the head the pull request has now.
+        let states = runs.map { $0["state"] as String }
+        if states.contains(RunState.superseded.rawValue), !runs.contains(where: { ($0["trigger"] as String) == reconcileTrigger }),
+           states.allSatisfy({ $0 == RunState.superseded.rawValue || $0 == RunState.skipped.rawValue }),
+           !runs.contains(where: { ($0["state"] as String) == RunState.skipped.rawValue && ($0["reason"] as String?) == draftReason && isDraft }) {
+            return reconcileTrigger
+        }
         guard runs.allSatisfy({ ($0["state"] as String) == RunState.skipped.rawValue }) else { return nil }
         switch last["reason"] as String? {
         case draftReason? where !isDraft: return "ready_for_review"

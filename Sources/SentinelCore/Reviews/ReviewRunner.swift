@@ -743,7 +743,9 @@ public struct ReviewRunner: Sendable {
         // The check is concluded while the posted review is recorded: neither waits for the other.
         // The run completes only once both are done, so a retry after either failed does both again
         // (the review is then found by its id or marker, and concluding a check twice is harmless).
-        let concludedCheck = checkID
+        // A newer run of the same commit owns a status keyed by commit (GitLab): this run's result,
+        // set after it, replaced the newer run's (a red gate turned green).
+        let concludedCheck = try await checkOwnedByNewerRun(run, session: session, workspace: workspace) ? nil : checkID
         async let concluded: Void = {
             guard let concludedCheck else { return }
             try await session.completeCheck(repo, checkID: concludedCheck, conclusion: CheckConclusion(rawValue: record.conclusion) ?? .neutral,
@@ -905,8 +907,9 @@ public struct ReviewRunner: Sendable {
     private func skip(run: ReviewRun, reason: String, label: String, session: any SourceControlSession, repo: String, checkID: String?,
                       workspace: WorkspaceActor) async throws {
         var check = checkID
-        if check == nil, !run.headSHA.isEmpty { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
-        if let check {
+        let owned = try await checkOwnedByNewerRun(run, session: session, workspace: workspace)
+        if check == nil, !run.headSHA.isEmpty, !owned { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
+        if let check, !owned {
             try await session.completeCheck(repo, checkID: check, conclusion: .neutral, title: "Review skipped", summary: "Skipped: \(Self.outside(reason)).")
         }
         let (id, stored) = (run.id, check)
@@ -927,7 +930,7 @@ public struct ReviewRunner: Sendable {
         // Stored only when the platform has it: with no session (its integration removed, its
         // credentials gone) the check stayed in progress while the run said it failed.
         var concluded = false
-        if let session {
+        if let session, try await !checkOwnedByNewerRun(run, session: session, workspace: workspace) {
             do {
                 var check = checkID
                 if check == nil {
