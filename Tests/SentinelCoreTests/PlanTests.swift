@@ -236,4 +236,32 @@ struct PlanTests {
         #expect(again.last?.data.contains("\"allowed\":\"1050\"") == true && again.last?.data.contains("\"plan\":\"larger\"") == true)
         await h.stop()
     }
+
+    @Test("a review superseded or cancelled after it called a model counts toward reviews_per_month (pushing on made reviews past the limit for good); one superseded before it called one does not")
+    func startedRunsThatCalledAModelCount() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let used = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx -> Int in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES ('int_0000000000000001', 'github', 'x', x'00', 0)")
+                let repo = try RepositoryStore.register(integrationID: IntegrationID("int_0000000000000001")!, externalID: 1, fullName: "acme/api",
+                                                        installationID: 1, in: &tx)
+                for (i, state) in [RunState.completed, .superseded, .skipped, .superseded, .failed].enumerated() {
+                    let (run, _) = try ReviewRunStore.request(repository: repo, prNumber: i + 1, headSHA: "abc\(i)", baseSHA: nil, trigger: "opened",
+                                                              fullReview: false, correlationID: nil, in: &tx)
+                    try tx.db.execute(sql: "UPDATE review_runs SET started_at = ?, state = ? WHERE id = ?", arguments: [tx.now.timeIntervalSince1970, state.rawValue, run])
+                    // Runs 2 (superseded) and 3 (cancelled: skipped) called a model before they ended; run 4 did not.
+                    if i == 1 || i == 2 {
+                        try tx.db.execute(sql: """
+                            INSERT INTO usage_records (run_id, call_key, provider, model, input_tokens, output_tokens, recorded_at)
+                            VALUES (?, ?, 'openai', 'm', 10, 1, ?)
+                            """, arguments: [run, "k\(i)", tx.now.timeIntervalSince1970])
+                    }
+                }
+                return try PlanLimits.reviewsUsed(excluding: nil, in: tx.db, now: tx.now)
+            }
+        }
+        #expect(used == 4)
+        await h.stop()
+    }
 }

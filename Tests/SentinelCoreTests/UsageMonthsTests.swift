@@ -147,4 +147,22 @@ struct UsageMonthsTests {
         }
         await h.stop()
     }
+
+    @Test("the month's spend is read in whole micro-dollars: ten calls of 1.28 USD are 12.8, which a budget of 12.8 counts as reached (summed as floating point they were 12.799999999999999, and the next call went out)")
+    func spendSummedInMicroDollars() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx in
+                for i in 0..<10 { try Self.record(tx.db, key: "c\(i)", tokens: (1, 1), cost: 1.28, at: Self.december) }
+            }
+            let raw = try await actor.read { db in try Double.fetchOne(db, sql: "SELECT sum(cost_usd) FROM usage_records") ?? 0 }
+            let spent = try await actor.read { db in try UsageLedger.monthToDate(in: db, now: Self.now) }
+            #expect(raw != 12.8, "the premise: a floating-point sum")
+            #expect(spent.costUSD == 12.8 && spent.costUSD >= 12.8)
+            let report = try await actor.read { db in try UsageReport.make(workspace: ws, period: "2026-12", in: db) }
+            #expect(report.costUSD == 12.8)
+        }
+        await h.stop()
+    }
 }

@@ -191,6 +191,14 @@ struct ConsoleListTests {
             #expect(page.body.contains("(notify.slack) is dead after 5 attempts: refused &lt;403&gt;</li>"))
             #expect(page.body.contains("<li>The plan&#39;s repositories limit is nearly reached: 4 of 5</li>")
                 || page.body.contains("<li>The plan's repositories limit is nearly reached: 4 of 5</li>"))
+            // Past the limit it says so (it read "nearly reached: 6 of 5").
+            _ = try await world.addRepository("acme/r4")
+            _ = try await world.addRepository("acme/r5")
+            try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.write { tx in try tx.db.execute(sql: "UPDATE repositories SET enabled = 1") }
+            }
+            let past = try await browser.get(base).body
+            #expect(past.contains("repositories limit is exceeded: 6 of 5</li>"), "\(past)")
         }
     }
 }

@@ -21,9 +21,13 @@ public enum PlanLimits {
         return calendar.date(from: calendar.dateComponents([.year, .month], from: now))!.timeIntervalSince1970
     }
 
+    /// Reviews started this month: running or ended with a result, and those superseded or
+    /// cancelled after they called a model (a pushed-on pull request had its reviews made, and
+    /// superseded, past the limit for good).
     public static func reviewsUsed(excluding runID: Int64?, in db: Database, now: Date) throws -> Int {
         try Int.fetchOne(db, sql: """
-            SELECT count(*) FROM review_runs WHERE id != ? AND started_at >= ? AND state IN ('running','completed','failed')
+            SELECT count(*) FROM review_runs r WHERE r.id != ? AND r.started_at >= ?
+              AND (r.state IN ('running','completed','failed') OR EXISTS (SELECT 1 FROM usage_records u WHERE u.run_id = r.id))
             """, arguments: [runID ?? -1, monthStart(now)]) ?? 0
     }
 

@@ -90,7 +90,9 @@ public enum UsageLedger {
             FROM usage_months WHERE month >= ?
             """, arguments: [UsageReport.currentPeriod(now: now)])
         let tokens: Int = row?["tokens"] ?? 0
-        let cost: Double = row?["cost"] ?? 0
+        // In whole micro-dollars, as each call is recorded: summed as floating point, 12.8 spent
+        // read 12.799999999999999, under a budget of 12.8, and the next call went out.
+        let cost: Double = ((row?["cost"] ?? 0) * 1_000_000).rounded() / 1_000_000
         let calls: Int = row?["calls"] ?? 0
         return (tokens, cost, calls)
     }
@@ -223,7 +225,12 @@ public actor RunSpendGuard: ModelCallGate {
             try workspace.spendInFlight.reserve(tokens: estimatedTokens, usd: usd) { inFlight in
                 if let budget, state.costUSD + inFlight.usd >= budget {
                     spentAlready = state.costUSD >= budget
-                    throw ModelCallRefused(ProviderRouter.SkipReason.budgetSpent, limitReached: true)
+                    // Refused for what calls in flight may spend: said so (the budget was not spent,
+                    // and the next review alone was reviewed).
+                    throw ModelCallRefused(spentAlready ? ProviderRouter.SkipReason.budgetSpent
+                                           : "the AI budget for this period would be spent by the calls in flight (\(String(format: "%.2f", state.costUSD)) "
+                                             + "of \(String(format: "%.2f", budget)) USD spent, about \(String(format: "%.2f", inFlight.usd)) USD more reserved)",
+                                           limitReached: true)
                 }
                 if let plan, let limit = plan.tokensPerMonth, state.tokens + inFlight.tokens >= limit {
                     let reserved = inFlight.tokens > 0 ? " (and about \(inFlight.tokens) more by calls in flight)" : ""

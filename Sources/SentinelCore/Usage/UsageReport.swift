@@ -57,11 +57,17 @@ public struct UsageReport: Codable, Sendable, Equatable {
             FROM usage_records WHERE recorded_at >= ? AND recorded_at < ? GROUP BY provider, model ORDER BY provider, model
             """, arguments: [start, end]).map {
             ModelUsage(provider: $0["provider"], model: $0["model"], calls: $0["calls"], inputTokens: $0["input"], outputTokens: $0["output"],
-                       costUSD: $0["cost"])
+                       costUSD: Self.microDollars($0["cost"]))
         }
         return UsageReport(workspaceID: workspace.rawValue, period: period, runs: runs, models: models,
                            inputTokens: models.reduce(0) { $0 + $1.inputTokens }, outputTokens: models.reduce(0) { $0 + $1.outputTokens },
-                           costUSD: models.reduce(0) { $0 + $1.costUSD })
+                           costUSD: Self.microDollars(models.reduce(0) { $0 + $1.costUSD }))
+    }
+
+    /// A sum of costs in whole micro-dollars, as each call is recorded (a floating-point sum
+    /// showed 12.799999999999999 where the analytics said 12.8).
+    static func microDollars(_ usd: Double) -> Double {
+        (usd * 1_000_000).rounded() / 1_000_000
     }
 }
 

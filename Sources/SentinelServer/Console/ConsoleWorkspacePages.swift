@@ -88,7 +88,9 @@ extension Console {
             attention.append(["text": "Job #\(job.id) (\(job.kind)) is dead after \(job.attempts) attempts: \(job.lastError ?? "no error recorded")"])
         }
         for limit in data.limits where limit.softLimitReached {
-            attention.append(["text": "The plan's \(limit.limit) limit is nearly reached: \(limit.used) of \(limit.allowed)"])
+            // Reached or past it, said so (it read "nearly reached: 12 of 3").
+            let how = limit.used > limit.allowed ? "is exceeded" : limit.used == limit.allowed ? "is reached" : "is nearly reached"
+            attention.append(["text": "The plan's \(limit.limit) limit \(how): \(limit.used) of \(limit.allowed)"])
         }
         for signal in try await operationalAttention(m) { attention.append(signal) }
         func perDay(_ value: (DailyRollup) -> Double) -> [Double] {
