@@ -327,6 +327,38 @@ struct BackupTests {
         #expect(try service.restore(from: out, workspace: healthy).count == 1)
     }
 
+    @Test("a workspace file with a damaged page (it opens and copies) is skipped by a full backup and named, not backed up as good: restore refused that backup whole, and the nightly prune deleted the good ones")
+    func fullBackupSkipsDamagedPage() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let healthy = try h.createWorkspace("healthy")
+        let damaged = try h.createWorkspace("damaged")
+        for _ in 0..<200 { try await h.enqueue(JobRequest(kind: "x", payload: Data(repeating: 0x61, count: 500)), in: damaged) }
+        await h.supervisor.shutdown()
+        let file = h.dataDirectory.workspaceFile(damaged)
+        let reader = try DatabaseQueue(path: file.path)
+        let (root, pageSize) = try reader.inDatabase { db in
+            (try Int.fetchOne(db, sql: "SELECT rootpage FROM sqlite_master WHERE name = 'jobs'")!, try Int.fetchOne(db, sql: "PRAGMA page_size")!)
+        }
+        try reader.close()
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.seek(toOffset: UInt64((root - 1) * pageSize))
+        try handle.write(contentsOf: Data(repeating: 0xFF, count: 64))
+        try handle.close()
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("nightly")
+        let manifest = try service.backup(to: out, control: h.control)
+        #expect(Set(manifest.files.map(\.file)) == ["control.sqlite", "workspaces/\(healthy.rawValue).sqlite"])
+        #expect(manifest.skipped?.map(\.workspaceID) == [damaged.rawValue])
+        #expect(manifest.skipped?.first?.reason.hasPrefix("its file is damaged (") == true, "\(String(describing: manifest.skipped))")
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("workspaces/\(damaged.rawValue).sqlite").path))
+        // Backed up alone, it is refused.
+        #expect { try service.backup(to: h.directory.url.appendingPathComponent("one"), workspace: damaged, control: h.control) } throws: {
+            "\($0)".contains("its file is damaged")
+        }
+        #expect(DataVerifier.verify(backup: out).problems.isEmpty)
+    }
+
     @Test("a backup into the data directory itself (by its path, a trailing slash, .. or a link) is refused and every live file stays, also with serve's workspaces open")
     func backupIntoDataDirectoryRefused() async throws {
         let h = try TestHarness()

@@ -109,11 +109,10 @@ struct UpgradeTests {
         #expect(manifest.files.first?.sha256 == (try FileSystem.sha256(of: copy)))
 
         // Restoring the snapshot puts the old file back (what the previous binary would do).
-        let target = TemporaryDirectory()
-        defer { target.cleanup() }
-        let restored = try BackupService(dataDirectory: DataDirectory(path: target.path), opener: DatabaseOpener()).restore(from: folder)
+        try h.control.close()
+        let restored = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: folder)
         #expect(restored.count == 1)
-        #expect(try SchemaState.read(file: DataDirectory(path: target.path).workspaceFile(ws), kind: .workspace).version == from)
+        #expect(try SchemaState.read(file: h.dataDirectory.workspaceFile(ws), kind: .workspace).version == from)
     }
 
     @Test("a pre-upgrade snapshot of the intake journal is taken as intake-journal.sqlite and restores to the data directory's journal")

@@ -150,7 +150,11 @@ public struct BackupService: Sendable {
         let fm = FileManager.default
         var entries: [BackupEntry] = []
         if withControl {
-            entries.append(try control.withReader { try copy(reader: $0, kind: .control, workspace: nil, to: destination, relative: "control.sqlite") })
+            let entry = try control.withReader { try copy(reader: $0, kind: .control, workspace: nil, to: destination, relative: "control.sqlite") }
+            if let problem = Self.integrityProblem(destination.appendingPathComponent(entry.file)) {
+                throw StorageError.corrupt("control.sqlite is damaged (\(problem)); no backup was written: restore it from an earlier backup")
+            }
+            entries.append(entry)
         }
         var skipped: [BackupManifest.SkippedWorkspace] = []
         for id in ids {
@@ -172,10 +176,20 @@ public struct BackupService: Sendable {
             defer { try? queue.close() }
             // Deliveries acknowledged into the intake journal and not yet in the file go into the copy.
             let journalled = try IntakeJournal.deliveries(for: id, in: dataDirectory, busyTimeout: opener.busyTimeout)
-            entries.append(try copy(reader: queue, kind: .workspace, workspace: id, to: destination,
-                                    relative: "workspaces/\(id.rawValue).sqlite") { db in
+            let entry = try copy(reader: queue, kind: .workspace, workspace: id, to: destination,
+                                 relative: "workspaces/\(id.rawValue).sqlite") { db in
                 try IntakeJournal.apply(journalled, to: db, maxAttempts: SentinelConfig.Jobs().maxAttempts)
-            })
+            }
+            // A damaged page opens and copies: checked here, or the backup said it was good, restore
+            // refused it whole, and the nightly prune deleted the good backups before it.
+            if let problem = Self.integrityProblem(destination.appendingPathComponent(entry.file)) {
+                try? FileSystem.removeIfPresent(destination.appendingPathComponent(entry.file))
+                let reason = "its file is damaged (\(problem))"
+                guard withControl else { throw StorageError.corrupt("workspace \(id): \(reason); no backup was written") }
+                skipped.append(.init(workspaceID: id.rawValue, reason: reason))
+                continue
+            }
+            entries.append(entry)
         }
         let manifest = BackupManifest(format: 1, createdAt: ISO8601.string(Date()), sentinelVersion: SentinelVersion.current, files: entries,
                                       skipped: skipped.isEmpty ? nil : skipped)
@@ -293,7 +307,8 @@ public struct BackupService: Sendable {
         // No key is made here: the restored files' credentials are sealed with the original one,
         // which a backup does not hold (`serve` says so until it is copied back).
         try dataDirectory.prepare(creatingKey: false)
-        if !selected.contains(where: { $0.kind == .control }), !FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
+        if !selected.contains(where: { $0.kind == .control }), selected.contains(where: { $0.kind == .workspace }),
+           !FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
             // A new data directory: the workspace would be served by nothing (an empty control.sqlite was made after it).
             throw StorageError.notFound("\(dataDirectory.root.path) has no control.sqlite, so no workspace is registered there: a restored file "
                                         + "would be served by nothing; nothing was restored. Restore a full backup (without --workspace) first")
@@ -540,6 +555,22 @@ public struct BackupService: Sendable {
                 throw StorageError.invalid("backup is damaged: \(entry.file) is the file of workspace \(stored), not of \(entry.workspaceID ?? "-") "
                                            + "as its manifest says")
             }
+        }
+    }
+
+    /// What `PRAGMA integrity_check` finds wrong in a file (its first three lines), nil when it is sound.
+    static func integrityProblem(_ url: URL) -> String? {
+        var configuration = Configuration()
+        configuration.readonly = true
+        do {
+            let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+            defer { try? queue.close() }
+            let result = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+            return result == ["ok"] ? nil : "integrity_check: " + result.prefix(3).joined(separator: "; ")
+        } catch let error as DatabaseError {
+            return error.message ?? "SQLite error \(error.resultCode.rawValue)"
+        } catch {
+            return "\(error)"
         }
     }
 
