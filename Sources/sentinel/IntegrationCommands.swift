@@ -25,10 +25,12 @@ struct IntegrationCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 func read(_ path: String, _ what: String) throws -> Data { try readInput(path, what: "\(what) file") }
-                let pem = String(decoding: try read(privateKeyFile, "private key"), as: UTF8.self)
+                // Text files read as they are: bytes that are not UTF-8 are refused, not replaced (a key
+                // or token changed on the way was stored and refused by the platform later).
+                let pem = try readInputText(privateKeyFile, what: "private key file")
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
-                let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
+                let ca = try caFile.map { try readInputText($0, what: "CA file") }
                 // Read as typed: a space or a character outside ASCII is refused, not stored percent-encoded (`/api/v3%20`).
                 guard let api = WebAddress.parse(apiURL ?? IntegrationService.defaultGitHubAPI.absoluteString), api.scheme != nil else {
                     throw CLIError("--api-url is not an absolute URL (no spaces or characters outside ASCII), like https://github.example.com/api/v3")
@@ -74,10 +76,10 @@ struct IntegrationCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 func read(_ path: String, _ what: String) throws -> Data { try readInput(path, what: "\(what) file") }
-                let token = String(decoding: try read(tokenFile, "token"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let token = try readInputText(tokenFile, what: "token file").trimmingCharacters(in: .whitespacesAndNewlines)
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret.last, last == 0x0A || last == 0x0D { secret.removeLast() }
-                let ca = try caFile.map { String(decoding: try read($0, "CA"), as: UTF8.self) }
+                let ca = try caFile.map { try readInputText($0, what: "CA file") }
                 guard let base = WebAddress.parse(baseUrl), base.scheme != nil else {
                     throw CLIError("--base-url must be an absolute URL (no spaces or characters outside ASCII), like https://gitlab.example.com")
                 }
@@ -136,10 +138,10 @@ struct IntegrationCommand: AsyncParsableCommand {
                 var secret = try read(webhookSecretFile, "webhook secret")
                 while let last = secret?.last, last == 0x0A || last == 0x0D { secret?.removeLast() }
                 let credentials = IntegrationCredentials(
-                    webhookSecret: secret, privateKeyPEM: try read(privateKeyFile, "private key").map { String(decoding: $0, as: UTF8.self) },
+                    webhookSecret: secret, privateKeyPEM: try privateKeyFile.map { try readInputText($0, what: "private key file") },
                     // As `integration add` reads it: a file's last line break is no part of the token.
-                    token: try read(tokenFile, "token").map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) },
-                    caBundlePEM: try read(caFile, "CA").map { String(decoding: $0, as: UTF8.self) })
+                    token: try tokenFile.map { try readInputText($0, what: "token file").trimmingCharacters(in: .whitespacesAndNewlines) },
+                    caBundlePEM: try caFile.map { try readInputText($0, what: "CA file") })
                 let destinations = try DestinationPolicy(try global.loadConfig().security)
                 let summary = try await global.withWorkspace(workspace) { actor, control, _ in
                     let service = IntegrationService(control: control, masterKey: try MasterKey.load(at: global.dataDirectory.masterKeyFile))

@@ -19,7 +19,7 @@ struct NotifyCommand: AsyncParsableCommand {
 
     static func readFile(_ path: String?, what: String) throws -> String? {
         guard let path else { return nil }
-        return String(decoding: try readInput(path, what: "\(what) file"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return try readInputText(path, what: "\(what) file").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func show(_ c: NotificationChannelSummary, json: Bool) throws {

@@ -21,7 +21,7 @@ struct ProviderCommand: AsyncParsableCommand {
 
     static func readKey(_ path: String?) throws -> String? {
         guard let path else { return nil }
-        return String(decoding: try readInput(path, what: "API key file"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return try readInputText(path, what: "API key file").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func show(_ p: ProviderSummary, json: Bool) throws {

@@ -307,6 +307,12 @@ struct ProviderCommandTests {
         let noKey = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
                                                    "--api-key-file", dir.url.appendingPathComponent("absent.txt").path])
         #expect(noKey.stderr.contains("cannot read API key file \(dir.url.appendingPathComponent("absent.txt").path): no such file"), "\(noKey.stderr)")
+        // A key file that is not UTF-8 is refused, not stored with its bytes replaced (the platform refused the changed key later).
+        let latin1Key = dir.url.appendingPathComponent("latin1-key.txt")
+        try (Data("sk-abc".utf8) + Data([0xFF, 0xFE]) + Data("defghijklmn".utf8)).write(to: latin1Key)
+        let notUTF8 = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
+                                                     "--model", "gpt-4o", "--api-key-file", latin1Key.path])
+        #expect(notUTF8.status != 0 && notUTF8.stderr.contains("is not UTF-8 text"), "\(notUTF8.stderr)")
         // An address with a space or a character outside ASCII is refused, not stored percent-encoded (`/v%201`).
         for address in ["http://127.0.0.1:9/v 1", "http://127.0.0.1:9/v\u{00E9}", "http://127.0.0.1:9/v1 "] {
             let typed = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai-compatible",
