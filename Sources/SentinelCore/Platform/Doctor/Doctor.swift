@@ -277,6 +277,10 @@ public struct Doctor: Sendable {
         if let control = survey.first(where: { $0.kind == .control }), let problem = control.problem {
             add(.error, "schema", "control.sqlite: \(problem)",
                 "restore it from a backup (`sentinel restore --from BACKUP_DIR`, then `sentinel verify`); serve does not start with it")
+        } else if survey.contains(where: { $0.kind == .control }), let damage = Self.damage(dataDirectory.controlFile, readOnly: readOnly) {
+            // A damaged page opens: the schema read passed, and sign-ins answered 500.
+            add(.error, "schema", "control.sqlite is damaged (\(damage))",
+                "stop sentinel, restore it from a backup (`sentinel restore --from BACKUP_DIR`, then `sentinel verify`)")
         }
         let newer = survey.filter(\.isNewerThanBinary)
         for file in newer {
@@ -353,6 +357,12 @@ public struct Doctor: Sendable {
                 continue
             }
             if file.isNewerThanBinary { offline += 1; continue }  // named by the schema check
+            if let damage = Self.damage(URL(fileURLWithPath: file.file), readOnly: readOnly) {
+                offline += 1
+                add(.error, "workspace", "workspace \(id) is damaged (\(damage))",
+                    "restore it from a backup (`sentinel restore --from BACKUP_DIR --workspace \(id)`, with serve stopped); `sentinel verify` names what is wrong")
+                continue
+            }
             do {
                 try readOnly(URL(fileURLWithPath: file.file)) { db in
                     let deadJobs = try Int.fetchOne(db, sql: "SELECT count(*) FROM jobs WHERE state = 'dead'") ?? 0
@@ -537,6 +547,19 @@ public struct Doctor: Sendable {
         }
         if missing.isEmpty {
             add(.ok, "billing", "plans: \(catalog.plans.keys.sorted().joined(separator: ", ")); \(catalog.licenseStatus)", nil)
+        }
+    }
+
+    /// What `PRAGMA quick_check` finds wrong in a file that opens (a damaged page), nil when
+    /// nothing or when the file cannot be opened (other checks name that).
+    static func damage(_ url: URL, readOnly: (URL, (Database) throws -> [String]) throws -> [String]) -> String? {
+        do {
+            let result = try readOnly(url) { db in try String.fetchAll(db, sql: "PRAGMA quick_check(3)") }
+            return result == ["ok"] ? nil : "quick_check: " + result.joined(separator: "; ")
+        } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_CORRUPT {
+            return error.message ?? "database disk image is malformed"
+        } catch {
+            return nil
         }
     }
 
