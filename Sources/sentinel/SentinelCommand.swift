@@ -110,6 +110,12 @@ struct CLIContext {
         let directory = dataDirectory
         let path = directory.root.path
         try requireDataDirectoryNotAFile()
+        // A directory this user may not enter hides control.sqlite: that is not "no data directory"
+        // (whose advice, `sentinel serve`, would make a new one elsewhere).
+        if FileManager.default.fileExists(atPath: path), access(path, X_OK) != 0, errno == EACCES {
+            throw CLIError("cannot enter the data directory \(path) as user \(currentUserName()): permission denied; run the command as the "
+                           + "user that owns it (e.g. sudo -u sentinel sentinel …)")
+        }
         if create {
             do { try directory.prepare() } catch let error as StorageError {
                 throw CLIError(error.description)
@@ -381,4 +387,11 @@ struct VersionCommand: AsyncParsableCommand {
             print("sentinel \(SentinelVersion.current) (control schema \(DatabaseKind.control.knownVersion), workspace schema \(DatabaseKind.workspace.knownVersion))")
         }
     }
+}
+
+/// The name of the user this process runs as (its uid when it has none).
+func currentUserName() -> String {
+    let uid = getuid()
+    guard let entry = getpwuid(uid), let name = entry.pointee.pw_name else { return "uid \(uid)" }
+    return String(cString: name)
 }

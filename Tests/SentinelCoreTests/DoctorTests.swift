@@ -78,6 +78,26 @@ struct DoctorTests {
         #expect(!child.stdout.contains("restore it from a backup"), "\(child.stdout)")
     }
 
+    @Test("a command run by a user who may not enter the data directory says so, not \"no Sentinel data directory\" (whose advice made a new one)",
+          .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "changing user needs root and setpriv"))
+    func closedDataDirectoryNamed() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("fine")
+        await h.supervisor.shutdown()
+        chmod(h.directory.path, 0o755)
+        chmod(h.dataDirectory.root.path, 0o700)
+        let child = try ChildProcess(executable: "/usr/bin/setpriv",
+                                     arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path, "workspace", "list",
+                                                 "--data-dir", h.dataDirectory.root.path],
+                                     environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+        let status = child.waitUntilExitBlocking()
+        // Where the binary's path is closed to that user, there is nothing to observe.
+        guard !child.stderr.contains("Permission denied") || child.stderr.contains("data directory") else { return }
+        #expect(status != 0 && child.stderr.contains("cannot enter the data directory") && child.stderr.contains("permission denied"), "\(child.stderr)")
+        #expect(!child.stderr.contains("no Sentinel data directory"), "\(child.stderr)")
+    }
+
     @Test("a healthy data directory: exit 0, every line ok")
     func healthy() async throws {
         let h = try TestHarness()
