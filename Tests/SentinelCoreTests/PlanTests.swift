@@ -264,4 +264,27 @@ struct PlanTests {
         #expect(used == 4)
         await h.stop()
     }
+
+    @Test("a run defers the commit's status to a newer run of the commit only once that run has set it (one cancelled while queued never does, and the status stayed running for good)")
+    func newerRunOwnsStatusOnlyOnceSet() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        let (before, after) = try await h.supervisor.withWorkspace(ws) { actor in
+            try await actor.write { tx -> (Bool, Bool) in
+                try tx.db.execute(sql: "INSERT INTO integrations (id, kind, api_url, webhook_secret, created_at) VALUES ('int_0000000000000002', 'gitlab', 'x', x'00', 0)")
+                let repo = try RepositoryStore.register(integrationID: IntegrationID("int_0000000000000002")!, externalID: 1, fullName: "acme/api",
+                                                        installationID: nil, in: &tx)
+                let (older, _) = try ReviewRunStore.request(repository: repo, prNumber: 1, headSHA: "abc", baseSHA: nil, trigger: "opened",
+                                                            fullReview: false, correlationID: nil, in: &tx)
+                let (newer, _) = try ReviewRunStore.request(repository: repo, prNumber: 1, headSHA: "abc", baseSHA: nil, trigger: "command:9",
+                                                            fullReview: false, correlationID: nil, in: &tx)
+                let run = try #require(try ReviewRunStore.find(older, in: tx.db))
+                let before = try ReviewRunStore.hasNewerRun(than: run, in: tx.db)
+                try tx.db.execute(sql: "UPDATE review_runs SET check_run_id = 'abc@\(newer)' WHERE id = ?", arguments: [newer])
+                return (before, try ReviewRunStore.hasNewerRun(than: run, in: tx.db))
+            }
+        }
+        #expect(!before && after)
+        await h.stop()
+    }
 }

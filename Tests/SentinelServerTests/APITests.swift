@@ -533,6 +533,11 @@ struct APIResourceTests {
             let utf8 = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"]}"#,
                                           contentType: "application/json;charset=\"UTF-8\"")
             #expect(utf8.status == .created, "\(utf8.body)")
+            // ASCII is UTF-8; a charset inside another parameter's quoted value is not the body's.
+            for type in ["application/json; charset=us-ascii", #"application/json; foo="x;charset=latin1"; charset=utf-8"#, #"application/json; charset="utf-8 ""#] {
+                let reply = try await api.call(.post, "/tokens", token: owner, body: #"{"name":"x","scopes":["read"]}"#, contentType: type)
+                #expect(reply.status == .created, "\(type): \(reply.body)")
+            }
             let big = try await api.call(.put, "/workspaces/\(world.workspaceA)/settings", token: owner,
                                          body: #"{"values":{"review.instructions":""# + String(repeating: "a", count: 1_100_000) + #""}}"#)
             #expect(big.status == .contentTooLarge)

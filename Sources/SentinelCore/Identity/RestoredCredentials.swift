@@ -53,7 +53,14 @@ struct RestoredCredentials: Sendable {
     /// `restoredWorkspaces`: the workspaces whose files came from the backup.
     func apply(in db: Database, now: Date, restoredWorkspaces: Set<String>) throws -> [String] {
         let restored = try Row.fetchAll(db, sql: "SELECT id, email, password_hash, disabled_at FROM users ORDER BY email")
-        guard restored.contains(where: { users[$0["id"]] != nil }) else { return [] }  // another appliance's file, or a new machine's
+        // A later state of this backup: its audit log goes on from the backup's last entry, with no
+        // full restore since (an older file, or one a full restore made, rolled a password back and
+        // disabled users created in between; a one-workspace restore leaves control.sqlite as it is).
+        let last = try String.fetchOne(db, sql: "SELECT id FROM audit_events ORDER BY seq DESC LIMIT 1")
+        let continuation = last.flatMap { last in audit.firstIndex { $0.id == last } }
+            .map { index in !audit[(index + 1)...].contains { $0.type == "BackupRestored" && $0.subject == "appliance" } } ?? false
+        // Neither that nor a user in common: another appliance's file, or a new machine's.
+        guard continuation || restored.contains(where: { users[$0["id"]] != nil }) else { return [] }
         // Revocations only ever accumulate (a revoked token is never valid again), and an ended
         // session is only a sign-in more: those two are kept whatever the replaced file is.
         var revoked: [String] = []
@@ -70,12 +77,7 @@ struct RestoredCredentials: Sendable {
             try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id])
             ended += 1
         }
-        // The rest only from a later state of this backup: its audit log goes on from the backup's
-        // last entry, with no restore since (an older file, or one a restore made, rolled a
-        // password back and disabled users created in between).
-        let last = try String.fetchOne(db, sql: "SELECT id FROM audit_events ORDER BY seq DESC LIMIT 1")
-        let continuation = last.flatMap { last in audit.firstIndex { $0.id == last } }
-            .map { index in !audit[(index + 1)...].contains { $0.type == "BackupRestored" } } ?? false
+        // The rest only from a later state of this backup.
         guard continuation else {
             return Self.report(revoked: revoked, ended: ended) + [
                 "users, passwords, integrations and the audit log are as the backup has them: the control.sqlite this restore replaced is not "
@@ -123,6 +125,14 @@ struct RestoredCredentials: Sendable {
             entries += 1
         }
         var said = Self.report(revoked: revoked, ended: ended)
+        // Users created after the backup are not in it: named, to be made again.
+        let restoredIDs = Set(restored.map { $0["id"] as String })
+        let created = users.keys.filter { !restoredIDs.contains($0) }
+        if !created.isEmpty {
+            let emails = created.compactMap { id in audit.last { $0.type == "UserCreated" && $0.subject == "user:\(id)" }.flatMap { Self.email(in: $0) } ?? id }
+            said.append(Self.named(emails.sorted(), "user", "users") + " created after this backup " + Self.verb(created.count, "is", "are")
+                        + " not in it: create " + Self.verb(created.count, "it", "them") + " again (sentinel user create)")
+        }
         if !disabled.isEmpty {
             said.append(Self.named(disabled, "user", "users") + " disabled after this backup " + Self.verb(disabled.count, "stays", "stay") + " disabled")
         }
@@ -152,6 +162,11 @@ struct RestoredCredentials: Sendable {
     }
 
     static func verb(_ count: Int, _ one: String, _ many: String) -> String { count == 1 ? one : many }
+
+    /// The email an audit entry's data names, if any.
+    static func email(in event: AuditEvent) -> String? {
+        (try? JSONDecoder().decode([String: String].self, from: Data(event.data.utf8)))?["email"]
+    }
 
     static func report(revoked: [String], ended: Int) -> [String] {
         var said: [String] = []

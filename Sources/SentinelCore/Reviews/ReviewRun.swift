@@ -421,10 +421,13 @@ public enum ReviewRunStore {
         }
     }
 
-    /// Whether a newer run of the same pull request reviews the same commit.
-    static func hasNewerRun(than run: ReviewRun, in db: Database) throws -> Bool {
+    /// Whether a newer run of the same pull request reviews the same commit and has set its check.
+    /// One that has not yet sets it after this run does (its result is the one shown then); one
+    /// that never will (cancelled while queued) left the status "running" for good when counted.
+    public static func hasNewerRun(than run: ReviewRun, in db: Database) throws -> Bool {
         try Bool.fetchOne(db, sql: """
-            SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id > ?)
+            SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id > ?
+                             AND check_run_id IS NOT NULL)
             """, arguments: [run.repositoryID, run.prNumber, run.headSHA, run.id]) ?? false
     }
 

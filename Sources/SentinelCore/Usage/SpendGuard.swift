@@ -228,8 +228,8 @@ public actor RunSpendGuard: ModelCallGate {
                     // Refused for what calls in flight may spend: said so (the budget was not spent,
                     // and the next review alone was reviewed).
                     throw ModelCallRefused(spentAlready ? ProviderRouter.SkipReason.budgetSpent
-                                           : "the AI budget for this period would be spent by the calls in flight (\(String(format: "%.2f", state.costUSD)) "
-                                             + "of \(String(format: "%.2f", budget)) USD spent, about \(String(format: "%.2f", inFlight.usd)) USD more reserved)",
+                                           : "the AI budget for this period would be spent by the calls in flight (\(String(format: "%.4f", state.costUSD)) "
+                                             + "of \(String(format: "%.4f", budget)) USD spent, about \(String(format: "%.4f", inFlight.usd)) USD more reserved)",
                                            limitReached: true)
                 }
                 if let plan, let limit = plan.tokensPerMonth, state.tokens + inFlight.tokens >= limit {

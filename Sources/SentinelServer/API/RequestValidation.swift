@@ -46,10 +46,22 @@ struct RequestValidationMiddleware: ServerMiddleware {
 
     /// The `charset` parameter of a Content-Type value (quotes taken off), nil without one.
     static func charset(of contentType: String) -> String? {
-        for parameter in contentType.split(separator: ";").dropFirst() {
+        // Parameters split at `;` outside quoted strings (`foo="a;charset=x"` is one parameter).
+        var parameters: [String] = [], current = "", quoted = false, escaped = false
+        for character in contentType {
+            if escaped { current.append(character); escaped = false; continue }
+            if quoted && character == "\\" { escaped = true; continue }
+            if character == "\"" { quoted.toggle() }
+            if character == ";" && !quoted { parameters.append(current); current = ""; continue }
+            current.append(character)
+        }
+        parameters.append(current)
+        for parameter in parameters.dropFirst() {
             let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2, pair[0].lowercased() == "charset" else { continue }
-            return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            var value = pair[1]
+            if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+            return value.trimmingCharacters(in: .whitespaces)
         }
         return nil
     }
@@ -102,7 +114,8 @@ struct RequestValidationMiddleware: ServerMiddleware {
             try validator.validate(value, against: schema, at: name, title: "Invalid query parameter")
         }
         guard let schema = operation.body else { return try await next(request, body, metadata) }
-        if let type = request.headerFields[.contentType], let charset = Self.charset(of: type), !["utf-8", "utf8"].contains(charset.lowercased()) {
+        if let type = request.headerFields[.contentType], let charset = Self.charset(of: type),
+           !["utf-8", "utf8", "us-ascii", "ascii", ""].contains(charset.lowercased()) {
             throw Problem(status: .unsupportedMediaType,
                           detail: "the body is declared charset=\(charset.prefix(40)); JSON is sent as UTF-8 (RFC 8259 §8.1): send it as UTF-8, "
                                 + "with charset=utf-8 or no charset", title: "Unsupported Media Type")

@@ -174,11 +174,22 @@ public struct BackupService: Sendable {
                 continue
             }
             defer { try? queue.close() }
-            // Deliveries acknowledged into the intake journal and not yet in the file go into the copy.
-            let journalled = try IntakeJournal.deliveries(for: id, in: dataDirectory, busyTimeout: opener.busyTimeout)
-            let entry = try copy(reader: queue, kind: .workspace, workspace: id, to: destination,
+            let entry: BackupEntry
+            do {
+                // Deliveries acknowledged into the intake journal and not yet in the file go into the copy.
+                let journalled = try IntakeJournal.deliveries(for: id, in: dataDirectory, busyTimeout: opener.busyTimeout)
+                entry = try copy(reader: queue, kind: .workspace, workspace: id, to: destination,
                                  relative: "workspaces/\(id.rawValue).sqlite") { db in
-                try IntakeJournal.apply(journalled, to: db, maxAttempts: SentinelConfig.Jobs().maxAttempts)
+                    try IntakeJournal.apply(journalled, to: db, maxAttempts: SentinelConfig.Jobs().maxAttempts)
+                }
+            } catch let error as StorageError {
+                throw error  // writing the copy failed (a full disk): the backup fails whole
+            } catch where withControl {
+                // Its file opened but could not be read (a damaged page under its schema): skipped
+                // and named like one that does not open; it failed every workspace's backup.
+                try? FileSystem.removeIfPresent(destination.appendingPathComponent("workspaces/\(id.rawValue).sqlite"))
+                skipped.append(.init(workspaceID: id.rawValue, reason: "its file is damaged (\(Self.oneLine(error)))"))
+                continue
             }
             // A damaged page opens and copies: checked here, or the backup said it was good, restore
             // refused it whole, and the nightly prune deleted the good backups before it.
@@ -417,6 +428,12 @@ public struct BackupService: Sendable {
         case nil:
             break
         }
+        if full, let admins = try? control.read({ db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM users WHERE is_admin = 1 AND disabled_at IS NULL") ?? 0
+        }), admins == 0, (try? control.read({ db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 })) ?? 0 > 0 {
+            log("no appliance admin can sign in now (each is disabled, or was deleted after this backup): enable one with "
+                + "sentinel user enable EMAIL, or make one with sentinel user create --admin")
+        }
         let now = Date().epoch
         for id in restoredIDs where try control.workspace(id) != nil { try control.markDue(id, at: now) }
         // One workspace's file that cannot be read (one the backup skipped, kept damaged) stops
@@ -558,6 +575,12 @@ public struct BackupService: Sendable {
         }
     }
 
+    /// An error as one line of at most 300 characters (integrity_check returns one row of many lines).
+    static func oneLine(_ error: Any) -> String {
+        let text = "\(error)".split(whereSeparator: \.isNewline).joined(separator: "; ")
+        return text.count > 300 ? String(text.prefix(299)) + "…" : text
+    }
+
     /// What `PRAGMA integrity_check` finds wrong in a file (its first three lines), nil when it is sound.
     static func integrityProblem(_ url: URL) -> String? {
         var configuration = Configuration()
@@ -566,7 +589,7 @@ public struct BackupService: Sendable {
             let queue = try DatabaseQueue(path: url.path, configuration: configuration)
             defer { try? queue.close() }
             let result = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
-            return result == ["ok"] ? nil : "integrity_check: " + result.prefix(3).joined(separator: "; ")
+            return result == ["ok"] ? nil : Self.oneLine("integrity_check: " + result.prefix(3).joined(separator: "; "))
         } catch let error as DatabaseError {
             return error.message ?? "SQLite error \(error.resultCode.rawValue)"
         } catch {

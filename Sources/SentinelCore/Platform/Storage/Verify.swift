@@ -103,6 +103,11 @@ public enum DataVerifier {
             report.problems.append(VerifyProblem(file: BackupManifest.fileName, check: "manifest", detail: "not a valid backup manifest: \(error)"))
             return report
         }
+        // A workspace the backup could not read is not in it: a backup without it is not a good one.
+        for missing in manifest.skipped ?? [] {
+            report.problems.append(VerifyProblem(file: "workspaces/\(missing.workspaceID).sqlite", check: "skipped",
+                                                 detail: "workspace \(missing.workspaceID) is not in this backup: \(missing.reason)"))
+        }
         var seen = Set<String>()
         for entry in manifest.files {
             // Restore refuses a manifest naming one file twice: verify says so too (it passed it).
