@@ -158,6 +158,8 @@ struct UserCommand: AsyncParsableCommand {
                 let raw = try readInputText(passwordFile, what: "password file")
                 let password = raw.trimmingCharacters(in: .newlines)
                 let config = try global.loadConfig()
+                // Checked first: a typo made a whole data directory, with a master key, and then failed.
+                do { try IdentityService.checkNewUser(email: email, password: password) } catch let error as IdentityError { throw CLIError(error.description) }
                 // The first admin may be created before the appliance first runs: this makes the data directory.
                 let identity = try global.identity(config, create: true)
                 let user = try identity.createUser(email: email, password: password, isAdmin: admin)

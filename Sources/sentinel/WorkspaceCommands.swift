@@ -82,6 +82,8 @@ struct WorkspaceCommand: AsyncParsableCommand {
         func run() async throws {
             try await oneLine {
                 let config = try global.loadConfig()
+                // Checked first: a name refused made a whole data directory, with a master key, and then failed.
+                do { _ = try WorkspaceService.validName(name) } catch let error as StorageError { throw CLIError(error.description) }
                 let (control, opener) = try global.openControl(config, create: true)
                 let service = WorkspaceService(dataDirectory: global.dataDirectory, control: control, opener: opener, litestream: config.litestream)
                 let record = try service.create(name: name)

@@ -158,6 +158,20 @@ struct ServeProcessTests {
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("user create and workspace create with a value refused make no data directory (a typo left one, with a master key, behind)")
+    func refusedCreateMakesNothing() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let password = dir.url.appendingPathComponent("pw")
+        try "a long enough password\n".write(to: password, atomically: true, encoding: .utf8)
+        let data = dir.url.appendingPathComponent("typo").path
+        let badEmail = try await SentinelProcess.run(["user", "create", "--data-dir", data, "--email", "bad", "--password-file", password.path])
+        #expect(badEmail.status != 0 && badEmail.stderr.contains("'bad' is not an email address"), "\(badEmail.stderr)")
+        let badName = try await SentinelProcess.run(["workspace", "create", "   ", "--data-dir", data])
+        #expect(badName.status != 0 && badName.stderr.contains("workspace name must be"), "\(badName.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: data))
+    }
+
     @Test("workspace add-member changes a member's role, remove-member takes one out; the last owner stays; each change is audited by cli")
     func membersFromTheShell() async throws {
         let shell = try ShellDataDirectory("sentinel-members")

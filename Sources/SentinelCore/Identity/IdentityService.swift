@@ -26,11 +26,7 @@ public struct IdentityService: Sendable {
     /// else a 409.
     public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", onlyIfFirst: Bool = false,
                            now: Date = Date()) throws -> User {
-        let email = Self.normalizedEmail(rawEmail)
-        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, TextRules.problem(email, maxLength: Self.maxEmailLength) == nil else {
-            throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
-        }
-        try Self.checkPasswordRules(password)
+        let email = try Self.checkNewUser(email: rawEmail, password: password)
         let hash = passwords.hash(password)
         let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
         try control.write { db in
@@ -46,6 +42,18 @@ public struct IdentityService: Sendable {
                                 in: db, now: now)
         }
         return user
+    }
+
+    /// A new user's email (normalized) and password checked against the rules, before anything is
+    /// written (`sentinel user create` checks them before it makes a data directory).
+    @discardableResult
+    public static func checkNewUser(email rawEmail: String, password: String) throws -> String {
+        let email = normalizedEmail(rawEmail)
+        guard email.wholeMatch(of: /[^@\s]+@[^@\s]+\.[^@\s]+/) != nil, TextRules.problem(email, maxLength: maxEmailLength) == nil else {
+            throw IdentityError(.invalid, "'\(rawEmail)' is not an email address")
+        }
+        try checkPasswordRules(password)
+        return email
     }
 
     /// The rules every new password follows (creation, setup, `set-password`).

@@ -24,7 +24,7 @@ extension WorkspaceService {
 
     /// A name as stored: trimmed and in Unicode's composed form (NFC), so `café` typed two ways is
     /// one name, not two workspaces that display alike.
-    static func validName(_ rawName: String) throws -> String {
+    public static func validName(_ rawName: String) throws -> String {
         let name = rawName.trimmingCharacters(in: .whitespacesAndNewlines).precomposedStringWithCanonicalMapping
         guard !name.isEmpty, TextRules.problem(name, maxLength: maxNameLength) == nil, !name.contains(where: \.isNewline) else {
             throw StorageError.invalid("workspace name must be 1 to \(maxNameLength) printable characters")
