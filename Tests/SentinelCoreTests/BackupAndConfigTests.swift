@@ -897,6 +897,11 @@ struct ConfigTests {
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("server.prot") }
         try "jobs:\n  max_attempts: many\n".write(to: file, atomically: true, encoding: .utf8)
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("jobs.max_attempts") }
+        // A YAML syntax error is one line (libyaml's source line and caret made it several).
+        try "server: [\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: {
+            "\($0)".contains("invalid YAML") && !"\($0)".contains("\n")
+        }
         // One key nested and again dotted: the later one won, silently.
         try "server:\n  port: 46501\nserver.port: 46502\n".write(to: file, atomically: true, encoding: .utf8)
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("'server.port' is given twice") }

@@ -70,7 +70,7 @@ public struct PlanCatalog: Sendable, Equatable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("cannot read plans file \(path)") }
         let root: Any?
         try AliasScanner.check(text, file: path)
-        do { root = try Yams.load(yaml: text) } catch { throw ConfigError("\(path): invalid YAML: \(error)") }
+        do { root = try Yams.load(yaml: text) } catch { throw ConfigError.invalidYAML(path, error) }
         guard let top = root as? [String: Any], let defined = top["plans"] as? [String: Any], top.count == 1 else {
             throw ConfigError("\(path): expected a single top-level key 'plans' mapping plan names to limits")
         }

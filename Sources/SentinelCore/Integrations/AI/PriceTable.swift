@@ -128,7 +128,7 @@ extension PriceTable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("cannot read price table \(path)") }
         let parsed: Any?
         try AliasScanner.check(text, file: path)
-        do { parsed = try Yams.load(yaml: text) } catch { throw ConfigError("\(path): invalid YAML: \(error)") }
+        do { parsed = try Yams.load(yaml: text) } catch { throw ConfigError.invalidYAML(path, error) }
         guard let map = parsed as? [String: Any] else { throw ConfigError("\(path): expected a map of \"kind/model\" to prices") }
         var overrides: [String: ModelPrice] = [:]
         for (pattern, value) in map {

@@ -263,6 +263,13 @@ public struct ConfigKey: Sendable {
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
+
+    /// A YAML file libyaml could not parse, in one line: its message is followed by the source line
+    /// and a caret under it, which made a command's one-line error (and serve's log line) several.
+    static func invalidYAML(_ file: String, _ error: any Error) -> ConfigError {
+        let first = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+        return ConfigError("\(file): invalid YAML: \(first)")
+    }
 }
 
 public enum ConfigLoader {
@@ -420,7 +427,7 @@ public enum ConfigLoader {
         let node: Node?
         try AliasScanner.check(yaml, file: file)
         do { node = try Yams.compose(yaml: yaml) } catch {
-            throw ConfigError("\(file): invalid YAML: \(error)")
+            throw ConfigError.invalidYAML(file, error)
         }
         var out: [String: String] = [:]
         var given: Set<String> = []
