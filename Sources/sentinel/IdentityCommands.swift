@@ -314,6 +314,12 @@ struct OpenAPICommand: AsyncParsableCommand {
             let document = try APIDocument.load()
             let data = yaml ? document.yaml : document.json
             if let out {
+                // Said in words (Foundation's was "NSCocoaErrorDomain error 512").
+                var isDirectory: ObjCBool = false
+                if out.isEmpty { throw CLIError("--out needs a file name") }
+                if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw CLIError("cannot write \(out): it is a directory; give a file name, e.g. \(out)/openapi.\(yaml ? "yaml" : "json")")
+                }
                 // A typo must not put the document over a database (`--out data/control.sqlite`).
                 let existing = FileHandle(forReadingAtPath: out).flatMap { handle in defer { try? handle.close() }; return try? handle.read(upToCount: 16) }
                 if existing == Data("SQLite format 3\u{0}".utf8) {

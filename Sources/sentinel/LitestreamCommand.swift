@@ -58,6 +58,11 @@ struct LitestreamCommand: AsyncParsableCommand {
                 let files = try LitestreamConfig.files(databases, maxPerProcess: maxPerProcess ?? config.litestream.maxDatabasesPerProcess,
                                                        metricsPort: port > 0 ? port : nil)
                 let directory = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? LitestreamConfig.directory(in: data)
+                // Said in words (Foundation's was a dump of NSCocoaErrorDomain Code=516).
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    throw CLIError("\(directory.path) is a file; --out names the directory the configuration files go into")
+                }
                 let result = try LitestreamConfig.write(files, to: directory)
                 let output = Output(directory: directory.path, files: files.map {
                     FileOutput(file: directory.appendingPathComponent($0.name).path, instance: "sentinel-litestream@\($0.index).service",

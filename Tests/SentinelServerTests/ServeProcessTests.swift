@@ -170,6 +170,9 @@ struct ServeProcessTests {
         let badName = try await SentinelProcess.run(["workspace", "create", "   ", "--data-dir", data])
         #expect(badName.status != 0 && badName.stderr.contains("workspace name must be"), "\(badName.stderr)")
         #expect(!FileManager.default.fileExists(atPath: data))
+        // An output path that cannot be written is said in words (Foundation's error codes were printed).
+        let toDirectory = try await SentinelProcess.run(["openapi", "--out", dir.path])
+        #expect(toDirectory.status != 0 && toDirectory.stderr.contains("it is a directory; give a file name"), "\(toDirectory.stderr)")
     }
 
     @Test("workspace add-member changes a member's role, remove-member takes one out; the last owner stays; each change is audited by cli")
