@@ -596,6 +596,35 @@ struct BackupTests {
         #expect(said.contains { $0.contains("no appliance admin can sign in now") }, "\(said)")
     }
 
+    @Test("the same full restore run twice keeps what the first kept (the second put a deleted user, and the token, back to life); a user deleted and made again is told to be deleted first")
+    func sameRestoreTwice() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        _ = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let identity = IdentityService(control: h.control, bcryptCost: 4)
+        _ = try identity.createUser(email: "admin@example.com", password: "admin password 1", isAdmin: true)
+        let fired = try identity.createUser(email: "fired@example.com", password: "fired password 1", isAdmin: false)
+        let moved = try identity.createUser(email: "moved@example.com", password: "moved password 1", isAdmin: false)
+        let token = try identity.createToken(for: fired, name: "ci", scopes: [.read], expiresInDays: nil)
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try service.backup(to: out, control: h.control)
+        _ = try identity.deleteUser(id: fired.id, by: "cli")
+        _ = try identity.deleteUser(id: moved.id, by: "cli")
+        _ = try identity.createUser(email: "moved@example.com", password: "moved password 2", isAdmin: false)
+        try h.control.close()
+        var said: [String] = []
+        _ = try service.restore(from: out) { said.append($0) }
+        #expect(said.contains { $0.contains("1 user (moved@example.com) deleted and created again after this backup") }, "\(said)")
+        _ = try service.restore(from: out)
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        defer { try? control.close() }
+        let restored = IdentityService(control: control, bcryptCost: 4)
+        #expect(try restored.user(id: fired.id)?.disabledAt != nil)
+        #expect(try restored.authenticate(bearer: token.token) == nil)
+    }
+
     @Test("a full restore goes on past a workspace the backup skipped whose kept file is damaged, and reports it (it stopped half-way with SQLite's 'file is not a database')")
     func fullRestorePastDamagedSkippedWorkspace() async throws {
         let (h, a, b) = try await Self.twoWorkspacesAtRest()

@@ -551,6 +551,34 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
+    @Test("a re-run cancelled after it started its check leaves the commit's failed review standing: its check fails naming that run (neutral, the newest check, turned the failed gate green)")
+    func cancelledRerunKeepsFailure() async throws {
+        let world = try await GitHubWorld()
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let first = try #require(try await world.runs().first)
+        #expect(first.conclusion == "failure")
+        // The re-run starts its check, then waits out GitHub's Retry-After on the files; it is cancelled meanwhile.
+        await world.github.state.inject("GET files", [.rateLimited(retryAfter: 2)])
+        let rerun = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in
+                try ReviewRunStore.requestManual(repositoryID: first.repositoryID, prNumber: 7, fullReview: true, by: "test", correlationID: nil, in: &tx).0
+            }
+        }
+        #expect(await eventually {
+            try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:\(rerun)' AND state = 'queued' AND attempts >= 1") == 1
+        })
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in try ReviewRunStore.cancel(runID: rerun, by: "test", in: &tx) }
+        }
+        #expect(await eventually {
+            await world.github.state.checkRuns.values.contains { $0.externalID == "sentinel-run-\(rerun)" && $0.status == "completed" }
+        })
+        let check = try #require(await world.github.state.checkRuns.values.first { $0.externalID == "sentinel-run-\(rerun)" })
+        #expect(check.conclusion == "failure" && check.title == "Review skipped; run \(first.id) stands", "\(check)")
+        await world.stop()
+    }
+
     @Test("a payload Sentinel cannot read is ignored with the field and the reason in its outcome (a number out of range said only \"()\", then \"not valid JSON\")")
     func payloadNotUnderstoodSaysWhere() async throws {
         let world = try await GitHubWorld()
@@ -1313,7 +1341,10 @@ struct GitHubEndToEndTests {
         #expect(skipped.reason?.hasPrefix("plan_limit:") == true, "\(skipped.reason ?? "")")
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
         let checks = await world.github.state.checkRuns.values
-        #expect(checks.contains { $0.conclusion == "neutral" && ($0.summary ?? "").contains("plan allows 1 reviews per month") })
+        // The commit's first review failed (two findings): the skipped run's check says so, not neutral (the newest check is the gate).
+        let latest = try #require(checks.max { $0.id < $1.id })
+        #expect(latest.conclusion == "failure" && (latest.summary ?? "").contains("plan allows 1 reviews per month")
+                && (latest.summary ?? "").contains("by run 1 failed, and stands") && latest.title?.hasSuffix("run 1 stands") == true, "\(latest)")
         await world.stop()
     }
 

@@ -51,14 +51,18 @@ struct RestoredCredentials: Sendable {
     /// Applies the changes made after the backup to the restored file (in `db`'s transaction) and
     /// says what it kept, for the restore's report.
     /// `restoredWorkspaces`: the workspaces whose files came from the backup.
-    func apply(in db: Database, now: Date, restoredWorkspaces: Set<String>) throws -> [String] {
+    /// `backupCreatedAt`: the backup's `created_at` (a full restore of this same backup since does
+    /// not break the chain: the file is still this backup and what was done after it).
+    func apply(in db: Database, now: Date, restoredWorkspaces: Set<String>, backupCreatedAt: String) throws -> [String] {
         let restored = try Row.fetchAll(db, sql: "SELECT id, email, password_hash, disabled_at FROM users ORDER BY email")
         // A later state of this backup: its audit log goes on from the backup's last entry, with no
         // full restore since (an older file, or one a full restore made, rolled a password back and
         // disabled users created in between; a one-workspace restore leaves control.sqlite as it is).
         let last = try String.fetchOne(db, sql: "SELECT id FROM audit_events ORDER BY seq DESC LIMIT 1")
         let continuation = last.flatMap { last in audit.firstIndex { $0.id == last } }
-            .map { index in !audit[(index + 1)...].contains { $0.type == "BackupRestored" && $0.subject == "appliance" } } ?? false
+            .map { index in !audit[(index + 1)...].contains { event in
+                event.type == "BackupRestored" && event.subject == "appliance" && Self.field("backup_created_at", in: event) != backupCreatedAt
+            } } ?? false
         // Neither that nor a user in common: another appliance's file, or a new machine's.
         guard continuation || restored.contains(where: { users[$0["id"]] != nil }) else { return [] }
         // Revocations only ever accumulate (a revoked token is never valid again), and an ended
@@ -77,9 +81,18 @@ struct RestoredCredentials: Sendable {
             try db.execute(sql: "DELETE FROM sessions WHERE id = ?", arguments: [id])
             ended += 1
         }
-        // The rest only from a later state of this backup.
+        // The rest only from a later state of this backup; a user disabled in the replaced file stays
+        // disabled whatever it is (the safe side: an admin enables an account again in one command).
         guard continuation else {
-            return Self.report(revoked: revoked, ended: ended) + [
+            var disabled: [String] = []
+            for row in restored where (row["disabled_at"] as Double?) == nil {
+                guard let at = users[row["id"]]?.disabledAt else { continue }
+                try db.execute(sql: "UPDATE users SET disabled_at = ? WHERE id = ?", arguments: [at, row["id"] as String])
+                disabled.append(row["email"])
+            }
+            let kept = disabled.isEmpty ? [] : [Self.named(disabled, "user", "users") + " disabled in the replaced control.sqlite "
+                                                + Self.verb(disabled.count, "stays", "stay") + " disabled"]
+            return Self.report(revoked: revoked, ended: ended) + kept + [
                 "users, passwords, integrations and the audit log are as the backup has them: the control.sqlite this restore replaced is not "
                 + "a later state of this backup (an older one, or one a restore made), so nothing else done there was carried over"]
         }
@@ -130,8 +143,17 @@ struct RestoredCredentials: Sendable {
         let created = users.keys.filter { !restoredIDs.contains($0) }
         if !created.isEmpty {
             let emails = created.compactMap { id in audit.last { $0.type == "UserCreated" && $0.subject == "user:\(id)" }.flatMap { Self.email(in: $0) } ?? id }
-            said.append(Self.named(emails.sorted(), "user", "users") + " created after this backup " + Self.verb(created.count, "is", "are")
-                        + " not in it: create " + Self.verb(created.count, "it", "them") + " again (sentinel user create)")
+            // One deleted and made again under the same email: the account in the backup is back, and must go first.
+            let remade = emails.filter { deleted.contains($0) }.sorted()
+            let new = emails.filter { !deleted.contains($0) }.sorted()
+            if !new.isEmpty {
+                said.append(Self.named(new, "user", "users") + " created after this backup " + Self.verb(new.count, "is", "are")
+                            + " not in it: create " + Self.verb(new.count, "it", "them") + " again (sentinel user create)")
+            }
+            if !remade.isEmpty {
+                said.append(Self.named(remade, "user", "users") + " deleted and created again after this backup: the account in the backup is "
+                            + "back, disabled; delete it (sentinel user delete EMAIL) and create it again (sentinel user create)")
+            }
         }
         if !disabled.isEmpty {
             said.append(Self.named(disabled, "user", "users") + " disabled after this backup " + Self.verb(disabled.count, "stays", "stay") + " disabled")
@@ -164,8 +186,11 @@ struct RestoredCredentials: Sendable {
     static func verb(_ count: Int, _ one: String, _ many: String) -> String { count == 1 ? one : many }
 
     /// The email an audit entry's data names, if any.
-    static func email(in event: AuditEvent) -> String? {
-        (try? JSONDecoder().decode([String: String].self, from: Data(event.data.utf8)))?["email"]
+    static func email(in event: AuditEvent) -> String? { field("email", in: event) }
+
+    /// A field of an audit entry's data.
+    static func field(_ name: String, in event: AuditEvent) -> String? {
+        (try? JSONDecoder().decode([String: String].self, from: Data(event.data.utf8)))?[name]
     }
 
     static func report(revoked: [String], ended: Int) -> [String] {

@@ -421,6 +421,16 @@ public enum ReviewRunStore {
         }
     }
 
+    /// The latest other run of the same commit that completed with a failed check, if any: what
+    /// the commit's gate says until a newer review replaces it.
+    static func standingFailure(besides run: ReviewRun, in db: Database) throws -> Int64? {
+        guard !run.headSHA.isEmpty else { return nil }
+        return try Int64.fetchOne(db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id != ? AND state = 'completed'
+              AND conclusion = 'failure' ORDER BY id DESC LIMIT 1
+            """, arguments: [run.repositoryID, run.prNumber, run.headSHA, run.id])
+    }
+
     /// Whether a newer run of the same pull request reviews the same commit and has set its check.
     /// One that has not yet sets it after this run does (its result is the one shown then); one
     /// that never will (cancelled while queued) left the status "running" for good when counted.

@@ -280,14 +280,27 @@ public struct ReviewRunner: Sendable {
             return
         }
         let session = try await connector.session(for: repository, in: workspace)
-        if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) {
-            logger.info("run ended while its job waited; the commit's check belongs to a newer run of it, left as that run set it")
-            return
-        }
-        try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral,
-                                        title: Self.endedTitle(run.state),
-                                        summary: "Not posted: \(Self.outside(run.reason ?? "a newer run replaced this one")).")
+        try await concludeWithoutResult(run, checkID: checkID, session: session, repo: repository.fullName, workspace: workspace,
+                                        reason: run.reason ?? "a newer run replaced this one")
         logger.info("run ended while its job waited; its check concluded", metadata: ["state": "\(run.state.rawValue)"])
+    }
+
+    /// Concludes the check of a run that ended without a review of its own (superseded, skipped,
+    /// cancelled): neutral, or, when an earlier run of the same commit completed failed, failed
+    /// with that run named (the newest check of the name is what the platform shows: a cancelled
+    /// re-run turned a failed gate green). On a platform whose check is the commit's, a newer run
+    /// that has set it owns it, and nothing is done.
+    private func concludeWithoutResult(_ run: ReviewRun, checkID: String, session: any SourceControlSession, repo: String,
+                                       workspace: WorkspaceActor, reason: String) async throws {
+        if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return }
+        let standing = try await workspace.read { db in try ReviewRunStore.standingFailure(besides: run, in: db) }
+        if let standing {
+            try await session.completeCheck(repo, checkID: checkID, conclusion: .failure, title: "\(Self.endedTitle(run.state)); run \(standing) stands",
+                                            summary: "Not posted: \(Self.outside(reason)). The review of this commit by run \(standing) failed, and stands.")
+        } else {
+            try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: Self.endedTitle(run.state),
+                                            summary: "Not posted: \(Self.outside(reason)).")
+        }
     }
 
     /// Before a workspace is deleted, the checks of its unfinished reviews (queued, or waiting to
@@ -694,11 +707,11 @@ public struct ReviewRunner: Sendable {
             return
         }
         if let current = stored, current.state.isFinal, current.reviewID == nil {
-            if let checkID, try await !checkOwnedByNewerRun(current, session: session, workspace: workspace) {
+            if let checkID {
                 // Closed or merged, or cancelled, while it ran: "Review skipped", as for a run that
                 // ended while its job waited; it said "Superseded" with the closed reason beneath.
-                try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: Self.endedTitle(current.state),
-                                                summary: current.reason.map { "Not posted: \($0)." } ?? "Not posted: a newer run replaced this one.")
+                try await concludeWithoutResult(current, checkID: checkID, session: session, repo: repo, workspace: workspace,
+                                                reason: current.reason ?? "a newer run replaced this one")
             }
             logger.info("run ended while running; nothing posted", metadata: ["state": "\(current.state.rawValue)"])
             return
@@ -910,7 +923,9 @@ public struct ReviewRunner: Sendable {
         let owned = try await checkOwnedByNewerRun(run, session: session, workspace: workspace)
         if check == nil, !run.headSHA.isEmpty, !owned { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
         if let check, !owned {
-            try await session.completeCheck(repo, checkID: check, conclusion: .neutral, title: "Review skipped", summary: "Skipped: \(Self.outside(reason)).")
+            var skipped = run
+            skipped.state = .skipped
+            try await concludeWithoutResult(skipped, checkID: check, session: session, repo: repo, workspace: workspace, reason: reason)
         }
         let (id, stored) = (run.id, check)
         try await workspace.write { tx in
@@ -925,6 +940,17 @@ public struct ReviewRunner: Sendable {
     /// caller retries) instead of being logged.
     private func fail(run: ReviewRun, reason: String, label: String, session: (any SourceControlSession)?, repo: String, checkID: String?,
                       workspace: WorkspaceActor, logger: Logger, checkRequired: Bool = false) async throws {
+        // Ended meanwhile (superseded by a newer run, cancelled): its check is concluded as such, not
+        // failed on whatever head the pull request has now (a superseded re-run that had not learnt
+        // its head turned the newer run's green gate red).
+        if let stored = try await workspace.read({ db in try ReviewRunStore.find(run.id, in: db) }), stored.state.isFinal {
+            if let session, let check = stored.checkRunID ?? checkID {
+                try? await concludeWithoutResult(stored, checkID: check, session: session, repo: repo, workspace: workspace,
+                                                 reason: stored.reason ?? "a newer run replaced this one")
+            }
+            logger.info("run ended before it failed; its end stands", metadata: ["state": "\(stored.state.rawValue)", "error": "\(reason)"])
+            return
+        }
         logger.error("run failed", metadata: ["reason": "\(reason)"])
         let (runID, conclusion) = (run.id, failedRunConclusion)
         // Stored only when the platform has it: with no session (its integration removed, its

@@ -419,7 +419,9 @@ public struct BackupService: Sendable {
         case .success(let changes):
             do {
                 let restoredWorkspaces = Set(fromBackup.map(\.rawValue))
-                for line in try control.write({ db in try changes.apply(in: db, now: Date(), restoredWorkspaces: restoredWorkspaces) }) { log(line) }
+                for line in try control.write({ db in
+                    try changes.apply(in: db, now: Date(), restoredWorkspaces: restoredWorkspaces, backupCreatedAt: manifest.createdAt)
+                }) { log(line) }
             } catch {
                 log("the changes made after this backup could not be kept (\(error)): " + notKept)
             }
