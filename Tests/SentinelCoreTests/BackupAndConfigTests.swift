@@ -931,6 +931,11 @@ struct ConfigTests {
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: {
             "\($0)".contains("invalid YAML") && !"\($0)".contains("\n")
         }
+        // ... keeping the cause after a context line.
+        try "server:\n\tport: 1\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: {
+            "\($0)".contains("found character that cannot start any token") && !"\($0)".contains("\n")
+        }
         // One key nested and again dotted: the later one won, silently.
         try "server:\n  port: 46501\nserver.port: 46502\n".write(to: file, atomically: true, encoding: .utf8)
         #expect { try ConfigLoader.load(file: file.path, environment: [:]) } throws: { "\($0)".contains("'server.port' is given twice") }

@@ -267,8 +267,13 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     /// A YAML file libyaml could not parse, in one line: its message is followed by the source line
     /// and a caret under it, which made a command's one-line error (and serve's log line) several.
     static func invalidYAML(_ file: String, _ error: any Error) -> ConfigError {
-        let first = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
-        return ConfigError("\(file): invalid YAML: \(first)")
+        var lines = "\(error)".split(whereSeparator: \.isNewline).map(String.init)
+        // The source line and the caret under it go; the message and its cause (the line after a
+        // context, "found character that cannot start any token") stay.
+        if let caret = lines.firstIndex(where: { !$0.isEmpty && $0.allSatisfy { $0 == "^" || $0 == " " || $0 == "\t" } }) {
+            lines.removeSubrange(max(0, caret - 1)...caret)
+        }
+        return ConfigError("\(file): invalid YAML: \(lines.joined(separator: " "))")
     }
 }
 
