@@ -576,6 +576,34 @@ struct GitHubEndToEndTests {
         })
         let check = try #require(await world.github.state.checkRuns.values.first { $0.externalID == "sentinel-run-\(rerun)" })
         #expect(check.conclusion == "failure" && check.title == "Review skipped; run \(first.id) stands", "\(check)")
+        #expect(try await world.runs().first { $0.id == rerun }?.conclusion == "failure", "the run says what its check says")
+
+        // A later review of the commit that passed stands instead: the next cancelled re-run is neutral, not red again.
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000",
+                                                         files: [("notes.txt", "modified", "@@ -1 +1,2 @@\n hello\n+world")]))
+        func rerunNow() async throws -> Int64 {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+                try await actor.write { tx in
+                    try ReviewRunStore.requestManual(repositoryID: first.repositoryID, prNumber: 7, fullReview: true, by: "test", correlationID: nil, in: &tx).0
+                }
+            }
+        }
+        let green = try await rerunNow()
+        #expect(await eventually { try await world.runs().first { $0.id == green }?.state == .completed })
+        #expect(try await world.runs().first { $0.id == green }?.conclusion == "success")
+        await world.github.state.inject("GET files", [.rateLimited(retryAfter: 2)])
+        let last = try await rerunNow()
+        #expect(await eventually {
+            try await world.count("SELECT count(*) FROM jobs WHERE idempotency_key = 'run:\(last)' AND state = 'queued' AND attempts >= 1") == 1
+        })
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in try ReviewRunStore.cancel(runID: last, by: "test", in: &tx) }
+        }
+        #expect(await eventually {
+            await world.github.state.checkRuns.values.contains { $0.externalID == "sentinel-run-\(last)" && $0.status == "completed" }
+        })
+        let neutral = try #require(await world.github.state.checkRuns.values.first { $0.externalID == "sentinel-run-\(last)" })
+        #expect(neutral.conclusion == "neutral" && neutral.title == "Review skipped", "\(neutral)")
         await world.stop()
     }
 

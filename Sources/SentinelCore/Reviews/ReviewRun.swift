@@ -421,14 +421,22 @@ public enum ReviewRunStore {
         }
     }
 
-    /// The latest other run of the same commit that completed with a failed check, if any: what
-    /// the commit's gate says until a newer review replaces it.
+    /// The conclusion the check of a run that already ended (superseded, skipped) was given.
+    static func recordEndedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state IN ('superseded', 'skipped')", arguments: [conclusion, runID])
+    }
+
+    /// The latest other run of the same commit that ended with a result (completed, or failed with
+    /// its check concluded), when that result is a failed check: what the commit's gate says until
+    /// a newer review replaces it. A newer green review stands instead (nil).
     static func standingFailure(besides run: ReviewRun, in db: Database) throws -> Int64? {
         guard !run.headSHA.isEmpty else { return nil }
-        return try Int64.fetchOne(db, sql: """
-            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id != ? AND state = 'completed'
-              AND conclusion = 'failure' ORDER BY id DESC LIMIT 1
+        let latest = try Row.fetchOne(db, sql: """
+            SELECT id, conclusion FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id != ?
+              AND state IN ('completed', 'failed') AND conclusion IS NOT NULL ORDER BY id DESC LIMIT 1
             """, arguments: [run.repositoryID, run.prNumber, run.headSHA, run.id])
+        guard let latest, (latest["conclusion"] as String?) == CheckConclusion.failure.rawValue else { return nil }
+        return latest["id"]
     }
 
     /// Whether a newer run of the same pull request reviews the same commit and has set its check.

@@ -290,17 +290,26 @@ public struct ReviewRunner: Sendable {
     /// with that run named (the newest check of the name is what the platform shows: a cancelled
     /// re-run turned a failed gate green). On a platform whose check is the commit's, a newer run
     /// that has set it owns it, and nothing is done.
+    /// Returns the conclusion posted, nil when the check was left to a newer run.
+    @discardableResult
     private func concludeWithoutResult(_ run: ReviewRun, checkID: String, session: any SourceControlSession, repo: String,
-                                       workspace: WorkspaceActor, reason: String) async throws {
-        if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return }
+                                       workspace: WorkspaceActor, reason: String) async throws -> CheckConclusion? {
+        if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return nil }
         let standing = try await workspace.read { db in try ReviewRunStore.standingFailure(besides: run, in: db) }
+        let conclusion: CheckConclusion
         if let standing {
             try await session.completeCheck(repo, checkID: checkID, conclusion: .failure, title: "\(Self.endedTitle(run.state)); run \(standing) stands",
                                             summary: "Not posted: \(Self.outside(reason)). The review of this commit by run \(standing) failed, and stands.")
+            conclusion = .failure
         } else {
             try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: Self.endedTitle(run.state),
                                             summary: "Not posted: \(Self.outside(reason)).")
+            conclusion = .neutral
         }
+        // The run says what its check says (a run still ending records it when it finishes).
+        let id = run.id
+        try await workspace.write { tx in try ReviewRunStore.recordEndedConclusion(id, conclusion.rawValue, in: tx.db) }
+        return conclusion
     }
 
     /// Before a workspace is deleted, the checks of its unfinished reviews (queued, or waiting to
@@ -922,15 +931,17 @@ public struct ReviewRunner: Sendable {
         var check = checkID
         let owned = try await checkOwnedByNewerRun(run, session: session, workspace: workspace)
         if check == nil, !run.headSHA.isEmpty, !owned { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
+        var posted: CheckConclusion?
         if let check, !owned {
             var skipped = run
             skipped.state = .skipped
-            try await concludeWithoutResult(skipped, checkID: check, session: session, repo: repo, workspace: workspace, reason: reason)
+            posted = try await concludeWithoutResult(skipped, checkID: check, session: session, repo: repo, workspace: workspace, reason: reason)
         }
-        let (id, stored) = (run.id, check)
+        // The conclusion the check says (failed when an earlier review of the commit failed).
+        let (id, stored, conclusion) = (run.id, check, (posted ?? .neutral).rawValue)
         try await workspace.write { tx in
             try ReviewRunStore.setCheckRun(id, stored, in: tx.db)
-            try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, label: label, conclusion: "neutral", in: &tx)
+            try ReviewRunStore.finish(runID: id, state: .skipped, reason: reason, label: label, conclusion: conclusion, in: &tx)
         }
     }
 
@@ -945,8 +956,13 @@ public struct ReviewRunner: Sendable {
         // its head turned the newer run's green gate red).
         if let stored = try await workspace.read({ db in try ReviewRunStore.find(run.id, in: db) }), stored.state.isFinal {
             if let session, let check = stored.checkRunID ?? checkID {
-                try? await concludeWithoutResult(stored, checkID: check, session: session, repo: repo, workspace: workspace,
-                                                 reason: stored.reason ?? "a newer run replaced this one")
+                do {
+                    try await concludeWithoutResult(stored, checkID: check, session: session, repo: repo, workspace: workspace,
+                                                    reason: stored.reason ?? "a newer run replaced this one")
+                } catch {
+                    // The platform still refuses: retried (the job goes on) where the check must end.
+                    if checkRequired { throw error }
+                }
             }
             logger.info("run ended before it failed; its end stands", metadata: ["state": "\(stored.state.rawValue)", "error": "\(reason)"])
             return
