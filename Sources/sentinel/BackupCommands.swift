@@ -43,6 +43,7 @@ struct Restore: AsyncParsableCommand {
         try await oneLine {
             let config = try global.loadConfig()
             try global.requireDataDirectoryNotAFile()
+            try global.requireEnterable(from, what: "the backup")
             var only: WorkspaceID?
             if let workspace {
                 guard let id = WorkspaceID(workspace) else { throw CLIError("'\(workspace)' is not a workspace id") }
@@ -70,8 +71,10 @@ struct Verify: AsyncParsableCommand {
     func run() async throws {
         let report: VerifyReport
         if let backup {
+            try await oneLine { try global.requireEnterable(backup, what: "the backup") }
             report = DataVerifier.verify(backup: URL(fileURLWithPath: backup, isDirectory: true))
         } else {
+            try await oneLine { try global.requireEnterable(global.dataDirectory.root.path, what: "the data directory") }
             let config = try await oneLine { try global.loadConfig() }
             report = DataVerifier.verify(dataDirectory: global.dataDirectory, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
         }

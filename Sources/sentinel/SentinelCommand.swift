@@ -45,6 +45,7 @@ struct GlobalOptions: ParsableArguments {
         try context.openControl(config, create: create)
     }
     func requireDataDirectoryNotAFile() throws { try context.requireDataDirectoryNotAFile() }
+    func requireEnterable(_ path: String, what: String) throws { try context.requireEnterable(path, what: what) }
     func withWorkspace<T>(_ idOrName: String, _ body: (WorkspaceActor, ControlStore, SentinelConfig) async throws -> T) async throws -> T {
         try await context.withWorkspace(idOrName, body)
     }
@@ -91,6 +92,15 @@ struct CLIContext {
         return (WorkspaceActor(id: id, database: database, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 
+    /// A directory this user may not enter hides what is in it: that is not "no data directory" or
+    /// "not a backup" (whose advice, `sentinel serve`, would make a new one elsewhere).
+    func requireEnterable(_ path: String, what: String) throws {
+        if FileManager.default.fileExists(atPath: path), access(path, X_OK) != 0, errno == EACCES {
+            throw CLIError("cannot enter \(what) \(path) as user \(currentUserName()): permission denied; run the command as the "
+                           + "user that owns it (e.g. sudo -u sentinel sentinel …)")
+        }
+    }
+
     /// A `--data-dir` that names a file is said to be one (not a Foundation error about creating a
     /// directory, or SQLite's "unable to open database file").
     func requireDataDirectoryNotAFile() throws {
@@ -110,12 +120,7 @@ struct CLIContext {
         let directory = dataDirectory
         let path = directory.root.path
         try requireDataDirectoryNotAFile()
-        // A directory this user may not enter hides control.sqlite: that is not "no data directory"
-        // (whose advice, `sentinel serve`, would make a new one elsewhere).
-        if FileManager.default.fileExists(atPath: path), access(path, X_OK) != 0, errno == EACCES {
-            throw CLIError("cannot enter the data directory \(path) as user \(currentUserName()): permission denied; run the command as the "
-                           + "user that owns it (e.g. sudo -u sentinel sentinel …)")
-        }
+        try requireEnterable(path, what: "the data directory")
         if create {
             do { try directory.prepare() } catch let error as StorageError {
                 throw CLIError(error.description)

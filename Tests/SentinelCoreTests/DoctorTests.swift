@@ -96,6 +96,12 @@ struct DoctorTests {
         guard !child.stderr.contains("Permission denied") || child.stderr.contains("data directory") else { return }
         #expect(status != 0 && child.stderr.contains("cannot enter the data directory") && child.stderr.contains("permission denied"), "\(child.stderr)")
         #expect(!child.stderr.contains("no Sentinel data directory"), "\(child.stderr)")
+        // verify said control.sqlite was missing.
+        let verify = try ChildProcess(executable: "/usr/bin/setpriv",
+                                      arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path, "verify",
+                                                  "--data-dir", h.dataDirectory.root.path],
+                                      environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+        #expect(verify.waitUntilExitBlocking() != 0 && verify.stderr.contains("cannot enter the data directory"), "\(verify.stdout) \(verify.stderr)")
     }
 
     @Test("a healthy data directory: exit 0, every line ok")
