@@ -336,21 +336,9 @@ struct BackupTests {
         let migrations = try h.createWorkspace("migrations")
         for _ in 0..<200 { try await h.enqueue(JobRequest(kind: "x", payload: Data(repeating: 0x61, count: 500)), in: damaged) }
         await h.supervisor.shutdown()
-        /// 64 bytes of 0xFF at the start of `table`'s root page.
-        func damage(_ file: URL, table: String) throws {
-            let reader = try DatabaseQueue(path: file.path)
-            let (root, pageSize) = try reader.inDatabase { db in
-                (try Int.fetchOne(db, sql: "SELECT rootpage FROM sqlite_master WHERE name = ?", arguments: [table])!, try Int.fetchOne(db, sql: "PRAGMA page_size")!)
-            }
-            try reader.close()
-            let handle = try FileHandle(forWritingTo: file)
-            try handle.seek(toOffset: UInt64((root - 1) * pageSize))
-            try handle.write(contentsOf: Data(repeating: 0xFF, count: 64))
-            try handle.close()
-        }
-        try damage(h.dataDirectory.workspaceFile(damaged), table: "jobs")
+        try damageRootPage(of: "jobs", in: h.dataDirectory.workspaceFile(damaged))
         // The page the schema version is read from: that failed every workspace's backup, naming none.
-        try damage(h.dataDirectory.workspaceFile(migrations), table: "grdb_migrations")
+        try damageRootPage(of: "grdb_migrations", in: h.dataDirectory.workspaceFile(migrations))
         let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
         let out = h.directory.url.appendingPathComponent("nightly")
         let manifest = try service.backup(to: out, control: h.control)

@@ -189,24 +189,12 @@ struct DoctorTests {
         for _ in 0..<200 { try await h.enqueue(JobRequest(kind: "x", payload: Data(repeating: 0x61, count: 500)), in: a) }
         await h.supervisor.shutdown()
         try h.control.close()
-        /// 64 bytes of 0xFF at the start of `table`'s root page.
-        func damage(_ file: URL, table: String) throws {
-            let reader = try DatabaseQueue(path: file.path)
-            let (root, pageSize) = try reader.inDatabase { db in
-                (try Int.fetchOne(db, sql: "SELECT rootpage FROM sqlite_master WHERE name = ?", arguments: [table])!, try Int.fetchOne(db, sql: "PRAGMA page_size")!)
-            }
-            try reader.close()
-            let handle = try FileHandle(forWritingTo: file)
-            try handle.seek(toOffset: UInt64((root - 1) * pageSize))
-            try handle.write(contentsOf: Data(repeating: 0xFF, count: 64))
-            try handle.close()
-        }
         #expect(Self.doctor(h).exitCode == 0)
-        try damage(h.dataDirectory.workspaceFile(a), table: "jobs")
+        try damageRootPage(of: "jobs", in: h.dataDirectory.workspaceFile(a))
         let workspace = Self.doctor(h)
         #expect(workspace.findings.contains { $0.severity == .error && $0.message.hasPrefix("workspace \(a.rawValue) is damaged (") }, "\(workspace.findings)")
         #expect(workspace.exitCode == 2)
-        try damage(h.dataDirectory.controlFile, table: "users")
+        try damageRootPage(of: "users", in: h.dataDirectory.controlFile)
         let control = Self.doctor(h)
         #expect(control.findings.contains { $0.severity == .error && $0.message.hasPrefix("control.sqlite is damaged (") }, "\(control.findings)")
     }

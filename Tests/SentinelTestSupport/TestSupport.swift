@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GRDB
 import Logging
 import SentinelCore
 import ServiceLifecycle
@@ -121,4 +122,18 @@ public enum SHA256Hex {
     public static func of(_ data: Data) -> String {
         SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
+}
+
+/// Writes 64 bytes of 0xFF over the start of `table`'s root page in an SQLite file that is not
+/// open: the file still opens, and reading that table (or `integrity_check`) finds it damaged.
+public func damageRootPage(of table: String, in file: URL) throws {
+    let reader = try DatabaseQueue(path: file.path)
+    let (root, pageSize) = try reader.inDatabase { db in
+        (try Int.fetchOne(db, sql: "SELECT rootpage FROM sqlite_master WHERE name = ?", arguments: [table])!, try Int.fetchOne(db, sql: "PRAGMA page_size")!)
+    }
+    try reader.close()
+    let handle = try FileHandle(forWritingTo: file)
+    try handle.seek(toOffset: UInt64((root - 1) * pageSize))
+    try handle.write(contentsOf: Data(repeating: 0xFF, count: 64))
+    try handle.close()
 }

@@ -600,19 +600,8 @@ public struct BackupService: Sendable {
     }
 
     private func verifyIntegrity(_ url: URL, name: String) throws {
-        var configuration = Configuration()
-        configuration.readonly = true
-        do {
-            let queue = try DatabaseQueue(path: url.path, configuration: configuration)
-            defer { try? queue.close() }
-            let result = try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
-            guard result == ["ok"] else {
-                throw StorageError.invalid("backup is damaged: \(name) fails integrity_check (\(result.prefix(3).joined(separator: "; ")))")
-            }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError.invalid("backup is damaged: \(name) is not a readable database (\(error))")
+        if let problem = Self.integrityProblem(url) {
+            throw StorageError.invalid("backup is damaged: \(name) fails its integrity check (\(problem))")
         }
     }
 }
