@@ -58,6 +58,13 @@ struct DoctorTests {
         #expect(report.exitCode == 2)
     }
 
+    /// `sentinel ARGUMENTS` run as the user nobody (needs root and setpriv).
+    static func asNobody(_ arguments: [String]) throws -> ChildProcess {
+        try ChildProcess(executable: "/usr/bin/setpriv",
+                         arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path] + arguments,
+                         environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+    }
+
     @Test("doctor run by a user who may not write the data directory says so, not \"restore it from a backup\" of healthy files",
           .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "changing user needs root and setpriv"))
     func otherUserNotToldToRestore() async throws {
@@ -67,10 +74,7 @@ struct DoctorTests {
         await h.supervisor.shutdown()
         chmod(h.directory.path, 0o755)
         chmod(h.dataDirectory.root.path, 0o755)
-        let child = try ChildProcess(executable: "/usr/bin/setpriv",
-                                     arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path, "doctor",
-                                                 "--data-dir", h.dataDirectory.root.path],
-                                     environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+        let child = try Self.asNobody(["doctor", "--data-dir", h.dataDirectory.root.path])
         let status = child.waitUntilExitBlocking()
         // Where the binary's path is closed to that user, there is nothing to observe.
         guard !child.stderr.contains("Permission denied") || child.stdout.contains("schema") else { return }
@@ -87,20 +91,14 @@ struct DoctorTests {
         await h.supervisor.shutdown()
         chmod(h.directory.path, 0o755)
         chmod(h.dataDirectory.root.path, 0o700)
-        let child = try ChildProcess(executable: "/usr/bin/setpriv",
-                                     arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path, "workspace", "list",
-                                                 "--data-dir", h.dataDirectory.root.path],
-                                     environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+        let child = try Self.asNobody(["workspace", "list", "--data-dir", h.dataDirectory.root.path])
         let status = child.waitUntilExitBlocking()
         // Where the binary's path is closed to that user, there is nothing to observe.
         guard !child.stderr.contains("Permission denied") || child.stderr.contains("data directory") else { return }
         #expect(status != 0 && child.stderr.contains("cannot enter the data directory") && child.stderr.contains("permission denied"), "\(child.stderr)")
         #expect(!child.stderr.contains("no Sentinel data directory"), "\(child.stderr)")
         // verify said control.sqlite was missing.
-        let verify = try ChildProcess(executable: "/usr/bin/setpriv",
-                                      arguments: ["--reuid=65534", "--regid=65534", "--clear-groups", SentinelProcess.executable.path, "verify",
-                                                  "--data-dir", h.dataDirectory.root.path],
-                                      environment: ["PATH": "/usr/bin:/bin", "HOME": "/tmp"])
+        let verify = try Self.asNobody(["verify", "--data-dir", h.dataDirectory.root.path])
         #expect(verify.waitUntilExitBlocking() != 0 && verify.stderr.contains("cannot enter the data directory"), "\(verify.stdout) \(verify.stderr)")
     }
 
