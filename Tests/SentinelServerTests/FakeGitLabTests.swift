@@ -440,7 +440,10 @@ struct FakeGitLabTests {
         let world = try await World.make(tls: false)
         let client = try AsyncOutboundHTTPClient()
         let plain = try #require(world.gitlab.baseURL.port)
-        let closed = try freePort()
+        // Held bound (not listening) until the call is refused: a port merely found free could be
+        // given meanwhile to a fake that a test running in parallel starts.
+        let held = try HeldPort(0)
+        let closed = held.port
         // A call whose timeout is shorter than AsyncHTTPClient's 10 s connect timeout still says why
         // (while the client tried the connection again until then, it read "timed out").
         func failure(_ url: String) async -> String {
@@ -450,6 +453,7 @@ struct FakeGitLabTests {
         async let refused = failure("http://127.0.0.1:\(closed)/api/v4/user")
         #expect(await tls == "connection failed: 127.0.0.1:\(plain): the TLS handshake failed: the server does not speak TLS on that port")
         #expect(await refused == "connection failed: 127.0.0.1:\(closed): connection refused (nothing listens on that port)")
+        withExtendedLifetime(held) {}
         await client.shutdown()
         await world.stop()
     }
