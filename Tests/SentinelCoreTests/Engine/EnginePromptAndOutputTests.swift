@@ -112,6 +112,26 @@ struct EngineModelOutputTests {
         #expect(try ModelOutputParser.parse(plainFence).summary == "ok")
     }
 
+    @Test("a code fence inside a finding's body does not cut the answer up: pretty-printed or fenced, every finding is read")
+    func fencesInsideFindingBodies() throws {
+        let findings: [[String: Any]] = [
+            ["path": "src/app.py", "line": 3, "side": "RIGHT", "severity": "critical", "category": "security",
+             "title": "eval on user input", "body": "Use ast.literal_eval:\n```python\nx = ast.literal_eval(input())\n```"],
+            ["path": "src/app.py", "line": 2, "side": "RIGHT", "severity": "low", "title": "unused import", "body": "sys is unused"],
+            ["path": "docs/readme.md", "line": 2, "side": "RIGHT", "severity": "info", "title": "vague", "body": "say more ```"],
+        ]
+        let answer: [String: Any] = ["summary": "Adds eval.", "findings": findings]
+        let pretty = String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+        let compact = String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]), as: UTF8.self)
+        for text in [pretty, compact, "```json\n\(pretty)\n```", "Here it is:\n```json\n\(compact)\n```\nDone.",
+                     "```json\n\(pretty)```", "Review follows. \(pretty)"] {
+            let out = try ModelOutputParser.parse(text)
+            #expect(out.findings.map(\.title) == ["eval on user input", "unused import", "vague"], "\(text)")
+            #expect(out.findings.first?.body.contains("```python") == true)
+            #expect(out.summary == "Adds eval.")
+        }
+    }
+
     @Test func toleratesTrailingCommasAndBareArrays() throws {
         let trailing = "{\"summary\": \"s\", \"findings\": [{\"path\": \"a\", \"line\": 1, \"title\": \"t\", \"body\": \"b\",},],}"
         let out = try ModelOutputParser.parse(trailing)

@@ -172,6 +172,27 @@ struct EngineReviewTests {
         #expect(result.unanchored.map(\.path) == ["nowhere.py"], "a file not in the diff is named trimmed")
     }
 
+    @Test("a finding about a file the review left out (excluded by the repository's paths, a lock file, deleted) or a path the paths exclude is not reported; one about another file is listed in the summary")
+    func findingsOutsideTheReviewDropped() async throws {
+        let files = [EngineFixtures.addedFile("src/app.py", lines: ["import sys", "x = eval(input())"]),
+                     EngineFixtures.addedFile("docs/readme.md", lines: ["# Hi", "say more"]),
+                     EngineFixtures.addedFile("package-lock.json", lines: ["{}"])]
+        let model = EngineFakeModel { prompt in
+            #expect(!prompt.user.contains("docs/readme.md") && !prompt.user.contains("package-lock.json"))
+            return #"{"summary": "s", "findings": ["#
+                + #"{"path": "src/app.py", "line": 2, "severity": "low", "title": "On the diff"},"#
+                + #"{"path": "docs/readme.md", "line": 2, "severity": "critical", "title": "Excluded file"},"#
+                + #"{"path": "./docs/other.md", "line": 1, "severity": "critical", "title": "Excluded path"},"#
+                + #"{"path": "`package-lock.json`", "line": 1, "severity": "critical", "title": "Lock file"},"#
+                + #"{"path": "src/caller.py", "line": 9, "severity": "medium", "title": "Caller breaks"}]}"#
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(exclude: ["docs/**"], minSeverity: .low, maxComments: 10), model: model)
+        #expect(result.findings.map(\.title) == ["On the diff"])
+        #expect(result.unanchored.map(\.title) == ["Caller breaks"], "\(result.unanchored)")
+        #expect(!result.reportedSeverities.contains(.critical))
+        #expect(!result.summary.contains("Excluded") && !result.summary.contains("Lock file"), "\(result.summary)")
+    }
+
     @Test("a finding cites a file named with a control character as the prompt shows it (t\\u{9}b.py): it is anchored on that file")
     func escapedFileNameAnchored() async throws {
         let files = [EngineFixtures.addedFile("t\tb.py", lines: ["a = 1", "b = 2"])]

@@ -82,19 +82,7 @@ public enum FindingAnchor {
     public static func anchor(_ raw: [RawFinding], source: FindingSource, files: [DiffFile])
         -> (anchored: [Finding], unanchored: [RawFinding])
     {
-        var byPath: [String: Int] = [:]
-        for (i, file) in files.enumerated() {
-            if byPath[file.path] == nil { byPath[file.path] = i }
-        }
-        for (i, file) in files.enumerated() {
-            if let old = file.oldPath, byPath[old] == nil { byPath[old] = i }
-        }
-        // A name with a control character as the prompt shows it (`t\u{9}b.py`), which is what the
-        // model is told to cite.
-        for (i, file) in files.enumerated() {
-            let shown = DiffRenderer.promptName(file.path)
-            if shown != file.path, byPath[shown] == nil { byPath[shown] = i }
-        }
+        let byPath = pathIndex(files)
         var indexes: [Int: LineIndex] = [:]
         var anchored: [Finding] = []
         var unanchored: [RawFinding] = []
@@ -121,6 +109,33 @@ public enum FindingAnchor {
         return (anchored, unanchored)
     }
 
+    /// The findings a review leaves out: those about a file of the change it did not review
+    /// (`notReviewed`: excluded by the repository's paths, skipped by default, over the budget,
+    /// deleted), which the model was not shown, and those about a path the repository's paths keep
+    /// out of review. What remains off the changed lines goes to the summary.
+    public static func outOfScope(_ finding: RawFinding, notReviewed: [String: Int], filter: PathFilter) -> Bool {
+        if lookup(finding.path, in: notReviewed) != nil { return true }
+        return !filter.allowsPath(normalizedPath(finding.path))
+    }
+
+    /// Where each file is in `files`, by its path, its previous path and the name the prompt shows.
+    public static func pathIndex(_ files: [DiffFile]) -> [String: Int] {
+        var byPath: [String: Int] = [:]
+        for (i, file) in files.enumerated() {
+            if byPath[file.path] == nil { byPath[file.path] = i }
+        }
+        for (i, file) in files.enumerated() {
+            if let old = file.oldPath, byPath[old] == nil { byPath[old] = i }
+        }
+        // A name with a control character as the prompt shows it (`t\u{9}b.py`), which is what the
+        // model is told to cite.
+        for (i, file) in files.enumerated() {
+            let shown = DiffRenderer.promptName(file.path)
+            if shown != file.path, byPath[shown] == nil { byPath[shown] = i }
+        }
+        return byPath
+    }
+
     private static func lookup(_ rawPath: String, in byPath: [String: Int]) -> Int? {
         if let i = byPath[rawPath] { return i }
         var path = rawPath.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -132,6 +147,16 @@ public enum FindingAnchor {
         if let i = byPath[String(p)] { return i }
         if p.hasPrefix("a/") || p.hasPrefix("b/"), let i = byPath[String(p.dropFirst(2))] { return i }
         return nil
+    }
+
+    /// A path as a model cites it, without quoting backticks, `./` or a leading `/`.
+    static func normalizedPath(_ rawPath: String) -> String {
+        var path = rawPath.trimmingCharacters(in: .whitespacesAndNewlines)
+        if path.hasPrefix("`") && path.hasSuffix("`") && path.count > 1 { path = String(path.dropFirst().dropLast()) }
+        var p = Substring(path)
+        while p.hasPrefix("./") { p = p.dropFirst(2) }
+        while p.hasPrefix("/") { p = p.dropFirst() }
+        return String(p)
     }
 
     private static func place(_ raw: RawFinding, in file: DiffFile, index: LineIndex, source: FindingSource) -> Finding? {

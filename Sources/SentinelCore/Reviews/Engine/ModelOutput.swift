@@ -185,7 +185,11 @@ public enum ModelOutputParser {
             throw ModelOutputError.malformed("the response is empty")
         }
 
-        var sources = fencedBlocks(bytes)
+        // The whole answer when it is one JSON document (a fence in a finding's body must not
+        // cut it up), then the fenced blocks, then whatever the whole answer holds.
+        var sources: [ArraySlice<UInt8>] = []
+        if let document = wholeDocument(bytes) { sources.append(document) }
+        sources += fencedBlocks(bytes)
         sources.append(bytes[...])
         var firstProblem: String?
 
@@ -223,15 +227,31 @@ public enum ModelOutputParser {
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 10 || b == 13 }
 
-    /// Contents of ``` fences (any info string); an unclosed fence runs to the end.
+    /// The answer without surrounding white space when it is one bracketed JSON document.
+    private static func wholeDocument(_ bytes: [UInt8]) -> ArraySlice<UInt8>? {
+        guard let start = bytes.firstIndex(where: { !isSpace($0) }),
+              bytes[start] == UInt8(ascii: "{") || bytes[start] == UInt8(ascii: "["),
+              case .complete(let end) = balancedEnd(bytes[...], from: start),
+              !bytes[end...].contains(where: { !isSpace($0) }) else { return nil }
+        return bytes[start..<end]
+    }
+
+    /// Contents of ``` fences (any info string) that open a line, as Markdown's do; an unclosed
+    /// fence runs to the end. Backticks inside a line (in a JSON string: a finding's body that
+    /// quotes code) neither open nor close one.
     private static func fencedBlocks(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
         let fence: [UInt8] = Array("```".utf8)
         var blocks: [ArraySlice<UInt8>] = []
         var i = 0
+        func opensLine(_ j: Int) -> Bool {
+            var k = j
+            while k > 0, bytes[k - 1] == 32 || bytes[k - 1] == 9 { k -= 1 }
+            return k == 0 || bytes[k - 1] == 10 || bytes[k - 1] == 13
+        }
         func find(_ from: Int) -> Int? {
             var j = from
             while j + 3 <= bytes.count {
-                if bytes[j] == fence[0] && bytes[j + 1] == fence[1] && bytes[j + 2] == fence[2] { return j }
+                if bytes[j] == fence[0] && bytes[j + 1] == fence[1] && bytes[j + 2] == fence[2] && opensLine(j) { return j }
                 j += 1
             }
             return nil

@@ -115,6 +115,14 @@ public struct PathFilter: Sendable {
         return .review
     }
 
+    /// Whether the repository's include/exclude globs leave `path` to be reviewed (default skips
+    /// aside): a model's finding about a path they keep out is not reported.
+    public func allowsPath(_ path: String) -> Bool {
+        let path = PathGlob.Path(path)
+        if exclude.contains(where: { $0.matches(path) }) { return false }
+        return include.isEmpty || include.contains(where: { $0.matches(path) })
+    }
+
     /// Whether user include/exclude globs leave the file in scope at all (ignoring default skips);
     /// built-in checks use this, because a secret in a lock or vendored file is still leaked.
     public func isInScope(_ file: DiffFile) -> Bool {

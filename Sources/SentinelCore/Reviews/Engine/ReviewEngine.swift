@@ -359,7 +359,12 @@ public enum ReviewEngine {
         }
 
         // 5. Anchor and rank.
-        let (anchored, unanchored) = FindingAnchor.anchor(rawFindings, source: .ai, files: reviewable)
+        let (anchored, offTheLines) = FindingAnchor.anchor(rawFindings, source: .ai, files: reviewable)
+        // Findings about files the model was not shown, or paths the repository keeps out of
+        // review, are not reported (they could fail the check on a file "never reviewed").
+        let reviewed = Set(reviewable.map(\.path))
+        let notReviewed = FindingAnchor.pathIndex(files.filter { !reviewed.contains($0.path) })
+        let unanchored = offTheLines.filter { !FindingAnchor.outOfScope($0, notReviewed: notReviewed, filter: filter) }
         let builtin = await builtinFindings
         let ranked = FindingRanker.select(builtin + anchored, minSeverity: options.minSeverity,
                                           maxComments: options.maxComments, alreadyPosted: options.alreadyPosted)
