@@ -55,9 +55,11 @@ struct LitestreamCommand: AsyncParsableCommand {
                 try control.close()
                 let databases = try LitestreamConfig.databases(dataDirectory: data, workspaces: workspaces, replica: replica)
                 let port = metricsPort ?? config.litestream.metricsPort
-                let files = try LitestreamConfig.files(databases, maxPerProcess: maxPerProcess ?? config.litestream.maxDatabasesPerProcess,
-                                                       metricsPort: port > 0 ? port : nil)
                 let directory = out.map { URL(fileURLWithPath: $0, isDirectory: true) } ?? LitestreamConfig.directory(in: data)
+                // The split of the files already there is kept: a database moved to another file
+                // would be replicated by two instances until both had restarted.
+                let files = try LitestreamConfig.files(databases, maxPerProcess: maxPerProcess ?? config.litestream.maxDatabasesPerProcess,
+                                                       keeping: LitestreamConfig.assignment(in: directory), metricsPort: port > 0 ? port : nil)
                 // Said in words (Foundation's was a dump of NSCocoaErrorDomain Code=516).
                 var isDirectory: ObjCBool = false
                 if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), !isDirectory.boolValue {

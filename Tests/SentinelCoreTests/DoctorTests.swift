@@ -210,6 +210,10 @@ struct DoctorTests {
         #expect(DataDirectoryFileSystem.mountType(of: "/var/lib/sentinel-other", in: mounts) == "ext4", "a prefix that is not a parent")
         #expect(DataDirectoryFileSystem.mountType(of: "/var/lib/sentinel/local/x", in: mounts) == "ext4", "the longest mount point wins")
         #expect(DataDirectoryFileSystem.mountType(of: "/mnt/remote disk/data", in: mounts) == "fuse.sshfs")
+        // The mount table is read whole, not its first page only (a machine with many mounts had
+        // the data directory's listed after it). This process's memory map is far longer than a page.
+        let maps = try #require(FileSystem.readPseudoFile("/proc/self/maps"))
+        #expect(maps.utf8.count > 3 * 4096 && maps.hasSuffix("\n"), "\(maps.utf8.count) bytes")
         #expect(DataDirectoryFileSystem.remote(type: "nfs4") == DataDirectoryFileSystem(name: "nfs4", isNetwork: true))
         #expect(DataDirectoryFileSystem.remote(type: "cifs")?.isNetwork == true)
         #expect(DataDirectoryFileSystem.remote(type: "fuse.sshfs")?.isNetwork == true)

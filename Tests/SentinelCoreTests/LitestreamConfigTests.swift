@@ -59,6 +59,39 @@ struct LitestreamConfigTests {
         #expect(throws: ConfigError.self) { try LitestreamConfig.files(dbs, maxPerProcess: 0) }
     }
 
+    @Test("once written, a database never moves to another file: a deleted workspace leaves a gap that the next new one fills; a lowered limit splits afresh")
+    func splitIsKeptAcrossDeletions() throws {
+        let dbs = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Self.ids(6), replica: "file:///r")
+        let paths = dbs.map(\.path)
+        let first = try LitestreamConfig.files(dbs, maxPerProcess: 3)
+        #expect(first.map { $0.databases.map(\.path) } == [Array(paths[0..<3]), Array(paths[3..<6]), Array(paths[6..<8])])
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        try LitestreamConfig.write(first, to: dir.url)
+        #expect(LitestreamConfig.assignment(in: dir.url) == first.map { $0.databases.map(\.path) })
+
+        // The first workspace is deleted: every other database stays where it was (they all moved
+        // one place along, so two instances replicated the same file until both restarted).
+        let deleted = dbs.filter { $0.path != paths[2] }
+        let after = try LitestreamConfig.files(deleted, maxPerProcess: 3, keeping: LitestreamConfig.assignment(in: dir.url))
+        #expect(after.map { $0.databases.map(\.path) } == [Array(paths[0..<2]), Array(paths[3..<6]), Array(paths[6..<8])])
+        #expect(try LitestreamConfig.write(after, to: dir.url).written == ["litestream-0.yml"])
+        // A new workspace fills the gap.
+        let added = try LitestreamConfig.databases(dataDirectory: Self.data, workspaces: Array(Self.ids(6).dropFirst()) + Self.ids(7).suffix(1), replica: "file:///r")
+        let refilled = try LitestreamConfig.files(added, maxPerProcess: 3, keeping: LitestreamConfig.assignment(in: dir.url))
+        #expect(refilled.map { $0.databases.map(\.path) } == [Array(paths[0..<2]) + [added.last!.path], Array(paths[3..<6]), Array(paths[6..<8])])
+        // A file whose databases are all gone is kept, listing none (its instance keeps its
+        // number), unless it is the last.
+        let middleGone = dbs.filter { !paths[3..<6].contains($0.path) }
+        let gap = try LitestreamConfig.files(middleGone, maxPerProcess: 3, keeping: first.map { $0.databases.map(\.path) })
+        #expect(gap.map(\.databases.count) == [3, 0, 2])
+        #expect(gap[1].yaml.contains("dbs: []"))
+        let lastGone = dbs.filter { !paths[6..<8].contains($0.path) }
+        #expect(try LitestreamConfig.files(lastGone, maxPerProcess: 3, keeping: first.map { $0.databases.map(\.path) }).count == 2)
+        // A lower limit than a file holds: split afresh.
+        #expect(try LitestreamConfig.files(dbs, maxPerProcess: 2, keeping: first.map { $0.databases.map(\.path) }).map(\.databases.count) == [2, 2, 2, 2])
+    }
+
     @Test("replica URLs keep their query; relative, hostless and unknown-scheme URLs are refused")
     func replicaURLs() throws {
         #expect(try LitestreamConfig.replicaURL("s3://bucket/a/b?endpoint=http://127.0.0.1:9000&region=x", appending: "workspaces/ws_1")
@@ -180,7 +213,8 @@ struct LitestreamConfigTests {
         ], metricsAddress: "127.0.0.1:9400")
         try LitestreamConfig.write([older], to: directory)
         #expect(try h.workspaces.refreshReplication()?.written == ["litestream-0.yml"])
-        #expect(try Self.onDisk(file).paths == control + [h.dataDirectory.workspaceFile(a).path])
+        #expect(try Self.onDisk(file).paths == [control[0], h.dataDirectory.workspaceFile(a).path, control[1]],
+                "the journal joins the first file with room; nothing listed moves")
         #expect(try h.workspaces.refreshReplication()?.written == [])
 
         // An appliance without a replica URL leaves the files alone.

@@ -81,6 +81,39 @@ struct ApplianceHTTPTests {
         await appliance.supervisor.shutdown()
     }
 
+    @Test("a webhook for an integration whose workspace file is damaged answers 503 and is counted unavailable, as the refused-deliveries alert reads it")
+    func offlineWorkspaceWebhookCounted() async throws {
+        let github = try await FakeGitHub.start()
+        // Set up as the command line does, then the file damaged while no server runs.
+        var config = testConfig()
+        config.server.tlsEnabled = false
+        let h = try TestHarness(config: config)
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("w")
+        let service = IntegrationService(control: h.control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        let integration = try await h.supervisor.withWorkspace(ws) {
+            try await service.addGitHub(workspace: $0, appID: github.appID, privateKeyPEM: github.privateKeyPEM,
+                                        webhookSecret: Data("webhook-secret".utf8), apiURL: github.baseURL)
+        }
+        await h.supervisor.shutdown()
+        await github.stop()
+        try Data(repeating: 0x42, count: 4096).write(to: h.dataDirectory.workspaceFile(ws))
+
+        let appliance = try makeAppliance(h.directory)
+        let app = Application(router: try appliance.makeRouter())
+        try await app.test(.router) { client in
+            let headers: HTTPFields = [.contentType: "application/json", HTTPField.Name("X-GitHub-Event")!: "ping",
+                                       HTTPField.Name("X-GitHub-Delivery")!: "d-1", HTTPField.Name("X-Hub-Signature-256")!: "sha256=00"]
+            try await client.execute(uri: integration.webhookPath, method: .post, headers: headers, body: ByteBuffer(string: "{}")) { response in
+                #expect(response.status == .serviceUnavailable)
+            }
+        }
+        let text = appliance.prometheus.emitToString()
+        #expect(text.contains(#"sentinel_webhook_deliveries_total{platform="github",outcome="unavailable"} 1"#),
+                "\(text.split(separator: "\n").filter { $0.contains("webhook_deliveries") })")
+        await appliance.supervisor.shutdown()
+    }
+
     @Test("HEAD is answered wherever GET is (a load balancer's `HEAD /healthz` check): the same status and headers, no body")
     func headAnsweredLikeGet() async throws {
         let dir = TemporaryDirectory()

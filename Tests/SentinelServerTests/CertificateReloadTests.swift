@@ -126,6 +126,17 @@ struct CertificateReloadTests {
         try Self.write(renewed.key, to: key)
         try Self.write(renewed.certificate, to: cert)
         guard case .reloaded = served.reloadIfChanged() else { Issue.record("a valid renewal was not served"); return }
+        // Refused only because it is not valid yet, a pair is loaded once it is valid, with no
+        // change to its files (it was never looked at again: the old certificate served on until
+        // it expired); until then it is not refused again at every check.
+        let now = Date()
+        let soon = try Pair.make(now: now.addingTimeInterval(86_400))
+        try Self.write(soon.key, to: key)
+        try Self.write(soon.certificate, to: cert)
+        guard case .refused = served.reloadIfChanged(now: now) else { Issue.record("not refused while not valid yet"); return }
+        guard case .unchanged = served.reloadIfChanged(now: now.addingTimeInterval(60)) else { Issue.record("refused again before it is valid"); return }
+        guard case .reloaded = served.reloadIfChanged(now: now.addingTimeInterval(2 * 86_400)) else { Issue.record("not loaded once valid"); return }
+        #expect(served.reloadIfChanged(now: now.addingTimeInterval(3 * 86_400)) == .unchanged)
         // A pair not valid yet at start is served (there is no other) and named as a problem, as an expired one is.
         let early = try Pair.make(now: Date().addingTimeInterval(86_400))
         try Self.write(early.key, to: key)

@@ -683,12 +683,15 @@ struct GitHubEndToEndTests {
                                                         "repositories_removed": action == "removed" ? repositories : []] as [String: Any])
         }
         let moving: [[String: Any]] = [["id": 301, "full_name": "octo/moving", "private": false]]
-        _ = try await world.deliver(event: "installation_repositories", body: try event("added", installation: -5, moving))
-        _ = try await world.deliver(event: "installation_repositories", body: try event("added", installation: 1, moving))
-        _ = try await world.deliver(event: "installation_repositories", body: try event("added", installation: 2,
-                                                                                        [["id": 301, "full_name": "neworg/moving", "private": false]]))
-        _ = try await world.deliver(event: "installation_repositories", body: try event("removed", installation: 1, moving))
-        #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == 4 })
+        // Each processed before the next is sent: deliveries of one workspace may be processed in
+        // another order than they arrived (the removal applied before the move removed the row).
+        let deliveries = [try event("added", installation: -5, moving), try event("added", installation: 1, moving),
+                          try event("added", installation: 2, [["id": 301, "full_name": "neworg/moving", "private": false]]),
+                          try event("removed", installation: 1, moving)]
+        for (n, body) in deliveries.enumerated() {
+            _ = try await world.deliver(event: "installation_repositories", body: body)
+            #expect(await eventually { try await world.count("SELECT count(*) FROM deliveries WHERE processed_at IS NOT NULL") == n + 1 })
+        }
         let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM deliveries ORDER BY received_at") }
         }

@@ -292,5 +292,14 @@ struct ObservabilityTests {
         config.observability.metricsAllowedCIDRs = "10.0.0.0/8, prometheus.internal"
         #expect(throws: ConfigError.self) { try config.observability.metricsAllowedRanges() }
         #expect(try SentinelConfig().observability.metricsAllowedRanges().count == 6)
+        // A block written IPv4-mapped matches the IPv4 client it stands for (it matched nobody), and the other way round.
+        func matches(_ block: String, _ address: String) throws -> Bool {
+            try #require(IPRange(block)).contains(try #require(IPAddress(address)))
+        }
+        #expect(try matches("::ffff:127.0.0.1/128", "127.0.0.1"))
+        #expect(try !matches("::ffff:127.0.0.1/128", "127.0.0.2"))
+        #expect(try matches("::ffff:10.0.0.0/104", "10.9.8.7"))
+        #expect(try matches("127.0.0.0/8", "::ffff:127.0.0.1"))
+        #expect(try !matches("::1/128", "127.0.0.1"))
     }
 }

@@ -63,6 +63,11 @@ struct WebhookRoutes {
         } catch WorkspaceError.notFound {
             // Routed to a workspace deleted meanwhile.
             found = nil
+        } catch {
+            // Its workspace offline (a damaged file), or unreadable: not stored, and counted, as
+            // the alert on refused deliveries reads this counter.
+            metrics.webhook(platform: platform, outcome: "unavailable")
+            throw error
         }
         guard let integration = found else {
             if try await cache.isRetired(id) { throw gone(id, platform: platform) }

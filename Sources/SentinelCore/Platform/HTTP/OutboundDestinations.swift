@@ -68,7 +68,12 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
     }
 
     public func contains(_ address: IPAddress) -> Bool {
-        let candidate = address.bytes.count == network.bytes.count ? address : address.unmapped
+        // An IPv4 client against an IPv4-mapped block (`::ffff:127.0.0.1/128`, as `ss` shows a
+        // dual-stack listener's peers) is compared in its mapped form, and the other way round.
+        let candidate: IPAddress
+        if address.bytes.count == network.bytes.count { candidate = address }
+        else if address.isIPv4 { candidate = IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + address.bytes)! }
+        else { candidate = address.unmapped }
         guard candidate.bytes.count == network.bytes.count else { return false }
         var remaining = prefixLength
         for (a, b) in zip(candidate.bytes, network.bytes) {
@@ -352,7 +357,7 @@ public enum RemoteText {
     public static let maxCharacters = 500
 
     /// Token shapes redacted wherever remote text goes: GitHub's (`ghp_`, `ghs_`, … and fine-grained
-    /// `github_pat_`), GitLab's (`glpat-`, `gloas-`, …), provider keys (`sk-…`, Google's `AIza…`),
+    /// `github_pat_`), GitLab's (`glpat-`, `gloas-`, …), provider keys (`sk-…`, Google's `AIza…`), JSON Web Tokens,
     /// and any value after `bearer` or an api-key label, or after `token:` / `token=`.
     static let credentialPatterns = [
         #"\bgh[opusr]_[A-Za-z0-9_]{8,}"#,
@@ -360,6 +365,9 @@ public enum RemoteText {
         #"\bgl[a-z]{2,6}-[A-Za-z0-9_\-]{8,}"#,
         #"\bsk-[A-Za-z0-9_\-\*]{6,}"#,
         #"\bAIza[0-9A-Za-z_\-]{20,}"#,
+        // A JSON Web Token (a GitHub App's, valid ten minutes, mints installation tokens): its
+        // header is base64url JSON, so it starts `eyJ`.
+        #"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"#,
         #"(?i)(api[-_ ]?key|bearer|x-api-key|api-key)(\s*[:=]\s*|\s+)[A-Za-z0-9_\-\.\*]{8,}"#,
         #"(?i)\b(access[-_ ]?)?token\s*[:=]\s*[A-Za-z0-9_\-\.\*]{8,}"#,
     ]

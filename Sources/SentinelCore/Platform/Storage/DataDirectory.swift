@@ -163,6 +163,16 @@ enum FileSystem {
         close(fd)
     }
 
+    /// A kernel pseudo-file (`/proc/self/mounts`) read to its end. Foundation's
+    /// `String(contentsOfFile:)` takes its size from `stat`, which is 0 for these, and stopped
+    /// after the first page: a mount listed after about 4 KB was not found.
+    static func readPseudoFile(_ path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let data = try? handle.readToEnd() else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     static func removeIfPresent(_ url: URL) throws {
         if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
     }
@@ -226,7 +236,7 @@ public struct DataDirectoryFileSystem: Equatable, Sendable {
     public static func remote(at path: String) -> DataDirectoryFileSystem? {
         var probe = URL(fileURLWithPath: path).resolvingSymlinksInPath()
         while !FileManager.default.fileExists(atPath: probe.path), probe.pathComponents.count > 1 { probe.deleteLastPathComponent() }
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return nil }
+        guard let mounts = FileSystem.readPseudoFile("/proc/self/mounts") else { return nil }
         return remote(type: mountType(of: probe.resolvingSymlinksInPath().path, in: mounts) ?? "")
     }
 

@@ -8,9 +8,10 @@ import Foundation
 /// `replica:`). One Litestream process has been seen to fail at start with ~10,000 databases, so the
 /// databases are split across several files, one process each, at most
 /// `litestream.max_databases_per_process` per file. The split is stable: `control.sqlite` and
-/// `intake-journal.sqlite` first, then the workspaces in the order they were created, so adding a
-/// workspace only appends to the last file (or starts a new one) and the other processes keep
-/// their databases.
+/// `intake-journal.sqlite` first, then the workspaces in the order they were created; once files
+/// exist, a database never moves to another file (two processes would replicate it into the same
+/// replica until both had restarted): a deleted workspace leaves a gap, and a new one takes the
+/// first file with room (or starts a new one).
 public enum LitestreamConfig {
     /// One database to replicate: its file and where its replica lives.
     public struct Database: Sendable, Equatable {
@@ -33,7 +34,7 @@ public enum LitestreamConfig {
                 "# Run with: litestream replicate -no-expand-env -config \(name)",
             ]
             if let metricsAddress { lines.append("addr: \(LitestreamConfig.quoted(metricsAddress))") }
-            lines.append("dbs:")
+            lines.append(databases.isEmpty ? "dbs: []" : "dbs:")
             for database in databases {
                 lines.append("  - path: \(LitestreamConfig.quoted(database.path))")
                 lines.append("    replica:")
@@ -62,9 +63,24 @@ public enum LitestreamConfig {
         let directory = directory(in: dataDirectory)
         guard let replica = settings.replicaURL, FileManager.default.fileExists(atPath: directory.path) else { return nil }
         let databases = try databases(dataDirectory: dataDirectory, workspaces: workspaces, replica: replica)
-        let files = try files(databases, maxPerProcess: settings.maxDatabasesPerProcess,
+        let files = try files(databases, maxPerProcess: settings.maxDatabasesPerProcess, keeping: assignment(in: directory),
                               metricsPort: settings.metricsPort > 0 ? settings.metricsPort : nil)
         return try write(files, to: directory)
+    }
+
+    /// The database paths each `litestream-N.yml` in `directory` lists, by N from 0 (up to the
+    /// first missing or unreadable file): the split the running instances replicate.
+    public static func assignment(in directory: URL) -> [[String]] {
+        var out: [[String]] = []
+        while let text = try? String(contentsOf: directory.appendingPathComponent(fileName(out.count)), encoding: .utf8) {
+            out.append(text.split(separator: "\n").compactMap { line in
+                let entry = line.drop { $0 == " " }
+                guard entry.hasPrefix("- path: ") else { return nil }
+                // Written by `quoted`: a JSON string.
+                return try? JSONDecoder().decode(String.self, from: Data(entry.dropFirst("- path: ".count).utf8))
+            })
+        }
+        return out
     }
 
     /// Every database of the appliance with its replica URL under `replica`:
@@ -84,19 +100,41 @@ public enum LitestreamConfig {
     }
 
     /// The files for `databases`, at most `maxPerProcess` databases each (at least one file).
+    /// `keeping` (the split of the files written before, `assignment(in:)`) keeps each database
+    /// that is still listed in its file, leaves the places of those that are gone empty and puts
+    /// new ones in the first file with room; without it, or when a file of it holds more than
+    /// `maxPerProcess` (the limit was lowered), the databases are split in order.
     /// With `metricsPort`, file N serves Litestream's Prometheus metrics on `metricsHost:metricsPort+N`.
-    public static func files(_ databases: [Database], maxPerProcess: Int, metricsHost: String = "127.0.0.1", metricsPort: Int? = nil) throws -> [File] {
+    public static func files(_ databases: [Database], maxPerProcess: Int, keeping: [[String]] = [],
+                             metricsHost: String = "127.0.0.1", metricsPort: Int? = nil) throws -> [File] {
         guard maxPerProcess >= 1 else { throw ConfigError("litestream.max_databases_per_process must be at least 1") }
-        var files: [File] = []
-        var start = 0
-        repeat {
-            let end = min(start + maxPerProcess, databases.count)
-            let index = files.count
+        var groups: [[Database]] = []
+        if !keeping.isEmpty, keeping.allSatisfy({ $0.count <= maxPerProcess }) {
+            let byPath = Dictionary(databases.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+            var placed = Set<String>()
+            groups = keeping.map { paths in
+                paths.compactMap { path in placed.insert(path).inserted ? byPath[path] : nil }
+            }
+            for database in databases where placed.insert(database.path).inserted {
+                if let index = groups.firstIndex(where: { $0.count < maxPerProcess }) {
+                    groups[index].append(database)
+                } else {
+                    groups.append([database])
+                }
+            }
+            while groups.count > 1, groups.last?.isEmpty == true { groups.removeLast() }
+        } else {
+            var start = 0
+            repeat {
+                let end = min(start + maxPerProcess, databases.count)
+                groups.append(Array(databases[start..<end]))
+                start = end
+            } while start < databases.count
+        }
+        return try groups.enumerated().map { index, group in
             if let metricsPort, metricsPort + index > 65_535 { throw ConfigError("metrics port \(metricsPort + index) is out of range") }
-            files.append(File(index: index, databases: Array(databases[start..<end]), metricsAddress: metricsPort.map { "\(metricsHost):\($0 + index)" }))
-            start = end
-        } while start < databases.count
-        return files
+            return File(index: index, databases: group, metricsAddress: metricsPort.map { "\(metricsHost):\($0 + index)" })
+        }
     }
 
     /// `base` with `suffix` appended to its path, keeping any query (`s3://b/p?endpoint=…`).

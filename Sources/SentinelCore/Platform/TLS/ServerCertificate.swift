@@ -42,6 +42,9 @@ public final class ServerCertificate: Sendable {
         var expiresAt: Date?
         /// When it starts being valid (nil: unreadable).
         var validFrom: Date?
+        /// When files refused only because their certificate was not valid yet become valid:
+        /// loaded again then, unchanged as they are.
+        var refusedUntil: Date?
     }
 
     struct Pair: Sendable {
@@ -77,24 +80,39 @@ public final class ServerCertificate: Sendable {
         self.configuration = configuration
     }
 
-    /// Loads the files again when they changed since they were last loaded or refused.
-    public func reloadIfChanged() -> Reload {
+    /// Loads the files again when they changed since they were last loaded or refused, or when
+    /// files refused only for a certificate not valid yet have become valid (an internal CA's
+    /// certificate issued "now" by a clock ahead of this one was never served).
+    public func reloadIfChanged(now: Date = Date()) -> Reload {
         let stamp = Self.stamp(certificateFile, keyFile)
-        guard shared.state.withLock({ $0.stamp != stamp }) else { return .unchanged }
+        guard shared.state.withLock({ $0.stamp != stamp || $0.refusedUntil.map { $0 <= now } == true }) else { return .unchanged }
+        var refusedUntil: Date?
         do {
             let loaded = try ServerTLS.load(certificateFile: certificateFile, keyFile: keyFile)
             // Every client refuses a certificate outside its validity: swapped in, it took the
             // listener down for all new connections while the log said "reloaded".
-            if let problem = Self.validityProblem(loaded.chain.first) { throw StorageError.invalid(problem) }
+            if let problem = Self.validityProblem(loaded.chain.first, now: now) {
+                if let first = loaded.chain.first, !Self.hasExpired(first, now: now) {
+                    refusedUntil = Date(timeIntervalSince1970: TimeInterval(first.notValidBefore))
+                }
+                throw StorageError.invalid(problem)
+            }
             let validity = Self.validity(certificateFile)
             shared.state.withLock {
                 $0 = State(replacement: Pair(chain: loaded.chain, key: loaded.key), stamp: stamp, expiresAt: validity?.until, validFrom: validity?.from)
             }
             return .reloaded(expiresAt: validity?.until)
         } catch {
-            shared.state.withLock { $0.stamp = stamp }
+            shared.state.withLock {
+                $0.stamp = stamp
+                $0.refusedUntil = refusedUntil
+            }
             return .refused("\(error)")
         }
+    }
+
+    private static func hasExpired(_ certificate: NIOSSLCertificate, now: Date) -> Bool {
+        Date(timeIntervalSince1970: TimeInterval(certificate.notValidAfter)) < now
     }
 
     /// Why a certificate cannot be served now: expired, or not valid yet; nil when it can.
