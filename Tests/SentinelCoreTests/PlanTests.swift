@@ -179,6 +179,8 @@ struct PlanTests {
                 _ = try route("installation_repositories", #"{"action":"removed","installation":{"id":7},"repositories_added":[],"repositories_removed":[{"id":3,"full_name":"acme/docs"}]}"#)
                 let web = try #require(try RepositoryStore.find(integrationID: integration, externalID: 2, in: tx.db))
                 _ = try RepositoryStore.setEnabled(false, id: web.id, plan: nil, in: &tx)
+                // A repository listed twice is one repository (the outcome counted entries).
+                #expect(try route("installation_repositories", #"{"action":"added","installation":{"id":7},"repositories_added":[{"id":1,"full_name":"acme/api"},{"id":1,"full_name":"acme/api"}],"repositories_removed":[]}"#) == "added 1, removed 0 repositories")
                 #expect(try route("installation", #"{"action":"suspend","installation":{"id":7}}"#) == "removed 2 repositories of installation 7")
                 #expect(try RepositoryStore.all(in: tx.db).allSatisfy(\.removed))
                 let outcome = try route("installation", #"{"action":"unsuspend","installation":{"id":7}}"#)

@@ -760,7 +760,7 @@ struct GitHubEndToEndTests {
         await world.stop()
     }
 
-    @Test("a wrong signature answers 401 and stores nothing; ping answers 200")
+    @Test("a wrong signature answers 401 and stores nothing; ping answers 200, and a signed ping ends the refusals doctor and the console warn about")
     func wrongSignatureRejected() async throws {
         let world = try await GitHubWorld()
         let body = GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111")
@@ -778,6 +778,12 @@ struct GitHubEndToEndTests {
         #expect(refused == 1)
         let (ping, _) = try await world.deliver(event: "ping", body: Data(#"{"zen":"Keep it logically awesome.","hook_id":1}"#.utf8))
         #expect(ping == 200)
+        // The ping GitHub is asked to redeliver once the secret is fixed is stored nowhere: it
+        // clears the refusals itself (doctor kept warning "none accepted since").
+        let afterPing = try world.appliance.control.read { db in
+            try Int.fetchOne(db, sql: "SELECT failures FROM integration_auth_failures WHERE integration_id = ?", arguments: [world.integration.id])
+        }
+        #expect(afterPing == nil)
         let (notJSON, _) = try await world.deliver(event: "pull_request", body: Data("not json".utf8))
         #expect(notJSON == 400)
         await world.stop()

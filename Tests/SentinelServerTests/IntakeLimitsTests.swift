@@ -516,14 +516,15 @@ struct IntakeLimitsTests {
         await world.stop()
     }
 
-    @Test("HTTPS refuses a TLS 1.1 client and serves TLS 1.2")
+    @Test("HTTPS refuses a TLS 1.1 client and serves TLS 1.2 with forward-secret AEAD suites only (not CBC with SHA-1)")
     func tlsVersions() async throws {
         let world = try await GitHubWorld(config: { $0.server.tlsEnabled = true })
-        func get(min: TLSVersion, max: TLSVersion) async throws -> Int {
+        func get(min: TLSVersion, max: TLSVersion, ciphers: String? = nil) async throws -> Int {
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.certificateVerification = .none
             tls.minimumTLSVersion = min
             tls.maximumTLSVersion = max
+            if let ciphers { tls.cipherSuites = ciphers }
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
             do {
                 let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(world.port)/healthz"), timeout: .seconds(10))
@@ -537,6 +538,8 @@ struct IntakeLimitsTests {
         }
         await #expect(throws: (any Error).self) { _ = try await get(min: .tlsv1, max: .tlsv11) }
         #expect(try await get(min: .tlsv12, max: .tlsv12) == 200)
+        await #expect(throws: (any Error).self) { _ = try await get(min: .tlsv12, max: .tlsv12, ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA") }
+        #expect(try await get(min: .tlsv12, max: .tlsv12, ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256") == 200)
         #expect(try await get(min: .tlsv13, max: .tlsv13) == 200)
         await world.stop()
     }

@@ -31,6 +31,8 @@ public enum FakeLLMFault: Sendable, Equatable {
     case truncatedJSON
     /// 200 with an HTML page (a proxy's error page) instead of JSON.
     case html
+    /// 200 with a server-sent event stream (a proxy or server that streams whatever was asked).
+    case eventStream
     /// A refusal in the provider's shape (OpenAI `refusal`, Anthropic `stop_reason: refusal`,
     /// Gemini `promptFeedback.blockReason`).
     case refusal
@@ -369,6 +371,8 @@ struct FakeLLMRoutes: Sendable {
                 return raw(200, "application/json", Data(full.prefix(max(1, full.count / 2))))
             case .html?:
                 return raw(200, "text/html", Data("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>".utf8))
+            case .eventStream?:
+                return raw(200, "text/event-stream", Data("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"{\"}}]}\n\ndata: [DONE]\n\n".utf8))
             case .refusal?:
                 return raw(200, "application/json", refusal(api, model: model ?? ""))
             case .drip(let interval)?:

@@ -246,6 +246,7 @@ struct WebhookRoutes {
         }
         if event == "ping" {
             metrics.webhook(platform: "github", outcome: "ping")
+            await authFailures.passed(id)
             return jsonResponse(.ok, ["status": "pong", "integration_id": id.rawValue])
         }
         let action = envelope.action

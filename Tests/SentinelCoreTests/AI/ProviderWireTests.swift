@@ -176,13 +176,14 @@ struct AIProviderWireTests {
             let api: FakeLLMAPI = [.openai: .openAI, .azureOpenAI: .azure, .anthropic: .anthropic, .gemini: .gemini,
                                    .openAICompatible: .openAICompatible][kind]!
             let provider = makeProvider(server.config(kind), http: http)
-            for fault in [FakeLLMFault.truncatedJSON, .html] {
+            for (fault, named) in [(FakeLLMFault.truncatedJSON, "truncated JSON"), (.html, "HTML page"), (.eventStream, "event stream")] {
                 await server.state.inject(fault, api: api)
                 do {
                     _ = try await provider.complete(AIFixtures.prompt, timeout: .seconds(10))
                     Issue.record("expected .malformed for \(fault)")
                 } catch let error as ProviderError {
-                    guard case .malformed = error else { Issue.record("expected .malformed, got \(error)"); continue }
+                    guard case .malformed(let why) = error else { Issue.record("expected .malformed, got \(error)"); continue }
+                    #expect(why.contains(named), "\(why)")
                     #expect(error.isRetryable)
                 }
             }

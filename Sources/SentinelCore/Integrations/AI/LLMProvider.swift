@@ -370,6 +370,10 @@ public enum ProviderHTTP {
                 throw ProviderError.malformed("an HTML page instead of JSON")
             }
             if response.body.isEmpty { throw ProviderError.malformed("an empty body") }
+            // Sentinel never asks for a stream; a server or proxy that streams anyway is named as such.
+            if response.header("Content-Type")?.lowercased().hasPrefix("text/event-stream") == true || text.hasPrefix("data:") || text.hasPrefix("event:") {
+                throw ProviderError.malformed("an event stream (text/event-stream) instead of one JSON answer; Sentinel does not ask for streaming, so a proxy or the server streams regardless")
+            }
             throw ProviderError.malformed("invalid or truncated JSON (\(response.body.count) bytes)")
         }
     }

@@ -21,6 +21,13 @@ public struct OperationalSignals: Sendable {
         }
     }
 
+    /// Forgets an integration's refused deliveries: one of its deliveries passed since.
+    public func clearAuthFailures(integrationID: IntegrationID) throws {
+        try control.write { db in
+            try db.execute(sql: "DELETE FROM integration_auth_failures WHERE integration_id = ?", arguments: [integrationID.rawValue])
+        }
+    }
+
     /// Refused deliveries recorded for an integration so far.
     public func authFailures(integrationID: IntegrationID) throws -> Int? {
         try control.read { db in
@@ -130,5 +137,13 @@ public actor DeliveryAuthFailures {
         pending[id] = entry
         guard written > 0, let failing, lastEvent[id].map({ now - $0 >= eventInterval }) ?? true else { return }
         if await failing(id, workspaceID, (try? signals.authFailures(integrationID: id)) ?? written) { lastEvent[id] = now }
+    }
+
+    /// A delivery of the integration passed its check without being stored (GitHub's ping, which
+    /// an admin redelivers once the secret is fixed): its refusals are over. A stored delivery says
+    /// so by its `received_at`; a ping left doctor and the console warning "none accepted since".
+    public func passed(_ id: IntegrationID) {
+        pending[id] = nil
+        if (try? signals.authFailures(integrationID: id)) != nil { try? signals.clearAuthFailures(integrationID: id) }
     }
 }

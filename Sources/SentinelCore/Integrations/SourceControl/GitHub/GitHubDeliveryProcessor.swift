@@ -231,7 +231,8 @@ public struct GitHubDeliveryProcessor: Sendable {
                 }
                 try RepositoryStore.registerAll(repositories, integrationID: integrationID, installationID: e.installation.id,
                                                 limit: repositoryLimit, in: &tx)
-                return "registered \(repositories.count) repositories"
+                // Repositories, not entries: one listed twice is one row.
+                return "registered \(Set(repositories.map(\.id)).count) repositories"
             case "deleted", "suspend":
                 // A suspension's removal is marked apart (`removedWithSuspension`): its unsuspend
                 // brings those repositories back even when it lists none.
@@ -254,7 +255,7 @@ public struct GitHubDeliveryProcessor: Sendable {
                 }
             }
             // What was removed, not what the payload lists (an unknown repository, or one moved to another installation, is not).
-            return "added \(e.repositoriesAdded?.count ?? 0), removed \(removed) repositories"
+            return "added \(Set((e.repositoriesAdded ?? []).map(\.id)).count), removed \(removed) repositories"
         case "repository":
             // A rename or transfer left the old name: catch-up listed the repository by it, and a new
             // repository taking that name was reviewed twice. A deleted one kept its plan slot.
