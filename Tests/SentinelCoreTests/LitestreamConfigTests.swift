@@ -88,6 +88,28 @@ struct LitestreamConfigTests {
         #expect(gap[1].yaml.contains("dbs: []"))
         let lastGone = dbs.filter { !paths[6..<8].contains($0.path) }
         #expect(try LitestreamConfig.files(lastGone, maxPerProcess: 3, keeping: first.map { $0.databases.map(\.path) }).count == 2)
+        // A file missing or unreadable in between lists nothing: the files after it keep theirs.
+        try LitestreamConfig.write(first, to: dir.url)
+        try Data([0xFF, 0xFE, 0x00]).write(to: dir.url.appendingPathComponent("litestream-1.yml"))
+        #expect(LitestreamConfig.assignment(in: dir.url).map(\.count) == [3, 0, 2])
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("litestream-1.yml"))
+        let hole = try LitestreamConfig.files(dbs, maxPerProcess: 3, keeping: LitestreamConfig.assignment(in: dir.url))
+        #expect(hole[2].databases.map(\.path) == Array(paths[6..<8]), "\(hole.map { $0.databases.map(\.path) })")
+        // Files not named as ours (a leading zero, a sign) are neither read nor removed.
+        try LitestreamConfig.write(first, to: dir.url)
+        for name in ["litestream-07.yml", "litestream-+5.yml"] { try Data("mine".utf8).write(to: dir.url.appendingPathComponent(name)) }
+        #expect(try LitestreamConfig.write(Array(first.prefix(1)), to: dir.url).removed == ["litestream-1.yml", "litestream-2.yml"])
+        #expect(FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("litestream-07.yml").path))
+        #expect(FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("litestream-+5.yml").path))
+        // The same data directory named through a symbolic link keeps the split.
+        let real = dir.url.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: real.appendingPathComponent("workspaces"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: dir.url.appendingPathComponent("link"), withDestinationURL: real)
+        let viaReal = try LitestreamConfig.databases(dataDirectory: DataDirectory(path: real.path), workspaces: Self.ids(4), replica: "file:///r")
+        let viaLink = try LitestreamConfig.databases(dataDirectory: DataDirectory(path: dir.url.appendingPathComponent("link").path), workspaces: Array(Self.ids(4).dropFirst()), replica: "file:///r")
+        let realSplit = try LitestreamConfig.files(viaReal, maxPerProcess: 3).map { $0.databases.map(\.path) }
+        let linkSplit = try LitestreamConfig.files(viaLink, maxPerProcess: 3, keeping: realSplit)
+        #expect(linkSplit.map(\.databases.count) == [2, 3], "\(linkSplit.map { $0.databases.map(\.path) })")
         // A lower limit than a file holds: split afresh.
         #expect(try LitestreamConfig.files(dbs, maxPerProcess: 2, keeping: first.map { $0.databases.map(\.path) }).map(\.databases.count) == [2, 2, 2, 2])
     }

@@ -130,6 +130,23 @@ struct EngineModelOutputTests {
             #expect(out.findings.first?.body.contains("```python") == true)
             #expect(out.summary == "Adds eval.")
         }
+        // A fence opened within a line, or a document on its own lines, after prose with brackets
+        // (thinking aloud); a whole answer encoded as one JSON string.
+        let quoted = String(decoding: try JSONEncoder().encode(compact), as: UTF8.self)
+        for text in ["The missing `{` in f is fine. Here: ```json\n\(pretty)\n```", "Looking at f(x[ I found: ```json\n\(compact)\n```",
+                     "<think>I should check { and [ </think>\n\(pretty)", "<think>the `[` here</think>\n\(compact)\n", quoted] {
+            do {
+                let out = try ModelOutputParser.parse(text)
+                #expect(out.findings.map(\.title) == ["eval on user input", "unused import", "vague"], "\(text)")
+            } catch {
+                Issue.record("\(error): \(text.prefix(80))")
+            }
+        }
+        // A pretty-printed answer cut off right after a finding: its indented inner objects are
+        // not taken for the answer.
+        let cut = pretty[..<pretty.range(of: "\"sys is unused\"")!.upperBound] + "\n    }"
+        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse(String(cut)) }
+        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("Thinking {\n" + cut) }
     }
 
     @Test func toleratesTrailingCommasAndBareArrays() throws {

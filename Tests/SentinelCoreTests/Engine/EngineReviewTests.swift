@@ -191,6 +191,19 @@ struct EngineReviewTests {
         #expect(result.unanchored.map(\.title) == ["Caller breaks"], "\(result.unanchored)")
         #expect(!result.reportedSeverities.contains(.critical))
         #expect(!result.summary.contains("Excluded") && !result.summary.contains("Lock file"), "\(result.summary)")
+
+        // A reviewed file cited as the diff names it (b/…) or by its name before a rename stays in
+        // scope, whatever the include globs say of that name.
+        var renamed = EngineFixtures.addedFile("src/new.py", lines: ["x = 1"])
+        renamed.status = .renamed
+        renamed.oldPath = "old/name.py"
+        let second = EngineFakeModel { _ in
+            #"{"summary": "s", "findings": [{"path": "b/src/app.py", "line": 100, "severity": "critical", "title": "Diff name"},"#
+                + #"{"path": "old/name.py", "line": 50, "severity": "critical", "title": "Old name"},"#
+                + #"{"path": "b/docs/x.md", "line": 1, "severity": "critical", "title": "Excluded, diff name"}]}"#
+        }
+        let kept = await ReviewEngine.review(files: [files[0], renamed], options: ReviewOptions(include: ["src/**"], exclude: ["docs/**"], minSeverity: .low, maxComments: 10), model: second)
+        #expect(kept.unanchored.map(\.title) == ["Diff name", "Old name"], "\(kept.unanchored)")
     }
 
     @Test("a finding cites a file named with a control character as the prompt shows it (t\\u{9}b.py): it is anchored on that file")

@@ -210,7 +210,8 @@ struct OutboundDestinationTests {
         #expect(!echoed.message.contains("SECRETINSTALLTOKEN") && echoed.message.contains("[redacted]"), "\(echoed.message)")
         for token in ["ghp_abcdefghijklmnopqrstuvwxyz0123456789", "github_pat_11ABCDEFG0123456789_abcdefghij", "glpat-AbCdEfGhIjKlMnOpQrSt",
                       "token=abcdef0123456789", "Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig",
-                      "raw eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMjMifQ.c2lnbmF0dXJlX2J5dGVz"] {
+                      "raw eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMjMifQ.c2lnbmF0dXJlX2J5dGVz",
+                      "Bearer%20eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMjMifQ.c2lnbmF0dXJlX2J5dGVa"] {
             #expect(!RemoteText.clean("refused: \(token) (try again)").contains(token.suffix(8)), "\(token)")
         }
         // Ordinary words are left alone.

@@ -366,8 +366,8 @@ public enum RemoteText {
         #"\bsk-[A-Za-z0-9_\-\*]{6,}"#,
         #"\bAIza[0-9A-Za-z_\-]{20,}"#,
         // A JSON Web Token (a GitHub App's, valid ten minutes, mints installation tokens): its
-        // header is base64url JSON, so it starts `eyJ`.
-        #"\beyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"#,
+        // header is base64url JSON, so it starts `eyJ`. Wherever it starts (`Bearer%20eyJ…`).
+        #"eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"#,
         #"(?i)(api[-_ ]?key|bearer|x-api-key|api-key)(\s*[:=]\s*|\s+)[A-Za-z0-9_\-\.\*]{8,}"#,
         #"(?i)\b(access[-_ ]?)?token\s*[:=]\s*[A-Za-z0-9_\-\.\*]{8,}"#,
     ]

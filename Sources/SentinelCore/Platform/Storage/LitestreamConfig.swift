@@ -68,19 +68,28 @@ public enum LitestreamConfig {
         return try write(files, to: directory)
     }
 
-    /// The database paths each `litestream-N.yml` in `directory` lists, by N from 0 (up to the
-    /// first missing or unreadable file): the split the running instances replicate.
+    /// The database paths each `litestream-N.yml` in `directory` lists, by N from 0 to the
+    /// highest file there (a missing or unreadable one in between lists none): the split the
+    /// running instances replicate.
     public static func assignment(in directory: URL) -> [[String]] {
-        var out: [[String]] = []
-        while let text = try? String(contentsOf: directory.appendingPathComponent(fileName(out.count)), encoding: .utf8) {
-            out.append(text.split(separator: "\n").compactMap { line in
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        guard let last = names.compactMap(fileIndex).max() else { return [] }
+        return (0...last).map { index in
+            guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(fileName(index)).path) else { return [] }
+            return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { line in
                 let entry = line.drop { $0 == " " }
                 guard entry.hasPrefix("- path: ") else { return nil }
                 // Written by `quoted`: a JSON string.
                 return try? JSONDecoder().decode(String.self, from: Data(entry.dropFirst("- path: ".count).utf8))
-            })
+            }
         }
-        return out
+    }
+
+    /// N of a file named exactly `litestream-N.yml` (not `litestream-07.yml`: not one of ours).
+    static func fileIndex(_ name: String) -> Int? {
+        guard name.hasPrefix("litestream-"), name.hasSuffix(".yml"),
+              let index = Int(name.dropFirst("litestream-".count).dropLast(".yml".count)), index >= 0, fileName(index) == name else { return nil }
+        return index
     }
 
     /// Every database of the appliance with its replica URL under `replica`:
@@ -110,12 +119,22 @@ public enum LitestreamConfig {
         guard maxPerProcess >= 1 else { throw ConfigError("litestream.max_databases_per_process must be at least 1") }
         var groups: [[Database]] = []
         if !keeping.isEmpty, keeping.allSatisfy({ $0.count <= maxPerProcess }) {
-            let byPath = Dictionary(databases.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+            // By the file a path names (a data directory reached through a symbolic link is the
+            // same directory), not by its spelling.
+            // (Its directory resolved: a workspace file being created does not exist yet.)
+            func identity(_ path: String) -> String {
+                let url = URL(fileURLWithPath: path)
+                return url.deletingLastPathComponent().resolvingSymlinksInPath().appendingPathComponent(url.lastPathComponent).path
+            }
+            let byPath = Dictionary(databases.map { (identity($0.path), $0) }, uniquingKeysWith: { first, _ in first })
             var placed = Set<String>()
             groups = keeping.map { paths in
-                paths.compactMap { path in placed.insert(path).inserted ? byPath[path] : nil }
+                paths.compactMap { path in
+                    let id = identity(path)
+                    return placed.insert(id).inserted ? byPath[id] : nil
+                }
             }
-            for database in databases where placed.insert(database.path).inserted {
+            for database in databases where placed.insert(identity(database.path)).inserted {
                 if let index = groups.firstIndex(where: { $0.count < maxPerProcess }) {
                     groups[index].append(database)
                 } else {
@@ -179,8 +198,8 @@ public enum LitestreamConfig {
         }
         var removed: [String] = []
         let names = (try? fm.contentsOfDirectory(atPath: directory.path)) ?? []
-        for name in names.sorted() where name.hasPrefix("litestream-") && name.hasSuffix(".yml") {
-            guard let index = Int(name.dropFirst("litestream-".count).dropLast(".yml".count)), index >= files.count else { continue }
+        for name in names.sorted() {
+            guard let index = fileIndex(name), index >= files.count else { continue }
             try fm.removeItem(at: directory.appendingPathComponent(name))
             removed.append(name)
         }

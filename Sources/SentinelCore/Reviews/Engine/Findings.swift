@@ -112,8 +112,11 @@ public enum FindingAnchor {
     /// The findings a review leaves out: those about a file of the change it did not review
     /// (`notReviewed`: excluded by the repository's paths, skipped by default, over the budget,
     /// deleted), which the model was not shown, and those about a path the repository's paths keep
-    /// out of review. What remains off the changed lines goes to the summary.
-    public static func outOfScope(_ finding: RawFinding, notReviewed: [String: Int], filter: PathFilter) -> Bool {
+    /// out of review. What remains off the changed lines goes to the summary. A finding about a
+    /// file the review read (`reviewed`), by any name the anchoring knows it by (`b/…`, its name
+    /// before a rename), is in scope whatever the globs say of that name.
+    public static func outOfScope(_ finding: RawFinding, reviewed: [String: Int], notReviewed: [String: Int], filter: PathFilter) -> Bool {
+        if lookup(finding.path, in: reviewed) != nil { return false }
         if lookup(finding.path, in: notReviewed) != nil { return true }
         return !filter.allowsPath(normalizedPath(finding.path))
     }
@@ -149,13 +152,15 @@ public enum FindingAnchor {
         return nil
     }
 
-    /// A path as a model cites it, without quoting backticks, `./` or a leading `/`.
+    /// A path as a model cites it, without quoting backticks, `./`, a leading `/` or a diff's
+    /// `a/`/`b/`.
     static func normalizedPath(_ rawPath: String) -> String {
         var path = rawPath.trimmingCharacters(in: .whitespacesAndNewlines)
         if path.hasPrefix("`") && path.hasSuffix("`") && path.count > 1 { path = String(path.dropFirst().dropLast()) }
         var p = Substring(path)
         while p.hasPrefix("./") { p = p.dropFirst(2) }
         while p.hasPrefix("/") { p = p.dropFirst() }
+        if p.hasPrefix("a/") || p.hasPrefix("b/") { p = p.dropFirst(2) }
         return String(p)
     }
 

@@ -185,12 +185,22 @@ public enum ModelOutputParser {
             throw ModelOutputError.malformed("the response is empty")
         }
 
+        // A JSON document encoded as one JSON string: what it holds.
+        if let first = bytes.firstIndex(where: { !isSpace($0) }), bytes[first] == UInt8(ascii: "\""),
+           case .string(let inner)? = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)), inner.utf8.count < bytes.count {
+            return try parse(inner)
+        }
+
         // The whole answer when it is one JSON document (a fence in a finding's body must not
-        // cut it up), then the fenced blocks, then whatever the whole answer holds.
+        // cut it up); the fenced blocks that open a line; a document that opens a line and runs
+        // to the end (after thinking aloud with brackets); whatever the whole answer holds; and
+        // last, fences opened within a line ("Here: ```json").
         var sources: [ArraySlice<UInt8>] = []
-        if let document = wholeDocument(bytes) { sources.append(document) }
+        if let document = wholeDocument(bytes[...]) { sources.append(document) }
         sources += fencedBlocks(bytes)
+        if let document = closingDocument(bytes) { sources.append(document) }
         sources.append(bytes[...])
+        sources += fencedDocuments(bytes)
         var firstProblem: String?
 
         for source in sources {
@@ -227,13 +237,45 @@ public enum ModelOutputParser {
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 10 || b == 13 }
 
-    /// The answer without surrounding white space when it is one bracketed JSON document.
-    private static func wholeDocument(_ bytes: [UInt8]) -> ArraySlice<UInt8>? {
+    /// `bytes` without surrounding white space when they are one bracketed JSON document.
+    private static func wholeDocument(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
         guard let start = bytes.firstIndex(where: { !isSpace($0) }),
               bytes[start] == UInt8(ascii: "{") || bytes[start] == UInt8(ascii: "["),
-              case .complete(let end) = balancedEnd(bytes[...], from: start),
+              case .complete(let end) = balancedEnd(bytes, from: start),
               !bytes[end...].contains(where: { !isSpace($0) }) else { return nil }
         return bytes[start..<end]
+    }
+
+    /// The first document that opens a line at its first column and runs to the end of the
+    /// answer. At the first column only: a cut-off pretty-printed answer's inner objects are
+    /// indented, and must not pass for a whole answer.
+    private static func closingDocument(_ bytes: [UInt8]) -> ArraySlice<UInt8>? {
+        for i in bytes.indices where (bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["))
+            && i > 0 && bytes[i - 1] == 10 {
+            if let document = wholeDocument(bytes[i...]) { return document }
+        }
+        return nil
+    }
+
+    /// Documents right after a ``` opened within a line ("Here: ```json {…}"): the fence, an
+    /// info string, one whole document, then nothing but a closing fence and what follows it.
+    /// Backticks inside a finding's body (a JSON string) open such a "fence" too; what follows
+    /// them is never a whole document, so it is not taken for one.
+    private static func fencedDocuments(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        var out: [ArraySlice<UInt8>] = []
+        var j = 0
+        while j + 3 <= bytes.count {
+            defer { j += 1 }
+            guard bytes[j] == UInt8(ascii: "`"), bytes[j + 1] == UInt8(ascii: "`"), bytes[j + 2] == UInt8(ascii: "`") else { continue }
+            var k = j + 3
+            while k < bytes.count, bytes[k] != UInt8(ascii: "`"), !isSpace(bytes[k]), bytes[k] != UInt8(ascii: "{"), bytes[k] != UInt8(ascii: "[") { k += 1 }
+            while k < bytes.count, isSpace(bytes[k]) { k += 1 }
+            guard k < bytes.count, bytes[k] == UInt8(ascii: "{") || bytes[k] == UInt8(ascii: "["),
+                  case .complete(let end) = balancedEnd(bytes[...], from: k) else { continue }
+            let rest = bytes[end...].drop(while: isSpace)
+            if rest.isEmpty || rest.starts(with: [UInt8](repeating: UInt8(ascii: "`"), count: 3)) { out.append(bytes[k..<end]) }
+        }
+        return out
     }
 
     /// Contents of ``` fences (any info string) that open a line, as Markdown's do; an unclosed

@@ -363,8 +363,9 @@ public enum ReviewEngine {
         // Findings about files the model was not shown, or paths the repository keeps out of
         // review, are not reported (they could fail the check on a file "never reviewed").
         let reviewed = Set(reviewable.map(\.path))
+        let reviewedIndex = FindingAnchor.pathIndex(reviewable)
         let notReviewed = FindingAnchor.pathIndex(files.filter { !reviewed.contains($0.path) })
-        let unanchored = offTheLines.filter { !FindingAnchor.outOfScope($0, notReviewed: notReviewed, filter: filter) }
+        let unanchored = offTheLines.filter { !FindingAnchor.outOfScope($0, reviewed: reviewedIndex, notReviewed: notReviewed, filter: filter) }
         let builtin = await builtinFindings
         let ranked = FindingRanker.select(builtin + anchored, minSeverity: options.minSeverity,
                                           maxComments: options.maxComments, alreadyPosted: options.alreadyPosted)
