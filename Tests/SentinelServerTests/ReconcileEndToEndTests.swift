@@ -229,6 +229,45 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a delivery another sweep is asking for (sentinel reconcile beside serve) is not asked for twice; a claim left ten minutes ago is")
+    func redeliveryClaimed() async throws {
+        let world = try await GitHubWorld()
+        let state = world.github.state
+        let (claimed, stale) = (UUID().uuidString, UUID().uuidString)
+        await state.addHookDelivery(guid: claimed, event: "pull_request", action: "opened", statusCode: 0)
+        let staleID = await state.addHookDelivery(guid: stale, event: "pull_request", action: "opened", statusCode: 0)
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in
+                for (guid, age) in [(claimed, 60.0), (stale, 700.0)] {
+                    try tx.db.execute(sql: """
+                        INSERT INTO redelivery_requests (guid, integration_id, delivery_id, event, requested_at, outcome) VALUES (?, ?, '1', 'pull_request', ?, 'requesting')
+                        """, arguments: [guid, world.integration.id, tx.now.timeIntervalSince1970 - age])
+                }
+            }
+        }
+        let report = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(report.redeliveries.map(\.guid) == [stale], "\(report)")
+        #expect(await state.redeliveryRequests == [staleID])
+        let outcomes = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM redelivery_requests ORDER BY guid = ?", arguments: [stale]) }
+        }
+        #expect(outcomes == ["requesting", "requested"])
+        await world.stop()
+    }
+
+    @Test("a delivery log longer than one sweep reads: the newest are looked at and the sweep says the older ones were not (it said complete)")
+    func deliveryLogBoundReported() async throws {
+        let world = try await GitHubWorld()
+        for _ in 0..<(GitHubReconcileSession.maxPages * 100 + 5) {
+            await world.github.state.addHookDelivery(event: "ping", action: nil, statusCode: 200)
+        }
+        let report = try #require(try await Self.sweep(world, ReconcileOptions(dryRun: true)).first)
+        #expect(report.outcome == "error", "\(report)")
+        #expect(report.stopped?.contains("the webhook delivery log holds more deliveries since the last sweep than one sweep reads; the newest 3000 were looked at") == true,
+                "\(report.stopped ?? "")")
+        await world.stop()
+    }
+
     @Test("a redelivered webhook reaches Sentinel and reviews the PR; the stored cursor spares a fresh sweeper the pages already read")
     func redeliveryReviewsAndCursorIsKept() async throws {
         let world = try await GitHubWorld()

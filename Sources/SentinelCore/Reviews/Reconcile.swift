@@ -248,7 +248,7 @@ public struct Reconciler: Sendable {
                 // the delivery log, a missing permission) must not keep open pull requests unswept.
                 do {
                     try await redeliverFailed(session: session, integration: id, cursor: state.deliveryCursor, in: workspace, now: now,
-                                              report: &report, logger: logger)
+                                              report: &report, problems: &problems, logger: logger)
                 } catch let error where !Self.stopsTheSweep(error) {
                     problems.append("\(error) (the sweep of open pull requests went on without it; reconcile.redeliver: false turns the delivery log's sweep off)")
                 }
@@ -295,6 +295,11 @@ public struct Reconciler: Sendable {
         return report
     }
 
+    /// A delivery a sweep is asking for, in `redelivery_requests.outcome`, and how long (seconds)
+    /// such a claim keeps other sweeps from asking.
+    static let claimedOutcome = "requesting"
+    static let claimPatience: Double = 600
+
     /// Errors that end the whole sweep: the platform's rate limit (every further call would be
     /// refused too) and the sweep's own stops; any other failure is the one call's.
     static func stopsTheSweep(_ error: any Error) -> Bool {
@@ -322,8 +327,11 @@ public struct Reconciler: Sendable {
 
     /// Asks the platform to resend each failed delivery newer than the cursor that Sentinel never
     /// stored, once per delivery; moves the cursor only when every one of them was handled.
+    /// Two sweeps at once (`sentinel reconcile` beside `serve`'s) each claim a delivery before
+    /// asking for it: only the one whose claim is written asks (both asked, the same delivery
+    /// twice). A claim left by a sweep that stopped before asking counts after ten minutes no more.
     func redeliverFailed(session: any ReconcileSession, integration: IntegrationID, cursor: String?, in workspace: WorkspaceActor, now: Date,
-                         report: inout IntegrationSweep, logger: Logger) async throws {
+                         report: inout IntegrationSweep, problems: inout [String], logger: Logger) async throws {
         try await checkBudget(session)
         let log = try await session.failedDeliveries(after: cursor, since: now.addingTimeInterval(-options.redeliveryWindow))
         var seen = Set<String>()
@@ -331,8 +339,9 @@ public struct Reconciler: Sendable {
             let guid = delivery.guid
             let known = try await workspace.read { db in
                 try Bool.fetchOne(db, sql: """
-                    SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?) OR EXISTS (SELECT 1 FROM redelivery_requests WHERE guid = ?)
-                    """, arguments: [guid, guid]) ?? false
+                    SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)
+                        OR EXISTS (SELECT 1 FROM redelivery_requests WHERE guid = ? AND NOT (outcome = ? AND requested_at < ?))
+                    """, arguments: [guid, guid, Self.claimedOutcome, now.epoch - Self.claimPatience]) ?? false
             }
             if known { continue }
             var entry = ReconciledDelivery(deliveryID: delivery.id, guid: guid, event: delivery.event, action: delivery.action,
@@ -342,22 +351,40 @@ public struct Reconciler: Sendable {
                 continue
             }
             try await checkBudget(session)
+            let claim = entry
+            let claimed = try await workspace.write { tx -> Bool in
+                try tx.db.execute(sql: "DELETE FROM redelivery_requests WHERE guid = ? AND outcome = ? AND requested_at < ?",
+                                  arguments: [claim.guid, Self.claimedOutcome, tx.now.epoch - Self.claimPatience])
+                try tx.db.execute(sql: """
+                    INSERT OR IGNORE INTO redelivery_requests (guid, integration_id, delivery_id, event, requested_at, outcome) VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [claim.guid, integration.rawValue, claim.deliveryID, claim.event, tx.now.epoch, Self.claimedOutcome])
+                return tx.db.changesCount > 0
+            }
+            guard claimed else { continue }  // another sweep asks for it
             do {
                 try await session.redeliver(delivery)
                 entry.outcome = "requested"
                 metrics.reconcileRedeliveryRequested(platform: report.metricsLabel)
             } catch SourceControlError.permanent(let message) {
                 entry.outcome = "refused: \(message)"  // e.g. gone from the platform's log: asking again changes nothing
+            } catch {
+                // Not asked: the next sweep asks.
+                try? await workspace.write { tx in
+                    try tx.db.execute(sql: "DELETE FROM redelivery_requests WHERE guid = ? AND outcome = ?", arguments: [claim.guid, Self.claimedOutcome])
+                }
+                throw error
             }
             let record = entry
             try await workspace.write { tx in
-                try tx.db.execute(sql: """
-                    INSERT OR IGNORE INTO redelivery_requests (guid, integration_id, delivery_id, event, requested_at, outcome) VALUES (?, ?, ?, ?, ?, ?)
-                    """, arguments: [record.guid, integration.rawValue, record.deliveryID, record.event, tx.now.epoch, record.outcome])
+                try tx.db.execute(sql: "UPDATE redelivery_requests SET outcome = ?, requested_at = ? WHERE guid = ?",
+                                  arguments: [record.outcome, tx.now.epoch, record.guid])
             }
             logger.info("redelivery requested", metadata: ["delivery_id": "\(record.deliveryID)", "guid": "\(guid)", "event": "\(record.event)",
                                                           "status_code": "\(record.statusCode)", "outcome": "\(record.outcome)"])
             report.redeliveries.append(entry)
+        }
+        if let read = log.truncatedAfter {
+            problems.append("the webhook delivery log holds more deliveries since the last sweep than one sweep reads; the newest \(read) were looked at, failed ones among the older were not resent")
         }
         guard !options.dryRun, let next = log.cursor, next != cursor else { return }
         let window = options.redeliveryWindow

@@ -286,10 +286,14 @@ public struct DeliveryLog: Sendable, Equatable {
     public var failed: [FailedDelivery]
     /// The newest delivery seen (nil when there was none): the next read stops there.
     public var cursor: String?
+    /// Deliveries read when the log held more, within the window and newer than the last read,
+    /// than one sweep reads: the older ones were not looked at. nil when it was read to its end.
+    public var truncatedAfter: Int?
 
-    public init(failed: [FailedDelivery], cursor: String?) {
+    public init(failed: [FailedDelivery], cursor: String?, truncatedAfter: Int? = nil) {
         self.failed = failed
         self.cursor = cursor
+        self.truncatedAfter = truncatedAfter
     }
 }
 

@@ -141,7 +141,8 @@ public struct GitHubReconcileSession: ReconcileSession {
             var query: [(String, String)] = [("per_page", "100")]
             // As for pull requests: a `next` link back to a page already read ends the log.
             var asked: Set<String> = []
-            pages: for _ in 0..<Self.maxPages {
+            var read = 0
+            pages: for page in 1...Self.maxPages {
                 guard asked.insert(query.map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")).inserted else { break }
                 let r = try await appRequest("GET", "app/hook/deliveries", query: query, operation: "list webhook deliveries", expect: [200])
                 let batch: [GitHubHookDelivery]
@@ -151,6 +152,7 @@ public struct GitHubReconcileSession: ReconcileSession {
                 for delivery in batch {
                     if let seen, delivery.id <= seen { break pages }  // newest first: the rest was read by an earlier sweep
                     newest = max(newest ?? delivery.id, delivery.id)
+                    read += 1
                     guard let at = try? Date(delivery.delivered_at, strategy: .iso8601) else { continue }
                     if at < since { break pages }  // older than GitHub's redelivery window
                     let code = delivery.status_code ?? 0
@@ -160,6 +162,8 @@ public struct GitHubReconcileSession: ReconcileSession {
                     }
                 }
                 guard let next = GitHubClient.nextPageQuery(r.header("Link")) else { break }
+                // More than one sweep reads: said, not passed over in silence.
+                if page == Self.maxPages { return DeliveryLog(failed: failed, cursor: newest.map(String.init) ?? cursor, truncatedAfter: read) }
                 query = next
             }
             return DeliveryLog(failed: failed, cursor: newest.map(String.init) ?? cursor)
