@@ -576,7 +576,8 @@ struct GitHubEndToEndTests {
         })
         let check = try #require(await world.github.state.checkRuns.values.first { $0.externalID == "sentinel-run-\(rerun)" })
         #expect(check.conclusion == "failure" && check.title == "Review skipped; run \(first.id) stands", "\(check)")
-        #expect(try await world.runs().first { $0.id == rerun }?.conclusion == "failure", "the run says what its check says")
+        // Recorded once GitHub took the check: read until it is (it was read right after, a race).
+        #expect(await eventually { try await world.runs().first { $0.id == rerun }?.conclusion == "failure" }, "the run says what its check says")
 
         // A later review of the commit that passed stands instead: the next cancelled re-run is neutral, not red again.
         await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "aaa111", baseSHA: "bbb000",
