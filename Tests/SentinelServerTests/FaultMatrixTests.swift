@@ -167,6 +167,30 @@ struct FaultMatrixTests {
         await world.stop()
     }
 
+    @Test("a dead review job retried (sentinel jobs retry, the console) reviews the pull request again with a new run, once (it found its run failed and did nothing)")
+    func deadReviewJobRetried() async throws {
+        let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })
+        // The files and the check's conclusion refused: the job goes dead, its hook marks the run failed.
+        await world.github.state.inject("GET files", Array(repeating: .status(500), count: 20))
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(500), count: 20))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        let failed = try #require(await Self.finished(world))
+        #expect(failed.state == .failed, "\(failed.reason ?? "")")
+        await world.github.state.clearFaults()
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
+        let job = try #require(jobs.first { $0.kind == ReviewRunStore.jobKind && $0.state == .dead }?.id,
+                               "\(failed.reason ?? "") \(jobs.map { "\($0.kind) \($0.state)" })")
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
+        #expect(await eventually { try await world.runs().contains { $0.id != failed.id && $0.state == .completed } })
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1, "the new run posted the review")
+        let old = try #require(try await world.runs().first { $0.id == failed.id })
+        #expect(old.state == .failed && old.reason?.contains("retried as run") == true, "\(old.reason ?? "")")
+        // Done once: the retried job itself succeeded, and nothing asks again.
+        #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
+        #expect(try await world.runs().count == 2)
+        await world.stop()
+    }
+
     private func checkGitHubFault(_ fault: PlatformFault, world: GitHubWorld) async throws {
         let state = world.github.state
         switch fault {

@@ -374,6 +374,8 @@ public actor FakeGitHubState {
     }
     /// Faults for a route key like "POST reviews", "GET files", "POST check-runs", "POST access_tokens".
     public func inject(_ route: String, _ faults: [FakeFault]) { self.faults[route, default: []] += faults }
+    /// Drops the faults still waiting on every route (GitHub is well again).
+    public func clearFaults() { faults = [:] }
     public func setOnReviewPosted(_ hook: (@Sendable () -> Void)?) { onReviewPosted = hook }
     /// Makes a push (`force`: a force push) land on the pull request just before the next review
     /// request arrives, as when the author pushes while the review is being written.

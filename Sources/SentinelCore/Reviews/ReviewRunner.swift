@@ -187,13 +187,31 @@ public struct ReviewRunner: Sendable {
         var laps = StageLaps()
         let plan = try await billing?.plan(for: workspace.id)
         /// How the start went: the run ended, another run of the pull request is posting its review, or loaded.
-        enum Start: Sendable { case ended, waiting(Int64), loaded(Loaded) }
+        enum Start: Sendable { case ended, waiting(Int64), loaded(Loaded), retried(Int64) }
         var start = Start.ended
         // Another run of this pull request posting its review (it is not superseded then): this
         // run waits for it (at most about 30 s), so that what it posted counts as already posted.
         // Started beside it, this run posted the same comments again.
         for _ in 0..<120 {
             start = try await workspace.write { tx -> Start in
+                // The job went dead, its run was marked failed, and an admin retried the job
+                // (`sentinel jobs retry`, the console): the pull request is reviewed again by a new
+                // run, once (the retry ran, found the run ended and did nothing).
+                if let run = try ReviewRunStore.find(runID, in: tx.db), run.state == .failed,
+                   let reason = run.reason, reason.hasPrefix(Self.deadJobReason), !reason.contains(Self.retriedAs) {
+                    do {
+                        let (retry, _) = try ReviewRunStore.requestManual(repositoryID: run.repositoryID, prNumber: run.prNumber, fullReview: true,
+                                                                           by: "jobs retry of run \(runID)", correlationID: run.correlationID, in: &tx)
+                        try tx.db.execute(sql: "UPDATE review_runs SET reason = reason || ? WHERE id = ?",
+                                          arguments: ["; \(Self.retriedAs) \(retry)", runID])
+                        return .retried(retry)
+                    } catch let error as StorageError {
+                        // Its repository removed or disabled since: said on the run, not retried again.
+                        try tx.db.execute(sql: "UPDATE review_runs SET reason = reason || ? WHERE id = ?",
+                                          arguments: ["; \(Self.retriedAs) none: \(error)", runID])
+                        return .ended
+                    }
+                }
                 guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
                       let repo = try RepositoryStore.find(id: run.repositoryID, in: tx.db) else { return .ended }
                 let prepared = try ReviewRunStore.prepared(runID, in: tx.db)
@@ -218,6 +236,10 @@ public struct ReviewRunner: Sendable {
         }
         if case .waiting(let posting) = start {
             throw JobFailure.retryAfter(5, "run \(posting) of this pull request is still posting its review")
+        }
+        if case .retried(let retry) = start {
+            logger.notice("the dead review job was retried: the pull request is reviewed again by a new run", metadata: ["retry_run_id": "\(retry)"])
+            return
         }
         guard case .loaded(let loaded) = start else {
             try await concludeEndedCheck(runID: runID, workspace: workspace, logger: logger)
@@ -351,6 +373,10 @@ public struct ReviewRunner: Sendable {
         state == .superseded ? "Superseded" : "Review skipped"
     }
 
+    /// How the reason of a run whose job went dead starts, and what a retry of that job adds to it.
+    static let deadJobReason = "the review job gave up after"
+    static let retriedAs = "retried as run"
+
     /// The `onDead` hook of `review.run`: the job went dead (retries exhausted, its lease expired
     /// on the last attempt, any error), so its run is marked failed with the reason and its check
     /// run concluded, created first if it never was. Retried as a job of its own while the platform is
@@ -365,7 +391,7 @@ public struct ReviewRunner: Sendable {
             return (run, repo)
         }
         guard let (run, repository) = found else { return }
-        let reason = "the review job gave up after \(dead.attempts) attempt\(dead.attempts == 1 ? "" : "s"): \(dead.reason)"
+        let reason = "\(Self.deadJobReason) \(dead.attempts) attempt\(dead.attempts == 1 ? "" : "s"): \(dead.reason)"
         var session: (any SourceControlSession)?
         do {
             session = try await connector.session(for: repository, in: workspace)
