@@ -161,8 +161,12 @@ struct JobsCommand: AsyncParsableCommand {
                     guard let s = JobState(rawValue: state) else { throw CLIError("unknown state '\(state)'") }
                     filter = s
                 }
-                let jobs = try await target.withWorkspace { actor in try await actor.jobs(state: filter, limit: 1000) }
+                let shown = 1000
+                var jobs = try await target.withWorkspace { actor in try await actor.jobs(state: filter, limit: shown + 1) }
+                let more = jobs.count > shown
+                if more { jobs.removeFirst() }
                 if json { try printJSON(jobs.map(JobView.init)) } else {
+                    if more { print("(the newest \(shown) \(state == "all" ? "" : state + " ")jobs; older ones are not shown)") }
                     for j in jobs.map(JobView.init) {
                         print("\(j.id)  \(j.kind)  \(j.state)  attempts=\(j.attempts)/\(j.maxAttempts)  \(j.lastError ?? "")")
                     }

@@ -566,4 +566,16 @@ struct QueueDurabilityTests {
         }
         await h.stop()
     }
+
+    @Test("a list past its limit shows the newest jobs, oldest first (it showed the oldest, and the newest dead jobs were hidden)")
+    func listShowsTheNewest() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace()
+        var ids: [Int64] = []
+        for n in 0..<5 { ids.append(try await h.enqueue(JobRequest(kind: "k"), in: ws).jobID) }
+        #expect(try await h.jobs(in: ws).map(\.id) == ids)
+        let shown = try await h.supervisor.withWorkspace(ws) { try await $0.jobs(state: .queued, limit: 3) }
+        #expect(shown.map(\.id) == Array(ids.suffix(3)))
+        await h.stop()
+    }
 }

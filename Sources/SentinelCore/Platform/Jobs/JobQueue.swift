@@ -241,11 +241,13 @@ public enum JobQueue {
         return db.changesCount
     }
 
+    /// The newest `limit` jobs (in `state`), oldest first: past the limit, the oldest are left
+    /// out (they were the ones shown, and the newest, what an admin looks for, were not).
     public static func list(state: JobState?, limit: Int = 100, in db: Database) throws -> [JobRecord] {
         if let state {
-            return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = ? ORDER BY id LIMIT ?", arguments: [state, limit])
+            return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs WHERE state = ? ORDER BY id DESC LIMIT ?", arguments: [state, limit]).reversed()
         }
-        return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY id LIMIT ?", arguments: [limit])
+        return try JobRecord.fetchAll(db, sql: "SELECT * FROM jobs ORDER BY id DESC LIMIT ?", arguments: [limit]).reversed()
     }
 
     /// Jobs waiting to run (queued, due or not) per priority class; classes with none are 0.
