@@ -252,6 +252,18 @@ struct ReconcileEndToEndTests {
             try await actor.read { db in try String.fetchAll(db, sql: "SELECT outcome FROM redelivery_requests ORDER BY guid = ?", arguments: [stale]) }
         }
         #expect(outcomes == ["requesting", "requested"])
+        // The cursor stayed below the delivery held elsewhere: when that sweep gives it up (it
+        // failed, or stopped before asking), the next sweep lists it again and asks for it.
+        let cursor = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.read { db in try String.fetchOne(db, sql: "SELECT delivery_cursor FROM reconcile_state") }
+        }
+        #expect(cursor == nil)
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in try tx.db.execute(sql: "DELETE FROM redelivery_requests WHERE guid = ?", arguments: [claimed]) }
+        }
+        let next = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(next.redeliveries.map(\.guid) == [claimed], "\(next)")
+        #expect(await state.redeliveryRequests.count == 2)
         await world.stop()
     }
 
@@ -266,6 +278,15 @@ struct ReconcileEndToEndTests {
         #expect(report.stopped?.contains("the webhook delivery log holds more deliveries since the last sweep than one sweep reads; the newest 3000 were looked at") == true,
                 "\(report.stopped ?? "")")
         await world.stop()
+
+        // Exactly one sweep's pages, with older deliveries read before behind them: not cut.
+        let exact = try await GitHubWorld()
+        for _ in 0..<5 { await exact.github.state.addHookDelivery(event: "ping", action: nil, statusCode: 200) }
+        _ = try await Self.sweep(exact, ReconcileOptions())  // reads those five and keeps the cursor
+        for _ in 0..<(GitHubReconcileSession.maxPages * 100) { await exact.github.state.addHookDelivery(event: "ping", action: nil, statusCode: 200) }
+        let whole = try #require(try await Self.sweep(exact, ReconcileOptions(dryRun: true)).first)
+        #expect(whole.outcome == "complete", "\(whole)")
+        await exact.stop()
     }
 
     @Test("a redelivered webhook reaches Sentinel and reviews the PR; the stored cursor spares a fresh sweeper the pages already read")

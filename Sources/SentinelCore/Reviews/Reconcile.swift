@@ -335,15 +335,24 @@ public struct Reconciler: Sendable {
         try await checkBudget(session)
         let log = try await session.failedDeliveries(after: cursor, since: now.addingTimeInterval(-options.redeliveryWindow))
         var seen = Set<String>()
+        // A delivery another sweep is asking for: the cursor stays, so that a sweep after it
+        // looks again (the other may fail, or stop before asking, and it was never listed again).
+        var heldElsewhere = false
         for delivery in log.failed.sorted(by: { $0.deliveredAt < $1.deliveredAt }) where seen.insert(delivery.guid).inserted {
             let guid = delivery.guid
-            let known = try await workspace.read { db in
-                try Bool.fetchOne(db, sql: """
-                    SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?)
-                        OR EXISTS (SELECT 1 FROM redelivery_requests WHERE guid = ? AND NOT (outcome = ? AND requested_at < ?))
-                    """, arguments: [guid, guid, Self.claimedOutcome, now.epoch - Self.claimPatience]) ?? false
+            let (known, heldByAnother) = try await workspace.read { db -> (Bool, Bool) in
+                let known = try Bool.fetchOne(db, sql: """
+                    SELECT EXISTS (SELECT 1 FROM deliveries WHERE id = ?) OR EXISTS (SELECT 1 FROM redelivery_requests WHERE guid = ? AND outcome != ?)
+                    """, arguments: [guid, guid, Self.claimedOutcome]) ?? false
+                let claimed = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM redelivery_requests WHERE guid = ? AND outcome = ? AND requested_at >= ?)",
+                                                arguments: [guid, Self.claimedOutcome, now.epoch - Self.claimPatience]) ?? false
+                return (known, claimed)
             }
             if known { continue }
+            if heldByAnother {
+                heldElsewhere = true
+                continue
+            }
             var entry = ReconciledDelivery(deliveryID: delivery.id, guid: guid, event: delivery.event, action: delivery.action,
                                            statusCode: delivery.statusCode, deliveredAt: delivery.deliveredAt, outcome: "would request")
             if options.dryRun {
@@ -360,7 +369,10 @@ public struct Reconciler: Sendable {
                     """, arguments: [claim.guid, integration.rawValue, claim.deliveryID, claim.event, tx.now.epoch, Self.claimedOutcome])
                 return tx.db.changesCount > 0
             }
-            guard claimed else { continue }  // another sweep asks for it
+            guard claimed else {  // another sweep asks for it
+                heldElsewhere = true
+                continue
+            }
             do {
                 try await session.redeliver(delivery)
                 entry.outcome = "requested"
@@ -386,7 +398,8 @@ public struct Reconciler: Sendable {
         if let read = log.truncatedAfter {
             problems.append("the webhook delivery log holds more deliveries since the last sweep than one sweep reads; the newest \(read) were looked at, failed ones among the older were not resent")
         }
-        guard !options.dryRun, let next = log.cursor, next != cursor else { return }
+        // Cut short, the log is read again from the top by the next sweep (and said again).
+        guard !options.dryRun, !heldElsewhere, log.truncatedAfter == nil, let next = log.cursor, next != cursor else { return }
         let window = options.redeliveryWindow
         try await workspace.write { tx in
             try tx.db.execute(sql: """

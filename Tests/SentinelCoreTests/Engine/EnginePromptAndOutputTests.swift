@@ -147,6 +147,28 @@ struct EngineModelOutputTests {
         let cut = pretty[..<pretty.range(of: "\"sys is unused\"")!.upperBound] + "\n    }"
         #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse(String(cut)) }
         #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("Thinking {\n" + cut) }
+        // Cut off with one finding per line (each opens a line at its first column), quoted as a
+        // JSON string, after prose with `[]`, or with "```[]```" in a finding's body: never a
+        // partial or empty answer.
+        let perLine = """
+            {"summary": "s", "findings": [
+            {"path": "src/app.py", "line": 4, "severity": "high", "title": "eval one"},
+            {"path": "src/app.py", "line": 2, "severity": "low", "title": "unused two"}
+            """
+        let quotedCut = String(decoding: try JSONEncoder().encode(perLine), as: UTF8.self)
+        let emptyInBody = """
+            {
+              "findings" : [
+                {"path": "a.py", "line": 1, "title": "t", "body": "Return ```[]``` instead of None."},
+                {"path": "a.py", "line": 2, "severity": "critical", "title": "eval", "body": "eval(x) runs arbitrary
+            """
+        for text in [perLine, perLine + "  \n\n", quotedCut, "[\n" + perLine, emptyInBody,
+                     "I checked that f([]) is handled.\nHere is the review: {\"summary\": \"x\", \"findings\": [{\"path\": \"a\", \"line\": 1"] {
+            #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
+        }
+        // An empty answer is still an answer when it is all there is.
+        #expect(try ModelOutputParser.parse("[]").findings.isEmpty)
+        #expect(try ModelOutputParser.parse("```json\n[]\n```").findings.isEmpty)
     }
 
     @Test func toleratesTrailingCommasAndBareArrays() throws {

@@ -204,6 +204,13 @@ struct EngineReviewTests {
         }
         let kept = await ReviewEngine.review(files: [files[0], renamed], options: ReviewOptions(include: ["src/**"], exclude: ["docs/**"], minSeverity: .low, maxComments: 10), model: second)
         #expect(kept.unanchored.map(\.title) == ["Diff name", "Old name"], "\(kept.unanchored)")
+        // Real top-level directories named a/ and b/ that the repository excludes stay excluded.
+        let third = EngineFakeModel { _ in
+            #"{"summary": "s", "findings": [{"path": "a/secrets_loader.py", "line": 5, "severity": "critical", "title": "A dir"},"#
+                + #"{"path": "b/x/y.py", "line": 5, "severity": "critical", "title": "B dir"}]}"#
+        }
+        let excludedDirs = await ReviewEngine.review(files: [files[0]], options: ReviewOptions(exclude: ["a/**", "b/**"], minSeverity: .low, maxComments: 10), model: third)
+        #expect(excludedDirs.unanchored.isEmpty, "\(excludedDirs.unanchored)")
     }
 
     @Test("a finding cites a file named with a control character as the prompt shows it (t\\u{9}b.py): it is anchored on that file")

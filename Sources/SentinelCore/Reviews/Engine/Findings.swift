@@ -118,7 +118,12 @@ public enum FindingAnchor {
     public static func outOfScope(_ finding: RawFinding, reviewed: [String: Int], notReviewed: [String: Int], filter: PathFilter) -> Bool {
         if lookup(finding.path, in: reviewed) != nil { return false }
         if lookup(finding.path, in: notReviewed) != nil { return true }
-        return !filter.allowsPath(normalizedPath(finding.path))
+        // As written, and without a diff's `a/`/`b/`: kept out when either is (`a/**` excluded
+        // is a real directory `a`; `b/docs/x.md` with `docs/**` excluded is `docs/x.md`).
+        let path = normalizedPath(finding.path)
+        if !filter.allowsPath(path) { return true }
+        if path.hasPrefix("a/") || path.hasPrefix("b/") { return !filter.allowsPath(String(path.dropFirst(2))) }
+        return false
     }
 
     /// Where each file is in `files`, by its path, its previous path and the name the prompt shows.
@@ -152,15 +157,13 @@ public enum FindingAnchor {
         return nil
     }
 
-    /// A path as a model cites it, without quoting backticks, `./`, a leading `/` or a diff's
-    /// `a/`/`b/`.
+    /// A path as a model cites it, without quoting backticks, `./` or a leading `/`.
     static func normalizedPath(_ rawPath: String) -> String {
         var path = rawPath.trimmingCharacters(in: .whitespacesAndNewlines)
         if path.hasPrefix("`") && path.hasSuffix("`") && path.count > 1 { path = String(path.dropFirst().dropLast()) }
         var p = Substring(path)
         while p.hasPrefix("./") { p = p.dropFirst(2) }
         while p.hasPrefix("/") { p = p.dropFirst() }
-        if p.hasPrefix("a/") || p.hasPrefix("b/") { p = p.dropFirst(2) }
         return String(p)
     }
 

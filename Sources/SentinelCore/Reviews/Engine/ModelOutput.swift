@@ -192,47 +192,76 @@ public enum ModelOutputParser {
         }
 
         // The whole answer when it is one JSON document (a fence in a finding's body must not
-        // cut it up); the fenced blocks that open a line; a document that opens a line and runs
-        // to the end (after thinking aloud with brackets); whatever the whole answer holds; and
-        // last, fences opened within a line ("Here: ```json").
+        // cut it up); the fenced blocks that open a line; whatever the whole answer holds. Then,
+        // only for an answer-shaped object (a summary or findings: never a lone finding or an
+        // array, which a cut-off answer holds), a document that opens a line and runs to the end
+        // (after thinking aloud with brackets) and one right after a fence opened within a line.
+        var firstProblem: String?
         var sources: [ArraySlice<UInt8>] = []
         if let document = wholeDocument(bytes[...]) { sources.append(document) }
         sources += fencedBlocks(bytes)
-        if let document = closingDocument(bytes) { sources.append(document) }
         sources.append(bytes[...])
-        sources += fencedDocuments(bytes)
-        var firstProblem: String?
-
         for source in sources {
-            var position = source.startIndex
-            var attempts = 0
-            scan: while position < source.endIndex, attempts < 64 {
-                guard let start = source[position...].firstIndex(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }) else {
-                    break
-                }
-                attempts += 1
-                switch balancedEnd(source, from: start) {
-                case .complete(let end):
-                    let candidate = removeTrailingCommas(source[start..<end])
-                    do {
-                        let value = try JSONDecoder().decode(JSONValue.self, from: Data(candidate))
-                        if let output = interpret(value) { return output }
-                        firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
-                    } catch {
-                        firstProblem = firstProblem ?? "invalid JSON (\(shortDescription(error)))"
-                    }
-                    position = end
-                case .truncated:
-                    // Nested pieces of a cut-off document must not pass for a complete answer.
-                    firstProblem = "the JSON is truncated (unbalanced brackets at the end of the response)"
-                    break scan
-                case .mismatched(let at):
-                    firstProblem = firstProblem ?? "mismatched brackets in the JSON"
-                    position = max(at, source.index(after: start))
-                }
-            }
+            if let output = scan(source, answerShapedOnly: false, problem: &firstProblem) { return output }
+        }
+        for source in closingDocuments(bytes) + fencedDocuments(bytes) {
+            if let output = scan(source, answerShapedOnly: true, problem: &firstProblem) { return output }
         }
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
+    }
+
+    /// The first bracketed candidate of `source` that reads as an answer. A cut-off document
+    /// ends the source (its nested pieces must not pass for a complete answer); an empty array
+    /// that is not the whole source is prose (`f([])`), not an answer.
+    private static func scan(_ source: ArraySlice<UInt8>, answerShapedOnly: Bool, problem firstProblem: inout String?) -> ModelReviewOutput? {
+        var position = source.startIndex
+        var attempts = 0
+        let whole = wholeDocument(source)
+        while position < source.endIndex, attempts < 64 {
+            guard let start = source[position...].firstIndex(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }) else {
+                return nil
+            }
+            attempts += 1
+            switch balancedEnd(source, from: start) {
+            case .complete(let end):
+                let candidate = removeTrailingCommas(source[start..<end])
+                do {
+                    let value = try JSONDecoder().decode(JSONValue.self, from: Data(candidate))
+                    let isWhole = whole.map { $0.startIndex == start && $0.endIndex == end } ?? false
+                    if case .array(let items) = value, items.isEmpty, !isWhole {
+                        // prose, not an answer
+                    } else if answerShapedOnly, !isAnswerShaped(value) {
+                        firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
+                    } else if let output = interpret(value) {
+                        return output
+                    } else {
+                        firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
+                    }
+                } catch {
+                    firstProblem = firstProblem ?? "invalid JSON (\(shortDescription(error)))"
+                }
+                position = end
+            case .truncated:
+                firstProblem = "the JSON is truncated (unbalanced brackets at the end of the response)"
+                return nil
+            case .mismatched(let at):
+                firstProblem = firstProblem ?? "mismatched brackets in the JSON"
+                position = max(at, source.index(after: start))
+            }
+        }
+        return nil
+    }
+
+    /// An object that is a whole answer (a summary or findings, or one wrapped in `review`, …),
+    /// not a lone finding or an array.
+    private static func isAnswerShaped(_ value: JSONValue) -> Bool {
+        guard case .object(let o) = value, RawFinding(json: value) == nil else { return false }
+        let keys = ["findings", "comments", "issues", "summary", "walkthrough", "overview"]
+        if keys.contains(where: { o[$0] != nil }) { return true }
+        return ["review", "result", "output", "response", "data"].contains { key in
+            guard case .object(let inner)? = o[key] else { return false }
+            return keys.contains { inner[$0] != nil }
+        }
     }
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 10 || b == 13 }
@@ -246,15 +275,18 @@ public enum ModelOutputParser {
         return bytes[start..<end]
     }
 
-    /// The first document that opens a line at its first column and runs to the end of the
-    /// answer. At the first column only: a cut-off pretty-printed answer's inner objects are
-    /// indented, and must not pass for a whole answer.
-    private static func closingDocument(_ bytes: [UInt8]) -> ArraySlice<UInt8>? {
+    /// Documents that open a line at its first column and run to the end of the answer, at most
+    /// 16 tried (each is read to the end).
+    private static func closingDocuments(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        var out: [ArraySlice<UInt8>] = []
+        var tried = 0
         for i in bytes.indices where (bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["))
             && i > 0 && bytes[i - 1] == 10 {
-            if let document = wholeDocument(bytes[i...]) { return document }
+            tried += 1
+            if tried > 16 { break }
+            if let document = wholeDocument(bytes[i...]) { out.append(document) }
         }
-        return nil
+        return out
     }
 
     /// Documents right after a ``` opened within a line ("Here: ```json {…}"): the fence, an
@@ -264,14 +296,17 @@ public enum ModelOutputParser {
     private static func fencedDocuments(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
         var out: [ArraySlice<UInt8>] = []
         var j = 0
+        var tried = 0
         while j + 3 <= bytes.count {
             defer { j += 1 }
             guard bytes[j] == UInt8(ascii: "`"), bytes[j + 1] == UInt8(ascii: "`"), bytes[j + 2] == UInt8(ascii: "`") else { continue }
             var k = j + 3
             while k < bytes.count, bytes[k] != UInt8(ascii: "`"), !isSpace(bytes[k]), bytes[k] != UInt8(ascii: "{"), bytes[k] != UInt8(ascii: "[") { k += 1 }
             while k < bytes.count, isSpace(bytes[k]) { k += 1 }
-            guard k < bytes.count, bytes[k] == UInt8(ascii: "{") || bytes[k] == UInt8(ascii: "["),
-                  case .complete(let end) = balancedEnd(bytes[...], from: k) else { continue }
+            guard k < bytes.count, bytes[k] == UInt8(ascii: "{") || bytes[k] == UInt8(ascii: "[") else { continue }
+            tried += 1
+            if tried > 16 { break }  // each is read to its end
+            guard case .complete(let end) = balancedEnd(bytes[...], from: k) else { continue }
             let rest = bytes[end...].drop(while: isSpace)
             if rest.isEmpty || rest.starts(with: [UInt8](repeating: UInt8(ascii: "`"), count: 3)) { out.append(bytes[k..<end]) }
         }

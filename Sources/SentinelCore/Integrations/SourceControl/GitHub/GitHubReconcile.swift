@@ -142,12 +142,22 @@ public struct GitHubReconcileSession: ReconcileSession {
             // As for pull requests: a `next` link back to a page already read ends the log.
             var asked: Set<String> = []
             var read = 0
-            pages: for page in 1...Self.maxPages {
+            pages: for page in 1...(Self.maxPages + 1) {
                 guard asked.insert(query.map { "\($0.0)=\($0.1)" }.sorted().joined(separator: "&")).inserted else { break }
                 let r = try await appRequest("GET", "app/hook/deliveries", query: query, operation: "list webhook deliveries", expect: [200])
                 let batch: [GitHubHookDelivery]
                 do { batch = try JSONDecoder().decode([GitHubHookDelivery].self, from: r.body) } catch {
                     throw GitHubAPIError(status: r.status, message: "unexpected response shape", operation: "list webhook deliveries", retryAfter: nil)
+                }
+                if page > Self.maxPages {
+                    // One page past what a sweep reads, only looked at: does the log go on with
+                    // deliveries this sweep should have read? (A log of exactly one sweep's pages is not cut.)
+                    let more = batch.contains { delivery in
+                        guard seen.map({ delivery.id > $0 }) ?? true, let at = try? Date(delivery.delivered_at, strategy: .iso8601) else { return false }
+                        return at >= since
+                    }
+                    if more { return DeliveryLog(failed: failed, cursor: newest.map(String.init) ?? cursor, truncatedAfter: read) }
+                    break
                 }
                 for delivery in batch {
                     if let seen, delivery.id <= seen { break pages }  // newest first: the rest was read by an earlier sweep
@@ -162,8 +172,6 @@ public struct GitHubReconcileSession: ReconcileSession {
                     }
                 }
                 guard let next = GitHubClient.nextPageQuery(r.header("Link")) else { break }
-                // More than one sweep reads: said, not passed over in silence.
-                if page == Self.maxPages { return DeliveryLog(failed: failed, cursor: newest.map(String.init) ?? cursor, truncatedAfter: read) }
                 query = next
             }
             return DeliveryLog(failed: failed, cursor: newest.map(String.init) ?? cursor)
