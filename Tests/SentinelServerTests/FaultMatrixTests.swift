@@ -188,6 +188,34 @@ struct FaultMatrixTests {
         // Done once: the retried job itself succeeded, and nothing asks again.
         #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
         #expect(try await world.runs().count == 2)
+
+        // Once more, with the repository disabled meanwhile: the retried job goes dead again
+        // saying why, and can be retried once the repository is enabled.
+        await world.github.state.inject("GET files", Array(repeating: .status(500), count: 20))
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(500), count: 20))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc333"))
+        #expect(await eventually {
+            let runs = try await world.runs()
+            return runs.count == 3 && runs.allSatisfy { $0.state.isFinal }
+        })
+        await world.github.state.clearFaults()
+        let second = try #require(try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.jobs(state: .dead).first { $0.kind == ReviewRunStore.jobKind }?.id
+        })
+        let repositoryID = failed.repositoryID
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in _ = try RepositoryStore.setEnabled(false, id: repositoryID, plan: nil, in: &tx) }
+        }
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second) })
+        #expect(await eventually {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(state: .dead) }
+                .first { $0.id == second }?.lastError?.contains("cannot be requested again: repository \(GitHubWorld.repo) is disabled; enable it first; then retry this job") == true
+        })
+        try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in _ = try RepositoryStore.setEnabled(true, id: repositoryID, plan: nil, in: &tx) }
+        }
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second) })
+        #expect(await eventually { try await world.runs().count == 4 })
         await world.stop()
     }
 

@@ -267,6 +267,24 @@ struct ReconcileEndToEndTests {
         await world.stop()
     }
 
+    @Test("a failed delivery whose resend GitHub refuses for now does not keep the others from being asked for; it is asked again by the next sweep")
+    func redeliveryFailureIsThatDeliverys() async throws {
+        let world = try await GitHubWorld()
+        let state = world.github.state
+        let ids = [await state.addHookDelivery(event: "pull_request", action: "opened", statusCode: 0),
+                   await state.addHookDelivery(event: "pull_request", action: "opened", statusCode: 0)]
+        await state.inject("POST hook attempts", [.status(502)])
+        let report = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        let asked = await state.redeliveryRequests
+        #expect(asked.count == 1, "the other was still asked for")
+        let refused = try #require(ids.first { !asked.contains($0) })
+        #expect(report.outcome == "error" && report.stopped?.contains("resending delivery \(refused) failed") == true, "\(report)")
+        let again = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(again.outcome == "complete", "\(again)")
+        #expect(await state.redeliveryRequests == asked + [refused])
+        await world.stop()
+    }
+
     @Test("a delivery log longer than one sweep reads: the newest are looked at and the sweep says the older ones were not (it said complete)")
     func deliveryLogBoundReported() async throws {
         let world = try await GitHubWorld()

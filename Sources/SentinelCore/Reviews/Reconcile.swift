@@ -380,11 +380,15 @@ public struct Reconciler: Sendable {
             } catch SourceControlError.permanent(let message) {
                 entry.outcome = "refused: \(message)"  // e.g. gone from the platform's log: asking again changes nothing
             } catch {
-                // Not asked: the next sweep asks.
+                // Not asked: the next sweep asks. A rate limit ends the sweep; any other failure
+                // is this delivery's (it was thrown, and every sweep stopped at the same one).
                 try? await workspace.write { tx in
                     try tx.db.execute(sql: "DELETE FROM redelivery_requests WHERE guid = ? AND outcome = ?", arguments: [claim.guid, Self.claimedOutcome])
                 }
-                throw error
+                if Self.stopsTheSweep(error) { throw error }
+                heldElsewhere = true  // the cursor stays below it
+                problems.append("resending delivery \(delivery.id) failed (asked again by the next sweep): \(error)")
+                continue
             }
             let record = entry
             try await workspace.write { tx in

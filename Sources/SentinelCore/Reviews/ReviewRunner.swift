@@ -187,7 +187,7 @@ public struct ReviewRunner: Sendable {
         var laps = StageLaps()
         let plan = try await billing?.plan(for: workspace.id)
         /// How the start went: the run ended, another run of the pull request is posting its review, or loaded.
-        enum Start: Sendable { case ended, waiting(Int64), loaded(Loaded), retried(Int64) }
+        enum Start: Sendable { case ended, waiting(Int64), loaded(Loaded), retried(Int64), notRetried(String) }
         var start = Start.ended
         // Another run of this pull request posting its review (it is not superseded then): this
         // run waits for it (at most about 30 s), so that what it posted counts as already posted.
@@ -206,10 +206,9 @@ public struct ReviewRunner: Sendable {
                                           arguments: ["; \(Self.retriedAs) \(retry)", runID])
                         return .retried(retry)
                     } catch let error as StorageError {
-                        // Its repository removed or disabled since: said on the run, not retried again.
-                        try tx.db.execute(sql: "UPDATE review_runs SET reason = reason || ? WHERE id = ?",
-                                          arguments: ["; \(Self.retriedAs) none: \(error)", runID])
-                        return .ended
+                        // Its repository removed or disabled since: the job goes dead again saying
+                        // so, and can be retried once that is put right.
+                        return .notRetried("\(error)")
                     }
                 }
                 guard let run = try ReviewRunStore.find(runID, in: tx.db), !run.state.isFinal,
@@ -236,6 +235,9 @@ public struct ReviewRunner: Sendable {
         }
         if case .waiting(let posting) = start {
             throw JobFailure.retryAfter(5, "run \(posting) of this pull request is still posting its review")
+        }
+        if case .notRetried(let why) = start {
+            throw JobFailure.permanent("the review of run \(runID) cannot be requested again: \(why); then retry this job")
         }
         if case .retried(let retry) = start {
             logger.notice("the dead review job was retried: the pull request is reviewed again by a new run", metadata: ["retry_run_id": "\(retry)"])

@@ -166,6 +166,15 @@ struct EngineModelOutputTests {
                      "I checked that f([]) is handled.\nHere is the review: {\"summary\": \"x\", \"findings\": [{\"path\": \"a\", \"line\": 1"] {
             #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
         }
+        // Raw line breaks inside a finding's body put its "```" at a line's start: the fenced
+        // block that begins there is not taken for the answer (one later finding was).
+        let rawBreaks = "Here is my review.\n\n```json\n{\"summary\":\"s\",\"findings\":[{\"path\":\"src/app.py\",\"line\":3,\"title\":\"A first\",\"body\":\"Use:\n```python\nsubprocess.run([cmd])\n```\ninstead\"}, {\"path\":\"src/app.py\",\"line\":4,\"title\":\"B second\",\"body\":\"eval\"}]}\n```"
+        let rawBreaksCut = "```json\n{\"summary\":\"s\",\"findings\":[\n{\"path\":\"src/app.py\",\"line\":2,\"title\":\"A first\",\"body\":\"Use:\n```python\nx = 1\n```\n\"},\n{\"path\":\"src/app.py\",\"line\":3,\"title\":\"B second\",\"body\":\"b\"},\n{\"path\":\"src/app.py\",\"line\":4,\"title\":\"C third\",\"bo"
+        for text in [rawBreaks, rawBreaksCut] {
+            #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
+        }
+        // A fenced bare array of findings is still read.
+        #expect(try ModelOutputParser.parse("```json\n[{\"path\": \"a.py\", \"line\": 1, \"title\": \"t\"}]\n```").findings.count == 1)
         // An empty answer is still an answer when it is all there is.
         #expect(try ModelOutputParser.parse("[]").findings.isEmpty)
         #expect(try ModelOutputParser.parse("```json\n[]\n```").findings.isEmpty)

@@ -197,12 +197,15 @@ public enum ModelOutputParser {
         // array, which a cut-off answer holds), a document that opens a line and runs to the end
         // (after thinking aloud with brackets) and one right after a fence opened within a line.
         var firstProblem: String?
-        var sources: [ArraySlice<UInt8>] = []
-        if let document = wholeDocument(bytes[...]) { sources.append(document) }
-        sources += fencedBlocks(bytes)
-        sources.append(bytes[...])
-        for source in sources {
-            if let output = scan(source, answerShapedOnly: false, problem: &firstProblem) { return output }
+        // A fenced block that is not one whole document may be the remainder of an answer a
+        // fence in a finding's body split (raw line breaks in its strings put "```" at a line's
+        // start): only an answer-shaped object is taken from it, never a lone finding.
+        var sources: [(ArraySlice<UInt8>, answerShapedOnly: Bool)] = []
+        if let document = wholeDocument(bytes[...]) { sources.append((document, false)) }
+        sources += fencedBlocks(bytes).map { ($0, wholeDocument($0) == nil) }
+        sources.append((bytes[...], false))
+        for (source, answerShapedOnly) in sources {
+            if let output = scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem) { return output }
         }
         for source in closingDocuments(bytes) + fencedDocuments(bytes) {
             if let output = scan(source, answerShapedOnly: true, problem: &firstProblem) { return output }
