@@ -72,8 +72,13 @@ struct FaultMatrixTests {
 
     /// Short per-call deadline (body included) and backoff, so timeouts and drips end fast; a
     /// provider's `Retry-After` is still honoured up to `maxBackoff`.
-    static let routerSettings = RouterSettings(maxAttempts: 2, callTimeout: .milliseconds(700), initialBackoff: .milliseconds(20),
-                                               maxBackoff: .seconds(5))
+    /// A short call timeout, so the timeout cells end soon; the 429 cell's calls get longer, as
+    /// its first call timing out on a loaded machine was retried at once (0.34 s after it, where
+    /// the test expects the 429's `Retry-After: 1` between them).
+    static func routerSettings(_ fault: AIFault) -> RouterSettings {
+        RouterSettings(maxAttempts: 2, callTimeout: fault == .rateLimited ? .seconds(10) : .milliseconds(700), initialBackoff: .milliseconds(20),
+                       maxBackoff: .seconds(5))
+    }
 
     @Test("an AI provider fault never fails or strands the run: it completes on the built-in checks and the check says why the AI review failed",
           arguments: aiCells)
@@ -83,7 +88,7 @@ struct FaultMatrixTests {
         let world: GitHubWorld
         do {
             world = try await GitHubWorld(models: { key in
-                WorkspaceModelResolver(store: ProviderStore(masterKey: key), http: http, settings: Self.routerSettings)
+                WorkspaceModelResolver(store: ProviderStore(masterKey: key), http: http, settings: Self.routerSettings(cell.fault))
             })
         } catch {
             await http.shutdown()
