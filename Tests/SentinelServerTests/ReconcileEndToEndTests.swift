@@ -282,6 +282,14 @@ struct ReconcileEndToEndTests {
         let again = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
         #expect(again.outcome == "complete", "\(again)")
         #expect(await state.redeliveryRequests == asked + [refused])
+
+        // Resending failing for every delivery (the endpoint down): three tries, then the rest
+        // waits for the next sweep; the outcome says so once, not once per delivery.
+        for _ in 0..<6 { await state.addHookDelivery(event: "pull_request", action: "opened", statusCode: 0) }
+        await state.inject("POST hook attempts", Array(repeating: .status(502), count: 20))
+        let down = try #require(await world.appliance.reconcile.sweepAll().integrations.first)
+        #expect(await state.times("POST hook attempts").count == 3 + 3, "\(down)")
+        #expect(down.stopped?.contains("resending 3 deliveries failed (asked again by the next sweep), and the rest waits for it; the first") == true, "\(down)")
         await world.stop()
     }
 

@@ -338,6 +338,15 @@ public struct Reconciler: Sendable {
         // A delivery another sweep is asking for: the cursor stays, so that a sweep after it
         // looks again (the other may fail, or stop before asking, and it was never listed again).
         var heldElsewhere = false
+        var failedResends: [(id: String, error: String)] = []
+        defer {
+            if let first = failedResends.first {
+                problems.append(failedResends.count == 1
+                    ? "resending delivery \(first.id) failed (asked again by the next sweep): \(first.error)"
+                    : "resending \(failedResends.count) deliveries failed (asked again by the next sweep)"
+                        + (failedResends.count >= 3 ? ", and the rest waits for it" : "") + "; the first, \(first.id): \(first.error)")
+            }
+        }
         for delivery in log.failed.sorted(by: { $0.deliveredAt < $1.deliveredAt }) where seen.insert(delivery.guid).inserted {
             let guid = delivery.guid
             let (known, heldByAnother) = try await workspace.read { db -> (Bool, Bool) in
@@ -387,7 +396,10 @@ public struct Reconciler: Sendable {
                 }
                 if Self.stopsTheSweep(error) { throw error }
                 heldElsewhere = true  // the cursor stays below it
-                problems.append("resending delivery \(delivery.id) failed (asked again by the next sweep): \(error)")
+                failedResends.append((delivery.id, "\(error)"))
+                // Three in a row: the platform's resend is failing, not one delivery's; the rest
+                // waits for the next sweep (each call could take the whole request timeout).
+                if failedResends.count >= 3 { break }
                 continue
             }
             let record = entry

@@ -173,6 +173,14 @@ struct EngineModelOutputTests {
         for text in [rawBreaks, rawBreaksCut] {
             #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
         }
+        // One bracket too many: what follows is not taken for the answer. A code block in an
+        // unfenced answer's body (raw line breaks) holding `[]` or a finding is not the answer.
+        let f1 = #"{"path":"src/app.py","line":3,"title":"A first"}"#, f2 = #"{"path":"src/app.py","line":4,"title":"B second"}"#
+        let unfencedCode = "Here is my review:\n{\"summary\":\"s\",\"findings\":[\n{\"path\":\"src/app.py\",\"line\":3,\"title\":\"A first\",\"body\":\"Return an empty list:\n```python\n[]\n```\n\",\"severity\":\"high\"},\n\(f2),\n{\"path\":\"src/app.py\",\"line\":5,\"title\":\"C th"
+        for text in [#"{"summary":"s","findings":["# + f1 + "}," + f2 + "]}", "```json\n" + #"{"summary":"s","findings":["# + f1 + "}," + f2 + "]}\n```",
+                     unfencedCode, unfencedCode.replacingOccurrences(of: "[]", with: f1)] {
+            #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
+        }
         // A fenced bare array of findings is still read.
         #expect(try ModelOutputParser.parse("```json\n[{\"path\": \"a.py\", \"line\": 1, \"title\": \"t\"}]\n```").findings.count == 1)
         // An empty answer is still an answer when it is all there is.

@@ -197,12 +197,17 @@ public enum ModelOutputParser {
         // array, which a cut-off answer holds), a document that opens a line and runs to the end
         // (after thinking aloud with brackets) and one right after a fence opened within a line.
         var firstProblem: String?
-        // A fenced block that is not one whole document may be the remainder of an answer a
-        // fence in a finding's body split (raw line breaks in its strings put "```" at a line's
-        // start): only an answer-shaped object is taken from it, never a lone finding.
+        // A fenced block may be a piece of the answer a fence in a finding's body split off (raw
+        // line breaks in its strings put "```" at a line's start), or that body's own code: only
+        // an answer-shaped object, or an array of findings, is taken from it, never a lone finding
+        // or an empty array; unless the answer is that one fenced block and nothing else.
         var sources: [(ArraySlice<UInt8>, answerShapedOnly: Bool)] = []
         if let document = wholeDocument(bytes[...]) { sources.append((document, false)) }
-        sources += fencedBlocks(bytes).map { ($0, wholeDocument($0) == nil) }
+        let blocks = fencedBlocks(bytes)
+        if blocks.count == 1, let block = blocks.first, let document = wholeDocument(block), isOnlyFence(bytes, around: document) {
+            sources.append((document, false))
+        }
+        sources += blocks.map { ($0, true) }
         sources.append((bytes[...], false))
         for (source, answerShapedOnly) in sources {
             if let output = scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem) { return output }
@@ -216,7 +221,8 @@ public enum ModelOutputParser {
     /// The first bracketed candidate of `source` that reads as an answer. A cut-off document
     /// ends the source (its nested pieces must not pass for a complete answer); an empty array
     /// that is not the whole source is prose (`f([])`), not an answer.
-    private static func scan(_ source: ArraySlice<UInt8>, answerShapedOnly: Bool, problem firstProblem: inout String?) -> ModelReviewOutput? {
+    private static func scan(_ source: ArraySlice<UInt8>, answerShapedOnly strict: Bool, problem firstProblem: inout String?) -> ModelReviewOutput? {
+        var answerShapedOnly = strict
         var position = source.startIndex
         var attempts = 0
         let whole = wholeDocument(source)
@@ -250,14 +256,25 @@ public enum ModelOutputParser {
             case .mismatched(let at):
                 firstProblem = firstProblem ?? "mismatched brackets in the JSON"
                 position = max(at, source.index(after: start))
+                // What follows may be the inside of the broken answer: a lone finding there is not it.
+                answerShapedOnly = true
             }
         }
         return nil
     }
 
+    /// Whether `bytes` are ``` (an info string) `document` ``` and nothing else.
+    private static func isOnlyFence(_ bytes: [UInt8], around document: ArraySlice<UInt8>) -> Bool {
+        let before = bytes[..<document.startIndex].drop(while: isSpace)
+        let after = bytes[document.endIndex...].drop(while: isSpace)
+        guard before.starts(with: Array("```".utf8)), after.elementsEqual(Array("```".utf8)) else { return false }
+        return !before.dropFirst(3).contains { $0 == UInt8(ascii: "`") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }
+    }
+
     /// An object that is a whole answer (a summary or findings, or one wrapped in `review`, …),
-    /// not a lone finding or an array.
+    /// or an array of findings; not a lone finding or an empty array.
     private static func isAnswerShaped(_ value: JSONValue) -> Bool {
+        if case .array(let items) = value { return items.contains { RawFinding(json: $0) != nil } }
         guard case .object(let o) = value, RawFinding(json: value) == nil else { return false }
         let keys = ["findings", "comments", "issues", "summary", "walkthrough", "overview"]
         if keys.contains(where: { o[$0] != nil }) { return true }
