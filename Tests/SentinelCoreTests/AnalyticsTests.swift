@@ -500,10 +500,25 @@ struct AnalyticsExportFileTests {
         let manifest = try exporter.export(to: outDirectory)
         #expect(manifest.events > 0 && manifest.file.hasSuffix(".sql"))
         #expect(FileManager.default.fileExists(atPath: outDirectory.appendingPathComponent(manifest.file).path))
-        // A regular file is replaced.
-        let replaced = try exporter.export(to: real)
-        let text = try String(contentsOf: real, encoding: .utf8)
-        #expect(replaced.events == 0 && text.contains(replaced.exportID))
+        // An existing file is never replaced (an earlier dump not loaded yet held events counted
+        // exported), nor is an existing manifest beside a new path; a new path takes the dump.
+        let earlier = outDirectory.appendingPathComponent(manifest.file)
+        let earlierText = try String(contentsOf: earlier, encoding: .utf8)
+        let earlierManifest = try Data(contentsOf: AnalyticsExporter.manifestURL(for: earlier))
+        let fresh = dir.appendingPathComponent("fresh.sql")
+        try Data("{}".utf8).write(to: AnalyticsExporter.manifestURL(for: fresh))
+        for (destination, existing) in [(real, real), (earlier, earlier), (AnalyticsExporter.manifestURL(for: earlier), AnalyticsExporter.manifestURL(for: earlier)),
+                                        (fresh, AnalyticsExporter.manifestURL(for: fresh))] {
+            #expect { try exporter.export(to: destination) } throws: {
+                "\($0)".contains("cannot write the dump to \(destination.path): \(existing.path) exists, and a dump never replaces a file")
+            }
+        }
+        #expect(try String(contentsOf: real, encoding: .utf8) == "kept")
+        #expect(try String(contentsOf: earlier, encoding: .utf8) == earlierText)
+        #expect(try Data(contentsOf: AnalyticsExporter.manifestURL(for: earlier)) == earlierManifest)
+        #expect(!FileManager.default.fileExists(atPath: fresh.path))
+        let next = try exporter.export(to: dir.appendingPathComponent("next.sql"))
+        #expect(try next.events == 0 && (String(contentsOf: dir.appendingPathComponent("next.sql"), encoding: .utf8)).contains(next.exportID))
         await h.stop()
         h.directory.cleanup()
     }

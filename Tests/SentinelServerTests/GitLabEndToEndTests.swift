@@ -436,6 +436,24 @@ struct GitLabEndToEndTests {
         }
         #expect(jobs == 0)
         #expect(try await world.runs().count == 1)
+
+        // Notes that do nothing (on an issue, edited, by the bot) are ignored from the payload:
+        // GitLab is not asked for the commenter's access level, so its failing does not hold them.
+        await world.gitlab.state.inject("GET member", Array(repeating: .status(500), count: 20))
+        let membersAsked = await world.gitlab.state.requests.filter { $0.route == "GET member" }.count
+        let onIssue = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 16, noteableType: "Issue")
+        let edited = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: developer, noteID: 17, action: "update")
+        let byBot = GitLabWebhook.note("@sentinel review", on: mr, project: world.project, author: FakeGitLabState.botUser, noteID: 18)
+        for payload in [onIssue, edited, byBot] { #expect(try await world.deliver("Note Hook", payload).0 == 202) }
+        #expect(await eventually {
+            try await world.appliance.supervisor.withWorkspace(world.workspace) {
+                try await $0.read { db in
+                    try String.fetchAll(db, sql: "SELECT outcome FROM deliveries WHERE processed_at IS NOT NULL AND outcome LIKE 'ignored: note%' ORDER BY outcome")
+                }
+            } == ["ignored: note by the integration's user", "ignored: note by the integration's user",
+                  "ignored: note on noteable_type Issue, not on a merge request", "ignored: note update"]
+        })
+        #expect(await world.gitlab.state.requests.filter { $0.route == "GET member" }.count == membersAsked)
         await world.stop()
     }
 

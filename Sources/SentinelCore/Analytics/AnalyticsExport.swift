@@ -68,6 +68,7 @@ public struct AnalyticsExporter: Sendable {
             throw StorageError.invalid("cannot write the dump to \(chosen.path): that directory holds Sentinel's own files (control.sqlite, "
                                        + "workspace files, keys); give a path outside the data directory, or leave --out out for \(dataDirectory.exportsDirectory.path)")
         }
+        if let chosen { try Self.refusingExisting(chosen) }
         let final = chosen ?? dataDirectory.exportsDirectory.appendingPathComponent("\(exportID).sql")
         let temp = final.deletingLastPathComponent().appendingPathComponent(".\(final.lastPathComponent).tmp-\(getpid())")
         let writer = try DumpWriter(path: temp)
@@ -284,12 +285,12 @@ public struct AnalyticsExporter: Sendable {
         }
     }
 
-    /// Where a dump asked for at `destination` (`sentinel export --out`) goes: that path, a new file
-    /// or a file it replaces, or inside it under `name` when it is a directory. The dump is written
-    /// beside it and renamed onto it, so anything else is refused before a byte is written: a
-    /// device, pipe or socket (`--out /dev/stdout` replaced the machine's `/dev/stdout` link and
-    /// reported the dump written), a symbolic link (the link would be replaced, not its file), a
-    /// path whose directory does not exist.
+    /// Where a dump asked for at `destination` (`sentinel export --out`) goes: that path, a new file,
+    /// or inside it under `name` when it is a directory. The dump is written beside it and renamed
+    /// onto it, so anything else is refused before a byte is written: a device, pipe or socket
+    /// (`--out /dev/stdout` replaced the machine's `/dev/stdout` link and reported the dump
+    /// written), a symbolic link (the link would be replaced, not its file), a path whose directory
+    /// does not exist. (An existing file is refused as well, by `refusingExisting`.)
     static func dumpFile(at destination: URL, named name: String) throws -> URL {
         let path = destination.path
         var link = stat(), target = stat()
@@ -312,6 +313,19 @@ public struct AnalyticsExporter: Sendable {
                                        + "written beside it and renamed into place, would replace it; give the path of a file or a directory")
         }
         return destination
+    }
+
+    /// A dump never replaces a file, neither at its own path nor at its manifest's: an earlier dump
+    /// not loaded yet was replaced, and the events only it held were lost (they count as exported).
+    /// Checked after `dumpFile` and the data directory's own places, whose refusals say more.
+    private static func refusingExisting(_ file: URL) throws {
+        for existing in [file, manifestURL(for: file)] {
+            var info = stat()
+            guard lstat(existing.path, &info) != 0 else {
+                throw StorageError.invalid("cannot write the dump to \(file.path): \(existing.path) exists, and a dump never replaces a file "
+                                           + "(an earlier dump not loaded yet would lose the events only it holds); remove it or give a new path or a directory")
+            }
+        }
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws {

@@ -142,24 +142,45 @@ public struct GitLabDeliveryProcessor: Sendable {
         }
     }
 
+    /// Why a note does nothing, read from the payload alone (nil for a review command on a merge
+    /// request): decided before GitLab is asked for the commenter's access level, so a note that
+    /// does nothing never waits on (or retries toward a dead job over) that call.
+    static func ignoredNote(_ e: GitLabPayload.NoteEvent, botLogin: String?) -> String? {
+        let a = e.object_attributes
+        guard a.noteable_type == "MergeRequest" else {
+            return "ignored: " + (a.noteable_type.map { "note on noteable_type \($0)" } ?? "note without a noteable_type") + ", not on a merge request"
+        }
+        guard e.merge_request != nil else { return "ignored: payload not understood (missing merge_request)" }
+        // Only new notes are commands: editing an old note must not start (or restart) a run.
+        if let action = a.action, action != "create" { return "ignored: note \(action)" }
+        if a.system == true { return "ignored: system note" }
+        if let botLogin, let author = e.user?.username, author.lowercased() == botLogin.lowercased() { return "ignored: note by the integration's user" }
+        guard GitHubDeliveryProcessor.command(in: a.note ?? "").review else { return "ignored: no command" }
+        return nil
+    }
+
     public func process(_ context: JobContext) async throws {
         let job = try context.job.decodePayload(DeliveryJob.self)
-        struct Stored: Sendable { let event: String; let payload: Data; let integration: String; let processed: Bool; let integrationRemoved: Bool }
+        struct Stored: Sendable {
+            let event: String; let payload: Data; let integration: String; let processed: Bool; let integrationRemoved: Bool; let botLogin: String?
+        }
         let stored = try await context.workspace.read { db -> Stored? in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM deliveries WHERE id = ?", arguments: [job.deliveryID]) else { return nil }
             let processed: Double? = row["processed_at"]
             let integration: String = row["integration_id"]
             return Stored(event: row["event"], payload: try DeliveryPayload.body(of: row), integration: integration,
                           processed: (processed ?? 0) > 0,
-                          integrationRemoved: try IntegrationID(integration).map { try IntegrationService.isRemoved($0, in: db) } ?? true)
+                          integrationRemoved: try IntegrationID(integration).map { try IntegrationService.isRemoved($0, in: db) } ?? true,
+                          botLogin: try String.fetchOne(db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [integration]))
         }
         guard let stored, !stored.processed, let integrationID = IntegrationID(stored.integration) else { return }
         // A note command counts only from a project member with at least Developer access: ask GitLab now
-        // (not for a removed integration, whose deliveries change nothing).
+        // (not for a removed integration, whose deliveries change nothing, and not for a note
+        // ignored anyway: on an issue, edited, a system note, the bot's own, no command).
         var commandAccess: Int?
         var accessUnknown: String?
         if stored.event == "Note Hook", !stored.integrationRemoved, let note = try? JSONDecoder().decode(GitLabPayload.NoteEvent.self, from: stored.payload),
-           GitHubDeliveryProcessor.command(in: note.object_attributes.note ?? "").review,
+           Self.ignoredNote(note, botLogin: stored.botLogin) == nil,
            let userID = note.user?.id ?? note.object_attributes.author_id {
             let client = try await connector.client(for: integrationID, in: context.workspace)
             do {
@@ -253,15 +274,10 @@ public struct GitLabDeliveryProcessor: Sendable {
         case "Note Hook":
             let e = try decoder.decode(GitLabPayload.NoteEvent.self, from: payload)
             let a = e.object_attributes
-            guard a.noteable_type == "MergeRequest" else { return "ignored: " + (a.noteable_type.map { "note on noteable_type \($0)" } ?? "note without a noteable_type") + ", not on a merge request" }
-            guard let mr = e.merge_request else { return "ignored: payload not understood (missing merge_request)" }
-            // Only new notes are commands: editing an old note must not start (or restart) a run.
-            if let action = a.action, action != "create" { return "ignored: note \(action)" }
-            if a.system == true { return "ignored: system note" }
             let bot = try String.fetchOne(tx.db, sql: "SELECT bot_login FROM integrations WHERE id = ?", arguments: [integrationID.rawValue])
-            if let bot, let author = e.user?.username, author.lowercased() == bot.lowercased() { return "ignored: note by the integration's user" }
+            if let ignored = ignoredNote(e, botLogin: bot) { return ignored }
+            guard let mr = e.merge_request else { return "ignored: payload not understood (missing merge_request)" }
             let command = GitHubDeliveryProcessor.command(in: a.note ?? "")
-            guard command.review else { return "ignored: no command" }
             if let commandAccessUnknown {
                 return GitHubDeliveryProcessor.refusedCommandPrefix
                     + "@sentinel command by \(e.user?.username ?? "unknown"): GitLab did not tell the commenter's access level (\(commandAccessUnknown))"
