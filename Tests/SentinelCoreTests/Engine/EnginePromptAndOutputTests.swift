@@ -250,6 +250,30 @@ struct EngineModelOutputTests {
         #expect(out.invalidFindings == 0)
     }
 
+    @Test("the answer in the requested schema wins over a later example block; a bracket in prose before an unfenced answer, an answer encoded as a string under a wrapper key and a lone fenced empty array with prose or a newline around it are read")
+    func answerAmongExamplesAndProse() throws {
+        let answer = #"{"summary":"Adds env-driven eval.","findings":[{"path":"src/app.py","line":6,"severity":"critical","title":"eval of environment input","body":"Do not eval."}]}"#
+        for example in [#"{"issues": []}"#, #"{"data": {"summary": "weekly report", "id": 7}}"#,
+                        #"[{"file": "src/app.py", "line": 4, "message": "print() left in code"}]"#] {
+            let text = "\(answer)\n\nNote: the endpoint returns an empty list when nothing matches, e.g.\n```json\n\(example)\n```\n"
+            let out = try ModelOutputParser.parse(text)
+            #expect(out.summary == "Adds env-driven eval." && out.findings.map(\.title) == ["eval of environment input"], "\(example)")
+        }
+        for prose in ["The `try {` block on line 6 swallows errors, and eval is dangerous.\n\(answer)\nHope this helps!",
+                      "The `try {` block swallows errors. Here is the review: \(answer)",
+                      "I checked the half-open range [1, 10) of the loop.\n\(answer)\n"] {
+            #expect(try ModelOutputParser.parse(prose).findings.map(\.title) == ["eval of environment input"], "\(prose)")
+        }
+        let wrapped = String(decoding: try JSONEncoder().encode(["output": answer]), as: UTF8.self)
+        #expect(try ModelOutputParser.parse(wrapped).findings.map(\.title) == ["eval of environment input"])
+        for empty in ["```json\n[]\n```\n", "No issues found.\n```json\n[]\n```", "No issues found in `f`:\n\n```json\n[]\n```\nDone.\n"] {
+            #expect(try ModelOutputParser.parse(empty).findings.isEmpty, "\(empty)")
+        }
+        // Still refused: a cut-off answer after prose with a bracket; two fenced empty arrays.
+        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("The `try {` block swallows errors.\n" + answer.dropLast(40)) }
+        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("```json\n[]\n```\nor\n```\n[]\n```") }
+    }
+
     @Test(arguments: [
         "",
         "   \n ",

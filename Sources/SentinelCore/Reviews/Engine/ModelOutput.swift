@@ -209,20 +209,32 @@ public enum ModelOutputParser {
         }
         sources += blocks.map { ($0, true) }
         sources.append((bytes[...], false))
+        // An answer in the schema the prompt asks for comes before looser shapes wherever it stands:
+        // an example after it (`{"issues": []}` in a closing note) was taken instead, and the
+        // answer's findings were lost.
+        var unused: String?
+        for (source, _) in sources {
+            if let output = scan(source, want: .requested, problem: &unused) { return output }
+        }
         for (source, answerShapedOnly) in sources {
-            if let output = scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem) { return output }
+            if let output = scan(source, want: answerShapedOnly ? .answerShaped : .any, problem: &firstProblem) { return output }
         }
         for source in closingDocuments(bytes) + fencedDocuments(bytes) {
-            if let output = scan(source, answerShapedOnly: true, problem: &firstProblem) { return output }
+            if let output = scan(source, want: .answerShaped, problem: &firstProblem) { return output }
         }
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
     }
 
+    /// What `scan` takes: any answer, only an answer-shaped document (`isAnswerShaped`), or only
+    /// one in the schema the prompt asks for (`isRequestedAnswer`).
+    private enum Wanted: Comparable { case any, answerShaped, requested }
+
     /// The first bracketed candidate of `source` that reads as an answer. A cut-off document
-    /// ends the source (its nested pieces must not pass for a complete answer); an empty array
-    /// that is not the whole source is prose (`f([])`), not an answer.
-    private static func scan(_ source: ArraySlice<UInt8>, answerShapedOnly strict: Bool, problem firstProblem: inout String?) -> ModelReviewOutput? {
-        var answerShapedOnly = strict
+    /// ends the source (its nested pieces must not pass for a complete answer); a bracket opening
+    /// prose (`the try { block`, `[1, 10)`) does not; an empty array that is not the whole source
+    /// is prose (`f([])`), not an answer.
+    private static func scan(_ source: ArraySlice<UInt8>, want wanted: Wanted, problem firstProblem: inout String?) -> ModelReviewOutput? {
+        var answerShapedOnly = wanted >= .answerShaped
         var position = source.startIndex
         var attempts = 0
         let whole = wholeDocument(source)
@@ -239,6 +251,8 @@ public enum ModelOutputParser {
                     let isWhole = whole.map { $0.startIndex == start && $0.endIndex == end } ?? false
                     if case .array(let items) = value, items.isEmpty, !isWhole {
                         // prose, not an answer
+                    } else if wanted == .requested, !isRequestedAnswer(value) {
+                        // a looser shape: the next pass takes it
                     } else if answerShapedOnly, !isAnswerShaped(value) {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
                     } else if let output = interpret(value) {
@@ -253,6 +267,8 @@ public enum ModelOutputParser {
             case .truncated:
                 firstProblem = "the JSON is truncated (unbalanced brackets at the end of the response)"
                 return nil
+            case .prose(let at):
+                position = at
             case .mismatched(let at):
                 firstProblem = firstProblem ?? "mismatched brackets in the JSON"
                 position = max(at, source.index(after: start))
@@ -263,12 +279,20 @@ public enum ModelOutputParser {
         return nil
     }
 
-    /// Whether `bytes` are ``` (an info string) `document` ``` and nothing else.
+    /// Whether the answer is `document` in one fenced block: outside it only the block's two
+    /// fences and prose without brackets or other fences ("No issues found." and a fenced `[]`).
+    /// A cut-off answer that a code fence in a finding's body split up has its own opening
+    /// bracket outside the block.
     private static func isOnlyFence(_ bytes: [UInt8], around document: ArraySlice<UInt8>) -> Bool {
-        let before = bytes[..<document.startIndex].drop(while: isSpace)
-        let after = bytes[document.endIndex...].drop(while: isSpace)
-        guard before.starts(with: Array("```".utf8)), after.elementsEqual(Array("```".utf8)) else { return false }
-        return !before.dropFirst(3).contains { $0 == UInt8(ascii: "`") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }
+        let outside = bytes[..<document.startIndex] + bytes[document.endIndex...]
+        guard !outside.contains(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }) else { return false }
+        var fences = 0, run = 0
+        for byte in outside + [0] {
+            if byte == UInt8(ascii: "`") { run += 1; continue }
+            if run == 3 { fences += 1 } else if run > 1 { return false }
+            run = 0
+        }
+        return fences == 2
     }
 
     /// An object that is a whole answer (a summary or findings, or one wrapped in `review`, …),
@@ -282,6 +306,12 @@ public enum ModelOutputParser {
             guard case .object(let inner)? = o[key] else { return false }
             return keys.contains { inner[$0] != nil }
         }
+    }
+
+    /// The schema the prompt asks for: a string `summary` and an array of `findings`.
+    private static func isRequestedAnswer(_ value: JSONValue) -> Bool {
+        guard case .object(let o) = value, case .string? = o["summary"], case .array? = o["findings"] else { return false }
+        return true
     }
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 10 || b == 13 }
@@ -368,11 +398,16 @@ public enum ModelOutputParser {
         return blocks
     }
 
-    private enum Balance { case complete(Int), truncated, mismatched(Int) }
+    /// Where the bracket at `start` closes: `complete` (past its closing bracket), `truncated` (the
+    /// text ends first), `mismatched` (at the wrong closing bracket), or `prose` (at a byte no
+    /// JSON has outside strings, met at the bracket's own level and the text ending before its
+    /// close: `the try { block …`, where the rest of the answer would otherwise look cut off).
+    private enum Balance { case complete(Int), truncated, mismatched(Int), prose(Int) }
 
     private static func balancedEnd(_ s: ArraySlice<UInt8>, from start: Int) -> Balance {
         var stack: [UInt8] = []
         var strings = JSONStringScanner()
+        var firstProse: Int?
         var i = start
         while i < s.endIndex {
             let c = s[i]
@@ -384,12 +419,24 @@ public enum ModelOutputParser {
                     guard stack.last == c else { return .mismatched(i) }
                     stack.removeLast()
                     if stack.isEmpty { return .complete(i + 1) }
-                default: break
+                default:
+                    if firstProse == nil, stack.count == 1, !isJSONOutsideStrings(c) { firstProse = i }
                 }
             }
             i += 1
         }
-        return .truncated
+        return firstProse.map { .prose($0) } ?? .truncated
+    }
+
+    /// Bytes JSON text may hold outside its strings: white space, punctuation, numbers and the
+    /// letters of `true`, `false` and `null`.
+    private static func isJSONOutsideStrings(_ c: UInt8) -> Bool {
+        if isSpace(c) { return true }
+        switch c {
+        case UInt8(ascii: ":"), UInt8(ascii: ","), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."),
+             UInt8(ascii: "0")...UInt8(ascii: "9"): return true
+        default: return Array("truefalsnE".utf8).contains(c)
+        }
     }
 
     /// Drops commas directly before a closing bracket (outside strings).
@@ -460,10 +507,11 @@ public enum ModelOutputParser {
                 }
             }
             return nil
-        case .string(let s) where depth == 0:
-            // A JSON document encoded as a string.
+        case .string(let s) where depth <= 1:
+            // A JSON document encoded as a string, on its own or under a wrapper key
+            // (`{"output": "{\"summary\": …}"}`); not wrapped again inside.
             if let data = s.data(using: .utf8), let inner = try? JSONDecoder().decode(JSONValue.self, from: data) {
-                return interpret(inner, depth: 1)
+                return interpret(inner, depth: 2)
             }
             return nil
         default:
