@@ -266,12 +266,92 @@ struct EngineModelOutputTests {
         }
         let wrapped = String(decoding: try JSONEncoder().encode(["output": answer]), as: UTF8.self)
         #expect(try ModelOutputParser.parse(wrapped).findings.map(\.title) == ["eval of environment input"])
-        for empty in ["```json\n[]\n```\n", "No issues found.\n```json\n[]\n```", "No issues found in `f`:\n\n```json\n[]\n```\nDone.\n"] {
-            #expect(try ModelOutputParser.parse(empty).findings.isEmpty, "\(empty)")
-        }
-        // Still refused: a cut-off answer after prose with a bracket; two fenced empty arrays.
+        #expect(try ModelOutputParser.parse("```json\n[]\n```\n").findings.isEmpty)
+        // Still refused: a cut-off answer after prose with a bracket; prose around a lone fenced
+        // empty array (it may describe a bug).
         #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("The `try {` block swallows errors.\n" + answer.dropLast(40)) }
-        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("```json\n[]\n```\nor\n```\n[]\n```") }
+        #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("No issues found.\n```json\n[]\n```") }
+    }
+
+    @Test("a quoted bracket in prose, comments in a cut-off answer, an example in the requested schema after a looser answer: the whole answer or an error, never a piece")
+    func answerAfterQuotedBracketsAndBeforeExamples() throws {
+        let titles = { (text: String) in try ModelOutputParser.parse(text).findings.map(\.title) }
+        // A quoted bracket in prose before the answer ("try {"): the whole answer, not a piece of it.
+        let quotedBeforeArray = #"""
+            The "try {" block swallows errors.
+            [{"path":"src/app.py","line":5,"title":"t1 eval","body":"b1"},{"path":"src/app.py","line":2,"title":"t2 unused import","body":"b2"}]
+
+            """#
+        #expect(try titles(quotedBeforeArray) == ["t1 eval", "t2 unused import"])
+        let quotedBeforeAnswer = #"""
+            The "try {" block swallows errors.
+            {"summary":"Adds env-driven eval.","findings":[{"path":"src/app.py","line":5,"severity":"critical","title":"eval of environment input","body":"Do not eval."}]}
+
+            """#
+        let answer = try ModelOutputParser.parse(quotedBeforeAnswer)
+        #expect(answer.summary == "Adds env-driven eval." && answer.findings.map(\.title) == ["eval of environment input"])
+        let thinking = #"""
+            <think>The diff wraps eval in a "try {" block; I should report that.</think>
+            [{"path":"src/app.py","line":5,"severity":"critical","title":"t1 eval","body":"b1"},{"path":"src/app.py","line":2,"severity":"low","title":"t2 unused import","body":"b2"},{"path":"src/app.py","line":7,"severity":"medium","title":"t3 swallowed exception","body":"b3"}]
+
+            """#
+        #expect(try titles(thinking) == ["t1 eval", "t2 unused import", "t3 swallowed exception"])
+        // An example in the requested schema after a looser answer (bare array, wrapped, without a
+        // summary, encoded as a string under a wrapper key) does not replace it.
+        for text in [#"""
+            [{"path":"src/app.py","line":5,"severity":"critical","title":"eval of environment input","body":"Do not eval."}]
+
+            Had there been nothing to report, the answer would have been {"summary": "No issues found.", "findings": []}.
+
+            """#, #"""
+            {"review": {"summary": "Adds env-driven eval.", "findings": [{"path":"src/app.py","line":5,"severity":"critical","title":"eval of environment input","body":"Do not eval."}]}}
+
+            For a clean diff I return {"summary": "No issues found.", "findings": []}.
+
+            """#, #"""
+            {"findings": [{"path":"src/app.py","line":5,"severity":"critical","title":"eval of environment input","body":"Do not eval."}]}
+
+            (The schema also allows {"summary": "", "findings": []} for a clean diff.)
+
+            """#, #"""
+            {"output": "{\"summary\": \"Adds env-driven eval.\", \"findings\": [{\"path\": \"src/app.py\", \"line\": 5, \"severity\": \"critical\", \"title\": \"eval of environment input\", \"body\": \"Do not eval.\"}]}"}
+
+            An empty review looks like {"summary": "", "findings": []}.
+
+            """#] {
+            #expect(try titles(text) == ["eval of environment input"], "\(text)")
+        }
+        // Cut off: after a quoted bracket, with comments at its top level, with unescaped quotes;
+        // prose that names a bug around a fenced empty array.
+        for text in [#"""
+            The "try {" block swallows errors.
+            [{"path":"src/app.py","line":5,"title":"t1 eval","body":"b1"},{"path":"src/app.py","line":2,"title":"t2 unused import","body":"b2"},{"path":"src/app.py","line":4,"title":"t3 bare
+            """#, #"""
+            [
+              // security
+              {"path":"src/app.py","line":5,"severity":"critical","title":"t1 eval","body":"b1"},
+              // hygiene
+              {"path":"src/app.py","line":2,"severity":"low","title":"t2 unused import","body":"b2"},
+              {"path":"src/app.py","line":4,"severity":"high","title":"t3 bare exc
+
+            """#, #"""
+            {
+              // review of src/app.py
+              "review": {"summary": "Adds env-driven eval.", "findings": [{"path":"src/app.py","line":5,"severity":"critical","title":"eval of environment input","body":"Do not eval."}]},
+              "followups": [{"path": "src/app.py", "line": 2, "title": "unused imp
+
+            """#, #"""
+            {"summary": "Adds the "eval" runner.", "findings": [{"path":"src/app.py","line":5,"severity":"critical","title":"t1 eval","body":"b1"}, {"path":"src/app.py","line":2,"title":"t2 unused import","body":"b2"}],
+            "stats": {"files": 1, "lin
+            """#, #"""
+            Calling eval on the X environment variable at line 5 runs arbitrary code; this must be fixed before merging. The matching test fixture for the empty case:
+            ```json
+            []
+            ```
+
+            """#] {
+            #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
+        }
     }
 
     @Test(arguments: [

@@ -209,38 +209,49 @@ public enum ModelOutputParser {
         }
         sources += blocks.map { ($0, true) }
         sources.append((bytes[...], false))
-        // An answer in the schema the prompt asks for comes before looser shapes wherever it stands:
-        // an example after it (`{"issues": []}` in a closing note) was taken instead, and the
-        // answer's findings were lost.
-        var unused: String?
-        for (source, _) in sources {
-            if let output = scan(source, want: .requested, problem: &unused) { return output }
-        }
+        // Every complete document the sources hold is a candidate; the answer is the first one
+        // with findings, in the schema the prompt asks for before looser shapes (an example after
+        // the answer, `{"issues": []}` or `{"summary": "No issues found.", "findings": []}` in a
+        // closing note, was taken instead of it, and the answer's findings were lost).
+        var candidates: [Candidate] = []
         for (source, answerShapedOnly) in sources {
-            if let output = scan(source, want: answerShapedOnly ? .answerShaped : .any, problem: &firstProblem) { return output }
+            candidates += scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem)
         }
+        if let best = best(candidates) { return best }
         for source in closingDocuments(bytes) + fencedDocuments(bytes) {
-            if let output = scan(source, want: .answerShaped, problem: &firstProblem) { return output }
+            if let best = best(scan(source, answerShapedOnly: true, problem: &firstProblem)) { return best }
         }
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
     }
 
-    /// What `scan` takes: any answer, only an answer-shaped document (`isAnswerShaped`), or only
-    /// one in the schema the prompt asks for (`isRequestedAnswer`).
-    private enum Wanted: Comparable { case any, answerShaped, requested }
+    /// A complete document that reads as an answer, and whether it is in the requested schema.
+    private struct Candidate { let output: ModelReviewOutput; let requested: Bool }
 
-    /// The first bracketed candidate of `source` that reads as an answer. A cut-off document
+    /// The first candidate with findings in the requested schema, else the first with findings,
+    /// else the first in the requested schema, else the first.
+    private static func best(_ candidates: [Candidate]) -> ModelReviewOutput? {
+        let ranked = candidates.enumerated().min { a, b in
+            func key(_ c: (offset: Int, element: Candidate)) -> (Int, Int, Int) {
+                (c.element.output.findings.isEmpty ? 1 : 0, c.element.requested ? 0 : 1, c.offset)
+            }
+            return key(a) < key(b)
+        }
+        return ranked?.element.output
+    }
+
+    /// The bracketed documents of `source` that read as answers, in order. A cut-off document
     /// ends the source (its nested pieces must not pass for a complete answer); a bracket opening
     /// prose (`the try { block`, `[1, 10)`) does not; an empty array that is not the whole source
     /// is prose (`f([])`), not an answer.
-    private static func scan(_ source: ArraySlice<UInt8>, want wanted: Wanted, problem firstProblem: inout String?) -> ModelReviewOutput? {
-        var answerShapedOnly = wanted >= .answerShaped
+    private static func scan(_ source: ArraySlice<UInt8>, answerShapedOnly strict: Bool, problem firstProblem: inout String?) -> [Candidate] {
+        var answerShapedOnly = strict
+        var found: [Candidate] = []
         var position = source.startIndex
         var attempts = 0
         let whole = wholeDocument(source)
         while position < source.endIndex, attempts < 64 {
             guard let start = source[position...].firstIndex(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }) else {
-                return nil
+                return found
             }
             attempts += 1
             switch balancedEnd(source, from: start) {
@@ -251,12 +262,10 @@ public enum ModelOutputParser {
                     let isWhole = whole.map { $0.startIndex == start && $0.endIndex == end } ?? false
                     if case .array(let items) = value, items.isEmpty, !isWhole {
                         // prose, not an answer
-                    } else if wanted == .requested, !isRequestedAnswer(value) {
-                        // a looser shape: the next pass takes it
                     } else if answerShapedOnly, !isAnswerShaped(value) {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
                     } else if let output = interpret(value) {
-                        return output
+                        found.append(Candidate(output: output, requested: isRequestedAnswer(value)))
                     } else {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
                     }
@@ -266,9 +275,11 @@ public enum ModelOutputParser {
                 position = end
             case .truncated:
                 firstProblem = "the JSON is truncated (unbalanced brackets at the end of the response)"
-                return nil
+                return found
             case .prose(let at):
                 position = at
+                // As after a mismatched bracket: a lone finding further on is not the answer.
+                answerShapedOnly = true
             case .mismatched(let at):
                 firstProblem = firstProblem ?? "mismatched brackets in the JSON"
                 position = max(at, source.index(after: start))
@@ -276,23 +287,17 @@ public enum ModelOutputParser {
                 answerShapedOnly = true
             }
         }
-        return nil
+        return found
     }
 
-    /// Whether the answer is `document` in one fenced block: outside it only the block's two
-    /// fences and prose without brackets or other fences ("No issues found." and a fenced `[]`).
-    /// A cut-off answer that a code fence in a finding's body split up has its own opening
-    /// bracket outside the block.
+    /// Whether `bytes` are ``` (an info string) `document` ``` and nothing else (white space
+    /// around). Prose around a lone fenced `[]` may say there is a bug: that is refused.
     private static func isOnlyFence(_ bytes: [UInt8], around document: ArraySlice<UInt8>) -> Bool {
-        let outside = bytes[..<document.startIndex] + bytes[document.endIndex...]
-        guard !outside.contains(where: { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }) else { return false }
-        var fences = 0, run = 0
-        for byte in outside + [0] {
-            if byte == UInt8(ascii: "`") { run += 1; continue }
-            if run == 3 { fences += 1 } else if run > 1 { return false }
-            run = 0
-        }
-        return fences == 2
+        let before = bytes[..<document.startIndex].drop(while: isSpace)
+        var after = bytes[document.endIndex...].drop(while: isSpace)
+        while let last = after.last, isSpace(last) { after = after.dropLast() }
+        guard before.starts(with: Array("```".utf8)), after.elementsEqual(Array("```".utf8)) else { return false }
+        return !before.dropFirst(3).contains { $0 == UInt8(ascii: "`") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }
     }
 
     /// An object that is a whole answer (a summary or findings, or one wrapped in `review`, …),
@@ -308,10 +313,20 @@ public enum ModelOutputParser {
         }
     }
 
-    /// The schema the prompt asks for: a string `summary` and an array of `findings`.
-    private static func isRequestedAnswer(_ value: JSONValue) -> Bool {
-        guard case .object(let o) = value, case .string? = o["summary"], case .array? = o["findings"] else { return false }
-        return true
+    /// The schema the prompt asks for, a string `summary` and an array of `findings`: on its own,
+    /// under a wrapper key, or encoded as a JSON string there.
+    private static func isRequestedAnswer(_ value: JSONValue, depth: Int = 0) -> Bool {
+        switch value {
+        case .object(let o):
+            if case .string? = o["summary"], case .array? = o["findings"] { return true }
+            guard depth == 0 else { return false }
+            return ["review", "result", "output", "response", "data"].contains { o[$0].map { isRequestedAnswer($0, depth: 1) } ?? false }
+        case .string(let s) where depth == 1:
+            guard let inner = try? JSONDecoder().decode(JSONValue.self, from: Data(s.utf8)) else { return false }
+            return isRequestedAnswer(inner, depth: 2)
+        default:
+            return false
+        }
     }
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 10 || b == 13 }
@@ -399,28 +414,34 @@ public enum ModelOutputParser {
     }
 
     /// Where the bracket at `start` closes: `complete` (past its closing bracket), `truncated` (the
-    /// text ends first), `mismatched` (at the wrong closing bracket), or `prose` (at a byte no
-    /// JSON has outside strings, met at the bracket's own level and the text ending before its
-    /// close: `the try { block …`, where the rest of the answer would otherwise look cut off).
+    /// text ends first), `mismatched` (at the wrong closing bracket), or `prose` (the text ends
+    /// first, and a byte no JSON has outside strings came right after the bracket, before any
+    /// string or nested bracket and not a `//` comment: `the try { block …`, `[1, 10)`, where the
+    /// rest of the answer would otherwise look cut off).
     private enum Balance { case complete(Int), truncated, mismatched(Int), prose(Int) }
 
     private static func balancedEnd(_ s: ArraySlice<UInt8>, from start: Int) -> Balance {
         var stack: [UInt8] = []
         var strings = JSONStringScanner()
         var firstProse: Int?
+        var opensJSON = false  // a string or a nested bracket came first: not prose
         var i = start
         while i < s.endIndex {
             let c = s[i]
-            if !strings.consume(c) {
+            if strings.consume(c) {
+                if i > start { opensJSON = true }
+            } else {
                 switch c {
-                case UInt8(ascii: "{"): stack.append(UInt8(ascii: "}"))
-                case UInt8(ascii: "["): stack.append(UInt8(ascii: "]"))
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    if i > start { opensJSON = true }
+                    stack.append(c == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]"))
                 case UInt8(ascii: "}"), UInt8(ascii: "]"):
                     guard stack.last == c else { return .mismatched(i) }
                     stack.removeLast()
                     if stack.isEmpty { return .complete(i + 1) }
                 default:
-                    if firstProse == nil, stack.count == 1, !isJSONOutsideStrings(c) { firstProse = i }
+                    if c == UInt8(ascii: "/") { opensJSON = true }  // a comment: JSON with comments, not prose
+                    if firstProse == nil, !opensJSON, !isJSONOutsideStrings(c) { firstProse = i }
                 }
             }
             i += 1
