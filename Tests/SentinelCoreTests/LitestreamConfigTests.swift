@@ -224,8 +224,14 @@ struct LitestreamConfigTests {
         let afterCreate = try Self.onDisk(file)
         #expect(afterCreate.paths == control + [h.dataDirectory.workspaceFile(a).path, h.dataDirectory.workspaceFile(b).path])
         #expect(afterCreate.addr == "127.0.0.1:9400")
+        // Litestream's shadow directory of b's file (what `litestream replicate` keeps beside it)
+        // goes with the file.
+        let shadow = h.dataDirectory.workspacesDirectory.appendingPathComponent(".\(b.rawValue).sqlite-litestream/generations/0", isDirectory: true)
+        try FileManager.default.createDirectory(at: shadow, withIntermediateDirectories: true)
+        try Data("wal".utf8).write(to: shadow.appendingPathComponent("00000000.wal"))
         _ = try h.workspaces.delete(b, by: "test")
         #expect(try Self.onDisk(file).paths == control + [h.dataDirectory.workspaceFile(a).path])
+        #expect(!FileManager.default.fileExists(atPath: shadow.deletingLastPathComponent().deletingLastPathComponent().path))
 
         // A file written by an older version (no intake journal listed) is brought up to date as
         // `serve` starts; a second start changes nothing.

@@ -127,6 +127,8 @@ extension WorkspaceService {
             try AuditLog.append("WorkspaceDeleted", actor: actor, subject: "workspace:\(id)", data: data, in: db, now: now)
         }
         try removeDatabaseFiles(file)
+        // Litestream's shadow copy of the log, beside the file: nothing replicates it any more.
+        try? FileSystem.removeIfPresent(file.deletingLastPathComponent().appendingPathComponent(".\(file.lastPathComponent)-litestream", isDirectory: true))
         FileSystem.sync(dataDirectory.workspacesDirectory)
         return WorkspaceDeletion(id: id.rawValue, name: record.name, backup: destination.path,
                                  integrations: integrations.compactMap { $0["id"] }, members: memberships.count)
