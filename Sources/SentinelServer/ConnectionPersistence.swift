@@ -77,7 +77,8 @@ final class ConnectionPersistenceHandler: ChannelDuplexHandler, RemovableChannel
 
 /// Hummingbird's HTTP/1 child channel with `ConnectionPersistenceHandler` and
 /// `MalformedRequestHandler` placed right after the HTTP/1 decoder (HTTPS wraps it like the plain
-/// one: `HTTPServerBuilder.tls(_:tlsConfiguration:)`).
+/// one: `HTTPServerBuilder.tls(_:tlsConfiguration:)`, and gets `PlainHTTPOnTLSPortHandler` in
+/// front of its TLS handler).
 struct SentinelHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
     let base: HTTP1Channel
@@ -88,6 +89,7 @@ struct SentinelHTTP1Channel: ServerChildChannel {
             let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try pipeline.addHandler(ConnectionPersistenceHandler(), position: .after(decoder))
             try pipeline.addHandler(MalformedRequestHandler(), position: .after(decoder))
+            try pipeline.addPlainHTTPAnswerBeforeTLS()
             return value
         }
     }

@@ -543,6 +543,26 @@ struct IntakeLimitsTests {
         #expect(try await get(min: .tlsv13, max: .tlsv13) == 200)
         await world.stop()
     }
+
+    @Test("plain HTTP sent to the HTTPS port gets a 400 in plain HTTP saying to use https://, not an empty reply; TLS clients are served as before")
+    func plainHTTPOnTLSPort() async throws {
+        let world = try await GitHubWorld(config: { $0.server.tlsEnabled = true })
+        let (text, closed) = try await RawConnection.converse(port: world.port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && text.contains("Content-Type: application/problem+json\r\n"), "\(text)")
+        #expect(text.contains("this port speaks HTTPS, and the request came in plain HTTP: send it to https://") && closed, "\(text)")
+        // A TLS client on the same listener.
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        let response = try await client.execute(HTTPClientRequest(url: "https://127.0.0.1:\(world.port)/healthz"), timeout: .seconds(10))
+        _ = try await response.body.collect(upTo: 1 << 16)
+        try await client.shutdown()
+        #expect(response.status == .ok)
+        // Bytes that are neither TLS nor an HTTP method still meet TLS, which closes the connection.
+        let garbage = try await RawConnection.converse(port: world.port, "\u{1}\u{2}garbage\r\n\r\n")
+        #expect(!garbage.text.contains("HTTP/1.1") && garbage.closed)
+        await world.stop()
+    }
 }
 
 /// Text read by one task and returned by another.
