@@ -273,6 +273,36 @@ struct EngineModelOutputTests {
         #expect(throws: ModelOutputError.self) { try ModelOutputParser.parse("No issues found.\n```json\n[]\n```") }
     }
 
+    @Test("the first answer-shaped document in the text is the answer: an example, an aside or a reasoning model's draft around it does not replace it")
+    func answerNotAsidesOrDrafts() throws {
+        let clean = #"{"summary":"No issues found.","findings":[]}"#
+        let real = #"{"summary":"Adds env-driven eval.","findings":[{"path":"src/app.py","line":5,"severity":"critical","title":"REAL eval","body":"Do not eval."}]}"#
+        let example = #"{"summary":"...","findings":[{"path":"src/app.py","line":3,"severity":"low","title":"EXAMPLE title","body":"..."}]}"#
+        let arrayAnswer = #"[{"path":"src/app.py","line":5,"severity":"critical","title":"REAL eval","body":"Do not eval."}]"#
+        let draft = #"{"path":"src/app.py","line":2,"title":"unused import sys"}"#
+        let cases: [(String, [String])] = [
+            (clean + "\n\nHad I found something, it would look like " + example + ".", []),
+            (clean + "\n\nI considered flagging {\"path\": \"src/app.py\", \"line\": 2, \"title\": \"unused import\"} but `sys` is used.", []),
+            (clean + "\n\nExample of a comment object: {\"file\": \"a.py\", \"line\": 1, \"message\": \"x\"}", []),
+            ("<think>Should I report \(draft)? No: sys is used by the caller.</think>\n" + clean, []),
+            ("<think>Should I report [\(draft)]? No.</think>\n" + clean, []),
+            ("<think>Draft: {\"summary\": \"Adds eval\", \"findings\": [ ... wait, check line 5 first.</think>\n" + real + "\nDone.", ["REAL eval"]),
+            (real + "\n\nEach review uses this format:\n```json\n" + example + "\n```\n", ["REAL eval"]),
+            (arrayAnswer + "\n\nThe full format would be " + example + ".", ["REAL eval"]),
+            // A lone finding in prose before a fenced answer is not the answer.
+            ("I checked {\"path\": \"src/app.py\", \"line\": 1, \"title\": \"t\"} first.\n```json\n" + real + "\n```", ["REAL eval"]),
+        ]
+        for (text, titles) in cases {
+            let out = try ModelOutputParser.parse(text)
+            #expect(out.findings.map(\.title) == titles, "\(text)")
+        }
+        #expect(try ModelOutputParser.parse(clean + "\n\nHad I found something: " + example).summary == "No issues found.")
+        // Reasoning without an answer after it is no answer.
+        for text in ["<think>The answer is " + real + "</think>", "<think>" + real, "<think>x</think>\n  \n"] {
+            #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
+        }
+    }
+
     @Test("a quoted bracket in prose, comments in a cut-off answer, an example in the requested schema after a looser answer: the whole answer or an error, never a piece")
     func answerAfterQuotedBracketsAndBeforeExamples() throws {
         let titles = { (text: String) in try ModelOutputParser.parse(text).findings.map(\.title) }

@@ -184,6 +184,22 @@ public enum ModelOutputParser {
         guard bytes.contains(where: { !isSpace($0) }) else {
             throw ModelOutputError.malformed("the response is empty")
         }
+        // A reasoning model's thoughts before its answer (`<think>…</think>`, as R1- and Qwen-style
+        // models write them into the content) are not the answer: drafts of findings it decided
+        // against were taken for it.
+        if let start = bytes.firstIndex(where: { !isSpace($0) }) {
+            for tag in ["think", "thinking", "reasoning"] where bytes[start...].starts(with: Array("<\(tag)>".utf8)) {
+                let close = Array("</\(tag)>".utf8)
+                guard let end = bytes.indices.dropFirst(start).first(where: { bytes[$0...].starts(with: close) }) else {
+                    throw ModelOutputError.malformed("the response holds only the model's reasoning (<\(tag)> without </\(tag)>)")
+                }
+                bytes = Array(bytes[(end + close.count)...])
+                guard bytes.contains(where: { !isSpace($0) }) else {
+                    throw ModelOutputError.malformed("the response holds only the model's reasoning, no answer after </\(tag)>")
+                }
+                break
+            }
+        }
 
         // A JSON document encoded as one JSON string: what it holds.
         if let first = bytes.firstIndex(where: { !isSpace($0) }), bytes[first] == UInt8(ascii: "\""),
@@ -209,10 +225,9 @@ public enum ModelOutputParser {
         }
         sources += blocks.map { ($0, true) }
         sources.append((bytes[...], false))
-        // Every complete document the sources hold is a candidate; the answer is the first one
-        // with findings, in the schema the prompt asks for before looser shapes (an example after
-        // the answer, `{"issues": []}` or `{"summary": "No issues found.", "findings": []}` in a
-        // closing note, was taken instead of it, and the answer's findings were lost).
+        // Every complete document the sources hold is a candidate; the answer is the first in the
+        // text that is answer-shaped, else the first (a fenced example after the answer, or an
+        // aside naming a finding the model decided against, was taken instead of it).
         var candidates: [Candidate] = []
         for (source, answerShapedOnly) in sources {
             candidates += scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem)
@@ -224,19 +239,13 @@ public enum ModelOutputParser {
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
     }
 
-    /// A complete document that reads as an answer, and whether it is in the requested schema.
-    private struct Candidate { let output: ModelReviewOutput; let requested: Bool }
+    /// A complete document that reads as an answer: where it starts in the text, and whether it
+    /// is answer-shaped (`isAnswerShaped`: not a lone finding).
+    private struct Candidate { let output: ModelReviewOutput; let answerShaped: Bool; let start: Int }
 
-    /// The first candidate with findings in the requested schema, else the first with findings,
-    /// else the first in the requested schema, else the first.
+    /// The first answer-shaped candidate in the text, else the first.
     private static func best(_ candidates: [Candidate]) -> ModelReviewOutput? {
-        let ranked = candidates.enumerated().min { a, b in
-            func key(_ c: (offset: Int, element: Candidate)) -> (Int, Int, Int) {
-                (c.element.output.findings.isEmpty ? 1 : 0, c.element.requested ? 0 : 1, c.offset)
-            }
-            return key(a) < key(b)
-        }
-        return ranked?.element.output
+        candidates.min { ($0.answerShaped ? 0 : 1, $0.start) < ($1.answerShaped ? 0 : 1, $1.start) }?.output
     }
 
     /// The bracketed documents of `source` that read as answers, in order. A cut-off document
@@ -265,7 +274,7 @@ public enum ModelOutputParser {
                     } else if answerShapedOnly, !isAnswerShaped(value) {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
                     } else if let output = interpret(value) {
-                        found.append(Candidate(output: output, requested: isRequestedAnswer(value)))
+                        found.append(Candidate(output: output, answerShaped: isAnswerShaped(value), start: start))
                     } else {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
                     }
@@ -308,24 +317,13 @@ public enum ModelOutputParser {
         let keys = ["findings", "comments", "issues", "summary", "walkthrough", "overview"]
         if keys.contains(where: { o[$0] != nil }) { return true }
         return ["review", "result", "output", "response", "data"].contains { key in
-            guard case .object(let inner)? = o[key] else { return false }
-            return keys.contains { inner[$0] != nil }
-        }
-    }
-
-    /// The schema the prompt asks for, a string `summary` and an array of `findings`: on its own,
-    /// under a wrapper key, or encoded as a JSON string there.
-    private static func isRequestedAnswer(_ value: JSONValue, depth: Int = 0) -> Bool {
-        switch value {
-        case .object(let o):
-            if case .string? = o["summary"], case .array? = o["findings"] { return true }
-            guard depth == 0 else { return false }
-            return ["review", "result", "output", "response", "data"].contains { o[$0].map { isRequestedAnswer($0, depth: 1) } ?? false }
-        case .string(let s) where depth == 1:
-            guard let inner = try? JSONDecoder().decode(JSONValue.self, from: Data(s.utf8)) else { return false }
-            return isRequestedAnswer(inner, depth: 2)
-        default:
-            return false
+            switch o[key] {
+            case .object(let inner)?: return keys.contains { inner[$0] != nil }
+            case .string(let s)?:  // an answer encoded as a JSON string under the key
+                guard case .object(let inner)? = try? JSONDecoder().decode(JSONValue.self, from: Data(s.utf8)) else { return false }
+                return keys.contains { inner[$0] != nil }
+            default: return false
+            }
         }
     }
 
