@@ -84,6 +84,11 @@ struct ConsoleProviderPriorityTests {
             #expect(try await admin.post(base + "/providers/budget", ["usd": "0.00001"]).status == .seeOther)
             #expect(try await admin.get(base + "/providers").body.contains(#"value="0.00001""#))
             #expect(try await admin.post(base + "/providers/budget", ["usd": "0.00001"]).status == .seeOther)
+            // Below a millionth of a dollar too (six places showed 0, and saving the form unchanged stored 0).
+            #expect(try await admin.post(base + "/providers/budget", ["usd": "0.0000001"]).status == .seeOther)
+            let tiny = try await admin.get(base + "/providers").body
+            #expect(tiny.contains(#"value="0.0000001""#) && tiny.contains("Monthly AI budget: $0.0000001;"), "\(tiny)")
+            #expect(try await budget() == 0.0000001)
             #expect(try await admin.post(base + "/providers/budget", ["usd": "12.5"]).status == .seeOther)
             let member = ConsoleSession(client: first.client)
             try await member.signIn("member@example.com", APIWorld.password(.member))

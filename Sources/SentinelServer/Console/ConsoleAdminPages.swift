@@ -66,15 +66,14 @@ extension Console {
                 guard action == "retry" || action == "discard" else {
                     throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
                 }
-                let (done, exists) = try await supervisor.withWorkspace(id) { actor in
+                let (done, state) = try await supervisor.withWorkspace(id) { actor -> (Bool, String?) in
                     let done = action == "retry" ? try await actor.retryDeadJob(job) : try await actor.discardDeadJob(job)
-                    if done { return (true, true) }
-                    let found = try await actor.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs WHERE id = ?", arguments: [job]) }
-                    return (false, found != nil)
+                    if done { return (true, "dead") }
+                    return (false, try await actor.read { db in try String.fetchOne(db, sql: "SELECT state FROM jobs WHERE id = ?", arguments: [job]) })
                 }
-                // A job that is gone (discarded, or never there) is not found; one that is not dead any more is a conflict.
-                guard exists else { throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no job \(job) in this workspace.") }
-                guard done else { throw StorageError.conflict("job \(job) is not dead (it was retried or discarded already)") }
+                // A job that is gone (discarded, or never there) is not found; one that is not dead is a conflict, saying what it is.
+                guard let state else { throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no job \(job) in this workspace.") }
+                guard done else { throw StorageError.conflict("job \(job) is not dead but \(state): only a dead job can be retried or discarded") }
                 return Self.redirect("/admin/jobs")
             }
         }

@@ -25,9 +25,10 @@ extension Console {
         }
     }
 
-    /// A budget in digits and at most one decimal point, without an exponent or trailing zeros.
+    /// A budget in digits and at most one decimal point, without an exponent or trailing zeros,
+    /// to twelve places (six rounded $0.0000001 to 0, and saving the form unchanged stored that).
     static func plainDecimal(_ value: Double) -> String {
-        var text = String(format: "%.6f", value)
+        var text = String(format: "%.12f", value)
         while text.hasSuffix("0") { text.removeLast() }
         if text.hasSuffix(".") { text.removeLast() }
         return text
@@ -158,7 +159,7 @@ extension Console {
             },
             "canManage": allowed("createProvider", m.role) && allowed("updateProvider", m.role),
             "kinds": ProviderStore.kinds,
-            "budget": budget.map { String(format: "$%.2f", $0) } ?? "no limit",
+            "budget": budget.map { $0 > 0 && $0 < 0.01 ? "$" + Self.plainDecimal($0) : String(format: "$%.2f", $0) } ?? "no limit",
             "spent": String(format: "$%.2f", spent),
         ]
         // Plain digits, as the form takes them back: `String(0.00001)` wrote `1e-05`, which it refused.
