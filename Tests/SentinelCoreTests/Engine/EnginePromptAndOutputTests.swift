@@ -298,9 +298,26 @@ struct EngineModelOutputTests {
         }
         #expect(try ModelOutputParser.parse(clean + "\n\nHad I found something: " + example).summary == "No issues found.")
         // Reasoning without an answer after it is no answer.
-        for text in ["<think>The answer is " + real + "</think>", "<think>" + real, "<think>x</think>\n  \n"] {
+        for text in ["<think>The answer is " + real + "</think>", "<think>x</think>\n  \n", "Thinking " + real + "\n</think>\n"] {
             #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
         }
+        // Reasoning without its opening tag (the chat template wrote it into the prompt), in other
+        // tag styles, in two blocks, with its closing tag quoted inside it, or never closed; prose
+        // that opens a brace and closes it after the answer.
+        let answer = #"{"summary":"final","findings":[{"path":"src/app.py","line":4,"title":"REAL eval"}]}"#
+        let draft2 = #"{"summary":"draft","findings":[{"path":"src/app.py","line":3,"title":"DRAFT reads file"}]}"#
+        for text in ["Okay, let me look at the diff. Maybe report \(draft2)? No, reading is fine.\n</think>\n\n\(answer)",
+                     "<Think>Maybe \(draft2)</Think>\n\(answer)", "[THINK]Maybe \(draft2)[/THINK]\n\(answer)",
+                     "<think>a</think>\n<think>b \(draft2)</think>\n\(answer)",
+                     "<think>\nThe PR strips \"</think>\" from outputs. Draft: \(draft2) no.\n</think>\n \(answer)",
+                     "<think>\nThe eval is dangerous.\n\n\(answer)",
+                     "The `try {` block swallows errors.\n\n\(answer)\n\nAlso the handler never reaches its closing `}`."] {
+            let out = try ModelOutputParser.parse(text)
+            #expect(out.summary == "final" && out.findings.map(\.title) == ["REAL eval"], "\(text)")
+        }
+        // A closing tag inside a finding's body, in an answer that opens with no tag, is the body's.
+        let quoting = #"{"summary":"s","findings":[{"path":"src/app.py","line":4,"title":"strips </think> tags","body":"The tag </think> stays."}]}"#
+        #expect(try ModelOutputParser.parse(quoting).findings.map(\.title) == ["strips </think> tags"])
     }
 
     @Test("a quoted bracket in prose, comments in a cut-off answer, an example in the requested schema after a looser answer: the whole answer or an error, never a piece")

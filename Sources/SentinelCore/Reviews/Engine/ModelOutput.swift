@@ -184,22 +184,7 @@ public enum ModelOutputParser {
         guard bytes.contains(where: { !isSpace($0) }) else {
             throw ModelOutputError.malformed("the response is empty")
         }
-        // A reasoning model's thoughts before its answer (`<think>…</think>`, as R1- and Qwen-style
-        // models write them into the content) are not the answer: drafts of findings it decided
-        // against were taken for it.
-        if let start = bytes.firstIndex(where: { !isSpace($0) }) {
-            for tag in ["think", "thinking", "reasoning"] where bytes[start...].starts(with: Array("<\(tag)>".utf8)) {
-                let close = Array("</\(tag)>".utf8)
-                guard let end = bytes.indices.dropFirst(start).first(where: { bytes[$0...].starts(with: close) }) else {
-                    throw ModelOutputError.malformed("the response holds only the model's reasoning (<\(tag)> without </\(tag)>)")
-                }
-                bytes = Array(bytes[(end + close.count)...])
-                guard bytes.contains(where: { !isSpace($0) }) else {
-                    throw ModelOutputError.malformed("the response holds only the model's reasoning, no answer after </\(tag)>")
-                }
-                break
-            }
-        }
+        bytes = try withoutReasoning(bytes)
 
         // A JSON document encoded as one JSON string: what it holds.
         if let first = bytes.firstIndex(where: { !isSpace($0) }), bytes[first] == UInt8(ascii: "\""),
@@ -239,6 +224,58 @@ public enum ModelOutputParser {
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
     }
 
+    /// Reasoning tags (compared without case): opening and closing.
+    private static let reasoningTags: [(open: [UInt8], close: [UInt8])] =
+        [("<think>", "</think>"), ("<thinking>", "</thinking>"), ("<reasoning>", "</reasoning>"), ("[think]", "[/think]")]
+            .map { (Array($0.utf8), Array($1.utf8)) }
+
+    /// The text after a reasoning model's thoughts, which are not the answer: drafts of findings
+    /// it decided against were taken for it. Blocks that open the text (`<think>…</think>`, R1-
+    /// and Qwen-style, also `<Think>`, `[THINK]…[/THINK]`, one after another) end at their first
+    /// closing tag that starts or ends a line, else at their first; without an opening tag (a chat
+    /// template wrote it into the prompt) at the first closing tag that starts or ends a line (one
+    /// quoted within a sentence, or in a finding's body, is not the end of the thoughts). An
+    /// unclosed block is dropped as far as its opening tag: what follows may be the answer.
+    static func withoutReasoning(_ input: [UInt8]) throws -> [UInt8] {
+        var bytes = input
+        var cutWithoutOpening = false
+        while let start = bytes.firstIndex(where: { !isSpace($0) }) {
+            let opened = reasoningTags.first { matches(bytes, at: start, $0.open) }
+            if opened == nil && cutWithoutOpening { break }
+            var closers: [(at: Int, length: Int)] = []
+            for i in bytes.indices where bytes[i] == UInt8(ascii: "<") || bytes[i] == UInt8(ascii: "[") {
+                for tag in opened.map({ [$0] }) ?? reasoningTags where matches(bytes, at: i, tag.close) { closers.append((i, tag.close.count)) }
+            }
+            let onItsLine = closers.first { opensOrEndsLine(bytes, at: $0.at, length: $0.length) }
+            guard let cut = onItsLine ?? (opened != nil ? closers.first : nil) else {
+                if let opened { bytes = Array(bytes[(start + opened.open.count)...]) }
+                break
+            }
+            bytes = Array(bytes[(cut.at + cut.length)...])
+            guard bytes.contains(where: { !isSpace($0) }) else {
+                throw ModelOutputError.malformed("the response holds only the model's reasoning, no answer after it")
+            }
+            cutWithoutOpening = opened == nil
+        }
+        return bytes
+    }
+
+    private static func matches(_ bytes: [UInt8], at i: Int, _ tag: [UInt8]) -> Bool {
+        guard i + tag.count <= bytes.count else { return false }
+        for k in tag.indices where ((65...90).contains(bytes[i + k]) ? bytes[i + k] + 32 : bytes[i + k]) != tag[k] { return false }
+        return true
+    }
+
+    /// Whether the `length` bytes at `i` have only spaces before them on their line, or after.
+    private static func opensOrEndsLine(_ bytes: [UInt8], at i: Int, length: Int) -> Bool {
+        var j = i
+        while j > 0, bytes[j - 1] == 32 || bytes[j - 1] == 9 { j -= 1 }
+        if j == 0 || bytes[j - 1] == 10 || bytes[j - 1] == 13 { return true }
+        var k = i + length
+        while k < bytes.count, bytes[k] == 32 || bytes[k] == 9 { k += 1 }
+        return k == bytes.count || bytes[k] == 10 || bytes[k] == 13
+    }
+
     /// A complete document that reads as an answer: where it starts in the text, and whether it
     /// is answer-shaped (`isAnswerShaped`: not a lone finding).
     private struct Candidate { let output: ModelReviewOutput; let answerShaped: Bool; let start: Int }
@@ -264,7 +301,7 @@ public enum ModelOutputParser {
             }
             attempts += 1
             switch balancedEnd(source, from: start) {
-            case .complete(let end):
+            case .complete(let end, let opensProse):
                 let candidate = removeTrailingCommas(source[start..<end])
                 do {
                     let value = try JSONDecoder().decode(JSONValue.self, from: Data(candidate))
@@ -280,6 +317,13 @@ public enum ModelOutputParser {
                     }
                 } catch {
                     firstProblem = firstProblem ?? "invalid JSON (\(shortDescription(error)))"
+                    if opensProse {
+                        // Prose from a bracket to one closing it later (`the try { block …` … `}`)
+                        // holds the answer between them: read on inside, answer-shaped only.
+                        position = source.index(after: start)
+                        answerShapedOnly = true
+                        continue
+                    }
                 }
                 position = end
             case .truncated:
@@ -333,7 +377,7 @@ public enum ModelOutputParser {
     private static func wholeDocument(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
         guard let start = bytes.firstIndex(where: { !isSpace($0) }),
               bytes[start] == UInt8(ascii: "{") || bytes[start] == UInt8(ascii: "["),
-              case .complete(let end) = balancedEnd(bytes, from: start),
+              case .complete(let end, _) = balancedEnd(bytes, from: start),
               !bytes[end...].contains(where: { !isSpace($0) }) else { return nil }
         return bytes[start..<end]
     }
@@ -369,7 +413,7 @@ public enum ModelOutputParser {
             guard k < bytes.count, bytes[k] == UInt8(ascii: "{") || bytes[k] == UInt8(ascii: "[") else { continue }
             tried += 1
             if tried > 16 { break }  // each is read to its end
-            guard case .complete(let end) = balancedEnd(bytes[...], from: k) else { continue }
+            guard case .complete(let end, _) = balancedEnd(bytes[...], from: k) else { continue }
             let rest = bytes[end...].drop(while: isSpace)
             if rest.isEmpty || rest.starts(with: [UInt8](repeating: UInt8(ascii: "`"), count: 3)) { out.append(bytes[k..<end]) }
         }
@@ -416,7 +460,8 @@ public enum ModelOutputParser {
     /// first, and a byte no JSON has outside strings came right after the bracket, before any
     /// string or nested bracket and not a `//` comment: `the try { block …`, `[1, 10)`, where the
     /// rest of the answer would otherwise look cut off).
-    private enum Balance { case complete(Int), truncated, mismatched(Int), prose(Int) }
+    /// A `complete` bracket may open prose too (`the try { block … }`): `opensProse` says so.
+    private enum Balance { case complete(Int, opensProse: Bool), truncated, mismatched(Int), prose(Int) }
 
     private static func balancedEnd(_ s: ArraySlice<UInt8>, from start: Int) -> Balance {
         var stack: [UInt8] = []
@@ -436,7 +481,7 @@ public enum ModelOutputParser {
                 case UInt8(ascii: "}"), UInt8(ascii: "]"):
                     guard stack.last == c else { return .mismatched(i) }
                     stack.removeLast()
-                    if stack.isEmpty { return .complete(i + 1) }
+                    if stack.isEmpty { return .complete(i + 1, opensProse: firstProse != nil) }
                 default:
                     if c == UInt8(ascii: "/") { opensJSON = true }  // a comment: JSON with comments, not prose
                     if firstProse == nil, !opensJSON, !isJSONOutsideStrings(c) { firstProse = i }
