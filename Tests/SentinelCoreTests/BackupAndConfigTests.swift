@@ -138,6 +138,35 @@ struct BackupTests {
         #expect(said.contains { $0.contains("\(kept)") && $0.contains("routed to the workspace again") })
     }
 
+    @Test("a full restore keeps an integration removed after the backup removed: its webhooks answer 410, not 404")
+    func fullRestoreKeepsRemovedIntegrations() async throws {
+        let h = try TestHarness()
+        let ws = try h.createWorkspace("removed")
+        let service = IntegrationService(control: h.control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
+        let actor = try await h.supervisor.pin(ws)
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, control: h.control)
+        let gone = try #require(IntegrationID("int_gone000000000000"))
+        try await actor.write { tx in
+            try tx.db.execute(sql: """
+                INSERT INTO integrations (id, kind, app_id, api_url, webhook_secret, created_at)
+                VALUES (?, 'github', 1, 'https://127.0.0.1:1/', x'00', 5)
+                """, arguments: [gone.rawValue])
+        }
+        try h.control.write { db in
+            try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', 5)", arguments: [gone.rawValue, ws.rawValue])
+        }
+        try await service.remove(gone, from: actor, by: "cli")
+        #expect(try service.isRetired(gone))
+        await h.supervisor.shutdown()
+
+        var said: [String] = []
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out) { said.append($0) }
+        #expect(try service.isRetired(gone))
+        #expect(try await service.workspaceOf(gone) == nil)
+        #expect(said.contains { $0.contains("1 integration (\(gone)) removed after this backup stays removed: its webhooks answer 410 Gone") }, "\(said)")
+    }
+
     @Test("a restore waits for a running analytics export: the export's watermark, written after, undid the restore's rewind and lost the new events")
     func restoreRefusedDuringExport() async throws {
         let h = try TestHarness()

@@ -324,7 +324,9 @@ struct DoctorTests {
         #expect(errors.contains { $0.check == "master-key" && $0.fix == "chmod 600 \(h.dataDirectory.masterKeyFile.path)" })
         #expect(errors.contains { $0.check == "tls" && $0.message.contains("expired") })
         #expect(errors.contains { $0.check == "schema" && $0.message.contains(newer.rawValue) })
-        #expect(errors.contains { $0.check == "workspace" && $0.message.contains("workspace \(missing) is offline") })
+        // A missing file's fix is a restore (it said to chown the file and not to restore it).
+        let offline = try #require(errors.first { $0.check == "workspace" && $0.message.contains("workspace \(missing) is offline") })
+        #expect(offline.fix == "restore it: `sentinel restore --from BACKUP_DIR --workspace \(missing)` (then `sentinel verify`)", "\(offline)")
     }
 
     @Test("a database file this user cannot write (made by a command run as root) is an error (doctor said all good; the next write failed)")

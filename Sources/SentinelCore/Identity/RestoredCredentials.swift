@@ -20,6 +20,8 @@ struct RestoredCredentials: Sendable {
     var audit: [AuditEvent] = []
     /// Integration id → workspace id, as the file routed webhooks.
     var routes: [String: String] = [:]
+    /// Integrations removed (retired: their webhooks answer 410 Gone), with their workspace and when.
+    var retired: [String: (workspace: String, at: Double)] = [:]
 
     /// The state of the file about to be replaced: nil when there is none; an error when it
     /// cannot be read (the restore goes on, and says what it could not keep).
@@ -42,6 +44,9 @@ struct RestoredCredentials: Sendable {
                 state.audit = try AuditEvent.fetchAll(db, sql: "SELECT * FROM audit_events ORDER BY seq")
                 for row in try Row.fetchAll(db, sql: "SELECT id, workspace_id FROM integrations") {
                     state.routes[row["id"]] = row["workspace_id"]
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT id, workspace_id, retired_at FROM retired_integrations") {
+                    state.retired[row["id"]] = (row["workspace_id"], row["retired_at"])
                 }
                 return state
             }
@@ -130,6 +135,14 @@ struct RestoredCredentials: Sendable {
                            arguments: [id, workspace, now.epoch])
             if db.changesCount == 1 { retired.append(id) }
         }
+        // One removed after the backup (added after it, or removed from a restored workspace since
+        // and not live in the backup) stays removed: its webhooks answered 404 after the restore.
+        var stillRemoved: [String] = []
+        for (id, removal) in self.retired.sorted(by: { $0.key < $1.key }) where !routed.contains(id) {
+            try db.execute(sql: "INSERT OR IGNORE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
+                           arguments: [id, removal.workspace, removal.at])
+            if db.changesCount == 1 { stillRemoved.append(id) }
+        }
         let known = Set(try String.fetchAll(db, sql: "SELECT id FROM audit_events"))
         var entries = 0
         for event in audit where !known.contains(event.id) {
@@ -172,6 +185,10 @@ struct RestoredCredentials: Sendable {
         if !retired.isEmpty {
             said.append(Self.named(retired, "integration", "integrations") + " added after this backup " + Self.verb(retired.count, "is", "are")
                         + " in no restored file: " + Self.verb(retired.count, "its", "their") + " webhooks answer 410 Gone (add it again to use it)")
+        }
+        if !stillRemoved.isEmpty {
+            said.append(Self.named(stillRemoved, "integration", "integrations") + " removed after this backup " + Self.verb(stillRemoved.count, "stays", "stay")
+                        + " removed: " + Self.verb(stillRemoved.count, "its", "their") + " webhooks answer 410 Gone")
         }
         if entries > 0 { said.append("\(entries) audit entr\(entries == 1 ? "y" : "ies") written after this backup " + Self.verb(entries, "is", "are") + " kept") }
         return said

@@ -303,7 +303,9 @@ public struct Doctor: Sendable {
     /// from a backup, the fix for a damaged one, would lose what was written since.
     private func offlineFix(_ path: String, _ id: String) -> String {
         let url = URL(fileURLWithPath: path)
-        if !canRead(url) || !canWrite(url) {
+        // A missing file has no owner to fix: a backup is the only way back (it said to chown it
+        // and not to restore it).
+        if FileManager.default.fileExists(atPath: path), !canRead(url) || !canWrite(url) {
             let owner = Self.mode(url).map { ", owner uid \($0.1)" } ?? ""
             return "the file is not readable and writable by uid \(geteuid())\(owner): run doctor as the user Sentinel runs as, or give it "
                 + "that user (`chown sentinel:sentinel \(path)`); do not restore it, which would lose what was written since the backup"
