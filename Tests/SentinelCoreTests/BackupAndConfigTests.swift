@@ -457,6 +457,13 @@ struct BackupTests {
             let i = try #require(manifest.files.firstIndex { $0.workspaceID == b.rawValue })
             manifest.files[i].file = "workspaces/\(a.rawValue).sqlite"
         }
+        // Workspace files beside a control.sqlite that does not register them (another backup's).
+        let mixed = try variant("mixed") { dir, _ in
+            let queue = try DatabaseQueue(path: dir.appendingPathComponent("control.sqlite").path)
+            try queue.write { db in try db.execute(sql: "DELETE FROM workspaces WHERE id = ?", arguments: [b.rawValue]) }
+            try queue.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+            try queue.close()
+        }
         let futureFormat = try variant("format") { _, manifest in manifest.format = 99 }
         let empty = try variant("empty") { _, manifest in manifest.files = [] }
         let twice = try variant("twice") { _, manifest in
@@ -469,6 +476,7 @@ struct BackupTests {
             (newer, "control.sqlite was written by a newer Sentinel"),
             (swappedKind, "control.sqlite is not a control file of Sentinel (it has no users table)"),
             (swappedWorkspace, "is the file of workspace \(a.rawValue), not of \(b.rawValue)"),
+            (mixed, "the backup's control.sqlite does not register workspace \(b.rawValue), whose file workspaces/\(b.rawValue).sqlite the backup holds"),
             // Both copies were staged at one place: the move into place failed half-way, control.sqlite already replaced.
             (twice, "its manifest lists the workspace \(a.rawValue) file twice"),
         ]

@@ -338,6 +338,15 @@ public struct BackupService: Sendable {
                                             + "read this backup's file with sqlite3")
             }
         }
+        // A full backup's control.sqlite registers every workspace file it holds: files of another
+        // backup mixed in (their checksums written into the manifest) were restored beside a
+        // control.sqlite that served none of them, and reported as unreadable afterwards.
+        if let controlEntry = selected.first(where: { $0.kind == .control }),
+           let registered = Self.workspaceIDs(registeredIn: source.appendingPathComponent(controlEntry.file)),
+           let stray = selected.first(where: { $0.kind == .workspace && !registered.contains($0.workspaceID ?? "") }) {
+            throw StorageError.invalid("the backup's \(controlEntry.file) does not register workspace \(stray.workspaceID ?? "-"), whose file "
+                                       + "\(stray.file) the backup holds (files of another backup mixed in?): nothing was restored")
+        }
         // A manifest naming one file twice would stage both copies at one place: the second
         // replaced the first, and the move into place failed half-way through.
         var seen = Set<String>()
@@ -492,6 +501,15 @@ public struct BackupService: Sendable {
         }
         log("workspace \(id): the analytics export had carried events up to \(watermark), the restored file ends at \(last); "
             + "the export watermark moved back to \(last), so the next export carries the workspace's new events")
+    }
+
+    /// The workspaces a control.sqlite registers; nil when it cannot be read (its checksum check says why).
+    private static func workspaceIDs(registeredIn file: URL) -> Set<String>? {
+        var configuration = Configuration()
+        configuration.readonly = true
+        guard let queue = try? DatabaseQueue(path: file.path, configuration: configuration) else { return nil }
+        defer { try? queue.close() }
+        return try? queue.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM workspaces")) }
     }
 
     /// control.sqlite routes each webhook URL to the workspace of its integration; a workspace
