@@ -606,7 +606,10 @@ struct BackupTests {
         let later = h.directory.url.appendingPathComponent("later")
         _ = try service.backup(to: later, control: control)
         let second = IdentityService(control: control, bcryptCost: 4)
-        _ = try second.createUser(email: "admin2@example.com", password: "admin2 password", isAdmin: true)
+        let admin2 = try second.createUser(email: "admin2@example.com", password: "admin2 password", isAdmin: true)
+        let adminUser = try #require(try second.user(id: admin.id))
+        _ = try second.createToken(for: adminUser, name: "ci", scopes: [.read], expiresInDays: nil)
+        _ = try second.createToken(for: admin2, name: "deploy", scopes: [.read], expiresInDays: nil)
         _ = try second.deleteUser(id: bob.id, by: "cli")
         _ = try second.deleteUser(id: admin.id, by: "cli")
         try control.close()
@@ -618,6 +621,8 @@ struct BackupTests {
         #expect(try restored.user(id: admin.id)?.disabledAt != nil && restored.user(id: bob.id)?.disabledAt != nil)
         #expect(said.contains { $0.contains("1 user (admin@example.com) deleted after this backup is back, disabled") }, "\(said)")
         #expect(said.contains { $0.contains("1 user (admin2@example.com) created after this backup is not in it") }, "\(said)")
+        // A token made since is named (its requests get 401); one of a user deleted since went with the user.
+        #expect(said.contains { $0.contains("1 API token (deploy of admin2@example.com) created after this backup is not in it: its requests get 401") }, "\(said)")
         #expect(said.contains { $0.contains("no appliance admin can sign in now") }, "\(said)")
     }
 

@@ -20,6 +20,8 @@ struct RestoredCredentials: Sendable {
     var audit: [AuditEvent] = []
     /// Integration id → workspace id, as the file routed webhooks.
     var routes: [String: String] = [:]
+    /// Every API token: id → "name of email", to name those made after the backup.
+    var tokens: [String: String] = [:]
     /// Integrations removed (retired: their webhooks answer 410 Gone), with their workspace and when.
     var retired: [String: (workspace: String, at: Double)] = [:]
 
@@ -41,6 +43,9 @@ struct RestoredCredentials: Sendable {
                     state.revokedTokens[row["id"]] = row["revoked_at"]
                 }
                 state.sessions = Set(try String.fetchAll(db, sql: "SELECT id FROM sessions"))
+                for row in try Row.fetchAll(db, sql: "SELECT t.id, t.name, u.email FROM api_tokens t JOIN users u ON u.id = t.user_id") {
+                    state.tokens[row["id"]] = "\(row["name"] as String) of \(row["email"] as String)"
+                }
                 state.audit = try AuditEvent.fetchAll(db, sql: "SELECT * FROM audit_events ORDER BY seq")
                 for row in try Row.fetchAll(db, sql: "SELECT id, workspace_id FROM integrations") {
                     state.routes[row["id"]] = row["workspace_id"]
@@ -167,6 +172,14 @@ struct RestoredCredentials: Sendable {
                 said.append(Self.named(remade, "user", "users") + " deleted and created again after this backup: the account in the backup is "
                             + "back, disabled; delete it (sentinel user delete EMAIL) and create it again (sentinel user create)")
             }
+        }
+        // API tokens made after the backup are not in it: their requests get 401.
+        let restoredTokens = Set(try String.fetchAll(db, sql: "SELECT id FROM api_tokens"))
+        let madeSince = tokens.filter { !restoredTokens.contains($0.key) && revokedTokens[$0.key] == nil }.map(\.value).sorted()
+        if !madeSince.isEmpty {
+            said.append(Self.named(madeSince, "API token", "API tokens") + " created after this backup " + Self.verb(madeSince.count, "is", "are")
+                        + " not in it: " + Self.verb(madeSince.count, "its", "their") + " requests get 401; create "
+                        + Self.verb(madeSince.count, "it", "them") + " again (sentinel token create)")
         }
         if !disabled.isEmpty {
             said.append(Self.named(disabled, "user", "users") + " disabled after this backup " + Self.verb(disabled.count, "stays", "stay") + " disabled")
