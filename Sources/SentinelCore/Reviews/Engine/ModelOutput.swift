@@ -184,8 +184,29 @@ public enum ModelOutputParser {
         guard bytes.contains(where: { !isSpace($0) }) else {
             throw ModelOutputError.malformed("the response is empty")
         }
-        bytes = try withoutReasoning(bytes)
+        switch try reasoning(in: bytes) {
+        case .none:
+            return try parseAnswer(bytes, wanted: .any)
+        case .closed(let after):
+            return try parseAnswer(after, wanted: .any)
+        case .closedWithoutOpening(let after):
+            // The cut is a guess: without an answer after it (the closing tag was one the answer's
+            // prose quoted), the whole text is read as it is.
+            if let answer = try? parseAnswer(after, wanted: .answerShaped) { return answer }
+            return try parseAnswer(bytes, wanted: .any)
+        case .unclosed(let after):
+            // Thoughts that never ended hold drafts: only an answer that ends the response is it.
+            do { return try parseAnswer(after, wanted: .endingTheText) } catch {
+                throw ModelOutputError.malformed("the model's reasoning was not closed, and no answer ends the response")
+            }
+        }
+    }
 
+    /// What `parseAnswer` takes: any candidate, an answer-shaped one only, or only an
+    /// answer-shaped one that ends the text.
+    private enum Wanted { case any, answerShaped, endingTheText }
+
+    private static func parseAnswer(_ bytes: [UInt8], wanted: Wanted) throws -> ModelReviewOutput {
         // A JSON document encoded as one JSON string: what it holds.
         if let first = bytes.firstIndex(where: { !isSpace($0) }), bytes[first] == UInt8(ascii: "\""),
            case .string(let inner)? = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)), inner.utf8.count < bytes.count {
@@ -215,8 +236,9 @@ public enum ModelOutputParser {
         // aside naming a finding the model decided against, was taken instead of it).
         var candidates: [Candidate] = []
         for (source, answerShapedOnly) in sources {
-            candidates += scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem)
+            candidates += scan(source, answerShapedOnly: answerShapedOnly || wanted != .any, problem: &firstProblem)
         }
+        if wanted == .endingTheText { candidates = candidates.filter { endsTheText(bytes, after: $0.end) } }
         if let best = best(candidates) { return best }
         for source in closingDocuments(bytes) + fencedDocuments(bytes) {
             if let best = best(scan(source, answerShapedOnly: true, problem: &firstProblem)) { return best }
@@ -224,40 +246,70 @@ public enum ModelOutputParser {
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
     }
 
+    /// Whether only white space and fences follow `end`.
+    private static func endsTheText(_ bytes: [UInt8], after end: Int) -> Bool {
+        !bytes[end...].contains { !isSpace($0) && $0 != UInt8(ascii: "`") }
+    }
+
     /// Reasoning tags (compared without case): opening and closing.
     private static let reasoningTags: [(open: [UInt8], close: [UInt8])] =
         [("<think>", "</think>"), ("<thinking>", "</thinking>"), ("<reasoning>", "</reasoning>"), ("[think]", "[/think]")]
             .map { (Array($0.utf8), Array($1.utf8)) }
 
-    /// The text after a reasoning model's thoughts, which are not the answer: drafts of findings
-    /// it decided against were taken for it. Blocks that open the text (`<think>…</think>`, R1-
-    /// and Qwen-style, also `<Think>`, `[THINK]…[/THINK]`, one after another) end at their first
-    /// closing tag that starts or ends a line, else at their first; without an opening tag (a chat
-    /// template wrote it into the prompt) at the first closing tag that starts or ends a line (one
-    /// quoted within a sentence, or in a finding's body, is not the end of the thoughts). An
-    /// unclosed block is dropped as far as its opening tag: what follows may be the answer.
-    static func withoutReasoning(_ input: [UInt8]) throws -> [UInt8] {
+    /// A reasoning model's thoughts before its answer, which are not the answer: drafts of
+    /// findings it decided against were taken for it.
+    private enum Reasoning {
+        case none
+        /// Blocks that open the text (`<think>…</think>`, R1- and Qwen-style, also `<Think>`,
+        /// `[THINK]…[/THINK]`, several in a row), each ending at its first closing tag that starts
+        /// or ends a line and has a bracket after it, else at its first: the text after them.
+        case closed([UInt8])
+        /// No opening tag (a chat template wrote it into the prompt): the text after the first
+        /// closing tag that starts or ends a line (one quoted within a sentence, or in a finding's
+        /// body, is not the end of the thoughts).
+        case closedWithoutOpening([UInt8])
+        /// A block opened and never closed: the text after its opening tag.
+        case unclosed([UInt8])
+    }
+
+    private static func reasoning(in input: [UInt8]) throws -> Reasoning {
         var bytes = input
-        var cutWithoutOpening = false
-        while let start = bytes.firstIndex(where: { !isSpace($0) }) {
-            let opened = reasoningTags.first { matches(bytes, at: start, $0.open) }
-            if opened == nil && cutWithoutOpening { break }
-            var closers: [(at: Int, length: Int)] = []
-            for i in bytes.indices where bytes[i] == UInt8(ascii: "<") || bytes[i] == UInt8(ascii: "[") {
-                for tag in opened.map({ [$0] }) ?? reasoningTags where matches(bytes, at: i, tag.close) { closers.append((i, tag.close.count)) }
+        var blocks = 0
+        // At most 16 blocks in a row: each is a pass over the text.
+        while blocks < 16, let start = bytes.firstIndex(where: { !isSpace($0) }),
+              let opened = reasoningTags.first(where: { matches(bytes, at: start, $0.open) }) {
+            let closers = closingTags(in: bytes, from: start + opened.open.count, [opened])
+            // The first closing tag on a line of its own (one quoted in the thoughts is not), unless
+            // no answer can follow it (a tag the answer's prose quotes): then the first.
+            let onItsLine = closers.first { closer in
+                opensOrEndsLine(bytes, at: closer.at, length: closer.length)
+                    && bytes[(closer.at + closer.length)...].contains { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }
             }
-            let onItsLine = closers.first { opensOrEndsLine(bytes, at: $0.at, length: $0.length) }
-            guard let cut = onItsLine ?? (opened != nil ? closers.first : nil) else {
-                if let opened { bytes = Array(bytes[(start + opened.open.count)...]) }
-                break
+            guard let cut = onItsLine ?? closers.first else {
+                return .unclosed(Array(bytes[(start + opened.open.count)...]))
             }
             bytes = Array(bytes[(cut.at + cut.length)...])
             guard bytes.contains(where: { !isSpace($0) }) else {
                 throw ModelOutputError.malformed("the response holds only the model's reasoning, no answer after it")
             }
-            cutWithoutOpening = opened == nil
+            blocks += 1
         }
-        return bytes
+        if blocks > 0 { return .closed(bytes) }
+        guard let cut = closingTags(in: bytes, from: 0, reasoningTags).first(where: { opensOrEndsLine(bytes, at: $0.at, length: $0.length) }) else {
+            return .none
+        }
+        let after = Array(bytes[(cut.at + cut.length)...])
+        // Nothing after it: a tag the answer's prose ends with, not thoughts without an answer.
+        return after.contains(where: { !isSpace($0) }) ? .closedWithoutOpening(after) : .none
+    }
+
+    /// Where the closing tags of `tags` stand in `bytes` from `from` on.
+    private static func closingTags(in bytes: [UInt8], from: Int, _ tags: [(open: [UInt8], close: [UInt8])]) -> [(at: Int, length: Int)] {
+        var found: [(at: Int, length: Int)] = []
+        for i in from..<bytes.count where bytes[i] == UInt8(ascii: "<") || bytes[i] == UInt8(ascii: "[") {
+            for tag in tags where matches(bytes, at: i, tag.close) { found.append((i, tag.close.count)) }
+        }
+        return found
     }
 
     private static func matches(_ bytes: [UInt8], at i: Int, _ tag: [UInt8]) -> Bool {
@@ -278,7 +330,7 @@ public enum ModelOutputParser {
 
     /// A complete document that reads as an answer: where it starts in the text, and whether it
     /// is answer-shaped (`isAnswerShaped`: not a lone finding).
-    private struct Candidate { let output: ModelReviewOutput; let answerShaped: Bool; let start: Int }
+    private struct Candidate { let output: ModelReviewOutput; let answerShaped: Bool; let start: Int; let end: Int }
 
     /// The first answer-shaped candidate in the text, else the first.
     private static func best(_ candidates: [Candidate]) -> ModelReviewOutput? {
@@ -291,6 +343,8 @@ public enum ModelOutputParser {
     /// is prose (`f([])`), not an answer.
     private static func scan(_ source: ArraySlice<UInt8>, answerShapedOnly strict: Bool, problem firstProblem: inout String?) -> [Candidate] {
         var answerShapedOnly = strict
+        // Inside prose that a bracket opens and a later one closes: answer-shaped objects only.
+        var proseUntil = source.startIndex
         var found: [Candidate] = []
         var position = source.startIndex
         var attempts = 0
@@ -310,18 +364,20 @@ public enum ModelOutputParser {
                         // prose, not an answer
                     } else if answerShapedOnly, !isAnswerShaped(value) {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
+                    } else if start < proseUntil, !(isAnswerShaped(value) && { if case .object = value { true } else { false } }()) {
+                        // a piece of prose, or of a broken answer, between a bracket and its close
                     } else if let output = interpret(value) {
-                        found.append(Candidate(output: output, answerShaped: isAnswerShaped(value), start: start))
+                        found.append(Candidate(output: output, answerShaped: isAnswerShaped(value), start: start, end: end))
                     } else {
                         firstProblem = firstProblem ?? "the JSON does not contain a summary or findings"
                     }
                 } catch {
                     firstProblem = firstProblem ?? "invalid JSON (\(shortDescription(error)))"
-                    if opensProse {
+                    if opensProse, source[source.index(after: start)..<end].contains(UInt8(ascii: "{")) {
                         // Prose from a bracket to one closing it later (`the try { block …` … `}`)
-                        // holds the answer between them: read on inside, answer-shaped only.
+                        // may hold the answer between them: read on inside, answer-shaped objects only.
                         position = source.index(after: start)
-                        answerShapedOnly = true
+                        proseUntil = max(proseUntil, end)
                         continue
                     }
                 }
