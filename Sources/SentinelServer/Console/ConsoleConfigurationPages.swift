@@ -25,15 +25,6 @@ extension Console {
         }
     }
 
-    /// A budget in digits and at most one decimal point, without an exponent or trailing zeros,
-    /// to twelve places (six rounded $0.0000001 to 0, and saving the form unchanged stored that).
-    static func plainDecimal(_ value: Double) -> String {
-        var text = String(format: "%.12f", value)
-        while text.hasSuffix("0") { text.removeLast() }
-        if text.hasSuffix(".") { text.removeLast() }
-        return text
-    }
-
     func addConfigurationPages(to router: Router<SentinelRequestContext>) {
         let ws = "/workspaces/:workspaceId"
         get(router, ws + "/providers", "listProviders") { m, _ in try await providersPage(m) }
@@ -159,11 +150,11 @@ extension Console {
             },
             "canManage": allowed("createProvider", m.role) && allowed("updateProvider", m.role),
             "kinds": ProviderStore.kinds,
-            "budget": budget.map { $0 > 0 && $0 < 0.01 ? "$" + Self.plainDecimal($0) : String(format: "$%.2f", $0) } ?? "no limit",
+            "budget": budget.map { $0 > 0 && $0 < 0.01 ? "$" + $0.plainDecimalText : String(format: "$%.2f", $0) } ?? "no limit",
             "spent": String(format: "$%.2f", spent),
         ]
         // Plain digits, as the form takes them back: `String(0.00001)` wrote `1e-05`, which it refused.
-        if let budget { data["budgetValue"] = Self.plainDecimal(budget) }
+        if let budget { data["budgetValue"] = budget.plainDecimalText }
         if let tested { data["tested"] = tested }
         return try render("providers", title: "AI providers", data, visit: m.visit, member: m)
     }

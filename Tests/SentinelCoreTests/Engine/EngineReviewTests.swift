@@ -266,6 +266,15 @@ struct EngineReviewTests {
         let noBuiltin = await ReviewEngine.review(files: files, options: ReviewOptions(builtinChecks: false), model: nil)
         #expect(noBuiltin.findings.isEmpty)
         #expect(noBuiltin.aiStatus == .skipped(reason: "no AI provider is configured"))
+
+        // The AI budget spent before the run: the files the model would have read are not
+        // reviewed, as when it runs out during a run, and the AI part is refused, not skipped
+        // (it said "Reviewed 2 of 4 files" and concluded green).
+        let spent = await ReviewEngine.review(files: files, options: ReviewOptions(aiSkippedReason: ProviderRouter.SkipReason.budgetSpent), model: nil)
+        #expect(spent.aiStatus == .refused(reason: ProviderRouter.SkipReason.budgetSpent))
+        #expect(spent.coverage.reviewedFiles == 0 && spent.coverage.notReviewed.count == 2, "\(spent.coverage)")
+        #expect(spent.coverage.notReviewedReason == ProviderRouter.SkipReason.budgetSpent)
+        #expect(spent.findings.map(\.title) == ["GitHub token committed"])
     }
 
     @Test("the built-in checks look at the paths of their own scope when one is given (a run's settings), not at the review's excludes")

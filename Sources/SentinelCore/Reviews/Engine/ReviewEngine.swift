@@ -354,6 +354,13 @@ public enum ReviewEngine {
                 }
                 unreadPaths = unread
             }
+        } else if options.aiSkippedReason == ProviderRouter.SkipReason.budgetSpent, !chunks.isEmpty {
+            // The AI budget was spent before the run: as when it runs out during one, the files
+            // the model would have read are named as not reviewed and the check is neutral (it
+            // was a green "No findings" saying every file was reviewed).
+            aiStatus = .refused(reason: ProviderRouter.SkipReason.budgetSpent)
+            for file in chunks.flatMap(\.files) where !refusedPaths.contains(file.path) { refusedPaths.append(file.path) }
+            refusal = ProviderRouter.SkipReason.budgetSpent
         } else {
             aiStatus = .skipped(reason: options.aiSkippedReason ?? "no AI provider is configured")
         }
