@@ -338,6 +338,31 @@ struct EngineModelOutputTests {
                      "{findings: [{\"path\":\"src/app.py\",\"line\":4,\"title\":\"REAL eval\"}], summary: \"final\"}"] {
             #expect(throws: ModelOutputError.self, "\(text)") { try ModelOutputParser.parse(text) }
         }
+        // Thoughts without their opening tag before an answer that is not in the requested schema
+        // (an empty array, a lone finding), with drafts or a prose brace in them: the text after
+        // the tag is the answer; cut off there, it is refused, not replaced by a draft.
+        let d = #"{"path":"src/app.py","line":5,"title":"DRAFT open read","body":"maybe"}"#
+        let f = #"{"path":"src/app.py","line":4,"title":"REAL eval of env","body":"bad","severity":"high"}"#
+        let afterTag: [(String, [String])] = [
+            ("Okay, the diff. Maybe report [\(d)]? No, reading a file is fine.\n</think>\n\n[]", []),
+            ("Okay, the diff. Maybe report [\(d)]? No, reading a file is fine.\n</think>\n\n\(f)", ["REAL eval of env"]),
+            ("Okay, maybe \(d)? no.\n</think>\n\n\(f)", ["REAL eval of env"]),
+            ("Okay, let me look at the diff. The eval is fine? No.\n</think>\n\n[]", []),
+            ("Okay, the diff looks fine.\n</think>\n\n```json\n[]\n```", []),
+            ("The new `try {` block swallows errors, worth one finding.\n</think>\n\n{\"path\":\"src/app.py\",\"line\":4,\"title\":\"REAL lone\",\"body\":\"x\"}", ["REAL lone"]),
+            // Thoughts never closed, a lone finding ending the response.
+            ("<think>\nThe eval is dangerous.\n\n\(f)", ["REAL eval of env"]),
+        ]
+        for (text, titles) in afterTag {
+            do {
+                #expect(try ModelOutputParser.parse(text).findings.map(\.title) == titles, "\(text)")
+            } catch {
+                Issue.record("\(error): \(text)")
+            }
+        }
+        #expect(throws: ModelOutputError.self) {
+            try ModelOutputParser.parse(#"Maybe [{"path":"src/app.py","line":5,"title":"DRAFT"}]"# + "\n</think>\n\n" + #"{"summary":"s","findings":[{"path":"src/app.py","line":4,"title":"A"},{"path":"src/app.py","line":5,"title":"B""#)
+        }
         // A bracketed aside before a lone-finding answer.
         for text in ["I reviewed [`src/app.py`](src/app.py) and found one issue:\n{\"path\":\"src/app.py\",\"line\":4,\"title\":\"LONE\"}",
                      "- [x] reviewed\n{\"path\":\"src/app.py\",\"line\":4,\"title\":\"LONE\"}",

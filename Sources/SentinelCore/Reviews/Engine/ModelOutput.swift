@@ -190,21 +190,29 @@ public enum ModelOutputParser {
         case .closed(let after):
             return try parseAnswer(after, wanted: .any)
         case .closedWithoutOpening(let after):
-            // The cut is a guess: without an answer after it (the closing tag was one the answer's
-            // prose quoted), the whole text is read as it is.
-            if let answer = try? parseAnswer(after, wanted: .answerShaped) { return answer }
+            // The cut is a guess: with nothing bracketed after it (a closing tag the answer's prose
+            // quotes), or inside a document (one its body quotes), the whole text is read as it is.
+            if opensDocument(after) { return try parseAnswer(after, wanted: .any) }
             return try parseAnswer(bytes, wanted: .any)
         case .unclosed(let after):
             // Thoughts that never ended hold drafts: only an answer that ends the response is it.
             do { return try parseAnswer(after, wanted: .endingTheText) } catch {
-                throw ModelOutputError.malformed("the model's reasoning was not closed, and no answer ends the response")
+                throw ModelOutputError.malformed("the model's reasoning was not closed, and no complete answer ends the response")
             }
         }
     }
 
-    /// What `parseAnswer` takes: any candidate, an answer-shaped one only, or only an
-    /// answer-shaped one that ends the text.
-    private enum Wanted { case any, answerShaped, endingTheText }
+    /// What `parseAnswer` takes: any candidate, or only one that ends the text.
+    private enum Wanted { case any, endingTheText }
+
+    /// Whether `bytes` hold a bracket, and the first one opens (text cut inside a document starts
+    /// with the rest of it: `…"},{…}]}`).
+    private static func opensDocument(_ bytes: [UInt8]) -> Bool {
+        guard let first = bytes.first(where: { [UInt8(ascii: "{"), UInt8(ascii: "["), UInt8(ascii: "}"), UInt8(ascii: "]")].contains($0) }) else {
+            return false
+        }
+        return first == UInt8(ascii: "{") || first == UInt8(ascii: "[")
+    }
 
     private static func parseAnswer(_ bytes: [UInt8], wanted: Wanted) throws -> ModelReviewOutput {
         // A JSON document encoded as one JSON string: what it holds.
@@ -236,11 +244,11 @@ public enum ModelOutputParser {
         // aside naming a finding the model decided against, was taken instead of it).
         var candidates: [Candidate] = []
         for (source, answerShapedOnly) in sources {
-            candidates += scan(source, answerShapedOnly: answerShapedOnly || wanted != .any, problem: &firstProblem)
+            candidates += scan(source, answerShapedOnly: answerShapedOnly, problem: &firstProblem)
         }
         if wanted == .endingTheText { candidates = candidates.filter { endsTheText(bytes, after: $0.end) } }
         if let best = best(candidates) { return best }
-        for source in closingDocuments(bytes) + fencedDocuments(bytes) {
+        for source in closingDocuments(bytes) + (wanted == .endingTheText ? [] : fencedDocuments(bytes)) {
             if let best = best(scan(source, answerShapedOnly: true, problem: &firstProblem)) { return best }
         }
         throw ModelOutputError.malformed(firstProblem ?? "no JSON object found in the response")
