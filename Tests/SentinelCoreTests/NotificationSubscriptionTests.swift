@@ -124,6 +124,8 @@ struct NotificationSubscriptionTests {
         let text = try #require(messages.first?.json["text"] as? String)
         #expect(text.hasPrefix("Sentinel (ws-") && text.contains("): 2 notifications (2 × webhook authentication failing)"), "\(text)")
         #expect(text.contains("int_aaaaaaaaaaaaaaaa") && text.contains("int_bbbbbbbbbbbbbbbb"))
+        // The count is the one when the refusals were noticed (the first of the 25), and says so.
+        #expect(text.contains("(1 refused when this was noticed; more may have followed)"), "\(text)")
         await s.stop()
     }
 

@@ -163,7 +163,7 @@ public struct Notifications: Sendable {
         case "IntegrationAuthFailing":
             guard topics.contains(NotificationTopic.integrationAuthFailing.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
-            return Notice(topic: .integrationAuthFailing, text: "Webhook deliveries to integration \(fields["integration"] ?? "?") are failing authentication (\(fields["failures"] ?? "?") refused): check the webhook secret or token on the platform")
+            return Notice(topic: .integrationAuthFailing, text: "Webhook deliveries to integration \(fields["integration"] ?? "?") are failing authentication (\(fields["failures"] ?? "?") refused when this was noticed; more may have followed): check the webhook secret or token on the platform")
         case "ExportFailed":
             guard topics.contains(NotificationTopic.exportFailed.rawValue),
                   let fields = try? JSONDecoder.sentinel.decode([String: String].self, from: data) else { return nil }
