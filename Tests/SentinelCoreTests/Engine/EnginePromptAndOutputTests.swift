@@ -363,6 +363,15 @@ struct EngineModelOutputTests {
         #expect(throws: ModelOutputError.self) {
             try ModelOutputParser.parse(#"Maybe [{"path":"src/app.py","line":5,"title":"DRAFT"}]"# + "\n</think>\n\n" + #"{"summary":"s","findings":[{"path":"src/app.py","line":4,"title":"A"},{"path":"src/app.py","line":5,"title":"B""#)
         }
+        // An answer in prose after the thoughts: their draft is not the answer.
+        #expect(throws: ModelOutputError.self) {
+            try ModelOutputParser.parse("Okay. Maybe flag \(d)? No: CPython closes it.\n</think>\n\nNo issues found in this change.")
+        }
+        // A closing tag within a line, a document after it; one finding as an object.
+        let midLine = "Okay. Maybe {\"summary\": \"DRAFT\", \"findings\": [\(d)]}? no. Final answer follows. </think> {\"summary\": \"REAL\", \"findings\": [\(f)]}"
+        #expect(try ModelOutputParser.parse(midLine).summary == "REAL")
+        let single = try ModelOutputParser.parse("{\"summary\": \"REAL\", \"findings\": \(f)}")
+        #expect(single.summary == "REAL" && single.findings.map(\.title) == ["REAL eval of env"])
         // A bracketed aside before a lone-finding answer.
         for text in ["I reviewed [`src/app.py`](src/app.py) and found one issue:\n{\"path\":\"src/app.py\",\"line\":4,\"title\":\"LONE\"}",
                      "- [x] reviewed\n{\"path\":\"src/app.py\",\"line\":4,\"title\":\"LONE\"}",

@@ -190,10 +190,12 @@ public enum ModelOutputParser {
         case .closed(let after):
             return try parseAnswer(after, wanted: .any)
         case .closedWithoutOpening(let after):
-            // The cut is a guess: with nothing bracketed after it (a closing tag the answer's prose
-            // quotes), or inside a document (one its body quotes), the whole text is read as it is.
-            if opensDocument(after) { return try parseAnswer(after, wanted: .any) }
-            return try parseAnswer(bytes, wanted: .any)
+            // The cut is a guess. A response that opens with its answer (thoughts never do) and
+            // has no document opening after the tag quotes the tag in its prose or in a body: it
+            // is read whole. Otherwise the text after the tag is the answer, or there is none (an
+            // answer in prose after the thoughts: their drafts are not it).
+            if !opensDocument(after), opensWithDocument(bytes) { return try parseAnswer(bytes, wanted: .any) }
+            return try parseAnswer(after, wanted: .any)
         case .unclosed(let after):
             // Thoughts that never ended hold drafts: only an answer that ends the response is it.
             do { return try parseAnswer(after, wanted: .endingTheText) } catch {
@@ -204,6 +206,12 @@ public enum ModelOutputParser {
 
     /// What `parseAnswer` takes: any candidate, or only one that ends the text.
     private enum Wanted { case any, endingTheText }
+
+    /// Whether the first thing in `bytes` is a bracket or a fence.
+    private static func opensWithDocument(_ bytes: [UInt8]) -> Bool {
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }) else { return false }
+        return bytes[first] == UInt8(ascii: "{") || bytes[first] == UInt8(ascii: "[") || bytes[first...].starts(with: Array("```".utf8))
+    }
 
     /// Whether `bytes` hold a bracket, and the first one opens (text cut inside a document starts
     /// with the rest of it: `…"},{…}]}`).
@@ -303,7 +311,11 @@ public enum ModelOutputParser {
             blocks += 1
         }
         if blocks > 0 { return .closed(bytes) }
-        guard let cut = closingTags(in: bytes, from: 0, reasoningTags).first(where: { opensOrEndsLine(bytes, at: $0.at, length: $0.length) }) else {
+        // One that starts or ends a line; else the first within a line, when a document opens
+        // after it ("… Final answer follows. </think> {…}").
+        let closers = closingTags(in: bytes, from: 0, reasoningTags)
+        guard let cut = closers.first(where: { opensOrEndsLine(bytes, at: $0.at, length: $0.length) })
+                ?? closers.first.flatMap({ opensDocument(Array(bytes[($0.at + $0.length)...])) ? $0 : nil }) else {
             return .none
         }
         let after = Array(bytes[(cut.at + cut.length)...])
@@ -620,6 +632,8 @@ public enum ModelOutputParser {
                 switch findings {
                 case .array(let items): return output(summary: summary, items: items)
                 case .null: return ModelReviewOutput(summary: summary, findings: [])
+                // One finding written as an object, not a list of one.
+                case .object where RawFinding(json: findings) != nil: return output(summary: summary, items: [findings])
                 default: return nil
                 }
             }
