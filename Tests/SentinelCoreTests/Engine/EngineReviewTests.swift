@@ -253,6 +253,22 @@ struct EngineReviewTests {
         #expect(again.duplicates == first.findings.count)
     }
 
+    @Test("model summaries cut to their cap inside a code block get the block closed: the walkthrough after it is not shown as code")
+    func cutSummaryClosesItsCodeBlock() async throws {
+        let files = try UnifiedDiff.parse(Self.pullRequest)
+        let prose = String(repeating: "Long summary text. ", count: 1_050)
+        let summary = prose + "\n\n```python\n" + String(repeating: "cursor.execute(q)\n", count: 200) + "```\nAfter the code."
+        let model = EngineFakeModel { _ in
+            String(decoding: try JSONSerialization.data(withJSONObject: ["summary": summary, "findings": [[String: Any]]()]), as: UTF8.self)
+        }
+        let result = await ReviewEngine.review(files: files, options: ReviewOptions(), model: model)
+        let walkthrough = try #require(result.summary.range(of: "### Walkthrough"))
+        let before = result.summary[..<walkthrough.lowerBound]
+        #expect(before.contains("```python") && before.hasSuffix("…\n```\n\n"), "\(before.suffix(80))")
+        #expect(ReviewSummary.closingOpenFence("a\n~~~~\nb\n~~~~\n```js\nx") == "a\n~~~~\nb\n~~~~\n```js\nx\n```")
+        #expect(ReviewSummary.closingOpenFence("a\n```\nb\n```") == "a\n```\nb\n```")
+    }
+
     @Test func noModelMeansSkippedButBuiltinFindingsRemain() async throws {
         let files = try UnifiedDiff.parse(Self.pullRequest)
         let result = await ReviewEngine.review(files: files, options: ReviewOptions(aiSkippedReason: "no provider key is configured"),

@@ -556,6 +556,25 @@ public enum ReviewSummary {
     /// Cap on the merged model summaries (platform comments are limited to ~64k characters).
     public static let maxSummaryCharacters = 20_000
 
+    /// `text` with a fenced code block it leaves open (a line of three or more backticks or
+    /// tildes, indented at most three spaces, not closed by a line of as many or more) closed.
+    public static func closingOpenFence(_ text: String) -> String {
+        var open: (mark: Character, count: Int)?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let indent = line.prefix { $0 == " " }.count
+            guard indent <= 3, let mark = line.dropFirst(indent).first, mark == "`" || mark == "~" else { continue }
+            let run = line.dropFirst(indent).prefix { $0 == mark }.count
+            guard run >= 3 else { continue }
+            if let fence = open {
+                if mark == fence.mark, run >= fence.count, line.dropFirst(indent + run).allSatisfy(\.isWhitespace) { open = nil }
+            } else if mark == "~" || !line.dropFirst(indent + run).contains("`") {
+                open = (mark, run)
+            }
+        }
+        guard let open else { return text }
+        return text + "\n" + String(repeating: open.mark, count: open.count)
+    }
+
     /// The summary body. It has no top-level heading: the caller adds its own (with its run marker).
     public static func markdown(result: ReviewResult, modelSummaries: [String]) -> String {
         var out = ""
@@ -563,7 +582,9 @@ public enum ReviewSummary {
         let summaries = modelSummaries.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         if !summaries.isEmpty {
             var joined = summaries.joined(separator: "\n\n")
-            if joined.count > maxSummaryCharacters { joined = String(joined.prefix(maxSummaryCharacters)) + "…" }
+            // Cut within a code block, it is closed: left open it ran to the end of the body and
+            // showed the walkthrough and findings after it as code.
+            if joined.count > maxSummaryCharacters { joined = closingOpenFence(String(joined.prefix(maxSummaryCharacters)) + "…") }
             out += joined + "\n\n"
         }
 
