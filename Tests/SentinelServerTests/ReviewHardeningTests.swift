@@ -266,6 +266,25 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("a webhook whose head the pull request has already moved past: that run ends superseded before reading files, and the current head gets its own review (files of the new head were posted on the old commit)")
+    func headMovedBeforeReading() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "bbb222", baseSHA: "bbb000", files: GitHubWorld.files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let runs = try await world.runs().sorted { $0.id < $1.id }
+        #expect(runs.map(\.state) == [.superseded, .completed] && runs.map(\.headSHA) == ["aaa111", "bbb222"], "\(runs)")
+        #expect(runs.first?.reason?.contains("moved to bbb222") == true && runs.last?.trigger == ReviewRunStore.reconcileTrigger)
+        #expect(await world.github.state.reviews(on: Self.repo, 7).map(\.commitID) == ["bbb222"])
+        let checks = await world.github.state.checkRuns.values.sorted { $0.headSHA < $1.headSHA }
+        #expect(checks.map(\.title) == ["Superseded", checks.last?.title ?? ""] && checks.first?.conclusion == "neutral", "\(checks)")
+        // The new head's webhook, come late, finds its run.
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await world.runs().count == 2)
+        await world.stop()
+    }
+
     @Test("a pull request closed while its files are fetched: the run is skipped, its check concluded 'Review skipped' (it said 'Superseded')")
     func closedWhileReviewing() async throws {
         let world = try await GitHubWorld()

@@ -436,6 +436,14 @@ public struct ReviewRunner: Sendable {
         }
         let pr = try await fetchedPull
         laps.mark("fetch_pull")
+        if !run.headSHA.isEmpty, !pr.headSHA.isEmpty, pr.headSHA != run.headSHA, pr.isOpen {
+            // The pull request moved on before its files were read: they would be the new head's,
+            // posted on this run's commit at lines of the other diff. The new head gets a run of
+            // its own, as the catch-up sweep would request it (its webhook, come late, finds it).
+            try await supersedeBeforeReading(run, head: pr, loaded: loaded, session: session, repo: repo, checkID: checkID, workspace: workspace)
+            logger.info("pull request moved before the run read it; the new head gets its own run", metadata: ["head": "\(pr.headSHA)"])
+            return
+        }
         if run.headSHA.isEmpty {
             let (id, sha) = (run.id, pr.headSHA)
             try await workspace.write { tx in
@@ -827,6 +835,26 @@ public struct ReviewRunner: Sendable {
         }
         _ = try await workspace.write { tx in try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx) }
         logger.info("pull request moved while the run worked; nothing posted", metadata: ["head": "\(head)", "error": "\(outdated.message)"])
+    }
+
+    private func supersedeBeforeReading(_ run: ReviewRun, head pr: PullRequestInfo, loaded: Loaded, session: any SourceControlSession, repo: String,
+                                        checkID: String?, workspace: WorkspaceActor) async throws {
+        let reason = "the pull request moved to \(pr.headSHA.prefix(12)) before the review of \(run.headSHA.prefix(12)) began"
+        // The check first: should that call fail, the job's retry finds the run still running and gets here again.
+        if let checkID {
+            try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded",
+                                            summary: "Not reviewed: \(reason); that commit gets its own review.")
+        }
+        _ = try await workspace.write { tx in
+            _ = try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx)
+            // A run of the new head may be there already (its webhook came while this one waited).
+            let covered = try Bool.fetchOne(tx.db, sql: "SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?)",
+                                            arguments: [run.repositoryID, run.prNumber, pr.headSHA]) ?? false
+            guard !covered else { return }
+            _ = try ReviewRunStore.request(repository: loaded.repository, prNumber: run.prNumber, headSHA: pr.headSHA,
+                                           baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA, trigger: ReviewRunStore.reconcileTrigger,
+                                           fullReview: run.fullReview, correlationID: run.correlationID, in: &tx)
+        }
     }
 
     /// The review body as posted: with the inline comments refused, the findings are listed in it
