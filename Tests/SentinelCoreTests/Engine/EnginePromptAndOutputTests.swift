@@ -367,9 +367,12 @@ struct EngineModelOutputTests {
         #expect(throws: ModelOutputError.self) {
             try ModelOutputParser.parse("Okay. Maybe flag \(d)? No: CPython closes it.\n</think>\n\nNo issues found in this change.")
         }
-        // A closing tag within a line, a document after it; one finding as an object.
-        let midLine = "Okay. Maybe {\"summary\": \"DRAFT\", \"findings\": [\(d)]}? no. Final answer follows. </think> {\"summary\": \"REAL\", \"findings\": [\(f)]}"
-        #expect(try ModelOutputParser.parse(midLine).summary == "REAL")
+        // A closing tag quoted within a string of the answer does not cut it; one finding as an object.
+        let quotedInSummary = #"{"summary":"Adds strip_thoughts, which keeps the text after the last </think> tag.","findings":[]}"#
+        #expect(try ModelOutputParser.parse(quotedInSummary).summary == "Adds strip_thoughts, which keeps the text after the last </think> tag.")
+        let quotedInBody = #"{"summary":"Adds strip_thoughts.","findings":[{"path":"app/strip.py","line":4,"severity":"medium","title":"Empty answer","body":"s.split('</think>')[-1] is empty when the tag ends the text."},{"path":"app/strip.py","line":3,"severity":"low","title":"Missing docstring","body":"Say what it returns."}]}"#
+        let both = try ModelOutputParser.parse(quotedInBody)
+        #expect(both.summary == "Adds strip_thoughts." && both.findings.map(\.title) == ["Empty answer", "Missing docstring"])
         let single = try ModelOutputParser.parse("{\"summary\": \"REAL\", \"findings\": \(f)}")
         #expect(single.summary == "REAL" && single.findings.map(\.title) == ["REAL eval of env"])
         // A bracketed aside before a lone-finding answer.

@@ -311,11 +311,9 @@ public enum ModelOutputParser {
             blocks += 1
         }
         if blocks > 0 { return .closed(bytes) }
-        // One that starts or ends a line; else the first within a line, when a document opens
-        // after it ("… Final answer follows. </think> {…}").
-        let closers = closingTags(in: bytes, from: 0, reasoningTags)
-        guard let cut = closers.first(where: { opensOrEndsLine(bytes, at: $0.at, length: $0.length) })
-                ?? closers.first.flatMap({ opensDocument(Array(bytes[($0.at + $0.length)...])) ? $0 : nil }) else {
+        // One that starts or ends a line: one within a line may be quoted in a JSON string of
+        // the answer ("keeps the text after </think>"), and the answer was cut there.
+        guard let cut = closingTags(in: bytes, from: 0, reasoningTags).first(where: { opensOrEndsLine(bytes, at: $0.at, length: $0.length) }) else {
             return .none
         }
         let after = Array(bytes[(cut.at + cut.length)...])
