@@ -105,17 +105,7 @@ struct BackupTests {
         let ws = try h.createWorkspace("routes")
         let service = IntegrationService(control: h.control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile))
         let actor = try await h.supervisor.pin(ws)
-        func add(_ id: String) async throws {
-            try await actor.write { tx in
-                try tx.db.execute(sql: """
-                    INSERT INTO integrations (id, kind, app_id, api_url, webhook_secret, created_at)
-                    VALUES (?, 'github', 1, 'https://127.0.0.1:1/', x'00', 5)
-                    """, arguments: [id])
-            }
-            try h.control.write { db in
-                try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', 5)", arguments: [id, ws.rawValue])
-            }
-        }
+        func add(_ id: String) async throws { try await Self.addIntegration(id, to: actor, h) }
         let kept = try #require(IntegrationID("int_kept000000000000"))
         let later = try #require(IntegrationID("int_later00000000000"))
         try await add(kept.rawValue)
@@ -138,6 +128,19 @@ struct BackupTests {
         #expect(said.contains { $0.contains("\(kept)") && $0.contains("routed to the workspace again") })
     }
 
+    /// A GitHub integration row in the workspace's file and its route in control.sqlite.
+    static func addIntegration(_ id: String, to actor: WorkspaceActor, _ h: TestHarness) async throws {
+        try await actor.write { tx in
+            try tx.db.execute(sql: """
+                INSERT INTO integrations (id, kind, app_id, api_url, webhook_secret, created_at)
+                VALUES (?, 'github', 1, 'https://127.0.0.1:1/', x'00', 5)
+                """, arguments: [id])
+        }
+        try h.control.write { db in
+            try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', 5)", arguments: [id, actor.id.rawValue])
+        }
+    }
+
     @Test("a full restore keeps an integration removed after the backup removed: its webhooks answer 410, not 404")
     func fullRestoreKeepsRemovedIntegrations() async throws {
         let h = try TestHarness()
@@ -147,15 +150,7 @@ struct BackupTests {
         let out = h.directory.url.appendingPathComponent("backup")
         _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, control: h.control)
         let gone = try #require(IntegrationID("int_gone000000000000"))
-        try await actor.write { tx in
-            try tx.db.execute(sql: """
-                INSERT INTO integrations (id, kind, app_id, api_url, webhook_secret, created_at)
-                VALUES (?, 'github', 1, 'https://127.0.0.1:1/', x'00', 5)
-                """, arguments: [gone.rawValue])
-        }
-        try h.control.write { db in
-            try db.execute(sql: "INSERT INTO integrations (id, workspace_id, kind, created_at) VALUES (?, ?, 'github', 5)", arguments: [gone.rawValue, ws.rawValue])
-        }
+        try await Self.addIntegration(gone.rawValue, to: actor, h)
         try await service.remove(gone, from: actor, by: "cli")
         #expect(try service.isRetired(gone))
         await h.supervisor.shutdown()
