@@ -45,6 +45,17 @@ struct AIProviderWireTests {
         #expect(throws: ProviderError.refused("the provider's content filter blocked the answer")) { _ = try OpenAIChatProvider.parseResponse(empty) }
     }
 
+    @Test("no content at the output limit (a reasoning model's thinking used it up) is an empty answer that hit the limit, with its usage, so the call is metered and not asked for again")
+    func noContentAtOutputLimit() throws {
+        let body = Data(#"{"choices":[{"index":0,"message":{"role":"assistant","content":null},"finish_reason":"length"}],"usage":{"prompt_tokens":3000,"completion_tokens":8000,"completion_tokens_details":{"reasoning_tokens":8000}}}"#.utf8)
+        let parsed = try OpenAIChatProvider.parseResponse(body)
+        #expect(parsed.text.isEmpty && parsed.usage == TokenUsage(inputTokens: 3000, outputTokens: 8000))
+        #expect(OpenAIChatProvider.hitOutputLimit(body))
+        // Without the limit, no content is still an unreadable answer.
+        let stopped = Data(#"{"choices":[{"index":0,"message":{"role":"assistant","content":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":0}}"#.utf8)
+        #expect(throws: ProviderError.malformed("the response has no message content")) { _ = try OpenAIChatProvider.parseResponse(stopped) }
+    }
+
     @Test func azureRequestShape() async throws {
         try await withFakeLLM { server, http in
             await server.state.setReview(AIFixtures.goodReview)

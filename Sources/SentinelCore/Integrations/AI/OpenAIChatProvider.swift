@@ -123,6 +123,10 @@ public struct OpenAIChatProvider: WireFormatProvider {
             throw ProviderError.refused((text ?? "").isEmpty ? "the provider's content filter blocked the answer"
                                                               : "the provider's content filter cut the answer off")
         }
+        // No content at the output limit (a reasoning model whose thinking used it all up): an
+        // empty answer that hit the limit, metered at its usage. As an error it went unmetered and
+        // was asked for again, which only doubles the cost.
+        if text == nil, choice["finish_reason"]?.string == "length" { text = "" }
         guard let text else { throw ProviderError.malformed("the response has no message content") }
         let usage = TokenUsage(inputTokens: ProviderHTTP.tokens(json["usage"]?["prompt_tokens"]),
                                outputTokens: ProviderHTTP.tokens(json["usage"]?["completion_tokens"]))
