@@ -297,9 +297,9 @@ public enum ModelOutputParser {
             let closers = closingTags(in: bytes, from: start + opened.open.count, [opened])
             // The first closing tag on a line of its own (one quoted in the thoughts is not), unless
             // no answer can follow it (a tag the answer's prose quotes): then the first.
+            let lastBracket = bytes.lastIndex { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") } ?? -1
             let onItsLine = closers.first { closer in
-                opensOrEndsLine(bytes, at: closer.at, length: closer.length)
-                    && bytes[(closer.at + closer.length)...].contains { $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "[") }
+                opensOrEndsLine(bytes, at: closer.at, length: closer.length) && closer.at + closer.length <= lastBracket
             }
             guard let cut = onItsLine ?? closers.first else {
                 return .unclosed(Array(bytes[(start + opened.open.count)...]))
