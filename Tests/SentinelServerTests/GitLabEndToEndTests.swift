@@ -622,7 +622,7 @@ struct GitLabEndToEndTests {
         await world.stop()
     }
 
-    @Test("the merge request moves while the review is written: the run ends superseded and posts nothing on lines of another version")
+    @Test("the merge request moves while the review is written: the run ends superseded and posts nothing on lines of another version; the new head gets a review of its own")
     func headMovesWhileReviewing() async throws {
         let world = try await GitLabWorld()
         let mr = try await world.mergeRequest()
@@ -630,12 +630,15 @@ struct GitLabEndToEndTests {
         await world.gitlab.state.pushMergeRequest(before: "GET merge_request", occurrence: 2, project: world.project.id, iid: 3,
                                                   headSHA: "ccc333", files: GitLabWorld.files)
         #expect(try await world.deliver("Merge Request Hook", GitLabWebhook.mergeRequest(action: "open", mr: mr, project: world.project)).0 == 202)
-        #expect(await world.waitForFinished(1))
-        let run = try #require(try await world.runs().first)
+        #expect(await world.waitForFinished(2))
+        let run = try #require(try await world.runs().first { $0.headSHA == "aaa111" })
         #expect(run.state == .superseded, "\(run.state) \(run.reason ?? "")")
         #expect(run.reason?.contains("ccc333") == true, "\(run.reason ?? "")")
-        #expect(await world.summaryNotes().isEmpty)
-        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).isEmpty)
+        let next = try #require(try await world.runs().first { $0.headSHA == "ccc333" })
+        #expect(next.state == .completed && next.trigger == ReviewRunStore.reconcileTrigger, "\(next)")
+        let summaries = await world.summaryNotes().map(\.body)
+        #expect(summaries.map { $0.hasPrefix(ReviewRunner.marker(runID: next.id)) } == [true], "\(summaries)")
+        #expect(await world.gitlab.state.diffNotes(project: world.project.id, iid: 3).allSatisfy { $0.position?.headSHA == "ccc333" })
         #expect(await world.gitlab.state.statusStates(project: world.project.id, sha: "aaa111", name: "Sentinel").last == "success",
                 "a superseded run's status is neutral, which GitLab spells success")
         await world.stop()

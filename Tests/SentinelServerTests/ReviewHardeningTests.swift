@@ -249,20 +249,24 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
-    @Test("a force push while the review is written: the run ends superseded, the check neutral, nothing posted")
+    @Test("a force push while the review is written: the run ends superseded, its check neutral, nothing posted on the old commit; the new head gets its own review even when its webhook never comes")
     func forcePushWhileReviewing() async throws {
         let world = try await GitHubWorld()
         // GitHub refuses a review of a commit a force push removed from the pull request (422).
         await world.github.state.pushBeforeNextReview(repo: Self.repo, 7, head: "fff999", force: true)
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
-        #expect(await world.waitForRun(state: .superseded))
-        let run = try #require(try await world.runs().first)
-        #expect(run.reason?.contains("fff999") == true, "\(run.reason ?? "")")
-        #expect(await world.github.state.reviews(on: Self.repo, 7).isEmpty)
-        let check = try #require(await world.github.state.checkRuns.values.first)
-        #expect(check.status == "completed")
-        #expect(check.conclusion == "neutral")
-        #expect(check.title == "Superseded")
+        #expect(await world.waitForRun(state: .completed))
+        let runs = try await world.runs().sorted { $0.id < $1.id }
+        #expect(runs.map(\.state) == [.superseded, .completed] && runs.map(\.headSHA) == ["aaa111", "fff999"], "\(runs)")
+        #expect(runs.first?.reason?.contains("moved to fff999") == true && runs.last?.trigger == ReviewRunStore.reconcileTrigger)
+        #expect(await world.github.state.reviews(on: Self.repo, 7).map(\.commitID) == ["fff999"])
+        let old = try #require(await world.github.state.checkRuns.values.first { $0.headSHA == "aaa111" })
+        #expect(old.status == "completed" && old.conclusion == "neutral" && old.title == "Superseded", "\(old)")
+        #expect(old.summary?.contains("that commit gets its own review") == true, "\(old.summary ?? "")")
+        // The new head's webhook, come late, finds its run.
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "fff999", before: "aaa111"))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await world.runs().count == 2)
         await world.stop()
     }
 

@@ -249,6 +249,21 @@ public enum ReviewRunStore {
         }
     }
 
+    /// Ends a run whose pull request moved to another head (a push or a force push) as superseded.
+    /// The new head of an open pull request gets a run of its own, requested as the catch-up sweep
+    /// would, unless it has one already (its webhook came first).
+    static func supersede(_ run: ReviewRun, movedTo pr: PullRequestInfo, repository: RepositoryRecord, reason: String,
+                          in tx: inout WorkspaceTransaction) throws {
+        try finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx)
+        guard pr.isOpen, !pr.headSHA.isEmpty else { return }
+        let covered = try Bool.fetchOne(tx.db, sql: """
+            SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?)
+            """, arguments: [run.repositoryID, run.prNumber, pr.headSHA]) ?? false
+        guard !covered else { return }
+        _ = try request(repository: repository, prNumber: run.prNumber, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA,
+                        trigger: reconcileTrigger, fullReview: run.fullReview, correlationID: run.correlationID, in: &tx)
+    }
+
     /// Ends every open run of a PR (closed PR): queued work is cancelled.
     public static func closePullRequest(repositoryID: Int64, prNumber: Int, in tx: inout WorkspaceTransaction) throws -> Int {
         let open = try Int64.fetchAll(tx.db, sql: """

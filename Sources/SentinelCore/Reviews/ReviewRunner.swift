@@ -440,7 +440,7 @@ public struct ReviewRunner: Sendable {
             // The pull request moved on before its files were read: they would be the new head's,
             // posted on this run's commit at lines of the other diff. The new head gets a run of
             // its own, as the catch-up sweep would request it (its webhook, come late, finds it).
-            try await supersedeBeforeReading(run, head: pr, loaded: loaded, session: session, repo: repo, checkID: checkID, workspace: workspace)
+            try await supersede(run, movedTo: pr, before: "began", repository: loaded.repository, session: session, checkID: checkID, workspace: workspace)
             logger.info("pull request moved before the run read it; the new head gets its own run", metadata: ["head": "\(pr.headSHA)"])
             return
         }
@@ -792,7 +792,9 @@ public struct ReviewRunner: Sendable {
                                                             comments: [], requestChanges: prepared.requestChanges)
                 }
             } catch let outdated as ReviewedCommitOutdated {
-                try await supersedeOutdated(run, outdated, session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
+                // (The run's repository record is never deleted, only marked removed.)
+                guard let repository else { throw SourceControlError.permanent(outdated.message) }
+                try await supersedeOutdated(run, outdated, repository: repository, session: session, checkID: checkID, workspace: workspace, logger: logger)
                 return
             }
         }
@@ -822,39 +824,29 @@ public struct ReviewRunner: Sendable {
     }
 
     /// The platform would not take a review of the run's commit because the pull request moved on
-    /// (a force push): the run is superseded by the new head, whose own run reviews it, and its
-    /// check says so. Should the pull request still be at the run's commit, the refusal is a failure.
-    private func supersedeOutdated(_ run: ReviewRun, _ outdated: ReviewedCommitOutdated, session: any SourceControlSession, repo: String,
+    /// (a force push): the run is superseded by the new head. Should the pull request still be at
+    /// the run's commit, the refusal is a failure.
+    private func supersedeOutdated(_ run: ReviewRun, _ outdated: ReviewedCommitOutdated, repository: RepositoryRecord, session: any SourceControlSession,
                                    checkID: String?, workspace: WorkspaceActor, logger: Logger) async throws {
-        let head = try await session.pullRequest(repo, run.prNumber).headSHA
-        guard head != run.headSHA else { throw SourceControlError.permanent(outdated.message) }
-        let reason = "the pull request moved to \(head.prefix(12)) before the review of \(run.headSHA.prefix(12)) was posted"
-        // The check first: should that call fail, the job's retry finds the run still running and gets here again.
-        if let checkID {
-            try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded", summary: "Not posted: \(reason).")
-        }
-        _ = try await workspace.write { tx in try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx) }
-        logger.info("pull request moved while the run worked; nothing posted", metadata: ["head": "\(head)", "error": "\(outdated.message)"])
+        let pr = try await session.pullRequest(repository.fullName, run.prNumber)
+        guard pr.headSHA != run.headSHA else { throw SourceControlError.permanent(outdated.message) }
+        try await supersede(run, movedTo: pr, before: "was posted", repository: repository, session: session, checkID: checkID, workspace: workspace)
+        logger.info("pull request moved while the run worked; nothing posted", metadata: ["head": "\(pr.headSHA)", "error": "\(outdated.message)"])
     }
 
-    private func supersedeBeforeReading(_ run: ReviewRun, head pr: PullRequestInfo, loaded: Loaded, session: any SourceControlSession, repo: String,
-                                        checkID: String?, workspace: WorkspaceActor) async throws {
-        let reason = "the pull request moved to \(pr.headSHA.prefix(12)) before the review of \(run.headSHA.prefix(12)) began"
+    /// Ends a run whose pull request moved to another head `before` its review began or was posted:
+    /// its check says so, and the new head of an open pull request gets its own run (should its
+    /// webhook never come, nothing else would review it until the catch-up sweep).
+    private func supersede(_ run: ReviewRun, movedTo pr: PullRequestInfo, before what: String, repository: RepositoryRecord,
+                           session: any SourceControlSession, checkID: String?, workspace: WorkspaceActor) async throws {
+        let reason = "the pull request moved to \(pr.headSHA.prefix(12)) before the review of \(run.headSHA.prefix(12)) \(what)"
         // The check first: should that call fail, the job's retry finds the run still running and gets here again.
         if let checkID {
-            try await session.completeCheck(repo, checkID: checkID, conclusion: .neutral, title: "Superseded",
-                                            summary: "Not reviewed: \(reason); that commit gets its own review.")
+            let verb = what == "began" ? "reviewed" : "posted"
+            try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral, title: "Superseded",
+                                            summary: "Not \(verb): \(reason)" + (pr.isOpen ? "; that commit gets its own review." : "."))
         }
-        _ = try await workspace.write { tx in
-            _ = try ReviewRunStore.finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx)
-            // A run of the new head may be there already (its webhook came while this one waited).
-            let covered = try Bool.fetchOne(tx.db, sql: "SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?)",
-                                            arguments: [run.repositoryID, run.prNumber, pr.headSHA]) ?? false
-            guard !covered else { return }
-            _ = try ReviewRunStore.request(repository: loaded.repository, prNumber: run.prNumber, headSHA: pr.headSHA,
-                                           baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA, trigger: ReviewRunStore.reconcileTrigger,
-                                           fullReview: run.fullReview, correlationID: run.correlationID, in: &tx)
-        }
+        try await workspace.write { tx in try ReviewRunStore.supersede(run, movedTo: pr, repository: repository, reason: reason, in: &tx) }
     }
 
     /// The review body as posted: with the inline comments refused, the findings are listed in it
