@@ -97,6 +97,12 @@ public enum ReviewRunStore {
     /// reviewed creates nothing.
     static let reviewedAgainTriggers: Set<String> = ["reopened", "ready_for_review"]
 
+    /// The event a trigger names: `reopened` for the second reopening's `reopened:2`.
+    static func event(ofTrigger trigger: String) -> String {
+        guard let colon = trigger.firstIndex(of: ":"), reviewedAgainTriggers.contains(String(trigger[..<colon])) else { return trigger }
+        return String(trigger[..<colon])
+    }
+
     /// Reviews a person asked for (the API's or console's re-run, an `@sentinel review` comment)
     /// go before any other work: someone is waiting for them. The rest run at `normal`.
     static func priority(ofTrigger trigger: String) -> JobPriority {
@@ -156,10 +162,21 @@ public enum ReviewRunStore {
             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
             """, arguments: [repository.id, prNumber, headSHA, baseSHA, trigger, fullReview, correlationID, tx.now.epoch])
         if db.changesCount == 0 {
-            let existing = try Int64.fetchOne(db, sql: """
-                SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND trigger = ?
-                """, arguments: [repository.id, prNumber, headSHA, trigger])!
-            return (existing, false)
+            // A pull request reopened, or marked ready, once more at the same head: the run the
+            // first such event made was skipped (closed, or a draft, again before it started) or
+            // superseded. This event says the reason is gone, and the pull request gets a run of its
+            // own, numbered (`reopened:2`); a run still waiting or working stands for it.
+            // The event had found the first run and reviewed nothing, for good.
+            let runs = try Row.fetchAll(db, sql: """
+                SELECT id, state FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND (trigger = ? OR trigger LIKE ? ESCAPE '\\')
+                ORDER BY id DESC
+                """, arguments: [repository.id, prNumber, headSHA, trigger, trigger.replacingOccurrences(of: "_", with: "\\_") + ":%"])
+            let latest = runs[0]
+            guard reviewedAgainTriggers.contains(trigger), !headSHA.isEmpty, [RunState.skipped, .superseded].contains(latest["state"] as RunState) else {
+                return (latest["id"], false)
+            }
+            return try request(repository: repository, prNumber: prNumber, headSHA: headSHA, baseSHA: baseSHA, trigger: "\(trigger):\(runs.count + 1)",
+                               fullReview: fullReview, correlationID: correlationID, occurredAt: occurredAt, in: &tx)
         }
         let runID = db.lastInsertedRowID
         try supersedeOlder(than: runID, repositoryID: repository.id, prNumber: prNumber, reason: "superseded by run \(runID)", in: &tx)
@@ -251,15 +268,19 @@ public enum ReviewRunStore {
 
     /// Ends a run whose pull request moved to another head (a push or a force push) as superseded.
     /// The new head of an open pull request gets a run of its own, requested as the catch-up sweep
-    /// would, unless it has one already (its webhook came first).
+    /// would, unless a run of it that was not superseded exists (its webhook came first). One that
+    /// was superseded is no review: a late webhook of an older push, its run requested after the
+    /// new head's, had superseded the new head's run, and nothing reviewed the pull request's head
+    /// until the next sweep (its check said "Superseded", passing).
     static func supersede(_ run: ReviewRun, movedTo pr: PullRequestInfo, repository: RepositoryRecord, reason: String,
                           in tx: inout WorkspaceTransaction) throws {
         try finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx)
         guard pr.isOpen, !pr.headSHA.isEmpty else { return }
-        let covered = try Bool.fetchOne(tx.db, sql: """
-            SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?)
-            """, arguments: [run.repositoryID, run.prNumber, pr.headSHA]) ?? false
-        guard !covered else { return }
+        // (A catch-up run of it superseded in turn is left to the sweep, which asks no more either.)
+        let runs = try Row.fetchAll(tx.db, sql: """
+            SELECT state, trigger FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?
+            """, arguments: [run.repositoryID, run.prNumber, pr.headSHA])
+        guard runs.allSatisfy({ ($0["state"] as RunState) == .superseded && ($0["trigger"] as String) != reconcileTrigger }) else { return }
         _ = try request(repository: repository, prNumber: run.prNumber, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA,
                         trigger: reconcileTrigger, fullReview: run.fullReview, correlationID: run.correlationID, in: &tx)
     }

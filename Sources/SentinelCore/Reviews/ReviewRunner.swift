@@ -922,7 +922,7 @@ public struct ReviewRunner: Sendable {
     /// The webhook trigger a run stands for: a catch-up run (`reconcile`) is the push a missed
     /// `synchronize` would have reviewed when the PR was reviewed before, else the missed `opened`.
     static func effectiveTrigger(_ run: ReviewRun, lastReviewedSHA: String?) -> String {
-        guard run.trigger == ReviewRunStore.reconcileTrigger else { return run.trigger }
+        guard run.trigger == ReviewRunStore.reconcileTrigger else { return ReviewRunStore.event(ofTrigger: run.trigger) }
         return (lastReviewedSHA ?? "").isEmpty ? "opened" : "push"
     }
 
