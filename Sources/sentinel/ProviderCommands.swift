@@ -192,10 +192,12 @@ struct ReviewCommand: AsyncParsableCommand {
     @Option(help: "A unified diff (git diff output); - reads it from standard input.") var diff: String
     @Option(name: .customLong("config"), help: "A .sentinel.yml to apply on top of the workspace's settings.") var policyFile: String?
     @Option(help: "Workspace id or name whose AI providers and settings to use.") var workspace: String?
+    @Option(help: "The appliance's YAML config, as given to serve's --config (default: DATA_DIR/sentinel.yaml if present): its spend limits, prices and outbound rules apply.")
+    var applianceConfig: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        try await oneLine {
+        let conclusion = try await oneLine { () async throws -> CheckConclusion in
             // Bytes that are not UTF-8 (a file kept in another encoding) become U+FFFD rather than stopping the review.
             let files = try UnifiedDiff.parse(String(decoding: try readInput(diff, what: "diff"), as: UTF8.self))
             let fileText = try policyFile.map { path -> String in
@@ -206,6 +208,10 @@ struct ReviewCommand: AsyncParsableCommand {
             func review(_ resolved: PolicyService.Resolved, model: (any ReviewModel)?, skipped: String?, maxTokensPerRun: Int? = nil,
                         gate: (any ModelCallGate)? = nil) async -> ReviewResult {
                 for d in resolved.diagnostics { FileHandle.standardError.write(Data((d.formatted + "\n").utf8)) }
+                // As a pull request's review says under "Locked settings".
+                for v in resolved.effective.violations {
+                    FileHandle.standardError.write(Data("\(v.key) is locked by the \(v.lockedBy.rawValue) settings; the \(v.attemptedBy.rawValue) value was not applied\n".utf8))
+                }
                 var options = ReviewOptions(policy: resolved.policy)
                 // As `serve` scopes them: a `--config` file's paths narrow the AI review, not the built-in checks.
                 options.builtinScope = (resolved.settingsPolicy.include, resolved.settingsPolicy.exclude)
@@ -213,10 +219,10 @@ struct ReviewCommand: AsyncParsableCommand {
                 options.maxTokensPerRun = maxTokensPerRun
                 return await ReviewEngine.review(files: files, options: options, model: model, gate: gate)
             }
-            let result: ReviewResult
+            let result: ReviewResult, conclusion: CheckConclusion
             if let workspace {
-                let global = CLIContext(dataDir: dataDir, configFile: nil)
-                result = try await global.withWorkspace(workspace) { actor, control, config in
+                let global = CLIContext(dataDir: dataDir, configFile: applianceConfig)
+                (result, conclusion) = try await global.withWorkspace(workspace) { actor, control, config in
                     let resolved = try await actor.read { db in try PolicyService.resolve(in: db, repositoryID: nil, fileText: fileText) }
                     let plan = try global.billing(config, control).currentPlan(of: actor.id)
                     // Everything that can fail comes before the client, which must be shut down once made.
@@ -237,18 +243,22 @@ struct ReviewCommand: AsyncParsableCommand {
                     await client.shutdown()
                     // Its tokens count toward the plan like a run's: past 80 % of a limit, told once.
                     _ = try await actor.write { tx in try PlanLimits.recordSoftLimits(plan: plan, startingRun: nil, in: &tx) }
-                    return result
+                    return (result, ReviewRunner.conclusion(of: result, policy: resolved.policy, failedRunConclusion: config.review.failedRunConclusion))
                 }
             } else {
-                result = await review(try PolicyService.resolve(fileText: fileText), model: nil, skipped: "no --workspace given: built-in checks only")
+                if applianceConfig != nil { throw CLIError("--appliance-config needs --workspace: without one, only the built-in checks run") }
+                let resolved = try PolicyService.resolve(fileText: fileText)
+                result = await review(resolved, model: nil, skipped: "no --workspace given: built-in checks only")
+                conclusion = ReviewRunner.conclusion(of: result, policy: resolved.policy, failedRunConclusion: .failure)
             }
             if json {
                 struct Output: Encodable {
                     let findings: [Finding]; let overLimit: [Finding]; let notOnChangedLines: [RawFinding]
-                    let ai: String; let coverage: String; let summary: String
+                    let ai: String; let coverage: String; let summary: String; let conclusion: String
                 }
                 try printJSONWithSwiftNames(Output(findings: result.findings, overLimit: result.overLimit, notOnChangedLines: result.unanchored,
-                                                   ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary))
+                                                   ai: result.aiStatus.description, coverage: result.coverage.sentence, summary: result.summary,
+                                                   conclusion: conclusion.rawValue))
             } else {
                 // Every finding the review reports, as a pull request's summary lists them: past
                 // review.max_comments and not on a changed line too (they were left out, "0 finding(s)").
@@ -265,7 +275,11 @@ struct ReviewCommand: AsyncParsableCommand {
                 for f in result.unanchored { show(f.path, f.startLine, f.line, f.severity, f.category, f.title, f.body, "ai, not on a changed line") }
                 let total = result.findings.count + result.overLimit.count + result.unanchored.count
                 print("\n\(result.coverage.sentence)\nAI review: \(result.aiStatus.description)\n\(total) finding(s)")
+                print("Check: \(conclusion.rawValue)")
             }
+            return conclusion
         }
+        // As the pull request's check would conclude: a pre-push hook or a CI step stops on it.
+        if conclusion == .failure { throw ExitCode(2) }
     }
 }

@@ -380,6 +380,24 @@ struct ProviderCommandTests {
         // A file that never ends is refused at the limit instead of read until memory runs out.
         let endless = try await SentinelProcess.run(["config", "validate", "/dev/zero"])
         #expect(endless.status == 1 && endless.stdout.contains("/dev/zero:1:1: error: cannot read file /dev/zero: it holds more than 256 KiB, the most read from one"), "\(endless.stdout)")
+        // The check the pull request would get: printed, in the JSON, and as the exit status (2 when
+        // it fails: a leaked key is critical, past the default review.fail_on). The diff uses git's
+        // mnemonic prefixes.
+        let leaked = dir.url.appendingPathComponent("leak.diff")
+        try "diff --git i/app.py w/app.py\n--- i/app.py\n+++ w/app.py\n@@ -1,1 +1,2 @@\n import os\n+AWS_SECRET_ACCESS_KEY = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\n"
+            .write(to: leaked, atomically: true, encoding: .utf8)
+        let failing = try await SentinelProcess.run(["review", "--diff", leaked.path])
+        #expect(failing.status == 2 && failing.stdout.contains("app.py:2 [critical]") && failing.stdout.hasSuffix("Check: failure\n"), "\(failing.stdout)")
+        let failingJSON = try await SentinelProcess.run(["review", "--diff", leaked.path, "--json"])
+        #expect(failingJSON.status == 2, "\(failingJSON.stderr)")
+        #expect((try JSONSerialization.jsonObject(with: Data(failingJSON.stdout.utf8)) as? [String: Any])?["conclusion"] as? String == "failure")
+        #expect(result?["conclusion"] as? String == "success", "a conflict marker is high, under the default fail_on: \(review.stdout)")
+        let lenient = dir.url.appendingPathComponent("lenient.yml")
+        try "version: 1\nreview:\n  fail_on: none\n".write(to: lenient, atomically: true, encoding: .utf8)
+        let passing = try await SentinelProcess.run(["review", "--diff", leaked.path, "--config", lenient.path])
+        #expect(passing.status == 0 && passing.stdout.hasSuffix("Check: success\n"), "\(passing.stdout)")
+        let alone = try await SentinelProcess.run(["review", "--diff", leaked.path, "--appliance-config", lenient.path])
+        #expect(alone.status == 1 && alone.stderr.contains("--appliance-config needs --workspace"), "\(alone.stderr)")
         let endlessDiff = try await SentinelProcess.run(["review", "--diff", "/dev/zero"])
         #expect(endlessDiff.status != 0 && endlessDiff.stderr.contains("cannot read diff /dev/zero: it holds more than 64 MiB, the most read from one"),
                 "\(endlessDiff.stderr)")
@@ -443,6 +461,26 @@ struct ProviderCommandTests {
         _ = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json"])
         let told = try await SentinelProcess.run(["audit", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(told.stdout.contains("PlanSoftLimitReached"), "\(told.stdout.suffix(2000))")
+
+        // The appliance's config named as `serve` is given it (`/etc/sentinel/sentinel.yaml`, outside
+        // the data directory): its limits hold (it could not be named, and they were skipped).
+        let etc = dir.url.appendingPathComponent("etc-sentinel.yaml")
+        try "review:\n  max_tokens_per_run: 10\n".write(to: etc, atomically: true, encoding: .utf8)
+        let limited = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json",
+                                                     "--appliance-config", etc.path])
+        #expect(limited.status == 2, "an AI review that could not be made fails the check (review.failed_run_conclusion): \(limited.stderr)")
+        #expect(await llm.state.requests(.openAI).count == 4, "no model call past the run's token budget")
+        let limitedResult = try JSONSerialization.jsonObject(with: Data(limited.stdout.utf8)) as? [String: Any]
+        #expect((limitedResult?["ai"] as? String)?.contains("10 tokens") == true, "\(limited.stdout)")
+        // A setting the workspace locks, which a --config file changes, is told as a pull request's review tells it.
+        let strict = dir.url.appendingPathComponent("strict.yml"), lenient = dir.url.appendingPathComponent("lenient.yml")
+        try "version: 1\nreview:\n  fail_on: high\n".write(to: strict, atomically: true, encoding: .utf8)
+        try "version: 1\nreview:\n  fail_on: none\n".write(to: lenient, atomically: true, encoding: .utf8)
+        let locked = try await SentinelProcess.run(["config", "set", "--data-dir", data, "--workspace", "acme", "--file", strict.path, "--lock", "review.fail_on"])
+        #expect(locked.status == 0, "\(locked.stderr)")
+        let overridden = try await SentinelProcess.run(["review", "--data-dir", data, "--diff", diff.path, "--workspace", "acme", "--json",
+                                                        "--appliance-config", etc.path, "--config", lenient.path])
+        #expect(overridden.stderr.contains("review.fail_on is locked by the workspace settings; the file value was not applied"), "\(overridden.stderr)")
 
         // Spent beyond a budget set now: the next local review makes no model call and says why.
         let budget = try await SentinelProcess.run(["provider", "budget", "--data-dir", data, "--workspace", "acme", "--usd", "0.0000001"])

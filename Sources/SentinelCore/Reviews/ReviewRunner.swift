@@ -118,6 +118,13 @@ public struct ReviewRunner: Sendable {
         return .success
     }
 
+    /// The conclusion a pull request's check would get for this result under `policy` (what
+    /// `sentinel review` reports for a local diff).
+    public static func conclusion(of result: ReviewResult, policy: ReviewPolicy, failedRunConclusion: SentinelConfig.FailedRunConclusion) -> CheckConclusion {
+        conclusion(blocking: result.reportedSeverities.contains { policy.fails($0) }, aiStatus: result.aiStatus,
+                   failedRunConclusion: failedRunConclusion == .neutral ? .neutral : .failure)
+    }
+
     /// The check's title: the number of findings, and whether the AI review failed or covered
     /// only part of the change (the summary says why).
     static func title(findings: Int, aiStatus: AIReviewStatus) -> String {

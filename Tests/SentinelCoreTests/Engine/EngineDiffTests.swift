@@ -328,4 +328,17 @@ struct EngineDiffTests {
         #expect(outcomes.parsed + outcomes.rejected == 1500)
         #expect(outcomes.rejected > 0)
     }
+
+    @Test("git's mnemonic prefixes (diff.mnemonicPrefix: i/ w/, c/ w/, c/ i/) are not part of the paths; with --no-prefix a directory named a/ or b/ stays (the w/ had stayed, and .sentinel.yml's excludes missed the file)",
+          arguments: [("i/", "w/"), ("c/", "w/"), ("c/", "i/"), ("a/", "b/"), ("1/", "2/")])
+    func sidePrefixes(old: String, new: String) throws {
+        let modified = EngineFixtures.text("diff --git \(old)docs/g.md \(new)docs/g.md", "--- \(old)docs/g.md", "+++ \(new)docs/g.md",
+                                           "@@ -1 +1 @@", "-x", "+y")
+        let added = EngineFixtures.text("diff --git \(old)src/n.py \(new)src/n.py", "new file mode 100644", "--- /dev/null", "+++ \(new)src/n.py",
+                                        "@@ -0,0 +1 @@", "+z")
+        let files = try UnifiedDiff.parse(modified + added)
+        #expect(files.map(\.path) == ["docs/g.md", "src/n.py"] && files.first?.oldPath == "docs/g.md", "\(files.map(\.path))")
+        let noPrefix = try UnifiedDiff.parse(EngineFixtures.text("diff --git b/x.c b/x.c", "--- b/x.c", "+++ b/x.c", "@@ -1 +1 @@", "-x", "+y"))
+        #expect(noPrefix.map(\.path) == ["b/x.c"] && noPrefix.first?.oldPath == "b/x.c")
+    }
 }

@@ -248,8 +248,9 @@ public enum UnifiedDiff {
             throw DiffParseError(line: headerLine, message: "cannot read the paths of a diff --git header")
         }
         cursor.advance()
-        var oldPath: String? = stripPrefix(headerOld, "a/")
-        var newPath: String? = stripPrefix(headerNew, "b/")
+        let (oldPrefix, newPrefix) = sidePrefixes(headerOld, headerNew) ?? ("", "")
+        var oldPath: String? = stripPrefix(headerOld, oldPrefix)
+        var newPath: String? = stripPrefix(headerNew, newPrefix)
         var status: DiffFile.Status = .modified
         var isBinary = false
         var similarity: Int?
@@ -287,8 +288,8 @@ public enum UnifiedDiff {
                 }
                 let old = headerPath(line.dropFirst(4))
                 let new = headerPath(trimCR(next).dropFirst(4))
-                if let old { oldPath = old == "/dev/null" ? nil : stripPrefix(old, "a/") }
-                if let new { newPath = new == "/dev/null" ? nil : stripPrefix(new, "b/") }
+                if let old { oldPath = old == "/dev/null" ? nil : stripPrefix(old, oldPrefix) }
+                if let new { newPath = new == "/dev/null" ? nil : stripPrefix(new, newPrefix) }
                 cursor.advance()
             } else if line.hasPrefix("old mode") || line.hasPrefix("new mode") || line.hasPrefix("index ")
                         || line.hasPrefix("dissimilarity index") {
@@ -328,8 +329,10 @@ public enum UnifiedDiff {
         guard let old, let new else {
             throw DiffParseError(line: line, message: "cannot read the paths of a ---/+++ header")
         }
-        let oldPath: String? = old == "/dev/null" ? nil : stripPrefix(old, "a/")
-        let newPath: String? = new == "/dev/null" ? nil : stripPrefix(new, "b/")
+        // One side /dev/null (a file added or deleted): the other's prefix is git's usual one, if any.
+        let (oldPrefix, newPrefix) = sidePrefixes(old, new) ?? ("a/", "b/")
+        let oldPath: String? = old == "/dev/null" ? nil : stripPrefix(old, oldPrefix)
+        let newPath: String? = new == "/dev/null" ? nil : stripPrefix(new, newPrefix)
         let status: DiffFile.Status
         switch (oldPath, newPath) {
         case (nil, nil): throw DiffParseError(line: line, message: "both paths are /dev/null")
@@ -372,7 +375,21 @@ public enum UnifiedDiff {
     }
 
     private static func stripPrefix(_ path: String, _ prefix: String) -> String {
-        path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
+        !prefix.isEmpty && path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
+    }
+
+    /// The prefixes git wrote before the old and the new path: `a/` and `b/`, or, with
+    /// `diff.mnemonicPrefix`, the sides compared ((i)ndex and (w)ork tree, (c)ommit, (o)bject;
+    /// `1/` and `2/` for `--no-index`), either way round (`-R`). Nil when the two paths do not
+    /// start with such a pair: `--no-prefix` (a directory `b/` is part of the path) or custom
+    /// prefixes, left as written. A mnemonic `w/` had stayed in the path, so `.sentinel.yml`'s
+    /// excludes and path instructions did not match it.
+    static func sidePrefixes(_ old: String, _ new: String) -> (String, String)? {
+        let pairs: Set<String> = ["ab", "iw", "cw", "ci", "ow", "12", "ba", "wi", "wc", "ic", "wo", "21"]
+        let o = Array(old.utf8.prefix(2)), n = Array(new.utf8.prefix(2))
+        guard o.count == 2, n.count == 2, o[1] == UInt8(ascii: "/"), n[1] == UInt8(ascii: "/"),
+              pairs.contains(String(decoding: [o[0], n[0]], as: UTF8.self)) else { return nil }
+        return (String(old.prefix(2)), String(new.prefix(2)))
     }
 
     /// Path of a `---`/`+++` line: quoted, or up to a tab (GNU diff appends a timestamp).
