@@ -66,7 +66,8 @@ struct AnalyticsCommand: AsyncParsableCommand {
                 for r in rollups {
                     let outcomes = r.runsByOutcome.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
                     let p = [r.durationP50Ms.map { "p50 \($0) ms" }, r.durationP95Ms.map { "p95 \($0) ms" }].compactMap { $0 }
-                    print("\(r.day) \(r.repository.isEmpty ? "(no repository)" : r.repository): \(r.runs) runs (\(outcomes.joined(separator: ", ")))"
+                    let byOutcome = outcomes.isEmpty ? "" : " (" + outcomes.joined(separator: ", ") + ")"
+                    print("\(r.day) \(r.repository.isEmpty ? "(no repository)" : r.repository): \(r.runs) runs\(byOutcome)"
                           + ", \(r.findings) findings, \(r.inputTokens + r.outputTokens) tokens, \(r.costUSD) USD"
                           + (p.isEmpty ? "" : ", " + p.joined(separator: " ")))
                 }

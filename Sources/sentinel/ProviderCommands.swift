@@ -178,7 +178,7 @@ extension ProviderCommand {
                 // As the API's `ai-budget` answers: numbers, `usd` left out when there is no budget.
                 struct BudgetOutput: Encodable { let usd: Double?; let spentUsd: Double }
                 if json { try printJSON(BudgetOutput(usd: budget, spentUsd: spent)) } else {
-                    print("budget: \(budget.map { "\($0.plainDecimalText) USD/month" } ?? "none"); spent this month: \(String(format: "%.4f", spent)) USD")
+                    print("budget: \(budget.map { "\($0.plainDecimalText) USD/month" } ?? "none"); spent this month: \(spent.plainDecimalText) USD")
                 }
             }
         }

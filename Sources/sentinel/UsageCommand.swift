@@ -27,9 +27,9 @@ struct UsageCommand: AsyncParsableCommand {
                 let runs = report.runs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
                 print("\(report.period)  runs: \(runs.isEmpty ? "none" : runs)")
                 for m in report.models {
-                    print("  \(m.provider) \(m.model): \(m.calls) calls, \(m.inputTokens) in / \(m.outputTokens) out tokens, \(String(format: "%.4f", m.costUSD)) USD")
+                    print("  \(m.provider) \(m.model): \(m.calls) calls, \(m.inputTokens) in / \(m.outputTokens) out tokens, \(m.costUSD.plainDecimalText) USD")
                 }
-                print("  total: \(report.inputTokens) in / \(report.outputTokens) out tokens, \(String(format: "%.4f", report.costUSD)) USD")
+                print("  total: \(report.inputTokens) in / \(report.outputTokens) out tokens, \(report.costUSD.plainDecimalText) USD")
                 print("  plan: \(plan.name)")
                 for l in report.limits ?? [] {
                     print("    \(l.limit): \(l.used) of \(l.allowed)\(l.used >= l.allowed ? " (limit reached)" : l.softLimitReached ? " (over 80%)" : "")")

@@ -439,6 +439,11 @@ struct ProviderCommandTests {
             #expect(report["output_tokens"] as? Int == 80 * calls)
             #expect((report["cost_usd"] as? Double ?? 0) > 0, "priced from the provider's model: \(report)")
             #expect((report["runs"] as? [String: Any] ?? [:]).isEmpty, "a local review is no review run")
+            // The text shows the cost as the JSON and the analytics do (four places showed 0.000228 as 0.0002).
+            let text = try await SentinelProcess.run(["usage", "--data-dir", data, "--workspace", "acme"])
+            let cost = try #require(report["cost_usd"] as? Double)
+            #expect(text.stdout.contains("total: \(1_200 * calls) in / \(80 * calls) out tokens, \(cost.plainDecimalText) USD"), "\(text.stdout)")
+            #expect(cost.plainDecimalText.count > 6, "\(cost)")
         }
 
         // Priced as `serve` prices it: `ai.price_table_file` of the data directory's configuration
