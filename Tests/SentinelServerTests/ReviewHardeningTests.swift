@@ -249,6 +249,20 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("a check run GitHub created while its answer timed out is found by the retry, not made twice (the second stayed in progress for good, holding a required check)")
+    func checkCreatedWhileTimingOut() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("POST check-runs", [.answerLate(3)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let checks = await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }
+        #expect(checks.count == 1 && checks.first?.status == "completed" && checks.first?.conclusion == "failure", "\(checks)")
+        let requests = await world.github.state.requests
+        #expect(requests.filter { $0 == "POST check-runs" }.count == 1 && requests.contains("GET check-runs"), "\(requests)")
+        #expect(await world.github.state.reviews(on: Self.repo, 7).count == 1)
+        await world.stop()
+    }
+
     @Test("a force push while the review is written: the run ends superseded, its check neutral, nothing posted on the old commit; the new head gets its own review even when its webhook never comes")
     func forcePushWhileReviewing() async throws {
         let world = try await GitHubWorld()

@@ -97,6 +97,9 @@ public enum FakeFault: Sendable, Equatable {
     /// makes the two requests one after the other always lets the hold expire (and a loaded machine
     /// that sends the side-by-side requests a second apart does not).
     case holdUntilRequest(String)
+    /// Carry the request out at once, and answer it only after this many seconds (past a client's
+    /// timeout): the client never learns what was made. Taken only by routes that create something.
+    case answerLate(Double)
 }
 
 extension FakeFault {
@@ -384,6 +387,29 @@ public actor FakeGitHubState {
     }
     public func reviews(on repo: String, _ number: Int) -> [PostedReview] { reviews.filter { $0.repo == repo && $0.number == number } }
 
+    /// The seconds of an `answerLate` fault next in line for `route`, taken; nil (and nothing taken) otherwise.
+    func takeLateAnswer(_ route: String) -> Double? {
+        guard case .answerLate(let seconds)? = faults[route]?.first else { return nil }
+        faults[route]?.removeFirst()
+        return seconds
+    }
+
+    /// Check runs on a commit, as GitHub lists them (`check_name` given: of that name only), as the
+    /// list's JSON body.
+    func checkRunsPage(repo: String, sha: String, name: String?) -> Data {
+        let runs = checkRunList(sha: sha, name: name)
+        return (try? JSONSerialization.data(withJSONObject: ["total_count": runs.count, "check_runs": runs] as [String: Any])) ?? Data("{}".utf8)
+    }
+
+    private func checkRunList(sha: String, name: String?) -> [[String: Any]] {
+        checkRuns.values.filter { $0.headSHA == sha && (name == nil || $0.name == name) }.sorted { $0.id > $1.id }.map { run in
+            var object: [String: Any] = ["id": run.id, "name": run.name, "head_sha": run.headSHA, "status": run.status,
+                                         "conclusion": run.conclusion as Any? ?? NSNull(), "external_id": run.externalID ?? ""]
+            object["output"] = ["title": run.title as Any? ?? NSNull(), "summary": run.summary as Any? ?? NSNull()]
+            return object
+        }
+    }
+
     func takeFault(_ route: String) -> FakeFault? {
         guard var list = faults[route], !list.isEmpty else { return nil }
         let f = list.removeFirst()
@@ -619,6 +645,8 @@ struct FakeGitHubRoutes {
         case .holdUntilRequest(let other):
             if await !FakeFault.hold(until: { await state.requests.contains(other) }) { await state.noteExpiredHold(route) }
             return nil
+        case .answerLate:
+            return nil
         }
     }
 
@@ -853,10 +881,19 @@ struct FakeGitHubRoutes {
         }
         router.post("/repos/:owner/:repo/check-runs") { request, context in
             await state.log("POST check-runs")
-            if let f = await fault("POST check-runs") { return f }
+            let late = await state.takeLateAnswer("POST check-runs")
+            if late == nil, let f = await fault("POST check-runs") { return f }
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             let (status, data) = await state.createCheck(repo: repo(context), bodyData: try await bodyData(request))
+            if let late { try? await Task.sleep(for: .seconds(late)) }
             return raw(status, data)
+        }
+        router.get("/repos/:owner/:repo/commits/:sha/check-runs") { request, context in
+            await state.log("GET check-runs")
+            if let f = await fault("GET check-runs") { return f }
+            guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
+            return raw(200, await state.checkRunsPage(repo: repo(context), sha: context.parameters.get("sha") ?? "",
+                                                      name: request.uri.queryParameters.get("check_name").map { String($0) }))
         }
         router.patch("/repos/:owner/:repo/check-runs/:id") { request, context in
             await state.log("PATCH check-runs")

@@ -649,6 +649,9 @@ struct FakeGitLabRoutes {
         case .holdUntilRequest(let other):
             if await !FakeFault.hold(until: { await state.requests.contains { $0.route == other } }) { await state.noteExpiredHold(route) }
             return nil
+        case .answerLate:
+            // Taken only by the GitHub fake's routes that create something.
+            return nil
         }
     }
 

@@ -416,12 +416,15 @@ public struct ReviewRunner: Sendable {
         let workspace = context.workspace
         var run = loaded.run
         let repo = loaded.repository.fullName
+        // An earlier attempt started the run (it was running already; a released attempt counts no
+        // attempt): what it created on the platform before recording it is looked for, not made twice.
+        let retried = loaded.run.startedAt != nil || context.job.attempts > 1
         if let prepared = loaded.prepared {
             logger.info("posting the review prepared by an earlier attempt; the model is not called again")
             var check = checkID
             try await stage("post") {
                 try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace, lookForEarlierPost: true,
-                               laps: &laps, logger: logger)
+                               retried: retried, laps: &laps, logger: logger)
             }
             checkID = check
             return
@@ -439,7 +442,7 @@ public struct ReviewRunner: Sendable {
         let number = run.prNumber
         async let fetchedPull = session.pullRequest(repo, number)
         if checkID == nil, !run.headSHA.isEmpty {
-            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, laps: &laps)
+            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, findEarlier: retried, laps: &laps)
         }
         let pr = try await fetchedPull
         laps.mark("fetch_pull")
@@ -460,7 +463,7 @@ public struct ReviewRunner: Sendable {
             run.baseSHA = pr.baseSHA
         }
         if let limit = loaded.planLimit {
-            try await skip(run: run, reason: limit, label: "plan_limit", session: session, repo: repo, checkID: checkID, workspace: workspace)
+            try await skip(run: run, reason: limit, label: "plan_limit", session: session, repo: repo, checkID: checkID, workspace: workspace, retried: retried)
             logger.info("run skipped", metadata: ["reason": "\(limit)"])
             return
         }
@@ -489,7 +492,7 @@ public struct ReviewRunner: Sendable {
         }
         laps.mark("tx_policy")
         if let (reason, label) = skipReasonAndLabel(run: run, pr: pr, policy: policy, lastReviewedSHA: loaded.lastReviewedSHA) {
-            try await skip(run: run, reason: reason, label: label, session: session, repo: repo, checkID: checkID, workspace: workspace)
+            try await skip(run: run, reason: reason, label: label, session: session, repo: repo, checkID: checkID, workspace: workspace, retried: retried)
             logger.info("run skipped", metadata: ["reason": "\(reason)"])
             return
         }
@@ -501,7 +504,7 @@ public struct ReviewRunner: Sendable {
         }
         async let resolvedModel = models.model(for: workspace, policy: policy)
         if checkID == nil {
-            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, laps: &laps)
+            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, findEarlier: retried, laps: &laps)
         }
         let diff = try await fetchedDiff
         laps.mark("fetch_files")
@@ -573,7 +576,7 @@ public struct ReviewRunner: Sendable {
         var check = checkID
         try await stage("post") {
             try await post(prepared, run: run, session: session, repo: repo, checkID: &check, workspace: workspace,
-                           lookForEarlierPost: preparedBefore, laps: &laps, logger: logger)
+                           lookForEarlierPost: preparedBefore, retried: retried, laps: &laps, logger: logger)
         }
         checkID = check
         logger.info("run completed", metadata: ["findings": "\(result.findings.count)", "conclusion": "\(prepared.conclusion)",
@@ -583,9 +586,10 @@ public struct ReviewRunner: Sendable {
     }
 
     /// Starts the run's check run on the platform and records its id on the run.
-    private func startCheck(_ run: ReviewRun, session: any SourceControlSession, repo: String, workspace: WorkspaceActor,
+    /// `findEarlier`: the job's earlier attempt may have started it (then that one is used).
+    private func startCheck(_ run: ReviewRun, session: any SourceControlSession, repo: String, workspace: WorkspaceActor, findEarlier: Bool,
                             laps: inout StageLaps) async throws -> String {
-        let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id)
+        let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id, findEarlier: findEarlier)
         laps.mark("check_start")
         let id = run.id
         try await workspace.write { tx in
@@ -737,7 +741,7 @@ public struct ReviewRunner: Sendable {
     /// completes the run. `lookForEarlierPost`: an earlier attempt (or one running beside this
     /// one) had stored the prepared review, so it may have posted it: look for the run's marker first.
     private func post(_ prepared: PreparedReview, run: ReviewRun, session: any SourceControlSession, repo: String, checkID: inout String?,
-                      workspace: WorkspaceActor, lookForEarlierPost: Bool, laps: inout StageLaps, logger: Logger) async throws {
+                      workspace: WorkspaceActor, lookForEarlierPost: Bool, retried: Bool, laps: inout StageLaps, logger: Logger) async throws {
         var prepared = prepared
         let id = run.id
         // A newer push may have superseded this run while it worked: then it posts nothing.
@@ -770,7 +774,7 @@ public struct ReviewRunner: Sendable {
         }
         laps.mark("read_state")
         if checkID == nil {
-            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, laps: &laps)
+            checkID = try await startCheck(run, session: session, repo: repo, workspace: workspace, findEarlier: retried, laps: &laps)
         }
         // Post once: a stored id or a review of ours starting with this run's marker means it is already there.
         let reviewID: String
@@ -982,10 +986,12 @@ public struct ReviewRunner: Sendable {
     }
 
     private func skip(run: ReviewRun, reason: String, label: String, session: any SourceControlSession, repo: String, checkID: String?,
-                      workspace: WorkspaceActor) async throws {
+                      workspace: WorkspaceActor, retried: Bool) async throws {
         var check = checkID
         let owned = try await checkOwnedByNewerRun(run, session: session, workspace: workspace)
-        if check == nil, !run.headSHA.isEmpty, !owned { check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id) }
+        if check == nil, !run.headSHA.isEmpty, !owned {
+            check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id, findEarlier: retried)
+        }
         var posted: CheckConclusion?
         if let check, !owned {
             var skipped = run
@@ -1033,7 +1039,8 @@ public struct ReviewRunner: Sendable {
                 if check == nil {
                     var headSHA = run.headSHA
                     if headSHA.isEmpty { headSHA = try await session.pullRequest(repo, run.prNumber).headSHA }
-                    let created = try await session.startCheck(repo, headSHA: headSHA, runID: runID)
+                    // (Earlier attempts of the job may have started it without recording it.)
+                    let created = try await session.startCheck(repo, headSHA: headSHA, runID: runID, findEarlier: true)
                     check = created
                     try await workspace.write { tx in
                         try ReviewRunStore.setCheckRun(runID, created, in: tx.db)

@@ -317,6 +317,16 @@ public struct GitHubClient: Sendable {
         return try decode(Created.self, r, operation: "create check run").id
     }
 
+    /// The id of a check run named `name` on commit `sha` whose `external_id` is `externalID`, if
+    /// there is one (the newest 100 of that name are looked at).
+    public func checkRun(_ repo: String, sha: String, name: String, externalID: String) async throws -> Int64? {
+        struct Listed: Decodable { let id: Int64; let externalID: String? }
+        struct Page: Decodable { let checkRuns: [Listed] }
+        let r = try await request("GET", "repos/\(repo)/commits/\(sha)/check-runs",
+                                  query: [("check_name", name), ("filter", "all"), ("per_page", "100")], operation: "list check runs")
+        return try decode(Page.self, r, operation: "list check runs").checkRuns.first { $0.externalID == externalID }?.id
+    }
+
     public func updateCheckRun(_ repo: String, id: Int64, _ check: GitHubCheckRunRequest) async throws {
         _ = try await request("PATCH", "repos/\(repo)/check-runs/\(id)", body: try JSONEncoder.sentinel.encode(check), operation: "update check run")
     }

@@ -134,8 +134,9 @@ public struct GitLabSession: SourceControlSession {
         }
     }
 
-    /// The status is keyed by commit and name; the check id is `<sha>@<run id>`.
-    public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
+    /// The status is keyed by commit and name (setting it again is finding the earlier one); the
+    /// check id is `<sha>@<run id>`.
+    public func startCheck(_ repo: String, headSHA: String, runID: Int64, findEarlier: Bool) async throws -> String {
         try await mapped {
             try await setStatus(headSHA, "pending", "Review queued", runID: runID)
             try await setStatus(headSHA, "running", "Sentinel is reviewing this merge request", runID: runID)
