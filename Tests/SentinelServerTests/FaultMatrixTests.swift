@@ -249,6 +249,9 @@ struct FaultMatrixTests {
             #expect(check.conclusion == "failure" && check.title == "Review failed")
             #expect(check.summary?.contains("gave up after 3 attempts") == true && check.summary?.contains("502") == true, "\(check.summary ?? "")")
             #expect(reviews.isEmpty)
+            // The job is dead (it had "succeeded"): listed with the dead jobs, notified, and a retry reviews the pull request again.
+            #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE kind = '\(ReviewRunStore.jobKind)' AND state = 'dead'") == 1 })
+            #expect(run.reason?.hasPrefix(ReviewRunner.deadJobReason) == true, "\(run.reason ?? "")")
         default:
             #expect(run.state == .completed, "\(run.reason ?? "")")
             #expect(check.conclusion == "failure", "the leaked key in the diff fails the check")

@@ -274,9 +274,12 @@ public struct ReviewRunner: Sendable {
                 }
                 // The check must be concluded (a required check left "in progress" holds the pull
                 // request): should the platform still refuse that, the job goes dead and `runDied`
-                // retries the conclusion as a job of its own.
-                try await fail(run: loaded.run, reason: "gave up after \(context.job.attempts) attempts: \(message)", label: "platform_retries_exhausted", session: session,
+                // retries the conclusion as a job of its own. Either way the job is dead: listed
+                // with the dead jobs, notified, and retried from there (it had "succeeded").
+                let reason = "\(Self.deadJobReason) \(context.job.attempts) attempts: \(message)"
+                try await fail(run: loaded.run, reason: reason, label: "platform_retries_exhausted", session: session,
                                repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
+                throw JobFailure.permanent(reason)
             case .permanent(let message):
                 try await fail(run: loaded.run, reason: message, label: "platform_refused", session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             case .notReady(let message, let retryAfter):
@@ -290,8 +293,10 @@ public struct ReviewRunner: Sendable {
                 if context.job.attempts < context.job.maxAttempts {
                     throw JobFailure.retryAfter(retryAfter, message)
                 }
-                try await fail(run: loaded.run, reason: "gave up after \(Int(Self.notReadyPatience / 60)) minutes: \(message)", label: "platform_retries_exhausted",
+                let reason = "\(Self.deadJobReason) \(Int(Self.notReadyPatience / 60)) minutes: \(message)"
+                try await fail(run: loaded.run, reason: reason, label: "platform_retries_exhausted",
                                session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
+                throw JobFailure.permanent(reason)
             }
         }
         // Any other error is retried by the queue; when the job goes dead, `runDied` ends the run.
@@ -383,7 +388,7 @@ public struct ReviewRunner: Sendable {
     }
 
     /// How the reason of a run whose job went dead starts, and what a retry of that job adds to it.
-    static let deadJobReason = "the review job gave up after"
+    public static let deadJobReason = "the review job gave up after"
     static let retriedAs = "retried as run"
 
     /// The `onDead` hook of `review.run`: the job went dead (retries exhausted, its lease expired
