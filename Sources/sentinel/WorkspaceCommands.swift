@@ -68,6 +68,9 @@ struct WorkspaceCommand: AsyncParsableCommand {
                 let deletion = try service.delete(id, by: "cli")
                 if json { try printJSON(deletion) } else {
                     print("deleted workspace \(deletion.id) (\(deletion.name)); final backup: \(deletion.backup)")
+                    if let export = deletion.export {
+                        print("its \(deletion.exportedEvents) event(s) not yet exported are in \(export), for the analytics loader")
+                    }
                 }
             }
         }

@@ -368,6 +368,30 @@ struct AnalyticsExportTests {
         world.harness.directory.cleanup()
     }
 
+    @Test("deleting a workspace exports the events the nightly export had not carried yet, in a dump of its own (they went with the file: a day's runs and spend missing centrally)")
+    func deleteExportsPendingEvents() async throws {
+        let world = try await World(workspaces: 2)
+        let (doomed, kept) = (world.workspaces[0], world.workspaces[1])
+        let first = try world.exporter.export()
+        let carried = try #require(first.workspaces.first { $0.workspaceID == doomed.rawValue }).toSeq
+        let before = try await world.eventCount(doomed)
+        try await world.harness.supervisor.withWorkspace(doomed) { try await ActivityGenerator.write(into: $0, seed: 9) }
+        let added = try await world.eventCount(doomed) - before
+        #expect(added > 0)
+        let deletion = try await world.harness.supervisor.deleteWorkspace(doomed, using: world.harness.workspaces, by: "cli")
+        #expect(deletion.exportedEvents == added)
+        let dump = try #require(deletion.export.map { URL(fileURLWithPath: $0) })
+        let manifest = try JSONDecoder.sentinel.decode(ExportManifest.self, from: Data(contentsOf: AnalyticsExporter.manifestURL(for: dump)))
+        #expect(manifest.workspaces.map(\.workspaceID) == [doomed.rawValue] && manifest.workspaces.first?.fromSeq == carried, "\(manifest.workspaces)")
+        #expect(try String(contentsOf: dump, encoding: .utf8).contains(doomed.rawValue))
+        // Nothing is carried twice, and a workspace with nothing pending writes no dump.
+        #expect(try world.exporter.export().workspaces.allSatisfy { $0.events == 0 })
+        let quiet = try await world.harness.supervisor.deleteWorkspace(kept, using: world.harness.workspaces, by: "cli")
+        #expect(quiet.export == nil && quiet.exportedEvents == 0)
+        await world.harness.stop()
+        world.harness.directory.cleanup()
+    }
+
     @Test("a workspace deleted while the dump is written: the other workspaces' watermarks still move (a foreign-key error failed the export)")
     func workspaceDeletedDuringExport() async throws {
         let world = try await World(workspaces: 2)

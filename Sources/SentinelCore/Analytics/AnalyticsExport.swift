@@ -49,9 +49,9 @@ public struct AnalyticsExporter: Sendable {
     /// Writes one dump (to `destination`, default `data/exports/<export id>.sql`) and its manifest
     /// (`<dump>.manifest.json`, written first), then advances the watermarks. `beforeRename` runs
     /// between the manifest and the dump's rename, `beforeWatermarks` between the rename and the
-    /// watermark update (crash-injection points for tests).
+    /// watermark update (crash-injection points for tests). `only`: these workspaces, not every one.
     @discardableResult
-    public func export(to destination: URL? = nil, now: Date = Date(), beforeRename: () throws -> Void = {},
+    public func export(to destination: URL? = nil, only: [WorkspaceID]? = nil, now: Date = Date(), beforeRename: () throws -> Void = {},
                        beforeWatermarks: () throws -> Void = {}) throws -> ExportManifest {
         try FileManager.default.createDirectory(at: dataDirectory.exportsDirectory, withIntermediateDirectories: true)
         guard let lock = try FileLock.tryAcquire(dataDirectory.exportLockFile) else {
@@ -80,7 +80,7 @@ public struct AnalyticsExporter: Sendable {
                     ($0["workspace_id"] as String, $0["last_seq"] as Int64)
                 })
             }
-            for workspace in try control.workspaceIDs() {
+            for workspace in try only ?? control.workspaceIDs() {
                 let from = watermarks[workspace.rawValue] ?? 0
                 var progress = Progress(last: from)
                 do {
@@ -135,6 +135,19 @@ public struct AnalyticsExporter: Sendable {
             }
         }
         return manifest
+    }
+
+    /// How many of a workspace's events the export has not carried yet (0 for a file that cannot be read).
+    public func unexportedEvents(of workspace: WorkspaceID) throws -> Int {
+        let from = try control.read { db in
+            try Int64.fetchOne(db, sql: "SELECT last_seq FROM export_watermarks WHERE workspace_id = ?", arguments: [workspace.rawValue]) ?? 0
+        }
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(opener.busyTimeout)
+        guard let queue = try? DatabaseQueue(path: dataDirectory.workspaceFile(workspace).path, configuration: configuration) else { return 0 }
+        defer { try? queue.close() }
+        return (try? queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE seq > ?", arguments: [from]) ?? 0 }) ?? 0
     }
 
     /// The manifest of the newest export in `directory` (`data/exports`), nil when there is none.

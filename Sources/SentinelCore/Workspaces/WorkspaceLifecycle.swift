@@ -10,9 +10,14 @@ public struct WorkspaceDeletion: Sendable, Codable, Equatable {
     public var backup: String
     public var integrations: [String]
     public var members: Int
+    /// The dump (in `data/exports`) that carried the events the nightly export had not carried yet,
+    /// and how many: nil and 0 when there were none.
+    public var export: String?
+    public var exportedEvents: Int = 0
 
     enum CodingKeys: String, CodingKey {
-        case id, name, backup, integrations, members
+        case id, name, backup, integrations, members, export
+        case exportedEvents = "exported_events"
     }
 }
 
@@ -107,6 +112,20 @@ extension WorkspaceService {
         try rows.write(to: destination.appendingPathComponent("workspace.json"), options: .atomic)
         FileSystem.sync(destination)
 
+        // The events the nightly export has not carried yet (the day's runs, AI calls and spend)
+        // go out now, in a dump of their own beside the nightly ones, which the loader takes the
+        // same way: after the delete nothing would carry them (the file and its watermark go).
+        var export: ExportManifest?
+        let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: opener)
+        if unreadable == nil, try exporter.unexportedEvents(of: id) > 0 {
+            do {
+                export = try exporter.export(only: [id], now: now)
+            } catch {
+                throw StorageError.conflict("the workspace's events not yet exported could not be exported first (\(error)); "
+                                            + "nothing was deleted: run the delete again")
+            }
+        }
+
         // Litestream stops listing the file before it goes (a failure here deletes nothing).
         let lock = try workspacesLock()
         defer { _ = lock }
@@ -124,6 +143,7 @@ extension WorkspaceService {
             var data = ["name": record.name, "backup": destination.path,
                         "integrations": integrations.compactMap { $0["id"] }.joined(separator: ","), "members": String(memberships.count)]
             if let unreadable { data["backup_note"] = unreadable }
+            if let export { data["export"] = export.file }
             try AuditLog.append("WorkspaceDeleted", actor: actor, subject: "workspace:\(id)", data: data, in: db, now: now)
         }
         try removeDatabaseFiles(file)
@@ -131,7 +151,9 @@ extension WorkspaceService {
         try? FileSystem.removeIfPresent(file.deletingLastPathComponent().appendingPathComponent(".\(file.lastPathComponent)-litestream", isDirectory: true))
         FileSystem.sync(dataDirectory.workspacesDirectory)
         return WorkspaceDeletion(id: id.rawValue, name: record.name, backup: destination.path,
-                                 integrations: integrations.compactMap { $0["id"] }, members: memberships.count)
+                                 integrations: integrations.compactMap { $0["id"] }, members: memberships.count,
+                                 export: export.map { dataDirectory.exportsDirectory.appendingPathComponent($0.file).path },
+                                 exportedEvents: export?.events ?? 0)
     }
 
     /// The appliance's audit entries about a workspace (they remain after it is deleted).
