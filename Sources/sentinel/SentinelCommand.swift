@@ -88,7 +88,14 @@ struct CLIContext {
         let (control, opener) = try openControl(config)
         let record = try WorkspaceService(dataDirectory: dataDirectory, control: control, opener: opener).find(idOrName)
         guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
-        let database = try opener.open(dataDirectory.workspaceFile(id), kind: .workspace, label: id.rawValue)
+        let file = dataDirectory.workspaceFile(id)
+        // SQLite says only "unable to open database file"; `workspace show` said "corrupt".
+        if let problem = DataDirectory.accessProblem(file) {
+            throw CLIError("cannot open workspace \(record.name)'s file \(file.path): \(problem); run sentinel as the user the service runs as "
+                           + "(e.g. sudo -u sentinel sentinel …), or give the file to that user (chown sentinel:sentinel \(file.path)); "
+                           + "do not restore it, which would lose what was written since the backup")
+        }
+        let database = try opener.open(file, kind: .workspace, label: id.rawValue)
         return (WorkspaceActor(id: id, database: database, control: control, registry: ApplianceJobs.commandRegistry(), config: config.jobs), control, config)
     }
 

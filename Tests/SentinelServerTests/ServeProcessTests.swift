@@ -158,6 +158,35 @@ struct ServeProcessTests {
         #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("a workspace file the user cannot open (made by a command run as root) is said to be so, with the fix, not 'corrupt' or SQLite's 'unable to open database file' (whose fix, a restore, loses data)",
+          .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func workspaceFileOfAnotherUser() async throws {
+        let dir = TemporaryDirectory("sentinel-owner")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        let nobody: UInt32 = 65534
+        for name in ["acme", "rootmade"] { #expect(try await SentinelProcess.run(["workspace", "create", name, "--data-dir", data]).status == 0) }
+        let shown = try await SentinelProcess.run(["workspace", "show", "rootmade", "--data-dir", data, "--json"])
+        let file = try #require((try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])?["file"] as? String)
+        // The data directory is the service user's (nobody here), but for the file root's `workspace create` left.
+        #expect(chown(dir.url.path, nobody, nobody) == 0)
+        for case let path as String in FileManager.default.enumerator(atPath: dir.url.path)! {
+            #expect(chown(dir.url.appendingPathComponent(path).path, nobody, nobody) == 0)
+        }
+        #expect(chown(file, 0, 0) == 0 && chmod(file, 0o600) == 0)
+        // The binary must be reachable by that user (it is under a world-readable checkout in CI).
+        guard try await SentinelProcess.run(["version"], user: nobody).status == 0 else { return }
+        let asService = try await SentinelProcess.run(["workspace", "show", "rootmade", "--data-dir", data, "--json"], user: nobody)
+        #expect((try JSONSerialization.jsonObject(with: Data(asService.stdout.utf8)) as? [String: Any])?["status"] as? String == "unreadable",
+                "\(asService.stdout) \(asService.stderr)")
+        let listed = try await SentinelProcess.run(["workspace", "list", "--data-dir", data], user: nobody)
+        #expect(listed.stdout.contains("rootmade  plan=free  file=unreadable") && listed.stdout.contains("acme  plan=free  file=ok"), "\(listed.stdout)")
+        let providers = try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "rootmade"], user: nobody)
+        #expect(providers.status == 1 && providers.stderr.contains("is not readable and writable by uid 65534 (its owner is uid 0, mode 600)")
+                && providers.stderr.contains("do not restore it"), "\(providers.stderr)")
+        #expect(try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme"], user: nobody).status == 0)
+    }
+
     @Test("user create and workspace create with a value refused make no data directory (a typo left one, with a master key, behind)")
     func refusedCreateMakesNothing() async throws {
         let dir = TemporaryDirectory()

@@ -24,12 +24,18 @@ public final class SentinelProcess: Sendable {
     /// `openFiles`: the soft and (optionally) hard limit on open files it starts with (`ulimit -n`);
     /// nil: this process's.
     /// `fileSizeBlocks`: the largest file it may write, in the shell's 512-byte blocks (`ulimit -f`).
+    /// `user`: the uid (and gid) it runs as, through `setpriv` (the test runs as root).
     public static func start(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
-                             openFiles: (soft: Int, hard: Int?)? = nil, fileSizeBlocks: Int? = nil) throws -> SentinelProcess {
+                             openFiles: (soft: Int, hard: Int?)? = nil, fileSizeBlocks: Int? = nil, user: UInt32? = nil) throws -> SentinelProcess {
         var env = ProcessInfo.processInfo.environment
         // No catch-up sweep behind a test's back (it would call the integrations' APIs).
         env["SENTINEL_RECONCILE_ENABLED"] = "false"
         for (k, v) in environment { env[k] = v }
+        if let user {
+            return SentinelProcess(child: try ChildProcess(executable: "/usr/bin/setpriv",
+                                                           arguments: ["--reuid=\(user)", "--regid=\(user)", "--clear-groups", executable.path] + arguments,
+                                                           environment: env, stdin: stdin.map { Data($0.utf8) }))
+        }
         guard openFiles != nil || fileSizeBlocks != nil else {
             return SentinelProcess(child: try ChildProcess(executable: executable.path, arguments: arguments, environment: env,
                                                            stdin: stdin.map { Data($0.utf8) }))
@@ -43,9 +49,9 @@ public final class SentinelProcess: Sendable {
     }
 
     /// Runs a command to completion.
-    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil, fileSizeBlocks: Int? = nil) async throws
-        -> (status: Int32, stdout: String, stderr: String) {
-        let child = try start(arguments, environment: environment, stdin: stdin, fileSizeBlocks: fileSizeBlocks)
+    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil, fileSizeBlocks: Int? = nil,
+                           user: UInt32? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let child = try start(arguments, environment: environment, stdin: stdin, fileSizeBlocks: fileSizeBlocks, user: user)
         let status = await child.waitForExit(timeout: .seconds(120)) ?? -1
         return (status, child.stdout, child.stderr)
     }

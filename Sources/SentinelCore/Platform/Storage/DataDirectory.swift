@@ -143,6 +143,18 @@ public final class FileLock: Sendable {
     deinit { flock(fd, LOCK_UN); close(fd) }
 }
 
+extension DataDirectory {
+    /// Why this process may not read and write an existing file (one a command run as root made,
+    /// or this command run as the wrong user), naming this user and the file's owner; nil when it
+    /// may, or when there is no such file. Such a file is not damaged: restoring it would lose
+    /// what was written since the backup.
+    public static func accessProblem(_ url: URL) -> String? {
+        var info = stat()
+        guard stat(url.path, &info) == 0, access(url.path, R_OK | W_OK) != 0 else { return nil }
+        return "it is not readable and writable by uid \(geteuid()) (its owner is uid \(info.st_uid), mode \(String(Int(info.st_mode) & 0o777, radix: 8)))"
+    }
+}
+
 enum FileSystem {
     /// A file operation's failure in words: the system's reason (`File too large`, `No space left
     /// on device`) where Foundation wraps one, which it prints as `Code=512 "(null)"`.
