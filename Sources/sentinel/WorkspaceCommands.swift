@@ -71,6 +71,9 @@ struct WorkspaceCommand: AsyncParsableCommand {
                     if let export = deletion.export {
                         print("its \(deletion.exportedEvents) event(s) not yet exported are in \(export), for the analytics loader")
                     }
+                    if let left = deletion.exportError {
+                        FileHandle.standardError.write(Data("warning: not every event could be exported (\(left)); the rest are in the final backup only\n".utf8))
+                    }
                 }
             }
         }

@@ -384,10 +384,26 @@ struct AnalyticsExportTests {
         let manifest = try JSONDecoder.sentinel.decode(ExportManifest.self, from: Data(contentsOf: AnalyticsExporter.manifestURL(for: dump)))
         #expect(manifest.workspaces.map(\.workspaceID) == [doomed.rawValue] && manifest.workspaces.first?.fromSeq == carried, "\(manifest.workspaces)")
         #expect(try String(contentsOf: dump, encoding: .utf8).contains(doomed.rawValue))
-        // Nothing is carried twice, and a workspace with nothing pending writes no dump.
+        // It stands in for no nightly export: a missed slot is still caught up.
+        #expect(manifest.only == [doomed.rawValue])
+        #expect(AnalyticsExporter.latestManifest(in: world.harness.dataDirectory.exportsDirectory)?.exportID == first.exportID)
+        // Nothing is carried twice.
         #expect(try world.exporter.export().workspaces.allSatisfy { $0.events == 0 })
+        // With another export running, nothing is deleted and nothing is left behind (a full backup
+        // of the workspace was, every time).
+        try await world.harness.supervisor.withWorkspace(kept) { try await ActivityGenerator.write(into: $0, seed: 11) }
+        do {
+            let busy = try #require(try FileLock.tryAcquire(world.harness.dataDirectory.exportLockFile))
+            await #expect(throws: StorageError.self) { try await world.harness.supervisor.deleteWorkspace(kept, using: world.harness.workspaces, by: "cli") }
+            withExtendedLifetime(busy) {}
+        }
+        let backups = (try? FileManager.default.contentsOfDirectory(atPath: world.harness.dataDirectory.deletedBackupsDirectory.path)) ?? []
+        #expect(!backups.contains { $0.hasPrefix(kept.rawValue) }, "\(backups)")
+        #expect(try world.harness.control.workspace(kept) != nil)
+        // A workspace with nothing pending writes no dump.
+        _ = try world.exporter.export()
         let quiet = try await world.harness.supervisor.deleteWorkspace(kept, using: world.harness.workspaces, by: "cli")
-        #expect(quiet.export == nil && quiet.exportedEvents == 0)
+        #expect(quiet.export == nil && quiet.exportedEvents == 0 && quiet.exportError == nil)
         await world.harness.stop()
         world.harness.directory.cleanup()
     }
@@ -592,6 +608,7 @@ struct AnalyticsExportFileTests {
         await h.supervisor.shutdown()
         let exporter = AnalyticsExporter(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener(config: h.config))
         let manifest = try exporter.export()
+        #expect(manifest.only == nil)
         let goodPart = try #require(manifest.workspaces.first { $0.workspaceID == good.rawValue })
         #expect(goodPart.events == 5 && goodPart.toSeq == 5 && goodPart.error == nil)
         let part = try #require(manifest.workspaces.first { $0.workspaceID == poisoned.rawValue })
@@ -619,6 +636,9 @@ struct AnalyticsExportFileTests {
         #expect(second.events == 0 && second.fromSeq == 5 && second.toSeq == 5)
         #expect(second.error?.contains("event seq 6") == true)
         #expect(try Self.watermark(h, poisoned) == 5)
+        // Deleted, the workspace's export stops at the same row, and the deletion says so (it said nothing).
+        let deletion = try h.workspaces.delete(poisoned, by: "cli")
+        #expect(deletion.export != nil && deletion.exportError?.contains("event seq 6 (id poison) cannot be exported") == true, "\(deletion)")
         h.directory.cleanup()
     }
 

@@ -37,7 +37,7 @@ struct RunRequestTests {
     }
 
     @Test("reopened twice at one head, closed again before the first reopening's run started: the second reopening gets a run of its own (it found the skipped run and nothing was reviewed, for good)",
-          arguments: [("reopened", RunState.skipped), ("ready_for_review", .skipped), ("reopened", .superseded)])
+          arguments: [("reopened", RunState.skipped), ("ready_for_review", .skipped), ("reopened", .superseded), ("reopened", .failed)])
     func reopenedAgain(trigger: String, ended: RunState) async throws {
         let (first, created) = try await request("a1", trigger)
         #expect(created)
@@ -54,6 +54,15 @@ struct RunRequestTests {
         #expect(try await runs().map(\.trigger) == [trigger, "\(trigger):2"])
         #expect(ReviewRunStore.event(ofTrigger: "\(trigger):2") == trigger)
         #expect(ReviewRunner.effectiveTrigger(try #require(try await runs().last), lastReviewedSHA: nil) == trigger)
+    }
+
+    @Test("the reopening of a head the pull request has moved on from, sent again, makes no run: it superseded the current head's run mid-review, and was superseded in turn")
+    func resentReopeningOfOldHead() async throws {
+        let (first, _) = try await request("a1", "reopened")
+        _ = try await request("b2", "push")
+        #expect(try await runs().map(\.state) == [.superseded, .queued])
+        #expect(try await request("a1", "reopened") == (first, false))
+        #expect(try await runs().map(\.state) == [.superseded, .queued])
     }
 
     @Test("a push redelivered for a head whose run ended is not reviewed again; nor is a reopening of a head a review completed for")
@@ -90,4 +99,33 @@ struct RunRequestTests {
         }
         #expect(try await runs().map(\.state) == [.superseded, .superseded, .superseded, .superseded])
     }
+
+    @Test("a pull request moved back to a target branch it had, at the same head, is reviewed again (that branch moved on); a branch name with _ or % is matched as written",
+          arguments: ["release", "rel_1%x"])
+    func retargetedAgain(branch: String) async throws {
+        let trigger = "retargeted:\(branch)"
+        let (first, _) = try await request("a1", trigger)
+        // A branch whose name a LIKE pattern would also match is not counted as this one's.
+        _ = try await request("a1", "retargeted:relx1yx")
+        try await harness.supervisor.withWorkspace(workspace) { actor in
+            _ = try await actor.write { tx in try ReviewRunStore.finish(runID: first, state: .completed, reason: nil, label: "completed", in: &tx) }
+        }
+        let (again, created) = try await request("a1", trigger)
+        #expect(created && again != first)
+        #expect(try await runs().last?.trigger == "\(trigger):2")
+        #expect(try await request("a1", trigger) == (again, false), "a run waiting stands for the event again")
+    }
+
+    @Test("a change of the target branch follows review.auto_review.on_push: with automatic reviews of pushes off it is skipped (it was reviewed)")
+    func retargetFollowsOnPush() async throws {
+        let runner = ReviewRunner(connector: SourceControlPlatforms([:]))
+        var values = PolicySchema.defaults
+        values["review.auto_review.on_push"] = .bool(false)
+        let pull = PullRequestInfo(headSHA: "a1", baseSHA: "b0", isDraft: false, isOpen: true, fromFork: false, title: "t")
+        _ = try await request("a1", "retargeted:release")
+        let run = try #require(try await runs().first)
+        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: ReviewPolicy(values: values))?.label == "push_not_reviewed")
+        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: .defaults) == nil)
+    }
 }
+

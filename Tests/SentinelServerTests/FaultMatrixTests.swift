@@ -172,6 +172,23 @@ struct FaultMatrixTests {
         await world.stop()
     }
 
+    @Test("a review posted whose check GitHub would not conclude past every retry: the dead job, retried, posts no second review (it was reviewed again, a second model call)")
+    func postedReviewNotRetried() async throws {
+        let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(502), count: 20))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        let failed = try #require(await Self.finished(world))
+        #expect(failed.state == .failed && failed.reviewID != nil, "\(failed)")
+        await world.github.state.clearFaults()
+        let job = try #require(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
+            .first { $0.kind == ReviewRunStore.jobKind && $0.state == .dead }?.id)
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
+        #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
+        #expect(try await world.runs().count == 1)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        await world.stop()
+    }
+
     @Test("a dead review job retried (sentinel jobs retry, the console) reviews the pull request again with a new run, once (it found its run failed and did nothing)")
     func deadReviewJobRetried() async throws {
         let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })

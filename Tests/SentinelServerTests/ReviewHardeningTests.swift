@@ -252,14 +252,34 @@ struct ReviewHardeningTests {
     @Test("a check run GitHub created while its answer timed out is found by the retry, not made twice (the second stayed in progress for good, holding a required check)")
     func checkCreatedWhileTimingOut() async throws {
         let world = try await GitHubWorld()
+        // Another App's checks of the same name and ids (a second appliance) are not this one's.
+        for id in 1...3 { await world.github.state.addForeignCheck(sha: "aaa111", name: "Sentinel", externalID: "sentinel-run-\(id)", appID: 999) }
         await world.github.state.inject("POST check-runs", [.answerLate(3)])
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
-        let checks = await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }
+        let checks = await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" && $0.appID == nil }
         #expect(checks.count == 1 && checks.first?.status == "completed" && checks.first?.conclusion == "failure", "\(checks)")
+        #expect(await world.github.state.checkRuns.values.filter { $0.appID != nil }.allSatisfy { $0.status == "in_progress" })
         let requests = await world.github.state.requests
         #expect(requests.filter { $0 == "POST check-runs" }.count == 1 && requests.contains("GET check-runs"), "\(requests)")
         #expect(await world.github.state.reviews(on: Self.repo, 7).count == 1)
+        await world.stop()
+    }
+
+    @Test("a run that ends (superseded by a push) while its job waits to try again after its check's creation timed out: the check GitHub created is found and concluded (it stayed in progress for good)")
+    func unrecordedCheckOfEndedRun() async throws {
+        let world = try await GitHubWorld()
+        await world.github.state.inject("POST check-runs", [.answerLate(3)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.requests.contains("POST check-runs") })
+        await world.github.state.addPull(FakePullRequest(repo: Self.repo, number: 7, headSHA: "bbb222", baseSHA: "bbb000", files: GitHubWorld.files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        #expect(await eventually {
+            await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }.allSatisfy { $0.status == "completed" && $0.conclusion == "neutral" }
+        })
+        let old = await world.github.state.checkRuns.values.filter { $0.headSHA == "aaa111" }
+        #expect(old.count == 1 && old.first?.title == "Superseded", "\(old)")
         await world.stop()
     }
 

@@ -211,6 +211,8 @@ public struct CheckRun: Sendable {
     public var summary: String?
     /// The check's `external_id` as created (Sentinel's: `sentinel-run-<run id>`).
     public var externalID: String? = nil
+    /// The App that created it: nil for the fake's own App (Sentinel's), else another one.
+    public var appID: Int64? = nil
 }
 
 /// One request as the fake received it (header names lowercased).
@@ -387,6 +389,13 @@ public actor FakeGitHubState {
     }
     public func reviews(on repo: String, _ number: Int) -> [PostedReview] { reviews.filter { $0.repo == repo && $0.number == number } }
 
+    /// A check run another App made on a commit (a second appliance on the repository).
+    public func addForeignCheck(sha: String, name: String, externalID: String, appID: Int64) {
+        let run = CheckRun(id: newID(), name: name, headSHA: sha, status: "in_progress", conclusion: nil, title: nil, summary: nil,
+                           externalID: externalID, appID: appID)
+        checkRuns[run.id] = run
+    }
+
     /// The seconds of an `answerLate` fault next in line for `route`, taken; nil (and nothing taken) otherwise.
     func takeLateAnswer(_ route: String) -> Double? {
         guard case .answerLate(let seconds)? = faults[route]?.first else { return nil }
@@ -396,15 +405,17 @@ public actor FakeGitHubState {
 
     /// Check runs on a commit, as GitHub lists them (`check_name` given: of that name only), as the
     /// list's JSON body.
-    func checkRunsPage(repo: String, sha: String, name: String?) -> Data {
-        let runs = checkRunList(sha: sha, name: name)
+    func checkRunsPage(repo: String, sha: String, name: String?, app: Int64?) -> Data {
+        let runs = checkRunList(sha: sha, name: name, app: app)
         return (try? JSONSerialization.data(withJSONObject: ["total_count": runs.count, "check_runs": runs] as [String: Any])) ?? Data("{}".utf8)
     }
 
-    private func checkRunList(sha: String, name: String?) -> [[String: Any]] {
-        checkRuns.values.filter { $0.headSHA == sha && (name == nil || $0.name == name) }.sorted { $0.id > $1.id }.map { run in
+    private func checkRunList(sha: String, name: String?, app: Int64?) -> [[String: Any]] {
+        checkRuns.values.filter { $0.headSHA == sha && (name == nil || $0.name == name) && (app == nil || ($0.appID ?? appID) == app) }
+            .sorted { $0.id > $1.id }.map { run in
             var object: [String: Any] = ["id": run.id, "name": run.name, "head_sha": run.headSHA, "status": run.status,
-                                         "conclusion": run.conclusion as Any? ?? NSNull(), "external_id": run.externalID ?? ""]
+                                         "conclusion": run.conclusion as Any? ?? NSNull(), "external_id": run.externalID ?? "",
+                                         "app": ["id": run.appID ?? appID, "slug": run.appID == nil ? "sentinel" : "other-app"]]
             object["output"] = ["title": run.title as Any? ?? NSNull(), "summary": run.summary as Any? ?? NSNull()]
             return object
         }
@@ -546,6 +557,8 @@ public actor FakeGitHubState {
 
     private func updateCheckObject(id: Int64, body: [String: Any]) -> (Int, Any) {
         guard var run = checkRuns[id] else { return (404, ["message": "Not Found"]) }
+        // Another App's check run is not this App's to change.
+        guard run.appID == nil else { return (403, ["message": "Resource not accessible by integration"]) }
         if let status = body["status"] as? String { run.status = status }
         if let conclusion = body["conclusion"] as? String {
             guard ["success", "failure", "neutral", "cancelled", "skipped", "timed_out", "action_required"].contains(conclusion) else {
@@ -893,7 +906,8 @@ struct FakeGitHubRoutes {
             if let f = await fault("GET check-runs") { return f }
             guard await authorized(request) else { return json(401, ["message": "Bad credentials"]) }
             return raw(200, await state.checkRunsPage(repo: repo(context), sha: context.parameters.get("sha") ?? "",
-                                                      name: request.uri.queryParameters.get("check_name").map { String($0) }))
+                                                      name: request.uri.queryParameters.get("check_name").map { String($0) },
+                                                      app: request.uri.queryParameters.get("app_id").flatMap { Int64(String($0)) }))
         }
         router.patch("/repos/:owner/:repo/check-runs/:id") { request, context in
             await state.log("PATCH check-runs")

@@ -24,6 +24,9 @@ public struct ExportManifest: Codable, Sendable, Equatable {
     public var bytes: Int64
     public var events: Int
     public var workspaces: [WorkspacePart]
+    /// The workspaces the export was limited to (a workspace's last events, exported as it is
+    /// deleted); nil: every workspace, as the nightly export does.
+    public var only: [String]?
 }
 
 /// The nightly analytics export (SPEC §5): every workspace's events since its watermark, as one
@@ -104,7 +107,7 @@ public struct AnalyticsExporter: Sendable {
         // A manifest without its dump is passed over by the loader and removed by the next export.
         let manifest = ExportManifest(exportID: exportID, createdAt: ISO8601.string(now), file: final.lastPathComponent,
                                       sha256: writer.digest, bytes: writer.bytesWritten, events: parts.reduce(0) { $0 + $1.events },
-                                      workspaces: parts)
+                                      workspaces: parts, only: only?.map(\.rawValue))
         do {
             try Self.writeAtomically(try JSONEncoder.sentinelPretty.encode(manifest), to: Self.manifestURL(for: final))
         } catch {
@@ -137,7 +140,8 @@ public struct AnalyticsExporter: Sendable {
         return manifest
     }
 
-    /// How many of a workspace's events the export has not carried yet (0 for a file that cannot be read).
+    /// How many of a workspace's events the export has not carried yet (0 for a missing file, or
+    /// one that is not a readable database).
     public func unexportedEvents(of workspace: WorkspaceID) throws -> Int {
         let from = try control.read { db in
             try Int64.fetchOne(db, sql: "SELECT last_seq FROM export_watermarks WHERE workspace_id = ?", arguments: [workspace.rawValue]) ?? 0
@@ -145,20 +149,30 @@ public struct AnalyticsExporter: Sendable {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(opener.busyTimeout)
-        guard let queue = try? DatabaseQueue(path: dataDirectory.workspaceFile(workspace).path, configuration: configuration) else { return 0 }
-        defer { try? queue.close() }
-        return (try? queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE seq > ?", arguments: [from]) ?? 0 }) ?? 0
+        let file = dataDirectory.workspaceFile(workspace)
+        guard FileManager.default.fileExists(atPath: file.path) else { return 0 }
+        do {
+            let queue = try DatabaseQueue(path: file.path, configuration: configuration)
+            defer { try? queue.close() }
+            return try queue.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM events WHERE seq > ?", arguments: [from]) ?? 0 }
+        } catch let error as DatabaseError where [ResultCode.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode.primaryResultCode) {
+            // Not a readable database: nothing can be exported from it (a delete keeps its bytes).
+            return 0
+        }
     }
 
     /// The manifest of the newest export in `directory` (`data/exports`), nil when there is none.
     /// A manifest is written only after its dump is complete; workspaces whose events wait for the
     /// next export carry an `error`.
+    /// Exports of some workspaces only (as one is deleted) are not counted: they stand in for no
+    /// nightly export (a missed slot was not caught up after one).
     public static func latestManifest(in directory: URL) -> ExportManifest? {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         return names.filter { $0.hasSuffix(".manifest.json") && !$0.hasPrefix(".") }
             .compactMap { name in
                 (try? Data(contentsOf: directory.appendingPathComponent(name))).flatMap { try? JSONDecoder.sentinel.decode(ExportManifest.self, from: $0) }
             }
+            .filter { $0.only == nil }
             .max { $0.createdAt < $1.createdAt }
     }
 

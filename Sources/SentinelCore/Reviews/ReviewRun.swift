@@ -97,6 +97,11 @@ public enum ReviewRunStore {
     /// reviewed creates nothing.
     static let reviewedAgainTriggers: Set<String> = ["reopened", "ready_for_review"]
 
+    /// `text` as a LIKE pattern (ESCAPE '\\') matching only itself: a branch name may hold `_` or `%`.
+    static func likePattern(literal text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
+    }
+
     /// The event a trigger names: `reopened` for the second reopening's `reopened:2`.
     static func event(ofTrigger trigger: String) -> String {
         guard let colon = trigger.firstIndex(of: ":"), reviewedAgainTriggers.contains(String(trigger[..<colon])) else { return trigger }
@@ -163,18 +168,25 @@ public enum ReviewRunStore {
             """, arguments: [repository.id, prNumber, headSHA, baseSHA, trigger, fullReview, correlationID, tx.now.epoch])
         if db.changesCount == 0 {
             // A pull request reopened, or marked ready, once more at the same head: the run the
-            // first such event made was skipped (closed, or a draft, again before it started) or
-            // superseded. This event says the reason is gone, and the pull request gets a run of its
-            // own, numbered (`reopened:2`); a run still waiting or working stands for it.
+            // first such event made was skipped (closed, or a draft, again before it started),
+            // superseded or failed. This event says the reason is gone (or asks again, as closing
+            // and reopening re-runs CI), and the pull request gets a run of its own, numbered
+            // (`reopened:2`); a run still waiting or working stands for it.
             // The event had found the first run and reviewed nothing, for good.
             let runs = try Row.fetchAll(db, sql: """
                 SELECT id, state FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND (trigger = ? OR trigger LIKE ? ESCAPE '\\')
                 ORDER BY id DESC
-                """, arguments: [repository.id, prNumber, headSHA, trigger, trigger.replacingOccurrences(of: "_", with: "\\_") + ":%"])
-            let latest = runs[0]
-            guard reviewedAgainTriggers.contains(trigger), !headSHA.isEmpty, [RunState.skipped, .superseded].contains(latest["state"] as RunState) else {
-                return (latest["id"], false)
-            }
+                """, arguments: [repository.id, prNumber, headSHA, trigger, Self.likePattern(literal: trigger) + ":%"])
+            // Likewise a pull request moved to a target branch it had before, at the same head: that
+            // branch has moved on since, and the diff against it is new. Not when the pull request
+            // has had runs of another head since (a resent event of an older head): that run
+            // superseded the current head's, and was superseded in turn.
+            let latest = runs[0], state: RunState = latest["state"], latestID: Int64 = latest["id"]
+            let again = reviewedAgainTriggers.contains(trigger) ? [RunState.skipped, .superseded, .failed].contains(state)
+                : trigger.hasPrefix("retargeted:") && state.isFinal
+            guard again, !headSHA.isEmpty, try !(Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha != ? AND id > ?)
+                """, arguments: [repository.id, prNumber, headSHA, latestID]) ?? false) else { return (latestID, false) }
             return try request(repository: repository, prNumber: prNumber, headSHA: headSHA, baseSHA: baseSHA, trigger: "\(trigger):\(runs.count + 1)",
                                fullReview: fullReview, correlationID: correlationID, occurredAt: occurredAt, in: &tx)
         }
@@ -274,8 +286,8 @@ public enum ReviewRunStore {
     /// until the next sweep (its check said "Superseded", passing).
     static func supersede(_ run: ReviewRun, movedTo pr: PullRequestInfo, repository: RepositoryRecord, reason: String,
                           in tx: inout WorkspaceTransaction) throws {
-        try finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx)
-        guard pr.isOpen, !pr.headSHA.isEmpty else { return }
+        // (Ended otherwise meanwhile, closed or cancelled: that end stands, and asks for nothing.)
+        guard try finish(runID: run.id, state: .superseded, reason: reason, label: "head_moved", in: &tx), pr.isOpen, !pr.headSHA.isEmpty else { return }
         // (A catch-up run of it superseded in turn is left to the sweep, which asks no more either.)
         let runs = try Row.fetchAll(tx.db, sql: """
             SELECT state, trigger FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ?
@@ -310,9 +322,11 @@ public enum ReviewRunStore {
         guard tx.db.changesCount == 1, let run = try find(runID, in: tx.db) else { return false }
         let metrics = tx.metrics
         tx.afterCommit { metrics.runFinished(outcome: state.rawValue, reason: label) }
-        // A waiting job is cancelled, unless the run started its check run: the job then runs to
-        // conclude it (`ReviewRunner.concludeEndedCheck`), or it stayed "in progress" for good.
-        if run.checkRunID == nil {
+        // A waiting job is cancelled, unless the run started its check run, or had started (an
+        // attempt that crashed or timed out may have started the check without recording it): the
+        // job then runs to conclude it (`ReviewRunner.concludeEndedCheck`), or it stayed "in
+        // progress" for good.
+        if run.checkRunID == nil && run.startedAt == nil {
             try tx.db.execute(sql: "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE idempotency_key = ? AND state = 'queued'",
                               arguments: [tx.now.epoch, "run:\(runID)"])
         }

@@ -204,7 +204,9 @@ public struct ReviewRunner: Sendable {
                 // The job went dead, its run was marked failed, and an admin retried the job
                 // (`sentinel jobs retry`, the console): the pull request is reviewed again by a new
                 // run, once (the retry ran, found the run ended and did nothing).
-                if let run = try ReviewRunStore.find(runID, in: tx.db), run.state == .failed,
+                // One whose review was posted (only its check could not be concluded) is not
+                // reviewed again: a second review, and a second model call, was posted.
+                if let run = try ReviewRunStore.find(runID, in: tx.db), run.state == .failed, run.reviewID == nil,
                    let reason = run.reason, reason.hasPrefix(Self.deadJobReason), !reason.contains(Self.retriedAs) {
                     do {
                         let (retry, _) = try ReviewRunStore.requestManual(repositoryID: run.repositoryID, prNumber: run.prNumber, fullReview: true,
@@ -277,9 +279,11 @@ public struct ReviewRunner: Sendable {
                 // retries the conclusion as a job of its own. Either way the job is dead: listed
                 // with the dead jobs, notified, and retried from there (it had "succeeded").
                 let reason = "\(Self.deadJobReason) \(context.job.attempts) attempts: \(message)"
-                try await fail(run: loaded.run, reason: reason, label: "platform_retries_exhausted", session: session,
-                               repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
-                throw JobFailure.permanent(reason)
+                // (A run that ended otherwise meanwhile, superseded by a push, leaves no dead job.)
+                if try await fail(run: loaded.run, reason: reason, label: "platform_retries_exhausted", session: session,
+                                  repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true) {
+                    throw JobFailure.permanent(reason)
+                }
             case .permanent(let message):
                 try await fail(run: loaded.run, reason: message, label: "platform_refused", session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger)
             case .notReady(let message, let retryAfter):
@@ -294,9 +298,10 @@ public struct ReviewRunner: Sendable {
                     throw JobFailure.retryAfter(retryAfter, message)
                 }
                 let reason = "\(Self.deadJobReason) \(Int(Self.notReadyPatience / 60)) minutes: \(message)"
-                try await fail(run: loaded.run, reason: reason, label: "platform_retries_exhausted",
-                               session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true)
-                throw JobFailure.permanent(reason)
+                if try await fail(run: loaded.run, reason: reason, label: "platform_retries_exhausted",
+                                  session: session, repo: repo, checkID: checkID, workspace: workspace, logger: logger, checkRequired: true) {
+                    throw JobFailure.permanent(reason)
+                }
             }
         }
         // Any other error is retried by the queue; when the job goes dead, `runDied` ends the run.
@@ -305,17 +310,26 @@ public struct ReviewRunner: Sendable {
     /// A run that ended while its job waited (superseded by a newer push, skipped as closed,
     /// cancelled) after its check run was started: the check is concluded here, neutral, with the
     /// run's reason; it stayed "in progress" for good. Concluding a concluded check changes nothing.
+    /// A run that had started may have started its check without recording it (its attempt
+    /// crashed or timed out): that check is looked for, and concluded if there is one.
     private func concludeEndedCheck(runID: Int64, workspace: WorkspaceActor, logger: Logger) async throws {
-        let ended = try await workspace.read { db -> (ReviewRun, RepositoryRecord, String)? in
+        let ended = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in
             guard let run = try ReviewRunStore.find(runID, in: db), run.state == .superseded || run.state == .skipped, run.reviewID == nil,
-                  let check = run.checkRunID, let repo = try RepositoryStore.find(id: run.repositoryID, in: db), !repo.removed else { return nil }
-            return (run, repo, check)
+                  run.checkRunID != nil || (run.startedAt != nil && !run.headSHA.isEmpty),
+                  let repo = try RepositoryStore.find(id: run.repositoryID, in: db), !repo.removed else { return nil }
+            return (run, repo)
         }
-        guard let (run, repository, checkID) = ended else {
+        guard let (run, repository) = ended else {
             logger.info("run already finished; nothing to do")
             return
         }
         let session = try await connector.session(for: repository, in: workspace)
+        var found = run.checkRunID
+        if found == nil { found = try await session.earlierCheck(repository.fullName, headSHA: run.headSHA, runID: run.id) }
+        guard let checkID = found else {
+            logger.info("run already finished; it had started no check")
+            return
+        }
         try await concludeWithoutResult(run, checkID: checkID, session: session, repo: repository.fullName, workspace: workspace,
                                         reason: run.reason ?? "a newer run replaced this one")
         logger.info("run ended while its job waited; its check concluded", metadata: ["state": "\(run.state.rawValue)"])
@@ -591,10 +605,17 @@ public struct ReviewRunner: Sendable {
     }
 
     /// Starts the run's check run on the platform and records its id on the run.
+    /// Starts a run's check; with `findEarlier` (an earlier attempt of its job may have started
+    /// it without recording it), the one that attempt started, if there is one.
+    static func startCheck(_ repo: String, headSHA: String, runID: Int64, session: any SourceControlSession, findEarlier: Bool) async throws -> String {
+        if findEarlier, let earlier = try await session.earlierCheck(repo, headSHA: headSHA, runID: runID) { return earlier }
+        return try await session.startCheck(repo, headSHA: headSHA, runID: runID)
+    }
+
     /// `findEarlier`: the job's earlier attempt may have started it (then that one is used).
     private func startCheck(_ run: ReviewRun, session: any SourceControlSession, repo: String, workspace: WorkspaceActor, findEarlier: Bool,
                             laps: inout StageLaps) async throws -> String {
-        let created = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id, findEarlier: findEarlier)
+        let created = try await Self.startCheck(repo, headSHA: run.headSHA, runID: run.id, session: session, findEarlier: findEarlier)
         laps.mark("check_start")
         let id = run.id
         try await workspace.write { tx in
@@ -955,6 +976,12 @@ public struct ReviewRunner: Sendable {
         if pr.isDraft && !policy.autoReviewDrafts { return (ReviewRunStore.draftReason, "draft") }
         let trigger = Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA)
         if trigger == "push" && !policy.autoReviewOnPush { return ("pushes are not reviewed automatically (review.auto_review.on_push)", "push_not_reviewed") }
+        // A new target branch changes the diff as a push does (GitLab retargets stacked merge
+        // requests by itself): it was reviewed with automatic reviews turned off.
+        if trigger.hasPrefix("retargeted:") && !policy.autoReviewOnPush {
+            return ("a change of the target branch is reviewed as a push is, and pushes are not reviewed automatically (review.auto_review.on_push)",
+                    "push_not_reviewed")
+        }
         if ["opened", "reopened", "ready_for_review"].contains(trigger) && !policy.autoReviewOnOpen {
             return ("opened pull requests are not reviewed automatically (review.auto_review.on_open)", "open_not_reviewed")
         }
@@ -995,7 +1022,7 @@ public struct ReviewRunner: Sendable {
         var check = checkID
         let owned = try await checkOwnedByNewerRun(run, session: session, workspace: workspace)
         if check == nil, !run.headSHA.isEmpty, !owned {
-            check = try await session.startCheck(repo, headSHA: run.headSHA, runID: run.id, findEarlier: retried)
+            check = try await Self.startCheck(repo, headSHA: run.headSHA, runID: run.id, session: session, findEarlier: retried)
         }
         var posted: CheckConclusion?
         if let check, !owned {
@@ -1015,8 +1042,10 @@ public struct ReviewRunner: Sendable {
     /// conclusion of a failed run, created first when it never was, so a required check never
     /// stays pending. With `checkRequired`, a platform error concluding the check is thrown (the
     /// caller retries) instead of being logged.
+    /// Returns whether it failed the run (false: the run had ended otherwise meanwhile).
+    @discardableResult
     private func fail(run: ReviewRun, reason: String, label: String, session: (any SourceControlSession)?, repo: String, checkID: String?,
-                      workspace: WorkspaceActor, logger: Logger, checkRequired: Bool = false) async throws {
+                      workspace: WorkspaceActor, logger: Logger, checkRequired: Bool = false) async throws -> Bool {
         // Ended meanwhile (superseded by a newer run, cancelled): its check is concluded as such, not
         // failed on whatever head the pull request has now (a superseded re-run that had not learnt
         // its head turned the newer run's green gate red).
@@ -1031,7 +1060,7 @@ public struct ReviewRunner: Sendable {
                 }
             }
             logger.info("run ended before it failed; its end stands", metadata: ["state": "\(stored.state.rawValue)", "error": "\(reason)"])
-            return
+            return false
         }
         logger.error("run failed", metadata: ["reason": "\(reason)"])
         let (runID, conclusion) = (run.id, failedRunConclusion)
@@ -1045,7 +1074,7 @@ public struct ReviewRunner: Sendable {
                     var headSHA = run.headSHA
                     if headSHA.isEmpty { headSHA = try await session.pullRequest(repo, run.prNumber).headSHA }
                     // (Earlier attempts of the job may have started it without recording it.)
-                    let created = try await session.startCheck(repo, headSHA: headSHA, runID: runID, findEarlier: true)
+                    let created = try await Self.startCheck(repo, headSHA: headSHA, runID: runID, session: session, findEarlier: true)
                     check = created
                     try await workspace.write { tx in
                         try ReviewRunStore.setCheckRun(runID, created, in: tx.db)
@@ -1062,7 +1091,7 @@ public struct ReviewRunner: Sendable {
             }
         }
         let stored = concluded ? conclusion.rawValue : nil
-        _ = try await workspace.write { tx in
+        return try await workspace.write { tx in
             try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, label: label, conclusion: stored, in: &tx)
         }
     }

@@ -164,9 +164,10 @@ public protocol SourceControlSession: Sendable {
     /// A file's bytes at a ref as stored (not decoded: a policy file that is not UTF-8 is an error
     /// the parser names), nil when there is none.
     func fileContent(_ repo: String, path: String, ref: String) async throws -> Data?
-    /// Starts the run's check on `headSHA`; `findEarlier`: an earlier attempt of the run's job may
-    /// have started it without recording its id, and that one is returned if it exists.
-    func startCheck(_ repo: String, headSHA: String, runID: Int64, findEarlier: Bool) async throws -> String
+    func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String
+    /// The run's check on `headSHA` that an earlier attempt of its job started without recording
+    /// its id (a crash, a timeout the platform still carried out), if there is one.
+    func earlierCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String?
     func completeCheck(_ repo: String, checkID: String, conclusion: CheckConclusion, title: String, summary: String) async throws
     /// The id of a review already posted by this App's own bot account whose body starts with
     /// `marker`, if any. Reviews by anyone else are ignored, whatever they contain.

@@ -10,4 +10,12 @@ extension Double {
         if text.hasSuffix(".") { text.removeLast() }
         return text
     }
+
+    /// An amount in USD with cents, and more places where it has them: `1.20`, `0.000228` (cents
+    /// alone showed a spend of $0.000228, or a budget of $0.001, as 0.00).
+    public var dollarText: String {
+        let plain = plainDecimalText
+        let places = plain.firstIndex(of: ".").map { plain.distance(from: $0, to: plain.endIndex) - 1 } ?? 0
+        return places >= 2 ? plain : String(format: "%.2f", self)
+    }
 }

@@ -76,8 +76,9 @@ public enum UsageLedger {
         try tx.db.execute(sql: "INSERT OR IGNORE INTO workspace_meta (key, value) VALUES (?, ?)",
                           arguments: ["ai_budget_reached:\(period):\(usd(budget))", usd(spent.costUSD)])
         guard tx.db.changesCount == 1 else { return }
+        // To the digit, as the budget was set (cents showed a budget of 0.001 as "0.00 spent of 0.00").
         try tx.append(DomainEvent(type: "AIBudgetReached", subject: "ai_budget:\(period)", payload: [
-            "period": period, "budget_usd": usd(budget), "spent_usd": usd(spent.costUSD)]))
+            "period": period, "budget_usd": budget.dollarText, "spent_usd": spent.costUSD.dollarText]))
     }
 
     /// This month's (UTC) AI spend of the workspace: tokens, estimated USD and model calls (every
@@ -228,8 +229,8 @@ public actor RunSpendGuard: ModelCallGate {
                     // Refused for what calls in flight may spend: said so (the budget was not spent,
                     // and the next review alone was reviewed).
                     throw ModelCallRefused(spentAlready ? ProviderRouter.SkipReason.budgetSpent
-                                           : "the AI budget for this period would be spent by the calls in flight (\(String(format: "%.4f", state.costUSD)) "
-                                             + "of \(String(format: "%.4f", budget)) USD spent, about \(String(format: "%.4f", inFlight.usd)) USD more reserved)",
+                                           : "the AI budget for this period would be spent by the calls in flight (\(state.costUSD.dollarText) "
+                                             + "of \(budget.dollarText) USD spent, about \(inFlight.usd.dollarText) USD more reserved)",
                                            limitReached: true)
                 }
                 if let plan, let limit = plan.tokensPerMonth, state.tokens + inFlight.tokens >= limit {

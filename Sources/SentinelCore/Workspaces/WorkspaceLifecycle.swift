@@ -14,10 +14,14 @@ public struct WorkspaceDeletion: Sendable, Codable, Equatable {
     /// and how many: nil and 0 when there were none.
     public var export: String?
     public var exportedEvents: Int = 0
+    /// Why that export stopped short (an event PostgreSQL would refuse): the events from there on
+    /// are in the final backup only.
+    public var exportError: String?
 
     enum CodingKeys: String, CodingKey {
         case id, name, backup, integrations, members, export
         case exportedEvents = "exported_events"
+        case exportError = "export_error"
     }
 }
 
@@ -90,6 +94,20 @@ extension WorkspaceService {
              try Row.fetchAll(db, sql: "SELECT user_id, role FROM memberships WHERE workspace_id = ? ORDER BY user_id", arguments: [id.rawValue])
                 .map { ["user_id": $0["user_id"] as String, "role": $0["role"] as String] })
         }
+        // The events the nightly export has not carried yet (the day's runs, AI calls and spend)
+        // go out first, in a dump of their own beside the nightly ones, which the loader takes the
+        // same way: after the delete nothing would carry them (the file and its watermark go).
+        // First, so that an export that cannot run now (another one running) leaves nothing behind.
+        var export: ExportManifest?
+        let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: opener)
+        if try exporter.unexportedEvents(of: id) > 0 {
+            do {
+                export = try exporter.export(only: [id], now: now)
+            } catch {
+                throw StorageError.conflict("the workspace's events not yet exported could not be exported first (\(error)); "
+                                            + "nothing was deleted: run the delete again")
+            }
+        }
         var unreadable: String?
         if FileManager.default.fileExists(atPath: file.path) {
             do {
@@ -112,20 +130,6 @@ extension WorkspaceService {
         try rows.write(to: destination.appendingPathComponent("workspace.json"), options: .atomic)
         FileSystem.sync(destination)
 
-        // The events the nightly export has not carried yet (the day's runs, AI calls and spend)
-        // go out now, in a dump of their own beside the nightly ones, which the loader takes the
-        // same way: after the delete nothing would carry them (the file and its watermark go).
-        var export: ExportManifest?
-        let exporter = AnalyticsExporter(dataDirectory: dataDirectory, control: control, opener: opener)
-        if unreadable == nil, try exporter.unexportedEvents(of: id) > 0 {
-            do {
-                export = try exporter.export(only: [id], now: now)
-            } catch {
-                throw StorageError.conflict("the workspace's events not yet exported could not be exported first (\(error)); "
-                                            + "nothing was deleted: run the delete again")
-            }
-        }
-
         // Litestream stops listing the file before it goes (a failure here deletes nothing).
         let lock = try workspacesLock()
         defer { _ = lock }
@@ -144,6 +148,7 @@ extension WorkspaceService {
                         "integrations": integrations.compactMap { $0["id"] }.joined(separator: ","), "members": String(memberships.count)]
             if let unreadable { data["backup_note"] = unreadable }
             if let export { data["export"] = export.file }
+            if let left = export?.workspaces.first?.error { data["export_error"] = left }
             try AuditLog.append("WorkspaceDeleted", actor: actor, subject: "workspace:\(id)", data: data, in: db, now: now)
         }
         try removeDatabaseFiles(file)
@@ -153,7 +158,7 @@ extension WorkspaceService {
         return WorkspaceDeletion(id: id.rawValue, name: record.name, backup: destination.path,
                                  integrations: integrations.compactMap { $0["id"] }, members: memberships.count,
                                  export: export.map { dataDirectory.exportsDirectory.appendingPathComponent($0.file).path },
-                                 exportedEvents: export?.events ?? 0)
+                                 exportedEvents: export?.events ?? 0, exportError: export?.workspaces.first?.error)
     }
 
     /// The appliance's audit entries about a workspace (they remain after it is deleted).

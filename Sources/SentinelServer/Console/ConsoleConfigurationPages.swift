@@ -151,7 +151,7 @@ extension Console {
             "canManage": allowed("createProvider", m.role) && allowed("updateProvider", m.role),
             "kinds": ProviderStore.kinds,
             "budget": budget.map { $0 > 0 && $0 < 0.01 ? "$" + $0.plainDecimalText : String(format: "$%.2f", $0) } ?? "no limit",
-            "spent": String(format: "$%.2f", spent),
+            "spent": "$" + spent.dollarText,
         ]
         // Plain digits, as the form takes them back: `String(0.00001)` wrote `1e-05`, which it refused.
         if let budget { data["budgetValue"] = budget.plainDecimalText }

@@ -113,7 +113,7 @@ extension Console {
             "reviews": data.reviewsStarted,
             "findings": data.monthFindings,
             "tokens": data.report.inputTokens + data.report.outputTokens,
-            "cost": String(format: "$%.2f", data.report.costUSD),
+            "cost": "$" + data.report.costUSD.dollarText,
             "limits": data.limits.map {
                 ["limit": $0.limit, "used": $0.used, "allowed": $0.allowed, "soft": $0.softLimitReached, "full": $0.used >= $0.allowed] as [String: Any]
             },

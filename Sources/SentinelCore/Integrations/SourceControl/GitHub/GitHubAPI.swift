@@ -54,6 +54,9 @@ public actor GitHubTokenCache {
         self.http = http
     }
 
+    /// The App whose tokens these are.
+    public nonisolated var appID: Int64 { credentials.appID }
+
     public func appJWT(now: Date = Date()) async throws -> String {
         let key: Insecure.RSA.PrivateKey
         do { key = try Insecure.RSA.PrivateKey(pem: credentials.privateKeyPEM) } catch {
@@ -317,14 +320,18 @@ public struct GitHubClient: Sendable {
         return try decode(Created.self, r, operation: "create check run").id
     }
 
-    /// The id of a check run named `name` on commit `sha` whose `external_id` is `externalID`, if
-    /// there is one (the newest 100 of that name are looked at).
+    /// The id of this App's check run named `name` on commit `sha` whose `external_id` is
+    /// `externalID`, if there is one (the first 100 of that name are looked at). Another App's check
+    /// of the same name and id (a second appliance on the repository) is not this one's.
     public func checkRun(_ repo: String, sha: String, name: String, externalID: String) async throws -> Int64? {
-        struct Listed: Decodable { let id: Int64; let externalID: String? }
+        struct App: Decodable { let id: Int64 }
+        struct Listed: Decodable { let id: Int64; let externalID: String?; let app: App? }
         struct Page: Decodable { let checkRuns: [Listed] }
+        let app = tokens.appID
         let r = try await request("GET", "repos/\(repo)/commits/\(sha)/check-runs",
-                                  query: [("check_name", name), ("filter", "all"), ("per_page", "100")], operation: "list check runs")
-        return try decode(Page.self, r, operation: "list check runs").checkRuns.first { $0.externalID == externalID }?.id
+                                  query: [("check_name", name), ("filter", "all"), ("app_id", String(app)), ("per_page", "100")],
+                                  operation: "list check runs")
+        return try decode(Page.self, r, operation: "list check runs").checkRuns.first { $0.externalID == externalID && $0.app?.id == app }?.id
     }
 
     public func updateCheckRun(_ repo: String, id: Int64, _ check: GitHubCheckRunRequest) async throws {

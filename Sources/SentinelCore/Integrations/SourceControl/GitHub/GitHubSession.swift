@@ -92,16 +92,17 @@ public struct GitHubSession: SourceControlSession {
         try await mapped { try await client.fileContent(repo, path: path, ref: ref) }
     }
 
-    public func startCheck(_ repo: String, headSHA: String, runID: Int64, findEarlier: Bool) async throws -> String {
-        let externalID = "\(Self.checkExternalIDPrefix)\(runID)"
-        return try await mapped {
-            // An earlier attempt may have created it and stopped before recording its id (a crash, a
-            // timeout whose request GitHub still carried out): a second one stayed in progress for good.
-            if findEarlier, let earlier = try await client.checkRun(repo, sha: headSHA, name: Self.checkName, externalID: externalID) {
-                return String(earlier)
-            }
-            return String(try await client.createCheckRun(repo, GitHubCheckRunRequest(
-                name: Self.checkName, headSHA: headSHA, status: "in_progress", conclusion: nil, externalID: externalID,
+    /// Found by its `external_id`, `sentinel-run-N`, among this App's checks of the commit.
+    public func earlierCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String? {
+        try await mapped {
+            try await client.checkRun(repo, sha: headSHA, name: Self.checkName, externalID: "\(Self.checkExternalIDPrefix)\(runID)").map(String.init)
+        }
+    }
+
+    public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
+        try await mapped {
+            String(try await client.createCheckRun(repo, GitHubCheckRunRequest(
+                name: Self.checkName, headSHA: headSHA, status: "in_progress", conclusion: nil, externalID: "\(Self.checkExternalIDPrefix)\(runID)",
                 startedAt: Date().formatted(.iso8601), completedAt: nil,
                 output: .init(title: "Review in progress", summary: "Sentinel is reviewing this pull request.", text: nil))))
         }

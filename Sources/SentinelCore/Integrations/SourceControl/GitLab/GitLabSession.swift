@@ -134,9 +134,12 @@ public struct GitLabSession: SourceControlSession {
         }
     }
 
-    /// The status is keyed by commit and name (setting it again is finding the earlier one); the
-    /// check id is `<sha>@<run id>`.
-    public func startCheck(_ repo: String, headSHA: String, runID: Int64, findEarlier: Bool) async throws -> String {
+    /// None is looked for: the status is keyed by commit and name, and setting it again is harmless
+    /// where a run is still going; concluding one that was never set could replace a newer run's.
+    public func earlierCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String? { nil }
+
+    /// The status is keyed by commit and name; the check id is `<sha>@<run id>`.
+    public func startCheck(_ repo: String, headSHA: String, runID: Int64) async throws -> String {
         try await mapped {
             try await setStatus(headSHA, "pending", "Review queued", runID: runID)
             try await setStatus(headSHA, "running", "Sentinel is reviewing this merge request", runID: runID)
