@@ -165,7 +165,7 @@ struct EngineSpendTests {
             #expect(await tracker.calls[""] == 1, "only one call fits in what is left of the budget")
             #expect(result.coverage.notReviewed.count == 3)
             // Refused for what the call in flight may spend, said so: the budget itself is not spent (it said it was).
-            #expect(result.coverage.notReviewedReason?.hasPrefix("the AI budget for this period would be spent by the calls in flight (0.8750 of 1.0000 USD spent") == true,
+            #expect(result.coverage.notReviewedReason?.hasPrefix("the AI budget for this period would be spent by the calls in flight (0.875 of 1.00 USD spent") == true,
                     "\(String(describing: result.coverage.notReviewedReason))")
         }
         await h.stop()
