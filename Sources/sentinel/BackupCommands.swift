@@ -27,7 +27,7 @@ struct Backup: AsyncParsableCommand {
             if let skipped = manifest.skipped {
                 throw CLIError("\(skipped.count) workspace(s) could not be backed up and are not in \(out): "
                     + skipped.map { "\($0.workspaceID) (\($0.reason))" }.joined(separator: "; ")
-                    + "; restore each from an earlier backup (sentinel restore --from BACKUP --workspace ID)")
+                    + "; restore from an earlier backup only one whose file is missing or damaged (sentinel restore --from BACKUP --workspace ID)")
             }
         }
     }

@@ -108,6 +108,22 @@ struct CLIContext {
         }
     }
 
+    /// The appliance's own database files (control.sqlite, the intake journal, with their `-wal`
+    /// and `-shm`) this user may not read and write, as a command run as root leaves them, are said
+    /// to be so with the fix: SQLite says only "unable to open database file". They are not damaged.
+    func requireOwnFilesAccessible() throws {
+        let directory = dataDirectory
+        for base in [directory.controlFile, directory.intakeJournalFile] {
+            for file in [base.path, base.path + "-wal", base.path + "-shm"].map(URL.init(fileURLWithPath:)) {
+                if let problem = DataDirectory.accessProblem(file) {
+                    throw CLIError("cannot open \(file.path): \(problem); run sentinel as the user the service runs as (e.g. sudo -u sentinel "
+                                   + "sentinel …), or give the file to that user (chown sentinel:sentinel \(file.path)); it is not damaged: "
+                                   + "do not restore it")
+                }
+            }
+        }
+    }
+
     /// A `--data-dir` that names a file is said to be one (not a Foundation error about creating a
     /// directory, or SQLite's "unable to open database file").
     func requireDataDirectoryNotAFile() throws {
@@ -145,6 +161,7 @@ struct CLIContext {
             do { restoring = try FileLock.tryAcquire(directory.restoreLockFile) == nil } catch {}
             if restoring { throw CLIError("a restore is running on \(path); run this again when it has finished") }
         }
+        try requireOwnFilesAccessible()
         let opener = DatabaseOpener(config: config)
         do {
             return (try ControlStore(dataDirectory: directory, opener: opener), opener)
@@ -302,6 +319,7 @@ struct Serve: AsyncParsableCommand {
         }
         let appliance = try await oneLine {
             try global.requireDataDirectoryNotAFile()
+            try global.context.requireOwnFilesAccessible()
             return try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }
         return (appliance, logger)
@@ -349,6 +367,11 @@ struct Migrate: AsyncParsableCommand {
             print(line)
             var failures: [String] = []
             var migrated = 0
+            // The folders the snapshots went to, named as they are (it printed `pre-upgrade-FROM-TO`).
+            var snapshots: Set<String> = []
+            if let old = before[data.controlFile.path] ?? nil, old != controlVersion {
+                snapshots.insert(data.preUpgradeDirectory(from: old, to: controlVersion).path)
+            }
             for id in try control.workspaceIDs() {
                 let url = data.workspaceFile(id)
                 do {
@@ -356,6 +379,7 @@ struct Migrate: AsyncParsableCommand {
                     try database.close()
                     if let old = before[url.path] ?? nil, old != DatabaseKind.workspace.knownVersion {
                         print("workspace \(id): schema version \(DatabaseKind.workspace.knownVersion) (migrated from \(old))")
+                        snapshots.insert(data.preUpgradeDirectory(from: old, to: DatabaseKind.workspace.knownVersion).path)
                         migrated += 1
                     }
                 } catch {
@@ -365,7 +389,8 @@ struct Migrate: AsyncParsableCommand {
             let controlMigrated = (before[data.controlFile.path] ?? nil).map { $0 != controlVersion } ?? false
             print("workspaces migrated: \(migrated)")
             if config.storage.preUpgradeSnapshot && (controlMigrated || migrated > 0) {
-                print("pre-upgrade snapshots: \(data.backupsDirectory.path)/pre-upgrade-FROM-TO (sentinel restore --from one of them undoes the upgrade)")
+                let existing = snapshots.sorted().filter { FileManager.default.fileExists(atPath: $0) }
+                print("pre-upgrade snapshots: \(existing.joined(separator: ", ")) (sentinel restore --from one of them undoes the upgrade)")
             }
             if !failures.isEmpty {
                 throw CLIError("\(failures.count) workspace file(s) could not be migrated: \(failures.joined(separator: "; "))")

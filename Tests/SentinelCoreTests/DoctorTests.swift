@@ -382,7 +382,7 @@ struct DoctorTests {
         await h.supervisor.shutdown()
         let report = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 4096 }).run()
         let disk = report.findings.filter { $0.check == "disk" }
-        #expect(disk.count == 1 && disk.first?.severity == .error && disk.first?.message.contains("is full (4096 bytes free)") == true, "\(disk)")
+        #expect(disk.count == 1 && disk.first?.severity == .error && disk.first?.message.contains("is nearly full (4096 bytes free)") == true, "\(disk)")
         #expect(report.exitCode == 2)
     }
 

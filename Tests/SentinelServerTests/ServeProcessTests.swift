@@ -185,6 +185,21 @@ struct ServeProcessTests {
         #expect(providers.status == 1 && providers.stderr.contains("is not readable and writable by uid 65534 (its owner is uid 0, mode 600)")
                 && providers.stderr.contains("do not restore it"), "\(providers.stderr)")
         #expect(try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme"], user: nobody).status == 0)
+        // The backup and verify say it is not damaged (the backup said to restore it, losing what was written since).
+        let backup = try await SentinelProcess.run(["backup", "--data-dir", data, "--out", dir.url.appendingPathComponent("b1").path], user: nobody)
+        #expect(backup.status == 1 && backup.stderr.contains("it is not damaged: give it to the user Sentinel runs as")
+                && backup.stderr.contains("restore from an earlier backup only one whose file is missing or damaged"), "\(backup.stderr)")
+        let verify = try await SentinelProcess.run(["verify", "--data-dir", data], user: nobody)
+        #expect(verify.stdout.contains("cannot be opened: it is not readable and writable by uid 65534") && !verify.stdout.contains("not a readable database"),
+                "\(verify.stdout)")
+        // control.sqlite left to root: named with the fix (SQLite's "unable to open database file", from serve too).
+        let control = dir.url.appendingPathComponent("data/control.sqlite").path
+        #expect(chown(control, 0, 0) == 0 && chmod(control, 0o600) == 0)
+        for command in [["workspace", "list", "--data-dir", data], ["serve", "--data-dir", data, "--no-tls", "--port", "0"]] {
+            let refused = try await SentinelProcess.run(command, user: nobody)
+            #expect(refused.status != 0 && refused.stderr.contains("cannot open \(control): it is not readable and writable by uid 65534 (its owner is uid 0")
+                    && refused.stderr.contains("do not restore it"), "\(command[0]): \(refused.stderr)")
+        }
     }
 
     @Test("user create and workspace create with a value refused make no data directory (a typo left one, with a master key, behind)")

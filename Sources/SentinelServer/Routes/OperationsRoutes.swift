@@ -42,9 +42,10 @@ struct OperationsRoutes {
             let answers = (try? control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_schema WHERE name = 'workspaces'") }) == 1
             checks["storage"] = answers && Self.isDatabaseFile(dataDirectory.controlFile) ? "ok" : "unavailable"
             checks["workers"] = await scheduler.isRunning ? "ok" : "stopped"
-            // A full disk refuses every write (each delivery a 503) while the file still reads.
+            // A full disk refuses every write (each delivery a 503) while the file still reads: not
+            // ready a little before that (writes still succeed until it is full).
             if let free = Self.diskSpace(dataDirectory.root)?.free, free < DataDirectory.fullDiskBytes {
-                checks["disk"] = "full (\(free) bytes free)"
+                checks["disk"] = "nearly full (\(free) bytes free)"
             } else {
                 checks["disk"] = "ok"
             }

@@ -316,8 +316,8 @@ public struct Doctor: Sendable {
     private func checkDisk(_ survey: [SchemaFileStatus], _ add: Add) {
         if let largest = survey.max(by: { $0.bytes < $1.bytes }), let free = freeSpace(dataDirectory.root) {
             if free < DataDirectory.fullDiskBytes {
-                add(.error, "disk", "the disk holding \(dataDirectory.root.path) is full (\(free) bytes free): /readyz answers 503 and "
-                    + "deliveries, runs and API changes are refused until there is room",
+                add(.error, "disk", "the disk holding \(dataDirectory.root.path) is nearly full (\(free) bytes free): /readyz answers 503, "
+                    + "and once it is full deliveries, runs and API changes are refused until there is room",
                     "free space on that disk or grow it; nothing stored is lost, and the catch-up sweep reviews what webhooks refused "
                     + "meanwhile would have started")
             } else if free < largest.bytes {

@@ -23,7 +23,8 @@ public struct OnlineDoctor: Sendable {
                                                                         apiBaseURL: integration.apiURL), http: http)
         let jwt: String
         do { jwt = try await tokens.appJWT(now: now()) } catch {
-            return [finding(.error, "\(error)", "add the integration again with the App's private key (PEM) downloaded from GitHub")]
+            return [finding(.error, "\(error)", "put the App's private key (PEM) downloaded from GitHub in place: "
+                            + "sentinel integration rotate --workspace \(workspaceName) \(integration.id) --private-key-file KEY.pem (the webhook URL stays)")]
         }
         let headers = GitHubClient.baseHeaders + [("Authorization", "Bearer \(jwt)")]
         var findings: [DoctorFinding] = []
@@ -37,13 +38,13 @@ public struct OnlineDoctor: Sendable {
         }
         if let date = app.header("Date").flatMap(Self.httpDate) {
             let skew = date.timeIntervalSince(sent)
-            let text = "this machine's clock is \(Int(abs(skew).rounded())) s \(skew > 0 ? "behind" : "ahead of") the API's"
+            let text = "this machine's clock is \(Int(abs(skew).rounded())) s \(skew > 0 ? "behind" : "ahead of") the API's clock"
             if abs(skew) > clockSkewErrorSeconds {
                 findings.append(finding(.error, text + "; GitHub refuses App tokens from a clock this far off", "synchronise the clock (NTP: systemd-timesyncd or chrony)"))
             } else if abs(skew) > clockSkewWarningSeconds {
                 findings.append(finding(.warning, text, "synchronise the clock (NTP: systemd-timesyncd or chrony)"))
             } else {
-                findings.append(finding(.ok, "clock within \(Int(clockSkewWarningSeconds)) s of the API's"))
+                findings.append(finding(.ok, "clock within \(Int(clockSkewWarningSeconds)) s of the API's clock"))
             }
         }
         switch app.status {
@@ -52,7 +53,8 @@ public struct OnlineDoctor: Sendable {
         case 401, 403, 404:
             let message = GitHubClient.error(app, operation: "get app").description
             findings.append(finding(.error, "the App's credentials are refused (\(message))",
-                                    "check the App id and add the integration again with a current private key of that App"))
+                                    "check the App id; put a current private key of that App in place: sentinel integration rotate --workspace \(workspaceName) "
+                                    + "\(integration.id) --private-key-file KEY.pem (the webhook URL stays; adding the integration again would change it)"))
             return findings
         default:
             findings.append(finding(.error, GitHubClient.error(app, operation: "get app").description, "retry later; if it persists, check the API's status"))

@@ -170,7 +170,7 @@ public struct BackupService: Sendable {
                 // A full backup goes on without a workspace whose own file is missing or damaged:
                 // one tenant's broken file must not stop every other tenant's nightly backup. It is
                 // named in the manifest, and the backup reports it (the command exits non-zero).
-                skipped.append(.init(workspaceID: id.rawValue, reason: Self.unreadableReason(error)))
+                skipped.append(.init(workspaceID: id.rawValue, reason: Self.unreadableReason(error, file: source)))
                 continue
             }
             defer { try? queue.close() }
@@ -238,8 +238,13 @@ public struct BackupService: Sendable {
         }
     }
 
-    static func unreadableReason(_ error: any Error) -> String {
+    static func unreadableReason(_ error: any Error, file: URL) -> String {
         if case StorageError.missingFile(let path) = error { return "its file \(path) is missing" }
+        // Not damaged: restoring it (the fix for a damaged one) would lose what was written since.
+        if let problem = DataDirectory.accessProblem(file) {
+            return "its file \(file.path) cannot be opened: \(problem); it is not damaged: give it to the user Sentinel runs as "
+                + "(chown sentinel:sentinel \(file.path)) rather than restore it"
+        }
         if let error = error as? DatabaseError { return "its file cannot be read: \(error.message ?? "\(error.resultCode)")" }
         return "\(error)"
     }

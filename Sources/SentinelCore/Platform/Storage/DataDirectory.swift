@@ -150,7 +150,8 @@ extension DataDirectory {
     /// what was written since the backup.
     public static func accessProblem(_ url: URL) -> String? {
         var info = stat()
-        guard stat(url.path, &info) == 0, access(url.path, R_OK | W_OK) != 0 else { return nil }
+        // (A read-only file system, EROFS, is another problem, said by its own checks.)
+        guard stat(url.path, &info) == 0, access(url.path, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM else { return nil }
         return "it is not readable and writable by uid \(geteuid()) (its owner is uid \(info.st_uid), mode \(String(Int(info.st_mode) & 0o777, radix: 8)))"
     }
 }

@@ -190,7 +190,11 @@ public enum DataVerifier {
                 }
             }
         } catch {
-            report.problems.append(VerifyProblem(file: name, check: "open", detail: "not a readable database: \(error)"))
+            // One this user may not open (a command run as root made it) is not damaged: said so
+            // rather than "not a readable database", whose fix, a restore, would lose data.
+            let detail = DataDirectory.accessProblem(url).map { "cannot be opened: \($0); it is not damaged: give it to the user Sentinel runs as" }
+                ?? "not a readable database: \(error)"
+            report.problems.append(VerifyProblem(file: name, check: "open", detail: detail))
         }
         file.ok = report.problems.count == before
         report.files.append(file)
