@@ -114,9 +114,14 @@ struct RunRequestTests {
         #expect(created && again != first)
         #expect(try await runs().last?.trigger == "\(trigger):2")
         #expect(try await request("a1", trigger) == (again, false), "a run waiting stands for the event again")
+        // Sent again once that run ended, with no move away between, it is the same event: no third review.
+        try await harness.supervisor.withWorkspace(workspace) { actor in
+            _ = try await actor.write { tx in try ReviewRunStore.finish(runID: again, state: .completed, reason: nil, label: "completed", in: &tx) }
+        }
+        #expect(try await request("a1", trigger) == (again, false))
     }
 
-    @Test("a change of the target branch follows review.auto_review.on_push: with automatic reviews of pushes off it is skipped (it was reviewed)")
+    @Test("a change of the target branch of a reviewed pull request follows review.auto_review.on_push (it was reviewed with automatic reviews off); of one never reviewed (moved right after opening, superseding that review), on_open")
     func retargetFollowsOnPush() async throws {
         let runner = ReviewRunner(connector: SourceControlPlatforms([:]))
         var values = PolicySchema.defaults
@@ -124,8 +129,11 @@ struct RunRequestTests {
         let pull = PullRequestInfo(headSHA: "a1", baseSHA: "b0", isDraft: false, isOpen: true, fromFork: false, title: "t")
         _ = try await request("a1", "retargeted:release")
         let run = try #require(try await runs().first)
-        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: ReviewPolicy(values: values))?.label == "push_not_reviewed")
-        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: .defaults) == nil)
+        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: ReviewPolicy(values: values), lastReviewedSHA: "a0")?.label == "push_not_reviewed")
+        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: ReviewPolicy(values: values), lastReviewedSHA: nil) == nil)
+        values["review.auto_review.on_open"] = .bool(false)
+        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: ReviewPolicy(values: values), lastReviewedSHA: nil)?.label == "open_not_reviewed")
+        #expect(runner.skipReasonAndLabel(run: run, pr: pull, policy: .defaults, lastReviewedSHA: "a0") == nil)
     }
 }
 

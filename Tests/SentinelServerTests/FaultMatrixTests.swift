@@ -186,6 +186,32 @@ struct FaultMatrixTests {
         #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
         #expect(try await world.runs().count == 1)
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        // The retry concludes the check as the posted review says (it stayed in progress for good).
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.status == "completed" && check.conclusion == "failure" && check.title == "2 findings", "\(check)")
+        await world.stop()
+    }
+
+    @Test("a dead review job of a pull request another run has reviewed since (a push) asks for no new run when retried (it reviewed the same head again)")
+    func deadJobReviewedSince() async throws {
+        let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })
+        await world.github.state.inject("GET files", Array(repeating: .status(500), count: 20))
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(500), count: 20))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        let failed = try #require(await Self.finished(world))
+        #expect(failed.state == .failed, "\(failed.reason ?? "")")
+        await world.github.state.clearFaults()
+        await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "bbb222", baseSHA: "bbb000", files: GitHubWorld.files))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
+        #expect(await world.waitForRun(state: .completed))
+        let job = try #require(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(state: .dead) }
+            .first { $0.kind == ReviewRunStore.jobKind }?.id)
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
+        #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
+        #expect(try await world.runs().count == 2)
+        #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
+        let old = try #require(try await world.runs().first { $0.id == failed.id })
+        #expect(old.reason?.contains("that run reviewed the pull request since") == true, "\(old.reason ?? "")")
         await world.stop()
     }
 

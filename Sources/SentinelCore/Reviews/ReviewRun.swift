@@ -182,8 +182,13 @@ public enum ReviewRunStore {
             // has had runs of another head since (a resent event of an older head): that run
             // superseded the current head's, and was superseded in turn.
             let latest = runs[0], state: RunState = latest["state"], latestID: Int64 = latest["id"]
+            // (A move back needs a move away between: an event sent again is not one.)
+            let movedAwaySince = try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id > ?
+                                 AND trigger LIKE 'retargeted:%' AND trigger != ? AND trigger NOT LIKE ? ESCAPE '\\')
+                """, arguments: [repository.id, prNumber, headSHA, latestID, trigger, Self.likePattern(literal: trigger) + ":%"]) ?? false
             let again = reviewedAgainTriggers.contains(trigger) ? [RunState.skipped, .superseded, .failed].contains(state)
-                : trigger.hasPrefix("retargeted:") && state.isFinal
+                : trigger.hasPrefix("retargeted:") && state.isFinal && movedAwaySince
             guard again, !headSHA.isEmpty, try !(Bool.fetchOne(db, sql: """
                 SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha != ? AND id > ?)
                 """, arguments: [repository.id, prNumber, headSHA, latestID]) ?? false) else { return (latestID, false) }
@@ -295,6 +300,13 @@ public enum ReviewRunStore {
         guard runs.allSatisfy({ ($0["state"] as RunState) == .superseded && ($0["trigger"] as String) != reconcileTrigger }) else { return }
         _ = try request(repository: repository, prNumber: run.prNumber, headSHA: pr.headSHA, baseSHA: pr.baseSHA.isEmpty ? nil : pr.baseSHA,
                         trigger: reconcileTrigger, fullReview: run.fullReview, correlationID: run.correlationID, in: &tx)
+    }
+
+    /// The newest run of `run`'s pull request after the run `after` that completed (posted its review).
+    static func completedRun(of run: ReviewRun, after: Int64, in db: Database) throws -> Int64? {
+        try Int64.fetchOne(db, sql: """
+            SELECT id FROM review_runs WHERE repository_id = ? AND pr_number = ? AND id > ? AND state = 'completed' ORDER BY id DESC LIMIT 1
+            """, arguments: [run.repositoryID, run.prNumber, after])
     }
 
     /// Ends every open run of a PR (closed PR): queued work is cancelled.

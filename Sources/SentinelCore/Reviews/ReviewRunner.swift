@@ -208,6 +208,12 @@ public struct ReviewRunner: Sendable {
                 // reviewed again: a second review, and a second model call, was posted.
                 if let run = try ReviewRunStore.find(runID, in: tx.db), run.state == .failed, run.reviewID == nil,
                    let reason = run.reason, reason.hasPrefix(Self.deadJobReason), !reason.contains(Self.retriedAs) {
+                    // Reviewed since by another run (a push, a reopening): a new run would repeat it.
+                    if let since = try ReviewRunStore.completedRun(of: run, after: runID, in: tx.db) {
+                        try tx.db.execute(sql: "UPDATE review_runs SET reason = reason || ? WHERE id = ?",
+                                          arguments: ["; not \(Self.retriedAs) \(since): that run reviewed the pull request since", runID])
+                        return .ended
+                    }
                     do {
                         let (retry, _) = try ReviewRunStore.requestManual(repositoryID: run.repositoryID, prNumber: run.prNumber, fullReview: true,
                                                                            by: "jobs retry of run \(runID)", correlationID: run.correlationID, in: &tx)
@@ -313,6 +319,7 @@ public struct ReviewRunner: Sendable {
     /// A run that had started may have started its check without recording it (its attempt
     /// crashed or timed out): that check is looked for, and concluded if there is one.
     private func concludeEndedCheck(runID: Int64, workspace: WorkspaceActor, logger: Logger) async throws {
+        if try await concludePostedCheck(runID: runID, workspace: workspace, logger: logger) { return }
         let ended = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in
             guard let run = try ReviewRunStore.find(runID, in: db), run.state == .superseded || run.state == .skipped, run.reviewID == nil,
                   run.checkRunID != nil || (run.startedAt != nil && !run.headSHA.isEmpty),
@@ -333,6 +340,26 @@ public struct ReviewRunner: Sendable {
         try await concludeWithoutResult(run, checkID: checkID, session: session, repo: repository.fullName, workspace: workspace,
                                         reason: run.reason ?? "a newer run replaced this one")
         logger.info("run ended while its job waited; its check concluded", metadata: ["state": "\(run.state.rawValue)"])
+    }
+
+    /// A run whose review was posted and whose job then gave up because the platform would not
+    /// conclude its check (it says failed): its job retried concludes the check as the posted
+    /// review says. The check stayed "in progress" for good, the retry doing nothing. Returns
+    /// whether the run was such a one.
+    private func concludePostedCheck(runID: Int64, workspace: WorkspaceActor, logger: Logger) async throws -> Bool {
+        let posted = try await workspace.read { db -> (ReviewRun, RepositoryRecord, String, PreparedReview)? in
+            guard let run = try ReviewRunStore.find(runID, in: db), run.state == .failed, run.reviewID != nil, let check = run.checkRunID,
+                  let prepared = try ReviewRunStore.prepared(runID, in: db),
+                  let repo = try RepositoryStore.find(id: run.repositoryID, in: db), !repo.removed else { return nil }
+            return (run, repo, check, prepared)
+        }
+        guard let (run, repository, checkID, prepared) = posted else { return false }
+        let session = try await connector.session(for: repository, in: workspace)
+        if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return true }
+        try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: CheckConclusion(rawValue: prepared.conclusion) ?? .neutral,
+                                        title: prepared.title, summary: prepared.checkSummary)
+        logger.info("the posted review's check concluded")
+        return true
     }
 
     /// Concludes the check of a run that ended without a review of its own (superseded, skipped,
@@ -976,11 +1003,19 @@ public struct ReviewRunner: Sendable {
         if pr.isDraft && !policy.autoReviewDrafts { return (ReviewRunStore.draftReason, "draft") }
         let trigger = Self.effectiveTrigger(run, lastReviewedSHA: lastReviewedSHA)
         if trigger == "push" && !policy.autoReviewOnPush { return ("pushes are not reviewed automatically (review.auto_review.on_push)", "push_not_reviewed") }
-        // A new target branch changes the diff as a push does (GitLab retargets stacked merge
-        // requests by itself): it was reviewed with automatic reviews turned off.
-        if trigger.hasPrefix("retargeted:") && !policy.autoReviewOnPush {
-            return ("a change of the target branch is reviewed as a push is, and pushes are not reviewed automatically (review.auto_review.on_push)",
-                    "push_not_reviewed")
+        // A new target branch changes the diff of a reviewed pull request as a push does (GitLab
+        // retargets stacked merge requests by itself): it was reviewed with automatic reviews
+        // turned off. One never reviewed (moved right after it was opened, superseding that
+        // review) is the opening's review, as the catch-up sweep's run is.
+        if trigger.hasPrefix("retargeted:") {
+            let reviewed = !(lastReviewedSHA ?? "").isEmpty
+            if reviewed && !policy.autoReviewOnPush {
+                return ("a change of the target branch is reviewed as a push is, and pushes are not reviewed automatically (review.auto_review.on_push)",
+                        "push_not_reviewed")
+            }
+            if !reviewed && !policy.autoReviewOnOpen {
+                return ("opened pull requests are not reviewed automatically (review.auto_review.on_open)", "open_not_reviewed")
+            }
         }
         if ["opened", "reopened", "ready_for_review"].contains(trigger) && !policy.autoReviewOnOpen {
             return ("opened pull requests are not reviewed automatically (review.auto_review.on_open)", "open_not_reviewed")
@@ -1050,7 +1085,12 @@ public struct ReviewRunner: Sendable {
         // failed on whatever head the pull request has now (a superseded re-run that had not learnt
         // its head turned the newer run's green gate red).
         if let stored = try await workspace.read({ db in try ReviewRunStore.find(run.id, in: db) }), stored.state.isFinal {
-            if let session, let check = stored.checkRunID ?? checkID {
+            var found = stored.checkRunID ?? checkID
+            // Started unrecorded by this attempt or an earlier one (a timeout GitHub carried out).
+            if let session, found == nil, stored.startedAt != nil, !stored.headSHA.isEmpty {
+                found = try? await session.earlierCheck(repo, headSHA: stored.headSHA, runID: stored.id)
+            }
+            if let session, let check = found {
                 do {
                     try await concludeWithoutResult(stored, checkID: check, session: session, repo: repo, workspace: workspace,
                                                     reason: stored.reason ?? "a newer run replaced this one")
