@@ -162,6 +162,28 @@ struct BackupTests {
         #expect(said.contains { $0.contains("1 integration (\(gone)) removed after this backup stays removed: its webhooks answer 410 Gone") }, "\(said)")
     }
 
+    @Test("a full restore names a workspace created after the backup, no longer registered, and its integrations' webhooks answer 410 (404, and nothing said)")
+    func fullRestoreNamesLaterWorkspaces() async throws {
+        let h = try TestHarness()
+        _ = try h.createWorkspace("before")
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).backup(to: out, control: h.control)
+        let echo = try h.createWorkspace("echo")
+        let later = try #require(IntegrationID("int_echo000000000000"))
+        try await Self.addIntegration(later.rawValue, to: try await h.supervisor.pin(echo), h)
+        await h.supervisor.shutdown()
+
+        var said: [String] = []
+        _ = try BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener()).restore(from: out) { said.append($0) }
+        // (The restore replaced control.sqlite: read it anew.)
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        #expect(try control.workspace(echo) == nil)
+        #expect(try IntegrationService(control: control, masterKey: try MasterKey.load(at: h.dataDirectory.masterKeyFile)).isRetired(later))
+        #expect(said.contains { $0.contains("workspace echo (\(echo)) created after this backup is not in it and is no longer registered")
+                                && $0.contains("workspaces/\(echo).sqlite") }, "\(said)")
+        #expect(FileManager.default.fileExists(atPath: h.dataDirectory.workspaceFile(echo).path), "its file is left where it is")
+    }
+
     @Test("a restore waits for a running analytics export: the export's watermark, written after, undid the restore's rewind and lost the new events")
     func restoreRefusedDuringExport() async throws {
         let h = try TestHarness()

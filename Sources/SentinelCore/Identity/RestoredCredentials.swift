@@ -24,6 +24,8 @@ struct RestoredCredentials: Sendable {
     var tokens: [String: String] = [:]
     /// Integrations removed (retired: their webhooks answer 410 Gone), with their workspace and when.
     var retired: [String: (workspace: String, at: Double)] = [:]
+    /// Every workspace registered: id → name, to name those created after the backup.
+    var workspaces: [String: String] = [:]
 
     /// The state of the file about to be replaced: nil when there is none; an error when it
     /// cannot be read (the restore goes on, and says what it could not keep).
@@ -52,6 +54,9 @@ struct RestoredCredentials: Sendable {
                 }
                 for row in try Row.fetchAll(db, sql: "SELECT id, workspace_id, retired_at FROM retired_integrations") {
                     state.retired[row["id"]] = (row["workspace_id"], row["retired_at"])
+                }
+                for row in try Row.fetchAll(db, sql: "SELECT id, name FROM workspaces") {
+                    state.workspaces[row["id"]] = row["name"]
                 }
                 return state
             }
@@ -135,7 +140,13 @@ struct RestoredCredentials: Sendable {
         // restored file: its webhooks answer 410 Gone, as a removed one's do, not 404.
         var retired: [String] = []
         let routed = Set(try String.fetchAll(db, sql: "SELECT id FROM integrations"))
-        for (id, workspace) in routes.sorted(by: { $0.key < $1.key }) where !routed.contains(id) && restoredWorkspaces.contains(workspace) {
+        // A workspace created after the backup is not in it: no longer registered, its file left
+        // where it is, and its integrations' webhooks answer 410 Gone too (404, and the restore
+        // said nothing of the tenant it had made unreachable).
+        let registered = Set(try String.fetchAll(db, sql: "SELECT id FROM workspaces"))
+        let unregistered = workspaces.filter { !registered.contains($0.key) }
+        for (id, workspace) in routes.sorted(by: { $0.key < $1.key }) where !routed.contains(id)
+            && (restoredWorkspaces.contains(workspace) || unregistered[workspace] != nil) {
             try db.execute(sql: "INSERT OR IGNORE INTO retired_integrations (id, workspace_id, retired_at) VALUES (?, ?, ?)",
                            arguments: [id, workspace, now.epoch])
             if db.changesCount == 1 { retired.append(id) }
@@ -202,6 +213,10 @@ struct RestoredCredentials: Sendable {
         if !stillRemoved.isEmpty {
             said.append(Self.named(stillRemoved, "integration", "integrations") + " removed after this backup " + Self.verb(stillRemoved.count, "stays", "stay")
                         + " removed: " + Self.verb(stillRemoved.count, "its", "their") + " webhooks answer 410 Gone")
+        }
+        for (id, name) in unregistered.sorted(by: { $0.value < $1.value }) {
+            said.append("workspace \(name) (\(id)) created after this backup is not in it and is no longer registered: its file stays at "
+                        + "workspaces/\(id).sqlite (sentinel doctor lists it; move it aside or delete it), and its integrations' webhooks answer 410 Gone")
         }
         if entries > 0 { said.append("\(entries) audit entr\(entries == 1 ? "y" : "ies") written after this backup " + Self.verb(entries, "is", "are") + " kept") }
         return said
