@@ -195,17 +195,10 @@ struct FaultMatrixTests {
     @Test("a dead review job of a pull request another run has reviewed since (a push) asks for no new run when retried (it reviewed the same head again)")
     func deadJobReviewedSince() async throws {
         let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })
-        await world.github.state.inject("GET files", Array(repeating: .status(500), count: 20))
-        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(500), count: 20))
-        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
-        let failed = try #require(await Self.finished(world))
-        #expect(failed.state == .failed, "\(failed.reason ?? "")")
-        await world.github.state.clearFaults()
+        let (failed, job) = try await Self.deadReviewJob(world)
         await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "bbb222", baseSHA: "bbb000", files: GitHubWorld.files))
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
-        let job = try #require(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(state: .dead) }
-            .first { $0.kind == ReviewRunStore.jobKind }?.id)
         #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
         #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
         #expect(try await world.runs().count == 2)
@@ -218,16 +211,7 @@ struct FaultMatrixTests {
     @Test("a dead review job retried (sentinel jobs retry, the console) reviews the pull request again with a new run, once (it found its run failed and did nothing)")
     func deadReviewJobRetried() async throws {
         let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })
-        // The files and the check's conclusion refused: the job goes dead, its hook marks the run failed.
-        await world.github.state.inject("GET files", Array(repeating: .status(500), count: 20))
-        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(500), count: 20))
-        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
-        let failed = try #require(await Self.finished(world))
-        #expect(failed.state == .failed, "\(failed.reason ?? "")")
-        await world.github.state.clearFaults()
-        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
-        let job = try #require(jobs.first { $0.kind == ReviewRunStore.jobKind && $0.state == .dead }?.id,
-                               "\(failed.reason ?? "") \(jobs.map { "\($0.kind) \($0.state)" })")
+        let (failed, job) = try await Self.deadReviewJob(world)
         #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
         #expect(await eventually { try await world.runs().contains { $0.id != failed.id && $0.state == .completed } })
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1, "the new run posted the review")
@@ -265,6 +249,21 @@ struct FaultMatrixTests {
         #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second) })
         #expect(await eventually { try await world.runs().count == 4 })
         await world.stop()
+    }
+
+    /// PR 7 opened while GitHub refuses its files and the check's conclusion: the review job goes
+    /// dead and its run failed; the faults are then cleared. Returns the run and the dead job's id.
+    static func deadReviewJob(_ world: GitHubWorld) async throws -> (ReviewRun, Int64) {
+        await world.github.state.inject("GET files", Array(repeating: .status(500), count: 20))
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(500), count: 20))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        let failed = try #require(await Self.finished(world))
+        #expect(failed.state == .failed, "\(failed.reason ?? "")")
+        await world.github.state.clearFaults()
+        let jobs = try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
+        let job = try #require(jobs.first { $0.kind == ReviewRunStore.jobKind && $0.state == .dead }?.id,
+                               "\(failed.reason ?? "") \(jobs.map { "\($0.kind) \($0.state)" })")
+        return (failed, job)
     }
 
     private func checkGitHubFault(_ fault: PlatformFault, world: GitHubWorld) async throws {
