@@ -383,7 +383,9 @@ struct Migrate: AsyncParsableCommand {
                         migrated += 1
                     }
                 } catch {
-                    failures.append("\(id): \(error)")
+                    failures.append("\(id): " + (DataDirectory.accessProblem(url).map {
+                        "\($0); give it to the user Sentinel runs as (chown sentinel:sentinel \(url.path)); it is not damaged: do not restore it"
+                    } ?? "\(error)"))
                 }
             }
             let controlMigrated = (before[data.controlFile.path] ?? nil).map { $0 != controlVersion } ?? false

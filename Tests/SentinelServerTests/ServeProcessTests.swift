@@ -192,6 +192,12 @@ struct ServeProcessTests {
         let verify = try await SentinelProcess.run(["verify", "--data-dir", data], user: nobody)
         #expect(verify.stdout.contains("cannot be opened: it is not readable and writable by uid 65534") && !verify.stdout.contains("not a readable database"),
                 "\(verify.stdout)")
+        // migrate and export said SQLite error 14.
+        let migrate = try await SentinelProcess.run(["migrate", "--data-dir", data], user: nobody)
+        #expect(migrate.status == 1 && migrate.stderr.contains("is not readable and writable by uid 65534") && migrate.stderr.contains("do not restore it"),
+                "\(migrate.stderr)")
+        let export = try await SentinelProcess.run(["export", "--data-dir", data], user: nobody)
+        #expect(export.stdout.contains("cannot be opened: it is not readable and writable by uid 65534"), "\(export.stdout) \(export.stderr)")
         // control.sqlite left to root: named with the fix (SQLite's "unable to open database file", from serve too).
         let control = dir.url.appendingPathComponent("data/control.sqlite").path
         #expect(chown(control, 0, 0) == 0 && chmod(control, 0o600) == 0)

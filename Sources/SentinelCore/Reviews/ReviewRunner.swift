@@ -210,8 +210,10 @@ public struct ReviewRunner: Sendable {
                    let reason = run.reason, reason.hasPrefix(Self.deadJobReason), !reason.contains(Self.retriedAs) {
                     // Reviewed since by another run (a push, a reopening): a new run would repeat it.
                     if let since = try ReviewRunStore.completedRun(of: run, after: runID, in: tx.db) {
-                        try tx.db.execute(sql: "UPDATE review_runs SET reason = reason || ? WHERE id = ?",
-                                          arguments: ["; not \(Self.retriedAs) \(since): that run reviewed the pull request since", runID])
+                        let note = "; its job retried, nothing reviewed again: run \(since) reviewed the pull request since"
+                        if !reason.contains(note) {
+                            try tx.db.execute(sql: "UPDATE review_runs SET reason = reason || ? WHERE id = ?", arguments: [note, runID])
+                        }
                         return .ended
                     }
                     do {

@@ -250,6 +250,11 @@ public actor Supervisor: Service {
         do {
             return try opener.open(url, kind: .workspace, label: id.rawValue)
         } catch {
+            // One Sentinel's user may not open (a command run as root made it) is not damaged.
+            if let problem = DataDirectory.accessProblem(url) {
+                throw OpenFailure(reason: "its database file cannot be opened: \(problem); give it to the user Sentinel runs as "
+                                  + "(chown sentinel:sentinel \(url.path)); it is not damaged: do not restore it", kind: "unreadable", path: url.path)
+            }
             switch error {
             case StorageError.missingFile: throw OpenFailure(reason: "its database file is missing", kind: "missing", path: url.path)
             case StorageError.corrupt(let m): throw OpenFailure(reason: "its database file is corrupt (\(m))", kind: "corrupt", path: url.path)
