@@ -167,22 +167,22 @@ public enum ReviewRunStore {
             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
             """, arguments: [repository.id, prNumber, headSHA, baseSHA, trigger, fullReview, correlationID, tx.now.epoch])
         if db.changesCount == 0 {
-            // A pull request reopened, or marked ready, once more at the same head: the run the
-            // first such event made was skipped (closed, or a draft, again before it started),
-            // superseded or failed. This event says the reason is gone (or asks again, as closing
-            // and reopening re-runs CI), and the pull request gets a run of its own, numbered
-            // (`reopened:2`); a run still waiting or working stands for it.
-            // The event had found the first run and reviewed nothing, for good.
+            // The event's run exists. A new one, numbered (`reopened:2`), is made for:
+            // - a pull request reopened, or marked ready, once more at the same head, the run the
+            //   first such event made skipped (closed, or a draft, again before it started),
+            //   superseded or failed: this event says the reason is gone (or asks again, as closing
+            //   and reopening re-runs CI). It had found the first run and reviewed nothing, for good.
+            // - a pull request moved back to a target branch it had before, at the same head, once
+            //   it had moved away from it (an event sent again is no move): that branch has moved on
+            //   since, and the diff against it is new.
+            // Not while that run waits or works (it stands for the event), and not when the pull
+            // request has had runs of another head since (a resent event of an older head: its run
+            // superseded the current head's, and was superseded in turn).
             let runs = try Row.fetchAll(db, sql: """
                 SELECT id, state FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND (trigger = ? OR trigger LIKE ? ESCAPE '\\')
                 ORDER BY id DESC
                 """, arguments: [repository.id, prNumber, headSHA, trigger, Self.likePattern(literal: trigger) + ":%"])
-            // Likewise a pull request moved to a target branch it had before, at the same head: that
-            // branch has moved on since, and the diff against it is new. Not when the pull request
-            // has had runs of another head since (a resent event of an older head): that run
-            // superseded the current head's, and was superseded in turn.
             let latest = runs[0], state: RunState = latest["state"], latestID: Int64 = latest["id"]
-            // (A move back needs a move away between: an event sent again is not one.)
             let movedAwaySince = try Bool.fetchOne(db, sql: """
                 SELECT EXISTS (SELECT 1 FROM review_runs WHERE repository_id = ? AND pr_number = ? AND head_sha = ? AND id > ?
                                  AND trigger LIKE 'retargeted:%' AND trigger != ? AND trigger NOT LIKE ? ESCAPE '\\')
