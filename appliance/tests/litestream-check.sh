@@ -73,13 +73,29 @@ configs=("$data"/litestream/litestream-*.yml)
 [ ${#configs[@]} -eq 2 ] || fail "expected 2 litestream configs, got ${#configs[@]}"
 grep -q "intake-journal.sqlite" "$data/litestream/litestream-0.yml" || fail "litestream-0.yml does not list the intake journal"
 
-port=$(( 20000 + RANDOM % 20000 ))
-while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+# The server's port: below the kernel's ephemeral range, which outbound connections take their
+# local ports from (a port inside it can be taken by one between the pick and the bind: "address in
+# use"), and not listened on. Picked again at each start.
+ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+pick_port() {
+  port=$(( 10000 + RANDOM % (ephemeral_low - 10200) ))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+}
 server_env=()
 start_all() {
+  pick_port
   env "${server_env[@]}" "$bin" serve --data-dir "$data" --no-tls --host 127.0.0.1 --port "$port" 2>>"$work/server.log" &
   server_pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    # Taken after all (by another check's listener): start again on another port.
+    if ! kill -0 "$server_pid" 2>/dev/null && tail -3 "$work/server.log" | grep -q "address is in use"; then
+      pick_port
+      env "${server_env[@]}" "$bin" serve --data-dir "$data" --no-tls --host 127.0.0.1 --port "$port" 2>>"$work/server.log" &
+      server_pid=$!
+    fi
+    sleep 0.2
+  done
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { tail -20 "$work/server.log"; fail "server did not start"; }
   for config in "${configs[@]}"; do
     "$litestream" replicate -no-expand-env -config "$config" >>"$work/litestream.log" 2>&1 &
