@@ -145,7 +145,7 @@ public final class Appliance: Sendable {
             connections: ConnectionTester(gitHub: connector, gitLab: gitLabConnector, providers: providers, aiHTTP: aiHTTP),
             reviews: runner, logger: logger)
         if try identity.ensureSetupToken(in: dataDirectory) {
-            logger.notice("no users yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (POST /api/v1/setup) or `sentinel user create --admin`")
+            logger.notice("no appliance admin yet: create the first admin with the one-time token in \(dataDirectory.setupTokenFile.path) (the console's setup page, or POST /api/v1/setup) or `sentinel user create --admin`")
         }
         metrics.openWorkspaces(0)
         metrics.offlineWorkspaces(0)

@@ -163,8 +163,13 @@ struct UserCommand: AsyncParsableCommand {
                 // The first admin may be created before the appliance first runs: this makes the data directory.
                 let identity = try global.identity(config, create: true)
                 let user = try identity.createUser(email: email, password: password, isAdmin: admin)
-                if admin { try identity.ensureSetupToken(in: global.dataDirectory) }  // an admin exists: the setup token is void
+                // An admin exists: the setup token is void. None yet: it stays (or is made), and says so.
+                let setupOpen = try identity.ensureSetupToken(in: global.dataDirectory)
                 if json { try printJSON(UserOutput(user)) } else { print("created \(user.isAdmin ? "appliance admin" : "user") \(user.email) (\(user.id))") }
+                if setupOpen {
+                    FileHandle.standardError.write(Data(("note: the appliance has no admin yet (to add users and workspaces): create one with `sentinel user create --admin`, "
+                        + "or with the setup token in \(global.dataDirectory.setupTokenFile.path) on the console's setup page\n").utf8))
+                }
             }
         }
     }

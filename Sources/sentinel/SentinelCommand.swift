@@ -322,6 +322,12 @@ struct Serve: AsyncParsableCommand {
             try global.context.requireOwnFilesAccessible()
             return try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }
+        // Every stored credential is sealed with the key: readable by others, it gives them all.
+        if let (path, mode) = global.dataDirectory.exposedSecret() {
+            let fix = path == global.dataDirectory.masterKeyFile.path ? "chmod 600 \(path)" : "chmod 700 \(path)"
+            logger.warning("the master key can be read by other users of this machine, and with it every stored credential (integration keys, webhook secrets, AI provider keys)",
+                           metadata: ["path": "\(path)", "mode": "\(String(mode, radix: 8))", "fix": "\(fix)"])
+        }
         return (appliance, logger)
     }
 }

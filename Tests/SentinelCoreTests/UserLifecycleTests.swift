@@ -216,7 +216,7 @@ struct UserLifecycleTests {
 
         // The first admin: created only while there is no user, however many requests bring the token.
         #expect(throws: IdentityError(.conflict, "setup is already complete")) {
-            try identity.createUser(email: "second-admin@example.com", password: password, isAdmin: true, by: "setup", onlyIfFirst: true)
+            try identity.createUser(email: "second-admin@example.com", password: password, isAdmin: true, by: "setup", onlyIfFirstAdmin: true)
         }
         let fresh = try TestHarness()
         defer { fresh.directory.cleanup() }
@@ -232,6 +232,29 @@ struct UserLifecycleTests {
         }
         #expect(created == 1)
         #expect(try fresh.control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users")! } == 1)
+    }
+
+    @Test("setup stays open until an admin exists: a first user made without --admin keeps the setup token, which then makes the admin once")
+    func setupOpenUntilAnAdmin() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let identity = self.identity(h)
+        let member = try identity.createUser(email: "dev@example.com", password: "a long enough password", isAdmin: false)
+        // Before: the token was deleted and setup refused ("already complete") with nobody able to add users or workspaces.
+        #expect(try !identity.hasAdmins())
+        #expect(try identity.ensureSetupToken(in: h.dataDirectory))
+        let token = try String(contentsOf: h.dataDirectory.setupTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(throws: IdentityError(.conflict, "a user with email dev@example.com already exists")) {
+            try identity.completeSetup(token: token, email: member.email, password: "a long enough password", in: h.dataDirectory)
+        }
+        let admin = try identity.completeSetup(token: token, email: "ops@example.com", password: "a long enough password", in: h.dataDirectory)
+        #expect(admin.isAdmin)
+        #expect(try identity.hasAdmins())
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.setupTokenFile.path))
+        #expect(throws: IdentityError(.conflict, "setup is already complete")) {
+            try identity.completeSetup(token: token, email: "second@example.com", password: "a long enough password", in: h.dataDirectory)
+        }
+        #expect(try !identity.ensureSetupToken(in: h.dataDirectory))
     }
 
     @Test("membership changes apply only to the membership the rules saw: adds of one user at once make one member and one MemberAdded")

@@ -304,6 +304,13 @@ struct ProviderCommandTests {
         }
         let keys = try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(keys.stdout.components(separatedBy: "wxyz").count - 1 == 2, "\(keys.stdout)")
+        #expect(!keys.stdout.contains(" gpt-5"))
+        // A model no price names (typed with spaces around it, which are dropped) is said to be counted at its kind's dearest.
+        let unpriced = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
+                                                      "--model", " gpt-5 ", "--api-key-file", "-"], stdin: "sk-unpriced-key-0000\n")
+        #expect(unpriced.status == 0 && unpriced.stdout.contains("model=gpt-5 "), "\(unpriced.stdout)")
+        #expect(unpriced.stderr.contains("note: no price names openai model gpt-5: its calls are counted at the dearest openai model's prices (openai/gpt-4o*: $2.5 in, $10 out per million tokens)"),
+                "\(unpriced.stderr)")
         let noKey = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
                                                    "--api-key-file", dir.url.appendingPathComponent("absent.txt").path])
         #expect(noKey.stderr.contains("cannot read API key file \(dir.url.appendingPathComponent("absent.txt").path): no such file"), "\(noKey.stderr)")

@@ -131,7 +131,7 @@ struct ConsoleAccessTests {
             #expect(try await browser.get("/sign-in").location == "/setup")
             let setup = try await browser.get("/setup")
             #expect(setup.status == .ok)
-            #expect(setup.body.contains("data/secrets/setup-token"))
+            #expect(setup.body.contains("<code>secrets/setup-token</code> in its data directory"))
             #expect(setup.body.contains(appliance.dataDirectory.setupTokenFile.path))
             #expect(setup.body.contains(#"<label for="setup_token">"#))
             let formCookie = try #require(setup.setCookies.first { $0.hasPrefix("sentinel_form=") })
@@ -159,6 +159,34 @@ struct ConsoleAccessTests {
         }
         await appliance.supervisor.shutdown()
         dir.cleanup()
+    }
+
+    @Test("an appliance whose only user is not an admin: sign-in links to setup, and the setup page makes the admin with the token")
+    func setupWithUsersButNoAdmin() async throws {
+        let dir = TemporaryDirectory("sentinel-console-setup")
+        defer { dir.cleanup() }
+        var config = testConfig()
+        config.auth.bcryptCost = 4
+        config.server.tlsEnabled = false
+        let appliance = try Appliance(dataDirectory: DataDirectory(path: dir.path), config: config, logger: Logger.sentinel(level: "error"))
+        _ = try appliance.identity.createUser(email: "dev@example.com", password: "a long password", isAdmin: false)
+        // What serve does at start (after `sentinel user create` without --admin): the token is kept.
+        #expect(try appliance.identity.ensureSetupToken(in: appliance.dataDirectory))
+        let token = try String(contentsOf: appliance.dataDirectory.setupTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let app = Application(router: try appliance.makeRouter())
+        try await app.test(.router) { client in
+            let browser = ConsoleSession(client: client)
+            #expect(try await browser.get("/").location == "/sign-in")
+            let signIn = try await browser.get("/sign-in")
+            #expect(signIn.body.contains(#"no administrator yet: <a href="/setup">create the first one</a>"#))
+            #expect(try await browser.get("/setup").status == .ok)
+            let done = try await browser.post("/setup", ["setup_token": token, "email": "root@example.com", "password": "a long password"])
+            #expect(done.location == "/workspaces", "\(done.body)")
+            #expect(try appliance.identity.user(email: "root@example.com")?.isAdmin == true)
+            #expect(try await browser.get("/setup").location == "/workspaces")
+            #expect(try await !browser.get("/sign-in").body.contains("no administrator yet"))
+        }
+        await appliance.supervisor.shutdown()
     }
 
     @Test("with TLS on, the session cookie is Secure; the page forbids framing and outside resources")
@@ -230,6 +258,12 @@ struct ConsoleAccessTests {
             await browser.set(Console.sessionCookie, world.token(.owner))
             let page = try await browser.get("/workspaces")
             #expect(page.location == "/sign-in")
+            // Signing out of it (a page open from before) clears the cookie; it was a 403 "Form expired".
+            await browser.set(Console.sessionCookie, "sns_ended-elsewhere")
+            let out = try await browser.post("/sign-out", csrf: Console.formToken(secret: "sns_ended-elsewhere"))
+            #expect(out.status == .seeOther)
+            #expect(out.location == "/sign-in")
+            #expect(out.setCookies.contains { $0.hasPrefix("sentinel_session=;") && $0.contains("Max-Age=0") })
         }
     }
 

@@ -329,6 +329,49 @@ struct ServeProcessTests {
         #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test("serve warns, with the fix, when the master key or the secrets directory can be read by other users (copied in with cp from a backup); not when they are its own")
+    func exposedMasterKeyWarned() async throws {
+        let shell = try ShellDataDirectory("sentinel-serve")
+        defer { shell.dir.cleanup() }
+        #expect(try await shell.run(["workspace", "create", "acme"]).status == 0)
+        let secrets = shell.data + "/secrets", key = secrets + "/master.key"
+        func serve() async throws -> String {
+            let server = try SentinelProcess.start(["serve", "--data-dir", shell.data, "--host", "127.0.0.1", "--port", "0", "--no-tls"])
+            defer { server.kill() }
+            _ = try #require(await server.waitForListeningPort(), "\(server.stderr)")
+            server.terminate()
+            #expect(await server.waitForExit(timeout: .seconds(30)) == 0)
+            return server.stderr
+        }
+        let warning = #""message":"the master key can be read by other users of this machine"#
+        #expect(try await !serve().contains(warning))
+        // Before: serve started without a word; only `doctor` said so.
+        #expect(chmod(key, 0o644) == 0)
+        let exposedKey = try await serve()
+        #expect(exposedKey.contains(warning))
+        #expect(exposedKey.contains(#""fix":"chmod 600 \#(key)""#))
+        #expect(chmod(key, 0o600) == 0 && chmod(secrets, 0o755) == 0)
+        let exposedDirectory = try await serve()
+        #expect(exposedDirectory.contains(#""fix":"chmod 700 \#(secrets)""#))
+    }
+
+    @Test("a first user made without --admin is told the appliance has no admin yet; doctor says so with the fix; the admin made after ends both")
+    func firstUserWithoutAdmin() async throws {
+        let shell = try ShellDataDirectory("sentinel-serve")
+        defer { shell.dir.cleanup() }
+        let member = try await shell.run(["user", "create", "--email", "dev@example.com", "--password-file", shell.passwordFile])
+        #expect(member.status == 0)
+        #expect(member.stderr.contains("note: the appliance has no admin yet (to add users and workspaces): create one with `sentinel user create --admin`"))
+        #expect(FileManager.default.fileExists(atPath: shell.data + "/secrets/setup-token"))
+        let doctor = try await shell.run(["doctor"])
+        #expect(doctor.stdout.contains("no appliance admin: 1 user(s), none of them an active admin"), "\(doctor.stdout)")
+        let admin = try await shell.run(["user", "create", "--email", "ops@example.com", "--password-file", shell.passwordFile, "--admin"])
+        #expect(admin.status == 0 && !admin.stderr.contains("no admin yet"))
+        #expect(!FileManager.default.fileExists(atPath: shell.data + "/secrets/setup-token"))
+        let after = try await shell.run(["doctor"]).stdout
+        #expect(!after.contains("no appliance admin") && !after.contains("no admin yet"), "\(after)")
+    }
+
     @Test("workspace create/list/show and backup/restore from the command line")
     func workspaceAndBackupCommands() async throws {
         let dir = TemporaryDirectory("sentinel-cli")

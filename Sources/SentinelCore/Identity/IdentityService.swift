@@ -22,15 +22,15 @@ public struct IdentityService: Sendable {
     public static let maxEmailLength = 254
 
     /// Creates a user (audited `UserCreated` by `actor`: `cli`, `setup`, or the admin's email).
-    /// `onlyIfFirst`: only while the appliance has no user at all (the setup token's first admin),
-    /// else a 409.
-    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", onlyIfFirst: Bool = false,
+    /// `onlyIfFirstAdmin`: only while the appliance has no active admin (the setup token's first
+    /// admin), else a 409.
+    public func createUser(email rawEmail: String, password: String, isAdmin: Bool, by actor: String = "cli", onlyIfFirstAdmin: Bool = false,
                            now: Date = Date()) throws -> User {
         let email = try Self.checkNewUser(email: rawEmail, password: password)
         let hash = passwords.hash(password)
         let user = User(id: RandomIdentifier.make(prefix: "usr_"), email: email, isAdmin: isAdmin, createdAt: now.epoch)
         try control.write { db in
-            if onlyIfFirst, try Int.fetchOne(db, sql: "SELECT 1 FROM users LIMIT 1") != nil {
+            if onlyIfFirstAdmin, try Self.hasAdmins(db) {
                 throw IdentityError(.conflict, "setup is already complete")
             }
             if try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE email = ?", arguments: [email]) != nil {
@@ -98,6 +98,16 @@ public struct IdentityService: Sendable {
 
     public func hasUsers() throws -> Bool {
         try control.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0 } > 0
+    }
+
+    /// Whether an appliance admin who can sign in exists: until one does, setup stays open (a first
+    /// user made from the shell without `--admin` had closed it, leaving nobody to manage users).
+    public func hasAdmins() throws -> Bool {
+        try control.read { db in try Self.hasAdmins(db) }
+    }
+
+    public static func hasAdmins(_ db: Database) throws -> Bool {
+        try Int.fetchOne(db, sql: "SELECT 1 FROM users WHERE is_admin = 1 AND disabled_at IS NULL LIMIT 1") != nil
     }
 
     /// A password found right for a user, with the hash it was checked against: what a session
@@ -396,12 +406,13 @@ public struct IdentityService: Sendable {
 
     // MARK: The setup token
 
-    /// On a fresh appliance (no users), writes `secrets/setup-token` (0600) once; it lets the
-    /// first admin be created through the API. Returns whether a token file exists.
+    /// On an appliance without an admin (fresh, or whose only users were made without `--admin`),
+    /// writes `secrets/setup-token` (0600) once; it lets the first admin be created through the API
+    /// or the console. Returns whether a token file exists.
     @discardableResult
     public func ensureSetupToken(in dataDirectory: DataDirectory) throws -> Bool {
         let file = dataDirectory.setupTokenFile
-        if try hasUsers() {
+        if try hasAdmins() {
             try? FileManager.default.removeItem(at: file)
             return false
         }
@@ -411,16 +422,16 @@ public struct IdentityService: Sendable {
     }
 
     /// Creates the first appliance admin with the setup token, then deletes the token: it works
-    /// once, also when two requests bring it at once (the user is created only while there is none,
-    /// checked in the transaction that creates it).
+    /// once, also when two requests bring it at once (the admin is created only while there is
+    /// none, checked in the transaction that creates it).
     public func completeSetup(token: String, email: String, password: String, in dataDirectory: DataDirectory) throws -> User {
         let file = dataDirectory.setupTokenFile
         guard let stored = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
-              !stored.isEmpty, try !hasUsers() else {
+              !stored.isEmpty, try !hasAdmins() else {
             throw IdentityError(.conflict, "setup is already complete")
         }
         guard Self.constantTimeEqual(stored, token) else { throw IdentityError(.unauthenticated, "wrong setup token") }
-        let user = try createUser(email: email, password: password, isAdmin: true, by: "setup", onlyIfFirst: true)
+        let user = try createUser(email: email, password: password, isAdmin: true, by: "setup", onlyIfFirstAdmin: true)
         try? FileManager.default.removeItem(at: file)
         return user
     }

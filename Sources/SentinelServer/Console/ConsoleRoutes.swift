@@ -47,7 +47,7 @@ extension Console {
     }
 
     func setupPage(_ visit: Visit, error: String? = nil, email: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
-        guard try !d.identity.hasUsers() else { return Self.redirect(visit.principal == nil ? "/sign-in" : "/workspaces") }
+        guard try !d.identity.hasAdmins() else { return Self.redirect(visit.principal == nil ? "/sign-in" : "/workspaces") }
         var data: [String: Any] = ["tokenPath": d.dataDirectory.setupTokenFile.path]
         if let error { data["error"] = error }
         if let email { data["email"] = email }
@@ -72,7 +72,7 @@ extension Console {
     func signInPage(_ visit: Visit, error: String? = nil, email: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         if try !d.identity.hasUsers() { return Self.redirect("/setup") }
         if visit.principal != nil, error == nil { return Self.redirect("/workspaces") }
-        var data: [String: Any] = [:]
+        var data: [String: Any] = ["noAdmin": try !d.identity.hasAdmins()]
         if let error { data["error"] = error }
         if let email { data["email"] = email }
         return try render("signin", title: "Sign in", data, visit: withFormCookie(visit), status: status)
@@ -194,8 +194,13 @@ extension Console {
     }
 
     func signOut(_ visit: Visit) async throws -> Response {
-        _ = try await form(visit)
-        if let id = visit.sessionID { try d.identity.endSession(id: id) }
+        // A session that has already ended (expired, the password changed elsewhere) has nothing
+        // to end and no form token to check against: the cookie is cleared all the same (it was a
+        // 403 "Form expired" that left it in place).
+        if let id = visit.sessionID {
+            _ = try await form(visit)
+            try d.identity.endSession(id: id)
+        }
         var response = Self.redirect("/sign-in")
         response.headers.append(HTTPField(name: .setCookie, value: cookie(Self.sessionCookie, "", maxAge: 0)))
         return response

@@ -89,7 +89,7 @@ enum ConsoleTemplates {
     static let setup = #"""
     <h1>Set up Sentinel</h1>
     <p>No administrator exists yet. Create the first appliance admin with the one-time setup token
-    Sentinel wrote to <code>{{tokenPath}}</code> (relative to the data directory: <code>data/secrets/setup-token</code>).</p>
+    Sentinel wrote to <code>{{tokenPath}}</code> (<code>secrets/setup-token</code> in its data directory).</p>
     {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
     <form method="post" action="/setup" class="stack">
       {{> csrf}}
@@ -105,6 +105,7 @@ enum ConsoleTemplates {
 
     static let signin = #"""
     <h1>Sign in</h1>
+    {{#noAdmin}}<p>This appliance has no administrator yet: <a href="/setup">create the first one</a> with the setup token.</p>{{/noAdmin}}
     {{#error}}<p class="error" role="alert">{{error}}</p>{{/error}}
     <form method="post" action="/sign-in" class="stack">
       {{> csrf}}

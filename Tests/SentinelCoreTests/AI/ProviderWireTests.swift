@@ -37,6 +37,19 @@ struct AIProviderWireTests {
         }
     }
 
+    @Test("a base URL with its scheme in capitals (HTTP://…, accepted when the provider was added) is called: every call was refused as an invalid base URL")
+    func schemeInCapitals() async throws {
+        try await withFakeLLM { server, http in
+            await server.state.setReview(AIFixtures.goodReview)
+            var config = server.config(.openAICompatible, id: "local")
+            let base = try #require(config.baseURL?.absoluteString)
+            config.baseURL = URL(string: "HTTP" + base.dropFirst("http".count))
+            let reply = try await makeProvider(config, http: http).complete(AIFixtures.prompt, timeout: .seconds(10))
+            #expect(try ModelOutputParser.parse(reply.text).findings.count == 1)
+            #expect(await server.state.requests(.openAICompatible).count == 1)
+        }
+    }
+
     @Test("finish_reason content_filter with part of an answer is refused, so the next provider is asked (it was read as truncated JSON and retried on the same one)")
     func contentFilterWithPartialAnswer() throws {
         let body = Data(#"{"choices":[{"index":0,"message":{"role":"assistant","content":"{\"summary\": \"Adds con"},"finish_reason":"content_filter"}],"usage":{"prompt_tokens":10,"completion_tokens":4}}"#.utf8)

@@ -446,9 +446,16 @@ public struct RigError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// A TCP port free on 127.0.0.1 right now (bound to port 0, read, closed).
+/// A TCP port free on 127.0.0.1 right now, for a server started later: below the kernel's ephemeral
+/// range, which port 0 and outbound connections take from (tests in parallel open many, and one
+/// could take a port picked there before the server binds it).
 public func freePort() throws -> Int {
-    try HeldPort(0).port
+    let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+    let ephemeralLow = range.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
+    for _ in 0..<100 {
+        if let held = try? HeldPort(Int.random(in: 10000..<max(ephemeralLow - 200, 10001))) { return held.port }
+    }
+    return try HeldPort(0).port
 }
 
 /// A port of 127.0.0.1 kept bound, not listening, while this lives: a connection to it is refused,

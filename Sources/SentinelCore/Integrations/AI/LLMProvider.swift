@@ -328,6 +328,8 @@ public enum ProviderHTTP {
     /// Joins a base URL and a path without doubling slashes; keeps the base's own path prefix.
     static func url(_ base: URL, path: String, query: String? = nil) throws -> URL {
         var text = base.absoluteString
+        // Schemes are case-insensitive (`HTTPS://…` was accepted when added, then every call was refused).
+        if let scheme = base.scheme, scheme != scheme.lowercased() { text = scheme.lowercased() + text.dropFirst(scheme.count) }
         while text.hasSuffix("/") { text.removeLast() }
         text += path.hasPrefix("/") ? path : "/" + path
         if let query { text += "?" + query }

@@ -16,8 +16,11 @@ public struct ModelPrice: Sendable, Hashable, Codable {
 
 /// Prices by `"kind/model"` pattern. A pattern is an exact name or a prefix ending in `*`
 /// (`"openai/gpt-4o*"`); the kind may be `*` (`"*/llama*"`). The most specific match wins: an
-/// exact name, then the longest prefix. Unknown models cost 0 (self-hosted endpoints are usually
-/// free; admins add entries for paid ones).
+/// exact name, then the longest prefix. A model of a vendor that bills every call (OpenAI, Azure
+/// OpenAI, Anthropic, Gemini) that no entry names is priced as the dearest model of its kind the
+/// table lists, an estimate on the high side, so that a workspace's AI budget holds for it (it was
+/// free, and the budget let every call through); other unknown models cost 0 (self-hosted
+/// endpoints are usually free; admins add entries for paid ones).
 public struct PriceTable: Sendable, Hashable {
     public private(set) var entries: [String: ModelPrice]
 
@@ -73,7 +76,24 @@ public struct PriceTable: Sendable, Hashable {
     }
 
     public func price(kind: String, model: String) -> ModelPrice? {
-        match(kind: kind, model: model)?.price
+        match(kind: kind, model: model)?.price ?? dearest(kind: kind)?.price
+    }
+
+    /// The kinds whose vendors bill every call.
+    static let billedKinds: Set<String> = ["openai", "azure-openai", "anthropic", "gemini"]
+
+    /// Whether an entry of the table prices this model (not the dearest of its kind standing in).
+    public func names(kind: String, model: String) -> Bool {
+        match(kind: kind, model: model) != nil
+    }
+
+    /// The entry of the dearest model of a billed kind (input and output together), which prices
+    /// that kind's models no entry names; nil for other kinds.
+    public func dearest(kind: String) -> (pattern: String, price: ModelPrice)? {
+        guard Self.billedKinds.contains(kind) else { return nil }
+        return entries.filter { $0.key.hasPrefix(kind + "/") }
+            .max { ($0.value.inputPerMillion + $0.value.outputPerMillion, $1.key) < ($1.value.inputPerMillion + $1.value.outputPerMillion, $0.key) }
+            .map { ($0.key, $0.value) }
     }
 
     /// The `model` label of the AI metrics: the table's entry that prices the model, as a model
@@ -109,7 +129,7 @@ public struct PriceTable: Sendable, Hashable {
         return best.map { ($0.pattern, $0.price) }
     }
 
-    /// Cost in USD of `usage` on a model (0 when the model is not in the table).
+    /// Cost in USD of `usage` on a model (0 when no price applies: see `price(kind:model:)`).
     public func cost(_ usage: TokenUsage, provider: ProviderKind, model: String) -> Double {
         guard let price = price(kind: provider, model: model) else { return 0 }
         return Double(usage.inputTokens) / 1_000_000 * price.inputPerMillion

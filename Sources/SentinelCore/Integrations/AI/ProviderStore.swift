@@ -65,6 +65,8 @@ public struct ProviderStore: Sendable {
                     priority: Int = 100, by actor: String, in workspace: WorkspaceActor) async throws -> ProviderSummary {
         guard Self.kinds.contains(kind) else { throw IntegrationError.invalid("unknown provider kind '\(kind)' (one of \(Self.kinds.joined(separator: ", ")))") }
         let key = apiKey?.trimmingCharacters(in: .whitespacesAndNewlines)
+        // A model name is matched against prices and ai.allowed_models as it is: ` gpt-4o ` matched neither.
+        let model = model?.trimmingCharacters(in: .whitespacesAndNewlines)
         try Self.checkText(key, field: "api_key")
         try Self.checkText(model, field: "model")
         try Self.checkText(baseURL?.absoluteString, field: "base_url")
@@ -87,7 +89,7 @@ public struct ProviderStore: Sendable {
         if let apiVersion, !apiVersion.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }) {
             throw IntegrationError.invalid("api_version must be letters, digits, '-' and '.' (like 2024-10-21)")
         }
-        let model = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
+        let chosenModel = (model?.isEmpty == false ? model : Self.defaultModels[kind]) ?? ""
         let id = "prv_" + RandomIdentifier.uuid().replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
         let sealed = try key.flatMap { $0.isEmpty ? nil : try masterKey.seal(Data($0.utf8), context: Self.context(id)) }
         let suffix = key.flatMap { $0.isEmpty ? nil : Self.suffix($0) }
@@ -98,8 +100,8 @@ public struct ProviderStore: Sendable {
             try tx.db.execute(sql: """
                 INSERT INTO ai_providers (id, kind, model, base_url, api_version, deployment, api_key, key_suffix, enabled, priority, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
-                """, arguments: [id, kind, model, baseURL?.absoluteString, apiVersion, deployment, sealed, suffix, priority, tx.now.epoch, tx.now.epoch])
-            try tx.append(DomainEvent(type: "ProviderAdded", subject: "provider:\(id)", payload: ["kind": kind, "model": model, "by": actor]))
+                """, arguments: [id, kind, chosenModel, baseURL?.absoluteString, apiVersion, deployment, sealed, suffix, priority, tx.now.epoch, tx.now.epoch])
+            try tx.append(DomainEvent(type: "ProviderAdded", subject: "provider:\(id)", payload: ["kind": kind, "model": chosenModel, "by": actor]))
         }
         return try await get(id, in: workspace)
     }

@@ -214,7 +214,15 @@ public struct Doctor: Sendable {
     }
 
     private func checkSetupToken(_ add: Add) {
-        if FileManager.default.fileExists(atPath: dataDirectory.setupTokenFile.path) {
+        let token = FileManager.default.fileExists(atPath: dataDirectory.setupTokenFile.path)
+        // With users but no admin (the first made without --admin), nobody can add users or workspaces.
+        let users = (try? readOnly(dataDirectory.controlFile) { db in
+            (count: try Int.fetchOne(db, sql: "SELECT count(*) FROM users") ?? 0, admins: try IdentityService.hasAdmins(db))
+        })
+        if let users, users.count > 0, !users.admins {
+            add(.warning, "setup-token", "no appliance admin: \(users.count) user(s), none of them an active admin, so nobody can add users or workspaces",
+                "`sentinel user create --admin` (a new email)" + (token ? ", or the one-time setup token \(dataDirectory.setupTokenFile.path) on the console's setup page (POST /api/v1/setup)" : ""))
+        } else if token, users?.admins != true {
             add(.warning, "setup-token", "no admin yet: the one-time setup token \(dataDirectory.setupTokenFile.path) is unused",
                 "create the first admin (POST /api/v1/setup with that token, or `sentinel user create --admin`)")
         }

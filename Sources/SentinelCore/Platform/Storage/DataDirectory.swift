@@ -92,6 +92,17 @@ public struct DataDirectory: Sendable, Equatable {
         _ = try MasterKey.loadOrCreate(at: masterKeyFile)
     }
 
+    /// The secrets directory or master key when group or others may read it (copied in with `cp`
+    /// from a backup, or `chmod`ed by hand): its path and mode, for `serve`'s warning at start;
+    /// nil when both are the owner's alone (or cannot be looked at).
+    public func exposedSecret() -> (path: String, mode: mode_t)? {
+        for url in [secretsDirectory, masterKeyFile] {
+            var info = stat()
+            if stat(url.path, &info) == 0, info.st_mode & 0o077 != 0 { return (url.path, info.st_mode & 0o777) }
+        }
+        return nil
+    }
+
     /// What a data directory with data but without its master key is told.
     public var missingMasterKey: String {
         "\(masterKeyFile.path) is missing, but this data directory holds data (control.sqlite) whose stored credentials "
