@@ -189,9 +189,17 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let ok = try await target.withWorkspace { actor in try await actor.retryDeadJob(job) }
+                let (ok, kind) = try await target.withWorkspace { actor in
+                    let kind = try await actor.job(job)?.kind
+                    return (try await actor.retryDeadJob(job), kind)
+                }
                 guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
                 print("job \(job) queued again")
+                if kind == Notifications.flushKind {
+                    // Its batch was dropped when it went dead: the retry has nothing to send.
+                    print("note: a notification job's messages were dropped when it went dead, so this retry sends nothing; "
+                          + "check the channel with `sentinel notify test`, and its next notice is sent as usual")
+                }
             }
         }
     }

@@ -215,6 +215,34 @@ struct NotificationTests {
         await s.stop()
     }
 
+    @Test("a notice queued while the last attempt of a flush hangs is sent in the next batch once the channel answers, not dropped with the dead job's notices")
+    func noticeDuringLastAttempt() async throws {
+        let s = try await Self.setup(maxAttempts: 1)
+        await s.receiver.state.force(503)
+        await s.receiver.state.slow(.milliseconds(1_500))
+        _ = try await s.add("slack", path: "/slack/x")
+        try await s.failRuns(1)
+        s.h.startScheduler()
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .running).contains { $0.kind == Notifications.flushKind } })
+        // Run 2 fails while the only attempt waits for its answer.
+        _ = try await s.h.supervisor.withWorkspace(s.ws) { actor in
+            try await actor.write { tx in
+                try tx.append(DomainEvent(type: "RunCompleted", subject: "run:2", payload: RunEventPayload(
+                    runID: 2, repository: "acme/api", prNumber: 2, headSHA: "abc", trigger: "opened", state: "failed")))
+            }
+        }
+        #expect(await eventually { try await s.pending() == 2 })
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .dead).contains { $0.kind == Notifications.flushKind } })
+        await s.receiver.state.slow(nil)
+        await s.receiver.state.force(nil)
+        // Before: the dead job's hook dropped run 2's notice too, and nothing ever sent it.
+        #expect(await eventually { await s.receiver.state.accepted().count == 1 })
+        let text = try #require(await s.receiver.state.accepted().first?.json["text"] as? String)
+        #expect(text.contains("acme/api#2") && !text.contains("acme/api#1"), "\(text)")
+        #expect(await eventually { try await s.pending() == 0 })
+        await s.stop()
+    }
+
     @Test("a job that goes dead notifies job.dead with its kind and reason; notifications' own dead flush does not loop")
     func jobDead() async throws {
         let s = try await Self.setup(maxAttempts: 2) { $0.register("fragile") { _ in throw JobFailure.permanent("disk on fire") } }

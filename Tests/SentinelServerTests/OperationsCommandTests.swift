@@ -66,6 +66,28 @@ struct OperationsCommandTests {
         #expect(onDirectory.stderr.contains("\(other)/control.sqlite: it is a directory, not a database file"), "\(onDirectory.stderr)")
     }
 
+    @Test("jobs retry of a dead notification job says it sends nothing (its batch was dropped); of another job, just that it is queued again")
+    func retryOfDeadNotificationJob() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let shown = try await SentinelProcess.run(["workspace", "show", "acme", "--json", "--data-dir", data])
+        let id = try #require((try JSONSerialization.jsonObject(with: Data(shown.stdout.utf8)) as? [String: Any])?["id"] as? String)
+        let now = Date().timeIntervalSince1970
+        try Self.execute(data + "/workspaces/\(id).sqlite", """
+            INSERT INTO jobs (id, kind, payload, priority, state, attempts, max_attempts, run_at, created_at, finished_at, last_error)
+            VALUES (41, 'notify.flush', CAST('{"channel_id":"ntf_x"}' AS BLOB), 2, 'dead', 5, 5, \(now), \(now), \(now), 'the channel answered 500'),
+                   (42, 'export.events', CAST('{}' AS BLOB), 3, 'dead', 5, 5, \(now), \(now), \(now), 'disk full');
+            """)
+        let notification = try await SentinelProcess.run(["jobs", "retry", "--workspace", "acme", "41", "--data-dir", data])
+        #expect(notification.status == 0, "\(notification.stderr)")
+        #expect(notification.stdout.contains("job 41 queued again\nnote: a notification job's messages were dropped when it went dead, so this retry sends nothing"),
+                "\(notification.stdout)")
+        let other = try await SentinelProcess.run(["jobs", "retry", "--workspace", "acme", "42", "--data-dir", data])
+        #expect(other.stdout == "job 42 queued again\n", "\(other.stdout) \(other.stderr)")
+    }
+
     @Test("backup with one workspace's file missing backs up the others, names the missing one and exits 1")
     func backupSkipsMissingWorkspace() async throws {
         let dir = TemporaryDirectory("sentinel-ops")

@@ -20,7 +20,11 @@ public actor FakeNotificationState {
     /// Answer every request with this status instead (a destination that is down).
     public var forcedStatus: Int?
 
+    /// How long each answer takes (a destination that answers slowly); nil: at once.
+    public var answerDelay: Duration?
+
     public func force(_ status: Int?) { forcedStatus = status }
+    public func slow(_ delay: Duration?) { answerDelay = delay }
     func record(_ request: ReceivedNotification) { received.append(request) }
     public func accepted(_ path: String? = nil) -> [ReceivedNotification] {
         received.filter { (200..<300).contains($0.status) && (path == nil || $0.path.hasPrefix(path!)) }
@@ -48,6 +52,7 @@ public final class FakeNotificationReceiver: Sendable {
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName.lowercased()] = field.value }
             let path = request.uri.path
+            if let delay = await state.answerDelay { try await Task.sleep(for: delay) }
             let (status, answer) = await Self.answer(path: path, headers: headers, body: body, secret: secret, forced: state.forcedStatus)
             await state.record(ReceivedNotification(path: path, headers: headers, body: body, status: status))
             return Response(status: .init(code: status), headers: [.contentType: "text/plain"],

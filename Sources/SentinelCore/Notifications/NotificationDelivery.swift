@@ -62,12 +62,18 @@ public struct Notifications: Sendable {
             let payload = try context.job.decodePayload(FlushPayload.self)
             try await self.flush(channelID: payload.channelID, in: context.workspace)
         }, onDead: { context, dead in
-            // The dead job (visible in `sentinel jobs list`, with its last answer) stands for its
-            // notices: they are dropped so the channel's next notice starts a new batch.
+            // The dead job (visible in `sentinel jobs list`, with its last answer) stands for the
+            // notices its last attempt read, those queued before it started: they are dropped so
+            // the channel's next notice starts a new batch. Notices queued since (an event during
+            // a last attempt that hung) found this job's key taken and got no job: they are the
+            // next batch now (they were dropped with it, never sent).
             let payload = try JSONDecoder.sentinel.decode(FlushPayload.self, from: dead.payload)
+            let window = self.window
             try await context.workspace.write { tx in
-                try tx.db.execute(sql: "DELETE FROM notification_pending WHERE channel_id = ? AND created_at <= ?",
-                                  arguments: [payload.channelID, tx.now.epoch])
+                let started = try Double.fetchOne(tx.db, sql: "SELECT started_at FROM jobs WHERE id = ?", arguments: [dead.jobID]) ?? tx.now.epoch
+                try tx.db.execute(sql: "DELETE FROM notification_pending WHERE channel_id = ? AND created_at < ?",
+                                  arguments: [payload.channelID, started])
+                try Self.scheduleFlush(channelID: payload.channelID, correlationID: nil, window: window, in: &tx)
             }
         })
     }

@@ -451,6 +451,10 @@ public actor WorkspaceActor {
         try await write { tx in try JobQueue.discardDead(jobID: jobID, in: tx.db, now: tx.now) }
     }
 
+    public func job(_ id: Int64) async throws -> JobRecord? {
+        try await read { db in try JobQueue.job(id: id, in: db) }
+    }
+
     public func jobs(state: JobState? = nil, limit: Int = 100) async throws -> [JobRecord] {
         try await read { db in try JobQueue.list(state: state, limit: limit, in: db) }
     }
