@@ -30,6 +30,28 @@ struct GlobalPriorityTests {
         await h.stop()
     }
 
+    @Test("background jobs leave one of a workspace's slots to the rest: with the others held by hung notification jobs, a critical job starts at once")
+    func backgroundLeavesASlot() async throws {
+        let release = Rendezvous<Bool>()
+        let started = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("hang") { _ in started.append("hang"); _ = await release.wait() }
+        registry.register("urgent") { _ in started.append("urgent") }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 4; $0.jobs.globalConcurrency = 16 }, registry: registry)
+        let ws = try h.createWorkspace()
+        for priority in [JobPriority.low, .low, .bulk, .low, .bulk, .low] { try await h.enqueue(JobRequest(kind: "hang", priority: priority), in: ws) }
+        h.startScheduler()
+        #expect(await eventually { started.count == 3 })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(started.count == 3, "a background job took the workspace's last slot")
+        // Before: four hung background jobs held every slot, and the critical job waited for them.
+        try await h.enqueue(JobRequest(kind: "urgent", priority: .critical), in: ws)
+        #expect(await eventually { started.all.contains("urgent") })
+        await release.set(true)
+        #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 7 })
+        await h.stop()
+    }
+
     @Test("after a restart the scheduler learns priorities from the files with due work: critical still first")
     func criticalFirstAfterRestart() async throws {
         let order = Recorder<String>()

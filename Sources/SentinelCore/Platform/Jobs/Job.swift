@@ -12,6 +12,9 @@ public enum JobPriority: Int, Sendable, Codable, CaseIterable, CustomStringConve
     /// Export, retention.
     case bulk = 3
 
+    /// `low` and `bulk`: work nobody waits for, which leaves a slot of its workspace to the rest.
+    public var isBackground: Bool { rawValue >= JobPriority.low.rawValue }
+
     public var description: String {
         switch self {
         case .critical: return "critical"

@@ -27,7 +27,7 @@ public enum JobQueue {
     /// crashed), then queued jobs by priority and due time, only of priority `through` or higher.
     /// Each claim counts as an attempt, so a job that keeps crashing its worker ends `dead` instead
     /// of looping. `died` is told about each job this call makes dead.
-    public static func claim(in db: Database, owner: String, now: Date, limit: Int, lease: TimeInterval,
+    public static func claim(in db: Database, owner: String, now: Date, limit: Int, backgroundLimit: Int? = nil, lease: TimeInterval,
                              through lowest: JobPriority = .bulk, running: Set<Int64> = [],
                              died: (JobRecord, String) throws -> Void = { _, _ in }) throws -> [JobRecord] {
         guard limit > 0 else { return [] }
@@ -61,6 +61,15 @@ public enum JobQueue {
                 SELECT * FROM jobs WHERE state = 'queued' AND run_at <= ? AND priority <= ?
                 ORDER BY priority, run_at, id LIMIT ?
                 """), arguments: [t, lowest.rawValue, limit - picked.count])
+        }
+        // At most `backgroundLimit` of them `low` or `bulk` (the rest stay queued): the scheduler
+        // keeps a slot of each workspace for its webhook processing and reviews.
+        if var allowed = backgroundLimit, picked.contains(where: { $0.jobPriority.isBackground }) {
+            picked = picked.filter { job in
+                guard job.jobPriority.isBackground else { return true }
+                allowed -= 1
+                return allowed >= 0
+            }
         }
         guard !picked.isEmpty else { return [] }
         let take = try db.cachedStatement(sql: """

@@ -24,6 +24,8 @@ public actor JobScheduler: Service {
     private let leases: LeaseKeeper
 
     private var inFlight: [WorkspaceID: Int] = [:]
+    /// Of those, the `low` and `bulk` jobs (`JobPriority.isBackground`).
+    private var backgroundInFlight: [WorkspaceID: Int] = [:]
     /// The workspaces the scheduler holds a supervisor pin on, with how many holds keep it: one per
     /// running job and one per claim under way. The last hold to go unpins it (`release`).
     private var pins: [WorkspaceID: (actor: WorkspaceActor, holders: Int)] = [:]
@@ -128,7 +130,9 @@ public actor JobScheduler: Service {
         }
         // Plan: decide how many jobs each due workspace may start, reserving global slots, highest
         // rank first: a workspace with due critical work is planned before one with only bulk.
-        struct Claim: Sendable { let id: WorkspaceID; let actor: WorkspaceActor; let limit: Int; let running: Int; let rank: Int; let through: JobPriority }
+        struct Claim: Sendable {
+            let id: WorkspaceID; let actor: WorkspaceActor; let limit: Int; let backgroundLimit: Int; let running: Int; let rank: Int; let through: JobPriority
+        }
         var plan: [Claim] = []
         var reserved = 0
         // The per-workspace rate limit keeps one tenant from starving the others: it holds a
@@ -141,6 +145,12 @@ public actor JobScheduler: Service {
             let running = inFlight[id, default: 0]
             let free = config.jobs.workspaceConcurrency - running
             if free <= 0 { continue }
+            // Background jobs (notifications, rollups, export) leave one of a workspace's slots to
+            // webhook processing and reviews: four notification channels that hang for their 30 s
+            // timeout held every slot, and the workspace's reviews waited for them.
+            let backgroundFree = max(0, config.jobs.workspaceConcurrency - (config.jobs.workspaceConcurrency > 1 ? 1 : 0)
+                                        - backgroundInFlight[id, default: 0])
+            if backgroundFree == 0, !index.hasForegroundDue(id, now: now.epoch) { continue }
             var bucket = buckets[id] ?? TokenBucket(rate: config.jobs.rateLimitPerSecond, burst: config.jobs.rateLimitBurst)
             let tokens = contended ? bucket.available() : Int.max
             buckets[id] = bucket
@@ -182,7 +192,8 @@ public actor JobScheduler: Service {
             }
             let limit = min(free, globalLimit - globalInFlight - reserved, tokens)
             reserved += limit
-            plan.append(Claim(id: id, actor: actor, limit: limit, running: running, rank: candidate.rank, through: candidate.through))
+            plan.append(Claim(id: id, actor: actor, limit: limit, backgroundLimit: min(limit, backgroundFree), running: running, rank: candidate.rank,
+                              through: candidate.through))
         }
         // Claim in every planned workspace at once: each is its own file and its own commit.
         let owner = self.owner
@@ -191,7 +202,8 @@ public actor JobScheduler: Service {
                 let running = leases.runningJobIDs(in: claim.id)
                 group.addTask {
                     do {
-                        return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit, through: claim.through, running: running)))
+                        return (claim, .success(try await claim.actor.claim(owner: owner, limit: claim.limit, backgroundLimit: claim.backgroundLimit,
+                                                                            through: claim.through, running: running)))
                     } catch {
                         return (claim, .failure(error))
                     }
@@ -242,6 +254,7 @@ public actor JobScheduler: Service {
     private func start(_ job: JobRecord, on actor: WorkspaceActor, in jobs: inout DiscardingTaskGroup) {
         globalInFlight += 1
         inFlight[actor.id, default: 0] += 1
+        if job.jobPriority.isBackground { backgroundInFlight[actor.id, default: 0] += 1 }
         pins[actor.id]?.holders += 1
         jobs.addTask { await Telemetry.withJob(job, workspace: actor.id) { await self.execute(job, on: actor) } }
     }
@@ -311,6 +324,10 @@ public actor JobScheduler: Service {
         globalInFlight -= 1
         let left = (inFlight[id] ?? 1) - 1
         inFlight[id] = left > 0 ? left : nil
+        if job.jobPriority.isBackground {
+            let background = (backgroundInFlight[id] ?? 1) - 1
+            backgroundInFlight[id] = background > 0 ? background : nil
+        }
         wake.signal()
     }
 

@@ -122,6 +122,16 @@ final class PendingIndex: Sendable {
 
     func remove(_ id: WorkspaceID) { entries.withLock { $0[id] = nil } }
 
+    /// Whether the workspace has `critical` or `normal` work due by `now` (or work of unknown
+    /// priority): what the slot a workspace keeps from background jobs is for.
+    func hasForegroundDue(_ id: WorkspaceID, now: Double) -> Bool {
+        entries.withLock { all in
+            guard let entry = all[id] else { return false }
+            if let unknown = entry.unknown, unknown <= now { return true }
+            return [JobPriority.critical, .normal].contains { entry.due[$0].map { $0 <= now } ?? false }
+        }
+    }
+
     /// Workspaces with work due by `now`, ranked. A class that has waited `aging` seconds past its
     /// due time counts one class higher, per `aging` seconds, so `bulk` behind a steady stream of
     /// `critical` work still starts after at most three agings.

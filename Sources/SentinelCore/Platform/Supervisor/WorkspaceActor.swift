@@ -324,13 +324,14 @@ public actor WorkspaceActor {
     /// Claims up to `limit` due jobs of priority `through` or higher, and (for the scheduler's
     /// in-memory index) reads what is due here by priority afterwards, in the same transaction.
     /// `running`: jobs of this file this process is running now; their leases are never taken over.
-    func claim(owner: String, limit: Int, through lowest: JobPriority = .bulk, running: Set<Int64> = []) async throws -> [JobRecord] {
+    func claim(owner: String, limit: Int, backgroundLimit: Int? = nil, through lowest: JobPriority = .bulk, running: Set<Int64> = []) async throws -> [JobRecord] {
         let lease = config.leaseSeconds
         let registry = self.registry
         let indexed = pendingIndex != nil
         return try await write(durable: false) { tx in
             var died: [(JobRecord, String)] = []
-            let jobs = try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, lease: lease, through: lowest, running: running) {
+            let jobs = try JobQueue.claim(in: tx.db, owner: owner, now: tx.now, limit: limit, backgroundLimit: backgroundLimit, lease: lease,
+                                          through: lowest, running: running) {
                 died.append(($0, $1))
             }
             if indexed { try tx.readExactDue() }
