@@ -58,17 +58,20 @@ struct ConfigCommand: AsyncParsableCommand {
                 let text = try readInputText(file, what: "config file")
                 let parsed = RepositoryConfigParser.parse(text, file: file, settings: true)
                 if parsed.hasErrors { throw CLIError(parsed.errors.map(\.formatted).joined(separator: "; ")) }
-                let (version, scope) = try await target.withWorkspace { actor in
+                let (version, scope, notApplied) = try await target.withWorkspace { actor in
                     let repoID = try await target.repositoryID(in: actor)
                     let scope = repoID.map(PolicyService.repositoryScope) ?? PolicyService.workspaceScope
                     let (values, locks, by) = (parsed.values, Swift.Set(lock), self.by)
                     let version = try await actor.write { tx in
                         try PolicyService.saveVersion(scope: scope, values: values, locks: locks, by: by, in: &tx)
                     }
-                    return (version, scope)
+                    var notApplied: [LockViolation] = []
+                    if let repoID { notApplied = try await actor.read { db in try PolicyService.repositorySettingsNotApplied(repoID, in: db) } }
+                    return (version, scope, notApplied)
                 }
                 if json { try printJSON(["version_id": String(version), "scope": scope]) } else { print("saved policy version \(version) for \(scope)") }
                 for w in parsed.warnings { FileHandle.standardError.write(Data((w.formatted + "\n").utf8)) }
+                for v in notApplied { FileHandle.standardError.write(Data(("warning: not applied: \(v.message)\n").utf8)) }
             }
         }
     }

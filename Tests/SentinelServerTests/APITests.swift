@@ -768,8 +768,12 @@ struct APIResourceTests {
             let base = "/workspaces/\(world.workspaceA)"
             #expect(try await api.call(.put, base + "/settings", token: owner,
                                        body: #"{"values":{"review.min_severity":"high","review.max_comments":7},"locks":["review.max_comments"]}"#).status == .ok)
-            #expect(try await api.call(.put, base + "/repositories/\(repo)/settings", token: owner,
-                                       body: #"{"values":{"review.min_severity":"low","review.max_comments":50}}"#).status == .ok)
+            let saved = try await api.call(.put, base + "/repositories/\(repo)/settings", token: owner,
+                                           body: #"{"values":{"review.min_severity":"low","review.max_comments":50}}"#)
+            #expect(saved.status == .ok)
+            // The save says which of its values a workspace lock keeps from applying (it said nothing).
+            let notApplied = saved.json["not_applied"] as? [String] ?? []
+            #expect(notApplied.count == 1 && notApplied.first == "review.max_comments is locked by workspace defaults; the value 50 from repository settings was ignored and 7 stays in effect", "\(saved.body)")
             let explain = try await api.call(.get, base + "/repositories/\(repo)/effective-config", token: world.token(.viewer))
             let entries = Dictionary(uniqueKeysWithValues: (explain.json["entries"] as? [[String: Any]] ?? []).map { ($0["key"] as! String, $0) })
             #expect(entries["review.min_severity"]?["source"] as? String == "repository")

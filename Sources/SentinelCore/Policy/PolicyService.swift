@@ -67,6 +67,13 @@ public enum PolicyService {
         return id
     }
 
+    /// What a repository's saved settings set that a workspace lock keeps from applying: told when
+    /// they are saved (a save with a locked key was "saved" without a word; only `config explain`
+    /// showed it).
+    public static func repositorySettingsNotApplied(_ repositoryID: Int64, in db: Database) throws -> [LockViolation] {
+        try resolve(in: db, repositoryID: repositoryID, fileText: nil).effective.violations.filter { $0.attemptedBy == .repository }
+    }
+
     /// The effective policy for a repository (or for the workspace when `repositoryID` is nil).
     /// An invalid file never stops a run: with errors, the file layer is left out and the
     /// diagnostics are returned for the PR.

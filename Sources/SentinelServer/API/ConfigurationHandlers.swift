@@ -181,9 +181,12 @@ struct ConfigurationHandlers: Sendable {
     func putRepositorySettings(_ input: Operations.PutRepositorySettings.Input, _ context: WorkspaceContext) async throws
         -> Operations.PutRepositorySettings.Output {
         guard case .json(let body) = input.body else { throw Problem(status: .badRequest, detail: "a JSON body is required") }
-        let scope = PolicyService.repositoryScope(try await repository(input.path.repositoryId, context))
+        let id = try await repository(input.path.repositoryId, context)
+        let scope = PolicyService.repositoryScope(id)
         let version = try await save(values: body.values, locks: body.locks, scope: scope, context)
-        return .ok(.init(body: .json(try Self.settings(scope: scope, version))))
+        var settings = try Self.settings(scope: scope, version)
+        settings.notApplied = try await context.workspace.read { db in try PolicyService.repositorySettingsNotApplied(id, in: db) }.map(\.message)
+        return .ok(.init(body: .json(settings)))
     }
 
     func explainConfig(_ input: Operations.ExplainConfig.Input, _ context: WorkspaceContext) async throws -> Operations.ExplainConfig.Output {

@@ -69,6 +69,14 @@ struct ConfigFileParserTests {
         #expect(layer.layer == .repositoryFile && layer.values == parsed.values && layer.versionID == "abc")
     }
 
+    @Test("an ai.providers entry that is neither a provider kind nor a provider id is a warning (it matched no provider, without a word); the value is kept")
+    func providerNamesNoProvider() {
+        let parsed = RepositoryConfigParser.parse("version: 1\nai:\n  providers: [claude, Anthropic, prv_0123456789abcdef, openai-compatible]\n")
+        #expect(parsed.errors == [])
+        #expect(parsed.warnings.map(\.message) == ["ai.providers[0]: 'claude' names no provider: give a kind (openai, azure-openai, anthropic, gemini, openai-compatible) or a provider id (prv_…, `sentinel provider list`)"])
+        #expect(parsed.values["ai.providers"] == .list(["claude", "Anthropic", "prv_0123456789abcdef", "openai-compatible"]))
+    }
+
     @Test(arguments: ["", "\n\n  \n", "# only a comment\n", "---\n", "~\n", "---\n...\n"])
     func emptyFileHasNoValuesAndNoDiagnostics(_ yaml: String) {
         let parsed = RepositoryConfigParser.parse(yaml)
