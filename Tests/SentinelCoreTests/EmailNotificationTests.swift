@@ -106,6 +106,21 @@ struct EmailNotificationTests {
         await s.stop()
     }
 
+    @Test("a message taken whose answer was lost is sent again with the same Message-ID, so mail clients drop the copy (each attempt had a new one)")
+    func resentMessageKeepsItsID() async throws {
+        let s = try await Self.setup(maxAttempts: 3)
+        _ = try await s.add(s.email())
+        try s.smtp.loseNextAnswer()
+        try await s.failRun()
+        s.h.startScheduler()
+        #expect(await eventually { try await s.h.jobs(in: s.ws, state: .succeeded).contains { $0.kind == Notifications.flushKind } })
+        let mails = try s.smtp.received()
+        #expect(mails.count == 2, "\(mails)")
+        let ids = Set(mails.compactMap { $0.headers["message-id"] })
+        #expect(ids.count == 1 && ids.first?.hasPrefix("<sentinel.ws_") == true, "\(ids)")
+        await s.stop()
+    }
+
     @Test("a 354 to the end of the message delivered nothing: the notice is not counted delivered (the job succeeded and the notice was lost)")
     func intermediateReplyToMessageNotDelivered() async throws {
         let s = try await Self.setup(maxAttempts: 1)

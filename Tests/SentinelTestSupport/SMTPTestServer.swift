@@ -97,6 +97,12 @@ public final class SMTPTestServer: Sendable {
         try Data().write(to: directory.url.appendingPathComponent("drop-next"))
     }
 
+    /// The next message is taken (saved) but its connection is dropped before the answer (a server
+    /// that delivered it and then crashed, or an answer lost on the way): the sender cannot know.
+    public func loseNextAnswer() throws {
+        try Data().write(to: directory.url.appendingPathComponent("lose-next-answer"))
+    }
+
     /// The next message's data is answered with `reply` (say, `354 hmm`, which delivers nothing),
     /// and not saved; later ones are taken.
     public func answerNextMessage(_ reply: String) throws {
@@ -155,6 +161,11 @@ class Handler:
         with open(name + ".tmp", "w") as f:
             json.dump(record, f)
         os.rename(name + ".tmp", name)
+        lost = os.path.join(os.path.dirname(mail_dir), "lose-next-answer")
+        if os.path.exists(lost):
+            os.remove(lost)
+            server.transport.abort()
+            return "421 4.3.0 never sent: the connection is gone"
         return "250 2.0.0 Message accepted for delivery"
 
 def authenticator(server, session, envelope, mechanism, auth_data):

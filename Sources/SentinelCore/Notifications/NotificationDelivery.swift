@@ -218,7 +218,10 @@ public struct Notifications: Sendable {
                                    workspace: (name: name, id: workspace.id))
         do {
             if channel.kind == .email {
-                do { _ = try await sendMail(message, to: channel, now: Date()) } catch let error as SMTPError {
+                // One Message-ID per batch, on every attempt: a message the server took but whose
+                // answer was lost is sent again, and mail clients drop the copy by its id.
+                let batch = "sentinel.\(workspace.id.rawValue).\(channelID).\(rows[0].id)"
+                do { _ = try await sendMail(message, to: channel, now: Date(), idPart: batch) } catch let error as SMTPError {
                     if error.isTransient { throw NotificationError.rejected(error.description) }
                     throw JobFailure.permanent(error.description)
                 }
@@ -333,10 +336,11 @@ public struct Notifications: Sendable {
     }
 
     /// An email channel's message: the title as subject, the lines as a plain-text body.
-    public func sendMail(_ message: NotificationMessage, to channel: NotificationChannel, now: Date) async throws -> SMTPReply {
+    public func sendMail(_ message: NotificationMessage, to channel: NotificationChannel, now: Date, idPart: String? = nil) async throws -> SMTPReply {
         guard let email = channel.destination.email else { throw JobFailure.permanent("the email channel has no mail server") }
         let body = message.text + "\n\n-- \nSentinel notifications for channel \(channel.summary.name)\n"
-        return try await mail.send(MailMessage(from: email.from, to: email.to, subject: message.title, body: body, date: now), via: email.server)
+        return try await mail.send(MailMessage(from: email.from, to: email.to, subject: message.title, body: body, date: now, idPart: idPart),
+                                   via: email.server)
     }
 
     /// The request for a channel's kind, sent through the one outbound client.

@@ -96,14 +96,16 @@ public struct MailMessage: Sendable, Equatable {
     public var date: Date
     public var messageID: String
 
-    public init(from: String, to: [String], subject: String, body: String, date: Date = Date(), messageID: String? = nil) {
+    /// `messageID`: the whole header value; else `idPart@` the sender's domain (`idPart`: a random
+    /// one when nil).
+    public init(from: String, to: [String], subject: String, body: String, date: Date = Date(), messageID: String? = nil, idPart: String? = nil) {
         self.from = from
         self.to = to
         self.subject = subject
         self.body = body
         self.date = date
         let domain = from.split(separator: "@").last.map(String.init) ?? "sentinel.invalid"
-        self.messageID = messageID ?? "<\(RandomIdentifier.uuid())@\(domain)>"
+        self.messageID = messageID ?? "<\(idPart ?? RandomIdentifier.uuid())@\(domain)>"
     }
 
     /// Header and body with CRLF line ends, before dot-stuffing.
