@@ -191,7 +191,7 @@ struct JobsCommand: AsyncParsableCommand {
             try await oneLine {
                 let (ok, kind) = try await target.withWorkspace { actor in
                     let kind = try await actor.job(job)?.kind
-                    return (try await actor.retryDeadJob(job), kind)
+                    return (try await actor.retryDeadJob(job, by: "cli"), kind)
                 }
                 guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
                 print("job \(job) queued again")
@@ -211,7 +211,7 @@ struct JobsCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await oneLine {
-                let ok = try await target.withWorkspace { actor in try await actor.discardDeadJob(job) }
+                let ok = try await target.withWorkspace { actor in try await actor.discardDeadJob(job, by: "cli") }
                 guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
                 print("job \(job) discarded")
             }

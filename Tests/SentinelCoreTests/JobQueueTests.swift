@@ -108,7 +108,7 @@ struct JobQueueTests {
         h.startScheduler()
         #expect(await eventually { try await h.jobs(in: ws, state: .dead).count == 1 })
         #expect(try await h.jobs(in: ws, state: .dead).first?.attempts == 1)
-        let retried = try await h.supervisor.withWorkspace(ws) { try await $0.retryDeadJob(id) }
+        let retried = try await h.supervisor.withWorkspace(ws) { try await $0.retryDeadJob(id, by: "test") }
         #expect(retried)
         #expect(await eventually { try await h.jobs(in: ws, state: .succeeded).count == 1 })
         await h.stop()

@@ -814,6 +814,15 @@ struct ConsolePageTests {
                 try await actor.read { db in try dead.map { try JobQueue.job(id: $0, in: db)?.state } }
             }
             #expect(states == [.queued, .cancelled])
+            // Each is in the workspace's audit log with who did it (neither was recorded).
+            let jobAudit = try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.read { db in
+                    try Row.fetchAll(db, sql: "SELECT type, subject, data FROM events WHERE type IN ('JobRetried', 'JobDiscarded') ORDER BY seq")
+                        .map { "\($0["type"] as String) \($0["subject"] as String) \($0["data"] as String)" }
+                }
+            }
+            #expect(jobAudit.count == 2 && jobAudit[0].hasPrefix("JobRetried job:\(dead[0])") && jobAudit[1].hasPrefix("JobDiscarded job:\(dead[1])"), "\(jobAudit)")
+            #expect(jobAudit.allSatisfy { $0.contains(#""by":"root@example.com""#) }, "\(jobAudit)")
             #expect(try await admin.get("/admin/jobs").body.contains("No dead jobs."))
             // A workspace whose file cannot be read is named, not passed over as having no dead jobs.
             let broken = try #require(try world.appliance.workspaces.create(name: "broken").workspaceID)

@@ -182,7 +182,7 @@ struct FaultMatrixTests {
         await world.github.state.clearFaults()
         let job = try #require(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs() }
             .first { $0.kind == ReviewRunStore.jobKind && $0.state == .dead }?.id)
-        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job, by: "test") })
         #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
         #expect(try await world.runs().count == 1)
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
@@ -199,7 +199,7 @@ struct FaultMatrixTests {
         await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "bbb222", baseSHA: "bbb000", files: GitHubWorld.files))
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "bbb222", before: "aaa111"))
         #expect(await world.waitForRun(state: .completed))
-        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job, by: "test") })
         #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE id = \(job) AND state = 'succeeded'") == 1 })
         #expect(try await world.runs().count == 2)
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1)
@@ -213,7 +213,7 @@ struct FaultMatrixTests {
     func deadReviewJobRetried() async throws {
         let world = try await GitHubWorld(config: { $0.jobs.maxAttempts = 2 })
         let (failed, job) = try await Self.deadReviewJob(world)
-        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job) })
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(job, by: "test") })
         #expect(await eventually { try await world.runs().contains { $0.id != failed.id && $0.state == .completed } })
         #expect(await world.github.state.reviews(on: GitHubWorld.repo, 7).count == 1, "the new run posted the review")
         let old = try #require(try await world.runs().first { $0.id == failed.id })
@@ -239,7 +239,7 @@ struct FaultMatrixTests {
         try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             try await actor.write { tx in _ = try RepositoryStore.setEnabled(false, id: repositoryID, plan: nil, in: &tx) }
         }
-        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second) })
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second, by: "test") })
         #expect(await eventually {
             try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.jobs(state: .dead) }
                 .first { $0.id == second }?.lastError?.contains("cannot be requested again: repository \(GitHubWorld.repo) is disabled; enable it first; then retry this job") == true
@@ -247,7 +247,7 @@ struct FaultMatrixTests {
         try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
             try await actor.write { tx in _ = try RepositoryStore.setEnabled(true, id: repositoryID, plan: nil, in: &tx) }
         }
-        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second) })
+        #expect(try await world.appliance.supervisor.withWorkspace(world.workspace) { try await $0.retryDeadJob(second, by: "test") })
         #expect(await eventually { try await world.runs().count == 4 })
         await world.stop()
     }

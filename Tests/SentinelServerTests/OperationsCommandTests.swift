@@ -86,6 +86,8 @@ struct OperationsCommandTests {
                 "\(notification.stdout)")
         let other = try await SentinelProcess.run(["jobs", "retry", "--workspace", "acme", "42", "--data-dir", data])
         #expect(other.stdout == "job 42 queued again\n", "\(other.stdout) \(other.stderr)")
+        let audit = try await SentinelProcess.run(["audit", "--workspace", "acme", "--data-dir", data])
+        #expect(audit.stdout.contains("JobRetried") && audit.stdout.contains("job:41") && audit.stdout.contains("cli"), "\(audit.stdout)")
     }
 
     @Test("backup with one workspace's file missing backs up the others, names the missing one and exits 1")

@@ -66,8 +66,9 @@ extension Console {
                 guard action == "retry" || action == "discard" else {
                     throw ConsoleError(status: .notFound, heading: "Page not found", message: "There is no such action.")
                 }
+                let by = visit.principal?.user.email ?? "console"
                 let (done, state) = try await supervisor.withWorkspace(id) { actor -> (Bool, String?) in
-                    let done = action == "retry" ? try await actor.retryDeadJob(job) : try await actor.discardDeadJob(job)
+                    let done = action == "retry" ? try await actor.retryDeadJob(job, by: by) : try await actor.discardDeadJob(job, by: by)
                     if done { return (true, "dead") }
                     return (false, try await actor.read { db in try String.fetchOne(db, sql: "SELECT state FROM jobs WHERE id = ?", arguments: [job]) })
                 }

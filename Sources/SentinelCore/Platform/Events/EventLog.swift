@@ -49,7 +49,7 @@ public enum EventLog {
         "ProviderPriorityChanged",
         "RepositoryEnabled", "RepositoryDisabled", "RepositoryNotEnabled", "PolicyVersionCreated", "AIBudgetChanged",
         "PlanSoftLimitReached", "RunCancelled", "RunRequested",
-        "NotificationChannelAdded", "NotificationChannelRemoved", "NotificationChannelTested",
+        "NotificationChannelAdded", "NotificationChannelRemoved", "NotificationChannelTested", "JobRetried", "JobDiscarded",
     ]
 
     /// Appends inside the caller's transaction and enqueues one job per registered listener, keyed by

@@ -440,16 +440,25 @@ public actor WorkspaceActor {
         return pruned
     }
 
-    public func retryDeadJob(_ jobID: Int64) async throws -> Bool {
+    /// Puts a dead job back in the queue, audited (`JobRetried`, with who did it).
+    public func retryDeadJob(_ jobID: Int64, by actor: String) async throws -> Bool {
         try await write { tx in
             guard try JobQueue.retryDead(jobID: jobID, in: tx.db, now: tx.now) else { return false }
-            tx.noteDue(try JobQueue.job(id: jobID, in: tx.db)?.jobPriority ?? .critical, at: tx.now.epoch)
+            let job = try JobQueue.job(id: jobID, in: tx.db)
+            tx.noteDue(job?.jobPriority ?? .critical, at: tx.now.epoch)
+            try tx.append(DomainEvent(type: "JobRetried", subject: "job:\(jobID)", payload: ["kind": job?.kind ?? "", "by": actor]))
             return true
         }
     }
 
-    public func discardDeadJob(_ jobID: Int64) async throws -> Bool {
-        try await write { tx in try JobQueue.discardDead(jobID: jobID, in: tx.db, now: tx.now) }
+    /// Gives up on a dead job for good (a discarded review is never made), audited (`JobDiscarded`).
+    public func discardDeadJob(_ jobID: Int64, by actor: String) async throws -> Bool {
+        try await write { tx in
+            guard try JobQueue.discardDead(jobID: jobID, in: tx.db, now: tx.now) else { return false }
+            let kind = try JobQueue.job(id: jobID, in: tx.db)?.kind ?? ""
+            try tx.append(DomainEvent(type: "JobDiscarded", subject: "job:\(jobID)", payload: ["kind": kind, "by": actor]))
+            return true
+        }
     }
 
     public func job(_ id: Int64) async throws -> JobRecord? {
