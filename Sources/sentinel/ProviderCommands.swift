@@ -52,14 +52,15 @@ struct ProviderCommand: AsyncParsableCommand {
                     base = url
                 }
                 let key = try ProviderCommand.readKey(apiKeyFile)
+                // Before the add: a price table that cannot be read fails the command with nothing added.
+                let config = try target.global.loadConfig()
+                let prices = try PriceTable.load(overridesFile: config.ai.priceTableFile)
                 let summary = try await target.withProviders { actor, store in
                     try await store.add(kind: kind, apiKey: key, model: model, baseURL: base,
                                         apiVersion: apiVersion, deployment: deployment, priority: priority, by: "cli", in: actor)
                 }
                 try ProviderCommand.show(summary, json: json)
                 // A model no price names is priced as its kind's dearest: said, with the fix.
-                let config = try target.global.loadConfig()
-                let prices = try PriceTable.load(overridesFile: config.ai.priceTableFile)
                 if !prices.names(kind: summary.kind, model: summary.model), let stand = prices.dearest(kind: summary.kind) {
                     FileHandle.standardError.write(Data(("note: no price names \(summary.kind) model \(summary.model): its calls are counted at the dearest "
                         + "\(summary.kind) model's prices (\(stand.pattern): $\(stand.price.inputPerMillion.plainDecimalText) in, $\(stand.price.outputPerMillion.plainDecimalText) out "

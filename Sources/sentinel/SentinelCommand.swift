@@ -158,7 +158,8 @@ struct CLIContext {
         if FileManager.default.fileExists(atPath: path) {
             // A lock file that cannot even be opened (a read-only data directory) says nothing of a restore.
             var restoring = false
-            do { restoring = try FileLock.tryAcquire(directory.restoreLockFile) == nil } catch {}
+            // Shared: two commands probing at once (a cron script's) do not take each other for a restore.
+            do { restoring = try FileLock.tryAcquireShared(directory.restoreLockFile) == nil } catch {}
             if restoring { throw CLIError("a restore is running on \(path); run this again when it has finished") }
         }
         try requireOwnFilesAccessible()
@@ -323,8 +324,8 @@ struct Serve: AsyncParsableCommand {
             return try Appliance(dataDirectory: global.dataDirectory, config: config, registry: ApplianceJobs.registry(), logger: logger)
         }
         // Every stored credential is sealed with the key: readable by others, it gives them all.
-        if let (path, mode) = global.dataDirectory.exposedSecret() {
-            let fix = path == global.dataDirectory.masterKeyFile.path ? "chmod 600 \(path)" : "chmod 700 \(path)"
+        if let (path, mode) = global.dataDirectory.exposedMasterKey() {
+            let fix = "chmod 600 \(path)"
             logger.warning("the master key can be read by other users of this machine, and with it every stored credential (integration keys, webhook secrets, AI provider keys)",
                            metadata: ["path": "\(path)", "mode": "\(String(mode, radix: 8))", "fix": "\(fix)"])
         }

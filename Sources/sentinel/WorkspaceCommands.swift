@@ -197,8 +197,8 @@ struct JobsCommand: AsyncParsableCommand {
                 print("job \(job) queued again")
                 if kind == Notifications.flushKind {
                     // Its batch was dropped when it went dead: the retry has nothing to send.
-                    print("note: a notification job's messages were dropped when it went dead, so this retry sends nothing; "
-                          + "check the channel with `sentinel notify test`, and its next notice is sent as usual")
+                    print("note: a notification job's messages were dropped when it went dead, so this retry does not send them again "
+                          + "(only notices queued for the channel since, if any); check the channel with `sentinel notify test`")
                 }
             }
         }

@@ -52,6 +52,32 @@ struct GlobalPriorityTests {
         await h.stop()
     }
 
+    @Test("background jobs leave a quarter of the appliance's slots to the rest: hung background jobs of several workspaces do not hold back a critical job in another")
+    func backgroundLeavesGlobalSlots() async throws {
+        #expect(JobScheduler.backgroundSlots(of: 1) == 1 && JobScheduler.backgroundSlots(of: 2) == 1 && JobScheduler.backgroundSlots(of: 4) == 3)
+        #expect(JobScheduler.backgroundSlots(of: 16) == 12)
+        let release = Rendezvous<Bool>()
+        let started = Recorder<String>()
+        var registry = JobRegistry()
+        registry.register("hang") { _ in started.append("hang"); _ = await release.wait() }
+        registry.register("urgent") { _ in started.append("urgent") }
+        let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 4; $0.jobs.globalConcurrency = 4 }, registry: registry)
+        let ids = try Self.workspaces(h, count: 3)
+        for id in ids.dropLast() {
+            for _ in 0..<3 { try await h.enqueue(JobRequest(kind: "hang", priority: .low), in: id) }
+        }
+        h.startScheduler()
+        #expect(await eventually { started.count == 3 })
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(started.count == 3, "background jobs took the appliance's last slot")
+        // Before: the hung jobs of two workspaces held all four slots, and the critical job in the third waited.
+        try await h.enqueue(JobRequest(kind: "urgent", priority: .critical), in: ids.last!)
+        #expect(await eventually { started.all.contains("urgent") })
+        await release.set(true)
+        #expect(await eventually { started.count == 7 })
+        await h.stop()
+    }
+
     @Test("after a restart the scheduler learns priorities from the files with due work: critical still first")
     func criticalFirstAfterRestart() async throws {
         let order = Recorder<String>()

@@ -162,6 +162,24 @@ struct JobQueueTests {
         #expect(delays.last! > delays.first! * 8)
     }
 
+    @Test("a claim with room for one background job takes one expired background lease and the due critical job (the expired ones used up the claim, and the critical job waited)")
+    func backgroundLimitWithExpiredLeases() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let database = try DatabaseOpener().open(dir.url.appendingPathComponent("w.sqlite"), kind: .workspace, create: true)
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        try database.write { db in
+            for _ in 0..<2 { _ = try JobQueue.enqueue(JobRequest(kind: "notify", priority: .low), in: db, now: now, defaultMaxAttempts: 5) }
+            // A worker that died holding both.
+            #expect(try JobQueue.claim(in: db, owner: "gone", now: now, limit: 2, lease: 1).count == 2)
+            let critical = try JobQueue.enqueue(JobRequest(kind: "deliver", priority: .critical), in: db, now: now, defaultMaxAttempts: 5)
+            let later = now.addingTimeInterval(10)
+            let claimed = try JobQueue.claim(in: db, owner: "w", now: later, limit: 2, backgroundLimit: 1, lease: 30)
+            #expect(claimed.map(\.kind).sorted() == ["deliver", "notify"], "\(claimed.map(\.kind))")
+            #expect(claimed.contains { $0.id == critical.jobID })
+        }
+    }
+
     @Test("a crashed worker's job is retaken once its lease expires")
     func leaseExpiryRetake() async throws {
         let owners = Recorder<Int>()

@@ -329,7 +329,7 @@ struct ServeProcessTests {
         #expect(await first.waitForExit(timeout: .seconds(30)) == 0)
     }
 
-    @Test("serve warns, with the fix, when the master key or the secrets directory can be read by other users (copied in with cp from a backup); not when they are its own")
+    @Test("serve warns, with the fix, when the master key can be read by other users (copied in with cp from a backup); not when it is its own, or only its directory is open")
     func exposedMasterKeyWarned() async throws {
         let shell = try ShellDataDirectory("sentinel-serve")
         defer { shell.dir.cleanup() }
@@ -346,13 +346,16 @@ struct ServeProcessTests {
         let warning = #""message":"the master key can be read by other users of this machine"#
         #expect(try await !serve().contains(warning))
         // Before: serve started without a word; only `doctor` said so.
-        #expect(chmod(key, 0o644) == 0)
+        #expect(chmod(key, 0o644) == 0 && chmod(secrets, 0o755) == 0)
         let exposedKey = try await serve()
         #expect(exposedKey.contains(warning))
         #expect(exposedKey.contains(#""fix":"chmod 600 \#(key)""#))
-        #expect(chmod(key, 0o600) == 0 && chmod(secrets, 0o755) == 0)
-        let exposedDirectory = try await serve()
-        #expect(exposedDirectory.contains(#""fix":"chmod 700 \#(secrets)""#))
+        // A directory others may search or list does not give them a key only its owner can read.
+        #expect(chmod(key, 0o600) == 0 && chmod(secrets, 0o711) == 0)
+        #expect(try await !serve().contains(warning))
+        // Read by the group through a directory the group can search.
+        #expect(chmod(key, 0o640) == 0 && chmod(secrets, 0o710) == 0)
+        #expect(try await serve().contains(warning))
     }
 
     @Test("a first user made without --admin is told the appliance has no admin yet; doctor says so with the fix; the admin made after ends both")

@@ -34,6 +34,14 @@ public enum JobQueue {
         let t = now.epoch
         let expires = t + lease
         var picked: [JobRecord] = []
+        // At most `backgroundLimit` of them `low` or `bulk` (the rest stay as they are): the
+        // scheduler keeps slots for webhook processing and reviews.
+        var backgroundLeft = backgroundLimit ?? Int.max
+        func admitted(_ job: JobRecord) -> Bool {
+            guard job.jobPriority.isBackground else { return true }
+            backgroundLeft -= 1
+            return backgroundLeft >= 0
+        }
         // Expired leases are rare: one cheap probe of the partial index before fetching rows.
         if try Bool.fetchOne(db.cachedStatement(sql: """
             SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_expires_at <= ?)
@@ -50,7 +58,7 @@ public enum JobQueue {
                     """, arguments: [t, job.id])
                 try died(job, "lease expired on the last attempt (worker lost)" + (job.lastError.map { "; last error: \($0)" } ?? ""))
             }
-            picked = expired.filter { $0.attempts < $0.maxAttempts }
+            picked = expired.filter { $0.attempts < $0.maxAttempts }.filter(admitted)
         }
         if picked.count < limit {
             // Read through the due index, then lease each row by its id. One `UPDATE … WHERE id IN
@@ -60,16 +68,7 @@ public enum JobQueue {
             picked += try JobRecord.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM jobs WHERE state = 'queued' AND run_at <= ? AND priority <= ?
                 ORDER BY priority, run_at, id LIMIT ?
-                """), arguments: [t, lowest.rawValue, limit - picked.count])
-        }
-        // At most `backgroundLimit` of them `low` or `bulk` (the rest stay queued): the scheduler
-        // keeps a slot of each workspace for its webhook processing and reviews.
-        if var allowed = backgroundLimit, picked.contains(where: { $0.jobPriority.isBackground }) {
-            picked = picked.filter { job in
-                guard job.jobPriority.isBackground else { return true }
-                allowed -= 1
-                return allowed >= 0
-            }
+                """), arguments: [t, lowest.rawValue, limit - picked.count]).filter(admitted)
         }
         guard !picked.isEmpty else { return [] }
         let take = try db.cachedStatement(sql: """

@@ -26,6 +26,7 @@ public actor JobScheduler: Service {
     private var inFlight: [WorkspaceID: Int] = [:]
     /// Of those, the `low` and `bulk` jobs (`JobPriority.isBackground`).
     private var backgroundInFlight: [WorkspaceID: Int] = [:]
+    private var globalBackgroundInFlight = 0
     /// The workspaces the scheduler holds a supervisor pin on, with how many holds keep it: one per
     /// running job and one per claim under way. The last hold to go unpins it (`release`).
     private var pins: [WorkspaceID: (actor: WorkspaceActor, holders: Int)] = [:]
@@ -135,6 +136,8 @@ public actor JobScheduler: Service {
         }
         var plan: [Claim] = []
         var reserved = 0
+        // Background slots the plan may still hand out across the appliance (see `backgroundSlots`).
+        var globalBackgroundFree = max(0, Self.backgroundSlots(of: globalLimit) - globalBackgroundInFlight)
         // The per-workspace rate limit keeps one tenant from starving the others: it holds a
         // workspace back only while another one has work due. Alone, a workspace runs at full
         // speed (its starts still drain its bucket, so it is held back as soon as another arrives).
@@ -145,11 +148,11 @@ public actor JobScheduler: Service {
             let running = inFlight[id, default: 0]
             let free = config.jobs.workspaceConcurrency - running
             if free <= 0 { continue }
-            // Background jobs (notifications, rollups, export) leave one of a workspace's slots to
-            // webhook processing and reviews: four notification channels that hang for their 30 s
-            // timeout held every slot, and the workspace's reviews waited for them.
-            let backgroundFree = max(0, config.jobs.workspaceConcurrency - (config.jobs.workspaceConcurrency > 1 ? 1 : 0)
-                                        - backgroundInFlight[id, default: 0])
+            // Background jobs (notifications, rollups, export) leave one of a workspace's slots, and
+            // a quarter of the appliance's, to webhook processing and reviews: four notification
+            // channels that hang for their 30 s timeout held every slot of their workspace (and
+            // hung channels of several workspaces every slot of the appliance), and reviews waited.
+            let backgroundFree = min(globalBackgroundFree, max(0, Self.backgroundSlots(of: config.jobs.workspaceConcurrency) - backgroundInFlight[id, default: 0]))
             if backgroundFree == 0, !index.hasForegroundDue(id, now: now.epoch) { continue }
             var bucket = buckets[id] ?? TokenBucket(rate: config.jobs.rateLimitPerSecond, burst: config.jobs.rateLimitBurst)
             let tokens = contended ? bucket.available() : Int.max
@@ -192,6 +195,7 @@ public actor JobScheduler: Service {
             }
             let limit = min(free, globalLimit - globalInFlight - reserved, tokens)
             reserved += limit
+            globalBackgroundFree -= min(limit, backgroundFree)
             plan.append(Claim(id: id, actor: actor, limit: limit, backgroundLimit: min(limit, backgroundFree), running: running, rank: candidate.rank,
                               through: candidate.through))
         }
@@ -239,6 +243,12 @@ public actor JobScheduler: Service {
         return launched ? .zero : sleep
     }
 
+    /// Of `slots` (a workspace's, or the appliance's), how many background jobs may take: all but a
+    /// quarter (at least one) kept for the rest; all of a single one.
+    static func backgroundSlots(of slots: Int) -> Int {
+        slots > 1 ? slots - max(1, slots / 4) : slots
+    }
+
     /// Due workspaces by rank, then round-robin within a rank: those after the rank's cursor first.
     private func ranked(_ due: [DueWorkspace]) -> [DueWorkspace] {
         let cursors = self.cursors
@@ -254,7 +264,10 @@ public actor JobScheduler: Service {
     private func start(_ job: JobRecord, on actor: WorkspaceActor, in jobs: inout DiscardingTaskGroup) {
         globalInFlight += 1
         inFlight[actor.id, default: 0] += 1
-        if job.jobPriority.isBackground { backgroundInFlight[actor.id, default: 0] += 1 }
+        if job.jobPriority.isBackground {
+            backgroundInFlight[actor.id, default: 0] += 1
+            globalBackgroundInFlight += 1
+        }
         pins[actor.id]?.holders += 1
         jobs.addTask { await Telemetry.withJob(job, workspace: actor.id) { await self.execute(job, on: actor) } }
     }
@@ -327,6 +340,7 @@ public actor JobScheduler: Service {
         if job.jobPriority.isBackground {
             let background = (backgroundInFlight[id] ?? 1) - 1
             backgroundInFlight[id] = background > 0 ? background : nil
+            globalBackgroundInFlight -= 1
         }
         wake.signal()
     }

@@ -92,15 +92,16 @@ public struct DataDirectory: Sendable, Equatable {
         _ = try MasterKey.loadOrCreate(at: masterKeyFile)
     }
 
-    /// The secrets directory or master key when group or others may read it (copied in with `cp`
-    /// from a backup, or `chmod`ed by hand): its path and mode, for `serve`'s warning at start;
-    /// nil when both are the owner's alone (or cannot be looked at).
-    public func exposedSecret() -> (path: String, mode: mode_t)? {
-        for url in [secretsDirectory, masterKeyFile] {
-            var info = stat()
-            if stat(url.path, &info) == 0, info.st_mode & 0o077 != 0 { return (url.path, info.st_mode & 0o777) }
-        }
-        return nil
+    /// The master key when group or others may read it (copied in with `cp` from a backup, or
+    /// `chmod`ed by hand) and reach it (the secrets directory searchable by them): its path and
+    /// mode, for `serve`'s warning at start; nil otherwise (or when it cannot be looked at).
+    public func exposedMasterKey() -> (path: String, mode: mode_t)? {
+        var key = stat(), directory = stat()
+        guard stat(masterKeyFile.path, &key) == 0, stat(secretsDirectory.path, &directory) == 0 else { return nil }
+        // Read by the group through a directory the group can search, or by others through one they can.
+        let byGroup = key.st_mode & 0o040 != 0 && directory.st_mode & 0o010 != 0
+        let byOthers = key.st_mode & 0o004 != 0 && directory.st_mode & 0o001 != 0
+        return byGroup || byOthers ? (masterKeyFile.path, key.st_mode & 0o777) : nil
     }
 
     /// What a data directory with data but without its master key is told.
