@@ -66,6 +66,27 @@ struct OperationsCommandTests {
         #expect(onDirectory.stderr.contains("\(other)/control.sqlite: it is a directory, not a database file"), "\(onDirectory.stderr)")
     }
 
+    @Test("a command that runs while another one probes for a restore is not refused as if a restore ran (two commands at once from a cron script)")
+    func concurrentCommandsAreNotARestore() async throws {
+        let dir = TemporaryDirectory("sentinel-ops")
+        defer { dir.cleanup() }
+        let data = dir.url.appendingPathComponent("data").path
+        #expect(try await SentinelProcess.run(["workspace", "create", "acme", "--data-dir", data]).status == 0)
+        let lockFile = DataDirectory(path: data).restoreLockFile
+        do {
+            // Another command's probe, held: a shared lock on the restore lock file.
+            let probe = try #require(try FileLock.tryAcquireShared(lockFile))
+            let listed = try await SentinelProcess.run(["workspace", "list", "--data-dir", data])
+            #expect(listed.status == 0 && !listed.stderr.contains("a restore is running"), "\(listed.stderr)")
+            withExtendedLifetime(probe) {}
+        }
+        // A restore (the exclusive lock) still stops it.
+        let restore = try #require(try FileLock.tryAcquire(lockFile))
+        let refused = try await SentinelProcess.run(["workspace", "list", "--data-dir", data])
+        #expect(refused.status != 0 && refused.stderr.contains("a restore is running"), "\(refused.stderr)")
+        withExtendedLifetime(restore) {}
+    }
+
     @Test("jobs retry of a dead notification job says it sends nothing (its batch was dropped); of another job, just that it is queued again")
     func retryOfDeadNotificationJob() async throws {
         let dir = TemporaryDirectory("sentinel-ops")
