@@ -304,13 +304,18 @@ struct ProviderCommandTests {
         }
         let keys = try await SentinelProcess.run(["provider", "list", "--data-dir", data, "--workspace", "acme", "--json"])
         #expect(keys.stdout.components(separatedBy: "wxyz").count - 1 == 2, "\(keys.stdout)")
-        #expect(!keys.stdout.contains(" gpt-5"))
+        #expect(!keys.stdout.contains("codex-next"))
+        #expect(try await !SentinelProcess.run(["doctor", "--data-dir", data]).stdout.contains("no price names"))
         // A model no price names (typed with spaces around it, which are dropped) is said to be counted at its kind's dearest.
         let unpriced = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
-                                                      "--model", " gpt-5 ", "--api-key-file", "-"], stdin: "sk-unpriced-key-0000\n")
-        #expect(unpriced.status == 0 && unpriced.stdout.contains("model=gpt-5 "), "\(unpriced.stdout)")
-        #expect(unpriced.stderr.contains("note: no price names openai model gpt-5: its calls are counted at the dearest openai model's prices (openai/gpt-4o*: $2.5 in, $10 out per million tokens)"),
+                                                      "--model", " codex-next ", "--api-key-file", "-"], stdin: "sk-unpriced-key-0000\n")
+        #expect(unpriced.status == 0 && unpriced.stdout.contains("model=codex-next "), "\(unpriced.stdout)")
+        #expect(unpriced.stderr.contains("note: no price names openai model codex-next: its calls are counted at the dearest openai model's prices (openai/o1-pro*: $150 in, $600 out per million tokens)"),
                 "\(unpriced.stderr)")
+        // Doctor names it too (a provider added before the table priced its model said nothing).
+        let doctor = try await SentinelProcess.run(["doctor", "--data-dir", data])
+        #expect(doctor.stdout.contains("no price names the model of provider prv_") && doctor.stdout.contains("(openai codex-next): its calls are counted at openai/o1-pro*'s prices"),
+                "\(doctor.stdout)")
         let noKey = try await SentinelProcess.run(["provider", "add", "--data-dir", data, "--workspace", "acme", "--kind", "openai",
                                                    "--api-key-file", dir.url.appendingPathComponent("absent.txt").path])
         #expect(noKey.stderr.contains("cannot read API key file \(dir.url.appendingPathComponent("absent.txt").path): no such file"), "\(noKey.stderr)")

@@ -302,17 +302,25 @@ struct AIRouterTests {
         #expect(abs(custom.cost(usage, provider: .openai, model: "gpt-4o-2024-08-06") - 5.5) < 1e-9)  // exact beats prefix
         #expect(abs(custom.cost(usage, provider: .openAICompatible, model: "mistral-7b") - 0.55) < 1e-9)
 
-        // A billed vendor's model no entry names is counted at the dearest of its kind, not as free
-        // (a workspace's AI budget let every call of gpt-5 through): an estimate on the high side.
-        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-5") - (2.50 + 1.0)) < 1e-9)
-        #expect(abs(table.cost(usage, provider: .azureOpenAI, model: "o1") - (2.50 + 1.0)) < 1e-9)
+        // Models that were missing (counted as free, or at another model's price).
+        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-5-2025-08-07") - (1.25 + 1.0)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .openai, model: "o1-pro") - (150 + 60)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-4-0613") - (30 + 6)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-4-turbo-2024-04-09") - (10 + 3)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .anthropic, model: "claude-3-haiku-20240307") - (0.25 + 0.125)) < 1e-9)
         #expect(abs(table.cost(usage, provider: .anthropic, model: "claude-3-opus-20240229") - (15 + 7.5)) < 1e-9)
+
+        // A billed vendor's model no entry names is counted at the dearest of its kind, not as free
+        // (a workspace's AI budget let every call of it through): an estimate on the high side.
+        #expect(abs(table.cost(usage, provider: .openai, model: "codex-next") - (150 + 60)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .azureOpenAI, model: "my-deployment-model") - (150 + 60)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .anthropic, model: "claude-next") - (15 + 7.5)) < 1e-9)
         #expect(abs(table.cost(usage, provider: .gemini, model: "gemini-3-pro") - (1.25 + 1.0)) < 1e-9)
-        #expect(!table.names(kind: "openai", model: "gpt-5") && table.names(kind: "openai", model: "gpt-4o"))
-        #expect(table.dearest(kind: "openai")?.pattern == "openai/gpt-4o*")
+        #expect(!table.names(kind: "openai", model: "codex-next") && table.names(kind: "openai", model: "gpt-4o"))
+        #expect(table.dearest(kind: "openai")?.pattern == "openai/o1-pro*")
         #expect(table.dearest(kind: "openai-compatible") == nil)
-        let dearer = table.overriding(["openai/gpt-5*": ModelPrice(inputPerMillion: 10, outputPerMillion: 40)])
-        #expect(abs(dearer.cost(usage, provider: .openai, model: "o3-pro") - (10 + 4)) < 1e-9)
+        let dearer = table.overriding(["anthropic/claude-next*": ModelPrice(inputPerMillion: 100, outputPerMillion: 400)])
+        #expect(abs(dearer.cost(usage, provider: .anthropic, model: "claude-unknown") - (100 + 40)) < 1e-9)
 
         let router = ProviderRouter(workspaceID: "ws", providers: [.stub(.anthropic, id: "claude", model: "claude-sonnet-4-20250514")],
                                     http: AINoHTTP(), breakers: CircuitBreakerRegistry())

@@ -357,6 +357,8 @@ public struct Doctor: Sendable {
         }) ?? [:]) : [:]
         var offline = 0, dead = 0, stuck = 0, behind = 0
         let masterKey = try? MasterKey.load(at: dataDirectory.masterKeyFile)
+        // A price table that cannot be read is its own finding; the built-in one stands in here.
+        let prices = (try? PriceTable.load(overridesFile: config.ai.priceTableFile)) ?? .builtIn
         var secrets = 0, unreadable = 0
         var unreadableIn: [String] = []
         for file in survey where file.kind == .workspace {
@@ -388,6 +390,17 @@ public struct Doctor: Sendable {
                             stuck += 1
                             add(.warning, "stuck-runs", "workspace \(id) has \(stuckRuns) review run(s) running for more than \(Int(stuckRunHours)) hours",
                                 "check `sentinel jobs list --workspace \(id) --state running` and the server log; restarting sentinel serve re-runs work whose lease expired")
+                        }
+                    }
+                    // A billed vendor's model no price names is counted at its kind's dearest (`PriceTable`).
+                    if try db.tableExists("ai_providers") {
+                        for row in try Row.fetchAll(db, sql: "SELECT id, kind, model FROM ai_providers WHERE enabled = 1 ORDER BY id") {
+                            let (provider, kind, model): (String, String, String) = (row["id"], row["kind"], row["model"])
+                            guard !prices.names(kind: kind, model: model), let stand = prices.dearest(kind: kind) else { continue }
+                            add(.warning, "ai-prices", "workspace \(id): no price names the model of provider \(provider) (\(kind) \(model)): its calls are counted "
+                                + "at \(stand.pattern)'s prices ($\(stand.price.inputPerMillion.plainDecimalText) in, $\(stand.price.outputPerMillion.plainDecimalText) out "
+                                + "per million tokens) toward the AI budget and usage",
+                                "add its prices to ai.price_table_file (\"\(kind)/\(model)\": {input_per_million: N, output_per_million: N})")
                         }
                     }
                     if let masterKey {
