@@ -325,12 +325,21 @@ extension ConsoleAccessTests {
             // A setting named twice in the values, as the API's PUT …/settings refuses.
             let named = try await browser.post(base + "/settings", ["values": #"{"review.max_comments": 3, "review.max_comments": 9}"#])
             #expect(named.status == .badRequest && named.body.contains(#"values: the object names &quot;review.max_comments&quot; twice"#), "\(named.body)")
-            let days = try await browser.post("/account/tokens", ["name": "t", "scope_read": "1", "expires_in_days": "5000"])
+            let days = try await browser.post("/account/tokens", ["name": "my-ci-token", "scope_write": "1", "expires_in_days": "5000"])
             #expect(days.status == .badRequest && days.body.contains("xpires after: a whole number of days, 1 to 3650"), "\(days.body)")
+            // The refused form keeps what was typed and ticked (it came back empty with read ticked).
+            #expect(days.body.contains(#"name="name" required maxlength="100" autocomplete="off" value="my-ci-token""#), "\(days.body)")
+            #expect(days.body.contains(#"name="scope_write" value="1" checked"#) && !days.body.contains(#"name="scope_read" value="1" checked"#))
+            #expect(days.body.contains(#"max="3650" value="5000""#))
+            #expect(try await browser.get("/account").body.contains(#"name="scope_read" value="1" checked"#))
             // A form's address opened from the address bar is a page (it was the API's problem JSON).
             let reopened = try await browser.get("/account/password")
             #expect(reopened.status == .methodNotAllowed && reopened.headers[.contentType] == "text/html; charset=utf-8", "\(reopened.body)")
             #expect(reopened.headers[.allow] == "POST" && reopened.body.contains("This address does not answer GET"), "\(reopened.body)")
+            // A page sent a form is not called a form's address.
+            let posted = try await browser.post(base + "/runs", ["x": "1"])
+            #expect(posted.status == .methodNotAllowed && posted.body.contains("This address does not answer POST; use the links and buttons"), "\(posted.body)")
+            #expect(!posted.body.contains("forms is sent"))
             // Also where a literal segment shadows a page with a parameter (`/integrations/:integrationId`): it was a 404.
             for form in ["/integrations/manifest", "/integrations/gitlab"] {
                 let shadowed = try await browser.get(base + form)
@@ -476,7 +485,8 @@ struct ConsolePageTests {
             #expect(list.body.contains("#\(newID)"))
             #expect(!list.body.contains(">#\(finished)<"))
             let byPR = try await browser.get(base + "/runs?pr=8")
-            #expect(byPR.body.contains("No runs yet."))
+            // A filter that matches nothing is said to be so (it read "No runs yet." in a workspace with runs).
+            #expect(byPR.body.contains("No runs match this filter.") && !byPR.body.contains("No runs yet."))
         }
     }
 

@@ -459,7 +459,9 @@ struct ConsoleNotFoundMiddleware: RouterMiddleware {
         let method = request.method.rawValue
         var page = try await console.page(request, context) { _ in
             throw ConsoleError(status: .methodNotAllowed, heading: "Not opened this way",
-                               message: "This address does not answer \(method); it is where one of the console's forms is sent. Use the links and buttons of its pages.")
+                               message: request.method == .get
+                                   ? "This address does not answer GET; it is where one of the console's forms is sent. Use the links and buttons of its pages."
+                                   : "This address does not answer \(method); use the links and buttons of the console's pages.")
         }
         page.headers[.allow] = response.headers[.allow]
         return page

@@ -120,8 +120,9 @@ extension Console {
 
     // MARK: Account
 
+    /// `tokenForm`: the create-token form's fields as sent, shown again with `tokenError`.
     func accountPage(_ visit: Visit, done: Bool = false, error: String? = nil, created: (name: String, token: String)? = nil,
-                     tokenError: String? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
+                     tokenError: String? = nil, tokenForm: Form? = nil, status: HTTPResponse.Status = .ok) throws -> Response {
         let principal = try signedIn(visit)
         let now = ISO8601.string(Date())
         var data: [String: Any] = [
@@ -138,6 +139,14 @@ extension Console {
         if let error { data["error"] = error }
         if let created { data["created"] = ["name": created.name, "token": created.token] }
         if let tokenError { data["tokenError"] = tokenError }
+        // A refused form keeps what was typed and ticked (it came back empty, read ticked).
+        data["scopeRead"] = tokenForm.map { $0["scope_read"] == "1" } ?? true
+        if let tokenForm {
+            data["tokenName"] = tokenForm["name"] ?? ""
+            data["tokenDays"] = tokenForm["expires_in_days"] ?? ""
+            data["scopeWrite"] = tokenForm["scope_write"] == "1"
+            data["scopeAdmin"] = tokenForm["scope_admin"] == "1"
+        }
         return try render("account", title: "Your account", data, visit: visit, status: status)
     }
 
@@ -162,7 +171,8 @@ extension Console {
             case .forbidden: .forbidden
             default: .badRequest
             }
-            return try accountPage(visit, tokenError: error.description.prefix(1).uppercased() + error.description.dropFirst() + ".", status: status)
+            return try accountPage(visit, tokenError: error.description.prefix(1).uppercased() + error.description.dropFirst() + ".", tokenForm: form,
+                                   status: status)
         }
     }
 

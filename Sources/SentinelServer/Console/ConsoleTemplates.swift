@@ -147,14 +147,14 @@ enum ConsoleTemplates {
     <form method="post" action="/account/tokens" class="stack">
       {{> csrf}}
       <label for="token_name">Name</label>
-      <input id="token_name" name="name" required maxlength="100" autocomplete="off">
+      <input id="token_name" name="name" required maxlength="100" autocomplete="off" value="{{tokenName}}">
       <fieldset><legend>Scopes</legend>
-        <label><input type="checkbox" name="scope_read" value="1" checked> read</label>
-        <label><input type="checkbox" name="scope_write" value="1"> write</label>
-        {{#isAdmin}}<label><input type="checkbox" name="scope_admin" value="1"> admin</label>{{/isAdmin}}
+        <label><input type="checkbox" name="scope_read" value="1"{{#scopeRead}} checked{{/scopeRead}}> read</label>
+        <label><input type="checkbox" name="scope_write" value="1"{{#scopeWrite}} checked{{/scopeWrite}}> write</label>
+        {{#isAdmin}}<label><input type="checkbox" name="scope_admin" value="1"{{#scopeAdmin}} checked{{/scopeAdmin}}> admin</label>{{/isAdmin}}
       </fieldset>
       <label for="expires_in_days">Expires after this many days (empty: never)</label>
-      <input id="expires_in_days" name="expires_in_days" type="number" min="1" max="3650">
+      <input id="expires_in_days" name="expires_in_days" type="number" min="1" max="3650" value="{{tokenDays}}">
       <button type="submit">Create token</button>
     </form>
     """#
@@ -223,7 +223,7 @@ enum ConsoleTemplates {
     """#
 
     static let runTable = #"""
-    {{#empty(runs)}}<p>No runs yet.</p>{{/empty(runs)}}
+    {{#empty(runs)}}{{#filtered}}<p>No runs match this filter.</p>{{/filtered}}{{^filtered}}<p>No runs yet.</p>{{/filtered}}{{/empty(runs)}}
     {{^empty(runs)}}
     <table>
       <caption>Review runs</caption>

@@ -151,6 +151,8 @@ extension Console {
             "states": RunState.allCases.map { ["name": $0.rawValue, "selected": $0 == state] as [String: Any] },
         ]
         if let pr { data["pr"] = pr }
+        // An empty page of a filter (or of a later page) is not a workspace without runs.
+        data["filtered"] = repositoryID != nil || state != nil || pr != nil || before != .max
         if runs.count > limit, let last = runs.prefix(limit).last {
             var items = [URLQueryItem(name: "before", value: String(last.id))]
             if let repositoryID { items.append(.init(name: "repository", value: String(repositoryID))) }
