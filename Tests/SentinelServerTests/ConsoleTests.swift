@@ -325,6 +325,10 @@ extension ConsoleAccessTests {
             // A setting named twice in the values, as the API's PUT …/settings refuses.
             let named = try await browser.post(base + "/settings", ["values": #"{"review.max_comments": 3, "review.max_comments": 9}"#])
             #expect(named.status == .badRequest && named.body.contains(#"values: the object names &quot;review.max_comments&quot; twice"#), "\(named.body)")
+            // On the settings page again with what was typed (a page of its own lost it).
+            #expect(named.body.contains("<h1>Settings</h1>") && named.body.contains(#"role="alert">values: the object names"#), "\(named.body)")
+            #expect(named.body.contains(#"<textarea id="values" name="values" rows="8">{&quot;review.max_comments&quot;: 3, &quot;review.max_comments&quot;: 9}</textarea>"#),
+                    "\(named.body)")
             let days = try await browser.post("/account/tokens", ["name": "my-ci-token", "scope_write": "1", "expires_in_days": "5000"])
             #expect(days.status == .badRequest && days.body.contains("xpires after: a whole number of days, 1 to 3650"), "\(days.body)")
             // The refused form keeps what was typed and ticked (it came back empty with read ticked).

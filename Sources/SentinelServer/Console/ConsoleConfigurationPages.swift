@@ -129,7 +129,14 @@ extension Console {
         }
         get(router, ws + "/settings", "getWorkspaceSettings") { m, _ in try await settingsPage(m) }
         post(router, ws + "/settings", "putWorkspaceSettings") { m, form, _ in
-            try await saveSettings(m, form, scope: PolicyService.workspaceScope)
+            do {
+                try await saveSettings(m, form, scope: PolicyService.workspaceScope)
+            } catch {
+                // Refused: the page again with the error and what was typed (a page of its own,
+                // whose Back link reloaded the saved values, lost it).
+                guard let (status, text) = Self.refusal(error) else { throw error }
+                return try await settingsPage(m, typed: form, error: text, status: status)
+            }
             return Self.redirect(m.base + "/settings")
         }
         get(router, ws + "/audit", "listAuditEvents") { m, _ in try await auditPage(m) }
@@ -295,7 +302,17 @@ extension Console {
         let repositories: [RepositoryRecord]
     }
 
-    func settingsPage(_ m: Member) async throws -> Response {
+    /// What a refused form is told on its own page: a request's fault with its status and words;
+    /// nil for a server fault (the console's error page, logged).
+    static func refusal(_ error: Error) -> (HTTPResponse.Status, String)? {
+        if let error = error as? ConsoleError { return (error.status, error.message) }
+        let problem = Problem.from(error)
+        if problem.isServerFault { return nil }
+        return (.init(code: problem.status), problem.detail ?? problem.title)
+    }
+
+    /// `typed`: a refused form's fields, shown again with `error`.
+    func settingsPage(_ m: Member, typed: Form? = nil, error: String? = nil, status: HTTPResponse.Status = .ok) async throws -> Response {
         let repositoryID = try ConsoleQuery(m.visit.request).value("repository", "a repository id", { Int64($0) })
         let found = try await m.workspace.read { db -> SettingsData in
             var explained: Int64?
@@ -312,7 +329,12 @@ extension Console {
         data["repositories"] = found.repositories.map { ["id": $0.id, "name": $0.fullName, "selected": $0.id == repositoryID] as [String: Any] }
         data["canManage"] = allowed("putWorkspaceSettings", m.role)
         data["action"] = m.base + "/settings"
-        return try render("settings", title: "Settings", data, visit: m.visit, member: m)
+        if let typed {
+            data["values"] = typed["values"] ?? ""
+            data["locks"] = typed["locks"] ?? ""
+        }
+        if let error { data["formError"] = error }
+        return try render("settings", title: "Settings", data, visit: m.visit, member: m, status: status)
     }
 
     /// What the settings and repository pages show of a scope: the effective entries with their

@@ -594,6 +594,7 @@ enum ConsoleTemplates {
 
     static let settingsForm = #"""
     {{#canManage}}
+    {{#formError}}<p class="error" role="alert">{{formError}}</p>{{/formError}}
     <form method="post" action="{{action}}" class="stack">
       {{> csrf}}
       <label for="values">Values (a JSON object, e.g. {"review.instructions": "…"})</label>
