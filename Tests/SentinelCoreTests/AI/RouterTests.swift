@@ -20,6 +20,21 @@ struct AIRouterTests {
         }
     }
 
+    @Test("a Retry-After longer than a review waits goes to the next provider at once (it waited 30 s and asked the same provider, refused again)")
+    func longRetryAfterFallsBack() async throws {
+        try await withFakeLLM { server, http in
+            await server.state.setReview(AIFixtures.goodReview)
+            await server.state.inject(.rateLimited(retryAfter: 100_000), api: .anthropic, times: nil)
+            let sleeps = AISleepRecorder()
+            let router = ProviderRouter(workspaceID: "ws", providers: [server.config(.anthropic, id: "claude", priority: 0), server.config(.openai, id: "oa", priority: 1)],
+                                        http: http, breakers: CircuitBreakerRegistry(), sleep: sleeps.sleep)
+            let reply = try await router.complete(AIFixtures.prompt)
+            #expect(reply.provider == "oa")
+            #expect(sleeps.sleeps.isEmpty)
+            #expect(await server.state.requests(.anthropic).count == 1)
+        }
+    }
+
     @Test func retryAfterIsCappedAndBackoffIsExponential() async {
         let router = ProviderRouter(workspaceID: "ws", providers: [], http: AINoHTTP(), settings: RouterSettings(maxBackoff: .seconds(30)),
                                     breakers: CircuitBreakerRegistry())
