@@ -242,6 +242,10 @@ struct UserLifecycleTests {
         let member = try identity.createUser(email: "dev@example.com", password: "a long enough password", isAdmin: false)
         // Before: the token was deleted and setup refused ("already complete") with nobody able to add users or workspaces.
         #expect(try !identity.hasAdmins())
+        // Without the token file (deleted by hand) it is said so, not "already complete".
+        #expect(throws: IdentityError(.conflict, "no setup token at \(h.dataDirectory.setupTokenFile.path): restart sentinel serve to write a new one, or create the admin with `sentinel user create --admin`")) {
+            try identity.completeSetup(token: "sst_x", email: "ops@example.com", password: "a long enough password", in: h.dataDirectory)
+        }
         #expect(try identity.ensureSetupToken(in: h.dataDirectory))
         let token = try String(contentsOf: h.dataDirectory.setupTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(throws: IdentityError(.conflict, "a user with email dev@example.com already exists")) {

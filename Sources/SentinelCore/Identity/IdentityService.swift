@@ -426,9 +426,12 @@ public struct IdentityService: Sendable {
     /// none, checked in the transaction that creates it).
     public func completeSetup(token: String, email: String, password: String, in dataDirectory: DataDirectory) throws -> User {
         let file = dataDirectory.setupTokenFile
-        guard let stored = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
-              !stored.isEmpty, try !hasAdmins() else {
-            throw IdentityError(.conflict, "setup is already complete")
+        guard try !hasAdmins() else { throw IdentityError(.conflict, "setup is already complete") }
+        guard let stored = try? String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !stored.isEmpty else {
+            // No admin, but the token file is gone (deleted by hand): "already complete" misled.
+            // (Gone because a setup at the same moment made the admin: that is what it is.)
+            if try hasAdmins() { throw IdentityError(.conflict, "setup is already complete") }
+            throw IdentityError(.conflict, "no setup token at \(file.path): restart sentinel serve to write a new one, or create the admin with `sentinel user create --admin`")
         }
         guard Self.constantTimeEqual(stored, token) else { throw IdentityError(.unauthenticated, "wrong setup token") }
         let user = try createUser(email: email, password: password, isAdmin: true, by: "setup", onlyIfFirstAdmin: true)
