@@ -141,6 +141,12 @@ struct DoctorTests {
         config.billing.licenseFile = nil
         config.billing.plansFile = plans.path
         #expect(Self.doctor(h, config: config).findings.filter { $0.check == "billing" }.allSatisfy { $0.severity == .ok })
+        // A price table serve refuses is named too (doctor said nothing, and serve did not start).
+        let prices = h.directory.url.appendingPathComponent("prices.yaml")
+        try "\"gemini/gemini-3-pro*\": {input_per_million: 2, output_per_million: -1}\n".write(to: prices, atomically: true, encoding: .utf8)
+        config.ai.priceTableFile = prices.path
+        let priced = Self.doctor(h, config: config).findings.first { $0.check == "ai-prices" && $0.severity == .error }
+        #expect(priced?.message.contains("output_per_million") == true && priced?.fix?.contains(prices.path) == true, "\(String(describing: priced))")
     }
 
     @Test("control.sqlite unreadable or emptied beside workspace files, a workspace file emptied or another's: errors naming the fix (it said all good, exit 0)")

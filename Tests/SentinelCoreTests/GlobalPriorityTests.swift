@@ -55,7 +55,7 @@ struct GlobalPriorityTests {
     @Test("background jobs leave a quarter of the appliance's slots to the rest: hung background jobs of several workspaces do not hold back a critical job in another")
     func backgroundLeavesGlobalSlots() async throws {
         #expect(JobScheduler.backgroundSlots(of: 1) == 1 && JobScheduler.backgroundSlots(of: 2) == 1 && JobScheduler.backgroundSlots(of: 4) == 3)
-        #expect(JobScheduler.backgroundSlots(of: 16) == 12)
+        #expect(JobScheduler.backgroundSlots(of: 16) == 12 && JobScheduler.backgroundSlots(of: 5) == 3 && JobScheduler.backgroundSlots(of: 7) == 5)
         let release = Rendezvous<Bool>()
         let started = Recorder<String>()
         var registry = JobRegistry()

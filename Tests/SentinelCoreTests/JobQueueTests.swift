@@ -178,6 +178,16 @@ struct JobQueueTests {
             #expect(claimed.map(\.kind).sorted() == ["deliver", "notify"], "\(claimed.map(\.kind))")
             #expect(claimed.contains { $0.id == critical.jobID })
         }
+        // An expired review lease behind older expired background ones is taken with no background room left.
+        let other = try DatabaseOpener().open(dir.url.appendingPathComponent("w2.sqlite"), kind: .workspace, create: true)
+        try other.write { db in
+            for _ in 0..<2 { _ = try JobQueue.enqueue(JobRequest(kind: "notify", priority: .low), in: db, now: now, defaultMaxAttempts: 5) }
+            #expect(try JobQueue.claim(in: db, owner: "gone", now: now, limit: 2, lease: 1).count == 2)
+            _ = try JobQueue.enqueue(JobRequest(kind: "review", priority: .normal), in: db, now: now, defaultMaxAttempts: 5)
+            #expect(try JobQueue.claim(in: db, owner: "gone-too", now: now.addingTimeInterval(5), limit: 1, lease: 1, through: .normal).map(\.kind) == ["review"])
+            let retaken = try JobQueue.claim(in: db, owner: "w", now: now.addingTimeInterval(100), limit: 1, backgroundLimit: 0, lease: 30)
+            #expect(retaken.map(\.kind) == ["review"], "\(retaken.map(\.kind))")
+        }
     }
 
     @Test("a crashed worker's job is retaken once its lease expires")

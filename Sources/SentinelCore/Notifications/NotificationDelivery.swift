@@ -220,7 +220,8 @@ public struct Notifications: Sendable {
             if channel.kind == .email {
                 // One Message-ID per batch, on every attempt: a message the server took but whose
                 // answer was lost is sent again, and mail clients drop the copy by its id.
-                let batch = "sentinel.\(workspace.id.rawValue).\(channelID).\(rows[0].id)"
+                // (Its first and last notice: a retry that carries notices queued since is another message.)
+                let batch = "sentinel.\(workspace.id.rawValue).\(channelID).\(rows[0].id)-\(last)"
                 do { _ = try await sendMail(message, to: channel, now: Date(), idPart: batch) } catch let error as SMTPError {
                     if error.isTransient { throw NotificationError.rejected(error.description) }
                     throw JobFailure.permanent(error.description)

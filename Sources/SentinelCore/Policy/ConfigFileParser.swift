@@ -311,12 +311,8 @@ private struct Walker {
                 }
                 // A provider is named by its kind or its id; anything else (`claude`, a typo) matched
                 // no provider and changed the order without a word.
-                if path == "ai.providers" {
-                    let name = s.string.trimmingCharacters(in: .whitespaces).lowercased()
-                    if ProviderKind(rawValue: name) == nil, !name.hasPrefix("prv_") {
-                        warning(item.mark, "\(path)[\(index)]: '\(s.string)' names no provider: give a kind ("
-                                + ProviderKind.allCases.map(\.rawValue).joined(separator: ", ") + ") or a provider id (prv_…, `sentinel provider list`)", key: path)
-                    }
+                if path == "ai.providers", let problem = RouterPolicy.nameProblem(s.string) {
+                    warning(item.mark, "\(path)[\(index)]: " + problem, key: path)
                 }
                 items.append(s.string)
             }

@@ -351,6 +351,10 @@ public enum WorkspaceSettingsValidator {
             }
             if let p = controlCharacterProblem(values[key]!) ?? spec.problem(with: values[key]!) {
                 out.append(PolicySettingsError(key: key, message: p))
+            } else if key == "ai.providers", case .list(let names)? = values[key],
+                      let (index, problem) = names.enumerated().lazy.compactMap({ i, name in RouterPolicy.nameProblem(name).map { (i, $0) } }).first {
+                // As `config set` refuses it (the API and the console saved it without a word).
+                out.append(PolicySettingsError(key: key, message: "ai.providers[\(index)]: " + problem))
             }
         }
         for key in locks.sorted() where PolicySchema.spec(for: key) == nil {

@@ -322,6 +322,10 @@ struct AIRouterTests {
         #expect(abs(table.cost(usage, provider: .openai, model: "o1-pro") - (150 + 60)) < 1e-9)
         #expect(abs(table.cost(usage, provider: .openai, model: "gpt-4-0613") - (30 + 6)) < 1e-9)
         #expect(abs(table.cost(usage, provider: .openai, model: "gpt-4-turbo-2024-04-09") - (10 + 3)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-5-pro") - (15 + 12)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-4-32k-0613") - (60 + 12)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .openai, model: "gpt-4-0125-preview") - (10 + 3)) < 1e-9)
+        #expect(abs(table.cost(usage, provider: .azureOpenAI, model: "gpt-35-turbo") - (0.5 + 0.15)) < 1e-9)
         #expect(abs(table.cost(usage, provider: .anthropic, model: "claude-3-haiku-20240307") - (0.25 + 0.125)) < 1e-9)
         #expect(abs(table.cost(usage, provider: .anthropic, model: "claude-3-opus-20240229") - (15 + 7.5)) < 1e-9)
 

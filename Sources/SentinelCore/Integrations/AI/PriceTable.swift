@@ -38,10 +38,14 @@ public struct PriceTable: Sendable, Hashable {
             "openai/gpt-4.1-mini*": .init(inputPerMillion: 0.40, outputPerMillion: 1.60),
             "openai/gpt-4.1-nano*": .init(inputPerMillion: 0.10, outputPerMillion: 0.40),
             "openai/gpt-4*": .init(inputPerMillion: 30.00, outputPerMillion: 60.00),
+            "openai/gpt-4-32k*": .init(inputPerMillion: 60.00, outputPerMillion: 120.00),
             "openai/gpt-4-turbo*": .init(inputPerMillion: 10.00, outputPerMillion: 30.00),
+            "openai/gpt-4-0125-preview*": .init(inputPerMillion: 10.00, outputPerMillion: 30.00),
+            "openai/gpt-4-1106-preview*": .init(inputPerMillion: 10.00, outputPerMillion: 30.00),
             "openai/gpt-4.5*": .init(inputPerMillion: 75.00, outputPerMillion: 150.00),
             "openai/gpt-3.5-turbo*": .init(inputPerMillion: 0.50, outputPerMillion: 1.50),
             "openai/gpt-5*": .init(inputPerMillion: 1.25, outputPerMillion: 10.00),
+            "openai/gpt-5-pro*": .init(inputPerMillion: 15.00, outputPerMillion: 120.00),
             "openai/gpt-5-mini*": .init(inputPerMillion: 0.25, outputPerMillion: 2.00),
             "openai/gpt-5-nano*": .init(inputPerMillion: 0.05, outputPerMillion: 0.40),
             "openai/o1*": .init(inputPerMillion: 15.00, outputPerMillion: 60.00),
@@ -49,6 +53,8 @@ public struct PriceTable: Sendable, Hashable {
             "openai/o1-pro*": .init(inputPerMillion: 150.00, outputPerMillion: 600.00),
             "openai/o3*": .init(inputPerMillion: 2.00, outputPerMillion: 8.00),
             "openai/o3-pro*": .init(inputPerMillion: 20.00, outputPerMillion: 80.00),
+            "openai/o3-deep-research*": .init(inputPerMillion: 10.00, outputPerMillion: 40.00),
+            "openai/o4-mini-deep-research*": .init(inputPerMillion: 2.00, outputPerMillion: 8.00),
             "openai/o3-mini*": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
             "openai/o4-mini*": .init(inputPerMillion: 1.10, outputPerMillion: 4.40),
             "anthropic/claude-opus-4*": .init(inputPerMillion: 15.00, outputPerMillion: 75.00),
@@ -67,10 +73,12 @@ public struct PriceTable: Sendable, Hashable {
             "gemini/gemini-1.5-pro*": .init(inputPerMillion: 1.25, outputPerMillion: 5.00),
             "gemini/gemini-1.5-flash*": .init(inputPerMillion: 0.075, outputPerMillion: 0.30),
         ]
-        // Azure deployments of OpenAI models are priced like OpenAI's (global standard).
+        // Azure deployments of OpenAI models are priced like OpenAI's (global standard); Azure
+        // names GPT-3.5 `gpt-35-turbo`.
         for (key, price) in table where key.hasPrefix("openai/") {
             table["azure-openai/" + key.dropFirst("openai/".count)] = price
         }
+        table["azure-openai/gpt-35-turbo*"] = table["openai/gpt-3.5-turbo*"]
         return table
     }()
 

@@ -22,6 +22,14 @@ public struct RouterPolicy: Sendable, Hashable {
         }
     }
 
+    /// Why an `ai.providers` entry names no provider (neither a kind nor a provider id), or nil.
+    public static func nameProblem(_ name: String) -> String? {
+        let normalized = name.trimmingCharacters(in: .whitespaces).lowercased()
+        if ProviderKind(rawValue: normalized) != nil || normalized.hasPrefix("prv_") { return nil }
+        return "'\(name)' names no provider: give a kind (" + ProviderKind.allCases.map(\.rawValue).joined(separator: ", ")
+            + ") or a provider id (prv_…, `sentinel provider list`)"
+    }
+
     /// Position in the preference list (nil = not listed).
     func rank(_ config: ProviderConfig) -> Int? {
         providerPreference.firstIndex { entry in

@@ -82,6 +82,7 @@ public struct Doctor: Sendable {
         checkSetupToken(add)
         checkTLS(add)
         checkBilling(add)
+        checkPriceTable(add)
         if case .readOnlyFileSystem = DataDirectoryWriteProblem(at: root.path) {
             // SQLite opens a file in WAL mode by writing its `-shm`: on a read-only file system every
             // database check fails, and their "restore it from a backup" would replace healthy files.
@@ -357,7 +358,7 @@ public struct Doctor: Sendable {
         }) ?? [:]) : [:]
         var offline = 0, dead = 0, stuck = 0, behind = 0
         let masterKey = try? MasterKey.load(at: dataDirectory.masterKeyFile)
-        // A price table that cannot be read is its own finding; the built-in one stands in here.
+        // A price table that cannot be read is its own finding (`checkPriceTable`); the built-in one stands in here.
         let prices = (try? PriceTable.load(overridesFile: config.ai.priceTableFile)) ?? .builtIn
         var secrets = 0, unreadable = 0
         var unreadableIn: [String] = []
@@ -542,6 +543,16 @@ public struct Doctor: Sendable {
                 "check the provider's status and key with `sentinel doctor --online`; rotate the key with `sentinel provider rotate` if it was refused")
         }
         if circuits.isEmpty { add(.ok, "ai-circuit", "no AI provider has an open circuit", nil) }
+    }
+
+    /// The price table file as `serve` loads it: one it refuses stops it at start.
+    private func checkPriceTable(_ add: Add) {
+        guard let file = config.ai.priceTableFile else { return }
+        do {
+            _ = try PriceTable.load(overridesFile: file)
+        } catch {
+            add(.error, "ai-prices", "\(error)", "correct ai.price_table_file \(file) (or unset it): serve refuses to start with it")
+        }
     }
 
     /// The plans file and license as `serve` loads them (a problem there stops it at start; doctor

@@ -48,7 +48,7 @@ public enum JobQueue {
             """), arguments: [t]) == true {
             // Jobs this process is running are not lost, whatever the clock says (`running`).
             let expired = try JobRecord.fetchAll(db.cachedStatement(sql: """
-                SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? AND priority <= ? ORDER BY lease_expires_at LIMIT ?
+                SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at <= ? AND priority <= ? ORDER BY priority, lease_expires_at LIMIT ?
                 """), arguments: [t, lowest.rawValue, limit + running.count]).filter { !running.contains($0.id) }.prefix(limit)
             for job in expired where job.attempts >= job.maxAttempts {
                 try db.execute(sql: """

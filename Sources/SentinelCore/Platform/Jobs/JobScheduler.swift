@@ -244,9 +244,9 @@ public actor JobScheduler: Service {
     }
 
     /// Of `slots` (a workspace's, or the appliance's), how many background jobs may take: all but a
-    /// quarter (at least one) kept for the rest; all of a single one.
+    /// quarter (rounded up) kept for the rest; all of a single one.
     static func backgroundSlots(of slots: Int) -> Int {
-        slots > 1 ? slots - max(1, slots / 4) : slots
+        slots > 1 ? slots - (slots + 3) / 4 : slots
     }
 
     /// Due workspaces by rank, then round-robin within a rank: those after the rank's cursor first.
