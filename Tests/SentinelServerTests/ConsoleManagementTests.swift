@@ -220,6 +220,12 @@ struct ConsoleManagementTests {
             #expect(version?.locks == ["review.min_severity"])
             // The workspace's own settings are untouched.
             #expect(try await admin.get(base + "/settings").body.contains("<td><code>review.max_comments</code></td><td>7</td><td>workspace</td>"))
+            #expect(!after.body.contains("Saved but not applied"))
+            // Once the workspace locks a key the repository sets, its page says the saved value does not apply (it said nothing).
+            #expect(try await admin.post(base + "/settings", ["values": #"{"review.max_comments": 7}"#, "locks": "review.max_comments"]).status == .seeOther)
+            let locked = try await admin.get(base + "/repositories/\(repo)")
+            #expect(locked.body.contains("Saved but not applied") && locked.body.contains(
+                "<li>review.max_comments is locked by workspace defaults; the value 3 from repository settings was ignored and 7 stays in effect</li>"), "\(locked.body)")
         }
     }
 

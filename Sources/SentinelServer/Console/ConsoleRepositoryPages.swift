@@ -21,6 +21,8 @@ extension Console {
         let history: [PolicyVersion]
         let entries: [ExplainedEntry]
         let diagnostics: [ConfigDiagnostic]
+        /// What the repository's saved settings set that a workspace lock keeps from applying.
+        let notApplied: [LockViolation]
     }
 
     /// The effective configuration of one repository with the source of every value (the API's
@@ -37,7 +39,8 @@ extension Console {
         let found = try await m.workspace.read { db in
             let resolved = try PolicyService.resolve(in: db, repositoryID: repo.id, fileText: file)
             return RepositoryData(version: try PolicyService.latest(scope: scope, in: db), history: try PolicyService.history(scope: scope, limit: 20, in: db),
-                                  entries: resolved.effective.entries, diagnostics: resolved.diagnostics)
+                                  entries: resolved.effective.entries, diagnostics: resolved.diagnostics,
+                                  notApplied: try PolicyService.repositorySettingsNotApplied(repo.id, in: db))
         }
         var data = try Self.policyData(entries: found.entries, version: found.version, history: found.history)
         if let file {
@@ -45,6 +48,8 @@ extension Console {
             data["diagnostics"] = found.diagnostics.map { ["text": $0.formatted] }
         }
         data["repository"] = ["id": repo.id, "name": repo.fullName, "enabled": repo.enabled] as [String: Any]
+        // Shown beside the form, after a save that changed a locked key as on every visit (it said nothing).
+        data["notApplied"] = found.notApplied.map { ["text": $0.message] }
         data["canManage"] = allowed("putRepositorySettings", m.role)
         data["action"] = "\(m.base)/repositories/\(repo.id)"
         return try render("repository", title: repo.fullName, data, visit: m.visit, member: m)

@@ -641,6 +641,8 @@ enum ConsoleTemplates {
     <h2>Repository settings</h2>
     {{#version}}<p>Version {{version.id}}, saved by {{version.by}} at {{version.at}}.</p>{{/version}}
     {{^version}}<p>No repository settings saved yet: the workspace's apply.</p>{{/version}}
+    {{^empty(notApplied)}}<p role="status">Saved but not applied (a workspace lock keeps the locked value in effect):</p>
+    <ul>{{#notApplied}}<li>{{text}}</li>{{/notApplied}}</ul>{{/empty(notApplied)}}
     {{> settingsForm}}
     """#
 
