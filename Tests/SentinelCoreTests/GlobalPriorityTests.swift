@@ -30,13 +30,20 @@ struct GlobalPriorityTests {
         await h.stop()
     }
 
-    @Test("background jobs leave one of a workspace's slots to the rest: with the others held by hung notification jobs, a critical job starts at once")
-    func backgroundLeavesASlot() async throws {
+    /// Jobs of kind `hang` that wait until `release` is set, and `urgent` ones that do not; `started`
+    /// records each start by kind.
+    static func hangingJobs() -> (JobRegistry, Rendezvous<Bool>, Recorder<String>) {
         let release = Rendezvous<Bool>()
         let started = Recorder<String>()
         var registry = JobRegistry()
         registry.register("hang") { _ in started.append("hang"); _ = await release.wait() }
         registry.register("urgent") { _ in started.append("urgent") }
+        return (registry, release, started)
+    }
+
+    @Test("background jobs leave one of a workspace's slots to the rest: with the others held by hung notification jobs, a critical job starts at once")
+    func backgroundLeavesASlot() async throws {
+        let (registry, release, started) = Self.hangingJobs()
         let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 4; $0.jobs.globalConcurrency = 16 }, registry: registry)
         let ws = try h.createWorkspace()
         for priority in [JobPriority.low, .low, .bulk, .low, .bulk, .low] { try await h.enqueue(JobRequest(kind: "hang", priority: priority), in: ws) }
@@ -56,11 +63,7 @@ struct GlobalPriorityTests {
     func backgroundLeavesGlobalSlots() async throws {
         #expect(JobScheduler.backgroundSlots(of: 1) == 1 && JobScheduler.backgroundSlots(of: 2) == 1 && JobScheduler.backgroundSlots(of: 4) == 3)
         #expect(JobScheduler.backgroundSlots(of: 16) == 12 && JobScheduler.backgroundSlots(of: 5) == 3 && JobScheduler.backgroundSlots(of: 7) == 5)
-        let release = Rendezvous<Bool>()
-        let started = Recorder<String>()
-        var registry = JobRegistry()
-        registry.register("hang") { _ in started.append("hang"); _ = await release.wait() }
-        registry.register("urgent") { _ in started.append("urgent") }
+        let (registry, release, started) = Self.hangingJobs()
         let h = try TestHarness(config: testConfig { $0.jobs.workspaceConcurrency = 4; $0.jobs.globalConcurrency = 4 }, registry: registry)
         let ids = try Self.workspaces(h, count: 3)
         for id in ids.dropLast() {
