@@ -610,7 +610,7 @@ struct APIResourceTests {
             #expect(setting.json["detail"] as? String == "values.review.instructions: must not contain control characters")
             // A provider preference that names no provider is refused, as `config set` refuses it (it was saved without a word).
             let providers = try await api.call(.put, base + "/settings", token: owner, body: #"{"values":{"ai.providers":["anthropic","claude"]}}"#)
-            #expect(providers.status == .badRequest && (providers.json["detail"] as? String)?.contains("ai.providers[1]: 'claude' names no provider") == true, "\(providers.body)")
+            #expect(providers.status == .badRequest && (providers.json["detail"] as? String)?.hasPrefix("ai.providers: entry 2: 'claude' names no provider") == true, "\(providers.body)")
             // Bidirectional controls would display a name as another ("Trojan Source" in a list).
             let bidi = try await api.call(.post, base + "/teams", token: owner, body: #"{"name":"admins\u202E\u2066sratsil"}"#)
             #expect(bidi.status == .badRequest)

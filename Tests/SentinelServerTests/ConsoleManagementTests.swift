@@ -205,7 +205,12 @@ struct ConsoleManagementTests {
             #expect(form.body.contains(#"<form method="post" action="\#(base)/repositories/\#(repo)""#))
             let values = #"{"review.max_comments": 3, "review.min_severity": "high"}"#
             #expect(try await admin.post(base + "/repositories/\(repo)", ["values": values], csrf: "forged").status == .forbidden)
-            #expect(try await admin.post(base + "/repositories/\(repo)", ["values": "[1]"]).status == .badRequest)
+            let refused = try await admin.post(base + "/repositories/\(repo)", ["values": "[1]", "locks": "review.max_comments"])
+            #expect(refused.status == .badRequest)
+            // Back on the repository's page with the error and what was typed (a page of its own lost it).
+            #expect(refused.body.contains(#"<textarea id="values" name="values" rows="8">[1]</textarea>"#) && refused.body.contains(#"value="review.max_comments""#),
+                    "\(refused.body)")
+            #expect(refused.body.contains(#"<p class="error" role="alert">"#) && refused.body.contains("Try a .sentinel.yml"))
             let saved = try await admin.post(base + "/repositories/\(repo)", ["values": values, "locks": "review.min_severity"])
             #expect(saved.status == .seeOther)
             #expect(saved.location == base + "/repositories/\(repo)")

@@ -354,7 +354,7 @@ public enum WorkspaceSettingsValidator {
             } else if key == "ai.providers", case .list(let names)? = values[key],
                       let (index, problem) = names.enumerated().lazy.compactMap({ i, name in RouterPolicy.nameProblem(name).map { (i, $0) } }).first {
                 // As `config set` refuses it (the API and the console saved it without a word).
-                out.append(PolicySettingsError(key: key, message: "ai.providers[\(index)]: " + problem))
+                out.append(PolicySettingsError(key: key, message: names.count > 1 ? "entry \(index + 1): " + problem : problem))
             }
         }
         for key in locks.sorted() where PolicySchema.spec(for: key) == nil {

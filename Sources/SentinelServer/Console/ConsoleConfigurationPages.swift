@@ -124,7 +124,13 @@ extension Console {
         post(router, ws + "/repositories/:repositoryId", "putRepositorySettings") { m, form, context in
             let id = try PathID.parse(context.parameters.get("repositoryId") ?? "", what: "repository")
             let scope = PolicyService.repositoryScope(try await repository(m, id).id)
-            try await saveSettings(m, form, scope: scope)
+            do {
+                try await saveSettings(m, form, scope: scope)
+            } catch {
+                // Refused: the page again with the error and what was typed, as the workspace's form.
+                guard let (status, text) = Self.refusal(error) else { throw error }
+                return try await repositoryPage(m, id, typed: form, error: text, status: status)
+            }
             return Self.redirect(m.base + "/repositories/\(id)")
         }
         get(router, ws + "/settings", "getWorkspaceSettings") { m, _ in try await settingsPage(m) }

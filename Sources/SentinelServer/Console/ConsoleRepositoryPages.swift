@@ -29,7 +29,9 @@ extension Console {
     /// `explainConfig`; with `file`, a `.sentinel.yml` to try, as `previewConfig`: what a pull
     /// request carrying it would get, and its problems), and its repository-scope settings
     /// (`getRepositorySettings` / `putRepositorySettings`).
-    func repositoryPage(_ m: Member, _ id: Int64, file: String? = nil) async throws -> Response {
+    /// `typed`: a refused settings form's fields, shown again with `error`.
+    func repositoryPage(_ m: Member, _ id: Int64, file: String? = nil, typed: Form? = nil, error: String? = nil,
+                        status: HTTPResponse.Status = .ok) async throws -> Response {
         let repo = try await repository(m, id)
         let scope = PolicyService.repositoryScope(repo.id)
         if let file, file.utf8.count > RepositoryConfigParser.maxBytes {
@@ -52,7 +54,12 @@ extension Console {
         data["notApplied"] = found.notApplied.map { ["text": $0.message] }
         data["canManage"] = allowed("putRepositorySettings", m.role)
         data["action"] = "\(m.base)/repositories/\(repo.id)"
-        return try render("repository", title: repo.fullName, data, visit: m.visit, member: m)
+        if let typed {
+            data["values"] = typed["values"] ?? ""
+            data["locks"] = typed["locks"] ?? ""
+        }
+        if let error { data["formError"] = error }
+        return try render("repository", title: repo.fullName, data, visit: m.visit, member: m, status: status)
     }
 
     // MARK: Integrations

@@ -259,8 +259,8 @@ public struct ProviderRouter: ReviewModel {
                     // A provider that asks for a longer wait than a review makes is not asked again
                     // sooner than it said (which it refuses again): the next one is, at once.
                     if let wait = providerError.retryAfter, wait.isFinite, Duration.milliseconds(Int64(min(wait, 86_400) * 1000)) > settings.maxBackoff {
-                        failures.append(ProviderHTTP.redact("\(label): \(providerError); it asks to wait \(Int(min(wait, 86_400).rounded(.up))) s, "
-                                                            + "longer than a review waits (\(settings.maxBackoff.components.seconds) s)", secret: entry.config.apiKey))
+                        failures.append(ProviderHTTP.redact("\(label): \(providerError): longer than a review waits (\(settings.maxBackoff.components.seconds) s)",
+                                                            secret: entry.config.apiKey))
                         continue providers
                     }
                     try await sleep(backoff(attempt: attempt, retryAfter: providerError.retryAfter))
