@@ -196,7 +196,7 @@ struct JobsCommand: AsyncParsableCommand {
                 guard ok else { throw CLIError("job \(job) is not dead (or does not exist)") }
                 print("job \(job) queued again")
                 if kind == Notifications.flushKind {
-                    // Its batch was dropped when it went dead: the retry has nothing to send.
+                    // Its batch was dropped when it went dead: the retry sends only what was queued since.
                     print("note: a notification job's messages were dropped when it went dead, so this retry does not send them again "
                           + "(only notices queued for the channel since, if any); check the channel with `sentinel notify test`")
                 }

@@ -12,7 +12,8 @@ public enum JobPriority: Int, Sendable, Codable, CaseIterable, CustomStringConve
     /// Export, retention.
     case bulk = 3
 
-    /// `low` and `bulk`: work nobody waits for, which leaves a slot of its workspace to the rest.
+    /// `low` and `bulk`: work nobody waits for, which leaves a quarter (rounded up) of its
+    /// workspace's slots, and of the appliance's, to the rest (`JobScheduler.backgroundSlots(of:)`).
     public var isBackground: Bool { rawValue >= JobPriority.low.rawValue }
 
     public var description: String {

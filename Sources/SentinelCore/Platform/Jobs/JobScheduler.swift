@@ -148,8 +148,8 @@ public actor JobScheduler: Service {
             let running = inFlight[id, default: 0]
             let free = config.jobs.workspaceConcurrency - running
             if free <= 0 { continue }
-            // Background jobs (notifications, rollups, export) leave one of a workspace's slots, and
-            // a quarter of the appliance's, to webhook processing and reviews: four notification
+            // Background jobs (notifications, rollups, export) leave a quarter (rounded up) of a
+            // workspace's slots, and of the appliance's, to webhook processing and reviews: four notification
             // channels that hang for their 30 s timeout held every slot of their workspace (and
             // hung channels of several workspaces every slot of the appliance), and reviews waited.
             let backgroundFree = min(globalBackgroundFree, max(0, Self.backgroundSlots(of: config.jobs.workspaceConcurrency) - backgroundInFlight[id, default: 0]))
