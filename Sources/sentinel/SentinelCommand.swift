@@ -90,9 +90,9 @@ struct CLIContext {
         guard let id = record.workspaceID else { throw CLIError("invalid workspace id in control.sqlite") }
         let file = dataDirectory.workspaceFile(id)
         // SQLite says only "unable to open database file"; `workspace show` said "corrupt".
-        if let problem = DataDirectory.accessProblem(file) {
+        if let (problem, paths) = DataDirectory.databaseAccessProblem(file) {
             throw CLIError("cannot open workspace \(record.name)'s file \(file.path): \(problem); run sentinel as the user the service runs as "
-                           + "(e.g. sudo -u sentinel sentinel …), or give the file to that user (chown sentinel:sentinel \(file.path)); "
+                           + "(e.g. sudo -u sentinel sentinel …), or give the file to that user (chown sentinel:sentinel \(paths)); "
                            + "do not restore it, which would lose what was written since the backup")
         }
         let database = try opener.open(file, kind: .workspace, label: id.rawValue)
@@ -144,6 +144,7 @@ struct CLIContext {
         let path = directory.root.path
         try requireDataDirectoryNotAFile()
         try requireEnterable(path, what: "the data directory")
+        if let problem = directory.unfinishedRestoreProblem() { throw CLIError(problem) }
         if create {
             do { try directory.prepare() } catch let error as StorageError {
                 throw CLIError(error.description)
@@ -390,8 +391,8 @@ struct Migrate: AsyncParsableCommand {
                         migrated += 1
                     }
                 } catch {
-                    failures.append("\(id): " + (DataDirectory.accessProblem(url).map {
-                        "\($0); give it to the user Sentinel runs as (chown sentinel:sentinel \(url.path)); it is not damaged: do not restore it"
+                    failures.append("\(id): " + (DataDirectory.databaseAccessProblem(url).map {
+                        "\($0.problem); give it to the user Sentinel runs as (chown sentinel:sentinel \($0.paths)); it is not damaged: do not restore it"
                     } ?? "\(error)"))
                 }
             }

@@ -754,6 +754,78 @@ struct BackupTests {
         }
     }
 
+    @Test("a full restore cut off while it moved files into place is named everywhere and finished by running it again, keeping what was done after the backup (run again, it brought a token revoked since back to life)")
+    func interruptedRestoreFinishedByRunningItAgain() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let identity = IdentityService(control: h.control, bcryptCost: 4)
+        let alice = try identity.createUser(email: "alice@example.com", password: "alice password 1", isAdmin: true)
+        let token = try identity.createToken(for: alice, name: "ci", scopes: [.admin], expiresInDays: nil)
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try service.backup(to: out, control: h.control)
+        try identity.revokeToken(id: token.summary.id, of: alice, by: "alice@example.com")
+        try h.control.close()
+
+        // Killed after the first file was moved into place (as a kill -9 there would).
+        struct Killed: Error {}
+        #expect(throws: Killed.self) {
+            _ = try service.restore(from: out, workspace: nil, log: { _ in }, afterMove: { _ in throw Killed() })
+        }
+        let pending = try #require(h.dataDirectory.pendingRestore())
+        #expect(pending.from == out.path && pending.full)
+        #expect { try h.dataDirectory.prepare() } throws: { "\($0)".contains("did not finish") && "\($0)".contains("sentinel restore --from") }
+        let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
+        #expect(report.problems.contains { $0.check == "restore" && $0.detail.contains(out.path) }, "\(report.problems)")
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.environment = [:]
+        #expect(doctor.run().findings.contains { $0.check == "restore" && $0.severity == .error })
+        // One workspace restored meanwhile would leave the rest of the mix as it is.
+        #expect { try service.restore(from: out, workspace: ws) } throws: { "\($0)".contains("did not finish; run it again") }
+
+        var said: [String] = []
+        _ = try service.restore(from: out) { said.append($0) }
+        #expect(said.contains { $0.contains("finishing the restore from \(out.path)") }, "\(said)")
+        #expect(said.contains { $0.contains("revoked after this backup stays revoked") }, "\(said)")
+        let control = try ControlStore(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        defer { try? control.close() }
+        #expect(try IdentityService(control: control, bcryptCost: 4).authenticate(bearer: token.token) == nil)
+        #expect(h.dataDirectory.pendingRestore() == nil)
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.replacedControlFile.path))
+        #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.isEmpty)
+        try h.dataDirectory.prepare()
+    }
+
+    @Test("a data directory with workspace files but no control.sqlite is not started as a new, empty appliance, and doctor names the files")
+    func workspaceFilesWithoutControlRefused() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        try h.control.close()
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: h.dataDirectory.controlFile.path + suffix) }
+        #expect { try h.dataDirectory.prepare() } throws: {
+            "\($0)".contains("control.sqlite is missing") && "\($0)".contains("\(ws.rawValue).sqlite") && "\($0)".contains("sentinel restore --from")
+        }
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.controlFile.path))
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.environment = [:]
+        let schema = doctor.run().findings.filter { $0.check == "schema" }
+        #expect(schema.contains { $0.severity == .error && $0.message.contains("\(ws.rawValue).sqlite") }, "\(schema)")
+        #expect(!schema.contains { $0.message.contains("no control.sqlite yet") }, "\(schema)")
+    }
+
+    @Test("a config file that cannot be read says why (a missing one and one the service may not read said the same)")
+    func unreadableConfigSaysWhy() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let missing = dir.url.appendingPathComponent("nope.yaml").path
+        #expect { try ConfigLoader.load(file: missing, environment: [:]) } throws: { "\($0)".contains("cannot read config file \(missing): No such file or directory") }
+        #expect { try ConfigLoader.load(file: dir.url.path, environment: [:]) } throws: { "\($0)".contains("cannot read config file \(dir.url.path): ") }
+    }
+
     @Test("a workspace file without a table its schema version has is refused when opened (each request reading it was a 500) and named by verify (it said all checks passed)")
     func missingTableRefused() async throws {
         let (h, a, b) = try await Self.twoWorkspacesAtRest()

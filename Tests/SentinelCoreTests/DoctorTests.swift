@@ -369,6 +369,42 @@ struct DoctorTests {
         #expect(damaged.fix?.hasPrefix("restore it: `sentinel restore --from BACKUP_DIR --workspace \(ws.rawValue)`") == true, "\(damaged)")
     }
 
+    @Test("a workspace whose -wal this user may not write is offline with a chown fix naming the -wal, not 'restore it' (which deletes the -wal and what it holds)")
+    func unwritableWalIsNotRestored() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let file = h.dataDirectory.workspaceFile(ws)
+        // As root every file opens: a damaged file, beside a -wal "owned by another user", stands in for one that does not open.
+        try Data(repeating: 0x5a, count: 8192).write(to: file)
+        let wal = URL(fileURLWithPath: file.path + "-wal")
+        try Data().write(to: wal)
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.canRead = { $0.path != wal.path }
+        let offline = try #require(doctor.run().findings.first { $0.check == "workspace" && $0.severity == .error })
+        #expect(offline.fix?.contains("chown sentinel:sentinel \(wal.path)") == true && offline.fix?.contains("do not restore") == true, "\(offline)")
+        #expect(offline.fix?.contains("\(ws.rawValue).sqlite-wal") == true, "\(offline)")
+    }
+
+    @Test("an exports directory this user may not write is an error (every export failed, said only after two days without one)")
+    func unwritableExportsDirectory() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        await h.supervisor.shutdown()
+        let exports = h.dataDirectory.exportsDirectory
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        #expect(!doctor.run().findings.contains { $0.check == "export" && $0.severity == .error })
+        doctor.canWrite = { $0.path != exports.path }
+        let found = try #require(doctor.run().findings.first { $0.check == "export" && $0.severity == .error })
+        #expect(found.message.contains(exports.path) && found.fix?.contains("chown -R sentinel:sentinel \(exports.path)") == true, "\(found)")
+        // Its lock file, left by an export run as root.
+        try Data().write(to: h.dataDirectory.exportLockFile)
+        doctor.canWrite = { $0.path != h.dataDirectory.exportLockFile.path }
+        let lock = try #require(doctor.run().findings.first { $0.check == "export" && $0.severity == .error })
+        #expect(lock.message.contains(".export.lock"), "\(lock)")
+    }
+
     @Test("a certificate not valid yet is an error (doctor said it was valid until its expiry; every client refuses it)")
     func certificateNotValidYet() async throws {
         let h = try TestHarness()

@@ -447,7 +447,7 @@ struct FakeGitLabTests {
         // A call whose timeout is shorter than AsyncHTTPClient's 10 s connect timeout still says why
         // (while the client tried the connection again until then, it read "timed out").
         func failure(_ url: String) async -> String {
-            do { _ = try await client.send(OutboundRequest(url: URL(string: url)!, timeout: .seconds(5))); return "answered" } catch { return "\(error)" }
+            do { _ = try await client.send(OutboundRequest(url: URL(string: url)!, timeout: .seconds(9))); return "answered" } catch { return "\(error)" }
         }
         async let tls = failure("https://127.0.0.1:\(plain)/api/v4/user")
         async let refused = failure("http://127.0.0.1:\(closed)/api/v4/user")

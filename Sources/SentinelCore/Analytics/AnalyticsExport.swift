@@ -244,7 +244,7 @@ public struct AnalyticsExporter: Sendable {
     private func writeEvents(of workspace: WorkspaceID, after seq: Int64, to writer: DumpWriter, progress: inout Progress) throws {
         let file = dataDirectory.workspaceFile(workspace)
         guard FileManager.default.fileExists(atPath: file.path) else { throw StorageError.missingFile(file.path) }
-        if let problem = DataDirectory.accessProblem(file) {
+        if let (problem, _) = DataDirectory.databaseAccessProblem(file) {
             throw StorageError.io("\(file.lastPathComponent) cannot be opened: \(problem); give it to the user Sentinel runs as; it is not damaged")
         }
         var configuration = Configuration()

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Yams
 
@@ -357,7 +360,14 @@ public enum ConfigLoader {
         if let file {
             let data: Data
             do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                throw ConfigError("cannot read config file \(file)")
+                // Why, in words: a file the service's user may not read (installed 0600 root) and a
+                // missing one said the same.
+                var info = stat()
+                let reason = stat(file, &info) != 0 ? String(cString: strerror(errno))
+                    : access(file, R_OK) != 0 ? "\(String(cString: strerror(errno))) (owner uid \(info.st_uid), mode \(String(Int(info.st_mode) & 0o777, radix: 8)); "
+                        + "the service's user must be able to read it: root:sentinel, mode 640)"
+                    : FileSystem.reason(error)
+                throw ConfigError("cannot read config file \(file): \(reason)")
             }
             // Said apart from "cannot read": the file is there and readable, and its text is what to fix.
             guard let text = String(data: data, encoding: .utf8) else {

@@ -78,6 +78,9 @@ public struct Doctor: Sendable {
             add(.error, "data-dir", "\(root.path) does not exist", fix: "pass the right --data-dir (or SENTINEL_DATA_DIR), or start `sentinel serve` once to create it")
             return DoctorReport(dataDirectory: root.path, findings: findings)
         }
+        if let problem = dataDirectory.unfinishedRestoreProblem() {
+            add(.error, "restore", problem, fix: "run the same `sentinel restore --from BACKUP_DIR` again, then `sentinel verify`; serve does not start until then")
+        }
         checkModes(add)
         checkSetupToken(add)
         checkTLS(add)
@@ -99,6 +102,7 @@ public struct Doctor: Sendable {
                 return DoctorReport(dataDirectory: root.path, findings: findings)
             }
         }
+        checkExportsWritable(add)
         let survey = PreUpgradeSnapshot.survey(dataDirectory, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
         checkSchemas(survey, add)
         checkDisk(survey, add)
@@ -276,7 +280,32 @@ public struct Doctor: Sendable {
         }
     }
 
+    /// The analytics export writes its dumps and its lock file in `exports/`: one this user may not
+    /// write failed every night, said only once no export had happened for two days.
+    private func checkExportsWritable(_ add: Add) {
+        let exports = dataDirectory.exportsDirectory
+        guard FileManager.default.fileExists(atPath: exports.path) else { return }
+        let lock = dataDirectory.exportLockFile
+        let problem: String?
+        if !canWrite(exports) {
+            problem = "this user (uid \(geteuid())) may not write \(exports.path)"
+        } else if FileManager.default.fileExists(atPath: lock.path), !canRead(lock) || !canWrite(lock) {
+            problem = "this user (uid \(geteuid())) may not open \(lock.path)" + (Self.mode(lock).map { " (owner uid \($0.1))" } ?? "")
+        } else {
+            problem = nil
+        }
+        if let problem {
+            add(.error, "export", "\(problem): every analytics export fails until it can", "give it to the user Sentinel runs as "
+                + "(chown -R sentinel:sentinel \(exports.path)), or run doctor as that user")
+        }
+    }
+
     private func checkSchemas(_ survey: [SchemaFileStatus], _ add: Add) {
+        if let problem = dataDirectory.missingControlProblem() {
+            add(.error, "schema", problem, "restore control.sqlite from a full backup (`sentinel restore --from BACKUP_DIR`, then `sentinel verify`); "
+                + "serve does not start without it")
+            return
+        }
         guard !survey.isEmpty else {
             add(.warning, "schema", "no control.sqlite yet in \(dataDirectory.root.path)", "start `sentinel serve` (or `sentinel migrate`) to create it")
             return
@@ -311,13 +340,17 @@ public struct Doctor: Sendable {
     /// (made by a command run as root, or doctor run as another user) is not damaged: restoring it
     /// from a backup, the fix for a damaged one, would lose what was written since.
     private func offlineFix(_ path: String, _ id: String) -> String {
-        let url = URL(fileURLWithPath: path)
         // A missing file has no owner to fix: a backup is the only way back (it said to chown it
         // and not to restore it).
-        if FileManager.default.fileExists(atPath: path), !canRead(url) || !canWrite(url) {
-            let owner = Self.mode(url).map { ", owner uid \($0.1)" } ?? ""
-            return "the file is not readable and writable by uid \(geteuid())\(owner): run doctor as the user Sentinel runs as, or give it "
-                + "that user (`chown sentinel:sentinel \(path)`); do not restore it, which would lose what was written since the backup"
+        // Its -wal and -shm too: SQLite opens none of them when it may not write one (a -wal root
+        // owned was "restore it", which deletes that -wal and the transactions it holds).
+        let blocked = FileManager.default.fileExists(atPath: path) ? ["", "-wal", "-shm"].map { URL(fileURLWithPath: path + $0) }
+            .filter { FileManager.default.fileExists(atPath: $0.path) && (!canRead($0) || !canWrite($0)) } : []
+        if !blocked.isEmpty {
+            let owners = blocked.map { file in file.lastPathComponent + (Self.mode(file).map { " (owner uid \($0.1))" } ?? "") }
+            return "\(owners.joined(separator: ", ")) not readable and writable by uid \(geteuid()): run doctor as the user Sentinel runs as, or give "
+                + "\(blocked.count == 1 ? "it" : "them") to that user (`chown sentinel:sentinel \(blocked.map(\.path).joined(separator: " "))`); "
+                + "do not restore it, which would lose what was written since the backup"
         }
         return "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)"
     }

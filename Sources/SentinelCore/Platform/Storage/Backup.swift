@@ -241,9 +241,9 @@ public struct BackupService: Sendable {
     static func unreadableReason(_ error: any Error, file: URL) -> String {
         if case StorageError.missingFile(let path) = error { return "its file \(path) is missing" }
         // Not damaged: restoring it (the fix for a damaged one) would lose what was written since.
-        if let problem = DataDirectory.accessProblem(file) {
+        if let (problem, paths) = DataDirectory.databaseAccessProblem(file) {
             return "its file \(file.path) cannot be opened: \(problem); it is not damaged: give it to the user Sentinel runs as "
-                + "(chown sentinel:sentinel \(file.path)) rather than restore it"
+                + "(chown sentinel:sentinel \(paths)) rather than restore it"
         }
         if let error = error as? DatabaseError { return "its file cannot be read: \(error.message ?? "\(error.resultCode)")" }
         return "\(error)"
@@ -281,6 +281,11 @@ public struct BackupService: Sendable {
     /// server must be stopped (restore refuses to run beside it). `log` hears what the restore
     /// changed beyond the files (export watermarks moved back).
     public func restore(from source: URL, workspace only: WorkspaceID? = nil, log: (String) -> Void = { _ in }) throws -> [BackupEntry] {
+        try restore(from: source, workspace: only, log: log, afterMove: { _ in })
+    }
+
+    /// `afterMove` hears each file moved into place (a test stops the restore there, as a kill would).
+    func restore(from source: URL, workspace only: WorkspaceID?, log: (String) -> Void, afterMove: (URL) throws -> Void) throws -> [BackupEntry] {
         let manifestURL = source.appendingPathComponent(BackupManifest.fileName)
         guard let data = FileManager.default.contents(atPath: manifestURL.path) else {
             throw StorageError.invalid("\(source.path) has no \(BackupManifest.fileName); not a Sentinel backup")
@@ -323,6 +328,17 @@ public struct BackupService: Sendable {
         // No key is made here: the restored files' credentials are sealed with the original one,
         // which a backup does not hold (`serve` says so until it is copied back).
         try dataDirectory.prepare(creatingKey: false)
+        // One that was cut off while it moved files into place (killed, the machine down) left
+        // some of the backup's files beside older ones; nothing noticed, and run again it read
+        // "what was done after the backup" from the backup's own control.sqlite: a token revoked
+        // since came back to life. It is finished by running it again, whole.
+        let pending = dataDirectory.pendingRestore()
+        if let pending, pending.full, !selected.contains(where: { $0.kind == .control }) {
+            throw StorageError.conflict("a full restore from \(pending.from) begun at \(pending.startedAt) did not finish; run it again "
+                                        + "(sentinel restore --from \(DataDirectory.shellQuoted(pending.from))) before restoring one workspace; "
+                                        + "nothing was restored")
+        }
+        if pending == nil { try FileSystem.removeIfPresent(dataDirectory.replacedControlFile) }
         if !selected.contains(where: { $0.kind == .control }), selected.contains(where: { $0.kind == .workspace }),
            !FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
             // A new data directory: the workspace would be served by nothing (an empty control.sqlite was made after it).
@@ -408,8 +424,18 @@ public struct BackupService: Sendable {
             try verifyIntegrity(temp, name: entry.file)
             try verifySchema(temp, entry: entry)
         }
-        // What happened to credentials after the backup is read from the file about to be replaced.
-        let credentials = selected.contains { $0.kind == .control } ? RestoredCredentials.read(from: dataDirectory.controlFile) : nil
+        // What happened to credentials after the backup is read from the file about to be replaced,
+        // kept aside until the restore has finished (an unfinished one has replaced it already).
+        let replacesControl = selected.contains { $0.kind == .control }
+        let replaced = dataDirectory.replacedControlFile
+        if replacesControl, !FileManager.default.fileExists(atPath: replaced.path), FileManager.default.fileExists(atPath: dataDirectory.controlFile.path) {
+            keepAside(dataDirectory.controlFile, at: replaced)
+        }
+        let credentials = replacesControl
+            ? RestoredCredentials.read(from: FileManager.default.fileExists(atPath: replaced.path) ? replaced : dataDirectory.controlFile) : nil
+        if let pending { log("finishing the restore from \(pending.from) begun at \(pending.startedAt), which did not finish") }
+        try markPending(DataDirectory.PendingRestore(from: source.path, startedAt: pending?.startedAt ?? ISO8601.string(Date()),
+                                                     full: replacesControl || pending?.full == true))
         // 2. Move each verified copy into place, leaving no stale -wal/-shm from the old file.
         for (_, temp, target) in staged {
             for suffix in ["-wal", "-shm", "-journal"] {
@@ -418,6 +444,7 @@ public struct BackupService: Sendable {
             FileSystem.sync(temp)
             guard rename(temp.path, target.path) == 0 else { throw StorageError.io("cannot move \(temp.path) into place") }
             FileSystem.sync(target.deletingLastPathComponent())
+            try afterMove(target)
         }
         staged.removeAll()
         // The pending-work index cannot know what a restored file holds: mark every restored
@@ -480,7 +507,50 @@ public struct BackupService: Sendable {
                    : "it has no file here and stays offline until it is restored from another backup (sentinel restore --from DIR --workspace \(missing.workspaceID))"))
         }
         try control.close()
+        // Finished: the file kept aside first, so a restore cut off between the two, run again,
+        // reads the restored control.sqlite (a later state of the backup) for what to keep.
+        try FileSystem.removeIfPresent(replaced)
+        try FileSystem.removeIfPresent(dataDirectory.restorePendingFile)
+        FileSystem.sync(dataDirectory.root)
         return selected
+    }
+
+    /// A self-contained copy of control.sqlite as it is (its -wal included), synced; none when it
+    /// cannot be read (the restore then says what it could not keep, as before).
+    private func keepAside(_ file: URL, at destination: URL) {
+        let temp = destination.deletingLastPathComponent().appendingPathComponent(destination.lastPathComponent + ".tmp")
+        do {
+            try FileSystem.removeIfPresent(temp)
+            var configuration = Configuration()
+            configuration.readonly = true
+            let reader = try DatabaseQueue(path: file.path, configuration: configuration)
+            defer { try? reader.close() }
+            let copy = try DatabaseQueue(path: temp.path)
+            try reader.backup(to: copy)
+            try copy.writeWithoutTransaction { db in _ = try db.execute(sql: "PRAGMA journal_mode = DELETE") }
+            try copy.close()
+            guard chmod(temp.path, 0o600) == 0 else { throw StorageError.io(String(cString: strerror(errno))) }
+            FileSystem.sync(temp)
+            guard rename(temp.path, destination.path) == 0 else { throw StorageError.io(String(cString: strerror(errno))) }
+            FileSystem.sync(destination.deletingLastPathComponent())
+        } catch {
+            try? FileSystem.removeIfPresent(temp)
+        }
+    }
+
+    /// The record of a restore under way, written and synced before the first file is moved.
+    private func markPending(_ pending: DataDirectory.PendingRestore) throws {
+        let file = dataDirectory.restorePendingFile
+        let temp = file.deletingLastPathComponent().appendingPathComponent(".\(file.lastPathComponent).tmp")
+        do {
+            try JSONEncoder.sentinel.encode(pending).write(to: temp)
+            FileSystem.sync(temp)
+            guard rename(temp.path, file.path) == 0 else { throw StorageError.io(String(cString: strerror(errno))) }
+            FileSystem.sync(file.deletingLastPathComponent())
+        } catch {
+            try? FileSystem.removeIfPresent(temp)
+            throw StorageError.io("cannot write \(file.path) (\(FileSystem.reason(error))); nothing was restored")
+        }
     }
 
     /// A restored file may end before the events the analytics export has already carried (they

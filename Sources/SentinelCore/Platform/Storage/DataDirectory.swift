@@ -39,6 +39,59 @@ public struct DataDirectory: Sendable, Equatable {
     /// `sentinel restore`: a backup taken while a restore replaced the files was a mix of both.
     public var backupLockFile: URL { root.appendingPathComponent(".backup.lock") }
     public var backupsDirectory: URL { root.appendingPathComponent("backups", isDirectory: true) }
+    /// Written by `sentinel restore` before it moves the first verified file into place, removed
+    /// when it has finished: while it is there the data directory holds files of the backup beside
+    /// files from before it, and nothing but that restore, run again, may use the directory.
+    public var restorePendingFile: URL { root.appendingPathComponent("restore-pending.json") }
+    /// control.sqlite as it was before a full restore replaced it, kept until the restore has
+    /// finished: run again after an interruption, the restore reads what was done after the backup
+    /// (tokens revoked, users disabled) from it, not from the backup's copy already in place.
+    var replacedControlFile: URL { root.appendingPathComponent(".control.sqlite.before-restore") }
+
+    /// A restore that began moving files into place and did not finish (`restorePendingFile`).
+    public struct PendingRestore: Codable, Sendable, Equatable {
+        /// The backup directory it restored from.
+        public var from: String
+        public var startedAt: String
+        /// Whether it replaced control.sqlite (a full restore), not one workspace's file.
+        public var full: Bool
+    }
+
+    /// The restore that did not finish here, if any; one whose record cannot be read is still one.
+    public func pendingRestore() -> PendingRestore? {
+        guard FileManager.default.fileExists(atPath: restorePendingFile.path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: restorePendingFile.path),
+              let pending = try? JSONDecoder.sentinel.decode(PendingRestore.self, from: data) else {
+            return PendingRestore(from: "BACKUP_DIR", startedAt: "an unknown time (\(restorePendingFile.lastPathComponent) is unreadable)", full: true)
+        }
+        return pending
+    }
+
+    /// What every command but `restore` says, and does not go on, while a restore is unfinished.
+    public func unfinishedRestoreProblem() -> String? {
+        guard let pending = pendingRestore() else { return nil }
+        return "a restore from \(pending.from) begun at \(pending.startedAt) did not finish: \(root.path) holds files of that backup beside "
+            + "files from before it. Run `sentinel restore --from \(Self.shellQuoted(pending.from))` again to finish it; nothing else uses "
+            + "the data directory until then"
+    }
+
+    /// Workspace files in `workspaces/` when there is no control.sqlite to register them (deleted
+    /// or lost): an appliance started there would be a new, empty one beside them.
+    public func workspaceFilesWithoutControl() -> [String] {
+        guard !FileManager.default.fileExists(atPath: controlFile.path) else { return [] }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: workspacesDirectory.path)) ?? []
+        return names.filter { $0.hasSuffix(".sqlite") && !$0.hasPrefix(".") }.sorted()
+    }
+
+    /// What `serve` and the commands that set an appliance up say, and do not go on, in a data
+    /// directory with workspace files but no control.sqlite.
+    public func missingControlProblem() -> String? {
+        let files = workspaceFilesWithoutControl()
+        guard let first = files.first else { return nil }
+        return "\(controlFile.path) is missing, but \(workspacesDirectory.path) holds \(files.count) workspace file(s) (\(first)"
+            + "\(files.count > 1 ? ", …" : "")) that only it registers: restore it from a full backup (sentinel restore --from BACKUP_DIR, "
+            + "then sentinel verify). Starting here would make a new, empty appliance beside them"
+    }
 
     /// Where files are copied before a migration from schema version `from` to `to`.
     public func preUpgradeDirectory(from: Int, to: Int) -> URL {
@@ -78,6 +131,8 @@ public struct DataDirectory: Sendable, Equatable {
         }
         try fm.createDirectory(at: secretsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard creatingKey else { return }
+        if let problem = unfinishedRestoreProblem() { throw StorageError.conflict(problem) }
+        if let problem = missingControlProblem() { throw StorageError.notFound(problem) }
         // Looked at with stat, which tells "missing" from "not allowed to look": run as another
         // user than the data directory's, `fileExists` said missing, and the advice to make a new
         // key would have replaced the real one.
@@ -165,6 +220,20 @@ extension DataDirectory {
         // (A read-only file system, EROFS, is another problem, said by its own checks.)
         guard stat(url.path, &info) == 0, access(url.path, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM else { return nil }
         return "it is not readable and writable by uid \(geteuid()) (its owner is uid \(info.st_uid), mode \(String(Int(info.st_mode) & 0o777, radix: 8)))"
+    }
+
+    /// `accessProblem` of a database file and of its `-wal` and `-shm`: SQLite opens none of them
+    /// when it may not write one, and a workspace whose `-wal` root owned was called corrupt, with
+    /// a restore as the fix (which deletes that `-wal`, and what it holds). `paths` names the files
+    /// to give back (for a `chown`).
+    public static func databaseAccessProblem(_ url: URL) -> (problem: String, paths: String)? {
+        var problems: [(String, String)] = []
+        for suffix in ["", "-wal", "-shm"] {
+            let file = URL(fileURLWithPath: url.path + suffix)
+            if let problem = accessProblem(file) { problems.append((file.path, suffix.isEmpty ? problem : "its \(suffix) file \(file.lastPathComponent) \(problem.dropFirst(3))")) }
+        }
+        guard !problems.isEmpty else { return nil }
+        return (problems.map(\.1).joined(separator: "; "), problems.map(\.0).joined(separator: " "))
     }
 }
 

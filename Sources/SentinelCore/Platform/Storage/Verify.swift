@@ -58,6 +58,10 @@ public struct VerifyReport: Sendable, Codable, Equatable {
 public enum DataVerifier {
     public static func verify(dataDirectory data: DataDirectory, busyTimeout: TimeInterval = 5) -> VerifyReport {
         var report = VerifyReport(source: data.root.path, backup: false)
+        // Each file may pass its checks while together they are a mix of a backup and what was there before.
+        if let problem = data.unfinishedRestoreProblem() {
+            report.problems.append(VerifyProblem(file: data.restorePendingFile.lastPathComponent, check: "restore", detail: problem))
+        }
         guard FileManager.default.fileExists(atPath: data.controlFile.path) else {
             report.problems.append(VerifyProblem(file: data.controlFile.path, check: "missing", detail: "control.sqlite is missing"))
             return report
@@ -192,7 +196,7 @@ public enum DataVerifier {
         } catch {
             // One this user may not open (a command run as root made it) is not damaged: said so
             // rather than "not a readable database", whose fix, a restore, would lose data.
-            let detail = DataDirectory.accessProblem(url).map { "cannot be opened: \($0); it is not damaged: give it to the user Sentinel runs as" }
+            let detail = DataDirectory.databaseAccessProblem(url).map { "cannot be opened: \($0.problem); it is not damaged: give it to the user Sentinel runs as (chown sentinel:sentinel \($0.paths))" }
                 ?? "not a readable database: \(error)"
             report.problems.append(VerifyProblem(file: name, check: "open", detail: detail))
         }

@@ -251,9 +251,9 @@ public actor Supervisor: Service {
             return try opener.open(url, kind: .workspace, label: id.rawValue)
         } catch {
             // One Sentinel's user may not open (a command run as root made it) is not damaged.
-            if let problem = DataDirectory.accessProblem(url) {
+            if let (problem, paths) = DataDirectory.databaseAccessProblem(url) {
                 throw OpenFailure(reason: "its database file cannot be opened: \(problem); give it to the user Sentinel runs as "
-                                  + "(chown sentinel:sentinel \(url.path)); it is not damaged: do not restore it", kind: "unreadable", path: url.path)
+                                  + "(chown sentinel:sentinel \(paths)); it is not damaged: do not restore it", kind: "unreadable", path: url.path)
             }
             switch error {
             case StorageError.missingFile: throw OpenFailure(reason: "its database file is missing", kind: "missing", path: url.path)
