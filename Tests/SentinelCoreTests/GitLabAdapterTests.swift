@@ -166,6 +166,22 @@ struct GitLabAdapterTests {
         #expect(!files[1].isBinary && files[1].unreviewable == .diffUnavailable)
     }
 
+    @Test("an empty file added or deleted and a change of mode alone have no changed lines; they are not binary (they were counted so)")
+    func emptyFilesAndModeChangesAreNotBinary() throws {
+        let diffs = try JSONDecoder().decode([GitLabDiff].self, from: Data(#"""
+            [{"old_path":"pkg/__init__.py","new_path":"pkg/__init__.py","a_mode":"0","b_mode":"100644","new_file":true,"renamed_file":false,"deleted_file":false,"diff":""},
+             {"old_path":"run.sh","new_path":"run.sh","a_mode":"100644","b_mode":"100755","new_file":false,"renamed_file":false,"deleted_file":false,"diff":""},
+             {"old_path":"old/.gitkeep","new_path":"old/.gitkeep","a_mode":"100644","b_mode":"0","new_file":false,"renamed_file":false,"deleted_file":true,"diff":""},
+             {"old_path":"logo.png","new_path":"logo.png","a_mode":"100644","b_mode":"100644","new_file":true,"renamed_file":false,"deleted_file":false,"diff":"Binary files /dev/null and b/logo.png differ\n"},
+             {"old_path":"img.png","new_path":"img.png","a_mode":"100644","b_mode":"100644","new_file":false,"renamed_file":false,"deleted_file":false,"diff":""}]
+            """#.utf8))
+        let files = GitLabSession.diffFiles(diffs)
+        #expect(files[0...2].allSatisfy { !$0.isBinary && $0.unreviewable == .noChangedLines }, "\(files)")
+        #expect(files[3].isBinary && files[4].isBinary)
+        let filter = PathFilter(defaultSkips: false)
+        #expect(files.map { filter.decision(for: $0) }.filter { $0 == .skip(.binary) }.count == 2)
+    }
+
     @Test("suggestion fences become GitLab's suggestion:-N+0 for the lines the finding spans")
     func suggestions() {
         let one = ReviewComment(path: "a", line: 5, side: .right, startLine: nil, body: "Use x.\n\n```suggestion\nlet x = 1\n```")

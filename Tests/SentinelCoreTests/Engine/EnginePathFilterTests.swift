@@ -141,7 +141,7 @@ struct EnginePathFilterTests {
 
     @Test func labels() {
         #expect(SkipReason.allCases.map(\.label) == [
-            "lock files", "vendored", "generated", "minified", "binary", "no changed lines (renamed only)", "diff not available from the platform", "excluded by config",
+            "lock files", "vendored", "generated", "minified", "binary", "no changed lines (renamed, mode change or empty file)", "diff not available from the platform", "excluded by config",
             "not in include paths", "over budget", "deleted", "AI review failed", "AI spend limit reached",
         ])
     }

@@ -17,7 +17,7 @@ public enum SkipReason: String, Sendable, Hashable, Codable, CaseIterable, Compa
         case .generated: return "generated"
         case .minified: return "minified"
         case .binary: return "binary"
-        case .noChangedLines: return "no changed lines (renamed only)"
+        case .noChangedLines: return "no changed lines (renamed, mode change or empty file)"
         case .diffUnavailable: return "diff not available from the platform"
         case .excluded: return "excluded by config"
         case .notIncluded: return "not in include paths"

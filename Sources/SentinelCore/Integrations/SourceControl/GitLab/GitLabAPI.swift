@@ -380,6 +380,9 @@ public struct GitLabDiff: Decodable, Sendable {
     public let new_file: Bool?
     public let renamed_file: Bool?
     public let deleted_file: Bool?
+    /// The file's mode before and after (`100644`, `100755`): a change of mode alone has no diff.
+    public let a_mode: String?
+    public let b_mode: String?
     /// Set by GitLab when it left the diff out (too large, or collapsed).
     public let too_large: Bool?
     public let collapsed: Bool?

@@ -93,8 +93,12 @@ public struct GitLabSession: SourceControlSession {
             // binary notice alone (`Binary files a/x and b/x differ`, its `has_binary_notice?`).
             let binaryNotice = (d.diff ?? "").hasPrefix("Binary files ") && (d.diff ?? "").trimmingCharacters(in: .newlines).hasSuffix(" differ")
             let unavailable = leftOut || (!(d.diff ?? "").isEmpty && !binaryNotice)
-            // An empty diff of a renamed file is a rename without changes, not a binary file.
-            if !unavailable, status == .renamed {
+            // An empty diff without GitLab's binary notice is a file without changed lines, not a
+            // binary one: a rename without changes, a change of mode alone (`chmod +x`), an empty
+            // file added or deleted (`__init__.py`, `.gitkeep`). Those were counted binary. (An
+            // empty diff of a file modified in place stays binary: older GitLab sent no notice.)
+            let modeOnly = d.a_mode != nil && d.b_mode != nil && d.a_mode != d.b_mode
+            if !unavailable, !binaryNotice, status != .modified || modeOnly {
                 return DiffFile(oldPath: oldPath, newPath: newPath, status: status, hunks: [], unreviewable: .noChangedLines)
             }
             return DiffFile(oldPath: oldPath, newPath: newPath, status: status, isBinary: !unavailable, hunks: [],
