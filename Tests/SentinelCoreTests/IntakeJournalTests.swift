@@ -64,6 +64,41 @@ struct IntakeJournalTests {
         }
     }
 
+    @Test("an intake journal emptied by hand, or without its table, is refused when opened and named by doctor and verify (it was set up anew, the deliveries it had acknowledged gone without a word)")
+    func damagedJournalRefused() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace()
+        let file = h.dataDirectory.intakeJournalFile
+        do {
+            let journal = try Self.journal(h)
+            #expect(try await journal.append(Self.delivery("d1"), for: ws) == .accepted)
+        }
+        // Made whole and moved into place: nothing is left beside it from its making.
+        #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.root.appendingPathComponent(".intake-journal.sqlite.new").path))
+        func refused(_ words: String) throws {
+            #expect { try Self.journal(h) } throws: { "\($0)".contains(words) && "\($0)".contains("may be lost") }
+            let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
+            #expect(report.problems.contains { $0.file == "intake-journal.sqlite" && $0.check == "schema" }, "\(report.problems)")
+            var doctor = Doctor(dataDirectory: h.dataDirectory, config: h.config, now: Date(), freeSpace: { _ in 1 << 40 })
+            doctor.environment = [:]
+            let found = doctor.run().findings.filter { $0.check == "intake-journal" }
+            #expect(found.count == 1 && found.first?.severity == .error, "\(found)")
+        }
+        // Emptied: not set up as a new journal, and nothing written to it.
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file.path + suffix) }
+        try Data().write(to: file)
+        try refused("holds no Sentinel schema")
+        #expect(try Data(contentsOf: file).isEmpty)
+        // Its table dropped.
+        try FileManager.default.removeItem(at: file)
+        _ = try Self.journal(h)
+        let dropper = try DatabaseQueue(path: file.path)
+        try await dropper.write { db in try db.execute(sql: "DROP TABLE journal") }
+        try dropper.close()
+        try refused("lacks the table(s) journal")
+    }
+
     @Test("acknowledged deliveries survive a restart and reach the workspace file once, with their arrival time; a redelivery changes nothing")
     func appliedAfterRestart() async throws {
         let h = try TestHarness()

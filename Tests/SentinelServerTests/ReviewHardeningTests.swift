@@ -293,6 +293,8 @@ struct ReviewHardeningTests {
         let runs = try await world.runs().sorted { $0.id < $1.id }
         #expect(runs.map(\.state) == [.superseded, .completed] && runs.map(\.headSHA) == ["aaa111", "fff999"], "\(runs)")
         #expect(runs.first?.reason?.contains("moved to fff999") == true && runs.last?.trigger == ReviewRunStore.reconcileTrigger)
+        // The run says what its check says (it kept no conclusion).
+        #expect(runs.first?.conclusion == "neutral", "\(runs)")
         #expect(await world.github.state.reviews(on: Self.repo, 7).map(\.commitID) == ["fff999"])
         let old = try #require(await world.github.state.checkRuns.values.first { $0.headSHA == "aaa111" })
         #expect(old.status == "completed" && old.conclusion == "neutral" && old.title == "Superseded", "\(old)")
@@ -313,6 +315,7 @@ struct ReviewHardeningTests {
         let runs = try await world.runs().sorted { $0.id < $1.id }
         #expect(runs.map(\.state) == [.superseded, .completed] && runs.map(\.headSHA) == ["aaa111", "bbb222"], "\(runs)")
         #expect(runs.first?.reason?.contains("moved to bbb222") == true && runs.last?.trigger == ReviewRunStore.reconcileTrigger)
+        #expect(runs.first?.conclusion == "neutral", "\(runs)")
         #expect(await world.github.state.reviews(on: Self.repo, 7).map(\.commitID) == ["bbb222"])
         let checks = await world.github.state.checkRuns.values.sorted { $0.headSHA < $1.headSHA }
         #expect(checks.map(\.title) == ["Superseded", checks.last?.title ?? ""] && checks.first?.conclusion == "neutral", "\(checks)")

@@ -912,7 +912,12 @@ public struct ReviewRunner: Sendable {
             try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: .neutral, title: "Superseded",
                                             summary: "Not \(verb): \(reason)" + (pr.isOpen ? "; that commit gets its own review." : "."))
         }
-        try await workspace.write { tx in try ReviewRunStore.supersede(run, movedTo: pr, repository: repository, reason: reason, in: &tx) }
+        let (id, concluded) = (run.id, checkID != nil)
+        try await workspace.write { tx in
+            try ReviewRunStore.supersede(run, movedTo: pr, repository: repository, reason: reason, in: &tx)
+            // The run says what its check says (it said nothing: a neutral "Superseded" check beside no conclusion).
+            if concluded { try ReviewRunStore.recordEndedConclusion(id, CheckConclusion.neutral.rawValue, in: tx.db) }
+        }
     }
 
     /// The review body as posted: with the inline comments refused, the findings are listed in it

@@ -75,7 +75,8 @@ public actor IntakeJournal: Service {
     public init(dataDirectory: DataDirectory, opener: DatabaseOpener, supervisor: Supervisor, logger: Logger,
                 metrics: SentinelMetrics = SentinelMetrics(), retryInterval: Duration = .seconds(1), roundPause: Duration = .zero,
                 concurrency: Int = 16) throws {
-        self.database = try opener.open(dataDirectory.intakeJournalFile, kind: .journal, create: true, label: "intake-journal")
+        try Self.createIfMissing(dataDirectory.intakeJournalFile, opener: opener)
+        self.database = try opener.open(dataDirectory.intakeJournalFile, kind: .journal, label: "intake-journal")
         self.supervisor = supervisor
         self.logger = logger
         self.metrics = metrics
@@ -429,6 +430,23 @@ public actor IntakeJournal: Service {
                                                     action: row["action"], stored: stored, correlationID: row["correlation_id"],
                                                     jobKind: row["job_kind"], settled: row["settled"], receivedAt: row["received_at"]))
         }
+    }
+
+    /// A new journal is made beside its place and renamed into it once its schema is committed:
+    /// a journal without its schema is then never Sentinel's own (emptied by hand, replaced), and is
+    /// refused when opened rather than set up anew over the deliveries it had acknowledged.
+    static func createIfMissing(_ url: URL, opener: DatabaseOpener) throws {
+        guard !FileManager.default.fileExists(atPath: url.path) else { return }
+        let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new")
+        for suffix in ["", "-wal", "-shm", "-journal"] { try FileSystem.removeIfPresent(URL(fileURLWithPath: temp.path + suffix)) }
+        let made = try opener.open(temp, kind: .journal, create: true, label: "intake-journal")
+        // Closing checkpoints the log into the file and removes it: the file stands alone.
+        try made.close()
+        FileSystem.sync(temp)
+        guard rename(temp.path, url.path) == 0 else {
+            throw StorageError.io("cannot move the new intake journal \(temp.path) into place: \(String(cString: strerror(errno)))")
+        }
+        FileSystem.sync(url.deletingLastPathComponent())
     }
 
     // MARK: Backups

@@ -522,7 +522,10 @@ public struct Doctor: Sendable {
         guard FileManager.default.fileExists(atPath: file.path) else { return }
         do {
             let (count, oldest) = try readOnly(file) { db -> (Int, Double?) in
-                guard try db.tableExists("journal") else { return (0, nil) }
+                // One without its table is not empty: it was emptied or replaced (serve creates it whole).
+                guard try db.tableExists("journal") else {
+                    throw StorageError.corrupt(DatabaseOpener.journalDamagedMessage(file, "holds no journal table"))
+                }
                 let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, min(received_at) AS oldest FROM journal")
                 return (row?["n"] ?? 0, row?["oldest"])
             }

@@ -90,11 +90,15 @@ public struct DatabaseOpener: Sendable {
             case .workspace, .journal:
                 // WAL, as the pool sets it: the CLI and online backups read while the server writes.
                 let isNew = !FileManager.default.fileExists(atPath: url.path)
-                let checkFirst = existed && kind == .workspace
+                let checkFirst = existed
                 configuration.prepareDatabase { db in
                     // An empty or foreign file is refused before anything is written to it (it was
-                    // switched to WAL, and an empty one given a header, and then refused).
-                    if checkFirst, try !db.tableExists("grdb_migrations") { throw StorageError.corrupt(Self.noSchemaMessage(url)) }
+                    // switched to WAL, and an empty one given a header, and then refused). The intake
+                    // journal too: one emptied by hand was set up anew, and the deliveries it had
+                    // acknowledged were gone without a word (serve creates it whole, `IntakeJournal`).
+                    if checkFirst, try !db.tableExists("grdb_migrations") {
+                        throw StorageError.corrupt(kind == .journal ? Self.journalDamagedMessage(url, "holds no Sentinel schema") : Self.noSchemaMessage(url))
+                    }
                     // Before the first table of a new file: freed pages can be given back without
                     // rewriting it (`Retention` converts older files once).
                     if isNew { try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL") }
@@ -115,9 +119,13 @@ public struct DatabaseOpener: Sendable {
                     let state = try writer.read { db in try SchemaState.read(db, kind: kind) }
                     if state.isNewerThanBinary { throw StorageError.newerSchema(state.newerMessage(file: url)) }
                 }
-                if existed, kind == .workspace {
+                if existed, kind != .control {
                     let missing = try writer.read { db in try ExpectedSchema.missingTables(db, kind: kind) }
-                    if !missing.isEmpty { throw StorageError.corrupt(ExpectedSchema.missingMessage(url, missing)) }
+                    if !missing.isEmpty {
+                        throw StorageError.corrupt(kind == .journal
+                            ? Self.journalDamagedMessage(url, "lacks the table(s) \(missing.joined(separator: ", ")) of its schema")
+                            : ExpectedSchema.missingMessage(url, missing))
+                    }
                 }
             } catch {
                 try? writer.close()
@@ -161,6 +169,13 @@ public struct DatabaseOpener: Sendable {
         case .journal:
             return
         }
+    }
+
+    /// What a damaged intake journal is told: it may have held deliveries acknowledged to the platform.
+    static func journalDamagedMessage(_ url: URL, _ problem: String) -> String {
+        "\(url.lastPathComponent) \(problem) (emptied or replaced): webhook deliveries it acknowledged and had not yet applied to their "
+            + "workspace files may be lost. Restore it from the file system's backup or its Litestream replica; if it is known to have "
+            + "held none, move it aside and start again (the catch-up sweep reviews what webhooks brought meanwhile)"
     }
 
     static func noSchemaMessage(_ url: URL) -> String {

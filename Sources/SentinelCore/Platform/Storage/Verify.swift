@@ -157,11 +157,12 @@ public enum DataVerifier {
                 if integrity != ["ok"] {
                     report.problems.append(VerifyProblem(file: name, check: "integrity_check", detail: integrity.prefix(5).joined(separator: "; ")))
                 }
-                if kind == .workspace, try kind.migrator.appliedIdentifiers(db).isEmpty {
-                    // As serve and doctor take it: an empty or foreign file in a workspace's place.
+                if kind != .control, try kind.migrator.appliedIdentifiers(db).isEmpty {
+                    // As serve and doctor take it: an empty or foreign file in a workspace's (or the journal's) place.
                     report.problems.append(VerifyProblem(file: name, check: "schema",
-                                                         detail: "holds no Sentinel schema: an empty or foreign file stands in the workspace's place"))
-                } else if kind != .journal, case let missing = try ExpectedSchema.missingTables(db, kind: kind), !missing.isEmpty {
+                                                         detail: "holds no Sentinel schema: an empty or foreign file stands in "
+                                                            + (kind == .journal ? "the intake journal's place (the deliveries it held are gone)" : "the workspace's place")))
+                } else if case let missing = try ExpectedSchema.missingTables(db, kind: kind), !missing.isEmpty {
                     report.problems.append(VerifyProblem(file: name, check: "schema",
                                                          detail: "lacks the table(s) \(missing.joined(separator: ", ")) its schema version has"))
                 }
