@@ -72,6 +72,24 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("a platform down for longer than the review job's attempts and its dead hook's: the run fails, and its check is concluded once the platform answers again (it stayed in progress for good)")
+    func checkConcludedAfterLongOutage() async throws {
+        let world = try await GitHubWorld { $0.jobs.maxAttempts = 2 }
+        await world.github.state.inject("GET pull", Array(repeating: .status(503), count: 12))
+        // Every conclusion the job and its dead hook try is refused too.
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(503), count: 6))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .failed))
+        #expect(await eventually(timeout: .seconds(20)) {
+            await world.github.state.checkRuns.values.first.map { $0.status == "completed" && $0.conclusion == "failure" } ?? false
+        })
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.headSHA == "aaa111" && check.title == "Review failed" && check.summary?.contains("503") == true, "\(check)")
+        #expect(await eventually { (try? await world.runs().first?.conclusion) == "failure" })
+        #expect(try await world.count("SELECT count(*) FROM jobs WHERE kind = 'review.conclude_check' AND state = 'succeeded'") == 1)
+        await world.stop()
+    }
+
     @Test("review.failed_run_conclusion = neutral: a failed run's check is neutral; a GitHub 404 creates and concludes the check")
     func failedRunConclusionIsConfigurable() async throws {
         for (setting, expected) in [(SentinelConfig.FailedRunConclusion.failure, "failure"), (.neutral, "neutral")] {

@@ -484,6 +484,11 @@ public enum ReviewRunStore {
     }
 
     /// The conclusion the check of a run that already ended (superseded, skipped) was given.
+    /// The conclusion given later to the check of a failed run (`ReviewRunner.concludeCheckKind`).
+    static func recordFailedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state = 'failed' AND conclusion IS NULL", arguments: [conclusion, runID])
+    }
+
     static func recordEndedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {
         try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state IN ('superseded', 'skipped')", arguments: [conclusion, runID])
     }

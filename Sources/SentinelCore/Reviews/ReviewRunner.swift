@@ -102,6 +102,48 @@ public struct ReviewRunner: Sendable {
     /// Registers the `review.run` job and its on-dead hook (a dead job ends its run failed).
     public func register(in registry: inout JobRegistry) {
         registry.register(ReviewRunStore.jobKind, handler: { try await run($0) }, onDead: { try await runDied($0, $1) })
+        registry.register(Self.concludeCheckKind, handler: { try await concludeFailedCheck($0) })
+    }
+
+    /// Concludes the check of a run that failed while the platform refused the conclusion (it was
+    /// down longer than the review job's attempts and its dead hook's: about 17 minutes at the
+    /// defaults). The check, a GitLab commit status gating a merge among them, had stayed
+    /// "running" for good while the run said failed; this job keeps trying for about a day.
+    public static let concludeCheckKind = "review.conclude_check"
+    /// 9 attempts back off to `jobs.backoff_max_seconds` (600 s by default); the rest, 10 minutes apart, about a day.
+    static let concludeCheckAttempts = 150
+
+    struct ConcludeCheckJob: Codable, Sendable {
+        var runID: Int64
+    }
+
+    static func concludeCheckRequest(runID: Int64, correlationID: String?) throws -> JobRequest {
+        try JobRequest(kind: concludeCheckKind, payload: ConcludeCheckJob(runID: runID), priority: .normal,
+                       idempotencyKey: "conclude-check:\(runID)", correlationID: correlationID, maxAttempts: concludeCheckAttempts)
+    }
+
+    func concludeFailedCheck(_ context: JobContext) async throws {
+        let runID = try JSONDecoder.sentinel.decode(ConcludeCheckJob.self, from: context.job.payload).runID
+        let workspace = context.workspace
+        // Nothing left to do once the run has a conclusion, or is no longer failed (retried as a new run).
+        guard let (run, repository, checkID) = try await workspace.read({ db -> (ReviewRun, RepositoryRecord, String)? in
+            guard let run = try ReviewRunStore.find(runID, in: db), run.state == .failed, run.conclusion == nil, let check = run.checkRunID,
+                  let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
+            return (run, repo, check)
+        }) else { return }
+        let conclusion = failedRunConclusion
+        do {
+            let session = try await connector.session(for: repository, in: workspace)
+            if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return }
+            try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: conclusion, title: "Review failed",
+                                            summary: "Sentinel could not finish this review: \(Self.outside(run.reason ?? "the review job gave up"))")
+        } catch SourceControlError.permanent(let why) {
+            // Its integration removed, the check gone: no retry can conclude it.
+            context.logger.warning("the check of a failed review cannot be concluded", metadata: ["run_id": "\(runID)", "error": "\(why)"])
+            return
+        }
+        try await workspace.write { tx in try ReviewRunStore.recordFailedConclusion(runID, conclusion.rawValue, in: tx.db) }
+        context.logger.info("concluded the check of a failed review once the platform answered", metadata: ["run_id": "\(runID)"])
     }
 
     public static func marker(runID: Int64) -> String { "<!-- sentinel:run:\(runID) -->" }
@@ -1114,6 +1156,7 @@ public struct ReviewRunner: Sendable {
         // Stored only when the platform has it: with no session (its integration removed, its
         // credentials gone) the check stayed in progress while the run said it failed.
         var concluded = false
+        var knownCheck = run.checkRunID ?? checkID
         if let session, try await !checkOwnedByNewerRun(run, session: session, workspace: workspace) {
             do {
                 var check = checkID
@@ -1123,6 +1166,7 @@ public struct ReviewRunner: Sendable {
                     // (Earlier attempts of the job may have started it without recording it.)
                     let created = try await Self.startCheck(repo, headSHA: headSHA, runID: runID, session: session, findEarlier: true)
                     check = created
+                    knownCheck = created
                     try await workspace.write { tx in
                         try ReviewRunStore.setCheckRun(runID, created, in: tx.db)
                     }
@@ -1138,8 +1182,18 @@ public struct ReviewRunner: Sendable {
             }
         }
         let stored = concluded ? conclusion.rawValue : nil
+        // A check the platform has and did not conclude (it was down, or refused) is concluded
+        // later by a job of its own: it had stayed in progress for good.
+        let later = concluded ? nil : knownCheck
+        let correlationID = run.correlationID
         return try await workspace.write { tx in
-            try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, label: label, conclusion: stored, in: &tx)
+            let finished = try ReviewRunStore.finish(runID: runID, state: .failed, reason: reason, label: label, conclusion: stored, in: &tx)
+            if finished, let later {
+                // (A check made by this attempt and not recorded is recorded now, for the job to find.)
+                if try ReviewRunStore.find(runID, in: tx.db)?.checkRunID == nil { try ReviewRunStore.setCheckRun(runID, later, in: tx.db) }
+                _ = try tx.enqueue(Self.concludeCheckRequest(runID: runID, correlationID: correlationID))
+            }
+            return finished
         }
     }
 }
