@@ -97,6 +97,9 @@ struct IntakeJournalTests {
         try await dropper.write { db in try db.execute(sql: "DROP TABLE journal") }
         try dropper.close()
         try refused("lacks the table(s) journal")
+        // Its header overwritten: said with the same fix (serve stopped on "file is not a database").
+        try Data(repeating: 0x41, count: 4096).write(to: file)
+        #expect { try Self.journal(h) } throws: { "\($0)".contains("is damaged") && "\($0)".contains("Litestream replica") }
     }
 
     @Test("acknowledged deliveries survive a restart and reach the workspace file once, with their arrival time; a redelivery changes nothing")

@@ -79,6 +79,9 @@ struct ConsolePullRequestLinkTests {
             let onGitLab = try await browser.get(base + "/runs/\(runs.2)")
             #expect(onGitLab.body.contains(#"<a href="https://gitlab.example.com/gl/group/sub/project/-/merge_requests/12">"#), "\(onGitLab.body)")
             #expect(!onGitLab.body.contains("/pull/12"))
+            // Named as each platform names it (a merge request read "PR #12", its link "Pull request").
+            #expect(onGitLab.body.contains("group/sub/project MR !12</h1>") && onGitLab.body.contains("<dt>Merge request</dt>"), "\(onGitLab.body)")
+            #expect(onGitHub.body.contains("acme/api PR #7</h1>") && onGitHub.body.contains("<dt>Pull request</dt>"))
         }
     }
 }

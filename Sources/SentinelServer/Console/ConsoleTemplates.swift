@@ -251,7 +251,7 @@ enum ConsoleTemplates {
     """#
 
     static let run = #"""
-    <h1>Run #{{run.id}}: {{run.repository}} PR #{{run.pr}}</h1>
+    <h1>Run #{{run.id}}: {{run.repository}} {{run.change}}</h1>
     <dl class="facts">
       <dt>State</dt><dd><span class="state {{run.state}}">{{run.state}}</span>{{#run.reason}} ({{run.reason}}){{/run.reason}}</dd>
       {{#run.conclusion}}<dt>Conclusion</dt><dd>{{run.conclusion}}</dd>{{/run.conclusion}}
@@ -261,7 +261,7 @@ enum ConsoleTemplates {
       {{#run.started}}<dt>Started</dt><dd>{{run.started}}</dd>{{/run.started}}
       {{#run.finished}}<dt>Finished</dt><dd>{{run.finished}}</dd>{{/run.finished}}
       {{#coverage}}<dt>Coverage</dt><dd>{{coverage}}</dd>{{/coverage}}
-      {{#prURL}}<dt>Pull request</dt><dd><a href="{{prURL}}">{{prURL}}</a></dd>{{/prURL}}
+      {{#prURL}}<dt>{{changeKind}}</dt><dd><a href="{{prURL}}">{{prURL}}</a></dd>{{/prURL}}
     </dl>
     {{#canRequest}}
     <div class="actions">

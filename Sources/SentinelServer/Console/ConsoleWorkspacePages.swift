@@ -220,14 +220,19 @@ extension Console {
                 .flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) }
             data["policy"] = pretty.map { String(decoding: $0, as: UTF8.self) } ?? snapshot
         }
-        if let repository = found.repository, let url = try await pullRequestURL(repository, run.prNumber, m) { data["prURL"] = url }
+        // A GitLab merge request is named as GitLab names it (`!N`), not as a pull request.
+        var integration: IntegrationSummary?
+        if let repository = found.repository {
+            integration = try await d.integrations.list(in: m.workspace).first { $0.id == repository.integrationID }
+        }
+        let isGitLab = integration?.kind == "gitlab"
+        runData["change"] = isGitLab ? "MR !\(run.prNumber)" : "PR #\(run.prNumber)"
+        data["run"] = runData
+        data["changeKind"] = isGitLab ? "Merge request" : "Pull request"
+        if let repository = found.repository, let url = integration?.pullRequestURL(repository: repository.fullName, number: run.prNumber) {
+            data["prURL"] = url.absoluteString
+        }
         return try render("run", title: "Run #\(run.id)", data, visit: m.visit, member: m)
-    }
-
-    /// The pull request's (GitHub) or merge request's (GitLab) page, as its integration links it.
-    func pullRequestURL(_ repository: RepositoryRecord, _ number: Int, _ m: Member) async throws -> String? {
-        try await d.integrations.list(in: m.workspace).first { $0.id == repository.integrationID }?
-            .pullRequestURL(repository: repository.fullName, number: number)?.absoluteString
     }
 
     /// A new run of the same pull request (`ReviewRunStore.requestManual`, as `POST …/runs`).

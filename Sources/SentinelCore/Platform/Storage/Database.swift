@@ -132,6 +132,8 @@ public struct DatabaseOpener: Sendable {
                 throw error
             }
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            // The journal's own words: what it may have held, and where a good copy is.
+            if kind == .journal { throw StorageError.corrupt(Self.journalDamagedMessage(url, "is damaged (\(error.message ?? "not a database"))")) }
             throw StorageError.corrupt("\(url.lastPathComponent): \(error.message ?? "not a database")")
         }
         return writer
