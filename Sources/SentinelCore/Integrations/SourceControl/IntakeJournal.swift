@@ -281,6 +281,11 @@ public actor IntakeJournal: Service {
             let outcomes = await apply(workspaces)
             lastRoundEnded = .now
             logger.debug("intake journal round", metadata: ["deliveries": "\(waiting.count)", "workspaces": "\(workspaces.count)"])
+            if !unknown.isEmpty {
+                // Not Sentinel's writing (a row edited by hand): it names no workspace to apply it to.
+                logger.error("intake journal: deliveries naming no valid workspace discarded",
+                             metadata: ["deliveries": "\(unknown.count)", "seqs": "\(unknown.prefix(10).map(String.init).joined(separator: ","))"])
+            }
             var done = unknown
             var doneByWorkspace: [WorkspaceID: Int] = [:]
             for (id, seqs, outcome) in outcomes {
