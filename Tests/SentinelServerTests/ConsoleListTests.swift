@@ -199,6 +199,13 @@ struct ConsoleListTests {
             }
             let past = try await browser.get(base).body
             #expect(past.contains("repositories limit is exceeded: 6 of 5</li>"), "\(past)")
+            // A GitLab merge request's failed run is named as GitLab names it (it read "PR #9").
+            let project = try await world.addRepository("group/project", kind: "gitlab", apiURL: "https://gitlab.example.com")
+            let onGitLab = try await world.addQueuedRun(repository: project, pr: 9)
+            try await world.appliance.supervisor.withWorkspace(world.workspaceA) { actor in
+                try await actor.write { tx in _ = try ReviewRunStore.finish(runID: onGitLab, state: .failed, reason: "down", label: "job_dead", in: &tx) }
+            }
+            #expect(try await browser.get(base).body.contains("Run #\(onGitLab) of group/project MR !9 failed: down"))
         }
     }
 }

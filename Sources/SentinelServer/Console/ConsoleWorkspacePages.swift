@@ -51,6 +51,8 @@ extension Console {
         let failed: [ReviewRun]
         let dead: [JobRecord]
         let names: [Int64: String]
+        /// Repositories of GitLab integrations: their merge requests are `MR !N`.
+        let onGitLab: Set<Int64>
     }
 
     /// The last `count` days (UTC) ending today, as `YYYY-MM-DD`.
@@ -77,11 +79,15 @@ extension Console {
                 latest: try ReviewRunStore.list(in: db, limit: 10),
                 failed: try ReviewRunStore.list(in: db, state: .failed, limit: 5),
                 dead: try JobQueue.list(state: .dead, limit: 20, in: db),
-                names: Dictionary(try RepositoryStore.all(in: db).map { ($0.id, $0.fullName) }) { a, _ in a })
+                names: Dictionary(try RepositoryStore.all(in: db).map { ($0.id, $0.fullName) }) { a, _ in a },
+                onGitLab: Set(try Int64.fetchAll(db, sql: """
+                    SELECT r.id FROM repositories r JOIN integrations i ON i.id = r.integration_id WHERE i.kind = 'gitlab'
+                    """)))
         }
         var attention: [[String: Any]] = []
         for run in data.failed {
-            attention.append(["text": "Run #\(run.id) of \(data.names[run.repositoryID] ?? "?") PR #\(run.prNumber) failed: \(run.reason ?? "no reason recorded")",
+            let change = data.onGitLab.contains(run.repositoryID) ? "MR !\(run.prNumber)" : "PR #\(run.prNumber)"
+            attention.append(["text": "Run #\(run.id) of \(data.names[run.repositoryID] ?? "?") \(change) failed: \(run.reason ?? "no reason recorded")",
                               "href": "\(m.base)/runs/\(run.id)"])
         }
         for job in data.dead {
