@@ -776,7 +776,7 @@ struct BackupTests {
         }
         let pending = try #require(h.dataDirectory.pendingRestore())
         #expect(pending.from == out.path && pending.full)
-        #expect { try h.dataDirectory.prepare() } throws: { "\($0)".contains("did not finish") && "\($0)".contains("sentinel restore --from") }
+        #expect { try h.dataDirectory.prepare() } throws: { "\($0)".contains("did not finish") && "\($0)".contains("sentinel restore --data-dir") }
         let report = DataVerifier.verify(dataDirectory: h.dataDirectory)
         #expect(report.problems.contains { $0.check == "restore" && $0.detail.contains(out.path) }, "\(report.problems)")
         var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
@@ -796,6 +796,49 @@ struct BackupTests {
         #expect(!FileManager.default.fileExists(atPath: h.dataDirectory.replacedControlFile.path))
         #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.isEmpty)
         try h.dataDirectory.prepare()
+    }
+
+    @Test("a workspace restore cut off is finished by the same command, named whole (--data-dir, --workspace); another workspace's restore is refused meanwhile (it cleared the record, and a full one rolled every workspace back)")
+    func interruptedWorkspaceRestore() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let a = try h.createWorkspace("acme"), b = try h.createWorkspace("beta")
+        await h.supervisor.shutdown()
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try service.backup(to: out, control: h.control)
+        try h.control.close()
+        struct Killed: Error {}
+        #expect(throws: Killed.self) {
+            _ = try service.restore(from: out, workspace: a, log: { _ in }, afterMove: { _ in throw Killed() })
+        }
+        let pending = try #require(h.dataDirectory.pendingRestore())
+        #expect(pending.workspace == a.rawValue && !pending.full)
+        let problem = try #require(h.dataDirectory.unfinishedRestoreProblem())
+        #expect(problem.contains("sentinel restore --data-dir \(h.dataDirectory.root.path) --from \(out.path) --workspace \(a.rawValue)"), "\(problem)")
+        #expect { try service.restore(from: out, workspace: b) } throws: { "\($0)".contains("before restoring another workspace") }
+        #expect(h.dataDirectory.pendingRestore() != nil)
+        _ = try service.restore(from: out, workspace: a)
+        #expect(h.dataDirectory.pendingRestore() == nil)
+        #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.isEmpty)
+    }
+
+    @Test("a database file emptied beside a -wal that still holds pages is not opened by serve, doctor or verify (SQLite deleted that -wal, the last copy of what it held)")
+    func emptiedBesideLogNotOpened() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let file = h.dataDirectory.workspaceFile(ws)
+        let wal = URL(fileURLWithPath: file.path + "-wal")
+        try Data().write(to: file)
+        try Data(repeating: 1, count: 4096).write(to: wal)
+        #expect { try DatabaseOpener().open(file, kind: .workspace) } throws: { "\($0)".contains("is empty while its -wal holds 4096 bytes") }
+        var doctor = Doctor(dataDirectory: h.dataDirectory, config: testConfig(), now: Date(), freeSpace: { _ in 1 << 40 })
+        doctor.environment = [:]
+        #expect(doctor.run().findings.contains { $0.severity == .error && $0.message.contains("is empty while its -wal holds") })
+        #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.contains { $0.detail.contains("is empty while its -wal holds") })
+        #expect((try FileManager.default.attributesOfItem(atPath: wal.path)[.size] as? NSNumber)?.intValue == 4096, "the -wal is still there")
     }
 
     @Test("a data directory with workspace files but no control.sqlite is not started as a new, empty appliance, and doctor names the files")

@@ -385,6 +385,13 @@ struct DoctorTests {
         let offline = try #require(doctor.run().findings.first { $0.check == "workspace" && $0.severity == .error })
         #expect(offline.fix?.contains("chown sentinel:sentinel \(wal.path)") == true && offline.fix?.contains("do not restore") == true, "\(offline)")
         #expect(offline.fix?.contains("\(ws.rawValue).sqlite-wal") == true, "\(offline)")
+        // Its directory this user may not write (left root's by a restore run as root): the directory is named.
+        doctor.canRead = { _ in true }
+        let directory = h.dataDirectory.workspacesDirectory.path
+        doctor.canWrite = { $0.path != directory && $0.path != directory + "/" }
+        let blocked = try #require(doctor.run().findings.first { $0.check == "workspace" && $0.severity == .error })
+        #expect(blocked.fix?.contains("chown sentinel:sentinel \(h.dataDirectory.workspacesDirectory.path)") == true, "\(blocked)")
+        #expect(blocked.fix?.contains("do not restore") == true)
     }
 
     @Test("an exports directory this user may not write is an error (every export failed, said only after two days without one)")

@@ -97,6 +97,19 @@ struct IntakeJournalTests {
         try await dropper.write { db in try db.execute(sql: "DROP TABLE journal") }
         try dropper.close()
         try refused("lacks the table(s) journal")
+        // A -wal left without its journal (moved aside without it): not taken into a new journal.
+        try FileManager.default.removeItem(at: file)
+        for suffix in ["-shm"] { try? FileManager.default.removeItem(atPath: file.path + suffix) }
+        try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: file.path + "-wal"))
+        #expect { try Self.journal(h) } throws: { "\($0)".contains("intake-journal.sqlite-wal is there without intake-journal.sqlite") }
+        #expect(!FileManager.default.fileExists(atPath: file.path))
+        try FileManager.default.removeItem(atPath: file.path + "-wal")
+        // A journal without its table is not read as an empty one by a backup.
+        _ = try Self.journal(h)
+        let dropTable = try DatabaseQueue(path: file.path)
+        try await dropTable.write { db in try db.execute(sql: "DROP TABLE journal") }
+        try dropTable.close()
+        #expect { try IntakeJournal.deliveries(for: ws, in: h.dataDirectory) } throws: { "\($0)".contains("holds no journal table") }
         // Its header overwritten: said with the same fix (serve stopped on "file is not a database").
         try Data(repeating: 0x41, count: 4096).write(to: file)
         #expect { try Self.journal(h) } throws: { "\($0)".contains("is damaged") && "\($0)".contains("Litestream replica") }

@@ -90,6 +90,45 @@ struct ReviewHardeningTests {
         await world.stop()
     }
 
+    @Test("a review posted whose check GitHub kept refusing: the check is concluded later as the review says, not failed (the job turned a green gate red)")
+    func postedReviewCheckConcludedAsTheReviewSays() async throws {
+        let world = try await GitHubWorld { $0.jobs.maxAttempts = 2 }
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(503), count: 10))
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await world.waitForRun(state: .failed))
+        #expect(await eventually(timeout: .seconds(20)) {
+            await world.github.state.checkRuns.values.first.map { $0.status == "completed" } ?? false
+        })
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(await world.github.state.reviews(on: Self.repo, 7).count == 1)
+        #expect(check.title != "Review failed", "\(check)")
+        #expect(await eventually { (try? await world.runs().first?.conclusion) == check.conclusion }, "the run says what its check says")
+        await world.stop()
+    }
+
+    @Test("a run cancelled while GitHub refused its check's conclusion: the check is concluded 'Review skipped' once GitHub answers (it stayed in progress)")
+    func cancelledRunCheckConcludedLater() async throws {
+        let world = try await GitHubWorld { $0.jobs.maxAttempts = 2 }
+        // The run starts its check, then waits on GitHub's files; it is cancelled meanwhile, and
+        // every conclusion is refused for longer than the job's attempts and its dead hook's.
+        await world.github.state.inject("GET files", [.rateLimited(retryAfter: 2)])
+        try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "opened", head: "aaa111"))
+        #expect(await eventually { await world.github.state.checkRuns.count == 1 })
+        #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE kind = 'review.run' AND state = 'queued' AND attempts >= 1") == 1 })
+        let run = try #require(try await world.runs().first)
+        await world.github.state.inject("PATCH check-runs", Array(repeating: .status(503), count: 6))
+        _ = try await world.appliance.supervisor.withWorkspace(world.workspace) { actor in
+            try await actor.write { tx in try ReviewRunStore.cancel(runID: run.id, by: "test", in: &tx) }
+        }
+        #expect(await eventually(timeout: .seconds(20)) {
+            await world.github.state.checkRuns.values.first.map { $0.status == "completed" } ?? false
+        })
+        let check = try #require(await world.github.state.checkRuns.values.first)
+        #expect(check.conclusion == "neutral" && check.title == "Review skipped", "\(check)")
+        #expect(await eventually { (try? await world.runs().first?.conclusion) == "neutral" })
+        await world.stop()
+    }
+
     @Test("review.failed_run_conclusion = neutral: a failed run's check is neutral; a GitHub 404 creates and concludes the check")
     func failedRunConclusionIsConfigurable() async throws {
         for (setting, expected) in [(SentinelConfig.FailedRunConclusion.failure, "failure"), (.neutral, "neutral")] {

@@ -483,11 +483,13 @@ public enum ReviewRunStore {
         }
     }
 
-    /// The conclusion the check of a run that already ended (superseded, skipped) was given.
-    /// The conclusion given later to the check of a failed run (`ReviewRunner.concludeCheckKind`).
+    /// The conclusion given later to the check of a failed run (`ReviewRunner.concludeCheckKind`,
+    /// or its review job retried once its review was posted).
     static func recordFailedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {
         try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state = 'failed' AND conclusion IS NULL", arguments: [conclusion, runID])
     }
+
+    /// The conclusion the check of a run that already ended (superseded, skipped) was given.
 
     static func recordEndedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {
         try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state IN ('superseded', 'skipped')", arguments: [conclusion, runID])

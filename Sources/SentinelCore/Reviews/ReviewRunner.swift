@@ -107,10 +107,11 @@ public struct ReviewRunner: Sendable {
 
     /// Concludes the check of a run that failed while the platform refused the conclusion (it was
     /// down longer than the review job's attempts and its dead hook's: about 17 minutes at the
-    /// defaults). The check, a GitLab commit status gating a merge among them, had stayed
-    /// "running" for good while the run said failed; this job keeps trying for about a day.
+    /// defaults), or that ended meanwhile (cancelled, superseded). The check, a GitLab commit status
+    /// gating a merge among them, had stayed "running" for good while the run said it had ended;
+    /// this job keeps trying for most of a day (backoff with jitter: about 12 to 23 hours).
     public static let concludeCheckKind = "review.conclude_check"
-    /// 9 attempts back off to `jobs.backoff_max_seconds` (600 s by default); the rest, 10 minutes apart, about a day.
+    /// 9 attempts back off to `jobs.backoff_max_seconds` (600 s by default); the rest 5 to 10 minutes apart (jitter).
     static let concludeCheckAttempts = 150
 
     struct ConcludeCheckJob: Codable, Sendable {
@@ -125,14 +126,24 @@ public struct ReviewRunner: Sendable {
     func concludeFailedCheck(_ context: JobContext) async throws {
         let runID = try JSONDecoder.sentinel.decode(ConcludeCheckJob.self, from: context.job.payload).runID
         let workspace = context.workspace
-        // Nothing left to do once the run has a conclusion, or is no longer failed (retried as a new run).
+        // Nothing left to do once the run has a conclusion (its check concluded by another path).
         guard let (run, repository, checkID) = try await workspace.read({ db -> (ReviewRun, RepositoryRecord, String)? in
-            guard let run = try ReviewRunStore.find(runID, in: db), run.state == .failed, run.conclusion == nil, let check = run.checkRunID,
-                  let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
+            guard let run = try ReviewRunStore.find(runID, in: db), [.failed, .skipped, .superseded].contains(run.state), run.conclusion == nil,
+                  let check = run.checkRunID, let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
             return (run, repo, check)
         }) else { return }
         let conclusion = failedRunConclusion
         do {
+            // A run that ended without a review of its own: its check says so (neutral, "Superseded" or "Review skipped").
+            if run.state != .failed {
+                let session = try await connector.session(for: repository, in: workspace)
+                try await concludeWithoutResult(run, checkID: checkID, session: session, repo: repository.fullName, workspace: workspace,
+                                                reason: run.reason ?? "the run ended before its review")
+                return
+            }
+            // A failed run whose review was posted: its check says what the review says (it was
+            // failed by this job, and a `jobs retry` that had concluded it green turned red again).
+            if try await concludePostedCheck(runID: runID, workspace: workspace, logger: context.logger) { return }
             let session = try await connector.session(for: repository, in: workspace)
             if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return }
             try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: conclusion, title: "Review failed",
@@ -400,8 +411,10 @@ public struct ReviewRunner: Sendable {
         guard let (run, repository, checkID, prepared) = posted else { return false }
         let session = try await connector.session(for: repository, in: workspace)
         if try await checkOwnedByNewerRun(run, session: session, workspace: workspace) { return true }
-        try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: CheckConclusion(rawValue: prepared.conclusion) ?? .neutral,
-                                        title: prepared.title, summary: prepared.checkSummary)
+        let conclusion = CheckConclusion(rawValue: prepared.conclusion) ?? .neutral
+        try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: conclusion, title: prepared.title, summary: prepared.checkSummary)
+        // The run says what its check says; a `review.conclude_check` job waiting for it then stops.
+        try await workspace.write { tx in try ReviewRunStore.recordFailedConclusion(runID, conclusion.rawValue, in: tx.db) }
         logger.info("the posted review's check concluded")
         return true
     }
@@ -485,11 +498,19 @@ public struct ReviewRunner: Sendable {
         let workspace = context.workspace
         let logger = context.logger.with(["run_id": String(runID)])
         let found = try await workspace.read { db -> (ReviewRun, RepositoryRecord)? in
-            guard let run = try ReviewRunStore.find(runID, in: db), !run.state.isFinal,
+            guard let run = try ReviewRunStore.find(runID, in: db),
                   let repo = try RepositoryStore.find(id: run.repositoryID, in: db) else { return nil }
             return (run, repo)
         }
         guard let (run, repository) = found else { return }
+        if run.state.isFinal {
+            // Ended meanwhile (cancelled, superseded) while the platform refused to conclude its
+            // check: concluded later, as a failed run's is (a GitLab status stayed "running").
+            if run.state == .skipped || run.state == .superseded, run.conclusion == nil, run.checkRunID != nil {
+                _ = try await workspace.write { tx in try tx.enqueue(Self.concludeCheckRequest(runID: runID, correlationID: run.correlationID)) }
+            }
+            return
+        }
         let reason = "\(Self.deadJobReason) \(dead.attempts) attempt\(dead.attempts == 1 ? "" : "s"): \(dead.reason)"
         var session: (any SourceControlSession)?
         do {
@@ -1144,8 +1165,16 @@ public struct ReviewRunner: Sendable {
                     try await concludeWithoutResult(stored, checkID: check, session: session, repo: repo, workspace: workspace,
                                                     reason: stored.reason ?? "a newer run replaced this one")
                 } catch {
-                    // The platform still refuses: retried (the job goes on) where the check must end.
+                    // The platform still refuses: retried (the job goes on) where the check must end,
+                    // and on the last attempt left to a job of its own.
                     if checkRequired { throw error }
+                    if stored.conclusion == nil, stored.state == .skipped || stored.state == .superseded {
+                        let correlationID = stored.correlationID
+                        try await workspace.write { tx in
+                            if try ReviewRunStore.find(stored.id, in: tx.db)?.checkRunID == nil { try ReviewRunStore.setCheckRun(stored.id, check, in: tx.db) }
+                            _ = try tx.enqueue(Self.concludeCheckRequest(runID: stored.id, correlationID: correlationID))
+                        }
+                    }
                 }
             }
             logger.info("run ended before it failed; its end stands", metadata: ["state": "\(stored.state.rawValue)", "error": "\(reason)"])

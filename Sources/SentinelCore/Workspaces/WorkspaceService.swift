@@ -115,7 +115,7 @@ public struct WorkspaceService: Sendable {
         var summary = WorkspaceSummary(id: record.id, name: record.name, plan: record.plan,
                                        createdAt: ISO8601.string(Date(timeIntervalSince1970: record.createdAt)),
                                        file: url.path, fileBytes: (attributes?[.size] as? NSNumber)?.int64Value,
-                                       status: attributes == nil ? "missing" : DataDirectory.databaseAccessProblem(url) != nil ? "unreadable" : "ok")
+                                       status: DataDirectory.databaseAccessProblem(url) != nil ? "unreadable" : attributes == nil ? "missing" : "ok")
         guard detailed, summary.status == "ok" else { return summary }
         do {
             var configuration = Configuration()

@@ -81,7 +81,7 @@ extension Console {
                 dead: try JobQueue.list(state: .dead, limit: 20, in: db),
                 names: Dictionary(try RepositoryStore.all(in: db).map { ($0.id, $0.fullName) }) { a, _ in a },
                 onGitLab: Set(try Int64.fetchAll(db, sql: """
-                    SELECT r.id FROM repositories r JOIN integrations i ON i.id = r.integration_id WHERE i.kind = 'gitlab'
+                    SELECT r.id FROM repositories r JOIN integrations i ON i.id = r.integration_id WHERE i.kind IN ('gitlab', 'removed:gitlab')
                     """)))
         }
         var attention: [[String: Any]] = []
@@ -231,7 +231,9 @@ extension Console {
         if let repository = found.repository {
             integration = try await d.integrations.list(in: m.workspace).first { $0.id == repository.integrationID }
         }
-        let isGitLab = integration?.kind == "gitlab"
+        // (A removed integration is not listed: its repository's platform is still GitLab.)
+        let platform = try await m.workspace.read { db in try RepositoryStore.platforms(in: db)[run.repositoryID] }
+        let isGitLab = (integration?.kind ?? platform) == "gitlab"
         runData["change"] = isGitLab ? "MR !\(run.prNumber)" : "PR #\(run.prNumber)"
         data["run"] = runData
         data["changeKind"] = isGitLab ? "Merge request" : "Pull request"

@@ -153,7 +153,8 @@ struct EnginePathFilterTests {
              {"filename":"logo.png","status":"added","additions":0,"deletions":0},
              {"filename":"app/auth2.py","status":"modified","additions":3,"deletions":1,"patch":"@@ -10,2 +10,9 @@\n-a\n"},
              {"filename":"ok.py","status":"modified","additions":1,"deletions":0,"patch":"@@ -1,1 +1,2 @@\n a\n+b\n"},
-             {"filename":"src/new_name.py","previous_filename":"src/old_name.py","status":"renamed","additions":0,"deletions":0}]
+             {"filename":"src/new_name.py","previous_filename":"src/old_name.py","status":"renamed","additions":0,"deletions":0},
+             {"filename":"bin/run.sh","status":"changed","additions":0,"deletions":0}]
             """#.utf8))
         let gitlab = try JSONDecoder().decode([GitLabDiff].self, from: Data(#"""
             [{"old_path":"secrets.env","new_path":"secrets.env","too_large":true,"diff":""},
@@ -165,7 +166,8 @@ struct EnginePathFilterTests {
         let filter = PathFilter(defaultSkips: false)
         let fromGitHub = GitHubSession.diffFiles(github).map { filter.decision(for: $0) }
         // A rename without changes has no patch either; it was counted binary.
-        #expect(fromGitHub == [.skip(.diffUnavailable), .skip(.binary), .skip(.diffUnavailable), .review, .skip(.noChangedLines)])
+        // A change of mode alone (GitHub's `changed`, no patch) has no changed lines either; it was counted binary.
+        #expect(fromGitHub == [.skip(.diffUnavailable), .skip(.binary), .skip(.diffUnavailable), .review, .skip(.noChangedLines), .skip(.noChangedLines)])
         let fromGitLab = GitLabSession.diffFiles(gitlab).map { filter.decision(for: $0) }
         #expect(fromGitLab == [.skip(.diffUnavailable), .skip(.diffUnavailable), .skip(.binary), .review, .skip(.noChangedLines)])
         #expect(ReviewCoverage(reviewedFiles: 1, totalFiles: 4, skipped: [.diffUnavailable: 2, .binary: 1]).sentence

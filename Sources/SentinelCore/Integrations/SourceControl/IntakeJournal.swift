@@ -442,6 +442,12 @@ public actor IntakeJournal: Service {
     /// refused when opened rather than set up anew over the deliveries it had acknowledged.
     static func createIfMissing(_ url: URL, opener: DatabaseOpener) throws {
         guard !FileManager.default.fileExists(atPath: url.path) else { return }
+        // A -wal without its journal (the journal moved aside without it): the new journal would
+        // take its pages in, and be damaged.
+        for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: url.path + suffix) {
+            throw StorageError.conflict("\(url.lastPathComponent)\(suffix) is there without \(url.lastPathComponent) (moved aside without it?): "
+                                        + "move it beside the journal it belongs to (with the -shm), then start again")
+        }
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new")
         for suffix in ["", "-wal", "-shm", "-journal"] { try FileSystem.removeIfPresent(URL(fileURLWithPath: temp.path + suffix)) }
         let made = try opener.open(temp, kind: .journal, create: true, label: "intake-journal")
@@ -467,7 +473,10 @@ public actor IntakeJournal: Service {
         let queue = try DatabaseQueue(path: url.path, configuration: configuration)
         defer { try? queue.close() }
         return try queue.read { db in
-            guard try db.tableExists("journal") else { return [] }
+            // A journal without its table is damaged (serve refuses it): said, not taken for an empty one.
+            guard try db.tableExists("journal") else {
+                throw StorageError.corrupt(DatabaseOpener.journalDamagedMessage(url, "holds no journal table (emptied or replaced)"))
+            }
             return try entries(db, sql: "WHERE workspace_id = ? ORDER BY seq", arguments: [id.rawValue]).map(\.delivery)
         }
     }

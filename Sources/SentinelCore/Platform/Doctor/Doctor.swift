@@ -78,8 +78,8 @@ public struct Doctor: Sendable {
             add(.error, "data-dir", "\(root.path) does not exist", fix: "pass the right --data-dir (or SENTINEL_DATA_DIR), or start `sentinel serve` once to create it")
             return DoctorReport(dataDirectory: root.path, findings: findings)
         }
-        if let problem = dataDirectory.unfinishedRestoreProblem() {
-            add(.error, "restore", problem, fix: "run the same `sentinel restore --from BACKUP_DIR` again, then `sentinel verify`; serve does not start until then")
+        if let problem = dataDirectory.unfinishedRestoreProblem(), let pending = dataDirectory.pendingRestore() {
+            add(.error, "restore", problem, fix: "run `\(dataDirectory.finishingCommand(pending))` again, then `sentinel verify`; serve does not start until then")
         }
         checkModes(add)
         checkSetupToken(add)
@@ -344,6 +344,14 @@ public struct Doctor: Sendable {
         // and not to restore it).
         // Its -wal and -shm too: SQLite opens none of them when it may not write one (a -wal root
         // owned was "restore it", which deletes that -wal and the transactions it holds).
+        // Its directory first: one this user may not search hides the file ("missing": restore it),
+        // and one it may not write keeps SQLite from making the -wal ("corrupt": restore it).
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        if !canRead(directory) || !canWrite(directory) {
+            return "its directory \(directory.path) is not readable and writable by uid \(geteuid())\(DataDirectory.ownerAndMode(directory)): run "
+                + "doctor as the user Sentinel runs as, or give it to that user (`chown sentinel:sentinel \(directory.path)`); do not restore the "
+                + "file, which would lose what was written since the backup"
+        }
         let blocked = FileManager.default.fileExists(atPath: path) ? ["", "-wal", "-shm"].map { URL(fileURLWithPath: path + $0) }
             .filter { FileManager.default.fileExists(atPath: $0.path) && (!canRead($0) || !canWrite($0)) } : []
         if !blocked.isEmpty {
@@ -524,7 +532,7 @@ public struct Doctor: Sendable {
             let (count, oldest) = try readOnly(file) { db -> (Int, Double?) in
                 // One without its table is not empty: it was emptied or replaced (serve creates it whole).
                 guard try db.tableExists("journal") else {
-                    throw StorageError.corrupt(DatabaseOpener.journalDamagedMessage(file, "holds no journal table"))
+                    throw StorageError.corrupt(DatabaseOpener.journalDamagedMessage(file, "holds no journal table (emptied or replaced)"))
                 }
                 let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, min(received_at) AS oldest FROM journal")
                 return (row?["n"] ?? 0, row?["oldest"])
@@ -634,10 +642,7 @@ public struct Doctor: Sendable {
     }
 
     private func readOnly<T>(_ url: URL, _ body: (Database) throws -> T) throws -> T {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(Double(config.storage.busyTimeoutMilliseconds) / 1000)
-        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        let queue = try SchemaState.readOnlyQueue(url, busyTimeout: Double(config.storage.busyTimeoutMilliseconds) / 1000)
         defer { try? queue.close() }
         return try queue.read(body)
     }

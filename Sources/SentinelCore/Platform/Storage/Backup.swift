@@ -333,10 +333,12 @@ public struct BackupService: Sendable {
         // "what was done after the backup" from the backup's own control.sqlite: a token revoked
         // since came back to life. It is finished by running it again, whole.
         let pending = dataDirectory.pendingRestore()
-        if let pending, pending.full, !selected.contains(where: { $0.kind == .control }) {
-            throw StorageError.conflict("a full restore from \(pending.from) begun at \(pending.startedAt) did not finish; run it again "
-                                        + "(sentinel restore --from \(DataDirectory.shellQuoted(pending.from))) before restoring one workspace; "
-                                        + "nothing was restored")
+        // Only a full restore, or one of the same workspace, finishes it: another workspace's
+        // restore cleared the record and left the first one's file half done.
+        if let pending, only != nil, pending.full || pending.workspace != only?.rawValue {
+            throw StorageError.conflict("\(pending.workspace.map { "a restore of workspace \($0)" } ?? "a full restore") from \(pending.from) "
+                                        + "begun at \(pending.startedAt) did not finish; run it again (\(dataDirectory.finishingCommand(pending))) "
+                                        + "before restoring another workspace; nothing was restored")
         }
         if pending == nil { try FileSystem.removeIfPresent(dataDirectory.replacedControlFile) }
         if !selected.contains(where: { $0.kind == .control }), selected.contains(where: { $0.kind == .workspace }),
@@ -435,7 +437,7 @@ public struct BackupService: Sendable {
             ? RestoredCredentials.read(from: FileManager.default.fileExists(atPath: replaced.path) ? replaced : dataDirectory.controlFile) : nil
         if let pending { log("finishing the restore from \(pending.from) begun at \(pending.startedAt), which did not finish") }
         try markPending(DataDirectory.PendingRestore(from: source.path, startedAt: pending?.startedAt ?? ISO8601.string(Date()),
-                                                     full: replacesControl || pending?.full == true))
+                                                     full: replacesControl || pending?.full == true, workspace: replacesControl ? nil : only?.rawValue))
         // 2. Move each verified copy into place, leaving no stale -wal/-shm from the old file.
         for (_, temp, target) in staged {
             for suffix in ["-wal", "-shm", "-journal"] {

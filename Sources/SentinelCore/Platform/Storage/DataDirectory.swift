@@ -55,6 +55,16 @@ public struct DataDirectory: Sendable, Equatable {
         public var startedAt: String
         /// Whether it replaced control.sqlite (a full restore), not one workspace's file.
         public var full: Bool
+        /// The workspace restored alone (`--workspace`); nil for a full restore.
+        public var workspace: String?
+    }
+
+    /// The command that finishes `pending` here, as it was run (a full restore in its place rolled
+    /// every other workspace back to the backup; one without `--data-dir`, pasted elsewhere, ran
+    /// on another directory).
+    public func finishingCommand(_ pending: PendingRestore) -> String {
+        "sentinel restore --data-dir \(Self.shellQuoted(root.path)) --from \(Self.shellQuoted(pending.from))"
+            + (pending.workspace.map { " --workspace \($0)" } ?? "")
     }
 
     /// The restore that did not finish here, if any; one whose record cannot be read is still one.
@@ -62,7 +72,8 @@ public struct DataDirectory: Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: restorePendingFile.path) else { return nil }
         guard let data = FileManager.default.contents(atPath: restorePendingFile.path),
               let pending = try? JSONDecoder.sentinel.decode(PendingRestore.self, from: data) else {
-            return PendingRestore(from: "BACKUP_DIR", startedAt: "an unknown time (\(restorePendingFile.lastPathComponent) is unreadable)", full: true)
+            return PendingRestore(from: "BACKUP_DIR", startedAt: "an unknown time (\(restorePendingFile.lastPathComponent) is unreadable)", full: true,
+                                  workspace: nil)
         }
         return pending
     }
@@ -70,9 +81,10 @@ public struct DataDirectory: Sendable, Equatable {
     /// What every command but `restore` says, and does not go on, while a restore is unfinished.
     public func unfinishedRestoreProblem() -> String? {
         guard let pending = pendingRestore() else { return nil }
-        return "a restore from \(pending.from) begun at \(pending.startedAt) did not finish: \(root.path) holds files of that backup beside "
-            + "files from before it. Run `sentinel restore --from \(Self.shellQuoted(pending.from))` again to finish it; nothing else uses "
-            + "the data directory until then"
+        let what = pending.workspace.map { "a restore of workspace \($0)" } ?? "a restore"
+        let unknown = pending.from == "BACKUP_DIR" ? " (with the backup it restored from, and its --workspace if it had one)" : ""
+        return "\(what) from \(pending.from) begun at \(pending.startedAt) did not finish: \(root.path) holds files of that backup beside "
+            + "files from before it. Run `\(finishingCommand(pending))` again to finish it\(unknown); nothing else uses the data directory until then"
     }
 
     /// Workspace files in `workspaces/` when there is no control.sqlite to register them (deleted
@@ -80,7 +92,7 @@ public struct DataDirectory: Sendable, Equatable {
     public func workspaceFilesWithoutControl() -> [String] {
         guard !FileManager.default.fileExists(atPath: controlFile.path) else { return [] }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: workspacesDirectory.path)) ?? []
-        return names.filter { $0.hasSuffix(".sqlite") && !$0.hasPrefix(".") }.sorted()
+        return names.filter { $0.hasSuffix(".sqlite") && WorkspaceID(String($0.dropLast(7))) != nil }.sorted()
     }
 
     /// What `serve` and the commands that set an appliance up say, and do not go on, in a data
@@ -217,9 +229,22 @@ extension DataDirectory {
     /// what was written since the backup.
     public static func accessProblem(_ url: URL) -> String? {
         var info = stat()
+        if stat(url.path, &info) != 0 {
+            // A directory on the way this user may not search hides the file: it is not missing.
+            guard errno == EACCES else { return nil }
+            let directory = url.deletingLastPathComponent()
+            return "it cannot be reached: uid \(geteuid()) may not search its directory \(directory.path)\(ownerAndMode(directory))"
+        }
         // (A read-only file system, EROFS, is another problem, said by its own checks.)
-        guard stat(url.path, &info) == 0, access(url.path, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM else { return nil }
+        guard access(url.path, R_OK | W_OK) != 0, errno == EACCES || errno == EPERM else { return nil }
         return "it is not readable and writable by uid \(geteuid()) (its owner is uid \(info.st_uid), mode \(String(Int(info.st_mode) & 0o777, radix: 8)))"
+    }
+
+    /// " (its owner is uid N, mode M)" of a path, or nothing when it cannot be looked at.
+    static func ownerAndMode(_ url: URL) -> String {
+        var info = stat()
+        guard stat(url.path, &info) == 0 else { return "" }
+        return " (its owner is uid \(info.st_uid), mode \(String(Int(info.st_mode) & 0o777, radix: 8)))"
     }
 
     /// `accessProblem` of a database file and of its `-wal` and `-shm`: SQLite opens none of them
@@ -227,6 +252,13 @@ extension DataDirectory {
     /// a restore as the fix (which deletes that `-wal`, and what it holds). `paths` names the files
     /// to give back (for a `chown`).
     public static func databaseAccessProblem(_ url: URL) -> (problem: String, paths: String)? {
+        // Its directory first: SQLite writes the -wal and -shm beside the file (a workspaces/ left
+        // root's by a restore run as root read "missing" or "corrupt", with a restore as the fix).
+        let directory = url.deletingLastPathComponent()
+        if access(directory.path, W_OK | X_OK) != 0, errno == EACCES || errno == EPERM {
+            return ("its directory \(directory.path) is not writable and searchable by uid \(geteuid())\(ownerAndMode(directory)) (SQLite "
+                    + "writes the -wal and -shm beside the file)", directory.path)
+        }
         var problems: [(String, String)] = []
         for suffix in ["", "-wal", "-shm"] {
             let file = URL(fileURLWithPath: url.path + suffix)

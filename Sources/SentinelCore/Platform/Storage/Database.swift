@@ -77,6 +77,9 @@ public struct DatabaseOpener: Sendable {
             throw StorageError.missingFile(url.path)
         }
         let existed = FileManager.default.fileExists(atPath: url.path)
+        if existed, let problem = Self.emptiedBesideLog(url) {
+            throw StorageError.corrupt(kind == .journal ? Self.journalDamagedMessage(url, problem) : "\(url.lastPathComponent) \(problem)")
+        }
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
         configuration.foreignKeysEnabled = true
@@ -97,7 +100,8 @@ public struct DatabaseOpener: Sendable {
                     // journal too: one emptied by hand was set up anew, and the deliveries it had
                     // acknowledged were gone without a word (serve creates it whole, `IntakeJournal`).
                     if checkFirst, try !db.tableExists("grdb_migrations") {
-                        throw StorageError.corrupt(kind == .journal ? Self.journalDamagedMessage(url, "holds no Sentinel schema") : Self.noSchemaMessage(url))
+                        throw StorageError.corrupt(kind == .journal ? Self.journalDamagedMessage(url, "holds no Sentinel schema (emptied or replaced)")
+                                                                   : Self.noSchemaMessage(url))
                     }
                     // Before the first table of a new file: freed pages can be given back without
                     // rewriting it (`Retention` converts older files once).
@@ -123,7 +127,7 @@ public struct DatabaseOpener: Sendable {
                     let missing = try writer.read { db in try ExpectedSchema.missingTables(db, kind: kind) }
                     if !missing.isEmpty {
                         throw StorageError.corrupt(kind == .journal
-                            ? Self.journalDamagedMessage(url, "lacks the table(s) \(missing.joined(separator: ", ")) of its schema")
+                            ? Self.journalDamagedMessage(url, "lacks the table(s) \(missing.joined(separator: ", ")) of its schema (emptied or replaced)")
                             : ExpectedSchema.missingMessage(url, missing))
                     }
                 }
@@ -175,9 +179,20 @@ public struct DatabaseOpener: Sendable {
 
     /// What a damaged intake journal is told: it may have held deliveries acknowledged to the platform.
     static func journalDamagedMessage(_ url: URL, _ problem: String) -> String {
-        "\(url.lastPathComponent) \(problem) (emptied or replaced): webhook deliveries it acknowledged and had not yet applied to their "
+        "\(url.lastPathComponent) \(problem): webhook deliveries it acknowledged and had not yet applied to their "
             + "workspace files may be lost. Restore it from the file system's backup or its Litestream replica; if it is known to have "
-            + "held none, move it aside and start again (the catch-up sweep reviews what webhooks brought meanwhile)"
+            + "held none, move it aside with its -wal and -shm and start again (the catch-up sweep reviews what webhooks brought meanwhile)"
+    }
+
+    /// A database file emptied (truncated to nothing) beside a -wal that still holds pages: SQLite,
+    /// opening it even read-only, deletes that -wal, the last copy of what it held (doctor did,
+    /// before it said the file held no schema). Said, and the file not opened.
+    public static func emptiedBesideLog(_ url: URL) -> String? {
+        let fm = FileManager.default
+        guard let size = (try? fm.attributesOfItem(atPath: url.path))?[.size] as? NSNumber, size.int64Value == 0,
+              let wal = (try? fm.attributesOfItem(atPath: url.path + "-wal"))?[.size] as? NSNumber, wal.int64Value > 0 else { return nil }
+        return "is empty while its -wal holds \(wal.int64Value) bytes (emptied by hand?): it is not opened, which would delete that -wal "
+            + "and what it holds; copy both aside before anything else"
     }
 
     static func noSchemaMessage(_ url: URL) -> String {

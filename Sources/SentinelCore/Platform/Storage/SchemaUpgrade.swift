@@ -55,6 +55,7 @@ public struct SchemaState: Sendable, Codable, Equatable {
 
     /// A read-only connection to a file, for looking at it without changing it.
     static func readOnlyQueue(_ url: URL, busyTimeout: TimeInterval) throws -> DatabaseQueue {
+        if let problem = DatabaseOpener.emptiedBesideLog(url) { throw StorageError.corrupt("\(url.lastPathComponent) \(problem)") }
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(busyTimeout)

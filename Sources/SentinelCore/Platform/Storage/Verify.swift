@@ -140,10 +140,7 @@ public enum DataVerifier {
     }
 
     private static func readOnly<T>(_ url: URL, busyTimeout: TimeInterval, _ body: (Database) throws -> T) throws -> T {
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(busyTimeout)
-        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        let queue = try SchemaState.readOnlyQueue(url, busyTimeout: busyTimeout)
         defer { try? queue.close() }
         return try queue.read(body)
     }

@@ -53,8 +53,9 @@ public struct GitHubSession: SourceControlSession {
                 DiffFile(oldPath: oldPath, newPath: newPath, status: status, additions: f.additions, deletions: f.deletions, unreviewable: reason)
             }
             if (f.patch ?? "").isEmpty, changedLines > 0 { return unreviewable(.diffUnavailable) }
-            // A rename without changes has no patch either: it is not a binary file.
-            if (f.patch ?? "").isEmpty, status == .renamed { return unreviewable(.noChangedLines) }
+            // A rename without changes has no patch either: it is not a binary file; nor is a change of
+            // mode alone, which GitHub lists as `changed` (an empty file added is listed as a binary one is).
+            if (f.patch ?? "").isEmpty, status == .renamed || f.status == "changed" { return unreviewable(.noChangedLines) }
             let bytes = f.patch?.utf8.count ?? 0
             guard parsedBytes + bytes <= maxPatchBytes else { return unreviewable(.overBudget) }
             parsedBytes += bytes
