@@ -86,7 +86,8 @@ struct ReviewHardeningTests {
         let check = try #require(await world.github.state.checkRuns.values.first)
         #expect(check.headSHA == "aaa111" && check.title == "Review failed" && check.summary?.contains("503") == true, "\(check)")
         #expect(await eventually { (try? await world.runs().first?.conclusion) == "failure" })
-        #expect(try await world.count("SELECT count(*) FROM jobs WHERE kind = 'review.conclude_check' AND state = 'succeeded'") == 1)
+        // (The job's outcome is committed after its handler returns: read until it is.)
+        #expect(await eventually { try await world.count("SELECT count(*) FROM jobs WHERE kind = 'review.conclude_check' AND state = 'succeeded'") == 1 })
         await world.stop()
     }
 
