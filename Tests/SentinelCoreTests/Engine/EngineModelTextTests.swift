@@ -21,6 +21,21 @@ struct ModelTextTests {
         #expect(finding.suggestion == "let x = 1 // <!-- sentinel:fp:abc -->")
     }
 
+    @Test("a fence the model leaves open is closed where its text ends, and <details> is escaped: neither takes in what Sentinel adds after the text (a suggestion shown as code, findings folded away)")
+    func unclosedFencesAndDetails() {
+        #expect(ModelText.neutralize("Currently:\n```python\ncursor.execute(q % x)") == "Currently:\n```python\ncursor.execute(q % x)\n```")
+        #expect(ModelText.neutralize("Looks fine.\n~~~~\nunclosed\n") == "Looks fine.\n~~~~\nunclosed\n~~~~")
+        // Closed fences, a fence closed by a longer one, an inline code span, a fence in a quote: as written.
+        for text in ["a\n```swift\nx\n```\nb", "```\nx\n`````", "use ```x``` here", "> ```\n> x"] {
+            #expect(ModelText.neutralize(text) == text, "\(text)")
+        }
+        // A suggestion after the body is a suggestion again.
+        let body = ModelText.neutralize("Currently:\n```python\nx") + "\n\n```suggestion\ny\n```"
+        #expect(ModelText.unclosedFence(body) == nil)
+        #expect(ModelText.neutralize("<details><summary>Nothing to see</summary>\n\nstuff") == "&lt;details><summary>Nothing to see</summary>\n\nstuff")
+        #expect(ModelText.neutralize("`<details>` in code") == "`<details>` in code")
+    }
+
     @Test("references to other repositories' issues and merge requests in model text are defused; references within the repository, URLs and code stay")
     func crossReferencesDefused() throws {
         let out = try ModelOutputParser.parse(#"""
@@ -46,7 +61,8 @@ struct ModelTextTests {
         let zw = "\u{200B}"
         // A code span cannot reach over a blank line; a longer fence closes a shorter one.
         #expect(ModelText.neutralize("S `\n\n@all ping\n\n` ") == "S `\n\n@\(zw)all ping\n\n` ")
-        #expect(ModelText.neutralize("```\nx\n````\n@all pinged\n```") == "```\nx\n````\n@\(zw)all pinged\n```")
+        // (The last fence opens one that the text never closes: it is closed where the text ends.)
+        #expect(ModelText.neutralize("```\nx\n````\n@all pinged\n```") == "```\nx\n````\n@\(zw)all pinged\n```\n```")
         // An autolink holding a backtick outranks the code span it would open.
         #expect(ModelText.neutralize("<https://a/`>@all<https://b/`>") == "<https://a/`>@\(zw)all<https://b/`>")
         // A span over two lines may be two blocks (a heading, a list item) for the platform.
@@ -56,7 +72,8 @@ struct ModelTextTests {
         // GitLab's multi-line quote ends a fence opened inside it.
         #expect(ModelText.neutralize(">>>\n```\n>>>\n@all\n```") == ">>>\n```\n>>>\n@\(zw)all\n```")
         // A fence inside a list item ends with the item.
-        #expect(ModelText.neutralize("- ```\n@all\n```") == "- ```\n@\(zw)all\n```")
+        // (Its last line opens a fence of its own, closed where the text ends.)
+        #expect(ModelText.neutralize("- ```\n@all\n```") == "- ```\n@\(zw)all\n```\n```")
         // A mention after a letter outside ASCII, or spelled as an entity, is still one.
         #expect(ModelText.neutralize("café@octocat and привет@all") == "café@\(zw)octocat and привет@\(zw)all")
         #expect(ModelText.neutralize("&#64;all, &#x40;all, &commat;all and acme/api&#35;3")
@@ -208,8 +225,9 @@ struct ModelTextTests {
     @Test("only a line that opens a fence gets `text` before a suggestion or entity info string, once")
     func fenceRewriteOnlyOnFenceLines() {
         #expect(ModelText.neutralize("My suggestion: run ```make && make test``` first.") == "My suggestion: run ```make && make test``` first.")
-        #expect(ModelText.neutralize("~~~ & ~~~") == "~~~ text & ~~~")
-        #expect(ModelText.neutralize(ModelText.neutralize("~~~ & ~~~")) == "~~~ text & ~~~")
+        // (A tilde fence's info string may hold tildes: this one is never closed, and is closed where the text ends.)
+        #expect(ModelText.neutralize("~~~ & ~~~") == "~~~ text & ~~~\n~~~")
+        #expect(ModelText.neutralize(ModelText.neutralize("~~~ & ~~~")) == "~~~ text & ~~~\n~~~")
         #expect(ModelText.neutralize("```suggestion\nx\n```") == "```text suggestion\nx\n```")
         #expect(ModelText.neutralize("- ```suggestion\n  x\n  ```") == "- ```text suggestion\n  x\n  ```")
         #expect(ModelText.neutralize(ModelText.neutralize("```suggestion\nx\n```")) == "```text suggestion\nx\n```")

@@ -724,6 +724,70 @@ public enum ModelText {
         + "which display code in another order than it runs.)_"
 
     public static func neutralize(_ text: String) -> String {
+        let out = neutralizedText(text)
+        // A fence the text opens and never closes would take in what Sentinel adds after it: the
+        // finding's one-click suggestion (shown as code, no button), the walkthrough, the findings
+        // not on changed lines. It is closed where the text ends.
+        guard let fence = unclosedFence(out) else { return out }
+        return out + (out.hasSuffix("\n") ? "" : "\n") + fence
+    }
+
+    /// The closing line of a fence (``` or ~~~, CommonMark §4.5) that `text` opens at the top level
+    /// and does not close; nil when there is none. (One opened in a quote or a list item ends with
+    /// it, at the first line of what follows.)
+    static func unclosedFence(_ text: String) -> String? {
+        guard text.utf8.contains(UInt8(ascii: "`")) || text.utf8.contains(UInt8(ascii: "~")) else { return nil }
+        var open: FenceLine?
+        // A fence opened in a list item or a quote: it ends with its closing line or with the
+        // item (a line that starts at its first column, not a quote's `>`).
+        var nested: FenceLine?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if let inner = nested {
+                if FenceLine(line.drop { " \t>".contains($0) })?.closes(inner) == true { nested = nil; continue }
+                guard let first = line.first, first != " ", first != "\t", first != ">", first != "\r" else { continue }
+                nested = nil
+            }
+            let indent = line.prefix { $0 == " " }.count
+            guard indent <= 3 else { continue }
+            let rest = line.dropFirst(indent)
+            if let current = open {
+                if FenceLine(rest)?.closes(current) == true { open = nil }
+                continue
+            }
+            if let found = FenceLine(rest) {
+                if found.opens { open = found }
+                continue
+            }
+            // After quote and list markers (`> `, `- `, `1. `).
+            let markers = rest.prefix { " \t>*+-.)0123456789".contains($0) }
+            if !markers.isEmpty, let found = FenceLine(rest.dropFirst(markers.count)), found.opens { nested = found }
+        }
+        return open.map { String(repeating: $0.mark, count: $0.count) }
+    }
+
+    /// A line that starts with a fence (three or more backticks or tildes): its mark, its length and what follows.
+    struct FenceLine {
+        let mark: Character
+        let count: Int
+        let after: Substring
+
+        init?(_ rest: Substring) {
+            guard let mark = rest.first, mark == "`" || mark == "~" else { return nil }
+            let count = rest.prefix { $0 == mark }.count
+            guard count >= 3 else { return nil }
+            (self.mark, self.count, self.after) = (mark, count, rest.dropFirst(count))
+        }
+
+        /// Whether it closes `open`: the same mark, at least as long, nothing after it.
+        func closes(_ open: FenceLine) -> Bool {
+            mark == open.mark && count >= open.count && after.allSatisfy { $0 == " " || $0 == "\t" || $0 == "\r" }
+        }
+
+        /// Whether it opens a fence (a backtick fence's info string holds no backtick: such a line is a code span).
+        var opens: Bool { !(mark == "`" && after.contains("`")) }
+    }
+
+    static func neutralizedText(_ text: String) -> String {
         // Every `<!--` outside code is written `&lt;!--` below (in code it is text, as in a
         // suggestion); `MarkdownCode` reads it as text.
         var marked = BidiControls.spelledOut(text)
@@ -896,12 +960,14 @@ public enum ModelText {
     }
 
     /// Whether text after a `<` opens an HTML comment, or an HTML block that a blank line does not
-    /// end (CommonMark §4.6, kinds 1 to 5): `<script`, `<pre`, `<style`, `<textarea`, `<?`, `<!`.
+    /// end (CommonMark §4.6, kinds 1 to 5): `<script`, `<pre`, `<style`, `<textarea`, `<?`, `<!`; and
+    /// `<details`, which folds what follows until its end tag.
     static func opensUnendingHTML(_ rest: Substring) -> Bool {
         guard let first = rest.unicodeScalars.first else { return false }
         if first == "!" || first == "?" { return true }
         let name = rest.prefix(9).lowercased()
-        return ["script", "pre", "style", "textarea"].contains { tag in
+        // `<details>` too: unclosed, it folds everything after it out of sight.
+        return ["script", "pre", "style", "textarea", "details"].contains { tag in
             name.hasPrefix(tag) && (name.count == tag.count || " \t\r\n>".contains(name[name.index(name.startIndex, offsetBy: tag.count)]))
         }
     }
