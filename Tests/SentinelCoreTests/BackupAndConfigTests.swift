@@ -818,6 +818,8 @@ struct BackupTests {
         #expect(problem.contains("sentinel restore --data-dir \(h.dataDirectory.root.path) --from \(out.path) --workspace \(a.rawValue)"), "\(problem)")
         #expect { try service.restore(from: out, workspace: b) } throws: { "\($0)".contains("before restoring another workspace") }
         #expect(h.dataDirectory.pendingRestore() != nil)
+        // A record that cannot be read: the workspace's own restore finishes it (it was refused, as if a full one were pending).
+        try Data("{garbled".utf8).write(to: h.dataDirectory.restorePendingFile)
         _ = try service.restore(from: out, workspace: a)
         #expect(h.dataDirectory.pendingRestore() == nil)
         #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.isEmpty)
@@ -838,7 +840,24 @@ struct BackupTests {
         doctor.environment = [:]
         #expect(doctor.run().findings.contains { $0.severity == .error && $0.message.contains("is empty while its -wal holds") })
         #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.contains { $0.detail.contains("is empty while its -wal holds") })
+        // Nor by a backup (it destroyed the last copy and exited 0), a look at the workspace, an export's count.
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let manifest = try service.backup(to: h.directory.url.appendingPathComponent("backup"), control: h.control)
+        #expect(manifest.skipped?.contains { $0.workspaceID == ws.rawValue && $0.reason.contains("is empty while its -wal holds") } == true,
+                "\(String(describing: manifest.skipped))")
+        let record = try #require(try h.control.workspace(ws))
+        #expect(WorkspaceService(dataDirectory: h.dataDirectory, control: h.control, opener: DatabaseOpener()).summary(record, detailed: true).status == "corrupt")
         #expect((try FileManager.default.attributesOfItem(atPath: wal.path)[.size] as? NSNumber)?.intValue == 4096, "the -wal is still there")
+        // The intake journal's too, read by a backup.
+        let journal = h.dataDirectory.intakeJournalFile
+        try Data().write(to: journal)
+        try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: journal.path + "-wal"))
+        #expect { try IntakeJournal.deliveries(for: ws, in: h.dataDirectory) } throws: { "\($0)".contains("is empty while its -wal holds") }
+        #expect(FileManager.default.fileExists(atPath: journal.path + "-wal"))
+        // Its -wal without it: named by verify and doctor (they said all was well; serve refused).
+        try FileManager.default.removeItem(at: journal)
+        #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.contains { $0.detail.contains("intake-journal.sqlite-wal is there without") })
+        #expect(doctor.run().findings.contains { $0.check == "intake-journal" && $0.severity == .error })
     }
 
     @Test("a data directory with workspace files but no control.sqlite is not started as a new, empty appliance, and doctor names the files")

@@ -151,6 +151,7 @@ public struct AnalyticsExporter: Sendable {
         configuration.busyMode = .timeout(opener.busyTimeout)
         let file = dataDirectory.workspaceFile(workspace)
         guard FileManager.default.fileExists(atPath: file.path) else { return 0 }
+        if let problem = DatabaseOpener.emptiedBesideLog(file) { throw StorageError.corrupt("\(file.lastPathComponent) \(problem)") }
         do {
             let queue = try DatabaseQueue(path: file.path, configuration: configuration)
             defer { try? queue.close() }
@@ -252,6 +253,7 @@ public struct AnalyticsExporter: Sendable {
         configuration.busyMode = .timeout(opener.busyTimeout)
         // Read the file through a memory map: no copy of every page through read().
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA mmap_size = \(Self.mmapBytes)") }
+        if let problem = DatabaseOpener.emptiedBesideLog(file) { throw StorageError.corrupt("\(file.lastPathComponent) \(problem)") }
         let queue: DatabaseQueue
         do { queue = try DatabaseQueue(path: file.path, configuration: configuration) } catch {
             throw StorageError.corrupt("\(file.lastPathComponent): \(error)")

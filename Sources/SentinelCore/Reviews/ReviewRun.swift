@@ -489,6 +489,12 @@ public enum ReviewRunStore {
         try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state = 'failed' AND conclusion IS NULL", arguments: [conclusion, runID])
     }
 
+    /// The conclusion a failed run's check was given as its posted review says, replacing the
+    /// "Review failed" it may have had (a `jobs retry` turned the check green, the run said failure).
+    static func recordPostedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {
+        try db.execute(sql: "UPDATE review_runs SET conclusion = ? WHERE id = ? AND state = 'failed'", arguments: [conclusion, runID])
+    }
+
     /// The conclusion the check of a run that already ended (superseded, skipped) was given.
 
     static func recordEndedConclusion(_ runID: Int64, _ conclusion: String, in db: Database) throws {

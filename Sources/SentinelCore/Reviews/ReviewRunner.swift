@@ -414,7 +414,7 @@ public struct ReviewRunner: Sendable {
         let conclusion = CheckConclusion(rawValue: prepared.conclusion) ?? .neutral
         try await session.completeCheck(repository.fullName, checkID: checkID, conclusion: conclusion, title: prepared.title, summary: prepared.checkSummary)
         // The run says what its check says; a `review.conclude_check` job waiting for it then stops.
-        try await workspace.write { tx in try ReviewRunStore.recordFailedConclusion(runID, conclusion.rawValue, in: tx.db) }
+        try await workspace.write { tx in try ReviewRunStore.recordPostedConclusion(runID, conclusion.rawValue, in: tx.db) }
         logger.info("the posted review's check concluded")
         return true
     }

@@ -116,6 +116,8 @@ public struct WorkspaceService: Sendable {
                                        createdAt: ISO8601.string(Date(timeIntervalSince1970: record.createdAt)),
                                        file: url.path, fileBytes: (attributes?[.size] as? NSNumber)?.int64Value,
                                        status: DataDirectory.databaseAccessProblem(url) != nil ? "unreadable" : attributes == nil ? "missing" : "ok")
+        // Emptied beside its -wal: not opened (SQLite would delete that -wal), and not "ok".
+        if summary.status == "ok", DatabaseOpener.emptiedBesideLog(url) != nil { summary.status = "corrupt" }
         guard detailed, summary.status == "ok" else { return summary }
         do {
             var configuration = Configuration()

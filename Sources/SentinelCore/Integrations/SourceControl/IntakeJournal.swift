@@ -445,8 +445,7 @@ public actor IntakeJournal: Service {
         // A -wal without its journal (the journal moved aside without it): the new journal would
         // take its pages in, and be damaged.
         for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: url.path + suffix) {
-            throw StorageError.conflict("\(url.lastPathComponent)\(suffix) is there without \(url.lastPathComponent) (moved aside without it?): "
-                                        + "move it beside the journal it belongs to (with the -shm), then start again")
+            throw StorageError.conflict(missingBesideLog(url, suffix))
         }
         let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).new")
         for suffix in ["", "-wal", "-shm", "-journal"] { try FileSystem.removeIfPresent(URL(fileURLWithPath: temp.path + suffix)) }
@@ -460,17 +459,25 @@ public actor IntakeJournal: Service {
         FileSystem.sync(url.deletingLastPathComponent())
     }
 
+    /// What a journal's -wal (or -shm) found without the journal is told.
+    public static func missingBesideLog(_ url: URL, _ suffix: String = "-wal") -> String {
+        "\(url.lastPathComponent)\(suffix) is there without \(url.lastPathComponent) (moved aside without it?): move it beside the "
+            + "journal it belongs to (with the -shm), then start again"
+    }
+
     // MARK: Backups
 
     /// The deliveries the journal of `dataDirectory` holds for a workspace (none when there is no
     /// journal), read beside a running server: a backup of the workspace applies them to its copy.
     public static func deliveries(for id: WorkspaceID, in dataDirectory: DataDirectory, busyTimeout: TimeInterval = 5) throws -> [IncomingDelivery] {
         let url = dataDirectory.intakeJournalFile
-        guard FileManager.default.fileExists(atPath: url.path) else { return [] }
-        var configuration = Configuration()
-        configuration.readonly = true
-        configuration.busyMode = .timeout(busyTimeout)
-        let queue = try DatabaseQueue(path: url.path, configuration: configuration)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            // Its -wal without it (moved aside without it): deliveries acknowledged may be in it.
+            if FileManager.default.fileExists(atPath: url.path + "-wal") { throw StorageError.corrupt(missingBesideLog(url)) }
+            return []
+        }
+        if let problem = DatabaseOpener.emptiedBesideLog(url) { throw StorageError.corrupt(DatabaseOpener.journalDamagedMessage(url, problem)) }
+        let queue = try SchemaState.readOnlyQueue(url, busyTimeout: busyTimeout)
         defer { try? queue.close() }
         return try queue.read { db in
             // A journal without its table is damaged (serve refuses it): said, not taken for an empty one.

@@ -360,6 +360,11 @@ public struct Doctor: Sendable {
                 + "\(blocked.count == 1 ? "it" : "them") to that user (`chown sentinel:sentinel \(blocked.map(\.path).joined(separator: " "))`); "
                 + "do not restore it, which would lose what was written since the backup"
         }
+        // Emptied beside its -wal: that -wal is the last copy of what it held, and a restore deletes it.
+        if DatabaseOpener.emptiedBesideLog(URL(fileURLWithPath: path)) != nil {
+            return "copy the file and its -wal aside first (a restore deletes that -wal), then restore it: "
+                + "`sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)"
+        }
         return "restore it: `sentinel restore --from BACKUP_DIR --workspace \(id)` (then `sentinel verify`)"
     }
 
@@ -527,7 +532,12 @@ public struct Doctor: Sendable {
     /// `journalWaitWarningSeconds` belongs to a workspace that cannot be written, or no server runs.
     private func checkJournal(_ add: Add) {
         let file = dataDirectory.intakeJournalFile
-        guard FileManager.default.fileExists(atPath: file.path) else { return }
+        guard FileManager.default.fileExists(atPath: file.path) else {
+            if FileManager.default.fileExists(atPath: file.path + "-wal") {
+                add(.error, "intake-journal", IntakeJournal.missingBesideLog(file), "serve does not start until it is; it may hold acknowledged deliveries")
+            }
+            return
+        }
         do {
             let (count, oldest) = try readOnly(file) { db -> (Int, Double?) in
                 // One without its table is not empty: it was emptied or replaced (serve creates it whole).

@@ -165,6 +165,9 @@ public struct BackupService: Sendable {
             let queue: DatabaseQueue
             do {
                 guard fm.fileExists(atPath: source.path) else { throw StorageError.missingFile(source.path) }
+                // Not opened when emptied beside its -wal (SQLite would delete that -wal: the nightly
+                // backup destroyed the last copy, exited 0, and the older backups were pruned).
+                if let problem = DatabaseOpener.emptiedBesideLog(source) { throw StorageError.corrupt("\(source.lastPathComponent) \(problem)") }
                 queue = try DatabaseQueue(path: source.path, configuration: configuration)  // reads its schema: a damaged file fails here
             } catch let error where withControl && Self.isUnreadableSource(error) {
                 // A full backup goes on without a workspace whose own file is missing or damaged:
@@ -217,6 +220,7 @@ public struct BackupService: Sendable {
     /// backup whole).
     static func isUnreadableSource(_ error: any Error) -> Bool {
         if case StorageError.missingFile = error { return true }
+        if case StorageError.corrupt = error { return true }
         if let error = error as? DatabaseError {
             return [.SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_CANTOPEN].contains(error.resultCode)
         }
@@ -335,7 +339,7 @@ public struct BackupService: Sendable {
         let pending = dataDirectory.pendingRestore()
         // Only a full restore, or one of the same workspace, finishes it: another workspace's
         // restore cleared the record and left the first one's file half done.
-        if let pending, only != nil, pending.full || pending.workspace != only?.rawValue {
+        if let pending, only != nil, pending.from != DataDirectory.PendingRestore.unknownBackup, pending.full || pending.workspace != only?.rawValue {
             throw StorageError.conflict("\(pending.workspace.map { "a restore of workspace \($0)" } ?? "a full restore") from \(pending.from) "
                                         + "begun at \(pending.startedAt) did not finish; run it again (\(dataDirectory.finishingCommand(pending))) "
                                         + "before restoring another workspace; nothing was restored")

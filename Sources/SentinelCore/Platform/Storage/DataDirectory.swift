@@ -57,6 +57,9 @@ public struct DataDirectory: Sendable, Equatable {
         public var full: Bool
         /// The workspace restored alone (`--workspace`); nil for a full restore.
         public var workspace: String?
+
+        /// `from` of a record that cannot be read: any restore finishes it.
+        public static let unknownBackup = "BACKUP_DIR"
     }
 
     /// The command that finishes `pending` here, as it was run (a full restore in its place rolled
@@ -72,7 +75,7 @@ public struct DataDirectory: Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: restorePendingFile.path) else { return nil }
         guard let data = FileManager.default.contents(atPath: restorePendingFile.path),
               let pending = try? JSONDecoder.sentinel.decode(PendingRestore.self, from: data) else {
-            return PendingRestore(from: "BACKUP_DIR", startedAt: "an unknown time (\(restorePendingFile.lastPathComponent) is unreadable)", full: true,
+            return PendingRestore(from: PendingRestore.unknownBackup, startedAt: "an unknown time (\(restorePendingFile.lastPathComponent) is unreadable)", full: true,
                                   workspace: nil)
         }
         return pending
@@ -82,7 +85,7 @@ public struct DataDirectory: Sendable, Equatable {
     public func unfinishedRestoreProblem() -> String? {
         guard let pending = pendingRestore() else { return nil }
         let what = pending.workspace.map { "a restore of workspace \($0)" } ?? "a restore"
-        let unknown = pending.from == "BACKUP_DIR" ? " (with the backup it restored from, and its --workspace if it had one)" : ""
+        let unknown = pending.from == PendingRestore.unknownBackup ? " (with the backup it restored from, and its --workspace if it had one)" : ""
         return "\(what) from \(pending.from) begun at \(pending.startedAt) did not finish: \(root.path) holds files of that backup beside "
             + "files from before it. Run `\(finishingCommand(pending))` again to finish it\(unknown); nothing else uses the data directory until then"
     }

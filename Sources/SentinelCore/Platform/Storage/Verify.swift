@@ -68,6 +68,9 @@ public enum DataVerifier {
         }
         check(data.controlFile, name: "control.sqlite", kind: .control, workspace: nil, busyTimeout: busyTimeout, into: &report)
         // Deliveries acknowledged and not yet in their workspace files (absent until `serve` first ran).
+        if !FileManager.default.fileExists(atPath: data.intakeJournalFile.path), FileManager.default.fileExists(atPath: data.intakeJournalFile.path + "-wal") {
+            report.problems.append(VerifyProblem(file: "intake-journal.sqlite", check: "missing", detail: IntakeJournal.missingBesideLog(data.intakeJournalFile)))
+        }
         if FileManager.default.fileExists(atPath: data.intakeJournalFile.path) {
             check(data.intakeJournalFile, name: "intake-journal.sqlite", kind: .journal, workspace: nil, busyTimeout: busyTimeout, into: &report)
         }
@@ -86,6 +89,12 @@ public enum DataVerifier {
             }
             let url = data.workspaceFile(id)
             let name = "workspaces/\(url.lastPathComponent)"
+            // One this user may not reach (its directory root's, mode 700) is not missing.
+            if let (problem, paths) = DataDirectory.databaseAccessProblem(url) {
+                report.problems.append(VerifyProblem(file: name, check: "open", detail: "cannot be opened: \(problem); it is not damaged: give it to "
+                                                     + "the user Sentinel runs as (chown sentinel:sentinel \(paths))"))
+                continue
+            }
             guard FileManager.default.fileExists(atPath: url.path) else {
                 report.problems.append(VerifyProblem(file: name, check: "missing", detail: "workspace \(raw) is registered but its file is missing"))
                 continue
