@@ -231,6 +231,10 @@ struct ConsoleManagementTests {
             let locked = try await admin.get(base + "/repositories/\(repo)")
             #expect(locked.body.contains("Saved but not applied") && locked.body.contains(
                 "<li>review.max_comments is locked by workspace defaults; the value 3 from repository settings was ignored and 7 stays in effect</li>"), "\(locked.body)")
+            // A .sentinel.yml tried against the lock: what it cannot set is listed (the API's preview said so; this page did not).
+            let against = try await admin.post(base + "/repositories/\(repo)/preview", ["file": "version: 1\nreview:\n  max_comments: 99\n"])
+            #expect(against.body.contains("Not applied (a lock keeps the locked value in effect)") && against.body.contains(
+                "<li>review.max_comments is locked by workspace defaults; the value 99 from .sentinel.yml was ignored and 7 stays in effect</li>"), "\(against.body)")
         }
     }
 

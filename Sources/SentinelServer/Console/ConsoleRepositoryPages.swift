@@ -21,6 +21,8 @@ extension Console {
         let history: [PolicyVersion]
         let entries: [ExplainedEntry]
         let diagnostics: [ConfigDiagnostic]
+        /// What the file tried that a lock keeps from applying (the preview).
+        let fileViolations: [LockViolation]
         /// What the repository's saved settings set that a workspace lock keeps from applying.
         let notApplied: [LockViolation]
     }
@@ -42,12 +44,15 @@ extension Console {
             let resolved = try PolicyService.resolve(in: db, repositoryID: repo.id, fileText: file)
             return RepositoryData(version: try PolicyService.latest(scope: scope, in: db), history: try PolicyService.history(scope: scope, limit: 20, in: db),
                                   entries: resolved.effective.entries, diagnostics: resolved.diagnostics,
+                                  fileViolations: resolved.effective.violations.filter { $0.attemptedBy == .repositoryFile },
                                   notApplied: try PolicyService.repositorySettingsNotApplied(repo.id, in: db))
         }
         var data = try Self.policyData(entries: found.entries, version: found.version, history: found.history)
         if let file {
             data["preview"] = ["file": file]
             data["diagnostics"] = found.diagnostics.map { ["text": $0.formatted] }
+            // What the file tries that a lock keeps out (the API's preview lists it; this page did not).
+            data["fileViolations"] = found.fileViolations.map { ["text": $0.message] }
         }
         data["repository"] = ["id": repo.id, "name": repo.fullName, "enabled": repo.enabled] as [String: Any]
         // Shown beside the form, after a save that changed a locked key as on every visit (it said nothing).

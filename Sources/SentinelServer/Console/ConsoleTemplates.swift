@@ -599,7 +599,7 @@ enum ConsoleTemplates {
       {{> csrf}}
       <label for="values">Values (a JSON object, e.g. {"review.instructions": "…"})</label>
       <textarea id="values" name="values" rows="8">{{values}}</textarea>
-      <label for="locks">Locked keys (comma-separated: lower layers cannot override them)</label>
+      <label for="locks">Locked keys (comma-separated: the layers after this one, a repository's settings and then its .sentinel.yml, cannot override them)</label>
       <input id="locks" name="locks" value="{{locks}}">
       <button type="submit">Save a new version</button>
     </form>
@@ -629,6 +629,8 @@ enum ConsoleTemplates {
     <p>What a pull request carrying this <code>.sentinel.yml</code> would get (its keys show source <code>file</code>; nothing was saved).</p>
     {{#empty(diagnostics)}}<p>The file has no problems.</p>{{/empty(diagnostics)}}
     {{^empty(diagnostics)}}<ul>{{#diagnostics}}<li><code>{{text}}</code></li>{{/diagnostics}}</ul>{{/empty(diagnostics)}}
+    {{^empty(fileViolations)}}<p role="status">Not applied (a lock keeps the locked value in effect):</p>
+    <ul>{{#fileViolations}}<li>{{text}}</li>{{/fileViolations}}</ul>{{/empty(fileViolations)}}
     {{/preview}}
     {{> policyTable}}
     <h2>Try a .sentinel.yml</h2>
