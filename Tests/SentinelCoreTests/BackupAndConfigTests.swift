@@ -860,6 +860,27 @@ struct BackupTests {
         #expect(doctor.run().findings.contains { $0.check == "intake-journal" && $0.severity == .error })
     }
 
+    @Test("restoring a workspace whose file was emptied beside its -wal keeps that -wal aside (it was deleted without a word, the last copy of what it held)")
+    func restoreKeepsTheWalOfAnEmptiedFile() async throws {
+        let h = try TestHarness()
+        defer { h.directory.cleanup() }
+        let ws = try h.createWorkspace("acme")
+        await h.supervisor.shutdown()
+        let service = BackupService(dataDirectory: h.dataDirectory, opener: DatabaseOpener())
+        let out = h.directory.url.appendingPathComponent("backup")
+        _ = try service.backup(to: out, control: h.control)
+        try h.control.close()
+        let file = h.dataDirectory.workspaceFile(ws)
+        try Data().write(to: file)
+        try Data(repeating: 1, count: 4096).write(to: URL(fileURLWithPath: file.path + "-wal"))
+        var said: [String] = []
+        _ = try service.restore(from: out, workspace: ws) { said.append($0) }
+        let kept = file.path + "-wal.before-restore"
+        #expect((try FileManager.default.attributesOfItem(atPath: kept)[.size] as? NSNumber)?.intValue == 4096)
+        #expect(said.contains { $0.contains("that -wal is kept as \(kept)") }, "\(said)")
+        #expect(DataVerifier.verify(dataDirectory: h.dataDirectory).problems.isEmpty)
+    }
+
     @Test("a data directory with workspace files but no control.sqlite is not started as a new, empty appliance, and doctor names the files")
     func workspaceFilesWithoutControlRefused() async throws {
         let h = try TestHarness()

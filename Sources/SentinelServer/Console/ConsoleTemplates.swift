@@ -599,7 +599,7 @@ enum ConsoleTemplates {
       {{> csrf}}
       <label for="values">Values (a JSON object, e.g. {"review.instructions": "…"})</label>
       <textarea id="values" name="values" rows="8">{{values}}</textarea>
-      <label for="locks">Locked keys (comma-separated: the layers after this one, a repository's settings and then its .sentinel.yml, cannot override them)</label>
+      <label for="locks">Locked keys (comma-separated: the layers that come after this one cannot override them; the order is workspace defaults, repository settings, .sentinel.yml)</label>
       <input id="locks" name="locks" value="{{locks}}">
       <button type="submit">Save a new version</button>
     </form>

@@ -59,6 +59,8 @@ struct EngineFindingsTests {
                                                   raw(3, path: "src/new.go", suggestion: "var z = 3")], source: .ai, files: [added])
         #expect(anchored.map(\.side) == [.right, .right] && anchored.map(\.line) == [2, 3], "\(anchored)")
         #expect(anchored[0].suggestion == nil && anchored[1].suggestion == "var z = 3")
+        // Said, not dropped without a word.
+        #expect(anchored[0].body.hasSuffix(FindingAnchor.omittedMovedSuggestion) && !anchored[1].body.contains("left out"), "\(anchored)")
     }
 
     @Test("model-supplied categories and titles are stored on one line without control characters")

@@ -26,7 +26,10 @@ struct ModelTextTests {
         #expect(ModelText.neutralize("Currently:\n```python\ncursor.execute(q % x)") == "Currently:\n```python\ncursor.execute(q % x)\n```")
         #expect(ModelText.neutralize("Looks fine.\n~~~~\nunclosed\n") == "Looks fine.\n~~~~\nunclosed\n~~~~")
         // Closed fences, a fence closed by a longer one, an inline code span, a fence in a quote: as written.
-        for text in ["a\n```swift\nx\n```\nb", "```\nx\n`````", "use ```x``` here", "> ```\n> x"] {
+        // An unclosed fence in a list item ends with the item: nothing is added (a fence added at the
+        // first column would open one of its own, taking in the suggestion).
+        for text in ["a\n```swift\nx\n```\nb", "```\nx\n`````", "use ```x``` here", "> ```\n> x",
+                     "1. Do this:\n\n   ```swift\n   let x = 1", "- item\n  ```\n  code", "- ```swift\n  x"] {
             #expect(ModelText.neutralize(text) == text, "\(text)")
         }
         // A suggestion after the body is a suggestion again.

@@ -444,6 +444,13 @@ public struct BackupService: Sendable {
                                                      full: replacesControl || pending?.full == true, workspace: replacesControl ? nil : only?.rawValue))
         // 2. Move each verified copy into place, leaving no stale -wal/-shm from the old file.
         for (_, temp, target) in staged {
+            // A file emptied beside its -wal: that -wal may be the last copy of what it held. Kept
+            // aside, not deleted with the rest.
+            if let problem = DatabaseOpener.emptiedBesideLog(target) {
+                let kept = URL(fileURLWithPath: target.path + "-wal.before-restore")
+                try FileSystem.removeIfPresent(kept)
+                if rename(target.path + "-wal", kept.path) == 0 { log("\(target.lastPathComponent) \(problem.prefix { $0 != ":" }); that -wal is kept as \(kept.path)") }
+            }
             for suffix in ["-wal", "-shm", "-journal"] {
                 try FileSystem.removeIfPresent(URL(fileURLWithPath: target.path + suffix))
             }

@@ -167,6 +167,8 @@ public enum FindingAnchor {
         return String(p)
     }
 
+    public static let omittedMovedSuggestion = "_(A suggested change was left out here: it was written for other lines than this comment is on.)_"
+
     private static func place(_ raw: RawFinding, in file: DiffFile, index: LineIndex, source: FindingSource) -> Finding? {
         // Line 0: about the whole file, never moved onto a line.
         guard !file.hunks.isEmpty, raw.line > 0 else { return nil }
@@ -202,10 +204,13 @@ public enum FindingAnchor {
         }
 
         let suggestion = (side == .right && !adjusted) ? raw.suggestion : nil
+        // A suggestion written for other lines than the comment lands on is left out, and said so
+        // (it went without a word, as none of the other omissions do).
+        let body = raw.suggestion != nil && suggestion == nil ? raw.body + "\n\n" + Self.omittedMovedSuggestion : raw.body
         let fingerprint = Fingerprint.of(path: file.path, category: raw.category, title: raw.title,
                                          anchorText: anchorEntry.line.text)
         return Finding(path: file.path, startLine: start, line: line, side: side, severity: raw.severity,
-                       category: raw.category, title: raw.title, body: raw.body, suggestion: suggestion,
+                       category: raw.category, title: raw.title, body: body, suggestion: suggestion,
                        source: source, fingerprint: fingerprint)
     }
 

@@ -741,6 +741,9 @@ public enum ModelText {
         // A fence opened in a list item or a quote: it ends with its closing line or with the
         // item (a line that starts at its first column, not a quote's `>`).
         var nested: FenceLine?
+        // Within a list item (its marker line, then indented or blank lines): a fence opened on an
+        // indented line belongs to the item and ends with it.
+        var inItem = false
         for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
             if let inner = nested {
                 if FenceLine(line.drop { " \t>".contains($0) })?.closes(inner) == true { nested = nil; continue }
@@ -748,6 +751,13 @@ public enum ModelText {
                 nested = nil
             }
             let indent = line.prefix { $0 == " " }.count
+            if open == nil, !line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) {
+                if indent == 0 && line.first != "\t" { inItem = false }
+                if inItem, indent > 0 || line.first == "\t" {
+                    if let found = FenceLine(line.drop { $0 == " " || $0 == "\t" }), found.opens { nested = found }
+                    continue
+                }
+            }
             guard indent <= 3 else { continue }
             let rest = line.dropFirst(indent)
             if let current = open {
@@ -757,6 +767,12 @@ public enum ModelText {
             if let found = FenceLine(rest) {
                 if found.opens { open = found }
                 continue
+            }
+            // A list item's marker (`- `, `* `, `+ `, `1. `, `1) `) starts an item.
+            if let marker = rest.first, "-*+".contains(marker) && rest.dropFirst().first == " "
+                || marker.isNumber && rest.drop(while: { $0.isNumber }).prefix(2).allSatisfy({ $0 == "." || $0 == ")" || $0 == " " })
+                    && rest.drop(while: { $0.isNumber }).count >= 2 {
+                inItem = true
             }
             // After quote and list markers (`> `, `- `, `1. `).
             let markers = rest.prefix { " \t>*+-.)0123456789".contains($0) }
