@@ -1002,12 +1002,17 @@ struct GitHubEndToEndTests {
         #expect(first.body.contains("### Configuration problems") && first.body.contains("unknown_key_x"), "\(first.body)")
         #expect(first.body.contains("The file was applied without what the warnings name."), "\(first.body)")
         #expect(first.comments.isEmpty, "max_comments 0 from the file applied: \(first.comments)")
+        // The run records the commit the file was read at, beside the other layers' versions (it recorded none).
+        let versions = try await world.runs().first?.policyVersions
+        #expect(versions?.contains(#""file":"aaa111""#) == true, "\(String(describing: versions))")
         await world.github.state.addPull(FakePullRequest(repo: GitHubWorld.repo, number: 7, headSHA: "ccc222", baseSHA: "bbb000", files: GitHubWorld.files))
         await world.github.state.setContent(repo: GitHubWorld.repo, ref: "ccc222", path: ".sentinel.yml", "version: 1\nreview:\n  max_comments: lots\n")
         try await world.deliver(event: "pull_request", body: GitHubWorld.pullRequestPayload(action: "synchronize", head: "ccc222", before: "zzz999"))
         #expect(await world.waitForRun(state: .completed, count: 2))
         let second = try #require(await world.github.state.reviews(on: GitHubWorld.repo, 7).last)
         #expect(second.body.contains("The file was not applied: the review used the other configuration layers."), "\(second.body)")
+        // A file left out is no layer of the run's policy.
+        #expect(try await world.runs().first { $0.headSHA == "ccc222" }?.policyVersions?.contains("\"file\"") == false)
         await world.stop()
     }
 

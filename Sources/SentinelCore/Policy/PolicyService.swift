@@ -81,8 +81,10 @@ public enum PolicyService {
         try resolve(in: db, repositoryID: repositoryID, parsed: fileText.map { RepositoryConfigParser.parse($0, file: fileName) })
     }
 
-    /// The same with the repository's file already parsed (from its bytes, as a run reads it).
-    public static func resolve(in db: Database, repositoryID: Int64?, parsed: ParsedConfig?) throws -> Resolved {
+    /// The same with the repository's file already parsed (from its bytes, as a run reads it), read
+    /// at `fileRevision` (the commit a run read it at: recorded as the file layer's version when the
+    /// file applies; runs recorded the workspace's and repository's versions alone).
+    public static func resolve(in db: Database, repositoryID: Int64?, parsed: ParsedConfig?, fileRevision: String? = nil) throws -> Resolved {
         var layers = [LayerInput(layer: .builtin, values: PolicySchema.defaults)]
         var versions: [String: String] = [:]
         if let workspace = try latest(scope: workspaceScope, in: db) {
@@ -93,7 +95,8 @@ public enum PolicyService {
             layers.append(LayerInput(layer: .repository, values: repo.values, locks: Set(repo.locks), versionID: String(repo.id)))
             versions["repository"] = String(repo.id)
         }
-        return try resolve(layers: layers, versions: versions, parsed: parsed)
+        if let fileRevision, let parsed, !parsed.hasErrors { versions["file"] = fileRevision }
+        return try resolve(layers: layers, versions: versions, parsed: parsed, fileRevision: fileRevision)
     }
 
     /// Built-in defaults plus a repository file, without a workspace (`sentinel review` on a laptop).
@@ -105,12 +108,12 @@ public enum PolicyService {
         try resolve(layers: base, versions: versions, parsed: fileText.map { RepositoryConfigParser.parse($0, file: fileName) })
     }
 
-    static func resolve(layers base: [LayerInput], versions: [String: String], parsed: ParsedConfig?) throws -> Resolved {
+    static func resolve(layers base: [LayerInput], versions: [String: String], parsed: ParsedConfig?, fileRevision: String? = nil) throws -> Resolved {
         var layers = base
         var diagnostics: [ConfigDiagnostic] = []
         if let parsed {
             diagnostics = parsed.diagnostics
-            if !parsed.hasErrors { layers.append(parsed.layerInput(versionID: nil)) }
+            if !parsed.hasErrors { layers.append(parsed.layerInput(versionID: fileRevision)) }
         }
         let effective = PolicyResolver.resolve(layers)
         let policy = ReviewPolicy(effective)

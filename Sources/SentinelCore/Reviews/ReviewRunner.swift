@@ -591,7 +591,7 @@ public struct ReviewRunner: Sendable {
             // Parsed before the workspace is read: the file is the pull request's, not the workspace's.
             let parsed = fileData.map { RepositoryConfigParser.parse(data: $0, file: PolicyService.fileName) }
             return try await workspace.read { db in
-                try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, parsed: parsed)
+                try PolicyService.resolve(in: db, repositoryID: loaded.repository.id, parsed: parsed, fileRevision: configRef)
             }
         }
         let policy = resolved.policy
